@@ -1,0 +1,693 @@
+//! Configuration: one TOML file, every knob, with environment overrides.
+//!
+//! Every section has complete defaults, so an empty file (or none) is a valid
+//! configuration. Unknown keys are rejected rather than ignored: a typo in a
+//! threshold should not silently leave the default in force. Errors carry
+//! the file, line and key so the user can go straight to the mistake.
+//!
+//! Environment overrides use `FAULTLINE__SECTION__KEY=value` (double
+//! underscores separate the path because keys contain single ones); the
+//! value is read as a TOML value when it parses as one, else as a string.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::record::Level;
+
+/// Errors from loading a configuration. Each says where and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config value {key}: {message}")]
+    Value { key: String, message: String },
+}
+
+/// A duration written the way operators write them: `90s`, `5m`, `1h`, `7d`,
+/// `250ms`, or a bare number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dur(pub std::time::Duration);
+
+impl Dur {
+    pub const fn secs(s: u64) -> Dur {
+        Dur(std::time::Duration::from_secs(s))
+    }
+    pub fn as_millis(self) -> i64 {
+        self.0.as_millis() as i64
+    }
+    pub fn as_secs(self) -> u64 {
+        self.0.as_secs()
+    }
+}
+
+impl FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Dur, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration (write e.g. 90s, 5m, 1h, 7d)"))?;
+        let mult = match unit.trim() {
+            "" | "s" | "sec" | "secs" => 1.0,
+            "ms" => 0.001,
+            "m" | "min" | "mins" => 60.0,
+            "h" | "hr" | "hours" => 3600.0,
+            "d" | "days" => 86400.0,
+            "w" => 604800.0,
+            other => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{other}` (use ms, s, m, h, d or w)"
+                ));
+            }
+        };
+        if !(n * mult).is_finite() || n < 0.0 {
+            return Err(format!("`{s}` is not a valid duration"));
+        }
+        Ok(Dur(std::time::Duration::from_secs_f64(n * mult)))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 86_400_000 == 0 && ms > 0 {
+            write!(f, "{}d", ms / 86_400_000)
+        } else if ms % 3_600_000 == 0 && ms > 0 {
+            write!(f, "{}h", ms / 3_600_000)
+        } else if ms % 60_000 == 0 && ms > 0 {
+            write!(f, "{}m", ms / 60_000)
+        } else if ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(n) => Ok(Dur::secs(n)),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Input format selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Decide per line: `{` → JSON, `key=value …` with a level → logfmt, else text.
+    #[default]
+    Auto,
+    Json,
+    Logfmt,
+    Text,
+}
+
+/// What alert sinks receive as sample messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleMode {
+    /// The message exactly as in the record.
+    #[default]
+    Raw,
+    /// The masked template, so personal data never leaves faultline.
+    Masked,
+    /// No samples at all.
+    None,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub input: InputConfig,
+    pub fields: FieldsConfig,
+    pub text: TextConfig,
+    pub fingerprint: FingerprintConfig,
+    pub baseline: BaselineConfig,
+    pub window: WindowConfig,
+    pub detect: DetectConfig,
+    pub alerts: AlertsConfig,
+    pub kafka: KafkaConfig,
+    pub elasticsearch: ElasticsearchConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    pub format: Format,
+    /// Lines longer than this are counted as `too_long` and skipped.
+    pub max_line_bytes: usize,
+    /// Records at or above this level are errors; below it they are only
+    /// counted (for rates).
+    pub min_level: Level,
+    /// Logger names whose records count as errors from this level on
+    /// (e.g. one noisy logger's WARN); `logger = level`.
+    pub logger_min_level: std::collections::BTreeMap<String, Level>,
+    /// Timestamps that cannot be parsed: skip the record (`true`) or use the
+    /// previous record's time (`false`).
+    pub reject_bad_timestamps: bool,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            format: Format::Auto,
+            max_line_bytes: 1 << 20,
+            min_level: Level::Error,
+            logger_min_level: Default::default(),
+            reject_bad_timestamps: true,
+        }
+    }
+}
+
+/// Candidate key names per field, tried in order. Dotted names match both a
+/// literal dotted key (`"log.level": …`) and nested objects (`"log": {"level": …}`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FieldsConfig {
+    pub timestamp: Vec<String>,
+    pub level: Vec<String>,
+    pub message: Vec<String>,
+    pub service: Vec<String>,
+    pub version: Vec<String>,
+    pub error_type: Vec<String>,
+    pub error_message: Vec<String>,
+    pub stack_trace: Vec<String>,
+    pub logger: Vec<String>,
+    pub host: Vec<String>,
+    /// Derive the version from another field with a regex whose first
+    /// capture group is the version (e.g. a pod name's ReplicaSet hash).
+    pub version_from: Option<VersionFrom>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionFrom {
+    pub field: String,
+    pub regex: String,
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for FieldsConfig {
+    fn default() -> Self {
+        FieldsConfig {
+            timestamp: names(&["@timestamp", "timestamp", "time", "ts"]),
+            level: names(&["log.level", "level", "severity", "lvl"]),
+            message: names(&["message", "msg"]),
+            service: names(&["service.name", "service", "app"]),
+            version: names(&["service.version", "version"]),
+            error_type: names(&["error.type"]),
+            error_message: names(&["error.message"]),
+            stack_trace: names(&[
+                "error.stack_trace",
+                "stack_trace",
+                "stacktrace",
+                "exception",
+            ]),
+            logger: names(&["log.logger", "logger"]),
+            host: names(&["host.name", "host"]),
+            version_from: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextConfig {
+    /// Header regexes tried in order; named groups `ts`, `level`, `pri`,
+    /// `service`, `instance`, `host`, `logger`, `msg`. Empty = the built-in
+    /// defaults (see `docs/patterns.md`).
+    pub headers: Vec<String>,
+    /// A header without a level: call the record an error when its message
+    /// says so (`error`, `exception`, `failed`, …). Off = such records are info.
+    pub infer_level: bool,
+    /// Service name for text records that carry none (default: the input's
+    /// file stem).
+    pub default_service: Option<String>,
+}
+
+impl Default for TextConfig {
+    fn default() -> Self {
+        TextConfig {
+            headers: Vec::new(),
+            infer_level: true,
+            default_service: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FingerprintConfig {
+    /// Directories or files of pattern rules, loaded in order; later rules
+    /// with the same name replace earlier ones.
+    pub patterns: Vec<PathBuf>,
+    /// Service is part of an error type's identity.
+    pub include_service: bool,
+    /// Package/module prefixes whose frames are "in-app". Empty = every frame
+    /// not in a well-known runtime or framework namespace.
+    pub in_app: Vec<String>,
+    /// How many top in-app frames enter the identity.
+    pub max_frames: usize,
+    pub learn: LearnConfig,
+}
+
+impl Default for FingerprintConfig {
+    fn default() -> Self {
+        FingerprintConfig {
+            patterns: Vec::new(),
+            include_service: true,
+            in_app: Vec::new(),
+            max_frames: 3,
+            learn: LearnConfig::default(),
+        }
+    }
+}
+
+/// The learned stage: when does a token position count as variable?
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearnConfig {
+    pub enabled: bool,
+    /// A position becomes variable once this many distinct words were seen
+    /// there (with every other position equal)…
+    pub min_distinct: usize,
+    /// …and the distinct words are at least this share of the occurrences
+    /// (0 = any). Guards against merging a few frequent constant words.
+    pub min_ratio: f64,
+}
+
+impl Default for LearnConfig {
+    fn default() -> Self {
+        LearnConfig {
+            enabled: true,
+            min_distinct: 3,
+            min_ratio: 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselineConfig {
+    /// Learning period from the first record's event time (when the state
+    /// holds no baseline yet).
+    pub warmup: Dur,
+    /// Types whose window counts and samples are kept; colder ones keep only
+    /// their fingerprint in the known-set.
+    pub max_hot_types: usize,
+    /// Sample messages kept per type.
+    pub samples: usize,
+    /// How often the state is checkpointed (records), at least at the end.
+    pub checkpoint_every: u64,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        BaselineConfig {
+            warmup: Dur::secs(30 * 60),
+            max_hot_types: 200_000,
+            samples: 3,
+            checkpoint_every: 200_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowConfig {
+    pub bucket: Dur,
+    pub history: Dur,
+    /// Records older than the newest event time minus this are counted as
+    /// late and not added to windows.
+    pub lateness: Dur,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig {
+            bucket: Dur::secs(60),
+            history: Dur::secs(3600),
+            lateness: Dur::secs(300),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    pub novel: bool,
+    pub surge: bool,
+    /// Recent window judged for surges.
+    pub surge_window: Dur,
+    /// Minimum count in the recent window before a surge can fire.
+    pub surge_min_count: u64,
+    /// Minimum ratio of observed to expected count.
+    pub surge_min_ratio: f64,
+    /// Poisson upper-tail probability below which the count is significant.
+    pub surge_p_value: f64,
+    /// Floor on the baseline rate (per minute), so a type seen once in the
+    /// baseline does not make every repeat a surge.
+    pub surge_min_baseline_per_min: f64,
+    /// After a surge ends, a new episode may alert only after this.
+    pub cooldown: Dur,
+    /// Novel alerts per minute per service beyond which one `storm` summary
+    /// is emitted instead.
+    pub storm_per_minute: usize,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            novel: true,
+            surge: true,
+            surge_window: Dur::secs(5 * 60),
+            surge_min_count: 10,
+            surge_min_ratio: 4.0,
+            surge_p_value: 1e-6,
+            surge_min_baseline_per_min: 0.05,
+            cooldown: Dur::secs(30 * 60),
+            storm_per_minute: 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    pub samples: SampleMode,
+    /// JSON-lines file; `None` = stdout.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    /// Topic names; an entry starting with `^` is a regex.
+    pub topics: Vec<String>,
+    /// Where a new consumer group starts: `earliest` or `latest`.
+    pub start: String,
+    /// Alerts topic; empty = no Kafka alert sink.
+    pub alerts_topic: String,
+    /// Dead-letter topic for malformed records; empty = none.
+    pub dead_letter_topic: String,
+    pub transactional_id: String,
+    /// Records per batch between commits.
+    pub batch_size: usize,
+    /// Extra librdkafka properties (security.protocol, sasl.*, ssl.*, …),
+    /// passed through to both consumer and producer.
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "faultline".into(),
+            topics: vec!["logs".into()],
+            start: "earliest".into(),
+            alerts_topic: String::new(),
+            dead_letter_topic: String::new(),
+            transactional_id: "faultline-1".into(),
+            batch_size: 5000,
+            properties: Default::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElasticsearchConfig {
+    /// Server URL; empty = no Elasticsearch sink.
+    pub url: String,
+    pub alerts_index: String,
+    pub types_index: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub api_key: Option<String>,
+    pub ca_cert: Option<PathBuf>,
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl Default for ElasticsearchConfig {
+    fn default() -> Self {
+        ElasticsearchConfig {
+            url: String::new(),
+            alerts_index: "faultline-alerts".into(),
+            types_index: "faultline-types".into(),
+            username: None,
+            password: None,
+            api_key: None,
+            ca_cert: None,
+            spool_dir: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub listen: String,
+    /// `text` or `json` structured logs on stderr.
+    pub log_format: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9464".into(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` (or the defaults when `None`), then applies
+    /// `FAULTLINE__…` environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("FAULTLINE__"))
+            .collect();
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                Config::from_toml(&text, p, &env)
+            }
+            None => Config::from_toml("", Path::new("<defaults>"), &env),
+        }
+    }
+
+    /// Parses TOML text, naming `path` in errors, and applies overrides.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        // First pass on the text alone: its errors carry spans, hence lines.
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let cfg = if env.is_empty() {
+            cfg
+        } else {
+            let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: 0,
+                message: e.to_string(),
+            })?;
+            for (var, value) in env {
+                apply_override(&mut table, var, value)?;
+                let _check: Config =
+                    toml::Value::Table(table.clone())
+                        .try_into()
+                        .map_err(|e: toml::de::Error| ConfigError::Env {
+                            var: var.clone(),
+                            message: e.message().trim().to_string(),
+                        })?;
+            }
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Env {
+                    var: "FAULTLINE__*".into(),
+                    message: e.message().to_string(),
+                })?
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks relations serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: &str| {
+            Err(ConfigError::Value {
+                key: key.into(),
+                message: message.into(),
+            })
+        };
+        if self.window.bucket.as_millis() < 1000 {
+            return bad("window.bucket", "must be at least 1s");
+        }
+        if self.window.history < self.window.bucket {
+            return bad("window.history", "must be at least one bucket long");
+        }
+        if self.detect.surge_window < self.window.bucket
+            || self.detect.surge_window > self.window.history
+        {
+            return bad(
+                "detect.surge_window",
+                "must lie between window.bucket and window.history",
+            );
+        }
+        if !(0.0..1.0).contains(&self.detect.surge_p_value) {
+            return bad("detect.surge_p_value", "must be in (0, 1)");
+        }
+        if self.fingerprint.learn.min_distinct < 2 {
+            return bad("fingerprint.learn.min_distinct", "must be at least 2");
+        }
+        if self.input.max_line_bytes < 64 {
+            return bad("input.max_line_bytes", "must be at least 64");
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, for `faultline config check`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = var
+        .trim_start_matches("FAULTLINE__")
+        .split("__")
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::Env {
+            var: var.into(),
+            message: "expected FAULTLINE__SECTION__KEY".into(),
+        });
+    }
+    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let mut cur = table;
+    for key in &path[..path.len() - 1] {
+        let entry = cur
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        cur = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(ConfigError::Env {
+                    var: var.into(),
+                    message: format!("`{key}` is not a section"),
+                });
+            }
+        };
+    }
+    cur.insert(path[path.len() - 1].clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = Config::from_toml("", Path::new("x.toml"), &[]).unwrap();
+        assert_eq!(c.baseline.warmup, Dur::secs(1800));
+        assert_eq!(c.window.bucket, Dur::secs(60));
+        assert_eq!(c.input.min_level, Level::Error);
+    }
+
+    #[test]
+    fn unknown_key_error_names_file_line_and_key() {
+        let text = "[detect]\nsurge_min_count = 5\nsurge_min_cuont = 3\n";
+        let err = Config::from_toml(text, Path::new("f.toml"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("f.toml:3:"), "{err}");
+        assert!(err.contains("surge_min_cuont"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_in_operator_units() {
+        assert_eq!("90s".parse::<Dur>().unwrap(), Dur::secs(90));
+        assert_eq!("5m".parse::<Dur>().unwrap(), Dur::secs(300));
+        assert_eq!("7d".parse::<Dur>().unwrap(), Dur::secs(7 * 86400));
+        assert!("5 parsecs".parse::<Dur>().is_err());
+        assert_eq!(Dur::secs(1800).to_string(), "30m");
+    }
+
+    #[test]
+    fn environment_overrides_win_over_the_file() {
+        let env = vec![
+            ("FAULTLINE__DETECT__COOLDOWN".to_string(), "10m".to_string()),
+            ("FAULTLINE__BASELINE__SAMPLES".to_string(), "5".to_string()),
+        ];
+        let c = Config::from_toml("[detect]\ncooldown = \"1h\"\n", Path::new("f"), &env).unwrap();
+        assert_eq!(c.detect.cooldown, Dur::secs(600));
+        assert_eq!(c.baseline.samples, 5);
+    }
+
+    #[test]
+    fn a_bad_override_names_the_variable() {
+        let env = vec![("FAULTLINE__DETECT__COOLDOWN".to_string(), "soon".to_string())];
+        let err = Config::from_toml("", Path::new("f"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("FAULTLINE__DETECT__COOLDOWN"), "{err}");
+    }
+}

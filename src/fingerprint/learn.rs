@@ -1,0 +1,506 @@
+//! The learned stage: which word positions of a template actually vary.
+//!
+//! Masks know that `10.0.0.7` is a value, but not that `admin` in
+//! `Invalid user admin` is one. The learner watches templates that agree
+//! everywhere but at one word position (a *skeleton*: the template with that
+//! position blanked). Once `min_distinct` different words have been seen in
+//! the same skeleton (and they are at least `min_ratio` of the occurrences),
+//! the position is variable: a generalised template with `<*>` there
+//! replaces the specific ones, which stay reachable as aliases.
+//!
+//! Why this shape: it is the only rule that gives both answers the detector
+//! needs. A never-seen user name in a position that has always varied is the
+//! old type; `timeout connecting to postgres` where only `… to redis` was
+//! ever seen is a new one (one value is no variation). Unlike similarity
+//! thresholds (Drain), the outcome does not depend on the order lines
+//! arrive in, only on the set of templates seen: the skeleton's value set is
+//! order-independent, and so is the generalised template (and its id).
+//!
+//! Lookups of a template seen before are one hash probe; the skeleton work
+//! happens only the first time a template appears.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::mask::VAR;
+
+/// Index of a cluster in the learner.
+pub type ClusterId = u32;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Cluster {
+    ctx: u64,
+    template: String,
+    /// Set when this cluster was generalised into another.
+    alias_of: Option<ClusterId>,
+    count: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Skeleton {
+    /// Distinct words seen at the blanked position (hashes), up to the
+    /// threshold — more are never needed.
+    values: Vec<u64>,
+    members: Vec<ClusterId>,
+    generalized: Option<ClusterId>,
+}
+
+/// Outcome of observing one template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolution {
+    pub cluster: ClusterId,
+    /// The template had never been seen and matched nothing: a new cluster.
+    pub created: bool,
+    /// Clusters that became aliases of `cluster` in this step.
+    pub merged: Vec<ClusterId>,
+}
+
+/// Learned template generalisation. Serializable: it is part of the state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Learner {
+    min_distinct: usize,
+    min_ratio: f64,
+    enabled: bool,
+    clusters: Vec<Cluster>,
+    exact: HashMap<u64, ClusterId>,
+    skeletons: HashMap<u64, Skeleton>,
+    /// Generalised clusters per (context, word count).
+    generalized: HashMap<u64, Vec<ClusterId>>,
+}
+
+fn h_template(ctx: u64, template: &str) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(&ctx.to_le_bytes());
+    h.update(template.as_bytes());
+    h.digest()
+}
+
+fn h_bucket(ctx: u64, len: usize) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(&ctx.to_le_bytes());
+    h.update(&(len as u64).to_le_bytes());
+    h.digest()
+}
+
+fn h_skeleton(ctx: u64, words: &[&str], pos: usize) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(&ctx.to_le_bytes());
+    h.update(&(pos as u64).to_le_bytes());
+    for (i, w) in words.iter().enumerate() {
+        if i == pos {
+            h.update(b"\x00");
+        } else {
+            h.update(w.as_bytes());
+        }
+        h.update(b"\x1f");
+    }
+    h.digest()
+}
+
+fn h_word(w: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(w.as_bytes())
+}
+
+fn matches(general: &str, words: &[&str]) -> bool {
+    let g: Vec<&str> = general.split(' ').collect();
+    g.len() == words.len() && g.iter().zip(words).all(|(a, b)| *a == VAR || a == b)
+}
+
+impl Learner {
+    pub fn new(enabled: bool, min_distinct: usize, min_ratio: f64) -> Learner {
+        Learner {
+            min_distinct: min_distinct.max(2),
+            min_ratio,
+            enabled,
+            clusters: Vec::new(),
+            exact: HashMap::new(),
+            skeletons: HashMap::new(),
+            generalized: HashMap::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.clusters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clusters.is_empty()
+    }
+
+    /// Follows aliases to the cluster that now stands for `id`.
+    pub fn root(&self, mut id: ClusterId) -> ClusterId {
+        while let Some(next) = self.clusters[id as usize].alias_of {
+            id = next;
+        }
+        id
+    }
+
+    pub fn template(&self, id: ClusterId) -> &str {
+        &self.clusters[id as usize].template
+    }
+
+    pub fn context(&self, id: ClusterId) -> u64 {
+        self.clusters[id as usize].ctx
+    }
+
+    pub fn count(&self, id: ClusterId) -> u64 {
+        self.clusters[id as usize].count
+    }
+
+    /// The cluster a template maps to now, without learning from it.
+    pub fn lookup(&self, ctx: u64, template: &str) -> Option<ClusterId> {
+        self.exact
+            .get(&h_template(ctx, template))
+            .map(|&c| self.root(c))
+    }
+
+    /// Observes one occurrence of `template` (words separated by single
+    /// spaces, as the masker writes them) in context `ctx` (service,
+    /// exception, frames: templates only generalise within one context).
+    pub fn observe(&mut self, ctx: u64, template: &str) -> Resolution {
+        let key = h_template(ctx, template);
+        if let Some(&c) = self.exact.get(&key) {
+            let r = self.root(c);
+            self.clusters[r as usize].count += 1;
+            return Resolution {
+                cluster: r,
+                created: false,
+                merged: Vec::new(),
+            };
+        }
+        if !self.enabled {
+            let id = self.push_cluster(ctx, template.to_string());
+            self.exact.insert(key, id);
+            return Resolution {
+                cluster: id,
+                created: true,
+                merged: Vec::new(),
+            };
+        }
+        let words: Vec<&str> = template.split(' ').collect();
+        let bucket = h_bucket(ctx, words.len());
+
+        // 1. A generalised template that already covers this one.
+        if let Some(g) = self.best_general(bucket, &words) {
+            self.exact.insert(key, g);
+            self.clusters[g as usize].count += 1;
+            return Resolution {
+                cluster: g,
+                created: false,
+                merged: Vec::new(),
+            };
+        }
+
+        // 2. Skeletons this template belongs to: its own, one per constant
+        //    position, and those of generalised templates it misses by one.
+        let mut cands: Vec<(u64, u64)> = Vec::with_capacity(words.len());
+        for (p, w) in words.iter().enumerate() {
+            if *w != VAR {
+                cands.push((h_skeleton(ctx, &words, p), h_word(w)));
+            }
+        }
+        if let Some(gs) = self.generalized.get(&bucket) {
+            for &g in gs {
+                if self.clusters[g as usize].alias_of.is_some() {
+                    continue;
+                }
+                let gw: Vec<&str> = self.clusters[g as usize].template.split(' ').collect();
+                let mut diff = None;
+                let mut n = 0;
+                for (i, (a, b)) in gw.iter().zip(&words).enumerate() {
+                    if *a != VAR && a != b {
+                        n += 1;
+                        diff = Some(i);
+                    }
+                }
+                if n == 1
+                    && let Some(q) = diff
+                {
+                    cands.push((h_skeleton(ctx, &gw, q), h_word(words[q])));
+                }
+            }
+        }
+
+        let mut generalize: Option<u64> = None;
+        for &(sk, val) in &cands {
+            let entry = self.skeletons.entry(sk).or_default();
+            if let Some(g) = entry.generalized {
+                let r = self.root(g);
+                self.exact.insert(key, r);
+                self.clusters[r as usize].count += 1;
+                return Resolution {
+                    cluster: r,
+                    created: false,
+                    merged: Vec::new(),
+                };
+            }
+            if !entry.values.contains(&val) && entry.values.len() < self.min_distinct {
+                entry.values.push(val);
+            }
+            if generalize.is_none() && entry.values.len() >= self.min_distinct {
+                let occurrences: u64 = entry
+                    .members
+                    .iter()
+                    .map(|&m| self.clusters[m as usize].count)
+                    .sum::<u64>()
+                    + 1;
+                if entry.values.len() as f64 >= self.min_ratio * occurrences as f64 {
+                    generalize = Some(sk);
+                }
+            }
+        }
+
+        // 3. Nothing matched: a new cluster, registered in its skeletons.
+        let id = self.push_cluster(ctx, template.to_string());
+        self.exact.insert(key, id);
+        for &(sk, _) in &cands {
+            if let Some(e) = self.skeletons.get_mut(&sk) {
+                e.members.push(id);
+            }
+        }
+        let Some(sk) = generalize else {
+            return Resolution {
+                cluster: id,
+                created: true,
+                merged: Vec::new(),
+            };
+        };
+
+        // 4. The position has varied enough: generalise it.
+        let (g, merged) = self.generalize(ctx, &words, sk, id, bucket);
+        Resolution {
+            cluster: g,
+            created: false,
+            merged,
+        }
+    }
+
+    fn push_cluster(&mut self, ctx: u64, template: String) -> ClusterId {
+        let id = self.clusters.len() as ClusterId;
+        self.clusters.push(Cluster {
+            ctx,
+            template,
+            alias_of: None,
+            count: 1,
+        });
+        id
+    }
+
+    fn best_general(&self, bucket: u64, words: &[&str]) -> Option<ClusterId> {
+        let gs = self.generalized.get(&bucket)?;
+        gs.iter()
+            .copied()
+            .filter(|&g| self.clusters[g as usize].alias_of.is_none())
+            .filter(|&g| matches(&self.clusters[g as usize].template, words))
+            .min_by_key(|&g| {
+                let t = &self.clusters[g as usize].template;
+                (t.matches(VAR).count(), t.clone())
+            })
+    }
+
+    /// Makes the template of skeleton `sk` a cluster and aliases the
+    /// skeleton's members to it. `words`/`newest` are the template and
+    /// cluster that tipped it over.
+    fn generalize(
+        &mut self,
+        ctx: u64,
+        words: &[&str],
+        sk: u64,
+        newest: ClusterId,
+        bucket: u64,
+    ) -> (ClusterId, Vec<ClusterId>) {
+        // Recover the skeleton's template from any member: the blanked
+        // position is where the members disagree with `words`.
+        let members = self
+            .skeletons
+            .get(&sk)
+            .map(|e| e.members.clone())
+            .unwrap_or_default();
+        let mut general: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        for &m in &members {
+            let root = self.root(m);
+            for (i, w) in self.clusters[root as usize].template.split(' ').enumerate() {
+                if i < general.len() && (w == VAR || general[i] != w) {
+                    general[i] = VAR.to_string();
+                }
+            }
+        }
+        let template = general.join(" ");
+        let gkey = h_template(ctx, &template);
+        let g = match self.exact.get(&gkey) {
+            Some(&c) => self.root(c),
+            None => {
+                let id = self.push_cluster(ctx, template.clone());
+                self.clusters[id as usize].count = 0;
+                self.exact.insert(gkey, id);
+                id
+            }
+        };
+        let mut merged = Vec::new();
+        for m in members.into_iter().chain(std::iter::once(newest)) {
+            let r = self.root(m);
+            if r != g {
+                self.clusters[r as usize].alias_of = Some(g);
+                let c = self.clusters[r as usize].count;
+                self.clusters[g as usize].count += c;
+                merged.push(r);
+            }
+        }
+        if let Some(e) = self.skeletons.get_mut(&sk) {
+            e.generalized = Some(g);
+        }
+        let list = self.generalized.entry(bucket).or_default();
+        if !list.contains(&g) {
+            list.push(g);
+        }
+        // The new template's own skeletons, so a second position can
+        // generalise later.
+        let gw: Vec<String> = self.clusters[g as usize]
+            .template
+            .split(' ')
+            .map(str::to_string)
+            .collect();
+        let gw_ref: Vec<&str> = gw.iter().map(String::as_str).collect();
+        for (p, w) in gw_ref.iter().enumerate() {
+            if *w != VAR {
+                let e = self
+                    .skeletons
+                    .entry(h_skeleton(ctx, &gw_ref, p))
+                    .or_default();
+                let v = h_word(w);
+                if !e.values.contains(&v) && e.values.len() < self.min_distinct {
+                    e.values.push(v);
+                }
+                if !e.members.contains(&g) {
+                    e.members.push(g);
+                }
+            }
+        }
+        merged.sort_unstable();
+        merged.dedup();
+        (g, merged)
+    }
+
+    /// Aliases of `id` (clusters that now resolve to it), itself excluded.
+    pub fn aliases(&self, id: ClusterId) -> Vec<ClusterId> {
+        (0..self.clusters.len() as ClusterId)
+            .filter(|&c| c != id && self.root(c) == id)
+            .collect()
+    }
+
+    /// Approximate heap bytes, for the memory report.
+    pub fn heap_bytes(&self) -> usize {
+        self.clusters
+            .iter()
+            .map(|c| std::mem::size_of::<Cluster>() + c.template.capacity())
+            .sum::<usize>()
+            + self.exact.capacity() * 16
+            + self
+                .skeletons
+                .values()
+                .map(|s| 64 + s.values.capacity() * 8 + s.members.capacity() * 4)
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn learner() -> Learner {
+        Learner::new(true, 3, 0.0)
+    }
+
+    #[test]
+    fn a_template_seen_before_is_the_same_cluster() {
+        let mut l = learner();
+        let a = l.observe(1, "disk <*> full").cluster;
+        assert_eq!(l.observe(1, "disk <*> full").cluster, a);
+    }
+
+    #[test]
+    fn one_different_word_in_a_position_that_never_varied_is_a_new_cluster() {
+        let mut l = learner();
+        let redis = l.observe(1, "timeout connecting to redis");
+        let pg = l.observe(1, "timeout connecting to postgres");
+        assert!(redis.created && pg.created);
+        assert_ne!(redis.cluster, pg.cluster);
+    }
+
+    #[test]
+    fn a_position_that_varied_enough_generalises_and_keeps_old_ids_as_aliases() {
+        let mut l = learner();
+        let a = l.observe(1, "Invalid user admin from <*>").cluster;
+        let b = l.observe(1, "Invalid user oracle from <*>").cluster;
+        let c = l.observe(1, "Invalid user test from <*>");
+        assert!(!c.created);
+        assert_eq!(l.template(c.cluster), "Invalid user <*> from <*>");
+        assert_eq!(l.root(a), c.cluster);
+        assert_eq!(l.root(b), c.cluster);
+        // A never-seen name is the same type, at once.
+        let d = l.observe(1, "Invalid user zelda from <*>");
+        assert!(!d.created);
+        assert_eq!(d.cluster, c.cluster);
+        // A constant word elsewhere still splits.
+        let e = l.observe(1, "Invalid group zelda from <*>");
+        assert_ne!(e.cluster, c.cluster);
+    }
+
+    #[test]
+    fn contexts_never_generalise_together() {
+        let mut l = learner();
+        l.observe(1, "user a denied");
+        l.observe(2, "user b denied");
+        let c = l.observe(3, "user c denied");
+        assert!(c.created);
+    }
+
+    #[test]
+    fn the_outcome_does_not_depend_on_arrival_order() {
+        let lines = [
+            "conn from alpha closed",
+            "conn from beta closed",
+            "conn from gamma closed",
+            "conn to alpha closed",
+            "job alpha done",
+            "conn from delta closed",
+        ];
+        let groups = |order: &[usize]| {
+            let mut l = learner();
+            for &i in order {
+                l.observe(7, lines[i]);
+            }
+            let mut t: Vec<String> = lines
+                .iter()
+                .map(|s| l.template(l.lookup(7, s).unwrap()).to_string())
+                .collect();
+            t.sort();
+            t
+        };
+        assert_eq!(groups(&[0, 1, 2, 3, 4, 5]), groups(&[5, 4, 3, 2, 1, 0]));
+        assert_eq!(groups(&[0, 1, 2, 3, 4, 5]), groups(&[3, 0, 5, 1, 4, 2]));
+    }
+
+    #[test]
+    fn a_second_position_can_generalise_after_the_first() {
+        let mut l = learner();
+        for u in ["ann", "bob", "cid"] {
+            l.observe(1, &format!("user {u} denied on east"));
+        }
+        for r in ["west", "north", "south"] {
+            l.observe(1, &format!("user dan denied on {r}"));
+        }
+        let r = l.observe(1, "user eve denied on mars");
+        assert_eq!(l.template(r.cluster), "user <*> denied on <*>");
+    }
+
+    #[test]
+    fn disabled_learning_keeps_every_template_apart() {
+        let mut l = Learner::new(false, 3, 0.0);
+        for u in ["a", "b", "c", "d"] {
+            assert!(l.observe(1, &format!("user {u} denied")).created);
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! Fingerprint: an error record in, a stable error-type id out.
+//!
+//! Same bug → same id, on any instance, after any restart. The id is a hash
+//! of a documented, versioned canonical form (see `docs/fingerprint.md`):
+//!
+//! ```text
+//! faultline.fp/v1 \x1f service \x1f exception class \x1f frame|frame|… \x1f template
+//! ```
+//!
+//! where `template` is the masked message ([`mask`]) generalised by the
+//! learned stage ([`learn`]), and class and frames come from the stack trace
+//! ([`stack`]). Changing anything in that form changes every id, so it is
+//! versioned; the state records the version and the pattern digest that
+//! produced each fingerprint.
+
+pub mod learn;
+pub mod mask;
+pub mod patterns;
+pub mod stack;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::config::FingerprintConfig;
+use crate::record::Record;
+
+pub use learn::Learner;
+pub use mask::{Fired, Masker, VAR};
+pub use patterns::{GroupAction, PatternError, PatternSet};
+
+/// Version tag of the canonical form; part of every hash.
+pub const CANONICAL_VERSION: &str = "faultline.fp/v1";
+
+/// A stable error-type id: 64 bits, written as 16 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(pub u64);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Fingerprint, String> {
+        if s.len() != 16 {
+            return Err(format!("`{s}` is not a fingerprint (16 hex digits)"));
+        }
+        u64::from_str_radix(s, 16)
+            .map(Fingerprint)
+            .map_err(|_| format!("`{s}` is not a fingerprint (16 hex digits)"))
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Fingerprint, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The parts of an error type's identity other than its template.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Context {
+    pub service: String,
+    pub exception: String,
+    pub frames: Vec<String>,
+}
+
+impl Context {
+    /// Hash of the context alone: templates generalise only within one.
+    pub fn key(&self) -> u64 {
+        let mut h = Xxh3::new();
+        self.feed(&mut h);
+        h.digest()
+    }
+
+    fn feed(&self, h: &mut Xxh3) {
+        h.update(CANONICAL_VERSION.as_bytes());
+        h.update(b"\x1f");
+        h.update(self.service.as_bytes());
+        h.update(b"\x1f");
+        h.update(self.exception.as_bytes());
+        h.update(b"\x1f");
+        for (i, f) in self.frames.iter().enumerate() {
+            if i > 0 {
+                h.update(b"|");
+            }
+            h.update(f.as_bytes());
+        }
+        h.update(b"\x1f");
+    }
+
+    /// The fingerprint of `template` in this context (the canonical form).
+    pub fn fingerprint(&self, template: &str) -> Fingerprint {
+        let mut h = Xxh3::new();
+        self.feed(&mut h);
+        h.update(template.as_bytes());
+        Fingerprint(h.digest())
+    }
+}
+
+/// What the stateless part of fingerprinting makes of a record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Identity {
+    /// A grouping rule says to drop it.
+    Ignored { rule: String },
+    /// A grouping rule fixes the type: no learning applies.
+    Fixed { context: Context, template: String },
+    /// The usual case: a masked template for the learner.
+    Learned { context: Context, template: String },
+}
+
+/// The stateless half: masking, stack analysis and grouping rules.
+#[derive(Clone, Debug)]
+pub struct Fingerprinter {
+    masker: Masker,
+    patterns: PatternSet,
+    include_service: bool,
+    in_app: Vec<String>,
+    max_frames: usize,
+}
+
+/// Any problem building a fingerprinter.
+#[derive(Debug, thiserror::Error)]
+pub enum FingerprintError {
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    #[error(transparent)]
+    Build(#[from] mask::BuildError),
+}
+
+impl Fingerprinter {
+    pub fn new(cfg: &FingerprintConfig) -> Result<Fingerprinter, FingerprintError> {
+        let patterns = PatternSet::load(&cfg.patterns)?;
+        Fingerprinter::with_patterns(cfg, patterns)
+    }
+
+    pub fn with_patterns(
+        cfg: &FingerprintConfig,
+        patterns: PatternSet,
+    ) -> Result<Fingerprinter, FingerprintError> {
+        Ok(Fingerprinter {
+            masker: Masker::new(&patterns)?,
+            patterns,
+            include_service: cfg.include_service,
+            in_app: cfg.in_app.clone(),
+            max_frames: cfg.max_frames,
+        })
+    }
+
+    pub fn patterns(&self) -> &PatternSet {
+        &self.patterns
+    }
+
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+
+    /// Masks a bare message (`fingerprint --raw`): no service, no trace.
+    pub fn identify_message(&self, message: &str, fired: Option<&mut Vec<Fired>>) -> Identity {
+        let mut template = String::with_capacity(message.len());
+        self.masker.mask_into(message, &mut template, fired);
+        Identity::Learned {
+            context: Context::default(),
+            template,
+        }
+    }
+
+    /// The identity of an error record, before learning.
+    pub fn identify(&self, rec: &Record, fired: Option<&mut Vec<Fired>>) -> Identity {
+        let service = if self.include_service {
+            rec.service.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        for g in &self.patterns.groups {
+            let hit = |re: &Option<regex::Regex>, v: Option<&str>| match re {
+                None => true,
+                Some(re) => v.is_some_and(|v| re.is_match(v)),
+            };
+            if hit(&g.service, rec.service.as_deref())
+                && hit(&g.logger, rec.logger.as_deref())
+                && hit(&g.error_type, rec.error_type.as_deref())
+                && hit(&g.message, Some(&rec.message))
+            {
+                let context = Context {
+                    service,
+                    ..Context::default()
+                };
+                return match &g.action {
+                    GroupAction::Ignore => Identity::Ignored {
+                        rule: g.name.clone(),
+                    },
+                    GroupAction::Fixed(name) => Identity::Fixed {
+                        context,
+                        template: name.clone(),
+                    },
+                    GroupAction::Template(t) => Identity::Fixed {
+                        context,
+                        template: t.clone(),
+                    },
+                };
+            }
+        }
+        let first_line = rec.message.lines().next().unwrap_or("");
+        let info = stack::analyze(
+            first_line,
+            rec.stack_trace.as_deref(),
+            &self.in_app,
+            self.max_frames,
+        );
+        let exception = rec
+            .error_type
+            .clone()
+            .or(info.exception)
+            .unwrap_or_default();
+        let mut template = String::with_capacity(first_line.len());
+        self.masker.mask_into(first_line, &mut template, fired);
+        Identity::Learned {
+            context: Context {
+                service,
+                exception,
+                frames: info.frames,
+            },
+            template,
+        }
+    }
+}
+
+/// An error record's type after learning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Typed {
+    pub fingerprint: Fingerprint,
+    pub template: String,
+    pub context: Context,
+    /// No type matched: the template is new to the learner.
+    pub created: bool,
+    /// Fingerprints that became aliases of `fingerprint` in this step.
+    pub merged: Vec<Fingerprint>,
+}
+
+/// The stateful half: maps identities to (possibly generalised) types.
+pub fn classify(learner: &mut Learner, identity: Identity) -> Option<Typed> {
+    match identity {
+        Identity::Ignored { .. } => None,
+        Identity::Fixed { context, template } => Some(Typed {
+            fingerprint: context.fingerprint(&template),
+            template,
+            context,
+            created: false,
+            merged: Vec::new(),
+        }),
+        Identity::Learned { context, template } => {
+            let r = learner.observe(context.key(), &template);
+            let general = learner.template(r.cluster).to_string();
+            let merged = r
+                .merged
+                .iter()
+                .map(|&m| context.fingerprint(learner.template(m)))
+                .collect();
+            Some(Typed {
+                fingerprint: context.fingerprint(&general),
+                template: general,
+                context,
+                created: r.created,
+                merged,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp() -> Fingerprinter {
+        Fingerprinter::new(&FingerprintConfig::default()).unwrap()
+    }
+
+    fn rec(service: &str, msg: &str) -> Record {
+        Record {
+            service: Some(service.into()),
+            message: msg.into(),
+            ..Record::default()
+        }
+    }
+
+    fn typed(f: &Fingerprinter, l: &mut Learner, r: &Record) -> Typed {
+        classify(l, f.identify(r, None)).unwrap()
+    }
+
+    #[test]
+    fn fingerprints_print_as_sixteen_hex_digits_and_parse_back() {
+        let f = Fingerprint(0xdead_beef);
+        assert_eq!(f.to_string(), "00000000deadbeef");
+        assert_eq!("00000000deadbeef".parse::<Fingerprint>().unwrap(), f);
+        assert!("xyz".parse::<Fingerprint>().is_err());
+    }
+
+    #[test]
+    fn the_canonical_form_is_stable_across_releases() {
+        // If this changes, every stored id changes: bump CANONICAL_VERSION.
+        let c = Context {
+            service: "checkout".into(),
+            exception: "java.lang.IllegalStateException".into(),
+            frames: vec!["com.shop.Cart.close".into()],
+        };
+        assert_eq!(c.fingerprint("cart <*> is closed").to_string(), "5092edc94492622a");
+    }
+
+    #[test]
+    fn variable_values_do_not_change_the_fingerprint() {
+        let f = fp();
+        let mut l = Learner::new(true, 3, 0.0);
+        let a = typed(&f, &mut l, &rec("api", "user 42 from 10.0.0.1 took 12ms"));
+        let b = typed(&f, &mut l, &rec("api", "user 97 from 192.168.3.4 took 1.5s"));
+        assert_eq!(a.fingerprint, b.fingerprint);
+    }
+
+    #[test]
+    fn one_bug_in_two_services_is_two_types() {
+        let f = fp();
+        let mut l = Learner::new(true, 3, 0.0);
+        let a = typed(&f, &mut l, &rec("api", "db down"));
+        let b = typed(&f, &mut l, &rec("worker", "db down"));
+        assert_ne!(a.fingerprint, b.fingerprint);
+    }
+
+    #[test]
+    fn two_messages_differing_by_one_constant_word_get_different_fingerprints() {
+        let f = fp();
+        let mut l = Learner::new(true, 3, 0.0);
+        let a = typed(&f, &mut l, &rec("api", "timeout connecting to redis"));
+        let b = typed(&f, &mut l, &rec("api", "timeout connecting to postgres"));
+        assert_ne!(a.fingerprint, b.fingerprint);
+    }
+
+    #[test]
+    fn the_same_record_gets_the_same_id_on_a_fresh_instance() {
+        let r = rec("api", "payment 7781 declined for user bob");
+        let a = typed(&fp(), &mut Learner::new(true, 3, 0.0), &r);
+        let b = typed(&fp(), &mut Learner::new(true, 3, 0.0), &r);
+        assert_eq!(a.fingerprint, b.fingerprint);
+    }
+
+    #[test]
+    fn stack_traces_identify_by_class_and_in_app_frames() {
+        let f = fp();
+        let mut l = Learner::new(true, 3, 0.0);
+        let trace = |line: u32| {
+            format!(
+                "java.lang.NullPointerException: null\n\tat com.shop.Cart.total(Cart.java:{line})\n\tat java.lang.Thread.run(Thread.java:1)"
+            )
+        };
+        let mut r1 = rec("checkout", "request failed");
+        r1.stack_trace = Some(trace(10));
+        let mut r2 = r1.clone();
+        r2.stack_trace = Some(trace(99));
+        let t1 = typed(&f, &mut l, &r1);
+        let t2 = typed(&f, &mut l, &r2);
+        assert_eq!(t1.fingerprint, t2.fingerprint);
+        assert_eq!(t1.context.exception, "java.lang.NullPointerException");
+        assert_eq!(t1.context.frames, ["com.shop.Cart.total"]);
+        let mut r3 = r1.clone();
+        r3.stack_trace = Some(trace(10).replace("Cart.total", "Cart.add"));
+        assert_ne!(typed(&f, &mut l, &r3).fingerprint, t1.fingerprint);
+    }
+
+    #[test]
+    fn grouping_rules_fix_or_ignore_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.toml");
+        std::fs::write(
+            &p,
+            "[[group]]\nname = \"resets\"\nmessage = '(?i)connection reset'\nfingerprint = 'connection-reset'\n\n\
+             [[group]]\nname = \"noise\"\nmessage = '^health check'\nignore = true\n",
+        )
+        .unwrap();
+        let cfg = FingerprintConfig {
+            patterns: vec![p],
+            ..FingerprintConfig::default()
+        };
+        let f = Fingerprinter::new(&cfg).unwrap();
+        let mut l = Learner::new(true, 3, 0.0);
+        let a = typed(&f, &mut l, &rec("api", "Connection reset by peer"));
+        let b = typed(&f, &mut l, &rec("api", "upstream: connection reset while reading"));
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_eq!(a.template, "connection-reset");
+        assert!(classify(&mut l, f.identify(&rec("api", "health check failed"), None)).is_none());
+    }
+}

@@ -1,0 +1,22 @@
+//! faultline: watches log streams after a release and says, within a second,
+//! "this error is new" or "this error just surged".
+//!
+//! The crate is laid out as a pipeline, one module per stage, in the order
+//! data flows: [`source`] reads bytes, [`parse`] makes records, [`fingerprint`]
+//! turns an error record into an error type, [`baseline`] knows which types
+//! are old, [`window`] counts per type in event time, [`detect`] decides what
+//! deserves an alert and [`alert`] delivers it. [`pipeline`] wires the stages;
+//! [`state`] makes their memory durable. See `docs/architecture.md`.
+
+pub mod alert;
+pub mod baseline;
+pub mod config;
+pub mod detect;
+pub mod fingerprint;
+pub mod metrics;
+pub mod parse;
+pub mod pipeline;
+pub mod record;
+pub mod source;
+pub mod state;
+pub mod window;
