@@ -87,9 +87,11 @@ fetch() {
         log "kafka: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIBS (first run only)"
         local tmp t0=$SECONDS
         tmp=$(mktemp -d "$DIST_DIR/libs.tmp.XXXXXX")
+        # (sed: Maven 3.8 prints stray ANSI resets even in batch/quiet mode.)
         # shellcheck disable=SC2086
         if ! mvn -B -q -Dstyle.color=never -f "$ASSETS/pom.xml" -Dkafka.version="$KAFKA_VERSION" $KAFKA_MVN_OPTS \
-                dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
+                dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1 \
+                | sed 's/\x1b\[[0-9;]*m//g' >&2; then
             rm -rf "$tmp"
             die "mvn could not fetch org.apache.kafka:kafka_2.13:$KAFKA_VERSION and its dependencies (is Maven Central reachable?)"
         fi
@@ -119,10 +121,23 @@ is_broker_pid() {
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "kafka.Kafka $PROPS"
 }
 
+# The broker's pid: from the pid file, else (pid file lost, e.g. target/ cleaned under a
+# running broker) by looking for a JVM running kafka.Kafka with this run dir's config.
 running_pid() {
-    local pid
+    local pid f
     pid=$(read_pid)
-    if is_broker_pid "$pid"; then echo "$pid"; fi
+    if is_broker_pid "$pid"; then
+        echo "$pid"
+        return 0
+    fi
+    for f in /proc/[0-9]*/cmdline; do
+        pid=${f#/proc/}
+        pid=${pid%/cmdline}
+        if is_broker_pid "$pid"; then
+            echo "$pid"
+            return 0
+        fi
+    done
 }
 
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$KAFKA_HOST/$1" 2>/dev/null; }
@@ -181,10 +196,12 @@ format_storage() {
 
 # --- commands ------------------------------------------------------------------------------
 
+# show_failure OFFSET: tail of this start's part of server.log, and of kafka.out (JVM output).
 show_failure() {
+    local offset=${1:-0}
     {
         echo "---- last lines of $SERVER_LOG ----"
-        tail -n 40 "$SERVER_LOG" 2>/dev/null || true
+        tail -c +$((offset + 1)) "$SERVER_LOG" 2>/dev/null | tail -n 40 || true
         echo "---- last lines of $OUT_FILE ----"
         tail -n 20 "$OUT_FILE" 2>/dev/null || true
     } >&2
@@ -260,17 +277,17 @@ cmd_start() {
         [[ -n $pid ]] && break
         sleep 0.1
     done
-    [[ -n $pid ]] || { show_failure; die "broker process did not start"; }
+    [[ -n $pid ]] || { show_failure "$offset"; die "broker process did not start"; }
 
     local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
     while :; do
         if ! is_broker_pid "$pid"; then
-            show_failure
+            show_failure "$offset"
             rm -f "$PID_FILE"
             die "broker exited during startup (see $LOG_DIR)"
         fi
         if (( SECONDS >= deadline )); then
-            show_failure
+            show_failure "$offset"
             log "kafka: not ready after ${KAFKA_START_TIMEOUT}s, stopping pid $pid" >&2
             kill_pid "$pid" 10 || true
             rm -f "$PID_FILE"

@@ -33,11 +33,13 @@ TPORT="${OPENSEARCH_TRANSPORT_PORT:-9300}"
 START_TIMEOUT="${OPENSEARCH_START_TIMEOUT:-120}"
 STOP_TIMEOUT="${OPENSEARCH_STOP_TIMEOUT:-30}"
 
-CACHE_ROOT="${FAULTLINE_CACHE:-${HOME:-/root}/.cache/faultline}"
+abspath() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+
+CACHE_ROOT="$(abspath "${FAULTLINE_CACHE:-${HOME:-/root}/.cache/faultline}")"
 DIST_DIR="$CACHE_ROOT/opensearch-$OS_VERSION"
 LIBS_DIR="$DIST_DIR/libs"
 
-RUN_ROOT="${FAULTLINE_RUN:-$REPO_DIR/target/servers}"
+RUN_ROOT="$(abspath "${FAULTLINE_RUN:-$REPO_DIR/target/servers}")"
 NODE_HOME="$RUN_ROOT/opensearch"
 CONF_DIR="$NODE_HOME/config"
 DATA_DIR="$NODE_HOME/data"
@@ -114,18 +116,18 @@ fetch_libs() {
   echo "$key" >"$tmp/.complete"
   rm -rf "$LIBS_DIR"
   mv "$tmp" "$LIBS_DIR"
-  say "fetched $(ls "$LIBS_DIR" | wc -l) jars ($(du -sh "$LIBS_DIR" | cut -f1)) in $((SECONDS - t0))s"
+  say "fetched $(find "$LIBS_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIBS_DIR" | cut -f1)) in $((SECONDS - t0))s"
 }
 
 compile_launcher() {
   local sha; sha="$(sha256sum "$SRC_DIR/Launcher.java" | cut -c1-12)"
   CLASSES_DIR="$DIST_DIR/launcher-$sha-java$JAVA_MAJOR"
   [[ -f "$CLASSES_DIR/Launcher.class" ]] && return 0
+  rm -rf "$DIST_DIR"/launcher-*   # builds of older Launcher.java versions
   local tmp="$CLASSES_DIR.tmp.$$"
-  rm -rf "$tmp"; mkdir -p "$tmp"
+  mkdir -p "$tmp"
   "$JAVAC" -nowarn -d "$tmp" -cp "$LIBS_DIR/*" "$SRC_DIR/Launcher.java" \
     || { rm -rf "$tmp"; die "javac failed on $SRC_DIR/Launcher.java"; }
-  rm -rf "$CLASSES_DIR" "$DIST_DIR"/launcher-*-java*[0-9]   # drop builds of older sources
   mv "$tmp" "$CLASSES_DIR"
 }
 
@@ -137,10 +139,19 @@ read_pid() {
   echo "$p"
 }
 
+# pid exists and is not a zombie (an exited server stays a zombie until init reaps it,
+# which can take a second or two: it holds no port, lock or file any more)
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local st
+  st="$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null || true)"
+  [[ "$st" != Z && "$st" != X ]]
+}
+
 # our node is running: pid alive and its command line names this node home
 is_running() {
   local p; p="$(read_pid)" || return 1
-  kill -0 "$p" 2>/dev/null || return 1
+  alive "$p" || return 1
   tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "-Dfaultline.opensearch.home=$NODE_HOME " || return 1
   PID="$p"
 }
@@ -161,7 +172,7 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 log_tail() {
   echo "---- last lines of $LOG_FILE ----" >&2
-  tail -n "${1:-60}" "$LOG_FILE" >&2 2>/dev/null || true
+  tail -n 60 "$LOG_FILE" >&2 2>/dev/null || true
   echo "----" >&2
 }
 
@@ -203,13 +214,13 @@ do_stop() {
   fi
   local p="$PID" t0=$SECONDS
   kill -TERM "$p" 2>/dev/null || true
-  while kill -0 "$p" 2>/dev/null && ((SECONDS - t0 < STOP_TIMEOUT)); do sleep 0.2; done
-  if kill -0 "$p" 2>/dev/null; then
+  while alive "$p" && ((SECONDS - t0 < STOP_TIMEOUT)); do sleep 0.1; done
+  if alive "$p"; then
     say "pid $p still alive after ${STOP_TIMEOUT}s, sending SIGKILL"
     kill -KILL "$p" 2>/dev/null || true
     local t1=$SECONDS
-    while kill -0 "$p" 2>/dev/null && ((SECONDS - t1 < 10)); do sleep 0.2; done
-    kill -0 "$p" 2>/dev/null && die "pid $p survived SIGKILL"
+    while alive "$p" && ((SECONDS - t1 < 10)); do sleep 0.1; done
+    alive "$p" && die "pid $p survived SIGKILL"
   fi
   rm -f "$PID_FILE"
   say "stopped (pid $p, $((SECONDS - t0))s)"
@@ -250,6 +261,7 @@ do_start() {
   [[ -s "$LOG_FILE" ]] && mv -f "$LOG_FILE" "$LOG_FILE.1"
 
   local heap_dir="$LOGS_DIR"
+  # shellcheck disable=SC2054  # the comma in SPI,COMPAT is part of the value
   local opts=(
     -Xms256m -Xmx512m
     -XX:MaxDirectMemorySize=256m
@@ -286,7 +298,7 @@ do_start() {
 
   local t0=$SECONDS
   while :; do
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! alive "$pid"; then
       rm -f "$PID_FILE"
       log_tail
       die "the node exited during startup"

@@ -1,1 +1,163 @@
-//! stub
+//! Metrics: counters every stage bumps, read by the summary, the progress
+//! bar and the Prometheus endpoint.
+//!
+//! Relaxed atomics: each counter is independent, and an exporter reading a
+//! value a few increments stale is fine. Shared through an `Arc` so the HTTP
+//! exporter can read while the pipeline writes.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::alert::Kind;
+use crate::record::BadReason;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub lines: AtomicU64,
+    pub records: AtomicU64,
+    pub errors: AtomicU64,
+    pub late: AtomicU64,
+    pub ignored: AtomicU64,
+    pub bytes: AtomicU64,
+    pub alerts_novel: AtomicU64,
+    pub alerts_surge: AtomicU64,
+    pub alerts_storm: AtomicU64,
+    pub types_tracked: AtomicU64,
+    bad: [AtomicU64; BadReason::ALL.len()],
+    /// Processing latency histogram (record read → alert decided), seconds.
+    pub latency: Mutex<Histogram>,
+}
+
+/// A fixed-bucket histogram in Prometheus' cumulative form.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    pub bounds: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        let bounds = vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+        Histogram {
+            counts: vec![0; bounds.len()],
+            bounds,
+            sum: 0.0,
+            count: 0,
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&mut self, v: f64) {
+        for (b, c) in self.bounds.iter().zip(self.counts.iter_mut()) {
+            if v <= *b {
+                *c += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+}
+
+/// A point-in-time copy, for summaries and tests.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Snapshot {
+    pub lines: u64,
+    pub records: u64,
+    pub errors: u64,
+    pub late: u64,
+    pub ignored: u64,
+    pub bad: BTreeMap<String, u64>,
+    pub alerts: BTreeMap<String, u64>,
+    pub types_tracked: u64,
+}
+
+impl Metrics {
+    pub fn bad(&self, reason: BadReason) {
+        self.bad[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn bad_count(&self, reason: BadReason) -> u64 {
+        self.bad[reason as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn alert(&self, kind: Kind) {
+        match kind {
+            Kind::Novel => &self.alerts_novel,
+            Kind::Surge => &self.alerts_surge,
+            Kind::Storm => &self.alerts_storm,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Snapshot {
+            lines: g(&self.lines),
+            records: g(&self.records),
+            errors: g(&self.errors),
+            late: g(&self.late),
+            ignored: g(&self.ignored),
+            bad: BadReason::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), self.bad_count(*r)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            alerts: [
+                ("novel", g(&self.alerts_novel)),
+                ("surge", g(&self.alerts_surge)),
+                ("storm", g(&self.alerts_storm)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            types_tracked: g(&self.types_tracked),
+        }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render_prometheus(&self, extra: &str) -> String {
+        use std::fmt::Write;
+        let s = self.snapshot();
+        let mut o = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter("faultline_lines_total", "Input lines read.", s.lines);
+        counter("faultline_records_total", "Records parsed (errors or not).", s.records);
+        counter("faultline_error_records_total", "Records at or above the error level.", s.errors);
+        counter("faultline_late_records_total", "Records later than the lateness limit.", s.late);
+        let _ = writeln!(
+            o,
+            "# HELP faultline_bad_records_total Skipped records by reason.\n# TYPE faultline_bad_records_total counter"
+        );
+        for r in BadReason::ALL {
+            let _ = writeln!(o, "faultline_bad_records_total{{reason=\"{}\"}} {}", r.as_str(), self.bad_count(r));
+        }
+        let _ = writeln!(o, "# HELP faultline_alerts_total Alerts emitted by kind.\n# TYPE faultline_alerts_total counter");
+        for (k, v) in &s.alerts {
+            let _ = writeln!(o, "faultline_alerts_total{{kind=\"{k}\"}} {v}");
+        }
+        let _ = writeln!(
+            o,
+            "# HELP faultline_error_types Error types tracked.\n# TYPE faultline_error_types gauge\nfaultline_error_types {}",
+            s.types_tracked
+        );
+        if let Ok(h) = self.latency.lock() {
+            let _ = writeln!(o, "# HELP faultline_processing_seconds Time from record read to decision.\n# TYPE faultline_processing_seconds histogram");
+            for (b, c) in h.bounds.iter().zip(&h.counts) {
+                let _ = writeln!(o, "faultline_processing_seconds_bucket{{le=\"{b}\"}} {c}");
+            }
+            let _ = writeln!(o, "faultline_processing_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(o, "faultline_processing_seconds_sum {}", h.sum);
+            let _ = writeln!(o, "faultline_processing_seconds_count {}", h.count);
+        }
+        o.push_str(extra);
+        o
+    }
+}

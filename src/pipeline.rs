@@ -1,1 +1,609 @@
-//! stub
+//! Pipeline: wires the stages and owns the run's state.
+//!
+//! [`Engine`] is the single-threaded core every source feeds: it receives
+//! parsed records (it is the parser's [`RecordSink`]), fingerprints errors,
+//! updates the baseline and windows, asks the detector, and hands alerts to
+//! the sinks at once. Sources differ only in where bytes come from and how
+//! progress is made durable: [`replay`] checkpoints byte offsets per file,
+//! the Kafka source commits consumer offsets.
+//!
+//! Durability order is always: alerts flushed by every sink → state saved
+//! → (Kafka) offsets committed. A crash anywhere replays at most the
+//! uncommitted tail, and deterministic alert ids let sinks drop repeats.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::alert::{Alert, AlertSink, SinkError};
+use crate::baseline::{Baseline, Origin};
+use crate::config::{Config, Dur, Format};
+use crate::detect::Detector;
+use crate::fingerprint::{self, FingerprintError, Fingerprinter};
+use crate::metrics::{Metrics, Snapshot};
+use crate::parse::{ParseError, Parser, RecordSink};
+use crate::record::{BadReason, EventTime, LineMeta, Record};
+use crate::source::{Input, LineReader, file};
+use crate::state::{RateCounts, State, StateError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Fingerprint(#[from] FingerprintError),
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("{input}: {source}")]
+    Input {
+        input: String,
+        source: std::io::Error,
+    },
+    #[error("{input}:{line}: bad record ({reason}); rerun without --strict to count and skip bad records")]
+    Strict {
+        input: String,
+        line: u64,
+        reason: BadReason,
+    },
+}
+
+/// Wall-clock milliseconds, for `detected_at` only (never for decisions).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The stages after parsing, with their state.
+pub struct Engine {
+    cfg: Config,
+    fp: Fingerprinter,
+    pub state: State,
+    pub metrics: Arc<Metrics>,
+    sinks: Vec<Box<dyn AlertSink>>,
+    warmup: Dur,
+    pending: Vec<Alert>,
+    sink_error: Option<SinkError>,
+    strict: bool,
+    first_bad: Option<(BadReason, u64)>,
+    last_minute: i64,
+    /// Every alert emitted in this run (for `--json` summaries and tests).
+    pub emitted: Vec<Alert>,
+    keep_emitted: bool,
+}
+
+/// How warm-up and the baseline are set up for a run.
+#[derive(Clone, Debug, Default)]
+pub struct BaselineOptions {
+    /// `--warmup`: overrides the configured duration and forces a warm-up
+    /// even with `--baseline`.
+    pub warmup: Option<Dur>,
+    /// `--baseline FILE`: known types to start from.
+    pub baseline: Option<PathBuf>,
+}
+
+impl Engine {
+    /// Builds an engine from a stored state (or a fresh one).
+    pub fn new(
+        cfg: &Config,
+        state: Option<State>,
+        opts: &BaselineOptions,
+        sinks: Vec<Box<dyn AlertSink>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Engine, PipelineError> {
+        let fp = Fingerprinter::new(&cfg.fingerprint)?;
+        let digest = fp.patterns().digest;
+        let mut state = match state {
+            Some(mut s) => {
+                s.baseline.reconfigure(cfg);
+                s.detector.reconfigure(cfg);
+                s
+            }
+            None => {
+                let mut s = State::new(Baseline::new(cfg, digest), Detector::new(cfg));
+                if let Some(path) = &opts.baseline {
+                    let mut b = crate::state::load_baseline(path)?;
+                    b.reconfigure(cfg);
+                    s.baseline = b;
+                    if opts.warmup.is_none() {
+                        // A baseline file replaces the warm-up.
+                        s.warmup_until = Some(EventTime::MIN);
+                    }
+                }
+                s
+            }
+        };
+        if state.baseline.pattern_digest != digest {
+            rederive(&mut state, &fp);
+        }
+        metrics
+            .types_tracked
+            .store(state.baseline.types.len() as u64, Ordering::Relaxed);
+        Ok(Engine {
+            warmup: opts.warmup.unwrap_or(cfg.baseline.warmup),
+            cfg: cfg.clone(),
+            fp,
+            state,
+            metrics,
+            sinks,
+            pending: Vec::new(),
+            sink_error: None,
+            strict: false,
+            first_bad: None,
+            last_minute: i64::MIN,
+            emitted: Vec::new(),
+            keep_emitted: true,
+        })
+    }
+
+    pub fn set_strict(&mut self, strict: bool) {
+        self.strict = strict;
+    }
+
+    /// Stop keeping a copy of every alert (long-running services).
+    pub fn forget_emitted(&mut self) {
+        self.keep_emitted = false;
+    }
+
+    pub fn fingerprinter(&self) -> &Fingerprinter {
+        &self.fp
+    }
+
+    fn learning(&self, time: EventTime) -> bool {
+        match self.state.warmup_until {
+            Some(until) => time < until,
+            None => true,
+        }
+    }
+
+    fn event_time(&mut self, t: Option<EventTime>) -> EventTime {
+        let t = t.or(self.state.watermark).unwrap_or_else(now_ms);
+        if self.state.warmup_until.is_none() {
+            self.state.warmup_until = Some(t.saturating_add(self.warmup.as_millis()));
+            self.state.baseline.learned_from = Some(t);
+        }
+        t
+    }
+
+    fn advance(&mut self, t: EventTime) {
+        if self.state.watermark.is_none_or(|w| t > w) {
+            self.state.watermark = Some(t);
+            let minute = t.div_euclid(60_000);
+            if minute != self.last_minute {
+                self.last_minute = minute;
+                let mut out = std::mem::take(&mut self.pending);
+                self.state.detector.on_watermark(t, now_ms(), &mut out);
+                self.pending = out;
+                if let Some(until) = self.state.warmup_until
+                    && t >= until
+                    && self.state.baseline.learned_until.is_none()
+                {
+                    self.state.baseline.learned_until = Some(until);
+                }
+            }
+        }
+    }
+
+    /// Sends pending alerts to every sink.
+    fn deliver(&mut self) {
+        for a in self.pending.drain(..) {
+            self.metrics.alert(a.kind);
+            for s in &mut self.sinks {
+                if let Err(e) = s.emit(&a)
+                    && self.sink_error.is_none()
+                {
+                    self.sink_error = Some(e);
+                }
+            }
+            if self.keep_emitted {
+                self.emitted.push(a);
+            }
+        }
+    }
+
+    /// The first sink failure since the last call, if any.
+    pub fn take_sink_error(&mut self) -> Option<SinkError> {
+        self.sink_error.take()
+    }
+
+    /// The first bad record (strict mode).
+    pub fn take_first_bad(&mut self) -> Option<(BadReason, u64)> {
+        self.first_bad.take()
+    }
+
+    /// Makes every alert so far durable in every sink.
+    pub fn flush_sinks(&mut self) -> Result<(), SinkError> {
+        if let Some(e) = self.sink_error.take() {
+            return Err(e);
+        }
+        for s in &mut self.sinks {
+            s.flush()?;
+        }
+        Ok(())
+    }
+
+    /// End of all input: pending storm summaries go out.
+    pub fn finish(&mut self) {
+        let mut out = std::mem::take(&mut self.pending);
+        self.state.detector.finish(now_ms(), &mut out);
+        self.pending = out;
+        self.deliver();
+    }
+
+    /// Processes one error record (also used by tools that bypass parsing).
+    pub fn process_error(&mut self, rec: Record) {
+        let started = Instant::now();
+        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        let time = self.event_time(rec.time);
+        let late = self
+            .state
+            .watermark
+            .is_some_and(|w| time < w - self.cfg.window.lateness.as_millis());
+        if late {
+            self.metrics.late.fetch_add(1, Ordering::Relaxed);
+        }
+        self.advance(time);
+        if let Some(svc) = rec.service.as_deref() {
+            let v = rec.version.as_deref().unwrap_or("");
+            self.rate_entry(svc, v).errors += 1;
+        }
+        let identity = self.fp.identify(&rec, None);
+        let Some(typed) = fingerprint::classify(&mut self.state.baseline.learner, identity) else {
+            self.metrics.ignored.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let learning = self.learning(time);
+        let origin = if learning { Origin::Baseline } else { Origin::Live };
+        self.state
+            .baseline
+            .observe_at(&typed, &rec, time, origin, !late);
+        let mut out = std::mem::take(&mut self.pending);
+        self.state.detector.on_error(
+            &mut self.state.baseline,
+            typed.fingerprint,
+            &rec,
+            time,
+            learning,
+            now_ms(),
+            &mut out,
+        );
+        self.pending = out;
+        self.metrics
+            .types_tracked
+            .store(self.state.baseline.types.len() as u64, Ordering::Relaxed);
+        self.deliver();
+        if let Ok(mut h) = self.metrics.latency.lock() {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    fn rate_entry(&mut self, service: &str, version: &str) -> &mut RateCounts {
+        // Two lookups by &str first: the common case allocates nothing.
+        if !self
+            .state
+            .rates
+            .get(service)
+            .is_some_and(|m| m.contains_key(version))
+        {
+            self.state
+                .rates
+                .entry(service.to_string())
+                .or_default()
+                .entry(version.to_string())
+                .or_default();
+        }
+        self.state
+            .rates
+            .get_mut(service)
+            .and_then(|m| m.get_mut(version))
+            .expect("entry inserted above")
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.metrics.snapshot()
+    }
+}
+
+impl RecordSink for Engine {
+    fn line(&mut self, meta: &LineMeta<'_>) {
+        self.metrics.records.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = meta.time {
+            let t = self.event_time(Some(t));
+            self.advance(t);
+        }
+        if let Some(svc) = meta.service {
+            self.rate_entry(svc, meta.version.unwrap_or("")).lines += 1;
+        }
+    }
+
+    fn error(&mut self, record: Record) {
+        self.process_error(record);
+    }
+
+    fn bad(&mut self, reason: BadReason, line_no: u64) {
+        self.metrics.bad(reason);
+        if self.strict && self.first_bad.is_none() {
+            self.first_bad = Some((reason, line_no));
+        }
+    }
+}
+
+/// Re-derives known types after the pattern rules changed, so that editing
+/// `patterns/` does not turn every known type into a "new" one: each type's
+/// samples are fingerprinted with the new rules, and the old id becomes an
+/// alias of the new one.
+pub fn rederive(state: &mut State, fp: &Fingerprinter) {
+    let old: Vec<crate::baseline::ErrorType> = state.baseline.types.values().cloned().collect();
+    let mut fresh = state.baseline.clone();
+    fresh.types.clear();
+    fresh.aliases.clear();
+    fresh.pattern_digest = fp.patterns().digest;
+    fresh.learner = state.baseline.learner.fresh_like();
+    for t in old {
+        let mut new_fp = None;
+        for s in &t.samples {
+            let rec = Record {
+                message: s.clone(),
+                service: (!t.context.service.is_empty()).then(|| t.context.service.clone()),
+                error_type: (!t.context.exception.is_empty()).then(|| t.context.exception.clone()),
+                ..Record::default()
+            };
+            if let Some(typed) = fingerprint::classify(&mut fresh.learner, fp.identify(&rec, None)) {
+                fresh.merge(&typed);
+                new_fp = Some(typed);
+            }
+        }
+        let Some(typed) = new_fp else {
+            // No samples (evicted): keep the type under its old id.
+            fresh.types.insert(t.fingerprint, t);
+            continue;
+        };
+        let target = fresh.canonical(typed.fingerprint);
+        if target != t.fingerprint {
+            fresh.aliases.insert(t.fingerprint, target);
+        }
+        match fresh.types.get_mut(&target) {
+            Some(existing) => {
+                existing.count += t.count;
+                existing.first_seen = existing.first_seen.min(t.first_seen);
+                existing.last_seen = existing.last_seen.max(t.last_seen);
+                existing.novel_done |= t.novel_done;
+            }
+            None => {
+                let mut t = t;
+                t.fingerprint = target;
+                t.template = typed.template.clone();
+                t.context = typed.context.clone();
+                fresh.types.insert(target, t);
+            }
+        }
+    }
+    for (from, to) in &state.baseline.aliases {
+        let to = fresh.canonical(*to);
+        if *from != to {
+            fresh.aliases.entry(*from).or_insert(to);
+        }
+    }
+    tracing::info!(
+        types = fresh.types.len(),
+        aliases = fresh.aliases.len(),
+        "pattern rules changed: known types re-derived from their samples"
+    );
+    state.baseline = fresh;
+}
+
+/// Options of `faultline replay`.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayOptions {
+    pub inputs: Vec<Input>,
+    pub format: Option<Format>,
+    pub state_dir: Option<PathBuf>,
+    pub baseline: BaselineOptions,
+    pub strict: bool,
+    /// Show a progress bar (only honoured on a terminal).
+    pub progress: bool,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone)]
+pub struct ReplaySummary {
+    pub metrics: Snapshot,
+    pub alerts: Vec<Alert>,
+    /// Inputs whose content changed since the state was written.
+    pub replaced_inputs: Vec<String>,
+    pub resumed_inputs: Vec<String>,
+    /// The state at the end (as saved, when a state directory was given).
+    pub state: State,
+}
+
+/// Whether a line continues the previous record rather than starting one.
+/// Checkpoints are only taken before lines that start a record, so a resume
+/// never splits a stack trace from its header.
+fn starts_record(line: &[u8]) -> bool {
+    let Some(&first) = line.first() else {
+        return false;
+    };
+    if first == b' ' || first == b'\t' {
+        return false;
+    }
+    const CONT: [&[u8]; 6] = [
+        b"at ",
+        b"Caused by:",
+        b"Traceback",
+        b"...",
+        b"goroutine ",
+        b"During handling",
+    ];
+    !CONT.iter().any(|p| line.starts_with(p))
+}
+
+/// `faultline replay`: files (or stdin) in order, as one event-time stream.
+pub fn replay(
+    cfg: &Config,
+    opts: &ReplayOptions,
+    sinks: Vec<Box<dyn AlertSink>>,
+    metrics: Arc<Metrics>,
+) -> Result<ReplaySummary, PipelineError> {
+    let format = opts.format.unwrap_or(cfg.input.format);
+    let parser = Parser::new(cfg, format)?;
+    let state = match &opts.state_dir {
+        Some(d) => State::load(d)?,
+        None => None,
+    };
+    let mut engine = Engine::new(cfg, state, &opts.baseline, sinks, metrics.clone())?;
+    engine.set_strict(opts.strict);
+    let mut replaced = Vec::new();
+    let mut resumed = Vec::new();
+    let every = cfg.baseline.checkpoint_every.max(1);
+    let show_progress = opts.progress && std::io::stderr().is_terminal();
+
+    for input in &opts.inputs {
+        let name = input.display();
+        let io = |source| PipelineError::Input {
+            input: name.clone(),
+            source,
+        };
+        let key = input.key();
+        let (reader, size) = input.open().map_err(io)?;
+        let mut lr = LineReader::new(reader, cfg.input.max_line_bytes);
+        if let (Some(k), Some(_)) = (&key, &opts.state_dir)
+            && let Some(cur) = engine.state.inputs.get(k).cloned()
+        {
+            match file::head_hash(input, cur.head_len).map_err(io)? {
+                Some(h) if h == cur.head_hash => {
+                    match lr.skip(cur.offset, cur.line) {
+                        Ok(()) => resumed.push(name.clone()),
+                        Err(_) => {
+                            eprintln!(
+                                "faultline: {name} is shorter than when it was last read (truncated?): reading it from the start"
+                            );
+                            replaced.push(name.clone());
+                            let (reader, _) = input.open().map_err(io)?;
+                            lr = LineReader::new(reader, cfg.input.max_line_bytes);
+                        }
+                    }
+                }
+                _ => {
+                    eprintln!(
+                        "faultline: {name} was truncated or replaced since it was last read: reading it from the start"
+                    );
+                    replaced.push(name.clone());
+                }
+            }
+        }
+        let progress = show_progress.then(|| progress_bar(&name, size));
+        let mut lp = parser.stream(
+            cfg.text
+                .default_service
+                .clone()
+                .or_else(|| input.default_service()),
+        );
+        let mut buf = Vec::with_capacity(4096);
+        let mut since_checkpoint = 0u64;
+        loop {
+            let Some(line) = lr.next_line(&mut buf).map_err(io)? else {
+                break;
+            };
+            let line_no = lr.line;
+            metrics.lines.fetch_add(1, Ordering::Relaxed);
+            since_checkpoint += 1;
+            if since_checkpoint >= every
+                && starts_record(line.bytes)
+                && let (Some(dir), Some(k)) = (&opts.state_dir, &key)
+            {
+                // Everything before this line is one complete set of
+                // records: flush the parser, the sinks, then the state.
+                let start = line.start;
+                lp.finish(&mut engine);
+                engine.flush_sinks()?;
+                let mut ident = lr.identity();
+                ident.offset = start;
+                ident.line = line_no - 1;
+                engine.state.inputs.insert(k.clone(), ident);
+                engine.state.save(dir)?;
+                since_checkpoint = 0;
+            }
+            if line.truncated {
+                engine.bad(BadReason::TooLong, line_no);
+            } else {
+                lp.push(line.bytes, line_no, &mut engine);
+            }
+            if let Some((reason, l)) = engine.take_first_bad() {
+                return Err(PipelineError::Strict {
+                    input: name.clone(),
+                    line: l,
+                    reason,
+                });
+            }
+            if let Some(e) = engine.take_sink_error() {
+                return Err(e.into());
+            }
+            if let Some(p) = &progress
+                && line_no % 16_384 == 0
+            {
+                p.set_position(lr.offset);
+                p.set_message(format!(
+                    "{} lines, {} errors",
+                    line_no,
+                    metrics.errors.load(Ordering::Relaxed)
+                ));
+            }
+        }
+        lp.finish(&mut engine);
+        if let Some(p) = progress {
+            p.finish_and_clear();
+        }
+        if let (Some(dir), Some(k)) = (&opts.state_dir, &key) {
+            engine.flush_sinks()?;
+            engine.state.inputs.insert(k.clone(), lr.identity());
+            engine.state.save(dir)?;
+        }
+    }
+    engine.finish();
+    engine.flush_sinks()?;
+    if let Some(dir) = &opts.state_dir {
+        engine.state.save(dir)?;
+    }
+    Ok(ReplaySummary {
+        metrics: engine.snapshot(),
+        alerts: std::mem::take(&mut engine.emitted),
+        replaced_inputs: replaced,
+        resumed_inputs: resumed,
+        state: engine.state,
+    })
+}
+
+fn progress_bar(name: &str, size: Option<u64>) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let pb = match size {
+        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+    };
+    let style = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_prefix(name.to_string());
+    pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_trace_lines_do_not_start_records() {
+        assert!(starts_record(b"2026-01-01 ERROR x"));
+        assert!(!starts_record(b"\tat com.x.Y(Y.java:1)"));
+        assert!(!starts_record(b"Caused by: java.io.IOException"));
+        assert!(!starts_record(b"... 12 more"));
+        assert!(!starts_record(b""));
+    }
+}

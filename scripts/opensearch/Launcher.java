@@ -47,6 +47,17 @@ public final class Launcher {
     }
 
     public static void main(String[] args) throws Exception {
+        try {
+            run();
+        } catch (Throwable t) {
+            // e.g. node lock held, bad setting, port in use: die now, whatever threads exist
+            t.printStackTrace();
+            System.err.println("Launcher: node failed to start: " + t);
+            Runtime.getRuntime().halt(1);
+        }
+    }
+
+    private static void run() throws Exception {
         String homeProp = System.getProperty("faultline.opensearch.home");
         if (homeProp == null || homeProp.isEmpty()) {
             System.err.println("Launcher: -Dfaultline.opensearch.home=<dir> is required");
@@ -84,13 +95,7 @@ public final class Launcher {
             }
         }, "faultline-opensearch-shutdown"));
 
-        try {
-            node.start();
-        } catch (Throwable t) {
-            t.printStackTrace();
-            System.err.println("Launcher: node failed to start");
-            Runtime.getRuntime().halt(1);
-        }
+        node.start();
         System.out.println("Launcher: node started with plugins " + plugins);
         // Node threads may all be daemons: keep the JVM alive until shutdown.
         stopped.await();

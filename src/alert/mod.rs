@@ -1,1 +1,232 @@
-//! stub
+//! Alerts: the public contract (`faultline.alert/v1`) and the sinks that
+//! deliver it.
+//!
+//! Sinks follow a push model with few required methods, like ripgrep's
+//! `Sink`: the pipeline calls [`AlertSink::emit`] for each alert and
+//! [`AlertSink::flush`] before it checkpoints, so an alert is durable before
+//! the state says it was sent. Alert ids are deterministic (a hash of what
+//! the alert is about, never of when it was computed), so any sink or
+//! consumer can deduplicate a replay or a restart.
+//!
+//! The schema is documented in `docs/alerts.md`. v1 only grows: new fields
+//! and kinds may appear, and consumers must ignore what they don't know.
+
+pub mod file;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::fingerprint::Fingerprint;
+
+pub use file::JsonLinesSink;
+
+pub const SCHEMA: &str = "faultline.alert/v1";
+
+/// What an alert is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// First occurrence after warm-up of a type not in the baseline.
+    Novel,
+    /// A type's recent count is significantly above its own baseline rate.
+    Surge,
+    /// Too many novel types in one minute for one service: one summary.
+    Storm,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Novel => "novel",
+            Kind::Surge => "surge",
+            Kind::Storm => "storm",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// The window a surge (or storm) was judged on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowStats {
+    pub length_s: u64,
+    pub count: u64,
+    pub baseline_rate_per_min: f64,
+    pub rate_per_min: f64,
+    pub ratio: f64,
+    /// −log10 of the Poisson upper-tail probability (higher = surer).
+    pub score: f64,
+}
+
+/// Top templates of a storm summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StormEntry {
+    pub fingerprint: Fingerprint,
+    pub template: String,
+    pub count: u64,
+}
+
+/// One alert, exactly as serialised (field order is the documented one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub schema: String,
+    pub id: String,
+    pub kind: Kind,
+    pub severity: Severity,
+    pub fingerprint: Option<Fingerprint>,
+    pub service: String,
+    pub version: Option<String>,
+    pub template: String,
+    pub sample: Option<String>,
+    /// RFC 3339.
+    pub first_seen: String,
+    pub event_time: String,
+    pub detected_at: String,
+    pub window: Option<WindowStats>,
+    pub samples: Vec<String>,
+    /// Storm summaries: novel types suppressed in the minute, and the top ones.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub storm: Option<StormSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StormSummary {
+    pub novel_types: u64,
+    pub top: Vec<StormEntry>,
+}
+
+/// Deterministic alert id: 16 hex digits over (kind, subject, episode).
+/// Independent of processing order and wall-clock time by construction.
+pub fn alert_id(kind: Kind, subject: &str, episode: i64) -> String {
+    let mut h = Xxh3::new();
+    h.update(SCHEMA.as_bytes());
+    h.update(b"\x1f");
+    h.update(kind.as_str().as_bytes());
+    h.update(b"\x1f");
+    h.update(subject.as_bytes());
+    h.update(b"\x1f");
+    h.update(&episode.to_le_bytes());
+    format!("{:016x}", h.digest())
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+impl Alert {
+    /// A one-line human summary, for stderr.
+    pub fn summary(&self) -> String {
+        match self.kind {
+            Kind::Storm => format!(
+                "[{}] STORM {}: {} new error types in one minute",
+                self.event_time,
+                self.service,
+                self.storm.as_ref().map(|s| s.novel_types).unwrap_or(0)
+            ),
+            Kind::Surge => format!(
+                "[{}] SURGE {} {}: {} in {}s (x{:.1} over baseline) — {}",
+                self.event_time,
+                self.service,
+                self.fingerprint.map(|f| f.to_string()).unwrap_or_default(),
+                self.window.as_ref().map(|w| w.count).unwrap_or(0),
+                self.window.as_ref().map(|w| w.length_s).unwrap_or(0),
+                self.window.as_ref().map(|w| w.ratio).unwrap_or(0.0),
+                self.template
+            ),
+            Kind::Novel => format!(
+                "[{}] NEW {} {}{} — {}",
+                self.event_time,
+                self.service,
+                self.fingerprint.map(|f| f.to_string()).unwrap_or_default(),
+                self.version
+                    .as_ref()
+                    .map(|v| format!(" (version {v})"))
+                    .unwrap_or_default(),
+                self.template
+            ),
+        }
+    }
+}
+
+/// Failure to deliver an alert.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("alert sink {sink}: {source}")]
+    Io {
+        sink: String,
+        source: std::io::Error,
+    },
+    #[error("alert sink {sink}: {message}")]
+    Other { sink: String, message: String },
+}
+
+/// Where alerts go. Only `emit` is required.
+pub trait AlertSink: Send {
+    /// Delivers (or buffers) one alert.
+    fn emit(&mut self, alert: &Alert) -> Result<(), SinkError>;
+
+    /// Makes every emitted alert durable. Called before each checkpoint.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// A short name for logs and metrics.
+    fn name(&self) -> &str;
+}
+
+impl<S: AlertSink + ?Sized> AlertSink for Box<S> {
+    fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
+        (**self).emit(alert)
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        (**self).flush()
+    }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}
+
+/// Collects alerts in memory (tests, `rollout-check`, reports).
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    pub alerts: Vec<Alert>,
+}
+
+impl AlertSink for MemorySink {
+    fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
+        self.alerts.push(alert.clone());
+        Ok(())
+    }
+    fn name(&self) -> &str {
+        "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_ids_depend_only_on_kind_subject_and_episode() {
+        let a = alert_id(Kind::Novel, "00000000deadbeef", 0);
+        assert_eq!(a, alert_id(Kind::Novel, "00000000deadbeef", 0));
+        assert_ne!(a, alert_id(Kind::Surge, "00000000deadbeef", 0));
+        assert_ne!(a, alert_id(Kind::Novel, "00000000deadbeee", 0));
+        assert_eq!(a.len(), 16);
+    }
+
+    #[test]
+    fn times_render_as_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
+}

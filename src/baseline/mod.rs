@@ -1,1 +1,427 @@
-//! stub
+//! Baseline: the error types faultline already knows.
+//!
+//! A type is known when it was seen during warm-up, came from a baseline
+//! file (`faultline baseline build`, `import-es`), or was seen (and alerted)
+//! since. Knowing is forever: under the memory cap the coldest types lose
+//! their window counts and samples, never their entry, so eviction can never
+//! turn an old type into a "new" one. Learned generalisations keep the ids
+//! they replace as aliases, for the same reason.
+//!
+//! The baseline is plain data (serde): it is written as a baseline file and
+//! as part of the state, and read back by a later binary through the
+//! versioned envelope in [`crate::state`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::fingerprint::{Context, Fingerprint, Learner, Typed};
+use crate::record::{EventTime, Record};
+use crate::window::{WindowCounts, WindowSpec};
+
+/// Where a type's knowledge came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Seen during warm-up, or loaded from a baseline file.
+    Baseline,
+    /// First seen after warm-up.
+    Live,
+}
+
+/// Surge episode bookkeeping for one type.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SurgeState {
+    /// Bucket where the current episode started (it is part of the id).
+    pub episode_start: Option<i64>,
+    /// Event time at which the last episode ended (for the cooldown).
+    pub last_end: Option<EventTime>,
+    /// Largest count over one surge window seen outside episodes.
+    pub peak: u64,
+}
+
+/// One known error type.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorType {
+    pub fingerprint: Fingerprint,
+    pub template: String,
+    pub context: Context,
+    pub origin: Origin,
+    pub first_seen: EventTime,
+    pub last_seen: EventTime,
+    pub count: u64,
+    pub version_first_seen: Option<String>,
+    /// Error lines per version.
+    pub versions: BTreeMap<String, u64>,
+    /// A few raw messages (bounded by `baseline.samples`).
+    pub samples: Vec<String>,
+    /// Whether the one novel alert this type may ever get has been sent
+    /// (or deliberately suppressed by the storm guard).
+    pub novel_done: bool,
+    /// Baseline rate per minute from history (import or build), if known.
+    pub history_rate_per_min: Option<f64>,
+    /// Per-bucket counts; `None` once evicted as cold.
+    pub window: Option<WindowCounts>,
+    pub surge: SurgeState,
+    /// Marked resolved by an operator (see `faultline types resolve`).
+    #[serde(default)]
+    pub resolved_in: Option<String>,
+    #[serde(default)]
+    pub muted: bool,
+}
+
+impl ErrorType {
+    pub fn service(&self) -> &str {
+        &self.context.service
+    }
+}
+
+/// All known types, their aliases and the learner that shapes them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Baseline {
+    pub types: HashMap<Fingerprint, ErrorType>,
+    /// Old fingerprint → the type that now stands for it.
+    pub aliases: HashMap<Fingerprint, Fingerprint>,
+    pub learner: Learner,
+    /// Digest of the pattern set that produced these fingerprints.
+    pub pattern_digest: u64,
+    pub canonical_version: String,
+    /// Event time span the baseline was learned over.
+    pub learned_from: Option<EventTime>,
+    pub learned_until: Option<EventTime>,
+    pub spec: WindowSpec,
+    max_hot: usize,
+    max_samples: usize,
+    hot: usize,
+}
+
+impl Baseline {
+    pub fn new(cfg: &Config, pattern_digest: u64) -> Baseline {
+        let l = &cfg.fingerprint.learn;
+        Baseline {
+            types: HashMap::new(),
+            aliases: HashMap::new(),
+            learner: Learner::new(l.enabled, l.min_distinct, l.min_ratio),
+            pattern_digest,
+            canonical_version: crate::fingerprint::CANONICAL_VERSION.to_string(),
+            learned_from: None,
+            learned_until: None,
+            spec: WindowSpec::new(
+                cfg.window.bucket.as_millis(),
+                cfg.window.history.as_millis(),
+            ),
+            max_hot: cfg.baseline.max_hot_types.max(1),
+            max_samples: cfg.baseline.samples,
+            hot: 0,
+        }
+    }
+
+    /// Applies the limits of `cfg` to a baseline loaded from disk.
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        self.max_hot = cfg.baseline.max_hot_types.max(1);
+        self.max_samples = cfg.baseline.samples;
+        let spec = WindowSpec::new(cfg.window.bucket.as_millis(), cfg.window.history.as_millis());
+        if spec != self.spec {
+            // Windows of another geometry cannot be reinterpreted: start them
+            // afresh (the types themselves stay known).
+            for t in self.types.values_mut() {
+                t.window = None;
+            }
+            self.spec = spec;
+        }
+        self.hot = self.types.values().filter(|t| t.window.is_some()).count();
+    }
+
+    /// Resolves aliases.
+    pub fn canonical(&self, mut fp: Fingerprint) -> Fingerprint {
+        let mut hops = 0;
+        while let Some(&next) = self.aliases.get(&fp) {
+            fp = next;
+            hops += 1;
+            if hops > 64 {
+                break;
+            }
+        }
+        fp
+    }
+
+    pub fn is_known(&self, fp: Fingerprint) -> bool {
+        self.types.contains_key(&self.canonical(fp))
+    }
+
+    pub fn get(&self, fp: Fingerprint) -> Option<&ErrorType> {
+        self.types.get(&self.canonical(fp))
+    }
+
+    pub fn get_mut(&mut self, fp: Fingerprint) -> Option<&mut ErrorType> {
+        let fp = self.canonical(fp);
+        self.types.get_mut(&fp)
+    }
+
+    /// Folds types the learner just merged into `typed.fingerprint`.
+    /// Returns whether any merged type was already known.
+    pub fn merge(&mut self, typed: &Typed) -> bool {
+        let mut any_known = false;
+        for &old in &typed.merged {
+            let old = self.canonical(old);
+            if old == typed.fingerprint {
+                continue;
+            }
+            self.aliases.insert(old, typed.fingerprint);
+            let Some(o) = self.types.remove(&old) else {
+                continue;
+            };
+            any_known = true;
+            if o.window.is_some() {
+                self.hot -= 1;
+            }
+            match self.types.get_mut(&typed.fingerprint) {
+                Some(t) => absorb(t, o),
+                None => {
+                    let mut o = o;
+                    o.fingerprint = typed.fingerprint;
+                    o.template = typed.template.clone();
+                    if o.window.is_some() {
+                        self.hot += 1;
+                    }
+                    self.types.insert(typed.fingerprint, o);
+                }
+            }
+        }
+        any_known
+    }
+
+    /// Records one occurrence. Returns true when the type was not known
+    /// before this record.
+    pub fn observe(&mut self, typed: &Typed, rec: &Record, time: EventTime, origin: Origin) -> bool {
+        self.observe_at(typed, rec, time, origin, true)
+    }
+
+    /// Like [`Baseline::observe`]; `in_window` false for records later than
+    /// the lateness limit: they update the type but not its window counts.
+    pub fn observe_at(
+        &mut self,
+        typed: &Typed,
+        rec: &Record,
+        time: EventTime,
+        origin: Origin,
+        in_window: bool,
+    ) -> bool {
+        let merged_known = self.merge(typed);
+        let fp = typed.fingerprint;
+        let spec = self.spec;
+        let bucket = spec.bucket_of(time);
+        let max_samples = self.max_samples;
+        let is_new = !self.types.contains_key(&fp);
+        if is_new {
+            let t = ErrorType {
+                fingerprint: fp,
+                template: typed.template.clone(),
+                context: typed.context.clone(),
+                origin,
+                first_seen: time,
+                last_seen: time,
+                count: 0,
+                version_first_seen: rec.version.clone(),
+                versions: BTreeMap::new(),
+                samples: Vec::new(),
+                novel_done: origin == Origin::Baseline || merged_known,
+                history_rate_per_min: None,
+                window: None,
+                surge: SurgeState::default(),
+                resolved_in: None,
+                muted: false,
+            };
+            self.types.insert(fp, t);
+        }
+        let Some(t) = self.types.get_mut(&fp) else {
+            return false;
+        };
+        t.count += 1;
+        t.first_seen = t.first_seen.min(time);
+        t.last_seen = t.last_seen.max(time);
+        if let Some(v) = &rec.version {
+            match t.versions.get_mut(v.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    t.versions.insert(v.clone(), 1);
+                }
+            }
+        }
+        if t.samples.len() < max_samples && !t.samples.iter().any(|s| *s == rec.message) {
+            t.samples.push(rec.message.clone());
+        }
+        let mut became_hot = false;
+        if t.window.is_none() {
+            t.window = Some(WindowCounts::new(&spec));
+            became_hot = true;
+        }
+        if in_window && let Some(w) = t.window.as_mut() {
+            w.add(bucket, 1);
+        }
+        if became_hot {
+            self.hot += 1;
+            if self.hot > self.max_hot {
+                self.evict_cold();
+            }
+        }
+        is_new && !merged_known
+    }
+
+    /// Drops window counts and samples of the coldest tenth of hot types.
+    fn evict_cold(&mut self) {
+        let mut hot: Vec<(EventTime, Fingerprint)> = self
+            .types
+            .values()
+            .filter(|t| t.window.is_some())
+            .map(|t| (t.last_seen, t.fingerprint))
+            .collect();
+        hot.sort_unstable();
+        let n = (self.max_hot / 10).max(1).min(hot.len());
+        for (_, fp) in hot.into_iter().take(n) {
+            if let Some(t) = self.types.get_mut(&fp) {
+                t.window = None;
+                t.samples = Vec::new();
+                self.hot -= 1;
+            }
+        }
+    }
+
+    /// Number of types that currently keep window counts.
+    pub fn hot_types(&self) -> usize {
+        self.hot
+    }
+
+    /// Types sorted for display: by service, then count descending.
+    pub fn sorted(&self) -> Vec<&ErrorType> {
+        let mut v: Vec<&ErrorType> = self.types.values().collect();
+        v.sort_by(|a, b| {
+            a.service()
+                .cmp(b.service())
+                .then(b.count.cmp(&a.count))
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        v
+    }
+
+    /// Sets each type's history rate from its counts over the learned span.
+    pub fn freeze_rates(&mut self) {
+        let (Some(from), Some(until)) = (self.learned_from, self.learned_until) else {
+            return;
+        };
+        let minutes = ((until - from) as f64 / 60_000.0).max(1.0);
+        for t in self.types.values_mut() {
+            t.history_rate_per_min = Some(t.count as f64 / minutes);
+        }
+    }
+}
+
+fn absorb(into: &mut ErrorType, from: ErrorType) {
+    into.count += from.count;
+    into.first_seen = into.first_seen.min(from.first_seen);
+    into.last_seen = into.last_seen.max(from.last_seen);
+    into.novel_done |= from.novel_done;
+    if from.origin == Origin::Baseline {
+        into.origin = Origin::Baseline;
+    }
+    for (v, n) in from.versions {
+        *into.versions.entry(v).or_default() += n;
+    }
+    for s in from.samples {
+        if into.samples.len() < 3 && !into.samples.contains(&s) {
+            into.samples.push(s);
+        }
+    }
+    if into.version_first_seen.is_none() {
+        into.version_first_seen = from.version_first_seen;
+    }
+    into.history_rate_per_min = match (into.history_rate_per_min, from.history_rate_per_min) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    };
+    if let (Some(w), Some(fw)) = (into.window.as_mut(), from.window.as_ref())
+        && let Some(newest) = fw.newest()
+    {
+        for b in (newest - 240).max(0)..=newest {
+            let n = fw.sum(b, b);
+            if n > 0 {
+                w.add(b, n as u32);
+            }
+        }
+    }
+    into.surge.peak = into.surge.peak.max(from.surge.peak);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::{Fingerprinter, classify};
+
+    fn setup() -> (Config, Fingerprinter, Baseline) {
+        let cfg = Config::default();
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let b = Baseline::new(&cfg, f.patterns().digest);
+        (cfg, f, b)
+    }
+
+    fn rec(msg: &str) -> Record {
+        Record {
+            service: Some("api".into()),
+            message: msg.into(),
+            version: Some("1.0".into()),
+            ..Record::default()
+        }
+    }
+
+    fn see(f: &Fingerprinter, b: &mut Baseline, msg: &str, t: EventTime) -> (Fingerprint, bool) {
+        let r = rec(msg);
+        let typed = classify(&mut b.learner, f.identify(&r, None)).unwrap();
+        let new = b.observe(&typed, &r, t, Origin::Baseline);
+        (typed.fingerprint, new)
+    }
+
+    #[test]
+    fn a_type_is_new_once_and_known_after() {
+        let (_, f, mut b) = setup();
+        assert!(see(&f, &mut b, "db 1 down", 0).1);
+        assert!(!see(&f, &mut b, "db 2 down", 1000).1);
+        let t = b.types.values().next().unwrap();
+        assert_eq!(t.count, 2);
+        assert_eq!(t.samples, ["db 1 down", "db 2 down"]);
+        assert_eq!(t.versions["1.0"], 2);
+    }
+
+    #[test]
+    fn generalised_types_keep_the_old_ids_as_aliases() {
+        let (_, f, mut b) = setup();
+        let (a, _) = see(&f, &mut b, "user ann denied", 0);
+        see(&f, &mut b, "user bob denied", 0);
+        let (g, new) = see(&f, &mut b, "user cid denied", 0);
+        assert!(!new, "a generalisation of known types is not a new type");
+        assert_ne!(a, g);
+        assert!(b.is_known(a));
+        assert_eq!(b.canonical(a), g);
+        assert_eq!(b.get(g).unwrap().count, 3);
+    }
+
+    #[test]
+    fn eviction_drops_windows_but_never_forgets_a_type() {
+        let mut cfg = Config::default();
+        cfg.baseline.max_hot_types = 10;
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let mut b = Baseline::new(&cfg, 0);
+        let mut fps = Vec::new();
+        for i in 0..50 {
+            let word: String = (0..6).map(|k| (b'a' + ((i * 7 + k * 3) % 26) as u8) as char).collect();
+            let r = rec(&format!("failure in {word} stage {word}"));
+            let typed = classify(&mut b.learner, f.identify(&r, None)).unwrap();
+            b.observe(&typed, &r, i as i64 * 1000, Origin::Live);
+            fps.push(typed.fingerprint);
+        }
+        assert!(b.hot_types() <= 10);
+        for fp in fps {
+            assert!(b.is_known(fp));
+        }
+    }
+}

@@ -121,6 +121,11 @@ impl Learner {
         }
     }
 
+    /// An empty learner with the same settings.
+    pub fn fresh_like(&self) -> Learner {
+        Learner::new(self.enabled, self.min_distinct, self.min_ratio)
+    }
+
     pub fn len(&self) -> usize {
         self.clusters.len()
     }

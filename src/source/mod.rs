@@ -1,1 +1,10 @@
-//! stub
+//! Sources: where log bytes come from.
+//!
+//! [`file`] reads files (plain or gzip) and stdin as line streams with byte
+//! offsets, so a rerun can resume after the last durable record; the Kafka
+//! source lives in `kafka` and hands standalone messages to the same
+//! pipeline.
+
+pub mod file;
+
+pub use file::{Input, InputIdentity, LineReader};

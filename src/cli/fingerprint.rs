@@ -1,0 +1,120 @@
+//! `faultline fingerprint`: each record's error type, one JSON object per
+//! record (per line with `--raw`), in the format `score.py` reads.
+//!
+//! The whole input is learned first and then labelled, so every line gets
+//! the type it belongs to in the light of all lines (what a grouping score
+//! asks). `--online` labels each line as the stream would at that moment.
+
+use std::io::{BufWriter, Write};
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use serde::Serialize;
+
+use faultline::config::{Config, Format};
+use faultline::fingerprint::{self, Context, Fingerprinter, Identity, Learner};
+use faultline::parse::{Parser, RecordSink};
+use faultline::record::{BadReason, Level, LineMeta, Record};
+use faultline::source::{Input, LineReader};
+
+#[derive(Args, Debug)]
+pub struct FingerprintArgs {
+    /// Input file, or `-` for stdin.
+    input: String,
+    /// Every input line is a message: no header parsing, no joining, no
+    /// level filter.
+    #[arg(long)]
+    raw: bool,
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Label each line as a stream would when it arrives.
+    #[arg(long)]
+    online: bool,
+}
+
+#[derive(Serialize)]
+struct Out<'a> {
+    line_id: u64,
+    group: String,
+    template: &'a str,
+}
+
+struct Collect(Vec<Record>);
+
+impl RecordSink for Collect {
+    fn line(&mut self, _: &LineMeta<'_>) {}
+    fn error(&mut self, r: Record) {
+        self.0.push(r);
+    }
+    fn bad(&mut self, _: BadReason, _: u64) {}
+}
+
+pub fn run(mut cfg: Config, args: FingerprintArgs) -> Result<i32> {
+    let input = Input::parse(&args.input);
+    let (reader, _) = input.open().with_context(|| format!("opening {}", input.display()))?;
+    let mut lr = LineReader::new(reader, cfg.input.max_line_bytes);
+    let fp = Fingerprinter::new(&cfg.fingerprint)?;
+    let mut items: Vec<(u64, Identity)> = Vec::new();
+    let mut buf = Vec::new();
+    if args.raw {
+        while let Some(line) = lr.next_line(&mut buf)? {
+            let msg = String::from_utf8_lossy(line.bytes);
+            items.push((lr.line, fp.identify_message(&msg, None)));
+        }
+    } else {
+        // Every record, whatever its level.
+        cfg.input.min_level = Level::Trace;
+        let parser = Parser::new(&cfg, args.format.unwrap_or(cfg.input.format))?;
+        let mut lp = parser.stream(input.default_service());
+        let mut sink = Collect(Vec::new());
+        while let Some(line) = lr.next_line(&mut buf)? {
+            let n = lr.line;
+            lp.push(line.bytes, n, &mut sink);
+        }
+        lp.finish(&mut sink);
+        for r in sink.0 {
+            items.push((r.line, fp.identify(&r, None)));
+        }
+    }
+    let l = &cfg.fingerprint.learn;
+    let mut learner = Learner::new(l.enabled, l.min_distinct, l.min_ratio);
+    let stdout = std::io::stdout();
+    let mut w = BufWriter::new(stdout.lock());
+    let mut emit = |line_id: u64, ctx: &Context, template: &str| -> Result<()> {
+        serde_json::to_writer(
+            &mut w,
+            &Out {
+                line_id,
+                group: ctx.fingerprint(template).to_string(),
+                template,
+            },
+        )?;
+        w.write_all(b"\n")?;
+        Ok(())
+    };
+    if args.online {
+        for (line_id, id) in items {
+            if let Some(t) = fingerprint::classify(&mut learner, id) {
+                emit(line_id, &t.context, &t.template)?;
+            }
+        }
+    } else {
+        for (_, id) in &items {
+            let _ = fingerprint::classify(&mut learner, id.clone());
+        }
+        for (line_id, id) in &items {
+            match id {
+                Identity::Ignored { .. } => {}
+                Identity::Fixed { context, template } => emit(*line_id, context, template)?,
+                Identity::Learned { context, template } => {
+                    let c = learner
+                        .lookup(context.key(), template)
+                        .context("a template learned in the first pass vanished")?;
+                    emit(*line_id, context, learner.template(c))?;
+                }
+            }
+        }
+    }
+    w.flush()?;
+    Ok(0)
+}

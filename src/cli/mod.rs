@@ -1,0 +1,108 @@
+//! Command-line interface: one file per command family. Each command
+//! returns its process exit code; errors carry context for the user.
+
+mod baseline;
+mod fingerprint;
+mod patterns;
+mod replay;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+
+use faultline::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "faultline",
+    version,
+    about = "Says, within a second of it happening, \"this error is new\" or \"this error just surged\".",
+    long_about = None
+)]
+pub struct Cli {
+    /// Configuration file (default: ./faultline.toml when present).
+    #[arg(long, global = true, env = "FAULTLINE_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Extra pattern files or directories, after the configured ones.
+    #[arg(long = "patterns", global = true)]
+    patterns: Vec<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay log files (or stdin) through the whole pipeline and emit alerts.
+    Replay(replay::ReplayArgs),
+    /// Print each record's error type: {"line_id", "group", "template"} per line.
+    Fingerprint(fingerprint::FingerprintArgs),
+    /// Build, show or rebuild a baseline of known error types.
+    #[command(subcommand)]
+    Baseline(baseline::BaselineCommand),
+    /// Test and check pattern files.
+    #[command(subcommand)]
+    Patterns(patterns::PatternsCommand),
+    /// Validate the configuration and print the effective one.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate the configuration and print the effective one.
+    Check,
+}
+
+/// Loads the configuration the global flags point at.
+pub fn load_config(cli_config: Option<&Path>, extra_patterns: &[PathBuf]) -> Result<Config> {
+    let default = Path::new("faultline.toml");
+    let path = match cli_config {
+        Some(p) => Some(p),
+        None if default.exists() => Some(default),
+        None => None,
+    };
+    let mut cfg = Config::load(path).context("loading configuration")?;
+    if cfg.fingerprint.patterns.is_empty() {
+        // The project's patterns/ directory beside the config, if any: the
+        // user-tunable files live there.
+        let base = path
+            .and_then(|p| p.parent())
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = base.join("patterns");
+        if dir.is_dir() {
+            cfg.fingerprint.patterns.push(dir);
+        }
+    }
+    cfg.fingerprint.patterns.extend(extra_patterns.iter().cloned());
+    Ok(cfg)
+}
+
+pub fn run() -> Result<i32> {
+    let cli = Cli::parse();
+    init_tracing();
+    let cfg = || load_config(cli.config.as_deref(), &cli.patterns);
+    match cli.command {
+        Command::Replay(args) => replay::run(cfg()?, args),
+        Command::Fingerprint(args) => fingerprint::run(cfg()?, args),
+        Command::Baseline(cmd) => baseline::run(cfg()?, cmd),
+        Command::Patterns(cmd) => patterns::run(cfg()?, cmd),
+        Command::Config(ConfigCommand::Check) => {
+            let c = cfg()?;
+            print!("{}", c.to_toml());
+            Ok(0)
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,121 @@
+//! `faultline patterns test|check`: see what the rules do to a line, and
+//! validate every pattern file.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use faultline::config::Config;
+use faultline::fingerprint::{Fingerprinter, Identity, PatternSet, patterns};
+use faultline::parse::{Parser, RecordSink};
+use faultline::record::{BadReason, Level, LineMeta, Record};
+
+#[derive(Subcommand, Debug)]
+pub enum PatternsCommand {
+    /// Show the parsed record, each rule that fired, the template and the fingerprint.
+    Test {
+        /// A log line (as it appears in the log, header included).
+        line: Option<String>,
+        /// Or a file of lines.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Validate pattern files (default: the configured ones); non-zero exit on any problem.
+    Check { files: Vec<PathBuf> },
+}
+
+struct Collect(Vec<Record>, Vec<(BadReason, u64)>);
+
+impl RecordSink for Collect {
+    fn line(&mut self, _: &LineMeta<'_>) {}
+    fn error(&mut self, r: Record) {
+        self.0.push(r);
+    }
+    fn bad(&mut self, reason: BadReason, line: u64) {
+        self.1.push((reason, line));
+    }
+}
+
+pub fn run(mut cfg: Config, cmd: PatternsCommand) -> Result<i32> {
+    match cmd {
+        PatternsCommand::Check { files } => {
+            let files = if files.is_empty() {
+                cfg.fingerprint.patterns.clone()
+            } else {
+                files
+            };
+            let mut failed = false;
+            match PatternSet::builtin() {
+                Ok(s) => println!("ok   <builtin> ({} rules)", s.rules.len()),
+                Err(e) => {
+                    println!("FAIL {e}");
+                    failed = true;
+                }
+            }
+            for p in &files {
+                for f in patterns::expand(p)? {
+                    match PatternSet::check_file(&f) {
+                        Ok(n) => println!("ok   {} ({} rules)", f.display(), n),
+                        Err(e) => {
+                            println!("FAIL {e}");
+                            failed = true;
+                        }
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        PatternsCommand::Test { line, file } => {
+            let text = match (line, file) {
+                (Some(l), _) => l,
+                (None, Some(f)) => std::fs::read_to_string(&f)?,
+                (None, None) => anyhow::bail!("give a line or --file"),
+            };
+            cfg.input.min_level = Level::Trace;
+            let fp = Fingerprinter::new(&cfg.fingerprint)?;
+            let parser = Parser::new(&cfg, cfg.input.format)?;
+            let mut lp = parser.stream(None);
+            let mut sink = Collect(Vec::new(), Vec::new());
+            for (i, l) in text.lines().enumerate() {
+                lp.push(l.as_bytes(), i as u64 + 1, &mut sink);
+            }
+            lp.finish(&mut sink);
+            for (reason, line) in &sink.1 {
+                println!("line {line}: skipped as bad record ({reason})");
+            }
+            for r in &sink.0 {
+                println!("record (line {}):", r.line);
+                println!("  time:       {}", r.time.map(faultline::alert::rfc3339).unwrap_or_else(|| "-".into()));
+                println!("  level:      {}", r.level.map(|l| l.to_string()).unwrap_or_else(|| "-".into()));
+                println!("  service:    {}", r.service.as_deref().unwrap_or("-"));
+                println!("  version:    {}", r.version.as_deref().unwrap_or("-"));
+                println!("  logger:     {}", r.logger.as_deref().unwrap_or("-"));
+                println!("  error_type: {}", r.error_type.as_deref().unwrap_or("-"));
+                println!("  message:    {}", r.message);
+                if let Some(st) = &r.stack_trace {
+                    println!("  stack:      {} lines", st.lines().count());
+                }
+                let mut fired = Vec::new();
+                let id = fp.identify(r, Some(&mut fired));
+                println!("rules fired:");
+                if fired.is_empty() {
+                    println!("  (none)");
+                }
+                for f in &fired {
+                    println!("  {:<14} {:?}  ({})", f.rule, f.text, f.origin);
+                }
+                match id {
+                    Identity::Ignored { rule } => println!("ignored by group rule `{rule}`"),
+                    Identity::Fixed { context, template } | Identity::Learned { context, template } => {
+                        println!("exception:  {}", if context.exception.is_empty() { "-" } else { &context.exception });
+                        println!("frames:     {}", if context.frames.is_empty() { "-".to_string() } else { context.frames.join(" | ") });
+                        println!("template:   {template}");
+                        println!("fingerprint: {} (before learning)", context.fingerprint(&template));
+                    }
+                }
+            }
+            Ok(0)
+        }
+    }
+}

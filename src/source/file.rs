@@ -1,0 +1,290 @@
+//! File and stdin input: lines with offsets, capped in length.
+//!
+//! Lines are read into one reused buffer with a hard cap: a 1 GB line of
+//! junk costs `max_line_bytes` of memory, not a gigabyte, and is reported as
+//! too long. Offsets count bytes of the (decompressed) stream, so a resume
+//! point is "skip this many bytes", valid for `.gz` as well.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Bytes of the input's head hashed to recognise it again.
+pub const HEAD_BYTES: usize = 4096;
+
+/// One input as named on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    Stdin,
+    Path(PathBuf),
+}
+
+impl Input {
+    pub fn parse(s: &str) -> Input {
+        if s == "-" {
+            Input::Stdin
+        } else {
+            Input::Path(PathBuf::from(s))
+        }
+    }
+
+    /// A key for the state: the canonical path (stdin has none and is
+    /// never resumed).
+    pub fn key(&self) -> Option<String> {
+        match self {
+            Input::Stdin => None,
+            Input::Path(p) => Some(
+                std::fs::canonicalize(p)
+                    .unwrap_or_else(|_| p.clone())
+                    .display()
+                    .to_string(),
+            ),
+        }
+    }
+
+    pub fn display(&self) -> String {
+        match self {
+            Input::Stdin => "<stdin>".into(),
+            Input::Path(p) => p.display().to_string(),
+        }
+    }
+
+    /// The service a text record from this input belongs to when it names
+    /// none: the file stem (`checkout.log` → `checkout`).
+    pub fn default_service(&self) -> Option<String> {
+        match self {
+            Input::Stdin => None,
+            Input::Path(p) => {
+                let name = p.file_name()?.to_str()?;
+                let stem = name.split('.').next().unwrap_or(name);
+                (!stem.is_empty()).then(|| stem.to_string())
+            }
+        }
+    }
+
+    /// Opens the input, decompressing gzip (by magic bytes, not name).
+    pub fn open(&self) -> io::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
+        match self {
+            Input::Stdin => Ok((Box::new(BufReader::with_capacity(1 << 16, io::stdin())), None)),
+            Input::Path(p) => open_path(p),
+        }
+    }
+}
+
+fn open_path(p: &Path) -> io::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
+    let mut f = File::open(p)?;
+    let size = f.metadata().ok().map(|m| m.len());
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic)?;
+    let f = File::open(p)?;
+    if n == 2 && magic == [0x1f, 0x8b] {
+        let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, f));
+        Ok((Box::new(BufReader::with_capacity(1 << 16, gz)), size))
+    } else {
+        Ok((Box::new(BufReader::with_capacity(1 << 16, f)), size))
+    }
+}
+
+/// What identifies an input's content across runs: its head, and how far
+/// we had read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputIdentity {
+    /// Hash of the first `min(offset, HEAD_BYTES)` bytes.
+    pub head_hash: u64,
+    pub head_len: usize,
+    /// Byte offset after the last durable record.
+    pub offset: u64,
+    /// Lines consumed up to `offset`.
+    pub line: u64,
+}
+
+/// Hash of the first `len` bytes of the (decompressed) input, or `None`
+/// when it is shorter now: it was truncated or replaced.
+pub fn head_hash(input: &Input, len: usize) -> io::Result<Option<u64>> {
+    let (mut r, _) = input.open()?;
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        let n = r.read(&mut buf[got..])?;
+        if n == 0 {
+            return Ok(None);
+        }
+        got += n;
+    }
+    Ok(Some(xxh3_64(&buf)))
+}
+
+/// Reads lines with a length cap into a reused buffer.
+pub struct LineReader<R> {
+    inner: R,
+    max: usize,
+    /// Bytes consumed so far (the offset of the next line).
+    pub offset: u64,
+    /// Lines read so far (the 1-based number of the last line).
+    pub line: u64,
+    head: Vec<u8>,
+}
+
+/// One line: its bytes without terminator, and whether it was cut.
+pub struct Line<'a> {
+    pub bytes: &'a [u8],
+    pub truncated: bool,
+    /// Offset of the line's first byte.
+    pub start: u64,
+}
+
+impl<R: BufRead> LineReader<R> {
+    pub fn new(inner: R, max: usize) -> LineReader<R> {
+        LineReader {
+            inner,
+            max,
+            offset: 0,
+            line: 0,
+            head: Vec::new(),
+        }
+    }
+
+    /// Skips `n` bytes (a resume), which must end on a line boundary.
+    pub fn skip(&mut self, n: u64, lines: u64) -> io::Result<()> {
+        let mut left = n;
+        while left > 0 {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "input is shorter than the resume point",
+                ));
+            }
+            let take = (buf.len() as u64).min(left) as usize;
+            if self.head.len() < HEAD_BYTES {
+                let want = (HEAD_BYTES - self.head.len()).min(take);
+                self.head.extend_from_slice(&buf[..want]);
+            }
+            self.inner.consume(take);
+            left -= take as u64;
+        }
+        self.offset = n;
+        self.line = lines;
+        Ok(())
+    }
+
+    /// The identity to store for a resume at the current offset.
+    pub fn identity(&self) -> InputIdentity {
+        let len = (self.offset as usize).min(self.head.len());
+        InputIdentity {
+            head_hash: xxh3_64(&self.head[..len]),
+            head_len: len,
+            offset: self.offset,
+            line: self.line,
+        }
+    }
+
+    /// Reads the next line into `buf`. `None` at end of input.
+    pub fn next_line<'b>(&mut self, buf: &'b mut Vec<u8>) -> io::Result<Option<Line<'b>>> {
+        buf.clear();
+        let start = self.offset;
+        let mut truncated = false;
+        let mut consumed_any = false;
+        loop {
+            let chunk = match self.inner.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            consumed_any = true;
+            let (take, done) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            let content = if done { &chunk[..take - 1] } else { &chunk[..take] };
+            let room = self.max.saturating_sub(buf.len());
+            if content.len() > room {
+                truncated = true;
+            }
+            buf.extend_from_slice(&content[..content.len().min(room)]);
+            if self.head.len() < HEAD_BYTES {
+                let want = (HEAD_BYTES - self.head.len()).min(take);
+                self.head.extend_from_slice(&chunk[..want]);
+            }
+            self.inner.consume(take);
+            self.offset += take as u64;
+            if done {
+                break;
+            }
+        }
+        if !consumed_any {
+            return Ok(None);
+        }
+        self.line += 1;
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+        Ok(Some(Line {
+            bytes: buf.as_slice(),
+            truncated,
+            start,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_come_with_offsets_and_without_terminators() {
+        let mut r = LineReader::new(&b"a\r\nbb\nccc"[..], 100);
+        let mut buf = Vec::new();
+        let l = r.next_line(&mut buf).unwrap().unwrap();
+        assert_eq!((l.bytes, l.start), (&b"a"[..], 0));
+        let l = r.next_line(&mut buf).unwrap().unwrap();
+        assert_eq!((l.bytes, l.start), (&b"bb"[..], 3));
+        let l = r.next_line(&mut buf).unwrap().unwrap();
+        assert_eq!(l.bytes, b"ccc");
+        assert!(r.next_line(&mut buf).unwrap().is_none());
+        assert_eq!(r.line, 3);
+        assert_eq!(r.offset, 9);
+    }
+
+    #[test]
+    fn an_overlong_line_is_cut_at_the_cap_and_flagged() {
+        let data = format!("{}\nok\n", "x".repeat(1000));
+        let mut r = LineReader::new(data.as_bytes(), 10);
+        let mut buf = Vec::new();
+        let l = r.next_line(&mut buf).unwrap().unwrap();
+        assert!(l.truncated);
+        assert_eq!(l.bytes.len(), 10);
+        let l = r.next_line(&mut buf).unwrap().unwrap();
+        assert!(!l.truncated);
+        assert_eq!(l.bytes, b"ok");
+    }
+
+    #[test]
+    fn gzip_inputs_are_recognised_by_their_magic_bytes() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.log");
+        let mut gz = flate2::write::GzEncoder::new(File::create(&p).unwrap(), flate2::Compression::fast());
+        gz.write_all(b"one\ntwo\n").unwrap();
+        gz.finish().unwrap();
+        let (r, _) = Input::Path(p).open().unwrap();
+        let mut lr = LineReader::new(r, 100);
+        let mut buf = Vec::new();
+        assert_eq!(lr.next_line(&mut buf).unwrap().unwrap().bytes, b"one");
+    }
+
+    #[test]
+    fn the_default_service_is_the_file_stem() {
+        assert_eq!(
+            Input::parse("/var/log/checkout.log.gz").default_service().as_deref(),
+            Some("checkout")
+        );
+        assert_eq!(Input::parse("-").default_service(), None);
+    }
+}
