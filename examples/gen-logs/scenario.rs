@@ -37,7 +37,7 @@ pub const CANARY_STEPS: [(f64, f64); 4] = [(60.0, 0.10), (70.0, 0.25), (80.0, 0.
 const KNOWN_FLOOR_PER_MIN: f64 = 0.15;
 const SHAPED_FLOOR_PER_MIN: f64 = 0.5;
 const NEW_FLOOR_PER_MIN: f64 = 0.3;
-const MIN_WARMUP_EVENTS: usize = 4;
+const MIN_WARMUP_EVENTS: usize = 6;
 const MIN_NEW_EVENTS: usize = 6;
 
 /// The instant the scenario starts: 2026-11-02T10:00:00Z.
@@ -425,7 +425,7 @@ pub const ERROR_TYPES: &[ErrorType] = &[
         "stripe.CardError",
         5.0,
         r"Charge ch_\w+ failed for customer cus_\w+: card declined",
-        "Python traceback",
+        "Python traceback; the old sibling of payments.charge_invalid_amount",
     ),
     known(
         "payments.processor_503",
@@ -535,7 +535,7 @@ pub const ERROR_TYPES: &[ErrorType] = &[
         "TokenExpiredError",
         3.0,
         r"JWT validation failed: token expired \d+s ago",
-        "the old sibling of auth.jwks_kid_missing",
+        "JWT expiry",
     ),
     known(
         "auth.ldap_timeout",
@@ -613,17 +613,17 @@ pub const ERROR_TYPES: &[ErrorType] = &[
         "nginx, triggered by checkout 2.0.0's large Set-Cookie headers",
     ),
     fresh(
-        "auth.jwks_kid_missing",
-        Auth,
+        "payments.charge_invalid_amount",
+        Payments,
         Error,
-        "auth.tokens",
-        "SigningKeyNotFoundError",
-        1.0,
-        91.0,
+        "payments.charges",
+        "stripe.InvalidRequestError",
+        1.2,
+        77.0,
         Driver::Canary(Payments),
-        false,
-        r#"JWT validation failed: key id "[^"]*" not found in JWKS"#,
-        "same prefix as auth.jwt_expired; payments 2.0.0 signs with a key auth does not know",
+        true,
+        r"Charge ch_\w+ failed for customer cus_\w+: invalid amount",
+        "same prefix and code path as payments.card_declined, new exception: 2.0.0 sends fractional minor units",
     ),
 ];
 
@@ -718,111 +718,50 @@ const fn line(
 
 use Severity::{Debug as Dbg, Info, Notice, Warn};
 
+// One row per template reads as a table; rustfmt would spread each over nine lines.
+#[rustfmt::skip]
 const LINES: &[Line] = &[
     line("checkout.order_placed", Checkout, Info, "com.shop.checkout.CheckoutService", 22.0, When::Always, ""),
     line("checkout.cart_get", Checkout, Info, "com.shop.checkout.web.RequestLog", 30.0, When::Always, ""),
     line("checkout.cart_cache_hit", Checkout, Dbg, "com.shop.checkout.cache.CartCache", 15.0, When::Always, ""),
     line("checkout.price_rules", Checkout, Dbg, "com.shop.checkout.pricing.PriceEngine", 10.0, When::Always, ""),
     line("checkout.hikari_stats", Checkout, Dbg, "com.zaxxer.hikari.pool.HikariPool", 5.0, When::Always, ""),
-    line(
-        "checkout.slow_request",
-        Checkout,
-        Warn,
-        "com.shop.checkout.web.RequestLog",
-        3.0,
-        When::Always,
-        r"Slow request \S+ \S+ took \d+ms \(threshold 1000ms",
-    ),
-    line(
-        "checkout.payment_retry",
-        Checkout,
-        Warn,
-        "com.shop.checkout.PaymentClient",
-        2.0,
-        When::Always,
-        r"Retrying payment authorization for order ORD-\d{4}-\d+ \(attempt \d/3\)",
-    ),
+    line("checkout.slow_request", Checkout, Warn, "com.shop.checkout.web.RequestLog", 3.0, When::Always,
+         r"Slow request \S+ \S+ took \d+ms \(threshold 1000ms"),
+    line("checkout.payment_retry", Checkout, Warn, "com.shop.checkout.PaymentClient", 2.0, When::Always,
+         r"Retrying payment authorization for order ORD-\d{4}-\d+ \(attempt \d/3\)"),
     line("checkout.cart_pg_persist", Checkout, Info, "com.shop.checkout.store.PgCartStore", 15.0, When::NewVersionOnly, ""),
     line("checkout.pricing_engine", Checkout, Dbg, "com.shop.checkout.pricing.PricingEngineV2", 8.0, When::NewVersionOnly, ""),
-    line(
-        "checkout.pg_pool_high",
-        Checkout,
-        Warn,
-        "com.zaxxer.hikari.pool.HikariPool",
-        1.5,
-        When::NewVersionOnly,
-        r"HikariPool-2 \(cart-pg\) - pool usage at \d+%",
-    ),
-    line(
-        "checkout.deprecated_config",
-        Checkout,
-        Warn,
-        "com.shop.checkout.config.ConfigLoader",
-        0.2,
-        When::NewVersionOnly,
-        r"Config key 'cart\.redis\.ttl' is deprecated and ignored",
-    ),
+    line("checkout.pg_pool_high", Checkout, Warn, "com.zaxxer.hikari.pool.HikariPool", 1.5, When::NewVersionOnly,
+         r"HikariPool-2 \(cart-pg\) - pool usage at \d+%"),
+    line("checkout.deprecated_config", Checkout, Warn, "com.shop.checkout.config.ConfigLoader", 0.2, When::NewVersionOnly,
+         r"Config key 'cart\.redis\.ttl' is deprecated and ignored"),
     line("checkout.startup", Checkout, Info, "com.shop.checkout.CheckoutApplication", 0.0, When::Startup, ""),
     line("payments.charge_ok", Payments, Info, "payments.charges", 35.0, When::Always, ""),
     line("payments.api_post", Payments, Info, "payments.api", 30.0, When::Always, ""),
     line("payments.fx_cache", Payments, Dbg, "payments.fx", 15.0, When::Always, ""),
     line("payments.refund_queued", Payments, Info, "payments.refunds", 8.0, When::Always, ""),
-    line(
-        "payments.webhook_slow",
-        Payments,
-        Warn,
-        "payments.webhooks",
-        3.0,
-        When::Always,
-        r"Webhook delivery to \S+ took [\d.]+s, exceeding 2s budget",
-    ),
+    line("payments.webhook_slow", Payments, Warn, "payments.webhooks", 3.0, When::Always,
+         r"Webhook delivery to \S+ took [\d.]+s, exceeding 2s budget"),
     line("payments.ledger_ok", Payments, Info, "payments.ledger", 8.0, When::NewVersionOnly, ""),
     line("payments.decimal_ctx", Payments, Dbg, "payments.ledger", 5.0, When::NewVersionOnly, ""),
-    line(
-        "payments.fx_fallback",
-        Payments,
-        Warn,
-        "payments.fx",
-        2.0,
-        When::NewVersionOnly,
-        r"Falling back to legacy FX provider for [A-Z]{3}",
-    ),
+    line("payments.fx_fallback", Payments, Warn, "payments.fx", 2.0, When::NewVersionOnly,
+         r"Falling back to legacy FX provider for [A-Z]{3}"),
     line("payments.startup", Payments, Info, "gunicorn.error", 0.0, When::Startup, ""),
     line("search.query", Search, Info, "search.api", 45.0, When::Always, ""),
     line("search.cache_hit", Search, Dbg, "search.cache", 25.0, When::Always, ""),
     line("search.indexed", Search, Info, "search.indexer", 3.0, When::Always, ""),
     line("search.indexer_stats", Search, Info, "search.indexer", 2.0, When::Always, ""),
     line("search.ranking", Search, Dbg, "search.ranking", 15.0, When::Always, ""),
-    line(
-        "search.slow_query",
-        Search,
-        Warn,
-        "search.api",
-        4.0,
-        When::Always,
-        r#"slow query q="[^"]*" took \S+ \(hits=\d+\)"#,
-    ),
-    line(
-        "search.facet_truncated",
-        Search,
-        Warn,
-        "search.facets",
-        2.0,
-        When::AfterRelease,
-        r#"facet "[^"]*" has \d+ buckets, truncating to 100"#,
-    ),
+    line("search.slow_query", Search, Warn, "search.api", 4.0, When::Always,
+         r#"slow query q="[^"]*" took \S+ \(hits=\d+\)"#),
+    line("search.facet_truncated", Search, Warn, "search.facets", 2.0, When::AfterRelease,
+         r#"facet "[^"]*" has \d+ buckets, truncating to 100"#),
     line("search.startup", Search, Info, "search.main", 0.0, When::Startup, ""),
     line("gateway.access", Gateway, Info, "nginx", 85.0, When::Always, ""),
     line("gateway.keepalive", Gateway, Info, "nginx", 8.0, When::Always, ""),
-    line(
-        "gateway.buffered",
-        Gateway,
-        Warn,
-        "nginx",
-        4.0,
-        When::Always,
-        r"an upstream response is buffered to a temporary file",
-    ),
+    line("gateway.buffered", Gateway, Warn, "nginx", 4.0, When::Always,
+         r"an upstream response is buffered to a temporary file"),
     line("gateway.reload", Gateway, Notice, "nginx", 0.3, When::Always, ""),
     line("gateway.startup", Gateway, Notice, "nginx", 0.0, When::Startup, ""),
     line("auth.login_ok", Auth, Info, "auth.login", 30.0, When::Always, ""),
@@ -830,33 +769,12 @@ const LINES: &[Line] = &[
     line("auth.jwks_refresh", Auth, Dbg, "auth.tokens", 5.0, When::Always, ""),
     line("auth.session_extended", Auth, Dbg, "auth.sessions", 20.0, When::Always, ""),
     line("auth.health", Auth, Info, "auth.health", 3.0, When::Always, ""),
-    line(
-        "auth.password_expiring",
-        Auth,
-        Warn,
-        "auth.login",
-        3.0,
-        When::Always,
-        r"Password for user '[^']*' expires in \d+ days",
-    ),
-    line(
-        "auth.rate_limit",
-        Auth,
-        Warn,
-        "auth.login",
-        2.0,
-        When::Always,
-        r"Rate limiting login attempts from \S+: \d+ attempts in 60s",
-    ),
-    line(
-        "auth.unknown_client",
-        Auth,
-        Warn,
-        "auth.oauth",
-        2.0,
-        When::AfterRelease,
-        r"Unknown client_id '[^']*' presented by \S+; treating as public client",
-    ),
+    line("auth.password_expiring", Auth, Warn, "auth.login", 3.0, When::Always,
+         r"Password for user '[^']*' expires in \d+ days"),
+    line("auth.rate_limit", Auth, Warn, "auth.login", 2.0, When::Always,
+         r"Rate limiting login attempts from \S+: \d+ attempts in 60s"),
+    line("auth.unknown_client", Auth, Warn, "auth.oauth", 2.0, When::AfterRelease,
+         r"Unknown client_id '[^']*' presented by \S+; treating as public client"),
     line("auth.startup", Auth, Info, "auth.main", 0.0, When::Startup, ""),
 ];
 
@@ -953,11 +871,12 @@ struct Ctx {
     v2: bool,
 }
 
-/// (method, file, line in 1.9.3, line in 2.0.0): the code moved, so the
-/// frames of the same error carry other line numbers after the release.
-type JFrame = (&'static str, &'static str, u32, u32);
-/// (path, line in 1.9.3, line in 2.0.0, function, source line).
-type PyFrame = (&'static str, u32, u32, &'static str, &'static str);
+/// A Java frame as printed, `method(File.java:142|157)`, where `142|157`
+/// is the line in 1.9.3 and in 2.0.0: the code moved, so the frames of the
+/// same error carry other line numbers after the release.
+type JFrame = &'static str;
+/// `path|line in 1.9.3|line in 2.0.0|function|source line`.
+type PyFrame = &'static str;
 
 struct Trace(String);
 
@@ -972,17 +891,33 @@ impl Trace {
     }
 
     fn java(&mut self, frames: &[JFrame], v2: bool) -> &mut Trace {
-        for (method, file, l1, l2) in frames {
-            let l = if v2 { l2 } else { l1 };
-            let _ = write!(self.0, "\n\tat {method}({file}:{l})");
+        for frame in frames {
+            let (head, lines) = frame.rsplit_once(':').expect("java frame has a line");
+            let lines = lines.trim_end_matches(')');
+            let line = match lines.split_once('|') {
+                Some((old, new)) => {
+                    if v2 {
+                        new
+                    } else {
+                        old
+                    }
+                }
+                None => lines,
+            };
+            let _ = write!(self.0, "\n\tat {head}:{line})");
         }
         self
     }
 
     fn python(&mut self, frames: &[PyFrame], v2: bool) -> &mut Trace {
-        for (path, l1, l2, func, src) in frames {
-            let l = if v2 { l2 } else { l1 };
-            let _ = write!(self.0, "\n  File \"{path}\", line {l}, in {func}\n    {src}");
+        for frame in frames {
+            let f: Vec<&str> = frame.splitn(5, '|').collect();
+            let line = if v2 { f[2] } else { f[1] };
+            let _ = write!(
+                self.0,
+                "\n  File \"{}\", line {line}, in {}\n    {}",
+                f[0], f[3], f[4]
+            );
         }
         self
     }
@@ -997,28 +932,42 @@ const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 /// Alphabet Kubernetes uses for generated name suffixes.
 const K8S: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
+// Word pools stay packed: one name per line would bury the logic.
+#[rustfmt::skip]
 const USERS_OLD: &[&str] = &[
-    "alice", "bob", "carol.jones", "dave", "erin_w", "frank77", "grace.h", "heidi", "ivan.petrov",
-    "judy", "mallory", "niaj", "olivia.k", "peggy", "rupert", "sybil", "trent", "victor",
-    "walter", "jdoe42", "msmith1987", "k.tanaka", "l.rossi", "a.novak", "user4821", "bea2",
-    "chen.wei", "d.okafor", "emma_s", "finn",
+    "alice", "bob", "carol.jones", "dave", "erin_w", "frank77", "grace.h", "heidi",
+    "ivan.petrov", "judy", "mallory", "niaj", "olivia.k", "peggy", "rupert", "sybil", "trent",
+    "victor", "walter", "jdoe42", "msmith1987", "k.tanaka", "l.rossi", "a.novak", "user4821",
+    "bea2", "chen.wei", "d.okafor", "emma_s", "finn",
 ];
 /// Users first seen after the release (a marketing campaign brings them).
+#[rustfmt::skip]
 const USERS_NEW: &[&str] = &[
     "zoe.martinez", "yusuf", "xavier3", "wen.li", "valentina", "ugo.b", "tariq99", "sofia.r",
     "ruth", "qiang.z", "pablo2001", "oona", "nadia.k", "mateo_g", "lena1990", "kwame",
 ];
-const MAIL_DOMAINS: &[&str] = &["example.com", "example.net", "mail.example.org", "shop-customers.example"];
+#[rustfmt::skip]
+const MAIL_DOMAINS: &[&str] = &[
+    "example.com", "example.net", "mail.example.org", "shop-customers.example",
+];
+#[rustfmt::skip]
 const QUERIES: &[&str] = &[
     "red shoes", "usb-c cable", "winter jacket", "coffee grinder", "running socks", "desk lamp",
     "wireless mouse", "yoga mat", "rain boots", "espresso cups", "phone case", "backpack",
 ];
+#[rustfmt::skip]
 const PATHS: &[&str] = &[
-    "/api/v1/products/", "/api/v1/cart/", "/api/v1/search?q=", "/api/v1/orders/", "/api/v1/users/me",
-    "/api/v1/recommendations/", "/static/app.js", "/api/v1/checkout",
+    "/api/v1/products/", "/api/v1/cart/", "/api/v1/search?q=", "/api/v1/orders/",
+    "/api/v1/users/me", "/api/v1/recommendations/", "/static/app.js", "/api/v1/checkout",
 ];
 const CURRENCIES: &[&str] = &["EUR", "USD", "GBP", "CHF", "SEK", "PLN"];
-const DECLINE_CODES: &[&str] = &["insufficient_funds", "do_not_honor", "expired_card", "lost_card", "generic_decline"];
+const DECLINE_CODES: &[&str] = &[
+    "insufficient_funds",
+    "do_not_honor",
+    "expired_card",
+    "lost_card",
+    "generic_decline",
+];
 const WAREHOUSES: &[&str] = &["fra-1", "ams-2", "waw-1", "mad-3"];
 const COLORS: &[&str] = &["BLK", "WHT", "RED", "NVY", "GRN"];
 
@@ -1051,7 +1000,9 @@ impl Gen {
     }
 
     fn chars(&mut self, alphabet: &[u8], n: usize) -> String {
-        (0..n).map(|_| alphabet[self.below(alphabet.len())] as char).collect()
+        (0..n)
+            .map(|_| alphabet[self.below(alphabet.len())] as char)
+            .collect()
     }
 
     fn hex(&mut self, n: usize) -> String {
@@ -1108,7 +1059,12 @@ impl Gen {
         }
         if c.minute >= RELEASE_MINUTE && self.chance(0.5) {
             // Carrier-grade NAT range: mobile users of the campaign.
-            format!("100.{}.{}.{}", self.range(64, 127), self.range(0, 255), self.range(1, 254))
+            format!(
+                "100.{}.{}.{}",
+                self.range(64, 127),
+                self.range(0, 255),
+                self.range(1, 254)
+            )
         } else {
             let net = self.pick(&["203.0.113", "198.51.100", "192.0.2"]);
             format!("{net}.{}", self.range(1, 254))
@@ -1173,7 +1129,11 @@ impl Gen {
                 }
             }
         }
-        assert!(chosen != usize::MAX, "no pod for {} {version}", service.name());
+        assert!(
+            chosen != usize::MAX,
+            "no pod for {} {version}",
+            service.name()
+        );
         chosen
     }
 
@@ -1189,7 +1149,12 @@ impl Gen {
     }
 
     fn new_pod(&mut self, service: Service, version: &'static str, from_us: i64, until_us: i64) {
-        let name = format!("{}-{}-{}", service.name(), service.replica_set(version), self.chars(K8S, 5));
+        let name = format!(
+            "{}-{}-{}",
+            service.name(),
+            service.replica_set(version),
+            self.chars(K8S, 5)
+        );
         let ip = format!("10.0.{}.{}", service.subnet(version), self.range(2, 250));
         self.pods.push(Pod {
             service,
@@ -1231,13 +1196,21 @@ fn pick_line(g: &mut Gen, service: Service, c: &Ctx) -> usize {
 fn gateway_request(g: &mut Gen) -> (String, String) {
     let base = g.pick(PATHS);
     let path = if base.ends_with("q=") {
-        format!("{base}{}&page={}", g.pick(QUERIES).replace(' ', "+"), g.range(1, 5))
+        format!(
+            "{base}{}&page={}",
+            g.pick(QUERIES).replace(' ', "+"),
+            g.range(1, 5)
+        )
     } else if base.ends_with('/') {
         format!("{base}{}", g.range(1000, 99999))
     } else {
         base.to_string()
     };
-    let method = if path.contains("checkout") { "POST" } else { "GET" };
+    let method = if path.contains("checkout") {
+        "POST"
+    } else {
+        "GET"
+    };
     (method.to_string(), path)
 }
 
@@ -1263,10 +1236,23 @@ fn render_line(g: &mut Gen, id: &str, c: &Ctx) -> Body {
         }
         "checkout.cart_get" => {
             let rid = g.request_id();
-            Body::msg(format!("GET /api/v1/cart/{} completed in {}ms status=200", g.uuid(), g.range(3, 180))).rid(rid)
+            Body::msg(format!(
+                "GET /api/v1/cart/{} completed in {}ms status=200",
+                g.uuid(),
+                g.range(3, 180)
+            ))
+            .rid(rid)
         }
-        "checkout.cart_cache_hit" => Body::msg(format!("Cart {} loaded from cache in {}ms", g.uuid(), g.range(0, 4))),
-        "checkout.price_rules" => Body::msg(format!("Applying {} price rules to cart {}", g.range(1, 14), g.uuid())),
+        "checkout.cart_cache_hit" => Body::msg(format!(
+            "Cart {} loaded from cache in {}ms",
+            g.uuid(),
+            g.range(0, 4)
+        )),
+        "checkout.price_rules" => Body::msg(format!(
+            "Applying {} price rules to cart {}",
+            g.range(1, 14),
+            g.uuid()
+        )),
         "checkout.hikari_stats" => {
             let total = 20;
             let active = g.range(0, 12);
@@ -1288,7 +1274,11 @@ fn render_line(g: &mut Gen, id: &str, c: &Ctx) -> Body {
             g.order_no(),
             g.range(2, 3)
         )),
-        "checkout.cart_pg_persist" => Body::msg(format!("Cart {} persisted to postgres in {}ms", g.uuid(), g.range(2, 40))),
+        "checkout.cart_pg_persist" => Body::msg(format!(
+            "Cart {} persisted to postgres in {}ms",
+            g.uuid(),
+            g.range(2, 40)
+        )),
         "checkout.pricing_engine" => Body::msg(format!(
             "new-pricing-engine evaluated {} rules for cart {} in {}us",
             g.range(3, 40),
@@ -1302,9 +1292,10 @@ fn render_line(g: &mut Gen, id: &str, c: &Ctx) -> Body {
                 used * 5
             ))
         }
-        "checkout.deprecated_config" => {
-            Body::msg("Config key 'cart.redis.ttl' is deprecated and ignored; use 'cart.store.ttl' instead".to_string())
-        }
+        "checkout.deprecated_config" => Body::msg(
+            "Config key 'cart.redis.ttl' is deprecated and ignored; use 'cart.store.ttl' instead"
+                .to_string(),
+        ),
         "checkout.startup" => Body::msg(format!(
             "Started CheckoutApplication in {}.{} seconds (process running for {}.{})",
             g.range(11, 19),
@@ -1407,7 +1398,10 @@ fn render_line(g: &mut Gen, id: &str, c: &Ctx) -> Body {
             ))
             .rid(rid)
         }
-        "search.startup" => Body::msg(format!("search service {OLD_VERSION} listening on :8080 (GOMAXPROCS={})", g.range(2, 8))),
+        "search.startup" => Body::msg(format!(
+            "search service {OLD_VERSION} listening on :8080 (GOMAXPROCS={})",
+            g.range(2, 8)
+        )),
         "gateway.access" => {
             let (method, path) = gateway_request(g);
             let status = g.pick(&[200, 200, 200, 200, 200, 201, 204, 301, 304, 404]);
@@ -1459,7 +1453,9 @@ fn render_line(g: &mut Gen, id: &str, c: &Ctx) -> Body {
             g.uuid()
         )),
         "auth.jwks_refresh" => Body::msg(format!("JWKS cache refreshed: {} keys", g.range(2, 4))),
-        "auth.session_extended" => Body::msg(format!("Session {} extended for {}", g.hex(32), g.user(c))),
+        "auth.session_extended" => {
+            Body::msg(format!("Session {} extended for {}", g.hex(32), g.user(c)))
+        }
         "auth.health" => Body::msg(format!(
             "Health check ok: 0 errors in last 60s, ldap latency {}ms",
             g.range(2, 40)
@@ -1479,7 +1475,9 @@ fn render_line(g: &mut Gen, id: &str, c: &Ctx) -> Body {
             g.pick(&["mobile-app-v2", "partner-portal", "ios-beta"]),
             g.client_ip(c)
         )),
-        "auth.startup" => Body::msg(format!("auth listening on 0.0.0.0:8443 (version {OLD_VERSION})")),
+        "auth.startup" => Body::msg(format!(
+            "auth listening on 0.0.0.0:8443 (version {OLD_VERSION})"
+        )),
         other => unreachable!("no renderer for line {other}"),
     }
 }
@@ -1491,14 +1489,25 @@ fn go_panic_trace(g: &mut Gen, inner: &[(&str, &str, u32)]) -> Trace {
         .line(format!("panic({{0x{}, 0x{}}})", g.hex(7), g.hex(7)))
         .line("\t/usr/local/go/src/runtime/panic.go:785 +0x132");
     for (func, file, l) in inner {
-        tr.line(format!("{func}(0xc000{}, {{0xc000{}, 0x{:x}}})", g.hex(6), g.hex(6), g.range(1, 40)))
-            .line(format!("\t{file}:{l} +0x{:x}", g.range(0x10, 0x4ff)));
+        tr.line(format!(
+            "{func}(0xc000{}, {{0xc000{}, 0x{:x}}})",
+            g.hex(6),
+            g.hex(6),
+            g.range(1, 40)
+        ))
+        .line(format!("\t{file}:{l} +0x{:x}", g.range(0x10, 0x4ff)));
     }
-    tr.line(format!("net/http.HandlerFunc.ServeHTTP(0xc000{}, {{0x{}, 0xc000{}}}, 0xc000{})", g.hex(6), g.hex(7), g.hex(6), g.hex(6)))
-        .line("\t/usr/local/go/src/net/http/server.go:2220 +0x29")
-        .line("created by net/http.(*Server).Serve in goroutine 1")
-        .line("\t/usr/local/go/src/net/http/server.go:3360 +0x485")
-        .done()
+    tr.line(format!(
+        "net/http.HandlerFunc.ServeHTTP(0xc000{}, {{0x{}, 0xc000{}}}, 0xc000{})",
+        g.hex(6),
+        g.hex(7),
+        g.hex(6),
+        g.hex(6)
+    ))
+    .line("\t/usr/local/go/src/net/http/server.go:2220 +0x29")
+    .line("created by net/http.(*Server).Serve in goroutine 1")
+    .line("\t/usr/local/go/src/net/http/server.go:3360 +0x485")
+    .done()
 }
 
 fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
@@ -1508,31 +1517,33 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
         "checkout.payment_auth_timeout" => {
             let rid = g.request_id();
             // 2.0.0 lowered the read timeout from 5 s to 3 s.
-            let ms = if v2 { g.range(3000, 3030) } else { g.range(5000, 5040) };
+            let ms = if v2 {
+                g.range(3000, 3030)
+            } else {
+                g.range(5000, 5040)
+            };
             let retry = g.chance(0.3);
             let mut tr = Trace::new("java.net.SocketTimeoutException: Read timed out");
             tr.java(
                 &[
-                    ("java.base/sun.nio.ch.NioSocketImpl.timedRead", "NioSocketImpl.java", 288, 288),
-                    ("java.base/sun.nio.ch.NioSocketImpl.implRead", "NioSocketImpl.java", 314, 314),
-                    ("java.base/java.net.Socket$SocketInputStream.read", "Socket.java", 1099, 1099),
-                    (
-                        "org.apache.hc.core5.http.impl.io.SessionInputBufferImpl.fillBuffer",
-                        "SessionInputBufferImpl.java",
-                        149,
-                        149,
-                    ),
-                    ("com.shop.checkout.PaymentClient.authorize", "PaymentClient.java", 142, 157),
+                    "java.base/sun.nio.ch.NioSocketImpl.timedRead(NioSocketImpl.java:288)",
+                    "java.base/sun.nio.ch.NioSocketImpl.implRead(NioSocketImpl.java:314)",
+                    "java.base/java.net.Socket$SocketInputStream.read(Socket.java:1099)",
+                    "org.apache.hc.core5.http.impl.io.SessionInputBufferImpl.fillBuffer(SessionInputBufferImpl.java:149)",
+                    "com.shop.checkout.PaymentClient.authorize(PaymentClient.java:142|157)",
                 ],
                 v2,
             );
             if retry {
-                tr.java(&[("com.shop.checkout.CheckoutService.retryAuthorization", "CheckoutService.java", 131, 140)], v2);
+                tr.java(
+                    &["com.shop.checkout.CheckoutService.retryAuthorization(CheckoutService.java:131|140)"],
+                    v2,
+                );
             }
             tr.java(
                 &[
-                    ("com.shop.checkout.CheckoutService.placeOrder", "CheckoutService.java", 88, 97),
-                    ("com.shop.checkout.web.CheckoutController.submit", "CheckoutController.java", 64, 64),
+                    "com.shop.checkout.CheckoutService.placeOrder(CheckoutService.java:88|97)",
+                    "com.shop.checkout.web.CheckoutController.submit(CheckoutController.java:64)",
                 ],
                 v2,
             )
@@ -1558,15 +1569,21 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
         }
         "checkout.redis_timeout" => {
             let ip = format!("10.0.9.{}", g.pick(&[11, 12, 13]));
-            let ms = if v2 { g.range(500, 520) } else { g.range(250, 262) };
-            let mut tr = Trace::new(format!("io.lettuce.core.RedisConnectionException: Unable to connect to {ip}/<unresolved>:6379"));
+            let ms = if v2 {
+                g.range(500, 520)
+            } else {
+                g.range(250, 262)
+            };
+            let mut tr = Trace::new(format!(
+                "io.lettuce.core.RedisConnectionException: Unable to connect to {ip}/<unresolved>:6379"
+            ));
             tr.java(
                 &[
-                    ("io.lettuce.core.RedisConnectionException.create", "RedisConnectionException.java", 78, 78),
-                    ("io.lettuce.core.AbstractRedisClient.getConnection", "AbstractRedisClient.java", 350, 350),
-                    ("io.lettuce.core.RedisClient.connect", "RedisClient.java", 216, 216),
-                    ("com.shop.checkout.cache.CartCache.get", "CartCache.java", 71, 88),
-                    ("com.shop.checkout.CartService.load", "CartService.java", 45, 52),
+                    "io.lettuce.core.RedisConnectionException.create(RedisConnectionException.java:78)",
+                    "io.lettuce.core.AbstractRedisClient.getConnection(AbstractRedisClient.java:350)",
+                    "io.lettuce.core.RedisClient.connect(RedisClient.java:216)",
+                    "com.shop.checkout.cache.CartCache.get(CartCache.java:71|88)",
+                    "com.shop.checkout.CartService.load(CartService.java:45|52)",
                 ],
                 v2,
             )
@@ -1574,18 +1591,15 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
                 "Caused by: io.netty.channel.ConnectTimeoutException: connection timed out after {ms} ms: {ip}/{ip}:6379"
             ))
             .java(
-                &[(
-                    "io.netty.channel.epoll.AbstractEpollChannel$AbstractEpollUnsafe$2.run",
-                    "AbstractEpollChannel.java",
-                    615,
-                    615,
-                )],
+                &["io.netty.channel.epoll.AbstractEpollChannel$AbstractEpollUnsafe$2.run(AbstractEpollChannel.java:615)"],
                 v2,
             )
             .line("\t... 9 more");
-            Body::msg(format!("timeout connecting to redis at {ip}:6379 after {ms}ms"))
-                .err(format!("Unable to connect to {ip}/<unresolved>:6379"))
-                .trace(tr.done())
+            Body::msg(format!(
+                "timeout connecting to redis at {ip}:6379 after {ms}ms"
+            ))
+            .err(format!("Unable to connect to {ip}/<unresolved>:6379"))
+            .trace(tr.done())
         }
         "checkout.smtp_send_failed" => {
             let host = g.pick(&["smtp.mail.example.net", "smtp2.mail.example.net"]);
@@ -1593,23 +1607,21 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
             let mut tr = Trace::new(format!("jakarta.mail.MessagingException: {e}"));
             tr.java(
                 &[
-                    ("org.eclipse.angus.mail.smtp.SMTPTransport.openServer", "SMTPTransport.java", 2263, 2263),
-                    ("org.eclipse.angus.mail.smtp.SMTPTransport.protocolConnect", "SMTPTransport.java", 753, 753),
-                    ("jakarta.mail.Service.connect", "Service.java", 342, 342),
-                    ("com.shop.checkout.notify.MailNotifier.send", "MailNotifier.java", 77, 81),
-                    (
-                        "com.shop.checkout.notify.OrderConfirmationListener.onOrderPlaced",
-                        "OrderConfirmationListener.java",
-                        41,
-                        41,
-                    ),
+                    "org.eclipse.angus.mail.smtp.SMTPTransport.openServer(SMTPTransport.java:2263)",
+                    "org.eclipse.angus.mail.smtp.SMTPTransport.protocolConnect(SMTPTransport.java:753)",
+                    "jakarta.mail.Service.connect(Service.java:342)",
+                    "com.shop.checkout.notify.MailNotifier.send(MailNotifier.java:77|81)",
+                    "com.shop.checkout.notify.OrderConfirmationListener.onOrderPlaced(OrderConfirmationListener.java:41)",
                 ],
                 v2,
             )
             .line("\t... 31 more");
-            Body::msg(format!("Failed to send order confirmation to {}: {e}", g.email(c)))
-                .err(e)
-                .trace(tr.done())
+            Body::msg(format!(
+                "Failed to send order confirmation to {}: {e}",
+                g.email(c)
+            ))
+            .err(e)
+            .trace(tr.done())
         }
         "checkout.optimistic_lock" => {
             let id = g.uuid();
@@ -1618,35 +1630,35 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
                 "Row was updated or deleted by another transaction (or unsaved-value mapping was incorrect) : [com.shop.checkout.model.Cart#{id}]"
             );
             let coupon = g.chance(0.4);
-            let mut tr = Trace::new(format!("org.springframework.orm.ObjectOptimisticLockingFailureException: {e}"));
+            let mut tr = Trace::new(format!(
+                "org.springframework.orm.ObjectOptimisticLockingFailureException: {e}"
+            ));
             tr.java(
                 &[
-                    (
-                        "org.springframework.orm.jpa.vendor.HibernateJpaDialect.convertHibernateAccessException",
-                        "HibernateJpaDialect.java",
-                        325,
-                        325,
-                    ),
-                    ("com.shop.checkout.CartRepository.save", "CartRepository.java", 58, 63),
+                    "org.springframework.orm.jpa.vendor.HibernateJpaDialect.convertHibernateAccessException(HibernateJpaDialect.java:325)",
+                    "com.shop.checkout.CartRepository.save(CartRepository.java:58|63)",
                 ],
                 v2,
             );
             if coupon {
-                tr.java(&[("com.shop.checkout.CartService.applyCoupon", "CartService.java", 167, 181)], v2);
-            } else {
-                tr.java(&[("com.shop.checkout.CartService.addItem", "CartService.java", 112, 120)], v2);
-            }
-            tr.line(format!("Caused by: org.hibernate.StaleObjectStateException: {e}"))
-                .java(
-                    &[(
-                        "org.hibernate.persister.entity.AbstractEntityPersister.check",
-                        "AbstractEntityPersister.java",
-                        2563,
-                        2563,
-                    )],
+                tr.java(
+                    &["com.shop.checkout.CartService.applyCoupon(CartService.java:167|181)"],
                     v2,
-                )
-                .line(format!("\t... {} more", if coupon { 54 } else { 52 }));
+                );
+            } else {
+                tr.java(
+                    &["com.shop.checkout.CartService.addItem(CartService.java:112|120)"],
+                    v2,
+                );
+            }
+            tr.line(format!(
+                "Caused by: org.hibernate.StaleObjectStateException: {e}"
+            ))
+            .java(
+                &["org.hibernate.persister.entity.AbstractEntityPersister.check(AbstractEntityPersister.java:2563)"],
+                v2,
+            )
+            .line(format!("\t... {} more", if coupon { 54 } else { 52 }));
             Body::msg(format!(
                 "Optimistic lock failure on com.shop.checkout.model.Cart@{} (id={id}): expected version {ver} but was {}",
                 g.hex(8),
@@ -1658,47 +1670,40 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
         "checkout.postgres_timeout" => {
             let ip = format!("10.0.10.{}", g.pick(&[5, 6]));
             let ms = g.range(3000, 3015);
-            let mut tr = Trace::new("org.postgresql.util.PSQLException: The connection attempt failed.");
+            let mut tr =
+                Trace::new("org.postgresql.util.PSQLException: The connection attempt failed.");
             tr.java(
                 &[
-                    (
-                        "org.postgresql.core.v3.ConnectionFactoryImpl.openConnectionImpl",
-                        "ConnectionFactoryImpl.java",
-                        358,
-                        358,
-                    ),
-                    ("org.postgresql.jdbc.PgConnection.<init>", "PgConnection.java", 273, 273),
-                    ("com.zaxxer.hikari.pool.HikariPool.createPoolEntry", "HikariPool.java", 476, 476),
-                    ("com.shop.checkout.store.PgCartStore.load", "PgCartStore.java", 64, 64),
-                    ("com.shop.checkout.cache.CartCache.get", "CartCache.java", 97, 97),
+                    "org.postgresql.core.v3.ConnectionFactoryImpl.openConnectionImpl(ConnectionFactoryImpl.java:358)",
+                    "org.postgresql.jdbc.PgConnection.<init>(PgConnection.java:273)",
+                    "com.zaxxer.hikari.pool.HikariPool.createPoolEntry(HikariPool.java:476)",
+                    "com.shop.checkout.store.PgCartStore.load(PgCartStore.java:64)",
+                    "com.shop.checkout.cache.CartCache.get(CartCache.java:97)",
                 ],
                 true,
             )
             .line("Caused by: java.net.SocketTimeoutException: Connect timed out")
             .java(
-                &[(
-                    "java.base/sun.nio.ch.NioSocketImpl.timedFinishConnect",
-                    "NioSocketImpl.java",
-                    546,
-                    546,
-                )],
+                &["java.base/sun.nio.ch.NioSocketImpl.timedFinishConnect(NioSocketImpl.java:546)"],
                 true,
             )
             .line("\t... 41 more");
-            Body::msg(format!("timeout connecting to postgres at {ip}:5432 after {ms}ms"))
-                .err("The connection attempt failed.")
-                .trace(tr.done())
+            Body::msg(format!(
+                "timeout connecting to postgres at {ip}:5432 after {ms}ms"
+            ))
+            .err("The connection attempt failed.")
+            .trace(tr.done())
         }
         "checkout.cart_totals_arithmetic" => {
             let e = "Non-terminating decimal expansion; no exact representable decimal result.";
             let mut tr = Trace::new(format!("java.lang.ArithmeticException: {e}"));
             tr.java(
                 &[
-                    ("java.base/java.math.BigDecimal.divide", "BigDecimal.java", 1780, 1780),
-                    ("com.shop.checkout.pricing.CartTotals.splitDiscount", "CartTotals.java", 212, 212),
-                    ("com.shop.checkout.pricing.CartTotals.compute", "CartTotals.java", 97, 97),
-                    ("com.shop.checkout.CartService.totals", "CartService.java", 203, 203),
-                    ("com.shop.checkout.web.CartController.get", "CartController.java", 58, 58),
+                    "java.base/java.math.BigDecimal.divide(BigDecimal.java:1780)",
+                    "com.shop.checkout.pricing.CartTotals.splitDiscount(CartTotals.java:212)",
+                    "com.shop.checkout.pricing.CartTotals.compute(CartTotals.java:97)",
+                    "com.shop.checkout.CartService.totals(CartService.java:203)",
+                    "com.shop.checkout.web.CartController.get(CartController.java:58)",
                 ],
                 true,
             )
@@ -1718,27 +1723,9 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
             let mut tr = Trace::new("Traceback (most recent call last):");
             tr.python(
                 &[
-                    (
-                        "/app/payments/charges.py",
-                        142,
-                        149,
-                        "create_charge",
-                        "charge = self.processor.charges.create(amount=amount, currency=currency, source=source)",
-                    ),
-                    (
-                        "/usr/local/lib/python3.12/site-packages/stripe/_api_resource.py",
-                        156,
-                        156,
-                        "_static_request",
-                        "return requestor.request(method_, url_, params=params, options=request_options)",
-                    ),
-                    (
-                        "/usr/local/lib/python3.12/site-packages/stripe/_api_requestor.py",
-                        197,
-                        197,
-                        "request",
-                        "resp = requestor._interpret_response(rbody, rcode, rheaders)",
-                    ),
+                    "/app/payments/charges.py|142|149|create_charge|charge = self.processor.charges.create(amount=amount, currency=currency, source=source)",
+                    "/usr/local/lib/python3.12/site-packages/stripe/_api_resource.py|156|156|_static_request|return requestor.request(method_, url_, params=params, options=request_options)",
+                    "/usr/local/lib/python3.12/site-packages/stripe/_api_requestor.py|197|197|request|resp = requestor._interpret_response(rbody, rcode, rheaders)",
                 ],
                 v2,
             )
@@ -1753,26 +1740,37 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
             .err(e)
             .trace(tr.done())
         }
+        "payments.charge_invalid_amount" => {
+            let rid = g.request_id();
+            let amount = format!("{}.5", g.range(100, 90_000));
+            let e = format!("Request req_{}: Invalid integer: {amount}", g.alnum(14));
+            let mut tr = Trace::new("Traceback (most recent call last):");
+            tr.python(
+                &[
+                    "/app/payments/charges.py|142|149|create_charge|charge = self.processor.charges.create(amount=amount, currency=currency, source=source)",
+                    "/usr/local/lib/python3.12/site-packages/stripe/_api_resource.py|156|156|_static_request|return requestor.request(method_, url_, params=params, options=request_options)",
+                    "/usr/local/lib/python3.12/site-packages/stripe/_api_requestor.py|197|197|request|resp = requestor._interpret_response(rbody, rcode, rheaders)",
+                ],
+                true,
+            )
+            .line(format!("stripe._error.InvalidRequestError: {e}"));
+            Body::msg(format!(
+                "Charge ch_{} failed for customer cus_{}: invalid amount {amount} (must be an integer in the smallest currency unit)",
+                g.alnum(24),
+                g.alnum(14)
+            ))
+            .rid(rid)
+            .err(e)
+            .trace(tr.done())
+        }
         "payments.processor_503" => {
             let rid = g.request_id();
             let e = "503 Server Error: Service Unavailable for url: https://api.processor.example/v1/charges";
             let mut tr = Trace::new("Traceback (most recent call last):");
             tr.python(
                 &[
-                    (
-                        "/app/payments/processor_client.py",
-                        88,
-                        91,
-                        "post",
-                        "resp.raise_for_status()",
-                    ),
-                    (
-                        "/usr/local/lib/python3.12/site-packages/requests/models.py",
-                        1024,
-                        1024,
-                        "raise_for_status",
-                        "raise HTTPError(http_error_msg, response=self)",
-                    ),
+                    "/app/payments/processor_client.py|88|91|post|resp.raise_for_status()",
+                    "/usr/local/lib/python3.12/site-packages/requests/models.py|1024|1024|raise_for_status|raise HTTPError(http_error_msg, response=self)",
                 ],
                 v2,
             )
@@ -1802,21 +1800,9 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
             let mut tr = Trace::new("Traceback (most recent call last):");
             tr.python(
                 &[
-                    ("/app/payments/refunds.py", 77, 84, "persist", "session.commit()"),
-                    (
-                        "/usr/local/lib/python3.12/site-packages/sqlalchemy/orm/session.py",
-                        2028,
-                        2028,
-                        "commit",
-                        "trans.commit(_to_root=True)",
-                    ),
-                    (
-                        "/usr/local/lib/python3.12/site-packages/sqlalchemy/pool/impl.py",
-                        169,
-                        169,
-                        "_do_get",
-                        "raise exc.TimeoutError(",
-                    ),
+                    "/app/payments/refunds.py|77|84|persist|session.commit()",
+                    "/usr/local/lib/python3.12/site-packages/sqlalchemy/orm/session.py|2028|2028|commit|trans.commit(_to_root=True)",
+                    "/usr/local/lib/python3.12/site-packages/sqlalchemy/pool/impl.py|169|169|_do_get|raise exc.TimeoutError(",
                 ],
                 v2,
             )
@@ -1834,14 +1820,8 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
             let mut tr = Trace::new("Traceback (most recent call last):");
             tr.python(
                 &[
-                    ("/app/payments/workers/reconcile.py", 58, 58, "run", "ledger.reconcile_batch(batch_id)"),
-                    (
-                        "/app/payments/ledger.py",
-                        214,
-                        214,
-                        "reconcile_batch",
-                        "total = total + self._convert(entry)",
-                    ),
+                    "/app/payments/workers/reconcile.py|58|58|run|ledger.reconcile_batch(batch_id)",
+                    "/app/payments/ledger.py|214|214|reconcile_batch|total = total + self._convert(entry)",
                 ],
                 true,
             )
@@ -1880,12 +1860,22 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
             let tr = go_panic_trace(
                 g,
                 &[
-                    ("github.com/shop/search/internal/ranking.(*Scorer).Boost", "/app/internal/ranking/scorer.go", 88),
-                    ("github.com/shop/search/internal/api.(*Handler).Search", "/app/internal/api/handler.go", 142),
+                    (
+                        "github.com/shop/search/internal/ranking.(*Scorer).Boost",
+                        "/app/internal/ranking/scorer.go",
+                        88,
+                    ),
+                    (
+                        "github.com/shop/search/internal/api.(*Handler).Search",
+                        "/app/internal/api/handler.go",
+                        142,
+                    ),
                 ],
             );
             let e = "runtime error: invalid memory address or nil pointer dereference";
-            Body::msg(format!("http: panic serving {client}: {e}")).err(e).trace(tr)
+            Body::msg(format!("http: panic serving {client}: {e}"))
+                .err(e)
+                .trace(tr)
         }
         "search.index_out_of_range" => {
             let client = format!("{}:{}", g.pod_ip(Service::Gateway, t), g.port());
@@ -1893,12 +1883,22 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
             let tr = go_panic_trace(
                 g,
                 &[
-                    ("github.com/shop/search/internal/facets.(*Index).Bucket", "/app/internal/facets/index.go", 57),
-                    ("github.com/shop/search/internal/api.(*Handler).Facets", "/app/internal/api/facets.go", 33),
+                    (
+                        "github.com/shop/search/internal/facets.(*Index).Bucket",
+                        "/app/internal/facets/index.go",
+                        57,
+                    ),
+                    (
+                        "github.com/shop/search/internal/api.(*Handler).Facets",
+                        "/app/internal/api/facets.go",
+                        33,
+                    ),
                 ],
             );
             let e = format!("runtime error: index out of range [{len}] with length {len}");
-            Body::msg(format!("http: panic serving {client}: {e}")).err(e).trace(tr)
+            Body::msg(format!("http: panic serving {client}: {e}"))
+                .err(e)
+                .trace(tr)
         }
         "gateway.upstream_timeout" => {
             let (method, path) = gateway_request(g);
@@ -1931,7 +1931,10 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
         }
         "gateway.upstream_big_header" => {
             let path = format!("/api/v2/cart/{}", g.uuid());
-            let up = format!("http://{}:8080", g.pod_ip_of(Service::Checkout, NEW_VERSION, t));
+            let up = format!(
+                "http://{}:8080",
+                g.pod_ip_of(Service::Checkout, NEW_VERSION, t)
+            );
             let client = g.client_ip(c);
             Body::msg(format!(
                 "*{} upstream sent too big header while reading response header from upstream, {}",
@@ -1965,14 +1968,6 @@ fn render_error(g: &mut Gen, id: &str, c: &Ctx) -> Body {
             ))
             .err("i/o timeout")
         }
-        "auth.jwks_kid_missing" => {
-            let kid = g.pick(&["pay-2026-11-a", "pay-2026-11-b"]);
-            Body::msg(format!(
-                "JWT validation failed: key id \"{kid}\" not found in JWKS (iss=https://payments.shop.example, sub=svc-payments, jti={})",
-                g.uuid()
-            ))
-            .err(format!("Unable to find a signing key that matches '{kid}'"))
-        }
         other => unreachable!("no renderer for error type {other}"),
     }
 }
@@ -1995,10 +1990,21 @@ struct Origin {
     exception: &'static str,
 }
 
-fn push_record(g: &mut Gen, records: &mut Vec<Record>, t: i64, o: Origin, pod: Option<usize>, body: Body) {
+fn push_record(
+    g: &mut Gen,
+    records: &mut Vec<Record>,
+    t: i64,
+    o: Origin,
+    pod: Option<usize>,
+    body: Body,
+) {
     let pod = pod.unwrap_or_else(|| g.pod_index(o.service, o.version, t));
     // Most records ship within a couple of seconds; a few lag more.
-    let jitter = if g.chance(0.03) { g.range(2_500_000, 6_000_000) } else { g.range(0, 2_500_000) };
+    let jitter = if g.chance(0.03) {
+        g.range(2_500_000, 5_000_000)
+    } else {
+        g.range(0, 2_500_000)
+    };
     records.push(Record {
         time_us: t,
         arrival_us: t + jitter as i64,
@@ -2045,7 +2051,11 @@ impl Scenario {
                 _ => 2,
             };
             for i in 0..n {
-                let until = if !service.is_canary() && i == 0 { at(72.0) } else { far };
+                let until = if !service.is_canary() && i == 0 {
+                    at(72.0)
+                } else {
+                    far
+                };
                 g.new_pod(service, OLD_VERSION, i64::MIN, until);
             }
             if service.is_canary() {
@@ -2110,7 +2120,10 @@ impl Scenario {
                 ids.push("checkout.deprecated_config".to_string());
             }
             for (k, id) in ids.iter().enumerate() {
-                let l = *LINES.iter().find(|l| l.id == id.as_str()).expect("startup line");
+                let l = *LINES
+                    .iter()
+                    .find(|l| l.id == id.as_str())
+                    .expect("startup line");
                 let tk = t + k as i64 * 150_000;
                 let body = render_line(&mut g, l.id, &c);
                 let origin = Origin {
@@ -2130,7 +2143,11 @@ impl Scenario {
         for def in ERROR_TYPES {
             let mut times = match def.kind {
                 Kind::Known => {
-                    let floor = if shaped_type(def.id) { SHAPED_FLOOR_PER_MIN } else { KNOWN_FLOOR_PER_MIN };
+                    let floor = if shaped_type(def.id) {
+                        SHAPED_FLOOR_PER_MIN
+                    } else {
+                        KNOWN_FLOOR_PER_MIN
+                    };
                     let rate = (def.per_min * scale).max(floor);
                     let mut times = g.poisson(start, end, rate);
                     for s in SURGES.iter().chain(BURSTS).filter(|s| s.type_id == def.id) {
@@ -2143,7 +2160,8 @@ impl Scenario {
                     let warm_end = at(WARMUP_MINUTES).min(end);
                     let mut in_warmup = times.iter().filter(|&&t| t < warm_end).count();
                     while in_warmup < MIN_WARMUP_EVENTS && warm_end > start + MINUTE_US {
-                        let t = g.range((start + MINUTE_US) as u64, (warm_end - MINUTE_US) as u64) as i64;
+                        let t = g.range((start + MINUTE_US) as u64, (warm_end - MINUTE_US) as u64)
+                            as i64;
                         times.push(t);
                         in_warmup += 1;
                     }
@@ -2332,8 +2350,18 @@ impl Scenario {
                 r.message
             ),
             Service::Search => write!(out, "{} {level} {}", ts(r.time_us, TsStyle::Us), r.message),
-            Service::Gateway => write!(out, "[{}] [{level}] {}", ts(r.time_us, TsStyle::Apache), r.message),
-            Service::Auth => write!(out, "{} {level} {}", ts(r.time_us, TsStyle::MsOffset), r.message),
+            Service::Gateway => write!(
+                out,
+                "[{}] [{level}] {}",
+                ts(r.time_us, TsStyle::Apache),
+                r.message
+            ),
+            Service::Auth => write!(
+                out,
+                "{} {level} {}",
+                ts(r.time_us, TsStyle::MsOffset),
+                r.message
+            ),
         };
         out.push('\n');
         if let Some(tr) = &r.trace {
@@ -2420,14 +2448,21 @@ impl Scenario {
 
         let mut error_types = Vec::new();
         for def in ERROR_TYPES {
-            let recs: Vec<&Record> = self.records.iter().filter(|r| r.type_id == def.id).collect();
+            let recs: Vec<&Record> = self
+                .records
+                .iter()
+                .filter(|r| r.type_id == def.id)
+                .collect();
             if recs.is_empty() {
                 continue;
             }
             let first = recs.iter().map(|r| r.time_us).min().unwrap_or_default();
             let last = recs.iter().map(|r| r.time_us).max().unwrap_or_default();
             let old = recs.iter().filter(|r| r.version == OLD_VERSION).count();
-            let warm = recs.iter().filter(|r| r.time_us < at(WARMUP_MINUTES)).count();
+            let warm = recs
+                .iter()
+                .filter(|r| r.time_us < at(WARMUP_MINUTES))
+                .count();
             error_types.push(json!({
                 "id": def.id,
                 "service": def.service.name(),
@@ -2442,6 +2477,11 @@ impl Scenario {
                 "count_in_warmup": warm,
                 "count_by_version": { OLD_VERSION: old, NEW_VERSION: recs.len() - old },
                 "about": def.about,
+                "only_new_version": def.v2_only,
+                "follows_canary_of": match def.driver {
+                    Driver::Canary(s) if def.kind == Kind::New => json!(s.name()),
+                    _ => Value::Null,
+                },
             }));
         }
 
@@ -2497,7 +2537,11 @@ impl Scenario {
             let lines: usize = rs.map(|r| r.text_line_count()).sum();
             text_lines.insert(s.name().to_string(), json!(lines));
         }
-        let errors = self.records.iter().filter(|r| r.severity.is_error()).count();
+        let errors = self
+            .records
+            .iter()
+            .filter(|r| r.severity.is_error())
+            .count();
 
         let services: Vec<Value> = Service::ALL
             .iter()
@@ -2660,6 +2704,7 @@ pub fn push_json_str(out: &mut String, s: &str) {
 #[derive(Clone, Copy)]
 enum Var {
     Int,
+    Small,
     Ms,
     Uuid,
     Ip,
@@ -2683,10 +2728,12 @@ struct Template {
     trace: bool,
 }
 
+#[rustfmt::skip]
 const BENCH_SERVICES: &[&str] = &[
-    "checkout", "payments", "search", "gateway", "auth", "catalog", "cart", "orders", "shipping",
-    "pricing", "recommendations", "notifications", "inventory",
+    "checkout", "payments", "search", "gateway", "auth", "catalog", "cart", "orders",
+    "shipping", "pricing", "recommendations", "notifications", "inventory",
 ];
+#[rustfmt::skip]
 const BENCH_SUBJECTS: &[&str] = &[
     "order", "cart", "payment", "invoice", "shipment", "refund", "coupon", "session", "token",
     "profile", "address", "wishlist", "review", "product", "price", "stock", "warehouse",
@@ -2696,27 +2743,27 @@ const BENCH_SUBJECTS: &[&str] = &[
 const BENCH_ERRORS: &[&str] = &[
     "failed to load {s} <uuid> from <host>:<port>",
     "timeout while updating {s} <int> after <ms>ms",
-    "could not serialize {s} <uuid>: unexpected token at offset <int>",
+    "could not serialize {s} <uuid>: unexpected token at offset <n>",
     "{s} <int> not found (request_id=<hex>)",
     "connection reset by peer while fetching {s} from <ip>:<port>",
-    "invalid state for {s} <int>: expected <int> but was <int>",
+    "invalid state for {s} <int>: expected <n> but was <n>",
     "{s} lock held by <user> for <ms>ms, giving up",
     "permission denied for <user> on {s} <uuid>",
     "upstream <ip>:<port> returned 502 for {s} <int>",
-    "retries exhausted for {s} <uuid> after <int> attempts",
+    "retries exhausted for {s} <uuid> after <n> attempts",
     "duplicate key value violates unique constraint \"{s}_pkey\" (id=<int>)",
     "{s} validation failed: field '<word>' is required",
     "deadlock detected while committing {s} <int>",
     "{s} checksum mismatch: <hex> != <hex>",
-    "quota exceeded for <email> on {s} (<int>/<int>)",
+    "quota exceeded for <email> on {s} (<int>/<n>)",
 ];
 const BENCH_INFOS: &[&str] = &[
     "GET /api/v1/{s}s/<int> completed in <ms>ms status=200",
     "POST /api/v1/{s}s completed in <ms>ms status=201 (request_id=<hex>)",
     "{s} <uuid> loaded from cache in <ms>ms",
     "{s} <int> updated by <user>",
-    "published {s}.changed event for <uuid> to partition <int>",
-    "connection pool stats for {s}-db: active=<int> idle=<int>",
+    "published {s}.changed event for <uuid> to partition <n>",
+    "connection pool stats for {s}-db: active=<n> idle=<n>",
 ];
 const BENCH_EXCEPTIONS: &[&str] = &[
     "java.net.SocketTimeoutException",
@@ -2726,7 +2773,9 @@ const BENCH_EXCEPTIONS: &[&str] = &[
     "io.grpc.StatusRuntimeException",
     "java.io.IOException",
 ];
-const BENCH_WORDS: &[&str] = &["email", "currency", "country", "zip", "quantity", "sku", "name"];
+const BENCH_WORDS: &[&str] = &[
+    "email", "currency", "country", "zip", "quantity", "sku", "name",
+];
 
 fn parse_template(pattern: &str, subject: &str) -> Vec<Part> {
     let text = pattern.replace("{s}", subject);
@@ -2739,6 +2788,7 @@ fn parse_template(pattern: &str, subject: &str) -> Vec<Part> {
         }
         parts.push(Part::Var(match &rest[open + 1..close] {
             "int" => Var::Int,
+            "n" => Var::Small,
             "ms" => Var::Ms,
             "uuid" => Var::Uuid,
             "ip" => Var::Ip,
@@ -2793,10 +2843,11 @@ impl BenchGen {
     }
 
     fn push_var(&mut self, out: &mut String, v: Var) {
-        // Values drift: pools grow with time (the line number), so later
-        // lines keep bringing values never seen before.
+        // Values are drawn afresh every time, so ids, numbers and addresses
+        // never settle: the template miner must generalise over them.
         let _ = match v {
             Var::Int => write!(out, "{}", self.rng.random_range(1..1_000_000u32)),
+            Var::Small => write!(out, "{}", self.rng.random_range(0..64u32)),
             Var::Ms => write!(out, "{}", self.rng.random_range(1..30_000u32)),
             Var::Port => write!(out, "{}", self.rng.random_range(1024..65535u32)),
             Var::Ip => {
@@ -2830,7 +2881,11 @@ impl BenchGen {
                 }
             }
             Var::Host => write!(out, "db-{}.internal", self.rng.random_range(1..40u32)),
-            Var::Email => write!(out, "user{}@example.com", self.rng.random_range(1..1_000_000u32)),
+            Var::Email => write!(
+                out,
+                "user{}@example.com",
+                self.rng.random_range(1..1_000_000u32)
+            ),
             Var::Word => write!(out, "{}", BENCH_WORDS[self.below(BENCH_WORDS.len())]),
         };
     }
@@ -2838,7 +2893,12 @@ impl BenchGen {
 
 /// Writes `lines` ECS JSON lines with about `error_rate` errors drawn from
 /// a few hundred templates; deterministic for a seed.
-pub fn write_bench<W: io::Write>(w: &mut W, lines: u64, error_rate: f64, seed: u64) -> io::Result<BenchStats> {
+pub fn write_bench<W: io::Write>(
+    w: &mut W,
+    lines: u64,
+    error_rate: f64,
+    seed: u64,
+) -> io::Result<BenchStats> {
     let mut g = BenchGen {
         rng: StdRng::seed_from_u64(seed),
     };
@@ -2869,7 +2929,9 @@ pub fn write_bench<W: io::Write>(w: &mut W, lines: u64, error_rate: f64, seed: u
     }
     let pods: Vec<String> = BENCH_SERVICES
         .iter()
-        .flat_map(|s| (0..3).map(move |i| format!("{s}-7d9f8b6c5-{}", ["x2kqp", "b7mzt", "q9wfd"][i])))
+        .flat_map(|s| {
+            (0..3).map(move |i| format!("{s}-7d9f8b6c5-{}", ["x2kqp", "b7mzt", "q9wfd"][i]))
+        })
         .collect();
 
     let start = start_us();
@@ -2891,7 +2953,14 @@ pub fn write_bench<W: io::Write>(w: &mut W, lines: u64, error_rate: f64, seed: u
         let (tpl, level) = if is_error {
             let k = g.skewed(errors.len());
             used[k] = true;
-            (&errors[k], if g.rng.random_bool(0.02) { "FATAL" } else { "ERROR" })
+            (
+                &errors[k],
+                if g.rng.random_bool(0.02) {
+                    "FATAL"
+                } else {
+                    "ERROR"
+                },
+            )
         } else {
             let k = g.below(infos.len());
             let level = match g.below(20) {
@@ -2917,7 +2986,11 @@ pub fn write_bench<W: io::Write>(w: &mut W, lines: u64, error_rate: f64, seed: u
         out.push_str(",\"service.name\":\"");
         out.push_str(BENCH_SERVICES[tpl.service]);
         out.push_str("\",\"service.version\":\"");
-        out.push_str(if i * 2 < lines { OLD_VERSION } else { NEW_VERSION });
+        out.push_str(if i * 2 < lines {
+            OLD_VERSION
+        } else {
+            NEW_VERSION
+        });
         out.push_str("\",\"host.name\":\"");
         out.push_str(pod);
         out.push('"');
@@ -2927,16 +3000,14 @@ pub fn write_bench<W: io::Write>(w: &mut W, lines: u64, error_rate: f64, seed: u
             out.push_str(tpl.exception);
             out.push('"');
             if tpl.trace {
+                let svc = BENCH_SERVICES[tpl.service];
+                let exc = tpl.exception;
+                let l1 = g.rng.random_range(40..400u32);
+                let l2 = g.rng.random_range(40..400u32);
+                let more = g.rng.random_range(10..90u32);
                 let _ = write!(
                     out,
-                    ",\"error.stack_trace\":\"{}: {}\\n\\tat com.shop.{}.Handler.handle(Handler.java:{})\\n\\tat com.shop.{}.Router.route(Router.java:{})\\n\\t... {} more\"",
-                    tpl.exception,
-                    "request failed",
-                    BENCH_SERVICES[tpl.service],
-                    g.rng.random_range(40..400u32),
-                    BENCH_SERVICES[tpl.service],
-                    g.rng.random_range(40..400u32),
-                    g.rng.random_range(10..90u32)
+                    ",\"error.stack_trace\":\"{exc}: request failed\\n\\tat com.shop.{svc}.Handler.handle(Handler.java:{l1})\\n\\tat com.shop.{svc}.Router.route(Router.java:{l2})\\n\\t... {more} more\""
                 );
             }
         }
@@ -2960,6 +3031,11 @@ fn push_bench_ts(out: &mut String, us: i64, day_cache: &mut (i64, String)) {
     }
     out.push_str(&day_cache.1);
     let rem = us.rem_euclid(DAY_US) / 1000;
-    let (h, m, s, ms) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    let (h, m, s, ms) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
     let _ = write!(out, "{h:02}:{m:02}:{s:02}.{ms:03}Z");
 }

@@ -62,12 +62,18 @@ pub struct Resolution {
 pub struct Learner {
     min_distinct: usize,
     min_ratio: f64,
+    #[serde(default = "half")]
+    min_constant_share: f64,
     enabled: bool,
     clusters: Vec<Cluster>,
     exact: HashMap<u64, ClusterId>,
     skeletons: HashMap<u64, Skeleton>,
     /// Generalised clusters per (context, word count).
     generalized: HashMap<u64, Vec<ClusterId>>,
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 fn h_template(ctx: u64, template: &str) -> u64 {
@@ -113,6 +119,7 @@ impl Learner {
         Learner {
             min_distinct: min_distinct.max(2),
             min_ratio,
+            min_constant_share: half(),
             enabled,
             clusters: Vec::new(),
             exact: HashMap::new(),
@@ -121,9 +128,16 @@ impl Learner {
         }
     }
 
+    /// Sets the share of words a generalised template must keep constant.
+    pub fn with_min_constant_share(mut self, share: f64) -> Learner {
+        self.min_constant_share = share.clamp(0.0, 1.0);
+        self
+    }
+
     /// An empty learner with the same settings.
     pub fn fresh_like(&self) -> Learner {
         Learner::new(self.enabled, self.min_distinct, self.min_ratio)
+            .with_min_constant_share(self.min_constant_share)
     }
 
     pub fn len(&self) -> usize {
@@ -265,20 +279,18 @@ impl Learner {
                 e.members.push(id);
             }
         }
-        let Some(sk) = generalize else {
-            return Resolution {
+        // 4. The position has varied enough: generalise it.
+        match generalize.and_then(|sk| self.generalize(ctx, &words, sk, id, bucket)) {
+            Some((g, merged)) => Resolution {
+                cluster: g,
+                created: false,
+                merged,
+            },
+            None => Resolution {
                 cluster: id,
                 created: true,
                 merged: Vec::new(),
-            };
-        };
-
-        // 4. The position has varied enough: generalise it.
-        let (g, merged) = self.generalize(ctx, &words, sk, id, bucket);
-        Resolution {
-            cluster: g,
-            created: false,
-            merged,
+            },
         }
     }
 
@@ -315,7 +327,7 @@ impl Learner {
         sk: u64,
         newest: ClusterId,
         bucket: u64,
-    ) -> (ClusterId, Vec<ClusterId>) {
+    ) -> Option<(ClusterId, Vec<ClusterId>)> {
         // Recover the skeleton's template from any member: the blanked
         // position is where the members disagree with `words`.
         let members = self
@@ -331,6 +343,13 @@ impl Learner {
                     general[i] = VAR.to_string();
                 }
             }
+        }
+        // A template that is mostly placeholders says nothing: `<*>`
+        // would swallow every one-word message. Keep enough constants.
+        let constants = general.iter().filter(|w| *w != VAR).count();
+        let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
+        if constants < need.max(1) {
+            return None;
         }
         let template = general.join(" ");
         let gkey = h_template(ctx, &template);
@@ -385,7 +404,7 @@ impl Learner {
         }
         merged.sort_unstable();
         merged.dedup();
-        (g, merged)
+        Some((g, merged))
     }
 
     /// Aliases of `id` (clusters that now resolve to it), itself excluded.
@@ -451,6 +470,14 @@ mod tests {
         // A constant word elsewhere still splits.
         let e = l.observe(1, "Invalid group zelda from <*>");
         assert_ne!(e.cluster, c.cluster);
+    }
+
+    #[test]
+    fn one_word_messages_never_generalise_into_a_bare_placeholder() {
+        let mut l = learner();
+        for w in ["suspend", "resume", "halt", "boot"] {
+            assert!(l.observe(1, w).created, "{w}");
+        }
     }
 
     #[test]

@@ -74,15 +74,40 @@ impl Masker {
         }
         scratch.push_str(&msg[last..]);
         // Pass 2: digit words, and whitespace normalisation.
+        let mut prev_start = usize::MAX;
         for word in scratch.split_ascii_whitespace() {
+            let start = out.len();
             if !out.is_empty() {
                 out.push(' ');
             }
+            // A sign glued to a masked number belongs to it: `blk_-<*>`
+            // (a rule took the digits) reads as `blk_<*>` like `blk_123`.
+            let glued;
+            let word = if word.contains("_-<*>") {
+                glued = word.replace("_-<*>", "_<*>");
+                glued.as_str()
+            } else {
+                word
+            };
             if self.mask_digit_words {
                 push_masking_digit_parts(word, out, fired.as_deref_mut());
             } else {
                 out.push_str(word);
             }
+            // Variable-length lists (`delete blk_1 blk_2 blk_3`) are one
+            // type whatever their length: drop a masked word equal to the
+            // one before it.
+            let this = &out[start..];
+            let this = this.strip_prefix(' ').unwrap_or(this);
+            if prev_start != usize::MAX && this.contains(VAR) {
+                let prev = &out[prev_start..start];
+                let prev = prev.strip_prefix(' ').unwrap_or(prev);
+                if prev == this {
+                    out.truncate(start);
+                    continue;
+                }
+            }
+            prev_start = start;
         }
     }
 
@@ -109,9 +134,9 @@ fn is_delim(b: u8) -> bool {
     )
 }
 
-/// Splits `word` on delimiters; each part that contains an ASCII digit
-/// becomes `<*>`. Adjacent placeholders in one word collapse into one, so
-/// `<*>.<*>` stays readable but `<*><*>` does not survive.
+/// Splits `word` on delimiters; each part that contains an ASCII digit is
+/// masked by [`mask_part`]. Adjacent placeholders in one word collapse into
+/// one, so `<*>.<*>` stays readable but `<*><*>` does not survive.
 fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
     let bytes = word.as_bytes();
     if !bytes.iter().any(|b| b.is_ascii_digit()) {
@@ -139,9 +164,7 @@ fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut
         }
         let part = &word[start..i];
         if part.bytes().any(|b| b.is_ascii_digit()) {
-            if !out.ends_with(VAR) {
-                out.push_str(VAR);
-            }
+            mask_part(part, out);
             if let Some(f) = fired.as_deref_mut() {
                 f.push(Fired {
                     rule: "digit_word".into(),
@@ -151,6 +174,49 @@ fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut
             }
         } else {
             out.push_str(part);
+        }
+    }
+}
+
+/// Masks one delimiter-free part that contains a digit. A number (with
+/// sign, decimals, exponent) is one `<*>`; an identifier made of pieces
+/// (`blk_-1608999`, `rdd_2_3`, `user-42`) keeps its digit-free pieces, so
+/// `blk_123` and `blk_-123` give the same `blk_<*>`.
+fn mask_part(part: &str, out: &mut String) {
+    let numeric = part
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b',' | b'-' | b'+'));
+    if numeric {
+        if !out.ends_with(VAR) {
+            out.push_str(VAR);
+        }
+        return;
+    }
+    let mark = out.len();
+    let mut letters = false;
+    for piece in part.split_inclusive(['_', '-', '.']) {
+        let (body, sep) = match piece.as_bytes().last() {
+            Some(b'_' | b'-' | b'.') => piece.split_at(piece.len() - 1),
+            _ => (piece, ""),
+        };
+        if body.bytes().any(|b| b.is_ascii_digit()) {
+            if !out.ends_with(VAR) {
+                out.push_str(VAR);
+            }
+        } else if !body.is_empty() {
+            letters = true;
+            out.push_str(body);
+        }
+        // A sign glued to a number (`_-123`) belongs to the number.
+        if !(sep == "-" && out.ends_with('_')) {
+            out.push_str(sep);
+        }
+    }
+    if !letters {
+        // Only placeholders and separators (`<*>.<*>-<*>`): one value.
+        out.truncate(mark);
+        if !out.ends_with(VAR) {
+            out.push_str(VAR);
         }
     }
 }
