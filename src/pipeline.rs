@@ -119,7 +119,7 @@ impl Engine {
             }
         };
         if state.baseline.pattern_digest != digest {
-            rederive(&mut state, &fp);
+            crate::baseline::rederive::rederive(&mut state, &fp);
         }
         metrics
             .types_tracked
@@ -331,70 +331,6 @@ impl RecordSink for Engine {
             self.first_bad = Some((reason, line_no));
         }
     }
-}
-
-/// Re-derives known types after the pattern rules changed, so that editing
-/// `patterns/` does not turn every known type into a "new" one: each type's
-/// samples are fingerprinted with the new rules, and the old id becomes an
-/// alias of the new one.
-pub fn rederive(state: &mut State, fp: &Fingerprinter) {
-    let old: Vec<crate::baseline::ErrorType> = state.baseline.types.values().cloned().collect();
-    let mut fresh = state.baseline.clone();
-    fresh.types.clear();
-    fresh.aliases.clear();
-    fresh.pattern_digest = fp.patterns().digest;
-    fresh.learner = state.baseline.learner.fresh_like();
-    for t in old {
-        let mut new_fp = None;
-        for s in &t.samples {
-            let rec = Record {
-                message: s.clone(),
-                service: (!t.context.service.is_empty()).then(|| t.context.service.clone()),
-                error_type: (!t.context.exception.is_empty()).then(|| t.context.exception.clone()),
-                ..Record::default()
-            };
-            if let Some(typed) = fingerprint::classify(&mut fresh.learner, fp.identify(&rec, None)) {
-                fresh.merge(&typed);
-                new_fp = Some(typed);
-            }
-        }
-        let Some(typed) = new_fp else {
-            // No samples (evicted): keep the type under its old id.
-            fresh.types.insert(t.fingerprint, t);
-            continue;
-        };
-        let target = fresh.canonical(typed.fingerprint);
-        if target != t.fingerprint {
-            fresh.aliases.insert(t.fingerprint, target);
-        }
-        match fresh.types.get_mut(&target) {
-            Some(existing) => {
-                existing.count += t.count;
-                existing.first_seen = existing.first_seen.min(t.first_seen);
-                existing.last_seen = existing.last_seen.max(t.last_seen);
-                existing.novel_done |= t.novel_done;
-            }
-            None => {
-                let mut t = t;
-                t.fingerprint = target;
-                t.template = typed.template.clone();
-                t.context = typed.context.clone();
-                fresh.types.insert(target, t);
-            }
-        }
-    }
-    for (from, to) in &state.baseline.aliases {
-        let to = fresh.canonical(*to);
-        if *from != to {
-            fresh.aliases.entry(*from).or_insert(to);
-        }
-    }
-    tracing::info!(
-        types = fresh.types.len(),
-        aliases = fresh.aliases.len(),
-        "pattern rules changed: known types re-derived from their samples"
-    );
-    state.baseline = fresh;
 }
 
 /// Options of `faultline replay`.

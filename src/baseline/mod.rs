@@ -11,6 +11,8 @@
 //! as part of the state, and read back by a later binary through the
 //! versioned envelope in [`crate::state`].
 
+pub mod rederive;
+
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};

@@ -99,7 +99,7 @@ pub fn run(cfg: Config, cmd: BaselineCommand) -> Result<i32> {
                 .with_context(|| format!("no state in {} to rebuild", state.display()))?;
             let fp = Fingerprinter::new(&cfg.fingerprint)?;
             let before = s.baseline.types.len();
-            pipeline::rederive(&mut s, &fp);
+            faultline::baseline::rederive::rederive(&mut s, &fp);
             s.save(&state)?;
             eprintln!(
                 "faultline: {} types re-derived into {} ({} aliases)",
