@@ -1,0 +1,296 @@
+//! End-to-end: generated release scenarios through `faultline replay`.
+//!
+//! The scenario generator (examples/gen-logs) knows the truth — which error
+//! types are new, which surge, which only drift — so these tests judge the
+//! alerts against it rather than against recorded output.
+
+#[path = "../examples/gen-logs/scenario.rs"]
+mod scenario;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use faultline::alert::{Alert, AlertSink, Kind, MemorySink};
+use faultline::config::{Config, Dur};
+use faultline::metrics::Metrics;
+use faultline::pipeline::{self, BaselineOptions, ReplayOptions, ReplaySummary};
+use faultline::source::Input;
+use regex::Regex;
+
+struct Truth {
+    scenario: scenario::Scenario,
+    types: Vec<(&'static scenario::ErrorType, Regex)>,
+}
+
+impl Truth {
+    fn new(cfg: &scenario::Config) -> Truth {
+        let types = scenario::ERROR_TYPES
+            .iter()
+            .map(|t| (t, Regex::new(t.regex).expect("scenario regex")))
+            .collect();
+        Truth {
+            scenario: scenario::Scenario::generate(cfg),
+            types,
+        }
+    }
+
+    /// The scenario type an alert is about, from its service and sample.
+    fn type_of(&self, a: &Alert) -> Option<&'static scenario::ErrorType> {
+        let sample = a.sample.as_deref()?;
+        let first = sample.lines().next().unwrap_or("");
+        self.types
+            .iter()
+            .find(|(t, re)| t.service.name() == a.service && re.is_match(first))
+            .map(|(t, _)| *t)
+    }
+
+    fn new_types(&self) -> BTreeSet<&'static str> {
+        let present: BTreeSet<&str> = self.scenario.records.iter().map(|r| r.type_id).collect();
+        scenario::ERROR_TYPES
+            .iter()
+            .filter(|t| t.kind == scenario::Kind::New && present.contains(t.id))
+            .map(|t| t.id)
+            .collect()
+    }
+
+    fn warmup_end_ms(&self) -> i64 {
+        (self.scenario.start_us + (scenario::WARMUP_MINUTES * 60e6) as i64) / 1000
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn replay(cfg: &Config, inputs: &[PathBuf], warmup: &str) -> ReplaySummary {
+    let opts = ReplayOptions {
+        inputs: inputs.iter().map(|p| Input::Path(p.clone())).collect(),
+        baseline: BaselineOptions {
+            warmup: Some(warmup.parse::<Dur>().unwrap()),
+            baseline: None,
+        },
+        ..ReplayOptions::default()
+    };
+    let sinks: Vec<Box<dyn AlertSink>> = vec![Box::new(MemorySink::default())];
+    pipeline::replay(cfg, &opts, sinks, Arc::new(Metrics::default())).unwrap()
+}
+
+fn event_ms(a: &Alert) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(&a.event_time)
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// The checks every format must pass on the default scenario.
+fn judge(truth: &Truth, alerts: &[Alert]) {
+    let mut novel: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for a in alerts.iter().filter(|a| a.kind == Kind::Novel) {
+        assert!(
+            event_ms(a) >= truth.warmup_end_ms(),
+            "alert during warm-up: {a:?}"
+        );
+        match truth.type_of(a) {
+            Some(t) if t.kind == scenario::Kind::New => *novel.entry(t.id).or_default() += 1,
+            Some(t) => wrong.push(format!("known type {} alerted as new: {:?}", t.id, a.sample)),
+            None => wrong.push(format!("novel alert matches no error type: {:?}", a.sample)),
+        }
+    }
+    assert!(wrong.is_empty(), "false novel alerts:\n{}", wrong.join("\n"));
+    let expected = truth.new_types();
+    let got: BTreeSet<&str> = novel.keys().copied().collect();
+    assert_eq!(got, expected, "every injected new type is alerted");
+    for (id, n) in &novel {
+        assert_eq!(*n, 1, "{id} alerted {n} times");
+    }
+    let surged: BTreeSet<&str> = alerts
+        .iter()
+        .filter(|a| a.kind == Kind::Surge)
+        .filter_map(|a| truth.type_of(a).map(|t| t.id))
+        .collect();
+    for s in scenario::SURGES {
+        assert!(
+            surged.contains(s.type_id),
+            "surge of {} not alerted; surges: {surged:?}",
+            s.type_id
+        );
+    }
+    for a in alerts.iter().filter(|a| a.kind == Kind::Surge) {
+        let t = truth.type_of(a).map(|t| t.id).unwrap_or("?");
+        assert!(
+            scenario::SURGES.iter().any(|s| s.type_id == t),
+            "surge alert for {t}, which does not surge: {a:?}"
+        );
+    }
+}
+
+#[test]
+fn json_scenario_alerts_every_new_type_once_and_each_surge_and_nothing_else() {
+    let truth = Truth::new(&scenario::Config::default());
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "logs.jsonl", &truth.scenario.json_string());
+    let s = replay(&Config::default(), &[p], "30m");
+    judge(&truth, &s.alerts);
+    assert_eq!(s.metrics.bad.values().sum::<u64>(), 0, "{:?}", s.metrics.bad);
+}
+
+#[test]
+fn text_scenario_gives_the_same_verdicts_as_json() {
+    let truth = Truth::new(&scenario::Config::default());
+    let dir = tempfile::tempdir().unwrap();
+    // One file per service, each its own stream: files read one after the
+    // other would not be one event-time stream (each starts two hours
+    // before the previous one ended). Service is part of identity, so the
+    // union of per-service runs must match the truth.
+    let mut alerts = Vec::new();
+    for svc in scenario::Service::ALL {
+        let text = truth.scenario.text_string(svc);
+        let p = write(dir.path(), &format!("{}.log", svc.name()), &text);
+        let s = replay(&Config::default(), &[p], "30m");
+        alerts.extend(s.alerts);
+    }
+    judge(&truth, &alerts);
+}
+
+#[test]
+fn warn_lines_never_alert_even_when_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for i in 0..40 {
+        lines.push_str(&format!(
+            "{{\"@timestamp\":\"2026-11-02T10:{:02}:00Z\",\"log.level\":\"INFO\",\"message\":\"tick {i}\",\"service.name\":\"api\"}}\n",
+            i
+        ));
+    }
+    lines.push_str("{\"@timestamp\":\"2026-11-02T10:45:00Z\",\"log.level\":\"WARN\",\"message\":\"disk almost full on /data\",\"service.name\":\"api\"}\n");
+    lines.push_str("{\"@timestamp\":\"2026-11-02T10:46:00Z\",\"log.level\":\"ERROR\",\"message\":\"disk full on /data\",\"service.name\":\"api\"}\n");
+    let p = write(dir.path(), "a.jsonl", &lines);
+    let s = replay(&Config::default(), &[p], "30m");
+    let kinds: Vec<&str> = s.alerts.iter().map(|a| a.template.as_str()).collect();
+    assert_eq!(kinds, ["disk full on <*>"], "only the ERROR line alerts");
+}
+
+#[test]
+fn junk_input_is_counted_by_reason_and_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes: Vec<u8> = Vec::new();
+    bytes.extend_from_slice(b"{\"@timestamp\":\"2026-11-02T10:00:00Z\",\"log.level\":\"ERROR\",\"message\":\"first\",\"service.name\":\"api\"}\n");
+    bytes.extend_from_slice(b"{not json at all\n");
+    bytes.extend_from_slice(b"\xff\xfe\xfd invalid utf8\n");
+    bytes.extend_from_slice(&[0u8, 1, 2, 3, 4, 5, 0, 0, b'\n']);
+    bytes.extend_from_slice(format!("{{\"message\":\"{}\"}}\n", "x".repeat(2 << 20)).as_bytes());
+    bytes.extend_from_slice(b"{\"@timestamp\":\"not a time\",\"log.level\":\"ERROR\",\"message\":\"x\"}\n");
+    bytes.extend_from_slice(b"{\"@timestamp\":\"2026-11-02T10:00:05Z\",\"log.level\":\"ERROR\",\"message\":\"last\",\"service.name\":\"api\"}\n");
+    let p = dir.path().join("junk.jsonl");
+    std::fs::write(&p, &bytes).unwrap();
+    let mut cfg = Config::default();
+    cfg.input.format = faultline::config::Format::Json;
+    let s = replay(&cfg, std::slice::from_ref(&p), "30m");
+    assert_eq!(s.metrics.errors, 2, "both good error records got through");
+    for reason in ["invalid_json", "invalid_utf8", "too_long", "bad_timestamp"] {
+        assert!(
+            s.metrics.bad.get(reason).copied().unwrap_or(0) >= 1,
+            "{reason} not counted: {:?}",
+            s.metrics.bad
+        );
+    }
+    // --strict stops at the first bad record, naming its line.
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["replay", "--strict", "--format", "json"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("junk.jsonl:2:"), "{err}");
+}
+
+fn read_alerts(p: &Path) -> Vec<Alert> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn a_kill_9_and_restart_with_state_resumes_without_re_alerting() {
+    let truth = Truth::new(&scenario::Config::default());
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(dir.path(), "logs.jsonl", &truth.scenario.json_string());
+    let bin = env!("CARGO_BIN_EXE_faultline");
+    let run = |state: &Path, alerts: &Path| {
+        Command::new(bin)
+            .args(["replay", "--warmup", "30m", "--no-progress"])
+            .arg("--state")
+            .arg(state)
+            .arg("--alerts")
+            .arg(alerts)
+            .arg(&logs)
+            .env("FAULTLINE__BASELINE__CHECKPOINT_EVERY", "5000")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Uninterrupted reference.
+    let ref_alerts = dir.path().join("ref.jsonl");
+    assert!(run(&dir.path().join("ref-state"), &ref_alerts).wait().unwrap().success());
+    let reference: BTreeSet<String> = read_alerts(&ref_alerts).into_iter().map(|a| a.id).collect();
+    assert!(!reference.is_empty());
+
+    // Killed twice, at points chosen so at least one checkpoint happened.
+    let state = dir.path().join("state");
+    let alerts = dir.path().join("alerts.jsonl");
+    for delay_ms in [400u64, 900] {
+        let mut child = run(&state, &alerts);
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+    }
+    assert!(run(&state, &alerts).wait().unwrap().success());
+    let got = read_alerts(&alerts);
+    let ids: Vec<String> = got.iter().map(|a| a.id.clone()).collect();
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), unique.len(), "an alert was written twice");
+    assert_eq!(unique, reference, "the restarted run alerts exactly like the uninterrupted one");
+
+    // A rerun on the same, fully processed input adds nothing.
+    assert!(run(&state, &alerts).wait().unwrap().success());
+    assert_eq!(read_alerts(&alerts).len(), ids.len());
+}
+
+#[test]
+fn a_replaced_input_is_detected_and_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "a.jsonl",
+        "{\"@timestamp\":\"2026-11-02T10:00:00Z\",\"log.level\":\"ERROR\",\"message\":\"one\",\"service.name\":\"api\"}\n",
+    );
+    let state = dir.path().join("state");
+    let bin = env!("CARGO_BIN_EXE_faultline");
+    let go = || {
+        Command::new(bin)
+            .args(["replay", "--no-progress", "--summary-json", "--state"])
+            .arg(&state)
+            .arg(&p)
+            .output()
+            .unwrap()
+    };
+    let first = go();
+    assert!(first.status.success());
+    std::fs::write(
+        &p,
+        "{\"@timestamp\":\"2026-11-02T11:00:00Z\",\"log.level\":\"ERROR\",\"message\":\"two\",\"service.name\":\"api\"}\n",
+    )
+    .unwrap();
+    let second = go();
+    assert!(second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("truncated or replaced"), "{err}");
+}
