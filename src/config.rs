@@ -464,7 +464,17 @@ pub struct ElasticsearchConfig {
     pub password: Option<String>,
     pub api_key: Option<String>,
     pub ca_cert: Option<PathBuf>,
+    /// Alerts waiting for the server are kept here (default: `es-spool`
+    /// under the state directory, else `./faultline-es-spool`).
     pub spool_dir: Option<PathBuf>,
+    /// Bound on one request, and on the time one emit or flush may spend
+    /// delivering before it leaves the rest in the spool.
+    pub timeout: Dur,
+    /// Alerts per bulk request (and pending alerts that trigger one).
+    pub bulk_size: usize,
+    /// `alerts_index` names a data stream (the template says so) rather
+    /// than an index.
+    pub data_stream: bool,
 }
 
 impl Default for ElasticsearchConfig {
@@ -478,6 +488,9 @@ impl Default for ElasticsearchConfig {
             api_key: None,
             ca_cert: None,
             spool_dir: None,
+            timeout: Dur::secs(10),
+            bulk_size: 500,
+            data_stream: false,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod alert;
 pub mod baseline;
 pub mod config;
 pub mod detect;
+pub mod es;
 pub mod fingerprint;
 pub mod metrics;
 pub mod parse;

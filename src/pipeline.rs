@@ -227,6 +227,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Hands the known types to every sink (the type catalogue export);
+    /// `last` at the end of a run.
+    pub fn export_types(&mut self, last: bool) -> Result<(), SinkError> {
+        for s in &mut self.sinks {
+            s.types(&self.state, last)?;
+        }
+        Ok(())
+    }
+
     /// End of all input: pending storm summaries go out.
     pub fn finish(&mut self) {
         let mut out = std::mem::take(&mut self.pending);
@@ -454,6 +463,7 @@ pub fn replay(
                 let start = line.start;
                 lp.finish(&mut engine);
                 engine.flush_sinks()?;
+                engine.export_types(false)?;
                 let mut ident = lr.identity();
                 ident.offset = start;
                 ident.line = line_no - 1;
@@ -499,6 +509,7 @@ pub fn replay(
     }
     engine.finish();
     engine.flush_sinks()?;
+    engine.export_types(true)?;
     if let Some(dir) = &opts.state_dir {
         engine.state.save(dir)?;
     }

@@ -11,13 +11,16 @@
 //! The schema is documented in `docs/alerts.md`. v1 only grows: new fields
 //! and kinds may appear, and consumers must ignore what they don't know.
 
+pub mod elasticsearch;
 pub mod file;
+pub mod spool;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::fingerprint::Fingerprint;
 
+pub use elasticsearch::EsSink;
 pub use file::JsonLinesSink;
 
 pub const SCHEMA: &str = "faultline.alert/v1";
@@ -180,6 +183,13 @@ pub trait AlertSink: Send {
         Ok(())
     }
 
+    /// Receives the known error types at each checkpoint and at the end of
+    /// a run (`last`), for sinks that export a catalogue of types. Most
+    /// sinks ignore it.
+    fn types(&mut self, _state: &crate::state::State, _last: bool) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// A short name for logs and metrics.
     fn name(&self) -> &str;
 }
@@ -190,6 +200,9 @@ impl<S: AlertSink + ?Sized> AlertSink for Box<S> {
     }
     fn flush(&mut self) -> Result<(), SinkError> {
         (**self).flush()
+    }
+    fn types(&mut self, state: &crate::state::State, last: bool) -> Result<(), SinkError> {
+        (**self).types(state, last)
     }
     fn name(&self) -> &str {
         (**self).name()

@@ -1,4 +1,4 @@
-//! `faultline baseline build|show|rebuild`.
+//! `faultline baseline build|import-es|show|rebuild`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +27,8 @@ pub enum BaselineCommand {
         #[arg(long, value_enum)]
         format: Option<Format>,
     },
+    /// Learn a baseline from history in Elasticsearch or OpenSearch.
+    ImportEs(super::import_es::ImportEsArgs),
     /// List the known error types.
     Show {
         /// A baseline file…
@@ -78,6 +80,7 @@ pub fn run(cfg: Config, cmd: BaselineCommand) -> Result<i32> {
             );
             Ok(0)
         }
+        BaselineCommand::ImportEs(args) => super::import_es::run(cfg, args),
         BaselineCommand::Show {
             baseline,
             state,

@@ -3,6 +3,7 @@
 
 mod baseline;
 mod fingerprint;
+mod import_es;
 mod patterns;
 mod replay;
 

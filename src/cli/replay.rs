@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::Args;
 
-use faultline::alert::{AlertSink, JsonLinesSink};
+use faultline::alert::{AlertSink, EsSink, JsonLinesSink};
 use faultline::config::{Config, Dur, Format};
 use faultline::metrics::Metrics;
 use faultline::pipeline::{self, BaselineOptions, ReplayOptions};
@@ -53,6 +53,17 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
         Some(p) => Box::new(JsonLinesSink::file(p, true)?),
         None => Box::new(JsonLinesSink::stdout()),
     };
+    let mut sinks = vec![sink];
+    if !cfg.elasticsearch.url.is_empty() {
+        // Spool beside the state when there is one: both describe the same run.
+        let spool = cfg
+            .elasticsearch
+            .spool_dir
+            .clone()
+            .or_else(|| args.state.as_ref().map(|d| d.join("es-spool")))
+            .unwrap_or_else(|| PathBuf::from("faultline-es-spool"));
+        sinks.push(Box::new(EsSink::open(&cfg.elasticsearch, &spool)?));
+    }
     let opts = ReplayOptions {
         inputs: args.inputs.iter().map(|s| Input::parse(s)).collect(),
         format: args.format,
@@ -65,7 +76,7 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
         progress: !args.no_progress,
     };
     let metrics = Arc::new(Metrics::default());
-    let summary = pipeline::replay(&cfg, &opts, vec![sink], metrics)?;
+    let summary = pipeline::replay(&cfg, &opts, sinks, metrics)?;
     let m = &summary.metrics;
     if args.summary_json {
         eprintln!("{}", serde_json::to_string(m)?);

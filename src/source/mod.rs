@@ -3,8 +3,10 @@
 //! [`file`] reads files (plain or gzip) and stdin as line streams with byte
 //! offsets, so a rerun can resume after the last durable record; the Kafka
 //! source lives in `kafka` and hands standalone messages to the same
-//! pipeline.
+//! pipeline; [`elasticsearch`] pages through history stored in an index
+//! (`faultline baseline import-es`).
 
+pub mod elasticsearch;
 pub mod file;
 
 pub use file::{Input, InputIdentity, LineReader};
