@@ -21,10 +21,10 @@ use std::time::Duration;
 use elasticsearch::Elasticsearch;
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
-use elasticsearch::http::headers::HeaderMap;
-use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 pub use elasticsearch::http::Method;
 use elasticsearch::http::Url;
+use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use serde_json::Value;
 
 use crate::config::ElasticsearchConfig;
@@ -38,10 +38,16 @@ pub enum EsError {
     Cert { path: PathBuf, message: String },
     #[error("cannot set up the Elasticsearch client: {0}")]
     Build(String),
-    #[error("cannot reach {url}: {message} (is the server running, and is elasticsearch.url right?)")]
+    #[error(
+        "cannot reach {url}: {message} (is the server running, and is elasticsearch.url right?)"
+    )]
     Unreachable { url: String, message: String },
     #[error("{url} did not answer {what} within {secs:.1}s")]
-    Timeout { url: String, what: String, secs: f64 },
+    Timeout {
+        url: String,
+        what: String,
+        secs: f64,
+    },
     #[error(
         "{url} refused the credentials (HTTP 401): check elasticsearch.username/password or elasticsearch.api_key"
     )]
@@ -133,7 +139,8 @@ impl Client {
             message: e.to_string(),
         })?;
         let timeout = cfg.timeout.0.max(Duration::from_millis(100));
-        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(timeout);
+        let mut builder =
+            TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(timeout);
         if let Some(c) = credentials(cfg) {
             builder = builder.auth(c);
         }
@@ -180,7 +187,14 @@ impl Client {
         let timeout = timeout.unwrap_or(self.timeout);
         let sent = self
             .es
-            .send(method, path, HeaderMap::new(), Some(query), body, Some(timeout))
+            .send(
+                method,
+                path,
+                HeaderMap::new(),
+                Some(query),
+                body,
+                Some(timeout),
+            )
             .await;
         let res = sent.map_err(|e| self.transport_error(&e, what, timeout))?;
         let status = res.status_code().as_u16();
@@ -235,8 +249,7 @@ impl Client {
             .and_then(Value::as_str)
             .ok_or_else(|| EsError::Protocol {
                 what: format!("GET {}/", self.url),
-                message: "no version.number: is this an Elasticsearch or OpenSearch server?"
-                    .into(),
+                message: "no version.number: is this an Elasticsearch or OpenSearch server?".into(),
             })?
             .to_string();
         let flavor = match v.pointer("/version/distribution").and_then(Value::as_str) {
@@ -366,7 +379,9 @@ mod tests {
         c.username = Some("elastic".into());
         c.password = Some("s3cret".into());
         match credentials(&c) {
-            Some(Credentials::Basic(u, p)) => assert_eq!((u.as_str(), p.as_str()), ("elastic", "s3cret")),
+            Some(Credentials::Basic(u, p)) => {
+                assert_eq!((u.as_str(), p.as_str()), ("elastic", "s3cret"))
+            }
             other => panic!("expected basic auth, got {other:?}"),
         }
         assert!(Client::new(&c).is_ok(), "a client builds with basic auth");
@@ -377,9 +392,13 @@ mod tests {
         let mut c = cfg();
         c.username = Some("elastic".into());
         c.api_key = Some("id1:secret1".into());
-        assert!(matches!(credentials(&c), Some(Credentials::ApiKey(i, s)) if i == "id1" && s == "secret1"));
+        assert!(
+            matches!(credentials(&c), Some(Credentials::ApiKey(i, s)) if i == "id1" && s == "secret1")
+        );
         c.api_key = Some("aWQxOnNlY3JldDE=".into());
-        assert!(matches!(credentials(&c), Some(Credentials::EncodedApiKey(k)) if k == "aWQxOnNlY3JldDE="));
+        assert!(
+            matches!(credentials(&c), Some(Credentials::EncodedApiKey(k)) if k == "aWQxOnNlY3JldDE=")
+        );
         assert!(Client::new(&c).is_ok(), "a client builds with an API key");
     }
 
@@ -395,7 +414,10 @@ mod tests {
         std::fs::write(&p, "not a certificate").unwrap();
         let mut c = cfg();
         c.ca_cert = Some(p.clone());
-        let err = Client::new(&c).err().expect("a bad CA file is an error").to_string();
+        let err = Client::new(&c)
+            .err()
+            .expect("a bad CA file is an error")
+            .to_string();
         assert!(err.contains("ca.pem"), "{err}");
     }
 

@@ -116,7 +116,11 @@ impl Http {
     }
 
     fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.raw(method, path, body.map(|b| serde_json::to_vec(&b).expect("json")))
+        self.raw(
+            method,
+            path,
+            body.map(|b| serde_json::to_vec(&b).expect("json")),
+        )
     }
 
     fn count(&self, index: &str) -> u64 {
@@ -125,7 +129,9 @@ impl Http {
         if s == 404 {
             return 0;
         }
-        v["count"].as_u64().unwrap_or_else(|| panic!("count of {index}: {v}"))
+        v["count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("count of {index}: {v}"))
     }
 
     fn ids(&self, index: &str) -> Vec<String> {
@@ -137,7 +143,11 @@ impl Http {
         );
         v["hits"]["hits"]
             .as_array()
-            .map(|h| h.iter().filter_map(|d| d["_id"].as_str().map(str::to_string)).collect())
+            .map(|h| {
+                h.iter()
+                    .filter_map(|d| d["_id"].as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -166,18 +176,42 @@ impl Rng {
 
 /// (service, message template, weight) of the error types in the history.
 const ERROR_TYPES: &[(&str, &str, u64)] = &[
-    ("checkout", "Payment authorization failed for order {n}: gateway returned code {d}", 30),
-    ("checkout", "Timeout after {ms}ms waiting for inventory-service", 25),
+    (
+        "checkout",
+        "Payment authorization failed for order {n}: gateway returned code {d}",
+        30,
+    ),
+    (
+        "checkout",
+        "Timeout after {ms}ms waiting for inventory-service",
+        25,
+    ),
     ("checkout", "Cart {hex} not found", 10),
     ("payments", "Charge {hex} failed: card declined", 30),
     ("payments", "Connection refused to db-{d}.internal:5432", 8),
-    ("payments", "Retry budget exhausted for idempotency key {hex}", 3),
-    ("search", "Query parse error at position {n}: unexpected token", 12),
-    ("search", "Shard {d} unavailable, returning partial results", 6),
+    (
+        "payments",
+        "Retry budget exhausted for idempotency key {hex}",
+        3,
+    ),
+    (
+        "search",
+        "Query parse error at position {n}: unexpected token",
+        12,
+    ),
+    (
+        "search",
+        "Shard {d} unavailable, returning partial results",
+        6,
+    ),
     ("search", "Index refresh took {ms}ms, above threshold", 4),
     ("auth", "Invalid token signature for user {n}", 20),
     ("auth", "LDAP bind failed for uid={n}", 5),
-    ("auth", "Session store unreachable: redis-{d}:6379 connection reset", 2),
+    (
+        "auth",
+        "Session store unreachable: redis-{d}:6379 connection reset",
+        2,
+    ),
     ("gateway", "Upstream 502 from checkout after {ms}ms", 10),
     ("gateway", "Rate limit exceeded for client {hex}", 15),
     ("gateway", "TLS handshake failed with peer {ip}", 1),
@@ -193,7 +227,12 @@ fn fill(template: &str, rng: &mut Rng) -> String {
             "d" => (1 + rng.below(9)).to_string(),
             "ms" => (100 + rng.below(30_000)).to_string(),
             "hex" => format!("{:012x}", rng.next() & 0xffff_ffff_ffff),
-            "ip" => format!("10.{}.{}.{}", rng.below(256), rng.below(256), rng.below(256)),
+            "ip" => format!(
+                "10.{}.{}.{}",
+                rng.below(256),
+                rng.below(256),
+                rng.below(256)
+            ),
             _ => key.clone(),
         };
         s.replace_range(i..i + j + 1, &val);
@@ -240,7 +279,8 @@ fn history() -> Vec<Value> {
                 let level = ["error", "ERROR", "Error", "fatal"][rng.below(4) as usize];
                 log_doc(ms, level, svc, &fill(tpl, &mut rng))
             } else {
-                let svc = ["checkout", "payments", "search", "auth", "gateway"][rng.below(5) as usize];
+                let svc =
+                    ["checkout", "payments", "search", "auth", "gateway"][rng.below(5) as usize];
                 let level = ["info", "INFO", "warn", "debug"][rng.below(4) as usize];
                 log_doc(ms, level, svc, &fill("request handled in {ms}ms", &mut rng))
             }
@@ -302,7 +342,11 @@ fn seeded(url: &str) -> PathBuf {
                 body.push(b'\n');
             }
             let (s, v) = http.raw(Method::Post, &format!("/{HISTORY_INDEX}/_bulk"), Some(body));
-            assert!(s < 300 && v["errors"] == json!(false), "bulk: {s} {}", faultline::es::reason(&v));
+            assert!(
+                s < 300 && v["errors"] == json!(false),
+                "bulk: {s} {}",
+                faultline::es::reason(&v)
+            );
         }
         http.call(
             Method::Put,
@@ -310,7 +354,10 @@ fn seeded(url: &str) -> PathBuf {
             Some(json!({"index": {"refresh_interval": "1s"}})),
         );
         assert_eq!(http.count(HISTORY_INDEX), HISTORY_DOCS);
-        eprintln!("seeded {HISTORY_DOCS} documents into {HISTORY_INDEX} in {:.1?}", t0.elapsed());
+        eprintln!(
+            "seeded {HISTORY_DOCS} documents into {HISTORY_INDEX} in {:.1?}",
+            t0.elapsed()
+        );
     }
     *done = Some(file.clone());
     file
@@ -320,7 +367,9 @@ fn seeded(url: &str) -> PathBuf {
 /// the same configuration and pattern files), with extra environment.
 fn faultline(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_faultline"));
-    c.current_dir(REPO).args(args).env_remove("FAULTLINE_CONFIG");
+    c.current_dir(REPO)
+        .args(args)
+        .env_remove("FAULTLINE_CONFIG");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -347,8 +396,20 @@ fn imported_baseline(url: &str) -> PathBuf {
     let t0 = Instant::now();
     let (code, _, err) = faultline(
         &[
-            "baseline", "import-es", "--url", url, "--index", "faultline-test-logs-*", "--since", SINCE,
-            "--until", UNTIL, "--page-size", "3000", "--out", out.to_str().expect("utf-8 path"),
+            "baseline",
+            "import-es",
+            "--url",
+            url,
+            "--index",
+            "faultline-test-logs-*",
+            "--since",
+            SINCE,
+            "--until",
+            UNTIL,
+            "--page-size",
+            "3000",
+            "--out",
+            out.to_str().expect("utf-8 path"),
         ],
         &[],
     );
@@ -368,7 +429,13 @@ fn import_es_learns_the_same_baseline_as_baseline_build_on_the_same_records() {
     let from_es = state::load_baseline(&imported_baseline(&url)).expect("import-es baseline");
     let built = work_dir().join("file-baseline.json");
     let (code, _, err) = faultline(
-        &["baseline", "build", history.to_str().expect("utf-8"), "--out", built.to_str().expect("utf-8")],
+        &[
+            "baseline",
+            "build",
+            history.to_str().expect("utf-8"),
+            "--out",
+            built.to_str().expect("utf-8"),
+        ],
         &[],
     );
     assert_eq!(code, 0, "baseline build failed: {err}");
@@ -377,17 +444,36 @@ fn import_es_learns_the_same_baseline_as_baseline_build_on_the_same_records() {
     let summary = |b: &faultline::baseline::Baseline| -> BTreeMap<String, (u64, String, i64, i64)> {
         b.types
             .values()
-            .map(|t| (t.fingerprint.to_string(), (t.count, t.template.clone(), t.first_seen, t.last_seen)))
+            .map(|t| {
+                (
+                    t.fingerprint.to_string(),
+                    (t.count, t.template.clone(), t.first_seen, t.last_seen),
+                )
+            })
             .collect()
     };
-    assert!(from_es.types.len() >= 10, "the week holds many error types: {}", from_es.types.len());
-    assert_eq!(summary(&from_es), summary(&from_file), "same fingerprints, counts, templates and times");
+    assert!(
+        from_es.types.len() >= 10,
+        "the week holds many error types: {}",
+        from_es.types.len()
+    );
+    assert_eq!(
+        summary(&from_es),
+        summary(&from_file),
+        "same fingerprints, counts, templates and times"
+    );
     let total: u64 = from_es.types.values().map(|t| t.count).sum();
     let errors = history_errors();
     assert_eq!(total, errors, "every error record of the week was imported");
-    assert!(errors > 10_000, "more than one page of 10 000 hits: {errors}");
     assert!(
-        from_es.types.values().all(|t| t.history_rate_per_min.is_some_and(|r| r > 0.0)),
+        errors > 10_000,
+        "more than one page of 10 000 hits: {errors}"
+    );
+    assert!(
+        from_es
+            .types
+            .values()
+            .all(|t| t.history_rate_per_min.is_some_and(|r| r > 0.0)),
         "rates were frozen"
     );
 }
@@ -395,7 +481,12 @@ fn import_es_learns_the_same_baseline_as_baseline_build_on_the_same_records() {
 fn history_errors() -> u64 {
     history()
         .iter()
-        .filter(|d| matches!(d["log.level"].as_str(), Some("error" | "ERROR" | "Error" | "fatal")))
+        .filter(|d| {
+            matches!(
+                d["log.level"].as_str(),
+                Some("error" | "ERROR" | "Error" | "fatal")
+            )
+        })
         .count() as u64
 }
 
@@ -453,8 +544,13 @@ fn with_an_imported_baseline_a_type_missing_from_history_alerts_at_once_and_know
     let _ = std::fs::remove_file(&alerts);
     let (code, _, err) = faultline(
         &[
-            "replay", input.to_str().expect("utf-8"), "--baseline", baseline.to_str().expect("utf-8"),
-            "--alerts", alerts.to_str().expect("utf-8"), "--no-progress",
+            "replay",
+            input.to_str().expect("utf-8"),
+            "--baseline",
+            baseline.to_str().expect("utf-8"),
+            "--alerts",
+            alerts.to_str().expect("utf-8"),
+            "--no-progress",
         ],
         &[],
     );
@@ -462,13 +558,18 @@ fn with_an_imported_baseline_a_type_missing_from_history_alerts_at_once_and_know
     let got = alerts_in(&alerts);
     assert_eq!(got.len(), 1, "one alert, for the new type only: {got:#?}");
     assert_eq!(got[0].kind, Kind::Novel);
-    assert!(got[0].template.contains("flux capacitor"), "{}", got[0].template);
+    assert!(
+        got[0].template.contains("flux capacitor"),
+        "{}",
+        got[0].template
+    );
     let first_novel = docs
         .iter()
         .find(|d| d["message"].as_str().is_some_and(|m| m.contains("flux")))
         .expect("a novel record");
     assert_eq!(
-        got[0].event_time, first_novel["@timestamp"].as_str().expect("time"),
+        got[0].event_time,
+        first_novel["@timestamp"].as_str().expect("time"),
         "the alert is for the first occurrence, with no warm-up"
     );
 }
@@ -493,15 +594,24 @@ fn alerts_reach_the_index_exactly_once_across_a_restart_of_faultline() {
         let alerts = dir.join(format!("alerts-{run}.jsonl"));
         let (code, _, err) = faultline(
             &[
-                "replay", input.to_str().expect("utf-8"), "--baseline", baseline.to_str().expect("utf-8"),
-                "--alerts", alerts.to_str().expect("utf-8"), "--no-progress",
+                "replay",
+                input.to_str().expect("utf-8"),
+                "--baseline",
+                baseline.to_str().expect("utf-8"),
+                "--alerts",
+                alerts.to_str().expect("utf-8"),
+                "--no-progress",
             ],
             &env,
         );
         assert_eq!(code, 0, "run {run} failed: {err}");
         let mut got: Vec<String> = alerts_in(&alerts).into_iter().map(|a| a.id).collect();
         got.sort();
-        assert_eq!(got.len(), NOVEL.len(), "one novel alert per new type in run {run}");
+        assert_eq!(
+            got.len(),
+            NOVEL.len(),
+            "one novel alert per new type in run {run}"
+        );
         ids.push(got);
     }
     assert_eq!(ids[0], ids[1], "the restart emitted the same alert ids");
@@ -511,7 +621,11 @@ fn alerts_reach_the_index_exactly_once_across_a_restart_of_faultline() {
     assert_eq!(http.count(&cfg.alerts_index), NOVEL.len() as u64);
 
     // The template was installed and applied: dates are dates.
-    let (_, m) = http.call(Method::Get, &format!("/{}/_mapping", cfg.alerts_index), None);
+    let (_, m) = http.call(
+        Method::Get,
+        &format!("/{}/_mapping", cfg.alerts_index),
+        None,
+    );
     let props = &m[&cfg.alerts_index]["mappings"]["properties"];
     assert_eq!(props["event_time"]["type"], "date", "{m}");
     assert_eq!(props["fingerprint"]["type"], "keyword", "{m}");
@@ -522,11 +636,20 @@ fn alerts_reach_the_index_exactly_once_across_a_restart_of_faultline() {
 fn env_for(cfg: &ElasticsearchConfig) -> Vec<(&'static str, String)> {
     vec![
         ("FAULTLINE__ELASTICSEARCH__URL", cfg.url.clone()),
-        ("FAULTLINE__ELASTICSEARCH__ALERTS_INDEX", cfg.alerts_index.clone()),
-        ("FAULTLINE__ELASTICSEARCH__TYPES_INDEX", cfg.types_index.clone()),
+        (
+            "FAULTLINE__ELASTICSEARCH__ALERTS_INDEX",
+            cfg.alerts_index.clone(),
+        ),
+        (
+            "FAULTLINE__ELASTICSEARCH__TYPES_INDEX",
+            cfg.types_index.clone(),
+        ),
         (
             "FAULTLINE__ELASTICSEARCH__SPOOL_DIR",
-            cfg.spool_dir.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            cfg.spool_dir
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         ),
         ("FAULTLINE__ELASTICSEARCH__TIMEOUT", cfg.timeout.to_string()),
     ]
@@ -546,14 +669,22 @@ fn the_type_catalogue_holds_one_document_per_error_type_keyed_by_fingerprint() {
     let state_dir = dir.join("state");
     let (code, _, err) = faultline(
         &[
-            "replay", input.to_str().expect("utf-8"), "--baseline", baseline.to_str().expect("utf-8"),
-            "--state", state_dir.to_str().expect("utf-8"), "--alerts",
-            dir.join("alerts.jsonl").to_str().expect("utf-8"), "--no-progress",
+            "replay",
+            input.to_str().expect("utf-8"),
+            "--baseline",
+            baseline.to_str().expect("utf-8"),
+            "--state",
+            state_dir.to_str().expect("utf-8"),
+            "--alerts",
+            dir.join("alerts.jsonl").to_str().expect("utf-8"),
+            "--no-progress",
         ],
         &env_for(&cfg),
     );
     assert_eq!(code, 0, "replay failed: {err}");
-    let st = state::State::load(&state_dir).expect("state").expect("a state was saved");
+    let st = state::State::load(&state_dir)
+        .expect("state")
+        .expect("a state was saved");
     let http = Http::new(&url);
     let mut want: Vec<String> = st.baseline.types.keys().map(|f| f.to_string()).collect();
     want.sort();
@@ -566,13 +697,22 @@ fn the_type_catalogue_holds_one_document_per_error_type_keyed_by_fingerprint() {
         .values()
         .find(|t| t.template.contains("Ledger"))
         .expect("the new type is known now");
-    let (_, doc) = http.call(Method::Get, &format!("/{}/_doc/{}", cfg.types_index, novel.fingerprint), None);
+    let (_, doc) = http.call(
+        Method::Get,
+        &format!("/{}/_doc/{}", cfg.types_index, novel.fingerprint),
+        None,
+    );
     let src = &doc["_source"];
     assert_eq!(src["service"], "checkout");
     assert_eq!(src["count"], 2);
     assert_eq!(src["origin"], "live");
     assert_eq!(src["version_first_seen"], "1.4.2");
-    assert!(src["first_seen"].as_str().is_some_and(|s| s.starts_with("2026-01-12")), "{src}");
+    assert!(
+        src["first_seen"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("2026-01-12")),
+        "{src}"
+    );
     assert_eq!(src["counts"]["last_1h"], 2, "{src}");
     http.delete(&cfg.alerts_index);
     http.delete(&cfg.types_index);
@@ -602,7 +742,9 @@ fn alert(id: &str, service: &str) -> Alert {
 fn alerts_emitted_while_the_server_is_down_arrive_once_after_it_comes_back() {
     let Some(url) = server() else { return };
     if !local_node() {
-        eprintln!("\n*** SKIPPED: FAULTLINE_ES is a URL; the outage test needs the local node of scripts/opensearch.sh ***\n");
+        eprintln!(
+            "\n*** SKIPPED: FAULTLINE_ES is a URL; the outage test needs the local node of scripts/opensearch.sh ***\n"
+        );
         return;
     }
     let _alone = SERVER.write().unwrap_or_else(|e| e.into_inner());
@@ -622,7 +764,8 @@ fn alerts_emitted_while_the_server_is_down_arrive_once_after_it_comes_back() {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let t0 = Instant::now();
         for i in 0..5 {
-            sink.emit(&alert(&format!("down-{i}"), "api")).expect("emit never fails for an absent server");
+            sink.emit(&alert(&format!("down-{i}"), "api"))
+                .expect("emit never fails for an absent server");
         }
         sink.flush().expect("flush spools instead of failing");
         sink.flush().expect("a second flush in backoff is fine too");
@@ -633,7 +776,11 @@ fn alerts_emitted_while_the_server_is_down_arrive_once_after_it_comes_back() {
         );
         assert_eq!(sink.waiting(), 5, "the alerts wait in the spool");
         let spooled = std::fs::read_to_string(sink.spool_path()).expect("spool");
-        assert_eq!(spooled.lines().filter(|l| l.contains("down-")).count(), 5, "durable on disk: {spooled}");
+        assert_eq!(
+            spooled.lines().filter(|l| l.contains("down-")).count(),
+            5,
+            "durable on disk: {spooled}"
+        );
 
         // A whole faultline run while the server is down: it completes, and
         // its alerts wait in its own spool for the next start.
@@ -659,7 +806,10 @@ fn alerts_emitted_while_the_server_is_down_arrive_once_after_it_comes_back() {
             ]
         };
         let a1 = args("alerts-1.jsonl");
-        let (code, _, err) = faultline(&a1.iter().map(String::as_str).collect::<Vec<_>>(), &env_for(&run_cfg));
+        let (code, _, err) = faultline(
+            &a1.iter().map(String::as_str).collect::<Vec<_>>(),
+            &env_for(&run_cfg),
+        );
         assert_eq!(code, 0, "a run with the server down still completes: {err}");
         let run_alerts = alerts_in(&run_dir.join("alerts-1.jsonl"));
         assert!(!run_alerts.is_empty(), "the run alerted");
@@ -674,7 +824,11 @@ fn alerts_emitted_while_the_server_is_down_arrive_once_after_it_comes_back() {
         std::thread::sleep(Duration::from_millis(500));
         sink.flush().expect("flush");
     }
-    assert_eq!(sink.waiting(), 0, "the spool drained once the server was back");
+    assert_eq!(
+        sink.waiting(),
+        0,
+        "the spool drained once the server was back"
+    );
     drop(sink);
     let reopened = EsSink::open(&cfg, &dir.join("spool")).expect("sink");
     assert_eq!(reopened.waiting(), 0, "nothing is left to send twice");
@@ -690,8 +844,13 @@ fn alerts_emitted_while_the_server_is_down_arrive_once_after_it_comes_back() {
     };
     let (code, _, err) = faultline(
         &[
-            "replay", input.to_str().expect("utf-8"), "--state", run_dir.join("state").to_str().expect("utf-8"),
-            "--alerts", run_dir.join("alerts-2.jsonl").to_str().expect("utf-8"), "--no-progress",
+            "replay",
+            input.to_str().expect("utf-8"),
+            "--state",
+            run_dir.join("state").to_str().expect("utf-8"),
+            "--alerts",
+            run_dir.join("alerts-2.jsonl").to_str().expect("utf-8"),
+            "--no-progress",
         ],
         &env_for(&run_cfg),
     );
@@ -729,10 +888,12 @@ fn an_alert_the_index_refuses_for_good_is_set_aside_and_the_rest_arrive() {
     let mut sink = EsSink::open(&cfg, &dir.join("spool")).expect("sink");
     sink.emit(&alert("bad", "checkout")).expect("emit");
     sink.emit(&alert("good", "42")).expect("emit");
-    sink.flush().expect("a refused item does not fail the flush");
+    sink.flush()
+        .expect("a refused item does not fail the flush");
     assert_eq!(sink.waiting(), 0, "nothing is retried forever");
     assert_eq!(http.ids(&cfg.alerts_index), ["good"]);
-    let rejected = std::fs::read_to_string(dir.join("spool/rejected.jsonl")).expect("rejected.jsonl");
+    let rejected =
+        std::fs::read_to_string(dir.join("spool/rejected.jsonl")).expect("rejected.jsonl");
     assert!(rejected.contains("\"id\":\"bad\""), "{rejected}");
     http.delete(&cfg.alerts_index);
     http.delete(&cfg.types_index);
@@ -744,7 +905,18 @@ fn import_es_names_an_unreachable_server_a_missing_index_and_a_mapping_without_a
     let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
     let import = |url: &str, index: &str| {
         faultline(
-            &["baseline", "import-es", "--url", url, "--index", index, "--since", SINCE, "--out", "/dev/null"],
+            &[
+                "baseline",
+                "import-es",
+                "--url",
+                url,
+                "--index",
+                index,
+                "--since",
+                SINCE,
+                "--out",
+                "/dev/null",
+            ],
             &[],
         )
     };
@@ -754,7 +926,10 @@ fn import_es_names_an_unreachable_server_a_missing_index_and_a_mapping_without_a
 
     let (code, _, err) = import(&url, "faultline-test-no-such-*");
     assert_eq!(code, 2);
-    assert!(err.contains("no index matches `faultline-test-no-such-*`"), "{err}");
+    assert!(
+        err.contains("no index matches `faultline-test-no-such-*`"),
+        "{err}"
+    );
     let (code, _, err) = import(&url, "faultline-test-no-such-index");
     assert_eq!(code, 2);
     assert!(err.contains("no index matches"), "{err}");
@@ -764,15 +939,20 @@ fn import_es_names_an_unreachable_server_a_missing_index_and_a_mapping_without_a
     let (s, v) = http.call(
         Method::Put,
         &format!("/{idx}"),
-        Some(json!({"settings": {"number_of_replicas": 0}, "mappings": {"properties": {
-            "@timestamp": {"type": "keyword"}, "message": {"type": "text"}
-        }}})),
+        Some(
+            json!({"settings": {"number_of_replicas": 0}, "mappings": {"properties": {
+                "@timestamp": {"type": "keyword"}, "message": {"type": "text"}
+            }}}),
+        ),
     );
     assert!(s < 300, "{v}");
     let (code, _, err) = import(&url, &idx);
     http.delete(&idx);
     assert_eq!(code, 2);
-    assert!(err.contains("mapped as a date") && err.contains("[fields] timestamp"), "{err}");
+    assert!(
+        err.contains("mapped as a date") && err.contains("[fields] timestamp"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -790,7 +970,10 @@ fn configured_basic_auth_reaches_the_server_without_breaking_requests() {
     };
     assert!(faultline::es::credentials(&cfg).is_some());
     let client = Client::new(&cfg).expect("client with basic auth");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     let info = rt.block_on(client.info()).expect("GET / with credentials");
     assert!(!info.version.is_empty());
 }
@@ -801,8 +984,17 @@ fn history_generation_is_deterministic_and_time_ordered() {
     let a = history();
     assert_eq!(a.len() as u64, HISTORY_DOCS);
     assert_eq!(a[..100], history()[..100]);
-    let times: Vec<&str> = a.iter().map(|d| d["@timestamp"].as_str().unwrap_or("")).collect();
-    assert!(times.windows(2).all(|w| w[0] < w[1]), "strictly increasing timestamps");
-    let services: HashSet<&str> = a.iter().filter_map(|d| d["service.name"].as_str()).collect();
+    let times: Vec<&str> = a
+        .iter()
+        .map(|d| d["@timestamp"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "strictly increasing timestamps"
+    );
+    let services: HashSet<&str> = a
+        .iter()
+        .filter_map(|d| d["service.name"].as_str())
+        .collect();
     assert_eq!(services.len(), 5);
 }

@@ -167,18 +167,37 @@ impl EsSink {
         }
         let client = self.client.clone();
         self.rt
-            .run(async move { client.request(method, &path, &[], body, Some(left), what).await })
+            .run(async move {
+                client
+                    .request(method, &path, &[], body, Some(left), what)
+                    .await
+            })
             .unwrap_or_else(|| {
-                Err(EsError::Build("the Elasticsearch worker thread stopped".into()))
+                Err(EsError::Build(
+                    "the Elasticsearch worker thread stopped".into(),
+                ))
             })
     }
 
     fn install_templates(&mut self, deadline: Instant) -> Result<(), EsError> {
-        let alerts = template(ALERTS_TEMPLATE, &self.cfg.alerts_index, self.cfg.data_stream)?;
+        let alerts = template(
+            ALERTS_TEMPLATE,
+            &self.cfg.alerts_index,
+            self.cfg.data_stream,
+        )?;
         let types = template(TYPES_TEMPLATE, &self.cfg.types_index, false)?;
-        for (name, body) in [(&self.cfg.alerts_index, alerts), (&self.cfg.types_index, types)] {
+        for (name, body) in [
+            (&self.cfg.alerts_index, alerts),
+            (&self.cfg.types_index, types),
+        ] {
             let path = format!("/_index_template/{}", urlencode(name));
-            let (status, v) = self.call(Method::Put, path, Some(body), deadline, "PUT _index_template")?;
+            let (status, v) = self.call(
+                Method::Put,
+                path,
+                Some(body),
+                deadline,
+                "PUT _index_template",
+            )?;
             if !(200..300).contains(&status) {
                 return Err(EsError::Status {
                     what: format!("installing the index template {name}"),
@@ -306,7 +325,13 @@ impl EsSink {
             push_line(&mut body, &action);
             push_line(&mut body, &alert_doc(a));
         }
-        let (status, v) = self.call(Method::Post, "/_bulk".into(), Some(body), deadline, "_bulk (alerts)")?;
+        let (status, v) = self.call(
+            Method::Post,
+            "/_bulk".into(),
+            Some(body),
+            deadline,
+            "_bulk (alerts)",
+        )?;
         if !(200..300).contains(&status) {
             return Err(EsError::Status {
                 what: format!("bulk indexing alerts into {}", self.cfg.alerts_index),
@@ -341,8 +366,13 @@ impl EsSink {
                 let doc = type_doc(t, state, now);
                 push_line(&mut body, &json!({"doc": doc, "doc_as_upsert": true}));
             }
-            let (status, v) =
-                self.call(Method::Post, "/_bulk".into(), Some(body), deadline, "_bulk (types)")?;
+            let (status, v) = self.call(
+                Method::Post,
+                "/_bulk".into(),
+                Some(body),
+                deadline,
+                "_bulk (types)",
+            )?;
             if !(200..300).contains(&status) {
                 return Err(EsError::Status {
                     what: format!("upserting error types into {}", self.cfg.types_index),
@@ -429,7 +459,9 @@ fn bulk_items(v: &Value, expected: usize, op: &str) -> Result<Vec<Item>, EsError
     Ok(items
         .iter()
         .map(|it| {
-            let r = it.get(op).or_else(|| it.as_object().and_then(|o| o.values().next()));
+            let r = it
+                .get(op)
+                .or_else(|| it.as_object().and_then(|o| o.values().next()));
             let status = r
                 .and_then(|r| r.get("status"))
                 .and_then(Value::as_u64)
@@ -506,7 +538,9 @@ fn template(text: &str, index: &str, data_stream: bool) -> Result<Vec<u8>, EsErr
         message,
     };
     let mut v: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-    let m = v.as_object_mut().ok_or_else(|| bad("not an object".into()))?;
+    let m = v
+        .as_object_mut()
+        .ok_or_else(|| bad("not an object".into()))?;
     m.insert("index_patterns".into(), json!([format!("{index}*")]));
     if data_stream {
         m.insert("data_stream".into(), json!({}));
@@ -564,7 +598,9 @@ mod tests {
         };
         let doc = alert_doc(&a);
         for (k, v) in doc.as_object().unwrap() {
-            let p = props.get(k).unwrap_or_else(|| panic!("alert field {k} has no mapping"));
+            let p = props
+                .get(k)
+                .unwrap_or_else(|| panic!("alert field {k} has no mapping"));
             if let Value::Object(inner) = v {
                 for k2 in inner.keys() {
                     assert!(
@@ -579,10 +615,14 @@ mod tests {
 
     #[test]
     fn a_template_is_installed_for_the_configured_index_and_data_stream() {
-        let v: Value = serde_json::from_slice(&template(ALERTS_TEMPLATE, "ops-alerts", true).unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_slice(&template(ALERTS_TEMPLATE, "ops-alerts", true).unwrap())
+                .unwrap();
         assert_eq!(v["index_patterns"], json!(["ops-alerts*"]));
         assert_eq!(v["data_stream"], json!({}));
-        let v: Value = serde_json::from_slice(&template(ALERTS_TEMPLATE, "ops-alerts", false).unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_slice(&template(ALERTS_TEMPLATE, "ops-alerts", false).unwrap())
+                .unwrap();
         assert!(v.get("data_stream").is_none());
     }
 
@@ -596,8 +636,16 @@ mod tests {
         ]});
         assert_eq!(
             bulk_items(&v, 4, "create").unwrap(),
-            [Item::Created, Item::Exists, Item::Retry, Item::Rejected("bad field".into())]
+            [
+                Item::Created,
+                Item::Exists,
+                Item::Retry,
+                Item::Rejected("bad field".into())
+            ]
         );
-        assert!(bulk_items(&v, 3, "create").is_err(), "a short answer is a protocol error");
+        assert!(
+            bulk_items(&v, 3, "create").is_err(),
+            "a short answer is a protocol error"
+        );
     }
 }

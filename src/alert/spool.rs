@@ -230,6 +230,9 @@ mod tests {
         let (mut s, _) = Spool::open(dir.path()).unwrap();
         s.reject(&alert("a"), "mapper_parsing_exception").unwrap();
         let text = std::fs::read_to_string(s.rejected_path()).unwrap();
-        assert!(text.contains("mapper_parsing_exception") && text.contains("\"id\":\"a\""), "{text}");
+        assert!(
+            text.contains("mapper_parsing_exception") && text.contains("\"id\":\"a\""),
+            "{text}"
+        );
     }
 }

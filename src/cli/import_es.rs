@@ -64,7 +64,10 @@ pub fn run(mut cfg: Config, args: ImportEsArgs) -> Result<i32> {
         bail!("give --url or set elasticsearch.url in the configuration");
     }
     let now = faultline::pipeline::now_ms();
-    let mut opts = ImportOptions::new(&args.index, parse_time(&args.since, now).context("--since")?);
+    let mut opts = ImportOptions::new(
+        &args.index,
+        parse_time(&args.since, now).context("--since")?,
+    );
     opts.until = args
         .until
         .as_deref()
@@ -82,7 +85,8 @@ pub fn run(mut cfg: Config, args: ImportEsArgs) -> Result<i32> {
 
     let client = Client::new(&cfg.elasticsearch)?;
     let bar = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
-        let pb = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        let pb =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
         let style = indicatif::ProgressStyle::with_template(
             "{prefix} [{bar:30}] {pos}/{len} records {per_sec} eta {eta}",
         )
@@ -107,14 +111,17 @@ pub fn run(mut cfg: Config, args: ImportEsArgs) -> Result<i32> {
         pb.finish_and_clear();
     }
     let engine = imported.engine;
-    let errors = engine.metrics.errors.load(std::sync::atomic::Ordering::Relaxed);
+    let errors = engine
+        .metrics
+        .errors
+        .load(std::sync::atomic::Ordering::Relaxed);
     // Exactly what `baseline build` does after its replay.
     let mut b = engine.state.baseline;
     b.learned_until = engine.state.watermark;
     b.freeze_rates();
     state::save_baseline(&args.out, &b)?;
     eprintln!(
-        "faultline: baseline of {} error types from {} error records ({} documents read from {} on {}, by {}) written to {}",
+        "faultline: baseline of {} error types from {} error records ({} documents read from {} on {}, ordered by {}) written to {}",
         b.types.len(),
         errors,
         imported.docs,

@@ -68,11 +68,17 @@ pub enum ImportError {
         "{index}: none of the timestamp fields {fields:?} is mapped as a date, so records cannot be selected and ordered by event time (set [fields] timestamp to the field that holds it)"
     )]
     NoTimestamp { index: String, fields: Vec<String> },
-    #[error("{index}: none of the message fields {fields:?} is mapped (set [fields] message to the field that holds the log message)")]
+    #[error(
+        "{index}: none of the message fields {fields:?} is mapped (set [fields] message to the field that holds the log message)"
+    )]
     NoMessage { index: String, fields: Vec<String> },
-    #[error("--query must be a JSON object in Query DSL (e.g. {{\"term\":{{\"service.name\":\"api\"}}}}): {0}")]
+    #[error(
+        "--query must be a JSON object in Query DSL (e.g. {{\"term\":{{\"service.name\":\"api\"}}}}): {0}"
+    )]
     BadQuery(String),
-    #[error("{index}: the documents have no _source (it is disabled in the mapping), so faultline cannot read them")]
+    #[error(
+        "{index}: the documents have no _source (it is disabled in the mapping), so faultline cannot read them"
+    )]
     NoSource { index: String },
 }
 
@@ -174,10 +180,44 @@ pub fn choose_fields(cfg: &Config, index: &str, mapping: &Value) -> Result<Field
 /// disagree with the parser about what a word means.
 pub fn error_spellings(min: Level) -> Vec<String> {
     const WORDS: &[&str] = &[
-        "trace", "finest", "finer", "debug", "dbg", "fine", "info", "information", "config",
-        "notice", "warn", "warning", "error", "err", "severe", "fatal", "critical", "crit",
-        "panic", "alert", "emerg", "emergency", "t", "d", "i", "n", "w", "e", "f", "c", "0", "1",
-        "2", "3", "4", "5", "6", "7",
+        "trace",
+        "finest",
+        "finer",
+        "debug",
+        "dbg",
+        "fine",
+        "info",
+        "information",
+        "config",
+        "notice",
+        "warn",
+        "warning",
+        "error",
+        "err",
+        "severe",
+        "fatal",
+        "critical",
+        "crit",
+        "panic",
+        "alert",
+        "emerg",
+        "emergency",
+        "t",
+        "d",
+        "i",
+        "n",
+        "w",
+        "e",
+        "f",
+        "c",
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "6",
+        "7",
     ];
     let mut out = Vec::new();
     for w in WORDS {
@@ -206,7 +246,11 @@ fn lowest_error_level(cfg: &Config) -> Level {
 }
 
 /// The server-side query: time range, error levels, user query.
-pub fn build_query(cfg: &Config, fields: &Fields, opts: &ImportOptions) -> Result<Value, ImportError> {
+pub fn build_query(
+    cfg: &Config,
+    fields: &Fields,
+    opts: &ImportOptions,
+) -> Result<Value, ImportError> {
     let mut range = json!({"gte": opts.since, "format": "epoch_millis"});
     if let Some(u) = opts.until {
         range["lt"] = json!(u);
@@ -255,7 +299,14 @@ pub async fn import(
         index: opts.index.clone(),
     };
     let (status, mapping) = client
-        .request(Method::Get, &format!("/{index_path}/_mapping"), &[], None, None, "GET _mapping")
+        .request(
+            Method::Get,
+            &format!("/{index_path}/_mapping"),
+            &[],
+            None,
+            None,
+            "GET _mapping",
+        )
         .await?;
     if status == 404 || mapping.as_object().is_some_and(|m| m.is_empty()) {
         return Err(missing().into());
@@ -352,9 +403,7 @@ pub async fn import(
                 let bytes = serde_json::to_vec(source).unwrap_or_default();
                 // The sort value is the server's reading of the event time:
                 // the fallback when the parser cannot read the field itself.
-                let fallback = hit
-                    .pointer("/sort/0")
-                    .and_then(Value::as_i64);
+                let fallback = hit.pointer("/sort/0").and_then(Value::as_i64);
                 parser.parse_one(&bytes, docs, fallback, &mut engine);
             }
             after = hits.last().and_then(|h| h.get("sort")).cloned();
@@ -378,13 +427,24 @@ pub async fn import(
     })
 }
 
-async fn open_pit(client: &Client, flavor: Flavor, index: &str, keep_alive: &str) -> Result<String, EsError> {
+async fn open_pit(
+    client: &Client,
+    flavor: Flavor,
+    index: &str,
+    keep_alive: &str,
+) -> Result<String, EsError> {
     let (path, key) = match flavor {
         Flavor::Elasticsearch => (format!("/{index}/_pit"), "id"),
         Flavor::OpenSearch => (format!("/{index}/_search/point_in_time"), "pit_id"),
     };
     let v = client
-        .ok(Method::Post, &path, &[("keep_alive", keep_alive)], None, "opening a point in time")
+        .ok(
+            Method::Post,
+            &path,
+            &[("keep_alive", keep_alive)],
+            None,
+            "opening a point in time",
+        )
         .await?;
     v.get(key)
         .and_then(Value::as_str)
@@ -402,7 +462,14 @@ async fn close_pit(client: &Client, flavor: Flavor, pit: &str) {
     };
     let body = serde_json::to_vec(&body).unwrap_or_default();
     if let Err(e) = client
-        .request(Method::Delete, path, &[], Some(body), None, "closing the point in time")
+        .request(
+            Method::Delete,
+            path,
+            &[],
+            Some(body),
+            None,
+            "closing the point in time",
+        )
         .await
     {
         tracing::warn!(error = %e, "point in time not closed; it expires by itself");
@@ -433,7 +500,9 @@ mod tests {
     #[test]
     fn a_mapping_without_a_date_field_is_refused_with_the_candidates() {
         let m = json!({"x": {"mappings": {"properties": {"@timestamp": {"type": "keyword"}, "message": {"type": "text"}}}}});
-        let err = choose_fields(&Config::default(), "x", &m).unwrap_err().to_string();
+        let err = choose_fields(&Config::default(), "x", &m)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("@timestamp") && err.contains("date"), "{err}");
     }
 
@@ -451,7 +520,9 @@ mod tests {
     #[test]
     fn the_level_filter_holds_every_error_spelling_and_no_lower_one() {
         let w = error_spellings(Level::Error);
-        for s in ["error", "ERROR", "Error", "err", "E", "severe", "FATAL", "critical", "3"] {
+        for s in [
+            "error", "ERROR", "Error", "err", "E", "severe", "FATAL", "critical", "3",
+        ] {
             assert!(w.contains(&s.to_string()), "{s} missing from {w:?}");
         }
         for s in ["warn", "WARNING", "info", "4", "debug"] {
@@ -469,8 +540,14 @@ mod tests {
         let q = build_query(&cfg, &f, &o).unwrap();
         let filter = q.pointer("/bool/filter").unwrap().as_array().unwrap();
         assert_eq!(filter.len(), 3);
-        assert_eq!(filter[0].pointer("/range/@timestamp/gte"), Some(&json!(1000)));
-        assert_eq!(filter[0].pointer("/range/@timestamp/lt"), Some(&json!(2000)));
+        assert_eq!(
+            filter[0].pointer("/range/@timestamp/gte"),
+            Some(&json!(1000))
+        );
+        assert_eq!(
+            filter[0].pointer("/range/@timestamp/lt"),
+            Some(&json!(2000))
+        );
         o.query = Some(json!(["not", "an", "object"]));
         assert!(build_query(&cfg, &f, &o).is_err());
     }
