@@ -34,8 +34,12 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 static SERVER: RwLock<()> = RwLock::new(());
 
+/// The URL of the node `scripts/opensearch.sh` runs.
+const LOCAL: &str = "http://127.0.0.1:9200";
+
 /// The server URL, or `None` (after saying so loudly) when these tests are
-/// not meant to run here.
+/// not meant to run here. `FAULTLINE_ES=1` or the local node's URL (what
+/// `scripts/test` sets) means the local node, started if it is not running.
 fn server() -> Option<String> {
     static URL: OnceLock<Option<String>> = OnceLock::new();
     URL.get_or_init(|| {
@@ -43,11 +47,15 @@ fn server() -> Option<String> {
         if v.is_empty() || v == "0" {
             return None;
         }
-        if v.starts_with("http") {
-            return Some(v.trim_end_matches('/').to_string());
+        let url = if v.starts_with("http") {
+            v.trim_end_matches('/').replace("localhost", "127.0.0.1")
+        } else {
+            LOCAL.to_string()
+        };
+        if url == LOCAL && std::net::TcpStream::connect("127.0.0.1:9200").is_err() {
+            script("start");
         }
-        start_local();
-        Some("http://127.0.0.1:9200".to_string())
+        Some(url)
     })
     .clone()
     .or_else(|| {
@@ -59,9 +67,14 @@ fn server() -> Option<String> {
     })
 }
 
-/// Whether the server is the local node this test can stop and start.
-fn local_node() -> bool {
-    std::env::var("FAULTLINE_ES").is_ok_and(|v| !v.starts_with("http"))
+/// Whether the server is the local node of this checkout, which the outage
+/// test may stop and start.
+fn local_node(url: &str) -> bool {
+    url == LOCAL
+        && Command::new(Path::new(REPO).join("scripts/opensearch.sh"))
+            .arg("status")
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
 fn script(cmd: &str) {
@@ -70,10 +83,6 @@ fn script(cmd: &str) {
         .status()
         .expect("scripts/opensearch.sh runs");
     assert!(st.success(), "scripts/opensearch.sh {cmd} failed");
-}
-
-fn start_local() {
-    script("start");
 }
 
 fn es_cfg(url: &str, tag: &str, spool: &Path) -> ElasticsearchConfig {
@@ -629,8 +638,16 @@ fn alerts_reach_the_index_exactly_once_across_a_restart_of_faultline() {
     let props = &m[&cfg.alerts_index]["mappings"]["properties"];
     assert_eq!(props["event_time"]["type"], "date", "{m}");
     assert_eq!(props["fingerprint"]["type"], "keyword", "{m}");
-    http.delete(&cfg.alerts_index);
-    http.delete(&cfg.types_index);
+    cleanup(&http, &cfg);
+}
+
+/// Removes what a test's sink created: indices, data stream, templates.
+fn cleanup(http: &Http, cfg: &ElasticsearchConfig) {
+    for name in [&cfg.alerts_index, &cfg.types_index] {
+        http.call(Method::Delete, &format!("/_data_stream/{name}"), None);
+        http.delete(name);
+        http.call(Method::Delete, &format!("/_index_template/{name}"), None);
+    }
 }
 
 fn env_for(cfg: &ElasticsearchConfig) -> Vec<(&'static str, String)> {
@@ -714,8 +731,7 @@ fn the_type_catalogue_holds_one_document_per_error_type_keyed_by_fingerprint() {
         "{src}"
     );
     assert_eq!(src["counts"]["last_1h"], 2, "{src}");
-    http.delete(&cfg.alerts_index);
-    http.delete(&cfg.types_index);
+    cleanup(&http, &cfg);
 }
 
 fn alert(id: &str, service: &str) -> Alert {
@@ -741,9 +757,10 @@ fn alert(id: &str, service: &str) -> Alert {
 #[test]
 fn alerts_emitted_while_the_server_is_down_arrive_once_after_it_comes_back() {
     let Some(url) = server() else { return };
-    if !local_node() {
+    if !local_node(&url) {
         eprintln!(
-            "\n*** SKIPPED: FAULTLINE_ES is a URL; the outage test needs the local node of scripts/opensearch.sh ***\n"
+            "\n*** SKIPPED: {url} is not the node scripts/opensearch.sh runs for this checkout, \
+             and the outage test must stop and start its server ***\n"
         );
         return;
     }
@@ -864,8 +881,7 @@ fn alerts_emitted_while_the_server_is_down_arrive_once_after_it_comes_back() {
     let mut got = http.ids(&cfg.alerts_index);
     got.sort();
     assert_eq!(got, want, "every alert arrived, none twice");
-    http.delete(&cfg.alerts_index);
-    http.delete(&cfg.types_index);
+    cleanup(&http, &cfg);
 }
 
 #[test]
@@ -895,8 +911,7 @@ fn an_alert_the_index_refuses_for_good_is_set_aside_and_the_rest_arrive() {
     let rejected =
         std::fs::read_to_string(dir.join("spool/rejected.jsonl")).expect("rejected.jsonl");
     assert!(rejected.contains("\"id\":\"bad\""), "{rejected}");
-    http.delete(&cfg.alerts_index);
-    http.delete(&cfg.types_index);
+    cleanup(&http, &cfg);
 }
 
 #[test]
@@ -997,4 +1012,38 @@ fn history_generation_is_deterministic_and_time_ordered() {
         .filter_map(|d| d["service.name"].as_str())
         .collect();
     assert_eq!(services.len(), 5);
+}
+
+#[test]
+fn alerts_can_go_to_a_data_stream_once_each() {
+    let Some(url) = server() else { return };
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let dir = work_dir().join("stream");
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = ElasticsearchConfig {
+        data_stream: true,
+        ..es_cfg(&url, "stream", &dir.join("spool"))
+    };
+    let http = Http::new(&url);
+    http.call(
+        Method::Delete,
+        &format!("/_data_stream/{}", cfg.alerts_index),
+        None,
+    );
+    let mut sink = EsSink::open(&cfg, &dir.join("spool")).expect("sink");
+    for id in ["s1", "s2", "s1"] {
+        sink.emit(&alert(id, "api")).expect("emit");
+    }
+    sink.flush().expect("flush");
+    assert_eq!(sink.waiting(), 0);
+    let (s, v) = http.call(
+        Method::Get,
+        &format!("/_data_stream/{}", cfg.alerts_index),
+        None,
+    );
+    assert_eq!(s, 200, "a data stream was created: {v}");
+    let mut ids = http.ids(&cfg.alerts_index);
+    ids.sort();
+    assert_eq!(ids, ["s1", "s2"]);
+    cleanup(&http, &cfg);
 }
