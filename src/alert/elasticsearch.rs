@@ -418,6 +418,14 @@ impl AlertSink for EsSink {
     }
 
     fn types(&mut self, state: &State, last: bool) -> Result<(), SinkError> {
+        if last && !self.pending.is_empty() {
+            tracing::warn!(
+                sink = %self.name,
+                waiting = self.pending.len(),
+                spool = %self.spool.path().display(),
+                "alerts not yet confirmed by the server stay spooled and are sent at the next start"
+            );
+        }
         if self.in_backoff() && !last {
             return Ok(());
         }
