@@ -346,7 +346,9 @@ impl Learner {
         }
         // A template that is mostly placeholders says nothing: `<*>`
         // would swallow every one-word message. Keep enough constants.
-        let constants = general.iter().filter(|w| *w != VAR).count();
+        // A word with a placeholder inside (`<*>)`, `id=<*>`) says little
+        // more than `<*>` itself, so it does not count as a constant.
+        let constants = general.iter().filter(|w| !w.contains(VAR)).count();
         let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
         if constants < need.max(1) {
             return None;

@@ -205,7 +205,12 @@ fn mask_part(part: &str, out: &mut String) {
     // `attempt_1445_m_000001_0`) is one generated name: one value. The
     // labelled corpora we measured against mask such names whole, and a
     // prefix like `rdd_` says which kind of id it is, not which error.
-    if part.contains('_') {
+    if part.contains('_')
+        && part.split('_').any(|p| {
+            let p = p.trim_start_matches(['-', '+']);
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
+        })
+    {
         if !out.ends_with(VAR) {
             out.push_str(VAR);
         }
@@ -218,7 +223,10 @@ fn mask_part(part: &str, out: &mut String) {
             Some(b'_' | b'-' | b'.') => piece.split_at(piece.len() - 1),
             _ => (piece, ""),
         };
-        if body.bytes().any(|b| b.is_ascii_digit()) {
+        if is_name_with_digit(body) {
+            letters = true;
+            out.push_str(body);
+        } else if body.bytes().any(|b| b.is_ascii_digit()) {
             if !out.ends_with(VAR) {
                 out.push_str(VAR);
             }
@@ -238,6 +246,16 @@ fn mask_part(part: &str, out: &mut String) {
             out.push_str(VAR);
         }
     }
+}
+
+/// `ssh2`, `eth0`, `jk2`: at least two ASCII letters, then exactly one
+/// digit. Such a word is a name, not a count or an id, so masking keeps it;
+/// if it does vary (eth0, eth1, eth2…) the learned stage generalises it.
+fn is_name_with_digit(part: &str) -> bool {
+    let b = part.as_bytes();
+    b.len() >= 3
+        && b[b.len() - 1].is_ascii_digit()
+        && b[..b.len() - 1].iter().all(|c| c.is_ascii_alphabetic())
 }
 
 #[cfg(test)]
