@@ -109,6 +109,12 @@ fn h_word(w: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(w.as_bytes())
 }
 
+/// Whether a template word carries a letter outside its placeholders.
+fn is_constant(word: &str) -> bool {
+    word.split(VAR)
+        .any(|piece| piece.bytes().any(|b| b.is_ascii_alphabetic()))
+}
+
 fn matches(general: &str, words: &[&str]) -> bool {
     let g: Vec<&str> = general.split(' ').collect();
     g.len() == words.len() && g.iter().zip(words).all(|(a, b)| *a == VAR || a == b)
@@ -346,9 +352,10 @@ impl Learner {
         }
         // A template that is mostly placeholders says nothing: `<*>`
         // would swallow every one-word message. Keep enough constants.
-        // A word with a placeholder inside (`<*>)`, `id=<*>`) says little
-        // more than `<*>` itself, so it does not count as a constant.
-        let constants = general.iter().filter(|w| !w.contains(VAR)).count();
+        // A word that is placeholders and punctuation (`<*>)`, `[<*>]`)
+        // says no more than `<*>` itself, so it does not count as a
+        // constant; `id=<*>` names a key and does.
+        let constants = general.iter().filter(|w| is_constant(w)).count();
         let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
         if constants < need.max(1) {
             return None;
