@@ -36,6 +36,12 @@ struct Cluster {
     /// Set when this cluster was generalised into another.
     alias_of: Option<ClusterId>,
     count: u64,
+    /// Word positions the learner found variable. Only these match other
+    /// words: `<*>` anywhere, `user=<*>` any word starting with `user=`.
+    /// A placeholder that came from masking matches only itself, so the
+    /// template `disk <*> full` never swallows `disk sda full`.
+    #[serde(default)]
+    learned: Vec<u32>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -115,9 +121,74 @@ fn is_constant(word: &str) -> bool {
         .any(|piece| piece.bytes().any(|b| b.is_ascii_alphabetic()))
 }
 
-fn matches(general: &str, words: &[&str]) -> bool {
-    let g: Vec<&str> = general.split(' ').collect();
-    g.len() == words.len() && g.iter().zip(words).all(|(a, b)| *a == VAR || a == b)
+/// Whether `word` fills the template word `g` at a learned position:
+/// `<*>` takes any word, `pre<*>suf` any word with that prefix and suffix.
+fn glob_matches(g: &str, word: &str) -> bool {
+    if g == word || g == VAR {
+        return true;
+    }
+    match g.split_once(VAR) {
+        Some((pre, suf)) => {
+            word.len() >= pre.len() + suf.len() && word.starts_with(pre) && word.ends_with(suf)
+        }
+        None => false,
+    }
+}
+
+/// Whether template `general` (with learned positions `learned`) covers
+/// `words`: same length, equal words, globs only at learned positions.
+fn matches(general: &str, learned: &[u32], words: &[&str]) -> bool {
+    let mut n = 0;
+    for (i, g) in general.split(' ').enumerate() {
+        let Some(w) = words.get(i) else {
+            return false;
+        };
+        n += 1;
+        if g != *w && !(learned.contains(&(i as u32)) && glob_matches(g, w)) {
+            return false;
+        }
+    }
+    n == words.len()
+}
+
+/// Where a key or an opening bracket ends: `user=`, `host:`, `(`, `[`.
+fn opens(b: u8) -> bool {
+    matches!(b, b'=' | b':' | b'(' | b'[' | b'{' | b'"' | b'\'' | b'<')
+}
+
+/// The word that stands for both `a` and `b` at a variable position: their
+/// common key or opening (up to a `=`, `:` or bracket), `<*>`, then their
+/// common closing punctuation. `user=root` and `user=admin` give
+/// `user=<*>`; `[alpha]` and `[beta]` give `[<*>]`; `alpha,` and `beta,`
+/// give `<*>,`; anything else gives `<*>`. Symmetric, so the result does
+/// not depend on which value came first.
+fn merge_word(a: &str, b: &str) -> String {
+    if a == b {
+        return a.to_string();
+    }
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let mut p = x.iter().zip(y).take_while(|(c, d)| c == d).count();
+    // Cut back to just after the last opening; never inside a placeholder.
+    while p > 0 && !(opens(x[p - 1]) && !x[..p].ends_with(b"<")) {
+        p -= 1;
+    }
+    let room = x.len().min(y.len()) - p;
+    let mut q = x
+        .iter()
+        .rev()
+        .zip(y.iter().rev())
+        .take(room)
+        .take_while(|(c, d)| c == d && c.is_ascii_punctuation() && !matches!(c, b'>' | b'*'))
+        .count();
+    // The closing part is punctuation only and does not end a placeholder.
+    if q > 0 && x[..x.len() - q].ends_with(b"<*") {
+        q = 0;
+    }
+    let mut out = String::with_capacity(p + VAR.len() + q);
+    out.push_str(&a[..p]);
+    out.push_str(VAR);
+    out.push_str(&a[a.len() - q..]);
+    out
 }
 
 impl Learner {
@@ -231,11 +302,13 @@ impl Learner {
                 if self.clusters[g as usize].alias_of.is_some() {
                     continue;
                 }
-                let gw: Vec<&str> = self.clusters[g as usize].template.split(' ').collect();
+                let c = &self.clusters[g as usize];
+                let gw: Vec<&str> = c.template.split(' ').collect();
                 let mut diff = None;
                 let mut n = 0;
                 for (i, (a, b)) in gw.iter().zip(&words).enumerate() {
-                    if *a != VAR && a != b {
+                    let learned = c.learned.contains(&(i as u32));
+                    if a != b && !(learned && glob_matches(a, b)) {
                         n += 1;
                         diff = Some(i);
                     }
@@ -307,6 +380,7 @@ impl Learner {
             template,
             alias_of: None,
             count: 1,
+            learned: Vec::new(),
         });
         id
     }
@@ -316,7 +390,10 @@ impl Learner {
         gs.iter()
             .copied()
             .filter(|&g| self.clusters[g as usize].alias_of.is_none())
-            .filter(|&g| matches(&self.clusters[g as usize].template, words))
+            .filter(|&g| {
+                let c = &self.clusters[g as usize];
+                matches(&c.template, &c.learned, words)
+            })
             .min_by_key(|&g| {
                 let t = &self.clusters[g as usize].template;
                 (t.matches(VAR).count(), t.clone())
@@ -342,14 +419,23 @@ impl Learner {
             .map(|e| e.members.clone())
             .unwrap_or_default();
         let mut general: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let mut learned: Vec<u32> = Vec::new();
         for &m in &members {
-            let root = self.root(m);
-            for (i, w) in self.clusters[root as usize].template.split(' ').enumerate() {
-                if i < general.len() && (w == VAR || general[i] != w) {
-                    general[i] = VAR.to_string();
+            let root = &self.clusters[self.root(m) as usize];
+            for (i, w) in root.template.split(' ').enumerate() {
+                if i >= general.len() {
+                    break;
+                }
+                let pos = i as u32;
+                if general[i] != w || root.learned.contains(&pos) {
+                    general[i] = merge_word(&general[i], w);
+                    if !learned.contains(&pos) {
+                        learned.push(pos);
+                    }
                 }
             }
         }
+        learned.sort_unstable();
         // A template that is mostly placeholders says nothing: `<*>`
         // would swallow every one-word message. Keep enough constants.
         // A word that is placeholders and punctuation (`<*>)`, `[<*>]`)
@@ -371,6 +457,15 @@ impl Learner {
                 id
             }
         };
+        {
+            let c = &mut self.clusters[g as usize];
+            for p in learned {
+                if !c.learned.contains(&p) {
+                    c.learned.push(p);
+                }
+            }
+            c.learned.sort_unstable();
+        }
         let mut merged = Vec::new();
         for m in members.into_iter().chain(std::iter::once(newest)) {
             let r = self.root(m);
@@ -395,9 +490,10 @@ impl Learner {
             .split(' ')
             .map(str::to_string)
             .collect();
+        let glearned = self.clusters[g as usize].learned.clone();
         let gw_ref: Vec<&str> = gw.iter().map(String::as_str).collect();
         for (p, w) in gw_ref.iter().enumerate() {
-            if *w != VAR {
+            if *w != VAR && !glearned.contains(&(p as u32)) {
                 let e = self
                     .skeletons
                     .entry(h_skeleton(ctx, &gw_ref, p))
