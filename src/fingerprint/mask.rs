@@ -74,7 +74,8 @@ impl Masker {
         }
         scratch.push_str(&msg[last..]);
         // Pass 2: digit words, and whitespace normalisation.
-        let mut prev_start = usize::MAX;
+        let mut prev_start = 0;
+        let mut prev_id = false;
         for word in scratch.split_ascii_whitespace() {
             let start = out.len();
             if !out.is_empty() {
@@ -94,12 +95,14 @@ impl Masker {
             } else {
                 out.push_str(word);
             }
-            // Variable-length lists (`delete blk_1 blk_2 blk_3`) are one
-            // type whatever their length: drop a masked word equal to the
-            // one before it.
+            // Variable-length lists of identifiers (`delete blk_1 blk_2
+            // blk_3`) are one type whatever their length: drop a masked
+            // identifier equal to the one before it. Runs of plain numbers
+            // (`init 1 -2`, `at 3 4`) are fixed tuples and stay.
             let this = &out[start..];
             let this = this.strip_prefix(' ').unwrap_or(this);
-            if prev_start != usize::MAX && this.contains(VAR) {
+            let is_id = this.contains(VAR) && has_letter_outside_var(word);
+            if is_id && prev_id {
                 let prev = &out[prev_start..start];
                 let prev = prev.strip_prefix(' ').unwrap_or(prev);
                 if prev == this {
@@ -107,6 +110,7 @@ impl Masker {
                     continue;
                 }
             }
+            prev_id = is_id;
             prev_start = start;
         }
     }
@@ -117,6 +121,12 @@ impl Masker {
         self.mask_into(msg, &mut out, None);
         out
     }
+}
+
+/// Whether `word` has an ASCII letter outside its `<*>` placeholders.
+fn has_letter_outside_var(word: &str) -> bool {
+    word.split(VAR)
+        .any(|piece| piece.bytes().any(|b| b.is_ascii_alphabetic()))
 }
 
 fn is_delim(b: u8) -> bool {
