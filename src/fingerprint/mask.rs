@@ -83,6 +83,12 @@ impl Masker {
             }
             // A sign glued to a masked number belongs to it: `blk_-<*>`
             // (a rule took the digits) reads as `blk_<*>` like `blk_123`.
+            // `/10.0.0.1:80` is how the JVM prints a socket address with no
+            // host name: the slash is part of the value, not a path.
+            let word = match word.strip_prefix('/') {
+                Some(rest) if rest.starts_with(VAR) && !rest.contains('/') => rest,
+                _ => word,
+            };
             let glued;
             let word = if word.contains("_-<*>") {
                 glued = word.replace("_-<*>", "_<*>");
