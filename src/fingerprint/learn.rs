@@ -289,13 +289,13 @@ impl Learner {
             };
         }
 
-        // 2. Skeletons this template belongs to: its own, one per constant
-        //    position, and those of generalised templates it misses by one.
+        // 2. Skeletons this template belongs to: one per position, and
+        //    those of generalised templates it misses by one. A masked
+        //    `<*>` is a value like any other word here: it counts as one
+        //    distinct value of its position (it stands for at least one).
         let mut cands: Vec<(u64, u64)> = Vec::with_capacity(words.len());
         for (p, w) in words.iter().enumerate() {
-            if *w != VAR {
-                cands.push((h_skeleton(ctx, &words, p), h_word(w)));
-            }
+            cands.push((h_skeleton(ctx, &words, p), h_word(w)));
         }
         if let Some(gs) = self.generalized.get(&bucket) {
             for &g in gs {
@@ -493,7 +493,7 @@ impl Learner {
         let glearned = self.clusters[g as usize].learned.clone();
         let gw_ref: Vec<&str> = gw.iter().map(String::as_str).collect();
         for (p, w) in gw_ref.iter().enumerate() {
-            if *w != VAR && !glearned.contains(&(p as u32)) {
+            if !glearned.contains(&(p as u32)) {
                 let e = self
                     .skeletons
                     .entry(h_skeleton(ctx, &gw_ref, p))
