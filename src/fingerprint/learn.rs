@@ -205,6 +205,12 @@ impl Learner {
         }
     }
 
+    /// A learner with the configured thresholds.
+    pub fn from_config(cfg: &crate::config::LearnConfig) -> Learner {
+        Learner::new(cfg.enabled, cfg.min_distinct, cfg.min_ratio)
+            .with_min_constant_share(cfg.min_constant_share)
+    }
+
     /// Sets the share of words a generalised template must keep constant.
     pub fn with_min_constant_share(mut self, share: f64) -> Learner {
         self.min_constant_share = share.clamp(0.0, 1.0);

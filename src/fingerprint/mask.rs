@@ -13,6 +13,12 @@ use super::patterns::{MaskRule, PatternSet};
 /// The placeholder the template language uses for "any value".
 pub const VAR: &str = "<*>";
 
+/// Version of the hand-written masking passes below. It enters the pattern
+/// digest, so changing what these passes do (bump it!) makes a running
+/// service re-derive its known types from their samples, exactly as a rule
+/// edit does, instead of reporting them all as new.
+pub const MASK_CODE_VERSION: u32 = 2;
+
 /// Compiled masking rules.
 #[derive(Clone, Debug)]
 pub struct Masker {
@@ -138,7 +144,18 @@ fn has_letter_outside_var(word: &str) -> bool {
 fn is_delim(b: u8) -> bool {
     matches!(
         b,
-        b'=' | b':' | b',' | b';' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'|' | b'"' | b'\''
+        b'=' | b':'
+            | b','
+            | b';'
+            | b'('
+            | b')'
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'|'
+            | b'"'
+            | b'\''
             | b'<'
             | b'>'
             | b'/'
@@ -282,32 +299,7 @@ mod tests {
         Masker::new(&PatternSet::builtin().unwrap()).unwrap()
     }
 
-    #[test]
-    fn every_shipped_rule_masks_its_kind() {
-        let m = masker();
-        let cases = [
-            ("took 250ms", "took <*>"),
-            ("id 550e8400-e29b-41d4-a716-446655440000 gone", "id <*> gone"),
-            ("from 10.0.0.12:5432 refused", "from <*> refused"),
-            ("peer fe80::1ff:fe23:4567:890a down", "peer <*> down"),
-            ("mail to jane.doe@example.com failed", "mail to <*> failed"),
-            ("GET https://api.example.com/v1/users?id=3 failed", "GET <*> failed"),
-            ("open /var/lib/app/data.db: denied", "open <*>: denied"),
-            ("pod checkout-7d9f8b6c5-x2kqp crashed", "pod <*> crashed"),
-            ("ptr 0x7ffd5e8c3a10 invalid", "ptr <*> invalid"),
-            ("body of 3.5 MiB too large", "body of <*> too large"),
-            ("at 2026-11-02T10:00:01.123Z stop", "at <*> stop"),
-            ("at 10:00:01 stop", "at <*> stop"),
-            ("count 42 and -7", "count <*> and <*>"),
-            ("table \"orders\" missing", "table \"<*>\" missing"),
-            ("key 'user_id' missing", "key '<*>' missing"),
-            ("user bob42 denied", "user <*> denied"),
-            ("block blk_-1608999687919862906 lost", "block blk_<*> lost"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(m.mask(input), want, "input: {input}");
-        }
-    }
+    // Golden cases for every shipped rule: tests/golden_rules.rs.
 
     #[test]
     fn masking_is_idempotent_on_shipped_rules() {
