@@ -153,7 +153,7 @@ fn matches(general: &str, learned: &[u32], words: &[&str]) -> bool {
 
 /// Where a key or an opening bracket ends: `user=`, `host:`, `(`, `[`.
 fn opens(b: u8) -> bool {
-    matches!(b, b'=' | b':' | b'(' | b'[' | b'{' | b'"' | b'\'' | b'<')
+    matches!(b, b'=' | b':' | b'(' | b'[' | b'{' | b'"' | b'\'')
 }
 
 /// The word that stands for both `a` and `b` at a variable position: their
@@ -168,8 +168,9 @@ fn merge_word(a: &str, b: &str) -> String {
     }
     let (x, y) = (a.as_bytes(), b.as_bytes());
     let mut p = x.iter().zip(y).take_while(|(c, d)| c == d).count();
-    // Cut back to just after the last opening; never inside a placeholder.
-    while p > 0 && !(opens(x[p - 1]) && !x[..p].ends_with(b"<")) {
+    // Cut back to just after the last opening (none of which occurs in a
+    // placeholder, so the cut never splits one).
+    while p > 0 && !opens(x[p - 1]) {
         p -= 1;
     }
     let room = x.len().min(y.len()) - p;
