@@ -67,7 +67,7 @@ impl Masker {
             for m in all.find_iter(msg) {
                 let rule = &self.rules[m.pattern().as_usize()];
                 scratch.push_str(&msg[last..m.start()]);
-                scratch.push_str(&rule.replace);
+                push_replacement(rule, msg, m.start(), &mut scratch);
                 if let Some(f) = fired.as_deref_mut() {
                     f.push(Fired {
                         rule: rule.name.clone(),
@@ -132,6 +132,21 @@ impl Masker {
         let mut out = String::new();
         self.mask_into(msg, &mut out, None);
         out
+    }
+}
+
+/// Writes `rule`'s replacement for its match at `start`. A replacement
+/// with `$1` / `${name}` takes capture groups from the match (`$$` is a
+/// literal `$`); only then is the rule's own regex run again, on the match
+/// alone, so plain rules cost nothing extra.
+fn push_replacement(rule: &MaskRule, msg: &str, start: usize, out: &mut String) {
+    if rule.replace.contains('$')
+        && let Some(c) = rule.regex.captures_at(msg, start)
+        && c.get(0).is_some_and(|m| m.start() == start)
+    {
+        c.expand(&rule.replace, out);
+    } else {
+        out.push_str(&rule.replace);
     }
 }
 
