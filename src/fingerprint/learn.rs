@@ -111,8 +111,28 @@ fn h_skeleton(ctx: u64, words: &[&str], pos: usize) -> u64 {
     h.digest()
 }
 
+/// The value hash of a word at a skeleton position. A masked value with
+/// nothing but punctuation around it (`<*>`, `<*>:`, `[<*>]`) gets the low
+/// bit set: it stands for values already known to vary, and [`add_value`]
+/// counts it twice. `key=<*>` does not: its key is a constant word.
 fn h_word(w: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(w.as_bytes())
+    let h = xxhash_rust::xxh3::xxh3_64(w.as_bytes());
+    if w.contains(VAR) && !is_constant(w) {
+        h | 1
+    } else {
+        h & !1
+    }
+}
+
+/// Records `val` among a position's distinct values (kept up to `max`). A
+/// masked value counts as two: a position where masking already found
+/// values needs one distinct word more, not two, to be variable.
+fn add_value(values: &mut Vec<u64>, val: u64, max: usize) {
+    for v in [val, if val & 1 == 1 { val ^ 2 } else { val }] {
+        if !values.contains(&v) && values.len() < max {
+            values.push(v);
+        }
+    }
 }
 
 /// Whether a template word carries a letter outside its placeholders.
@@ -341,9 +361,7 @@ impl Learner {
                     merged: Vec::new(),
                 };
             }
-            if !entry.values.contains(&val) && entry.values.len() < self.min_distinct {
-                entry.values.push(val);
-            }
+            add_value(&mut entry.values, val, self.min_distinct);
             if generalize.is_none() && entry.values.len() >= self.min_distinct {
                 let occurrences: u64 = entry
                     .members
@@ -505,10 +523,7 @@ impl Learner {
                     .skeletons
                     .entry(h_skeleton(ctx, &gw_ref, p))
                     .or_default();
-                let v = h_word(w);
-                if !e.values.contains(&v) && e.values.len() < self.min_distinct {
-                    e.values.push(v);
-                }
+                add_value(&mut e.values, h_word(w), self.min_distinct);
                 if !e.members.contains(&g) {
                     e.members.push(g);
                 }

@@ -89,12 +89,6 @@ impl Masker {
             }
             // A sign glued to a masked number belongs to it: `blk_-<*>`
             // (a rule took the digits) reads as `blk_<*>` like `blk_123`.
-            // `/10.0.0.1:80` is how the JVM prints a socket address with no
-            // host name: the slash is part of the value, not a path.
-            let word = match word.strip_prefix('/') {
-                Some(rest) if rest.starts_with(VAR) && !rest.contains('/') => rest,
-                _ => word,
-            };
             let glued;
             let word = if word.contains("_-<*>") {
                 glued = word.replace("_-<*>", "_<*>");
@@ -106,6 +100,20 @@ impl Masker {
                 push_masking_digit_parts(word, out, fired.as_deref_mut());
             } else {
                 out.push_str(word);
+            }
+            // On the masked word, so that masking again changes nothing:
+            // `/10.0.0.1:80` is how the JVM prints a socket address with no
+            // host name (the slash is part of the value, not a path), and a
+            // sign before a masked number belongs to the number.
+            let body = if start == 0 { 0 } else { start + 1 };
+            let w = &out[body..];
+            let strip = match w.as_bytes().first() {
+                Some(b'/') => w[1..].starts_with(VAR) && !w[1..].contains('/'),
+                Some(b'-' | b'+') => w[1..].starts_with(VAR),
+                _ => false,
+            };
+            if strip {
+                out.remove(body);
             }
             // Variable-length lists of identifiers (`delete blk_1 blk_2
             // blk_3`) are one type whatever their length: drop a masked
@@ -187,8 +195,7 @@ fn is_delim(b: u8) -> bool {
 /// one, so `<*>.<*>` stays readable but `<*><*>` does not survive.
 fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
     let bytes = word.as_bytes();
-    if !bytes.iter().any(|b| b.is_ascii_digit()) && !word.contains("_<*>") && !word.contains("<*>_")
-    {
+    if !bytes.iter().any(|b| b.is_ascii_digit()) && !word.contains("_<*>") {
         out.push_str(word);
         return;
     }
@@ -214,8 +221,7 @@ fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut
         let part = &word[start..i];
         // A rule masked the number of an underscore identifier (`blk_<*>`):
         // the whole identifier is the value, as in `mask_part`.
-        let glued = (part.ends_with('_') && word[i..].starts_with(VAR))
-            || (part.starts_with('_') && out.ends_with(VAR));
+        let glued = part.ends_with('_') && word[i..].starts_with(VAR);
         if glued {
             if !out.ends_with(VAR) {
                 out.push_str(VAR);
@@ -253,10 +259,13 @@ fn mask_part(part: &str, out: &mut String) {
     // `attempt_1445_m_000001_0`) is one generated name: one value. The
     // labelled corpora we measured against mask such names whole, and a
     // prefix like `rdd_` says which kind of id it is, not which error.
+    // A piece that is a name with one digit (`jk2_init`) does not count.
     if part.contains('_')
         && part.split('_').any(|p| {
-            let p = p.trim_start_matches(['-', '+']);
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
+            p.bytes().any(|b| b.is_ascii_digit())
+                && !p
+                    .split(['-', '.'])
+                    .all(|q| is_name_with_digit(q) || !q.bytes().any(|b| b.is_ascii_digit()))
         })
     {
         if !out.ends_with(VAR) {
