@@ -320,9 +320,9 @@ impl Learner {
         //    those of generalised templates it misses by one. A masked
         //    `<*>` is a value like any other word here: it counts as one
         //    distinct value of its position (it stands for at least one).
-        let mut cands: Vec<(u64, u64)> = Vec::with_capacity(words.len());
+        let mut cands: Vec<(u64, u64, usize)> = Vec::with_capacity(words.len());
         for (p, w) in words.iter().enumerate() {
-            cands.push((h_skeleton(ctx, &words, p), h_word(w)));
+            cands.push((h_skeleton(ctx, &words, p), h_word(w), p));
         }
         if let Some(gs) = self.generalized.get(&bucket) {
             for &g in gs {
@@ -343,16 +343,21 @@ impl Learner {
                 if n == 1
                     && let Some(q) = diff
                 {
-                    cands.push((h_skeleton(ctx, &gw, q), h_word(words[q])));
+                    cands.push((h_skeleton(ctx, &gw, q), h_word(words[q]), q));
                 }
             }
         }
 
         let mut generalize: Option<u64> = None;
-        for &(sk, val) in &cands {
+        for &(sk, val, pos) in &cands {
             let entry = self.skeletons.entry(sk).or_default();
             if let Some(g) = entry.generalized {
                 let r = self.root(g);
+                // The position was generalised as `key=<*>`: a word of
+                // another shape there (`group=x`) is not one of its values.
+                if !self.fits_learned(r, pos, words[pos]) {
+                    continue;
+                }
                 self.exact.insert(key, r);
                 self.clusters[r as usize].count += 1;
                 return Resolution {
@@ -378,7 +383,7 @@ impl Learner {
         // 3. Nothing matched: a new cluster, registered in its skeletons.
         let id = self.push_cluster(ctx, template.to_string());
         self.exact.insert(key, id);
-        for &(sk, _) in &cands {
+        for &(sk, _, _) in &cands {
             if let Some(e) = self.skeletons.get_mut(&sk) {
                 e.members.push(id);
             }
@@ -395,6 +400,15 @@ impl Learner {
                 created: true,
                 merged: Vec::new(),
             },
+        }
+    }
+
+    /// Whether `word` may stand at learned position `pos` of cluster `c`.
+    fn fits_learned(&self, c: ClusterId, pos: usize, word: &str) -> bool {
+        let c = &self.clusters[c as usize];
+        match c.template.split(' ').nth(pos) {
+            Some(g) if c.learned.contains(&(pos as u32)) => glob_matches(g, word),
+            _ => true,
         }
     }
 
@@ -653,6 +667,78 @@ mod tests {
         }
         let r = l.observe(1, "user eve denied on mars");
         assert_eq!(l.template(r.cluster), "user <*> denied on <*>");
+    }
+
+    #[test]
+    fn a_varying_key_value_word_keeps_its_key() {
+        let mut l = learner();
+        for u in ["root", "admin", "test"] {
+            l.observe(1, &format!("auth failure rhost=<*> user={u}"));
+        }
+        let r = l.observe(1, "auth failure rhost=<*> user=zelda");
+        assert_eq!(l.template(r.cluster), "auth failure rhost=<*> user=<*>");
+        assert!(!r.created);
+        // Another key is another word: no match.
+        assert!(l.observe(1, "auth failure rhost=<*> group=zelda").created);
+    }
+
+    #[test]
+    fn closing_punctuation_survives_generalisation() {
+        let mut l = learner();
+        for p in ["alpha", "beta", "gamma"] {
+            l.observe(1, &format!("package: {p}, state: <*>"));
+        }
+        let r = l.observe(1, "package: delta, state: <*>");
+        assert_eq!(l.template(r.cluster), "package: <*>, state: <*>");
+    }
+
+    #[test]
+    fn a_position_masking_found_variable_needs_one_word_more() {
+        let mut l = learner();
+        let masked = l.observe(1, "Error loading <*>: not found");
+        let word = l.observe(1, "Error loading pwd: not found");
+        assert_eq!(word.cluster, masked.cluster);
+        assert_eq!(l.template(word.cluster), "Error loading <*>: not found");
+    }
+
+    #[test]
+    fn a_masked_key_value_word_counts_once() {
+        let mut l = learner();
+        let a = l.observe(1, "scan stopped count=<*>");
+        let b = l.observe(1, "scan stopped requested=<*>");
+        assert!(a.created && b.created);
+        assert_ne!(a.cluster, b.cluster);
+    }
+
+    #[test]
+    fn a_masked_key_value_is_not_a_wildcard_for_its_key() {
+        let mut l = learner();
+        // Generalise the first position; the second is a masked value.
+        for u in ["ann", "bob", "cid"] {
+            l.observe(1, &format!("user {u} quota id=<*> exceeded"));
+        }
+        // `id=disk` is one word more at a position that held `id=<*>`:
+        // two distinct values, not yet variable.
+        assert!(l.observe(1, "user dan quota id=disk exceeded").created);
+    }
+
+    #[test]
+    fn words_of_only_placeholders_do_not_count_as_constants() {
+        let mut l = learner();
+        for w in ["boot", "wait", "halt", "join"] {
+            let r = l.observe(1, &format!("{w} (command <*>)"));
+            assert!(r.created, "{w}");
+        }
+    }
+
+    #[test]
+    fn the_constant_share_is_configurable() {
+        let mut l = Learner::new(true, 3, 0.0).with_min_constant_share(0.0);
+        for w in ["boot", "wait", "halt"] {
+            l.observe(1, &format!("{w} (command <*>)"));
+        }
+        let r = l.observe(1, "join (command <*>)");
+        assert_eq!(l.template(r.cluster), "<*> (command <*>)");
     }
 
     #[test]
