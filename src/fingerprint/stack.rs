@@ -53,6 +53,8 @@ const NOT_IN_APP: &[&str] = &[
     "rust_begin_unwind",
     "__rust",
     "node:",
+    // How Node frames of dependencies and of Node itself are named below.
+    "node_modules:",
     "internal/",
     "<frozen ",
     "python:",
@@ -64,7 +66,7 @@ static PY_FRAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"^\s*File "([^"]+)", line \d+, in (\S+)"#).expect("static regex")
 });
 static NODE_FRAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*at (?:async )?(?:(\S+) \((\S+?)(?::\d+)*\)|(\S+?)(?::\d+)+)\s*$")
+    Regex::new(r"^\s*at (?:async )?(?:new )?(?:(\S+) \((\S+?)(?::\d+)*\)|(\S+?)(?::\d+)+)\s*$")
         .expect("static regex")
 });
 static GO_FUNC: LazyLock<Regex> = LazyLock::new(|| {
@@ -148,10 +150,16 @@ pub fn analyze(
         if let Some(c) = PY_FRAME.captures(t) {
             is_python = true;
             // Python prints the outermost frame first: we reverse below.
-            let file = c[1]
+            // Installed libraries keep a `site-packages/` prefix (without
+            // the interpreter's own path, which differs between hosts), so
+            // they are recognised as not in-app.
+            let file = match c[1]
                 .rsplit_once("site-packages/")
-                .map(|(_, f)| f)
-                .unwrap_or(&c[1]);
+                .or_else(|| c[1].rsplit_once("dist-packages/"))
+            {
+                Some((_, f)) => format!("site-packages/{f}"),
+                None => c[1].to_string(),
+            };
             frames.push(format!("{}:{}", file, &c[2]));
             continue;
         }
@@ -199,7 +207,11 @@ pub fn analyze(
             info.exception = python_last_exception;
         }
     }
-    if info.exception.is_none() && first_line.trim_start().starts_with("panic: ") {
+    // Go (`panic: …`) and Rust (`thread 'main' panicked at src/x.rs:1:2:`)
+    // panics have no class: "panic" is their kind.
+    if info.exception.is_none()
+        && (first_line.trim_start().starts_with("panic: ") || first_line.contains(" panicked at "))
+    {
         info.exception = Some("panic".into());
     }
     info.frames = frames
@@ -282,11 +294,30 @@ mod tests {
         assert_eq!(
             info.frames,
             [
-                "requests/api.py:post",
                 "/app/payments/client.py:post",
                 "/app/payments/api.py:charge"
-            ]
+            ],
+            "library frames are not in-app"
         );
+    }
+
+    #[test]
+    fn a_different_cause_depth_does_not_change_the_identity() {
+        let deeper = JAVA.replace("... 12 more", "... 31 more");
+        assert_eq!(
+            analyze("x", Some(JAVA), &[], 3),
+            analyze("x", Some(&deeper), &[], 3)
+        );
+    }
+
+    #[test]
+    fn python_library_frames_count_when_configured_in_app() {
+        let tb = "Traceback (most recent call last):\n  \
+            File \"/srv/venv/lib/python3.12/site-packages/shoplib/cart.py\", line 9, in add\n\
+            ValueError: bad quantity";
+        let info = analyze("x", Some(tb), &["site-packages/shoplib/".into()], 3);
+        assert_eq!(info.frames, ["site-packages/shoplib/cart.py:add"]);
+        assert_eq!(info.exception.as_deref(), Some("ValueError"));
     }
 
     #[test]
@@ -307,7 +338,19 @@ mod tests {
         let tb = "    at Object.charge (/app/src/pay.js:10:5)\n    at processTicksAndRejections (node:internal/process/task_queues:95:5)";
         let info = analyze("TypeError: x is undefined", Some(tb), &[], 3);
         assert_eq!(info.exception.as_deref(), Some("TypeError"));
-        assert_eq!(info.frames[0], "Object.charge");
+        assert_eq!(info.frames, ["Object.charge"]);
+        let moved = tb.replace("pay.js:10:5", "pay.js:12:9");
+        assert_eq!(
+            info,
+            analyze("TypeError: x is undefined", Some(&moved), &[], 3)
+        );
+    }
+
+    #[test]
+    fn node_constructor_frames_are_recognised() {
+        let tb = "    at new Gateway (/app/src/gateway.js:4:11)\n    at Object.<anonymous> (/app/src/main.js:1:1)";
+        let info = analyze("Error: no key", Some(tb), &[], 3);
+        assert_eq!(info.frames, ["Gateway", "Object.<anonymous>"]);
     }
 
     #[test]
@@ -320,5 +363,16 @@ mod tests {
             3,
         );
         assert_eq!(info.frames, ["myapp::orders::place"]);
+        assert_eq!(info.exception.as_deref(), Some("panic"));
+        let rebuilt = tb.replace("h0123456789abcdef", "hfedcba9876543210");
+        assert_eq!(
+            info,
+            analyze(
+                "thread 'main' panicked at src/orders.rs:10:5:",
+                Some(&rebuilt),
+                &[],
+                3
+            )
+        );
     }
 }
