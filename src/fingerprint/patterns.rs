@@ -230,6 +230,7 @@ impl Builder {
             Regex::new(s.get_ref()).map_err(|e| {
                 let msg = e.to_string();
                 let reason = msg.lines().last().unwrap_or("invalid regex").trim();
+                let reason = reason.strip_prefix("error: ").unwrap_or(reason);
                 invalid(
                     line_of(text, s.span().start),
                     format!("bad regex in {what}: {reason}"),
