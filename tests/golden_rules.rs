@@ -90,11 +90,13 @@ const GOLDEN: &[Golden] = &[
         masks: &[
             ("host ip-10-0-0-7.ec2.internal down", "host <*> down"),
             ("rhost=5.36.59.76.dsl.example.om user=x", "rhost=<*> user=x"),
+            ("proxy WS-12.corp.example.com:8030 up", "proxy <*>:<*> up"),
         ],
         keeps: &[
             "class com.shop.checkout failed",
             "addr 10.0.0.1 down",
             "file app.log",
+            "call Base64.Decoder.decode failed",
         ],
     },
     Golden {
