@@ -682,6 +682,20 @@ mod tests {
     }
 
     #[test]
+    fn the_learner_thresholds_are_configurable_and_checked() {
+        let text = "[fingerprint.learn]\nmin_distinct = 4\nmin_constant_share = 0.6\n";
+        let c = Config::from_toml(text, Path::new("f.toml"), &[]).unwrap();
+        assert_eq!(c.fingerprint.learn.min_distinct, 4);
+        assert_eq!(c.fingerprint.learn.min_constant_share, 0.6);
+        assert_eq!(Config::default().fingerprint.learn.min_constant_share, 0.5);
+        let bad = "[fingerprint.learn]\nmin_constant_share = 1.5\n";
+        let err = Config::from_toml(bad, Path::new("f.toml"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("min_constant_share"), "{err}");
+    }
+
+    #[test]
     fn durations_parse_in_operator_units() {
         assert_eq!("90s".parse::<Dur>().unwrap(), Dur::secs(90));
         assert_eq!("5m".parse::<Dur>().unwrap(), Dur::secs(300));
