@@ -59,8 +59,7 @@ impl Masker {
     /// that replaced something.
     pub fn mask_into(&self, msg: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
         out.clear();
-        // Pass 1: the rules. `scratch` holds the result unless there is
-        // nothing for pass 2 to do, in which case we write straight to `out`.
+        // Pass 1: the rules, into `scratch`.
         let mut scratch = String::with_capacity(msg.len());
         let mut last = 0;
         if let Some(all) = &self.all {
@@ -87,15 +86,6 @@ impl Masker {
             if !out.is_empty() {
                 out.push(' ');
             }
-            // A sign glued to a masked number belongs to it: `blk_-<*>`
-            // (a rule took the digits) reads as `blk_<*>` like `blk_123`.
-            let glued;
-            let word = if word.contains("_-<*>") {
-                glued = word.replace("_-<*>", "_<*>");
-                glued.as_str()
-            } else {
-                word
-            };
             if self.mask_digit_words {
                 push_masking_digit_parts(word, out, fired.as_deref_mut());
             } else {
@@ -145,8 +135,8 @@ impl Masker {
 
 /// Writes `rule`'s replacement for its match at `start`. A replacement
 /// with `$1` / `${name}` takes capture groups from the match (`$$` is a
-/// literal `$`); only then is the rule's own regex run again, on the match
-/// alone, so plain rules cost nothing extra.
+/// literal `$`); only then is the rule's own regex run again, from the
+/// match's start, so plain rules cost nothing extra.
 fn push_replacement(rule: &MaskRule, msg: &str, start: usize, out: &mut String) {
     if rule.replace.contains('$')
         && let Some(c) = rule.regex.captures_at(msg, start)
@@ -195,7 +185,10 @@ fn is_delim(b: u8) -> bool {
 /// one, so `<*>.<*>` stays readable but `<*><*>` does not survive.
 fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
     let bytes = word.as_bytes();
-    if !bytes.iter().any(|b| b.is_ascii_digit()) && !word.contains("_<*>") {
+    if !bytes.iter().any(|b| b.is_ascii_digit())
+        && !word.contains("_<*>")
+        && !word.contains("_-<*>")
+    {
         out.push_str(word);
         return;
     }
@@ -219,9 +212,9 @@ fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut
             i += 1;
         }
         let part = &word[start..i];
-        // A rule masked the number of an underscore identifier (`blk_<*>`):
-        // the whole identifier is the value, as in `mask_part`.
-        let glued = part.ends_with('_') && word[i..].starts_with(VAR);
+        // A rule masked the number of an underscore identifier (`blk_<*>`,
+        // `blk_-<*>`): the whole identifier is the value, as in `mask_part`.
+        let glued = (part.ends_with('_') || part.ends_with("_-")) && word[i..].starts_with(VAR);
         if glued {
             if !out.ends_with(VAR) {
                 out.push_str(VAR);
