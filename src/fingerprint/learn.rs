@@ -4,9 +4,13 @@
 //! `Invalid user admin` is one. The learner watches templates that agree
 //! everywhere but at one word position (a *skeleton*: the template with that
 //! position blanked). Once `min_distinct` different words have been seen in
-//! the same skeleton (and they are at least `min_ratio` of the occurrences),
-//! the position is variable: a generalised template with `<*>` there
-//! replaces the specific ones, which stay reachable as aliases.
+//! the same skeleton (a bare masked value counting as two; and they are at
+//! least `min_ratio` of the occurrences), the position is variable: a
+//! generalised template with `<*>` there replaces the specific ones, which
+//! stay reachable as aliases. The new word keeps the key and punctuation
+//! all values share (`user=<*>`, `<*>,`), and the template must keep
+//! `min_constant_share` of its words constant. Only learned positions act
+//! as wildcards; a `<*>` from masking matches only itself.
 //!
 //! Why this shape: it is the only rule that gives both answers the detector
 //! needs. A never-seen user name in a position that has always varied is the
@@ -15,6 +19,8 @@
 //! thresholds (Drain), the outcome does not depend on the order lines
 //! arrive in, only on the set of templates seen: the skeleton's value set is
 //! order-independent, and so is the generalised template (and its id).
+//! (Exceptions, documented in `docs/fingerprint.md`: `min_ratio > 0`, and
+//! values of one position with different keys.)
 //!
 //! Lookups of a template seen before are one hash probe; the skeleton work
 //! happens only the first time a template appears.
