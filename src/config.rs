@@ -310,7 +310,14 @@ pub struct LearnConfig {
     pub min_distinct: usize,
     /// …and the distinct words are at least this share of the occurrences
     /// (0 = any). Guards against merging a few frequent constant words.
+    /// Above 0 the outcome can depend on arrival order (the occurrence
+    /// count is the one at the moment the threshold is reached).
     pub min_ratio: f64,
+    /// …and the generalised template keeps at least this share of its words
+    /// constant (words with a letter outside `<*>`). 0.5 stops
+    /// `<*> (command <*>)` swallowing `boot (command 1)` and
+    /// `halt (command 2)`; 0 lets any position generalise.
+    pub min_constant_share: f64,
 }
 
 impl Default for LearnConfig {
@@ -319,6 +326,7 @@ impl Default for LearnConfig {
             enabled: true,
             min_distinct: 3,
             min_ratio: 0.0,
+            min_constant_share: 0.5,
         }
     }
 }
@@ -552,20 +560,20 @@ impl Config {
         let cfg = if env.is_empty() {
             cfg
         } else {
-            let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line: 0,
-                message: e.to_string(),
-            })?;
+            let mut table: toml::Table =
+                toml::from_str(text).map_err(|e| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: 0,
+                    message: e.to_string(),
+                })?;
             for (var, value) in env {
                 apply_override(&mut table, var, value)?;
-                let _check: Config =
-                    toml::Value::Table(table.clone())
-                        .try_into()
-                        .map_err(|e: toml::de::Error| ConfigError::Env {
-                            var: var.clone(),
-                            message: e.message().trim().to_string(),
-                        })?;
+                let _check: Config = toml::Value::Table(table.clone()).try_into().map_err(
+                    |e: toml::de::Error| ConfigError::Env {
+                        var: var.clone(),
+                        message: e.message().trim().to_string(),
+                    },
+                )?;
             }
             toml::Value::Table(table)
                 .try_into()
@@ -605,6 +613,17 @@ impl Config {
         }
         if self.fingerprint.learn.min_distinct < 2 {
             return bad("fingerprint.learn.min_distinct", "must be at least 2");
+        }
+        let share = self.fingerprint.learn.min_constant_share;
+        if !(0.0..=1.0).contains(&share) {
+            return bad(
+                "fingerprint.learn.min_constant_share",
+                "must be between 0 and 1",
+            );
+        }
+        let ratio = self.fingerprint.learn.min_ratio;
+        if !(0.0..=1.0).contains(&ratio) {
+            return bad("fingerprint.learn.min_ratio", "must be between 0 and 1");
         }
         if self.input.max_line_bytes < 64 {
             return bad("input.max_line_bytes", "must be at least 64");
@@ -676,6 +695,20 @@ mod tests {
     }
 
     #[test]
+    fn the_learner_thresholds_are_configurable_and_checked() {
+        let text = "[fingerprint.learn]\nmin_distinct = 4\nmin_constant_share = 0.6\n";
+        let c = Config::from_toml(text, Path::new("f.toml"), &[]).unwrap();
+        assert_eq!(c.fingerprint.learn.min_distinct, 4);
+        assert_eq!(c.fingerprint.learn.min_constant_share, 0.6);
+        assert_eq!(Config::default().fingerprint.learn.min_constant_share, 0.5);
+        let bad = "[fingerprint.learn]\nmin_constant_share = 1.5\n";
+        let err = Config::from_toml(bad, Path::new("f.toml"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("min_constant_share"), "{err}");
+    }
+
+    #[test]
     fn durations_parse_in_operator_units() {
         assert_eq!("90s".parse::<Dur>().unwrap(), Dur::secs(90));
         assert_eq!("5m".parse::<Dur>().unwrap(), Dur::secs(300));
@@ -697,7 +730,10 @@ mod tests {
 
     #[test]
     fn a_bad_override_names_the_variable() {
-        let env = vec![("FAULTLINE__DETECT__COOLDOWN".to_string(), "soon".to_string())];
+        let env = vec![(
+            "FAULTLINE__DETECT__COOLDOWN".to_string(),
+            "soon".to_string(),
+        )];
         let err = Config::from_toml("", Path::new("f"), &env)
             .unwrap_err()
             .to_string();

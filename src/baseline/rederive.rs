@@ -23,6 +23,7 @@ pub fn rederive(state: &mut State, fp: &Fingerprinter) {
     fresh.learner = state.baseline.learner.fresh_like();
     for t in old {
         let mut new_fp = None;
+        let mut sample_fps = Vec::new();
         for s in &t.samples {
             let rec = Record {
                 message: s.clone(),
@@ -30,8 +31,10 @@ pub fn rederive(state: &mut State, fp: &Fingerprinter) {
                 error_type: (!t.context.exception.is_empty()).then(|| t.context.exception.clone()),
                 ..Record::default()
             };
-            if let Some(typed) = fingerprint::classify(&mut fresh.learner, fp.identify(&rec, None)) {
+            if let Some(typed) = fingerprint::classify(&mut fresh.learner, fp.identify(&rec, None))
+            {
                 fresh.merge(&typed);
+                sample_fps.push(typed.fingerprint);
                 new_fp = Some(typed);
             }
         }
@@ -43,6 +46,16 @@ pub fn rederive(state: &mut State, fp: &Fingerprinter) {
         let target = fresh.canonical(typed.fingerprint);
         if target != t.fingerprint {
             fresh.aliases.insert(t.fingerprint, target);
+        }
+        // Samples the new rules put in another type than the last one (the
+        // edit split this type, or too few samples to re-learn a variable
+        // position): those types were known as this one, so they resolve to
+        // it rather than come back as new.
+        for f in sample_fps {
+            let f = fresh.canonical(f);
+            if f != target && !fresh.types.contains_key(&f) {
+                fresh.aliases.insert(f, target);
+            }
         }
         match fresh.types.get_mut(&target) {
             Some(existing) => {
@@ -73,4 +86,3 @@ pub fn rederive(state: &mut State, fp: &Fingerprinter) {
     );
     state.baseline = fresh;
 }
-

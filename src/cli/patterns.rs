@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use faultline::config::Config;
-use faultline::fingerprint::{Fingerprinter, Identity, PatternSet, patterns};
+use faultline::fingerprint::{Fingerprinter, Fired, Identity, PatternSet, patterns};
 use faultline::parse::{Parser, RecordSink};
 use faultline::record::{BadReason, Level, LineMeta, Record};
 
@@ -20,6 +20,9 @@ pub enum PatternsCommand {
         /// Or a file of lines.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Each line is a bare message: no header parsing.
+        #[arg(long)]
+        raw: bool,
     },
     /// Validate pattern files (default: the configured ones); non-zero exit on any problem.
     Check { files: Vec<PathBuf> },
@@ -66,7 +69,7 @@ pub fn run(mut cfg: Config, cmd: PatternsCommand) -> Result<i32> {
             }
             Ok(if failed { 1 } else { 0 })
         }
-        PatternsCommand::Test { line, file } => {
+        PatternsCommand::Test { line, file, raw } => {
             let text = match (line, file) {
                 (Some(l), _) => l,
                 (None, Some(f)) => std::fs::read_to_string(&f)?,
@@ -74,6 +77,15 @@ pub fn run(mut cfg: Config, cmd: PatternsCommand) -> Result<i32> {
             };
             cfg.input.min_level = Level::Trace;
             let fp = Fingerprinter::new(&cfg.fingerprint)?;
+            if raw {
+                for l in text.lines() {
+                    let mut fired = Vec::new();
+                    let id = fp.identify_message(l, Some(&mut fired));
+                    println!("message:    {l}");
+                    print_identity(&fired, id);
+                }
+                return Ok(0);
+            }
             let parser = Parser::new(&cfg, cfg.input.format)?;
             let mut lp = parser.stream(None);
             let mut sink = Collect(Vec::new(), Vec::new());
@@ -86,8 +98,16 @@ pub fn run(mut cfg: Config, cmd: PatternsCommand) -> Result<i32> {
             }
             for r in &sink.0 {
                 println!("record (line {}):", r.line);
-                println!("  time:       {}", r.time.map(faultline::alert::rfc3339).unwrap_or_else(|| "-".into()));
-                println!("  level:      {}", r.level.map(|l| l.to_string()).unwrap_or_else(|| "-".into()));
+                println!(
+                    "  time:       {}",
+                    r.time
+                        .map(faultline::alert::rfc3339)
+                        .unwrap_or_else(|| "-".into())
+                );
+                println!(
+                    "  level:      {}",
+                    r.level.map(|l| l.to_string()).unwrap_or_else(|| "-".into())
+                );
                 println!("  service:    {}", r.service.as_deref().unwrap_or("-"));
                 println!("  version:    {}", r.version.as_deref().unwrap_or("-"));
                 println!("  logger:     {}", r.logger.as_deref().unwrap_or("-"));
@@ -98,24 +118,42 @@ pub fn run(mut cfg: Config, cmd: PatternsCommand) -> Result<i32> {
                 }
                 let mut fired = Vec::new();
                 let id = fp.identify(r, Some(&mut fired));
-                println!("rules fired:");
-                if fired.is_empty() {
-                    println!("  (none)");
-                }
-                for f in &fired {
-                    println!("  {:<14} {:?}  ({})", f.rule, f.text, f.origin);
-                }
-                match id {
-                    Identity::Ignored { rule } => println!("ignored by group rule `{rule}`"),
-                    Identity::Fixed { context, template } | Identity::Learned { context, template } => {
-                        println!("exception:  {}", if context.exception.is_empty() { "-" } else { &context.exception });
-                        println!("frames:     {}", if context.frames.is_empty() { "-".to_string() } else { context.frames.join(" | ") });
-                        println!("template:   {template}");
-                        println!("fingerprint: {} (before learning)", context.fingerprint(&template));
-                    }
-                }
+                print_identity(&fired, id);
             }
             Ok(0)
+        }
+    }
+}
+
+/// The rules that fired, then the template and its fingerprint.
+fn print_identity(fired: &[Fired], id: Identity) {
+    println!("rules fired:");
+    if fired.is_empty() {
+        println!("  (none)");
+    }
+    for f in fired {
+        println!("  {:<14} {:?}  ({})", f.rule, f.text, f.origin);
+    }
+    match id {
+        Identity::Ignored { rule } => println!("ignored by group rule `{rule}`"),
+        Identity::Fixed { context, template } | Identity::Learned { context, template } => {
+            let exception = if context.exception.is_empty() {
+                "-"
+            } else {
+                &context.exception
+            };
+            println!("exception:  {exception}");
+            let frames = if context.frames.is_empty() {
+                "-".to_string()
+            } else {
+                context.frames.join(" | ")
+            };
+            println!("frames:     {frames}");
+            println!("template:   {template}");
+            println!(
+                "fingerprint: {} (before learning)",
+                context.fingerprint(&template)
+            );
         }
     }
 }

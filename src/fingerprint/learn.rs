@@ -4,9 +4,13 @@
 //! `Invalid user admin` is one. The learner watches templates that agree
 //! everywhere but at one word position (a *skeleton*: the template with that
 //! position blanked). Once `min_distinct` different words have been seen in
-//! the same skeleton (and they are at least `min_ratio` of the occurrences),
-//! the position is variable: a generalised template with `<*>` there
-//! replaces the specific ones, which stay reachable as aliases.
+//! the same skeleton (a bare masked value counting as two; and they are at
+//! least `min_ratio` of the occurrences), the position is variable: a
+//! generalised template with `<*>` there replaces the specific ones, which
+//! stay reachable as aliases. The new word keeps the key and punctuation
+//! all values share (`user=<*>`, `<*>,`), and the template must keep
+//! `min_constant_share` of its words constant. Only learned positions act
+//! as wildcards; a `<*>` from masking matches only itself.
 //!
 //! Why this shape: it is the only rule that gives both answers the detector
 //! needs. A never-seen user name in a position that has always varied is the
@@ -15,6 +19,8 @@
 //! thresholds (Drain), the outcome does not depend on the order lines
 //! arrive in, only on the set of templates seen: the skeleton's value set is
 //! order-independent, and so is the generalised template (and its id).
+//! (Exceptions, documented in `docs/fingerprint.md`: `min_ratio > 0`, and
+//! values of one position with different keys.)
 //!
 //! Lookups of a template seen before are one hash probe; the skeleton work
 //! happens only the first time a template appears.
@@ -36,6 +42,12 @@ struct Cluster {
     /// Set when this cluster was generalised into another.
     alias_of: Option<ClusterId>,
     count: u64,
+    /// Word positions the learner found variable. Only these match other
+    /// words: `<*>` anywhere, `user=<*>` any word starting with `user=`.
+    /// A placeholder that came from masking matches only itself, so the
+    /// template `disk <*> full` never swallows `disk sda full`.
+    #[serde(default)]
+    learned: Vec<u32>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -105,13 +117,105 @@ fn h_skeleton(ctx: u64, words: &[&str], pos: usize) -> u64 {
     h.digest()
 }
 
+/// The value hash of a word at a skeleton position. A masked value with
+/// nothing but punctuation around it (`<*>`, `<*>:`, `[<*>]`) gets the low
+/// bit set: it stands for values already known to vary, and [`add_value`]
+/// counts it twice. `key=<*>` does not: its key is a constant word.
 fn h_word(w: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(w.as_bytes())
+    let h = xxhash_rust::xxh3::xxh3_64(w.as_bytes());
+    if w.contains(VAR) && !is_constant(w) {
+        h | 1
+    } else {
+        h & !1
+    }
 }
 
-fn matches(general: &str, words: &[&str]) -> bool {
-    let g: Vec<&str> = general.split(' ').collect();
-    g.len() == words.len() && g.iter().zip(words).all(|(a, b)| *a == VAR || a == b)
+/// Records `val` among a position's distinct values (kept up to `max`). A
+/// masked value counts as two: a position where masking already found
+/// values needs one distinct word more, not two, to be variable.
+fn add_value(values: &mut Vec<u64>, val: u64, max: usize) {
+    for v in [val, if val & 1 == 1 { val ^ 2 } else { val }] {
+        if !values.contains(&v) && values.len() < max {
+            values.push(v);
+        }
+    }
+}
+
+/// Whether a template word carries a letter outside its placeholders.
+fn is_constant(word: &str) -> bool {
+    word.split(VAR)
+        .any(|piece| piece.bytes().any(|b| b.is_ascii_alphabetic()))
+}
+
+/// Whether `word` fills the template word `g` at a learned position:
+/// `<*>` takes any word, `pre<*>suf` any word with that prefix and suffix.
+fn glob_matches(g: &str, word: &str) -> bool {
+    if g == word || g == VAR {
+        return true;
+    }
+    match g.split_once(VAR) {
+        Some((pre, suf)) => {
+            word.len() >= pre.len() + suf.len() && word.starts_with(pre) && word.ends_with(suf)
+        }
+        None => false,
+    }
+}
+
+/// Whether template `general` (with learned positions `learned`) covers
+/// `words`: same length, equal words, globs only at learned positions.
+fn matches(general: &str, learned: &[u32], words: &[&str]) -> bool {
+    let mut n = 0;
+    for (i, g) in general.split(' ').enumerate() {
+        let Some(w) = words.get(i) else {
+            return false;
+        };
+        n += 1;
+        if g != *w && !(learned.contains(&(i as u32)) && glob_matches(g, w)) {
+            return false;
+        }
+    }
+    n == words.len()
+}
+
+/// Where a key or an opening bracket ends: `user=`, `host:`, `(`, `[`.
+fn opens(b: u8) -> bool {
+    matches!(b, b'=' | b':' | b'(' | b'[' | b'{' | b'"' | b'\'')
+}
+
+/// The word that stands for both `a` and `b` at a variable position: their
+/// common key or opening (up to a `=`, `:` or bracket), `<*>`, then their
+/// common closing punctuation. `user=root` and `user=admin` give
+/// `user=<*>`; `[alpha]` and `[beta]` give `[<*>]`; `alpha,` and `beta,`
+/// give `<*>,`; anything else gives `<*>`. Symmetric, so the result does
+/// not depend on which value came first.
+fn merge_word(a: &str, b: &str) -> String {
+    if a == b {
+        return a.to_string();
+    }
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let mut p = x.iter().zip(y).take_while(|(c, d)| c == d).count();
+    // Cut back to just after the last opening (none of which occurs in a
+    // placeholder, so the cut never splits one).
+    while p > 0 && !opens(x[p - 1]) {
+        p -= 1;
+    }
+    let room = x.len().min(y.len()) - p;
+    let mut q = x
+        .iter()
+        .rev()
+        .zip(y.iter().rev())
+        .take(room)
+        .take_while(|(c, d)| c == d && c.is_ascii_punctuation() && !matches!(c, b'>' | b'*'))
+        .count();
+    // The closing part is punctuation only and does not end a placeholder.
+    if q > 0 && x[..x.len() - q].ends_with(b"<*") {
+        q = 0;
+    }
+    let mut out = String::with_capacity(p + VAR.len() + q);
+    out.push_str(&a[..p]);
+    out.push_str(VAR);
+    out.push_str(&a[a.len() - q..]);
+    out
 }
 
 impl Learner {
@@ -126,6 +230,12 @@ impl Learner {
             skeletons: HashMap::new(),
             generalized: HashMap::new(),
         }
+    }
+
+    /// A learner with the configured thresholds.
+    pub fn from_config(cfg: &crate::config::LearnConfig) -> Learner {
+        Learner::new(cfg.enabled, cfg.min_distinct, cfg.min_ratio)
+            .with_min_constant_share(cfg.min_constant_share)
     }
 
     /// Sets the share of words a generalised template must keep constant.
@@ -212,24 +322,26 @@ impl Learner {
             };
         }
 
-        // 2. Skeletons this template belongs to: its own, one per constant
-        //    position, and those of generalised templates it misses by one.
-        let mut cands: Vec<(u64, u64)> = Vec::with_capacity(words.len());
+        // 2. Skeletons this template belongs to: one per position, and
+        //    those of generalised templates it misses by one. A masked
+        //    `<*>` is a value like any other word here: it counts as one
+        //    distinct value of its position (it stands for at least one).
+        let mut cands: Vec<(u64, u64, usize)> = Vec::with_capacity(words.len());
         for (p, w) in words.iter().enumerate() {
-            if *w != VAR {
-                cands.push((h_skeleton(ctx, &words, p), h_word(w)));
-            }
+            cands.push((h_skeleton(ctx, &words, p), h_word(w), p));
         }
         if let Some(gs) = self.generalized.get(&bucket) {
             for &g in gs {
                 if self.clusters[g as usize].alias_of.is_some() {
                     continue;
                 }
-                let gw: Vec<&str> = self.clusters[g as usize].template.split(' ').collect();
+                let c = &self.clusters[g as usize];
+                let gw: Vec<&str> = c.template.split(' ').collect();
                 let mut diff = None;
                 let mut n = 0;
                 for (i, (a, b)) in gw.iter().zip(&words).enumerate() {
-                    if *a != VAR && a != b {
+                    let learned = c.learned.contains(&(i as u32));
+                    if a != b && !(learned && glob_matches(a, b)) {
                         n += 1;
                         diff = Some(i);
                     }
@@ -237,16 +349,21 @@ impl Learner {
                 if n == 1
                     && let Some(q) = diff
                 {
-                    cands.push((h_skeleton(ctx, &gw, q), h_word(words[q])));
+                    cands.push((h_skeleton(ctx, &gw, q), h_word(words[q]), q));
                 }
             }
         }
 
         let mut generalize: Option<u64> = None;
-        for &(sk, val) in &cands {
+        for &(sk, val, pos) in &cands {
             let entry = self.skeletons.entry(sk).or_default();
             if let Some(g) = entry.generalized {
                 let r = self.root(g);
+                // The position was generalised as `key=<*>`: a word of
+                // another shape there (`group=x`) is not one of its values.
+                if !self.fits_learned(r, pos, words[pos]) {
+                    continue;
+                }
                 self.exact.insert(key, r);
                 self.clusters[r as usize].count += 1;
                 return Resolution {
@@ -255,9 +372,7 @@ impl Learner {
                     merged: Vec::new(),
                 };
             }
-            if !entry.values.contains(&val) && entry.values.len() < self.min_distinct {
-                entry.values.push(val);
-            }
+            add_value(&mut entry.values, val, self.min_distinct);
             if generalize.is_none() && entry.values.len() >= self.min_distinct {
                 let occurrences: u64 = entry
                     .members
@@ -274,7 +389,7 @@ impl Learner {
         // 3. Nothing matched: a new cluster, registered in its skeletons.
         let id = self.push_cluster(ctx, template.to_string());
         self.exact.insert(key, id);
-        for &(sk, _) in &cands {
+        for &(sk, _, _) in &cands {
             if let Some(e) = self.skeletons.get_mut(&sk) {
                 e.members.push(id);
             }
@@ -294,6 +409,15 @@ impl Learner {
         }
     }
 
+    /// Whether `word` may stand at learned position `pos` of cluster `c`.
+    fn fits_learned(&self, c: ClusterId, pos: usize, word: &str) -> bool {
+        let c = &self.clusters[c as usize];
+        match c.template.split(' ').nth(pos) {
+            Some(g) if c.learned.contains(&(pos as u32)) => glob_matches(g, word),
+            _ => true,
+        }
+    }
+
     fn push_cluster(&mut self, ctx: u64, template: String) -> ClusterId {
         let id = self.clusters.len() as ClusterId;
         self.clusters.push(Cluster {
@@ -301,6 +425,7 @@ impl Learner {
             template,
             alias_of: None,
             count: 1,
+            learned: Vec::new(),
         });
         id
     }
@@ -310,7 +435,10 @@ impl Learner {
         gs.iter()
             .copied()
             .filter(|&g| self.clusters[g as usize].alias_of.is_none())
-            .filter(|&g| matches(&self.clusters[g as usize].template, words))
+            .filter(|&g| {
+                let c = &self.clusters[g as usize];
+                matches(&c.template, &c.learned, words)
+            })
             .min_by_key(|&g| {
                 let t = &self.clusters[g as usize].template;
                 (t.matches(VAR).count(), t.clone())
@@ -336,17 +464,29 @@ impl Learner {
             .map(|e| e.members.clone())
             .unwrap_or_default();
         let mut general: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let mut learned: Vec<u32> = Vec::new();
         for &m in &members {
-            let root = self.root(m);
-            for (i, w) in self.clusters[root as usize].template.split(' ').enumerate() {
-                if i < general.len() && (w == VAR || general[i] != w) {
-                    general[i] = VAR.to_string();
+            let root = &self.clusters[self.root(m) as usize];
+            for (i, w) in root.template.split(' ').enumerate() {
+                if i >= general.len() {
+                    break;
+                }
+                let pos = i as u32;
+                if general[i] != w || root.learned.contains(&pos) {
+                    general[i] = merge_word(&general[i], w);
+                    if !learned.contains(&pos) {
+                        learned.push(pos);
+                    }
                 }
             }
         }
+        learned.sort_unstable();
         // A template that is mostly placeholders says nothing: `<*>`
         // would swallow every one-word message. Keep enough constants.
-        let constants = general.iter().filter(|w| *w != VAR).count();
+        // A word that is placeholders and punctuation (`<*>)`, `[<*>]`)
+        // says no more than `<*>` itself, so it does not count as a
+        // constant; `id=<*>` names a key and does.
+        let constants = general.iter().filter(|w| is_constant(w)).count();
         let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
         if constants < need.max(1) {
             return None;
@@ -362,6 +502,15 @@ impl Learner {
                 id
             }
         };
+        {
+            let c = &mut self.clusters[g as usize];
+            for p in learned {
+                if !c.learned.contains(&p) {
+                    c.learned.push(p);
+                }
+            }
+            c.learned.sort_unstable();
+        }
         let mut merged = Vec::new();
         for m in members.into_iter().chain(std::iter::once(newest)) {
             let r = self.root(m);
@@ -386,17 +535,15 @@ impl Learner {
             .split(' ')
             .map(str::to_string)
             .collect();
+        let glearned = self.clusters[g as usize].learned.clone();
         let gw_ref: Vec<&str> = gw.iter().map(String::as_str).collect();
         for (p, w) in gw_ref.iter().enumerate() {
-            if *w != VAR {
+            if !glearned.contains(&(p as u32)) {
                 let e = self
                     .skeletons
                     .entry(h_skeleton(ctx, &gw_ref, p))
                     .or_default();
-                let v = h_word(w);
-                if !e.values.contains(&v) && e.values.len() < self.min_distinct {
-                    e.values.push(v);
-                }
+                add_value(&mut e.values, h_word(w), self.min_distinct);
                 if !e.members.contains(&g) {
                     e.members.push(g);
                 }
@@ -526,6 +673,78 @@ mod tests {
         }
         let r = l.observe(1, "user eve denied on mars");
         assert_eq!(l.template(r.cluster), "user <*> denied on <*>");
+    }
+
+    #[test]
+    fn a_varying_key_value_word_keeps_its_key() {
+        let mut l = learner();
+        for u in ["root", "admin", "test"] {
+            l.observe(1, &format!("auth failure rhost=<*> user={u}"));
+        }
+        let r = l.observe(1, "auth failure rhost=<*> user=zelda");
+        assert_eq!(l.template(r.cluster), "auth failure rhost=<*> user=<*>");
+        assert!(!r.created);
+        // Another key is another word: no match.
+        assert!(l.observe(1, "auth failure rhost=<*> group=zelda").created);
+    }
+
+    #[test]
+    fn closing_punctuation_survives_generalisation() {
+        let mut l = learner();
+        for p in ["alpha", "beta", "gamma"] {
+            l.observe(1, &format!("package: {p}, state: <*>"));
+        }
+        let r = l.observe(1, "package: delta, state: <*>");
+        assert_eq!(l.template(r.cluster), "package: <*>, state: <*>");
+    }
+
+    #[test]
+    fn a_position_masking_found_variable_needs_one_word_more() {
+        let mut l = learner();
+        let masked = l.observe(1, "Error loading <*>: not found");
+        let word = l.observe(1, "Error loading pwd: not found");
+        assert_eq!(word.cluster, masked.cluster);
+        assert_eq!(l.template(word.cluster), "Error loading <*>: not found");
+    }
+
+    #[test]
+    fn a_masked_key_value_word_counts_once() {
+        let mut l = learner();
+        let a = l.observe(1, "scan stopped count=<*>");
+        let b = l.observe(1, "scan stopped requested=<*>");
+        assert!(a.created && b.created);
+        assert_ne!(a.cluster, b.cluster);
+    }
+
+    #[test]
+    fn a_masked_key_value_is_not_a_wildcard_for_its_key() {
+        let mut l = learner();
+        // Generalise the first position; the second is a masked value.
+        for u in ["ann", "bob", "cid"] {
+            l.observe(1, &format!("user {u} quota id=<*> exceeded"));
+        }
+        // `id=disk` is one word more at a position that held `id=<*>`:
+        // two distinct values, not yet variable.
+        assert!(l.observe(1, "user dan quota id=disk exceeded").created);
+    }
+
+    #[test]
+    fn words_of_only_placeholders_do_not_count_as_constants() {
+        let mut l = learner();
+        for w in ["boot", "wait", "halt", "join"] {
+            let r = l.observe(1, &format!("{w} (command <*>)"));
+            assert!(r.created, "{w}");
+        }
+    }
+
+    #[test]
+    fn the_constant_share_is_configurable() {
+        let mut l = Learner::new(true, 3, 0.0).with_min_constant_share(0.0);
+        for w in ["boot", "wait", "halt"] {
+            l.observe(1, &format!("{w} (command <*>)"));
+        }
+        let r = l.observe(1, "join (command <*>)");
+        assert_eq!(l.template(r.cluster), "<*> (command <*>)");
     }
 
     #[test]

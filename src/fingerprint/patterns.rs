@@ -216,7 +216,9 @@ impl Builder {
         {
             return Err(invalid(
                 1,
-                format!("pattern file version {v} is not supported (this faultline reads version 1)"),
+                format!(
+                    "pattern file version {v} is not supported (this faultline reads version 1)"
+                ),
             ));
         }
         if let Some(t) = doc.tokens
@@ -228,6 +230,7 @@ impl Builder {
             Regex::new(s.get_ref()).map_err(|e| {
                 let msg = e.to_string();
                 let reason = msg.lines().last().unwrap_or("invalid regex").trim();
+                let reason = reason.strip_prefix("error: ").unwrap_or(reason);
                 invalid(
                     line_of(text, s.span().start),
                     format!("bad regex in {what}: {reason}"),
@@ -268,11 +271,12 @@ impl Builder {
         for spanned in &doc.group {
             let line = line_of(text, spanned.span().start);
             let g = spanned.get_ref();
-            let opt = |s: &Option<Spanned<String>>, what: &str| -> Result<Option<Regex>, PatternError> {
-                s.as_ref()
-                    .map(|s| compile(s, &format!("group `{}` {what}", g.name)))
-                    .transpose()
-            };
+            let opt =
+                |s: &Option<Spanned<String>>, what: &str| -> Result<Option<Regex>, PatternError> {
+                    s.as_ref()
+                        .map(|s| compile(s, &format!("group `{}` {what}", g.name)))
+                        .transpose()
+                };
             let action = match (&g.fingerprint, &g.template, g.ignore) {
                 (Some(f), None, false) => GroupAction::Fixed(f.clone()),
                 (None, Some(t), false) => GroupAction::Template(t.clone()),
@@ -303,7 +307,10 @@ impl Builder {
             {
                 return Err(invalid(
                     line,
-                    format!("group `{}` has no condition and would match every record", g.name),
+                    format!(
+                        "group `{}` has no condition and would match every record",
+                        g.name
+                    ),
                 ));
             }
             match self.groups.iter().position(|x| x.name == g.name) {
@@ -318,6 +325,7 @@ impl Builder {
     fn finish(self) -> Result<PatternSet, PatternError> {
         let mask_digit_words = self.mask_digit_words.unwrap_or(true);
         let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&super::mask::MASK_CODE_VERSION.to_le_bytes());
         h.update(&[mask_digit_words as u8]);
         for r in &self.rules {
             for part in [r.name.as_str(), r.regex.as_str(), r.replace.as_str()] {

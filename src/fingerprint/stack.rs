@@ -53,6 +53,8 @@ const NOT_IN_APP: &[&str] = &[
     "rust_begin_unwind",
     "__rust",
     "node:",
+    // How Node frames of dependencies and of Node itself are named below.
+    "node_modules:",
     "internal/",
     "<frozen ",
     "python:",
@@ -64,7 +66,7 @@ static PY_FRAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"^\s*File "([^"]+)", line \d+, in (\S+)"#).expect("static regex")
 });
 static NODE_FRAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*at (?:async )?(?:(\S+) \((\S+?)(?::\d+)*\)|(\S+?)(?::\d+)+)\s*$")
+    Regex::new(r"^\s*at (?:async )?(?:new )?(?:(\S+) \((\S+?)(?::\d+)*\)|(\S+?)(?::\d+)+)\s*$")
         .expect("static regex")
 });
 static GO_FUNC: LazyLock<Regex> = LazyLock::new(|| {
@@ -148,10 +150,16 @@ pub fn analyze(
         if let Some(c) = PY_FRAME.captures(t) {
             is_python = true;
             // Python prints the outermost frame first: we reverse below.
-            let file = c[1]
+            // Installed libraries keep a `site-packages/` prefix (without
+            // the interpreter's own path, which differs between hosts), so
+            // they are recognised as not in-app.
+            let file = match c[1]
                 .rsplit_once("site-packages/")
-                .map(|(_, f)| f)
-                .unwrap_or(&c[1]);
+                .or_else(|| c[1].rsplit_once("dist-packages/"))
+            {
+                Some((_, f)) => format!("site-packages/{f}"),
+                None => c[1].to_string(),
+            };
             frames.push(format!("{}:{}", file, &c[2]));
             continue;
         }
@@ -199,7 +207,11 @@ pub fn analyze(
             info.exception = python_last_exception;
         }
     }
-    if info.exception.is_none() && first_line.trim_start().starts_with("panic: ") {
+    // Go (`panic: …`) and Rust (`thread 'main' panicked at src/x.rs:1:2:`)
+    // panics have no class: "panic" is their kind.
+    if info.exception.is_none()
+        && (first_line.trim_start().starts_with("panic: ") || first_line.contains(" panicked at "))
+    {
         info.exception = Some("panic".into());
     }
     info.frames = frames
@@ -227,7 +239,10 @@ mod tests {
     #[test]
     fn java_traces_give_class_and_in_app_frames_without_line_numbers() {
         let info = analyze("checkout failed", Some(JAVA), &[], 3);
-        assert_eq!(info.exception.as_deref(), Some("java.lang.IllegalStateException"));
+        assert_eq!(
+            info.exception.as_deref(),
+            Some("java.lang.IllegalStateException")
+        );
         assert_eq!(
             info.frames,
             [
@@ -243,14 +258,23 @@ mod tests {
         let moved = JAVA
             .replace("Cart.java:88", "Cart.java:91")
             .replace("$3(", "$7(")
-            .replace("$$Lambda$412/0x0000000800c4b440", "$$Lambda$977/0x0000000801aa0000");
-        assert_eq!(analyze("x", Some(JAVA), &[], 3), analyze("x", Some(&moved), &[], 3));
+            .replace(
+                "$$Lambda$412/0x0000000800c4b440",
+                "$$Lambda$977/0x0000000801aa0000",
+            );
+        assert_eq!(
+            analyze("x", Some(JAVA), &[], 3),
+            analyze("x", Some(&moved), &[], 3)
+        );
     }
 
     #[test]
     fn configured_in_app_prefixes_select_frames() {
         let info = analyze("x", Some(JAVA), &["com.zaxxer.".into()], 3);
-        assert!(info.frames.is_empty(), "frames of a Caused-by are not the identity");
+        assert!(
+            info.frames.is_empty(),
+            "frames of a Caused-by are not the identity"
+        );
         let info = analyze("x", Some(JAVA), &["com.shop.checkout.Cart".into()], 3);
         assert_eq!(info.frames, ["com.shop.checkout.Cart.close"]);
     }
@@ -263,21 +287,48 @@ mod tests {
             File \"/usr/lib/python3.11/site-packages/requests/api.py\", line 5, in post\n\
             payments.errors.PaymentDeclined: card 4242 declined";
         let info = analyze("payment failed", Some(tb), &[], 3);
-        assert_eq!(info.exception.as_deref(), Some("payments.errors.PaymentDeclined"));
+        assert_eq!(
+            info.exception.as_deref(),
+            Some("payments.errors.PaymentDeclined")
+        );
         assert_eq!(
             info.frames,
             [
-                "requests/api.py:post",
                 "/app/payments/client.py:post",
                 "/app/payments/api.py:charge"
-            ]
+            ],
+            "library frames are not in-app"
         );
+    }
+
+    #[test]
+    fn a_different_cause_depth_does_not_change_the_identity() {
+        let deeper = JAVA.replace("... 12 more", "... 31 more");
+        assert_eq!(
+            analyze("x", Some(JAVA), &[], 3),
+            analyze("x", Some(&deeper), &[], 3)
+        );
+    }
+
+    #[test]
+    fn python_library_frames_count_when_configured_in_app() {
+        let tb = "Traceback (most recent call last):\n  \
+            File \"/srv/venv/lib/python3.12/site-packages/shoplib/cart.py\", line 9, in add\n\
+            ValueError: bad quantity";
+        let info = analyze("x", Some(tb), &["site-packages/shoplib/".into()], 3);
+        assert_eq!(info.frames, ["site-packages/shoplib/cart.py:add"]);
+        assert_eq!(info.exception.as_deref(), Some("ValueError"));
     }
 
     #[test]
     fn go_panics_give_function_frames_not_addresses() {
         let tb = "goroutine 1 [running]:\nmain.(*Server).handle(0xc000012345, 0x1)\n\t/src/app/server.go:42 +0x1d\nruntime.goexit()\n\t/usr/local/go/src/runtime/asm_amd64.s:1571 +0x1";
-        let info = analyze("panic: runtime error: index out of range [3] with length 3", Some(tb), &[], 3);
+        let info = analyze(
+            "panic: runtime error: index out of range [3] with length 3",
+            Some(tb),
+            &[],
+            3,
+        );
         assert_eq!(info.exception.as_deref(), Some("panic"));
         assert_eq!(info.frames, ["main.(*Server).handle"]);
     }
@@ -287,13 +338,41 @@ mod tests {
         let tb = "    at Object.charge (/app/src/pay.js:10:5)\n    at processTicksAndRejections (node:internal/process/task_queues:95:5)";
         let info = analyze("TypeError: x is undefined", Some(tb), &[], 3);
         assert_eq!(info.exception.as_deref(), Some("TypeError"));
-        assert_eq!(info.frames[0], "Object.charge");
+        assert_eq!(info.frames, ["Object.charge"]);
+        let moved = tb.replace("pay.js:10:5", "pay.js:12:9");
+        assert_eq!(
+            info,
+            analyze("TypeError: x is undefined", Some(&moved), &[], 3)
+        );
+    }
+
+    #[test]
+    fn node_constructor_frames_are_recognised() {
+        let tb = "    at new Gateway (/app/src/gateway.js:4:11)\n    at Object.<anonymous> (/app/src/main.js:1:1)";
+        let info = analyze("Error: no key", Some(tb), &[], 3);
+        assert_eq!(info.frames, ["Gateway", "Object.<anonymous>"]);
     }
 
     #[test]
     fn rust_backtraces_drop_symbol_hashes() {
         let tb = "stack backtrace:\n   0: std::panicking::begin_panic\n   1: myapp::orders::place::h0123456789abcdef\n             at ./src/orders.rs:10:5";
-        let info = analyze("thread 'main' panicked at src/orders.rs:10:5:", Some(tb), &[], 3);
+        let info = analyze(
+            "thread 'main' panicked at src/orders.rs:10:5:",
+            Some(tb),
+            &[],
+            3,
+        );
         assert_eq!(info.frames, ["myapp::orders::place"]);
+        assert_eq!(info.exception.as_deref(), Some("panic"));
+        let rebuilt = tb.replace("h0123456789abcdef", "hfedcba9876543210");
+        assert_eq!(
+            info,
+            analyze(
+                "thread 'main' panicked at src/orders.rs:10:5:",
+                Some(&rebuilt),
+                &[],
+                3
+            )
+        );
     }
 }

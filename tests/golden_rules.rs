@@ -1,0 +1,267 @@
+//! Golden tests for every shipped masking rule: for each rule, lines it
+//! must mask (with the exact template expected) and lines it must leave
+//! alone. A rule added to `patterns/00-builtin.toml` without cases here
+//! fails `every_shipped_rule_has_golden_cases`.
+
+use faultline::fingerprint::{Fired, Masker, PatternSet};
+
+struct Golden {
+    rule: &'static str,
+    /// (input, expected template): the rule must fire on each.
+    masks: &'static [(&'static str, &'static str)],
+    /// Inputs the rule must not fire on.
+    keeps: &'static [&'static str],
+}
+
+const GOLDEN: &[Golden] = &[
+    Golden {
+        rule: "quoted_double",
+        masks: &[
+            ("table \"orders\" missing", "table \"<*>\" missing"),
+            ("bad input \"a b c\" given", "bad input \"<*>\" given"),
+        ],
+        keeps: &["no quotes here", "a lone \" quote"],
+    },
+    Golden {
+        rule: "quoted_single",
+        masks: &[
+            ("key 'user_id' missing", "key '<*>' missing"),
+            ("service 'billing' unavailable", "service '<*>' unavailable"),
+        ],
+        keeps: &["can't connect, won't retry", "the user's session"],
+    },
+    Golden {
+        rule: "timestamp",
+        masks: &[
+            ("at 2026-11-02T10:00:01.123Z stop", "at <*> stop"),
+            ("since 2026-11-02 10:00:01,5 down", "since <*> down"),
+            ("at 2026-11-02T10:00:01+02:00 stop", "at <*> stop"),
+        ],
+        keeps: &["version 2026 released", "range 10-20 ok"],
+    },
+    Golden {
+        rule: "clock",
+        masks: &[
+            ("at 10:00:01 stop", "at <*> stop"),
+            ("at 9:05:59.250 stop", "at <*> stop"),
+        ],
+        keeps: &["ratio 3:2 kept", "host:port pair"],
+    },
+    Golden {
+        rule: "uuid",
+        masks: &[
+            (
+                "id 550e8400-e29b-41d4-a716-446655440000 gone",
+                "id <*> gone",
+            ),
+            ("req 550E8400-E29B-41D4-A716-446655440000", "req <*>"),
+        ],
+        keeps: &["id 550e8400-e29b gone"],
+    },
+    Golden {
+        rule: "email",
+        masks: &[
+            ("mail to jane.doe@example.com failed", "mail to <*> failed"),
+            ("from a+b@mail.example.org", "from <*>"),
+        ],
+        keeps: &["user@localhost denied", "at @ sign"],
+    },
+    Golden {
+        rule: "url",
+        masks: &[
+            (
+                "GET https://api.example.com/v1/users?id=3 failed",
+                "GET <*> failed",
+            ),
+            ("fetch s3://bucket/key/part-0 denied", "fetch <*> denied"),
+        ],
+        keeps: &["see https: later", "scheme://"],
+    },
+    Golden {
+        rule: "ipv6",
+        masks: &[
+            ("peer fe80::1ff:fe23:4567:890a down", "peer <*> down"),
+            ("peer 2001:db8:0:0:0:0:2:1 down", "peer <*> down"),
+        ],
+        keeps: &["at 10:00 sharp", "key a:b:c unknown"],
+    },
+    Golden {
+        rule: "hostname",
+        masks: &[
+            ("host ip-10-0-0-7.ec2.internal down", "host <*> down"),
+            ("rhost=5.36.59.76.dsl.example.om user=x", "rhost=<*> user=x"),
+            ("proxy WS-12.corp.example.com:8030 up", "proxy <*>:<*> up"),
+        ],
+        keeps: &[
+            "class com.shop.checkout failed",
+            "addr 10.0.0.1 down",
+            "file app.log",
+            "call Base64.Decoder.decode failed",
+        ],
+    },
+    Golden {
+        rule: "ipv4",
+        masks: &[
+            ("from 10.0.0.12 refused", "from <*> refused"),
+            ("from 10.0.0.12:5432 refused", "from <*>:<*> refused"),
+            ("connect /10.0.0.12:5432 failed", "connect <*>:<*> failed"),
+        ],
+        keeps: &["version 1.2.3 released", "ratio 1.5 ok"],
+    },
+    Golden {
+        rule: "k8s_pod",
+        masks: &[("pod checkout-7d9f8b6c5-x2kqp crashed", "pod <*> crashed")],
+        keeps: &["pod checkout crashed", "use well-known-name here"],
+    },
+    Golden {
+        rule: "literal",
+        masks: &[
+            ("flag is true", "flag is <*>"),
+            (
+                "value was null, expected object",
+                "value was <*>, expected object",
+            ),
+            ("got None", "got <*>"),
+        ],
+        keeps: &["nullable column", "untrue statement", "Nonexistent key"],
+    },
+    Golden {
+        rule: "hex",
+        masks: &[
+            ("ptr 0x7ffd5e8c3a10 invalid", "ptr <*> invalid"),
+            ("mask=ffffffff set", "mask=<*> set"),
+            (
+                "commit 9fceb02d0ae598e95dc970b74767f19372d61af8",
+                "commit <*>",
+            ),
+        ],
+        keeps: &["deadline exceeded", "cafe closed", "facade failed"],
+    },
+    Golden {
+        rule: "path",
+        masks: &[
+            ("open /var/lib/app/data.db: denied", "open <*>: denied"),
+            ("load C:\\Users\\app\\conf.ini failed", "load <*> failed"),
+        ],
+        keeps: &["route /health failed", "and/or"],
+    },
+    Golden {
+        rule: "duration",
+        masks: &[
+            ("took 250ms", "took <*>"),
+            ("slept 1.5s then retried", "slept <*> then retried"),
+        ],
+        keeps: &["waited 5 seconds", "ms office", "chip m3 ok"],
+    },
+    Golden {
+        rule: "size",
+        masks: &[
+            ("body of 3.5 MiB too large", "body of <*> too large"),
+            (
+                "estimated size 16.0 B, free 2 GB",
+                "estimated size <*>, free <*>",
+            ),
+            ("wrote 10kb", "wrote <*>"),
+        ],
+        keeps: &["sent 5 bytes", "plan B failed"],
+    },
+];
+
+fn masker() -> Masker {
+    Masker::new(&PatternSet::builtin().expect("shipped rules load")).expect("shipped rules build")
+}
+
+fn mask(m: &Masker, s: &str) -> (String, Vec<Fired>) {
+    let mut out = String::new();
+    let mut fired = Vec::new();
+    m.mask_into(s, &mut out, Some(&mut fired));
+    (out, fired)
+}
+
+#[test]
+fn every_shipped_rule_has_golden_cases() {
+    let set = PatternSet::builtin().unwrap();
+    for r in &set.rules {
+        let g = GOLDEN.iter().find(|g| g.rule == r.name);
+        let g = g.unwrap_or_else(|| panic!("rule `{}` has no golden cases", r.name));
+        assert!(
+            !g.masks.is_empty() && !g.keeps.is_empty(),
+            "rule `{}`",
+            r.name
+        );
+    }
+    for g in GOLDEN {
+        assert!(
+            set.rules.iter().any(|r| r.name == g.rule),
+            "golden cases for a rule that is not shipped: {}",
+            g.rule
+        );
+    }
+}
+
+#[test]
+fn each_shipped_rule_masks_its_inputs_to_the_expected_template() {
+    let m = masker();
+    for g in GOLDEN {
+        for (input, want) in g.masks {
+            let (got, fired) = mask(&m, input);
+            assert_eq!(&got, want, "rule `{}` on {input:?}", g.rule);
+            assert!(
+                fired.iter().any(|f| f.rule == g.rule),
+                "rule `{}` did not fire on {input:?}: {fired:?}",
+                g.rule
+            );
+        }
+    }
+}
+
+#[test]
+fn each_shipped_rule_leaves_its_look_alikes_alone() {
+    let m = masker();
+    for g in GOLDEN {
+        for input in g.keeps {
+            let (got, fired) = mask(&m, input);
+            assert!(
+                !fired.iter().any(|f| f.rule == g.rule),
+                "rule `{}` fired on {input:?} giving {got:?}",
+                g.rule
+            );
+        }
+    }
+}
+
+#[test]
+fn the_digit_word_pass_masks_numbers_and_ids_but_keeps_names() {
+    let m = masker();
+    let cases = [
+        ("count 42 and -7", "count <*> and <*>"),
+        ("user bob42 denied", "user <*> denied"),
+        ("block blk_-1608999687919862906 lost", "block <*> lost"),
+        ("block blk_123 stored as rdd_2_3", "block <*> stored as <*>"),
+        ("node-12 down", "node-<*> down"),
+        ("generating core.1234", "generating core.<*>"),
+        (
+            "Failed password port 22 ssh2",
+            "Failed password port <*> ssh2",
+        ),
+        ("jk2_init() found child 42", "jk2_init() found child <*>"),
+        ("interface eth0 up", "interface eth0 up"),
+        ("delete blk_1 blk_2 blk_3", "delete <*>"),
+        ("mod_jk child init 1 -2", "mod_jk child init <*> <*>"),
+        ("id=42 state=ok", "id=<*> state=ok"),
+    ];
+    for (input, want) in cases {
+        assert_eq!(m.mask(input), want, "input: {input}");
+    }
+}
+
+#[test]
+fn words_without_digits_are_left_alone() {
+    let m = masker();
+    for s in [
+        "timeout connecting to postgres",
+        "Invalid user admin from nowhere",
+    ] {
+        assert_eq!(m.mask(s), s);
+    }
+}

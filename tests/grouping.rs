@@ -1,0 +1,276 @@
+//! Grouping as a whole: the library's fingerprints over a corpus, checked
+//! for the properties ids must have — one type per bug whatever the values,
+//! a different constant word is a different type, and the arrival order
+//! does not change the groups. The corpus is generated here; when the
+//! Loghub-2k samples are present in `../shared` the order test also runs on
+//! them (and says clearly when it skips them).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use faultline::config::FingerprintConfig;
+use faultline::fingerprint::{self, Fingerprinter, Identity, Learner};
+
+/// Groups `lines` the way `faultline fingerprint --raw` does: learn from
+/// every line, then label each with the type it belongs to.
+fn group(lines: &[String]) -> Vec<String> {
+    let cfg = FingerprintConfig::default();
+    let fp = Fingerprinter::new(&cfg).expect("default rules load");
+    let mut learner = Learner::from_config(&cfg.learn);
+    let ids: Vec<Identity> = lines.iter().map(|l| fp.identify_message(l, None)).collect();
+    for id in &ids {
+        let _ = fingerprint::classify(&mut learner, id.clone());
+    }
+    ids.iter()
+        .map(|id| match id {
+            Identity::Learned { context, template } => {
+                let c = learner
+                    .lookup(context.key(), template)
+                    .expect("every learned template has a cluster");
+                context.fingerprint(learner.template(c)).to_string()
+            }
+            Identity::Fixed { context, template } => context.fingerprint(template).to_string(),
+            Identity::Ignored { rule } => format!("ignored:{rule}"),
+        })
+        .collect()
+}
+
+/// Grouping accuracy of `pred` against `truth` (Zhu et al. 2019): the share
+/// of lines whose predicted group holds exactly the lines of their true one.
+fn grouping_accuracy(truth: &[String], pred: &[String]) -> f64 {
+    let mut by_truth: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_pred: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (t, p)) in truth.iter().zip(pred).enumerate() {
+        by_truth.entry(t).or_default().push(i);
+        by_pred.entry(p).or_default().push(i);
+    }
+    let mut correct = 0;
+    for members in by_pred.values() {
+        let t = &truth[members[0]];
+        if by_truth[t.as_str()] == *members {
+            correct += members.len();
+        }
+    }
+    correct as f64 / truth.len() as f64
+}
+
+/// A small deterministic generator: the test needs varied values, not
+/// randomness, and must fail the same way every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next() as usize) % xs.len()]
+    }
+    fn shuffle<T>(&mut self, xs: &mut [T]) {
+        for i in (1..xs.len()).rev() {
+            let j = (self.next() as usize) % (i + 1);
+            xs.swap(i, j);
+        }
+    }
+}
+
+const USERS: &[&str] = &["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
+const TABLES: &[&str] = &["orders", "users", "payments", "stock"];
+
+/// (true type, line) pairs: ten error types with variable parts of every
+/// kind the masks and the learner handle.
+fn corpus(n: usize, seed: u64) -> Vec<(String, String)> {
+    let mut r = Lcg(seed);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let ip = format!(
+            "10.{}.{}.{}",
+            r.next() % 256,
+            r.next() % 256,
+            r.next() % 256
+        );
+        let port = 1024 + r.next() % 60000;
+        let (t, line) = match i % 10 {
+            0 => (
+                "login",
+                format!("Invalid user {} from {ip} port {port}", r.pick(USERS)),
+            ),
+            1 => (
+                "timeout-redis",
+                format!("timeout connecting to redis after {}ms", r.next() % 5000),
+            ),
+            2 => (
+                "timeout-pg",
+                format!("timeout connecting to postgres after {}ms", r.next() % 5000),
+            ),
+            3 => (
+                "missing",
+                format!(
+                    "table \"{}\" missing in schema v{}",
+                    r.pick(TABLES),
+                    r.next() % 9
+                ),
+            ),
+            4 => (
+                "block",
+                format!(
+                    "Deleting block blk_{} file /data/{}/blk_{}",
+                    r.next(),
+                    r.next() % 9,
+                    r.next()
+                ),
+            ),
+            5 => (
+                "quota",
+                format!(
+                    "quota exceeded for tenant={} used={} limit={}",
+                    r.pick(USERS),
+                    r.next() % 100,
+                    r.next() % 100
+                ),
+            ),
+            6 => ("reset", format!("connection reset by peer {ip}:{port}")),
+            7 => ("refused", format!("connection refused by peer {ip}:{port}")),
+            8 => (
+                "oom",
+                format!(
+                    "worker {} killed: out of memory ({} MiB)",
+                    r.next() % 64,
+                    r.next() % 4096
+                ),
+            ),
+            _ => (
+                "disk",
+                format!(
+                    "disk /dev/sd{} is {}% full",
+                    r.pick(&["a", "b", "c", "d"]),
+                    r.next() % 100
+                ),
+            ),
+        };
+        out.push((t.to_string(), line));
+    }
+    out
+}
+
+#[test]
+fn a_generated_corpus_groups_exactly_into_its_types() {
+    let c = corpus(600, 7);
+    let truth: Vec<String> = c.iter().map(|(t, _)| t.clone()).collect();
+    let lines: Vec<String> = c.into_iter().map(|(_, l)| l).collect();
+    let pred = group(&lines);
+    assert_eq!(grouping_accuracy(&truth, &pred), 1.0);
+}
+
+#[test]
+fn a_shuffled_corpus_gives_the_same_groups_and_ids() {
+    let c = corpus(600, 11);
+    let lines: Vec<String> = c.into_iter().map(|(_, l)| l).collect();
+    let ids: HashMap<&String, String> = lines.iter().zip(group(&lines)).collect();
+    for seed in [1, 2, 3] {
+        let mut shuffled = lines.clone();
+        Lcg(seed).shuffle(&mut shuffled);
+        for (line, id) in shuffled.iter().zip(group(&shuffled)) {
+            assert_eq!(ids[line], id, "seed {seed}: {line}");
+        }
+    }
+}
+
+#[test]
+fn two_messages_differing_by_one_constant_word_are_two_types_even_among_many() {
+    let c = corpus(300, 5);
+    let lines: Vec<String> = c.into_iter().map(|(_, l)| l).collect();
+    let pred = group(&lines);
+    // Lines 1 and 2 are `… to redis …` and `… to postgres …`.
+    assert_ne!(pred[1], pred[2]);
+    // Reset and refused differ by one word in an otherwise equal message.
+    assert_ne!(pred[6], pred[7]);
+}
+
+/// The `Content` and `EventTemplate` columns of a Loghub structured CSV.
+fn read_loghub(path: &PathBuf) -> Option<(Vec<String>, Vec<String>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut rows = parse_csv(&text).into_iter();
+    let header = rows.next()?;
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let (c, t) = (col("Content")?, col("EventTemplate")?);
+    let mut content = Vec::new();
+    let mut templates = Vec::new();
+    for r in rows {
+        content.push(r.get(c)?.replace('\n', " "));
+        templates.push(r.get(t)?.clone());
+    }
+    Some((content, templates))
+}
+
+/// RFC 4180 CSV: quoted fields, doubled quotes, newlines inside quotes.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match (quoted, ch) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, _) => field.push(ch),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, '\r') => {}
+            (false, _) => field.push(ch),
+        }
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
+
+#[test]
+fn shuffled_loghub_samples_score_within_a_hundredth_of_the_original_order() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/loghub-2k");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!(
+            "SKIPPED: {} is absent; only the generated corpus was tested",
+            dir.display()
+        );
+        return;
+    };
+    let mut systems: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    systems.sort();
+    let mut tested = 0;
+    for s in systems {
+        let path = dir.join(&s).join(format!("{s}_2k.log_structured.csv"));
+        let Some((content, truth)) = read_loghub(&path) else {
+            continue;
+        };
+        let ga = grouping_accuracy(&truth, &group(&content));
+        let mut order: Vec<usize> = (0..content.len()).collect();
+        Lcg(42).shuffle(&mut order);
+        let shuffled: Vec<String> = order.iter().map(|&i| content[i].clone()).collect();
+        let truth_shuffled: Vec<String> = order.iter().map(|&i| truth[i].clone()).collect();
+        let ga_shuffled = grouping_accuracy(&truth_shuffled, &group(&shuffled));
+        assert!(
+            (ga - ga_shuffled).abs() <= 0.01,
+            "{s}: GA {ga:.4} in file order, {ga_shuffled:.4} shuffled"
+        );
+        tested += 1;
+    }
+    eprintln!("order independence checked on {tested} Loghub systems");
+}
