@@ -12,6 +12,7 @@
 //! and kinds may appear, and consumers must ignore what they don't know.
 
 pub mod file;
+pub mod kafka;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;

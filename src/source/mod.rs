@@ -6,5 +6,6 @@
 //! pipeline.
 
 pub mod file;
+pub mod kafka;
 
 pub use file::{Input, InputIdentity, LineReader};
