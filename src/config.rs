@@ -429,6 +429,10 @@ pub struct KafkaConfig {
     pub alerts_topic: String,
     /// Dead-letter topic for malformed records; empty = none.
     pub dead_letter_topic: String,
+    /// Dead-letter copies are cut to this many bytes (header
+    /// `faultline.original_bytes` keeps the size), so a record too large
+    /// for the broker cannot block the stream.
+    pub dead_letter_max_bytes: usize,
     pub transactional_id: String,
     /// Records per batch between commits.
     pub batch_size: usize,
@@ -460,6 +464,7 @@ impl Default for KafkaConfig {
             start: "earliest".into(),
             alerts_topic: String::new(),
             dead_letter_topic: String::new(),
+            dead_letter_max_bytes: 512 * 1024,
             transactional_id: "faultline-1".into(),
             batch_size: 5000,
             commit_interval: Dur(std::time::Duration::from_millis(500)),

@@ -346,6 +346,7 @@ impl Core {
             && let Some(p) = &self.producer
         {
             let source = format!("{topic}/{part}/{off}");
+            let size = payload.len().to_string();
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: "faultline.reason",
@@ -354,12 +355,17 @@ impl Core {
                 .insert(Header {
                     key: "faultline.source",
                     value: Some(source.as_str()),
+                })
+                .insert(Header {
+                    key: "faultline.original_bytes",
+                    value: Some(size.as_str()),
                 });
+            let cut = &payload[..payload.len().min(self.cfg.kafka.dead_letter_max_bytes)];
             send_blocking(
                 p,
                 &self.cfg.kafka.dead_letter_topic,
                 source.as_bytes(),
-                payload,
+                cut,
                 Some(headers),
             )
             .map_err(|e| BatchError::Retry(format!("dead-letter topic: {e}")))?;
