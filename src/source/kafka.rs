@@ -256,6 +256,8 @@ struct Core {
     /// Commits give up retrying after this instant (shutdown).
     deadline: Option<Instant>,
     partition_cache: Option<(String, i32)>,
+    /// `FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT=N` (tests only).
+    crash_after_commit: Option<u64>,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -471,7 +473,13 @@ impl Core {
         }
         self.batch_records = 0;
         self.batch_started = None;
-        self.status.batches.fetch_add(1, Ordering::Relaxed);
+        let n = self.status.batches.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.crash_after_commit == Some(n) {
+            // Failpoint for the tests: die in the one window a kill -9 from
+            // outside rarely hits, after the commit and before the save.
+            tracing::warn!(batch = n, "failpoint: crashing after commit, before state save");
+            std::process::abort();
+        }
         // After the commit: a crash before this save only makes the next
         // start re-process the batch silently.
         self.engine
@@ -733,6 +741,9 @@ pub fn run(
         fatal: None,
         deadline: None,
         partition_cache: None,
+        crash_after_commit: std::env::var("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT")
+            .ok()
+            .and_then(|v| v.parse().ok()),
     };
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
