@@ -441,10 +441,7 @@ pub fn replay(
         );
         let mut buf = Vec::with_capacity(4096);
         let mut since_checkpoint = 0u64;
-        loop {
-            let Some(line) = lr.next_line(&mut buf).map_err(io)? else {
-                break;
-            };
+        while let Some(line) = lr.next_line(&mut buf).map_err(io)? {
             let line_no = lr.line;
             metrics.lines.fetch_add(1, Ordering::Relaxed);
             since_checkpoint += 1;

@@ -147,7 +147,8 @@ fn read_committed(topic: &str) -> Vec<Vec<u8>> {
     let started = Instant::now();
     // Topics here are small: 3 s without a message after the first
     // assignment means the end.
-    while idle_since.elapsed() < Duration::from_secs(3) && started.elapsed() < Duration::from_secs(60)
+    while idle_since.elapsed() < Duration::from_secs(3)
+        && started.elapsed() < Duration::from_secs(60)
     {
         match c.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
@@ -216,7 +217,10 @@ fn scenario(seed: u64) -> Vec<(Option<String>, Vec<u8>)> {
                 });
                 out.push((Some(svc.to_string()), v.to_string().into_bytes()));
             };
-            line("INFO", format!("handled request {} in {}ms", rng.next(), rng.below(900)));
+            line(
+                "INFO",
+                format!("handled request {} in {}ms", rng.next(), rng.below(900)),
+            );
             let fill = |t: &str, rng: &mut Rng| t.replace("{n}", &rng.below(100_000).to_string());
             // Known types at a low rate all along.
             if rng.below(100) < 2 {
@@ -336,7 +340,10 @@ lateness = "30m"
             .arg(self.state())
             .arg("--alerts")
             .arg(self.dir.path().join("alerts.jsonl"))
-            .env("FAULTLINE__METRICS__LISTEN", format!("\"127.0.0.1:{port}\""))
+            .env(
+                "FAULTLINE__METRICS__LISTEN",
+                format!("\"127.0.0.1:{port}\""),
+            )
             .env("FAULTLINE_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -450,7 +457,13 @@ type Subject = (Kind, String, Option<String>);
 fn subjects(alerts: &[Alert]) -> BTreeSet<Subject> {
     alerts
         .iter()
-        .map(|a| (a.kind, a.service.clone(), a.fingerprint.map(|f| f.to_string())))
+        .map(|a| {
+            (
+                a.kind,
+                a.service.clone(),
+                a.fingerprint.map(|f| f.to_string()),
+            )
+        })
         .collect()
 }
 
@@ -470,8 +483,16 @@ fn assert_same_alerts_exactly_once(kafka: &[Alert], replay: &[Alert]) {
     }
     let dups: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dups.is_empty(), "alerts delivered more than once: {dups:?}");
-    assert_eq!(subjects(kafka), subjects(replay), "(kind, service, fingerprint) differ");
-    assert_eq!(novel_ids(kafka), novel_ids(replay), "novel alert ids differ");
+    assert_eq!(
+        subjects(kafka),
+        subjects(replay),
+        "(kind, service, fingerprint) differ"
+    );
+    assert_eq!(
+        novel_ids(kafka),
+        novel_ids(replay),
+        "novel alert ids differ"
+    );
     let kinds: BTreeSet<Kind> = replay.iter().map(|a| a.kind).collect();
     assert!(
         kinds.contains(&Kind::Novel) && kinds.contains(&Kind::Surge),
@@ -512,7 +533,10 @@ fn kafka_alerts_match_replay_and_survive_three_kill_9s_exactly_once() {
         // Somewhere in the stream: each run redoes its uncommitted tail.
         let at = 300 + rng.below(records.len() as u64 / 5);
         svc.wait_lines(at, Duration::from_secs(60));
-        eprintln!("round {round}: kill -9 after {at} lines, durable {:?}", s.progress());
+        eprintln!(
+            "round {round}: kill -9 after {at} lines, durable {:?}",
+            s.progress()
+        );
         svc.kill9();
     }
     let svc = s.start();
@@ -523,7 +547,11 @@ fn kafka_alerts_match_replay_and_survive_three_kill_9s_exactly_once() {
     eprintln!("consumed with 3 kills in {:?}", started.elapsed());
 
     let (durable_records, _) = s.progress();
-    assert_eq!(durable_records, records.len() as u64, "records processed once each");
+    assert_eq!(
+        durable_records,
+        records.len() as u64,
+        "records processed once each"
+    );
     let log = std::fs::read_to_string(s.dir.path().join("run.log")).unwrap_or_default();
     assert!(
         log.contains("re-processing the gap without alerts"),
@@ -546,9 +574,19 @@ fn the_service_reconnects_after_a_broker_restart_and_finishes_with_the_same_aler
     let svc = s.start();
     svc.wait_lines(1000, Duration::from_secs(60));
     let script = repo().join("scripts/kafka.sh");
-    assert!(Command::new(&script).arg("stop").status().is_ok_and(|s| s.success()));
+    assert!(
+        Command::new(&script)
+            .arg("stop")
+            .status()
+            .is_ok_and(|s| s.success())
+    );
     std::thread::sleep(Duration::from_secs(2));
-    assert!(Command::new(&script).arg("start").status().is_ok_and(|s| s.success()));
+    assert!(
+        Command::new(&script)
+            .arg("start")
+            .status()
+            .is_ok_and(|s| s.success())
+    );
     s.wait_for_all(records.len(), Duration::from_secs(120));
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0), "log: {}", s.log_tail());
@@ -603,9 +641,16 @@ fn malformed_records_are_counted_by_reason_dead_lettered_and_skipped() {
     assert_eq!(bad("empty"), 1, "{metrics}");
     assert_eq!(bad("too_long"), 1, "{metrics}");
     // Invalid JSON and binary: the parser names the reason.
-    assert_eq!(bad("invalid_json") + bad("invalid_utf8") + bad("binary"), 2, "{metrics}");
+    assert_eq!(
+        bad("invalid_json") + bad("invalid_utf8") + bad("binary"),
+        2,
+        "{metrics}"
+    );
     assert_eq!(svc.metric("faultline_records_total"), Some(2), "{metrics}");
-    assert!(svc.get("/healthz").is_some_and(|h| h.starts_with("HTTP/1.1 200")));
+    assert!(
+        svc.get("/healthz")
+            .is_some_and(|h| h.starts_with("HTTP/1.1 200"))
+    );
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0));
     let dead = read_committed(&dlq);
@@ -627,7 +672,10 @@ fn a_new_group_starting_at_latest_skips_the_backlog() {
     // Wait until the group has its assignment (the metrics endpoint says
     // ready), then produce after it.
     let started = Instant::now();
-    while !svc.get("/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+    while !svc
+        .get("/readyz")
+        .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    {
         assert!(started.elapsed() < Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -635,7 +683,11 @@ fn a_new_group_starting_at_latest_skips_the_backlog() {
     produce(&s.logs, &scenario(44)[500..600]);
     let started = Instant::now();
     while s.progress().0 < 100 {
-        assert!(started.elapsed() < Duration::from_secs(30), "{}", s.log_tail());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            s.log_tail()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let (code, _) = svc.terminate();

@@ -251,7 +251,7 @@ impl Baseline {
                 }
             }
         }
-        if t.samples.len() < max_samples && !t.samples.iter().any(|s| *s == rec.message) {
+        if t.samples.len() < max_samples && !t.samples.contains(&rec.message) {
             t.samples.push(rec.message.clone());
         }
         let mut became_hot = false;

@@ -64,9 +64,10 @@ fn install_signals(flag: Arc<AtomicBool>, limit: std::time::Duration) -> Result<
         .spawn(move || {
             rt.block_on(async move {
                 use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut term), Ok(mut int)) =
-                    (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-                else {
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
                     tracing::error!("cannot install signal handlers");
                     return;
                 };
@@ -83,7 +84,9 @@ fn install_signals(flag: Arc<AtomicBool>, limit: std::time::Duration) -> Result<
                     flag.store(true, Ordering::Relaxed);
                     std::thread::spawn(move || {
                         std::thread::sleep(limit);
-                        tracing::error!("shutdown took longer than kafka.shutdown_timeout: exiting");
+                        tracing::error!(
+                            "shutdown took longer than kafka.shutdown_timeout: exiting"
+                        );
                         std::process::exit(1);
                     });
                 }

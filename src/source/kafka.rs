@@ -69,13 +69,16 @@ fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> KafkaSourceError {
     move |source| KafkaSourceError::Kafka { context, source }
 }
 
+/// Builds the sinks other than Kafka (stdout, file).
+pub type MakeSinks = Box<dyn Fn() -> Result<Vec<Box<dyn AlertSink>>, SinkError> + Send>;
+
 /// What `faultline run` passes in.
 pub struct RunOptions {
     pub state_dir: PathBuf,
     pub baseline: BaselineOptions,
     /// Builds the sinks other than Kafka (stdout, file); called again when
     /// a failed batch is rolled back, so it must be cheap and repeatable.
-    pub make_sinks: Box<dyn Fn() -> Result<Vec<Box<dyn AlertSink>>, SinkError> + Send>,
+    pub make_sinks: MakeSinks,
     /// Set by the signal handler: finish the batch, commit, return.
     pub shutdown: Arc<AtomicBool>,
 }
@@ -237,7 +240,7 @@ struct Core {
     parser: Parser,
     engine: Engine,
     opts_baseline: BaselineOptions,
-    make_sinks: Box<dyn Fn() -> Result<Vec<Box<dyn AlertSink>>, SinkError> + Send>,
+    make_sinks: MakeSinks,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
     producer: Option<SharedProducer>,
@@ -432,7 +435,11 @@ impl Core {
             // Never move a committed offset backwards: a silent gap ends at
             // the committed offset, and committing below it would make the
             // next restart deliver those alerts again.
-            if self.silent_until.get(&(t.clone(), *p)).is_some_and(|&u| *next <= u) {
+            if self
+                .silent_until
+                .get(&(t.clone(), *p))
+                .is_some_and(|&u| *next <= u)
+            {
                 continue;
             }
             tpl.add_partition_offset(t, *p, Offset::Offset(*next))
@@ -477,7 +484,10 @@ impl Core {
         if self.crash_after_commit == Some(n) {
             // Failpoint for the tests: die in the one window a kill -9 from
             // outside rarely hits, after the commit and before the save.
-            tracing::warn!(batch = n, "failpoint: crashing after commit, before state save");
+            tracing::warn!(
+                batch = n,
+                "failpoint: crashing after commit, before state save"
+            );
             std::process::abort();
         }
         // After the commit: a crash before this save only makes the next
@@ -486,7 +496,10 @@ impl Core {
             .state
             .save(&self.state_dir)
             .map_err(|e| BatchError::Retry(format!("state save after commit: {e}")))?;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "batch committed");
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "batch committed"
+        );
         Ok(())
     }
 
@@ -568,11 +581,21 @@ impl Core {
                     Offset::Offset(n) => Some(n),
                     _ => None,
                 });
-            let s = self.engine.state.kafka_offsets.get(&state_key(t, p)).copied();
+            let s = self
+                .engine
+                .state
+                .kafka_offsets
+                .get(&state_key(t, p))
+                .copied();
             let start = match (s, c) {
                 (Some(s), Some(c)) if s < c => {
-                    tracing::info!(topic = t, partition = p, state = s, committed = c,
-                        "state lags the committed offset: re-processing the gap without alerts");
+                    tracing::info!(
+                        topic = t,
+                        partition = p,
+                        state = s,
+                        committed = c,
+                        "state lags the committed offset: re-processing the gap without alerts"
+                    );
                     self.silent_until.insert((t.to_string(), p), c);
                     Offset::Offset(s)
                 }
@@ -587,7 +610,11 @@ impl Core {
         out
     }
 
-    fn on_revoke<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, tpl: &TopicPartitionList) {
+    fn on_revoke<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+    ) {
         match self.commit(consumer) {
             Ok(()) => {}
             Err(BatchError::Fatal(e)) => self.fatal = Some(e),
@@ -599,8 +626,13 @@ impl Core {
             }
         }
         for e in tpl.elements() {
-            self.silent_until.remove(&(e.topic().to_string(), e.partition()));
-            tracing::info!(topic = e.topic(), partition = e.partition(), "partition revoked");
+            self.silent_until
+                .remove(&(e.topic().to_string(), e.partition()));
+            tracing::info!(
+                topic = e.topic(),
+                partition = e.partition(),
+                "partition revoked"
+            );
         }
     }
 }
