@@ -224,6 +224,14 @@ impl RecordSink for Tap<'_> {
 
 type Partition = (String, i32);
 
+/// One partition's share of the open batch.
+struct BatchPart {
+    topic: String,
+    partition: i32,
+    first: i64,
+    next: i64,
+}
+
 /// Why a batch did not commit.
 enum BatchError {
     /// Abort, roll back, retry later.
@@ -247,8 +255,8 @@ struct Core {
     state_dir: PathBuf,
     silent: Arc<AtomicBool>,
     in_txn: bool,
-    /// Open batch: partition → (first offset, next offset).
-    batch: HashMap<Partition, (i64, i64)>,
+    /// Open batch: per partition, the first and the next offset.
+    batch: Vec<BatchPart>,
     batch_records: usize,
     batch_started: Option<Instant>,
     /// Partition → committed offset below which records are re-processed
@@ -258,7 +266,6 @@ struct Core {
     fatal: Option<KafkaSourceError>,
     /// Commits give up retrying after this instant (shutdown).
     deadline: Option<Instant>,
-    partition_cache: Option<(String, i32)>,
     /// `FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT=N` (tests only).
     crash_after_commit: Option<u64>,
 }
@@ -302,15 +309,13 @@ impl Core {
         let topic = m.topic();
         let part = m.partition();
         let off = m.offset();
-        if self
-            .partition_cache
-            .as_ref()
-            .is_none_or(|(t, p)| t != topic || *p != part)
-        {
-            self.partition_cache = Some((topic.to_string(), part));
-        }
-        let key = self.partition_cache.clone().unwrap_or_default();
-        let silent = self.silent_until.get(&key).is_some_and(|&u| off < u);
+        // Few partitions per instance: a linear scan on borrowed names
+        // beats hashing an owned key per record.
+        let silent = !self.silent_until.is_empty()
+            && self
+                .silent_until
+                .iter()
+                .any(|((t, p), &u)| *p == part && t == topic && off < u);
         self.silent.store(silent, Ordering::Relaxed);
         if !self.in_txn {
             if let Some(p) = &self.producer {
@@ -324,7 +329,19 @@ impl Core {
             self.in_txn = true;
             self.batch_started = Some(Instant::now());
         }
-        self.batch.entry(key).or_insert((off, off)).1 = off + 1;
+        match self
+            .batch
+            .iter_mut()
+            .find(|b| b.partition == part && b.topic == topic)
+        {
+            Some(b) => b.next = off + 1,
+            None => self.batch.push(BatchPart {
+                topic: topic.to_string(),
+                partition: part,
+                first: off,
+                next: off + 1,
+            }),
+        }
         self.batch_records += 1;
         self.engine.state.kafka_records += 1;
         self.metrics.lines.fetch_add(1, Ordering::Relaxed);
@@ -431,7 +448,13 @@ impl Core {
             .flush_sinks()
             .map_err(|e| BatchError::Retry(e.to_string()))?;
         let mut tpl = TopicPartitionList::new();
-        for ((t, p), (_, next)) in &self.batch {
+        for BatchPart {
+            topic: t,
+            partition: p,
+            next,
+            ..
+        } in &self.batch
+        {
             // Never move a committed offset backwards: a silent gap ends at
             // the committed offset, and committing below it would make the
             // next restart deliver those alerts again.
@@ -467,7 +490,13 @@ impl Core {
             }
         }
         self.in_txn = false;
-        for ((t, p), (_, next)) in self.batch.drain() {
+        for BatchPart {
+            topic: t,
+            partition: p,
+            next,
+            ..
+        } in std::mem::take(&mut self.batch)
+        {
             let key = (t, p);
             if self.silent_until.get(&key).is_some_and(|&u| next >= u) {
                 tracing::info!(topic = %key.0, partition = key.1, "silent re-processing done");
@@ -529,9 +558,15 @@ impl Core {
         self.in_txn = false;
         let state = State::load(&self.state_dir)?;
         self.engine = self.build_engine(state)?;
-        let batch: Vec<_> = self.batch.drain().collect();
+        let batch = std::mem::take(&mut self.batch);
         if seek {
-            for ((t, p), (start, _)) in batch {
+            for BatchPart {
+                topic: t,
+                partition: p,
+                first: start,
+                ..
+            } in batch
+            {
                 if let Err(e) = consumer.seek(&t, p, Offset::Offset(start), Duration::from_secs(10))
                 {
                     // Seeking failed: the next assignment starts from the
@@ -708,9 +743,18 @@ impl ConsumerContext for Ctx {
     }
 }
 
-fn client_config(cfg: &Config, own: &BTreeMap<String, String>) -> ClientConfig {
+/// `defaults` first, then the configured properties (which may override
+/// them), then `own` (the consumer's or producer's own section).
+fn client_config(
+    cfg: &Config,
+    defaults: &[(&str, &str)],
+    own: &BTreeMap<String, String>,
+) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.kafka.brokers);
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
     for (k, v) in cfg.kafka.properties.iter().chain(own) {
         c.set(k, v);
     }
@@ -736,7 +780,7 @@ pub fn run(
     let k = &cfg.kafka;
     let needs_producer = !k.alerts_topic.is_empty() || !k.dead_letter_topic.is_empty();
     let producer: Option<SharedProducer> = if needs_producer {
-        let mut pc = client_config(cfg, &k.producer_properties);
+        let mut pc = client_config(cfg, &[], &k.producer_properties);
         pc.set("transactional.id", &k.transactional_id)
             .set("enable.idempotence", "true")
             .set("acks", "all");
@@ -766,13 +810,12 @@ pub fn run(
         state_dir: opts.state_dir.clone(),
         silent: Arc::new(AtomicBool::new(false)),
         in_txn: false,
-        batch: HashMap::new(),
+        batch: Vec::new(),
         batch_records: 0,
         batch_started: None,
         silent_until: HashMap::new(),
         fatal: None,
         deadline: None,
-        partition_cache: None,
         crash_after_commit: std::env::var("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT")
             .ok()
             .and_then(|v| v.parse().ok()),
@@ -780,7 +823,17 @@ pub fn run(
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
 
-    let mut cc = client_config(cfg, &k.consumer_properties);
+    let defaults = [
+        ("statistics.interval.ms", "5000"),
+        // librdkafka waits fetch.queue.backoff.ms (1 s) before fetching
+        // again once its queue is full; the engine drains a full queue in
+        // well under that, so the default leaves it idle most of the time.
+        ("fetch.queue.backoff.ms", "5"),
+        // Bigger fetches: fewer round trips per record at full speed
+        // (memory stays bounded by queued.max.messages.kbytes).
+        ("max.partition.fetch.bytes", "8388608"),
+    ];
+    let mut cc = client_config(cfg, &defaults, &k.consumer_properties);
     cc.set("group.id", &k.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -788,9 +841,6 @@ pub fn run(
         // Only committed records: an upstream transactional producer's
         // aborted messages are not log lines.
         .set("isolation.level", "read_committed");
-    if cc.get("statistics.interval.ms").is_none() {
-        cc.set("statistics.interval.ms", "5000");
-    }
     let consumer: BaseConsumer<Ctx> = cc
         .create_with_context(Ctx {
             core: core.clone(),
@@ -822,12 +872,14 @@ pub fn run(
             }
             Some(Err(e)) => tracing::warn!(error = %e, "consumer"),
         }
+        let mut committed = false;
         if outcome.is_ok() && c.batch_due() {
             outcome = c.commit(&consumer);
+            committed = outcome.is_ok();
         }
         match outcome {
             Ok(()) => {
-                if status.failures.load(Ordering::Relaxed) > 0 && !c.in_txn {
+                if committed && status.failures.load(Ordering::Relaxed) > 0 {
                     tracing::info!("recovered");
                     status.failures.store(0, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);
