@@ -326,6 +326,10 @@ lateness = "30m"
     }
 
     fn start_with(&self, env: &[(&str, &str)]) -> Service {
+        self.start_alerting_to(&self.dir.path().join("alerts.jsonl"), env)
+    }
+
+    fn start_alerting_to(&self, alerts: &std::path::Path, env: &[(&str, &str)]) -> Service {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -339,7 +343,7 @@ lateness = "30m"
             .arg("--state")
             .arg(self.state())
             .arg("--alerts")
-            .arg(self.dir.path().join("alerts.jsonl"))
+            .arg(alerts)
             .env(
                 "FAULTLINE__METRICS__LISTEN",
                 format!("\"127.0.0.1:{port}\""),
@@ -693,4 +697,50 @@ fn a_new_group_starting_at_latest_skips_the_backlog() {
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0));
     assert_eq!(s.progress().0, 100, "only records produced after the start");
+}
+
+#[test]
+fn a_failing_sink_pauses_consumption_and_turns_unhealthy_instead_of_dropping_alerts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let s = Setup::new("failing", "max_failures = 2\nmax_backoff = \"300ms\"");
+    let records = scenario(45);
+    produce(&s.logs, &records[..3000]);
+    // A real fault, not a fake: fsync on /dev/null fails (EINVAL), so the
+    // file sink can never make its alerts durable.
+    let svc = s.start_alerting_to(std::path::Path::new("/dev/null"), &[]);
+    let started = Instant::now();
+    while !svc
+        .get("/healthz")
+        .is_some_and(|h| h.starts_with("HTTP/1.1 503"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            s.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ready = svc.get("/readyz").unwrap_or_default();
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(
+        ready.contains("/dev/null"),
+        "the reason names the sink: {ready}"
+    );
+    assert!(
+        svc.metric("faultline_kafka_failures")
+            .is_some_and(|n| n >= 2)
+    );
+    // Nothing was marked consumed, so nothing was given up on.
+    assert_eq!(s.progress(), (0, 0));
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0), "{}", s.log_tail());
+    assert!(read_alerts(&s.alerts).is_empty());
+    // A healthy sink then delivers everything.
+    let svc = s.start();
+    s.wait_for_all(3000, Duration::from_secs(60));
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0));
 }
