@@ -655,6 +655,17 @@ fn malformed_records_are_counted_by_reason_dead_lettered_and_skipped() {
         svc.get("/healthz")
             .is_some_and(|h| h.starts_with("HTTP/1.1 200"))
     );
+    // Lag comes from librdkafka's statistics (every second in these tests).
+    let lag = format!("faultline_kafka_consumer_lag{{topic=\"{}\"", s.logs);
+    let started = Instant::now();
+    while !svc.get("/metrics").is_some_and(|m| m.contains(&lag)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no lag metric: {}",
+            svc.get("/metrics").unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0));
     let dead = read_committed(&dlq);

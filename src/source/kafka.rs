@@ -33,7 +33,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::Producer;
-use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::alert::kafka::{KafkaAlertSink, SharedProducer, send_blocking};
@@ -702,13 +701,39 @@ impl ClientContext for Ctx {
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
     }
 
-    fn stats(&self, statistics: Statistics) {
+    fn stats_raw(&self, statistics: &[u8]) {
+        // Read the few fields needed from the raw JSON: librdkafka's
+        // statistics grow with every release, a typed parse breaks on that.
+        tracing::trace!(stats = %String::from_utf8_lossy(statistics), "librdkafka statistics");
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(statistics) else {
+            return;
+        };
+        let Some(topics) = v.get("topics").and_then(|t| t.as_object()) else {
+            return;
+        };
         if let Ok(mut lag) = self.status.lag.lock() {
             lag.clear();
-            for (t, topic) in statistics.topics {
-                for (p, part) in topic.partitions {
-                    if p >= 0 && part.consumer_lag >= 0 {
-                        lag.insert((t.clone(), p), part.consumer_lag);
+            for (t, topic) in topics {
+                let Some(parts) = topic.get("partitions").and_then(|p| p.as_object()) else {
+                    continue;
+                };
+                for (p, part) in parts {
+                    let field = |k: &str| part.get(k).and_then(|v| v.as_i64()).unwrap_or(-1);
+                    // Offsets are committed by the producer's transaction,
+                    // which librdkafka's own consumer_lag (based on the
+                    // consumer's commits) never sees: use the last stable
+                    // offset minus the position handed to the application.
+                    let (end, pos) = (field("ls_offset"), field("app_offset"));
+                    let l = if end >= 0 && pos >= 0 {
+                        end - pos
+                    } else {
+                        field("consumer_lag")
+                    };
+                    let Ok(p) = p.parse::<i32>() else {
+                        continue;
+                    };
+                    if p >= 0 && l >= 0 {
+                        lag.insert((t.clone(), p), l);
                     }
                 }
             }
@@ -927,4 +952,52 @@ pub fn run(
         batches: status.batches.load(Ordering::Relaxed),
         clean,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn security_properties_reach_both_clients_and_per_client_sections_win() {
+        let text = r#"
+[kafka.properties]
+"security.protocol" = "SASL_SSL"
+"sasl.mechanism" = "SCRAM-SHA-512"
+"fetch.queue.backoff.ms" = "50"
+[kafka.consumer_properties]
+"security.protocol" = "SSL"
+"#;
+        let env = vec![(
+            "FAULTLINE__KAFKA__PROPERTIES__SASL.PASSWORD".to_string(),
+            "s3cret".to_string(),
+        )];
+        let cfg = Config::from_toml(text, Path::new("t.toml"), &env).unwrap();
+        let c = client_config(
+            &cfg,
+            &[("fetch.queue.backoff.ms", "5")],
+            &cfg.kafka.consumer_properties,
+        );
+        assert_eq!(c.get("security.protocol"), Some("SSL"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("sasl.password"), Some("s3cret"));
+        // Configured properties override the built-in tuning defaults.
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("50"));
+        let p = client_config(&cfg, &[], &cfg.kafka.producer_properties);
+        assert_eq!(p.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(p.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+    }
+
+    #[test]
+    fn health_turns_bad_only_after_the_configured_number_of_failures() {
+        let s = Status::new(Arc::new(Metrics::default()), 2);
+        s.ready.store(true, Ordering::Relaxed);
+        assert!(s.healthy().is_ok() && s.ready().is_ok());
+        s.fail("sink down".into());
+        assert!(s.healthy().is_ok());
+        assert!(s.ready().unwrap_err().contains("sink down"));
+        s.fail("sink down".into());
+        assert!(s.healthy().unwrap_err().contains("2 consecutive"));
+    }
 }
