@@ -56,6 +56,8 @@ pub enum KafkaSourceError {
         "kafka: the producer hit a fatal error ({0}); another instance may use the same kafka.transactional_id"
     )]
     Fatal(String),
+    #[error("kafka source: {0}")]
+    Stopped(String),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
@@ -265,6 +267,8 @@ struct Core {
     fatal: Option<KafkaSourceError>,
     /// Commits give up retrying after this instant (shutdown).
     deadline: Option<Instant>,
+    /// The last state save after a commit failed.
+    state_unsaved: bool,
     /// `FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT=N` (tests only).
     crash_after_commit: Option<u64>,
 }
@@ -520,10 +524,16 @@ impl Core {
         }
         // After the commit: a crash before this save only makes the next
         // start re-process the batch silently.
-        self.engine
-            .state
-            .save(&self.state_dir)
-            .map_err(|e| BatchError::Retry(format!("state save after commit: {e}")))?;
+        match self.engine.state.save(&self.state_dir) {
+            Ok(()) => self.state_unsaved = false,
+            Err(e) => {
+                // The batch is committed: keep the engine as it is and try
+                // again after the next batch. A restart now would re-process
+                // the gap silently, which is also correct.
+                self.state_unsaved = true;
+                self.status.fail(format!("state save after commit: {e}"));
+            }
+        }
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "batch committed"
@@ -555,6 +565,13 @@ impl Core {
             }
         }
         self.in_txn = false;
+        if self.state_unsaved {
+            // The saved state lags committed offsets: reloading it here would
+            // skip records. A restart resolves it (silent re-processing).
+            return Err(KafkaSourceError::Stopped(
+                "a batch failed while the state could not be saved; restart to recover".into(),
+            ));
+        }
         let state = State::load(&self.state_dir)?;
         self.engine = self.build_engine(state)?;
         let batch = std::mem::take(&mut self.batch);
@@ -602,7 +619,7 @@ impl Core {
         }
         let mut out = TopicPartitionList::new();
         let Some(committed) = committed else {
-            self.fatal = Some(KafkaSourceError::Fatal(
+            self.fatal = Some(KafkaSourceError::Stopped(
                 "cannot fetch committed offsets for the assigned partitions".into(),
             ));
             return out;
@@ -841,6 +858,7 @@ pub fn run(
         silent_until: HashMap::new(),
         fatal: None,
         deadline: None,
+        state_unsaved: false,
         crash_after_commit: std::env::var("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT")
             .ok()
             .and_then(|v| v.parse().ok()),
@@ -904,7 +922,7 @@ pub fn run(
         }
         match outcome {
             Ok(()) => {
-                if committed && status.failures.load(Ordering::Relaxed) > 0 {
+                if committed && !c.state_unsaved && status.failures.load(Ordering::Relaxed) > 0 {
                     tracing::info!("recovered");
                     status.failures.store(0, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);
