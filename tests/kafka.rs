@@ -250,8 +250,18 @@ struct Setup {
 
 impl Setup {
     fn new(name: &str, extra: &str) -> Setup {
+        Setup::subscribing(name, extra, false)
+    }
+
+    /// `regex`: subscribe with a pattern (`^…$`) instead of the name.
+    fn subscribing(name: &str, extra: &str, regex: bool) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let logs = unique(&format!("{name}-logs"));
+        let topic = if regex {
+            format!("^{}$", logs.replace('-', "[-]"))
+        } else {
+            logs.clone()
+        };
         let alerts = unique(&format!("{name}-alerts"));
         create_topics(&[(&logs, 3), (&alerts, 1)]);
         let config = dir.path().join("faultline.toml");
@@ -259,7 +269,7 @@ impl Setup {
             r#"
 [kafka]
 brokers = "{BROKER}"
-topics = ["{logs}"]
+topics = ["{topic}"]
 group_id = "{group}"
 alerts_topic = "{alerts}"
 transactional_id = "{txid}"
@@ -563,6 +573,16 @@ fn kafka_alerts_match_replay_and_survive_three_kill_9s_exactly_once() {
     );
     let got = read_alerts(&s.alerts);
     assert_same_alerts_exactly_once(&got, &expected);
+    // The file sink saw the same alerts, each once (ids dedup on reopen).
+    let file = std::fs::read_to_string(s.dir.path().join("alerts.jsonl")).unwrap_or_default();
+    let file_ids: Vec<String> = file
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Alert>(l).ok())
+        .map(|a| a.id)
+        .collect();
+    let distinct: BTreeSet<String> = file_ids.iter().cloned().collect();
+    assert_eq!(distinct.len(), file_ids.len(), "file sink duplicates");
+    assert_eq!(distinct, got.iter().map(|a| a.id.clone()).collect());
 }
 
 #[test]
@@ -676,14 +696,15 @@ fn malformed_records_are_counted_by_reason_dead_lettered_and_skipped() {
 }
 
 #[test]
-fn a_new_group_starting_at_latest_skips_the_backlog() {
+fn a_new_group_subscribed_by_regex_starting_at_latest_skips_the_backlog() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if broker().is_none() {
         return;
     }
-    let s = Setup::new("latest", "start = \"latest\"");
+    let s = Setup::subscribing("latest", "start = \"latest\"", true);
     produce(&s.logs, &scenario(44)[..500]);
-    let svc = s.start();
+    // Also: structured JSON logs.
+    let svc = s.start_with(&[("FAULTLINE__METRICS__LOG_FORMAT", "json")]);
     // Wait until the group has its assignment (the metrics endpoint says
     // ready), then produce after it.
     let started = Instant::now();
@@ -708,6 +729,13 @@ fn a_new_group_starting_at_latest_skips_the_backlog() {
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0));
     assert_eq!(s.progress().0, 100, "only records produced after the start");
+    let log = std::fs::read_to_string(s.dir.path().join("run.log")).unwrap_or_default();
+    let first = log.lines().next().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(first).expect("a JSON log line");
+    assert!(
+        v.get("level").is_some() && v.get("fields").is_some(),
+        "{first}"
+    );
 }
 
 #[test]
