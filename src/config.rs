@@ -437,12 +437,30 @@ pub struct KafkaConfig {
     pub alerts_topic: String,
     /// Dead-letter topic for malformed records; empty = none.
     pub dead_letter_topic: String,
+    /// Dead-letter copies are cut to this many bytes (header
+    /// `faultline.original_bytes` keeps the size), so a record too large
+    /// for the broker cannot block the stream.
+    pub dead_letter_max_bytes: usize,
     pub transactional_id: String,
     /// Records per batch between commits.
     pub batch_size: usize,
+    /// A batch is also committed when it is this old, so a quiet topic
+    /// does not hold alerts back from read_committed consumers.
+    pub commit_interval: Dur,
+    /// Consecutive failed batches (sink or broker errors, each retried with
+    /// backoff) after which `/healthz` and `/readyz` report unhealthy.
+    pub max_failures: u32,
+    /// Upper bound of the retry backoff (it doubles from 100ms).
+    pub max_backoff: Dur,
+    /// On SIGTERM/SIGINT: time allowed to commit the last batch and exit.
+    pub shutdown_timeout: Dur,
     /// Extra librdkafka properties (security.protocol, sasl.*, ssl.*, …),
     /// passed through to both consumer and producer.
     pub properties: std::collections::BTreeMap<String, String>,
+    /// Properties for the consumer only (e.g. session.timeout.ms).
+    pub consumer_properties: std::collections::BTreeMap<String, String>,
+    /// Properties for the producer only (e.g. linger.ms).
+    pub producer_properties: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for KafkaConfig {
@@ -454,9 +472,16 @@ impl Default for KafkaConfig {
             start: "earliest".into(),
             alerts_topic: String::new(),
             dead_letter_topic: String::new(),
+            dead_letter_max_bytes: 512 * 1024,
             transactional_id: "faultline-1".into(),
             batch_size: 5000,
+            commit_interval: Dur(std::time::Duration::from_millis(500)),
+            max_failures: 5,
+            max_backoff: Dur::secs(30),
+            shutdown_timeout: Dur::secs(20),
             properties: Default::default(),
+            consumer_properties: Default::default(),
+            producer_properties: Default::default(),
         }
     }
 }
@@ -506,6 +531,8 @@ impl Default for ElasticsearchConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
+    /// Address of the `/metrics`, `/healthz` and `/readyz` endpoint
+    /// (`faultline run`); empty = no endpoint.
     pub listen: String,
     /// `text` or `json` structured logs on stderr.
     pub log_format: String,
@@ -627,6 +654,15 @@ impl Config {
         }
         if self.input.max_line_bytes < 64 {
             return bad("input.max_line_bytes", "must be at least 64");
+        }
+        if !matches!(self.kafka.start.as_str(), "earliest" | "latest") {
+            return bad("kafka.start", "must be `earliest` or `latest`");
+        }
+        if self.kafka.batch_size == 0 {
+            return bad("kafka.batch_size", "must be at least 1");
+        }
+        if !matches!(self.metrics.log_format.as_str(), "text" | "json") {
+            return bad("metrics.log_format", "must be `text` or `json`");
         }
         Ok(())
     }

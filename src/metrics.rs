@@ -5,6 +5,8 @@
 //! value a few increments stale is fine. Shared through an `Arc` so the HTTP
 //! exporter can read while the pipeline writes.
 
+pub mod http;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

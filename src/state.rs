@@ -70,6 +70,10 @@ pub struct State {
     /// Kafka `topic/partition` → next offset to read.
     #[serde(default)]
     pub kafka_offsets: BTreeMap<String, i64>,
+    /// Kafka records durably processed over the state's life (each counted
+    /// once across crashes): the "nothing lost" check.
+    #[serde(default)]
+    pub kafka_records: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,6 +98,7 @@ impl State {
             inputs: BTreeMap::new(),
             rates: BTreeMap::new(),
             kafka_offsets: BTreeMap::new(),
+            kafka_records: 0,
         }
     }
 

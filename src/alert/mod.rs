@@ -13,6 +13,7 @@
 
 pub mod elasticsearch;
 pub mod file;
+pub mod kafka;
 pub mod spool;
 
 use serde::{Deserialize, Serialize};

@@ -6,6 +6,7 @@ mod fingerprint;
 mod import_es;
 mod patterns;
 mod replay;
+mod run;
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,8 @@ pub struct Cli {
 enum Command {
     /// Replay log files (or stdin) through the whole pipeline and emit alerts.
     Replay(replay::ReplayArgs),
+    /// Consume Kafka as a service: alerts to stdout/file and an alerts topic.
+    Run(run::RunArgs),
     /// Print each record's error type: {"line_id", "group", "template"} per line.
     Fingerprint(fingerprint::FingerprintArgs),
     /// Build, show or rebuild a baseline of known error types.
@@ -86,10 +89,13 @@ pub fn load_config(cli_config: Option<&Path>, extra_patterns: &[PathBuf]) -> Res
 
 pub fn run() -> Result<i32> {
     let cli = Cli::parse();
-    init_tracing();
+    if !matches!(cli.command, Command::Run(_)) {
+        init_tracing();
+    }
     let cfg = || load_config(cli.config.as_deref(), &cli.patterns);
     match cli.command {
         Command::Replay(args) => replay::run(cfg()?, args),
+        Command::Run(args) => run::run(cfg()?, args),
         Command::Fingerprint(args) => fingerprint::run(cfg()?, args),
         Command::Baseline(cmd) => baseline::run(cfg()?, cmd),
         Command::Patterns(cmd) => patterns::run(cfg()?, cmd),

@@ -8,5 +8,6 @@
 
 pub mod elasticsearch;
 pub mod file;
+pub mod kafka;
 
 pub use file::{Input, InputIdentity, LineReader};

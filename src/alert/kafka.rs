@@ -1,0 +1,106 @@
+//! Kafka alert sink: each alert as one JSON message (`faultline.alert/v1`)
+//! on the alerts topic, keyed by fingerprint so one type's alerts stay in
+//! order on one partition.
+//!
+//! The sink only enqueues. Durability belongs to the Kafka source, which
+//! owns the transactional producer this sink shares: it commits the alerts
+//! together with the consumer offsets that produced them, so a
+//! read_committed consumer sees each alert once across crashes. A full
+//! local queue is backpressure, not an error: `emit` waits for librdkafka
+//! to drain it, which stops the pipeline from reading further records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+use super::{Alert, AlertSink, SinkError};
+
+/// The producer shared between the sink and the source's transactions.
+pub type SharedProducer = Arc<ThreadedProducer<DefaultProducerContext>>;
+
+pub struct KafkaAlertSink {
+    producer: SharedProducer,
+    topic: String,
+    name: String,
+    /// Without transactions, `flush` waits for delivery itself.
+    transactional: bool,
+}
+
+impl KafkaAlertSink {
+    pub fn new(producer: SharedProducer, topic: &str, transactional: bool) -> KafkaAlertSink {
+        KafkaAlertSink {
+            producer,
+            topic: topic.to_string(),
+            name: format!("kafka:{topic}"),
+            transactional,
+        }
+    }
+}
+
+/// Sends one message, waiting while the local queue is full. Shared with
+/// the dead-letter path of the source.
+pub fn send_blocking(
+    producer: &SharedProducer,
+    topic: &str,
+    key: &[u8],
+    payload: &[u8],
+    headers: Option<OwnedHeaders>,
+) -> Result<(), KafkaError> {
+    let mut record = BaseRecord::to(topic).key(key).payload(payload);
+    if let Some(h) = headers {
+        record = record.headers(h);
+    }
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                // The background thread polls delivery reports; give it
+                // time to free queue space (the broker may be slow or down).
+                record = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+impl AlertSink for KafkaAlertSink {
+    fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
+        let payload = serde_json::to_vec(alert).map_err(|e| SinkError::Other {
+            sink: self.name.clone(),
+            message: e.to_string(),
+        })?;
+        // Storm summaries have no fingerprint: key them by id so they still
+        // spread deterministically.
+        let key = match alert.fingerprint {
+            Some(f) => f.to_string(),
+            None => alert.id.clone(),
+        };
+        send_blocking(&self.producer, &self.topic, key.as_bytes(), &payload, None).map_err(|e| {
+            SinkError::Other {
+                sink: self.name.clone(),
+                message: e.to_string(),
+            }
+        })
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        if self.transactional {
+            // commit_transaction flushes; flushing here would only wait twice.
+            return Ok(());
+        }
+        self.producer
+            .flush(Duration::from_secs(30))
+            .map_err(|e| SinkError::Other {
+                sink: self.name.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}

@@ -1,0 +1,142 @@
+//! `faultline run`: the long-running service. Consumes Kafka, alerts to
+//! stdout/a file and the alerts topic, serves `/metrics`, `/healthz` and
+//! `/readyz`, and stops cleanly on SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+
+use faultline::alert::{AlertSink, JsonLinesSink};
+use faultline::config::{Config, Dur};
+use faultline::metrics::Metrics;
+use faultline::metrics::http;
+use faultline::pipeline::BaselineOptions;
+use faultline::source::kafka::{self, RunOptions, Status};
+
+use super::replay::parse_dur;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// State directory (baseline, detector memory, per-partition offsets).
+    #[arg(long, default_value = "faultline-state")]
+    state: PathBuf,
+    /// Write alerts as JSON lines to this file (default: alerts.file, else stdout).
+    #[arg(long)]
+    alerts: Option<PathBuf>,
+    /// Do not write alerts to stdout or a file (Kafka alerts topic only).
+    #[arg(long)]
+    no_local_alerts: bool,
+    /// Learn the baseline for this long (event time from the first record).
+    #[arg(long, value_parser = parse_dur)]
+    warmup: Option<Dur>,
+    /// Start from this baseline file (skips warm-up unless --warmup is given).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+}
+
+fn init_tracing(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    // A service's lifecycle events matter: info by default.
+    let filter =
+        EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// SIGTERM/SIGINT set `flag`; a watchdog bounds the shutdown, and a second
+/// signal exits at once.
+fn install_signals(flag: Arc<AtomicBool>, limit: std::time::Duration) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("signal handler runtime")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    tracing::error!("cannot install signal handlers");
+                    return;
+                };
+                for n in 0.. {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                    if n > 0 {
+                        tracing::warn!("second signal: exiting now");
+                        std::process::exit(130);
+                    }
+                    tracing::info!("signal received: finishing the batch and stopping");
+                    flag.store(true, Ordering::Relaxed);
+                    std::thread::spawn(move || {
+                        std::thread::sleep(limit);
+                        tracing::error!(
+                            "shutdown took longer than kafka.shutdown_timeout: exiting"
+                        );
+                        std::process::exit(1);
+                    });
+                }
+            })
+        })
+        .context("signal thread")?;
+    Ok(())
+}
+
+pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
+    init_tracing(&cfg.metrics.log_format);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    install_signals(shutdown.clone(), cfg.kafka.shutdown_timeout.0)?;
+    let metrics = Arc::new(Metrics::default());
+    let status = Arc::new(Status::new(metrics.clone(), cfg.kafka.max_failures));
+    if !cfg.metrics.listen.is_empty() {
+        let addr = http::serve(&cfg.metrics.listen, status.clone())
+            .with_context(|| format!("metrics endpoint on {}", cfg.metrics.listen))?;
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    }
+    let alerts_path = args.alerts.clone().or(cfg.alerts.file.clone());
+    let local = !args.no_local_alerts;
+    let make_sinks = Box::new(move || {
+        let mut v: Vec<Box<dyn AlertSink>> = Vec::new();
+        if local {
+            match &alerts_path {
+                Some(p) => v.push(Box::new(JsonLinesSink::file(p, false)?)),
+                None => v.push(Box::new(JsonLinesSink::stdout())),
+            }
+        }
+        Ok(v)
+    });
+    let opts = RunOptions {
+        state_dir: args.state,
+        baseline: BaselineOptions {
+            warmup: args.warmup,
+            baseline: args.baseline,
+        },
+        make_sinks,
+        shutdown,
+    };
+    let summary = kafka::run(&cfg, opts, metrics.clone(), status)?;
+    let m = metrics.snapshot();
+    tracing::info!(
+        records = summary.records,
+        batches = summary.batches,
+        errors = m.errors,
+        types = m.types_tracked,
+        clean = summary.clean,
+        "stopped"
+    );
+    Ok(0)
+}

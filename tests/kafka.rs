@@ -1,0 +1,785 @@
+//! `faultline run` against a REAL Kafka broker (`scripts/kafka.sh`, Apache
+//! Kafka 4.4 in KRaft mode on 127.0.0.1:9092).
+//!
+//! The harness starts the broker when it is not running. Set
+//! `FAULTLINE_KAFKA=skip` to skip these tests (they print a loud message);
+//! when `FAULTLINE_KAFKA` is set to anything else (CI) a broker that cannot
+//! be started fails the tests instead of skipping them. The tests share one
+//! broker and one of them restarts it, so they run one at a time.
+//!
+//! Each test makes its own topics, consumer group and transactional id,
+//! produces a generated stream (warm-up, a release with new error types, a
+//! surge of a known type, noise), runs the real binary and compares the
+//! alerts on the alerts topic (read_committed) with what `faultline replay`
+//! emits on the same records.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use faultline::alert::{Alert, Kind};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+
+const BROKER: &str = "127.0.0.1:9092";
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Makes sure the broker runs; `None` = skip (said loudly).
+fn broker() -> Option<&'static str> {
+    let mode = std::env::var("FAULTLINE_KAFKA").ok();
+    if mode.as_deref() == Some("skip") {
+        eprintln!(
+            "\n!!!!!!!! SKIPPING Kafka tests: FAULTLINE_KAFKA=skip. CI must not set it. !!!!!!!!\n"
+        );
+        return None;
+    }
+    let script = repo().join("scripts/kafka.sh");
+    let up = Command::new(&script)
+        .arg("status")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if up {
+        return Some(BROKER);
+    }
+    let started = Command::new(&script)
+        .arg("start")
+        .status()
+        .is_ok_and(|s| s.success());
+    match (started, mode) {
+        (true, _) => Some(BROKER),
+        (false, Some(_)) => panic!("FAULTLINE_KAFKA is set but scripts/kafka.sh start failed"),
+        (false, None) => {
+            eprintln!(
+                "\n!!!!!!!! SKIPPING Kafka tests: scripts/kafka.sh start failed (needs Java 17+ and Maven). Set FAULTLINE_KAFKA=1 to make this a failure. !!!!!!!!\n"
+            );
+            None
+        }
+    }
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+fn create_topics(topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .create()
+        .expect("admin client");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(t, n)| NewTopic::new(t, *n, TopicReplication::Fixed(1)))
+        .collect();
+    let res = rt
+        .block_on(admin.create_topics(new.iter(), &AdminOptions::new()))
+        .expect("create topics");
+    for r in res {
+        if let Err((t, e)) = r {
+            assert_eq!(e, RDKafkaErrorCode::TopicAlreadyExists, "creating {t}");
+        }
+    }
+}
+
+fn produce(topic: &str, records: &[(Option<String>, Vec<u8>)]) {
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .set("message.max.bytes", "2000000")
+        .set("linger.ms", "20")
+        .create()
+        .expect("producer");
+    for (key, value) in records {
+        let mut rec = BaseRecord::<String, Vec<u8>>::to(topic).payload(value);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Every message of `topic` a read_committed consumer sees.
+fn read_committed(topic: &str) -> Vec<Vec<u8>> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let mut idle_since = Instant::now();
+    let started = Instant::now();
+    // Topics here are small: 3 s without a message after the first
+    // assignment means the end.
+    while idle_since.elapsed() < Duration::from_secs(3)
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                out.push(m.payload().unwrap_or(&[]).to_vec());
+                idle_since = Instant::now();
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+fn read_alerts(topic: &str) -> Vec<Alert> {
+    read_committed(topic)
+        .iter()
+        .map(|v| serde_json::from_slice(v).expect("alert JSON in the schema"))
+        .collect()
+}
+
+/// A small deterministic PRNG (xorshift64*), so the stream and kill points
+/// depend only on the logged seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The generated stream: 3 services over 90 minutes of event time,
+/// warm-up 30 minutes, release (version 2.0.0) at minute 60 bringing new
+/// error types, a surge of a known type in `payments` from minute 70,
+/// and info noise. Keyed by service, as a log shipper would.
+fn scenario(seed: u64) -> Vec<(Option<String>, Vec<u8>)> {
+    let mut rng = Rng(seed | 1);
+    let t0: i64 = 1_793_613_600_000; // 2026-11-02T10:00:00Z
+    let services = ["checkout", "payments", "search"];
+    let known = [
+        "Payment authorization failed for order ORD-{n} after {n}ms",
+        "Cache miss storm on key cart:{n}",
+        "Upstream returned 503 for request {n}",
+    ];
+    let novel = [
+        "timeout connecting to postgres at 10.0.{n}.7 after {n}ms",
+        "NullPointerException in PriceCalculator for sku SKU-{n}",
+    ];
+    let mut out = Vec::new();
+    for sec in (0..90 * 60).step_by(2) {
+        let minute = sec / 60;
+        for (si, svc) in services.iter().enumerate() {
+            let version = if minute >= 60 { "2.0.0" } else { "1.9.3" };
+            let ts = t0 + sec * 1000 + si as i64 * 100 + rng.below(90) as i64;
+            let mut line = |level: &str, msg: String| {
+                let v = serde_json::json!({
+                    "@timestamp": faultline::alert::rfc3339(ts),
+                    "log.level": level,
+                    "message": msg,
+                    "service.name": svc,
+                    "service.version": version,
+                });
+                out.push((Some(svc.to_string()), v.to_string().into_bytes()));
+            };
+            line(
+                "INFO",
+                format!("handled request {} in {}ms", rng.next(), rng.below(900)),
+            );
+            let fill = |t: &str, rng: &mut Rng| t.replace("{n}", &rng.below(100_000).to_string());
+            // Known types at a low rate all along.
+            if rng.below(100) < 2 {
+                let t = known[rng.below(known.len() as u64) as usize];
+                line("ERROR", fill(t, &mut rng));
+            }
+            // The surge: a known type at ~20/min in payments.
+            if *svc == "payments" && (70..76).contains(&minute) && rng.below(100) < 70 {
+                line("ERROR", fill(known[2], &mut rng));
+            }
+            // New types after the release, in checkout and search.
+            if minute >= 61 && *svc != "payments" && rng.below(100) < 3 {
+                let t = novel[rng.below(novel.len() as u64) as usize];
+                line("ERROR", fill(t, &mut rng));
+            }
+        }
+    }
+    out
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    logs: String,
+    alerts: String,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(name: &str, extra: &str) -> Setup {
+        Setup::subscribing(name, extra, false)
+    }
+
+    /// `regex`: subscribe with a pattern (`^…$`) instead of the name.
+    fn subscribing(name: &str, extra: &str, regex: bool) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let logs = unique(&format!("{name}-logs"));
+        let topic = if regex {
+            format!("^{}$", logs.replace('-', "[-]"))
+        } else {
+            logs.clone()
+        };
+        let alerts = unique(&format!("{name}-alerts"));
+        create_topics(&[(&logs, 3), (&alerts, 1)]);
+        let config = dir.path().join("faultline.toml");
+        let text = format!(
+            r#"
+[kafka]
+brokers = "{BROKER}"
+topics = ["{topic}"]
+group_id = "{group}"
+alerts_topic = "{alerts}"
+transactional_id = "{txid}"
+batch_size = 200
+commit_interval = "200ms"
+{extra}
+# Partitions progress independently (most after a broker restart or a
+# rebalance): records behind the fastest partition must still count.
+[window]
+lateness = "30m"
+[kafka.consumer_properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"statistics.interval.ms" = "1000"
+# Small fetches interleave the partitions finely, so event time advances
+# about as it does in the replay of the same records.
+"max.partition.fetch.bytes" = "4096"
+"#,
+            group = unique(&format!("{name}-group")),
+            txid = unique(&format!("{name}-tx")),
+        );
+        std::fs::write(&config, text).expect("config");
+        Setup {
+            dir,
+            logs,
+            alerts,
+            config,
+        }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// `faultline replay` of the same records, in production order.
+    fn replay(&self, records: &[(Option<String>, Vec<u8>)]) -> Vec<Alert> {
+        let input = self.dir.path().join("stream.jsonl");
+        let mut f = std::fs::File::create(&input).expect("stream file");
+        for (_, v) in records {
+            f.write_all(v).expect("write");
+            f.write_all(b"\n").expect("write");
+        }
+        drop(f);
+        let out = self.dir.path().join("replay-alerts.jsonl");
+        let st = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["replay", "--no-progress", "--alerts"])
+            .arg(&out)
+            .arg(&input)
+            .stderr(Stdio::null())
+            .status()
+            .expect("replay");
+        assert!(st.success(), "replay failed");
+        std::fs::read_to_string(&out)
+            .expect("replay alerts")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("alert"))
+            .collect()
+    }
+
+    fn start(&self) -> Service {
+        self.start_with(&[])
+    }
+
+    fn start_with(&self, env: &[(&str, &str)]) -> Service {
+        self.start_alerting_to(&self.dir.path().join("alerts.jsonl"), env)
+    }
+
+    fn start_alerting_to(&self, alerts: &std::path::Path, env: &[(&str, &str)]) -> Service {
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("run.log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("run")
+            .arg("--state")
+            .arg(self.state())
+            .arg("--alerts")
+            .arg(alerts)
+            .env(
+                "FAULTLINE__METRICS__LISTEN",
+                format!("\"127.0.0.1:{port}\""),
+            )
+            .env("FAULTLINE_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("faultline run");
+        Service { child, port }
+    }
+
+    fn state_json(&self) -> Option<serde_json::Value> {
+        let bytes = std::fs::read(self.state().join("state.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Records durably processed, and the sum of the state's offsets.
+    fn progress(&self) -> (u64, i64) {
+        let Some(s) = self.state_json() else {
+            return (0, 0);
+        };
+        let records = s["kafka_records"].as_u64().unwrap_or(0);
+        let offsets = s["kafka_offsets"]
+            .as_object()
+            .map(|o| o.values().filter_map(|v| v.as_i64()).sum())
+            .unwrap_or(0);
+        (records, offsets)
+    }
+
+    fn wait_for_all(&self, n: usize, limit: Duration) {
+        let started = Instant::now();
+        while self.progress().1 < n as i64 {
+            assert!(
+                started.elapsed() < limit,
+                "only {:?} of {n} records durable after {limit:?}; log: {}",
+                self.progress(),
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("run.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Service {
+    child: Child,
+    port: u16,
+}
+
+impl Service {
+    fn get(&self, path: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    }
+
+    fn metric(&self, name: &str) -> Option<u64> {
+        let text = self.get("/metrics")?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    fn wait_lines(&self, n: u64, limit: Duration) {
+        let started = Instant::now();
+        while self.metric("faultline_lines_total").unwrap_or(0) < n {
+            assert!(started.elapsed() < limit, "service did not reach {n} lines");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; returns the exit code and how long the exit took.
+    fn terminate(mut self) -> (Option<i32>, Duration) {
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let limit = Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return (st.code(), started.elapsed());
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                return (None, started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+type Subject = (Kind, String, Option<String>);
+
+fn subjects(alerts: &[Alert]) -> BTreeSet<Subject> {
+    alerts
+        .iter()
+        .map(|a| {
+            (
+                a.kind,
+                a.service.clone(),
+                a.fingerprint.map(|f| f.to_string()),
+            )
+        })
+        .collect()
+}
+
+fn novel_ids(alerts: &[Alert]) -> BTreeSet<String> {
+    alerts
+        .iter()
+        .filter(|a| a.kind == Kind::Novel)
+        .map(|a| a.id.clone())
+        .collect()
+}
+
+/// Asserts the Kafka alerts equal the replay's, each exactly once.
+fn assert_same_alerts_exactly_once(kafka: &[Alert], replay: &[Alert]) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in kafka {
+        *counts.entry(a.id.as_str()).or_default() += 1;
+    }
+    let dups: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "alerts delivered more than once: {dups:?}");
+    assert_eq!(
+        subjects(kafka),
+        subjects(replay),
+        "(kind, service, fingerprint) differ"
+    );
+    assert_eq!(
+        novel_ids(kafka),
+        novel_ids(replay),
+        "novel alert ids differ"
+    );
+    let kinds: BTreeSet<Kind> = replay.iter().map(|a| a.kind).collect();
+    assert!(
+        kinds.contains(&Kind::Novel) && kinds.contains(&Kind::Surge),
+        "the scenario must produce novel and surge alerts, got {kinds:?}"
+    );
+}
+
+#[test]
+fn kafka_alerts_match_replay_and_survive_three_kill_9s_exactly_once() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let seed = std::env::var("FAULTLINE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(7)
+        });
+    eprintln!("kill -9 points seed: {seed} (rerun with FAULTLINE_TEST_SEED={seed})");
+    let s = Setup::new("kill", "");
+    let records = scenario(42);
+    let expected = s.replay(&records);
+    produce(&s.logs, &records);
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let started = Instant::now();
+    // First a crash in the narrowest window: after the 3rd transaction
+    // commit, before the state save. The restart must re-process that batch
+    // without delivering its alerts again.
+    let mut svc = s.start_with(&[("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT", "3")]);
+    let st = svc.child.wait().expect("wait");
+    assert!(!st.success(), "the failpoint aborts the process");
+    for round in 0..3 {
+        let svc = s.start();
+        // Somewhere in the stream: each run redoes its uncommitted tail.
+        let at = 300 + rng.below(records.len() as u64 / 5);
+        svc.wait_lines(at, Duration::from_secs(60));
+        eprintln!(
+            "round {round}: kill -9 after {at} lines, durable {:?}",
+            s.progress()
+        );
+        svc.kill9();
+    }
+    let svc = s.start();
+    s.wait_for_all(records.len(), Duration::from_secs(120));
+    let (code, took) = svc.terminate();
+    assert_eq!(code, Some(0), "SIGTERM exit; log: {}", s.log_tail());
+    assert!(took < Duration::from_secs(20), "shutdown took {took:?}");
+    eprintln!("consumed with 3 kills in {:?}", started.elapsed());
+
+    let (durable_records, _) = s.progress();
+    assert_eq!(
+        durable_records,
+        records.len() as u64,
+        "records processed once each"
+    );
+    let log = std::fs::read_to_string(s.dir.path().join("run.log")).unwrap_or_default();
+    assert!(
+        log.contains("re-processing the gap without alerts"),
+        "the restart after the failpoint found the state behind the committed offsets"
+    );
+    let got = read_alerts(&s.alerts);
+    assert_same_alerts_exactly_once(&got, &expected);
+    // The file sink saw the same alerts, each once (ids dedup on reopen).
+    let file = std::fs::read_to_string(s.dir.path().join("alerts.jsonl")).unwrap_or_default();
+    let file_ids: Vec<String> = file
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Alert>(l).ok())
+        .map(|a| a.id)
+        .collect();
+    let distinct: BTreeSet<String> = file_ids.iter().cloned().collect();
+    assert_eq!(distinct.len(), file_ids.len(), "file sink duplicates");
+    assert_eq!(distinct, got.iter().map(|a| a.id.clone()).collect());
+}
+
+#[test]
+fn the_service_reconnects_after_a_broker_restart_and_finishes_with_the_same_alerts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let s = Setup::new("restart", "");
+    let records = scenario(43);
+    let expected = s.replay(&records);
+    produce(&s.logs, &records);
+    let svc = s.start();
+    svc.wait_lines(1000, Duration::from_secs(60));
+    let script = repo().join("scripts/kafka.sh");
+    assert!(
+        Command::new(&script)
+            .arg("stop")
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        Command::new(&script)
+            .arg("start")
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    s.wait_for_all(records.len(), Duration::from_secs(120));
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0), "log: {}", s.log_tail());
+    assert_eq!(s.progress().0, records.len() as u64);
+    assert_same_alerts_exactly_once(&read_alerts(&s.alerts), &expected);
+}
+
+#[test]
+fn malformed_records_are_counted_by_reason_dead_lettered_and_skipped() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let dlq = unique("bad-dlq");
+    create_topics(&[(&dlq, 1)]);
+    let s = Setup::new(
+        "bad",
+        &format!("dead_letter_topic = \"{dlq}\"\n[input]\nmax_line_bytes = 262144\n"),
+    );
+    let good = |msg: &str| {
+        let v = serde_json::json!({
+            "@timestamp": "2026-11-02T10:00:00.000Z",
+            "log.level": "INFO",
+            "message": msg,
+            "service.name": "checkout",
+        });
+        (None, v.to_string().into_bytes())
+    };
+    let big = format!(
+        "{{\"log.level\":\"ERROR\",\"message\":\"{}\"}}",
+        "x".repeat(1_040_000)
+    );
+    let records = vec![
+        good("before"),
+        (None, b"{\"log.level\": \"ERROR\", \"message\": ".to_vec()),
+        (None, vec![0xff, 0xfe, 0x00, 0x01, 0x80, 0x9c, 0x00]),
+        (None, Vec::new()),
+        (None, big.into_bytes()),
+        good("after"),
+    ];
+    produce(&s.logs, &records);
+    let svc = s.start();
+    s.wait_for_all(records.len(), Duration::from_secs(60));
+    let metrics = svc.get("/metrics").unwrap_or_default();
+    let bad = |reason: &str| -> u64 {
+        let key = format!("faultline_bad_records_total{{reason=\"{reason}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(key.as_str())?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(bad("empty"), 1, "{metrics}");
+    assert_eq!(bad("too_long"), 1, "{metrics}");
+    // Invalid JSON and binary: the parser names the reason.
+    assert_eq!(
+        bad("invalid_json") + bad("invalid_utf8") + bad("binary"),
+        2,
+        "{metrics}"
+    );
+    assert_eq!(svc.metric("faultline_records_total"), Some(2), "{metrics}");
+    assert!(
+        svc.get("/healthz")
+            .is_some_and(|h| h.starts_with("HTTP/1.1 200"))
+    );
+    // Lag comes from librdkafka's statistics (every second in these tests).
+    let lag = format!("faultline_kafka_consumer_lag{{topic=\"{}\"", s.logs);
+    let started = Instant::now();
+    while !svc.get("/metrics").is_some_and(|m| m.contains(&lag)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no lag metric: {}",
+            svc.get("/metrics").unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0));
+    let dead = read_committed(&dlq);
+    assert_eq!(dead.len(), 4, "dead-lettered records");
+    assert!(dead.iter().any(|d| d.is_empty()));
+    // The 1 MB record is cut to kafka.dead_letter_max_bytes (512 KiB).
+    assert!(dead.iter().any(|d| d.len() == 512 * 1024));
+}
+
+#[test]
+fn a_new_group_subscribed_by_regex_starting_at_latest_skips_the_backlog() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let s = Setup::subscribing("latest", "start = \"latest\"", true);
+    produce(&s.logs, &scenario(44)[..500]);
+    // Also: structured JSON logs.
+    let svc = s.start_with(&[("FAULTLINE__METRICS__LOG_FORMAT", "json")]);
+    // Wait until the group has its assignment (the metrics endpoint says
+    // ready), then produce after it.
+    let started = Instant::now();
+    while !svc
+        .get("/readyz")
+        .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    produce(&s.logs, &scenario(44)[500..600]);
+    let started = Instant::now();
+    while s.progress().0 < 100 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            s.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0));
+    assert_eq!(s.progress().0, 100, "only records produced after the start");
+    let log = std::fs::read_to_string(s.dir.path().join("run.log")).unwrap_or_default();
+    let first = log.lines().next().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(first).expect("a JSON log line");
+    assert!(
+        v.get("level").is_some() && v.get("fields").is_some(),
+        "{first}"
+    );
+}
+
+#[test]
+fn a_failing_sink_pauses_consumption_and_turns_unhealthy_instead_of_dropping_alerts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let s = Setup::new("failing", "max_failures = 2\nmax_backoff = \"300ms\"");
+    let records = scenario(45);
+    produce(&s.logs, &records[..3000]);
+    // A real fault, not a fake: fsync on /dev/null fails (EINVAL), so the
+    // file sink can never make its alerts durable.
+    let svc = s.start_alerting_to(std::path::Path::new("/dev/null"), &[]);
+    let started = Instant::now();
+    while !svc
+        .get("/healthz")
+        .is_some_and(|h| h.starts_with("HTTP/1.1 503"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            s.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ready = svc.get("/readyz").unwrap_or_default();
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(
+        ready.contains("/dev/null"),
+        "the reason names the sink: {ready}"
+    );
+    assert!(
+        svc.metric("faultline_kafka_failures")
+            .is_some_and(|n| n >= 2)
+    );
+    // Nothing was marked consumed, so nothing was given up on.
+    assert_eq!(s.progress(), (0, 0));
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0), "{}", s.log_tail());
+    assert!(read_alerts(&s.alerts).is_empty());
+    // A healthy sink then delivers everything.
+    let svc = s.start();
+    s.wait_for_all(3000, Duration::from_secs(60));
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0));
+}
