@@ -231,6 +231,7 @@ impl Detector {
             window: Some(stats),
             samples: more_samples(t, rec, self.samples),
             storm: None,
+            release: Default::default(),
         });
     }
 
@@ -311,6 +312,7 @@ fn novel_alert(t: &ErrorType, rec: &Record, time: EventTime, now_ms: i64, mode: 
         window: None,
         samples: more_samples(t, rec, mode),
         storm: None,
+        release: Default::default(),
     }
 }
 
@@ -353,5 +355,6 @@ fn storm_alert(service: &str, s: &StormMinute, now_ms: i64) -> Alert {
             novel_types: total,
             top,
         }),
+        release: Default::default(),
     }
 }
