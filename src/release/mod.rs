@@ -85,8 +85,24 @@ pub struct RateEpisode {
 /// `2.0.0 > 2.0.0-rc1` is not attempted (pre-releases compare as text after
 /// the numbers). The empty string (unknown version) sorts first.
 pub fn version_cmp(a: &str, b: &str) -> Ordering {
+    /// Runs of digits and runs of letters; separators only separate.
     fn parts(s: &str) -> impl Iterator<Item = &str> {
-        s.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty())
+        let b = s.as_bytes();
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            while i < b.len() && !b[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            if i >= b.len() {
+                return None;
+            }
+            let start = i;
+            let digit = b[i].is_ascii_digit();
+            while i < b.len() && b[i].is_ascii_alphanumeric() && b[i].is_ascii_digit() == digit {
+                i += 1;
+            }
+            Some(&s[start..i])
+        })
     }
     let (mut x, mut y) = (parts(a), parts(b));
     loop {
