@@ -351,8 +351,8 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
             episodes.remove(svc);
             continue;
         }
-        if tr.lines < r.min_lines || tr.errors < r.min_errors {
-            // Too little to judge either way: the episode stays as it is.
+        if tr.lines < r.min_lines {
+            // Too little traffic to judge either way: the episode stays.
             continue;
         }
         let rate = tr.error_rate();
@@ -360,6 +360,9 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
             episodes.remove(svc);
             continue;
         };
+        if tr.errors < r.min_errors {
+            continue;
+        }
         let ep = episodes.entry(svc.clone()).or_insert(RateEpisode {
             start_minute: to,
             severity: Severity::Low,

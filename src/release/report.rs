@@ -219,10 +219,14 @@ pub fn build(state: &State, req: &ReportRequest, now_ms: i64) -> Result<Report, 
     if services.is_empty() || released_at == EventTime::MAX {
         return Err(ReportError::UnknownRelease(req.release.clone()));
     }
-    let until = req.until.or(state.watermark).unwrap_or(released_at) + 1;
-    let since = req
-        .since
-        .unwrap_or_else(|| released_at - (until - released_at).max(MINUTE_MS));
+    // Defaults on whole minutes: the end of the latest record's minute, and
+    // as long before the release as after it.
+    let until = req.until.unwrap_or_else(|| {
+        (state.watermark.unwrap_or(released_at).div_euclid(MINUTE_MS) + 1) * MINUTE_MS
+    });
+    let since = req.since.unwrap_or_else(|| {
+        (released_at - (until - released_at).max(MINUTE_MS)).div_euclid(MINUTE_MS) * MINUTE_MS
+    });
     if since >= until {
         return Err(ReportError::EmptyRange);
     }

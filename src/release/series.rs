@@ -131,28 +131,40 @@ impl Traffic {
 pub struct Timeline<V> {
     pub minutes: Series<V>,
     pub hours: Series<V>,
+    /// First minute ever counted: until the minutes reach back past it,
+    /// nothing has been dropped and they are complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_minute: Option<i64>,
 }
 
 impl<V: Copy + Default + AddAssign> Timeline<V> {
     pub fn add(&mut self, time: EventTime, v: V) {
-        self.minutes
-            .add(time.div_euclid(MINUTE_MS), v, MINUTES_KEPT);
+        let minute = time.div_euclid(MINUTE_MS);
+        if self.first_minute.is_none_or(|f| minute < f) {
+            self.first_minute = Some(minute);
+        }
+        self.minutes.add(minute, v, MINUTES_KEPT);
         self.hours.add(time.div_euclid(HOUR_MS), v, HOURS_KEPT);
     }
 
-    /// Sum over event times `[from, to)`: by minute when the minutes still
+    /// Whether the minute series still holds everything from `minute` on.
+    fn minutes_cover(&self, minute: i64) -> bool {
+        let (Some(newest), Some(first)) = (self.minutes.iter().last(), self.first_minute) else {
+            return true;
+        };
+        let kept_from = newest.0 - MINUTES_KEPT + 1;
+        minute >= kept_from || first >= kept_from
+    }
+
+    /// Sum over event times `[from, to)`: by minute while the minutes still
     /// cover `from`, otherwise by whole hours (the hours `from` and `to` fall
-    /// in are counted whole).
+    /// in count whole).
     pub fn range(&self, from: EventTime, to: EventTime) -> V {
         if to <= from {
             return V::default();
         }
         let (fm, tm) = (from.div_euclid(MINUTE_MS), (to - 1).div_euclid(MINUTE_MS));
-        let covered = self
-            .minutes
-            .first()
-            .is_some_and(|f| f <= fm || self.hours.first().is_none_or(|h| h * 60 >= f - 60));
-        if covered || self.hours.is_empty() {
+        if self.minutes_cover(fm) {
             self.minutes.sum(fm, tm)
         } else {
             self.hours
@@ -165,6 +177,10 @@ impl<V: Copy + Default + AddAssign> Timeline<V> {
     }
 
     pub fn absorb(&mut self, other: &Timeline<V>) {
+        self.first_minute = match (self.first_minute, other.first_minute) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.minutes.absorb(&other.minutes, MINUTES_KEPT);
         self.hours.absorb(&other.hours, HOURS_KEPT);
     }
@@ -255,5 +271,16 @@ mod tests {
         t.add(90_000, Traffic { lines: 10, errors: 0 });
         assert_eq!(t.range(60_000, 120_000).lines, 10);
         assert_eq!(t.range(0, 120_000), Traffic { lines: 20, errors: 1 });
+    }
+
+    #[test]
+    fn a_timeline_falls_back_to_whole_hours_once_minutes_were_dropped() {
+        let mut t: Timeline<u64> = Timeline::default();
+        t.add(0, 1);
+        t.add(30 * MINUTE_MS, 1);
+        t.add(5 * HOUR_MS, 1);
+        // Minute 0 and 30 left the minutes; the first hour still has both.
+        assert_eq!(t.range(0, 10 * MINUTE_MS), 2);
+        assert_eq!(t.range(5 * HOUR_MS, 5 * HOUR_MS + 1), 1);
     }
 }
