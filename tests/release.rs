@@ -112,7 +112,14 @@ const MESSAGES: [&str; 4] = [
 /// A two-version service, deterministic: `per_min` lines a minute; from
 /// `canary_from` on, `share` of them come from the canary. Each version
 /// errs at its own rate, spread evenly.
-fn two_versions(minutes: i64, per_min: i64, canary_from: i64, share: f64, stable_rate: f64, canary_rate: f64) -> Vec<String> {
+fn two_versions(
+    minutes: i64,
+    per_min: i64,
+    canary_from: i64,
+    share: f64,
+    stable_rate: f64,
+    canary_rate: f64,
+) -> Vec<String> {
     let mut out = Vec::new();
     // Per version: when each errs, and which message it uses next, so
     // both versions cycle through the same types evenly.
@@ -130,7 +137,13 @@ fn two_versions(minutes: i64, per_min: i64, canary_from: i64, share: f64, stable
             if *acc >= 1.0 {
                 *acc -= 1.0;
                 *n += 1;
-                out.push(ecs(t, "ERROR", "checkout", version, MESSAGES[*n % MESSAGES.len()]));
+                out.push(ecs(
+                    t,
+                    "ERROR",
+                    "checkout",
+                    version,
+                    MESSAGES[*n % MESSAGES.len()],
+                ));
             } else {
                 out.push(ecs(t, "INFO", "checkout", version, "request served"));
             }
@@ -143,7 +156,10 @@ fn two_versions(minutes: i64, per_min: i64, canary_from: i64, share: f64, stable
 fn canary_state(dir: &Path, stable_rate: f64, canary_rate: f64) -> Vec<Alert> {
     let cfg = Config::default();
     let mut e = engine(&cfg, None, "10m");
-    feed(&mut e, &two_versions(50, 400, 20, 0.25, stable_rate, canary_rate));
+    feed(
+        &mut e,
+        &two_versions(50, 400, 20, 0.25, stable_rate, canary_rate),
+    );
     e.finish();
     e.state.save(dir).unwrap();
     std::mem::take(&mut e.emitted)
@@ -160,20 +176,40 @@ fn a_canary_whose_error_rate_doubles_raises_canary_regression_and_rollout_check_
         .collect();
     assert_eq!(overall.len(), 1, "one overall canary alert: {canary:#?}");
     let c = overall[0].release.canary.as_ref().unwrap();
-    assert_eq!((c.stable.version.as_str(), c.canary.version.as_str()), ("1.9.3", "2.0.0"));
+    assert_eq!(
+        (c.stable.version.as_str(), c.canary.version.as_str()),
+        ("1.9.3", "2.0.0")
+    );
     assert!(c.ratio.unwrap() > 1.5 && c.p_value < 0.001, "{c:?}");
     assert_eq!(overall[0].version.as_deref(), Some("2.0.0"));
 
     let d = dir.path().to_str().unwrap();
     let (code, out) = faultline(&[
-        "rollout-check", "--service", "checkout", "--stable", "1.9.3", "--canary", "2.0.0",
-        "--current-percentage", "25", "--window", "30m", "--state", d,
+        "rollout-check",
+        "--service",
+        "checkout",
+        "--stable",
+        "1.9.3",
+        "--canary",
+        "2.0.0",
+        "--current-percentage",
+        "25",
+        "--window",
+        "30m",
+        "--state",
+        d,
     ]);
     assert_eq!(code, 1, "{out}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["proceed"], false);
-    assert_eq!(v["next_percentage"], 0, "a significant regression rolls back");
-    assert!(v["reason"].as_str().unwrap().starts_with("roll back"), "{v}");
+    assert_eq!(
+        v["next_percentage"], 0,
+        "a significant regression rolls back"
+    );
+    assert!(
+        v["reason"].as_str().unwrap().starts_with("roll back"),
+        "{v}"
+    );
     assert_eq!(v["evidence"]["error_rate_regression"], true);
     assert!(v["evidence"]["error_rate"]["p_value"].as_f64().unwrap() < 0.001);
 }
@@ -182,11 +218,23 @@ fn a_canary_whose_error_rate_doubles_raises_canary_regression_and_rollout_check_
 fn a_canary_with_equal_error_rates_proceeds_to_the_next_step() {
     let dir = tempfile::tempdir().unwrap();
     let alerts = canary_state(dir.path(), 0.01, 0.01);
-    assert!(of_kind(&alerts, Kind::CanaryRegression).is_empty(), "{alerts:#?}");
+    assert!(
+        of_kind(&alerts, Kind::CanaryRegression).is_empty(),
+        "{alerts:#?}"
+    );
     let d = dir.path().to_str().unwrap();
     let (code, out) = faultline(&[
-        "rollout-check", "--service", "checkout", "--stable", "1.9.3", "--canary", "2.0.0",
-        "--current-percentage", "25", "--state", d,
+        "rollout-check",
+        "--service",
+        "checkout",
+        "--stable",
+        "1.9.3",
+        "--canary",
+        "2.0.0",
+        "--current-percentage",
+        "25",
+        "--state",
+        d,
     ]);
     assert_eq!(code, 0, "{out}");
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -204,13 +252,37 @@ fn rollout_check_holds_without_enough_canary_traffic_and_exits_2_on_errors() {
     feed(&mut e, &two_versions(30, 100, 29, 0.1, 0.005, 0.005));
     e.state.save(dir.path()).unwrap();
     let d = dir.path().to_str().unwrap();
-    let args = ["rollout-check", "--service", "checkout", "--stable", "1.9.3", "--canary", "2.0.0", "--current-percentage", "10", "--state", d];
+    let args = [
+        "rollout-check",
+        "--service",
+        "checkout",
+        "--stable",
+        "1.9.3",
+        "--canary",
+        "2.0.0",
+        "--current-percentage",
+        "10",
+        "--state",
+        d,
+    ];
     let (code, out) = faultline(&args);
     assert_eq!(code, 1, "{out}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["next_percentage"], 10, "hold at the current step");
     assert!(v["reason"].as_str().unwrap().starts_with("hold"), "{v}");
-    let (code, _) = faultline(&["rollout-check", "--service", "nope", "--stable", "1", "--canary", "2", "--current-percentage", "10", "--state", d]);
+    let (code, _) = faultline(&[
+        "rollout-check",
+        "--service",
+        "nope",
+        "--stable",
+        "1",
+        "--canary",
+        "2",
+        "--current-percentage",
+        "10",
+        "--state",
+        d,
+    ]);
     assert_eq!(code, 2, "an unknown service is an error");
 }
 
@@ -239,16 +311,29 @@ fn phases(per_min: i64, shares: &[f64]) -> Vec<String> {
 fn the_error_rate_ladder_fires_once_per_step_at_its_severity() {
     let cfg = Config::default();
     let mut e = engine(&cfg, None, "5m");
-    feed(&mut e, &phases(200, &[0.005, 0.005, 0.015, 0.03, 0.08, 0.08, 0.005, 0.005]));
+    feed(
+        &mut e,
+        &phases(200, &[0.005, 0.005, 0.015, 0.03, 0.08, 0.08, 0.005, 0.005]),
+    );
     let rates = of_kind(&e.emitted, Kind::ErrorRate);
     let sev: Vec<Severity> = rates.iter().map(|a| a.severity).collect();
-    assert_eq!(sev, [Severity::Medium, Severity::High, Severity::Critical], "{rates:#?}");
+    assert_eq!(
+        sev,
+        [Severity::Medium, Severity::High, Severity::Critical],
+        "{rates:#?}"
+    );
     let first = |s: Severity| rates.iter().find(|a| a.severity == s).unwrap();
     let m = first(Severity::Medium).release.error_rate.clone().unwrap();
-    assert!(m.rate > 0.01 && m.rate <= 0.02 && m.threshold == 0.01, "{m:?}");
+    assert!(
+        m.rate > 0.01 && m.rate <= 0.02 && m.threshold == 0.01,
+        "{m:?}"
+    );
     let ids: std::collections::BTreeSet<&str> = rates.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids.len(), 3);
-    assert!(e.state.release.rate_episodes.is_empty(), "the episode ended when the rate fell back");
+    assert!(
+        e.state.release.rate_episodes.is_empty(),
+        "the episode ended when the rate fell back"
+    );
 
     // The same rise again, after the episode ended, is a new episode.
     let mut again = engine(&cfg, None, "5m");
@@ -272,7 +357,14 @@ fn a_resolved_type_that_returns_in_the_fixed_version_is_a_regression() {
     let line = |m: i64, v: &str, msg: &str| ecs(T0 + m * MINUTE_MS, "ERROR", "api", v, msg);
     let disk = "disk quota exceeded on volume vol-12";
     let mut e = engine(&cfg, None, "5m");
-    feed(&mut e, &[line(0, "1.0.0", "warming up failed"), line(10, "1.0.0", disk), line(11, "1.0.0", disk)]);
+    feed(
+        &mut e,
+        &[
+            line(0, "1.0.0", "warming up failed"),
+            line(10, "1.0.0", disk),
+            line(11, "1.0.0", disk),
+        ],
+    );
     e.state.save(dir.path()).unwrap();
     let fp = of_kind(&e.emitted, Kind::Novel)
         .iter()
@@ -281,7 +373,15 @@ fn a_resolved_type_that_returns_in_the_fixed_version_is_a_regression() {
         .unwrap()
         .to_string();
     let d = dir.path().to_str().unwrap();
-    let (code, out) = faultline(&["types", "resolve", &fp, "--in-version", "1.1.0", "--state", d]);
+    let (code, out) = faultline(&[
+        "types",
+        "resolve",
+        &fp,
+        "--in-version",
+        "1.1.0",
+        "--state",
+        d,
+    ]);
     assert_eq!(code, 0, "{out}");
     let (_, shown) = faultline(&["types", "show", &fp, "--json", "--state", d]);
     let shown: Value = serde_json::from_str(&shown).unwrap();
@@ -290,13 +390,28 @@ fn a_resolved_type_that_returns_in_the_fixed_version_is_a_regression() {
 
     let state = State::load(dir.path()).unwrap();
     let mut e = engine(&cfg, state, "5m");
-    feed(&mut e, &[line(12, "1.0.0", disk), ecs(T0 + 13 * MINUTE_MS, "INFO", "api", "1.1.0", "all good"), line(14, "1.1.0", disk), line(15, "1.1.0", disk)]);
+    feed(
+        &mut e,
+        &[
+            line(12, "1.0.0", disk),
+            ecs(T0 + 13 * MINUTE_MS, "INFO", "api", "1.1.0", "all good"),
+            line(14, "1.1.0", disk),
+            line(15, "1.1.0", disk),
+        ],
+    );
     let reg = of_kind(&e.emitted, Kind::Regression);
-    assert_eq!(reg.len(), 1, "old pods still erring is expected; the fixed version erring is not, once: {reg:#?}");
+    assert_eq!(
+        reg.len(),
+        1,
+        "old pods still erring is expected; the fixed version erring is not, once: {reg:#?}"
+    );
     assert_eq!(reg[0].version.as_deref(), Some("1.1.0"));
     let r = reg[0].release.resolved.as_ref().unwrap();
     assert_eq!(r.in_version.as_deref(), Some("1.1.0"));
-    assert!(of_kind(&e.emitted, Kind::Novel).is_empty(), "a regression is not a new type");
+    assert!(
+        of_kind(&e.emitted, Kind::Novel).is_empty(),
+        "a regression is not a new type"
+    );
 }
 
 /// The scenario (canary of checkout and payments 1.9.3 → 2.0.0 at minute
@@ -350,18 +465,34 @@ fn scenario_type_alert<'a>(alerts: &'a [Alert], id: &str) -> &'a Alert {
 #[test]
 fn a_type_only_in_the_canary_is_new_in_that_version() {
     let (_, alerts) = scenario_run();
-    for id in ["checkout.postgres_timeout", "checkout.cart_totals_arithmetic", "payments.ledger_type_error"] {
+    for id in [
+        "checkout.postgres_timeout",
+        "checkout.cart_totals_arithmetic",
+        "payments.ledger_type_error",
+    ] {
         let a = scenario_type_alert(alerts, id);
-        assert_eq!(a.release.new_in_version.as_deref(), Some("2.0.0"), "{id}: {a:#?}");
+        assert_eq!(
+            a.release.new_in_version.as_deref(),
+            Some("2.0.0"),
+            "{id}: {a:#?}"
+        );
         assert_eq!(a.release.versions, ["2.0.0"]);
         let json = serde_json::to_value(a).unwrap();
-        assert_eq!(json["new_in_version"], "2.0.0", "the field is at the top level");
+        assert_eq!(
+            json["new_in_version"], "2.0.0",
+            "the field is at the top level"
+        );
     }
     // search stays on 1.9.3: its new type is new, but not new in a version.
     let a = scenario_type_alert(alerts, "search.index_out_of_range");
     assert_eq!(a.release.new_in_version, None);
     assert_eq!(a.release.versions, ["1.9.3"]);
-    assert!(serde_json::to_value(a).unwrap().get("new_in_version").is_none());
+    assert!(
+        serde_json::to_value(a)
+            .unwrap()
+            .get("new_in_version")
+            .is_none()
+    );
 }
 
 #[test]
@@ -370,12 +501,22 @@ fn the_scenario_canary_regresses_on_the_types_only_the_canary_has() {
     let canary = of_kind(alerts, Kind::CanaryRegression);
     assert!(!canary.is_empty());
     for a in &canary {
-        assert!(["checkout", "payments"].contains(&a.service.as_str()), "{a:#?}");
+        assert!(
+            ["checkout", "payments"].contains(&a.service.as_str()),
+            "{a:#?}"
+        );
         assert_eq!(a.version.as_deref(), Some("2.0.0"));
     }
-    let postgres = Regex::new(scenario::error_type("checkout.postgres_timeout").unwrap().regex).unwrap();
+    let postgres = Regex::new(
+        scenario::error_type("checkout.postgres_timeout")
+            .unwrap()
+            .regex,
+    )
+    .unwrap();
     assert!(
-        canary.iter().any(|a| a.sample.as_deref().is_some_and(|s| postgres.is_match(s))),
+        canary
+            .iter()
+            .any(|a| a.sample.as_deref().is_some_and(|s| postgres.is_match(s))),
         "{canary:#?}"
     );
 }
@@ -390,12 +531,23 @@ fn scenario_state_dir() -> tempfile::TempDir {
 fn the_report_lists_before_and_after_new_types_and_canary_regressions() {
     let dir = scenario_state_dir();
     let d = dir.path().to_str().unwrap();
-    let (code, out) = faultline(&["report", "--release", "2.0.0", "--format", "json", "--state", d]);
+    let (code, out) = faultline(&[
+        "report",
+        "--release",
+        "2.0.0",
+        "--format",
+        "json",
+        "--state",
+        d,
+    ]);
     assert_eq!(code, 0, "{out}");
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["verdict"], "regressed");
     assert_eq!(r["services"], json!(["checkout", "payments"]));
-    assert_eq!(r["released_at"].as_str().unwrap()[..16], *"2026-11-02T11:00");
+    assert_eq!(
+        r["released_at"].as_str().unwrap()[..16],
+        *"2026-11-02T11:00"
+    );
     let rows = r["before_after"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for row in rows {
@@ -404,11 +556,17 @@ fn the_report_lists_before_and_after_new_types_and_canary_regressions() {
     }
     let checkout = &rows[0];
     assert!(
-        checkout["after"]["distinct_error_types"].as_u64() > checkout["before"]["distinct_error_types"].as_u64(),
+        checkout["after"]["distinct_error_types"].as_u64()
+            > checkout["before"]["distinct_error_types"].as_u64(),
         "{checkout}"
     );
     let new = r["new_types"].as_array().unwrap();
-    let pg = Regex::new(scenario::error_type("checkout.postgres_timeout").unwrap().regex).unwrap();
+    let pg = Regex::new(
+        scenario::error_type("checkout.postgres_timeout")
+            .unwrap()
+            .regex,
+    )
+    .unwrap();
     let row = new
         .iter()
         .find(|n| n["sample"].as_str().is_some_and(|s| pg.is_match(s)))
@@ -416,17 +574,33 @@ fn the_report_lists_before_and_after_new_types_and_canary_regressions() {
     assert_eq!(row["service"], "checkout");
     assert_eq!(row["new_in_version"], "2.0.0");
     assert!(row["count"].as_u64().unwrap() > 0);
-    let kinds: Vec<&str> = r["incidents"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = r["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
     assert!(kinds.contains(&"canary_regression"), "{kinds:?}");
     assert!(kinds.contains(&"surge"), "{kinds:?}");
     assert!(!r["open"].as_array().unwrap().is_empty());
     assert!(r["not_measured"].to_string().contains("latency"));
 
-    let (code, html) = faultline(&["report", "--release", "2.0.0", "--format", "html", "--state", d]);
+    let (code, html) = faultline(&[
+        "report",
+        "--release",
+        "2.0.0",
+        "--format",
+        "html",
+        "--state",
+        d,
+    ]);
     assert_eq!(code, 0);
     assert!(html.contains("<svg"));
     for external in ["src=", "href=", "<link", "<script", "url("] {
-        assert!(!html.contains(external), "inline, no external assets: {external}");
+        assert!(
+            !html.contains(external),
+            "inline, no external assets: {external}"
+        );
     }
 }
 
@@ -446,19 +620,34 @@ fn the_markdown_report_matches_the_committed_snapshot() {
     if std::env::var_os("UPDATE_EXPECTED").is_some() {
         std::fs::write(&path, &md).unwrap();
     }
-    let expected = std::fs::read_to_string(&path).expect("run with UPDATE_EXPECTED=1 to create the snapshot");
-    assert_eq!(md, expected, "report changed; review, then UPDATE_EXPECTED=1 cargo test --test release");
+    let expected =
+        std::fs::read_to_string(&path).expect("run with UPDATE_EXPECTED=1 to create the snapshot");
+    assert_eq!(
+        md, expected,
+        "report changed; review, then UPDATE_EXPECTED=1 cargo test --test release"
+    );
 }
 
 #[test]
 fn types_list_shows_the_new_types_as_json() {
     let dir = scenario_state_dir();
     let d = dir.path().to_str().unwrap();
-    let (code, out) = faultline(&["types", "list", "--service", "checkout", "--json", "--state", d]);
+    let (code, out) = faultline(&[
+        "types",
+        "list",
+        "--service",
+        "checkout",
+        "--json",
+        "--state",
+        d,
+    ]);
     assert_eq!(code, 0);
     let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert!(rows.iter().all(|r| r["service"] == "checkout"));
-    assert!(rows.iter().any(|r| r["status"] == "new" && r["versions"].get("2.0.0").is_some()));
+    assert!(
+        rows.iter()
+            .any(|r| r["status"] == "new" && r["versions"].get("2.0.0").is_some())
+    );
     let (code, table) = faultline(&["types", "list", "--state", d]);
     assert_eq!(code, 0);
     assert!(table.starts_with("fingerprint"));

@@ -50,8 +50,9 @@ pub struct RolloutCheckArgs {
 
 pub fn run(cfg: Config, args: RolloutCheckArgs) -> Result<i32> {
     let state = match (&args.state, args.inputs.is_empty()) {
-        (Some(dir), _) => State::load(dir)?
-            .with_context(|| format!("no state in {}", dir.display()))?,
+        (Some(dir), _) => {
+            State::load(dir)?.with_context(|| format!("no state in {}", dir.display()))?
+        }
         (None, false) => {
             let opts = ReplayOptions {
                 inputs: args.inputs.iter().map(|s| Input::parse(s)).collect(),

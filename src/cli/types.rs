@@ -198,7 +198,12 @@ pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
                     println!("version      {v}: {n}");
                 }
                 if let Some(at) = &r.resolved_at {
-                    println!("resolved     {at}{}", r.resolved_in.map(|v| format!(" (fix in {v})")).unwrap_or_default());
+                    println!(
+                        "resolved     {at}{}",
+                        r.resolved_in
+                            .map(|v| format!(" (fix in {v})"))
+                            .unwrap_or_default()
+                    );
                 }
                 for s in r.samples {
                     println!("sample       {}", s.lines().next().unwrap_or(""));

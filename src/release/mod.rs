@@ -145,7 +145,10 @@ pub(crate) fn round3(x: f64) -> f64 {
 /// The newest known version of a service (ignoring unknown ones), when it
 /// has at least two: with one version there is nothing to be new against.
 pub fn newest_of_several(versions: &BTreeMap<String, RateCounts>) -> Option<&str> {
-    let mut known = versions.keys().map(String::as_str).filter(|v| !v.is_empty());
+    let mut known = versions
+        .keys()
+        .map(String::as_str)
+        .filter(|v| !v.is_empty());
     let first = known.next()?;
     let mut newest = first;
     let mut several = false;
@@ -164,7 +167,12 @@ pub fn enrich_novel(a: &mut Alert, state: &State) {
     let Some(t) = a.fingerprint.and_then(|fp| state.baseline.get(fp)) else {
         return;
     };
-    a.release.versions = t.versions.keys().filter(|v| !v.is_empty()).cloned().collect();
+    a.release.versions = t
+        .versions
+        .keys()
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .collect();
     let newest = state.rates.get(t.service()).and_then(newest_of_several);
     if let Some(n) = newest
         && a.release.versions.len() == 1
@@ -214,7 +222,12 @@ fn side(version: &str, lines: u64, errors: u64) -> VersionSide {
 }
 
 /// The conditional binomial test of `canary` against `stable`.
-fn judge(subject: String, window_s: u64, stable: VersionSide, canary: VersionSide) -> CanaryComparison {
+fn judge(
+    subject: String,
+    window_s: u64,
+    stable: VersionSide,
+    canary: VersionSide,
+) -> CanaryComparison {
     let n = stable.errors + canary.errors;
     let share = if stable.lines + canary.lines == 0 {
         0.0
@@ -226,7 +239,8 @@ fn judge(subject: String, window_s: u64, stable: VersionSide, canary: VersionSid
         None
     } else {
         Some(round3(
-            (canary.errors as f64 / canary.lines as f64) / (stable.errors as f64 / stable.lines as f64),
+            (canary.errors as f64 / canary.lines as f64)
+                / (stable.errors as f64 / stable.lines as f64),
         ))
     };
     CanaryComparison {
@@ -374,7 +388,11 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
         let start = ep.start_minute;
         out.push(Alert {
             schema: SCHEMA.into(),
-            id: alert_id(Kind::ErrorRate, &format!("{svc}\u{1f}{}", severity_str(sev)), start),
+            id: alert_id(
+                Kind::ErrorRate,
+                &format!("{svc}\u{1f}{}", severity_str(sev)),
+                start,
+            ),
             kind: Kind::ErrorRate,
             severity: sev,
             fingerprint: None,
@@ -410,7 +428,11 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
 
 /// The stable and canary versions of a service in minutes `from..=to`:
 /// the newest version with traffic, against the busiest older one.
-pub fn pair(versions: &BTreeMap<String, RateCounts>, from: i64, to: i64) -> Option<(String, String)> {
+pub fn pair(
+    versions: &BTreeMap<String, RateCounts>,
+    from: i64,
+    to: i64,
+) -> Option<(String, String)> {
     let active: Vec<(&str, u64)> = versions
         .iter()
         .filter(|(v, _)| !v.is_empty())
@@ -440,7 +462,8 @@ fn canaries(state: &mut State, cfg: &Config, minute: i64, now_ms: i64, out: &mut
         .collect();
     for (svc, stable, canary) in pairs {
         let cmp = compare_service(state, rc, &svc, &stable, &canary, from, to);
-        if cmp.error_rate.stable.lines < rc.min_lines || cmp.error_rate.canary.lines < rc.min_lines {
+        if cmp.error_rate.stable.lines < rc.min_lines || cmp.error_rate.canary.lines < rc.min_lines
+        {
             continue;
         }
         let canary_first = state
@@ -449,7 +472,10 @@ fn canaries(state: &mut State, cfg: &Config, minute: i64, now_ms: i64, out: &mut
             .and_then(|m| m.get(&canary))
             .and_then(|r| r.first_seen)
             .unwrap_or(from * MINUTE_MS);
-        let mut fire = |subject: &str, c: &CanaryComparison, t: Option<&ErrorType>, state: &mut State| {
+        let mut fire = |subject: &str,
+                        c: &CanaryComparison,
+                        t: Option<&ErrorType>,
+                        state: &mut State| {
             let key = format!("{svc}/{canary}/{subject}");
             if !state.release.canary_fired.insert(key) {
                 return;
@@ -566,7 +592,12 @@ pub fn check_regression(
         samples: Vec::new(),
         storm: None,
         release: crate::alert::ReleaseFields {
-            versions: t.versions.keys().filter(|v| !v.is_empty()).cloned().collect(),
+            versions: t
+                .versions
+                .keys()
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .collect(),
             resolved: Some(resolved),
             ..Default::default()
         },

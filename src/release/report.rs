@@ -126,7 +126,11 @@ pub struct Chart {
 }
 
 fn round2(x: f64) -> f64 {
-    if x.is_finite() { (x * 100.0).round() / 100.0 } else { 0.0 }
+    if x.is_finite() {
+        (x * 100.0).round() / 100.0
+    } else {
+        0.0
+    }
 }
 
 fn parse_time(s: &str) -> Option<EventTime> {
@@ -385,7 +389,10 @@ pub fn build(state: &State, req: &ReportRequest, now_ms: i64) -> Result<Report, 
     let summary = format!(
         "{} new error type(s) ({} only in {rel}), {canary} canary regression(s), {regress} regression(s) of resolved types, {surges} surge(s), {rates} error-rate alert(s); {} item(s) still open",
         new_types.len(),
-        new_types.iter().filter(|n| n.new_in_version.is_some()).count(),
+        new_types
+            .iter()
+            .filter(|n| n.new_in_version.is_some())
+            .count(),
         open.len()
     );
     Ok(Report {
@@ -419,7 +426,8 @@ fn incident_detail(a: &Alert) -> String {
             c.canary.version,
             c.stable.per_1000,
             c.stable.version,
-            c.ratio.map_or("only in the canary".into(), |r| format!("{r:.2}×")),
+            c.ratio
+                .map_or("only in the canary".into(), |r| format!("{r:.2}×")),
             c.p_value
         );
     }
@@ -534,7 +542,11 @@ pub fn markdown(r: &Report) -> String {
                 n.first_seen,
                 n.service,
                 versions,
-                if n.new_in_version.is_some() { " (new in this release)" } else { "" },
+                if n.new_in_version.is_some() {
+                    " (new in this release)"
+                } else {
+                    ""
+                },
                 n.count,
                 n.status,
                 n.fingerprint,
@@ -596,11 +608,21 @@ fn esc(s: &str) -> String {
 fn svg(counts: &[u64]) -> String {
     let (w, h) = (240.0, 48.0);
     let max = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
-    let step = if counts.len() > 1 { w / (counts.len() - 1) as f64 } else { w };
+    let step = if counts.len() > 1 {
+        w / (counts.len() - 1) as f64
+    } else {
+        w
+    };
     let points: Vec<String> = counts
         .iter()
         .enumerate()
-        .map(|(i, &n)| format!("{:.1},{:.1}", i as f64 * step, h - 2.0 - (n as f64 / max) * (h - 4.0)))
+        .map(|(i, &n)| {
+            format!(
+                "{:.1},{:.1}",
+                i as f64 * step,
+                h - 2.0 - (n as f64 / max) * (h - 4.0)
+            )
+        })
         .collect();
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\"><polyline fill=\"none\" stroke=\"#c0392b\" stroke-width=\"1.5\" points=\"{}\"/></svg>",
@@ -705,7 +727,7 @@ pub fn html(r: &Report) -> String {
     for s in &r.open {
         let _ = write!(o, "<li>{}</li>", esc(s));
     }
-    let _ = write!(o, "</ul></body></html>\n");
+    let _ = writeln!(o, "</ul></body></html>");
     o
 }
 

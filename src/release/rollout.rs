@@ -87,7 +87,10 @@ pub fn check(state: &State, cfg: &Config, req: &RolloutRequest) -> Result<Verdic
     let window = req.window.unwrap_or(cfg.release.canary_window);
     let w = (window.as_millis() / MINUTE_MS).max(1);
     if w > super::series::MINUTES_KEPT {
-        return Err(RolloutError::WindowTooLong(window, super::series::MINUTES_KEPT));
+        return Err(RolloutError::WindowTooLong(
+            window,
+            super::series::MINUTES_KEPT,
+        ));
     }
     // The current minute counts: a pipeline asking now wants the latest.
     let to = watermark.div_euclid(MINUTE_MS);
@@ -109,7 +112,9 @@ pub fn check(state: &State, cfg: &Config, req: &RolloutRequest) -> Result<Verdic
         .collect();
     let er = &cmp.error_rate;
     let worse_types: Vec<&TypeComparison> = cmp.types.iter().filter(|t| t.regression).collect();
-    let (proceed, next, reason) = if er.canary.lines < rc.min_lines || er.stable.lines < rc.min_lines {
+    let (proceed, next, reason) = if er.canary.lines < rc.min_lines
+        || er.stable.lines < rc.min_lines
+    {
         (
             false,
             req.current_percentage,
@@ -125,7 +130,8 @@ pub fn check(state: &State, cfg: &Config, req: &RolloutRequest) -> Result<Verdic
                 "error rate {:.2} ‰ vs {:.2} ‰ ({}, p = {:.1e})",
                 er.canary.per_1000,
                 er.stable.per_1000,
-                er.ratio.map_or("stable has none".into(), |r| format!("{r:.2}×")),
+                er.ratio
+                    .map_or("stable has none".into(), |r| format!("{r:.2}×")),
                 er.p_value
             ));
         }

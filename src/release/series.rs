@@ -267,10 +267,28 @@ mod tests {
     #[test]
     fn a_timeline_answers_by_minute_when_it_can() {
         let mut t: Timeline<Traffic> = Timeline::default();
-        t.add(0, Traffic { lines: 10, errors: 1 });
-        t.add(90_000, Traffic { lines: 10, errors: 0 });
+        t.add(
+            0,
+            Traffic {
+                lines: 10,
+                errors: 1,
+            },
+        );
+        t.add(
+            90_000,
+            Traffic {
+                lines: 10,
+                errors: 0,
+            },
+        );
         assert_eq!(t.range(60_000, 120_000).lines, 10);
-        assert_eq!(t.range(0, 120_000), Traffic { lines: 20, errors: 1 });
+        assert_eq!(
+            t.range(0, 120_000),
+            Traffic {
+                lines: 20,
+                errors: 1
+            }
+        );
     }
 
     #[test]
