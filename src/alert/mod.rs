@@ -63,6 +63,17 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// The window a surge (or storm) was judged on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WindowStats {
@@ -233,8 +244,11 @@ impl Alert {
                 self.template
             ),
             Kind::ErrorRate => format!(
-                "[{}] ERROR RATE {} {:?}: {}",
-                self.event_time, self.service, self.severity, self.template
+                "[{}] ERROR RATE {} {}: {}",
+                self.event_time,
+                self.service,
+                self.severity.as_str(),
+                self.template
             ),
             Kind::CanaryRegression => format!(
                 "[{}] CANARY REGRESSION {} {}: {}",

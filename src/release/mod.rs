@@ -125,15 +125,6 @@ pub fn version_cmp(a: &str, b: &str) -> Ordering {
     }
 }
 
-pub fn severity_str(s: Severity) -> &'static str {
-    match s {
-        Severity::Low => "low",
-        Severity::Medium => "medium",
-        Severity::High => "high",
-        Severity::Critical => "critical",
-    }
-}
-
 pub(crate) fn round3(x: f64) -> f64 {
     if x.is_finite() {
         (x * 1000.0).round() / 1000.0
@@ -390,7 +381,7 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
             schema: SCHEMA.into(),
             id: alert_id(
                 Kind::ErrorRate,
-                &format!("{svc}\u{1f}{}", severity_str(sev)),
+                &format!("{svc}\u{1f}{}", sev.as_str()),
                 start,
             ),
             kind: Kind::ErrorRate,

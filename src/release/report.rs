@@ -21,7 +21,6 @@ use crate::record::EventTime;
 use crate::state::State;
 
 use super::series::{MINUTE_MS, Traffic};
-use super::severity_str;
 
 /// Still "occurring" when seen within this long before the report's end.
 const RECENT_MS: i64 = 15 * MINUTE_MS;
@@ -297,7 +296,7 @@ pub fn build(state: &State, req: &ReportRequest, now_ms: i64) -> Result<Report, 
         .filter(|a| a.kind != Kind::Novel)
         .map(|a| Incident {
             kind: a.kind,
-            severity: severity_str(a.severity).to_string(),
+            severity: a.severity.as_str().to_string(),
             service: a.service.clone(),
             version: a.version.clone(),
             fingerprint: a.fingerprint,
@@ -315,7 +314,7 @@ pub fn build(state: &State, req: &ReportRequest, now_ms: i64) -> Result<Report, 
     for (svc, ep) in &state.release.rate_episodes {
         open.push(format!(
             "{svc}: error rate still above the {} step (since {})",
-            severity_str(ep.severity),
+            ep.severity.as_str(),
             rfc3339(ep.start_minute * MINUTE_MS)
         ));
     }
