@@ -45,7 +45,7 @@ use crate::state::{RateCounts, State};
 use series::{MINUTE_MS, Traffic};
 
 /// Alerts kept in the state's log for reports (oldest dropped first).
-pub const ALERT_LOG_KEPT: usize = 2_000;
+pub const ALERT_LOG_KEPT: usize = 1_000;
 
 /// What the release checks remember between minutes and restarts.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -57,17 +57,24 @@ pub struct ReleaseState {
     /// each fires once per canary version.
     #[serde(default)]
     pub canary_fired: BTreeSet<String>,
-    /// The latest alerts, oldest first (reports, timelines).
+    /// The latest alerts but novel ones, oldest first (reports).
     #[serde(default)]
     pub alert_log: VecDeque<Alert>,
 }
 
 impl ReleaseState {
+    /// Keeps what reports need: every kind but `novel` (new types are in
+    /// the baseline with their first occurrence), without extra samples.
     pub fn log(&mut self, a: &Alert) {
+        if a.kind == Kind::Novel {
+            return;
+        }
         if self.alert_log.len() >= ALERT_LOG_KEPT {
             self.alert_log.pop_front();
         }
-        self.alert_log.push_back(a.clone());
+        let mut kept = a.clone();
+        kept.samples = Vec::new();
+        self.alert_log.push_back(kept);
     }
 }
 
@@ -178,7 +185,8 @@ pub fn enrich_novel(a: &mut Alert, state: &State) {
 pub struct TypeComparison {
     pub fingerprint: Fingerprint,
     pub template: String,
-    pub first_seen: EventTime,
+    /// RFC 3339.
+    pub first_seen: String,
     /// The type never occurred in the stable version (not just in the window).
     pub only_in_canary: bool,
     #[serde(flatten)]
@@ -296,7 +304,7 @@ pub fn compare_service(
             Some(TypeComparison {
                 fingerprint: t.fingerprint,
                 template: t.template.clone(),
-                first_seen: t.first_seen,
+                first_seen: rfc3339(t.first_seen),
                 only_in_canary: !t.versions.contains_key(stable) && t.versions.contains_key(canary),
                 cmp,
                 regression,

@@ -59,6 +59,8 @@ pub struct Report {
     pub not_measured: Vec<String>,
     pub new_types: Vec<NewType>,
     pub incidents: Vec<Incident>,
+    /// Width of the timeline and chart buckets.
+    pub bucket_minutes: i64,
     pub open: Vec<String>,
     pub charts: Vec<Chart>,
 }
@@ -412,6 +414,7 @@ pub fn build(state: &State, req: &ReportRequest, now_ms: i64) -> Result<Report, 
         ],
         new_types,
         incidents,
+        bucket_minutes: buckets.width / MINUTE_MS,
         open,
         charts,
     })
@@ -581,9 +584,7 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(
             o,
             "\nTimelines: error lines per {} min from {} to {}.\n",
-            r.charts.first().map_or(1, |c| c.bucket_minutes),
-            r.since,
-            r.until
+            r.bucket_minutes, r.since, r.until
         );
     }
     let _ = writeln!(o, "## Still open\n");

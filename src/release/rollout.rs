@@ -104,7 +104,7 @@ pub fn check(state: &State, cfg: &Config, req: &RolloutRequest) -> Result<Verdic
         .map(|t| NewInCanary {
             fingerprint: t.fingerprint,
             template: t.template.clone(),
-            first_seen: rfc3339(t.first_seen),
+            first_seen: t.first_seen.clone(),
             count: t.cmp.canary.errors,
             p_value: t.cmp.p_value,
             regression: t.regression,
