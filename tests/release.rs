@@ -245,6 +245,30 @@ fn a_canary_with_equal_error_rates_proceeds_to_the_next_step() {
 }
 
 #[test]
+fn rollout_check_over_replayed_files_holds_back_a_worse_canary() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("checkout.jsonl");
+    std::fs::write(&log, two_versions(50, 400, 20, 0.25, 0.01, 0.02).join("\n")).unwrap();
+    let (code, out) = faultline(&[
+        "rollout-check",
+        "--service",
+        "checkout",
+        "--stable",
+        "1.9.3",
+        "--canary",
+        "2.0.0",
+        "--current-percentage",
+        "25",
+        "--warmup",
+        "10m",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["proceed"], false);
+}
+
+#[test]
 fn rollout_check_holds_without_enough_canary_traffic_and_exits_2_on_errors() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::default();

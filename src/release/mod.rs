@@ -553,7 +553,8 @@ pub fn check_regression(
     let Some(at) = t.resolved_at else {
         return;
     };
-    if time < at {
+    if time <= at {
+        // Not after the resolution: part of what was resolved.
         return;
     }
     if let Some(fix) = &t.resolved_in {
@@ -623,6 +624,29 @@ mod tests {
         assert_eq!(ladder(0.015, &r).map(|l| l.0), Some(Severity::Medium));
         assert_eq!(ladder(0.03, &r).map(|l| l.0), Some(Severity::High));
         assert_eq!(ladder(0.2, &r).map(|l| l.0), Some(Severity::Critical));
+    }
+
+    #[test]
+    fn the_default_release_configuration_is_valid_and_a_ladder_out_of_order_is_not() {
+        let mut cfg = Config::default();
+        assert!(cfg.validate().is_ok());
+        cfg.rates.high = 0.5;
+        cfg.rates.critical = 0.1;
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn the_newest_of_several_versions_ignores_the_unknown_one_and_needs_two() {
+        let mut m: BTreeMap<String, RateCounts> = BTreeMap::new();
+        m.insert("1.9.3".into(), RateCounts::default());
+        m.insert("".into(), RateCounts::default());
+        assert_eq!(
+            newest_of_several(&m),
+            None,
+            "one known version is not a release"
+        );
+        m.insert("1.10.0".into(), RateCounts::default());
+        assert_eq!(newest_of_several(&m), Some("1.10.0"));
     }
 
     #[test]
