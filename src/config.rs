@@ -612,20 +612,20 @@ impl Config {
         let cfg = if env.is_empty() {
             cfg
         } else {
-            let mut table: toml::Table =
-                toml::from_str(text).map_err(|e| ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    line: 0,
-                    message: e.to_string(),
-                })?;
+            let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: 0,
+                message: e.to_string(),
+            })?;
             for (var, value) in env {
                 apply_override(&mut table, var, value)?;
-                let _check: Config = toml::Value::Table(table.clone()).try_into().map_err(
-                    |e: toml::de::Error| ConfigError::Env {
-                        var: var.clone(),
-                        message: e.message().trim().to_string(),
-                    },
-                )?;
+                let _check: Config =
+                    toml::Value::Table(table.clone())
+                        .try_into()
+                        .map_err(|e: toml::de::Error| ConfigError::Env {
+                            var: var.clone(),
+                            message: e.message().trim().to_string(),
+                        })?;
             }
             toml::Value::Table(table)
                 .try_into()
@@ -778,10 +778,7 @@ mod tests {
 
     #[test]
     fn a_bad_override_names_the_variable() {
-        let env = vec![(
-            "FAULTLINE__DETECT__COOLDOWN".to_string(),
-            "soon".to_string(),
-        )];
+        let env = vec![("FAULTLINE__DETECT__COOLDOWN".to_string(), "soon".to_string())];
         let err = Config::from_toml("", Path::new("f"), &env)
             .unwrap_err()
             .to_string();

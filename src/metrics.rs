@@ -138,37 +138,17 @@ impl Metrics {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
         counter("faultline_lines_total", "Input lines read.", s.lines);
-        counter(
-            "faultline_records_total",
-            "Records parsed (errors or not).",
-            s.records,
-        );
-        counter(
-            "faultline_error_records_total",
-            "Records at or above the error level.",
-            s.errors,
-        );
-        counter(
-            "faultline_late_records_total",
-            "Records later than the lateness limit.",
-            s.late,
-        );
+        counter("faultline_records_total", "Records parsed (errors or not).", s.records);
+        counter("faultline_error_records_total", "Records at or above the error level.", s.errors);
+        counter("faultline_late_records_total", "Records later than the lateness limit.", s.late);
         let _ = writeln!(
             o,
             "# HELP faultline_bad_records_total Skipped records by reason.\n# TYPE faultline_bad_records_total counter"
         );
         for r in BadReason::ALL {
-            let _ = writeln!(
-                o,
-                "faultline_bad_records_total{{reason=\"{}\"}} {}",
-                r.as_str(),
-                self.bad_count(r)
-            );
+            let _ = writeln!(o, "faultline_bad_records_total{{reason=\"{}\"}} {}", r.as_str(), self.bad_count(r));
         }
-        let _ = writeln!(
-            o,
-            "# HELP faultline_alerts_total Alerts emitted by kind.\n# TYPE faultline_alerts_total counter"
-        );
+        let _ = writeln!(o, "# HELP faultline_alerts_total Alerts emitted by kind.\n# TYPE faultline_alerts_total counter");
         for (k, v) in &s.alerts {
             let _ = writeln!(o, "faultline_alerts_total{{kind=\"{k}\"}} {v}");
         }
@@ -178,18 +158,11 @@ impl Metrics {
             s.types_tracked
         );
         if let Ok(h) = self.latency.lock() {
-            let _ = writeln!(
-                o,
-                "# HELP faultline_processing_seconds Time from record read to decision.\n# TYPE faultline_processing_seconds histogram"
-            );
+            let _ = writeln!(o, "# HELP faultline_processing_seconds Time from record read to decision.\n# TYPE faultline_processing_seconds histogram");
             for (b, c) in h.bounds.iter().zip(&h.counts) {
                 let _ = writeln!(o, "faultline_processing_seconds_bucket{{le=\"{b}\"}} {c}");
             }
-            let _ = writeln!(
-                o,
-                "faultline_processing_seconds_bucket{{le=\"+Inf\"}} {}",
-                h.count
-            );
+            let _ = writeln!(o, "faultline_processing_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
             let _ = writeln!(o, "faultline_processing_seconds_sum {}", h.sum);
             let _ = writeln!(o, "faultline_processing_seconds_count {}", h.count);
         }

@@ -44,9 +44,7 @@ pub enum PipelineError {
         input: String,
         source: std::io::Error,
     },
-    #[error(
-        "{input}:{line}: bad record ({reason}); rerun without --strict to count and skip bad records"
-    )]
+    #[error("{input}:{line}: bad record ({reason}); rerun without --strict to count and skip bad records")]
     Strict {
         input: String,
         line: u64,
@@ -265,11 +263,7 @@ impl Engine {
             return;
         };
         let learning = self.learning(time);
-        let origin = if learning {
-            Origin::Baseline
-        } else {
-            Origin::Live
-        };
+        let origin = if learning { Origin::Baseline } else { Origin::Live };
         self.state
             .baseline
             .observe_at(&typed, &rec, time, origin, !late);
@@ -441,17 +435,19 @@ pub fn replay(
             && let Some(cur) = engine.state.inputs.get(k).cloned()
         {
             match file::head_hash(input, cur.head_len).map_err(io)? {
-                Some(h) if h == cur.head_hash => match lr.skip(cur.offset, cur.line) {
-                    Ok(()) => resumed.push(name.clone()),
-                    Err(_) => {
-                        eprintln!(
-                            "faultline: {name} is shorter than when it was last read (truncated?): reading it from the start"
-                        );
-                        replaced.push(name.clone());
-                        let (reader, _) = input.open().map_err(io)?;
-                        lr = LineReader::new(reader, cfg.input.max_line_bytes);
+                Some(h) if h == cur.head_hash => {
+                    match lr.skip(cur.offset, cur.line) {
+                        Ok(()) => resumed.push(name.clone()),
+                        Err(_) => {
+                            eprintln!(
+                                "faultline: {name} is shorter than when it was last read (truncated?): reading it from the start"
+                            );
+                            replaced.push(name.clone());
+                            let (reader, _) = input.open().map_err(io)?;
+                            lr = LineReader::new(reader, cfg.input.max_line_bytes);
+                        }
                     }
-                },
+                }
                 _ => {
                     eprintln!(
                         "faultline: {name} was truncated or replaced since it was last read: reading it from the start"

@@ -254,11 +254,7 @@ mod tests {
     #[test]
     fn a_state_from_a_newer_binary_is_refused_with_a_clear_message() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            State::path(dir.path()),
-            br#"{"format":"faultline.state/v9"}"#,
-        )
-        .unwrap();
+        fs::write(State::path(dir.path()), br#"{"format":"faultline.state/v9"}"#).unwrap();
         let err = State::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("faultline.state/v9"), "{err}");
         assert!(err.contains("upgrade"), "{err}");

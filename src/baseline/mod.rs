@@ -132,10 +132,7 @@ impl Baseline {
     pub fn reconfigure(&mut self, cfg: &Config) {
         self.max_hot = cfg.baseline.max_hot_types.max(1);
         self.max_samples = cfg.baseline.samples;
-        let spec = WindowSpec::new(
-            cfg.window.bucket.as_millis(),
-            cfg.window.history.as_millis(),
-        );
+        let spec = WindowSpec::new(cfg.window.bucket.as_millis(), cfg.window.history.as_millis());
         if spec != self.spec {
             // Windows of another geometry cannot be reinterpreted: start them
             // afresh (the types themselves stay known).
@@ -208,13 +205,7 @@ impl Baseline {
 
     /// Records one occurrence. Returns true when the type was not known
     /// before this record.
-    pub fn observe(
-        &mut self,
-        typed: &Typed,
-        rec: &Record,
-        time: EventTime,
-        origin: Origin,
-    ) -> bool {
+    pub fn observe(&mut self, typed: &Typed, rec: &Record, time: EventTime, origin: Origin) -> bool {
         self.observe_at(typed, rec, time, origin, true)
     }
 
@@ -439,9 +430,7 @@ mod tests {
         let mut b = Baseline::new(&cfg, 0);
         let mut fps = Vec::new();
         for i in 0..50 {
-            let word: String = (0..6)
-                .map(|k| (b'a' + ((i * 7 + k * 3) % 26) as u8) as char)
-                .collect();
+            let word: String = (0..6).map(|k| (b'a' + ((i * 7 + k * 3) % 26) as u8) as char).collect();
             let r = rec(&format!("failure in {word} stage {word}"));
             let typed = classify(&mut b.learner, f.identify(&r, None)).unwrap();
             b.observe(&typed, &r, i as i64 * 1000, Origin::Live);

@@ -30,8 +30,7 @@ pub fn rederive(state: &mut State, fp: &Fingerprinter) {
                 error_type: (!t.context.exception.is_empty()).then(|| t.context.exception.clone()),
                 ..Record::default()
             };
-            if let Some(typed) = fingerprint::classify(&mut fresh.learner, fp.identify(&rec, None))
-            {
+            if let Some(typed) = fingerprint::classify(&mut fresh.learner, fp.identify(&rec, None)) {
                 fresh.merge(&typed);
                 new_fp = Some(typed);
             }
@@ -74,3 +73,4 @@ pub fn rederive(state: &mut State, fp: &Fingerprinter) {
     );
     state.baseline = fresh;
 }
+

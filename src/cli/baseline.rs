@@ -144,10 +144,7 @@ fn show(b: &Baseline, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!(
-        "{:<16}  {:<14}  {:>8}  {:<10}  TEMPLATE",
-        "FINGERPRINT", "SERVICE", "COUNT", "VERSION"
-    );
+    println!("{:<16}  {:<14}  {:>8}  {:<10}  TEMPLATE", "FINGERPRINT", "SERVICE", "COUNT", "VERSION");
     for t in types {
         let mut tpl = t.template.clone();
         if tpl.len() > 100 {

@@ -51,9 +51,7 @@ impl RecordSink for Collect {
 
 pub fn run(mut cfg: Config, args: FingerprintArgs) -> Result<i32> {
     let input = Input::parse(&args.input);
-    let (reader, _) = input
-        .open()
-        .with_context(|| format!("opening {}", input.display()))?;
+    let (reader, _) = input.open().with_context(|| format!("opening {}", input.display()))?;
     let mut lr = LineReader::new(reader, cfg.input.max_line_bytes);
     let fp = Fingerprinter::new(&cfg.fingerprint)?;
     let mut items: Vec<(u64, Identity)> = Vec::new();

@@ -87,9 +87,7 @@ pub fn load_config(cli_config: Option<&Path>, extra_patterns: &[PathBuf]) -> Res
             cfg.fingerprint.patterns.push(dir);
         }
     }
-    cfg.fingerprint
-        .patterns
-        .extend(extra_patterns.iter().cloned());
+    cfg.fingerprint.patterns.extend(extra_patterns.iter().cloned());
     Ok(cfg)
 }
 
@@ -115,8 +113,7 @@ pub fn run() -> Result<i32> {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -86,16 +86,8 @@ pub fn run(mut cfg: Config, cmd: PatternsCommand) -> Result<i32> {
             }
             for r in &sink.0 {
                 println!("record (line {}):", r.line);
-                println!(
-                    "  time:       {}",
-                    r.time
-                        .map(faultline::alert::rfc3339)
-                        .unwrap_or_else(|| "-".into())
-                );
-                println!(
-                    "  level:      {}",
-                    r.level.map(|l| l.to_string()).unwrap_or_else(|| "-".into())
-                );
+                println!("  time:       {}", r.time.map(faultline::alert::rfc3339).unwrap_or_else(|| "-".into()));
+                println!("  level:      {}", r.level.map(|l| l.to_string()).unwrap_or_else(|| "-".into()));
                 println!("  service:    {}", r.service.as_deref().unwrap_or("-"));
                 println!("  version:    {}", r.version.as_deref().unwrap_or("-"));
                 println!("  logger:     {}", r.logger.as_deref().unwrap_or("-"));
@@ -115,29 +107,11 @@ pub fn run(mut cfg: Config, cmd: PatternsCommand) -> Result<i32> {
                 }
                 match id {
                     Identity::Ignored { rule } => println!("ignored by group rule `{rule}`"),
-                    Identity::Fixed { context, template }
-                    | Identity::Learned { context, template } => {
-                        println!(
-                            "exception:  {}",
-                            if context.exception.is_empty() {
-                                "-"
-                            } else {
-                                &context.exception
-                            }
-                        );
-                        println!(
-                            "frames:     {}",
-                            if context.frames.is_empty() {
-                                "-".to_string()
-                            } else {
-                                context.frames.join(" | ")
-                            }
-                        );
+                    Identity::Fixed { context, template } | Identity::Learned { context, template } => {
+                        println!("exception:  {}", if context.exception.is_empty() { "-" } else { &context.exception });
+                        println!("frames:     {}", if context.frames.is_empty() { "-".to_string() } else { context.frames.join(" | ") });
                         println!("template:   {template}");
-                        println!(
-                            "fingerprint: {} (before learning)",
-                            context.fingerprint(&template)
-                        );
+                        println!("fingerprint: {} (before learning)", context.fingerprint(&template));
                     }
                 }
             }

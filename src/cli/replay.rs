@@ -79,14 +79,7 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
             m.types_tracked,
             bad,
             if bad > 0 {
-                format!(
-                    " ({})",
-                    m.bad
-                        .iter()
-                        .map(|(k, v)| format!("{k}: {v}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                format!(" ({})", m.bad.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "))
             } else {
                 String::new()
             },

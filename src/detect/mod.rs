@@ -161,19 +161,16 @@ impl Detector {
                 rate = rate.max(older as f64 / age_min);
             }
         }
-        let peak = t.surge.peak.max(if hist_buckets >= k {
-            w.peak(k, hist_from, hist_to)
-        } else {
-            0
-        });
+        let peak = t
+            .surge
+            .peak
+            .max(if hist_buckets >= k { w.peak(k, hist_from, hist_to) } else { 0 });
         let expected = rate * window_min;
         let ratio = recent as f64 / expected.max(1e-9);
 
         if let Some(start) = t.surge.episode_start {
             // The episode lasts until the rate has come back down.
-            if (recent as f64)
-                < (cfg.surge_min_ratio * expected).max(cfg.surge_min_count as f64) / 2.0
-            {
+            if (recent as f64) < (cfg.surge_min_ratio * expected).max(cfg.surge_min_count as f64) / 2.0 {
                 t.surge.episode_start = None;
                 t.surge.last_end = Some(time);
                 let _ = start;
@@ -292,13 +289,7 @@ fn more_samples(t: &ErrorType, rec: &Record, mode: SampleMode) -> Vec<String> {
     }
 }
 
-fn novel_alert(
-    t: &ErrorType,
-    rec: &Record,
-    time: EventTime,
-    now_ms: i64,
-    mode: SampleMode,
-) -> Alert {
+fn novel_alert(t: &ErrorType, rec: &Record, time: EventTime, now_ms: i64, mode: SampleMode) -> Alert {
     let severity = if rec.level == Some(Level::Fatal) {
         Severity::Critical
     } else {
@@ -335,11 +326,7 @@ fn storm_alert(service: &str, s: &StormMinute, now_ms: i64) -> Alert {
             count: *n,
         })
         .collect();
-    top.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then(a.fingerprint.cmp(&b.fingerprint))
-    });
+    top.sort_by(|a, b| b.count.cmp(&a.count).then(a.fingerprint.cmp(&b.fingerprint)));
     top.truncate(10);
     let total = (s.alerted + s.suppressed.len()) as u64;
     Alert {

@@ -122,18 +122,7 @@ impl Masker {
 fn is_delim(b: u8) -> bool {
     matches!(
         b,
-        b'=' | b':'
-            | b','
-            | b';'
-            | b'('
-            | b')'
-            | b'['
-            | b']'
-            | b'{'
-            | b'}'
-            | b'|'
-            | b'"'
-            | b'\''
+        b'=' | b':' | b',' | b';' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'|' | b'"' | b'\''
             | b'<'
             | b'>'
             | b'/'
@@ -245,17 +234,11 @@ mod tests {
         let m = masker();
         let cases = [
             ("took 250ms", "took <*>"),
-            (
-                "id 550e8400-e29b-41d4-a716-446655440000 gone",
-                "id <*> gone",
-            ),
+            ("id 550e8400-e29b-41d4-a716-446655440000 gone", "id <*> gone"),
             ("from 10.0.0.12:5432 refused", "from <*> refused"),
             ("peer fe80::1ff:fe23:4567:890a down", "peer <*> down"),
             ("mail to jane.doe@example.com failed", "mail to <*> failed"),
-            (
-                "GET https://api.example.com/v1/users?id=3 failed",
-                "GET <*> failed",
-            ),
+            ("GET https://api.example.com/v1/users?id=3 failed", "GET <*> failed"),
             ("open /var/lib/app/data.db: denied", "open <*>: denied"),
             ("pod checkout-7d9f8b6c5-x2kqp crashed", "pod <*> crashed"),
             ("ptr 0x7ffd5e8c3a10 invalid", "ptr <*> invalid"),

@@ -322,10 +322,7 @@ mod tests {
             exception: "java.lang.IllegalStateException".into(),
             frames: vec!["com.shop.Cart.close".into()],
         };
-        assert_eq!(
-            c.fingerprint("cart <*> is closed").to_string(),
-            "5092edc94492622a"
-        );
+        assert_eq!(c.fingerprint("cart <*> is closed").to_string(), "5092edc94492622a");
     }
 
     #[test]
@@ -333,11 +330,7 @@ mod tests {
         let f = fp();
         let mut l = Learner::new(true, 3, 0.0);
         let a = typed(&f, &mut l, &rec("api", "user 42 from 10.0.0.1 took 12ms"));
-        let b = typed(
-            &f,
-            &mut l,
-            &rec("api", "user 97 from 192.168.3.4 took 1.5s"),
-        );
+        let b = typed(&f, &mut l, &rec("api", "user 97 from 192.168.3.4 took 1.5s"));
         assert_eq!(a.fingerprint, b.fingerprint);
     }
 
@@ -407,11 +400,7 @@ mod tests {
         let f = Fingerprinter::new(&cfg).unwrap();
         let mut l = Learner::new(true, 3, 0.0);
         let a = typed(&f, &mut l, &rec("api", "Connection reset by peer"));
-        let b = typed(
-            &f,
-            &mut l,
-            &rec("api", "upstream: connection reset while reading"),
-        );
+        let b = typed(&f, &mut l, &rec("api", "upstream: connection reset while reading"));
         assert_eq!(a.fingerprint, b.fingerprint);
         assert_eq!(a.template, "connection-reset");
         assert!(classify(&mut l, f.identify(&rec("api", "health check failed"), None)).is_none());

@@ -216,9 +216,7 @@ impl Builder {
         {
             return Err(invalid(
                 1,
-                format!(
-                    "pattern file version {v} is not supported (this faultline reads version 1)"
-                ),
+                format!("pattern file version {v} is not supported (this faultline reads version 1)"),
             ));
         }
         if let Some(t) = doc.tokens
@@ -270,12 +268,11 @@ impl Builder {
         for spanned in &doc.group {
             let line = line_of(text, spanned.span().start);
             let g = spanned.get_ref();
-            let opt =
-                |s: &Option<Spanned<String>>, what: &str| -> Result<Option<Regex>, PatternError> {
-                    s.as_ref()
-                        .map(|s| compile(s, &format!("group `{}` {what}", g.name)))
-                        .transpose()
-                };
+            let opt = |s: &Option<Spanned<String>>, what: &str| -> Result<Option<Regex>, PatternError> {
+                s.as_ref()
+                    .map(|s| compile(s, &format!("group `{}` {what}", g.name)))
+                    .transpose()
+            };
             let action = match (&g.fingerprint, &g.template, g.ignore) {
                 (Some(f), None, false) => GroupAction::Fixed(f.clone()),
                 (None, Some(t), false) => GroupAction::Template(t.clone()),
@@ -306,10 +303,7 @@ impl Builder {
             {
                 return Err(invalid(
                     line,
-                    format!(
-                        "group `{}` has no condition and would match every record",
-                        g.name
-                    ),
+                    format!("group `{}` has no condition and would match every record", g.name),
                 ));
             }
             match self.groups.iter().position(|x| x.name == g.name) {

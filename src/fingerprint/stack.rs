@@ -227,10 +227,7 @@ mod tests {
     #[test]
     fn java_traces_give_class_and_in_app_frames_without_line_numbers() {
         let info = analyze("checkout failed", Some(JAVA), &[], 3);
-        assert_eq!(
-            info.exception.as_deref(),
-            Some("java.lang.IllegalStateException")
-        );
+        assert_eq!(info.exception.as_deref(), Some("java.lang.IllegalStateException"));
         assert_eq!(
             info.frames,
             [
@@ -246,23 +243,14 @@ mod tests {
         let moved = JAVA
             .replace("Cart.java:88", "Cart.java:91")
             .replace("$3(", "$7(")
-            .replace(
-                "$$Lambda$412/0x0000000800c4b440",
-                "$$Lambda$977/0x0000000801aa0000",
-            );
-        assert_eq!(
-            analyze("x", Some(JAVA), &[], 3),
-            analyze("x", Some(&moved), &[], 3)
-        );
+            .replace("$$Lambda$412/0x0000000800c4b440", "$$Lambda$977/0x0000000801aa0000");
+        assert_eq!(analyze("x", Some(JAVA), &[], 3), analyze("x", Some(&moved), &[], 3));
     }
 
     #[test]
     fn configured_in_app_prefixes_select_frames() {
         let info = analyze("x", Some(JAVA), &["com.zaxxer.".into()], 3);
-        assert!(
-            info.frames.is_empty(),
-            "frames of a Caused-by are not the identity"
-        );
+        assert!(info.frames.is_empty(), "frames of a Caused-by are not the identity");
         let info = analyze("x", Some(JAVA), &["com.shop.checkout.Cart".into()], 3);
         assert_eq!(info.frames, ["com.shop.checkout.Cart.close"]);
     }
@@ -275,10 +263,7 @@ mod tests {
             File \"/usr/lib/python3.11/site-packages/requests/api.py\", line 5, in post\n\
             payments.errors.PaymentDeclined: card 4242 declined";
         let info = analyze("payment failed", Some(tb), &[], 3);
-        assert_eq!(
-            info.exception.as_deref(),
-            Some("payments.errors.PaymentDeclined")
-        );
+        assert_eq!(info.exception.as_deref(), Some("payments.errors.PaymentDeclined"));
         assert_eq!(
             info.frames,
             [
@@ -292,12 +277,7 @@ mod tests {
     #[test]
     fn go_panics_give_function_frames_not_addresses() {
         let tb = "goroutine 1 [running]:\nmain.(*Server).handle(0xc000012345, 0x1)\n\t/src/app/server.go:42 +0x1d\nruntime.goexit()\n\t/usr/local/go/src/runtime/asm_amd64.s:1571 +0x1";
-        let info = analyze(
-            "panic: runtime error: index out of range [3] with length 3",
-            Some(tb),
-            &[],
-            3,
-        );
+        let info = analyze("panic: runtime error: index out of range [3] with length 3", Some(tb), &[], 3);
         assert_eq!(info.exception.as_deref(), Some("panic"));
         assert_eq!(info.frames, ["main.(*Server).handle"]);
     }
@@ -313,12 +293,7 @@ mod tests {
     #[test]
     fn rust_backtraces_drop_symbol_hashes() {
         let tb = "stack backtrace:\n   0: std::panicking::begin_panic\n   1: myapp::orders::place::h0123456789abcdef\n             at ./src/orders.rs:10:5";
-        let info = analyze(
-            "thread 'main' panicked at src/orders.rs:10:5:",
-            Some(tb),
-            &[],
-            3,
-        );
+        let info = analyze("thread 'main' panicked at src/orders.rs:10:5:", Some(tb), &[], 3);
         assert_eq!(info.frames, ["myapp::orders::place"]);
     }
 }

@@ -68,10 +68,7 @@ impl Input {
     /// Opens the input, decompressing gzip (by magic bytes, not name).
     pub fn open(&self) -> io::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
         match self {
-            Input::Stdin => Ok((
-                Box::new(BufReader::with_capacity(1 << 16, io::stdin())),
-                None,
-            )),
+            Input::Stdin => Ok((Box::new(BufReader::with_capacity(1 << 16, io::stdin())), None)),
             Input::Path(p) => open_path(p),
         }
     }
@@ -205,11 +202,7 @@ impl<R: BufRead> LineReader<R> {
                 Some(i) => (i + 1, true),
                 None => (chunk.len(), false),
             };
-            let content = if done {
-                &chunk[..take - 1]
-            } else {
-                &chunk[..take]
-            };
+            let content = if done { &chunk[..take - 1] } else { &chunk[..take] };
             let room = self.max.saturating_sub(buf.len());
             if content.len() > room {
                 truncated = true;
@@ -277,8 +270,7 @@ mod tests {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.log");
-        let mut gz =
-            flate2::write::GzEncoder::new(File::create(&p).unwrap(), flate2::Compression::fast());
+        let mut gz = flate2::write::GzEncoder::new(File::create(&p).unwrap(), flate2::Compression::fast());
         gz.write_all(b"one\ntwo\n").unwrap();
         gz.finish().unwrap();
         let (r, _) = Input::Path(p).open().unwrap();
@@ -290,9 +282,7 @@ mod tests {
     #[test]
     fn the_default_service_is_the_file_stem() {
         assert_eq!(
-            Input::parse("/var/log/checkout.log.gz")
-                .default_service()
-                .as_deref(),
+            Input::parse("/var/log/checkout.log.gz").default_service().as_deref(),
             Some("checkout")
         );
         assert_eq!(Input::parse("-").default_service(), None);
