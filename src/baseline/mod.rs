@@ -285,7 +285,8 @@ impl Baseline {
         is_new && !merged_known
     }
 
-    /// Drops window counts and samples of the coldest tenth of hot types.
+    /// Drops window counts, samples and per-version minute counts of the
+    /// coldest tenth of hot types.
     fn evict_cold(&mut self) {
         let mut hot: Vec<(EventTime, Fingerprint)> = self
             .types
@@ -299,6 +300,8 @@ impl Baseline {
             if let Some(t) = self.types.get_mut(&fp) {
                 t.window = None;
                 t.samples = Vec::new();
+                // Per-version minutes go too (hourly totals stay, small).
+                t.series.by_version.clear();
                 self.hot -= 1;
             }
         }

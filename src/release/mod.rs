@@ -650,6 +650,23 @@ mod tests {
     }
 
     #[test]
+    fn a_state_written_before_release_tracking_still_loads() {
+        let cfg = Config::default();
+        let mut st = State::new(Baseline::new(&cfg, 1), crate::detect::Detector::new(&cfg));
+        st.rates
+            .entry("api".into())
+            .or_default()
+            .insert("1.0".into(), RateCounts::default());
+        let mut v = serde_json::to_value(&st).unwrap();
+        v.as_object_mut().unwrap().remove("release");
+        let rc = v["rates"]["api"]["1.0"].as_object_mut().unwrap();
+        rc.remove("timeline");
+        let back: State = serde_json::from_value(v).unwrap();
+        assert_eq!(back.rates["api"]["1.0"], RateCounts::default());
+        assert!(back.release.alert_log.is_empty());
+    }
+
+    #[test]
     fn three_errors_against_two_are_not_a_regression_but_a_canary_only_type_is() {
         let even = judge("x".into(), 60, side("1", 1000, 2), side("2", 1000, 3));
         assert!(!worse(&even, 1.2, 0.001), "{even:?}");
