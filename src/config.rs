@@ -162,6 +162,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub elasticsearch: ElasticsearchConfig,
     pub metrics: MetricsConfig,
+    pub rates: RatesConfig,
+    pub release: ReleaseConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -547,6 +549,77 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[rates]`: the per-service error-rate ladder (`error_rate` alerts).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RatesConfig {
+    pub enabled: bool,
+    /// Window the rate is judged over (whole minutes).
+    pub window: Dur,
+    /// Error-line share above which the rate is `medium`, `high`, `critical`.
+    pub medium: f64,
+    pub high: f64,
+    pub critical: f64,
+    /// Minimum lines in the window: three lines with one error are not 33 %
+    /// of anything worth paging for.
+    pub min_lines: u64,
+    /// Minimum error lines in the window.
+    pub min_errors: u64,
+}
+
+impl Default for RatesConfig {
+    fn default() -> Self {
+        RatesConfig {
+            enabled: true,
+            window: Dur::secs(5 * 60),
+            medium: 0.01,
+            high: 0.02,
+            critical: 0.05,
+            min_lines: 500,
+            min_errors: 10,
+        }
+    }
+}
+
+/// `[release]`: canary comparison, regressions of resolved types and the
+/// rollout ladder of `faultline rollout-check`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleaseConfig {
+    /// Emit `canary_regression` alerts while two versions run side by side.
+    pub canary: bool,
+    /// Emit `regression` alerts for resolved types that come back.
+    pub regression: bool,
+    /// Window both versions are compared over.
+    pub canary_window: Dur,
+    /// The canary's overall error rate must exceed the stable one by this
+    /// factor (and significantly) to count as a regression.
+    pub error_rate_factor: f64,
+    /// Same, per error type (rate per 1,000 lines).
+    pub type_factor: f64,
+    /// Conditional binomial test: p-value below which a difference counts.
+    pub p_value: f64,
+    /// Minimum lines of each version in the window before comparing.
+    pub min_lines: u64,
+    /// Canary traffic percentages, in order (`rollout-check` proposes the next).
+    pub steps: Vec<u32>,
+}
+
+impl Default for ReleaseConfig {
+    fn default() -> Self {
+        ReleaseConfig {
+            canary: true,
+            regression: true,
+            canary_window: Dur::secs(30 * 60),
+            error_rate_factor: 1.2,
+            type_factor: 2.0,
+            p_value: 0.001,
+            min_lines: 200,
+            steps: vec![10, 25, 50, 100],
+        }
+    }
+}
+
 impl Config {
     /// Loads `path` (or the defaults when `None`), then applies
     /// `FAULTLINE__…` environment overrides.
@@ -651,6 +724,27 @@ impl Config {
         let ratio = self.fingerprint.learn.min_ratio;
         if !(0.0..=1.0).contains(&ratio) {
             return bad("fingerprint.learn.min_ratio", "must be between 0 and 1");
+        }
+        let r = &self.rates;
+        if !(0.0 < r.medium && r.medium <= r.high && r.high <= r.critical && r.critical <= 1.0) {
+            return bad("rates", "need 0 < medium <= high <= critical <= 1");
+        }
+        if r.window.as_millis() < 60_000 {
+            return bad("rates.window", "must be at least 1m");
+        }
+        if self.release.canary_window.as_millis() < 60_000
+            || self.release.canary_window.as_millis()
+                > crate::release::series::MINUTES_KEPT * 60_000
+        {
+            return bad("release.canary_window", "must lie between 1m and 3h");
+        }
+        if !(0.0..1.0).contains(&self.release.p_value) {
+            return bad("release.p_value", "must be in (0, 1)");
+        }
+        if self.release.steps.windows(2).any(|w| w[0] >= w[1])
+            || self.release.steps.iter().any(|&p| p == 0 || p > 100)
+        {
+            return bad("release.steps", "must be increasing percentages in 1..=100");
         }
         if self.input.max_line_bytes < 64 {
             return bad("input.max_line_bytes", "must be at least 64");

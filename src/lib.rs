@@ -6,7 +6,8 @@
 //! turns an error record into an error type, [`baseline`] knows which types
 //! are old, [`window`] counts per type in event time, [`detect`] decides what
 //! deserves an alert and [`alert`] delivers it. [`pipeline`] wires the stages;
-//! [`state`] makes their memory durable. See `docs/architecture.md`.
+//! [`state`] makes their memory durable; [`release`] compares versions
+//! (error rates, canaries, regressions, reports). See `docs/architecture.md`.
 
 pub mod alert;
 pub mod baseline;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod record;
+pub mod release;
 pub mod source;
 pub mod state;
 pub mod window;

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub alerts_novel: AtomicU64,
     pub alerts_surge: AtomicU64,
     pub alerts_storm: AtomicU64,
+    pub alerts_error_rate: AtomicU64,
+    pub alerts_canary_regression: AtomicU64,
+    pub alerts_regression: AtomicU64,
     pub types_tracked: AtomicU64,
     bad: [AtomicU64; BadReason::ALL.len()],
     /// Processing latency histogram (record read → alert decided), seconds.
@@ -93,6 +96,9 @@ impl Metrics {
             Kind::Novel => &self.alerts_novel,
             Kind::Surge => &self.alerts_surge,
             Kind::Storm => &self.alerts_storm,
+            Kind::ErrorRate => &self.alerts_error_rate,
+            Kind::CanaryRegression => &self.alerts_canary_regression,
+            Kind::Regression => &self.alerts_regression,
         }
         .fetch_add(1, Ordering::Relaxed);
     }
@@ -114,6 +120,9 @@ impl Metrics {
                 ("novel", g(&self.alerts_novel)),
                 ("surge", g(&self.alerts_surge)),
                 ("storm", g(&self.alerts_storm)),
+                ("error_rate", g(&self.alerts_error_rate)),
+                ("canary_regression", g(&self.alerts_canary_regression)),
+                ("regression", g(&self.alerts_regression)),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))

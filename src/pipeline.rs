@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::alert::{Alert, AlertSink, SinkError};
+use crate::alert::{Alert, AlertSink, Kind, SinkError};
 use crate::baseline::{Baseline, Origin};
 use crate::config::{Config, Dur, Format};
 use crate::detect::Detector;
@@ -25,6 +25,7 @@ use crate::fingerprint::{self, FingerprintError, Fingerprinter};
 use crate::metrics::{Metrics, Snapshot};
 use crate::parse::{ParseError, Parser, RecordSink};
 use crate::record::{BadReason, EventTime, LineMeta, Record};
+use crate::release;
 use crate::source::{Input, LineReader, file};
 use crate::state::{RateCounts, State, StateError};
 
@@ -180,6 +181,9 @@ impl Engine {
                 self.last_minute = minute;
                 let mut out = std::mem::take(&mut self.pending);
                 self.state.detector.on_watermark(t, now_ms(), &mut out);
+                if !self.learning(t) {
+                    release::on_minute(&mut self.state, &self.cfg, minute, now_ms(), &mut out);
+                }
                 self.pending = out;
                 if let Some(until) = self.state.warmup_until
                     && t >= until
@@ -195,6 +199,7 @@ impl Engine {
     fn deliver(&mut self) {
         for a in self.pending.drain(..) {
             self.metrics.alert(a.kind);
+            self.state.release.log(&a);
             for s in &mut self.sinks {
                 if let Err(e) = s.emit(&a)
                     && self.sink_error.is_none()
@@ -261,7 +266,7 @@ impl Engine {
         self.advance(time);
         if let Some(svc) = rec.service.as_deref() {
             let v = rec.version.as_deref().unwrap_or("");
-            self.rate_entry(svc, v).errors += 1;
+            self.rate_entry(svc, v).count(Some(time), 0, 1);
         }
         let identity = self.fp.identify(&rec, None);
         let Some(typed) = fingerprint::classify(&mut self.state.baseline.learner, identity) else {
@@ -278,6 +283,17 @@ impl Engine {
             .baseline
             .observe_at(&typed, &rec, time, origin, !late);
         let mut out = std::mem::take(&mut self.pending);
+        release::check_regression(
+            &mut self.state.baseline,
+            typed.fingerprint,
+            &rec,
+            time,
+            learning,
+            &self.cfg,
+            now_ms(),
+            &mut out,
+        );
+        let from = out.len();
         self.state.detector.on_error(
             &mut self.state.baseline,
             typed.fingerprint,
@@ -287,6 +303,9 @@ impl Engine {
             now_ms(),
             &mut out,
         );
+        for a in out[from..].iter_mut().filter(|a| a.kind == Kind::Novel) {
+            release::enrich_novel(a, &self.state);
+        }
         self.pending = out;
         self.metrics
             .types_tracked
@@ -327,12 +346,17 @@ impl Engine {
 impl RecordSink for Engine {
     fn line(&mut self, meta: &LineMeta<'_>) {
         self.metrics.records.fetch_add(1, Ordering::Relaxed);
-        if let Some(t) = meta.time {
-            let t = self.event_time(Some(t));
-            self.advance(t);
-        }
+        let time = match meta.time {
+            Some(t) => {
+                let t = self.event_time(Some(t));
+                self.advance(t);
+                Some(t)
+            }
+            None => self.state.watermark,
+        };
         if let Some(svc) = meta.service {
-            self.rate_entry(svc, meta.version.unwrap_or("")).lines += 1;
+            self.rate_entry(svc, meta.version.unwrap_or(""))
+                .count(time, 1, 0);
         }
     }
 

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::Baseline;
 use crate::detect::Detector;
 use crate::record::EventTime;
+use crate::release::ReleaseState;
+use crate::release::series::{Timeline, Traffic};
 use crate::source::InputIdentity;
 
 pub const FORMAT: &str = "faultline.state/v1";
@@ -51,6 +53,27 @@ pub enum StateError {
 pub struct RateCounts {
     pub lines: u64,
     pub errors: u64,
+    /// Event time span the version was seen over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<EventTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<EventTime>,
+    /// The same counts over time (error-rate windows, canary, reports).
+    #[serde(default)]
+    pub timeline: Timeline<Traffic>,
+}
+
+impl RateCounts {
+    /// Counts `lines` lines and `errors` error lines at `time` (if known).
+    pub fn count(&mut self, time: Option<EventTime>, lines: u64, errors: u64) {
+        self.lines += lines;
+        self.errors += errors;
+        if let Some(t) = time {
+            self.first_seen = Some(self.first_seen.map_or(t, |f| f.min(t)));
+            self.last_seen = Some(self.last_seen.map_or(t, |l| l.max(t)));
+            self.timeline.add(t, Traffic { lines, errors });
+        }
+    }
 }
 
 /// The whole durable state.
@@ -74,6 +97,9 @@ pub struct State {
     /// once across crashes): the "nothing lost" check.
     #[serde(default)]
     pub kafka_records: u64,
+    /// Error-rate episodes, canary verdicts and the alert log.
+    #[serde(default)]
+    pub release: ReleaseState,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -99,6 +125,7 @@ impl State {
             rates: BTreeMap::new(),
             kafka_offsets: BTreeMap::new(),
             kafka_records: 0,
+            release: ReleaseState::default(),
         }
     }
 

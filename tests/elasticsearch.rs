@@ -754,6 +754,7 @@ fn alert(id: &str, service: &str) -> Alert {
         window: None,
         samples: vec![],
         storm: None,
+        release: Default::default(),
     }
 }
 

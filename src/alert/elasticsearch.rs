@@ -575,6 +575,12 @@ mod tests {
 
     #[test]
     fn the_shipped_templates_map_every_alert_field() {
+        let side = || crate::alert::VersionSide {
+            version: "1".into(),
+            lines: 1,
+            errors: 1,
+            per_1000: 1.0,
+        };
         let t: Value = serde_json::from_str(ALERTS_TEMPLATE).unwrap();
         let props = t.pointer("/template/mappings/properties").unwrap();
         let a = crate::alert::Alert {
@@ -603,6 +609,30 @@ mod tests {
                 novel_types: 1,
                 top: vec![],
             }),
+            // Every optional release field set, so each must be mapped.
+            release: crate::alert::ReleaseFields {
+                versions: vec!["1".into()],
+                new_in_version: Some("1".into()),
+                error_rate: Some(crate::alert::ErrorRateStats {
+                    window_s: 1,
+                    lines: 1,
+                    errors: 1,
+                    rate: 1.0,
+                    threshold: 1.0,
+                }),
+                canary: Some(crate::alert::CanaryComparison {
+                    subject: "s".into(),
+                    window_s: 1,
+                    stable: side(),
+                    canary: side(),
+                    ratio: Some(1.0),
+                    p_value: 0.5,
+                }),
+                resolved: Some(crate::alert::ResolvedInfo {
+                    resolved_at: rfc3339(0),
+                    in_version: Some("1".into()),
+                }),
+            },
         };
         let doc = alert_doc(&a);
         for (k, v) in doc.as_object().unwrap() {
@@ -610,11 +640,18 @@ mod tests {
                 .get(k)
                 .unwrap_or_else(|| panic!("alert field {k} has no mapping"));
             if let Value::Object(inner) = v {
-                for k2 in inner.keys() {
-                    assert!(
-                        p.pointer(&format!("/properties/{k2}")).is_some(),
-                        "alert field {k}.{k2} has no mapping"
-                    );
+                for (k2, v2) in inner {
+                    let p2 = p
+                        .pointer(&format!("/properties/{k2}"))
+                        .unwrap_or_else(|| panic!("alert field {k}.{k2} has no mapping"));
+                    if let Value::Object(inner2) = v2 {
+                        for k3 in inner2.keys() {
+                            assert!(
+                                p2.pointer(&format!("/properties/{k3}")).is_some(),
+                                "alert field {k}.{k2}.{k3} has no mapping"
+                            );
+                        }
+                    }
                 }
             }
         }

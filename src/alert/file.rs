@@ -143,6 +143,7 @@ mod tests {
             window: None,
             samples: vec![],
             storm: None,
+            release: Default::default(),
         }
     }
 

@@ -36,6 +36,13 @@ pub enum Kind {
     Surge,
     /// Too many novel types in one minute for one service: one summary.
     Storm,
+    /// A service's share of error lines crossed a step of the ladder.
+    ErrorRate,
+    /// The newer of two versions running side by side is significantly
+    /// worse than the older one (overall, or for one error type).
+    CanaryRegression,
+    /// A type marked resolved occurred again.
+    Regression,
 }
 
 impl Kind {
@@ -44,6 +51,9 @@ impl Kind {
             Kind::Novel => "novel",
             Kind::Surge => "surge",
             Kind::Storm => "storm",
+            Kind::ErrorRate => "error_rate",
+            Kind::CanaryRegression => "canary_regression",
+            Kind::Regression => "regression",
         }
     }
 }
@@ -55,6 +65,17 @@ pub enum Severity {
     Medium,
     High,
     Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
 }
 
 /// The window a surge (or storm) was judged on.
@@ -98,6 +119,73 @@ pub struct Alert {
     /// Storm summaries: novel types suppressed in the minute, and the top ones.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub storm: Option<StormSummary>,
+    /// Release fields (versions, rates, canary comparison). Flattened and
+    /// all optional, so alerts of the first kinds serialise as before.
+    #[serde(flatten, default)]
+    pub release: ReleaseFields,
+}
+
+/// Optional fields added for releases (issue #7); absent when empty.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseFields {
+    /// novel: the versions the type has occurred in so far.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub versions: Vec<String>,
+    /// novel: set when the type occurs only in the newest version of its
+    /// service (and an older one is known).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub new_in_version: Option<String>,
+    /// error_rate: the window judged.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error_rate: Option<ErrorRateStats>,
+    /// canary_regression: both versions' numbers and the test.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub canary: Option<CanaryComparison>,
+    /// regression: when the type was resolved, and in which version.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resolved: Option<ResolvedInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRateStats {
+    pub window_s: u64,
+    pub lines: u64,
+    pub errors: u64,
+    /// errors / lines.
+    pub rate: f64,
+    /// The ladder step crossed (share of error lines).
+    pub threshold: f64,
+}
+
+/// One version's side of a canary comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionSide {
+    pub version: String,
+    pub lines: u64,
+    /// Error lines (of the type, for a per-type comparison).
+    pub errors: u64,
+    /// Error lines per 1,000 lines.
+    pub per_1000: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CanaryComparison {
+    /// `error_rate` for the overall rate, else the type's fingerprint.
+    pub subject: String,
+    pub window_s: u64,
+    pub stable: VersionSide,
+    pub canary: VersionSide,
+    /// canary per_1000 / stable per_1000; null when the stable side has none.
+    pub ratio: Option<f64>,
+    /// Conditional binomial test: P(canary errors ≥ observed | same rate).
+    pub p_value: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedInfo {
+    pub resolved_at: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub in_version: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,6 +237,32 @@ impl Alert {
             ),
             Kind::Novel => format!(
                 "[{}] NEW {} {}{} — {}",
+                self.event_time,
+                self.service,
+                self.fingerprint.map(|f| f.to_string()).unwrap_or_default(),
+                match (&self.release.new_in_version, &self.version) {
+                    (Some(v), _) => format!(" (only in new version {v})"),
+                    (None, Some(v)) => format!(" (version {v})"),
+                    (None, None) => String::new(),
+                },
+                self.template
+            ),
+            Kind::ErrorRate => format!(
+                "[{}] ERROR RATE {} {}: {}",
+                self.event_time,
+                self.service,
+                self.severity.as_str(),
+                self.template
+            ),
+            Kind::CanaryRegression => format!(
+                "[{}] CANARY REGRESSION {} {}: {}",
+                self.event_time,
+                self.service,
+                self.version.as_deref().unwrap_or(""),
+                self.template
+            ),
+            Kind::Regression => format!(
+                "[{}] REGRESSION {} {}{} — {}",
                 self.event_time,
                 self.service,
                 self.fingerprint.map(|f| f.to_string()).unwrap_or_default(),

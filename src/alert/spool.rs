@@ -166,6 +166,7 @@ mod tests {
             window: None,
             samples: vec![],
             storm: None,
+            release: Default::default(),
         }
     }
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::fingerprint::{Context, Fingerprint, Learner, Typed};
 use crate::record::{EventTime, Record};
+use crate::release::series::TypeSeries;
 use crate::window::{WindowCounts, WindowSpec};
 
 /// Where a type's knowledge came from.
@@ -66,11 +67,19 @@ pub struct ErrorType {
     /// Per-bucket counts; `None` once evicted as cold.
     pub window: Option<WindowCounts>,
     pub surge: SurgeState,
-    /// Marked resolved by an operator (see `faultline types resolve`).
+    /// The version that carries the fix, when the operator named one
+    /// (`faultline types resolve --in-version`): only occurrences in it or
+    /// later versions count as a regression.
     #[serde(default)]
     pub resolved_in: Option<String>,
     #[serde(default)]
     pub muted: bool,
+    /// Watermark when the type was marked resolved; `None` = not resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<EventTime>,
+    /// Occurrences per version and over time (canary comparison, reports).
+    #[serde(default, skip_serializing_if = "TypeSeries::is_empty")]
+    pub series: TypeSeries,
 }
 
 impl ErrorType {
@@ -243,6 +252,8 @@ impl Baseline {
                 surge: SurgeState::default(),
                 resolved_in: None,
                 muted: false,
+                resolved_at: None,
+                series: TypeSeries::default(),
             };
             self.types.insert(fp, t);
         }
@@ -259,6 +270,9 @@ impl Baseline {
                     t.versions.insert(v.clone(), 1);
                 }
             }
+        }
+        if in_window {
+            t.series.add(rec.version.as_deref(), time);
         }
         if t.samples.len() < max_samples && !t.samples.contains(&rec.message) {
             t.samples.push(rec.message.clone());
@@ -280,7 +294,8 @@ impl Baseline {
         is_new && !merged_known
     }
 
-    /// Drops window counts and samples of the coldest tenth of hot types.
+    /// Drops window counts, samples and per-version minute counts of the
+    /// coldest tenth of hot types.
     fn evict_cold(&mut self) {
         let mut hot: Vec<(EventTime, Fingerprint)> = self
             .types
@@ -294,6 +309,8 @@ impl Baseline {
             if let Some(t) = self.types.get_mut(&fp) {
                 t.window = None;
                 t.samples = Vec::new();
+                // Per-version minutes go too (hourly totals stay, small).
+                t.series.by_version.clear();
                 self.hot -= 1;
             }
         }
@@ -362,6 +379,7 @@ fn absorb(into: &mut ErrorType, from: ErrorType) {
         }
     }
     into.surge.peak = into.surge.peak.max(from.surge.peak);
+    into.series.absorb(&from.series);
 }
 
 #[cfg(test)]

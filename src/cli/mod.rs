@@ -7,6 +7,9 @@ mod import_es;
 mod patterns;
 mod replay;
 mod run;
+mod report;
+mod rollout_check;
+mod types;
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +55,13 @@ enum Command {
     /// Validate the configuration and print the effective one.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Canary gate: exit 0 to proceed to the next step, 1 to hold or roll back.
+    RolloutCheck(rollout_check::RolloutCheckArgs),
+    /// Release report (Markdown, HTML or JSON) from a state directory.
+    Report(report::ReportArgs),
+    /// List, show, resolve, mute and unmute error types in a state.
+    #[command(subcommand)]
+    Types(types::TypesCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,6 +109,9 @@ pub fn run() -> Result<i32> {
         Command::Fingerprint(args) => fingerprint::run(cfg()?, args),
         Command::Baseline(cmd) => baseline::run(cfg()?, cmd),
         Command::Patterns(cmd) => patterns::run(cfg()?, cmd),
+        Command::RolloutCheck(args) => rollout_check::run(cfg()?, args),
+        Command::Report(args) => report::run(cfg()?, args),
+        Command::Types(cmd) => types::run(cfg()?, cmd),
         Command::Config(ConfigCommand::Check) => {
             let c = cfg()?;
             print!("{}", c.to_toml());

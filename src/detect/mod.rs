@@ -234,6 +234,7 @@ impl Detector {
             window: Some(stats),
             samples: more_samples(t, rec, self.samples),
             storm: None,
+            release: Default::default(),
         });
     }
 
@@ -320,6 +321,7 @@ fn novel_alert(
         window: None,
         samples: more_samples(t, rec, mode),
         storm: None,
+        release: Default::default(),
     }
 }
 
@@ -366,5 +368,6 @@ fn storm_alert(service: &str, s: &StormMinute, now_ms: i64) -> Alert {
             novel_types: total,
             top,
         }),
+        release: Default::default(),
     }
 }

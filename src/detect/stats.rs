@@ -63,6 +63,52 @@ pub fn poisson_sf(k: u64, lambda: f64) -> f64 {
     (ln_first + sum.ln()).exp().min(1.0)
 }
 
+/// P(X ≥ k) for X ~ Binomial(n, p): the canary test. Given n errors over
+/// both versions, each lands in the canary with probability p (its share
+/// of lines) if both versions err at the same rate.
+pub fn binomial_sf(k: u64, n: u64, p: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n {
+        return 0.0;
+    }
+    if p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    let (nf, lp, lq) = (n as f64, p.ln(), (1.0 - p).ln());
+    let ln_pmf = |i: f64| {
+        ln_gamma(nf + 1.0) - ln_gamma(i + 1.0) - ln_gamma(nf - i + 1.0) + i * lp + (nf - i) * lq
+    };
+    let mean = nf * p;
+    if (k as f64) > mean {
+        // Upper tail: terms fall once past the mean, sum until negligible.
+        let mut sum = 0.0;
+        for i in k..=n {
+            let t = ln_pmf(i as f64).exp();
+            sum += t;
+            if t < sum * 1e-16 {
+                break;
+            }
+        }
+        sum.min(1.0)
+    } else {
+        // At or below the mean: 1 − lower tail, summed downwards.
+        let mut sum = 0.0;
+        for i in (0..k).rev() {
+            let t = ln_pmf(i as f64).exp();
+            sum += t;
+            if t < sum * 1e-16 {
+                break;
+            }
+        }
+        (1.0 - sum).clamp(0.0, 1.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +126,21 @@ mod tests {
         assert!((poisson_sf(3, 1.0) - 0.080_301_397_071_394_2).abs() < 1e-12);
         assert_eq!(poisson_sf(0, 5.0), 1.0);
         assert_eq!(poisson_sf(2, 5.0), 1.0);
+    }
+
+    #[test]
+    fn binomial_tail_matches_known_values() {
+        // P(X ≥ 2 | n=3, p=0.5) = (3 + 1) / 8
+        assert!((binomial_sf(2, 3, 0.5) - 0.5).abs() < 1e-12);
+        assert!((binomial_sf(1, 2, 0.1) - 0.19).abs() < 1e-12);
+        assert_eq!(binomial_sf(0, 5, 0.3), 1.0);
+        assert_eq!(binomial_sf(6, 5, 0.3), 0.0);
+    }
+
+    #[test]
+    fn three_against_two_is_noise_but_ten_only_in_a_tenth_is_not() {
+        assert!(binomial_sf(3, 5, 0.5) > 0.1);
+        assert!(binomial_sf(10, 10, 0.1) < 1e-9);
     }
 
     #[test]

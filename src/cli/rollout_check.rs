@@ -1,0 +1,80 @@
+//! `faultline rollout-check`: a canary gate for CD pipelines.
+//!
+//! Exit codes are the interface: 0 proceed, 1 hold or roll back, 2 error
+//! (bad arguments, unreadable state). The JSON on stdout says why.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+
+use faultline::config::{Config, Dur, Format};
+use faultline::metrics::Metrics;
+use faultline::pipeline::{self, BaselineOptions, ReplayOptions};
+use faultline::release::rollout::{self, RolloutRequest};
+use faultline::source::Input;
+use faultline::state::State;
+
+use super::replay::parse_dur;
+
+#[derive(Args, Debug)]
+pub struct RolloutCheckArgs {
+    /// Service being rolled out.
+    #[arg(long)]
+    service: String,
+    /// Version serving most traffic now.
+    #[arg(long)]
+    stable: String,
+    /// Version being rolled out.
+    #[arg(long)]
+    canary: String,
+    /// The canary's current share of traffic, in percent.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=100))]
+    current_percentage: u32,
+    /// Compare over this much event time up to the latest record (default: release.canary_window).
+    #[arg(long, value_parser = parse_dur)]
+    window: Option<Dur>,
+    /// Read the state a running faultline keeps (a consistent snapshot: it is replaced atomically).
+    #[arg(long, conflicts_with = "inputs")]
+    state: Option<PathBuf>,
+    /// Or replay these log files (or `-`) from scratch.
+    inputs: Vec<String>,
+    /// Input format of the replayed files.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Warm-up of the replay.
+    #[arg(long, value_parser = parse_dur)]
+    warmup: Option<Dur>,
+}
+
+pub fn run(cfg: Config, args: RolloutCheckArgs) -> Result<i32> {
+    let state = match (&args.state, args.inputs.is_empty()) {
+        (Some(dir), _) => {
+            State::load(dir)?.with_context(|| format!("no state in {}", dir.display()))?
+        }
+        (None, false) => {
+            let opts = ReplayOptions {
+                inputs: args.inputs.iter().map(|s| Input::parse(s)).collect(),
+                format: args.format,
+                baseline: BaselineOptions {
+                    warmup: args.warmup,
+                    baseline: None,
+                },
+                ..ReplayOptions::default()
+            };
+            pipeline::replay(&cfg, &opts, Vec::new(), Arc::new(Metrics::default()))?.state
+        }
+        (None, true) => bail!("give --state DIR or log files to replay"),
+    };
+    let req = RolloutRequest {
+        service: args.service,
+        stable: args.stable,
+        canary: args.canary,
+        current_percentage: args.current_percentage,
+        window: args.window,
+    };
+    let verdict = rollout::check(&state, &cfg, &req)?;
+    println!("{}", serde_json::to_string_pretty(&verdict)?);
+    Ok(if verdict.proceed { 0 } else { 1 })
+}

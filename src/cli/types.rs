@@ -1,0 +1,222 @@
+//! `faultline types`: list, inspect and triage the known error types.
+//!
+//! Edits (resolve, mute, unmute) rewrite the state atomically. A running
+//! faultline keeps its own copy in memory and would overwrite them at its
+//! next checkpoint, so edit the state of a stopped instance (or of a replay).
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, anyhow};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use faultline::alert::rfc3339;
+use faultline::baseline::{ErrorType, Origin};
+use faultline::config::Config;
+use faultline::fingerprint::Fingerprint;
+use faultline::state::State;
+
+#[derive(Args, Debug)]
+pub struct StateArg {
+    /// State directory.
+    #[arg(long)]
+    state: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct OneType {
+    /// The type's fingerprint (16 hex digits).
+    fingerprint: String,
+    #[command(flatten)]
+    state: StateArg,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TypesCommand {
+    /// List the known types, by service and count.
+    List {
+        #[command(flatten)]
+        state: StateArg,
+        /// Only this service's types.
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything known about one type.
+    Show {
+        #[command(flatten)]
+        one: OneType,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a type fixed: if it occurs again, a `regression` alert fires.
+    Resolve {
+        #[command(flatten)]
+        one: OneType,
+        /// The version carrying the fix: only occurrences in it or later count.
+        #[arg(long)]
+        in_version: Option<String>,
+    },
+    /// Stop alerting on a type (it stays known).
+    Mute {
+        #[command(flatten)]
+        one: OneType,
+    },
+    /// Alert on a muted type again.
+    Unmute {
+        #[command(flatten)]
+        one: OneType,
+    },
+}
+
+/// One row of `types list --json` / `types show --json`.
+#[derive(Serialize)]
+struct Row<'a> {
+    fingerprint: Fingerprint,
+    service: &'a str,
+    template: &'a str,
+    status: &'static str,
+    origin: Origin,
+    count: u64,
+    first_seen: String,
+    last_seen: String,
+    versions: &'a std::collections::BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_in: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_at: Option<String>,
+    samples: &'a [String],
+}
+
+fn status(t: &ErrorType) -> &'static str {
+    if t.muted {
+        "muted"
+    } else if t.resolved_at.is_some() {
+        "resolved"
+    } else if t.origin == Origin::Live {
+        "new"
+    } else {
+        "known"
+    }
+}
+
+fn row(t: &ErrorType) -> Row<'_> {
+    Row {
+        fingerprint: t.fingerprint,
+        service: t.service(),
+        template: &t.template,
+        status: status(t),
+        origin: t.origin,
+        count: t.count,
+        first_seen: rfc3339(t.first_seen),
+        last_seen: rfc3339(t.last_seen),
+        versions: &t.versions,
+        resolved_in: t.resolved_in.as_deref(),
+        resolved_at: t.resolved_at.map(rfc3339),
+        samples: &t.samples,
+    }
+}
+
+fn load(s: &StateArg) -> Result<State> {
+    State::load(&s.state)?.with_context(|| format!("no state in {}", s.state.display()))
+}
+
+fn find<'a>(state: &'a mut State, fp: &str) -> Result<&'a mut ErrorType> {
+    let fp: Fingerprint = fp.parse().map_err(|e| anyhow!("{fp}: {e}"))?;
+    state
+        .baseline
+        .get_mut(fp)
+        .ok_or_else(|| anyhow!("no error type {fp} in the state"))
+}
+
+/// Applies `f` to one type and saves the state.
+fn edit(one: &OneType, f: impl FnOnce(&mut ErrorType, Option<i64>)) -> Result<i32> {
+    let mut state = load(&one.state)?;
+    let watermark = state.watermark;
+    let t = find(&mut state, &one.fingerprint)?;
+    f(t, watermark);
+    let line = format!("{} {} {}", t.fingerprint, status(t), t.template);
+    state.save(&one.state.state)?;
+    println!("{line}");
+    Ok(0)
+}
+
+pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
+    match cmd {
+        TypesCommand::List {
+            state,
+            service,
+            json,
+        } => {
+            let state = load(&state)?;
+            let types: Vec<&ErrorType> = state
+                .baseline
+                .sorted()
+                .into_iter()
+                .filter(|t| service.as_deref().is_none_or(|s| t.service() == s))
+                .collect();
+            if json {
+                let rows: Vec<Row> = types.iter().map(|t| row(t)).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<16}  {:<12}  {:<8}  {:>8}  {:<20}  {:<24}  template",
+                    "fingerprint", "service", "status", "count", "versions", "last seen"
+                );
+                for t in types {
+                    let versions = t.versions.keys().cloned().collect::<Vec<_>>().join(",");
+                    println!(
+                        "{:<16}  {:<12}  {:<8}  {:>8}  {:<20}  {:<24}  {}",
+                        t.fingerprint,
+                        t.service(),
+                        status(t),
+                        t.count,
+                        versions,
+                        rfc3339(t.last_seen),
+                        t.template
+                    );
+                }
+            }
+            Ok(0)
+        }
+        TypesCommand::Show { one, json } => {
+            let mut state = load(&one.state)?;
+            let t = find(&mut state, &one.fingerprint)?;
+            let r = row(t);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("fingerprint  {}", r.fingerprint);
+                println!("service      {}", r.service);
+                println!("template     {}", r.template);
+                println!("status       {}", r.status);
+                println!("count        {}", r.count);
+                println!("first seen   {}", r.first_seen);
+                println!("last seen    {}", r.last_seen);
+                for (v, n) in r.versions {
+                    println!("version      {v}: {n}");
+                }
+                if let Some(at) = &r.resolved_at {
+                    println!(
+                        "resolved     {at}{}",
+                        r.resolved_in
+                            .map(|v| format!(" (fix in {v})"))
+                            .unwrap_or_default()
+                    );
+                }
+                for s in r.samples {
+                    println!("sample       {}", s.lines().next().unwrap_or(""));
+                }
+            }
+            Ok(0)
+        }
+        TypesCommand::Resolve { one, in_version } => edit(&one, |t, watermark| {
+            // Only what happens after now counts as coming back.
+            t.resolved_at = Some(watermark.unwrap_or(t.last_seen).max(t.last_seen));
+            t.resolved_in = in_version;
+        }),
+        TypesCommand::Mute { one } => edit(&one, |t, _| t.muted = true),
+        TypesCommand::Unmute { one } => edit(&one, |t, _| t.muted = false),
+    }
+}
