@@ -97,11 +97,18 @@ fn judge(truth: &Truth, alerts: &[Alert]) {
         );
         match truth.type_of(a) {
             Some(t) if t.kind == scenario::Kind::New => *novel.entry(t.id).or_default() += 1,
-            Some(t) => wrong.push(format!("known type {} alerted as new: {:?}", t.id, a.sample)),
+            Some(t) => wrong.push(format!(
+                "known type {} alerted as new: {:?}",
+                t.id, a.sample
+            )),
             None => wrong.push(format!("novel alert matches no error type: {:?}", a.sample)),
         }
     }
-    assert!(wrong.is_empty(), "false novel alerts:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "false novel alerts:\n{}",
+        wrong.join("\n")
+    );
     let expected = truth.new_types();
     let got: BTreeSet<&str> = novel.keys().copied().collect();
     assert_eq!(got, expected, "every injected new type is alerted");
@@ -136,7 +143,12 @@ fn json_scenario_alerts_every_new_type_once_and_each_surge_and_nothing_else() {
     let p = write(dir.path(), "logs.jsonl", &truth.scenario.json_string());
     let s = replay(&Config::default(), &[p], "30m");
     judge(&truth, &s.alerts);
-    assert_eq!(s.metrics.bad.values().sum::<u64>(), 0, "{:?}", s.metrics.bad);
+    assert_eq!(
+        s.metrics.bad.values().sum::<u64>(),
+        0,
+        "{:?}",
+        s.metrics.bad
+    );
 }
 
 #[test]
@@ -184,7 +196,9 @@ fn junk_input_is_counted_by_reason_and_not_fatal() {
     bytes.extend_from_slice(b"\xff\xfe\xfd invalid utf8\n");
     bytes.extend_from_slice(&[0u8, 1, 2, 3, 4, 5, 0, 0, b'\n']);
     bytes.extend_from_slice(format!("{{\"message\":\"{}\"}}\n", "x".repeat(2 << 20)).as_bytes());
-    bytes.extend_from_slice(b"{\"@timestamp\":\"not a time\",\"log.level\":\"ERROR\",\"message\":\"x\"}\n");
+    bytes.extend_from_slice(
+        b"{\"@timestamp\":\"not a time\",\"log.level\":\"ERROR\",\"message\":\"x\"}\n",
+    );
     bytes.extend_from_slice(b"{\"@timestamp\":\"2026-11-02T10:00:05Z\",\"log.level\":\"ERROR\",\"message\":\"last\",\"service.name\":\"api\"}\n");
     let p = dir.path().join("junk.jsonl");
     std::fs::write(&p, &bytes).unwrap();
@@ -239,7 +253,12 @@ fn a_kill_9_and_restart_with_state_resumes_without_re_alerting() {
     };
     // Uninterrupted reference.
     let ref_alerts = dir.path().join("ref.jsonl");
-    assert!(run(&dir.path().join("ref-state"), &ref_alerts).wait().unwrap().success());
+    assert!(
+        run(&dir.path().join("ref-state"), &ref_alerts)
+            .wait()
+            .unwrap()
+            .success()
+    );
     let reference: BTreeSet<String> = read_alerts(&ref_alerts).into_iter().map(|a| a.id).collect();
     assert!(!reference.is_empty());
 
@@ -257,7 +276,10 @@ fn a_kill_9_and_restart_with_state_resumes_without_re_alerting() {
     let ids: Vec<String> = got.iter().map(|a| a.id.clone()).collect();
     let unique: BTreeSet<String> = ids.iter().cloned().collect();
     assert_eq!(ids.len(), unique.len(), "an alert was written twice");
-    assert_eq!(unique, reference, "the restarted run alerts exactly like the uninterrupted one");
+    assert_eq!(
+        unique, reference,
+        "the restarted run alerts exactly like the uninterrupted one"
+    );
 
     // A rerun on the same, fully processed input adds nothing.
     assert!(run(&state, &alerts).wait().unwrap().success());

@@ -6,9 +6,9 @@ mod fingerprint;
 mod import_es;
 mod patterns;
 mod replay;
-mod run;
 mod report;
 mod rollout_check;
+mod run;
 mod types;
 
 use std::path::{Path, PathBuf};
