@@ -109,6 +109,15 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
     }
     let alerts_path = args.alerts.clone().or(cfg.alerts.file.clone());
     let local = !args.no_local_alerts;
+    let es = (!cfg.elasticsearch.url.is_empty()).then(|| {
+        // Spool beside the state: both describe the same service.
+        let spool = cfg
+            .elasticsearch
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| args.state.join("es-spool"));
+        (cfg.elasticsearch.clone(), spool)
+    });
     let make_sinks = Box::new(move || {
         let mut v: Vec<Box<dyn AlertSink>> = Vec::new();
         if local {
@@ -116,6 +125,11 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
                 Some(p) => v.push(Box::new(JsonLinesSink::file(p, false)?)),
                 None => v.push(Box::new(JsonLinesSink::stdout())),
             }
+        }
+        if let Some((es_cfg, spool)) = &es {
+            v.push(Box::new(faultline::alert::elasticsearch::EsSink::open(
+                es_cfg, spool,
+            )?));
         }
         Ok(v)
     });

@@ -534,6 +534,11 @@ impl Core {
                 self.status.fail(format!("state save after commit: {e}"));
             }
         }
+        // The error-type catalogue (Elasticsearch) is best effort: a
+        // failure here is retried at the next commit, never a lost alert.
+        if let Err(e) = self.engine.export_types(false) {
+            tracing::warn!(error = %e, "error-type catalogue export failed");
+        }
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "batch committed"
