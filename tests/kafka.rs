@@ -468,9 +468,16 @@ impl Service {
 
 type Subject = (Kind, String, Option<String>);
 
+/// The (kind, service, fingerprint) set of the per-record kinds. The
+/// release kinds (error_rate, canary_regression, regression) are judged on
+/// finished minutes of per-version traffic; with three partitions the
+/// minutes fill in another order, and on a stream this small their verdicts
+/// sit near the significance threshold, so they are compared by
+/// `tests/release.rs` on one ordered stream instead.
 fn subjects(alerts: &[Alert]) -> BTreeSet<Subject> {
     alerts
         .iter()
+        .filter(|a| matches!(a.kind, Kind::Novel | Kind::Surge | Kind::Storm))
         .map(|a| {
             (
                 a.kind,
@@ -712,7 +719,196 @@ fn a_new_group_subscribed_by_regex_starting_at_latest_skips_the_backlog() {
         .get("/readyz")
         .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
     {
-        assert!(started.elapsed() < Duration::from_secs(30));
+        // Generous: a fresh group's first assignment waits for the
+        // coordinator, which is slow on a loaded 2-core machine.
+        assert!(started.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // "latest" is resolved when the fetcher starts, a moment after the
+    // assignment: produce small batches until the service sees records,
+    // then a last known batch. The backlog must never be read.
+    let after = scenario(44);
+    let mut produced = 500;
+    let started = Instant::now();
+    while s.progress().0 == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{}",
+            s.log_tail()
+        );
+        produce(&s.logs, &after[produced..produced + 10]);
+        produced += 10;
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    produce(&s.logs, &after[produced..produced + 100]);
+    produced += 100;
+    let started = Instant::now();
+    while s.progress().0 < 100 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{}",
+            s.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0));
+    let seen = s.progress().0;
+    assert!(
+        (100..=(produced - 500) as u64).contains(&seen),
+        "only records produced after the start: saw {seen} of {} produced after it (backlog 500)",
+        produced - 500
+    );
+    let log = std::fs::read_to_string(s.dir.path().join("run.log")).unwrap_or_default();
+    assert!(
+        log.contains("re-processing the gap without alerts"),
+        "the restart after the failpoint found the state behind the committed offsets"
+    );
+    let got = read_alerts(&s.alerts);
+    assert_same_alerts_exactly_once(&got, &expected);
+    // The file sink saw the same alerts, each once (ids dedup on reopen).
+    let file = std::fs::read_to_string(s.dir.path().join("alerts.jsonl")).unwrap_or_default();
+    let file_ids: Vec<String> = file
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Alert>(l).ok())
+        .map(|a| a.id)
+        .collect();
+    let distinct: BTreeSet<String> = file_ids.iter().cloned().collect();
+    assert_eq!(distinct.len(), file_ids.len(), "file sink duplicates");
+    assert_eq!(distinct, got.iter().map(|a| a.id.clone()).collect());
+}
+
+#[test]
+fn the_service_reconnects_after_a_broker_restart_and_finishes_with_the_same_alerts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let s = Setup::new("restart", "");
+    let records = scenario(43);
+    let expected = s.replay(&records);
+    produce(&s.logs, &records);
+    let svc = s.start();
+    svc.wait_lines(1000, Duration::from_secs(60));
+    let script = repo().join("scripts/kafka.sh");
+    assert!(
+        Command::new(&script)
+            .arg("stop")
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        Command::new(&script)
+            .arg("start")
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    s.wait_for_all(records.len(), Duration::from_secs(120));
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0), "log: {}", s.log_tail());
+    assert_eq!(s.progress().0, records.len() as u64);
+    assert_same_alerts_exactly_once(&read_alerts(&s.alerts), &expected);
+}
+
+#[test]
+fn malformed_records_are_counted_by_reason_dead_lettered_and_skipped() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let dlq = unique("bad-dlq");
+    create_topics(&[(&dlq, 1)]);
+    let s = Setup::new(
+        "bad",
+        &format!("dead_letter_topic = \"{dlq}\"\n[input]\nmax_line_bytes = 262144\n"),
+    );
+    let good = |msg: &str| {
+        let v = serde_json::json!({
+            "@timestamp": "2026-11-02T10:00:00.000Z",
+            "log.level": "INFO",
+            "message": msg,
+            "service.name": "checkout",
+        });
+        (None, v.to_string().into_bytes())
+    };
+    let big = format!(
+        "{{\"log.level\":\"ERROR\",\"message\":\"{}\"}}",
+        "x".repeat(1_040_000)
+    );
+    let records = vec![
+        good("before"),
+        (None, b"{\"log.level\": \"ERROR\", \"message\": ".to_vec()),
+        (None, vec![0xff, 0xfe, 0x00, 0x01, 0x80, 0x9c, 0x00]),
+        (None, Vec::new()),
+        (None, big.into_bytes()),
+        good("after"),
+    ];
+    produce(&s.logs, &records);
+    let svc = s.start();
+    s.wait_for_all(records.len(), Duration::from_secs(60));
+    let metrics = svc.get("/metrics").unwrap_or_default();
+    let bad = |reason: &str| -> u64 {
+        let key = format!("faultline_bad_records_total{{reason=\"{reason}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(key.as_str())?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(bad("empty"), 1, "{metrics}");
+    assert_eq!(bad("too_long"), 1, "{metrics}");
+    // Invalid JSON and binary: the parser names the reason.
+    assert_eq!(
+        bad("invalid_json") + bad("invalid_utf8") + bad("binary"),
+        2,
+        "{metrics}"
+    );
+    assert_eq!(svc.metric("faultline_records_total"), Some(2), "{metrics}");
+    assert!(
+        svc.get("/healthz")
+            .is_some_and(|h| h.starts_with("HTTP/1.1 200"))
+    );
+    // Lag comes from librdkafka's statistics (every second in these tests).
+    let lag = format!("faultline_kafka_consumer_lag{{topic=\"{}\"", s.logs);
+    let started = Instant::now();
+    while !svc.get("/metrics").is_some_and(|m| m.contains(&lag)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no lag metric: {}",
+            svc.get("/metrics").unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0));
+    let dead = read_committed(&dlq);
+    assert_eq!(dead.len(), 4, "dead-lettered records");
+    assert!(dead.iter().any(|d| d.is_empty()));
+    // The 1 MB record is cut to kafka.dead_letter_max_bytes (512 KiB).
+    assert!(dead.iter().any(|d| d.len() == 512 * 1024));
+}
+
+#[test]
+fn a_new_group_subscribed_by_regex_starting_at_latest_skips_the_backlog() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let s = Setup::subscribing("latest", "start = \"latest\"", true);
+    produce(&s.logs, &scenario(44)[..500]);
+    // Also: structured JSON logs.
+    let svc = s.start_with(&[("FAULTLINE__METRICS__LOG_FORMAT", "json")]);
+    // Wait until the group has its assignment (the metrics endpoint says
+    // ready), then produce after it.
+    let started = Instant::now();
+    while !svc
+        .get("/readyz")
+        .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    {
+        // Generous: a fresh group's first assignment waits for the
+        // coordinator, which is slow on a loaded 2-core machine.
+        assert!(started.elapsed() < Duration::from_secs(120));
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(3));
@@ -720,7 +916,7 @@ fn a_new_group_subscribed_by_regex_starting_at_latest_skips_the_backlog() {
     let started = Instant::now();
     while s.progress().0 < 100 {
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < Duration::from_secs(120),
             "{}",
             s.log_tail()
         );
