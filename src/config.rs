@@ -395,6 +395,10 @@ pub struct DetectConfig {
     /// Floor on the baseline rate (per minute), so a type seen once in the
     /// baseline does not make every repeat a surge.
     pub surge_min_baseline_per_min: f64,
+    /// A type first seen after warm-up already paged as novel, and its
+    /// early rate follows its rollout, not its normal: it may surge only
+    /// once it has this much history.
+    pub surge_new_type_history: Dur,
     /// After a surge ends, a new episode may alert only after this.
     pub cooldown: Dur,
     /// Novel alerts per minute per service beyond which one `storm` summary
@@ -412,6 +416,7 @@ impl Default for DetectConfig {
             surge_min_ratio: 4.0,
             surge_p_value: 1e-6,
             surge_min_baseline_per_min: 0.05,
+            surge_new_type_history: Dur::secs(60 * 60),
             cooldown: Dur::secs(30 * 60),
             storm_per_minute: 20,
         }
