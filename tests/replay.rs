@@ -316,3 +316,88 @@ fn a_replaced_input_is_detected_and_read_again() {
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("truncated or replaced"), "{err}");
 }
+
+fn ecs(minute: u32, second: u32, level: &str, msg: &str) -> String {
+    format!(
+        "{{\"@timestamp\":\"2026-11-02T{:02}:{:02}:{:02}Z\",\"log.level\":\"{level}\",\"message\":\"{msg}\",\"service.name\":\"api\"}}\n",
+        10 + minute / 60,
+        minute % 60,
+        second
+    )
+}
+
+/// A warm-up of one known error, then `n` distinct new error types in one
+/// minute (words without digits, so each is its own type).
+fn burst_of_new_types(n: usize) -> String {
+    let mut s = String::new();
+    for m in 0..31 {
+        s.push_str(&ecs(m, 0, "ERROR", "cache warmup failed"));
+    }
+    let words = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+        "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra",
+        "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu",
+    ];
+    // Any two messages differ in all three word positions (7 and 11 are
+    // coprime with 26) or in length: no position can look variable.
+    for i in 0..n {
+        let k = words.len();
+        let (a, b, c) = (
+            words[i % k],
+            words[(7 * i + 3) % k],
+            words[(11 * i + 5) % k],
+        );
+        let tail = if i >= k { " again" } else { "" };
+        let msg = format!("module {a} {b} {c} crashed{tail}");
+        s.push_str(&ecs(40, (i % 60) as u32, "ERROR", &msg));
+    }
+    s.push_str(&ecs(45, 0, "INFO", "later"));
+    s
+}
+
+#[test]
+fn a_storm_of_new_types_pages_twenty_times_then_once_with_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "storm.jsonl", &burst_of_new_types(30));
+    let s = replay(&Config::default(), &[p], "30m");
+    let novel = s.alerts.iter().filter(|a| a.kind == Kind::Novel).count();
+    let storms: Vec<&Alert> = s.alerts.iter().filter(|a| a.kind == Kind::Storm).collect();
+    assert_eq!(
+        novel, 20,
+        "the first storm_per_minute types alert one by one"
+    );
+    assert_eq!(storms.len(), 1, "{storms:?}");
+    let summary = storms[0].storm.as_ref().unwrap();
+    assert_eq!(summary.novel_types, 30);
+    assert_eq!(summary.top.len(), 10);
+    assert_eq!(
+        s.state.baseline.types.len(),
+        31,
+        "every type is still recorded"
+    );
+}
+
+#[test]
+fn masked_and_no_samples_keep_messages_out_of_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for m in 0..31 {
+        text.push_str(&ecs(m, 0, "INFO", "tick"));
+    }
+    text.push_str(&ecs(
+        35,
+        0,
+        "ERROR",
+        "login failed for jane.doe@example.com",
+    ));
+    let p = write(dir.path(), "pii.jsonl", &text);
+    let mut cfg = Config::default();
+    cfg.alerts.samples = faultline::config::SampleMode::Masked;
+    let s = replay(&cfg, std::slice::from_ref(&p), "30m");
+    assert_eq!(s.alerts.len(), 1);
+    assert_eq!(s.alerts[0].sample.as_deref(), Some("login failed for <*>"));
+    assert!(s.alerts[0].samples.is_empty());
+    cfg.alerts.samples = faultline::config::SampleMode::None;
+    let s = replay(&cfg, &[p], "30m");
+    assert_eq!(s.alerts[0].sample, None);
+}
