@@ -294,7 +294,6 @@ impl Engine {
             &mut out,
         );
         let from = out.len();
-        let traffic = self.traffic_growth(typed.fingerprint, time);
         self.state.detector.on_error(
             &mut self.state.baseline,
             typed.fingerprint,
@@ -302,7 +301,6 @@ impl Engine {
             time,
             learning,
             now_ms(),
-            traffic,
             &mut out,
         );
         for a in out[from..].iter_mut().filter(|a| a.kind == Kind::Novel) {
@@ -316,48 +314,6 @@ impl Engine {
         if let Ok(mut h) = self.metrics.latency.lock() {
             h.observe(started.elapsed().as_secs_f64());
         }
-    }
-
-    /// How much busier (lines per minute) the versions a type occurs in
-    /// are over the recent surge window than over the type's history in
-    /// the window ring; 1 when unknown. Lets surge detection judge errors
-    /// per traffic, so a canary's growing share is not a surge of the
-    /// errors only the canary logs.
-    fn traffic_growth(&self, fp: crate::fingerprint::Fingerprint, time: EventTime) -> f64 {
-        const MIN: i64 = 60_000;
-        let Some(t) = self.state.baseline.get(fp) else {
-            return 1.0;
-        };
-        let Some(versions) = self.state.rates.get(t.service()) else {
-            return 1.0;
-        };
-        // Whole, finished minutes only: a partial current minute would read
-        // as a traffic drop, a window cut mid-minute as growth.
-        let now = time.div_euclid(MIN) * MIN;
-        let split = now - self.cfg.detect.surge_window.as_millis().max(MIN) / MIN * MIN;
-        let first = (t.first_seen.div_euclid(MIN) + 1) * MIN;
-        let hist_from = (now - self.cfg.window.history.as_millis()).max(first);
-        if split - hist_from < now - split {
-            return 1.0;
-        }
-        // Traffic is the non-error lines: a surge's own error lines must not
-        // count as growth that excuses it.
-        let quiet = |from, to| -> u64 {
-            t.series
-                .by_version
-                .keys()
-                .filter_map(|v| versions.get(v.as_str()))
-                .map(|rc| {
-                    let tr = rc.timeline.range(from, to);
-                    tr.lines.saturating_sub(tr.errors)
-                })
-                .sum()
-        };
-        let (recent, hist) = (quiet(split, now), quiet(hist_from, split));
-        if recent == 0 || hist == 0 {
-            return 1.0;
-        }
-        (recent as f64 / (now - split) as f64) / (hist as f64 / (split - hist_from) as f64)
     }
 
     fn rate_entry(&mut self, service: &str, version: &str) -> &mut RateCounts {

@@ -73,7 +73,6 @@ impl Detector {
         time: EventTime,
         learning: bool,
         now_ms: i64,
-        traffic: f64,
         out: &mut Vec<Alert>,
     ) {
         let spec = b.spec;
@@ -116,7 +115,7 @@ impl Detector {
         if !self.cfg.surge {
             return;
         }
-        self.judge_surge(t, rec, time, learning, now_ms, spec, traffic, out);
+        self.judge_surge(t, rec, time, learning, now_ms, spec, out);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -128,7 +127,6 @@ impl Detector {
         learning: bool,
         now_ms: i64,
         spec: crate::window::WindowSpec,
-        traffic: f64,
         out: &mut Vec<Alert>,
     ) {
         let Some(w) = t.window.as_ref() else {
@@ -168,14 +166,6 @@ impl Detector {
         } else {
             0
         });
-        // Rates are per traffic: when the versions this type occurs in
-        // serve more lines than during its history (a canary ramping from
-        // 10 % to 100 %), proportionally more errors are expected. Only
-        // ever raises the bar (`traffic` ≥ 1), so a traffic drop never
-        // makes a surge easier to call.
-        let traffic = traffic.max(1.0);
-        rate *= traffic;
-        let peak = (peak as f64 * traffic).ceil() as u64;
         let expected = rate * window_min;
         let ratio = recent as f64 / expected.max(1e-9);
 
