@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
+use super::Fingerprint;
 use super::mask::VAR;
 
 /// Index of a cluster in the learner.
@@ -48,6 +49,11 @@ struct Cluster {
     /// template `disk <*> full` never swallows `disk sda full`.
     #[serde(default)]
     learned: Vec<u32>,
+    /// The cluster's fingerprint once computed. A cluster's template never
+    /// changes (generalising makes a new cluster), so neither does its hash;
+    /// caching it saves hashing the canonical form on every record.
+    #[serde(skip)]
+    fingerprint: Option<Fingerprint>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -88,18 +94,20 @@ fn half() -> f64 {
     0.5
 }
 
+// These hashes are stored in the state: any change to what they cover
+// orphans every learned cluster.
 fn h_template(ctx: u64, template: &str) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(&ctx.to_le_bytes());
-    h.update(template.as_bytes());
-    h.digest()
+    super::hash_concat(|b| {
+        b.extend_from_slice(&ctx.to_le_bytes());
+        b.extend_from_slice(template.as_bytes());
+    })
 }
 
 fn h_bucket(ctx: u64, len: usize) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(&ctx.to_le_bytes());
-    h.update(&(len as u64).to_le_bytes());
-    h.digest()
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&ctx.to_le_bytes());
+    b[8..].copy_from_slice(&(len as u64).to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&b)
 }
 
 fn h_skeleton(ctx: u64, words: &[&str], pos: usize) -> u64 {
@@ -270,6 +278,17 @@ impl Learner {
         &self.clusters[id as usize].template
     }
 
+    /// The fingerprint of cluster `id`, computed by `compute` on first use.
+    /// `compute` must be a function of the cluster's context and template.
+    pub fn fingerprint_of(
+        &mut self,
+        id: ClusterId,
+        compute: impl FnOnce(&str) -> Fingerprint,
+    ) -> Fingerprint {
+        let c = &mut self.clusters[id as usize];
+        *c.fingerprint.get_or_insert_with(|| compute(&c.template))
+    }
+
     pub fn context(&self, id: ClusterId) -> u64 {
         self.clusters[id as usize].ctx
     }
@@ -426,6 +445,7 @@ impl Learner {
             alias_of: None,
             count: 1,
             learned: Vec::new(),
+            fingerprint: None,
         });
         id
     }

@@ -24,6 +24,9 @@ pub const MASK_CODE_VERSION: u32 = 2;
 pub struct Masker {
     all: Option<MultiRegex>,
     rules: Vec<MaskRule>,
+    /// Per rule: whether its replacement refers to capture groups, decided
+    /// once here rather than per match.
+    expands: Vec<bool>,
     mask_digit_words: bool,
 }
 
@@ -45,10 +48,16 @@ impl Masker {
             None
         } else {
             let pats: Vec<&str> = set.rules.iter().map(|r| r.regex.as_str()).collect();
-            Some(MultiRegex::new_many(&pats).map_err(|e| BuildError(e.to_string()))?)
+            Some(
+                MultiRegex::builder()
+                    .configure(MultiRegex::config().hybrid_cache_capacity(64 << 20))
+                    .build_many(&pats)
+                    .map_err(|e| BuildError(e.to_string()))?,
+            )
         };
         Ok(Masker {
             all,
+            expands: set.rules.iter().map(|r| r.replace.contains('$')).collect(),
             rules: set.rules.clone(),
             mask_digit_words: set.mask_digit_words,
         })
@@ -59,14 +68,31 @@ impl Masker {
     /// that replaced something.
     pub fn mask_into(&self, msg: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
         out.clear();
+        SCRATCH.with_borrow_mut(|scratch| {
+            self.mask_with(msg, out, scratch, fired.as_deref_mut());
+            if scratch.capacity() > 1 << 16 {
+                // One huge message must not pin its size for the thread's life.
+                *scratch = String::new();
+            }
+        });
+    }
+
+    fn mask_with(
+        &self,
+        msg: &str,
+        out: &mut String,
+        scratch: &mut String,
+        mut fired: Option<&mut Vec<Fired>>,
+    ) {
         // Pass 1: the rules, into `scratch`.
-        let mut scratch = String::with_capacity(msg.len());
+        scratch.clear();
         let mut last = 0;
         if let Some(all) = &self.all {
             for m in all.find_iter(msg) {
-                let rule = &self.rules[m.pattern().as_usize()];
+                let i = m.pattern().as_usize();
+                let rule = &self.rules[i];
                 scratch.push_str(&msg[last..m.start()]);
-                push_replacement(rule, msg, m.start(), &mut scratch);
+                push_replacement(rule, self.expands[i], msg, m.start(), scratch);
                 if let Some(f) = fired.as_deref_mut() {
                     f.push(Fired {
                         rule: rule.name.clone(),
@@ -85,6 +111,14 @@ impl Masker {
             let start = out.len();
             if !out.is_empty() {
                 out.push(' ');
+            }
+            if !word.bytes().any(|c| c.is_ascii_digit() || c == b'<') {
+                // Most words: nothing to mask, no placeholder to compare.
+                // Everything below would leave them as they are.
+                out.push_str(word);
+                prev_id = false;
+                prev_start = start;
+                continue;
             }
             if self.mask_digit_words {
                 push_masking_digit_parts(word, out, fired.as_deref_mut());
@@ -111,7 +145,7 @@ impl Masker {
             // (`init 1 -2`, `at 3 4`) are fixed tuples and stay.
             let this = &out[start..];
             let this = this.strip_prefix(' ').unwrap_or(this);
-            let is_id = this.contains(VAR) && has_letter_outside_var(word);
+            let is_id = contains_var(this) && has_letter_outside_var(word);
             if is_id && prev_id {
                 let prev = &out[prev_start..start];
                 let prev = prev.strip_prefix(' ').unwrap_or(prev);
@@ -137,8 +171,8 @@ impl Masker {
 /// with `$1` / `${name}` takes capture groups from the match (`$$` is a
 /// literal `$`); only then is the rule's own regex run again, from the
 /// match's start, so plain rules cost nothing extra.
-fn push_replacement(rule: &MaskRule, msg: &str, start: usize, out: &mut String) {
-    if rule.replace.contains('$')
+fn push_replacement(rule: &MaskRule, expands: bool, msg: &str, start: usize, out: &mut String) {
+    if expands
         && let Some(c) = rule.regex.captures_at(msg, start)
         && c.get(0).is_some_and(|m| m.start() == start)
     {
@@ -148,10 +182,48 @@ fn push_replacement(rule: &MaskRule, msg: &str, start: usize, out: &mut String) 
     }
 }
 
+thread_local! {
+    /// The rules' output before the word pass: one buffer per thread, reused,
+    /// so masking a message allocates nothing once it has warmed up.
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// `s.contains(VAR)` without building a substring searcher per call: the
+/// word pass asks this of every word, and almost none holds a `<`. Words
+/// are short, so a plain loop beats calling out to `memchr`.
+fn contains_var(s: &str) -> bool {
+    s.as_bytes()
+        .iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'<' && s.as_bytes()[i..].starts_with(VAR.as_bytes()))
+}
+
 /// Whether `word` has an ASCII letter outside its `<*>` placeholders.
 fn has_letter_outside_var(word: &str) -> bool {
-    word.split(VAR)
-        .any(|piece| piece.bytes().any(|b| b.is_ascii_alphabetic()))
+    let b = word.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(VAR.as_bytes()) {
+            i += VAR.len();
+        } else if b[i].is_ascii_alphabetic() {
+            return true;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Whether a rule masked the number of an underscore identifier in `word`
+/// (`blk_<*>`, `blk_-<*>`): `word.contains("_<*>") || word.contains("_-<*>")`
+/// with one scan.
+fn has_underscore_var(word: &str) -> bool {
+    let b = word.as_bytes();
+    b.iter().enumerate().any(|(at, &c)| {
+        c == b'<'
+            && b[at..].starts_with(VAR.as_bytes())
+            && (b[..at].ends_with(b"_") || b[..at].ends_with(b"_-"))
+    })
 }
 
 fn is_delim(b: u8) -> bool {
@@ -186,8 +258,7 @@ fn is_delim(b: u8) -> bool {
 fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
     let bytes = word.as_bytes();
     if !bytes.iter().any(|b| b.is_ascii_digit())
-        && !word.contains("_<*>")
-        && !word.contains("_-<*>")
+        && !has_underscore_var(word)
     {
         out.push_str(word);
         return;

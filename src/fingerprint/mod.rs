@@ -22,7 +22,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::FingerprintConfig;
 use crate::record::Record;
@@ -86,34 +86,52 @@ pub struct Context {
 impl Context {
     /// Hash of the context alone: templates generalise only within one.
     pub fn key(&self) -> u64 {
-        let mut h = Xxh3::new();
-        self.feed(&mut h);
-        h.digest()
+        hash_concat(|b| self.write(b))
     }
 
-    fn feed(&self, h: &mut Xxh3) {
-        h.update(CANONICAL_VERSION.as_bytes());
-        h.update(b"\x1f");
-        h.update(self.service.as_bytes());
-        h.update(b"\x1f");
-        h.update(self.exception.as_bytes());
-        h.update(b"\x1f");
+    fn write(&self, b: &mut Vec<u8>) {
+        b.extend_from_slice(CANONICAL_VERSION.as_bytes());
+        b.push(0x1f);
+        b.extend_from_slice(self.service.as_bytes());
+        b.push(0x1f);
+        b.extend_from_slice(self.exception.as_bytes());
+        b.push(0x1f);
         for (i, f) in self.frames.iter().enumerate() {
             if i > 0 {
-                h.update(b"|");
+                b.push(b'|');
             }
-            h.update(f.as_bytes());
+            b.extend_from_slice(f.as_bytes());
         }
-        h.update(b"\x1f");
+        b.push(0x1f);
     }
 
     /// The fingerprint of `template` in this context (the canonical form).
     pub fn fingerprint(&self, template: &str) -> Fingerprint {
-        let mut h = Xxh3::new();
-        self.feed(&mut h);
-        h.update(template.as_bytes());
-        Fingerprint(h.digest())
+        Fingerprint(hash_concat(|b| {
+            self.write(b);
+            b.extend_from_slice(template.as_bytes());
+        }))
     }
+}
+
+/// xxh3 of the bytes `fill` writes. The same value as feeding them to a
+/// streaming `Xxh3` piece by piece (xxh3 hashes a byte string, however it
+/// arrives), but one-shot hashing of a short buffer costs a fraction of
+/// setting up the streaming state — and this runs several times for every
+/// error record. The buffer is per thread and reused.
+pub(crate) fn hash_concat(fill: impl FnOnce(&mut Vec<u8>)) -> u64 {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|b| {
+        b.clear();
+        fill(b);
+        let h = xxh3_64(b);
+        if b.capacity() > 1 << 16 {
+            *b = Vec::new();
+        }
+        h
+    })
 }
 
 /// What the stateless part of fingerprinting makes of a record.
@@ -269,14 +287,15 @@ pub fn classify(learner: &mut Learner, identity: Identity) -> Option<Typed> {
         }),
         Identity::Learned { context, template } => {
             let r = learner.observe(context.key(), &template);
+            let fingerprint = learner.fingerprint_of(r.cluster, |t| context.fingerprint(t));
             let general = learner.template(r.cluster).to_string();
             let merged = r
                 .merged
                 .iter()
-                .map(|&m| context.fingerprint(learner.template(m)))
+                .map(|&m| learner.fingerprint_of(m, |t| context.fingerprint(t)))
                 .collect();
             Some(Typed {
-                fingerprint: context.fingerprint(&general),
+                fingerprint,
                 template: general,
                 context,
                 created: r.created,

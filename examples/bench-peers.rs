@@ -1,0 +1,93 @@
+//! One timed run of one template miner over one input, for
+//! `scripts/bench-compare`.
+//!
+//! ```text
+//! bench-peers --engine faultline|logdrain|drain3 --input FILE
+//! ```
+//!
+//! The whole file is read into memory first (not timed), so every engine
+//! sees the same lines from RAM and only the mining is measured. Each run is
+//! its own process so the engines never share a heap or a warm cache, and
+//! the script can pin it to one core and alternate engines. Prints one JSON
+//! object: engine, lines, seconds, lines per second, and groups found (a
+//! sanity check that the engine did the work).
+//!
+//! Every engine uses its default configuration; faultline uses the shipped
+//! rules (`patterns/`) with its online learner — the same path as
+//! `faultline fingerprint --raw --online` and the stream.
+
+use std::time::Instant;
+
+use faultline::config::Config;
+use faultline::fingerprint::{self, Fingerprinter, Learner};
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("bench-peers: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let mut engine = None;
+    let mut input = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--engine" => engine = args.next(),
+            "--input" => input = args.next(),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    let engine = engine.ok_or("--engine faultline|logdrain|drain3 is required")?;
+    let input = input.ok_or("--input FILE is required")?;
+    let text = std::fs::read_to_string(&input).map_err(|e| format!("{input}: {e}"))?;
+    let lines: Vec<&str> = text.lines().collect();
+
+    let started = Instant::now();
+    let groups = match engine.as_str() {
+        "faultline" => faultline(&lines)?,
+        "logdrain" => logdrain(&lines)?,
+        "drain3" => drain3(&lines)?,
+        other => return Err(format!("unknown engine `{other}`")),
+    };
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{{\"engine\":\"{engine}\",\"lines\":{},\"secs\":{secs:.4},\"lines_per_sec\":{:.0},\"groups\":{groups}}}",
+        lines.len(),
+        lines.len() as f64 / secs
+    );
+    Ok(())
+}
+
+fn faultline(lines: &[&str]) -> Result<usize, String> {
+    let cfg = Config::default();
+    let fp = Fingerprinter::new(&cfg.fingerprint).map_err(|e| e.to_string())?;
+    let mut learner = Learner::from_config(&cfg.fingerprint.learn);
+    let mut ids = std::collections::HashSet::new();
+    for line in lines {
+        if let Some(t) = fingerprint::classify(&mut learner, fp.identify_message(line, None)) {
+            ids.insert(t.fingerprint);
+        }
+    }
+    Ok(ids.len())
+}
+
+fn logdrain(lines: &[&str]) -> Result<usize, String> {
+    let miner = logdrain::Miner::builder()
+        .build()
+        .map_err(|e| e.to_string())?;
+    for line in lines {
+        std::hint::black_box(miner.add(line));
+    }
+    Ok(miner.len())
+}
+
+fn drain3(lines: &[&str]) -> Result<usize, String> {
+    let mut m = drain3::Matcher::new(drain3::Config::default());
+    for line in lines {
+        // A line over the engine's limits is its answer too: not fatal.
+        let _ = std::hint::black_box(m.add_log_message(line));
+    }
+    Ok(m.templates().len())
+}
