@@ -74,7 +74,10 @@ fn parse(c: &mut Criterion) {
     let cfg = Config::default();
     let mut g = c.benchmark_group("parse");
     let json = Parser::new(&cfg, Format::Json).expect("default config parses");
-    for (name, input) in [("json_errors", JSON.to_string()), ("json_5pct_errors", quiet_mix(JSON))] {
+    for (name, input) in [
+        ("json_errors", JSON.to_string()),
+        ("json_5pct_errors", quiet_mix(JSON)),
+    ] {
         g.throughput(Throughput::Elements(input.lines().count() as u64));
         g.bench_function(name, |b| b.iter(|| parse_all(&json, black_box(&input))));
     }
@@ -189,7 +192,7 @@ fn detect(c: &mut Criterion) {
     .expect("default engine builds");
     engine.forget_emitted();
     let mut shift = 0;
-    let mut pass = |engine: &mut Engine, shift: &mut i64| {
+    let pass = |engine: &mut Engine, shift: &mut i64| {
         for r in &records {
             let mut r = r.clone();
             r.time = r.time.map(|t| t + *shift);

@@ -66,10 +66,10 @@ impl Masker {
     /// Masks `msg` into `out` (cleared first) as a template whose words are
     /// separated by single spaces. `fired`, when given, collects each rule
     /// that replaced something.
-    pub fn mask_into(&self, msg: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
+    pub fn mask_into(&self, msg: &str, out: &mut String, fired: Option<&mut Vec<Fired>>) {
         out.clear();
         SCRATCH.with_borrow_mut(|scratch| {
-            self.mask_with(msg, out, scratch, fired.as_deref_mut());
+            self.mask_with(msg, out, scratch, fired);
             if scratch.capacity() > 1 << 16 {
                 // One huge message must not pin its size for the thread's life.
                 *scratch = String::new();
@@ -257,9 +257,7 @@ fn is_delim(b: u8) -> bool {
 /// one, so `<*>.<*>` stays readable but `<*><*>` does not survive.
 fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
     let bytes = word.as_bytes();
-    if !bytes.iter().any(|b| b.is_ascii_digit())
-        && !has_underscore_var(word)
-    {
+    if !bytes.iter().any(|b| b.is_ascii_digit()) && !has_underscore_var(word) {
         out.push_str(word);
         return;
     }
