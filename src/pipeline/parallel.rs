@@ -1,0 +1,483 @@
+//! Parallel replay of one input: chunks parse on worker threads, the
+//! calling thread applies them to the [`Engine`] in input order.
+//!
+//! Parsing and fingerprinting (masking) are most of a replay's work and need
+//! no state but the parser's, so they can run anywhere; learning, the
+//! baseline and detection must see records in input order and stay on the
+//! calling thread. Three stages, joined by bounded channels:
+//!
+//! * a reader thread cuts the input into chunks of about `chunk_bytes`,
+//!   always before a line that [`Parser::starts_fresh`]: a line that begins
+//!   a record whatever came before (never a stack frame, never a bad line);
+//! * workers parse a chunk with their own stream and record what the parser
+//!   reported, in order, as compact [`Event`]s — non-error lines as a time
+//!   and an interned (service, version), errors as the owned record plus its
+//!   [`Identity`];
+//! * the calling thread puts chunks back in order and replays the events
+//!   into the engine exactly as the parser would have called it.
+//!
+//! Why the result is the one thread's, event for event: a stream started at
+//! a fresh line parses everything from there as the whole input's stream
+//! does, except for the carried time (the previous record's, which text
+//! lines without a time take). Workers parse with no carried time and
+//! report whether they used it ([`Carry`]); when the chunk did and the true
+//! carry differs, the calling thread parses that chunk again with the true
+//! one. When the reader finds no fresh line for too long (a file of junk,
+//! or of text no header pattern knows) it cuts anyway, and the chunks on
+//! both sides of such a cut parse on the calling thread with one stream
+//! that goes on across it. Strict mode and sink failures are checked at the
+//! same input lines as with one thread, because every event carries the
+//! line it came from. Checkpoints are taken only between chunks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::io::{self, BufRead};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use super::{Engine, InputRun, PipelineError, check_line};
+use crate::fingerprint::{Fingerprinter, Identity};
+use crate::parse::{Carry, LineParser, Parser, RecordSink};
+use crate::record::{BadReason, EventTime, Level, LineMeta, Record};
+use crate::source::{InputIdentity, LineReader};
+
+/// Default chunk size: large enough that per-chunk costs vanish, small
+/// enough that a few chunks in flight per thread stay a few megabytes.
+pub(crate) const CHUNK_BYTES: usize = 1 << 20;
+
+/// Without a fresh line for this many chunk sizes, the reader cuts anyway.
+const FORCED_CUT: usize = 8;
+
+/// A piece of an input as the reader cut it.
+struct Chunk {
+    data: Vec<u8>,
+    /// Per line: the end of its bytes in `data`, and whether it was cut at
+    /// `max_line_bytes` (reported as too long, never parsed).
+    lines: Vec<(usize, bool)>,
+    /// 1-based number of the first line.
+    first_line: u64,
+    /// Begins at the input's start (or resume point) or at a fresh line.
+    fresh_start: bool,
+    /// Ends at the input's end or before a fresh line.
+    fresh_end: bool,
+    /// The input's identity after the last line: a resume point.
+    end: InputIdentity,
+    last: bool,
+}
+
+impl Chunk {
+    /// Parsed apart from its neighbours on a worker.
+    fn standalone(&self) -> bool {
+        self.fresh_start && self.fresh_end
+    }
+}
+
+/// One call the parser made on its sink.
+#[derive(Clone, Copy, Debug)]
+struct Event {
+    /// The chunk's line being pushed (its line count for calls made when
+    /// the stream is finished: with one thread they come with the next
+    /// line, which flushes the open record).
+    at: u32,
+    kind: EventKind,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum EventKind {
+    Line {
+        time: Option<EventTime>,
+        level: Option<Level>,
+        /// Index of (service, version) in [`Events::metas`].
+        meta: u32,
+    },
+    /// The next record of [`Events::errors`].
+    Error,
+    Bad {
+        reason: BadReason,
+        line_no: u64,
+    },
+}
+
+/// What parsing a chunk reported.
+#[derive(Default)]
+struct Events {
+    list: Vec<Event>,
+    errors: Vec<(Record, Identity)>,
+    metas: Vec<(Option<Box<str>>, Option<Box<str>>)>,
+    carry: Carry,
+}
+
+/// Records the parser's calls; interns (service, version) so that the
+/// common non-error line allocates nothing.
+struct Recorder<'f> {
+    fp: &'f Fingerprinter,
+    at: u32,
+    events: Events,
+    hasher: RandomState,
+    /// Hash of (service, version) → indexes into `events.metas`.
+    index: HashMap<u64, Vec<u32>>,
+}
+
+impl<'f> Recorder<'f> {
+    fn new(fp: &'f Fingerprinter) -> Recorder<'f> {
+        Recorder {
+            fp,
+            at: 0,
+            events: Events::default(),
+            hasher: RandomState::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    fn intern(&mut self, service: Option<&str>, version: Option<&str>) -> u32 {
+        let h = self.hasher.hash_one((service, version));
+        let metas = &mut self.events.metas;
+        let slot = self.index.entry(h).or_default();
+        if let Some(&i) = slot.iter().find(|&&i| {
+            let (s, v) = &metas[i as usize];
+            s.as_deref() == service && v.as_deref() == version
+        }) {
+            return i;
+        }
+        let i = metas.len() as u32;
+        metas.push((service.map(Box::from), version.map(Box::from)));
+        slot.push(i);
+        i
+    }
+
+    fn push(&mut self, kind: EventKind) {
+        self.events.list.push(Event { at: self.at, kind });
+    }
+}
+
+impl RecordSink for Recorder<'_> {
+    fn line(&mut self, meta: &LineMeta<'_>) {
+        let m = self.intern(meta.service, meta.version);
+        self.push(EventKind::Line {
+            time: meta.time,
+            level: meta.level,
+            meta: m,
+        });
+    }
+
+    fn error(&mut self, record: Record) {
+        let identity = self.fp.identify(&record, None);
+        self.events.errors.push((record, identity));
+        self.push(EventKind::Error);
+    }
+
+    fn bad(&mut self, reason: BadReason, line_no: u64) {
+        self.push(EventKind::Bad { reason, line_no });
+    }
+}
+
+/// Pushes a chunk's lines through `stream`, finishing it when the chunk
+/// ends before a fresh line (the next chunk's stream starts anew).
+fn parse_into(stream: &mut LineParser<'_>, chunk: &Chunk, rec: &mut Recorder<'_>) {
+    let mut from = 0;
+    for (i, &(end, truncated)) in chunk.lines.iter().enumerate() {
+        rec.at = i as u32;
+        let line_no = chunk.first_line + i as u64;
+        if truncated {
+            rec.bad(BadReason::TooLong, line_no);
+        } else {
+            stream.push(&chunk.data[from..end], line_no, rec);
+        }
+        from = end;
+    }
+    rec.at = chunk.lines.len() as u32;
+    if chunk.fresh_end {
+        stream.finish(rec);
+    }
+    rec.events.carry = stream.carry();
+}
+
+/// A chunk and, when a worker parsed it, what that gave.
+struct Parsed {
+    chunk: Chunk,
+    events: Option<Events>,
+}
+
+type Work = io::Result<Chunk>;
+type Done = (u64, io::Result<Parsed>);
+
+/// Replays one input with `threads` parsing threads; returns the input's
+/// identity at its end.
+pub(super) fn read_input<R: BufRead + Send>(
+    engine: &mut Engine,
+    parser: &Parser,
+    lr: LineReader<R>,
+    run: &InputRun<'_>,
+    threads: usize,
+    chunk_bytes: usize,
+) -> Result<InputIdentity, PipelineError> {
+    // Chunks between being cut and being applied; each holds a buffer that
+    // comes back for reuse, which bounds memory.
+    let in_flight = 2 * threads + 2;
+    std::thread::scope(|s| {
+        let (work_tx, work_rx) = sync_channel::<(u64, Work)>(threads);
+        let (done_tx, done_rx) = sync_channel::<Done>(in_flight);
+        let (token_tx, token_rx) = sync_channel::<Vec<u8>>(in_flight);
+        for _ in 0..in_flight {
+            // Cannot fail: the channel has room for every token.
+            let _ = token_tx.send(Vec::new());
+        }
+        s.spawn(move || read_chunks(lr, parser, chunk_bytes, token_rx, work_tx));
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        for _ in 0..threads {
+            let work_rx = Arc::clone(&work_rx);
+            let done_tx = done_tx.clone();
+            // A clone per thread: each gets its own regex caches.
+            let fp = engine.fingerprinter().clone();
+            let service = run.default_service.clone();
+            s.spawn(move || work(parser, &fp, service, &work_rx, &done_tx));
+        }
+        drop(done_tx);
+        apply_in_order(engine, parser, run, done_rx, token_tx)
+        // Returning drops the receiving ends: the reader and the workers see
+        // closed channels and stop, even after an early error.
+    })
+}
+
+/// The reader: cuts the input into chunks.
+fn read_chunks<R: BufRead>(
+    mut lr: LineReader<R>,
+    parser: &Parser,
+    chunk_bytes: usize,
+    tokens: Receiver<Vec<u8>>,
+    work: SyncSender<(u64, Work)>,
+) {
+    let mut seq = 0u64;
+    let Ok(mut data) = tokens.recv() else { return };
+    data.clear();
+    let mut chunk = Chunk {
+        data,
+        lines: Vec::new(),
+        first_line: lr.line + 1,
+        fresh_start: true,
+        fresh_end: true,
+        end: lr.identity(),
+        last: false,
+    };
+    loop {
+        let at = chunk.data.len();
+        let line = match lr.append_line(&mut chunk.data) {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                let _ = work.send((seq, Err(e)));
+                return;
+            }
+        };
+        if at >= chunk_bytes {
+            let fresh = !line.truncated && parser.starts_fresh(&chunk.data[at..]);
+            if fresh || at >= chunk_bytes.saturating_mul(FORCED_CUT) {
+                let Ok(mut next) = tokens.recv() else { return };
+                next.clear();
+                next.extend_from_slice(&chunk.data[at..]);
+                chunk.data.truncate(at);
+                chunk.fresh_end = fresh;
+                let mut end = lr.identity();
+                end.offset = line.start;
+                end.line = lr.line - 1;
+                chunk.end = end;
+                let following = Chunk {
+                    data: next,
+                    lines: Vec::new(),
+                    first_line: lr.line,
+                    fresh_start: fresh,
+                    fresh_end: true,
+                    end: lr.identity(),
+                    last: false,
+                };
+                let full = std::mem::replace(&mut chunk, following);
+                if work.send((seq, Ok(full))).is_err() {
+                    return;
+                }
+                seq += 1;
+            }
+        }
+        chunk.lines.push((chunk.data.len(), line.truncated));
+    }
+    chunk.end = lr.identity();
+    chunk.last = true;
+    let _ = work.send((seq, Ok(chunk)));
+}
+
+/// A worker: parses standalone chunks, passes the others through.
+fn work(
+    parser: &Parser,
+    fp: &Fingerprinter,
+    default_service: Option<String>,
+    work: &Mutex<Receiver<(u64, Work)>>,
+    done: &SyncSender<Done>,
+) {
+    loop {
+        let next = match work.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok((seq, item)) = next else { return };
+        let parsed = item.map(|chunk| {
+            let events = chunk.standalone().then(|| {
+                let mut stream = parser.stream(default_service.clone());
+                let mut rec = Recorder::new(fp);
+                parse_into(&mut stream, &chunk, &mut rec);
+                rec.events
+            });
+            Parsed { chunk, events }
+        });
+        if done.send((seq, parsed)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The calling thread's part: chunks in order into the engine, with
+/// checkpoints between them.
+fn apply_in_order(
+    engine: &mut Engine,
+    parser: &Parser,
+    run: &InputRun<'_>,
+    done: Receiver<Done>,
+    tokens: SyncSender<Vec<u8>>,
+) -> Result<InputIdentity, PipelineError> {
+    let io = |source| PipelineError::Input {
+        input: run.name.to_string(),
+        source,
+    };
+    let fp = engine.fingerprinter().clone();
+    let metrics = engine.metrics.clone();
+    let mut waiting: BTreeMap<u64, io::Result<Parsed>> = BTreeMap::new();
+    let mut next = 0u64;
+    // The carried time at the current chunk boundary, as one stream over
+    // the whole input would have it.
+    let mut carried: Option<EventTime> = None;
+    // The stream going on across a forced cut.
+    let mut open: Option<LineParser<'_>> = None;
+    // The input line whose end checks are due (see `check_line`).
+    let mut unchecked: Option<u64> = None;
+    let mut since_checkpoint = 0u64;
+    let mut lines_seen = 0u64;
+    loop {
+        let parsed = match waiting.remove(&next) {
+            Some(p) => p,
+            None => {
+                let Ok((seq, p)) = done.recv() else {
+                    // Every sender is gone without the last chunk: a thread
+                    // panicked, and the scope passes the panic on.
+                    return Err(io(io::Error::other("a replay thread stopped")));
+                };
+                if seq != next {
+                    waiting.insert(seq, p);
+                    continue;
+                }
+                p
+            }
+        };
+        next += 1;
+        let Parsed { chunk, events } = parsed.map_err(io)?;
+        let events = match events {
+            Some(ev) if !(ev.carry.seed_used && carried.is_some()) => {
+                if ev.carry.own_time {
+                    carried = ev.carry.last_time;
+                }
+                ev
+            }
+            // Not parsed, or parsed without the carried time it needed.
+            _ => {
+                let mut stream = match open.take() {
+                    Some(s) if !chunk.fresh_start => s,
+                    _ => parser.stream_seeded(run.default_service.clone(), carried),
+                };
+                let mut rec = Recorder::new(&fp);
+                parse_into(&mut stream, &chunk, &mut rec);
+                carried = rec.events.carry.last_time;
+                if !chunk.fresh_end {
+                    open = Some(stream);
+                }
+                rec.events
+            }
+        };
+        metrics
+            .lines
+            .fetch_add(chunk.lines.len() as u64, Ordering::Relaxed);
+        apply(engine, run, &chunk, events, &mut unchecked)?;
+        let last_line = chunk.first_line + chunk.lines.len() as u64 - 1;
+        since_checkpoint += chunk.lines.len() as u64;
+        lines_seen += chunk.lines.len() as u64;
+        run.progress(
+            chunk.end.offset,
+            last_line,
+            metrics.errors.load(Ordering::Relaxed),
+        );
+        if chunk.last {
+            // The last line's checks; what finishing the stream reported
+            // is, as with one thread, left to the final flush.
+            if lines_seen > 0 && unchecked.is_none_or(|l| l <= last_line) {
+                check_line(engine, run.name)?;
+            }
+            return Ok(chunk.end);
+        }
+        if since_checkpoint >= run.every
+            && chunk.fresh_end
+            && let (Some(dir), Some(k)) = (run.state_dir, run.key)
+        {
+            // Everything before the next chunk is one complete set of
+            // records: flush the sinks, then the state.
+            check_line(engine, run.name)?;
+            unchecked = None;
+            engine.flush_sinks()?;
+            engine.export_types(false)?;
+            engine.state.inputs.insert(k.to_string(), chunk.end.clone());
+            engine.state.save(dir)?;
+            since_checkpoint = 0;
+        }
+        // Cannot block: there are never more tokens than the channel holds.
+        let _ = tokens.send(chunk.data);
+    }
+}
+
+/// Replays a chunk's events into the engine; an input line's checks run
+/// when the next line's events begin.
+fn apply(
+    engine: &mut Engine,
+    run: &InputRun<'_>,
+    chunk: &Chunk,
+    events: Events,
+    unchecked: &mut Option<u64>,
+) -> Result<(), PipelineError> {
+    let Events {
+        list,
+        errors,
+        metas,
+        ..
+    } = events;
+    let mut errors = errors.into_iter();
+    for ev in list {
+        let line = chunk.first_line + u64::from(ev.at);
+        if unchecked.is_some_and(|l| l != line) {
+            check_line(engine, run.name)?;
+        }
+        *unchecked = Some(line);
+        match ev.kind {
+            EventKind::Line { time, level, meta } => {
+                let (service, version) = &metas[meta as usize];
+                engine.line(&LineMeta {
+                    time,
+                    level,
+                    service: service.as_deref(),
+                    version: version.as_deref(),
+                });
+            }
+            EventKind::Error => {
+                if let Some((rec, identity)) = errors.next() {
+                    engine.process_identified(rec, identity);
+                }
+            }
+            EventKind::Bad { reason, line_no } => engine.bad(reason, line_no),
+        }
+    }
+    Ok(())
+}
