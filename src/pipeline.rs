@@ -619,7 +619,7 @@ fn read_sequential<R: BufRead>(
             lp.push(line.bytes, line_no, engine);
         }
         check_line(engine, run.name)?;
-        if line_no % 16_384 == 0 {
+        if line_no.is_multiple_of(16_384) {
             run.progress(lr.offset, line_no, metrics.errors.load(Ordering::Relaxed));
         }
     }

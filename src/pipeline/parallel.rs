@@ -99,12 +99,15 @@ enum EventKind {
     },
 }
 
+/// A line's service and version, as the parser reported them.
+type ServiceVersion = (Option<Box<str>>, Option<Box<str>>);
+
 /// What parsing a chunk reported.
 #[derive(Default)]
 struct Events {
     list: Vec<Event>,
     errors: Vec<(Record, Identity)>,
-    metas: Vec<(Option<Box<str>>, Option<Box<str>>)>,
+    metas: Vec<ServiceVersion>,
     carry: Carry,
 }
 
