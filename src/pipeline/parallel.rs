@@ -30,7 +30,7 @@
 //! line it came from. Checkpoints are taken only between chunks.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, BufRead};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -41,6 +41,7 @@ use crate::fingerprint::{Fingerprinter, Identity};
 use crate::parse::{Carry, LineParser, Parser, RecordSink};
 use crate::record::{BadReason, EventTime, Level, LineMeta, Record};
 use crate::source::{InputIdentity, LineReader};
+use xxhash_rust::xxh3::xxh3_64;
 
 /// Default chunk size: large enough that per-chunk costs vanish, small
 /// enough that a few chunks in flight per thread stay a few megabytes.
@@ -64,12 +65,38 @@ struct Chunk {
     /// The input's identity after the last line: a resume point.
     end: InputIdentity,
     last: bool,
+    /// What parsing reported, once a worker parsed it.
+    events: Events,
+    parsed: bool,
 }
 
 impl Chunk {
     /// Parsed apart from its neighbours on a worker.
     fn standalone(&self) -> bool {
         self.fresh_start && self.fresh_end
+    }
+
+    /// An empty chunk keeping the buffers of `used` (allocating them anew
+    /// for every chunk costs more than the copying does).
+    fn recycle(used: Option<Chunk>, first_line: u64, end: InputIdentity) -> Chunk {
+        let (mut data, mut lines, mut events) = match used {
+            Some(c) => (c.data, c.lines, c.events),
+            None => (Vec::new(), Vec::new(), Events::default()),
+        };
+        data.clear();
+        lines.clear();
+        events.clear();
+        Chunk {
+            data,
+            lines,
+            first_line,
+            fresh_start: true,
+            fresh_end: true,
+            end,
+            last: false,
+            events,
+            parsed: false,
+        }
     }
 }
 
@@ -108,7 +135,63 @@ struct Events {
     list: Vec<Event>,
     errors: Vec<(Record, Identity)>,
     metas: Vec<ServiceVersion>,
+    /// Hash of a (service, version) → its index in `metas` (the first of
+    /// that hash; a collision falls back to a scan).
+    index: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
     carry: Carry,
+}
+
+impl Events {
+    fn clear(&mut self) {
+        self.list.clear();
+        self.errors.clear();
+        self.metas.clear();
+        self.index.clear();
+        self.carry = Carry::default();
+    }
+
+    fn intern(&mut self, service: Option<&str>, version: Option<&str>) -> u32 {
+        let part = |s: Option<&str>| s.map_or(0, |s| xxh3_64(s.as_bytes()) | 1);
+        let h = part(service) ^ part(version).rotate_left(32);
+        let same = |i: u32| {
+            let (s, v) = &self.metas[i as usize];
+            s.as_deref() == service && v.as_deref() == version
+        };
+        let found = match self.index.get(&h) {
+            Some(&i) if same(i) => Some(i),
+            Some(_) => (0..self.metas.len() as u32).find(|&i| same(i)),
+            None => None,
+        };
+        if let Some(i) = found {
+            return i;
+        }
+        let i = self.metas.len() as u32;
+        self.metas
+            .push((service.map(Box::from), version.map(Box::from)));
+        self.index.entry(h).or_insert(i);
+        i
+    }
+}
+
+/// Hasher for keys that already are well-mixed hashes.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; this keeps any other use correct.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// Records the parser's calls; interns (service, version) so that the
@@ -117,36 +200,11 @@ struct Recorder<'f> {
     fp: &'f Fingerprinter,
     at: u32,
     events: Events,
-    hasher: RandomState,
-    /// Hash of (service, version) → indexes into `events.metas`.
-    index: HashMap<u64, Vec<u32>>,
 }
 
 impl<'f> Recorder<'f> {
-    fn new(fp: &'f Fingerprinter) -> Recorder<'f> {
-        Recorder {
-            fp,
-            at: 0,
-            events: Events::default(),
-            hasher: RandomState::new(),
-            index: HashMap::new(),
-        }
-    }
-
-    fn intern(&mut self, service: Option<&str>, version: Option<&str>) -> u32 {
-        let h = self.hasher.hash_one((service, version));
-        let metas = &mut self.events.metas;
-        let slot = self.index.entry(h).or_default();
-        if let Some(&i) = slot.iter().find(|&&i| {
-            let (s, v) = &metas[i as usize];
-            s.as_deref() == service && v.as_deref() == version
-        }) {
-            return i;
-        }
-        let i = metas.len() as u32;
-        metas.push((service.map(Box::from), version.map(Box::from)));
-        slot.push(i);
-        i
+    fn new(fp: &'f Fingerprinter, events: Events) -> Recorder<'f> {
+        Recorder { fp, at: 0, events }
     }
 
     fn push(&mut self, kind: EventKind) {
@@ -156,7 +214,7 @@ impl<'f> Recorder<'f> {
 
 impl RecordSink for Recorder<'_> {
     fn line(&mut self, meta: &LineMeta<'_>) {
-        let m = self.intern(meta.service, meta.version);
+        let m = self.events.intern(meta.service, meta.version);
         self.push(EventKind::Line {
             time: meta.time,
             level: meta.level,
@@ -196,14 +254,8 @@ fn parse_into(stream: &mut LineParser<'_>, chunk: &Chunk, rec: &mut Recorder<'_>
     rec.events.carry = stream.carry();
 }
 
-/// A chunk and, when a worker parsed it, what that gave.
-struct Parsed {
-    chunk: Chunk,
-    events: Option<Events>,
-}
-
 type Work = io::Result<Chunk>;
-type Done = (u64, io::Result<Parsed>);
+type Done = (u64, io::Result<Chunk>);
 
 /// Replays one input with `threads` parsing threads; returns the input's
 /// identity at its end.
@@ -221,10 +273,10 @@ pub(super) fn read_input<R: BufRead + Send>(
     std::thread::scope(|s| {
         let (work_tx, work_rx) = sync_channel::<(u64, Work)>(threads);
         let (done_tx, done_rx) = sync_channel::<Done>(in_flight);
-        let (token_tx, token_rx) = sync_channel::<Vec<u8>>(in_flight);
+        let (token_tx, token_rx) = sync_channel::<Option<Chunk>>(in_flight);
         for _ in 0..in_flight {
             // Cannot fail: the channel has room for every token.
-            let _ = token_tx.send(Vec::new());
+            let _ = token_tx.send(None);
         }
         s.spawn(move || read_chunks(lr, parser, chunk_bytes, token_rx, work_tx));
         let work_rx = Arc::new(Mutex::new(work_rx));
@@ -243,26 +295,18 @@ pub(super) fn read_input<R: BufRead + Send>(
     })
 }
 
-/// The reader: cuts the input into chunks.
+/// The reader: cuts the input into chunks. A chunk is cut only with a
+/// token, an applied chunk whose buffers it reuses.
 fn read_chunks<R: BufRead>(
     mut lr: LineReader<R>,
     parser: &Parser,
     chunk_bytes: usize,
-    tokens: Receiver<Vec<u8>>,
+    tokens: Receiver<Option<Chunk>>,
     work: SyncSender<(u64, Work)>,
 ) {
     let mut seq = 0u64;
-    let Ok(mut data) = tokens.recv() else { return };
-    data.clear();
-    let mut chunk = Chunk {
-        data,
-        lines: Vec::new(),
-        first_line: lr.line + 1,
-        fresh_start: true,
-        fresh_end: true,
-        end: lr.identity(),
-        last: false,
-    };
+    let Ok(used) = tokens.recv() else { return };
+    let mut chunk = Chunk::recycle(used, lr.line + 1, lr.identity());
     loop {
         let at = chunk.data.len();
         let line = match lr.append_line(&mut chunk.data) {
@@ -276,25 +320,17 @@ fn read_chunks<R: BufRead>(
         if at >= chunk_bytes {
             let fresh = !line.truncated && parser.starts_fresh(&chunk.data[at..]);
             if fresh || at >= chunk_bytes.saturating_mul(FORCED_CUT) {
-                let Ok(mut next) = tokens.recv() else { return };
-                next.clear();
-                next.extend_from_slice(&chunk.data[at..]);
+                let Ok(used) = tokens.recv() else { return };
+                let mut next = Chunk::recycle(used, lr.line, lr.identity());
+                next.fresh_start = fresh;
+                next.data.extend_from_slice(&chunk.data[at..]);
                 chunk.data.truncate(at);
                 chunk.fresh_end = fresh;
                 let mut end = lr.identity();
                 end.offset = line.start;
                 end.line = lr.line - 1;
                 chunk.end = end;
-                let following = Chunk {
-                    data: next,
-                    lines: Vec::new(),
-                    first_line: lr.line,
-                    fresh_start: fresh,
-                    fresh_end: true,
-                    end: lr.identity(),
-                    last: false,
-                };
-                let full = std::mem::replace(&mut chunk, following);
+                let full = std::mem::replace(&mut chunk, next);
                 if work.send((seq, Ok(full))).is_err() {
                     return;
                 }
@@ -322,14 +358,15 @@ fn work(
             Err(_) => return,
         };
         let Ok((seq, item)) = next else { return };
-        let parsed = item.map(|chunk| {
-            let events = chunk.standalone().then(|| {
+        let parsed = item.map(|mut chunk| {
+            if chunk.standalone() {
                 let mut stream = parser.stream(default_service.clone());
-                let mut rec = Recorder::new(fp);
+                let mut rec = Recorder::new(fp, std::mem::take(&mut chunk.events));
                 parse_into(&mut stream, &chunk, &mut rec);
-                rec.events
-            });
-            Parsed { chunk, events }
+                chunk.events = rec.events;
+                chunk.parsed = true;
+            }
+            chunk
         });
         if done.send((seq, parsed)).is_err() {
             return;
@@ -344,7 +381,7 @@ fn apply_in_order(
     parser: &Parser,
     run: &InputRun<'_>,
     done: Receiver<Done>,
-    tokens: SyncSender<Vec<u8>>,
+    tokens: SyncSender<Option<Chunk>>,
 ) -> Result<InputIdentity, PipelineError> {
     let io = |source| PipelineError::Input {
         input: run.name.to_string(),
@@ -352,7 +389,7 @@ fn apply_in_order(
     };
     let fp = engine.fingerprinter().clone();
     let metrics = engine.metrics.clone();
-    let mut waiting: BTreeMap<u64, io::Result<Parsed>> = BTreeMap::new();
+    let mut waiting: BTreeMap<u64, io::Result<Chunk>> = BTreeMap::new();
     let mut next = 0u64;
     // The carried time at the current chunk boundary, as one stream over
     // the whole input would have it.
@@ -380,33 +417,32 @@ fn apply_in_order(
             }
         };
         next += 1;
-        let Parsed { chunk, events } = parsed.map_err(io)?;
-        let events = match events {
-            Some(ev) if !(ev.carry.seed_used && carried.is_some()) => {
-                if ev.carry.own_time {
-                    carried = ev.carry.last_time;
-                }
-                ev
+        let mut chunk = parsed.map_err(io)?;
+        let carry = chunk.events.carry;
+        if chunk.parsed && !(carry.seed_used && carried.is_some()) {
+            if carry.own_time {
+                carried = carry.last_time;
             }
+        } else {
             // Not parsed, or parsed without the carried time it needed.
-            _ => {
-                let mut stream = match open.take() {
-                    Some(s) if !chunk.fresh_start => s,
-                    _ => parser.stream_seeded(run.default_service.clone(), carried),
-                };
-                let mut rec = Recorder::new(&fp);
-                parse_into(&mut stream, &chunk, &mut rec);
-                carried = rec.events.carry.last_time;
-                if !chunk.fresh_end {
-                    open = Some(stream);
-                }
-                rec.events
+            let mut stream = match open.take() {
+                Some(s) if !chunk.fresh_start => s,
+                _ => parser.stream_seeded(run.default_service.clone(), carried),
+            };
+            let mut events = std::mem::take(&mut chunk.events);
+            events.clear();
+            let mut rec = Recorder::new(&fp, events);
+            parse_into(&mut stream, &chunk, &mut rec);
+            chunk.events = rec.events;
+            carried = chunk.events.carry.last_time;
+            if !chunk.fresh_end {
+                open = Some(stream);
             }
-        };
+        }
         metrics
             .lines
             .fetch_add(chunk.lines.len() as u64, Ordering::Relaxed);
-        apply(engine, run, &chunk, events, &mut unchecked)?;
+        apply(engine, run, &mut chunk, &mut unchecked)?;
         let last_line = chunk.first_line + chunk.lines.len() as u64 - 1;
         since_checkpoint += chunk.lines.len() as u64;
         lines_seen += chunk.lines.len() as u64;
@@ -438,7 +474,7 @@ fn apply_in_order(
             since_checkpoint = 0;
         }
         // Cannot block: there are never more tokens than the channel holds.
-        let _ = tokens.send(chunk.data);
+        let _ = tokens.send(Some(chunk));
     }
 }
 
@@ -447,19 +483,19 @@ fn apply_in_order(
 fn apply(
     engine: &mut Engine,
     run: &InputRun<'_>,
-    chunk: &Chunk,
-    events: Events,
+    chunk: &mut Chunk,
     unchecked: &mut Option<u64>,
 ) -> Result<(), PipelineError> {
+    let first_line = chunk.first_line;
     let Events {
         list,
         errors,
         metas,
         ..
-    } = events;
-    let mut errors = errors.into_iter();
-    for ev in list {
-        let line = chunk.first_line + u64::from(ev.at);
+    } = &mut chunk.events;
+    let mut errors = errors.drain(..);
+    for ev in list.drain(..) {
+        let line = first_line + u64::from(ev.at);
         if unchecked.is_some_and(|l| l != line) {
             check_line(engine, run.name)?;
         }
