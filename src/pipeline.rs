@@ -5,7 +5,9 @@
 //! updates the baseline and windows, asks the detector, and hands alerts to
 //! the sinks at once. Sources differ only in where bytes come from and how
 //! progress is made durable: [`replay`] checkpoints byte offsets per file,
-//! the Kafka source commits consumer offsets.
+//! the Kafka source commits consumer offsets. With `--threads`, replay
+//! parses and fingerprints chunks of an input on worker threads and feeds
+//! the engine from them in input order (`pipeline/parallel.rs`).
 //!
 //! Durability order is always: alerts flushed by every sink → state saved
 //! → (Kafka) offsets committed. A crash anywhere replays at most the

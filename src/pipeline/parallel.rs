@@ -76,8 +76,9 @@ impl Chunk {
         self.fresh_start && self.fresh_end
     }
 
-    /// An empty chunk keeping the buffers of `used` (allocating them anew
-    /// for every chunk costs more than the copying does).
+    /// An empty chunk that reuses the buffers of `used`, an applied one:
+    /// fresh megabytes for every chunk would cost page faults and frees
+    /// across threads.
     fn recycle(used: Option<Chunk>, first_line: u64, end: InputIdentity) -> Chunk {
         let (mut data, mut lines, mut events) = match used {
             Some(c) => (c.data, c.lines, c.events),
@@ -278,7 +279,19 @@ pub(super) fn read_input<R: BufRead + Send>(
             // Cannot fail: the channel has room for every token.
             let _ = token_tx.send(None);
         }
-        s.spawn(move || read_chunks(lr, parser, chunk_bytes, token_rx, work_tx));
+        // Returning from this closure, early or not, drops the calling
+        // thread's channel ends: the other threads then see closed channels
+        // and stop before the scope joins them.
+        let spawn_error = |source| PipelineError::Input {
+            input: run.name.to_string(),
+            source,
+        };
+        std::thread::Builder::new()
+            .name("replay-read".into())
+            .spawn_scoped(s, move || {
+                read_chunks(lr, parser, chunk_bytes, token_rx, work_tx)
+            })
+            .map_err(spawn_error)?;
         let work_rx = Arc::new(Mutex::new(work_rx));
         for _ in 0..threads {
             let work_rx = Arc::clone(&work_rx);
@@ -286,12 +299,13 @@ pub(super) fn read_input<R: BufRead + Send>(
             // A clone per thread: each gets its own regex caches.
             let fp = engine.fingerprinter().clone();
             let service = run.default_service.clone();
-            s.spawn(move || work(parser, &fp, service, &work_rx, &done_tx));
+            std::thread::Builder::new()
+                .name("replay-parse".into())
+                .spawn_scoped(s, move || work(parser, &fp, service, &work_rx, &done_tx))
+                .map_err(spawn_error)?;
         }
         drop(done_tx);
         apply_in_order(engine, parser, run, done_rx, token_tx)
-        // Returning drops the receiving ends: the reader and the workers see
-        // closed channels and stop, even after an early error.
     })
 }
 
