@@ -674,3 +674,63 @@ fn gzip_and_stdin_inputs_replay_alike_with_two_threads() {
     // Stdin has no name to default the service to: compare it with itself.
     assert_eq!(run("2", &logs, true), run("1", &logs, true), "stdin");
 }
+
+#[test]
+fn a_strict_stop_with_two_threads_resumes_from_a_chunk_checkpoint_without_losing_alerts() {
+    let data = std::fs::read_to_string(examples_data().join("logs.jsonl")).unwrap();
+    let lines: Vec<&str> = data.lines().collect();
+    let cut = lines.len() * 2 / 3;
+    let with_bad = format!(
+        "{}\n{{not json\n{}\n",
+        lines[..cut].join("\n"),
+        lines[cut..].join("\n")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(dir.path(), "logs.jsonl", &with_bad);
+    let bin = env!("CARGO_BIN_EXE_faultline");
+    let go = |state: &Path, alerts: &Path, extra: &[&str]| {
+        Command::new(bin)
+            .args([
+                "replay",
+                "--warmup",
+                "30m",
+                "--no-progress",
+                "--summary-json",
+            ])
+            .args(["--threads", "2", "--chunk-bytes", "4096"])
+            .args(extra)
+            .arg("--state")
+            .arg(state)
+            .arg("--alerts")
+            .arg(alerts)
+            .arg(&logs)
+            .env("FAULTLINE__BASELINE__CHECKPOINT_EVERY", "500")
+            .output()
+            .unwrap()
+    };
+    let reference = dir.path().join("ref.jsonl");
+    assert!(
+        go(&dir.path().join("ref-state"), &reference, &[])
+            .status
+            .success()
+    );
+    let reference: Vec<String> = read_alerts(&reference).into_iter().map(|a| a.id).collect();
+    assert!(!reference.is_empty());
+
+    // Strict mode stops at the bad line, after checkpoints between chunks.
+    let state = dir.path().join("state");
+    let alerts = dir.path().join("alerts.jsonl");
+    let stopped = go(&state, &alerts, &["--strict"]);
+    assert_eq!(stopped.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&stopped.stderr);
+    assert!(err.contains(&format!("logs.jsonl:{}:", cut + 1)), "{err}");
+    // The rerun resumes from the last checkpoint, not from the start.
+    let resumed = go(&state, &alerts, &[]);
+    assert!(resumed.status.success());
+    let err = String::from_utf8_lossy(&resumed.stderr);
+    let snapshot: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    let read = snapshot["lines"].as_u64().unwrap();
+    assert!(read > 0 && read < lines.len() as u64 + 1, "{err}");
+    let got: Vec<String> = read_alerts(&alerts).into_iter().map(|a| a.id).collect();
+    assert_eq!(got, reference, "every alert once, in the same order");
+}
