@@ -5,14 +5,18 @@
 //! updates the baseline and windows, asks the detector, and hands alerts to
 //! the sinks at once. Sources differ only in where bytes come from and how
 //! progress is made durable: [`replay`] checkpoints byte offsets per file,
-//! the Kafka source commits consumer offsets.
+//! the Kafka source commits consumer offsets. With `--threads`, replay
+//! parses and fingerprints chunks of an input on worker threads and feeds
+//! the engine from them in input order (`pipeline/parallel.rs`).
 //!
 //! Durability order is always: alerts flushed by every sink → state saved
 //! → (Kafka) offsets committed. A crash anywhere replays at most the
 //! uncommitted tail, and deterministic alert ids let sinks drop repeats.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+mod parallel;
+
+use std::io::{BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -21,12 +25,12 @@ use crate::alert::{Alert, AlertSink, Kind, SinkError};
 use crate::baseline::{Baseline, Origin};
 use crate::config::{Config, Dur, Format};
 use crate::detect::Detector;
-use crate::fingerprint::{self, FingerprintError, Fingerprinter};
+use crate::fingerprint::{self, FingerprintError, Fingerprinter, Identity};
 use crate::metrics::{Metrics, Snapshot};
 use crate::parse::{ParseError, Parser, RecordSink};
 use crate::record::{BadReason, EventTime, LineMeta, Record};
 use crate::release;
-use crate::source::{Input, LineReader, file};
+use crate::source::{Input, InputIdentity, LineReader, file};
 use crate::state::{RateCounts, State, StateError};
 
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +258,20 @@ impl Engine {
     /// Processes one error record (also used by tools that bypass parsing).
     pub fn process_error(&mut self, rec: Record) {
         let started = Instant::now();
+        let identity = self.fp.identify(&rec, None);
+        self.process_from(rec, identity, started);
+    }
+
+    /// [`Engine::process_error`] for a record whose identity was already
+    /// computed with a clone of [`Engine::fingerprinter`] (identifying is
+    /// stateless and the costly part, so parsing threads do it).
+    pub fn process_identified(&mut self, rec: Record, identity: Identity) {
+        self.process_from(rec, identity, Instant::now());
+    }
+
+    /// The stateful part of processing an error: learning, baseline,
+    /// detection, in the order records arrive.
+    fn process_from(&mut self, rec: Record, identity: Identity, started: Instant) {
         self.metrics.errors.fetch_add(1, Ordering::Relaxed);
         let time = self.event_time(rec.time);
         let late = self
@@ -268,7 +286,6 @@ impl Engine {
             let v = rec.version.as_deref().unwrap_or("");
             self.rate_entry(svc, v).count(Some(time), 0, 1);
         }
-        let identity = self.fp.identify(&rec, None);
         let Some(typed) = fingerprint::classify(&mut self.state.baseline.learner, identity) else {
             self.metrics.ignored.fetch_add(1, Ordering::Relaxed);
             return;
@@ -382,6 +399,14 @@ pub struct ReplayOptions {
     pub strict: bool,
     /// Show a progress bar (only honoured on a terminal).
     pub progress: bool,
+    /// `--threads`: with 2 or more, each input is cut into chunks that this
+    /// many threads parse and fingerprint while the calling thread applies
+    /// them in order (same alerts as one thread); 0 and 1 do everything on
+    /// the calling thread.
+    pub threads: usize,
+    /// Target chunk size in bytes for `threads >= 2` (0: the default).
+    /// Tests make it small so that chunk boundaries fall inside their data.
+    pub chunk_bytes: usize,
 }
 
 /// What a replay did.
@@ -470,68 +495,33 @@ pub fn replay(
             }
         }
         let progress = show_progress.then(|| progress_bar(&name, size));
-        let mut lp = parser.stream(
-            cfg.text
+        let run = InputRun {
+            name: &name,
+            key: key.as_deref(),
+            state_dir: opts.state_dir.as_deref(),
+            every,
+            default_service: cfg
+                .text
                 .default_service
                 .clone()
                 .or_else(|| input.default_service()),
-        );
-        let mut buf = Vec::with_capacity(4096);
-        let mut since_checkpoint = 0u64;
-        while let Some(line) = lr.next_line(&mut buf).map_err(io)? {
-            let line_no = lr.line;
-            metrics.lines.fetch_add(1, Ordering::Relaxed);
-            since_checkpoint += 1;
-            if since_checkpoint >= every
-                && starts_record(line.bytes)
-                && let (Some(dir), Some(k)) = (&opts.state_dir, &key)
-            {
-                // Everything before this line is one complete set of
-                // records: flush the parser, the sinks, then the state.
-                let start = line.start;
-                lp.finish(&mut engine);
-                engine.flush_sinks()?;
-                engine.export_types(false)?;
-                let mut ident = lr.identity();
-                ident.offset = start;
-                ident.line = line_no - 1;
-                engine.state.inputs.insert(k.clone(), ident);
-                engine.state.save(dir)?;
-                since_checkpoint = 0;
-            }
-            if line.truncated {
-                engine.bad(BadReason::TooLong, line_no);
-            } else {
-                lp.push(line.bytes, line_no, &mut engine);
-            }
-            if let Some((reason, l)) = engine.take_first_bad() {
-                return Err(PipelineError::Strict {
-                    input: name.clone(),
-                    line: l,
-                    reason,
-                });
-            }
-            if let Some(e) = engine.take_sink_error() {
-                return Err(e.into());
-            }
-            if let Some(p) = &progress
-                && line_no % 16_384 == 0
-            {
-                p.set_position(lr.offset);
-                p.set_message(format!(
-                    "{} lines, {} errors",
-                    line_no,
-                    metrics.errors.load(Ordering::Relaxed)
-                ));
-            }
-        }
-        lp.finish(&mut engine);
+            progress: progress.as_ref(),
+        };
+        let end = if opts.threads >= 2 {
+            let chunk_bytes = match opts.chunk_bytes {
+                0 => parallel::CHUNK_BYTES,
+                n => n,
+            };
+            parallel::read_input(&mut engine, &parser, lr, &run, opts.threads, chunk_bytes)?
+        } else {
+            read_sequential(&mut engine, &parser, lr, &run)?
+        };
         if let Some(p) = progress {
             p.finish_and_clear();
         }
         if let (Some(dir), Some(k)) = (&opts.state_dir, &key) {
             engine.flush_sinks()?;
-            engine.state.inputs.insert(k.clone(), lr.identity());
+            engine.state.inputs.insert(k.clone(), end);
             engine.state.save(dir)?;
         }
     }
@@ -548,6 +538,95 @@ pub fn replay(
         resumed_inputs: resumed,
         state: engine.state,
     })
+}
+
+/// What reading one input needs besides the engine and the reader.
+struct InputRun<'a> {
+    name: &'a str,
+    /// The input's key in the state (`None` for stdin: never resumed).
+    key: Option<&'a str>,
+    state_dir: Option<&'a Path>,
+    /// Lines between checkpoints.
+    every: u64,
+    /// The service of records that name none.
+    default_service: Option<String>,
+    progress: Option<&'a indicatif::ProgressBar>,
+}
+
+impl InputRun<'_> {
+    fn progress(&self, offset: u64, line: u64, errors: u64) {
+        if let Some(p) = self.progress {
+            p.set_position(offset);
+            p.set_message(format!("{line} lines, {errors} errors"));
+        }
+    }
+}
+
+/// Strict mode's first bad line and the first sink failure end the run;
+/// both are looked at after every input line.
+fn check_line(engine: &mut Engine, name: &str) -> Result<(), PipelineError> {
+    if let Some((reason, l)) = engine.take_first_bad() {
+        return Err(PipelineError::Strict {
+            input: name.to_string(),
+            line: l,
+            reason,
+        });
+    }
+    if let Some(e) = engine.take_sink_error() {
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Reads, parses and processes one input on this thread; returns the
+/// input's identity at its end.
+fn read_sequential<R: BufRead>(
+    engine: &mut Engine,
+    parser: &Parser,
+    mut lr: LineReader<R>,
+    run: &InputRun<'_>,
+) -> Result<InputIdentity, PipelineError> {
+    let io = |source| PipelineError::Input {
+        input: run.name.to_string(),
+        source,
+    };
+    let metrics = engine.metrics.clone();
+    let mut lp = parser.stream(run.default_service.clone());
+    let mut buf = Vec::with_capacity(4096);
+    let mut since_checkpoint = 0u64;
+    while let Some(line) = lr.next_line(&mut buf).map_err(io)? {
+        let line_no = lr.line;
+        metrics.lines.fetch_add(1, Ordering::Relaxed);
+        since_checkpoint += 1;
+        if since_checkpoint >= run.every
+            && starts_record(line.bytes)
+            && let (Some(dir), Some(k)) = (run.state_dir, run.key)
+        {
+            // Everything before this line is one complete set of
+            // records: flush the parser, the sinks, then the state.
+            let start = line.start;
+            lp.finish(engine);
+            engine.flush_sinks()?;
+            engine.export_types(false)?;
+            let mut ident = lr.identity();
+            ident.offset = start;
+            ident.line = line_no - 1;
+            engine.state.inputs.insert(k.to_string(), ident);
+            engine.state.save(dir)?;
+            since_checkpoint = 0;
+        }
+        if line.truncated {
+            engine.bad(BadReason::TooLong, line_no);
+        } else {
+            lp.push(line.bytes, line_no, engine);
+        }
+        check_line(engine, run.name)?;
+        if line_no.is_multiple_of(16_384) {
+            run.progress(lr.offset, line_no, metrics.errors.load(Ordering::Relaxed));
+        }
+    }
+    lp.finish(engine);
+    Ok(lr.identity())
 }
 
 fn progress_bar(name: &str, size: Option<u64>) -> indicatif::ProgressBar {

@@ -401,3 +401,336 @@ fn masked_and_no_samples_keep_messages_out_of_alerts() {
     let s = replay(&cfg, &[p], "30m");
     assert_eq!(s.alerts[0].sample, None);
 }
+
+/// Replays `inputs` with `threads` parsing threads and chunks of about
+/// `chunk_bytes`, so that chunk boundaries fall inside small test data.
+fn replay_threaded(
+    cfg: &Config,
+    inputs: &[PathBuf],
+    threads: usize,
+    chunk_bytes: usize,
+) -> ReplaySummary {
+    let opts = ReplayOptions {
+        inputs: inputs.iter().map(|p| Input::Path(p.clone())).collect(),
+        baseline: BaselineOptions {
+            warmup: Some("30m".parse::<Dur>().unwrap()),
+            baseline: None,
+        },
+        threads,
+        chunk_bytes,
+        ..ReplayOptions::default()
+    };
+    let sinks: Vec<Box<dyn AlertSink>> = vec![Box::new(MemorySink::default())];
+    pipeline::replay(cfg, &opts, sinks, Arc::new(Metrics::default())).unwrap()
+}
+
+/// Alerts without their wall-clock `detected_at`, the one field that may
+/// differ between two runs.
+fn comparable(alerts: &[Alert]) -> Vec<serde_json::Value> {
+    alerts
+        .iter()
+        .map(|a| {
+            let mut v = serde_json::to_value(a).unwrap();
+            v.as_object_mut().unwrap().remove("detected_at");
+            v
+        })
+        .collect()
+}
+
+/// Asserts that every threaded run alerts and counts exactly like one
+/// thread, and returns the one-thread run.
+fn assert_threads_agree(cfg: &Config, inputs: &[PathBuf], chunk_sizes: &[usize]) -> ReplaySummary {
+    let one = replay_threaded(cfg, inputs, 1, 0);
+    for &chunk in chunk_sizes {
+        let two = replay_threaded(cfg, inputs, 2, chunk);
+        assert_eq!(
+            comparable(&two.alerts),
+            comparable(&one.alerts),
+            "alerts with 2 threads and {chunk}-byte chunks"
+        );
+        assert_eq!(
+            two.metrics, one.metrics,
+            "counters with 2 threads and {chunk}-byte chunks"
+        );
+        assert_eq!(two.state.watermark, one.state.watermark);
+        assert_eq!(
+            two.state.baseline.types.len(),
+            one.state.baseline.types.len()
+        );
+    }
+    one
+}
+
+fn examples_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data")
+}
+
+#[test]
+fn two_threads_replay_the_bundled_json_example_exactly_like_one() {
+    let logs = examples_data().join("logs.jsonl");
+    let one = assert_threads_agree(&Config::default(), &[logs], &[0, 4096, 65_536]);
+    assert!(
+        one.alerts.iter().any(|a| a.kind == Kind::Novel),
+        "the comparison covers alerts"
+    );
+}
+
+#[test]
+fn two_threads_replay_the_bundled_text_examples_exactly_like_one() {
+    let dir = examples_data().join("text");
+    let mut inputs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    inputs.sort();
+    for input in inputs {
+        let one = assert_threads_agree(&Config::default(), &[input], &[512, 8192]);
+        assert!(one.metrics.errors > 0);
+    }
+}
+
+/// A text log with everything that makes a line depend on the lines before
+/// it: stack traces, exception lines after their header, Python
+/// tracebacks, goroutine dumps, lines without a time or without a year or
+/// date, lines no header pattern knows, and junk.
+fn tricky_text_log() -> String {
+    let mut s = String::new();
+    for m in 0..60u32 {
+        let ts = |sec: u32| format!("2026-11-02 10:{m:02}:{sec:02}");
+        s.push_str(&format!(
+            "{},100 INFO  [main] com.acme.App - tick {m}\n",
+            ts(0)
+        ));
+        s.push_str(&format!(
+            "{} ERROR com.acme.db.Pool - connection lost after {} ms\n",
+            ts(1),
+            100 + m
+        ));
+        s.push_str("java.sql.SQLException: pool exhausted\n");
+        s.push_str("\tat com.acme.db.Pool.get(Pool.java:42)\n");
+        s.push_str("Caused by: java.net.SocketTimeoutException: read timed out\n");
+        s.push_str("\t... 12 more\n");
+        s.push_str(&format!("worker {m} failed to renew its lease\n"));
+        s.push_str("Traceback (most recent call last):\n");
+        s.push_str("  File \"job.py\", line 3, in <module>\n");
+        s.push_str(&format!("ValueError: bad value {m}\n"));
+        s.push_str(&format!(
+            "Nov  2 10:{m:02}:05 host app[123]: error: disk full on /dev/sda{}\n",
+            m % 3
+        ));
+        s.push_str(&format!(
+            "10:{m:02}:06.250 [ERROR] c.a.Svc - clock only {m}\n"
+        ));
+        s.push_str(&format!(
+            "E1102 10:{m:02}:07.000000 1 main.go:10] klog failure {m}\n"
+        ));
+        s.push_str("ERROR:root:no time at all\n");
+        s.push_str("   an indented orphan\n");
+        s.push_str("\x00\x01\x02 binary junk\n");
+        if m >= 40 {
+            s.push_str("panic: runtime error: index out of range [3] with length 3\n");
+            s.push_str("\ngoroutine 1 [running]:\nmain.main()\n\t/app/main.go:12 +0x1d\n");
+            s.push_str(&format!(
+                "{} ERROR com.acme.pay.Api - card processor rejected batch {m}\n",
+                ts(30)
+            ));
+            s.push_str("com.acme.pay.ProcessorException: rejected\n\tat com.acme.pay.Api.send(Api.java:7)\n");
+        }
+        for i in 0..5 {
+            s.push_str(&format!("{}.{i}00 INFO app request {i} done\n", ts(40 + i)));
+        }
+    }
+    s
+}
+
+#[test]
+fn two_threads_replay_text_with_stack_traces_exactly_like_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "checkout.log", &tricky_text_log());
+    // From one chunk per line (and cuts inside traces when no line starts
+    // a record for long) to a few chunks.
+    let one = assert_threads_agree(&Config::default(), &[p], &[1, 40, 300, 1000, 5000]);
+    assert!(one.alerts.iter().any(|a| a.kind == Kind::Novel));
+    assert!(one.metrics.bad.values().sum::<u64>() > 0);
+}
+
+#[test]
+fn two_threads_replay_a_resumed_state_exactly_like_one() {
+    let data = std::fs::read_to_string(examples_data().join("logs.jsonl")).unwrap();
+    let lines: Vec<&str> = data.lines().collect();
+    let half = lines[..lines.len() / 2].join("\n") + "\n";
+    let bin = env!("CARGO_BIN_EXE_faultline");
+    let mut results = Vec::new();
+    for threads in ["1", "2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs.jsonl");
+        let state = dir.path().join("state");
+        let alerts = dir.path().join("alerts.jsonl");
+        let go = || {
+            let out = Command::new(bin)
+                .args([
+                    "replay",
+                    "--warmup",
+                    "30m",
+                    "--no-progress",
+                    "--summary-json",
+                ])
+                .args(["--threads", threads, "--chunk-bytes", "4096"])
+                .arg("--state")
+                .arg(&state)
+                .arg("--alerts")
+                .arg(&alerts)
+                .arg(&logs)
+                .env("FAULTLINE__BASELINE__CHECKPOINT_EVERY", "500")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(out.status.success(), "{err}");
+            err
+        };
+        // The first half, then the whole file: the second run resumes.
+        std::fs::write(&logs, &half).unwrap();
+        let first = go();
+        std::fs::write(&logs, &data).unwrap();
+        let second = go();
+        assert!(!second.contains("replaced"), "{second}");
+        let snapshot: serde_json::Value =
+            serde_json::from_str(second.lines().last().unwrap()).unwrap();
+        assert_eq!(
+            snapshot["lines"].as_u64(),
+            Some((lines.len() - lines.len() / 2) as u64),
+            "the second run read only the second half"
+        );
+        results.push((first, second, comparable(&read_alerts(&alerts))));
+    }
+    assert!(!results[0].2.is_empty());
+    assert_eq!(results[1], results[0], "2 threads resume like 1");
+}
+
+#[test]
+fn strict_mode_names_the_same_first_bad_line_with_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for m in 0..50 {
+        text.push_str(&ecs(m, 0, "INFO", "tick"));
+    }
+    text.push_str("{not json\n");
+    text.push_str(&ecs(51, 0, "ERROR", "after the bad line"));
+    let p = write(dir.path(), "bad.jsonl", &text);
+    for threads in ["1", "2"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args(["replay", "--strict", "--no-progress", "--threads", threads])
+            .args(["--chunk-bytes", "256"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad.jsonl:51:"), "{threads} threads: {err}");
+        assert!(out.stdout.is_empty(), "nothing after the bad line alerts");
+    }
+}
+
+#[test]
+fn gzip_and_stdin_inputs_replay_alike_with_two_threads() {
+    use std::io::Write;
+    let logs = examples_data().join("logs.jsonl");
+    let data = std::fs::read(&logs).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("logs.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(&data).unwrap();
+    enc.finish().unwrap();
+    let bin = env!("CARGO_BIN_EXE_faultline");
+    let run = |threads: &str, input: &Path, stdin: bool| {
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "replay",
+            "--warmup",
+            "30m",
+            "--no-progress",
+            "--summary-json",
+        ])
+        .args(["--threads", threads, "--chunk-bytes", "8192"]);
+        if stdin {
+            cmd.arg("-").stdin(std::fs::File::open(input).unwrap());
+        } else {
+            cmd.arg(input);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        let alerts: Vec<Alert> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (comparable(&alerts), out.stderr)
+    };
+    let reference = run("1", &logs, false);
+    assert!(!reference.0.is_empty());
+    assert_eq!(run("2", &gz, false), reference, "gzip");
+    // Stdin has no name to default the service to: compare it with itself.
+    assert_eq!(run("2", &logs, true), run("1", &logs, true), "stdin");
+}
+
+#[test]
+fn a_strict_stop_with_two_threads_resumes_from_a_chunk_checkpoint_without_losing_alerts() {
+    let data = std::fs::read_to_string(examples_data().join("logs.jsonl")).unwrap();
+    let lines: Vec<&str> = data.lines().collect();
+    let cut = lines.len() * 2 / 3;
+    let with_bad = format!(
+        "{}\n{{not json\n{}\n",
+        lines[..cut].join("\n"),
+        lines[cut..].join("\n")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(dir.path(), "logs.jsonl", &with_bad);
+    let bin = env!("CARGO_BIN_EXE_faultline");
+    let go = |state: &Path, alerts: &Path, extra: &[&str]| {
+        Command::new(bin)
+            .args([
+                "replay",
+                "--warmup",
+                "30m",
+                "--no-progress",
+                "--summary-json",
+            ])
+            .args(["--threads", "2", "--chunk-bytes", "4096"])
+            .args(extra)
+            .arg("--state")
+            .arg(state)
+            .arg("--alerts")
+            .arg(alerts)
+            .arg(&logs)
+            .env("FAULTLINE__BASELINE__CHECKPOINT_EVERY", "500")
+            .output()
+            .unwrap()
+    };
+    let reference = dir.path().join("ref.jsonl");
+    assert!(
+        go(&dir.path().join("ref-state"), &reference, &[])
+            .status
+            .success()
+    );
+    let reference: Vec<String> = read_alerts(&reference).into_iter().map(|a| a.id).collect();
+    assert!(!reference.is_empty());
+
+    // Strict mode stops at the bad line, after checkpoints between chunks.
+    let state = dir.path().join("state");
+    let alerts = dir.path().join("alerts.jsonl");
+    let stopped = go(&state, &alerts, &["--strict"]);
+    assert_eq!(stopped.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&stopped.stderr);
+    assert!(err.contains(&format!("logs.jsonl:{}:", cut + 1)), "{err}");
+    // The rerun resumes from the last checkpoint, not from the start.
+    let resumed = go(&state, &alerts, &[]);
+    assert!(resumed.status.success());
+    let err = String::from_utf8_lossy(&resumed.stderr);
+    let snapshot: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    let read = snapshot["lines"].as_u64().unwrap();
+    assert!(read > 0 && read < lines.len() as u64 + 1, "{err}");
+    let got: Vec<String> = read_alerts(&alerts).into_iter().map(|a| a.id).collect();
+    assert_eq!(got, reference, "every alert once, in the same order");
+}

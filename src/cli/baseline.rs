@@ -66,6 +66,8 @@ pub fn run(cfg: Config, cmd: BaselineCommand) -> Result<i32> {
                 },
                 strict: false,
                 progress: true,
+                threads: 1,
+                chunk_bytes: 0,
             };
             let summary = pipeline::replay(&cfg, &opts, Vec::new(), Arc::new(Metrics::default()))?;
             let mut b = summary.state.baseline;

@@ -41,6 +41,14 @@ pub struct ReplayArgs {
     /// Print the run's counters as JSON on stderr at the end.
     #[arg(long)]
     summary_json: bool,
+    /// Threads that parse and fingerprint, beside the one that detects.
+    /// With 2 or more each input is read in chunks parsed in parallel;
+    /// alerts, their ids and all counters are the same as with 1.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
+    /// Target chunk size in bytes with --threads 2 or more (tests).
+    #[arg(long, default_value_t = 0, hide = true)]
+    chunk_bytes: usize,
 }
 
 pub fn parse_dur(s: &str) -> Result<Dur, String> {
@@ -74,6 +82,8 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
         },
         strict: args.strict,
         progress: !args.no_progress,
+        threads: usize::from(args.threads),
+        chunk_bytes: args.chunk_bytes,
     };
     let metrics = Arc::new(Metrics::default());
     let summary = pipeline::replay(&cfg, &opts, sinks, metrics)?;

@@ -121,8 +121,51 @@ const _: () = {
 pub(crate) struct StreamCtx {
     /// Time of the last record that had one: the fallback for text lines
     /// without a time and the year for syslog stamps.
-    pub last_time: Option<EventTime>,
+    last_time: Option<EventTime>,
+    /// Whether a record of this stream has set `last_time` (until then it
+    /// is the value the stream was seeded with).
+    own_time: bool,
+    /// Whether the seeded `last_time` was read: only then does the result
+    /// depend on what came before the stream's first line.
+    seed_used: bool,
     pub vf_cache: VfCache,
+}
+
+impl StreamCtx {
+    fn seeded(last_time: Option<EventTime>) -> StreamCtx {
+        StreamCtx {
+            last_time,
+            ..StreamCtx::default()
+        }
+    }
+
+    /// The previous record's time, noting a read of the seed.
+    pub(crate) fn last_time(&mut self) -> Option<EventTime> {
+        if !self.own_time {
+            self.seed_used = true;
+        }
+        self.last_time
+    }
+
+    pub(crate) fn set_last_time(&mut self, t: EventTime) {
+        self.last_time = Some(t);
+        self.own_time = true;
+    }
+}
+
+/// How a stream used the time carried in from before its first line (the
+/// previous record's, which text lines without a time take). Lets a caller
+/// parse pieces of one input apart, each from a record boundary, and know
+/// whether a piece would have parsed differently with the true carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Carry {
+    /// The carried time at the end of the stream so far.
+    pub last_time: Option<EventTime>,
+    /// A record of this stream set the time: `last_time` no longer depends
+    /// on the seed.
+    pub own_time: bool,
+    /// The seed was read: the output depends on it.
+    pub seed_used: bool,
 }
 
 /// The last `version_from` input and its match: pod names repeat for
@@ -186,10 +229,21 @@ impl Parser {
     /// A configured `text.default_service` takes precedence over
     /// `default_service`, which is meant to be the input's name.
     pub fn stream(&self, default_service: Option<String>) -> LineParser<'_> {
+        self.stream_seeded(default_service, None)
+    }
+
+    /// [`Parser::stream`] for a piece of an input that starts at a record
+    /// boundary: `last_time` is the carried time from before the piece
+    /// (see [`Carry`]).
+    pub fn stream_seeded(
+        &self,
+        default_service: Option<String>,
+        last_time: Option<EventTime>,
+    ) -> LineParser<'_> {
         LineParser {
             parser: self,
             default_service: self.default_service.clone().or(default_service),
-            ctx: StreamCtx::default(),
+            ctx: StreamCtx::seeded(last_time),
             text: text::TextState::new(self),
             ansi_buf: String::new(),
             slots: Slots::new(),
@@ -210,10 +264,7 @@ impl Parser {
             Ok(c) => c,
             Err(reason) => return out.bad(reason, line),
         };
-        let mut ctx = StreamCtx {
-            last_time: fallback_time,
-            vf_cache: VfCache::default(),
-        };
+        let mut ctx = StreamCtx::seeded(fallback_time);
         let default_service = self.default_service.as_deref();
         let Some(first) = s.bytes().position(|c| !c.is_ascii_whitespace()) else {
             return out.bad(BadReason::Empty, line);
@@ -246,6 +297,37 @@ impl Parser {
                 } else {
                     text::parse_message(self, s, line, &mut ctx, out);
                 }
+            }
+        }
+    }
+
+    /// Whether a stream parses `line` the same whatever lines came before
+    /// it, except for the carried time (see [`Carry`]): it begins a record
+    /// (JSON, logfmt, or a text header or crash line that no open text
+    /// record could take as a continuation), and it is not a bad line
+    /// (those leave the stream's state as it was). An input cut into pieces
+    /// only before such lines parses piece by piece, each with a fresh
+    /// stream, exactly as it does whole.
+    pub fn starts_fresh(&self, line: &[u8]) -> bool {
+        let Ok(Checked { s, .. }) = self.precheck(line) else {
+            return false;
+        };
+        // Leading blanks may make a line a continuation in auto mode.
+        if s.bytes().next().is_none_or(|c| c.is_ascii_whitespace()) {
+            return false;
+        }
+        let mut slots = Slots::new();
+        match self.detect(s, &mut slots) {
+            Detected::Json | Detected::Logfmt => true,
+            Detected::Text => {
+                let mut buf = String::new();
+                let s = if s.contains('\x1b') {
+                    text::strip_ansi(s, &mut buf);
+                    buf.as_str()
+                } else {
+                    s
+                };
+                trace::continuation(s).is_none() && (self.headers.matches(s) || trace::is_panic(s))
             }
         }
     }
@@ -332,13 +414,13 @@ impl Parser {
         let error = self.is_error(level, logger.as_deref());
         let time = match map.get(slots, Field::Timestamp) {
             None => missing_time,
-            Some(span) => match timestamp(span, line, ctx.last_time) {
+            Some(span) => match timestamp(span, line, || ctx.last_time()) {
                 Ok(Some(t)) => Some(t),
                 Ok(None) => missing_time,
                 Err(()) if self.reject_bad_timestamps => {
                     return out.bad(BadReason::BadTimestamp, line_no);
                 }
-                Err(()) => ctx.last_time,
+                Err(()) => ctx.last_time(),
             },
         };
         let service = map.get_text(slots, Field::Service, line);
@@ -352,8 +434,8 @@ impl Parser {
             service: service.as_deref().or(default_service),
             version: version.as_deref(),
         };
-        if time.is_some() {
-            ctx.last_time = time;
+        if let Some(t) = time {
+            ctx.set_last_time(t);
         }
         if !error {
             return out.line(&meta);
@@ -555,6 +637,15 @@ impl LineParser<'_> {
     pub fn finish(&mut self, out: &mut impl RecordSink) {
         self.text.flush(out);
     }
+
+    /// How this stream used and changed the carried time.
+    pub fn carry(&self) -> Carry {
+        Carry {
+            last_time: self.ctx.last_time,
+            own_time: self.ctx.own_time,
+            seed_used: self.ctx.seed_used,
+        }
+    }
 }
 
 /// NUL anywhere, or control characters making up a noticeable share of the
@@ -577,7 +668,7 @@ fn looks_binary(line: &[u8]) -> bool {
 fn timestamp(
     span: Span,
     line: &str,
-    reference: Option<EventTime>,
+    reference: impl FnOnce() -> Option<EventTime>,
 ) -> Result<Option<EventTime>, ()> {
     let parsed = match span.kind {
         Kind::Num => time::parse_number(span.raw(line)),
@@ -586,7 +677,7 @@ fn timestamp(
             if text.trim().is_empty() {
                 return Ok(None);
             }
-            time::parse_text(&text, reference)
+            time::parse_text_with(&text, reference)
         }
         Kind::Absent | Kind::Null => return Ok(None),
         Kind::Bool | Kind::Object | Kind::Array => None,

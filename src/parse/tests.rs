@@ -947,3 +947,55 @@ mod robustness {
         }
     }
 }
+
+// ---- pieces of one input (parallel replay) ----
+
+#[test]
+fn only_lines_that_begin_a_record_whatever_came_before_start_fresh() {
+    let parser = Parser::new(&Config::default(), Format::Auto).unwrap();
+    let fresh = |l: &str| parser.starts_fresh(l.as_bytes());
+    assert!(fresh(r#"{"log.level":"INFO","message":"x"}"#));
+    assert!(fresh("level=info msg=x"));
+    assert!(fresh("2026-11-02 10:00:01 ERROR com.acme.Pool - lost"));
+    assert!(fresh("panic: runtime error: index out of range"));
+    assert!(fresh("\x1b[31m2026-11-02 10:00:01 ERROR x\x1b[0m"));
+    // Continuations, or lines an open record may take as one.
+    assert!(!fresh("\tat com.acme.Pool.get(Pool.java:42)"));
+    assert!(!fresh("Caused by: java.io.IOException: x"));
+    assert!(!fresh("Traceback (most recent call last):"));
+    assert!(!fresh("java.sql.SQLException: pool exhausted"));
+    assert!(!fresh("worker failed to renew its lease"));
+    assert!(!fresh(r#"  {"log.level":"INFO","message":"indented"}"#));
+    // Bad lines leave the stream as it was.
+    assert!(!fresh(""));
+    assert!(!fresh("\u{0}\u{1}\u{2} binary"));
+    assert!(!parser.starts_fresh(b"\xff\xfe invalid utf8"));
+}
+
+#[test]
+fn a_stream_reports_whether_it_used_the_time_carried_in() {
+    let parser = Parser::new(&Config::default(), Format::Auto).unwrap();
+    let carry = |lines: &[&str]| {
+        let mut stream = parser.stream_seeded(None, Some(T));
+        let mut sink = Sink::default();
+        for (i, l) in lines.iter().enumerate() {
+            stream.push(l.as_bytes(), i as u64 + 1, &mut sink);
+        }
+        stream.finish(&mut sink);
+        (stream.carry(), sink)
+    };
+    let (c, _) = carry(&["2026-11-02T10:00:05Z ERROR boom", "no time here"]);
+    assert!(c.own_time && !c.seed_used, "{c:?}");
+    assert_eq!(c.last_time, Some(T + 4000));
+    // A line without a time takes the carried one.
+    let (c, sink) = carry(&["no time, but failed"]);
+    assert!(!c.own_time && c.seed_used, "{c:?}");
+    assert_eq!(sink.lines[0].time, Some(T));
+    // So does a stamp without a date.
+    let (c, sink) = carry(&["10:00:02.000 [ERROR] c.a.Svc - x"]);
+    assert!(c.own_time && c.seed_used, "{c:?}");
+    assert_eq!(sink.lines[0].time, Some(T + 1000));
+    // JSON without a time leaves it to the caller: nothing carried is used.
+    let (c, _) = carry(&[r#"{"log.level":"INFO","message":"x"}"#]);
+    assert!(!c.own_time && !c.seed_used, "{c:?}");
+}

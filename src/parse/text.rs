@@ -166,6 +166,12 @@ impl Headers {
         self.list.iter().map(|h| h.re.capture_locations()).collect()
     }
 
+    /// Whether any pattern matches (what [`Headers::find`] would find,
+    /// without capture buffers).
+    pub fn matches(&self, line: &str) -> bool {
+        self.list.iter().any(|h| h.re.is_match(line))
+    }
+
     /// The first pattern that matches, in configured order.
     pub fn find<'a>(
         &self,
@@ -411,7 +417,7 @@ impl TextState {
         } else {
             (p.infer(message), TraceState::default())
         };
-        let time = ctx.last_time;
+        let time = ctx.last_time();
         out.line(&LineMeta {
             time,
             level: Some(level),
@@ -463,8 +469,8 @@ impl TextState {
             })
             .unwrap_or_else(|| p.infer(msg));
         let time = match h.ts {
-            None => ctx.last_time,
-            Some(ts) => match super::time::parse_text(ts, ctx.last_time) {
+            None => ctx.last_time(),
+            Some(ts) => match super::time::parse_text_with(ts, || ctx.last_time()) {
                 Some(t) => Some(t),
                 None if p.reject_bad_timestamps => {
                     out.bad(BadReason::BadTimestamp, line_no);
@@ -473,7 +479,7 @@ impl TextState {
                     };
                     return;
                 }
-                None => ctx.last_time,
+                None => ctx.last_time(),
             },
         };
         let service: Option<&str> = h.service.or(kv.service.as_deref()).or(default_service);
@@ -497,8 +503,8 @@ impl TextState {
             service,
             version: version.as_deref(),
         });
-        if time.is_some() {
-            ctx.last_time = time;
+        if let Some(t) = time {
+            ctx.set_last_time(t);
         }
         let in_trace = trace::is_panic(msg);
         let trace = TraceState {

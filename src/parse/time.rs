@@ -16,9 +16,20 @@ use crate::record::EventTime;
 
 const MS_PER_DAY: i64 = 86_400_000;
 
-/// Parses a textual timestamp. `reference` supplies the year or date for
-/// forms that lack them. `None` means "not a timestamp I know".
+/// [`parse_text_with`] with a known reference.
+#[cfg(test)]
 pub(crate) fn parse_text(s: &str, reference: Option<EventTime>) -> Option<EventTime> {
+    parse_text_with(s, || reference)
+}
+
+/// Parses a textual timestamp. `reference` supplies the year or date for
+/// forms that lack them; it is asked for only by those forms, so a caller
+/// can tell whether the previous record's time mattered. `None` means "not
+/// a timestamp I know".
+pub(crate) fn parse_text_with(
+    s: &str,
+    reference: impl FnOnce() -> Option<EventTime>,
+) -> Option<EventTime> {
     let s = s.trim();
     let b = s.as_bytes();
     if b.len() >= 16 && is_digits(&b[..4]) && matches!(b[4], b'-' | b'/') {
@@ -32,14 +43,14 @@ pub(crate) fn parse_text(s: &str, reference: Option<EventTime>) -> Option<EventT
             return parse_apache(b);
         }
         if b[3] == b' ' {
-            return parse_syslog(b, reference);
+            return parse_syslog(b, reference());
         }
     }
     if b.len() >= 13 && is_digits(&b[..4]) && b[4] == b' ' {
-        return parse_klog(b, reference);
+        return parse_klog(b, reference());
     }
     if b.len() >= 8 && b[2] == b':' {
-        return parse_time_only(b, reference);
+        return parse_time_only(b, reference());
     }
     parse_rare(s)
 }

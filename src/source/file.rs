@@ -188,6 +188,21 @@ impl<R: BufRead> LineReader<R> {
     /// Reads the next line into `buf`. `None` at end of input.
     pub fn next_line<'b>(&mut self, buf: &'b mut Vec<u8>) -> io::Result<Option<Line<'b>>> {
         buf.clear();
+        let Some(a) = self.append_line(buf)? else {
+            return Ok(None);
+        };
+        Ok(Some(Line {
+            bytes: buf.as_slice(),
+            truncated: a.truncated,
+            start: a.start,
+        }))
+    }
+
+    /// Appends the next line to what `buf` already holds (the cap applies
+    /// to the line alone), so many lines can share one buffer. `None` at
+    /// end of input.
+    pub fn append_line(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<Appended>> {
+        let base = buf.len();
         let start = self.offset;
         let mut truncated = false;
         let mut consumed_any = false;
@@ -210,7 +225,7 @@ impl<R: BufRead> LineReader<R> {
             } else {
                 &chunk[..take]
             };
-            let room = self.max.saturating_sub(buf.len());
+            let room = self.max.saturating_sub(buf.len() - base);
             if content.len() > room {
                 truncated = true;
             }
@@ -229,15 +244,20 @@ impl<R: BufRead> LineReader<R> {
             return Ok(None);
         }
         self.line += 1;
-        if buf.last() == Some(&b'\r') {
+        if buf.len() > base && buf.last() == Some(&b'\r') {
             buf.pop();
         }
-        Ok(Some(Line {
-            bytes: buf.as_slice(),
-            truncated,
-            start,
-        }))
+        Ok(Some(Appended { truncated, start }))
     }
+}
+
+/// Where [`LineReader::append_line`] put a line.
+#[derive(Clone, Copy, Debug)]
+pub struct Appended {
+    /// The line was longer than the cap and was cut.
+    pub truncated: bool,
+    /// Offset of the line's first byte in the input.
+    pub start: u64,
 }
 
 #[cfg(test)]
@@ -257,6 +277,20 @@ mod tests {
         assert!(r.next_line(&mut buf).unwrap().is_none());
         assert_eq!(r.line, 3);
         assert_eq!(r.offset, 9);
+    }
+
+    #[test]
+    fn appended_lines_share_a_buffer_and_each_gets_the_full_cap() {
+        let mut r = LineReader::new(&b"abcd\r\nxyz\n"[..], 3);
+        let mut buf = b"keep".to_vec();
+        let a = r.append_line(&mut buf).unwrap().unwrap();
+        assert!(a.truncated);
+        assert_eq!(a.start, 0);
+        let b = r.append_line(&mut buf).unwrap().unwrap();
+        assert!(!b.truncated);
+        assert_eq!(b.start, 6);
+        assert_eq!(buf, b"keepabcxyz");
+        assert!(r.append_line(&mut buf).unwrap().is_none());
     }
 
     #[test]
