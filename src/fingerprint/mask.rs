@@ -103,11 +103,18 @@ impl Masker {
                 last = m.end();
             }
         }
-        scratch.push_str(&msg[last..]);
+        // No rule matched (most lines with no quote, address or path): the
+        // word pass reads the message itself, saving a copy.
+        let words: &str = if last == 0 && scratch.is_empty() {
+            msg
+        } else {
+            scratch.push_str(&msg[last..]);
+            scratch
+        };
         // Pass 2: digit words, and whitespace normalisation.
         let mut prev_start = 0;
         let mut prev_id = false;
-        for word in scratch.split_ascii_whitespace() {
+        for word in words.split_ascii_whitespace() {
             let start = out.len();
             if !out.is_empty() {
                 out.push(' ');

@@ -285,10 +285,17 @@ pub fn classify(learner: &mut Learner, identity: Identity) -> Option<Typed> {
             created: false,
             merged: Vec::new(),
         }),
-        Identity::Learned { context, template } => {
+        Identity::Learned {
+            context,
+            mut template,
+        } => {
             let r = learner.observe(context.key(), &template);
             let fingerprint = learner.fingerprint_of(r.cluster, |t| context.fingerprint(t));
-            let general = learner.template(r.cluster).to_string();
+            // Reuse the masked template's buffer for the general one: one
+            // allocation per line fewer on the hot path.
+            template.clear();
+            template.push_str(learner.template(r.cluster));
+            let general = template;
             let merged = r
                 .merged
                 .iter()
