@@ -18,7 +18,10 @@ enum Out {
     /// `sync` is false for character devices and pipes (`/dev/null`, a
     /// FIFO): fsync on them fails with EINVAL and there is nothing to make
     /// durable anyway.
-    File { w: BufWriter<File>, sync: bool },
+    File {
+        w: BufWriter<File>,
+        sync: bool,
+    },
 }
 
 pub struct JsonLinesSink {

@@ -13,12 +13,12 @@
 
 pub mod rederive;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::fingerprint::{Context, Fingerprint, Learner, Typed};
+use crate::fingerprint::{Context, Fingerprint, Learner, PrehashedMap, Typed};
 use crate::record::{EventTime, Record};
 use crate::release::series::TypeSeries;
 use crate::window::{WindowCounts, WindowSpec};
@@ -91,9 +91,9 @@ impl ErrorType {
 /// All known types, their aliases and the learner that shapes them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Baseline {
-    pub types: HashMap<Fingerprint, ErrorType>,
+    pub types: PrehashedMap<Fingerprint, ErrorType>,
     /// Old fingerprint → the type that now stands for it.
-    pub aliases: HashMap<Fingerprint, Fingerprint>,
+    pub aliases: PrehashedMap<Fingerprint, Fingerprint>,
     pub learner: Learner,
     /// Digest of the pattern set that produced these fingerprints.
     pub pattern_digest: u64,
@@ -111,8 +111,8 @@ impl Baseline {
     pub fn new(cfg: &Config, pattern_digest: u64) -> Baseline {
         let l = &cfg.fingerprint.learn;
         Baseline {
-            types: HashMap::new(),
-            aliases: HashMap::new(),
+            types: PrehashedMap::default(),
+            aliases: PrehashedMap::default(),
             learner: Learner::from_config(l),
             pattern_digest,
             canonical_version: crate::fingerprint::CANONICAL_VERSION.to_string(),

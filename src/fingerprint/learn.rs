@@ -25,13 +25,11 @@
 //! Lookups of a template seen before are one hash probe; the skeleton work
 //! happens only the first time a template appears.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
-use super::Fingerprint;
 use super::mask::VAR;
+use super::{Fingerprint, PrehashedMap};
 
 /// Index of a cluster in the learner.
 pub type ClusterId = u32;
@@ -84,10 +82,10 @@ pub struct Learner {
     min_constant_share: f64,
     enabled: bool,
     clusters: Vec<Cluster>,
-    exact: HashMap<u64, ClusterId>,
-    skeletons: HashMap<u64, Skeleton>,
+    exact: PrehashedMap<u64, ClusterId>,
+    skeletons: PrehashedMap<u64, Skeleton>,
     /// Generalised clusters per (context, word count).
-    generalized: HashMap<u64, Vec<ClusterId>>,
+    generalized: PrehashedMap<u64, Vec<ClusterId>>,
 }
 
 fn half() -> f64 {
@@ -234,9 +232,9 @@ impl Learner {
             min_constant_share: half(),
             enabled,
             clusters: Vec::new(),
-            exact: HashMap::new(),
-            skeletons: HashMap::new(),
-            generalized: HashMap::new(),
+            exact: PrehashedMap::default(),
+            skeletons: PrehashedMap::default(),
+            generalized: PrehashedMap::default(),
         }
     }
 

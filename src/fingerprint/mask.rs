@@ -114,12 +114,36 @@ impl Masker {
         // Pass 2: digit words, and whitespace normalisation.
         let mut prev_start = 0;
         let mut prev_id = false;
-        for word in words.split_ascii_whitespace() {
+        // One pass per byte finds the words (`split_ascii_whitespace`) and
+        // whether each holds a digit or `<`, the only words with anything to
+        // mask or compare: most words are copied and nothing more.
+        let bytes = words.as_bytes();
+        let mut i = 0;
+        loop {
+            while i < bytes.len() && WORD_CLASS[bytes[i] as usize] == SPACE {
+                i += 1;
+            }
+            if i == bytes.len() {
+                break;
+            }
+            let word_start = i;
+            let mut class = PLAIN;
+            while i < bytes.len() {
+                let c = WORD_CLASS[bytes[i] as usize];
+                if c == SPACE {
+                    break;
+                }
+                class |= c;
+                i += 1;
+            }
+            // Both ends sit next to ASCII whitespace or the ends of the
+            // string, so they are char boundaries.
+            let word = &words[word_start..i];
             let start = out.len();
             if !out.is_empty() {
                 out.push(' ');
             }
-            if !word.bytes().any(|c| c.is_ascii_digit() || c == b'<') {
+            if class == PLAIN {
                 // Most words: nothing to mask, no placeholder to compare.
                 // Everything below would leave them as they are.
                 out.push_str(word);
@@ -188,6 +212,29 @@ fn push_replacement(rule: &MaskRule, expands: bool, msg: &str, start: usize, out
         out.push_str(&rule.replace);
     }
 }
+
+const PLAIN: u8 = 0;
+const SPACE: u8 = 1;
+const MASKABLE: u8 = 2;
+
+/// Byte classes for the word pass: ASCII whitespace as
+/// `split_ascii_whitespace` knows it, and the bytes (digits, `<`) that make
+/// a word worth a closer look.
+static WORD_CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    t[b' ' as usize] = SPACE;
+    t[b'\t' as usize] = SPACE;
+    t[b'\n' as usize] = SPACE;
+    t[0x0c] = SPACE;
+    t[b'\r' as usize] = SPACE;
+    t[b'<' as usize] = MASKABLE;
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = MASKABLE;
+        d += 1;
+    }
+    t
+};
 
 thread_local! {
     /// The rules' output before the word pass: one buffer per thread, reused,

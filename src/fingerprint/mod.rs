@@ -19,6 +19,7 @@ pub mod patterns;
 pub mod stack;
 
 use std::fmt;
+use std::hash::Hasher;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -113,6 +114,33 @@ impl Context {
         }))
     }
 }
+
+/// Hasher for keys that already are well-mixed hashes (xxh3 values:
+/// fingerprints, the learner's keys). SipHash on them was a few percent of
+/// the fingerprint stage for nothing.
+#[derive(Default)]
+pub struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; this keeps any other use correct.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A map keyed by a hash value, see [`Prehashed`].
+pub type PrehashedMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<Prehashed>>;
 
 /// xxh3 of the bytes `fill` writes. The same value as feeding them to a
 /// streaming `Xxh3` piece by piece (xxh3 hashes a byte string, however it

@@ -29,15 +29,14 @@
 //! same input lines as with one thread, because every event carries the
 //! line it came from. Checkpoints are taken only between chunks.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 use std::io::{self, BufRead};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use super::{Engine, InputRun, PipelineError, check_line};
-use crate::fingerprint::{Fingerprinter, Identity};
+use crate::fingerprint::{Fingerprinter, Identity, PrehashedMap};
 use crate::parse::{Carry, LineParser, Parser, RecordSink};
 use crate::record::{BadReason, EventTime, Level, LineMeta, Record};
 use crate::source::{InputIdentity, LineReader};
@@ -138,7 +137,7 @@ struct Events {
     metas: Vec<ServiceVersion>,
     /// Hash of a (service, version) → its index in `metas` (the first of
     /// that hash; a collision falls back to a scan).
-    index: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
+    index: PrehashedMap<u64, u32>,
     carry: Carry,
 }
 
@@ -171,27 +170,6 @@ impl Events {
             .push((service.map(Box::from), version.map(Box::from)));
         self.index.entry(h).or_insert(i);
         i
-    }
-}
-
-/// Hasher for keys that already are well-mixed hashes.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed; this keeps any other use correct.
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
     }
 }
 
