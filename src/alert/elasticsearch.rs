@@ -348,6 +348,7 @@ impl EsSink {
             .baseline
             .types
             .values()
+            .map(|t| &**t)
             .filter(|t| self.exported.get(&t.fingerprint) != Some(&(t.count, t.last_seen)))
             .collect();
         if changed.is_empty() {

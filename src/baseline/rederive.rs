@@ -15,7 +15,8 @@ use crate::state::State;
 /// samples are fingerprinted with the new rules, and the old id becomes an
 /// alias of the new one.
 pub fn rederive(state: &mut State, fp: &Fingerprinter) {
-    let old: Vec<crate::baseline::ErrorType> = state.baseline.types.values().cloned().collect();
+    let old: Vec<Box<crate::baseline::ErrorType>> =
+        state.baseline.types.values().cloned().collect();
     let mut fresh = state.baseline.clone();
     fresh.types.clear();
     fresh.aliases.clear();

@@ -81,7 +81,7 @@ struct Row<'a> {
     count: u64,
     first_seen: String,
     last_seen: String,
-    versions: &'a std::collections::BTreeMap<String, u64>,
+    versions: &'a litemap::LiteMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     resolved_in: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -527,7 +527,11 @@ fn canaries(state: &mut State, cfg: &Config, minute: i64, now_ms: i64, out: &mut
             fire("error_rate", &cmp.error_rate, None, state);
         }
         for tc in cmp.types.iter().filter(|t| t.regression) {
-            let t = state.baseline.types.get(&tc.fingerprint).cloned();
+            let t = state
+                .baseline
+                .types
+                .get(&tc.fingerprint)
+                .map(|t| (**t).clone());
             fire(&tc.cmp.subject, &tc.cmp, t.as_ref(), state);
         }
     }

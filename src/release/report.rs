@@ -249,6 +249,7 @@ pub fn build(state: &State, req: &ReportRequest, now_ms: i64) -> Result<Report, 
         .baseline
         .types
         .values()
+        .map(|t| &**t)
         .filter(|t| t.first_seen >= released_at && t.first_seen < until)
         .filter(|t| t.origin == crate::baseline::Origin::Live)
         .collect();
@@ -264,7 +265,7 @@ pub fn build(state: &State, req: &ReportRequest, now_ms: i64) -> Result<Report, 
                 first_seen: rfc3339(t.first_seen),
                 last_seen: rfc3339(t.last_seen),
                 count: t.series.total.range(since, until),
-                versions: t.versions.clone(),
+                versions: t.versions.iter().map(|(v, n)| (v.clone(), *n)).collect(),
                 new_in_version: (known.len() == 1 && known[0] == rel).then(|| rel.to_string()),
                 sample: t.samples.first().cloned(),
                 status: status(t, until).to_string(),

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::ops::AddAssign;
 
+use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 
 use crate::record::EventTime;
@@ -57,6 +58,12 @@ impl<V: Copy + Default + AddAssign> Series<V> {
                 }
                 return true;
             }
+        }
+        if self.points.capacity() == 0 {
+            // Most types are seen in a minute or two and never again: one
+            // point, not the four a first push would reserve (a million
+            // types keep three series each).
+            self.points.reserve_exact(1);
         }
         self.points.push_back((t, v));
         while self.points.front().is_some_and(|f| f.0 <= t - keep) {
@@ -190,15 +197,24 @@ impl<V: Copy + Default + AddAssign> Timeline<V> {
 /// all versions by minute and hour (reports).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TypeSeries {
-    /// Version (`""` when unknown) → error lines per minute.
-    pub by_version: std::collections::BTreeMap<String, Series<u64>>,
+    /// Known version → error lines per minute. Lines without a version are
+    /// only in `total`: no canary comparison can name them, and a copy of
+    /// `total.minutes` per type is memory for nothing.
+    pub by_version: LiteMap<String, Series<u64>>,
     pub total: Timeline<u64>,
 }
 
 impl TypeSeries {
     pub fn add(&mut self, version: Option<&str>, time: EventTime) {
-        let v = version.unwrap_or("");
         let minute = time.div_euclid(MINUTE_MS);
+        match version.filter(|v| !v.is_empty()) {
+            Some(v) => self.add_in_version(v, minute),
+            None => self.retire_silent_versions(minute),
+        }
+        self.total.add(time, 1);
+    }
+
+    fn add_in_version(&mut self, v: &str, minute: i64) {
         match self.by_version.get_mut(v) {
             Some(s) => {
                 s.add(minute, 1, MINUTES_KEPT);
@@ -206,16 +222,23 @@ impl TypeSeries {
             None => {
                 let mut s = Series::default();
                 s.add(minute, 1, MINUTES_KEPT);
+                if self.by_version.is_empty() {
+                    // One version is the common case: no room for four.
+                    self.by_version = LiteMap::with_capacity(1);
+                }
                 self.by_version.insert(v.to_string(), s);
             }
         }
-        // Versions that fell silent for the whole retention leave, so the
-        // map stays as small as the versions actually running.
+        self.retire_silent_versions(minute);
+    }
+
+    /// Versions that fell silent for the whole retention leave, so the map
+    /// stays as small as the versions actually running.
+    fn retire_silent_versions(&mut self, minute: i64) {
         if self.by_version.len() > 1 {
             self.by_version
                 .retain(|_, s| s.iter().last().is_some_and(|p| p.0 > minute - MINUTES_KEPT));
         }
-        self.total.add(time, 1);
     }
 
     /// Error lines of `version` in minutes `from..=to`.
@@ -240,6 +263,16 @@ impl TypeSeries {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lines_without_a_version_count_in_the_total_only() {
+        let mut t = TypeSeries::default();
+        t.add(None, 60_000);
+        t.add(Some("2.0.0"), 60_000);
+        assert_eq!(t.total.range(0, 120_000), 2);
+        assert_eq!(t.in_version("2.0.0", 0, 2), 1);
+        assert_eq!(t.by_version.len(), 1, "no entry for the unknown version");
+    }
+
     use super::*;
 
     #[test]
