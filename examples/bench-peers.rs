@@ -19,7 +19,9 @@
 use std::time::Instant;
 
 use faultline::config::Config;
-use faultline::fingerprint::{self, Fingerprinter, Learner};
+use std::hash::BuildHasherDefault;
+
+use faultline::fingerprint::{self, Fingerprinter, Learner, Prehashed};
 
 fn main() {
     if let Err(e) = run() {
@@ -64,7 +66,9 @@ fn faultline(lines: &[&str]) -> Result<usize, String> {
     let cfg = Config::default();
     let fp = Fingerprinter::new(&cfg.fingerprint).map_err(|e| e.to_string())?;
     let mut learner = Learner::from_config(&cfg.fingerprint.learn);
-    let mut ids = std::collections::HashSet::new();
+    // Fingerprints are hashes already: the set hashes them no further, as
+    // the baseline's own map does.
+    let mut ids = std::collections::HashSet::<_, BuildHasherDefault<Prehashed>>::default();
     for line in lines {
         if let Some(t) = fingerprint::classify(&mut learner, fp.identify_message(line, None)) {
             ids.insert(t.fingerprint);
