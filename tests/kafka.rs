@@ -778,9 +778,13 @@ fn a_failing_sink_pauses_consumption_and_turns_unhealthy_instead_of_dropping_ale
     let s = Setup::new("failing", "max_failures = 2\nmax_backoff = \"300ms\"");
     let records = scenario(45);
     produce(&s.logs, &records[..3000]);
-    // A real fault, not a fake: fsync on /dev/null fails (EINVAL), so the
-    // file sink can never make its alerts durable.
-    let svc = s.start_alerting_to(std::path::Path::new("/dev/null"), &[]);
+    // A real fault, not a fake: every write to /dev/full fails (ENOSPC),
+    // so the file sink can never deliver its alerts. Without a warm-up the
+    // first batch already alerts, so the fault shows at once.
+    let svc = s.start_alerting_to(
+        std::path::Path::new("/dev/full"),
+        &[("FAULTLINE__BASELINE__WARMUP", "\"0s\"")],
+    );
     let started = Instant::now();
     while !svc
         .get("/healthz")
@@ -796,7 +800,7 @@ fn a_failing_sink_pauses_consumption_and_turns_unhealthy_instead_of_dropping_ale
     let ready = svc.get("/readyz").unwrap_or_default();
     assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
     assert!(
-        ready.contains("/dev/null"),
+        ready.contains("/dev/full"),
         "the reason names the sink: {ready}"
     );
     assert!(

@@ -49,7 +49,10 @@ impl JsonLinesSink {
             source,
         };
         let mut seen = HashSet::new();
-        if let Ok(f) = File::open(path) {
+        // Only a regular file holds earlier alerts: reading a device such as
+        // /dev/full or /dev/zero would never end.
+        let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+        if regular && let Ok(f) = File::open(path) {
             for line in BufReader::new(f).lines() {
                 let line = line.map_err(io)?;
                 // A torn last line (crash mid-write) is not an alert: skip it.
@@ -197,5 +200,15 @@ mod tests {
         let mut s = JsonLinesSink::file(Path::new("/dev/null"), false).unwrap();
         s.emit(&alert("one")).unwrap();
         s.flush().expect("fsync is skipped on a character device");
+    }
+
+    #[test]
+    fn a_file_sink_on_a_full_device_reports_the_failure_with_its_path() {
+        let mut s = JsonLinesSink::file(Path::new("/dev/full"), false).unwrap();
+        let err = s
+            .emit(&alert("one"))
+            .and_then(|_| s.flush())
+            .expect_err("every write to /dev/full fails");
+        assert!(err.to_string().contains("/dev/full"), "{err}");
     }
 }
