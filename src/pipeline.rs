@@ -31,7 +31,7 @@ use crate::parse::{ParseError, Parser, RecordSink};
 use crate::record::{BadReason, EventTime, LineMeta, Record};
 use crate::release;
 use crate::source::{Input, InputIdentity, LineReader, file};
-use crate::state::{RateCounts, State, StateError};
+use crate::state::{State, StateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -284,7 +284,7 @@ impl Engine {
         self.advance(time);
         if let Some(svc) = rec.service.as_deref() {
             let v = rec.version.as_deref().unwrap_or("");
-            self.rate_entry(svc, v).count(Some(time), 0, 1);
+            self.count_rate(svc, v, Some(time), 0, 1);
         }
         let Some(typed) = fingerprint::classify(&mut self.state.baseline.learner, identity) else {
             self.metrics.ignored.fetch_add(1, Ordering::Relaxed);
@@ -333,26 +333,35 @@ impl Engine {
         }
     }
 
-    fn rate_entry(&mut self, service: &str, version: &str) -> &mut RateCounts {
-        // Two lookups by &str first: the common case allocates nothing.
-        if !self
-            .state
-            .rates
-            .get(service)
-            .is_some_and(|m| m.contains_key(version))
-        {
-            self.state
-                .rates
+    /// Counts `lines` and `errors` at `time` for (service, version). This
+    /// runs for every input line: one tree walk per level when the entry
+    /// exists (a function returning the `&mut` would need two, the borrow
+    /// checker cannot see that the miss path no longer borrows), and an
+    /// allocation only for a new service or version.
+    fn count_rate(
+        &mut self,
+        service: &str,
+        version: &str,
+        time: Option<EventTime>,
+        lines: u64,
+        errors: u64,
+    ) {
+        let rates = &mut self.state.rates;
+        match rates.get_mut(service) {
+            Some(versions) => match versions.get_mut(version) {
+                Some(r) => r.count(time, lines, errors),
+                None => versions
+                    .entry(version.to_string())
+                    .or_default()
+                    .count(time, lines, errors),
+            },
+            None => rates
                 .entry(service.to_string())
                 .or_default()
                 .entry(version.to_string())
-                .or_default();
+                .or_default()
+                .count(time, lines, errors),
         }
-        self.state
-            .rates
-            .get_mut(service)
-            .and_then(|m| m.get_mut(version))
-            .expect("entry inserted above")
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -372,8 +381,7 @@ impl RecordSink for Engine {
             None => self.state.watermark,
         };
         if let Some(svc) = meta.service {
-            self.rate_entry(svc, meta.version.unwrap_or(""))
-                .count(time, 1, 0);
+            self.count_rate(svc, meta.version.unwrap_or(""), time, 1, 0);
         }
     }
 
