@@ -554,12 +554,27 @@ fn two_threads_replay_text_with_stack_traces_exactly_like_one() {
     assert!(one.metrics.bad.values().sum::<u64>() > 0);
 }
 
+/// The command the two-thread tests start from: a 30-minute warm-up, the
+/// summary as JSON on stderr, and small chunks so that chunk boundaries fall
+/// inside the data.
+fn threaded_replay(threads: &str, chunk_bytes: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
+    cmd.args([
+        "replay",
+        "--warmup",
+        "30m",
+        "--no-progress",
+        "--summary-json",
+    ])
+    .args(["--threads", threads, "--chunk-bytes", chunk_bytes]);
+    cmd
+}
+
 #[test]
 fn two_threads_replay_a_resumed_state_exactly_like_one() {
     let data = std::fs::read_to_string(examples_data().join("logs.jsonl")).unwrap();
     let lines: Vec<&str> = data.lines().collect();
     let half = lines[..lines.len() / 2].join("\n") + "\n";
-    let bin = env!("CARGO_BIN_EXE_faultline");
     let mut results = Vec::new();
     for threads in ["1", "2"] {
         let dir = tempfile::tempdir().unwrap();
@@ -567,15 +582,7 @@ fn two_threads_replay_a_resumed_state_exactly_like_one() {
         let state = dir.path().join("state");
         let alerts = dir.path().join("alerts.jsonl");
         let go = || {
-            let out = Command::new(bin)
-                .args([
-                    "replay",
-                    "--warmup",
-                    "30m",
-                    "--no-progress",
-                    "--summary-json",
-                ])
-                .args(["--threads", threads, "--chunk-bytes", "4096"])
+            let out = threaded_replay(threads, "4096")
                 .arg("--state")
                 .arg(&state)
                 .arg("--alerts")
@@ -644,17 +651,8 @@ fn gzip_and_stdin_inputs_replay_alike_with_two_threads() {
     );
     enc.write_all(&data).unwrap();
     enc.finish().unwrap();
-    let bin = env!("CARGO_BIN_EXE_faultline");
     let run = |threads: &str, input: &Path, stdin: bool| {
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "replay",
-            "--warmup",
-            "30m",
-            "--no-progress",
-            "--summary-json",
-        ])
-        .args(["--threads", threads, "--chunk-bytes", "8192"]);
+        let mut cmd = threaded_replay(threads, "8192");
         if stdin {
             cmd.arg("-").stdin(std::fs::File::open(input).unwrap());
         } else {
@@ -687,17 +685,8 @@ fn a_strict_stop_with_two_threads_resumes_from_a_chunk_checkpoint_without_losing
     );
     let dir = tempfile::tempdir().unwrap();
     let logs = write(dir.path(), "logs.jsonl", &with_bad);
-    let bin = env!("CARGO_BIN_EXE_faultline");
     let go = |state: &Path, alerts: &Path, extra: &[&str]| {
-        Command::new(bin)
-            .args([
-                "replay",
-                "--warmup",
-                "30m",
-                "--no-progress",
-                "--summary-json",
-            ])
-            .args(["--threads", "2", "--chunk-bytes", "4096"])
+        threaded_replay("2", "4096")
             .args(extra)
             .arg("--state")
             .arg(state)
