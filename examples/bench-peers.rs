@@ -2,7 +2,7 @@
 //! `scripts/bench-compare`.
 //!
 //! ```text
-//! bench-peers --engine faultline|logdrain|drain3 --input FILE
+//! bench-peers --engine faultline|logdrain|drain3|identify --input FILE
 //! ```
 //!
 //! The whole file is read into memory first (not timed), so every engine
@@ -11,6 +11,9 @@
 //! the script can pin it to one core and alternate engines. Prints one JSON
 //! object: engine, lines, seconds, lines per second, and groups found (a
 //! sanity check that the engine did the work).
+//!
+//! `identify` is faultline's masking alone (no learned stage), to split
+//! the profile; its "groups" is the total template length.
 //!
 //! Every engine uses its default configuration; faultline uses the shipped
 //! rules (`patterns/`) with its online learner — the same path as
@@ -41,7 +44,7 @@ fn run() -> Result<(), String> {
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    let engine = engine.ok_or("--engine faultline|logdrain|drain3 is required")?;
+    let engine = engine.ok_or("--engine faultline|logdrain|drain3|identify is required")?;
     let input = input.ok_or("--input FILE is required")?;
     let text = std::fs::read_to_string(&input).map_err(|e| format!("{input}: {e}"))?;
     let lines: Vec<&str> = text.lines().collect();
@@ -51,6 +54,7 @@ fn run() -> Result<(), String> {
         "faultline" => faultline(&lines)?,
         "logdrain" => logdrain(&lines)?,
         "drain3" => drain3(&lines)?,
+        "identify" => identify_only(&lines)?,
         other => return Err(format!("unknown engine `{other}`")),
     };
     let secs = started.elapsed().as_secs_f64();
@@ -100,4 +104,17 @@ fn drain3(lines: &[&str]) -> Result<usize, String> {
         }
     }
     Ok(clusters)
+}
+
+/// Masking only: what `faultline` spends before the learned stage.
+fn identify_only(lines: &[&str]) -> Result<usize, String> {
+    let cfg = Config::default();
+    let fp = Fingerprinter::new(&cfg.fingerprint).map_err(|e| e.to_string())?;
+    let mut n = 0;
+    for line in lines {
+        if let fingerprint::Identity::Learned { template, .. } = fp.identify_message(line, None) {
+            n += template.len();
+        }
+    }
+    Ok(n)
 }
