@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::{Alert, AlertSink, SinkError};
@@ -48,42 +48,36 @@ impl JsonLinesSink {
             sink: path.display().to_string(),
             source,
         };
-        let mut seen = HashSet::new();
-        // Only a regular file holds earlier alerts: reading a device such as
-        // /dev/full or /dev/zero would never end.
-        let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
-        if regular && let Ok(f) = File::open(path) {
-            for line in BufReader::new(f).lines() {
-                let line = line.map_err(io)?;
-                // A torn last line (crash mid-write) is not an alert: skip it.
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && let Some(id) = v.get("id").and_then(|i| i.as_str())
-                {
-                    seen.insert(id.to_string());
-                }
-            }
-        }
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(io)?;
-        // If the previous run died mid-line, start on a fresh line so the
-        // next alert is not glued to the torn one.
-        let sync = file.metadata().map(|m| m.is_file()).unwrap_or(false);
-        if let Ok(meta) = file.metadata()
-            && meta.is_file()
-            && meta.len() > 0
-        {
+        // Only a regular file holds earlier alerts and can be made durable;
+        // a device (/dev/null, /dev/full) or a pipe has neither, and reading
+        // one such as /dev/zero would never end.
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        let mut seen = HashSet::new();
+        if regular {
             let bytes = std::fs::read(path).map_err(io)?;
-            if bytes.last() != Some(&b'\n') {
+            for line in bytes.split(|&b| b == b'\n') {
+                // A torn last line (crash mid-write) is not an alert: skip it.
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line)
+                    && let Some(id) = v.get("id").and_then(|i| i.as_str())
+                {
+                    seen.insert(id.to_string());
+                }
+            }
+            // If the previous run died mid-line, start on a fresh line so
+            // the next alert is not glued to the torn one.
+            if bytes.last().is_some_and(|&b| b != b'\n') {
                 file.write_all(b"\n").map_err(io)?;
             }
         }
         Ok(JsonLinesSink {
             out: Out::File {
                 w: BufWriter::new(file),
-                sync,
+                sync: regular,
             },
             seen,
             summaries,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::fingerprint::{Context, Fingerprint, Learner, PrehashedMap, Typed};
 use crate::record::{EventTime, Record};
-use crate::release::series::TypeSeries;
+use crate::release::series::{TypeSeries, insert_sized_for_one};
 use crate::window::{WindowCounts, WindowSpec};
 
 /// Where a type's knowledge came from.
@@ -267,12 +267,7 @@ impl Baseline {
         if let Some(v) = &rec.version {
             match t.versions.get_mut(v.as_str()) {
                 Some(n) => *n += 1,
-                None => {
-                    if t.versions.is_empty() {
-                        t.versions = LiteMap::with_capacity(1);
-                    }
-                    t.versions.insert(v.clone(), 1);
-                }
+                None => insert_sized_for_one(&mut t.versions, v.clone(), 1),
             }
         }
         if in_window {

@@ -193,6 +193,16 @@ impl<V: Copy + Default + AddAssign> Timeline<V> {
     }
 }
 
+/// Inserts into a per-type map that is usually left with one entry (one
+/// version): its first allocation holds one, not the four a first push
+/// reserves — per type, over a million types.
+pub fn insert_sized_for_one<V>(map: &mut LiteMap<String, V>, key: String, value: V) {
+    if map.is_empty() {
+        *map = LiteMap::with_capacity(1);
+    }
+    map.insert(key, value);
+}
+
 /// One error type's occurrences: per version by minute (canary windows),
 /// all versions by minute and hour (reports).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -222,11 +232,7 @@ impl TypeSeries {
             None => {
                 let mut s = Series::default();
                 s.add(minute, 1, MINUTES_KEPT);
-                if self.by_version.is_empty() {
-                    // One version is the common case: no room for four.
-                    self.by_version = LiteMap::with_capacity(1);
-                }
-                self.by_version.insert(v.to_string(), s);
+                insert_sized_for_one(&mut self.by_version, v.to_string(), s);
             }
         }
         self.retire_silent_versions(minute);
@@ -263,6 +269,8 @@ impl TypeSeries {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn lines_without_a_version_count_in_the_total_only() {
         let mut t = TypeSeries::default();
@@ -272,8 +280,6 @@ mod tests {
         assert_eq!(t.in_version("2.0.0", 0, 2), 1);
         assert_eq!(t.by_version.len(), 1, "no entry for the unknown version");
     }
-
-    use super::*;
 
     #[test]
     fn counts_in_the_same_unit_add_up_and_old_units_are_dropped() {
