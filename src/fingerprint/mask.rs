@@ -1,14 +1,13 @@
 //! Masking: replace the variable parts of a message with placeholders.
 //!
-//! All rules run as one multi-pattern regex (leftmost-first, earlier rule
+//! All rules run as one multi-pattern scan ([`super::scan`]: leftmost-first, earlier rule
 //! wins at the same start), so a message is scanned once however many rules
 //! there are — no per-token regex. A second, hand-written pass masks words
 //! that still contain a digit; it is the one heuristic every log parser
 //! agrees on and it is far cheaper as code than as a regex.
 
-use regex_automata::meta::Regex as MultiRegex;
-
 use super::patterns::{MaskRule, PatternSet};
+use super::scan::{RuleMatch, RuleScanner};
 
 /// The placeholder the template language uses for "any value".
 pub const VAR: &str = "<*>";
@@ -22,7 +21,7 @@ pub const MASK_CODE_VERSION: u32 = 2;
 /// Compiled masking rules.
 #[derive(Clone, Debug)]
 pub struct Masker {
-    all: Option<MultiRegex>,
+    all: Option<RuleScanner>,
     rules: Vec<MaskRule>,
     /// Per rule: whether its replacement refers to capture groups, decided
     /// once here rather than per match.
@@ -48,12 +47,7 @@ impl Masker {
             None
         } else {
             let pats: Vec<&str> = set.rules.iter().map(|r| r.regex.as_str()).collect();
-            Some(
-                MultiRegex::builder()
-                    .configure(MultiRegex::config().hybrid_cache_capacity(64 << 20))
-                    .build_many(&pats)
-                    .map_err(|e| BuildError(e.to_string()))?,
-            )
+            Some(RuleScanner::new(&pats).map_err(BuildError)?)
         };
         Ok(Masker {
             all,
@@ -68,11 +62,12 @@ impl Masker {
     /// that replaced something.
     pub fn mask_into(&self, msg: &str, out: &mut String, fired: Option<&mut Vec<Fired>>) {
         out.clear();
-        SCRATCH.with_borrow_mut(|scratch| {
-            self.mask_with(msg, out, scratch, fired);
+        SCRATCH.with_borrow_mut(|(scratch, matches)| {
+            self.mask_with(msg, out, scratch, matches, fired);
             if scratch.capacity() > 1 << 16 {
                 // One huge message must not pin its size for the thread's life.
                 *scratch = String::new();
+                *matches = Vec::new();
             }
         });
     }
@@ -82,25 +77,26 @@ impl Masker {
         msg: &str,
         out: &mut String,
         scratch: &mut String,
+        matches: &mut Vec<RuleMatch>,
         mut fired: Option<&mut Vec<Fired>>,
     ) {
         // Pass 1: the rules, into `scratch`.
         scratch.clear();
         let mut last = 0;
         if let Some(all) = &self.all {
-            for m in all.find_iter(msg) {
-                let i = m.pattern().as_usize();
-                let rule = &self.rules[i];
-                scratch.push_str(&msg[last..m.start()]);
-                push_replacement(rule, self.expands[i], msg, m.start(), scratch);
+            all.find_all(msg, matches);
+            for m in matches.iter() {
+                let rule = &self.rules[m.rule];
+                scratch.push_str(&msg[last..m.start]);
+                push_replacement(rule, self.expands[m.rule], msg, m.start, scratch);
                 if let Some(f) = fired.as_deref_mut() {
                     f.push(Fired {
                         rule: rule.name.clone(),
-                        text: msg[m.range()].to_string(),
+                        text: msg[m.start..m.end].to_string(),
                         origin: rule.origin.clone(),
                     });
                 }
-                last = m.end();
+                last = m.end;
             }
         }
         // No rule matched (most lines with no quote, address or path): the
@@ -114,31 +110,13 @@ impl Masker {
         // Pass 2: digit words, and whitespace normalisation.
         let mut prev_start = 0;
         let mut prev_id = false;
-        // One pass per byte finds the words (`split_ascii_whitespace`) and
-        // whether each holds a digit or `<`, the only words with anything to
-        // mask or compare: most words are copied and nothing more.
-        let bytes = words.as_bytes();
-        let mut i = 0;
-        loop {
-            while i < bytes.len() && WORD_CLASS[bytes[i] as usize] == SPACE {
-                i += 1;
-            }
-            if i == bytes.len() {
-                break;
-            }
-            let word_start = i;
-            let mut class = PLAIN;
-            while i < bytes.len() {
-                let c = WORD_CLASS[bytes[i] as usize];
-                if c == SPACE {
-                    break;
-                }
-                class |= c;
-                i += 1;
-            }
+        // One scan finds the words (`split_ascii_whitespace`) and whether
+        // each holds a digit or `<`, the only words with anything to mask or
+        // compare: most words are copied and nothing more.
+        for_each_word(words.as_bytes(), |word_start, word_end, class| {
             // Both ends sit next to ASCII whitespace or the ends of the
             // string, so they are char boundaries.
-            let word = &words[word_start..i];
+            let word = &words[word_start..word_end];
             let start = out.len();
             if !out.is_empty() {
                 out.push(' ');
@@ -149,7 +127,7 @@ impl Masker {
                 out.push_str(word);
                 prev_id = false;
                 prev_start = start;
-                continue;
+                return;
             }
             if self.mask_digit_words {
                 push_masking_digit_parts(word, out, fired.as_deref_mut());
@@ -182,12 +160,12 @@ impl Masker {
                 let prev = prev.strip_prefix(' ').unwrap_or(prev);
                 if prev == this {
                     out.truncate(start);
-                    continue;
+                    return;
                 }
             }
             prev_id = is_id;
             prev_start = start;
-        }
+        });
     }
 
     /// Convenience for tests and tools.
@@ -236,10 +214,80 @@ static WORD_CLASS: [u8; 256] = {
     t
 };
 
+/// Calls `f(start, end, class)` for each word of `bytes` (the runs between
+/// ASCII whitespace, as `split_ascii_whitespace` finds them), in order, with
+/// the union of its bytes' classes: `PLAIN` unless it holds a digit or `<`.
+///
+/// Eight bytes at a time: only the bytes that may be whitespace, a digit or
+/// `<` are looked at one by one, and most bytes of a log line are letters.
+/// A byte-at-a-time loop over a class table was the largest single cost of
+/// masking.
+#[inline]
+fn for_each_word(bytes: &[u8], mut f: impl FnMut(usize, usize, u8)) {
+    // Position after the last whitespace byte: where the current word began.
+    let mut word_start = 0;
+    let mut class = PLAIN;
+    // A macro, not a closure: a closure calling `f` would have to borrow it
+    // too, and a `dyn` call per byte undoes the point of this function.
+    macro_rules! visit {
+        ($at:expr) => {{
+            let at = $at;
+            let c = WORD_CLASS[bytes[at] as usize];
+            if c == SPACE {
+                if at > word_start {
+                    f(word_start, at, class);
+                }
+                class = PLAIN;
+                word_start = at + 1;
+            } else {
+                class |= c;
+            }
+        }};
+    }
+    let mut base = 0;
+    while let Some(chunk) = bytes.get(base..base + 8) {
+        let mut hits = candidates(chunk);
+        while hits != 0 {
+            visit!(base + (hits.trailing_zeros() / 8) as usize);
+            hits &= hits - 1;
+        }
+        base += 8;
+    }
+    for at in base..bytes.len() {
+        visit!(at);
+    }
+    if bytes.len() > word_start {
+        f(word_start, bytes.len(), class);
+    }
+}
+
+/// The top bit of each byte of the result is set where `chunk` has a byte
+/// that may be whitespace, a digit or `<`: a superset (any ASCII byte up to
+/// space, and `0`..=`<`) that the caller narrows with `WORD_CLASS`.
+#[inline]
+fn candidates(chunk: &[u8]) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(chunk);
+    let x = u64::from_le_bytes(a);
+    // With each byte's top bit cleared no sum carries into the next byte:
+    // the top bit of `low + (0x80 - n)` says `low >= n`.
+    let low = x & LO7;
+    let ge_past_space = (low + ONES * (0x80 - 0x21)) & HI;
+    let ge_digit = (low + ONES * (0x80 - b'0' as u64)) & HI;
+    let ge_past_lt = (low + ONES * (0x80 - b'=' as u64)) & HI;
+    // `!x & HI`: ASCII bytes only; the others are parts of words.
+    ((HI ^ ge_past_space) | (ge_digit & !ge_past_lt)) & !x & HI
+}
+
 thread_local! {
     /// The rules' output before the word pass: one buffer per thread, reused,
     /// so masking a message allocates nothing once it has warmed up.
-    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    #[allow(clippy::type_complexity)]
+    static SCRATCH: std::cell::RefCell<(String, Vec<RuleMatch>)> =
+        const { std::cell::RefCell::new((String::new(), Vec::new())) };
 }
 
 /// `s.contains(VAR)` without building a substring searcher per call: the

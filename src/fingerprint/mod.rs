@@ -16,6 +16,7 @@
 pub mod learn;
 pub mod mask;
 pub mod patterns;
+pub mod scan;
 pub mod stack;
 
 use std::fmt;
