@@ -24,7 +24,7 @@ use std::time::Instant;
 use faultline::config::Config;
 use std::hash::BuildHasherDefault;
 
-use faultline::fingerprint::{self, Fingerprinter, Learner, Prehashed};
+use faultline::fingerprint::{self, Fingerprinter, Identity, Learner, Prehashed, Typed};
 
 fn main() {
     if let Err(e) = run() {
@@ -73,9 +73,13 @@ fn faultline(lines: &[&str]) -> Result<usize, String> {
     // Fingerprints are hashes already: the set hashes them no further, as
     // the baseline's own map does.
     let mut ids = std::collections::HashSet::<_, BuildHasherDefault<Prehashed>>::default();
+    // Reused from line to line, as the stream reuses them.
+    let mut identity = Identity::default();
+    let mut typed = Typed::default();
     for line in lines {
-        if let Some(t) = fingerprint::classify(&mut learner, fp.identify_message(line, None)) {
-            ids.insert(t.fingerprint);
+        fp.identify_message_into(line, None, &mut identity);
+        if fingerprint::classify_into(&mut learner, &identity, &mut typed) {
+            ids.insert(typed.fingerprint);
         }
     }
     Ok(ids.len())
@@ -112,9 +116,7 @@ fn identify_only(lines: &[&str]) -> Result<usize, String> {
     let fp = Fingerprinter::new(&cfg.fingerprint).map_err(|e| e.to_string())?;
     let mut n = 0;
     for line in lines {
-        if let fingerprint::Identity::Learned { template, .. } = fp.identify_message(line, None) {
-            n += template.len();
-        }
+        n += fp.identify_message(line, None).template.len();
     }
     Ok(n)
 }

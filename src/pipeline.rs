@@ -25,7 +25,7 @@ use crate::alert::{Alert, AlertSink, Kind, SinkError};
 use crate::baseline::{Baseline, Origin};
 use crate::config::{Config, Dur, Format};
 use crate::detect::Detector;
-use crate::fingerprint::{self, FingerprintError, Fingerprinter, Identity};
+use crate::fingerprint::{self, FingerprintError, Fingerprinter, Identity, Typed};
 use crate::metrics::{Metrics, Snapshot};
 use crate::parse::{ParseError, Parser, RecordSink};
 use crate::record::{BadReason, EventTime, LineMeta, Record};
@@ -82,6 +82,10 @@ pub struct Engine {
     /// Every alert emitted in this run (for `--json` summaries and tests).
     pub emitted: Vec<Alert>,
     keep_emitted: bool,
+    /// Reused for every error: identifying and typing a record of a known
+    /// type then allocates nothing.
+    identity: Identity,
+    typed: Typed,
 }
 
 /// How warm-up and the baseline are set up for a run.
@@ -145,6 +149,8 @@ impl Engine {
             last_minute: i64::MIN,
             emitted: Vec::new(),
             keep_emitted: true,
+            identity: Identity::default(),
+            typed: Typed::default(),
         })
     }
 
@@ -258,20 +264,22 @@ impl Engine {
     /// Processes one error record (also used by tools that bypass parsing).
     pub fn process_error(&mut self, rec: Record) {
         let started = Instant::now();
-        let identity = self.fp.identify(&rec, None);
-        self.process_from(rec, identity, started);
+        let mut identity = std::mem::take(&mut self.identity);
+        self.fp.identify_into(&rec, None, &mut identity);
+        self.process_from(rec, &identity, started);
+        self.identity = identity;
     }
 
     /// [`Engine::process_error`] for a record whose identity was already
     /// computed with a clone of [`Engine::fingerprinter`] (identifying is
     /// stateless and the costly part, so parsing threads do it).
     pub fn process_identified(&mut self, rec: Record, identity: Identity) {
-        self.process_from(rec, identity, Instant::now());
+        self.process_from(rec, &identity, Instant::now());
     }
 
     /// The stateful part of processing an error: learning, baseline,
     /// detection, in the order records arrive.
-    fn process_from(&mut self, rec: Record, identity: Identity, started: Instant) {
+    fn process_from(&mut self, rec: Record, identity: &Identity, started: Instant) {
         self.metrics.errors.fetch_add(1, Ordering::Relaxed);
         let time = self.event_time(rec.time);
         let late = self
@@ -286,10 +294,24 @@ impl Engine {
             let v = rec.version.as_deref().unwrap_or("");
             self.count_rate(svc, v, Some(time), 0, 1);
         }
-        let Some(typed) = fingerprint::classify(&mut self.state.baseline.learner, identity) else {
+        let mut typed = std::mem::take(&mut self.typed);
+        if fingerprint::classify_into(&mut self.state.baseline.learner, identity, &mut typed) {
+            self.process_typed(&rec, &typed, time, late, started);
+        } else {
             self.metrics.ignored.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
+        }
+        self.typed = typed;
+    }
+
+    /// Baseline, regression check and detection for a typed error.
+    fn process_typed(
+        &mut self,
+        rec: &Record,
+        typed: &Typed,
+        time: EventTime,
+        late: bool,
+        started: Instant,
+    ) {
         let learning = self.learning(time);
         let origin = if learning {
             Origin::Baseline
@@ -298,12 +320,12 @@ impl Engine {
         };
         self.state
             .baseline
-            .observe_at(&typed, &rec, time, origin, !late);
+            .observe_at(typed, rec, time, origin, !late);
         let mut out = std::mem::take(&mut self.pending);
         release::check_regression(
             &mut self.state.baseline,
             typed.fingerprint,
-            &rec,
+            rec,
             time,
             learning,
             &self.cfg,
@@ -314,7 +336,7 @@ impl Engine {
         self.state.detector.on_error(
             &mut self.state.baseline,
             typed.fingerprint,
-            &rec,
+            rec,
             time,
             learning,
             now_ms(),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use faultline::config::FingerprintConfig;
-use faultline::fingerprint::{self, Fingerprinter, Identity, Learner};
+use faultline::fingerprint::{self, Fingerprinter, Identity, IdentityKind, Learner};
 
 /// Groups `lines` the way `faultline fingerprint --raw` does: learn from
 /// every line, then label each with the type it belongs to.
@@ -22,15 +22,15 @@ fn group(lines: &[String]) -> Vec<String> {
         let _ = fingerprint::classify(&mut learner, id.clone());
     }
     ids.iter()
-        .map(|id| match id {
-            Identity::Learned { context, template } => {
+        .map(|id| match &id.kind {
+            IdentityKind::Learned => {
                 let c = learner
-                    .lookup(context.key(), template)
+                    .lookup(id.context_key(), &id.template)
                     .expect("every learned template has a cluster");
-                context.fingerprint(learner.template(c)).to_string()
+                id.context().fingerprint(learner.template(c)).to_string()
             }
-            Identity::Fixed { context, template } => context.fingerprint(template).to_string(),
-            Identity::Ignored { rule } => format!("ignored:{rule}"),
+            IdentityKind::Fixed => id.context().fingerprint(&id.template).to_string(),
+            IdentityKind::Ignored { rule } => format!("ignored:{rule}"),
         })
         .collect()
 }

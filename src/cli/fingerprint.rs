@@ -12,7 +12,7 @@ use clap::Args;
 use serde::Serialize;
 
 use faultline::config::{Config, Format};
-use faultline::fingerprint::{self, Context, Fingerprinter, Identity, Learner};
+use faultline::fingerprint::{self, Context, Fingerprinter, Identity, IdentityKind, Learner};
 use faultline::parse::{Parser, RecordSink};
 use faultline::record::{BadReason, Level, LineMeta, Record};
 use faultline::source::{Input, LineReader};
@@ -105,10 +105,11 @@ pub fn run(mut cfg: Config, args: FingerprintArgs) -> Result<i32> {
             let _ = fingerprint::classify(&mut learner, id.clone());
         }
         for (line_id, id) in &items {
-            match id {
-                Identity::Ignored { .. } => {}
-                Identity::Fixed { context, template } => emit(*line_id, context, template)?,
-                Identity::Learned { context, template } => {
+            let (context, template) = (id.context(), &id.template);
+            match id.kind {
+                IdentityKind::Ignored { .. } => {}
+                IdentityKind::Fixed => emit(*line_id, context, template)?,
+                IdentityKind::Learned => {
                     let c = learner
                         .lookup(context.key(), template)
                         .context("a template learned in the first pass vanished")?;

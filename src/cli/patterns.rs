@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use faultline::config::Config;
-use faultline::fingerprint::{Fingerprinter, Fired, Identity, PatternSet, patterns};
+use faultline::fingerprint::{Fingerprinter, Fired, Identity, IdentityKind, PatternSet, patterns};
 use faultline::parse::{Parser, RecordSink};
 use faultline::record::{BadReason, Level, LineMeta, Record};
 
@@ -134,9 +134,10 @@ fn print_identity(fired: &[Fired], id: Identity) {
     for f in fired {
         println!("  {:<14} {:?}  ({})", f.rule, f.text, f.origin);
     }
-    match id {
-        Identity::Ignored { rule } => println!("ignored by group rule `{rule}`"),
-        Identity::Fixed { context, template } | Identity::Learned { context, template } => {
+    let (context, template) = (id.context(), &id.template);
+    match &id.kind {
+        IdentityKind::Ignored { rule } => println!("ignored by group rule `{rule}`"),
+        IdentityKind::Fixed | IdentityKind::Learned => {
             let exception = if context.exception.is_empty() {
                 "-"
             } else {
@@ -152,7 +153,7 @@ fn print_identity(fired: &[Fired], id: Identity) {
             println!("template:   {template}");
             println!(
                 "fingerprint: {} (before learning)",
-                context.fingerprint(&template)
+                context.fingerprint(template)
             );
         }
     }

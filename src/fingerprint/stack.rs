@@ -78,10 +78,21 @@ static PY_EXCEPTION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^([A-Za-z_][\w.]*)(?::\s|$)").expect("static regex"));
 static RUST_AT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s+at \S+\.rs:\d+(?::\d+)?$").expect("static regex"));
+/// Group 1 of this regex is its match without the optional `Caused by: `
+/// and the final `:`: [`exception_class`] takes it from the match span, as
+/// capture groups would run a slower engine for every error line.
 static EXCEPTION_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?:Caused by: )?((?:[A-Za-z_$][\w$]*\.)*[A-Za-z_$][\w$]*(?:Exception|Error|Throwable|Fault|Failure|Interrupt|Exit|Warning))(?::|$)")
         .expect("static regex")
 });
+
+/// The exception class a line starts with (`java.io.IOException: …`,
+/// `Caused by: x.YError`), by [`EXCEPTION_LINE`].
+fn exception_class(line: &str) -> Option<&str> {
+    let m = EXCEPTION_LINE.find(line)?.as_str();
+    let m = m.strip_prefix("Caused by: ").unwrap_or(m);
+    Some(m.strip_suffix(':').unwrap_or(m))
+}
 
 /// Strips what changes between builds from a function name: generated
 /// lambda/proxy suffixes, anonymous class numbers, Rust symbol hashes.
@@ -120,9 +131,7 @@ pub fn analyze(
     max_frames: usize,
 ) -> StackInfo {
     let mut info = StackInfo::default();
-    if let Some(c) = EXCEPTION_LINE.captures(first_line.trim()) {
-        info.exception = Some(c[1].to_string());
-    }
+    info.exception = exception_class(first_line.trim()).map(str::to_string);
     let Some(trace) = trace else {
         return info;
     };
@@ -196,9 +205,9 @@ pub fn analyze(
         }
         if info.exception.is_none()
             && !line.starts_with(char::is_whitespace)
-            && let Some(c) = EXCEPTION_LINE.captures(t)
+            && let Some(class) = exception_class(t)
         {
-            info.exception = Some(c[1].to_string());
+            info.exception = Some(class.to_string());
         }
     }
     if is_python {
@@ -277,6 +286,24 @@ mod tests {
         );
         let info = analyze("x", Some(JAVA), &["com.shop.checkout.Cart".into()], 3);
         assert_eq!(info.frames, ["com.shop.checkout.Cart.close"]);
+    }
+
+    #[test]
+    fn the_exception_class_from_the_match_span_equals_the_capture_group() {
+        for line in [
+            "java.lang.IllegalStateException: cart closed",
+            "Caused by: java.io.IOException: broken pipe",
+            "Caused by: java.io.IOException",
+            "ValueError",
+            "com.x.FooError:no space",
+            "not an exception line",
+            "Caused by: nothing here",
+        ] {
+            let want = EXCEPTION_LINE
+                .captures(line)
+                .map(|c| c.get(1).map_or("", |g| g.as_str()));
+            assert_eq!(exception_class(line), want, "{line}");
+        }
     }
 
     #[test]
