@@ -130,8 +130,10 @@ pub fn analyze(
     in_app_prefixes: &[String],
     max_frames: usize,
 ) -> StackInfo {
-    let mut info = StackInfo::default();
-    info.exception = exception_class(first_line.trim()).map(str::to_string);
+    let mut info = StackInfo {
+        exception: exception_class(first_line.trim()).map(str::to_string),
+        ..StackInfo::default()
+    };
     let Some(trace) = trace else {
         return info;
     };
