@@ -31,7 +31,7 @@ use crate::parse::{ParseError, Parser, RecordSink};
 use crate::record::{BadReason, EventTime, LineMeta, Record};
 use crate::release;
 use crate::source::{Input, InputIdentity, LineReader, file};
-use crate::state::{State, StateError};
+use crate::state::{State, StateError, lookup_key, map_key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -368,19 +368,20 @@ impl Engine {
         lines: u64,
         errors: u64,
     ) {
+        let (service, version) = (lookup_key(service), lookup_key(version));
         let rates = &mut self.state.rates;
         match rates.get_mut(service) {
             Some(versions) => match versions.get_mut(version) {
                 Some(r) => r.count(time, lines, errors),
                 None => versions
-                    .entry(version.to_string())
+                    .entry(map_key(version))
                     .or_default()
                     .count(time, lines, errors),
             },
             None => rates
-                .entry(service.to_string())
+                .entry(map_key(service))
                 .or_default()
-                .entry(version.to_string())
+                .entry(map_key(version))
                 .or_default()
                 .count(time, lines, errors),
         }
