@@ -23,7 +23,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "target" / "bench"
-REL = ROOT / "target" / "release"
+# The cargo profile the binaries were built with: scripts/bench-compare uses
+# `release-lto` (what production builds use), the CI smoke run `release`.
+PROFILE = os.environ.get("FAULTLINE_BENCH_PROFILE", "release")
+REL = ROOT / "target" / PROFILE
 SHARED = Path(os.environ.get("FAULTLINE_SHARED", ROOT.parent / "shared"))
 LOGHUB = SHARED / "data" / "loghub-2k"
 
@@ -271,7 +274,7 @@ def main():
         lines_file = None
     results = {}
     if "fingerprint" in args.sections and lines_file:
-        print(f"== fingerprinting: {args.lines} {kind} lines, {args.runs} alternating rounds, one core")
+        print(f"== fingerprinting: {args.lines} {kind} lines, {args.runs} alternating rounds, one core, cargo profile {PROFILE}")
         results.update({f"fingerprint_vs_{e}": r for e, r in fingerprint(args, lines_file).items()})
     if "replay" in args.sections:
         print(f"\n== replay end to end: {args.lines} generated JSON lines, ~5 % errors")
