@@ -1,8 +1,8 @@
 //! Masking: replace the variable parts of a message with placeholders.
 //!
-//! All rules run as one multi-pattern scan ([`super::scan`]: leftmost-first, earlier rule
-//! wins at the same start), so a message is scanned once however many rules
-//! there are — no per-token regex. A second, hand-written pass masks words
+//! All rules run as one multi-pattern scan ([`super::scan`]: leftmost-first,
+//! the earlier rule wins at the same start), so a message is scanned once
+//! however many rules there are — no per-token regex. A second, hand-written pass masks words
 //! that still contain a digit; it is the one heuristic every log parser
 //! agrees on and it is far cheaper as code than as a regex.
 

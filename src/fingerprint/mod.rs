@@ -202,12 +202,14 @@ pub struct Identity {
 
 impl Default for Identity {
     fn default() -> Identity {
-        let context = Context::default();
+        // Hashed once: the owning wrappers start from a default per call.
+        static EMPTY_KEY: std::sync::LazyLock<u64> =
+            std::sync::LazyLock::new(|| Context::default().key());
         Identity {
             kind: IdentityKind::default(),
             template: String::new(),
-            key: context.key(),
-            context,
+            key: *EMPTY_KEY,
+            context: Context::default(),
         }
     }
 }
@@ -305,6 +307,7 @@ impl Fingerprinter {
     /// Masks a bare message (`fingerprint --raw`): no service, no trace.
     pub fn identify_message(&self, message: &str, fired: Option<&mut Vec<Fired>>) -> Identity {
         let mut id = Identity::default();
+        id.template.reserve(message.len());
         self.identify_message_into(message, fired, &mut id);
         id
     }
@@ -324,6 +327,7 @@ impl Fingerprinter {
     /// The identity of an error record, before learning.
     pub fn identify(&self, rec: &Record, fired: Option<&mut Vec<Fired>>) -> Identity {
         let mut id = Identity::default();
+        id.template.reserve(rec.message.len());
         self.identify_into(rec, fired, &mut id);
         id
     }
