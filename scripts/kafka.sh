@@ -118,7 +118,7 @@ is_broker_pid() {
     local state
     state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
     [[ $state != Z ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "kafka.Kafka $PROPS"
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -F -- "kafka.Kafka $PROPS" >/dev/null
 }
 
 # The broker's pid: from the pid file, else (pid file lost, e.g. target/ cleaned under a
@@ -296,7 +296,9 @@ cmd_start() {
         local size=0
         [[ -f $SERVER_LOG ]] && size=$(stat -c %s "$SERVER_LOG")
         (( size < offset )) && offset=0 # log rolled over
-        if (( size > offset )) && tail -c +$((offset + 1)) "$SERVER_LOG" | grep -qF "$READY_MARKER" \
+        # `grep` without -q reads to the end: with -q it exits at the marker,
+        # `tail` dies of SIGPIPE on a long log, and pipefail fails the test.
+        if (( size > offset )) && tail -c +$((offset + 1)) "$SERVER_LOG" | grep -F "$READY_MARKER" >/dev/null \
                 && port_open "$KAFKA_PORT"; then
             # A real metadata request through the admin client.
             if run_class_t 30 org.apache.kafka.tools.TopicCommand \

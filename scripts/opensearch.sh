@@ -152,7 +152,7 @@ alive() {
 is_running() {
   local p; p="$(read_pid)" || return 1
   alive "$p" || return 1
-  tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "-Dfaultline.opensearch.home=$NODE_HOME " || return 1
+  tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -F -- "-Dfaultline.opensearch.home=$NODE_HOME " >/dev/null || return 1
   PID="$p"
 }
 
