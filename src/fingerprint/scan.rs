@@ -167,6 +167,20 @@ mod tests {
     }
 
     #[test]
+    fn rules_that_all_start_with_literals_scan_through_the_prefilter_alike() {
+        let pats = ["user=[0-9]+", "session=[a-f0-9]+", "txn-[0-9]+"];
+        let s = RuleScanner::new(&pats).unwrap();
+        let meta = MetaRegex::new_many(&pats).unwrap();
+        let msg = "a user=42 b session=beef c txn-7 user= d user=1";
+        let want: Vec<_> = meta
+            .find_iter(msg)
+            .map(|m| (m.pattern().as_usize(), m.start(), m.end()))
+            .collect();
+        assert_eq!(want.len(), 4);
+        assert_eq!(all(&s, msg), want);
+    }
+
+    #[test]
     fn a_unicode_word_boundary_before_non_ascii_text_falls_back_and_still_matches() {
         // The lazy DFA quits on non-ASCII bytes under a Unicode `\b`.
         let s = RuleScanner::new(&[r"\bé[0-9]+\b"]).unwrap();
