@@ -138,6 +138,8 @@ struct Events {
     /// Hash of a (service, version) → its index in `metas` (the first of
     /// that hash; a collision falls back to a scan).
     index: PrehashedMap<u64, u32>,
+    /// The index `intern` returned last.
+    last: Option<u32>,
     carry: Carry,
 }
 
@@ -147,29 +149,48 @@ impl Events {
         self.errors.clear();
         self.metas.clear();
         self.index.clear();
+        self.last = None;
         self.carry = Carry::default();
     }
 
     fn intern(&mut self, service: Option<&str>, version: Option<&str>) -> u32 {
-        let part = |s: Option<&str>| s.map_or(0, |s| xxh3_64(s.as_bytes()) | 1);
-        let h = part(service) ^ part(version).rotate_left(32);
-        let same = |i: u32| {
-            let (s, v) = &self.metas[i as usize];
-            s.as_deref() == service && v.as_deref() == version
-        };
-        let found = match self.index.get(&h) {
-            Some(&i) if same(i) => Some(i),
-            Some(_) => (0..self.metas.len() as u32).find(|&i| same(i)),
-            None => None,
-        };
-        if let Some(i) = found {
+        // Runs of lines from one service and version are the rule: compare
+        // with the last one before hashing both strings.
+        if let Some(i) = self.last
+            && self.is(i, service, version)
+        {
             return i;
         }
-        let i = self.metas.len() as u32;
-        self.metas
-            .push((service.map(Box::from), version.map(Box::from)));
-        self.index.entry(h).or_insert(i);
+        let part = |s: Option<&str>| s.map_or(0, |s| xxh3_64(s.as_bytes()) | 1);
+        let h = part(service) ^ part(version).rotate_left(32);
+        let found = match self.index.get(&h) {
+            Some(&i) if self.is(i, service, version) => Some(i),
+            Some(_) => (0..self.metas.len() as u32).find(|&i| self.is(i, service, version)),
+            None => None,
+        };
+        let i = found.unwrap_or_else(|| {
+            let i = self.metas.len() as u32;
+            self.metas
+                .push((service.map(Box::from), version.map(Box::from)));
+            self.index.entry(h).or_insert(i);
+            i
+        });
+        self.last = Some(i);
         i
+    }
+
+    /// Whether `metas[i]` is (service, version).
+    fn is(&self, i: u32, service: Option<&str>, version: Option<&str>) -> bool {
+        // Lengths first: an empty `Box<str>` is dangling, and glibc's
+        // `memcmp` is slow on such an address even for length 0
+        // (`state::map_key`).
+        let eq = |a: &Option<Box<str>>, b: Option<&str>| match (a.as_deref(), b) {
+            (Some(a), Some(b)) => a.len() == b.len() && (a.is_empty() || a == b),
+            (None, None) => true,
+            _ => false,
+        };
+        let (s, v) = &self.metas[i as usize];
+        eq(s, service) && eq(v, version)
     }
 }
 
@@ -511,4 +532,32 @@ fn apply(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning_gives_one_index_per_service_and_version() {
+        let mut e = Events::default();
+        let api1 = e.intern(Some("api"), Some("1.0"));
+        assert_eq!(e.intern(Some("api"), Some("1.0")), api1);
+        let api2 = e.intern(Some("api"), Some("2.0"));
+        let none = e.intern(Some("api"), None);
+        let empty = e.intern(Some("api"), Some(""));
+        let nothing = e.intern(None, None);
+        let all = [api1, api2, none, empty, nothing];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // Back to an earlier pair, after others: the same index again.
+        assert_eq!(e.intern(Some("api"), Some("1.0")), api1);
+        assert_eq!(e.intern(Some("api"), Some("")), empty);
+        assert_eq!(e.metas.len(), 5);
+        e.clear();
+        assert_eq!(e.intern(Some("web"), None), 0);
+    }
 }
