@@ -138,28 +138,7 @@ impl AlertSink for JsonLinesSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{Kind, SCHEMA, Severity};
-
-    fn alert(id: &str) -> Alert {
-        Alert {
-            schema: SCHEMA.into(),
-            id: id.into(),
-            kind: Kind::Novel,
-            severity: Severity::High,
-            fingerprint: None,
-            service: "api".into(),
-            version: None,
-            template: "t".into(),
-            sample: Some("s".into()),
-            first_seen: "x".into(),
-            event_time: "x".into(),
-            detected_at: "x".into(),
-            window: None,
-            samples: vec![],
-            storm: None,
-            release: Default::default(),
-        }
-    }
+    use crate::alert::test_alert as alert;
 
     #[test]
     fn a_reopened_file_sink_does_not_write_an_alert_twice() {

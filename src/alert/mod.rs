@@ -340,6 +340,29 @@ impl AlertSink for MemorySink {
     }
 }
 
+/// A minimal novel-type alert with id `id`, for the sinks' unit tests.
+#[cfg(test)]
+pub(crate) fn test_alert(id: &str) -> Alert {
+    Alert {
+        schema: SCHEMA.into(),
+        id: id.into(),
+        kind: Kind::Novel,
+        severity: Severity::High,
+        fingerprint: None,
+        service: "api".into(),
+        version: None,
+        template: "t".into(),
+        sample: Some("s".into()),
+        first_seen: "x".into(),
+        event_time: "x".into(),
+        detected_at: "x".into(),
+        window: None,
+        samples: vec![],
+        storm: None,
+        release: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,28 +147,7 @@ fn ends_with_newline(path: &Path) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{Kind, SCHEMA, Severity};
-
-    fn alert(id: &str) -> Alert {
-        Alert {
-            schema: SCHEMA.into(),
-            id: id.into(),
-            kind: Kind::Novel,
-            severity: Severity::High,
-            fingerprint: None,
-            service: "api".into(),
-            version: None,
-            template: "t".into(),
-            sample: None,
-            first_seen: "x".into(),
-            event_time: "x".into(),
-            detected_at: "x".into(),
-            window: None,
-            samples: vec![],
-            storm: None,
-            release: Default::default(),
-        }
-    }
+    use crate::alert::test_alert as alert;
 
     fn ids(v: &[Alert]) -> Vec<&str> {
         v.iter().map(|a| a.id.as_str()).collect()
