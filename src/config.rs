@@ -181,6 +181,10 @@ pub struct InputConfig {
     /// Timestamps that cannot be parsed: skip the record (`true`) or use the
     /// previous record's time (`false`).
     pub reject_bad_timestamps: bool,
+    /// `faultline replay`: threads that parse and fingerprint beside the one
+    /// that detects (`--threads` overrides it). 1 reads each input on one
+    /// thread; results are the same with any number.
+    pub threads: usize,
 }
 
 impl Default for InputConfig {
@@ -191,6 +195,7 @@ impl Default for InputConfig {
             min_level: Level::Error,
             logger_min_level: Default::default(),
             reject_bad_timestamps: true,
+            threads: 1,
         }
     }
 }
@@ -716,6 +721,9 @@ impl Config {
         if !(0.0..1.0).contains(&self.detect.surge_p_value) {
             return bad("detect.surge_p_value", "must be in (0, 1)");
         }
+        if !(1..=256).contains(&self.input.threads) {
+            return bad("input.threads", "must be between 1 and 256");
+        }
         if self.fingerprint.learn.min_distinct < 2 {
             return bad("fingerprint.learn.min_distinct", "must be at least 2");
         }
@@ -841,6 +849,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("min_constant_share"), "{err}");
+    }
+
+    #[test]
+    fn replay_threads_are_configurable_and_checked() {
+        assert_eq!(Config::default().input.threads, 1);
+        let c = Config::from_toml("[input]\nthreads = 2\n", Path::new("f.toml"), &[]).unwrap();
+        assert_eq!(c.input.threads, 2);
+        let err = Config::from_toml("[input]\nthreads = 0\n", Path::new("f.toml"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("input.threads"), "{err}");
     }
 
     #[test]

@@ -41,11 +41,12 @@ pub struct ReplayArgs {
     /// Print the run's counters as JSON on stderr at the end.
     #[arg(long)]
     summary_json: bool,
-    /// Threads that parse and fingerprint, beside the one that detects.
-    /// With 2 or more each input is read in chunks parsed in parallel;
-    /// alerts, their ids and all counters are the same as with 1.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-    threads: u16,
+    /// Threads that parse and fingerprint, beside the one that detects
+    /// [default: `input.threads`, 1]. With 2 or more each input is read in
+    /// chunks parsed in parallel; alerts, their ids and all counters are
+    /// the same as with 1.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     /// Target chunk size in bytes with --threads 2 or more (tests).
     #[arg(long, default_value_t = 0, hide = true)]
     chunk_bytes: usize,
@@ -82,7 +83,7 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
         },
         strict: args.strict,
         progress: !args.no_progress,
-        threads: usize::from(args.threads),
+        threads: worker_threads(args.threads, &cfg),
         chunk_bytes: args.chunk_bytes,
     };
     let metrics = Arc::new(Metrics::default());
@@ -117,4 +118,24 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// `--threads` when given, else the `input.threads` key.
+fn worker_threads(flag: Option<u16>, cfg: &Config) -> usize {
+    flag.map_or(cfg.input.threads, usize::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_threads_flag_overrides_the_config_key() {
+        let mut cfg = Config::default();
+        assert_eq!(worker_threads(None, &cfg), 1);
+        cfg.input.threads = 2;
+        assert_eq!(worker_threads(None, &cfg), 2);
+        assert_eq!(worker_threads(Some(1), &cfg), 1);
+        assert_eq!(worker_threads(Some(4), &cfg), 4);
+    }
 }
