@@ -7,7 +7,8 @@
 //! are old, [`window`] counts per type in event time, [`detect`] decides what
 //! deserves an alert and [`alert`] delivers it. [`pipeline`] wires the stages;
 //! [`state`] makes their memory durable; [`release`] compares versions
-//! (error rates, canaries, regressions, reports). See `docs/architecture.md`.
+//! (error rates, canaries, regressions, reports); [`keys`] compares strings
+//! on hot paths. See `docs/architecture.md`.
 
 pub mod alert;
 pub mod baseline;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod detect;
 pub mod es;
 pub mod fingerprint;
+pub mod keys;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;

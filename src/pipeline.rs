@@ -26,12 +26,13 @@ use crate::baseline::{Baseline, Origin};
 use crate::config::{Config, Dur, Format};
 use crate::detect::Detector;
 use crate::fingerprint::{self, FingerprintError, Fingerprinter, Identity, Typed};
+use crate::keys;
 use crate::metrics::{Metrics, Snapshot};
 use crate::parse::{ParseError, Parser, RecordSink};
 use crate::record::{BadReason, EventTime, LineMeta, Record};
 use crate::release;
 use crate::source::{Input, InputIdentity, LineReader, file};
-use crate::state::{State, StateError, lookup_key, map_key};
+use crate::state::{State, StateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -368,20 +369,20 @@ impl Engine {
         lines: u64,
         errors: u64,
     ) {
-        let (service, version) = (lookup_key(service), lookup_key(version));
+        let (service, version) = (keys::lookup(service), keys::lookup(version));
         let rates = &mut self.state.rates;
         match rates.get_mut(service) {
             Some(versions) => match versions.get_mut(version) {
                 Some(r) => r.count(time, lines, errors),
                 None => versions
-                    .entry(map_key(version))
+                    .entry(keys::owned(version))
                     .or_default()
                     .count(time, lines, errors),
             },
             None => rates
-                .entry(map_key(service))
+                .entry(keys::owned(service))
                 .or_default()
-                .entry(map_key(version))
+                .entry(keys::owned(version))
                 .or_default()
                 .count(time, lines, errors),
         }

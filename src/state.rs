@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::baseline::Baseline;
 use crate::detect::Detector;
+use crate::keys;
 use crate::record::EventTime;
 use crate::release::ReleaseState;
 use crate::release::series::{Timeline, Traffic};
@@ -88,7 +89,7 @@ pub struct State {
     pub watermark: Option<EventTime>,
     /// Input key → resume point.
     pub inputs: BTreeMap<String, InputIdentity>,
-    /// service → version → counts. Keys are made with [`map_key`].
+    /// service → version → counts. Keys are made with [`keys::owned`].
     #[serde(deserialize_with = "rates_with_map_keys")]
     pub rates: BTreeMap<String, BTreeMap<String, RateCounts>>,
     /// Kafka `topic/partition` → next offset to read.
@@ -230,28 +231,8 @@ pub fn load_baseline(path: &Path) -> Result<Baseline, StateError> {
     read_versioned::<BaselineFile>(&bytes, path, BASELINE_FORMAT).map(|f| f.baseline)
 }
 
-/// An owned copy of `s` to use as a key of a map searched on the hot path.
-///
-/// An empty `String` points at a dangling address, and glibc's AVX-512
-/// `memcmp` — which comparing two `str`s calls even for length 0 — issues a
-/// masked load there that costs ~130 ns on this hardware (measured). A map
-/// holding such a key makes every lookup that meets it that slow: logs
-/// without a version replayed 30 % slower. One byte of capacity gives the
-/// key a real address.
-pub fn map_key(s: &str) -> String {
-    let mut k = String::with_capacity(s.len().max(1));
-    k.push_str(s);
-    k
-}
-
-/// `s` to look up in such a map: an empty `s` (the literal `""` is
-/// dangling too) becomes an empty slice at a real address.
-pub fn lookup_key(s: &str) -> &str {
-    if s.is_empty() { &" "[..0] } else { s }
-}
-
-/// `rates` as stored, with every key rebuilt by [`map_key`] (serde gives an
-/// empty key no allocation).
+/// `rates` as stored, with every key rebuilt by [`keys::owned`] (serde
+/// gives an empty key no allocation).
 #[allow(clippy::type_complexity)]
 fn rates_with_map_keys<'de, D: serde::Deserializer<'de>>(
     d: D,
@@ -262,9 +243,9 @@ fn rates_with_map_keys<'de, D: serde::Deserializer<'de>>(
         .map(|(svc, versions)| {
             let versions = versions
                 .into_iter()
-                .map(|(v, c)| (map_key(&v), c))
+                .map(|(v, c)| (keys::owned(&v), c))
                 .collect();
-            (map_key(&svc), versions)
+            (keys::owned(&svc), versions)
         })
         .collect())
 }
@@ -295,18 +276,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = state();
         s.rates
-            .entry(map_key("api"))
+            .entry(keys::owned("api"))
             .or_default()
-            .insert(map_key(""), RateCounts::default());
+            .insert(keys::owned(""), RateCounts::default());
         s.save(dir.path()).unwrap();
         let back = State::load(dir.path()).unwrap().unwrap();
         let (version, _) = back.rates["api"].iter().next().unwrap();
         assert_eq!(version, "");
         // A dangling empty key would make every lookup meeting it slow.
         assert!(version.capacity() >= 1);
-        assert!(!std::ptr::eq(lookup_key("").as_ptr(), "".as_ptr()));
-        assert_eq!(lookup_key(""), "");
-        assert_eq!(lookup_key("1.2"), "1.2");
     }
 
     #[test]

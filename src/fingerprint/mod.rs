@@ -27,6 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::FingerprintConfig;
+use crate::keys;
 use crate::record::Record;
 
 pub use learn::Learner;
@@ -227,7 +228,10 @@ impl Identity {
     /// Sets the context, rehashing only when it changed.
     fn set_context(&mut self, service: &str, exception: &str, frames: Vec<String>) {
         let c = &mut self.context;
-        if differs(&c.service, service) || differs(&c.exception, exception) || c.frames != frames {
+        if !keys::eq(&c.service, service)
+            || !keys::eq(&c.exception, exception)
+            || c.frames != frames
+        {
             c.service.clear();
             c.service.push_str(service);
             c.exception.clear();
@@ -236,15 +240,6 @@ impl Identity {
             self.key = c.key();
         }
     }
-}
-
-/// `a != b`, but empty strings are never handed to `memcmp`: an empty
-/// `String` (and the literal `""`) points at a dangling address, and
-/// glibc's AVX-512 `memcmp` issues a masked load there even for length 0 —
-/// the fault it suppresses costs 80–130 ns per call on our machines, which
-/// doubled the cost of fingerprinting a bare message (see `state::map_key`).
-fn differs(a: &str, b: &str) -> bool {
-    a.len() != b.len() || (!a.is_empty() && a != b)
 }
 
 /// How an [`Identity`] becomes a type.

@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{Engine, InputRun, PipelineError, check_line};
 use crate::fingerprint::{Fingerprinter, Identity, PrehashedMap};
+use crate::keys;
 use crate::parse::{Carry, LineParser, Parser, RecordSink};
 use crate::record::{BadReason, EventTime, Level, LineMeta, Record};
 use crate::source::{InputIdentity, LineReader};
@@ -181,11 +182,8 @@ impl Events {
 
     /// Whether `metas[i]` is (service, version).
     fn is(&self, i: u32, service: Option<&str>, version: Option<&str>) -> bool {
-        // Lengths first: an empty `Box<str>` is dangling, and glibc's
-        // `memcmp` is slow on such an address even for length 0
-        // (`state::map_key`).
         let eq = |a: &Option<Box<str>>, b: Option<&str>| match (a.as_deref(), b) {
-            (Some(a), Some(b)) => a.len() == b.len() && (a.is_empty() || a == b),
+            (Some(a), Some(b)) => keys::eq(a, b),
             (None, None) => true,
             _ => false,
         };
