@@ -215,7 +215,83 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// When an alert's subject was first seen, the event time it is about and
+/// the wall-clock time it was decided, in epoch milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlertTimes {
+    pub first_seen: i64,
+    pub event_time: i64,
+    pub detected_at: i64,
+}
+
 impl Alert {
+    /// The one constructor: what every alert has (kind, id, severity,
+    /// service, template and its times). The optional parts are set with the
+    /// `with_*` methods, so a new field of the schema is added here once
+    /// rather than at every place an alert is made.
+    pub fn new(
+        kind: Kind,
+        id: String,
+        severity: Severity,
+        service: impl Into<String>,
+        template: impl Into<String>,
+        times: AlertTimes,
+    ) -> Alert {
+        Alert {
+            schema: SCHEMA.into(),
+            id,
+            kind,
+            severity,
+            fingerprint: None,
+            service: service.into(),
+            version: None,
+            template: template.into(),
+            sample: None,
+            first_seen: rfc3339(times.first_seen),
+            event_time: rfc3339(times.event_time),
+            detected_at: rfc3339(times.detected_at),
+            window: None,
+            samples: Vec::new(),
+            storm: None,
+            release: ReleaseFields::default(),
+        }
+    }
+
+    pub fn with_fingerprint(mut self, fingerprint: Option<Fingerprint>) -> Alert {
+        self.fingerprint = fingerprint;
+        self
+    }
+
+    pub fn with_version(mut self, version: Option<String>) -> Alert {
+        self.version = version;
+        self
+    }
+
+    pub fn with_sample(mut self, sample: Option<String>) -> Alert {
+        self.sample = sample;
+        self
+    }
+
+    pub fn with_window(mut self, window: Option<WindowStats>) -> Alert {
+        self.window = window;
+        self
+    }
+
+    pub fn with_samples(mut self, samples: Vec<String>) -> Alert {
+        self.samples = samples;
+        self
+    }
+
+    pub fn with_storm(mut self, storm: Option<StormSummary>) -> Alert {
+        self.storm = storm;
+        self
+    }
+
+    pub fn with_release(mut self, release: ReleaseFields) -> Alert {
+        self.release = release;
+        self
+    }
+
     /// A one-line human summary, for stderr.
     pub fn summary(&self) -> String {
         match self.kind {
@@ -343,24 +419,19 @@ impl AlertSink for MemorySink {
 /// A minimal novel-type alert with id `id`, for the sinks' unit tests.
 #[cfg(test)]
 pub(crate) fn test_alert(id: &str) -> Alert {
-    Alert {
-        schema: SCHEMA.into(),
-        id: id.into(),
-        kind: Kind::Novel,
-        severity: Severity::High,
-        fingerprint: None,
-        service: "api".into(),
-        version: None,
-        template: "t".into(),
-        sample: Some("s".into()),
-        first_seen: "x".into(),
-        event_time: "x".into(),
-        detected_at: "x".into(),
-        window: None,
-        samples: vec![],
-        storm: None,
-        release: Default::default(),
-    }
+    Alert::new(
+        Kind::Novel,
+        id.into(),
+        Severity::High,
+        "api",
+        "t",
+        AlertTimes {
+            first_seen: 0,
+            event_time: 0,
+            detected_at: 0,
+        },
+    )
+    .with_sample(Some("s".into()))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{
-    Alert, CanaryComparison, ErrorRateStats, Kind, ResolvedInfo, SCHEMA, Severity, VersionSide,
+    Alert, AlertTimes, CanaryComparison, ErrorRateStats, Kind, ResolvedInfo, Severity, VersionSide,
     alert_id, rfc3339,
 };
 use crate::baseline::{Baseline, ErrorType};
@@ -385,33 +385,30 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
         }
         ep.severity = sev;
         let start = ep.start_minute;
-        out.push(Alert {
-            schema: SCHEMA.into(),
-            id: alert_id(
+        out.push(
+            Alert::new(
                 Kind::ErrorRate,
-                &format!("{svc}\u{1f}{}", sev.as_str()),
-                start,
-            ),
-            kind: Kind::ErrorRate,
-            severity: sev,
-            fingerprint: None,
-            service: svc.clone(),
-            version: None,
-            template: format!(
-                "{:.2} % of {} lines were errors over {} min (above {} %)",
-                rate * 100.0,
-                tr.lines,
-                w,
-                threshold * 100.0
-            ),
-            sample: None,
-            first_seen: rfc3339((start - w + 1) * MINUTE_MS),
-            event_time: rfc3339(minute * MINUTE_MS),
-            detected_at: rfc3339(now_ms),
-            window: None,
-            samples: Vec::new(),
-            storm: None,
-            release: crate::alert::ReleaseFields {
+                alert_id(
+                    Kind::ErrorRate,
+                    &format!("{svc}\u{1f}{}", sev.as_str()),
+                    start,
+                ),
+                sev,
+                svc.clone(),
+                format!(
+                    "{:.2} % of {} lines were errors over {} min (above {} %)",
+                    rate * 100.0,
+                    tr.lines,
+                    w,
+                    threshold * 100.0
+                ),
+                AlertTimes {
+                    first_seen: (start - w + 1) * MINUTE_MS,
+                    event_time: minute * MINUTE_MS,
+                    detected_at: now_ms,
+                },
+            )
+            .with_release(crate::alert::ReleaseFields {
                 error_rate: Some(ErrorRateStats {
                     window_s: (w * 60) as u64,
                     lines: tr.lines,
@@ -420,8 +417,8 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
                     threshold,
                 }),
                 ..Default::default()
-            },
-        });
+            }),
+        );
     }
 }
 
@@ -489,39 +486,39 @@ fn canaries(state: &mut State, cfg: &Config, minute: i64, now_ms: i64, out: &mut
                     c.canary.per_1000, c.stable.per_1000, c.p_value
                 ),
             };
-            out.push(Alert {
-                schema: SCHEMA.into(),
-                id: alert_id(
+            out.push(
+                Alert::new(
                     Kind::CanaryRegression,
-                    &format!("{svc}\u{1f}{canary}\u{1f}{subject}"),
-                    0,
-                ),
-                kind: Kind::CanaryRegression,
-                severity: if c.ratio.is_none_or(|r| r >= 2.0) {
-                    Severity::High
-                } else {
-                    Severity::Medium
-                },
-                fingerprint: t.map(|t| t.fingerprint),
-                service: svc.clone(),
-                version: Some(canary.clone()),
-                template: what,
-                sample: t.and_then(|t| match cfg.alerts.samples {
+                    alert_id(
+                        Kind::CanaryRegression,
+                        &format!("{svc}\u{1f}{canary}\u{1f}{subject}"),
+                        0,
+                    ),
+                    if c.ratio.is_none_or(|r| r >= 2.0) {
+                        Severity::High
+                    } else {
+                        Severity::Medium
+                    },
+                    svc.clone(),
+                    what,
+                    AlertTimes {
+                        first_seen: t.map_or(canary_first, |t| t.first_seen),
+                        event_time: minute * MINUTE_MS,
+                        detected_at: now_ms,
+                    },
+                )
+                .with_fingerprint(t.map(|t| t.fingerprint))
+                .with_version(Some(canary.clone()))
+                .with_sample(t.and_then(|t| match cfg.alerts.samples {
                     SampleMode::Raw => t.samples.first().cloned(),
                     SampleMode::Masked => Some(t.template.clone()),
                     SampleMode::None => None,
-                }),
-                first_seen: rfc3339(t.map_or(canary_first, |t| t.first_seen)),
-                event_time: rfc3339(minute * MINUTE_MS),
-                detected_at: rfc3339(now_ms),
-                window: None,
-                samples: Vec::new(),
-                storm: None,
-                release: crate::alert::ReleaseFields {
+                }))
+                .with_release(crate::alert::ReleaseFields {
                     canary: Some(c.clone()),
                     ..Default::default()
-                },
-            });
+                }),
+            );
         };
         if cmp.error_rate_regression {
             fire("error_rate", &cmp.error_rate, None, state);
@@ -575,27 +572,27 @@ pub fn check_regression(
     if learning || t.muted || !cfg.release.regression {
         return;
     }
-    out.push(Alert {
-        schema: SCHEMA.into(),
-        id: alert_id(Kind::Regression, &t.fingerprint.to_string(), at),
-        kind: Kind::Regression,
-        severity: Severity::High,
-        fingerprint: Some(t.fingerprint),
-        service: t.service().to_string(),
-        version: rec.version.clone(),
-        template: t.template.clone(),
-        sample: match cfg.alerts.samples {
+    out.push(
+        Alert::new(
+            Kind::Regression,
+            alert_id(Kind::Regression, &t.fingerprint.to_string(), at),
+            Severity::High,
+            t.service(),
+            t.template.clone(),
+            AlertTimes {
+                first_seen: t.first_seen,
+                event_time: time,
+                detected_at: now_ms,
+            },
+        )
+        .with_fingerprint(Some(t.fingerprint))
+        .with_version(rec.version.clone())
+        .with_sample(match cfg.alerts.samples {
             SampleMode::Raw => Some(rec.message.clone()),
             SampleMode::Masked => Some(t.template.clone()),
             SampleMode::None => None,
-        },
-        first_seen: rfc3339(t.first_seen),
-        event_time: rfc3339(time),
-        detected_at: rfc3339(now_ms),
-        window: None,
-        samples: Vec::new(),
-        storm: None,
-        release: crate::alert::ReleaseFields {
+        })
+        .with_release(crate::alert::ReleaseFields {
             versions: t
                 .versions
                 .keys()
@@ -604,8 +601,8 @@ pub fn check_regression(
                 .collect(),
             resolved: Some(resolved),
             ..Default::default()
-        },
-    });
+        }),
+    );
 }
 
 #[cfg(test)]
