@@ -22,6 +22,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod record;
 pub mod release;
+pub mod series;
 pub mod source;
 pub mod state;
 pub mod window;

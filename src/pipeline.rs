@@ -59,13 +59,7 @@ pub enum PipelineError {
     },
 }
 
-/// Wall-clock milliseconds, for `detected_at` only (never for decisions).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::alert::now_ms;
 
 /// The stages after parsing, with their state.
 pub struct Engine {
@@ -193,7 +187,15 @@ impl Engine {
                 let mut out = std::mem::take(&mut self.pending);
                 self.state.detector.on_watermark(t, now_ms(), &mut out);
                 if !self.learning(t) {
-                    release::on_minute(&mut self.state, &self.cfg, minute, now_ms(), &mut out);
+                    release::on_minute(
+                        &self.state.baseline,
+                        &self.state.rates,
+                        &mut self.state.release,
+                        &self.cfg,
+                        minute,
+                        now_ms(),
+                        &mut out,
+                    );
                 }
                 self.pending = out;
                 if let Some(until) = self.state.warmup_until
@@ -248,8 +250,14 @@ impl Engine {
     /// Hands the known types to every sink (the type catalogue export);
     /// `last` at the end of a run.
     pub fn export_types(&mut self, last: bool) -> Result<(), SinkError> {
+        let types = crate::alert::Catalogue {
+            baseline: &self.state.baseline,
+            watermark: self.state.watermark,
+        };
         for s in &mut self.sinks {
-            s.types(&self.state, last)?;
+            if let Some(c) = s.catalogue() {
+                c.export(&types, last)?;
+            }
         }
         Ok(())
     }
@@ -344,7 +352,7 @@ impl Engine {
             &mut out,
         );
         for a in out[from..].iter_mut().filter(|a| a.kind == Kind::Novel) {
-            release::enrich_novel(a, &self.state);
+            release::enrich_novel(a, &self.state.baseline, &self.state.rates);
         }
         self.pending = out;
         self.metrics

@@ -22,8 +22,8 @@ use crate::baseline::Baseline;
 use crate::detect::Detector;
 use crate::keys;
 use crate::record::EventTime;
-use crate::release::ReleaseState;
-use crate::release::series::{Timeline, Traffic};
+use crate::release::{Ledger, ReleaseState};
+pub use crate::series::RateCounts;
 use crate::source::InputIdentity;
 
 pub const FORMAT: &str = "faultline.state/v1";
@@ -47,34 +47,6 @@ pub enum StateError {
         found: String,
         known: String,
     },
-}
-
-/// Lines and error lines per (service, version), for error rates.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RateCounts {
-    pub lines: u64,
-    pub errors: u64,
-    /// Event time span the version was seen over.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_seen: Option<EventTime>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_seen: Option<EventTime>,
-    /// The same counts over time (error-rate windows, canary, reports).
-    #[serde(default)]
-    pub timeline: Timeline<Traffic>,
-}
-
-impl RateCounts {
-    /// Counts `lines` lines and `errors` error lines at `time` (if known).
-    pub fn count(&mut self, time: Option<EventTime>, lines: u64, errors: u64) {
-        self.lines += lines;
-        self.errors += errors;
-        if let Some(t) = time {
-            self.first_seen = Some(self.first_seen.map_or(t, |f| f.min(t)));
-            self.last_seen = Some(self.last_seen.map_or(t, |l| l.max(t)));
-            self.timeline.add(t, Traffic { lines, errors });
-        }
-    }
 }
 
 /// The whole durable state.
@@ -131,6 +103,16 @@ impl State {
         }
     }
 
+    /// The parts release judgements and reports read.
+    pub fn ledger(&self) -> Ledger<'_> {
+        Ledger {
+            baseline: &self.baseline,
+            rates: &self.rates,
+            release: &self.release,
+            watermark: self.watermark,
+        }
+    }
+
     pub fn path(dir: &Path) -> PathBuf {
         dir.join(FILE)
     }
@@ -153,6 +135,13 @@ impl State {
             message: e.to_string(),
         })?;
         write_atomic(dir, FILE, &bytes)
+    }
+}
+
+/// Lets `rederive` take the state (as its callers hold it) or a baseline.
+impl AsMut<Baseline> for State {
+    fn as_mut(&mut self) -> &mut Baseline {
+        &mut self.baseline
     }
 }
 

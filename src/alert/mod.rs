@@ -19,7 +19,9 @@ pub mod spool;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::baseline::Baseline;
 use crate::fingerprint::Fingerprint;
+use crate::record::EventTime;
 
 pub use elasticsearch::EsSink;
 pub use file::JsonLinesSink;
@@ -208,6 +210,14 @@ pub fn alert_id(kind: Kind, subject: &str, episode: i64) -> String {
     format!("{:016x}", h.digest())
 }
 
+/// Wall-clock milliseconds, for `detected_at` only (never for decisions).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// RFC 3339 with milliseconds, UTC.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -374,11 +384,10 @@ pub trait AlertSink: Send {
         Ok(())
     }
 
-    /// Receives the known error types at each checkpoint and at the end of
-    /// a run (`last`), for sinks that export a catalogue of types. Most
-    /// sinks ignore it.
-    fn types(&mut self, _state: &crate::state::State, _last: bool) -> Result<(), SinkError> {
-        Ok(())
+    /// The sink's catalogue export, for sinks that also keep a catalogue of
+    /// the known types (Elasticsearch). Wrappers must pass this on.
+    fn catalogue(&mut self) -> Option<&mut dyn TypeCatalogue> {
+        None
     }
 
     /// A short name for logs and metrics.
@@ -392,12 +401,29 @@ impl<S: AlertSink + ?Sized> AlertSink for Box<S> {
     fn flush(&mut self) -> Result<(), SinkError> {
         (**self).flush()
     }
-    fn types(&mut self, state: &crate::state::State, last: bool) -> Result<(), SinkError> {
-        (**self).types(state, last)
+    fn catalogue(&mut self) -> Option<&mut dyn TypeCatalogue> {
+        (**self).catalogue()
     }
     fn name(&self) -> &str {
         (**self).name()
     }
+}
+
+/// The known error types as a catalogue export sees them.
+#[derive(Clone, Copy)]
+pub struct Catalogue<'a> {
+    pub baseline: &'a Baseline,
+    /// Largest event time seen (the end of the types' recent counts).
+    pub watermark: Option<EventTime>,
+}
+
+/// Exports the catalogue of known error types. A separate interface from
+/// [`AlertSink`]: alerts are a stream, the catalogue is a snapshot, and only
+/// some sinks keep one.
+pub trait TypeCatalogue: Send {
+    /// Receives the known types at each checkpoint and at the end of a run
+    /// (`last`).
+    fn export(&mut self, types: &Catalogue<'_>, last: bool) -> Result<(), SinkError>;
 }
 
 /// Collects alerts in memory (tests, `rollout-check`, reports).
