@@ -14,6 +14,7 @@ pub mod alert;
 pub mod baseline;
 pub mod config;
 pub mod detect;
+pub mod engine;
 pub mod es;
 pub mod fingerprint;
 pub mod keys;

@@ -24,7 +24,6 @@ use crate::keys;
 use crate::record::EventTime;
 use crate::release::{Ledger, ReleaseState};
 pub use crate::series::RateCounts;
-use crate::source::InputIdentity;
 
 pub const FORMAT: &str = "faultline.state/v1";
 pub const BASELINE_FORMAT: &str = "faultline.baseline/v1";
@@ -47,6 +46,19 @@ pub enum StateError {
         found: String,
         known: String,
     },
+}
+
+/// What identifies an input's content across runs: its head, and how far
+/// we had read (a file source's resume point, kept in the state).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputIdentity {
+    /// Hash of the first `min(offset, HEAD_BYTES)` bytes.
+    pub head_hash: u64,
+    pub head_len: usize,
+    /// Byte offset after the last durable record.
+    pub offset: u64,
+    /// Lines consumed up to `offset`.
+    pub line: u64,
 }
 
 /// The whole durable state.

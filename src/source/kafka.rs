@@ -38,10 +38,10 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::alert::kafka::{KafkaAlertSink, SharedProducer, send_blocking};
 use crate::alert::{Alert, AlertSink, SinkError};
 use crate::config::Config;
+use crate::engine::{BaselineOptions, Engine, PipelineError};
 use crate::metrics::Metrics;
 use crate::metrics::http::Exporter;
 use crate::parse::{Parser, RecordSink};
-use crate::pipeline::{BaselineOptions, Engine, PipelineError};
 use crate::record::{BadReason, LineMeta, Record};
 use crate::state::{State, StateError};
 
