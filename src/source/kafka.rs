@@ -36,7 +36,7 @@ use rdkafka::producer::Producer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::alert::kafka::{KafkaAlertSink, SharedProducer, send_blocking};
-use crate::alert::{Alert, AlertSink, SinkError};
+use crate::alert::{Alert, AlertSink, SinkError, TypeCatalogue};
 use crate::config::Config;
 use crate::engine::{BaselineOptions, Engine, PipelineError};
 use crate::metrics::Metrics;
@@ -197,6 +197,11 @@ impl AlertSink for Gated {
     }
     fn flush(&mut self) -> Result<(), SinkError> {
         self.inner.flush()
+    }
+    // The catalogue is a snapshot of the known types, not an alert: it is
+    // exported whether or not alerts are silenced.
+    fn catalogue(&mut self) -> Option<&mut dyn TypeCatalogue> {
+        self.inner.catalogue()
     }
     fn name(&self) -> &str {
         self.inner.name()
