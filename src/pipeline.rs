@@ -60,25 +60,14 @@ pub struct ReplaySummary {
     pub state: State,
 }
 
-/// Whether a line continues the previous record rather than starting one.
-/// Checkpoints are only taken before lines that start a record, so a resume
-/// never splits a stack trace from its header.
-fn starts_record(line: &[u8]) -> bool {
-    let Some(&first) = line.first() else {
-        return false;
-    };
-    if first == b' ' || first == b'\t' {
-        return false;
-    }
-    const CONT: [&[u8]; 6] = [
-        b"at ",
-        b"Caused by:",
-        b"Traceback",
-        b"...",
-        b"goroutine ",
-        b"During handling",
-    ];
-    !CONT.iter().any(|p| line.starts_with(p))
+/// Whether an input may be cut (a checkpoint, or a chunk boundary with
+/// `--threads`) before this line: the one rule both replay paths use. The
+/// parser decides ([`Parser::starts_fresh`]): the line begins a record that
+/// no open record could take as a continuation, so everything before it is
+/// a complete set of records and a resume there parses as a whole input
+/// does. A line cut at the length cap is bad, never a record start.
+fn may_cut_before(parser: &Parser, line: &[u8], truncated: bool) -> bool {
+    !truncated && parser.starts_fresh(line)
 }
 
 /// `faultline replay`: files (or stdin) in order, as one event-time stream.
@@ -238,7 +227,7 @@ fn read_sequential<R: BufRead>(
         metrics.lines.fetch_add(1, Ordering::Relaxed);
         since_checkpoint += 1;
         if since_checkpoint >= run.every
-            && starts_record(line.bytes)
+            && may_cut_before(parser, line.bytes, line.truncated)
             && let (Some(dir), Some(k)) = (run.state_dir, run.key)
         {
             // Everything before this line is one complete set of
@@ -290,10 +279,21 @@ mod tests {
 
     #[test]
     fn stack_trace_lines_do_not_start_records() {
-        assert!(starts_record(b"2026-01-01 ERROR x"));
+        let parser = Parser::new(&Config::default(), Format::Auto).unwrap();
+        let starts_record = |line: &[u8]| may_cut_before(&parser, line, false);
+        // A header the parser knows (a bare date is not one).
+        assert!(starts_record(b"2026-01-01 10:00:00 ERROR x"));
         assert!(!starts_record(b"\tat com.x.Y(Y.java:1)"));
         assert!(!starts_record(b"Caused by: java.io.IOException"));
         assert!(!starts_record(b"... 12 more"));
         assert!(!starts_record(b""));
+        // What the first-bytes rule used to miss: an exception line after
+        // its header continues the record.
+        assert!(!starts_record(b"java.sql.SQLException: pool exhausted"));
+        assert!(!may_cut_before(
+            &parser,
+            b"2026-01-01 10:00:00 ERROR x",
+            true
+        ));
     }
 }
