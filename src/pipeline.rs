@@ -13,7 +13,7 @@
 
 mod parallel;
 
-use std::io::{BufRead, IsTerminal};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -36,7 +36,9 @@ pub struct ReplayOptions {
     pub state_dir: Option<PathBuf>,
     pub baseline: BaselineOptions,
     pub strict: bool,
-    /// Show a progress bar (only honoured on a terminal).
+    /// Show a progress bar (only honoured on a terminal). The library draws
+    /// nothing: the CLI reads this and passes a [`ReplayObserver`] to
+    /// [`replay_observed`].
     pub progress: bool,
     /// `--threads`: with 2 or more, each input is cut into chunks that this
     /// many threads parse and fingerprint while the calling thread applies
@@ -70,12 +72,49 @@ fn may_cut_before(parser: &Parser, line: &[u8], truncated: bool) -> bool {
     !truncated && parser.starts_fresh(line)
 }
 
+/// Why an input that the state had partly read is read from its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadAgain {
+    /// Shorter than the resume point.
+    Truncated,
+    /// Its head changed.
+    Replaced,
+}
+
+/// What a replay tells whoever shows its progress (the CLI draws a bar and
+/// prints notices; the library writes nothing to the terminal). Every
+/// method has a default that ignores the event.
+pub trait ReplayObserver {
+    /// An input is about to be read; `size` in bytes when known.
+    fn input_started(&self, _name: &str, _size: Option<u64>) {}
+    /// Reading went on to byte `offset`, line `line`; `errors` so far.
+    fn position(&self, _offset: u64, _line: u64, _errors: u64) {}
+    /// The input was read to its end.
+    fn input_finished(&self, _name: &str) {}
+    /// The state's resume point for `name` does not fit the input any more.
+    fn reading_again(&self, _name: &str, _why: ReadAgain) {}
+}
+
+/// Observes nothing.
+impl ReplayObserver for () {}
+
 /// `faultline replay`: files (or stdin) in order, as one event-time stream.
 pub fn replay(
     cfg: &Config,
     opts: &ReplayOptions,
     sinks: Vec<Box<dyn AlertSink>>,
     metrics: Arc<Metrics>,
+) -> Result<ReplaySummary, PipelineError> {
+    replay_observed(cfg, opts, sinks, metrics, &())
+}
+
+/// [`replay`], reporting progress to `observer`.
+pub fn replay_observed(
+    cfg: &Config,
+    opts: &ReplayOptions,
+    sinks: Vec<Box<dyn AlertSink>>,
+    metrics: Arc<Metrics>,
+    observer: &dyn ReplayObserver,
 ) -> Result<ReplaySummary, PipelineError> {
     let format = opts.format.unwrap_or(cfg.input.format);
     let parser = Parser::new(cfg, format)?;
@@ -88,7 +127,6 @@ pub fn replay(
     let mut replaced = Vec::new();
     let mut resumed = Vec::new();
     let every = cfg.baseline.checkpoint_every.max(1);
-    let show_progress = opts.progress && std::io::stderr().is_terminal();
 
     for input in &opts.inputs {
         let name = input.display();
@@ -106,23 +144,19 @@ pub fn replay(
                 Some(h) if h == cur.head_hash => match lr.skip(cur.offset, cur.line) {
                     Ok(()) => resumed.push(name.clone()),
                     Err(_) => {
-                        eprintln!(
-                            "faultline: {name} is shorter than when it was last read (truncated?): reading it from the start"
-                        );
+                        observer.reading_again(&name, ReadAgain::Truncated);
                         replaced.push(name.clone());
                         let (reader, _) = input.open().map_err(io)?;
                         lr = LineReader::new(reader, cfg.input.max_line_bytes);
                     }
                 },
                 _ => {
-                    eprintln!(
-                        "faultline: {name} was truncated or replaced since it was last read: reading it from the start"
-                    );
+                    observer.reading_again(&name, ReadAgain::Replaced);
                     replaced.push(name.clone());
                 }
             }
         }
-        let progress = show_progress.then(|| progress_bar(&name, size));
+        observer.input_started(&name, size);
         let run = InputRun {
             name: &name,
             key: key.as_deref(),
@@ -133,7 +167,7 @@ pub fn replay(
                 .default_service
                 .clone()
                 .or_else(|| input.default_service()),
-            progress: progress.as_ref(),
+            observer,
         };
         let end = if opts.threads >= 2 {
             let chunk_bytes = match opts.chunk_bytes {
@@ -144,9 +178,7 @@ pub fn replay(
         } else {
             read_sequential(&mut engine, &parser, lr, &run)?
         };
-        if let Some(p) = progress {
-            p.finish_and_clear();
-        }
+        observer.input_finished(&name);
         if let (Some(dir), Some(k)) = (&opts.state_dir, &key) {
             engine.flush_sinks()?;
             engine.state.inputs.insert(k.clone(), end);
@@ -178,15 +210,12 @@ struct InputRun<'a> {
     every: u64,
     /// The service of records that name none.
     default_service: Option<String>,
-    progress: Option<&'a indicatif::ProgressBar>,
+    observer: &'a dyn ReplayObserver,
 }
 
 impl InputRun<'_> {
     fn progress(&self, offset: u64, line: u64, errors: u64) {
-        if let Some(p) = self.progress {
-            p.set_position(offset);
-            p.set_message(format!("{line} lines, {errors} errors"));
-        }
+        self.observer.position(offset, line, errors);
     }
 }
 
@@ -255,22 +284,6 @@ fn read_sequential<R: BufRead>(
     }
     lp.finish(engine);
     Ok(lr.identity())
-}
-
-fn progress_bar(name: &str, size: Option<u64>) -> indicatif::ProgressBar {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let pb = match size {
-        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
-        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-    };
-    let style = ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    pb.set_style(style);
-    pb.set_prefix(name.to_string());
-    pb
 }
 
 #[cfg(test)]
