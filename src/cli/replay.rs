@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 use clap::Args;
 
-use faultline::alert::{AlertSink, EsSink, JsonLinesSink};
+use faultline::alert::build;
 use faultline::config::{Config, Dur, Format};
 use faultline::metrics::Metrics;
 use faultline::pipeline::{self, BaselineOptions, ReadAgain, ReplayObserver, ReplayOptions};
@@ -59,21 +59,15 @@ pub fn parse_dur(s: &str) -> Result<Dur, String> {
 
 pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
     let alerts_path = args.alerts.clone().or(cfg.alerts.file.clone());
-    let sink: Box<dyn AlertSink> = match &alerts_path {
-        Some(p) => Box::new(JsonLinesSink::file(p, true)?),
-        None => Box::new(JsonLinesSink::stdout()),
-    };
-    let mut sinks = vec![sink];
-    if !cfg.elasticsearch.url.is_empty() {
-        // Spool beside the state when there is one: both describe the same run.
-        let spool = cfg
-            .elasticsearch
-            .spool_dir
-            .clone()
-            .or_else(|| args.state.as_ref().map(|d| d.join("es-spool")))
-            .unwrap_or_else(|| PathBuf::from("faultline-es-spool"));
-        sinks.push(Box::new(EsSink::open(&cfg.elasticsearch, &spool)?));
-    }
+    let sinks = build::sinks(
+        &cfg,
+        &build::Plan {
+            alerts_file: alerts_path.clone(),
+            local: true,
+            summaries: true,
+            state_dir: args.state.clone(),
+        },
+    )?;
     let opts = ReplayOptions {
         inputs: args.inputs.iter().map(|s| Input::parse(s)).collect(),
         format: args.format,
