@@ -1,15 +1,17 @@
 //! Pipeline: file replay, the driver of `faultline replay`.
 //!
 //! [`Engine`] (in `crate::engine`, re-exported here) is the single-threaded
-//! core every source feeds. Sources differ only in where bytes come from
-//! and how progress is made durable: [`replay`] checkpoints byte offsets
-//! per file, the Kafka source commits consumer offsets. With `--threads`, replay
-//! parses and fingerprints chunks of an input on worker threads and feeds
-//! the engine from them in input order (`pipeline/parallel.rs`).
+//! core every source feeds. [`replay`] reads files and stdin into it and
+//! checkpoints byte offsets per file. With `--threads`, replay parses and
+//! fingerprints chunks of an input on worker threads and feeds the engine
+//! from them in input order (`pipeline/parallel.rs`).
 //!
-//! Durability order is always: alerts flushed by every sink → state saved
-//! → (Kafka) offsets committed. A crash anywhere replays at most the
-//! uncommitted tail, and deterministic alert ids let sinks drop repeats.
+//! Durability order at a checkpoint: every sink flushed → type catalogue
+//! exported → the input's resume point set → state saved (the Kafka source
+//! has its own order, see `source::kafka`). A crash replays at most the
+//! records after the last save, and deterministic alert ids let sinks drop
+//! repeats. The library draws nothing: progress goes to a
+//! [`ReplayObserver`].
 
 mod parallel;
 
