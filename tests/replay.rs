@@ -410,7 +410,14 @@ fn replay_threaded(
     threads: usize,
     chunk_bytes: usize,
 ) -> ReplaySummary {
-    let opts = ReplayOptions {
+    let opts = threaded_opts(inputs, threads, chunk_bytes);
+    let sinks: Vec<Box<dyn AlertSink>> = vec![Box::new(MemorySink::default())];
+    pipeline::replay(cfg, &opts, sinks, Arc::new(Metrics::default())).unwrap()
+}
+
+/// The options of [`replay_threaded`]: a 30-minute warm-up, no state.
+fn threaded_opts(inputs: &[PathBuf], threads: usize, chunk_bytes: usize) -> ReplayOptions {
+    ReplayOptions {
         inputs: inputs.iter().map(|p| Input::Path(p.clone())).collect(),
         baseline: BaselineOptions {
             warmup: Some("30m".parse::<Dur>().unwrap()),
@@ -419,9 +426,7 @@ fn replay_threaded(
         threads,
         chunk_bytes,
         ..ReplayOptions::default()
-    };
-    let sinks: Vec<Box<dyn AlertSink>> = vec![Box::new(MemorySink::default())];
-    pipeline::replay(cfg, &opts, sinks, Arc::new(Metrics::default())).unwrap()
+    }
 }
 
 /// Alerts without their wall-clock `detected_at`, the one field that may
@@ -735,15 +740,8 @@ fn replay_checkpointing_everywhere(
     let mut cfg = Config::default();
     cfg.baseline.checkpoint_every = 1;
     let opts = ReplayOptions {
-        inputs: vec![Input::Path(input.to_path_buf())],
         state_dir: Some(state.to_path_buf()),
-        baseline: BaselineOptions {
-            warmup: Some("30m".parse::<Dur>().unwrap()),
-            baseline: None,
-        },
-        threads,
-        chunk_bytes,
-        ..ReplayOptions::default()
+        ..threaded_opts(&[input.to_path_buf()], threads, chunk_bytes)
     };
     let sinks: Vec<Box<dyn AlertSink>> = vec![Box::new(MemorySink::default())];
     pipeline::replay(&cfg, &opts, sinks, Arc::new(Metrics::default())).unwrap()
