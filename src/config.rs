@@ -746,8 +746,7 @@ impl Config {
             return bad("rates.window", "must be at least 1m");
         }
         if self.release.canary_window.as_millis() < 60_000
-            || self.release.canary_window.as_millis()
-                > crate::release::series::MINUTES_KEPT * 60_000
+            || self.release.canary_window.as_millis() > crate::series::MINUTES_KEPT * 60_000
         {
             return bad("release.canary_window", "must lie between 1m and 3h");
         }

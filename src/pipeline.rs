@@ -1,425 +1,34 @@
-//! Pipeline: wires the stages and owns the run's state.
+//! Pipeline: file replay, the driver of `faultline replay`.
 //!
-//! [`Engine`] is the single-threaded core every source feeds: it receives
-//! parsed records (it is the parser's [`RecordSink`]), fingerprints errors,
-//! updates the baseline and windows, asks the detector, and hands alerts to
-//! the sinks at once. Sources differ only in where bytes come from and how
-//! progress is made durable: [`replay`] checkpoints byte offsets per file,
-//! the Kafka source commits consumer offsets. With `--threads`, replay
-//! parses and fingerprints chunks of an input on worker threads and feeds
-//! the engine from them in input order (`pipeline/parallel.rs`).
+//! [`Engine`] (in `crate::engine`, re-exported here) is the single-threaded
+//! core every source feeds. [`replay`] reads files and stdin into it and
+//! checkpoints byte offsets per file. With `--threads`, replay parses and
+//! fingerprints chunks of an input on worker threads and feeds the engine
+//! from them in input order (`pipeline/parallel.rs`).
 //!
-//! Durability order is always: alerts flushed by every sink → state saved
-//! → (Kafka) offsets committed. A crash anywhere replays at most the
-//! uncommitted tail, and deterministic alert ids let sinks drop repeats.
+//! Durability order at a checkpoint: every sink flushed → type catalogue
+//! exported → the input's resume point set → state saved (the Kafka source
+//! has its own order, see `source::kafka`). A crash replays at most the
+//! records after the last save, and deterministic alert ids let sinks drop
+//! repeats. The library draws nothing: progress goes to a
+//! [`ReplayObserver`].
 
 mod parallel;
 
-use std::io::{BufRead, IsTerminal};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
-use crate::alert::{Alert, AlertSink, Kind, SinkError};
-use crate::baseline::{Baseline, Origin};
-use crate::config::{Config, Dur, Format};
-use crate::detect::Detector;
-use crate::fingerprint::{self, FingerprintError, Fingerprinter, Identity, Typed};
-use crate::keys;
+use crate::alert::{Alert, AlertSink};
+use crate::config::{Config, Format};
 use crate::metrics::{Metrics, Snapshot};
-use crate::parse::{ParseError, Parser, RecordSink};
-use crate::record::{BadReason, EventTime, LineMeta, Record};
-use crate::release;
+use crate::parse::{Parser, RecordSink};
+use crate::record::BadReason;
 use crate::source::{Input, InputIdentity, LineReader, file};
-use crate::state::{State, StateError};
+use crate::state::State;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error(transparent)]
-    Fingerprint(#[from] FingerprintError),
-    #[error(transparent)]
-    Parse(#[from] ParseError),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(transparent)]
-    Sink(#[from] SinkError),
-    #[error("{input}: {source}")]
-    Input {
-        input: String,
-        source: std::io::Error,
-    },
-    #[error(
-        "{input}:{line}: bad record ({reason}); rerun without --strict to count and skip bad records"
-    )]
-    Strict {
-        input: String,
-        line: u64,
-        reason: BadReason,
-    },
-}
-
-/// Wall-clock milliseconds, for `detected_at` only (never for decisions).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// The stages after parsing, with their state.
-pub struct Engine {
-    cfg: Config,
-    fp: Fingerprinter,
-    pub state: State,
-    pub metrics: Arc<Metrics>,
-    sinks: Vec<Box<dyn AlertSink>>,
-    warmup: Dur,
-    pending: Vec<Alert>,
-    sink_error: Option<SinkError>,
-    strict: bool,
-    first_bad: Option<(BadReason, u64)>,
-    last_minute: i64,
-    /// Every alert emitted in this run (for `--json` summaries and tests).
-    pub emitted: Vec<Alert>,
-    keep_emitted: bool,
-    /// Reused for every error: identifying and typing a record of a known
-    /// type then allocates nothing.
-    identity: Identity,
-    typed: Typed,
-}
-
-/// How warm-up and the baseline are set up for a run.
-#[derive(Clone, Debug, Default)]
-pub struct BaselineOptions {
-    /// `--warmup`: overrides the configured duration and forces a warm-up
-    /// even with `--baseline`.
-    pub warmup: Option<Dur>,
-    /// `--baseline FILE`: known types to start from.
-    pub baseline: Option<PathBuf>,
-}
-
-impl Engine {
-    /// Builds an engine from a stored state (or a fresh one).
-    pub fn new(
-        cfg: &Config,
-        state: Option<State>,
-        opts: &BaselineOptions,
-        sinks: Vec<Box<dyn AlertSink>>,
-        metrics: Arc<Metrics>,
-    ) -> Result<Engine, PipelineError> {
-        let fp = Fingerprinter::new(&cfg.fingerprint)?;
-        let digest = fp.patterns().digest;
-        let mut state = match state {
-            Some(mut s) => {
-                s.baseline.reconfigure(cfg);
-                s.detector.reconfigure(cfg);
-                s
-            }
-            None => {
-                let mut s = State::new(Baseline::new(cfg, digest), Detector::new(cfg));
-                if let Some(path) = &opts.baseline {
-                    let mut b = crate::state::load_baseline(path)?;
-                    b.reconfigure(cfg);
-                    s.baseline = b;
-                    if opts.warmup.is_none() {
-                        // A baseline file replaces the warm-up.
-                        s.warmup_until = Some(EventTime::MIN);
-                    }
-                }
-                s
-            }
-        };
-        if state.baseline.pattern_digest != digest {
-            crate::baseline::rederive::rederive(&mut state, &fp);
-        }
-        metrics
-            .types_tracked
-            .store(state.baseline.types.len() as u64, Ordering::Relaxed);
-        Ok(Engine {
-            warmup: opts.warmup.unwrap_or(cfg.baseline.warmup),
-            cfg: cfg.clone(),
-            fp,
-            state,
-            metrics,
-            sinks,
-            pending: Vec::new(),
-            sink_error: None,
-            strict: false,
-            first_bad: None,
-            last_minute: i64::MIN,
-            emitted: Vec::new(),
-            keep_emitted: true,
-            identity: Identity::default(),
-            typed: Typed::default(),
-        })
-    }
-
-    pub fn set_strict(&mut self, strict: bool) {
-        self.strict = strict;
-    }
-
-    /// Stop keeping a copy of every alert (long-running services).
-    pub fn forget_emitted(&mut self) {
-        self.keep_emitted = false;
-    }
-
-    pub fn fingerprinter(&self) -> &Fingerprinter {
-        &self.fp
-    }
-
-    fn learning(&self, time: EventTime) -> bool {
-        match self.state.warmup_until {
-            Some(until) => time < until,
-            None => true,
-        }
-    }
-
-    fn event_time(&mut self, t: Option<EventTime>) -> EventTime {
-        let t = t.or(self.state.watermark).unwrap_or_else(now_ms);
-        if self.state.warmup_until.is_none() {
-            self.state.warmup_until = Some(t.saturating_add(self.warmup.as_millis()));
-            self.state.baseline.learned_from = Some(t);
-        }
-        t
-    }
-
-    fn advance(&mut self, t: EventTime) {
-        if self.state.watermark.is_none_or(|w| t > w) {
-            self.state.watermark = Some(t);
-            let minute = t.div_euclid(60_000);
-            if minute != self.last_minute {
-                self.last_minute = minute;
-                let mut out = std::mem::take(&mut self.pending);
-                self.state.detector.on_watermark(t, now_ms(), &mut out);
-                if !self.learning(t) {
-                    release::on_minute(&mut self.state, &self.cfg, minute, now_ms(), &mut out);
-                }
-                self.pending = out;
-                if let Some(until) = self.state.warmup_until
-                    && t >= until
-                    && self.state.baseline.learned_until.is_none()
-                {
-                    self.state.baseline.learned_until = Some(until);
-                }
-            }
-        }
-    }
-
-    /// Sends pending alerts to every sink.
-    fn deliver(&mut self) {
-        for a in self.pending.drain(..) {
-            self.metrics.alert(a.kind);
-            self.state.release.log(&a);
-            for s in &mut self.sinks {
-                if let Err(e) = s.emit(&a)
-                    && self.sink_error.is_none()
-                {
-                    self.sink_error = Some(e);
-                }
-            }
-            if self.keep_emitted {
-                self.emitted.push(a);
-            }
-        }
-    }
-
-    /// The first sink failure since the last call, if any.
-    pub fn take_sink_error(&mut self) -> Option<SinkError> {
-        self.sink_error.take()
-    }
-
-    /// The first bad record (strict mode).
-    pub fn take_first_bad(&mut self) -> Option<(BadReason, u64)> {
-        self.first_bad.take()
-    }
-
-    /// Makes every alert so far durable in every sink.
-    pub fn flush_sinks(&mut self) -> Result<(), SinkError> {
-        if let Some(e) = self.sink_error.take() {
-            return Err(e);
-        }
-        for s in &mut self.sinks {
-            s.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Hands the known types to every sink (the type catalogue export);
-    /// `last` at the end of a run.
-    pub fn export_types(&mut self, last: bool) -> Result<(), SinkError> {
-        for s in &mut self.sinks {
-            s.types(&self.state, last)?;
-        }
-        Ok(())
-    }
-
-    /// End of all input: pending storm summaries go out.
-    pub fn finish(&mut self) {
-        let mut out = std::mem::take(&mut self.pending);
-        self.state.detector.finish(now_ms(), &mut out);
-        self.pending = out;
-        self.deliver();
-    }
-
-    /// Processes one error record (also used by tools that bypass parsing).
-    pub fn process_error(&mut self, rec: Record) {
-        let started = Instant::now();
-        let mut identity = std::mem::take(&mut self.identity);
-        self.fp.identify_into(&rec, None, &mut identity);
-        self.process_from(rec, &identity, started);
-        self.identity = identity;
-    }
-
-    /// [`Engine::process_error`] for a record whose identity was already
-    /// computed with a clone of [`Engine::fingerprinter`] (identifying is
-    /// stateless and the costly part, so parsing threads do it).
-    pub fn process_identified(&mut self, rec: Record, identity: Identity) {
-        self.process_from(rec, &identity, Instant::now());
-    }
-
-    /// The stateful part of processing an error: learning, baseline,
-    /// detection, in the order records arrive.
-    fn process_from(&mut self, rec: Record, identity: &Identity, started: Instant) {
-        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
-        let time = self.event_time(rec.time);
-        let late = self
-            .state
-            .watermark
-            .is_some_and(|w| time < w - self.cfg.window.lateness.as_millis());
-        if late {
-            self.metrics.late.fetch_add(1, Ordering::Relaxed);
-        }
-        self.advance(time);
-        if let Some(svc) = rec.service.as_deref() {
-            let v = rec.version.as_deref().unwrap_or("");
-            self.count_rate(svc, v, Some(time), 0, 1);
-        }
-        let mut typed = std::mem::take(&mut self.typed);
-        if fingerprint::classify_into(&mut self.state.baseline.learner, identity, &mut typed) {
-            self.process_typed(&rec, &typed, time, late, started);
-        } else {
-            self.metrics.ignored.fetch_add(1, Ordering::Relaxed);
-        }
-        self.typed = typed;
-    }
-
-    /// Baseline, regression check and detection for a typed error.
-    fn process_typed(
-        &mut self,
-        rec: &Record,
-        typed: &Typed,
-        time: EventTime,
-        late: bool,
-        started: Instant,
-    ) {
-        let learning = self.learning(time);
-        let origin = if learning {
-            Origin::Baseline
-        } else {
-            Origin::Live
-        };
-        self.state
-            .baseline
-            .observe_at(typed, rec, time, origin, !late);
-        let mut out = std::mem::take(&mut self.pending);
-        release::check_regression(
-            &mut self.state.baseline,
-            typed.fingerprint,
-            rec,
-            time,
-            learning,
-            &self.cfg,
-            now_ms(),
-            &mut out,
-        );
-        let from = out.len();
-        self.state.detector.on_error(
-            &mut self.state.baseline,
-            typed.fingerprint,
-            rec,
-            time,
-            learning,
-            now_ms(),
-            &mut out,
-        );
-        for a in out[from..].iter_mut().filter(|a| a.kind == Kind::Novel) {
-            release::enrich_novel(a, &self.state);
-        }
-        self.pending = out;
-        self.metrics
-            .types_tracked
-            .store(self.state.baseline.types.len() as u64, Ordering::Relaxed);
-        self.deliver();
-        if let Ok(mut h) = self.metrics.latency.lock() {
-            h.observe(started.elapsed().as_secs_f64());
-        }
-    }
-
-    /// Counts `lines` and `errors` at `time` for (service, version). This
-    /// runs for every input line: one tree walk per level when the entry
-    /// exists (a function returning the `&mut` would need two, the borrow
-    /// checker cannot see that the miss path no longer borrows), and an
-    /// allocation only for a new service or version.
-    fn count_rate(
-        &mut self,
-        service: &str,
-        version: &str,
-        time: Option<EventTime>,
-        lines: u64,
-        errors: u64,
-    ) {
-        let (service, version) = (keys::lookup(service), keys::lookup(version));
-        let rates = &mut self.state.rates;
-        match rates.get_mut(service) {
-            Some(versions) => match versions.get_mut(version) {
-                Some(r) => r.count(time, lines, errors),
-                None => versions
-                    .entry(keys::owned(version))
-                    .or_default()
-                    .count(time, lines, errors),
-            },
-            None => rates
-                .entry(keys::owned(service))
-                .or_default()
-                .entry(keys::owned(version))
-                .or_default()
-                .count(time, lines, errors),
-        }
-    }
-
-    pub fn snapshot(&self) -> Snapshot {
-        self.metrics.snapshot()
-    }
-}
-
-impl RecordSink for Engine {
-    fn line(&mut self, meta: &LineMeta<'_>) {
-        self.metrics.records.fetch_add(1, Ordering::Relaxed);
-        let time = match meta.time {
-            Some(t) => {
-                let t = self.event_time(Some(t));
-                self.advance(t);
-                Some(t)
-            }
-            None => self.state.watermark,
-        };
-        if let Some(svc) = meta.service {
-            self.count_rate(svc, meta.version.unwrap_or(""), time, 1, 0);
-        }
-    }
-
-    fn error(&mut self, record: Record) {
-        self.process_error(record);
-    }
-
-    fn bad(&mut self, reason: BadReason, line_no: u64) {
-        self.metrics.bad(reason);
-        if self.strict && self.first_bad.is_none() {
-            self.first_bad = Some((reason, line_no));
-        }
-    }
-}
+pub use crate::engine::{BaselineOptions, Engine, PipelineError, now_ms};
 
 /// Options of `faultline replay`.
 #[derive(Clone, Debug, Default)]
@@ -429,7 +38,9 @@ pub struct ReplayOptions {
     pub state_dir: Option<PathBuf>,
     pub baseline: BaselineOptions,
     pub strict: bool,
-    /// Show a progress bar (only honoured on a terminal).
+    /// Show a progress bar (only honoured on a terminal). The library draws
+    /// nothing: the CLI reads this and passes a [`ReplayObserver`] to
+    /// [`replay_observed`].
     pub progress: bool,
     /// `--threads`: with 2 or more, each input is cut into chunks that this
     /// many threads parse and fingerprint while the calling thread applies
@@ -453,26 +64,41 @@ pub struct ReplaySummary {
     pub state: State,
 }
 
-/// Whether a line continues the previous record rather than starting one.
-/// Checkpoints are only taken before lines that start a record, so a resume
-/// never splits a stack trace from its header.
-fn starts_record(line: &[u8]) -> bool {
-    let Some(&first) = line.first() else {
-        return false;
-    };
-    if first == b' ' || first == b'\t' {
-        return false;
-    }
-    const CONT: [&[u8]; 6] = [
-        b"at ",
-        b"Caused by:",
-        b"Traceback",
-        b"...",
-        b"goroutine ",
-        b"During handling",
-    ];
-    !CONT.iter().any(|p| line.starts_with(p))
+/// Whether an input may be cut (a checkpoint, or a chunk boundary with
+/// `--threads`) before this line: the one rule both replay paths use. The
+/// parser decides ([`Parser::starts_fresh`]): the line begins a record that
+/// no open record could take as a continuation, so everything before it is
+/// a complete set of records and a resume there parses as a whole input
+/// does. A line cut at the length cap is bad, never a record start.
+fn may_cut_before(parser: &Parser, line: &[u8], truncated: bool) -> bool {
+    !truncated && parser.starts_fresh(line)
 }
+
+/// Why an input that the state had partly read is read from its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadAgain {
+    /// Shorter than the resume point.
+    Truncated,
+    /// Its head changed.
+    Replaced,
+}
+
+/// What a replay tells whoever shows its progress (the CLI draws a bar and
+/// prints notices; the library writes nothing to the terminal). Every
+/// method has a default that ignores the event.
+pub trait ReplayObserver {
+    /// An input is about to be read; `size` in bytes when known.
+    fn input_started(&self, _name: &str, _size: Option<u64>) {}
+    /// Reading went on to byte `offset`, line `line`; `errors` so far.
+    fn position(&self, _offset: u64, _line: u64, _errors: u64) {}
+    /// The input was read to its end.
+    fn input_finished(&self, _name: &str) {}
+    /// The state's resume point for `name` does not fit the input any more.
+    fn reading_again(&self, _name: &str, _why: ReadAgain) {}
+}
+
+/// Observes nothing.
+impl ReplayObserver for () {}
 
 /// `faultline replay`: files (or stdin) in order, as one event-time stream.
 pub fn replay(
@@ -480,6 +106,17 @@ pub fn replay(
     opts: &ReplayOptions,
     sinks: Vec<Box<dyn AlertSink>>,
     metrics: Arc<Metrics>,
+) -> Result<ReplaySummary, PipelineError> {
+    replay_observed(cfg, opts, sinks, metrics, &())
+}
+
+/// [`replay`], reporting progress to `observer`.
+pub fn replay_observed(
+    cfg: &Config,
+    opts: &ReplayOptions,
+    sinks: Vec<Box<dyn AlertSink>>,
+    metrics: Arc<Metrics>,
+    observer: &dyn ReplayObserver,
 ) -> Result<ReplaySummary, PipelineError> {
     let format = opts.format.unwrap_or(cfg.input.format);
     let parser = Parser::new(cfg, format)?;
@@ -492,7 +129,6 @@ pub fn replay(
     let mut replaced = Vec::new();
     let mut resumed = Vec::new();
     let every = cfg.baseline.checkpoint_every.max(1);
-    let show_progress = opts.progress && std::io::stderr().is_terminal();
 
     for input in &opts.inputs {
         let name = input.display();
@@ -510,23 +146,19 @@ pub fn replay(
                 Some(h) if h == cur.head_hash => match lr.skip(cur.offset, cur.line) {
                     Ok(()) => resumed.push(name.clone()),
                     Err(_) => {
-                        eprintln!(
-                            "faultline: {name} is shorter than when it was last read (truncated?): reading it from the start"
-                        );
+                        observer.reading_again(&name, ReadAgain::Truncated);
                         replaced.push(name.clone());
                         let (reader, _) = input.open().map_err(io)?;
                         lr = LineReader::new(reader, cfg.input.max_line_bytes);
                     }
                 },
                 _ => {
-                    eprintln!(
-                        "faultline: {name} was truncated or replaced since it was last read: reading it from the start"
-                    );
+                    observer.reading_again(&name, ReadAgain::Replaced);
                     replaced.push(name.clone());
                 }
             }
         }
-        let progress = show_progress.then(|| progress_bar(&name, size));
+        observer.input_started(&name, size);
         let run = InputRun {
             name: &name,
             key: key.as_deref(),
@@ -537,7 +169,7 @@ pub fn replay(
                 .default_service
                 .clone()
                 .or_else(|| input.default_service()),
-            progress: progress.as_ref(),
+            observer,
         };
         let end = if opts.threads >= 2 {
             let chunk_bytes = match opts.chunk_bytes {
@@ -548,9 +180,7 @@ pub fn replay(
         } else {
             read_sequential(&mut engine, &parser, lr, &run)?
         };
-        if let Some(p) = progress {
-            p.finish_and_clear();
-        }
+        observer.input_finished(&name);
         if let (Some(dir), Some(k)) = (&opts.state_dir, &key) {
             engine.flush_sinks()?;
             engine.state.inputs.insert(k.clone(), end);
@@ -582,15 +212,12 @@ struct InputRun<'a> {
     every: u64,
     /// The service of records that name none.
     default_service: Option<String>,
-    progress: Option<&'a indicatif::ProgressBar>,
+    observer: &'a dyn ReplayObserver,
 }
 
 impl InputRun<'_> {
     fn progress(&self, offset: u64, line: u64, errors: u64) {
-        if let Some(p) = self.progress {
-            p.set_position(offset);
-            p.set_message(format!("{line} lines, {errors} errors"));
-        }
+        self.observer.position(offset, line, errors);
     }
 }
 
@@ -631,7 +258,7 @@ fn read_sequential<R: BufRead>(
         metrics.lines.fetch_add(1, Ordering::Relaxed);
         since_checkpoint += 1;
         if since_checkpoint >= run.every
-            && starts_record(line.bytes)
+            && may_cut_before(parser, line.bytes, line.truncated)
             && let (Some(dir), Some(k)) = (run.state_dir, run.key)
         {
             // Everything before this line is one complete set of
@@ -661,32 +288,27 @@ fn read_sequential<R: BufRead>(
     Ok(lr.identity())
 }
 
-fn progress_bar(name: &str, size: Option<u64>) -> indicatif::ProgressBar {
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-    let pb = match size {
-        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
-        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-    };
-    let style = ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    pb.set_style(style);
-    pb.set_prefix(name.to_string());
-    pb
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn stack_trace_lines_do_not_start_records() {
-        assert!(starts_record(b"2026-01-01 ERROR x"));
+        let parser = Parser::new(&Config::default(), Format::Auto).unwrap();
+        let starts_record = |line: &[u8]| may_cut_before(&parser, line, false);
+        // A header the parser knows (a bare date is not one).
+        assert!(starts_record(b"2026-01-01 10:00:00 ERROR x"));
         assert!(!starts_record(b"\tat com.x.Y(Y.java:1)"));
         assert!(!starts_record(b"Caused by: java.io.IOException"));
         assert!(!starts_record(b"... 12 more"));
         assert!(!starts_record(b""));
+        // What the first-bytes rule used to miss: an exception line after
+        // its header continues the record.
+        assert!(!starts_record(b"java.sql.SQLException: pool exhausted"));
+        assert!(!may_cut_before(
+            &parser,
+            b"2026-01-01 10:00:00 ERROR x",
+            true
+        ));
     }
 }

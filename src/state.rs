@@ -22,9 +22,8 @@ use crate::baseline::Baseline;
 use crate::detect::Detector;
 use crate::keys;
 use crate::record::EventTime;
-use crate::release::ReleaseState;
-use crate::release::series::{Timeline, Traffic};
-use crate::source::InputIdentity;
+use crate::release::{Ledger, ReleaseState};
+pub use crate::series::RateCounts;
 
 pub const FORMAT: &str = "faultline.state/v1";
 pub const BASELINE_FORMAT: &str = "faultline.baseline/v1";
@@ -49,32 +48,17 @@ pub enum StateError {
     },
 }
 
-/// Lines and error lines per (service, version), for error rates.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct RateCounts {
-    pub lines: u64,
-    pub errors: u64,
-    /// Event time span the version was seen over.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_seen: Option<EventTime>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_seen: Option<EventTime>,
-    /// The same counts over time (error-rate windows, canary, reports).
-    #[serde(default)]
-    pub timeline: Timeline<Traffic>,
-}
-
-impl RateCounts {
-    /// Counts `lines` lines and `errors` error lines at `time` (if known).
-    pub fn count(&mut self, time: Option<EventTime>, lines: u64, errors: u64) {
-        self.lines += lines;
-        self.errors += errors;
-        if let Some(t) = time {
-            self.first_seen = Some(self.first_seen.map_or(t, |f| f.min(t)));
-            self.last_seen = Some(self.last_seen.map_or(t, |l| l.max(t)));
-            self.timeline.add(t, Traffic { lines, errors });
-        }
-    }
+/// What identifies an input's content across runs: its head, and how far
+/// we had read (a file source's resume point, kept in the state).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputIdentity {
+    /// Hash of the first `min(offset, HEAD_BYTES)` bytes.
+    pub head_hash: u64,
+    pub head_len: usize,
+    /// Byte offset after the last durable record.
+    pub offset: u64,
+    /// Lines consumed up to `offset`.
+    pub line: u64,
 }
 
 /// The whole durable state.
@@ -131,6 +115,16 @@ impl State {
         }
     }
 
+    /// The parts release judgements and reports read.
+    pub fn ledger(&self) -> Ledger<'_> {
+        Ledger {
+            baseline: &self.baseline,
+            rates: &self.rates,
+            release: &self.release,
+            watermark: self.watermark,
+        }
+    }
+
     pub fn path(dir: &Path) -> PathBuf {
         dir.join(FILE)
     }
@@ -153,6 +147,13 @@ impl State {
             message: e.to_string(),
         })?;
         write_atomic(dir, FILE, &bytes)
+    }
+}
+
+/// Lets `rederive` take the state (as its callers hold it) or a baseline.
+impl AsMut<Baseline> for State {
+    fn as_mut(&mut self) -> &mut Baseline {
+        &mut self.baseline
     }
 }
 

@@ -818,3 +818,99 @@ fn a_failing_sink_pauses_consumption_and_turns_unhealthy_instead_of_dropping_ale
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0));
 }
+
+/// The Elasticsearch/OpenSearch server of `FAULTLINE_ES` (`1` = the local
+/// node), or `None` after saying loudly that the test is skipped.
+fn es_server() -> Option<String> {
+    let v = std::env::var("FAULTLINE_ES").unwrap_or_default();
+    if v.is_empty() || v == "0" {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED: FAULTLINE_ES is not set, so `run` with an Elasticsearch sink was not tested. ***\n"
+        );
+        return None;
+    }
+    Some(if v.starts_with("http") {
+        v.trim_end_matches('/').to_string()
+    } else {
+        "http://127.0.0.1:9200".to_string()
+    })
+}
+
+/// Documents in `index` (0 when it does not exist), through faultline's
+/// own client.
+fn es_count(url: &str, index: &str, delete: bool) -> u64 {
+    use faultline::config::{Dur, ElasticsearchConfig};
+    use faultline::es::{Client, Method};
+    let cfg = ElasticsearchConfig {
+        url: url.to_string(),
+        timeout: Dur::secs(30),
+        ..ElasticsearchConfig::default()
+    };
+    let client = Client::new(&cfg).expect("client");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let call = |m: Method, path: String| {
+        rt.block_on(client.request(m, &path, &[], None, None, &path))
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    call(Method::Post, format!("/{index}/_refresh"));
+    let (status, v) = call(Method::Get, format!("/{index}/_count"));
+    if status == 404 {
+        return 0;
+    }
+    let n = v["count"].as_u64().unwrap_or_else(|| panic!("count: {v}"));
+    if delete {
+        call(Method::Delete, format!("/{index}"));
+    }
+    n
+}
+
+#[test]
+fn run_with_an_elasticsearch_sink_writes_the_type_catalogue() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(url) = es_server() else {
+        return;
+    };
+    if broker().is_none() {
+        return;
+    }
+    let s = Setup::new("catalogue", "");
+    let types_index = unique("faultline-test-run-types");
+    let alerts_index = unique("faultline-test-run-alerts");
+    let records = scenario(45);
+    produce(&s.logs, &records);
+    let svc = s.start_with(&[
+        ("FAULTLINE__ELASTICSEARCH__URL", &format!("\"{url}\"")),
+        (
+            "FAULTLINE__ELASTICSEARCH__TYPES_INDEX",
+            &format!("\"{types_index}\""),
+        ),
+        (
+            "FAULTLINE__ELASTICSEARCH__ALERTS_INDEX",
+            &format!("\"{alerts_index}\""),
+        ),
+    ]);
+    s.wait_for_all(records.len(), Duration::from_secs(120));
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0), "SIGTERM exit; log: {}", s.log_tail());
+    let state = s.state_json().expect("state");
+    let types = &state["baseline"]["types"];
+    let known = types
+        .as_object()
+        .map(|t| t.len())
+        .or(types.as_array().map(|t| t.len()))
+        .unwrap_or(0) as u64;
+    assert!(known > 0, "the stream has error types");
+    let exported = es_count(&url, &types_index, true);
+    let alerts = es_count(&url, &alerts_index, true);
+    assert!(alerts > 0, "alerts reached the index");
+    assert_eq!(
+        exported,
+        known,
+        "one catalogue document per known type under `run`; log: {}",
+        s.log_tail()
+    );
+}

@@ -410,7 +410,14 @@ fn replay_threaded(
     threads: usize,
     chunk_bytes: usize,
 ) -> ReplaySummary {
-    let opts = ReplayOptions {
+    let opts = threaded_opts(inputs, threads, chunk_bytes);
+    let sinks: Vec<Box<dyn AlertSink>> = vec![Box::new(MemorySink::default())];
+    pipeline::replay(cfg, &opts, sinks, Arc::new(Metrics::default())).unwrap()
+}
+
+/// The options of [`replay_threaded`]: a 30-minute warm-up, no state.
+fn threaded_opts(inputs: &[PathBuf], threads: usize, chunk_bytes: usize) -> ReplayOptions {
+    ReplayOptions {
         inputs: inputs.iter().map(|p| Input::Path(p.clone())).collect(),
         baseline: BaselineOptions {
             warmup: Some("30m".parse::<Dur>().unwrap()),
@@ -419,9 +426,7 @@ fn replay_threaded(
         threads,
         chunk_bytes,
         ..ReplayOptions::default()
-    };
-    let sinks: Vec<Box<dyn AlertSink>> = vec![Box::new(MemorySink::default())];
-    pipeline::replay(cfg, &opts, sinks, Arc::new(Metrics::default())).unwrap()
+    }
 }
 
 /// Alerts without their wall-clock `detected_at`, the one field that may
@@ -722,4 +727,63 @@ fn a_strict_stop_with_two_threads_resumes_from_a_chunk_checkpoint_without_losing
     assert!(read > 0 && read < lines.len() as u64 + 1, "{err}");
     let got: Vec<String> = read_alerts(&alerts).into_iter().map(|a| a.id).collect();
     assert_eq!(got, reference, "every alert once, in the same order");
+}
+
+/// Replays with a state directory and a checkpoint allowed after every
+/// line, so every place the checkpoint rule accepts is used.
+fn replay_checkpointing_everywhere(
+    input: &Path,
+    state: &Path,
+    threads: usize,
+    chunk_bytes: usize,
+) -> ReplaySummary {
+    let mut cfg = Config::default();
+    cfg.baseline.checkpoint_every = 1;
+    let opts = ReplayOptions {
+        state_dir: Some(state.to_path_buf()),
+        ..threaded_opts(&[input.to_path_buf()], threads, chunk_bytes)
+    };
+    let sinks: Vec<Box<dyn AlertSink>> = vec![Box::new(MemorySink::default())];
+    pipeline::replay(&cfg, &opts, sinks, Arc::new(Metrics::default())).unwrap()
+}
+
+#[test]
+fn one_and_two_threads_checkpoint_only_where_a_record_starts_by_the_same_rule() {
+    // An exception line after its header ("java.sql.SQLException: …") does
+    // not look like a continuation by its first bytes, but it continues the
+    // record: a checkpoint before it would end the record early and parse
+    // the exception line on its own. Both paths must cut only where the
+    // parser says a record starts fresh, so checkpoints change nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "checkout.log", &tricky_text_log());
+    let plain = replay_threaded(&Config::default(), std::slice::from_ref(&p), 1, 0);
+    let one = replay_checkpointing_everywhere(&p, &dir.path().join("state-1"), 1, 0);
+    let two = replay_checkpointing_everywhere(&p, &dir.path().join("state-2"), 2, 1);
+    for (name, run) in [("one thread", &one), ("two threads", &two)] {
+        assert_eq!(
+            comparable(&run.alerts),
+            comparable(&plain.alerts),
+            "alerts of {name} with checkpoints"
+        );
+        assert_eq!(
+            run.metrics, plain.metrics,
+            "counters of {name} with checkpoints"
+        );
+        let templates = |s: &ReplaySummary| -> Vec<String> {
+            let mut t: Vec<String> = s
+                .state
+                .baseline
+                .types
+                .values()
+                .map(|t| t.template.clone())
+                .collect();
+            t.sort();
+            t
+        };
+        assert_eq!(templates(run), templates(&plain), "types of {name}");
+    }
+    assert_eq!(
+        one.state.inputs, two.state.inputs,
+        "both end at the same resume point"
+    );
 }

@@ -30,12 +30,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::spool::Spool;
-use super::{Alert, AlertSink, SinkError, rfc3339};
+use super::{Alert, AlertSink, Catalogue, SinkError, TypeCatalogue, rfc3339};
 use crate::baseline::{ErrorType, Origin};
 use crate::config::ElasticsearchConfig;
 use crate::es::{Blocking, Client, EsError, Method, is_transient_status, reason};
 use crate::fingerprint::Fingerprint;
-use crate::state::State;
 
 /// The shipped index template for alerts (`index_patterns` and
 /// `data_stream` are set from the configuration when it is installed).
@@ -343,7 +342,7 @@ impl EsSink {
     }
 
     /// Upserts the types that changed since the last export. Best effort.
-    fn export_types(&mut self, state: &State, deadline: Instant) -> Result<usize, EsError> {
+    fn export_types(&mut self, state: &Catalogue<'_>, deadline: Instant) -> Result<usize, EsError> {
         let changed: Vec<&ErrorType> = state
             .baseline
             .types
@@ -357,7 +356,7 @@ impl EsSink {
         if !self.templates_installed {
             self.install_templates(deadline)?;
         }
-        let now = crate::pipeline::now_ms();
+        let now = super::now_ms();
         let mut sent = 0;
         for chunk in changed.chunks(1000) {
             let mut body = Vec::with_capacity(chunk.len() * 600);
@@ -418,7 +417,17 @@ impl AlertSink for EsSink {
         Ok(())
     }
 
-    fn types(&mut self, state: &State, last: bool) -> Result<(), SinkError> {
+    fn catalogue(&mut self) -> Option<&mut dyn TypeCatalogue> {
+        Some(self)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl TypeCatalogue for EsSink {
+    fn export(&mut self, state: &Catalogue<'_>, last: bool) -> Result<(), SinkError> {
         if last && !self.pending.is_empty() {
             tracing::warn!(
                 sink = %self.name,
@@ -439,10 +448,6 @@ impl AlertSink for EsSink {
             }
             Err(e) => Err(self.err(e)),
         }
-    }
-
-    fn name(&self) -> &str {
-        &self.name
     }
 }
 
@@ -503,7 +508,7 @@ pub fn alert_doc(a: &Alert) -> Value {
 }
 
 /// The catalogue document of one type.
-pub fn type_doc(t: &ErrorType, state: &State, now: i64) -> Value {
+pub fn type_doc(t: &ErrorType, state: &Catalogue<'_>, now: i64) -> Value {
     let spec = state.baseline.spec;
     let newest = state.watermark.map(|w| spec.bucket_of(w));
     let window_count = |len_ms: i64| -> u64 {

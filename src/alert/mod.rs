@@ -11,6 +11,7 @@
 //! The schema is documented in `docs/alerts.md`. v1 only grows: new fields
 //! and kinds may appear, and consumers must ignore what they don't know.
 
+pub mod build;
 pub mod elasticsearch;
 pub mod file;
 pub mod kafka;
@@ -19,7 +20,9 @@ pub mod spool;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::baseline::Baseline;
 use crate::fingerprint::Fingerprint;
+use crate::record::EventTime;
 
 pub use elasticsearch::EsSink;
 pub use file::JsonLinesSink;
@@ -208,6 +211,14 @@ pub fn alert_id(kind: Kind, subject: &str, episode: i64) -> String {
     format!("{:016x}", h.digest())
 }
 
+/// Wall-clock milliseconds, for `detected_at` only (never for decisions).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// RFC 3339 with milliseconds, UTC.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -215,7 +226,83 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// When an alert's subject was first seen, the event time it is about and
+/// the wall-clock time it was decided, in epoch milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlertTimes {
+    pub first_seen: i64,
+    pub event_time: i64,
+    pub detected_at: i64,
+}
+
 impl Alert {
+    /// The one constructor: what every alert has (kind, id, severity,
+    /// service, template and its times). The optional parts are set with the
+    /// `with_*` methods, so a new field of the schema is added here once
+    /// rather than at every place an alert is made.
+    pub fn new(
+        kind: Kind,
+        id: String,
+        severity: Severity,
+        service: impl Into<String>,
+        template: impl Into<String>,
+        times: AlertTimes,
+    ) -> Alert {
+        Alert {
+            schema: SCHEMA.into(),
+            id,
+            kind,
+            severity,
+            fingerprint: None,
+            service: service.into(),
+            version: None,
+            template: template.into(),
+            sample: None,
+            first_seen: rfc3339(times.first_seen),
+            event_time: rfc3339(times.event_time),
+            detected_at: rfc3339(times.detected_at),
+            window: None,
+            samples: Vec::new(),
+            storm: None,
+            release: ReleaseFields::default(),
+        }
+    }
+
+    pub fn with_fingerprint(mut self, fingerprint: Option<Fingerprint>) -> Alert {
+        self.fingerprint = fingerprint;
+        self
+    }
+
+    pub fn with_version(mut self, version: Option<String>) -> Alert {
+        self.version = version;
+        self
+    }
+
+    pub fn with_sample(mut self, sample: Option<String>) -> Alert {
+        self.sample = sample;
+        self
+    }
+
+    pub fn with_window(mut self, window: Option<WindowStats>) -> Alert {
+        self.window = window;
+        self
+    }
+
+    pub fn with_samples(mut self, samples: Vec<String>) -> Alert {
+        self.samples = samples;
+        self
+    }
+
+    pub fn with_storm(mut self, storm: Option<StormSummary>) -> Alert {
+        self.storm = storm;
+        self
+    }
+
+    pub fn with_release(mut self, release: ReleaseFields) -> Alert {
+        self.release = release;
+        self
+    }
+
     /// A one-line human summary, for stderr.
     pub fn summary(&self) -> String {
         match self.kind {
@@ -298,11 +385,10 @@ pub trait AlertSink: Send {
         Ok(())
     }
 
-    /// Receives the known error types at each checkpoint and at the end of
-    /// a run (`last`), for sinks that export a catalogue of types. Most
-    /// sinks ignore it.
-    fn types(&mut self, _state: &crate::state::State, _last: bool) -> Result<(), SinkError> {
-        Ok(())
+    /// The sink's catalogue export, for sinks that also keep a catalogue of
+    /// the known types (Elasticsearch). Wrappers must pass this on.
+    fn catalogue(&mut self) -> Option<&mut dyn TypeCatalogue> {
+        None
     }
 
     /// A short name for logs and metrics.
@@ -316,12 +402,29 @@ impl<S: AlertSink + ?Sized> AlertSink for Box<S> {
     fn flush(&mut self) -> Result<(), SinkError> {
         (**self).flush()
     }
-    fn types(&mut self, state: &crate::state::State, last: bool) -> Result<(), SinkError> {
-        (**self).types(state, last)
+    fn catalogue(&mut self) -> Option<&mut dyn TypeCatalogue> {
+        (**self).catalogue()
     }
     fn name(&self) -> &str {
         (**self).name()
     }
+}
+
+/// The known error types as a catalogue export sees them.
+#[derive(Clone, Copy)]
+pub struct Catalogue<'a> {
+    pub baseline: &'a Baseline,
+    /// Largest event time seen (the end of the types' recent counts).
+    pub watermark: Option<EventTime>,
+}
+
+/// Exports the catalogue of known error types. A separate interface from
+/// [`AlertSink`]: alerts are a stream, the catalogue is a snapshot, and only
+/// some sinks keep one.
+pub trait TypeCatalogue: Send {
+    /// Receives the known types at each checkpoint and at the end of a run
+    /// (`last`).
+    fn export(&mut self, types: &Catalogue<'_>, last: bool) -> Result<(), SinkError>;
 }
 
 /// Collects alerts in memory (tests, `rollout-check`, reports).
@@ -343,24 +446,19 @@ impl AlertSink for MemorySink {
 /// A minimal novel-type alert with id `id`, for the sinks' unit tests.
 #[cfg(test)]
 pub(crate) fn test_alert(id: &str) -> Alert {
-    Alert {
-        schema: SCHEMA.into(),
-        id: id.into(),
-        kind: Kind::Novel,
-        severity: Severity::High,
-        fingerprint: None,
-        service: "api".into(),
-        version: None,
-        template: "t".into(),
-        sample: Some("s".into()),
-        first_seen: "x".into(),
-        event_time: "x".into(),
-        detected_at: "x".into(),
-        window: None,
-        samples: vec![],
-        storm: None,
-        release: Default::default(),
-    }
+    Alert::new(
+        Kind::Novel,
+        id.into(),
+        Severity::High,
+        "api",
+        "t",
+        AlertTimes {
+            first_seen: 0,
+            event_time: 0,
+            detected_at: 0,
+        },
+    )
+    .with_sample(Some("s".into()))
 }
 
 #[cfg(test)]

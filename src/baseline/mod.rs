@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::fingerprint::{Context, Fingerprint, Learner, PrehashedMap, Typed};
 use crate::record::{EventTime, Record};
-use crate::release::series::{TypeSeries, insert_sized_for_one};
+use crate::series::{TypeSeries, insert_sized_for_one};
 use crate::window::{WindowCounts, WindowSpec};
 
 /// Where a type's knowledge came from.

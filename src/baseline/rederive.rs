@@ -6,22 +6,23 @@
 //! are fingerprinted with the new rules, and the old id becomes an alias of
 //! the new one.
 
+use super::Baseline;
 use crate::fingerprint::{self, Fingerprinter};
 use crate::record::Record;
-use crate::state::State;
 
 /// Re-derives known types after the pattern rules changed, so that editing
 /// `patterns/` does not turn every known type into a "new" one: each type's
 /// samples are fingerprinted with the new rules, and the old id becomes an
 /// alias of the new one.
-pub fn rederive(state: &mut State, fp: &Fingerprinter) {
-    let old: Vec<Box<crate::baseline::ErrorType>> =
-        state.baseline.types.values().cloned().collect();
-    let mut fresh = state.baseline.clone();
+/// Takes the baseline, or anything holding one (the state).
+pub fn rederive<B: AsMut<Baseline> + ?Sized>(holder: &mut B, fp: &Fingerprinter) {
+    let baseline = holder.as_mut();
+    let old: Vec<Box<crate::baseline::ErrorType>> = baseline.types.values().cloned().collect();
+    let mut fresh = baseline.clone();
     fresh.types.clear();
     fresh.aliases.clear();
     fresh.pattern_digest = fp.patterns().digest;
-    fresh.learner = state.baseline.learner.fresh_like();
+    fresh.learner = baseline.learner.fresh_like();
     for t in old {
         let mut new_fp = None;
         let mut sample_fps = Vec::new();
@@ -74,7 +75,7 @@ pub fn rederive(state: &mut State, fp: &Fingerprinter) {
             }
         }
     }
-    for (from, to) in &state.baseline.aliases {
+    for (from, to) in &baseline.aliases {
         let to = fresh.canonical(*to);
         if *from != to {
             fresh.aliases.entry(*from).or_insert(to);
@@ -85,5 +86,11 @@ pub fn rederive(state: &mut State, fp: &Fingerprinter) {
         aliases = fresh.aliases.len(),
         "pattern rules changed: known types re-derived from their samples"
     );
-    state.baseline = fresh;
+    *baseline = fresh;
+}
+
+impl AsMut<Baseline> for Baseline {
+    fn as_mut(&mut self) -> &mut Baseline {
+        self
+    }
 }

@@ -1,15 +1,16 @@
 //! `faultline replay`: files or stdin through the whole pipeline.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use clap::Args;
 
-use faultline::alert::{AlertSink, EsSink, JsonLinesSink};
+use faultline::alert::build;
 use faultline::config::{Config, Dur, Format};
 use faultline::metrics::Metrics;
-use faultline::pipeline::{self, BaselineOptions, ReplayOptions};
+use faultline::pipeline::{self, BaselineOptions, ReadAgain, ReplayObserver, ReplayOptions};
 use faultline::source::Input;
 
 #[derive(Args, Debug)]
@@ -58,21 +59,15 @@ pub fn parse_dur(s: &str) -> Result<Dur, String> {
 
 pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
     let alerts_path = args.alerts.clone().or(cfg.alerts.file.clone());
-    let sink: Box<dyn AlertSink> = match &alerts_path {
-        Some(p) => Box::new(JsonLinesSink::file(p, true)?),
-        None => Box::new(JsonLinesSink::stdout()),
-    };
-    let mut sinks = vec![sink];
-    if !cfg.elasticsearch.url.is_empty() {
-        // Spool beside the state when there is one: both describe the same run.
-        let spool = cfg
-            .elasticsearch
-            .spool_dir
-            .clone()
-            .or_else(|| args.state.as_ref().map(|d| d.join("es-spool")))
-            .unwrap_or_else(|| PathBuf::from("faultline-es-spool"));
-        sinks.push(Box::new(EsSink::open(&cfg.elasticsearch, &spool)?));
-    }
+    let sinks = build::sinks(
+        &cfg,
+        &build::Plan {
+            alerts_file: alerts_path.clone(),
+            local: true,
+            summaries: true,
+            state_dir: args.state.clone(),
+        },
+    )?;
     let opts = ReplayOptions {
         inputs: args.inputs.iter().map(|s| Input::parse(s)).collect(),
         format: args.format,
@@ -87,7 +82,11 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
         chunk_bytes: args.chunk_bytes,
     };
     let metrics = Arc::new(Metrics::default());
-    let summary = pipeline::replay(&cfg, &opts, sinks, metrics)?;
+    let terminal = Terminal {
+        bars: opts.progress && std::io::stderr().is_terminal(),
+        bar: Mutex::new(None),
+    };
+    let summary = pipeline::replay_observed(&cfg, &opts, sinks, metrics, &terminal)?;
     let m = &summary.metrics;
     if args.summary_json {
         eprintln!("{}", serde_json::to_string(m)?);
@@ -118,6 +117,64 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// The replay's terminal output: a progress bar per input (on a terminal,
+/// unless --no-progress) and the notices about inputs read again.
+struct Terminal {
+    bars: bool,
+    bar: Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Terminal {
+    fn bar(&self) -> std::sync::MutexGuard<'_, Option<indicatif::ProgressBar>> {
+        self.bar.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ReplayObserver for Terminal {
+    fn input_started(&self, name: &str, size: Option<u64>) {
+        if self.bars {
+            *self.bar() = Some(progress_bar(name, size));
+        }
+    }
+    fn position(&self, offset: u64, line: u64, errors: u64) {
+        if let Some(p) = self.bar().as_ref() {
+            p.set_position(offset);
+            p.set_message(format!("{line} lines, {errors} errors"));
+        }
+    }
+    fn input_finished(&self, _name: &str) {
+        if let Some(p) = self.bar().take() {
+            p.finish_and_clear();
+        }
+    }
+    fn reading_again(&self, name: &str, why: ReadAgain) {
+        match why {
+            ReadAgain::Truncated => eprintln!(
+                "faultline: {name} is shorter than when it was last read (truncated?): reading it from the start"
+            ),
+            ReadAgain::Replaced => eprintln!(
+                "faultline: {name} was truncated or replaced since it was last read: reading it from the start"
+            ),
+        }
+    }
+}
+
+fn progress_bar(name: &str, size: Option<u64>) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let pb = match size {
+        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+    };
+    let style = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_prefix(name.to_string());
+    pb
 }
 
 /// `--threads` when given, else the `input.threads` key.

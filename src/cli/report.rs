@@ -50,7 +50,7 @@ pub fn run(_cfg: Config, args: ReportArgs) -> Result<i32> {
         since: args.since,
         until: args.until,
     };
-    let r = report::build(&state, &req, now_ms())?;
+    let r = report::build(&state.ledger(), &req, now_ms())?;
     match args.format {
         ReportFormat::Md => print!("{}", report::markdown(&r)),
         ReportFormat::Html => print!("{}", report::html(&r)),

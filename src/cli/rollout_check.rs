@@ -74,7 +74,7 @@ pub fn run(cfg: Config, args: RolloutCheckArgs) -> Result<i32> {
         current_percentage: args.current_percentage,
         window: args.window,
     };
-    let verdict = rollout::check(&state, &cfg, &req)?;
+    let verdict = rollout::check(&state.ledger(), &cfg, &req)?;
     println!("{}", serde_json::to_string_pretty(&verdict)?);
     Ok(if verdict.proceed { 0 } else { 1 })
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use faultline::alert::{AlertSink, JsonLinesSink};
+use faultline::alert::build;
 use faultline::config::{Config, Dur};
 use faultline::metrics::Metrics;
 use faultline::metrics::http;
@@ -107,32 +107,14 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
             .with_context(|| format!("metrics endpoint on {}", cfg.metrics.listen))?;
         tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     }
-    let alerts_path = args.alerts.clone().or(cfg.alerts.file.clone());
-    let local = !args.no_local_alerts;
-    let es = (!cfg.elasticsearch.url.is_empty()).then(|| {
-        // Spool beside the state: both describe the same service.
-        let spool = cfg
-            .elasticsearch
-            .spool_dir
-            .clone()
-            .unwrap_or_else(|| args.state.join("es-spool"));
-        (cfg.elasticsearch.clone(), spool)
-    });
-    let make_sinks = Box::new(move || {
-        let mut v: Vec<Box<dyn AlertSink>> = Vec::new();
-        if local {
-            match &alerts_path {
-                Some(p) => v.push(Box::new(JsonLinesSink::file(p, false)?)),
-                None => v.push(Box::new(JsonLinesSink::stdout())),
-            }
-        }
-        if let Some((es_cfg, spool)) = &es {
-            v.push(Box::new(faultline::alert::elasticsearch::EsSink::open(
-                es_cfg, spool,
-            )?));
-        }
-        Ok(v)
-    });
+    let plan = build::Plan {
+        alerts_file: args.alerts.clone().or(cfg.alerts.file.clone()),
+        local: !args.no_local_alerts,
+        summaries: false,
+        state_dir: Some(args.state.clone()),
+    };
+    let sink_cfg = cfg.clone();
+    let make_sinks = Box::new(move || build::sinks(&sink_cfg, &plan));
     let opts = RunOptions {
         state_dir: args.state,
         baseline: BaselineOptions {

@@ -18,7 +18,7 @@ pub mod stats;
 use std::collections::HashMap;
 
 use crate::alert::{
-    Alert, Kind, SCHEMA, Severity, StormEntry, StormSummary, WindowStats, alert_id, rfc3339,
+    Alert, AlertTimes, Kind, Severity, StormEntry, StormSummary, WindowStats, alert_id,
 };
 use crate::baseline::{Baseline, ErrorType};
 use crate::config::{Config, DetectConfig, SampleMode};
@@ -221,24 +221,25 @@ impl Detector {
             Severity::Medium
         };
         let fp = t.fingerprint.to_string();
-        out.push(Alert {
-            schema: SCHEMA.into(),
-            id: alert_id(Kind::Surge, &fp, now_b),
-            kind: Kind::Surge,
-            severity,
-            fingerprint: Some(t.fingerprint),
-            service: t.service().to_string(),
-            version: rec.version.clone(),
-            template: t.template.clone(),
-            sample: sample_of(rec, t, self.samples),
-            first_seen: rfc3339(t.first_seen),
-            event_time: rfc3339(time),
-            detected_at: rfc3339(now_ms),
-            window: Some(stats),
-            samples: more_samples(t, rec, self.samples),
-            storm: None,
-            release: Default::default(),
-        });
+        out.push(
+            Alert::new(
+                Kind::Surge,
+                alert_id(Kind::Surge, &fp, now_b),
+                severity,
+                t.service(),
+                t.template.clone(),
+                AlertTimes {
+                    first_seen: t.first_seen,
+                    event_time: time,
+                    detected_at: now_ms,
+                },
+            )
+            .with_fingerprint(Some(t.fingerprint))
+            .with_version(rec.version.clone())
+            .with_sample(sample_of(rec, t, self.samples))
+            .with_window(Some(stats))
+            .with_samples(more_samples(t, rec, self.samples)),
+        );
     }
 
     /// Emits storm summaries for minutes that event time has left behind.
@@ -308,24 +309,22 @@ fn novel_alert(
         Severity::High
     };
     let fp = t.fingerprint.to_string();
-    Alert {
-        schema: SCHEMA.into(),
-        id: alert_id(Kind::Novel, &fp, 0),
-        kind: Kind::Novel,
+    Alert::new(
+        Kind::Novel,
+        alert_id(Kind::Novel, &fp, 0),
         severity,
-        fingerprint: Some(t.fingerprint),
-        service: t.service().to_string(),
-        version: rec.version.clone(),
-        template: t.template.clone(),
-        sample: sample_of(rec, t, mode),
-        first_seen: rfc3339(t.first_seen),
-        event_time: rfc3339(time),
-        detected_at: rfc3339(now_ms),
-        window: None,
-        samples: more_samples(t, rec, mode),
-        storm: None,
-        release: Default::default(),
-    }
+        t.service(),
+        t.template.clone(),
+        AlertTimes {
+            first_seen: t.first_seen,
+            event_time: time,
+            detected_at: now_ms,
+        },
+    )
+    .with_fingerprint(Some(t.fingerprint))
+    .with_version(rec.version.clone())
+    .with_sample(sample_of(rec, t, mode))
+    .with_samples(more_samples(t, rec, mode))
 }
 
 fn storm_alert(service: &str, s: &StormMinute, now_ms: i64) -> Alert {
@@ -345,32 +344,29 @@ fn storm_alert(service: &str, s: &StormMinute, now_ms: i64) -> Alert {
     });
     top.truncate(10);
     let total = (s.alerted + s.suppressed.len()) as u64;
-    Alert {
-        schema: SCHEMA.into(),
-        id: alert_id(Kind::Storm, service, s.minute),
-        kind: Kind::Storm,
-        severity: Severity::Critical,
-        fingerprint: None,
-        service: service.to_string(),
-        version: s.version.clone(),
-        template: format!("{} new error types in one minute", total),
-        sample: None,
-        first_seen: rfc3339(s.first_time),
-        event_time: rfc3339(s.minute * MINUTE_MS),
-        detected_at: rfc3339(now_ms),
-        window: Some(WindowStats {
-            length_s: 60,
-            count: total,
-            baseline_rate_per_min: 0.0,
-            rate_per_min: total as f64,
-            ratio: 0.0,
-            score: 0.0,
-        }),
-        samples: Vec::new(),
-        storm: Some(StormSummary {
-            novel_types: total,
-            top,
-        }),
-        release: Default::default(),
-    }
+    Alert::new(
+        Kind::Storm,
+        alert_id(Kind::Storm, service, s.minute),
+        Severity::Critical,
+        service,
+        format!("{} new error types in one minute", total),
+        AlertTimes {
+            first_seen: s.first_time,
+            event_time: s.minute * MINUTE_MS,
+            detected_at: now_ms,
+        },
+    )
+    .with_version(s.version.clone())
+    .with_window(Some(WindowStats {
+        length_s: 60,
+        count: total,
+        baseline_rate_per_min: 0.0,
+        rate_per_min: total as f64,
+        ratio: 0.0,
+        score: 0.0,
+    }))
+    .with_storm(Some(StormSummary {
+        novel_types: total,
+        top,
+    }))
 }

@@ -329,7 +329,7 @@ fn read_chunks<R: BufRead>(
             }
         };
         if at >= chunk_bytes {
-            let fresh = !line.truncated && parser.starts_fresh(&chunk.data[at..]);
+            let fresh = super::may_cut_before(parser, &chunk.data[at..], line.truncated);
             if fresh || at >= chunk_bytes.saturating_mul(FORCED_CUT) {
                 let Ok(used) = tokens.recv() else { return };
                 let mut next = Chunk::recycle(used, lr.line, lr.identity());

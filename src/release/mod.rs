@@ -25,7 +25,9 @@
 
 pub mod report;
 pub mod rollout;
-pub mod series;
+/// The time series moved to [`crate::series`] (the baseline counts with
+/// them too); the old path stays an alias.
+pub use crate::series;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -33,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{
-    Alert, CanaryComparison, ErrorRateStats, Kind, ResolvedInfo, SCHEMA, Severity, VersionSide,
+    Alert, AlertTimes, CanaryComparison, ErrorRateStats, Kind, ResolvedInfo, Severity, VersionSide,
     alert_id, rfc3339,
 };
 use crate::baseline::{Baseline, ErrorType};
@@ -41,8 +43,21 @@ use crate::config::{Config, RatesConfig, ReleaseConfig, SampleMode};
 use crate::detect::stats::binomial_sf;
 use crate::fingerprint::Fingerprint;
 use crate::record::{EventTime, Record};
-use crate::state::{RateCounts, State};
+use crate::series::{RateCounts, Rates};
 use series::{MINUTE_MS, Traffic};
+
+/// What release judgements and reports read from the durable state: the
+/// known types, traffic per service and version, and the release memory.
+/// `State` sits above this module and lends its parts ([`crate::state::State::ledger`]),
+/// so release never depends on the state that persists it.
+#[derive(Clone, Copy)]
+pub struct Ledger<'a> {
+    pub baseline: &'a Baseline,
+    pub rates: &'a Rates,
+    pub release: &'a ReleaseState,
+    /// Largest event time seen.
+    pub watermark: Option<EventTime>,
+}
 
 /// Alerts kept in the state's log for reports (oldest dropped first).
 pub const ALERT_LOG_KEPT: usize = 1_000;
@@ -161,8 +176,8 @@ pub fn newest_of_several(versions: &BTreeMap<String, RateCounts>) -> Option<&str
 
 /// Fills the release fields of a novel alert: the versions the type was
 /// seen in, and `new_in_version` when that is only the newest one.
-pub fn enrich_novel(a: &mut Alert, state: &State) {
-    let Some(t) = a.fingerprint.and_then(|fp| state.baseline.get(fp)) else {
+pub fn enrich_novel(a: &mut Alert, baseline: &Baseline, rates: &Rates) {
+    let Some(t) = a.fingerprint.and_then(|fp| baseline.get(fp)) else {
         return;
     };
     a.release.versions = t
@@ -171,7 +186,7 @@ pub fn enrich_novel(a: &mut Alert, state: &State) {
         .filter(|v| !v.is_empty())
         .cloned()
         .collect();
-    let newest = state.rates.get(t.service()).and_then(newest_of_several);
+    let newest = rates.get(t.service()).and_then(newest_of_several);
     if let Some(n) = newest
         && a.release.versions.len() == 1
         && a.release.versions[0] == n
@@ -258,7 +273,7 @@ fn worse(c: &CanaryComparison, factor: f64, p_value: f64) -> bool {
 
 /// Compares `canary` with `stable` for `service` over minutes `from..=to`.
 pub fn compare_service(
-    state: &State,
+    state: &Ledger<'_>,
     cfg: &ReleaseConfig,
     service: &str,
     stable: &str,
@@ -328,10 +343,20 @@ pub fn compare_service(
 }
 
 /// Judges the minutes that closed when event time entered `minute`.
-pub fn on_minute(state: &mut State, cfg: &Config, minute: i64, now_ms: i64, out: &mut Vec<Alert>) {
-    error_rates(state, &cfg.rates, minute, now_ms, out);
+/// Reads the known types and the traffic counts; updates only the release
+/// memory.
+pub fn on_minute(
+    baseline: &Baseline,
+    rates: &Rates,
+    release: &mut ReleaseState,
+    cfg: &Config,
+    minute: i64,
+    now_ms: i64,
+    out: &mut Vec<Alert>,
+) {
+    error_rates(rates, release, &cfg.rates, minute, now_ms, out);
     if cfg.release.canary {
-        canaries(state, cfg, minute, now_ms, out);
+        canaries(baseline, rates, release, cfg, (minute, now_ms), out);
     }
 }
 
@@ -347,18 +372,25 @@ fn ladder(rate: f64, r: &RatesConfig) -> Option<(Severity, f64)> {
     }
 }
 
-fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out: &mut Vec<Alert>) {
+fn error_rates(
+    rates: &Rates,
+    release: &mut ReleaseState,
+    r: &RatesConfig,
+    minute: i64,
+    now_ms: i64,
+    out: &mut Vec<Alert>,
+) {
     if !r.enabled {
         return;
     }
     let w = (r.window.as_millis() / MINUTE_MS).max(1);
     let (from, to) = (minute - w, minute - 1);
-    for (svc, versions) in &state.rates {
+    for (svc, versions) in rates {
         let mut tr = Traffic::default();
         for rc in versions.values() {
             tr += rc.timeline.minutes.sum(from, to);
         }
-        let episodes = &mut state.release.rate_episodes;
+        let episodes = &mut release.rate_episodes;
         if tr.lines == 0 {
             // The service went quiet: whatever comes next is a new episode.
             episodes.remove(svc);
@@ -385,33 +417,30 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
         }
         ep.severity = sev;
         let start = ep.start_minute;
-        out.push(Alert {
-            schema: SCHEMA.into(),
-            id: alert_id(
+        out.push(
+            Alert::new(
                 Kind::ErrorRate,
-                &format!("{svc}\u{1f}{}", sev.as_str()),
-                start,
-            ),
-            kind: Kind::ErrorRate,
-            severity: sev,
-            fingerprint: None,
-            service: svc.clone(),
-            version: None,
-            template: format!(
-                "{:.2} % of {} lines were errors over {} min (above {} %)",
-                rate * 100.0,
-                tr.lines,
-                w,
-                threshold * 100.0
-            ),
-            sample: None,
-            first_seen: rfc3339((start - w + 1) * MINUTE_MS),
-            event_time: rfc3339(minute * MINUTE_MS),
-            detected_at: rfc3339(now_ms),
-            window: None,
-            samples: Vec::new(),
-            storm: None,
-            release: crate::alert::ReleaseFields {
+                alert_id(
+                    Kind::ErrorRate,
+                    &format!("{svc}\u{1f}{}", sev.as_str()),
+                    start,
+                ),
+                sev,
+                svc.clone(),
+                format!(
+                    "{:.2} % of {} lines were errors over {} min (above {} %)",
+                    rate * 100.0,
+                    tr.lines,
+                    w,
+                    threshold * 100.0
+                ),
+                AlertTimes {
+                    first_seen: (start - w + 1) * MINUTE_MS,
+                    event_time: minute * MINUTE_MS,
+                    detected_at: now_ms,
+                },
+            )
+            .with_release(crate::alert::ReleaseFields {
                 error_rate: Some(ErrorRateStats {
                     window_s: (w * 60) as u64,
                     lines: tr.lines,
@@ -420,8 +449,8 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
                     threshold,
                 }),
                 ..Default::default()
-            },
-        });
+            }),
+        );
     }
 }
 
@@ -450,23 +479,34 @@ pub fn pair(
     Some((stable.to_string(), canary.to_string()))
 }
 
-fn canaries(state: &mut State, cfg: &Config, minute: i64, now_ms: i64, out: &mut Vec<Alert>) {
+fn canaries(
+    baseline: &Baseline,
+    rates: &Rates,
+    release: &mut ReleaseState,
+    cfg: &Config,
+    (minute, now_ms): (i64, i64),
+    out: &mut Vec<Alert>,
+) {
     let rc = &cfg.release;
     let w = (rc.canary_window.as_millis() / MINUTE_MS).max(1);
     let (from, to) = (minute - w, minute - 1);
-    let pairs: Vec<(String, String, String)> = state
-        .rates
+    let pairs: Vec<(String, String, String)> = rates
         .iter()
         .filter_map(|(svc, vs)| pair(vs, from, to).map(|(s, c)| (svc.clone(), s, c)))
         .collect();
     for (svc, stable, canary) in pairs {
-        let cmp = compare_service(state, rc, &svc, &stable, &canary, from, to);
+        let ledger = Ledger {
+            baseline,
+            rates,
+            release,
+            watermark: None,
+        };
+        let cmp = compare_service(&ledger, rc, &svc, &stable, &canary, from, to);
         if cmp.error_rate.stable.lines < rc.min_lines || cmp.error_rate.canary.lines < rc.min_lines
         {
             continue;
         }
-        let canary_first = state
-            .rates
+        let canary_first = rates
             .get(&svc)
             .and_then(|m| m.get(&canary))
             .and_then(|r| r.first_seen)
@@ -474,9 +514,9 @@ fn canaries(state: &mut State, cfg: &Config, minute: i64, now_ms: i64, out: &mut
         let mut fire = |subject: &str,
                         c: &CanaryComparison,
                         t: Option<&ErrorType>,
-                        state: &mut State| {
+                        release: &mut ReleaseState| {
             let key = format!("{svc}/{canary}/{subject}");
-            if !state.release.canary_fired.insert(key) {
+            if !release.canary_fired.insert(key) {
                 return;
             }
             let ratio = c
@@ -489,50 +529,46 @@ fn canaries(state: &mut State, cfg: &Config, minute: i64, now_ms: i64, out: &mut
                     c.canary.per_1000, c.stable.per_1000, c.p_value
                 ),
             };
-            out.push(Alert {
-                schema: SCHEMA.into(),
-                id: alert_id(
+            out.push(
+                Alert::new(
                     Kind::CanaryRegression,
-                    &format!("{svc}\u{1f}{canary}\u{1f}{subject}"),
-                    0,
-                ),
-                kind: Kind::CanaryRegression,
-                severity: if c.ratio.is_none_or(|r| r >= 2.0) {
-                    Severity::High
-                } else {
-                    Severity::Medium
-                },
-                fingerprint: t.map(|t| t.fingerprint),
-                service: svc.clone(),
-                version: Some(canary.clone()),
-                template: what,
-                sample: t.and_then(|t| match cfg.alerts.samples {
+                    alert_id(
+                        Kind::CanaryRegression,
+                        &format!("{svc}\u{1f}{canary}\u{1f}{subject}"),
+                        0,
+                    ),
+                    if c.ratio.is_none_or(|r| r >= 2.0) {
+                        Severity::High
+                    } else {
+                        Severity::Medium
+                    },
+                    svc.clone(),
+                    what,
+                    AlertTimes {
+                        first_seen: t.map_or(canary_first, |t| t.first_seen),
+                        event_time: minute * MINUTE_MS,
+                        detected_at: now_ms,
+                    },
+                )
+                .with_fingerprint(t.map(|t| t.fingerprint))
+                .with_version(Some(canary.clone()))
+                .with_sample(t.and_then(|t| match cfg.alerts.samples {
                     SampleMode::Raw => t.samples.first().cloned(),
                     SampleMode::Masked => Some(t.template.clone()),
                     SampleMode::None => None,
-                }),
-                first_seen: rfc3339(t.map_or(canary_first, |t| t.first_seen)),
-                event_time: rfc3339(minute * MINUTE_MS),
-                detected_at: rfc3339(now_ms),
-                window: None,
-                samples: Vec::new(),
-                storm: None,
-                release: crate::alert::ReleaseFields {
+                }))
+                .with_release(crate::alert::ReleaseFields {
                     canary: Some(c.clone()),
                     ..Default::default()
-                },
-            });
+                }),
+            );
         };
         if cmp.error_rate_regression {
-            fire("error_rate", &cmp.error_rate, None, state);
+            fire("error_rate", &cmp.error_rate, None, release);
         }
         for tc in cmp.types.iter().filter(|t| t.regression) {
-            let t = state
-                .baseline
-                .types
-                .get(&tc.fingerprint)
-                .map(|t| (**t).clone());
-            fire(&tc.cmp.subject, &tc.cmp, t.as_ref(), state);
+            let t = baseline.types.get(&tc.fingerprint).map(|t| (**t).clone());
+            fire(&tc.cmp.subject, &tc.cmp, t.as_ref(), release);
         }
     }
 }
@@ -575,27 +611,27 @@ pub fn check_regression(
     if learning || t.muted || !cfg.release.regression {
         return;
     }
-    out.push(Alert {
-        schema: SCHEMA.into(),
-        id: alert_id(Kind::Regression, &t.fingerprint.to_string(), at),
-        kind: Kind::Regression,
-        severity: Severity::High,
-        fingerprint: Some(t.fingerprint),
-        service: t.service().to_string(),
-        version: rec.version.clone(),
-        template: t.template.clone(),
-        sample: match cfg.alerts.samples {
+    out.push(
+        Alert::new(
+            Kind::Regression,
+            alert_id(Kind::Regression, &t.fingerprint.to_string(), at),
+            Severity::High,
+            t.service(),
+            t.template.clone(),
+            AlertTimes {
+                first_seen: t.first_seen,
+                event_time: time,
+                detected_at: now_ms,
+            },
+        )
+        .with_fingerprint(Some(t.fingerprint))
+        .with_version(rec.version.clone())
+        .with_sample(match cfg.alerts.samples {
             SampleMode::Raw => Some(rec.message.clone()),
             SampleMode::Masked => Some(t.template.clone()),
             SampleMode::None => None,
-        },
-        first_seen: rfc3339(t.first_seen),
-        event_time: rfc3339(time),
-        detected_at: rfc3339(now_ms),
-        window: None,
-        samples: Vec::new(),
-        storm: None,
-        release: crate::alert::ReleaseFields {
+        })
+        .with_release(crate::alert::ReleaseFields {
             versions: t
                 .versions
                 .keys()
@@ -604,13 +640,14 @@ pub fn check_regression(
                 .collect(),
             resolved: Some(resolved),
             ..Default::default()
-        },
-    });
+        }),
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::State;
 
     #[test]
     fn versions_order_by_their_numbers_not_their_text() {

@@ -14,11 +14,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::Ledger;
 use crate::alert::{Alert, Kind, rfc3339};
 use crate::baseline::ErrorType;
 use crate::fingerprint::Fingerprint;
 use crate::record::EventTime;
-use crate::state::State;
 
 use super::series::{MINUTE_MS, Traffic};
 
@@ -140,7 +140,7 @@ fn parse_time(s: &str) -> Option<EventTime> {
         .map(|d| d.timestamp_millis())
 }
 
-fn period(state: &State, service: &str, from: EventTime, to: EventTime) -> Period {
+fn period(state: &Ledger<'_>, service: &str, from: EventTime, to: EventTime) -> Period {
     let mut tr = Traffic::default();
     if let Some(vs) = state.rates.get(service) {
         for rc in vs.values() {
@@ -209,11 +209,11 @@ fn status(t: &ErrorType, until: EventTime) -> &'static str {
 }
 
 /// Builds the report for `req.release`.
-pub fn build(state: &State, req: &ReportRequest, now_ms: i64) -> Result<Report, ReportError> {
+pub fn build(state: &Ledger<'_>, req: &ReportRequest, now_ms: i64) -> Result<Report, ReportError> {
     let rel = req.release.as_str();
     let mut services = Vec::new();
     let mut released_at = EventTime::MAX;
-    for (svc, vs) in &state.rates {
+    for (svc, vs) in state.rates {
         if let Some(rc) = vs.get(rel) {
             services.push(svc.clone());
             if let Some(f) = rc.first_seen {

@@ -8,10 +8,10 @@
 
 use serde::Serialize;
 
+use super::Ledger;
 use crate::alert::{CanaryComparison, rfc3339};
 use crate::config::{Config, Dur};
 use crate::fingerprint::Fingerprint;
-use crate::state::State;
 
 use super::series::MINUTE_MS;
 use super::{TypeComparison, compare_service};
@@ -79,7 +79,11 @@ pub enum RolloutError {
 }
 
 /// Judges the canary. Pure: the same state gives the same verdict.
-pub fn check(state: &State, cfg: &Config, req: &RolloutRequest) -> Result<Verdict, RolloutError> {
+pub fn check(
+    state: &Ledger<'_>,
+    cfg: &Config,
+    req: &RolloutRequest,
+) -> Result<Verdict, RolloutError> {
     let watermark = state.watermark.ok_or(RolloutError::Empty)?;
     if !state.rates.contains_key(&req.service) {
         return Err(RolloutError::UnknownService(req.service.clone()));

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::config::{Config, Dur, Format};
+use crate::engine::{BaselineOptions, Engine, PipelineError};
 use crate::es::{Client, EsError, Flavor, Method, ServerInfo};
 use crate::metrics::Metrics;
 use crate::parse::Parser;
-use crate::pipeline::{BaselineOptions, Engine, PipelineError};
 use crate::record::{EventTime, Level};
 
 /// What to import.

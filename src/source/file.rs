@@ -9,7 +9,6 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Bytes of the input's head hashed to recognise it again.
@@ -91,18 +90,7 @@ fn open_path(p: &Path) -> io::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
     }
 }
 
-/// What identifies an input's content across runs: its head, and how far
-/// we had read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InputIdentity {
-    /// Hash of the first `min(offset, HEAD_BYTES)` bytes.
-    pub head_hash: u64,
-    pub head_len: usize,
-    /// Byte offset after the last durable record.
-    pub offset: u64,
-    /// Lines consumed up to `offset`.
-    pub line: u64,
-}
+pub use crate::state::InputIdentity;
 
 /// Hash of the first `len` bytes of the (decompressed) input, or `None`
 /// when it is shorter now: it was truncated or replaced.

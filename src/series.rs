@@ -267,6 +267,37 @@ impl TypeSeries {
     }
 }
 
+/// Lines and error lines per (service, version), for error rates.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RateCounts {
+    pub lines: u64,
+    pub errors: u64,
+    /// Event time span the version was seen over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<EventTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<EventTime>,
+    /// The same counts over time (error-rate windows, canary, reports).
+    #[serde(default)]
+    pub timeline: Timeline<Traffic>,
+}
+
+impl RateCounts {
+    /// Counts `lines` lines and `errors` error lines at `time` (if known).
+    pub fn count(&mut self, time: Option<EventTime>, lines: u64, errors: u64) {
+        self.lines += lines;
+        self.errors += errors;
+        if let Some(t) = time {
+            self.first_seen = Some(self.first_seen.map_or(t, |f| f.min(t)));
+            self.last_seen = Some(self.last_seen.map_or(t, |l| l.max(t)));
+            self.timeline.add(t, Traffic { lines, errors });
+        }
+    }
+}
+
+/// service → version → counts, as the state keeps them.
+pub type Rates = std::collections::BTreeMap<String, std::collections::BTreeMap<String, RateCounts>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,92 @@
+//! The alert sinks of a command, built from the configuration in one place.
+//!
+//! `replay` and `run` deliver to the same sinks: JSON lines (a file or
+//! stdout) and, when `elasticsearch.url` is set, Elasticsearch with its
+//! spool. What differs between the commands is passed in [`Plan`]. The
+//! Kafka alerts topic is not built here: it shares the Kafka source's
+//! transactional producer, so the source adds it.
+
+use std::path::{Path, PathBuf};
+
+use super::{AlertSink, EsSink, JsonLinesSink, SinkError};
+use crate::config::Config;
+
+/// What a command adds to the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// JSON-lines file (`--alerts`, else `alerts.file`); `None` = stdout.
+    pub alerts_file: Option<PathBuf>,
+    /// Deliver JSON lines at all (`run --no-local-alerts` turns it off).
+    pub local: bool,
+    /// Also print a one-line summary of each alert on stderr.
+    pub summaries: bool,
+    /// The state directory: the Elasticsearch spool goes beside it unless
+    /// `elasticsearch.spool_dir` says otherwise.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Where the Elasticsearch spool lives: the configured directory, else
+/// beside the state (both describe the same run), else the working
+/// directory.
+pub fn spool_dir(cfg: &Config, state_dir: Option<&Path>) -> PathBuf {
+    cfg.elasticsearch
+        .spool_dir
+        .clone()
+        .or_else(|| state_dir.map(|d| d.join("es-spool")))
+        .unwrap_or_else(|| PathBuf::from("faultline-es-spool"))
+}
+
+/// Opens the sinks `cfg` and `plan` ask for, in delivery order.
+pub fn sinks(cfg: &Config, plan: &Plan) -> Result<Vec<Box<dyn AlertSink>>, SinkError> {
+    let mut v: Vec<Box<dyn AlertSink>> = Vec::new();
+    if plan.local {
+        match &plan.alerts_file {
+            Some(p) => v.push(Box::new(JsonLinesSink::file(p, plan.summaries)?)),
+            None => v.push(Box::new(JsonLinesSink::stdout())),
+        }
+    }
+    if !cfg.elasticsearch.url.is_empty() {
+        let spool = spool_dir(cfg, plan.state_dir.as_deref());
+        v.push(Box::new(EsSink::open(&cfg.elasticsearch, &spool)?));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spool_goes_beside_the_state_unless_configured() {
+        let mut cfg = Config::default();
+        assert_eq!(
+            spool_dir(&cfg, Some(Path::new("/s"))),
+            PathBuf::from("/s/es-spool")
+        );
+        assert_eq!(spool_dir(&cfg, None), PathBuf::from("faultline-es-spool"));
+        cfg.elasticsearch.spool_dir = Some(PathBuf::from("/x"));
+        assert_eq!(spool_dir(&cfg, Some(Path::new("/s"))), PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn without_a_server_the_sinks_are_the_local_ones_only() {
+        let cfg = Config::default();
+        let dir = tempfile::tempdir().unwrap();
+        let plan = Plan {
+            alerts_file: Some(dir.path().join("a.jsonl")),
+            local: true,
+            ..Plan::default()
+        };
+        let s = sinks(&cfg, &plan).unwrap();
+        assert_eq!(s.len(), 1);
+        let none = sinks(
+            &cfg,
+            &Plan {
+                local: false,
+                ..plan
+            },
+        )
+        .unwrap();
+        assert!(none.is_empty());
+    }
+}

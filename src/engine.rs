@@ -1,0 +1,420 @@
+//! Engine: the stages after parsing, wired together, with their state.
+//!
+//! [`Engine`] is the single-threaded core every source feeds: it receives
+//! parsed records (it is the parser's [`RecordSink`]), fingerprints errors,
+//! updates the baseline and windows, asks the detector and the release
+//! checks, and hands alerts to the sinks at once. It knows nothing of where
+//! records come from or how progress is made durable; the drivers
+//! (`pipeline::replay`, `source::kafka`, `source::elasticsearch`) do.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::alert::{Alert, AlertSink, Kind, SinkError};
+use crate::baseline::{Baseline, Origin};
+use crate::config::{Config, Dur};
+use crate::detect::Detector;
+use crate::fingerprint::{self, FingerprintError, Fingerprinter, Identity, Typed};
+use crate::keys;
+use crate::metrics::{Metrics, Snapshot};
+use crate::parse::{ParseError, RecordSink};
+use crate::record::{BadReason, EventTime, LineMeta, Record};
+use crate::release;
+use crate::state::{State, StateError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Fingerprint(#[from] FingerprintError),
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("{input}: {source}")]
+    Input {
+        input: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{input}:{line}: bad record ({reason}); rerun without --strict to count and skip bad records"
+    )]
+    Strict {
+        input: String,
+        line: u64,
+        reason: BadReason,
+    },
+}
+
+pub use crate::alert::now_ms;
+
+/// The stages after parsing, with their state.
+pub struct Engine {
+    cfg: Config,
+    fp: Fingerprinter,
+    pub state: State,
+    pub metrics: Arc<Metrics>,
+    sinks: Vec<Box<dyn AlertSink>>,
+    warmup: Dur,
+    pending: Vec<Alert>,
+    sink_error: Option<SinkError>,
+    strict: bool,
+    first_bad: Option<(BadReason, u64)>,
+    last_minute: i64,
+    /// Every alert emitted in this run (for `--json` summaries and tests).
+    pub emitted: Vec<Alert>,
+    keep_emitted: bool,
+    /// Reused for every error: identifying and typing a record of a known
+    /// type then allocates nothing.
+    identity: Identity,
+    typed: Typed,
+}
+
+/// How warm-up and the baseline are set up for a run.
+#[derive(Clone, Debug, Default)]
+pub struct BaselineOptions {
+    /// `--warmup`: overrides the configured duration and forces a warm-up
+    /// even with `--baseline`.
+    pub warmup: Option<Dur>,
+    /// `--baseline FILE`: known types to start from.
+    pub baseline: Option<PathBuf>,
+}
+
+impl Engine {
+    /// Builds an engine from a stored state (or a fresh one).
+    pub fn new(
+        cfg: &Config,
+        state: Option<State>,
+        opts: &BaselineOptions,
+        sinks: Vec<Box<dyn AlertSink>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Engine, PipelineError> {
+        let fp = Fingerprinter::new(&cfg.fingerprint)?;
+        let digest = fp.patterns().digest;
+        let mut state = match state {
+            Some(mut s) => {
+                s.baseline.reconfigure(cfg);
+                s.detector.reconfigure(cfg);
+                s
+            }
+            None => {
+                let mut s = State::new(Baseline::new(cfg, digest), Detector::new(cfg));
+                if let Some(path) = &opts.baseline {
+                    let mut b = crate::state::load_baseline(path)?;
+                    b.reconfigure(cfg);
+                    s.baseline = b;
+                    if opts.warmup.is_none() {
+                        // A baseline file replaces the warm-up.
+                        s.warmup_until = Some(EventTime::MIN);
+                    }
+                }
+                s
+            }
+        };
+        if state.baseline.pattern_digest != digest {
+            crate::baseline::rederive::rederive(&mut state, &fp);
+        }
+        metrics
+            .types_tracked
+            .store(state.baseline.types.len() as u64, Ordering::Relaxed);
+        Ok(Engine {
+            warmup: opts.warmup.unwrap_or(cfg.baseline.warmup),
+            cfg: cfg.clone(),
+            fp,
+            state,
+            metrics,
+            sinks,
+            pending: Vec::new(),
+            sink_error: None,
+            strict: false,
+            first_bad: None,
+            last_minute: i64::MIN,
+            emitted: Vec::new(),
+            keep_emitted: true,
+            identity: Identity::default(),
+            typed: Typed::default(),
+        })
+    }
+
+    pub fn set_strict(&mut self, strict: bool) {
+        self.strict = strict;
+    }
+
+    /// Stop keeping a copy of every alert (long-running services).
+    pub fn forget_emitted(&mut self) {
+        self.keep_emitted = false;
+    }
+
+    pub fn fingerprinter(&self) -> &Fingerprinter {
+        &self.fp
+    }
+
+    fn learning(&self, time: EventTime) -> bool {
+        match self.state.warmup_until {
+            Some(until) => time < until,
+            None => true,
+        }
+    }
+
+    fn event_time(&mut self, t: Option<EventTime>) -> EventTime {
+        let t = t.or(self.state.watermark).unwrap_or_else(now_ms);
+        if self.state.warmup_until.is_none() {
+            self.state.warmup_until = Some(t.saturating_add(self.warmup.as_millis()));
+            self.state.baseline.learned_from = Some(t);
+        }
+        t
+    }
+
+    fn advance(&mut self, t: EventTime) {
+        if self.state.watermark.is_none_or(|w| t > w) {
+            self.state.watermark = Some(t);
+            let minute = t.div_euclid(60_000);
+            if minute != self.last_minute {
+                self.last_minute = minute;
+                let mut out = std::mem::take(&mut self.pending);
+                self.state.detector.on_watermark(t, now_ms(), &mut out);
+                if !self.learning(t) {
+                    release::on_minute(
+                        &self.state.baseline,
+                        &self.state.rates,
+                        &mut self.state.release,
+                        &self.cfg,
+                        minute,
+                        now_ms(),
+                        &mut out,
+                    );
+                }
+                self.pending = out;
+                if let Some(until) = self.state.warmup_until
+                    && t >= until
+                    && self.state.baseline.learned_until.is_none()
+                {
+                    self.state.baseline.learned_until = Some(until);
+                }
+            }
+        }
+    }
+
+    /// Sends pending alerts to every sink.
+    fn deliver(&mut self) {
+        for a in self.pending.drain(..) {
+            self.metrics.alert(a.kind);
+            self.state.release.log(&a);
+            for s in &mut self.sinks {
+                if let Err(e) = s.emit(&a)
+                    && self.sink_error.is_none()
+                {
+                    self.sink_error = Some(e);
+                }
+            }
+            if self.keep_emitted {
+                self.emitted.push(a);
+            }
+        }
+    }
+
+    /// The first sink failure since the last call, if any.
+    pub fn take_sink_error(&mut self) -> Option<SinkError> {
+        self.sink_error.take()
+    }
+
+    /// The first bad record (strict mode).
+    pub fn take_first_bad(&mut self) -> Option<(BadReason, u64)> {
+        self.first_bad.take()
+    }
+
+    /// Makes every alert so far durable in every sink.
+    pub fn flush_sinks(&mut self) -> Result<(), SinkError> {
+        if let Some(e) = self.sink_error.take() {
+            return Err(e);
+        }
+        for s in &mut self.sinks {
+            s.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the known types to every sink (the type catalogue export);
+    /// `last` at the end of a run.
+    pub fn export_types(&mut self, last: bool) -> Result<(), SinkError> {
+        let types = crate::alert::Catalogue {
+            baseline: &self.state.baseline,
+            watermark: self.state.watermark,
+        };
+        for s in &mut self.sinks {
+            if let Some(c) = s.catalogue() {
+                c.export(&types, last)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// End of all input: pending storm summaries go out.
+    pub fn finish(&mut self) {
+        let mut out = std::mem::take(&mut self.pending);
+        self.state.detector.finish(now_ms(), &mut out);
+        self.pending = out;
+        self.deliver();
+    }
+
+    /// Processes one error record (also used by tools that bypass parsing).
+    pub fn process_error(&mut self, rec: Record) {
+        let started = Instant::now();
+        let mut identity = std::mem::take(&mut self.identity);
+        self.fp.identify_into(&rec, None, &mut identity);
+        self.process_from(rec, &identity, started);
+        self.identity = identity;
+    }
+
+    /// [`Engine::process_error`] for a record whose identity was already
+    /// computed with a clone of [`Engine::fingerprinter`] (identifying is
+    /// stateless and the costly part, so parsing threads do it).
+    pub fn process_identified(&mut self, rec: Record, identity: Identity) {
+        self.process_from(rec, &identity, Instant::now());
+    }
+
+    /// The stateful part of processing an error: learning, baseline,
+    /// detection, in the order records arrive.
+    fn process_from(&mut self, rec: Record, identity: &Identity, started: Instant) {
+        self.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        let time = self.event_time(rec.time);
+        let late = self
+            .state
+            .watermark
+            .is_some_and(|w| time < w - self.cfg.window.lateness.as_millis());
+        if late {
+            self.metrics.late.fetch_add(1, Ordering::Relaxed);
+        }
+        self.advance(time);
+        if let Some(svc) = rec.service.as_deref() {
+            let v = rec.version.as_deref().unwrap_or("");
+            self.count_rate(svc, v, Some(time), 0, 1);
+        }
+        let mut typed = std::mem::take(&mut self.typed);
+        if fingerprint::classify_into(&mut self.state.baseline.learner, identity, &mut typed) {
+            self.process_typed(&rec, &typed, time, late, started);
+        } else {
+            self.metrics.ignored.fetch_add(1, Ordering::Relaxed);
+        }
+        self.typed = typed;
+    }
+
+    /// Baseline, regression check and detection for a typed error.
+    fn process_typed(
+        &mut self,
+        rec: &Record,
+        typed: &Typed,
+        time: EventTime,
+        late: bool,
+        started: Instant,
+    ) {
+        let learning = self.learning(time);
+        let origin = if learning {
+            Origin::Baseline
+        } else {
+            Origin::Live
+        };
+        self.state
+            .baseline
+            .observe_at(typed, rec, time, origin, !late);
+        let mut out = std::mem::take(&mut self.pending);
+        release::check_regression(
+            &mut self.state.baseline,
+            typed.fingerprint,
+            rec,
+            time,
+            learning,
+            &self.cfg,
+            now_ms(),
+            &mut out,
+        );
+        let from = out.len();
+        self.state.detector.on_error(
+            &mut self.state.baseline,
+            typed.fingerprint,
+            rec,
+            time,
+            learning,
+            now_ms(),
+            &mut out,
+        );
+        for a in out[from..].iter_mut().filter(|a| a.kind == Kind::Novel) {
+            release::enrich_novel(a, &self.state.baseline, &self.state.rates);
+        }
+        self.pending = out;
+        self.metrics
+            .types_tracked
+            .store(self.state.baseline.types.len() as u64, Ordering::Relaxed);
+        self.deliver();
+        if let Ok(mut h) = self.metrics.latency.lock() {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Counts `lines` and `errors` at `time` for (service, version). This
+    /// runs for every input line: one tree walk per level when the entry
+    /// exists (a function returning the `&mut` would need two, the borrow
+    /// checker cannot see that the miss path no longer borrows), and an
+    /// allocation only for a new service or version.
+    fn count_rate(
+        &mut self,
+        service: &str,
+        version: &str,
+        time: Option<EventTime>,
+        lines: u64,
+        errors: u64,
+    ) {
+        let (service, version) = (keys::lookup(service), keys::lookup(version));
+        let rates = &mut self.state.rates;
+        match rates.get_mut(service) {
+            Some(versions) => match versions.get_mut(version) {
+                Some(r) => r.count(time, lines, errors),
+                None => versions
+                    .entry(keys::owned(version))
+                    .or_default()
+                    .count(time, lines, errors),
+            },
+            None => rates
+                .entry(keys::owned(service))
+                .or_default()
+                .entry(keys::owned(version))
+                .or_default()
+                .count(time, lines, errors),
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.metrics.snapshot()
+    }
+}
+
+impl RecordSink for Engine {
+    fn line(&mut self, meta: &LineMeta<'_>) {
+        self.metrics.records.fetch_add(1, Ordering::Relaxed);
+        let time = match meta.time {
+            Some(t) => {
+                let t = self.event_time(Some(t));
+                self.advance(t);
+                Some(t)
+            }
+            None => self.state.watermark,
+        };
+        if let Some(svc) = meta.service {
+            self.count_rate(svc, meta.version.unwrap_or(""), time, 1, 0);
+        }
+    }
+
+    fn error(&mut self, record: Record) {
+        self.process_error(record);
+    }
+
+    fn bad(&mut self, reason: BadReason, line_no: u64) {
+        self.metrics.bad(reason);
+        if self.strict && self.first_bad.is_none() {
+            self.first_bad = Some((reason, line_no));
+        }
+    }
+}

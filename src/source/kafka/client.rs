@@ -1,0 +1,130 @@
+//! The librdkafka clients: their configuration, and the context that routes
+//! librdkafka's logs and statistics (consumer lag) and its rebalance
+//! callbacks.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rdkafka::bindings::rd_kafka_resp_err_t as RDKafkaRespErr;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use super::{Core, Status, kafka};
+use crate::config::Config;
+
+pub(super) struct Ctx {
+    pub(super) core: Arc<Mutex<Core>>,
+    pub(super) status: Arc<Status>,
+}
+
+pub(super) fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+    // A panic elsewhere must not wedge the shutdown path.
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ClientContext for Ctx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Transport errors are transient: librdkafka reconnects by itself.
+        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        // Read the few fields needed from the raw JSON: librdkafka's
+        // statistics grow with every release, a typed parse breaks on that.
+        tracing::trace!(stats = %String::from_utf8_lossy(statistics), "librdkafka statistics");
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(statistics) else {
+            return;
+        };
+        let Some(topics) = v.get("topics").and_then(|t| t.as_object()) else {
+            return;
+        };
+        if let Ok(mut lag) = self.status.lag.lock() {
+            lag.clear();
+            for (t, topic) in topics {
+                let Some(parts) = topic.get("partitions").and_then(|p| p.as_object()) else {
+                    continue;
+                };
+                for (p, part) in parts {
+                    let field = |k: &str| part.get(k).and_then(|v| v.as_i64()).unwrap_or(-1);
+                    // Offsets are committed by the producer's transaction,
+                    // which librdkafka's own consumer_lag (based on the
+                    // consumer's commits) never sees: use the last stable
+                    // offset minus the position handed to the application.
+                    let (end, pos) = (field("ls_offset"), field("app_offset"));
+                    let l = if end >= 0 && pos >= 0 {
+                        end - pos
+                    } else {
+                        field("consumer_lag")
+                    };
+                    let Ok(p) = p.parse::<i32>() else {
+                        continue;
+                    };
+                    if p >= 0 && l >= 0 {
+                        lag.insert((t.clone(), p), l);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let mut core = lock(&self.core);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let start = core.on_assign(consumer, tpl);
+                if let Err(e) = consumer.assign(&start) {
+                    core.fatal = Some(kafka("assign")(e));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                core.on_revoke(consumer, tpl);
+                let _ = consumer.unassign();
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance failed");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+/// `defaults` first, then the configured properties (which may override
+/// them), then `own` (the consumer's or producer's own section).
+pub(super) fn client_config(
+    cfg: &Config,
+    defaults: &[(&str, &str)],
+    own: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka.brokers);
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
+    for (k, v) in cfg.kafka.properties.iter().chain(own) {
+        c.set(k, v);
+    }
+    c
+}

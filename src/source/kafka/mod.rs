@@ -1,0 +1,503 @@
+//! Kafka source: a consumer group feeding the [`Engine`], with alerts and
+//! consumer offsets committed in one Kafka transaction per batch.
+//!
+//! Per batch: begin a transaction → process records (the Kafka alert sink
+//! and the dead-letter copies produce inside it) → flush the other sinks →
+//! send the consumer offsets to the transaction → commit it → save the
+//! state, which also records the offsets per partition. A read_committed
+//! consumer of the alerts topic therefore sees an alert exactly when the
+//! records that caused it are marked consumed. A crash before the commit
+//! aborts both; a crash between the commit and the state save leaves the
+//! state behind the committed offsets, so on assignment the source seeks to
+//! the *state's* offset and re-processes that gap "silently" (state
+//! updated, no alert delivered: they were committed already). Without a
+//! producer (no alerts or dead-letter topic) offsets are committed by the
+//! consumer at the same point, and the file sink's id dedup absorbs repeats.
+//!
+//! Failures (a sink, the broker) abort the batch, reload the state saved
+//! after the last commit, seek back and retry with exponential backoff;
+//! while retrying nothing is polled, so consumption pauses instead of
+//! buffering (librdkafka's prefetch queue is bounded). After
+//! `kafka.max_failures` consecutive failures `/healthz` reports unhealthy.
+//! See `docs/kafka.md`.
+
+mod client;
+mod gated;
+mod health;
+mod rebalance;
+mod transaction;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::Producer;
+
+use crate::alert::kafka::{KafkaAlertSink, SharedProducer, send_blocking};
+use crate::alert::{AlertSink, SinkError};
+use crate::config::Config;
+use crate::engine::{BaselineOptions, Engine, PipelineError};
+use crate::metrics::Metrics;
+use crate::parse::{Parser, RecordSink};
+use crate::record::{BadReason, LineMeta, Record};
+use crate::state::{State, StateError};
+
+use client::{Ctx, client_config, lock};
+use gated::Gated;
+pub use health::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSourceError {
+    #[error("kafka {context}: {source}")]
+    Kafka {
+        context: &'static str,
+        source: KafkaError,
+    },
+    #[error(
+        "kafka: the producer hit a fatal error ({0}); another instance may use the same kafka.transactional_id"
+    )]
+    Fatal(String),
+    #[error("kafka source: {0}")]
+    Stopped(String),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> KafkaSourceError {
+    move |source| KafkaSourceError::Kafka { context, source }
+}
+
+/// Builds the sinks other than Kafka (stdout, file).
+pub type MakeSinks = Box<dyn Fn() -> Result<Vec<Box<dyn AlertSink>>, SinkError> + Send>;
+
+/// What `faultline run` passes in.
+pub struct RunOptions {
+    pub state_dir: PathBuf,
+    pub baseline: BaselineOptions,
+    /// Builds the sinks other than Kafka (stdout, file); called again when
+    /// a failed batch is rolled back, so it must be cheap and repeatable.
+    pub make_sinks: MakeSinks,
+    /// Set by the signal handler: finish the batch, commit, return.
+    pub shutdown: Arc<AtomicBool>,
+}
+
+/// The engine as a record sink that also notes whether the record was bad
+/// (for the dead-letter topic).
+struct Tap<'a> {
+    engine: &'a mut Engine,
+    bad: Option<BadReason>,
+}
+
+impl RecordSink for Tap<'_> {
+    fn line(&mut self, meta: &LineMeta<'_>) {
+        self.engine.line(meta);
+    }
+    fn error(&mut self, record: Record) {
+        self.engine.error(record);
+    }
+    fn bad(&mut self, reason: BadReason, line_no: u64) {
+        self.bad = Some(reason);
+        self.engine.bad(reason, line_no);
+    }
+}
+
+type Partition = (String, i32);
+
+/// One partition's share of the open batch.
+struct BatchPart {
+    topic: String,
+    partition: i32,
+    first: i64,
+    next: i64,
+}
+
+/// Why a batch did not commit.
+enum BatchError {
+    /// Abort, roll back, retry later.
+    Retry(String),
+    /// Stop the service (fenced producer, unusable state).
+    Fatal(KafkaSourceError),
+}
+
+/// Everything the poll loop and the rebalance callback share. Rebalance
+/// callbacks run inside `poll`, on the polling thread, never while the
+/// loop holds the lock.
+struct Core {
+    cfg: Config,
+    parser: Parser,
+    engine: Engine,
+    opts_baseline: BaselineOptions,
+    make_sinks: MakeSinks,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+    producer: Option<SharedProducer>,
+    state_dir: PathBuf,
+    silent: Arc<AtomicBool>,
+    in_txn: bool,
+    /// Open batch: per partition, the first and the next offset.
+    batch: Vec<BatchPart>,
+    batch_records: usize,
+    batch_started: Option<Instant>,
+    /// Partition → committed offset below which records are re-processed
+    /// silently.
+    silent_until: HashMap<Partition, i64>,
+    /// A fatal error raised inside a callback, returned by the loop.
+    fatal: Option<KafkaSourceError>,
+    /// Commits give up retrying after this instant (shutdown).
+    deadline: Option<Instant>,
+    /// The last state save after a commit failed.
+    state_unsaved: bool,
+    /// `FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT=N` (tests only).
+    crash_after_commit: Option<u64>,
+}
+
+fn state_key(t: &str, p: i32) -> String {
+    format!("{t}/{p}")
+}
+
+impl Core {
+    fn build_engine(&self, state: Option<State>) -> Result<Engine, KafkaSourceError> {
+        let mut sinks: Vec<Box<dyn AlertSink>> = (self.make_sinks)()?;
+        if let (Some(p), false) = (&self.producer, self.cfg.kafka.alerts_topic.is_empty()) {
+            sinks.push(Box::new(KafkaAlertSink::new(
+                p.clone(),
+                &self.cfg.kafka.alerts_topic,
+                true,
+            )));
+        }
+        let sinks = sinks
+            .into_iter()
+            .map(|inner| {
+                Box::new(Gated {
+                    inner,
+                    silent: self.silent.clone(),
+                }) as Box<dyn AlertSink>
+            })
+            .collect();
+        let mut engine = Engine::new(
+            &self.cfg,
+            state,
+            &self.opts_baseline,
+            sinks,
+            self.metrics.clone(),
+        )?;
+        engine.forget_emitted();
+        Ok(engine)
+    }
+
+    /// One message through the parser into the engine.
+    fn process<M: Message>(&mut self, m: &M) -> Result<(), BatchError> {
+        let topic = m.topic();
+        let part = m.partition();
+        let off = m.offset();
+        // Few partitions per instance: a linear scan on borrowed names
+        // beats hashing an owned key per record.
+        let silent = !self.silent_until.is_empty()
+            && self
+                .silent_until
+                .iter()
+                .any(|((t, p), &u)| *p == part && t == topic && off < u);
+        self.silent.store(silent, Ordering::Relaxed);
+        if !self.in_txn {
+            if let Some(p) = &self.producer {
+                p.begin_transaction().map_err(|e| match &e {
+                    KafkaError::Transaction(t) if t.is_fatal() => {
+                        BatchError::Fatal(KafkaSourceError::Fatal(e.to_string()))
+                    }
+                    _ => BatchError::Retry(format!("begin transaction: {e}")),
+                })?;
+            }
+            self.in_txn = true;
+            self.batch_started = Some(Instant::now());
+        }
+        match self
+            .batch
+            .iter_mut()
+            .find(|b| b.partition == part && b.topic == topic)
+        {
+            Some(b) => b.next = off + 1,
+            None => self.batch.push(BatchPart {
+                topic: topic.to_string(),
+                partition: part,
+                first: off,
+                next: off + 1,
+            }),
+        }
+        self.batch_records += 1;
+        self.engine.state.kafka_records += 1;
+        self.metrics.lines.fetch_add(1, Ordering::Relaxed);
+        let payload = m.payload().unwrap_or(&[]);
+        self.metrics
+            .bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        let line_no = u64::try_from(off).unwrap_or(0) + 1;
+        let mut tap = Tap {
+            engine: &mut self.engine,
+            bad: None,
+        };
+        if payload.iter().all(|b| b.is_ascii_whitespace()) {
+            tap.bad(BadReason::Empty, line_no);
+        } else if payload.len() > self.cfg.input.max_line_bytes {
+            tap.bad(BadReason::TooLong, line_no);
+        } else {
+            let fallback = m.timestamp().to_millis();
+            self.parser.parse_one(payload, line_no, fallback, &mut tap);
+        }
+        if let Some(reason) = tap.bad
+            && !silent
+            && !self.cfg.kafka.dead_letter_topic.is_empty()
+            && let Some(p) = &self.producer
+        {
+            let source = format!("{topic}/{part}/{off}");
+            let size = payload.len().to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "faultline.reason",
+                    value: Some(reason.as_str()),
+                })
+                .insert(Header {
+                    key: "faultline.source",
+                    value: Some(source.as_str()),
+                })
+                .insert(Header {
+                    key: "faultline.original_bytes",
+                    value: Some(size.as_str()),
+                });
+            let cut = &payload[..payload.len().min(self.cfg.kafka.dead_letter_max_bytes)];
+            send_blocking(
+                p,
+                &self.cfg.kafka.dead_letter_topic,
+                source.as_bytes(),
+                cut,
+                Some(headers),
+            )
+            .map_err(|e| BatchError::Retry(format!("dead-letter topic: {e}")))?;
+        }
+        if let Some(e) = self.engine.take_sink_error() {
+            return Err(BatchError::Retry(e.to_string()));
+        }
+        Ok(())
+    }
+
+    fn batch_due(&self) -> bool {
+        self.in_txn
+            && (self.batch_records >= self.cfg.kafka.batch_size
+                || self
+                    .batch_started
+                    .is_some_and(|s| s.elapsed() >= self.cfg.kafka.commit_interval.0))
+    }
+}
+
+/// What a run did, for the exit summary.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub records: u64,
+    pub batches: u64,
+    /// The last commit before exit succeeded.
+    pub clean: bool,
+}
+
+/// `faultline run`: consumes until `opts.shutdown` is set.
+pub fn run(
+    cfg: &Config,
+    opts: RunOptions,
+    metrics: Arc<Metrics>,
+    status: Arc<Status>,
+) -> Result<RunSummary, KafkaSourceError> {
+    let k = &cfg.kafka;
+    let needs_producer = !k.alerts_topic.is_empty() || !k.dead_letter_topic.is_empty();
+    let producer: Option<SharedProducer> = if needs_producer {
+        let mut pc = client_config(cfg, &[], &k.producer_properties);
+        pc.set("transactional.id", &k.transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        let p: rdkafka::producer::ThreadedProducer<_> =
+            pc.create().map_err(kafka("creating the producer"))?;
+        // Fences an older instance with the same id and aborts its open
+        // transaction, so its half-batch never becomes visible.
+        p.init_transactions(Duration::from_secs(60))
+            .map_err(kafka("init transactions"))?;
+        Some(Arc::new(p))
+    } else {
+        None
+    };
+
+    let parser = Parser::new(cfg, cfg.input.format).map_err(PipelineError::from)?;
+    let state = State::load(&opts.state_dir)?;
+    let mut core = Core {
+        cfg: cfg.clone(),
+        parser,
+        // Replaced right below; Engine has no cheap placeholder.
+        engine: Engine::new(cfg, None, &opts.baseline, Vec::new(), metrics.clone())?,
+        opts_baseline: opts.baseline.clone(),
+        make_sinks: opts.make_sinks,
+        metrics: metrics.clone(),
+        status: status.clone(),
+        producer: producer.clone(),
+        state_dir: opts.state_dir.clone(),
+        silent: Arc::new(AtomicBool::new(false)),
+        in_txn: false,
+        batch: Vec::new(),
+        batch_records: 0,
+        batch_started: None,
+        silent_until: HashMap::new(),
+        fatal: None,
+        deadline: None,
+        state_unsaved: false,
+        crash_after_commit: std::env::var("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    };
+    core.engine = core.build_engine(state)?;
+    let core = Arc::new(Mutex::new(core));
+
+    let defaults = [
+        ("statistics.interval.ms", "5000"),
+        // librdkafka waits fetch.queue.backoff.ms (1 s) before fetching
+        // again once its queue is full; the engine drains a full queue in
+        // well under that, so the default leaves it idle most of the time.
+        ("fetch.queue.backoff.ms", "5"),
+        // Bigger fetches: fewer round trips per record at full speed
+        // (memory stays bounded by queued.max.messages.kbytes).
+        ("max.partition.fetch.bytes", "8388608"),
+    ];
+    let mut cc = client_config(cfg, &defaults, &k.consumer_properties);
+    cc.set("group.id", &k.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", &k.start)
+        // Only committed records: an upstream transactional producer's
+        // aborted messages are not log lines.
+        .set("isolation.level", "read_committed");
+    let consumer: BaseConsumer<Ctx> = cc
+        .create_with_context(Ctx {
+            core: core.clone(),
+            status: status.clone(),
+        })
+        .map_err(kafka("creating the consumer"))?;
+    let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(kafka("subscribe"))?;
+    status.ready.store(true, Ordering::Relaxed);
+    tracing::info!(topics = ?k.topics, group = %k.group_id, transactional = producer.is_some(), "consuming");
+
+    let mut backoff = Duration::from_millis(100);
+    let mut records = 0u64;
+    let result = loop {
+        if opts.shutdown.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        let msg = consumer.poll(Duration::from_millis(100));
+        let mut c = lock(&core);
+        if let Some(e) = c.fatal.take() {
+            break Err(e);
+        }
+        let mut outcome = Ok(());
+        match msg {
+            None => {}
+            Some(Ok(m)) => {
+                records += 1;
+                outcome = c.process(&m);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer"),
+        }
+        let mut committed = false;
+        if outcome.is_ok() && c.batch_due() {
+            outcome = c.commit(&consumer);
+            committed = outcome.is_ok();
+        }
+        match outcome {
+            Ok(()) => {
+                if committed && !c.state_unsaved && status.failures.load(Ordering::Relaxed) > 0 {
+                    tracing::info!("recovered");
+                    status.failures.store(0, Ordering::Relaxed);
+                    backoff = Duration::from_millis(100);
+                }
+            }
+            Err(BatchError::Fatal(e)) => break Err(e),
+            Err(BatchError::Retry(why)) => {
+                status.fail(why);
+                if let Err(e) = c.rollback(&consumer, true) {
+                    break Err(e);
+                }
+                drop(c);
+                // Not polling while backing off is the backpressure.
+                let until = Instant::now() + backoff;
+                while Instant::now() < until && !opts.shutdown.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                backoff = (backoff * 2).min(cfg.kafka.max_backoff.0);
+            }
+        }
+    };
+    status.ready.store(false, Ordering::Relaxed);
+    let mut clean = true;
+    {
+        let mut c = lock(&core);
+        c.deadline = Some(Instant::now() + cfg.kafka.shutdown_timeout.0.mul_f64(0.8));
+        if result.is_ok() {
+            match c.commit(&consumer) {
+                Ok(()) => {}
+                Err(BatchError::Fatal(e)) => return Err(e),
+                Err(BatchError::Retry(why)) => {
+                    tracing::warn!(error = %why, "last batch not committed; the next start redoes it");
+                    clean = false;
+                    let _ = c.rollback(&consumer, false);
+                }
+            }
+        }
+    }
+    // Closing the consumer leaves the group at once (a revoke with nothing
+    // left to commit) instead of waiting for the session to time out.
+    drop(consumer);
+    result?;
+    Ok(RunSummary {
+        records,
+        batches: status.batches.load(Ordering::Relaxed),
+        clean,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn security_properties_reach_both_clients_and_per_client_sections_win() {
+        let text = r#"
+[kafka.properties]
+"security.protocol" = "SASL_SSL"
+"sasl.mechanism" = "SCRAM-SHA-512"
+"fetch.queue.backoff.ms" = "50"
+[kafka.consumer_properties]
+"security.protocol" = "SSL"
+"#;
+        let env = vec![(
+            "FAULTLINE__KAFKA__PROPERTIES__SASL.PASSWORD".to_string(),
+            "s3cret".to_string(),
+        )];
+        let cfg = Config::from_toml(text, Path::new("t.toml"), &env).unwrap();
+        let c = client_config(
+            &cfg,
+            &[("fetch.queue.backoff.ms", "5")],
+            &cfg.kafka.consumer_properties,
+        );
+        assert_eq!(c.get("security.protocol"), Some("SSL"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(c.get("sasl.password"), Some("s3cret"));
+        // Configured properties override the built-in tuning defaults.
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("50"));
+        let p = client_config(&cfg, &[], &cfg.kafka.producer_properties);
+        assert_eq!(p.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(p.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+    }
+}
