@@ -406,6 +406,9 @@ pub struct DetectConfig {
     pub surge_new_type_history: Dur,
     /// After a surge ends, a new episode may alert only after this.
     pub cooldown: Dur,
+    /// Cap on the over-dispersion (variance / mean of the type's counts per
+    /// bucket) the surge test allows for; 1 = the plain Poisson test.
+    pub surge_max_dispersion: f64,
     /// Novel alerts per minute per service beyond which one `storm` summary
     /// is emitted instead.
     pub storm_per_minute: usize,
@@ -427,6 +430,7 @@ impl Default for DetectConfig {
             surge_min_baseline_per_min: 0.05,
             surge_new_type_history: Dur::secs(60 * 60),
             cooldown: Dur::secs(30 * 60),
+            surge_max_dispersion: 100.0,
             storm_per_minute: 20,
             storm_quiet: Dur::secs(10 * 60),
         }
@@ -762,6 +766,9 @@ impl Config {
         }
         if !(0.0..1.0).contains(&self.detect.surge_p_value) {
             return bad("detect.surge_p_value", "must be in (0, 1)");
+        }
+        if !(self.detect.surge_max_dispersion >= 1.0) {
+            return bad("detect.surge_max_dispersion", "must be at least 1");
         }
         if !(1..=256).contains(&self.input.threads) {
             return bad("input.threads", "must be between 1 and 256");

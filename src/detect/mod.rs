@@ -238,11 +238,27 @@ impl Detector {
             .surge
             .last_end
             .is_some_and(|end| time - end < cfg.cooldown.as_millis());
-        let p = stats::poisson_sf(recent, expected);
-        let surging = recent >= cfg.surge_min_count
+        let mut p = stats::poisson_sf(recent, expected);
+        let mut surging = recent >= cfg.surge_min_count
             && ratio >= cfg.surge_min_ratio
             && recent > peak
             && p < cfg.surge_p_value;
+        if surging && hist_buckets >= k {
+            // Only now (rarely) pay for the dispersion: errors come in
+            // clumps (a retry loop, one failure logged by every worker), so
+            // their counts vary more than a Poisson stream's and its tail
+            // calls ordinary clumps "one in a million". Quasi-Poisson: the
+            // count and its expectation scaled down by the dispersion
+            // measured in the type's own history.
+            let phi = stats::dispersion(
+                (hist_from..=hist_to).map(|b| w.sum(b, b)),
+                cfg.surge_max_dispersion,
+            );
+            if phi > 1.0 {
+                p = stats::poisson_sf((recent as f64 / phi).floor() as u64, expected / phi);
+                surging = p < cfg.surge_p_value;
+            }
+        }
         if !surging {
             t.surge.peak = t.surge.peak.max(recent);
             return;
