@@ -767,7 +767,7 @@ impl Config {
         if !(0.0..1.0).contains(&self.detect.surge_p_value) {
             return bad("detect.surge_p_value", "must be in (0, 1)");
         }
-        if !(self.detect.surge_max_dispersion >= 1.0) {
+        if self.detect.surge_max_dispersion.is_nan() || self.detect.surge_max_dispersion < 1.0 {
             return bad("detect.surge_max_dispersion", "must be at least 1");
         }
         if !(1..=256).contains(&self.input.threads) {
@@ -806,7 +806,7 @@ impl Config {
         if !(0.0..1.0).contains(&r.p_value) {
             return bad("rates.p_value", "must be in (0, 1)");
         }
-        if !(r.min_ratio >= 1.0) {
+        if r.min_ratio.is_nan() || r.min_ratio < 1.0 {
             return bad("rates.min_ratio", "must be at least 1");
         }
         if !(0.0..=1.0).contains(&r.hysteresis) {

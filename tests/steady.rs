@@ -215,7 +215,12 @@ fn a_long_flood_of_distinct_messages_is_one_storm_and_its_types_stay_known() {
         line(&mut e, T0 + m * MINUTE_MS, "jobs", Some("queue drained"));
     }
     for (i, msg) in flood.iter().take(50).enumerate() {
-        line(&mut e, T0 + 151 * MINUTE_MS + i as i64 * 100, "jobs", Some(msg));
+        line(
+            &mut e,
+            T0 + 151 * MINUTE_MS + i as i64 * 100,
+            "jobs",
+            Some(msg),
+        );
     }
     line(
         &mut e,
@@ -242,7 +247,10 @@ fn a_long_flood_of_distinct_messages_is_one_storm_and_its_types_stay_known() {
     assert_eq!(ends.len(), 1, "{ends:#?}");
     let end = ends[0];
     let ep = end.release.episode.as_ref().unwrap();
-    assert_eq!((ep.of, ep.opened_by.as_str()), (Kind::Storm, storms[0].id.as_str()));
+    assert_eq!(
+        (ep.of, ep.opened_by.as_str()),
+        (Kind::Storm, storms[0].id.as_str())
+    );
     let summary = end.storm.as_ref().unwrap();
     assert!(summary.novel_types >= 3000, "{summary:?}");
     assert_eq!(summary.top.len(), 10);

@@ -335,7 +335,12 @@ impl Detector {
                 && ep.opened_by.is_some()
                 && minute - ep.last_busy > quiet
             {
-                out.push(storm_end(&svc, ep, (ep.last_busy + quiet + 1) * MINUTE_MS, now_ms));
+                out.push(storm_end(
+                    &svc,
+                    ep,
+                    (ep.last_busy + quiet + 1) * MINUTE_MS,
+                    now_ms,
+                ));
                 s.episode = None;
             }
         }

@@ -33,8 +33,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{
-    Alert, CanaryComparison, EpisodeInfo, ErrorRateStats, Kind, ResolvedInfo, SCHEMA, Severity, VersionSide,
-    alert_id, rfc3339,
+    Alert, CanaryComparison, EpisodeInfo, ErrorRateStats, Kind, ResolvedInfo, SCHEMA, Severity,
+    VersionSide, alert_id, rfc3339,
 };
 use crate::baseline::{Baseline, ErrorType};
 use crate::config::{Config, RateMode, RatesConfig, ReleaseConfig, SampleMode};
@@ -388,7 +388,11 @@ pub struct RateWatch {
 }
 
 /// The service's traffic per minute over `from..=to`, all versions.
-fn minutes_of(versions: &BTreeMap<String, RateCounts>, from: i64, to: i64) -> BTreeMap<i64, Traffic> {
+fn minutes_of(
+    versions: &BTreeMap<String, RateCounts>,
+    from: i64,
+    to: i64,
+) -> BTreeMap<i64, Traffic> {
     let mut m: BTreeMap<i64, Traffic> = BTreeMap::new();
     for rc in versions.values() {
         for (t, v) in rc.timeline.minutes.iter() {
@@ -497,7 +501,13 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
         let base = if change {
             match watch.baseline {
                 Some(b) if watch.rising_since.is_some() || episodes.contains_key(svc) => Some(b),
-                _ => baseline_of(versions, to - w - bw + 1, to - w, &watch.excluded, r.min_lines),
+                _ => baseline_of(
+                    versions,
+                    to - w - bw + 1,
+                    to - w,
+                    &watch.excluded,
+                    r.min_lines,
+                ),
             }
         } else {
             None
