@@ -12,23 +12,24 @@ use faultline::metrics::Metrics;
 use faultline::parse::RecordSink;
 use faultline::pipeline::{BaselineOptions, Engine};
 use faultline::record::{Level, LineMeta, Record};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
 const MINUTE_MS: i64 = 60_000;
 const T0: i64 = 1_793_613_600_000;
 
-/// splitmix64: a seeded, dependency-free source of noise.
-struct Noise(u64);
+/// Seeded noise (the same on every run).
+struct Noise(StdRng);
 
 impl Noise {
+    fn new(seed: u64) -> Noise {
+        Noise(StdRng::seed_from_u64(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.random()
     }
     fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+        self.0.random::<f64>() < p
     }
 }
 
@@ -91,7 +92,7 @@ fn of_kind(alerts: &[Alert], k: Kind) -> Vec<&Alert> {
 #[test]
 fn a_service_that_always_runs_at_fifteen_percent_errors_does_not_alert() {
     let mut e = engine(&Config::default(), "30m");
-    let mut noise = Noise(7);
+    let mut noise = Noise::new(7);
     traffic(&mut e, &mut noise, "batch", 300, &[0.15; 150]);
     e.finish();
     assert!(
@@ -104,7 +105,7 @@ fn a_service_that_always_runs_at_fifteen_percent_errors_does_not_alert() {
     let mut cfg = Config::default();
     cfg.rates.mode = RateMode::Absolute;
     let mut e = engine(&cfg, "30m");
-    traffic(&mut e, &mut Noise(7), "batch", 300, &[0.15; 150]);
+    traffic(&mut e, &mut Noise::new(7), "batch", 300, &[0.15; 150]);
     let rates = of_kind(&e.emitted, Kind::ErrorRate);
     assert_eq!(rates.len(), 1, "{rates:#?}");
     assert_eq!(rates[0].severity, Severity::Critical);
@@ -118,7 +119,7 @@ fn a_service_hovering_at_one_to_one_point_two_percent_does_not_flap() {
         .map(|m| if (m / 5) % 2 == 0 { 0.010 } else { 0.012 })
         .collect();
     let mut e = engine(&Config::default(), "30m");
-    traffic(&mut e, &mut Noise(11), "api", 400, &shares);
+    traffic(&mut e, &mut Noise::new(11), "api", 400, &shares);
     assert!(
         of_kind(&e.emitted, Kind::ErrorRate).is_empty(),
         "{:#?}",
@@ -134,7 +135,7 @@ fn a_service_hovering_at_one_to_one_point_two_percent_does_not_flap() {
         cfg.rates.hold = hold.parse().unwrap();
         cfg.rates.hysteresis = hysteresis;
         let mut e = engine(&cfg, "30m");
-        traffic(&mut e, &mut Noise(11), "api", 400, &shares);
+        traffic(&mut e, &mut Noise::new(11), "api", 400, &shares);
         of_kind(&e.emitted, Kind::ErrorRate).len()
     };
     let (held, every_minute) = (episodes("5m", 0.8), episodes("1m", 1.0));
@@ -151,7 +152,7 @@ fn a_real_rise_pages_once_and_its_end_is_recorded() {
     shares.extend([0.03; 20]);
     shares.extend([0.003; 40]);
     let mut e = engine(&Config::default(), "30m");
-    traffic(&mut e, &mut Noise(3), "cart", 400, &shares);
+    traffic(&mut e, &mut Noise::new(3), "cart", 400, &shares);
     let rates = of_kind(&e.emitted, Kind::ErrorRate);
     assert_eq!(rates.len(), 1, "one page per episode: {rates:#?}");
     let a = rates[0];
@@ -191,7 +192,7 @@ fn word(mut n: u64) -> String {
 #[test]
 fn a_long_flood_of_distinct_messages_is_one_storm_and_its_types_stay_known() {
     let mut e = engine(&Config::default(), "30m");
-    let mut noise = Noise(5);
+    let mut noise = Noise::new(5);
     for m in 0..31 {
         line(&mut e, T0 + m * MINUTE_MS, "jobs", Some("queue drained"));
     }
@@ -265,7 +266,7 @@ fn err(e: &mut Engine, t: i64, service: &str, msg: &str) {
 /// once, every few minutes) next to a steady one that really surges.
 fn clumps_and_a_surge(cfg: &Config) -> Vec<Alert> {
     let mut e = engine(cfg, "30m");
-    let mut noise = Noise(13);
+    let mut noise = Noise::new(13);
     let mut events: Vec<(i64, &str)> = Vec::new();
     // Clumpy: at a random minute about every 8 minutes, 3 to 15 records
     // within a few seconds, for four hours.

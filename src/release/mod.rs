@@ -387,6 +387,27 @@ pub struct RateWatch {
     pub excluded: Vec<(i64, i64)>,
 }
 
+impl RateWatch {
+    /// An episode over minutes `from..=to` ended: leave them out of later
+    /// baselines (forgetting ranges older than `oldest`), start afresh.
+    fn close(&mut self, from: i64, to: i64, oldest: i64) {
+        self.excluded.push((from, to));
+        self.excluded.retain(|(_, b)| *b >= oldest);
+        if self.excluded.len() > EXCLUDED_KEPT {
+            let extra = self.excluded.len() - EXCLUDED_KEPT;
+            self.excluded.drain(..extra);
+        }
+        self.close_nothing();
+    }
+
+    /// No rise or fall under way any more.
+    fn close_nothing(&mut self) {
+        self.rising_since = None;
+        self.falling_since = None;
+        self.baseline = None;
+    }
+}
+
 /// The service's traffic per minute over `from..=to`, all versions.
 fn minutes_of(
     versions: &BTreeMap<String, RateCounts>,
@@ -483,12 +504,9 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
             // whatever comes next is a new one.
             if let Some(ep) = episodes.remove(svc) {
                 out.push(rate_end(svc, &ep, tr, w, to, minute, now_ms));
-                watch.excluded.push((ep.start_minute - w + 1, to));
+                watch.close(ep.start_minute - w + 1, to, to - w - bw);
             }
-            watch.rising_since = None;
-            watch.falling_since = None;
-            watch.baseline = None;
-            trim_excluded(watch, to - w - bw);
+            watch.close_nothing();
             continue;
         }
         if tr.lines < r.min_lines {
@@ -529,11 +547,7 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
                 if to - since + 1 >= hold {
                     let ep = episodes.remove(svc).expect("episode present");
                     out.push(rate_end(svc, &ep, tr, w, to, minute, now_ms));
-                    watch.excluded.push((ep.start_minute - w + 1, to));
-                    watch.falling_since = None;
-                    watch.rising_since = None;
-                    watch.baseline = None;
-                    trim_excluded(watch, to - w - bw);
+                    watch.close(ep.start_minute - w + 1, to, to - w - bw);
                 }
                 continue;
             }
@@ -578,14 +592,6 @@ fn error_rates(state: &mut State, r: &RatesConfig, minute: i64, now_ms: i64, out
     }
 }
 
-fn trim_excluded(watch: &mut RateWatch, oldest: i64) {
-    watch.excluded.retain(|(_, b)| *b >= oldest);
-    if watch.excluded.len() > EXCLUDED_KEPT {
-        let extra = watch.excluded.len() - EXCLUDED_KEPT;
-        watch.excluded.drain(..extra);
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn rate_alert(
     svc: &str,
@@ -608,46 +614,63 @@ fn rate_alert(
         Some(b) => format!(", usually {:.2} %", b.rate * 100.0),
         None => String::new(),
     };
+    let template = format!(
+        "{:.2} % of {} lines were errors over {} min (above {} %{against})",
+        rate * 100.0,
+        tr.lines,
+        w,
+        threshold * 100.0
+    );
+    let first = (start - w + 1) * MINUTE_MS;
+    let release = crate::alert::ReleaseFields {
+        error_rate: Some(ErrorRateStats {
+            window_s: (w * 60) as u64,
+            lines: tr.lines,
+            errors: tr.errors,
+            rate: round3(rate * 1000.0) / 1000.0,
+            threshold,
+            baseline_rate: base.map(|b| round3(b.rate * 1000.0) / 1000.0),
+        }),
+        episode: Some(EpisodeInfo {
+            of: Kind::ErrorRate,
+            opened_by: id.clone(),
+            start: rfc3339(first),
+            end: None,
+            suppressed: 0,
+        }),
+        ..Default::default()
+    };
+    let head = (id, Kind::ErrorRate, sev);
+    service_record(head, svc, template, first, minute, now_ms, release)
+}
+
+/// An alert about a whole service (no type, no sample).
+fn service_record(
+    (id, kind, severity): (String, Kind, Severity),
+    svc: &str,
+    template: String,
+    first_seen: EventTime,
+    minute: i64,
+    now_ms: i64,
+    release: crate::alert::ReleaseFields,
+) -> Alert {
     Alert {
         schema: SCHEMA.into(),
-        id: id.clone(),
-        kind: Kind::ErrorRate,
-        severity: sev,
+        id,
+        kind,
+        severity,
         fingerprint: None,
         service: svc.to_string(),
         version: None,
-        template: format!(
-            "{:.2} % of {} lines were errors over {} min (above {} %{against})",
-            rate * 100.0,
-            tr.lines,
-            w,
-            threshold * 100.0
-        ),
+        template,
         sample: None,
-        first_seen: rfc3339((start - w + 1) * MINUTE_MS),
+        first_seen: rfc3339(first_seen),
         event_time: rfc3339(minute * MINUTE_MS),
         detected_at: rfc3339(now_ms),
         window: None,
         samples: Vec::new(),
         storm: None,
-        release: crate::alert::ReleaseFields {
-            error_rate: Some(ErrorRateStats {
-                window_s: (w * 60) as u64,
-                lines: tr.lines,
-                errors: tr.errors,
-                rate: round3(rate * 1000.0) / 1000.0,
-                threshold,
-                baseline_rate: base.map(|b| round3(b.rate * 1000.0) / 1000.0),
-            }),
-            episode: Some(EpisodeInfo {
-                of: Kind::ErrorRate,
-                opened_by: id,
-                start: rfc3339((start - w + 1) * MINUTE_MS),
-                end: None,
-                suppressed: 0,
-            }),
-            ..Default::default()
-        },
+        release,
     }
 }
 
@@ -668,39 +691,30 @@ fn rate_end(
             ep.start_minute,
         )
     });
-    Alert {
-        schema: SCHEMA.into(),
-        id: alert_id(Kind::EpisodeEnd, &opened_by, to),
-        kind: Kind::EpisodeEnd,
-        severity: Severity::Low,
-        fingerprint: None,
-        service: svc.to_string(),
-        version: None,
-        template: format!(
-            "error rate back to {:.2} % of {} lines over {} min (episode peaked {})",
-            tr.error_rate() * 100.0,
-            tr.lines,
-            w,
-            ep.severity.as_str()
-        ),
-        sample: None,
-        first_seen: rfc3339((ep.start_minute - w + 1) * MINUTE_MS),
-        event_time: rfc3339(minute * MINUTE_MS),
-        detected_at: rfc3339(now_ms),
-        window: None,
-        samples: Vec::new(),
-        storm: None,
-        release: crate::alert::ReleaseFields {
-            episode: Some(EpisodeInfo {
-                of: Kind::ErrorRate,
-                opened_by,
-                start: rfc3339((ep.start_minute - w + 1) * MINUTE_MS),
-                end: Some(rfc3339((to + 1) * MINUTE_MS)),
-                suppressed: 0,
-            }),
-            ..Default::default()
-        },
-    }
+    let template = format!(
+        "error rate back to {:.2} % of {} lines over {} min (episode peaked {})",
+        tr.error_rate() * 100.0,
+        tr.lines,
+        w,
+        ep.severity.as_str()
+    );
+    let first = (ep.start_minute - w + 1) * MINUTE_MS;
+    let head = (
+        alert_id(Kind::EpisodeEnd, &opened_by, to),
+        Kind::EpisodeEnd,
+        Severity::Low,
+    );
+    let release = crate::alert::ReleaseFields {
+        episode: Some(EpisodeInfo {
+            of: Kind::ErrorRate,
+            opened_by,
+            start: rfc3339(first),
+            end: Some(rfc3339((to + 1) * MINUTE_MS)),
+            suppressed: 0,
+        }),
+        ..Default::default()
+    };
+    service_record(head, svc, template, first, minute, now_ms, release)
 }
 
 /// The stable and canary versions of a service in minutes `from..=to`:
