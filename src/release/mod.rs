@@ -68,9 +68,12 @@ pub struct ReleaseState {
 
 impl ReleaseState {
     /// Keeps what reports need: every kind but `novel` (new types are in
-    /// the baseline with their first occurrence), without extra samples.
+    /// the baseline with their first occurrence) and `episode_end`, without
+    /// extra samples.
     pub fn log(&mut self, a: &Alert) {
-        if a.kind == Kind::Novel {
+        // Episode ends are not incidents: the report shows open episodes
+        // from `rate_episodes`.
+        if matches!(a.kind, Kind::Novel | Kind::EpisodeEnd) {
             return;
         }
         if self.alert_log.len() >= ALERT_LOG_KEPT {
