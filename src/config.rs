@@ -406,9 +406,16 @@ pub struct DetectConfig {
     pub surge_new_type_history: Dur,
     /// After a surge ends, a new episode may alert only after this.
     pub cooldown: Dur,
+    /// Cap on the over-dispersion (variance / mean of the type's counts per
+    /// bucket) the surge test allows for; 1 = the plain Poisson test.
+    pub surge_max_dispersion: f64,
     /// Novel alerts per minute per service beyond which one `storm` summary
     /// is emitted instead.
     pub storm_per_minute: usize,
+    /// A storm episode ends after this long with fewer than a quarter of
+    /// `storm_per_minute` new types in every minute; until then every new
+    /// type of the service is recorded as known without alerting.
+    pub storm_quiet: Dur,
 }
 
 impl Default for DetectConfig {
@@ -423,7 +430,9 @@ impl Default for DetectConfig {
             surge_min_baseline_per_min: 0.05,
             surge_new_type_history: Dur::secs(60 * 60),
             cooldown: Dur::secs(30 * 60),
+            surge_max_dispersion: 100.0,
             storm_per_minute: 20,
+            storm_quiet: Dur::secs(10 * 60),
         }
     }
 }
@@ -575,6 +584,37 @@ pub struct RatesConfig {
     pub min_lines: u64,
     /// Minimum error lines in the window.
     pub min_errors: u64,
+    /// `change` (default): alert when the rate is above the ladder *and*
+    /// significantly above the service's own recent past; `absolute`: the
+    /// ladder alone (the behaviour before issue #12).
+    pub mode: RateMode,
+    /// change: the service's own past, judged against (whole minutes just
+    /// before the window; minutes of earlier episodes left out).
+    pub baseline_window: Dur,
+    /// change: the window's rate must be at least this many times the
+    /// baseline rate (effect size: at high volume a tiny rise is
+    /// "significant" without mattering).
+    pub min_ratio: f64,
+    /// change: upper-tail probability (Poisson, widened by the baseline's
+    /// own over-dispersion) below which the rise counts as significant.
+    pub p_value: f64,
+    /// The condition must hold at every minute for this long before the
+    /// episode alerts, and its end condition as long before it ends.
+    pub hold: Dur,
+    /// An episode ends when the rate drops below this share of the level
+    /// that opened it (hysteresis: hovering at the step does not flap).
+    pub hysteresis: f64,
+}
+
+/// How `error_rate` judges a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RateMode {
+    /// Above the ladder and significantly above the service's own past.
+    #[default]
+    Change,
+    /// Above the ladder, whatever the service's past.
+    Absolute,
 }
 
 impl Default for RatesConfig {
@@ -587,6 +627,12 @@ impl Default for RatesConfig {
             critical: 0.05,
             min_lines: 500,
             min_errors: 10,
+            mode: RateMode::Change,
+            baseline_window: Dur::secs(60 * 60),
+            min_ratio: 1.5,
+            p_value: 1e-3,
+            hold: Dur::secs(5 * 60),
+            hysteresis: 0.8,
         }
     }
 }
@@ -721,6 +767,9 @@ impl Config {
         if !(0.0..1.0).contains(&self.detect.surge_p_value) {
             return bad("detect.surge_p_value", "must be in (0, 1)");
         }
+        if self.detect.surge_max_dispersion.is_nan() || self.detect.surge_max_dispersion < 1.0 {
+            return bad("detect.surge_max_dispersion", "must be at least 1");
+        }
         if !(1..=256).contains(&self.input.threads) {
             return bad("input.threads", "must be between 1 and 256");
         }
@@ -744,6 +793,24 @@ impl Config {
         }
         if r.window.as_millis() < 60_000 {
             return bad("rates.window", "must be at least 1m");
+        }
+        if r.window.as_millis() + r.baseline_window.as_millis()
+            > crate::release::series::MINUTES_KEPT * 60_000
+            || r.baseline_window.as_millis() < 60_000
+        {
+            return bad(
+                "rates.baseline_window",
+                "must be at least 1m, and with rates.window at most 3h",
+            );
+        }
+        if !(0.0..1.0).contains(&r.p_value) {
+            return bad("rates.p_value", "must be in (0, 1)");
+        }
+        if r.min_ratio.is_nan() || r.min_ratio < 1.0 {
+            return bad("rates.min_ratio", "must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&r.hysteresis) {
+            return bad("rates.hysteresis", "must be between 0 and 1");
         }
         if self.release.canary_window.as_millis() < 60_000
             || self.release.canary_window.as_millis() > crate::series::MINUTES_KEPT * 60_000

@@ -114,7 +114,7 @@ impl Engine {
                 s
             }
         };
-        if state.baseline.pattern_digest != digest {
+        if crate::baseline::rederive::needed(&state.baseline, &fp) {
             crate::baseline::rederive::rederive(&mut state, &fp);
         }
         metrics

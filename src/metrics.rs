@@ -30,6 +30,7 @@ pub struct Metrics {
     pub alerts_error_rate: AtomicU64,
     pub alerts_canary_regression: AtomicU64,
     pub alerts_regression: AtomicU64,
+    pub alerts_episode_end: AtomicU64,
     pub types_tracked: AtomicU64,
     bad: [AtomicU64; BadReason::ALL.len()],
     /// Processing latency histogram (record read → alert decided), seconds.
@@ -99,6 +100,7 @@ impl Metrics {
             Kind::ErrorRate => &self.alerts_error_rate,
             Kind::CanaryRegression => &self.alerts_canary_regression,
             Kind::Regression => &self.alerts_regression,
+            Kind::EpisodeEnd => &self.alerts_episode_end,
         }
         .fetch_add(1, Ordering::Relaxed);
     }
@@ -123,6 +125,7 @@ impl Metrics {
                 ("error_rate", g(&self.alerts_error_rate)),
                 ("canary_regression", g(&self.alerts_canary_regression)),
                 ("regression", g(&self.alerts_regression)),
+                ("episode_end", g(&self.alerts_episode_end)),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))

@@ -625,6 +625,7 @@ mod tests {
                     errors: 1,
                     rate: 1.0,
                     threshold: 1.0,
+                    baseline_rate: Some(0.5),
                 }),
                 canary: Some(crate::alert::CanaryComparison {
                     subject: "s".into(),
@@ -637,6 +638,13 @@ mod tests {
                 resolved: Some(crate::alert::ResolvedInfo {
                     resolved_at: rfc3339(0),
                     in_version: Some("1".into()),
+                }),
+                episode: Some(crate::alert::EpisodeInfo {
+                    of: crate::alert::Kind::Storm,
+                    opened_by: "0".into(),
+                    start: rfc3339(0),
+                    end: Some(rfc3339(0)),
+                    suppressed: 1,
                 }),
             },
         };

@@ -46,6 +46,10 @@ pub enum Kind {
     CanaryRegression,
     /// A type marked resolved occurred again.
     Regression,
+    /// Not a page: the end of a `storm` or `error_rate` episode, with its
+    /// totals (field `episode`). Consumers that ignore unknown kinds lose
+    /// nothing.
+    EpisodeEnd,
 }
 
 impl Kind {
@@ -57,6 +61,7 @@ impl Kind {
             Kind::ErrorRate => "error_rate",
             Kind::CanaryRegression => "canary_regression",
             Kind::Regression => "regression",
+            Kind::EpisodeEnd => "episode_end",
         }
     }
 }
@@ -147,6 +152,28 @@ pub struct ReleaseFields {
     /// regression: when the type was resolved, and in which version.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub resolved: Option<ResolvedInfo>,
+    /// storm, error_rate and episode_end: the episode the alert belongs to.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub episode: Option<EpisodeInfo>,
+}
+
+/// An episode of a `storm` or `error_rate` (issue #12): when it started,
+/// and on the `episode_end` record when it ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeInfo {
+    /// The kind of the episode (`storm` or `error_rate`).
+    pub of: Kind,
+    /// Id of the alert that opened the episode.
+    pub opened_by: String,
+    /// RFC 3339: event time the episode started.
+    pub start: String,
+    /// RFC 3339: event time it ended (only on `episode_end`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub end: Option<String>,
+    /// Alerts of other kinds held back during the episode (storm: novel
+    /// alerts not sent).
+    #[serde(default)]
+    pub suppressed: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -158,6 +185,10 @@ pub struct ErrorRateStats {
     pub rate: f64,
     /// The ladder step crossed (share of error lines).
     pub threshold: f64,
+    /// `rates.mode = "change"`: the service's own usual rate it was judged
+    /// against (absent in `absolute` mode).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub baseline_rate: Option<f64>,
 }
 
 /// One version's side of a canary comparison.
@@ -357,6 +388,16 @@ impl Alert {
                     .as_ref()
                     .map(|v| format!(" (version {v})"))
                     .unwrap_or_default(),
+                self.template
+            ),
+            Kind::EpisodeEnd => format!(
+                "[{}] END {} {}: {}",
+                self.event_time,
+                self.release
+                    .episode
+                    .as_ref()
+                    .map_or("episode", |e| e.of.as_str()),
+                self.service,
                 self.template
             ),
         }

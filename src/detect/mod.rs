@@ -18,7 +18,8 @@ pub mod stats;
 use std::collections::HashMap;
 
 use crate::alert::{
-    Alert, AlertTimes, Kind, Severity, StormEntry, StormSummary, WindowStats, alert_id,
+    Alert, AlertTimes, EpisodeInfo, Kind, Severity, StormEntry, StormSummary, WindowStats,
+    alert_id, rfc3339,
 };
 use crate::baseline::{Baseline, ErrorType};
 use crate::config::{Config, DetectConfig, SampleMode};
@@ -27,13 +28,43 @@ use crate::record::{EventTime, Level, Record};
 
 const MINUTE_MS: i64 = 60_000;
 
+/// Examples kept per storm (alert and end record).
+const STORM_TOP: usize = 10;
+
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize, Clone)]
 struct StormMinute {
     minute: i64,
     alerted: usize,
+    /// New types of this minute not alerted (before the storm alert went
+    /// out; the episode counts the rest).
     suppressed: Vec<(Fingerprint, String, u64)>,
     first_time: EventTime,
     version: Option<String>,
+    /// New types seen in `minute`, alerted or not.
+    #[serde(default)]
+    count: u64,
+    /// The storm under way for the service, if any.
+    #[serde(default)]
+    episode: Option<StormEpisode>,
+}
+
+/// One storm: from the minute a service's new types passed
+/// `storm_per_minute` until `storm_quiet` passed without a busy minute.
+/// While it lasts, new types are recorded as known without alerting: a
+/// flood of distinct messages is one incident, and its types are not "new"
+/// after it either.
+#[derive(Debug, serde::Serialize, serde::Deserialize, Clone)]
+struct StormEpisode {
+    start_minute: i64,
+    /// Id of the `storm` alert (set when it went out).
+    opened_by: Option<String>,
+    /// New types since the storm began (those alerted before it included).
+    total: u64,
+    /// New types not alerted.
+    suppressed: u64,
+    top: Vec<(Fingerprint, String, u64)>,
+    /// Last minute with at least a quarter of `storm_per_minute` new types.
+    last_busy: i64,
 }
 
 /// Detector state that is not per type (per-type state lives in the
@@ -86,28 +117,45 @@ impl Detector {
             t.novel_done = true;
             if self.cfg.novel {
                 let minute = time.div_euclid(MINUTE_MS);
+                let busy = (self.cfg.storm_per_minute as u64 / 4).max(1);
                 let s = self.storms.entry(t.service().to_string()).or_default();
                 if s.minute != minute {
-                    // A new minute: the previous one's storm (if any) is
-                    // flushed by `on_watermark`; start counting afresh.
-                    if !s.suppressed.is_empty() {
-                        out.push(storm_alert(t.service(), s, now_ms));
-                    }
-                    *s = StormMinute {
-                        minute,
-                        first_time: time,
-                        ..StormMinute::default()
-                    };
+                    // A new minute: the previous one's storm alert (if
+                    // any is pending) goes out; start counting afresh.
+                    announce(t.service(), s, now_ms, out);
+                    s.minute = minute;
+                    s.alerted = 0;
+                    s.count = 0;
+                    s.first_time = time;
                 }
-                if s.alerted < self.cfg.storm_per_minute {
+                s.count += 1;
+                if let Some(ep) = s.episode.as_mut() {
+                    ep.total += 1;
+                    ep.suppressed += 1;
+                    if ep.top.len() < STORM_TOP {
+                        ep.top.push((t.fingerprint, t.template.clone(), 1));
+                    }
+                    if s.count >= busy {
+                        ep.last_busy = minute;
+                    }
+                    if ep.opened_by.is_none() {
+                        s.suppressed.push((t.fingerprint, t.template.clone(), 1));
+                    }
+                } else if s.alerted < self.cfg.storm_per_minute {
                     s.alerted += 1;
                     out.push(novel_alert(t, rec, time, now_ms, self.samples));
                 } else {
-                    if s.suppressed.is_empty() {
-                        s.first_time = time;
-                        s.version = rec.version.clone();
-                    }
+                    s.first_time = time;
+                    s.version = rec.version.clone();
                     s.suppressed.push((t.fingerprint, t.template.clone(), 1));
+                    s.episode = Some(StormEpisode {
+                        start_minute: minute,
+                        opened_by: None,
+                        total: s.count,
+                        suppressed: 1,
+                        top: vec![(t.fingerprint, t.template.clone(), 1)],
+                        last_busy: minute,
+                    });
                 }
             }
             return;
@@ -190,11 +238,27 @@ impl Detector {
             .surge
             .last_end
             .is_some_and(|end| time - end < cfg.cooldown.as_millis());
-        let p = stats::poisson_sf(recent, expected);
-        let surging = recent >= cfg.surge_min_count
+        let mut p = stats::poisson_sf(recent, expected);
+        let mut surging = recent >= cfg.surge_min_count
             && ratio >= cfg.surge_min_ratio
             && recent > peak
             && p < cfg.surge_p_value;
+        if surging && hist_buckets >= k {
+            // Only now (rarely) pay for the dispersion: errors come in
+            // clumps (a retry loop, one failure logged by every worker), so
+            // their counts vary more than a Poisson stream's and its tail
+            // calls ordinary clumps "one in a million". Quasi-Poisson: the
+            // count and its expectation scaled down by the dispersion
+            // measured in the type's own history.
+            let phi = stats::dispersion(
+                (hist_from..=hist_to).map(|b| w.sum(b, b)),
+                cfg.surge_max_dispersion,
+            );
+            if phi > 1.0 {
+                p = stats::poisson_sf((recent as f64 / phi).floor() as u64, expected / phi);
+                surging = p < cfg.surge_p_value;
+            }
+        }
         if !surging {
             t.surge.peak = t.surge.peak.max(recent);
             return;
@@ -242,21 +306,43 @@ impl Detector {
         );
     }
 
-    /// Emits storm summaries for minutes that event time has left behind.
+    /// Emits storm alerts for minutes that event time has left behind, and
+    /// the end record of storms that have been quiet for `storm_quiet`.
     pub fn on_watermark(&mut self, watermark: EventTime, now_ms: i64, out: &mut Vec<Alert>) {
         let minute = watermark.div_euclid(MINUTE_MS);
+        let quiet = (self.cfg.storm_quiet.as_millis() / MINUTE_MS).max(1);
         let mut services: Vec<&String> = self
             .storms
             .iter()
-            .filter(|(_, s)| s.minute < minute && !s.suppressed.is_empty())
+            .filter(|(_, s)| {
+                s.episode.as_ref().is_some_and(|ep| {
+                    (ep.opened_by.is_none() && s.minute < minute)
+                        || (watermark != EventTime::MAX && minute - ep.last_busy > quiet)
+                })
+            })
             .map(|(k, _)| k)
             .collect();
         services.sort();
         let services: Vec<String> = services.into_iter().cloned().collect();
         for svc in services {
-            if let Some(s) = self.storms.get_mut(&svc) {
-                out.push(storm_alert(&svc, s, now_ms));
-                s.suppressed.clear();
+            let Some(s) = self.storms.get_mut(&svc) else {
+                continue;
+            };
+            if s.minute < minute {
+                announce(&svc, s, now_ms, out);
+            }
+            if watermark != EventTime::MAX
+                && let Some(ep) = s.episode.as_ref()
+                && ep.opened_by.is_some()
+                && minute - ep.last_busy > quiet
+            {
+                out.push(storm_end(
+                    &svc,
+                    ep,
+                    (ep.last_busy + quiet + 1) * MINUTE_MS,
+                    now_ms,
+                ));
+                s.episode = None;
             }
         }
     }
@@ -327,9 +413,21 @@ fn novel_alert(
     .with_samples(more_samples(t, rec, mode))
 }
 
-fn storm_alert(service: &str, s: &StormMinute, now_ms: i64) -> Alert {
-    let mut top: Vec<StormEntry> = s
-        .suppressed
+/// Sends the storm alert of a service whose storm began in a minute that
+/// has closed, if it has not gone out yet.
+fn announce(service: &str, s: &mut StormMinute, now_ms: i64, out: &mut Vec<Alert>) {
+    if s.episode.as_ref().is_some_and(|ep| ep.opened_by.is_none()) {
+        let a = storm_alert(service, s, now_ms);
+        if let Some(ep) = s.episode.as_mut() {
+            ep.opened_by = Some(a.id.clone());
+        }
+        out.push(a);
+        s.suppressed.clear();
+    }
+}
+
+fn top_of(entries: &[(Fingerprint, String, u64)]) -> Vec<StormEntry> {
+    let mut top: Vec<StormEntry> = entries
         .iter()
         .map(|(fp, tpl, n)| StormEntry {
             fingerprint: *fp,
@@ -342,11 +440,17 @@ fn storm_alert(service: &str, s: &StormMinute, now_ms: i64) -> Alert {
             .cmp(&a.count)
             .then(a.fingerprint.cmp(&b.fingerprint))
     });
-    top.truncate(10);
+    top.truncate(STORM_TOP);
+    top
+}
+
+fn storm_alert(service: &str, s: &StormMinute, now_ms: i64) -> Alert {
+    let top = top_of(&s.suppressed);
     let total = (s.alerted + s.suppressed.len()) as u64;
+    let id = alert_id(Kind::Storm, service, s.minute);
     Alert::new(
         Kind::Storm,
-        alert_id(Kind::Storm, service, s.minute),
+        id.clone(),
         Severity::Critical,
         service,
         format!("{} new error types in one minute", total),
@@ -369,4 +473,49 @@ fn storm_alert(service: &str, s: &StormMinute, now_ms: i64) -> Alert {
         novel_types: total,
         top,
     }))
+    .with_release(crate::alert::ReleaseFields {
+        episode: Some(EpisodeInfo {
+            of: Kind::Storm,
+            opened_by: id,
+            start: rfc3339(s.minute * MINUTE_MS),
+            end: None,
+            suppressed: s.suppressed.len() as u64,
+        }),
+        ..Default::default()
+    })
+}
+
+/// The `episode_end` record of a storm: its totals and first examples.
+fn storm_end(service: &str, ep: &StormEpisode, end: EventTime, now_ms: i64) -> Alert {
+    let opened_by = ep.opened_by.clone().unwrap_or_default();
+    let minutes = (end / MINUTE_MS - ep.start_minute).max(1);
+    Alert::new(
+        Kind::EpisodeEnd,
+        alert_id(Kind::EpisodeEnd, &opened_by, end / MINUTE_MS),
+        Severity::Low,
+        service,
+        format!(
+            "storm over: {} new error types in {} min ({} not alerted)",
+            ep.total, minutes, ep.suppressed
+        ),
+        AlertTimes {
+            first_seen: ep.start_minute * MINUTE_MS,
+            event_time: end,
+            detected_at: now_ms,
+        },
+    )
+    .with_storm(Some(StormSummary {
+        novel_types: ep.total,
+        top: top_of(&ep.top),
+    }))
+    .with_release(crate::alert::ReleaseFields {
+        episode: Some(EpisodeInfo {
+            of: Kind::Storm,
+            opened_by,
+            start: rfc3339(ep.start_minute * MINUTE_MS),
+            end: Some(rfc3339(end)),
+            suppressed: ep.suppressed,
+        }),
+        ..Default::default()
+    })
 }

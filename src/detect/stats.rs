@@ -63,6 +63,25 @@ pub fn poisson_sf(k: u64, lambda: f64) -> f64 {
     (ln_first + sum.ln()).exp().min(1.0)
 }
 
+/// Index of dispersion of per-bucket counts (variance / mean), at least 1
+/// and at most `max`: how much clumpier than a Poisson stream a series is.
+/// 1 when the series is empty or all zero.
+pub fn dispersion(counts: impl Iterator<Item = u64>, max: f64) -> f64 {
+    let (mut n, mut sum, mut sq) = (0f64, 0f64, 0f64);
+    for c in counts {
+        let c = c as f64;
+        n += 1.0;
+        sum += c;
+        sq += c * c;
+    }
+    if n < 2.0 || sum == 0.0 {
+        return 1.0;
+    }
+    let mean = sum / n;
+    let var = (sq - n * mean * mean) / (n - 1.0);
+    (var / mean).clamp(1.0, max.max(1.0))
+}
+
 /// P(X ≥ k) for X ~ Binomial(n, p): the canary test. Given n errors over
 /// both versions, each lands in the canary with probability p (its share
 /// of lines) if both versions err at the same rate.
@@ -141,6 +160,27 @@ mod tests {
     fn three_against_two_is_noise_but_ten_only_in_a_tenth_is_not() {
         assert!(binomial_sf(3, 5, 0.5) > 0.1);
         assert!(binomial_sf(10, 10, 0.1) < 1e-9);
+    }
+
+    #[test]
+    fn clumped_counts_are_over_dispersed_and_steady_ones_are_not() {
+        let steady = [2u64, 3, 2, 1, 2, 3, 2, 2, 1, 2];
+        assert_eq!(dispersion(steady.into_iter(), 100.0), 1.0);
+        let mut clumps = vec![0u64; 60];
+        clumps[10] = 12;
+        clumps[40] = 9;
+        let phi = dispersion(clumps.into_iter(), 100.0);
+        assert!(phi > 8.0, "{phi}");
+        assert_eq!(dispersion(std::iter::empty(), 100.0), 1.0);
+    }
+
+    #[test]
+    fn a_burst_of_a_clumpy_type_is_not_significant_under_its_own_dispersion() {
+        // 12 in the window against 0.8 expected: "one in a billion" for a
+        // Poisson stream, ordinary for a type that errs in clumps of ten.
+        assert!(poisson_sf(12, 0.8) < 1e-9);
+        let phi = 9.0;
+        assert!(poisson_sf((12.0f64 / phi).floor() as u64, 0.8 / phi) > 1e-3);
     }
 
     #[test]

@@ -35,11 +35,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{
-    Alert, AlertTimes, CanaryComparison, ErrorRateStats, Kind, ResolvedInfo, Severity, VersionSide,
-    alert_id, rfc3339,
+    Alert, AlertTimes, CanaryComparison, EpisodeInfo, ErrorRateStats, Kind, ResolvedInfo,
+    Severity, VersionSide, alert_id, rfc3339,
 };
 use crate::baseline::{Baseline, ErrorType};
-use crate::config::{Config, RatesConfig, ReleaseConfig, SampleMode};
+use crate::config::{Config, RateMode, RatesConfig, ReleaseConfig, SampleMode};
 use crate::detect::stats::binomial_sf;
 use crate::fingerprint::Fingerprint;
 use crate::record::{EventTime, Record};
@@ -75,13 +75,20 @@ pub struct ReleaseState {
     /// The latest alerts but novel ones, oldest first (reports).
     #[serde(default)]
     pub alert_log: VecDeque<Alert>,
+    /// Service → what the error-rate check remembers between minutes
+    /// (rise and end timers, the frozen baseline, past episodes).
+    #[serde(default)]
+    pub rate_watch: BTreeMap<String, RateWatch>,
 }
 
 impl ReleaseState {
     /// Keeps what reports need: every kind but `novel` (new types are in
-    /// the baseline with their first occurrence), without extra samples.
+    /// the baseline with their first occurrence) and `episode_end`, without
+    /// extra samples.
     pub fn log(&mut self, a: &Alert) {
-        if a.kind == Kind::Novel {
+        // Episode ends are not incidents: the report shows open episodes
+        // from `rate_episodes`.
+        if matches!(a.kind, Kind::Novel | Kind::EpisodeEnd) {
             return;
         }
         if self.alert_log.len() >= ALERT_LOG_KEPT {
@@ -101,6 +108,9 @@ pub struct RateEpisode {
     pub start_minute: i64,
     /// Highest step alerted so far.
     pub severity: Severity,
+    /// Id of the alert that opened the episode (its end record names it).
+    #[serde(default)]
+    pub opened_by: Option<String>,
 }
 
 /// Orders version strings the way people read them: `1.10.0 > 1.9.3`,
@@ -372,6 +382,135 @@ fn ladder(rate: f64, r: &RatesConfig) -> Option<(Severity, f64)> {
     }
 }
 
+/// A service's own recent past, for `rates.mode = "change"`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RateBaseline {
+    /// Error lines per line over the baseline minutes.
+    pub rate: f64,
+    /// Pearson dispersion of the per-minute error counts (≥ 1): how much
+    /// burstier than a binomial stream the service's errors are.
+    pub dispersion: f64,
+    pub lines: u64,
+}
+
+/// Episode ranges kept per service to leave out of later baselines.
+const EXCLUDED_KEPT: usize = 8;
+
+/// What the error-rate check remembers per service between minutes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RateWatch {
+    /// First window end (minute) at which the rise condition held, while
+    /// the episode has not opened yet.
+    #[serde(default)]
+    pub rising_since: Option<i64>,
+    /// First window end at which the end condition held, in an episode.
+    #[serde(default)]
+    pub falling_since: Option<i64>,
+    /// The baseline frozen when the rise began: an episode is judged
+    /// against what came before it, not against itself.
+    #[serde(default)]
+    pub baseline: Option<RateBaseline>,
+    /// Minutes of past episodes (`from..=to`), left out of baselines.
+    #[serde(default)]
+    pub excluded: Vec<(i64, i64)>,
+}
+
+impl RateWatch {
+    /// An episode over minutes `from..=to` ended: leave them out of later
+    /// baselines (forgetting ranges older than `oldest`), start afresh.
+    fn close(&mut self, from: i64, to: i64, oldest: i64) {
+        self.excluded.push((from, to));
+        self.excluded.retain(|(_, b)| *b >= oldest);
+        if self.excluded.len() > EXCLUDED_KEPT {
+            let extra = self.excluded.len() - EXCLUDED_KEPT;
+            self.excluded.drain(..extra);
+        }
+        self.close_nothing();
+    }
+
+    /// No rise or fall under way any more.
+    fn close_nothing(&mut self) {
+        self.rising_since = None;
+        self.falling_since = None;
+        self.baseline = None;
+    }
+}
+
+/// The service's traffic per minute over `from..=to`, all versions.
+fn minutes_of(
+    versions: &BTreeMap<String, RateCounts>,
+    from: i64,
+    to: i64,
+) -> BTreeMap<i64, Traffic> {
+    let mut m: BTreeMap<i64, Traffic> = BTreeMap::new();
+    for rc in versions.values() {
+        for (t, v) in rc.timeline.minutes.iter() {
+            if (from..=to).contains(&t) {
+                *m.entry(t).or_default() += v;
+            }
+        }
+    }
+    m
+}
+
+/// The baseline over `from..=to` without the excluded minutes; None when
+/// it has fewer than `min_lines` lines (no past to compare with).
+fn baseline_of(
+    versions: &BTreeMap<String, RateCounts>,
+    from: i64,
+    to: i64,
+    excluded: &[(i64, i64)],
+    min_lines: u64,
+) -> Option<RateBaseline> {
+    let minutes: Vec<Traffic> = minutes_of(versions, from, to)
+        .into_iter()
+        .filter(|(t, _)| !excluded.iter().any(|(a, b)| (*a..=*b).contains(t)))
+        .map(|(_, v)| v)
+        .collect();
+    let (lines, errors) = minutes
+        .iter()
+        .fold((0u64, 0u64), |(l, e), v| (l + v.lines, e + v.errors));
+    if lines < min_lines || lines == 0 {
+        return None;
+    }
+    let rate = errors as f64 / lines as f64;
+    // Quasi-Poisson: Pearson's X² over the minutes, per degree of freedom.
+    // A service whose errors come in clumps (retries, one failure logged by
+    // many workers) has φ > 1, and its window is tested with counts scaled
+    // down by φ — the standard correction, learned from the service itself.
+    let mut x2 = 0.0;
+    let mut n = 0u32;
+    for m in &minutes {
+        let e = m.lines as f64 * rate;
+        if e > 0.0 {
+            x2 += (m.errors as f64 - e).powi(2) / e;
+            n += 1;
+        }
+    }
+    let dispersion = if n >= 5 {
+        (x2 / (n - 1) as f64).clamp(1.0, 100.0)
+    } else {
+        1.0
+    };
+    Some(RateBaseline {
+        rate,
+        dispersion,
+        lines,
+    })
+}
+
+/// P(errors this high | the baseline rate), quasi-Poisson.
+fn rise_p_value(errors: u64, lines: u64, b: &RateBaseline) -> f64 {
+    // Half an error over the baseline's lines as a floor: a baseline with
+    // no errors does not make the first one infinitely surprising.
+    let rate = b.rate.max(0.5 / b.lines.max(1) as f64);
+    let expected = lines as f64 * rate;
+    crate::detect::stats::poisson_sf(
+        (errors as f64 / b.dispersion).floor() as u64,
+        expected / b.dispersion,
+    )
+}
+
 fn error_rates(
     rates: &Rates,
     release: &mut ReleaseState,
@@ -384,16 +523,25 @@ fn error_rates(
         return;
     }
     let w = (r.window.as_millis() / MINUTE_MS).max(1);
+    let hold = (r.hold.as_millis() / MINUTE_MS).max(1);
+    let bw = (r.baseline_window.as_millis() / MINUTE_MS).max(1);
     let (from, to) = (minute - w, minute - 1);
+    let change = r.mode == RateMode::Change;
     for (svc, versions) in rates {
         let mut tr = Traffic::default();
         for rc in versions.values() {
             tr += rc.timeline.minutes.sum(from, to);
         }
         let episodes = &mut release.rate_episodes;
+        let watch = release.rate_watch.entry(svc.clone()).or_default();
         if tr.lines == 0 {
-            // The service went quiet: whatever comes next is a new episode.
-            episodes.remove(svc);
+            // The service went quiet: the episode (if any) is over, and
+            // whatever comes next is a new one.
+            if let Some(ep) = episodes.remove(svc) {
+                out.push(rate_end(svc, &ep, tr, w, to, minute, now_ms));
+                watch.close(ep.start_minute - w + 1, to, to - w - bw);
+            }
+            watch.close_nothing();
             continue;
         }
         if tr.lines < r.min_lines {
@@ -401,57 +549,202 @@ fn error_rates(
             continue;
         }
         let rate = tr.error_rate();
-        let Some((sev, threshold)) = ladder(rate, r) else {
-            episodes.remove(svc);
-            continue;
+        let step = ladder(rate, r);
+        // The own past: frozen while a rise or an episode is under way.
+        let base = if change {
+            match watch.baseline {
+                Some(b) if watch.rising_since.is_some() || episodes.contains_key(svc) => Some(b),
+                _ => baseline_of(
+                    versions,
+                    to - w - bw + 1,
+                    to - w,
+                    &watch.excluded,
+                    r.min_lines,
+                ),
+            }
+        } else {
+            None
         };
-        if tr.errors < r.min_errors {
+        let significant = !change
+            || base.is_some_and(|b| {
+                rate >= r.min_ratio * b.rate && rise_p_value(tr.errors, tr.lines, &b) < r.p_value
+            });
+        let up = step.is_some() && tr.errors >= r.min_errors && significant;
+        if let Some(ep) = episodes.get_mut(svc) {
+            // In an episode: escalate at once, end only after the rate
+            // stayed below the hysteresis level for `hold`.
+            let level = match base {
+                Some(b) => r.medium.max(r.min_ratio * b.rate),
+                None => r.medium,
+            };
+            if rate < r.hysteresis * level {
+                let since = *watch.falling_since.get_or_insert(to);
+                if to - since + 1 >= hold {
+                    let ep = episodes.remove(svc).expect("episode present");
+                    out.push(rate_end(svc, &ep, tr, w, to, minute, now_ms));
+                    watch.close(ep.start_minute - w + 1, to, to - w - bw);
+                }
+                continue;
+            }
+            watch.falling_since = None;
+            let Some((sev, threshold)) = step else {
+                continue;
+            };
+            if !up || sev <= ep.severity {
+                continue;
+            }
+            ep.severity = sev;
+            let start = ep.start_minute;
+            let a = rate_alert(svc, sev, threshold, start, tr, w, minute, now_ms, base);
+            ep.opened_by.get_or_insert_with(|| a.id.clone());
+            out.push(a);
             continue;
         }
-        let ep = episodes.entry(svc.clone()).or_insert(RateEpisode {
-            start_minute: to,
-            severity: Severity::Low,
-        });
-        if sev <= ep.severity {
+        if !up {
+            watch.rising_since = None;
+            watch.baseline = None;
             continue;
         }
-        ep.severity = sev;
-        let start = ep.start_minute;
-        out.push(
-            Alert::new(
-                Kind::ErrorRate,
-                alert_id(
-                    Kind::ErrorRate,
-                    &format!("{svc}\u{1f}{}", sev.as_str()),
-                    start,
-                ),
-                sev,
-                svc.clone(),
-                format!(
-                    "{:.2} % of {} lines were errors over {} min (above {} %)",
-                    rate * 100.0,
-                    tr.lines,
-                    w,
-                    threshold * 100.0
-                ),
-                AlertTimes {
-                    first_seen: (start - w + 1) * MINUTE_MS,
-                    event_time: minute * MINUTE_MS,
-                    detected_at: now_ms,
-                },
-            )
-            .with_release(crate::alert::ReleaseFields {
-                error_rate: Some(ErrorRateStats {
-                    window_s: (w * 60) as u64,
-                    lines: tr.lines,
-                    errors: tr.errors,
-                    rate: round3(rate * 1000.0) / 1000.0,
-                    threshold,
-                }),
-                ..Default::default()
-            }),
+        let since = *watch.rising_since.get_or_insert(to);
+        if watch.baseline.is_none() {
+            watch.baseline = base;
+        }
+        if to - since + 1 < hold {
+            continue;
+        }
+        let (sev, threshold) = step.expect("up implies a step");
+        let a = rate_alert(svc, sev, threshold, since, tr, w, minute, now_ms, base);
+        episodes.insert(
+            svc.clone(),
+            RateEpisode {
+                start_minute: since,
+                severity: sev,
+                opened_by: Some(a.id.clone()),
+            },
         );
+        watch.rising_since = None;
+        out.push(a);
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rate_alert(
+    svc: &str,
+    sev: Severity,
+    threshold: f64,
+    start: i64,
+    tr: Traffic,
+    w: i64,
+    minute: i64,
+    now_ms: i64,
+    base: Option<RateBaseline>,
+) -> Alert {
+    let rate = tr.error_rate();
+    let id = alert_id(
+        Kind::ErrorRate,
+        &format!("{svc}\u{1f}{}", sev.as_str()),
+        start,
+    );
+    let against = match base {
+        Some(b) => format!(", usually {:.2} %", b.rate * 100.0),
+        None => String::new(),
+    };
+    let template = format!(
+        "{:.2} % of {} lines were errors over {} min (above {} %{against})",
+        rate * 100.0,
+        tr.lines,
+        w,
+        threshold * 100.0
+    );
+    let first = (start - w + 1) * MINUTE_MS;
+    let release = crate::alert::ReleaseFields {
+        error_rate: Some(ErrorRateStats {
+            window_s: (w * 60) as u64,
+            lines: tr.lines,
+            errors: tr.errors,
+            rate: round3(rate * 1000.0) / 1000.0,
+            threshold,
+            baseline_rate: base.map(|b| round3(b.rate * 1000.0) / 1000.0),
+        }),
+        episode: Some(EpisodeInfo {
+            of: Kind::ErrorRate,
+            opened_by: id.clone(),
+            start: rfc3339(first),
+            end: None,
+            suppressed: 0,
+        }),
+        ..Default::default()
+    };
+    let head = (id, Kind::ErrorRate, sev);
+    service_record(head, svc, template, first, minute, now_ms, release)
+}
+
+/// An alert about a whole service (no type, no sample).
+fn service_record(
+    (id, kind, severity): (String, Kind, Severity),
+    svc: &str,
+    template: String,
+    first_seen: EventTime,
+    minute: i64,
+    now_ms: i64,
+    release: crate::alert::ReleaseFields,
+) -> Alert {
+    Alert::new(
+        kind,
+        id,
+        severity,
+        svc,
+        template,
+        AlertTimes {
+            first_seen,
+            event_time: minute * MINUTE_MS,
+            detected_at: now_ms,
+        },
+    )
+    .with_release(release)
+}
+
+/// The `episode_end` record of an error-rate episode.
+fn rate_end(
+    svc: &str,
+    ep: &RateEpisode,
+    tr: Traffic,
+    w: i64,
+    to: i64,
+    minute: i64,
+    now_ms: i64,
+) -> Alert {
+    let opened_by = ep.opened_by.clone().unwrap_or_else(|| {
+        alert_id(
+            Kind::ErrorRate,
+            &format!("{svc}\u{1f}{}", ep.severity.as_str()),
+            ep.start_minute,
+        )
+    });
+    let template = format!(
+        "error rate back to {:.2} % of {} lines over {} min (episode peaked {})",
+        tr.error_rate() * 100.0,
+        tr.lines,
+        w,
+        ep.severity.as_str()
+    );
+    let first = (ep.start_minute - w + 1) * MINUTE_MS;
+    let head = (
+        alert_id(Kind::EpisodeEnd, &opened_by, to),
+        Kind::EpisodeEnd,
+        Severity::Low,
+    );
+    let release = crate::alert::ReleaseFields {
+        episode: Some(EpisodeInfo {
+            of: Kind::ErrorRate,
+            opened_by,
+            start: rfc3339(first),
+            end: Some(rfc3339((to + 1) * MINUTE_MS)),
+            suppressed: 0,
+        }),
+        ..Default::default()
+    };
+    service_record(head, svc, template, first, minute, now_ms, release)
 }
 
 /// The stable and canary versions of a service in minutes `from..=to`:
