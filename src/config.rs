@@ -372,6 +372,10 @@ pub struct WindowConfig {
     /// Records older than the newest event time minus this are counted as
     /// late and not added to windows.
     pub lateness: Dur,
+    /// Records dated more than this ahead of the wall clock or of the
+    /// median of the stream's recent event times are counted as
+    /// `bad_timestamp` and cannot move event time (docs/reliability.md).
+    pub future_grace: Dur,
 }
 
 impl Default for WindowConfig {
@@ -380,6 +384,7 @@ impl Default for WindowConfig {
             bucket: Dur::secs(60),
             history: Dur::secs(3600),
             lateness: Dur::secs(300),
+            future_grace: Dur::secs(600),
         }
     }
 }

@@ -87,6 +87,10 @@ pub struct Engine {
     /// type then allocates nothing.
     identity: Identity,
     typed: Typed,
+    /// Refuses record times from the future (window/clock.rs).
+    clock: crate::window::clock::FutureGuard,
+    /// `line`'s verdict on the record whose `error` may follow: (time, refused).
+    line_verdict: Option<(EventTime, bool)>,
 }
 
 /// How warm-up and the baseline are set up for a run.
@@ -130,6 +134,11 @@ impl Engine {
                 s
             }
         };
+        repair_future_state(
+            &mut state,
+            now_ms(),
+            cfg.window.future_grace.as_millis(),
+        );
         if state.baseline.pattern_digest != digest {
             crate::baseline::rederive::rederive(&mut state, &fp);
         }
@@ -152,6 +161,8 @@ impl Engine {
             keep_emitted: true,
             identity: Identity::default(),
             typed: Typed::default(),
+            clock: crate::window::clock::FutureGuard::new(cfg.window.future_grace.as_millis()),
+            line_verdict: None,
         })
     }
 
@@ -281,6 +292,15 @@ impl Engine {
     /// The stateful part of processing an error: learning, baseline,
     /// detection, in the order records arrive.
     fn process_from(&mut self, rec: Record, identity: &Identity, started: Instant) {
+        if let Some(t) = rec.time {
+            let refused = match self.line_verdict.take() {
+                Some((seen, refused)) if seen == t => refused,
+                _ => self.from_the_future(t),
+            };
+            if refused {
+                return;
+            }
+        }
         self.metrics.errors.fetch_add(1, Ordering::Relaxed);
         let time = self.event_time(rec.time);
         let late = self
@@ -391,10 +411,24 @@ impl Engine {
     pub fn snapshot(&self) -> Snapshot {
         self.metrics.snapshot()
     }
+
+    /// Whether `t` is too far in the future to move event time; such a
+    /// record is counted as `bad_timestamp` and skipped.
+    fn from_the_future(&mut self, t: EventTime) -> bool {
+        if self.clock.check(t, now_ms()).is_ok() {
+            return false;
+        }
+        self.bad(BadReason::BadTimestamp, 0);
+        true
+    }
 }
 
 impl RecordSink for Engine {
     fn line(&mut self, meta: &LineMeta<'_>) {
+        self.line_verdict = meta.time.map(|t| (t, self.from_the_future(t)));
+        if let Some((_, true)) = self.line_verdict {
+            return;
+        }
         self.metrics.records.fetch_add(1, Ordering::Relaxed);
         let time = match meta.time {
             Some(t) => {
@@ -418,6 +452,45 @@ impl RecordSink for Engine {
         if self.strict && self.first_bad.is_none() {
             self.first_bad = Some((reason, line_no));
         }
+    }
+}
+
+/// A state whose event time lies after this machine's clock (saved by a
+/// version without the future-timestamp guard, from a record dated 2099)
+/// would keep every later record "late" and alerting silent, without a
+/// word. Says so, and lets event time (and warm-up, if it had not ended
+/// before the bogus jump) restart from the next record; counts in windows
+/// past the clock are dropped.
+fn repair_future_state(state: &mut State, now: EventTime, grace_ms: i64) {
+    let limit = now.saturating_add(grace_ms);
+    let Some(w) = state.watermark.filter(|&w| w > limit) else {
+        return;
+    };
+    let date = |t: EventTime| {
+        chrono::DateTime::from_timestamp_millis(t)
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_else(|| t.to_string())
+    };
+    tracing::warn!(
+        "the state's event time {} is ahead of this machine's clock ({}): an older faultline \
+         accepted a record from the future, which would keep every later record late and \
+         alerting silent. Event time restarts from the next record.",
+        date(w),
+        date(now)
+    );
+    state.watermark = None;
+    if state.warmup_until.is_some_and(|u| u > limit) {
+        state.warmup_until = None;
+        state.baseline.learned_from = None;
+        state.baseline.learned_until = None;
+    }
+    let spec = state.baseline.spec;
+    let last_bucket = spec.bucket_of(limit);
+    for t in state.baseline.types.values_mut() {
+        if let Some(win) = t.window.as_mut() {
+            win.forget_after(last_bucket);
+        }
+        t.last_seen = t.last_seen.min(limit);
     }
 }
 

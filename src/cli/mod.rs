@@ -1,6 +1,24 @@
 //! Command-line interface: one file per command family. Each command
 //! returns its process exit code; errors carry context for the user.
 
+/// `println!` that returns the write error instead of panicking: a reader
+/// that goes away (`faultline types list | head -1`) ends the command
+/// quietly (main treats a broken pipe as success, as Unix tools do).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// `print!` counterpart of [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod baseline;
 mod fingerprint;
 mod import_es;
@@ -114,7 +132,7 @@ pub fn run() -> Result<i32> {
         Command::Types(cmd) => types::run(cfg()?, cmd),
         Command::Config(ConfigCommand::Check) => {
             let c = cfg()?;
-            print!("{}", c.to_toml());
+            out!("{}", c.to_toml());
             Ok(0)
         }
     }

@@ -96,6 +96,8 @@ pub struct Status {
     pub last_error: Mutex<Option<String>>,
     /// `(topic, partition)` → messages behind the high watermark.
     pub lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Down while no broker is reachable (`/readyz`).
+    pub broker: crate::metrics::Condition,
 }
 
 impl Status {
@@ -174,6 +176,7 @@ impl Exporter for Status {
         if !self.ready.load(Ordering::Relaxed) {
             return Err("not consuming (starting or stopping)".into());
         }
+        self.broker.check()?;
         if self.failures.load(Ordering::Relaxed) > 0 {
             return Err(format!("retrying a failed batch: {}", self.last_error()));
         }
@@ -721,6 +724,9 @@ impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
         // Transport errors are transient: librdkafka reconnects by itself.
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.status.broker.down(format!("no broker reachable: {reason}"));
+        }
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
@@ -730,6 +736,7 @@ impl ClientContext for Ctx {
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(statistics) else {
             return;
         };
+        crate::metrics::broker_readiness(&v, &self.status.broker);
         let Some(topics) = v.get("topics").and_then(|t| t.as_object()) else {
             return;
         };

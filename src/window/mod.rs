@@ -6,6 +6,8 @@
 //! as that minute is still in the ring. Event time, not arrival time: a
 //! replay of yesterday's logs must give the same windows as the live run.
 
+pub mod clock;
+
 use serde::{Deserialize, Serialize};
 
 use crate::record::EventTime;
@@ -111,6 +113,17 @@ impl WindowCounts {
             best = best.max(run);
         }
         best
+    }
+
+    /// Forgets every count when the newest bucket lies after `limit` (a
+    /// bucket from a bogus future time, written by an older version).
+    pub fn forget_after(&mut self, limit: i64) -> bool {
+        if self.newest != i64::MIN && self.newest > limit {
+            self.newest = i64::MIN;
+            self.counts.fill(0);
+            return true;
+        }
+        false
     }
 
     pub fn newest(&self) -> Option<i64> {

@@ -1,0 +1,184 @@
+//! Guards event time against records from the future.
+//!
+//! The watermark only moves forward, and everything (lateness, windows,
+//! warm-up, surges) is judged against it: one record dated 2099 would make
+//! every later record "late" and silence alerting. So a time more than a
+//! grace ahead of (a) this machine's clock or (b) the median of the
+//! stream's recent event times is refused: the engine counts the record as
+//! `bad_timestamp` and it cannot move the watermark.
+//!
+//! Why this holds on a stranger's logs: a log line cannot have been written
+//! after the moment we read it (beyond clock skew, which the grace absorbs),
+//! whatever the system; and a real stream moves forward gradually, so one
+//! record far ahead of the median of the last few dozen is an outlier, not
+//! progress. Old data is never refused: replaying 2005's logs works, both
+//! checks only bound from above. A stream that really jumps ahead (a gap
+//! of an hour, a second file from a later day) confirms its new time once
+//! half the recent records carry it: every time is remembered, refused or
+//! not, so at most [`RECENT`]` / 2` records after such a jump are counted as
+//! `bad_timestamp` (a warning says so, once).
+
+use std::collections::VecDeque;
+
+use crate::record::EventTime;
+
+/// Recent event times the median is taken over.
+pub const RECENT: usize = 31;
+
+/// Why a time was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ahead {
+    /// Ahead of the wall clock by this many milliseconds.
+    OfClock(i64),
+    /// Ahead of the median of recent event times by this many milliseconds.
+    OfStream(i64),
+}
+
+/// The future-timestamp check; one per engine.
+#[derive(Clone, Debug)]
+pub struct FutureGuard {
+    grace_ms: i64,
+    recent: VecDeque<EventTime>,
+    /// Median of `recent`, recomputed when a time looks suspicious and
+    /// every few records (it only needs to be roughly current).
+    median: Option<EventTime>,
+    since_median: usize,
+    warned: bool,
+}
+
+impl FutureGuard {
+    pub fn new(grace_ms: i64) -> FutureGuard {
+        FutureGuard {
+            grace_ms: grace_ms.max(0),
+            recent: VecDeque::with_capacity(RECENT),
+            median: None,
+            since_median: 0,
+            warned: false,
+        }
+    }
+
+    /// `Ok` when `t` may move the watermark, given the wall clock `now_ms`.
+    pub fn check(&mut self, t: EventTime, now_ms: i64) -> Result<(), Ahead> {
+        let ahead = t.saturating_sub(now_ms);
+        if ahead > self.grace_ms {
+            // Not remembered: no stream can confirm a time after now.
+            self.warn(t, Ahead::OfClock(ahead));
+            return Err(Ahead::OfClock(ahead));
+        }
+        self.remember(t);
+        let Some(mut m) = self.median else {
+            self.median = Some(t);
+            return Ok(());
+        };
+        if t.saturating_sub(m) > self.grace_ms || self.since_median >= RECENT / 4 {
+            m = self.recompute();
+        }
+        let ahead = t.saturating_sub(m);
+        if ahead > self.grace_ms {
+            self.warn(t, Ahead::OfStream(ahead));
+            return Err(Ahead::OfStream(ahead));
+        }
+        Ok(())
+    }
+
+    fn remember(&mut self, t: EventTime) {
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(t);
+        self.since_median += 1;
+    }
+
+    /// The median of the times before the newest one (the newest is what is
+    /// being judged), or the newest when it is the only one.
+    fn recompute(&mut self) -> EventTime {
+        let mut v: Vec<EventTime> = self.recent.iter().copied().collect();
+        if v.len() > 1 {
+            v.pop();
+        }
+        let mid = v.len() / 2;
+        let (_, m, _) = v.select_nth_unstable(mid);
+        let m = *m;
+        self.median = Some(m);
+        self.since_median = 0;
+        m
+    }
+
+    fn warn(&mut self, t: EventTime, why: Ahead) {
+        if std::mem::replace(&mut self.warned, true) {
+            return;
+        }
+        let when = chrono::DateTime::from_timestamp_millis(t)
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_else(|| t.to_string());
+        let (of, by) = match why {
+            Ahead::OfClock(ms) => ("this machine's clock", ms),
+            Ahead::OfStream(ms) => ("the stream's recent event times", ms),
+        };
+        tracing::warn!(
+            record_time = %when,
+            ahead_s = by / 1000,
+            "a record is dated {}s ahead of {of}: counted as bad_timestamp, it does not move \
+             event time (window.future_grace); further ones are only counted",
+            by / 1000
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_time_far_after_the_wall_clock_is_refused_even_first() {
+        let mut g = FutureGuard::new(10 * MIN);
+        assert_eq!(
+            g.check(253_402_300_799_000, NOW),
+            Err(Ahead::OfClock(253_402_300_799_000 - NOW))
+        );
+        assert!(g.check(NOW + 5 * MIN, NOW).is_ok(), "within the grace");
+    }
+
+    #[test]
+    fn old_data_is_never_refused() {
+        let mut g = FutureGuard::new(10 * MIN);
+        let y2005 = 1_104_537_600_000;
+        for k in 0..100 {
+            assert!(g.check(y2005 + k * MIN, NOW).is_ok());
+        }
+        // Older than everything so far, too.
+        assert!(g.check(y2005 - 365 * 24 * 60 * MIN, NOW).is_ok());
+    }
+
+    #[test]
+    fn one_outlier_ahead_of_the_stream_is_refused() {
+        let mut g = FutureGuard::new(10 * MIN);
+        let base = NOW - 400 * 24 * 60 * MIN;
+        for k in 0..50 {
+            assert!(g.check(base + k * 1000, NOW).is_ok());
+        }
+        assert!(matches!(
+            g.check(base + 30 * 24 * 60 * MIN, NOW),
+            Err(Ahead::OfStream(_))
+        ));
+        assert!(g.check(base + 51_000, NOW).is_ok());
+    }
+
+    #[test]
+    fn a_real_jump_is_confirmed_within_half_the_recent_records() {
+        let mut g = FutureGuard::new(10 * MIN);
+        let base = NOW - 10 * 24 * 60 * MIN;
+        for k in 0..RECENT as i64 {
+            assert!(g.check(base + k * 1000, NOW).is_ok());
+        }
+        let later = base + 24 * 60 * MIN;
+        let refused = (0..RECENT as i64)
+            .filter(|k| g.check(later + k * 1000, NOW).is_err())
+            .count();
+        assert!(refused > 0 && refused <= RECENT / 2 + 1, "{refused}");
+        assert!(g.check(later + 100_000, NOW).is_ok());
+    }
+}
