@@ -123,6 +123,105 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A password, key or token: shown as `<redacted>` by `Debug`, `Display`
+/// and `Serialize` (so `faultline config check`, logs and error messages
+/// never carry it); [`Secret::expose`] is the one way to the value. Any TOML
+/// scalar is accepted, so a numeric password given in the environment is
+/// not rejected with an error that repeats it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+/// What a secret is shown as.
+pub const REDACTED: &str = "<redacted>";
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that sends it to a server.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret::new(s)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Int(i64),
+            Float(f64),
+            Bool(bool),
+        }
+        match Raw::deserialize(d) {
+            Ok(Raw::Text(t)) => Ok(Secret(t)),
+            Ok(Raw::Int(n)) => Ok(Secret(n.to_string())),
+            Ok(Raw::Float(n)) => Ok(Secret(n.to_string())),
+            Ok(Raw::Bool(b)) => Ok(Secret(b.to_string())),
+            // serde's message for a failed untagged enum names no value.
+            Err(_) => Err(serde::de::Error::custom(
+                "expected a string (the value is not shown: it is a secret)",
+            )),
+        }
+    }
+}
+
+/// Whether a librdkafka property (or any `key = value` setting) holds a
+/// secret: passwords, private keys, client secrets, tokens.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "api_key", "apikey", "token", "private", "key.pem", "credential"]
+        .iter()
+        .any(|w| k.contains(w))
+        || k.ends_with("ssl.key.pem")
+        || k == "sasl.jaas.config"
+        || k == "sasl.oauthbearer.config"
+}
+
+/// `url` with any `user:password@` replaced by `<redacted>@`, for messages
+/// and `config check` (works on strings that do not parse as URLs too).
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{REDACTED}{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
 /// Input format selection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -478,6 +577,10 @@ pub struct KafkaConfig {
     pub consumer_properties: std::collections::BTreeMap<String, String>,
     /// Properties for the producer only (e.g. linger.ms).
     pub producer_properties: std::collections::BTreeMap<String, String>,
+    /// Properties read from files (e.g. `"sasl.password" =
+    /// "/run/secrets/kafka"`), trailing newline dropped, added to
+    /// `properties` at load; a key in both is an error.
+    pub property_files: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Default for KafkaConfig {
@@ -499,6 +602,7 @@ impl Default for KafkaConfig {
             properties: Default::default(),
             consumer_properties: Default::default(),
             producer_properties: Default::default(),
+            property_files: Default::default(),
         }
     }
 }
@@ -511,8 +615,13 @@ pub struct ElasticsearchConfig {
     pub alerts_index: String,
     pub types_index: String,
     pub username: Option<String>,
-    pub password: Option<String>,
-    pub api_key: Option<String>,
+    pub password: Option<Secret>,
+    /// Read `password` from this file (trailing newline dropped).
+    pub password_file: Option<PathBuf>,
+    /// `id:secret` or the base64 form the server prints.
+    pub api_key: Option<Secret>,
+    /// Read `api_key` from this file (trailing newline dropped).
+    pub api_key_file: Option<PathBuf>,
     pub ca_cert: Option<PathBuf>,
     /// Alerts waiting for the server are kept here (default: `es-spool`
     /// under the state directory, else `./faultline-es-spool`).
@@ -535,7 +644,9 @@ impl Default for ElasticsearchConfig {
             types_index: "faultline-types".into(),
             username: None,
             password: None,
+            password_file: None,
             api_key: None,
+            api_key_file: None,
             ca_cert: None,
             spool_dir: None,
             timeout: Dur::secs(10),
@@ -681,22 +792,38 @@ impl Config {
                     line: 0,
                     message: e.to_string(),
                 })?;
+            let check = |t: &toml::Table| -> Result<Config, toml::de::Error> {
+                toml::Value::Table(t.clone()).try_into()
+            };
             for (var, value) in env {
-                apply_override(&mut table, var, value)?;
-                let _check: Config = toml::Value::Table(table.clone()).try_into().map_err(
-                    |e: toml::de::Error| ConfigError::Env {
-                        var: var.clone(),
-                        message: e.message().trim().to_string(),
-                    },
-                )?;
+                let before = table.clone();
+                apply_override(&mut table, var, value, false)?;
+                if let Err(e) = check(&table) {
+                    // A value that reads as a TOML number or bool where a
+                    // string is expected (a numeric password among the
+                    // Kafka properties): take it as the text it was written.
+                    let mut as_text = before;
+                    apply_override(&mut as_text, var, value, true)?;
+                    if check(&as_text).is_err() {
+                        let mut message = e.message().trim().to_string();
+                        if is_secret_key(var) && !value.is_empty() {
+                            message = message.replace(value, REDACTED);
+                        }
+                        return Err(ConfigError::Env {
+                            var: var.clone(),
+                            message,
+                        });
+                    }
+                    table = as_text;
+                }
             }
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Env {
-                    var: "FAULTLINE__*".into(),
-                    message: e.message().to_string(),
-                })?
+            check(&table).map_err(|e| ConfigError::Env {
+                var: "FAULTLINE__*".into(),
+                message: e.message().to_string(),
+            })?
         };
+        let mut cfg = cfg;
+        cfg.read_secret_files()?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -779,13 +906,72 @@ impl Config {
         Ok(())
     }
 
-    /// The effective configuration as TOML, for `faultline config check`.
+    /// Reads the `*_file` secrets into their keys. A secret given both
+    /// inline and as a file is an error: which one wins would surprise.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        fn read(key: &str, path: &Path) -> Result<Secret, ConfigError> {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Value {
+                key: key.into(),
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            Ok(Secret(text.trim_end_matches(['\n', '\r']).to_string()))
+        }
+        let both = |key: &str| ConfigError::Value {
+            key: key.into(),
+            message: "given both inline and as a file: keep one".into(),
+        };
+        let es = &mut self.elasticsearch;
+        for (value, file, key) in [
+            (&mut es.password, &es.password_file, "elasticsearch.password_file"),
+            (&mut es.api_key, &es.api_key_file, "elasticsearch.api_key_file"),
+        ] {
+            if let Some(path) = file {
+                if value.is_some() {
+                    return Err(both(key));
+                }
+                *value = Some(read(key, path)?);
+            }
+        }
+        for (name, path) in &self.kafka.property_files {
+            let key = format!("kafka.property_files.\"{name}\"");
+            if self.kafka.properties.contains_key(name) {
+                return Err(both(&key));
+            }
+            let v = read(&key, path)?;
+            self.kafka.properties.insert(name.clone(), v.0);
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, for `faultline config check`:
+    /// every secret (passwords, keys, secret Kafka properties, credentials
+    /// inside the Elasticsearch URL) shown as `<redacted>`.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        let mut shown = self.clone();
+        shown.elasticsearch.url = redact_url(&shown.elasticsearch.url);
+        let k = &mut shown.kafka;
+        for map in [
+            &mut k.properties,
+            &mut k.consumer_properties,
+            &mut k.producer_properties,
+        ] {
+            for (key, v) in map.iter_mut() {
+                if is_secret_key(key) {
+                    *v = REDACTED.into();
+                }
+            }
+        }
+        toml::to_string_pretty(&shown)
+            .unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
 
-fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+fn apply_override(
+    table: &mut toml::Table,
+    var: &str,
+    value: &str,
+    as_text: bool,
+) -> Result<(), ConfigError> {
     let path: Vec<String> = var
         .trim_start_matches("FAULTLINE__")
         .split("__")
@@ -799,6 +985,7 @@ fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(),
     }
     let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
         .ok()
+        .filter(|_| !as_text)
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(value.to_string()));
     let mut cur = table;
@@ -897,5 +1084,78 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("FAULTLINE__DETECT__COOLDOWN"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_display_and_the_rendered_config() {
+        let env = vec![
+            ("FAULTLINE__ELASTICSEARCH__PASSWORD".to_string(), "env-pw-1".to_string()),
+            (
+                "FAULTLINE__KAFKA__PROPERTIES__SASL.PASSWORD".to_string(),
+                "31415926".to_string(),
+            ),
+        ];
+        let text = "[elasticsearch]\nurl = \"http://admin:url-pw-2@es.example:9200/\"\n\
+                    api_key = \"id:file-key-3\"\n\
+                    [kafka.properties]\n\"ssl.key.password\" = \"ssl-pw-4\"\n\
+                    \"security.protocol\" = \"SASL_SSL\"\n";
+        let c = Config::from_toml(text, Path::new("f.toml"), &env).unwrap();
+        assert_eq!(c.elasticsearch.password.as_ref().unwrap().expose(), "env-pw-1");
+        assert_eq!(c.kafka.properties["sasl.password"], "31415926");
+        let shown = format!("{}{:?}", c.to_toml(), c.elasticsearch.password);
+        for secret in ["env-pw-1", "31415926", "url-pw-2", "file-key-3", "ssl-pw-4"] {
+            assert!(!shown.contains(secret), "{secret} shown");
+        }
+        assert!(shown.contains("SASL_SSL") && shown.contains("es.example:9200"));
+        assert!(shown.contains(REDACTED));
+    }
+
+    #[test]
+    fn a_bad_secret_override_names_the_variable_but_not_the_value() {
+        // A secret given a table: the value cannot be taken as text.
+        let env = vec![(
+            "FAULTLINE__ELASTICSEARCH__API_KEY__PART".to_string(),
+            "27182818".to_string(),
+        )];
+        let err = Config::from_toml("", Path::new("f"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("FAULTLINE__ELASTICSEARCH__API_KEY__PART"), "{err}");
+        assert!(!err.contains("27182818"), "{err}");
+    }
+
+    #[test]
+    fn secrets_can_come_from_files_but_not_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "from-file\n").unwrap();
+        let text = format!(
+            "[elasticsearch]\npassword_file = {:?}\n[kafka.property_files]\n\"sasl.password\" = {:?}\n",
+            pw.display().to_string(),
+            pw.display().to_string()
+        );
+        let c = Config::from_toml(&text, Path::new("f"), &[]).unwrap();
+        assert_eq!(c.elasticsearch.password.unwrap().expose(), "from-file");
+        assert_eq!(c.kafka.properties["sasl.password"], "from-file");
+        let twice = format!("{text}[kafka.properties]\n\"sasl.password\" = \"x\"\n");
+        let err = Config::from_toml(&twice, Path::new("f"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sasl.password") && err.contains("both"), "{err}");
+        let missing = "[elasticsearch]\napi_key_file = \"/nonexistent/key\"\n";
+        let err = Config::from_toml(missing, Path::new("f"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api_key_file") && err.contains("/nonexistent/key"), "{err}");
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_when_shown() {
+        assert_eq!(
+            redact_url("https://u:p@h:9200/x?q=a@b"),
+            "https://<redacted>@h:9200/x?q=a@b"
+        );
+        assert_eq!(redact_url("http://h:9200"), "http://h:9200");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

@@ -291,3 +291,73 @@ fn readiness_reports_an_unreachable_broker() {
     let m = http_get(port, "/metrics");
     assert!(m.contains("faultline_up 0"), "{m}");
 }
+
+#[test]
+fn config_check_and_logs_never_show_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = write(dir.path(), "es-key", "id1:from-file-1\n");
+    let sasl_file = write(dir.path(), "sasl", "from-file-2\n");
+    let cfg = write(
+        dir.path(),
+        "faultline.toml",
+        &format!(
+            "[elasticsearch]\nurl = \"http://elastic:in-url-3@127.0.0.1:9/\"\napi_key_file = {:?}\n\
+             timeout = \"1s\"\n[kafka]\nproperties = {{ \"ssl.key.password\" = \"inline-4\", \"security.protocol\" = \"SASL_SSL\" }}\n\
+             [kafka.property_files]\n\"sasl.password\" = {:?}\n",
+            key_file.to_str().unwrap(),
+            sasl_file.to_str().unwrap()
+        ),
+    );
+    let secrets = ["from-file-1", "from-file-2", "in-url-3", "inline-4", "65358979"];
+    let check = |out: &Output| {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for s in secrets {
+            assert!(!all.contains(s), "{s} shown in:\n{all}");
+        }
+        all
+    };
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["config", "check"])
+        .env("FAULTLINE__KAFKA__PROPERTIES__SASL.USERNAME", "faultline")
+        .env("FAULTLINE__ELASTICSEARCH__PASSWORD", "65358979")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = check(&out);
+    assert!(shown.contains("<redacted>@127.0.0.1:9"), "{shown}");
+    assert!(shown.contains("SASL_SSL") && shown.contains("faultline"), "{shown}");
+
+    // A numeric secret where a table is expected: the error names the
+    // variable, not the value.
+    let out = bin()
+        .args(["config", "check"])
+        .env("FAULTLINE__ELASTICSEARCH__PASSWORD__X", "65358979")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(check(&out).contains("FAULTLINE__ELASTICSEARCH__PASSWORD__X"));
+
+    // The Elasticsearch sink's warnings about an unreachable server.
+    let logs = write(
+        dir.path(),
+        "logs.jsonl",
+        "{\"@timestamp\":\"2026-11-02T10:00:00Z\",\"log.level\":\"ERROR\",\"message\":\"boom\",\"service.name\":\"api\"}\n",
+    );
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["replay", "--no-progress", "--warmup", "0s", "--state"])
+        .arg(dir.path().join("state"))
+        .arg(&logs)
+        .env("FAULTLINE_LOG", "debug")
+        .output()
+        .unwrap();
+    let all = check(&out);
+    assert!(all.contains("127.0.0.1:9"), "the server is named: {all}");
+}
