@@ -17,10 +17,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::record::Level;
 
+/// Most buckets a window may hold (`window.history / window.bucket`): a
+/// day of minutes, 5.6 KiB per tracked type.
+pub const MAX_BUCKETS: usize = 1440;
+
 /// Errors from loading a configuration. Each says where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -43,6 +47,10 @@ pub enum ConfigError {
 pub struct Dur(pub std::time::Duration);
 
 impl Dur {
+    /// The longest duration any key or flag accepts (100 years): a bound
+    /// that keeps every millisecond sum of event times far from overflow.
+    pub const MAX: Dur = Dur::secs(100 * 365 * 86_400);
+
     pub const fn secs(s: u64) -> Dur {
         Dur(std::time::Duration::from_secs(s))
     }
@@ -81,7 +89,12 @@ impl FromStr for Dur {
         if !(n * mult).is_finite() || n < 0.0 {
             return Err(format!("`{s}` is not a valid duration"));
         }
-        Ok(Dur(std::time::Duration::from_secs_f64(n * mult)))
+        if n * mult > Dur::MAX.0.as_secs_f64() {
+            return Err(format!("`{s}` is too long: at most {}", Dur::MAX));
+        }
+        std::time::Duration::try_from_secs_f64(n * mult)
+            .map(Dur)
+            .map_err(|_| format!("`{s}` is not a valid duration"))
     }
 }
 
@@ -117,6 +130,10 @@ impl<'de> Deserialize<'de> for Dur {
             Text(String),
         }
         match Raw::deserialize(d)? {
+            Raw::Secs(n) if n > Dur::MAX.as_secs() => Err(serde::de::Error::custom(format!(
+                "{n} seconds is too long: at most {}",
+                Dur::MAX
+            ))),
             Raw::Secs(n) => Ok(Dur::secs(n)),
             Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
         }
@@ -777,10 +794,22 @@ impl Config {
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
                 .unwrap_or(0);
+            // The key of that line, if it has one (never its value: it may
+            // be a secret).
+            let key = text
+                .lines()
+                .nth(line.wrapping_sub(1))
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim())
+                .filter(|k| !k.is_empty() && !k.starts_with(['[', '#']));
+            let message = e.message().trim();
             ConfigError::Invalid {
                 path: path.to_path_buf(),
                 line,
-                message: e.message().trim().to_string(),
+                message: match key {
+                    Some(k) => format!("{k}: {message}"),
+                    None => message.to_string(),
+                },
             }
         })?;
         let cfg = if env.is_empty() {
@@ -828,7 +857,8 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks relations serde cannot express.
+    /// Checks ranges and relations serde cannot express. Each error names
+    /// the key, its value and the allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| {
             Err(ConfigError::Value {
@@ -836,72 +866,101 @@ impl Config {
                 message: message.into(),
             })
         };
-        if self.window.bucket.as_millis() < 1000 {
-            return bad("window.bucket", "must be at least 1s");
-        }
-        if self.window.history < self.window.bucket {
-            return bad("window.history", "must be at least one bucket long");
-        }
-        if self.detect.surge_window < self.window.bucket
-            || self.detect.surge_window > self.window.history
-        {
+        let dur = |key: &str, d: Dur, lo: Dur, hi: Dur| {
+            if d < lo || d > hi {
+                return bad(key, &format!("is {d}; must lie between {lo} and {hi}"));
+            }
+            Ok(())
+        };
+        let int = |key: &str, v: u64, lo: u64, hi: u64| {
+            if v < lo || v > hi {
+                return bad(key, &format!("is {v}; must lie between {lo} and {hi}"));
+            }
+            Ok(())
+        };
+        // `!(lo <= v && v <= hi)` so that NaN fails too.
+        let float = |key: &str, v: f64, lo: f64, hi: f64| {
+            if !(lo <= v && v <= hi) {
+                return bad(key, &format!("is {v}; must lie between {lo} and {hi}"));
+            }
+            Ok(())
+        };
+        const DAY: u64 = 86_400;
+        let (ms, s) = (
+            |n: u64| Dur(std::time::Duration::from_millis(n)),
+            Dur::secs,
+        );
+        let i = &self.input;
+        int("input.max_line_bytes", i.max_line_bytes as u64, 64, 1 << 30)?;
+        int("input.threads", i.threads as u64, 1, 256)?;
+        let f = &self.fingerprint;
+        int("fingerprint.max_frames", f.max_frames as u64, 0, 64)?;
+        int("fingerprint.learn.min_distinct", f.learn.min_distinct as u64, 2, 1 << 20)?;
+        float("fingerprint.learn.min_constant_share", f.learn.min_constant_share, 0.0, 1.0)?;
+        float("fingerprint.learn.min_ratio", f.learn.min_ratio, 0.0, 1.0)?;
+        let b = &self.baseline;
+        dur("baseline.warmup", b.warmup, s(0), s(3650 * DAY))?;
+        int("baseline.max_hot_types", b.max_hot_types as u64, 1, 100_000_000)?;
+        int("baseline.samples", b.samples as u64, 0, 100)?;
+        int("baseline.checkpoint_every", b.checkpoint_every, 1, u64::MAX)?;
+        let w = &self.window;
+        dur("window.bucket", w.bucket, s(1), s(DAY))?;
+        // Every tracked type keeps history / bucket counters: bounded, so a
+        // large history cannot make each new type a large allocation.
+        let most = w.bucket.0.saturating_mul(MAX_BUCKETS as u32).min(Dur::MAX.0);
+        dur("window.history", w.history, w.bucket, Dur(most))?;
+        dur("window.lateness", w.lateness, s(0), w.history)?;
+        dur("window.future_grace", w.future_grace, s(0), s(30 * DAY))?;
+        let d = &self.detect;
+        dur("detect.surge_window", d.surge_window, w.bucket, w.history)?;
+        int("detect.surge_min_count", d.surge_min_count, 1, u64::from(u32::MAX))?;
+        float("detect.surge_min_ratio", d.surge_min_ratio, 1.0, 1e9)?;
+        if !(d.surge_p_value > 0.0 && d.surge_p_value < 1.0) {
             return bad(
-                "detect.surge_window",
-                "must lie between window.bucket and window.history",
+                "detect.surge_p_value",
+                &format!("is {}; must lie strictly between 0 and 1", d.surge_p_value),
             );
         }
-        if !(0.0..1.0).contains(&self.detect.surge_p_value) {
-            return bad("detect.surge_p_value", "must be in (0, 1)");
+        float("detect.surge_min_baseline_per_min", d.surge_min_baseline_per_min, 0.0, 1e9)?;
+        dur("detect.surge_new_type_history", d.surge_new_type_history, s(0), s(3650 * DAY))?;
+        dur("detect.cooldown", d.cooldown, s(0), s(3650 * DAY))?;
+        int("detect.storm_per_minute", d.storm_per_minute as u64, 1, 1_000_000)?;
+        let k = &self.kafka;
+        if !matches!(k.start.as_str(), "earliest" | "latest") {
+            return bad("kafka.start", "must be `earliest` or `latest`");
         }
-        if !(1..=256).contains(&self.input.threads) {
-            return bad("input.threads", "must be between 1 and 256");
-        }
-        if self.fingerprint.learn.min_distinct < 2 {
-            return bad("fingerprint.learn.min_distinct", "must be at least 2");
-        }
-        let share = self.fingerprint.learn.min_constant_share;
-        if !(0.0..=1.0).contains(&share) {
-            return bad(
-                "fingerprint.learn.min_constant_share",
-                "must be between 0 and 1",
-            );
-        }
-        let ratio = self.fingerprint.learn.min_ratio;
-        if !(0.0..=1.0).contains(&ratio) {
-            return bad("fingerprint.learn.min_ratio", "must be between 0 and 1");
+        int("kafka.dead_letter_max_bytes", k.dead_letter_max_bytes as u64, 1024, 1 << 30)?;
+        int("kafka.batch_size", k.batch_size as u64, 1, 10_000_000)?;
+        dur("kafka.commit_interval", k.commit_interval, ms(1), s(3600))?;
+        int("kafka.max_failures", u64::from(k.max_failures), 1, 1_000_000)?;
+        dur("kafka.max_backoff", k.max_backoff, ms(100), s(DAY))?;
+        dur("kafka.shutdown_timeout", k.shutdown_timeout, s(1), s(3600))?;
+        let e = &self.elasticsearch;
+        dur("elasticsearch.timeout", e.timeout, ms(100), s(3600))?;
+        int("elasticsearch.bulk_size", e.bulk_size as u64, 1, 100_000)?;
+        if !matches!(self.metrics.log_format.as_str(), "text" | "json") {
+            return bad("metrics.log_format", "must be `text` or `json`");
         }
         let r = &self.rates;
         if !(0.0 < r.medium && r.medium <= r.high && r.high <= r.critical && r.critical <= 1.0) {
             return bad("rates", "need 0 < medium <= high <= critical <= 1");
         }
-        if r.window.as_millis() < 60_000 {
-            return bad("rates.window", "must be at least 1m");
+        let kept = s(crate::release::series::MINUTES_KEPT as u64 * 60);
+        dur("rates.window", r.window, s(60), kept)?;
+        let rel = &self.release;
+        dur("release.canary_window", rel.canary_window, s(60), kept)?;
+        float("release.error_rate_factor", rel.error_rate_factor, 1.0, 1e9)?;
+        float("release.type_factor", rel.type_factor, 1.0, 1e9)?;
+        if !(rel.p_value > 0.0 && rel.p_value < 1.0) {
+            return bad(
+                "release.p_value",
+                &format!("is {}; must lie strictly between 0 and 1", rel.p_value),
+            );
         }
-        if self.release.canary_window.as_millis() < 60_000
-            || self.release.canary_window.as_millis()
-                > crate::release::series::MINUTES_KEPT * 60_000
-        {
-            return bad("release.canary_window", "must lie between 1m and 3h");
-        }
-        if !(0.0..1.0).contains(&self.release.p_value) {
-            return bad("release.p_value", "must be in (0, 1)");
-        }
-        if self.release.steps.windows(2).any(|w| w[0] >= w[1])
-            || self.release.steps.iter().any(|&p| p == 0 || p > 100)
+        if rel.steps.windows(2).any(|w| w[0] >= w[1])
+            || rel.steps.iter().any(|&p| p == 0 || p > 100)
         {
             return bad("release.steps", "must be increasing percentages in 1..=100");
-        }
-        if self.input.max_line_bytes < 64 {
-            return bad("input.max_line_bytes", "must be at least 64");
-        }
-        if !matches!(self.kafka.start.as_str(), "earliest" | "latest") {
-            return bad("kafka.start", "must be `earliest` or `latest`");
-        }
-        if self.kafka.batch_size == 0 {
-            return bad("kafka.batch_size", "must be at least 1");
-        }
-        if !matches!(self.metrics.log_format.as_str(), "text" | "json") {
-            return bad("metrics.log_format", "must be `text` or `json`");
         }
         Ok(())
     }

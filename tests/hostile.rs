@@ -361,3 +361,42 @@ fn config_check_and_logs_never_show_a_secret() {
     let all = check(&out);
     assert!(all.contains("127.0.0.1:9"), "the server is named: {all}");
 }
+
+#[test]
+fn out_of_range_values_are_refused_with_the_key_and_the_allowed_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(
+        dir.path(),
+        "logs.jsonl",
+        "{\"@timestamp\":\"2026-11-02T10:00:00Z\",\"log.level\":\"ERROR\",\"message\":\"boom\",\"service.name\":\"api\"}\n",
+    );
+    let run = |config: &str, args: &[&str]| {
+        let cfg = write(dir.path(), "faultline.toml", config);
+        let out = bin().arg("--config").arg(&cfg).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "{config} {args:?}: {stderr}");
+        (out.status.code(), stderr)
+    };
+    let logs = logs.to_str().unwrap();
+    let (code, err) = run("", &["replay", "--warmup", "99999999999999999999d", logs]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--warmup") && err.contains("too long"), "{err}");
+    for (config, key, says) in [
+        ("[window]\nlateness = 18446744073709551615\n", "lateness", "at most"),
+        ("[window]\nlateness = \"7d\"\n", "window.lateness", "between 0s and 1h"),
+        ("[window]\nhistory = \"3650d\"\n", "window.history", "between 1m and 1d"),
+        ("[window]\nbucket = \"0s\"\n", "window.bucket", "between 1s and 1d"),
+        ("[baseline]\nwarmup = \"99999999999999999999d\"\n", "warmup", "too long"),
+        ("[baseline]\ncheckpoint_every = 0\n", "baseline.checkpoint_every", "between 1"),
+        ("[detect]\nsurge_min_ratio = nan\n", "detect.surge_min_ratio", "between 1"),
+        ("[detect]\nsurge_p_value = 0.0\n", "detect.surge_p_value", "strictly"),
+        ("[kafka]\nbatch_size = 0\n", "kafka.batch_size", "between 1"),
+        ("[elasticsearch]\nbulk_size = 0\n", "elasticsearch.bulk_size", "between 1"),
+        ("[rates]\nwindow = \"1d\"\n", "rates.window", "between 1m and 3h"),
+        ("[input]\nmax_line_bytes = 99999999999\n", "input.max_line_bytes", "between 64"),
+    ] {
+        let (code, err) = run(config, &["config", "check"]);
+        assert_eq!(code, Some(2), "{config}: {err}");
+        assert!(err.contains(key) && err.contains(says), "{config}: {err}");
+    }
+}
