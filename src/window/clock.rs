@@ -4,7 +4,8 @@
 //! warm-up, surges) is judged against it: one record dated 2099 would make
 //! every later record "late" and silence alerting. So a time more than a
 //! grace ahead of (a) this machine's clock or (b) the median of the
-//! stream's recent event times is refused: the engine counts the record as
+//! stream's recent event times (plus twice their interquartile range, so
+//! sparse streams advance) is refused: the engine counts the record as
 //! `bad_timestamp` and it cannot move the watermark.
 //!
 //! Why this holds on a stranger's logs: a log line cannot have been written
@@ -25,6 +26,10 @@ use crate::record::EventTime;
 /// Recent event times the median is taken over.
 pub const RECENT: usize = 31;
 
+/// Times needed before the stream check applies (the clock check always
+/// does): fewer say nothing about the stream's pace.
+const MIN_RECENT: usize = 8;
+
 /// Why a time was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ahead {
@@ -39,9 +44,11 @@ pub enum Ahead {
 pub struct FutureGuard {
     grace_ms: i64,
     recent: VecDeque<EventTime>,
-    /// Median of `recent`, recomputed when a time looks suspicious and
-    /// every few records (it only needs to be roughly current).
+    /// Median of `recent` and the allowed lead over it, recomputed when a
+    /// time looks suspicious and every few records (they only need to be
+    /// roughly current).
     median: Option<EventTime>,
+    lead: i64,
     since_median: usize,
     warned: bool,
 }
@@ -52,6 +59,7 @@ impl FutureGuard {
             grace_ms: grace_ms.max(0),
             recent: VecDeque::with_capacity(RECENT),
             median: None,
+            lead: 0,
             since_median: 0,
             warned: false,
         }
@@ -66,15 +74,16 @@ impl FutureGuard {
             return Err(Ahead::OfClock(ahead));
         }
         self.remember(t);
-        let Some(mut m) = self.median else {
-            self.median = Some(t);
+        if self.recent.len() < MIN_RECENT {
+            // Too few times to tell a sparse stream from an outlier.
             return Ok(());
-        };
-        if t.saturating_sub(m) > self.grace_ms || self.since_median >= RECENT / 4 {
-            m = self.recompute();
         }
+        let m = match self.median {
+            Some(m) if t.saturating_sub(m) <= self.lead && self.since_median < RECENT / 4 => m,
+            _ => self.recompute(),
+        };
         let ahead = t.saturating_sub(m);
-        if ahead > self.grace_ms {
+        if ahead > self.lead {
             self.warn(t, Ahead::OfStream(ahead));
             return Err(Ahead::OfStream(ahead));
         }
@@ -90,16 +99,24 @@ impl FutureGuard {
     }
 
     /// The median of the times before the newest one (the newest is what is
-    /// being judged), or the newest when it is the only one.
+    /// being judged), or the newest when it is the only one; and the lead
+    /// allowed over it: the grace plus twice the interquartile range. The
+    /// median of a steady stream lags its newest record by half the ring
+    /// (15 minutes at one record a minute, 15 hours at one an hour); twice
+    /// the IQR covers that lag whatever the rate, and, unlike the full
+    /// span, is not widened by a few outliers in the ring.
     fn recompute(&mut self) -> EventTime {
         let mut v: Vec<EventTime> = self.recent.iter().copied().collect();
         if v.len() > 1 {
             v.pop();
         }
-        let mid = v.len() / 2;
-        let (_, m, _) = v.select_nth_unstable(mid);
-        let m = *m;
+        v.sort_unstable();
+        let q = |f: usize| v[(v.len() - 1) * f / 4];
+        let (q1, m, q3) = (q(1), q(2), q(3));
         self.median = Some(m);
+        self.lead = self
+            .grace_ms
+            .saturating_add(q3.saturating_sub(q1).saturating_mul(2));
         self.since_median = 0;
         m
     }
@@ -151,6 +168,29 @@ mod tests {
         }
         // Older than everything so far, too.
         assert!(g.check(y2005 - 365 * 24 * 60 * MIN, NOW).is_ok());
+    }
+
+    #[test]
+    fn a_sparse_stream_is_not_mistaken_for_jumps() {
+        let mut g = FutureGuard::new(10 * MIN);
+        let base = NOW - 400 * 24 * 60 * MIN;
+        for k in 0..200 {
+            assert!(g.check(base + k * 60 * MIN, NOW).is_ok(), "record {k}");
+        }
+    }
+
+    #[test]
+    fn a_few_outliers_do_not_open_the_door_to_the_next() {
+        let mut g = FutureGuard::new(10 * MIN);
+        let base = NOW - 400 * 24 * 60 * MIN;
+        let far = base + 100 * 24 * 60 * MIN;
+        for k in 0..200 {
+            let ok = g.check(base + k * 1000, NOW).is_ok();
+            assert!(ok, "record {k}");
+            if k % 10 == 0 && k > 0 {
+                assert!(g.check(far + k, NOW).is_err(), "outlier after {k}");
+            }
+        }
     }
 
     #[test]
