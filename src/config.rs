@@ -18,8 +18,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::record::Level;
 
 /// Most buckets a window may hold (`window.history / window.bucket`): a
-/// day of minutes, 5.6 KiB per tracked type.
-pub const MAX_BUCKETS: usize = 1440;
+/// week of minutes, 39 KiB per tracked type at most.
+pub const MAX_BUCKETS: usize = 10_080;
 
 /// Errors from loading a configuration. Each says where and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -217,9 +217,18 @@ impl<'de> Deserialize<'de> for Secret {
 /// secret: passwords, private keys, client secrets, tokens.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "api_key", "apikey", "token", "private", "key.pem", "credential"]
-        .iter()
-        .any(|w| k.contains(w))
+    [
+        "password",
+        "secret",
+        "api_key",
+        "apikey",
+        "token",
+        "private",
+        "key.pem",
+        "credential",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
         || k.ends_with("ssl.key.pem")
         || k == "sasl.jaas.config"
         || k == "sasl.oauthbearer.config"
@@ -886,34 +895,55 @@ impl Config {
             Ok(())
         };
         const DAY: u64 = 86_400;
-        let (ms, s) = (
-            |n: u64| Dur(std::time::Duration::from_millis(n)),
-            Dur::secs,
-        );
+        let (ms, s) = (|n: u64| Dur(std::time::Duration::from_millis(n)), Dur::secs);
         let i = &self.input;
         int("input.max_line_bytes", i.max_line_bytes as u64, 64, 1 << 30)?;
         int("input.threads", i.threads as u64, 1, 256)?;
         let f = &self.fingerprint;
         int("fingerprint.max_frames", f.max_frames as u64, 0, 64)?;
-        int("fingerprint.learn.min_distinct", f.learn.min_distinct as u64, 2, 1 << 20)?;
-        float("fingerprint.learn.min_constant_share", f.learn.min_constant_share, 0.0, 1.0)?;
+        int(
+            "fingerprint.learn.min_distinct",
+            f.learn.min_distinct as u64,
+            2,
+            1 << 20,
+        )?;
+        float(
+            "fingerprint.learn.min_constant_share",
+            f.learn.min_constant_share,
+            0.0,
+            1.0,
+        )?;
         float("fingerprint.learn.min_ratio", f.learn.min_ratio, 0.0, 1.0)?;
         let b = &self.baseline;
         dur("baseline.warmup", b.warmup, s(0), s(3650 * DAY))?;
-        int("baseline.max_hot_types", b.max_hot_types as u64, 1, 100_000_000)?;
+        int(
+            "baseline.max_hot_types",
+            b.max_hot_types as u64,
+            1,
+            100_000_000,
+        )?;
         int("baseline.samples", b.samples as u64, 0, 100)?;
         int("baseline.checkpoint_every", b.checkpoint_every, 1, u64::MAX)?;
         let w = &self.window;
         dur("window.bucket", w.bucket, s(1), s(DAY))?;
         // Every tracked type keeps history / bucket counters: bounded, so a
         // large history cannot make each new type a large allocation.
-        let most = w.bucket.0.saturating_mul(MAX_BUCKETS as u32).min(Dur::MAX.0);
+        let most = w
+            .bucket
+            .0
+            .saturating_mul(MAX_BUCKETS as u32)
+            .min(Dur::MAX.0);
         dur("window.history", w.history, w.bucket, Dur(most))?;
         dur("window.lateness", w.lateness, s(0), w.history)?;
         dur("window.future_grace", w.future_grace, s(0), s(30 * DAY))?;
         let d = &self.detect;
         dur("detect.surge_window", d.surge_window, w.bucket, w.history)?;
-        int("detect.surge_min_count", d.surge_min_count, 1, u64::from(u32::MAX))?;
+        int(
+            "detect.surge_min_count",
+            d.surge_min_count,
+            1,
+            u64::from(u32::MAX),
+        )?;
         float("detect.surge_min_ratio", d.surge_min_ratio, 1.0, 1e9)?;
         if !(d.surge_p_value > 0.0 && d.surge_p_value < 1.0) {
             return bad(
@@ -921,18 +951,43 @@ impl Config {
                 &format!("is {}; must lie strictly between 0 and 1", d.surge_p_value),
             );
         }
-        float("detect.surge_min_baseline_per_min", d.surge_min_baseline_per_min, 0.0, 1e9)?;
-        dur("detect.surge_new_type_history", d.surge_new_type_history, s(0), s(3650 * DAY))?;
+        float(
+            "detect.surge_min_baseline_per_min",
+            d.surge_min_baseline_per_min,
+            0.0,
+            1e9,
+        )?;
+        dur(
+            "detect.surge_new_type_history",
+            d.surge_new_type_history,
+            s(0),
+            s(3650 * DAY),
+        )?;
         dur("detect.cooldown", d.cooldown, s(0), s(3650 * DAY))?;
-        int("detect.storm_per_minute", d.storm_per_minute as u64, 1, 1_000_000)?;
+        int(
+            "detect.storm_per_minute",
+            d.storm_per_minute as u64,
+            1,
+            1_000_000,
+        )?;
         let k = &self.kafka;
         if !matches!(k.start.as_str(), "earliest" | "latest") {
             return bad("kafka.start", "must be `earliest` or `latest`");
         }
-        int("kafka.dead_letter_max_bytes", k.dead_letter_max_bytes as u64, 1024, 1 << 30)?;
+        int(
+            "kafka.dead_letter_max_bytes",
+            k.dead_letter_max_bytes as u64,
+            1024,
+            1 << 30,
+        )?;
         int("kafka.batch_size", k.batch_size as u64, 1, 10_000_000)?;
         dur("kafka.commit_interval", k.commit_interval, ms(1), s(3600))?;
-        int("kafka.max_failures", u64::from(k.max_failures), 1, 1_000_000)?;
+        int(
+            "kafka.max_failures",
+            u64::from(k.max_failures),
+            1,
+            1_000_000,
+        )?;
         dur("kafka.max_backoff", k.max_backoff, ms(100), s(DAY))?;
         dur("kafka.shutdown_timeout", k.shutdown_timeout, s(1), s(3600))?;
         let e = &self.elasticsearch;
@@ -981,8 +1036,16 @@ impl Config {
         };
         let es = &mut self.elasticsearch;
         for (value, file, key) in [
-            (&mut es.password, &es.password_file, "elasticsearch.password_file"),
-            (&mut es.api_key, &es.api_key_file, "elasticsearch.api_key_file"),
+            (
+                &mut es.password,
+                &es.password_file,
+                "elasticsearch.password_file",
+            ),
+            (
+                &mut es.api_key,
+                &es.api_key_file,
+                "elasticsearch.api_key_file",
+            ),
         ] {
             if let Some(path) = file {
                 if value.is_some() {
@@ -1020,8 +1083,7 @@ impl Config {
                 }
             }
         }
-        toml::to_string_pretty(&shown)
-            .unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
 
@@ -1148,7 +1210,10 @@ mod tests {
     #[test]
     fn secrets_are_redacted_in_debug_display_and_the_rendered_config() {
         let env = vec![
-            ("FAULTLINE__ELASTICSEARCH__PASSWORD".to_string(), "env-pw-1".to_string()),
+            (
+                "FAULTLINE__ELASTICSEARCH__PASSWORD".to_string(),
+                "env-pw-1".to_string(),
+            ),
             (
                 "FAULTLINE__KAFKA__PROPERTIES__SASL.PASSWORD".to_string(),
                 "31415926".to_string(),
@@ -1159,7 +1224,10 @@ mod tests {
                     [kafka.properties]\n\"ssl.key.password\" = \"ssl-pw-4\"\n\
                     \"security.protocol\" = \"SASL_SSL\"\n";
         let c = Config::from_toml(text, Path::new("f.toml"), &env).unwrap();
-        assert_eq!(c.elasticsearch.password.as_ref().unwrap().expose(), "env-pw-1");
+        assert_eq!(
+            c.elasticsearch.password.as_ref().unwrap().expose(),
+            "env-pw-1"
+        );
         assert_eq!(c.kafka.properties["sasl.password"], "31415926");
         let shown = format!("{}{:?}", c.to_toml(), c.elasticsearch.password);
         for secret in ["env-pw-1", "31415926", "url-pw-2", "file-key-3", "ssl-pw-4"] {
@@ -1179,7 +1247,10 @@ mod tests {
         let err = Config::from_toml("", Path::new("f"), &env)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("FAULTLINE__ELASTICSEARCH__API_KEY__PART"), "{err}");
+        assert!(
+            err.contains("FAULTLINE__ELASTICSEARCH__API_KEY__PART"),
+            "{err}"
+        );
         assert!(!err.contains("27182818"), "{err}");
     }
 
@@ -1200,12 +1271,18 @@ mod tests {
         let err = Config::from_toml(&twice, Path::new("f"), &[])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("sasl.password") && err.contains("both"), "{err}");
+        assert!(
+            err.contains("sasl.password") && err.contains("both"),
+            "{err}"
+        );
         let missing = "[elasticsearch]\napi_key_file = \"/nonexistent/key\"\n";
         let err = Config::from_toml(missing, Path::new("f"), &[])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("api_key_file") && err.contains("/nonexistent/key"), "{err}");
+        assert!(
+            err.contains("api_key_file") && err.contains("/nonexistent/key"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -112,19 +112,21 @@ impl std::fmt::Display for ServerInfo {
 /// The credentials `[elasticsearch]` asks for. An API key wins over basic
 /// auth; it is either `id:secret` or the base64 form the server prints.
 pub fn credentials(cfg: &ElasticsearchConfig) -> Option<Credentials> {
-    if let Some(key) = cfg.api_key.as_ref().map(|k| k.expose()).filter(|k| !k.is_empty()) {
+    if let Some(key) = cfg
+        .api_key
+        .as_ref()
+        .map(|k| k.expose())
+        .filter(|k| !k.is_empty())
+    {
         return Some(match key.split_once(':') {
             Some((id, secret)) => Credentials::ApiKey(id.to_string(), secret.to_string()),
             None => Credentials::EncodedApiKey(key.to_string()),
         });
     }
-    cfg.username
-        .as_deref()
-        .filter(|u| !u.is_empty())
-        .map(|u| {
-            let password = cfg.password.as_ref().map(|p| p.expose()).unwrap_or("");
-            Credentials::Basic(u.to_string(), password.to_string())
-        })
+    cfg.username.as_deref().filter(|u| !u.is_empty()).map(|u| {
+        let password = cfg.password.as_ref().map(|p| p.expose()).unwrap_or("");
+        Credentials::Basic(u.to_string(), password.to_string())
+    })
 }
 
 /// `%XX` escapes of a URL's user or password decoded (invalid ones kept).

@@ -134,11 +134,7 @@ impl Engine {
                 s
             }
         };
-        repair_future_state(
-            &mut state,
-            now_ms(),
-            cfg.window.future_grace.as_millis(),
-        );
+        repair_future_state(&mut state, now_ms(), cfg.window.future_grace.as_millis());
         if state.baseline.pattern_digest != digest {
             crate::baseline::rederive::rederive(&mut state, &fp);
         }
@@ -295,7 +291,7 @@ impl Engine {
         if let Some(t) = rec.time {
             let refused = match self.line_verdict.take() {
                 Some((seen, refused)) if seen == t => refused,
-                _ => self.from_the_future(t),
+                _ => self.refuse_future(t),
             };
             if refused {
                 return;
@@ -414,7 +410,7 @@ impl Engine {
 
     /// Whether `t` is too far in the future to move event time; such a
     /// record is counted as `bad_timestamp` and skipped.
-    fn from_the_future(&mut self, t: EventTime) -> bool {
+    fn refuse_future(&mut self, t: EventTime) -> bool {
         if self.clock.check(t, now_ms()).is_ok() {
             return false;
         }
@@ -425,7 +421,7 @@ impl Engine {
 
 impl RecordSink for Engine {
     fn line(&mut self, meta: &LineMeta<'_>) {
-        self.line_verdict = meta.time.map(|t| (t, self.from_the_future(t)));
+        self.line_verdict = meta.time.map(|t| (t, self.refuse_future(t)));
         if let Some((_, true)) = self.line_verdict {
             return;
         }

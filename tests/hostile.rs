@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_faultline"));
-    c.env_remove("FAULTLINE_CONFIG").current_dir(std::env::temp_dir());
+    c.env_remove("FAULTLINE_CONFIG")
+        .current_dir(std::env::temp_dir());
     for (k, _) in std::env::vars() {
         if k.starts_with("FAULTLINE__") {
             c.env_remove(k);
@@ -41,15 +42,25 @@ fn alert_ids(p: &Path) -> BTreeSet<String> {
 /// `faultline replay` of `logs` into `alerts`, with `--summary-json`.
 fn replay(logs: &Path, alerts: &Path, state: Option<&Path>) -> (Output, serde_json::Value) {
     let mut c = bin();
-    c.args(["replay", "--warmup", "30m", "--no-progress", "--summary-json"])
-        .arg("--alerts")
-        .arg(alerts)
-        .arg(logs);
+    c.args([
+        "replay",
+        "--warmup",
+        "30m",
+        "--no-progress",
+        "--summary-json",
+    ])
+    .arg("--alerts")
+    .arg(alerts)
+    .arg(logs);
     if let Some(s) = state {
         c.arg("--state").arg(s);
     }
     let out = c.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let summary = stderr
         .lines()
@@ -81,7 +92,11 @@ fn records_from_the_future_neither_silence_nor_change_the_alerts() {
     let (_, s_clean) = replay(&clean_p, &dir.path().join("clean-alerts"), None);
     let (out, s_hostile) = replay(&hostile_p, &dir.path().join("hostile-alerts"), None);
     let reference = alert_ids(&dir.path().join("clean-alerts"));
-    assert!(reference.len() > 10, "the scenario alerts: {}", reference.len());
+    assert!(
+        reference.len() > 10,
+        "the scenario alerts: {}",
+        reference.len()
+    );
     assert_eq!(alert_ids(&dir.path().join("hostile-alerts")), reference);
     assert_eq!(bad_timestamps(&s_hostile), bad_timestamps(&s_clean) + 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -116,11 +131,19 @@ fn a_state_holding_a_future_watermark_is_detected_and_does_not_silence_later_run
     let lines: Vec<&str> = clean.lines().collect();
     let cut = lines.len() * 2 / 5;
     let first = write(dir.path(), "first.jsonl", &(lines[..cut].join("\n") + "\n"));
-    let second = write(dir.path(), "second.jsonl", &(lines[cut..].join("\n") + "\n"));
+    let second = write(
+        dir.path(),
+        "second.jsonl",
+        &(lines[cut..].join("\n") + "\n"),
+    );
     let run_both = |name: &str, poison: bool| {
         let state = dir.path().join(format!("{name}-state"));
         let alerts = dir.path().join(format!("{name}-alerts"));
-        replay(&first, &dir.path().join(format!("{name}-first")), Some(&state));
+        replay(
+            &first,
+            &dir.path().join(format!("{name}-first")),
+            Some(&state),
+        );
         if poison {
             // What a version without the guard saved after a 9999 record.
             let p = state.join("state.json");
@@ -130,7 +153,10 @@ fn a_state_holding_a_future_watermark_is_detected_and_does_not_silence_later_run
             std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
         }
         let (out, _) = replay(&second, &alerts, Some(&state));
-        (alert_ids(&alerts), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            alert_ids(&alerts),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (reference, _) = run_both("clean", false);
     let (got, stderr) = run_both("poisoned", true);
@@ -182,8 +208,21 @@ fn a_reader_that_closes_the_pipe_ends_every_command_quietly() {
         vec!["types", "list", "--state", state],
         vec!["types", "list", "--json", "--state", state],
         vec!["baseline", "show", "--state", state],
-        vec!["report", "--state", state, "--release", "1.0", "--format", "json"],
-        vec!["patterns", "test", "--file", patterns_file.to_str().unwrap()],
+        vec![
+            "report",
+            "--state",
+            state,
+            "--release",
+            "1.0",
+            "--format",
+            "json",
+        ],
+        vec![
+            "patterns",
+            "test",
+            "--file",
+            patterns_file.to_str().unwrap(),
+        ],
         vec!["fingerprint", logs],
         vec!["replay", "--no-progress", "--warmup", "1s", logs],
     ] {
@@ -206,7 +245,11 @@ fn free_port() -> u16 {
 fn http_get(port: u16, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -263,7 +306,11 @@ fn eight_idle_connections_do_not_delay_a_scrape_of_faultline_run() {
     let m = http_get(port, "/metrics");
     // The old one-connection-at-a-time server took 8 × 5 s here; the
     // latency itself is measured by scripts/bench-scrape.
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(m.starts_with("HTTP/1.1 200"), "{m}");
     assert!(m.contains("faultline_records_total"), "{m}");
     assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
@@ -308,7 +355,13 @@ fn config_check_and_logs_never_show_a_secret() {
             sasl_file.to_str().unwrap()
         ),
     );
-    let secrets = ["from-file-1", "from-file-2", "in-url-3", "inline-4", "65358979"];
+    let secrets = [
+        "from-file-1",
+        "from-file-2",
+        "in-url-3",
+        "inline-4",
+        "65358979",
+    ];
     let check = |out: &Output| {
         let all = format!(
             "{}{}",
@@ -328,10 +381,17 @@ fn config_check_and_logs_never_show_a_secret() {
         .env("FAULTLINE__ELASTICSEARCH__PASSWORD", "65358979")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let shown = check(&out);
     assert!(shown.contains("<redacted>@127.0.0.1:9"), "{shown}");
-    assert!(shown.contains("SASL_SSL") && shown.contains("faultline"), "{shown}");
+    assert!(
+        shown.contains("SASL_SSL") && shown.contains("faultline"),
+        "{shown}"
+    );
 
     // A numeric secret where a table is expected: the error names the
     // variable, not the value.
@@ -380,23 +440,208 @@ fn out_of_range_values_are_refused_with_the_key_and_the_allowed_range() {
     let logs = logs.to_str().unwrap();
     let (code, err) = run("", &["replay", "--warmup", "99999999999999999999d", logs]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("--warmup") && err.contains("too long"), "{err}");
+    assert!(
+        err.contains("--warmup") && err.contains("too long"),
+        "{err}"
+    );
     for (config, key, says) in [
-        ("[window]\nlateness = 18446744073709551615\n", "lateness", "at most"),
-        ("[window]\nlateness = \"7d\"\n", "window.lateness", "between 0s and 1h"),
-        ("[window]\nhistory = \"3650d\"\n", "window.history", "between 1m and 1d"),
-        ("[window]\nbucket = \"0s\"\n", "window.bucket", "between 1s and 1d"),
-        ("[baseline]\nwarmup = \"99999999999999999999d\"\n", "warmup", "too long"),
-        ("[baseline]\ncheckpoint_every = 0\n", "baseline.checkpoint_every", "between 1"),
-        ("[detect]\nsurge_min_ratio = nan\n", "detect.surge_min_ratio", "between 1"),
-        ("[detect]\nsurge_p_value = 0.0\n", "detect.surge_p_value", "strictly"),
+        (
+            "[window]\nlateness = 18446744073709551615\n",
+            "lateness",
+            "at most",
+        ),
+        (
+            "[window]\nlateness = \"7d\"\n",
+            "window.lateness",
+            "between 0s and 1h",
+        ),
+        (
+            "[window]\nhistory = \"3650d\"\n",
+            "window.history",
+            "between 1m and 7d",
+        ),
+        (
+            "[window]\nbucket = \"0s\"\n",
+            "window.bucket",
+            "between 1s and 1d",
+        ),
+        (
+            "[baseline]\nwarmup = \"99999999999999999999d\"\n",
+            "warmup",
+            "too long",
+        ),
+        (
+            "[baseline]\ncheckpoint_every = 0\n",
+            "baseline.checkpoint_every",
+            "between 1",
+        ),
+        (
+            "[detect]\nsurge_min_ratio = nan\n",
+            "detect.surge_min_ratio",
+            "between 1",
+        ),
+        (
+            "[detect]\nsurge_p_value = 0.0\n",
+            "detect.surge_p_value",
+            "strictly",
+        ),
         ("[kafka]\nbatch_size = 0\n", "kafka.batch_size", "between 1"),
-        ("[elasticsearch]\nbulk_size = 0\n", "elasticsearch.bulk_size", "between 1"),
-        ("[rates]\nwindow = \"1d\"\n", "rates.window", "between 1m and 3h"),
-        ("[input]\nmax_line_bytes = 99999999999\n", "input.max_line_bytes", "between 64"),
+        (
+            "[elasticsearch]\nbulk_size = 0\n",
+            "elasticsearch.bulk_size",
+            "between 1",
+        ),
+        (
+            "[rates]\nwindow = \"1d\"\n",
+            "rates.window",
+            "between 1m and 3h",
+        ),
+        (
+            "[input]\nmax_line_bytes = 99999999999\n",
+            "input.max_line_bytes",
+            "between 64",
+        ),
     ] {
         let (code, err) = run(config, &["config", "check"]);
         assert_eq!(code, Some(2), "{config}: {err}");
         assert!(err.contains(key) && err.contains(says), "{config}: {err}");
     }
+}
+
+/// Runs `args`, killing it after 30 s (a hang is a failure, not a stuck test).
+fn bounded(args: &[&str]) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("{args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_inconsistent_state_is_refused_with_an_error_naming_the_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for k in 0..200 {
+        text.push_str(&format!(
+            "{{\"@timestamp\":\"2026-11-02T10:00:{:02}Z\",\"log.level\":\"ERROR\",\"message\":\"failure kind{} number {k}\",\"service.name\":\"api\"}}\n",
+            k % 60,
+            k % 3
+        ));
+    }
+    let logs = write(dir.path(), "logs.jsonl", &text);
+    let good = dir.path().join("good");
+    replay(&logs, &dir.path().join("alerts"), Some(&good));
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(good.join("state.json")).unwrap()).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &str); 4] = [
+        (
+            "huge head_len",
+            |s| {
+                for (_, i) in s["inputs"].as_object_mut().unwrap() {
+                    i["head_len"] = serde_json::json!(1u64 << 60);
+                }
+            },
+            "head_len",
+        ),
+        (
+            "empty window counts",
+            |s| {
+                for (_, t) in s["baseline"]["types"].as_object_mut().unwrap() {
+                    t["window"]["counts"] = serde_json::json!([]);
+                }
+            },
+            "window holds 0 buckets",
+        ),
+        (
+            "learner index out of range",
+            |s| s["baseline"]["learner"]["clusters"][0]["alias_of"] = serde_json::json!(99_999),
+            "names cluster 99999",
+        ),
+        (
+            "alias cycle",
+            |s| {
+                let c = &mut s["baseline"]["learner"]["clusters"];
+                c[0]["alias_of"] = serde_json::json!(1);
+                c[1]["alias_of"] = serde_json::json!(0);
+            },
+            "cycle",
+        ),
+    ];
+    for (what, edit, says) in cases {
+        let state = dir.path().join(what.replace(' ', "-"));
+        std::fs::create_dir_all(&state).unwrap();
+        let mut s = original.clone();
+        edit(&mut s);
+        std::fs::write(state.join("state.json"), serde_json::to_string(&s).unwrap()).unwrap();
+        let st = state.to_str().unwrap();
+        for args in [
+            vec!["types", "list", "--state", st],
+            vec![
+                "replay",
+                "--no-progress",
+                "--state",
+                st,
+                logs.to_str().unwrap(),
+            ],
+        ] {
+            let out = bounded(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{what} {args:?}: {err}");
+            assert!(
+                err.contains("state.json") && err.contains(says),
+                "{what} {args:?}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_read_only_state_directory_fails_at_start_and_a_stale_temp_file_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(
+        dir.path(),
+        "logs.jsonl",
+        "{\"@timestamp\":\"2026-11-02T10:00:00Z\",\"log.level\":\"ERROR\",\"message\":\"boom\",\"service.name\":\"api\"}\n",
+    );
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join(".state.json.tmp"), b"{torn").unwrap();
+    replay(&logs, &dir.path().join("alerts"), Some(&state));
+    assert!(!state.join(".state.json.tmp").exists());
+
+    use std::os::unix::fs::PermissionsExt;
+    let ro = dir.path().join("read-only");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root ignores permissions: then a path under a regular file stands in
+    // for a directory faultline cannot write.
+    let ro = if std::fs::write(ro.join("probe"), b"x").is_ok() {
+        write(dir.path(), "a-file", "").join("state")
+    } else {
+        ro
+    };
+    let alerts = dir.path().join("ro-alerts");
+    let out = bin()
+        .args(["replay", "--no-progress", "--warmup", "0s", "--state"])
+        .arg(&ro)
+        .arg("--alerts")
+        .arg(&alerts)
+        .arg(&logs)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not writable"), "{err}");
+    assert!(!alerts.exists(), "no alert went out before the failure");
 }

@@ -151,7 +151,10 @@ fn show(b: &Baseline, json: bool) -> Result<()> {
     }
     outln!(
         "{:<16}  {:<14}  {:>8}  {:<10}  TEMPLATE",
-        "FINGERPRINT", "SERVICE", "COUNT", "VERSION"
+        "FINGERPRINT",
+        "SERVICE",
+        "COUNT",
+        "VERSION"
     );
     for t in types {
         let mut tpl = t.template.clone();

@@ -162,7 +162,12 @@ pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
             } else {
                 outln!(
                     "{:<16}  {:<12}  {:<8}  {:>8}  {:<20}  {:<24}  template",
-                    "fingerprint", "service", "status", "count", "versions", "last seen"
+                    "fingerprint",
+                    "service",
+                    "status",
+                    "count",
+                    "versions",
+                    "last seen"
                 );
                 for t in types {
                     let versions = t.versions.keys().cloned().collect::<Vec<_>>().join(",");

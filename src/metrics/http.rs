@@ -230,7 +230,11 @@ mod tests {
         let started = std::time::Instant::now();
         let m = get(addr, "/metrics");
         assert!(m.starts_with("HTTP/1.1 200"), "{m}");
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         drop((idle, half));
     }
 
@@ -267,7 +271,10 @@ mod tests {
             addr,
             b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
         );
-        assert!(ok.starts_with("HTTP/1.1 200") && ok.ends_with("\r\n3"), "{ok}");
+        assert!(
+            ok.starts_with("HTTP/1.1 200") && ok.ends_with("\r\n3"),
+            "{ok}"
+        );
         let mut raw =
             b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 4096\r\n\r\n"
                 .to_vec();
@@ -289,6 +296,10 @@ mod tests {
         let started = std::time::Instant::now();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

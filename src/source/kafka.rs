@@ -725,7 +725,9 @@ impl ClientContext for Ctx {
         // Transport errors are transient: librdkafka reconnects by itself.
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
         if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
-            self.status.broker.down(format!("no broker reachable: {reason}"));
+            self.status
+                .broker
+                .down(format!("no broker reachable: {reason}"));
         }
     }
 

@@ -28,6 +28,19 @@ impl WindowSpec {
         }
     }
 
+    /// Consistency of a spec read from a state file.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bucket_ms < 1 || !(1..=crate::config::MAX_BUCKETS).contains(&self.buckets) {
+            return Err(format!(
+                "window spec of {} buckets of {} ms (allowed: 1 to {} buckets of at least 1 ms)",
+                self.buckets,
+                self.bucket_ms,
+                crate::config::MAX_BUCKETS
+            ));
+        }
+        Ok(())
+    }
+
     /// Absolute bucket number of an event time.
     pub fn bucket_of(&self, t: EventTime) -> i64 {
         t.div_euclid(self.bucket_ms)
@@ -113,6 +126,19 @@ impl WindowCounts {
             best = best.max(run);
         }
         best
+    }
+
+    /// Consistency with `spec` of counts read from a state file: the ring
+    /// must have the spec's length (an empty one divides by zero).
+    pub fn validate(&self, spec: &WindowSpec) -> Result<(), String> {
+        if self.counts.len() != spec.buckets {
+            return Err(format!(
+                "window holds {} buckets, the state's window spec {}",
+                self.counts.len(),
+                spec.buckets
+            ));
+        }
+        Ok(())
     }
 
     /// Forgets every count when the newest bucket lies after `limit` (a
