@@ -50,6 +50,11 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Time a handler may take to answer (408 beyond).
     pub request_timeout: Duration,
+    /// Keep connections open between requests. Off by default: scrapers
+    /// come every 15-60 s, and simple clients read a response to the end
+    /// of the connection, as the earlier server (which always closed) let
+    /// them.
+    pub keep_alive: bool,
 }
 
 impl Default for Limits {
@@ -60,6 +65,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(10),
+            keep_alive: false,
         }
     }
 }
@@ -152,6 +158,7 @@ async fn accept_loop(listener: std::net::TcpListener, router: Router, limits: Li
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
+                .keep_alive(limits.keep_alive)
                 .max_buf_size(limits.max_header_bytes.max(8192))
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {
@@ -215,6 +222,17 @@ mod tests {
             b"POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
         );
         assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    }
+
+    #[test]
+    fn a_response_ends_the_connection_so_clients_may_read_to_the_end() {
+        let addr = serve("127.0.0.1:0", Arc::new(Fixed)).unwrap();
+        let started = std::time::Instant::now();
+        // HTTP/1.1 without `Connection: close`: keep-alive by default.
+        let m = request(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+        assert!(m.ends_with("faultline_records_total 7\n"), "{m}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     }
 
     #[test]
