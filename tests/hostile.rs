@@ -70,6 +70,32 @@ fn replay(logs: &Path, alerts: &Path, state: Option<&Path>) -> (Output, serde_js
     (out, summary)
 }
 
+/// `n` ERROR records, one a second from 2026-11-02T10:00:00Z, of `kinds`
+/// message shapes across `services` services.
+fn error_lines(n: usize, kinds: usize, services: usize) -> String {
+    (0..n)
+        .map(|k| {
+            format!(
+                "{{\"@timestamp\":\"2026-11-02T10:{:02}:{:02}Z\",\"log.level\":\"ERROR\",\"message\":\"failure kind{} number {k}\",\"service.name\":\"svc{}\",\"service.version\":\"1.0\"}}\n",
+                (k / 60) % 60,
+                k % 60,
+                k % kinds,
+                k % services
+            )
+        })
+        .collect()
+}
+
+/// `args` with stdout and stderr piped.
+fn spawn_piped(args: &[&str]) -> std::process::Child {
+    bin()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn bad_timestamps(summary: &serde_json::Value) -> u64 {
     summary["bad"]["bad_timestamp"].as_u64().unwrap_or(0)
 }
@@ -170,12 +196,7 @@ fn a_state_holding_a_future_watermark_is_detected_and_does_not_silence_later_run
 
 /// Runs `args` with stdout into a pipe whose reader closes after one line.
 fn into_closed_pipe(args: &[&str]) -> Output {
-    let mut child = bin()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(args);
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 1];
     let _ = stdout.read(&mut first);
@@ -186,17 +207,8 @@ fn into_closed_pipe(args: &[&str]) -> Output {
 #[test]
 fn a_reader_that_closes_the_pipe_ends_every_command_quietly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut text = String::new();
     // Enough distinct types that the output outgrows the pipe's buffer.
-    for k in 0..3000 {
-        text.push_str(&format!(
-            "{{\"@timestamp\":\"2026-11-02T10:{:02}:{:02}Z\",\"log.level\":\"ERROR\",\"message\":\"failure kind{} number {k}\",\"service.name\":\"svc{}\",\"service.version\":\"1.0\"}}\n",
-            (k / 60) % 60,
-            k % 60,
-            ["alpha", "beta", "gamma", "delta"][k % 4],
-            k % 7
-        ));
-    }
+    let text = error_lines(3000, 4, 7);
     let logs = write(dir.path(), "logs.jsonl", &text);
     let state = dir.path().join("state");
     let alerts = dir.path().join("alerts.jsonl");
@@ -404,11 +416,7 @@ fn config_check_and_logs_never_show_a_secret() {
     assert!(check(&out).contains("FAULTLINE__ELASTICSEARCH__PASSWORD__X"));
 
     // The Elasticsearch sink's warnings about an unreachable server.
-    let logs = write(
-        dir.path(),
-        "logs.jsonl",
-        "{\"@timestamp\":\"2026-11-02T10:00:00Z\",\"log.level\":\"ERROR\",\"message\":\"boom\",\"service.name\":\"api\"}\n",
-    );
+    let logs = write(dir.path(), "logs.jsonl", &error_lines(1, 1, 1));
     let out = bin()
         .arg("--config")
         .arg(&cfg)
@@ -425,11 +433,7 @@ fn config_check_and_logs_never_show_a_secret() {
 #[test]
 fn out_of_range_values_are_refused_with_the_key_and_the_allowed_range() {
     let dir = tempfile::tempdir().unwrap();
-    let logs = write(
-        dir.path(),
-        "logs.jsonl",
-        "{\"@timestamp\":\"2026-11-02T10:00:00Z\",\"log.level\":\"ERROR\",\"message\":\"boom\",\"service.name\":\"api\"}\n",
-    );
+    let logs = write(dir.path(), "logs.jsonl", &error_lines(1, 1, 1));
     let run = |config: &str, args: &[&str]| {
         let cfg = write(dir.path(), "faultline.toml", config);
         let out = bin().arg("--config").arg(&cfg).args(args).output().unwrap();
@@ -510,12 +514,7 @@ fn out_of_range_values_are_refused_with_the_key_and_the_allowed_range() {
 
 /// Runs `args`, killing it after 30 s (a hang is a failure, not a stuck test).
 fn bounded(args: &[&str]) -> Output {
-    let mut child = bin()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(args);
     let started = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if started.elapsed() > Duration::from_secs(30) {
@@ -530,14 +529,7 @@ fn bounded(args: &[&str]) -> Output {
 #[test]
 fn an_inconsistent_state_is_refused_with_an_error_naming_the_item() {
     let dir = tempfile::tempdir().unwrap();
-    let mut text = String::new();
-    for k in 0..200 {
-        text.push_str(&format!(
-            "{{\"@timestamp\":\"2026-11-02T10:00:{:02}Z\",\"log.level\":\"ERROR\",\"message\":\"failure kind{} number {k}\",\"service.name\":\"api\"}}\n",
-            k % 60,
-            k % 3
-        ));
-    }
+    let text = error_lines(200, 3, 1);
     let logs = write(dir.path(), "logs.jsonl", &text);
     let good = dir.path().join("good");
     replay(&logs, &dir.path().join("alerts"), Some(&good));
@@ -609,11 +601,7 @@ fn an_inconsistent_state_is_refused_with_an_error_naming_the_item() {
 #[test]
 fn a_read_only_state_directory_fails_at_start_and_a_stale_temp_file_is_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let logs = write(
-        dir.path(),
-        "logs.jsonl",
-        "{\"@timestamp\":\"2026-11-02T10:00:00Z\",\"log.level\":\"ERROR\",\"message\":\"boom\",\"service.name\":\"api\"}\n",
-    );
+    let logs = write(dir.path(), "logs.jsonl", &error_lines(1, 1, 1));
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join(".state.json.tmp"), b"{torn").unwrap();

@@ -232,7 +232,11 @@ mod tests {
         let m = request(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(m.starts_with("HTTP/1.1 200"), "{m}");
         assert!(m.ends_with("faultline_records_total 7\n"), "{m}");
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
