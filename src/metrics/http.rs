@@ -306,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn a_client_that_never_finishes_its_request_is_disconnected() {
+    fn a_client_that_sends_nothing_or_never_finishes_its_request_is_disconnected() {
         let limits = Limits {
             header_read_timeout: Duration::from_millis(300),
             ..Limits::default()
