@@ -22,6 +22,10 @@ pub struct Metrics {
     pub records: AtomicU64,
     pub errors: AtomicU64,
     pub late: AtomicU64,
+    /// Records dated far ahead of the stream's recent times (not of the
+    /// clock): counted at the current event time until the stream
+    /// confirms the jump (window/clock.rs).
+    pub held: AtomicU64,
     pub ignored: AtomicU64,
     pub bytes: AtomicU64,
     pub alerts_novel: AtomicU64,
@@ -126,6 +130,7 @@ pub struct Snapshot {
     pub records: u64,
     pub errors: u64,
     pub late: u64,
+    pub held: u64,
     pub ignored: u64,
     pub bad: BTreeMap<String, u64>,
     pub alerts: BTreeMap<String, u64>,
@@ -160,6 +165,7 @@ impl Metrics {
             records: g(&self.records),
             errors: g(&self.errors),
             late: g(&self.late),
+            held: g(&self.held),
             ignored: g(&self.ignored),
             bad: BadReason::ALL
                 .iter()
@@ -204,6 +210,11 @@ impl Metrics {
             "faultline_late_records_total",
             "Records later than the lateness limit.",
             s.late,
+        );
+        counter(
+            "faultline_held_records_total",
+            "Records dated far ahead of the stream, counted at the current event time.",
+            s.held,
         );
         let _ = writeln!(
             o,

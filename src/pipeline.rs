@@ -90,7 +90,7 @@ pub struct Engine {
     /// Refuses record times from the future (window/clock.rs).
     clock: crate::window::clock::FutureGuard,
     /// `line`'s verdict on the record whose `error` may follow: (time, refused).
-    line_verdict: Option<(EventTime, bool)>,
+    line_verdict: Option<(EventTime, Judged)>,
 }
 
 /// How warm-up and the baseline are set up for a run.
@@ -288,12 +288,13 @@ impl Engine {
     /// The stateful part of processing an error: learning, baseline,
     /// detection, in the order records arrive.
     fn process_from(&mut self, rec: Record, identity: &Identity, started: Instant) {
+        let mut judged = Judged::Accept;
         if let Some(t) = rec.time {
-            let refused = match self.line_verdict.take() {
-                Some((seen, refused)) if seen == t => refused,
-                _ => self.refuse_future(t),
+            judged = match self.line_verdict.take() {
+                Some((seen, v)) if seen == t => v,
+                _ => self.judge_time(t),
             };
-            if refused {
+            if judged == Judged::Refuse {
                 return;
             }
         }
@@ -306,7 +307,9 @@ impl Engine {
         if late {
             self.metrics.late.fetch_add(1, Ordering::Relaxed);
         }
-        self.advance(time);
+        if judged == Judged::Accept {
+            self.advance(time);
+        }
         if let Some(svc) = rec.service.as_deref() {
             let v = rec.version.as_deref().unwrap_or("");
             self.count_rate(svc, v, Some(time), 0, 1);
@@ -408,28 +411,50 @@ impl Engine {
         self.metrics.snapshot()
     }
 
-    /// Whether `t` is too far in the future to move event time; such a
-    /// record is counted as `bad_timestamp` and skipped.
-    fn refuse_future(&mut self, t: EventTime) -> bool {
-        if self.clock.check(t, now_ms()).is_ok() {
-            return false;
+    /// What a record dated `t` may do (window/clock.rs): after the wall
+    /// clock, which no log line can be, it is skipped and counted as
+    /// `bad_timestamp`; only far ahead of the stream's recent times, which a
+    /// real gap can also be, it is processed at its time but cannot move
+    /// event time until the stream confirms it (counted as held).
+    fn judge_time(&mut self, t: EventTime) -> Judged {
+        use crate::window::clock::Ahead;
+        match self.clock.check(t, now_ms()) {
+            Ok(()) => Judged::Accept,
+            Err(Ahead::OfClock(_)) => {
+                self.bad(BadReason::BadTimestamp, 0);
+                Judged::Refuse
+            }
+            Err(Ahead::OfStream(_)) => {
+                self.metrics.held.fetch_add(1, Ordering::Relaxed);
+                Judged::Hold
+            }
         }
-        self.bad(BadReason::BadTimestamp, 0);
-        true
     }
+}
+
+/// [`Engine::judge_time`]'s verdict on a record's time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Judged {
+    Accept,
+    /// Processed at its time, but does not move event time.
+    Hold,
+    Refuse,
 }
 
 impl RecordSink for Engine {
     fn line(&mut self, meta: &LineMeta<'_>) {
-        self.line_verdict = meta.time.map(|t| (t, self.refuse_future(t)));
-        if let Some((_, true)) = self.line_verdict {
+        self.line_verdict = meta.time.map(|t| (t, self.judge_time(t)));
+        let judged = self.line_verdict.map_or(Judged::Accept, |(_, v)| v);
+        if judged == Judged::Refuse {
             return;
         }
         self.metrics.records.fetch_add(1, Ordering::Relaxed);
         let time = match meta.time {
             Some(t) => {
                 let t = self.event_time(Some(t));
-                self.advance(t);
+                if judged == Judged::Accept {
+                    self.advance(t);
+                }
                 Some(t)
             }
             None => self.state.watermark,

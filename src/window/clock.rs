@@ -5,8 +5,10 @@
 //! every later record "late" and silence alerting. So a time more than a
 //! grace ahead of (a) this machine's clock or (b) the median of the
 //! stream's recent event times (plus twice their interquartile range, so
-//! sparse streams advance) is refused: the engine counts the record as
-//! `bad_timestamp` and it cannot move the watermark.
+//! sparse streams advance) cannot move the watermark. After the clock, it
+//! is certainly wrong: the engine skips it as `bad_timestamp`. Ahead of
+//! the stream only, it may be a real gap: the engine keeps it, counted at
+//! the current event time (`held`), so no record is lost.
 //!
 //! Why this holds on a stranger's logs: a log line cannot have been written
 //! after the moment we read it (beyond clock skew, which the grace absorbs),
@@ -14,10 +16,11 @@
 //! record far ahead of the median of the last few dozen is an outlier, not
 //! progress. Old data is never refused: replaying 2005's logs works, both
 //! checks only bound from above. A stream that really jumps ahead (a gap
-//! of an hour, a second file from a later day) confirms its new time once
-//! half the recent records carry it: every time is remembered, refused or
-//! not, so at most [`RECENT`]` / 2` records after such a jump are counted as
-//! `bad_timestamp` (a warning says so, once).
+//! of a night, a second file from a later day) confirms its new time with
+//! [`CONFIRM`] consecutive records that agree with each other, so the first
+//! two after such a jump are held (a warning says so, once). Leads below
+//! [`MIN_STREAM_LEAD_MS`] are never held: pauses of minutes to hours are
+//! normal.
 
 use std::collections::VecDeque;
 
@@ -25,6 +28,17 @@ use crate::record::EventTime;
 
 /// Recent event times the median is taken over.
 pub const RECENT: usize = 31;
+
+/// The least lead over the stream's median that counts as a jump. Real
+/// logs pause (a service quiet for an hour, a batch job overnight); the
+/// Loghub samples pause for 15 to 50 minutes. A lead below this is let
+/// through: it can delay at most this much event time.
+pub const MIN_STREAM_LEAD_MS: i64 = 6 * 3_600_000;
+
+/// Consecutive records ahead of the stream, agreeing with each other, that
+/// confirm a jump: a stream that moved on (a pause, a second file, a quiet
+/// night) says so with every record, a broken clock in one record does not.
+pub const CONFIRM: usize = 3;
 
 /// Times needed before the stream check applies (the clock check always
 /// does): fewer say nothing about the stream's pace.
@@ -50,6 +64,9 @@ pub struct FutureGuard {
     median: Option<EventTime>,
     lead: i64,
     since_median: usize,
+    /// Consecutive times ahead of the stream that agree with each other
+    /// (within the lead): [`CONFIRM`] of them are a jump, not an outlier.
+    pending: Vec<EventTime>,
     warned: bool,
 }
 
@@ -61,6 +78,7 @@ impl FutureGuard {
             median: None,
             lead: 0,
             since_median: 0,
+            pending: Vec::new(),
             warned: false,
         }
     }
@@ -83,11 +101,27 @@ impl FutureGuard {
             _ => self.recompute(),
         };
         let ahead = t.saturating_sub(m);
-        if ahead > self.lead {
-            self.warn(t, Ahead::OfStream(ahead));
-            return Err(Ahead::OfStream(ahead));
+        if ahead <= self.lead {
+            self.pending.clear();
+            return Ok(());
         }
-        Ok(())
+        let agrees = self
+            .pending
+            .last()
+            .is_some_and(|&p| t.abs_diff(p) <= self.lead.unsigned_abs());
+        if !agrees {
+            self.pending.clear();
+        }
+        self.pending.push(t);
+        if self.pending.len() >= CONFIRM {
+            // A jump: the stream's recent times are now the new ones.
+            self.recent.clear();
+            self.recent.extend(self.pending.drain(..));
+            self.median = None;
+            return Ok(());
+        }
+        self.warn(t, Ahead::OfStream(ahead));
+        Err(Ahead::OfStream(ahead))
     }
 
     fn remember(&mut self, t: EventTime) {
@@ -116,7 +150,8 @@ impl FutureGuard {
         self.median = Some(m);
         self.lead = self
             .grace_ms
-            .saturating_add(q3.saturating_sub(q1).saturating_mul(2));
+            .saturating_add(q3.saturating_sub(q1).saturating_mul(2))
+            .max(MIN_STREAM_LEAD_MS);
         self.since_median = 0;
         m
     }
@@ -128,17 +163,22 @@ impl FutureGuard {
         let when = chrono::DateTime::from_timestamp_millis(t)
             .map(|d| d.to_rfc3339())
             .unwrap_or_else(|| t.to_string());
-        let (of, by) = match why {
-            Ahead::OfClock(ms) => ("this machine's clock", ms),
-            Ahead::OfStream(ms) => ("the stream's recent event times", ms),
-        };
-        tracing::warn!(
-            record_time = %when,
-            ahead_s = by / 1000,
-            "a record is dated {}s ahead of {of}: counted as bad_timestamp, it does not move \
-             event time (window.future_grace); further ones are only counted",
-            by / 1000
-        );
+        match why {
+            Ahead::OfClock(ms) => tracing::warn!(
+                record_time = %when,
+                "a record is dated {}s after this machine's clock: skipped and counted as \
+                 bad_timestamp, it does not move event time (window.future_grace); further \
+                 ones are only counted",
+                ms / 1000
+            ),
+            Ahead::OfStream(ms) => tracing::warn!(
+                record_time = %when,
+                "a record is dated {}s ahead of the stream's recent event times: counted at \
+                 the current event time (faultline_held_records_total) until later records \
+                 confirm the jump; further ones are only counted",
+                ms / 1000
+            ),
+        }
     }
 }
 
@@ -208,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn a_real_jump_is_confirmed_within_half_the_recent_records() {
+    fn a_real_jump_is_confirmed_by_three_agreeing_records() {
         let mut g = FutureGuard::new(10 * MIN);
         let base = NOW - 10 * 24 * 60 * MIN;
         for k in 0..RECENT as i64 {
@@ -218,7 +258,7 @@ mod tests {
         let refused = (0..RECENT as i64)
             .filter(|k| g.check(later + k * 1000, NOW).is_err())
             .count();
-        assert!(refused > 0 && refused <= RECENT / 2 + 1, "{refused}");
+        assert_eq!(refused, CONFIRM - 1);
         assert!(g.check(later + 100_000, NOW).is_ok());
     }
 }
