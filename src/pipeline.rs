@@ -87,9 +87,9 @@ pub struct Engine {
     /// type then allocates nothing.
     identity: Identity,
     typed: Typed,
-    /// Refuses record times from the future (window/clock.rs).
+    /// Judges record times from the future (window/clock.rs).
     clock: crate::window::clock::FutureGuard,
-    /// `line`'s verdict on the record whose `error` may follow: (time, refused).
+    /// `line`'s verdict on the record whose `error` may follow.
     line_verdict: Option<(EventTime, Judged)>,
 }
 

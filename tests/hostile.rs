@@ -153,8 +153,17 @@ fn a_record_far_ahead_of_an_old_stream_is_held_and_changes_no_alert() {
     let got = alert_ids(&dir.path().join("hostile-alerts"));
     // The held record is an error of a new type, processed at its time: it
     // may add its own novel alert, and must take none of the others away.
-    assert!(got.is_superset(&reference), "missing: {:?}", reference.difference(&got));
-    assert!(got.len() <= reference.len() + 1, "{} vs {}", got.len(), reference.len());
+    assert!(
+        got.is_superset(&reference),
+        "missing: {:?}",
+        reference.difference(&got)
+    );
+    assert!(
+        got.len() <= reference.len() + 1,
+        "{} vs {}",
+        got.len(),
+        reference.len()
+    );
 }
 
 #[test]
