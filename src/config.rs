@@ -17,10 +17,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::record::Level;
 
+/// Most buckets a window may hold (`window.history / window.bucket`): a
+/// week of minutes, 39 KiB per tracked type at most.
+pub const MAX_BUCKETS: usize = 10_080;
+
 /// Errors from loading a configuration. Each says where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -43,6 +47,10 @@ pub enum ConfigError {
 pub struct Dur(pub std::time::Duration);
 
 impl Dur {
+    /// The longest duration any key or flag accepts (100 years): a bound
+    /// that keeps every millisecond sum of event times far from overflow.
+    pub const MAX: Dur = Dur::secs(100 * 365 * 86_400);
+
     pub const fn secs(s: u64) -> Dur {
         Dur(std::time::Duration::from_secs(s))
     }
@@ -81,7 +89,12 @@ impl FromStr for Dur {
         if !(n * mult).is_finite() || n < 0.0 {
             return Err(format!("`{s}` is not a valid duration"));
         }
-        Ok(Dur(std::time::Duration::from_secs_f64(n * mult)))
+        if n * mult > Dur::MAX.0.as_secs_f64() {
+            return Err(format!("`{s}` is too long: at most {}", Dur::MAX));
+        }
+        std::time::Duration::try_from_secs_f64(n * mult)
+            .map(Dur)
+            .map_err(|_| format!("`{s}` is not a valid duration"))
     }
 }
 
@@ -117,9 +130,121 @@ impl<'de> Deserialize<'de> for Dur {
             Text(String),
         }
         match Raw::deserialize(d)? {
+            Raw::Secs(n) if n > Dur::MAX.as_secs() => Err(serde::de::Error::custom(format!(
+                "{n} seconds is too long: at most {}",
+                Dur::MAX
+            ))),
             Raw::Secs(n) => Ok(Dur::secs(n)),
             Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
         }
+    }
+}
+
+/// A password, key or token: shown as `<redacted>` by `Debug`, `Display`
+/// and `Serialize` (so `faultline config check`, logs and error messages
+/// never carry it); [`Secret::expose`] is the one way to the value. Any TOML
+/// scalar is accepted, so a numeric password given in the environment is
+/// not rejected with an error that repeats it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+/// What a secret is shown as.
+pub const REDACTED: &str = "<redacted>";
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that sends it to a server.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret::new(s)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Int(i64),
+            Float(f64),
+            Bool(bool),
+        }
+        match Raw::deserialize(d) {
+            Ok(Raw::Text(t)) => Ok(Secret(t)),
+            Ok(Raw::Int(n)) => Ok(Secret(n.to_string())),
+            Ok(Raw::Float(n)) => Ok(Secret(n.to_string())),
+            Ok(Raw::Bool(b)) => Ok(Secret(b.to_string())),
+            // serde's message for a failed untagged enum names no value.
+            Err(_) => Err(serde::de::Error::custom(
+                "expected a string (the value is not shown: it is a secret)",
+            )),
+        }
+    }
+}
+
+/// Whether a librdkafka property (or any `key = value` setting) holds a
+/// secret: passwords, private keys, client secrets, tokens.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "api_key",
+        "apikey",
+        "token",
+        "private",
+        "key.pem",
+        "credential",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+        || k.ends_with("ssl.key.pem")
+        || k == "sasl.jaas.config"
+        || k == "sasl.oauthbearer.config"
+}
+
+/// `url` with any `user:password@` replaced by `<redacted>@`, for messages
+/// and `config check` (works on strings that do not parse as URLs too).
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{REDACTED}{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_string(),
     }
 }
 
@@ -372,6 +497,10 @@ pub struct WindowConfig {
     /// Records older than the newest event time minus this are counted as
     /// late and not added to windows.
     pub lateness: Dur,
+    /// Records dated more than this ahead of the wall clock or of the
+    /// median of the stream's recent event times are counted as
+    /// `bad_timestamp` and cannot move event time (docs/reliability.md).
+    pub future_grace: Dur,
 }
 
 impl Default for WindowConfig {
@@ -380,6 +509,7 @@ impl Default for WindowConfig {
             bucket: Dur::secs(60),
             history: Dur::secs(3600),
             lateness: Dur::secs(300),
+            future_grace: Dur::secs(600),
         }
     }
 }
@@ -482,6 +612,10 @@ pub struct KafkaConfig {
     pub consumer_properties: std::collections::BTreeMap<String, String>,
     /// Properties for the producer only (e.g. linger.ms).
     pub producer_properties: std::collections::BTreeMap<String, String>,
+    /// Properties read from files (e.g. `"sasl.password" =
+    /// "/run/secrets/kafka"`), trailing newline dropped, added to
+    /// `properties` at load; a key in both is an error.
+    pub property_files: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Default for KafkaConfig {
@@ -503,6 +637,7 @@ impl Default for KafkaConfig {
             properties: Default::default(),
             consumer_properties: Default::default(),
             producer_properties: Default::default(),
+            property_files: Default::default(),
         }
     }
 }
@@ -515,8 +650,13 @@ pub struct ElasticsearchConfig {
     pub alerts_index: String,
     pub types_index: String,
     pub username: Option<String>,
-    pub password: Option<String>,
-    pub api_key: Option<String>,
+    pub password: Option<Secret>,
+    /// Read `password` from this file (trailing newline dropped).
+    pub password_file: Option<PathBuf>,
+    /// `id:secret` or the base64 form the server prints.
+    pub api_key: Option<Secret>,
+    /// Read `api_key` from this file (trailing newline dropped).
+    pub api_key_file: Option<PathBuf>,
     pub ca_cert: Option<PathBuf>,
     /// Alerts waiting for the server are kept here (default: `es-spool`
     /// under the state directory, else `./faultline-es-spool`).
@@ -539,7 +679,9 @@ impl Default for ElasticsearchConfig {
             types_index: "faultline-types".into(),
             username: None,
             password: None,
+            password_file: None,
             api_key: None,
+            api_key_file: None,
             ca_cert: None,
             spool_dir: None,
             timeout: Dur::secs(10),
@@ -707,10 +849,22 @@ impl Config {
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
                 .unwrap_or(0);
+            // The key of that line, if it has one (never its value: it may
+            // be a secret).
+            let key = text
+                .lines()
+                .nth(line.wrapping_sub(1))
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim())
+                .filter(|k| !k.is_empty() && !k.starts_with(['[', '#']));
+            let message = e.message().trim();
             ConfigError::Invalid {
                 path: path.to_path_buf(),
                 line,
-                message: e.message().trim().to_string(),
+                message: match key {
+                    Some(k) => format!("{k}: {message}"),
+                    None => message.to_string(),
+                },
             }
         })?;
         let cfg = if env.is_empty() {
@@ -722,27 +876,44 @@ impl Config {
                     line: 0,
                     message: e.to_string(),
                 })?;
+            let check = |t: &toml::Table| -> Result<Config, toml::de::Error> {
+                toml::Value::Table(t.clone()).try_into()
+            };
             for (var, value) in env {
-                apply_override(&mut table, var, value)?;
-                let _check: Config = toml::Value::Table(table.clone()).try_into().map_err(
-                    |e: toml::de::Error| ConfigError::Env {
-                        var: var.clone(),
-                        message: e.message().trim().to_string(),
-                    },
-                )?;
+                let before = table.clone();
+                apply_override(&mut table, var, value, false)?;
+                if let Err(e) = check(&table) {
+                    // A value that reads as a TOML number or bool where a
+                    // string is expected (a numeric password among the
+                    // Kafka properties): take it as the text it was written.
+                    let mut as_text = before;
+                    apply_override(&mut as_text, var, value, true)?;
+                    if check(&as_text).is_err() {
+                        let mut message = e.message().trim().to_string();
+                        if is_secret_key(var) && !value.is_empty() {
+                            message = message.replace(value, REDACTED);
+                        }
+                        return Err(ConfigError::Env {
+                            var: var.clone(),
+                            message,
+                        });
+                    }
+                    table = as_text;
+                }
             }
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Env {
-                    var: "FAULTLINE__*".into(),
-                    message: e.message().to_string(),
-                })?
+            check(&table).map_err(|e| ConfigError::Env {
+                var: "FAULTLINE__*".into(),
+                message: e.message().to_string(),
+            })?
         };
+        let mut cfg = cfg;
+        cfg.read_secret_files()?;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Checks relations serde cannot express.
+    /// Checks ranges and relations serde cannot express. Each error names
+    /// the key, its value and the allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, message: &str| {
             Err(ConfigError::Value {
@@ -750,49 +921,148 @@ impl Config {
                 message: message.into(),
             })
         };
-        if self.window.bucket.as_millis() < 1000 {
-            return bad("window.bucket", "must be at least 1s");
-        }
-        if self.window.history < self.window.bucket {
-            return bad("window.history", "must be at least one bucket long");
-        }
-        if self.detect.surge_window < self.window.bucket
-            || self.detect.surge_window > self.window.history
-        {
+        let dur = |key: &str, d: Dur, lo: Dur, hi: Dur| {
+            if d < lo || d > hi {
+                return bad(key, &format!("is {d}; must lie between {lo} and {hi}"));
+            }
+            Ok(())
+        };
+        let int = |key: &str, v: u64, lo: u64, hi: u64| {
+            if v < lo || v > hi {
+                return bad(key, &format!("is {v}; must lie between {lo} and {hi}"));
+            }
+            Ok(())
+        };
+        // `!(lo <= v && v <= hi)` so that NaN fails too.
+        let float = |key: &str, v: f64, lo: f64, hi: f64| {
+            if !(lo <= v && v <= hi) {
+                return bad(key, &format!("is {v}; must lie between {lo} and {hi}"));
+            }
+            Ok(())
+        };
+        const DAY: u64 = 86_400;
+        let (ms, s) = (|n: u64| Dur(std::time::Duration::from_millis(n)), Dur::secs);
+        let i = &self.input;
+        int("input.max_line_bytes", i.max_line_bytes as u64, 64, 1 << 30)?;
+        int("input.threads", i.threads as u64, 1, 256)?;
+        let f = &self.fingerprint;
+        int("fingerprint.max_frames", f.max_frames as u64, 0, 64)?;
+        int(
+            "fingerprint.learn.min_distinct",
+            f.learn.min_distinct as u64,
+            2,
+            1 << 20,
+        )?;
+        float(
+            "fingerprint.learn.min_constant_share",
+            f.learn.min_constant_share,
+            0.0,
+            1.0,
+        )?;
+        float("fingerprint.learn.min_ratio", f.learn.min_ratio, 0.0, 1.0)?;
+        let b = &self.baseline;
+        dur("baseline.warmup", b.warmup, s(0), s(3650 * DAY))?;
+        int(
+            "baseline.max_hot_types",
+            b.max_hot_types as u64,
+            1,
+            100_000_000,
+        )?;
+        int("baseline.samples", b.samples as u64, 0, 100)?;
+        int("baseline.checkpoint_every", b.checkpoint_every, 1, u64::MAX)?;
+        let w = &self.window;
+        dur("window.bucket", w.bucket, s(1), s(DAY))?;
+        // Every tracked type keeps history / bucket counters: bounded, so a
+        // large history cannot make each new type a large allocation.
+        let most = w
+            .bucket
+            .0
+            .saturating_mul(MAX_BUCKETS as u32)
+            .min(Dur::MAX.0);
+        dur("window.history", w.history, w.bucket, Dur(most))?;
+        dur("window.lateness", w.lateness, s(0), w.history)?;
+        dur("window.future_grace", w.future_grace, s(0), s(30 * DAY))?;
+        let d = &self.detect;
+        dur("detect.surge_window", d.surge_window, w.bucket, w.history)?;
+        int(
+            "detect.surge_min_count",
+            d.surge_min_count,
+            1,
+            u64::from(u32::MAX),
+        )?;
+        float("detect.surge_min_ratio", d.surge_min_ratio, 1.0, 1e9)?;
+        if !(d.surge_p_value > 0.0 && d.surge_p_value < 1.0) {
             return bad(
-                "detect.surge_window",
-                "must lie between window.bucket and window.history",
+                "detect.surge_p_value",
+                &format!("is {}; must lie strictly between 0 and 1", d.surge_p_value),
             );
         }
-        if !(0.0..1.0).contains(&self.detect.surge_p_value) {
-            return bad("detect.surge_p_value", "must be in (0, 1)");
+        float(
+            "detect.surge_min_baseline_per_min",
+            d.surge_min_baseline_per_min,
+            0.0,
+            1e9,
+        )?;
+        dur(
+            "detect.surge_new_type_history",
+            d.surge_new_type_history,
+            s(0),
+            s(3650 * DAY),
+        )?;
+        dur("detect.cooldown", d.cooldown, s(0), s(3650 * DAY))?;
+        int(
+            "detect.storm_per_minute",
+            d.storm_per_minute as u64,
+            1,
+            1_000_000,
+        )?;
+        let k = &self.kafka;
+        if !matches!(k.start.as_str(), "earliest" | "latest") {
+            return bad("kafka.start", "must be `earliest` or `latest`");
         }
-        if self.detect.surge_max_dispersion.is_nan() || self.detect.surge_max_dispersion < 1.0 {
-            return bad("detect.surge_max_dispersion", "must be at least 1");
-        }
-        if !(1..=256).contains(&self.input.threads) {
-            return bad("input.threads", "must be between 1 and 256");
-        }
-        if self.fingerprint.learn.min_distinct < 2 {
-            return bad("fingerprint.learn.min_distinct", "must be at least 2");
-        }
-        let share = self.fingerprint.learn.min_constant_share;
-        if !(0.0..=1.0).contains(&share) {
-            return bad(
-                "fingerprint.learn.min_constant_share",
-                "must be between 0 and 1",
-            );
-        }
-        let ratio = self.fingerprint.learn.min_ratio;
-        if !(0.0..=1.0).contains(&ratio) {
-            return bad("fingerprint.learn.min_ratio", "must be between 0 and 1");
+        float(
+            "detect.surge_max_dispersion",
+            self.detect.surge_max_dispersion,
+            1.0,
+            1e9,
+        )?;
+        int(
+            "kafka.dead_letter_max_bytes",
+            k.dead_letter_max_bytes as u64,
+            1024,
+            1 << 30,
+        )?;
+        int("kafka.batch_size", k.batch_size as u64, 1, 10_000_000)?;
+        dur("kafka.commit_interval", k.commit_interval, ms(1), s(3600))?;
+        int(
+            "kafka.max_failures",
+            u64::from(k.max_failures),
+            1,
+            1_000_000,
+        )?;
+        dur("kafka.max_backoff", k.max_backoff, ms(100), s(DAY))?;
+        dur("kafka.shutdown_timeout", k.shutdown_timeout, s(1), s(3600))?;
+        let e = &self.elasticsearch;
+        dur("elasticsearch.timeout", e.timeout, ms(100), s(3600))?;
+        int("elasticsearch.bulk_size", e.bulk_size as u64, 1, 100_000)?;
+        if !matches!(self.metrics.log_format.as_str(), "text" | "json") {
+            return bad("metrics.log_format", "must be `text` or `json`");
         }
         let r = &self.rates;
         if !(0.0 < r.medium && r.medium <= r.high && r.high <= r.critical && r.critical <= 1.0) {
             return bad("rates", "need 0 < medium <= high <= critical <= 1");
         }
-        if r.window.as_millis() < 60_000 {
-            return bad("rates.window", "must be at least 1m");
+        let kept = s(crate::release::series::MINUTES_KEPT as u64 * 60);
+        dur("rates.window", r.window, s(60), kept)?;
+        let rel = &self.release;
+        dur("release.canary_window", rel.canary_window, s(60), kept)?;
+        float("release.error_rate_factor", rel.error_rate_factor, 1.0, 1e9)?;
+        float("release.type_factor", rel.type_factor, 1.0, 1e9)?;
+        if !(rel.p_value > 0.0 && rel.p_value < 1.0) {
+            return bad(
+                "release.p_value",
+                &format!("is {}; must lie strictly between 0 and 1", rel.p_value),
+            );
         }
         if r.window.as_millis() + r.baseline_window.as_millis()
             > crate::release::series::MINUTES_KEPT * 60_000
@@ -803,50 +1073,95 @@ impl Config {
                 "must be at least 1m, and with rates.window at most 3h",
             );
         }
-        if !(0.0..1.0).contains(&r.p_value) {
-            return bad("rates.p_value", "must be in (0, 1)");
+        if !(r.p_value > 0.0 && r.p_value < 1.0) {
+            return bad(
+                "rates.p_value",
+                &format!("is {}; must lie strictly between 0 and 1", r.p_value),
+            );
         }
-        if r.min_ratio.is_nan() || r.min_ratio < 1.0 {
-            return bad("rates.min_ratio", "must be at least 1");
-        }
-        if !(0.0..=1.0).contains(&r.hysteresis) {
-            return bad("rates.hysteresis", "must be between 0 and 1");
-        }
-        if self.release.canary_window.as_millis() < 60_000
-            || self.release.canary_window.as_millis() > crate::series::MINUTES_KEPT * 60_000
-        {
-            return bad("release.canary_window", "must lie between 1m and 3h");
-        }
-        if !(0.0..1.0).contains(&self.release.p_value) {
-            return bad("release.p_value", "must be in (0, 1)");
-        }
-        if self.release.steps.windows(2).any(|w| w[0] >= w[1])
-            || self.release.steps.iter().any(|&p| p == 0 || p > 100)
+        float("rates.min_ratio", r.min_ratio, 1.0, 1e9)?;
+        float("rates.hysteresis", r.hysteresis, 0.0, 1.0)?;
+        if rel.steps.windows(2).any(|w| w[0] >= w[1])
+            || rel.steps.iter().any(|&p| p == 0 || p > 100)
         {
             return bad("release.steps", "must be increasing percentages in 1..=100");
-        }
-        if self.input.max_line_bytes < 64 {
-            return bad("input.max_line_bytes", "must be at least 64");
-        }
-        if !matches!(self.kafka.start.as_str(), "earliest" | "latest") {
-            return bad("kafka.start", "must be `earliest` or `latest`");
-        }
-        if self.kafka.batch_size == 0 {
-            return bad("kafka.batch_size", "must be at least 1");
-        }
-        if !matches!(self.metrics.log_format.as_str(), "text" | "json") {
-            return bad("metrics.log_format", "must be `text` or `json`");
         }
         Ok(())
     }
 
-    /// The effective configuration as TOML, for `faultline config check`.
+    /// Reads the `*_file` secrets into their keys. A secret given both
+    /// inline and as a file is an error: which one wins would surprise.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        fn read(key: &str, path: &Path) -> Result<Secret, ConfigError> {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Value {
+                key: key.into(),
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            Ok(Secret(text.trim_end_matches(['\n', '\r']).to_string()))
+        }
+        let both = |key: &str| ConfigError::Value {
+            key: key.into(),
+            message: "given both inline and as a file: keep one".into(),
+        };
+        let es = &mut self.elasticsearch;
+        for (value, file, key) in [
+            (
+                &mut es.password,
+                &es.password_file,
+                "elasticsearch.password_file",
+            ),
+            (
+                &mut es.api_key,
+                &es.api_key_file,
+                "elasticsearch.api_key_file",
+            ),
+        ] {
+            if let Some(path) = file {
+                if value.is_some() {
+                    return Err(both(key));
+                }
+                *value = Some(read(key, path)?);
+            }
+        }
+        for (name, path) in &self.kafka.property_files {
+            let key = format!("kafka.property_files.\"{name}\"");
+            if self.kafka.properties.contains_key(name) {
+                return Err(both(&key));
+            }
+            let v = read(&key, path)?;
+            self.kafka.properties.insert(name.clone(), v.0);
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, for `faultline config check`:
+    /// every secret (passwords, keys, secret Kafka properties, credentials
+    /// inside the Elasticsearch URL) shown as `<redacted>`.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        let mut shown = self.clone();
+        shown.elasticsearch.url = redact_url(&shown.elasticsearch.url);
+        let k = &mut shown.kafka;
+        for map in [
+            &mut k.properties,
+            &mut k.consumer_properties,
+            &mut k.producer_properties,
+        ] {
+            for (key, v) in map.iter_mut() {
+                if is_secret_key(key) {
+                    *v = REDACTED.into();
+                }
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
 
-fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+fn apply_override(
+    table: &mut toml::Table,
+    var: &str,
+    value: &str,
+    as_text: bool,
+) -> Result<(), ConfigError> {
     let path: Vec<String> = var
         .trim_start_matches("FAULTLINE__")
         .split("__")
@@ -860,6 +1175,7 @@ fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(),
     }
     let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
         .ok()
+        .filter(|_| !as_text)
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(value.to_string()));
     let mut cur = table;
@@ -958,5 +1274,93 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("FAULTLINE__DETECT__COOLDOWN"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_display_and_the_rendered_config() {
+        let env = vec![
+            (
+                "FAULTLINE__ELASTICSEARCH__PASSWORD".to_string(),
+                "env-pw-1".to_string(),
+            ),
+            (
+                "FAULTLINE__KAFKA__PROPERTIES__SASL.PASSWORD".to_string(),
+                "31415926".to_string(),
+            ),
+        ];
+        let text = "[elasticsearch]\nurl = \"http://admin:url-pw-2@es.example:9200/\"\n\
+                    api_key = \"id:file-key-3\"\n\
+                    [kafka.properties]\n\"ssl.key.password\" = \"ssl-pw-4\"\n\
+                    \"security.protocol\" = \"SASL_SSL\"\n";
+        let c = Config::from_toml(text, Path::new("f.toml"), &env).unwrap();
+        assert_eq!(
+            c.elasticsearch.password.as_ref().unwrap().expose(),
+            "env-pw-1"
+        );
+        assert_eq!(c.kafka.properties["sasl.password"], "31415926");
+        let shown = format!("{}{:?}", c.to_toml(), c.elasticsearch.password);
+        for secret in ["env-pw-1", "31415926", "url-pw-2", "file-key-3", "ssl-pw-4"] {
+            assert!(!shown.contains(secret), "{secret} shown");
+        }
+        assert!(shown.contains("SASL_SSL") && shown.contains("es.example:9200"));
+        assert!(shown.contains(REDACTED));
+    }
+
+    #[test]
+    fn a_bad_secret_override_names_the_variable_but_not_the_value() {
+        // A secret given a table: the value cannot be taken as text.
+        let env = vec![(
+            "FAULTLINE__ELASTICSEARCH__API_KEY__PART".to_string(),
+            "27182818".to_string(),
+        )];
+        let err = Config::from_toml("", Path::new("f"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("FAULTLINE__ELASTICSEARCH__API_KEY__PART"),
+            "{err}"
+        );
+        assert!(!err.contains("27182818"), "{err}");
+    }
+
+    #[test]
+    fn secrets_can_come_from_files_but_not_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "from-file\n").unwrap();
+        let text = format!(
+            "[elasticsearch]\npassword_file = {:?}\n[kafka.property_files]\n\"sasl.password\" = {:?}\n",
+            pw.display().to_string(),
+            pw.display().to_string()
+        );
+        let c = Config::from_toml(&text, Path::new("f"), &[]).unwrap();
+        assert_eq!(c.elasticsearch.password.unwrap().expose(), "from-file");
+        assert_eq!(c.kafka.properties["sasl.password"], "from-file");
+        let twice = format!("{text}[kafka.properties]\n\"sasl.password\" = \"x\"\n");
+        let err = Config::from_toml(&twice, Path::new("f"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sasl.password") && err.contains("both"),
+            "{err}"
+        );
+        let missing = "[elasticsearch]\napi_key_file = \"/nonexistent/key\"\n";
+        let err = Config::from_toml(missing, Path::new("f"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("api_key_file") && err.contains("/nonexistent/key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_when_shown() {
+        assert_eq!(
+            redact_url("https://u:p@h:9200/x?q=a@b"),
+            "https://<redacted>@h:9200/x?q=a@b"
+        );
+        assert_eq!(redact_url("http://h:9200"), "http://h:9200");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

@@ -71,6 +71,10 @@ pub struct Engine {
     /// type then allocates nothing.
     identity: Identity,
     typed: Typed,
+    /// Judges record times from the future (window/clock.rs).
+    clock: crate::window::clock::FutureGuard,
+    /// `line`'s verdict on the record whose `error` may follow.
+    line_verdict: Option<(EventTime, Judged)>,
 }
 
 /// How warm-up and the baseline are set up for a run.
@@ -114,6 +118,7 @@ impl Engine {
                 s
             }
         };
+        repair_future_state(&mut state, now_ms(), cfg.window.future_grace.as_millis());
         if crate::baseline::rederive::needed(&state.baseline, &fp) {
             crate::baseline::rederive::rederive(&mut state, &fp);
         }
@@ -136,6 +141,8 @@ impl Engine {
             keep_emitted: true,
             identity: Identity::default(),
             typed: Typed::default(),
+            clock: crate::window::clock::FutureGuard::new(cfg.window.future_grace.as_millis()),
+            line_verdict: None,
         })
     }
 
@@ -279,6 +286,16 @@ impl Engine {
     /// The stateful part of processing an error: learning, baseline,
     /// detection, in the order records arrive.
     fn process_from(&mut self, rec: Record, identity: &Identity, started: Instant) {
+        let mut judged = Judged::Accept;
+        if let Some(t) = rec.time {
+            judged = match self.line_verdict.take() {
+                Some((seen, v)) if seen == t => v,
+                _ => self.judge_time(t),
+            };
+            if judged == Judged::Refuse {
+                return;
+            }
+        }
         self.metrics.errors.fetch_add(1, Ordering::Relaxed);
         let time = self.event_time(rec.time);
         let late = self
@@ -288,7 +305,9 @@ impl Engine {
         if late {
             self.metrics.late.fetch_add(1, Ordering::Relaxed);
         }
-        self.advance(time);
+        if judged == Judged::Accept {
+            self.advance(time);
+        }
         if let Some(svc) = rec.service.as_deref() {
             let v = rec.version.as_deref().unwrap_or("");
             self.count_rate(svc, v, Some(time), 0, 1);
@@ -389,15 +408,51 @@ impl Engine {
     pub fn snapshot(&self) -> Snapshot {
         self.metrics.snapshot()
     }
+
+    /// What a record dated `t` may do (window/clock.rs): after the wall
+    /// clock, which no log line can be, it is skipped and counted as
+    /// `bad_timestamp`; only far ahead of the stream's recent times, which a
+    /// real gap can also be, it is processed at its time but cannot move
+    /// event time until the stream confirms it (counted as held).
+    fn judge_time(&mut self, t: EventTime) -> Judged {
+        use crate::window::clock::Ahead;
+        match self.clock.check(t, now_ms()) {
+            Ok(()) => Judged::Accept,
+            Err(Ahead::OfClock(_)) => {
+                self.bad(BadReason::BadTimestamp, 0);
+                Judged::Refuse
+            }
+            Err(Ahead::OfStream(_)) => {
+                self.metrics.held.fetch_add(1, Ordering::Relaxed);
+                Judged::Hold
+            }
+        }
+    }
+}
+
+/// [`Engine::judge_time`]'s verdict on a record's time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Judged {
+    Accept,
+    /// Processed at its time, but does not move event time.
+    Hold,
+    Refuse,
 }
 
 impl RecordSink for Engine {
     fn line(&mut self, meta: &LineMeta<'_>) {
+        self.line_verdict = meta.time.map(|t| (t, self.judge_time(t)));
+        let judged = self.line_verdict.map_or(Judged::Accept, |(_, v)| v);
+        if judged == Judged::Refuse {
+            return;
+        }
         self.metrics.records.fetch_add(1, Ordering::Relaxed);
         let time = match meta.time {
             Some(t) => {
                 let t = self.event_time(Some(t));
-                self.advance(t);
+                if judged == Judged::Accept {
+                    self.advance(t);
+                }
                 Some(t)
             }
             None => self.state.watermark,
@@ -416,5 +471,44 @@ impl RecordSink for Engine {
         if self.strict && self.first_bad.is_none() {
             self.first_bad = Some((reason, line_no));
         }
+    }
+}
+
+/// A state whose event time lies after this machine's clock (saved by a
+/// version without the future-timestamp guard, from a record dated 2099)
+/// would keep every later record "late" and alerting silent, without a
+/// word. Says so, and lets event time (and warm-up, if it had not ended
+/// before the bogus jump) restart from the next record; counts in windows
+/// past the clock are dropped.
+fn repair_future_state(state: &mut State, now: EventTime, grace_ms: i64) {
+    let limit = now.saturating_add(grace_ms);
+    let Some(w) = state.watermark.filter(|&w| w > limit) else {
+        return;
+    };
+    let date = |t: EventTime| {
+        chrono::DateTime::from_timestamp_millis(t)
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_else(|| t.to_string())
+    };
+    tracing::warn!(
+        "the state's event time {} is ahead of this machine's clock ({}): an older faultline \
+         accepted a record from the future, which would keep every later record late and \
+         alerting silent. Event time restarts from the next record.",
+        date(w),
+        date(now)
+    );
+    state.watermark = None;
+    if state.warmup_until.is_some_and(|u| u > limit) {
+        state.warmup_until = None;
+        state.baseline.learned_from = None;
+        state.baseline.learned_until = None;
+    }
+    let spec = state.baseline.spec;
+    let last_bucket = spec.bucket_of(limit);
+    for t in state.baseline.types.values_mut() {
+        if let Some(win) = t.window.as_mut() {
+            win.forget_after(last_bucket);
+        }
+        t.last_seen = t.last_seen.min(limit);
     }
 }

@@ -112,16 +112,42 @@ impl std::fmt::Display for ServerInfo {
 /// The credentials `[elasticsearch]` asks for. An API key wins over basic
 /// auth; it is either `id:secret` or the base64 form the server prints.
 pub fn credentials(cfg: &ElasticsearchConfig) -> Option<Credentials> {
-    if let Some(key) = cfg.api_key.as_deref().filter(|k| !k.is_empty()) {
+    if let Some(key) = cfg
+        .api_key
+        .as_ref()
+        .map(|k| k.expose())
+        .filter(|k| !k.is_empty())
+    {
         return Some(match key.split_once(':') {
             Some((id, secret)) => Credentials::ApiKey(id.to_string(), secret.to_string()),
             None => Credentials::EncodedApiKey(key.to_string()),
         });
     }
-    cfg.username
-        .as_deref()
-        .filter(|u| !u.is_empty())
-        .map(|u| Credentials::Basic(u.to_string(), cfg.password.clone().unwrap_or_default()))
+    cfg.username.as_deref().filter(|u| !u.is_empty()).map(|u| {
+        let password = cfg.password.as_ref().map(|p| p.expose()).unwrap_or("");
+        Credentials::Basic(u.to_string(), password.to_string())
+    })
+}
+
+/// `%XX` escapes of a URL's user or password decoded (invalid ones kept).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A configured client. Cheap to clone (the connection pool is shared).
@@ -134,14 +160,24 @@ pub struct Client {
 
 impl Client {
     pub fn new(cfg: &ElasticsearchConfig) -> Result<Client, EsError> {
-        let url = Url::parse(&cfg.url).map_err(|e| EsError::BadUrl {
-            url: cfg.url.clone(),
+        let mut url = Url::parse(&cfg.url).map_err(|e| EsError::BadUrl {
+            url: crate::config::redact_url(&cfg.url),
             message: e.to_string(),
         })?;
+        // Credentials in the URL (`http://user:pass@host`) become basic
+        // auth and leave the URL, which is what messages and logs show.
+        let from_url = (!url.username().is_empty()).then(|| {
+            let user = percent_decode(url.username());
+            let pass = percent_decode(url.password().unwrap_or(""));
+            Credentials::Basic(user, pass)
+        });
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let shown = url.as_str().trim_end_matches('/').to_string();
         let timeout = cfg.timeout.0.max(Duration::from_millis(100));
         let mut builder =
             TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(timeout);
-        if let Some(c) = credentials(cfg) {
+        if let Some(c) = credentials(cfg).or(from_url) {
             builder = builder.auth(c);
         }
         if let Some(path) = &cfg.ca_cert {
@@ -160,7 +196,7 @@ impl Client {
             .map_err(|e| EsError::Build(format!("{e:?}")))?;
         Ok(Client {
             es: Elasticsearch::new(transport),
-            url: cfg.url.trim_end_matches('/').to_string(),
+            url: shown,
             timeout,
         })
     }

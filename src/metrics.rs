@@ -22,6 +22,10 @@ pub struct Metrics {
     pub records: AtomicU64,
     pub errors: AtomicU64,
     pub late: AtomicU64,
+    /// Records dated far ahead of the stream's recent times (not of the
+    /// clock): counted at the current event time until the stream
+    /// confirms the jump (window/clock.rs).
+    pub held: AtomicU64,
     pub ignored: AtomicU64,
     pub bytes: AtomicU64,
     pub alerts_novel: AtomicU64,
@@ -35,6 +39,56 @@ pub struct Metrics {
     bad: [AtomicU64; BadReason::ALL.len()],
     /// Processing latency histogram (record read → alert decided), seconds.
     pub latency: Mutex<Histogram>,
+}
+
+/// One named readiness condition a component sets (the Kafka source: the
+/// broker connection) and `/readyz` reads: up, or down with the reason.
+#[derive(Debug, Default)]
+pub struct Condition {
+    down: Mutex<Option<String>>,
+}
+
+impl Condition {
+    pub fn up(&self) {
+        if let Ok(mut d) = self.down.lock() {
+            *d = None;
+        }
+    }
+
+    pub fn down(&self, why: impl Into<String>) {
+        if let Ok(mut d) = self.down.lock() {
+            *d = Some(why.into());
+        }
+    }
+
+    /// `Ok` while up, else the reason it went down.
+    pub fn check(&self) -> Result<(), String> {
+        match self.down.lock().ok().and_then(|d| d.clone()) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Sets `broker` from a librdkafka statistics document: up while at least
+/// one broker connection is `UP`, down when none is.
+pub fn broker_readiness(stats: &serde_json::Value, broker: &Condition) {
+    let Some(brokers) = stats.get("brokers").and_then(|b| b.as_object()) else {
+        return;
+    };
+    let mut states = Vec::new();
+    for b in brokers.values() {
+        let state = b.get("state").and_then(|s| s.as_str()).unwrap_or("?");
+        if state == "UP" {
+            broker.up();
+            return;
+        }
+        let name = b.get("name").and_then(|s| s.as_str()).unwrap_or("?");
+        states.push(format!("{name} {state}"));
+    }
+    if !states.is_empty() {
+        broker.down(format!("no broker connection ({})", states.join(", ")));
+    }
 }
 
 /// A fixed-bucket histogram in Prometheus' cumulative form.
@@ -77,6 +131,7 @@ pub struct Snapshot {
     pub records: u64,
     pub errors: u64,
     pub late: u64,
+    pub held: u64,
     pub ignored: u64,
     pub bad: BTreeMap<String, u64>,
     pub alerts: BTreeMap<String, u64>,
@@ -112,6 +167,7 @@ impl Metrics {
             records: g(&self.records),
             errors: g(&self.errors),
             late: g(&self.late),
+            held: g(&self.held),
             ignored: g(&self.ignored),
             bad: BadReason::ALL
                 .iter()
@@ -158,6 +214,11 @@ impl Metrics {
             "Records later than the lateness limit.",
             s.late,
         );
+        counter(
+            "faultline_held_records_total",
+            "Records dated far ahead of the stream, counted at the current event time.",
+            s.held,
+        );
         let _ = writeln!(
             o,
             "# HELP faultline_bad_records_total Skipped records by reason.\n# TYPE faultline_bad_records_total counter"
@@ -200,5 +261,32 @@ impl Metrics {
         }
         o.push_str(extra);
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_condition_follows_librdkafka_statistics() {
+        let c = Condition::default();
+        assert!(c.check().is_ok());
+        let down = serde_json::json!({"brokers": {
+            "a:9092/1": {"name": "a:9092/1", "nodeid": 1, "state": "CONNECT"},
+            "a:9092/bootstrap": {"name": "a:9092/bootstrap", "nodeid": -1, "state": "DOWN"}
+        }});
+        broker_readiness(&down, &c);
+        let why = c.check().unwrap_err();
+        assert!(why.contains("a:9092/1 CONNECT"), "{why}");
+        let up = serde_json::json!({"brokers": {
+            "a:9092/1": {"name": "a:9092/1", "nodeid": 1, "state": "UP"}
+        }});
+        broker_readiness(&up, &c);
+        assert!(c.check().is_ok());
+        // A document without brokers says nothing either way.
+        c.down("x");
+        broker_readiness(&serde_json::json!({}), &c);
+        assert!(c.check().is_err());
     }
 }

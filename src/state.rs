@@ -137,7 +137,20 @@ impl State {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StateError::Io { path, source }),
         };
-        read_versioned::<State>(&bytes, &path, FORMAT).map(Some)
+        let state = read_versioned::<State>(&bytes, &path, FORMAT)?;
+        state
+            .validate()
+            .map_err(|message| StateError::Corrupt { path, message })?;
+        Ok(Some(state))
+    }
+
+    /// Consistency checks serde cannot make, each naming the item.
+    pub fn validate(&self) -> Result<(), String> {
+        self.baseline.validate()?;
+        for (input, id) in &self.inputs {
+            id.validate().map_err(|e| format!("input {input}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Writes the state atomically.
@@ -229,7 +242,12 @@ pub fn load_baseline(path: &Path) -> Result<Baseline, StateError> {
         path: path.to_path_buf(),
         source,
     })?;
-    read_versioned::<BaselineFile>(&bytes, path, BASELINE_FORMAT).map(|f| f.baseline)
+    let b = read_versioned::<BaselineFile>(&bytes, path, BASELINE_FORMAT)?.baseline;
+    b.validate().map_err(|message| StateError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    Ok(b)
 }
 
 /// `rates` as stored, with every key rebuilt by [`keys::owned`] (serde

@@ -75,7 +75,7 @@ impl EsSink {
     /// install the templates and deliver what an earlier run left spooled.
     /// Only configuration errors fail; an absent server does not.
     pub fn open(cfg: &ElasticsearchConfig, spool_dir: &Path) -> Result<EsSink, SinkError> {
-        let name = format!("elasticsearch {}", cfg.url);
+        let name = format!("elasticsearch {}", crate::config::redact_url(&cfg.url));
         let other = |message: String| SinkError::Other {
             sink: name.clone(),
             message,

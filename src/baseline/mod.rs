@@ -146,6 +146,34 @@ impl Baseline {
         self.hot = self.types.values().filter(|t| t.window.is_some()).count();
     }
 
+    /// Consistency of a baseline read from a file: the learner, the window
+    /// spec and every type's window, and aliases that end.
+    pub fn validate(&self) -> Result<(), String> {
+        self.learner
+            .validate()
+            .map_err(|e| format!("learner: {e}"))?;
+        self.spec.validate()?;
+        for (fp, t) in self.types.iter() {
+            if let Some(w) = &t.window {
+                w.validate(&self.spec)
+                    .map_err(|e| format!("error type {fp}: {e}"))?;
+            }
+        }
+        for &start in self.aliases.keys() {
+            let mut fp = start;
+            for _ in 0..=self.aliases.len() {
+                match self.aliases.get(&fp) {
+                    Some(&next) => fp = next,
+                    None => break,
+                }
+            }
+            if self.aliases.contains_key(&fp) {
+                return Err(format!("the aliases of type {start} form a cycle"));
+            }
+        }
+        Ok(())
+    }
+
     /// Resolves aliases.
     pub fn canonical(&self, mut fp: Fingerprint) -> Fingerprint {
         let mut hops = 0;

@@ -146,12 +146,15 @@ fn show(b: &Baseline, json: bool) -> Result<()> {
                 samples: &t.samples,
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<16}  {:<14}  {:>8}  {:<10}  TEMPLATE",
-        "FINGERPRINT", "SERVICE", "COUNT", "VERSION"
+        "FINGERPRINT",
+        "SERVICE",
+        "COUNT",
+        "VERSION"
     );
     for t in types {
         let mut tpl = t.template.clone();
@@ -163,7 +166,7 @@ fn show(b: &Baseline, json: bool) -> Result<()> {
             tpl.truncate(cut);
             tpl.push('…');
         }
-        println!(
+        outln!(
             "{:<16}  {:<14}  {:>8}  {:<10}  {}",
             t.fingerprint.to_string(),
             t.service(),

@@ -34,8 +34,8 @@ pub struct ImportEsArgs {
     /// Fetch records of every level, not only error levels (the parser still decides).
     #[arg(long)]
     all_levels: bool,
-    /// Documents per page.
-    #[arg(long, default_value_t = 2000)]
+    /// Documents per page (at most 10000, the servers' default result window).
+    #[arg(long, default_value_t = 2000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     page_size: usize,
     /// Where to write the baseline.
     #[arg(long, short, default_value = "baseline.json")]

@@ -1,6 +1,24 @@
 //! Command-line interface: one file per command family. Each command
 //! returns its process exit code; errors carry context for the user.
 
+/// `println!` that returns the write error instead of panicking: a reader
+/// that goes away (`faultline types list | head -1`) ends the command
+/// quietly (main treats a broken pipe as success, as Unix tools do).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// `print!` counterpart of [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod baseline;
 mod fingerprint;
 mod import_es;
@@ -70,6 +88,30 @@ enum ConfigCommand {
     Check,
 }
 
+/// For commands that write a state directory (`replay`, `run`): creates
+/// it, removes the temporary file a writer killed mid-save left behind, and
+/// proves it writable now, rather than failing at the first checkpoint or
+/// at the end, after alerts went out.
+pub fn prepare_state_dir(dir: &Path) -> Result<()> {
+    let not_writable = || {
+        format!(
+            "state directory {} is not writable (faultline saves its state there; give --state another directory or fix the permissions)",
+            dir.display()
+        )
+    };
+    std::fs::create_dir_all(dir).with_context(not_writable)?;
+    let stale = dir.join(".state.json.tmp");
+    if stale.exists() {
+        tracing::info!(path = %stale.display(), "removing a temporary state file left by an interrupted save");
+        std::fs::remove_file(&stale).with_context(not_writable)?;
+    }
+    let probe = dir.join(".faultline-write-check");
+    std::fs::write(&probe, b"ok")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .with_context(not_writable)?;
+    Ok(())
+}
+
 /// Loads the configuration the global flags point at.
 pub fn load_config(cli_config: Option<&Path>, extra_patterns: &[PathBuf]) -> Result<Config> {
     let default = Path::new("faultline.toml");
@@ -114,7 +156,7 @@ pub fn run() -> Result<i32> {
         Command::Types(cmd) => types::run(cfg()?, cmd),
         Command::Config(ConfigCommand::Check) => {
             let c = cfg()?;
-            print!("{}", c.to_toml());
+            out!("{}", c.to_toml());
             Ok(0)
         }
     }

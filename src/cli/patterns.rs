@@ -50,18 +50,18 @@ pub fn run(mut cfg: Config, cmd: PatternsCommand) -> Result<i32> {
             };
             let mut failed = false;
             match PatternSet::builtin() {
-                Ok(s) => println!("ok   <builtin> ({} rules)", s.rules.len()),
+                Ok(s) => outln!("ok   <builtin> ({} rules)", s.rules.len()),
                 Err(e) => {
-                    println!("FAIL {e}");
+                    outln!("FAIL {e}");
                     failed = true;
                 }
             }
             for p in &files {
                 for f in patterns::expand(p)? {
                     match PatternSet::check_file(&f) {
-                        Ok(n) => println!("ok   {} ({} rules)", f.display(), n),
+                        Ok(n) => outln!("ok   {} ({} rules)", f.display(), n),
                         Err(e) => {
-                            println!("FAIL {e}");
+                            outln!("FAIL {e}");
                             failed = true;
                         }
                     }
@@ -81,8 +81,8 @@ pub fn run(mut cfg: Config, cmd: PatternsCommand) -> Result<i32> {
                 for l in text.lines() {
                     let mut fired = Vec::new();
                     let id = fp.identify_message(l, Some(&mut fired));
-                    println!("message:    {l}");
-                    print_identity(&fired, id);
+                    outln!("message:    {l}");
+                    print_identity(&fired, id)?;
                 }
                 return Ok(0);
             }
@@ -94,31 +94,31 @@ pub fn run(mut cfg: Config, cmd: PatternsCommand) -> Result<i32> {
             }
             lp.finish(&mut sink);
             for (reason, line) in &sink.1 {
-                println!("line {line}: skipped as bad record ({reason})");
+                outln!("line {line}: skipped as bad record ({reason})");
             }
             for r in &sink.0 {
-                println!("record (line {}):", r.line);
-                println!(
+                outln!("record (line {}):", r.line);
+                outln!(
                     "  time:       {}",
                     r.time
                         .map(faultline::alert::rfc3339)
                         .unwrap_or_else(|| "-".into())
                 );
-                println!(
+                outln!(
                     "  level:      {}",
                     r.level.map(|l| l.to_string()).unwrap_or_else(|| "-".into())
                 );
-                println!("  service:    {}", r.service.as_deref().unwrap_or("-"));
-                println!("  version:    {}", r.version.as_deref().unwrap_or("-"));
-                println!("  logger:     {}", r.logger.as_deref().unwrap_or("-"));
-                println!("  error_type: {}", r.error_type.as_deref().unwrap_or("-"));
-                println!("  message:    {}", r.message);
+                outln!("  service:    {}", r.service.as_deref().unwrap_or("-"));
+                outln!("  version:    {}", r.version.as_deref().unwrap_or("-"));
+                outln!("  logger:     {}", r.logger.as_deref().unwrap_or("-"));
+                outln!("  error_type: {}", r.error_type.as_deref().unwrap_or("-"));
+                outln!("  message:    {}", r.message);
                 if let Some(st) = &r.stack_trace {
-                    println!("  stack:      {} lines", st.lines().count());
+                    outln!("  stack:      {} lines", st.lines().count());
                 }
                 let mut fired = Vec::new();
                 let id = fp.identify(r, Some(&mut fired));
-                print_identity(&fired, id);
+                print_identity(&fired, id)?;
             }
             Ok(0)
         }
@@ -126,35 +126,36 @@ pub fn run(mut cfg: Config, cmd: PatternsCommand) -> Result<i32> {
 }
 
 /// The rules that fired, then the template and its fingerprint.
-fn print_identity(fired: &[Fired], id: Identity) {
-    println!("rules fired:");
+fn print_identity(fired: &[Fired], id: Identity) -> Result<()> {
+    outln!("rules fired:");
     if fired.is_empty() {
-        println!("  (none)");
+        outln!("  (none)");
     }
     for f in fired {
-        println!("  {:<14} {:?}  ({})", f.rule, f.text, f.origin);
+        outln!("  {:<14} {:?}  ({})", f.rule, f.text, f.origin);
     }
     let (context, template) = (id.context(), &id.template);
     match &id.kind {
-        IdentityKind::Ignored { rule } => println!("ignored by group rule `{rule}`"),
+        IdentityKind::Ignored { rule } => outln!("ignored by group rule `{rule}`"),
         IdentityKind::Fixed | IdentityKind::Learned => {
             let exception = if context.exception.is_empty() {
                 "-"
             } else {
                 &context.exception
             };
-            println!("exception:  {exception}");
+            outln!("exception:  {exception}");
             let frames = if context.frames.is_empty() {
                 "-".to_string()
             } else {
                 context.frames.join(" | ")
             };
-            println!("frames:     {frames}");
-            println!("template:   {template}");
-            println!(
+            outln!("frames:     {frames}");
+            outln!("template:   {template}");
+            outln!(
                 "fingerprint: {} (before learning)",
                 context.fingerprint(template)
             );
         }
     }
+    Ok(())
 }

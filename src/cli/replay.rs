@@ -58,6 +58,9 @@ pub fn parse_dur(s: &str) -> Result<Dur, String> {
 }
 
 pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
+    if let Some(dir) = &args.state {
+        super::prepare_state_dir(dir)?;
+    }
     let alerts_path = args.alerts.clone().or(cfg.alerts.file.clone());
     let sinks = build::sinks(
         &cfg,

@@ -52,9 +52,9 @@ pub fn run(_cfg: Config, args: ReportArgs) -> Result<i32> {
     };
     let r = report::build(&state.ledger(), &req, now_ms())?;
     match args.format {
-        ReportFormat::Md => print!("{}", report::markdown(&r)),
-        ReportFormat::Html => print!("{}", report::html(&r)),
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        ReportFormat::Md => out!("{}", report::markdown(&r)),
+        ReportFormat::Html => out!("{}", report::html(&r)),
+        ReportFormat::Json => outln!("{}", serde_json::to_string_pretty(&r)?),
     }
     Ok(0)
 }

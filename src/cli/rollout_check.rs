@@ -75,6 +75,6 @@ pub fn run(cfg: Config, args: RolloutCheckArgs) -> Result<i32> {
         window: args.window,
     };
     let verdict = rollout::check(&state.ledger(), &cfg, &req)?;
-    println!("{}", serde_json::to_string_pretty(&verdict)?);
+    outln!("{}", serde_json::to_string_pretty(&verdict)?);
     Ok(if verdict.proceed { 0 } else { 1 })
 }

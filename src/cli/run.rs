@@ -98,6 +98,7 @@ fn install_signals(flag: Arc<AtomicBool>, limit: std::time::Duration) -> Result<
 
 pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
     init_tracing(&cfg.metrics.log_format);
+    super::prepare_state_dir(&args.state)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     install_signals(shutdown.clone(), cfg.kafka.shutdown_timeout.0)?;
     let metrics = Arc::new(Metrics::default());

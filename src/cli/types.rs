@@ -138,7 +138,7 @@ fn edit(one: &OneType, f: impl FnOnce(&mut ErrorType, Option<i64>)) -> Result<i3
     f(t, watermark);
     let line = format!("{} {} {}", t.fingerprint, status(t), t.template);
     state.save(&one.state.state)?;
-    println!("{line}");
+    outln!("{line}");
     Ok(0)
 }
 
@@ -158,15 +158,20 @@ pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
                 .collect();
             if json {
                 let rows: Vec<Row> = types.iter().map(|t| row(t)).collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
+                outln!(
                     "{:<16}  {:<12}  {:<8}  {:>8}  {:<20}  {:<24}  template",
-                    "fingerprint", "service", "status", "count", "versions", "last seen"
+                    "fingerprint",
+                    "service",
+                    "status",
+                    "count",
+                    "versions",
+                    "last seen"
                 );
                 for t in types {
                     let versions = t.versions.keys().cloned().collect::<Vec<_>>().join(",");
-                    println!(
+                    outln!(
                         "{:<16}  {:<12}  {:<8}  {:>8}  {:<20}  {:<24}  {}",
                         t.fingerprint,
                         t.service(),
@@ -185,20 +190,20 @@ pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
             let t = find(&mut state, &one.fingerprint)?;
             let r = row(t);
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!("fingerprint  {}", r.fingerprint);
-                println!("service      {}", r.service);
-                println!("template     {}", r.template);
-                println!("status       {}", r.status);
-                println!("count        {}", r.count);
-                println!("first seen   {}", r.first_seen);
-                println!("last seen    {}", r.last_seen);
+                outln!("fingerprint  {}", r.fingerprint);
+                outln!("service      {}", r.service);
+                outln!("template     {}", r.template);
+                outln!("status       {}", r.status);
+                outln!("count        {}", r.count);
+                outln!("first seen   {}", r.first_seen);
+                outln!("last seen    {}", r.last_seen);
                 for (v, n) in r.versions {
-                    println!("version      {v}: {n}");
+                    outln!("version      {v}: {n}");
                 }
                 if let Some(at) = &r.resolved_at {
-                    println!(
+                    outln!(
                         "resolved     {at}{}",
                         r.resolved_in
                             .map(|v| format!(" (fix in {v})"))
@@ -206,7 +211,7 @@ pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
                     );
                 }
                 for s in r.samples {
-                    println!("sample       {}", s.lines().next().unwrap_or(""));
+                    outln!("sample       {}", s.lines().next().unwrap_or(""));
                 }
             }
             Ok(0)

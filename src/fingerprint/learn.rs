@@ -264,6 +264,59 @@ impl Learner {
         self.clusters.is_empty()
     }
 
+    /// Consistency of a learner read from a state file: every cluster id it
+    /// holds names a cluster, and alias chains end (a cycle would hang
+    /// [`Learner::root`]).
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.clusters.len();
+        let check = |what: &str, id: ClusterId| {
+            if (id as usize) < n {
+                Ok(())
+            } else {
+                Err(format!("{what} names cluster {id} of {n}"))
+            }
+        };
+        for (i, c) in self.clusters.iter().enumerate() {
+            if let Some(a) = c.alias_of {
+                check(&format!("cluster {i}'s alias"), a)?;
+            }
+        }
+        for &id in self.exact.values() {
+            check("the exact index", id)?;
+        }
+        for s in self.skeletons.values() {
+            for &id in s.members.iter().chain(&s.generalized) {
+                check("a skeleton", id)?;
+            }
+        }
+        for ids in self.generalized.values() {
+            for &id in ids {
+                check("the generalised index", id)?;
+            }
+        }
+        // 0 unvisited, 1 on the current chain, 2 known to end.
+        let mut mark = vec![0u8; n];
+        for start in 0..n {
+            let mut chain = Vec::new();
+            let mut id = start;
+            while mark[id] == 0 {
+                mark[id] = 1;
+                chain.push(id);
+                match self.clusters[id].alias_of {
+                    Some(next) => id = next as usize,
+                    None => break,
+                }
+            }
+            if mark[id] == 1 && self.clusters[id].alias_of.is_some() {
+                return Err(format!("cluster {id}'s aliases form a cycle"));
+            }
+            for c in chain {
+                mark[c] = 2;
+            }
+        }
+        Ok(())
+    }
+
     /// Follows aliases to the cluster that now stands for `id`.
     pub fn root(&self, mut id: ClusterId) -> ClusterId {
         while let Some(next) = self.clusters[id as usize].alias_of {

@@ -92,6 +92,21 @@ fn open_path(p: &Path) -> io::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
 
 pub use crate::state::InputIdentity;
 
+impl InputIdentity {
+    /// Consistency of an identity read from a state file: the head is at
+    /// most [`HEAD_BYTES`] (a huge one would be allocated when checked) and
+    /// within what was read.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.head_len > HEAD_BYTES || self.head_len as u64 > self.offset {
+            return Err(format!(
+                "head_len {} must be at most {HEAD_BYTES} and at most offset {}",
+                self.head_len, self.offset
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Hash of the first `len` bytes of the (decompressed) input, or `None`
 /// when it is shorter now: it was truncated or replaced.
 pub fn head_hash(input: &Input, len: usize) -> io::Result<Option<u64>> {

@@ -6,6 +6,8 @@
 //! as that minute is still in the ring. Event time, not arrival time: a
 //! replay of yesterday's logs must give the same windows as the live run.
 
+pub mod clock;
+
 use serde::{Deserialize, Serialize};
 
 use crate::record::EventTime;
@@ -24,6 +26,19 @@ impl WindowSpec {
             bucket_ms,
             buckets: ((history_ms / bucket_ms).max(1)) as usize,
         }
+    }
+
+    /// Consistency of a spec read from a state file.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bucket_ms < 1 || !(1..=crate::config::MAX_BUCKETS).contains(&self.buckets) {
+            return Err(format!(
+                "window spec of {} buckets of {} ms (allowed: 1 to {} buckets of at least 1 ms)",
+                self.buckets,
+                self.bucket_ms,
+                crate::config::MAX_BUCKETS
+            ));
+        }
+        Ok(())
     }
 
     /// Absolute bucket number of an event time.
@@ -111,6 +126,30 @@ impl WindowCounts {
             best = best.max(run);
         }
         best
+    }
+
+    /// Consistency with `spec` of counts read from a state file: the ring
+    /// must have the spec's length (an empty one divides by zero).
+    pub fn validate(&self, spec: &WindowSpec) -> Result<(), String> {
+        if self.counts.len() != spec.buckets {
+            return Err(format!(
+                "window holds {} buckets, the state's window spec {}",
+                self.counts.len(),
+                spec.buckets
+            ));
+        }
+        Ok(())
+    }
+
+    /// Forgets every count when the newest bucket lies after `limit` (a
+    /// bucket from a bogus future time, written by an older version).
+    pub fn forget_after(&mut self, limit: i64) -> bool {
+        if self.newest != i64::MIN && self.newest > limit {
+            self.newest = i64::MIN;
+            self.counts.fill(0);
+            return true;
+        }
+        false
     }
 
     pub fn newest(&self) -> Option<i64> {

@@ -42,6 +42,11 @@ impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
         // Transport errors are transient: librdkafka reconnects by itself.
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.status
+                .broker
+                .down(format!("no broker reachable: {reason}"));
+        }
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
@@ -51,6 +56,7 @@ impl ClientContext for Ctx {
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(statistics) else {
             return;
         };
+        crate::metrics::broker_readiness(&v, &self.status.broker);
         let Some(topics) = v.get("topics").and_then(|t| t.as_object()) else {
             return;
         };

@@ -20,6 +20,8 @@ pub struct Status {
     pub last_error: Mutex<Option<String>>,
     /// `(topic, partition)` → messages behind the high watermark.
     pub lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Down while no broker is reachable (`/readyz`).
+    pub broker: crate::metrics::Condition,
 }
 
 impl Status {
@@ -98,6 +100,7 @@ impl Exporter for Status {
         if !self.ready.load(Ordering::Relaxed) {
             return Err("not consuming (starting or stopping)".into());
         }
+        self.broker.check()?;
         if self.failures.load(Ordering::Relaxed) > 0 {
             return Err(format!("retrying a failed batch: {}", self.last_error()));
         }

@@ -1,0 +1,668 @@
+//! Hostile input and unlucky operators, against the real binary: records
+//! from the future, a state poisoned by one, a reader that closes the pipe,
+//! secrets in the configuration, out-of-range values, and clients that hold
+//! connections to the HTTP endpoint open (docs/reliability.md).
+
+#[path = "../examples/gen-logs/scenario.rs"]
+mod scenario;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_faultline"));
+    c.env_remove("FAULTLINE_CONFIG")
+        .current_dir(std::env::temp_dir());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FAULTLINE__") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn alert_ids(p: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("id").and_then(|i| i.as_str()).map(String::from))
+        .collect()
+}
+
+/// `faultline replay` of `logs` into `alerts`, with `--summary-json`.
+fn replay(logs: &Path, alerts: &Path, state: Option<&Path>) -> (Output, serde_json::Value) {
+    let mut c = bin();
+    c.args([
+        "replay",
+        "--warmup",
+        "30m",
+        "--no-progress",
+        "--summary-json",
+    ])
+    .arg("--alerts")
+    .arg(alerts)
+    .arg(logs);
+    if let Some(s) = state {
+        c.arg("--state").arg(s);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary = stderr
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .unwrap_or_default();
+    (out, summary)
+}
+
+/// `n` ERROR records, one a second from 2026-11-02T10:00:00Z, of `kinds`
+/// message shapes across `services` services.
+fn error_lines(n: usize, kinds: usize, services: usize) -> String {
+    (0..n)
+        .map(|k| {
+            format!(
+                "{{\"@timestamp\":\"2026-11-02T10:{:02}:{:02}Z\",\"log.level\":\"ERROR\",\"message\":\"failure kind{} number {k}\",\"service.name\":\"svc{}\",\"service.version\":\"1.0\"}}\n",
+                (k / 60) % 60,
+                k % 60,
+                k % kinds,
+                k % services
+            )
+        })
+        .collect()
+}
+
+/// `args` with stdout and stderr piped.
+fn spawn_piped(args: &[&str]) -> std::process::Child {
+    bin()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn bad_timestamps(summary: &serde_json::Value) -> u64 {
+    summary["bad"]["bad_timestamp"].as_u64().unwrap_or(0)
+}
+
+const FROM_9999: &str = r#"{"@timestamp":"9999-12-31T23:59:59Z","log.level":"ERROR","message":"clock of a broken host","service.name":"api"}"#;
+const INFO_2099: &str = r#"{"@timestamp":"2099-01-01T00:00:00Z","log.level":"INFO","message":"hello from the future","service.name":"api"}"#;
+
+#[test]
+fn records_from_the_future_neither_silence_nor_change_the_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = scenario::Scenario::generate(&scenario::Config::default()).json_string();
+    let lines: Vec<&str> = clean.lines().collect();
+    let mut hostile = vec![FROM_9999];
+    hostile.extend(&lines[..lines.len() / 2]);
+    hostile.push(INFO_2099);
+    hostile.extend(&lines[lines.len() / 2..]);
+    let clean_p = write(dir.path(), "clean.jsonl", &clean);
+    let hostile_p = write(dir.path(), "hostile.jsonl", &(hostile.join("\n") + "\n"));
+
+    let (_, s_clean) = replay(&clean_p, &dir.path().join("clean-alerts"), None);
+    let (out, s_hostile) = replay(&hostile_p, &dir.path().join("hostile-alerts"), None);
+    let reference = alert_ids(&dir.path().join("clean-alerts"));
+    assert!(
+        reference.len() > 10,
+        "the scenario alerts: {}",
+        reference.len()
+    );
+    assert_eq!(alert_ids(&dir.path().join("hostile-alerts")), reference);
+    assert_eq!(bad_timestamps(&s_hostile), bad_timestamps(&s_clean) + 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("after this machine's clock").count(),
+        1,
+        "the jump is logged once: {stderr}"
+    );
+}
+
+#[test]
+fn a_record_far_ahead_of_an_old_stream_is_held_and_changes_no_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = scenario::Scenario::generate(&scenario::Config::default()).json_string();
+    let lines: Vec<&str> = clean.lines().collect();
+    // Weeks after the scenario, yet before this machine's clock: only the
+    // stream can tell it is wrong.
+    const LATER: &str = r#"{"@timestamp":"2026-11-20T00:00:00Z","log.level":"ERROR","message":"clock of a broken host","service.name":"api"}"#;
+    let mut hostile: Vec<&str> = lines[..lines.len() / 3].to_vec();
+    hostile.push(LATER);
+    hostile.extend(&lines[lines.len() / 3..]);
+    let clean_p = write(dir.path(), "clean.jsonl", &clean);
+    let hostile_p = write(dir.path(), "hostile.jsonl", &(hostile.join("\n") + "\n"));
+    replay(&clean_p, &dir.path().join("clean-alerts"), None);
+    let (_, s) = replay(&hostile_p, &dir.path().join("hostile-alerts"), None);
+    assert_eq!(s["held"].as_u64(), Some(1), "{s}");
+    let reference = alert_ids(&dir.path().join("clean-alerts"));
+    let got = alert_ids(&dir.path().join("hostile-alerts"));
+    // The held record is an error of a new type, processed at its time: it
+    // may add its own novel alert, and must take none of the others away.
+    assert!(
+        got.is_superset(&reference),
+        "missing: {:?}",
+        reference.difference(&got)
+    );
+    assert!(
+        got.len() <= reference.len() + 1,
+        "{} vs {}",
+        got.len(),
+        reference.len()
+    );
+}
+
+#[test]
+fn logs_from_2005_replay_like_recent_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for k in 0..40 {
+        let (m, s) = (k / 60, k % 60);
+        text.push_str(&format!(
+            "{{\"@timestamp\":\"2005-06-01T10:{m:02}:{s:02}Z\",\"log.level\":\"ERROR\",\"message\":\"disk {k} failed\",\"service.name\":\"api\"}}\n"
+        ));
+    }
+    let p = write(dir.path(), "old.jsonl", &text);
+    let (_, s) = replay(&p, &dir.path().join("alerts"), None);
+    assert_eq!(s["errors"].as_u64(), Some(40), "{s}");
+    assert_eq!(bad_timestamps(&s), 0, "{s}");
+    assert_eq!(s["late"].as_u64(), Some(0), "{s}");
+}
+
+#[test]
+fn a_state_holding_a_future_watermark_is_detected_and_does_not_silence_later_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = scenario::Scenario::generate(&scenario::Config::default()).json_string();
+    let lines: Vec<&str> = clean.lines().collect();
+    let cut = lines.len() * 2 / 5;
+    let first = write(dir.path(), "first.jsonl", &(lines[..cut].join("\n") + "\n"));
+    let second = write(
+        dir.path(),
+        "second.jsonl",
+        &(lines[cut..].join("\n") + "\n"),
+    );
+    let run_both = |name: &str, poison: bool| {
+        let state = dir.path().join(format!("{name}-state"));
+        let alerts = dir.path().join(format!("{name}-alerts"));
+        replay(
+            &first,
+            &dir.path().join(format!("{name}-first")),
+            Some(&state),
+        );
+        if poison {
+            // What a version without the guard saved after a 9999 record.
+            let p = state.join("state.json");
+            let mut v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            v["watermark"] = serde_json::json!(253_402_300_799_000i64);
+            std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+        }
+        let (out, _) = replay(&second, &alerts, Some(&state));
+        (
+            alert_ids(&alerts),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (reference, _) = run_both("clean", false);
+    let (got, stderr) = run_both("poisoned", true);
+    assert!(!reference.is_empty());
+    assert_eq!(got, reference);
+    assert!(
+        stderr.contains("state's event time 9999-12-31") && stderr.contains("restarts"),
+        "{stderr}"
+    );
+}
+
+/// Runs `args` with stdout into a pipe whose reader closes after one line.
+fn into_closed_pipe(args: &[&str]) -> Output {
+    let mut child = spawn_piped(args);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    let _ = stdout.read(&mut first);
+    drop(stdout);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_reader_that_closes_the_pipe_ends_every_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    // Enough distinct types that the output outgrows the pipe's buffer.
+    let text = error_lines(3000, 4, 7);
+    let logs = write(dir.path(), "logs.jsonl", &text);
+    let state = dir.path().join("state");
+    let alerts = dir.path().join("alerts.jsonl");
+    replay(&logs, &alerts, Some(&state));
+    let state = state.to_str().unwrap();
+    let logs = logs.to_str().unwrap();
+    let patterns_file = write(dir.path(), "lines.txt", &text.repeat(3));
+    for args in [
+        vec!["types", "list", "--state", state],
+        vec!["types", "list", "--json", "--state", state],
+        vec!["baseline", "show", "--state", state],
+        vec![
+            "report",
+            "--state",
+            state,
+            "--release",
+            "1.0",
+            "--format",
+            "json",
+        ],
+        vec![
+            "patterns",
+            "test",
+            "--file",
+            patterns_file.to_str().unwrap(),
+        ],
+        vec!["fingerprint", logs],
+        vec!["replay", "--no-progress", "--warmup", "1s", logs],
+    ] {
+        let out = into_closed_pipe(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_run(dir: &Path, brokers: &str) -> (Killed, u16) {
+    let port = free_port();
+    let tag = format!("hostile-{}-{port}", std::process::id());
+    let cfg = write(
+        dir,
+        "faultline.toml",
+        &format!(
+            "[kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{tag}\"]\ngroup_id = \"{tag}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    );
+    let child = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg("--alerts")
+        .arg(dir.join("alerts.jsonl"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no endpoint");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (Killed(child), port)
+}
+
+#[test]
+fn eight_idle_connections_do_not_delay_a_scrape_of_faultline_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let brokers = std::env::var("FAULTLINE_KAFKA").unwrap_or("127.0.0.1:9092".into());
+    let (_run, port) = start_run(dir.path(), &brokers);
+    let idle: Vec<_> = (0..8)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let started = Instant::now();
+    let m = http_get(port, "/metrics");
+    // The old one-connection-at-a-time server took 8 × 5 s here; the
+    // latency itself is measured by scripts/bench-scrape.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(m.contains("faultline_records_total"), "{m}");
+    assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    drop(idle);
+}
+
+#[test]
+fn readiness_reports_an_unreachable_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on the discard port: the broker is unreachable.
+    let (_run, port) = start_run(dir.path(), "127.0.0.1:9");
+    let started = Instant::now();
+    let ready = loop {
+        let r = http_get(port, "/readyz");
+        if r.starts_with("HTTP/1.1 503") && r.contains("broker") {
+            break r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still not reporting the broker: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(ready.contains("127.0.0.1:9"), "{ready}");
+    let m = http_get(port, "/metrics");
+    assert!(m.contains("faultline_up 0"), "{m}");
+}
+
+#[test]
+fn config_check_and_logs_never_show_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = write(dir.path(), "es-key", "id1:from-file-1\n");
+    let sasl_file = write(dir.path(), "sasl", "from-file-2\n");
+    let cfg = write(
+        dir.path(),
+        "faultline.toml",
+        &format!(
+            "[elasticsearch]\nurl = \"http://elastic:in-url-3@127.0.0.1:9/\"\napi_key_file = {:?}\n\
+             timeout = \"1s\"\n[kafka]\nproperties = {{ \"ssl.key.password\" = \"inline-4\", \"security.protocol\" = \"SASL_SSL\" }}\n\
+             [kafka.property_files]\n\"sasl.password\" = {:?}\n",
+            key_file.to_str().unwrap(),
+            sasl_file.to_str().unwrap()
+        ),
+    );
+    let secrets = [
+        "from-file-1",
+        "from-file-2",
+        "in-url-3",
+        "inline-4",
+        "65358979",
+    ];
+    let check = |out: &Output| {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for s in secrets {
+            assert!(!all.contains(s), "{s} shown in:\n{all}");
+        }
+        all
+    };
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["config", "check"])
+        .env("FAULTLINE__KAFKA__PROPERTIES__SASL.USERNAME", "faultline")
+        .env("FAULTLINE__ELASTICSEARCH__PASSWORD", "65358979")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = check(&out);
+    assert!(shown.contains("<redacted>@127.0.0.1:9"), "{shown}");
+    assert!(
+        shown.contains("SASL_SSL") && shown.contains("faultline"),
+        "{shown}"
+    );
+
+    // A numeric secret where a table is expected: the error names the
+    // variable, not the value.
+    let out = bin()
+        .args(["config", "check"])
+        .env("FAULTLINE__ELASTICSEARCH__PASSWORD__X", "65358979")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(check(&out).contains("FAULTLINE__ELASTICSEARCH__PASSWORD__X"));
+
+    // The Elasticsearch sink's warnings about an unreachable server.
+    let logs = write(dir.path(), "logs.jsonl", &error_lines(1, 1, 1));
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["replay", "--no-progress", "--warmup", "0s", "--state"])
+        .arg(dir.path().join("state"))
+        .arg(&logs)
+        .env("FAULTLINE_LOG", "debug")
+        .output()
+        .unwrap();
+    let all = check(&out);
+    assert!(all.contains("127.0.0.1:9"), "the server is named: {all}");
+}
+
+#[test]
+fn out_of_range_values_are_refused_with_the_key_and_the_allowed_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(dir.path(), "logs.jsonl", &error_lines(1, 1, 1));
+    let run = |config: &str, args: &[&str]| {
+        let cfg = write(dir.path(), "faultline.toml", config);
+        let out = bin().arg("--config").arg(&cfg).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "{config} {args:?}: {stderr}");
+        (out.status.code(), stderr)
+    };
+    let logs = logs.to_str().unwrap();
+    let (code, err) = run("", &["replay", "--warmup", "99999999999999999999d", logs]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--warmup") && err.contains("too long"),
+        "{err}"
+    );
+    for (config, key, says) in [
+        (
+            "[window]\nlateness = 18446744073709551615\n",
+            "lateness",
+            "at most",
+        ),
+        (
+            "[window]\nlateness = \"7d\"\n",
+            "window.lateness",
+            "between 0s and 1h",
+        ),
+        (
+            "[window]\nhistory = \"3650d\"\n",
+            "window.history",
+            "between 1m and 7d",
+        ),
+        (
+            "[window]\nbucket = \"0s\"\n",
+            "window.bucket",
+            "between 1s and 1d",
+        ),
+        (
+            "[baseline]\nwarmup = \"99999999999999999999d\"\n",
+            "warmup",
+            "too long",
+        ),
+        (
+            "[baseline]\ncheckpoint_every = 0\n",
+            "baseline.checkpoint_every",
+            "between 1",
+        ),
+        (
+            "[detect]\nsurge_min_ratio = nan\n",
+            "detect.surge_min_ratio",
+            "between 1",
+        ),
+        (
+            "[detect]\nsurge_p_value = 0.0\n",
+            "detect.surge_p_value",
+            "strictly",
+        ),
+        ("[kafka]\nbatch_size = 0\n", "kafka.batch_size", "between 1"),
+        (
+            "[elasticsearch]\nbulk_size = 0\n",
+            "elasticsearch.bulk_size",
+            "between 1",
+        ),
+        (
+            "[rates]\nwindow = \"1d\"\n",
+            "rates.window",
+            "between 1m and 3h",
+        ),
+        (
+            "[input]\nmax_line_bytes = 99999999999\n",
+            "input.max_line_bytes",
+            "between 64",
+        ),
+    ] {
+        let (code, err) = run(config, &["config", "check"]);
+        assert_eq!(code, Some(2), "{config}: {err}");
+        assert!(err.contains(key) && err.contains(says), "{config}: {err}");
+    }
+}
+
+/// Runs `args`, killing it after 30 s (a hang is a failure, not a stuck test).
+fn bounded(args: &[&str]) -> Output {
+    let mut child = spawn_piped(args);
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("{args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_inconsistent_state_is_refused_with_an_error_naming_the_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = error_lines(200, 3, 1);
+    let logs = write(dir.path(), "logs.jsonl", &text);
+    let good = dir.path().join("good");
+    replay(&logs, &dir.path().join("alerts"), Some(&good));
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(good.join("state.json")).unwrap()).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &str); 4] = [
+        (
+            "huge head_len",
+            |s| {
+                for (_, i) in s["inputs"].as_object_mut().unwrap() {
+                    i["head_len"] = serde_json::json!(1u64 << 60);
+                }
+            },
+            "head_len",
+        ),
+        (
+            "empty window counts",
+            |s| {
+                for (_, t) in s["baseline"]["types"].as_object_mut().unwrap() {
+                    t["window"]["counts"] = serde_json::json!([]);
+                }
+            },
+            "window holds 0 buckets",
+        ),
+        (
+            "learner index out of range",
+            |s| s["baseline"]["learner"]["clusters"][0]["alias_of"] = serde_json::json!(99_999),
+            "names cluster 99999",
+        ),
+        (
+            "alias cycle",
+            |s| {
+                let c = &mut s["baseline"]["learner"]["clusters"];
+                c[0]["alias_of"] = serde_json::json!(1);
+                c[1]["alias_of"] = serde_json::json!(0);
+            },
+            "cycle",
+        ),
+    ];
+    for (what, edit, says) in cases {
+        let state = dir.path().join(what.replace(' ', "-"));
+        std::fs::create_dir_all(&state).unwrap();
+        let mut s = original.clone();
+        edit(&mut s);
+        std::fs::write(state.join("state.json"), serde_json::to_string(&s).unwrap()).unwrap();
+        let st = state.to_str().unwrap();
+        for args in [
+            vec!["types", "list", "--state", st],
+            vec![
+                "replay",
+                "--no-progress",
+                "--state",
+                st,
+                logs.to_str().unwrap(),
+            ],
+        ] {
+            let out = bounded(&args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{what} {args:?}: {err}");
+            assert!(
+                err.contains("state.json") && err.contains(says),
+                "{what} {args:?}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_read_only_state_directory_fails_at_start_and_a_stale_temp_file_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(dir.path(), "logs.jsonl", &error_lines(1, 1, 1));
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join(".state.json.tmp"), b"{torn").unwrap();
+    replay(&logs, &dir.path().join("alerts"), Some(&state));
+    assert!(!state.join(".state.json.tmp").exists());
+
+    use std::os::unix::fs::PermissionsExt;
+    let ro = dir.path().join("read-only");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root ignores permissions: then a path under a regular file stands in
+    // for a directory faultline cannot write.
+    let ro = if std::fs::write(ro.join("probe"), b"x").is_ok() {
+        write(dir.path(), "a-file", "").join("state")
+    } else {
+        ro
+    };
+    let alerts = dir.path().join("ro-alerts");
+    let out = bin()
+        .args(["replay", "--no-progress", "--warmup", "0s", "--state"])
+        .arg(&ro)
+        .arg("--alerts")
+        .arg(&alerts)
+        .arg(&logs)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not writable"), "{err}");
+    assert!(!alerts.exists(), "no alert went out before the failure");
+}
