@@ -209,6 +209,11 @@ impl Baseline {
             if old == typed.fingerprint {
                 continue;
             }
+            // The merged type is live from now on, so it must resolve to
+            // itself: an id once aliased away (by a re-derivation that saw
+            // the specific variant before the general one) would otherwise
+            // alias back and forth with `old`, a cycle.
+            self.aliases.remove(&typed.fingerprint);
             self.aliases.insert(old, typed.fingerprint);
             let Some(o) = self.types.remove(&old) else {
                 continue;

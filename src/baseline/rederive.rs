@@ -88,7 +88,8 @@ pub fn rederive<B: AsMut<Baseline> + ?Sized>(holder: &mut B, fp: &Fingerprinter)
             continue;
         };
         let target = fresh.canonical(typed.fingerprint);
-        if target != t.fingerprint {
+        // An old id that is a live type again keeps resolving to itself.
+        if target != t.fingerprint && !fresh.types.contains_key(&t.fingerprint) {
             fresh.aliases.insert(t.fingerprint, target);
         }
         // Samples the new rules put in another type than the last one (the
@@ -125,7 +126,7 @@ pub fn rederive<B: AsMut<Baseline> + ?Sized>(holder: &mut B, fp: &Fingerprinter)
     }
     for (from, to) in &baseline.aliases {
         let to = fresh.canonical(*to);
-        if *from != to {
+        if *from != to && !fresh.types.contains_key(from) {
             fresh.aliases.entry(*from).or_insert(to);
         }
     }
