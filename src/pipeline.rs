@@ -257,9 +257,11 @@ fn read_sequential<R: BufRead>(
         let line_no = lr.line;
         metrics.lines.fetch_add(1, Ordering::Relaxed);
         since_checkpoint += 1;
+        // The parser is asked only when a checkpoint is due and possible:
+        // without a state directory this test runs for every line.
         if since_checkpoint >= run.every
-            && may_cut_before(parser, line.bytes, line.truncated)
             && let (Some(dir), Some(k)) = (run.state_dir, run.key)
+            && may_cut_before(parser, line.bytes, line.truncated)
         {
             // Everything before this line is one complete set of
             // records: flush the parser, the sinks, then the state.

@@ -22,6 +22,7 @@
 //! See `docs/kafka.md`.
 
 mod client;
+mod dead_letter;
 mod gated;
 mod health;
 mod rebalance;
@@ -35,19 +36,20 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 
-use crate::alert::kafka::{KafkaAlertSink, SharedProducer, send_blocking};
+use crate::alert::kafka::{KafkaAlertSink, SharedProducer};
 use crate::alert::{AlertSink, SinkError};
 use crate::config::Config;
 use crate::engine::{BaselineOptions, Engine, PipelineError};
 use crate::metrics::Metrics;
 use crate::parse::{Parser, RecordSink};
-use crate::record::{BadReason, LineMeta, Record};
+use crate::record::BadReason;
 use crate::state::{State, StateError};
 
 use client::{Ctx, client_config, lock};
+use dead_letter::Tap;
 use gated::Gated;
 pub use health::Status;
 
@@ -88,26 +90,6 @@ pub struct RunOptions {
     pub make_sinks: MakeSinks,
     /// Set by the signal handler: finish the batch, commit, return.
     pub shutdown: Arc<AtomicBool>,
-}
-
-/// The engine as a record sink that also notes whether the record was bad
-/// (for the dead-letter topic).
-struct Tap<'a> {
-    engine: &'a mut Engine,
-    bad: Option<BadReason>,
-}
-
-impl RecordSink for Tap<'_> {
-    fn line(&mut self, meta: &LineMeta<'_>) {
-        self.engine.line(meta);
-    }
-    fn error(&mut self, record: Record) {
-        self.engine.error(record);
-    }
-    fn bad(&mut self, reason: BadReason, line_no: u64) {
-        self.bad = Some(reason);
-        self.engine.bad(reason, line_no);
-    }
 }
 
 type Partition = (String, i32);
@@ -257,28 +239,13 @@ impl Core {
             && !self.cfg.kafka.dead_letter_topic.is_empty()
             && let Some(p) = &self.producer
         {
-            let source = format!("{topic}/{part}/{off}");
-            let size = payload.len().to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "faultline.reason",
-                    value: Some(reason.as_str()),
-                })
-                .insert(Header {
-                    key: "faultline.source",
-                    value: Some(source.as_str()),
-                })
-                .insert(Header {
-                    key: "faultline.original_bytes",
-                    value: Some(size.as_str()),
-                });
-            let cut = &payload[..payload.len().min(self.cfg.kafka.dead_letter_max_bytes)];
-            send_blocking(
+            dead_letter::send(
                 p,
                 &self.cfg.kafka.dead_letter_topic,
-                source.as_bytes(),
-                cut,
-                Some(headers),
+                self.cfg.kafka.dead_letter_max_bytes,
+                reason,
+                &format!("{topic}/{part}/{off}"),
+                payload,
             )
             .map_err(|e| BatchError::Retry(format!("dead-letter topic: {e}")))?;
         }

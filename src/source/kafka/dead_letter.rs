@@ -1,0 +1,60 @@
+//! Dead letters: a record the parser refused is copied, with why and where
+//! from, to `kafka.dead_letter_topic` inside the batch's transaction, and
+//! counted and skipped.
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+
+use crate::alert::kafka::{SharedProducer, send_blocking};
+use crate::engine::Engine;
+use crate::parse::RecordSink;
+use crate::record::{BadReason, LineMeta, Record};
+
+/// The engine as a record sink that also notes whether the record was bad
+/// (for the dead-letter topic).
+pub(super) struct Tap<'a> {
+    pub(super) engine: &'a mut Engine,
+    pub(super) bad: Option<BadReason>,
+}
+
+impl RecordSink for Tap<'_> {
+    fn line(&mut self, meta: &LineMeta<'_>) {
+        self.engine.line(meta);
+    }
+    fn error(&mut self, record: Record) {
+        self.engine.error(record);
+    }
+    fn bad(&mut self, reason: BadReason, line_no: u64) {
+        self.bad = Some(reason);
+        self.engine.bad(reason, line_no);
+    }
+}
+
+/// Copies the refused `payload` (cut to `max_bytes`) to `topic`, keyed by
+/// its `source` (`topic/partition/offset`), with the reason, the source and
+/// the original size as headers.
+pub(super) fn send(
+    producer: &SharedProducer,
+    topic: &str,
+    max_bytes: usize,
+    reason: BadReason,
+    source: &str,
+    payload: &[u8],
+) -> Result<(), KafkaError> {
+    let size = payload.len().to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "faultline.reason",
+            value: Some(reason.as_str()),
+        })
+        .insert(Header {
+            key: "faultline.source",
+            value: Some(source),
+        })
+        .insert(Header {
+            key: "faultline.original_bytes",
+            value: Some(size.as_str()),
+        });
+    let cut = &payload[..payload.len().min(max_bytes)];
+    send_blocking(producer, topic, source.as_bytes(), cut, Some(headers))
+}
