@@ -1052,7 +1052,7 @@ impl Config {
         if !(0.0 < r.medium && r.medium <= r.high && r.high <= r.critical && r.critical <= 1.0) {
             return bad("rates", "need 0 < medium <= high <= critical <= 1");
         }
-        let kept = s(crate::release::series::MINUTES_KEPT as u64 * 60);
+        let kept = s(crate::series::MINUTES_KEPT as u64 * 60);
         dur("rates.window", r.window, s(60), kept)?;
         let rel = &self.release;
         dur("release.canary_window", rel.canary_window, s(60), kept)?;
@@ -1065,7 +1065,7 @@ impl Config {
             );
         }
         if r.window.as_millis() + r.baseline_window.as_millis()
-            > crate::release::series::MINUTES_KEPT * 60_000
+            > crate::series::MINUTES_KEPT * 60_000
             || r.baseline_window.as_millis() < 60_000
         {
             return bad(

@@ -35,8 +35,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{
-    Alert, AlertTimes, CanaryComparison, EpisodeInfo, ErrorRateStats, Kind, ResolvedInfo,
-    Severity, VersionSide, alert_id, rfc3339,
+    Alert, AlertTimes, CanaryComparison, EpisodeInfo, ErrorRateStats, Kind, ResolvedInfo, Severity,
+    VersionSide, alert_id, rfc3339,
 };
 use crate::baseline::{Baseline, ErrorType};
 use crate::config::{Config, RateMode, RatesConfig, ReleaseConfig, SampleMode};
