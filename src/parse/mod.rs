@@ -890,6 +890,9 @@ impl StreamState {
         fallback_time: Option<EventTime>,
         out: &mut impl RecordSink,
     ) {
+        if !self.holding.is_empty() {
+            self.expire(p, u.outer.time.or(fallback_time), out);
+        }
         let ds = self.default_service.as_deref();
         if u.lane != 0 && !self.lanes.contains_key(&u.lane) && self.lanes.len() >= MAX_LANES {
             for lane in self.lanes.values_mut() {
@@ -1105,8 +1108,8 @@ impl Lane {
         };
         match detected {
             Detected::Json => {
-                self.text.flush(out);
                 if json::scan(s, &p.map, slots, no_control).is_err() {
+                    self.text.flush(out);
                     out.bad(BadReason::InvalidJson, line_no);
                     return None;
                 }
@@ -1115,8 +1118,12 @@ impl Lane {
                 } else {
                     None
                 };
+                // A line for another lane leaves this one's open record be.
+                if u.as_ref().is_some_and(|u| u.inner.is_some()) {
+                    return u;
+                }
+                self.text.flush(out);
                 match u {
-                    Some(u) if u.inner.is_some() => return Some(u),
                     Some(u) => {
                         let env = Env {
                             ctx: &mut self.ctx,
@@ -1227,3 +1234,5 @@ pub(crate) fn level_of(s: &str) -> Option<Level> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ship;

@@ -242,7 +242,7 @@ pub(crate) fn envelope<'a>(
         .or_else(|| text(SEVERITY_NUMBER).and_then(|n| otel_severity(&n)));
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     let mut keyed = false;
-    for n in [NAMESPACE, POD, CONTAINER, FILE, STREAM] {
+    for n in [NAMESPACE, POD, CONTAINER, FILE, STREAM, SERVICE] {
         if let Some(v) = text(n) {
             h.update(v.as_bytes());
             keyed = true;
