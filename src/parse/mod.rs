@@ -861,9 +861,10 @@ impl StreamState {
         }
     }
 
-    /// Whether a record is open that a later record may still continue.
+    /// Whether an error record is open that a later record may still
+    /// continue, or a CRI line waits for its final piece.
     pub fn holding(&self) -> bool {
-        !self.holding.is_empty()
+        !self.holding.is_empty() || self.lanes.values().any(|l| !l.partial.is_empty())
     }
 
     /// Emits every open record (end of input, idle, before a commit):
