@@ -827,7 +827,11 @@ fn shipped_traces() -> Vec<(Option<String>, Vec<u8>)> {
     let t0: i64 = 1_796_464_800_000; // 2026-12-05T10:00:00Z
     let iso = |ms: i64| faultline::alert::rfc3339(ms);
     let record = |pod: usize, line: &str, ms: i64| -> (Option<String>, Vec<u8>) {
-        let app = if pod % 2 == 0 { "cart" } else { "billing" };
+        let app = if pod.is_multiple_of(2) {
+            "cart"
+        } else {
+            "billing"
+        };
         let v = serde_json::json!({
             "log": format!("{line}\n"),
             "stream": "stdout",
@@ -893,7 +897,7 @@ fn shipped_traces() -> Vec<(Option<String>, Vec<u8>)> {
                 3 + pod
             );
             out.push(record(pod, &info, ms + pod as i64));
-            if (step as usize + pod) % 5 == 0 {
+            if (step as usize + pod).is_multiple_of(5) {
                 let new = minute >= 32 && pod < 2;
                 let lines = if pod % 2 == 0 {
                     java(

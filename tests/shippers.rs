@@ -336,7 +336,7 @@ fn all_pods_in_one_shipped_file_give_the_same_types_as_one_file_per_service() {
     let file = tmp.path().join("node.log");
     let body: String = merged.iter().map(|(_, _, r)| format!("{r}\n")).collect();
     std::fs::write(&file, body).expect("write");
-    let got = replay(&[file.clone()], &tmp.path().join("merged"), &[]);
+    let got = replay(std::slice::from_ref(&file), &tmp.path().join("merged"), &[]);
     assert_eq!(got.summary["errors"], want.summary["errors"]);
     assert_eq!(got.summary["records"], want.summary["records"]);
     let key = |v: &Value| -> Vec<(String, String, u64)> {

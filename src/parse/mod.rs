@@ -965,7 +965,7 @@ impl StreamState {
         match lane.text.pending_error_line() {
             Some(first) => {
                 if lane.held.is_none_or(|(l, _)| l != first) {
-                    let since = now.or_else(|| lane.ctx.last_time);
+                    let since = now.or(lane.ctx.last_time);
                     let was = lane.held.replace((first, since)).is_some();
                     if !was && !self.holding.contains(&id) {
                         self.holding.push(id);

@@ -4,14 +4,20 @@
 use super::*;
 use serde_json::json;
 
+/// Time, level, service and version of a counted line.
+type Meta = (
+    Option<EventTime>,
+    Option<Level>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Message, error type, stack trace and service of an error record.
+type Essentials = (String, Option<String>, Option<String>, Option<String>);
+
 #[derive(Debug, Default)]
 struct Sink {
-    lines: Vec<(
-        Option<EventTime>,
-        Option<Level>,
-        Option<String>,
-        Option<String>,
-    )>,
+    lines: Vec<Meta>,
     errors: Vec<Record>,
     bad: Vec<(BadReason, u64)>,
 }
@@ -206,7 +212,7 @@ fn the_same_lines_give_the_same_records_plain_enveloped_and_as_cri() {
             .collect(),
         plain.iter().map(|l| format!("2026-12-05T10:00:00.000000001Z stdout F {l}")).collect(),
     ];
-    let strip = |s: &Sink| -> Vec<(String, Option<String>, Option<String>, Option<String>)> {
+    let strip = |s: &Sink| -> Vec<Essentials> {
         s.errors
             .iter()
             .map(|r| {

@@ -339,6 +339,7 @@ impl TextState {
     }
 
     /// One text line of a stream (not blank, already checked for junk).
+    #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
         p: &Parser,
@@ -382,6 +383,7 @@ impl TextState {
     }
 
     /// Starts a record from its first line, whatever that line is.
+    #[allow(clippy::too_many_arguments)]
     pub fn begin(
         &mut self,
         p: &Parser,
@@ -400,6 +402,7 @@ impl TextState {
 
     /// A header-less first line: a crash line, a bare traceback, or a line
     /// of its own that takes the previous record's time.
+    #[allow(clippy::too_many_arguments)]
     fn begin_own(
         &mut self,
         p: &Parser,
@@ -467,6 +470,7 @@ impl TextState {
         };
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn begin_header(
         &mut self,
         p: &Parser,
