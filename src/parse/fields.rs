@@ -107,11 +107,37 @@ impl Span {
 }
 
 /// Decodes the inside of a JSON string. The scanner has already validated
-/// the escapes, so the slow, general decoder is only here for correctness
-/// with `\u` surrogate pairs.
+/// the escapes. The one-letter escapes are copied across here (an envelope
+/// carrying a JSON line is full of `\"`, and this runs for every such
+/// line); `\u` (surrogate pairs) goes to serde_json, which gets it right.
 fn unescape_json(inner: &str) -> String {
-    let quoted = format!("\"{inner}\"");
-    serde_json::from_str::<String>(&quoted).unwrap_or_else(|_| inner.to_string())
+    let general = || {
+        let quoted = format!("\"{inner}\"");
+        serde_json::from_str::<String>(&quoted).unwrap_or_else(|_| inner.to_string())
+    };
+    if memchr::memmem::find(inner.as_bytes(), b"\\u").is_some() {
+        return general();
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut rest = inner;
+    while let Some(i) = memchr::memchr(b'\\', rest.as_bytes()) {
+        out.push_str(&rest[..i]);
+        out.push(match rest.as_bytes().get(i + 1) {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            _ => return general(),
+        });
+        // The escaped character is ASCII: `i + 2` is a char boundary.
+        rest = &rest[i + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// logfmt escapes are Go's `strconv.Quote`: the common ones suffice.
@@ -465,5 +491,19 @@ mod tests {
     #[test]
     fn json_escapes_decode_including_surrogates() {
         assert_eq!(unescape_json(r#"a\"b\u00e9\ud83d\ude00"#), "a\"bé😀");
+    }
+
+    #[test]
+    fn one_letter_escapes_decode_like_serde_json() {
+        for inner in [
+            r#"{\"level\":\"error\"}\n"#,
+            r#"tab\there\\u not unicode \/ \b\f\r"#,
+            r#"é \"ü\" 😀"#,
+            r#"plain"#,
+            r#"trailing\\"#,
+        ] {
+            let want: String = serde_json::from_str(&format!("\"{inner}\"")).unwrap();
+            assert_eq!(unescape_json(inner), want, "{inner}");
+        }
     }
 }
