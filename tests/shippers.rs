@@ -285,9 +285,14 @@ fn the_generated_sample_gives_the_same_types_and_alerts_plain_and_in_every_shipp
         want.summary
     );
     assert!(!want.alerts.is_empty());
-    for shape in SHAPES {
-        let inputs = wrap_dir(&plain, shape, &tmp.path().join(shape).join("in"));
-        let got = replay(&inputs, &tmp.path().join(shape), &[]);
+    assert_shapes_alike(&plain, &SHAPES, tmp.path(), &want);
+}
+
+/// Replays `plain` wrapped in each of `shapes` and compares with `want`.
+fn assert_shapes_alike(plain: &[PathBuf], shapes: &[&str], tmp: &Path, want: &Outcome) {
+    for shape in shapes {
+        let inputs = wrap_dir(plain, shape, &tmp.join(shape).join("in"));
+        let got = replay(&inputs, &tmp.join(shape), &[]);
         assert_eq!(got.summary, want.summary, "{shape}: summary");
         assert_eq!(got.alerts, want.alerts, "{shape}: alerts");
         assert_eq!(got.types, want.types, "{shape}: types");
@@ -300,13 +305,7 @@ fn json_lines_inside_cri_and_fluent_bit_records_are_parsed_as_json() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let want = replay(&plain, &tmp.path().join("plain"), &[]);
     assert!(want.summary["errors"].as_u64().unwrap_or(0) > 500);
-    for shape in ["cri", "fluent-bit", "docker"] {
-        let inputs = wrap_dir(&plain, shape, &tmp.path().join(shape).join("in"));
-        let got = replay(&inputs, &tmp.path().join(shape), &[]);
-        assert_eq!(got.summary, want.summary, "{shape}: summary");
-        assert_eq!(got.alerts, want.alerts, "{shape}: alerts");
-        assert_eq!(got.types, want.types, "{shape}: types");
-    }
+    assert_shapes_alike(&plain, &["cri", "fluent-bit", "docker"], tmp.path(), &want);
 }
 
 #[test]

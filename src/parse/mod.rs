@@ -1124,26 +1124,19 @@ impl Lane {
                     return u;
                 }
                 self.text.flush(out);
-                match u {
-                    Some(u) => {
-                        let env = Env {
-                            ctx: &mut self.ctx,
-                            default_service: ds,
-                            missing_time: u.outer.time.or(outer.time),
-                            outer: &u.outer,
-                        };
-                        p.structured(s, slots, line_no, env, out);
-                    }
-                    None => {
-                        let env = Env {
-                            ctx: &mut self.ctx,
-                            default_service: ds,
-                            missing_time: outer.time,
-                            outer,
-                        };
-                        p.structured(s, slots, line_no, env, out);
-                    }
-                }
+                // A record with a level of its own keeps it; the envelope
+                // may still say its service, version and time.
+                let (outer, missing_time) = match &u {
+                    Some(u) => (&u.outer, u.outer.time.or(outer.time)),
+                    None => (outer, outer.time),
+                };
+                let env = Env {
+                    ctx: &mut self.ctx,
+                    default_service: ds,
+                    missing_time,
+                    outer,
+                };
+                p.structured(s, slots, line_no, env, out);
             }
             Detected::Logfmt => {
                 self.text.flush(out);
