@@ -210,6 +210,10 @@ pub struct StreamState {
     holding: Vec<u64>,
     /// Records pushed so far.
     seq: u64,
+    /// Whether the input's own lane counts for [`StreamState::holding`]
+    /// even without other lanes (a Kafka partition, whose commits wait for
+    /// open records).
+    track_main: bool,
     sc: Scratch,
 }
 
@@ -303,9 +307,11 @@ impl Parser {
         default_service: Option<String>,
         last_time: Option<EventTime>,
     ) -> LineParser<'_> {
+        let mut state = self.stream_state(default_service, last_time);
+        state.track_main = false;
         LineParser {
             parser: self,
-            state: self.stream_state(default_service, last_time),
+            state,
         }
     }
 
@@ -323,6 +329,7 @@ impl Parser {
             lanes: HashMap::new(),
             holding: Vec::new(),
             seq: 0,
+            track_main: true,
             sc: Scratch {
                 ansi_buf: String::new(),
                 slots: Slots::new(),
@@ -814,7 +821,10 @@ impl StreamState {
             out,
         ) {
             Some(u) => self.route(p, u, line_no, fallback_time, out),
-            None => self.track(0),
+            // A file of plain lines has nothing to time out against: its
+            // open record waits for the next header, as it always did.
+            None if self.track_main || !self.lanes.is_empty() => self.track(0),
+            None => {}
         }
     }
 
