@@ -222,14 +222,7 @@ impl Node {
         if self.lengths & (1u64 << key.len().min(63)) == 0 {
             return None;
         }
-        // Entries are sorted by key length: only those of this length are
-        // compared (the root holds the envelope markers too, and JSON keys
-        // of a marker's length would otherwise walk all of them).
-        let from = self.entries.partition_point(|e| e.key.len() < key.len());
-        self.entries[from..]
-            .iter()
-            .take_while(|e| e.key.len() == key.len())
-            .find(|e| *e.key == *key)
+        self.entries.iter().find(|e| *e.key == *key)
     }
 }
 
@@ -348,10 +341,6 @@ impl FieldMap {
                     map.candidates[field].push(id);
                 }
             }
-        }
-        for node in &mut map.nodes {
-            // Stable: among keys of one length the configured order stays.
-            node.entries.sort_by_key(|e| e.key.len());
         }
         Ok(map)
     }
