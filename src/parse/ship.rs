@@ -35,17 +35,16 @@ use crate::config::FieldsConfig;
 use crate::record::{EventTime, Level};
 
 /// Top-level keys that make a JSON line worth a second, envelope scan.
-pub(crate) const MARKERS: [&str; 11] = [
+/// Fewer is cheaper: every JSON key of a marker's length is compared with
+/// it, so keys that only ever come beside another marker (`severityText`
+/// beside `body`, `logtag` and `stream` beside `log`) are left out.
+pub(crate) const MARKERS: [&str; 7] = [
     "log",
     "body",
     "kubernetes",
     "resource",
-    "severityText",
-    "severityNumber",
     "agent",
     "container",
-    "docker",
-    "logtag",
     "source_type",
 ];
 
