@@ -310,6 +310,27 @@ pub struct InputConfig {
     /// that detects (`--threads` overrides it). 1 reads each input on one
     /// thread; results are the same with any number.
     pub threads: usize,
+    /// Shipper envelopes (Fluent Bit, Vector, Filebeat, OpenTelemetry,
+    /// Docker) and container runtime (CRI) lines: `auto` recognises them
+    /// per record and parses the log line inside; `off` parses every
+    /// record as it is. See `docs/input.md`.
+    pub envelopes: Envelopes,
+    /// A stack trace split across records is joined while it continues;
+    /// an open record is emitted once this many records of other streams
+    /// of the same input have passed…
+    pub join_max_records: u64,
+    /// … or once a record of the input is this many milliseconds of event
+    /// time newer than the open record's first.
+    pub join_max_millis: u64,
+}
+
+/// Whether records are unwrapped from shipper envelopes and CRI lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Envelopes {
+    #[default]
+    Auto,
+    Off,
 }
 
 impl Default for InputConfig {
@@ -321,6 +342,9 @@ impl Default for InputConfig {
             logger_min_level: Default::default(),
             reject_bad_timestamps: true,
             threads: 1,
+            envelopes: Envelopes::Auto,
+            join_max_records: 1000,
+            join_max_millis: 2000,
         }
     }
 }
@@ -343,6 +367,11 @@ pub struct FieldsConfig {
     /// Derive the version from another field with a regex whose first
     /// capture group is the version (e.g. a pod name's ReplicaSet hash).
     pub version_from: Option<VersionFrom>,
+    /// Kubernetes pod labels that name the service, tried in order, when
+    /// a record inside a shipper envelope names none.
+    pub service_labels: Vec<String>,
+    /// Pod labels that carry the version, likewise.
+    pub version_labels: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -375,6 +404,8 @@ impl Default for FieldsConfig {
             logger: names(&["log.logger", "logger"]),
             host: names(&["host.name", "host"]),
             version_from: None,
+            service_labels: names(&["app.kubernetes.io/name", "app", "k8s-app"]),
+            version_labels: names(&["app.kubernetes.io/version", "version"]),
         }
     }
 }

@@ -913,4 +913,214 @@ fn run_with_an_elasticsearch_sink_writes_the_type_catalogue() {
         "one catalogue document per known type under `run`; log: {}",
         s.log_tail()
     );
+
+/// A node's shipper (Fluent Bit) output: six pods, each a keyed stream of
+/// one record per line, Java and Python traces of 30 records each, the
+/// pods' traces interleaved record by record; after minute 32 new
+/// exception types appear. 40 minutes of event time.
+fn shipped_traces() -> Vec<(Option<String>, Vec<u8>)> {
+    let t0: i64 = 1_796_464_800_000; // 2026-12-05T10:00:00Z
+    let iso = |ms: i64| faultline::alert::rfc3339(ms);
+    let record = |pod: usize, line: &str, ms: i64| -> (Option<String>, Vec<u8>) {
+        let app = if pod.is_multiple_of(2) {
+            "cart"
+        } else {
+            "billing"
+        };
+        let v = serde_json::json!({
+            "log": format!("{line}\n"),
+            "stream": "stdout",
+            "time": iso(ms),
+            "kubernetes": {
+                "namespace_name": "shop",
+                "pod_name": format!("{app}-5d7c9-{pod}"),
+                "container_name": app,
+                "labels": {"app.kubernetes.io/name": app}
+            }
+        });
+        (Some(format!("pod-{pod}")), v.to_string().into_bytes())
+    };
+    let java = |ms: i64, class: &str| -> Vec<String> {
+        let mut v = vec![
+            format!(
+                "{} ERROR [main] com.shop.cart.Checkout - checkout failed for order {}",
+                iso(ms),
+                ms % 9973
+            ),
+            format!("{class}: cart is locked"),
+        ];
+        for i in 0..26 {
+            v.push(format!(
+                "\tat com.shop.cart.pipeline.Stage{i}.apply(Stage{i}.java:{})",
+                40 + i
+            ));
+        }
+        v.push("Caused by: java.util.concurrent.TimeoutException: lock wait exceeded".into());
+        v.push("\t... 24 more".into());
+        v
+    };
+    let python = |ms: i64, class: &str| -> Vec<String> {
+        let secs = (ms - t0) / 1000;
+        let mut v = vec![
+            format!(
+                "2026-12-05 10:{:02}:{:02},000 - billing.worker - ERROR - invoice run failed",
+                secs / 60,
+                secs % 60
+            ),
+            "Traceback (most recent call last):".to_string(),
+        ];
+        v.push("  File \"/app/billing/main.py\", line 3, in <module>".into());
+        for i in 0..13 {
+            v.push(format!(
+                "  File \"/app/billing/step{i}.py\", line {}, in run",
+                10 + i
+            ));
+            v.push(format!("    return step{}(invoice)", i + 1));
+        }
+        v.push(format!("{class}: 'tax_region'"));
+        v
+    };
+    let mut out = Vec::new();
+    for step in 0..(40 * 3) {
+        let ms = t0 + step * 20_000;
+        let minute = step / 3;
+        let mut traces: Vec<(usize, Vec<String>)> = Vec::new();
+        for pod in 0..6usize {
+            let info = format!(
+                "{} INFO [main] com.shop.Svc - request served in {}ms",
+                iso(ms + pod as i64),
+                3 + pod
+            );
+            out.push(record(pod, &info, ms + pod as i64));
+            if (step as usize + pod).is_multiple_of(5) {
+                let new = minute >= 32 && pod < 2;
+                let lines = if pod % 2 == 0 {
+                    java(
+                        ms + 10,
+                        if new {
+                            "java.util.ConcurrentModificationException"
+                        } else {
+                            "java.lang.IllegalStateException"
+                        },
+                    )
+                } else {
+                    python(ms + 10, if new { "ValueError" } else { "KeyError" })
+                };
+                assert_eq!(lines.len(), 30);
+                traces.push((pod, lines));
+            }
+        }
+        // The pods' traces arrive interleaved, as one node's shipper sends them.
+        for i in 0..30 {
+            for (pod, lines) in &traces {
+                out.push(record(*pod, &lines[i], ms + 10));
+            }
+        }
+    }
+    out
+}
+
+/// Error types and their counts in a state directory.
+fn type_counts(state: &std::path::Path) -> BTreeMap<(String, String), u64> {
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["types", "list", "--json", "--state"])
+        .arg(state)
+        .output()
+        .expect("types list");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("types json");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|t| {
+            (
+                (
+                    t["service"].as_str().unwrap_or("").to_string(),
+                    t["fingerprint"].as_str().unwrap_or("").to_string(),
+                ),
+                t["count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn traces_shipped_one_line_per_message_join_across_batches_and_a_kill_9_mid_trace() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    // Batches of 50 records: every 30-record trace (interleaved with five
+    // other pods') spans batch boundaries.
+    let s = Setup::new("shipped", "[input]\njoin_max_millis = 3000");
+    let cfg = std::fs::read_to_string(&s.config).expect("config");
+    std::fs::write(
+        &s.config,
+        cfg.replace("batch_size = 200", "batch_size = 50"),
+    )
+    .expect("config");
+    let records = shipped_traces();
+    // The reference: the same records as one file, in production order.
+    let input = s.dir.path().join("stream.jsonl");
+    let body: Vec<u8> = records
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied().chain(std::iter::once(b'\n')))
+        .collect();
+    std::fs::write(&input, body).expect("stream file");
+    let replay_state = s.dir.path().join("replay-state");
+    let replay_alerts = s.dir.path().join("replay-alerts.jsonl");
+    let st = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("--config")
+        .arg(&s.config)
+        .args(["replay", "--no-progress", "--state"])
+        .arg(&replay_state)
+        .arg("--alerts")
+        .arg(&replay_alerts)
+        .arg(&input)
+        .stderr(Stdio::null())
+        .status()
+        .expect("replay");
+    assert!(st.success());
+    let want = type_counts(&replay_state);
+    let errors: u64 = want.values().sum();
+    let traces = records
+        .iter()
+        .filter(|(_, v)| v.windows(5).any(|w| w == b"ERROR"))
+        .count();
+    assert_eq!(
+        errors as usize, traces,
+        "one error per 30-record trace: {want:?}"
+    );
+    let want_alerts: Vec<Alert> = std::fs::read_to_string(&replay_alerts)
+        .expect("replay alerts")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("alert"))
+        .collect();
+    assert!(
+        want_alerts.iter().filter(|a| a.kind == Kind::Novel).count() >= 2,
+        "the new trace types are novel: {want_alerts:?}"
+    );
+
+    produce(&s.logs, &records);
+    let svc = s.start();
+    // Mid-stream, mid-trace (nearly every record is inside one).
+    svc.wait_lines(records.len() as u64 / 2 + 7, Duration::from_secs(60));
+    eprintln!("kill -9 at {:?} durable", s.progress());
+    svc.kill9();
+    let svc = s.start();
+    s.wait_for_all(records.len(), Duration::from_secs(120));
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0), "SIGTERM exit; log: {}", s.log_tail());
+
+    assert_eq!(
+        type_counts(&s.state()),
+        want,
+        "types and counts as in replay"
+    );
+    let got = read_alerts(&s.alerts);
+    let mut ids = BTreeSet::new();
+    for a in &got {
+        assert!(ids.insert(a.id.clone()), "alert {} delivered twice", a.id);
+    }
+    assert_eq!(novel_ids(&got), novel_ids(&want_alerts));
 }

@@ -107,11 +107,37 @@ impl Span {
 }
 
 /// Decodes the inside of a JSON string. The scanner has already validated
-/// the escapes, so the slow, general decoder is only here for correctness
-/// with `\u` surrogate pairs.
+/// the escapes. The one-letter escapes are copied across here (an envelope
+/// carrying a JSON line is full of `\"`, and this runs for every such
+/// line); `\u` (surrogate pairs) goes to serde_json, which gets it right.
 fn unescape_json(inner: &str) -> String {
-    let quoted = format!("\"{inner}\"");
-    serde_json::from_str::<String>(&quoted).unwrap_or_else(|_| inner.to_string())
+    let general = || {
+        let quoted = format!("\"{inner}\"");
+        serde_json::from_str::<String>(&quoted).unwrap_or_else(|_| inner.to_string())
+    };
+    if memchr::memmem::find(inner.as_bytes(), b"\\u").is_some() {
+        return general();
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut rest = inner;
+    while let Some(i) = memchr::memchr(b'\\', rest.as_bytes()) {
+        out.push_str(&rest[..i]);
+        out.push(match rest.as_bytes().get(i + 1) {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            _ => return general(),
+        });
+        // The escaped character is ASCII: `i + 2` is a char boundary.
+        rest = &rest[i + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// logfmt escapes are Go's `strconv.Quote`: the common ones suffice.
@@ -205,8 +231,15 @@ impl Node {
 pub(crate) struct FieldMap {
     /// `nodes[0]` is the top level of a JSON object.
     pub nodes: Vec<Node>,
-    /// Candidate paths per field, in the configured order.
-    candidates: [Vec<u8>; N_FIELDS],
+    /// Candidate paths per field, in the configured order: the [`Field`]s
+    /// first, then any extra fields of the map (see [`FieldMap::with_paths`]).
+    candidates: Vec<Vec<u8>>,
+    /// Top-level keys whose presence suggests a shipper envelope (see
+    /// `super::ship`): one bit per path, so the test after a scan is one AND.
+    marker_mask: u64,
+    /// The path of a top-level `log` key, an envelope marker only when its
+    /// value is a string (ECS nests `log.level` in an object `log`).
+    log_path: Option<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -217,8 +250,29 @@ pub enum FieldMapError {
     EmptyName { field: &'static str },
 }
 
+/// A dotted name as the paths it may mean: the literal key, and (when every
+/// part is non-empty) the path through nested objects.
+fn dotted(name: &str) -> Vec<Vec<String>> {
+    let mut paths = vec![vec![name.to_string()]];
+    if name.contains('.') {
+        let parts: Vec<String> = name.split('.').map(str::to_string).collect();
+        if parts.iter().all(|p| !p.is_empty()) {
+            paths.push(parts);
+        }
+    }
+    paths
+}
+
 impl FieldMap {
+    /// The record map from `cfg` without envelope markers.
+    #[cfg(test)]
     pub fn new(cfg: &FieldsConfig) -> Result<FieldMap, FieldMapError> {
+        Self::with_markers(cfg, &[])
+    }
+
+    /// The record map from `cfg`; `markers` are top-level keys recorded
+    /// only for [`FieldMap::has_marker`].
+    pub fn with_markers(cfg: &FieldsConfig, markers: &[&str]) -> Result<FieldMap, FieldMapError> {
         let vf: Vec<String> = cfg.version_from.iter().map(|v| v.field.clone()).collect();
         let lists: [(&'static str, &[String]); N_FIELDS] = [
             ("timestamp", &cfg.timestamp),
@@ -233,47 +287,83 @@ impl FieldMap {
             ("host", &cfg.host),
             ("version_from.field", &vf),
         ];
-        let mut ids: HashMap<Vec<String>, u8> = HashMap::new();
-        let mut map = FieldMap {
-            nodes: vec![Node::default()],
-            candidates: Default::default(),
-        };
-        for (field, (label, names)) in lists.iter().enumerate() {
-            for name in names.iter() {
+        let mut fields = Vec::with_capacity(N_FIELDS + 1);
+        for (label, names) in lists {
+            let mut paths = Vec::new();
+            for name in names {
                 if name.is_empty() {
                     return Err(FieldMapError::EmptyName { field: label });
                 }
-                let mut paths = vec![vec![name.clone()]];
-                if name.contains('.') {
-                    let parts: Vec<String> = name.split('.').map(str::to_string).collect();
-                    if parts.iter().all(|p| !p.is_empty()) {
-                        paths.push(parts);
-                    }
-                }
-                for path in paths {
-                    let id = match ids.get(&path) {
-                        Some(&id) => id,
-                        None => {
-                            let id = ids.len();
-                            if id >= MAX_PATHS {
-                                return Err(FieldMapError::TooMany {
-                                    count: id + 1,
-                                    max: MAX_PATHS,
-                                });
-                            }
-                            let id = id as u8;
-                            map.insert(&path, id);
-                            ids.insert(path, id);
-                            id
+                paths.extend(dotted(name));
+            }
+            fields.push(paths);
+        }
+        fields.push(markers.iter().map(|m| vec![m.to_string()]).collect());
+        let mut map = Self::with_paths(&fields)?;
+        let marker_ids = map.candidates.pop().unwrap_or_default();
+        map.marker_mask = marker_ids.iter().fold(0, |m, &id| m | (1u64 << id));
+        map.log_path = map.nodes[0].find(b"log").and_then(|e| e.terminal);
+        if !marker_ids.iter().any(|&id| Some(id) == map.log_path) {
+            map.log_path = None;
+        }
+        Ok(map)
+    }
+
+    /// A map of explicit paths (parts of a path are keys, never split on
+    /// dots): field `i` is `fields[i]`, read with [`FieldMap::get_nth`].
+    pub fn with_paths(fields: &[Vec<Vec<String>>]) -> Result<FieldMap, FieldMapError> {
+        let mut ids: HashMap<Vec<String>, u8> = HashMap::new();
+        let mut map = FieldMap {
+            nodes: vec![Node::default()],
+            candidates: vec![Vec::new(); fields.len()],
+            marker_mask: 0,
+            log_path: None,
+        };
+        for (field, paths) in fields.iter().enumerate() {
+            for path in paths {
+                let id = match ids.get(path) {
+                    Some(&id) => id,
+                    None => {
+                        let id = ids.len();
+                        if id >= MAX_PATHS {
+                            return Err(FieldMapError::TooMany {
+                                count: id + 1,
+                                max: MAX_PATHS,
+                            });
                         }
-                    };
-                    if !map.candidates[field].contains(&id) {
-                        map.candidates[field].push(id);
+                        let id = id as u8;
+                        map.insert(path, id);
+                        ids.insert(path.clone(), id);
+                        id
                     }
+                };
+                if !map.candidates[field].contains(&id) {
+                    map.candidates[field].push(id);
                 }
             }
         }
         Ok(map)
+    }
+
+    /// Whether the scanned line has an envelope marker key (a `log` key
+    /// only when its value is a string).
+    #[inline]
+    pub fn has_marker(&self, slots: &Slots) -> bool {
+        let mut hit = slots.set & self.marker_mask;
+        if hit == 0 {
+            return false;
+        }
+        if let Some(log) = self.log_path {
+            let bit = 1u64 << log;
+            if hit & bit != 0
+                && !slots
+                    .get(log)
+                    .is_some_and(|s| matches!(s.kind, Kind::Str | Kind::StrEsc))
+            {
+                hit &= !bit;
+            }
+        }
+        hit != 0
     }
 
     fn insert(&mut self, path: &[String], id: u8) {
@@ -321,7 +411,13 @@ impl FieldMap {
     /// The first candidate of `field` that has a value on this line.
     #[inline]
     pub fn get(&self, slots: &Slots, field: Field) -> Option<Span> {
-        self.candidates[field as usize]
+        self.get_nth(slots, field as usize)
+    }
+
+    /// [`FieldMap::get`] for field number `n` of a [`FieldMap::with_paths`] map.
+    #[inline]
+    pub fn get_nth(&self, slots: &Slots, n: usize) -> Option<Span> {
+        self.candidates[n]
             .iter()
             .filter_map(|&id| slots.get(id))
             .find(|s| s.kind != Kind::Absent && s.kind != Kind::Null)
@@ -329,7 +425,12 @@ impl FieldMap {
 
     /// The first candidate of `field` whose value is a non-empty scalar.
     pub fn get_text<'a>(&self, slots: &Slots, field: Field, line: &'a str) -> Option<Cow<'a, str>> {
-        self.candidates[field as usize]
+        self.get_text_nth(slots, field as usize, line)
+    }
+
+    /// [`FieldMap::get_text`] for field number `n`.
+    pub fn get_text_nth<'a>(&self, slots: &Slots, n: usize, line: &'a str) -> Option<Cow<'a, str>> {
+        self.candidates[n]
             .iter()
             .filter_map(|&id| slots.get(id))
             .filter_map(|s| s.scalar(line))
@@ -390,5 +491,19 @@ mod tests {
     #[test]
     fn json_escapes_decode_including_surrogates() {
         assert_eq!(unescape_json(r#"a\"b\u00e9\ud83d\ude00"#), "a\"bé😀");
+    }
+
+    #[test]
+    fn one_letter_escapes_decode_like_serde_json() {
+        for inner in [
+            r#"{\"level\":\"error\"}\n"#,
+            r#"tab\there\\u not unicode \/ \b\f\r"#,
+            r#"é \"ü\" 😀"#,
+            r#"plain"#,
+            r#"trailing\\"#,
+        ] {
+            let want: String = serde_json::from_str(&format!("\"{inner}\"")).unwrap();
+            assert_eq!(unescape_json(inner), want, "{inner}");
+        }
     }
 }

@@ -41,21 +41,23 @@
 mod fields;
 mod json;
 mod logfmt;
+mod ship;
 mod text;
 mod time;
 mod trace;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use regex::Regex;
 
-use crate::config::{Config, Format};
+use crate::config::{Config, Envelopes, Format};
 use crate::record::{BadReason, EventTime, Level, LineMeta, Record};
 
 pub use fields::FieldMapError;
 use fields::{Field, FieldMap, Kind, Slots, Span};
+use ship::{EnvelopeMap, Outer, ResourceCache, Unwrapped};
 
 /// Where parsed lines go.
 pub trait RecordSink {
@@ -108,6 +110,10 @@ pub struct Parser {
     pub(crate) max_line_bytes: usize,
     infer_level: bool,
     pub(crate) default_service: Option<String>,
+    /// `None` when `input.envelopes = "off"`.
+    envelope: Option<EnvelopeMap>,
+    join_max_records: u64,
+    join_max_millis: i64,
 }
 
 // One parser serves every input task; losing `Sync` must fail the build.
@@ -182,11 +188,60 @@ pub(crate) struct VfCache {
 #[derive(Debug)]
 pub struct LineParser<'p> {
     parser: &'p Parser,
+    state: StreamState,
+}
+
+/// The state of one input (a file, a Kafka partition): its own line
+/// stream, plus one *lane* per container stream found in shipper envelopes
+/// and CRI lines, each joining its own multi-line records exactly as a
+/// file of that container's lines would. An open error record of a lane
+/// (a trace that may continue in a later record) is emitted at the latest
+/// once `input.join_max_records` records of the input have passed without
+/// one for its lane, or a record is `input.join_max_millis` of event time
+/// newer than it; [`StreamState::finish`] emits everything (end of input,
+/// idle, before a commit).
+#[derive(Debug)]
+pub struct StreamState {
     default_service: Option<String>,
-    ctx: StreamCtx,
-    text: text::TextState,
+    /// The input's own lines (lane 0).
+    main: Lane,
+    lanes: HashMap<u64, Lane>,
+    /// Lanes (0 = main) with an open error record.
+    holding: Vec<u64>,
+    /// Records pushed so far.
+    seq: u64,
+    /// Whether the input's own lane counts for [`StreamState::holding`]
+    /// even without other lanes (a Kafka partition, whose commits wait for
+    /// open records).
+    track_main: bool,
+    sc: Scratch,
+}
+
+/// More container streams than this in one input is not a shipper's
+/// output but noise; the lanes are then emptied (their records emitted).
+const MAX_LANES: usize = 4096;
+
+/// Buffers reused across lines.
+#[derive(Debug)]
+struct Scratch {
     ansi_buf: String,
     slots: Slots,
+    env_slots: Slots,
+    resources: ResourceCache,
+}
+
+#[derive(Debug)]
+struct Lane {
+    ctx: StreamCtx,
+    text: text::TextState,
+    /// Partial (`P`) pieces of a CRI line waiting for their final piece.
+    partial: String,
+    partial_line: u64,
+    partial_overflow: bool,
+    /// The input's record count when this lane last got a record.
+    last_seq: u64,
+    /// The open error record's first line and the event time it began at.
+    held: Option<(u64, Option<EventTime>)>,
 }
 
 impl Parser {
@@ -211,9 +266,18 @@ impl Parser {
                 })
             }
         };
+        let envelope = match cfg.input.envelopes {
+            Envelopes::Auto => Some(EnvelopeMap::new(&cfg.fields)?),
+            Envelopes::Off => None,
+        };
+        let markers: &[&str] = if envelope.is_some() {
+            &ship::MARKERS
+        } else {
+            &[]
+        };
         Ok(Parser {
             format,
-            map: FieldMap::new(&cfg.fields)?,
+            map: FieldMap::with_markers(&cfg.fields, markers)?,
             headers: text::Headers::new(&cfg.text.headers)?,
             version_from,
             min_level: cfg.input.min_level,
@@ -222,6 +286,9 @@ impl Parser {
             max_line_bytes: cfg.input.max_line_bytes.min(u32::MAX as usize),
             infer_level: cfg.text.infer_level,
             default_service: cfg.text.default_service.clone(),
+            envelope,
+            join_max_records: cfg.input.join_max_records.max(1),
+            join_max_millis: i64::try_from(cfg.input.join_max_millis).unwrap_or(i64::MAX),
         })
     }
 
@@ -240,13 +307,35 @@ impl Parser {
         default_service: Option<String>,
         last_time: Option<EventTime>,
     ) -> LineParser<'_> {
+        let mut state = self.stream_state(default_service, last_time);
+        state.track_main = false;
         LineParser {
             parser: self,
+            state,
+        }
+    }
+
+    /// The state of one stream without a borrow of the parser, for a
+    /// caller that keeps many (one per Kafka partition) beside it; every
+    /// call takes the parser again. [`LineParser`] is this plus the parser.
+    pub fn stream_state(
+        &self,
+        default_service: Option<String>,
+        last_time: Option<EventTime>,
+    ) -> StreamState {
+        StreamState {
             default_service: self.default_service.clone().or(default_service),
-            ctx: StreamCtx::seeded(last_time),
-            text: text::TextState::new(self),
-            ansi_buf: String::new(),
-            slots: Slots::new(),
+            main: Lane::new(self, last_time),
+            lanes: HashMap::new(),
+            holding: Vec::new(),
+            seq: 0,
+            track_main: true,
+            sc: Scratch {
+                ansi_buf: String::new(),
+                slots: Slots::new(),
+                env_slots: Slots::new(),
+                resources: ResourceCache::default(),
+            },
         }
     }
 
@@ -264,28 +353,94 @@ impl Parser {
             Ok(c) => c,
             Err(reason) => return out.bad(reason, line),
         };
+        self.parse_one_str(
+            s,
+            no_control,
+            line,
+            fallback_time,
+            &Outer::default(),
+            true,
+            out,
+        );
+    }
+
+    /// [`Parser::parse_one`] after the checks, once per wrapper: a shipper
+    /// envelope or CRI line is unwrapped (`unwrap`) and its line parsed
+    /// with what the wrapper says as defaults.
+    #[allow(clippy::too_many_arguments)]
+    fn parse_one_str(
+        &self,
+        s: &str,
+        no_control: bool,
+        line: u64,
+        fallback_time: Option<EventTime>,
+        outer: &Outer<'_>,
+        unwrap: bool,
+        out: &mut impl RecordSink,
+    ) {
         let mut ctx = StreamCtx::seeded(fallback_time);
         let default_service = self.default_service.as_deref();
         let Some(first) = s.bytes().position(|c| !c.is_ascii_whitespace()) else {
             return out.bad(BadReason::Empty, line);
         };
+        if unwrap
+            && self.envelope.is_some()
+            && let Some(u) = ship::cri(&s[first..])
+        {
+            // A lone message cannot be joined with its other pieces: a
+            // partial piece is parsed as it is.
+            let inner = u.inner.unwrap_or_default();
+            let nc = !inner.bytes().any(|c| c < 0x20);
+            return self.parse_one_str(&inner, nc, line, fallback_time, &u.outer, false, out);
+        }
         let mut slots = Slots::new();
         match self.detect(&s[first..], &mut slots) {
             Detected::Json => {
-                let input = JsonInput { s, no_control };
+                if json::scan(s, &self.map, &mut slots, no_control).is_err() {
+                    return out.bad(BadReason::InvalidJson, line);
+                }
+                let mut env_slots = Slots::new();
+                let mut resources = ResourceCache::default();
+                let u = if unwrap {
+                    self.unwrap_json(s, no_control, &slots, &mut env_slots, &mut resources)
+                } else {
+                    None
+                };
+                let outer = match u {
+                    Some(Unwrapped {
+                        inner: Some(inner),
+                        outer,
+                        ..
+                    }) => {
+                        let nc = !inner.bytes().any(|c| c < 0x20);
+                        return self.parse_one_str(
+                            &inner,
+                            nc,
+                            line,
+                            fallback_time,
+                            &outer,
+                            false,
+                            out,
+                        );
+                    }
+                    Some(u) => u.outer,
+                    None => outer.clone(),
+                };
                 let env = Env {
                     ctx: &mut ctx,
                     default_service,
-                    missing_time: fallback_time,
+                    missing_time: outer.time.or(fallback_time),
+                    outer: &outer,
                 };
-                self.json(input, &mut slots, line, env, out);
+                self.structured(s, &slots, line, env, out);
             }
             Detected::Logfmt => {
                 let s = &s[first..];
                 let env = Env {
                     ctx: &mut ctx,
                     default_service,
-                    missing_time: fallback_time,
+                    missing_time: outer.time.or(fallback_time),
+                    outer,
                 };
                 self.structured(s, &slots, line, env, out);
             }
@@ -293,12 +448,37 @@ impl Parser {
                 if s.contains('\x1b') {
                     let mut buf = String::new();
                     text::strip_ansi(s, &mut buf);
-                    text::parse_message(self, &buf, line, &mut ctx, out);
+                    text::parse_message(self, &buf, line, &mut ctx, outer, out);
                 } else {
-                    text::parse_message(self, s, line, &mut ctx, out);
+                    text::parse_message(self, s, line, &mut ctx, outer, out);
                 }
             }
         }
+    }
+
+    /// The envelope of a scanned JSON line, when it has a marker key and
+    /// lacks a level, service or version of its own (the only lines that
+    /// pay for a second scan).
+    fn unwrap_json<'a>(
+        &self,
+        s: &'a str,
+        no_control: bool,
+        slots: &Slots,
+        env_slots: &mut Slots,
+        resources: &mut ResourceCache,
+    ) -> Option<Unwrapped<'a>> {
+        let env = self.envelope.as_ref()?;
+        if !self.map.has_marker(slots) {
+            return None;
+        }
+        let own_level = self.map.get(slots, Field::Level).is_some();
+        if own_level
+            && self.map.get(slots, Field::Service).is_some()
+            && self.map.get(slots, Field::Version).is_some()
+        {
+            return None;
+        }
+        ship::envelope(env, s, no_control, own_level, env_slots, resources)
     }
 
     /// Whether a stream parses `line` the same whatever lines came before
@@ -317,7 +497,17 @@ impl Parser {
             return false;
         }
         let mut slots = Slots::new();
+        if self.envelope.is_some() && ship::cri(s).is_some() {
+            // Partial pieces and traces of every container stream may be
+            // open across any CRI line.
+            return false;
+        }
         match self.detect(s, &mut slots) {
+            Detected::Json if self.envelope.is_some() => {
+                // Envelopes carry many container streams; any of them may
+                // hold an open record across this line.
+                json::scan(s, &self.map, &mut slots, false).is_ok() && !self.map.has_marker(&slots)
+            }
             Detected::Json | Detected::Logfmt => true,
             Detected::Text => {
                 let mut buf = String::new();
@@ -373,20 +563,6 @@ impl Parser {
         }
     }
 
-    fn json(
-        &self,
-        input: JsonInput<'_>,
-        slots: &mut Slots,
-        line_no: u64,
-        env: Env<'_>,
-        out: &mut impl RecordSink,
-    ) {
-        if json::scan(input.s, &self.map, slots, input.no_control).is_err() {
-            return out.bad(BadReason::InvalidJson, line_no);
-        }
-        self.structured(input.s, slots, line_no, env, out);
-    }
-
     /// Shared tail of JSON and logfmt: resolve fields, count, maybe assemble.
     fn structured(
         &self,
@@ -400,12 +576,14 @@ impl Parser {
             ctx,
             default_service,
             missing_time,
+            outer,
         } = env;
         let map = &self.map;
         let level = map
             .get(slots, Field::Level)
             .and_then(|span| span.scalar(line))
-            .and_then(|t| level_of(&t));
+            .and_then(|t| level_of(&t))
+            .or(outer.level);
         let logger = if self.logger_min.is_empty() {
             None
         } else {
@@ -431,8 +609,11 @@ impl Parser {
         let meta = LineMeta {
             time,
             level,
-            service: service.as_deref().or(default_service),
-            version: version.as_deref(),
+            service: service
+                .as_deref()
+                .or(outer.service.as_deref())
+                .or(default_service),
+            version: version.as_deref().or(outer.version.as_deref()),
         };
         if let Some(t) = time {
             ctx.set_last_time(t);
@@ -548,15 +729,12 @@ impl Parser {
 struct Env<'e> {
     ctx: &'e mut StreamCtx,
     default_service: Option<&'e str>,
-    /// Time for a record without one: `None` in streams (the caller
-    /// decides), the transport's time in [`Parser::parse_one`].
+    /// Time for a record without one: the wrapper's, else `None` in
+    /// streams (the caller decides), the transport's time in
+    /// [`Parser::parse_one`].
     missing_time: Option<EventTime>,
-}
-
-/// A whole JSON line and whether it is free of control bytes.
-struct JsonInput<'a> {
-    s: &'a str,
-    no_control: bool,
+    /// What a shipper envelope or CRI line says about the record.
+    outer: &'e Outer<'e>,
 }
 
 /// A line that passed [`Parser::precheck`].
@@ -574,20 +752,365 @@ enum Detected {
 impl LineParser<'_> {
     /// `line` without its terminator (`\n` and a trailing `\r` stripped by the caller).
     pub fn push(&mut self, line: &[u8], line_no: u64, out: &mut impl RecordSink) {
-        let p = self.parser;
+        self.state.push(self.parser, line, line_no, None, out);
+    }
+
+    /// End of input: emit the pending multi-line records.
+    pub fn finish(&mut self, out: &mut impl RecordSink) {
+        self.state.finish(self.parser, out);
+    }
+
+    /// How this stream used and changed the carried time.
+    pub fn carry(&self) -> Carry {
+        let ctx = &self.state.main.ctx;
+        Carry {
+            last_time: ctx.last_time,
+            own_time: ctx.own_time,
+            seed_used: ctx.seed_used,
+        }
+    }
+}
+
+impl StreamState {
+    /// One line or record of the input, without its terminator.
+    /// `fallback_time` is the transport's time for a record without one
+    /// (a Kafka timestamp; `None` for files).
+    pub fn push(
+        &mut self,
+        p: &Parser,
+        line: &[u8],
+        line_no: u64,
+        fallback_time: Option<EventTime>,
+        out: &mut impl RecordSink,
+    ) {
         let Checked { s, no_control } = match p.precheck(line) {
             Ok(c) => c,
             Err(reason) => return out.bad(reason, line_no),
         };
-        let Some(first) = s.bytes().position(|c| !c.is_ascii_whitespace()) else {
+        if s.bytes().all(|c| c.is_ascii_whitespace()) {
             if p.format == Format::Json {
                 out.bad(BadReason::Empty, line_no);
             }
             return;
+        }
+        self.seq += 1;
+        if !self.holding.is_empty() {
+            self.expire(p, fallback_time, out);
+        }
+        if p.envelope.is_some()
+            && s.as_bytes()[0].is_ascii_digit()
+            && let Some(u) = ship::cri(s)
+        {
+            return self.route(p, u, line_no, fallback_time, out);
+        }
+        let outer = Outer {
+            time: fallback_time,
+            ..Outer::default()
         };
-        let default_service = self.default_service.as_deref();
+        let ds = self.default_service.as_deref();
+        let unwrap = p.envelope.is_some();
+        match self.main.push_line(
+            p,
+            &mut self.sc,
+            ds,
+            s,
+            no_control,
+            line_no,
+            &outer,
+            unwrap,
+            out,
+        ) {
+            Some(u) => self.route(p, u, line_no, fallback_time, out),
+            // A file of plain lines has nothing to time out against: its
+            // open record waits for the next header, as it always did.
+            None if self.track_main || !self.lanes.is_empty() => self.track(0),
+            None => {}
+        }
+    }
+
+    /// A whole message (a Kafka value): like [`StreamState::push`], except
+    /// that a value of several lines is one record already — its first line
+    /// is pushed and every further line belongs to it, as
+    /// [`Parser::parse_one`] reads it.
+    pub fn push_message(
+        &mut self,
+        p: &Parser,
+        value: &[u8],
+        line_no: u64,
+        fallback_time: Option<EventTime>,
+        out: &mut impl RecordSink,
+    ) {
+        let first_byte = value.iter().position(|c| !c.is_ascii_whitespace());
+        let Some(nl) = memchr::memchr(b'\n', value) else {
+            return self.push(p, value, line_no, fallback_time, out);
+        };
+        if first_byte.is_some_and(|i| value[i] == b'{') {
+            // A pretty-printed JSON object is still one line to the scanner.
+            return self.push(p, value, line_no, fallback_time, out);
+        }
+        let Checked { s, .. } = match p.precheck(value) {
+            Ok(c) => c,
+            Err(reason) => return out.bad(reason, line_no),
+        };
+        let head = s[..nl].strip_suffix('\r').unwrap_or(&s[..nl]);
+        let mut rest = s[nl + 1..].split('\n');
+        if head.trim().is_empty() {
+            // Leading blank lines: the first non-blank one starts the record.
+            let Some(l) = rest.by_ref().find(|l| !l.trim().is_empty()) else {
+                return out.bad(BadReason::Empty, line_no);
+            };
+            self.push(p, l.as_bytes(), line_no, fallback_time, out);
+        } else {
+            self.push(p, head.as_bytes(), line_no, fallback_time, out);
+        }
+        for l in rest {
+            let l = l.strip_suffix('\r').unwrap_or(l);
+            if !l.trim().is_empty() {
+                self.main.text.append(p, l, l.starts_with("Traceback"));
+            }
+        }
+    }
+
+    /// Whether an error record is open that a later record may still
+    /// continue, or a CRI line waits for its final piece.
+    pub fn holding(&self) -> bool {
+        !self.holding.is_empty() || self.lanes.values().any(|l| !l.partial.is_empty())
+    }
+
+    /// Emits every open record (end of input, idle, before a commit):
+    /// parsing goes on afterwards, but a trace line arriving later starts
+    /// nothing. A CRI line left without its final piece is parsed as it is.
+    pub fn finish(&mut self, p: &Parser, out: &mut impl RecordSink) {
+        let ds = self.default_service.as_deref();
+        self.main.text.flush(out);
+        self.main.held = None;
+        for lane in self.lanes.values_mut() {
+            lane.flush_partial(p, &mut self.sc, ds, out);
+            lane.text.flush(out);
+            lane.held = None;
+        }
+        self.holding.clear();
+    }
+
+    /// An unwrapped record into its lane.
+    fn route(
+        &mut self,
+        p: &Parser,
+        u: Unwrapped<'_>,
+        line_no: u64,
+        fallback_time: Option<EventTime>,
+        out: &mut impl RecordSink,
+    ) {
+        if !self.holding.is_empty() {
+            self.expire(p, u.outer.time.or(fallback_time), out);
+        }
+        let ds = self.default_service.as_deref();
+        if u.lane != 0 && !self.lanes.contains_key(&u.lane) && self.lanes.len() >= MAX_LANES {
+            for lane in self.lanes.values_mut() {
+                lane.flush_partial(p, &mut self.sc, ds, out);
+                lane.text.flush(out);
+            }
+            self.lanes.clear();
+            self.holding.retain(|&k| k == 0);
+        }
+        let lane = match u.lane {
+            0 => &mut self.main,
+            k => self.lanes.entry(k).or_insert_with(|| Lane::new(p, None)),
+        };
+        lane.last_seq = self.seq;
+        let inner = u.inner.unwrap_or_default();
+        if u.partial {
+            if lane.partial.is_empty() && !lane.partial_overflow {
+                lane.partial_line = line_no;
+            }
+            if lane.partial.len() + inner.len() <= p.max_line_bytes {
+                lane.partial.push_str(&inner);
+            } else {
+                lane.partial_overflow = true;
+            }
+            return;
+        }
+        let mut outer = u.outer;
+        if outer.time.is_none() {
+            outer.time = fallback_time;
+        }
+        if lane.partial_overflow {
+            lane.partial.clear();
+            lane.partial_overflow = false;
+            out.bad(BadReason::TooLong, lane.partial_line);
+        } else if !lane.partial.is_empty() {
+            let mut joined = std::mem::take(&mut lane.partial);
+            if joined.len() + inner.len() > p.max_line_bytes {
+                out.bad(BadReason::TooLong, lane.partial_line);
+            } else {
+                joined.push_str(&inner);
+                let at = lane.partial_line;
+                lane.push_payload(p, &mut self.sc, ds, &joined, at, &outer, out);
+            }
+            joined.clear();
+            lane.partial = joined;
+        } else {
+            lane.push_payload(p, &mut self.sc, ds, &inner, line_no, &outer, out);
+        }
+        let since = outer.time;
+        self.track_at(u.lane, since);
+    }
+
+    fn track(&mut self, id: u64) {
+        self.track_at(id, None);
+    }
+
+    /// Notes whether lane `id` holds an open error record after a record
+    /// of it was parsed at event time `now`.
+    fn track_at(&mut self, id: u64, now: Option<EventTime>) {
+        let seq = self.seq;
+        let lane = match id {
+            0 => &mut self.main,
+            k => match self.lanes.get_mut(&k) {
+                Some(l) => l,
+                None => return,
+            },
+        };
+        lane.last_seq = seq;
+        match lane.text.pending_error_line() {
+            Some(first) => {
+                if lane.held.is_none_or(|(l, _)| l != first) {
+                    let since = now.or(lane.ctx.last_time);
+                    let was = lane.held.replace((first, since)).is_some();
+                    if !was && !self.holding.contains(&id) {
+                        self.holding.push(id);
+                    }
+                }
+            }
+            None => {
+                if lane.held.take().is_some() {
+                    self.holding.retain(|&k| k != id);
+                }
+            }
+        }
+    }
+
+    /// Emits the open records that have waited past the limits.
+    fn expire(&mut self, p: &Parser, now: Option<EventTime>, out: &mut impl RecordSink) {
+        let mut i = 0;
+        while i < self.holding.len() {
+            let id = self.holding[i];
+            let lane = match id {
+                0 => Some(&mut self.main),
+                k => self.lanes.get_mut(&k),
+            };
+            let Some(lane) = lane else {
+                self.holding.swap_remove(i);
+                continue;
+            };
+            let by_count = self.seq.saturating_sub(lane.last_seq) > p.join_max_records;
+            let by_time = match (now, lane.held) {
+                (Some(t), Some((_, Some(since)))) => t.saturating_sub(since) > p.join_max_millis,
+                _ => false,
+            };
+            if by_count || by_time {
+                lane.text.flush(out);
+                lane.held = None;
+                self.holding.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+impl Lane {
+    fn new(p: &Parser, last_time: Option<EventTime>) -> Lane {
+        Lane {
+            ctx: StreamCtx::seeded(last_time),
+            text: text::TextState::new(p),
+            partial: String::new(),
+            partial_line: 0,
+            partial_overflow: false,
+            last_seq: 0,
+            held: None,
+        }
+    }
+
+    /// A CRI line that never got its final piece: parsed as it is.
+    fn flush_partial(
+        &mut self,
+        p: &Parser,
+        sc: &mut Scratch,
+        ds: Option<&str>,
+        out: &mut impl RecordSink,
+    ) {
+        if self.partial_overflow {
+            self.partial_overflow = false;
+            self.partial.clear();
+            return out.bad(BadReason::TooLong, self.partial_line);
+        }
+        if self.partial.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut self.partial);
+        let at = self.partial_line;
+        self.push_payload(p, sc, ds, &text, at, &Outer::default(), out);
+    }
+
+    /// The line a wrapper carried. Several lines in one (a shipper that
+    /// joined them already) are one record: the first is pushed, the rest
+    /// belong to it.
+    #[allow(clippy::too_many_arguments)]
+    fn push_payload(
+        &mut self,
+        p: &Parser,
+        sc: &mut Scratch,
+        ds: Option<&str>,
+        text: &str,
+        line_no: u64,
+        outer: &Outer<'_>,
+        out: &mut impl RecordSink,
+    ) {
+        let no_control = !text
+            .as_bytes()
+            .chunks(64)
+            .any(|c| c.iter().fold(false, |acc, &b| acc | (b < 0x20)));
+        if !no_control && looks_binary(text.as_bytes()) {
+            return out.bad(BadReason::Binary, line_no);
+        }
+        let first = text.bytes().position(|c| !c.is_ascii_whitespace());
+        let Some(first) = first else { return };
+        if no_control || text.as_bytes()[first] == b'{' || !text.contains('\n') {
+            self.push_line(p, sc, ds, text, no_control, line_no, outer, false, out);
+            return;
+        }
+        let mut lines = text
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .filter(|l| !l.trim().is_empty());
+        if let Some(head) = lines.next() {
+            self.push_line(p, sc, ds, head, false, line_no, outer, false, out);
+        }
+        for l in lines {
+            self.text.append(p, l, l.starts_with("Traceback"));
+        }
+    }
+
+    /// One line of this lane: the file reader's rules. With `unwrap`, a
+    /// JSON line that turns out to be a shipper envelope with a line inside
+    /// is handed back instead (for its own lane).
+    #[allow(clippy::too_many_arguments)]
+    fn push_line<'s>(
+        &mut self,
+        p: &Parser,
+        sc: &mut Scratch,
+        ds: Option<&str>,
+        s: &'s str,
+        no_control: bool,
+        line_no: u64,
+        outer: &Outer<'_>,
+        unwrap: bool,
+        out: &mut impl RecordSink,
+    ) -> Option<Unwrapped<'s>> {
+        let first = s.bytes().position(|c| !c.is_ascii_whitespace())?;
         let continues_text = first > 0 && p.format == Format::Auto && self.text.is_pending();
-        let slots = &mut self.slots;
+        let slots = &mut sc.slots;
         slots.clear();
         let detected = if continues_text {
             Detected::Text
@@ -596,14 +1119,34 @@ impl LineParser<'_> {
         };
         match detected {
             Detected::Json => {
+                if json::scan(s, &p.map, slots, no_control).is_err() {
+                    self.text.flush(out);
+                    out.bad(BadReason::InvalidJson, line_no);
+                    return None;
+                }
+                let u = if unwrap {
+                    p.unwrap_json(s, no_control, slots, &mut sc.env_slots, &mut sc.resources)
+                } else {
+                    None
+                };
+                // A line for another lane leaves this one's open record be.
+                if u.as_ref().is_some_and(|u| u.inner.is_some()) {
+                    return u;
+                }
                 self.text.flush(out);
-                let input = JsonInput { s, no_control };
+                // A record with a level of its own keeps it; the envelope
+                // may still say its service, version and time.
+                let (outer, missing_time) = match &u {
+                    Some(u) => (&u.outer, u.outer.time.or(outer.time)),
+                    None => (outer, outer.time),
+                };
                 let env = Env {
                     ctx: &mut self.ctx,
-                    default_service,
-                    missing_time: None,
+                    default_service: ds,
+                    missing_time,
+                    outer,
                 };
-                p.json(input, slots, line_no, env, out);
+                p.structured(s, slots, line_no, env, out);
             }
             Detected::Logfmt => {
                 self.text.flush(out);
@@ -611,40 +1154,27 @@ impl LineParser<'_> {
                 let s = &s[first..];
                 let env = Env {
                     ctx: &mut self.ctx,
-                    default_service,
-                    missing_time: None,
+                    default_service: ds,
+                    missing_time: outer.time,
+                    outer,
                 };
                 p.structured(s, slots, line_no, env, out);
             }
             Detected::Text => {
                 if s.contains('\x1b') {
-                    let mut buf = std::mem::take(&mut self.ansi_buf);
+                    let mut buf = std::mem::take(&mut sc.ansi_buf);
                     text::strip_ansi(s, &mut buf);
                     if !buf.trim().is_empty() {
-                        let ctx = &mut self.ctx;
-                        self.text.push(p, ctx, default_service, &buf, line_no, out);
+                        self.text
+                            .push(p, &mut self.ctx, ds, &buf, line_no, outer, out);
                     }
-                    self.ansi_buf = buf;
+                    sc.ansi_buf = buf;
                 } else {
-                    self.text
-                        .push(p, &mut self.ctx, default_service, s, line_no, out);
+                    self.text.push(p, &mut self.ctx, ds, s, line_no, outer, out);
                 }
             }
         }
-    }
-
-    /// End of input: emit the pending multi-line record.
-    pub fn finish(&mut self, out: &mut impl RecordSink) {
-        self.text.flush(out);
-    }
-
-    /// How this stream used and changed the carried time.
-    pub fn carry(&self) -> Carry {
-        Carry {
-            last_time: self.ctx.last_time,
-            own_time: self.ctx.own_time,
-            seed_used: self.ctx.seed_used,
-        }
+        None
     }
 }
 
@@ -708,3 +1238,5 @@ pub(crate) fn level_of(s: &str) -> Option<Level> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ship;

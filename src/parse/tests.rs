@@ -7,7 +7,7 @@ use crate::config::VersionFrom as VersionFromCfg;
 const T: EventTime = 1_793_613_601_000;
 
 #[derive(Debug, Clone, PartialEq)]
-struct Meta {
+pub(super) struct Meta {
     time: Option<EventTime>,
     level: Option<Level>,
     service: Option<String>,
@@ -15,10 +15,10 @@ struct Meta {
 }
 
 #[derive(Debug, Default)]
-struct Sink {
-    lines: Vec<Meta>,
-    errors: Vec<Record>,
-    bad: Vec<(BadReason, u64)>,
+pub(super) struct Sink {
+    pub lines: Vec<Meta>,
+    pub errors: Vec<Record>,
+    pub bad: Vec<(BadReason, u64)>,
 }
 
 impl RecordSink for Sink {

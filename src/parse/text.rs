@@ -20,6 +20,7 @@ use regex::{CaptureLocations, Regex};
 
 use super::fields::{Field, FieldMap};
 use super::logfmt::{Token, Tokens};
+use super::ship::Outer;
 use super::trace::{self, Continuation};
 use super::{ParseError, Parser, RecordSink, StreamCtx, level_of};
 use crate::record::{BadReason, Level, LineMeta, Record};
@@ -328,7 +329,17 @@ impl TextState {
         !matches!(self.pending, Pending::None)
     }
 
+    /// The first line of the open error record, if one is waiting for more
+    /// of its trace.
+    pub fn pending_error_line(&self) -> Option<u64> {
+        match &self.pending {
+            Pending::Error { rec, .. } => Some(rec.line),
+            _ => None,
+        }
+    }
+
     /// One text line of a stream (not blank, already checked for junk).
+    #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
         p: &Parser,
@@ -336,6 +347,7 @@ impl TextState {
         default_service: Option<&str>,
         line: &str,
         line_no: u64,
+        outer: &Outer<'_>,
         out: &mut impl RecordSink,
     ) {
         if let Some(c) = trace::continuation(line) {
@@ -346,7 +358,7 @@ impl TextState {
                 return;
             }
             self.flush(out);
-            self.begin_own(p, ctx, default_service, line, line_no, out);
+            self.begin_own(p, ctx, default_service, line, line_no, outer, out);
             return;
         }
         let header = p.headers.find(line, &mut self.locs);
@@ -365,12 +377,13 @@ impl TextState {
         }
         self.flush(out);
         match header {
-            Some(h) => self.begin_header(p, ctx, default_service, h, line_no, out),
-            None => self.begin_own(p, ctx, default_service, line, line_no, out),
+            Some(h) => self.begin_header(p, ctx, default_service, h, line_no, outer, out),
+            None => self.begin_own(p, ctx, default_service, line, line_no, outer, out),
         }
     }
 
     /// Starts a record from its first line, whatever that line is.
+    #[allow(clippy::too_many_arguments)]
     pub fn begin(
         &mut self,
         p: &Parser,
@@ -378,16 +391,18 @@ impl TextState {
         default_service: Option<&str>,
         line: &str,
         line_no: u64,
+        outer: &Outer<'_>,
         out: &mut impl RecordSink,
     ) {
         match p.headers.find(line, &mut self.locs) {
-            Some(h) => self.begin_header(p, ctx, default_service, h, line_no, out),
-            None => self.begin_own(p, ctx, default_service, line, line_no, out),
+            Some(h) => self.begin_header(p, ctx, default_service, h, line_no, outer, out),
+            None => self.begin_own(p, ctx, default_service, line, line_no, outer, out),
         }
     }
 
     /// A header-less first line: a crash line, a bare traceback, or a line
     /// of its own that takes the previous record's time.
+    #[allow(clippy::too_many_arguments)]
     fn begin_own(
         &mut self,
         p: &Parser,
@@ -395,6 +410,7 @@ impl TextState {
         default_service: Option<&str>,
         line: &str,
         line_no: u64,
+        outer: &Outer<'_>,
         out: &mut impl RecordSink,
     ) {
         let message = line.trim();
@@ -415,14 +431,23 @@ impl TextState {
                 },
             )
         } else {
-            (p.infer(message), TraceState::default())
+            let level = outer.level.unwrap_or_else(|| p.infer(message));
+            (level, TraceState::default())
         };
-        let time = ctx.last_time();
+        let time = match outer.time {
+            Some(t) => {
+                ctx.set_last_time(t);
+                Some(t)
+            }
+            None => ctx.last_time(),
+        };
+        let service = outer.service.as_deref().or(default_service);
+        let version = outer.version.as_deref();
         out.line(&LineMeta {
             time,
             level: Some(level),
-            service: default_service,
-            version: None,
+            service,
+            version,
         });
         self.pending = if p.is_error(Some(level), None) {
             Pending::Error {
@@ -430,7 +455,8 @@ impl TextState {
                     time,
                     level: Some(level),
                     message: message.to_string(),
-                    service: default_service.map(str::to_string),
+                    service: service.map(str::to_string),
+                    version: version.map(str::to_string),
                     line: line_no,
                     ..Record::default()
                 }),
@@ -444,6 +470,7 @@ impl TextState {
         };
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn begin_header(
         &mut self,
         p: &Parser,
@@ -451,6 +478,7 @@ impl TextState {
         default_service: Option<&str>,
         h: HeaderMatch<'_>,
         line_no: u64,
+        outer: &Outer<'_>,
         out: &mut impl RecordSink,
     ) {
         let vf_field = p.version_from.as_ref().map(|v| v.field.as_str());
@@ -467,8 +495,10 @@ impl TextState {
                     .and_then(|s| s.parse::<u16>().ok())
                     .map(|n| Level::from_syslog((n % 8) as u8))
             })
+            .or(outer.level)
             .unwrap_or_else(|| p.infer(msg));
         let time = match h.ts {
+            None if outer.time.is_some() => outer.time,
             None => ctx.last_time(),
             Some(ts) => match super::time::parse_text_with(ts, || ctx.last_time()) {
                 Some(t) => Some(t),
@@ -482,7 +512,11 @@ impl TextState {
                 None => ctx.last_time(),
             },
         };
-        let service: Option<&str> = h.service.or(kv.service.as_deref()).or(default_service);
+        let service: Option<&str> = h
+            .service
+            .or(kv.service.as_deref())
+            .or(outer.service.as_deref())
+            .or(default_service);
         let version = match kv.version {
             Some(v) => Some(v),
             None => {
@@ -493,7 +527,9 @@ impl TextState {
                     Some("logger") => h.logger.map(Cow::Borrowed),
                     _ => kv.version_source,
                 };
-                source.and_then(|s| p.derive_version(s, &mut ctx.vf_cache))
+                source
+                    .and_then(|s| p.derive_version(s, &mut ctx.vf_cache))
+                    .or_else(|| outer.version.as_deref().map(Cow::Borrowed))
             }
         };
         let error = p.is_error(Some(level), h.logger);
@@ -632,6 +668,7 @@ pub(crate) fn parse_message(
     value: &str,
     line_no: u64,
     ctx: &mut StreamCtx,
+    outer: &Outer<'_>,
     out: &mut impl RecordSink,
 ) {
     let mut state = TextState::new(p);
@@ -643,7 +680,15 @@ pub(crate) fn parse_message(
         out.bad(BadReason::Empty, line_no);
         return;
     };
-    state.begin(p, ctx, p.default_service.as_deref(), first, line_no, out);
+    state.begin(
+        p,
+        ctx,
+        p.default_service.as_deref(),
+        first,
+        line_no,
+        outer,
+        out,
+    );
     for l in lines.filter(|l| !l.trim().is_empty()) {
         state.append(p, l, l.starts_with("Traceback"));
     }

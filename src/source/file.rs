@@ -52,11 +52,17 @@ impl Input {
     }
 
     /// The service a text record from this input belongs to when it names
-    /// none: the file stem (`checkout.log` → `checkout`).
+    /// none: the file stem (`checkout.log` → `checkout`), or the container's
+    /// name for the kubelet's container log files, whose names are made of
+    /// pod, namespace and container id (`/var/log/containers/<pod>_<ns>_<container>-<id>.log`,
+    /// `/var/log/pods/<ns>_<pod>_<uid>/<container>/0.log`).
     pub fn default_service(&self) -> Option<String> {
         match self {
             Input::Stdin => None,
             Input::Path(p) => {
+                if let Some(c) = kubelet_container(p) {
+                    return Some(c);
+                }
                 let name = p.file_name()?.to_str()?;
                 let stem = name.split('.').next().unwrap_or(name);
                 (!stem.is_empty()).then(|| stem.to_string())
@@ -74,6 +80,32 @@ impl Input {
             Input::Path(p) => open_path(p),
         }
     }
+}
+
+/// The container's name from a kubelet log path, if `p` is one.
+fn kubelet_container(p: &Path) -> Option<String> {
+    let name = p.file_name()?.to_str()?;
+    let parent = p.parent()?;
+    let parent_name = parent.file_name()?.to_str()?;
+    // /var/log/containers/<pod>_<namespace>_<container>-<64 hex id>.log
+    if parent_name == "containers"
+        && let Some(stem) = name.strip_suffix(".log")
+        && let [_, _, rest] = stem.splitn(3, '_').collect::<Vec<_>>()[..]
+        && let Some((container, id)) = rest.rsplit_once('-')
+        && id.len() == 64
+        && id.bytes().all(|c| c.is_ascii_hexdigit())
+        && !container.is_empty()
+    {
+        return Some(container.to_string());
+    }
+    // /var/log/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log(.<date>)
+    let restart = name.split('.').next()?;
+    let pod_dir = parent.parent()?.file_name()?.to_str()?;
+    (!restart.is_empty()
+        && restart.bytes().all(|c| c.is_ascii_digit())
+        && pod_dir.splitn(3, '_').count() == 3
+        && parent.parent()?.parent()?.file_name()? == "pods")
+        .then(|| parent_name.to_string())
 }
 
 fn open_path(p: &Path) -> io::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
@@ -333,5 +365,26 @@ mod tests {
             Some("checkout")
         );
         assert_eq!(Input::parse("-").default_service(), None);
+    }
+
+    #[test]
+    fn kubelet_container_logs_are_named_after_their_container() {
+        let id = "0123456789abcdef".repeat(4);
+        let svc = |p: &str| Input::parse(p).default_service();
+        assert_eq!(
+            svc(&format!(
+                "/var/log/containers/checkout-7d9f8b6c5-x2x9q_shop_checkout-{id}.log"
+            ))
+            .as_deref(),
+            Some("checkout")
+        );
+        assert_eq!(
+            svc("/var/log/pods/shop_checkout-7d9f8b6c5-x2x9q_5f0c7d2e-1111-2222-3333-444455556666/checkout/0.log")
+                .as_deref(),
+            Some("checkout")
+        );
+        // Not a kubelet layout: the stem, as before.
+        assert_eq!(svc("/srv/logs/containers/api.log").as_deref(), Some("api"));
+        assert_eq!(svc("/data/0.log").as_deref(), Some("0"));
     }
 }

@@ -44,7 +44,7 @@ use crate::alert::{AlertSink, SinkError};
 use crate::config::Config;
 use crate::engine::{BaselineOptions, Engine, PipelineError};
 use crate::metrics::Metrics;
-use crate::parse::{Parser, RecordSink};
+use crate::parse::{Parser, RecordSink, StreamState};
 use crate::record::BadReason;
 use crate::state::{State, StateError};
 
@@ -140,6 +140,11 @@ struct Core {
     state_unsaved: bool,
     /// `FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT=N` (tests only).
     crash_after_commit: Option<u64>,
+    /// Per partition: the parser's stream (traces split across messages
+    /// are joined there) and the last offset pushed into it. Emptied into
+    /// the engine before every commit, so no committed offset is ever
+    /// ahead of a record held open (see `docs/input.md`).
+    streams: Vec<(String, i32, i64, StreamState)>,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -222,17 +227,42 @@ impl Core {
             .bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let line_no = u64::try_from(off).unwrap_or(0) + 1;
+        let at = match self
+            .streams
+            .iter()
+            .position(|(t, p, ..)| *p == part && t == topic)
+        {
+            Some(i) => i,
+            None => {
+                let st = self.parser.stream_state(None, None);
+                self.streams.push((topic.to_string(), part, -1, st));
+                self.streams.len() - 1
+            }
+        };
+        let (_, _, last_off, stream) = &mut self.streams[at];
         let mut tap = Tap {
             engine: &mut self.engine,
             bad: None,
         };
+        if !silent
+            && !self.silent_until.is_empty()
+            && let Some(&u) = self.silent_until.get(&(topic.to_string(), part))
+            && *last_off < u
+        {
+            // The silent gap ends here, where the run that committed it
+            // emitted every open record: do so again, still silently.
+            self.silent.store(true, Ordering::Relaxed);
+            stream.finish(&self.parser, &mut tap);
+            self.silent.store(false, Ordering::Relaxed);
+        }
+        *last_off = off;
         if payload.iter().all(|b| b.is_ascii_whitespace()) {
             tap.bad(BadReason::Empty, line_no);
         } else if payload.len() > self.cfg.input.max_line_bytes {
             tap.bad(BadReason::TooLong, line_no);
         } else {
             let fallback = m.timestamp().to_millis();
-            self.parser.parse_one(payload, line_no, fallback, &mut tap);
+            stream.push_message(&self.parser, payload, line_no, fallback, &mut tap);
         }
         if let Some(reason) = tap.bad
             && !silent
@@ -256,11 +286,18 @@ impl Core {
     }
 
     fn batch_due(&self) -> bool {
-        self.in_txn
+        let interval = self.cfg.kafka.commit_interval.0;
+        let due = self.in_txn
             && (self.batch_records >= self.cfg.kafka.batch_size
-                || self
-                    .batch_started
-                    .is_some_and(|s| s.elapsed() >= self.cfg.kafka.commit_interval.0))
+                || self.batch_started.is_some_and(|s| s.elapsed() >= interval));
+        // A trace open at the batch's end would be cut by the commit: give
+        // it up to `input.join_max_millis` (wall clock) more to finish.
+        let grace = Duration::from_millis(self.cfg.input.join_max_millis.min(10_000));
+        due && (!self.streams.iter().any(|(.., st)| st.holding())
+            || self.batch_records >= self.cfg.kafka.batch_size.saturating_mul(2)
+            || self
+                .batch_started
+                .is_some_and(|s| s.elapsed() >= interval + grace))
     }
 }
 
@@ -323,6 +360,7 @@ pub fn run(
         crash_after_commit: std::env::var("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT")
             .ok()
             .and_then(|v| v.parse().ok()),
+        streams: Vec::new(),
     };
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));

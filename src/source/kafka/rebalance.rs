@@ -89,6 +89,8 @@ impl Core {
             }
         }
         for e in tpl.elements() {
+            self.streams
+                .retain(|(t, p, ..)| !(*p == e.partition() && t == e.topic()));
             self.silent_until
                 .remove(&(e.topic().to_string(), e.partition()));
             tracing::info!(

@@ -53,6 +53,27 @@ impl Core {
             return Ok(());
         }
         let started = Instant::now();
+        // Records held open for their trace go into the engine now: their
+        // offsets are in this commit.
+        let mut tap = Tap {
+            engine: &mut self.engine,
+            bad: None,
+        };
+        for (t, p, last, st) in &mut self.streams {
+            if st.holding() {
+                // Silent while its partition is still inside a silent gap.
+                let gap = !self.silent_until.is_empty()
+                    && self
+                        .silent_until
+                        .get(&(t.clone(), *p))
+                        .is_some_and(|&u| *last < u);
+                self.silent.store(gap, Ordering::Relaxed);
+            }
+            st.finish(&self.parser, &mut tap);
+        }
+        if let Some(e) = self.engine.take_sink_error() {
+            return Err(BatchError::Retry(e.to_string()));
+        }
         self.engine
             .flush_sinks()
             .map_err(|e| BatchError::Retry(e.to_string()))?;
@@ -185,6 +206,8 @@ impl Core {
         }
         let state = State::load(&self.state_dir)?;
         self.engine = self.build_engine(state)?;
+        // Whatever they held came from the batch being re-read.
+        self.streams.clear();
         let batch = std::mem::take(&mut self.batch);
         if seek {
             for BatchPart {
