@@ -913,13 +913,14 @@ fn run_with_an_elasticsearch_sink_writes_the_type_catalogue() {
         "one catalogue document per known type under `run`; log: {}",
         s.log_tail()
     );
+}
 
 /// A node's shipper (Fluent Bit) output: six pods, each a keyed stream of
 /// one record per line, Java and Python traces of 30 records each, the
 /// pods' traces interleaved record by record; after minute 32 new
 /// exception types appear. 40 minutes of event time.
 fn shipped_traces() -> Vec<(Option<String>, Vec<u8>)> {
-    let t0: i64 = 1_796_464_800_000; // 2026-12-05T10:00:00Z
+    let t0: i64 = 1_793_872_800_000; // 2026-11-05T10:00:00Z
     let iso = |ms: i64| faultline::alert::rfc3339(ms);
     let record = |pod: usize, line: &str, ms: i64| -> (Option<String>, Vec<u8>) {
         let app = if pod.is_multiple_of(2) {
@@ -963,7 +964,7 @@ fn shipped_traces() -> Vec<(Option<String>, Vec<u8>)> {
         let secs = (ms - t0) / 1000;
         let mut v = vec![
             format!(
-                "2026-12-05 10:{:02}:{:02},000 - billing.worker - ERROR - invoice run failed",
+                "2026-11-05 10:{:02}:{:02},000 - billing.worker - ERROR - invoice run failed",
                 secs / 60,
                 secs % 60
             ),

@@ -42,7 +42,7 @@ fn times(lines: &[&str]) -> Vec<i64> {
         fn bad(&mut self, _: BadReason, _: u64) {}
     }
     let parser = Parser::new(&Config::default(), Format::Auto).expect("default config");
-    let mut last = 1_796_464_800_000;
+    let mut last = 1_793_872_800_000;
     lines
         .iter()
         .map(|l| {
