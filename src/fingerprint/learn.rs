@@ -23,10 +23,14 @@
 //! values of one position with different keys.)
 //!
 //! Lookups of a template seen before are one hash probe; the skeleton work
-//! happens only the first time a template appears.
+//! happens only the first time a template appears, and is linear in the
+//! template: every word is hashed once, and the skeleton hashes come from
+//! prefix and suffix chains of those word hashes. A template of more than
+//! [`MAX_LEARN_WORDS`] words is identified exactly (after masking), without
+//! positional learning, so one huge record costs a bounded multiple of its
+//! bytes and adds no per-word state.
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
 
 use super::mask::VAR;
 use super::{Fingerprint, PrehashedMap};
@@ -86,7 +90,21 @@ pub struct Learner {
     skeletons: PrehashedMap<u64, Skeleton>,
     /// Generalised clusters per (context, word count).
     generalized: PrehashedMap<u64, Vec<ClusterId>>,
+    /// Which skeleton hash built `skeletons` (0: the quadratic one of
+    /// states written before [`SKELETON_HASH`]). An older state has its
+    /// skeletons rebuilt from the clusters on first use.
+    #[serde(default)]
+    skeleton_hash: u32,
 }
+
+/// Version of [`skeleton_hashes`]; see [`Learner::skeleton_hash`].
+const SKELETON_HASH: u32 = 1;
+
+/// Templates with more words than this are not learned position by
+/// position: no real message template is that long (the longest of eleven
+/// public log corpora has about a hundred words), and beyond it a record is
+/// a payload dump whose positions would only fill the skeleton map.
+pub const MAX_LEARN_WORDS: usize = 512;
 
 fn half() -> f64 {
     0.5
@@ -108,19 +126,47 @@ fn h_bucket(ctx: u64, len: usize) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&b)
 }
 
-fn h_skeleton(ctx: u64, words: &[&str], pos: usize) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(&ctx.to_le_bytes());
-    h.update(&(pos as u64).to_le_bytes());
-    for (i, w) in words.iter().enumerate() {
-        if i == pos {
-            h.update(b"\x00");
-        } else {
-            h.update(w.as_bytes());
-        }
-        h.update(b"\x1f");
+/// The skeleton hash of every position of `words` (the template with that
+/// position blanked), in one linear pass: each word is hashed once, a
+/// prefix chain and a suffix chain of the word hashes are built, and the
+/// skeleton of position `p` is the hash of (context, p, prefix before p,
+/// suffix after p). Hashing the whole template once per position was
+/// quadratic: 200 KB of short words took 43 s.
+fn skeleton_hashes(ctx: u64, words: &[&str], out: &mut Vec<u64>) {
+    let n = words.len();
+    out.clear();
+    out.resize(n, 0);
+    // Suffix chain first, stored in `out`: out[p] = chain of words p+1..n.
+    let mut suffix = 0x9e37_79b9_7f4a_7c15u64;
+    for p in (0..n).rev() {
+        out[p] = suffix;
+        suffix = chain(suffix, xxhash_rust::xxh3::xxh3_64(words[p].as_bytes()));
     }
-    h.digest()
+    let mut prefix = ctx ^ 0x5851_f42d_4c95_7f2d;
+    for (p, w) in words.iter().enumerate() {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&ctx.to_le_bytes());
+        b[8..16].copy_from_slice(&(p as u64).to_le_bytes());
+        b[16..24].copy_from_slice(&prefix.to_le_bytes());
+        b[24..].copy_from_slice(&out[p].to_le_bytes());
+        out[p] = xxhash_rust::xxh3::xxh3_64(&b);
+        prefix = chain(prefix, xxhash_rust::xxh3::xxh3_64(w.as_bytes()));
+    }
+}
+
+/// One step of a hash chain: order-sensitive, so `a b` and `b a` differ.
+fn chain(acc: u64, word: u64) -> u64 {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&acc.to_le_bytes());
+    b[8..].copy_from_slice(&word.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&b)
+}
+
+/// The skeleton hash of one position (for the few single lookups).
+fn h_skeleton(ctx: u64, words: &[&str], pos: usize) -> u64 {
+    let mut all = Vec::with_capacity(words.len());
+    skeleton_hashes(ctx, words, &mut all);
+    all[pos]
 }
 
 /// The value hash of a word at a skeleton position. A masked value with
@@ -235,6 +281,7 @@ impl Learner {
             exact: PrehashedMap::default(),
             skeletons: PrehashedMap::default(),
             generalized: PrehashedMap::default(),
+            skeleton_hash: SKELETON_HASH,
         }
     }
 
@@ -316,7 +363,10 @@ impl Learner {
                 merged: Vec::new(),
             };
         }
-        if !self.enabled {
+        // A template too long to learn positions of is its own type: one
+        // pass to count words, then the same path as without learning.
+        let long = || template.bytes().filter(|&b| b == b' ').count() >= MAX_LEARN_WORDS;
+        if !self.enabled || long() {
             let id = self.push_cluster(ctx, template.to_string());
             self.exact.insert(key, id);
             return Resolution {
@@ -324,6 +374,9 @@ impl Learner {
                 created: true,
                 merged: Vec::new(),
             };
+        }
+        if self.skeleton_hash != SKELETON_HASH {
+            self.rebuild_skeletons();
         }
         let words: Vec<&str> = template.split(' ').collect();
         let bucket = h_bucket(ctx, words.len());
@@ -344,8 +397,10 @@ impl Learner {
         //    `<*>` is a value like any other word here: it counts as one
         //    distinct value of its position (it stands for at least one).
         let mut cands: Vec<(u64, u64, usize)> = Vec::with_capacity(words.len());
+        let mut sks = Vec::with_capacity(words.len());
+        skeleton_hashes(ctx, &words, &mut sks);
         for (p, w) in words.iter().enumerate() {
-            cands.push((h_skeleton(ctx, &words, p), h_word(w), p));
+            cands.push((sks[p], h_word(w), p));
         }
         if let Some(gs) = self.generalized.get(&bucket) {
             for &g in gs {
@@ -555,21 +610,61 @@ impl Learner {
             .collect();
         let glearned = self.clusters[g as usize].learned.clone();
         let gw_ref: Vec<&str> = gw.iter().map(String::as_str).collect();
-        for (p, w) in gw_ref.iter().enumerate() {
-            if !glearned.contains(&(p as u32)) {
-                let e = self
-                    .skeletons
-                    .entry(h_skeleton(ctx, &gw_ref, p))
-                    .or_default();
+        self.register_general(ctx, g, &gw_ref, &glearned);
+        merged.sort_unstable();
+        merged.dedup();
+        Some((g, merged))
+    }
+
+    /// Registers generalised cluster `g` (template words `gw`, learned
+    /// positions `learned`) in the skeletons of its other positions, so a
+    /// second position can generalise later.
+    fn register_general(&mut self, ctx: u64, g: ClusterId, gw: &[&str], learned: &[u32]) {
+        let mut sks = Vec::with_capacity(gw.len());
+        skeleton_hashes(ctx, gw, &mut sks);
+        for (p, w) in gw.iter().enumerate() {
+            if !learned.contains(&(p as u32)) {
+                let e = self.skeletons.entry(sks[p]).or_default();
                 add_value(&mut e.values, h_word(w), self.min_distinct);
                 if !e.members.contains(&g) {
                     e.members.push(g);
                 }
             }
         }
-        merged.sort_unstable();
-        merged.dedup();
-        Some((g, merged))
+    }
+
+    /// Rebuilds the skeleton map from the clusters, for a state whose
+    /// skeletons were keyed by an older hash. Every cluster is registered
+    /// as `observe` would have; a generalised cluster marks the skeletons
+    /// of its learned positions and registers the others. Clusters are
+    /// kept, so every known template keeps its id.
+    fn rebuild_skeletons(&mut self) {
+        self.skeleton_hash = SKELETON_HASH;
+        self.skeletons.clear();
+        let mut sks = Vec::new();
+        for id in 0..self.clusters.len() {
+            let c = &self.clusters[id];
+            let (ctx, template, learned) = (c.ctx, c.template.clone(), c.learned.clone());
+            let words: Vec<&str> = template.split(' ').collect();
+            if words.len() > MAX_LEARN_WORDS {
+                continue;
+            }
+            skeleton_hashes(ctx, &words, &mut sks);
+            if learned.is_empty() {
+                for (p, w) in words.iter().enumerate() {
+                    let e = self.skeletons.entry(sks[p]).or_default();
+                    add_value(&mut e.values, h_word(w), self.min_distinct);
+                    e.members.push(id as ClusterId);
+                }
+            } else {
+                for &p in &learned {
+                    if let Some(&sk) = sks.get(p as usize) {
+                        self.skeletons.entry(sk).or_default().generalized = Some(id as ClusterId);
+                    }
+                }
+                self.register_general(ctx, id as ClusterId, &words, &learned);
+            }
+        }
     }
 
     /// Aliases of `id` (clusters that now resolve to it), itself excluded.
@@ -763,6 +858,68 @@ mod tests {
         }
         let r = l.observe(1, "join (command <*>)");
         assert_eq!(l.template(r.cluster), "<*> (command <*>)");
+    }
+
+    #[test]
+    fn skeletons_rebuilt_from_the_clusters_learn_as_the_originals_did() {
+        let feed = |l: &mut Learner, from: usize, to: usize| {
+            let names = ["ann", "bob", "cid", "dan", "eve", "fay"];
+            for n in &names[from..to] {
+                l.observe(1, &format!("user {n} denied on east"));
+                l.observe(1, &format!("job {n} late"));
+            }
+        };
+        let (mut kept, mut rebuilt) = (learner(), learner());
+        feed(&mut kept, 0, 2);
+        feed(&mut rebuilt, 0, 2);
+        // As a state written with the older skeleton hash loads.
+        rebuilt.skeletons.clear();
+        rebuilt.skeleton_hash = 0;
+        feed(&mut kept, 2, 6);
+        feed(&mut rebuilt, 2, 6);
+        for t in [
+            "user zed denied on east",
+            "job zed late",
+            "user ann denied on west",
+        ] {
+            let (a, b) = (kept.observe(1, t), rebuilt.observe(1, t));
+            assert_eq!(kept.template(a.cluster), rebuilt.template(b.cluster), "{t}");
+            assert_eq!(a.created, b.created, "{t}");
+        }
+    }
+
+    #[test]
+    fn a_template_longer_than_the_learning_cap_is_one_exact_type() {
+        let mut l = learner();
+        let long: String = (0..MAX_LEARN_WORDS * 4)
+            .map(|i| format!("w{}", i % 7))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let a = l.observe(1, &long);
+        assert!(a.created);
+        assert_eq!(l.observe(1, &long).cluster, a.cluster);
+        let other = long.replacen("w0", "zz", 1);
+        assert!(l.observe(1, &other).created);
+        assert!(
+            l.skeletons.is_empty(),
+            "no per-word state for a long record"
+        );
+    }
+
+    #[test]
+    fn skeleton_hashes_differ_by_position_and_by_blanked_word_only() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        skeleton_hashes(1, &["a", "b", "c"], &mut a);
+        skeleton_hashes(1, &["a", "x", "c"], &mut b);
+        assert_eq!(
+            a[1], b[1],
+            "same skeleton when only the blanked word differs"
+        );
+        assert_ne!(a[0], b[0]);
+        assert_ne!(a[0], a[2]);
+        skeleton_hashes(2, &["a", "b", "c"], &mut b);
+        assert_ne!(a[1], b[1], "contexts differ");
     }
 
     #[test]
