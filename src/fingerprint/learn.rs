@@ -95,6 +95,27 @@ pub struct Learner {
     /// skeletons rebuilt from the clusters on first use.
     #[serde(default)]
     skeleton_hash: u32,
+    /// Distinct value hashes seen per (service, key) of `key=value` pairs
+    /// anywhere in the service (every type, and lines taught with
+    /// [`Learner::teach_line`]), up to [`KEY_PARAM_DISTINCT`]. At most
+    /// [`MAX_KEYS`] keys.
+    #[serde(default)]
+    keys: PrehashedMap<u64, Vec<u64>>,
+}
+
+/// Distinct values a key must take, anywhere in a service, before its
+/// value is a parameter in every template of the service. A named key is
+/// stronger evidence than a bare position, but a small closed set of
+/// states (`state=queued|running|failed`) must stay words, so the bar is
+/// well above the handful of members such enumerations have.
+pub const KEY_PARAM_DISTINCT: usize = 8;
+
+/// Bound on the keys tracked (memory: about 100 bytes each).
+pub const MAX_KEYS: usize = 1 << 16;
+
+/// The key scope of a service's pairs.
+fn scope_of(service: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(service.as_bytes())
 }
 
 /// Version of [`skeleton_hashes`]; see [`Learner::skeleton_hash`].
@@ -270,6 +291,63 @@ fn merge_word(a: &str, b: &str) -> String {
     out
 }
 
+/// Calls `f(key, value)` for each `key=value` pair in `text`: words like
+/// `user=ann`, and pairs inside a word such as a URL query
+/// (`/find?q=lamp&limit=8`, `;`-separated matrix parameters). A key is an
+/// identifier (letters, digits, `_ . -`, starting with a letter) of at
+/// most 40 bytes; a value runs to the next `& ; , ) ] }` quote or space.
+/// Linear in `text`.
+pub fn for_each_pair(text: &str, mut f: impl FnMut(&str, &str)) {
+    let b = text.as_bytes();
+    let ends_value = |c: u8| {
+        matches!(
+            c,
+            b'&' | b';' | b',' | b')' | b']' | b'}' | b'"' | b'\'' | b' '
+        )
+    };
+    let mut i = 0;
+    while let Some(off) = b[i..].iter().position(|&c| c == b'=') {
+        let eq = i + off;
+        let mut k = eq;
+        while k > 0
+            && eq - k < 40
+            && (b[k - 1].is_ascii_alphanumeric() || matches!(b[k - 1], b'_' | b'.' | b'-'))
+        {
+            k -= 1;
+        }
+        let key_ok = k < eq && b[k].is_ascii_alphabetic();
+        let mut v = eq + 1;
+        while v < b.len() && !ends_value(b[v]) && b[v] != b'=' {
+            v += 1;
+        }
+        if key_ok && v > eq + 1 {
+            f(&text[k..eq], &text[eq + 1..v]);
+        }
+        i = eq + 1;
+    }
+}
+
+/// Whether a template word holds a pair whose key is a parameter and whose
+/// value is not masked yet.
+fn has_param_pair(word: &str, mut is_param: impl FnMut(&str) -> bool) -> bool {
+    let mut hit = false;
+    if word.contains('=') {
+        for_each_pair(word, |k, v| {
+            if !hit && v != VAR && is_param(k) {
+                hit = true;
+            }
+        });
+    }
+    hit
+}
+
+fn h_key(scope: u64, key: &str) -> u64 {
+    super::hash_concat(|b| {
+        b.extend_from_slice(&scope.to_le_bytes());
+        b.extend_from_slice(key.as_bytes());
+    })
+}
+
 impl Learner {
     pub fn new(enabled: bool, min_distinct: usize, min_ratio: f64) -> Learner {
         Learner {
@@ -282,6 +360,7 @@ impl Learner {
             skeletons: PrehashedMap::default(),
             generalized: PrehashedMap::default(),
             skeleton_hash: SKELETON_HASH,
+            keys: PrehashedMap::default(),
         }
     }
 
@@ -353,6 +432,14 @@ impl Learner {
     /// spaces, as the masker writes them) in context `ctx` (service,
     /// exception, frames: templates only generalise within one context).
     pub fn observe(&mut self, ctx: u64, template: &str) -> Resolution {
+        self.observe_in(ctx, "", template)
+    }
+
+    /// [`Learner::observe`] for an error of `service`: the pairs of a new
+    /// template teach the service's keys, and a word whose key is a
+    /// parameter of the service counts as a masked value (two distinct
+    /// values), so the second value of it generalises the position.
+    pub fn observe_in(&mut self, ctx: u64, service: &str, template: &str) -> Resolution {
         let key = h_template(ctx, template);
         if let Some(&c) = self.exact.get(&key) {
             let r = self.root(c);
@@ -396,11 +483,19 @@ impl Learner {
         //    those of generalised templates it misses by one. A masked
         //    `<*>` is a value like any other word here: it counts as one
         //    distinct value of its position (it stands for at least one).
+        let scope = scope_of(service);
+        if template.contains('=') {
+            self.learn_pairs(scope, template);
+        }
         let mut cands: Vec<(u64, u64, usize)> = Vec::with_capacity(words.len());
         let mut sks = Vec::with_capacity(words.len());
         skeleton_hashes(ctx, &words, &mut sks);
         for (p, w) in words.iter().enumerate() {
-            cands.push((sks[p], h_word(w), p));
+            let mut val = h_word(w);
+            if val & 1 == 0 && has_param_pair(w, |k| self.is_param(scope, k)) {
+                val |= 1;
+            }
+            cands.push((sks[p], val, p));
         }
         if let Some(gs) = self.generalized.get(&bucket) {
             for &g in gs {
@@ -614,6 +709,43 @@ impl Learner {
         merged.sort_unstable();
         merged.dedup();
         Some((g, merged))
+    }
+
+    /// Learns the `key=value` pairs of a line that is not an error (an
+    /// INFO line of `service`): a key that takes many values anywhere in a
+    /// service is a parameter in its errors too, so a rare error type with
+    /// a free-text value (a search term) is one type from its second
+    /// occurrence. Linear in the line; at most [`MAX_KEYS`] keys.
+    pub fn teach_line(&mut self, service: &str, message: &str) {
+        if self.enabled && message.contains('=') {
+            self.learn_pairs(scope_of(service), message);
+        }
+    }
+
+    fn learn_pairs(&mut self, scope: u64, text: &str) {
+        let keys = &mut self.keys;
+        for_each_pair(text, |k, v| {
+            if v == VAR {
+                return;
+            }
+            let hk = h_key(scope, k);
+            let n = keys.len();
+            let vals = match keys.get_mut(&hk) {
+                Some(vals) => vals,
+                None if n < MAX_KEYS => keys.entry(hk).or_default(),
+                None => return,
+            };
+            let hv = xxhash_rust::xxh3::xxh3_64(v.as_bytes());
+            if vals.len() < KEY_PARAM_DISTINCT && !vals.contains(&hv) {
+                vals.push(hv);
+            }
+        });
+    }
+
+    fn is_param(&self, scope: u64, key: &str) -> bool {
+        self.keys
+            .get(&h_key(scope, key))
+            .is_some_and(|v| v.len() >= KEY_PARAM_DISTINCT)
     }
 
     /// Registers generalised cluster `g` (template words `gw`, learned
@@ -920,6 +1052,87 @@ mod tests {
         assert_ne!(a[0], a[2]);
         skeleton_hashes(2, &["a", "b", "c"], &mut b);
         assert_ne!(a[1], b[1], "contexts differ");
+    }
+
+    #[test]
+    fn a_key_that_varies_in_info_lines_is_a_parameter_of_a_rare_error() {
+        let mut l = learner();
+        for term in [
+            "chair", "desk", "sofa", "rug", "shelf", "stool", "bench", "crate",
+        ] {
+            l.teach_line("shop", &format!("served /items?term={term}&page=2 in 4 ms"));
+        }
+        let first = l.observe_in(1, "shop", "catalog down for /items?term=vase&page=<*>");
+        assert!(first.created, "the first occurrence is a new type");
+        let second = l.observe_in(1, "shop", "catalog down for /items?term=mug&page=<*>");
+        assert!(!second.created, "the second value is the same type");
+        assert_eq!(
+            l.template(second.cluster),
+            "catalog down for /items?term=<*>"
+        );
+        let third = l.observe_in(1, "shop", "catalog down for /items?term=pan&page=<*>");
+        assert_eq!(third.cluster, second.cluster);
+        // Another service never taught the key: two values are two types.
+        l.observe_in(2, "billing", "catalog down for /items?term=vase&page=<*>");
+        assert!(
+            l.observe_in(2, "billing", "catalog down for /items?term=mug&page=<*>")
+                .created
+        );
+    }
+
+    #[test]
+    fn a_key_learned_from_other_error_types_is_a_parameter_everywhere_in_the_service() {
+        let mut l = learner();
+        for (i, who) in ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"]
+            .iter()
+            .enumerate()
+        {
+            l.observe_in(
+                i as u64 + 100,
+                "auth",
+                &format!("login {i} refused user={who}"),
+            );
+        }
+        assert!(l.observe_in(1, "auth", "token revoked user=ivy").created);
+        assert!(!l.observe_in(1, "auth", "token revoked user=jo").created);
+    }
+
+    #[test]
+    fn a_small_closed_set_of_states_stays_constant_words() {
+        let mut l = learner();
+        for _ in 0..50 {
+            for st in ["queued", "running", "failed"] {
+                l.teach_line("jobs", &format!("job 7 state={st}"));
+            }
+        }
+        let a = l.observe_in(1, "jobs", "job <*> stuck state=queued");
+        let b = l.observe_in(1, "jobs", "job <*> stuck state=running");
+        assert!(a.created && b.created);
+        assert_ne!(a.cluster, b.cluster);
+    }
+
+    #[test]
+    fn a_near_new_constant_word_stays_new_after_key_learning() {
+        let mut l = learner();
+        for h in ["a1", "b2", "c3", "d4", "e5", "f6", "g7", "h8"] {
+            l.teach_line("api", &format!("call ok host={h}"));
+        }
+        let redis = l.observe_in(1, "api", "timeout connecting to redis host=<*>");
+        let pg = l.observe_in(1, "api", "timeout connecting to postgres host=<*>");
+        assert!(redis.created && pg.created);
+        assert_ne!(redis.cluster, pg.cluster);
+    }
+
+    #[test]
+    fn pairs_are_found_in_words_and_url_queries() {
+        let mut got = Vec::new();
+        for_each_pair(
+            "GET /find?q=lamp&limit=8 user=ann, x= =y 9z=1 (mode=fast)",
+            |k, v| {
+                got.push(format!("{k}:{v}"));
+            },
+        );
+        assert_eq!(got, ["q:lamp", "limit:8", "user:ann", "mode:fast"]);
     }
 
     #[test]

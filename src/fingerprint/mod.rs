@@ -410,7 +410,7 @@ pub fn classify_into(learner: &mut Learner, identity: &Identity, out: &mut Typed
         }
         IdentityKind::Learned => {
             let ctx = identity.context();
-            let r = learner.observe(identity.context_key(), &identity.template);
+            let r = learner.observe_in(identity.context_key(), &ctx.service, &identity.template);
             out.fingerprint = learner.fingerprint_of(r.cluster, |t| ctx.fingerprint(t));
             out.created = r.created;
             out.merged.clear();
