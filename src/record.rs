@@ -114,6 +114,9 @@ pub struct LineMeta<'a> {
     pub level: Option<Level>,
     pub service: Option<&'a str>,
     pub version: Option<&'a str>,
+    /// The message of a line that is not an error, when the parser has it
+    /// at hand: the learner learns which keys are parameters from it.
+    pub message: Option<&'a str>,
 }
 
 /// Why a line was skipped. Counted per reason; never fatal unless `--strict`.

@@ -31,6 +31,14 @@ const GOLDEN: &[Golden] = &[
         keeps: &["can't connect, won't retry", "the user's session"],
     },
     Golden {
+        rule: "quoted_request_line",
+        masks: &[(
+            "upstream reset, request: \"PATCH /v1/items?id=4 HTTP/2.0\", host",
+            "upstream reset, request: \"<*>\", host",
+        )],
+        keeps: &["cache \"SET cart:9 x\" failed"],
+    },
+    Golden {
         rule: "quoted_command",
         masks: &[
             ("cache \"SET cart:9 x\" failed", "cache \"SET <*>\" failed"),

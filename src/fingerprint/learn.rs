@@ -110,6 +110,10 @@ pub struct Learner {
 /// well above the handful of members such enumerations have.
 pub const KEY_PARAM_DISTINCT: usize = 8;
 
+/// Pairs taken from one line that is not an error (a line is a log
+/// message, not a payload: beyond this its pairs teach nothing new).
+pub const MAX_LINE_PAIRS: usize = 32;
+
 /// Bound on the keys tracked (memory: about 100 bytes each).
 pub const MAX_KEYS: usize = 1 << 16;
 
@@ -226,7 +230,10 @@ fn glob_matches(g: &str, word: &str) -> bool {
     if g == word || g == VAR {
         return true;
     }
-    match g.split_once(VAR) {
+    // The learned placeholder is the last one: what comes after it is
+    // closing punctuation only (see `merge_word`), while the part before
+    // it may hold a placeholder from masking (`<*>?q=<*>)`).
+    match g.rsplit_once(VAR) {
         Some((pre, suf)) => {
             word.len() >= pre.len() + suf.len() && word.starts_with(pre) && word.ends_with(suf)
         }
@@ -722,24 +729,56 @@ impl Learner {
         }
     }
 
-    fn learn_pairs(&mut self, scope: u64, text: &str) {
-        let keys = &mut self.keys;
-        for_each_pair(text, |k, v| {
-            if v == VAR {
-                return;
-            }
-            let hk = h_key(scope, k);
-            let n = keys.len();
-            let vals = match keys.get_mut(&hk) {
-                Some(vals) => vals,
-                None if n < MAX_KEYS => keys.entry(hk).or_default(),
-                None => return,
-            };
-            let hv = xxhash_rust::xxh3::xxh3_64(v.as_bytes());
-            if vals.len() < KEY_PARAM_DISTINCT && !vals.contains(&hv) {
-                vals.push(hv);
+    /// The (key, value) hashes [`Learner::teach_pairs`] takes for a line of
+    /// `service`, appended to `out`: the hashing half of
+    /// [`Learner::teach_line`], for parsing threads. At most
+    /// [`MAX_LINE_PAIRS`] pairs per line.
+    pub fn line_pairs(service: &str, message: &str, out: &mut Vec<(u64, u64)>) {
+        if !message.contains('=') {
+            return;
+        }
+        let scope = scope_of(service);
+        let mut n = 0;
+        for_each_pair(message, |k, v| {
+            if n < MAX_LINE_PAIRS && v != VAR {
+                n += 1;
+                out.push((h_key(scope, k), xxhash_rust::xxh3::xxh3_64(v.as_bytes())));
             }
         });
+    }
+
+    /// Learns pairs hashed by [`Learner::line_pairs`].
+    pub fn teach_pairs(&mut self, pairs: &[(u64, u64)]) {
+        if !self.enabled {
+            return;
+        }
+        for &(hk, hv) in pairs {
+            self.add_key_value(hk, hv);
+        }
+    }
+
+    fn add_key_value(&mut self, hk: u64, hv: u64) {
+        let n = self.keys.len();
+        let vals = match self.keys.get_mut(&hk) {
+            Some(vals) => vals,
+            None if n < MAX_KEYS => self.keys.entry(hk).or_default(),
+            None => return,
+        };
+        if vals.len() < KEY_PARAM_DISTINCT && !vals.contains(&hv) {
+            vals.push(hv);
+        }
+    }
+
+    fn learn_pairs(&mut self, scope: u64, text: &str) {
+        let mut pairs = Vec::new();
+        for_each_pair(text, |k, v| {
+            if v != VAR {
+                pairs.push((h_key(scope, k), xxhash_rust::xxh3::xxh3_64(v.as_bytes())));
+            }
+        });
+        for (hk, hv) in pairs {
+            self.add_key_value(hk, hv);
+        }
     }
 
     fn is_param(&self, scope: u64, key: &str) -> bool {
@@ -1121,6 +1160,20 @@ mod tests {
         let pg = l.observe_in(1, "api", "timeout connecting to postgres host=<*>");
         assert!(redis.created && pg.created);
         assert_ne!(redis.cluster, pg.cluster);
+    }
+
+    #[test]
+    fn a_learned_key_after_a_masked_value_still_matches_new_values() {
+        let mut l = learner();
+        for t in ["a1", "b2", "c3", "d4", "e5", "f6", "g7", "h8"] {
+            l.teach_line("web", &format!("GET /x/y?q={t}&page=2 200"));
+        }
+        l.observe_in(1, "web", "index down (url: <*>?q=vase&page=<*>)");
+        let g = l.observe_in(1, "web", "index down (url: <*>?q=mug&page=<*>)");
+        assert_eq!(l.template(g.cluster), "index down (url: <*>?q=<*>)");
+        let r = l.observe_in(1, "web", "index down (url: <*>?q=pan&page=<*>)");
+        assert!(!r.created);
+        assert_eq!(r.cluster, g.cluster);
     }
 
     #[test]

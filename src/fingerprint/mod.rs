@@ -296,6 +296,15 @@ impl Fingerprinter {
         &self.patterns
     }
 
+    /// The service name that scopes learning for a record of `service`
+    /// (empty when `include_service` is off, as in the identity).
+    pub fn learn_scope<'s>(&self, service: Option<&'s str>) -> &'s str {
+        match service {
+            Some(s) if self.include_service => s,
+            _ => "",
+        }
+    }
+
     pub fn masker(&self) -> &Masker {
         &self.masker
     }

@@ -428,16 +428,20 @@ impl Parser {
             let source = map.get_text(slots, Field::VersionFrom, line)?;
             self.derive_version(source, &mut ctx.vf_cache)
         });
-        let meta = LineMeta {
+        let mut meta = LineMeta {
             time,
             level,
             service: service.as_deref().or(default_service),
             version: version.as_deref(),
+            message: None,
         };
         if let Some(t) = time {
             ctx.set_last_time(t);
         }
         if !error {
+            // The message teaches the learner its keys (`key=value`).
+            let message = map.get_text(slots, Field::Message, line);
+            meta.message = message.as_deref();
             return out.line(&meta);
         }
         let message = map

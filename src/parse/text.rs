@@ -423,6 +423,7 @@ impl TextState {
             level: Some(level),
             service: default_service,
             version: None,
+            message: Some(message),
         });
         self.pending = if p.is_error(Some(level), None) {
             Pending::Error {
@@ -502,6 +503,7 @@ impl TextState {
             level: Some(level),
             service,
             version: version.as_deref(),
+            message: Some(msg),
         });
         if let Some(t) = time {
             ctx.set_last_time(t);
