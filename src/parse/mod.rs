@@ -440,7 +440,9 @@ impl Parser {
         }
         if !error {
             // The message teaches the learner its keys (`key=value`).
-            let message = map.get_text(slots, Field::Message, line);
+            let message = crate::record::teaches(line_no)
+                .then(|| map.get_text(slots, Field::Message, line))
+                .flatten();
             meta.message = message.as_deref();
             return out.line(&meta);
         }

@@ -423,7 +423,7 @@ impl TextState {
             level: Some(level),
             service: default_service,
             version: None,
-            message: Some(message),
+            message: crate::record::teaches(line_no).then_some(message),
         });
         self.pending = if p.is_error(Some(level), None) {
             Pending::Error {
@@ -503,7 +503,7 @@ impl TextState {
             level: Some(level),
             service,
             version: version.as_deref(),
-            message: Some(msg),
+            message: crate::record::teaches(line_no).then_some(msg),
         });
         if let Some(t) = time {
             ctx.set_last_time(t);
