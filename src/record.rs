@@ -128,7 +128,7 @@ pub const TEACH_EVERY: u64 = 8;
 
 /// Whether line `line_no` hands its message to the learner.
 pub fn teaches(line_no: u64) -> bool {
-    line_no % TEACH_EVERY == 0
+    line_no.is_multiple_of(TEACH_EVERY)
 }
 
 /// Why a line was skipped. Counted per reason; never fatal unless `--strict`.
