@@ -267,6 +267,13 @@ impl Engine {
         self.deliver();
     }
 
+    /// Teaches the learner key/value hashes of a line that is not an error
+    /// ([`Learner::line_pairs`](crate::fingerprint::learn::Learner::line_pairs),
+    /// computed by a parsing thread).
+    pub fn teach_pairs(&mut self, pairs: &[(u64, u64)]) {
+        self.state.baseline.learner.teach_pairs(pairs);
+    }
+
     /// Processes one error record (also used by tools that bypass parsing).
     pub fn process_error(&mut self, rec: Record) {
         let started = Instant::now();
@@ -459,6 +466,12 @@ impl RecordSink for Engine {
         };
         if let Some(svc) = meta.service {
             self.count_rate(svc, meta.version.unwrap_or(""), time, 1, 0);
+        }
+        // Lines that are not errors teach the learner which keys are
+        // parameters (linear in the line, a few map probes per pair).
+        if let Some(msg) = meta.message {
+            let scope = self.fp.learn_scope(meta.service);
+            self.state.baseline.learner.teach_line(scope, msg);
         }
     }
 

@@ -31,6 +31,59 @@ const GOLDEN: &[Golden] = &[
         keeps: &["can't connect, won't retry", "the user's session"],
     },
     Golden {
+        rule: "quoted_request_line",
+        masks: &[(
+            "upstream reset, request: \"PATCH /v1/items?id=4 HTTP/2.0\", host",
+            "upstream reset, request: \"<*>\", host",
+        )],
+        keeps: &["cache \"SET cart:9 x\" failed"],
+    },
+    Golden {
+        rule: "quoted_command",
+        masks: &[
+            ("cache \"SET cart:9 x\" failed", "cache \"SET <*>\" failed"),
+            ("cache \"HDEL k1\" failed", "cache \"HDEL <*>\" failed"),
+        ],
+        keeps: &[
+            "table \"orders\" missing",
+            "reply \"OK\" late",
+            "said \"Set it up\"",
+        ],
+    },
+    Golden {
+        rule: "quoted_command_single",
+        masks: &[(
+            "statement 'UPDATE t SET a=1' aborted",
+            "statement 'UPDATE <*>' aborted",
+        )],
+        keeps: &["key 'user_id' missing", "can't GET it, won't retry"],
+    },
+    Golden {
+        rule: "date",
+        masks: &[
+            ("next try 14 Feb 2027 at 08:45 ok", "next try <*> ok"),
+            ("valid until Sat Feb 14 08:45:10 2027", "valid until <*>"),
+            (
+                "signed Sat, 14 Feb 2027 08:45:10 +0100 by ca",
+                "signed <*> by ca",
+            ),
+            ("since February 14, 2027 idle", "since <*> idle"),
+            ("since Feb 14th, 2027 idle", "since <*> idle"),
+            ("due 2027/02/14 rejected", "due <*> rejected"),
+            ("due 02/14/2027 8:45 PM rejected", "due <*> rejected"),
+        ],
+        keeps: &["may not retry", "March on", "Decision 12 made"],
+    },
+    Golden {
+        rule: "approx_duration",
+        masks: &[
+            ("ready in ~4 min", "ready in <*>"),
+            ("answered in <2 s", "answered in <*>"),
+            ("stalled for >= 90 seconds", "stalled for <*>"),
+        ],
+        keeps: &["retry in 5 minutes", "a ~ b"],
+    },
+    Golden {
         rule: "timestamp",
         masks: &[
             ("at 2026-11-02T10:00:01.123Z stop", "at <*> stop"),

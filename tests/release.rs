@@ -55,6 +55,7 @@ fn feed(engine: &mut Engine, lines: &[String]) {
             .map(|d| d.timestamp_millis());
         let level = s("log.level").and_then(Level::parse);
         engine.line(&LineMeta {
+            message: None,
             time,
             level,
             service: s("service.name"),

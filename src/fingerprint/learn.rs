@@ -23,10 +23,14 @@
 //! values of one position with different keys.)
 //!
 //! Lookups of a template seen before are one hash probe; the skeleton work
-//! happens only the first time a template appears.
+//! happens only the first time a template appears, and is linear in the
+//! template: every word is hashed once, and the skeleton hashes come from
+//! prefix and suffix chains of those word hashes. A template of more than
+//! [`MAX_LEARN_WORDS`] words is identified exactly (after masking), without
+//! positional learning, so one huge record costs a bounded multiple of its
+//! bytes and adds no per-word state.
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
 
 use super::mask::VAR;
 use super::{Fingerprint, PrehashedMap};
@@ -86,7 +90,56 @@ pub struct Learner {
     skeletons: PrehashedMap<u64, Skeleton>,
     /// Generalised clusters per (context, word count).
     generalized: PrehashedMap<u64, Vec<ClusterId>>,
+    /// Which skeleton hash built `skeletons` (0: the quadratic one of
+    /// states written before [`SKELETON_HASH`]). An older state has its
+    /// skeletons rebuilt from the clusters on first use.
+    #[serde(default)]
+    skeleton_hash: u32,
+    /// Distinct value hashes seen per (service, key) of `key=value` pairs
+    /// anywhere in the service (every type, and lines taught with
+    /// [`Learner::teach_line`]), up to [`KEY_PARAM_DISTINCT`]. At most
+    /// [`MAX_KEYS`] keys.
+    #[serde(default)]
+    keys: PrehashedMap<u64, Vec<u64>>,
 }
+
+/// Distinct values a key must take, anywhere in a service, before its
+/// value is a parameter in every template of the service. A named key is
+/// stronger evidence than a bare position, but a small closed set of
+/// states (`state=queued|running|failed`) must stay words, so the bar is
+/// well above the handful of members such enumerations have.
+pub const KEY_PARAM_DISTINCT: usize = 8;
+
+/// Pairs taken from one line that is not an error (a line is a log
+/// message, not a payload: beyond this its pairs teach nothing new).
+pub const MAX_LINE_PAIRS: usize = 32;
+
+/// A position whose distinct plain words (no masked value among them) each
+/// occurred this many times on average, and number fewer than
+/// [`STATE_MAX`], holds states, not a parameter: parameters keep bringing
+/// new values, states recur.
+pub const STATE_RECUR: u64 = 4;
+
+/// Distinct words past which a recurring position is a parameter after
+/// all (and the values a skeleton keeps).
+pub const STATE_MAX: usize = 8;
+
+/// Bound on the keys tracked (memory: about 100 bytes each).
+pub const MAX_KEYS: usize = 1 << 16;
+
+/// The key scope of a service's pairs.
+fn scope_of(service: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(service.as_bytes())
+}
+
+/// Version of [`skeleton_hashes`]; see [`Learner::skeleton_hash`].
+const SKELETON_HASH: u32 = 1;
+
+/// Templates with more words than this are not learned position by
+/// position: no real message template is that long (the longest of eleven
+/// public log corpora has about a hundred words), and beyond it a record is
+/// a payload dump whose positions would only fill the skeleton map.
+pub const MAX_LEARN_WORDS: usize = 512;
 
 fn half() -> f64 {
     0.5
@@ -108,19 +161,47 @@ fn h_bucket(ctx: u64, len: usize) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&b)
 }
 
-fn h_skeleton(ctx: u64, words: &[&str], pos: usize) -> u64 {
-    let mut h = Xxh3::new();
-    h.update(&ctx.to_le_bytes());
-    h.update(&(pos as u64).to_le_bytes());
-    for (i, w) in words.iter().enumerate() {
-        if i == pos {
-            h.update(b"\x00");
-        } else {
-            h.update(w.as_bytes());
-        }
-        h.update(b"\x1f");
+/// The skeleton hash of every position of `words` (the template with that
+/// position blanked), in one linear pass: each word is hashed once, a
+/// prefix chain and a suffix chain of the word hashes are built, and the
+/// skeleton of position `p` is the hash of (context, p, prefix before p,
+/// suffix after p). Hashing the whole template once per position was
+/// quadratic: 200 KB of short words took 43 s.
+fn skeleton_hashes(ctx: u64, words: &[&str], out: &mut Vec<u64>) {
+    let n = words.len();
+    out.clear();
+    out.resize(n, 0);
+    // Suffix chain first, stored in `out`: out[p] = chain of words p+1..n.
+    let mut suffix = 0x9e37_79b9_7f4a_7c15u64;
+    for p in (0..n).rev() {
+        out[p] = suffix;
+        suffix = chain(suffix, xxhash_rust::xxh3::xxh3_64(words[p].as_bytes()));
     }
-    h.digest()
+    let mut prefix = ctx ^ 0x5851_f42d_4c95_7f2d;
+    for (p, w) in words.iter().enumerate() {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&ctx.to_le_bytes());
+        b[8..16].copy_from_slice(&(p as u64).to_le_bytes());
+        b[16..24].copy_from_slice(&prefix.to_le_bytes());
+        b[24..].copy_from_slice(&out[p].to_le_bytes());
+        out[p] = xxhash_rust::xxh3::xxh3_64(&b);
+        prefix = chain(prefix, xxhash_rust::xxh3::xxh3_64(w.as_bytes()));
+    }
+}
+
+/// One step of a hash chain: order-sensitive, so `a b` and `b a` differ.
+fn chain(acc: u64, word: u64) -> u64 {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&acc.to_le_bytes());
+    b[8..].copy_from_slice(&word.to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&b)
+}
+
+/// The skeleton hash of one position (for the few single lookups).
+fn h_skeleton(ctx: u64, words: &[&str], pos: usize) -> u64 {
+    let mut all = Vec::with_capacity(words.len());
+    skeleton_hashes(ctx, words, &mut all);
+    all[pos]
 }
 
 /// The value hash of a word at a skeleton position. A masked value with
@@ -159,7 +240,10 @@ fn glob_matches(g: &str, word: &str) -> bool {
     if g == word || g == VAR {
         return true;
     }
-    match g.split_once(VAR) {
+    // The learned placeholder is the last one: what comes after it is
+    // closing punctuation only (see `merge_word`), while the part before
+    // it may hold a placeholder from masking (`<*>?q=<*>)`).
+    match g.rsplit_once(VAR) {
         Some((pre, suf)) => {
             word.len() >= pre.len() + suf.len() && word.starts_with(pre) && word.ends_with(suf)
         }
@@ -224,6 +308,63 @@ fn merge_word(a: &str, b: &str) -> String {
     out
 }
 
+/// Calls `f(key, value)` for each `key=value` pair in `text`: words like
+/// `user=ann`, and pairs inside a word such as a URL query
+/// (`/find?q=lamp&limit=8`, `;`-separated matrix parameters). A key is an
+/// identifier (letters, digits, `_ . -`, starting with a letter) of at
+/// most 40 bytes; a value runs to the next `& ; , ) ] }` quote or space.
+/// Linear in `text`.
+pub fn for_each_pair(text: &str, mut f: impl FnMut(&str, &str)) {
+    let b = text.as_bytes();
+    let ends_value = |c: u8| {
+        matches!(
+            c,
+            b'&' | b';' | b',' | b')' | b']' | b'}' | b'"' | b'\'' | b' '
+        )
+    };
+    let mut i = 0;
+    while let Some(off) = b[i..].iter().position(|&c| c == b'=') {
+        let eq = i + off;
+        let mut k = eq;
+        while k > 0
+            && eq - k < 40
+            && (b[k - 1].is_ascii_alphanumeric() || matches!(b[k - 1], b'_' | b'.' | b'-'))
+        {
+            k -= 1;
+        }
+        let key_ok = k < eq && b[k].is_ascii_alphabetic();
+        let mut v = eq + 1;
+        while v < b.len() && !ends_value(b[v]) && b[v] != b'=' {
+            v += 1;
+        }
+        if key_ok && v > eq + 1 {
+            f(&text[k..eq], &text[eq + 1..v]);
+        }
+        i = eq + 1;
+    }
+}
+
+/// Whether a template word holds a pair whose key is a parameter and whose
+/// value is not masked yet.
+fn has_param_pair(word: &str, mut is_param: impl FnMut(&str) -> bool) -> bool {
+    let mut hit = false;
+    if word.contains('=') {
+        for_each_pair(word, |k, v| {
+            if !hit && v != VAR && is_param(k) {
+                hit = true;
+            }
+        });
+    }
+    hit
+}
+
+fn h_key(scope: u64, key: &str) -> u64 {
+    super::hash_concat(|b| {
+        b.extend_from_slice(&scope.to_le_bytes());
+        b.extend_from_slice(key.as_bytes());
+    })
+}
+
 impl Learner {
     pub fn new(enabled: bool, min_distinct: usize, min_ratio: f64) -> Learner {
         Learner {
@@ -235,6 +376,8 @@ impl Learner {
             exact: PrehashedMap::default(),
             skeletons: PrehashedMap::default(),
             generalized: PrehashedMap::default(),
+            skeleton_hash: SKELETON_HASH,
+            keys: PrehashedMap::default(),
         }
     }
 
@@ -359,6 +502,14 @@ impl Learner {
     /// spaces, as the masker writes them) in context `ctx` (service,
     /// exception, frames: templates only generalise within one context).
     pub fn observe(&mut self, ctx: u64, template: &str) -> Resolution {
+        self.observe_in(ctx, "", template)
+    }
+
+    /// [`Learner::observe`] for an error of `service`: the pairs of a new
+    /// template teach the service's keys, and a word whose key is a
+    /// parameter of the service counts as a masked value (two distinct
+    /// values), so the second value of it generalises the position.
+    pub fn observe_in(&mut self, ctx: u64, service: &str, template: &str) -> Resolution {
         let key = h_template(ctx, template);
         if let Some(&c) = self.exact.get(&key) {
             let r = self.root(c);
@@ -369,7 +520,10 @@ impl Learner {
                 merged: Vec::new(),
             };
         }
-        if !self.enabled {
+        // A template too long to learn positions of is its own type: one
+        // pass to count words, then the same path as without learning.
+        let long = || template.bytes().filter(|&b| b == b' ').count() >= MAX_LEARN_WORDS;
+        if !self.enabled || long() {
             let id = self.push_cluster(ctx, template.to_string());
             self.exact.insert(key, id);
             return Resolution {
@@ -377,6 +531,9 @@ impl Learner {
                 created: true,
                 merged: Vec::new(),
             };
+        }
+        if self.skeleton_hash != SKELETON_HASH {
+            self.rebuild_skeletons();
         }
         let words: Vec<&str> = template.split(' ').collect();
         let bucket = h_bucket(ctx, words.len());
@@ -396,9 +553,19 @@ impl Learner {
         //    those of generalised templates it misses by one. A masked
         //    `<*>` is a value like any other word here: it counts as one
         //    distinct value of its position (it stands for at least one).
+        let scope = scope_of(service);
+        if template.contains('=') {
+            self.learn_pairs(scope, template);
+        }
         let mut cands: Vec<(u64, u64, usize)> = Vec::with_capacity(words.len());
+        let mut sks = Vec::with_capacity(words.len());
+        skeleton_hashes(ctx, &words, &mut sks);
         for (p, w) in words.iter().enumerate() {
-            cands.push((h_skeleton(ctx, &words, p), h_word(w), p));
+            let mut val = h_word(w);
+            if val & 1 == 0 && has_param_pair(w, |k| self.is_param(scope, k)) {
+                val |= 1;
+            }
+            cands.push((sks[p], val, p));
         }
         if let Some(gs) = self.generalized.get(&bucket) {
             for &g in gs {
@@ -442,15 +609,23 @@ impl Learner {
                     merged: Vec::new(),
                 };
             }
-            add_value(&mut entry.values, val, self.min_distinct);
-            if generalize.is_none() && entry.values.len() >= self.min_distinct {
+            add_value(&mut entry.values, val, self.min_distinct.max(STATE_MAX));
+            let distinct = entry.values.len();
+            if generalize.is_none() && distinct >= self.min_distinct {
                 let occurrences: u64 = entry
                     .members
                     .iter()
                     .map(|&m| self.clusters[m as usize].count)
                     .sum::<u64>()
                     + 1;
-                if entry.values.len() as f64 >= self.min_ratio * occurrences as f64 {
+                // Few plain words that each recurred many times are a
+                // closed set of states (`job queued`, `job running`, `job
+                // failed`), read as different events: constant words until
+                // the set grows past what such sets hold.
+                let states = distinct < STATE_MAX
+                    && entry.values.iter().all(|v| v & 1 == 0)
+                    && occurrences >= STATE_RECUR * distinct as u64;
+                if !states && distinct as f64 >= self.min_ratio * occurrences as f64 {
                     generalize = Some(sk);
                 }
             }
@@ -608,21 +783,130 @@ impl Learner {
             .collect();
         let glearned = self.clusters[g as usize].learned.clone();
         let gw_ref: Vec<&str> = gw.iter().map(String::as_str).collect();
-        for (p, w) in gw_ref.iter().enumerate() {
-            if !glearned.contains(&(p as u32)) {
-                let e = self
-                    .skeletons
-                    .entry(h_skeleton(ctx, &gw_ref, p))
-                    .or_default();
+        self.register_general(ctx, g, &gw_ref, &glearned);
+        merged.sort_unstable();
+        merged.dedup();
+        Some((g, merged))
+    }
+
+    /// Learns the `key=value` pairs of a line that is not an error (an
+    /// INFO line of `service`): a key that takes many values anywhere in a
+    /// service is a parameter in its errors too, so a rare error type with
+    /// a free-text value (a search term) is one type from its second
+    /// occurrence. Linear in the line; at most [`MAX_KEYS`] keys.
+    pub fn teach_line(&mut self, service: &str, message: &str) {
+        if self.enabled && message.contains('=') {
+            self.learn_pairs(scope_of(service), message);
+        }
+    }
+
+    /// The (key, value) hashes [`Learner::teach_pairs`] takes for a line of
+    /// `service`, appended to `out`: the hashing half of
+    /// [`Learner::teach_line`], for parsing threads. At most
+    /// [`MAX_LINE_PAIRS`] pairs per line.
+    pub fn line_pairs(service: &str, message: &str, out: &mut Vec<(u64, u64)>) {
+        if !message.contains('=') {
+            return;
+        }
+        let scope = scope_of(service);
+        let mut n = 0;
+        for_each_pair(message, |k, v| {
+            if n < MAX_LINE_PAIRS && v != VAR {
+                n += 1;
+                out.push((h_key(scope, k), xxhash_rust::xxh3::xxh3_64(v.as_bytes())));
+            }
+        });
+    }
+
+    /// Learns pairs hashed by [`Learner::line_pairs`].
+    pub fn teach_pairs(&mut self, pairs: &[(u64, u64)]) {
+        if !self.enabled {
+            return;
+        }
+        for &(hk, hv) in pairs {
+            self.add_key_value(hk, hv);
+        }
+    }
+
+    fn add_key_value(&mut self, hk: u64, hv: u64) {
+        let n = self.keys.len();
+        let vals = match self.keys.get_mut(&hk) {
+            Some(vals) => vals,
+            None if n < MAX_KEYS => self.keys.entry(hk).or_default(),
+            None => return,
+        };
+        if vals.len() < KEY_PARAM_DISTINCT && !vals.contains(&hv) {
+            vals.push(hv);
+        }
+    }
+
+    fn learn_pairs(&mut self, scope: u64, text: &str) {
+        let mut pairs = Vec::new();
+        for_each_pair(text, |k, v| {
+            if v != VAR {
+                pairs.push((h_key(scope, k), xxhash_rust::xxh3::xxh3_64(v.as_bytes())));
+            }
+        });
+        for (hk, hv) in pairs {
+            self.add_key_value(hk, hv);
+        }
+    }
+
+    fn is_param(&self, scope: u64, key: &str) -> bool {
+        self.keys
+            .get(&h_key(scope, key))
+            .is_some_and(|v| v.len() >= KEY_PARAM_DISTINCT)
+    }
+
+    /// Registers generalised cluster `g` (template words `gw`, learned
+    /// positions `learned`) in the skeletons of its other positions, so a
+    /// second position can generalise later.
+    fn register_general(&mut self, ctx: u64, g: ClusterId, gw: &[&str], learned: &[u32]) {
+        let mut sks = Vec::with_capacity(gw.len());
+        skeleton_hashes(ctx, gw, &mut sks);
+        for (p, w) in gw.iter().enumerate() {
+            if !learned.contains(&(p as u32)) {
+                let e = self.skeletons.entry(sks[p]).or_default();
                 add_value(&mut e.values, h_word(w), self.min_distinct);
                 if !e.members.contains(&g) {
                     e.members.push(g);
                 }
             }
         }
-        merged.sort_unstable();
-        merged.dedup();
-        Some((g, merged))
+    }
+
+    /// Rebuilds the skeleton map from the clusters, for a state whose
+    /// skeletons were keyed by an older hash. Every cluster is registered
+    /// as `observe` would have; a generalised cluster marks the skeletons
+    /// of its learned positions and registers the others. Clusters are
+    /// kept, so every known template keeps its id.
+    fn rebuild_skeletons(&mut self) {
+        self.skeleton_hash = SKELETON_HASH;
+        self.skeletons.clear();
+        let mut sks = Vec::new();
+        for id in 0..self.clusters.len() {
+            let c = &self.clusters[id];
+            let (ctx, template, learned) = (c.ctx, c.template.clone(), c.learned.clone());
+            let words: Vec<&str> = template.split(' ').collect();
+            if words.len() > MAX_LEARN_WORDS {
+                continue;
+            }
+            skeleton_hashes(ctx, &words, &mut sks);
+            if learned.is_empty() {
+                for (p, w) in words.iter().enumerate() {
+                    let e = self.skeletons.entry(sks[p]).or_default();
+                    add_value(&mut e.values, h_word(w), self.min_distinct);
+                    e.members.push(id as ClusterId);
+                }
+            } else {
+                for &p in &learned {
+                    if let Some(&sk) = sks.get(p as usize) {
+                        self.skeletons.entry(sk).or_default().generalized = Some(id as ClusterId);
+                    }
+                }
+                self.register_general(ctx, id as ClusterId, &words, &learned);
+            }
+        }
     }
 
     /// Aliases of `id` (clusters that now resolve to it), itself excluded.
@@ -816,6 +1100,189 @@ mod tests {
         }
         let r = l.observe(1, "join (command <*>)");
         assert_eq!(l.template(r.cluster), "<*> (command <*>)");
+    }
+
+    #[test]
+    fn skeletons_rebuilt_from_the_clusters_learn_as_the_originals_did() {
+        let feed = |l: &mut Learner, from: usize, to: usize| {
+            let names = ["ann", "bob", "cid", "dan", "eve", "fay"];
+            for n in &names[from..to] {
+                l.observe(1, &format!("user {n} denied on east"));
+                l.observe(1, &format!("job {n} late"));
+            }
+        };
+        let (mut kept, mut rebuilt) = (learner(), learner());
+        feed(&mut kept, 0, 2);
+        feed(&mut rebuilt, 0, 2);
+        // As a state written with the older skeleton hash loads.
+        rebuilt.skeletons.clear();
+        rebuilt.skeleton_hash = 0;
+        feed(&mut kept, 2, 6);
+        feed(&mut rebuilt, 2, 6);
+        for t in [
+            "user zed denied on east",
+            "job zed late",
+            "user ann denied on west",
+        ] {
+            let (a, b) = (kept.observe(1, t), rebuilt.observe(1, t));
+            assert_eq!(kept.template(a.cluster), rebuilt.template(b.cluster), "{t}");
+            assert_eq!(a.created, b.created, "{t}");
+        }
+    }
+
+    #[test]
+    fn a_template_longer_than_the_learning_cap_is_one_exact_type() {
+        let mut l = learner();
+        let long: String = (0..MAX_LEARN_WORDS * 4)
+            .map(|i| format!("w{}", i % 7))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let a = l.observe(1, &long);
+        assert!(a.created);
+        assert_eq!(l.observe(1, &long).cluster, a.cluster);
+        let other = long.replacen("w0", "zz", 1);
+        assert!(l.observe(1, &other).created);
+        assert!(
+            l.skeletons.is_empty(),
+            "no per-word state for a long record"
+        );
+    }
+
+    #[test]
+    fn skeleton_hashes_differ_by_position_and_by_blanked_word_only() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        skeleton_hashes(1, &["a", "b", "c"], &mut a);
+        skeleton_hashes(1, &["a", "x", "c"], &mut b);
+        assert_eq!(
+            a[1], b[1],
+            "same skeleton when only the blanked word differs"
+        );
+        assert_ne!(a[0], b[0]);
+        assert_ne!(a[0], a[2]);
+        skeleton_hashes(2, &["a", "b", "c"], &mut b);
+        assert_ne!(a[1], b[1], "contexts differ");
+    }
+
+    #[test]
+    fn a_key_that_varies_in_info_lines_is_a_parameter_of_a_rare_error() {
+        let mut l = learner();
+        for term in [
+            "chair", "desk", "sofa", "rug", "shelf", "stool", "bench", "crate",
+        ] {
+            l.teach_line("shop", &format!("served /items?term={term}&page=2 in 4 ms"));
+        }
+        let first = l.observe_in(1, "shop", "catalog down for /items?term=vase&page=<*>");
+        assert!(first.created, "the first occurrence is a new type");
+        let second = l.observe_in(1, "shop", "catalog down for /items?term=mug&page=<*>");
+        assert!(!second.created, "the second value is the same type");
+        assert_eq!(
+            l.template(second.cluster),
+            "catalog down for /items?term=<*>"
+        );
+        let third = l.observe_in(1, "shop", "catalog down for /items?term=pan&page=<*>");
+        assert_eq!(third.cluster, second.cluster);
+        // Another service never taught the key: two values are two types.
+        l.observe_in(2, "billing", "catalog down for /items?term=vase&page=<*>");
+        assert!(
+            l.observe_in(2, "billing", "catalog down for /items?term=mug&page=<*>")
+                .created
+        );
+    }
+
+    #[test]
+    fn a_key_learned_from_other_error_types_is_a_parameter_everywhere_in_the_service() {
+        let mut l = learner();
+        for (i, who) in ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"]
+            .iter()
+            .enumerate()
+        {
+            l.observe_in(
+                i as u64 + 100,
+                "auth",
+                &format!("login {i} refused user={who}"),
+            );
+        }
+        assert!(l.observe_in(1, "auth", "token revoked user=ivy").created);
+        assert!(!l.observe_in(1, "auth", "token revoked user=jo").created);
+    }
+
+    #[test]
+    fn a_small_closed_set_of_states_stays_constant_words() {
+        let mut l = learner();
+        for _ in 0..50 {
+            for st in ["queued", "running", "failed"] {
+                l.teach_line("jobs", &format!("job 7 state={st}"));
+            }
+        }
+        let a = l.observe_in(1, "jobs", "job <*> stuck state=queued");
+        let b = l.observe_in(1, "jobs", "job <*> stuck state=running");
+        assert!(a.created && b.created);
+        assert_ne!(a.cluster, b.cluster);
+    }
+
+    #[test]
+    fn a_near_new_constant_word_stays_new_after_key_learning() {
+        let mut l = learner();
+        for h in ["a1", "b2", "c3", "d4", "e5", "f6", "g7", "h8"] {
+            l.teach_line("api", &format!("call ok host={h}"));
+        }
+        let redis = l.observe_in(1, "api", "timeout connecting to redis host=<*>");
+        let pg = l.observe_in(1, "api", "timeout connecting to postgres host=<*>");
+        assert!(redis.created && pg.created);
+        assert_ne!(redis.cluster, pg.cluster);
+    }
+
+    #[test]
+    fn a_learned_key_after_a_masked_value_still_matches_new_values() {
+        let mut l = learner();
+        for t in ["a1", "b2", "c3", "d4", "e5", "f6", "g7", "h8"] {
+            l.teach_line("web", &format!("GET /x/y?q={t}&page=2 200"));
+        }
+        l.observe_in(1, "web", "index down (url: <*>?q=vase&page=<*>)");
+        let g = l.observe_in(1, "web", "index down (url: <*>?q=mug&page=<*>)");
+        assert_eq!(l.template(g.cluster), "index down (url: <*>?q=<*>)");
+        let r = l.observe_in(1, "web", "index down (url: <*>?q=pan&page=<*>)");
+        assert!(!r.created);
+        assert_eq!(r.cluster, g.cluster);
+    }
+
+    #[test]
+    fn a_recurring_closed_set_of_words_stays_apart_and_a_growing_one_generalises() {
+        let mut l = learner();
+        for _ in 0..20 {
+            l.observe(1, "batch <*> state pending");
+            l.observe(1, "batch <*> state active");
+        }
+        let done = l.observe(1, "batch <*> state done");
+        assert!(done.created, "a third state of a recurring pair is new");
+        assert_eq!(l.template(done.cluster), "batch <*> state done");
+        // Names that arrive once each are a parameter at the third.
+        l.observe(1, "login refused for ann");
+        l.observe(1, "login refused for bob");
+        let cid = l.observe(1, "login refused for cid");
+        assert_eq!(l.template(cid.cluster), "login refused for <*>");
+        // A recurring set that keeps growing is a parameter after all.
+        for w in ["ash", "elm", "fir", "oak", "yew", "bay", "box", "fig"] {
+            for _ in 0..5 {
+                l.observe(1, &format!("shard moved to {w}"));
+            }
+        }
+        let r = l.observe(1, "shard moved to pine");
+        assert!(!r.created);
+        assert_eq!(l.template(r.cluster), "shard moved to <*>");
+    }
+
+    #[test]
+    fn pairs_are_found_in_words_and_url_queries() {
+        let mut got = Vec::new();
+        for_each_pair(
+            "GET /find?q=lamp&limit=8 user=ann, x= =y 9z=1 (mode=fast)",
+            |k, v| {
+                got.push(format!("{k}:{v}"));
+            },
+        );
+        assert_eq!(got, ["q:lamp", "limit:8", "user:ann", "mode:fast"]);
     }
 
     #[test]

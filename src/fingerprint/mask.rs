@@ -153,6 +153,37 @@ impl Masker {
             // (`init 1 -2`, `at 3 4`) are fixed tuples and stay.
             let this = &out[start..];
             let this = this.strip_prefix(' ').unwrap_or(this);
+            // A comma-joined list of masked values (`10.0.0.1, 10.0.0.2`,
+            // `a-1, a-2, a-3`) is one value whatever its length: a word
+            // equal to the one before it, that one ending in a comma, joins
+            // it. `host1, host2` and `host1` are one type.
+            // The same within a word: `<*>:<*>,<*>:<*>` is `<*>:<*>`.
+            if contains_var(this) && this.contains(',') {
+                let core = this.strip_suffix(',').unwrap_or(this);
+                let first = core.split(',').next().unwrap_or(core);
+                if first.len() < core.len() && core.split(',').all(|p| p == first) {
+                    let keep = body + first.len();
+                    let comma = core.len() < this.len();
+                    out.truncate(keep);
+                    if comma {
+                        out.push(',');
+                    }
+                }
+            }
+            let this = &out[body..];
+            if start > 0 && contains_var(this) {
+                let prev = &out[prev_start..start];
+                let prev = prev.strip_prefix(' ').unwrap_or(prev);
+                let core = this.strip_suffix(',').unwrap_or(this);
+                if prev.strip_suffix(',') == Some(core) {
+                    let ends_list = this.len() == core.len();
+                    out.truncate(start);
+                    if ends_list {
+                        out.pop();
+                    }
+                    return;
+                }
+            }
             let is_id = contains_var(this) && has_letter_outside_var(word);
             if is_id && prev_id {
                 let prev = &out[prev_start..start];
@@ -527,5 +558,57 @@ mod tests {
             masker().mask("timeout connecting to postgres"),
             "timeout connecting to postgres"
         );
+    }
+
+    #[test]
+    fn a_comma_joined_list_of_values_is_one_value_whatever_its_length() {
+        let m = masker();
+        let one = m.mask("replicas 172.16.4.2:7000 lagging");
+        assert_eq!(one, "replicas <*>:<*> lagging");
+        assert_eq!(
+            m.mask("replicas 172.16.4.2:7000, 172.16.4.3:7000 lagging"),
+            one
+        );
+        assert_eq!(
+            m.mask("replicas 172.16.4.2:7000, 172.16.4.3:7000, 172.16.4.9:7001 lagging"),
+            one
+        );
+        assert_eq!(
+            m.mask("replicas 172.16.4.2:7000,172.16.4.3:7000 lagging"),
+            one
+        );
+        // Different shapes are not one list.
+        assert_eq!(m.mask("moved (3, 4)"), "moved (<*>, <*>)");
+    }
+
+    #[test]
+    fn a_count_with_a_qualifier_keeps_the_qualifier_and_masks_both_numbers() {
+        let m = masker();
+        let a = m.mask("imported 12 rows (3 skipped)");
+        assert_eq!(a, "imported <*> rows (<*> skipped)");
+        assert_eq!(m.mask("imported 7 rows (0 skipped)"), a);
+        assert_ne!(m.mask("imported 7 rows (0 rejected)"), a);
+    }
+
+    #[test]
+    fn epoch_times_in_value_positions_are_one_value() {
+        let m = masker();
+        assert_eq!(
+            m.mask("lease ts=1767225600123 expired"),
+            m.mask("lease ts=1767312000 expired")
+        );
+    }
+
+    #[test]
+    fn the_new_shapes_mask_idempotently() {
+        let m = masker();
+        for s in [
+            "cache \"SET cart:9 x\" failed at Sat Feb 14 08:45:10 2027",
+            "ready in ~4 min, peers 10.1.1.1, 10.1.1.2",
+            "due 02/14/2027 8:45 PM",
+        ] {
+            let once = m.mask(s);
+            assert_eq!(m.mask(&once), once, "{s}");
+        }
     }
 }

@@ -296,6 +296,15 @@ impl Fingerprinter {
         &self.patterns
     }
 
+    /// The service name that scopes learning for a record of `service`
+    /// (empty when `include_service` is off, as in the identity).
+    pub fn learn_scope<'s>(&self, service: Option<&'s str>) -> &'s str {
+        match service {
+            Some(s) if self.include_service => s,
+            _ => "",
+        }
+    }
+
     pub fn masker(&self) -> &Masker {
         &self.masker
     }
@@ -410,7 +419,7 @@ pub fn classify_into(learner: &mut Learner, identity: &Identity, out: &mut Typed
         }
         IdentityKind::Learned => {
             let ctx = identity.context();
-            let r = learner.observe(identity.context_key(), &identity.template);
+            let r = learner.observe_in(identity.context_key(), &ctx.service, &identity.template);
             out.fingerprint = learner.fingerprint_of(r.cluster, |t| ctx.fingerprint(t));
             out.created = r.created;
             out.merged.clear();

@@ -606,7 +606,7 @@ impl Parser {
             let source = map.get_text(slots, Field::VersionFrom, line)?;
             self.derive_version(source, &mut ctx.vf_cache)
         });
-        let meta = LineMeta {
+        let mut meta = LineMeta {
             time,
             level,
             service: service
@@ -614,11 +614,17 @@ impl Parser {
                 .or(outer.service.as_deref())
                 .or(default_service),
             version: version.as_deref().or(outer.version.as_deref()),
+            message: None,
         };
         if let Some(t) = time {
             ctx.set_last_time(t);
         }
         if !error {
+            // The message teaches the learner its keys (`key=value`).
+            let message = crate::record::teaches(line_no)
+                .then(|| map.get_text(slots, Field::Message, line))
+                .flatten();
+            meta.message = message.as_deref();
             return out.line(&meta);
         }
         let message = map

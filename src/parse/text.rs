@@ -448,6 +448,7 @@ impl TextState {
             level: Some(level),
             service,
             version,
+            message: crate::record::teaches(line_no).then_some(message),
         });
         self.pending = if p.is_error(Some(level), None) {
             Pending::Error {
@@ -538,6 +539,7 @@ impl TextState {
             level: Some(level),
             service,
             version: version.as_deref(),
+            message: crate::record::teaches(line_no).then_some(msg),
         });
         if let Some(t) = time {
             ctx.set_last_time(t);

@@ -36,7 +36,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use super::{Engine, InputRun, PipelineError, check_line};
-use crate::fingerprint::{Fingerprinter, Identity, PrehashedMap};
+use crate::fingerprint::{Fingerprinter, Identity, Learner, PrehashedMap};
 use crate::keys;
 use crate::parse::{Carry, LineParser, Parser, RecordSink};
 use crate::record::{BadReason, EventTime, Level, LineMeta, Record};
@@ -119,6 +119,11 @@ enum EventKind {
         /// Index of (service, version) in [`Events::metas`].
         meta: u32,
     },
+    /// The learner's key/value hashes of the line: `Events::pairs[from..to]`.
+    Teach {
+        from: u32,
+        to: u32,
+    },
     /// The next record of [`Events::errors`].
     Error,
     Bad {
@@ -136,6 +141,8 @@ struct Events {
     list: Vec<Event>,
     errors: Vec<(Record, Identity)>,
     metas: Vec<ServiceVersion>,
+    /// Key/value hashes of non-error lines, for the learner.
+    pairs: Vec<(u64, u64)>,
     /// Hash of a (service, version) → its index in `metas` (the first of
     /// that hash; a collision falls back to a scan).
     index: PrehashedMap<u64, u32>,
@@ -149,6 +156,7 @@ impl Events {
         self.list.clear();
         self.errors.clear();
         self.metas.clear();
+        self.pairs.clear();
         self.index.clear();
         self.last = None;
         self.carry = Carry::default();
@@ -218,6 +226,19 @@ impl RecordSink for Recorder<'_> {
             level: meta.level,
             meta: m,
         });
+        // Hashing a line's pairs is stateless: done here, in parallel.
+        if let Some(msg) = meta.message {
+            let from = self.events.pairs.len() as u32;
+            Learner::line_pairs(
+                self.fp.learn_scope(meta.service),
+                msg,
+                &mut self.events.pairs,
+            );
+            let to = self.events.pairs.len() as u32;
+            if to > from {
+                self.push(EventKind::Teach { from, to });
+            }
+        }
     }
 
     fn error(&mut self, record: Record) {
@@ -502,6 +523,7 @@ fn apply(
         list,
         errors,
         metas,
+        pairs,
         ..
     } = &mut chunk.events;
     let mut errors = errors.drain(..);
@@ -519,7 +541,11 @@ fn apply(
                     level,
                     service: service.as_deref(),
                     version: version.as_deref(),
+                    message: None,
                 });
+            }
+            EventKind::Teach { from, to } => {
+                engine.teach_pairs(&pairs[from as usize..to as usize]);
             }
             EventKind::Error => {
                 if let Some((rec, identity)) = errors.next() {
