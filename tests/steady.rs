@@ -59,6 +59,7 @@ fn line(e: &mut Engine, t: i64, service: &str, error: Option<&str>) {
         level: Some(level),
         service: Some(service),
         version: Some("1.0.0"),
+        message: None,
     });
     if let Some(msg) = error {
         e.error(Record {
