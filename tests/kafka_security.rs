@@ -46,7 +46,9 @@ fn sasl() -> Option<Sasl> {
         );
         return None;
     };
-    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} must be set with FAULTLINE_KAFKA_SASL"));
+    let var = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| panic!("{k} must be set with FAULTLINE_KAFKA_SASL"))
+    };
     Some(Sasl {
         brokers,
         ca: var("FAULTLINE_KAFKA_SASL_CA"),
@@ -337,15 +339,9 @@ fn run_consumes_and_produces_alerts_through_the_sasl_ssl_listener() {
     );
 }
 
-#[test]
-fn a_wrong_password_stops_run_with_a_clear_error_and_no_retry_storm() {
-    let Some(sasl) = sasl() else { return };
-    let logs = unique("sasl-badpw-logs");
-    let alerts = unique("sasl-badpw-alerts");
-    sasl.create_topics(&[&logs, &alerts]);
-    // The password from the environment this time (the other supported way).
-    let setup = Setup::new(&sasl, &logs, &alerts, false);
-    let wrong = "not-the-password-7f3a";
+/// Runs `faultline run` with a wrong password (from the environment) and
+/// returns its exit code, the time it took and its log.
+fn run_with_wrong_password(setup: &Setup, wrong: &str) -> (Option<i32>, Duration, String) {
     let mut child = setup.run(&[("FAULTLINE__KAFKA__PROPERTIES__SASL.PASSWORD", wrong)]);
     let started = Instant::now();
     let code = loop {
@@ -362,28 +358,45 @@ fn a_wrong_password_stops_run_with_a_clear_error_and_no_retry_storm() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let elapsed = started.elapsed();
-    let log = setup.log();
-    assert_eq!(code, Some(2), "exit code; log:\n{log}");
-    let last = log.lines().last().unwrap_or_default();
-    assert!(
-        last.contains("authentication")
-            && last.contains("sasl.username")
-            && last.contains("sasl.password"),
-        "the final error must name the cause and what to check, got: {last}\nlog:\n{log}"
-    );
-    assert!(
-        !log.contains(wrong),
-        "the password appears in the log:\n{log}"
-    );
-    // No retry storm: a handful of attempts before giving up, not a loop.
-    let attempts = log.matches("SASL authentication error").count();
-    assert!(
-        attempts <= 5,
-        "{attempts} authentication attempts logged in {elapsed:?}:\n{log}"
-    );
-    assert!(
-        !setup.path("alerts.jsonl").exists() || read_jsonl(&setup.path("alerts.jsonl")).is_empty(),
-        "no alerts without a broker"
-    );
+    (code, started.elapsed(), setup.log())
+}
+
+#[test]
+fn a_wrong_password_stops_run_with_a_clear_error_and_no_retry_storm() {
+    let Some(sasl) = sasl() else { return };
+    let logs = unique("sasl-badpw-logs");
+    let alerts = unique("sasl-badpw-alerts");
+    sasl.create_topics(&[&logs, &alerts]);
+    let wrong = "not-the-password-7f3a";
+    // With an alerts topic the transactional producer meets the broker
+    // first; without one, the consumer does. Both must stop.
+    for alerts_topic in [alerts.as_str(), ""] {
+        // The password from the environment this time (the other way in).
+        let setup = Setup::new(&sasl, &logs, alerts_topic, false);
+        let (code, elapsed, log) = run_with_wrong_password(&setup, wrong);
+        let what = format!("alerts topic {alerts_topic:?}, {elapsed:?}; log:\n{log}");
+        assert_eq!(code, Some(2), "exit code, {what}");
+        let last = log.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("authentication")
+                && last.contains("invalid credentials")
+                && last.contains("sasl.username")
+                && last.contains("sasl.password"),
+            "the final error must name the cause and what to check, got: {last}\n{what}"
+        );
+        assert!(
+            !log.contains(wrong),
+            "the password appears in the log, {what}"
+        );
+        // No retry storm: one or two attempts, then the service stops.
+        let attempts = log.matches("SASL authentication error").count();
+        assert!(
+            attempts <= 5,
+            "{attempts} authentication failures logged, {what}"
+        );
+        assert!(
+            read_jsonl(&setup.path("alerts.jsonl")).is_empty(),
+            "no alerts without a broker, {what}"
+        );
+    }
 }
