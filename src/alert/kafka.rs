@@ -145,3 +145,31 @@ impl AlertSink for KafkaAlertSink {
         &self.name
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_watch_keeps_the_first_authentication_failure_and_ignores_other_errors() {
+        let w = AuthWatch::default();
+        let shared = w.clone();
+        assert!(!w.observe(
+            &KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down"
+        ));
+        assert_eq!(shared.failure(), None);
+        assert!(w.observe(
+            &KafkaError::Global(RDKafkaErrorCode::Authentication),
+            "SASL authentication error: invalid credentials"
+        ));
+        assert!(w.observe(
+            &KafkaError::Global(RDKafkaErrorCode::Authentication),
+            "a later one"
+        ));
+        assert_eq!(
+            shared.failure(),
+            Some("SASL authentication error: invalid credentials")
+        );
+    }
+}
