@@ -172,8 +172,12 @@ take_lock() {
 # Built in a temporary directory and renamed, so an interrupted run leaves nothing half made.
 make_tls() {
     [[ -f $TLS_DIR/broker.p12 && -f $TLS_DIR/ca.pem ]] && return 0
-    command -v keytool >/dev/null 2>&1 || die "keytool not found (it ships with the JDK/JRE that runs Kafka)"
-    local tmp kt=(keytool -storetype PKCS12 -storepass "$TLS_STORE_PASS" -keypass "$TLS_STORE_PASS")
+    # keytool ships with every JDK/JRE: the one beside `java` when it is not on PATH.
+    local keytool
+    keytool=$(command -v keytool || true)
+    [[ -n $keytool ]] || keytool=$(dirname "$(readlink -f "$(command -v java)")")/keytool
+    [[ -x $keytool ]] || die "keytool not found (on PATH or beside java; it ships with the JDK/JRE)"
+    local tmp kt=("$keytool" -storetype PKCS12 -storepass "$TLS_STORE_PASS" -keypass "$TLS_STORE_PASS")
     mkdir -p "$RUN_DIR"
     tmp=$(mktemp -d "$RUN_DIR/tls.tmp.XXXXXX")
     {
