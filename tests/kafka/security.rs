@@ -267,5 +267,22 @@ fn a_wrong_password_stops_run_with_a_clear_error_and_no_retry_storm() {
             file_alerts(&s).is_empty(),
             "alerts without a broker, {what}"
         );
+        // And `config check` of the same setup shows it redacted.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .arg("--config")
+            .arg(&s.config)
+            .args(["config", "check"])
+            .env("FAULTLINE__KAFKA__PROPERTIES__SASL.PASSWORD", wrong)
+            .output()
+            .expect("config check");
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            shown.contains("\"sasl.password\" = \"<redacted>\"") && !shown.contains(wrong),
+            "config check must show the password as <redacted>:\n{shown}"
+        );
     }
 }
