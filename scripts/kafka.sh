@@ -8,11 +8,21 @@
 #   scripts/kafka.sh topic-create NAME PARTITIONS create a topic (idempotent), replication factor 1
 #   scripts/kafka.sh tool CLASS [ARGS...]         run a Kafka CLI class on the broker's classpath,
 #                                                 e.g. org.apache.kafka.tools.ConsoleProducer
+#   scripts/kafka.sh env                          print `export FAULTLINE_KAFKA...=` lines for the tests
+#                                                 (the SASL ones only while the SASL_SSL listener is up)
+#
+# Besides PLAINTEXT on KAFKA_PORT, the broker listens with SASL_SSL (SCRAM-SHA-512 over TLS)
+# on KAFKA_SASL_PORT. The script makes a self-signed CA and a broker certificate for 127.0.0.1
+# with the JDK's keytool (once, in <run>/kafka/tls; the CA for clients is tls/ca.pem) and
+# creates the SCRAM user (at format time, or with the admin tool on older storage).
 #
 # Environment (all optional):
 #   KAFKA_VERSION        Kafka version to fetch (default 4.4.0)
 #   KAFKA_PORT           client (PLAINTEXT) port on 127.0.0.1 (default 9092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller port on 127.0.0.1 (default 9093)
+#   KAFKA_SASL_PORT      SASL_SSL (SCRAM-SHA-512) client port on 127.0.0.1 (default 9094)
+#   KAFKA_SASL_USER      SCRAM user made for the tests (default faultline)
+#   KAFKA_SASL_PASSWORD  its password (default faultline-test-secret; a test broker only)
 #   KAFKA_FRESH=1        on start: stop a running broker and wipe data + logs first
 #   KAFKA_HEAP_OPTS      broker heap (default "-Xmx512m -Xms256m")
 #   KAFKA_START_TIMEOUT  seconds to wait for readiness (default 90)
@@ -30,6 +40,10 @@ KAFKA_VERSION=${KAFKA_VERSION:-4.4.0}
 KAFKA_HOST=127.0.0.1
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-9094}
+KAFKA_SASL_USER=${KAFKA_SASL_USER:-faultline}
+KAFKA_SASL_PASSWORD=${KAFKA_SASL_PASSWORD:-faultline-test-secret}
+SCRAM_MECHANISM=SCRAM-SHA-512
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
@@ -45,6 +59,9 @@ PID_FILE=$RUN_DIR/kafka.pid
 PROPS=$RUN_DIR/server.properties
 OUT_FILE=$LOG_DIR/kafka.out
 SERVER_LOG=$LOG_DIR/server.log
+TLS_DIR=$RUN_DIR/tls
+# The key stores guard a throwaway test key on a loopback-only broker.
+TLS_STORE_PASS=faultline-test-store
 BOOTSTRAP=$KAFKA_HOST:$KAFKA_PORT
 
 # Logged by KafkaRaftServer once the broker is started *and unfenced*.
@@ -148,6 +165,60 @@ take_lock() {
     flock -w 300 9 || die "timed out waiting for another kafka.sh start/stop in $RUN_DIR"
 }
 
+# --- TLS + SCRAM ---------------------------------------------------------------------------
+
+# A self-signed CA and a broker certificate signed by it (SAN 127.0.0.1 and localhost, so
+# clients verify the hostname as they do by default), made once with the JDK's keytool.
+# Built in a temporary directory and renamed, so an interrupted run leaves nothing half made.
+make_tls() {
+    [[ -f $TLS_DIR/broker.p12 && -f $TLS_DIR/ca.pem ]] && return 0
+    # keytool ships with every JDK/JRE: the one beside `java` when it is not on PATH.
+    local keytool
+    keytool=$(command -v keytool || true)
+    [[ -n $keytool ]] || keytool=$(dirname "$(readlink -f "$(command -v java)")")/keytool
+    [[ -x $keytool ]] || die "keytool not found (on PATH or beside java; it ships with the JDK/JRE)"
+    local tmp kt=("$keytool" -storetype PKCS12 -storepass "$TLS_STORE_PASS" -keypass "$TLS_STORE_PASS")
+    mkdir -p "$RUN_DIR"
+    tmp=$(mktemp -d "$RUN_DIR/tls.tmp.XXXXXX")
+    {
+        "${kt[@]}" -genkeypair -alias ca -keystore "$tmp/ca.p12" -keyalg RSA -keysize 2048 \
+            -dname "CN=faultline test CA" -ext bc:c -validity 3650 \
+            && "${kt[@]}" -exportcert -rfc -alias ca -keystore "$tmp/ca.p12" -file "$tmp/ca.pem" \
+            && "${kt[@]}" -genkeypair -alias broker -keystore "$tmp/broker.p12" -keyalg RSA -keysize 2048 \
+                -dname "CN=localhost" -validity 3650 \
+            && "${kt[@]}" -certreq -alias broker -keystore "$tmp/broker.p12" -file "$tmp/broker.csr" \
+            && "${kt[@]}" -gencert -alias ca -keystore "$tmp/ca.p12" -infile "$tmp/broker.csr" \
+                -outfile "$tmp/broker.pem" -rfc -validity 3650 \
+                -ext san=ip:127.0.0.1,dns:localhost -ext eku=serverAuth \
+            && "${kt[@]}" -importcert -noprompt -alias ca -keystore "$tmp/broker.p12" -file "$tmp/ca.pem" \
+            && "${kt[@]}" -importcert -noprompt -alias broker -keystore "$tmp/broker.p12" -file "$tmp/broker.pem"
+    } >"$tmp/keytool.out" 2>&1 || {
+        cat "$tmp/keytool.out" >&2
+        rm -rf "$tmp"
+        die "keytool could not make the test CA and broker certificate"
+    }
+    rm -f "$tmp/broker.csr" "$tmp/keytool.out"
+    rm -rf "$TLS_DIR"
+    mv "$tmp" "$TLS_DIR"
+    log "kafka: made a self-signed test CA and broker certificate in $TLS_DIR"
+}
+
+scram_spec() { printf '%s=[name=%s,password=%s]' "$SCRAM_MECHANISM" "$KAFKA_SASL_USER" "$KAFKA_SASL_PASSWORD"; }
+
+# Storage formatted before the SASL listener existed (or with another user/password) gets the
+# SCRAM user through the admin client once the broker is up. The marker names user and password.
+SCRAM_MARKER() { printf '%s/.scram-%s' "$DATA_DIR" "$(printf '%s' "$(scram_spec)" | sha256sum | cut -c1-16)"; }
+
+ensure_scram_user() {
+    [[ -f $(SCRAM_MARKER) ]] && return 0
+    run_class_t 60 org.apache.kafka.tools.ConfigCommand --bootstrap-server "$BOOTSTRAP" --alter \
+        --entity-type users --entity-name "$KAFKA_SASL_USER" \
+        --add-config "$SCRAM_MECHANISM=[password=$KAFKA_SASL_PASSWORD]" >"$LOG_DIR/scram.out" 2>&1 \
+        || { cat "$LOG_DIR/scram.out" >&2; die "could not create the SCRAM user $KAFKA_SASL_USER"; }
+    touch "$(SCRAM_MARKER)"
+    log "kafka: SCRAM user $KAFKA_SASL_USER ready"
+}
+
 # --- config + storage ----------------------------------------------------------------------
 
 write_props() {
@@ -156,11 +227,18 @@ write_props() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_PORT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+# SASL_SSL: SCRAM over TLS with the script's self-signed certificate (no client certificates).
+sasl.enabled.mechanisms=$SCRAM_MECHANISM
+listener.name.sasl_ssl.$(tr '[:upper:]' '[:lower:]' <<<"$SCRAM_MECHANISM").sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required ;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$TLS_STORE_PASS
+listener.name.sasl_ssl.ssl.key.password=$TLS_STORE_PASS
 log.dirs=$DATA_DIR
 num.partitions=1
 default.replication.factor=1
@@ -189,8 +267,10 @@ format_storage() {
     local cid
     cid=$(run_class kafka.tools.StorageTool random-uuid | tail -n1)
     [[ -n $cid ]] || die "StorageTool random-uuid printed nothing"
-    run_class kafka.tools.StorageTool format -t "$cid" -c "$PROPS" >"$LOG_DIR/format.out" 2>&1 \
+    run_class kafka.tools.StorageTool format -t "$cid" -c "$PROPS" --add-scram "$(scram_spec)" \
+        >"$LOG_DIR/format.out" 2>&1 \
         || { cat "$LOG_DIR/format.out" >&2; die "formatting KRaft storage failed"; }
+    touch "$(SCRAM_MARKER)"
     log "kafka: formatted KRaft storage in $DATA_DIR (cluster id $cid)"
 }
 
@@ -244,7 +324,7 @@ cmd_start() {
         rm -rf "$DATA_DIR" "$LOG_DIR"
     fi
     local port
-    for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+    for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT"; do
         if port_open "$port"; then
             die "port $KAFKA_HOST:$port is already in use by another process (not the broker of $RUN_DIR)"
         fi
@@ -252,6 +332,7 @@ cmd_start() {
     mkdir -p "$DATA_DIR" "$LOG_DIR"
 
     fetch
+    make_tls
     write_props
     format_storage
 
@@ -299,7 +380,7 @@ cmd_start() {
         # `grep` without -q reads to the end: with -q it exits at the marker,
         # `tail` dies of SIGPIPE on a long log, and pipefail fails the test.
         if (( size > offset )) && tail -c +$((offset + 1)) "$SERVER_LOG" | grep -F "$READY_MARKER" >/dev/null \
-                && port_open "$KAFKA_PORT"; then
+                && port_open "$KAFKA_PORT" && port_open "$KAFKA_SASL_PORT"; then
             # A real metadata request through the admin client.
             if run_class_t 30 org.apache.kafka.tools.TopicCommand \
                     --bootstrap-server "$BOOTSTRAP" --list >/dev/null 2>>"$LOG_DIR/ready-check.err"; then
@@ -308,7 +389,8 @@ cmd_start() {
         fi
         sleep 0.5
     done
-    log "kafka: ready on $BOOTSTRAP (pid $pid, $((SECONDS - t0))s; data $DATA_DIR, logs $LOG_DIR)"
+    ensure_scram_user
+    log "kafka: ready on $BOOTSTRAP and SASL_SSL $KAFKA_HOST:$KAFKA_SASL_PORT (pid $pid, $((SECONDS - t0))s; data $DATA_DIR, logs $LOG_DIR)"
 }
 
 cmd_stop() {
@@ -374,8 +456,23 @@ cmd_tool() {
     run_class "$@"
 }
 
+# Shell `export` lines for the tests. The SASL ones only when this run dir's broker has the
+# SASL_SSL listener up (a broker started by an older kafka.sh has none until restarted).
+cmd_env() {
+    printf 'export FAULTLINE_KAFKA=%q\n' "$BOOTSTRAP"
+    if cmd_status >/dev/null && port_open "$KAFKA_SASL_PORT" && [[ -f $TLS_DIR/ca.pem ]]; then
+        printf 'export FAULTLINE_KAFKA_SASL=%q\n' "$KAFKA_HOST:$KAFKA_SASL_PORT"
+        printf 'export FAULTLINE_KAFKA_SASL_CA=%q\n' "$TLS_DIR/ca.pem"
+        printf 'export FAULTLINE_KAFKA_SASL_MECHANISM=%q\n' "$SCRAM_MECHANISM"
+        printf 'export FAULTLINE_KAFKA_SASL_USER=%q\n' "$KAFKA_SASL_USER"
+        printf 'export FAULTLINE_KAFKA_SASL_PASSWORD=%q\n' "$KAFKA_SASL_PASSWORD"
+    else
+        log "kafka: no SASL_SSL listener on $KAFKA_HOST:$KAFKA_SASL_PORT (restart the broker with this script to get one)" >&2
+    fi
+}
+
 usage() {
-    sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -387,6 +484,7 @@ main() {
         status) cmd_status "$@" ;;
         topic-create) cmd_topic_create "$@" ;;
         tool) cmd_tool "$@" ;;
+        env) cmd_env "$@" ;;
         -h | --help | help) usage ;;
         *) usage >&2; exit 2 ;;
     esac

@@ -33,6 +33,10 @@ use rdkafka::types::RDKafkaErrorCode;
 
 const BROKER: &str = "127.0.0.1:9092";
 
+// `faultline run` over the broker's SASL_SSL listener.
+#[path = "kafka/security.rs"]
+mod security;
+
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn repo() -> PathBuf {
@@ -82,11 +86,19 @@ fn unique(name: &str) -> String {
     format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
+/// A client of the PLAINTEXT listener.
+fn plain() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", BROKER);
+    c
+}
+
 fn create_topics(topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", BROKER)
-        .create()
-        .expect("admin client");
+    create_topics_with(plain(), topics)
+}
+
+fn create_topics_with(client: ClientConfig, topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = client.create().expect("admin client");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -106,8 +118,11 @@ fn create_topics(topics: &[(&str, i32)]) {
 }
 
 fn produce(topic: &str, records: &[(Option<String>, Vec<u8>)]) {
-    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", BROKER)
+    produce_with(plain(), topic, records)
+}
+
+fn produce_with(mut client: ClientConfig, topic: &str, records: &[(Option<String>, Vec<u8>)]) {
+    let p: ThreadedProducer<DefaultProducerContext> = client
         .set("message.max.bytes", "2000000")
         .set("linger.ms", "20")
         .create()
@@ -133,8 +148,11 @@ fn produce(topic: &str, records: &[(Option<String>, Vec<u8>)]) {
 
 /// Every message of `topic` a read_committed consumer sees.
 fn read_committed(topic: &str) -> Vec<Vec<u8>> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", BROKER)
+    read_committed_with(plain(), topic)
+}
+
+fn read_committed_with(mut client: ClientConfig, topic: &str) -> Vec<Vec<u8>> {
+    let c: BaseConsumer = client
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")

@@ -9,17 +9,58 @@
 //! local queue is backpressure, not an error: `emit` waits for librdkafka
 //! to drain it, which stops the pipeline from reading further records.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::message::{DeliveryResult, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 
 use super::{Alert, AlertSink, SinkError};
 
 /// The producer shared between the sink and the source's transactions.
-pub type SharedProducer = Arc<ThreadedProducer<DefaultProducerContext>>;
+pub type SharedProducer = Arc<ThreadedProducer<AuthWatch>>;
+
+/// A librdkafka client context that keeps the first authentication
+/// failure. librdkafka treats a rejected credential like a lost connection
+/// and retries it forever (while `init_transactions` or a poll waits); the
+/// owner checks [`AuthWatch::failure`] and stops instead, since a wrong
+/// password does not fix itself. Shared by cloning.
+#[derive(Clone, Debug, Default)]
+pub struct AuthWatch(Arc<OnceLock<String>>);
+
+impl AuthWatch {
+    /// Records `error` when it is an authentication failure; true if so.
+    pub fn observe(&self, error: &KafkaError, reason: &str) -> bool {
+        let auth = error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication);
+        if auth {
+            // librdkafka's reason names the broker and mechanism, never
+            // the secret.
+            let _ = self.0.set(reason.to_string());
+        }
+        auth
+    }
+
+    /// librdkafka's reason for the first authentication failure seen.
+    pub fn failure(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
+
+impl ClientContext for AuthWatch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !self.observe(&error, reason) {
+            tracing::error!(target: "librdkafka", error = %error, "{reason}");
+        }
+    }
+}
+
+impl ProducerContext for AuthWatch {
+    type DeliveryOpaque = ();
+    // Delivery is checked by the transaction commit (or `flush`).
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
 
 pub struct KafkaAlertSink {
     producer: SharedProducer,
@@ -102,5 +143,33 @@ impl AlertSink for KafkaAlertSink {
 
     fn name(&self) -> &str {
         &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_watch_keeps_the_first_authentication_failure_and_ignores_other_errors() {
+        let w = AuthWatch::default();
+        let shared = w.clone();
+        assert!(!w.observe(
+            &KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down"
+        ));
+        assert_eq!(shared.failure(), None);
+        assert!(w.observe(
+            &KafkaError::Global(RDKafkaErrorCode::Authentication),
+            "SASL authentication error: invalid credentials"
+        ));
+        assert!(w.observe(
+            &KafkaError::Global(RDKafkaErrorCode::Authentication),
+            "a later one"
+        ));
+        assert_eq!(
+            shared.failure(),
+            Some("SASL authentication error: invalid credentials")
+        );
     }
 }

@@ -12,11 +12,14 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::{Core, Status, kafka};
+use crate::alert::kafka::AuthWatch;
 use crate::config::Config;
 
 pub(super) struct Ctx {
     pub(super) core: Arc<Mutex<Core>>,
     pub(super) status: Arc<Status>,
+    /// Keeps an authentication failure for the poll loop, which stops.
+    pub(super) auth: AuthWatch,
 }
 
 pub(super) fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
@@ -40,6 +43,9 @@ impl ClientContext for Ctx {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if self.auth.observe(&error, reason) {
+            return;
+        }
         // Transport errors are transient: librdkafka reconnects by itself.
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
         if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {

@@ -39,7 +39,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 
-use crate::alert::kafka::{KafkaAlertSink, SharedProducer};
+use crate::alert::kafka::{AuthWatch, KafkaAlertSink, SharedProducer};
 use crate::alert::{AlertSink, SinkError};
 use crate::config::Config;
 use crate::engine::{BaselineOptions, Engine, PipelineError};
@@ -64,6 +64,10 @@ pub enum KafkaSourceError {
         "kafka: the producer hit a fatal error ({0}); another instance may use the same kafka.transactional_id"
     )]
     Fatal(String),
+    #[error(
+        "kafka: authentication to {brokers} failed ({reason}). Check sasl.username and sasl.password (in [kafka.properties], [kafka.property_files] or FAULTLINE__KAFKA__PROPERTIES__…), sasl.mechanism and security.protocol; not retrying, a rejected credential does not fix itself"
+    )]
+    Authentication { brokers: String, reason: String },
     #[error("kafka source: {0}")]
     Stopped(String),
     #[error(transparent)]
@@ -318,18 +322,40 @@ pub fn run(
     status: Arc<Status>,
 ) -> Result<RunSummary, KafkaSourceError> {
     let k = &cfg.kafka;
+    // Both clients report a rejected credential here; the run stops on it.
+    let auth = AuthWatch::default();
+    let auth_failed = |reason: &str| KafkaSourceError::Authentication {
+        brokers: k.brokers.clone(),
+        reason: reason.to_string(),
+    };
     let needs_producer = !k.alerts_topic.is_empty() || !k.dead_letter_topic.is_empty();
     let producer: Option<SharedProducer> = if needs_producer {
         let mut pc = client_config(cfg, &[], &k.producer_properties);
         pc.set("transactional.id", &k.transactional_id)
             .set("enable.idempotence", "true")
             .set("acks", "all");
-        let p: rdkafka::producer::ThreadedProducer<_> =
-            pc.create().map_err(kafka("creating the producer"))?;
+        let p: rdkafka::producer::ThreadedProducer<_> = pc
+            .create_with_context(auth.clone())
+            .map_err(kafka("creating the producer"))?;
         // Fences an older instance with the same id and aborts its open
-        // transaction, so its half-batch never becomes visible.
-        p.init_transactions(Duration::from_secs(60))
-            .map_err(kafka("init transactions"))?;
+        // transaction, so its half-batch never becomes visible. Waited for
+        // in short steps (a timed-out call may be repeated) so that a
+        // rejected credential stops the start at once, not after 60 s.
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            match p.init_transactions(Duration::from_secs(1)) {
+                Ok(()) => break,
+                Err(e) => {
+                    if let Some(reason) = auth.failure() {
+                        return Err(auth_failed(reason));
+                    }
+                    let retriable = matches!(&e, KafkaError::Transaction(t) if t.is_retriable());
+                    if !retriable || Instant::now() >= until {
+                        return Err(kafka("init transactions")(e));
+                    }
+                }
+            }
+        }
         Some(Arc::new(p))
     } else {
         None
@@ -387,6 +413,7 @@ pub fn run(
         .create_with_context(Ctx {
             core: core.clone(),
             status: status.clone(),
+            auth: auth.clone(),
         })
         .map_err(kafka("creating the consumer"))?;
     let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
@@ -401,6 +428,9 @@ pub fn run(
             break Ok(());
         }
         let msg = consumer.poll(Duration::from_millis(100));
+        if let Some(reason) = auth.failure() {
+            break Err(auth_failed(reason));
+        }
         let mut c = lock(&core);
         if let Some(e) = c.fatal.take() {
             break Err(e);
