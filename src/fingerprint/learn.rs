@@ -114,16 +114,6 @@ pub const KEY_PARAM_DISTINCT: usize = 8;
 /// message, not a payload: beyond this its pairs teach nothing new).
 pub const MAX_LINE_PAIRS: usize = 32;
 
-/// A position whose distinct plain words (no masked value among them) each
-/// occurred this many times on average, and number fewer than
-/// [`STATE_MAX`], holds states, not a parameter: parameters keep bringing
-/// new values, states recur.
-pub const STATE_RECUR: u64 = 4;
-
-/// Distinct words past which a recurring position is a parameter after
-/// all (and the values a skeleton keeps).
-pub const STATE_MAX: usize = 8;
-
 /// Bound on the keys tracked (memory: about 100 bytes each).
 pub const MAX_KEYS: usize = 1 << 16;
 
@@ -609,23 +599,15 @@ impl Learner {
                     merged: Vec::new(),
                 };
             }
-            add_value(&mut entry.values, val, self.min_distinct.max(STATE_MAX));
-            let distinct = entry.values.len();
-            if generalize.is_none() && distinct >= self.min_distinct {
+            add_value(&mut entry.values, val, self.min_distinct);
+            if generalize.is_none() && entry.values.len() >= self.min_distinct {
                 let occurrences: u64 = entry
                     .members
                     .iter()
                     .map(|&m| self.clusters[m as usize].count)
                     .sum::<u64>()
                     + 1;
-                // Few plain words that each recurred many times are a
-                // closed set of states (`job queued`, `job running`, `job
-                // failed`), read as different events: constant words until
-                // the set grows past what such sets hold.
-                let states = distinct < STATE_MAX
-                    && entry.values.iter().all(|v| v & 1 == 0)
-                    && occurrences >= STATE_RECUR * distinct as u64;
-                if !states && distinct as f64 >= self.min_ratio * occurrences as f64 {
+                if entry.values.len() as f64 >= self.min_ratio * occurrences as f64 {
                     generalize = Some(sk);
                 }
             }
@@ -1245,32 +1227,6 @@ mod tests {
         let r = l.observe_in(1, "web", "index down (url: <*>?q=pan&page=<*>)");
         assert!(!r.created);
         assert_eq!(r.cluster, g.cluster);
-    }
-
-    #[test]
-    fn a_recurring_closed_set_of_words_stays_apart_and_a_growing_one_generalises() {
-        let mut l = learner();
-        for _ in 0..20 {
-            l.observe(1, "batch <*> state pending");
-            l.observe(1, "batch <*> state active");
-        }
-        let done = l.observe(1, "batch <*> state done");
-        assert!(done.created, "a third state of a recurring pair is new");
-        assert_eq!(l.template(done.cluster), "batch <*> state done");
-        // Names that arrive once each are a parameter at the third.
-        l.observe(1, "login refused for ann");
-        l.observe(1, "login refused for bob");
-        let cid = l.observe(1, "login refused for cid");
-        assert_eq!(l.template(cid.cluster), "login refused for <*>");
-        // A recurring set that keeps growing is a parameter after all.
-        for w in ["ash", "elm", "fir", "oak", "yew", "bay", "box", "fig"] {
-            for _ in 0..5 {
-                l.observe(1, &format!("shard moved to {w}"));
-            }
-        }
-        let r = l.observe(1, "shard moved to pine");
-        assert!(!r.created);
-        assert_eq!(l.template(r.cluster), "shard moved to <*>");
     }
 
     #[test]
