@@ -320,7 +320,8 @@ pub struct InputConfig {
     /// of the same input have passed…
     pub join_max_records: u64,
     /// … or once a record of the input is this many milliseconds of event
-    /// time newer than the open record's first.
+    /// time newer than the open record's first (of Kafka timestamp when
+    /// either has no event time; the two clocks are never mixed).
     pub join_max_millis: u64,
 }
 

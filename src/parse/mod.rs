@@ -197,9 +197,10 @@ pub struct LineParser<'p> {
 /// file of that container's lines would. An open error record of a lane
 /// (a trace that may continue in a later record) is emitted at the latest
 /// once `input.join_max_records` records of the input have passed without
-/// one for its lane, or a record is `input.join_max_millis` of event time
-/// newer than it; [`StreamState::finish`] emits everything (end of input,
-/// idle, before a commit).
+/// one for its lane, or a record is `input.join_max_millis` newer than it
+/// (event time against event time, else transport time against transport
+/// time, see `Stamp`); [`StreamState::finish`] emits everything (end of
+/// input, idle, before a commit).
 #[derive(Debug)]
 pub struct StreamState {
     default_service: Option<String>,
@@ -240,8 +241,29 @@ struct Lane {
     partial_overflow: bool,
     /// The input's record count when this lane last got a record.
     last_seq: u64,
-    /// The open error record's first line and the event time it began at.
-    held: Option<(u64, Option<EventTime>)>,
+    /// The open error record's first line and when it began.
+    held: Option<(u64, Stamp)>,
+}
+
+/// When a record came, on both clocks it may carry: its own event time and
+/// the transport's (a Kafka timestamp). The join limit compares like with
+/// like only: a shipper catching up on a backlog sends month-old event
+/// times with produce times of now, and a live one may lag by seconds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stamp {
+    event: Option<EventTime>,
+    transport: Option<EventTime>,
+}
+
+impl Stamp {
+    /// Milliseconds from `since` to `self` on the event clock when both
+    /// have it, else on the transport clock; `None` without a shared one.
+    fn since(self, since: Stamp) -> Option<i64> {
+        match (self.event, since.event) {
+            (Some(now), Some(then)) => Some(now.saturating_sub(then)),
+            _ => Some(self.transport?.saturating_sub(since.transport?)),
+        }
+    }
 }
 
 impl Parser {
@@ -800,8 +822,13 @@ impl StreamState {
             return;
         }
         self.seq += 1;
+        // The record's own time is not read yet: only the transport's.
+        let arrived = Stamp {
+            event: None,
+            transport: fallback_time,
+        };
         if !self.holding.is_empty() {
-            self.expire(p, fallback_time, out);
+            self.expire(p, arrived, out);
         }
         if p.envelope.is_some()
             && s.as_bytes()[0].is_ascii_digit()
@@ -829,7 +856,7 @@ impl StreamState {
             Some(u) => self.route(p, u, line_no, fallback_time, out),
             // A file of plain lines has nothing to time out against: its
             // open record waits for the next header, as it always did.
-            None if self.track_main || !self.lanes.is_empty() => self.track(0),
+            None if self.track_main || !self.lanes.is_empty() => self.track_at(0, arrived),
             None => {}
         }
     }
@@ -907,8 +934,12 @@ impl StreamState {
         fallback_time: Option<EventTime>,
         out: &mut impl RecordSink,
     ) {
+        let now = Stamp {
+            event: u.outer.time,
+            transport: fallback_time,
+        };
         if !self.holding.is_empty() {
-            self.expire(p, u.outer.time.or(fallback_time), out);
+            self.expire(p, now, out);
         }
         let ds = self.default_service.as_deref();
         if u.lane != 0 && !self.lanes.contains_key(&u.lane) && self.lanes.len() >= MAX_LANES {
@@ -958,17 +989,13 @@ impl StreamState {
         } else {
             lane.push_payload(p, &mut self.sc, ds, &inner, line_no, &outer, out);
         }
-        let since = outer.time;
-        self.track_at(u.lane, since);
-    }
-
-    fn track(&mut self, id: u64) {
-        self.track_at(id, None);
+        self.track_at(u.lane, now);
     }
 
     /// Notes whether lane `id` holds an open error record after a record
-    /// of it was parsed at event time `now`.
-    fn track_at(&mut self, id: u64, now: Option<EventTime>) {
+    /// of it was parsed at `now` (an event time missing there is the one
+    /// the lane's record was read at).
+    fn track_at(&mut self, id: u64, now: Stamp) {
         let seq = self.seq;
         let lane = match id {
             0 => &mut self.main,
@@ -981,7 +1008,10 @@ impl StreamState {
         match lane.text.pending_error_line() {
             Some(first) => {
                 if lane.held.is_none_or(|(l, _)| l != first) {
-                    let since = now.or(lane.ctx.last_time);
+                    let since = Stamp {
+                        event: now.event.or(lane.ctx.last_time),
+                        ..now
+                    };
                     let was = lane.held.replace((first, since)).is_some();
                     if !was && !self.holding.contains(&id) {
                         self.holding.push(id);
@@ -997,7 +1027,7 @@ impl StreamState {
     }
 
     /// Emits the open records that have waited past the limits.
-    fn expire(&mut self, p: &Parser, now: Option<EventTime>, out: &mut impl RecordSink) {
+    fn expire(&mut self, p: &Parser, now: Stamp, out: &mut impl RecordSink) {
         let mut i = 0;
         while i < self.holding.len() {
             let id = self.holding[i];
@@ -1010,10 +1040,10 @@ impl StreamState {
                 continue;
             };
             let by_count = self.seq.saturating_sub(lane.last_seq) > p.join_max_records;
-            let by_time = match (now, lane.held) {
-                (Some(t), Some((_, Some(since)))) => t.saturating_sub(since) > p.join_max_millis,
-                _ => false,
-            };
+            let by_time = lane
+                .held
+                .and_then(|(_, since)| now.since(since))
+                .is_some_and(|waited| waited > p.join_max_millis);
             if by_count || by_time {
                 lane.text.flush(out);
                 lane.held = None;

@@ -416,3 +416,55 @@ fn kafka_messages_join_across_records_and_a_multi_line_value_stays_one_record() 
         Some("\tat a.B.c(B.java:1)")
     );
 }
+
+#[test]
+fn a_backlog_with_old_event_times_and_fresh_kafka_timestamps_still_joins_on_event_time() {
+    // A shipper catching up sends month-old lines with produce times of
+    // now: the join limit must compare event time with event time, never
+    // with the transport's clock.
+    let p = parser(&Config::default());
+    let mut st = p.stream_state(None, None);
+    let mut sink = Sink::default();
+    let produced = T0 + 30 * 24 * 3_600_000;
+    for (i, l) in java_trace(4).iter().enumerate() {
+        let rec = fluent("cart-1", "checkout", l, T0 + i as i64);
+        let at = Some(produced + i as i64);
+        st.push_message(&p, rec.as_bytes(), i as u64 + 1, at, &mut sink);
+    }
+    assert!(sink.errors.is_empty(), "{sink:#?}");
+    assert!(st.holding());
+    // Another pod's line 3 s later in event time, produced at once: the
+    // event-time limit still ends the trace.
+    let other = fluent(
+        "search-1",
+        "search",
+        "2026-12-05T10:00:03.000Z INFO [main] a.B - ok",
+        T0 + 3000,
+    );
+    st.push_message(&p, other.as_bytes(), 9, Some(produced + 5), &mut sink);
+    assert_eq!(sink.errors.len(), 1, "{sink:#?}");
+    let st_text = sink.errors[0].stack_trace.as_deref().unwrap_or("");
+    assert_eq!(st_text.lines().count(), 7, "{st_text}");
+    assert!(!st.holding());
+}
+
+#[test]
+fn kafka_records_without_event_times_are_held_by_their_kafka_timestamps() {
+    // Plain lines with no time of their own: the transport's clock is the
+    // only one, and a continuation 3 s after its header starts nothing.
+    let p = parser(&Config::default());
+    let mut st = p.stream_state(None, None);
+    let mut sink = Sink::default();
+    let lines: [(&[u8], i64); 3] = [
+        (b"ERROR checkout failed", T0),
+        (b"java.lang.IllegalStateException: x", T0 + 1),
+        (b"\tat com.shop.Late.run(Late.java:1)", T0 + 3001),
+    ];
+    for (i, (l, at)) in lines.iter().enumerate() {
+        st.push_message(&p, l, i as u64 + 1, Some(*at), &mut sink);
+    }
+    st.finish(&p, &mut sink);
+    let joined = sink.errors.iter().find(|r| r.message.contains("checkout"));
+    let st_text = joined.and_then(|r| r.stack_trace.as_deref()).unwrap_or("");
+    assert!(!st_text.contains("Late"), "{sink:#?}");
+}
