@@ -52,7 +52,7 @@ fn server() -> Option<String> {
         } else {
             LOCAL.to_string()
         };
-        if url == LOCAL && std::net::TcpStream::connect("127.0.0.1:9200").is_err() {
+        if url == LOCAL && std::net::TcpStream::connect(LOCAL.trim_start_matches("http://")).is_err() {
             script("start");
         }
         Some(url)

@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use faultline::alert::{Alert, Kind};
@@ -31,7 +31,18 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-const BROKER: &str = "127.0.0.1:9092";
+/// The broker's PLAINTEXT address: `FAULTLINE_KAFKA` when it names one
+/// (`scripts/test` exports the port `scripts/kafka.sh` listens on), else
+/// the script's default port.
+fn broker_addr() -> &'static str {
+    static ADDR: OnceLock<String> = OnceLock::new();
+    ADDR.get_or_init(|| {
+        std::env::var("FAULTLINE_KAFKA")
+            .ok()
+            .filter(|v| v.contains(':'))
+            .unwrap_or_else(|| "127.0.0.1:9092".to_string())
+    })
+}
 
 // `faultline run` over the broker's SASL_SSL listener.
 #[path = "kafka/security.rs"]
@@ -60,14 +71,14 @@ fn broker() -> Option<&'static str> {
         .status()
         .is_ok_and(|s| s.success());
     if up {
-        return Some(BROKER);
+        return Some(broker_addr());
     }
     let started = Command::new(&script)
         .arg("start")
         .status()
         .is_ok_and(|s| s.success());
     match (started, mode) {
-        (true, _) => Some(BROKER),
+        (true, _) => Some(broker_addr()),
         (false, Some(_)) => panic!("FAULTLINE_KAFKA is set but scripts/kafka.sh start failed"),
         (false, None) => {
             eprintln!(
@@ -89,7 +100,7 @@ fn unique(name: &str) -> String {
 /// A client of the PLAINTEXT listener.
 fn plain() -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", BROKER);
+    c.set("bootstrap.servers", broker_addr());
     c
 }
 
@@ -283,10 +294,11 @@ impl Setup {
         let alerts = unique(&format!("{name}-alerts"));
         create_topics(&[(&logs, 3), (&alerts, 1)]);
         let config = dir.path().join("faultline.toml");
+        let broker = broker_addr();
         let text = format!(
             r#"
 [kafka]
-brokers = "{BROKER}"
+brokers = "{broker}"
 topics = ["{topic}"]
 group_id = "{group}"
 alerts_topic = "{alerts}"
