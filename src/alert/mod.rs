@@ -20,7 +20,7 @@ pub mod spool;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::baseline::Baseline;
+use crate::baseline::{Baseline, ErrorType};
 use crate::fingerprint::Fingerprint;
 use crate::record::EventTime;
 
@@ -297,6 +297,34 @@ impl Alert {
             storm: None,
             release: ReleaseFields::default(),
         }
+    }
+
+    /// [`Alert::new`] for an alert about one known error type: its
+    /// fingerprint, service, template and first sighting, and the version
+    /// of the record that raised it (novel, surge, regression).
+    pub fn about_type(
+        kind: Kind,
+        id: String,
+        severity: Severity,
+        t: &ErrorType,
+        version: Option<String>,
+        event_time: EventTime,
+        detected_at: i64,
+    ) -> Alert {
+        Alert::new(
+            kind,
+            id,
+            severity,
+            t.service(),
+            t.template.clone(),
+            AlertTimes {
+                first_seen: t.first_seen,
+                event_time,
+                detected_at,
+            },
+        )
+        .with_fingerprint(Some(t.fingerprint))
+        .with_version(version)
     }
 
     pub fn with_fingerprint(mut self, fingerprint: Option<Fingerprint>) -> Alert {

@@ -286,20 +286,15 @@ impl Detector {
         };
         let fp = t.fingerprint.to_string();
         out.push(
-            Alert::new(
+            Alert::about_type(
                 Kind::Surge,
                 alert_id(Kind::Surge, &fp, now_b),
                 severity,
-                t.service(),
-                t.template.clone(),
-                AlertTimes {
-                    first_seen: t.first_seen,
-                    event_time: time,
-                    detected_at: now_ms,
-                },
+                t,
+                rec.version.clone(),
+                time,
+                now_ms,
             )
-            .with_fingerprint(Some(t.fingerprint))
-            .with_version(rec.version.clone())
             .with_sample(sample_of(rec, t, self.samples))
             .with_window(Some(stats))
             .with_samples(more_samples(t, rec, self.samples)),
@@ -395,20 +390,15 @@ fn novel_alert(
         Severity::High
     };
     let fp = t.fingerprint.to_string();
-    Alert::new(
+    Alert::about_type(
         Kind::Novel,
         alert_id(Kind::Novel, &fp, 0),
         severity,
-        t.service(),
-        t.template.clone(),
-        AlertTimes {
-            first_seen: t.first_seen,
-            event_time: time,
-            detected_at: now_ms,
-        },
+        t,
+        rec.version.clone(),
+        time,
+        now_ms,
     )
-    .with_fingerprint(Some(t.fingerprint))
-    .with_version(rec.version.clone())
     .with_sample(sample_of(rec, t, mode))
     .with_samples(more_samples(t, rec, mode))
 }

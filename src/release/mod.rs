@@ -905,20 +905,15 @@ pub fn check_regression(
         return;
     }
     out.push(
-        Alert::new(
+        Alert::about_type(
             Kind::Regression,
             alert_id(Kind::Regression, &t.fingerprint.to_string(), at),
             Severity::High,
-            t.service(),
-            t.template.clone(),
-            AlertTimes {
-                first_seen: t.first_seen,
-                event_time: time,
-                detected_at: now_ms,
-            },
+            t,
+            rec.version.clone(),
+            time,
+            now_ms,
         )
-        .with_fingerprint(Some(t.fingerprint))
-        .with_version(rec.version.clone())
         .with_sample(match cfg.alerts.samples {
             SampleMode::Raw => Some(rec.message.clone()),
             SampleMode::Masked => Some(t.template.clone()),
