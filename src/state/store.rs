@@ -1,0 +1,426 @@
+//! The state store: the [`State`] in one redb file (`state.redb`), written
+//! incrementally. Why redb, the figures and the crash-safety argument are in
+//! `docs/state.md`; in short:
+//!
+//! * table `types`: one row per error type, keyed by an ordinal the store
+//!   hands out when it first writes the type (new types append at the
+//!   B-tree's right edge instead of landing on random pages, as their
+//!   fingerprints would), the value a version byte and the type in postcard
+//!   (varints, no field names: a few hundred bytes instead of JSON's ~900).
+//! * table `meta`: `global`, every part of the state that is not per type
+//!   (offsets, watermark, aliases, learner, detector memory, release state,
+//!   rates), as JSON, written whole each checkpoint: it is small and its
+//!   schema evolves with `#[serde(default)]` like the old `state.json`.
+//!
+//! One write transaction per checkpoint holds the changed types (the
+//! baseline's [`Dirty`](crate::baseline::Dirty) set) and the global part,
+//! so offsets and the state they describe commit atomically.
+//!
+//! One process writes (redb's `SingleWriter` mode: the writer holds the lock
+//! for as long as it runs); any number of processes open the file read-only
+//! meanwhile and read the last committed checkpoint.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use redb::{
+    Builder, ConcurrencyMode, Database, DatabaseError, Durability, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition,
+};
+
+use super::{State, StateError};
+use crate::baseline::ErrorType;
+use crate::fingerprint::{Fingerprint, PrehashedMap};
+
+pub const FILE: &str = "state.redb";
+const TYPES: TableDefinition<u64, &[u8]> = TableDefinition::new("types");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const GLOBAL: &str = "global";
+/// What a row of `types` holds: 1 = postcard of [`ErrorType`]. A change of
+/// `ErrorType`'s fields needs a new number and a conversion on load.
+const TYPE_RECORD: u8 = 1;
+/// Alias chains longer than this are a damaged state (the baseline itself
+/// stops following at 64 hops).
+const MAX_ALIAS_HOPS: usize = 64;
+
+fn corrupt(path: &Path, message: impl Into<String>) -> StateError {
+    StateError::Corrupt {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn db_err(path: &Path, e: impl std::fmt::Display) -> StateError {
+    corrupt(path, e.to_string())
+}
+
+fn builder() -> Builder {
+    let mut b = Builder::new();
+    b.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    b
+}
+
+/// The open writer of one state directory. At most one per process and
+/// directory (see [`writer`]); the file lock keeps other processes out.
+pub struct Writer {
+    path: PathBuf,
+    db: Database,
+    /// Where each stored type lives, and the next free row.
+    rows: PrehashedMap<Fingerprint, u64>,
+    next_row: u64,
+    /// Type rows the last checkpoint wrote or deleted.
+    pub last_written: usize,
+}
+
+type Shared = Arc<Mutex<Writer>>;
+
+/// Open writers of this process by directory: the engine, the Kafka source
+/// reloading after a failed batch and the CLI find the same handle, so the
+/// file is opened (and locked) once.
+static WRITERS: Mutex<Vec<(PathBuf, Shared)>> = Mutex::new(Vec::new());
+
+fn key(dir: &Path) -> PathBuf {
+    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// This process's writer for `dir`, if one is open.
+pub fn open_writer(dir: &Path) -> Option<Shared> {
+    let k = key(dir);
+    let list = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+    list.iter().find(|(p, _)| *p == k).map(|(_, w)| w.clone())
+}
+
+/// The writer for `dir`, opening it (and taking the lock) on first use.
+pub fn writer(dir: &Path) -> Result<Shared, StateError> {
+    if let Some(w) = open_writer(dir) {
+        return Ok(w);
+    }
+    let w = Arc::new(Mutex::new(Writer::open(dir)?));
+    WRITERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((key(dir), w.clone()));
+    Ok(w)
+}
+
+/// Closes this process's writer for `dir` (tests; a process that ends
+/// closes it anyway).
+pub fn close_writer(dir: &Path) {
+    let k = key(dir);
+    WRITERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(p, _)| *p != k);
+}
+
+impl Writer {
+    fn open(dir: &Path) -> Result<Writer, StateError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StateError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join(FILE);
+        let mut b = builder();
+        // Verify every page checksum of the committed trees on open: a
+        // damaged file is refused before anything is processed.
+        b.set_check_integrity_on_open(true);
+        let db = b.create(&path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StateError::Locked { path: path.clone() },
+            DatabaseError::Storage(redb::StorageError::Io(source)) => StateError::Io {
+                path: path.clone(),
+                source,
+            },
+            e => db_err(&path, e),
+        })?;
+        // Writability is checked now, by a commit, not at the first
+        // checkpoint after alerts went out.
+        let tx = db.begin_write().map_err(|e| db_err(&path, e))?;
+        {
+            tx.open_table(TYPES).map_err(|e| db_err(&path, e))?;
+            tx.open_table(META).map_err(|e| db_err(&path, e))?;
+        }
+        tx.commit().map_err(|e| db_err(&path, e))?;
+        // The old format's temporary file, left by a crash mid-save.
+        let _ = std::fs::remove_file(dir.join(".state.json.tmp"));
+        let mut w = Writer {
+            path,
+            db,
+            rows: PrehashedMap::default(),
+            next_row: 0,
+            last_written: 0,
+        };
+        w.index()?;
+        Ok(w)
+    }
+
+    /// Rebuilds the fingerprint → row index from the table.
+    fn index(&mut self) -> Result<(), StateError> {
+        let r = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
+        let t = r.open_table(TYPES).map_err(|e| db_err(&self.path, e))?;
+        self.rows.clear();
+        self.next_row = 0;
+        for e in t.iter().map_err(|e| db_err(&self.path, e))? {
+            let (k, v) = e.map_err(|e| db_err(&self.path, e))?;
+            let row = k.value();
+            let ty = decode_type(&self.path, row, v.value())?;
+            self.rows.insert(ty.fingerprint, row);
+            self.next_row = self.next_row.max(row + 1);
+        }
+        Ok(())
+    }
+
+    /// Whether the store holds a state yet (false right after creation, and
+    /// before a migration).
+    pub fn has_state(&self) -> Result<bool, StateError> {
+        let r = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
+        let m = r.open_table(META).map_err(|e| db_err(&self.path, e))?;
+        Ok(m.get(GLOBAL).map_err(|e| db_err(&self.path, e))?.is_some())
+    }
+
+    pub fn load(&self) -> Result<Option<State>, StateError> {
+        read_state(&self.path, &self.db)
+    }
+
+    /// One checkpoint: the changed types and the global part in one durable
+    /// transaction. On error nothing of it is visible, and every type is
+    /// marked changed again so the next attempt writes them all.
+    pub fn commit(&mut self, state: &mut State) -> Result<(), StateError> {
+        let dirty = state.baseline.take_dirty();
+        let r = self.commit_dirty(state, &dirty);
+        if r.is_err() {
+            state.baseline.mark_all_dirty();
+            // The index may name rows of the transaction that was dropped.
+            let _ = self.index();
+        }
+        r
+    }
+
+    fn commit_dirty(
+        &mut self,
+        state: &mut State,
+        dirty: &crate::baseline::Dirty,
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = |e: &dyn std::fmt::Display| db_err(&path, e);
+        let global = encode_global(state).map_err(|m| corrupt(&path, m))?;
+        let mut tx = self.db.begin_write().map_err(|x| e(&x))?;
+        self.last_written = if dirty.all {
+            state.baseline.types.len()
+        } else {
+            dirty.types.len()
+        };
+        tx.set_durability(Durability::Immediate)
+            .map_err(|x| e(&x))?;
+        {
+            let mut t = tx.open_table(TYPES).map_err(|x| e(&x))?;
+            let mut buf = Vec::with_capacity(512);
+            if dirty.all {
+                t.retain(|_, _| false).map_err(|x| e(&x))?;
+                self.rows.clear();
+                self.next_row = 0;
+                let mut all: Vec<&ErrorType> =
+                    state.baseline.types.values().map(|t| &**t).collect();
+                // Oldest first: rows in order of appearance, as they would
+                // have been written one checkpoint at a time.
+                all.sort_unstable_by_key(|t| (t.first_seen, t.fingerprint));
+                for ty in all {
+                    encode_type(ty, &mut buf).map_err(|m| corrupt(&path, m))?;
+                    let row = self.next_row;
+                    self.next_row += 1;
+                    t.insert(row, buf.as_slice()).map_err(|x| e(&x))?;
+                    self.rows.insert(ty.fingerprint, row);
+                }
+            } else {
+                for fp in &dirty.types {
+                    match state.baseline.types.get(fp) {
+                        Some(ty) => {
+                            encode_type(ty, &mut buf).map_err(|m| corrupt(&path, m))?;
+                            let row = match self.rows.get(fp) {
+                                Some(&r) => r,
+                                None => {
+                                    let r = self.next_row;
+                                    self.next_row += 1;
+                                    self.rows.insert(*fp, r);
+                                    r
+                                }
+                            };
+                            t.insert(row, buf.as_slice()).map_err(|x| e(&x))?;
+                        }
+                        None => {
+                            if let Some(row) = self.rows.remove(fp) {
+                                t.remove(row).map_err(|x| e(&x))?;
+                            }
+                        }
+                    }
+                }
+            }
+            let mut m = tx.open_table(META).map_err(|x| e(&x))?;
+            m.insert(GLOBAL, global.as_slice()).map_err(|x| e(&x))?;
+        }
+        tx.commit().map_err(|x| e(&x))
+    }
+}
+
+/// Loads the state of a store another process may be writing: opens the
+/// file read-only and reads its last committed checkpoint. `None` when the
+/// file holds no checkpoint yet.
+pub fn read_only(dir: &Path) -> Result<Option<State>, StateError> {
+    let path = dir.join(FILE);
+    let db = match builder().open_read_only(&path) {
+        Ok(db) => db,
+        Err(DatabaseError::RepairAborted) | Err(DatabaseError::Storage(_)) => {
+            // A writer stopped without closing the file (kill -9, power
+            // loss): redb repairs it on the next writable open, which a
+            // reader may do when no writer runs.
+            repair(dir, &path)?;
+            builder()
+                .open_read_only(&path)
+                .map_err(|e| db_err(&path, e))?
+        }
+        Err(e) => return Err(db_err(&path, e)),
+    };
+    read_state(&path, &db)
+}
+
+fn repair(dir: &Path, path: &Path) -> Result<(), StateError> {
+    match builder().open(path) {
+        Ok(db) => {
+            drop(db);
+            Ok(())
+        }
+        Err(DatabaseError::DatabaseAlreadyOpen) => Err(StateError::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(corrupt(
+            path,
+            format!(
+                "needs the recovery a writer does on open ({e}); run faultline with --state {} once",
+                dir.display()
+            ),
+        )),
+    }
+}
+
+fn read_state(path: &Path, db: &impl ReadableDatabase) -> Result<Option<State>, StateError> {
+    let e = |x: &dyn std::fmt::Display| db_err(path, x);
+    let r = db.begin_read().map_err(|x| e(&x))?;
+    let m = match r.open_table(META) {
+        Ok(m) => m,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(x) => return Err(e(&x)),
+    };
+    let Some(global) = m.get(GLOBAL).map_err(|x| e(&x))? else {
+        return Ok(None);
+    };
+    let mut state = super::read_versioned::<State>(global.value(), path, super::FORMAT).map_err(
+        |err| match err {
+            StateError::Corrupt { path, message } => StateError::Corrupt {
+                path,
+                message: format!("item `global`: {message}"),
+            },
+            other => other,
+        },
+    )?;
+    let t = r.open_table(TYPES).map_err(|x| e(&x))?;
+    let mut types = PrehashedMap::default();
+    types.reserve(t.len().map_err(|x| e(&x))? as usize);
+    let buckets = state.baseline.spec.buckets;
+    for row in t.iter().map_err(|x| e(&x))? {
+        let (k, v) = row.map_err(|x| e(&x))?;
+        let ty = decode_type(path, k.value(), v.value())?;
+        check_type(path, &ty, buckets)?;
+        if types.insert(ty.fingerprint, Box::new(ty)).is_some() {
+            return Err(corrupt(
+                path,
+                format!("type row {}: its fingerprint is stored twice", k.value()),
+            ));
+        }
+    }
+    state.baseline.types = types;
+    check_aliases(path, &state)?;
+    // What was just read is what the store holds: nothing to rewrite.
+    state.baseline.take_dirty();
+    Ok(Some(state))
+}
+
+fn check_type(path: &Path, ty: &ErrorType, buckets: usize) -> Result<(), StateError> {
+    if let Some(w) = &ty.window
+        && w.heap_bytes() != buckets * 4
+    {
+        return Err(corrupt(
+            path,
+            format!(
+                "type {}: its window has {} buckets where the state's geometry has {buckets}",
+                ty.fingerprint,
+                w.heap_bytes() / 4
+            ),
+        ));
+    }
+    if ty.first_seen > ty.last_seen {
+        return Err(corrupt(
+            path,
+            format!(
+                "type {}: first seen ({}) after last seen ({})",
+                ty.fingerprint, ty.first_seen, ty.last_seen
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every alias chain ends at a known type within [`MAX_ALIAS_HOPS`]: a
+/// cycle would otherwise only be cut by the baseline's hop limit, silently.
+fn check_aliases(path: &Path, state: &State) -> Result<(), StateError> {
+    let b = &state.baseline;
+    let mut ok: HashMap<Fingerprint, ()> = HashMap::new();
+    for &start in b.aliases.keys() {
+        let mut fp = start;
+        let mut hops = 0;
+        while let Some(&next) = b.aliases.get(&fp) {
+            if ok.contains_key(&next) {
+                break;
+            }
+            fp = next;
+            hops += 1;
+            if hops > MAX_ALIAS_HOPS {
+                return Err(corrupt(
+                    path,
+                    format!("alias {start}: the chain of aliases does not end (a cycle)"),
+                ));
+            }
+        }
+        ok.insert(start, ());
+    }
+    Ok(())
+}
+
+fn encode_type(ty: &ErrorType, buf: &mut Vec<u8>) -> Result<(), String> {
+    buf.clear();
+    buf.push(TYPE_RECORD);
+    postcard::to_io(ty, &mut *buf)
+        .map(|_| ())
+        .map_err(|e| format!("type {}: {e}", ty.fingerprint))
+}
+
+fn decode_type(path: &Path, row: u64, bytes: &[u8]) -> Result<ErrorType, StateError> {
+    match bytes.split_first() {
+        Some((&TYPE_RECORD, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| corrupt(path, format!("type row {row}: {e}")))
+        }
+        Some((v, _)) => Err(corrupt(
+            path,
+            format!("type row {row}: record version {v} is unknown (upgrade faultline)"),
+        )),
+        None => Err(corrupt(path, format!("type row {row}: empty"))),
+    }
+}
+
+/// The state without its types, as JSON.
+fn encode_global(state: &mut State) -> Result<Vec<u8>, String> {
+    let types = std::mem::take(&mut state.baseline.types);
+    let r = serde_json::to_vec(&*state).map_err(|e| format!("item `global`: {e}"));
+    state.baseline.types = types;
+    r
+}
