@@ -414,6 +414,46 @@ mod tests {
     }
 
     #[test]
+    fn incremental_checkpoints_of_a_learning_baseline_load_back_equal_to_it() {
+        use crate::baseline::Origin;
+        use crate::fingerprint::{Fingerprinter, classify};
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::default();
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let mut s = state();
+        let names = ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"];
+        let mut t = 0;
+        for round in 0..4 {
+            for (i, n) in names.iter().enumerate() {
+                for msg in [
+                    format!("user {n} denied access"),
+                    format!("disk {n} full on node {i}"),
+                    format!("job {round} of {n} failed"),
+                ] {
+                    let r = crate::record::Record {
+                        service: Some("api".into()),
+                        message: msg,
+                        version: Some("1.0".into()),
+                        ..Default::default()
+                    };
+                    let typed = classify(&mut s.baseline.learner, f.identify(&r, None)).unwrap();
+                    s.baseline.observe(&typed, &r, t, Origin::Live);
+                    t += 1_000;
+                }
+            }
+            s.save(dir.path()).unwrap();
+        }
+        assert!(s.baseline.learner.len() > 3, "the learner holds clusters");
+        assert!(!s.baseline.aliases.is_empty(), "something generalised");
+        store::close_writer(dir.path());
+        let back = State::load(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(&back.baseline).unwrap(),
+            serde_json::to_value(&s.baseline).unwrap()
+        );
+    }
+
+    #[test]
     fn a_type_merged_away_is_deleted_from_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = with_types(3);

@@ -35,7 +35,7 @@ use super::{Fingerprint, PrehashedMap};
 pub type ClusterId = u32;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Cluster {
+pub struct Cluster {
     ctx: u64,
     template: String,
     /// Set when this cluster was generalised into another.
@@ -55,7 +55,7 @@ struct Cluster {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Skeleton {
+pub struct Skeleton {
     /// Distinct words seen at the blanked position (hashes), up to the
     /// threshold — more are never needed.
     values: Vec<u64>,
@@ -86,6 +86,80 @@ pub struct Learner {
     skeletons: PrehashedMap<u64, Skeleton>,
     /// Generalised clusters per (context, word count).
     generalized: PrehashedMap<u64, Vec<ClusterId>>,
+    /// What changed since the state store last wrote the learner.
+    #[serde(skip)]
+    changes: LearnerChanges,
+}
+
+/// The learner's entries changed since [`Learner::take_changes`], so a
+/// checkpoint writes those instead of the whole learner (one cluster per
+/// template: it grows with the types). `all` (the default, also for a
+/// learner read from JSON) makes the next checkpoint write everything.
+#[derive(Clone, Debug)]
+pub struct LearnerChanges {
+    pub all: bool,
+    pub clusters: std::collections::BTreeSet<ClusterId>,
+    pub exact: Vec<u64>,
+    pub skeletons: std::collections::BTreeSet<u64>,
+    pub generalized: std::collections::BTreeSet<u64>,
+}
+
+impl Default for LearnerChanges {
+    fn default() -> Self {
+        LearnerChanges {
+            all: true,
+            clusters: Default::default(),
+            exact: Vec::new(),
+            skeletons: Default::default(),
+            generalized: Default::default(),
+        }
+    }
+}
+
+impl LearnerChanges {
+    fn none() -> Self {
+        LearnerChanges {
+            all: false,
+            ..LearnerChanges::default()
+        }
+    }
+    fn cluster(&mut self, id: ClusterId) {
+        if !self.all {
+            self.clusters.insert(id);
+        }
+    }
+    fn exact(&mut self, key: u64) {
+        if !self.all {
+            self.exact.push(key);
+        }
+    }
+    fn skeleton(&mut self, key: u64) {
+        if !self.all {
+            self.skeletons.insert(key);
+        }
+    }
+}
+
+/// The learner's tables, for the state store to write and fill.
+pub struct LearnerTables<'a> {
+    pub clusters: &'a mut Vec<Cluster>,
+    pub exact: &'a mut PrehashedMap<u64, ClusterId>,
+    pub skeletons: &'a mut PrehashedMap<u64, Skeleton>,
+    pub generalized: &'a mut PrehashedMap<u64, Vec<ClusterId>>,
+}
+
+impl Cluster {
+    /// Clusters this one refers to (consistency checks on load).
+    pub fn refers_to(&self) -> Option<ClusterId> {
+        self.alias_of
+    }
+}
+
+impl Skeleton {
+    /// Clusters this one refers to (consistency checks on load).
+    pub fn refers_to(&self) -> impl Iterator<Item = ClusterId> + '_ {
+        self.members.iter().copied().chain(self.generalized)
+    }
 }
 
 fn half() -> f64 {
@@ -235,6 +309,27 @@ impl Learner {
             exact: PrehashedMap::default(),
             skeletons: PrehashedMap::default(),
             generalized: PrehashedMap::default(),
+            changes: LearnerChanges::default(),
+        }
+    }
+
+    /// Hands what changed to the state store and starts afresh. A failed
+    /// write must call [`Learner::mark_all_changed`].
+    pub fn take_changes(&mut self) -> LearnerChanges {
+        std::mem::replace(&mut self.changes, LearnerChanges::none())
+    }
+
+    pub fn mark_all_changed(&mut self) {
+        self.changes = LearnerChanges::default();
+    }
+
+    /// The tables, for the state store.
+    pub fn tables(&mut self) -> LearnerTables<'_> {
+        LearnerTables {
+            clusters: &mut self.clusters,
+            exact: &mut self.exact,
+            skeletons: &mut self.skeletons,
+            generalized: &mut self.generalized,
         }
     }
 
@@ -310,6 +405,7 @@ impl Learner {
         if let Some(&c) = self.exact.get(&key) {
             let r = self.root(c);
             self.clusters[r as usize].count += 1;
+            self.changes.cluster(r);
             return Resolution {
                 cluster: r,
                 created: false,
@@ -319,6 +415,7 @@ impl Learner {
         if !self.enabled {
             let id = self.push_cluster(ctx, template.to_string());
             self.exact.insert(key, id);
+            self.changes.exact(key);
             return Resolution {
                 cluster: id,
                 created: true,
@@ -332,6 +429,8 @@ impl Learner {
         if let Some(g) = self.best_general(bucket, &words) {
             self.exact.insert(key, g);
             self.clusters[g as usize].count += 1;
+            self.changes.exact(key);
+            self.changes.cluster(g);
             return Resolution {
                 cluster: g,
                 created: false,
@@ -373,6 +472,7 @@ impl Learner {
 
         let mut generalize: Option<u64> = None;
         for &(sk, val, pos) in &cands {
+            self.changes.skeleton(sk);
             let entry = self.skeletons.entry(sk).or_default();
             if let Some(g) = entry.generalized {
                 let r = self.root(g);
@@ -383,6 +483,8 @@ impl Learner {
                 }
                 self.exact.insert(key, r);
                 self.clusters[r as usize].count += 1;
+                self.changes.exact(key);
+                self.changes.cluster(r);
                 return Resolution {
                     cluster: r,
                     created: false,
@@ -406,6 +508,7 @@ impl Learner {
         // 3. Nothing matched: a new cluster, registered in its skeletons.
         let id = self.push_cluster(ctx, template.to_string());
         self.exact.insert(key, id);
+        self.changes.exact(key);
         for &(sk, _, _) in &cands {
             if let Some(e) = self.skeletons.get_mut(&sk) {
                 e.members.push(id);
@@ -437,6 +540,7 @@ impl Learner {
 
     fn push_cluster(&mut self, ctx: u64, template: String) -> ClusterId {
         let id = self.clusters.len() as ClusterId;
+        self.changes.cluster(id);
         self.clusters.push(Cluster {
             ctx,
             template,
@@ -517,9 +621,11 @@ impl Learner {
                 let id = self.push_cluster(ctx, template.clone());
                 self.clusters[id as usize].count = 0;
                 self.exact.insert(gkey, id);
+                self.changes.exact(gkey);
                 id
             }
         };
+        self.changes.cluster(g);
         {
             let c = &mut self.clusters[g as usize];
             for p in learned {
@@ -534,13 +640,18 @@ impl Learner {
             let r = self.root(m);
             if r != g {
                 self.clusters[r as usize].alias_of = Some(g);
+                self.changes.cluster(r);
                 let c = self.clusters[r as usize].count;
                 self.clusters[g as usize].count += c;
                 merged.push(r);
             }
         }
+        self.changes.skeleton(sk);
         if let Some(e) = self.skeletons.get_mut(&sk) {
             e.generalized = Some(g);
+        }
+        if !self.changes.all {
+            self.changes.generalized.insert(bucket);
         }
         let list = self.generalized.entry(bucket).or_default();
         if !list.contains(&g) {
@@ -557,10 +668,9 @@ impl Learner {
         let gw_ref: Vec<&str> = gw.iter().map(String::as_str).collect();
         for (p, w) in gw_ref.iter().enumerate() {
             if !glearned.contains(&(p as u32)) {
-                let e = self
-                    .skeletons
-                    .entry(h_skeleton(ctx, &gw_ref, p))
-                    .or_default();
+                let sk = h_skeleton(ctx, &gw_ref, p);
+                self.changes.skeleton(sk);
+                let e = self.skeletons.entry(sk).or_default();
                 add_value(&mut e.values, h_word(w), self.min_distinct);
                 if !e.members.contains(&g) {
                     e.members.push(g);

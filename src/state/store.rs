@@ -31,11 +31,17 @@ use redb::{
 
 use super::{State, StateError};
 use crate::baseline::ErrorType;
-use crate::fingerprint::{Fingerprint, PrehashedMap};
+use crate::fingerprint::learn::{Cluster, LearnerChanges, Skeleton};
+use crate::fingerprint::{Fingerprint, Learner, PrehashedMap};
 
 pub const FILE: &str = "state.redb";
 const TYPES: TableDefinition<u64, &[u8]> = TableDefinition::new("types");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+// The learner's tables (one cluster per template: they grow with the types).
+const CLUSTERS: TableDefinition<u32, &[u8]> = TableDefinition::new("learner.clusters");
+const EXACT: TableDefinition<u64, u32> = TableDefinition::new("learner.exact");
+const SKELETONS: TableDefinition<u64, &[u8]> = TableDefinition::new("learner.skeletons");
+const GENERALIZED: TableDefinition<u64, &[u8]> = TableDefinition::new("learner.generalized");
 const GLOBAL: &str = "global";
 /// What a row of `types` holds: 1 = postcard of [`ErrorType`]. A change of
 /// `ErrorType`'s fields needs a new number and a conversion on load.
@@ -71,6 +77,8 @@ pub struct Writer {
     next_row: u64,
     /// Type rows the last checkpoint wrote or deleted.
     pub last_written: usize,
+    /// Bytes of those rows and of the global part.
+    pub last_bytes: usize,
 }
 
 type Shared = Arc<Mutex<Writer>>;
@@ -140,6 +148,10 @@ impl Writer {
         {
             tx.open_table(TYPES).map_err(|e| db_err(&path, e))?;
             tx.open_table(META).map_err(|e| db_err(&path, e))?;
+            tx.open_table(CLUSTERS).map_err(|e| db_err(&path, e))?;
+            tx.open_table(EXACT).map_err(|e| db_err(&path, e))?;
+            tx.open_table(SKELETONS).map_err(|e| db_err(&path, e))?;
+            tx.open_table(GENERALIZED).map_err(|e| db_err(&path, e))?;
         }
         tx.commit().map_err(|e| db_err(&path, e))?;
         // The old format's temporary file, left by a crash mid-save.
@@ -150,6 +162,7 @@ impl Writer {
             rows: PrehashedMap::default(),
             next_row: 0,
             last_written: 0,
+            last_bytes: 0,
         };
         w.index()?;
         Ok(w)
@@ -187,10 +200,20 @@ impl Writer {
     /// transaction. On error nothing of it is visible, and every type is
     /// marked changed again so the next attempt writes them all.
     pub fn commit(&mut self, state: &mut State) -> Result<(), StateError> {
+        let started = std::time::Instant::now();
         let dirty = state.baseline.take_dirty();
-        let r = self.commit_dirty(state, &dirty);
+        let learned = state.baseline.learner.take_changes();
+        let r = self.commit_dirty(state, &dirty, &learned);
+        tracing::debug!(
+            types = self.last_written,
+            all = dirty.all,
+            bytes = self.last_bytes,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "state checkpoint committed"
+        );
         if r.is_err() {
             state.baseline.mark_all_dirty();
+            state.baseline.learner.mark_all_changed();
             // The index may name rows of the transaction that was dropped.
             let _ = self.index();
         }
@@ -201,11 +224,13 @@ impl Writer {
         &mut self,
         state: &mut State,
         dirty: &crate::baseline::Dirty,
+        learned: &LearnerChanges,
     ) -> Result<(), StateError> {
         let path = self.path.clone();
         let e = |e: &dyn std::fmt::Display| db_err(&path, e);
         let global = encode_global(state).map_err(|m| corrupt(&path, m))?;
         let mut tx = self.db.begin_write().map_err(|x| e(&x))?;
+        self.last_bytes = global.len();
         self.last_written = if dirty.all {
             state.baseline.types.len()
         } else {
@@ -229,6 +254,7 @@ impl Writer {
                     encode_type(ty, &mut buf).map_err(|m| corrupt(&path, m))?;
                     let row = self.next_row;
                     self.next_row += 1;
+                    self.last_bytes += buf.len();
                     t.insert(row, buf.as_slice()).map_err(|x| e(&x))?;
                     self.rows.insert(ty.fingerprint, row);
                 }
@@ -246,6 +272,7 @@ impl Writer {
                                     r
                                 }
                             };
+                            self.last_bytes += buf.len();
                             t.insert(row, buf.as_slice()).map_err(|x| e(&x))?;
                         }
                         None => {
@@ -258,6 +285,8 @@ impl Writer {
             }
             let mut m = tx.open_table(META).map_err(|x| e(&x))?;
             m.insert(GLOBAL, global.as_slice()).map_err(|x| e(&x))?;
+            self.last_bytes +=
+                write_learner(&tx, &mut state.baseline.learner, learned).map_err(|x| e(&x))?;
         }
         tx.commit().map_err(|x| e(&x))
     }
@@ -340,8 +369,10 @@ fn read_state(path: &Path, db: &impl ReadableDatabase) -> Result<Option<State>, 
     }
     state.baseline.types = types;
     check_aliases(path, &state)?;
+    read_learner(path, &r, &mut state.baseline.learner)?;
     // What was just read is what the store holds: nothing to rewrite.
     state.baseline.take_dirty();
+    state.baseline.learner.take_changes();
     Ok(Some(state))
 }
 
@@ -417,10 +448,197 @@ fn decode_type(path: &Path, row: u64, bytes: &[u8]) -> Result<ErrorType, StateEr
     }
 }
 
-/// The state without its types, as JSON.
+/// The state without its types and learner tables, as JSON.
 fn encode_global(state: &mut State) -> Result<Vec<u8>, String> {
     let types = std::mem::take(&mut state.baseline.types);
+    let t = state.baseline.learner.tables();
+    let parts = (
+        std::mem::take(t.clusters),
+        std::mem::take(t.exact),
+        std::mem::take(t.skeletons),
+        std::mem::take(t.generalized),
+    );
     let r = serde_json::to_vec(&*state).map_err(|e| format!("item `global`: {e}"));
     state.baseline.types = types;
+    let t = state.baseline.learner.tables();
+    (*t.clusters, *t.exact, *t.skeletons, *t.generalized) = parts;
     r
+}
+
+fn record<T: serde::Serialize>(v: &T, buf: &mut Vec<u8>) -> Result<(), redb::Error> {
+    buf.clear();
+    buf.push(TYPE_RECORD);
+    postcard::to_io(v, &mut *buf)
+        .map(|_| ())
+        .map_err(|e| redb::Error::Corrupted(e.to_string()))
+}
+
+fn unrecord<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    item: impl std::fmt::Display,
+    bytes: &[u8],
+) -> Result<T, StateError> {
+    match bytes.split_first() {
+        Some((&TYPE_RECORD, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| corrupt(path, format!("{item}: {e}")))
+        }
+        _ => Err(corrupt(path, format!("{item}: unknown record version"))),
+    }
+}
+
+/// Writes the learner's changed entries (all of them when `changes.all`).
+/// Returns the bytes written.
+fn write_learner(
+    tx: &redb::WriteTransaction,
+    learner: &mut Learner,
+    changes: &LearnerChanges,
+) -> Result<usize, redb::Error> {
+    let l = learner.tables();
+    let mut c = tx.open_table(CLUSTERS)?;
+    let mut x = tx.open_table(EXACT)?;
+    let mut s = tx.open_table(SKELETONS)?;
+    let mut g = tx.open_table(GENERALIZED)?;
+    let mut buf = Vec::with_capacity(256);
+    let mut bytes = 0;
+    if changes.all {
+        c.retain(|_, _| false)?;
+        x.retain(|_, _| false)?;
+        s.retain(|_, _| false)?;
+        g.retain(|_, _| false)?;
+        for (id, cl) in l.clusters.iter().enumerate() {
+            record(cl, &mut buf)?;
+            bytes += buf.len();
+            c.insert(id as u32, buf.as_slice())?;
+        }
+        for (k, v) in l.exact.iter() {
+            x.insert(k, v)?;
+        }
+        for (k, v) in l.skeletons.iter() {
+            record(v, &mut buf)?;
+            bytes += buf.len();
+            s.insert(k, buf.as_slice())?;
+        }
+        for (k, v) in l.generalized.iter() {
+            record(v, &mut buf)?;
+            bytes += buf.len();
+            g.insert(k, buf.as_slice())?;
+        }
+        bytes += l.exact.len() * 12;
+        return Ok(bytes);
+    }
+    for &id in &changes.clusters {
+        if let Some(cl) = l.clusters.get(id as usize) {
+            record(cl, &mut buf)?;
+            bytes += buf.len();
+            c.insert(id, buf.as_slice())?;
+        }
+    }
+    for k in &changes.exact {
+        if let Some(v) = l.exact.get(k) {
+            x.insert(k, v)?;
+            bytes += 12;
+        }
+    }
+    for k in &changes.skeletons {
+        if let Some(v) = l.skeletons.get(k) {
+            record(v, &mut buf)?;
+            bytes += buf.len();
+            s.insert(k, buf.as_slice())?;
+        }
+    }
+    for k in &changes.generalized {
+        if let Some(v) = l.generalized.get(k) {
+            record(v, &mut buf)?;
+            bytes += buf.len();
+            g.insert(k, buf.as_slice())?;
+        }
+    }
+    Ok(bytes)
+}
+
+/// Fills the learner's tables and checks every cluster id they hold names
+/// a cluster (a damaged id would otherwise panic at the first lookup).
+fn read_learner(
+    path: &Path,
+    r: &redb::ReadTransaction,
+    learner: &mut Learner,
+) -> Result<(), StateError> {
+    let e = |x: &dyn std::fmt::Display| db_err(path, x);
+    let l = learner.tables();
+    if !l.clusters.is_empty() {
+        // A global part that still carries the learner (not written by
+        // this store): nothing to add.
+        return Ok(());
+    }
+    let c = r.open_table(CLUSTERS).map_err(|x| e(&x))?;
+    for row in c.iter().map_err(|x| e(&x))? {
+        let (k, v) = row.map_err(|x| e(&x))?;
+        let id = k.value();
+        if id as usize != l.clusters.len() {
+            return Err(corrupt(
+                path,
+                format!(
+                    "learner cluster {id}: expected cluster {} (a gap)",
+                    l.clusters.len()
+                ),
+            ));
+        }
+        let cl: Cluster = unrecord(path, format_args!("learner cluster {id}"), v.value())?;
+        l.clusters.push(cl);
+    }
+    let n = l.clusters.len() as u32;
+    let check = |item: String, id: u32| {
+        if id < n {
+            Ok(())
+        } else {
+            Err(corrupt(
+                path,
+                format!("{item}: names cluster {id}, but there are {n}"),
+            ))
+        }
+    };
+    for (i, cl) in l.clusters.iter().enumerate() {
+        if let Some(a) = cl.refers_to() {
+            check(format!("learner cluster {i}"), a)?;
+        }
+    }
+    for row in r
+        .open_table(EXACT)
+        .map_err(|x| e(&x))?
+        .iter()
+        .map_err(|x| e(&x))?
+    {
+        let (k, v) = row.map_err(|x| e(&x))?;
+        check(format!("learner template {:016x}", k.value()), v.value())?;
+        l.exact.insert(k.value(), v.value());
+    }
+    for row in r
+        .open_table(SKELETONS)
+        .map_err(|x| e(&x))?
+        .iter()
+        .map_err(|x| e(&x))?
+    {
+        let (k, v) = row.map_err(|x| e(&x))?;
+        let item = format!("learner skeleton {:016x}", k.value());
+        let sk: Skeleton = unrecord(path, &item, v.value())?;
+        for id in sk.refers_to() {
+            check(item.clone(), id)?;
+        }
+        l.skeletons.insert(k.value(), sk);
+    }
+    for row in r
+        .open_table(GENERALIZED)
+        .map_err(|x| e(&x))?
+        .iter()
+        .map_err(|x| e(&x))?
+    {
+        let (k, v) = row.map_err(|x| e(&x))?;
+        let item = format!("learner bucket {:016x}", k.value());
+        let ids: Vec<u32> = unrecord(path, &item, v.value())?;
+        for &id in &ids {
+            check(item.clone(), id)?;
+        }
+        l.generalized.insert(k.value(), ids);
+    }
+    Ok(())
 }
