@@ -547,7 +547,7 @@ fn the_scenario_canary_regresses_on_the_types_only_the_canary_has() {
 
 fn scenario_state_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    scenario_run().0.save(dir.path()).unwrap();
+    scenario_run().0.clone().save(dir.path()).unwrap();
     dir
 }
 

@@ -228,6 +228,7 @@ impl Writer {
     ) -> Result<(), StateError> {
         let path = self.path.clone();
         let e = |e: &dyn std::fmt::Display| db_err(&path, e);
+        let t0 = std::time::Instant::now();
         let global = encode_global(state).map_err(|m| corrupt(&path, m))?;
         let mut tx = self.db.begin_write().map_err(|x| e(&x))?;
         self.last_bytes = global.len();
@@ -259,7 +260,18 @@ impl Writer {
                     self.rows.insert(ty.fingerprint, row);
                 }
             } else {
-                for fp in &dirty.types {
+                // Known rows in row order (one pass along the B-tree), new
+                // ones after them in order of appearance.
+                let mut order: Vec<(u64, Fingerprint)> = dirty
+                    .types
+                    .iter()
+                    .map(|fp| (self.rows.get(fp).copied().unwrap_or(u64::MAX), *fp))
+                    .collect();
+                order.sort_unstable_by_key(|&(row, fp)| {
+                    let first = state.baseline.types.get(&fp).map(|t| t.first_seen);
+                    (row, first, fp)
+                });
+                for (_, fp) in &order {
                     match state.baseline.types.get(fp) {
                         Some(ty) => {
                             encode_type(ty, &mut buf).map_err(|m| corrupt(&path, m))?;
@@ -288,7 +300,15 @@ impl Writer {
             self.last_bytes +=
                 write_learner(&tx, &mut state.baseline.learner, learned).map_err(|x| e(&x))?;
         }
-        tx.commit().map_err(|x| e(&x))
+        let staged = std::time::Instant::now();
+        let r = tx.commit().map_err(|x| e(&x));
+        tracing::debug!(
+            global = global.len(),
+            stage_ms = (staged - t0).as_secs_f64() * 1e3,
+            commit_ms = staged.elapsed().as_secs_f64() * 1e3,
+            "state checkpoint timing"
+        );
+        r
     }
 }
 
@@ -533,7 +553,11 @@ fn write_learner(
             c.insert(id, buf.as_slice())?;
         }
     }
-    for k in &changes.exact {
+    // In key order: one pass along the B-tree instead of random descents.
+    let mut keys = changes.exact.clone();
+    keys.sort_unstable();
+    keys.dedup();
+    for k in &keys {
         if let Some(v) = l.exact.get(k) {
             x.insert(k, v)?;
             bytes += 12;
