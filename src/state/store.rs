@@ -39,7 +39,12 @@ const TYPES: TableDefinition<u64, &[u8]> = TableDefinition::new("types");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 // The learner's tables (one cluster per template: they grow with the types).
 const CLUSTERS: TableDefinition<u32, &[u8]> = TableDefinition::new("learner.clusters");
-const EXACT: TableDefinition<u64, u32> = TableDefinition::new("learner.exact");
+/// The template index is insert-only (a template's cluster never changes;
+/// aliases are followed at lookup), so it is stored as a log: row n holds
+/// the n-th entry (template hash, cluster id). Keyed by the hash, 5,000
+/// random inserts per checkpoint would rewrite nearly every leaf page of
+/// the tree, a cost growing with the learner instead of with the change.
+const EXACT: TableDefinition<u64, (u64, u32)> = TableDefinition::new("learner.exact");
 const SKELETONS: TableDefinition<u64, &[u8]> = TableDefinition::new("learner.skeletons");
 const GENERALIZED: TableDefinition<u64, &[u8]> = TableDefinition::new("learner.generalized");
 const GLOBAL: &str = "global";
@@ -75,6 +80,8 @@ pub struct Writer {
     /// Where each stored type lives, and the next free row.
     rows: PrehashedMap<Fingerprint, u64>,
     next_row: u64,
+    /// The next row of the template index log.
+    next_exact: u64,
     /// Type rows the last checkpoint wrote or deleted.
     pub last_written: usize,
     /// Bytes of those rows and of the global part.
@@ -161,6 +168,7 @@ impl Writer {
             db,
             rows: PrehashedMap::default(),
             next_row: 0,
+            next_exact: 0,
             last_written: 0,
             last_bytes: 0,
         };
@@ -181,6 +189,11 @@ impl Writer {
             self.rows.insert(ty.fingerprint, row);
             self.next_row = self.next_row.max(row + 1);
         }
+        let x = r.open_table(EXACT).map_err(|e| db_err(&self.path, e))?;
+        self.next_exact = match x.last().map_err(|e| db_err(&self.path, e))? {
+            Some((k, _)) => k.value() + 1,
+            None => 0,
+        };
         Ok(())
     }
 
@@ -297,8 +310,13 @@ impl Writer {
             }
             let mut m = tx.open_table(META).map_err(|x| e(&x))?;
             m.insert(GLOBAL, global.as_slice()).map_err(|x| e(&x))?;
-            self.last_bytes +=
-                write_learner(&tx, &mut state.baseline.learner, learned).map_err(|x| e(&x))?;
+            self.last_bytes += write_learner(
+                &tx,
+                &mut state.baseline.learner,
+                learned,
+                &mut self.next_exact,
+            )
+            .map_err(|x| e(&x))?;
         }
         let staged = std::time::Instant::now();
         let r = tx.commit().map_err(|x| e(&x));
@@ -512,6 +530,7 @@ fn write_learner(
     tx: &redb::WriteTransaction,
     learner: &mut Learner,
     changes: &LearnerChanges,
+    next_exact: &mut u64,
 ) -> Result<usize, redb::Error> {
     let l = learner.tables();
     let mut c = tx.open_table(CLUSTERS)?;
@@ -530,8 +549,10 @@ fn write_learner(
             bytes += buf.len();
             c.insert(id as u32, buf.as_slice())?;
         }
-        for (k, v) in l.exact.iter() {
-            x.insert(k, v)?;
+        *next_exact = 0;
+        for (&k, &v) in l.exact.iter() {
+            x.insert(*next_exact, (k, v))?;
+            *next_exact += 1;
         }
         for (k, v) in l.skeletons.iter() {
             record(v, &mut buf)?;
@@ -553,13 +574,10 @@ fn write_learner(
             c.insert(id, buf.as_slice())?;
         }
     }
-    // In key order: one pass along the B-tree instead of random descents.
-    let mut keys = changes.exact.clone();
-    keys.sort_unstable();
-    keys.dedup();
-    for k in &keys {
-        if let Some(v) = l.exact.get(k) {
-            x.insert(k, v)?;
+    for k in &changes.exact {
+        if let Some(&v) = l.exact.get(k) {
+            x.insert(*next_exact, (*k, v))?;
+            *next_exact += 1;
             bytes += 12;
         }
     }
@@ -632,9 +650,10 @@ fn read_learner(
         .iter()
         .map_err(|x| e(&x))?
     {
-        let (k, v) = row.map_err(|x| e(&x))?;
-        check(format!("learner template {:016x}", k.value()), v.value())?;
-        l.exact.insert(k.value(), v.value());
+        let (_, v) = row.map_err(|x| e(&x))?;
+        let (key, id) = v.value();
+        check(format!("learner template {key:016x}"), id)?;
+        l.exact.insert(key, id);
     }
     for row in r
         .open_table(SKELETONS)
