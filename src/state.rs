@@ -514,36 +514,24 @@ mod tests {
         );
     }
 
+    fn types_in(dir: &Path) -> usize {
+        State::load(dir).unwrap().unwrap().baseline.types.len()
+    }
+
     #[test]
     fn a_state_json_is_migrated_by_the_first_writer_and_read_by_readers_before() {
         let dir = tempfile::tempdir().unwrap();
         let s = with_types(4);
         let bytes = serde_json::to_vec(&s).unwrap();
         write_atomic(dir.path(), FILE, &bytes).unwrap();
-        assert_eq!(
-            State::load(dir.path())
-                .unwrap()
-                .unwrap()
-                .baseline
-                .types
-                .len(),
-            4
-        );
+        assert_eq!(types_in(dir.path()), 4);
         let m = State::load_writable(dir.path()).unwrap().unwrap();
         assert_eq!(m.baseline.types.len(), 4);
         assert!(dir.path().join(store::FILE).exists());
         assert!(dir.path().join(MIGRATED).exists());
         assert!(!State::path(dir.path()).exists());
         store::close_writer(dir.path());
-        assert_eq!(
-            State::load(dir.path())
-                .unwrap()
-                .unwrap()
-                .baseline
-                .types
-                .len(),
-            4
-        );
+        assert_eq!(types_in(dir.path()), 4);
     }
 
     #[test]

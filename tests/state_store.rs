@@ -45,6 +45,17 @@ fn without_clock(report: &str) -> String {
 
 const LOGS: &str = "examples/data/logs.jsonl";
 
+/// `faultline replay` of the example logs with a state and an alert file.
+fn replay(state: &Path, alerts: &Path) -> Output {
+    bin()
+        .args(["replay", "--no-progress", LOGS, "--alerts"])
+        .arg(alerts)
+        .arg("--state")
+        .arg(state)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_state_dir_of_faultline_00e5ee2_migrates_on_first_start_and_repeats_no_alert() {
     let tmp = tempfile::tempdir().unwrap();
@@ -59,13 +70,7 @@ fn a_state_dir_of_faultline_00e5ee2_migrates_on_first_start_and_repeats_no_alert
     // The first writer migrates; the input was fully processed by the old
     // faultline, so it resumes at its end and nothing alerts again.
     let alerts = tmp.path().join("alerts.jsonl");
-    let o = bin()
-        .args(["replay", "--no-progress", LOGS, "--alerts"])
-        .arg(&alerts)
-        .arg("--state")
-        .arg(&state)
-        .output()
-        .unwrap();
+    let o = replay(&state, &alerts);
     stdout(&o);
     let again = std::fs::read_to_string(&alerts).unwrap_or_default();
     assert_eq!(again.lines().count(), 0, "repeated alerts: {again}");
@@ -95,13 +100,7 @@ fn readers_open_the_store_while_a_writer_holds_it_and_a_second_writer_is_refused
     stdout(&run(&["report", "--release", "2.0.0"], &state));
 
     let alerts = tmp.path().join("alerts.jsonl");
-    let o = bin()
-        .args(["replay", "--no-progress", LOGS, "--alerts"])
-        .arg(&alerts)
-        .arg("--state")
-        .arg(&state)
-        .output()
-        .unwrap();
+    let o = replay(&state, &alerts);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("in use by another faultline"), "{err}");
@@ -115,13 +114,7 @@ fn an_unusable_state_directory_fails_at_start_before_any_alert() {
     std::fs::write(&file, b"x").unwrap();
     let state: PathBuf = file.join("state");
     let alerts = tmp.path().join("alerts.jsonl");
-    let o = bin()
-        .args(["replay", "--no-progress", LOGS, "--alerts"])
-        .arg(&alerts)
-        .arg("--state")
-        .arg(&state)
-        .output()
-        .unwrap();
+    let o = replay(&state, &alerts);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not-a-dir"), "{err}");
