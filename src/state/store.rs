@@ -66,9 +66,15 @@ fn db_err(path: &Path, e: impl std::fmt::Display) -> StateError {
     corrupt(path, e.to_string())
 }
 
+/// redb's page cache. Its default (1 GiB) would count against faultline's
+/// memory budget; the engine keeps the state in memory anyway, so the
+/// store's cache only has to hold a checkpoint's pages.
+const CACHE_BYTES: usize = 128 << 20;
+
 fn builder() -> Builder {
     let mut b = Builder::new();
     b.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    b.set_cache_size(CACHE_BYTES);
     b
 }
 
