@@ -343,10 +343,12 @@ pub fn read_only(dir: &Path) -> Result<Option<State>, StateError> {
     let path = dir.join(FILE);
     let db = match builder().open_read_only(&path) {
         Ok(db) => db,
-        Err(DatabaseError::RepairAborted) | Err(DatabaseError::Storage(_)) => {
-            // A writer stopped without closing the file (kill -9, power
-            // loss): redb repairs it on the next writable open, which a
-            // reader may do when no writer runs.
+        Err(DatabaseError::RepairAborted) => {
+            // A file last written outside the SingleWriter mode and not
+            // closed cleanly: redb repairs it on a writable open, which a
+            // reader may do when no writer runs. (In SingleWriter mode, as
+            // faultline writes, readers need no repair even after a kill -9:
+            // they load no allocator state.)
             repair(dir, &path)?;
             builder()
                 .open_read_only(&path)
