@@ -518,10 +518,15 @@ fn repair_future_state(state: &mut State, now: EventTime, grace_ms: i64) {
     }
     let spec = state.baseline.spec;
     let last_bucket = spec.bucket_of(limit);
+    // Types changed behind the baseline's change marks: the next checkpoint
+    // writes them all.
+    state.baseline.mark_all_dirty();
     for t in state.baseline.types.values_mut() {
         if let Some(win) = t.window.as_mut() {
             win.forget_after(last_bucket);
         }
         t.last_seen = t.last_seen.min(limit);
+        // The store refuses a type first seen after it was last seen.
+        t.first_seen = t.first_seen.min(t.last_seen);
     }
 }

@@ -121,7 +121,7 @@ pub fn replay_observed(
     let format = opts.format.unwrap_or(cfg.input.format);
     let parser = Parser::new(cfg, format)?;
     let state = match &opts.state_dir {
-        Some(d) => State::load(d)?,
+        Some(d) => State::load_writable(d)?,
         None => None,
     };
     let mut engine = Engine::new(cfg, state, &opts.baseline, sinks, metrics.clone())?;

@@ -139,8 +139,9 @@ pub struct Timeline<V> {
     pub minutes: Series<V>,
     pub hours: Series<V>,
     /// First minute ever counted: until the minutes reach back past it,
-    /// nothing has been dropped and they are complete.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// nothing has been dropped and they are complete. Always written (the
+    /// state store's per-type encoding is positional).
+    #[serde(default)]
     pub first_minute: Option<i64>,
 }
 

@@ -1,15 +1,21 @@
 //! State: everything faultline must not relearn after a crash.
 //!
-//! One JSON document (`state.json` under `--state DIR`) holding the
-//! baseline, the detector's memory, rate counters and, per input, how far
-//! it was durably processed. It is replaced atomically — write a temporary
-//! file, fsync it, rename it over the old one, fsync the directory — so a
-//! `kill -9` at any instant leaves either the old or the new state, never a
-//! torn one.
+//! The baseline, the detector's memory, rate counters and, per input, how
+//! far it was durably processed, kept under `--state DIR` in an embedded
+//! store ([`store`], `state.redb`): each checkpoint is one transaction that
+//! writes the types changed since the last one and the small global part,
+//! so a `kill -9` at any instant leaves the old or the new checkpoint, and
+//! a checkpoint costs what changed (docs/state.md).
 //!
-//! The envelope is versioned (`"format": "faultline.state/v1"`): a binary
-//! reads every format it knows and refuses a newer one with a message that
-//! says so, instead of misreading it.
+//! Directories of older faultlines hold one JSON document, `state.json`;
+//! the first writer to open such a directory moves it into the store in one
+//! transaction and renames it `state.json.migrated`. Readers read either.
+//!
+//! The global part keeps the versioned envelope (`"format":
+//! "faultline.state/v1"`): a binary reads every format it knows and refuses
+//! a newer one with a message that says so, instead of misreading it.
+
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -28,6 +34,8 @@ pub use crate::series::RateCounts;
 pub const FORMAT: &str = "faultline.state/v1";
 pub const BASELINE_FORMAT: &str = "faultline.baseline/v1";
 const FILE: &str = "state.json";
+/// What a migrated `state.json` is renamed to (kept for a downgrade).
+pub const MIGRATED: &str = "state.json.migrated";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -38,6 +46,10 @@ pub enum StateError {
     },
     #[error("state {path} is not readable: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error(
+        "state {path} is in use by another faultline writing it; stop that one or give another --state directory (read-only commands may run meanwhile)"
+    )]
+    Locked { path: PathBuf },
     #[error(
         "{path} was written in format `{found}`, which this faultline does not know (it reads {known}); upgrade faultline or point to another directory"
     )]
@@ -129,8 +141,62 @@ impl State {
         dir.join(FILE)
     }
 
-    /// Loads the state in `dir`, or `None` when there is none yet.
+    /// Loads the state in `dir`, or `None` when there is none yet. Read
+    /// only: another process may be writing the store meanwhile (its last
+    /// committed checkpoint is read). Within a process that opened `dir`
+    /// for writing, reads through that writer.
     pub fn load(dir: &Path) -> Result<Option<State>, StateError> {
+        if let Some(w) = store::open_writer(dir) {
+            return w.lock().unwrap_or_else(|e| e.into_inner()).load();
+        }
+        if dir.join(store::FILE).exists()
+            && let Some(s) = store::read_only(dir)?
+        {
+            return Ok(Some(s));
+        }
+        State::load_json(dir)
+    }
+
+    /// Opens `dir` for writing and loads its state: takes the writer lock
+    /// (a second writer gets [`StateError::Locked`]), checks the directory
+    /// is writable, verifies the store's checksums, and migrates a
+    /// `state.json` of an older faultline. Writers call this at start.
+    pub fn load_writable(dir: &Path) -> Result<Option<State>, StateError> {
+        let w = store::writer(dir)?;
+        let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+        if !w.has_state()?
+            && let Some(mut old) = State::load_json(dir)?
+        {
+            // Every type is marked changed (a JSON state carries no dirty
+            // set): the first commit writes them all, with the offsets.
+            old.baseline.mark_all_dirty();
+            w.commit(&mut old)?;
+            let from = State::path(dir);
+            fs::rename(&from, dir.join(MIGRATED))
+                .map_err(|source| StateError::Io { path: from, source })?;
+            tracing::info!(dir = %dir.display(), "state.json migrated into {}", store::FILE);
+        }
+        w.load()
+    }
+
+    /// Opens `dir` for writing without loading it (see
+    /// [`State::load_writable`], which then finds the same writer): the
+    /// CLI's check that the directory is usable before anything runs.
+    pub fn open_writable(dir: &Path) -> Result<(), StateError> {
+        store::writer(dir).map(|_| ())
+    }
+
+    /// Commits a checkpoint: the types changed since the last one and the
+    /// global part, in one transaction (opens the store for writing on
+    /// first use, as [`State::load_writable`] does).
+    pub fn save(&mut self, dir: &Path) -> Result<(), StateError> {
+        let w = store::writer(dir)?;
+        let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+        w.commit(self)
+    }
+
+    /// The state of an older faultline (`state.json`), or `None`.
+    fn load_json(dir: &Path) -> Result<Option<State>, StateError> {
         let path = State::path(dir);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -151,15 +217,6 @@ impl State {
             id.validate().map_err(|e| format!("input {input}: {e}"))?;
         }
         Ok(())
-    }
-
-    /// Writes the state atomically.
-    pub fn save(&self, dir: &Path) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec(self).map_err(|e| StateError::Corrupt {
-            path: State::path(dir),
-            message: e.to_string(),
-        })?;
-        write_atomic(dir, FILE, &bytes)
     }
 }
 
@@ -273,6 +330,7 @@ fn rates_with_map_keys<'de, D: serde::Deserializer<'de>>(
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::fingerprint::Fingerprint;
 
     fn state() -> State {
         let cfg = Config::default();
@@ -323,6 +381,211 @@ mod tests {
         let err = State::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("faultline.state/v9"), "{err}");
         assert!(err.contains("upgrade"), "{err}");
+    }
+
+    fn with_types(n: usize) -> State {
+        use crate::baseline::Origin;
+        use crate::fingerprint::{Fingerprinter, classify};
+        let mut cfg = Config::default();
+        // Distinct types, not one learned generalisation of them.
+        cfg.fingerprint.learn.enabled = false;
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let mut s = State::new(Baseline::new(&cfg, 1), Detector::new(&cfg));
+        for i in 0..n {
+            let r = crate::record::Record {
+                service: Some("api".into()),
+                message: format!("failure {} in stage", "xyzw".repeat(i + 1)),
+                version: Some("1.0".into()),
+                ..Default::default()
+            };
+            let typed = classify(&mut s.baseline.learner, f.identify(&r, None)).unwrap();
+            s.baseline
+                .observe(&typed, &r, 1_000 * i as i64, Origin::Live);
+        }
+        s
+    }
+
+    fn written(dir: &Path) -> usize {
+        store::open_writer(dir)
+            .unwrap()
+            .lock()
+            .unwrap()
+            .last_written
+    }
+
+    #[test]
+    fn a_checkpoint_writes_only_the_types_that_changed_since_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = with_types(5);
+        s.save(dir.path()).unwrap();
+        assert_eq!(written(dir.path()), 5);
+        s.save(dir.path()).unwrap();
+        assert_eq!(written(dir.path()), 0, "nothing changed");
+        let fp = *s.baseline.types.keys().next().unwrap();
+        s.baseline.get_mut(fp).unwrap().muted = true;
+        s.watermark = Some(77);
+        s.save(dir.path()).unwrap();
+        assert_eq!(written(dir.path()), 1);
+        let back = State::load(dir.path()).unwrap().unwrap();
+        assert_eq!(back.baseline.types.len(), 5);
+        assert!(back.baseline.get(fp).unwrap().muted);
+        assert_eq!(back.watermark, Some(77));
+        let t = &back.baseline.types[&fp];
+        let orig = &s.baseline.types[&fp];
+        assert_eq!(t.template, orig.template);
+        assert_eq!(t.window, orig.window);
+        assert_eq!(t.series, orig.series);
+        store::close_writer(dir.path());
+    }
+
+    #[test]
+    fn incremental_checkpoints_of_a_learning_baseline_load_back_equal_to_it() {
+        use crate::baseline::Origin;
+        use crate::fingerprint::{Fingerprinter, classify};
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::default();
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let mut s = state();
+        let names = ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"];
+        let mut t = 0;
+        for round in 0..4 {
+            for (i, n) in names.iter().enumerate() {
+                for msg in [
+                    format!("user {n} denied access"),
+                    format!("disk {n} full on node {i}"),
+                    format!("job {round} of {n} failed"),
+                    // Pairs in errors teach the service's keys too.
+                    format!("lookup term={n}{round} found nothing"),
+                ] {
+                    let r = crate::record::Record {
+                        service: Some("api".into()),
+                        message: msg,
+                        version: Some("1.0".into()),
+                        ..Default::default()
+                    };
+                    let typed = classify(&mut s.baseline.learner, f.identify(&r, None)).unwrap();
+                    s.baseline.observe(&typed, &r, t, Origin::Live);
+                    // A checkpoint per record: an entry changed without its
+                    // mark and touched (marked) again later in the same
+                    // checkpoint would go unnoticed.
+                    s.save(dir.path()).unwrap();
+                    t += 1_000;
+                }
+                // Lines that are not errors teach keys, directly and as
+                // pairs hashed on a parsing thread; a key first seen in a
+                // later round, and new values of known keys.
+                s.baseline
+                    .learner
+                    .teach_line("api", &format!("served page={n} of q={round}{i}"));
+                let mut pairs = Vec::new();
+                crate::fingerprint::Learner::line_pairs(
+                    "web",
+                    &format!("cache hit key={n}{round} tier{round}=hot"),
+                    &mut pairs,
+                );
+                s.baseline.learner.teach_pairs(&pairs);
+            }
+            s.save(dir.path()).unwrap();
+            // A checkpoint where only taught keys changed.
+            s.baseline
+                .learner
+                .teach_line("api", &format!("idle session={round} user=zed{round}"));
+            s.save(dir.path()).unwrap();
+        }
+        let keys = serde_json::to_value(&s.baseline.learner).unwrap()["keys"].clone();
+        assert!(
+            keys.as_object().is_some_and(|k| k.len() > 5),
+            "the learner holds learned keys: {keys}"
+        );
+        assert!(s.baseline.learner.len() > 3, "the learner holds clusters");
+        assert!(!s.baseline.aliases.is_empty(), "something generalised");
+        store::close_writer(dir.path());
+        let back = State::load(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(&back.baseline).unwrap(),
+            serde_json::to_value(&s.baseline).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_type_merged_away_is_deleted_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = with_types(3);
+        s.save(dir.path()).unwrap();
+        let gone = *s.baseline.types.keys().next().unwrap();
+        s.baseline.types.remove(&gone);
+        // Direct edits of `types` must say so.
+        s.baseline.mark_all_dirty();
+        s.save(dir.path()).unwrap();
+        store::close_writer(dir.path());
+        let back = State::load(dir.path()).unwrap().unwrap();
+        assert_eq!(back.baseline.types.len(), 2);
+        assert!(back.baseline.get(gone).is_none());
+    }
+
+    #[test]
+    fn a_reader_in_another_handle_sees_the_last_commit_while_the_writer_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = with_types(2);
+        s.save(dir.path()).unwrap();
+        // What a separate process does (no writer registered there).
+        let seen = store::read_only(dir.path()).unwrap().unwrap();
+        assert_eq!(seen.baseline.types.len(), 2);
+        s.watermark = Some(5);
+        s.save(dir.path()).unwrap();
+        let seen = store::read_only(dir.path()).unwrap().unwrap();
+        assert_eq!(seen.watermark, Some(5));
+        store::close_writer(dir.path());
+    }
+
+    #[test]
+    fn an_alias_cycle_is_refused_on_load_naming_the_alias() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = state();
+        let (a, b) = (Fingerprint(1), Fingerprint(2));
+        s.baseline.aliases.insert(a, b);
+        s.baseline.aliases.insert(b, a);
+        s.save(dir.path()).unwrap();
+        store::close_writer(dir.path());
+        let err = State::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("alias") && err.contains("cycle"), "{err}");
+    }
+
+    #[test]
+    fn a_window_of_the_wrong_size_is_refused_on_load_naming_the_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = with_types(1);
+        s.save(dir.path()).unwrap();
+        let fp = *s.baseline.types.keys().next().unwrap();
+        // The global part says 10 buckets, the stored type has 60.
+        s.baseline.spec.buckets = 10;
+        s.save(dir.path()).unwrap();
+        store::close_writer(dir.path());
+        let err = State::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&fp.to_string()) && err.contains("buckets"),
+            "{err}"
+        );
+    }
+
+    fn types_in(dir: &Path) -> usize {
+        State::load(dir).unwrap().unwrap().baseline.types.len()
+    }
+
+    #[test]
+    fn a_state_json_is_migrated_by_the_first_writer_and_read_by_readers_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = with_types(4);
+        let bytes = serde_json::to_vec(&s).unwrap();
+        write_atomic(dir.path(), FILE, &bytes).unwrap();
+        assert_eq!(types_in(dir.path()), 4);
+        let m = State::load_writable(dir.path()).unwrap().unwrap();
+        assert_eq!(m.baseline.types.len(), 4);
+        assert!(dir.path().join(store::FILE).exists());
+        assert!(dir.path().join(MIGRATED).exists());
+        assert!(!State::path(dir.path()).exists());
+        store::close_writer(dir.path());
+        assert_eq!(types_in(dir.path()), 4);
     }
 
     #[test]

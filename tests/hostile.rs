@@ -204,12 +204,12 @@ fn a_state_holding_a_future_watermark_is_detected_and_does_not_silence_later_run
             Some(&state),
         );
         if poison {
-            // What a version without the guard saved after a 9999 record.
-            let p = state.join("state.json");
-            let mut v: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            // What a version without the guard saved after a 9999 record
+            // (an older faultline: its `state.json`, which the next run
+            // migrates into the store).
+            let mut v = state_as_json(&state);
             v["watermark"] = serde_json::json!(253_402_300_799_000i64);
-            std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+            put_state_json(&state, &v);
         }
         let (out, _) = replay(&second, &alerts, Some(&state));
         (
@@ -225,6 +225,24 @@ fn a_state_holding_a_future_watermark_is_detected_and_does_not_silence_later_run
         stderr.contains("state's event time 9999-12-31") && stderr.contains("restarts"),
         "{stderr}"
     );
+}
+
+/// The state in `dir` as an older faultline wrote it (`state.json`).
+fn state_as_json(dir: &Path) -> serde_json::Value {
+    let s = faultline::state::State::load(dir).unwrap().unwrap();
+    serde_json::to_value(&s).unwrap()
+}
+
+/// Makes `dir` hold `state` as the `state.json` of an older faultline,
+/// without a store.
+fn put_state_json(dir: &Path, state: &serde_json::Value) {
+    std::fs::create_dir_all(dir).unwrap();
+    let _ = std::fs::remove_file(dir.join("state.redb"));
+    std::fs::write(
+        dir.join("state.json"),
+        serde_json::to_string(state).unwrap(),
+    )
+    .unwrap();
 }
 
 /// Runs `args` with stdout into a pipe whose reader closes after one line.
@@ -566,8 +584,9 @@ fn an_inconsistent_state_is_refused_with_an_error_naming_the_item() {
     let logs = write(dir.path(), "logs.jsonl", &text);
     let good = dir.path().join("good");
     replay(&logs, &dir.path().join("alerts"), Some(&good));
-    let original: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(good.join("state.json")).unwrap()).unwrap();
+    // Damage is made in the JSON of an older faultline's `state.json` (the
+    // store's own checks on load are tested in src/state.rs).
+    let original = state_as_json(&good);
     type Edit = fn(&mut serde_json::Value);
     let cases: [(&str, Edit, &str); 4] = [
         (
@@ -605,10 +624,9 @@ fn an_inconsistent_state_is_refused_with_an_error_naming_the_item() {
     ];
     for (what, edit, says) in cases {
         let state = dir.path().join(what.replace(' ', "-"));
-        std::fs::create_dir_all(&state).unwrap();
         let mut s = original.clone();
         edit(&mut s);
-        std::fs::write(state.join("state.json"), serde_json::to_string(&s).unwrap()).unwrap();
+        put_state_json(&state, &s);
         let st = state.to_str().unwrap();
         for args in [
             vec!["types", "list", "--state", st],

@@ -397,9 +397,11 @@ lateness = "30m"
         Service { child, port }
     }
 
+    /// The last committed checkpoint, read-only while faultline writes it
+    /// (docs/state.md), as JSON.
     fn state_json(&self) -> Option<serde_json::Value> {
-        let bytes = std::fs::read(self.state().join("state.json")).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        let state = faultline::state::State::load(&self.state()).ok()??;
+        serde_json::to_value(&state).ok()
     }
 
     /// Records durably processed, and the sum of the state's offsets.

@@ -391,6 +391,8 @@ fn a_resolved_type_that_returns_in_the_fixed_version_is_a_regression() {
         ],
     );
     e.state.save(dir.path()).unwrap();
+    // The CLI below writes the state: this process stops being its writer.
+    faultline::state::store::close_writer(dir.path());
     let fp = of_kind(&e.emitted, Kind::Novel)
         .iter()
         .find(|a| a.sample.as_deref() == Some(disk))
@@ -548,7 +550,7 @@ fn the_scenario_canary_regresses_on_the_types_only_the_canary_has() {
 
 fn scenario_state_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    scenario_run().0.save(dir.path()).unwrap();
+    scenario_run().0.clone().save(dir.path()).unwrap();
     dir
 }
 

@@ -74,10 +74,12 @@ pub struct ErrorType {
     #[serde(default)]
     pub muted: bool,
     /// Watermark when the type was marked resolved; `None` = not resolved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub resolved_at: Option<EventTime>,
     /// Occurrences per version and over time (canary comparison, reports).
-    #[serde(default, skip_serializing_if = "TypeSeries::is_empty")]
+    /// Always written: the state store's compact encoding is positional,
+    /// so no field of a type may be skipped when serialising.
+    #[serde(default)]
     pub series: TypeSeries,
 }
 
@@ -104,6 +106,41 @@ pub struct Baseline {
     max_hot: usize,
     max_samples: usize,
     hot: usize,
+    /// Types changed since the state store last wrote them (see
+    /// [`Dirty`]). Changes made through `types` directly rather than
+    /// `observe`/`merge`/`get_mut` must call [`Baseline::mark_all_dirty`].
+    #[serde(skip)]
+    dirty: Dirty,
+}
+
+/// Which types a checkpoint must write: the state store writes only these
+/// (and deletes those no longer in `types`), so a checkpoint costs what
+/// changed, not the whole baseline. `all` (the default, also for a baseline
+/// read from JSON) makes the next checkpoint rewrite every type.
+#[derive(Clone, Debug)]
+pub struct Dirty {
+    pub all: bool,
+    pub types: std::collections::HashSet<
+        Fingerprint,
+        std::hash::BuildHasherDefault<crate::fingerprint::Prehashed>,
+    >,
+}
+
+impl Default for Dirty {
+    fn default() -> Dirty {
+        Dirty {
+            all: true,
+            types: Default::default(),
+        }
+    }
+}
+
+impl Dirty {
+    fn mark(&mut self, fp: Fingerprint) {
+        if !self.all {
+            self.types.insert(fp);
+        }
+    }
 }
 
 impl Baseline {
@@ -124,7 +161,25 @@ impl Baseline {
             max_hot: cfg.baseline.max_hot_types.max(1),
             max_samples: cfg.baseline.samples,
             hot: 0,
+            dirty: Dirty::default(),
         }
+    }
+
+    /// Hands the set of changed types to the state store and starts a new
+    /// one. A failed write must give it back with [`Baseline::mark_all_dirty`].
+    pub fn take_dirty(&mut self) -> Dirty {
+        std::mem::replace(
+            &mut self.dirty,
+            Dirty {
+                all: false,
+                types: Default::default(),
+            },
+        )
+    }
+
+    /// The next checkpoint rewrites every type.
+    pub fn mark_all_dirty(&mut self) {
+        self.dirty = Dirty::default();
     }
 
     /// Applies the limits of `cfg` to a baseline loaded from disk.
@@ -142,6 +197,7 @@ impl Baseline {
                 t.window = None;
             }
             self.spec = spec;
+            self.mark_all_dirty();
         }
         self.hot = self.types.values().filter(|t| t.window.is_some()).count();
     }
@@ -197,6 +253,7 @@ impl Baseline {
 
     pub fn get_mut(&mut self, fp: Fingerprint) -> Option<&mut ErrorType> {
         let fp = self.canonical(fp);
+        self.dirty.mark(fp);
         self.types.get_mut(&fp).map(|t| &mut **t)
     }
 
@@ -215,6 +272,8 @@ impl Baseline {
             // alias back and forth with `old`, a cycle.
             self.aliases.remove(&typed.fingerprint);
             self.aliases.insert(old, typed.fingerprint);
+            self.dirty.mark(old);
+            self.dirty.mark(typed.fingerprint);
             let Some(o) = self.types.remove(&old) else {
                 continue;
             };
@@ -266,6 +325,7 @@ impl Baseline {
         let bucket = spec.bucket_of(time);
         let max_samples = self.max_samples;
         let is_new = !self.types.contains_key(&fp);
+        self.dirty.mark(fp);
         if is_new {
             let t = ErrorType {
                 fingerprint: fp,
@@ -342,6 +402,7 @@ impl Baseline {
         let n = (self.max_hot / 10).max(1).min(hot.len());
         for (_, fp) in hot.into_iter().take(n) {
             if let Some(t) = self.types.get_mut(&fp) {
+                self.dirty.mark(fp);
                 t.window = None;
                 t.samples = Vec::new();
                 // Per-version minutes go too (hourly totals stay, small).
@@ -374,6 +435,7 @@ impl Baseline {
             return;
         };
         let minutes = ((until - from) as f64 / 60_000.0).max(1.0);
+        self.mark_all_dirty();
         for t in self.types.values_mut() {
             t.history_rate_per_min = Some(t.count as f64 / minutes);
         }

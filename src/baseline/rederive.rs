@@ -135,6 +135,10 @@ pub fn rederive<B: AsMut<Baseline> + ?Sized>(holder: &mut B, fp: &Fingerprinter)
         aliases = fresh.aliases.len(),
         "pattern rules changed: known types re-derived from their samples"
     );
+    // Every type and the learner were rebuilt: the next checkpoint rewrites
+    // them all (the clone carried the old, partial change sets).
+    fresh.mark_all_dirty();
+    fresh.learner.mark_all_changed();
     *baseline = fresh;
 }
 

@@ -100,7 +100,7 @@ pub fn run(cfg: Config, cmd: BaselineCommand) -> Result<i32> {
             Ok(0)
         }
         BaselineCommand::Rebuild { state } => {
-            let mut s = State::load(&state)?
+            let mut s = State::load_writable(&state)?
                 .with_context(|| format!("no state in {} to rebuild", state.display()))?;
             let fp = Fingerprinter::new(&cfg.fingerprint)?;
             let before = s.baseline.types.len();

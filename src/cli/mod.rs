@@ -88,28 +88,22 @@ enum ConfigCommand {
     Check,
 }
 
-/// For commands that write a state directory (`replay`, `run`): creates
-/// it, removes the temporary file a writer killed mid-save left behind, and
-/// proves it writable now, rather than failing at the first checkpoint or
-/// at the end, after alerts went out.
+/// For commands that write a state directory (`replay`, `run`): opens its
+/// store for writing now (creating the directory, taking the writer lock,
+/// removing a temporary file an older faultline left mid-save, and
+/// committing once, which proves it writable), rather than failing at the
+/// first checkpoint or at the end, after alerts went out. The engine later
+/// finds the same open writer.
 pub fn prepare_state_dir(dir: &Path) -> Result<()> {
-    let not_writable = || {
-        format!(
+    match faultline::state::State::open_writable(dir) {
+        Ok(()) => Ok(()),
+        // Its own message says what to do.
+        Err(e @ faultline::state::StateError::Locked { .. }) => Err(e.into()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
             "state directory {} is not writable (faultline saves its state there; give --state another directory or fix the permissions)",
             dir.display()
-        )
-    };
-    std::fs::create_dir_all(dir).with_context(not_writable)?;
-    let stale = dir.join(".state.json.tmp");
-    if stale.exists() {
-        tracing::info!(path = %stale.display(), "removing a temporary state file left by an interrupted save");
-        std::fs::remove_file(&stale).with_context(not_writable)?;
+        ))),
     }
-    let probe = dir.join(".faultline-write-check");
-    std::fs::write(&probe, b"ok")
-        .and_then(|()| std::fs::remove_file(&probe))
-        .with_context(not_writable)?;
-    Ok(())
 }
 
 /// Loads the configuration the global flags point at.

@@ -35,7 +35,7 @@ pub struct RolloutCheckArgs {
     /// Compare over this much event time up to the latest record (default: release.canary_window).
     #[arg(long, value_parser = parse_dur)]
     window: Option<Dur>,
-    /// Read the state a running faultline keeps (a consistent snapshot: it is replaced atomically).
+    /// Read the state a running faultline keeps (read-only: the last committed checkpoint).
     #[arg(long, conflicts_with = "inputs")]
     state: Option<PathBuf>,
     /// Or replay these log files (or `-`) from scratch.

@@ -132,7 +132,8 @@ fn find<'a>(state: &'a mut State, fp: &str) -> Result<&'a mut ErrorType> {
 
 /// Applies `f` to one type and saves the state.
 fn edit(one: &OneType, f: impl FnOnce(&mut ErrorType, Option<i64>)) -> Result<i32> {
-    let mut state = load(&one.state)?;
+    let mut state = State::load_writable(&one.state.state)?
+        .with_context(|| format!("no state in {}", one.state.state.display()))?;
     let watermark = state.watermark;
     let t = find(&mut state, &one.fingerprint)?;
     f(t, watermark);

@@ -39,7 +39,7 @@ use super::{Fingerprint, PrehashedMap};
 pub type ClusterId = u32;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Cluster {
+pub struct Cluster {
     ctx: u64,
     template: String,
     /// Set when this cluster was generalised into another.
@@ -59,7 +59,7 @@ struct Cluster {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Skeleton {
+pub struct Skeleton {
     /// Distinct words seen at the blanked position (hashes), up to the
     /// threshold — more are never needed.
     values: Vec<u64>,
@@ -101,6 +101,89 @@ pub struct Learner {
     /// [`MAX_KEYS`] keys.
     #[serde(default)]
     keys: PrehashedMap<u64, Vec<u64>>,
+    /// What changed since the state store last wrote the learner.
+    #[serde(skip)]
+    changes: LearnerChanges,
+}
+
+/// The learner's entries changed since [`Learner::take_changes`], so a
+/// checkpoint writes those instead of the whole learner (one cluster per
+/// template: it grows with the types). `all` (the default, also for a
+/// learner read from JSON) makes the next checkpoint write everything.
+#[derive(Clone, Debug)]
+pub struct LearnerChanges {
+    pub all: bool,
+    pub clusters: std::collections::BTreeSet<ClusterId>,
+    pub exact: Vec<u64>,
+    pub skeletons: std::collections::BTreeSet<u64>,
+    pub generalized: std::collections::BTreeSet<u64>,
+    /// Keys of [`Learner::keys`] given a new value.
+    pub keys: std::collections::BTreeSet<u64>,
+}
+
+impl Default for LearnerChanges {
+    fn default() -> Self {
+        LearnerChanges {
+            all: true,
+            clusters: Default::default(),
+            exact: Vec::new(),
+            skeletons: Default::default(),
+            generalized: Default::default(),
+            keys: Default::default(),
+        }
+    }
+}
+
+impl LearnerChanges {
+    fn none() -> Self {
+        LearnerChanges {
+            all: false,
+            ..LearnerChanges::default()
+        }
+    }
+    fn cluster(&mut self, id: ClusterId) {
+        if !self.all {
+            self.clusters.insert(id);
+        }
+    }
+    fn exact(&mut self, key: u64) {
+        if !self.all {
+            self.exact.push(key);
+        }
+    }
+    fn skeleton(&mut self, key: u64) {
+        if !self.all {
+            self.skeletons.insert(key);
+        }
+    }
+    fn key(&mut self, key: u64) {
+        if !self.all {
+            self.keys.insert(key);
+        }
+    }
+}
+
+/// The learner's tables, for the state store to write and fill.
+pub struct LearnerTables<'a> {
+    pub clusters: &'a mut Vec<Cluster>,
+    pub exact: &'a mut PrehashedMap<u64, ClusterId>,
+    pub skeletons: &'a mut PrehashedMap<u64, Skeleton>,
+    pub generalized: &'a mut PrehashedMap<u64, Vec<ClusterId>>,
+    pub keys: &'a mut PrehashedMap<u64, Vec<u64>>,
+}
+
+impl Cluster {
+    /// Clusters this one refers to (consistency checks on load).
+    pub fn refers_to(&self) -> Option<ClusterId> {
+        self.alias_of
+    }
+}
+
+impl Skeleton {
+    /// Clusters this one refers to (consistency checks on load).
+    pub fn refers_to(&self) -> impl Iterator<Item = ClusterId> + '_ {
+        self.members.iter().copied().chain(self.generalized)
+    }
 }
 
 /// Distinct values a key must take, anywhere in a service, before its
@@ -368,6 +451,28 @@ impl Learner {
             generalized: PrehashedMap::default(),
             skeleton_hash: SKELETON_HASH,
             keys: PrehashedMap::default(),
+            changes: LearnerChanges::default(),
+        }
+    }
+
+    /// Hands what changed to the state store and starts afresh. A failed
+    /// write must call [`Learner::mark_all_changed`].
+    pub fn take_changes(&mut self) -> LearnerChanges {
+        std::mem::replace(&mut self.changes, LearnerChanges::none())
+    }
+
+    pub fn mark_all_changed(&mut self) {
+        self.changes = LearnerChanges::default();
+    }
+
+    /// The tables, for the state store.
+    pub fn tables(&mut self) -> LearnerTables<'_> {
+        LearnerTables {
+            clusters: &mut self.clusters,
+            exact: &mut self.exact,
+            skeletons: &mut self.skeletons,
+            generalized: &mut self.generalized,
+            keys: &mut self.keys,
         }
     }
 
@@ -504,6 +609,7 @@ impl Learner {
         if let Some(&c) = self.exact.get(&key) {
             let r = self.root(c);
             self.clusters[r as usize].count += 1;
+            self.changes.cluster(r);
             return Resolution {
                 cluster: r,
                 created: false,
@@ -516,6 +622,7 @@ impl Learner {
         if !self.enabled || long() {
             let id = self.push_cluster(ctx, template.to_string());
             self.exact.insert(key, id);
+            self.changes.exact(key);
             return Resolution {
                 cluster: id,
                 created: true,
@@ -532,6 +639,8 @@ impl Learner {
         if let Some(g) = self.best_general(bucket, &words) {
             self.exact.insert(key, g);
             self.clusters[g as usize].count += 1;
+            self.changes.exact(key);
+            self.changes.cluster(g);
             return Resolution {
                 cluster: g,
                 created: false,
@@ -583,6 +692,7 @@ impl Learner {
 
         let mut generalize: Option<u64> = None;
         for &(sk, val, pos) in &cands {
+            self.changes.skeleton(sk);
             let entry = self.skeletons.entry(sk).or_default();
             if let Some(g) = entry.generalized {
                 let r = self.root(g);
@@ -593,6 +703,8 @@ impl Learner {
                 }
                 self.exact.insert(key, r);
                 self.clusters[r as usize].count += 1;
+                self.changes.exact(key);
+                self.changes.cluster(r);
                 return Resolution {
                     cluster: r,
                     created: false,
@@ -616,6 +728,7 @@ impl Learner {
         // 3. Nothing matched: a new cluster, registered in its skeletons.
         let id = self.push_cluster(ctx, template.to_string());
         self.exact.insert(key, id);
+        self.changes.exact(key);
         for &(sk, _, _) in &cands {
             if let Some(e) = self.skeletons.get_mut(&sk) {
                 e.members.push(id);
@@ -647,6 +760,7 @@ impl Learner {
 
     fn push_cluster(&mut self, ctx: u64, template: String) -> ClusterId {
         let id = self.clusters.len() as ClusterId;
+        self.changes.cluster(id);
         self.clusters.push(Cluster {
             ctx,
             template,
@@ -727,9 +841,11 @@ impl Learner {
                 let id = self.push_cluster(ctx, template.clone());
                 self.clusters[id as usize].count = 0;
                 self.exact.insert(gkey, id);
+                self.changes.exact(gkey);
                 id
             }
         };
+        self.changes.cluster(g);
         {
             let c = &mut self.clusters[g as usize];
             for p in learned {
@@ -744,13 +860,18 @@ impl Learner {
             let r = self.root(m);
             if r != g {
                 self.clusters[r as usize].alias_of = Some(g);
+                self.changes.cluster(r);
                 let c = self.clusters[r as usize].count;
                 self.clusters[g as usize].count += c;
                 merged.push(r);
             }
         }
+        self.changes.skeleton(sk);
         if let Some(e) = self.skeletons.get_mut(&sk) {
             e.generalized = Some(g);
+        }
+        if !self.changes.all {
+            self.changes.generalized.insert(bucket);
         }
         let list = self.generalized.entry(bucket).or_default();
         if !list.contains(&g) {
@@ -819,6 +940,7 @@ impl Learner {
         };
         if vals.len() < KEY_PARAM_DISTINCT && !vals.contains(&hv) {
             vals.push(hv);
+            self.changes.key(hk);
         }
     }
 
@@ -848,6 +970,7 @@ impl Learner {
         skeleton_hashes(ctx, gw, &mut sks);
         for (p, w) in gw.iter().enumerate() {
             if !learned.contains(&(p as u32)) {
+                self.changes.skeleton(sks[p]);
                 let e = self.skeletons.entry(sks[p]).or_default();
                 add_value(&mut e.values, h_word(w), self.min_distinct);
                 if !e.members.contains(&g) {
@@ -865,6 +988,9 @@ impl Learner {
     fn rebuild_skeletons(&mut self) {
         self.skeleton_hash = SKELETON_HASH;
         self.skeletons.clear();
+        // Every skeleton key changes: the store rewrites the learner whole
+        // (its table would otherwise keep the old keys).
+        self.mark_all_changed();
         let mut sks = Vec::new();
         for id in 0..self.clusters.len() {
             let c = &self.clusters[id];

@@ -362,7 +362,7 @@ pub fn run(
     };
 
     let parser = Parser::new(cfg, cfg.input.format).map_err(PipelineError::from)?;
-    let state = State::load(&opts.state_dir)?;
+    let state = State::load_writable(&opts.state_dir)?;
     let mut core = Core {
         cfg: cfg.clone(),
         parser,
