@@ -2,12 +2,16 @@
 //!
 //! `replay` and `run` deliver to the same sinks: JSON lines (a file or
 //! stdout) and, when `elasticsearch.url` is set, Elasticsearch with its
-//! spool. What differs between the commands is passed in [`Plan`]. The
+//! spool; when `alertmanager.urls` is set, Alertmanager. Sinks with a
+//! `route` table take only the alerts it lets through ([`Routed`]).
+//! What differs between the commands is passed in [`Plan`]. The
 //! Kafka alerts topic is not built here: it shares the Kafka source's
 //! transactional producer, so the source adds it.
 
 use std::path::{Path, PathBuf};
 
+use super::alertmanager::AlertmanagerSink;
+use super::route::{Route, Routed};
 use super::{AlertSink, EsSink, JsonLinesSink, SinkError};
 use crate::config::Config;
 
@@ -20,8 +24,8 @@ pub struct Plan {
     pub local: bool,
     /// Also print a one-line summary of each alert on stderr.
     pub summaries: bool,
-    /// The state directory: the Elasticsearch spool goes beside it unless
-    /// `elasticsearch.spool_dir` says otherwise.
+    /// The state directory: the Elasticsearch spool (and the Alertmanager
+    /// sink's open alerts) go beside it unless `*.spool_dir` says otherwise.
     pub state_dir: Option<PathBuf>,
 }
 
@@ -36,6 +40,29 @@ pub fn spool_dir(cfg: &Config, state_dir: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("faultline-es-spool"))
 }
 
+/// Where the Alertmanager sink keeps its open alerts (as [`spool_dir`]).
+pub fn alertmanager_dir(cfg: &Config, state_dir: Option<&Path>) -> PathBuf {
+    cfg.alertmanager
+        .spool_dir
+        .clone()
+        .or_else(|| state_dir.map(|d| d.join("alertmanager")))
+        .unwrap_or_else(|| PathBuf::from("faultline-alertmanager"))
+}
+
+/// `sink` behind the route of `section`, if it has one.
+fn routed<S: AlertSink + 'static>(
+    sink: S,
+    route: &crate::config::RouteConfig,
+    section: &str,
+) -> Result<Box<dyn AlertSink>, SinkError> {
+    let route = Route::new(route, section)?;
+    Ok(if route.is_all() {
+        Box::new(sink)
+    } else {
+        Box::new(Routed::new(route, sink))
+    })
+}
+
 /// Opens the sinks `cfg` and `plan` ask for, in delivery order.
 pub fn sinks(cfg: &Config, plan: &Plan) -> Result<Vec<Box<dyn AlertSink>>, SinkError> {
     let mut v: Vec<Box<dyn AlertSink>> = Vec::new();
@@ -48,6 +75,11 @@ pub fn sinks(cfg: &Config, plan: &Plan) -> Result<Vec<Box<dyn AlertSink>>, SinkE
     if !cfg.elasticsearch.url.is_empty() {
         let spool = spool_dir(cfg, plan.state_dir.as_deref());
         v.push(Box::new(EsSink::open(&cfg.elasticsearch, &spool)?));
+    }
+    if !cfg.alertmanager.urls.is_empty() {
+        let dir = alertmanager_dir(cfg, plan.state_dir.as_deref());
+        let am = AlertmanagerSink::open(&cfg.alertmanager, &cfg.detect, &dir)?;
+        v.push(routed(am, &cfg.alertmanager.route, "alertmanager.route")?);
     }
     Ok(v)
 }
