@@ -2,7 +2,8 @@
 //!
 //! `replay` and `run` deliver to the same sinks: JSON lines (a file or
 //! stdout) and, when `elasticsearch.url` is set, Elasticsearch with its
-//! spool; when `alertmanager.urls` is set, Alertmanager. Sinks with a
+//! spool; when `alertmanager.urls` is set, Alertmanager; when `webhook.url`
+//! is set, the webhook. Sinks with a
 //! `route` table take only the alerts it lets through ([`Routed`]).
 //! What differs between the commands is passed in [`Plan`]. The
 //! Kafka alerts topic is not built here: it shares the Kafka source's
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::alertmanager::AlertmanagerSink;
 use super::route::{Route, Routed};
+use super::webhook::WebhookSink;
 use super::{AlertSink, EsSink, JsonLinesSink, SinkError};
 use crate::config::Config;
 
@@ -49,18 +51,22 @@ pub fn alertmanager_dir(cfg: &Config, state_dir: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("faultline-alertmanager"))
 }
 
-/// `sink` behind the route of `section`, if it has one.
-fn routed<S: AlertSink + 'static>(
-    sink: S,
-    route: &crate::config::RouteConfig,
-    section: &str,
-) -> Result<Box<dyn AlertSink>, SinkError> {
-    let route = Route::new(route, section)?;
-    Ok(if route.is_all() {
+/// Where the webhook sink spools (as [`spool_dir`]).
+pub fn webhook_dir(cfg: &Config, state_dir: Option<&Path>) -> PathBuf {
+    cfg.webhook
+        .spool_dir
+        .clone()
+        .or_else(|| state_dir.map(|d| d.join("webhook-spool")))
+        .unwrap_or_else(|| PathBuf::from("faultline-webhook-spool"))
+}
+
+/// `sink` behind `route`, unless it takes everything.
+fn routed<S: AlertSink + 'static>(route: Route, sink: S) -> Box<dyn AlertSink> {
+    if route.is_all() {
         Box::new(sink)
     } else {
         Box::new(Routed::new(route, sink))
-    })
+    }
 }
 
 /// Opens the sinks `cfg` and `plan` ask for, in delivery order.
@@ -77,9 +83,15 @@ pub fn sinks(cfg: &Config, plan: &Plan) -> Result<Vec<Box<dyn AlertSink>>, SinkE
         v.push(Box::new(EsSink::open(&cfg.elasticsearch, &spool)?));
     }
     if !cfg.alertmanager.urls.is_empty() {
+        let route = Route::new(&cfg.alertmanager.route, "alertmanager.route")?;
         let dir = alertmanager_dir(cfg, plan.state_dir.as_deref());
         let am = AlertmanagerSink::open(&cfg.alertmanager, &cfg.detect, &dir)?;
-        v.push(routed(am, &cfg.alertmanager.route, "alertmanager.route")?);
+        v.push(routed(route, am));
+    }
+    if !cfg.webhook.url.is_empty() {
+        let route = Route::new(&cfg.webhook.route, "webhook.route")?;
+        let dir = webhook_dir(cfg, plan.state_dir.as_deref());
+        v.push(routed(route, WebhookSink::open(&cfg.webhook, &dir)?));
     }
     Ok(v)
 }

@@ -18,6 +18,7 @@ pub mod file;
 pub mod kafka;
 pub mod route;
 pub mod spool;
+pub mod webhook;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
