@@ -1176,7 +1176,12 @@ impl Config {
         let am = &self.alertmanager;
         dur("alertmanager.timeout", am.timeout, ms(100), s(3600))?;
         dur("alertmanager.resend", am.resend, s(1), s(DAY))?;
-        dur("alertmanager.resolve_after", am.resolve_after, s(1), Dur::MAX)?;
+        dur(
+            "alertmanager.resolve_after",
+            am.resolve_after,
+            s(1),
+            Dur::MAX,
+        )?;
         int("alertmanager.max_open", am.max_open as u64, 1, 1_000_000)?;
         let wh = &self.webhook;
         dur("webhook.timeout", wh.timeout, ms(100), s(3600))?;

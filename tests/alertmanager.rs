@@ -338,7 +338,10 @@ impl OwnServer {
         .unwrap();
         let child = Command::new(&self.bin)
             .arg(format!("--config.file={}", conf.display()))
-            .arg(format!("--storage.path={}", self.dir.join("data").display()))
+            .arg(format!(
+                "--storage.path={}",
+                self.dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
@@ -457,16 +460,16 @@ fn alertmanager_stopped_and_restarted_mid_stream_and_a_faultline_restart_lose_no
         .enumerate()
         .map(|(i, s)| rate_alert(s, i as i64))
         .collect();
-    let visible = |url: &str| -> usize {
-        alerts(url, &format!("service=~\"{prefix}-.*\"")).len()
-    };
+    let visible = |url: &str| -> usize { alerts(url, &format!("service=~\"{prefix}-.*\"")).len() };
 
     let mut sink = AlertmanagerSink::open(&cfg, &DetectConfig::default(), &spool).unwrap();
     for a in &sent[..4] {
         sink.emit(a).unwrap();
     }
     sink.flush().unwrap();
-    wait_for(20, "the first alerts", || (visible(&am.url()) == 4).then_some(()));
+    wait_for(20, "the first alerts", || {
+        (visible(&am.url()) == 4).then_some(())
+    });
 
     // Alertmanager goes away (and forgets every alert: it keeps them in
     // memory only); the stream goes on.
@@ -476,7 +479,10 @@ fn alertmanager_stopped_and_restarted_mid_stream_and_a_faultline_restart_lose_no
     }
     sink.flush().unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    assert!(sink.unconfirmed() >= 4, "nothing can be confirmed while it is down");
+    assert!(
+        sink.unconfirmed() >= 4,
+        "nothing can be confirmed while it is down"
+    );
     am.start();
     // The first four come back by re-sending, the next four by retrying.
     wait_for(30, "all eight alerts after the restart", || {
@@ -493,7 +499,11 @@ fn alertmanager_stopped_and_restarted_mid_stream_and_a_faultline_restart_lose_no
     drop(sink);
     am.start();
     let mut sink = AlertmanagerSink::open(&cfg, &DetectConfig::default(), &spool).unwrap();
-    assert_eq!(sink.open_alerts(), 12, "every alert is still open after a restart");
+    assert_eq!(
+        sink.open_alerts(),
+        12,
+        "every alert is still open after a restart"
+    );
     wait_for(30, "all twelve alerts after both restarts", || {
         (visible(&am.url()) == 12).then_some(())
     });

@@ -153,16 +153,18 @@ fn any_port() -> SocketAddr {
 fn signed_alerts_reach_the_receiver_through_the_route_and_a_wrong_secret_is_refused_for_good() {
     let rx = Receiver::start(any_port(), SECRET);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.webhook = WebhookConfig {
-        url: rx.url(),
-        secret: Some(Secret::from("shared-webhook-secret")),
-        headers: [("X-Team".to_string(), "payments".to_string())].into(),
-        route: RouteConfig {
-            min_severity: Some("high".into()),
-            ..RouteConfig::default()
+    let cfg = Config {
+        webhook: WebhookConfig {
+            url: rx.url(),
+            secret: Some(Secret::from("shared-webhook-secret")),
+            headers: [("X-Team".to_string(), "payments".to_string())].into(),
+            route: RouteConfig {
+                min_severity: Some("high".into()),
+                ..RouteConfig::default()
+            },
+            ..WebhookConfig::default()
         },
-        ..WebhookConfig::default()
+        ..Config::default()
     };
     let plan = Plan {
         state_dir: Some(dir.path().to_path_buf()),
@@ -216,7 +218,10 @@ fn signed_alerts_reach_the_receiver_through_the_route_and_a_wrong_secret_is_refu
 fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {
-        assert!(t0.elapsed() < Duration::from_secs(secs), "gave up waiting for {what}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "gave up waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -264,7 +269,11 @@ fn alerts_wait_in_the_spool_while_the_receiver_is_overloaded_or_down_and_none_is
     assert_eq!(spooled.lines().count(), 3, "{spooled}");
     let rx2 = Receiver::start(addr, SECRET);
     let sink = WebhookSink::open(&cfg, dir.path()).unwrap();
-    assert_eq!(sink.waiting(), 0, "the next start delivered what was spooled");
+    assert_eq!(
+        sink.waiting(),
+        0,
+        "the next start delivered what was spooled"
+    );
     drop(sink);
     let mut all = BTreeSet::new();
     let mut ids = rx.ids();

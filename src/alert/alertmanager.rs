@@ -313,8 +313,7 @@ impl AlertmanagerSink {
                         .as_ref()
                         .map_or(0, |win| win.sum(newest - buckets + 1, newest));
                     let expected = w.baseline_rate_per_min * w.length_s as f64 / 60.0;
-                    count < self.surge_min_count
-                        || (count as f64) < self.surge_min_ratio * expected
+                    count < self.surge_min_count || (count as f64) < self.surge_min_ratio * expected
                 }
             },
         }

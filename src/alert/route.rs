@@ -29,29 +29,26 @@ impl Route {
             .kinds
             .iter()
             .map(|k| {
-                serde_json::from_value::<Kind>(serde_json::Value::String(k.clone())).map_err(
-                    |_| {
-                        bad(format!(
-                            "kinds: unknown kind `{k}` (novel, surge, storm, error_rate, \
+                serde_json::from_value::<Kind>(serde_json::Value::String(k.clone())).map_err(|_| {
+                    bad(format!(
+                        "kinds: unknown kind `{k}` (novel, surge, storm, error_rate, \
                              canary_regression, regression, episode_end)"
-                        ))
-                    },
-                )
+                    ))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let min_severity = cfg
-            .min_severity
-            .as_ref()
-            .map(|s| {
-                serde_json::from_value::<Severity>(serde_json::Value::String(s.clone())).map_err(
-                    |_| {
-                        bad(format!(
-                            "min_severity: unknown severity `{s}` (low, medium, high, critical)"
-                        ))
-                    },
-                )
-            })
-            .transpose()?;
+        let min_severity =
+            cfg.min_severity
+                .as_ref()
+                .map(|s| {
+                    serde_json::from_value::<Severity>(serde_json::Value::String(s.clone()))
+                        .map_err(|_| {
+                            bad(format!(
+                                "min_severity: unknown severity `{s}` (low, medium, high, critical)"
+                            ))
+                        })
+                })
+                .transpose()?;
         Ok(Route {
             kinds,
             min_severity,
@@ -79,7 +76,7 @@ impl Route {
         if a.kind != Kind::EpisodeEnd && self.min_severity.is_some_and(|m| a.severity < m) {
             return false;
         }
-        self.services.is_empty() || self.services.iter().any(|s| *s == a.service)
+        self.services.is_empty() || self.services.contains(&a.service)
     }
 }
 

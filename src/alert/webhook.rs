@@ -149,7 +149,10 @@ impl WebhookSink {
             .client
             .post(&self.url)
             .header("content-type", "application/json")
-            .header("user-agent", concat!("faultline/", env!("CARGO_PKG_VERSION")))
+            .header(
+                "user-agent",
+                concat!("faultline/", env!("CARGO_PKG_VERSION")),
+            )
             .timeout(self.timeout);
         for (k, v) in &self.headers {
             req = req.header(k.as_str(), v.as_str());
