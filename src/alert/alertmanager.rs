@@ -16,7 +16,7 @@
 //!   (every alert the episode opened is resolved; the record itself is not
 //!   an alert here);
 //! - `novel`, `regression` and a per-type `canary_regression`: when the type
-//!   is resolved or muted, merged away, or has not occurred for
+//!   is resolved or muted, no longer known (evicted), or has not occurred for
 //!   `alertmanager.resolve_after` (1 h) of event time;
 //! - `surge`: when the count over the surge's window no longer meets the
 //!   detector's own floors (`detect.surge_min_count`, and
