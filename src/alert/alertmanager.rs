@@ -778,6 +778,176 @@ mod tests {
         }
     }
 
+    /// A sink with no Alertmanager (nothing is delivered), for the
+    /// episode rules.
+    fn offline(dir: &Path) -> AlertmanagerSink {
+        AlertmanagerSink::open(
+            &AlertmanagerConfig::default(),
+            &DetectConfig::default(),
+            dir,
+        )
+        .unwrap()
+    }
+
+    fn firing(s: &AlertmanagerSink) -> Vec<String> {
+        s.shared
+            .lock()
+            .entries
+            .values()
+            .filter(|e| e.ends_at.is_none())
+            .map(|e| e.alert.id.clone())
+            .collect()
+    }
+
+    const MIN: i64 = 60_000;
+    const T: i64 = 1_793_613_600_000;
+
+    /// A baseline knowing one type that occurred `n` times at `t`.
+    fn baseline_with(n: usize, t: i64) -> (crate::baseline::Baseline, Fingerprint) {
+        let cfg = crate::config::Config::default();
+        let mut b = crate::baseline::Baseline::new(&cfg, 0);
+        let typed = crate::fingerprint::Typed {
+            fingerprint: Fingerprint(0xfeed),
+            template: "timeout after <*>".into(),
+            ..Default::default()
+        };
+        for _ in 0..n {
+            b.observe(
+                &typed,
+                &crate::record::Record::default(),
+                t,
+                crate::baseline::Origin::Live,
+            );
+        }
+        (b, Fingerprint(0xfeed))
+    }
+
+    fn at(b: &crate::baseline::Baseline, w: i64) -> Catalogue<'_> {
+        Catalogue {
+            baseline: b,
+            watermark: Some(w),
+        }
+    }
+
+    fn about(kind: Kind, id: &str, fp: Fingerprint, t: i64) -> Alert {
+        let mut a = test_alert(id);
+        a.kind = kind;
+        a.fingerprint = Some(fp);
+        a.event_time = rfc3339(t);
+        a
+    }
+
+    #[test]
+    fn a_novel_alert_resolves_after_resolve_after_without_occurrences_or_when_muted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = offline(dir.path());
+        let (mut b, fp) = baseline_with(1, T);
+        s.emit(&about(Kind::Novel, "n", fp, T)).unwrap();
+        s.export(&at(&b, T + 59 * MIN), false).unwrap();
+        assert_eq!(
+            firing(&s),
+            ["n"],
+            "quiet for less than an hour: still firing"
+        );
+        s.export(&at(&b, T + 60 * MIN), false).unwrap();
+        assert!(firing(&s).is_empty(), "an hour without occurrences ends it");
+
+        s.emit(&about(Kind::Novel, "m", fp, T)).unwrap();
+        b.types.get_mut(&fp).unwrap().muted = true;
+        s.export(&at(&b, T + MIN), false).unwrap();
+        assert!(firing(&s).is_empty(), "muting the type ends it");
+    }
+
+    #[test]
+    fn a_surge_resolves_when_the_detector_floors_no_longer_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = offline(dir.path());
+        let (b, fp) = baseline_with(50, T);
+        let mut a = about(Kind::Surge, "s", fp, T);
+        a.window = Some(crate::alert::WindowStats {
+            length_s: 300,
+            count: 50,
+            baseline_rate_per_min: 1.0,
+            rate_per_min: 10.0,
+            ratio: 10.0,
+            score: 9.0,
+        });
+        s.emit(&a).unwrap();
+        let cat = |w: i64| Catalogue {
+            baseline: &b,
+            watermark: Some(w),
+        };
+        s.export(&cat(T + 2 * MIN), false).unwrap();
+        assert_eq!(firing(&s), ["s"], "50 in the window: the surge goes on");
+        s.export(&cat(T + 6 * MIN), false).unwrap();
+        assert!(firing(&s).is_empty(), "the burst left the window");
+    }
+
+    #[test]
+    fn episode_alerts_end_only_with_their_episode_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = offline(dir.path());
+        let (b, _) = baseline_with(1, T);
+        let mut open = test_alert("rate-high");
+        open.kind = Kind::ErrorRate;
+        open.fingerprint = None;
+        let ep = crate::alert::EpisodeInfo {
+            of: Kind::ErrorRate,
+            opened_by: "rate-high".into(),
+            start: rfc3339(T),
+            end: None,
+            suppressed: 0,
+        };
+        open.release.episode = Some(ep.clone());
+        let mut step = open.clone();
+        step.id = "rate-critical".into();
+        step.severity = crate::alert::Severity::Critical;
+        s.emit(&open).unwrap();
+        s.emit(&step).unwrap();
+        let cat = Catalogue {
+            baseline: &b,
+            watermark: Some(T + 600 * MIN),
+        };
+        s.export(&cat, false).unwrap();
+        assert_eq!(firing(&s).len(), 2, "time alone never ends an episode");
+        let mut end = test_alert("end");
+        end.kind = Kind::EpisodeEnd;
+        end.release.episode = Some(ep);
+        s.emit(&end).unwrap();
+        assert!(firing(&s).is_empty(), "both steps end with the episode");
+        assert_eq!(s.open_alerts(), 2, "kept until Alertmanager confirms");
+        s.flush().unwrap();
+        drop(s);
+        let back = read_snapshot(&dir.path().join(FILE)).unwrap();
+        assert!(back.values().all(|e| e.ends_at.is_some()));
+        assert!(!back.contains_key("end"), "an episode_end is no alert here");
+    }
+
+    #[test]
+    fn beyond_max_open_the_oldest_firing_alert_is_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = AlertmanagerSink::open(
+            &AlertmanagerConfig {
+                max_open: 2,
+                ..AlertmanagerConfig::default()
+            },
+            &DetectConfig::default(),
+            dir.path(),
+        )
+        .unwrap();
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            let mut a = test_alert(id);
+            a.event_time = rfc3339(T + i as i64 * MIN);
+            s.emit(&a).unwrap();
+        }
+        assert_eq!(firing(&s), ["b", "c"]);
+        let mut d = test_alert("d");
+        d.event_time = rfc3339(T + 3 * MIN);
+        s.emit(&d).unwrap();
+        assert_eq!(firing(&s), ["c", "d"]);
+        assert!(s.open_alerts() <= 3, "bounded: {}", s.open_alerts());
+    }
+
     #[test]
     fn alert_names_are_camel_case_kinds() {
         assert_eq!(alertname(Kind::Novel), "FaultlineNovel");
