@@ -31,33 +31,29 @@ pub struct Plan {
     pub state_dir: Option<PathBuf>,
 }
 
-/// Where the Elasticsearch spool lives: the configured directory, else
-/// beside the state (both describe the same run), else the working
+/// A sink's directory: the configured one, else `name` beside the state
+/// (both describe the same run), else `faultline-<name>` in the working
 /// directory.
+fn beside_state(configured: &Option<PathBuf>, state_dir: Option<&Path>, name: &str) -> PathBuf {
+    configured
+        .clone()
+        .or_else(|| state_dir.map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(format!("faultline-{name}")))
+}
+
+/// Where the Elasticsearch spool lives (`es-spool`).
 pub fn spool_dir(cfg: &Config, state_dir: Option<&Path>) -> PathBuf {
-    cfg.elasticsearch
-        .spool_dir
-        .clone()
-        .or_else(|| state_dir.map(|d| d.join("es-spool")))
-        .unwrap_or_else(|| PathBuf::from("faultline-es-spool"))
+    beside_state(&cfg.elasticsearch.spool_dir, state_dir, "es-spool")
 }
 
-/// Where the Alertmanager sink keeps its open alerts (as [`spool_dir`]).
+/// Where the Alertmanager sink keeps its open alerts (`alertmanager`).
 pub fn alertmanager_dir(cfg: &Config, state_dir: Option<&Path>) -> PathBuf {
-    cfg.alertmanager
-        .spool_dir
-        .clone()
-        .or_else(|| state_dir.map(|d| d.join("alertmanager")))
-        .unwrap_or_else(|| PathBuf::from("faultline-alertmanager"))
+    beside_state(&cfg.alertmanager.spool_dir, state_dir, "alertmanager")
 }
 
-/// Where the webhook sink spools (as [`spool_dir`]).
+/// Where the webhook sink spools (`webhook-spool`).
 pub fn webhook_dir(cfg: &Config, state_dir: Option<&Path>) -> PathBuf {
-    cfg.webhook
-        .spool_dir
-        .clone()
-        .or_else(|| state_dir.map(|d| d.join("webhook-spool")))
-        .unwrap_or_else(|| PathBuf::from("faultline-webhook-spool"))
+    beside_state(&cfg.webhook.spool_dir, state_dir, "webhook-spool")
 }
 
 /// `sink` behind `route`, unless it takes everything.
