@@ -291,6 +291,7 @@ pub struct Config {
     pub release: ReleaseConfig,
     pub alertmanager: AlertmanagerConfig,
     pub webhook: WebhookConfig,
+    pub api: ApiConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -723,6 +724,17 @@ impl Default for ElasticsearchConfig {
             data_stream: false,
         }
     }
+}
+
+/// The control API on the `metrics.listen` listener (`[api]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Bearer token; needed for reads when the listener is not on a
+    /// loopback address.
+    pub token: Option<Secret>,
+    /// Read `token` from this file (trailing newline dropped).
+    pub token_file: Option<PathBuf>,
 }
 
 /// Which alerts a sink takes (`[alertmanager.route]`, `[webhook.route]`).
@@ -1264,6 +1276,7 @@ impl Config {
                 &self.webhook.secret_file,
                 "webhook.secret_file",
             ),
+            (&mut self.api.token, &self.api.token_file, "api.token_file"),
         ] {
             if let Some(path) = file {
                 if value.is_some() {
