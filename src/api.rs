@@ -178,12 +178,12 @@ struct Access {
 }
 
 impl Access {
-    fn check(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn check(&self, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
         if self.loopback {
             return Ok(());
         }
         let Some(token) = &self.token else {
-            return Err(refuse(
+            return Err((
                 StatusCode::FORBIDDEN,
                 "the API listens beyond loopback and no api.token is configured: reads are refused",
             ));
@@ -194,7 +194,7 @@ impl Access {
             .and_then(|v| v.strip_prefix("Bearer "));
         match given {
             Some(g) if constant_time_eq(g.as_bytes(), token.expose().as_bytes()) => Ok(()),
-            _ => Err(refuse(
+            _ => Err((
                 StatusCode::UNAUTHORIZED,
                 "send Authorization: Bearer <api.token>",
             )),
@@ -233,8 +233,8 @@ struct ListQuery {
 }
 
 async fn list(State(a): State<Access>, headers: HeaderMap, q: Query<ListQuery>) -> Response {
-    if let Err(r) = a.check(&headers) {
-        return r;
+    if let Err((status, why)) = a.check(&headers) {
+        return refuse(status, why);
     }
     if let Some(s) = q.status.as_deref()
         && !matches!(s, "active" | "muted" | "resolved")
@@ -281,8 +281,8 @@ async fn list(State(a): State<Access>, headers: HeaderMap, q: Query<ListQuery>) 
 }
 
 async fn one(State(a): State<Access>, headers: HeaderMap, Path(fp): Path<String>) -> Response {
-    if let Err(r) = a.check(&headers) {
-        return r;
+    if let Err((status, why)) = a.check(&headers) {
+        return refuse(status, why);
     }
     let Some(key) = u64::from_str_radix(&fp, 16).ok().filter(|_| fp.len() == 16) else {
         return refuse(StatusCode::BAD_REQUEST, "a fingerprint is 16 hex digits");
