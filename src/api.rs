@@ -18,6 +18,7 @@
 //! (with no token configured they are then refused, 403); on loopback they
 //! are open, like `/metrics`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -126,11 +127,32 @@ impl TypeView {
 pub struct ViewSink {
     view: Arc<TypeView>,
     samples: SampleMode,
+    /// Per type, what changes its summary, as last published: a checkpoint
+    /// builds summaries only for types that changed (one comparison per
+    /// type, no allocation, for the many that did not).
+    published: HashMap<Fingerprint, Stamp>,
+}
+
+/// What a summary depends on that changes while a type lives.
+type Stamp = (u64, i64, bool, Option<i64>, usize);
+
+fn stamp(t: &ErrorType) -> Stamp {
+    (
+        t.count,
+        t.last_seen,
+        t.muted,
+        t.resolved_at,
+        t.samples.len() + t.versions.len(),
+    )
 }
 
 impl ViewSink {
     pub fn new(view: Arc<TypeView>, samples: SampleMode) -> ViewSink {
-        ViewSink { view, samples }
+        ViewSink {
+            view,
+            samples,
+            published: HashMap::new(),
+        }
     }
 }
 
@@ -150,15 +172,16 @@ impl TypeCatalogue for ViewSink {
     fn export(&mut self, cat: &Catalogue<'_>, _last: bool) -> Result<(), SinkError> {
         let types = &cat.baseline.types;
         for (fp, t) in types.iter() {
-            let fresh = TypeSummary::of(t, self.samples);
-            // Unchanged types are not written: a reader holding a shard
-            // briefly is all the contention there is.
-            let same = self.view.types.get(fp).is_some_and(|old| *old == fresh);
-            if !same {
-                self.view.types.insert(*fp, fresh);
+            let now = stamp(t);
+            if self.published.get(fp) != Some(&now) {
+                self.view
+                    .types
+                    .insert(*fp, TypeSummary::of(t, self.samples));
+                self.published.insert(*fp, now);
             }
         }
-        if self.view.types.len() > types.len() {
+        if self.published.len() > types.len() {
+            self.published.retain(|fp, _| types.contains_key(fp));
             self.view.types.retain(|fp, _| types.contains_key(fp));
         }
         if let Some(w) = cat.watermark {
@@ -458,13 +481,30 @@ mod tests {
     }
 
     #[test]
-    fn types_gone_from_the_engine_leave_the_view() {
+    fn changed_types_are_republished_and_types_gone_from_the_engine_leave_the_view() {
         let view = TypeView::new();
         let mut b = baseline();
-        publish(&view, &b, SampleMode::None);
+        let mut sink = ViewSink::new(view.clone(), SampleMode::None);
+        let mut export = |b: &Baseline| {
+            sink.export(
+                &Catalogue {
+                    baseline: b,
+                    watermark: Some(T),
+                },
+                false,
+            )
+            .unwrap()
+        };
+        export(&b);
         assert_eq!(view.len(), 3);
+        b.types.get_mut(&Fingerprint(0xb2)).unwrap().muted = true;
+        b.types.get_mut(&Fingerprint(0xc3)).unwrap().count += 5;
+        export(&b);
+        let status = |fp: u64| view.types.get(&Fingerprint(fp)).unwrap().status.clone();
+        assert_eq!(status(0xb2), "muted");
+        assert_eq!(view.types.get(&Fingerprint(0xc3)).unwrap().count, 6);
         b.types.remove(&Fingerprint(0xa1));
-        publish(&view, &b, SampleMode::None);
+        export(&b);
         assert_eq!(view.len(), 2);
     }
 }
