@@ -289,6 +289,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub rates: RatesConfig,
     pub release: ReleaseConfig,
+    pub alertmanager: AlertmanagerConfig,
+    pub webhook: WebhookConfig,
+    pub api: ApiConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -723,6 +726,114 @@ impl Default for ElasticsearchConfig {
     }
 }
 
+/// The control API on the `metrics.listen` listener (`[api]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Bearer token; needed for reads when the listener is not on a
+    /// loopback address.
+    pub token: Option<Secret>,
+    /// Read `token` from this file (trailing newline dropped).
+    pub token_file: Option<PathBuf>,
+}
+
+/// Which alerts a sink takes (`[alertmanager.route]`, `[webhook.route]`).
+/// Empty lists take everything; all given conditions must hold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Alert kinds (`novel`, `surge`, …); empty = all.
+    pub kinds: Vec<String>,
+    /// Lowest severity taken (`low`, `medium`, `high`, `critical`).
+    pub min_severity: Option<String>,
+    /// Services; empty = all.
+    pub services: Vec<String>,
+}
+
+/// Prometheus Alertmanager sink (`[alertmanager]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertmanagerConfig {
+    /// Alertmanager base URLs (each gets every alert, as Prometheus sends
+    /// to every member of an HA pair); empty = no Alertmanager sink.
+    pub urls: Vec<String>,
+    /// Bound on one request.
+    pub timeout: Dur,
+    /// Firing alerts are sent again this often (Prometheus'
+    /// `rules.alert.resend-delay`); each send says the alert lasts
+    /// 4 × this unless sent again.
+    pub resend: Dur,
+    /// A novel (or regression) alert resolves when its type is resolved or
+    /// muted, or after this long in event time without an occurrence.
+    pub resolve_after: Dur,
+    /// Base URL of this instance as operators reach it; alerts link to the
+    /// type under it (`generatorURL`). Empty = no link.
+    pub external_url: String,
+    /// Labels added to every alert (e.g. `team`, `env`).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Open alerts are kept here across restarts (default: `alertmanager`
+    /// under the state directory, else `./faultline-alertmanager`).
+    pub spool_dir: Option<PathBuf>,
+    /// Most alerts kept open at once; beyond it the oldest are resolved.
+    pub max_open: usize,
+    pub route: RouteConfig,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        AlertmanagerConfig {
+            urls: Vec::new(),
+            timeout: Dur::secs(10),
+            resend: Dur::secs(60),
+            resolve_after: Dur::secs(3600),
+            external_url: String::new(),
+            labels: Default::default(),
+            spool_dir: None,
+            max_open: 10_000,
+            route: RouteConfig::default(),
+        }
+    }
+}
+
+/// Generic webhook sink (`[webhook]`): JSON POST of each alert.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Receiver URL; empty = no webhook sink.
+    pub url: String,
+    /// Extra request headers (e.g. an API key header).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Shared secret: each request carries `X-Faultline-Signature:
+    /// sha256=<hex HMAC-SHA256 of the body>`. None = unsigned.
+    pub secret: Option<Secret>,
+    /// Read `secret` from this file (trailing newline dropped).
+    pub secret_file: Option<PathBuf>,
+    /// Bound on one request.
+    pub timeout: Dur,
+    /// Alerts per request: 1 posts each alert as an object, more posts a
+    /// JSON array.
+    pub batch_size: usize,
+    /// Alerts waiting for the receiver (default: `webhook-spool` under the
+    /// state directory, else `./faultline-webhook-spool`).
+    pub spool_dir: Option<PathBuf>,
+    pub route: RouteConfig,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            url: String::new(),
+            headers: Default::default(),
+            secret: None,
+            secret_file: None,
+            timeout: Dur::secs(10),
+            batch_size: 1,
+            spool_dir: None,
+            route: RouteConfig::default(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
@@ -1074,6 +1185,19 @@ impl Config {
         )?;
         dur("kafka.max_backoff", k.max_backoff, ms(100), s(DAY))?;
         dur("kafka.shutdown_timeout", k.shutdown_timeout, s(1), s(3600))?;
+        let am = &self.alertmanager;
+        dur("alertmanager.timeout", am.timeout, ms(100), s(3600))?;
+        dur("alertmanager.resend", am.resend, s(1), s(DAY))?;
+        dur(
+            "alertmanager.resolve_after",
+            am.resolve_after,
+            s(1),
+            Dur::MAX,
+        )?;
+        int("alertmanager.max_open", am.max_open as u64, 1, 1_000_000)?;
+        let wh = &self.webhook;
+        dur("webhook.timeout", wh.timeout, ms(100), s(3600))?;
+        int("webhook.batch_size", wh.batch_size as u64, 1, 10_000)?;
         let e = &self.elasticsearch;
         dur("elasticsearch.timeout", e.timeout, ms(100), s(3600))?;
         int("elasticsearch.bulk_size", e.bulk_size as u64, 1, 100_000)?;
@@ -1147,6 +1271,12 @@ impl Config {
                 &es.api_key_file,
                 "elasticsearch.api_key_file",
             ),
+            (
+                &mut self.webhook.secret,
+                &self.webhook.secret_file,
+                "webhook.secret_file",
+            ),
+            (&mut self.api.token, &self.api.token_file, "api.token_file"),
         ] {
             if let Some(path) = file {
                 if value.is_some() {
@@ -1172,6 +1302,15 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         shown.elasticsearch.url = redact_url(&shown.elasticsearch.url);
+        for u in &mut shown.alertmanager.urls {
+            *u = redact_url(u);
+        }
+        shown.webhook.url = redact_url(&shown.webhook.url);
+        for (name, value) in &mut shown.webhook.headers {
+            if is_secret_key(name) || name.eq_ignore_ascii_case("authorization") {
+                *value = REDACTED.into();
+            }
+        }
         let k = &mut shown.kafka;
         for map in [
             &mut k.properties,

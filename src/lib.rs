@@ -13,6 +13,7 @@
 //! `docs/architecture.md`.
 
 pub mod alert;
+pub mod api;
 pub mod baseline;
 pub mod config;
 pub mod detect;

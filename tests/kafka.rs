@@ -947,6 +947,59 @@ fn run_with_an_elasticsearch_sink_writes_the_type_catalogue() {
     );
 }
 
+#[test]
+fn run_serves_the_known_types_on_the_control_api() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let s = Setup::new("api", "");
+    let records = scenario(46);
+    produce(&s.logs, &records);
+    let svc = s.start();
+    s.wait_for_all(records.len(), Duration::from_secs(120));
+    let known = |state: &serde_json::Value| {
+        let types = &state["baseline"]["types"];
+        types
+            .as_object()
+            .map(|t| t.len())
+            .or(types.as_array().map(|t| t.len()))
+            .unwrap_or(0) as u64
+    };
+    let want = known(&s.state_json().expect("state"));
+    assert!(want > 0, "the stream has error types");
+    // The view is published right after each commit: poll briefly.
+    let started = Instant::now();
+    let listed = loop {
+        let body = svc
+            .get("/api/v1/types?limit=1000")
+            .and_then(|r| r.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
+        if let Some(v) = body.filter(|v| v["total"].as_u64() == Some(want)) {
+            break v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the API never listed the {want} known types; log: {}",
+            s.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let types = listed["types"].as_array().expect("types");
+    assert_eq!(types.len() as u64, want);
+    let first = types[0]["fingerprint"].as_str().expect("fingerprint");
+    let one = svc
+        .get(&format!("/api/v1/types/{first}"))
+        .expect("one type");
+    assert!(one.starts_with("HTTP/1.1 200"), "{one}");
+    assert!(
+        one.contains(&format!("\"fingerprint\":\"{first}\"")),
+        "{one}"
+    );
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0), "SIGTERM exit; log: {}", s.log_tail());
+}
+
 /// A node's shipper (Fluent Bit) output: six pods, each a keyed stream of
 /// one record per line, Java and Python traces of 30 records each, the
 /// pods' traces interleaved record by record; after minute 32 new

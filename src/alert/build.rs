@@ -2,12 +2,18 @@
 //!
 //! `replay` and `run` deliver to the same sinks: JSON lines (a file or
 //! stdout) and, when `elasticsearch.url` is set, Elasticsearch with its
-//! spool. What differs between the commands is passed in [`Plan`]. The
+//! spool; when `alertmanager.urls` is set, Alertmanager; when `webhook.url`
+//! is set, the webhook. Sinks with a
+//! `route` table take only the alerts it lets through ([`Routed`]).
+//! What differs between the commands is passed in [`Plan`]. The
 //! Kafka alerts topic is not built here: it shares the Kafka source's
 //! transactional producer, so the source adds it.
 
 use std::path::{Path, PathBuf};
 
+use super::alertmanager::AlertmanagerSink;
+use super::route::{Route, Routed};
+use super::webhook::WebhookSink;
 use super::{AlertSink, EsSink, JsonLinesSink, SinkError};
 use crate::config::Config;
 
@@ -20,20 +26,43 @@ pub struct Plan {
     pub local: bool,
     /// Also print a one-line summary of each alert on stderr.
     pub summaries: bool,
-    /// The state directory: the Elasticsearch spool goes beside it unless
-    /// `elasticsearch.spool_dir` says otherwise.
+    /// The state directory: the Elasticsearch spool (and the Alertmanager
+    /// sink's open alerts) go beside it unless `*.spool_dir` says otherwise.
     pub state_dir: Option<PathBuf>,
 }
 
-/// Where the Elasticsearch spool lives: the configured directory, else
-/// beside the state (both describe the same run), else the working
+/// A sink's directory: the configured one, else `name` beside the state
+/// (both describe the same run), else `faultline-<name>` in the working
 /// directory.
-pub fn spool_dir(cfg: &Config, state_dir: Option<&Path>) -> PathBuf {
-    cfg.elasticsearch
-        .spool_dir
+fn beside_state(configured: &Option<PathBuf>, state_dir: Option<&Path>, name: &str) -> PathBuf {
+    configured
         .clone()
-        .or_else(|| state_dir.map(|d| d.join("es-spool")))
-        .unwrap_or_else(|| PathBuf::from("faultline-es-spool"))
+        .or_else(|| state_dir.map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(format!("faultline-{name}")))
+}
+
+/// Where the Elasticsearch spool lives (`es-spool`).
+pub fn spool_dir(cfg: &Config, state_dir: Option<&Path>) -> PathBuf {
+    beside_state(&cfg.elasticsearch.spool_dir, state_dir, "es-spool")
+}
+
+/// Where the Alertmanager sink keeps its open alerts (`alertmanager`).
+pub fn alertmanager_dir(cfg: &Config, state_dir: Option<&Path>) -> PathBuf {
+    beside_state(&cfg.alertmanager.spool_dir, state_dir, "alertmanager")
+}
+
+/// Where the webhook sink spools (`webhook-spool`).
+pub fn webhook_dir(cfg: &Config, state_dir: Option<&Path>) -> PathBuf {
+    beside_state(&cfg.webhook.spool_dir, state_dir, "webhook-spool")
+}
+
+/// `sink` behind `route`, unless it takes everything.
+fn routed<S: AlertSink + 'static>(route: Route, sink: S) -> Box<dyn AlertSink> {
+    if route.is_all() {
+        Box::new(sink)
+    } else {
+        Box::new(Routed::new(route, sink))
+    }
 }
 
 /// Opens the sinks `cfg` and `plan` ask for, in delivery order.
@@ -48,6 +77,17 @@ pub fn sinks(cfg: &Config, plan: &Plan) -> Result<Vec<Box<dyn AlertSink>>, SinkE
     if !cfg.elasticsearch.url.is_empty() {
         let spool = spool_dir(cfg, plan.state_dir.as_deref());
         v.push(Box::new(EsSink::open(&cfg.elasticsearch, &spool)?));
+    }
+    if !cfg.alertmanager.urls.is_empty() {
+        let route = Route::new(&cfg.alertmanager.route, "alertmanager.route")?;
+        let dir = alertmanager_dir(cfg, plan.state_dir.as_deref());
+        let am = AlertmanagerSink::open(&cfg.alertmanager, &cfg.detect, &dir)?;
+        v.push(routed(route, am));
+    }
+    if !cfg.webhook.url.is_empty() {
+        let route = Route::new(&cfg.webhook.route, "webhook.route")?;
+        let dir = webhook_dir(cfg, plan.state_dir.as_deref());
+        v.push(routed(route, WebhookSink::open(&cfg.webhook, &dir)?));
     }
     Ok(v)
 }

@@ -11,11 +11,14 @@
 //! The schema is documented in `docs/alerts.md`. v1 only grows: new fields
 //! and kinds may appear, and consumers must ignore what they don't know.
 
+pub mod alertmanager;
 pub mod build;
 pub mod elasticsearch;
 pub mod file;
 pub mod kafka;
+pub mod route;
 pub mod spool;
+pub mod webhook;
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;

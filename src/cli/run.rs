@@ -103,10 +103,22 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
     install_signals(shutdown.clone(), cfg.kafka.shutdown_timeout.0)?;
     let metrics = Arc::new(Metrics::default());
     let status = Arc::new(Status::new(metrics.clone(), cfg.kafka.max_failures));
+    // The control API's view of the types: filled at each checkpoint by a
+    // catalogue-only sink, read by the HTTP thread without locking the engine.
+    let view = faultline::api::TypeView::new();
     if !cfg.metrics.listen.is_empty() {
-        let addr = http::serve(&cfg.metrics.listen, status.clone())
+        let listen = std::net::ToSocketAddrs::to_socket_addrs(cfg.metrics.listen.as_str())
+            .ok()
+            .and_then(|mut a| a.next())
+            .with_context(|| format!("metrics.listen `{}` is no address", cfg.metrics.listen))?;
+        let router = http::routes(status.clone()).merge(faultline::api::routes(
+            view.clone(),
+            cfg.api.token.clone(),
+            listen,
+        ));
+        let addr = http::serve_router(&cfg.metrics.listen, router, http::Limits::default())
             .with_context(|| format!("metrics endpoint on {}", cfg.metrics.listen))?;
-        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/types");
     }
     let plan = build::Plan {
         alerts_file: args.alerts.clone().or(cfg.alerts.file.clone()),
@@ -115,7 +127,14 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
         state_dir: Some(args.state.clone()),
     };
     let sink_cfg = cfg.clone();
-    let make_sinks = Box::new(move || build::sinks(&sink_cfg, &plan));
+    let make_sinks = Box::new(move || {
+        let mut sinks = build::sinks(&sink_cfg, &plan)?;
+        sinks.push(Box::new(faultline::api::ViewSink::new(
+            view.clone(),
+            sink_cfg.alerts.samples,
+        )) as Box<dyn faultline::alert::AlertSink>);
+        Ok(sinks)
+    });
     let opts = RunOptions {
         state_dir: args.state,
         baseline: BaselineOptions {

@@ -1,0 +1,510 @@
+//! Control API, read side: the known error types of a running `faultline
+//! run`, on the HTTP listener that serves `/metrics`.
+//!
+//! - `GET /api/v1/types` — the types, most recently seen first. Filters:
+//!   `service`, `status` (`active`, `muted`, `resolved`), `since` (RFC 3339:
+//!   last seen at or after), `limit` (default 100, at most 1000).
+//! - `GET /api/v1/types/{fingerprint}` — one type (404 when unknown).
+//!
+//! The engine never waits for a reader: at each checkpoint (every commit of
+//! the Kafka source) the [`ViewSink`] copies what changed into a
+//! [`TypeView`], a `DashMap` the handlers read on the HTTP thread without
+//! any lock on the engine. So a response is as fresh as the last commit
+//! (half a second by default).
+//!
+//! Samples are shown as `alerts.samples` says (raw, the template, or none),
+//! since they can hold customer data. For the same reason reads need the
+//! bearer token `api.token` when the listener is not on a loopback address
+//! (with no token configured they are then refused, 403); on loopback they
+//! are open, like `/metrics`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{AlertSink, Catalogue, SinkError, TypeCatalogue, rfc3339};
+use crate::baseline::{ErrorType, Origin};
+use crate::config::{SampleMode, Secret};
+use crate::fingerprint::Fingerprint;
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// What the API shows of one type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TypeSummary {
+    pub fingerprint: String,
+    pub service: String,
+    pub template: String,
+    pub exception: String,
+    /// `baseline` (known before or during warm-up) or `live`.
+    pub origin: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub count: u64,
+    pub versions: Vec<String>,
+    pub version_first_seen: Option<String>,
+    pub samples: Vec<String>,
+    /// `active`, `muted` or `resolved`.
+    pub status: String,
+    pub resolved_in: Option<String>,
+    #[serde(skip)]
+    last_seen_ms: i64,
+}
+
+impl TypeSummary {
+    fn of(t: &ErrorType, samples: SampleMode) -> TypeSummary {
+        TypeSummary {
+            fingerprint: t.fingerprint.to_string(),
+            service: t.service().to_string(),
+            template: t.template.clone(),
+            exception: t.context.exception.clone(),
+            origin: match t.origin {
+                Origin::Baseline => "baseline",
+                Origin::Live => "live",
+            }
+            .into(),
+            first_seen: rfc3339(t.first_seen),
+            last_seen: rfc3339(t.last_seen),
+            count: t.count,
+            versions: t.versions.keys().cloned().collect(),
+            version_first_seen: t.version_first_seen.clone(),
+            samples: match samples {
+                SampleMode::Raw => t.samples.clone(),
+                SampleMode::Masked if !t.samples.is_empty() => vec![t.template.clone()],
+                SampleMode::Masked | SampleMode::None => Vec::new(),
+            },
+            status: if t.muted {
+                "muted"
+            } else if t.resolved_at.is_some() {
+                "resolved"
+            } else {
+                "active"
+            }
+            .into(),
+            resolved_in: t.resolved_in.clone(),
+            last_seen_ms: t.last_seen,
+        }
+    }
+}
+
+/// The types as readers see them.
+#[derive(Default)]
+pub struct TypeView {
+    types: DashMap<Fingerprint, TypeSummary>,
+    /// Event-time watermark of the last publication (`i64::MIN`: none).
+    watermark: AtomicI64,
+}
+
+impl TypeView {
+    pub fn new() -> Arc<TypeView> {
+        Arc::new(TypeView {
+            types: DashMap::new(),
+            watermark: AtomicI64::new(i64::MIN),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.types.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.types.is_empty()
+    }
+}
+
+/// Publishes the engine's types into a [`TypeView`] at each checkpoint. A
+/// sink only for its catalogue: it takes no alerts.
+pub struct ViewSink {
+    view: Arc<TypeView>,
+    samples: SampleMode,
+    /// Per type, what changes its summary, as last published: a checkpoint
+    /// builds summaries only for types that changed (one comparison per
+    /// type, no allocation, for the many that did not).
+    published: HashMap<Fingerprint, Stamp>,
+}
+
+/// What a summary depends on that changes while a type lives.
+type Stamp = (u64, i64, bool, Option<i64>, usize);
+
+fn stamp(t: &ErrorType) -> Stamp {
+    (
+        t.count,
+        t.last_seen,
+        t.muted,
+        t.resolved_at,
+        t.samples.len() + t.versions.len(),
+    )
+}
+
+impl ViewSink {
+    pub fn new(view: Arc<TypeView>, samples: SampleMode) -> ViewSink {
+        ViewSink {
+            view,
+            samples,
+            published: HashMap::new(),
+        }
+    }
+}
+
+impl AlertSink for ViewSink {
+    fn emit(&mut self, _alert: &crate::alert::Alert) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn catalogue(&mut self) -> Option<&mut dyn TypeCatalogue> {
+        Some(self)
+    }
+    fn name(&self) -> &str {
+        "types view"
+    }
+}
+
+impl TypeCatalogue for ViewSink {
+    fn export(&mut self, cat: &Catalogue<'_>, _last: bool) -> Result<(), SinkError> {
+        let types = &cat.baseline.types;
+        for (fp, t) in types.iter() {
+            let now = stamp(t);
+            if self.published.get(fp) != Some(&now) {
+                self.view
+                    .types
+                    .insert(*fp, TypeSummary::of(t, self.samples));
+                self.published.insert(*fp, now);
+            }
+        }
+        if self.published.len() > types.len() {
+            self.published.retain(|fp, _| types.contains_key(fp));
+            self.view.types.retain(|fp, _| types.contains_key(fp));
+        }
+        if let Some(w) = cat.watermark {
+            self.view.watermark.store(w, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Who may read.
+#[derive(Clone)]
+struct Access {
+    view: Arc<TypeView>,
+    token: Option<Secret>,
+    /// The listener is on a loopback address: reads need no token.
+    loopback: bool,
+}
+
+impl Access {
+    fn check(&self, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+        if self.loopback {
+            return Ok(());
+        }
+        let Some(token) = &self.token else {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "the API listens beyond loopback and no api.token is configured: reads are refused",
+            ));
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            Some(g) if constant_time_eq(g.as_bytes(), token.expose().as_bytes()) => Ok(()),
+            _ => Err((
+                StatusCode::UNAUTHORIZED,
+                "send Authorization: Bearer <api.token>",
+            )),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn refuse(status: StatusCode, why: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": why }))).into_response()
+}
+
+/// The API's routes, to merge with [`crate::metrics::http::routes`].
+/// `listen` is the bound address (loopback or not decides on tokens).
+pub fn routes(view: Arc<TypeView>, token: Option<Secret>, listen: SocketAddr) -> Router {
+    let token = token.filter(|t| !t.expose().is_empty());
+    Router::new()
+        .route("/api/v1/types", get(list))
+        .route("/api/v1/types/{fingerprint}", get(one))
+        .with_state(Access {
+            view,
+            token,
+            loopback: listen.ip().is_loopback(),
+        })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    service: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(State(a): State<Access>, headers: HeaderMap, q: Query<ListQuery>) -> Response {
+    if let Err((status, why)) = a.check(&headers) {
+        return refuse(status, why);
+    }
+    if let Some(s) = q.status.as_deref()
+        && !matches!(s, "active" | "muted" | "resolved")
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "status must be active, muted or resolved",
+        );
+    }
+    let since = match q.since.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+        None => i64::MIN,
+        Some(Ok(t)) => t.timestamp_millis(),
+        Some(Err(_)) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "since must be an RFC 3339 time, e.g. 2026-11-02T10:00:00Z",
+            );
+        }
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let mut out: Vec<TypeSummary> = a
+        .view
+        .types
+        .iter()
+        .filter(|t| q.service.as_ref().is_none_or(|s| *s == t.service))
+        .filter(|t| q.status.as_ref().is_none_or(|s| *s == t.status))
+        .filter(|t| t.last_seen_ms >= since)
+        .map(|t| t.clone())
+        .collect();
+    let total = out.len();
+    out.sort_by(|x, y| {
+        y.last_seen_ms
+            .cmp(&x.last_seen_ms)
+            .then_with(|| x.fingerprint.cmp(&y.fingerprint))
+    });
+    out.truncate(limit);
+    let w = a.view.watermark.load(Ordering::Relaxed);
+    axum::Json(serde_json::json!({
+        "watermark": (w != i64::MIN).then(|| rfc3339(w)),
+        "total": total,
+        "types": out,
+    }))
+    .into_response()
+}
+
+async fn one(State(a): State<Access>, headers: HeaderMap, Path(fp): Path<String>) -> Response {
+    if let Err((status, why)) = a.check(&headers) {
+        return refuse(status, why);
+    }
+    let Some(key) = u64::from_str_radix(&fp, 16).ok().filter(|_| fp.len() == 16) else {
+        return refuse(StatusCode::BAD_REQUEST, "a fingerprint is 16 hex digits");
+    };
+    match a.view.types.get(&Fingerprint(key)) {
+        Some(t) => axum::Json(t.clone()).into_response(),
+        None => refuse(StatusCode::NOT_FOUND, "no such error type"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::Baseline;
+    use crate::config::Config;
+    use crate::metrics::http::{Limits, serve_router};
+
+    const T: i64 = 1_793_613_600_000;
+
+    fn baseline() -> Baseline {
+        let mut b = Baseline::new(&Config::default(), 0);
+        for (fp, service, template, t) in [
+            (0xa1, "checkout", "timeout after <*>", T),
+            (0xb2, "checkout", "card declined <*>", T + 60_000),
+            (0xc3, "search", "index missing <*>", T + 120_000),
+        ] {
+            let typed = crate::fingerprint::Typed {
+                fingerprint: Fingerprint(fp),
+                template: template.into(),
+                context: crate::fingerprint::Context {
+                    service: service.into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let rec = crate::record::Record {
+                message: format!("{template} for customer 42"),
+                ..Default::default()
+            };
+            b.observe(&typed, &rec, t, Origin::Live);
+        }
+        b
+    }
+
+    fn publish(view: &Arc<TypeView>, b: &Baseline, samples: SampleMode) {
+        ViewSink::new(view.clone(), samples)
+            .export(
+                &Catalogue {
+                    baseline: b,
+                    watermark: Some(T + 180_000),
+                },
+                false,
+            )
+            .unwrap();
+    }
+
+    /// Serves the API on 127.0.0.1 (with `loopback` as given) and GETs
+    /// `path` with `token`.
+    fn get(
+        view: &Arc<TypeView>,
+        token: Option<&str>,
+        loopback: bool,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let shown: SocketAddr = if loopback {
+            "127.0.0.1:0".parse().unwrap()
+        } else {
+            "0.0.0.0:0".parse().unwrap()
+        };
+        let router = routes(view.clone(), token.map(Secret::from), shown);
+        let addr = serve_router("127.0.0.1:0", router, Limits::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut r = reqwest::Client::new().get(format!("http://{addr}{path}"));
+            if let Some(b) = bearer {
+                r = r.bearer_auth(b);
+            }
+            let res = r.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json().await.unwrap_or(serde_json::Value::Null))
+        })
+    }
+
+    #[test]
+    fn types_are_listed_newest_first_and_filtered() {
+        let view = TypeView::new();
+        let mut b = baseline();
+        b.types.get_mut(&Fingerprint(0xb2)).unwrap().muted = true;
+        publish(&view, &b, SampleMode::Raw);
+        let (s, v) = get(&view, None, true, "/api/v1/types", None);
+        assert_eq!(s, 200);
+        let fps: Vec<&str> = v["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["fingerprint"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            fps,
+            ["00000000000000c3", "00000000000000b2", "00000000000000a1"]
+        );
+        assert_eq!(v["watermark"], rfc3339(T + 180_000));
+        let (_, v) = get(
+            &view,
+            None,
+            true,
+            "/api/v1/types?service=checkout&status=active",
+            None,
+        );
+        assert_eq!(v["total"], 1);
+        assert_eq!(v["types"][0]["template"], "timeout after <*>");
+        assert_eq!(
+            v["types"][0]["samples"][0],
+            "timeout after <*> for customer 42"
+        );
+        let (_, v) = get(
+            &view,
+            None,
+            true,
+            "/api/v1/types?since=2026-11-02T10:01:00Z&limit=1",
+            None,
+        );
+        assert_eq!(
+            (v["total"].as_u64(), v["types"].as_array().map(Vec::len)),
+            (Some(2), Some(1))
+        );
+        let (s, _) = get(&view, None, true, "/api/v1/types?status=gone", None);
+        assert_eq!(s, 400);
+    }
+
+    #[test]
+    fn one_type_by_fingerprint_and_unknown_ones_are_404() {
+        let view = TypeView::new();
+        publish(&view, &baseline(), SampleMode::Masked);
+        let (s, v) = get(&view, None, true, "/api/v1/types/00000000000000a1", None);
+        assert_eq!(s, 200);
+        assert_eq!(v["service"], "checkout");
+        assert_eq!(v["status"], "active");
+        assert_eq!(
+            v["samples"],
+            serde_json::json!(["timeout after <*>"]),
+            "masked samples: the template, never the message"
+        );
+        assert_eq!(
+            get(&view, None, true, "/api/v1/types/00000000000000ff", None).0,
+            404
+        );
+        assert_eq!(get(&view, None, true, "/api/v1/types/xyz", None).0, 400);
+    }
+
+    #[test]
+    fn beyond_loopback_reads_need_the_token() {
+        let view = TypeView::new();
+        publish(&view, &baseline(), SampleMode::Raw);
+        let path = "/api/v1/types";
+        assert_eq!(
+            get(&view, None, false, path, None).0,
+            403,
+            "no token configured"
+        );
+        assert_eq!(get(&view, Some("t0k"), false, path, None).0, 401);
+        assert_eq!(get(&view, Some("t0k"), false, path, Some("wrong")).0, 401);
+        assert_eq!(get(&view, Some("t0k"), false, path, Some("t0k")).0, 200);
+        assert_eq!(
+            get(&view, Some("t0k"), true, path, None).0,
+            200,
+            "loopback is open"
+        );
+    }
+
+    #[test]
+    fn changed_types_are_republished_and_types_gone_from_the_engine_leave_the_view() {
+        let view = TypeView::new();
+        let mut b = baseline();
+        let mut sink = ViewSink::new(view.clone(), SampleMode::None);
+        let mut export = |b: &Baseline| {
+            sink.export(
+                &Catalogue {
+                    baseline: b,
+                    watermark: Some(T),
+                },
+                false,
+            )
+            .unwrap()
+        };
+        export(&b);
+        assert_eq!(view.len(), 3);
+        b.types.get_mut(&Fingerprint(0xb2)).unwrap().muted = true;
+        b.types.get_mut(&Fingerprint(0xc3)).unwrap().count += 5;
+        export(&b);
+        let status = |fp: u64| view.types.get(&Fingerprint(fp)).unwrap().status.clone();
+        assert_eq!(status(0xb2), "muted");
+        assert_eq!(view.types.get(&Fingerprint(0xc3)).unwrap().count, 6);
+        b.types.remove(&Fingerprint(0xa1));
+        export(&b);
+        assert_eq!(view.len(), 2);
+    }
+}
