@@ -424,6 +424,10 @@ impl AlertSink for EsSink {
     fn name(&self) -> &str {
         &self.name
     }
+
+    fn waiting(&self) -> Option<usize> {
+        Some(EsSink::waiting(self))
+    }
 }
 
 impl TypeCatalogue for EsSink {

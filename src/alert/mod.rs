@@ -462,6 +462,12 @@ pub trait AlertSink: Send {
 
     /// A short name for logs and metrics.
     fn name(&self) -> &str;
+
+    /// Alerts held in a spool and not yet confirmed by the server, for a
+    /// sink that has one (the `faultline_sink_spooled_alerts` gauge).
+    fn waiting(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<S: AlertSink + ?Sized> AlertSink for Box<S> {
@@ -476,6 +482,9 @@ impl<S: AlertSink + ?Sized> AlertSink for Box<S> {
     }
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn waiting(&self) -> Option<usize> {
+        (**self).waiting()
     }
 }
 
