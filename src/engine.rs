@@ -127,7 +127,7 @@ impl Engine {
             .store(state.baseline.types.len() as u64, Ordering::Relaxed);
         for s in &sinks {
             // Counters exported from 0, as Prometheus' rate() wants them.
-            metrics.sink_known(s.name(), s.waiting().map(|n| n as u64));
+            metrics.sink_known(s.kind(), s.waiting().map(|n| n as u64));
         }
         Ok(Engine {
             warmup: opts.warmup.unwrap_or(cfg.baseline.warmup),
@@ -216,9 +216,9 @@ impl Engine {
             self.state.release.log(&a);
             for s in &mut self.sinks {
                 match s.emit(&a) {
-                    Ok(()) => self.metrics.sink_emitted(s.name()),
+                    Ok(()) => self.metrics.sink_emitted(s.kind()),
                     Err(e) => {
-                        self.metrics.sink_failed(s.name());
+                        self.metrics.sink_failed(s.kind());
                         if self.sink_error.is_none() {
                             self.sink_error = Some(e);
                         }
@@ -249,10 +249,10 @@ impl Engine {
         for s in &mut self.sinks {
             let r = s.flush();
             if let Some(n) = s.waiting() {
-                self.metrics.sink_waiting(s.name(), n as u64);
+                self.metrics.sink_waiting(s.kind(), n as u64);
             }
             if r.is_err() {
-                self.metrics.sink_failed(s.name());
+                self.metrics.sink_failed(s.kind());
             }
             r?;
         }

@@ -52,12 +52,6 @@ struct SinkCounts {
     waiting: Option<u64>,
 }
 
-/// The `sink` label of a sink: the first word of its name, so a URL with
-/// credentials or a file path never becomes a label, and the label set
-/// stays as small as the set of sink kinds.
-fn sink_label(name: &str) -> &str {
-    name.split_whitespace().next().unwrap_or("unknown")
-}
 
 /// One named readiness condition a component sets (the Kafka source: the
 /// broker connection) and `/readyz` reads: up, or down with the reason.
@@ -165,34 +159,35 @@ impl Metrics {
         self.bad[reason as usize].load(Ordering::Relaxed)
     }
 
-    fn with_sink(&self, name: &str, f: impl FnOnce(&mut SinkCounts)) {
+    /// `kind` is the sink's [`AlertSink::kind`](crate::alert::AlertSink::kind):
+    /// a fixed word, so the map holds one entry per kind of sink.
+    fn with_sink(&self, kind: &str, f: impl FnOnce(&mut SinkCounts)) {
         if let Ok(mut m) = self.sinks.lock() {
-            let label = sink_label(name);
-            match m.get_mut(label) {
+            match m.get_mut(kind) {
                 Some(c) => f(c),
-                None => f(m.entry(label.to_string()).or_default()),
+                None => f(m.entry(kind.to_string()).or_default()),
             }
         }
     }
 
     /// A sink that exists, exported from zero before its first alert.
-    pub fn sink_known(&self, name: &str, waiting: Option<u64>) {
-        self.with_sink(name, |c| c.waiting = c.waiting.or(waiting));
+    pub fn sink_known(&self, kind: &str, waiting: Option<u64>) {
+        self.with_sink(kind, |c| c.waiting = c.waiting.or(waiting));
     }
 
-    /// An alert the sink `name` accepted (delivered, or spooled for delivery).
-    pub fn sink_emitted(&self, name: &str) {
-        self.with_sink(name, |c| c.emitted += 1);
+    /// An alert a sink of `kind` accepted (delivered, or spooled for delivery).
+    pub fn sink_emitted(&self, kind: &str) {
+        self.with_sink(kind, |c| c.emitted += 1);
     }
 
-    /// An emit or flush of the sink `name` that failed.
-    pub fn sink_failed(&self, name: &str) {
-        self.with_sink(name, |c| c.failures += 1);
+    /// An emit or flush of a sink of `kind` that failed.
+    pub fn sink_failed(&self, kind: &str) {
+        self.with_sink(kind, |c| c.failures += 1);
     }
 
-    /// Alerts the sink `name` holds in its spool, not yet confirmed.
-    pub fn sink_waiting(&self, name: &str, n: u64) {
-        self.with_sink(name, |c| c.waiting = Some(n));
+    /// Alerts a sink of `kind` holds in its spool, not yet confirmed.
+    pub fn sink_waiting(&self, kind: &str, n: u64) {
+        self.with_sink(kind, |c| c.waiting = Some(n));
     }
 
     /// The `faultline_sink_*` families.

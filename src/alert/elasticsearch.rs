@@ -428,6 +428,10 @@ impl AlertSink for EsSink {
     fn waiting(&self) -> Option<usize> {
         Some(EsSink::waiting(self))
     }
+
+    fn kind(&self) -> &'static str {
+        "elasticsearch"
+    }
 }
 
 impl TypeCatalogue for EsSink {

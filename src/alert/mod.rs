@@ -468,6 +468,13 @@ pub trait AlertSink: Send {
     fn waiting(&self) -> Option<usize> {
         None
     }
+
+    /// The kind of sink (`file`, `stdout`, `kafka`, `elasticsearch`): the
+    /// `sink` label of its metrics, never a path or URL, so no credential
+    /// reaches a label and there are as many series as kinds.
+    fn kind(&self) -> &'static str {
+        "other"
+    }
 }
 
 impl<S: AlertSink + ?Sized> AlertSink for Box<S> {
@@ -485,6 +492,9 @@ impl<S: AlertSink + ?Sized> AlertSink for Box<S> {
     }
     fn waiting(&self) -> Option<usize> {
         (**self).waiting()
+    }
+    fn kind(&self) -> &'static str {
+        (**self).kind()
     }
 }
 

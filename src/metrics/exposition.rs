@@ -148,11 +148,11 @@ pub fn render(m: &Metrics, more: Vec<Family>) -> String {
     );
     fams.extend(m.sink_families());
     fams.extend(more);
-    let mut out: Vec<MetricFamily> = fams
-        .into_iter()
-        .filter(|f| !f.is_empty())
-        .map(|f| f.0)
-        .collect();
+    // The encoder refuses a family without samples; those (the lag of a
+    // consumer not yet assigned partitions) are still declared below, so a
+    // dashboard or rule finds the name from the start.
+    let (fams, empty): (Vec<Family>, Vec<Family>) = fams.into_iter().partition(|f| !f.is_empty());
+    let mut out: Vec<MetricFamily> = fams.into_iter().map(|f| f.0).collect();
     if let Ok(h) = m.latency.lock() {
         out.push(histogram(
             "faultline_processing_seconds",
@@ -165,6 +165,16 @@ pub fn render(m: &Metrics, more: Vec<Family>) -> String {
     if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&out, &mut body) {
         // Only an empty family or name could fail, and none is built above.
         tracing::error!(error = %e, "metrics exposition");
+    }
+    for f in empty {
+        let ty = match f.0.get_field_type() {
+            MetricType::COUNTER => "counter",
+            _ => "gauge",
+        };
+        let (name, help) = (f.0.name(), f.0.help());
+        // HELP text escaping as the encoder does it.
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+        body.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {ty}\n"));
     }
     body
 }
@@ -207,10 +217,14 @@ mod tests {
         m.bytes.fetch_add(120, Ordering::Relaxed);
         m.ignored.fetch_add(2, Ordering::Relaxed);
         m.latency.lock().unwrap().observe(0.002);
-        m.sink_emitted("elasticsearch http://u:p@es:9200");
-        m.sink_failed("elasticsearch http://u:p@es:9200");
-        m.sink_waiting("elasticsearch http://u:p@es:9200", 4);
-        let more = vec![Family::gauge("faultline_x", "X.").sample(&[("a", "b\"c")], 1.0)];
+        m.sink_known("file", None);
+        m.sink_emitted("elasticsearch");
+        m.sink_failed("elasticsearch");
+        m.sink_waiting("elasticsearch", 4);
+        let more = vec![
+            Family::gauge("faultline_x", "X.").sample(&[("a", "b\"c")], 1.0),
+            Family::gauge("faultline_none", "Nothing yet."),
+        ];
         let body = render(&m, more);
         assert!(
             body.contains(&format!(
@@ -233,8 +247,16 @@ mod tests {
             body.contains("faultline_sink_spooled_alerts{sink=\"elasticsearch\"} 4\n"),
             "{body}"
         );
-        // Credentials in a sink's name never reach a label.
-        assert!(!body.contains("u:p"), "{body}");
+        // A sink is exported from 0 before its first alert.
+        assert!(
+            body.contains("faultline_sink_alerts_total{sink=\"file\"} 0\n"),
+            "{body}"
+        );
+        // A family without samples is still declared.
+        assert!(
+            body.contains("# HELP faultline_none Nothing yet.\n# TYPE faultline_none gauge\n"),
+            "{body}"
+        );
         // The encoder escapes label values.
         assert!(body.contains("faultline_x{a=\"b\\\"c\"} 1\n"), "{body}");
         assert!(
