@@ -1308,7 +1308,12 @@ mod tests {
         assert_eq!("45".parse::<Dur>().unwrap(), Dur::secs(45));
         let err = "1h30parsecs".parse::<Dur>().unwrap_err();
         assert!(err.contains("1h30m"), "{err}");
-        assert!("100000000d".parse::<Dur>().unwrap_err().contains("too long"));
+        assert!(
+            "100000000d"
+                .parse::<Dur>()
+                .unwrap_err()
+                .contains("too long")
+        );
         assert!("-5m".parse::<Dur>().is_err());
     }
 

@@ -52,7 +52,6 @@ struct SinkCounts {
     waiting: Option<u64>,
 }
 
-
 /// One named readiness condition a component sets (the Kafka source: the
 /// broker connection) and `/readyz` reads: up, or down with the reason.
 #[derive(Debug, Default)]

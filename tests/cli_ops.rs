@@ -75,7 +75,11 @@ fn completions_are_generated_for_bash_zsh_and_fish_and_bash_accepts_its_script()
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("faultline"), "{}", stdout(&o));
     let o = run(bin().args(["completions", "tcsh"]));
-    assert_eq!(o.status.code(), Some(2), "an unknown shell is a usage error");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
 }
 
 #[test]
@@ -87,9 +91,15 @@ fn the_man_page_is_roff_with_every_command_and_renders_with_man() {
     // roff escapes hyphens: `faultline\-rollout\-check(1)`.
     let text = page.replace("\\-", "-");
     for cmd in ["replay", "run", "rollout-check", "report", "completions"] {
-        assert!(text.contains(&format!("faultline-{cmd}(1)")), "man page lacks {cmd}");
+        assert!(
+            text.contains(&format!("faultline-{cmd}(1)")),
+            "man page lacks {cmd}"
+        );
     }
-    assert!(page.contains("commit "), "the version line names the commit");
+    assert!(
+        page.contains("commit "),
+        "the version line names the commit"
+    );
     // Rendered by the real man where the machine has it.
     if Command::new("man").arg("--version").output().is_ok() {
         let dir = tempfile::tempdir().unwrap();
@@ -107,7 +117,11 @@ fn the_man_page_is_roff_with_every_command_and_renders_with_man() {
     let dir = tempfile::tempdir().unwrap();
     let o = run(bin().args(["man", "--dir"]).arg(dir.path()));
     assert!(o.status.success(), "{}", stderr(&o));
-    for page in ["faultline.1", "faultline-rollout-check.1", "faultline-types-list.1"] {
+    for page in [
+        "faultline.1",
+        "faultline-rollout-check.1",
+        "faultline-types-list.1",
+    ] {
         let p = std::fs::read_to_string(dir.path().join(page)).unwrap();
         assert!(p.starts_with(".ie"), "{page}: {p}");
     }
@@ -214,7 +228,10 @@ fn format_json_is_accepted_wherever_json_was_and_prints_the_same() {
         .arg(dir.path().join("a.jsonl"))
         .arg(&log));
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(bin().args(["baseline", "build", "-o"]).arg(&baseline).arg(&log));
+    let o = run(bin()
+        .args(["baseline", "build", "-o"])
+        .arg(&baseline)
+        .arg(&log));
     assert!(o.status.success(), "{}", stderr(&o));
     let s = state.to_str().unwrap();
     let b = baseline.to_str().unwrap();

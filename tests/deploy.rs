@@ -217,7 +217,11 @@ fn promtool_accepts_the_alerting_rules_and_their_unit_tests_pass() {
         for r in g["rules"].as_array().unwrap() {
             alerts.push(r["alert"].as_str().unwrap().to_string());
             for n in names_in(r["expr"].as_str().unwrap()) {
-                assert!(have.contains(&n), "rule {} reads {n}, not exported", r["alert"]);
+                assert!(
+                    have.contains(&n),
+                    "rule {} reads {n}, not exported",
+                    r["alert"]
+                );
             }
         }
     }
@@ -242,7 +246,10 @@ fn every_dashboard_query_parses_with_promtool_and_reads_only_exported_metrics() 
         let targets = p["targets"].as_array().unwrap();
         assert!(!targets.is_empty(), "panel {} has no query", p["title"]);
         for t in targets {
-            exprs.push((p["title"].to_string(), t["expr"].as_str().unwrap().to_string()));
+            exprs.push((
+                p["title"].to_string(),
+                t["expr"].as_str().unwrap().to_string(),
+            ));
         }
     }
     assert!(exprs.len() >= 10, "{exprs:?}");

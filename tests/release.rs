@@ -168,7 +168,7 @@ fn canary_state(dir: &Path, stable_rate: f64, canary_rate: f64) -> Vec<Alert> {
 
 #[test]
 fn a_canary_whose_error_rate_doubles_raises_canary_regression_and_rollout_check_exits_3_to_roll_back()
-{
+ {
     let dir = tempfile::tempdir().unwrap();
     let alerts = canary_state(dir.path(), 0.01, 0.02);
     let canary = of_kind(&alerts, Kind::CanaryRegression);
@@ -644,7 +644,15 @@ fn report_since_takes_a_duration_back_from_the_end_as_well_as_a_time() {
     let dir = scenario_state_dir();
     let d = dir.path().to_str().unwrap();
     let json = |extra: &[&str]| -> Value {
-        let mut args = vec!["report", "--release", "2.0.0", "--format", "json", "--state", d];
+        let mut args = vec![
+            "report",
+            "--release",
+            "2.0.0",
+            "--format",
+            "json",
+            "--state",
+            d,
+        ];
         args.extend_from_slice(extra);
         let (code, out) = faultline(&args);
         assert_eq!(code, 0, "{out}");
@@ -667,7 +675,15 @@ fn report_since_takes_a_duration_back_from_the_end_as_well_as_a_time() {
     let r = json(&["--since", "30m", "--until", &until]);
     let since = chrono::DateTime::parse_from_rfc3339(r["since"].as_str().unwrap()).unwrap();
     assert_eq!(end - since, chrono::Duration::minutes(30), "{r}");
-    let (code, out) = faultline(&["report", "--release", "2.0.0", "--since", "yesterday", "--state", d]);
+    let (code, out) = faultline(&[
+        "report",
+        "--release",
+        "2.0.0",
+        "--since",
+        "yesterday",
+        "--state",
+        d,
+    ]);
     assert_eq!(code, 2, "{out}");
 }
 

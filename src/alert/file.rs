@@ -131,7 +131,11 @@ impl AlertSink for JsonLinesSink {
     }
 
     fn kind(&self) -> &'static str {
-        if self.name == "stdout" { "stdout" } else { "file" }
+        if self.name == "stdout" {
+            "stdout"
+        } else {
+            "file"
+        }
     }
 
     fn name(&self) -> &str {

@@ -78,7 +78,8 @@ pub fn run(_cfg: Config, args: ReportArgs) -> Result<i32> {
                         until: None,
                     };
                     let r = report::build(&state.ledger(), &probe, now_ms())?;
-                    parse_time(&r.until).map_err(|e| anyhow::anyhow!("report end {}: {e}", r.until))?
+                    parse_time(&r.until)
+                        .map_err(|e| anyhow::anyhow!("report end {}: {e}", r.until))?
                 }
             };
             Some(until.saturating_sub(d.as_millis()))

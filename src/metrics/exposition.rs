@@ -234,7 +234,10 @@ mod tests {
         );
         assert!(body.contains("faultline_lines_total 3\n"), "{body}");
         assert!(body.contains("faultline_input_bytes_total 120\n"), "{body}");
-        assert!(body.contains("faultline_ignored_records_total 2\n"), "{body}");
+        assert!(
+            body.contains("faultline_ignored_records_total 2\n"),
+            "{body}"
+        );
         assert!(
             body.contains("faultline_sink_alerts_total{sink=\"elasticsearch\"} 1\n"),
             "{body}"
@@ -263,7 +266,10 @@ mod tests {
             body.contains("faultline_processing_seconds_bucket{le=\"0.005\"} 1\n"),
             "{body}"
         );
-        assert!(body.contains("faultline_processing_seconds_count 1\n"), "{body}");
+        assert!(
+            body.contains("faultline_processing_seconds_count 1\n"),
+            "{body}"
+        );
         if cfg!(target_os = "linux") {
             assert!(body.contains("process_resident_memory_bytes "), "{body}");
             assert!(body.contains("process_cpu_seconds_total "), "{body}");
