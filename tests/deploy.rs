@@ -478,3 +478,91 @@ fn systemd_accepts_the_unit_and_its_paths_are_faultlines() {
     // Unknown keys and bad values are warnings with exit 0: none allowed.
     assert!(said.trim().is_empty(), "systemd-analyze verify: {said}");
 }
+
+/// Alert ids and kinds from JSON lines.
+fn alert_ids(jsonl: &str) -> Vec<(String, String)> {
+    jsonl
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["kind"].to_string(), v["id"].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_release_tarball_unpacks_anywhere_and_runs_the_demo_as_the_repository_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let said = ok(
+        Command::new(repo().join("scripts/package"))
+            .arg("--binary")
+            .arg(env!("CARGO_BIN_EXE_faultline"))
+            .arg("--out")
+            .arg(tmp.path())
+            .output()
+            .unwrap(),
+        "scripts/package",
+    );
+    let tarball = PathBuf::from(said.lines().last().unwrap().trim());
+    assert!(tarball.exists(), "{said}");
+    let unpacked = tmp.path().join("fresh");
+    std::fs::create_dir(&unpacked).unwrap();
+    ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&unpacked)
+            .arg("-xzf")
+            .arg(&tarball)
+            .output()
+            .unwrap(),
+        "tar",
+    );
+    let root = std::fs::read_dir(&unpacked)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for f in [
+        "bin/faultline",
+        "etc/faultline.toml",
+        "patterns",
+        "share/man/man1/faultline.1",
+        "share/man/man1/faultline-rollout-check.1",
+        "share/completions/faultline.bash",
+        "share/completions/_faultline",
+        "share/completions/faultline.fish",
+        "share/deploy/systemd/faultline.service",
+        "share/deploy/kubernetes/statefulset.yaml",
+        "share/deploy/Dockerfile",
+        "docs/deploy.md",
+    ] {
+        assert!(root.join(f).exists(), "{f} missing from the tarball");
+    }
+    // The demo from the unpacked tree, started from elsewhere, gives the
+    // alerts the repository's own run gives.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let demo = ok(
+        Command::new(root.join("demo"))
+            .current_dir(elsewhere.path())
+            .env_remove("FAULTLINE_CONFIG")
+            .output()
+            .unwrap(),
+        "the packaged demo",
+    );
+    let packaged: String = demo
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["replay", "--warmup", "30m", "examples/data/logs.jsonl"])
+        .current_dir(repo())
+        .env_remove("FAULTLINE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let expected = alert_ids(&String::from_utf8(o.stdout).unwrap());
+    assert!(expected.len() >= 3, "{expected:?}");
+    assert_eq!(alert_ids(&packaged), expected);
+}
