@@ -281,3 +281,41 @@ fn an_error_says_its_cause_once() {
     assert_eq!(e.matches(cause).count(), 1, "{e}");
     assert!(e.contains("/nonexistent/f.toml"), "{e}");
 }
+
+#[test]
+fn alert_lines_are_printed_beside_the_progress_bar_not_into_it() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` (util-linux) to make a terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let transcript = dir.path().join("typescript");
+    let line = format!(
+        "'{}' replay --warmup 30m --alerts '{}' '{}/examples/data/logs.jsonl'",
+        env!("CARGO_BIN_EXE_faultline"),
+        dir.path().join("alerts.jsonl").display(),
+        env!("CARGO_MANIFEST_DIR"),
+    );
+    let o = run(Command::new("script")
+        .env_remove("NO_COLOR")
+        .args(["-q", "-e", "-c", &line])
+        .arg(&transcript));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = String::from_utf8_lossy(&std::fs::read(&transcript).unwrap()).into_owned();
+    assert!(t.contains("logs.jsonl ["), "no progress bar drawn: {t:?}");
+    let summaries: Vec<usize> = t.match_indices("] NEW ").map(|(i, _)| i).collect();
+    assert!(summaries.len() >= 3, "{t:?}");
+    for i in summaries {
+        // The summary's own `[time]` starts after the bar was cleared
+        // (cursor moves and ESC[2K) or at a fresh line, never after the
+        // bar's text, as it did before.
+        let start = t[..i].rfind('[').unwrap();
+        let before = &t[..start];
+        let cleared = regex::Regex::new(r"\x1b\[\d*[A-K]$").unwrap();
+        assert!(
+            cleared.is_match(before) || before.ends_with('\n'),
+            "summary glued to the bar: {:?}",
+            &t[start.saturating_sub(80)..i + 20]
+        );
+    }
+}
