@@ -305,13 +305,13 @@ fn alert_lines_are_printed_beside_the_progress_bar_not_into_it() {
     assert!(t.contains("logs.jsonl ["), "no progress bar drawn: {t:?}");
     let summaries: Vec<usize> = t.match_indices("] NEW ").map(|(i, _)| i).collect();
     assert!(summaries.len() >= 3, "{t:?}");
+    let cleared = regex::Regex::new(r"\x1b\[\d*[A-K]$").unwrap();
     for i in summaries {
         // The summary's own `[time]` starts after the bar was cleared
         // (cursor moves and ESC[2K) or at a fresh line, never after the
         // bar's text, as it did before.
         let start = t[..i].rfind('[').unwrap();
         let before = &t[..start];
-        let cleared = regex::Regex::new(r"\x1b\[\d*[A-K]$").unwrap();
         assert!(
             cleared.is_match(before) || before.ends_with('\n'),
             "summary glued to the bar: {:?}",
