@@ -30,6 +30,9 @@ if [[ ! -x $BIN ]]; then
     GOBIN=$tmp GOFLAGS=-mod=mod nice -n 10 go install \
         "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
     mv "$tmp/promtool" "$DIR/promtool"
+    # Removed here, not only by the trap: `exec` below skips EXIT traps.
+    rm -rf "$tmp"
+    trap - EXIT
 fi
 
 if [[ ${1:-} == path ]]; then
