@@ -24,15 +24,22 @@ fn main() {
         .or_else(|| {
             // Rebuild when HEAD moves: HEAD itself (a checkout), the branch
             // it points at (a commit) and packed refs (a gc).
+            // Only files that exist: cargo takes a missing one as changed
+            // and would rerun this script (and rebuild) every time.
+            let watch = |path: String| {
+                if std::path::Path::new(&path).exists() {
+                    println!("cargo:rerun-if-changed={path}");
+                }
+            };
             for p in ["HEAD", "packed-refs"] {
                 if let Some(path) = git(&["rev-parse", "--git-path", p]) {
-                    println!("cargo:rerun-if-changed={path}");
+                    watch(path);
                 }
             }
             if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"])
                 && let Some(path) = git(&["rev-parse", "--git-path", &r])
             {
-                println!("cargo:rerun-if-changed={path}");
+                watch(path);
             }
             git(&["rev-parse", "--short=12", "HEAD"])
         })
