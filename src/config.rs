@@ -70,9 +70,9 @@ impl FromStr for Dur {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a duration (write e.g. 90s, 5m, 1h, 7d)"))?;
+        let Ok(n) = num.parse::<f64>() else {
+            return compound(s);
+        };
         let mult = match unit.trim() {
             "" | "s" | "sec" | "secs" => 1.0,
             "ms" => 0.001,
@@ -81,9 +81,9 @@ impl FromStr for Dur {
             "d" | "days" => 86400.0,
             "w" => 604800.0,
             other => {
-                return Err(format!(
-                    "`{s}`: unknown unit `{other}` (use ms, s, m, h, d or w)"
-                ));
+                return compound(s).map_err(|_| {
+                    format!("`{s}`: unknown unit `{other}` (use ms, s, m, h, d or w, or combine them: 1h30m)")
+                });
             }
         };
         if !(n * mult).is_finite() || n < 0.0 {
@@ -96,6 +96,18 @@ impl FromStr for Dur {
             .map(Dur)
             .map_err(|_| format!("`{s}` is not a valid duration"))
     }
+}
+
+/// Durations of several parts (`1h30m`, `2h 15m`, `1day 12hours`), as
+/// humantime reads them: what users write after the single-unit forms
+/// above, which stay as they were (decimals, bare seconds).
+fn compound(s: &str) -> Result<Dur, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}; write e.g. 90s, 5m, 1h30m, 7d)"))?;
+    if d > Dur::MAX.0 {
+        return Err(format!("`{s}` is too long: at most {}", Dur::MAX));
+    }
+    Ok(Dur(d))
 }
 
 impl fmt::Display for Dur {
@@ -1422,6 +1434,26 @@ mod tests {
         assert_eq!("7d".parse::<Dur>().unwrap(), Dur::secs(7 * 86400));
         assert!("5 parsecs".parse::<Dur>().is_err());
         assert_eq!(Dur::secs(1800).to_string(), "30m");
+    }
+
+    #[test]
+    fn durations_of_several_parts_parse_as_humantime_reads_them() {
+        assert_eq!("1h30m".parse::<Dur>().unwrap(), Dur::secs(5400));
+        assert_eq!("2h 15m".parse::<Dur>().unwrap(), Dur::secs(8100));
+        assert_eq!("1d12h".parse::<Dur>().unwrap(), Dur::secs(36 * 3600));
+        // The single-unit forms keep their meaning.
+        assert_eq!("1.5h".parse::<Dur>().unwrap(), Dur::secs(5400));
+        assert_eq!("2hours".parse::<Dur>().unwrap(), Dur::secs(7200));
+        assert_eq!("45".parse::<Dur>().unwrap(), Dur::secs(45));
+        let err = "1h30parsecs".parse::<Dur>().unwrap_err();
+        assert!(err.contains("1h30m"), "{err}");
+        assert!(
+            "100000000d"
+                .parse::<Dur>()
+                .unwrap_err()
+                .contains("too long")
+        );
+        assert!("-5m".parse::<Dur>().is_err());
     }
 
     #[test]

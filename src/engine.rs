@@ -125,6 +125,10 @@ impl Engine {
         metrics
             .types_tracked
             .store(state.baseline.types.len() as u64, Ordering::Relaxed);
+        for s in &sinks {
+            // Counters exported from 0, as Prometheus' rate() wants them.
+            metrics.sink_known(s.kind(), s.waiting().map(|n| n as u64));
+        }
         Ok(Engine {
             warmup: opts.warmup.unwrap_or(cfg.baseline.warmup),
             cfg: cfg.clone(),
@@ -211,10 +215,14 @@ impl Engine {
             self.metrics.alert(a.kind);
             self.state.release.log(&a);
             for s in &mut self.sinks {
-                if let Err(e) = s.emit(&a)
-                    && self.sink_error.is_none()
-                {
-                    self.sink_error = Some(e);
+                match s.emit(&a) {
+                    Ok(()) => self.metrics.sink_emitted(s.kind()),
+                    Err(e) => {
+                        self.metrics.sink_failed(s.kind());
+                        if self.sink_error.is_none() {
+                            self.sink_error = Some(e);
+                        }
+                    }
                 }
             }
             if self.keep_emitted {
@@ -239,7 +247,14 @@ impl Engine {
             return Err(e);
         }
         for s in &mut self.sinks {
-            s.flush()?;
+            let r = s.flush();
+            if let Some(n) = s.waiting() {
+                self.metrics.sink_waiting(s.kind(), n as u64);
+            }
+            if r.is_err() {
+                self.metrics.sink_failed(s.kind());
+            }
+            r?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ fn main() {
         // say to anyone, and not a failure, as for ripgrep or ls.
         Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("faultline: error: {e:#}");
+            eprintln!("faultline: error: {}", cli::error_chain(&e));
             2
         }
     };

@@ -5,6 +5,7 @@
 //! value a few increments stale is fine. Shared through an `Arc` so the HTTP
 //! exporter can read while the pipeline writes.
 
+pub mod exposition;
 pub mod http;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,16 @@ pub struct Metrics {
     bad: [AtomicU64; BadReason::ALL.len()],
     /// Processing latency histogram (record read → alert decided), seconds.
     pub latency: Mutex<Histogram>,
+    /// Per alert sink kind (`elasticsearch`, `kafka`, …): delivery counts.
+    sinks: Mutex<BTreeMap<String, SinkCounts>>,
+}
+
+/// What one kind of alert sink did (`/metrics`: `faultline_sink_*`).
+#[derive(Debug, Default, Clone, Copy)]
+struct SinkCounts {
+    emitted: u64,
+    failures: u64,
+    waiting: Option<u64>,
 }
 
 /// One named readiness condition a component sets (the Kafka source: the
@@ -147,6 +158,64 @@ impl Metrics {
         self.bad[reason as usize].load(Ordering::Relaxed)
     }
 
+    /// `kind` is the sink's [`AlertSink::kind`](crate::alert::AlertSink::kind):
+    /// a fixed word, so the map holds one entry per kind of sink.
+    fn with_sink(&self, kind: &str, f: impl FnOnce(&mut SinkCounts)) {
+        if let Ok(mut m) = self.sinks.lock() {
+            match m.get_mut(kind) {
+                Some(c) => f(c),
+                None => f(m.entry(kind.to_string()).or_default()),
+            }
+        }
+    }
+
+    /// A sink that exists, exported from zero before its first alert.
+    pub fn sink_known(&self, kind: &str, waiting: Option<u64>) {
+        self.with_sink(kind, |c| c.waiting = c.waiting.or(waiting));
+    }
+
+    /// An alert a sink of `kind` accepted (delivered, or spooled for delivery).
+    pub fn sink_emitted(&self, kind: &str) {
+        self.with_sink(kind, |c| c.emitted += 1);
+    }
+
+    /// An emit or flush of a sink of `kind` that failed.
+    pub fn sink_failed(&self, kind: &str) {
+        self.with_sink(kind, |c| c.failures += 1);
+    }
+
+    /// Alerts a sink of `kind` holds in its spool, not yet confirmed.
+    pub fn sink_waiting(&self, kind: &str, n: u64) {
+        self.with_sink(kind, |c| c.waiting = Some(n));
+    }
+
+    /// The `faultline_sink_*` families.
+    fn sink_families(&self) -> Vec<exposition::Family> {
+        use exposition::Family;
+        let mut emitted = Family::counter(
+            "faultline_sink_alerts_total",
+            "Alerts each sink accepted (delivered or spooled for delivery).",
+        );
+        let mut failures = Family::counter(
+            "faultline_sink_failures_total",
+            "Failed alert deliveries or flushes per sink.",
+        );
+        let mut waiting = Family::gauge(
+            "faultline_sink_spooled_alerts",
+            "Alerts in a sink's spool that the server has not confirmed yet.",
+        );
+        if let Ok(m) = self.sinks.lock() {
+            for (k, c) in m.iter() {
+                emitted = emitted.sample(&[("sink", k)], c.emitted as f64);
+                failures = failures.sample(&[("sink", k)], c.failures as f64);
+                if let Some(w) = c.waiting {
+                    waiting = waiting.sample(&[("sink", k)], w as f64);
+                }
+            }
+        }
+        vec![emitted, failures, waiting]
+    }
+
     pub fn alert(&self, kind: Kind) {
         match kind {
             Kind::Novel => &self.alerts_novel,
@@ -190,75 +259,10 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition format.
+    /// Prometheus text exposition format, with `extra` (already in that
+    /// format) appended. [`exposition::render`] takes families instead.
     pub fn render_prometheus(&self, extra: &str) -> String {
-        use std::fmt::Write;
-        let s = self.snapshot();
-        let mut o = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
-        counter("faultline_lines_total", "Input lines read.", s.lines);
-        counter(
-            "faultline_records_total",
-            "Records parsed (errors or not).",
-            s.records,
-        );
-        counter(
-            "faultline_error_records_total",
-            "Records at or above the error level.",
-            s.errors,
-        );
-        counter(
-            "faultline_late_records_total",
-            "Records later than the lateness limit.",
-            s.late,
-        );
-        counter(
-            "faultline_held_records_total",
-            "Records dated far ahead of the stream, counted at the current event time.",
-            s.held,
-        );
-        let _ = writeln!(
-            o,
-            "# HELP faultline_bad_records_total Skipped records by reason.\n# TYPE faultline_bad_records_total counter"
-        );
-        for r in BadReason::ALL {
-            let _ = writeln!(
-                o,
-                "faultline_bad_records_total{{reason=\"{}\"}} {}",
-                r.as_str(),
-                self.bad_count(r)
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP faultline_alerts_total Alerts emitted by kind.\n# TYPE faultline_alerts_total counter"
-        );
-        for (k, v) in &s.alerts {
-            let _ = writeln!(o, "faultline_alerts_total{{kind=\"{k}\"}} {v}");
-        }
-        let _ = writeln!(
-            o,
-            "# HELP faultline_error_types Error types tracked.\n# TYPE faultline_error_types gauge\nfaultline_error_types {}",
-            s.types_tracked
-        );
-        if let Ok(h) = self.latency.lock() {
-            let _ = writeln!(
-                o,
-                "# HELP faultline_processing_seconds Time from record read to decision.\n# TYPE faultline_processing_seconds histogram"
-            );
-            for (b, c) in h.bounds.iter().zip(&h.counts) {
-                let _ = writeln!(o, "faultline_processing_seconds_bucket{{le=\"{b}\"}} {c}");
-            }
-            let _ = writeln!(
-                o,
-                "faultline_processing_seconds_bucket{{le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(o, "faultline_processing_seconds_sum {}", h.sum);
-            let _ = writeln!(o, "faultline_processing_seconds_count {}", h.count);
-        }
+        let mut o = exposition::render(self, Vec::new());
         o.push_str(extra);
         o
     }

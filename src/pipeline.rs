@@ -256,6 +256,9 @@ fn read_sequential<R: BufRead>(
     while let Some(line) = lr.next_line(&mut buf).map_err(io)? {
         let line_no = lr.line;
         metrics.lines.fetch_add(1, Ordering::Relaxed);
+        metrics
+            .bytes
+            .fetch_add(line.bytes.len() as u64, Ordering::Relaxed);
         since_checkpoint += 1;
         // The parser is asked only when a checkpoint is due and possible:
         // without a state directory this test runs for every line.

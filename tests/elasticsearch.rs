@@ -1052,3 +1052,40 @@ fn alerts_can_go_to_a_data_stream_once_each() {
     assert_eq!(ids, ["s1", "s2"]);
     cleanup(&http, &cfg);
 }
+
+#[test]
+fn the_index_templates_are_installed_once_and_again_only_when_they_change() {
+    let Some(url) = server() else { return };
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let dir = work_dir().join("template-once");
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = es_cfg(&url, "tmplonce", &dir.join("spool"));
+    let http = Http::new(&url);
+    let path = format!("/_index_template/{}", cfg.alerts_index);
+    http.call(Method::Delete, &path, None);
+    drop(EsSink::open(&cfg, &dir.join("spool")).expect("sink"));
+    let (s, v) = http.call(Method::Get, &path, None);
+    assert_eq!(s, 200, "{v}");
+    let mut installed = v["index_templates"][0]["index_template"].clone();
+    assert!(installed["_meta"]["faultline_digest"].is_string(), "{v}");
+    // An operator's edit that keeps faultline's digest: a restart leaves it.
+    installed["_meta"]["edited_by"] = json!("operator");
+    let (s, r) = http.call(Method::Put, &path, Some(installed.clone()));
+    assert!(s < 300, "{r}");
+    drop(EsSink::open(&cfg, &dir.join("spool")).expect("sink"));
+    let (_, v) = http.call(Method::Get, &path, None);
+    assert_eq!(
+        v["index_templates"][0]["index_template"]["_meta"]["edited_by"], "operator",
+        "re-sent although unchanged: {v}"
+    );
+    // A template from another faultline (another digest) is upgraded.
+    installed["_meta"]["faultline_digest"] = json!("0000000000000000");
+    let (s, r) = http.call(Method::Put, &path, Some(installed));
+    assert!(s < 300, "{r}");
+    drop(EsSink::open(&cfg, &dir.join("spool")).expect("sink"));
+    let (_, v) = http.call(Method::Get, &path, None);
+    let meta = &v["index_templates"][0]["index_template"]["_meta"];
+    assert!(meta.get("edited_by").is_none(), "not upgraded: {v}");
+    assert_ne!(meta["faultline_digest"], "0000000000000000");
+    cleanup(&http, &cfg);
+}

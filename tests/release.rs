@@ -167,7 +167,8 @@ fn canary_state(dir: &Path, stable_rate: f64, canary_rate: f64) -> Vec<Alert> {
 }
 
 #[test]
-fn a_canary_whose_error_rate_doubles_raises_canary_regression_and_rollout_check_exits_1() {
+fn a_canary_whose_error_rate_doubles_raises_canary_regression_and_rollout_check_exits_3_to_roll_back()
+ {
     let dir = tempfile::tempdir().unwrap();
     let alerts = canary_state(dir.path(), 0.01, 0.02);
     let canary = of_kind(&alerts, Kind::CanaryRegression);
@@ -200,9 +201,10 @@ fn a_canary_whose_error_rate_doubles_raises_canary_regression_and_rollout_check_
         "--state",
         d,
     ]);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 3, "roll back is exit 3: {out}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["proceed"], false);
+    assert_eq!(v["decision"], "roll_back");
     assert_eq!(
         v["next_percentage"], 0,
         "a significant regression rolls back"
@@ -240,6 +242,7 @@ fn a_canary_with_equal_error_rates_proceeds_to_the_next_step() {
     assert_eq!(code, 0, "{out}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["proceed"], true);
+    assert_eq!(v["decision"], "proceed");
     assert_eq!(v["next_percentage"], 50);
     let ratio = v["evidence"]["error_rate"]["ratio"].as_f64().unwrap();
     assert!((0.8..1.25).contains(&ratio), "{ratio}");
@@ -264,13 +267,14 @@ fn rollout_check_over_replayed_files_holds_back_a_worse_canary() {
         "10m",
         log.to_str().unwrap(),
     ]);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 3, "{out}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["proceed"], false);
+    assert_eq!(v["decision"], "roll_back");
 }
 
 #[test]
-fn rollout_check_holds_without_enough_canary_traffic_and_exits_2_on_errors() {
+fn rollout_check_holds_with_exit_1_without_enough_canary_traffic_and_exits_4_on_errors() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::default();
     let mut e = engine(&cfg, None, "10m");
@@ -291,8 +295,9 @@ fn rollout_check_holds_without_enough_canary_traffic_and_exits_2_on_errors() {
         d,
     ];
     let (code, out) = faultline(&args);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 1, "hold is exit 1: {out}");
     let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"], "hold");
     assert_eq!(v["next_percentage"], 10, "hold at the current step");
     assert!(v["reason"].as_str().unwrap().starts_with("hold"), "{v}");
     let (code, _) = faultline(&[
@@ -308,7 +313,10 @@ fn rollout_check_holds_without_enough_canary_traffic_and_exits_2_on_errors() {
         "--state",
         d,
     ]);
-    assert_eq!(code, 2, "an unknown service is an error");
+    assert_eq!(code, 4, "an unknown service is an error (4), not a verdict");
+    // A usage error stays 2 (clap's), distinct from both.
+    let (code, _) = faultline(&["rollout-check", "--service", "checkout", "--state", d]);
+    assert_eq!(code, 2, "missing flags are a usage error");
 }
 
 /// One service, one version, at the given error share per 10-minute phase.
@@ -629,6 +637,54 @@ fn the_report_lists_before_and_after_new_types_and_canary_regressions() {
             "inline, no external assets: {external}"
         );
     }
+}
+
+#[test]
+fn report_since_takes_a_duration_back_from_the_end_as_well_as_a_time() {
+    let dir = scenario_state_dir();
+    let d = dir.path().to_str().unwrap();
+    let json = |extra: &[&str]| -> Value {
+        let mut args = vec![
+            "report",
+            "--release",
+            "2.0.0",
+            "--format",
+            "json",
+            "--state",
+            d,
+        ];
+        args.extend_from_slice(extra);
+        let (code, out) = faultline(&args);
+        assert_eq!(code, 0, "{out}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let full = json(&[]);
+    let until = full["until"].as_str().unwrap().to_string();
+    let end = chrono::DateTime::parse_from_rfc3339(&until).unwrap();
+    // `--since 1h30m`: that long before the default end (the latest record).
+    let r = json(&["--since", "1h30m"]);
+    assert_eq!(r["until"], full["until"]);
+    let since = chrono::DateTime::parse_from_rfc3339(r["since"].as_str().unwrap()).unwrap();
+    assert_eq!(end - since, chrono::Duration::minutes(90), "{r}");
+    // The same as the RFC 3339 time it stands for.
+    let at = (end - chrono::Duration::minutes(90)).to_rfc3339();
+    let same = json(&["--since", &at]);
+    assert_eq!(same["since"], r["since"]);
+    assert_eq!(same["before_after"], r["before_after"]);
+    // With --until, back from that end.
+    let r = json(&["--since", "30m", "--until", &until]);
+    let since = chrono::DateTime::parse_from_rfc3339(r["since"].as_str().unwrap()).unwrap();
+    assert_eq!(end - since, chrono::Duration::minutes(30), "{r}");
+    let (code, out) = faultline(&[
+        "report",
+        "--release",
+        "2.0.0",
+        "--since",
+        "yesterday",
+        "--state",
+        d,
+    ]);
+    assert_eq!(code, 2, "{out}");
 }
 
 #[test]

@@ -185,11 +185,24 @@ impl EsSink {
             self.cfg.data_stream,
         )?;
         let types = template(TYPES_TEMPLATE, &self.cfg.types_index, false)?;
-        for (name, body) in [
+        for (name, (body, digest)) in [
             (&self.cfg.alerts_index, alerts),
             (&self.cfg.types_index, types),
         ] {
             let path = format!("/_index_template/{}", urlencode(name));
+            // Installed once, and again only when it changed: an operator's
+            // edits on the server (more shards, a lifecycle policy) survive
+            // restarts as long as faultline's own template did not change.
+            let (status, v) = self.call(
+                Method::Get,
+                path.clone(),
+                None,
+                deadline,
+                "GET _index_template",
+            )?;
+            if status == 200 && installed_digest(&v).as_deref() == Some(digest.as_str()) {
+                continue;
+            }
             let (status, v) = self.call(
                 Method::Put,
                 path,
@@ -424,6 +437,14 @@ impl AlertSink for EsSink {
     fn name(&self) -> &str {
         &self.name
     }
+
+    fn waiting(&self) -> Option<usize> {
+        Some(EsSink::waiting(self))
+    }
+
+    fn kind(&self) -> &'static str {
+        "elasticsearch"
+    }
 }
 
 impl TypeCatalogue for EsSink {
@@ -546,7 +567,18 @@ pub fn type_doc(t: &ErrorType, state: &Catalogue<'_>, now: i64) -> Value {
 }
 
 /// A shipped template with its pattern (and data stream flag) set.
-fn template(text: &str, index: &str, data_stream: bool) -> Result<Vec<u8>, EsError> {
+/// The `_meta.faultline_digest` of the template a GET _index_template
+/// answered with, if any.
+fn installed_digest(v: &Value) -> Option<String> {
+    v["index_templates"][0]["index_template"]["_meta"]["faultline_digest"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The template body to install, and the digest of what faultline ships
+/// for this index (stored in `_meta.faultline_digest`), which says whether
+/// the installed one is current.
+fn template(text: &str, index: &str, data_stream: bool) -> Result<(Vec<u8>, String), EsError> {
     let bad = |message: String| EsError::Protocol {
         what: "shipped index template".into(),
         message,
@@ -561,7 +593,15 @@ fn template(text: &str, index: &str, data_stream: bool) -> Result<Vec<u8>, EsErr
     } else {
         m.remove("data_stream");
     }
-    serde_json::to_vec(&v).map_err(|e| bad(e.to_string()))
+    let shipped = serde_json::to_vec(&v).map_err(|e| bad(e.to_string()))?;
+    let digest = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&shipped));
+    if let Some(meta) = v.get_mut("_meta").and_then(Value::as_object_mut) {
+        meta.insert("faultline_digest".into(), json!(digest));
+    } else {
+        v["_meta"] = json!({ "faultline_digest": digest });
+    }
+    let body = serde_json::to_vec(&v).map_err(|e| bad(e.to_string()))?;
+    Ok((body, digest))
 }
 
 /// Index and template names are plain, but a stray character must not
@@ -674,15 +714,23 @@ mod tests {
 
     #[test]
     fn a_template_is_installed_for_the_configured_index_and_data_stream() {
-        let v: Value =
-            serde_json::from_slice(&template(ALERTS_TEMPLATE, "ops-alerts", true).unwrap())
-                .unwrap();
+        let (body, stream_digest) = template(ALERTS_TEMPLATE, "ops-alerts", true).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["index_patterns"], json!(["ops-alerts*"]));
         assert_eq!(v["data_stream"], json!({}));
-        let v: Value =
-            serde_json::from_slice(&template(ALERTS_TEMPLATE, "ops-alerts", false).unwrap())
-                .unwrap();
+        assert_eq!(v["_meta"]["faultline_digest"], json!(stream_digest));
+        let (body, digest) = template(ALERTS_TEMPLATE, "ops-alerts", false).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
         assert!(v.get("data_stream").is_none());
+        // The digest follows what is installed: another shape, another digest.
+        assert_ne!(digest, stream_digest);
+        assert_eq!(
+            template(ALERTS_TEMPLATE, "ops-alerts", false).unwrap().1,
+            digest
+        );
+        let got = json!({"index_templates": [{"name": "ops-alerts", "index_template": v}]});
+        assert_eq!(installed_digest(&got), Some(digest));
+        assert_eq!(installed_digest(&json!({"index_templates": []})), None);
     }
 
     #[test]

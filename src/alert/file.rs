@@ -130,6 +130,14 @@ impl AlertSink for JsonLinesSink {
         })
     }
 
+    fn kind(&self) -> &'static str {
+        if self.name == "stdout" {
+            "stdout"
+        } else {
+            "file"
+        }
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

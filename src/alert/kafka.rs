@@ -141,6 +141,10 @@ impl AlertSink for KafkaAlertSink {
             })
     }
 
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

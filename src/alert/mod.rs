@@ -465,6 +465,19 @@ pub trait AlertSink: Send {
 
     /// A short name for logs and metrics.
     fn name(&self) -> &str;
+
+    /// Alerts held in a spool and not yet confirmed by the server, for a
+    /// sink that has one (the `faultline_sink_spooled_alerts` gauge).
+    fn waiting(&self) -> Option<usize> {
+        None
+    }
+
+    /// The kind of sink (`file`, `stdout`, `kafka`, `elasticsearch`): the
+    /// `sink` label of its metrics, never a path or URL, so no credential
+    /// reaches a label and there are as many series as kinds.
+    fn kind(&self) -> &'static str {
+        "other"
+    }
 }
 
 impl<S: AlertSink + ?Sized> AlertSink for Box<S> {
@@ -479,6 +492,12 @@ impl<S: AlertSink + ?Sized> AlertSink for Box<S> {
     }
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn waiting(&self) -> Option<usize> {
+        (**self).waiting()
+    }
+    fn kind(&self) -> &'static str {
+        (**self).kind()
     }
 }
 

@@ -37,8 +37,13 @@ pub enum BaselineCommand {
         /// …or a state directory.
         #[arg(long)]
         state: Option<PathBuf>,
+        /// Same as `--format json` (older spelling).
         #[arg(long)]
         json: bool,
+        /// Output for people (text, the default) or machines (json). Only
+        /// here: under `baseline build`, `--format` names the input format.
+        #[arg(long = "format", value_enum)]
+        output: Option<super::OutputFormat>,
     },
     /// Re-derive known types after the pattern rules changed (old ids stay
     /// as aliases). Also done automatically at start.
@@ -87,7 +92,9 @@ pub fn run(cfg: Config, cmd: BaselineCommand) -> Result<i32> {
             baseline,
             state,
             json,
+            output,
         } => {
+            let json = super::wants_json(json, output);
             let b = match (baseline, state) {
                 (Some(p), _) => state::load_baseline(&p)?,
                 (None, Some(d)) => match State::load(&d)? {

@@ -36,10 +36,19 @@ use clap::{Parser, Subcommand};
 
 use faultline::config::Config;
 
+/// `faultline --version`: the package version and the git commit built
+/// from (build.rs; `unknown` without git).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FAULTLINE_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "faultline",
-    version,
+    version = VERSION,
     about = "Says, within a second of it happening, \"this error is new\" or \"this error just surged\".",
     long_about = None
 )]
@@ -73,13 +82,37 @@ enum Command {
     /// Validate the configuration and print the effective one.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Canary gate: exit 0 to proceed to the next step, 1 to hold or roll back.
+    /// Canary gate: exit 0 to proceed, 1 to hold, 3 to roll back (2 usage error, 4 other error).
     RolloutCheck(rollout_check::RolloutCheckArgs),
     /// Release report (Markdown, HTML or JSON) from a state directory.
     Report(report::ReportArgs),
     /// List, show, resolve, mute and unmute error types in a state.
     #[command(subcommand)]
     Types(types::TypesCommand),
+    /// Print a shell completion script (e.g. `faultline completions bash > /etc/bash_completion.d/faultline`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout (`faultline man | man -l -`),
+    /// or write one page per command into a directory.
+    Man {
+        /// Write faultline.1, faultline-replay.1, … here instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `--format` of commands whose output is for people or machines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Whether a command with `--format` and the older `--json` prints JSON.
+pub fn wants_json(json: bool, format: Option<OutputFormat>) -> bool {
+    json || format == Some(OutputFormat::Json)
 }
 
 #[derive(Subcommand, Debug)]
@@ -138,6 +171,14 @@ pub fn run() -> Result<i32> {
     if !matches!(cli.command, Command::Run(_)) {
         init_tracing();
     }
+    if let Command::RolloutCheck(_) = &cli.command {
+        // Its exit codes are an interface: an error is 4, not main's 2
+        // (which clap's usage errors keep).
+        return Ok(rollout(cli).unwrap_or_else(|e| {
+            eprintln!("faultline: error: {}", error_chain(&e));
+            rollout_check::ERROR_EXIT
+        }));
+    }
     let cfg = || load_config(cli.config.as_deref(), &cli.patterns);
     match cli.command {
         Command::Replay(args) => replay::run(cfg()?, args),
@@ -145,7 +186,24 @@ pub fn run() -> Result<i32> {
         Command::Fingerprint(args) => fingerprint::run(cfg()?, args),
         Command::Baseline(cmd) => baseline::run(cfg()?, cmd),
         Command::Patterns(cmd) => patterns::run(cfg()?, cmd),
-        Command::RolloutCheck(args) => rollout_check::run(cfg()?, args),
+        Command::RolloutCheck(_) => rollout(cli),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "faultline", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man { dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match dir {
+                Some(d) => {
+                    std::fs::create_dir_all(&d)
+                        .and_then(|()| clap_mangen::generate_to(cmd, &d))
+                        .with_context(|| format!("writing man pages to {}", d.display()))?;
+                }
+                None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
+            }
+            Ok(0)
+        }
         Command::Report(args) => report::run(cfg()?, args),
         Command::Types(cmd) => types::run(cfg()?, cmd),
         Command::Config(ConfigCommand::Check) => {
@@ -156,12 +214,45 @@ pub fn run() -> Result<i32> {
     }
 }
 
+fn rollout(cli: Cli) -> Result<i32> {
+    let Command::RolloutCheck(args) = cli.command else {
+        unreachable!("called for rollout-check only")
+    };
+    let cfg = load_config(cli.config.as_deref(), &cli.patterns)?;
+    rollout_check::run(cfg, args)
+}
+
+/// An error and its causes on one line, each said once: a message that
+/// already quotes its cause (`…: {source}`) is not followed by it again.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Colour in logs only for a person at a terminal: not when stderr is a
+/// file, a pipe or journald, and never with `NO_COLOR` set (no-color.org).
+pub fn log_colours() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(log_colours())
         .with_writer(std::io::stderr)
         .try_init();
 }

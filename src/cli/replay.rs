@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 use clap::Args;
 
-use faultline::alert::build;
+use faultline::alert::{Alert, AlertSink, SinkError, TypeCatalogue, build};
 use faultline::config::{Config, Dur, Format};
 use faultline::metrics::Metrics;
 use faultline::pipeline::{self, BaselineOptions, ReadAgain, ReplayObserver, ReplayOptions};
@@ -87,7 +87,22 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
     let metrics = Arc::new(Metrics::default());
     let terminal = Terminal {
         bars: opts.progress && std::io::stderr().is_terminal(),
-        bar: Mutex::new(None),
+        bar: Arc::new(Mutex::new(None)),
+    };
+    // Alert lines (JSON on stdout, summaries on stderr) are written with
+    // the bar cleared and redrawn after, not into the middle of it.
+    let sinks = if terminal.bars {
+        sinks
+            .into_iter()
+            .map(|inner| {
+                Box::new(BesideTheBar {
+                    inner,
+                    bar: terminal.bar.clone(),
+                }) as Box<dyn AlertSink>
+            })
+            .collect()
+    } else {
+        sinks
     };
     let summary = pipeline::replay_observed(&cfg, &opts, sinks, metrics, &terminal)?;
     let m = &summary.metrics;
@@ -126,12 +141,57 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
 /// unless --no-progress) and the notices about inputs read again.
 struct Terminal {
     bars: bool,
-    bar: Mutex<Option<indicatif::ProgressBar>>,
+    bar: SharedBar,
+}
+
+type SharedBar = Arc<Mutex<Option<indicatif::ProgressBar>>>;
+
+fn lock(bar: &SharedBar) -> std::sync::MutexGuard<'_, Option<indicatif::ProgressBar>> {
+    bar.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `f` (which prints) with the progress bar, if one is drawn, cleared
+/// and redrawn afterwards.
+fn beside_the_bar<R>(bar: &SharedBar, f: impl FnOnce() -> R) -> R {
+    let pb = lock(bar).clone();
+    match pb {
+        Some(pb) => pb.suspend(f),
+        None => f(),
+    }
 }
 
 impl Terminal {
     fn bar(&self) -> std::sync::MutexGuard<'_, Option<indicatif::ProgressBar>> {
-        self.bar.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.bar)
+    }
+}
+
+/// A sink whose output goes to the terminal the bar is drawn on.
+struct BesideTheBar {
+    inner: Box<dyn AlertSink>,
+    bar: SharedBar,
+}
+
+impl AlertSink for BesideTheBar {
+    fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
+        let inner = &mut self.inner;
+        beside_the_bar(&self.bar, || inner.emit(alert))
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        let inner = &mut self.inner;
+        beside_the_bar(&self.bar, || inner.flush())
+    }
+    fn catalogue(&mut self) -> Option<&mut dyn TypeCatalogue> {
+        self.inner.catalogue()
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn waiting(&self) -> Option<usize> {
+        self.inner.waiting()
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
     }
 }
 
@@ -153,14 +213,14 @@ impl ReplayObserver for Terminal {
         }
     }
     fn reading_again(&self, name: &str, why: ReadAgain) {
-        match why {
+        beside_the_bar(&self.bar, || match why {
             ReadAgain::Truncated => eprintln!(
                 "faultline: {name} is shorter than when it was last read (truncated?): reading it from the start"
             ),
             ReadAgain::Replaced => eprintln!(
                 "faultline: {name} was truncated or replaced since it was last read: reading it from the start"
             ),
-        }
+        })
     }
 }
 

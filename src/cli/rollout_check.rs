@@ -1,7 +1,11 @@
 //! `faultline rollout-check`: a canary gate for CD pipelines.
 //!
-//! Exit codes are the interface: 0 proceed, 1 hold or roll back, 2 error
-//! (bad arguments, unreadable state). The JSON on stdout says why.
+//! Exit codes are the interface (docs/release.md): 0 proceed, 1 hold (not
+//! enough traffic to judge yet: ask again later), 3 roll back (the canary
+//! is significantly worse), 2 usage error (bad arguments, from clap), 4 any
+//! other error (unreadable state, bad configuration). Before 3 and 4
+//! existed, roll back was 1 and every error 2: a pipeline that only tests
+//! for 0 behaves as before. The JSON on stdout says why (`decision`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +16,7 @@ use clap::Args;
 use faultline::config::{Config, Dur, Format};
 use faultline::metrics::Metrics;
 use faultline::pipeline::{self, BaselineOptions, ReplayOptions};
-use faultline::release::rollout::{self, RolloutRequest};
+use faultline::release::rollout::{self, Decision, RolloutRequest};
 use faultline::source::Input;
 use faultline::state::State;
 
@@ -76,5 +80,17 @@ pub fn run(cfg: Config, args: RolloutCheckArgs) -> Result<i32> {
     };
     let verdict = rollout::check(&state.ledger(), &cfg, &req)?;
     outln!("{}", serde_json::to_string_pretty(&verdict)?);
-    Ok(if verdict.proceed { 0 } else { 1 })
+    Ok(exit_code(verdict.decision))
 }
+
+/// Exit code for a decision (the module doc lists them all).
+pub fn exit_code(d: Decision) -> i32 {
+    match d {
+        Decision::Proceed => 0,
+        Decision::Hold => 1,
+        Decision::RollBack => 3,
+    }
+}
+
+/// Exit code of an error that kept the gate from deciding.
+pub const ERROR_EXIT: i32 = 4;

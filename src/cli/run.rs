@@ -44,6 +44,7 @@ fn init_tracing(format: &str) {
         EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(super::log_colours())
         .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().try_init()

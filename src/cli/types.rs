@@ -40,15 +40,23 @@ pub enum TypesCommand {
         /// Only this service's types.
         #[arg(long)]
         service: Option<String>,
+        /// Same as `--format json` (older spelling).
         #[arg(long)]
         json: bool,
+        /// Output for people (text, the default) or machines (json).
+        #[arg(long, value_enum)]
+        format: Option<super::OutputFormat>,
     },
     /// Everything known about one type.
     Show {
         #[command(flatten)]
         one: OneType,
+        /// Same as `--format json` (older spelling).
         #[arg(long)]
         json: bool,
+        /// Output for people (text, the default) or machines (json).
+        #[arg(long, value_enum)]
+        format: Option<super::OutputFormat>,
     },
     /// Mark a type fixed: if it occurs again, a `regression` alert fires.
     Resolve {
@@ -149,7 +157,9 @@ pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
             state,
             service,
             json,
+            format,
         } => {
+            let json = super::wants_json(json, format);
             let state = load(&state)?;
             let types: Vec<&ErrorType> = state
                 .baseline
@@ -186,7 +196,8 @@ pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        TypesCommand::Show { one, json } => {
+        TypesCommand::Show { one, json, format } => {
+            let json = super::wants_json(json, format);
             let mut state = load(&one.state)?;
             let t = find(&mut state, &one.fingerprint)?;
             let r = row(t);

@@ -30,10 +30,23 @@ pub struct RolloutRequest {
 /// What to do next, printed as JSON.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
+    /// What to do: `proceed`, `hold` (not enough traffic to judge yet) or
+    /// `roll_back` (the canary is significantly worse). `proceed` below
+    /// says the same for older readers.
+    pub decision: Decision,
     pub proceed: bool,
     pub next_percentage: u32,
     pub reason: String,
     pub evidence: Evidence,
+}
+
+/// The gate's answer; `faultline rollout-check` maps it to its exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Proceed,
+    Hold,
+    RollBack,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -116,11 +129,11 @@ pub fn check(
         .collect();
     let er = &cmp.error_rate;
     let worse_types: Vec<&TypeComparison> = cmp.types.iter().filter(|t| t.regression).collect();
-    let (proceed, next, reason) = if er.canary.lines < rc.min_lines
+    let (decision, next, reason) = if er.canary.lines < rc.min_lines
         || er.stable.lines < rc.min_lines
     {
         (
-            false,
+            Decision::Hold,
             req.current_percentage,
             format!(
                 "hold: not enough traffic to judge ({} lines of {} and {} of {} in the last {w} min; need {} each)",
@@ -155,7 +168,11 @@ pub fn check(
                     .join("; ")
             ));
         }
-        (false, 0, format!("roll back: {}", why.join("; ")))
+        (
+            Decision::RollBack,
+            0,
+            format!("roll back: {}", why.join("; ")),
+        )
     } else {
         let next = rc
             .steps
@@ -164,7 +181,7 @@ pub fn check(
             .find(|&p| p > req.current_percentage)
             .unwrap_or(100);
         (
-            true,
+            Decision::Proceed,
             next,
             format!(
                 "proceed: {} is not significantly worse than {} over the last {w} min (error rate {:.2} ‰ vs {:.2} ‰, p = {:.2}; {} type(s) seen only in the canary, none significant)",
@@ -178,7 +195,8 @@ pub fn check(
         )
     };
     Ok(Verdict {
-        proceed,
+        decision,
+        proceed: decision == Decision::Proceed,
         next_percentage: next,
         reason,
         evidence: Evidence {

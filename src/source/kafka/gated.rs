@@ -31,4 +31,10 @@ impl AlertSink for Gated {
     fn name(&self) -> &str {
         self.inner.name()
     }
+    fn waiting(&self) -> Option<usize> {
+        self.inner.waiting()
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
 }

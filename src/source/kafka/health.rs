@@ -15,6 +15,8 @@ pub struct Status {
     pub ready: AtomicBool,
     /// Consecutive failed batches; reset by a committed one.
     pub failures: AtomicU64,
+    /// Failed batches since start (never reset): what a rate alert reads.
+    pub failures_total: AtomicU64,
     pub max_failures: u64,
     pub batches: AtomicU64,
     pub last_error: Mutex<Option<String>>,
@@ -35,6 +37,7 @@ impl Status {
 
     pub(super) fn fail(&self, why: String) {
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        self.failures_total.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(failures = n, error = %why, "batch failed; retrying with backoff");
         if let Ok(mut l) = self.last_error.lock() {
             *l = Some(why);
@@ -52,36 +55,42 @@ impl Status {
 
 impl Exporter for Status {
     fn metrics(&self) -> String {
-        use std::fmt::Write;
-        let mut extra = String::new();
-        let _ = writeln!(
-            extra,
-            "# HELP faultline_kafka_consumer_lag Messages behind the partition's high watermark.\n# TYPE faultline_kafka_consumer_lag gauge"
+        use crate::metrics::exposition::{Family, render};
+        let mut lag = Family::gauge(
+            "faultline_kafka_consumer_lag",
+            "Messages behind the partition's high watermark.",
         );
-        if let Ok(lag) = self.lag.lock() {
-            for ((t, p), v) in lag.iter() {
-                let _ = writeln!(
-                    extra,
-                    "faultline_kafka_consumer_lag{{topic=\"{t}\",partition=\"{p}\"}} {v}"
-                );
+        if let Ok(l) = self.lag.lock() {
+            for ((t, p), v) in l.iter() {
+                lag = lag.sample(&[("topic", t), ("partition", &p.to_string())], *v as f64);
             }
         }
-        let _ = writeln!(
-            extra,
-            "# HELP faultline_kafka_batches_total Batches committed.\n# TYPE faultline_kafka_batches_total counter\nfaultline_kafka_batches_total {}",
-            self.batches.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            extra,
-            "# HELP faultline_kafka_failures Consecutive failed batches.\n# TYPE faultline_kafka_failures gauge\nfaultline_kafka_failures {}",
-            self.failures.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            extra,
-            "# HELP faultline_up 1 when ready.\n# TYPE faultline_up gauge\nfaultline_up {}",
-            u8::from(self.ready().is_ok())
-        );
-        self.metrics.render_prometheus(&extra)
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let ready = f64::from(u8::from(self.ready().is_ok()));
+        let more = vec![
+            lag,
+            Family::counter("faultline_kafka_batches_total", "Batches committed.")
+                .sample(&[], g(&self.batches)),
+            Family::gauge(
+                "faultline_kafka_failures",
+                "Consecutive failed batches (0 after a committed one).",
+            )
+            .sample(&[], g(&self.failures)),
+            Family::counter(
+                "faultline_kafka_batch_failures_total",
+                "Failed batches since start.",
+            )
+            .sample(&[], g(&self.failures_total)),
+            Family::gauge(
+                "faultline_ready",
+                "1 while ready (consuming and delivering; /readyz answers 200), else 0.",
+            )
+            .sample(&[], ready),
+            // The first name, kept: easily mistaken for Prometheus' own `up`.
+            Family::gauge("faultline_up", "Same as faultline_ready (older name).")
+                .sample(&[], ready),
+        ];
+        render(&self.metrics, more)
     }
 
     fn healthy(&self) -> Result<(), String> {
