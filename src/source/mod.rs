@@ -6,8 +6,10 @@
 //! pipeline; [`elasticsearch`] pages through history stored in an index
 //! (`faultline baseline import-es`).
 
+pub mod driver;
 pub mod elasticsearch;
 pub mod file;
 pub mod kafka;
 
+pub use driver::{Cadence, Poll, Source};
 pub use file::{Input, InputIdentity, LineReader};
