@@ -156,6 +156,19 @@ impl<K: PartialEq + Clone, T> Aligner<K, T> {
     /// The buffered head with the smallest event time, when no partition
     /// with an empty buffer may still deliver an earlier one.
     pub fn pop_ready(&mut self, now: Instant) -> Option<(&K, Entry<T>)> {
+        let i = self.ready_lane(now)?;
+        let lane = &mut self.lanes[i];
+        let e = lane.buf.pop_front()?;
+        self.buffered -= 1;
+        Some((&lane.key, e))
+    }
+
+    /// Whether [`pop_ready`](Self::pop_ready) would return an entry.
+    pub fn ready(&self, now: Instant) -> bool {
+        self.ready_lane(now).is_some()
+    }
+
+    fn ready_lane(&self, now: Instant) -> Option<usize> {
         if self.buffered == 0 {
             return None;
         }
@@ -165,17 +178,19 @@ impl<K: PartialEq + Clone, T> Aligner<K, T> {
         }
         // `None < Some(_)`: entries with no time at all go first, as the
         // engine stamps them with its watermark anyway.
-        let i = self
-            .lanes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| l.head_time().map(|t| (t, i)))
-            .min()?
-            .1;
-        let lane = &mut self.lanes[i];
-        let e = lane.buf.pop_front()?;
-        self.buffered -= 1;
-        Some((&lane.key, e))
+        Some(
+            self.lanes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| l.head_time().map(|t| (t, i)))
+                .min()?
+                .1,
+        )
+    }
+
+    /// The partitions known (assigned or read from).
+    pub fn partitions(&self) -> impl Iterator<Item = &K> {
+        self.lanes.iter().map(|l| &l.key)
     }
 
     /// The offset to commit for the partition: its oldest buffered entry's
