@@ -637,6 +637,13 @@ pub struct KafkaConfig {
     pub max_backoff: Dur,
     /// On SIGTERM/SIGINT: time allowed to commit the last batch and exit.
     pub shutdown_timeout: Dur,
+    /// Event-time alignment across partitions: how long a partition that
+    /// has delivered nothing (and is not at its end) may hold the others
+    /// back. Bounds the latency a quiet partition adds (`docs/kafka.md`).
+    pub max_idle: Dur,
+    /// Parsed records buffered per partition for the alignment; a partition
+    /// with this many waiting is paused until it drains to half.
+    pub partition_buffer: usize,
     /// Extra librdkafka properties (security.protocol, sasl.*, ssl.*, …),
     /// passed through to both consumer and producer.
     pub properties: std::collections::BTreeMap<String, String>,
@@ -666,6 +673,8 @@ impl Default for KafkaConfig {
             max_failures: 5,
             max_backoff: Dur::secs(30),
             shutdown_timeout: Dur::secs(20),
+            max_idle: Dur::secs(2),
+            partition_buffer: 10_000,
             properties: Default::default(),
             consumer_properties: Default::default(),
             producer_properties: Default::default(),
@@ -1074,6 +1083,13 @@ impl Config {
         )?;
         dur("kafka.max_backoff", k.max_backoff, ms(100), s(DAY))?;
         dur("kafka.shutdown_timeout", k.shutdown_timeout, s(1), s(3600))?;
+        dur("kafka.max_idle", k.max_idle, s(0), s(3600))?;
+        int(
+            "kafka.partition_buffer",
+            k.partition_buffer as u64,
+            2,
+            10_000_000,
+        )?;
         let e = &self.elasticsearch;
         dur("elasticsearch.timeout", e.timeout, ms(100), s(3600))?;
         int("elasticsearch.bulk_size", e.bulk_size as u64, 1, 100_000)?;

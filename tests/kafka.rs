@@ -48,6 +48,14 @@ fn broker_addr() -> &'static str {
 #[path = "kafka/security.rs"]
 mod security;
 
+// Event-time alignment across partitions, against replay.
+#[path = "kafka/align.rs"]
+mod align;
+
+#[path = "../examples/gen-logs/scenario.rs"]
+#[allow(dead_code)]
+mod scenario;
+
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn repo() -> PathBuf {

@@ -21,6 +21,7 @@
 //! `kafka.max_failures` consecutive failures `/healthz` reports unhealthy.
 //! See `docs/kafka.md`.
 
+mod aligned;
 mod client;
 mod dead_letter;
 mod gated;
@@ -45,11 +46,12 @@ use crate::config::Config;
 use crate::engine::{BaselineOptions, Engine, PipelineError};
 use crate::metrics::Metrics;
 use crate::parse::{Parser, RecordSink, StreamState};
+use crate::source::align::Aligner;
 use crate::record::BadReason;
 use crate::state::{State, StateError};
 
 use client::{Ctx, client_config, lock};
-use dead_letter::Tap;
+use aligned::{Align, Ev, PartStream};
 use gated::Gated;
 pub use health::Status;
 
@@ -145,10 +147,13 @@ struct Core {
     /// `FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT=N` (tests only).
     crash_after_commit: Option<u64>,
     /// Per partition: the parser's stream (traces split across messages
-    /// are joined there) and the last offset pushed into it. Emptied into
-    /// the engine before every commit, so no committed offset is ever
-    /// ahead of a record held open (see `docs/input.md`).
-    streams: Vec<(String, i32, i64, StreamState)>,
+    /// are joined there) and the group of events it is filling. Emptied
+    /// into the aligner before every commit, so no committed offset is
+    /// ever ahead of a record held open (see `docs/input.md`).
+    streams: Vec<PartStream>,
+    /// Parsed groups waiting per partition, released to the engine in
+    /// event-time order across partitions (`aligned.rs`).
+    align: Align,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -185,31 +190,13 @@ impl Core {
         Ok(engine)
     }
 
-    /// One message through the parser into the engine.
-    fn process<M: Message>(&mut self, m: &M) -> Result<(), BatchError> {
+    /// One message through the parser into its partition's buffer, then
+    /// into the engine whatever the alignment releases.
+    fn process<M: Message>(&mut self, m: &M, now: Instant) -> Result<(), BatchError> {
         let topic = m.topic();
         let part = m.partition();
         let off = m.offset();
-        // Few partitions per instance: a linear scan on borrowed names
-        // beats hashing an owned key per record.
-        let silent = !self.silent_until.is_empty()
-            && self
-                .silent_until
-                .iter()
-                .any(|((t, p), &u)| *p == part && t == topic && off < u);
-        self.silent.store(silent, Ordering::Relaxed);
-        if !self.in_txn {
-            if let Some(p) = &self.producer {
-                p.begin_transaction().map_err(|e| match &e {
-                    KafkaError::Transaction(t) if t.is_fatal() => {
-                        BatchError::Fatal(KafkaSourceError::Fatal(e.to_string()))
-                    }
-                    _ => BatchError::Retry(format!("begin transaction: {e}")),
-                })?;
-            }
-            self.in_txn = true;
-            self.batch_started = Some(Instant::now());
-        }
+        self.begin()?;
         match self
             .batch
             .iter_mut()
@@ -224,69 +211,68 @@ impl Core {
             }),
         }
         self.batch_records += 1;
-        self.engine.state.kafka_records += 1;
         self.metrics.lines.fetch_add(1, Ordering::Relaxed);
         let payload = m.payload().unwrap_or(&[]);
         self.metrics
             .bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let line_no = u64::try_from(off).unwrap_or(0) + 1;
+        // Few partitions per instance: a linear scan on borrowed names
+        // beats hashing an owned key per record.
         let at = match self
             .streams
             .iter()
-            .position(|(t, p, ..)| *p == part && t == topic)
+            .position(|s| s.partition == part && *s.topic == *topic)
         {
             Some(i) => i,
             None => {
                 let st = self.parser.stream_state(None, None);
-                self.streams.push((topic.to_string(), part, -1, st));
+                self.streams.push(PartStream::new(topic, part, st));
                 self.streams.len() - 1
             }
         };
-        let (_, _, last_off, stream) = &mut self.streams[at];
-        let mut tap = Tap {
-            engine: &mut self.engine,
-            bad: None,
-        };
-        if !silent
-            && !self.silent_until.is_empty()
+        let s = &mut self.streams[at];
+        self.align.consumed(&s.key(), off, now);
+        if !self.silent_until.is_empty()
             && let Some(&u) = self.silent_until.get(&(topic.to_string(), part))
-            && *last_off < u
+            && s.last_off < u
+            && off >= u
         {
             // The silent gap ends here, where the run that committed it
-            // emitted every open record: do so again, still silently.
-            self.silent.store(true, Ordering::Relaxed);
-            stream.finish(&self.parser, &mut tap);
-            self.silent.store(false, Ordering::Relaxed);
+            // emitted every open record: do so again (its group is silent:
+            // it ends below the committed offset).
+            let (st, mut sink) = s.split(&mut self.engine);
+            st.finish(&self.parser, &mut sink);
+            s.close(&mut self.align, now);
         }
-        *last_off = off;
+        s.last_off = off;
+        if s.open.messages == 0 {
+            s.open_from = off;
+        }
+        s.open.messages += 1;
+        s.open.last = off;
+        let (st, mut sink) = s.split(&mut self.engine);
         if payload.iter().all(|b| b.is_ascii_whitespace()) {
-            tap.bad(BadReason::Empty, line_no);
+            sink.bad(BadReason::Empty, line_no);
         } else if payload.len() > self.cfg.input.max_line_bytes {
-            tap.bad(BadReason::TooLong, line_no);
+            sink.bad(BadReason::TooLong, line_no);
         } else {
             let fallback = m.timestamp().to_millis();
-            stream.push_message(&self.parser, payload, line_no, fallback, &mut tap);
+            st.push_message(&self.parser, payload, line_no, fallback, &mut sink);
         }
-        if let Some(reason) = tap.bad
-            && !silent
+        if let Some(reason) = sink.bad
             && !self.cfg.kafka.dead_letter_topic.is_empty()
-            && let Some(p) = &self.producer
         {
-            dead_letter::send(
-                p,
-                &self.cfg.kafka.dead_letter_topic,
-                self.cfg.kafka.dead_letter_max_bytes,
+            // Produced when the group is released (inside that batch's
+            // transaction), so a re-read after a crash never copies twice.
+            s.open.events.push(Ev::Dead {
                 reason,
-                &format!("{topic}/{part}/{off}"),
-                payload,
-            )
-            .map_err(|e| BatchError::Retry(format!("dead-letter topic: {e}")))?;
+                offset: off,
+                payload: payload.into(),
+            });
         }
-        if let Some(e) = self.engine.take_sink_error() {
-            return Err(BatchError::Retry(e.to_string()));
-        }
-        Ok(())
+        s.close(&mut self.align, now);
+        self.drain(now)
     }
 
     fn batch_due(&self) -> bool {
@@ -297,7 +283,7 @@ impl Core {
         // A trace open at the batch's end would be cut by the commit: give
         // it up to `input.join_max_millis` (wall clock) more to finish.
         let grace = Duration::from_millis(self.cfg.input.join_max_millis.min(10_000));
-        due && (!self.streams.iter().any(|(.., st)| st.holding())
+        due && (!self.streams.iter().any(|s| s.state.holding())
             || self.batch_records >= self.cfg.kafka.batch_size.saturating_mul(2)
             || self
                 .batch_started
@@ -387,6 +373,7 @@ pub fn run(
             .ok()
             .and_then(|v| v.parse().ok()),
         streams: Vec::new(),
+        align: Aligner::new(cfg.kafka.partition_buffer, cfg.kafka.max_idle.0),
     };
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
@@ -403,6 +390,8 @@ pub fn run(
     ];
     let mut cc = client_config(cfg, &defaults, &k.consumer_properties);
     cc.set("group.id", &k.group_id)
+        // The alignment needs to know when a partition has nothing more.
+        .set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", &k.start)
@@ -435,15 +424,24 @@ pub fn run(
         if let Some(e) = c.fatal.take() {
             break Err(e);
         }
-        let mut outcome = Ok(());
-        match msg {
-            None => {}
+        let now = Instant::now();
+        let mut outcome = match msg {
             Some(Ok(m)) => {
                 records += 1;
-                outcome = c.process(&m);
+                c.process(&m, now)
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer"),
-        }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                c.reached_end(p, now);
+                c.drain(now)
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer");
+                c.drain(now)
+            }
+            // Nothing arrived: a partition may have gone idle.
+            None => c.drain(now),
+        };
+        c.apply_pauses(&consumer);
         let mut committed = false;
         if outcome.is_ok() && c.batch_due() {
             outcome = c.commit(&consumer);

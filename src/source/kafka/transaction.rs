@@ -53,38 +53,28 @@ impl Core {
             return Ok(());
         }
         let started = Instant::now();
-        // Records held open for their trace go into the engine now: their
-        // offsets are in this commit.
-        let mut tap = Tap {
-            engine: &mut self.engine,
-            bad: None,
-        };
-        for (t, p, last, st) in &mut self.streams {
-            if st.holding() {
-                // Silent while its partition is still inside a silent gap.
-                let gap = !self.silent_until.is_empty()
-                    && self
-                        .silent_until
-                        .get(&(t.clone(), *p))
-                        .is_some_and(|&u| *last < u);
-                self.silent.store(gap, Ordering::Relaxed);
-            }
-            st.finish(&self.parser, &mut tap);
+        // Records held open for their trace are emitted now, so that no
+        // committed offset is ahead of them; they wait in the aligner like
+        // any other (and the committed offset stays before them while
+        // they do).
+        for s in &mut self.streams {
+            let (st, mut sink) = s.split(&mut self.engine);
+            st.finish(&self.parser, &mut sink);
+            s.close(&mut self.align, started);
         }
-        if let Some(e) = self.engine.take_sink_error() {
-            return Err(BatchError::Retry(e.to_string()));
-        }
+        self.drain(started)?;
         self.engine
             .flush_sinks()
             .map_err(|e| BatchError::Retry(e.to_string()))?;
+        // Per partition: up to its oldest group still waiting in the
+        // aligner (read again after a crash), else all it delivered.
+        let offsets: Vec<(String, i32, i64)> = self
+            .align
+            .commit_offsets()
+            .map(|((t, p), next)| (t.to_string(), *p, next))
+            .collect();
         let mut tpl = TopicPartitionList::new();
-        for BatchPart {
-            topic: t,
-            partition: p,
-            next,
-            ..
-        } in &self.batch
-        {
+        for (t, p, next) in &offsets {
             // Never move a committed offset backwards: a silent gap ends at
             // the committed offset, and committing below it would make the
             // next restart deliver those alerts again.
@@ -120,13 +110,8 @@ impl Core {
             }
         }
         self.in_txn = false;
-        for BatchPart {
-            topic: t,
-            partition: p,
-            next,
-            ..
-        } in std::mem::take(&mut self.batch)
-        {
+        self.batch.clear();
+        for (t, p, next) in offsets {
             let key = (t, p);
             if self.silent_until.get(&key).is_some_and(|&u| next >= u) {
                 tracing::info!(topic = %key.0, partition = key.1, "silent re-processing done");
@@ -206,17 +191,31 @@ impl Core {
         }
         let state = State::load(&self.state_dir)?;
         self.engine = self.build_engine(state)?;
-        // Whatever they held came from the batch being re-read.
-        self.streams.clear();
+        // Back to where the saved state stands: what the streams and the
+        // aligner hold was read after it, and is read again.
         let batch = std::mem::take(&mut self.batch);
+        let seeks: Vec<(String, i32, i64)> = self
+            .align
+            .partitions()
+            .filter_map(|k| {
+                let (t, p) = (k.0.as_ref(), k.1);
+                let first = batch
+                    .iter()
+                    .find(|b| b.partition == p && b.topic == t)
+                    .map(|b| b.first);
+                let oldest = match (first, self.align.commit_offset(k)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let saved = self.engine.state.kafka_offsets.get(&state_key(t, p));
+                Some((t.to_string(), p, saved.copied().or(oldest)?))
+            })
+            .collect();
+        self.streams.clear();
+        let paused = self.align.clear(Instant::now());
+        aligned::pause_resume(consumer, &paused, false);
         if seek {
-            for BatchPart {
-                topic: t,
-                partition: p,
-                first: start,
-                ..
-            } in batch
-            {
+            for (t, p, start) in seeks {
                 if let Err(e) = consumer.seek(&t, p, Offset::Offset(start), Duration::from_secs(10))
                 {
                     // Seeking failed: the next assignment starts from the
