@@ -26,7 +26,7 @@ use crate::metrics::{Metrics, Snapshot};
 use crate::parse::LineParser;
 use crate::parse::{Parser, RecordSink};
 use crate::record::BadReason;
-use crate::source::driver::{self, Cadence, Poll, Source, drive};
+use crate::source::driver::{self, Cadence, Pace, Poll, Source, drive};
 use crate::source::{Input, LineReader, file};
 use crate::state::State;
 
@@ -188,8 +188,8 @@ pub fn replay_observed(
                 chunk_bytes,
             )?;
         } else {
-            let mut source = LineSource::new(lr, &parser, &run, metrics.clone());
-            drive(&mut source, &mut engine, &cadence)?;
+            let mut source = LineSource::new(&mut engine, lr, &parser, &run);
+            drive(&mut source, &cadence)?;
         }
         observer.input_finished(&name);
     }
@@ -248,6 +248,8 @@ fn check_line(engine: &mut Engine, name: &str) -> Result<(), PipelineError> {
 /// the line read last may begin a resume ([`may_cut_before`]), and if so
 /// checkpoints before it goes into the parser.
 struct LineSource<'a, R> {
+    engine: &'a mut Engine,
+    pace: Pace,
     lr: LineReader<R>,
     parser: &'a Parser,
     stream: LineParser<'a>,
@@ -268,12 +270,15 @@ struct Held {
 
 impl<'a, R: BufRead> LineSource<'a, R> {
     fn new(
+        engine: &'a mut Engine,
         lr: LineReader<R>,
         parser: &'a Parser,
         run: &'a InputRun<'a>,
-        metrics: Arc<Metrics>,
     ) -> Self {
+        let metrics = engine.metrics.clone();
         LineSource {
+            engine,
+            pace: Pace::default(),
             lr,
             parser,
             stream: parser.stream(run.default_service.clone()),
@@ -288,7 +293,16 @@ impl<'a, R: BufRead> LineSource<'a, R> {
 impl<R: BufRead> Source for LineSource<'_, R> {
     type Error = PipelineError;
 
-    fn poll(&mut self, engine: &mut Engine) -> Result<Poll, PipelineError> {
+    fn engine(&mut self) -> &mut Engine {
+        self.engine
+    }
+
+    fn pace(&mut self) -> &mut Pace {
+        &mut self.pace
+    }
+
+    fn poll(&mut self) -> Result<Poll, PipelineError> {
+        let engine = &mut *self.engine;
         if let Some(h) = self.held.take() {
             if h.truncated {
                 engine.bad(BadReason::TooLong, h.line_no);
@@ -323,19 +337,19 @@ impl<R: BufRead> Source for LineSource<'_, R> {
             .is_some_and(|h| may_cut_before(self.parser, &self.buf, h.truncated))
     }
 
-    fn settle(&mut self, engine: &mut Engine) -> Result<(), PipelineError> {
-        self.stream.finish(engine);
+    fn settle(&mut self) -> Result<(), PipelineError> {
+        self.stream.finish(self.engine);
         Ok(())
     }
 
-    fn checkpoint(&mut self, state: &mut State) {
+    fn checkpoint(&mut self) {
         let Some(key) = self.run.key else { return };
         let mut ident = self.lr.identity();
         if let Some(h) = self.held {
             ident.offset = h.start;
             ident.line = h.line_no - 1;
         }
-        state.inputs.insert(key.to_string(), ident);
+        self.engine.state.inputs.insert(key.to_string(), ident);
     }
 }
 

@@ -41,9 +41,8 @@ use crate::keys;
 use crate::metrics::Metrics;
 use crate::parse::{Carry, LineParser, Parser, RecordSink};
 use crate::record::{BadReason, EventTime, Level, LineMeta, Record};
-use crate::source::driver::{Cadence, Poll, Source, drive};
+use crate::source::driver::{Cadence, Pace, Poll, Source, drive};
 use crate::source::{InputIdentity, LineReader};
-use crate::state::State;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Default chunk size: large enough that per-chunk costs vanish, small
@@ -328,7 +327,7 @@ pub(super) fn read_input<R: BufRead + Send>(
         }
         drop(done_tx);
         let mut source = InOrder::new(engine, parser, run, done_rx, token_tx);
-        drive(&mut source, engine, cadence)?;
+        drive(&mut source, cadence)?;
         Ok(())
     })
 }
@@ -416,6 +415,8 @@ fn work(
 /// (in input order) into the engine; the driver may checkpoint between
 /// chunks that end where the input may be cut.
 struct InOrder<'a> {
+    engine: &'a mut Engine,
+    pace: Pace,
     parser: &'a Parser,
     run: &'a InputRun<'a>,
     fp: Fingerprinter,
@@ -441,17 +442,19 @@ struct InOrder<'a> {
 
 impl<'a> InOrder<'a> {
     fn new(
-        engine: &Engine,
+        engine: &'a mut Engine,
         parser: &'a Parser,
         run: &'a InputRun<'a>,
         done: Receiver<Done>,
         tokens: SyncSender<Option<Chunk>>,
     ) -> InOrder<'a> {
         InOrder {
-            parser,
-            run,
             fp: engine.fingerprinter().clone(),
             metrics: engine.metrics.clone(),
+            engine,
+            pace: Pace::default(),
+            parser,
+            run,
             done,
             tokens,
             waiting: BTreeMap::new(),
@@ -493,11 +496,20 @@ impl<'a> InOrder<'a> {
 impl Source for InOrder<'_> {
     type Error = PipelineError;
 
-    fn poll(&mut self, engine: &mut Engine) -> Result<Poll, PipelineError> {
+    fn engine(&mut self) -> &mut Engine {
+        self.engine
+    }
+
+    fn pace(&mut self) -> &mut Pace {
+        &mut self.pace
+    }
+
+    fn poll(&mut self) -> Result<Poll, PipelineError> {
         if self.finished {
             return Ok(Poll::End);
         }
         let mut chunk = self.next_chunk()?;
+        let engine = &mut *self.engine;
         let carry = chunk.events.carry;
         if chunk.parsed && !(carry.seed_used && self.carried.is_some()) {
             if carry.own_time {
@@ -553,17 +565,17 @@ impl Source for InOrder<'_> {
         !self.finished && self.fresh_end
     }
 
-    fn settle(&mut self, engine: &mut Engine) -> Result<(), PipelineError> {
+    fn settle(&mut self) -> Result<(), PipelineError> {
         if !self.finished {
-            check_line(engine, self.run.name)?;
+            check_line(self.engine, self.run.name)?;
             self.unchecked = None;
         }
         Ok(())
     }
 
-    fn checkpoint(&mut self, state: &mut State) {
+    fn checkpoint(&mut self) {
         if let (Some(k), Some(end)) = (self.run.key, &self.end) {
-            state.inputs.insert(k.to_string(), end.clone());
+            self.engine.state.inputs.insert(k.to_string(), end.clone());
         }
     }
 }

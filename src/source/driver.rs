@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use crate::alert::SinkError;
 use crate::engine::{Engine, PipelineError};
-use crate::state::{State, StateError};
+use crate::state::StateError;
 
 /// What one [`Source::poll`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,17 +60,29 @@ pub enum Poll {
     End,
 }
 
-/// An input the driver can run: it pushes what it reads into the engine
-/// and knows where it stands. Only [`Source::poll`] and
-/// [`Source::checkpoint`] are required; the rest default to what a source
-/// without transactions or held-open records needs.
+/// An input the driver can run: it pushes what it reads into its engine
+/// and knows where it stands. The engine is reached through the source
+/// ([`Source::engine`]) because one source shares it: the Kafka consumer's
+/// rebalance callbacks commit from inside its poll, so its engine lives
+/// behind a lock and the source is a view taken for one step. Required are
+/// the two accessors, [`Source::poll`] and [`Source::checkpoint`]; the rest
+/// default to what a source without transactions or held-open records
+/// needs.
 pub trait Source {
-    /// The error the run ends with.
+    /// The error the run (or the step) ends with.
     type Error: From<SinkError> + From<StateError>;
 
-    /// Reads some input and pushes it into `engine` (through the parser:
+    /// The engine this source feeds.
+    fn engine(&mut self) -> &mut Engine;
+
+    /// Where the cadence stands since the last checkpoint (kept by the
+    /// source so that a checkpoint taken outside the loop, a Kafka
+    /// revocation, restarts it too).
+    fn pace(&mut self) -> &mut Pace;
+
+    /// Reads some input and pushes it into the engine (through the parser:
     /// the engine is its `RecordSink`).
-    fn poll(&mut self, engine: &mut Engine) -> Result<Poll, Self::Error>;
+    fn poll(&mut self) -> Result<Poll, Self::Error>;
 
     /// Whether everything pushed so far is a complete set of records, so
     /// that a checkpoint taken now resumes as if the input had not been
@@ -81,19 +93,20 @@ pub trait Source {
 
     /// Hands whatever the source still holds open (a record whose trace
     /// may go on) to the engine: the first step of every checkpoint.
-    fn settle(&mut self, _engine: &mut Engine) -> Result<(), Self::Error> {
+    fn settle(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
 
     /// Commits the input consumed so far at the source (a Kafka
     /// transaction); runs after the sinks are flushed and before the state
     /// is saved.
-    fn commit(&mut self, _engine: &mut Engine) -> Result<(), Self::Error> {
+    fn commit(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
 
-    /// Writes the source's resume points into the state about to be saved.
-    fn checkpoint(&mut self, state: &mut State);
+    /// Writes the source's resume points into the engine's state, which is
+    /// saved next.
+    fn checkpoint(&mut self);
 
     /// The state save's outcome, after the commit. By default a failure
     /// ends the run; a source whose commit already happened may carry on.
@@ -109,12 +122,32 @@ pub trait Source {
     }
 }
 
+/// The cadence's progress since the last checkpoint.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pace {
+    /// Records pushed.
+    pub since: u64,
+    /// When the first of them was pushed (or a source opened its batch).
+    pub started: Option<Instant>,
+}
+
+impl Pace {
+    /// `n` more records pushed.
+    pub fn pushed(&mut self, n: u64) {
+        self.since += n;
+        if n > 0 && self.started.is_none() {
+            self.started = Some(Instant::now());
+        }
+    }
+}
+
 /// When the driver checkpoints, and where the state goes.
 #[derive(Clone, Copy, Debug)]
 pub struct Cadence<'a> {
     /// Records between checkpoints (at least 1).
     pub records: u64,
-    /// Wall-clock time between checkpoints, for streams that may be quiet.
+    /// Wall-clock time from the first record after a checkpoint to the
+    /// next checkpoint, for streams that may be quiet.
     pub interval: Option<Duration>,
     /// The state directory; without one nothing is checkpointed.
     pub store: Option<&'a Path>,
@@ -129,6 +162,43 @@ impl<'a> Cadence<'a> {
             store,
         }
     }
+
+    /// Whether `pace` calls for a checkpoint.
+    fn due(&self, pace: &Pace) -> bool {
+        pace.since >= self.records
+            || self
+                .interval
+                .is_some_and(|i| pace.started.is_some_and(|s| s.elapsed() >= i))
+    }
+}
+
+/// What one [`step`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stepped {
+    pub poll: Poll,
+    /// A checkpoint was taken after the poll.
+    pub checkpointed: bool,
+}
+
+/// One turn of the loop: poll once, then checkpoint if the cadence says so
+/// and the source is at a boundary. [`drive`] repeats it to the end of the
+/// input; the Kafka source calls it once per consumer poll, with its lock
+/// held only for the step.
+pub fn step<S: Source>(source: &mut S, cadence: &Cadence<'_>) -> Result<Stepped, S::Error> {
+    let poll = source.poll()?;
+    if let Poll::Pushed(n) = poll {
+        source.pace().pushed(n);
+    }
+    let mut checkpointed = false;
+    if poll != Poll::End
+        && let Some(dir) = cadence.store
+        && cadence.due(source.pace())
+        && source.at_boundary()
+    {
+        checkpoint(source, dir, true)?;
+        checkpointed = true;
+    }
+    Ok(Stepped { poll, checkpointed })
 }
 
 /// What [`drive`] did.
@@ -140,62 +210,44 @@ pub struct Driven {
     pub checkpoints: u64,
 }
 
-/// Runs `source` to its end: polls it into `engine`, checkpoints at the
-/// cadence (only where the source is at a boundary), and at the end
-/// settles the source and, with a store, takes a last checkpoint (without
-/// the catalogue: [`close`] exports it once, last).
-pub fn drive<S: Source>(
-    source: &mut S,
-    engine: &mut Engine,
-    cadence: &Cadence<'_>,
-) -> Result<Driven, S::Error> {
+/// Runs `source` to its end: [`step`] by step, and at the end settles the
+/// source and, with a store, takes a last checkpoint (without the
+/// catalogue: [`close`] exports it once, last).
+pub fn drive<S: Source>(source: &mut S, cadence: &Cadence<'_>) -> Result<Driven, S::Error> {
     let mut driven = Driven::default();
-    let mut since = 0u64;
-    let mut last = Instant::now();
     loop {
-        match source.poll(engine)? {
+        let s = step(source, cadence)?;
+        driven.checkpoints += u64::from(s.checkpointed);
+        match s.poll {
             Poll::End => break,
-            Poll::Pushed(n) => {
-                driven.records += n;
-                since += n;
-            }
+            Poll::Pushed(n) => driven.records += n,
             Poll::Idle => {}
-        }
-        let Some(dir) = cadence.store else { continue };
-        let due = since >= cadence.records
-            || (since > 0 && cadence.interval.is_some_and(|i| last.elapsed() >= i));
-        if due && source.at_boundary() {
-            checkpoint(source, engine, dir, true)?;
-            driven.checkpoints += 1;
-            since = 0;
-            last = Instant::now();
         }
     }
     match cadence.store {
         Some(dir) => {
-            checkpoint(source, engine, dir, false)?;
+            checkpoint(source, dir, false)?;
             driven.checkpoints += 1;
         }
-        None => source.settle(engine)?,
+        None => source.settle()?,
     }
     Ok(driven)
 }
 
 /// One checkpoint, in the order the module doc argues: settle → flush
 /// sinks → commit → resume points → save → catalogue (when `catalogue`).
-pub fn checkpoint<S: Source>(
-    source: &mut S,
-    engine: &mut Engine,
-    dir: &Path,
-    catalogue: bool,
-) -> Result<(), S::Error> {
-    source.settle(engine)?;
-    engine.flush_sinks()?;
-    source.commit(engine)?;
-    source.checkpoint(&mut engine.state);
-    source.saved(engine.state.save(dir))?;
+/// Restarts the source's pace.
+pub fn checkpoint<S: Source>(source: &mut S, dir: &Path, catalogue: bool) -> Result<(), S::Error> {
+    source.settle()?;
+    source.engine().flush_sinks()?;
+    source.commit()?;
+    *source.pace() = Pace::default();
+    source.checkpoint();
+    let saved = source.engine().state.save(dir);
+    source.saved(saved)?;
     if catalogue {
-        source.exported(engine.export_types(false))?;
+        let exported = source.engine().export_types(false);
+        source.exported(exported)?;
     }
     Ok(())
 }

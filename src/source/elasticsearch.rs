@@ -26,8 +26,8 @@ use crate::es::{Client, EsError, Flavor, Method, ServerInfo};
 use crate::metrics::Metrics;
 use crate::parse::Parser;
 use crate::record::{EventTime, Level};
-use crate::source::driver::{Cadence, Poll, Source, drive};
-use crate::state::{State, StateError};
+use crate::source::driver::{Cadence, Pace, Poll, Source, drive};
+use crate::state::StateError;
 
 /// What to import.
 #[derive(Clone, Debug)]
@@ -374,6 +374,8 @@ pub fn import(
         ]),
     };
     let mut history = History {
+        engine: &mut engine,
+        pace: Pace::default(),
         rt,
         client,
         opts,
@@ -390,15 +392,16 @@ pub fn import(
     };
     // No store: the import's result is the engine's baseline, written once
     // by the caller.
-    let result = drive(&mut history, &mut engine, &Cadence::every(u64::MAX, None));
+    let result = drive(&mut history, &Cadence::every(u64::MAX, None));
+    let (pit, docs) = (history.pit, history.docs);
     // Best effort: an unclosed PIT only lives until its keep-alive expires.
-    rt.block_on(close_pit(client, server.flavor, &history.pit));
+    rt.block_on(close_pit(client, server.flavor, &pit));
     result?;
     engine.finish();
     Ok(Imported {
         server,
         fields,
-        docs: history.docs,
+        docs,
         engine,
     })
 }
@@ -408,6 +411,8 @@ pub fn import(
 /// resumed (the import is written once at its end), so there are no
 /// resume points.
 struct History<'a, 'p> {
+    engine: &'a mut Engine,
+    pace: Pace,
     rt: &'a tokio::runtime::Runtime,
     client: &'a Client,
     opts: &'a ImportOptions,
@@ -428,7 +433,15 @@ struct History<'a, 'p> {
 impl Source for History<'_, '_> {
     type Error = ImportError;
 
-    fn poll(&mut self, engine: &mut Engine) -> Result<Poll, ImportError> {
+    fn engine(&mut self) -> &mut Engine {
+        self.engine
+    }
+
+    fn pace(&mut self) -> &mut Pace {
+        &mut self.pace
+    }
+
+    fn poll(&mut self) -> Result<Poll, ImportError> {
         if self.done {
             return Ok(Poll::End);
         }
@@ -472,7 +485,8 @@ impl Source for History<'_, '_> {
             // The sort value is the server's reading of the event time:
             // the fallback when the parser cannot read the field itself.
             let fallback = hit.pointer("/sort/0").and_then(Value::as_i64);
-            self.parser.parse_one(&bytes, self.docs, fallback, engine);
+            self.parser
+                .parse_one(&bytes, self.docs, fallback, &mut *self.engine);
         }
         self.after = hits.last().and_then(|h| h.get("sort")).cloned();
         (self.progress)(self.docs, self.total.max(self.docs));
@@ -482,7 +496,7 @@ impl Source for History<'_, '_> {
         Ok(Poll::Pushed(hits.len() as u64))
     }
 
-    fn checkpoint(&mut self, _state: &mut State) {}
+    fn checkpoint(&mut self) {}
 }
 
 async fn open_pit(

@@ -154,7 +154,10 @@ fn assert_same_as_replay(what: &str, kafka: &[Alert], replay: &[Alert]) {
         extra.len(),
         dups.len()
     );
-    assert!(dups.is_empty(), "{what}: delivered more than once: {dups:?}");
+    assert!(
+        dups.is_empty(),
+        "{what}: delivered more than once: {dups:?}"
+    );
     assert!(
         missing.is_empty() && extra.is_empty(),
         "{what}: missing {missing:?}\nextra {extra:?}"

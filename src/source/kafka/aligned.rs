@@ -167,7 +167,7 @@ impl Core {
             })?;
         }
         self.in_txn = true;
-        self.batch_started = Some(Instant::now());
+        self.pace.started = Some(Instant::now());
         Ok(())
     }
 

@@ -1,10 +1,13 @@
 //! Kafka source: a consumer group feeding the [`Engine`], with alerts and
 //! consumer offsets committed in one Kafka transaction per batch.
 //!
-//! Per batch: begin a transaction → process records (the Kafka alert sink
-//! and the dead-letter copies produce inside it) → flush the other sinks →
-//! send the consumer offsets to the transaction → commit it → save the
-//! state, which also records the offsets per partition. A read_committed
+//! The loop is the driver's (`source::driver`): each consumer poll is one
+//! `driver::step` through a view of the shared core (`step.rs`), and every
+//! commit is one `driver::checkpoint`. Per batch: begin a transaction →
+//! process records (the Kafka alert sink and the dead-letter copies produce
+//! inside it) → release records held open → flush the other sinks → send
+//! the consumer offsets to the transaction → commit it → record the
+//! offsets per partition in the state → save it → export the catalogue. A read_committed
 //! consumer of the alerts topic therefore sees an alert exactly when the
 //! records that caused it are marked consumed. A crash before the commit
 //! aborts both; a crash between the commit and the state save leaves the
@@ -27,6 +30,7 @@ mod dead_letter;
 mod gated;
 mod health;
 mod rebalance;
+mod step;
 mod transaction;
 
 use std::collections::HashMap;
@@ -46,14 +50,16 @@ use crate::config::Config;
 use crate::engine::{BaselineOptions, Engine, PipelineError};
 use crate::metrics::Metrics;
 use crate::parse::{Parser, RecordSink, StreamState};
-use crate::source::align::Aligner;
 use crate::record::BadReason;
+use crate::source::align::Aligner;
 use crate::state::{State, StateError};
 
-use client::{Ctx, client_config, lock};
+use crate::source::driver::{self, Cadence, Pace};
 use aligned::{Align, Ev, PartStream};
+use client::{Ctx, client_config, lock};
 use gated::Gated;
 pub use health::Status;
+use step::Step;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSourceError {
@@ -133,8 +139,8 @@ struct Core {
     in_txn: bool,
     /// Open batch: per partition, the first and the next offset.
     batch: Vec<BatchPart>,
-    batch_records: usize,
-    batch_started: Option<Instant>,
+    /// Messages and time since the batch began (the driver's cadence).
+    pace: Pace,
     /// Partition → committed offset below which records are re-processed
     /// silently.
     silent_until: HashMap<Partition, i64>,
@@ -210,7 +216,6 @@ impl Core {
                 next: off + 1,
             }),
         }
-        self.batch_records += 1;
         self.metrics.lines.fetch_add(1, Ordering::Relaxed);
         let payload = m.payload().unwrap_or(&[]);
         self.metrics
@@ -273,21 +278,6 @@ impl Core {
         }
         s.close(&mut self.align, now);
         self.drain(now)
-    }
-
-    fn batch_due(&self) -> bool {
-        let interval = self.cfg.kafka.commit_interval.0;
-        let due = self.in_txn
-            && (self.batch_records >= self.cfg.kafka.batch_size
-                || self.batch_started.is_some_and(|s| s.elapsed() >= interval));
-        // A trace open at the batch's end would be cut by the commit: give
-        // it up to `input.join_max_millis` (wall clock) more to finish.
-        let grace = Duration::from_millis(self.cfg.input.join_max_millis.min(10_000));
-        due && (!self.streams.iter().any(|s| s.state.holding())
-            || self.batch_records >= self.cfg.kafka.batch_size.saturating_mul(2)
-            || self
-                .batch_started
-                .is_some_and(|s| s.elapsed() >= interval + grace))
     }
 }
 
@@ -363,8 +353,7 @@ pub fn run(
         silent: Arc::new(AtomicBool::new(false)),
         in_txn: false,
         batch: Vec::new(),
-        batch_records: 0,
-        batch_started: None,
+        pace: Pace::default(),
         silent_until: HashMap::new(),
         fatal: None,
         deadline: None,
@@ -410,6 +399,14 @@ pub fn run(
     status.ready.store(true, Ordering::Relaxed);
     tracing::info!(topics = ?k.topics, group = %k.group_id, transactional = producer.is_some(), "consuming");
 
+    // The batch: `kafka.batch_size` messages or `kafka.commit_interval`
+    // from its first, whichever comes first (see `Step::at_boundary` for
+    // traces left open at that point).
+    let cadence = Cadence {
+        records: k.batch_size as u64,
+        interval: Some(k.commit_interval.0),
+        store: Some(&opts.state_dir),
+    };
     let mut backoff = Duration::from_millis(100);
     let mut records = 0u64;
     let result = loop {
@@ -424,32 +421,16 @@ pub fn run(
         if let Some(e) = c.fatal.take() {
             break Err(e);
         }
-        let now = Instant::now();
-        let mut outcome = match msg {
-            Some(Ok(m)) => {
-                records += 1;
-                c.process(&m, now)
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                c.reached_end(p, now);
-                c.drain(now)
-            }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "consumer");
-                c.drain(now)
-            }
-            // Nothing arrived: a partition may have gone idle.
-            None => c.drain(now),
-        };
-        c.apply_pauses(&consumer);
-        let mut committed = false;
-        if outcome.is_ok() && c.batch_due() {
-            outcome = c.commit(&consumer);
-            committed = outcome.is_ok();
+        if matches!(msg, Some(Ok(_))) {
+            records += 1;
         }
+        let outcome = driver::step(&mut Step::new(&mut c, &consumer, msg), &cadence);
         match outcome {
-            Ok(()) => {
-                if committed && !c.state_unsaved && status.failures.load(Ordering::Relaxed) > 0 {
+            Ok(stepped) => {
+                if stepped.checkpointed
+                    && !c.state_unsaved
+                    && status.failures.load(Ordering::Relaxed) > 0
+                {
                     tracing::info!("recovered");
                     status.failures.store(0, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);

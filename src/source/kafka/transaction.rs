@@ -1,6 +1,6 @@
-//! One batch as one Kafka transaction: commit (sinks flushed, offsets and
-//! alerts committed together, then the state saved) and rollback (abort,
-//! reload the state, seek back).
+//! One batch as one Kafka transaction: commit (through the driver's
+//! checkpoint: sinks flushed, offsets and alerts committed together, then
+//! the state saved) and rollback (abort, reload the state, seek back).
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::step::Step;
 use super::*;
+use crate::source::driver;
 
 impl Core {
     /// Runs a transactional call, retrying what librdkafka calls retriable
@@ -43,8 +45,10 @@ impl Core {
         Err(BatchError::Retry(format!("{what}: gave up")))
     }
 
-    /// Makes the open batch durable: sinks, offsets + alerts (one
-    /// transaction), then the state.
+    /// Makes the open batch durable, in the driver's order
+    /// ([`driver::checkpoint`]): held-open records released, sinks flushed,
+    /// offsets and alerts committed in one transaction, offsets into the
+    /// state, state saved, catalogue exported. See [`Step`] for each step.
     pub(super) fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -52,20 +56,19 @@ impl Core {
         if !self.in_txn {
             return Ok(());
         }
-        let started = Instant::now();
-        // Records held open for their trace are emitted now, so that no
-        // committed offset is ahead of them; they wait in the aligner like
-        // any other (and the committed offset stays before them while
-        // they do).
-        for s in &mut self.streams {
-            let (st, mut sink) = s.split(&mut self.engine);
-            st.finish(&self.parser, &mut sink);
-            s.close(&mut self.align, started);
-        }
-        self.drain(started)?;
-        self.engine
-            .flush_sinks()
-            .map_err(|e| BatchError::Retry(e.to_string()))?;
+        let dir = self.state_dir.clone();
+        driver::checkpoint(&mut Step::new(self, consumer, None), &dir, true)
+    }
+
+    /// The transactional part of a commit (the driver's `commit` step,
+    /// after the sinks are flushed): per partition the offset up to its
+    /// oldest group still waiting in the aligner goes into the transaction,
+    /// which is committed with the alerts produced in it. Returns the
+    /// offsets, which the state records next.
+    pub(super) fn commit_transaction<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<Vec<(String, i32, i64)>, BatchError> {
         // Per partition: up to its oldest group still waiting in the
         // aligner (read again after a crash), else all it delivered.
         let offsets: Vec<(String, i32, i64)> = self
@@ -111,6 +114,22 @@ impl Core {
         }
         self.in_txn = false;
         self.batch.clear();
+        let n = self.status.batches.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.crash_after_commit == Some(n) {
+            // Failpoint for the tests: die in the one window a kill -9 from
+            // outside rarely hits, after the commit and before the save.
+            tracing::warn!(
+                batch = n,
+                "failpoint: crashing after commit, before state save"
+            );
+            std::process::abort();
+        }
+        Ok(offsets)
+    }
+
+    /// The committed offsets into the state (the driver's `checkpoint`
+    /// step); a partition whose silent gap they pass leaves it.
+    pub(super) fn record_offsets(&mut self, offsets: Vec<(String, i32, i64)>) {
         for (t, p, next) in offsets {
             let key = (t, p);
             if self.silent_until.get(&key).is_some_and(|&u| next >= u) {
@@ -122,40 +141,6 @@ impl Core {
                 .kafka_offsets
                 .insert(state_key(&key.0, key.1), next);
         }
-        self.batch_records = 0;
-        self.batch_started = None;
-        let n = self.status.batches.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.crash_after_commit == Some(n) {
-            // Failpoint for the tests: die in the one window a kill -9 from
-            // outside rarely hits, after the commit and before the save.
-            tracing::warn!(
-                batch = n,
-                "failpoint: crashing after commit, before state save"
-            );
-            std::process::abort();
-        }
-        // After the commit: a crash before this save only makes the next
-        // start re-process the batch silently.
-        match self.engine.state.save(&self.state_dir) {
-            Ok(()) => self.state_unsaved = false,
-            Err(e) => {
-                // The batch is committed: keep the engine as it is and try
-                // again after the next batch. A restart now would re-process
-                // the gap silently, which is also correct.
-                self.state_unsaved = true;
-                self.status.fail(format!("state save after commit: {e}"));
-            }
-        }
-        // The error-type catalogue (Elasticsearch) is best effort: a
-        // failure here is retried at the next commit, never a lost alert.
-        if let Err(e) = self.engine.export_types(false) {
-            tracing::warn!(error = %e, "error-type catalogue export failed");
-        }
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "batch committed"
-        );
-        Ok(())
     }
 
     /// Undoes the open batch: abort the transaction, reload the engine from
@@ -224,8 +209,7 @@ impl Core {
                 }
             }
         }
-        self.batch_records = 0;
-        self.batch_started = None;
+        self.pace = Pace::default();
         Ok(())
     }
 }
