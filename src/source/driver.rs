@@ -264,3 +264,144 @@ pub fn close(engine: &mut Engine, store: Option<&Path>) -> Result<(), PipelineEr
     engine.export_types(true)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Alert, AlertSink, Catalogue, TypeCatalogue};
+    use crate::config::Config;
+    use crate::engine::BaselineOptions;
+    use crate::metrics::Metrics;
+    use std::sync::{Arc, Mutex};
+
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    fn note(log: &Log, what: &str) {
+        log.lock().unwrap().push(what.to_string());
+    }
+
+    /// A sink that writes its flushes and catalogue exports into the log.
+    struct Recording(Log);
+
+    impl AlertSink for Recording {
+        fn emit(&mut self, _: &Alert) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SinkError> {
+            note(&self.0, "flush");
+            Ok(())
+        }
+        fn catalogue(&mut self) -> Option<&mut dyn TypeCatalogue> {
+            Some(self)
+        }
+        fn name(&self) -> &str {
+            "recording"
+        }
+    }
+
+    impl TypeCatalogue for Recording {
+        fn export(&mut self, _: &Catalogue<'_>, last: bool) -> Result<(), SinkError> {
+            note(&self.0, if last { "catalogue (last)" } else { "catalogue" });
+            Ok(())
+        }
+    }
+
+    /// Ten records, one per poll; a boundary only after even counts.
+    struct Counting {
+        engine: Engine,
+        pace: Pace,
+        log: Log,
+        pushed: u64,
+    }
+
+    impl Source for Counting {
+        type Error = PipelineError;
+        fn engine(&mut self) -> &mut Engine {
+            &mut self.engine
+        }
+        fn pace(&mut self) -> &mut Pace {
+            &mut self.pace
+        }
+        fn poll(&mut self) -> Result<Poll, PipelineError> {
+            if self.pushed == 10 {
+                return Ok(Poll::End);
+            }
+            self.pushed += 1;
+            Ok(Poll::Pushed(1))
+        }
+        fn at_boundary(&self) -> bool {
+            self.pushed.is_multiple_of(2)
+        }
+        fn settle(&mut self) -> Result<(), PipelineError> {
+            note(&self.log, "settle");
+            Ok(())
+        }
+        fn commit(&mut self) -> Result<(), PipelineError> {
+            note(&self.log, "commit");
+            Ok(())
+        }
+        fn checkpoint(&mut self) {
+            note(&self.log, &format!("resume at {}", self.pushed));
+        }
+        fn saved(&mut self, result: Result<(), StateError>) -> Result<(), PipelineError> {
+            note(&self.log, "saved");
+            Ok(result?)
+        }
+    }
+
+    fn counting(log: &Log) -> Counting {
+        let sinks: Vec<Box<dyn AlertSink>> = vec![Box::new(Recording(log.clone()))];
+        let engine = Engine::new(
+            &Config::default(),
+            None,
+            &BaselineOptions::default(),
+            sinks,
+            Arc::new(Metrics::default()),
+        )
+        .unwrap();
+        Counting {
+            engine,
+            pace: Pace::default(),
+            log: log.clone(),
+            pushed: 0,
+        }
+    }
+
+    #[test]
+    fn checkpoints_wait_for_a_boundary_and_run_in_the_documented_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::default();
+        let mut src = counting(&log);
+        // Due after 3 records, but the source is at a boundary only after
+        // even counts: checkpoints at 4 and 8 (3 more records each time),
+        // then the last one at the end, without the catalogue.
+        let driven = drive(&mut src, &Cadence::every(3, Some(dir.path()))).unwrap();
+        assert_eq!(driven.records, 10);
+        assert_eq!(driven.checkpoints, 3);
+        let one = |at: u64| {
+            [
+                "settle".to_string(),
+                "flush".into(),
+                "commit".into(),
+                format!("resume at {at}"),
+                "saved".into(),
+                "catalogue".into(),
+            ]
+        };
+        let mut want: Vec<String> = one(4).into_iter().chain(one(8)).collect();
+        want.extend(one(10).into_iter().take(5));
+        assert_eq!(*log.lock().unwrap(), want);
+        log.lock().unwrap().clear();
+        close(&mut src.engine, Some(dir.path())).unwrap();
+        assert_eq!(*log.lock().unwrap(), ["flush", "catalogue (last)"]);
+    }
+
+    #[test]
+    fn without_a_store_the_driver_only_settles_at_the_end() {
+        let log = Log::default();
+        let mut src = counting(&log);
+        let driven = drive(&mut src, &Cadence::every(3, None)).unwrap();
+        assert_eq!(driven.checkpoints, 0);
+        assert_eq!(*log.lock().unwrap(), ["settle"]);
+    }
+}
