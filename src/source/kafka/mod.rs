@@ -154,6 +154,11 @@ struct Core {
     /// Parsed groups waiting per partition, released to the engine in
     /// event-time order across partitions (`aligned.rs`).
     align: Align,
+    /// The alignment's clock: it advances only while the consumer has
+    /// nothing to deliver. A partition is idle after `kafka.max_idle` of
+    /// that: while the consumer is busy handing over other partitions'
+    /// fetched records, an empty partition is waiting its turn, not idle.
+    clock: Instant,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -374,6 +379,7 @@ pub fn run(
             .and_then(|v| v.parse().ok()),
         streams: Vec::new(),
         align: Aligner::new(cfg.kafka.partition_buffer, cfg.kafka.max_idle.0),
+        clock: Instant::now(),
     };
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
@@ -416,7 +422,9 @@ pub fn run(
         if opts.shutdown.load(Ordering::Relaxed) {
             break Ok(());
         }
+        let polled = Instant::now();
         let msg = consumer.poll(Duration::from_millis(100));
+        let quiet = msg.is_none().then(|| polled.elapsed());
         if let Some(reason) = auth.failure() {
             break Err(auth_failed(reason));
         }
@@ -424,7 +432,10 @@ pub fn run(
         if let Some(e) = c.fatal.take() {
             break Err(e);
         }
-        let now = Instant::now();
+        if let Some(q) = quiet {
+            c.clock += q;
+        }
+        let now = c.clock;
         let mut outcome = match msg {
             Some(Ok(m)) => {
                 records += 1;

@@ -60,9 +60,9 @@ impl Core {
         for s in &mut self.streams {
             let (st, mut sink) = s.split(&mut self.engine);
             st.finish(&self.parser, &mut sink);
-            s.close(&mut self.align, started);
+            s.close(&mut self.align, self.clock);
         }
-        self.drain(started)?;
+        self.drain(self.clock)?;
         self.engine
             .flush_sinks()
             .map_err(|e| BatchError::Retry(e.to_string()))?;
@@ -212,7 +212,7 @@ impl Core {
             })
             .collect();
         self.streams.clear();
-        let paused = self.align.clear(Instant::now());
+        let paused = self.align.clear(self.clock);
         aligned::pause_resume(consumer, &paused, false);
         if seek {
             for (t, p, start) in seeks {
