@@ -46,12 +46,12 @@ use crate::config::Config;
 use crate::engine::{BaselineOptions, Engine, PipelineError};
 use crate::metrics::Metrics;
 use crate::parse::{Parser, RecordSink, StreamState};
-use crate::source::align::Aligner;
 use crate::record::BadReason;
+use crate::source::align::Aligner;
 use crate::state::{State, StateError};
 
-use client::{Ctx, client_config, lock};
 use aligned::{Align, Ev, PartStream};
+use client::{Ctx, client_config, lock};
 use gated::Gated;
 pub use health::Status;
 
@@ -133,6 +133,7 @@ struct Core {
     in_txn: bool,
     /// Open batch: per partition, the first and the next offset.
     batch: Vec<BatchPart>,
+    /// Messages the engine got in the open batch (released by the aligner).
     batch_records: usize,
     batch_started: Option<Instant>,
     /// Partition → committed offset below which records are re-processed
@@ -215,7 +216,6 @@ impl Core {
                 next: off + 1,
             }),
         }
-        self.batch_records += 1;
         self.metrics.lines.fetch_add(1, Ordering::Relaxed);
         let payload = m.payload().unwrap_or(&[]);
         self.metrics
@@ -282,13 +282,17 @@ impl Core {
 
     fn batch_due(&self) -> bool {
         let interval = self.cfg.kafka.commit_interval.0;
+        // A batch with nothing released yet has nothing to commit (the
+        // offsets stop at the waiting records) unless a trace is open.
+        let holding = self.streams.iter().any(|s| s.state.holding());
         let due = self.in_txn
+            && (self.batch_records > 0 || holding)
             && (self.batch_records >= self.cfg.kafka.batch_size
                 || self.batch_started.is_some_and(|s| s.elapsed() >= interval));
         // A trace open at the batch's end would be cut by the commit: give
         // it up to `input.join_max_millis` (wall clock) more to finish.
         let grace = Duration::from_millis(self.cfg.input.join_max_millis.min(10_000));
-        due && (!self.streams.iter().any(|s| s.state.holding())
+        due && (!holding
             || self.batch_records >= self.cfg.kafka.batch_size.saturating_mul(2)
             || self
                 .batch_started
