@@ -301,7 +301,14 @@ mod tests {
 
     impl TypeCatalogue for Recording {
         fn export(&mut self, _: &Catalogue<'_>, last: bool) -> Result<(), SinkError> {
-            note(&self.0, if last { "catalogue (last)" } else { "catalogue" });
+            note(
+                &self.0,
+                if last {
+                    "catalogue (last)"
+                } else {
+                    "catalogue"
+                },
+            );
             Ok(())
         }
     }

@@ -194,6 +194,7 @@ impl Core {
                 .any(|((t, p), &u)| p == part && **t == **topic && g.last < u);
         self.silent.store(silent, Ordering::Relaxed);
         self.engine.state.kafka_records += g.messages;
+        self.released += g.messages;
         for ev in g.events {
             match ev {
                 Ev::Line {

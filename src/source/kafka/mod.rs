@@ -139,8 +139,12 @@ struct Core {
     in_txn: bool,
     /// Open batch: per partition, the first and the next offset.
     batch: Vec<BatchPart>,
-    /// Messages and time since the batch began (the driver's cadence).
+    /// Messages the engine got in the open batch (released by the
+    /// aligner), and when the batch began: the driver's cadence.
     pace: Pace,
+    /// Messages released to the engine so far (a step's poll reports its
+    /// share to the driver).
+    released: u64,
     /// Partition → committed offset below which records are re-processed
     /// silently.
     silent_until: HashMap<Partition, i64>,
@@ -160,6 +164,11 @@ struct Core {
     /// Parsed groups waiting per partition, released to the engine in
     /// event-time order across partitions (`aligned.rs`).
     align: Align,
+    /// The alignment's clock: it advances only while the consumer has
+    /// nothing to deliver. A partition is idle after `kafka.max_idle` of
+    /// that: while the consumer is busy handing over other partitions'
+    /// fetched records, an empty partition is waiting its turn, not idle.
+    clock: Instant,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -354,6 +363,7 @@ pub fn run(
         in_txn: false,
         batch: Vec::new(),
         pace: Pace::default(),
+        released: 0,
         silent_until: HashMap::new(),
         fatal: None,
         deadline: None,
@@ -363,6 +373,7 @@ pub fn run(
             .and_then(|v| v.parse().ok()),
         streams: Vec::new(),
         align: Aligner::new(cfg.kafka.partition_buffer, cfg.kafka.max_idle.0),
+        clock: Instant::now(),
     };
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
@@ -413,13 +424,18 @@ pub fn run(
         if opts.shutdown.load(Ordering::Relaxed) {
             break Ok(());
         }
+        let polled = Instant::now();
         let msg = consumer.poll(Duration::from_millis(100));
+        let quiet = msg.is_none().then(|| polled.elapsed());
         if let Some(reason) = auth.failure() {
             break Err(auth_failed(reason));
         }
         let mut c = lock(&core);
         if let Some(e) = c.fatal.take() {
             break Err(e);
+        }
+        if let Some(q) = quiet {
+            c.clock += q;
         }
         if matches!(msg, Some(Ok(_))) {
             records += 1;

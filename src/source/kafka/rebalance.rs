@@ -69,7 +69,7 @@ impl Core {
             };
             tracing::info!(topic = t, partition = p, start = ?start, "partition assigned");
             // It holds the others back until it delivers, ends or idles.
-            self.align.assign(&(t.into(), p), Instant::now());
+            self.align.assign(&(t.into(), p), self.clock);
             let _ = out.add_partition_offset(t, p, start);
         }
         out

@@ -70,38 +70,52 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
 
     /// The message into its partition's buffer and the engine whatever the
     /// alignment releases; without one (nothing arrived, a partition
-    /// ended) only the release, as a partition may have gone idle.
+    /// ended) only the release, as a partition may have gone idle. The
+    /// records pushed are the messages the aligner released to the engine
+    /// (a batch commits what the engine got), at the alignment's clock.
     fn poll(&mut self) -> Result<Poll, BatchError> {
-        let now = Instant::now();
         let c = &mut *self.core;
-        let (outcome, poll) = match self.msg.take() {
-            Some(Ok(m)) => (c.process(&m, now), Poll::Pushed(1)),
+        let now = c.clock;
+        let before = c.released;
+        let (outcome, message) = match self.msg.take() {
+            Some(Ok(m)) => (c.process(&m, now), true),
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 c.reached_end(p, now);
-                (c.drain(now), Poll::Idle)
+                (c.drain(now), false)
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer");
-                (c.drain(now), Poll::Idle)
+                (c.drain(now), false)
             }
-            None => (c.drain(now), Poll::Idle),
+            None => (c.drain(now), false),
         };
         c.apply_pauses(self.consumer);
-        outcome.map(|()| poll)
+        outcome?;
+        let n = c.released - before;
+        Ok(if message || n > 0 {
+            Poll::Pushed(n)
+        } else {
+            Poll::Idle
+        })
     }
 
-    /// A trace open at the batch's end would be cut by the commit: it gets
-    /// up to `input.join_max_millis` (wall clock) more to finish, or until
-    /// the batch is twice its size.
+    /// A batch with nothing released yet has nothing to commit (the
+    /// offsets stop at the waiting records) unless a trace is open. A trace
+    /// open at the batch's end would be cut by the commit: it gets up to
+    /// `input.join_max_millis` (wall clock) more to finish, or until the
+    /// batch is twice its size.
     fn at_boundary(&self) -> bool {
         let c = &*self.core;
         let k = &c.cfg.kafka;
+        let holding = c.streams.iter().any(|s| s.state.holding());
         let grace = Duration::from_millis(c.cfg.input.join_max_millis.min(10_000));
-        !c.streams.iter().any(|s| s.state.holding())
-            || c.pace.since >= (k.batch_size as u64).saturating_mul(2)
-            || c.pace
-                .started
-                .is_some_and(|s| s.elapsed() >= k.commit_interval.0 + grace)
+        c.in_txn
+            && (c.pace.since > 0 || holding)
+            && (!holding
+                || c.pace.since >= (k.batch_size as u64).saturating_mul(2)
+                || c.pace
+                    .started
+                    .is_some_and(|s| s.elapsed() >= k.commit_interval.0 + grace))
     }
 
     /// Records held open for their trace are emitted now, so that no
@@ -113,9 +127,9 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
         for s in &mut c.streams {
             let (st, mut sink) = s.split(&mut c.engine);
             st.finish(&c.parser, &mut sink);
-            s.close(&mut c.align, self.started);
+            s.close(&mut c.align, c.clock);
         }
-        c.drain(self.started)
+        c.drain(c.clock)
     }
 
     fn commit(&mut self) -> Result<(), BatchError> {

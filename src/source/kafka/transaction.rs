@@ -197,7 +197,7 @@ impl Core {
             })
             .collect();
         self.streams.clear();
-        let paused = self.align.clear(Instant::now());
+        let paused = self.align.clear(self.clock);
         aligned::pause_resume(consumer, &paused, false);
         if seek {
             for (t, p, start) in seeks {
