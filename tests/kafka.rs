@@ -53,7 +53,6 @@ mod security;
 mod align;
 
 #[path = "../examples/gen-logs/scenario.rs"]
-#[allow(dead_code)]
 mod scenario;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
