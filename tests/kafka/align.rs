@@ -15,12 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use faultline::alert::{Alert, Kind};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use super::scenario::{Config as GenConfig, Scenario};
 use super::{
-    KafkaError, ONE_AT_A_TIME, RDKafkaErrorCode, Rng, Setup, broker, broker_addr, create_topics,
-    plain, read_alerts, unique,
+    ONE_AT_A_TIME, Rng, Setup, broker, broker_addr, create_topics, plain, produce_partitioned,
+    read_alerts, unique,
 };
 
 /// One generated record: the key a shipper would use and the line.
@@ -59,28 +58,9 @@ fn hash(key: &str) -> u64 {
 }
 
 fn produce_to(topic: &str, records: &[Rec], partition: impl Fn(&Rec) -> i32) {
-    let p: ThreadedProducer<DefaultProducerContext> = plain()
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .create()
-        .expect("producer");
-    for r in records {
-        let mut rec = BaseRecord::<String, Vec<u8>>::to(topic)
-            .key(&r.key)
-            .payload(&r.line)
-            .partition(partition(r));
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    rec = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => panic!("produce: {e}"),
-            }
-        }
-    }
-    p.flush(Duration::from_secs(60)).expect("flush");
+    produce_partitioned(plain(), topic, &lines(records), |i| {
+        Some(partition(&records[i]))
+    });
 }
 
 /// A topic of `partitions` partitions and a configuration that sets only
