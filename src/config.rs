@@ -652,6 +652,13 @@ pub struct KafkaConfig {
     pub max_backoff: Dur,
     /// On SIGTERM/SIGINT: time allowed to commit the last batch and exit.
     pub shutdown_timeout: Dur,
+    /// Event-time alignment across partitions: how long a partition that
+    /// has delivered nothing (and is not at its end) may hold the others
+    /// back. Bounds the latency a quiet partition adds (`docs/kafka.md`).
+    pub max_idle: Dur,
+    /// Parsed records buffered per partition for the alignment; a partition
+    /// with this many waiting is paused until it drains to half.
+    pub partition_buffer: usize,
     /// Extra librdkafka properties (security.protocol, sasl.*, ssl.*, …),
     /// passed through to both consumer and producer.
     pub properties: std::collections::BTreeMap<String, String>,
@@ -681,6 +688,8 @@ impl Default for KafkaConfig {
             max_failures: 5,
             max_backoff: Dur::secs(30),
             shutdown_timeout: Dur::secs(20),
+            max_idle: Dur::secs(2),
+            partition_buffer: 10_000,
             properties: Default::default(),
             consumer_properties: Default::default(),
             producer_properties: Default::default(),
@@ -1210,6 +1219,13 @@ impl Config {
         let wh = &self.webhook;
         dur("webhook.timeout", wh.timeout, ms(100), s(3600))?;
         int("webhook.batch_size", wh.batch_size as u64, 1, 10_000)?;
+        dur("kafka.max_idle", k.max_idle, s(0), s(3600))?;
+        int(
+            "kafka.partition_buffer",
+            k.partition_buffer as u64,
+            2,
+            10_000_000,
+        )?;
         let e = &self.elasticsearch;
         dur("elasticsearch.timeout", e.timeout, ms(100), s(3600))?;
         int("elasticsearch.bulk_size", e.bulk_size as u64, 1, 100_000)?;

@@ -16,16 +16,18 @@
 mod parallel;
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::alert::{Alert, AlertSink};
 use crate::config::{Config, Format};
 use crate::metrics::{Metrics, Snapshot};
+use crate::parse::LineParser;
 use crate::parse::{Parser, RecordSink};
 use crate::record::BadReason;
-use crate::source::{Input, InputIdentity, LineReader, file};
+use crate::source::driver::{self, Cadence, Pace, Poll, Source, drive};
+use crate::source::{Input, LineReader, file};
 use crate::state::State;
 
 pub use crate::engine::{BaselineOptions, Engine, PipelineError, now_ms};
@@ -162,8 +164,6 @@ pub fn replay_observed(
         let run = InputRun {
             name: &name,
             key: key.as_deref(),
-            state_dir: opts.state_dir.as_deref(),
-            every,
             default_service: cfg
                 .text
                 .default_service
@@ -171,28 +171,29 @@ pub fn replay_observed(
                 .or_else(|| input.default_service()),
             observer,
         };
-        let end = if opts.threads >= 2 {
+        // Stdin is never resumed, so never checkpointed.
+        let cadence = Cadence::every(every, opts.state_dir.as_deref().filter(|_| key.is_some()));
+        if opts.threads >= 2 {
             let chunk_bytes = match opts.chunk_bytes {
                 0 => parallel::CHUNK_BYTES,
                 n => n,
             };
-            parallel::read_input(&mut engine, &parser, lr, &run, opts.threads, chunk_bytes)?
+            parallel::read_input(
+                &mut engine,
+                &parser,
+                lr,
+                &run,
+                &cadence,
+                opts.threads,
+                chunk_bytes,
+            )?;
         } else {
-            read_sequential(&mut engine, &parser, lr, &run)?
-        };
-        observer.input_finished(&name);
-        if let (Some(dir), Some(k)) = (&opts.state_dir, &key) {
-            engine.flush_sinks()?;
-            engine.state.inputs.insert(k.clone(), end);
-            engine.state.save(dir)?;
+            let mut source = LineSource::new(&mut engine, lr, &parser, &run);
+            drive(&mut source, &cadence)?;
         }
+        observer.input_finished(&name);
     }
-    engine.finish();
-    engine.flush_sinks()?;
-    engine.export_types(true)?;
-    if let Some(dir) = &opts.state_dir {
-        engine.state.save(dir)?;
-    }
+    driver::close(&mut engine, opts.state_dir.as_deref())?;
     Ok(ReplaySummary {
         metrics: engine.snapshot(),
         alerts: std::mem::take(&mut engine.emitted),
@@ -207,9 +208,6 @@ struct InputRun<'a> {
     name: &'a str,
     /// The input's key in the state (`None` for stdin: never resumed).
     key: Option<&'a str>,
-    state_dir: Option<&'a Path>,
-    /// Lines between checkpoints.
-    every: u64,
     /// The service of records that name none.
     default_service: Option<String>,
     observer: &'a dyn ReplayObserver,
@@ -218,6 +216,14 @@ struct InputRun<'a> {
 impl InputRun<'_> {
     fn progress(&self, offset: u64, line: u64, errors: u64) {
         self.observer.position(offset, line, errors);
+    }
+
+    /// The input's error for an I/O failure.
+    fn io(&self, source: std::io::Error) -> PipelineError {
+        PipelineError::Input {
+            input: self.name.to_string(),
+            source,
+        }
     }
 }
 
@@ -237,60 +243,117 @@ fn check_line(engine: &mut Engine, name: &str) -> Result<(), PipelineError> {
     Ok(())
 }
 
-/// Reads, parses and processes one input on this thread; returns the
-/// input's identity at its end.
-fn read_sequential<R: BufRead>(
-    engine: &mut Engine,
-    parser: &Parser,
-    mut lr: LineReader<R>,
-    run: &InputRun<'_>,
-) -> Result<InputIdentity, PipelineError> {
-    let io = |source| PipelineError::Input {
-        input: run.name.to_string(),
-        source,
-    };
-    let metrics = engine.metrics.clone();
-    let mut lp = parser.stream(run.default_service.clone());
-    let mut buf = Vec::with_capacity(4096);
-    let mut since_checkpoint = 0u64;
-    while let Some(line) = lr.next_line(&mut buf).map_err(io)? {
-        let line_no = lr.line;
-        metrics.lines.fetch_add(1, Ordering::Relaxed);
-        metrics
-            .bytes
-            .fetch_add(line.bytes.len() as u64, Ordering::Relaxed);
-        since_checkpoint += 1;
-        // The parser is asked only when a checkpoint is due and possible:
-        // without a state directory this test runs for every line.
-        if since_checkpoint >= run.every
-            && let (Some(dir), Some(k)) = (run.state_dir, run.key)
-            && may_cut_before(parser, line.bytes, line.truncated)
-        {
-            // Everything before this line is one complete set of
-            // records: flush the parser, the sinks, then the state.
-            let start = line.start;
-            lp.finish(engine);
-            engine.flush_sinks()?;
-            engine.export_types(false)?;
-            let mut ident = lr.identity();
-            ident.offset = start;
-            ident.line = line_no - 1;
-            engine.state.inputs.insert(k.to_string(), ident);
-            engine.state.save(dir)?;
-            since_checkpoint = 0;
-        }
-        if line.truncated {
-            engine.bad(BadReason::TooLong, line_no);
-        } else {
-            lp.push(line.bytes, line_no, engine);
-        }
-        check_line(engine, run.name)?;
-        if line_no.is_multiple_of(16_384) {
-            run.progress(lr.offset, line_no, metrics.errors.load(Ordering::Relaxed));
+/// One input read on this thread, a line per poll. A line is read one poll
+/// before it is pushed: when a checkpoint is due, the driver asks whether
+/// the line read last may begin a resume ([`may_cut_before`]), and if so
+/// checkpoints before it goes into the parser.
+struct LineSource<'a, R> {
+    engine: &'a mut Engine,
+    pace: Pace,
+    lr: LineReader<R>,
+    parser: &'a Parser,
+    stream: LineParser<'a>,
+    run: &'a InputRun<'a>,
+    metrics: Arc<Metrics>,
+    /// The line read last and not yet pushed (its bytes are `buf`).
+    held: Option<Held>,
+    buf: Vec<u8>,
+}
+
+/// Where the held line came from.
+#[derive(Clone, Copy)]
+struct Held {
+    start: u64,
+    line_no: u64,
+    truncated: bool,
+}
+
+impl<'a, R: BufRead> LineSource<'a, R> {
+    fn new(
+        engine: &'a mut Engine,
+        lr: LineReader<R>,
+        parser: &'a Parser,
+        run: &'a InputRun<'a>,
+    ) -> Self {
+        let metrics = engine.metrics.clone();
+        LineSource {
+            engine,
+            pace: Pace::default(),
+            lr,
+            parser,
+            stream: parser.stream(run.default_service.clone()),
+            run,
+            metrics,
+            held: None,
+            buf: Vec::with_capacity(4096),
         }
     }
-    lp.finish(engine);
-    Ok(lr.identity())
+}
+
+impl<R: BufRead> Source for LineSource<'_, R> {
+    type Error = PipelineError;
+
+    fn engine(&mut self) -> &mut Engine {
+        self.engine
+    }
+
+    fn pace(&mut self) -> &mut Pace {
+        &mut self.pace
+    }
+
+    fn poll(&mut self) -> Result<Poll, PipelineError> {
+        let engine = &mut *self.engine;
+        if let Some(h) = self.held.take() {
+            if h.truncated {
+                engine.bad(BadReason::TooLong, h.line_no);
+            } else {
+                self.stream.push(&self.buf, h.line_no, engine);
+            }
+            check_line(engine, self.run.name)?;
+            if h.line_no.is_multiple_of(16_384) {
+                let errors = self.metrics.errors.load(Ordering::Relaxed);
+                self.run.progress(self.lr.offset, h.line_no, errors);
+            }
+        }
+        let Some(line) = self
+            .lr
+            .next_line(&mut self.buf)
+            .map_err(|e| self.run.io(e))?
+        else {
+            return Ok(Poll::End);
+        };
+        self.held = Some(Held {
+            start: line.start,
+            line_no: self.lr.line,
+            truncated: line.truncated,
+        });
+        self.metrics.lines.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .bytes
+            .fetch_add(line.bytes.len() as u64, Ordering::Relaxed);
+        Ok(Poll::Pushed(1))
+    }
+
+    fn at_boundary(&self) -> bool {
+        // Everything before the held line is one complete set of records.
+        self.held
+            .is_some_and(|h| may_cut_before(self.parser, &self.buf, h.truncated))
+    }
+
+    fn settle(&mut self) -> Result<(), PipelineError> {
+        self.stream.finish(self.engine);
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) {
+        let Some(key) = self.run.key else { return };
+        let mut ident = self.lr.identity();
+        if let Some(h) = self.held {
+            ident.offset = h.start;
+            ident.line = h.line_no - 1;
+        }
+        self.engine.state.inputs.insert(key.to_string(), ident);
+    }
 }
 
 #[cfg(test)]

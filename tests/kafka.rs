@@ -48,6 +48,13 @@ fn broker_addr() -> &'static str {
 #[path = "kafka/security.rs"]
 mod security;
 
+// Event-time alignment across partitions, against replay.
+#[path = "kafka/align.rs"]
+mod align;
+
+#[path = "../examples/gen-logs/scenario.rs"]
+mod scenario;
+
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn repo() -> PathBuf {
@@ -132,16 +139,30 @@ fn produce(topic: &str, records: &[(Option<String>, Vec<u8>)]) {
     produce_with(plain(), topic, records)
 }
 
-fn produce_with(mut client: ClientConfig, topic: &str, records: &[(Option<String>, Vec<u8>)]) {
+fn produce_with(client: ClientConfig, topic: &str, records: &[(Option<String>, Vec<u8>)]) {
+    produce_partitioned(client, topic, records, |_| None)
+}
+
+/// Produces `records`, the i-th to partition `partition(i)` when that is
+/// `Some` (else where the client's partitioner puts it).
+fn produce_partitioned(
+    mut client: ClientConfig,
+    topic: &str,
+    records: &[(Option<String>, Vec<u8>)],
+    partition: impl Fn(usize) -> Option<i32>,
+) {
     let p: ThreadedProducer<DefaultProducerContext> = client
         .set("message.max.bytes", "2000000")
         .set("linger.ms", "20")
         .create()
         .expect("producer");
-    for (key, value) in records {
+    for (i, (key, value)) in records.iter().enumerate() {
         let mut rec = BaseRecord::<String, Vec<u8>>::to(topic).payload(value);
         if let Some(k) = key {
             rec = rec.key(k);
+        }
+        if let Some(n) = partition(i) {
+            rec = rec.partition(n);
         }
         loop {
             match p.send(rec) {

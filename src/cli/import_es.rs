@@ -106,7 +106,7 @@ pub fn run(mut cfg: Config, args: ImportEsArgs) -> Result<i32> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let imported = rt.block_on(es_source::import(&cfg, &client, &opts, &mut progress))?;
+    let imported = es_source::import(&cfg, &client, &opts, &rt, &mut progress)?;
     if let Some(pb) = bar {
         pb.finish_and_clear();
     }

@@ -38,8 +38,10 @@ use std::sync::{Arc, Mutex};
 use super::{Engine, InputRun, PipelineError, check_line};
 use crate::fingerprint::{Fingerprinter, Identity, Learner, PrehashedMap};
 use crate::keys;
+use crate::metrics::Metrics;
 use crate::parse::{Carry, LineParser, Parser, RecordSink};
 use crate::record::{BadReason, EventTime, Level, LineMeta, Record};
+use crate::source::driver::{Cadence, Pace, Poll, Source, drive};
 use crate::source::{InputIdentity, LineReader};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -283,9 +285,10 @@ pub(super) fn read_input<R: BufRead + Send>(
     parser: &Parser,
     lr: LineReader<R>,
     run: &InputRun<'_>,
+    cadence: &Cadence<'_>,
     threads: usize,
     chunk_bytes: usize,
-) -> Result<InputIdentity, PipelineError> {
+) -> Result<(), PipelineError> {
     // Chunks between being cut and being applied; each holds a buffer that
     // comes back for reuse, which bounds memory.
     let in_flight = 2 * threads + 2;
@@ -323,7 +326,9 @@ pub(super) fn read_input<R: BufRead + Send>(
                 .map_err(spawn_error)?;
         }
         drop(done_tx);
-        apply_in_order(engine, parser, run, done_rx, token_tx)
+        let mut source = InOrder::new(engine, parser, run, done_rx, token_tx);
+        drive(&mut source, cadence)?;
+        Ok(())
     })
 }
 
@@ -406,107 +411,178 @@ fn work(
     }
 }
 
-/// The calling thread's part: chunks in order into the engine, with
-/// checkpoints between them.
-fn apply_in_order(
-    engine: &mut Engine,
-    parser: &Parser,
-    run: &InputRun<'_>,
+/// The calling thread's part, a [`Source`]: each poll puts the next chunk
+/// (in input order) into the engine; the driver may checkpoint between
+/// chunks that end where the input may be cut.
+struct InOrder<'a> {
+    engine: &'a mut Engine,
+    pace: Pace,
+    parser: &'a Parser,
+    run: &'a InputRun<'a>,
+    fp: Fingerprinter,
+    metrics: Arc<Metrics>,
     done: Receiver<Done>,
     tokens: SyncSender<Option<Chunk>>,
-) -> Result<InputIdentity, PipelineError> {
-    let io = |source| PipelineError::Input {
-        input: run.name.to_string(),
-        source,
-    };
-    let fp = engine.fingerprinter().clone();
-    let metrics = engine.metrics.clone();
-    let mut waiting: BTreeMap<u64, io::Result<Chunk>> = BTreeMap::new();
-    let mut next = 0u64;
-    // The carried time at the current chunk boundary, as one stream over
-    // the whole input would have it.
-    let mut carried: Option<EventTime> = None;
-    // The stream going on across a forced cut.
-    let mut open: Option<LineParser<'_>> = None;
-    // The input line whose end checks are due (see `check_line`).
-    let mut unchecked: Option<u64> = None;
-    let mut since_checkpoint = 0u64;
-    let mut lines_seen = 0u64;
-    loop {
-        let parsed = match waiting.remove(&next) {
-            Some(p) => p,
-            None => {
-                let Ok((seq, p)) = done.recv() else {
-                    // Every sender is gone without the last chunk: a thread
-                    // panicked, and the scope passes the panic on.
-                    return Err(io(io::Error::other("a replay thread stopped")));
-                };
-                if seq != next {
-                    waiting.insert(seq, p);
-                    continue;
+    waiting: BTreeMap<u64, io::Result<Chunk>>,
+    next: u64,
+    /// The carried time at the current chunk boundary, as one stream over
+    /// the whole input would have it.
+    carried: Option<EventTime>,
+    /// The stream going on across a forced cut.
+    open: Option<LineParser<'a>>,
+    /// The input line whose end checks are due (see `check_line`).
+    unchecked: Option<u64>,
+    lines_seen: u64,
+    /// The last applied chunk's end, and whether the input may be cut there.
+    end: Option<InputIdentity>,
+    fresh_end: bool,
+    /// The last chunk was applied.
+    finished: bool,
+}
+
+impl<'a> InOrder<'a> {
+    fn new(
+        engine: &'a mut Engine,
+        parser: &'a Parser,
+        run: &'a InputRun<'a>,
+        done: Receiver<Done>,
+        tokens: SyncSender<Option<Chunk>>,
+    ) -> InOrder<'a> {
+        InOrder {
+            fp: engine.fingerprinter().clone(),
+            metrics: engine.metrics.clone(),
+            engine,
+            pace: Pace::default(),
+            parser,
+            run,
+            done,
+            tokens,
+            waiting: BTreeMap::new(),
+            next: 0,
+            carried: None,
+            open: None,
+            unchecked: None,
+            lines_seen: 0,
+            end: None,
+            fresh_end: false,
+            finished: false,
+        }
+    }
+
+    /// The next chunk in input order, as a worker left it.
+    fn next_chunk(&mut self) -> Result<Chunk, PipelineError> {
+        loop {
+            let parsed = match self.waiting.remove(&self.next) {
+                Some(p) => p,
+                None => {
+                    let Ok((seq, p)) = self.done.recv() else {
+                        // Every sender is gone without the last chunk: a
+                        // thread panicked, and the scope passes the panic on.
+                        return Err(self.run.io(io::Error::other("a replay thread stopped")));
+                    };
+                    if seq != self.next {
+                        self.waiting.insert(seq, p);
+                        continue;
+                    }
+                    p
                 }
-                p
-            }
-        };
-        next += 1;
-        let mut chunk = parsed.map_err(io)?;
+            };
+            self.next += 1;
+            return parsed.map_err(|e| self.run.io(e));
+        }
+    }
+}
+
+impl Source for InOrder<'_> {
+    type Error = PipelineError;
+
+    fn engine(&mut self) -> &mut Engine {
+        self.engine
+    }
+
+    fn pace(&mut self) -> &mut Pace {
+        &mut self.pace
+    }
+
+    fn poll(&mut self) -> Result<Poll, PipelineError> {
+        if self.finished {
+            return Ok(Poll::End);
+        }
+        let mut chunk = self.next_chunk()?;
+        let engine = &mut *self.engine;
         let carry = chunk.events.carry;
-        if chunk.parsed && !(carry.seed_used && carried.is_some()) {
+        if chunk.parsed && !(carry.seed_used && self.carried.is_some()) {
             if carry.own_time {
-                carried = carry.last_time;
+                self.carried = carry.last_time;
             }
         } else {
             // Not parsed, or parsed without the carried time it needed.
-            let mut stream = match open.take() {
+            let mut stream = match self.open.take() {
                 Some(s) if !chunk.fresh_start => s,
-                _ => parser.stream_seeded(run.default_service.clone(), carried),
+                _ => self
+                    .parser
+                    .stream_seeded(self.run.default_service.clone(), self.carried),
             };
             let mut events = std::mem::take(&mut chunk.events);
             events.clear();
-            let mut rec = Recorder::new(&fp, events);
+            let mut rec = Recorder::new(&self.fp, events);
             parse_into(&mut stream, &chunk, &mut rec);
             chunk.events = rec.events;
-            carried = chunk.events.carry.last_time;
+            self.carried = chunk.events.carry.last_time;
             if !chunk.fresh_end {
-                open = Some(stream);
+                self.open = Some(stream);
             }
         }
-        metrics
-            .lines
-            .fetch_add(chunk.lines.len() as u64, Ordering::Relaxed);
-        apply(engine, run, &mut chunk, &mut unchecked)?;
-        let last_line = chunk.first_line + chunk.lines.len() as u64 - 1;
-        since_checkpoint += chunk.lines.len() as u64;
-        lines_seen += chunk.lines.len() as u64;
-        run.progress(
+        let n = chunk.lines.len() as u64;
+        self.metrics.lines.fetch_add(n, Ordering::Relaxed);
+        // The chunk holds its lines' bytes back to back, as the sequential
+        // reader counts them.
+        let bytes = chunk.lines.last().map_or(0, |&(end, _)| end);
+        self.metrics
+            .bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        apply(engine, self.run, &mut chunk, &mut self.unchecked)?;
+        let last_line = chunk.first_line + n - 1;
+        self.lines_seen += n;
+        self.run.progress(
             chunk.end.offset,
             last_line,
-            metrics.errors.load(Ordering::Relaxed),
+            self.metrics.errors.load(Ordering::Relaxed),
         );
         if chunk.last {
             // The last line's checks; what finishing the stream reported
             // is, as with one thread, left to the final flush.
-            if lines_seen > 0 && unchecked.is_none_or(|l| l <= last_line) {
-                check_line(engine, run.name)?;
+            if self.lines_seen > 0 && self.unchecked.is_none_or(|l| l <= last_line) {
+                check_line(engine, self.run.name)?;
             }
-            return Ok(chunk.end);
+            self.finished = true;
+            self.end = Some(chunk.end);
+            return Ok(Poll::Pushed(n));
         }
-        if since_checkpoint >= run.every
-            && chunk.fresh_end
-            && let (Some(dir), Some(k)) = (run.state_dir, run.key)
-        {
-            // Everything before the next chunk is one complete set of
-            // records: flush the sinks, then the state.
-            check_line(engine, run.name)?;
-            unchecked = None;
-            engine.flush_sinks()?;
-            engine.export_types(false)?;
-            engine.state.inputs.insert(k.to_string(), chunk.end.clone());
-            engine.state.save(dir)?;
-            since_checkpoint = 0;
-        }
+        self.fresh_end = chunk.fresh_end;
+        self.end = Some(chunk.end.clone());
         // Cannot block: there are never more tokens than the channel holds.
-        let _ = tokens.send(Some(chunk));
+        let _ = self.tokens.send(Some(chunk));
+        Ok(Poll::Pushed(n))
+    }
+
+    fn at_boundary(&self) -> bool {
+        // Everything before the next chunk is one complete set of records.
+        !self.finished && self.fresh_end
+    }
+
+    fn settle(&mut self) -> Result<(), PipelineError> {
+        if !self.finished {
+            check_line(self.engine, self.run.name)?;
+            self.unchecked = None;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) {
+        if let (Some(k), Some(end)) = (self.run.key, &self.end) {
+            self.engine.state.inputs.insert(k.to_string(), end.clone());
+        }
     }
 }
 

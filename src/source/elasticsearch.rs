@@ -26,6 +26,8 @@ use crate::es::{Client, EsError, Flavor, Method, ServerInfo};
 use crate::metrics::Metrics;
 use crate::parse::Parser;
 use crate::record::{EventTime, Level};
+use crate::source::driver::{Cadence, Pace, Poll, Source, drive};
+use crate::state::StateError;
 
 /// What to import.
 #[derive(Clone, Debug)]
@@ -80,6 +82,20 @@ pub enum ImportError {
         "{index}: the documents have no _source (it is disabled in the mapping), so faultline cannot read them"
     )]
     NoSource { index: String },
+}
+
+// The driver's checkpoint steps: the import has no store, so these reach
+// it only through a sink or state failure of the engine.
+impl From<crate::alert::SinkError> for ImportError {
+    fn from(e: crate::alert::SinkError) -> ImportError {
+        ImportError::Pipeline(e.into())
+    }
+}
+
+impl From<StateError> for ImportError {
+    fn from(e: StateError) -> ImportError {
+        ImportError::Pipeline(e.into())
+    }
 }
 
 /// The fields the import relies on, as found in the mapping.
@@ -280,14 +296,16 @@ pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
 /// Imports the history selected by `opts` into a fresh engine with an
 /// infinite warm-up (everything in the history is "before"), like
-/// `faultline baseline build`.
-pub async fn import(
+/// `faultline baseline build`. The pages are read through the driver
+/// ([`drive`]) like any other source; the server calls run on `rt`.
+pub fn import(
     cfg: &Config,
     client: &Client,
     opts: &ImportOptions,
+    rt: &tokio::runtime::Runtime,
     progress: Progress<'_>,
 ) -> Result<Imported, ImportError> {
-    let server = client.info().await?;
+    let server = rt.block_on(client.info())?;
     let index_path = opts
         .index
         .split(',')
@@ -298,16 +316,14 @@ pub async fn import(
         url: client.url().to_string(),
         index: opts.index.clone(),
     };
-    let (status, mapping) = client
-        .request(
-            Method::Get,
-            &format!("/{index_path}/_mapping"),
-            &[],
-            None,
-            None,
-            "GET _mapping",
-        )
-        .await?;
+    let (status, mapping) = rt.block_on(client.request(
+        Method::Get,
+        &format!("/{index_path}/_mapping"),
+        &[],
+        None,
+        None,
+        "GET _mapping",
+    ))?;
     if status == 404 || mapping.as_object().is_some_and(|m| m.is_empty()) {
         return Err(missing().into());
     }
@@ -322,15 +338,13 @@ pub async fn import(
     let fields = choose_fields(cfg, &opts.index, &mapping)?;
     let query = build_query(cfg, &fields, opts)?;
 
-    let count = client
-        .ok(
-            Method::Post,
-            &format!("/{index_path}/_count"),
-            &[],
-            Some(serde_json::to_vec(&json!({"query": query})).unwrap_or_default()),
-            "_count",
-        )
-        .await?;
+    let count = rt.block_on(client.ok(
+        Method::Post,
+        &format!("/{index_path}/_count"),
+        &[],
+        Some(serde_json::to_vec(&json!({"query": query})).unwrap_or_default()),
+        "_count",
+    ))?;
     let total = count.get("count").and_then(Value::as_u64).unwrap_or(0);
     progress(0, total);
 
@@ -349,7 +363,7 @@ pub async fn import(
     engine.forget_emitted();
 
     let keep_alive = format!("{}s", opts.keep_alive.as_secs().max(10));
-    let mut pit = open_pit(client, server.flavor, &index_path, &keep_alive).await?;
+    let pit = rt.block_on(open_pit(client, server.flavor, &index_path, &keep_alive))?;
     let sort = match server.flavor {
         // ES adds `_shard_doc` as the last sort key of every PIT search.
         Flavor::Elasticsearch => json!([{fields.timestamp.clone(): {"order": "asc"}}]),
@@ -359,65 +373,30 @@ pub async fn import(
             {"_id": {"order": "asc"}}
         ]),
     };
-    let result = async {
-        let mut after: Option<Value> = None;
-        let mut docs = 0u64;
-        loop {
-            let mut body = json!({
-                "size": opts.page_size.max(1),
-                "query": query,
-                "pit": {"id": pit, "keep_alive": keep_alive},
-                "sort": sort,
-                "track_total_hits": false,
-            });
-            if let Some(a) = &after {
-                body["search_after"] = a.clone();
-            }
-            let page = client
-                .ok(
-                    Method::Post,
-                    "/_search",
-                    &[],
-                    Some(serde_json::to_vec(&body).unwrap_or_default()),
-                    "_search (point in time)",
-                )
-                .await?;
-            if let Some(id) = page.get("pit_id").and_then(Value::as_str) {
-                pit = id.to_string();
-            }
-            let hits = page
-                .pointer("/hits/hits")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            if hits.is_empty() {
-                break;
-            }
-            for hit in hits {
-                docs += 1;
-                let Some(source) = hit.get("_source") else {
-                    return Err(ImportError::NoSource {
-                        index: opts.index.clone(),
-                    });
-                };
-                let bytes = serde_json::to_vec(source).unwrap_or_default();
-                // The sort value is the server's reading of the event time:
-                // the fallback when the parser cannot read the field itself.
-                let fallback = hit.pointer("/sort/0").and_then(Value::as_i64);
-                parser.parse_one(&bytes, docs, fallback, &mut engine);
-            }
-            after = hits.last().and_then(|h| h.get("sort")).cloned();
-            progress(docs, total.max(docs));
-            if hits.len() < opts.page_size.max(1) || after.is_none() {
-                break;
-            }
-        }
-        Ok(docs)
-    }
-    .await;
+    let mut history = History {
+        engine: &mut engine,
+        pace: Pace::default(),
+        rt,
+        client,
+        opts,
+        parser: &parser,
+        query,
+        sort,
+        keep_alive,
+        pit,
+        after: None,
+        docs: 0,
+        total,
+        progress,
+        done: false,
+    };
+    // No store: the import's result is the engine's baseline, written once
+    // by the caller.
+    let result = drive(&mut history, &Cadence::every(u64::MAX, None));
+    let (pit, docs) = (history.pit, history.docs);
     // Best effort: an unclosed PIT only lives until its keep-alive expires.
-    close_pit(client, server.flavor, &pit).await;
-    let docs = result?;
+    rt.block_on(close_pit(client, server.flavor, &pit));
+    result?;
     engine.finish();
     Ok(Imported {
         server,
@@ -425,6 +404,99 @@ pub async fn import(
         docs,
         engine,
     })
+}
+
+/// The history as a [`Source`]: a page of hits per poll, in event-time
+/// order, each hit's `_source` through [`Parser::parse_one`]. Nothing is
+/// resumed (the import is written once at its end), so there are no
+/// resume points.
+struct History<'a, 'p> {
+    engine: &'a mut Engine,
+    pace: Pace,
+    rt: &'a tokio::runtime::Runtime,
+    client: &'a Client,
+    opts: &'a ImportOptions,
+    parser: &'a Parser,
+    query: Value,
+    sort: Value,
+    keep_alive: String,
+    /// The point in time; a page's answer may renew its id.
+    pit: String,
+    /// The last hit's sort values: where the next page starts.
+    after: Option<Value>,
+    docs: u64,
+    total: u64,
+    progress: Progress<'p>,
+    done: bool,
+}
+
+impl Source for History<'_, '_> {
+    type Error = ImportError;
+
+    fn engine(&mut self) -> &mut Engine {
+        self.engine
+    }
+
+    fn pace(&mut self) -> &mut Pace {
+        &mut self.pace
+    }
+
+    fn poll(&mut self) -> Result<Poll, ImportError> {
+        if self.done {
+            return Ok(Poll::End);
+        }
+        let size = self.opts.page_size.max(1);
+        let mut body = json!({
+            "size": size,
+            "query": self.query,
+            "pit": {"id": self.pit, "keep_alive": self.keep_alive},
+            "sort": self.sort,
+            "track_total_hits": false,
+        });
+        if let Some(a) = &self.after {
+            body["search_after"] = a.clone();
+        }
+        let page = self.rt.block_on(self.client.ok(
+            Method::Post,
+            "/_search",
+            &[],
+            Some(serde_json::to_vec(&body).unwrap_or_default()),
+            "_search (point in time)",
+        ))?;
+        if let Some(id) = page.get("pit_id").and_then(Value::as_str) {
+            self.pit = id.to_string();
+        }
+        let hits = page
+            .pointer("/hits/hits")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if hits.is_empty() {
+            return Ok(Poll::End);
+        }
+        for hit in hits {
+            self.docs += 1;
+            let Some(source) = hit.get("_source") else {
+                return Err(ImportError::NoSource {
+                    index: self.opts.index.clone(),
+                });
+            };
+            let bytes = serde_json::to_vec(source).unwrap_or_default();
+            // The sort value is the server's reading of the event time:
+            // the fallback when the parser cannot read the field itself.
+            let fallback = hit.pointer("/sort/0").and_then(Value::as_i64);
+            self.parser
+                .parse_one(&bytes, self.docs, fallback, &mut *self.engine);
+        }
+        self.after = hits.last().and_then(|h| h.get("sort")).cloned();
+        (self.progress)(self.docs, self.total.max(self.docs));
+        if hits.len() < size || self.after.is_none() {
+            self.done = true;
+        }
+        Ok(Poll::Pushed(hits.len() as u64))
+    }
+
+    fn checkpoint(&mut self) {}
 }
 
 async fn open_pit(

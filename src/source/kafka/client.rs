@@ -46,6 +46,13 @@ impl ClientContext for Ctx {
         if self.auth.observe(&error, reason) {
             return;
         }
+        // Reaching a partition's end is news for the alignment (the poll
+        // loop gets it too), not a fault.
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        {
+            return;
+        }
         // Transport errors are transient: librdkafka reconnects by itself.
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
         if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {

@@ -6,29 +6,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 
 use crate::alert::kafka::{SharedProducer, send_blocking};
-use crate::engine::Engine;
-use crate::parse::RecordSink;
-use crate::record::{BadReason, LineMeta, Record};
-
-/// The engine as a record sink that also notes whether the record was bad
-/// (for the dead-letter topic).
-pub(super) struct Tap<'a> {
-    pub(super) engine: &'a mut Engine,
-    pub(super) bad: Option<BadReason>,
-}
-
-impl RecordSink for Tap<'_> {
-    fn line(&mut self, meta: &LineMeta<'_>) {
-        self.engine.line(meta);
-    }
-    fn error(&mut self, record: Record) {
-        self.engine.error(record);
-    }
-    fn bad(&mut self, reason: BadReason, line_no: u64) {
-        self.bad = Some(reason);
-        self.engine.bad(reason, line_no);
-    }
-}
+use crate::record::BadReason;
 
 /// Copies the refused `payload` (cut to `max_bytes`) to `topic`, keyed by
 /// its `source` (`topic/partition/offset`), with the reason, the source and

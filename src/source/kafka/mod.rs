@@ -1,10 +1,13 @@
 //! Kafka source: a consumer group feeding the [`Engine`], with alerts and
 //! consumer offsets committed in one Kafka transaction per batch.
 //!
-//! Per batch: begin a transaction → process records (the Kafka alert sink
-//! and the dead-letter copies produce inside it) → flush the other sinks →
-//! send the consumer offsets to the transaction → commit it → save the
-//! state, which also records the offsets per partition. A read_committed
+//! The loop is the driver's (`source::driver`): each consumer poll is one
+//! `driver::step` through a view of the shared core (`step.rs`), and every
+//! commit is one `driver::checkpoint`. Per batch: begin a transaction →
+//! process records (the Kafka alert sink and the dead-letter copies produce
+//! inside it) → release records held open → flush the other sinks → send
+//! the consumer offsets to the transaction → commit it → record the
+//! offsets per partition in the state → save it → export the catalogue. A read_committed
 //! consumer of the alerts topic therefore sees an alert exactly when the
 //! records that caused it are marked consumed. A crash before the commit
 //! aborts both; a crash between the commit and the state save leaves the
@@ -21,11 +24,13 @@
 //! `kafka.max_failures` consecutive failures `/healthz` reports unhealthy.
 //! See `docs/kafka.md`.
 
+mod aligned;
 mod client;
 mod dead_letter;
 mod gated;
 mod health;
 mod rebalance;
+mod step;
 mod transaction;
 
 use std::collections::HashMap;
@@ -46,12 +51,15 @@ use crate::engine::{BaselineOptions, Engine, PipelineError};
 use crate::metrics::Metrics;
 use crate::parse::{Parser, RecordSink, StreamState};
 use crate::record::BadReason;
+use crate::source::align::Aligner;
 use crate::state::{State, StateError};
 
+use crate::source::driver::{self, Cadence, Pace};
+use aligned::{Align, Ev, PartStream};
 use client::{Ctx, client_config, lock};
-use dead_letter::Tap;
 use gated::Gated;
 pub use health::Status;
+use step::Step;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSourceError {
@@ -131,8 +139,12 @@ struct Core {
     in_txn: bool,
     /// Open batch: per partition, the first and the next offset.
     batch: Vec<BatchPart>,
-    batch_records: usize,
-    batch_started: Option<Instant>,
+    /// Messages the engine got in the open batch (released by the
+    /// aligner), and when the batch began: the driver's cadence.
+    pace: Pace,
+    /// Messages released to the engine so far (a step's poll reports its
+    /// share to the driver).
+    released: u64,
     /// Partition → committed offset below which records are re-processed
     /// silently.
     silent_until: HashMap<Partition, i64>,
@@ -145,10 +157,18 @@ struct Core {
     /// `FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT=N` (tests only).
     crash_after_commit: Option<u64>,
     /// Per partition: the parser's stream (traces split across messages
-    /// are joined there) and the last offset pushed into it. Emptied into
-    /// the engine before every commit, so no committed offset is ever
-    /// ahead of a record held open (see `docs/input.md`).
-    streams: Vec<(String, i32, i64, StreamState)>,
+    /// are joined there) and the group of events it is filling. Emptied
+    /// into the aligner before every commit, so no committed offset is
+    /// ever ahead of a record held open (see `docs/input.md`).
+    streams: Vec<PartStream>,
+    /// Parsed groups waiting per partition, released to the engine in
+    /// event-time order across partitions (`aligned.rs`).
+    align: Align,
+    /// The alignment's clock: it advances only while the consumer has
+    /// nothing to deliver. A partition is idle after `kafka.max_idle` of
+    /// that: while the consumer is busy handing over other partitions'
+    /// fetched records, an empty partition is waiting its turn, not idle.
+    clock: Instant,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -185,31 +205,13 @@ impl Core {
         Ok(engine)
     }
 
-    /// One message through the parser into the engine.
-    fn process<M: Message>(&mut self, m: &M) -> Result<(), BatchError> {
+    /// One message through the parser into its partition's buffer, then
+    /// into the engine whatever the alignment releases.
+    fn process<M: Message>(&mut self, m: &M, now: Instant) -> Result<(), BatchError> {
         let topic = m.topic();
         let part = m.partition();
         let off = m.offset();
-        // Few partitions per instance: a linear scan on borrowed names
-        // beats hashing an owned key per record.
-        let silent = !self.silent_until.is_empty()
-            && self
-                .silent_until
-                .iter()
-                .any(|((t, p), &u)| *p == part && t == topic && off < u);
-        self.silent.store(silent, Ordering::Relaxed);
-        if !self.in_txn {
-            if let Some(p) = &self.producer {
-                p.begin_transaction().map_err(|e| match &e {
-                    KafkaError::Transaction(t) if t.is_fatal() => {
-                        BatchError::Fatal(KafkaSourceError::Fatal(e.to_string()))
-                    }
-                    _ => BatchError::Retry(format!("begin transaction: {e}")),
-                })?;
-            }
-            self.in_txn = true;
-            self.batch_started = Some(Instant::now());
-        }
+        self.begin()?;
         match self
             .batch
             .iter_mut()
@@ -223,85 +225,68 @@ impl Core {
                 next: off + 1,
             }),
         }
-        self.batch_records += 1;
-        self.engine.state.kafka_records += 1;
         self.metrics.lines.fetch_add(1, Ordering::Relaxed);
         let payload = m.payload().unwrap_or(&[]);
         self.metrics
             .bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let line_no = u64::try_from(off).unwrap_or(0) + 1;
+        // Few partitions per instance: a linear scan on borrowed names
+        // beats hashing an owned key per record.
         let at = match self
             .streams
             .iter()
-            .position(|(t, p, ..)| *p == part && t == topic)
+            .position(|s| s.partition == part && *s.topic == *topic)
         {
             Some(i) => i,
             None => {
                 let st = self.parser.stream_state(None, None);
-                self.streams.push((topic.to_string(), part, -1, st));
+                self.streams.push(PartStream::new(topic, part, st));
                 self.streams.len() - 1
             }
         };
-        let (_, _, last_off, stream) = &mut self.streams[at];
-        let mut tap = Tap {
-            engine: &mut self.engine,
-            bad: None,
-        };
-        if !silent
-            && !self.silent_until.is_empty()
+        let s = &mut self.streams[at];
+        self.align.consumed(&s.key(), off, now);
+        if !self.silent_until.is_empty()
             && let Some(&u) = self.silent_until.get(&(topic.to_string(), part))
-            && *last_off < u
+            && s.last_off < u
+            && off >= u
         {
             // The silent gap ends here, where the run that committed it
-            // emitted every open record: do so again, still silently.
-            self.silent.store(true, Ordering::Relaxed);
-            stream.finish(&self.parser, &mut tap);
-            self.silent.store(false, Ordering::Relaxed);
+            // emitted every open record: do so again (its group is silent:
+            // it ends below the committed offset).
+            let (st, mut sink) = s.split(&mut self.engine);
+            st.finish(&self.parser, &mut sink);
+            s.close(&mut self.align, now);
         }
-        *last_off = off;
+        s.last_off = off;
+        if s.open.messages == 0 {
+            s.open_from = off;
+        }
+        s.open.messages += 1;
+        s.open.last = off;
+        let (st, mut sink) = s.split(&mut self.engine);
         if payload.iter().all(|b| b.is_ascii_whitespace()) {
-            tap.bad(BadReason::Empty, line_no);
+            sink.bad(BadReason::Empty, line_no);
         } else if payload.len() > self.cfg.input.max_line_bytes {
-            tap.bad(BadReason::TooLong, line_no);
+            sink.bad(BadReason::TooLong, line_no);
         } else {
             let fallback = m.timestamp().to_millis();
-            stream.push_message(&self.parser, payload, line_no, fallback, &mut tap);
+            st.push_message(&self.parser, payload, line_no, fallback, &mut sink);
         }
-        if let Some(reason) = tap.bad
-            && !silent
+        if let Some(reason) = sink.bad
             && !self.cfg.kafka.dead_letter_topic.is_empty()
-            && let Some(p) = &self.producer
         {
-            dead_letter::send(
-                p,
-                &self.cfg.kafka.dead_letter_topic,
-                self.cfg.kafka.dead_letter_max_bytes,
+            // Produced when the group is released (inside that batch's
+            // transaction), so a re-read after a crash never copies twice.
+            s.open.events.push(Ev::Dead {
                 reason,
-                &format!("{topic}/{part}/{off}"),
-                payload,
-            )
-            .map_err(|e| BatchError::Retry(format!("dead-letter topic: {e}")))?;
+                offset: off,
+                payload: payload.into(),
+            });
         }
-        if let Some(e) = self.engine.take_sink_error() {
-            return Err(BatchError::Retry(e.to_string()));
-        }
-        Ok(())
-    }
-
-    fn batch_due(&self) -> bool {
-        let interval = self.cfg.kafka.commit_interval.0;
-        let due = self.in_txn
-            && (self.batch_records >= self.cfg.kafka.batch_size
-                || self.batch_started.is_some_and(|s| s.elapsed() >= interval));
-        // A trace open at the batch's end would be cut by the commit: give
-        // it up to `input.join_max_millis` (wall clock) more to finish.
-        let grace = Duration::from_millis(self.cfg.input.join_max_millis.min(10_000));
-        due && (!self.streams.iter().any(|(.., st)| st.holding())
-            || self.batch_records >= self.cfg.kafka.batch_size.saturating_mul(2)
-            || self
-                .batch_started
-                .is_some_and(|s| s.elapsed() >= interval + grace))
+        s.close(&mut self.align, now);
+        self.drain(now)
     }
 }
 
@@ -377,8 +362,8 @@ pub fn run(
         silent: Arc::new(AtomicBool::new(false)),
         in_txn: false,
         batch: Vec::new(),
-        batch_records: 0,
-        batch_started: None,
+        pace: Pace::default(),
+        released: 0,
         silent_until: HashMap::new(),
         fatal: None,
         deadline: None,
@@ -387,6 +372,8 @@ pub fn run(
             .ok()
             .and_then(|v| v.parse().ok()),
         streams: Vec::new(),
+        align: Aligner::new(cfg.kafka.partition_buffer, cfg.kafka.max_idle.0),
+        clock: Instant::now(),
     };
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
@@ -403,6 +390,8 @@ pub fn run(
     ];
     let mut cc = client_config(cfg, &defaults, &k.consumer_properties);
     cc.set("group.id", &k.group_id)
+        // The alignment needs to know when a partition has nothing more.
+        .set("enable.partition.eof", "true")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", &k.start)
@@ -421,13 +410,23 @@ pub fn run(
     status.ready.store(true, Ordering::Relaxed);
     tracing::info!(topics = ?k.topics, group = %k.group_id, transactional = producer.is_some(), "consuming");
 
+    // The batch: `kafka.batch_size` messages or `kafka.commit_interval`
+    // from its first, whichever comes first (see `Step::at_boundary` for
+    // traces left open at that point).
+    let cadence = Cadence {
+        records: k.batch_size as u64,
+        interval: Some(k.commit_interval.0),
+        store: Some(&opts.state_dir),
+    };
     let mut backoff = Duration::from_millis(100);
     let mut records = 0u64;
     let result = loop {
         if opts.shutdown.load(Ordering::Relaxed) {
             break Ok(());
         }
+        let polled = Instant::now();
         let msg = consumer.poll(Duration::from_millis(100));
+        let quiet = msg.is_none().then(|| polled.elapsed());
         if let Some(reason) = auth.failure() {
             break Err(auth_failed(reason));
         }
@@ -435,23 +434,19 @@ pub fn run(
         if let Some(e) = c.fatal.take() {
             break Err(e);
         }
-        let mut outcome = Ok(());
-        match msg {
-            None => {}
-            Some(Ok(m)) => {
-                records += 1;
-                outcome = c.process(&m);
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer"),
+        if let Some(q) = quiet {
+            c.clock += q;
         }
-        let mut committed = false;
-        if outcome.is_ok() && c.batch_due() {
-            outcome = c.commit(&consumer);
-            committed = outcome.is_ok();
+        if matches!(msg, Some(Ok(_))) {
+            records += 1;
         }
+        let outcome = driver::step(&mut Step::new(&mut c, &consumer, msg), &cadence);
         match outcome {
-            Ok(()) => {
-                if committed && !c.state_unsaved && status.failures.load(Ordering::Relaxed) > 0 {
+            Ok(stepped) => {
+                if stepped.checkpointed
+                    && !c.state_unsaved
+                    && status.failures.load(Ordering::Relaxed) > 0
+                {
                     tracing::info!("recovered");
                     status.failures.store(0, Ordering::Relaxed);
                     backoff = Duration::from_millis(100);

@@ -68,6 +68,8 @@ impl Core {
                 (None, None) => Offset::Invalid,
             };
             tracing::info!(topic = t, partition = p, start = ?start, "partition assigned");
+            // It holds the others back until it delivers, ends or idles.
+            self.align.assign(&(t.into(), p), self.clock);
             let _ = out.add_partition_offset(t, p, start);
         }
         out
@@ -90,7 +92,10 @@ impl Core {
         }
         for e in tpl.elements() {
             self.streams
-                .retain(|(t, p, ..)| !(*p == e.partition() && t == e.topic()));
+                .retain(|s| !(s.partition == e.partition() && *s.topic == *e.topic()));
+            // What it buffered is past the committed offset: the next owner
+            // reads it again.
+            self.align.revoke(&(e.topic().into(), e.partition()));
             self.silent_until
                 .remove(&(e.topic().to_string(), e.partition()));
             tracing::info!(

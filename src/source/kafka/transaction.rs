@@ -1,6 +1,6 @@
-//! One batch as one Kafka transaction: commit (sinks flushed, offsets and
-//! alerts committed together, then the state saved) and rollback (abort,
-//! reload the state, seek back).
+//! One batch as one Kafka transaction: commit (through the driver's
+//! checkpoint: sinks flushed, offsets and alerts committed together, then
+//! the state saved) and rollback (abort, reload the state, seek back).
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::step::Step;
 use super::*;
+use crate::source::driver;
 
 impl Core {
     /// Runs a transactional call, retrying what librdkafka calls retriable
@@ -43,8 +45,10 @@ impl Core {
         Err(BatchError::Retry(format!("{what}: gave up")))
     }
 
-    /// Makes the open batch durable: sinks, offsets + alerts (one
-    /// transaction), then the state.
+    /// Makes the open batch durable, in the driver's order
+    /// ([`driver::checkpoint`]): held-open records released, sinks flushed,
+    /// offsets and alerts committed in one transaction, offsets into the
+    /// state, state saved, catalogue exported. See [`Step`] for each step.
     pub(super) fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -52,39 +56,28 @@ impl Core {
         if !self.in_txn {
             return Ok(());
         }
-        let started = Instant::now();
-        // Records held open for their trace go into the engine now: their
-        // offsets are in this commit.
-        let mut tap = Tap {
-            engine: &mut self.engine,
-            bad: None,
-        };
-        for (t, p, last, st) in &mut self.streams {
-            if st.holding() {
-                // Silent while its partition is still inside a silent gap.
-                let gap = !self.silent_until.is_empty()
-                    && self
-                        .silent_until
-                        .get(&(t.clone(), *p))
-                        .is_some_and(|&u| *last < u);
-                self.silent.store(gap, Ordering::Relaxed);
-            }
-            st.finish(&self.parser, &mut tap);
-        }
-        if let Some(e) = self.engine.take_sink_error() {
-            return Err(BatchError::Retry(e.to_string()));
-        }
-        self.engine
-            .flush_sinks()
-            .map_err(|e| BatchError::Retry(e.to_string()))?;
+        let dir = self.state_dir.clone();
+        driver::checkpoint(&mut Step::new(self, consumer, None), &dir, true)
+    }
+
+    /// The transactional part of a commit (the driver's `commit` step,
+    /// after the sinks are flushed): per partition the offset up to its
+    /// oldest group still waiting in the aligner goes into the transaction,
+    /// which is committed with the alerts produced in it. Returns the
+    /// offsets, which the state records next.
+    pub(super) fn commit_transaction<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<Vec<(String, i32, i64)>, BatchError> {
+        // Per partition: up to its oldest group still waiting in the
+        // aligner (read again after a crash), else all it delivered.
+        let offsets: Vec<(String, i32, i64)> = self
+            .align
+            .commit_offsets()
+            .map(|((t, p), next)| (t.to_string(), *p, next))
+            .collect();
         let mut tpl = TopicPartitionList::new();
-        for BatchPart {
-            topic: t,
-            partition: p,
-            next,
-            ..
-        } in &self.batch
-        {
+        for (t, p, next) in &offsets {
             // Never move a committed offset backwards: a silent gap ends at
             // the committed offset, and committing below it would make the
             // next restart deliver those alerts again.
@@ -120,25 +113,7 @@ impl Core {
             }
         }
         self.in_txn = false;
-        for BatchPart {
-            topic: t,
-            partition: p,
-            next,
-            ..
-        } in std::mem::take(&mut self.batch)
-        {
-            let key = (t, p);
-            if self.silent_until.get(&key).is_some_and(|&u| next >= u) {
-                tracing::info!(topic = %key.0, partition = key.1, "silent re-processing done");
-                self.silent_until.remove(&key);
-            }
-            self.engine
-                .state
-                .kafka_offsets
-                .insert(state_key(&key.0, key.1), next);
-        }
-        self.batch_records = 0;
-        self.batch_started = None;
+        self.batch.clear();
         let n = self.status.batches.fetch_add(1, Ordering::Relaxed) + 1;
         if self.crash_after_commit == Some(n) {
             // Failpoint for the tests: die in the one window a kill -9 from
@@ -149,28 +124,23 @@ impl Core {
             );
             std::process::abort();
         }
-        // After the commit: a crash before this save only makes the next
-        // start re-process the batch silently.
-        match self.engine.state.save(&self.state_dir) {
-            Ok(()) => self.state_unsaved = false,
-            Err(e) => {
-                // The batch is committed: keep the engine as it is and try
-                // again after the next batch. A restart now would re-process
-                // the gap silently, which is also correct.
-                self.state_unsaved = true;
-                self.status.fail(format!("state save after commit: {e}"));
+        Ok(offsets)
+    }
+
+    /// The committed offsets into the state (the driver's `checkpoint`
+    /// step); a partition whose silent gap they pass leaves it.
+    pub(super) fn record_offsets(&mut self, offsets: Vec<(String, i32, i64)>) {
+        for (t, p, next) in offsets {
+            let key = (t, p);
+            if self.silent_until.get(&key).is_some_and(|&u| next >= u) {
+                tracing::info!(topic = %key.0, partition = key.1, "silent re-processing done");
+                self.silent_until.remove(&key);
             }
+            self.engine
+                .state
+                .kafka_offsets
+                .insert(state_key(&key.0, key.1), next);
         }
-        // The error-type catalogue (Elasticsearch) is best effort: a
-        // failure here is retried at the next commit, never a lost alert.
-        if let Err(e) = self.engine.export_types(false) {
-            tracing::warn!(error = %e, "error-type catalogue export failed");
-        }
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "batch committed"
-        );
-        Ok(())
     }
 
     /// Undoes the open batch: abort the transaction, reload the engine from
@@ -206,17 +176,31 @@ impl Core {
         }
         let state = State::load(&self.state_dir)?;
         self.engine = self.build_engine(state)?;
-        // Whatever they held came from the batch being re-read.
-        self.streams.clear();
+        // Back to where the saved state stands: what the streams and the
+        // aligner hold was read after it, and is read again.
         let batch = std::mem::take(&mut self.batch);
+        let seeks: Vec<(String, i32, i64)> = self
+            .align
+            .partitions()
+            .filter_map(|k| {
+                let (t, p) = (k.0.as_ref(), k.1);
+                let first = batch
+                    .iter()
+                    .find(|b| b.partition == p && b.topic == t)
+                    .map(|b| b.first);
+                let oldest = match (first, self.align.commit_offset(k)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let saved = self.engine.state.kafka_offsets.get(&state_key(t, p));
+                Some((t.to_string(), p, saved.copied().or(oldest)?))
+            })
+            .collect();
+        self.streams.clear();
+        let paused = self.align.clear(self.clock);
+        aligned::pause_resume(consumer, &paused, false);
         if seek {
-            for BatchPart {
-                topic: t,
-                partition: p,
-                first: start,
-                ..
-            } in batch
-            {
+            for (t, p, start) in seeks {
                 if let Err(e) = consumer.seek(&t, p, Offset::Offset(start), Duration::from_secs(10))
                 {
                     // Seeking failed: the next assignment starts from the
@@ -225,8 +209,7 @@ impl Core {
                 }
             }
         }
-        self.batch_records = 0;
-        self.batch_started = None;
+        self.pace = Pace::default();
         Ok(())
     }
 }

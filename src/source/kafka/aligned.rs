@@ -1,0 +1,287 @@
+//! The Kafka source's side of event-time alignment ([`crate::source::align`]):
+//! what one partition's parser emits is kept as a [`Group`] (the records of
+//! one message, or of the messages joined into one trace) until the aligner
+//! releases it to the engine in event-time order across partitions.
+//!
+//! Everything a message causes happens when its group is released, not
+//! when it is read: its records reach the engine, its dead-letter copy is
+//! produced and it is counted as processed. A commit therefore covers
+//! exactly the groups released before it, and the offset it commits for a
+//! partition is the first offset of that partition's oldest group still
+//! waiting ([`Aligner::commit_offset`]): after a crash those are read again,
+//! nothing else.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+
+use super::*;
+use crate::record::{Level, LineMeta, Record};
+use crate::source::align::Aligner;
+
+/// A partition as the aligner names it: the topic shared, cheap to clone.
+pub(super) type Part = (Arc<str>, i32);
+
+pub(super) type Align = Aligner<Part, Group>;
+
+/// One parsed event, owned so that it can wait.
+pub(super) enum Ev {
+    Line {
+        time: Option<i64>,
+        level: Option<Level>,
+        service: Option<Arc<str>>,
+        version: Option<Arc<str>>,
+        message: Option<Box<str>>,
+    },
+    Error(Record),
+    /// A refused message, copied to the dead-letter topic on release.
+    Dead {
+        reason: BadReason,
+        offset: i64,
+        payload: Box<[u8]>,
+    },
+}
+
+/// The events of the messages `from..=last` of one partition.
+#[derive(Default)]
+pub(super) struct Group {
+    pub(super) events: Vec<Ev>,
+    /// Messages in it (offsets may have gaps: transaction markers).
+    pub(super) messages: u64,
+    pub(super) last: i64,
+    /// Event time of its first timed event.
+    pub(super) time: Option<i64>,
+}
+
+/// One partition's parser stream and the group it is filling.
+pub(super) struct PartStream {
+    pub(super) topic: Arc<str>,
+    pub(super) partition: i32,
+    /// The last offset pushed into the parser.
+    pub(super) last_off: i64,
+    pub(super) state: StreamState,
+    pub(super) open: Group,
+    pub(super) open_from: i64,
+    /// The last service and version seen, shared by the lines that repeat
+    /// them (most lines of a partition keyed by service).
+    names: (Option<Arc<str>>, Option<Arc<str>>),
+}
+
+impl PartStream {
+    pub(super) fn new(topic: &str, partition: i32, state: StreamState) -> PartStream {
+        PartStream {
+            topic: Arc::from(topic),
+            partition,
+            last_off: -1,
+            state,
+            open: Group::default(),
+            open_from: 0,
+            names: (None, None),
+        }
+    }
+
+    pub(super) fn key(&self) -> Part {
+        (self.topic.clone(), self.partition)
+    }
+
+    /// The parser's stream, and a sink collecting its events into the open group; bad
+    /// lines are counted on the engine at once (metrics only).
+    pub(super) fn split<'a>(
+        &'a mut self,
+        engine: &'a mut Engine,
+    ) -> (&'a mut StreamState, Collect<'a>) {
+        let sink = Collect {
+            group: &mut self.open,
+            names: &mut self.names,
+            engine,
+            bad: None,
+        };
+        (&mut self.state, sink)
+    }
+
+    /// Hands the open group to the aligner unless the parser still holds a
+    /// record of it (a trace waiting for its next line).
+    pub(super) fn close(&mut self, align: &mut Align, now: Instant) {
+        if self.open.messages == 0 || self.state.holding() {
+            return;
+        }
+        let g = std::mem::take(&mut self.open);
+        align.push(&self.key(), self.open_from, g.time, g, now);
+    }
+}
+
+pub(super) struct Collect<'a> {
+    group: &'a mut Group,
+    names: &'a mut (Option<Arc<str>>, Option<Arc<str>>),
+    engine: &'a mut Engine,
+    pub(super) bad: Option<BadReason>,
+}
+
+fn shared(last: &mut Option<Arc<str>>, s: Option<&str>) -> Option<Arc<str>> {
+    let s = s?;
+    match last {
+        Some(a) if **a == *s => Some(a.clone()),
+        _ => {
+            let a: Arc<str> = Arc::from(s);
+            *last = Some(a.clone());
+            Some(a)
+        }
+    }
+}
+
+impl RecordSink for Collect<'_> {
+    fn line(&mut self, meta: &LineMeta<'_>) {
+        self.group.time = self.group.time.or(meta.time);
+        self.group.events.push(Ev::Line {
+            time: meta.time,
+            level: meta.level,
+            service: shared(&mut self.names.0, meta.service),
+            version: shared(&mut self.names.1, meta.version),
+            message: meta.message.map(Box::from),
+        });
+    }
+    fn error(&mut self, record: Record) {
+        self.group.time = self.group.time.or(record.time);
+        self.group.events.push(Ev::Error(record));
+    }
+    fn bad(&mut self, reason: BadReason, line_no: u64) {
+        self.bad = Some(reason);
+        self.engine.bad(reason, line_no);
+    }
+}
+
+impl Core {
+    /// Opens the batch's transaction if none is open.
+    pub(super) fn begin(&mut self) -> Result<(), BatchError> {
+        if self.in_txn {
+            return Ok(());
+        }
+        if let Some(p) = &self.producer {
+            p.begin_transaction().map_err(|e| match &e {
+                KafkaError::Transaction(t) if t.is_fatal() => {
+                    BatchError::Fatal(KafkaSourceError::Fatal(e.to_string()))
+                }
+                _ => BatchError::Retry(format!("begin transaction: {e}")),
+            })?;
+        }
+        self.in_txn = true;
+        self.pace.started = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Feeds the engine every group the aligner releases.
+    pub(super) fn drain(&mut self, now: Instant) -> Result<(), BatchError> {
+        if !self.align.ready(now) {
+            return Ok(());
+        }
+        self.begin()?;
+        while let Some((k, e)) = self.align.pop_ready(now) {
+            let k = k.clone();
+            self.feed(&k, e.item)?;
+        }
+        Ok(())
+    }
+
+    fn feed(&mut self, (topic, part): &Part, g: Group) -> Result<(), BatchError> {
+        // Inside a silent gap (re-processing records whose alerts are
+        // committed) when its last message is below the committed offset.
+        let silent = !self.silent_until.is_empty()
+            && self
+                .silent_until
+                .iter()
+                .any(|((t, p), &u)| p == part && **t == **topic && g.last < u);
+        self.silent.store(silent, Ordering::Relaxed);
+        self.engine.state.kafka_records += g.messages;
+        self.released += g.messages;
+        for ev in g.events {
+            match ev {
+                Ev::Line {
+                    time,
+                    level,
+                    service,
+                    version,
+                    message,
+                } => self.engine.line(&LineMeta {
+                    time,
+                    level,
+                    service: service.as_deref(),
+                    version: version.as_deref(),
+                    message: message.as_deref(),
+                }),
+                Ev::Error(r) => self.engine.error(r),
+                Ev::Dead {
+                    reason,
+                    offset,
+                    payload,
+                } => {
+                    if let (false, Some(p)) = (silent, &self.producer) {
+                        dead_letter::send(
+                            p,
+                            &self.cfg.kafka.dead_letter_topic,
+                            self.cfg.kafka.dead_letter_max_bytes,
+                            reason,
+                            &format!("{topic}/{part}/{offset}"),
+                            &payload,
+                        )
+                        .map_err(|e| BatchError::Retry(format!("dead-letter topic: {e}")))?;
+                    }
+                }
+            }
+        }
+        if let Some(e) = self.engine.take_sink_error() {
+            return Err(BatchError::Retry(e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The consumer reports the end of partition number `partition` (its
+    /// topic is not in the event: every assigned topic's partition of that
+    /// number is marked; one wrongly marked only loses alignment until its
+    /// next message).
+    pub(super) fn reached_end(&mut self, partition: i32, now: Instant) {
+        let ends: Vec<Part> = self
+            .align
+            .partitions()
+            .filter(|(_, p)| *p == partition)
+            .cloned()
+            .collect();
+        for k in &ends {
+            self.align.reached_end(k, now);
+        }
+    }
+
+    /// Pauses the partitions whose buffers are full and resumes the drained
+    /// ones.
+    pub(super) fn apply_pauses<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        let (pause, resume) = self.align.pause_changes();
+        pause_resume(consumer, &pause, true);
+        pause_resume(consumer, &resume, false);
+    }
+}
+
+pub(super) fn pause_resume<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    parts: &[Part],
+    pause: bool,
+) {
+    if parts.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in parts {
+        tpl.add_partition(t, *p);
+    }
+    let r = if pause {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    // A failed pause only lets a buffer grow past its mark (the next
+    // messages are still taken); a failed resume is retried by the next
+    // assignment at the latest.
+    if let Err(e) = r {
+        tracing::warn!(error = %e, pause, "pausing or resuming partitions");
+    }
+}

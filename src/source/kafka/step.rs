@@ -1,0 +1,173 @@
+//! The Kafka source as the driver sees it: a [`Source`] that is a view of
+//! the shared [`Core`] for one step of the driver's loop.
+//!
+//! The core sits behind a lock because the consumer's rebalance callbacks
+//! run inside its poll and must commit before partitions go. So the run
+//! loop polls the consumer without the lock, then takes it and hands the
+//! message to one [`driver::step`](crate::source::driver::step) through
+//! this view; a revocation commits through the same view (with no message)
+//! and so in the same order.
+
+use std::time::Instant;
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::BorrowedMessage;
+
+use super::*;
+use crate::source::driver::{Pace, Poll, Source};
+
+/// One step's view of the core.
+pub(super) struct Step<'a, C: ConsumerContext> {
+    core: &'a mut Core,
+    consumer: &'a BaseConsumer<C>,
+    /// What the consumer's poll returned, for this step's poll.
+    msg: Option<KafkaResult<BorrowedMessage<'a>>>,
+    /// The offsets the commit step committed, for the checkpoint step.
+    offsets: Vec<(String, i32, i64)>,
+    /// When the checkpoint began (for its log line).
+    started: Instant,
+}
+
+impl<'a, C: ConsumerContext> Step<'a, C> {
+    pub(super) fn new(
+        core: &'a mut Core,
+        consumer: &'a BaseConsumer<C>,
+        msg: Option<KafkaResult<BorrowedMessage<'a>>>,
+    ) -> Step<'a, C> {
+        Step {
+            core,
+            consumer,
+            msg,
+            offsets: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl From<SinkError> for BatchError {
+    fn from(e: SinkError) -> BatchError {
+        BatchError::Retry(e.to_string())
+    }
+}
+
+impl From<StateError> for BatchError {
+    fn from(e: StateError) -> BatchError {
+        BatchError::Fatal(e.into())
+    }
+}
+
+impl<C: ConsumerContext> Source for Step<'_, C> {
+    type Error = BatchError;
+
+    fn engine(&mut self) -> &mut Engine {
+        &mut self.core.engine
+    }
+
+    fn pace(&mut self) -> &mut Pace {
+        &mut self.core.pace
+    }
+
+    /// The message into its partition's buffer and the engine whatever the
+    /// alignment releases; without one (nothing arrived, a partition
+    /// ended) only the release, as a partition may have gone idle. The
+    /// records pushed are the messages the aligner released to the engine
+    /// (a batch commits what the engine got), at the alignment's clock.
+    fn poll(&mut self) -> Result<Poll, BatchError> {
+        let c = &mut *self.core;
+        let now = c.clock;
+        let before = c.released;
+        let (outcome, message) = match self.msg.take() {
+            Some(Ok(m)) => (c.process(&m, now), true),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                c.reached_end(p, now);
+                (c.drain(now), false)
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer");
+                (c.drain(now), false)
+            }
+            None => (c.drain(now), false),
+        };
+        c.apply_pauses(self.consumer);
+        outcome?;
+        let n = c.released - before;
+        Ok(if message || n > 0 {
+            Poll::Pushed(n)
+        } else {
+            Poll::Idle
+        })
+    }
+
+    /// A batch with nothing released yet has nothing to commit (the
+    /// offsets stop at the waiting records) unless a trace is open. A trace
+    /// open at the batch's end would be cut by the commit: it gets up to
+    /// `input.join_max_millis` (wall clock) more to finish, or until the
+    /// batch is twice its size.
+    fn at_boundary(&self) -> bool {
+        let c = &*self.core;
+        let k = &c.cfg.kafka;
+        let holding = c.streams.iter().any(|s| s.state.holding());
+        let grace = Duration::from_millis(c.cfg.input.join_max_millis.min(10_000));
+        c.in_txn
+            && (c.pace.since > 0 || holding)
+            && (!holding
+                || c.pace.since >= (k.batch_size as u64).saturating_mul(2)
+                || c.pace
+                    .started
+                    .is_some_and(|s| s.elapsed() >= k.commit_interval.0 + grace))
+    }
+
+    /// Records held open for their trace are emitted now, so that no
+    /// committed offset is ahead of them; they wait in the aligner like any
+    /// other (and the committed offset stays before them while they do).
+    fn settle(&mut self) -> Result<(), BatchError> {
+        self.started = Instant::now();
+        let c = &mut *self.core;
+        for s in &mut c.streams {
+            let (st, mut sink) = s.split(&mut c.engine);
+            st.finish(&c.parser, &mut sink);
+            s.close(&mut c.align, c.clock);
+        }
+        c.drain(c.clock)
+    }
+
+    fn commit(&mut self) -> Result<(), BatchError> {
+        self.offsets = self.core.commit_transaction(self.consumer)?;
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) {
+        let offsets = std::mem::take(&mut self.offsets);
+        self.core.record_offsets(offsets);
+    }
+
+    /// After the commit: a failed save keeps the engine as it is and is
+    /// tried again after the next batch (a restart now would re-process
+    /// the gap silently, which is also correct).
+    fn saved(&mut self, result: Result<(), StateError>) -> Result<(), BatchError> {
+        match result {
+            Ok(()) => self.core.state_unsaved = false,
+            Err(e) => {
+                self.core.state_unsaved = true;
+                self.core
+                    .status
+                    .fail(format!("state save after commit: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The error-type catalogue (Elasticsearch) is best effort: a failure
+    /// here is retried at the next commit, never a lost alert.
+    fn exported(&mut self, result: Result<(), SinkError>) -> Result<(), BatchError> {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "error-type catalogue export failed");
+        }
+        tracing::debug!(
+            elapsed_ms = self.started.elapsed().as_millis() as u64,
+            "batch committed"
+        );
+        Ok(())
+    }
+}
