@@ -200,7 +200,10 @@ fn a_three_partition_backlog_gives_replays_alerts_of_every_kind_through_kill_9s(
         assert!(!st.success(), "the failpoint aborts the process");
     }
     for round in 0..kills {
-        let svc = s.start();
+        // Small buffers in these runs, so that pausing and resuming full
+        // partitions happens between the kills (at the default, 50000,
+        // this stream never fills one).
+        let svc = s.start_with(&[("FAULTLINE__KAFKA__PARTITION_BUFFER", "1000")]);
         // A point in the stream, counted in records durably processed (the
         // consumer reads far ahead of what the alignment releases).
         let done = s.progress().0;
