@@ -657,7 +657,9 @@ pub struct KafkaConfig {
     /// back. Bounds the latency a quiet partition adds (`docs/kafka.md`).
     pub max_idle: Dur,
     /// Parsed records buffered per partition for the alignment; a partition
-    /// with this many waiting is paused until it drains to half.
+    /// with this many waiting is paused until it drains to half. Larger than
+    /// one fetch's worth of lines by default: pausing drops librdkafka's
+    /// prefetched records, which are fetched again on resume.
     pub partition_buffer: usize,
     /// Extra librdkafka properties (security.protocol, sasl.*, ssl.*, …),
     /// passed through to both consumer and producer.
@@ -689,7 +691,7 @@ impl Default for KafkaConfig {
             max_backoff: Dur::secs(30),
             shutdown_timeout: Dur::secs(20),
             max_idle: Dur::secs(2),
-            partition_buffer: 10_000,
+            partition_buffer: 50_000,
             properties: Default::default(),
             consumer_properties: Default::default(),
             producer_properties: Default::default(),

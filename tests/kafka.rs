@@ -219,6 +219,20 @@ fn read_alerts(topic: &str) -> Vec<Alert> {
         .collect()
 }
 
+/// `FAULTLINE_TEST_SEED`, else the clock (logged by the tests, so that a
+/// failure can be rerun).
+fn test_seed() -> u64 {
+    std::env::var("FAULTLINE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(7)
+        })
+}
+
 /// A small deterministic PRNG (xorshift64*), so the stream and kill points
 /// depend only on the logged seed.
 struct Rng(u64);
@@ -580,15 +594,7 @@ fn kafka_alerts_match_replay_and_survive_three_kill_9s_exactly_once() {
     if broker().is_none() {
         return;
     }
-    let seed = std::env::var("FAULTLINE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(7)
-        });
+    let seed = test_seed();
     eprintln!("kill -9 points seed: {seed} (rerun with FAULTLINE_TEST_SEED={seed})");
     let s = Setup::new("kill", "");
     let records = scenario(42);

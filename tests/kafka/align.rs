@@ -19,7 +19,7 @@ use faultline::alert::{Alert, Kind};
 use super::scenario::{Config as GenConfig, Scenario};
 use super::{
     ONE_AT_A_TIME, Rng, Setup, broker, broker_addr, create_topics, plain, produce_partitioned,
-    read_alerts, unique,
+    read_alerts, test_seed, unique,
 };
 
 /// One generated record: the key a shipper would use and the line.
@@ -155,25 +155,13 @@ fn lines(records: &[Rec]) -> Vec<(Option<String>, Vec<u8>)> {
         .collect()
 }
 
-fn seed() -> u64 {
-    std::env::var("FAULTLINE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(7)
-        })
-}
-
 #[test]
 fn a_three_partition_backlog_gives_replays_alerts_of_every_kind_through_kill_9s() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if broker().is_none() {
         return;
     }
-    let seed = seed();
+    let seed = test_seed();
     eprintln!("kill -9 points seed: {seed} (rerun with FAULTLINE_TEST_SEED={seed})");
     let s = setup("align3", 3);
     let records = generated(11, 120, 6.0);
@@ -200,7 +188,10 @@ fn a_three_partition_backlog_gives_replays_alerts_of_every_kind_through_kill_9s(
         assert!(!st.success(), "the failpoint aborts the process");
     }
     for round in 0..kills {
-        let svc = s.start();
+        // Small buffers in these runs, so that pausing and resuming full
+        // partitions happens between the kills (at the default, 50000,
+        // this stream never fills one).
+        let svc = s.start_with(&[("FAULTLINE__KAFKA__PARTITION_BUFFER", "1000")]);
         // A point in the stream, counted in records durably processed (the
         // consumer reads far ahead of what the alignment releases).
         let done = s.progress().0;
