@@ -214,6 +214,10 @@ const SKELETON_HASH: u32 = 1;
 /// a payload dump whose positions would only fill the skeleton map.
 pub const MAX_LEARN_WORDS: usize = 512;
 
+/// Constant words a generalised template keeps at the least (see
+/// `generalize`).
+const MIN_CONSTANT_WORDS: usize = 2;
+
 fn half() -> f64 {
     0.5
 }
@@ -879,10 +883,13 @@ impl Learner {
         // would swallow every one-word message. Keep enough constants.
         // A word that is placeholders and punctuation (`<*>)`, `[<*>]`)
         // says no more than `<*>` itself, so it does not count as a
-        // constant; `id=<*>` names a key and does.
+        // constant; `id=<*>` names a key and does. And at least two
+        // constants, whatever the share: one word left (`<*> called`,
+        // `<*> started`) is a verb that every method or component shares,
+        // so the varying word *is* the event, not a value of it.
         let constants = general.iter().filter(|w| is_constant(w)).count();
         let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
-        if constants < need.max(1) {
+        if constants < need.max(MIN_CONSTANT_WORDS) {
             return None;
         }
         let template = general.join(" ");
@@ -1499,6 +1506,23 @@ mod tests {
         let pg = l.observe_in(2, "api", "timeout connecting to postgres");
         assert!(redis.created && pg.created);
         assert_ne!(redis.cluster, pg.cluster);
+    }
+
+    #[test]
+    fn a_two_word_message_whose_first_word_varies_is_a_different_event() {
+        let mut l = learner();
+        let ids: Vec<_> = ["onPause", "onResume", "onStop", "onStart"]
+            .iter()
+            .map(|m| l.observe(1, &format!("{m} called")).cluster)
+            .collect();
+        let mut uniq = ids.clone();
+        uniq.dedup();
+        assert_eq!(uniq.len(), 4, "{ids:?}");
+        // Two constant words left are enough.
+        for u in ["ann", "bob", "cid"] {
+            l.observe(2, &format!("user {u} denied"));
+        }
+        assert!(!l.observe(2, "user dan denied").created);
     }
 
     #[test]
