@@ -1314,12 +1314,17 @@ mod tests {
 
     #[test]
     fn the_constant_share_is_configurable() {
+        // Two constants of six words: below the default share (one half),
+        // enough with share 0 (the two-word floor still holds).
+        let mut d = learner();
         let mut l = Learner::new(true, 3, 0.0).with_min_constant_share(0.0);
         for w in ["boot", "wait", "halt"] {
-            l.observe(1, &format!("{w} (command <*>)"));
+            d.observe(1, &format!("{w} <*> <*> (command <*>) failed"));
+            l.observe(1, &format!("{w} <*> <*> (command <*>) failed"));
         }
-        let r = l.observe(1, "join (command <*>)");
-        assert_eq!(l.template(r.cluster), "<*> (command <*>)");
+        assert!(d.observe(1, "join <*> <*> (command <*>) failed").created);
+        let r = l.observe(1, "join <*> <*> (command <*>) failed");
+        assert_eq!(l.template(r.cluster), "<*> <*> <*> (command <*>) failed");
     }
 
     #[test]
