@@ -1495,10 +1495,20 @@ mod tests {
         for st in ["queued", "running", "failed"] {
             l.observe_in(1, "jobs", &format!("job <*> moved to {st}"));
         }
-        let a = l.observe_in(2, "jobs", "retry refused in queued");
-        let b = l.observe_in(2, "jobs", "retry refused in running");
-        assert!(a.created && b.created);
-        assert_ne!(a.cluster, b.cluster);
+        assert_two_new_types(
+            &mut l,
+            "jobs",
+            "retry refused in queued",
+            "retry refused in running",
+        );
+    }
+
+    /// Observes `a` then `b` (errors of `service`): each a new type.
+    fn assert_two_new_types(l: &mut Learner, service: &str, a: &str, b: &str) {
+        let ra = l.observe_in(2, service, a);
+        let rb = l.observe_in(2, service, b);
+        assert!(ra.created && rb.created, "{a} / {b}");
+        assert_ne!(ra.cluster, rb.cluster);
     }
 
     #[test]
@@ -1507,10 +1517,12 @@ mod tests {
         for u in ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"] {
             l.observe_in(1, "api", &format!("session for {u} closed"));
         }
-        let redis = l.observe_in(2, "api", "timeout connecting to redis");
-        let pg = l.observe_in(2, "api", "timeout connecting to postgres");
-        assert!(redis.created && pg.created);
-        assert_ne!(redis.cluster, pg.cluster);
+        assert_two_new_types(
+            &mut l,
+            "api",
+            "timeout connecting to redis",
+            "timeout connecting to postgres",
+        );
     }
 
     #[test]
