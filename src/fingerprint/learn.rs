@@ -214,10 +214,6 @@ const SKELETON_HASH: u32 = 1;
 /// a payload dump whose positions would only fill the skeleton map.
 pub const MAX_LEARN_WORDS: usize = 512;
 
-/// Constant words a generalised template keeps at the least (see
-/// `generalize`).
-const MIN_CONSTANT_WORDS: usize = 2;
-
 fn half() -> f64 {
     0.5
 }
@@ -883,13 +879,15 @@ impl Learner {
         // would swallow every one-word message. Keep enough constants.
         // A word that is placeholders and punctuation (`<*>)`, `[<*>]`)
         // says no more than `<*>` itself, so it does not count as a
-        // constant; `id=<*>` names a key and does. And at least two
-        // constants, whatever the share: one word left (`<*> called`,
-        // `<*> started`) is a verb that every method or component shares,
-        // so the varying word *is* the event, not a value of it.
+        // constant; `id=<*>` names a key and does. A single constant must
+        // come first: `Launching <*>`, `getTasks: <*>` are a label and its
+        // value, while in `<*> called`, `<*> started` the one word left is
+        // a verb every method or component shares, so the varying word
+        // before it *is* the event, not a value of it.
         let constants = general.iter().filter(|w| is_constant(w)).count();
         let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
-        if constants < need.max(MIN_CONSTANT_WORDS) {
+        let lone_trailing = constants < 2 && !general.first().is_some_and(|w| is_constant(w));
+        if constants < need.max(1) || lone_trailing {
             return None;
         }
         let template = general.join(" ");
@@ -1315,7 +1313,7 @@ mod tests {
     #[test]
     fn the_constant_share_is_configurable() {
         // Two constants of six words: below the default share (one half),
-        // enough with share 0 (the two-word floor still holds).
+        // enough with share 0.
         let mut d = learner();
         let mut l = Learner::new(true, 3, 0.0).with_min_constant_share(0.0);
         for w in ["boot", "wait", "halt"] {
@@ -1535,11 +1533,14 @@ mod tests {
         let mut uniq = ids.clone();
         uniq.dedup();
         assert_eq!(uniq.len(), 4, "{ids:?}");
-        // Two constant words left are enough.
+        // Two constant words left are enough, and so is one that comes
+        // first (a label and its value).
         for u in ["ann", "bob", "cid"] {
             l.observe(2, &format!("user {u} denied"));
+            l.observe(3, &format!("launching {u}"));
         }
         assert!(!l.observe(2, "user dan denied").created);
+        assert!(!l.observe(3, "launching dan").created);
     }
 
     #[test]
