@@ -75,6 +75,36 @@ const GOLDEN: &[Golden] = &[
         keeps: &["may not retry", "March on", "Decision 12 made"],
     },
     Golden {
+        rule: "call_chain",
+        masks: &[
+            (
+                "closed by a.b.Pool.close:120 a.b.Conn.drop:88 a.Main.run:7 now",
+                "closed by <*> now",
+            ),
+            (
+                "closed by x.Y.f:1 x.Y.g:2 x.Z.h:3 <end of stack> <end of stack>",
+                "closed by <*>",
+            ),
+        ],
+        keeps: &["failed at Foo.java:12", "see a.b:1 and c.d:2"],
+    },
+    Golden {
+        rule: "hex_bytes",
+        masks: &[
+            ("link 00:1B:2c:3D:4e:5F down", "link <*> down"),
+            ("port 50-06-0E-80-12-34-56-78 lost", "port <*> lost"),
+        ],
+        keeps: &["at 10:00:01 stop", "range AB-CD ok"],
+    },
+    Golden {
+        rule: "pipe_fields",
+        masks: &[
+            ("seen key 0|com.shop.app|77|null|1001 ok", "seen key <*> ok"),
+            ("drop key=a|b|c|d now", "drop key=<*> now"),
+        ],
+        keeps: &["mode a | b | c | d", "either x|y"],
+    },
+    Golden {
         rule: "approx_duration",
         masks: &[
             ("ready in ~4 min", "ready in <*>"),

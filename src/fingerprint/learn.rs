@@ -438,6 +438,44 @@ fn h_key(scope: u64, key: &str) -> u64 {
     })
 }
 
+/// The entry of [`Learner::keys`] that marks `value` as a learned value of
+/// the service in `scope`. A leading zero byte keeps this hash domain apart
+/// from keys, which are identifiers.
+fn h_value(scope: u64, value: &str) -> u64 {
+    super::hash_concat(|b| {
+        b.extend_from_slice(&scope.to_le_bytes());
+        b.extend_from_slice(b"\0value\0");
+        b.extend_from_slice(value.as_bytes());
+    })
+}
+
+/// The entry of [`Learner::keys`] that holds the distinct values (as
+/// [`h_value`] hashes) learned position `pos` of the cluster with template
+/// hash `gkey` has taken.
+fn h_slot(gkey: u64, pos: usize) -> u64 {
+    super::hash_concat(|b| {
+        b.extend_from_slice(&gkey.to_le_bytes());
+        b.extend_from_slice(b"\0slot\0");
+        b.extend_from_slice(&(pos as u64).to_le_bytes());
+    })
+}
+
+/// The value a word carries without the punctuation around it (`admin,`
+/// and `(admin)` carry `admin`), if it is one worth remembering: it has a
+/// letter (numbers are masked anyway), no placeholder, and is short enough
+/// to be a name rather than a payload.
+fn value_core(word: &str) -> Option<&str> {
+    let v = word.trim_matches(|c: char| c.is_ascii_punctuation());
+    (!v.is_empty()
+        && v.len() <= MAX_VALUE_LEN
+        && !v.contains(VAR)
+        && v.bytes().any(|b| b.is_ascii_alphabetic()))
+    .then_some(v)
+}
+
+/// Longest word kept as a learned value (names, not payloads).
+const MAX_VALUE_LEN: usize = 64;
+
 impl Learner {
     pub fn new(enabled: bool, min_distinct: usize, min_ratio: f64) -> Learner {
         Learner {
@@ -634,9 +672,11 @@ impl Learner {
         }
         let words: Vec<&str> = template.split(' ').collect();
         let bucket = h_bucket(ctx, words.len());
+        let scope = scope_of(service);
 
         // 1. A generalised template that already covers this one.
         if let Some(g) = self.best_general(bucket, &words) {
+            self.learn_values(scope, g, &words);
             self.exact.insert(key, g);
             self.clusters[g as usize].count += 1;
             self.changes.exact(key);
@@ -652,7 +692,6 @@ impl Learner {
         //    those of generalised templates it misses by one. A masked
         //    `<*>` is a value like any other word here: it counts as one
         //    distinct value of its position (it stands for at least one).
-        let scope = scope_of(service);
         if template.contains('=') {
             self.learn_pairs(scope, template);
         }
@@ -661,7 +700,9 @@ impl Learner {
         skeleton_hashes(ctx, &words, &mut sks);
         for (p, w) in words.iter().enumerate() {
             let mut val = h_word(w);
-            if val & 1 == 0 && has_param_pair(w, |k| self.is_param(scope, k)) {
+            if val & 1 == 0
+                && (has_param_pair(w, |k| self.is_param(scope, k)) || self.is_value(scope, w))
+            {
                 val |= 1;
             }
             cands.push((sks[p], val, p));
@@ -701,6 +742,7 @@ impl Learner {
                 if !self.fits_learned(r, pos, words[pos]) {
                     continue;
                 }
+                self.learn_values(scope, r, &words);
                 self.exact.insert(key, r);
                 self.clusters[r as usize].count += 1;
                 self.changes.exact(key);
@@ -736,11 +778,21 @@ impl Learner {
         }
         // 4. The position has varied enough: generalise it.
         match generalize.and_then(|sk| self.generalize(ctx, &words, sk, id, bucket)) {
-            Some((g, merged)) => Resolution {
-                cluster: g,
-                created: false,
-                merged,
-            },
+            Some((g, merged)) => {
+                // What the generalised positions held are values of the
+                // service from now on, in every type.
+                for &m in &merged {
+                    let t = std::mem::take(&mut self.clusters[m as usize].template);
+                    let mw: Vec<&str> = t.split(' ').collect();
+                    self.learn_values(scope, g, &mw);
+                    self.clusters[m as usize].template = t;
+                }
+                Resolution {
+                    cluster: g,
+                    created: false,
+                    merged,
+                }
+            }
             None => Resolution {
                 cluster: id,
                 created: true,
@@ -827,10 +879,15 @@ impl Learner {
         // would swallow every one-word message. Keep enough constants.
         // A word that is placeholders and punctuation (`<*>)`, `[<*>]`)
         // says no more than `<*>` itself, so it does not count as a
-        // constant; `id=<*>` names a key and does.
+        // constant; `id=<*>` names a key and does. A single constant must
+        // come first: `Launching <*>`, `getTasks: <*>` are a label and its
+        // value, while in `<*> called`, `<*> started` the one word left is
+        // a verb every method or component shares, so the varying word
+        // before it *is* the event, not a value of it.
         let constants = general.iter().filter(|w| is_constant(w)).count();
         let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
-        if constants < need.max(1) {
+        let lone_trailing = constants < 2 && !general.first().is_some_and(|w| is_constant(w));
+        if constants < need.max(1) || lone_trailing {
             return None;
         }
         let template = general.join(" ");
@@ -954,6 +1011,59 @@ impl Learner {
         for (hk, hv) in pairs {
             self.add_key_value(hk, hv);
         }
+    }
+
+    /// Remembers, as values of the service in `scope`, what `words` holds
+    /// at the learned positions of cluster `g` (the part a glob such as
+    /// `user=<*>,` leaves open, without punctuation). At most [`MAX_KEYS`]
+    /// entries, shared with the keys.
+    fn learn_values(&mut self, scope: u64, g: ClusterId, words: &[&str]) {
+        let c = &self.clusters[g as usize];
+        if c.learned.is_empty() {
+            return;
+        }
+        let gkey = h_template(c.ctx, &c.template);
+        let mut found = Vec::new();
+        for (i, gw) in c.template.split(' ').enumerate() {
+            let Some(w) = words.get(i) else { break };
+            if !c.learned.contains(&(i as u32)) || !glob_matches(gw, w) {
+                continue;
+            }
+            let inner = match gw.rsplit_once(VAR) {
+                Some((pre, suf)) if gw != *w => &w[pre.len()..w.len() - suf.len()],
+                _ => continue,
+            };
+            if let Some(v) = value_core(inner) {
+                found.push((h_slot(gkey, i), h_value(scope, v)));
+            }
+        }
+        // A position's values count as the service's only once it has
+        // taken KEY_PARAM_DISTINCT of them: the bar a key must pass, for
+        // the same reason (a closed set of states has fewer members, and
+        // its members must stay words elsewhere).
+        for (slot, hv) in found {
+            self.add_key_value(slot, hv);
+            let Some(vals) = self.keys.get(&slot) else {
+                continue;
+            };
+            if vals.len() < KEY_PARAM_DISTINCT {
+                continue;
+            }
+            let mut marks = vals.clone();
+            marks.push(hv);
+            for h in marks {
+                if !self.keys.contains_key(&h) && self.keys.len() < MAX_KEYS {
+                    self.keys.insert(h, vec![1]);
+                    self.changes.key(h);
+                }
+            }
+        }
+    }
+
+    /// Whether `word` carries a value that a learned position of another
+    /// type of the service has held (see [`Learner::learn_values`]).
+    fn is_value(&self, scope: u64, word: &str) -> bool {
+        value_core(word).is_some_and(|v| self.keys.contains_key(&h_value(scope, v)))
     }
 
     fn is_param(&self, scope: u64, key: &str) -> bool {
@@ -1202,12 +1312,17 @@ mod tests {
 
     #[test]
     fn the_constant_share_is_configurable() {
+        // Two constants of six words: below the default share (one half),
+        // enough with share 0.
+        let mut d = learner();
         let mut l = Learner::new(true, 3, 0.0).with_min_constant_share(0.0);
         for w in ["boot", "wait", "halt"] {
-            l.observe(1, &format!("{w} (command <*>)"));
+            d.observe(1, &format!("{w} <*> <*> (command <*>) failed"));
+            l.observe(1, &format!("{w} <*> <*> (command <*>) failed"));
         }
-        let r = l.observe(1, "join (command <*>)");
-        assert_eq!(l.template(r.cluster), "<*> (command <*>)");
+        assert!(d.observe(1, "join <*> <*> (command <*>) failed").created);
+        let r = l.observe(1, "join <*> <*> (command <*>) failed");
+        assert_eq!(l.template(r.cluster), "<*> <*> <*> (command <*>) failed");
     }
 
     #[test]
@@ -1353,6 +1468,79 @@ mod tests {
         let r = l.observe_in(1, "web", "index down (url: <*>?q=pan&page=<*>)");
         assert!(!r.created);
         assert_eq!(r.cluster, g.cluster);
+    }
+
+    #[test]
+    fn values_of_a_many_valued_position_are_parameters_in_other_types() {
+        let mut l = learner();
+        let users = ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"];
+        for u in users {
+            l.observe_in(1, "auth", &format!("bad password for {u} from <*>"));
+        }
+        // A rare type of the same service: its first user is new, the
+        // second is a value seen varying elsewhere, so the position is one.
+        let a = l.observe_in(2, "auth", "too many failures for ann [pre]");
+        assert!(a.created);
+        let b = l.observe_in(2, "auth", "too many failures for bob [pre]");
+        assert!(!b.created);
+        assert_eq!(l.template(b.cluster), "too many failures for <*> [pre]");
+    }
+
+    #[test]
+    fn values_of_a_small_closed_set_stay_words_in_other_types() {
+        let mut l = learner();
+        // Three states make a learned position, but stay below the bar.
+        for st in ["queued", "running", "failed"] {
+            l.observe_in(1, "jobs", &format!("job <*> moved to {st}"));
+        }
+        assert_two_new_types(
+            &mut l,
+            "jobs",
+            "retry refused in queued",
+            "retry refused in running",
+        );
+    }
+
+    /// Observes `a` then `b` (errors of `service`): each a new type.
+    fn assert_two_new_types(l: &mut Learner, service: &str, a: &str, b: &str) {
+        let ra = l.observe_in(2, service, a);
+        let rb = l.observe_in(2, service, b);
+        assert!(ra.created && rb.created, "{a} / {b}");
+        assert_ne!(ra.cluster, rb.cluster);
+    }
+
+    #[test]
+    fn a_near_new_word_stays_new_when_it_is_not_a_learned_value() {
+        let mut l = learner();
+        for u in ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"] {
+            l.observe_in(1, "api", &format!("session for {u} closed"));
+        }
+        assert_two_new_types(
+            &mut l,
+            "api",
+            "timeout connecting to redis",
+            "timeout connecting to postgres",
+        );
+    }
+
+    #[test]
+    fn a_two_word_message_whose_first_word_varies_is_a_different_event() {
+        let mut l = learner();
+        let ids: Vec<_> = ["onPause", "onResume", "onStop", "onStart"]
+            .iter()
+            .map(|m| l.observe(1, &format!("{m} called")).cluster)
+            .collect();
+        let mut uniq = ids.clone();
+        uniq.dedup();
+        assert_eq!(uniq.len(), 4, "{ids:?}");
+        // Two constant words left are enough, and so is one that comes
+        // first (a label and its value).
+        for u in ["ann", "bob", "cid"] {
+            l.observe(2, &format!("user {u} denied"));
+            l.observe(3, &format!("launching {u}"));
+        }
+        assert!(!l.observe(2, "user dan denied").created);
+        assert!(!l.observe(3, "launching dan").created);
     }
 
     #[test]
