@@ -547,6 +547,16 @@ fn out_of_range_values_are_refused_with_the_key_and_the_allowed_range() {
             "between 1",
         ),
         (
+            "[elasticsearch]\nspool_max_alerts = 10\n",
+            "elasticsearch.spool_max_alerts",
+            "between 500",
+        ),
+        (
+            "[elasticsearch]\nwhen_full = \"drop_oldest\"\n",
+            "when_full",
+            "block",
+        ),
+        (
             "[rates]\nwindow = \"1d\"\n",
             "rates.window",
             "between 1m and 3h",
@@ -683,4 +693,33 @@ fn a_read_only_state_directory_fails_at_start_and_a_stale_temp_file_is_removed()
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("not writable"), "{err}");
     assert!(!alerts.exists(), "no alert went out before the failure");
+}
+
+#[test]
+fn versions_beyond_the_cap_are_counted_together_under_other() {
+    // One error type in 100 versions (a version string per build): the
+    // type keeps 64 apart and counts the rest under "(other)", nothing lost.
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..100)
+        .map(|i| {
+            format!(
+                "{{\"@timestamp\":\"2026-11-02T10:{:02}:{:02}.000Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"service.version\":\"1.{i}.0\",\"message\":\"disk quota exceeded on volume\"}}\n",
+                i / 60,
+                i % 60
+            )
+        })
+        .collect();
+    let logs = write(dir.path(), "logs.jsonl", &lines);
+    let state = dir.path().join("state");
+    replay(&logs, &dir.path().join("a.jsonl"), Some(&state));
+    let out = bin()
+        .args(["types", "list", "--json", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let versions = v[0]["versions"].as_object().expect("versions");
+    assert_eq!(versions.len(), 65, "{versions:?}");
+    assert_eq!(versions["(other)"], 36);
+    assert_eq!(versions.values().filter_map(|n| n.as_u64()).sum::<u64>(), 100);
 }
