@@ -721,5 +721,8 @@ fn versions_beyond_the_cap_are_counted_together_under_other() {
     let versions = v[0]["versions"].as_object().expect("versions");
     assert_eq!(versions.len(), 65, "{versions:?}");
     assert_eq!(versions["(other)"], 36);
-    assert_eq!(versions.values().filter_map(|n| n.as_u64()).sum::<u64>(), 100);
+    assert_eq!(
+        versions.values().filter_map(|n| n.as_u64()).sum::<u64>(),
+        100
+    );
 }

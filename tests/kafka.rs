@@ -1172,7 +1172,10 @@ fn the_service_is_not_ready_while_alerts_wait_in_the_elasticsearch_spool() {
     // the first batch already alerts.
     let warm = ("FAULTLINE__BASELINE__WARMUP", "\"0s\"");
     let alerts_index = unique("faultline-test-spooling-alerts");
-    let index = ("FAULTLINE__ELASTICSEARCH__ALERTS_INDEX", alerts_index.as_str());
+    let index = (
+        "FAULTLINE__ELASTICSEARCH__ALERTS_INDEX",
+        alerts_index.as_str(),
+    );
     let index_value = format!("\"{alerts_index}\"");
     let index = (index.0, index_value.as_str());
     let away = ("FAULTLINE__ELASTICSEARCH__URL", "\"http://127.0.0.1:1\"");

@@ -671,7 +671,10 @@ mod tests {
         let (_, spooled) = Spool::open(dir.path()).unwrap();
         let ids: Vec<&str> = spooled.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids, ["a0", "a1", "a2"], "the oldest are kept");
-        assert!(crate::metrics::SINKS.check().is_err(), "spooling: not ready");
+        assert!(
+            crate::metrics::SINKS.check().is_err(),
+            "spooling: not ready"
+        );
     }
 
     #[test]

@@ -217,7 +217,10 @@ mod tests {
             assert!(r.insert(&format!("id-{i}")));
         }
         assert_eq!(r.set.len(), REMEMBERED_IDS);
-        assert!(!r.insert(&format!("id-{}", REMEMBERED_IDS + 9)), "recent: known");
+        assert!(
+            !r.insert(&format!("id-{}", REMEMBERED_IDS + 9)),
+            "recent: known"
+        );
         assert!(r.insert("id-0"), "the oldest was forgotten");
     }
 

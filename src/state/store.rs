@@ -78,8 +78,11 @@ fn db_err(path: &Path, e: impl std::fmt::Display) -> StateError {
 
 /// redb's page cache. Its default (1 GiB) would count against faultline's
 /// memory budget; the engine keeps the state in memory anyway, so the
-/// store's cache only has to hold a checkpoint's pages.
-const CACHE_BYTES: usize = 128 << 20;
+/// store's cache only has to hold the pages a checkpoint touches: new
+/// types append at the right edge of the tree, so those are few. 32 MiB
+/// (128 before) keeps `--state` under the 1 GiB budget at a million types
+/// (scripts/bench-memory); the OS page cache still serves what it evicts.
+const CACHE_BYTES: usize = 32 << 20;
 
 fn builder() -> Builder {
     let mut b = Builder::new();
