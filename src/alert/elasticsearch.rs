@@ -61,6 +61,9 @@ pub struct EsSink {
     name: String,
     /// Alerts left out because the spool was full (`when_full = "drop_newest"`).
     dropped: u64,
+    /// Down while alerts wait in the spool (`/readyz`): the process-wide
+    /// [`crate::metrics::SINKS`], a condition of their own in unit tests.
+    readiness: &'static crate::metrics::Condition,
 }
 
 /// The outcome of one delivery attempt.
@@ -100,6 +103,7 @@ impl EsSink {
             exported: HashMap::new(),
             name,
             dropped: 0,
+            readiness: &crate::metrics::SINKS,
         };
         let deadline = Instant::now() + sink.cfg.timeout.0;
         sink.deliver(deadline)?;
@@ -220,8 +224,8 @@ impl EsSink {
         let r = self.deliver_once(deadline);
         // `/readyz`: not ready while alerts wait for the server.
         match self.pending.len() {
-            0 => crate::metrics::SINKS.up(),
-            n => crate::metrics::SINKS.down(format!(
+            0 => self.readiness.up(),
+            n => self.readiness.down(format!(
                 "{}: {n} alerts spooled, not yet confirmed by the server",
                 self.name
             )),
@@ -654,7 +658,10 @@ mod tests {
             when_full,
             ..ElasticsearchConfig::default()
         };
-        EsSink::open(&cfg, dir).unwrap()
+        let mut sink = EsSink::open(&cfg, dir).unwrap();
+        // Not the process-wide condition: other tests of this binary read it.
+        sink.readiness = Box::leak(Box::default());
+        sink
     }
 
     #[test]
@@ -671,10 +678,7 @@ mod tests {
         let (_, spooled) = Spool::open(dir.path()).unwrap();
         let ids: Vec<&str> = spooled.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids, ["a0", "a1", "a2"], "the oldest are kept");
-        assert!(
-            crate::metrics::SINKS.check().is_err(),
-            "spooling: not ready"
-        );
+        assert!(sink.readiness.check().is_err(), "spooling: not ready");
     }
 
     #[test]
