@@ -727,6 +727,23 @@ pub struct ElasticsearchConfig {
     /// `alerts_index` names a data stream (the template says so) rather
     /// than an index.
     pub data_stream: bool,
+    /// Alerts the spool holds unconfirmed at most (in memory and on disk).
+    pub spool_max_alerts: usize,
+    /// What a full spool does with the next alert (as Vector's buffers).
+    pub when_full: WhenFull,
+}
+
+/// What a full Elasticsearch spool does with the next alert.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait, retrying delivery, until the server confirms enough alerts:
+    /// nothing is lost, the pipeline (and the Kafka consumer) waits.
+    #[default]
+    Block,
+    /// Leave the new alert out of Elasticsearch (the other sinks still get
+    /// it), counted and logged: detection never waits for the server.
+    DropNewest,
 }
 
 impl Default for ElasticsearchConfig {
@@ -745,6 +762,8 @@ impl Default for ElasticsearchConfig {
             timeout: Dur::secs(10),
             bulk_size: 500,
             data_stream: false,
+            spool_max_alerts: 100_000,
+            when_full: WhenFull::Block,
         }
     }
 }
@@ -1231,6 +1250,12 @@ impl Config {
         let e = &self.elasticsearch;
         dur("elasticsearch.timeout", e.timeout, ms(100), s(3600))?;
         int("elasticsearch.bulk_size", e.bulk_size as u64, 1, 100_000)?;
+        int(
+            "elasticsearch.spool_max_alerts",
+            e.spool_max_alerts as u64,
+            e.bulk_size as u64,
+            10_000_000,
+        )?;
         if !matches!(self.metrics.log_format.as_str(), "text" | "json") {
             return bad("metrics.log_format", "must be `text` or `json`");
         }

@@ -410,6 +410,18 @@ impl Engine {
     ) {
         let (service, version) = (keys::lookup(service), keys::lookup(version));
         let rates = &mut self.state.rates;
+        // Bounded label values: beyond the caps, one "(other)" bucket.
+        use crate::series::{MAX_SERVICES, MAX_VERSIONS, capped};
+        let service = capped(
+            service,
+            rates.contains_key(service),
+            rates.len(),
+            MAX_SERVICES,
+        );
+        let version = match rates.get(service) {
+            Some(v) => capped(version, v.contains_key(version), v.len(), MAX_VERSIONS),
+            None => version,
+        };
         match rates.get_mut(service) {
             Some(versions) => match versions.get_mut(version) {
                 Some(r) => r.count(time, lines, errors),

@@ -59,7 +59,19 @@ pub struct Condition {
     down: Mutex<Option<String>>,
 }
 
+/// Down while a remote alert sink holds alerts its server has not
+/// confirmed (the Elasticsearch spool): `/readyz` says so, since alerts
+/// are not reaching their readers. One per process, as the sinks are
+/// rebuilt after a failed batch.
+pub static SINKS: Condition = Condition::new();
+
 impl Condition {
+    pub const fn new() -> Condition {
+        Condition {
+            down: Mutex::new(None),
+        }
+    }
+
     pub fn up(&self) {
         if let Ok(mut d) = self.down.lock() {
             *d = None;

@@ -204,6 +204,22 @@ pub fn insert_sized_for_one<V>(map: &mut LiteMap<String, V>, key: String, value:
     map.insert(key, value);
 }
 
+/// Services, and versions per service or per type, kept apart at most:
+/// label values beyond these (a version string per build, a service name
+/// per pod) are counted together under [`OTHER`], so memory stays bounded
+/// whatever the input's labels. Real fleets run a handful of versions at
+/// once and far fewer services than this.
+pub const MAX_SERVICES: usize = 1_000;
+pub const MAX_VERSIONS: usize = 64;
+/// The bucket of the label values beyond [`MAX_SERVICES`] / [`MAX_VERSIONS`].
+pub const OTHER: &str = "(other)";
+
+/// `key`, or [`OTHER`] when a map already holding `len` keys (of which
+/// `key` is not one, `known` false) is full at `max`.
+pub fn capped(key: &str, known: bool, len: usize, max: usize) -> &str {
+    if known || len < max { key } else { OTHER }
+}
+
 /// One error type's occurrences: per version by minute (canary windows),
 /// all versions by minute and hour (reports).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -226,6 +242,8 @@ impl TypeSeries {
     }
 
     fn add_in_version(&mut self, v: &str, minute: i64) {
+        let known = self.by_version.contains_key(v);
+        let v = capped(v, known, self.by_version.len(), MAX_VERSIONS);
         match self.by_version.get_mut(v) {
             Some(s) => {
                 s.add(minute, 1, MINUTES_KEPT);

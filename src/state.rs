@@ -161,7 +161,29 @@ impl State {
     /// (a second writer gets [`StateError::Locked`]), checks the directory
     /// is writable, verifies the store's checksums, and migrates a
     /// `state.json` of an older faultline. Writers call this at start.
+    ///
+    /// When the latest checkpoint is damaged (checksums or consistency
+    /// checks fail) and the directory keeps a previous generation, that
+    /// one is used instead, with a warning ([`store::fall_back`]); a state
+    /// that loads is then kept as the next previous generation.
     pub fn load_writable(dir: &Path) -> Result<Option<State>, StateError> {
+        let loaded = match State::load_writable_once(dir) {
+            Err(e @ StateError::Corrupt { .. }) => {
+                store::close_writer(dir);
+                if !store::fall_back(dir, &e)? {
+                    return Err(e);
+                }
+                State::load_writable_once(dir)?
+            }
+            r => r?,
+        };
+        if loaded.is_some() {
+            store::keep_previous(dir)?;
+        }
+        Ok(loaded)
+    }
+
+    fn load_writable_once(dir: &Path) -> Result<Option<State>, StateError> {
         let w = store::writer(dir)?;
         let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
         if !w.has_state()?

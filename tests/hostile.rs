@@ -547,6 +547,16 @@ fn out_of_range_values_are_refused_with_the_key_and_the_allowed_range() {
             "between 1",
         ),
         (
+            "[elasticsearch]\nspool_max_alerts = 10\n",
+            "elasticsearch.spool_max_alerts",
+            "between 500",
+        ),
+        (
+            "[elasticsearch]\nwhen_full = \"drop_oldest\"\n",
+            "when_full",
+            "block",
+        ),
+        (
             "[rates]\nwindow = \"1d\"\n",
             "rates.window",
             "between 1m and 3h",
@@ -683,4 +693,98 @@ fn a_read_only_state_directory_fails_at_start_and_a_stale_temp_file_is_removed()
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("not writable"), "{err}");
     assert!(!alerts.exists(), "no alert went out before the failure");
+}
+
+#[test]
+fn versions_beyond_the_cap_are_counted_together_under_other() {
+    // One error type in 100 versions (a version string per build): the
+    // type keeps 64 apart and counts the rest under "(other)", nothing lost.
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..100)
+        .map(|i| {
+            format!(
+                "{{\"@timestamp\":\"2026-11-02T10:{:02}:{:02}.000Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"service.version\":\"1.{i}.0\",\"message\":\"disk quota exceeded on volume\"}}\n",
+                i / 60,
+                i % 60
+            )
+        })
+        .collect();
+    let logs = write(dir.path(), "logs.jsonl", &lines);
+    let state = dir.path().join("state");
+    replay(&logs, &dir.path().join("a.jsonl"), Some(&state));
+    let out = bin()
+        .args(["types", "list", "--json", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let versions = v[0]["versions"].as_object().expect("versions");
+    assert_eq!(versions.len(), 65, "{versions:?}");
+    assert_eq!(versions["(other)"], 36);
+    assert_eq!(
+        versions.values().filter_map(|n| n.as_u64()).sum::<u64>(),
+        100
+    );
+}
+
+#[test]
+fn types_beyond_the_hot_cap_keep_their_entry_but_not_their_window() {
+    // 3,000 distinct types (a made-up word each, the learned stage off so
+    // none folds) under a hot cap of 100: every type stays known, at most
+    // 100 keep window counts in memory.
+    let dir = tempfile::tempdir().unwrap();
+    let word = |mut i: usize| {
+        let mut s = String::new();
+        i += 26 * 26 * 26;
+        while i > 0 {
+            s.insert(0, (b'a' + (i % 26) as u8) as char);
+            i /= 26;
+        }
+        s
+    };
+    let lines: String = (0..3000)
+        .map(|i| {
+            format!(
+                "{{\"@timestamp\":\"2026-11-02T10:{:02}:{:02}.{:03}Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"message\":\"widget {} could not be loaded\"}}\n",
+                i / 6000,
+                i / 100 % 60,
+                i % 100 * 10,
+                word(i)
+            )
+        })
+        .collect();
+    let logs = write(dir.path(), "logs.jsonl", &lines);
+    let cfg = write(
+        dir.path(),
+        "faultline.toml",
+        "[fingerprint.learn]\nenabled = false\n[baseline]\nmax_hot_types = 100\n",
+    );
+    let state = dir.path().join("state");
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["replay", "--no-progress", "--alerts"])
+        .arg(dir.path().join("a.jsonl"))
+        .arg("--state")
+        .arg(&state)
+        .arg(&logs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = faultline::state::State::load(&state).unwrap().unwrap();
+    let types = &s.baseline.types;
+    assert_eq!(types.len(), 3000, "every type stays known");
+    let hot = types.values().filter(|t| t.window.is_some()).count();
+    assert!((1..=100).contains(&hot), "{hot} types keep a window");
+    assert!(
+        types
+            .values()
+            .filter(|t| t.window.is_none())
+            .all(|t| t.samples.is_empty()),
+        "cold types keep no samples"
+    );
 }

@@ -1237,3 +1237,73 @@ fn traces_shipped_one_line_per_message_join_across_batches_and_a_kill_9_mid_trac
     }
     assert_eq!(novel_ids(&got), novel_ids(&want_alerts));
 }
+
+#[test]
+fn the_service_is_not_ready_while_alerts_wait_in_the_elasticsearch_spool() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let s = Setup::new("spooling", "");
+    let records = scenario(45);
+    produce(&s.logs, &records[..3000]);
+    // A real outage, not a fake: nothing listens on port 1, so every
+    // request is refused and the alerts stay spooled. Without a warm-up
+    // the first batch already alerts.
+    let warm = ("FAULTLINE__BASELINE__WARMUP", "\"0s\"");
+    let alerts_index = unique("faultline-test-spooling-alerts");
+    let index = (
+        "FAULTLINE__ELASTICSEARCH__ALERTS_INDEX",
+        alerts_index.as_str(),
+    );
+    let index_value = format!("\"{alerts_index}\"");
+    let index = (index.0, index_value.as_str());
+    let away = ("FAULTLINE__ELASTICSEARCH__URL", "\"http://127.0.0.1:1\"");
+    let svc = s.start_with(&[warm, index, away]);
+    let started = Instant::now();
+    let ready = loop {
+        let r = svc.get("/readyz").unwrap_or_default();
+        if r.contains("spooled") {
+            break r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{r}\n{}",
+            s.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(
+        ready.contains("127.0.0.1:1"),
+        "the reason names the sink: {ready}"
+    );
+    assert_eq!(svc.metric("faultline_up"), Some(0));
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0), "{}", s.log_tail());
+    // With the real server back, the spool drains and the service is ready.
+    let Some(url) = es_server() else {
+        return;
+    };
+    let url = format!("\"{url}\"");
+    let svc = s.start_with(&[warm, index, ("FAULTLINE__ELASTICSEARCH__URL", &url)]);
+    let started = Instant::now();
+    while !svc
+        .get("/readyz")
+        .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{}\n{}",
+            svc.get("/readyz").unwrap_or_default(),
+            s.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, _) = svc.terminate();
+    assert_eq!(code, Some(0));
+    assert!(
+        es_count(url.trim_matches('"'), &alerts_index, true) > 0,
+        "the spooled alerts arrived"
+    );
+}

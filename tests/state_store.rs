@@ -158,3 +158,59 @@ fn an_unusable_state_directory_fails_at_start_before_any_alert() {
     assert!(err.contains("not-a-dir"), "{err}");
     assert_eq!(std::fs::read_to_string(&alerts).unwrap_or_default(), "");
 }
+
+/// Overwrites the middle half of `file` (a torn write, a bad region).
+fn damage(file: &Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n / 4..3 * n / 4] {
+        *b = 0xA5;
+    }
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_state_falls_back_to_the_previous_generation_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let alerts = tmp.path().join("alerts.jsonl");
+    stdout(&replay(&state, &alerts));
+    let types = stdout(&run(&["types", "list", "--json"], &state));
+    // The second start verifies the state and keeps it as the previous
+    // generation; the input is fully read, so nothing new is alerted.
+    let again = tmp.path().join("again.jsonl");
+    stdout(&replay(&state, &again));
+    assert!(state.join("state.redb.prev").exists());
+    damage(&state.join("state.redb"));
+
+    let third = tmp.path().join("third.jsonl");
+    let o = replay(&state, &third);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("state.redb") && err.contains("previous generation"),
+        "the warning names the damaged file and what is used instead: {err}"
+    );
+    assert!(state.join("state.redb.damaged").exists());
+    assert_eq!(
+        std::fs::read_to_string(&third).unwrap_or_default(),
+        "",
+        "no alert repeated: the previous generation knew the input was read"
+    );
+    assert_eq!(stdout(&run(&["types", "list", "--json"], &state)), types);
+}
+
+#[test]
+fn a_damaged_state_without_a_previous_generation_is_refused_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let alerts = tmp.path().join("alerts.jsonl");
+    stdout(&replay(&state, &alerts));
+    // The first start had no state to keep as the previous generation.
+    assert!(!state.join("state.redb.prev").exists());
+    damage(&state.join("state.redb"));
+    let o = replay(&state, &tmp.path().join("second.jsonl"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("state.redb"), "{err}");
+}

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use super::spool::Spool;
 use super::{Alert, AlertSink, Catalogue, SinkError, TypeCatalogue, rfc3339};
 use crate::baseline::{ErrorType, Origin};
-use crate::config::ElasticsearchConfig;
+use crate::config::{ElasticsearchConfig, WhenFull};
 use crate::es::{Blocking, Client, EsError, Method, is_transient_status, reason};
 use crate::fingerprint::Fingerprint;
 
@@ -59,6 +59,11 @@ pub struct EsSink {
     /// Per type, the (count, last_seen) last exported, to send only changes.
     exported: HashMap<Fingerprint, (u64, i64)>,
     name: String,
+    /// Alerts left out because the spool was full (`when_full = "drop_newest"`).
+    dropped: u64,
+    /// Down while alerts wait in the spool (`/readyz`): the process-wide
+    /// [`crate::metrics::SINKS`], a condition of their own in unit tests.
+    readiness: &'static crate::metrics::Condition,
 }
 
 /// The outcome of one delivery attempt.
@@ -97,6 +102,8 @@ impl EsSink {
             templates_installed: false,
             exported: HashMap::new(),
             name,
+            dropped: 0,
+            readiness: &crate::metrics::SINKS,
         };
         let deadline = Instant::now() + sink.cfg.timeout.0;
         sink.deliver(deadline)?;
@@ -227,6 +234,64 @@ impl EsSink {
     /// faultline for good (credentials, privileges, a bad template) is an
     /// error.
     pub fn deliver(&mut self, deadline: Instant) -> Result<Delivery, SinkError> {
+        let r = self.deliver_once(deadline);
+        // `/readyz`: not ready while alerts wait for the server.
+        match self.pending.len() {
+            0 => self.readiness.up(),
+            n => self.readiness.down(format!(
+                "{}: {n} alerts spooled, not yet confirmed by the server",
+                self.name
+            )),
+        }
+        r
+    }
+
+    /// Alerts left out of a full spool so far (`when_full = "drop_newest"`).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Makes room in a full spool for one more alert, as `when_full` says:
+    /// `true` when the alert may be spooled, `false` when it is dropped.
+    fn make_room(&mut self) -> Result<bool, SinkError> {
+        let max = self.cfg.spool_max_alerts.max(1);
+        if self.pending.len() < max {
+            return Ok(true);
+        }
+        match self.cfg.when_full {
+            WhenFull::DropNewest => {
+                self.dropped += 1;
+                if self.dropped.is_power_of_two() {
+                    tracing::warn!(
+                        sink = %self.name,
+                        spooled = self.pending.len(),
+                        dropped = self.dropped,
+                        "the spool is full (elasticsearch.spool_max_alerts): new alerts are left \
+                         out of Elasticsearch (when_full = \"drop_newest\"); the other sinks still get them"
+                    );
+                }
+                Ok(false)
+            }
+            WhenFull::Block => {
+                tracing::warn!(
+                    sink = %self.name,
+                    spooled = self.pending.len(),
+                    "the spool is full (elasticsearch.spool_max_alerts): waiting for the server \
+                     (when_full = \"block\")"
+                );
+                while self.pending.len() >= max {
+                    if let Some(t) = self.retry_at {
+                        std::thread::sleep(t.saturating_duration_since(Instant::now()));
+                    }
+                    let deadline = Instant::now() + self.cfg.timeout.0;
+                    self.deliver(deadline)?;
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    fn deliver_once(&mut self, deadline: Instant) -> Result<Delivery, SinkError> {
         let mut out = Delivery::default();
         if self.pending.is_empty() && self.templates_installed {
             return Ok(out);
@@ -412,6 +477,9 @@ impl EsSink {
 
 impl AlertSink for EsSink {
     fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
+        if !self.make_room()? {
+            return Ok(());
+        }
         self.spool.append(alert).map_err(|e| self.io(e))?;
         self.pending.push(alert.clone());
         if self.pending.len() >= self.cfg.bulk_size.max(1) {
@@ -618,6 +686,40 @@ fn urlencode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that is away (nothing listens on port 1: every connection
+    /// is refused, a real outage rather than a fake) with a spool of 3.
+    fn away(dir: &Path, when_full: WhenFull) -> EsSink {
+        let cfg = ElasticsearchConfig {
+            url: "http://127.0.0.1:1".into(),
+            timeout: crate::config::Dur::secs(1),
+            bulk_size: 2,
+            spool_max_alerts: 3,
+            when_full,
+            ..ElasticsearchConfig::default()
+        };
+        let mut sink = EsSink::open(&cfg, dir).unwrap();
+        // Not the process-wide condition: other tests of this binary read it.
+        sink.readiness = Box::leak(Box::default());
+        sink
+    }
+
+    #[test]
+    fn a_full_spool_drops_the_newest_alerts_when_told_to_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = away(dir.path(), WhenFull::DropNewest);
+        for i in 0..10 {
+            sink.emit(&crate::alert::test_alert(&format!("a{i}")))
+                .unwrap();
+        }
+        sink.flush().unwrap();
+        assert_eq!(sink.waiting(), 3);
+        assert_eq!(sink.dropped(), 7);
+        let (_, spooled) = Spool::open(dir.path()).unwrap();
+        let ids: Vec<&str> = spooled.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["a0", "a1", "a2"], "the oldest are kept");
+        assert!(sink.readiness.check().is_err(), "spooling: not ready");
+    }
 
     #[test]
     fn the_shipped_templates_map_every_alert_field() {

@@ -5,11 +5,44 @@
 //! deterministic, so on open the sink reads the ids already in the file and
 //! skips them: the file holds each alert once across restarts without a
 //! second bookkeeping file that could disagree with it.
+//!
+//! The ids remembered are bounded: the hashes of the last
+//! [`REMEMBERED_IDS`] alerts (a restart re-emits only the alerts since the
+//! last checkpoint, far fewer), so a file of millions of alerts costs a few
+//! MB, not its size in memory; it is read line by line, never whole.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
+
+/// Alert ids remembered against repeats (16 bytes each, about 3 MB).
+pub const REMEMBERED_IDS: usize = 200_000;
+
+/// The ids of the last [`REMEMBERED_IDS`] alerts, as 64-bit hashes
+/// (a collision among 200,000 has a chance of about 1e-9).
+#[derive(Default)]
+struct Remembered {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl Remembered {
+    /// `false` when `id` is among the remembered ones.
+    fn insert(&mut self, id: &str) -> bool {
+        let h = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
+        if !self.set.insert(h) {
+            return false;
+        }
+        self.order.push_back(h);
+        if self.order.len() > REMEMBERED_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
 
 use super::{Alert, AlertSink, SinkError};
 
@@ -26,7 +59,7 @@ enum Out {
 
 pub struct JsonLinesSink {
     out: Out,
-    seen: HashSet<String>,
+    seen: Remembered,
     /// Print a human summary of each alert on stderr.
     summaries: bool,
     name: String,
@@ -36,7 +69,7 @@ impl JsonLinesSink {
     pub fn stdout() -> JsonLinesSink {
         JsonLinesSink {
             out: Out::Stdout(std::io::stdout()),
-            seen: HashSet::new(),
+            seen: Remembered::default(),
             summaries: false,
             name: "stdout".into(),
         }
@@ -57,20 +90,29 @@ impl JsonLinesSink {
         // a device (/dev/null, /dev/full) or a pipe has neither, and reading
         // one such as /dev/zero would never end.
         let regular = file.metadata().is_ok_and(|m| m.is_file());
-        let mut seen = HashSet::new();
+        let mut seen = Remembered::default();
         if regular {
-            let bytes = std::fs::read(path).map_err(io)?;
-            for line in bytes.split(|&b| b == b'\n') {
+            #[derive(serde::Deserialize)]
+            struct Id {
+                id: String,
+            }
+            let mut last = b'\n';
+            let mut r = BufReader::new(File::open(path).map_err(io)?);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                if r.read_until(b'\n', &mut line).map_err(io)? == 0 {
+                    break;
+                }
+                last = line[line.len() - 1];
                 // A torn last line (crash mid-write) is not an alert: skip it.
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line)
-                    && let Some(id) = v.get("id").and_then(|i| i.as_str())
-                {
-                    seen.insert(id.to_string());
+                if let Ok(a) = serde_json::from_slice::<Id>(&line) {
+                    seen.insert(&a.id);
                 }
             }
             // If the previous run died mid-line, start on a fresh line so
             // the next alert is not glued to the torn one.
-            if bytes.last().is_some_and(|&b| b != b'\n') {
+            if last != b'\n' {
                 file.write_all(b"\n").map_err(io)?;
             }
         }
@@ -88,7 +130,7 @@ impl JsonLinesSink {
 
 impl AlertSink for JsonLinesSink {
     fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
-        if !self.seen.insert(alert.id.clone()) {
+        if !self.seen.insert(&alert.id) {
             return Ok(());
         }
         let mut line = serde_json::to_vec(alert).map_err(|e| SinkError::Other {
@@ -174,6 +216,20 @@ mod tests {
             .map(|a| a.id)
             .collect();
         assert_eq!(ids, ["one", "two"]);
+    }
+
+    #[test]
+    fn the_remembered_ids_are_bounded_and_forget_the_oldest_first() {
+        let mut r = Remembered::default();
+        for i in 0..REMEMBERED_IDS + 10 {
+            assert!(r.insert(&format!("id-{i}")));
+        }
+        assert_eq!(r.set.len(), REMEMBERED_IDS);
+        assert!(
+            !r.insert(&format!("id-{}", REMEMBERED_IDS + 9)),
+            "recent: known"
+        );
+        assert!(r.insert("id-0"), "the oldest was forgotten");
     }
 
     #[test]

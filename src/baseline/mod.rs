@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::fingerprint::{Context, Fingerprint, Learner, PrehashedMap, Typed};
 use crate::record::{EventTime, Record};
-use crate::series::{TypeSeries, insert_sized_for_one};
+use crate::series::{MAX_VERSIONS, TypeSeries, capped, insert_sized_for_one};
 use crate::window::{WindowCounts, WindowSpec};
 
 /// Where a type's knowledge came from.
@@ -360,7 +360,13 @@ impl Baseline {
         if let Some(v) = &rec.version {
             match t.versions.get_mut(v.as_str()) {
                 Some(n) => *n += 1,
-                None => insert_sized_for_one(&mut t.versions, v.clone(), 1),
+                None => {
+                    let v = capped(v, false, t.versions.len(), MAX_VERSIONS);
+                    match t.versions.get_mut(v) {
+                        Some(n) => *n += 1,
+                        None => insert_sized_for_one(&mut t.versions, v.to_string(), 1),
+                    }
+                }
             }
         }
         if in_window {

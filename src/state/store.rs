@@ -35,6 +35,13 @@ use crate::fingerprint::learn::{Cluster, LearnerChanges, Skeleton};
 use crate::fingerprint::{Fingerprint, Learner, PrehashedMap};
 
 pub const FILE: &str = "state.redb";
+/// The previous generation: a copy of `state.redb` taken when a writer
+/// opened it, verified it and loaded it (see [`keep_previous`]). Used when
+/// the latest file is damaged ([`fall_back`]).
+pub const PREVIOUS: &str = "state.redb.prev";
+/// Where a damaged `state.redb` is moved when the previous generation
+/// replaces it (kept for a post-mortem, never read).
+pub const DAMAGED: &str = "state.redb.damaged";
 const TYPES: TableDefinition<u64, &[u8]> = TableDefinition::new("types");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 // The learner's tables (one cluster per template: they grow with the types).
@@ -71,8 +78,11 @@ fn db_err(path: &Path, e: impl std::fmt::Display) -> StateError {
 
 /// redb's page cache. Its default (1 GiB) would count against faultline's
 /// memory budget; the engine keeps the state in memory anyway, so the
-/// store's cache only has to hold a checkpoint's pages.
-const CACHE_BYTES: usize = 128 << 20;
+/// store's cache only has to hold the pages a checkpoint touches: new
+/// types append at the right edge of the tree, so those are few. 32 MiB
+/// (128 before) keeps `--state` under the 1 GiB budget at a million types
+/// (scripts/bench-memory); the OS page cache still serves what it evicts.
+const CACHE_BYTES: usize = 32 << 20;
 
 fn builder() -> Builder {
     let mut b = Builder::new();
@@ -120,16 +130,88 @@ pub fn open_writer(dir: &Path) -> Option<Shared> {
 }
 
 /// The writer for `dir`, opening it (and taking the lock) on first use.
+/// A file whose checksums fail is replaced by the previous generation
+/// when there is one ([`fall_back`]).
 pub fn writer(dir: &Path) -> Result<Shared, StateError> {
     if let Some(w) = open_writer(dir) {
         return Ok(w);
     }
-    let w = Arc::new(Mutex::new(Writer::open(dir)?));
+    let w = match Writer::open(dir) {
+        Err(e @ StateError::Corrupt { .. }) if fall_back(dir, &e)? => Writer::open(dir)?,
+        r => r?,
+    };
+    let w = Arc::new(Mutex::new(w));
     WRITERS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push((key(dir), w.clone()));
     Ok(w)
+}
+
+/// Replaces a damaged `state.redb` by the previous generation, if `dir`
+/// has one: the damaged file is moved to [`DAMAGED`] (the one before it
+/// is overwritten), the copy put in its place, and a warning names what
+/// was damaged and what is used instead. `false` when there is no previous
+/// generation (the caller then reports `damage` as the error).
+///
+/// A separate file rather than a redb savepoint inside the same file: the
+/// damage that breaks the latest commit (a torn or overwritten region, a
+/// bad sector) can as well hit pages a savepoint shares with it, and a
+/// file whose header is gone cannot be opened to restore anything.
+pub fn fall_back(dir: &Path, damage: &StateError) -> Result<bool, StateError> {
+    let prev = dir.join(PREVIOUS);
+    if !prev.is_file() {
+        return Ok(false);
+    }
+    let path = dir.join(FILE);
+    let damaged = dir.join(DAMAGED);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StateError::Io { path, source }
+    };
+    std::fs::rename(&path, &damaged).map_err(io(&path))?;
+    copy_durably(&prev, &path)?;
+    let when = std::fs::metadata(&prev)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339())
+        .unwrap_or_default();
+    tracing::warn!(
+        damaged = %damaged.display(),
+        previous = %prev.display(),
+        previous_taken = %when,
+        "{damage}; continuing from the previous generation of the state (the records since it \
+         are read again where the input allows; the damaged file is kept for inspection)"
+    );
+    Ok(true)
+}
+
+/// Keeps the current `state.redb` of `dir` as the previous generation
+/// ([`PREVIOUS`]): copied to a temporary file, fsynced and renamed over the
+/// old copy, so a crash leaves the old copy or the new one. Called by a
+/// writer once the file was opened with its checksums verified and loaded
+/// with its consistency checks passed, so the copy is a good state. Costs
+/// one file copy per start (a reflink on file systems that have them).
+pub fn keep_previous(dir: &Path) -> Result<(), StateError> {
+    let tmp = dir.join(format!("{PREVIOUS}.tmp"));
+    copy_durably(&dir.join(FILE), &tmp)?;
+    let prev = dir.join(PREVIOUS);
+    std::fs::rename(&tmp, &prev).map_err(|source| StateError::Io { path: prev, source })?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn copy_durably(from: &Path, to: &Path) -> Result<(), StateError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StateError::Io { path, source }
+    };
+    std::fs::copy(from, to).map_err(io(from))?;
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(io(to))
 }
 
 /// Closes this process's writer for `dir` (tests; a process that ends
@@ -361,7 +443,22 @@ impl Writer {
 /// file read-only and reads its last committed checkpoint. `None` when the
 /// file holds no checkpoint yet.
 pub fn read_only(dir: &Path) -> Result<Option<State>, StateError> {
-    let path = dir.join(FILE);
+    match read_only_file(dir, &dir.join(FILE)) {
+        Err(e @ StateError::Corrupt { .. }) if dir.join(PREVIOUS).is_file() => {
+            // A reader must not replace the file (a writer may hold it):
+            // it reads the previous generation instead, and says so.
+            tracing::warn!(
+                previous = %dir.join(PREVIOUS).display(),
+                "{e}; showing the previous generation of the state"
+            );
+            read_only_file(dir, &dir.join(PREVIOUS))
+        }
+        r => r,
+    }
+}
+
+fn read_only_file(dir: &Path, path: &Path) -> Result<Option<State>, StateError> {
+    let path = path.to_path_buf();
     let db = match builder().open_read_only(&path) {
         Ok(db) => db,
         Err(DatabaseError::RepairAborted) => {

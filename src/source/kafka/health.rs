@@ -110,6 +110,7 @@ impl Exporter for Status {
             return Err("not consuming (starting or stopping)".into());
         }
         self.broker.check()?;
+        crate::metrics::SINKS.check()?;
         if self.failures.load(Ordering::Relaxed) > 0 {
             return Err(format!("retrying a failed batch: {}", self.last_error()));
         }
