@@ -212,7 +212,7 @@ impl Engine {
     /// Sends pending alerts to every sink.
     fn deliver(&mut self) {
         for a in self.pending.drain(..) {
-            self.metrics.alert(a.kind);
+            count_alert(&self.metrics, a.kind);
             self.state.release.log(&a);
             for s in &mut self.sinks {
                 match s.emit(&a) {
@@ -556,4 +556,19 @@ fn repair_future_state(state: &mut State, now: EventTime, grace_ms: i64) {
         // The store refuses a type first seen after it was last seen.
         t.first_seen = t.first_seen.min(t.last_seen);
     }
+}
+
+/// Counts one emitted alert under its kind. Here and not in `metrics`, so
+/// that `metrics` stays below the alert sinks that report to it.
+fn count_alert(m: &Metrics, kind: Kind) {
+    match kind {
+        Kind::Novel => &m.alerts_novel,
+        Kind::Surge => &m.alerts_surge,
+        Kind::Storm => &m.alerts_storm,
+        Kind::ErrorRate => &m.alerts_error_rate,
+        Kind::CanaryRegression => &m.alerts_canary_regression,
+        Kind::Regression => &m.alerts_regression,
+        Kind::EpisodeEnd => &m.alerts_episode_end,
+    }
+    .fetch_add(1, Ordering::Relaxed);
 }

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use crate::alert::Kind;
 use crate::record::BadReason;
 
 #[derive(Debug, Default)]
@@ -226,19 +225,6 @@ impl Metrics {
             }
         }
         vec![emitted, failures, waiting]
-    }
-
-    pub fn alert(&self, kind: Kind) {
-        match kind {
-            Kind::Novel => &self.alerts_novel,
-            Kind::Surge => &self.alerts_surge,
-            Kind::Storm => &self.alerts_storm,
-            Kind::ErrorRate => &self.alerts_error_rate,
-            Kind::CanaryRegression => &self.alerts_canary_regression,
-            Kind::Regression => &self.alerts_regression,
-            Kind::EpisodeEnd => &self.alerts_episode_end,
-        }
-        .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> Snapshot {
