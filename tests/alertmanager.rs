@@ -11,6 +11,9 @@
 //! Every test uses its own service names, so tests running side by side (or
 //! earlier runs' alerts still held by the server) do not see each other.
 
+mod support;
+use support::free_port;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -282,11 +285,7 @@ fn a_novel_type_reaches_alertmanager_labelled_grouped_silenced_and_resolved_when
         .arg(&state)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_ok(&out);
     let second = dir.path().join("second.jsonl");
     std::fs::write(&second, log(&service, 40, 45, None)).unwrap();
     replay(&config, &state, &alerts_file, &second);
@@ -306,14 +305,6 @@ fn a_novel_type_reaches_alertmanager_labelled_grouped_silenced_and_resolved_when
 }
 
 // ------------------------------------------------------------------ outage
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// An Alertmanager of this test's own.
 struct OwnServer {

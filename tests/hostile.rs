@@ -3,11 +3,14 @@
 //! secrets in the configuration, out-of-range values, and clients that hold
 //! connections to the HTTP endpoint open (docs/reliability.md).
 
+mod support;
+use support::{Killed, free_port, http_get};
+
 #[path = "../examples/gen-logs/scenario.rs"]
 mod scenario;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -56,11 +59,7 @@ fn replay(logs: &Path, alerts: &Path, state: Option<&Path>) -> (Output, serde_js
         c.arg("--state").arg(s);
     }
     let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let summary = stderr
         .lines()
@@ -297,35 +296,6 @@ fn a_reader_that_closes_the_pipe_ends_every_command_quietly() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-struct Killed(std::process::Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start_run(dir: &Path, brokers: &str) -> (Killed, u16) {
     let port = free_port();
     let tag = format!("hostile-{}-{port}", std::process::id());
@@ -444,11 +414,7 @@ fn config_check_and_logs_never_show_a_secret() {
         .env("FAULTLINE__ELASTICSEARCH__PASSWORD", "65358979")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_ok(&out);
     let shown = check(&out);
     assert!(shown.contains("<redacted>@127.0.0.1:9"), "{shown}");
     assert!(
@@ -770,11 +736,7 @@ fn types_beyond_the_hot_cap_keep_their_entry_but_not_their_window() {
         .arg(&logs)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_ok(&out);
     let s = faultline::state::State::load(&state).unwrap().unwrap();
     let types = &s.baseline.types;
     assert_eq!(types.len(), 3000, "every type stays known");

@@ -1,6 +1,8 @@
 //! End to end: lines that are not errors teach the learner which keys are
 //! parameters, on the sequential and the parallel replay path.
 
+mod support;
+
 use std::process::Command;
 
 fn replay(threads: &str, input: &std::path::Path, alerts: &std::path::Path) -> String {
@@ -17,11 +19,7 @@ fn replay(threads: &str, input: &std::path::Path, alerts: &std::path::Path) -> S
         .arg(input)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_ok(&out);
     std::fs::read_to_string(alerts).unwrap_or_default()
 }
 

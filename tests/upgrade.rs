@@ -4,6 +4,8 @@
 //! has already seen, even when its grouping derives other ids, and keeps
 //! the operator's mutes and resolutions.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -48,11 +50,7 @@ fn replay(state: &Path, logs: &Path, extra: &[&str]) -> Vec<Alert> {
         .arg(logs)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_ok(&out);
     std::fs::read_to_string(&alerts)
         .unwrap_or_default()
         .lines()
