@@ -51,6 +51,11 @@ build() {
   [[ -x "$BIN" ]] && return 0
   command -v go >/dev/null 2>&1 || die "no go toolchain on PATH (scripts/setup installs one; Go >= 1.24)"
   mkdir -p "$CACHE_ROOT"
+  # One build at a time (.ci/run starts one in the background): a second
+  # caller waits for the first and then finds the binary.
+  exec 8>"$CACHE_ROOT/alertmanager-v$VERSION.lock"
+  flock 8
+  [[ -x "$BIN" ]] && { exec 8>&-; return 0; }
   local tmp="$BIN_DIR.tmp.$$" t0=$SECONDS
   rm -rf "$tmp"; mkdir -p "$tmp"
   say "building Alertmanager v$VERSION with go install into $BIN_DIR (once)"
@@ -62,6 +67,7 @@ build() {
     die "go install of Alertmanager v$VERSION failed"
   fi
   rm -rf "$BIN_DIR"; mv "$tmp" "$BIN_DIR"
+  exec 8>&-
   say "built in $((SECONDS - t0))s"
 }
 

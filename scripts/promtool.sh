@@ -22,6 +22,12 @@ BIN=${PROMTOOL:-$DIR/promtool}
 if [[ ! -x $BIN ]]; then
     command -v go >/dev/null || { echo "promtool.sh: needs Go (go install) to build promtool" >&2; exit 2; }
     mkdir -p "$DIR"
+    # One build at a time (.ci/run starts one in the background): a second caller waits for
+    # the first and then finds the binary.
+    exec 8>"$DIR.lock"
+    flock 8
+fi
+if [[ ! -x $BIN ]]; then
     echo "promtool.sh: building promtool $PROMTOOL_VERSION into $DIR (once; a few minutes)" >&2
     # Built into a temporary directory and moved, so a build cut short never leaves a
     # half-written binary that later runs would take for the real one.
@@ -34,6 +40,7 @@ if [[ ! -x $BIN ]]; then
     rm -rf "$tmp"
     trap - EXIT
 fi
+exec 8>&-
 
 if [[ ${1:-} == path ]]; then
     echo "$BIN"
