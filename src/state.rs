@@ -359,6 +359,37 @@ mod tests {
         State::new(Baseline::new(&cfg, 1), Detector::new(&cfg))
     }
 
+    /// Found by fuzz/fuzz_targets/state_load.rs: redb reached an
+    /// `unreachable!` on a page whose type byte was damaged, and the
+    /// process aborted instead of refusing the state.
+    #[test]
+    fn a_store_with_a_damaged_page_type_is_refused_without_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = state();
+        s.warmup_until = Some(42);
+        s.save(dir.path()).unwrap();
+        store::close_writer(dir.path());
+        let file = dir.path().join(store::FILE);
+        let clean = fs::read(&file).unwrap();
+        let mut refused = 0;
+        // Each page in turn gets a type byte that is neither leaf nor branch.
+        for page in (4096..clean.len()).step_by(4096) {
+            let mut bytes = clean.clone();
+            bytes[page] = 0xFF;
+            fs::write(&file, &bytes).unwrap();
+            let loaded = std::panic::catch_unwind(|| State::load(dir.path()));
+            match loaded.expect("loading a damaged store does not panic") {
+                Err(StateError::Corrupt { path, .. }) => {
+                    assert_eq!(path, file);
+                    refused += 1;
+                }
+                Err(e) => panic!("page {page}: not reported as damaged: {e}"),
+                Ok(_) => {} // a page the last checkpoint does not use
+            }
+        }
+        assert!(refused > 0, "no damaged page was noticed");
+    }
+
     #[test]
     fn a_saved_state_loads_back() {
         let dir = tempfile::tempdir().unwrap();

@@ -76,6 +76,27 @@ fn db_err(path: &Path, e: impl std::fmt::Display) -> StateError {
     corrupt(path, e.to_string())
 }
 
+/// Runs `f`, which reads the store at `path`, turning a panic into
+/// [`StateError::Corrupt`]. redb trusts its own pages: on a damaged file
+/// (bytes that pass or skip its checks: readers verify no checksums) it can
+/// reach an `unreachable!` or an out-of-bounds slice (found by
+/// fuzz/fuzz_targets/state_load.rs). A damaged state must be refused, or
+/// replaced by the previous generation, with the file named, never abort
+/// the process. The half-opened database is dropped during the unwind.
+fn unpanicked<T>(path: &Path, f: impl FnOnce() -> Result<T, StateError>) -> Result<T, StateError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(corrupt(
+            path,
+            format!("the file is damaged (the store's reader failed: {why})"),
+        ))
+    })
+}
+
 /// redb's page cache. Its default (1 GiB) would count against faultline's
 /// memory budget; the engine keeps the state in memory anyway, so the
 /// store's cache only has to hold the pages a checkpoint touches: new
@@ -136,8 +157,10 @@ pub fn writer(dir: &Path) -> Result<Shared, StateError> {
     if let Some(w) = open_writer(dir) {
         return Ok(w);
     }
-    let w = match Writer::open(dir) {
-        Err(e @ StateError::Corrupt { .. }) if fall_back(dir, &e)? => Writer::open(dir)?,
+    let file = dir.join(FILE);
+    let open = || unpanicked(&file, || Writer::open(dir));
+    let w = match open() {
+        Err(e @ StateError::Corrupt { .. }) if fall_back(dir, &e)? => open()?,
         r => r?,
     };
     let w = Arc::new(Mutex::new(w));
@@ -309,13 +332,15 @@ impl Writer {
     /// Whether the store holds a state yet (false right after creation, and
     /// before a migration).
     pub fn has_state(&self) -> Result<bool, StateError> {
-        let r = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
-        let m = r.open_table(META).map_err(|e| db_err(&self.path, e))?;
-        Ok(m.get(GLOBAL).map_err(|e| db_err(&self.path, e))?.is_some())
+        unpanicked(&self.path, || {
+            let r = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
+            let m = r.open_table(META).map_err(|e| db_err(&self.path, e))?;
+            Ok(m.get(GLOBAL).map_err(|e| db_err(&self.path, e))?.is_some())
+        })
     }
 
     pub fn load(&self) -> Result<Option<State>, StateError> {
-        read_state(&self.path, &self.db)
+        unpanicked(&self.path, || read_state(&self.path, &self.db))
     }
 
     /// One checkpoint: the changed types and the global part in one durable
@@ -458,6 +483,10 @@ pub fn read_only(dir: &Path) -> Result<Option<State>, StateError> {
 }
 
 fn read_only_file(dir: &Path, path: &Path) -> Result<Option<State>, StateError> {
+    unpanicked(path, || read_only_file_unguarded(dir, path))
+}
+
+fn read_only_file_unguarded(dir: &Path, path: &Path) -> Result<Option<State>, StateError> {
     let path = path.to_path_buf();
     let db = match builder().open_read_only(&path) {
         Ok(db) => db,

@@ -1,0 +1,83 @@
+//! mutated state → load → a few records.
+//!
+//! The input is the bytes of a `state.redb` (seeds: stores written by
+//! `faultline replay --state` on test inputs). It is written into a
+//! directory of its own and loaded the way `faultline run --state` and
+//! `faultline state` read a store ([`State::load`]); a state that loads
+//! then builds an engine and takes a few error records, as the first
+//! records after a restart would. Loading must return an error (corrupt,
+//! named) or a state the engine can use: never panic, abort or hang
+//! (libFuzzer's `-timeout` reports a hang).
+#![no_main]
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use faultline::config::Config;
+use faultline::metrics::Metrics;
+use faultline::pipeline::{BaselineOptions, Engine};
+use faultline::record::{Level, Record};
+use faultline::state::State;
+use libfuzzer_sys::fuzz_target;
+
+fn dir() -> &'static PathBuf {
+    static D: OnceLock<PathBuf> = OnceLock::new();
+    D.get_or_init(|| {
+        // libfuzzer-sys's panic hook aborts at once, even on a panic the
+        // library catches; faultline's binary keeps the default hook, and
+        // the store turns a panic of redb on a damaged file into
+        // `StateError::Corrupt` (src/state/store.rs, `unpanicked`). So the
+        // hook here only prints, as the default one would (without the
+        // backtrace, which would slow every such input down); a panic that
+        // escapes the target still aborts (libfuzzer-sys's wrapper) and is
+        // reported as a crash.
+        std::panic::set_hook(Box::new(|info| eprintln!("caught? {info}")));
+        let d = std::env::temp_dir().join(format!("faultline-fuzz-state-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("a temporary directory");
+        d
+    })
+}
+
+fn record(i: u64, message: &str) -> Record {
+    Record {
+        // Event times around the seeds' (2024-2026), one minute apart.
+        time: Some(1_760_000_000_000 + i as i64 * 60_000),
+        level: Some(Level::Error),
+        message: message.to_string(),
+        service: Some("fuzz".into()),
+        line: i + 1,
+        ..Record::default()
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let dir = dir();
+    // Only the latest generation: no fall-back copy, no JSON state.
+    for entry in std::fs::read_dir(dir).expect("the directory lists") {
+        let _ = std::fs::remove_file(entry.expect("an entry").path());
+    }
+    std::fs::write(dir.join("state.redb"), data).expect("the state file is written");
+    let Ok(Some(state)) = State::load(dir) else {
+        return;
+    };
+    let cfg = Config::default();
+    let Ok(mut engine) = Engine::new(
+        &cfg,
+        Some(state),
+        &BaselineOptions::default(),
+        Vec::new(),
+        Arc::new(Metrics::default()),
+    ) else {
+        return;
+    };
+    let messages = [
+        "connection to db-7 refused after 3 retries",
+        "user 1234 not found",
+        "connection to db-9 refused after 5 retries",
+        "timeout waiting for lock on table orders",
+    ];
+    for (i, m) in messages.iter().enumerate() {
+        engine.process_error(record(i as u64, m));
+    }
+    engine.finish();
+});
