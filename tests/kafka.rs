@@ -317,21 +317,35 @@ impl Setup {
         Setup::subscribing(name, extra, false)
     }
 
-    /// `regex`: subscribe with a pattern (`^…$`) instead of the name.
-    fn subscribing(name: &str, extra: &str, regex: bool) -> Setup {
+    /// A logs topic of `partitions` partitions and an alerts topic, both
+    /// named after `name`, and the config `text(logs, alerts)` in a fresh
+    /// directory.
+    fn with_topics(name: &str, partitions: i32, text: impl FnOnce(&str, &str) -> String) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let logs = unique(&format!("{name}-logs"));
-        let topic = if regex {
-            format!("^{}$", logs.replace('-', "[-]"))
-        } else {
-            logs.clone()
-        };
         let alerts = unique(&format!("{name}-alerts"));
-        create_topics(&[(&logs, 3), (&alerts, 1)]);
+        create_topics(&[(&logs, partitions), (&alerts, 1)]);
         let config = dir.path().join("faultline.toml");
-        let broker = broker_addr();
-        let text = format!(
-            r#"
+        std::fs::write(&config, text(&logs, &alerts)).expect("config");
+        Setup {
+            dir,
+            logs,
+            alerts,
+            config,
+        }
+    }
+
+    /// `regex`: subscribe with a pattern (`^…$`) instead of the name.
+    fn subscribing(name: &str, extra: &str, regex: bool) -> Setup {
+        Setup::with_topics(name, 3, |logs, alerts| {
+            let topic = if regex {
+                format!("^{}$", logs.replace('-', "[-]"))
+            } else {
+                logs.to_string()
+            };
+            let broker = broker_addr();
+            format!(
+                r#"
 [kafka]
 brokers = "{broker}"
 topics = ["{topic}"]
@@ -353,16 +367,10 @@ lateness = "30m"
 # about as it does in the replay of the same records.
 "max.partition.fetch.bytes" = "4096"
 "#,
-            group = unique(&format!("{name}-group")),
-            txid = unique(&format!("{name}-tx")),
-        );
-        std::fs::write(&config, text).expect("config");
-        Setup {
-            dir,
-            logs,
-            alerts,
-            config,
-        }
+                group = unique(&format!("{name}-group")),
+                txid = unique(&format!("{name}-tx")),
+            )
+        })
     }
 
     fn state(&self) -> PathBuf {

@@ -18,8 +18,8 @@ use faultline::alert::{Alert, Kind};
 
 use super::scenario::{Config as GenConfig, Scenario};
 use super::{
-    ONE_AT_A_TIME, Rng, Setup, broker, broker_addr, create_topics, plain, produce_partitioned,
-    read_alerts, test_seed, unique,
+    ONE_AT_A_TIME, Rng, Setup, broker, broker_addr, plain, produce_partitioned, read_alerts,
+    test_seed, unique,
 };
 
 /// One generated record: the key a shipper would use and the line.
@@ -67,13 +67,9 @@ fn produce_to(topic: &str, records: &[Rec], partition: impl Fn(&Rec) -> i32) {
 /// what a deployment must (addresses and names): alignment, lateness and
 /// batching are the defaults.
 fn setup(name: &str, partitions: i32) -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let logs = unique(&format!("{name}-logs"));
-    let alerts = unique(&format!("{name}-alerts"));
-    create_topics(&[(&logs, partitions), (&alerts, 1)]);
-    let config = dir.path().join("faultline.toml");
-    let text = format!(
-        r#"
+    Setup::with_topics(name, partitions, |logs, alerts| {
+        format!(
+            r#"
 [kafka]
 brokers = "{broker}"
 topics = ["{logs}"]
@@ -84,17 +80,11 @@ transactional_id = "{txid}"
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "1000"
 "#,
-        broker = broker_addr(),
-        group = unique(&format!("{name}-group")),
-        txid = unique(&format!("{name}-tx")),
-    );
-    std::fs::write(&config, text).expect("config");
-    Setup {
-        dir,
-        logs,
-        alerts,
-        config,
-    }
+            broker = broker_addr(),
+            group = unique(&format!("{name}-group")),
+            txid = unique(&format!("{name}-tx")),
+        )
+    })
 }
 
 type Subject = (Kind, String, Option<String>);
