@@ -880,7 +880,7 @@ impl Learner {
         // A word that is placeholders and punctuation (`<*>)`, `[<*>]`)
         // says no more than `<*>` itself, so it does not count as a
         // constant; `id=<*>` names a key and does. A single constant must
-        // come first: `Launching <*>`, `getTasks: <*>` are a label and its
+        // come first: `Opening <*>`, `listJobs: <*>` are a label and its
         // value, while in `<*> called`, `<*> started` the one word left is
         // a verb every method or component shares, so the varying word
         // before it *is* the event, not a value of it.
