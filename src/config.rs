@@ -731,6 +731,46 @@ pub struct ElasticsearchConfig {
     pub spool_max_alerts: usize,
     /// What a full spool does with the next alert (as Vector's buffers).
     pub when_full: WhenFull,
+    /// The shape of alert documents: `faultline` (the alert as published,
+    /// the default) or `ecs` (Elastic Common Schema fields, with the alert
+    /// under `faultline`). docs/elasticsearch.md.
+    pub document: DocumentShape,
+    /// A retention policy for the alerts data stream (ILM on Elasticsearch,
+    /// ISM on OpenSearch); absent = none installed.
+    pub lifecycle: Option<LifecycleConfig>,
+}
+
+/// The shape of the alert documents faultline indexes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentShape {
+    /// `faultline.alert/v1` as published, plus `@timestamp`.
+    #[default]
+    Faultline,
+    /// ECS fields (`@timestamp`, `event.*`, `service.*`, `error.*`,
+    /// `message`, `labels.*`) with the v1 alert under `faultline`.
+    Ecs,
+}
+
+/// `[elasticsearch.lifecycle]`: how long alerts are kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Policy name (default: `alerts_index`).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// A new backing index after this age (default 1d).
+    #[serde(default = "LifecycleConfig::default_rollover")]
+    pub rollover_after: Dur,
+    /// A backing index is deleted this long after it was rolled over (ILM)
+    /// or created (ISM).
+    pub delete_after: Dur,
+}
+
+impl LifecycleConfig {
+    fn default_rollover() -> Dur {
+        Dur::secs(86_400)
+    }
 }
 
 /// What a full Elasticsearch spool does with the next alert.
@@ -764,6 +804,8 @@ impl Default for ElasticsearchConfig {
             data_stream: false,
             spool_max_alerts: 100_000,
             when_full: WhenFull::Block,
+            document: DocumentShape::Faultline,
+            lifecycle: None,
         }
     }
 }
@@ -1256,6 +1298,28 @@ impl Config {
             e.bulk_size as u64,
             10_000_000,
         )?;
+        if let Some(l) = &e.lifecycle {
+            // Rollover and deletion act on backing indices: a plain index
+            // would never roll over, and deleting it would drop every alert.
+            if !e.data_stream {
+                return bad(
+                    "elasticsearch.lifecycle",
+                    "needs elasticsearch.data_stream = true (the policy rolls the stream over and deletes old backing indices)",
+                );
+            }
+            dur(
+                "elasticsearch.lifecycle.rollover_after",
+                l.rollover_after,
+                s(60),
+                Dur::MAX,
+            )?;
+            dur(
+                "elasticsearch.lifecycle.delete_after",
+                l.delete_after,
+                s(60),
+                Dur::MAX,
+            )?;
+        }
         if !matches!(self.metrics.log_format.as_str(), "text" | "json") {
             return bad("metrics.log_format", "must be `text` or `json`");
         }

@@ -68,6 +68,9 @@ pub enum EsError {
     },
     #[error("{what}: unexpected answer: {message}")]
     Protocol { what: String, message: String },
+    /// The configuration asks for something the server's state rules out.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl EsError {

@@ -32,15 +32,24 @@ use serde_json::{Value, json};
 use super::spool::Spool;
 use super::{Alert, AlertSink, Catalogue, SinkError, TypeCatalogue, rfc3339};
 use crate::baseline::{ErrorType, Origin};
-use crate::config::{ElasticsearchConfig, WhenFull};
-use crate::es::{Blocking, Client, EsError, Method, is_transient_status, reason};
+use crate::config::{DocumentShape, ElasticsearchConfig, WhenFull};
+use crate::es::{Blocking, Client, EsError, Flavor, Method, is_transient_status, reason};
 use crate::fingerprint::Fingerprint;
+
+mod ecs;
+mod lifecycle;
+
+pub use ecs::ecs_doc;
 
 /// The shipped index template for alerts (`index_patterns` and
 /// `data_stream` are set from the configuration when it is installed).
 pub const ALERTS_TEMPLATE: &str = include_str!("../../assets/es/alerts-template.json");
 /// The shipped index template for the error-type catalogue.
 pub const TYPES_TEMPLATE: &str = include_str!("../../assets/es/types-template.json");
+/// The shipped index template for ECS-shaped alerts
+/// (`elasticsearch.document = "ecs"`); the v1 mappings are set under
+/// `faultline` when it is installed.
+pub const ALERTS_ECS_TEMPLATE: &str = include_str!("../../assets/es/alerts-ecs-template.json");
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -163,6 +172,19 @@ impl EsSink {
         deadline: Instant,
         what: &'static str,
     ) -> Result<(u16, Value), EsError> {
+        self.call_query(method, path, Vec::new(), body, deadline, what)
+    }
+
+    /// [`Self::call`] with a query string.
+    fn call_query(
+        &self,
+        method: Method,
+        path: String,
+        query: Vec<(&'static str, String)>,
+        body: Option<Vec<u8>>,
+        deadline: Instant,
+        what: &'static str,
+    ) -> Result<(u16, Value), EsError> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(EsError::Timeout {
@@ -174,8 +196,10 @@ impl EsSink {
         let client = self.client.clone();
         self.rt
             .run(async move {
+                let query: Vec<(&str, &str)> =
+                    query.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 client
-                    .request(method, &path, &[], body, Some(left), what)
+                    .request(method, &path, &query, body, Some(left), what)
                     .await
             })
             .unwrap_or_else(|| {
@@ -186,16 +210,33 @@ impl EsSink {
     }
 
     fn install_templates(&mut self, deadline: Instant) -> Result<(), EsError> {
+        // The retention policy first: the template may name it.
+        let ilm = self.install_lifecycle(deadline)?;
+        let alerts_text = match self.cfg.document {
+            DocumentShape::Faultline => ALERTS_TEMPLATE.to_string(),
+            DocumentShape::Ecs => {
+                ecs::template(ALERTS_ECS_TEMPLATE, ALERTS_TEMPLATE).map_err(|message| {
+                    EsError::Protocol {
+                        what: "shipped index template".into(),
+                        message,
+                    }
+                })?
+            }
+        };
         let alerts = template(
-            ALERTS_TEMPLATE,
+            &alerts_text,
             &self.cfg.alerts_index,
             self.cfg.data_stream,
+            ilm.as_deref(),
         )?;
-        let types = template(TYPES_TEMPLATE, &self.cfg.types_index, false)?;
-        for (name, (body, digest)) in [
+        let types = template(TYPES_TEMPLATE, &self.cfg.types_index, false, None)?;
+        for (i, (name, (body, digest))) in [
             (&self.cfg.alerts_index, alerts),
             (&self.cfg.types_index, types),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let path = format!("/_index_template/{}", urlencode(name));
             // Installed once, and again only when it changed: an operator's
             // edits on the server (more shards, a lifecycle policy) survive
@@ -209,6 +250,9 @@ impl EsSink {
             )?;
             if status == 200 && installed_digest(&v).as_deref() == Some(digest.as_str()) {
                 continue;
+            }
+            if i == 0 {
+                self.check_document_shape(deadline)?;
             }
             let (status, v) = self.call(
                 Method::Put,
@@ -227,6 +271,112 @@ impl EsSink {
         }
         self.templates_installed = true;
         Ok(())
+    }
+
+    /// Installs `[elasticsearch.lifecycle]`'s policy unless the server
+    /// already has this very one. Returns the ILM policy name the index
+    /// template must carry (Elasticsearch only: ISM attaches by itself).
+    fn install_lifecycle(&mut self, deadline: Instant) -> Result<Option<String>, EsError> {
+        let Some(l) = self.cfg.lifecycle.clone() else {
+            return Ok(None);
+        };
+        let (status, v) = self.call(Method::Get, "/".into(), None, deadline, "GET /")?;
+        let flavor = match v.pointer("/version/distribution").and_then(Value::as_str) {
+            _ if status != 200 => {
+                return Err(EsError::Status {
+                    what: "GET / (which server)".into(),
+                    status,
+                    reason: reason(&v),
+                });
+            }
+            Some("opensearch") => Flavor::OpenSearch,
+            _ => Flavor::Elasticsearch,
+        };
+        let policy = lifecycle::Policy::new(&self.cfg, &l, flavor);
+        let (status, got) = self.call(
+            Method::Get,
+            policy.path.clone(),
+            None,
+            deadline,
+            "GET lifecycle policy",
+        )?;
+        if lifecycle::unsupported(status, &got) {
+            // Retention is housekeeping: alerts still flow, loudly told.
+            tracing::error!(
+                sink = %self.name,
+                policy = %policy.name,
+                reason = %reason(&got),
+                "the server has no lifecycle API (ILM on Elasticsearch, the Index State Management \
+                 plugin on OpenSearch): no retention policy installed, alerts are kept until deleted"
+            );
+            return Ok(None);
+        }
+        let ilm = (flavor == Flavor::Elasticsearch).then(|| policy.name.clone());
+        if policy.is_installed(status, &got) {
+            return Ok(ilm);
+        }
+        let query = lifecycle::Policy::update_query(status, &got);
+        let body = serde_json::to_vec(&policy.body).unwrap_or_default();
+        let (status, v) = self.call_query(
+            Method::Put,
+            policy.path.clone(),
+            query,
+            Some(body),
+            deadline,
+            "PUT lifecycle policy",
+        )?;
+        if !(200..300).contains(&status) {
+            return Err(EsError::Status {
+                what: format!("installing the lifecycle policy {}", policy.name),
+                status,
+                reason: reason(&v),
+            });
+        }
+        tracing::info!(sink = %self.name, policy = %policy.name, "lifecycle policy installed");
+        Ok(ilm)
+    }
+
+    /// Before the alerts template is (re)installed: the index must not
+    /// hold documents of the other shape, whose `service` (a string in v1,
+    /// an object in ECS) the new documents would conflict with, each one
+    /// rejected. Refusing at start says what to change instead.
+    fn check_document_shape(&self, deadline: Instant) -> Result<(), EsError> {
+        let (status, v) = self.call(
+            Method::Get,
+            format!(
+                "/{}/_mapping/field/service,service.name",
+                urlencode(&self.cfg.alerts_index)
+            ),
+            None,
+            deadline,
+            "GET _mapping/field",
+        )?;
+        if status != 200 {
+            return Ok(()); // no such index yet
+        }
+        let (other, field) = match self.cfg.document {
+            DocumentShape::Ecs => ("faultline (v1)", "service"),
+            DocumentShape::Faultline => ("ECS", "service.name"),
+        };
+        let clash = v
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .find(|(_, idx)| idx["mappings"].get(field).is_some());
+        match clash {
+            None => Ok(()),
+            Some((index, _)) => Err(EsError::Config(format!(
+                "elasticsearch.alerts_index `{}` already holds {other} alert documents (index {index} maps `{field}`): \
+                 the two shapes cannot share an index. Set elasticsearch.alerts_index to a new name \
+                 (e.g. `{}-{}`), or set elasticsearch.document back to what that index holds",
+                self.cfg.alerts_index,
+                self.cfg.alerts_index,
+                match self.cfg.document {
+                    DocumentShape::Ecs => "ecs",
+                    DocumentShape::Faultline => "v1",
+                }
+            ))),
+        }
     }
 
     /// Sends pending alerts until all are confirmed or `deadline` passes.
@@ -400,7 +550,10 @@ impl EsSink {
         for a in chunk {
             let action = json!({"create": {"_index": self.cfg.alerts_index, "_id": a.id}});
             push_line(&mut body, &action);
-            push_line(&mut body, &alert_doc(a));
+            match self.cfg.document {
+                DocumentShape::Faultline => push_line(&mut body, &alert_doc(a)),
+                DocumentShape::Ecs => push_line(&mut body, &ecs_doc(a)),
+            }
         }
         let (status, v) = self.call(
             Method::Post,
@@ -646,7 +799,12 @@ fn installed_digest(v: &Value) -> Option<String> {
 /// The template body to install, and the digest of what faultline ships
 /// for this index (stored in `_meta.faultline_digest`), which says whether
 /// the installed one is current.
-fn template(text: &str, index: &str, data_stream: bool) -> Result<(Vec<u8>, String), EsError> {
+fn template(
+    text: &str,
+    index: &str,
+    data_stream: bool,
+    ilm_policy: Option<&str>,
+) -> Result<(Vec<u8>, String), EsError> {
     let bad = |message: String| EsError::Protocol {
         what: "shipped index template".into(),
         message,
@@ -661,6 +819,9 @@ fn template(text: &str, index: &str, data_stream: bool) -> Result<(Vec<u8>, Stri
     } else {
         m.remove("data_stream");
     }
+    if let Some(p) = ilm_policy {
+        v["template"]["settings"]["index.lifecycle.name"] = json!(p);
+    }
     let shipped = serde_json::to_vec(&v).map_err(|e| bad(e.to_string()))?;
     let digest = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&shipped));
     if let Some(meta) = v.get_mut("_meta").and_then(Value::as_object_mut) {
@@ -674,7 +835,7 @@ fn template(text: &str, index: &str, data_stream: bool) -> Result<(Vec<u8>, Stri
 
 /// Index and template names are plain, but a stray character must not
 /// change the path.
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
@@ -816,18 +977,20 @@ mod tests {
 
     #[test]
     fn a_template_is_installed_for_the_configured_index_and_data_stream() {
-        let (body, stream_digest) = template(ALERTS_TEMPLATE, "ops-alerts", true).unwrap();
+        let (body, stream_digest) = template(ALERTS_TEMPLATE, "ops-alerts", true, None).unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["index_patterns"], json!(["ops-alerts*"]));
         assert_eq!(v["data_stream"], json!({}));
         assert_eq!(v["_meta"]["faultline_digest"], json!(stream_digest));
-        let (body, digest) = template(ALERTS_TEMPLATE, "ops-alerts", false).unwrap();
+        let (body, digest) = template(ALERTS_TEMPLATE, "ops-alerts", false, None).unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert!(v.get("data_stream").is_none());
         // The digest follows what is installed: another shape, another digest.
         assert_ne!(digest, stream_digest);
         assert_eq!(
-            template(ALERTS_TEMPLATE, "ops-alerts", false).unwrap().1,
+            template(ALERTS_TEMPLATE, "ops-alerts", false, None)
+                .unwrap()
+                .1,
             digest
         );
         let got = json!({"index_templates": [{"name": "ops-alerts", "index_template": v}]});
