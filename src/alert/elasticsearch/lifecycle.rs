@@ -12,9 +12,10 @@
 //! survives restarts.
 //!
 //! ILM attaches through the index template (`index.lifecycle.name`); ISM
-//! through the policy's own `ism_template`, which OpenSearch matches
-//! against the data stream's name for its backing indices, so the index
-//! template stays free of a setting OpenSearch would refuse.
+//! through the policy's own `ism_template` (the stream's name, which ISM
+//! matches for a stream's backing indices, and the backing indices'
+//! `.ds-<stream>-*` names), so the index template stays free of a setting
+//! OpenSearch would refuse.
 
 use std::time::Duration;
 
@@ -69,7 +70,10 @@ impl Policy {
                         },
                         {"name": "delete", "actions": [{"delete": {}}], "transitions": []},
                     ],
-                    "ism_template": [{"index_patterns": [cfg.alerts_index], "priority": 100}],
+                    "ism_template": [{
+                        "index_patterns": [cfg.alerts_index, format!(".ds-{}-*", cfg.alerts_index)],
+                        "priority": 100,
+                    }],
                 }}),
             ),
         };
@@ -211,7 +215,7 @@ mod tests {
         assert_eq!(pol["states"][1]["name"], "delete");
         assert_eq!(
             pol["ism_template"][0]["index_patterns"],
-            json!(["ops-alerts"])
+            json!(["ops-alerts", ".ds-ops-alerts-*"])
         );
         // GET _plugins/_ism/policies/<id> answers the policy with its
         // sequence numbers, which an update must quote.
@@ -240,5 +244,27 @@ mod tests {
         assert!(unsupported(400, &none));
         let bad = json!({"error": {"type": "x_content_parse_exception", "reason": "bad policy"}});
         assert!(!unsupported(400, &bad));
+    }
+
+    #[test]
+    fn the_lifecycle_table_reads_humantime_ages_and_needs_a_data_stream() {
+        use crate::config::{Config, DocumentShape};
+        use std::path::Path;
+        let text = "[elasticsearch]\ndata_stream = true\ndocument = \"ecs\"\n\
+                    [elasticsearch.lifecycle]\nrollover_after = \"1h30m\"\ndelete_after = \"7d\"\n";
+        let c = Config::from_toml(text, Path::new("f.toml"), &[]).unwrap();
+        let l = c.elasticsearch.lifecycle.as_ref().unwrap();
+        assert_eq!(l.rollover_after, Dur::secs(5_400));
+        assert_eq!(l.delete_after, Dur::secs(7 * 86_400));
+        assert_eq!(c.elasticsearch.document, DocumentShape::Ecs);
+        assert_eq!(
+            Config::default().elasticsearch.document,
+            DocumentShape::Faultline
+        );
+        let plain = "[elasticsearch.lifecycle]\ndelete_after = \"30d\"\n";
+        let err = Config::from_toml(plain, Path::new("f.toml"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("data_stream"), "{err}");
     }
 }
