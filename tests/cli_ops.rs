@@ -319,3 +319,120 @@ fn alert_lines_are_printed_beside_the_progress_bar_not_into_it() {
         );
     }
 }
+
+#[test]
+fn output_json_is_the_machine_spelling_where_format_names_the_input_and_everywhere_else_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("in.jsonl");
+    let mut lines = String::new();
+    for i in 0..30 {
+        lines.push_str(&format!(
+            "{{\"ts\":\"2026-11-02T10:{:02}:00Z\",\"level\":\"ERROR\",\"service\":\"s\",\"version\":\"{}\",\"msg\":\"disk {} full on /dev/sd{}\"}}\n",
+            i,
+            ["1.0", "2.0"][i % 2],
+            i,
+            ["a", "b"][i % 2]
+        ));
+    }
+    std::fs::write(&log, lines).unwrap();
+    let last_line = |o: &Output| -> serde_json::Value {
+        let e = stderr(o);
+        let line = e.lines().last().unwrap_or_default().to_string();
+        serde_json::from_str(&line).unwrap_or_else(|err| panic!("{err}: {e}"))
+    };
+    // replay: --output json is --summary-json, counters on stderr.
+    let replay = |flag: &[&str]| {
+        run(bin()
+            .args([
+                "replay",
+                "--no-progress",
+                "--format",
+                "json",
+                "--warmup",
+                "1h",
+            ])
+            .args(flag)
+            .arg("--alerts")
+            .arg(dir.path().join("a.jsonl"))
+            .arg(&log))
+    };
+    let new = replay(&["--output", "json"]);
+    let old = replay(&["--summary-json"]);
+    assert!(new.status.success(), "{}", stderr(&new));
+    assert_eq!(last_line(&new), last_line(&old));
+    assert_eq!(last_line(&new)["lines"], 30);
+    assert!(!stderr(&replay(&["--output", "text"])).contains("\"lines\""));
+
+    // baseline build: one JSON object on stdout; the input format flag
+    // keeps its meaning beside it.
+    let baseline = dir.path().join("b.json");
+    let o = run(bin()
+        .args([
+            "baseline", "build", "--format", "json", "--output", "json", "-o",
+        ])
+        .arg(&baseline)
+        .arg(&log));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let b = baseline.to_str().unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&run(bin().args([
+        "baseline",
+        "show",
+        "--baseline",
+        b,
+        "--output",
+        "json",
+    ]))))
+    .unwrap();
+    assert_eq!(v["types"], shown.as_array().unwrap().len());
+    assert_eq!(v["error_records"], 30);
+    assert_eq!(v["baseline"], b);
+    let text = run(bin()
+        .args(["baseline", "build", "-o"])
+        .arg(&baseline)
+        .arg(&log));
+    assert!(stdout(&text).is_empty() && stderr(&text).contains("error types"));
+
+    // rollout-check: JSON stays the default, --output json says so, and
+    // --output text is for people; the exit code is the same for all.
+    let check = |flag: &[&str]| {
+        run(bin()
+            .args([
+                "rollout-check",
+                "--service",
+                "s",
+                "--stable",
+                "1.0",
+                "--canary",
+                "2.0",
+                "--current-percentage",
+                "50",
+                "--window",
+                "1h",
+                "--format",
+                "json",
+            ])
+            .args(flag)
+            .arg(&log))
+    };
+    let (plain, json, text) = (
+        check(&[]),
+        check(&["--output", "json"]),
+        check(&["--output", "text"]),
+    );
+    assert_eq!(stdout(&plain), stdout(&json));
+    let verdict: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let decision = verdict["decision"].as_str().unwrap().replace('_', " ");
+    assert!(
+        stdout(&text).starts_with(&format!("{decision}: ")),
+        "{}",
+        stdout(&text)
+    );
+    assert!(stdout(&text).contains("error rate per 1000 lines"));
+    assert_eq!(plain.status.code(), text.status.code());
+
+    // Where --format is already the output, --output is the same flag.
+    let a = run(bin().args(["baseline", "show", "--baseline", b, "--format", "json"]));
+    let a: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(a, shown);
+}

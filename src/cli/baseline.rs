@@ -24,8 +24,13 @@ pub enum BaselineCommand {
         /// Where to write the baseline.
         #[arg(long, short, default_value = "baseline.json")]
         out: PathBuf,
+        /// Input format; `auto` decides per line.
         #[arg(long, value_enum)]
         format: Option<Format>,
+        /// What is printed when the baseline is written: a line for people
+        /// (text, the default, on stderr) or one JSON object on stdout.
+        #[arg(long, value_enum)]
+        output: Option<super::OutputFormat>,
     },
     /// Learn a baseline from history in Elasticsearch or OpenSearch.
     ImportEs(super::import_es::ImportEsArgs),
@@ -40,9 +45,10 @@ pub enum BaselineCommand {
         /// Same as `--format json` (older spelling).
         #[arg(long)]
         json: bool,
-        /// Output for people (text, the default) or machines (json). Only
-        /// here: under `baseline build`, `--format` names the input format.
-        #[arg(long = "format", value_enum)]
+        /// Output for people (text, the default) or machines (json).
+        /// `--output` is the same flag (the spelling of the commands whose
+        /// `--format` names the input format).
+        #[arg(long = "format", visible_alias = "output", value_enum)]
         output: Option<super::OutputFormat>,
     },
     /// Re-derive known types after the pattern rules changed (old ids stay
@@ -59,6 +65,7 @@ pub fn run(cfg: Config, cmd: BaselineCommand) -> Result<i32> {
             inputs,
             out,
             format,
+            output,
         } => {
             let opts = ReplayOptions {
                 inputs: inputs.iter().map(|s| Input::parse(s)).collect(),
@@ -79,12 +86,23 @@ pub fn run(cfg: Config, cmd: BaselineCommand) -> Result<i32> {
             b.learned_until = summary.state.watermark;
             b.freeze_rates();
             state::save_baseline(&out, &b)?;
-            eprintln!(
-                "faultline: baseline of {} error types from {} error records written to {}",
-                b.types.len(),
-                summary.metrics.errors,
-                out.display()
-            );
+            if output == Some(super::OutputFormat::Json) {
+                let v = serde_json::json!({
+                    "baseline": out,
+                    "types": b.types.len(),
+                    "error_records": summary.metrics.errors,
+                    "records": summary.metrics.records,
+                    "learned_until": b.learned_until.map(faultline::alert::rfc3339),
+                });
+                outln!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                eprintln!(
+                    "faultline: baseline of {} error types from {} error records written to {}",
+                    b.types.len(),
+                    summary.metrics.errors,
+                    out.display()
+                );
+            }
             Ok(0)
         }
         BaselineCommand::ImportEs(args) => super::import_es::run(cfg, args),

@@ -39,9 +39,14 @@ pub struct ReplayArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
-    /// Print the run's counters as JSON on stderr at the end.
+    /// Same as `--output json` (older spelling).
     #[arg(long)]
     summary_json: bool,
+    /// The end-of-run summary on stderr for people (text, the default) or
+    /// machines (json: the run's counters as one JSON object). `--format`
+    /// names the input format here, so output has its own flag.
+    #[arg(long, value_enum)]
+    output: Option<super::OutputFormat>,
     /// Threads that parse and fingerprint, beside the one that detects
     /// [default: `input.threads`, 1]. With 2 or more each input is read in
     /// chunks parsed in parallel; alerts, their ids and all counters are
@@ -106,7 +111,7 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
     };
     let summary = pipeline::replay_observed(&cfg, &opts, sinks, metrics, &terminal)?;
     let m = &summary.metrics;
-    if args.summary_json {
+    if super::wants_json(args.summary_json, args.output) {
         eprintln!("{}", serde_json::to_string(m)?);
     } else if alerts_path.is_some() || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let bad: u64 = m.bad.values().sum();

@@ -31,7 +31,8 @@ pub struct ReportArgs {
     /// End of the report (RFC 3339; default: the latest record).
     #[arg(long, value_parser = parse_time)]
     until: Option<EventTime>,
-    #[arg(long, value_enum, default_value = "md")]
+    /// md, html or json; `--output` is the same flag.
+    #[arg(long, visible_alias = "output", value_enum, default_value = "md")]
     format: ReportFormat,
     /// State directory of the faultline that watched the release.
     #[arg(long)]

@@ -47,6 +47,10 @@ pub struct RolloutCheckArgs {
     /// Input format of the replayed files.
     #[arg(long, value_enum)]
     format: Option<Format>,
+    /// The verdict as JSON on stdout (the default) or as lines for people.
+    /// `--format` names the input format here, so output has its own flag.
+    #[arg(long, value_enum)]
+    output: Option<super::OutputFormat>,
     /// Warm-up of the replay.
     #[arg(long, value_parser = parse_dur)]
     warmup: Option<Dur>,
@@ -79,7 +83,36 @@ pub fn run(cfg: Config, args: RolloutCheckArgs) -> Result<i32> {
         window: args.window,
     };
     let verdict = rollout::check(&state.ledger(), &cfg, &req)?;
-    outln!("{}", serde_json::to_string_pretty(&verdict)?);
+    match args.output {
+        Some(super::OutputFormat::Text) => {
+            let decision = match verdict.decision {
+                Decision::Proceed => "proceed",
+                Decision::Hold => "hold",
+                Decision::RollBack => "roll back",
+            };
+            let e = &verdict.evidence;
+            outln!("{decision}: {}", verdict.reason);
+            outln!("next percentage: {}", verdict.next_percentage);
+            outln!(
+                "error rate per 1000 lines: stable {} {:.2}, canary {} {:.2} (p = {:.3})",
+                e.error_rate.stable.version,
+                e.error_rate.stable.per_1000,
+                e.error_rate.canary.version,
+                e.error_rate.canary.per_1000,
+                e.error_rate.p_value
+            );
+            for t in &e.new_in_canary {
+                outln!(
+                    "new in canary: {} x{}{} {}",
+                    t.fingerprint,
+                    t.count,
+                    if t.regression { " (significant)" } else { "" },
+                    t.template
+                );
+            }
+        }
+        _ => outln!("{}", serde_json::to_string_pretty(&verdict)?),
+    }
     Ok(exit_code(verdict.decision))
 }
 

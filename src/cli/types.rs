@@ -43,8 +43,9 @@ pub enum TypesCommand {
         /// Same as `--format json` (older spelling).
         #[arg(long)]
         json: bool,
-        /// Output for people (text, the default) or machines (json).
-        #[arg(long, value_enum)]
+        /// Output for people (text, the default) or machines (json);
+        /// `--output` is the same flag.
+        #[arg(long, visible_alias = "output", value_enum)]
         format: Option<super::OutputFormat>,
     },
     /// Everything known about one type.
@@ -54,8 +55,9 @@ pub enum TypesCommand {
         /// Same as `--format json` (older spelling).
         #[arg(long)]
         json: bool,
-        /// Output for people (text, the default) or machines (json).
-        #[arg(long, value_enum)]
+        /// Output for people (text, the default) or machines (json);
+        /// `--output` is the same flag.
+        #[arg(long, visible_alias = "output", value_enum)]
         format: Option<super::OutputFormat>,
     },
     /// Mark a type fixed: if it occurs again, a `regression` alert fires.
