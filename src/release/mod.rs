@@ -23,6 +23,7 @@
 //! alert ids hash what the alert is about (service, version, subject,
 //! episode) — never wall-clock time.
 
+pub mod chart;
 pub mod report;
 pub mod rollout;
 /// The time series moved to [`crate::series`] (the baseline counts with

@@ -20,6 +20,7 @@ use crate::baseline::ErrorType;
 use crate::fingerprint::Fingerprint;
 use crate::record::EventTime;
 
+use super::chart::{Marker, Series, TimeChart};
 use super::series::{MINUTE_MS, Traffic};
 
 /// Still "occurring" when seen within this long before the report's end.
@@ -63,7 +64,30 @@ pub struct Report {
     pub bucket_minutes: i64,
     pub open: Vec<String>,
     pub charts: Vec<Chart>,
+    /// Per service, every version's lines and error lines over time: the
+    /// release beside the versions it replaces (canary vs stable).
+    pub versions: Vec<VersionTimeline>,
 }
+
+/// One service's versions over the report's buckets (`bucket_minutes`
+/// wide from `since`).
+#[derive(Clone, Debug, Serialize)]
+pub struct VersionTimeline {
+    pub service: String,
+    pub series: Vec<VersionSeries>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VersionSeries {
+    pub version: String,
+    /// `release` for the reported version, `other` for the rest.
+    pub role: String,
+    pub lines: Vec<u64>,
+    pub errors: Vec<u64>,
+}
+
+/// Versions drawn per service at most: the release and the busiest others.
+const MAX_VERSIONS: usize = 4;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Period {
@@ -186,6 +210,10 @@ impl Buckets {
     }
 
     fn counts(&self, until: EventTime, f: impl Fn(EventTime, EventTime) -> u64) -> Vec<u64> {
+        self.counts_of(until, f)
+    }
+
+    fn counts_of<V>(&self, until: EventTime, f: impl Fn(EventTime, EventTime) -> V) -> Vec<V> {
         let mut v = Vec::new();
         let mut t = self.start;
         while t < until {
@@ -374,6 +402,39 @@ pub fn build(state: &Ledger<'_>, req: &ReportRequest, now_ms: i64) -> Result<Rep
         })
         .collect();
 
+    let versions = services
+        .iter()
+        .filter_map(|svc| {
+            let vs = state.rates.get(svc)?;
+            let mut series: Vec<VersionSeries> = vs
+                .iter()
+                .map(|(v, rc)| {
+                    let t: Vec<Traffic> = buckets.counts_of(until, |a, b| rc.timeline.range(a, b));
+                    VersionSeries {
+                        version: v.clone(),
+                        role: if v == rel { "release" } else { "other" }.into(),
+                        lines: t.iter().map(|x| x.lines).collect(),
+                        errors: t.iter().map(|x| x.errors).collect(),
+                    }
+                })
+                .filter(|s| s.lines.iter().any(|&n| n > 0))
+                .collect();
+            // The release first, then the others by lines in the range.
+            series.sort_by_key(|s| {
+                (
+                    s.role != "release",
+                    std::cmp::Reverse(s.lines.iter().sum::<u64>()),
+                    s.version.clone(),
+                )
+            });
+            series.truncate(MAX_VERSIONS);
+            Some(VersionTimeline {
+                service: svc.clone(),
+                series,
+            })
+        })
+        .collect();
+
     let count = |k: Kind| incidents.iter().filter(|i| i.kind == k).count();
     let (canary, regress, surges, rates) = (
         count(Kind::CanaryRegression),
@@ -418,6 +479,7 @@ pub fn build(state: &Ledger<'_>, req: &ReportRequest, now_ms: i64) -> Result<Rep
         bucket_minutes: buckets.width / MINUTE_MS,
         open,
         charts,
+        versions,
     })
 }
 
@@ -470,8 +532,12 @@ fn md_cell(s: &str) -> String {
 }
 
 fn sparkline(v: &[u64]) -> String {
+    sparkline_to(v, v.iter().copied().max().unwrap_or(0))
+}
+
+/// A sparkline on a given scale, so that rows drawn to one `max` compare.
+fn sparkline_to(v: &[u64], max: u64) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    let max = v.iter().copied().max().unwrap_or(0);
     v.iter()
         .map(|&n| {
             if n == 0 {
@@ -588,6 +654,42 @@ pub fn markdown(r: &Report) -> String {
             r.bucket_minutes, r.since, r.until
         );
     }
+    if r.versions.iter().any(|v| v.series.len() > 1) {
+        let _ = writeln!(o, "## Canary vs stable\n");
+        let _ = writeln!(
+            o,
+            "| service | version | lines | error lines per 1,000 lines, per {} min |\n|---|---|---|---|",
+            r.bucket_minutes
+        );
+        for v in &r.versions {
+            // Per mille as sparklines on one scale per service, so the
+            // versions' rows compare; buckets without lines stay blank.
+            let rates: Vec<Vec<u64>> = v
+                .series
+                .iter()
+                .map(|s| {
+                    s.lines
+                        .iter()
+                        .zip(&s.errors)
+                        .map(|(&l, &e)| if l == 0 { 0 } else { (e * 1000).div_ceil(l) })
+                        .collect()
+                })
+                .collect();
+            let max = rates.iter().flatten().copied().max().unwrap_or(0);
+            for (s, rate) in v.series.iter().zip(&rates) {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} ({}) | {} | `{}` |",
+                    v.service,
+                    md_cell(&s.version),
+                    s.role,
+                    s.lines.iter().sum::<u64>(),
+                    sparkline_to(rate, max)
+                );
+            }
+        }
+        let _ = writeln!(o);
+    }
     let _ = writeln!(o, "## Still open\n");
     if r.open.is_empty() {
         let _ = writeln!(o, "Nothing.");
@@ -606,28 +708,74 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn svg(counts: &[u64]) -> String {
-    let (w, h) = (240.0, 48.0);
-    let max = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
-    let step = if counts.len() > 1 {
-        w / (counts.len() - 1) as f64
-    } else {
-        w
-    };
-    let points: Vec<String> = counts
+/// The report's time frame for charts: its range, the bucket width, and
+/// the release marker.
+struct Frame {
+    since: EventTime,
+    until: EventTime,
+    bucket: EventTime,
+    release: Marker,
+}
+
+impl Frame {
+    fn of(r: &Report) -> Option<Frame> {
+        let since = parse_time(&r.since)?;
+        let until = parse_time(&r.until)?;
+        Some(Frame {
+            since,
+            until,
+            bucket: r.bucket_minutes.max(1) * MINUTE_MS,
+            release: Marker {
+                at: parse_time(&r.released_at)?,
+                label: format!("release {}", r.release),
+            },
+        })
+    }
+
+    /// Bucket values placed at their buckets' middles (the last bucket may
+    /// be cut short by `until`).
+    fn points(&self, values: impl Iterator<Item = Option<f64>>) -> Vec<(EventTime, Option<f64>)> {
+        values
+            .enumerate()
+            .map(|(i, v)| {
+                let a = self.since + i as i64 * self.bucket;
+                (a + ((a + self.bucket).min(self.until) - a) / 2, v)
+            })
+            .collect()
+    }
+
+    fn chart(&self, title: String, y_label: String, series: Vec<Series>) -> TimeChart {
+        TimeChart {
+            title,
+            y_label,
+            from: self.since,
+            to: self.until,
+            series,
+            markers: vec![self.release.clone()],
+        }
+    }
+}
+
+/// The canary-vs-stable chart of one service: error lines per 1,000
+/// lines of each version, a gap where a version had no lines.
+fn version_chart(f: &Frame, v: &VersionTimeline) -> TimeChart {
+    let series = v
+        .series
         .iter()
-        .enumerate()
-        .map(|(i, &n)| {
-            format!(
-                "{:.1},{:.1}",
-                i as f64 * step,
-                h - 2.0 - (n as f64 / max) * (h - 4.0)
-            )
+        .map(|s| Series {
+            name: format!("{} ({})", s.version, s.role),
+            points: f.points(
+                s.lines
+                    .iter()
+                    .zip(&s.errors)
+                    .map(|(&l, &e)| (l > 0).then(|| e as f64 * 1000.0 / l as f64)),
+            ),
         })
         .collect();
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\"><polyline fill=\"none\" stroke=\"#c0392b\" stroke-width=\"1.5\" points=\"{}\"/></svg>",
-        points.join(" ")
+    f.chart(
+        format!("{}: error lines per 1,000 lines by version", v.service),
+        "error lines per 1,000 lines".into(),
+        series,
     )
 }
 
@@ -636,7 +784,7 @@ pub fn html(r: &Report) -> String {
     let mut o = String::new();
     let _ = write!(
         o,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Release {}</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}code{{font-size:90%}}</style></head><body>",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Release {}</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}code{{font-size:90%}}figure.chart{{margin:1em 0;break-inside:avoid}}figure.chart svg{{max-width:100%;height:auto}}@media print{{body{{margin:0}}h2{{break-after:avoid}}}}</style></head><body>",
         esc(&r.release)
     );
     let _ = write!(
@@ -712,16 +860,44 @@ pub fn html(r: &Report) -> String {
             esc(&i.detail)
         );
     }
-    let _ = write!(o, "</table><h2>Top error types</h2>");
-    for c in &r.charts {
+    let frame = Frame::of(r);
+    let _ = write!(o, "</table>");
+    if let Some(f) = &frame
+        && r.versions.iter().any(|v| !v.series.is_empty())
+    {
         let _ = write!(
             o,
-            "<figure><figcaption>{} <code>{}</code>: error lines per {} min from {}</figcaption>{}</figure>",
+            "<h2>Canary vs stable</h2><p>Error lines per 1,000 lines of each version, per {} min; the dashed vertical line is the release.</p>",
+            r.bucket_minutes
+        );
+        for v in r.versions.iter().filter(|v| !v.series.is_empty()) {
+            let _ = write!(
+                o,
+                "<figure class=\"chart\"><figcaption>{}</figcaption>{}</figure>",
+                esc(&v.service),
+                version_chart(f, v).svg()
+            );
+        }
+    }
+    let _ = write!(o, "<h2>Top error types</h2>");
+    for c in &r.charts {
+        let caption = format!("{} {}", c.service, c.template);
+        let chart = frame.as_ref().map(|f| {
+            let unit = format!("error lines per {} min", c.bucket_minutes);
+            let series = vec![Series {
+                name: unit.clone(),
+                points: f.points(c.counts.iter().map(|&n| Some(n as f64))),
+            }];
+            f.chart(caption, unit, series).svg()
+        });
+        let _ = write!(
+            o,
+            "<figure class=\"chart\"><figcaption>{} <code>{}</code>: error lines per {} min from {}</figcaption>{}</figure>",
             esc(&c.service),
             esc(&c.template),
             c.bucket_minutes,
             esc(&c.start),
-            svg(&c.counts)
+            chart.unwrap_or_default()
         );
     }
     let _ = write!(o, "<h2>Still open</h2><ul>");

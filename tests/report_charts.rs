@@ -1,0 +1,188 @@
+//! The HTML release report's charts, end to end: logs of two versions of a
+//! service (the new one with a higher error rate, from a known minute)
+//! are replayed by the real binary into a state, and `report --format
+//! html` draws them: axes with ticks and labels, the release marker at the
+//! release's first record, and one line per version in the canary-vs-stable
+//! chart whose data agree with the report's own before/after counts.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+mod support;
+
+/// 2026-11-02T10:00:00Z, in the past (the future-time guard).
+const T0: i64 = 1_793_613_600_000;
+const MIN: i64 = 60_000;
+
+fn faultline(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(args)
+        .env_remove("FAULTLINE_CONFIG")
+        .output()
+        .unwrap();
+    support::assert_ok(&out);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn line(ms: i64, version: &str, error: bool, i: usize) -> String {
+    let ts = chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (level, msg) = if error {
+        (
+            "ERROR",
+            format!("payment {i} declined by gateway g{}", i % 3),
+        )
+    } else {
+        ("INFO", format!("request {i} served"))
+    };
+    format!(
+        "{{\"@timestamp\":\"{ts}\",\"log.level\":\"{level}\",\"service.name\":\"shop\",\"service.version\":\"{version}\",\"message\":\"{msg}\"}}\n"
+    )
+}
+
+/// 60 minutes of 100 lines of 1.0; from minute 30, 2.0 takes a quarter of
+/// them. Each version logs one error a minute: the canary's rate is 4 %,
+/// the stable one's 1 % and then 1.3 %.
+fn logs() -> String {
+    let mut s = String::new();
+    let mut i = 0;
+    for minute in 0..60 {
+        for k in 0..100 {
+            let ms = T0 + minute * MIN + k * 600;
+            let canary = minute >= 30 && k % 4 == 0;
+            let error = if canary { k % 50 == 0 } else { k % 100 == 1 };
+            s.push_str(&line(ms, if canary { "2.0" } else { "1.0" }, error, i));
+            i += 1;
+        }
+    }
+    s
+}
+
+#[test]
+fn a_replayed_release_renders_charts_with_axes_a_release_marker_and_one_line_per_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("shop.jsonl");
+    std::fs::write(&log, logs()).unwrap();
+    let state = dir.path().join("state");
+    let s = state.to_str().unwrap();
+    faultline(&[
+        "replay",
+        "--no-progress",
+        "--warmup",
+        "10m",
+        "--state",
+        s,
+        "--alerts",
+        dir.path().join("alerts.jsonl").to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    let r: Value = serde_json::from_str(&faultline(&[
+        "report",
+        "--release",
+        "2.0",
+        "--format",
+        "json",
+        "--state",
+        s,
+    ]))
+    .unwrap();
+    assert_eq!(r["released_at"], "2026-11-02T10:30:00.000Z");
+    // The canary-vs-stable data: the release first, both versions' lines
+    // adding up to what the before/after table counts.
+    let v = &r["versions"][0];
+    assert_eq!(v["service"], "shop");
+    let series = v["series"].as_array().unwrap();
+    let names: Vec<(&str, &str)> = series
+        .iter()
+        .map(|s| (s["version"].as_str().unwrap(), s["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, [("2.0", "release"), ("1.0", "other")]);
+    let sum = |s: &Value, k: &str| -> u64 {
+        s[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .sum()
+    };
+    let ba = &r["before_after"][0];
+    let table = ba["before"]["lines"].as_u64().unwrap() + ba["after"]["lines"].as_u64().unwrap();
+    assert_eq!(sum(&series[0], "lines") + sum(&series[1], "lines"), table);
+    assert_eq!(sum(&series[0], "lines"), 30 * 25);
+    // One error a minute in each: 1 in 25 canary lines, 1 in 100 then 75
+    // stable ones.
+    assert_eq!(sum(&series[0], "errors"), 30);
+    assert_eq!(sum(&series[1], "errors"), 60);
+    assert_eq!(sum(&series[1], "lines"), 30 * 100 + 30 * 75);
+
+    let html = faultline(&[
+        "report",
+        "--release",
+        "2.0",
+        "--output",
+        "html",
+        "--state",
+        s,
+    ]);
+    let start = html
+        .find("<h2>Canary vs stable</h2>")
+        .expect("a canary-vs-stable section");
+    let canary = &html[start..html[start..].find("</figure>").unwrap() + start];
+    for part in [
+        "<g class=\"axis x\">",
+        "<g class=\"axis y\">",
+        "error lines per 1,000 lines</text>",
+        "time (UTC)",
+        "data-name=\"2.0 (release)\"",
+        "data-name=\"1.0 (other)\"",
+        ">release 2.0</text>",
+    ] {
+        assert!(canary.contains(part), "{part} missing in {canary}");
+    }
+    // The marker sits at the release's first record, a round-minute tick
+    // at 10:30 too: both at the same x.
+    let marker = format!("<g class=\"marker\" data-time=\"{}\">", T0 + 30 * MIN);
+    assert!(canary.contains(&marker), "{canary}");
+    let x_of = |needle: &str| -> String {
+        let at = canary
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} in {canary}"));
+        let before = &canary[..at];
+        let x = before.rfind("x1=\"").unwrap() + 4;
+        before[x..x + before[x..].find('"').unwrap()].to_string()
+    };
+    let tick = format!("data-time=\"{}\">10:30</text>", T0 + 30 * MIN);
+    assert!(canary.contains(&tick), "a 10:30 tick: {canary}");
+    let marker_x = {
+        let at = canary.find(&marker).unwrap() + marker.len();
+        let rest = &canary[at..];
+        let x = rest.find("x1=\"").unwrap() + 4;
+        rest[x..x + rest[x..].find('"').unwrap()].to_string()
+    };
+    assert_eq!(
+        x_of(&tick),
+        marker_x,
+        "the marker and the 10:30 tick line up"
+    );
+    // The stable line spans the whole hour, the canary only the second half.
+    let points = |name: &str| -> usize {
+        let g = canary.find(&format!("data-name=\"{name}\"")).unwrap();
+        let p = canary[g..].find("points=\"").unwrap() + g + 8;
+        canary[p..p + canary[p..].find('"').unwrap()]
+            .split(' ')
+            .count()
+    };
+    assert!(points("1.0 (other)") > points("2.0 (release)"));
+    // Every top-type chart has axes and the marker too.
+    let top = &html[html.find("<h2>Top error types</h2>").unwrap()..];
+    assert!(top.matches("<svg").count() >= 1);
+    assert_eq!(
+        top.matches("<svg").count(),
+        top.matches("class=\"axis x\"").count()
+    );
+    assert_eq!(
+        top.matches("<svg").count(),
+        top.matches("class=\"marker\"").count()
+    );
+}
