@@ -140,7 +140,7 @@ impl Policy {
 pub fn time_value(d: Duration) -> String {
     let s = d.as_secs().max(1);
     for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if s % n == 0 {
+        if s.is_multiple_of(n) {
             return format!("{}{unit}", s / n);
         }
     }
