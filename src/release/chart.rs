@@ -278,7 +278,8 @@ fn time_label(t: EventTime, days: bool) -> String {
     }
 }
 
-fn esc(s: &str) -> String {
+/// Text for HTML and SVG (element text and attribute values).
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

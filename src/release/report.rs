@@ -20,7 +20,7 @@ use crate::baseline::ErrorType;
 use crate::fingerprint::Fingerprint;
 use crate::record::EventTime;
 
-use super::chart::{Marker, Series, TimeChart};
+use super::chart::{Marker, Series, TimeChart, esc};
 use super::series::{MINUTE_MS, Traffic};
 
 /// Still "occurring" when seen within this long before the report's end.
@@ -699,13 +699,6 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     o
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The report's time frame for charts: its range, the bucket width, and
