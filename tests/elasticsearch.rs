@@ -1103,7 +1103,11 @@ fn ecs_documents_carry_event_kind_and_service_name_and_an_index_of_the_other_sha
     let http = Http::new(&url);
     cleanup(&http, &cfg);
     let mut sink = EsSink::open(&cfg, &dir.join("spool")).expect("sink");
-    sink.emit(&alert("e1", "checkout")).expect("emit");
+    let typed = Alert {
+        fingerprint: Some(faultline::fingerprint::Fingerprint(0xe1)),
+        ..alert("e1", "checkout")
+    };
+    sink.emit(&typed).expect("emit");
     sink.emit(&alert("e2", "billing")).expect("emit");
     sink.flush().expect("flush");
     assert_eq!(sink.waiting(), 0, "both delivered, none rejected");
@@ -1126,6 +1130,12 @@ fn ecs_documents_carry_event_kind_and_service_name_and_an_index_of_the_other_sha
     assert_eq!(doc["event"]["dataset"], "faultline.alerts");
     assert_eq!(doc["service"]["version"], "2.0.0");
     assert_eq!(doc["error"]["message"], "failure e1");
+    assert_eq!(doc["error"]["id"], "00000000000000e1");
+    let billing = hits(json!({"term": {"service.name": "billing"}}));
+    assert!(
+        billing[0]["_source"].get("error").is_none(),
+        "no type, no error.*"
+    );
     assert_eq!(doc["@timestamp"], doc["faultline"]["event_time"]);
     assert_eq!(hits(json!({"term": {"event.kind": "alert"}})).len(), 2);
     // The v1 alert is whole under `faultline`, and mapped there.

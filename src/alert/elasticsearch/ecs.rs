@@ -56,13 +56,12 @@ pub fn ecs_doc(a: &Alert) -> Value {
     if let Some(v) = &a.version {
         service.insert("version".into(), json!(v));
     }
+    // `error.*` only for an alert about one error type: a storm or an
+    // error rate describes many, and its text is not an error message.
     let mut error = Map::new();
     if let Some(f) = a.fingerprint {
         error.insert("id".into(), json!(f.to_string()));
-    }
-    if !a.template.is_empty() || a.sample.is_some() {
-        // The error as it was logged when there is a sample; the masked
-        // template otherwise (storms, rates).
+        // The error as it was logged; the masked template without a sample.
         let m = a.sample.as_deref().unwrap_or(&a.template);
         error.insert("message".into(), json!(m));
     }
@@ -104,6 +103,7 @@ pub fn template(ecs: &str, v1: &str) -> Result<String, String> {
 mod tests {
     use super::super::{ALERTS_ECS_TEMPLATE, ALERTS_TEMPLATE};
     use super::*;
+    use crate::fingerprint::Fingerprint;
 
     #[test]
     fn an_ecs_document_carries_the_ecs_fields_and_the_whole_v1_alert_under_faultline() {
@@ -122,6 +122,12 @@ mod tests {
         let message = doc["message"].as_str().unwrap();
         assert!(!message.starts_with('['), "{message}");
         assert!(a.summary().ends_with(message));
+        // No error type, no error.* (a storm, an error rate).
+        assert!(doc.get("error").is_none());
+        a.fingerprint = Some(crate::fingerprint::Fingerprint(7));
+        let doc = ecs_doc(&a);
+        assert_eq!(doc["error"]["id"], json!(Fingerprint(7).to_string()));
+        assert_eq!(doc["error"]["message"], json!(a.sample));
     }
 
     #[test]
@@ -131,6 +137,7 @@ mod tests {
         let props = t.pointer("/template/mappings/properties").unwrap();
         let mut a = crate::alert::test_alert("a1");
         a.version = Some("2.0".into());
+        a.fingerprint = Some(Fingerprint(7));
         fn walk(doc: &Value, props: &Value, at: &str) {
             for (k, v) in doc.as_object().unwrap() {
                 let p = props
