@@ -5,6 +5,7 @@
 //! release's first record, and one line per version in the canary-vs-stable
 //! chart whose data agree with the report's own before/after counts.
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -60,24 +61,30 @@ fn logs() -> String {
     s
 }
 
-#[test]
-fn a_replayed_release_renders_charts_with_axes_a_release_marker_and_one_line_per_version() {
+/// The logs replayed by the real binary into a state directory.
+fn replayed() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("shop.jsonl");
     std::fs::write(&log, logs()).unwrap();
-    let state = dir.path().join("state");
-    let s = state.to_str().unwrap();
     faultline(&[
         "replay",
         "--no-progress",
         "--warmup",
         "10m",
         "--state",
-        s,
+        dir.path().join("state").to_str().unwrap(),
         "--alerts",
         dir.path().join("alerts.jsonl").to_str().unwrap(),
         log.to_str().unwrap(),
     ]);
+    dir
+}
+
+#[test]
+fn a_replayed_release_renders_charts_with_axes_a_release_marker_and_one_line_per_version() {
+    let dir = replayed();
+    let state = dir.path().join("state");
+    let s = state.to_str().unwrap();
     let r: Value = serde_json::from_str(&faultline(&[
         "report",
         "--release",
@@ -185,4 +192,93 @@ fn a_replayed_release_renders_charts_with_axes_a_release_marker_and_one_line_per
         top.matches("<svg").count(),
         top.matches("class=\"marker\"").count()
     );
+}
+
+/// Headless Chromium, if this machine has it (`FAULTLINE_CHROMIUM`, else
+/// `chromium` or `chromium-browser` on PATH).
+fn chromium() -> Option<String> {
+    let candidates = std::env::var("FAULTLINE_CHROMIUM")
+        .ok()
+        .into_iter()
+        .chain(["chromium".to_string(), "chromium-browser".to_string()]);
+    for c in candidates {
+        if Command::new(&c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[test]
+fn the_report_renders_in_headless_chromium_with_its_charts_and_a_screenshot_is_kept() {
+    let Some(chrome) = chromium() else {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED: no chromium on PATH (set FAULTLINE_CHROMIUM): the report was not rendered in a browser ***\n"
+        );
+        return;
+    };
+    let dir = replayed();
+    let s = dir.path().join("state");
+    let html = faultline(&[
+        "report",
+        "--release",
+        "2.0",
+        "--format",
+        "html",
+        "--state",
+        s.to_str().unwrap(),
+    ]);
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, &html).unwrap();
+    let url = format!("file://{}", page.display());
+    let browser = |args: &[&str]| {
+        let profile = dir.path().join("profile");
+        let out = Command::new(&chrome)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(args)
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    // What the browser built from the page: the charts are SVG elements
+    // with their axes, markers and series.
+    let dom = String::from_utf8(browser(&["--dump-dom"])).unwrap();
+    let svgs = dom.matches("<svg").count();
+    assert!(svgs >= 2, "{dom}");
+    for class in ["class=\"axis x\"", "class=\"axis y\"", "class=\"marker\""] {
+        assert_eq!(dom.matches(class).count(), svgs, "{class} on every chart");
+    }
+    assert!(dom.contains("data-name=\"2.0 (release)\""));
+    // The screenshot is the artifact a reviewer looks at.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-charts.png");
+    let _ = std::fs::remove_file(&shot);
+    browser(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=900,2000",
+    ]);
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
+    eprintln!("screenshot: {}", shot.display());
 }
