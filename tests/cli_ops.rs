@@ -431,6 +431,20 @@ fn output_json_is_the_machine_spelling_where_format_names_the_input_and_everywhe
     assert!(stdout(&text).contains("error rate per 1000 lines"));
     assert_eq!(plain.status.code(), text.status.code());
 
+    // The man pages and completions come from the same flags.
+    let man = tempfile::tempdir().unwrap();
+    run(bin().args(["man", "--dir"]).arg(man.path()));
+    for page in [
+        "faultline-replay.1",
+        "faultline-baseline-build.1",
+        "faultline-rollout-check.1",
+    ] {
+        let p = std::fs::read_to_string(man.path().join(page)).unwrap();
+        assert!(p.contains("\\-\\-output"), "{page} lacks --output");
+    }
+    let bash = stdout(&run(bin().args(["completions", "bash"])));
+    assert!(bash.contains("--output"));
+
     // Where --format is already the output, --output is the same flag.
     let a = run(bin().args(["baseline", "show", "--baseline", b, "--format", "json"]));
     let a: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
