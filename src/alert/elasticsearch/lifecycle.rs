@@ -12,10 +12,12 @@
 //! survives restarts.
 //!
 //! ILM attaches through the index template (`index.lifecycle.name`); ISM
-//! through the policy's own `ism_template` (the stream's name, which ISM
-//! matches for a stream's backing indices, and the backing indices'
-//! `.ds-<stream>-*` names), so the index template stays free of a setting
-//! OpenSearch would refuse.
+//! through the policy's own `ism_template`, which ISM matches against the
+//! data stream's name when a backing index is created, so the index
+//! template stays free of a setting OpenSearch would refuse. ISM applies a
+//! policy to indices created after it was stored: installing it before the
+//! first alert creates the stream matters, and an updated policy reaches
+//! older backing indices only through ISM's change-policy API.
 
 use std::time::Duration;
 
@@ -70,10 +72,10 @@ impl Policy {
                         },
                         {"name": "delete", "actions": [{"delete": {}}], "transitions": []},
                     ],
-                    "ism_template": [{
-                        "index_patterns": [cfg.alerts_index, format!(".ds-{}-*", cfg.alerts_index)],
-                        "priority": 100,
-                    }],
+                    // ISM matches a stream's backing indices by the stream's
+                    // name (its ManagedIndexCoordinator looks the parent
+                    // data stream up), at their creation.
+                    "ism_template": [{"index_patterns": [cfg.alerts_index], "priority": 100}],
                 }}),
             ),
         };
@@ -215,7 +217,7 @@ mod tests {
         assert_eq!(pol["states"][1]["name"], "delete");
         assert_eq!(
             pol["ism_template"][0]["index_patterns"],
-            json!(["ops-alerts", ".ds-ops-alerts-*"])
+            json!(["ops-alerts"])
         );
         // GET _plugins/_ism/policies/<id> answers the policy with its
         // sequence numbers, which an update must quote.
