@@ -201,16 +201,12 @@ fn chromium() -> Option<String> {
         .ok()
         .into_iter()
         .chain(["chromium".to_string(), "chromium-browser".to_string()]);
-    for c in candidates {
-        if Command::new(&c)
+    candidates.into_iter().find(|c| {
+        Command::new(c)
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success())
-        {
-            return Some(c);
-        }
-    }
-    None
+    })
 }
 
 #[test]
