@@ -5,7 +5,11 @@
 //! id as document id: a repeat of an alert (a replay, a restart) is answered
 //! 409 and counted as delivered, so the index holds each alert once. The
 //! index template `assets/es/alerts-template.json` (mappings for every alert
-//! field) is installed before the first alert.
+//! field) is installed before the first alert. With `document = "ecs"` the
+//! documents are ECS-shaped instead ([`ecs`]: ECS fields, the v1 alert under
+//! `faultline`) with their own template; with `[elasticsearch.lifecycle]` a
+//! retention policy ([`lifecycle`]: ILM or ISM) is installed first. Templates
+//! and policy carry a digest and are sent only when faultline's own changed.
 //!
 //! Every alert goes through the on-disk [`Spool`] first. Delivery is tried
 //! when enough alerts are pending and at each flush, within
