@@ -6,9 +6,9 @@
 //! 409 and counted as delivered, so the index holds each alert once. The
 //! index template `assets/es/alerts-template.json` (mappings for every alert
 //! field) is installed before the first alert. With `document = "ecs"` the
-//! documents are ECS-shaped instead ([`ecs`]: ECS fields, the v1 alert under
+//! documents are ECS-shaped instead (`ecs`: ECS fields, the v1 alert under
 //! `faultline`) with their own template; with `[elasticsearch.lifecycle]` a
-//! retention policy ([`lifecycle`]: ILM or ISM) is installed first. Templates
+//! retention policy (`lifecycle`: ILM or ISM) is installed first. Templates
 //! and policy carry a digest and are sent only when faultline's own changed.
 //!
 //! Every alert goes through the on-disk [`Spool`] first. Delivery is tried
