@@ -406,7 +406,7 @@ fn imported_baseline(url: &str) -> PathBuf {
     seeded(url);
     let out = work_dir().join("es-baseline.json");
     let t0 = Instant::now();
-    let (code, _, err) = faultline(
+    let (code, stdout, err) = faultline(
         &[
             "baseline",
             "import-es",
@@ -422,11 +422,24 @@ fn imported_baseline(url: &str) -> PathBuf {
             "3000",
             "--out",
             out.to_str().expect("utf-8 path"),
+            "--output",
+            "json",
         ],
         &[],
     );
     assert_eq!(code, 0, "import-es failed: {err}");
-    eprintln!("import-es took {:.1?}: {}", t0.elapsed(), err.trim());
+    // `--output json`: what was written, as one object on stdout.
+    let said: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let b = state::load_baseline(&out).expect("the baseline import-es wrote");
+    assert_eq!(said["types"], json!(b.types.len()), "{said}");
+    assert_eq!(said["baseline"], json!(out), "{said}");
+    assert_eq!(said["index"], "faultline-test-logs-*");
+    assert!(
+        said["documents"].as_u64().unwrap_or(0)
+            >= said["error_records"].as_u64().unwrap_or(u64::MAX),
+        "{said}"
+    );
+    eprintln!("import-es took {:.1?}: {said}", t0.elapsed());
     *done = Some(out.clone());
     out
 }

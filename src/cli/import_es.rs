@@ -43,6 +43,10 @@ pub struct ImportEsArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// What is printed when the baseline is written: a line for people
+    /// (text, the default, on stderr) or one JSON object on stdout.
+    #[arg(long, value_enum)]
+    output: Option<super::OutputFormat>,
 }
 
 /// `7d` (back from `now`) or an RFC 3339 time, in ms.
@@ -120,6 +124,20 @@ pub fn run(mut cfg: Config, args: ImportEsArgs) -> Result<i32> {
     b.learned_until = engine.state.watermark;
     b.freeze_rates();
     state::save_baseline(&args.out, &b)?;
+    if args.output == Some(super::OutputFormat::Json) {
+        let v = serde_json::json!({
+            "baseline": args.out,
+            "types": b.types.len(),
+            "error_records": errors,
+            "documents": imported.docs,
+            "index": args.index,
+            "server": imported.server.to_string(),
+            "timestamp_field": imported.fields.timestamp,
+            "learned_until": b.learned_until.map(faultline::alert::rfc3339),
+        });
+        outln!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
     eprintln!(
         "faultline: baseline of {} error types from {} error records ({} documents read from {} on {}, ordered by {}) written to {}",
         b.types.len(),
