@@ -205,20 +205,31 @@ fn durations_of_several_parts_are_accepted_by_flags() {
     assert!(stderr(&o).contains("1h30m"), "{}", stderr(&o));
 }
 
-#[test]
-fn format_json_is_accepted_wherever_json_was_and_prints_the_same() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("in.jsonl");
+/// `n` minutes of one error type ("disk N full on /dev/sdX") in `in.jsonl`
+/// under `dir`, the lines taking turns among `versions` if any.
+fn disk_full_log(dir: &Path, n: usize, versions: &[&str]) -> std::path::PathBuf {
     let mut lines = String::new();
-    for i in 0..20 {
+    for i in 0..n {
+        let version = match versions {
+            [] => String::new(),
+            vs => format!(",\"version\":\"{}\"", vs[i % vs.len()]),
+        };
         lines.push_str(&format!(
-            "{{\"ts\":\"2026-11-02T10:{:02}:00Z\",\"level\":\"ERROR\",\"service\":\"s\",\"msg\":\"disk {} full on /dev/sd{}\"}}\n",
+            "{{\"ts\":\"2026-11-02T10:{:02}:00Z\",\"level\":\"ERROR\",\"service\":\"s\"{version},\"msg\":\"disk {} full on /dev/sd{}\"}}\n",
             i,
             i,
             ["a", "b"][i % 2]
         ));
     }
+    let log = dir.join("in.jsonl");
     std::fs::write(&log, lines).unwrap();
+    log
+}
+
+#[test]
+fn format_json_is_accepted_wherever_json_was_and_prints_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = disk_full_log(dir.path(), 20, &[]);
     let state = dir.path().join("state");
     let baseline = dir.path().join("b.json");
     let o = run(bin()
@@ -323,18 +334,7 @@ fn alert_lines_are_printed_beside_the_progress_bar_not_into_it() {
 #[test]
 fn output_json_is_the_machine_spelling_where_format_names_the_input_and_everywhere_else_too() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("in.jsonl");
-    let mut lines = String::new();
-    for i in 0..30 {
-        lines.push_str(&format!(
-            "{{\"ts\":\"2026-11-02T10:{:02}:00Z\",\"level\":\"ERROR\",\"service\":\"s\",\"version\":\"{}\",\"msg\":\"disk {} full on /dev/sd{}\"}}\n",
-            i,
-            ["1.0", "2.0"][i % 2],
-            i,
-            ["a", "b"][i % 2]
-        ));
-    }
-    std::fs::write(&log, lines).unwrap();
+    let log = disk_full_log(dir.path(), 30, &["1.0", "2.0"]);
     let last_line = |o: &Output| -> serde_json::Value {
         let e = stderr(o);
         let line = e.lines().last().unwrap_or_default().to_string();
