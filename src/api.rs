@@ -5,6 +5,9 @@
 //!   `service`, `status` (`active`, `muted`, `resolved`), `since` (RFC 3339:
 //!   last seen at or after), `limit` (default 100, at most 1000).
 //! - `GET /api/v1/types/{fingerprint}` — one type (404 when unknown).
+//! - `POST /api/v1/types/{fingerprint}/resolve` (JSON body, optional:
+//!   `{"in_version": "2.1.0"}`), `…/mute`, `…/unmute` — change the type in
+//!   the running engine ([`control`]); answered once the change is saved.
 //!
 //! The engine never waits for a reader: at each checkpoint (every commit of
 //! the Kafka source) the [`ViewSink`] copies what changed into a
@@ -16,7 +19,10 @@
 //! since they can hold customer data. For the same reason reads need the
 //! bearer token `api.token` when the listener is not on a loopback address
 //! (with no token configured they are then refused, 403); on loopback they
-//! are open, like `/metrics`.
+//! are open, like `/metrics`. Writes always need the token (no token
+//! configured: refused, 403), wherever the listener is.
+
+pub mod control;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,7 +33,8 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::routing::{get, post};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +43,9 @@ use crate::baseline::{ErrorType, Origin};
 use crate::config::{SampleMode, Secret};
 use crate::fingerprint::Fingerprint;
 
+/// How long a write waits for the engine to apply and save it: under the
+/// listener's 10 s request timeout, so the caller gets this answer.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
@@ -62,7 +72,7 @@ pub struct TypeSummary {
 }
 
 impl TypeSummary {
-    fn of(t: &ErrorType, samples: SampleMode) -> TypeSummary {
+    pub(crate) fn of(t: &ErrorType, samples: SampleMode) -> TypeSummary {
         TypeSummary {
             fingerprint: t.fingerprint.to_string(),
             service: t.service().to_string(),
@@ -191,10 +201,12 @@ impl TypeCatalogue for ViewSink {
     }
 }
 
-/// Who may read.
+/// Who may read and write.
 #[derive(Clone)]
 struct Access {
     view: Arc<TypeView>,
+    /// The engine's command queue (`None`: writes are not served here).
+    control: Option<Arc<control::Control>>,
     token: Option<Secret>,
     /// The listener is on a loopback address: reads need no token.
     loopback: bool,
@@ -205,11 +217,29 @@ impl Access {
         if self.loopback {
             return Ok(());
         }
-        let Some(token) = &self.token else {
+        if self.token.is_none() {
             return Err((
                 StatusCode::FORBIDDEN,
                 "the API listens beyond loopback and no api.token is configured: reads are refused",
             ));
+        }
+        self.bearer(headers)
+    }
+
+    /// Writes need the token on every listener.
+    fn check_write(&self, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+        if self.token.is_none() {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "no api.token is configured: writes are refused (set api.token or api.token_file)",
+            ));
+        }
+        self.bearer(headers)
+    }
+
+    fn bearer(&self, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+        let Some(token) = &self.token else {
+            return Err((StatusCode::FORBIDDEN, "no api.token is configured"));
         };
         let given = headers
             .get(header::AUTHORIZATION)
@@ -234,17 +264,113 @@ fn refuse(status: StatusCode, why: &str) -> Response {
 }
 
 /// The API's routes, to merge with [`crate::metrics::http::routes`].
-/// `listen` is the bound address (loopback or not decides on tokens).
-pub fn routes(view: Arc<TypeView>, token: Option<Secret>, listen: SocketAddr) -> Router {
+/// `control` is the running engine's command queue (writes answer 503
+/// without one); `listen` is the bound address (loopback or not decides on
+/// tokens for reads).
+pub fn routes(
+    view: Arc<TypeView>,
+    control: Option<Arc<control::Control>>,
+    token: Option<Secret>,
+    listen: SocketAddr,
+) -> Router {
     let token = token.filter(|t| !t.expose().is_empty());
     Router::new()
         .route("/api/v1/types", get(list))
         .route("/api/v1/types/{fingerprint}", get(one))
+        .route("/api/v1/types/{fingerprint}/{action}", post(write))
         .with_state(Access {
             view,
+            control,
             token,
             loopback: listen.ip().is_loopback(),
         })
+}
+
+fn parse_fingerprint(fp: &str) -> Option<Fingerprint> {
+    u64::from_str_radix(fp, 16)
+        .ok()
+        .filter(|_| fp.len() == 16)
+        .map(Fingerprint)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WriteBody {
+    in_version: Option<String>,
+}
+
+async fn write(
+    State(a): State<Access>,
+    headers: HeaderMap,
+    Path((fp, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if let Err((status, why)) = a.check_write(&headers) {
+        return refuse(status, why);
+    }
+    let Some(fingerprint) = parse_fingerprint(&fp) else {
+        return refuse(StatusCode::BAD_REQUEST, "a fingerprint is 16 hex digits");
+    };
+    let body: WriteBody = if body.iter().all(u8::is_ascii_whitespace) {
+        WriteBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the body must be JSON like {{\"in_version\": \"2.1.0\"}}: {e}"),
+                );
+            }
+        }
+    };
+    let action = match (action.as_str(), body.in_version) {
+        ("resolve", in_version) => control::Action::Resolve { in_version },
+        ("mute", None) => control::Action::Mute,
+        ("unmute", None) => control::Action::Unmute,
+        ("mute" | "unmute", Some(_)) => {
+            return refuse(StatusCode::BAD_REQUEST, "in_version goes with resolve only");
+        }
+        _ => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                "the writes are resolve, mute and unmute",
+            );
+        }
+    };
+    let Some(control) = &a.control else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this listener has no running engine to change",
+        );
+    };
+    let rx = match control.submit(control::Command {
+        fingerprint,
+        action,
+    }) {
+        Ok(rx) => rx,
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+        Ok(Ok(control::Outcome::Applied(t))) => axum::Json(*t).into_response(),
+        Ok(Ok(control::Outcome::NotFound)) => refuse(StatusCode::NOT_FOUND, "no such error type"),
+        Ok(Ok(control::Outcome::Unsaved(why))) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "applied in the running engine but the state save failed ({why}); \
+                 it is saved with the next checkpoint that succeeds"
+            ),
+        ),
+        Ok(Err(_)) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine stopped before the change was saved",
+        ),
+        Err(_) => refuse(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the engine has not applied and saved the change within 8 s (it is queued and \
+             applies when the engine catches up): check GET /api/v1/types/{fingerprint}",
+        ),
+    }
 }
 
 #[derive(Deserialize)]
@@ -307,10 +433,10 @@ async fn one(State(a): State<Access>, headers: HeaderMap, Path(fp): Path<String>
     if let Err((status, why)) = a.check(&headers) {
         return refuse(status, why);
     }
-    let Some(key) = u64::from_str_radix(&fp, 16).ok().filter(|_| fp.len() == 16) else {
+    let Some(key) = parse_fingerprint(&fp) else {
         return refuse(StatusCode::BAD_REQUEST, "a fingerprint is 16 hex digits");
     };
-    match a.view.types.get(&Fingerprint(key)) {
+    match a.view.types.get(&key) {
         Some(t) => axum::Json(t.clone()).into_response(),
         None => refuse(StatusCode::NOT_FOUND, "no such error type"),
     }
@@ -376,7 +502,7 @@ mod tests {
         } else {
             "0.0.0.0:0".parse().unwrap()
         };
-        let router = routes(view.clone(), token.map(Secret::from), shown);
+        let router = routes(view.clone(), None, token.map(Secret::from), shown);
         let addr = serve_router("127.0.0.1:0", router, Limits::default()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

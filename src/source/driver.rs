@@ -122,6 +122,20 @@ pub trait Source {
     }
 }
 
+/// Changes from outside the input (the control API's resolve and mute),
+/// queued while the engine runs. The driver hands them the engine between
+/// two polls, where no record is half-processed, and tells them when the
+/// state holding them has been saved, so a caller hears back only once a
+/// change is durable.
+pub trait Commands: std::fmt::Debug {
+    /// Applies what is queued to `engine`; true when something applied is
+    /// still waiting for a save.
+    fn apply(&self, engine: &mut Engine) -> bool;
+    /// The state of `engine` was saved (`Ok`) or its save failed (`Err`,
+    /// why): called after every save the driver makes with these commands.
+    fn saved(&self, engine: &Engine, outcome: Result<(), String>);
+}
+
 /// The cadence's progress since the last checkpoint.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Pace {
@@ -151,6 +165,8 @@ pub struct Cadence<'a> {
     pub interval: Option<Duration>,
     /// The state directory; without one nothing is checkpointed.
     pub store: Option<&'a Path>,
+    /// Commands applied at each step, saved at the next checkpoint.
+    pub commands: Option<&'a dyn Commands>,
 }
 
 impl<'a> Cadence<'a> {
@@ -160,6 +176,7 @@ impl<'a> Cadence<'a> {
             records: records.max(1),
             interval: None,
             store,
+            commands: None,
         }
     }
 
@@ -189,14 +206,30 @@ pub fn step<S: Source>(source: &mut S, cadence: &Cadence<'_>) -> Result<Stepped,
     if let Poll::Pushed(n) = poll {
         source.pace().pushed(n);
     }
+    let waiting = cadence.commands.is_some_and(|c| c.apply(source.engine()));
     let mut checkpointed = false;
     if poll != Poll::End
         && let Some(dir) = cadence.store
-        && cadence.due(source.pace())
-        && source.at_boundary()
     {
-        checkpoint(source, dir, true)?;
-        checkpointed = true;
+        if (cadence.due(source.pace()) || waiting && source.pace().since > 0)
+            && source.at_boundary()
+        {
+            checkpoint_with(source, dir, true, cadence.commands)?;
+            checkpointed = true;
+        } else if waiting && source.pace().since == 0 {
+            // Nothing came in since the last checkpoint (a quiet stream):
+            // its resume points still hold, so the state is saved as it
+            // is, with the commands, without waiting for input.
+            source.engine().flush_sinks()?;
+            let saved = source.engine().state.save(dir);
+            let outcome = saved.as_ref().map(|_| ()).map_err(ToString::to_string);
+            source.saved(saved)?;
+            let exported = source.engine().export_types(false);
+            source.exported(exported)?;
+            if let Some(c) = cadence.commands {
+                c.saved(source.engine(), outcome);
+            }
+        }
     }
     Ok(Stepped { poll, checkpointed })
 }
@@ -238,16 +271,31 @@ pub fn drive<S: Source>(source: &mut S, cadence: &Cadence<'_>) -> Result<Driven,
 /// sinks → commit → resume points → save → catalogue (when `catalogue`).
 /// Restarts the source's pace.
 pub fn checkpoint<S: Source>(source: &mut S, dir: &Path, catalogue: bool) -> Result<(), S::Error> {
+    checkpoint_with(source, dir, catalogue, None)
+}
+
+/// [`checkpoint`], telling `commands` how the save went once the catalogue
+/// (the API's view among it) is exported.
+fn checkpoint_with<S: Source>(
+    source: &mut S,
+    dir: &Path,
+    catalogue: bool,
+    commands: Option<&dyn Commands>,
+) -> Result<(), S::Error> {
     source.settle()?;
     source.engine().flush_sinks()?;
     source.commit()?;
     *source.pace() = Pace::default();
     source.checkpoint();
     let saved = source.engine().state.save(dir);
+    let outcome = saved.as_ref().map(|_| ()).map_err(ToString::to_string);
     source.saved(saved)?;
     if catalogue {
         let exported = source.engine().export_types(false);
         source.exported(exported)?;
+    }
+    if let Some(c) = commands {
+        c.saved(source.engine(), outcome);
     }
     Ok(())
 }
