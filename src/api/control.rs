@@ -44,7 +44,9 @@ pub const QUEUE: usize = 64;
 pub enum Action {
     /// Mark it fixed (only occurrences in `in_version` or later count as
     /// coming back).
-    Resolve { in_version: Option<String> },
+    Resolve {
+        in_version: Option<String>,
+    },
     Mute,
     Unmute,
 }
@@ -238,9 +240,12 @@ mod tests {
             message: "disk full on /var".into(),
             ..Default::default()
         };
-        e.state
-            .baseline
-            .observe(&typed, &rec, 1_793_613_600_000, crate::baseline::Origin::Live);
+        e.state.baseline.observe(
+            &typed,
+            &rec,
+            1_793_613_600_000,
+            crate::baseline::Origin::Live,
+        );
         e
     }
 
