@@ -23,8 +23,9 @@
 //! configured: refused, 403), wherever the listener is.
 
 pub mod control;
+mod page;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -62,6 +63,9 @@ pub struct TypeSummary {
     pub last_seen: String,
     pub count: u64,
     pub versions: Vec<String>,
+    /// Occurrences per version.
+    #[serde(default)]
+    pub by_version: BTreeMap<String, u64>,
     pub version_first_seen: Option<String>,
     pub samples: Vec<String>,
     /// `active`, `muted` or `resolved`.
@@ -87,6 +91,7 @@ impl TypeSummary {
             last_seen: rfc3339(t.last_seen),
             count: t.count,
             versions: t.versions.keys().cloned().collect(),
+            by_version: t.versions.iter().map(|(v, n)| (v.clone(), *n)).collect(),
             version_first_seen: t.version_first_seen.clone(),
             samples: match samples {
                 SampleMode::Raw => t.samples.clone(),
@@ -107,10 +112,26 @@ impl TypeSummary {
     }
 }
 
+/// The last surge alert of a type, for the triage page.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SurgeMark {
+    /// Event time of the alert, RFC 3339.
+    pub at: String,
+    #[serde(skip)]
+    at_ms: i64,
+    /// Occurrences in the surge's window, its length, and how many times
+    /// the usual rate that was (one decimal).
+    pub count: u64,
+    pub window_s: u64,
+    pub ratio: f64,
+}
+
 /// The types as readers see them.
 #[derive(Default)]
 pub struct TypeView {
     types: DashMap<Fingerprint, TypeSummary>,
+    /// The last surge of each type that surged (types in `types` only).
+    surges: DashMap<Fingerprint, SurgeMark>,
     /// Event-time watermark of the last publication (`i64::MIN`: none).
     watermark: AtomicI64,
 }
@@ -119,6 +140,7 @@ impl TypeView {
     pub fn new() -> Arc<TypeView> {
         Arc::new(TypeView {
             types: DashMap::new(),
+            surges: DashMap::new(),
             watermark: AtomicI64::new(i64::MIN),
         })
     }
@@ -167,7 +189,25 @@ impl ViewSink {
 }
 
 impl AlertSink for ViewSink {
-    fn emit(&mut self, _alert: &crate::alert::Alert) -> Result<(), SinkError> {
+    /// Surges are marked for the triage page; the view takes nothing else
+    /// from alerts (the types come with the catalogue).
+    fn emit(&mut self, alert: &crate::alert::Alert) -> Result<(), SinkError> {
+        if alert.kind == crate::alert::Kind::Surge
+            && let (Some(fp), Some(w)) = (alert.fingerprint, &alert.window)
+        {
+            let at_ms = chrono::DateTime::parse_from_rfc3339(&alert.event_time)
+                .map_or(0, |t| t.timestamp_millis());
+            self.view.surges.insert(
+                fp,
+                SurgeMark {
+                    at: alert.event_time.clone(),
+                    at_ms,
+                    count: w.count,
+                    window_s: w.length_s,
+                    ratio: (w.ratio * 10.0).round() / 10.0,
+                },
+            );
+        }
         Ok(())
     }
     fn catalogue(&mut self) -> Option<&mut dyn TypeCatalogue> {
@@ -193,6 +233,10 @@ impl TypeCatalogue for ViewSink {
         if self.published.len() > types.len() {
             self.published.retain(|fp, _| types.contains_key(fp));
             self.view.types.retain(|fp, _| types.contains_key(fp));
+        }
+        if !self.view.surges.is_empty() {
+            // Bounded by the types: a surge mark goes with its type.
+            self.view.surges.retain(|fp, _| types.contains_key(fp));
         }
         if let Some(w) = cat.watermark {
             self.view.watermark.store(w, Ordering::Relaxed);
@@ -278,6 +322,7 @@ pub fn routes(
         .route("/api/v1/types", get(list))
         .route("/api/v1/types/{fingerprint}", get(one))
         .route("/api/v1/types/{fingerprint}/{action}", post(write))
+        .merge(page::routes())
         .with_state(Access {
             view,
             control,
@@ -517,6 +562,144 @@ mod tests {
             let status = res.status().as_u16();
             (status, res.json().await.unwrap_or(serde_json::Value::Null))
         })
+    }
+
+    /// GET `path` on a loopback API; (status, content type, body).
+    fn get_text(view: &Arc<TypeView>, path: &str) -> (u16, String, String) {
+        let router = routes(view.clone(), None, None, "127.0.0.1:0".parse().unwrap());
+        let addr = serve_router("127.0.0.1:0", router, Limits::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let res = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+            let status = res.status().as_u16();
+            let kind = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            (status, kind, res.text().await.unwrap())
+        })
+    }
+
+    /// A baseline learned on 1.0.0 (one known type per service), then
+    /// 2.0.0 with new types, one of them with markup in its message.
+    fn released() -> Baseline {
+        let mut b = Baseline::new(&Config::default(), 0);
+        let mut add = |fp: u64, service: &str, version: &str, template: &str, origin, t| {
+            let typed = crate::fingerprint::Typed {
+                fingerprint: Fingerprint(fp),
+                template: template.into(),
+                context: crate::fingerprint::Context {
+                    service: service.into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let rec = crate::record::Record {
+                message: template.replace("<*>", "42"),
+                version: Some(version.into()),
+                ..Default::default()
+            };
+            b.observe(&typed, &rec, t, origin);
+        };
+        add(
+            0x1,
+            "checkout",
+            "1.0.0",
+            "cache miss <*>",
+            Origin::Baseline,
+            T,
+        );
+        add(
+            0x2,
+            "checkout",
+            "2.0.0",
+            "card <b>declined</b> <*>",
+            Origin::Live,
+            T + 60_000,
+        );
+        add(
+            0x3,
+            "checkout",
+            "2.0.0",
+            "timeout after <*>",
+            Origin::Live,
+            T + 120_000,
+        );
+        add(
+            0x4,
+            "search",
+            "7.1",
+            "index missing <*>",
+            Origin::Live,
+            T + 30_000,
+        );
+        b
+    }
+
+    #[test]
+    fn the_triage_page_lists_new_types_per_service_and_release_escaped() {
+        let view = TypeView::new();
+        let mut b = released();
+        b.types.get_mut(&Fingerprint(0x3)).unwrap().muted = true;
+        publish(&view, &b, SampleMode::Raw);
+        let (s, kind, page) = get_text(&view, "/");
+        assert_eq!((s, kind.as_str()), (200, "text/html; charset=utf-8"));
+        // New types, under their service and first version; the known one
+        // and (by default) the muted one are not listed.
+        assert!(
+            page.contains(r#"data-service="checkout" data-version="2.0.0""#),
+            "{page}"
+        );
+        assert!(page.contains(r#"data-service="search" data-version="7.1""#));
+        assert!(page.contains("current release"));
+        assert!(page.contains("/types/0000000000000002"));
+        assert!(
+            !page.contains("/types/0000000000000001"),
+            "known before the release"
+        );
+        assert!(
+            !page.contains("/types/0000000000000003"),
+            "muted: only with all=1"
+        );
+        // Log text is escaped, never markup.
+        assert!(
+            page.contains("card &lt;b&gt;declined&lt;&#x2f;b&gt; &lt;*&gt;"),
+            "{page}"
+        );
+        assert!(!page.contains("<b>declined"));
+        // Buttons call the API's writes.
+        assert!(page.contains(r#"data-fp="0000000000000002" data-action="mute""#));
+        assert!(page.contains(r#"data-action="resolve""#));
+        let (_, _, all) = get_text(&view, "/?all=1&service=checkout");
+        assert!(
+            all.contains("/types/0000000000000003") && !all.contains("/types/0000000000000004")
+        );
+        // Assets are served from the binary.
+        let (s, kind, js) = get_text(&view, "/static/triage.js");
+        assert_eq!((s, kind.as_str()), (200, "text/javascript; charset=utf-8"));
+        assert!(js.contains("/api/v1/types/"));
+        assert!(!page.contains("https://"), "no external assets");
+    }
+
+    #[test]
+    fn the_type_page_shows_one_type_with_its_counts_per_version() {
+        let view = TypeView::new();
+        publish(&view, &released(), SampleMode::Raw);
+        let (s, _, page) = get_text(&view, "/types/0000000000000004");
+        assert_eq!(s, 200);
+        assert!(page.contains("index missing &lt;*&gt;"));
+        assert!(
+            page.contains("<td>7.1</td><td class=\"n\">1</td>"),
+            "{page}"
+        );
+        assert!(page.contains("index missing 42"), "the sample");
+        assert_eq!(get_text(&view, "/types/00000000000000ff").0, 404);
+        assert_eq!(get_text(&view, "/types/nope").0, 400);
     }
 
     #[test]
