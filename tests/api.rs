@@ -464,3 +464,276 @@ fn muting_and_resolving_through_the_api_reach_the_running_engine_alertmanager_an
     support::assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("new"));
 }
+
+// ------------------------------------------------------------ the browser
+
+/// chromium and chromedriver: `FAULTLINE_CHROMIUM`/`FAULTLINE_CHROMEDRIVER`
+/// (what `scripts/chromium.sh env` prints), else on PATH.
+fn chromium() -> Option<(PathBuf, PathBuf)> {
+    let find = |var: &str, names: &[&str]| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.exists())
+            .or_else(|| {
+                let path = std::env::var_os("PATH")?;
+                std::env::split_paths(&path)
+                    .flat_map(|d| names.iter().map(move |n| d.join(n)))
+                    .find(|p| p.exists())
+            })
+    };
+    match (
+        find("FAULTLINE_CHROMIUM", &["chromium", "chromium-browser"]),
+        find("FAULTLINE_CHROMEDRIVER", &["chromedriver"]),
+    ) {
+        (Some(c), Some(d)) => Some((c, d)),
+        _ => {
+            missing("no chromium/chromedriver (scripts/chromium.sh env installs them)");
+            None
+        }
+    }
+}
+
+/// A WebDriver session of headless Chromium, spoken to over chromedriver's
+/// HTTP protocol (W3C WebDriver).
+struct Browser {
+    base: String,
+    session: String,
+    _driver: Killed,
+    _profile: tempfile::TempDir,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    fn start(chromium: &std::path::Path, driver: &std::path::Path) -> Browser {
+        let port = free_port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver");
+        let driver = Killed(child);
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for(30, "chromedriver", || {
+            let (s, v) = http("GET", &format!("{base}/status"), None, None);
+            (s == 200 && v["value"]["ready"] == true).then_some(())
+        });
+        let profile = tempfile::tempdir().unwrap();
+        // The flags a closed network and a root user need: no sandbox as
+        // root, no background connections (refused here, many at once).
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("--user-data-dir={}", profile.path().display())])
+        .collect::<Vec<_>>();
+        let (s, v) = http(
+            "POST",
+            &format!("{base}/session"),
+            None,
+            Some(json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": chromium, "args": args}
+            }}})),
+        );
+        assert_eq!(s, 200, "new WebDriver session: {v}");
+        let session = v["value"]["sessionId"].as_str().unwrap().to_string();
+        Browser {
+            base,
+            session,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let (s, v) = http(
+            method,
+            &url,
+            None,
+            body.or(Some(json!({}))).filter(|_| method == "POST"),
+        );
+        assert_eq!(s, 200, "{method} {path}: {v}");
+        v["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn find(&self, css: &str) -> Option<String> {
+        let url = format!("{}/session/{}/element", self.base, self.session);
+        let (s, v) = http(
+            "POST",
+            &url,
+            None,
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        (s == 200).then(|| v["value"][ELEMENT].as_str().unwrap().to_string())
+    }
+
+    fn el(&self, css: &str) -> String {
+        self.find(css)
+            .unwrap_or_else(|| panic!("no element `{css}` in the page:\n{}", self.source()))
+    }
+
+    fn text(&self, css: &str) -> String {
+        let e = self.el(css);
+        self.call("GET", &format!("/element/{e}/text"), None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.el(css);
+        self.call("POST", &format!("/element/{e}/click"), None);
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.el(css);
+        self.call("POST", &format!("/element/{e}/clear"), None);
+        self.call(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    fn source(&self) -> String {
+        self.call("GET", "/source", None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// A PNG of the viewport, base64 as WebDriver sends it.
+    fn screenshot(&self) -> String {
+        self.call("GET", "/screenshot", None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn wait_text(&self, css: &str, want: &str) {
+        wait_for(20, &format!("`{css}` to read `{want}`"), || {
+            (self.find(css).is_some() && self.text(css).contains(want)).then_some(())
+        });
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http(
+            "DELETE",
+            &format!("{}/session/{}", self.base, self.session),
+            None,
+            None,
+        );
+    }
+}
+
+#[test]
+fn the_triage_page_in_chromium_lists_the_release_and_its_mute_button_mutes_the_type() {
+    let (Some(broker), Some((chromium, driver))) = (kafka(), chromium()) else {
+        return;
+    };
+    let service = unique("api-page");
+    let mut fl = Instance::new(&broker, "");
+    fl.produce(&log(&service, 0, 40, &[0, 1]));
+    fl.start();
+    let payment = fl.novel("payment gateway");
+    let inventory = fl.novel("inventory lock");
+    for fp in [&payment, &inventory] {
+        fl.type_where(fp, "the new type in the view", |t| t["origin"] == "live");
+    }
+
+    let b = Browser::start(&chromium, &driver);
+    b.go(&fl.url("/"));
+    // The release's group: service, version, marked current; both new
+    // types with template, sample and counts.
+    let group = format!(r#"section[data-service="{service}"][data-version="2.0.0"]"#);
+    let heading = b.text(&format!("{group} h2"));
+    assert!(
+        heading.contains(&service) && heading.contains("2.0.0"),
+        "{heading}"
+    );
+    assert!(heading.contains("current release"), "{heading}");
+    let row = b.text(&format!("#t-{payment}"));
+    assert!(row.contains("payment gateway timeout after"), "{row}");
+    assert!(row.contains("active") && row.contains("new"), "{row}");
+    assert!(b.find(&format!("{group} #t-{inventory}")).is_some());
+    let png = b.screenshot();
+    assert!(png.starts_with("iVBORw0KGgo"), "a PNG screenshot");
+    // FAULTLINE_SCREENSHOT=path keeps it (base64) for a person to look at.
+    if let Some(keep) = std::env::var_os("FAULTLINE_SCREENSHOT") {
+        std::fs::write(keep, &png).unwrap();
+    }
+
+    // A wrong token: the page says why, nothing changes.
+    b.type_into("#token", "wrong");
+    b.click(&format!(
+        r#"button[data-fp="{payment}"][data-action="mute"]"#
+    ));
+    b.wait_text("#message", "401");
+    assert_eq!(
+        http(
+            "GET",
+            &fl.url(&format!("/api/v1/types/{payment}")),
+            None,
+            None
+        )
+        .1["status"],
+        "active"
+    );
+
+    // The token, then Mute: the row says muted once the engine saved it,
+    // and the API agrees.
+    b.type_into("#token", TOKEN);
+    b.click(&format!(
+        r#"button[data-fp="{payment}"][data-action="mute"]"#
+    ));
+    b.wait_text(&format!(r#"[data-status="{payment}"]"#), "muted");
+    fl.type_where(&payment, "muted through the page", |t| {
+        t["status"] == "muted"
+    });
+    // The button turned into Unmute.
+    assert!(
+        b.find(&format!(
+            r#"button[data-fp="{payment}"][data-action="unmute"]"#
+        ))
+        .is_some()
+    );
+
+    // The type's own page (where generatorURL points): Resolve there.
+    b.go(&fl.url(&format!("/types/{inventory}")));
+    assert!(
+        b.text("h2.template")
+            .contains("inventory lock lost for sku")
+    );
+    b.click(&format!(
+        r#"button[data-fp="{inventory}"][data-action="resolve"]"#
+    ));
+    b.wait_text(&format!(r#"[data-status="{inventory}"]"#), "resolved");
+    fl.type_where(&inventory, "resolved through the page", |t| {
+        t["status"] == "resolved"
+    });
+
+    // Reloaded, the list no longer shows what was triaged (all=1 does).
+    b.go(&fl.url("/"));
+    assert!(b.find(&format!("#t-{payment}")).is_none());
+    b.go(&fl.url(&format!("/?all=1&service={service}")));
+    assert!(b.text(&format!("#t-{payment}")).contains("muted"));
+    fl.stop();
+}
