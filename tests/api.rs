@@ -224,6 +224,13 @@ impl Instance {
         }
     }
 
+    /// Appends `line` to the config (to the last section).
+    fn config_line(&self, line: &str) {
+        let p = self.path("faultline.toml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, format!("{text}{line}\n")).unwrap();
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -365,11 +372,10 @@ fn muting_and_resolving_through_the_api_reach_the_running_engine_alertmanager_an
     let service = unique("api-w");
     let mut fl = Instance::new(
         &broker,
-        &format!(
-            "[alertmanager]\nurls = [\"{am}\"]\nresend = \"2s\"\n\
-             external_url = \"http://127.0.0.1:9464\"\n"
-        ),
+        &format!("[alertmanager]\nurls = [\"{am}\"]\nresend = \"2s\"\n"),
     );
+    // Links in alerts point at this instance's triage page.
+    fl.config_line(&format!("external_url = \"http://127.0.0.1:{}/\"", fl.port));
     fl.produce(&log(&service, 0, 40, &[0, 1]));
     fl.start();
     let payment = fl.novel("payment gateway");
@@ -379,6 +385,23 @@ fn muting_and_resolving_through_the_api_reach_the_running_engine_alertmanager_an
             firing(&am, fp, "FaultlineNovel").then_some(())
         });
     }
+
+    // Alertmanager's link leads to the type's triage page.
+    let url = format!(
+        "{am}/api/v2/alerts?filter=fingerprint%3D%22{payment}%22&filter=alertname%3D%22FaultlineNovel%22"
+    );
+    let (_, listed) = http("GET", &url, None, None);
+    let link = listed[0]["generatorURL"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(link, fl.url(&format!("/types/{payment}")), "{listed}");
+    let page = support::http_get(fl.port, &format!("/types/{payment}"));
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains("payment gateway timeout after &lt;*&gt;"),
+        "{page}"
+    );
 
     // Writes need the token, also on loopback; bad input is refused.
     assert_eq!(fl.write(&payment, "mute", None, None).0, 401);

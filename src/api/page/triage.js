@@ -46,6 +46,11 @@
     }
   }
 
+  // The filter applies on change (the page allows no inline handlers).
+  document.querySelectorAll("form.filter select, form.filter input").forEach((el) => {
+    el.addEventListener("change", () => el.form.submit());
+  });
+
   document.addEventListener("click", (ev) => {
     const b = ev.target.closest("button[data-action]");
     if (b) { act(b); }
