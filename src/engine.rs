@@ -272,6 +272,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Drops the sinks now, each finishing as its `Drop` says (the
+    /// Alertmanager sink stops its worker and writes its open alerts to its
+    /// spool). A source that rebuilds its engine (Kafka, after a rollback)
+    /// calls this first, so that the new sinks, opened on the same spool
+    /// directories, start from everything the old ones held instead of
+    /// sharing the files with them for a moment. The engine sends nothing
+    /// afterwards.
+    pub fn close_sinks(&mut self) {
+        self.sinks.clear();
+    }
+
     /// Hands the known types to every sink (the type catalogue export);
     /// `last` at the end of a run.
     pub fn export_types(&mut self, last: bool) -> Result<(), SinkError> {

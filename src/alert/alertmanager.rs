@@ -996,6 +996,29 @@ mod tests {
         assert!(s.open_alerts() <= 3, "bounded: {}", s.open_alerts());
     }
 
+    /// Why a source that rebuilds its sinks (Kafka, after a rollback)
+    /// closes the old ones first (`Engine::close_sinks`): a sink opened on
+    /// the spool of one still running misses what that one has not
+    /// flushed, and the old one's last snapshot is then overwritten by the
+    /// new one's: those alerts are no longer re-sent, and Alertmanager
+    /// resolves them by itself after 4 × `resend`.
+    #[test]
+    fn a_sink_opened_after_the_previous_one_closed_keeps_everything_it_had_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut old = offline(dir.path());
+        old.emit(&test_alert("flushed")).unwrap();
+        old.flush().unwrap();
+        old.emit(&test_alert("not-flushed")).unwrap();
+        // Opened beside it (the order before the fix): half the picture.
+        let beside = offline(dir.path());
+        assert_eq!(firing(&beside), ["flushed"]);
+        drop(beside);
+        // Closed first, then opened: everything.
+        drop(old);
+        let new = offline(dir.path());
+        assert_eq!(firing(&new), ["flushed", "not-flushed"]);
+    }
+
     #[test]
     fn alert_names_are_camel_case_kinds() {
         assert_eq!(alertname(Kind::Novel), "FaultlineNovel");

@@ -39,6 +39,13 @@
 //!
 //! A crash therefore repeats at most the records after the last save, and
 //! deterministic alert ids let the sinks drop repeats.
+//!
+//! Changes that come from outside the input (the control API's resolve and
+//! mute, [`Commands`]) are applied at each step, between two polls, and
+//! make the next checkpoint due at once; when nothing was pushed since the
+//! last checkpoint (a quiet stream) the state is saved as it stands, since
+//! its resume points still hold. The commands hear when the save that
+//! holds them is done, and only then answer their callers.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
