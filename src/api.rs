@@ -261,29 +261,29 @@ impl Access {
         if self.loopback {
             return Ok(());
         }
-        if self.token.is_none() {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "the API listens beyond loopback and no api.token is configured: reads are refused",
-            ));
-        }
-        self.bearer(headers)
+        self.bearer(
+            headers,
+            "the API listens beyond loopback and no api.token is configured: reads are refused",
+        )
     }
 
     /// Writes need the token on every listener.
     fn check_write(&self, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
-        if self.token.is_none() {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "no api.token is configured: writes are refused (set api.token or api.token_file)",
-            ));
-        }
-        self.bearer(headers)
+        self.bearer(
+            headers,
+            "no api.token is configured: writes are refused (set api.token or api.token_file)",
+        )
     }
 
-    fn bearer(&self, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+    /// The bearer token matches `api.token`; `unset` says why nothing is
+    /// allowed when no token is configured.
+    fn bearer(
+        &self,
+        headers: &HeaderMap,
+        unset: &'static str,
+    ) -> Result<(), (StatusCode, &'static str)> {
         let Some(token) = &self.token else {
-            return Err((StatusCode::FORBIDDEN, "no api.token is configured"));
+            return Err((StatusCode::FORBIDDEN, unset));
         };
         let given = headers
             .get(header::AUTHORIZATION)
@@ -700,6 +700,52 @@ mod tests {
         assert!(page.contains("index missing 42"), "the sample");
         assert_eq!(get_text(&view, "/types/00000000000000ff").0, 404);
         assert_eq!(get_text(&view, "/types/nope").0, 400);
+    }
+
+    /// POST `path` on a loopback API with `token` configured.
+    fn post(token: Option<&str>, control: bool, path: &str, bearer: Option<&str>) -> u16 {
+        let control = control.then(|| control::Control::new(SampleMode::Raw));
+        let router = routes(
+            TypeView::new(),
+            control,
+            token.map(Secret::from),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        let addr = serve_router("127.0.0.1:0", router, Limits::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut r = reqwest::Client::new().post(format!("http://{addr}{path}"));
+            if let Some(b) = bearer {
+                r = r.bearer_auth(b);
+            }
+            r.send().await.unwrap().status().as_u16()
+        })
+    }
+
+    #[test]
+    fn writes_need_a_configured_token_even_on_loopback() {
+        let mute = "/api/v1/types/00000000000000a1/mute";
+        assert_eq!(post(None, true, mute, None), 403, "no token configured");
+        assert_eq!(post(None, true, mute, Some("x")), 403);
+        assert_eq!(post(Some("t0k"), true, mute, None), 401);
+        assert_eq!(post(Some("t0k"), true, mute, Some("nope")), 401);
+        assert_eq!(
+            post(Some("t0k"), false, mute, Some("t0k")),
+            503,
+            "no engine behind this listener"
+        );
+        assert_eq!(
+            post(
+                Some("t0k"),
+                true,
+                "/api/v1/types/00000000000000a1/explode",
+                Some("t0k")
+            ),
+            404
+        );
     }
 
     #[test]
