@@ -71,12 +71,55 @@ pub struct TypeSummary {
     /// `active`, `muted` or `resolved`.
     pub status: String,
     pub resolved_in: Option<String>,
+    /// Types new since the baseline (`origin` live): occurrences per window
+    /// bucket over the [`SERIES_BUCKETS`] buckets up to the last one seen,
+    /// for charts. Absent for baseline types (kept small: the view holds
+    /// every type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<Series>,
     #[serde(skip)]
     last_seen_ms: i64,
 }
 
+/// Buckets in a [`Series`].
+pub const SERIES_BUCKETS: i64 = 60;
+
+/// Counts per window bucket (`window.bucket`, a minute by default).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// Length of one bucket, seconds.
+    pub bucket_s: u64,
+    /// Start of the first bucket, RFC 3339.
+    pub start: String,
+    #[serde(skip)]
+    start_ms: i64,
+    /// Oldest first.
+    pub counts: Vec<u32>,
+}
+
+impl Series {
+    fn of(t: &ErrorType, spec: crate::window::WindowSpec) -> Option<Series> {
+        let win = t.window.as_ref()?;
+        let newest = spec.bucket_of(t.last_seen);
+        let first = newest - SERIES_BUCKETS + 1;
+        let start_ms = spec.bucket_start(first);
+        Some(Series {
+            bucket_s: (spec.bucket_ms / 1000).max(1) as u64,
+            start: rfc3339(start_ms),
+            start_ms,
+            counts: (first..=newest)
+                .map(|b| u32::try_from(win.sum(b, b)).unwrap_or(u32::MAX))
+                .collect(),
+        })
+    }
+}
+
 impl TypeSummary {
-    pub(crate) fn of(t: &ErrorType, samples: SampleMode) -> TypeSummary {
+    pub(crate) fn of(
+        t: &ErrorType,
+        samples: SampleMode,
+        spec: crate::window::WindowSpec,
+    ) -> TypeSummary {
         TypeSummary {
             fingerprint: t.fingerprint.to_string(),
             service: t.service().to_string(),
@@ -107,6 +150,10 @@ impl TypeSummary {
             }
             .into(),
             resolved_in: t.resolved_in.clone(),
+            series: match t.origin {
+                Origin::Live => Series::of(t, spec),
+                Origin::Baseline => None,
+            },
             last_seen_ms: t.last_seen,
         }
     }
@@ -226,7 +273,7 @@ impl TypeCatalogue for ViewSink {
             if self.published.get(fp) != Some(&now) {
                 self.view
                     .types
-                    .insert(*fp, TypeSummary::of(t, self.samples));
+                    .insert(*fp, TypeSummary::of(t, self.samples, cat.baseline.spec));
                 self.published.insert(*fp, now);
             }
         }
@@ -679,6 +726,10 @@ mod tests {
         assert!(
             all.contains("/types/0000000000000003") && !all.contains("/types/0000000000000004")
         );
+        assert!(
+            page.contains(r#"<svg class="chart" viewBox="0 0 120 24""#),
+            "sparklines"
+        );
         // Assets are served from the binary.
         let (s, kind, js) = get_text(&view, "/static/triage.js");
         assert_eq!((s, kind.as_str()), (200, "text/javascript; charset=utf-8"));
@@ -698,6 +749,13 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("index missing 42"), "the sample");
+        // Its occurrences on a time axis, the release marked.
+        assert!(page.contains(r#"<svg class="chart""#), "{page}");
+        assert!(page.contains("<title>first seen, in 7.1</title>"), "{page}");
+        assert!(
+            page.contains(&format!("<title>{}: 1</title>", rfc3339(T))),
+            "{page}"
+        );
         assert_eq!(get_text(&view, "/types/00000000000000ff").0, 404);
         assert_eq!(get_text(&view, "/types/nope").0, 400);
     }

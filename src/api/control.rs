@@ -203,7 +203,11 @@ impl Commands for Control {
         for p in now {
             let out = match &outcome {
                 Ok(()) => match engine.state.baseline.get(p.request.command.fingerprint) {
-                    Some(t) => Outcome::Applied(Box::new(TypeSummary::of(t, self.samples))),
+                    Some(t) => Outcome::Applied(Box::new(TypeSummary::of(
+                        t,
+                        self.samples,
+                        engine.state.baseline.spec,
+                    ))),
                     None => Outcome::NotFound,
                 },
                 Err(why) => Outcome::Unsaved(why.clone()),

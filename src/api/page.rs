@@ -56,6 +56,7 @@ fn templates() -> &'static Environment<'static> {
         for (name, text) in [
             ("base.html", include_str!("page/base.html")),
             ("actions.html", include_str!("page/actions.html")),
+            ("chart.html", include_str!("page/chart.html")),
             ("index.html", include_str!("page/index.html")),
             ("type.html", include_str!("page/type.html")),
         ] {
@@ -128,6 +129,85 @@ fn render(name: &str, ctx: impl Serialize) -> Response {
     }
 }
 
+/// A bar chart of a type's [`Series`](super::Series), laid out here so the
+/// template only places rectangles: bars per bucket on a time axis, and a
+/// marker where the type was first seen (for a new type: when the release
+/// brought it).
+#[derive(Serialize)]
+struct Chart {
+    width: u32,
+    height: u32,
+    bars: Vec<Bar>,
+    max: u32,
+    bucket_s: u64,
+    start: String,
+    end: String,
+    marker: Option<Marker>,
+}
+
+#[derive(Serialize)]
+struct Bar {
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+    n: u32,
+    at: String,
+}
+
+#[derive(Serialize)]
+struct Marker {
+    x: f64,
+    label: String,
+}
+
+fn chart(t: &TypeSummary, width: u32, height: u32) -> Option<Chart> {
+    let s = t.series.as_ref()?;
+    let n = s.counts.len().max(1) as f64;
+    let max = s.counts.iter().copied().max().unwrap_or(0).max(1);
+    let step = f64::from(width) / n;
+    let bucket_ms = s.bucket_s as i64 * 1000;
+    let end_ms = s.start_ms + bucket_ms * s.counts.len() as i64;
+    let x_of =
+        |t: i64| (t - s.start_ms) as f64 / (end_ms - s.start_ms).max(1) as f64 * f64::from(width);
+    let bars = s
+        .counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(i, &c)| {
+            let h = (f64::from(c) / f64::from(max) * f64::from(height)).max(1.0);
+            Bar {
+                x: (i as f64 * step * 10.0).round() / 10.0,
+                y: ((f64::from(height) - h) * 10.0).round() / 10.0,
+                w: ((step - 1.0).max(1.0) * 10.0).round() / 10.0,
+                h: (h * 10.0).round() / 10.0,
+                n: c,
+                at: crate::alert::rfc3339(s.start_ms + i as i64 * bucket_ms),
+            }
+        })
+        .collect();
+    let first_ms = chrono::DateTime::parse_from_rfc3339(&t.first_seen)
+        .map_or(i64::MIN, |d| d.timestamp_millis());
+    let marker = (first_ms >= s.start_ms && first_ms < end_ms).then(|| Marker {
+        x: (x_of(first_ms) * 10.0).round() / 10.0,
+        label: match &t.version_first_seen {
+            Some(v) if !v.is_empty() => format!("first seen, in {v}"),
+            _ => "first seen".to_string(),
+        },
+    });
+    Some(Chart {
+        width,
+        height,
+        bars,
+        max,
+        bucket_s: s.bucket_s,
+        start: s.start.clone(),
+        end: crate::alert::rfc3339(end_ms),
+        marker,
+    })
+}
+
 #[derive(Deserialize)]
 struct IndexQuery {
     service: Option<String>,
@@ -149,6 +229,8 @@ struct Row {
     /// New since the baseline was learned.
     new: bool,
     surge: Option<SurgeMark>,
+    /// A small chart of its recent occurrences.
+    spark: Option<Chart>,
 }
 
 #[derive(Serialize)]
@@ -217,6 +299,7 @@ fn groups(a: &Access, service: Option<&str>, all: bool) -> (Vec<String>, Vec<Gro
             last_seen: t.last_seen.clone(),
             new,
             surge,
+            spark: chart(t, 120, 24),
         };
         by.entry((t.service.clone(), version))
             .or_default()
@@ -282,6 +365,7 @@ struct OneType<'a> {
     t: &'a TypeSummary,
     by_version: Vec<(&'a String, &'a u64)>,
     surge: Option<SurgeMark>,
+    chart: Option<Chart>,
 }
 
 async fn one(State(a): State<Access>, headers: HeaderMap, Path(fp): Path<String>) -> Response {
@@ -304,6 +388,7 @@ async fn one(State(a): State<Access>, headers: HeaderMap, Path(fp): Path<String>
         t: &t,
         by_version,
         surge: a.view.surges.get(&key).map(|s| s.clone()),
+        chart: chart(&t, 600, 120),
     };
     render(
         "type.html",
