@@ -200,7 +200,8 @@ impl<'a> Cadence<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stepped {
     pub poll: Poll,
-    /// A checkpoint was taken after the poll.
+    /// A checkpoint was taken after the poll (not counting the save of a
+    /// quiet stream's state for queued [`Commands`]).
     pub checkpointed: bool,
 }
 
@@ -456,6 +457,101 @@ mod tests {
         log.lock().unwrap().clear();
         close(&mut src.engine, Some(dir.path())).unwrap();
         assert_eq!(*log.lock().unwrap(), ["flush", "catalogue (last)"]);
+    }
+
+    /// Commands that wait for a save once queued, and log when told.
+    #[derive(Debug, Default)]
+    struct Queued {
+        waiting: std::sync::atomic::AtomicBool,
+        log: Log,
+    }
+
+    impl Commands for Queued {
+        fn apply(&self, _: &mut Engine) -> bool {
+            self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+        }
+        fn saved(&self, _: &Engine, outcome: Result<(), String>) {
+            assert!(outcome.is_ok());
+            self.waiting
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            note(&self.log, "commands saved");
+        }
+    }
+
+    #[test]
+    fn a_queued_command_makes_the_next_boundary_a_checkpoint_and_hears_of_its_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::default();
+        let mut src = counting(&log);
+        let commands = Queued {
+            waiting: true.into(),
+            log: log.clone(),
+        };
+        let cadence = Cadence {
+            commands: Some(&commands),
+            ..Cadence::every(1_000, Some(dir.path()))
+        };
+        // Not due by the count, but a command waits: the first boundary
+        // (after 2 records) checkpoints, then the commands hear of it.
+        assert!(!step(&mut src, &cadence).unwrap().checkpointed);
+        assert!(step(&mut src, &cadence).unwrap().checkpointed);
+        assert_eq!(
+            log.lock().unwrap().last().map(String::as_str),
+            Some("commands saved")
+        );
+        assert!(log.lock().unwrap().contains(&"commit".to_string()));
+        // Nothing waits any more: no checkpoint until the count is due.
+        log.lock().unwrap().clear();
+        assert!(!step(&mut src, &cadence).unwrap().checkpointed);
+        assert!(!step(&mut src, &cadence).unwrap().checkpointed);
+        assert!(log.lock().unwrap().is_empty());
+    }
+
+    /// A stream with nothing to read.
+    struct Quiet(Counting);
+
+    impl Source for Quiet {
+        type Error = PipelineError;
+        fn engine(&mut self) -> &mut Engine {
+            &mut self.0.engine
+        }
+        fn pace(&mut self) -> &mut Pace {
+            &mut self.0.pace
+        }
+        fn poll(&mut self) -> Result<Poll, PipelineError> {
+            Ok(Poll::Idle)
+        }
+        fn commit(&mut self) -> Result<(), PipelineError> {
+            note(&self.0.log, "commit");
+            Ok(())
+        }
+        fn checkpoint(&mut self) {
+            note(&self.0.log, "resume points");
+        }
+    }
+
+    #[test]
+    fn on_a_quiet_stream_a_command_is_saved_without_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::default();
+        let mut src = Quiet(counting(&log));
+        let commands = Queued {
+            waiting: true.into(),
+            log: log.clone(),
+        };
+        let cadence = Cadence {
+            commands: Some(&commands),
+            ..Cadence::every(1_000, Some(dir.path()))
+        };
+        // Not a checkpoint (nothing to commit, no resume points to write):
+        // the resume points of the last one still hold, so the state is
+        // saved as it is.
+        assert!(!step(&mut src, &cadence).unwrap().checkpointed);
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["flush", "catalogue", "commands saved"]
+        );
+        assert!(crate::state::State::load(dir.path()).unwrap().is_some());
     }
 
     #[test]
