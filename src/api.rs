@@ -8,6 +8,9 @@
 //! - `POST /api/v1/types/{fingerprint}/resolve` (JSON body, optional:
 //!   `{"in_version": "2.1.0"}`), `…/mute`, `…/unmute` — change the type in
 //!   the running engine ([`control`]); answered once the change is saved.
+//! - `GET /api/v1/rollout-check?service=…&stable=…&canary=…&current_percentage=…`
+//!   (`window` optional) — the CLI's canary gate, asked of the running
+//!   engine: the same JSON verdict.
 //!
 //! The engine never waits for a reader: at each checkpoint (every commit of
 //! the Kafka source) the [`ViewSink`] copies what changed into a
@@ -369,6 +372,7 @@ pub fn routes(
         .route("/api/v1/types", get(list))
         .route("/api/v1/types/{fingerprint}", get(one))
         .route("/api/v1/types/{fingerprint}/{action}", post(write))
+        .route("/api/v1/rollout-check", get(rollout_check))
         .merge(page::routes())
         .with_state(Access {
             view,
@@ -376,6 +380,78 @@ pub fn routes(
             token,
             loopback: listen.ip().is_loopback(),
         })
+}
+
+#[derive(Deserialize)]
+struct RolloutQuery {
+    service: String,
+    stable: String,
+    canary: String,
+    current_percentage: u32,
+    window: Option<String>,
+}
+
+/// `faultline rollout-check` asked of the running engine: the same request
+/// and the same JSON verdict (its `decision` says proceed, hold or
+/// roll_back; the CLI's exit code is not an HTTP status). Answered at the
+/// engine's next step, as the verdict reads the per-version rates, which
+/// the view does not hold.
+async fn rollout_check(
+    State(a): State<Access>,
+    headers: HeaderMap,
+    q: Query<RolloutQuery>,
+) -> Response {
+    if let Err((status, why)) = a.check(&headers) {
+        return refuse(status, why);
+    }
+    if q.current_percentage > 100 {
+        return refuse(StatusCode::BAD_REQUEST, "current_percentage is 0 to 100");
+    }
+    let window = match q.window.as_deref().map(str::parse::<crate::config::Dur>) {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => return refuse(StatusCode::BAD_REQUEST, &format!("window: {e}")),
+    };
+    let Some(control) = &a.control else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this listener has no running engine to ask",
+        );
+    };
+    let req = crate::release::rollout::RolloutRequest {
+        service: q.service.clone(),
+        stable: q.stable.clone(),
+        canary: q.canary.clone(),
+        current_percentage: q.current_percentage,
+        window,
+    };
+    let cfg = control.config();
+    let asked =
+        control.ask(Box::new(
+            move |e: &crate::engine::Engine| match crate::release::rollout::check(
+                &e.state.ledger(),
+                &cfg,
+                &req,
+            ) {
+                Ok(v) => serde_json::json!({ "verdict": v }),
+                Err(err) => serde_json::json!({ "error": err.to_string() }),
+            },
+        ));
+    let rx = match asked {
+        Ok(rx) => rx,
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+        Ok(Ok(mut v)) => match v.get_mut("verdict").map(serde_json::Value::take) {
+            Some(verdict) => axum::Json(verdict).into_response(),
+            None => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(v)).into_response(),
+        },
+        Ok(Err(_)) => refuse(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped"),
+        Err(_) => refuse(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the engine did not answer within 8 s",
+        ),
+    }
 }
 
 fn parse_fingerprint(fp: &str) -> Option<Fingerprint> {
@@ -762,7 +838,7 @@ mod tests {
 
     /// POST `path` on a loopback API with `token` configured.
     fn post(token: Option<&str>, control: bool, path: &str, bearer: Option<&str>) -> u16 {
-        let control = control.then(|| control::Control::new(SampleMode::Raw));
+        let control = control.then(|| control::Control::new(&Config::default()));
         let router = routes(
             TypeView::new(),
             control,

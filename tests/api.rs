@@ -476,8 +476,60 @@ fn muting_and_resolving_through_the_api_reach_the_running_engine_alertmanager_an
         "the muted type does not alert"
     );
 
+    // The canary gate, asked of the running engine, says what the CLI
+    // says on the state it leaves.
+    let gate = format!(
+        "/api/v1/rollout-check?service={service}&stable=1.0.0&canary=2.0.0&current_percentage=10"
+    );
+    let (s, asked) = http("GET", &fl.url(&gate), None, None);
+    assert_eq!(s, 200, "{asked}");
+    assert!(
+        matches!(
+            asked["decision"].as_str(),
+            Some("proceed" | "hold" | "roll_back")
+        ),
+        "{asked}"
+    );
+    let (s, unknown) = http(
+        "GET",
+        &fl.url("/api/v1/rollout-check?service=nope&stable=1&canary=2&current_percentage=10"),
+        None,
+        None,
+    );
+    assert_eq!(s, 422, "{unknown}");
+    assert!(unknown["error"].as_str().unwrap_or("").contains("nope"));
+
     // The changes survive the stop: the CLI reads them from the state.
     fl.stop();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("--config")
+        .arg(fl.path("faultline.toml"))
+        .args([
+            "rollout-check",
+            "--service",
+            &service,
+            "--stable",
+            "1.0.0",
+            "--canary",
+            "2.0.0",
+            "--current-percentage",
+            "10",
+            "--state",
+        ])
+        .arg(fl.path("state"))
+        .output()
+        .unwrap();
+    let cli: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        (
+            &asked["decision"],
+            &asked["next_percentage"],
+            &asked["reason"]
+        ),
+        (&cli["decision"], &cli["next_percentage"], &cli["reason"]),
+        "API {asked} vs CLI {cli}"
+    );
     let out = fl.cli(&["types", "show", &payment, "--format", "json"]);
     support::assert_ok(&out);
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();

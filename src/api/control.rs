@@ -17,6 +17,10 @@
 //! remembers the engine it went into ([`Engine::id`]) and is applied again
 //! to a rebuilt one.
 //!
+//! Questions that need the engine itself, not the published view (the
+//! rollout gate reads the per-version rates), go through a second queue
+//! ([`Control::ask`]) and are answered at the next step, without a save.
+//!
 //! The sinks see the change through the type catalogue exported at that
 //! checkpoint: the Alertmanager sink resolves the open alerts of a muted or
 //! resolved type, and a resolved type that occurs again raises a
@@ -30,7 +34,7 @@ use tokio::sync::oneshot;
 
 use super::TypeSummary;
 use crate::baseline::ErrorType;
-use crate::config::SampleMode;
+use crate::config::{Config, SampleMode};
 use crate::engine::Engine;
 use crate::fingerprint::Fingerprint;
 use crate::record::EventTime;
@@ -85,6 +89,20 @@ struct Request {
     reply: oneshot::Sender<Outcome>,
 }
 
+/// A question for the engine, answered between two polls.
+pub type Question = Box<dyn FnOnce(&Engine) -> serde_json::Value + Send>;
+
+struct Ask {
+    question: Question,
+    reply: oneshot::Sender<serde_json::Value>,
+}
+
+impl std::fmt::Debug for Ask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ask")
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
     request: Request,
@@ -97,24 +115,54 @@ struct Pending {
 pub struct Control {
     tx: SyncSender<Request>,
     rx: Mutex<Receiver<Request>>,
+    asks: SyncSender<Ask>,
+    questions: Mutex<Receiver<Ask>>,
     /// Applied, not yet saved.
     pending: Mutex<Vec<Pending>>,
     /// Queued or pending: the driver's per-step check is one load when 0.
     outstanding: AtomicUsize,
     samples: SampleMode,
+    cfg: Arc<Config>,
 }
 
 impl Control {
-    /// A queue whose answers show samples as `samples` says.
-    pub fn new(samples: SampleMode) -> Arc<Control> {
+    /// The queues of an engine run with `cfg` (answers show samples as
+    /// `alerts.samples` says).
+    pub fn new(cfg: &Config) -> Arc<Control> {
         let (tx, rx) = sync_channel(QUEUE);
+        let (asks, questions) = sync_channel(QUEUE);
         Arc::new(Control {
             tx,
             rx: Mutex::new(rx),
+            asks,
+            questions: Mutex::new(questions),
             pending: Mutex::new(Vec::new()),
             outstanding: AtomicUsize::new(0),
-            samples,
+            samples: cfg.alerts.samples,
+            cfg: Arc::new(cfg.clone()),
         })
+    }
+
+    /// The engine's configuration (for questions that need it).
+    pub fn config(&self) -> Arc<Config> {
+        self.cfg.clone()
+    }
+
+    /// Queues `question`; the receiver gets its answer at the engine's
+    /// next step.
+    pub fn ask(&self, question: Question) -> Result<oneshot::Receiver<serde_json::Value>, Refused> {
+        let (reply, rx) = oneshot::channel();
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        match self.asks.try_send(Ask { question, reply }) {
+            Ok(()) => Ok(rx),
+            Err(e) => {
+                self.outstanding.fetch_sub(1, Ordering::AcqRel);
+                Err(match e {
+                    TrySendError::Full(_) => Refused::Full,
+                    TrySendError::Disconnected(_) => Refused::Stopped,
+                })
+            }
+        }
     }
 
     /// Queues `command`; the receiver gets its outcome once it is applied
@@ -171,6 +219,14 @@ impl Commands for Control {
     fn apply(&self, engine: &mut Engine) -> bool {
         if self.outstanding.load(Ordering::Acquire) == 0 {
             return false;
+        }
+        {
+            let questions = lock(&self.questions);
+            while let Ok(ask) = questions.try_recv() {
+                let answer = (ask.question)(engine);
+                self.outstanding.fetch_sub(1, Ordering::AcqRel);
+                let _ = ask.reply.send(answer);
+            }
         }
         let mut pending = lock(&self.pending);
         let id = engine.id();
@@ -262,7 +318,7 @@ mod tests {
 
     #[test]
     fn a_command_is_answered_only_after_the_save_that_holds_it() {
-        let c = Control::new(SampleMode::Raw);
+        let c = Control::new(&Config::default());
         let mut e = engine_with(7);
         let mut rx = c.submit(mute(7)).unwrap();
         assert!(c.apply(&mut e), "applied, waiting for a save");
@@ -278,7 +334,7 @@ mod tests {
 
     #[test]
     fn unknown_types_are_answered_at_once_and_a_full_queue_refuses() {
-        let c = Control::new(SampleMode::Raw);
+        let c = Control::new(&Config::default());
         let mut e = engine_with(7);
         let mut rx = c.submit(mute(8)).unwrap();
         assert!(!c.apply(&mut e));
@@ -290,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_change_lost_with_a_rebuilt_engine_is_applied_again() {
-        let c = Control::new(SampleMode::Raw);
+        let c = Control::new(&Config::default());
         let mut old = engine_with(7);
         let mut rx = c.submit(mute(7)).unwrap();
         c.apply(&mut old);
@@ -307,8 +363,22 @@ mod tests {
     }
 
     #[test]
+    fn a_question_is_answered_at_the_next_step_without_waiting_for_a_save() {
+        let c = Control::new(&Config::default());
+        let mut e = engine_with(7);
+        let mut rx = c
+            .ask(Box::new(|e: &Engine| {
+                serde_json::json!(e.state.baseline.types.len())
+            }))
+            .unwrap();
+        assert!(!c.apply(&mut e), "nothing to save");
+        assert_eq!(rx.try_recv().unwrap(), serde_json::json!(1));
+        assert!(!c.apply(&mut e));
+    }
+
+    #[test]
     fn resolving_marks_the_type_at_the_engines_event_time() {
-        let c = Control::new(SampleMode::None);
+        let c = Control::new(&Config::default());
         let mut e = engine_with(7);
         e.state.watermark = Some(1_793_613_700_000);
         let mut rx = c

@@ -109,7 +109,7 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
     let view = faultline::api::TypeView::new();
     // The API's writes (resolve, mute, unmute) queue here; the driver loop
     // applies them between polls and answers once they are saved.
-    let control = faultline::api::control::Control::new(cfg.alerts.samples);
+    let control = faultline::api::control::Control::new(&cfg);
     if !cfg.metrics.listen.is_empty() {
         let listen = std::net::ToSocketAddrs::to_socket_addrs(cfg.metrics.listen.as_str())
             .ok()
@@ -123,7 +123,7 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
         ));
         let addr = http::serve_router(&cfg.metrics.listen, router, http::Limits::default())
             .with_context(|| format!("metrics endpoint on {}", cfg.metrics.listen))?;
-        tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/types");
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/types, /api/v1/rollout-check and the triage page at /");
     }
     let plan = build::Plan {
         alerts_file: args.alerts.clone().or(cfg.alerts.file.clone()),
