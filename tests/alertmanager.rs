@@ -725,6 +725,40 @@ fn an_alertmanager_behind_tls_signed_by_a_private_ca_takes_alerts_with_ca_file_o
     });
     assert_eq!(sink.unconfirmed(), 0);
 
+    // webhook.ca_file, against the same TLS server (not a webhook
+    // receiver: it answers 400 to a faultline alert, which proves the TLS
+    // handshake held). Without the CA no request gets through.
+    use faultline::alert::webhook::WebhookSink;
+    use faultline::config::WebhookConfig;
+    let hook = WebhookConfig {
+        url: format!("{base}/api/v2/alerts"),
+        timeout: Dur::secs(2),
+        ..WebhookConfig::default()
+    };
+    let before = faultline::metrics::delivery::DELIVERY.counts("webhook");
+    {
+        let mut sink = WebhookSink::open(&hook, &dir.path().join("w1")).unwrap();
+        sink.emit(&rate_alert(&unique("wh-tls"), 1)).unwrap();
+        sink.flush().unwrap();
+        assert_eq!(sink.waiting(), 1, "untrusted: still spooled");
+        let after = faultline::metrics::delivery::DELIVERY.counts("webhook");
+        assert!(after.failures > before.failures);
+    }
+    let w2 = dir.path().join("w2");
+    let mut sink = WebhookSink::open(
+        &WebhookConfig {
+            ca_file: Some(ca.clone()),
+            ..hook
+        },
+        &w2,
+    )
+    .unwrap();
+    sink.emit(&rate_alert(&unique("wh-tls"), 1)).unwrap();
+    sink.flush().unwrap();
+    assert_eq!(sink.waiting(), 0, "answered over TLS");
+    let rejected = std::fs::read_to_string(w2.join("rejected.jsonl")).unwrap_or_default();
+    assert!(rejected.contains("HTTP 400"), "{rejected}");
+
     // A ca_file that holds no certificate is a configuration error.
     let bad = dir.path().join("not-a-cert.pem");
     std::fs::write(&bad, "hello\n").unwrap();
