@@ -152,34 +152,28 @@ impl Control {
     /// next step.
     pub fn ask(&self, question: Question) -> Result<oneshot::Receiver<serde_json::Value>, Refused> {
         let (reply, rx) = oneshot::channel();
-        self.outstanding.fetch_add(1, Ordering::AcqRel);
-        match self.asks.try_send(Ask { question, reply }) {
-            Ok(()) => Ok(rx),
-            Err(e) => {
-                self.outstanding.fetch_sub(1, Ordering::AcqRel);
-                Err(match e {
-                    TrySendError::Full(_) => Refused::Full,
-                    TrySendError::Disconnected(_) => Refused::Stopped,
-                })
-            }
-        }
+        self.queue(&self.asks, Ask { question, reply })?;
+        Ok(rx)
     }
 
     /// Queues `command`; the receiver gets its outcome once it is applied
     /// and saved.
     pub fn submit(&self, command: Command) -> Result<oneshot::Receiver<Outcome>, Refused> {
         let (reply, rx) = oneshot::channel();
+        self.queue(&self.tx, Request { command, reply })?;
+        Ok(rx)
+    }
+
+    /// Puts `item` in `tx`, counted as outstanding until answered.
+    fn queue<T>(&self, tx: &SyncSender<T>, item: T) -> Result<(), Refused> {
         self.outstanding.fetch_add(1, Ordering::AcqRel);
-        match self.tx.try_send(Request { command, reply }) {
-            Ok(()) => Ok(rx),
-            Err(e) => {
-                self.outstanding.fetch_sub(1, Ordering::AcqRel);
-                Err(match e {
-                    TrySendError::Full(_) => Refused::Full,
-                    TrySendError::Disconnected(_) => Refused::Stopped,
-                })
+        tx.try_send(item).map_err(|e| {
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            match e {
+                TrySendError::Full(_) => Refused::Full,
+                TrySendError::Disconnected(_) => Refused::Stopped,
             }
-        }
+        })
     }
 
     fn answer(&self, reply: oneshot::Sender<Outcome>, outcome: Outcome) {
