@@ -5,6 +5,12 @@
 //!   `service`, `status` (`active`, `muted`, `resolved`), `since` (RFC 3339:
 //!   last seen at or after), `limit` (default 100, at most 1000).
 //! - `GET /api/v1/types/{fingerprint}` — one type (404 when unknown).
+//! - `POST /api/v1/types/{fingerprint}/resolve` (JSON body, optional:
+//!   `{"in_version": "2.1.0"}`), `…/mute`, `…/unmute` — change the type in
+//!   the running engine ([`control`]); answered once the change is saved.
+//! - `GET /api/v1/rollout-check?service=…&stable=…&canary=…&current_percentage=…`
+//!   (`window` optional) — the CLI's canary gate, asked of the running
+//!   engine: the same JSON verdict.
 //!
 //! The engine never waits for a reader: at each checkpoint (every commit of
 //! the Kafka source) the [`ViewSink`] copies what changed into a
@@ -16,18 +22,23 @@
 //! since they can hold customer data. For the same reason reads need the
 //! bearer token `api.token` when the listener is not on a loopback address
 //! (with no token configured they are then refused, 403); on loopback they
-//! are open, like `/metrics`.
+//! are open, like `/metrics`. Writes always need the token (no token
+//! configured: refused, 403), wherever the listener is.
 
-use std::collections::HashMap;
+pub mod control;
+mod page;
+
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +47,9 @@ use crate::baseline::{ErrorType, Origin};
 use crate::config::{SampleMode, Secret};
 use crate::fingerprint::Fingerprint;
 
+/// How long a write waits for the engine to apply and save it: under the
+/// listener's 10 s request timeout, so the caller gets this answer.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
@@ -52,17 +66,63 @@ pub struct TypeSummary {
     pub last_seen: String,
     pub count: u64,
     pub versions: Vec<String>,
+    /// Occurrences per version.
+    #[serde(default)]
+    pub by_version: BTreeMap<String, u64>,
     pub version_first_seen: Option<String>,
     pub samples: Vec<String>,
     /// `active`, `muted` or `resolved`.
     pub status: String,
     pub resolved_in: Option<String>,
+    /// Types new since the baseline (`origin` live): occurrences per window
+    /// bucket over the [`SERIES_BUCKETS`] buckets up to the last one seen,
+    /// for charts. Absent for baseline types (kept small: the view holds
+    /// every type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<Series>,
     #[serde(skip)]
     last_seen_ms: i64,
 }
 
+/// Buckets in a [`Series`].
+pub const SERIES_BUCKETS: i64 = 60;
+
+/// Counts per window bucket (`window.bucket`, a minute by default).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// Length of one bucket, seconds.
+    pub bucket_s: u64,
+    /// Start of the first bucket, RFC 3339.
+    pub start: String,
+    #[serde(skip)]
+    start_ms: i64,
+    /// Oldest first.
+    pub counts: Vec<u32>,
+}
+
+impl Series {
+    fn of(t: &ErrorType, spec: crate::window::WindowSpec) -> Option<Series> {
+        let win = t.window.as_ref()?;
+        let newest = spec.bucket_of(t.last_seen);
+        let first = newest - SERIES_BUCKETS + 1;
+        let start_ms = spec.bucket_start(first);
+        Some(Series {
+            bucket_s: (spec.bucket_ms / 1000).max(1) as u64,
+            start: rfc3339(start_ms),
+            start_ms,
+            counts: (first..=newest)
+                .map(|b| u32::try_from(win.sum(b, b)).unwrap_or(u32::MAX))
+                .collect(),
+        })
+    }
+}
+
 impl TypeSummary {
-    fn of(t: &ErrorType, samples: SampleMode) -> TypeSummary {
+    pub(crate) fn of(
+        t: &ErrorType,
+        samples: SampleMode,
+        spec: crate::window::WindowSpec,
+    ) -> TypeSummary {
         TypeSummary {
             fingerprint: t.fingerprint.to_string(),
             service: t.service().to_string(),
@@ -77,6 +137,7 @@ impl TypeSummary {
             last_seen: rfc3339(t.last_seen),
             count: t.count,
             versions: t.versions.keys().cloned().collect(),
+            by_version: t.versions.iter().map(|(v, n)| (v.clone(), *n)).collect(),
             version_first_seen: t.version_first_seen.clone(),
             samples: match samples {
                 SampleMode::Raw => t.samples.clone(),
@@ -92,15 +153,35 @@ impl TypeSummary {
             }
             .into(),
             resolved_in: t.resolved_in.clone(),
+            series: match t.origin {
+                Origin::Live => Series::of(t, spec),
+                Origin::Baseline => None,
+            },
             last_seen_ms: t.last_seen,
         }
     }
+}
+
+/// The last surge alert of a type, for the triage page.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SurgeMark {
+    /// Event time of the alert, RFC 3339.
+    pub at: String,
+    #[serde(skip)]
+    at_ms: i64,
+    /// Occurrences in the surge's window, its length, and how many times
+    /// the usual rate that was (one decimal).
+    pub count: u64,
+    pub window_s: u64,
+    pub ratio: f64,
 }
 
 /// The types as readers see them.
 #[derive(Default)]
 pub struct TypeView {
     types: DashMap<Fingerprint, TypeSummary>,
+    /// The last surge of each type that surged (types in `types` only).
+    surges: DashMap<Fingerprint, SurgeMark>,
     /// Event-time watermark of the last publication (`i64::MIN`: none).
     watermark: AtomicI64,
 }
@@ -109,6 +190,7 @@ impl TypeView {
     pub fn new() -> Arc<TypeView> {
         Arc::new(TypeView {
             types: DashMap::new(),
+            surges: DashMap::new(),
             watermark: AtomicI64::new(i64::MIN),
         })
     }
@@ -157,7 +239,25 @@ impl ViewSink {
 }
 
 impl AlertSink for ViewSink {
-    fn emit(&mut self, _alert: &crate::alert::Alert) -> Result<(), SinkError> {
+    /// Surges are marked for the triage page; the view takes nothing else
+    /// from alerts (the types come with the catalogue).
+    fn emit(&mut self, alert: &crate::alert::Alert) -> Result<(), SinkError> {
+        if alert.kind == crate::alert::Kind::Surge
+            && let (Some(fp), Some(w)) = (alert.fingerprint, &alert.window)
+        {
+            let at_ms = chrono::DateTime::parse_from_rfc3339(&alert.event_time)
+                .map_or(0, |t| t.timestamp_millis());
+            self.view.surges.insert(
+                fp,
+                SurgeMark {
+                    at: alert.event_time.clone(),
+                    at_ms,
+                    count: w.count,
+                    window_s: w.length_s,
+                    ratio: (w.ratio * 10.0).round() / 10.0,
+                },
+            );
+        }
         Ok(())
     }
     fn catalogue(&mut self) -> Option<&mut dyn TypeCatalogue> {
@@ -176,13 +276,17 @@ impl TypeCatalogue for ViewSink {
             if self.published.get(fp) != Some(&now) {
                 self.view
                     .types
-                    .insert(*fp, TypeSummary::of(t, self.samples));
+                    .insert(*fp, TypeSummary::of(t, self.samples, cat.baseline.spec));
                 self.published.insert(*fp, now);
             }
         }
         if self.published.len() > types.len() {
             self.published.retain(|fp, _| types.contains_key(fp));
             self.view.types.retain(|fp, _| types.contains_key(fp));
+        }
+        if !self.view.surges.is_empty() {
+            // Bounded by the types: a surge mark goes with its type.
+            self.view.surges.retain(|fp, _| types.contains_key(fp));
         }
         if let Some(w) = cat.watermark {
             self.view.watermark.store(w, Ordering::Relaxed);
@@ -191,10 +295,12 @@ impl TypeCatalogue for ViewSink {
     }
 }
 
-/// Who may read.
+/// Who may read and write.
 #[derive(Clone)]
 struct Access {
     view: Arc<TypeView>,
+    /// The engine's command queue (`None`: writes are not served here).
+    control: Option<Arc<control::Control>>,
     token: Option<Secret>,
     /// The listener is on a loopback address: reads need no token.
     loopback: bool,
@@ -205,11 +311,29 @@ impl Access {
         if self.loopback {
             return Ok(());
         }
+        self.bearer(
+            headers,
+            "the API listens beyond loopback and no api.token is configured: reads are refused",
+        )
+    }
+
+    /// Writes need the token on every listener.
+    fn check_write(&self, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+        self.bearer(
+            headers,
+            "no api.token is configured: writes are refused (set api.token or api.token_file)",
+        )
+    }
+
+    /// The bearer token matches `api.token`; `unset` says why nothing is
+    /// allowed when no token is configured.
+    fn bearer(
+        &self,
+        headers: &HeaderMap,
+        unset: &'static str,
+    ) -> Result<(), (StatusCode, &'static str)> {
         let Some(token) = &self.token else {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "the API listens beyond loopback and no api.token is configured: reads are refused",
-            ));
+            return Err((StatusCode::FORBIDDEN, unset));
         };
         let given = headers
             .get(header::AUTHORIZATION)
@@ -234,17 +358,187 @@ fn refuse(status: StatusCode, why: &str) -> Response {
 }
 
 /// The API's routes, to merge with [`crate::metrics::http::routes`].
-/// `listen` is the bound address (loopback or not decides on tokens).
-pub fn routes(view: Arc<TypeView>, token: Option<Secret>, listen: SocketAddr) -> Router {
+/// `control` is the running engine's command queue (writes answer 503
+/// without one); `listen` is the bound address (loopback or not decides on
+/// tokens for reads).
+pub fn routes(
+    view: Arc<TypeView>,
+    control: Option<Arc<control::Control>>,
+    token: Option<Secret>,
+    listen: SocketAddr,
+) -> Router {
     let token = token.filter(|t| !t.expose().is_empty());
     Router::new()
         .route("/api/v1/types", get(list))
         .route("/api/v1/types/{fingerprint}", get(one))
+        .route("/api/v1/types/{fingerprint}/{action}", post(write))
+        .route("/api/v1/rollout-check", get(rollout_check))
+        .merge(page::routes())
         .with_state(Access {
             view,
+            control,
             token,
             loopback: listen.ip().is_loopback(),
         })
+}
+
+#[derive(Deserialize)]
+struct RolloutQuery {
+    service: String,
+    stable: String,
+    canary: String,
+    current_percentage: u32,
+    window: Option<String>,
+}
+
+/// `faultline rollout-check` asked of the running engine: the same request
+/// and the same JSON verdict (its `decision` says proceed, hold or
+/// roll_back; the CLI's exit code is not an HTTP status). Answered at the
+/// engine's next step, as the verdict reads the per-version rates, which
+/// the view does not hold.
+async fn rollout_check(
+    State(a): State<Access>,
+    headers: HeaderMap,
+    q: Query<RolloutQuery>,
+) -> Response {
+    if let Err((status, why)) = a.check(&headers) {
+        return refuse(status, why);
+    }
+    if q.current_percentage > 100 {
+        return refuse(StatusCode::BAD_REQUEST, "current_percentage is 0 to 100");
+    }
+    let window = match q.window.as_deref().map(str::parse::<crate::config::Dur>) {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => return refuse(StatusCode::BAD_REQUEST, &format!("window: {e}")),
+    };
+    let Some(control) = &a.control else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this listener has no running engine to ask",
+        );
+    };
+    let req = crate::release::rollout::RolloutRequest {
+        service: q.service.clone(),
+        stable: q.stable.clone(),
+        canary: q.canary.clone(),
+        current_percentage: q.current_percentage,
+        window,
+    };
+    let cfg = control.config();
+    let asked =
+        control.ask(Box::new(
+            move |e: &crate::engine::Engine| match crate::release::rollout::check(
+                &e.state.ledger(),
+                &cfg,
+                &req,
+            ) {
+                Ok(v) => serde_json::json!({ "verdict": v }),
+                Err(err) => serde_json::json!({ "error": err.to_string() }),
+            },
+        ));
+    let rx = match asked {
+        Ok(rx) => rx,
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+        Ok(Ok(mut v)) => match v.get_mut("verdict").map(serde_json::Value::take) {
+            Some(verdict) => axum::Json(verdict).into_response(),
+            None => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(v)).into_response(),
+        },
+        Ok(Err(_)) => refuse(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped"),
+        Err(_) => refuse(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the engine did not answer within 8 s",
+        ),
+    }
+}
+
+fn parse_fingerprint(fp: &str) -> Option<Fingerprint> {
+    u64::from_str_radix(fp, 16)
+        .ok()
+        .filter(|_| fp.len() == 16)
+        .map(Fingerprint)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WriteBody {
+    in_version: Option<String>,
+}
+
+async fn write(
+    State(a): State<Access>,
+    headers: HeaderMap,
+    Path((fp, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if let Err((status, why)) = a.check_write(&headers) {
+        return refuse(status, why);
+    }
+    let Some(fingerprint) = parse_fingerprint(&fp) else {
+        return refuse(StatusCode::BAD_REQUEST, "a fingerprint is 16 hex digits");
+    };
+    let body: WriteBody = if body.iter().all(u8::is_ascii_whitespace) {
+        WriteBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the body must be JSON like {{\"in_version\": \"2.1.0\"}}: {e}"),
+                );
+            }
+        }
+    };
+    let action = match (action.as_str(), body.in_version) {
+        ("resolve", in_version) => control::Action::Resolve { in_version },
+        ("mute", None) => control::Action::Mute,
+        ("unmute", None) => control::Action::Unmute,
+        ("mute" | "unmute", Some(_)) => {
+            return refuse(StatusCode::BAD_REQUEST, "in_version goes with resolve only");
+        }
+        _ => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                "the writes are resolve, mute and unmute",
+            );
+        }
+    };
+    let Some(control) = &a.control else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this listener has no running engine to change",
+        );
+    };
+    let rx = match control.submit(control::Command {
+        fingerprint,
+        action,
+    }) {
+        Ok(rx) => rx,
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+        Ok(Ok(control::Outcome::Applied(t))) => axum::Json(*t).into_response(),
+        Ok(Ok(control::Outcome::NotFound)) => refuse(StatusCode::NOT_FOUND, "no such error type"),
+        Ok(Ok(control::Outcome::Unsaved(why))) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "applied in the running engine but the state save failed ({why}); \
+                 it is saved with the next checkpoint that succeeds"
+            ),
+        ),
+        Ok(Err(_)) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine stopped before the change was saved",
+        ),
+        Err(_) => refuse(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the engine has not applied and saved the change within 8 s (it is queued and \
+             applies when the engine catches up): check GET /api/v1/types/{fingerprint}",
+        ),
+    }
 }
 
 #[derive(Deserialize)]
@@ -307,10 +601,10 @@ async fn one(State(a): State<Access>, headers: HeaderMap, Path(fp): Path<String>
     if let Err((status, why)) = a.check(&headers) {
         return refuse(status, why);
     }
-    let Some(key) = u64::from_str_radix(&fp, 16).ok().filter(|_| fp.len() == 16) else {
+    let Some(key) = parse_fingerprint(&fp) else {
         return refuse(StatusCode::BAD_REQUEST, "a fingerprint is 16 hex digits");
     };
-    match a.view.types.get(&Fingerprint(key)) {
+    match a.view.types.get(&key) {
         Some(t) => axum::Json(t.clone()).into_response(),
         None => refuse(StatusCode::NOT_FOUND, "no such error type"),
     }
@@ -376,7 +670,7 @@ mod tests {
         } else {
             "0.0.0.0:0".parse().unwrap()
         };
-        let router = routes(view.clone(), token.map(Secret::from), shown);
+        let router = routes(view.clone(), None, token.map(Secret::from), shown);
         let addr = serve_router("127.0.0.1:0", router, Limits::default()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -391,6 +685,201 @@ mod tests {
             let status = res.status().as_u16();
             (status, res.json().await.unwrap_or(serde_json::Value::Null))
         })
+    }
+
+    /// GET `path` on a loopback API; (status, content type, body).
+    fn get_text(view: &Arc<TypeView>, path: &str) -> (u16, String, String) {
+        let router = routes(view.clone(), None, None, "127.0.0.1:0".parse().unwrap());
+        let addr = serve_router("127.0.0.1:0", router, Limits::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let res = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+            let status = res.status().as_u16();
+            let kind = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            (status, kind, res.text().await.unwrap())
+        })
+    }
+
+    /// A baseline learned on 1.0.0 (one known type per service), then
+    /// 2.0.0 with new types, one of them with markup in its message.
+    fn released() -> Baseline {
+        let mut b = Baseline::new(&Config::default(), 0);
+        let mut add = |fp: u64, service: &str, version: &str, template: &str, origin, t| {
+            let typed = crate::fingerprint::Typed {
+                fingerprint: Fingerprint(fp),
+                template: template.into(),
+                context: crate::fingerprint::Context {
+                    service: service.into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let rec = crate::record::Record {
+                message: template.replace("<*>", "42"),
+                version: Some(version.into()),
+                ..Default::default()
+            };
+            b.observe(&typed, &rec, t, origin);
+        };
+        add(
+            0x1,
+            "checkout",
+            "1.0.0",
+            "cache miss <*>",
+            Origin::Baseline,
+            T,
+        );
+        add(
+            0x2,
+            "checkout",
+            "2.0.0",
+            "card <b>declined</b> <*>",
+            Origin::Live,
+            T + 60_000,
+        );
+        add(
+            0x3,
+            "checkout",
+            "2.0.0",
+            "timeout after <*>",
+            Origin::Live,
+            T + 120_000,
+        );
+        add(
+            0x4,
+            "search",
+            "7.1",
+            "index missing <*>",
+            Origin::Live,
+            T + 30_000,
+        );
+        b
+    }
+
+    #[test]
+    fn the_triage_page_lists_new_types_per_service_and_release_escaped() {
+        let view = TypeView::new();
+        let mut b = released();
+        b.types.get_mut(&Fingerprint(0x3)).unwrap().muted = true;
+        publish(&view, &b, SampleMode::Raw);
+        let (s, kind, page) = get_text(&view, "/");
+        assert_eq!((s, kind.as_str()), (200, "text/html; charset=utf-8"));
+        // New types, under their service and first version; the known one
+        // and (by default) the muted one are not listed.
+        assert!(
+            page.contains(r#"data-service="checkout" data-version="2.0.0""#),
+            "{page}"
+        );
+        assert!(page.contains(r#"data-service="search" data-version="7.1""#));
+        assert!(page.contains("current release"));
+        assert!(page.contains("/types/0000000000000002"));
+        assert!(
+            !page.contains("/types/0000000000000001"),
+            "known before the release"
+        );
+        assert!(
+            !page.contains("/types/0000000000000003"),
+            "muted: only with all=1"
+        );
+        // Log text is escaped, never markup.
+        assert!(
+            page.contains("card &lt;b&gt;declined&lt;&#x2f;b&gt; &lt;*&gt;"),
+            "{page}"
+        );
+        assert!(!page.contains("<b>declined"));
+        // Buttons call the API's writes.
+        assert!(page.contains(r#"data-fp="0000000000000002" data-action="mute""#));
+        assert!(page.contains(r#"data-action="resolve""#));
+        let (_, _, all) = get_text(&view, "/?all=1&service=checkout");
+        assert!(
+            all.contains("/types/0000000000000003") && !all.contains("/types/0000000000000004")
+        );
+        assert!(
+            page.contains(r#"<svg class="chart" viewBox="0 0 120 24""#),
+            "sparklines"
+        );
+        // Assets are served from the binary.
+        let (s, kind, js) = get_text(&view, "/static/triage.js");
+        assert_eq!((s, kind.as_str()), (200, "text/javascript; charset=utf-8"));
+        assert!(js.contains("/api/v1/types/"));
+        assert!(!page.contains("https://"), "no external assets");
+    }
+
+    #[test]
+    fn the_type_page_shows_one_type_with_its_counts_per_version() {
+        let view = TypeView::new();
+        publish(&view, &released(), SampleMode::Raw);
+        let (s, _, page) = get_text(&view, "/types/0000000000000004");
+        assert_eq!(s, 200);
+        assert!(page.contains("index missing &lt;*&gt;"));
+        assert!(
+            page.contains("<td>7.1</td><td class=\"n\">1</td>"),
+            "{page}"
+        );
+        assert!(page.contains("index missing 42"), "the sample");
+        // Its occurrences on a time axis, the release marked.
+        assert!(page.contains(r#"<svg class="chart""#), "{page}");
+        assert!(page.contains("<title>first seen, in 7.1</title>"), "{page}");
+        assert!(
+            page.contains(&format!("<title>{}: 1</title>", rfc3339(T))),
+            "{page}"
+        );
+        assert_eq!(get_text(&view, "/types/00000000000000ff").0, 404);
+        assert_eq!(get_text(&view, "/types/nope").0, 400);
+    }
+
+    /// POST `path` on a loopback API with `token` configured.
+    fn post(token: Option<&str>, control: bool, path: &str, bearer: Option<&str>) -> u16 {
+        let control = control.then(|| control::Control::new(&Config::default()));
+        let router = routes(
+            TypeView::new(),
+            control,
+            token.map(Secret::from),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        let addr = serve_router("127.0.0.1:0", router, Limits::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut r = reqwest::Client::new().post(format!("http://{addr}{path}"));
+            if let Some(b) = bearer {
+                r = r.bearer_auth(b);
+            }
+            r.send().await.unwrap().status().as_u16()
+        })
+    }
+
+    #[test]
+    fn writes_need_a_configured_token_even_on_loopback() {
+        let mute = "/api/v1/types/00000000000000a1/mute";
+        assert_eq!(post(None, true, mute, None), 403, "no token configured");
+        assert_eq!(post(None, true, mute, Some("x")), 403);
+        assert_eq!(post(Some("t0k"), true, mute, None), 401);
+        assert_eq!(post(Some("t0k"), true, mute, Some("nope")), 401);
+        assert_eq!(
+            post(Some("t0k"), false, mute, Some("t0k")),
+            503,
+            "no engine behind this listener"
+        );
+        assert_eq!(
+            post(
+                Some("t0k"),
+                true,
+                "/api/v1/types/00000000000000a1/explode",
+                Some("t0k")
+            ),
+            404
+        );
     }
 
     #[test]

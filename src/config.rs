@@ -860,6 +860,10 @@ pub struct AlertmanagerConfig {
     pub spool_dir: Option<PathBuf>,
     /// Most alerts kept open at once; beyond it the oldest are resolved.
     pub max_open: usize,
+    /// PEM file of the CA certificate(s) that signed an `https`
+    /// Alertmanager's certificate (a private CA), trusted besides the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
     pub route: RouteConfig,
 }
 
@@ -874,6 +878,7 @@ impl Default for AlertmanagerConfig {
             labels: Default::default(),
             spool_dir: None,
             max_open: 10_000,
+            ca_file: None,
             route: RouteConfig::default(),
         }
     }
@@ -900,6 +905,9 @@ pub struct WebhookConfig {
     /// Alerts waiting for the receiver (default: `webhook-spool` under the
     /// state directory, else `./faultline-webhook-spool`).
     pub spool_dir: Option<PathBuf>,
+    /// PEM file of the CA certificate(s) of an `https` receiver signed by
+    /// a private CA, trusted besides the system's roots.
+    pub ca_file: Option<PathBuf>,
     pub route: RouteConfig,
 }
 
@@ -913,6 +921,7 @@ impl Default for WebhookConfig {
             timeout: Dur::secs(10),
             batch_size: 1,
             spool_dir: None,
+            ca_file: None,
             route: RouteConfig::default(),
         }
     }

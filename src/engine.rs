@@ -75,7 +75,12 @@ pub struct Engine {
     clock: crate::window::clock::FutureGuard,
     /// `line`'s verdict on the record whose `error` may follow.
     line_verdict: Option<(EventTime, Judged)>,
+    /// Unique in the process ([`Engine::id`]).
+    id: u64,
 }
+
+/// Numbers the engines of a process.
+static ENGINES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How warm-up and the baseline are set up for a run.
 #[derive(Clone, Debug, Default)]
@@ -147,7 +152,15 @@ impl Engine {
             typed: Typed::default(),
             clock: crate::window::clock::FutureGuard::new(cfg.window.future_grace.as_millis()),
             line_verdict: None,
+            id: ENGINES.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// This engine among the process' engines: a source that rebuilds its
+    /// engine from the saved state (Kafka, after a rollback) gets a new
+    /// one, so a change made to the old engine and not saved is known lost.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn set_strict(&mut self, strict: bool) {
@@ -257,6 +270,17 @@ impl Engine {
             r?;
         }
         Ok(())
+    }
+
+    /// Drops the sinks now, each finishing as its `Drop` says (the
+    /// Alertmanager sink stops its worker and writes its open alerts to its
+    /// spool). A source that rebuilds its engine (Kafka, after a rollback)
+    /// calls this first, so that the new sinks, opened on the same spool
+    /// directories, start from everything the old ones held instead of
+    /// sharing the files with them for a moment. The engine sends nothing
+    /// afterwards.
+    pub fn close_sinks(&mut self) {
+        self.sinks.clear();
     }
 
     /// Hands the known types to every sink (the type catalogue export);

@@ -5,6 +5,7 @@
 //! value a few increments stale is fine. Shared through an `Arc` so the HTTP
 //! exporter can read while the pipeline writes.
 
+pub mod delivery;
 pub mod exposition;
 pub mod http;
 
@@ -224,7 +225,9 @@ impl Metrics {
                 }
             }
         }
-        vec![emitted, failures, waiting]
+        let mut out = vec![emitted, failures, waiting];
+        out.extend(delivery::DELIVERY.families());
+        out
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -24,16 +24,19 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::alertmanager::{error_chain, jitter};
+use super::alertmanager::{ca_roots, error_chain, jitter};
 use super::spool::Spool;
 use super::{Alert, AlertSink, SinkError};
 use crate::config::{WebhookConfig, redact_url};
 use crate::es::Blocking;
+use crate::metrics::delivery::DELIVERY;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "X-Faultline-Signature";
+/// The `sink` label of this sink's metrics.
+const KIND: &str = "webhook";
 
 pub struct WebhookSink {
     client: reqwest::Client,
@@ -98,8 +101,16 @@ impl WebhookSink {
         }
         let rt = Blocking::new().map_err(|e| other(e.to_string()))?;
         let timeout = cfg.timeout.0;
+        let roots = ca_roots(cfg.ca_file.as_deref(), "webhook.ca_file").map_err(other)?;
+        DELIVERY.known(KIND);
         let client = rt
-            .run(async move { reqwest::Client::builder().timeout(timeout).build() })
+            .run(async move {
+                roots
+                    .into_iter()
+                    .fold(reqwest::Client::builder(), |b, c| b.add_root_certificate(c))
+                    .timeout(timeout)
+                    .build()
+            })
             .ok_or_else(|| other("the HTTP worker thread stopped".into()))?
             .map_err(|e| other(format!("cannot build the HTTP client: {e}")))?;
         let (spool, pending) = Spool::open(spool_dir).map_err(|source| SinkError::Io {
@@ -204,7 +215,14 @@ impl WebhookSink {
                 serde_json::to_vec(chunk)
             }
             .unwrap_or_default();
-            match self.post(body) {
+            // The backoff grows at each failure and is reset by a success.
+            let retry = self.backoff > FIRST_BACKOFF;
+            let answer = self.post(body);
+            match &answer {
+                Answer::Taken => DELIVERY.sent(KIND, chunk.len(), retry),
+                Answer::Refused(_) | Answer::Later(_) => DELIVERY.failed(KIND, retry),
+            }
+            match answer {
                 Answer::Taken => {
                     self.retry_at = None;
                     self.backoff = FIRST_BACKOFF;
@@ -255,6 +273,14 @@ impl AlertSink for WebhookSink {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn waiting(&self) -> Option<usize> {
+        Some(self.pending.len())
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
     }
 }
 

@@ -107,6 +107,9 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
     // The control API's view of the types: filled at each checkpoint by a
     // catalogue-only sink, read by the HTTP thread without locking the engine.
     let view = faultline::api::TypeView::new();
+    // The API's writes (resolve, mute, unmute) queue here; the driver loop
+    // applies them between polls and answers once they are saved.
+    let control = faultline::api::control::Control::new(&cfg);
     if !cfg.metrics.listen.is_empty() {
         let listen = std::net::ToSocketAddrs::to_socket_addrs(cfg.metrics.listen.as_str())
             .ok()
@@ -114,12 +117,13 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
             .with_context(|| format!("metrics.listen `{}` is no address", cfg.metrics.listen))?;
         let router = http::routes(status.clone()).merge(faultline::api::routes(
             view.clone(),
+            Some(control.clone()),
             cfg.api.token.clone(),
             listen,
         ));
         let addr = http::serve_router(&cfg.metrics.listen, router, http::Limits::default())
             .with_context(|| format!("metrics endpoint on {}", cfg.metrics.listen))?;
-        tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/types");
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /api/v1/types, /api/v1/rollout-check and the triage page at /");
     }
     let plan = build::Plan {
         alerts_file: args.alerts.clone().or(cfg.alerts.file.clone()),
@@ -144,6 +148,7 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
         },
         make_sinks,
         shutdown,
+        commands: Some(control),
     };
     let summary = kafka::run(&cfg, opts, metrics.clone(), status)?;
     let m = metrics.snapshot();

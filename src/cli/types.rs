@@ -1,8 +1,10 @@
 //! `faultline types`: list, inspect and triage the known error types.
 //!
-//! Edits (resolve, mute, unmute) rewrite the state atomically. A running
-//! faultline keeps its own copy in memory and would overwrite them at its
-//! next checkpoint, so edit the state of a stopped instance (or of a replay).
+//! Edits (resolve, mute, unmute) rewrite the state atomically, on the state
+//! of a stopped instance (or of a replay). A running `faultline run` holds
+//! its state's writer lock and keeps its own copy in memory: change its
+//! types through its control API instead (`POST /api/v1/types/{fp}/mute`,
+//! docs/api.md), which the lock error says.
 
 use std::path::PathBuf;
 
@@ -141,9 +143,22 @@ fn find<'a>(state: &'a mut State, fp: &str) -> Result<&'a mut ErrorType> {
 }
 
 /// Applies `f` to one type and saves the state.
-fn edit(one: &OneType, f: impl FnOnce(&mut ErrorType, Option<i64>)) -> Result<i32> {
-    let mut state = State::load_writable(&one.state.state)?
-        .with_context(|| format!("no state in {}", one.state.state.display()))?;
+/// `verb` names the API's write that does the same on a running instance.
+fn edit(one: &OneType, verb: &str, f: impl FnOnce(&mut ErrorType, Option<i64>)) -> Result<i32> {
+    let mut state = match State::load_writable(&one.state.state) {
+        Err(e @ faultline::state::StateError::Locked { .. }) => {
+            return Err(anyhow!(
+                "{e}.\nA running `faultline run` owns this state: change the type through its \
+                 control API instead, e.g.\n  curl -X POST -H \"Authorization: Bearer $TOKEN\" \
+                 http://127.0.0.1:9464/api/v1/types/{}/{}\n(the address is metrics.listen, the \
+                 token api.token; docs/api.md)",
+                one.fingerprint,
+                verb
+            ));
+        }
+        other => other?,
+    }
+    .with_context(|| format!("no state in {}", one.state.state.display()))?;
     let watermark = state.watermark;
     let t = find(&mut state, &one.fingerprint)?;
     f(t, watermark);
@@ -230,12 +245,10 @@ pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        TypesCommand::Resolve { one, in_version } => edit(&one, |t, watermark| {
-            // Only what happens after now counts as coming back.
-            t.resolved_at = Some(watermark.unwrap_or(t.last_seen).max(t.last_seen));
-            t.resolved_in = in_version;
+        TypesCommand::Resolve { one, in_version } => edit(&one, "resolve", |t, watermark| {
+            faultline::api::control::resolve(t, watermark, in_version)
         }),
-        TypesCommand::Mute { one } => edit(&one, |t, _| t.muted = true),
-        TypesCommand::Unmute { one } => edit(&one, |t, _| t.muted = false),
+        TypesCommand::Mute { one } => edit(&one, "mute", |t, _| t.muted = true),
+        TypesCommand::Unmute { one } => edit(&one, "unmute", |t, _| t.muted = false),
     }
 }

@@ -39,6 +39,13 @@
 //!
 //! A crash therefore repeats at most the records after the last save, and
 //! deterministic alert ids let the sinks drop repeats.
+//!
+//! Changes that come from outside the input (the control API's resolve and
+//! mute, [`Commands`]) are applied at each step, between two polls, and
+//! make the next checkpoint due at once; when nothing was pushed since the
+//! last checkpoint (a quiet stream) the state is saved as it stands, since
+//! its resume points still hold. The commands hear when the save that
+//! holds them is done, and only then answer their callers.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -122,6 +129,20 @@ pub trait Source {
     }
 }
 
+/// Changes from outside the input (the control API's resolve and mute),
+/// queued while the engine runs. The driver hands them the engine between
+/// two polls, where no record is half-processed, and tells them when the
+/// state holding them has been saved, so a caller hears back only once a
+/// change is durable.
+pub trait Commands: std::fmt::Debug {
+    /// Applies what is queued to `engine`; true when something applied is
+    /// still waiting for a save.
+    fn apply(&self, engine: &mut Engine) -> bool;
+    /// The state of `engine` was saved (`Ok`) or its save failed (`Err`,
+    /// why): called after every save the driver makes with these commands.
+    fn saved(&self, engine: &Engine, outcome: Result<(), String>);
+}
+
 /// The cadence's progress since the last checkpoint.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Pace {
@@ -151,6 +172,8 @@ pub struct Cadence<'a> {
     pub interval: Option<Duration>,
     /// The state directory; without one nothing is checkpointed.
     pub store: Option<&'a Path>,
+    /// Commands applied at each step, saved at the next checkpoint.
+    pub commands: Option<&'a dyn Commands>,
 }
 
 impl<'a> Cadence<'a> {
@@ -160,6 +183,7 @@ impl<'a> Cadence<'a> {
             records: records.max(1),
             interval: None,
             store,
+            commands: None,
         }
     }
 
@@ -176,7 +200,8 @@ impl<'a> Cadence<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stepped {
     pub poll: Poll,
-    /// A checkpoint was taken after the poll.
+    /// A checkpoint was taken after the poll (not counting the save of a
+    /// quiet stream's state for queued [`Commands`]).
     pub checkpointed: bool,
 }
 
@@ -189,14 +214,30 @@ pub fn step<S: Source>(source: &mut S, cadence: &Cadence<'_>) -> Result<Stepped,
     if let Poll::Pushed(n) = poll {
         source.pace().pushed(n);
     }
+    let waiting = cadence.commands.is_some_and(|c| c.apply(source.engine()));
     let mut checkpointed = false;
     if poll != Poll::End
         && let Some(dir) = cadence.store
-        && cadence.due(source.pace())
-        && source.at_boundary()
     {
-        checkpoint(source, dir, true)?;
-        checkpointed = true;
+        if (cadence.due(source.pace()) || waiting && source.pace().since > 0)
+            && source.at_boundary()
+        {
+            checkpoint_with(source, dir, true, cadence.commands)?;
+            checkpointed = true;
+        } else if waiting && source.pace().since == 0 {
+            // Nothing came in since the last checkpoint (a quiet stream):
+            // its resume points still hold, so the state is saved as it
+            // is, with the commands, without waiting for input.
+            source.engine().flush_sinks()?;
+            let saved = source.engine().state.save(dir);
+            let outcome = saved.as_ref().map(|_| ()).map_err(ToString::to_string);
+            source.saved(saved)?;
+            let exported = source.engine().export_types(false);
+            source.exported(exported)?;
+            if let Some(c) = cadence.commands {
+                c.saved(source.engine(), outcome);
+            }
+        }
     }
     Ok(Stepped { poll, checkpointed })
 }
@@ -238,16 +279,31 @@ pub fn drive<S: Source>(source: &mut S, cadence: &Cadence<'_>) -> Result<Driven,
 /// sinks → commit → resume points → save → catalogue (when `catalogue`).
 /// Restarts the source's pace.
 pub fn checkpoint<S: Source>(source: &mut S, dir: &Path, catalogue: bool) -> Result<(), S::Error> {
+    checkpoint_with(source, dir, catalogue, None)
+}
+
+/// [`checkpoint`], telling `commands` how the save went once the catalogue
+/// (the API's view among it) is exported.
+fn checkpoint_with<S: Source>(
+    source: &mut S,
+    dir: &Path,
+    catalogue: bool,
+    commands: Option<&dyn Commands>,
+) -> Result<(), S::Error> {
     source.settle()?;
     source.engine().flush_sinks()?;
     source.commit()?;
     *source.pace() = Pace::default();
     source.checkpoint();
     let saved = source.engine().state.save(dir);
+    let outcome = saved.as_ref().map(|_| ()).map_err(ToString::to_string);
     source.saved(saved)?;
     if catalogue {
         let exported = source.engine().export_types(false);
         source.exported(exported)?;
+    }
+    if let Some(c) = commands {
+        c.saved(source.engine(), outcome);
     }
     Ok(())
 }
@@ -401,6 +457,101 @@ mod tests {
         log.lock().unwrap().clear();
         close(&mut src.engine, Some(dir.path())).unwrap();
         assert_eq!(*log.lock().unwrap(), ["flush", "catalogue (last)"]);
+    }
+
+    /// Commands that wait for a save once queued, and log when told.
+    #[derive(Debug, Default)]
+    struct Queued {
+        waiting: std::sync::atomic::AtomicBool,
+        log: Log,
+    }
+
+    impl Commands for Queued {
+        fn apply(&self, _: &mut Engine) -> bool {
+            self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+        }
+        fn saved(&self, _: &Engine, outcome: Result<(), String>) {
+            assert!(outcome.is_ok());
+            self.waiting
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            note(&self.log, "commands saved");
+        }
+    }
+
+    #[test]
+    fn a_queued_command_makes_the_next_boundary_a_checkpoint_and_hears_of_its_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::default();
+        let mut src = counting(&log);
+        let commands = Queued {
+            waiting: true.into(),
+            log: log.clone(),
+        };
+        let cadence = Cadence {
+            commands: Some(&commands),
+            ..Cadence::every(1_000, Some(dir.path()))
+        };
+        // Not due by the count, but a command waits: the first boundary
+        // (after 2 records) checkpoints, then the commands hear of it.
+        assert!(!step(&mut src, &cadence).unwrap().checkpointed);
+        assert!(step(&mut src, &cadence).unwrap().checkpointed);
+        assert_eq!(
+            log.lock().unwrap().last().map(String::as_str),
+            Some("commands saved")
+        );
+        assert!(log.lock().unwrap().contains(&"commit".to_string()));
+        // Nothing waits any more: no checkpoint until the count is due.
+        log.lock().unwrap().clear();
+        assert!(!step(&mut src, &cadence).unwrap().checkpointed);
+        assert!(!step(&mut src, &cadence).unwrap().checkpointed);
+        assert!(log.lock().unwrap().is_empty());
+    }
+
+    /// A stream with nothing to read.
+    struct Quiet(Counting);
+
+    impl Source for Quiet {
+        type Error = PipelineError;
+        fn engine(&mut self) -> &mut Engine {
+            &mut self.0.engine
+        }
+        fn pace(&mut self) -> &mut Pace {
+            &mut self.0.pace
+        }
+        fn poll(&mut self) -> Result<Poll, PipelineError> {
+            Ok(Poll::Idle)
+        }
+        fn commit(&mut self) -> Result<(), PipelineError> {
+            note(&self.0.log, "commit");
+            Ok(())
+        }
+        fn checkpoint(&mut self) {
+            note(&self.0.log, "resume points");
+        }
+    }
+
+    #[test]
+    fn on_a_quiet_stream_a_command_is_saved_without_a_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::default();
+        let mut src = Quiet(counting(&log));
+        let commands = Queued {
+            waiting: true.into(),
+            log: log.clone(),
+        };
+        let cadence = Cadence {
+            commands: Some(&commands),
+            ..Cadence::every(1_000, Some(dir.path()))
+        };
+        // Not a checkpoint (nothing to commit, no resume points to write):
+        // the resume points of the last one still hold, so the state is
+        // saved as it is.
+        assert!(!step(&mut src, &cadence).unwrap().checkpointed);
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["flush", "catalogue", "commands saved"]
+        );
+        assert!(crate::state::State::load(dir.path()).unwrap().is_some());
     }
 
     #[test]

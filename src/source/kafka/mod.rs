@@ -102,6 +102,8 @@ pub struct RunOptions {
     pub make_sinks: MakeSinks,
     /// Set by the signal handler: finish the batch, commit, return.
     pub shutdown: Arc<AtomicBool>,
+    /// The control API's writes, applied between polls (`driver::Commands`).
+    pub commands: Option<Arc<dyn driver::Commands + Send + Sync>>,
 }
 
 type Partition = (String, i32);
@@ -417,6 +419,7 @@ pub fn run(
         records: k.batch_size as u64,
         interval: Some(k.commit_interval.0),
         store: Some(&opts.state_dir),
+        commands: opts.commands.as_deref().map(|c| c as &dyn driver::Commands),
     };
     let mut backoff = Duration::from_millis(100);
     let mut records = 0u64;

@@ -175,6 +175,8 @@ impl Core {
             ));
         }
         let state = State::load(&self.state_dir)?;
+        // The old sinks let go of their spools before the new ones open them.
+        self.engine.close_sinks();
         self.engine = self.build_engine(state)?;
         // Back to where the saved state stands: what the streams and the
         // aligner hold was read after it, and is read again.
