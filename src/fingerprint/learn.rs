@@ -492,21 +492,38 @@ const CLOSED_LN_ALPHA: f64 = 4.605;
 /// Why this holds on logs nobody here has seen: parameters (names, terms,
 /// ids) keep bringing values; states of an enumeration stop doing so once
 /// each has occurred. If the position were open, new values would have come
-/// at about `distinct / last` per occurrence; the chance of none in the
-/// `now - last` occurrences since is `exp(-gap * distinct / last)`, and a
-/// position is closed when that is below 1 % *and* each known value has had
-/// [`CLOSED_RECUR`] occurrences' worth of chances to be joined by a new one.
-/// A position with [`KEY_PARAM_DISTINCT`] values is open whatever its
-/// history. A wrong call costs one type: the refused value is recorded as
-/// the position's newest, so the next new value needs twice the history.
+/// at about `(distinct - 1) / last` per occurrence (the first value is new
+/// by definition and says nothing about the rate); the chance of none in
+/// the `now - last` occurrences since is `exp(-gap * (distinct - 1) /
+/// last)`, and a position is closed when that is below 1 % *and* each known
+/// value has had [`CLOSED_RECUR`] occurrences' worth of chances to be
+/// joined by a new one. A position with [`KEY_PARAM_DISTINCT`] values is
+/// open whatever its history. A wrong call costs one alert, not a split:
+/// the refused value is recorded as the position's newest, and when the
+/// position takes another new value it is open after all, and the refused
+/// types join it (see [`Learner::reopen`]).
 fn closed_set(distinct: usize, last: u64, now: u64) -> bool {
-    if distinct == 0 || distinct >= KEY_PARAM_DISTINCT || last == OPEN_SLOT {
+    if distinct < 2 || distinct >= KEY_PARAM_DISTINCT || last == OPEN_SLOT {
         return false;
     }
     let gap = now.saturating_sub(last);
     gap >= CLOSED_RECUR * distinct as u64
-        && gap as f64 * distinct as f64 >= CLOSED_LN_ALPHA * last as f64
+        && gap as f64 * (distinct - 1) as f64 >= CLOSED_LN_ALPHA * last as f64
 }
+
+/// The entry of [`Learner::keys`] listing the clusters refused as new
+/// members of a closed set of the generalised cluster with template hash
+/// `gkey` (at most [`MAX_REFUSED`]), which join it if it proves open.
+fn h_refused(gkey: u64) -> u64 {
+    super::hash_concat(|b| {
+        b.extend_from_slice(&gkey.to_le_bytes());
+        b.extend_from_slice(b"\0refused\0");
+    })
+}
+
+/// Refused clusters remembered per generalised cluster. Each refusal needs
+/// a quiet history longer than the one before, so a handful is plenty.
+const MAX_REFUSED: usize = 8;
 
 /// The value a word carries without the punctuation around it (`admin,`
 /// and `(admin)` carry `admin`), if it is one worth remembering: it has a
@@ -728,7 +745,7 @@ impl Learner {
         if let Some(g) = self.best_general(bucket, &words)
             && !self.refuse_new_state(scope, g, &words, &mut refused)
         {
-            self.learn_values(scope, g, &words);
+            let merged = self.learn_values_and_reopen(scope, g, &words);
             self.exact.insert(key, g);
             self.clusters[g as usize].count += 1;
             self.changes.exact(key);
@@ -736,7 +753,7 @@ impl Learner {
             return Resolution {
                 cluster: g,
                 created: false,
-                merged: Vec::new(),
+                merged,
             };
         }
 
@@ -796,7 +813,7 @@ impl Learner {
                 {
                     continue;
                 }
-                self.learn_values(scope, r, &words);
+                let merged = self.learn_values_and_reopen(scope, r, &words);
                 self.exact.insert(key, r);
                 self.clusters[r as usize].count += 1;
                 self.changes.exact(key);
@@ -804,7 +821,7 @@ impl Learner {
                 return Resolution {
                     cluster: r,
                     created: false,
-                    merged: Vec::new(),
+                    merged,
                 };
             }
             // The value that would tip a position over to variable, where
@@ -851,6 +868,13 @@ impl Learner {
         // value: the next one needs a longer quiet history.
         if let Some(g) = refused {
             self.learn_values(scope, g, &words);
+            let c = &self.clusters[g as usize];
+            let hr = h_refused(h_template(c.ctx, &c.template));
+            let list = self.keys.get(&hr).map_or(0, Vec::len);
+            if list < MAX_REFUSED && (list > 0 || self.keys.len() < MAX_KEYS) {
+                self.keys.entry(hr).or_default().push(id as u64);
+                self.changes.key(hr);
+            }
         }
         // 4. The position has varied enough: generalise it.
         match generalize.and_then(|sk| self.generalize(ctx, &words, sk, id, bucket)) {
@@ -1152,10 +1176,10 @@ impl Learner {
     /// at the learned positions of cluster `g` (the part a glob such as
     /// `user=<*>,` leaves open, without punctuation). At most [`MAX_KEYS`]
     /// entries, shared with the keys.
-    fn learn_values(&mut self, scope: u64, g: ClusterId, words: &[&str]) {
+    fn learn_values(&mut self, scope: u64, g: ClusterId, words: &[&str]) -> bool {
         let c = &self.clusters[g as usize];
         if c.learned.is_empty() {
-            return;
+            return false;
         }
         let (gkey, count) = (h_template(c.ctx, &c.template), c.count);
         let mut found = Vec::new();
@@ -1183,12 +1207,19 @@ impl Learner {
         // How each position came by its values, for `closed_set`: a masked
         // or parameter value opens it for good; a new plain word records
         // the occurrence count it arrived at.
+        let mut grew = false;
         for hs in open {
-            self.set_seen(hs, OPEN_SLOT);
+            grew |= self.set_seen(hs, OPEN_SLOT);
         }
         for &(slot, hv, hs) in &found {
             let known = self.keys.get(&slot).is_some_and(|v| v.contains(&hv));
-            if !known && self.keys.get(&hs).is_none_or(|v| v.first() != Some(&OPEN_SLOT)) {
+            grew |= !known;
+            if !known
+                && self
+                    .keys
+                    .get(&hs)
+                    .is_none_or(|v| v.first() != Some(&OPEN_SLOT))
+            {
                 self.set_seen(hs, count);
             }
         }
@@ -1214,20 +1245,59 @@ impl Learner {
                 }
             }
         }
+        grew
+    }
+
+    /// [`Learner::learn_values`] for a template `g` takes; when one of
+    /// `g`'s positions took a value it never held (or a masked one), the
+    /// clusters refused as new members of a closed set of `g` join it: the
+    /// position is open after all. Returns them (now aliases of `g`).
+    fn learn_values_and_reopen(
+        &mut self,
+        scope: u64,
+        g: ClusterId,
+        words: &[&str],
+    ) -> Vec<ClusterId> {
+        if !self.learn_values(scope, g, words) {
+            return Vec::new();
+        }
+        let c = &self.clusters[g as usize];
+        let hr = h_refused(h_template(c.ctx, &c.template));
+        let ids = match self.keys.get_mut(&hr) {
+            Some(v) if !v.is_empty() => std::mem::take(v),
+            _ => return Vec::new(),
+        };
+        self.changes.key(hr);
+        let mut merged = Vec::new();
+        for id in ids {
+            let r = self.root(id as ClusterId);
+            if r != g && (r as usize) < self.clusters.len() {
+                self.clusters[r as usize].alias_of = Some(g);
+                let n = self.clusters[r as usize].count;
+                self.clusters[g as usize].count += n;
+                self.changes.cluster(r);
+                self.changes.cluster(g);
+                merged.push(r);
+            }
+        }
+        merged
     }
 
     /// Sets a position's [`h_seen`] entry (bounded by [`MAX_KEYS`], shared
     /// with the keys: when full, the position is never taken as closed).
-    fn set_seen(&mut self, hs: u64, to: u64) {
+    fn set_seen(&mut self, hs: u64, to: u64) -> bool {
         if let Some(v) = self.keys.get_mut(&hs) {
-            if v.first() != Some(&to) {
-                *v = vec![to];
-                self.changes.key(hs);
+            if v.first() == Some(&to) {
+                return false;
             }
+            *v = vec![to];
         } else if self.keys.len() < MAX_KEYS {
             self.keys.insert(hs, vec![to]);
-            self.changes.key(hs);
+        } else {
+            return false;
         }
+        self.changes.key(hs);
+        true
     }
 
     /// Whether `word` carries a value that a learned position of another
@@ -1639,13 +1709,28 @@ mod tests {
             }
         }
         let new = l.observe_in(1, "svc", "node <*> halted in phase wipe");
-        assert!(new.created, "a fourth phase after a long quiet history is new");
+        assert!(
+            new.created,
+            "a fourth phase after a long quiet history is new"
+        );
         assert_ne!(new.cluster, g);
         // Its next occurrence is the same new type.
-        assert_eq!(l.observe_in(1, "svc", "node <*> halted in phase wipe").cluster, new.cluster);
-        // A fifth value right after it: the position is opening up.
+        assert_eq!(
+            l.observe_in(1, "svc", "node <*> halted in phase wipe")
+                .cluster,
+            new.cluster
+        );
+        // A fifth value right after it: the position is open after all, and
+        // the refused type joins it.
         let fifth = l.observe_in(1, "svc", "node <*> halted in phase scrub");
         assert_eq!(fifth.cluster, g);
+        assert_eq!(fifth.merged, vec![new.cluster]);
+        assert_eq!(l.root(new.cluster), g);
+        assert_eq!(
+            l.observe_in(1, "svc", "node <*> halted in phase wipe")
+                .cluster,
+            g
+        );
     }
 
     #[test]
