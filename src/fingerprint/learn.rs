@@ -503,7 +503,7 @@ const CLOSED_LN_ALPHA: f64 = 4.605;
 /// position takes another new value it is open after all, and the refused
 /// types join it (see [`Learner::reopen`]).
 fn closed_set(distinct: usize, last: u64, now: u64) -> bool {
-    if distinct < 2 || distinct >= KEY_PARAM_DISTINCT || last == OPEN_SLOT {
+    if !(2..KEY_PARAM_DISTINCT).contains(&distinct) || last == OPEN_SLOT {
         return false;
     }
     let gap = now.saturating_sub(last);
