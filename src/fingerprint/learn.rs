@@ -460,6 +460,71 @@ fn h_slot(gkey: u64, pos: usize) -> u64 {
     })
 }
 
+/// The entry of [`Learner::keys`] that records how learned position `pos`
+/// of the cluster with template hash `gkey` came by its values: one number,
+/// the cluster's occurrence count when the position last took a value it
+/// had never held, or [`OPEN_SLOT`] once the position is known to hold
+/// data (a masked value, a parameter's value). See [`closed_set`].
+fn h_seen(gkey: u64, pos: usize) -> u64 {
+    super::hash_concat(|b| {
+        b.extend_from_slice(&gkey.to_le_bytes());
+        b.extend_from_slice(b"\0seen\0");
+        b.extend_from_slice(&(pos as u64).to_le_bytes());
+    })
+}
+
+/// [`h_seen`]'s mark of a position that holds data, never a closed set.
+const OPEN_SLOT: u64 = u64::MAX;
+
+/// Occurrences per known value, at least, without a new value before a
+/// position counts as a closed set (see [`closed_set`]).
+const CLOSED_RECUR: u64 = 5;
+
+/// ln(1/α) for α = 1 %: the chance an open position would have gone this
+/// long without a new value, below which it is taken as closed.
+const CLOSED_LN_ALPHA: f64 = 4.605;
+
+/// Whether a position that took `distinct` different values, the last new
+/// one when its type had `last` occurrences, is a closed set now that it
+/// has `now`: a new value there is then a new event (`phase rollback` where
+/// only three phases ever occurred), not one more value of a parameter.
+///
+/// Why this holds on logs nobody here has seen: parameters (names, terms,
+/// ids) keep bringing values; states of an enumeration stop doing so once
+/// each has occurred. If the position were open, new values would have come
+/// at about `(distinct - 1) / last` per occurrence (the first value is new
+/// by definition and says nothing about the rate); the chance of none in
+/// the `now - last` occurrences since is `exp(-gap * (distinct - 1) /
+/// last)`, and a position is closed when that is below 1 % *and* each known
+/// value has had [`CLOSED_RECUR`] occurrences' worth of chances to be
+/// joined by a new one. A position with [`KEY_PARAM_DISTINCT`] values is
+/// open whatever its history. A wrong call costs one alert, not a split:
+/// the refused value is recorded as the position's newest, and when the
+/// position takes another new value it is open after all, and the refused
+/// types join it (see [`Learner::reopen`]).
+fn closed_set(distinct: usize, last: u64, now: u64) -> bool {
+    if !(2..KEY_PARAM_DISTINCT).contains(&distinct) || last == OPEN_SLOT {
+        return false;
+    }
+    let gap = now.saturating_sub(last);
+    gap >= CLOSED_RECUR * distinct as u64
+        && gap as f64 * (distinct - 1) as f64 >= CLOSED_LN_ALPHA * last as f64
+}
+
+/// The entry of [`Learner::keys`] listing the clusters refused as new
+/// members of a closed set of the generalised cluster with template hash
+/// `gkey` (at most [`MAX_REFUSED`]), which join it if it proves open.
+fn h_refused(gkey: u64) -> u64 {
+    super::hash_concat(|b| {
+        b.extend_from_slice(&gkey.to_le_bytes());
+        b.extend_from_slice(b"\0refused\0");
+    })
+}
+
+/// Refused clusters remembered per generalised cluster. Each refusal needs
+/// a quiet history longer than the one before, so a handful is plenty.
+const MAX_REFUSED: usize = 8;
+
 /// The value a word carries without the punctuation around it (`admin,`
 /// and `(admin)` carry `admin`), if it is one worth remembering: it has a
 /// letter (numbers are masked anyway), no placeholder, and is short enough
@@ -674,9 +739,13 @@ impl Learner {
         let bucket = h_bucket(ctx, words.len());
         let scope = scope_of(service);
 
-        // 1. A generalised template that already covers this one.
-        if let Some(g) = self.best_general(bucket, &words) {
-            self.learn_values(scope, g, &words);
+        // 1. A generalised template that already covers this one, unless
+        //    the template brings a new member of a closed set.
+        let mut refused: Option<ClusterId> = None;
+        if let Some(g) = self.best_general(bucket, &words)
+            && !self.refuse_new_state(scope, g, &words, &mut refused)
+        {
+            let merged = self.learn_values_and_reopen(scope, g, &words);
             self.exact.insert(key, g);
             self.clusters[g as usize].count += 1;
             self.changes.exact(key);
@@ -684,7 +753,7 @@ impl Learner {
             return Resolution {
                 cluster: g,
                 created: false,
-                merged: Vec::new(),
+                merged,
             };
         }
 
@@ -739,10 +808,12 @@ impl Learner {
                 let r = self.root(g);
                 // The position was generalised as `key=<*>`: a word of
                 // another shape there (`group=x`) is not one of its values.
-                if !self.fits_learned(r, pos, words[pos]) {
+                if !self.fits_learned(r, pos, words[pos])
+                    || self.refuse_new_state(scope, r, &words, &mut refused)
+                {
                     continue;
                 }
-                self.learn_values(scope, r, &words);
+                let merged = self.learn_values_and_reopen(scope, r, &words);
                 self.exact.insert(key, r);
                 self.clusters[r as usize].count += 1;
                 self.changes.exact(key);
@@ -750,8 +821,25 @@ impl Learner {
                 return Resolution {
                     cluster: r,
                     created: false,
-                    merged: Vec::new(),
+                    merged,
                 };
+            }
+            // The value that would tip a position over to variable, where
+            // the position's known values are plain words that each
+            // recurred: a closed set's new member, a new type (see
+            // `closed_set`). It is not counted, so the next new value,
+            // while this one is still rare, generalises as before.
+            if val & 1 == 0
+                && !entry.values.contains(&val)
+                && entry.values.len() + 1 >= self.min_distinct
+                && !entry.members.is_empty()
+                && entry.values.iter().all(|v| v & 1 == 0)
+                && entry
+                    .members
+                    .iter()
+                    .all(|&m| self.clusters[m as usize].count >= CLOSED_RECUR)
+            {
+                continue;
             }
             add_value(&mut entry.values, val, self.min_distinct);
             if generalize.is_none() && entry.values.len() >= self.min_distinct {
@@ -774,6 +862,18 @@ impl Learner {
         for &(sk, _, _) in &cands {
             if let Some(e) = self.skeletons.get_mut(&sk) {
                 e.members.push(id);
+            }
+        }
+        // The refused new member of a closed set is the position's newest
+        // value: the next one needs a longer quiet history.
+        if let Some(g) = refused {
+            self.learn_values(scope, g, &words);
+            let c = &self.clusters[g as usize];
+            let hr = h_refused(h_template(c.ctx, &c.template));
+            let list = self.keys.get(&hr).map_or(0, Vec::len);
+            if list < MAX_REFUSED && (list > 0 || self.keys.len() < MAX_KEYS) {
+                self.keys.entry(hr).or_default().push(id as u64);
+                self.changes.key(hr);
             }
         }
         // 4. The position has varied enough: generalise it.
@@ -799,6 +899,52 @@ impl Learner {
                 merged: Vec::new(),
             },
         }
+    }
+
+    /// Whether `words`, which generalised cluster `g` covers, holds at a
+    /// learned position a plain word the position never held, where the
+    /// position is a closed set ([`closed_set`]): then it is a new type,
+    /// not a value of `g`. Sets `refused` to `g` when so.
+    fn refuse_new_state(
+        &self,
+        scope: u64,
+        g: ClusterId,
+        words: &[&str],
+        refused: &mut Option<ClusterId>,
+    ) -> bool {
+        if *refused == Some(g) {
+            return true;
+        }
+        let c = &self.clusters[g as usize];
+        if c.learned.is_empty() {
+            return false;
+        }
+        let gkey = h_template(c.ctx, &c.template);
+        for (i, gw) in c.template.split(' ').enumerate() {
+            let Some(&w) = words.get(i) else { break };
+            if gw == w || !c.learned.contains(&(i as u32)) || !glob_matches(gw, w) {
+                continue;
+            }
+            let Some((pre, suf)) = gw.rsplit_once(VAR) else {
+                continue;
+            };
+            let inner = &w[pre.len()..w.len() - suf.len()];
+            let Some(v) = value_core(inner) else { continue };
+            if self.is_value(scope, inner) || has_param_pair(w, |k| self.is_param(scope, k)) {
+                continue;
+            }
+            let (Some(vals), Some(&[seen])) = (
+                self.keys.get(&h_slot(gkey, i)),
+                self.keys.get(&h_seen(gkey, i)).map(Vec::as_slice),
+            ) else {
+                continue;
+            };
+            if !vals.contains(&h_value(scope, v)) && closed_set(vals.len(), seen, c.count) {
+                *refused = Some(g);
+                return true;
+            }
+        }
+        false
     }
 
     /// Whether `word` may stand at learned position `pos` of cluster `c`.
@@ -892,8 +1038,16 @@ impl Learner {
         }
         let template = general.join(" ");
         let gkey = h_template(ctx, &template);
+        // A generalised template that was itself a message (`charge <*>`,
+        // masking having found values there) held masked values at its
+        // learned positions: they are data, never a closed set.
+        let mut observed = false;
         let g = match self.exact.get(&gkey) {
-            Some(&c) => self.root(c),
+            Some(&c) => {
+                let r = self.root(c);
+                observed = self.clusters[r as usize].count > 0 && r == c;
+                r
+            }
             None => {
                 let id = self.push_cluster(ctx, template.clone());
                 self.clusters[id as usize].count = 0;
@@ -903,6 +1057,11 @@ impl Learner {
             }
         };
         self.changes.cluster(g);
+        if observed {
+            for &p in &learned {
+                self.set_seen(h_seen(gkey, p as usize), OPEN_SLOT);
+            }
+        }
         {
             let c = &mut self.clusters[g as usize];
             for p in learned {
@@ -1017,13 +1176,14 @@ impl Learner {
     /// at the learned positions of cluster `g` (the part a glob such as
     /// `user=<*>,` leaves open, without punctuation). At most [`MAX_KEYS`]
     /// entries, shared with the keys.
-    fn learn_values(&mut self, scope: u64, g: ClusterId, words: &[&str]) {
+    fn learn_values(&mut self, scope: u64, g: ClusterId, words: &[&str]) -> bool {
         let c = &self.clusters[g as usize];
         if c.learned.is_empty() {
-            return;
+            return false;
         }
-        let gkey = h_template(c.ctx, &c.template);
+        let (gkey, count) = (h_template(c.ctx, &c.template), c.count);
         let mut found = Vec::new();
+        let mut open = Vec::new();
         for (i, gw) in c.template.split(' ').enumerate() {
             let Some(w) = words.get(i) else { break };
             if !c.learned.contains(&(i as u32)) || !glob_matches(gw, w) {
@@ -1031,12 +1191,39 @@ impl Learner {
             }
             let inner = match gw.rsplit_once(VAR) {
                 Some((pre, suf)) if gw != *w => &w[pre.len()..w.len() - suf.len()],
-                _ => continue,
+                // The word is the glob itself: a masked value held there.
+                _ => {
+                    open.push(h_seen(gkey, i));
+                    continue;
+                }
             };
-            if let Some(v) = value_core(inner) {
-                found.push((h_slot(gkey, i), h_value(scope, v)));
+            match value_core(inner) {
+                // A value known as a parameter elsewhere: data, not a state.
+                Some(_) if self.is_value(scope, inner) => open.push(h_seen(gkey, i)),
+                Some(v) => found.push((h_slot(gkey, i), h_value(scope, v), h_seen(gkey, i))),
+                None => open.push(h_seen(gkey, i)),
             }
         }
+        // How each position came by its values, for `closed_set`: a masked
+        // or parameter value opens it for good; a new plain word records
+        // the occurrence count it arrived at.
+        let mut grew = false;
+        for hs in open {
+            grew |= self.set_seen(hs, OPEN_SLOT);
+        }
+        for &(slot, hv, hs) in &found {
+            let known = self.keys.get(&slot).is_some_and(|v| v.contains(&hv));
+            grew |= !known;
+            if !known
+                && self
+                    .keys
+                    .get(&hs)
+                    .is_none_or(|v| v.first() != Some(&OPEN_SLOT))
+            {
+                self.set_seen(hs, count);
+            }
+        }
+        let found: Vec<(u64, u64)> = found.into_iter().map(|(a, b, _)| (a, b)).collect();
         // A position's values count as the service's only once it has
         // taken KEY_PARAM_DISTINCT of them: the bar a key must pass, for
         // the same reason (a closed set of states has fewer members, and
@@ -1058,6 +1245,59 @@ impl Learner {
                 }
             }
         }
+        grew
+    }
+
+    /// [`Learner::learn_values`] for a template `g` takes; when one of
+    /// `g`'s positions took a value it never held (or a masked one), the
+    /// clusters refused as new members of a closed set of `g` join it: the
+    /// position is open after all. Returns them (now aliases of `g`).
+    fn learn_values_and_reopen(
+        &mut self,
+        scope: u64,
+        g: ClusterId,
+        words: &[&str],
+    ) -> Vec<ClusterId> {
+        if !self.learn_values(scope, g, words) {
+            return Vec::new();
+        }
+        let c = &self.clusters[g as usize];
+        let hr = h_refused(h_template(c.ctx, &c.template));
+        let ids = match self.keys.get_mut(&hr) {
+            Some(v) if !v.is_empty() => std::mem::take(v),
+            _ => return Vec::new(),
+        };
+        self.changes.key(hr);
+        let mut merged = Vec::new();
+        for id in ids {
+            let r = self.root(id as ClusterId);
+            if r != g && (r as usize) < self.clusters.len() {
+                self.clusters[r as usize].alias_of = Some(g);
+                let n = self.clusters[r as usize].count;
+                self.clusters[g as usize].count += n;
+                self.changes.cluster(r);
+                self.changes.cluster(g);
+                merged.push(r);
+            }
+        }
+        merged
+    }
+
+    /// Sets a position's [`h_seen`] entry (bounded by [`MAX_KEYS`], shared
+    /// with the keys: when full, the position is never taken as closed).
+    fn set_seen(&mut self, hs: u64, to: u64) -> bool {
+        if let Some(v) = self.keys.get_mut(&hs) {
+            if v.first() == Some(&to) {
+                return false;
+            }
+            *v = vec![to];
+        } else if self.keys.len() < MAX_KEYS {
+            self.keys.insert(hs, vec![to]);
+        } else {
+            return false;
+        }
+        self.changes.key(hs);
+        true
     }
 
     /// Whether `word` carries a value that a learned position of another
@@ -1442,6 +1682,119 @@ mod tests {
         let b = l.observe_in(1, "jobs", "job <*> stuck state=running");
         assert!(a.created && b.created);
         assert_ne!(a.cluster, b.cluster);
+    }
+
+    /// `count` occurrences of `template`, in service "svc", context 1.
+    fn observe_n(l: &mut Learner, template: &str, count: usize) -> Resolution {
+        let mut last = l.observe_in(1, "svc", template);
+        for _ in 1..count {
+            last = l.observe_in(1, "svc", template);
+        }
+        last
+    }
+
+    #[test]
+    fn a_new_member_of_a_closed_set_is_a_new_type() {
+        let mut l = learner();
+        // Three phases, each new while the others are still rare: the
+        // position generalises, then the three recur for a long time.
+        for p in ["drain", "cordon", "seal"] {
+            l.observe_in(1, "svc", &format!("node <*> halted in phase {p}"));
+        }
+        let g = l.lookup(1, "node <*> halted in phase drain").unwrap();
+        assert_eq!(l.template(g), "node <*> halted in phase <*>");
+        for _ in 0..40 {
+            for p in ["drain", "cordon", "seal"] {
+                l.observe_in(1, "svc", &format!("node <*> halted in phase {p}"));
+            }
+        }
+        let new = l.observe_in(1, "svc", "node <*> halted in phase wipe");
+        assert!(
+            new.created,
+            "a fourth phase after a long quiet history is new"
+        );
+        assert_ne!(new.cluster, g);
+        // Its next occurrence is the same new type.
+        assert_eq!(
+            l.observe_in(1, "svc", "node <*> halted in phase wipe")
+                .cluster,
+            new.cluster
+        );
+        // A fifth value right after it: the position is open after all, and
+        // the refused type joins it.
+        let fifth = l.observe_in(1, "svc", "node <*> halted in phase scrub");
+        assert_eq!(fifth.cluster, g);
+        assert_eq!(fifth.merged, vec![new.cluster]);
+        assert_eq!(l.root(new.cluster), g);
+        assert_eq!(
+            l.observe_in(1, "svc", "node <*> halted in phase wipe")
+                .cluster,
+            g
+        );
+    }
+
+    #[test]
+    fn a_position_that_keeps_taking_new_values_stays_a_parameter() {
+        let mut l = learner();
+        // A heavy hitter and a steady trickle of new names.
+        for i in 0..20u8 {
+            observe_n(&mut l, "quota hit for tenant acme", 3);
+            let name = format!("quota hit for tenant t{}x", (b'a' + i) as char);
+            let r = l.observe_in(1, "svc", &name);
+            // The second name generalises; every later one joins.
+            assert_eq!(r.created, i == 0, "name {i}");
+        }
+    }
+
+    #[test]
+    fn a_third_value_beside_two_that_each_recurred_is_a_new_type() {
+        let mut l = learner();
+        observe_n(&mut l, r#"cache command "GET <*>" failed"#, 6);
+        observe_n(&mut l, r#"cache command "SET <*>" failed"#, 6);
+        let del = l.observe_in(1, "svc", r#"cache command "DEL <*>" failed"#);
+        assert!(del.created);
+        assert_eq!(l.template(del.cluster), r#"cache command "DEL <*>" failed"#);
+        // A fourth while the third is still rare: a parameter after all.
+        let r = l.observe_in(1, "svc", r#"cache command "INCR <*>" failed"#);
+        assert!(!r.created);
+        assert_eq!(l.template(r.cluster), r#"cache command "<*> <*>" failed"#);
+        assert_eq!(l.root(del.cluster), r.cluster);
+    }
+
+    #[test]
+    fn a_third_value_after_a_rare_second_generalises() {
+        let mut l = learner();
+        observe_n(&mut l, "login failed for root", 50);
+        l.observe_in(1, "svc", "login failed for ann");
+        let r = l.observe_in(1, "svc", "login failed for bob");
+        assert!(!r.created);
+        assert_eq!(l.template(r.cluster), "login failed for <*>");
+    }
+
+    #[test]
+    fn a_position_that_held_masked_values_is_never_a_closed_set() {
+        let mut l = learner();
+        for w in ["<*>", "alpha", "beta"] {
+            l.observe_in(1, "svc", &format!("shard {w} lagging"));
+        }
+        let g = l.lookup(1, "shard alpha lagging").unwrap();
+        for _ in 0..100 {
+            l.observe_in(1, "svc", "shard alpha lagging");
+        }
+        let r = l.observe_in(1, "svc", "shard gamma lagging");
+        assert_eq!(r.cluster, g);
+    }
+
+    #[test]
+    fn a_masked_message_that_becomes_the_generalised_template_keeps_its_position_open() {
+        let mut l = learner();
+        // Ids mostly masked (they hold digits), now and then one of letters
+        // only: the generalised template is the masked message itself.
+        let g = observe_n(&mut l, "charge <*> declined", 30).cluster;
+        assert_eq!(l.observe_in(1, "svc", "charge ch_abc declined").cluster, g);
+        assert_eq!(l.observe_in(1, "svc", "charge ch_xyz declined").cluster, g);
+        observe_n(&mut l, "charge <*> declined", 200);
+        assert_eq!(l.observe_in(1, "svc", "charge ch_qrs declined").cluster, g);
     }
 
     #[test]
