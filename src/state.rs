@@ -217,6 +217,30 @@ impl State {
         w.commit(self)
     }
 
+    /// Commits a checkpoint behind the caller: encodes what changed (the
+    /// caller's only cost) and commits it on a thread, while the caller
+    /// goes on. Durable after [`State::durable`] or the next save; the
+    /// driver waits for it before a source commits its input
+    /// (docs/state.md, "Crash safety"). A failure of the previous
+    /// background commit is returned here (that checkpoint then rewrites
+    /// everything).
+    pub fn save_behind(&mut self, dir: &Path) -> Result<(), StateError> {
+        let w = store::writer(dir)?;
+        let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+        w.submit(self)
+    }
+
+    /// Waits until every checkpoint saved so far in `dir` is durable, and
+    /// returns the failure of one committed behind the caller (reported
+    /// once; the next save then rewrites everything). Nothing to wait for
+    /// when `dir` has no writer open in this process.
+    pub fn durable(dir: &Path) -> Result<(), StateError> {
+        match store::open_writer(dir) {
+            Some(w) => w.lock().unwrap_or_else(|e| e.into_inner()).durable(),
+            None => Ok(()),
+        }
+    }
+
     /// The state of an older faultline (`state.json`), or `None`.
     fn load_json(dir: &Path) -> Result<Option<State>, StateError> {
         let path = State::path(dir);
@@ -463,7 +487,7 @@ mod tests {
             .unwrap()
             .lock()
             .unwrap()
-            .last_written
+            .last_written()
     }
 
     #[test]

@@ -114,7 +114,26 @@ fn builder() -> Builder {
 
 /// The open writer of one state directory. At most one per process and
 /// directory (see [`writer`]); the file lock keeps other processes out.
+///
+/// A checkpoint can be committed behind the engine ([`Writer::submit`]):
+/// the engine encodes what changed (cheap) and goes on while a thread
+/// stages and fsyncs the transaction; [`Writer::wait`] (called before a
+/// source commits its input, before the next checkpoint and before any
+/// read through this writer) returns once it is durable. docs/state.md
+/// argues why the driver's durability order still holds.
 pub struct Writer {
+    core: Arc<Mutex<Core>>,
+    /// The checkpoint being committed behind the engine, if any.
+    pending: Option<std::thread::JoinHandle<Result<(), StateError>>>,
+    /// The outcome of the last background commit, not yet reported.
+    outcome: Option<Result<(), StateError>>,
+    /// A background commit failed: the next checkpoint rewrites everything.
+    rewrite: bool,
+}
+
+/// The database and what the writer knows of its rows; owned by whichever
+/// thread commits.
+struct Core {
     path: PathBuf,
     db: Database,
     /// Where each stored type lives, and the next free row.
@@ -123,9 +142,13 @@ pub struct Writer {
     /// The next row of the template index log.
     next_exact: u64,
     /// Type rows the last checkpoint wrote or deleted.
-    pub last_written: usize,
+    last_written: usize,
     /// Bytes of those rows and of the global part.
-    pub last_bytes: usize,
+    last_bytes: usize,
+    /// When the previous generation ([`PREVIOUS`]) was last refreshed, and
+    /// how often to refresh it during a long run.
+    previous_taken: std::time::Instant,
+    previous_every: Option<std::time::Duration>,
 }
 
 type Shared = Arc<Mutex<Writer>>;
@@ -295,7 +318,7 @@ impl Writer {
         tx.commit().map_err(|e| db_err(&path, e))?;
         // The old format's temporary file, left by a crash mid-save.
         let _ = std::fs::remove_file(dir.join(".state.json.tmp"));
-        let mut w = Writer {
+        let mut core = Core {
             path,
             db,
             rows: PrehashedMap::default(),
@@ -303,11 +326,255 @@ impl Writer {
             next_exact: 0,
             last_written: 0,
             last_bytes: 0,
+            previous_taken: std::time::Instant::now(),
+            previous_every: Some(PREVIOUS_EVERY),
         };
-        w.index()?;
-        Ok(w)
+        core.index()?;
+        Ok(Writer {
+            core: Arc::new(Mutex::new(core)),
+            pending: None,
+            outcome: None,
+            rewrite: false,
+        })
     }
 
+    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until the checkpoint committed behind the engine, if any, is
+    /// durable (or failed: the next save, or [`Writer::durable`], reports
+    /// it).
+    pub fn wait(&mut self) {
+        if let Some(h) = self.pending.take() {
+            let r = h.join().unwrap_or_else(|_| {
+                Err(corrupt(
+                    &self.core().path,
+                    "the state commit thread panicked; the checkpoint was not written",
+                ))
+            });
+            self.rewrite |= r.is_err();
+            self.outcome = Some(r);
+        }
+    }
+
+    /// Waits as [`Writer::wait`] and reports a failure of the background
+    /// commit (once). A source calls this before it commits its input, so
+    /// its committed offsets are never more than one checkpoint ahead of
+    /// the durable state; the next checkpoint still rewrites everything.
+    pub fn durable(&mut self) -> Result<(), StateError> {
+        self.wait();
+        self.outcome.take().unwrap_or(Ok(()))
+    }
+
+    /// Waits for the background commit and takes its outcome. After a
+    /// failure everything is marked changed, so this checkpoint rewrites
+    /// it all rather than lose a change that was in the failed transaction.
+    fn settle(&mut self, state: &mut State) -> Result<(), StateError> {
+        let r = self.durable();
+        if std::mem::take(&mut self.rewrite) {
+            state.baseline.mark_all_dirty();
+            state.baseline.learner.mark_all_changed();
+        }
+        r
+    }
+
+    /// Type rows the last checkpoint wrote or deleted (once it is durable).
+    pub fn last_written(&mut self) -> usize {
+        self.wait();
+        self.core().last_written
+    }
+
+    /// How often a long run refreshes the previous generation
+    /// ([`PREVIOUS`]); `None` only at start.
+    pub fn keep_previous_every(&mut self, every: Option<std::time::Duration>) {
+        self.wait();
+        self.core().previous_every = every;
+    }
+
+    /// Whether the store holds a state yet (false right after creation, and
+    /// before a migration).
+    pub fn has_state(&mut self) -> Result<bool, StateError> {
+        self.wait();
+        let c = self.core();
+        unpanicked(&c.path, || {
+            let r = c.db.begin_read().map_err(|e| db_err(&c.path, e))?;
+            let m = r.open_table(META).map_err(|e| db_err(&c.path, e))?;
+            Ok(m.get(GLOBAL).map_err(|e| db_err(&c.path, e))?.is_some())
+        })
+    }
+
+    /// The last durable checkpoint (after waiting for one in flight).
+    pub fn load(&mut self) -> Result<Option<State>, StateError> {
+        self.wait();
+        let c = self.core();
+        unpanicked(&c.path, || read_state(&c.path, &c.db))
+    }
+
+    /// One checkpoint, durable when this returns: the changed types and
+    /// the global part in one transaction. On error nothing of it is
+    /// visible, and everything is marked changed so the next attempt
+    /// writes it all. Also reports a failure of an earlier
+    /// [`Writer::submit`].
+    pub fn commit(&mut self, state: &mut State) -> Result<(), StateError> {
+        let submitted = self.submit(state);
+        let done = self.settle(state);
+        submitted.and(done)
+    }
+
+    /// One checkpoint committed behind the engine: waits for the previous
+    /// one, encodes what changed since it (the engine's only cost), and
+    /// hands the transaction to a thread. Durable after [`Writer::wait`]
+    /// (or the next save). Returns the failure of the previous background
+    /// commit, if it failed; this checkpoint then rewrites everything.
+    ///
+    /// A checkpoint that rewrites everything (a new or migrated state, a
+    /// retry after a failure) is written here, streamed from the state: a
+    /// batch of it would hold the whole state encoded in memory.
+    pub fn submit(&mut self, state: &mut State) -> Result<(), StateError> {
+        let earlier = self.settle(state);
+        let started = std::time::Instant::now();
+        let dirty = state.baseline.take_dirty();
+        let learned = state.baseline.learner.take_changes();
+        if dirty.all || learned.all {
+            let mut c = self.core();
+            let r = c.commit_full(state, &dirty, &learned);
+            if r.is_err() {
+                state.baseline.mark_all_dirty();
+                state.baseline.learner.mark_all_changed();
+                // The index may name rows of the transaction that was dropped.
+                let _ = c.index();
+            } else {
+                c.refresh_previous();
+            }
+            tracing::debug!(
+                types = c.last_written,
+                bytes = c.last_bytes,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "state checkpoint committed in full"
+            );
+            return earlier.and(r);
+        }
+        let path = self.core().path.clone();
+        let batch = match Batch::encode(&path, state, &dirty, &learned) {
+            Ok(b) => b,
+            Err(e) => {
+                state.baseline.mark_all_dirty();
+                state.baseline.learner.mark_all_changed();
+                return earlier.and(Err(e));
+            }
+        };
+        let encoded_ms = started.elapsed().as_secs_f64() * 1e3;
+        let core = self.core.clone();
+        let spawned = std::thread::Builder::new()
+            .name("state-commit".into())
+            .spawn(move || {
+                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                let t0 = std::time::Instant::now();
+                let r = c.apply(batch);
+                if r.is_err() {
+                    let _ = c.index();
+                } else {
+                    c.refresh_previous();
+                }
+                tracing::debug!(
+                    types = c.last_written,
+                    bytes = c.last_bytes,
+                    encode_ms = encoded_ms,
+                    commit_ms = t0.elapsed().as_secs_f64() * 1e3,
+                    "state checkpoint committed"
+                );
+                r
+            });
+        match spawned {
+            Ok(h) => self.pending = Some(h),
+            Err(source) => {
+                state.baseline.mark_all_dirty();
+                state.baseline.learner.mark_all_changed();
+                return earlier.and(Err(StateError::Io { path, source }));
+            }
+        }
+        earlier
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // A checkpoint in flight completes (or fails) before the file closes.
+        self.wait();
+    }
+}
+
+/// What one incremental checkpoint writes, encoded by the engine's thread
+/// so the committing thread needs nothing of the state.
+struct Batch {
+    global: Vec<u8>,
+    /// Changed types: fingerprint, first seen (new rows are handed out in
+    /// order of appearance), the encoded row or `None` for a type that is
+    /// gone (merged away).
+    types: Vec<(Fingerprint, crate::record::EventTime, Option<Vec<u8>>)>,
+    learner: LearnerOps,
+}
+
+/// The learner's changed rows, encoded.
+#[derive(Default)]
+struct LearnerOps {
+    clusters: Vec<(u32, Vec<u8>)>,
+    exact: Vec<(u64, u32)>,
+    skeletons: Vec<(u64, Vec<u8>)>,
+    generalized: Vec<(u64, Vec<u8>)>,
+    keys: Vec<(u64, Vec<u8>)>,
+}
+
+impl Batch {
+    fn encode(
+        path: &Path,
+        state: &mut State,
+        dirty: &crate::baseline::Dirty,
+        learned: &LearnerChanges,
+    ) -> Result<Batch, StateError> {
+        let global = encode_global(state).map_err(|m| corrupt(path, m))?;
+        let types = encode_types(path, state, dirty)?;
+        let learner = encode_learner(&mut state.baseline.learner, learned)
+            .map_err(|e| corrupt(path, e.to_string()))?;
+        Ok(Batch {
+            global,
+            types,
+            learner,
+        })
+    }
+}
+
+/// The changed types of `dirty`, encoded (`None` for a type gone).
+#[allow(clippy::type_complexity)]
+fn encode_types(
+    path: &Path,
+    state: &State,
+    dirty: &crate::baseline::Dirty,
+) -> Result<Vec<(Fingerprint, crate::record::EventTime, Option<Vec<u8>>)>, StateError> {
+    let mut types = Vec::with_capacity(dirty.types.len());
+    for fp in &dirty.types {
+        match state.baseline.types.get(fp) {
+            Some(ty) => {
+                let mut buf = Vec::with_capacity(256);
+                encode_type(ty, &mut buf).map_err(|m| corrupt(path, m))?;
+                types.push((*fp, ty.first_seen, Some(buf)));
+            }
+            None => types.push((*fp, 0, None)),
+        }
+    }
+    Ok(types)
+}
+
+/// How often a long-running writer copies `state.redb` to
+/// [`PREVIOUS`] (besides once at start): a copy costs one read and write
+/// of the file (a reflink where the file system has them), on the commit
+/// thread, so rarely enough to be cheap and often enough that falling
+/// back loses at most this much progress (re-read from the input where it
+/// allows).
+pub const PREVIOUS_EVERY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+impl Core {
     /// Rebuilds the fingerprint → row index from the table.
     fn index(&mut self) -> Result<(), StateError> {
         let r = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
@@ -329,45 +596,95 @@ impl Writer {
         Ok(())
     }
 
-    /// Whether the store holds a state yet (false right after creation, and
-    /// before a migration).
-    pub fn has_state(&self) -> Result<bool, StateError> {
-        unpanicked(&self.path, || {
-            let r = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
-            let m = r.open_table(META).map_err(|e| db_err(&self.path, e))?;
-            Ok(m.get(GLOBAL).map_err(|e| db_err(&self.path, e))?.is_some())
-        })
-    }
-
-    pub fn load(&self) -> Result<Option<State>, StateError> {
-        unpanicked(&self.path, || read_state(&self.path, &self.db))
-    }
-
-    /// One checkpoint: the changed types and the global part in one durable
-    /// transaction. On error nothing of it is visible, and every type is
-    /// marked changed again so the next attempt writes them all.
-    pub fn commit(&mut self, state: &mut State) -> Result<(), StateError> {
-        let started = std::time::Instant::now();
-        let dirty = state.baseline.take_dirty();
-        let learned = state.baseline.learner.take_changes();
-        let r = self.commit_dirty(state, &dirty, &learned);
-        tracing::debug!(
-            types = self.last_written,
-            all = dirty.all,
-            bytes = self.last_bytes,
-            ms = started.elapsed().as_secs_f64() * 1e3,
-            "state checkpoint committed"
-        );
-        if r.is_err() {
-            state.baseline.mark_all_dirty();
-            state.baseline.learner.mark_all_changed();
-            // The index may name rows of the transaction that was dropped.
-            let _ = self.index();
+    /// After a durable commit: copies the file to [`PREVIOUS`] when the
+    /// last copy is older than `previous_every`. No transaction is open
+    /// (the caller holds the core), so the file is the commit just made.
+    /// A failed copy is logged, not fatal: the state itself is durable.
+    fn refresh_previous(&mut self) {
+        let Some(every) = self.previous_every else {
+            return;
+        };
+        if self.previous_taken.elapsed() < every {
+            return;
         }
-        r
+        self.previous_taken = std::time::Instant::now();
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let t0 = std::time::Instant::now();
+        match keep_previous(dir) {
+            Ok(()) => tracing::debug!(
+                ms = t0.elapsed().as_secs_f64() * 1e3,
+                "previous generation of the state refreshed"
+            ),
+            Err(e) => tracing::warn!("{e}; the previous generation was not refreshed"),
+        }
     }
 
-    fn commit_dirty(
+    /// An incremental checkpoint in one durable transaction.
+    fn apply(&mut self, batch: Batch) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = |e: &dyn std::fmt::Display| db_err(&path, e);
+        let mut tx = self.db.begin_write().map_err(|x| e(&x))?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|x| e(&x))?;
+        self.stage(&tx, &batch)?;
+        tx.commit().map_err(|x| e(&x))
+    }
+
+    /// Stages a batch in `tx`: its types, the global part and its learner
+    /// rows.
+    fn stage(&mut self, tx: &redb::WriteTransaction, batch: &Batch) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = |e: &dyn std::fmt::Display| db_err(&path, e);
+        self.last_written = batch.types.len();
+        self.last_bytes = batch.global.len();
+        let mut t = tx.open_table(TYPES).map_err(|x| e(&x))?;
+        // Known rows in row order (one pass along the B-tree), new ones
+        // after them in order of appearance.
+        let mut order: Vec<(u64, i64, Fingerprint, usize)> = batch
+            .types
+            .iter()
+            .enumerate()
+            .map(|(i, (fp, first, _))| {
+                let row = self.rows.get(fp).copied().unwrap_or(u64::MAX);
+                (row, *first, *fp, i)
+            })
+            .collect();
+        order.sort_unstable();
+        for (_, _, fp, i) in order {
+            match &batch.types[i].2 {
+                Some(bytes) => {
+                    let row = match self.rows.get(&fp) {
+                        Some(&r) => r,
+                        None => {
+                            let r = self.next_row;
+                            self.next_row += 1;
+                            self.rows.insert(fp, r);
+                            r
+                        }
+                    };
+                    self.last_bytes += bytes.len();
+                    t.insert(row, bytes.as_slice()).map_err(|x| e(&x))?;
+                }
+                None => {
+                    if let Some(row) = self.rows.remove(&fp) {
+                        t.remove(row).map_err(|x| e(&x))?;
+                    }
+                }
+            }
+        }
+        let mut m = tx.open_table(META).map_err(|x| e(&x))?;
+        m.insert(GLOBAL, batch.global.as_slice())
+            .map_err(|x| e(&x))?;
+        self.last_bytes +=
+            apply_learner(tx, &batch.learner, &mut self.next_exact).map_err(|x| e(&x))?;
+        Ok(())
+    }
+
+    /// A checkpoint that rewrites every type or the whole learner (the
+    /// other part incremental), streamed from the state.
+    fn commit_full(
         &mut self,
         state: &mut State,
         dirty: &crate::baseline::Dirty,
@@ -375,7 +692,6 @@ impl Writer {
     ) -> Result<(), StateError> {
         let path = self.path.clone();
         let e = |e: &dyn std::fmt::Display| db_err(&path, e);
-        let t0 = std::time::Instant::now();
         let global = encode_global(state).map_err(|m| corrupt(&path, m))?;
         let mut tx = self.db.begin_write().map_err(|x| e(&x))?;
         self.last_bytes = global.len();
@@ -406,44 +722,18 @@ impl Writer {
                     t.insert(row, buf.as_slice()).map_err(|x| e(&x))?;
                     self.rows.insert(ty.fingerprint, row);
                 }
-            } else {
-                // Known rows in row order (one pass along the B-tree), new
-                // ones after them in order of appearance.
-                let mut order: Vec<(u64, Fingerprint)> = dirty
-                    .types
-                    .iter()
-                    .map(|fp| (self.rows.get(fp).copied().unwrap_or(u64::MAX), *fp))
-                    .collect();
-                order.sort_unstable_by_key(|&(row, fp)| {
-                    let first = state.baseline.types.get(&fp).map(|t| t.first_seen);
-                    (row, first, fp)
-                });
-                for (_, fp) in &order {
-                    match state.baseline.types.get(fp) {
-                        Some(ty) => {
-                            encode_type(ty, &mut buf).map_err(|m| corrupt(&path, m))?;
-                            let row = match self.rows.get(fp) {
-                                Some(&r) => r,
-                                None => {
-                                    let r = self.next_row;
-                                    self.next_row += 1;
-                                    self.rows.insert(*fp, r);
-                                    r
-                                }
-                            };
-                            self.last_bytes += buf.len();
-                            t.insert(row, buf.as_slice()).map_err(|x| e(&x))?;
-                        }
-                        None => {
-                            if let Some(row) = self.rows.remove(fp) {
-                                t.remove(row).map_err(|x| e(&x))?;
-                            }
-                        }
-                    }
-                }
             }
-            let mut m = tx.open_table(META).map_err(|x| e(&x))?;
-            m.insert(GLOBAL, global.as_slice()).map_err(|x| e(&x))?;
+        }
+        if !dirty.all {
+            // Only the learner is rewritten whole: the types and the
+            // global part are staged as a batch would be.
+            let types = encode_types(&path, state, dirty)?;
+            let batch = Batch {
+                global,
+                types,
+                learner: LearnerOps::default(),
+            };
+            self.stage(&tx, &batch)?;
             self.last_bytes += write_learner(
                 &tx,
                 &mut state.baseline.learner,
@@ -451,16 +741,20 @@ impl Writer {
                 &mut self.next_exact,
             )
             .map_err(|x| e(&x))?;
+            return tx.commit().map_err(|x| e(&x));
         }
-        let staged = std::time::Instant::now();
-        let r = tx.commit().map_err(|x| e(&x));
-        tracing::debug!(
-            global = global.len(),
-            stage_ms = (staged - t0).as_secs_f64() * 1e3,
-            commit_ms = staged.elapsed().as_secs_f64() * 1e3,
-            "state checkpoint timing"
-        );
-        r
+        {
+            let mut m = tx.open_table(META).map_err(|x| e(&x))?;
+            m.insert(GLOBAL, global.as_slice()).map_err(|x| e(&x))?;
+        }
+        self.last_bytes += write_learner(
+            &tx,
+            &mut state.baseline.learner,
+            learned,
+            &mut self.next_exact,
+        )
+        .map_err(|x| e(&x))?;
+        tx.commit().map_err(|x| e(&x))
     }
 }
 
@@ -694,6 +988,10 @@ fn write_learner(
     changes: &LearnerChanges,
     next_exact: &mut u64,
 ) -> Result<usize, redb::Error> {
+    if !changes.all {
+        let ops = encode_learner(learner, changes)?;
+        return apply_learner(tx, &ops, next_exact);
+    }
     let l = learner.tables();
     let mut c = tx.open_table(CLUSTERS)?;
     let mut x = tx.open_table(EXACT)?;
@@ -702,7 +1000,7 @@ fn write_learner(
     let mut keys = tx.open_table(KEYS)?;
     let mut buf = Vec::with_capacity(256);
     let mut bytes = 0;
-    if changes.all {
+    {
         c.retain(|_, _| false)?;
         x.retain(|_, _| false)?;
         s.retain(|_, _| false)?;
@@ -734,41 +1032,82 @@ fn write_learner(
             keys.insert(k, buf.as_slice())?;
         }
         bytes += l.exact.len() * 12;
-        return Ok(bytes);
     }
+    Ok(bytes)
+}
+
+fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, redb::Error> {
+    let mut buf = Vec::with_capacity(64);
+    record(v, &mut buf)?;
+    Ok(buf)
+}
+
+/// The learner's changed rows (not `changes.all`), encoded.
+fn encode_learner(learner: &mut Learner, changes: &LearnerChanges) -> Result<LearnerOps, redb::Error> {
+    let l = learner.tables();
+    let mut ops = LearnerOps::default();
     for &id in &changes.clusters {
         if let Some(cl) = l.clusters.get(id as usize) {
-            record(cl, &mut buf)?;
-            bytes += buf.len();
-            c.insert(id, buf.as_slice())?;
+            ops.clusters.push((id, enc(cl)?));
         }
     }
     for k in &changes.exact {
         if let Some(&v) = l.exact.get(k) {
-            x.insert(*next_exact, (*k, v))?;
-            *next_exact += 1;
-            bytes += 12;
+            ops.exact.push((*k, v));
         }
     }
     for k in &changes.skeletons {
         if let Some(v) = l.skeletons.get(k) {
-            record(v, &mut buf)?;
-            bytes += buf.len();
-            s.insert(k, buf.as_slice())?;
+            ops.skeletons.push((*k, enc(v)?));
         }
     }
     for k in &changes.generalized {
         if let Some(v) = l.generalized.get(k) {
-            record(v, &mut buf)?;
-            bytes += buf.len();
-            g.insert(k, buf.as_slice())?;
+            ops.generalized.push((*k, enc(v)?));
         }
     }
     for k in &changes.keys {
         if let Some(v) = l.keys.get(k) {
-            record(v, &mut buf)?;
-            bytes += buf.len();
-            keys.insert(k, buf.as_slice())?;
+            ops.keys.push((*k, enc(v)?));
+        }
+    }
+    Ok(ops)
+}
+
+/// Writes encoded learner rows; returns the bytes written.
+fn apply_learner(
+    tx: &redb::WriteTransaction,
+    ops: &LearnerOps,
+    next_exact: &mut u64,
+) -> Result<usize, redb::Error> {
+    let mut bytes = 0;
+    if !ops.clusters.is_empty() {
+        let mut c = tx.open_table(CLUSTERS)?;
+        for (id, v) in &ops.clusters {
+            bytes += v.len();
+            c.insert(*id, v.as_slice())?;
+        }
+    }
+    if !ops.exact.is_empty() {
+        let mut x = tx.open_table(EXACT)?;
+        for &(k, v) in &ops.exact {
+            x.insert(*next_exact, (k, v))?;
+            *next_exact += 1;
+            bytes += 12;
+        }
+    }
+    for (def, rows) in [
+        (SKELETONS, &ops.skeletons),
+        (GENERALIZED, &ops.generalized),
+        (KEYS, &ops.keys),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let mut t = tx.open_table(def)?;
+        for (k, v) in rows {
+            bytes += v.len();
+            t.insert(*k, v.as_slice())?;
         }
     }
     Ok(bytes)
