@@ -30,7 +30,7 @@ use redb::{
 };
 
 use super::{State, StateError};
-use crate::baseline::ErrorType;
+use crate::baseline::{Cold, ErrorType, Pager};
 use crate::fingerprint::learn::{Cluster, LearnerChanges, Skeleton};
 use crate::fingerprint::{Fingerprint, Learner, PrehashedMap};
 
@@ -129,6 +129,9 @@ pub struct Writer {
     outcome: Option<Result<(), StateError>>,
     /// A background commit failed: the next checkpoint rewrites everything.
     rewrite: bool,
+    /// The baseline checkpoint number of the commit in flight: once it is
+    /// durable, the types evicted before it leave memory.
+    in_flight: Option<u64>,
 }
 
 /// The database and what the writer knows of its rows; owned by whichever
@@ -335,6 +338,7 @@ impl Writer {
             pending: None,
             outcome: None,
             rewrite: false,
+            in_flight: None,
         })
     }
 
@@ -372,6 +376,12 @@ impl Writer {
     /// it all rather than lose a change that was in the failed transaction.
     fn settle(&mut self, state: &mut State) -> Result<(), StateError> {
         let r = self.durable();
+        if let Some(epoch) = self.in_flight.take()
+            && r.is_ok()
+            && !self.rewrite
+        {
+            state.baseline.written(epoch);
+        }
         if std::mem::take(&mut self.rewrite) {
             state.baseline.mark_all_dirty();
             state.baseline.learner.mark_all_changed();
@@ -407,8 +417,14 @@ impl Writer {
     /// The last durable checkpoint (after waiting for one in flight).
     pub fn load(&mut self) -> Result<Option<State>, StateError> {
         self.wait();
-        let c = self.core();
-        unpanicked(&c.path, || read_state(&c.path, &c.db))
+        let mut s = {
+            let c = self.core();
+            unpanicked(&c.path, || read_state(&c.path, &c.db, true))?
+        };
+        if let Some(s) = &mut s {
+            s.baseline.page_with(pager(&self.core));
+        }
+        Ok(s)
     }
 
     /// One checkpoint, durable when this returns: the changed types and
@@ -433,7 +449,11 @@ impl Writer {
     /// batch of it would hold the whole state encoded in memory.
     pub fn submit(&mut self, state: &mut State) -> Result<(), StateError> {
         let earlier = self.settle(state);
+        if !state.baseline.paged() {
+            state.baseline.page_with(pager(&self.core));
+        }
         let started = std::time::Instant::now();
+        let epoch = state.baseline.checkpoint_epoch();
         let dirty = state.baseline.take_dirty();
         let learned = state.baseline.learner.take_changes();
         if dirty.all || learned.all {
@@ -445,6 +465,7 @@ impl Writer {
                 // The index may name rows of the transaction that was dropped.
                 let _ = c.index();
             } else {
+                state.baseline.written(epoch);
                 c.refresh_previous();
             }
             tracing::debug!(
@@ -487,7 +508,10 @@ impl Writer {
                 r
             });
         match spawned {
-            Ok(h) => self.pending = Some(h),
+            Ok(h) => {
+                self.pending = Some(h);
+                self.in_flight = Some(epoch);
+            }
             Err(source) => {
                 state.baseline.mark_all_dirty();
                 state.baseline.learner.mark_all_changed();
@@ -554,7 +578,7 @@ fn encode_types(
 ) -> Result<Vec<(Fingerprint, crate::record::EventTime, Option<Vec<u8>>)>, StateError> {
     let mut types = Vec::with_capacity(dirty.types.len());
     for fp in &dirty.types {
-        match state.baseline.types.get(fp) {
+        match state.baseline.changed(*fp) {
             Some(ty) => {
                 let mut buf = Vec::with_capacity(256);
                 encode_type(ty, &mut buf).map_err(|m| corrupt(path, m))?;
@@ -706,21 +730,45 @@ impl Core {
             let mut t = tx.open_table(TYPES).map_err(|x| e(&x))?;
             let mut buf = Vec::with_capacity(512);
             if dirty.all {
-                t.retain(|_, _| false).map_err(|x| e(&x))?;
-                self.rows.clear();
-                self.next_row = 0;
+                let b = &state.baseline;
+                // Rows of types no longer known (merged away) go; evicted
+                // types keep theirs (their full entry is only there).
+                let gone: Vec<(Fingerprint, u64)> = self
+                    .rows
+                    .iter()
+                    .filter(|(fp, _)| b.changed(**fp).is_none() && !b.cold.contains_key(*fp))
+                    .map(|(fp, row)| (*fp, *row))
+                    .collect();
+                for (fp, row) in gone {
+                    t.remove(row).map_err(|x| e(&x))?;
+                    self.rows.remove(&fp);
+                }
                 let mut all: Vec<&ErrorType> =
-                    state.baseline.types.values().map(|t| &**t).collect();
-                // Oldest first: rows in order of appearance, as they would
-                // have been written one checkpoint at a time.
+                    b.types.values().map(|t| &**t).chain(b.outbox()).collect();
+                // Oldest first: new rows in order of appearance, as they
+                // would have been written one checkpoint at a time.
                 all.sort_unstable_by_key(|t| (t.first_seen, t.fingerprint));
-                for ty in all {
+                // Evicted types no store row holds (evicted before the
+                // store was attached): a row from their compact record.
+                let stubs: Vec<ErrorType> = b
+                    .cold
+                    .iter()
+                    .filter(|(fp, _)| !self.rows.contains_key(*fp) && b.changed(**fp).is_none())
+                    .map(|(fp, c)| c.revive(*fp, "", &Default::default()))
+                    .collect();
+                for ty in all.into_iter().chain(stubs.iter()) {
                     encode_type(ty, &mut buf).map_err(|m| corrupt(&path, m))?;
-                    let row = self.next_row;
-                    self.next_row += 1;
+                    let row = match self.rows.get(&ty.fingerprint) {
+                        Some(&r) => r,
+                        None => {
+                            let r = self.next_row;
+                            self.next_row += 1;
+                            self.rows.insert(ty.fingerprint, r);
+                            r
+                        }
+                    };
                     self.last_bytes += buf.len();
                     t.insert(row, buf.as_slice()).map_err(|x| e(&x))?;
-                    self.rows.insert(ty.fingerprint, row);
                 }
             }
         }
@@ -797,7 +845,7 @@ fn read_only_file_unguarded(dir: &Path, path: &Path) -> Result<Option<State>, St
         }
         Err(e) => return Err(db_err(&path, e)),
     };
-    read_state(&path, &db)
+    read_state(&path, &db, false)
 }
 
 fn repair(dir: &Path, path: &Path) -> Result<(), StateError> {
@@ -819,7 +867,14 @@ fn repair(dir: &Path, path: &Path) -> Result<(), StateError> {
     }
 }
 
-fn read_state(path: &Path, db: &impl ReadableDatabase) -> Result<Option<State>, StateError> {
+/// Reads the last committed checkpoint. With `compact` (the writer's
+/// start), evicted types (no window, no samples, no operator mark) stay
+/// rows of the store and come into memory as compact records only.
+fn read_state(
+    path: &Path,
+    db: &impl ReadableDatabase,
+    compact: bool,
+) -> Result<Option<State>, StateError> {
     let e = |x: &dyn std::fmt::Display| db_err(path, x);
     let r = db.begin_read().map_err(|x| e(&x))?;
     let m = match r.open_table(META) {
@@ -841,13 +896,22 @@ fn read_state(path: &Path, db: &impl ReadableDatabase) -> Result<Option<State>, 
     )?;
     let t = r.open_table(TYPES).map_err(|x| e(&x))?;
     let mut types = PrehashedMap::default();
-    types.reserve(t.len().map_err(|x| e(&x))? as usize);
+    let mut cold = PrehashedMap::default();
+    if !compact {
+        types.reserve(t.len().map_err(|x| e(&x))? as usize);
+    }
     let buckets = state.baseline.spec.buckets;
     for row in t.iter().map_err(|x| e(&x))? {
         let (k, v) = row.map_err(|x| e(&x))?;
         let ty = decode_type(path, k.value(), v.value())?;
         check_type(path, &ty, buckets)?;
-        if types.insert(ty.fingerprint, Box::new(ty)).is_some() {
+        let fp = ty.fingerprint;
+        let twice = if compact && cold_at_rest(&ty) {
+            types.contains_key(&fp) || cold.insert(fp, Cold::of(&ty)).is_some()
+        } else {
+            cold.contains_key(&fp) || types.insert(fp, Box::new(ty)).is_some()
+        };
+        if twice {
             return Err(corrupt(
                 path,
                 format!("type row {}: its fingerprint is stored twice", k.value()),
@@ -855,6 +919,7 @@ fn read_state(path: &Path, db: &impl ReadableDatabase) -> Result<Option<State>, 
         }
     }
     state.baseline.types = types;
+    state.baseline.cold = cold;
     check_aliases(path, &state)?;
     read_learner(path, &r, &mut state.baseline.learner)?;
     // The checks the rows above do not make (the learner's alias chains, a
@@ -867,6 +932,41 @@ fn read_state(path: &Path, db: &impl ReadableDatabase) -> Result<Option<State>, 
     state.baseline.take_dirty();
     state.baseline.learner.take_changes();
     Ok(Some(state))
+}
+
+/// A stored type that was evicted and carries no operator mark.
+fn cold_at_rest(t: &ErrorType) -> bool {
+    t.window.is_none()
+        && t.samples.is_empty()
+        && !t.muted
+        && t.resolved_at.is_none()
+        && t.resolved_in.is_none()
+}
+
+/// Reads evicted types' rows back for the baseline (see [`Pager`]).
+/// It holds the store weakly: a closed writer closes the file (the
+/// baseline then revives from compact records).
+fn pager(core: &Arc<Mutex<Core>>) -> Pager {
+    let core = Arc::downgrade(core);
+    Pager(Arc::new(move |fp| {
+        let Some(core) = core.upgrade() else {
+            return Err("the state store is closed".into());
+        };
+        // Waits for a commit in flight: it may hold the row.
+        let c = core.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(&row) = c.rows.get(&fp) else {
+            return Ok(None);
+        };
+        let read = || -> Result<Option<ErrorType>, StateError> {
+            let r = c.db.begin_read().map_err(|e| db_err(&c.path, e))?;
+            let t = r.open_table(TYPES).map_err(|e| db_err(&c.path, e))?;
+            match t.get(row).map_err(|e| db_err(&c.path, e))? {
+                Some(v) => decode_type(&c.path, row, v.value()).map(Some),
+                None => Ok(None),
+            }
+        };
+        unpanicked(&c.path, read).map_err(|e| e.to_string())
+    }))
 }
 
 fn check_type(path: &Path, ty: &ErrorType, buckets: usize) -> Result<(), StateError> {
@@ -944,6 +1044,7 @@ fn decode_type(path: &Path, row: u64, bytes: &[u8]) -> Result<ErrorType, StateEr
 /// The state without its types and learner tables, as JSON.
 fn encode_global(state: &mut State) -> Result<Vec<u8>, String> {
     let types = std::mem::take(&mut state.baseline.types);
+    let cold = std::mem::take(&mut state.baseline.cold);
     let t = state.baseline.learner.tables();
     let parts = (
         std::mem::take(t.clusters),
@@ -954,6 +1055,7 @@ fn encode_global(state: &mut State) -> Result<Vec<u8>, String> {
     );
     let r = serde_json::to_vec(&*state).map_err(|e| format!("item `global`: {e}"));
     state.baseline.types = types;
+    state.baseline.cold = cold;
     let t = state.baseline.learner.tables();
     (*t.clusters, *t.exact, *t.skeletons, *t.generalized, *t.keys) = parts;
     r
@@ -1043,7 +1145,10 @@ fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, redb::Error> {
 }
 
 /// The learner's changed rows (not `changes.all`), encoded.
-fn encode_learner(learner: &mut Learner, changes: &LearnerChanges) -> Result<LearnerOps, redb::Error> {
+fn encode_learner(
+    learner: &mut Learner,
+    changes: &LearnerChanges,
+) -> Result<LearnerOps, redb::Error> {
     let l = learner.tables();
     let mut ops = LearnerOps::default();
     for &id in &changes.clusters {
