@@ -528,26 +528,15 @@ impl Baseline {
         let is_new = !self.types.contains_key(&fp);
         self.dirty.mark(fp);
         if is_new {
-            let t = ErrorType {
-                fingerprint: fp,
-                template: typed.template.clone(),
-                context: typed.context.clone(),
-                origin,
+            let new = Cold {
                 first_seen: time,
                 last_seen: time,
                 count: 0,
-                version_first_seen: rec.version.clone(),
-                versions: LiteMap::new(),
-                samples: Vec::new(),
+                origin,
                 novel_done: origin == Origin::Baseline || merged_known,
-                history_rate_per_min: None,
-                window: None,
-                surge: SurgeState::default(),
-                resolved_in: None,
-                muted: false,
-                resolved_at: None,
-                series: TypeSeries::default(),
             };
+            let mut t = new.revive(fp, &typed.template, &typed.context);
+            t.version_first_seen = rec.version.clone();
             // Boxed: a table slot of 16 bytes instead of the whole type,
             // which matters at 0.5-0.9 load with a million types.
             self.types.insert(fp, Box::new(t));

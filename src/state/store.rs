@@ -782,16 +782,7 @@ impl Core {
                 learner: LearnerOps::default(),
             };
             self.stage(&tx, &batch)?;
-            self.last_bytes += write_learner(
-                &tx,
-                &mut state.baseline.learner,
-                learned,
-                &mut self.next_exact,
-            )
-            .map_err(|x| e(&x))?;
-            return tx.commit().map_err(|x| e(&x));
-        }
-        {
+        } else {
             let mut m = tx.open_table(META).map_err(|x| e(&x))?;
             m.insert(GLOBAL, global.as_slice()).map_err(|x| e(&x))?;
         }
