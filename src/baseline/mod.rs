@@ -315,10 +315,7 @@ impl Baseline {
         let Some(cold) = self.cold.remove(&fp) else {
             return;
         };
-        let mut t = match self.outbox.remove(&fp) {
-            Some((_, t)) => Some(t),
-            None => None,
-        };
+        let mut t = self.outbox.remove(&fp).map(|(_, t)| t);
         if t.is_none()
             && let Some(p) = &self.pager
         {
