@@ -142,13 +142,28 @@ impl Cold {
     }
 }
 
-/// Reads an evicted type's full entry back from where it is stored (the
-/// state store's rows); `Ok(None)` when it holds none.
+/// Where evicted types' full entries go (the state store's rows): `read`
+/// reads one back (`Ok(None)` when the store holds none); `encode` and
+/// `decode` are the store's row format, so an evicted entry waits for its
+/// checkpoint as the bytes the store writes (a third of the entry in
+/// memory, shared with the checkpoint that writes it).
 #[derive(Clone)]
-pub struct Pager(
+pub struct Pager {
     #[allow(clippy::type_complexity)]
-    pub  std::sync::Arc<dyn Fn(Fingerprint) -> Result<Option<ErrorType>, String> + Send + Sync>,
-);
+    pub read:
+        std::sync::Arc<dyn Fn(Fingerprint) -> Result<Option<ErrorType>, String> + Send + Sync>,
+    pub encode: fn(&ErrorType) -> Result<Vec<u8>, String>,
+    pub decode: fn(&[u8]) -> Result<ErrorType, String>,
+}
+
+/// An evicted type's row, waiting for a durable checkpoint.
+#[derive(Clone, Debug)]
+pub struct Evicted {
+    /// The checkpoint count when it was evicted.
+    epoch: u64,
+    pub first_seen: EventTime,
+    pub row: std::sync::Arc<[u8]>,
+}
 
 impl std::fmt::Debug for Pager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -188,7 +203,7 @@ pub struct Baseline {
     #[serde(skip)]
     pager: Option<Pager>,
     #[serde(skip)]
-    outbox: PrehashedMap<Fingerprint, (u64, Box<ErrorType>)>,
+    outbox: PrehashedMap<Fingerprint, Evicted>,
     /// Checkpoints handed to the store (the outbox's clock).
     #[serde(skip)]
     epoch: u64,
@@ -268,16 +283,18 @@ impl Baseline {
 
     /// Evicted entries the store has not written durably yet, with their
     /// fingerprints (a checkpoint writes them with the changed types).
-    pub fn outbox(&self) -> impl Iterator<Item = &ErrorType> {
-        self.outbox.values().map(|(_, t)| &**t)
+    pub fn outbox(&self) -> impl Iterator<Item = (&Fingerprint, &Evicted)> {
+        self.outbox.iter()
     }
 
-    /// A changed type's entry: in memory, or evicted and not yet written.
-    pub fn changed(&self, fp: Fingerprint) -> Option<&ErrorType> {
-        self.types
-            .get(&fp)
-            .map(|t| &**t)
-            .or_else(|| self.outbox.get(&fp).map(|(_, t)| &**t))
+    /// An evicted type's row not yet durably written.
+    pub fn evicted(&self, fp: Fingerprint) -> Option<&Evicted> {
+        self.outbox.get(&fp)
+    }
+
+    /// Whether the type is in memory or waits in the outbox.
+    pub fn holds(&self, fp: Fingerprint) -> bool {
+        self.types.contains_key(&fp) || self.outbox.contains_key(&fp)
     }
 
     /// A checkpoint takes what changed: returns its number, for
@@ -291,7 +308,7 @@ impl Baseline {
     /// are in the store and leave memory.
     pub fn written(&mut self, epoch: u64) {
         if !self.outbox.is_empty() {
-            self.outbox.retain(|_, (e, _)| *e >= epoch);
+            self.outbox.retain(|_, e| e.epoch >= epoch);
         }
     }
 
@@ -302,9 +319,25 @@ impl Baseline {
             return;
         };
         self.cold.insert(fp, Cold::of(&t));
-        if self.pager.is_some() {
-            self.dirty.mark(fp);
-            self.outbox.insert(fp, (self.epoch, t));
+        if let Some(p) = &self.pager {
+            match (p.encode)(&t) {
+                Ok(row) => {
+                    self.dirty.mark(fp);
+                    let e = Evicted {
+                        epoch: self.epoch,
+                        first_seen: t.first_seen,
+                        row: row.into(),
+                    };
+                    self.outbox.insert(fp, e);
+                }
+                Err(e) => {
+                    // Cannot happen for an entry that was encoded before;
+                    // kept in memory rather than lost from the store.
+                    tracing::warn!(type_id = %fp, "{e}; the type stays in memory");
+                    self.cold.remove(&fp);
+                    self.types.insert(fp, t);
+                }
+            }
         }
     }
 
@@ -315,11 +348,13 @@ impl Baseline {
         let Some(cold) = self.cold.remove(&fp) else {
             return;
         };
-        let mut t = self.outbox.remove(&fp).map(|(_, t)| t);
-        if t.is_none()
-            && let Some(p) = &self.pager
-        {
-            match (p.0)(fp) {
+        let mut t = None;
+        if let Some(p) = &self.pager {
+            let found = match self.outbox.remove(&fp) {
+                Some(e) => (p.decode)(&e.row).map(Some),
+                None => (p.read)(fp),
+            };
+            match found {
                 Ok(found) => t = found.map(Box::new),
                 Err(e) => tracing::warn!(
                     type_id = %fp,

@@ -536,7 +536,7 @@ struct Batch {
     /// Changed types: fingerprint, first seen (new rows are handed out in
     /// order of appearance), the encoded row or `None` for a type that is
     /// gone (merged away).
-    types: Vec<(Fingerprint, crate::record::EventTime, Option<Vec<u8>>)>,
+    types: Vec<(Fingerprint, crate::record::EventTime, Option<Arc<[u8]>>)>,
     learner: LearnerOps,
 }
 
@@ -575,16 +575,18 @@ fn encode_types(
     path: &Path,
     state: &State,
     dirty: &crate::baseline::Dirty,
-) -> Result<Vec<(Fingerprint, crate::record::EventTime, Option<Vec<u8>>)>, StateError> {
+) -> Result<Vec<(Fingerprint, crate::record::EventTime, Option<Arc<[u8]>>)>, StateError> {
     let mut types = Vec::with_capacity(dirty.types.len());
+    let b = &state.baseline;
     for fp in &dirty.types {
-        match state.baseline.changed(*fp) {
-            Some(ty) => {
-                let mut buf = Vec::with_capacity(256);
-                encode_type(ty, &mut buf).map_err(|m| corrupt(path, m))?;
-                types.push((*fp, ty.first_seen, Some(buf)));
-            }
-            None => types.push((*fp, 0, None)),
+        if let Some(ty) = b.types.get(fp) {
+            let mut buf = Vec::with_capacity(256);
+            encode_type(ty, &mut buf).map_err(|m| corrupt(path, m))?;
+            types.push((*fp, ty.first_seen, Some(buf.into())));
+        } else if let Some(e) = b.evicted(*fp) {
+            types.push((*fp, e.first_seen, Some(e.row.clone())));
+        } else {
+            types.push((*fp, 0, None));
         }
     }
     Ok(types)
@@ -689,7 +691,7 @@ impl Core {
                         }
                     };
                     self.last_bytes += bytes.len();
-                    t.insert(row, bytes.as_slice()).map_err(|x| e(&x))?;
+                    t.insert(row, &bytes[..]).map_err(|x| e(&x))?;
                 }
                 None => {
                     if let Some(row) = self.rows.remove(&fp) {
@@ -736,39 +738,52 @@ impl Core {
                 let gone: Vec<(Fingerprint, u64)> = self
                     .rows
                     .iter()
-                    .filter(|(fp, _)| b.changed(**fp).is_none() && !b.cold.contains_key(*fp))
+                    .filter(|(fp, _)| !b.holds(**fp) && !b.cold.contains_key(*fp))
                     .map(|(fp, row)| (*fp, *row))
                     .collect();
                 for (fp, row) in gone {
                     t.remove(row).map_err(|x| e(&x))?;
                     self.rows.remove(&fp);
                 }
-                let mut all: Vec<&ErrorType> =
-                    b.types.values().map(|t| &**t).chain(b.outbox()).collect();
                 // Oldest first: new rows in order of appearance, as they
                 // would have been written one checkpoint at a time.
-                all.sort_unstable_by_key(|t| (t.first_seen, t.fingerprint));
+                let mut all: Vec<(i64, Fingerprint, Option<&ErrorType>)> = b
+                    .types
+                    .values()
+                    .map(|t| (t.first_seen, t.fingerprint, Some(&**t)))
+                    .chain(b.outbox().map(|(fp, e)| (e.first_seen, *fp, None)))
+                    .collect();
+                all.sort_unstable_by_key(|&(first, fp, _)| (first, fp));
                 // Evicted types no store row holds (evicted before the
                 // store was attached): a row from their compact record.
                 let stubs: Vec<ErrorType> = b
                     .cold
                     .iter()
-                    .filter(|(fp, _)| !self.rows.contains_key(*fp) && b.changed(**fp).is_none())
+                    .filter(|(fp, _)| !self.rows.contains_key(*fp) && !b.holds(**fp))
                     .map(|(fp, c)| c.revive(*fp, "", &Default::default()))
                     .collect();
-                for ty in all.into_iter().chain(stubs.iter()) {
-                    encode_type(ty, &mut buf).map_err(|m| corrupt(&path, m))?;
-                    let row = match self.rows.get(&ty.fingerprint) {
+                let all = all
+                    .into_iter()
+                    .chain(stubs.iter().map(|t| (t.first_seen, t.fingerprint, Some(t))));
+                for (_, fp, ty) in all {
+                    let bytes: &[u8] = match ty {
+                        Some(ty) => {
+                            encode_type(ty, &mut buf).map_err(|m| corrupt(&path, m))?;
+                            &buf
+                        }
+                        None => b.evicted(fp).map(|e| &*e.row).unwrap_or_default(),
+                    };
+                    let row = match self.rows.get(&fp) {
                         Some(&r) => r,
                         None => {
                             let r = self.next_row;
                             self.next_row += 1;
-                            self.rows.insert(ty.fingerprint, r);
+                            self.rows.insert(fp, r);
                             r
                         }
                     };
-                    self.last_bytes += buf.len();
-                    t.insert(row, buf.as_slice()).map_err(|x| e(&x))?;
+                    self.last_bytes += bytes.len();
+                    t.insert(row, bytes).map_err(|x| e(&x))?;
                 }
             }
         }
@@ -939,7 +954,7 @@ fn cold_at_rest(t: &ErrorType) -> bool {
 /// baseline then revives from compact records).
 fn pager(core: &Arc<Mutex<Core>>) -> Pager {
     let core = Arc::downgrade(core);
-    Pager(Arc::new(move |fp| {
+    let read = Arc::new(move |fp| {
         let Some(core) = core.upgrade() else {
             return Err("the state store is closed".into());
         };
@@ -957,7 +972,15 @@ fn pager(core: &Arc<Mutex<Core>>) -> Pager {
             }
         };
         unpanicked(&c.path, read).map_err(|e| e.to_string())
-    }))
+    });
+    Pager {
+        read,
+        encode: |t| {
+            let mut buf = Vec::with_capacity(256);
+            encode_type(t, &mut buf).map(|()| buf)
+        },
+        decode: |bytes| decode_type(Path::new(FILE), 0, bytes).map_err(|e| e.to_string()),
+    }
 }
 
 fn check_type(path: &Path, ty: &ErrorType, buckets: usize) -> Result<(), StateError> {
