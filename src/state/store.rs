@@ -417,6 +417,9 @@ impl Writer {
     /// The last durable checkpoint (after waiting for one in flight).
     pub fn load(&mut self) -> Result<Option<State>, StateError> {
         self.wait();
+        // The state read is what is durable: the commit that was in flight
+        // belongs to the state it replaces (a Kafka rollback reloads).
+        self.in_flight = None;
         let mut s = {
             let c = self.core();
             unpanicked(&c.path, || read_state(&c.path, &c.db, true))?
