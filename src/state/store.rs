@@ -532,6 +532,11 @@ impl Drop for Writer {
     }
 }
 
+/// One changed type of a checkpoint: its fingerprint, first seen (new rows
+/// are handed out in order of appearance), its encoded row or `None` for a
+/// type that is gone (merged away).
+type TypeRow = (Fingerprint, crate::record::EventTime, Option<Arc<[u8]>>);
+
 /// What one incremental checkpoint writes, encoded by the engine's thread
 /// so the committing thread needs nothing of the state.
 struct Batch {
@@ -539,7 +544,7 @@ struct Batch {
     /// Changed types: fingerprint, first seen (new rows are handed out in
     /// order of appearance), the encoded row or `None` for a type that is
     /// gone (merged away).
-    types: Vec<(Fingerprint, crate::record::EventTime, Option<Arc<[u8]>>)>,
+    types: Vec<TypeRow>,
     learner: LearnerOps,
 }
 
@@ -573,12 +578,11 @@ impl Batch {
 }
 
 /// The changed types of `dirty`, encoded (`None` for a type gone).
-#[allow(clippy::type_complexity)]
 fn encode_types(
     path: &Path,
     state: &State,
     dirty: &crate::baseline::Dirty,
-) -> Result<Vec<(Fingerprint, crate::record::EventTime, Option<Arc<[u8]>>)>, StateError> {
+) -> Result<Vec<TypeRow>, StateError> {
     let mut types = Vec::with_capacity(dirty.types.len());
     let b = &state.baseline;
     for fp in &dirty.types {
