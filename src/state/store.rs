@@ -629,6 +629,14 @@ impl Core {
         Ok(())
     }
 
+    /// The row of a stored type, or the next free one for a new type.
+    fn row_of(&mut self, fp: Fingerprint) -> u64 {
+        *self.rows.entry(fp).or_insert_with(|| {
+            self.next_row += 1;
+            self.next_row - 1
+        })
+    }
+
     /// After a durable commit: copies the file to [`PREVIOUS`] when the
     /// last copy is older than `previous_every`. No transaction is open
     /// (the caller holds the core), so the file is the commit just made.
@@ -688,15 +696,7 @@ impl Core {
         for (_, _, fp, i) in order {
             match &batch.types[i].2 {
                 Some(bytes) => {
-                    let row = match self.rows.get(&fp) {
-                        Some(&r) => r,
-                        None => {
-                            let r = self.next_row;
-                            self.next_row += 1;
-                            self.rows.insert(fp, r);
-                            r
-                        }
-                    };
+                    let row = self.row_of(fp);
                     self.last_bytes += bytes.len();
                     t.insert(row, &bytes[..]).map_err(|x| e(&x))?;
                 }
@@ -780,15 +780,7 @@ impl Core {
                         }
                         None => b.evicted(fp).map(|e| &*e.row).unwrap_or_default(),
                     };
-                    let row = match self.rows.get(&fp) {
-                        Some(&r) => r,
-                        None => {
-                            let r = self.next_row;
-                            self.next_row += 1;
-                            self.rows.insert(fp, r);
-                            r
-                        }
-                    };
+                    let row = self.row_of(fp);
                     self.last_bytes += bytes.len();
                     t.insert(row, bytes).map_err(|x| e(&x))?;
                 }
