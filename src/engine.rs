@@ -129,7 +129,7 @@ impl Engine {
         }
         metrics
             .types_tracked
-            .store(state.baseline.types.len() as u64, Ordering::Relaxed);
+            .store(state.baseline.known() as u64, Ordering::Relaxed);
         for s in &sinks {
             // Counters exported from 0, as Prometheus' rate() wants them.
             metrics.sink_known(s.kind(), s.waiting().map(|n| n as u64));
@@ -412,7 +412,7 @@ impl Engine {
         self.pending = out;
         self.metrics
             .types_tracked
-            .store(self.state.baseline.types.len() as u64, Ordering::Relaxed);
+            .store(self.state.baseline.known() as u64, Ordering::Relaxed);
         self.deliver();
         if let Ok(mut h) = self.metrics.latency.lock() {
             h.observe(started.elapsed().as_secs_f64());

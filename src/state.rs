@@ -217,6 +217,30 @@ impl State {
         w.commit(self)
     }
 
+    /// Commits a checkpoint behind the caller: encodes what changed (the
+    /// caller's only cost) and commits it on a thread, while the caller
+    /// goes on. Durable after [`State::durable`] or the next save; the
+    /// driver waits for it before a source commits its input
+    /// (docs/state.md, "Crash safety"). A failure of the previous
+    /// background commit is returned here (that checkpoint then rewrites
+    /// everything).
+    pub fn save_behind(&mut self, dir: &Path) -> Result<(), StateError> {
+        let w = store::writer(dir)?;
+        let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+        w.submit(self)
+    }
+
+    /// Waits until every checkpoint saved so far in `dir` is durable, and
+    /// returns the failure of one committed behind the caller (reported
+    /// once; the next save then rewrites everything). Nothing to wait for
+    /// when `dir` has no writer open in this process.
+    pub fn durable(dir: &Path) -> Result<(), StateError> {
+        match store::open_writer(dir) {
+            Some(w) => w.lock().unwrap_or_else(|e| e.into_inner()).durable(),
+            None => Ok(()),
+        }
+    }
+
     /// The state of an older faultline (`state.json`), or `None`.
     fn load_json(dir: &Path) -> Result<Option<State>, StateError> {
         let path = State::path(dir);
@@ -463,7 +487,7 @@ mod tests {
             .unwrap()
             .lock()
             .unwrap()
-            .last_written
+            .last_written()
     }
 
     #[test]
@@ -558,6 +582,97 @@ mod tests {
             serde_json::to_value(&back.baseline).unwrap(),
             serde_json::to_value(&s.baseline).unwrap()
         );
+    }
+
+    #[test]
+    fn evicted_types_stay_rows_of_the_store_and_come_back_whole_when_seen_again() {
+        use crate::baseline::Origin;
+        use crate::fingerprint::{Fingerprinter, classify};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.baseline.max_hot_types = 10;
+        cfg.fingerprint.learn.enabled = false;
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let mut s = State::new(Baseline::new(&cfg, 1), Detector::new(&cfg));
+        let see = |s: &mut State, i: usize, t: i64| {
+            let r = crate::record::Record {
+                service: Some("api".into()),
+                message: format!("widget {} could not be loaded", "xyzw".repeat(i + 1)),
+                version: Some("1.0".into()),
+                ..Default::default()
+            };
+            let typed = classify(&mut s.baseline.learner, f.identify(&r, None)).unwrap();
+            let new = s.baseline.observe(&typed, &r, t, Origin::Live);
+            (typed.fingerprint, new)
+        };
+        let mut fps = Vec::new();
+        for i in 0..100 {
+            fps.push(see(&mut s, i, i as i64 * 1000).0);
+            // The first checkpoint after 50 types: the first 40 were
+            // evicted before any store was attached.
+            if i >= 49 && i % 7 == 0 {
+                s.save_behind(dir.path()).unwrap();
+            }
+        }
+        s.save(dir.path()).unwrap();
+        assert!(s.baseline.types.len() <= 11, "{}", s.baseline.types.len());
+        assert_eq!(s.baseline.known(), 100);
+        // Evicted after the store was attached: its whole entry comes back.
+        let (fp, new) = see(&mut s, 60, 200_000);
+        assert_eq!(fp, fps[60]);
+        assert!(!new);
+        let t = s.baseline.get(fp).unwrap();
+        assert_eq!((t.count, t.versions.get("1.0")), (2, Some(&2)));
+        // Evicted before: known, with the counts its compact record kept.
+        let (fp, new) = see(&mut s, 0, 201_000);
+        assert!(!new);
+        assert_eq!(s.baseline.get(fp).unwrap().count, 2);
+        assert!(s.baseline.get(fp).unwrap().template.contains("widget"));
+        s.save(dir.path()).unwrap();
+        store::close_writer(dir.path());
+        // A restart: evicted rows come into memory as compact records.
+        let back = State::load_writable(dir.path()).unwrap().unwrap();
+        assert_eq!(back.baseline.known(), 100);
+        assert!(
+            back.baseline.types.len() <= 13,
+            "{}",
+            back.baseline.types.len()
+        );
+        assert!(back.baseline.is_known(fps[1]));
+        store::close_writer(dir.path());
+        // Readers see every type whole.
+        let all = State::load(dir.path()).unwrap().unwrap();
+        assert_eq!(all.baseline.types.len(), 100);
+        assert_eq!(all.baseline.get(fps[60]).unwrap().count, 2);
+    }
+
+    #[test]
+    fn checkpoints_committed_behind_load_back_equal_and_refresh_the_previous_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = with_types(20);
+        s.save_behind(dir.path()).unwrap();
+        store::writer(dir.path())
+            .unwrap()
+            .lock()
+            .unwrap()
+            .keep_previous_every(Some(std::time::Duration::ZERO));
+        let fp = *s.baseline.types.keys().next().unwrap();
+        s.baseline.get_mut(fp).unwrap().count = 99;
+        s.watermark = Some(1234);
+        s.save_behind(dir.path()).unwrap();
+        State::durable(dir.path()).unwrap();
+        let prev = dir.path().join(store::PREVIOUS);
+        assert!(prev.is_file(), "refreshed after a commit");
+        // The copy is the checkpoint just committed.
+        let copy = tempfile::tempdir().unwrap();
+        fs::copy(&prev, copy.path().join(store::FILE)).unwrap();
+        let old = State::load(copy.path()).unwrap().unwrap();
+        assert_eq!(old.watermark, Some(1234));
+        assert_eq!(old.baseline.get(fp).unwrap().count, 99);
+        store::close_writer(dir.path());
+        let back = State::load(dir.path()).unwrap().unwrap();
+        assert_eq!(back.baseline.types.len(), 20);
+        assert_eq!(back.watermark, Some(1234));
     }
 
     #[test]

@@ -356,6 +356,68 @@ fn burst_of_new_types(n: usize) -> String {
 }
 
 #[test]
+fn a_storm_names_the_same_top_types_and_total_when_it_keeps_only_those_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // 500 new types in one minute after a warm-up: made-up words, the
+    // learned stage off so none folds.
+    let mut input = String::new();
+    for m in 0..31 {
+        input.push_str(&ecs(m, 0, "ERROR", "cache warmup failed"));
+    }
+    for i in 0..500u32 {
+        let word: String = [i / 400, i / 20 % 20, i % 20]
+            .iter()
+            .map(|d| {
+                [
+                    "ka", "lo", "mu", "ne", "pi", "ro", "su", "ta", "vu", "wo", "xe", "ya", "zi",
+                    "be", "co", "du", "fe", "gu", "hi", "jo",
+                ][*d as usize]
+            })
+            .collect();
+        input.push_str(&ecs(
+            40,
+            i % 60,
+            "ERROR",
+            &format!("widget {word} could not be loaded"),
+        ));
+    }
+    input.push_str(&ecs(45, 0, "INFO", "later"));
+    let p = write(dir.path(), "storm.jsonl", &input);
+    let mut cfg = Config::default();
+    cfg.fingerprint.learn.enabled = false;
+    let s = replay(&cfg, &[p], "30m");
+    let alerted: std::collections::HashSet<String> = s
+        .alerts
+        .iter()
+        .filter(|a| a.kind == Kind::Novel)
+        .filter_map(|a| a.fingerprint.map(|f| f.to_string()))
+        .collect();
+    let storms: Vec<&Alert> = s.alerts.iter().filter(|a| a.kind == Kind::Storm).collect();
+    assert_eq!(storms.len(), 1, "{storms:?}");
+    let summary = storms[0].storm.as_ref().unwrap();
+    assert_eq!(summary.novel_types, 500);
+    // The ten smallest ids among the suppressed types, as when the minute
+    // kept all 480 of them.
+    let mut suppressed: Vec<_> = s
+        .state
+        .baseline
+        .types
+        .keys()
+        .filter(|fp| !alerted.contains(&fp.to_string()))
+        .filter(|fp| {
+            s.state
+                .baseline
+                .get(**fp)
+                .is_some_and(|t| t.template.contains("widget"))
+        })
+        .copied()
+        .collect();
+    suppressed.sort();
+    let top: Vec<_> = summary.top.iter().map(|e| e.fingerprint).collect();
+    assert_eq!(top, suppressed[..10]);
+}
+
+#[test]
 fn a_storm_of_new_types_pages_twenty_times_then_once_with_a_summary() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "storm.jsonl", &burst_of_new_types(30));

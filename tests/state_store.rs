@@ -214,3 +214,47 @@ fn a_damaged_state_without_a_previous_generation_is_refused_naming_the_file() {
     assert!(!o.status.success());
     assert!(err.contains("state.redb"), "{err}");
 }
+
+/// A `state.redb` written by main at ce6d87e (tests/fixtures/state-ce6d87e-redb,
+/// its README names the command): 60 types under a hot cap of 20, so 40 of
+/// them were evicted in that format. This faultline loads them as compact
+/// records, and the same messages a day later raise no novel alert.
+#[test]
+fn a_state_redb_of_main_with_evicted_types_loads_and_its_types_stay_known() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-ce6d87e-redb");
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::copy(fixture.join("state/state.redb"), state.join("state.redb")).unwrap();
+    let before = stdout(&run(&["types", "list"], &state));
+    assert_eq!(before.lines().count(), 61, "{before}");
+    // The same messages, a day later (a new input for the resume points).
+    let input = std::fs::read_to_string(fixture.join("input.jsonl")).unwrap();
+    let later = tmp.path().join("later.jsonl");
+    std::fs::write(&later, input.replace("2026-11-02T", "2026-11-03T")).unwrap();
+    let alerts = tmp.path().join("alerts.jsonl");
+    let o = bin()
+        .args(["replay", "--no-progress", "--config"])
+        .arg(fixture.join("faultline.toml"))
+        .arg("--alerts")
+        .arg(&alerts)
+        .arg("--state")
+        .arg(&state)
+        .arg(&later)
+        .output()
+        .unwrap();
+    stdout(&o);
+    let raised = std::fs::read_to_string(&alerts).unwrap_or_default();
+    assert!(
+        !raised.contains("\"novel\""),
+        "a known type alerted as new: {raised}"
+    );
+    let after = stdout(&run(&["types", "list"], &state));
+    assert_eq!(after.lines().count(), 61, "{after}");
+    assert_eq!(total_count(&after), 120, "{after}");
+    // Every type kept its template through eviction and back.
+    assert!(
+        after.lines().skip(1).all(|l| l.contains("widget")),
+        "{after}"
+    );
+}

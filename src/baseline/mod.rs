@@ -2,9 +2,13 @@
 //!
 //! A type is known when it was seen during warm-up, came from a baseline
 //! file (`faultline baseline build`, `import-es`), or was seen (and alerted)
-//! since. Knowing is forever: under the memory cap the coldest types lose
-//! their window counts and samples, never their entry, so eviction can never
-//! turn an old type into a "new" one. Learned generalisations keep the ids
+//! since. Knowing is forever: under the memory cap (`max_hot_types`) the
+//! coldest types leave memory for a compact record ([`Cold`], tens of
+//! bytes) that keeps them known, so eviction can never turn an old type
+//! into a "new" one. With a state store their full entry stays a row of
+//! the store and comes back (through a [`Pager`]) when they occur again;
+//! without one they come back from the compact record (counts, first and
+//! last seen, origin, whether their novel alert went out). Learned generalisations keep the ids
 //! they replace as aliases, for the same reason.
 //!
 //! The baseline is plain data (serde): it is written as a baseline file and
@@ -89,10 +93,92 @@ impl ErrorType {
     }
 }
 
+/// A type evicted from memory: what keeps it known, and what it comes
+/// back with when no store holds its full entry.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cold {
+    pub first_seen: EventTime,
+    pub last_seen: EventTime,
+    pub count: u64,
+    pub origin: Origin,
+    pub novel_done: bool,
+}
+
+impl Cold {
+    pub fn of(t: &ErrorType) -> Cold {
+        Cold {
+            first_seen: t.first_seen,
+            last_seen: t.last_seen,
+            count: t.count,
+            origin: t.origin,
+            novel_done: t.novel_done,
+        }
+    }
+
+    /// The entry this record stands for, as far as it knows it: the
+    /// template and context of `like` (the occurrence bringing it back),
+    /// no samples, windows or per-version counts.
+    pub fn revive(&self, fp: Fingerprint, template: &str, context: &Context) -> ErrorType {
+        ErrorType {
+            fingerprint: fp,
+            template: template.to_string(),
+            context: context.clone(),
+            origin: self.origin,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            count: self.count,
+            version_first_seen: None,
+            versions: LiteMap::new(),
+            samples: Vec::new(),
+            novel_done: self.novel_done,
+            history_rate_per_min: None,
+            window: None,
+            surge: SurgeState::default(),
+            resolved_in: None,
+            muted: false,
+            resolved_at: None,
+            series: TypeSeries::default(),
+        }
+    }
+}
+
+/// Where evicted types' full entries go (the state store's rows): `read`
+/// reads one back (`Ok(None)` when the store holds none); `encode` and
+/// `decode` are the store's row format, so an evicted entry waits for its
+/// checkpoint as the bytes the store writes (a third of the entry in
+/// memory, shared with the checkpoint that writes it).
+#[derive(Clone)]
+pub struct Pager {
+    #[allow(clippy::type_complexity)]
+    pub read:
+        std::sync::Arc<dyn Fn(Fingerprint) -> Result<Option<ErrorType>, String> + Send + Sync>,
+    pub encode: fn(&ErrorType) -> Result<Vec<u8>, String>,
+    pub decode: fn(&[u8]) -> Result<ErrorType, String>,
+}
+
+/// An evicted type's row, waiting for a durable checkpoint.
+#[derive(Clone, Debug)]
+pub struct Evicted {
+    /// The checkpoint count when it was evicted.
+    epoch: u64,
+    pub first_seen: EventTime,
+    pub row: std::sync::Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Pager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pager")
+    }
+}
+
 /// All known types, their aliases and the learner that shapes them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Baseline {
+    /// Types in memory (the hot ones, and cold ones not evicted yet).
     pub types: PrehashedMap<Fingerprint, Box<ErrorType>>,
+    /// Types evicted from memory (see [`Cold`]); absent in older files.
+    #[serde(default)]
+    pub cold: PrehashedMap<Fingerprint, Cold>,
     /// Old fingerprint → the type that now stands for it.
     pub aliases: PrehashedMap<Fingerprint, Fingerprint>,
     pub learner: Learner,
@@ -111,6 +197,16 @@ pub struct Baseline {
     /// `observe`/`merge`/`get_mut` must call [`Baseline::mark_all_dirty`].
     #[serde(skip)]
     dirty: Dirty,
+    /// With a state store: reads evicted types back. Evicted entries wait
+    /// in `outbox` (with the checkpoint they were evicted in) until a
+    /// checkpoint that wrote them is durable.
+    #[serde(skip)]
+    pager: Option<Pager>,
+    #[serde(skip)]
+    outbox: PrehashedMap<Fingerprint, Evicted>,
+    /// Checkpoints handed to the store (the outbox's clock).
+    #[serde(skip)]
+    epoch: u64,
 }
 
 /// Which types a checkpoint must write: the state store writes only these
@@ -148,6 +244,7 @@ impl Baseline {
         let l = &cfg.fingerprint.learn;
         Baseline {
             types: PrehashedMap::default(),
+            cold: PrehashedMap::default(),
             aliases: PrehashedMap::default(),
             learner: Learner::from_config(l),
             pattern_digest,
@@ -162,6 +259,136 @@ impl Baseline {
             max_samples: cfg.baseline.samples,
             hot: 0,
             dirty: Dirty::default(),
+            pager: None,
+            outbox: PrehashedMap::default(),
+            epoch: 0,
+        }
+    }
+
+    /// Types known, in memory or evicted.
+    pub fn known(&self) -> usize {
+        self.types.len() + self.cold.len()
+    }
+
+    /// From now on evicted types are kept for the store (until a checkpoint
+    /// wrote them) and read back through `pager` when they occur again.
+    pub fn page_with(&mut self, pager: Pager) {
+        self.pager = Some(pager);
+    }
+
+    /// Whether evicted types are read back from a store.
+    pub fn paged(&self) -> bool {
+        self.pager.is_some()
+    }
+
+    /// Evicted entries the store has not written durably yet, with their
+    /// fingerprints (a checkpoint writes them with the changed types).
+    pub fn outbox(&self) -> impl Iterator<Item = (&Fingerprint, &Evicted)> {
+        self.outbox.iter()
+    }
+
+    /// An evicted type's row not yet durably written.
+    pub fn evicted(&self, fp: Fingerprint) -> Option<&Evicted> {
+        self.outbox.get(&fp)
+    }
+
+    /// Whether the type is in memory or waits in the outbox.
+    pub fn holds(&self, fp: Fingerprint) -> bool {
+        self.types.contains_key(&fp) || self.outbox.contains_key(&fp)
+    }
+
+    /// A checkpoint takes what changed: returns its number, for
+    /// [`Baseline::written`].
+    pub fn checkpoint_epoch(&mut self) -> u64 {
+        self.epoch += 1;
+        self.epoch
+    }
+
+    /// The checkpoint `epoch` is durable: the entries evicted before it
+    /// are in the store and leave memory.
+    pub fn written(&mut self, epoch: u64) {
+        if !self.outbox.is_empty() {
+            self.outbox.retain(|_, e| e.epoch >= epoch);
+        }
+    }
+
+    /// Moves an evicted type out of memory: to the outbox when a store
+    /// keeps it (and its compact record), else only the compact record.
+    fn evict(&mut self, fp: Fingerprint) {
+        let Some(t) = self.types.remove(&fp) else {
+            return;
+        };
+        self.cold.insert(fp, Cold::of(&t));
+        if let Some(p) = &self.pager {
+            match (p.encode)(&t) {
+                Ok(row) => {
+                    self.dirty.mark(fp);
+                    let e = Evicted {
+                        epoch: self.epoch,
+                        first_seen: t.first_seen,
+                        row: row.into(),
+                    };
+                    self.outbox.insert(fp, e);
+                }
+                Err(e) => {
+                    // Cannot happen for an entry that was encoded before;
+                    // kept in memory rather than lost from the store.
+                    tracing::warn!(type_id = %fp, "{e}; the type stays in memory");
+                    self.cold.remove(&fp);
+                    self.types.insert(fp, t);
+                }
+            }
+        }
+    }
+
+    /// Brings an evicted type back into memory (its next occurrence, or a
+    /// merge): its entry from the outbox or the store, else rebuilt from
+    /// its compact record with `template` and `context`.
+    fn revive(&mut self, fp: Fingerprint, template: &str, context: &Context) {
+        let Some(cold) = self.cold.remove(&fp) else {
+            return;
+        };
+        let mut t = None;
+        if let Some(p) = &self.pager {
+            let found = match self.outbox.remove(&fp) {
+                Some(e) => (p.decode)(&e.row).map(Some),
+                None => (p.read)(fp),
+            };
+            match found {
+                Ok(found) => t = found.map(Box::new),
+                Err(e) => tracing::warn!(
+                    type_id = %fp,
+                    "{e}; the type stays known, its stored template, samples and per-version counts are not read back"
+                ),
+            }
+        }
+        let mut t = t.unwrap_or_else(|| Box::new(cold.revive(fp, template, context)));
+        if t.template.is_empty() {
+            // A row the store wrote from the compact record alone.
+            t.template = template.to_string();
+            t.context = context.clone();
+        }
+        // Its window and samples went with the eviction; a stored one is
+        // as old as the eviction and would count in the wrong buckets.
+        t.window = None;
+        self.dirty.mark(fp);
+        self.types.insert(fp, t);
+    }
+
+    /// Moves types of a loaded state that were evicted (no window, no
+    /// samples) and carry no operator mark out of memory, as compact
+    /// records (the store keeps their rows).
+    pub fn compact_evicted(&mut self) {
+        let gone: Vec<Fingerprint> = self
+            .types
+            .values()
+            .filter(|t| evictable(t) && t.samples.is_empty())
+            .map(|t| t.fingerprint)
+            .collect();
+        for fp in gone {
+            if let Some(t) = self.types.remove(&fp) {
+                self.cold.insert(fp, Cold::of(&t));
+            }
         }
     }
 
@@ -244,7 +471,8 @@ impl Baseline {
     }
 
     pub fn is_known(&self, fp: Fingerprint) -> bool {
-        self.types.contains_key(&self.canonical(fp))
+        let fp = self.canonical(fp);
+        self.types.contains_key(&fp) || self.cold.contains_key(&fp)
     }
 
     pub fn get(&self, fp: Fingerprint) -> Option<&ErrorType> {
@@ -274,6 +502,8 @@ impl Baseline {
             self.aliases.insert(old, typed.fingerprint);
             self.dirty.mark(old);
             self.dirty.mark(typed.fingerprint);
+            self.revive(old, &typed.template, &typed.context);
+            self.revive(typed.fingerprint, &typed.template, &typed.context);
             let Some(o) = self.types.remove(&old) else {
                 continue;
             };
@@ -321,32 +551,24 @@ impl Baseline {
     ) -> bool {
         let merged_known = self.merge(typed);
         let fp = typed.fingerprint;
+        if self.cold.contains_key(&fp) {
+            self.revive(fp, &typed.template, &typed.context);
+        }
         let spec = self.spec;
         let bucket = spec.bucket_of(time);
         let max_samples = self.max_samples;
         let is_new = !self.types.contains_key(&fp);
         self.dirty.mark(fp);
         if is_new {
-            let t = ErrorType {
-                fingerprint: fp,
-                template: typed.template.clone(),
-                context: typed.context.clone(),
-                origin,
+            let new = Cold {
                 first_seen: time,
                 last_seen: time,
                 count: 0,
-                version_first_seen: rec.version.clone(),
-                versions: LiteMap::new(),
-                samples: Vec::new(),
+                origin,
                 novel_done: origin == Origin::Baseline || merged_known,
-                history_rate_per_min: None,
-                window: None,
-                surge: SurgeState::default(),
-                resolved_in: None,
-                muted: false,
-                resolved_at: None,
-                series: TypeSeries::default(),
             };
+            let mut t = new.revive(fp, &typed.template, &typed.context);
+            t.version_first_seen = rec.version.clone();
             // Boxed: a table slot of 16 bytes instead of the whole type,
             // which matters at 0.5-0.9 load with a million types.
             self.types.insert(fp, Box::new(t));
@@ -414,6 +636,12 @@ impl Baseline {
                 // Per-version minutes go too (hourly totals stay, small).
                 t.series.by_version.clear();
                 self.hot -= 1;
+                // Out of memory but for a compact record, unless an
+                // operator marked it (muted, resolved: rare, and what they
+                // mean must not be lost).
+                if evictable(t) {
+                    self.evict(fp);
+                }
             }
         }
     }
@@ -446,6 +674,11 @@ impl Baseline {
             t.history_rate_per_min = Some(t.count as f64 / minutes);
         }
     }
+}
+
+/// Whether a type may leave memory: no operator mark on it.
+fn evictable(t: &ErrorType) -> bool {
+    t.window.is_none() && !t.muted && t.resolved_at.is_none() && t.resolved_in.is_none()
 }
 
 fn absorb(into: &mut ErrorType, from: ErrorType) {
@@ -557,5 +790,65 @@ mod tests {
         for fp in fps {
             assert!(b.is_known(fp));
         }
+    }
+
+    fn word(i: usize) -> String {
+        let mut i = i + 26 * 26 * 26;
+        let mut w = String::new();
+        while i > 0 {
+            w.insert(0, (b'a' + (i % 26) as u8) as char);
+            i /= 26;
+        }
+        w
+    }
+
+    #[test]
+    fn evicted_types_leave_memory_for_a_compact_record_and_come_back_known_without_a_second_novel()
+    {
+        let mut cfg = Config::default();
+        cfg.baseline.max_hot_types = 10;
+        cfg.fingerprint.learn.enabled = false;
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let mut b = Baseline::new(&cfg, 0);
+        let mut fps = Vec::new();
+        for i in 0..100 {
+            let r = rec(&format!("widget {} could not be loaded", word(i)));
+            let typed = classify(&mut b.learner, f.identify(&r, None)).unwrap();
+            assert!(b.observe(&typed, &r, i as i64 * 1000, Origin::Live));
+            fps.push(typed.fingerprint);
+        }
+        // Memory holds about the hot cap; the rest are compact records.
+        assert!(b.types.len() <= 11, "{} in memory", b.types.len());
+        assert_eq!(b.known(), 100);
+        assert!(b.cold.contains_key(&fps[0]));
+        // The first type again: known, not new, its count carried on.
+        let r = rec(&format!("widget {} could not be loaded", word(0)));
+        let typed = classify(&mut b.learner, f.identify(&r, None)).unwrap();
+        assert!(!b.observe(&typed, &r, 200_000, Origin::Live));
+        let t = b.get(fps[0]).unwrap();
+        assert_eq!(t.count, 2);
+        assert!(t.novel_done || t.origin == Origin::Live);
+        assert_eq!(t.first_seen, 0);
+        assert!(t.template.contains("widget"));
+    }
+
+    #[test]
+    fn muted_types_are_not_evicted_from_memory() {
+        let mut cfg = Config::default();
+        cfg.baseline.max_hot_types = 10;
+        cfg.fingerprint.learn.enabled = false;
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let mut b = Baseline::new(&cfg, 0);
+        let r = rec("widget zzzzz could not be loaded");
+        let typed = classify(&mut b.learner, f.identify(&r, None)).unwrap();
+        b.observe(&typed, &r, 0, Origin::Live);
+        b.get_mut(typed.fingerprint).unwrap().muted = true;
+        for i in 0..100 {
+            let r = rec(&format!("widget {} could not be loaded", word(i)));
+            let t = classify(&mut b.learner, f.identify(&r, None)).unwrap();
+            b.observe(&t, &r, 1000 + i as i64 * 1000, Origin::Live);
+        }
+        assert!(b.types.contains_key(&typed.fingerprint));
+        assert!(b.get(typed.fingerprint).unwrap().muted);
     }
 }

@@ -16,7 +16,8 @@
 //!     commit       the source commits its input (Kafka: the transaction,
 //!                  with the alerts topic and the consumer offsets in it)
 //!     checkpoint   the source writes its resume points into the State
-//!     save         the State is saved atomically
+//!     save         the State is saved atomically, committed behind the
+//!                  engine: durable before the next checkpoint's commit
 //!     catalogue    the type catalogue is exported (a snapshot)
 //! ```
 //!
@@ -36,6 +37,14 @@
 //! * The catalogue is a snapshot of the known types that each export
 //!   brings up to date, so exporting it last loses nothing when it fails:
 //!   the next checkpoint (or the next run) sends it again.
+//! * The save is committed on a thread while the engine reads on
+//!   ([`State::save_behind`](crate::state::State::save_behind)), and the
+//!   next checkpoint waits for it to be durable *before* its source commit.
+//!   So a committed source offset is never more than one checkpoint ahead
+//!   of the durable state, exactly as with a save that blocks: a crash
+//!   while the save is in flight is the same as a crash just before it
+//!   (for Kafka, a crash between the commit and the save). [`close`]'s
+//!   last save blocks.
 //!
 //! A crash therefore repeats at most the records after the last save, and
 //! deterministic alert ids let the sinks drop repeats.
@@ -222,7 +231,7 @@ pub fn step<S: Source>(source: &mut S, cadence: &Cadence<'_>) -> Result<Stepped,
         if (cadence.due(source.pace()) || waiting && source.pace().since > 0)
             && source.at_boundary()
         {
-            checkpoint_with(source, dir, true, cadence.commands)?;
+            checkpoint_with(source, dir, true, cadence.commands.filter(|_| waiting))?;
             checkpointed = true;
         } else if waiting && source.pace().since == 0 {
             // Nothing came in since the last checkpoint (a quiet stream):
@@ -292,10 +301,23 @@ fn checkpoint_with<S: Source>(
 ) -> Result<(), S::Error> {
     source.settle()?;
     source.engine().flush_sinks()?;
+    // The previous checkpoint was committed behind the engine: it is
+    // durable before the source commits past it (its failure is handled
+    // as a failed save).
+    let behind = crate::state::State::durable(dir);
+    if behind.is_err() {
+        source.saved(behind)?;
+    }
     source.commit()?;
     *source.pace() = Pace::default();
     source.checkpoint();
-    let saved = source.engine().state.save(dir);
+    // A checkpoint that answers waiting API writes is saved durably before
+    // they hear "saved" (a 200 must survive a crash); any other commits
+    // behind the engine.
+    let saved = match commands {
+        Some(_) => source.engine().state.save(dir),
+        None => source.engine().state.save_behind(dir),
+    };
     let outcome = saved.as_ref().map(|_| ()).map_err(ToString::to_string);
     source.saved(saved)?;
     if catalogue {

@@ -30,7 +30,7 @@ use redb::{
 };
 
 use super::{State, StateError};
-use crate::baseline::ErrorType;
+use crate::baseline::{Cold, ErrorType, Pager};
 use crate::fingerprint::learn::{Cluster, LearnerChanges, Skeleton};
 use crate::fingerprint::{Fingerprint, Learner, PrehashedMap};
 
@@ -114,7 +114,29 @@ fn builder() -> Builder {
 
 /// The open writer of one state directory. At most one per process and
 /// directory (see [`writer`]); the file lock keeps other processes out.
+///
+/// A checkpoint can be committed behind the engine ([`Writer::submit`]):
+/// the engine encodes what changed (cheap) and goes on while a thread
+/// stages and fsyncs the transaction; [`Writer::wait`] (called before a
+/// source commits its input, before the next checkpoint and before any
+/// read through this writer) returns once it is durable. docs/state.md
+/// argues why the driver's durability order still holds.
 pub struct Writer {
+    core: Arc<Mutex<Core>>,
+    /// The checkpoint being committed behind the engine, if any.
+    pending: Option<std::thread::JoinHandle<Result<(), StateError>>>,
+    /// The outcome of the last background commit, not yet reported.
+    outcome: Option<Result<(), StateError>>,
+    /// A background commit failed: the next checkpoint rewrites everything.
+    rewrite: bool,
+    /// The baseline checkpoint number of the commit in flight: once it is
+    /// durable, the types evicted before it leave memory.
+    in_flight: Option<u64>,
+}
+
+/// The database and what the writer knows of its rows; owned by whichever
+/// thread commits.
+struct Core {
     path: PathBuf,
     db: Database,
     /// Where each stored type lives, and the next free row.
@@ -123,9 +145,13 @@ pub struct Writer {
     /// The next row of the template index log.
     next_exact: u64,
     /// Type rows the last checkpoint wrote or deleted.
-    pub last_written: usize,
+    last_written: usize,
     /// Bytes of those rows and of the global part.
-    pub last_bytes: usize,
+    last_bytes: usize,
+    /// When the previous generation ([`PREVIOUS`]) was last refreshed, and
+    /// how often to refresh it during a long run.
+    previous_taken: std::time::Instant,
+    previous_every: Option<std::time::Duration>,
 }
 
 type Shared = Arc<Mutex<Writer>>;
@@ -295,7 +321,7 @@ impl Writer {
         tx.commit().map_err(|e| db_err(&path, e))?;
         // The old format's temporary file, left by a crash mid-save.
         let _ = std::fs::remove_file(dir.join(".state.json.tmp"));
-        let mut w = Writer {
+        let mut core = Core {
             path,
             db,
             rows: PrehashedMap::default(),
@@ -303,11 +329,285 @@ impl Writer {
             next_exact: 0,
             last_written: 0,
             last_bytes: 0,
+            previous_taken: std::time::Instant::now(),
+            previous_every: Some(PREVIOUS_EVERY),
         };
-        w.index()?;
-        Ok(w)
+        core.index()?;
+        Ok(Writer {
+            core: Arc::new(Mutex::new(core)),
+            pending: None,
+            outcome: None,
+            rewrite: false,
+            in_flight: None,
+        })
     }
 
+    fn core(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until the checkpoint committed behind the engine, if any, is
+    /// durable (or failed: the next save, or [`Writer::durable`], reports
+    /// it).
+    pub fn wait(&mut self) {
+        if let Some(h) = self.pending.take() {
+            let r = h.join().unwrap_or_else(|_| {
+                Err(corrupt(
+                    &self.core().path,
+                    "the state commit thread panicked; the checkpoint was not written",
+                ))
+            });
+            self.rewrite |= r.is_err();
+            self.outcome = Some(r);
+        }
+    }
+
+    /// Waits as [`Writer::wait`] and reports a failure of the background
+    /// commit (once). A source calls this before it commits its input, so
+    /// its committed offsets are never more than one checkpoint ahead of
+    /// the durable state; the next checkpoint still rewrites everything.
+    pub fn durable(&mut self) -> Result<(), StateError> {
+        self.wait();
+        self.outcome.take().unwrap_or(Ok(()))
+    }
+
+    /// Waits for the background commit and takes its outcome. After a
+    /// failure everything is marked changed, so this checkpoint rewrites
+    /// it all rather than lose a change that was in the failed transaction.
+    fn settle(&mut self, state: &mut State) -> Result<(), StateError> {
+        let r = self.durable();
+        if let Some(epoch) = self.in_flight.take()
+            && r.is_ok()
+            && !self.rewrite
+        {
+            state.baseline.written(epoch);
+        }
+        if std::mem::take(&mut self.rewrite) {
+            state.baseline.mark_all_dirty();
+            state.baseline.learner.mark_all_changed();
+        }
+        r
+    }
+
+    /// Type rows the last checkpoint wrote or deleted (once it is durable).
+    pub fn last_written(&mut self) -> usize {
+        self.wait();
+        self.core().last_written
+    }
+
+    /// How often a long run refreshes the previous generation
+    /// ([`PREVIOUS`]); `None` only at start.
+    pub fn keep_previous_every(&mut self, every: Option<std::time::Duration>) {
+        self.wait();
+        self.core().previous_every = every;
+    }
+
+    /// Whether the store holds a state yet (false right after creation, and
+    /// before a migration).
+    pub fn has_state(&mut self) -> Result<bool, StateError> {
+        self.wait();
+        let c = self.core();
+        unpanicked(&c.path, || {
+            let r = c.db.begin_read().map_err(|e| db_err(&c.path, e))?;
+            let m = r.open_table(META).map_err(|e| db_err(&c.path, e))?;
+            Ok(m.get(GLOBAL).map_err(|e| db_err(&c.path, e))?.is_some())
+        })
+    }
+
+    /// The last durable checkpoint (after waiting for one in flight).
+    pub fn load(&mut self) -> Result<Option<State>, StateError> {
+        self.wait();
+        // The state read is what is durable: the commit that was in flight
+        // belongs to the state it replaces (a Kafka rollback reloads).
+        self.in_flight = None;
+        let mut s = {
+            let c = self.core();
+            unpanicked(&c.path, || read_state(&c.path, &c.db, true))?
+        };
+        if let Some(s) = &mut s {
+            s.baseline.page_with(pager(&self.core));
+        }
+        Ok(s)
+    }
+
+    /// One checkpoint, durable when this returns: the changed types and
+    /// the global part in one transaction. On error nothing of it is
+    /// visible, and everything is marked changed so the next attempt
+    /// writes it all. Also reports a failure of an earlier
+    /// [`Writer::submit`].
+    pub fn commit(&mut self, state: &mut State) -> Result<(), StateError> {
+        let submitted = self.submit(state);
+        let done = self.settle(state);
+        submitted.and(done)
+    }
+
+    /// One checkpoint committed behind the engine: waits for the previous
+    /// one, encodes what changed since it (the engine's only cost), and
+    /// hands the transaction to a thread. Durable after [`Writer::wait`]
+    /// (or the next save). Returns the failure of the previous background
+    /// commit, if it failed; this checkpoint then rewrites everything.
+    ///
+    /// A checkpoint that rewrites everything (a new or migrated state, a
+    /// retry after a failure) is written here, streamed from the state: a
+    /// batch of it would hold the whole state encoded in memory.
+    pub fn submit(&mut self, state: &mut State) -> Result<(), StateError> {
+        let earlier = self.settle(state);
+        if !state.baseline.paged() {
+            state.baseline.page_with(pager(&self.core));
+        }
+        let started = std::time::Instant::now();
+        let epoch = state.baseline.checkpoint_epoch();
+        let dirty = state.baseline.take_dirty();
+        let learned = state.baseline.learner.take_changes();
+        if dirty.all || learned.all {
+            let mut c = self.core();
+            let r = c.commit_full(state, &dirty, &learned);
+            if r.is_err() {
+                state.baseline.mark_all_dirty();
+                state.baseline.learner.mark_all_changed();
+                // The index may name rows of the transaction that was dropped.
+                let _ = c.index();
+            } else {
+                state.baseline.written(epoch);
+                c.refresh_previous();
+            }
+            tracing::debug!(
+                types = c.last_written,
+                bytes = c.last_bytes,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "state checkpoint committed in full"
+            );
+            return earlier.and(r);
+        }
+        let path = self.core().path.clone();
+        let batch = match Batch::encode(&path, state, &dirty, &learned) {
+            Ok(b) => b,
+            Err(e) => {
+                state.baseline.mark_all_dirty();
+                state.baseline.learner.mark_all_changed();
+                return earlier.and(Err(e));
+            }
+        };
+        let encoded_ms = started.elapsed().as_secs_f64() * 1e3;
+        let core = self.core.clone();
+        let spawned = std::thread::Builder::new()
+            .name("state-commit".into())
+            .spawn(move || {
+                let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+                let t0 = std::time::Instant::now();
+                let r = c.apply(batch);
+                if r.is_err() {
+                    let _ = c.index();
+                } else {
+                    c.refresh_previous();
+                }
+                tracing::debug!(
+                    types = c.last_written,
+                    bytes = c.last_bytes,
+                    encode_ms = encoded_ms,
+                    commit_ms = t0.elapsed().as_secs_f64() * 1e3,
+                    "state checkpoint committed"
+                );
+                r
+            });
+        match spawned {
+            Ok(h) => {
+                self.pending = Some(h);
+                self.in_flight = Some(epoch);
+            }
+            Err(source) => {
+                state.baseline.mark_all_dirty();
+                state.baseline.learner.mark_all_changed();
+                return earlier.and(Err(StateError::Io { path, source }));
+            }
+        }
+        earlier
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // A checkpoint in flight completes (or fails) before the file closes.
+        self.wait();
+    }
+}
+
+/// One changed type of a checkpoint: its fingerprint, first seen (new rows
+/// are handed out in order of appearance), its encoded row or `None` for a
+/// type that is gone (merged away).
+type TypeRow = (Fingerprint, crate::record::EventTime, Option<Arc<[u8]>>);
+
+/// What one incremental checkpoint writes, encoded by the engine's thread
+/// so the committing thread needs nothing of the state.
+struct Batch {
+    global: Vec<u8>,
+    /// Changed types: fingerprint, first seen (new rows are handed out in
+    /// order of appearance), the encoded row or `None` for a type that is
+    /// gone (merged away).
+    types: Vec<TypeRow>,
+    learner: LearnerOps,
+}
+
+/// The learner's changed rows, encoded.
+#[derive(Default)]
+struct LearnerOps {
+    clusters: Vec<(u32, Vec<u8>)>,
+    exact: Vec<(u64, u32)>,
+    skeletons: Vec<(u64, Vec<u8>)>,
+    generalized: Vec<(u64, Vec<u8>)>,
+    keys: Vec<(u64, Vec<u8>)>,
+}
+
+impl Batch {
+    fn encode(
+        path: &Path,
+        state: &mut State,
+        dirty: &crate::baseline::Dirty,
+        learned: &LearnerChanges,
+    ) -> Result<Batch, StateError> {
+        let global = encode_global(state).map_err(|m| corrupt(path, m))?;
+        let types = encode_types(path, state, dirty)?;
+        let learner = encode_learner(&mut state.baseline.learner, learned)
+            .map_err(|e| corrupt(path, e.to_string()))?;
+        Ok(Batch {
+            global,
+            types,
+            learner,
+        })
+    }
+}
+
+/// The changed types of `dirty`, encoded (`None` for a type gone).
+fn encode_types(
+    path: &Path,
+    state: &State,
+    dirty: &crate::baseline::Dirty,
+) -> Result<Vec<TypeRow>, StateError> {
+    let mut types = Vec::with_capacity(dirty.types.len());
+    let b = &state.baseline;
+    for fp in &dirty.types {
+        if let Some(ty) = b.types.get(fp) {
+            let mut buf = Vec::with_capacity(256);
+            encode_type(ty, &mut buf).map_err(|m| corrupt(path, m))?;
+            types.push((*fp, ty.first_seen, Some(buf.into())));
+        } else if let Some(e) = b.evicted(*fp) {
+            types.push((*fp, e.first_seen, Some(e.row.clone())));
+        } else {
+            types.push((*fp, 0, None));
+        }
+    }
+    Ok(types)
+}
+
+/// How often a long-running writer copies `state.redb` to
+/// [`PREVIOUS`] (besides once at start): a copy costs one read and write
+/// of the file (a reflink where the file system has them), on the commit
+/// thread, so rarely enough to be cheap and often enough that falling
+/// back loses at most this much progress (re-read from the input where it
+/// allows).
+pub const PREVIOUS_EVERY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+impl Core {
     /// Rebuilds the fingerprint → row index from the table.
     fn index(&mut self) -> Result<(), StateError> {
         let r = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
@@ -329,45 +629,95 @@ impl Writer {
         Ok(())
     }
 
-    /// Whether the store holds a state yet (false right after creation, and
-    /// before a migration).
-    pub fn has_state(&self) -> Result<bool, StateError> {
-        unpanicked(&self.path, || {
-            let r = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
-            let m = r.open_table(META).map_err(|e| db_err(&self.path, e))?;
-            Ok(m.get(GLOBAL).map_err(|e| db_err(&self.path, e))?.is_some())
+    /// The row of a stored type, or the next free one for a new type.
+    fn row_of(&mut self, fp: Fingerprint) -> u64 {
+        *self.rows.entry(fp).or_insert_with(|| {
+            self.next_row += 1;
+            self.next_row - 1
         })
     }
 
-    pub fn load(&self) -> Result<Option<State>, StateError> {
-        unpanicked(&self.path, || read_state(&self.path, &self.db))
-    }
-
-    /// One checkpoint: the changed types and the global part in one durable
-    /// transaction. On error nothing of it is visible, and every type is
-    /// marked changed again so the next attempt writes them all.
-    pub fn commit(&mut self, state: &mut State) -> Result<(), StateError> {
-        let started = std::time::Instant::now();
-        let dirty = state.baseline.take_dirty();
-        let learned = state.baseline.learner.take_changes();
-        let r = self.commit_dirty(state, &dirty, &learned);
-        tracing::debug!(
-            types = self.last_written,
-            all = dirty.all,
-            bytes = self.last_bytes,
-            ms = started.elapsed().as_secs_f64() * 1e3,
-            "state checkpoint committed"
-        );
-        if r.is_err() {
-            state.baseline.mark_all_dirty();
-            state.baseline.learner.mark_all_changed();
-            // The index may name rows of the transaction that was dropped.
-            let _ = self.index();
+    /// After a durable commit: copies the file to [`PREVIOUS`] when the
+    /// last copy is older than `previous_every`. No transaction is open
+    /// (the caller holds the core), so the file is the commit just made.
+    /// A failed copy is logged, not fatal: the state itself is durable.
+    fn refresh_previous(&mut self) {
+        let Some(every) = self.previous_every else {
+            return;
+        };
+        if self.previous_taken.elapsed() < every {
+            return;
         }
-        r
+        self.previous_taken = std::time::Instant::now();
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let t0 = std::time::Instant::now();
+        match keep_previous(dir) {
+            Ok(()) => tracing::debug!(
+                ms = t0.elapsed().as_secs_f64() * 1e3,
+                "previous generation of the state refreshed"
+            ),
+            Err(e) => tracing::warn!("{e}; the previous generation was not refreshed"),
+        }
     }
 
-    fn commit_dirty(
+    /// An incremental checkpoint in one durable transaction.
+    fn apply(&mut self, batch: Batch) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = |e: &dyn std::fmt::Display| db_err(&path, e);
+        let mut tx = self.db.begin_write().map_err(|x| e(&x))?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|x| e(&x))?;
+        self.stage(&tx, &batch)?;
+        tx.commit().map_err(|x| e(&x))
+    }
+
+    /// Stages a batch in `tx`: its types, the global part and its learner
+    /// rows.
+    fn stage(&mut self, tx: &redb::WriteTransaction, batch: &Batch) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = |e: &dyn std::fmt::Display| db_err(&path, e);
+        self.last_written = batch.types.len();
+        self.last_bytes = batch.global.len();
+        let mut t = tx.open_table(TYPES).map_err(|x| e(&x))?;
+        // Known rows in row order (one pass along the B-tree), new ones
+        // after them in order of appearance.
+        let mut order: Vec<(u64, i64, Fingerprint, usize)> = batch
+            .types
+            .iter()
+            .enumerate()
+            .map(|(i, (fp, first, _))| {
+                let row = self.rows.get(fp).copied().unwrap_or(u64::MAX);
+                (row, *first, *fp, i)
+            })
+            .collect();
+        order.sort_unstable();
+        for (_, _, fp, i) in order {
+            match &batch.types[i].2 {
+                Some(bytes) => {
+                    let row = self.row_of(fp);
+                    self.last_bytes += bytes.len();
+                    t.insert(row, &bytes[..]).map_err(|x| e(&x))?;
+                }
+                None => {
+                    if let Some(row) = self.rows.remove(&fp) {
+                        t.remove(row).map_err(|x| e(&x))?;
+                    }
+                }
+            }
+        }
+        let mut m = tx.open_table(META).map_err(|x| e(&x))?;
+        m.insert(GLOBAL, batch.global.as_slice())
+            .map_err(|x| e(&x))?;
+        self.last_bytes +=
+            apply_learner(tx, &batch.learner, &mut self.next_exact).map_err(|x| e(&x))?;
+        Ok(())
+    }
+
+    /// A checkpoint that rewrites every type or the whole learner (the
+    /// other part incremental), streamed from the state.
+    fn commit_full(
         &mut self,
         state: &mut State,
         dirty: &crate::baseline::Dirty,
@@ -375,7 +725,6 @@ impl Writer {
     ) -> Result<(), StateError> {
         let path = self.path.clone();
         let e = |e: &dyn std::fmt::Display| db_err(&path, e);
-        let t0 = std::time::Instant::now();
         let global = encode_global(state).map_err(|m| corrupt(&path, m))?;
         let mut tx = self.db.begin_write().map_err(|x| e(&x))?;
         self.last_bytes = global.len();
@@ -390,77 +739,75 @@ impl Writer {
             let mut t = tx.open_table(TYPES).map_err(|x| e(&x))?;
             let mut buf = Vec::with_capacity(512);
             if dirty.all {
-                t.retain(|_, _| false).map_err(|x| e(&x))?;
-                self.rows.clear();
-                self.next_row = 0;
-                let mut all: Vec<&ErrorType> =
-                    state.baseline.types.values().map(|t| &**t).collect();
-                // Oldest first: rows in order of appearance, as they would
-                // have been written one checkpoint at a time.
-                all.sort_unstable_by_key(|t| (t.first_seen, t.fingerprint));
-                for ty in all {
-                    encode_type(ty, &mut buf).map_err(|m| corrupt(&path, m))?;
-                    let row = self.next_row;
-                    self.next_row += 1;
-                    self.last_bytes += buf.len();
-                    t.insert(row, buf.as_slice()).map_err(|x| e(&x))?;
-                    self.rows.insert(ty.fingerprint, row);
-                }
-            } else {
-                // Known rows in row order (one pass along the B-tree), new
-                // ones after them in order of appearance.
-                let mut order: Vec<(u64, Fingerprint)> = dirty
-                    .types
+                let b = &state.baseline;
+                // Rows of types no longer known (merged away) go; evicted
+                // types keep theirs (their full entry is only there).
+                let gone: Vec<(Fingerprint, u64)> = self
+                    .rows
                     .iter()
-                    .map(|fp| (self.rows.get(fp).copied().unwrap_or(u64::MAX), *fp))
+                    .filter(|(fp, _)| !b.holds(**fp) && !b.cold.contains_key(*fp))
+                    .map(|(fp, row)| (*fp, *row))
                     .collect();
-                order.sort_unstable_by_key(|&(row, fp)| {
-                    let first = state.baseline.types.get(&fp).map(|t| t.first_seen);
-                    (row, first, fp)
-                });
-                for (_, fp) in &order {
-                    match state.baseline.types.get(fp) {
+                for (fp, row) in gone {
+                    t.remove(row).map_err(|x| e(&x))?;
+                    self.rows.remove(&fp);
+                }
+                // Oldest first: new rows in order of appearance, as they
+                // would have been written one checkpoint at a time.
+                let mut all: Vec<(i64, Fingerprint, Option<&ErrorType>)> = b
+                    .types
+                    .values()
+                    .map(|t| (t.first_seen, t.fingerprint, Some(&**t)))
+                    .chain(b.outbox().map(|(fp, e)| (e.first_seen, *fp, None)))
+                    .collect();
+                all.sort_unstable_by_key(|&(first, fp, _)| (first, fp));
+                // Evicted types no store row holds (evicted before the
+                // store was attached): a row from their compact record.
+                let stubs: Vec<ErrorType> = b
+                    .cold
+                    .iter()
+                    .filter(|(fp, _)| !self.rows.contains_key(*fp) && !b.holds(**fp))
+                    .map(|(fp, c)| c.revive(*fp, "", &Default::default()))
+                    .collect();
+                let all = all
+                    .into_iter()
+                    .chain(stubs.iter().map(|t| (t.first_seen, t.fingerprint, Some(t))));
+                for (_, fp, ty) in all {
+                    let bytes: &[u8] = match ty {
                         Some(ty) => {
                             encode_type(ty, &mut buf).map_err(|m| corrupt(&path, m))?;
-                            let row = match self.rows.get(fp) {
-                                Some(&r) => r,
-                                None => {
-                                    let r = self.next_row;
-                                    self.next_row += 1;
-                                    self.rows.insert(*fp, r);
-                                    r
-                                }
-                            };
-                            self.last_bytes += buf.len();
-                            t.insert(row, buf.as_slice()).map_err(|x| e(&x))?;
+                            &buf
                         }
-                        None => {
-                            if let Some(row) = self.rows.remove(fp) {
-                                t.remove(row).map_err(|x| e(&x))?;
-                            }
-                        }
-                    }
+                        None => b.evicted(fp).map(|e| &*e.row).unwrap_or_default(),
+                    };
+                    let row = self.row_of(fp);
+                    self.last_bytes += bytes.len();
+                    t.insert(row, bytes).map_err(|x| e(&x))?;
                 }
             }
+        }
+        if !dirty.all {
+            // Only the learner is rewritten whole: the types and the
+            // global part are staged as a batch would be.
+            let types = encode_types(&path, state, dirty)?;
+            let batch = Batch {
+                global,
+                types,
+                learner: LearnerOps::default(),
+            };
+            self.stage(&tx, &batch)?;
+        } else {
             let mut m = tx.open_table(META).map_err(|x| e(&x))?;
             m.insert(GLOBAL, global.as_slice()).map_err(|x| e(&x))?;
-            self.last_bytes += write_learner(
-                &tx,
-                &mut state.baseline.learner,
-                learned,
-                &mut self.next_exact,
-            )
-            .map_err(|x| e(&x))?;
         }
-        let staged = std::time::Instant::now();
-        let r = tx.commit().map_err(|x| e(&x));
-        tracing::debug!(
-            global = global.len(),
-            stage_ms = (staged - t0).as_secs_f64() * 1e3,
-            commit_ms = staged.elapsed().as_secs_f64() * 1e3,
-            "state checkpoint timing"
-        );
-        r
+        self.last_bytes += write_learner(
+            &tx,
+            &mut state.baseline.learner,
+            learned,
+            &mut self.next_exact,
+        )
+        .map_err(|x| e(&x))?;
+        tx.commit().map_err(|x| e(&x))
     }
 }
 
@@ -503,7 +850,7 @@ fn read_only_file_unguarded(dir: &Path, path: &Path) -> Result<Option<State>, St
         }
         Err(e) => return Err(db_err(&path, e)),
     };
-    read_state(&path, &db)
+    read_state(&path, &db, false)
 }
 
 fn repair(dir: &Path, path: &Path) -> Result<(), StateError> {
@@ -525,7 +872,14 @@ fn repair(dir: &Path, path: &Path) -> Result<(), StateError> {
     }
 }
 
-fn read_state(path: &Path, db: &impl ReadableDatabase) -> Result<Option<State>, StateError> {
+/// Reads the last committed checkpoint. With `compact` (the writer's
+/// start), evicted types (no window, no samples, no operator mark) stay
+/// rows of the store and come into memory as compact records only.
+fn read_state(
+    path: &Path,
+    db: &impl ReadableDatabase,
+    compact: bool,
+) -> Result<Option<State>, StateError> {
     let e = |x: &dyn std::fmt::Display| db_err(path, x);
     let r = db.begin_read().map_err(|x| e(&x))?;
     let m = match r.open_table(META) {
@@ -547,13 +901,22 @@ fn read_state(path: &Path, db: &impl ReadableDatabase) -> Result<Option<State>, 
     )?;
     let t = r.open_table(TYPES).map_err(|x| e(&x))?;
     let mut types = PrehashedMap::default();
-    types.reserve(t.len().map_err(|x| e(&x))? as usize);
+    let mut cold = PrehashedMap::default();
+    if !compact {
+        types.reserve(t.len().map_err(|x| e(&x))? as usize);
+    }
     let buckets = state.baseline.spec.buckets;
     for row in t.iter().map_err(|x| e(&x))? {
         let (k, v) = row.map_err(|x| e(&x))?;
         let ty = decode_type(path, k.value(), v.value())?;
         check_type(path, &ty, buckets)?;
-        if types.insert(ty.fingerprint, Box::new(ty)).is_some() {
+        let fp = ty.fingerprint;
+        let twice = if compact && cold_at_rest(&ty) {
+            types.contains_key(&fp) || cold.insert(fp, Cold::of(&ty)).is_some()
+        } else {
+            cold.contains_key(&fp) || types.insert(fp, Box::new(ty)).is_some()
+        };
+        if twice {
             return Err(corrupt(
                 path,
                 format!("type row {}: its fingerprint is stored twice", k.value()),
@@ -561,6 +924,7 @@ fn read_state(path: &Path, db: &impl ReadableDatabase) -> Result<Option<State>, 
         }
     }
     state.baseline.types = types;
+    state.baseline.cold = cold;
     check_aliases(path, &state)?;
     read_learner(path, &r, &mut state.baseline.learner)?;
     // The checks the rows above do not make (the learner's alias chains, a
@@ -573,6 +937,49 @@ fn read_state(path: &Path, db: &impl ReadableDatabase) -> Result<Option<State>, 
     state.baseline.take_dirty();
     state.baseline.learner.take_changes();
     Ok(Some(state))
+}
+
+/// A stored type that was evicted and carries no operator mark.
+fn cold_at_rest(t: &ErrorType) -> bool {
+    t.window.is_none()
+        && t.samples.is_empty()
+        && !t.muted
+        && t.resolved_at.is_none()
+        && t.resolved_in.is_none()
+}
+
+/// Reads evicted types' rows back for the baseline (see [`Pager`]).
+/// It holds the store weakly: a closed writer closes the file (the
+/// baseline then revives from compact records).
+fn pager(core: &Arc<Mutex<Core>>) -> Pager {
+    let core = Arc::downgrade(core);
+    let read = Arc::new(move |fp| {
+        let Some(core) = core.upgrade() else {
+            return Err("the state store is closed".into());
+        };
+        // Waits for a commit in flight: it may hold the row.
+        let c = core.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(&row) = c.rows.get(&fp) else {
+            return Ok(None);
+        };
+        let read = || -> Result<Option<ErrorType>, StateError> {
+            let r = c.db.begin_read().map_err(|e| db_err(&c.path, e))?;
+            let t = r.open_table(TYPES).map_err(|e| db_err(&c.path, e))?;
+            match t.get(row).map_err(|e| db_err(&c.path, e))? {
+                Some(v) => decode_type(&c.path, row, v.value()).map(Some),
+                None => Ok(None),
+            }
+        };
+        unpanicked(&c.path, read).map_err(|e| e.to_string())
+    });
+    Pager {
+        read,
+        encode: |t| {
+            let mut buf = Vec::with_capacity(256);
+            encode_type(t, &mut buf).map(|()| buf)
+        },
+        decode: |bytes| decode_type(Path::new(FILE), 0, bytes).map_err(|e| e.to_string()),
+    }
 }
 
 fn check_type(path: &Path, ty: &ErrorType, buckets: usize) -> Result<(), StateError> {
@@ -650,6 +1057,7 @@ fn decode_type(path: &Path, row: u64, bytes: &[u8]) -> Result<ErrorType, StateEr
 /// The state without its types and learner tables, as JSON.
 fn encode_global(state: &mut State) -> Result<Vec<u8>, String> {
     let types = std::mem::take(&mut state.baseline.types);
+    let cold = std::mem::take(&mut state.baseline.cold);
     let t = state.baseline.learner.tables();
     let parts = (
         std::mem::take(t.clusters),
@@ -660,6 +1068,7 @@ fn encode_global(state: &mut State) -> Result<Vec<u8>, String> {
     );
     let r = serde_json::to_vec(&*state).map_err(|e| format!("item `global`: {e}"));
     state.baseline.types = types;
+    state.baseline.cold = cold;
     let t = state.baseline.learner.tables();
     (*t.clusters, *t.exact, *t.skeletons, *t.generalized, *t.keys) = parts;
     r
@@ -694,6 +1103,10 @@ fn write_learner(
     changes: &LearnerChanges,
     next_exact: &mut u64,
 ) -> Result<usize, redb::Error> {
+    if !changes.all {
+        let ops = encode_learner(learner, changes)?;
+        return apply_learner(tx, &ops, next_exact);
+    }
     let l = learner.tables();
     let mut c = tx.open_table(CLUSTERS)?;
     let mut x = tx.open_table(EXACT)?;
@@ -702,7 +1115,7 @@ fn write_learner(
     let mut keys = tx.open_table(KEYS)?;
     let mut buf = Vec::with_capacity(256);
     let mut bytes = 0;
-    if changes.all {
+    {
         c.retain(|_, _| false)?;
         x.retain(|_, _| false)?;
         s.retain(|_, _| false)?;
@@ -734,41 +1147,85 @@ fn write_learner(
             keys.insert(k, buf.as_slice())?;
         }
         bytes += l.exact.len() * 12;
-        return Ok(bytes);
     }
+    Ok(bytes)
+}
+
+fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, redb::Error> {
+    let mut buf = Vec::with_capacity(64);
+    record(v, &mut buf)?;
+    Ok(buf)
+}
+
+/// The learner's changed rows (not `changes.all`), encoded.
+fn encode_learner(
+    learner: &mut Learner,
+    changes: &LearnerChanges,
+) -> Result<LearnerOps, redb::Error> {
+    let l = learner.tables();
+    let mut ops = LearnerOps::default();
     for &id in &changes.clusters {
         if let Some(cl) = l.clusters.get(id as usize) {
-            record(cl, &mut buf)?;
-            bytes += buf.len();
-            c.insert(id, buf.as_slice())?;
+            ops.clusters.push((id, enc(cl)?));
         }
     }
     for k in &changes.exact {
         if let Some(&v) = l.exact.get(k) {
-            x.insert(*next_exact, (*k, v))?;
-            *next_exact += 1;
-            bytes += 12;
+            ops.exact.push((*k, v));
         }
     }
     for k in &changes.skeletons {
         if let Some(v) = l.skeletons.get(k) {
-            record(v, &mut buf)?;
-            bytes += buf.len();
-            s.insert(k, buf.as_slice())?;
+            ops.skeletons.push((*k, enc(v)?));
         }
     }
     for k in &changes.generalized {
         if let Some(v) = l.generalized.get(k) {
-            record(v, &mut buf)?;
-            bytes += buf.len();
-            g.insert(k, buf.as_slice())?;
+            ops.generalized.push((*k, enc(v)?));
         }
     }
     for k in &changes.keys {
         if let Some(v) = l.keys.get(k) {
-            record(v, &mut buf)?;
-            bytes += buf.len();
-            keys.insert(k, buf.as_slice())?;
+            ops.keys.push((*k, enc(v)?));
+        }
+    }
+    Ok(ops)
+}
+
+/// Writes encoded learner rows; returns the bytes written.
+fn apply_learner(
+    tx: &redb::WriteTransaction,
+    ops: &LearnerOps,
+    next_exact: &mut u64,
+) -> Result<usize, redb::Error> {
+    let mut bytes = 0;
+    if !ops.clusters.is_empty() {
+        let mut c = tx.open_table(CLUSTERS)?;
+        for (id, v) in &ops.clusters {
+            bytes += v.len();
+            c.insert(*id, v.as_slice())?;
+        }
+    }
+    if !ops.exact.is_empty() {
+        let mut x = tx.open_table(EXACT)?;
+        for &(k, v) in &ops.exact {
+            x.insert(*next_exact, (k, v))?;
+            *next_exact += 1;
+            bytes += 12;
+        }
+    }
+    for (def, rows) in [
+        (SKELETONS, &ops.skeletons),
+        (GENERALIZED, &ops.generalized),
+        (KEYS, &ops.keys),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let mut t = tx.open_table(def)?;
+        for (k, v) in rows {
+            bytes += v.len();
+            t.insert(*k, v.as_slice())?;
         }
     }
     Ok(bytes)

@@ -488,6 +488,12 @@ pub fn run(
             }
         }
     }
+    // The last checkpoint was committed behind the engine: durable before
+    // the process ends (a failure is a gap the next start re-reads).
+    if let Err(e) = crate::state::State::durable(&opts.state_dir) {
+        tracing::warn!(error = %e, "last state checkpoint not written; the next start redoes it");
+        clean = false;
+    }
     // Closing the consumer leaves the group at once (a revoke with nothing
     // left to commit) instead of waiting for the session to time out.
     drop(consumer);
