@@ -38,6 +38,7 @@
 //!   [`LineParser::finish`], which may be called on idle: parsing continues
 //!   afterwards, but a trace line arriving later starts nothing.
 
+pub mod duration;
 mod fields;
 mod json;
 mod logfmt;
@@ -114,6 +115,9 @@ pub struct Parser {
     envelope: Option<EnvelopeMap>,
     join_max_records: u64,
     join_max_millis: i64,
+    /// `took 350ms` phrases in text messages; `None` when
+    /// `signals.enabled` is off.
+    pub(crate) durations: Option<duration::TextScanner>,
 }
 
 // One parser serves every input task; losing `Sync` must fail the build.
@@ -311,6 +315,10 @@ impl Parser {
             envelope,
             join_max_records: cfg.input.join_max_records.max(1),
             join_max_millis: i64::try_from(cfg.input.join_max_millis).unwrap_or(i64::MAX),
+            durations: cfg
+                .signals
+                .enabled
+                .then(|| duration::TextScanner::new(cfg.fields.duration.iter().map(String::as_str))),
         })
     }
 
@@ -637,6 +645,13 @@ impl Parser {
                 .or(default_service),
             version: version.as_deref().or(outer.version.as_deref()),
             message: None,
+            request: {
+                let duration_ms = map.duration_ms(slots, line);
+                crate::record::RequestMeta {
+                    duration_ms,
+                    request: duration_ms.is_some() || map.is_request(slots),
+                }
+            },
         };
         if let Some(t) = time {
             ctx.set_last_time(t);
@@ -717,6 +732,16 @@ impl Parser {
 
     pub(crate) fn is_error(&self, level: Option<Level>, logger: Option<&str>) -> bool {
         level.is_some_and(|l| l >= self.threshold(logger))
+    }
+
+    /// What a text message says about a request: a duration phrase
+    /// (`took 350ms`) makes it one. Text has no request fields to read.
+    pub(crate) fn request_in_text(&self, msg: &str) -> crate::record::RequestMeta {
+        let duration_ms = self.durations.as_ref().and_then(|d| d.scan(msg));
+        crate::record::RequestMeta {
+            duration_ms,
+            request: duration_ms.is_some(),
+        }
     }
 
     /// Level of a text record whose header has none.
