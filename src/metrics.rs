@@ -35,6 +35,9 @@ pub struct Metrics {
     pub alerts_canary_regression: AtomicU64,
     pub alerts_regression: AtomicU64,
     pub alerts_episode_end: AtomicU64,
+    pub alerts_latency_regression: AtomicU64,
+    pub alerts_traffic_drop: AtomicU64,
+    pub alerts_traffic_spike: AtomicU64,
     pub types_tracked: AtomicU64,
     bad: [AtomicU64; BadReason::ALL.len()],
     /// Processing latency histogram (record read → alert decided), seconds.
@@ -249,6 +252,9 @@ impl Metrics {
                 ("canary_regression", g(&self.alerts_canary_regression)),
                 ("regression", g(&self.alerts_regression)),
                 ("episode_end", g(&self.alerts_episode_end)),
+                ("latency_regression", g(&self.alerts_latency_regression)),
+                ("traffic_drop", g(&self.alerts_traffic_drop)),
+                ("traffic_spike", g(&self.alerts_traffic_spike)),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
