@@ -1097,7 +1097,7 @@ impl Default for SignalsConfig {
         SignalsConfig {
             enabled: true,
             relative_accuracy: 0.01,
-            latency_factor: 1.2,
+            latency_factor: 1.1,
             latency_quantile: 0.95,
             latency_p_value: 1e-3,
             latency_min_requests: 200,
@@ -1241,11 +1241,21 @@ impl Config {
         float("signals.latency_factor", g.latency_factor, 1.0, 100.0)?;
         float("signals.latency_quantile", g.latency_quantile, 0.5, 0.999)?;
         float("signals.latency_p_value", g.latency_p_value, 1e-12, 0.5)?;
-        int("signals.latency_min_requests", g.latency_min_requests, 1, 1 << 40)?;
+        int(
+            "signals.latency_min_requests",
+            g.latency_min_requests,
+            1,
+            1 << 40,
+        )?;
         float("signals.objective_ms", g.objective_ms, 0.0, 6.048e8)?;
         dur("signals.objective_for", g.objective_for, s(60), s(DAY))?;
         dur("signals.traffic_window", g.traffic_window, s(60), s(3600))?;
-        dur("signals.traffic_baseline", g.traffic_baseline, s(300), s(3 * 3600))?;
+        dur(
+            "signals.traffic_baseline",
+            g.traffic_baseline,
+            s(300),
+            s(3 * 3600),
+        )?;
         float("signals.drop_ratio", g.drop_ratio, 0.0, 0.99)?;
         float("signals.spike_ratio", g.spike_ratio, 1.01, 1e6)?;
         float("signals.traffic_p_value", g.traffic_p_value, 1e-15, 0.5)?;

@@ -133,7 +133,8 @@ fn unit_word(b: &[u8]) -> Option<(Unit, usize)> {
         let c = b[i];
         if c.is_ascii_alphabetic() {
             i += 1;
-        } else if c == 0xC2 && b.get(i + 1) == Some(&0xB5) || c == 0xCE && b.get(i + 1) == Some(&0xBC)
+        } else if c == 0xC2 && b.get(i + 1) == Some(&0xB5)
+            || c == 0xCE && b.get(i + 1) == Some(&0xBC)
         {
             i += 2; // µ (micro sign) or μ (Greek mu)
         } else {
@@ -232,7 +233,9 @@ impl TextScanner {
                     continue;
                 }
                 let mut i = at + wl;
-                if b.get(i).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+                if b.get(i)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                {
                     continue;
                 }
                 let mut seps = 0;
@@ -314,7 +317,10 @@ mod tests {
     fn prose_durations_need_a_word_and_a_unit() {
         let s = TextScanner::new(["duration_ms"]);
         assert!(close(s.scan("GET /cart took 350ms"), 350.0));
-        assert!(close(s.scan("request completed in 1.2 s status=200"), 1200.0));
+        assert!(close(
+            s.scan("request completed in 1.2 s status=200"),
+            1200.0
+        ));
         assert!(close(s.scan("latency=12.5ms upstream=a"), 12.5));
         assert!(close(s.scan("elapsed: 2 seconds"), 2000.0));
         assert!(close(s.scan("done duration_ms=35ms"), 35.0));
@@ -370,7 +376,15 @@ mod tests {
         let ms: Vec<Option<f64>> = r.iter().map(|m| m.duration_ms).collect();
         assert_eq!(
             ms,
-            [Some(350.0), Some(12.5), Some(1500.0), Some(20.0), Some(250.0), None, None]
+            [
+                Some(350.0),
+                Some(12.5),
+                Some(1500.0),
+                Some(20.0),
+                Some(250.0),
+                None,
+                None
+            ]
         );
         let req: Vec<bool> = r.iter().map(|m| m.request).collect();
         assert_eq!(req, [true, true, true, true, true, true, false]);

@@ -392,7 +392,11 @@ impl FieldMap {
                 .find(|(p, _)| *p == id)
                 .map_or(Unit::Ms, |&(_, u)| u);
             let ms = match span.kind {
-                Kind::Num => span.raw(line).parse::<f64>().ok().and_then(|v| number_ms(v, unit)),
+                Kind::Num => span
+                    .raw(line)
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|v| number_ms(v, unit)),
                 Kind::Str | Kind::StrEsc | Kind::Bare | Kind::Quoted | Kind::QuotedEsc => {
                     span.text(line).and_then(|t| text_ms(&t, unit))
                 }

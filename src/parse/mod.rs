@@ -315,10 +315,9 @@ impl Parser {
             envelope,
             join_max_records: cfg.input.join_max_records.max(1),
             join_max_millis: i64::try_from(cfg.input.join_max_millis).unwrap_or(i64::MAX),
-            durations: cfg
-                .signals
-                .enabled
-                .then(|| duration::TextScanner::new(cfg.fields.duration.iter().map(String::as_str))),
+            durations: cfg.signals.enabled.then(|| {
+                duration::TextScanner::new(cfg.fields.duration.iter().map(String::as_str))
+            }),
         })
     }
 

@@ -135,15 +135,21 @@ fn per_minute_counts(
     to: i64,
 ) -> (&'static str, Vec<u64>) {
     let requests = signals.services.get(service);
-    let req = |m: i64| requests.map_or(0, |vs| vs.values().map(|v| v.requests.minutes.sum(m, m)).sum());
+    let req = |m: i64| {
+        requests.map_or(0, |vs| {
+            vs.values().map(|v| v.requests.minutes.sum(m, m)).sum()
+        })
+    };
     let counts: Vec<u64> = (from..=to).map(req).collect();
     if counts.iter().any(|&c| c > 0) {
         return ("requests", counts);
     }
     let lines = |m: i64| {
-        rates
-            .get(service)
-            .map_or(0, |vs| vs.values().map(|r| r.timeline.minutes.sum(m, m).lines).sum())
+        rates.get(service).map_or(0, |vs| {
+            vs.values()
+                .map(|r| r.timeline.minutes.sum(m, m).lines)
+                .sum()
+        })
     };
     ("lines", (from..=to).map(lines).collect())
 }
@@ -159,7 +165,10 @@ fn yesterday(
     from: i64,
     to: i64,
 ) -> Option<f64> {
-    let (a, b) = (from * MINUTE_MS - 86_400_000, (to + 1) * MINUTE_MS - 86_400_000);
+    let (a, b) = (
+        from * MINUTE_MS - 86_400_000,
+        (to + 1) * MINUTE_MS - 86_400_000,
+    );
     let (ha, hb) = (a.div_euclid(HOUR_MS), (b - 1).div_euclid(HOUR_MS));
     let first_hour = rates
         .get(service)?
@@ -239,7 +248,11 @@ fn traffic(
                         "{} {measure} back to {count} in {w} min (expected {expected:.0})",
                         service
                     ),
-                    times((ep.start_minute - w + 1) * MINUTE_MS, (to + 1) * MINUTE_MS, now_ms),
+                    times(
+                        (ep.start_minute - w + 1) * MINUTE_MS,
+                        (to + 1) * MINUTE_MS,
+                        now_ms,
+                    ),
                 );
                 a.release = ReleaseFields {
                     episode: Some(EpisodeInfo {
@@ -267,7 +280,10 @@ fn traffic(
         } else if (count as f64) >= g.spike_ratio * expected
             && day.is_none_or(|d| (count as f64) >= g.spike_ratio * d)
         {
-            (Kind::TrafficSpike, poisson_sf((count as f64 / disp).ceil() as u64, lambda))
+            (
+                Kind::TrafficSpike,
+                poisson_sf((count as f64 / disp).ceil() as u64, lambda),
+            )
         } else {
             continue;
         };
@@ -277,9 +293,9 @@ fn traffic(
         let id = alert_id(kind, service, to);
         let ratio = count as f64 / expected;
         let what = match kind {
-            Kind::TrafficDrop if count == 0 => format!(
-                "{service} went silent: no {measure} in {w} min (expected {expected:.0})"
-            ),
+            Kind::TrafficDrop if count == 0 => {
+                format!("{service} went silent: no {measure} in {w} min (expected {expected:.0})")
+            }
             Kind::TrafficDrop => format!(
                 "{service} {measure} dropped to {count} in {w} min, {:.0} % of the expected {expected:.0}",
                 ratio * 100.0
@@ -371,13 +387,7 @@ pub fn compare(
     let s = signals.latency(service, stable, range.0, range.1)?;
     let c = signals.latency(service, canary, range.0, range.1)?;
     let q = g.latency_quantile;
-    let t = latency::canary_test(
-        &s,
-        &c,
-        q,
-        g.latency_factor,
-        g.relative_accuracy,
-    )?;
+    let t = latency::canary_test(&s, &c, q, g.latency_factor, g.relative_accuracy)?;
     let (sq, cq) = (s.quantile(q)?, c.quantile(q)?);
     Some(LatencyComparison {
         test: "canary".into(),
@@ -427,13 +437,14 @@ fn canary_latency(
         let Some(c) = compare(signals, cfg, service, &stable, &canary, (from, to)) else {
             continue;
         };
+        tracing::debug!(minute, service = service.as_str(), comparison = ?c, "canary latency");
         if !regressed(&c, cfg) {
             continue;
         }
         let q = (c.quantile * 100.0).round();
         let sp = c.stable.as_ref().map_or(0.0, |s| s.p95_ms);
         let what = format!(
-            "p{q} latency {:.1} ms in {canary} vs {:.1} ms in {stable} ({}× , p = {:.1e})",
+            "p{q} latency {:.1} ms in {canary} vs {:.1} ms in {stable} ({}×, p = {:.1e})",
             quantile_of(&c.canary, c.quantile),
             c.stable.as_ref().map_or(sp, |s| quantile_of(s, c.quantile)),
             c.ratio.map_or("–".to_string(), |r| format!("{r:.2}")),
@@ -510,11 +521,18 @@ fn objective(signals: &mut Signals, cfg: &Config, minute: i64, now_ms: i64, out:
             signals.watch.objective.remove(&service);
             continue;
         }
-        let (since, fired) = *signals.watch.objective.entry(service.clone()).or_insert((m, false));
+        let (since, fired) = *signals
+            .watch
+            .objective
+            .entry(service.clone())
+            .or_insert((m, false));
         if fired || m - since + 1 < need {
             continue;
         }
-        signals.watch.objective.insert(service.clone(), (since, true));
+        signals
+            .watch
+            .objective
+            .insert(service.clone(), (since, true));
         let Some(run) = signals.service_latency(&service, since * MINUTE_MS, (m + 1) * MINUTE_MS)
         else {
             continue;
@@ -522,7 +540,11 @@ fn objective(signals: &mut Signals, cfg: &Config, minute: i64, now_ms: i64, out:
         let q = (g.latency_quantile * 100.0).round();
         let mut a = Alert::new(
             Kind::LatencyRegression,
-            alert_id(Kind::LatencyRegression, &format!("{service}\u{1f}objective"), since),
+            alert_id(
+                Kind::LatencyRegression,
+                &format!("{service}\u{1f}objective"),
+                since,
+            ),
             Severity::High,
             service.clone(),
             format!(

@@ -304,7 +304,10 @@ mod tests {
         for q in [0.5, 0.95, 0.99] {
             let truth = sorted[(q * (sorted.len() - 1) as f64) as usize];
             let got = s.quantile(q).unwrap();
-            assert!((got - truth).abs() <= 0.011 * truth, "q{q}: {got} vs {truth}");
+            assert!(
+                (got - truth).abs() <= 0.011 * truth,
+                "q{q}: {got} vs {truth}"
+            );
         }
     }
 

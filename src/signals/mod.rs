@@ -89,7 +89,8 @@ impl Signals {
         if let Some(ms) = req.duration_ms {
             vs.minutes
                 .add(time.div_euclid(MINUTE_MS), ms, MINUTES_KEPT, alpha);
-            vs.hours.add(time.div_euclid(HOUR_MS), ms, HOURS_KEPT, alpha);
+            vs.hours
+                .add(time.div_euclid(HOUR_MS), ms, HOURS_KEPT, alpha);
         }
     }
 
