@@ -78,7 +78,8 @@ pub fn run(cfg: Config, args: RolloutCheckArgs) -> Result<i32> {
         current_percentage: args.current_percentage,
         window: args.window,
     };
-    let verdict = rollout::check(&state.ledger(), &cfg, &req)?;
+    let mut verdict = rollout::check(&state.ledger(), &cfg, &req)?;
+    faultline::signals::rollout::amend(&mut verdict, &state.signals, &state.rates, &cfg, &req);
     outln!("{}", serde_json::to_string_pretty(&verdict)?);
     Ok(exit_code(verdict.decision))
 }

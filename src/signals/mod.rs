@@ -18,6 +18,7 @@
 
 pub mod detect;
 pub mod latency;
+pub mod rollout;
 
 use std::collections::BTreeMap;
 
