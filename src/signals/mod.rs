@@ -18,6 +18,7 @@
 
 pub mod detect;
 pub mod latency;
+pub mod report;
 pub mod rollout;
 
 use std::collections::BTreeMap;
