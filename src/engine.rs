@@ -206,6 +206,13 @@ impl Engine {
                         &mut out,
                     );
                 }
+                if self.cfg.signals.enabled {
+                    let w = (self.cfg.signals.traffic_window.as_millis() / 60_000).max(1);
+                    let g = crate::signals::gauges(&self.state.signals, minute - w, minute - 1);
+                    if let Ok(mut m) = self.metrics.signals.lock() {
+                        *m = g;
+                    }
+                }
                 self.pending = out;
                 if let Some(until) = self.state.warmup_until
                     && t >= until

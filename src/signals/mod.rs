@@ -165,6 +165,33 @@ fn merged_range(vs: &VersionSignals, from: EventTime, to: EventTime) -> Option<l
     }
 }
 
+/// Gauges for `/metrics`: requests per minute and p50/p95/p99 (seconds)
+/// per service × version over closed minutes `from..=to`; only versions
+/// with requests in them (bounded by the caps above).
+pub fn gauges(signals: &Signals, from: i64, to: i64) -> Vec<crate::metrics::SignalGauge> {
+    let minutes = (to - from + 1).max(1) as f64;
+    let mut out = Vec::new();
+    for (service, versions) in &signals.services {
+        for (version, vs) in versions {
+            let n = vs.requests.minutes.sum(from, to);
+            if n == 0 {
+                continue;
+            }
+            let q = vs.minutes.merged(from, to).map(|s| {
+                let (a, b, c) = percentiles(&s);
+                [a / 1e3, b / 1e3, c / 1e3]
+            });
+            out.push(crate::metrics::SignalGauge {
+                service: service.clone(),
+                version: version.clone(),
+                requests_per_minute: n as f64 / minutes,
+                latency_seconds: q,
+            });
+        }
+    }
+    out
+}
+
 /// p50, p95, p99 of a sketch (milliseconds).
 pub fn percentiles(s: &latency::Sketch) -> (f64, f64, f64) {
     let q = |p| s.quantile(p).unwrap_or(0.0);
@@ -214,6 +241,20 @@ mod tests {
         let p50 = one.quantile(0.5).unwrap();
         assert!((p50 - 69.5).abs() < 1.5, "{p50}");
         assert_eq!(s.service_latency("api", 0, 60_000).unwrap().count(), 120);
+    }
+
+    #[test]
+    fn gauges_give_requests_per_minute_and_quantiles_in_seconds() {
+        let mut s = Signals::default();
+        for i in 0..300 {
+            s.observe("api", "1", i * 1_000, &timed(250.0), 0.01);
+        }
+        let g = gauges(&s, 0, 4);
+        assert_eq!(g.len(), 1);
+        assert!((g[0].requests_per_minute - 60.0).abs() < 1e-9);
+        let q = g[0].latency_seconds.unwrap();
+        assert!((q[1] - 0.25).abs() < 0.003, "{q:?}");
+        assert!(gauges(&s, 10, 14).is_empty());
     }
 
     #[test]
