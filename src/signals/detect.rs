@@ -43,6 +43,7 @@ use crate::alert::{
 };
 use crate::config::Config;
 use crate::detect::stats::{dispersion, ln_gamma, poisson_sf};
+use crate::release::round3;
 use crate::series::{HOUR_MS, MINUTE_MS, Rates};
 
 /// Timed requests a minute needs before its quantile is judged against the
@@ -343,14 +344,6 @@ fn traffic(
     }
     // Services no longer in the rates have no episode to keep.
     signals.watch.traffic.retain(|s, _| rates.contains_key(s));
-}
-
-fn round3(x: f64) -> f64 {
-    if x.is_finite() {
-        (x * 1000.0).round() / 1000.0
-    } else {
-        0.0
-    }
 }
 
 fn times(first: i64, event: i64, now_ms: i64) -> AlertTimes {

@@ -258,6 +258,23 @@ mod tests {
     }
 
     #[test]
+    fn ranges_older_than_the_minutes_are_read_from_the_hours() {
+        let mut s = Signals::default();
+        // Ten hours, one request a minute: 10 ms in the first five hours,
+        // 100 ms after.
+        for m in 0..600i64 {
+            let ms = if m < 300 { 10.0 } else { 100.0 };
+            s.observe("api", "1", m * MINUTE_MS, &timed(ms), 0.01);
+        }
+        let first = s.latency("api", "1", 0, 300 * MINUTE_MS).unwrap();
+        assert_eq!(first.count(), 300, "five whole hours");
+        assert!((first.quantile(0.95).unwrap() - 10.0).abs() < 0.2);
+        assert_eq!(s.requests("api", 0, 300 * MINUTE_MS), 300);
+        let recent = s.latency("api", "1", 590 * MINUTE_MS, 600 * MINUTE_MS).unwrap();
+        assert_eq!(recent.count(), 10, "by minute");
+    }
+
+    #[test]
     fn versions_beyond_the_cap_share_one_entry() {
         let mut s = Signals::default();
         for v in 0..(MAX_VERSIONS + 10) {

@@ -81,7 +81,7 @@ pub fn build(
             None => signals.service_latency(svc, from, to),
         };
         let q = sketch.as_ref().map(percentiles);
-        let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        let r3 = crate::release::round3;
         SignalPeriod {
             measure: measure.into(),
             count,
