@@ -371,6 +371,8 @@ mod tests {
             "\n",
             r#"{"level":"info","msg":"started","status":"up"}"#,
             "\n",
+            r#"{"level":"info","msg":"GET /cart completed in 46ms"}"#,
+            "\n",
             r#"{"level":"info","msg":"nothing"}"#,
         ));
         let ms: Vec<Option<f64>> = r.iter().map(|m| m.duration_ms).collect();
@@ -383,11 +385,12 @@ mod tests {
                 Some(20.0),
                 Some(250.0),
                 None,
+                Some(46.0),
                 None
             ]
         );
         let req: Vec<bool> = r.iter().map(|m| m.request).collect();
-        assert_eq!(req, [true, true, true, true, true, true, false]);
+        assert_eq!(req, [true, true, true, true, true, true, true, false]);
     }
 
     #[test]

@@ -645,7 +645,12 @@ impl Parser {
             version: version.as_deref().or(outer.version.as_deref()),
             message: None,
             request: {
-                let duration_ms = map.duration_ms(slots, line);
+                // A duration field, else a phrase in the message (read in
+                // place: escapes never sit inside `took 350ms`).
+                let duration_ms = map.duration_ms(slots, line).or_else(|| {
+                    let scan = self.durations.as_ref()?;
+                    scan.scan(map.get(slots, Field::Message)?.raw(line))
+                });
                 crate::record::RequestMeta {
                     duration_ms,
                     request: duration_ms.is_some() || map.is_request(slots),

@@ -270,7 +270,9 @@ mod tests {
         assert_eq!(first.count(), 300, "five whole hours");
         assert!((first.quantile(0.95).unwrap() - 10.0).abs() < 0.2);
         assert_eq!(s.requests("api", 0, 300 * MINUTE_MS), 300);
-        let recent = s.latency("api", "1", 590 * MINUTE_MS, 600 * MINUTE_MS).unwrap();
+        let recent = s
+            .latency("api", "1", 590 * MINUTE_MS, 600 * MINUTE_MS)
+            .unwrap();
         assert_eq!(recent.count(), 10, "by minute");
     }
 
