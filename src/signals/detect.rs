@@ -135,24 +135,32 @@ fn per_minute_counts(
     from: i64,
     to: i64,
 ) -> (&'static str, Vec<u64>) {
-    let requests = signals.services.get(service);
-    let req = |m: i64| {
-        requests.map_or(0, |vs| {
-            vs.values().map(|v| v.requests.minutes.sum(m, m)).sum()
-        })
+    // One pass over each version's (at most 180) kept minutes.
+    let mut counts = vec![0u64; (to - from + 1).max(0) as usize];
+    let add = |counts: &mut Vec<u64>, points: &mut dyn Iterator<Item = (i64, u64)>| {
+        for (m, n) in points {
+            if (from..=to).contains(&m) {
+                counts[(m - from) as usize] += n;
+            }
+        }
     };
-    let counts: Vec<u64> = (from..=to).map(req).collect();
+    if let Some(vs) = signals.services.get(service) {
+        for v in vs.values() {
+            add(&mut counts, &mut v.requests.minutes.iter());
+        }
+    }
     if counts.iter().any(|&c| c > 0) {
         return ("requests", counts);
     }
-    let lines = |m: i64| {
-        rates.get(service).map_or(0, |vs| {
-            vs.values()
-                .map(|r| r.timeline.minutes.sum(m, m).lines)
-                .sum()
-        })
-    };
-    ("lines", (from..=to).map(lines).collect())
+    if let Some(vs) = rates.get(service) {
+        for r in vs.values() {
+            add(
+                &mut counts,
+                &mut r.timeline.minutes.iter().map(|(m, t)| (m, t.lines)),
+            );
+        }
+    }
+    ("lines", counts)
 }
 
 /// The same window a day earlier, from the hourly series: the rate of the
