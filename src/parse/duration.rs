@@ -398,9 +398,12 @@ mod tests {
         let r = requests(concat!(
             "2026-11-02 10:00:00 INFO GET /cart took 350ms\n",
             "2026-11-02 10:00:01 INFO cache warmed with 350 entries\n",
+            "2026-11-02 10:00:02 WARN slow request took 3s, over budget\n",
         ));
         assert_eq!(r[0].duration_ms, Some(350.0));
         assert!(r[0].request);
         assert_eq!(r[1], crate::record::RequestMeta::default());
+        // Logged because it was slow: not a sample of the traffic.
+        assert_eq!(r[2], crate::record::RequestMeta::default());
     }
 }

@@ -648,7 +648,7 @@ impl Parser {
                 // A duration field, else a phrase in the message (read in
                 // place: escapes never sit inside `took 350ms`).
                 let duration_ms = map.duration_ms(slots, line).or_else(|| {
-                    let scan = self.durations.as_ref()?;
+                    let scan = self.durations.as_ref().filter(|_| prose_times(level))?;
                     scan.scan(map.get(slots, Field::Message)?.raw(line))
                 });
                 crate::record::RequestMeta {
@@ -740,8 +740,16 @@ impl Parser {
 
     /// What a text message says about a request: a duration phrase
     /// (`took 350ms`) makes it one. Text has no request fields to read.
-    pub(crate) fn request_in_text(&self, msg: &str) -> crate::record::RequestMeta {
-        let duration_ms = self.durations.as_ref().and_then(|d| d.scan(msg));
+    pub(crate) fn request_in_text(
+        &self,
+        msg: &str,
+        level: Option<Level>,
+    ) -> crate::record::RequestMeta {
+        let duration_ms = self
+            .durations
+            .as_ref()
+            .filter(|_| prose_times(level))
+            .and_then(|d| d.scan(msg));
         crate::record::RequestMeta {
             duration_ms,
             request: duration_ms.is_some(),
@@ -780,6 +788,16 @@ impl Parser {
             Cow::Owned(s) => s.get(range).map(|v| Cow::Owned(v.to_string())),
         }
     }
+}
+
+/// Whether a duration phrase in this level's message times a request: a
+/// line below WARN (`GET /cart completed in 46ms`, logged for every
+/// request). A warning or error that names a duration (`slow request took
+/// 3s`, `exceeding 2s budget`) is logged *because* the request was slow, so
+/// neither its count nor its duration is a sample of the traffic. Duration
+/// fields count at any level: an access log line is one per request.
+fn prose_times(level: Option<Level>) -> bool {
+    level.is_none_or(|l| l < Level::Warn)
 }
 
 /// What a structured line is parsed against besides itself.
