@@ -17,7 +17,7 @@
 //! Values that are negative, not finite, or longer than a week are refused:
 //! they are not request durations, and one of them would own a p99.
 
-use memchr::memmem::Finder;
+use aho_corasick::{AhoCorasick, MatchKind};
 
 /// The longest duration taken as a request's, in milliseconds (a week).
 pub const MAX_MS: f64 = 7.0 * 24.0 * 3_600_000.0;
@@ -183,11 +183,14 @@ pub fn number_ms(v: f64, unit: Unit) -> Option<f64> {
     bounded(v * unit.ms())
 }
 
-/// Finds `took 350ms`-like phrases in text messages.
+/// Finds `took 350ms`-like phrases in text messages: one pass of an
+/// Aho-Corasick automaton over the message for all words at once (a
+/// search per word cost a fifth of replay speed on JSON lines).
 #[derive(Debug)]
 pub struct TextScanner {
-    /// Each word, with the unit its name says (`duration_ms=35`).
-    words: Vec<(Finder<'static>, Option<Unit>)>,
+    words: AhoCorasick,
+    /// Per word: its length and the unit its name says (`duration_ms=35`).
+    named: Vec<(usize, Option<Unit>)>,
 }
 
 /// Words that introduce a request's duration in prose, in any language of
@@ -211,66 +214,72 @@ impl TextScanner {
                 words.push(w.to_string());
             }
         }
+        // Longest first among words that share a start (`duration_ms`
+        // before `duration`), so the named unit is seen.
+        words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&words);
         TextScanner {
-            words: words
-                .iter()
-                .map(|w| (Finder::new(w.as_bytes()).into_owned(), Unit::of_name(w)))
-                .collect(),
+            // Plain words: building cannot fail below the automaton's size
+            // limits; a scanner that finds nothing is the safe fallback.
+            words: automaton.unwrap_or_else(|_| {
+                AhoCorasick::new([] as [&str; 0]).expect("an empty automaton builds")
+            }),
+            named: words.iter().map(|w| (w.len(), Unit::of_name(w))).collect(),
         }
     }
 
     /// The first duration phrase in `msg`, in milliseconds: a word, then at
     /// most a few separators (`=`, `:`, blanks, quotes, `of`/`in`), then a
-    /// number with a unit. Bounded: each word is searched once per line,
-    /// and at most four occurrences of each are tried.
+    /// number with a unit. Bounded: one pass over the line, and at most
+    /// eight word occurrences are tried.
     pub fn scan(&self, msg: &str) -> Option<f64> {
         let b = msg.as_bytes();
-        for (f, named) in &self.words {
-            let wl = f.needle().len();
-            for at in f.find_iter(b).take(4) {
-                // A word, not a part of one (`overtook`, `latency_budget`).
-                if at > 0 && (b[at - 1].is_ascii_alphanumeric() || b[at - 1] == b'_') {
-                    continue;
+        for m in self.words.find_iter(b).take(8) {
+            let (at, (wl, named)) = (m.start(), self.named[m.pattern().as_usize()]);
+            // A word, not a part of one (`overtook`, `latency_budget`).
+            if at > 0 && (b[at - 1].is_ascii_alphanumeric() || b[at - 1] == b'_') {
+                continue;
+            }
+            let mut i = at + wl;
+            if b.get(i)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            {
+                continue;
+            }
+            let mut seps = 0;
+            while i < b.len() && matches!(b[i], b' ' | b'=' | b':' | b'"' | b'\'' | b'\t') {
+                i += 1;
+                seps += 1;
+            }
+            if seps > 3 {
+                continue;
+            }
+            for filler in [&b"in "[..], b"of "] {
+                if b[i..].starts_with(filler) {
+                    i += filler.len();
                 }
-                let mut i = at + wl;
-                if b.get(i)
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                {
-                    continue;
-                }
-                let mut seps = 0;
-                while i < b.len() && matches!(b[i], b' ' | b'=' | b':' | b'"' | b'\'' | b'\t') {
-                    i += 1;
-                    seps += 1;
-                }
-                if seps > 3 {
-                    continue;
-                }
-                for filler in [&b"in "[..], b"of "] {
-                    if b[i..].starts_with(filler) {
-                        i += filler.len();
-                    }
-                }
-                let Some((v, n)) = number(&b[i..]) else {
-                    continue;
-                };
-                let num_end = i + n;
-                let mut j = num_end;
-                if b.get(j) == Some(&b' ') {
-                    j += 1;
-                }
-                let (u, end) = match (unit_word(&b[j..]), named) {
-                    (Some((u, n)), _) => (u, j + n),
-                    (None, Some(u)) => (*u, num_end),
-                    (None, None) => continue,
-                };
-                // The unit must end the word: `5 seconds`, not `5 sessions`.
-                if b.get(end).is_some_and(|c| c.is_ascii_alphanumeric()) {
-                    continue;
-                }
-                if let Some(ms) = bounded(v * u.ms()) {
-                    return Some(ms);
-                }
+            }
+            let Some((v, n)) = number(&b[i..]) else {
+                continue;
+            };
+            let num_end = i + n;
+            let mut j = num_end;
+            if b.get(j) == Some(&b' ') {
+                j += 1;
+            }
+            let (u, end) = match (unit_word(&b[j..]), named) {
+                (Some((u, n)), _) => (u, j + n),
+                (None, Some(u)) => (u, num_end),
+                (None, None) => continue,
+            };
+            // The unit must end the word: `5 seconds`, not `5 sessions`.
+            if b.get(end).is_some_and(|c| c.is_ascii_alphanumeric()) {
+                continue;
+            }
+            if let Some(ms) = bounded(v * u.ms()) {
+                return Some(ms);
             }
         }
         None
