@@ -304,6 +304,7 @@ pub struct Config {
     pub alertmanager: AlertmanagerConfig,
     pub webhook: WebhookConfig,
     pub api: ApiConfig,
+    pub signals: SignalsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -388,6 +389,28 @@ pub struct FieldsConfig {
     pub service_labels: Vec<String>,
     /// Pod labels that carry the version, likewise.
     pub version_labels: Vec<String>,
+    /// A request's duration (latency signals): candidate fields, tried in
+    /// order. A number is in the unit `duration_units` names for the field,
+    /// else the unit its name ends in (`_ms`, `_seconds`, `Millis`), else
+    /// `duration_unit`; a string may carry its own unit (`"350ms"`).
+    pub duration: Vec<String>,
+    /// Units of duration fields whose names do not say them.
+    pub duration_units: std::collections::BTreeMap<String, TimeUnit>,
+    /// Unit of a bare number in a duration field that names none.
+    pub duration_unit: TimeUnit,
+    /// Fields whose presence marks a line as logging a request (traffic
+    /// signals): HTTP status, method, or a marker of your own.
+    pub request: Vec<String>,
+}
+
+/// A unit of time, for duration fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    Ns,
+    Us,
+    Ms,
+    S,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -422,6 +445,33 @@ impl Default for FieldsConfig {
             version_from: None,
             service_labels: names(&["app.kubernetes.io/name", "app", "k8s-app"]),
             version_labels: names(&["app.kubernetes.io/version", "version"]),
+            duration: names(&[
+                "event.duration",
+                "duration_ms",
+                "duration",
+                "latency_ms",
+                "latency",
+                "elapsed_ms",
+                "elapsed",
+                "took",
+                "response_time",
+                "request_time",
+            ]),
+            // ECS: nanoseconds; nginx's $request_time: seconds.
+            duration_units: [
+                ("event.duration".to_string(), TimeUnit::Ns),
+                ("request_time".to_string(), TimeUnit::S),
+            ]
+            .into_iter()
+            .collect(),
+            duration_unit: TimeUnit::Ms,
+            request: names(&[
+                "http.response.status_code",
+                "http.request.method",
+                "status_code",
+                "status",
+                "method",
+            ]),
         }
     }
 }
@@ -1054,6 +1104,65 @@ impl Default for ReleaseConfig {
     }
 }
 
+/// `[signals]`: latency and traffic from logs (`latency_regression`,
+/// `traffic_drop`, `traffic_spike`; docs/release.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalsConfig {
+    /// Keep latency sketches and request counts, and judge them.
+    pub enabled: bool,
+    /// DDSketch relative accuracy: every quantile is within this fraction
+    /// of the true value.
+    pub relative_accuracy: f64,
+    /// `latency_regression` when the canary's p95 exceeds the stable
+    /// version's by more than this factor (beyond the sketches' error) and
+    /// significantly.
+    pub latency_factor: f64,
+    /// The quantile compared (0.95: p95).
+    pub latency_quantile: f64,
+    /// Significance of the canary comparison (binomial test on how many
+    /// canary requests exceed the stable version's quantile).
+    pub latency_p_value: f64,
+    /// Fewest timed requests of each version in the window before judging.
+    pub latency_min_requests: u64,
+    /// An objective for the quantile, in milliseconds (0 = none): above it
+    /// for `objective_for` fires `latency_regression` on any version.
+    pub objective_ms: f64,
+    pub objective_for: Dur,
+    /// Traffic is judged over this window of closed minutes...
+    pub traffic_window: Dur,
+    /// ...against the service's own minutes just before it.
+    pub traffic_baseline: Dur,
+    /// `traffic_drop` when the window holds at most this fraction of the
+    /// expected requests (and improbably few); `traffic_spike` at least
+    /// `spike_ratio` times them (and improbably many).
+    pub drop_ratio: f64,
+    pub spike_ratio: f64,
+    /// Poisson tail probability (quasi-Poisson, with the service's own
+    /// over-dispersion) below which a change counts.
+    pub traffic_p_value: f64,
+}
+
+impl Default for SignalsConfig {
+    fn default() -> Self {
+        SignalsConfig {
+            enabled: true,
+            relative_accuracy: 0.01,
+            latency_factor: 1.1,
+            latency_quantile: 0.95,
+            latency_p_value: 1e-3,
+            latency_min_requests: 200,
+            objective_ms: 0.0,
+            objective_for: Dur::secs(10 * 60),
+            traffic_window: Dur::secs(5 * 60),
+            traffic_baseline: Dur::secs(60 * 60),
+            drop_ratio: 0.5,
+            spike_ratio: 3.0,
+            traffic_p_value: 1e-6,
+        }
+    }
+}
+
 impl Config {
     /// Loads `path` (or the defaults when `None`), then applies
     /// `FAULTLINE__…` environment overrides.
@@ -1178,6 +1287,29 @@ impl Config {
         };
         const DAY: u64 = 86_400;
         let (ms, s) = (|n: u64| Dur(std::time::Duration::from_millis(n)), Dur::secs);
+        let g = &self.signals;
+        float("signals.relative_accuracy", g.relative_accuracy, 1e-4, 0.1)?;
+        float("signals.latency_factor", g.latency_factor, 1.0, 100.0)?;
+        float("signals.latency_quantile", g.latency_quantile, 0.5, 0.999)?;
+        float("signals.latency_p_value", g.latency_p_value, 1e-12, 0.5)?;
+        int(
+            "signals.latency_min_requests",
+            g.latency_min_requests,
+            1,
+            1 << 40,
+        )?;
+        float("signals.objective_ms", g.objective_ms, 0.0, 6.048e8)?;
+        dur("signals.objective_for", g.objective_for, s(60), s(DAY))?;
+        dur("signals.traffic_window", g.traffic_window, s(60), s(3600))?;
+        dur(
+            "signals.traffic_baseline",
+            g.traffic_baseline,
+            s(300),
+            s(3 * 3600),
+        )?;
+        float("signals.drop_ratio", g.drop_ratio, 0.0, 0.99)?;
+        float("signals.spike_ratio", g.spike_ratio, 1.01, 1e6)?;
+        float("signals.traffic_p_value", g.traffic_p_value, 1e-15, 0.5)?;
         let i = &self.input;
         int("input.max_line_bytes", i.max_line_bytes as u64, 64, 1 << 30)?;
         int("input.threads", i.threads as u64, 1, 256)?;

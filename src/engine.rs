@@ -210,6 +210,21 @@ impl Engine {
                         now_ms(),
                         &mut out,
                     );
+                    crate::signals::detect::on_minute(
+                        &mut self.state.signals,
+                        &self.state.rates,
+                        &self.cfg,
+                        minute,
+                        now_ms(),
+                        &mut out,
+                    );
+                }
+                if self.cfg.signals.enabled {
+                    let w = (self.cfg.signals.traffic_window.as_millis() / 60_000).max(1);
+                    let g = crate::signals::gauges(&self.state.signals, minute - w, minute - 1);
+                    if let Ok(mut m) = self.metrics.signals.lock() {
+                        *m = g;
+                    }
                 }
                 self.pending = out;
                 if let Some(until) = self.state.warmup_until
@@ -517,6 +532,14 @@ impl RecordSink for Engine {
         };
         if let Some(svc) = meta.service {
             self.count_rate(svc, meta.version.unwrap_or(""), time, 1, 0);
+            if let Some(t) = time
+                && meta.request.request
+                && self.cfg.signals.enabled
+            {
+                let v = meta.version.unwrap_or("");
+                let alpha = self.cfg.signals.relative_accuracy;
+                self.state.signals.observe(svc, v, t, &meta.request, alpha);
+            }
         }
         // Lines that are not errors teach the learner which keys are
         // parameters (linear in the line, a few map probes per pair).
@@ -593,6 +616,9 @@ fn count_alert(m: &Metrics, kind: Kind) {
         Kind::CanaryRegression => &m.alerts_canary_regression,
         Kind::Regression => &m.alerts_regression,
         Kind::EpisodeEnd => &m.alerts_episode_end,
+        Kind::LatencyRegression => &m.alerts_latency_regression,
+        Kind::TrafficDrop => &m.alerts_traffic_drop,
+        Kind::TrafficSpike => &m.alerts_traffic_spike,
     }
     .fetch_add(1, Ordering::Relaxed);
 }

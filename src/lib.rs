@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod record;
 pub mod release;
 pub mod series;
+pub mod signals;
 pub mod source;
 pub mod state;
 pub mod window;

@@ -36,12 +36,28 @@ pub struct Metrics {
     pub alerts_canary_regression: AtomicU64,
     pub alerts_regression: AtomicU64,
     pub alerts_episode_end: AtomicU64,
+    pub alerts_latency_regression: AtomicU64,
+    pub alerts_traffic_drop: AtomicU64,
+    pub alerts_traffic_spike: AtomicU64,
     pub types_tracked: AtomicU64,
     bad: [AtomicU64; BadReason::ALL.len()],
     /// Processing latency histogram (record read → alert decided), seconds.
     pub latency: Mutex<Histogram>,
     /// Per alert sink kind (`elasticsearch`, `kafka`, …): delivery counts.
     sinks: Mutex<BTreeMap<String, SinkCounts>>,
+    /// Latency and traffic per service × version over the last closed
+    /// minutes (`signals`), replaced whole each minute.
+    pub signals: Mutex<Vec<SignalGauge>>,
+}
+
+/// One service × version's latency and traffic, as gauges.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SignalGauge {
+    pub service: String,
+    pub version: String,
+    pub requests_per_minute: f64,
+    /// p50, p95, p99 in seconds, when requests carried durations.
+    pub latency_seconds: Option<[f64; 3]>,
 }
 
 /// What one kind of alert sink did (`/metrics`: `faultline_sink_*`).
@@ -201,6 +217,34 @@ impl Metrics {
         self.with_sink(kind, |c| c.waiting = Some(n));
     }
 
+    /// `faultline_requests_per_minute` and `faultline_request_latency_seconds`.
+    fn signal_families(&self) -> Vec<exposition::Family> {
+        use exposition::Family;
+        let mut rpm = Family::gauge(
+            "faultline_requests_per_minute",
+            "Requests (request-like log records) per minute per service and version, over the last closed minutes.",
+        );
+        let mut lat = Family::gauge(
+            "faultline_request_latency_seconds",
+            "Request duration quantiles from the logs per service and version, over the last closed minutes (DDSketch, 1 % relative error).",
+        );
+        if let Ok(g) = self.signals.lock() {
+            for s in g.iter() {
+                let l = [
+                    ("service", s.service.as_str()),
+                    ("version", s.version.as_str()),
+                ];
+                rpm = rpm.sample(&l, s.requests_per_minute);
+                if let Some(q) = s.latency_seconds {
+                    for (name, v) in [("0.5", q[0]), ("0.95", q[1]), ("0.99", q[2])] {
+                        lat = lat.sample(&[l[0], l[1], ("quantile", name)], v);
+                    }
+                }
+            }
+        }
+        vec![rpm, lat]
+    }
+
     /// The `faultline_sink_*` families.
     fn sink_families(&self) -> Vec<exposition::Family> {
         use exposition::Family;
@@ -252,6 +296,9 @@ impl Metrics {
                 ("canary_regression", g(&self.alerts_canary_regression)),
                 ("regression", g(&self.alerts_regression)),
                 ("episode_end", g(&self.alerts_episode_end)),
+                ("latency_regression", g(&self.alerts_latency_regression)),
+                ("traffic_drop", g(&self.alerts_traffic_drop)),
+                ("traffic_spike", g(&self.alerts_traffic_spike)),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))

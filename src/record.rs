@@ -118,6 +118,22 @@ pub struct LineMeta<'a> {
     /// [`TEACH_EVERY`] (see [`teaches`]): the learner learns which keys are
     /// parameters from it.
     pub message: Option<&'a str>,
+    /// What the line says about a request it logs (duration, whether it is
+    /// one): latency and traffic signals (`signals`).
+    pub request: RequestMeta,
+}
+
+/// What a line says about the request it logs, if it logs one: read at
+/// parse time from the configured duration and request fields (or a
+/// `took 350ms` phrase in a text message), nothing allocated.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RequestMeta {
+    /// The request's duration in milliseconds (units parsed, see
+    /// `parse::duration`); `None` when the line names none.
+    pub duration_ms: Option<f64>,
+    /// The line logs a request: a request field (status, method, a
+    /// configured marker) or a duration is present.
+    pub request: bool,
 }
 
 /// One non-error line in this many hands its message to the learner. A

@@ -98,6 +98,10 @@ pub struct State {
     /// Error-rate episodes, canary verdicts and the alert log.
     #[serde(default)]
     pub release: ReleaseState,
+    /// Latency sketches and request counts (issue 20). Not in the global
+    /// JSON: the store keeps it in its own table (`state/store.rs`).
+    #[serde(skip)]
+    pub signals: crate::signals::Signals,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -124,6 +128,7 @@ impl State {
             kafka_offsets: BTreeMap::new(),
             kafka_records: 0,
             release: ReleaseState::default(),
+            signals: crate::signals::Signals::default(),
         }
     }
 

@@ -60,6 +60,7 @@ fn feed(engine: &mut Engine, lines: &[String]) {
             level,
             service: s("service.name"),
             version: s("service.version"),
+            ..LineMeta::default()
         });
         if level.is_some_and(|l| l >= Level::Error) {
             engine.error(Record {

@@ -60,6 +60,7 @@ fn line(e: &mut Engine, t: i64, service: &str, error: Option<&str>) {
         service: Some(service),
         version: Some("1.0.0"),
         message: None,
+        ..LineMeta::default()
     });
     if let Some(msg) = error {
         e.error(Record {

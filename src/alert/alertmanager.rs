@@ -300,7 +300,13 @@ impl AlertmanagerSink {
         });
         let quiet = |last: i64| watermark.saturating_sub(last) >= self.resolve_after_ms;
         match a.kind {
-            Kind::Storm | Kind::ErrorRate | Kind::EpisodeEnd => false,
+            // Ended by their `episode_end` record.
+            Kind::Storm
+            | Kind::ErrorRate
+            | Kind::EpisodeEnd
+            | Kind::TrafficDrop
+            | Kind::TrafficSpike
+            | Kind::LatencyRegression => false,
             Kind::CanaryRegression if a.fingerprint.is_none() => quiet(e.event_ms),
             Kind::Novel | Kind::Regression | Kind::CanaryRegression => match typ {
                 None => true,

@@ -959,8 +959,39 @@ mod tests {
                     end: Some(rfc3339(0)),
                     suppressed: 1,
                 }),
+                latency: Some(crate::alert::LatencyComparison {
+                    test: "canary".into(),
+                    window_s: 1,
+                    quantile: 0.95,
+                    stable: Some(lat_side()),
+                    canary: lat_side(),
+                    threshold_ms: 1.0,
+                    above: 1,
+                    expected_share: 0.05,
+                    ratio: Some(1.0),
+                    p_value: 0.5,
+                }),
+                traffic: Some(crate::alert::TrafficStats {
+                    measure: "requests".into(),
+                    window_s: 1,
+                    count: 1,
+                    expected: 1.0,
+                    expected_yesterday: Some(1.0),
+                    ratio: 1.0,
+                    dispersion: 1.0,
+                    p_value: 0.5,
+                }),
             },
         };
+        fn lat_side() -> crate::alert::LatencySide {
+            crate::alert::LatencySide {
+                version: "1".into(),
+                requests: 1,
+                p50_ms: 1.0,
+                p95_ms: 1.0,
+                p99_ms: 1.0,
+            }
+        }
         let doc = alert_doc(&a);
         for (k, v) in doc.as_object().unwrap() {
             let p = props

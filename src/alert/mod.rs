@@ -53,6 +53,13 @@ pub enum Kind {
     /// totals (field `episode`). Consumers that ignore unknown kinds lose
     /// nothing.
     EpisodeEnd,
+    /// A version's latency quantile worse than the stable version's, or
+    /// above the configured objective (`signals`).
+    LatencyRegression,
+    /// A service's requests (or lines) far below its own baseline.
+    TrafficDrop,
+    /// Far above it.
+    TrafficSpike,
 }
 
 impl Kind {
@@ -65,6 +72,9 @@ impl Kind {
             Kind::CanaryRegression => "canary_regression",
             Kind::Regression => "regression",
             Kind::EpisodeEnd => "episode_end",
+            Kind::LatencyRegression => "latency_regression",
+            Kind::TrafficDrop => "traffic_drop",
+            Kind::TrafficSpike => "traffic_spike",
         }
     }
 }
@@ -158,6 +168,68 @@ pub struct ReleaseFields {
     /// storm, error_rate and episode_end: the episode the alert belongs to.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub episode: Option<EpisodeInfo>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub latency: Option<LatencyComparison>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub traffic: Option<TrafficStats>,
+}
+
+/// One version's latency over a window, from its merged sketch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencySide {
+    pub version: String,
+    /// Timed requests in the window.
+    pub requests: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// `latency_regression`: what was compared and how sure it is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyComparison {
+    /// `canary` (against the stable version) or `objective`.
+    pub test: String,
+    pub window_s: u64,
+    /// The quantile judged (0.95 for p95).
+    pub quantile: f64,
+    /// The stable version (absent for an objective).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stable: Option<LatencySide>,
+    pub canary: LatencySide,
+    /// The latency the canary's requests were counted above: the stable
+    /// quantile's upper confidence bound × the factor × the sketches'
+    /// error margin, or the objective.
+    pub threshold_ms: f64,
+    /// Canary requests above the threshold, and the share expected at most.
+    pub above: u64,
+    pub expected_share: f64,
+    /// canary quantile / stable quantile (absent for an objective).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ratio: Option<f64>,
+    /// One-sided binomial tail of `above` (1 for an objective).
+    pub p_value: f64,
+}
+
+/// `traffic_drop` / `traffic_spike`: the window against the baselines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrafficStats {
+    /// `requests` (request-like records) or `lines` (all lines: the service
+    /// logs no request fields).
+    pub measure: String,
+    pub window_s: u64,
+    pub count: u64,
+    /// Expected count from the minutes just before the window.
+    pub expected: f64,
+    /// Expected count from the same time a day earlier, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expected_yesterday: Option<f64>,
+    /// count / expected.
+    pub ratio: f64,
+    /// Over-dispersion of the baseline minutes (variance / mean, ≥ 1).
+    pub dispersion: f64,
+    /// Quasi-Poisson tail probability of `count`.
+    pub p_value: f64,
 }
 
 /// An episode of a `storm` or `error_rate` (issue #12): when it started,
@@ -401,6 +473,14 @@ impl Alert {
                 self.event_time,
                 self.service,
                 self.severity.as_str(),
+                self.template
+            ),
+            Kind::LatencyRegression | Kind::TrafficDrop | Kind::TrafficSpike => format!(
+                "[{}] {} {} {}: {}",
+                self.event_time,
+                self.kind.as_str().replace('_', " ").to_uppercase(),
+                self.service,
+                self.version.as_deref().unwrap_or(""),
                 self.template
             ),
             Kind::CanaryRegression => format!(

@@ -82,7 +82,8 @@ pub fn run(cfg: Config, args: RolloutCheckArgs) -> Result<i32> {
         current_percentage: args.current_percentage,
         window: args.window,
     };
-    let verdict = rollout::check(&state.ledger(), &cfg, &req)?;
+    let mut verdict = rollout::check(&state.ledger(), &cfg, &req)?;
+    faultline::signals::rollout::amend(&mut verdict, &state.signals, &state.rates, &cfg, &req);
     match args.output {
         Some(super::OutputFormat::Text) => {
             let decision = match verdict.decision {

@@ -147,6 +147,7 @@ pub fn render(m: &Metrics, more: Vec<Family>) -> String {
             .sample(&[], s.types_tracked as f64),
     );
     fams.extend(m.sink_families());
+    fams.extend(m.signal_families());
     fams.extend(more);
     // The encoder refuses a family without samples; those (the lag of a
     // consumer not yet assigned partitions) are still declared below, so a

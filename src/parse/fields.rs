@@ -32,9 +32,13 @@ pub(crate) enum Field {
     Logger,
     Host,
     VersionFrom,
+    /// A request's duration (`signals`).
+    Duration,
+    /// Any of these marks a line as a request (`signals`).
+    Request,
 }
 
-const N_FIELDS: usize = 11;
+const N_FIELDS: usize = 13;
 
 /// How a value was written; decides how it is decoded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -240,6 +244,8 @@ pub(crate) struct FieldMap {
     /// The path of a top-level `log` key, an envelope marker only when its
     /// value is a string (ECS nests `log.level` in an object `log`).
     log_path: Option<u8>,
+    /// The unit of a bare number in each duration path.
+    duration_units: Vec<(u8, super::duration::Unit)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +292,8 @@ impl FieldMap {
             ("logger", &cfg.logger),
             ("host", &cfg.host),
             ("version_from.field", &vf),
+            ("duration", &cfg.duration),
+            ("request", &cfg.request),
         ];
         let mut fields = Vec::with_capacity(N_FIELDS + 1);
         for (label, names) in lists {
@@ -306,6 +314,21 @@ impl FieldMap {
         if !marker_ids.iter().any(|&id| Some(id) == map.log_path) {
             map.log_path = None;
         }
+        for name in &cfg.duration {
+            let unit = cfg
+                .duration_units
+                .get(name)
+                .map(|&u| u.into())
+                .or_else(|| super::duration::Unit::of_name(name))
+                .unwrap_or(cfg.duration_unit.into());
+            for path in dotted(name) {
+                if let Some(id) = map.path_id(&path)
+                    && !map.duration_units.iter().any(|(p, _)| *p == id)
+                {
+                    map.duration_units.push((id, unit));
+                }
+            }
+        }
         Ok(map)
     }
 
@@ -318,6 +341,7 @@ impl FieldMap {
             candidates: vec![Vec::new(); fields.len()],
             marker_mask: 0,
             log_path: None,
+            duration_units: Vec::new(),
         };
         for (field, paths) in fields.iter().enumerate() {
             for path in paths {
@@ -343,6 +367,51 @@ impl FieldMap {
             }
         }
         Ok(map)
+    }
+
+    /// The id of a path, if it is mapped.
+    fn path_id(&self, path: &[String]) -> Option<u8> {
+        let mut node = 0;
+        let (last, parents) = path.split_last()?;
+        for part in parents {
+            node = self.nodes[node].find(part.as_bytes())?.child?;
+        }
+        self.nodes[node].find(last.as_bytes())?.terminal
+    }
+
+    /// The line's request duration in milliseconds: the first duration
+    /// field with a value that reads as one (a number in the field's unit,
+    /// or a string with or without its own unit).
+    pub fn duration_ms(&self, slots: &Slots, line: &str) -> Option<f64> {
+        use super::duration::{Unit, number_ms, text_ms};
+        for &id in &self.candidates[Field::Duration as usize] {
+            let Some(span) = slots.get(id) else { continue };
+            let unit = self
+                .duration_units
+                .iter()
+                .find(|(p, _)| *p == id)
+                .map_or(Unit::Ms, |&(_, u)| u);
+            let ms = match span.kind {
+                Kind::Num => span
+                    .raw(line)
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|v| number_ms(v, unit)),
+                Kind::Str | Kind::StrEsc | Kind::Bare | Kind::Quoted | Kind::QuotedEsc => {
+                    span.text(line).and_then(|t| text_ms(&t, unit))
+                }
+                _ => None,
+            };
+            if ms.is_some() {
+                return ms;
+            }
+        }
+        None
+    }
+
+    /// Whether the line has a request field (or a duration).
+    pub fn is_request(&self, slots: &Slots) -> bool {
+        self.get(slots, Field::Request).is_some()
     }
 
     /// Whether the scanned line has an envelope marker key (a `log` key

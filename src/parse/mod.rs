@@ -38,6 +38,7 @@
 //!   [`LineParser::finish`], which may be called on idle: parsing continues
 //!   afterwards, but a trace line arriving later starts nothing.
 
+pub mod duration;
 mod fields;
 mod json;
 mod logfmt;
@@ -114,6 +115,9 @@ pub struct Parser {
     envelope: Option<EnvelopeMap>,
     join_max_records: u64,
     join_max_millis: i64,
+    /// `took 350ms` phrases in text messages; `None` when
+    /// `signals.enabled` is off.
+    pub(crate) durations: Option<duration::TextScanner>,
 }
 
 // One parser serves every input task; losing `Sync` must fail the build.
@@ -311,6 +315,9 @@ impl Parser {
             envelope,
             join_max_records: cfg.input.join_max_records.max(1),
             join_max_millis: i64::try_from(cfg.input.join_max_millis).unwrap_or(i64::MAX),
+            durations: cfg.signals.enabled.then(|| {
+                duration::TextScanner::new(cfg.fields.duration.iter().map(String::as_str))
+            }),
         })
     }
 
@@ -637,6 +644,18 @@ impl Parser {
                 .or(default_service),
             version: version.as_deref().or(outer.version.as_deref()),
             message: None,
+            request: {
+                // A duration field, else a phrase in the message (read in
+                // place: escapes never sit inside `took 350ms`).
+                let duration_ms = map.duration_ms(slots, line).or_else(|| {
+                    let scan = self.durations.as_ref().filter(|_| prose_times(level))?;
+                    scan.scan(map.get(slots, Field::Message)?.raw(line))
+                });
+                crate::record::RequestMeta {
+                    duration_ms,
+                    request: duration_ms.is_some() || map.is_request(slots),
+                }
+            },
         };
         if let Some(t) = time {
             ctx.set_last_time(t);
@@ -719,6 +738,24 @@ impl Parser {
         level.is_some_and(|l| l >= self.threshold(logger))
     }
 
+    /// What a text message says about a request: a duration phrase
+    /// (`took 350ms`) makes it one. Text has no request fields to read.
+    pub(crate) fn request_in_text(
+        &self,
+        msg: &str,
+        level: Option<Level>,
+    ) -> crate::record::RequestMeta {
+        let duration_ms = self
+            .durations
+            .as_ref()
+            .filter(|_| prose_times(level))
+            .and_then(|d| d.scan(msg));
+        crate::record::RequestMeta {
+            duration_ms,
+            request: duration_ms.is_some(),
+        }
+    }
+
     /// Level of a text record whose header has none.
     pub(crate) fn infer(&self, message: &str) -> Level {
         if self.infer_level && trace::says_error(message) {
@@ -751,6 +788,16 @@ impl Parser {
             Cow::Owned(s) => s.get(range).map(|v| Cow::Owned(v.to_string())),
         }
     }
+}
+
+/// Whether a duration phrase in this level's message times a request: a
+/// line below WARN (`GET /cart completed in 46ms`, logged for every
+/// request). A warning or error that names a duration (`slow request took
+/// 3s`, `exceeding 2s budget`) is logged *because* the request was slow, so
+/// neither its count nor its duration is a sample of the traffic. Duration
+/// fields count at any level: an access log line is one per request.
+fn prose_times(level: Option<Level>) -> bool {
+    level.is_none_or(|l| l < Level::Warn)
 }
 
 /// What a structured line is parsed against besides itself.

@@ -449,6 +449,7 @@ impl TextState {
             service,
             version,
             message: crate::record::teaches(line_no).then_some(message),
+            request: p.request_in_text(message, Some(level)),
         });
         self.pending = if p.is_error(Some(level), None) {
             Pending::Error {
@@ -540,6 +541,7 @@ impl TextState {
             service,
             version: version.as_deref(),
             message: crate::record::teaches(line_no).then_some(msg),
+            request: p.request_in_text(h.msg, Some(level)),
         });
         if let Some(t) = time {
             ctx.set_last_time(t);

@@ -120,6 +120,7 @@ enum EventKind {
         level: Option<Level>,
         /// Index of (service, version) in [`Events::metas`].
         meta: u32,
+        request: crate::record::RequestMeta,
     },
     /// The learner's key/value hashes of the line: `Events::pairs[from..to]`.
     Teach {
@@ -227,6 +228,7 @@ impl RecordSink for Recorder<'_> {
             time: meta.time,
             level: meta.level,
             meta: m,
+            request: meta.request,
         });
         // Hashing a line's pairs is stateless: done here, in parallel.
         if let Some(msg) = meta.message {
@@ -610,7 +612,12 @@ fn apply(
         }
         *unchecked = Some(line);
         match ev.kind {
-            EventKind::Line { time, level, meta } => {
+            EventKind::Line {
+                time,
+                level,
+                meta,
+                request,
+            } => {
                 let (service, version) = &metas[meta as usize];
                 engine.line(&LineMeta {
                     time,
@@ -618,6 +625,7 @@ fn apply(
                     service: service.as_deref(),
                     version: version.as_deref(),
                     message: None,
+                    request,
                 });
             }
             EventKind::Teach { from, to } => {

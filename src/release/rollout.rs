@@ -60,6 +60,30 @@ pub struct Evidence {
     pub new_in_canary: Vec<NewInCanary>,
     /// Every type with errors in the window, most significant first.
     pub types: Vec<TypeComparison>,
+    /// The canary's latency against the stable version's (`signals`);
+    /// absent when either logs no durations in the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<crate::alert::LatencyComparison>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_regression: Option<bool>,
+    /// Requests (or lines) of both versions in the window and any open
+    /// traffic episode of the service (`signals`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficEvidence>,
+}
+
+/// Traffic of both versions over the window.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrafficEvidence {
+    /// `requests` or `lines` (the service logs no request fields).
+    pub measure: String,
+    pub stable: u64,
+    pub canary: u64,
+    /// The canary's share of the two, in percent.
+    pub canary_percent: f64,
+    /// `traffic_drop` or `traffic_spike` when the service is in one now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_episode: Option<crate::alert::Kind>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -210,6 +234,9 @@ pub fn check(
             error_rate_regression: cmp.error_rate_regression,
             new_in_canary,
             types: cmp.types,
+            latency: None,
+            latency_regression: None,
+            traffic: None,
         },
     })
 }

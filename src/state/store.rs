@@ -43,6 +43,10 @@ pub const PREVIOUS: &str = "state.redb.prev";
 /// replaces it (kept for a post-mortem, never read).
 pub const DAMAGED: &str = "state.redb.damaged";
 const TYPES: TableDefinition<u64, &[u8]> = TableDefinition::new("types");
+/// Latency sketches and request counts (`crate::signals`), postcard behind
+/// a version byte, written whole each checkpoint; absent in older stores.
+const SIGNALS: TableDefinition<&str, &[u8]> = TableDefinition::new("signals");
+const SIGNALS_VERSION: u8 = 1;
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 // The learner's tables (one cluster per template: they grow with the types).
 const CLUSTERS: TableDefinition<u32, &[u8]> = TableDefinition::new("learner.clusters");
@@ -546,6 +550,9 @@ struct Batch {
     /// gone (merged away).
     types: Vec<TypeRow>,
     learner: LearnerOps,
+    /// The release signals (latency sketches, request counts), written
+    /// whole: bounded by their own retention (docs/release.md).
+    signals: Vec<u8>,
 }
 
 /// The learner's changed rows, encoded.
@@ -569,12 +576,21 @@ impl Batch {
         let types = encode_types(path, state, dirty)?;
         let learner = encode_learner(&mut state.baseline.learner, learned)
             .map_err(|e| corrupt(path, e.to_string()))?;
+        let signals = encode_signals(path, state)?;
         Ok(Batch {
             global,
             types,
             learner,
+            signals,
         })
     }
+}
+
+/// The release signals behind their version byte.
+fn encode_signals(path: &Path, state: &State) -> Result<Vec<u8>, StateError> {
+    let mut sig = vec![SIGNALS_VERSION];
+    postcard::to_io(&state.signals, &mut sig).map_err(|x| corrupt(path, x.to_string()))?;
+    Ok(sig)
 }
 
 /// The changed types of `dirty`, encoded (`None` for a type gone).
@@ -712,6 +728,12 @@ impl Core {
             .map_err(|x| e(&x))?;
         self.last_bytes +=
             apply_learner(tx, &batch.learner, &mut self.next_exact).map_err(|x| e(&x))?;
+        if !batch.signals.is_empty() {
+            let mut st = tx.open_table(SIGNALS).map_err(|x| e(&x))?;
+            st.insert("all", batch.signals.as_slice())
+                .map_err(|x| e(&x))?;
+            self.last_bytes += batch.signals.len();
+        }
         Ok(())
     }
 
@@ -794,11 +816,16 @@ impl Core {
                 global,
                 types,
                 learner: LearnerOps::default(),
+                signals: encode_signals(&path, state)?,
             };
             self.stage(&tx, &batch)?;
         } else {
             let mut m = tx.open_table(META).map_err(|x| e(&x))?;
             m.insert(GLOBAL, global.as_slice()).map_err(|x| e(&x))?;
+            let sig = encode_signals(&path, state)?;
+            self.last_bytes += sig.len();
+            let mut st = tx.open_table(SIGNALS).map_err(|x| e(&x))?;
+            st.insert("all", sig.as_slice()).map_err(|x| e(&x))?;
         }
         self.last_bytes += write_learner(
             &tx,
@@ -927,6 +954,19 @@ fn read_state(
     state.baseline.cold = cold;
     check_aliases(path, &state)?;
     read_learner(path, &r, &mut state.baseline.learner)?;
+    match r.open_table(SIGNALS) {
+        Ok(t) => {
+            if let Some(v) = t.get("all").map_err(|x| e(&x))? {
+                state.signals = match v.value().split_first() {
+                    Some((&SIGNALS_VERSION, rest)) => postcard::from_bytes(rest)
+                        .map_err(|x| corrupt(path, format!("table `signals`: {x}")))?,
+                    _ => return Err(corrupt(path, "table `signals`: unknown version")),
+                };
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(x) => return Err(e(&x)),
+    }
     // The checks the rows above do not make (the learner's alias chains, a
     // window's contents, the geometry, input resume points), as for a
     // `state.json`: the item-naming checks above ran first.

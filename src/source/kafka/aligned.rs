@@ -34,6 +34,7 @@ pub(super) enum Ev {
         service: Option<Arc<str>>,
         version: Option<Arc<str>>,
         message: Option<Box<str>>,
+        request: crate::record::RequestMeta,
     },
     Error(Record),
     /// A refused message, copied to the dead-letter topic on release.
@@ -140,6 +141,7 @@ impl RecordSink for Collect<'_> {
             service: shared(&mut self.names.0, meta.service),
             version: shared(&mut self.names.1, meta.version),
             message: meta.message.map(Box::from),
+            request: meta.request,
         });
     }
     fn error(&mut self, record: Record) {
@@ -203,12 +205,14 @@ impl Core {
                     service,
                     version,
                     message,
+                    request,
                 } => self.engine.line(&LineMeta {
                     time,
                     level,
                     service: service.as_deref(),
                     version: version.as_deref(),
                     message: message.as_deref(),
+                    request,
                 }),
                 Ev::Error(r) => self.engine.error(r),
                 Ev::Dead {
