@@ -497,6 +497,22 @@ pub struct LearnConfig {
     /// `<*> (command <*>)` swallowing `boot (command 1)` and
     /// `halt (command 2)`; 0 lets any position generalise.
     pub min_constant_share: f64,
+    /// Memory budget of the learner (estimated bytes, all services): past
+    /// it the least recently used templates are evicted
+    /// (`faultline_learner_evicted_total`).
+    pub max_bytes: usize,
+    /// The same for the templates of one service.
+    pub max_service_bytes: usize,
+}
+
+impl LearnConfig {
+    /// The learner's memory budgets.
+    pub fn bounds(&self) -> crate::fingerprint::learn::LearnBounds {
+        crate::fingerprint::learn::LearnBounds {
+            max_bytes: self.max_bytes,
+            max_service_bytes: self.max_service_bytes,
+        }
+    }
 }
 
 impl Default for LearnConfig {
@@ -506,6 +522,8 @@ impl Default for LearnConfig {
             min_distinct: 3,
             min_ratio: 0.0,
             min_constant_share: 0.5,
+            max_bytes: crate::fingerprint::learn::LearnBounds::default().max_bytes,
+            max_service_bytes: crate::fingerprint::learn::LearnBounds::default().max_service_bytes,
         }
     }
 }
@@ -1145,6 +1163,19 @@ impl Config {
             1.0,
         )?;
         float("fingerprint.learn.min_ratio", f.learn.min_ratio, 0.0, 1.0)?;
+        // At least a few long templates' worth; at most far beyond any RAM.
+        int(
+            "fingerprint.learn.max_bytes",
+            f.learn.max_bytes as u64,
+            4 << 20,
+            1 << 40,
+        )?;
+        int(
+            "fingerprint.learn.max_service_bytes",
+            f.learn.max_service_bytes as u64,
+            4 << 20,
+            f.learn.max_bytes as u64,
+        )?;
         let b = &self.baseline;
         dur("baseline.warmup", b.warmup, s(0), s(3650 * DAY))?;
         int(

@@ -36,6 +36,10 @@ pub struct Metrics {
     pub alerts_regression: AtomicU64,
     pub alerts_episode_end: AtomicU64,
     pub types_tracked: AtomicU64,
+    /// Learner templates evicted to stay within its memory budget, and the
+    /// bytes it is charged (src/fingerprint/learn.rs).
+    pub learner_evicted: AtomicU64,
+    pub learner_bytes: AtomicU64,
     bad: [AtomicU64; BadReason::ALL.len()],
     /// Processing latency histogram (record read → alert decided), seconds.
     pub latency: Mutex<Histogram>,
