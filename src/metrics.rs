@@ -162,6 +162,9 @@ pub struct Snapshot {
     pub bad: BTreeMap<String, u64>,
     pub alerts: BTreeMap<String, u64>,
     pub types_tracked: u64,
+    /// See [`Metrics::learner_evicted`].
+    pub learner_evicted: u64,
+    pub learner_bytes: u64,
 }
 
 impl Metrics {
@@ -258,6 +261,8 @@ impl Metrics {
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
             types_tracked: g(&self.types_tracked),
+            learner_evicted: g(&self.learner_evicted),
+            learner_bytes: g(&self.learner_bytes),
         }
     }
 
