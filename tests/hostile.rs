@@ -750,3 +750,75 @@ fn types_beyond_the_hot_cap_keep_their_entry_but_not_their_window() {
         "cold types keep no samples"
     );
 }
+
+#[test]
+fn the_learner_stays_within_its_memory_budget_and_an_evicted_template_keeps_its_type() {
+    // 6,000 distinct messages that never generalise (two new made-up words
+    // each, the learner's worst case, about 1.5 KiB each) under the smallest
+    // budget, 4 MiB: the oldest templates are evicted. Then the first 500
+    // come again: learned afresh, they are the same types, not new ones.
+    let dir = tempfile::tempdir().unwrap();
+    let word = |mut i: usize| {
+        let mut s = String::new();
+        i += 26 * 26 * 26;
+        while i > 0 {
+            s.insert(0, (b'a' + (i % 26) as u8) as char);
+            i /= 26;
+        }
+        s
+    };
+    let line = |t: usize, i: usize| {
+        format!(
+            "{{\"@timestamp\":\"2026-11-02T10:{:02}:{:02}.{:03}Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"message\":\"could not open {} while {} was loading\"}}\n",
+            t / 6000,
+            t / 100 % 60,
+            t % 100 * 10,
+            word(i),
+            word(i + 1_000_000)
+        )
+    };
+    let lines: String = (0..6000)
+        .map(|i| line(i, i))
+        .chain((0..500).map(|i| line(6000 + i, i)))
+        .collect();
+    let logs = write(dir.path(), "logs.jsonl", &lines);
+    let cfg = write(
+        dir.path(),
+        "faultline.toml",
+        "[fingerprint.learn]\nmax_bytes = 4194304\nmax_service_bytes = 4194304\n",
+    );
+    let state = dir.path().join("state");
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["replay", "--no-progress", "--summary-json", "--alerts"])
+        .arg(dir.path().join("a.jsonl"))
+        .arg("--state")
+        .arg(&state)
+        .arg(&logs)
+        .output()
+        .unwrap();
+    support::assert_ok(&out);
+    let summary: serde_json::Value = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap();
+    assert_eq!(summary["errors"], 6500, "{summary}");
+    assert_eq!(
+        summary["types_tracked"], 6000,
+        "an evicted template that comes back is its old type: {summary}"
+    );
+    let evicted = summary["learner_evicted"].as_u64().unwrap();
+    assert!(evicted > 3000, "{summary}");
+    let bytes = summary["learner_bytes"].as_u64().unwrap();
+    assert!(bytes <= (4 << 20) + 4096, "{summary}");
+    // The stored learner is the bounded one, and loads.
+    let s = faultline::state::State::load(&state).unwrap().unwrap();
+    assert!(
+        s.baseline.learner.len() < 3000,
+        "{} clusters",
+        s.baseline.learner.len()
+    );
+    assert_eq!(s.baseline.types.len(), 6000);
+}
