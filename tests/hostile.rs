@@ -294,6 +294,73 @@ fn a_reader_that_closes_the_pipe_ends_every_command_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
     }
+    // Every command that writes to stdout, into a pipe whose reader is
+    // gone before it starts (so even a short output meets the closed
+    // pipe): exit 0 (rollout-check: its verdict), no panic, no message.
+    let (_, first_type) = text_of(bin().args(["types", "list", "--json", "--state", state]));
+    let listed: serde_json::Value =
+        serde_json::from_str(&first_type).unwrap_or_else(|e| panic!("{e}: {first_type}"));
+    let id = listed[0]["fingerprint"].as_str().unwrap().to_string();
+    let rollout = [
+        "rollout-check",
+        "--service",
+        "svc0",
+        "--stable",
+        "1.0",
+        "--canary",
+        "1.1",
+        "--current-percentage",
+        "5",
+        logs,
+    ];
+    for args in [
+        vec!["types", "list", "--state", state],
+        vec!["types", "show", &id, "--state", state],
+        vec!["baseline", "show", "--state", state],
+        vec!["report", "--state", state, "--release", "1.0"],
+        vec![
+            "patterns",
+            "test",
+            "--file",
+            patterns_file.to_str().unwrap(),
+        ],
+        vec!["fingerprint", logs],
+        vec!["replay", "--no-progress", "--warmup", "1s", logs],
+        vec!["config", "check"],
+        vec!["completions", "bash"],
+        vec!["man"],
+        rollout.to_vec(),
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = bin()
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let code = out.status.code();
+        if args[0] == "rollout-check" {
+            assert!(
+                matches!(code, Some(0 | 1 | 3)),
+                "{args:?}: {code:?} {stderr}"
+            );
+        } else {
+            assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
+
+/// Runs `c` to completion: (exit code, stdout).
+fn text_of(c: &mut Command) -> (Option<i32>, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn start_run(dir: &Path, brokers: &str) -> (Killed, u16) {
@@ -448,6 +515,70 @@ fn config_check_and_logs_never_show_a_secret() {
 }
 
 #[test]
+fn the_metrics_endpoint_and_the_logs_of_run_never_show_a_secret() {
+    // `faultline run` with secrets in every place they can be given (the
+    // Elasticsearch URL and password, a Kafka SASL password from the file
+    // and from the environment), an unreachable broker and Elasticsearch
+    // server, debug logs: neither /metrics, /readyz, /healthz nor the logs
+    // show one.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let tag = format!("hostile-secret-{}-{port}", std::process::id());
+    let cfg = write(
+        dir.path(),
+        "faultline.toml",
+        &format!(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\ntopics = [\"{tag}\"]\ngroup_id = \"{tag}\"\n\
+             properties = {{ \"security.protocol\" = \"SASL_PLAINTEXT\", \"sasl.mechanism\" = \"PLAIN\", \"sasl.username\" = \"fl\", \"sasl.password\" = \"inline-5\" }}\n\
+             [elasticsearch]\nurl = \"http://elastic:in-url-6@127.0.0.1:9/\"\ntimeout = \"1s\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    );
+    let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
+    let child = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .env("FAULTLINE_LOG", "debug")
+        .env("FAULTLINE__ELASTICSEARCH__PASSWORD", "env-7")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let run = Killed(child);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no endpoint");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Until readiness has said why it is down (the broker).
+    let mut answers = String::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        answers.clear();
+        for path in ["/metrics", "/readyz", "/healthz"] {
+            answers.push_str(&http_get(port, path));
+        }
+        if answers.contains("broker") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(run);
+    let logs = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(answers.contains("faultline_up"), "{answers}");
+    assert!(
+        logs.contains("127.0.0.1:9"),
+        "the servers are named: {logs}"
+    );
+    for s in ["inline-5", "in-url-6", "env-7"] {
+        assert!(!answers.contains(s), "{s} in an answer:\n{answers}");
+        assert!(!logs.contains(s), "{s} in the logs:\n{logs}");
+    }
+}
+
+#[test]
 fn out_of_range_values_are_refused_with_the_key_and_the_allowed_range() {
     let dir = tempfile::tempdir().unwrap();
     let logs = write(dir.path(), "logs.jsonl", &error_lines(1, 1, 1));
@@ -507,6 +638,16 @@ fn out_of_range_values_are_refused_with_the_key_and_the_allowed_range() {
             "strictly",
         ),
         ("[kafka]\nbatch_size = 0\n", "kafka.batch_size", "between 1"),
+        (
+            "[fingerprint.learn]\nmax_bytes = 1000\n",
+            "fingerprint.learn.max_bytes",
+            "between 4194304",
+        ),
+        (
+            "[fingerprint.learn]\nmax_bytes = 8388608\nmax_service_bytes = 16777216\n",
+            "fingerprint.learn.max_service_bytes",
+            "between 4194304 and 8388608",
+        ),
         (
             "[elasticsearch]\nbulk_size = 0\n",
             "elasticsearch.bulk_size",
@@ -632,8 +773,11 @@ fn a_read_only_state_directory_fails_at_start_and_a_stale_temp_file_is_removed()
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join(".state.json.tmp"), b"{torn").unwrap();
+    // A copy of the previous generation cut short by a crash.
+    std::fs::write(state.join("state.redb.prev.tmp"), b"torn").unwrap();
     replay(&logs, &dir.path().join("alerts"), Some(&state));
     assert!(!state.join(".state.json.tmp").exists());
+    assert!(!state.join("state.redb.prev.tmp").exists());
 
     use std::os::unix::fs::PermissionsExt;
     let ro = dir.path().join("read-only");

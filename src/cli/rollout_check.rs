@@ -79,7 +79,17 @@ pub fn run(cfg: Config, args: RolloutCheckArgs) -> Result<i32> {
         window: args.window,
     };
     let verdict = rollout::check(&state.ledger(), &cfg, &req)?;
-    outln!("{}", serde_json::to_string_pretty(&verdict)?);
+    let text = serde_json::to_string_pretty(&verdict)?;
+    // The exit code is the gate's answer: a reader that went away
+    // (`| head -1`) changes neither it nor what the pipeline does next.
+    let wrote = std::io::Write::write_all(
+        &mut std::io::stdout().lock(),
+        format!("{text}\n").as_bytes(),
+    );
+    match wrote {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
+    }
     Ok(exit_code(verdict.decision))
 }
 
