@@ -64,7 +64,9 @@ fn main() {
             "--max-bytes" => max_bytes = Some(num()),
             "--services" => services = num().max(1),
             "--every" => every = num().max(1),
-            _ => panic!("usage: learner-memory --messages N [--max-bytes B] [--services K] [--every M]"),
+            _ => panic!(
+                "usage: learner-memory --messages N [--max-bytes B] [--services K] [--every M]"
+            ),
         }
     }
     let mut cfg = Config::default();
@@ -75,7 +77,8 @@ fn main() {
         }
         Some(b) => {
             cfg.fingerprint.learn.max_bytes = b;
-            cfg.fingerprint.learn.max_service_bytes = b.min(cfg.fingerprint.learn.max_service_bytes);
+            cfg.fingerprint.learn.max_service_bytes =
+                b.min(cfg.fingerprint.learn.max_service_bytes);
         }
         None => {}
     }
