@@ -966,3 +966,57 @@ fn the_learner_stays_within_its_memory_budget_and_an_evicted_template_keeps_its_
     );
     assert_eq!(s.baseline.types.len(), 6000);
 }
+
+/// `n` bytes of short words (a few hundred distinct ones).
+fn short_words(n: usize) -> String {
+    let mut s = String::with_capacity(n + 8);
+    let mut i = 0usize;
+    while s.len() < n {
+        let w = i.wrapping_mul(2_654_435_761) % 500;
+        s.push_str(&format!("w{w} "));
+        i += 1;
+    }
+    s
+}
+
+#[test]
+fn one_error_line_of_many_short_words_is_typed_and_a_huge_one_finishes() {
+    // Issue 16, first row: a 900 KB ERROR message of short words (under
+    // the 1 MiB line cap) was quadratic (about 15 min). It must be one
+    // error of one type, not dropped; its cost is measured by
+    // scripts/bench-longline, here `bounded` only catches a hang (30 s).
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!(
+        "{{\"@timestamp\":\"2026-11-02T10:00:00Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"message\":\"{}\"}}\n",
+        short_words(900_000)
+    );
+    let logs = write(dir.path(), "long.jsonl", &long.repeat(2));
+    let logs = logs.to_str().unwrap();
+    let out = bounded(&["replay", "--no-progress", "--summary-json", logs]);
+    support::assert_ok(&out);
+    let summary: serde_json::Value = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap();
+    assert_eq!(summary["errors"], 2, "{summary}");
+    assert_eq!(
+        summary["types_tracked"], 1,
+        "the same message twice is one type: {summary}"
+    );
+    // `fingerprint` on one line of 8 MB of words (far over the line cap):
+    // it finishes and says what it did with the line.
+    let huge = write(
+        dir.path(),
+        "huge.txt",
+        &format!("ERROR {}\n", short_words(8 << 20)),
+    );
+    let out = bounded(&["fingerprint", "--raw", huge.to_str().unwrap()]);
+    support::assert_ok(&out);
+    let first = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        first.contains("\"line_id\":1"),
+        "{}",
+        &first[..first.len().min(300)]
+    );
+}
