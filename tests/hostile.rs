@@ -1020,3 +1020,33 @@ fn one_error_line_of_many_short_words_is_typed_and_a_huge_one_finishes() {
         &first[..first.len().min(300)]
     );
 }
+
+#[test]
+fn services_beyond_the_cap_share_one_rate_counter_and_no_error_is_lost() {
+    // 1,100 services, one error each: 1,000 keep a rate counter of their
+    // own, the rest are counted together under `(other)`.
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(dir.path(), "logs.jsonl", &error_lines(1100, 1, 1100));
+    let state = dir.path().join("state");
+    let (_, summary) = replay(&logs, &dir.path().join("a.jsonl"), Some(&state));
+    assert_eq!(summary["errors"], 1100, "{summary}");
+    let s = faultline::state::State::load(&state).unwrap().unwrap();
+    let rates = &s.rates;
+    assert_eq!(
+        rates.len(),
+        faultline::series::MAX_SERVICES + 1,
+        "{} services",
+        rates.len()
+    );
+    let errors: u64 = rates
+        .values()
+        .flat_map(|v| v.values())
+        .map(|c| c.errors)
+        .sum();
+    assert_eq!(errors, 1100, "every error is counted somewhere");
+    let other: u64 = rates[faultline::series::OTHER]
+        .values()
+        .map(|c| c.errors)
+        .sum();
+    assert_eq!(other, 100);
+}
