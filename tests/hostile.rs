@@ -837,21 +837,25 @@ fn versions_beyond_the_cap_are_counted_together_under_other() {
     );
 }
 
+/// A made-up word of letters only (masking leaves it alone), distinct for
+/// each `i`, at least four letters.
+fn made_up_word(mut i: usize) -> String {
+    let mut s = String::new();
+    i += 26 * 26 * 26;
+    while i > 0 {
+        s.insert(0, (b'a' + (i % 26) as u8) as char);
+        i /= 26;
+    }
+    s
+}
+
 #[test]
 fn types_beyond_the_hot_cap_keep_their_entry_but_not_their_window() {
     // 3,000 distinct types (a made-up word each, the learned stage off so
     // none folds) under a hot cap of 100: every type stays known, at most
     // 100 keep window counts in memory.
     let dir = tempfile::tempdir().unwrap();
-    let word = |mut i: usize| {
-        let mut s = String::new();
-        i += 26 * 26 * 26;
-        while i > 0 {
-            s.insert(0, (b'a' + (i % 26) as u8) as char);
-            i /= 26;
-        }
-        s
-    };
+    let word = made_up_word;
     let lines: String = (0..3000)
         .map(|i| {
             format!(
@@ -902,15 +906,7 @@ fn the_learner_stays_within_its_memory_budget_and_an_evicted_template_keeps_its_
     // budget, 4 MiB: the oldest templates are evicted. Then the first 500
     // come again: learned afresh, they are the same types, not new ones.
     let dir = tempfile::tempdir().unwrap();
-    let word = |mut i: usize| {
-        let mut s = String::new();
-        i += 26 * 26 * 26;
-        while i > 0 {
-            s.insert(0, (b'a' + (i % 26) as u8) as char);
-            i /= 26;
-        }
-        s
-    };
+    let word = made_up_word;
     let line = |t: usize, i: usize| {
         format!(
             "{{\"@timestamp\":\"2026-11-02T10:{:02}:{:02}.{:03}Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"message\":\"could not open {} while {} was loading\"}}\n",
