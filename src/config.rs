@@ -1148,6 +1148,13 @@ impl Config {
         let i = &self.input;
         int("input.max_line_bytes", i.max_line_bytes as u64, 64, 1 << 30)?;
         int("input.threads", i.threads as u64, 1, 256)?;
+        int("input.join_max_records", i.join_max_records, 1, 1 << 30)?;
+        int(
+            "input.join_max_millis",
+            i.join_max_millis,
+            0,
+            30 * DAY * 1000,
+        )?;
         let f = &self.fingerprint;
         int("fingerprint.max_frames", f.max_frames as u64, 0, 64)?;
         int(
@@ -1232,6 +1239,7 @@ impl Config {
             1,
             1_000_000,
         )?;
+        dur("detect.storm_quiet", d.storm_quiet, s(0), s(30 * DAY))?;
         let k = &self.kafka;
         if !matches!(k.start.as_str(), "earliest" | "latest") {
             return bad("kafka.start", "must be `earliest` or `latest`");
@@ -1296,8 +1304,13 @@ impl Config {
         }
         let kept = s(crate::series::MINUTES_KEPT as u64 * 60);
         dur("rates.window", r.window, s(60), kept)?;
+        // Looked back over minute by minute: within what is kept.
+        dur("rates.hold", r.hold, s(0), kept)?;
+        int("rates.min_lines", r.min_lines, 0, 1 << 40)?;
+        int("rates.min_errors", r.min_errors, 0, 1 << 40)?;
         let rel = &self.release;
         dur("release.canary_window", rel.canary_window, s(60), kept)?;
+        int("release.min_lines", rel.min_lines, 0, 1 << 40)?;
         float("release.error_rate_factor", rel.error_rate_factor, 1.0, 1e9)?;
         float("release.type_factor", rel.type_factor, 1.0, 1e9)?;
         if !(rel.p_value > 0.0 && rel.p_value < 1.0) {

@@ -639,6 +639,16 @@ fn out_of_range_values_are_refused_with_the_key_and_the_allowed_range() {
         ),
         ("[kafka]\nbatch_size = 0\n", "kafka.batch_size", "between 1"),
         (
+            "[rates]\nhold = \"3650d\"\n",
+            "rates.hold",
+            "between 0s and 3h",
+        ),
+        (
+            "[input]\njoin_max_millis = 18446744073709551615\n",
+            "input.join_max_millis",
+            "between 0",
+        ),
+        (
             "[fingerprint.learn]\nmax_bytes = 1000\n",
             "fingerprint.learn.max_bytes",
             "between 4194304",
