@@ -1304,7 +1304,7 @@ impl Config {
         }
         let kept = s(crate::series::MINUTES_KEPT as u64 * 60);
         dur("rates.window", r.window, s(60), kept)?;
-        // Looked back over minute by minute: within what is kept.
+        // Longer than the minutes kept, a rise could never hold long enough.
         dur("rates.hold", r.hold, s(0), kept)?;
         int("rates.min_lines", r.min_lines, 0, 1 << 40)?;
         int("rates.min_errors", r.min_errors, 0, 1 << 40)?;
