@@ -547,6 +547,22 @@ pub struct LearnConfig {
     /// `<*> (command <*>)` swallowing `boot (command 1)` and
     /// `halt (command 2)`; 0 lets any position generalise.
     pub min_constant_share: f64,
+    /// Memory budget of the learner (estimated bytes, all services): past
+    /// it the least recently used templates are evicted
+    /// (`faultline_learner_evicted_total`).
+    pub max_bytes: usize,
+    /// The same for the templates of one service.
+    pub max_service_bytes: usize,
+}
+
+impl LearnConfig {
+    /// The learner's memory budgets.
+    pub fn bounds(&self) -> crate::fingerprint::learn::LearnBounds {
+        crate::fingerprint::learn::LearnBounds {
+            max_bytes: self.max_bytes,
+            max_service_bytes: self.max_service_bytes,
+        }
+    }
 }
 
 impl Default for LearnConfig {
@@ -556,6 +572,8 @@ impl Default for LearnConfig {
             min_distinct: 3,
             min_ratio: 0.0,
             min_constant_share: 0.5,
+            max_bytes: crate::fingerprint::learn::LearnBounds::default().max_bytes,
+            max_service_bytes: crate::fingerprint::learn::LearnBounds::default().max_service_bytes,
         }
     }
 }
@@ -1313,6 +1331,13 @@ impl Config {
         let i = &self.input;
         int("input.max_line_bytes", i.max_line_bytes as u64, 64, 1 << 30)?;
         int("input.threads", i.threads as u64, 1, 256)?;
+        int("input.join_max_records", i.join_max_records, 1, 1 << 30)?;
+        int(
+            "input.join_max_millis",
+            i.join_max_millis,
+            0,
+            30 * DAY * 1000,
+        )?;
         let f = &self.fingerprint;
         int("fingerprint.max_frames", f.max_frames as u64, 0, 64)?;
         int(
@@ -1328,6 +1353,19 @@ impl Config {
             1.0,
         )?;
         float("fingerprint.learn.min_ratio", f.learn.min_ratio, 0.0, 1.0)?;
+        // At least a few long templates' worth; at most far beyond any RAM.
+        int(
+            "fingerprint.learn.max_bytes",
+            f.learn.max_bytes as u64,
+            4 << 20,
+            1 << 40,
+        )?;
+        int(
+            "fingerprint.learn.max_service_bytes",
+            f.learn.max_service_bytes as u64,
+            4 << 20,
+            f.learn.max_bytes as u64,
+        )?;
         let b = &self.baseline;
         dur("baseline.warmup", b.warmup, s(0), s(3650 * DAY))?;
         int(
@@ -1384,6 +1422,7 @@ impl Config {
             1,
             1_000_000,
         )?;
+        dur("detect.storm_quiet", d.storm_quiet, s(0), s(30 * DAY))?;
         let k = &self.kafka;
         if !matches!(k.start.as_str(), "earliest" | "latest") {
             return bad("kafka.start", "must be `earliest` or `latest`");
@@ -1470,8 +1509,13 @@ impl Config {
         }
         let kept = s(crate::series::MINUTES_KEPT as u64 * 60);
         dur("rates.window", r.window, s(60), kept)?;
+        // Longer than the minutes kept, a rise could never hold long enough.
+        dur("rates.hold", r.hold, s(0), kept)?;
+        int("rates.min_lines", r.min_lines, 0, 1 << 40)?;
+        int("rates.min_errors", r.min_errors, 0, 1 << 40)?;
         let rel = &self.release;
         dur("release.canary_window", rel.canary_window, s(60), kept)?;
+        int("release.min_lines", rel.min_lines, 0, 1 << 40)?;
         float("release.error_rate_factor", rel.error_rate_factor, 1.0, 1e9)?;
         float("release.type_factor", rel.type_factor, 1.0, 1e9)?;
         if !(rel.p_value > 0.0 && rel.p_value < 1.0) {

@@ -102,6 +102,21 @@ impl Engine {
         metrics: Arc<Metrics>,
     ) -> Result<Engine, PipelineError> {
         let fp = Fingerprinter::new(&cfg.fingerprint)?;
+        Engine::with_fingerprinter(cfg, fp, state, opts, sinks, metrics)
+    }
+
+    /// [`Engine::new`] with the masking rules already compiled from
+    /// `cfg.fingerprint` (a clone shares the compiled regexes): compiling
+    /// them costs milliseconds, which dominates when many short-lived
+    /// engines are built (the `state_load` fuzz target builds one per input).
+    pub fn with_fingerprinter(
+        cfg: &Config,
+        fp: Fingerprinter,
+        state: Option<State>,
+        opts: &BaselineOptions,
+        sinks: Vec<Box<dyn AlertSink>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Engine, PipelineError> {
         let digest = fp.patterns().digest;
         let mut state = match state {
             Some(mut s) => {
@@ -428,6 +443,9 @@ impl Engine {
         self.metrics
             .types_tracked
             .store(self.state.baseline.known() as u64, Ordering::Relaxed);
+        let learner = &self.state.baseline.learner;
+        (self.metrics.learner_evicted).store(learner.evicted(), Ordering::Relaxed);
+        (self.metrics.learner_bytes).store(learner.charged_bytes() as u64, Ordering::Relaxed);
         self.deliver();
         if let Ok(mut h) = self.metrics.latency.lock() {
             h.observe(started.elapsed().as_secs_f64());

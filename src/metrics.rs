@@ -40,6 +40,10 @@ pub struct Metrics {
     pub alerts_traffic_drop: AtomicU64,
     pub alerts_traffic_spike: AtomicU64,
     pub types_tracked: AtomicU64,
+    /// Learner templates evicted to stay within its memory budget, and the
+    /// bytes it is charged (src/fingerprint/learn.rs).
+    pub learner_evicted: AtomicU64,
+    pub learner_bytes: AtomicU64,
     bad: [AtomicU64; BadReason::ALL.len()],
     /// Processing latency histogram (record read → alert decided), seconds.
     pub latency: Mutex<Histogram>,
@@ -175,6 +179,9 @@ pub struct Snapshot {
     pub bad: BTreeMap<String, u64>,
     pub alerts: BTreeMap<String, u64>,
     pub types_tracked: u64,
+    /// See [`Metrics::learner_evicted`].
+    pub learner_evicted: u64,
+    pub learner_bytes: u64,
 }
 
 impl Metrics {
@@ -304,6 +311,8 @@ impl Metrics {
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
             types_tracked: g(&self.types_tracked),
+            learner_evicted: g(&self.learner_evicted),
+            learner_bytes: g(&self.learner_bytes),
         }
     }
 

@@ -294,6 +294,73 @@ fn a_reader_that_closes_the_pipe_ends_every_command_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
     }
+    // Every command that writes to stdout, into a pipe whose reader is
+    // gone before it starts (so even a short output meets the closed
+    // pipe): exit 0 (rollout-check: its verdict), no panic, no message.
+    let (_, first_type) = text_of(bin().args(["types", "list", "--json", "--state", state]));
+    let listed: serde_json::Value =
+        serde_json::from_str(&first_type).unwrap_or_else(|e| panic!("{e}: {first_type}"));
+    let id = listed[0]["fingerprint"].as_str().unwrap().to_string();
+    let rollout = [
+        "rollout-check",
+        "--service",
+        "svc0",
+        "--stable",
+        "1.0",
+        "--canary",
+        "1.1",
+        "--current-percentage",
+        "5",
+        logs,
+    ];
+    for args in [
+        vec!["types", "list", "--state", state],
+        vec!["types", "show", &id, "--state", state],
+        vec!["baseline", "show", "--state", state],
+        vec!["report", "--state", state, "--release", "1.0"],
+        vec![
+            "patterns",
+            "test",
+            "--file",
+            patterns_file.to_str().unwrap(),
+        ],
+        vec!["fingerprint", logs],
+        vec!["replay", "--no-progress", "--warmup", "1s", logs],
+        vec!["config", "check"],
+        vec!["completions", "bash"],
+        vec!["man"],
+        rollout.to_vec(),
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = bin()
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let code = out.status.code();
+        if args[0] == "rollout-check" {
+            assert!(
+                matches!(code, Some(0 | 1 | 3)),
+                "{args:?}: {code:?} {stderr}"
+            );
+        } else {
+            assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
+
+/// Runs `c` to completion: (exit code, stdout).
+fn text_of(c: &mut Command) -> (Option<i32>, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn start_run(dir: &Path, brokers: &str) -> (Killed, u16) {
@@ -448,6 +515,70 @@ fn config_check_and_logs_never_show_a_secret() {
 }
 
 #[test]
+fn the_metrics_endpoint_and_the_logs_of_run_never_show_a_secret() {
+    // `faultline run` with secrets in every place they can be given (the
+    // Elasticsearch URL and password, a Kafka SASL password from the file
+    // and from the environment), an unreachable broker and Elasticsearch
+    // server, debug logs: neither /metrics, /readyz, /healthz nor the logs
+    // show one.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let tag = format!("hostile-secret-{}-{port}", std::process::id());
+    let cfg = write(
+        dir.path(),
+        "faultline.toml",
+        &format!(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\ntopics = [\"{tag}\"]\ngroup_id = \"{tag}\"\n\
+             properties = {{ \"security.protocol\" = \"SASL_PLAINTEXT\", \"sasl.mechanism\" = \"PLAIN\", \"sasl.username\" = \"fl\", \"sasl.password\" = \"inline-5\" }}\n\
+             [elasticsearch]\nurl = \"http://elastic:in-url-6@127.0.0.1:9/\"\ntimeout = \"1s\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    );
+    let log = std::fs::File::create(dir.path().join("run.log")).unwrap();
+    let child = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .env("FAULTLINE_LOG", "debug")
+        .env("FAULTLINE__ELASTICSEARCH__PASSWORD", "env-7")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let run = Killed(child);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no endpoint");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Until readiness has said why it is down (the broker).
+    let mut answers = String::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        answers.clear();
+        for path in ["/metrics", "/readyz", "/healthz"] {
+            answers.push_str(&http_get(port, path));
+        }
+        if answers.contains("broker") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(run);
+    let logs = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(answers.contains("faultline_up"), "{answers}");
+    assert!(
+        logs.contains("127.0.0.1:9"),
+        "the servers are named: {logs}"
+    );
+    for s in ["inline-5", "in-url-6", "env-7"] {
+        assert!(!answers.contains(s), "{s} in an answer:\n{answers}");
+        assert!(!logs.contains(s), "{s} in the logs:\n{logs}");
+    }
+}
+
+#[test]
 fn out_of_range_values_are_refused_with_the_key_and_the_allowed_range() {
     let dir = tempfile::tempdir().unwrap();
     let logs = write(dir.path(), "logs.jsonl", &error_lines(1, 1, 1));
@@ -507,6 +638,26 @@ fn out_of_range_values_are_refused_with_the_key_and_the_allowed_range() {
             "strictly",
         ),
         ("[kafka]\nbatch_size = 0\n", "kafka.batch_size", "between 1"),
+        (
+            "[rates]\nhold = \"3650d\"\n",
+            "rates.hold",
+            "between 0s and 3h",
+        ),
+        (
+            "[input]\njoin_max_millis = 18446744073709551615\n",
+            "input.join_max_millis",
+            "between 0",
+        ),
+        (
+            "[fingerprint.learn]\nmax_bytes = 1000\n",
+            "fingerprint.learn.max_bytes",
+            "between 4194304",
+        ),
+        (
+            "[fingerprint.learn]\nmax_bytes = 8388608\nmax_service_bytes = 16777216\n",
+            "fingerprint.learn.max_service_bytes",
+            "between 4194304 and 8388608",
+        ),
         (
             "[elasticsearch]\nbulk_size = 0\n",
             "elasticsearch.bulk_size",
@@ -632,8 +783,11 @@ fn a_read_only_state_directory_fails_at_start_and_a_stale_temp_file_is_removed()
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join(".state.json.tmp"), b"{torn").unwrap();
+    // A copy of the previous generation cut short by a crash.
+    std::fs::write(state.join("state.redb.prev.tmp"), b"torn").unwrap();
     replay(&logs, &dir.path().join("alerts"), Some(&state));
     assert!(!state.join(".state.json.tmp").exists());
+    assert!(!state.join("state.redb.prev.tmp").exists());
 
     use std::os::unix::fs::PermissionsExt;
     let ro = dir.path().join("read-only");
@@ -693,21 +847,25 @@ fn versions_beyond_the_cap_are_counted_together_under_other() {
     );
 }
 
+/// A made-up word of letters only (masking leaves it alone), distinct for
+/// each `i`, at least four letters.
+fn made_up_word(mut i: usize) -> String {
+    let mut s = String::new();
+    i += 26 * 26 * 26;
+    while i > 0 {
+        s.insert(0, (b'a' + (i % 26) as u8) as char);
+        i /= 26;
+    }
+    s
+}
+
 #[test]
 fn types_beyond_the_hot_cap_keep_their_entry_but_not_their_window() {
     // 3,000 distinct types (a made-up word each, the learned stage off so
     // none folds) under a hot cap of 100: every type stays known, at most
     // 100 keep window counts in memory.
     let dir = tempfile::tempdir().unwrap();
-    let word = |mut i: usize| {
-        let mut s = String::new();
-        i += 26 * 26 * 26;
-        while i > 0 {
-            s.insert(0, (b'a' + (i % 26) as u8) as char);
-            i /= 26;
-        }
-        s
-    };
+    let word = made_up_word;
     let lines: String = (0..3000)
         .map(|i| {
             format!(
@@ -749,4 +907,152 @@ fn types_beyond_the_hot_cap_keep_their_entry_but_not_their_window() {
             .all(|t| t.samples.is_empty()),
         "cold types keep no samples"
     );
+}
+
+#[test]
+fn the_learner_stays_within_its_memory_budget_and_an_evicted_template_keeps_its_type() {
+    // 6,000 distinct messages that never generalise (two new made-up words
+    // each, the learner's worst case, about 1.5 KiB each) under the smallest
+    // budget, 4 MiB: the oldest templates are evicted. Then the first 500
+    // come again: learned afresh, they are the same types, not new ones.
+    let dir = tempfile::tempdir().unwrap();
+    let word = made_up_word;
+    let line = |t: usize, i: usize| {
+        format!(
+            "{{\"@timestamp\":\"2026-11-02T10:{:02}:{:02}.{:03}Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"message\":\"could not open {} while {} was loading\"}}\n",
+            t / 6000,
+            t / 100 % 60,
+            t % 100 * 10,
+            word(i),
+            word(i + 1_000_000)
+        )
+    };
+    let lines: String = (0..6000)
+        .map(|i| line(i, i))
+        .chain((0..500).map(|i| line(6000 + i, i)))
+        .collect();
+    let logs = write(dir.path(), "logs.jsonl", &lines);
+    let cfg = write(
+        dir.path(),
+        "faultline.toml",
+        "[fingerprint.learn]\nmax_bytes = 4194304\nmax_service_bytes = 4194304\n",
+    );
+    let state = dir.path().join("state");
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["replay", "--no-progress", "--summary-json", "--alerts"])
+        .arg(dir.path().join("a.jsonl"))
+        .arg("--state")
+        .arg(&state)
+        .arg(&logs)
+        .output()
+        .unwrap();
+    support::assert_ok(&out);
+    let summary: serde_json::Value = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap();
+    assert_eq!(summary["errors"], 6500, "{summary}");
+    assert_eq!(
+        summary["types_tracked"], 6000,
+        "an evicted template that comes back is its old type: {summary}"
+    );
+    let evicted = summary["learner_evicted"].as_u64().unwrap();
+    assert!(evicted > 3000, "{summary}");
+    let bytes = summary["learner_bytes"].as_u64().unwrap();
+    assert!(bytes <= (4 << 20) + 4096, "{summary}");
+    // The stored learner is the bounded one, and loads.
+    let s = faultline::state::State::load(&state).unwrap().unwrap();
+    assert!(
+        s.baseline.learner.len() < 3000,
+        "{} clusters",
+        s.baseline.learner.len()
+    );
+    assert_eq!(s.baseline.types.len(), 6000);
+}
+
+/// `n` bytes of short words (a few hundred distinct ones).
+fn short_words(n: usize) -> String {
+    let mut s = String::with_capacity(n + 8);
+    let mut i = 0usize;
+    while s.len() < n {
+        let w = i.wrapping_mul(2_654_435_761) % 500;
+        s.push_str(&format!("w{w} "));
+        i += 1;
+    }
+    s
+}
+
+#[test]
+fn one_error_line_of_many_short_words_is_typed_and_a_huge_one_finishes() {
+    // Issue 16, first row: a 900 KB ERROR message of short words (under
+    // the 1 MiB line cap) was quadratic (about 15 min). It must be one
+    // error of one type, not dropped; its cost is measured by
+    // scripts/bench-longline, here `bounded` only catches a hang (30 s).
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!(
+        "{{\"@timestamp\":\"2026-11-02T10:00:00Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"message\":\"{}\"}}\n",
+        short_words(900_000)
+    );
+    let logs = write(dir.path(), "long.jsonl", &long.repeat(2));
+    let logs = logs.to_str().unwrap();
+    let out = bounded(&["replay", "--no-progress", "--summary-json", logs]);
+    support::assert_ok(&out);
+    let summary: serde_json::Value = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap();
+    assert_eq!(summary["errors"], 2, "{summary}");
+    assert_eq!(
+        summary["types_tracked"], 1,
+        "the same message twice is one type: {summary}"
+    );
+    // `fingerprint` on one line of 8 MB of words (far over the line cap):
+    // it finishes and says what it did with the line.
+    let huge = write(
+        dir.path(),
+        "huge.txt",
+        &format!("ERROR {}\n", short_words(8 << 20)),
+    );
+    let out = bounded(&["fingerprint", "--raw", huge.to_str().unwrap()]);
+    support::assert_ok(&out);
+    let first = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        first.contains("\"line_id\":1"),
+        "{}",
+        &first[..first.len().min(300)]
+    );
+}
+
+#[test]
+fn services_beyond_the_cap_share_one_rate_counter_and_no_error_is_lost() {
+    // 1,100 services, one error each: 1,000 keep a rate counter of their
+    // own, the rest are counted together under `(other)`.
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(dir.path(), "logs.jsonl", &error_lines(1100, 1, 1100));
+    let state = dir.path().join("state");
+    let (_, summary) = replay(&logs, &dir.path().join("a.jsonl"), Some(&state));
+    assert_eq!(summary["errors"], 1100, "{summary}");
+    let s = faultline::state::State::load(&state).unwrap().unwrap();
+    let rates = &s.rates;
+    assert_eq!(
+        rates.len(),
+        faultline::series::MAX_SERVICES + 1,
+        "{} services",
+        rates.len()
+    );
+    let errors: u64 = rates
+        .values()
+        .flat_map(|v| v.values())
+        .map(|c| c.errors)
+        .sum();
+    assert_eq!(errors, 1100, "every error is counted somewhere");
+    let other: u64 = rates[faultline::series::OTHER]
+        .values()
+        .map(|c| c.errors)
+        .sum();
+    assert_eq!(other, 100);
 }

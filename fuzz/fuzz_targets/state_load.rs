@@ -7,18 +7,40 @@
 //! then builds an engine and takes a few error records, as the first
 //! records after a restart would. Loading must return an error (corrupt,
 //! named) or a state the engine can use: never panic, abort or hang
-//! (libFuzzer's `-timeout` reports a hang).
+//! (libFuzzer's `-timeout` reports a hang). The state the engine then
+//! holds (the mutated one, changed by the records) is committed to a
+//! second, empty directory and read back: whatever loaded must write and
+//! reload, with the same types.
+//!
+//! The configuration and the compiled masking rules are built once per
+//! process ([`Engine::with_fingerprinter`]): compiling them for every
+//! input made this target about ten times slower.
 #![no_main]
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use faultline::config::Config;
+use faultline::fingerprint::Fingerprinter;
 use faultline::metrics::Metrics;
 use faultline::pipeline::{BaselineOptions, Engine};
 use faultline::record::{Level, Record};
 use faultline::state::State;
 use libfuzzer_sys::fuzz_target;
+
+struct Fixed {
+    cfg: Config,
+    fp: Fingerprinter,
+}
+
+fn fixed() -> &'static Fixed {
+    static F: OnceLock<Fixed> = OnceLock::new();
+    F.get_or_init(|| {
+        let cfg = Config::default();
+        let fp = Fingerprinter::new(&cfg.fingerprint).expect("the shipped patterns load");
+        Fixed { cfg, fp }
+    })
+}
 
 fn dir() -> &'static PathBuf {
     static D: OnceLock<PathBuf> = OnceLock::new();
@@ -52,17 +74,21 @@ fn record(i: u64, message: &str) -> Record {
 
 fuzz_target!(|data: &[u8]| {
     let dir = dir();
+    let fixed = fixed();
+    let input = dir.join("in");
+    let output = dir.join("out");
     // Only the latest generation: no fall-back copy, no JSON state.
-    for entry in std::fs::read_dir(dir).expect("the directory lists") {
-        let _ = std::fs::remove_file(entry.expect("an entry").path());
+    for d in [&input, &output] {
+        let _ = std::fs::remove_dir_all(d);
+        std::fs::create_dir_all(d).expect("a state directory");
     }
-    std::fs::write(dir.join("state.redb"), data).expect("the state file is written");
-    let Ok(Some(state)) = State::load(dir) else {
+    std::fs::write(input.join("state.redb"), data).expect("the state file is written");
+    let Ok(Some(state)) = State::load(&input) else {
         return;
     };
-    let cfg = Config::default();
-    let Ok(mut engine) = Engine::new(
-        &cfg,
+    let Ok(mut engine) = Engine::with_fingerprinter(
+        &fixed.cfg,
+        fixed.fp.clone(),
         Some(state),
         &BaselineOptions::default(),
         Vec::new(),
@@ -80,4 +106,19 @@ fuzz_target!(|data: &[u8]| {
         engine.process_error(record(i as u64, m));
     }
     engine.finish();
+    // What loaded and ran must also write and read back.
+    let mut state = engine.state;
+    state.baseline.mark_all_dirty();
+    state.baseline.learner.mark_all_changed();
+    let saved = state.save(&output);
+    faultline::state::store::close_writer(&output);
+    saved.expect("a state that loaded is written");
+    let back = State::load(&output)
+        .expect("a state just written reads back")
+        .expect("the written state is there");
+    assert_eq!(
+        back.baseline.types.len(),
+        state.baseline.types.len(),
+        "the written state keeps every type"
+    );
 });

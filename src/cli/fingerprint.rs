@@ -109,12 +109,17 @@ pub fn run(mut cfg: Config, args: FingerprintArgs) -> Result<i32> {
             match id.kind {
                 IdentityKind::Ignored { .. } => {}
                 IdentityKind::Fixed => emit(*line_id, context, template)?,
-                IdentityKind::Learned => {
-                    let c = learner
-                        .lookup(context.key(), template)
-                        .context("a template learned in the first pass vanished")?;
-                    emit(*line_id, context, learner.template(c))?;
-                }
+                IdentityKind::Learned => match learner.lookup(context.key(), template) {
+                    Some(c) => emit(*line_id, context, learner.template(c))?,
+                    // Evicted to keep the learner within its memory
+                    // budget (more distinct templates than it holds):
+                    // learned again, as a stream would.
+                    None => {
+                        if let Some(t) = fingerprint::classify(&mut learner, id.clone()) {
+                            emit(*line_id, &t.context, &t.template)?;
+                        }
+                    }
+                },
             }
         }
     }

@@ -189,7 +189,12 @@ pub fn run() -> Result<i32> {
         Command::RolloutCheck(_) => rollout(cli),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "faultline", &mut std::io::stdout());
+            // Into a buffer first: clap_complete panics when its writer
+            // fails (a closed pipe), while a failed write_all is an error
+            // that main turns into a quiet exit.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "faultline", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
             Ok(0)
         }
         Command::Man { dir } => {

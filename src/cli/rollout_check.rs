@@ -84,17 +84,20 @@ pub fn run(cfg: Config, args: RolloutCheckArgs) -> Result<i32> {
     };
     let mut verdict = rollout::check(&state.ledger(), &cfg, &req)?;
     faultline::signals::rollout::amend(&mut verdict, &state.signals, &state.rates, &cfg, &req);
-    match args.output {
+    let text = match args.output {
         Some(super::OutputFormat::Text) => {
+            use std::fmt::Write as _;
             let decision = match verdict.decision {
                 Decision::Proceed => "proceed",
                 Decision::Hold => "hold",
                 Decision::RollBack => "roll back",
             };
             let e = &verdict.evidence;
-            outln!("{decision}: {}", verdict.reason);
-            outln!("next percentage: {}", verdict.next_percentage);
-            outln!(
+            let mut t = String::new();
+            let _ = writeln!(t, "{decision}: {}", verdict.reason);
+            let _ = writeln!(t, "next percentage: {}", verdict.next_percentage);
+            let _ = writeln!(
+                t,
                 "error rate per 1000 lines: stable {} {:.2}, canary {} {:.2} (p = {:.3})",
                 e.error_rate.stable.version,
                 e.error_rate.stable.per_1000,
@@ -102,17 +105,26 @@ pub fn run(cfg: Config, args: RolloutCheckArgs) -> Result<i32> {
                 e.error_rate.canary.per_1000,
                 e.error_rate.p_value
             );
-            for t in &e.new_in_canary {
-                outln!(
+            for ty in &e.new_in_canary {
+                let _ = writeln!(
+                    t,
                     "new in canary: {} x{}{} {}",
-                    t.fingerprint,
-                    t.count,
-                    if t.regression { " (significant)" } else { "" },
-                    t.template
+                    ty.fingerprint,
+                    ty.count,
+                    if ty.regression { " (significant)" } else { "" },
+                    ty.template
                 );
             }
+            t
         }
-        _ => outln!("{}", serde_json::to_string_pretty(&verdict)?),
+        _ => format!("{}\n", serde_json::to_string_pretty(&verdict)?),
+    };
+    // The exit code is the gate's answer: a reader that went away
+    // (`| head -1`) changes neither it nor what the pipeline does next.
+    let wrote = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    match wrote {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
     Ok(exit_code(verdict.decision))
 }

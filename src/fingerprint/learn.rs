@@ -29,6 +29,16 @@
 //! [`MAX_LEARN_WORDS`] words is identified exactly (after masking), without
 //! positional learning, so one huge record costs a bounded multiple of its
 //! bytes and adds no per-word state.
+//!
+//! Memory is bounded ([`LearnBounds`]): every cluster is charged an estimate
+//! of what it holds (template, index entries, one skeleton per word), per
+//! service and in total. Past either budget the least recently used
+//! templates are evicted, down to three quarters of it (see
+//! [`Learner::compact`]): a template seen again after its eviction is
+//! learned afresh and gets the same type (a type's id is a function of its
+//! context and template), only the evidence it had added to positions is
+//! gone. Generalised templates are used by every value they cover, so they
+//! stay while their values keep coming.
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +66,13 @@ pub struct Cluster {
     /// caching it saves hashing the canonical form on every record.
     #[serde(skip)]
     fingerprint: Option<Fingerprint>,
+    /// The learner's clock when this cluster last resolved a record
+    /// (eviction order). Not stored: after a load, older ids go first.
+    #[serde(skip)]
+    last_used: u64,
+    /// The service scope that created it (0: unknown, read from a state).
+    #[serde(skip)]
+    scope: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -104,7 +121,71 @@ pub struct Learner {
     /// What changed since the state store last wrote the learner.
     #[serde(skip)]
     changes: LearnerChanges,
+    /// Memory budgets and what is charged against them (not stored: set
+    /// from the configuration, recounted after a load).
+    #[serde(skip)]
+    budget: Budget,
 }
+
+/// The learner's memory budgets, in estimated bytes (see [`cluster_cost`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LearnBounds {
+    /// All services together.
+    pub max_bytes: usize,
+    /// One service (templates of one `service` value), so one noisy
+    /// service cannot evict what the others learned.
+    pub max_service_bytes: usize,
+}
+
+impl Default for LearnBounds {
+    fn default() -> Self {
+        LearnBounds {
+            max_bytes: 256 << 20,
+            max_service_bytes: 128 << 20,
+        }
+    }
+}
+
+/// What the clusters and index entries are charged, against [`LearnBounds`].
+#[derive(Clone, Debug, Default)]
+struct Budget {
+    bounds: LearnBounds,
+    /// Whether `bytes` and `scopes` describe the clusters (false after a
+    /// load or a change of bounds: recounted on the next observation).
+    counted: bool,
+    bytes: usize,
+    /// Per service scope (clusters only; index entries that only cache a
+    /// lookup count in `bytes`).
+    scopes: PrehashedMap<u64, usize>,
+    /// Exact-index entries that point at a cluster other than the one of
+    /// their own template (a template that a generalised one covers).
+    cached: usize,
+    /// A budget was exceeded: compact before the next observation.
+    over: bool,
+    /// The learner's clock: one tick per observation.
+    tick: u64,
+    /// Clusters evicted since this learner was made or loaded.
+    evicted: u64,
+}
+
+/// Estimated bytes of one cluster: the struct and its template, its exact
+/// index entry, and (when its positions are learned) one skeleton entry per
+/// word. Deliberately on the high side: skeletons are shared between
+/// templates that differ in one word, but each is charged in full.
+fn cluster_cost(template: &str, learned_positions: bool) -> usize {
+    const FIXED: usize = std::mem::size_of::<Cluster>() + 48;
+    const PER_SKELETON: usize = 160;
+    let words = template.bytes().filter(|&b| b == b' ').count() + 1;
+    let skeletons = if learned_positions && words <= MAX_LEARN_WORDS {
+        words * PER_SKELETON
+    } else {
+        0
+    };
+    FIXED + template.len() + skeletons
+}
+
+/// Estimated bytes of an exact-index entry that only caches a lookup.
+const CACHED_ENTRY: usize = 40;
 
 /// The learner's entries changed since [`Learner::take_changes`], so a
 /// checkpoint writes those instead of the whole learner (one cluster per
@@ -555,7 +636,34 @@ impl Learner {
             skeleton_hash: SKELETON_HASH,
             keys: PrehashedMap::default(),
             changes: LearnerChanges::default(),
+            budget: Budget::default(),
         }
+    }
+
+    /// Sets the memory budgets (a learner read from a state gets them from
+    /// the configuration of the run that loads it).
+    pub fn set_bounds(&mut self, bounds: LearnBounds) {
+        if self.budget.bounds != bounds {
+            self.budget.bounds = bounds;
+            self.budget.counted = false;
+        }
+    }
+
+    pub fn bounds(&self) -> LearnBounds {
+        self.budget.bounds
+    }
+
+    /// Clusters evicted to stay within the budgets since this learner was
+    /// made or loaded (`faultline_learner_evicted_total`).
+    pub fn evicted(&self) -> u64 {
+        self.budget.evicted
+    }
+
+    /// Estimated bytes charged against [`LearnBounds::max_bytes`]
+    /// (`faultline_learner_bytes`); 0 until the first observation after a
+    /// load.
+    pub fn charged_bytes(&self) -> usize {
+        self.budget.bytes
     }
 
     /// Hands what changed to the state store and starts afresh. A failed
@@ -581,8 +689,10 @@ impl Learner {
 
     /// A learner with the configured thresholds.
     pub fn from_config(cfg: &crate::config::LearnConfig) -> Learner {
-        Learner::new(cfg.enabled, cfg.min_distinct, cfg.min_ratio)
-            .with_min_constant_share(cfg.min_constant_share)
+        let mut l = Learner::new(cfg.enabled, cfg.min_distinct, cfg.min_ratio)
+            .with_min_constant_share(cfg.min_constant_share);
+        l.set_bounds(cfg.bounds());
+        l
     }
 
     /// Sets the share of words a generalised template must keep constant.
@@ -593,8 +703,10 @@ impl Learner {
 
     /// An empty learner with the same settings.
     pub fn fresh_like(&self) -> Learner {
-        Learner::new(self.enabled, self.min_distinct, self.min_ratio)
-            .with_min_constant_share(self.min_constant_share)
+        let mut l = Learner::new(self.enabled, self.min_distinct, self.min_ratio)
+            .with_min_constant_share(self.min_constant_share);
+        l.set_bounds(self.budget.bounds);
+        l
     }
 
     pub fn len(&self) -> usize {
@@ -708,10 +820,21 @@ impl Learner {
     /// parameter of the service counts as a masked value (two distinct
     /// values), so the second value of it generalises the position.
     pub fn observe_in(&mut self, ctx: u64, service: &str, template: &str) -> Resolution {
+        // Ids handed out by the previous observation are not used after it
+        // (the caller turns them into fingerprints at once), so this is
+        // where evicting, which renumbers clusters, may happen.
+        if !self.budget.counted {
+            self.recount();
+        }
+        if self.budget.over {
+            self.compact();
+        }
+        self.budget.tick += 1;
         let key = h_template(ctx, template);
         if let Some(&c) = self.exact.get(&key) {
             let r = self.root(c);
             self.clusters[r as usize].count += 1;
+            self.clusters[r as usize].last_used = self.budget.tick;
             self.changes.cluster(r);
             return Resolution {
                 cluster: r,
@@ -722,8 +845,9 @@ impl Learner {
         // A template too long to learn positions of is its own type: one
         // pass to count words, then the same path as without learning.
         let long = || template.bytes().filter(|&b| b == b' ').count() >= MAX_LEARN_WORDS;
+        let scope = scope_of(service);
         if !self.enabled || long() {
-            let id = self.push_cluster(ctx, template.to_string());
+            let id = self.push_cluster(ctx, scope, template.to_string());
             self.exact.insert(key, id);
             self.changes.exact(key);
             return Resolution {
@@ -737,7 +861,6 @@ impl Learner {
         }
         let words: Vec<&str> = template.split(' ').collect();
         let bucket = h_bucket(ctx, words.len());
-        let scope = scope_of(service);
 
         // 1. A generalised template that already covers this one, unless
         //    the template brings a new member of a closed set.
@@ -746,8 +869,9 @@ impl Learner {
             && !self.refuse_new_state(scope, g, &words, &mut refused)
         {
             let merged = self.learn_values_and_reopen(scope, g, &words);
-            self.exact.insert(key, g);
+            self.cache_exact(key, g);
             self.clusters[g as usize].count += 1;
+            self.clusters[g as usize].last_used = self.budget.tick;
             self.changes.exact(key);
             self.changes.cluster(g);
             return Resolution {
@@ -814,8 +938,9 @@ impl Learner {
                     continue;
                 }
                 let merged = self.learn_values_and_reopen(scope, r, &words);
-                self.exact.insert(key, r);
+                self.cache_exact(key, r);
                 self.clusters[r as usize].count += 1;
+                self.clusters[r as usize].last_used = self.budget.tick;
                 self.changes.exact(key);
                 self.changes.cluster(r);
                 return Resolution {
@@ -856,7 +981,7 @@ impl Learner {
         }
 
         // 3. Nothing matched: a new cluster, registered in its skeletons.
-        let id = self.push_cluster(ctx, template.to_string());
+        let id = self.push_cluster(ctx, scope, template.to_string());
         self.exact.insert(key, id);
         self.changes.exact(key);
         for &(sk, _, _) in &cands {
@@ -877,7 +1002,7 @@ impl Learner {
             }
         }
         // 4. The position has varied enough: generalise it.
-        match generalize.and_then(|sk| self.generalize(ctx, &words, sk, id, bucket)) {
+        match generalize.and_then(|sk| self.generalize(ctx, scope, &words, sk, id, bucket)) {
             Some((g, merged)) => {
                 // What the generalised positions held are values of the
                 // service from now on, in every type.
@@ -956,9 +1081,10 @@ impl Learner {
         }
     }
 
-    fn push_cluster(&mut self, ctx: u64, template: String) -> ClusterId {
+    fn push_cluster(&mut self, ctx: u64, scope: u64, template: String) -> ClusterId {
         let id = self.clusters.len() as ClusterId;
         self.changes.cluster(id);
+        self.charge(scope, cluster_cost(&template, self.enabled));
         self.clusters.push(Cluster {
             ctx,
             template,
@@ -966,8 +1092,178 @@ impl Learner {
             count: 1,
             learned: Vec::new(),
             fingerprint: None,
+            last_used: self.budget.tick,
+            scope,
         });
         id
+    }
+
+    /// Maps `key` to cluster `c`, an entry that only saves a lookup next
+    /// time (the template is not `c`'s own).
+    fn cache_exact(&mut self, key: u64, c: ClusterId) {
+        if self.exact.insert(key, c).is_none() {
+            self.budget.cached += 1;
+            self.charge(0, CACHED_ENTRY);
+        }
+        self.changes.exact(key);
+    }
+
+    fn charge(&mut self, scope: u64, bytes: usize) {
+        let b = &mut self.budget;
+        b.bytes += bytes;
+        if b.bytes > b.bounds.max_bytes {
+            b.over = true;
+        }
+        if scope != 0 {
+            let s = b.scopes.entry(scope).or_default();
+            *s += bytes;
+            if *s > b.bounds.max_service_bytes {
+                b.over = true;
+            }
+        }
+    }
+
+    /// Charges every cluster and cached entry afresh (after a load, or when
+    /// the bounds changed); a learner over its budget compacts next.
+    fn recount(&mut self) {
+        let b = &mut self.budget;
+        b.counted = true;
+        b.bytes = 0;
+        b.scopes.clear();
+        b.over = false;
+        let clusters = std::mem::take(&mut self.clusters);
+        for c in &clusters {
+            self.charge(c.scope, cluster_cost(&c.template, self.enabled));
+        }
+        self.clusters = clusters;
+        let own = self.clusters.len().min(self.exact.len());
+        self.budget.cached = self.exact.len() - own;
+        self.charge(0, self.budget.cached * CACHED_ENTRY);
+    }
+
+    /// Evicts the least recently used clusters until the total and every
+    /// service are within three quarters of their budgets, so the next
+    /// compaction is a quarter of a budget of new templates away (the
+    /// whole pass is linear in the learner, so its cost per new template is
+    /// a constant). Aliases go too: a template that resolved through one
+    /// resolves to the same generalised template again (it covers it),
+    /// and cached lookups of kept clusters stay while they fit.
+    /// Renumbers the clusters, rebuilds the skeletons and indexes from the
+    /// kept ones (as [`Learner::rebuild_skeletons`] does after a load), and
+    /// makes the next checkpoint write the learner whole.
+    pub fn compact(&mut self) {
+        let bounds = self.budget.bounds;
+        let (total_to, service_to) = (bounds.max_bytes / 4 * 3, bounds.max_service_bytes / 4 * 3);
+        let mut roots: Vec<ClusterId> = (0..self.clusters.len() as ClusterId)
+            .filter(|&c| self.clusters[c as usize].alias_of.is_none())
+            .collect();
+        // Most recently used first; among equals (a loaded state) newer ids.
+        roots
+            .sort_unstable_by_key(|&c| std::cmp::Reverse((self.clusters[c as usize].last_used, c)));
+        let mut keep = vec![false; self.clusters.len()];
+        let mut total = 0usize;
+        let mut scopes: PrehashedMap<u64, usize> = PrehashedMap::default();
+        for &c in &roots {
+            let cl = &self.clusters[c as usize];
+            let cost = cluster_cost(&cl.template, self.enabled);
+            if total + cost > total_to {
+                continue;
+            }
+            if cl.scope != 0 {
+                let s = scopes.entry(cl.scope).or_default();
+                if *s + cost > service_to {
+                    continue;
+                }
+                *s += cost;
+            }
+            total += cost;
+            keep[c as usize] = true;
+        }
+        let root_of: Vec<ClusterId> = (0..self.clusters.len() as ClusterId)
+            .map(|c| self.root(c))
+            .collect();
+        // The closed-set refusals name clusters by id: they follow the
+        // renumbering, and a refused cluster that goes is forgotten (its
+        // template, if it comes back, is refused or learned afresh).
+        let refusal_lists: Vec<u64> = self
+            .clusters
+            .iter()
+            .filter(|c| !c.learned.is_empty())
+            .map(|c| h_refused(h_template(c.ctx, &c.template)))
+            .collect();
+        let mut new_id = vec![ClusterId::MAX; self.clusters.len()];
+        let old = std::mem::take(&mut self.clusters);
+        let before = old.len();
+        for (i, c) in old.into_iter().enumerate() {
+            if keep[i] {
+                new_id[i] = self.clusters.len() as ClusterId;
+                self.clusters.push(c);
+            }
+        }
+        self.budget.evicted += (roots.len() - self.clusters.len()) as u64;
+        for hr in refusal_lists {
+            if let Some(ids) = self.keys.get_mut(&hr) {
+                ids.retain_mut(|id| match new_id.get(*id as usize) {
+                    Some(&n) if n != ClusterId::MAX => {
+                        *id = u64::from(n);
+                        true
+                    }
+                    _ => false,
+                });
+                if ids.is_empty() {
+                    self.keys.remove(&hr);
+                }
+            }
+        }
+        // Exact entries: each kept cluster's own, then cached lookups of
+        // kept clusters (through aliases too) if they all fit.
+        let own: std::collections::HashSet<u64> = self
+            .clusters
+            .iter()
+            .map(|c| h_template(c.ctx, &c.template))
+            .collect();
+        let old_exact = std::mem::take(&mut self.exact);
+        let mut cached = Vec::new();
+        for (k, c) in old_exact {
+            let n = new_id[root_of[c as usize] as usize];
+            if n == ClusterId::MAX {
+                continue;
+            }
+            if own.contains(&k) {
+                self.exact.insert(k, n);
+            } else {
+                cached.push((k, n));
+            }
+        }
+        let cache_fits = total + cached.len() * CACHED_ENTRY <= total_to;
+        self.budget.cached = 0;
+        if cache_fits {
+            self.budget.cached = cached.len();
+            self.exact.extend(cached);
+        }
+        self.generalized.clear();
+        for (id, c) in self.clusters.iter().enumerate() {
+            if !c.learned.is_empty() {
+                let words = c.template.split(' ').count();
+                self.generalized
+                    .entry(h_bucket(c.ctx, words))
+                    .or_default()
+                    .push(id as ClusterId);
+            }
+        }
+        if self.enabled {
+            self.rebuild_skeletons();
+        } else {
+            self.skeletons.clear();
+        }
+        self.mark_all_changed();
+        self.recount();
+        tracing::debug!(
+            evicted = before - self.clusters.len(),
+            kept = self.clusters.len(),
+            bytes = self.budget.bytes,
+            "learner over its memory budget: least recently used templates evicted"
+        );
     }
 
     fn best_general(&self, bucket: u64, words: &[&str]) -> Option<ClusterId> {
@@ -988,9 +1284,11 @@ impl Learner {
     /// Makes the template of skeleton `sk` a cluster and aliases the
     /// skeleton's members to it. `words`/`newest` are the template and
     /// cluster that tipped it over.
+    #[allow(clippy::too_many_arguments)]
     fn generalize(
         &mut self,
         ctx: u64,
+        scope: u64,
         words: &[&str],
         sk: u64,
         newest: ClusterId,
@@ -1049,7 +1347,7 @@ impl Learner {
                 r
             }
             None => {
-                let id = self.push_cluster(ctx, template.clone());
+                let id = self.push_cluster(ctx, scope, template.clone());
                 self.clusters[id as usize].count = 0;
                 self.exact.insert(gkey, id);
                 self.changes.exact(gkey);
@@ -1076,6 +1374,7 @@ impl Learner {
             let r = self.root(m);
             if r != g {
                 self.clusters[r as usize].alias_of = Some(g);
+                self.clusters[g as usize].last_used = self.budget.tick;
                 self.changes.cluster(r);
                 let c = self.clusters[r as usize].count;
                 self.clusters[g as usize].count += c;
@@ -1914,5 +2213,152 @@ mod tests {
         for u in ["a", "b", "c", "d"] {
             assert!(l.observe(1, &format!("user {u} denied")).created);
         }
+    }
+
+    /// A made-up word of letters only for `i` (distinct for each `i`).
+    fn word(mut i: usize) -> String {
+        let mut w = Vec::new();
+        i += 26 * 26 * 26;
+        while i > 0 {
+            w.push(b'a' + (i % 26) as u8);
+            i /= 26;
+        }
+        String::from_utf8(w).unwrap()
+    }
+
+    /// A template that never generalises with another of the family: two
+    /// positions differ from every other member at once.
+    fn distinct(i: usize) -> String {
+        format!(
+            "could not open {} while {} was loading",
+            word(i),
+            word(i + 1_000_000)
+        )
+    }
+
+    fn bounded(max_bytes: usize, max_service_bytes: usize) -> Learner {
+        let mut l = learner();
+        l.set_bounds(LearnBounds {
+            max_bytes,
+            max_service_bytes,
+        });
+        l
+    }
+
+    #[test]
+    fn a_learner_over_its_budget_evicts_the_least_recently_used_templates() {
+        let mut l = bounded(64 << 10, 64 << 10);
+        for i in 0..5_000 {
+            l.observe_in(1, "svc", "cache warmed on start");
+            l.observe_in(1, "svc", &distinct(i));
+            // Evicting waits for the next observation (the ids of this
+            // one are in use): over by at most the latest template.
+            assert!(
+                l.charged_bytes() <= (64 << 10) + 2048,
+                "over the budget at {i}"
+            );
+        }
+        assert!(l.evicted() > 4_000, "evicted {}", l.evicted());
+        assert!(l.len() < 200, "{} clusters kept", l.len());
+        l.validate().unwrap();
+        // The template used all along stays; the oldest ones are gone.
+        assert!(l.lookup(1, "cache warmed on start").is_some());
+        assert!(l.lookup(1, &distinct(4_999)).is_some());
+        assert!(l.lookup(1, &distinct(0)).is_none());
+        // One seen again is learned afresh, with the same template.
+        let r = l.observe_in(1, "svc", &distinct(0));
+        assert!(r.created);
+        assert_eq!(l.template(r.cluster), distinct(0));
+    }
+
+    #[test]
+    fn a_refused_new_state_keeps_its_refusal_across_an_eviction() {
+        let mut l = bounded(64 << 10, 64 << 10);
+        // Older templates fill half the budget: the eviction takes them
+        // and renumbers every cluster after them.
+        let mut i = 0;
+        while l.charged_bytes() < 32 << 10 {
+            l.observe_in(1, "svc", &distinct(i));
+            i += 1;
+        }
+        for _ in 0..41 {
+            for p in ["drain", "cordon", "seal"] {
+                l.observe_in(1, "svc", &format!("node <*> halted in phase {p}"));
+            }
+        }
+        let wipe = "node <*> halted in phase wipe";
+        assert!(l.observe_in(1, "svc", wipe).created);
+        let before = l.evicted();
+        while l.evicted() == before {
+            l.observe_in(1, "svc", &distinct(i));
+            l.observe_in(1, "svc", wipe);
+            i += 1;
+            assert!(i < 100_000, "no eviction");
+        }
+        l.validate().unwrap();
+        let g = l.lookup(1, "node <*> halted in phase drain").unwrap();
+        let w = l.lookup(1, wipe).unwrap();
+        assert_ne!(w, g, "the refused state is still a type of its own");
+        // The next new value opens the position: the refused type, under
+        // its new id, joins the general one.
+        let fifth = l.observe_in(1, "svc", "node <*> halted in phase scrub");
+        assert_eq!(fifth.cluster, g);
+        assert_eq!(fifth.merged, vec![w]);
+    }
+
+    #[test]
+    fn a_noisy_service_evicts_its_own_templates_and_not_another_services() {
+        let mut l = bounded(4 << 20, 64 << 10);
+        // 20 templates of about 1.3 KiB: within the service's budget.
+        for i in 0..20 {
+            l.observe_in(i as u64, "quiet", &distinct(i));
+        }
+        for i in 50..5_000 {
+            l.observe_in(1, "noisy", &distinct(i));
+        }
+        assert!(l.evicted() > 4_000);
+        l.validate().unwrap();
+        for i in 0..20 {
+            assert!(
+                l.lookup(i as u64, &distinct(i)).is_some(),
+                "quiet {i} evicted"
+            );
+        }
+        assert!(l.lookup(1, &distinct(50)).is_none());
+    }
+
+    #[test]
+    fn a_generalised_template_in_use_outlives_evictions() {
+        let mut l = bounded(64 << 10, 64 << 10);
+        for u in ["ann", "bob", "cid"] {
+            l.observe_in(1, "svc", &format!("user {u} not found"));
+        }
+        let g = l.lookup(1, "user ann not found").unwrap();
+        let general = l.template(g).to_string();
+        assert_eq!(general, "user <*> not found");
+        for i in 0..3_000 {
+            l.observe_in(1, "svc", &distinct(i));
+            // Used every ten new templates (13 KiB): recently enough.
+            if i % 10 == 0 {
+                let r = l.observe_in(1, "svc", &format!("user {} not found", word(i)));
+                assert!(!r.created, "value {i} is a new type");
+                assert_eq!(l.template(r.cluster), general);
+            }
+        }
+        assert!(l.evicted() > 2_000);
+        l.validate().unwrap();
+        // The values seen before the evictions still resolve to it.
+        let r = l.observe_in(1, "svc", "user bob not found");
+        assert_eq!(l.template(r.cluster), general);
+    }
+
+    #[test]
+    fn within_the_budget_nothing_is_evicted() {
+        let mut l = learner();
+        for i in 0..2_000 {
+            l.observe_in(1, "svc", &distinct(i));
+        }
+        assert_eq!(l.evicted(), 0);
+        assert_eq!(l.len(), 2_000);
     }
 }

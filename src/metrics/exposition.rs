@@ -13,6 +13,7 @@
 //! `faultline_up`.
 
 use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 
 use prometheus::core::Collector;
 use prometheus::proto::{
@@ -145,6 +146,20 @@ pub fn render(m: &Metrics, more: Vec<Family>) -> String {
     fams.push(
         Family::gauge("faultline_error_types", "Error types tracked.")
             .sample(&[], s.types_tracked as f64),
+    );
+    fams.push(
+        Family::counter(
+            "faultline_learner_evicted_total",
+            "Learned templates evicted (least recently used) to keep the learner within fingerprint.learn.max_bytes / max_service_bytes.",
+        )
+        .sample(&[], m.learner_evicted.load(Ordering::Relaxed) as f64),
+    );
+    fams.push(
+        Family::gauge(
+            "faultline_learner_bytes",
+            "Estimated memory of the learner, as charged against its budget.",
+        )
+        .sample(&[], m.learner_bytes.load(Ordering::Relaxed) as f64),
     );
     fams.extend(m.sink_families());
     fams.extend(m.signal_families());

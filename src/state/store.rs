@@ -323,8 +323,11 @@ impl Writer {
             tx.open_table(KEYS).map_err(|e| db_err(&path, e))?;
         }
         tx.commit().map_err(|e| db_err(&path, e))?;
-        // The old format's temporary file, left by a crash mid-save.
+        // Temporary files left by a crash mid-save (the old format) or
+        // mid-copy of the previous generation: this writer holds the lock,
+        // so no other process is writing them.
         let _ = std::fs::remove_file(dir.join(".state.json.tmp"));
+        let _ = std::fs::remove_file(dir.join(format!("{PREVIOUS}.tmp")));
         let mut core = Core {
             path,
             db,
