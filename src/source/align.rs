@@ -200,6 +200,16 @@ impl<K: PartialEq + Clone, T> Aligner<K, T> {
         l.buf.front().map(|e| e.from).or(l.next)
     }
 
+    /// Entries buffered for the partition: the source reads a partition
+    /// whose buffer is empty, and leaves the others' records where the
+    /// consumer keeps them.
+    pub fn waiting(&self, key: &K) -> usize {
+        self.lanes
+            .iter()
+            .find(|l| l.key == *key)
+            .map_or(0, |l| l.buf.len())
+    }
+
     /// Every partition with its offset to commit.
     pub fn commit_offsets(&self) -> impl Iterator<Item = (&K, i64)> {
         self.lanes
