@@ -125,7 +125,7 @@ impl ConsumerContext for Ctx {
                 // partitions is ever forwarded to the consumer's queue.
                 if let Some(me) = self.consumer.get().and_then(Weak::upgrade) {
                     for e in start.elements() {
-                        let key = (e.topic().into(), e.partition());
+                        let key = (core.topic(e.topic()), e.partition());
                         if !self.queues.split(&me, key) {
                             tracing::warn!(
                                 topic = e.topic(),

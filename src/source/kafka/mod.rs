@@ -170,6 +170,10 @@ struct Core {
     /// that: while the consumer is busy handing over other partitions'
     /// fetched records, an empty partition is waiting its turn, not idle.
     clock: Instant,
+    /// Every topic name seen, shared: partition keys that hold the same
+    /// `Arc` compare by pointer, not by their bytes, several times per
+    /// record.
+    topics: Vec<Arc<str>>,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -177,6 +181,16 @@ fn state_key(t: &str, p: i32) -> String {
 }
 
 impl Core {
+    /// The shared name of `topic`.
+    fn topic(&mut self, topic: &str) -> Arc<str> {
+        if let Some(t) = self.topics.iter().find(|t| ***t == *topic) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(topic);
+        self.topics.push(t.clone());
+        t
+    }
+
     fn build_engine(&self, state: Option<State>) -> Result<Engine, KafkaSourceError> {
         let mut sinks: Vec<Box<dyn AlertSink>> = (self.make_sinks)()?;
         if let (Some(p), false) = (&self.producer, self.cfg.kafka.alerts_topic.is_empty()) {
@@ -242,7 +256,8 @@ impl Core {
             Some(i) => i,
             None => {
                 let st = self.parser.stream_state(None, None);
-                self.streams.push(PartStream::new(topic, part, st));
+                let t = self.topic(topic);
+                self.streams.push(PartStream::new(t, part, st));
                 self.streams.len() - 1
             }
         };
@@ -333,25 +348,6 @@ pub fn run(
         let p: rdkafka::producer::ThreadedProducer<_> = pc
             .create_with_context(auth.clone())
             .map_err(kafka("creating the producer"))?;
-        // Fences an older instance with the same id and aborts its open
-        // transaction, so its half-batch never becomes visible. Waited for
-        // in short steps (a timed-out call may be repeated) so that a
-        // rejected credential stops the start at once, not after 60 s.
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            match p.init_transactions(Duration::from_secs(1)) {
-                Ok(()) => break,
-                Err(e) => {
-                    if let Some(reason) = auth.failure() {
-                        return Err(auth_failed(reason));
-                    }
-                    let retriable = matches!(&e, KafkaError::Transaction(t) if t.is_retriable());
-                    if !retriable || Instant::now() >= until {
-                        return Err(kafka("init transactions")(e));
-                    }
-                }
-            }
-        }
         Some(Arc::new(p))
     } else {
         None
@@ -385,6 +381,7 @@ pub fn run(
         streams: Vec::new(),
         align: Aligner::new(cfg.kafka.partition_buffer, cfg.kafka.max_idle.0),
         clock: Instant::now(),
+        topics: Vec::new(),
     };
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
@@ -437,6 +434,30 @@ pub fn run(
     let _clear = ClearQueues(queues.clone());
     let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(kafka("subscribe"))?;
+    // Fences an older instance with the same id and aborts its open
+    // transaction, so its half-batch never becomes visible; before the
+    // first record is read. Called after the consumer subscribed, so that
+    // the group join runs meanwhile (both are a few round trips to the
+    // broker). Waited for in short steps (a timed-out call may be
+    // repeated) so that a rejected credential stops the start at once, not
+    // after 60 s.
+    if let Some(p) = &producer {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            match p.init_transactions(Duration::from_secs(1)) {
+                Ok(()) => break,
+                Err(e) => {
+                    if let Some(reason) = auth.failure() {
+                        return Err(auth_failed(reason));
+                    }
+                    let retriable = matches!(&e, KafkaError::Transaction(t) if t.is_retriable());
+                    if !retriable || Instant::now() >= until {
+                        return Err(kafka("init transactions")(e));
+                    }
+                }
+            }
+        }
+    }
     status.ready.store(true, Ordering::Relaxed);
     tracing::info!(topics = ?k.topics, group = %k.group_id, transactional = producer.is_some(), "consuming");
 
