@@ -657,9 +657,10 @@ pub struct KafkaConfig {
     /// back. Bounds the latency a quiet partition adds (`docs/kafka.md`).
     pub max_idle: Dur,
     /// Parsed records buffered per partition for the alignment; a partition
-    /// with this many waiting is paused until it drains to half. Larger than
-    /// one fetch's worth of lines by default: pausing drops librdkafka's
-    /// prefetched records, which are fetched again on resume.
+    /// with this many waiting is paused until it drains to half. Reached
+    /// only by records that come through the consumer's own queue: each
+    /// assigned partition has a queue of its own, read only when its buffer
+    /// is empty (`source/kafka/queues.rs`).
     pub partition_buffer: usize,
     /// Extra librdkafka properties (security.protocol, sasl.*, ssl.*, …),
     /// passed through to both consumer and producer.

@@ -17,9 +17,10 @@
 //! is bounded by that). Lateness then only covers disorder *within* a
 //! partition, which is how the producer wrote it.
 //!
-//! Buffers are bounded: a partition holding `capacity` entries is reported
-//! by [`Aligner::pause_changes`] to be paused at the consumer, and to be
-//! resumed once drained to half. The offset to commit for a partition is the
+//! Buffers are bounded: the Kafka source reads a partition only when its
+//! buffer is empty ([`Aligner::waiting`]), and a partition holding
+//! `capacity` entries anyway is reported by [`Aligner::pause_changes`] to be
+//! paused at the consumer, and to be resumed once drained to half. The offset to commit for a partition is the
 //! first offset of its oldest buffered entry (or, with nothing buffered, the
 //! offset after the last message consumed): a restart re-reads exactly the
 //! records the engine has not seen.
