@@ -507,6 +507,8 @@ pub fn run(
     // every this many turns of the loop, and whenever the loop waits.
     const SERVE_EVERY: u32 = 32;
     let mut turns = 0u32;
+    // Where a drain's wall time goes: waits for a queue to fill.
+    let (mut waits, mut waited) = (0u64, Duration::ZERO);
     let result = 'run: loop {
         if opts.shutdown.load(Ordering::Relaxed) {
             break Ok(());
@@ -607,6 +609,8 @@ pub fn run(
         }
         let quiet = Instant::now();
         queues.wake.wait(Duration::from_millis(20));
+        waits += 1;
+        waited += quiet.elapsed();
         // The consumer's queue too, now: it may hold the assignment the
         // loop is waiting for.
         turns = SERVE_EVERY - 1;
@@ -614,6 +618,12 @@ pub fn run(
         lock(&core).clock += quiet.elapsed();
     };
     status.ready.store(false, Ordering::Relaxed);
+    tracing::info!(
+        records,
+        waits,
+        waited_ms = waited.as_millis() as u64,
+        "consumer loop done"
+    );
     let mut clean = true;
     {
         let mut c = lock(&core);
