@@ -514,7 +514,7 @@ pub fn run(
             break Ok(());
         }
         turns = turns.wrapping_add(1);
-        if turns % SERVE_EVERY == 0 {
+        if turns.is_multiple_of(SERVE_EVERY) {
             let msg = consumer.poll(Duration::ZERO);
             if let Some(reason) = auth.failure() {
                 break Err(auth_failed(reason));
