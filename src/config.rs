@@ -708,7 +708,10 @@ pub struct KafkaConfig {
     /// for the broker cannot block the stream.
     pub dead_letter_max_bytes: usize,
     pub transactional_id: String,
-    /// Records per batch between commits.
+    /// Records per batch between commits, at most: `commit_interval`
+    /// closes a batch first below 200k records/s, so backlog batches are
+    /// time-sized too (a checkpoint costs ~25 ms: 200 of them were most of
+    /// a 1M-record drain at the old default of 5000).
     pub batch_size: usize,
     /// A batch is also committed when it is this old, so a quiet topic
     /// does not hold alerts back from read_committed consumers.
@@ -725,9 +728,10 @@ pub struct KafkaConfig {
     /// back. Bounds the latency a quiet partition adds (`docs/kafka.md`).
     pub max_idle: Dur,
     /// Parsed records buffered per partition for the alignment; a partition
-    /// with this many waiting is paused until it drains to half. Larger than
-    /// one fetch's worth of lines by default: pausing drops librdkafka's
-    /// prefetched records, which are fetched again on resume.
+    /// with this many waiting is paused until it drains to half. Reached
+    /// only by records that come through the consumer's own queue: each
+    /// assigned partition has a queue of its own, read only when its buffer
+    /// is empty (`source/kafka/queues.rs`).
     pub partition_buffer: usize,
     /// Extra librdkafka properties (security.protocol, sasl.*, ssl.*, …),
     /// passed through to both consumer and producer.
@@ -753,7 +757,7 @@ impl Default for KafkaConfig {
             dead_letter_topic: String::new(),
             dead_letter_max_bytes: 512 * 1024,
             transactional_id: "faultline-1".into(),
-            batch_size: 5000,
+            batch_size: 100_000,
             commit_interval: Dur(std::time::Duration::from_millis(500)),
             max_failures: 5,
             max_backoff: Dur::secs(30),

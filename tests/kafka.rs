@@ -875,7 +875,7 @@ fn a_failing_sink_pauses_consumption_and_turns_unhealthy_instead_of_dropping_ale
             .is_some_and(|n| n >= 2)
     );
     // Nothing was marked consumed, so nothing was given up on.
-    assert_eq!(s.progress(), (0, 0));
+    assert_eq!(s.progress(), (0, 0), "{}", s.log_tail());
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0), "{}", s.log_tail());
     assert!(read_alerts(&s.alerts).is_empty());

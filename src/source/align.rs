@@ -17,9 +17,10 @@
 //! is bounded by that). Lateness then only covers disorder *within* a
 //! partition, which is how the producer wrote it.
 //!
-//! Buffers are bounded: a partition holding `capacity` entries is reported
-//! by [`Aligner::pause_changes`] to be paused at the consumer, and to be
-//! resumed once drained to half. The offset to commit for a partition is the
+//! Buffers are bounded: the Kafka source reads a partition only when its
+//! buffer is empty ([`Aligner::waiting`]), and a partition holding
+//! `capacity` entries anyway is reported by [`Aligner::pause_changes`] to be
+//! paused at the consumer, and to be resumed once drained to half. The offset to commit for a partition is the
 //! first offset of its oldest buffered entry (or, with nothing buffered, the
 //! offset after the last message consumed): a restart re-reads exactly the
 //! records the engine has not seen.
@@ -48,6 +49,11 @@ struct Lane<K, T> {
     next: Option<i64>,
     /// The consumer reported the partition's end and nothing came since.
     at_end: bool,
+    /// Offset after the last message when the end was last reported.
+    /// librdkafka reports an end once per end offset: after a seek back
+    /// (a rolled-back batch) it does not report the same end again, so
+    /// reaching it again counts as the end.
+    end: Option<i64>,
     /// When the last message arrived (or the partition was assigned).
     last_arrival: Instant,
     paused: bool,
@@ -102,6 +108,7 @@ impl<K: PartialEq + Clone, T> Aligner<K, T> {
                     buf: VecDeque::new(),
                     next: None,
                     at_end: false,
+                    end: None,
                     last_arrival: now,
                     paused: false,
                     last_time: None,
@@ -134,14 +141,16 @@ impl<K: PartialEq + Clone, T> Aligner<K, T> {
     pub fn consumed(&mut self, key: &K, offset: i64, now: Instant) {
         let lane = self.lane(key, now);
         lane.next = Some(offset + 1);
-        lane.at_end = false;
+        lane.at_end = lane.end == Some(offset + 1);
         lane.last_arrival = now;
     }
 
     /// The consumer reached the partition's end: while its buffer is empty
     /// it holds nothing back.
     pub fn reached_end(&mut self, key: &K, now: Instant) {
-        self.lane(key, now).at_end = true;
+        let lane = self.lane(key, now);
+        lane.at_end = true;
+        lane.end = lane.next.or(lane.end);
     }
 
     /// Buffers the records parsed from the messages at `from..`.
@@ -200,6 +209,16 @@ impl<K: PartialEq + Clone, T> Aligner<K, T> {
         l.buf.front().map(|e| e.from).or(l.next)
     }
 
+    /// Entries buffered for the partition: the source reads a partition
+    /// whose buffer is empty, and leaves the others' records where the
+    /// consumer keeps them.
+    pub fn waiting(&self, key: &K) -> usize {
+        self.lanes
+            .iter()
+            .find(|l| l.key == *key)
+            .map_or(0, |l| l.buf.len())
+    }
+
     /// Every partition with its offset to commit.
     pub fn commit_offsets(&self) -> impl Iterator<Item = (&K, i64)> {
         self.lanes
@@ -230,8 +249,10 @@ impl<K: PartialEq + Clone, T> Aligner<K, T> {
         let mut resume = Vec::new();
         for l in &mut self.lanes {
             l.buf.clear();
+            // A partition that delivered nothing is not read again (the
+            // source seeks back only what it read): still at its end.
+            l.at_end = l.at_end && l.next.is_none();
             l.next = None;
-            l.at_end = false;
             l.last_arrival = now;
             l.last_time = None;
             if std::mem::take(&mut l.paused) {
@@ -370,6 +391,40 @@ mod tests {
         assert_eq!(a.revoke(&2), 1);
         assert_eq!(drain(&mut a, now), [(1, "b")]);
         assert!(a.is_empty());
+    }
+
+    #[test]
+    fn a_partition_read_again_up_to_its_reported_end_is_at_its_end() {
+        let now = Instant::now();
+        let mut a = Aligner::new(100, IDLE);
+        a.assign(&0, now);
+        for off in 0..3 {
+            a.consumed(&1, off, now);
+            a.push(&1, off, Some(off), "b", now);
+        }
+        a.reached_end(&1, now);
+        a.reached_end(&0, now);
+        assert_eq!(drain(&mut a, now).len(), 3);
+        // A rolled-back batch: read again from the start; the consumer
+        // does not report the same end twice.
+        a.clear(now);
+        a.reached_end(&0, now);
+        for off in 0..3 {
+            a.consumed(&1, off, now);
+            a.push(&1, off, Some(off), "b", now);
+        }
+        assert_eq!(drain(&mut a, now).len(), 3);
+        // With nothing buffered it holds nothing back: partition 0's next
+        // record goes at once.
+        a.consumed(&0, 0, now);
+        a.push(&0, 0, Some(10), "a", now);
+        assert_eq!(drain(&mut a, now), [(0, "a")]);
+        // A record past the reported end: not at the end any more.
+        a.consumed(&1, 3, now);
+        a.push(&1, 3, Some(20), "b", now);
+        a.consumed(&0, 1, now);
+        a.push(&0, 1, Some(30), "a", now);
+        assert_eq!(drain(&mut a, now), [(1, "b")]);
     }
 
     #[test]

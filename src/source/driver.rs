@@ -159,7 +159,15 @@ pub struct Pace {
     pub since: u64,
     /// When the first of them was pushed (or a source opened its batch).
     pub started: Option<Instant>,
+    /// Steps taken: a busy stream reads the clock for the interval only
+    /// every [`CLOCK_EVERY`] steps (a clock read per record is measurable
+    /// at full speed).
+    pub steps: u32,
 }
+
+/// While records flow, the interval is checked every this many steps; an
+/// idle step always checks it, so a quiet stream still commits on time.
+pub const CLOCK_EVERY: u32 = 64;
 
 impl Pace {
     /// `n` more records pushed.
@@ -196,12 +204,14 @@ impl<'a> Cadence<'a> {
         }
     }
 
-    /// Whether `pace` calls for a checkpoint.
-    fn due(&self, pace: &Pace) -> bool {
+    /// Whether `pace` calls for a checkpoint; the clock is read only when
+    /// `look` (see [`Pace::steps`]).
+    fn due(&self, pace: &Pace, look: bool) -> bool {
         pace.since >= self.records
-            || self
-                .interval
-                .is_some_and(|i| pace.started.is_some_and(|s| s.elapsed() >= i))
+            || (look
+                && self
+                    .interval
+                    .is_some_and(|i| pace.started.is_some_and(|s| s.elapsed() >= i)))
     }
 }
 
@@ -220,15 +230,18 @@ pub struct Stepped {
 /// held only for the step.
 pub fn step<S: Source>(source: &mut S, cadence: &Cadence<'_>) -> Result<Stepped, S::Error> {
     let poll = source.poll()?;
+    let pace = source.pace();
     if let Poll::Pushed(n) = poll {
-        source.pace().pushed(n);
+        pace.pushed(n);
     }
+    pace.steps = pace.steps.wrapping_add(1);
+    let look = poll == Poll::Idle || pace.steps.is_multiple_of(CLOCK_EVERY);
     let waiting = cadence.commands.is_some_and(|c| c.apply(source.engine()));
     let mut checkpointed = false;
     if poll != Poll::End
         && let Some(dir) = cadence.store
     {
-        if (cadence.due(source.pace()) || waiting && source.pace().since > 0)
+        if (cadence.due(source.pace(), look) || waiting && source.pace().since > 0)
             && source.at_boundary()
         {
             checkpoint_with(source, dir, true, cadence.commands.filter(|_| waiting))?;

@@ -178,9 +178,11 @@ fn a_three_partition_backlog_gives_replays_alerts_of_every_kind_through_kill_9s(
         assert!(!st.success(), "the failpoint aborts the process");
     }
     for round in 0..kills {
-        // Small buffers in these runs, so that pausing and resuming full
-        // partitions happens between the kills (at the default, 50000,
-        // this stream never fills one).
+        // Small buffers in these runs: a partition whose records came
+        // through the consumer's own queue (its queue could not be split)
+        // would pause and resume between the kills. With split queues a
+        // buffer holds about one entry and nothing pauses; the kills then
+        // land while every partition's prefetch waits in librdkafka.
         let svc = s.start_with(&[("FAULTLINE__KAFKA__PARTITION_BUFFER", "1000")]);
         // A point in the stream, counted in records durably processed (the
         // consumer reads far ahead of what the alignment releases).

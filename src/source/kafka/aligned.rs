@@ -71,9 +71,9 @@ pub(super) struct PartStream {
 }
 
 impl PartStream {
-    pub(super) fn new(topic: &str, partition: i32, state: StreamState) -> PartStream {
+    pub(super) fn new(topic: Arc<str>, partition: i32, state: StreamState) -> PartStream {
         PartStream {
-            topic: Arc::from(topic),
+            topic,
             partition,
             last_off: -1,
             state,

@@ -3,7 +3,7 @@
 //! callbacks.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use rdkafka::bindings::rd_kafka_resp_err_t as RDKafkaRespErr;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -11,6 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientContext, TopicPartitionList};
 
+use super::queues::Queues;
 use super::{Core, Status, kafka};
 use crate::alert::kafka::AuthWatch;
 use crate::config::Config;
@@ -20,6 +21,12 @@ pub(super) struct Ctx {
     pub(super) status: Arc<Status>,
     /// Keeps an authentication failure for the poll loop, which stops.
     pub(super) auth: AuthWatch,
+    /// The consumer itself, set right after its creation: splitting a
+    /// partition queue needs the `Arc` (weak here, or the consumer would
+    /// own itself).
+    pub(super) consumer: OnceLock<Weak<BaseConsumer<Ctx>>>,
+    /// The assigned partitions' own queues (`queues.rs`).
+    pub(super) queues: Arc<Queues>,
 }
 
 pub(super) fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
@@ -114,16 +121,34 @@ impl ConsumerContext for Ctx {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let start = core.on_assign(consumer, tpl);
+                // Split before assigning, so that no record of these
+                // partitions is ever forwarded to the consumer's queue.
+                if let Some(me) = self.consumer.get().and_then(Weak::upgrade) {
+                    for e in start.elements() {
+                        let key = (core.topic(e.topic()), e.partition());
+                        if !self.queues.split(&me, key) {
+                            tracing::warn!(
+                                topic = e.topic(),
+                                partition = e.partition(),
+                                "no queue of its own for the partition: its records are paused and refetched when it runs ahead"
+                            );
+                        }
+                    }
+                }
                 if let Err(e) = consumer.assign(&start) {
                     core.fatal = Some(kafka("assign")(e));
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 core.on_revoke(consumer, tpl);
+                for e in tpl.elements() {
+                    self.queues.remove(&(e.topic().into(), e.partition()));
+                }
                 let _ = consumer.unassign();
             }
             other => {
                 tracing::error!(error = ?other, "rebalance failed");
+                self.queues.clear();
                 let _ = consumer.unassign();
             }
         }

@@ -29,6 +29,7 @@ mod client;
 mod dead_letter;
 mod gated;
 mod health;
+mod queues;
 mod rebalance;
 mod step;
 mod transaction;
@@ -171,6 +172,10 @@ struct Core {
     /// that: while the consumer is busy handing over other partitions'
     /// fetched records, an empty partition is waiting its turn, not idle.
     clock: Instant,
+    /// Every topic name seen, shared: partition keys that hold the same
+    /// `Arc` compare by pointer, not by their bytes, several times per
+    /// record.
+    topics: Vec<Arc<str>>,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -178,6 +183,16 @@ fn state_key(t: &str, p: i32) -> String {
 }
 
 impl Core {
+    /// The shared name of `topic`.
+    fn topic(&mut self, topic: &str) -> Arc<str> {
+        if let Some(t) = self.topics.iter().find(|t| ***t == *topic) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(topic);
+        self.topics.push(t.clone());
+        t
+    }
+
     fn build_engine(&self, state: Option<State>) -> Result<Engine, KafkaSourceError> {
         let mut sinks: Vec<Box<dyn AlertSink>> = (self.make_sinks)()?;
         if let (Some(p), false) = (&self.producer, self.cfg.kafka.alerts_topic.is_empty()) {
@@ -243,7 +258,8 @@ impl Core {
             Some(i) => i,
             None => {
                 let st = self.parser.stream_state(None, None);
-                self.streams.push(PartStream::new(topic, part, st));
+                let t = self.topic(topic);
+                self.streams.push(PartStream::new(t, part, st));
                 self.streams.len() - 1
             }
         };
@@ -292,6 +308,16 @@ impl Core {
     }
 }
 
+/// After a failed batch: no polling for `backoff` (that is the
+/// backpressure), then twice as long next time.
+fn wait_out(backoff: &mut Duration, shutdown: &AtomicBool, max: Duration) {
+    let until = Instant::now() + *backoff;
+    while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    *backoff = (*backoff * 2).min(max);
+}
+
 /// What a run did, for the exit summary.
 #[derive(Debug)]
 pub struct RunSummary {
@@ -324,25 +350,6 @@ pub fn run(
         let p: rdkafka::producer::ThreadedProducer<_> = pc
             .create_with_context(auth.clone())
             .map_err(kafka("creating the producer"))?;
-        // Fences an older instance with the same id and aborts its open
-        // transaction, so its half-batch never becomes visible. Waited for
-        // in short steps (a timed-out call may be repeated) so that a
-        // rejected credential stops the start at once, not after 60 s.
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            match p.init_transactions(Duration::from_secs(1)) {
-                Ok(()) => break,
-                Err(e) => {
-                    if let Some(reason) = auth.failure() {
-                        return Err(auth_failed(reason));
-                    }
-                    let retriable = matches!(&e, KafkaError::Transaction(t) if t.is_retriable());
-                    if !retriable || Instant::now() >= until {
-                        return Err(kafka("init transactions")(e));
-                    }
-                }
-            }
-        }
         Some(Arc::new(p))
     } else {
         None
@@ -376,6 +383,7 @@ pub fn run(
         streams: Vec::new(),
         align: Aligner::new(cfg.kafka.partition_buffer, cfg.kafka.max_idle.0),
         clock: Instant::now(),
+        topics: Vec::new(),
     };
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
@@ -389,6 +397,11 @@ pub fn run(
         // Bigger fetches: fewer round trips per record at full speed
         // (memory stays bounded by queued.max.messages.kbytes).
         ("max.partition.fetch.bytes", "8388608"),
+        // Prefetched records per partition: with a queue per partition
+        // (`queues.rs`) librdkafka's limit applies to each, not to all.
+        // Two fetches' worth keeps a partition readable while its next
+        // fetch is on the way.
+        ("queued.max.messages.kbytes", "16384"),
     ];
     let mut cc = client_config(cfg, &defaults, &k.consumer_properties);
     cc.set("group.id", &k.group_id)
@@ -400,15 +413,53 @@ pub fn run(
         // Only committed records: an upstream transactional producer's
         // aborted messages are not log lines.
         .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer<Ctx> = cc
-        .create_with_context(Ctx {
+    let queues = Arc::new(queues::Queues::default());
+    let consumer: Arc<BaseConsumer<Ctx>> = Arc::new(
+        cc.create_with_context(Ctx {
             core: core.clone(),
             status: status.clone(),
             auth: auth.clone(),
+            consumer: std::sync::OnceLock::new(),
+            queues: queues.clone(),
         })
-        .map_err(kafka("creating the consumer"))?;
+        .map_err(kafka("creating the consumer"))?,
+    );
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+    // The partition queues refer to the consumer: dropped first, on every
+    // way out, or the consumer would never leave the group.
+    struct ClearQueues(Arc<queues::Queues>);
+    impl Drop for ClearQueues {
+        fn drop(&mut self) {
+            self.0.clear();
+        }
+    }
+    let _clear = ClearQueues(queues.clone());
     let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(kafka("subscribe"))?;
+    // Fences an older instance with the same id and aborts its open
+    // transaction, so its half-batch never becomes visible; before the
+    // first record is read. Called after the consumer subscribed, so that
+    // the group join runs meanwhile (both are a few round trips to the
+    // broker). Waited for in short steps (a timed-out call may be
+    // repeated) so that a rejected credential stops the start at once, not
+    // after 60 s.
+    if let Some(p) = &producer {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            match p.init_transactions(Duration::from_secs(1)) {
+                Ok(()) => break,
+                Err(e) => {
+                    if let Some(reason) = auth.failure() {
+                        return Err(auth_failed(reason));
+                    }
+                    let retriable = matches!(&e, KafkaError::Transaction(t) if t.is_retriable());
+                    if !retriable || Instant::now() >= until {
+                        return Err(kafka("init transactions")(e));
+                    }
+                }
+            }
+        }
+    }
     status.ready.store(true, Ordering::Relaxed);
     tracing::info!(topics = ?k.topics, group = %k.group_id, transactional = producer.is_some(), "consuming");
 
@@ -423,27 +474,16 @@ pub fn run(
     };
     let mut backoff = Duration::from_millis(100);
     let mut records = 0u64;
-    let result = loop {
-        if opts.shutdown.load(Ordering::Relaxed) {
-            break Ok(());
-        }
-        let polled = Instant::now();
-        let msg = consumer.poll(Duration::from_millis(100));
-        let quiet = msg.is_none().then(|| polled.elapsed());
-        if let Some(reason) = auth.failure() {
-            break Err(auth_failed(reason));
-        }
-        let mut c = lock(&core);
-        if let Some(e) = c.fatal.take() {
-            break Err(e);
-        }
-        if let Some(q) = quiet {
-            c.clock += q;
-        }
-        if matches!(msg, Some(Ok(_))) {
-            records += 1;
-        }
-        let outcome = driver::step(&mut Step::new(&mut c, &consumer, msg), &cadence);
+    // What one step's outcome asks of the loop.
+    enum Then {
+        Go,
+        Stop(Result<(), KafkaSourceError>),
+        Backoff,
+    }
+    let settle = |c: &mut Core,
+                  outcome: Result<driver::Stepped, BatchError>,
+                  backoff: &mut Duration|
+     -> Then {
         match outcome {
             Ok(stepped) => {
                 if stepped.checkpointed
@@ -452,26 +492,141 @@ pub fn run(
                 {
                     tracing::info!("recovered");
                     status.failures.store(0, Ordering::Relaxed);
-                    backoff = Duration::from_millis(100);
+                    *backoff = Duration::from_millis(100);
                 }
+                Then::Go
             }
-            Err(BatchError::Fatal(e)) => break Err(e),
+            Err(BatchError::Fatal(e)) => Then::Stop(Err(e)),
             Err(BatchError::Retry(why)) => {
                 status.fail(why);
-                if let Err(e) = c.rollback(&consumer, true) {
-                    break Err(e);
+                match c.rollback(&consumer, true) {
+                    Ok(()) => Then::Backoff,
+                    Err(e) => Then::Stop(Err(e)),
                 }
-                drop(c);
-                // Not polling while backing off is the backpressure.
-                let until = Instant::now() + backoff;
-                while Instant::now() < until && !opts.shutdown.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                backoff = (backoff * 2).min(cfg.kafka.max_backoff.0);
             }
         }
     };
+    // The consumer's own queue (rebalances, statistics, errors) is served
+    // every this many turns of the loop, and whenever the loop waits.
+    const SERVE_EVERY: u32 = 32;
+    let mut turns = 0u32;
+    // Where a drain's wall time goes: waits for a queue to fill.
+    let (mut waits, mut waited) = (0u64, Duration::ZERO);
+    let result = 'run: loop {
+        if opts.shutdown.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        turns = turns.wrapping_add(1);
+        if turns.is_multiple_of(SERVE_EVERY) {
+            let msg = consumer.poll(Duration::ZERO);
+            if let Some(reason) = auth.failure() {
+                break Err(auth_failed(reason));
+            }
+            let mut c = lock(&core);
+            if let Some(e) = c.fatal.take() {
+                break Err(e);
+            }
+            if msg.is_some() {
+                if matches!(msg, Some(Ok(_))) {
+                    records += 1;
+                }
+                let outcome = driver::step(&mut Step::new(&mut c, &consumer, msg), &cadence);
+                match settle(&mut c, outcome, &mut backoff) {
+                    Then::Go => {}
+                    Then::Stop(r) => break r,
+                    Then::Backoff => {
+                        drop(c);
+                        wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
+                        continue;
+                    }
+                }
+            }
+        }
+        // Read each partition whose buffer in the alignment is empty; the
+        // others' records stay in their queues until needed.
+        let mut read = 0u32;
+        let mut then = Then::Go;
+        {
+            let list = queues.lock();
+            for (key, q) in list.iter() {
+                let mut c = lock(&core);
+                if c.align.waiting(key) > 0 {
+                    continue;
+                }
+                let Some(msg) = q.poll(Duration::ZERO) else {
+                    continue;
+                };
+                read += 1;
+                if msg.is_ok() {
+                    records += 1;
+                }
+                let outcome = driver::step(
+                    &mut Step::new(&mut c, &consumer, Some(msg)).from(key),
+                    &cadence,
+                );
+                then = settle(&mut c, outcome, &mut backoff);
+                if !matches!(then, Then::Go) {
+                    break;
+                }
+            }
+        }
+        match then {
+            Then::Go => {}
+            Then::Stop(r) => break 'run r,
+            Then::Backoff => {
+                wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
+                continue;
+            }
+        }
+        if read > 0 {
+            continue;
+        }
+        // Nothing to read: release what the alignment now allows (a
+        // partition may have gone idle), take a checkpoint that is due, and
+        // otherwise wait for a queue to fill.
+        let released = {
+            let mut c = lock(&core);
+            if let Some(e) = c.fatal.take() {
+                break Err(e);
+            }
+            let outcome = driver::step(&mut Step::new(&mut c, &consumer, None), &cadence);
+            let pushed = matches!(
+                outcome,
+                Ok(driver::Stepped {
+                    poll: driver::Poll::Pushed(_),
+                    ..
+                })
+            );
+            match settle(&mut c, outcome, &mut backoff) {
+                Then::Go => pushed,
+                Then::Stop(r) => break r,
+                Then::Backoff => {
+                    drop(c);
+                    wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
+                    continue;
+                }
+            }
+        };
+        if released {
+            continue;
+        }
+        let quiet = Instant::now();
+        queues.wake.wait(Duration::from_millis(20));
+        waits += 1;
+        waited += quiet.elapsed();
+        // The consumer's queue too, now: it may hold the assignment the
+        // loop is waiting for.
+        turns = SERVE_EVERY - 1;
+        // The alignment's clock advances only while nothing could be read.
+        lock(&core).clock += quiet.elapsed();
+    };
     status.ready.store(false, Ordering::Relaxed);
+    tracing::info!(
+        records,
+        waits,
+        waited_ms = waited.as_millis() as u64,
+        "consumer loop done"
+    );
     let mut clean = true;
     {
         let mut c = lock(&core);
@@ -495,7 +650,9 @@ pub fn run(
         clean = false;
     }
     // Closing the consumer leaves the group at once (a revoke with nothing
-    // left to commit) instead of waiting for the session to time out.
+    // left to commit) instead of waiting for the session to time out; the
+    // partition queues go first, as they hold the consumer.
+    queues.clear();
     drop(consumer);
     result?;
     Ok(RunSummary {

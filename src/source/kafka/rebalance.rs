@@ -69,7 +69,8 @@ impl Core {
             };
             tracing::info!(topic = t, partition = p, start = ?start, "partition assigned");
             // It holds the others back until it delivers, ends or idles.
-            self.align.assign(&(t.into(), p), self.clock);
+            let key = (self.topic(t), p);
+            self.align.assign(&key, self.clock);
             let _ = out.add_partition_offset(t, p, start);
         }
         out

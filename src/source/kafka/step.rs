@@ -14,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
 
+use super::aligned::Part;
 use super::*;
 use crate::source::driver::{Pace, Poll, Source};
 
@@ -23,10 +24,14 @@ pub(super) struct Step<'a, C: ConsumerContext> {
     consumer: &'a BaseConsumer<C>,
     /// What the consumer's poll returned, for this step's poll.
     msg: Option<KafkaResult<BorrowedMessage<'a>>>,
+    /// The partition whose own queue `msg` came from (its end-of-partition
+    /// event then names the topic too).
+    from: Option<&'a Part>,
     /// The offsets the commit step committed, for the checkpoint step.
     offsets: Vec<(String, i32, i64)>,
-    /// When the checkpoint began (for its log line).
-    started: Instant,
+    /// When the checkpoint began (for its log line; set by `settle`, not
+    /// per step: a clock read per message is measurable at full speed).
+    started: Option<Instant>,
 }
 
 impl<'a, C: ConsumerContext> Step<'a, C> {
@@ -39,9 +44,18 @@ impl<'a, C: ConsumerContext> Step<'a, C> {
             core,
             consumer,
             msg,
+            from: None,
             offsets: Vec::new(),
-            started: Instant::now(),
+            started: None,
         }
+    }
+}
+
+impl<'a, C: ConsumerContext> Step<'a, C> {
+    /// `msg` came from this partition's own queue.
+    pub(super) fn from(mut self, part: &'a Part) -> Step<'a, C> {
+        self.from = Some(part);
+        self
     }
 }
 
@@ -80,7 +94,10 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
         let (outcome, message) = match self.msg.take() {
             Some(Ok(m)) => (c.process(&m, now), true),
             Some(Err(KafkaError::PartitionEOF(p))) => {
-                c.reached_end(p, now);
+                match self.from {
+                    Some(k) => c.align.reached_end(k, now),
+                    None => c.reached_end(p, now),
+                }
                 (c.drain(now), false)
             }
             Some(Err(e)) => {
@@ -122,7 +139,7 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
     /// committed offset is ahead of them; they wait in the aligner like any
     /// other (and the committed offset stays before them while they do).
     fn settle(&mut self) -> Result<(), BatchError> {
-        self.started = Instant::now();
+        self.started = Some(Instant::now());
         let c = &mut *self.core;
         for s in &mut c.streams {
             let (st, mut sink) = s.split(&mut c.engine);
@@ -165,7 +182,7 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
             tracing::warn!(error = %e, "error-type catalogue export failed");
         }
         tracing::debug!(
-            elapsed_ms = self.started.elapsed().as_millis() as u64,
+            elapsed_ms = self.started.map_or(0, |s| s.elapsed().as_millis() as u64),
             "batch committed"
         );
         Ok(())
