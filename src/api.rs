@@ -433,7 +433,18 @@ async fn rollout_check(
                 &cfg,
                 &req,
             ) {
-                Ok(v) => serde_json::json!({ "verdict": v }),
+                Ok(mut v) => {
+                    // The same gate as `faultline rollout-check`: latency
+                    // and traffic amend the error-rate verdict.
+                    crate::signals::rollout::amend(
+                        &mut v,
+                        &e.state.signals,
+                        &e.state.rates,
+                        &cfg,
+                        &req,
+                    );
+                    serde_json::json!({ "verdict": v })
+                }
                 Err(err) => serde_json::json!({ "error": err.to_string() }),
             },
         ));
