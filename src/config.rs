@@ -555,16 +555,6 @@ pub struct LearnConfig {
     pub max_service_bytes: usize,
 }
 
-impl LearnConfig {
-    /// The learner's memory budgets.
-    pub fn bounds(&self) -> crate::fingerprint::learn::LearnBounds {
-        crate::fingerprint::learn::LearnBounds {
-            max_bytes: self.max_bytes,
-            max_service_bytes: self.max_service_bytes,
-        }
-    }
-}
-
 impl Default for LearnConfig {
     fn default() -> Self {
         LearnConfig {
@@ -572,8 +562,8 @@ impl Default for LearnConfig {
             min_distinct: 3,
             min_ratio: 0.0,
             min_constant_share: 0.5,
-            max_bytes: crate::fingerprint::learn::LearnBounds::default().max_bytes,
-            max_service_bytes: crate::fingerprint::learn::LearnBounds::default().max_service_bytes,
+            max_bytes: 256 << 20,
+            max_service_bytes: 128 << 20,
         }
     }
 }

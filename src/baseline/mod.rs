@@ -413,7 +413,10 @@ impl Baseline {
     pub fn reconfigure(&mut self, cfg: &Config) {
         self.max_hot = cfg.baseline.max_hot_types.max(1);
         self.max_samples = cfg.baseline.samples;
-        self.learner.set_bounds(cfg.fingerprint.learn.bounds());
+        self.learner
+            .set_bounds(crate::fingerprint::learn::LearnBounds::of(
+                &cfg.fingerprint.learn,
+            ));
         let spec = WindowSpec::new(
             cfg.window.bucket.as_millis(),
             cfg.window.history.as_millis(),

@@ -138,10 +138,18 @@ pub struct LearnBounds {
 }
 
 impl Default for LearnBounds {
+    /// The budgets of the default configuration (`[fingerprint.learn]`).
     fn default() -> Self {
+        LearnBounds::of(&crate::config::LearnConfig::default())
+    }
+}
+
+impl LearnBounds {
+    /// The budgets `cfg` sets.
+    pub fn of(cfg: &crate::config::LearnConfig) -> LearnBounds {
         LearnBounds {
-            max_bytes: 256 << 20,
-            max_service_bytes: 128 << 20,
+            max_bytes: cfg.max_bytes,
+            max_service_bytes: cfg.max_service_bytes,
         }
     }
 }
@@ -691,7 +699,7 @@ impl Learner {
     pub fn from_config(cfg: &crate::config::LearnConfig) -> Learner {
         let mut l = Learner::new(cfg.enabled, cfg.min_distinct, cfg.min_ratio)
             .with_min_constant_share(cfg.min_constant_share);
-        l.set_bounds(cfg.bounds());
+        l.set_bounds(LearnBounds::of(cfg));
         l
     }
 

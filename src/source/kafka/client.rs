@@ -26,7 +26,7 @@ pub(super) struct Ctx {
     /// own itself).
     pub(super) consumer: OnceLock<Weak<BaseConsumer<Ctx>>>,
     /// The assigned partitions' own queues (`queues.rs`).
-    pub(super) queues: Arc<Queues>,
+    pub(super) queues: Arc<Queues<Ctx>>,
 }
 
 pub(super) fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {

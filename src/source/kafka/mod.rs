@@ -427,7 +427,7 @@ pub fn run(
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     // The partition queues refer to the consumer: dropped first, on every
     // way out, or the consumer would never leave the group.
-    struct ClearQueues(Arc<queues::Queues>);
+    struct ClearQueues(Arc<queues::Queues<client::Ctx>>);
     impl Drop for ClearQueues {
         fn drop(&mut self) {
             self.0.clear();

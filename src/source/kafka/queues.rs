@@ -22,11 +22,10 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rdkafka::consumer::BaseConsumer;
 use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 
 use super::aligned::Part;
-use super::client::Ctx;
 
 /// Woken by librdkafka (from its own threads) when a partition queue goes
 /// from empty to non-empty, so the poll loop can sleep while every queue
@@ -60,20 +59,32 @@ impl Wake {
 /// adds and removes them) and the poll loop (which reads them). Each
 /// queue holds a reference to the consumer: [`Queues::clear`] must run
 /// before the consumer is dropped, or it is never closed.
-#[derive(Default)]
-pub(super) struct Queues {
-    list: Mutex<Vec<(Part, PartitionQueue<Ctx>)>>,
+///
+/// Generic over the consumer's context `C` because that context (the
+/// client's) holds these queues: naming it here would make the two
+/// modules import each other.
+pub(super) struct Queues<C: ConsumerContext + 'static> {
+    list: Mutex<Vec<(Part, PartitionQueue<C>)>>,
     pub(super) wake: Arc<Wake>,
 }
 
-impl Queues {
-    pub(super) fn lock(&self) -> MutexGuard<'_, Vec<(Part, PartitionQueue<Ctx>)>> {
+impl<C: ConsumerContext + 'static> Default for Queues<C> {
+    fn default() -> Self {
+        Queues {
+            list: Mutex::new(Vec::new()),
+            wake: Arc::default(),
+        }
+    }
+}
+
+impl<C: ConsumerContext + 'static> Queues<C> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Vec<(Part, PartitionQueue<C>)>> {
         self.list.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Gives the partition its own queue; false when librdkafka has none
     /// for it (its records then come through the consumer's queue).
-    pub(super) fn split(&self, consumer: &Arc<BaseConsumer<Ctx>>, key: Part) -> bool {
+    pub(super) fn split(&self, consumer: &Arc<BaseConsumer<C>>, key: Part) -> bool {
         let mut list = self.lock();
         if list.iter().any(|(k, _)| *k == key) {
             return true;
