@@ -516,6 +516,23 @@ impl Service {
         }
     }
 
+    /// Waits for the process to die on its own (a failpoint); panics,
+    /// after killing it, if it still runs after `limit`.
+    fn exits_within(mut self, limit: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st;
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the process did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -613,8 +630,14 @@ fn kafka_alerts_match_replay_and_survive_three_kill_9s_exactly_once() {
     // First a crash in the narrowest window: after the 3rd transaction
     // commit, before the state save. The restart must re-process that batch
     // without delivering its alerts again.
-    let mut svc = s.start_with(&[("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT", "3")]);
-    let st = svc.child.wait().expect("wait");
+    // Batches small enough that the 3rd commit comes whatever the
+    // machine's speed (by default a batch closes on an interval, and a
+    // fast drain may need fewer than three).
+    let svc = s.start_with(&[
+        ("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT", "3"),
+        ("FAULTLINE__KAFKA__BATCH_SIZE", "500"),
+    ]);
+    let st = svc.exits_within(Duration::from_secs(120));
     assert!(!st.success(), "the failpoint aborts the process");
     for round in 0..3 {
         let svc = s.start();

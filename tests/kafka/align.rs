@@ -173,8 +173,14 @@ fn a_three_partition_backlog_gives_replays_alerts_of_every_kind_through_kill_9s(
     if kills > 0 {
         // The narrowest window first: after a commit, before the state
         // save.
-        let mut svc = s.start_with(&[("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT", "6")]);
-        let st = svc.child.wait().expect("wait");
+        // Batches small enough that the 6th commit comes whatever the
+        // machine's speed (by default a batch closes on an interval, and
+        // a fast drain may need fewer than six).
+        let svc = s.start_with(&[
+            ("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT", "6"),
+            ("FAULTLINE__KAFKA__BATCH_SIZE", "1000"),
+        ]);
+        let st = svc.exits_within(Duration::from_secs(120));
         assert!(!st.success(), "the failpoint aborts the process");
     }
     for round in 0..kills {
