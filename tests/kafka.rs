@@ -540,6 +540,17 @@ impl Service {
 
     /// SIGTERM; returns the exit code and how long the exit took.
     fn terminate(mut self) -> (Option<i32>, Duration) {
+        // A stop asked for once the service is up (it answers HTTP, so its
+        // signal handlers are in place): a SIGTERM in the first
+        // milliseconds of a process, before any handler, is the
+        // platform's to handle, not this test's subject.
+        let up = Instant::now();
+        while self.get("/healthz").is_none() && up.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return (st.code(), up.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let started = Instant::now();
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])

@@ -60,18 +60,22 @@ fn install_signals(flag: Arc<AtomicBool>, limit: std::time::Duration) -> Result<
         .enable_all()
         .build()
         .context("signal handler runtime")?;
+    // Registered here, before this returns, not in the thread: a SIGTERM
+    // that comes while the thread starts would otherwise find the default
+    // action and kill the process without a clean stop.
+    let (term, int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _in_runtime = rt.enter();
+        (
+            signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("SIGINT handler")?,
+        )
+    };
+    let (mut term, mut int) = (term, int);
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             rt.block_on(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut term), Ok(mut int)) = (
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                ) else {
-                    tracing::error!("cannot install signal handlers");
-                    return;
-                };
                 for n in 0.. {
                     tokio::select! {
                         _ = term.recv() => {}
