@@ -399,7 +399,12 @@ fn the_kubernetes_manifests_agree_with_faultline_ports_paths_and_probes() {
     assert!(df.contains(&format!("USER {uid}:{uid}")), "Dockerfile user");
     assert!(df.contains(&format!("VOLUME [\"{}\"]", mount("state"))));
     assert!(df.contains(&format!("EXPOSE {port}")));
-    assert!(df.contains(&format!("listen = \"0.0.0.0:{port}\"")));
+    // The image's own configuration (deploy/container, which the
+    // Dockerfile and scripts/image both install).
+    let image_cfg =
+        std::fs::read_to_string(repo().join("deploy/container/faultline.toml")).unwrap();
+    assert!(image_cfg.contains(&format!("listen = \"0.0.0.0:{port}\"")));
+    assert!(df.contains("deploy/container/install-rootfs"));
 }
 
 #[test]
