@@ -21,6 +21,22 @@
 #   OPENSEARCH_JAVA_OPTS            extra JVM options, appended last
 #   FAULTLINE_CACHE=~/.cache/faultline   jars + compiled launcher (opensearch-<version>/)
 #   FAULTLINE_RUN=<repo>/target/servers  node home: <run>/opensearch/{config,data,logs,tmp}
+#   OPENSEARCH_PLUGINS=""           plugins to install at start, in order, each a Maven artifact
+#                                   of org.opensearch.plugin (e.g. "opensearch-job-scheduler
+#                                   opensearch-index-management" for ISM) or a path to a plugin zip;
+#                                   see "Plugins" below. Empty: a core node.
+#   OPENSEARCH_PLUGIN_VERSION       plugin version (default <OPENSEARCH_VERSION>.0: must match the node)
+#   OPENSEARCH_MAVEN_REPO           where plugin zips come from (default https://repo1.maven.org/maven2)
+#
+# Plugins: OpenSearch publishes plugin zips to Maven Central as
+# org.opensearch.plugin:<name>:<version>:zip, for some plugins and versions only
+# (on 2026-12-05: opensearch-job-scheduler 2.19.6.0 yes, opensearch-index-management
+# no version at all). A zip is fetched once into <cache>/opensearch-<version>/plugins/;
+# the node's plugins/ directory is rewritten at each start to hold exactly the listed
+# plugins that could be had. A plugin that cannot be fetched, is built for another
+# OpenSearch version, or extends one that is missing is left out with a message saying
+# which and why, and the node starts without it: CI still works, and the tests that
+# need the plugin skip and say so.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -129,6 +145,75 @@ compile_launcher() {
   "$JAVAC" -nowarn -d "$tmp" -cp "$LIBS_DIR/*" "$SRC_DIR/Launcher.java" \
     || { rm -rf "$tmp"; die "javac failed on $SRC_DIR/Launcher.java"; }
   mv "$tmp" "$CLASSES_DIR"
+}
+
+# ---------------------------------------------------------------- plugins
+PLUGINS="${OPENSEARCH_PLUGINS:-}"
+PLUGIN_VERSION="${OPENSEARCH_PLUGIN_VERSION:-$OS_VERSION.0}"
+MAVEN_REPO="${OPENSEARCH_MAVEN_REPO:-https://repo1.maven.org/maven2}"
+PLUGIN_CACHE="$DIST_DIR/plugins"
+
+# A plugin zip's path on stdout: a given path, or the Maven artifact, fetched once.
+fetch_plugin() {
+  local p=$1
+  if [[ "$p" == *.zip || "$p" == */* ]]; then
+    [[ -f "$p" ]] && { abspath "$p"; return 0; }
+    say "plugin zip $p: no such file" >&2
+    return 1
+  fi
+  local zip="$PLUGIN_CACHE/$p-$PLUGIN_VERSION.zip"
+  [[ -s "$zip" ]] && { echo "$zip"; return 0; }
+  local url="$MAVEN_REPO/org/opensearch/plugin/$p/$PLUGIN_VERSION/$p-$PLUGIN_VERSION.zip"
+  mkdir -p "$PLUGIN_CACHE"
+  local code
+  code="$(curl -sS -L --max-time 300 -o "$zip.tmp" -w '%{http_code}' "$url" 2>"$zip.err" || true)"
+  if [[ "$code" == 200 ]] && unzip -tqq "$zip.tmp" >/dev/null 2>&1; then
+    mv -f "$zip.tmp" "$zip"; rm -f "$zip.err"
+    echo "$zip"
+    return 0
+  fi
+  say "plugin $p $PLUGIN_VERSION is not available: $url answered HTTP ${code:-000}$(head -c 200 "$zip.err" | tr '\n' ' ' | sed 's/^./: &/')" >&2
+  rm -f "$zip.tmp" "$zip.err"
+  return 1
+}
+
+descriptor() { sed -n "s/^$2=//p" "$1/plugin-descriptor.properties" | tr -d '\r' | head -n1; }
+
+# Rewrites the node's plugins/ to hold the listed plugins that can be had.
+install_plugins() {
+  local dir="$NODE_HOME/plugins"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  [[ -n "$PLUGINS" ]] || return 0
+  command -v unzip >/dev/null 2>&1 || { say "unzip not found: starting without plugins ($PLUGINS)" >&2; return 0; }
+  local p zip tmp name osv ext e installed=() left=()
+  for p in $PLUGINS; do
+    zip="$(fetch_plugin "$p")" || { left+=("$p"); continue; }
+    tmp="$dir/.unpack"
+    rm -rf "$tmp"; mkdir -p "$tmp"
+    if ! unzip -qq "$zip" -d "$tmp" || [[ ! -f "$tmp/plugin-descriptor.properties" ]]; then
+      say "plugin $p: $zip is not an OpenSearch plugin zip, left out" >&2
+      rm -rf "$tmp"; left+=("$p"); continue
+    fi
+    name="$(descriptor "$tmp" name)"
+    osv="$(descriptor "$tmp" opensearch.version)"
+    if [[ "$osv" != "$OS_VERSION" ]]; then
+      say "plugin $name is built for OpenSearch $osv, the node is $OS_VERSION: left out" >&2
+      rm -rf "$tmp"; left+=("$p"); continue
+    fi
+    ext="$(descriptor "$tmp" extended.plugins)"
+    for e in ${ext//,/ }; do
+      if [[ ! -d "$dir/$e" ]]; then
+        say "plugin $name extends $e, which is not installed (list it before $name): left out" >&2
+        rm -rf "$tmp"; left+=("$p"); continue 2
+      fi
+    done
+    mv "$tmp" "$dir/$name"
+    installed+=("$name")
+  done
+  ((${#installed[@]})) && say "plugins: ${installed[*]}"
+  ((${#left[@]})) && say "starting without: ${left[*]}" >&2
+  return 0
 }
 
 # ---------------------------------------------------------------- process
@@ -256,6 +341,7 @@ do_start() {
   fetch_libs
   compile_launcher
   write_config
+  install_plugins
 
   # keep the previous run's log for post-mortems, start this one clean
   [[ -s "$LOG_FILE" ]] && mv -f "$LOG_FILE" "$LOG_FILE.1"
