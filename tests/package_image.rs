@@ -134,8 +134,7 @@ impl Runtime {
 }
 
 #[test]
-fn the_image_built_without_an_engine_is_a_valid_oci_layout_that_runs_the_demo_as_a_non_root_user()
-{
+fn the_image_built_without_an_engine_is_a_valid_oci_layout_that_runs_the_demo_as_a_non_root_user() {
     let missing = missing_tools();
     if !missing.is_empty() {
         eprintln!(
@@ -281,7 +280,10 @@ fn the_image_built_without_an_engine_is_a_valid_oci_layout_that_runs_the_demo_as
     );
 
     // The same binary and version as the one packaged.
-    let inside = ok(image.run(&["faultline", "--version"]), "faultline --version");
+    let inside = ok(
+        image.run(&["faultline", "--version"]),
+        "faultline --version",
+    );
     let outside = ok(
         Command::new(env!("CARGO_BIN_EXE_faultline"))
             .arg("--version")
