@@ -9,7 +9,9 @@
 //! (which builds it once from its Go module; scripts/test does so before
 //! the tests run).
 
+mod demo;
 mod support;
+use demo::{alert_ids, expected_alerts};
 use support::{Killed, free_port, http_get};
 
 use std::collections::BTreeSet;
@@ -458,17 +460,6 @@ fn systemd_accepts_the_unit_and_its_paths_are_faultlines() {
     assert!(said.trim().is_empty(), "systemd-analyze verify: {said}");
 }
 
-/// Alert ids and kinds from JSON lines.
-fn alert_ids(jsonl: &str) -> Vec<(String, String)> {
-    jsonl
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (v["kind"].to_string(), v["id"].to_string())
-        })
-        .collect()
-}
-
 #[test]
 fn the_release_tarball_unpacks_anywhere_and_runs_the_demo_as_the_repository_does() {
     let tmp = tempfile::tempdir().unwrap();
@@ -529,19 +520,6 @@ fn the_release_tarball_unpacks_anywhere_and_runs_the_demo_as_the_repository_does
             .unwrap(),
         "the packaged demo",
     );
-    let packaged: String = demo
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let o = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["replay", "--warmup", "30m", "examples/data/logs.jsonl"])
-        .current_dir(repo())
-        .env_remove("FAULTLINE_CONFIG")
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let expected = alert_ids(&String::from_utf8(o.stdout).unwrap());
-    assert!(expected.len() >= 3, "{expected:?}");
-    assert_eq!(alert_ids(&packaged), expected);
+    let expected = expected_alerts();
+    assert_eq!(alert_ids(&demo), expected);
 }
