@@ -204,7 +204,12 @@ install_plugins() {
     ext="$(descriptor "$tmp" extended.plugins)"
     for e in ${ext//,/ }; do
       if [[ ! -d "$dir/$e" ]]; then
-        say "plugin $name extends $e, which is not installed (list it before $name): left out" >&2
+        case "$e" in
+          lang-painless|analysis-common|transport-netty4)
+            # PluginsService resolves extensions among plugin bundles only
+            say "plugin $name extends the module $e, which this embedded node loads from the classpath, not as a bundle: left out" >&2 ;;
+          *) say "plugin $name extends $e, which is not installed (list it before $name): left out" >&2 ;;
+        esac
         rm -rf "$tmp"; left+=("$p"); continue 2
       fi
     done
