@@ -640,3 +640,17 @@ fn count_alert(m: &Metrics, kind: Kind) {
     }
     .fetch_add(1, Ordering::Relaxed);
 }
+
+/// An engine on the default configuration, fresh state and `sinks`: the
+/// one setup the unit tests of the layers above the engine share.
+#[cfg(test)]
+pub(crate) fn test_engine(sinks: Vec<Box<dyn AlertSink>>) -> Engine {
+    Engine::new(
+        &Config::default(),
+        None,
+        &BaselineOptions::default(),
+        sinks,
+        Arc::new(Metrics::default()),
+    )
+    .expect("the default configuration builds an engine")
+}

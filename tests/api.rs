@@ -8,7 +8,7 @@
 //! do). Each test makes its own topics, group, service names and state.
 
 mod support;
-use support::{Killed, free_port};
+use support::{Killed, free_port, wait_for};
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -142,51 +142,11 @@ fn produce(broker: &str, topic: &str, lines: &[String]) {
     p.flush(Duration::from_secs(30)).unwrap();
 }
 
-/// One HTTP request; (status, JSON body or Null).
+/// One request with a 15 s limit; (status, JSON body or Null), (0, Null)
+/// when no answer came.
 fn http(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let c = reqwest::Client::new();
-        let mut r = match method {
-            "POST" => c.post(url),
-            "DELETE" => c.delete(url),
-            _ => c.get(url),
-        }
-        .timeout(Duration::from_secs(15));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            r = r
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        match r.send().await {
-            Ok(res) => {
-                let status = res.status().as_u16();
-                let text = res.text().await.unwrap_or_default();
-                (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-            }
-            Err(_) => (0, Value::Null),
-        }
-    })
-}
-
-fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(secs),
-            "gave up after {secs}s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    support::http(method, url, token, body.as_ref(), Duration::from_secs(15))
+        .unwrap_or((0, Value::Null))
 }
 
 /// A `faultline run` on its own topic, group, state and port.

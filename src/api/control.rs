@@ -270,21 +270,10 @@ impl Commands for Control {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::AlertSink;
     use crate::config::Config;
-    use crate::engine::BaselineOptions;
-    use crate::metrics::Metrics;
 
     fn engine_with(fp: u64) -> Engine {
-        let sinks: Vec<Box<dyn AlertSink>> = Vec::new();
-        let mut e = Engine::new(
-            &Config::default(),
-            None,
-            &BaselineOptions::default(),
-            sinks,
-            Arc::new(Metrics::default()),
-        )
-        .unwrap();
+        let mut e = crate::engine::test_engine(Vec::new());
         let typed = crate::fingerprint::Typed {
             fingerprint: Fingerprint(fp),
             template: "disk full on <*>".into(),
