@@ -6,11 +6,16 @@
 //!   last seen at or after), `limit` (default 100, at most 1000).
 //! - `GET /api/v1/types/{fingerprint}` — one type (404 when unknown).
 //! - `POST /api/v1/types/{fingerprint}/resolve` (JSON body, optional:
-//!   `{"in_version": "2.1.0"}`), `…/mute`, `…/unmute` — change the type in
-//!   the running engine ([`control`]); answered once the change is saved.
+//!   `{"in_version": "2.1.0"}`), `…/mute` (optional `{"until": "2h"}` or an
+//!   RFC 3339 time, `{"count": 100}`: a snooze), `…/unmute`, `…/merge`
+//!   (`{"into": "<fingerprint>"}`) — change the type in the running engine
+//!   ([`control`]); answered once the change is saved.
 //! - `GET /api/v1/rollout-check?service=…&stable=…&canary=…&current_percentage=…`
 //!   (`window` optional) — the CLI's canary gate, asked of the running
 //!   engine: the same JSON verdict.
+//! - `GET /api/v1/report?release=…&format=md|html|json` (`since`, `until`,
+//!   `after` optional) — `faultline report` of the running engine
+//!   ([`report`]).
 //!
 //! The engine never waits for a reader: at each checkpoint (every commit of
 //! the Kafka source) the [`ViewSink`] copies what changed into a
@@ -27,6 +32,7 @@
 
 pub mod control;
 mod page;
+pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -80,8 +86,56 @@ pub struct TypeSummary {
     /// every type).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<Series>,
+    /// Types new since the baseline: occurrences per version per minute
+    /// over the [`SERIES_BUCKETS`] minutes up to the last one seen, for
+    /// the triage page's canary-vs-stable chart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_version: Option<PerVersion>,
     #[serde(skip)]
     last_seen_ms: i64,
+}
+
+/// Occurrences of one type per version and minute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PerVersion {
+    /// Start of the first minute, RFC 3339.
+    pub start: String,
+    #[serde(skip)]
+    pub(crate) start_ms: i64,
+    /// Minutes covered.
+    pub minutes: u32,
+    /// Version → count per minute, oldest first.
+    pub versions: BTreeMap<String, Vec<u32>>,
+}
+
+impl PerVersion {
+    fn of(t: &ErrorType) -> Option<PerVersion> {
+        const MINUTE: i64 = 60_000;
+        if t.series.by_version.is_empty() {
+            return None;
+        }
+        let newest = t.last_seen.div_euclid(MINUTE);
+        let first = newest - SERIES_BUCKETS + 1;
+        let versions = t
+            .series
+            .by_version
+            .iter()
+            .map(|(v, s)| {
+                let mut counts = vec![0u32; SERIES_BUCKETS as usize];
+                for (m, n) in s.iter().filter(|(m, _)| (first..=newest).contains(m)) {
+                    let slot = &mut counts[(m - first) as usize];
+                    *slot = slot.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+                }
+                (v.clone(), counts)
+            })
+            .collect();
+        Some(PerVersion {
+            start: rfc3339(first * MINUTE),
+            start_ms: first * MINUTE,
+            minutes: SERIES_BUCKETS as u32,
+            versions,
+        })
+    }
 }
 
 /// Buckets in a [`Series`].
@@ -155,6 +209,10 @@ impl TypeSummary {
             resolved_in: t.resolved_in.clone(),
             series: match t.origin {
                 Origin::Live => Series::of(t, spec),
+                Origin::Baseline => None,
+            },
+            per_version: match t.origin {
+                Origin::Live => PerVersion::of(t),
                 Origin::Baseline => None,
             },
             last_seen_ms: t.last_seen,
@@ -271,16 +329,24 @@ impl AlertSink for ViewSink {
 impl TypeCatalogue for ViewSink {
     fn export(&mut self, cat: &Catalogue<'_>, _last: bool) -> Result<(), SinkError> {
         let types = &cat.baseline.types;
+        // Published types still in the engine: fewer than were published
+        // means some left (evicted, or merged into another type), even
+        // when as many new ones came.
+        let (before, mut kept) = (self.published.len(), 0);
         for (fp, t) in types.iter() {
             let now = stamp(t);
-            if self.published.get(fp) != Some(&now) {
-                self.view
-                    .types
-                    .insert(*fp, TypeSummary::of(t, self.samples, cat.baseline.spec));
-                self.published.insert(*fp, now);
+            if let Some(was) = self.published.get(fp) {
+                kept += 1;
+                if *was == now {
+                    continue;
+                }
             }
+            self.view
+                .types
+                .insert(*fp, TypeSummary::of(t, self.samples, cat.baseline.spec));
+            self.published.insert(*fp, now);
         }
-        if self.published.len() > types.len() {
+        if kept < before {
             self.published.retain(|fp, _| types.contains_key(fp));
             self.view.types.retain(|fp, _| types.contains_key(fp));
         }
@@ -373,6 +439,7 @@ pub fn routes(
         .route("/api/v1/types/{fingerprint}", get(one))
         .route("/api/v1/types/{fingerprint}/{action}", post(write))
         .route("/api/v1/rollout-check", get(rollout_check))
+        .route("/api/v1/report", get(release_report))
         .merge(page::routes())
         .with_state(Access {
             view,
@@ -465,6 +532,104 @@ async fn rollout_check(
     }
 }
 
+#[derive(Deserialize)]
+struct ReportQuery {
+    release: String,
+    format: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    after: Option<String>,
+}
+
+/// `faultline report` asked of the running engine: the same report as
+/// Markdown (the default), HTML or JSON. The engine builds its data at its
+/// next step (a read of the state, as for the rollout check) and goes on;
+/// this thread renders it.
+async fn release_report(
+    State(a): State<Access>,
+    headers: HeaderMap,
+    q: Query<ReportQuery>,
+) -> Response {
+    if let Err((status, why)) = a.check(&headers) {
+        return refuse(status, why);
+    }
+    let bad = |why: String| refuse(StatusCode::BAD_REQUEST, &why);
+    let format = match q.format.as_deref().unwrap_or("md").parse::<report::Format>() {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
+    let time = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| format!("`{s}`: expected an RFC 3339 time like 2026-11-02T11:00:00Z: {e}"))
+    };
+    let since = match q.since.as_deref() {
+        None => None,
+        Some(s) => match (time(s), s.parse::<crate::config::Dur>()) {
+            (Ok(t), _) => Some(report::Since::At(t)),
+            (_, Ok(d)) => Some(report::Since::Before(d)),
+            (Err(e), Err(_)) => return bad(format!("since: {e}, or a duration like 7d")),
+        },
+    };
+    let until = match q.until.as_deref().map(time).transpose() {
+        Ok(u) => u,
+        Err(e) => return bad(format!("until: {e}")),
+    };
+    let after = match q.after.as_deref().map(str::parse::<crate::config::Dur>) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return bad(format!("after: {e}")),
+    };
+    if until.is_some() && after.is_some() {
+        return bad("until and after exclude each other".into());
+    }
+    let Some(control) = &a.control else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this listener has no running engine to ask",
+        );
+    };
+    let req = report::Request {
+        release: q.release.clone(),
+        since,
+        until,
+        after,
+    };
+    let cfg = control.config();
+    // The built report comes back on its own channel: the question's JSON
+    // answer only says whether it was built.
+    let (tx, built) = tokio::sync::oneshot::channel();
+    let asked = control.ask(Box::new(move |e: &crate::engine::Engine| {
+        let r = report::build(&e.state, &cfg, &req, crate::engine::now_ms());
+        let _ = tx.send(r);
+        serde_json::Value::Null
+    }));
+    if let Err(e) = asked {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+    }
+    let built = match tokio::time::timeout(WRITE_TIMEOUT, built).await {
+        Ok(Ok(Ok(b))) => b,
+        Ok(Ok(Err(why))) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, &why),
+        Ok(Err(_)) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped"),
+        Err(_) => {
+            return refuse(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the engine did not answer within 8 s",
+            );
+        }
+    };
+    let kind = match format {
+        report::Format::Md => "text/markdown; charset=utf-8",
+        report::Format::Html => "text/html; charset=utf-8",
+        report::Format::Json => "application/json",
+    };
+    (
+        [(header::CONTENT_TYPE, kind)],
+        report::render(&built, format),
+    )
+        .into_response()
+}
+
 fn parse_fingerprint(fp: &str) -> Option<Fingerprint> {
     u64::from_str_radix(fp, 16)
         .ok()
@@ -476,6 +641,56 @@ fn parse_fingerprint(fp: &str) -> Option<Fingerprint> {
 #[serde(deny_unknown_fields)]
 struct WriteBody {
     in_version: Option<String>,
+    /// mute: until a time (RFC 3339) or for a duration from now.
+    until: Option<String>,
+    /// mute: for this many more occurrences.
+    count: Option<u64>,
+    /// merge: the type to fold this one into.
+    #[serde(alias = "target")]
+    into: Option<String>,
+}
+
+/// The action a write names, with what its body says; `Err` is a 400 or
+/// 404 answer.
+fn action_of(action: &str, body: WriteBody) -> Result<control::Action, (StatusCode, String)> {
+    let bad = |why: &str| Err((StatusCode::BAD_REQUEST, why.to_string()));
+    let WriteBody {
+        in_version,
+        until,
+        count,
+        into,
+    } = body;
+    let snooze = until.is_some() || count.is_some();
+    match action {
+        "resolve" if !snooze && into.is_none() => Ok(control::Action::Resolve { in_version }),
+        "mute" | "unmute" | "merge" if in_version.is_some() => {
+            bad("in_version goes with resolve only")
+        }
+        "resolve" | "unmute" | "merge" if snooze => bad("until and count go with mute only"),
+        "resolve" | "mute" | "unmute" if into.is_some() => bad("into goes with merge only"),
+        "mute" if !snooze => Ok(control::Action::Mute),
+        "mute" => {
+            let until = match until
+                .as_deref()
+                .map(str::parse::<crate::detect::snooze::Until>)
+            {
+                None => None,
+                Some(Ok(u)) => Some(u),
+                Some(Err(e)) => return bad(&e),
+            };
+            Ok(control::Action::Snooze { until, count })
+        }
+        "unmute" => Ok(control::Action::Unmute),
+        "merge" => match into.as_deref().map(parse_fingerprint) {
+            Some(Some(into)) => Ok(control::Action::Merge { into }),
+            Some(None) => bad("into is a fingerprint: 16 hex digits"),
+            None => bad("merge needs the target: {\"into\": \"<fingerprint>\"}"),
+        },
+        _ => Err((
+            StatusCode::NOT_FOUND,
+            "the writes are resolve, mute, unmute and merge".to_string(),
+        )),
+    }
 }
 
 async fn write(
@@ -498,24 +713,17 @@ async fn write(
             Err(e) => {
                 return refuse(
                     StatusCode::BAD_REQUEST,
-                    &format!("the body must be JSON like {{\"in_version\": \"2.1.0\"}}: {e}"),
+                    &format!(
+                        "the body must be JSON like {{\"in_version\": \"2.1.0\"}}, \
+                         {{\"until\": \"2h\"}}, {{\"count\": 100}} or {{\"into\": \"<fingerprint>\"}}: {e}"
+                    ),
                 );
             }
         }
     };
-    let action = match (action.as_str(), body.in_version) {
-        ("resolve", in_version) => control::Action::Resolve { in_version },
-        ("mute", None) => control::Action::Mute,
-        ("unmute", None) => control::Action::Unmute,
-        ("mute" | "unmute", Some(_)) => {
-            return refuse(StatusCode::BAD_REQUEST, "in_version goes with resolve only");
-        }
-        _ => {
-            return refuse(
-                StatusCode::NOT_FOUND,
-                "the writes are resolve, mute and unmute",
-            );
-        }
+    let action = match action_of(&action, body) {
+        Ok(a) => a,
+        Err((status, why)) => return refuse(status, &why),
     };
     let Some(control) = &a.control else {
         return refuse(
@@ -533,6 +741,7 @@ async fn write(
     match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
         Ok(Ok(control::Outcome::Applied(t))) => axum::Json(*t).into_response(),
         Ok(Ok(control::Outcome::NotFound)) => refuse(StatusCode::NOT_FOUND, "no such error type"),
+        Ok(Ok(control::Outcome::Conflict(why))) => refuse(StatusCode::CONFLICT, &why),
         Ok(Ok(control::Outcome::Unsaved(why))) => refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!(
