@@ -1056,6 +1056,31 @@ mod tests {
         assert_eq!(get_text(&view, "/types/nope").0, 400);
     }
 
+    #[test]
+    fn the_type_page_draws_canary_against_the_stable_version_with_the_chart_module() {
+        let view = TypeView::new();
+        publish(&view, &released(), SampleMode::Raw);
+        let (s, _, page) = get_text(&view, "/types/0000000000000002");
+        assert_eq!(s, 200);
+        // checkout runs 1.0.0 (the known type) and 2.0.0: the new type's
+        // canary is 2.0.0, drawn beside 1.0.0 where it never occurred.
+        assert!(
+            page.contains(r#"<section class="canary" data-canary="2.0.0" data-stable="1.0.0">"#),
+            "{page}"
+        );
+        assert!(page.contains(r#"<tr data-version="2.0.0" data-role="canary"><td>2.0.0</td><td>canary</td><td class="n">1</td>"#), "{page}");
+        assert!(page.contains(r#"<tr data-version="1.0.0" data-role="stable"><td>1.0.0</td><td>stable</td><td class="n">0</td>"#), "{page}");
+        // release::chart's SVG, inline: a line per version, the legend,
+        // the release marker.
+        assert!(page.contains(r#"<g class="series" data-name="2.0.0 (canary)""#), "{page}");
+        assert!(page.contains(r#"data-name="1.0.0 (stable)""#));
+        assert!(page.contains(r#"<g class="legend">"#));
+        assert!(page.contains("2.0.0 here"), "the marker");
+        // Known types have no per-version series published.
+        let (_, _, known) = get_text(&view, "/types/0000000000000001");
+        assert!(!known.contains(r#"class="canary""#));
+    }
+
     /// POST `path` on a loopback API with `token` configured.
     fn post(token: Option<&str>, control: bool, path: &str, bearer: Option<&str>) -> u16 {
         let control = control.then(|| control::Control::new(&Config::default()));

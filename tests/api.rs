@@ -294,6 +294,14 @@ impl Instance {
         )
     }
 
+    /// Runs the CLI on the state; it must fail, saying `words`.
+    fn cli_fails(&self, args: &[&str], words: &str) {
+        let out = self.cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(words), "{args:?}: {stderr}");
+    }
+
     fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_faultline"))
             .args(args)
@@ -517,6 +525,16 @@ fn muting_and_resolving_through_the_api_reach_the_running_engine_alertmanager_an
     assert!(String::from_utf8_lossy(&out.stdout).contains("new"));
 }
 
+/// A running instance that has been given minutes `0..to` of a new
+/// service's log (both new types from minute 35); (instance, service).
+fn running(broker: &str, prefix: &str, extra: &str, to: i64) -> (Instance, String) {
+    let service = unique(prefix);
+    let mut fl = Instance::new(broker, extra);
+    fl.produce(&log(&service, 0, to, &[0, 1]));
+    fl.start();
+    (fl, service)
+}
+
 /// The novel alerts of `fp` in the alert file.
 fn novels(fl: &Instance, fp: &str) -> Vec<Alert> {
     fl.alerts()
@@ -530,13 +548,8 @@ fn a_snoozed_type_unmutes_by_itself_across_a_restart_and_its_alert_reopens_in_al
     let (Some(broker), Some(am)) = (kafka(), alertmanager()) else {
         return;
     };
-    let service = unique("api-snooze");
-    let mut fl = Instance::new(
-        &broker,
-        &format!("[alertmanager]\nurls = [\"{am}\"]\nresend = \"2s\"\n"),
-    );
-    fl.produce(&log(&service, 0, 40, &[0, 1]));
-    fl.start();
+    let am_cfg = format!("[alertmanager]\nurls = [\"{am}\"]\nresend = \"2s\"\n");
+    let (mut fl, service) = running(&broker, "api-snooze", &am_cfg, 40);
     let payment = fl.novel("payment gateway");
     let inventory = fl.novel("inventory lock");
     for fp in [&payment, &inventory] {
@@ -619,9 +632,7 @@ fn a_snoozed_type_unmutes_by_itself_across_a_restart_and_its_alert_reopens_in_al
     let out = fl.cli(&["types", "mute", &inventory, "--count", "5"]);
     support::assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("muted"));
-    let out = fl.cli(&["types", "mute", &inventory, "--until", "tomorrow"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+    fl.cli_fails(&["types", "mute", &inventory, "--until", "tomorrow"], "RFC 3339");
 }
 
 #[test]
@@ -629,10 +640,7 @@ fn merging_a_type_folds_its_counts_into_the_target_and_its_later_occurrences_nev
     let Some(broker) = kafka() else {
         return;
     };
-    let service = unique("api-merge");
-    let mut fl = Instance::new(&broker, "");
-    fl.produce(&log(&service, 0, 40, &[0, 1]));
-    fl.start();
+    let (mut fl, service) = running(&broker, "api-merge", "", 40);
     let payment = fl.novel("payment gateway");
     let inventory = fl.novel("inventory lock");
     // Minutes 35 to 39 of the release, one error of each per minute.
@@ -678,9 +686,7 @@ fn merging_a_type_folds_its_counts_into_the_target_and_its_later_occurrences_nev
     assert_eq!(shown["fingerprint"], inventory.as_str());
     assert_eq!(shown["count"], p + i + 3);
     // The CLI merges on a stopped state too (here: already one type).
-    let out = fl.cli(&["types", "merge", &payment, "--into", &inventory]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("same type"));
+    fl.cli_fails(&["types", "merge", &payment, "--into", &inventory], "same type");
 }
 
 #[test]
@@ -688,10 +694,7 @@ fn the_report_endpoint_serves_the_clis_report_of_the_running_engine() {
     let Some(broker) = kafka() else {
         return;
     };
-    let service = unique("api-report");
-    let mut fl = Instance::new(&broker, "");
-    fl.produce(&log(&service, 0, 45, &[0, 1]));
-    fl.start();
+    let (mut fl, _) = running(&broker, "api-report", "", 45);
     fl.novel("inventory lock");
     let path = "/api/v1/report?release=2.0.0&format=json&after=24h";
     let asked = wait_for(30, "the report", || {
@@ -911,10 +914,7 @@ fn the_triage_page_in_chromium_lists_the_release_and_its_mute_button_mutes_the_t
     let (Some(broker), Some((chromium, driver))) = (kafka(), chromium()) else {
         return;
     };
-    let service = unique("api-page");
-    let mut fl = Instance::new(&broker, "");
-    fl.produce(&log(&service, 0, 40, &[0, 1]));
-    fl.start();
+    let (mut fl, service) = running(&broker, "api-page", "", 40);
     let payment = fl.novel("payment gateway");
     let inventory = fl.novel("inventory lock");
     for fp in [&payment, &inventory] {

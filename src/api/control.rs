@@ -480,4 +480,92 @@ mod tests {
         let ty = e.state.baseline.get(Fingerprint(7)).unwrap();
         assert_eq!(ty.resolved_at, Some(1_793_613_700_000));
     }
+
+    /// An engine past its warm-up that has seen `messages` once each, as
+    /// errors of service `api`; the engine and the fingerprints.
+    fn live_engine(messages: &[&str]) -> (Engine, Vec<Fingerprint>) {
+        let mut e = crate::engine::test_engine(Vec::new());
+        let t0 = 1_793_613_600_000;
+        let rec = |msg: &str, t: i64| crate::record::Record {
+            time: Some(t),
+            level: Some(crate::record::Level::Error),
+            message: msg.into(),
+            service: Some("api".into()),
+            version: Some("2.0.0".into()),
+            ..Default::default()
+        };
+        e.process_error(rec("warm-up starts", t0));
+        let mut fps = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            let before: Vec<Fingerprint> = e.state.baseline.types.keys().copied().collect();
+            e.process_error(rec(m, t0 + 3_600_000 + i as i64 * 1000));
+            let new = e.state.baseline.types.keys().find(|fp| !before.contains(fp));
+            fps.push(*new.expect("a new type"));
+        }
+        (e, fps)
+    }
+
+    #[test]
+    fn a_merged_type_folds_into_its_target_and_its_later_occurrences_count_there() {
+        let (mut e, fps) = live_engine(&["disk full on volume alpha", "quota exceeded for bucket beta"]);
+        let (source, target) = (fps[0], fps[1]);
+        let novels = |e: &Engine| e.emitted.iter().filter(|a| a.kind == crate::alert::Kind::Novel).count();
+        assert_eq!(novels(&e), 2);
+        let merge = |into| Command {
+            fingerprint: source,
+            action: Action::Merge { into },
+        };
+        assert_eq!(
+            edit(&mut e.state, &merge(Fingerprint(0xdead)), 0),
+            Err(Rejected::NotFound(Fingerprint(0xdead)))
+        );
+        assert!(matches!(edit(&mut e.state, &merge(source), 0), Err(Rejected::Conflict(_))));
+        assert_eq!(edit(&mut e.state, &merge(target), 0), Ok(target));
+        let b = &e.state.baseline;
+        assert!(b.types.get(&source).is_none(), "the source left");
+        assert_eq!(b.canonical(source), target);
+        assert_eq!(b.get(target).unwrap().count, 2);
+        // The source's next occurrence counts for the target, not as new.
+        e.process_error(crate::record::Record {
+            time: Some(1_793_613_600_000 + 3_700_000),
+            level: Some(crate::record::Level::Error),
+            message: "disk full on volume alpha".into(),
+            service: Some("api".into()),
+            version: Some("2.0.0".into()),
+            ..Default::default()
+        });
+        assert_eq!(e.state.baseline.get(target).unwrap().count, 3);
+        assert!(e.state.baseline.types.get(&source).is_none());
+        assert_eq!(novels(&e), 2, "no novel alert for the merged type");
+        assert!(
+            matches!(edit(&mut e.state, &merge(target), 0), Err(Rejected::Conflict(w)) if w.contains("same type"))
+        );
+    }
+
+    #[test]
+    fn a_snooze_is_saved_with_the_state_and_a_plain_mute_or_unmute_cancels_it() {
+        let (mut e, fps) = live_engine(&["disk full on volume alpha"]);
+        let fp = fps[0];
+        let snooze = Command {
+            fingerprint: fp,
+            action: Action::Snooze {
+                until: Some(Until::For(crate::config::Dur::secs(3600))),
+                count: Some(10),
+            },
+        };
+        edit(&mut e.state, &snooze, 1_000).unwrap();
+        assert!(e.state.baseline.get(fp).unwrap().muted);
+        let dir = tempfile::tempdir().unwrap();
+        e.state.save(dir.path()).unwrap();
+        let back = State::load(dir.path()).unwrap().unwrap();
+        let s = &back.snoozes[&fp];
+        assert_eq!(s.until_count, Some(11));
+        assert_eq!(s.wall_until, Some(1_000 + 3_600_000));
+        assert!(back.baseline.get(fp).unwrap().muted);
+        for action in [Action::Mute, Action::Unmute] {
+            edit(&mut e.state, &snooze, 1_000).unwrap();
+            edit(&mut e.state, &Command { fingerprint: fp, action }, 1_000).unwrap();
+            assert!(e.state.snoozes.is_empty());
+        }
+    }
 }
