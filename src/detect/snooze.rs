@@ -8,7 +8,9 @@
 //! - `until`: when event time reaches it (what a replay of the same logs
 //!   does, whenever it runs); under `run` also when the wall clock does
 //!   ([`expire`] with `wall`), because a quiet stream moves no event time
-//!   and the operator who said "2 h" meant two hours of their clock;
+//!   and the operator who said "2 h" meant two hours of their clock (a
+//!   moment already past on the wall clock is judged in event time only:
+//!   it names a point of a stream that runs behind the clock);
 //! - `count`: at the occurrence after the `count` more the operator let
 //!   pass (counted on the type, so aliases and merges count too).
 //!
@@ -94,7 +96,10 @@ impl Snooze {
     ) -> Snooze {
         let (until, wall_until) = match until {
             None => (None, None),
-            Some(Until::At(t)) => (Some(t), Some(t)),
+            // A moment already past on the wall clock names a point of a
+            // stream that runs behind it (a backlog, logs of the past): it
+            // ends in event time only, or it would end at once.
+            Some(Until::At(t)) => (Some(t), (t > now).then_some(t)),
             Some(Until::For(d)) => {
                 let d = d.as_millis();
                 (
@@ -263,6 +268,9 @@ mod tests {
         );
         assert_eq!(s.until, Some(T + 1_800_000), "event time from the watermark");
         assert_eq!(s.wall_until, Some(T + 5_000_000 + 1_800_000), "wall clock from now");
+        let at = |now| Snooze::new(Some(Until::At(T)), None, 4, Some(T - 1), now);
+        assert_eq!(at(T - 1).wall_until, Some(T), "ahead of the wall clock: both");
+        assert_eq!(at(T + 1).wall_until, None, "behind it: event time only");
     }
 
     #[test]
