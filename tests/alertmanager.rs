@@ -332,6 +332,57 @@ impl Drop for OwnServer {
     }
 }
 
+#[test]
+fn a_route_on_a_service_label_sends_only_that_teams_alerts_to_alertmanager_labelled() {
+    let Some(base) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (unique("am-route-a"), unique("am-route-b"));
+    let team = unique("team").replace('-', "_");
+    let config = dir.path().join("faultline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[alerts.service_labels]\n\"{ours}\" = {{ owner = \"{team}\" }}\n\
+             \"{theirs}\" = {{ owner = \"someone_else\" }}\n\
+             [alertmanager]\nurls = [\"{base}\"]\nresend = \"60s\"\n\
+             [alertmanager.route]\nlabels = {{ owner = \"{team}\", alertname = \"FaultlineNovel\" }}\n"
+        ),
+    )
+    .unwrap();
+    // Both services' logs, line by line (the same times): each gets a new
+    // type in 2.0.0.
+    let (a, b) = (log(&ours, 0, 40, Some(35)), log(&theirs, 0, 40, Some(35)));
+    let both: String = a.lines().zip(b.lines()).map(|(x, y)| format!("{x}\n{y}\n")).collect();
+    let input = dir.path().join("both.jsonl");
+    std::fs::write(&input, both).unwrap();
+    let alerts_file = dir.path().join("alerts.jsonl");
+    replay(&config, &dir.path().join("state"), &alerts_file, &input);
+
+    // The local file takes every alert (it has no route)...
+    let written: Vec<Alert> = std::fs::read_to_string(&alerts_file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for service in [&ours, &theirs] {
+        assert!(
+            written.iter().any(|a| a.kind == Kind::Novel && a.service == *service),
+            "no novel alert for {service} in the file"
+        );
+    }
+    // ...Alertmanager only the team's, carrying its label.
+    let am = wait_for(20, "the team's novel alert in Alertmanager", || {
+        alerts(&base, &format!("service=\"{ours}\"")).into_iter().next()
+    });
+    assert_eq!(label(&am, "owner"), team);
+    assert_eq!(label(&am, "alertname"), "FaultlineNovel");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        alerts(&base, &format!("service=\"{theirs}\"")).is_empty(),
+        "another team's alert reached Alertmanager"
+    );
+}
+
 fn rate_alert(service: &str, minute: i64) -> Alert {
     let t = T0 + minute * 60_000;
     let id = alert_id(Kind::ErrorRate, &format!("{service}high"), minute);
