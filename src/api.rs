@@ -600,7 +600,14 @@ async fn release_report(
     // answer only says whether it was built.
     let (tx, built) = tokio::sync::oneshot::channel();
     let asked = control.ask(Box::new(move |e: &crate::engine::Engine| {
+        let started = std::time::Instant::now();
         let r = report::build(&e.state, &cfg, &req, crate::engine::now_ms());
+        // What the report costs the engine (it waits this long).
+        tracing::info!(
+            release = %req.release,
+            engine_ms = started.elapsed().as_secs_f64() * 1e3,
+            "report built between two polls"
+        );
         let _ = tx.send(r);
         serde_json::Value::Null
     }));

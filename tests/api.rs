@@ -379,7 +379,12 @@ fn muting_and_resolving_through_the_api_reach_the_running_engine_alertmanager_an
         404
     );
     assert_eq!(fl.write("xyz", "mute", Some(TOKEN), None).0, 400);
-    assert_eq!(fl.write(&payment, "merge", Some(TOKEN), None).0, 404);
+    assert_eq!(fl.write(&payment, "explode", Some(TOKEN), None).0, 404);
+    assert_eq!(
+        fl.write(&payment, "merge", Some(TOKEN), None).0,
+        400,
+        "merge needs a target"
+    );
 
     // A stopped instance's CLI cannot take the lock: it points to the API.
     let out = fl.cli(&["types", "mute", &payment]);
@@ -709,6 +714,30 @@ fn the_report_endpoint_serves_the_clis_report_of_the_running_engine() {
     assert!(md.contains("## New error types"), "{md}");
     let html = support::http_get(fl.port, "/api/v1/report?release=2.0.0&format=html");
     assert!(html.contains("text/html") && html.contains("<h2>New error types"));
+    // What a report costs, beside a read in the same run (printed for
+    // docs/api.md): the whole request, and the engine's share of it.
+    let timed = |path: &str| {
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            support::http_get(fl.port, path);
+        }
+        t0.elapsed() / 5
+    };
+    let (read, md_t, html_t) = (
+        timed("/api/v1/types"),
+        timed("/api/v1/report?release=2.0.0"),
+        timed("/api/v1/report?release=2.0.0&format=html"),
+    );
+    let log = std::fs::read_to_string(fl.path("run.log")).unwrap_or_default();
+    let engine_ms: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("report built between two polls"))
+        .filter_map(|l| l.split("engine_ms=").nth(1))
+        .collect();
+    eprintln!(
+        "report: md {md_t:?}, html {html_t:?} per request, a read {read:?}; \
+         engine time per report (ms): {engine_ms:?}"
+    );
     let (s, v) = http("GET", &fl.url("/api/v1/report?release=9.9.9"), None, None);
     assert_eq!(s, 422, "{v}");
     assert!(v["error"].as_str().unwrap_or("").contains("9.9.9"));
