@@ -554,7 +554,12 @@ async fn release_report(
         return refuse(status, why);
     }
     let bad = |why: String| refuse(StatusCode::BAD_REQUEST, &why);
-    let format = match q.format.as_deref().unwrap_or("md").parse::<report::Format>() {
+    let format = match q
+        .format
+        .as_deref()
+        .unwrap_or("md")
+        .parse::<report::Format>()
+    {
         Ok(f) => f,
         Err(e) => return bad(e),
     };
@@ -1079,7 +1084,10 @@ mod tests {
         assert!(page.contains(r#"<tr data-version="1.0.0" data-role="stable"><td>1.0.0</td><td>stable</td><td class="n">0</td>"#), "{page}");
         // release::chart's SVG, inline: a line per version, the legend,
         // the release marker.
-        assert!(page.contains(r#"<g class="series" data-name="2.0.0 (canary)""#), "{page}");
+        assert!(
+            page.contains(r#"<g class="series" data-name="2.0.0 (canary)""#),
+            "{page}"
+        );
         assert!(page.contains(r#"data-name="1.0.0 (stable)""#));
         assert!(page.contains(r#"<g class="legend">"#));
         assert!(page.contains("2.0.0 here"), "the marker");

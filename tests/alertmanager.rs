@@ -352,7 +352,11 @@ fn a_route_on_a_service_label_sends_only_that_teams_alerts_to_alertmanager_label
     // Both services' logs, line by line (the same times): each gets a new
     // type in 2.0.0.
     let (a, b) = (log(&ours, 0, 40, Some(35)), log(&theirs, 0, 40, Some(35)));
-    let both: String = a.lines().zip(b.lines()).map(|(x, y)| format!("{x}\n{y}\n")).collect();
+    let both: String = a
+        .lines()
+        .zip(b.lines())
+        .map(|(x, y)| format!("{x}\n{y}\n"))
+        .collect();
     let input = dir.path().join("both.jsonl");
     std::fs::write(&input, both).unwrap();
     let alerts_file = dir.path().join("alerts.jsonl");
@@ -366,13 +370,17 @@ fn a_route_on_a_service_label_sends_only_that_teams_alerts_to_alertmanager_label
         .collect();
     for service in [&ours, &theirs] {
         assert!(
-            written.iter().any(|a| a.kind == Kind::Novel && a.service == *service),
+            written
+                .iter()
+                .any(|a| a.kind == Kind::Novel && a.service == *service),
             "no novel alert for {service} in the file"
         );
     }
     // ...Alertmanager only the team's, carrying its label.
     let am = wait_for(20, "the team's novel alert in Alertmanager", || {
-        alerts(&base, &format!("service=\"{ours}\"")).into_iter().next()
+        alerts(&base, &format!("service=\"{ours}\""))
+            .into_iter()
+            .next()
     });
     assert_eq!(label(&am, "owner"), team);
     assert_eq!(label(&am, "alertname"), "FaultlineNovel");

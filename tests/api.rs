@@ -544,7 +544,9 @@ fn running(broker: &str, prefix: &str, extra: &str, to: i64) -> (Instance, Strin
 fn novels(fl: &Instance, fp: &str) -> Vec<Alert> {
     fl.alerts()
         .into_iter()
-        .filter(|a| a.kind == Kind::Novel && a.fingerprint.map(|f| f.to_string()).as_deref() == Some(fp))
+        .filter(|a| {
+            a.kind == Kind::Novel && a.fingerprint.map(|f| f.to_string()).as_deref() == Some(fp)
+        })
         .collect()
 }
 
@@ -564,9 +566,17 @@ fn a_snoozed_type_unmutes_by_itself_across_a_restart_and_its_alert_reopens_in_al
     }
 
     // Bad snoozes are refused with the reason.
-    let (s, v) = fl.write(&payment, "mute", Some(TOKEN), Some(json!({"until": "soon"})));
+    let (s, v) = fl.write(
+        &payment,
+        "mute",
+        Some(TOKEN),
+        Some(json!({"until": "soon"})),
+    );
     assert_eq!(s, 400, "{v}");
-    assert!(v["error"].as_str().unwrap_or("").contains("RFC 3339"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("RFC 3339"),
+        "{v}"
+    );
     let (s, _) = fl.write(&payment, "unmute", Some(TOKEN), Some(json!({"count": 3})));
     assert_eq!(s, 400);
 
@@ -582,9 +592,11 @@ fn a_snoozed_type_unmutes_by_itself_across_a_restart_and_its_alert_reopens_in_al
     );
     assert_eq!((s, v["status"].as_str()), (200, Some("muted")), "{v}");
     for fp in [&payment, &inventory] {
-        wait_for(30, "the snoozed type's alert resolved in Alertmanager", || {
-            (!firing(&am, fp, "FaultlineNovel")).then_some(())
-        });
+        wait_for(
+            30,
+            "the snoozed type's alert resolved in Alertmanager",
+            || (!firing(&am, fp, "FaultlineNovel")).then_some(()),
+        );
     }
 
     // The snoozes are in the saved state: a restart keeps them. (The view
@@ -595,15 +607,19 @@ fn a_snoozed_type_unmutes_by_itself_across_a_restart_and_its_alert_reopens_in_al
 
     // Two more payment errors (minutes 40, 41) pass muted...
     fl.produce(&log(&service, 40, 42, &[0]));
-    fl.type_where(&payment, "still muted after the restart, two more counted", |t| {
-        t["status"] == "muted" && t["by_version"]["2.0.0"].as_u64() >= Some(7)
-    });
+    fl.type_where(
+        &payment,
+        "still muted after the restart, two more counted",
+        |t| t["status"] == "muted" && t["by_version"]["2.0.0"].as_u64() >= Some(7),
+    );
     assert_eq!(novels(&fl, &payment).len(), 1, "nothing while snoozed");
     // ...the third ends the snooze: the type is active and its novel alert
     // goes out again, a new id with the same labels, firing again in
     // Alertmanager.
     fl.produce(&log(&service, 42, 43, &[0]));
-    fl.type_where(&payment, "unmuted by the count", |t| t["status"] == "active");
+    fl.type_where(&payment, "unmuted by the count", |t| {
+        t["status"] == "active"
+    });
     let again = wait_for(30, "the reopened novel alert", || {
         let n = novels(&fl, &payment);
         (n.len() == 2).then_some(n)
@@ -616,7 +632,9 @@ fn a_snoozed_type_unmutes_by_itself_across_a_restart_and_its_alert_reopens_in_al
     // Event time passing 10:50 ends the inventory snooze; its next
     // occurrence reopens its alert.
     fl.produce(&log(&service, 43, 52, &[1]));
-    fl.type_where(&inventory, "unmuted in event time", |t| t["status"] == "active");
+    fl.type_where(&inventory, "unmuted in event time", |t| {
+        t["status"] == "active"
+    });
     wait_for(30, "the inventory alert firing again", || {
         firing(&am, &inventory, "FaultlineNovel").then_some(())
     });
@@ -631,14 +649,19 @@ fn a_snoozed_type_unmutes_by_itself_across_a_restart_and_its_alert_reopens_in_al
     // On a quiet stream the wall clock ends a snooze (under `run`).
     let (s, v) = fl.write(&payment, "mute", Some(TOKEN), Some(json!({"until": "2s"})));
     assert_eq!((s, v["status"].as_str()), (200, Some("muted")), "{v}");
-    fl.type_where(&payment, "unmuted by the wall clock", |t| t["status"] == "active");
+    fl.type_where(&payment, "unmuted by the wall clock", |t| {
+        t["status"] == "active"
+    });
 
     // The CLI snoozes a stopped instance's type the same way.
     fl.stop();
     let out = fl.cli(&["types", "mute", &inventory, "--count", "5"]);
     support::assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("muted"));
-    fl.cli_fails(&["types", "mute", &inventory, "--until", "tomorrow"], "RFC 3339");
+    fl.cli_fails(
+        &["types", "mute", &inventory, "--until", "tomorrow"],
+        "RFC 3339",
+    );
 }
 
 #[test]
@@ -660,10 +683,14 @@ fn merging_a_type_folds_its_counts_into_the_target_and_its_later_occurrences_nev
     let into = |fp: &str| Some(json!({ "into": fp }));
     assert_eq!(fl.write(&payment, "merge", Some(TOKEN), into("xyz")).0, 400);
     assert_eq!(
-        fl.write(&payment, "merge", Some(TOKEN), into("00000000000000ff")).0,
+        fl.write(&payment, "merge", Some(TOKEN), into("00000000000000ff"))
+            .0,
         404
     );
-    assert_eq!(fl.write(&payment, "merge", Some(TOKEN), into(&payment)).0, 409);
+    assert_eq!(
+        fl.write(&payment, "merge", Some(TOKEN), into(&payment)).0,
+        409
+    );
 
     // Merge payment into inventory: answered with the target, counts added.
     let (s, v) = fl.write(&payment, "merge", Some(TOKEN), into(&inventory));
@@ -671,10 +698,19 @@ fn merging_a_type_folds_its_counts_into_the_target_and_its_later_occurrences_nev
     assert_eq!(v["fingerprint"], inventory.as_str());
     assert_eq!(v["count"], p + i);
     wait_for(30, "the merged type gone from the list", || {
-        (http("GET", &fl.url(&format!("/api/v1/types/{payment}")), None, None).0 == 404)
+        (http(
+            "GET",
+            &fl.url(&format!("/api/v1/types/{payment}")),
+            None,
+            None,
+        )
+        .0 == 404)
             .then_some(())
     });
-    assert_eq!(fl.write(&payment, "merge", Some(TOKEN), into(&inventory)).0, 409);
+    assert_eq!(
+        fl.write(&payment, "merge", Some(TOKEN), into(&inventory)).0,
+        409
+    );
 
     // Later payment errors count for inventory, and nothing is new.
     fl.produce(&log(&service, 40, 43, &[0]));
@@ -692,7 +728,10 @@ fn merging_a_type_folds_its_counts_into_the_target_and_its_later_occurrences_nev
     assert_eq!(shown["fingerprint"], inventory.as_str());
     assert_eq!(shown["count"], p + i + 3);
     // The CLI merges on a stopped state too (here: already one type).
-    fl.cli_fails(&["types", "merge", &payment, "--into", &inventory], "same type");
+    fl.cli_fails(
+        &["types", "merge", &payment, "--into", &inventory],
+        "same type",
+    );
 }
 
 #[test]
@@ -741,21 +780,47 @@ fn the_report_endpoint_serves_the_clis_report_of_the_running_engine() {
     let (s, v) = http("GET", &fl.url("/api/v1/report?release=9.9.9"), None, None);
     assert_eq!(s, 422, "{v}");
     assert!(v["error"].as_str().unwrap_or("").contains("9.9.9"));
-    let (s, _) = http("GET", &fl.url("/api/v1/report?release=2.0.0&format=pdf"), None, None);
+    let (s, _) = http(
+        "GET",
+        &fl.url("/api/v1/report?release=2.0.0&format=pdf"),
+        None,
+        None,
+    );
     assert_eq!(s, 400);
-    let (s, _) = http("GET", &fl.url("/api/v1/report?release=2.0.0&after=soon"), None, None);
+    let (s, _) = http(
+        "GET",
+        &fl.url("/api/v1/report?release=2.0.0&after=soon"),
+        None,
+        None,
+    );
     assert_eq!(s, 400);
 
     // The CLI on the state the engine leaves says the same.
     fl.stop();
     let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["report", "--release", "2.0.0", "--format", "json", "--after", "24h", "--state"])
+        .args([
+            "report",
+            "--release",
+            "2.0.0",
+            "--format",
+            "json",
+            "--after",
+            "24h",
+            "--state",
+        ])
         .arg(fl.path("state"))
         .output()
         .unwrap();
     support::assert_ok(&out);
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for k in ["verdict", "summary", "new_types", "released_at", "until", "since"] {
+    for k in [
+        "verdict",
+        "summary",
+        "new_types",
+        "released_at",
+        "until",
+        "since",
+    ] {
         assert_eq!(asked[k], cli[k], "{k}: API {asked} vs CLI {cli}");
     }
 }
@@ -1017,12 +1082,25 @@ fn the_triage_page_in_chromium_lists_the_release_and_its_mute_button_mutes_the_t
     // Canary vs stable: the release's version against the one before, in
     // a chart with a legend and the release marked, and the counts since.
     let canary = "section.canary[data-canary=\"2.0.0\"][data-stable=\"1.0.0\"]";
-    assert!(b.find(&format!("{canary} figure.versions svg")).is_some(), "{}", b.source());
+    assert!(
+        b.find(&format!("{canary} figure.versions svg")).is_some(),
+        "{}",
+        b.source()
+    );
     for part in ["legend", "marker", "series"] {
-        assert!(b.find(&format!("{canary} svg .{part}")).is_some(), "no {part} in the chart");
+        assert!(
+            b.find(&format!("{canary} svg .{part}")).is_some(),
+            "no {part} in the chart"
+        );
     }
-    assert_eq!(b.text(&format!("{canary} tr[data-role=\"canary\"] td.n")), "5");
-    assert_eq!(b.text(&format!("{canary} tr[data-role=\"stable\"] td.n")), "0");
+    assert_eq!(
+        b.text(&format!("{canary} tr[data-role=\"canary\"] td.n")),
+        "5"
+    );
+    assert_eq!(
+        b.text(&format!("{canary} tr[data-role=\"stable\"] td.n")),
+        "0"
+    );
     b.click(&format!(
         r#"button[data-fp="{inventory}"][data-action="resolve"]"#
     ));

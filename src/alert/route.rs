@@ -30,14 +30,22 @@ pub struct Route {
 }
 
 /// The value of label `name` on alert `a` (see the module's doc).
-pub fn label<'a>(a: &'a Alert, service_labels: &'a ServiceLabels, name: &str) -> Option<Cow<'a, str>> {
+pub fn label<'a>(
+    a: &'a Alert,
+    service_labels: &'a ServiceLabels,
+    name: &str,
+) -> Option<Cow<'a, str>> {
     let own = match name {
         "alertname" => Some(Cow::Owned(super::alertmanager::alertname(a.kind))),
         "kind" => Some(Cow::Borrowed(a.kind.as_str())),
         "severity" => Some(Cow::Borrowed(a.severity.as_str())),
         "source" => Some(Cow::Borrowed("faultline")),
         "service" => Some(Cow::Borrowed(a.service.as_str())).filter(|s| !s.is_empty()),
-        "version" => a.version.as_deref().filter(|v| !v.is_empty()).map(Cow::Borrowed),
+        "version" => a
+            .version
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .map(Cow::Borrowed),
         "fingerprint" => a.fingerprint.map(|f| Cow::Owned(f.to_string())),
         _ => None,
     };
@@ -203,8 +211,14 @@ mod tests {
     #[test]
     fn labels_match_the_alerts_own_labels_and_its_services_labels() {
         let teams: ServiceLabels = [
-            ("api".to_string(), [("team".to_string(), "payments".to_string())].into()),
-            ("search".to_string(), [("team".to_string(), "discovery".to_string())].into()),
+            (
+                "api".to_string(),
+                [("team".to_string(), "payments".to_string())].into(),
+            ),
+            (
+                "search".to_string(),
+                [("team".to_string(), "discovery".to_string())].into(),
+            ),
         ]
         .into();
         let a = test_alert("a"); // novel, high, service api
@@ -215,7 +229,11 @@ mod tests {
         assert!(!by_labels(&[("team", "payments")], &teams).takes(&other));
         // The alert's own labels, as Alertmanager gets them.
         assert!(
-            by_labels(&[("alertname", "FaultlineNovel"), ("severity", "high")], &teams).takes(&a)
+            by_labels(
+                &[("alertname", "FaultlineNovel"), ("severity", "high")],
+                &teams
+            )
+            .takes(&a)
         );
         assert!(by_labels(&[("kind", "novel"), ("source", "faultline")], &teams).takes(&a));
         assert!(!by_labels(&[("kind", "surge")], &teams).takes(&a));
@@ -223,8 +241,11 @@ mod tests {
         assert!(!by_labels(&[("tier", "1")], &teams).takes(&a));
         assert!(!by_labels(&[("team", "payments"), ("severity", "low")], &teams).takes(&a));
         // Own labels win over a service label of the same name.
-        let odd: ServiceLabels =
-            [("api".to_string(), [("service".to_string(), "x".to_string())].into())].into();
+        let odd: ServiceLabels = [(
+            "api".to_string(),
+            [("service".to_string(), "x".to_string())].into(),
+        )]
+        .into();
         assert!(by_labels(&[("service", "api")], &odd).takes(&a));
     }
 

@@ -255,7 +255,11 @@ pub fn edit(state: &mut State, command: &Command, now: i64) -> Result<Fingerprin
 /// learner's generalisations use) with `source` as the merged id, so
 /// counts, versions, windows, samples and series add up and `source`
 /// becomes an alias. The source's snooze goes with it.
-fn merge(state: &mut State, source: Fingerprint, into: Fingerprint) -> Result<Fingerprint, Rejected> {
+fn merge(
+    state: &mut State,
+    source: Fingerprint,
+    into: Fingerprint,
+) -> Result<Fingerprint, Rejected> {
     let b = &mut state.baseline;
     let target = b.canonical(into);
     if !b.is_known(target) {
@@ -331,9 +335,7 @@ impl Commands for Control {
                     engine: engine.id(),
                 }),
                 Err(Rejected::NotFound(_)) => self.answer(request.reply, Outcome::NotFound),
-                Err(Rejected::Conflict(why)) => {
-                    self.answer(request.reply, Outcome::Conflict(why))
-                }
+                Err(Rejected::Conflict(why)) => self.answer(request.reply, Outcome::Conflict(why)),
             }
         }
         expired || !pending.is_empty()
@@ -499,7 +501,12 @@ mod tests {
         for (i, m) in messages.iter().enumerate() {
             let before: Vec<Fingerprint> = e.state.baseline.types.keys().copied().collect();
             e.process_error(rec(m, t0 + 3_600_000 + i as i64 * 1000));
-            let new = e.state.baseline.types.keys().find(|fp| !before.contains(fp));
+            let new = e
+                .state
+                .baseline
+                .types
+                .keys()
+                .find(|fp| !before.contains(fp));
             fps.push(*new.expect("a new type"));
         }
         (e, fps)
@@ -507,9 +514,17 @@ mod tests {
 
     #[test]
     fn a_merged_type_folds_into_its_target_and_its_later_occurrences_count_there() {
-        let (mut e, fps) = live_engine(&["disk full on volume alpha", "quota exceeded for bucket beta"]);
+        let (mut e, fps) = live_engine(&[
+            "disk full on volume alpha",
+            "quota exceeded for bucket beta",
+        ]);
         let (source, target) = (fps[0], fps[1]);
-        let novels = |e: &Engine| e.emitted.iter().filter(|a| a.kind == crate::alert::Kind::Novel).count();
+        let novels = |e: &Engine| {
+            e.emitted
+                .iter()
+                .filter(|a| a.kind == crate::alert::Kind::Novel)
+                .count()
+        };
         assert_eq!(novels(&e), 2);
         let merge = |into| Command {
             fingerprint: source,
@@ -519,7 +534,10 @@ mod tests {
             edit(&mut e.state, &merge(Fingerprint(0xdead)), 0),
             Err(Rejected::NotFound(Fingerprint(0xdead)))
         );
-        assert!(matches!(edit(&mut e.state, &merge(source), 0), Err(Rejected::Conflict(_))));
+        assert!(matches!(
+            edit(&mut e.state, &merge(source), 0),
+            Err(Rejected::Conflict(_))
+        ));
         assert_eq!(edit(&mut e.state, &merge(target), 0), Ok(target));
         let b = &e.state.baseline;
         assert!(b.types.get(&source).is_none(), "the source left");
@@ -564,7 +582,15 @@ mod tests {
         assert!(back.baseline.get(fp).unwrap().muted);
         for action in [Action::Mute, Action::Unmute] {
             edit(&mut e.state, &snooze, 1_000).unwrap();
-            edit(&mut e.state, &Command { fingerprint: fp, action }, 1_000).unwrap();
+            edit(
+                &mut e.state,
+                &Command {
+                    fingerprint: fp,
+                    action,
+                },
+                1_000,
+            )
+            .unwrap();
             assert!(e.state.snoozes.is_empty());
         }
     }

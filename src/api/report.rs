@@ -164,7 +164,8 @@ pub fn render(b: &Built, format: Format) -> String {
             "<h2>New error types",
             crate::signals::report::html(sig, &r.release),
         ),
-        Format::Json => serde_json::to_string_pretty(b)
-            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
+        Format::Json => {
+            serde_json::to_string_pretty(b).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        }
     }
 }

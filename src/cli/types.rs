@@ -14,9 +14,9 @@ use serde::Serialize;
 
 use faultline::alert::rfc3339;
 use faultline::api::control::{self, Action, Command};
-use faultline::detect::snooze::Until;
 use faultline::baseline::{ErrorType, Origin};
 use faultline::config::Config;
+use faultline::detect::snooze::Until;
 use faultline::fingerprint::Fingerprint;
 use faultline::state::State;
 
@@ -183,8 +183,15 @@ fn edit(one: &OneType, verb: &str, action: Action) -> Result<i32> {
         .parse()
         .map_err(|e| anyhow!("{}: {e}", one.fingerprint))?;
     let now = faultline::engine::now_ms();
-    let fp = control::edit(&mut state, &Command { fingerprint, action }, now)
-        .map_err(|e| anyhow!("{e} in the state"))?;
+    let fp = control::edit(
+        &mut state,
+        &Command {
+            fingerprint,
+            action,
+        },
+        now,
+    )
+    .map_err(|e| anyhow!("{e} in the state"))?;
     let t = find(&mut state, &fp.to_string())?;
     let line = format!("{} {} {}", t.fingerprint, status(t), t.template);
     state.save(&one.state.state)?;

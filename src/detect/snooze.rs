@@ -250,26 +250,26 @@ mod tests {
 
     #[test]
     fn until_takes_a_time_or_a_duration_from_now() {
-        assert_eq!(
-            "2026-11-02T10:00:00Z".parse::<Until>(),
-            Ok(Until::At(T))
-        );
-        assert_eq!(
-            "2h".parse::<Until>(),
-            Ok(Until::For(Dur::secs(7200)))
-        );
+        assert_eq!("2026-11-02T10:00:00Z".parse::<Until>(), Ok(Until::At(T)));
+        assert_eq!("2h".parse::<Until>(), Ok(Until::For(Dur::secs(7200))));
         assert!("soon".parse::<Until>().unwrap_err().contains("RFC 3339"));
-        let s = Snooze::new(
-            "30m".parse().ok(),
-            None,
-            4,
-            Some(T),
-            T + 5_000_000,
+        let s = Snooze::new("30m".parse().ok(), None, 4, Some(T), T + 5_000_000);
+        assert_eq!(
+            s.until,
+            Some(T + 1_800_000),
+            "event time from the watermark"
         );
-        assert_eq!(s.until, Some(T + 1_800_000), "event time from the watermark");
-        assert_eq!(s.wall_until, Some(T + 5_000_000 + 1_800_000), "wall clock from now");
+        assert_eq!(
+            s.wall_until,
+            Some(T + 5_000_000 + 1_800_000),
+            "wall clock from now"
+        );
         let at = |now| Snooze::new(Some(Until::At(T)), None, 4, Some(T - 1), now);
-        assert_eq!(at(T - 1).wall_until, Some(T), "ahead of the wall clock: both");
+        assert_eq!(
+            at(T - 1).wall_until,
+            Some(T),
+            "ahead of the wall clock: both"
+        );
         assert_eq!(at(T + 1).wall_until, None, "behind it: event time only");
     }
 
