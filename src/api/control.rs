@@ -540,7 +540,7 @@ mod tests {
         ));
         assert_eq!(edit(&mut e.state, &merge(target), 0), Ok(target));
         let b = &e.state.baseline;
-        assert!(b.types.get(&source).is_none(), "the source left");
+        assert!(!b.types.contains_key(&source), "the source left");
         assert_eq!(b.canonical(source), target);
         assert_eq!(b.get(target).unwrap().count, 2);
         // The source's next occurrence counts for the target, not as new.
@@ -553,7 +553,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(e.state.baseline.get(target).unwrap().count, 3);
-        assert!(e.state.baseline.types.get(&source).is_none());
+        assert!(!e.state.baseline.types.contains_key(&source));
         assert_eq!(novels(&e), 2, "no novel alert for the merged type");
         assert!(
             matches!(edit(&mut e.state, &merge(target), 0), Err(Rejected::Conflict(w)) if w.contains("same type"))
