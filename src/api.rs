@@ -91,8 +91,35 @@ pub struct TypeSummary {
     /// the triage page's canary-vs-stable chart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_version: Option<PerVersion>,
+    /// A muted type's snooze: when it unmutes by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snooze: Option<SnoozeInfo>,
     #[serde(skip)]
     last_seen_ms: i64,
+}
+
+/// When a snoozed type unmutes (whichever comes first).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnoozeInfo {
+    /// In event time, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// On the wall clock under `run`, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_until: Option<String>,
+    /// After this many more occurrences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrences_left: Option<u64>,
+}
+
+impl SnoozeInfo {
+    fn of(t: &ErrorType, s: &crate::detect::snooze::Snooze) -> Option<SnoozeInfo> {
+        (t.muted && s.ended_at.is_none()).then(|| SnoozeInfo {
+            until: s.until.map(rfc3339),
+            wall_until: s.wall_until.map(rfc3339),
+            occurrences_left: s.until_count.map(|n| n.saturating_sub(t.count)),
+        })
+    }
 }
 
 /// Occurrences of one type per version and minute.
@@ -176,6 +203,7 @@ impl TypeSummary {
         t: &ErrorType,
         samples: SampleMode,
         spec: crate::window::WindowSpec,
+        snooze: Option<&crate::detect::snooze::Snooze>,
     ) -> TypeSummary {
         TypeSummary {
             fingerprint: t.fingerprint.to_string(),
@@ -215,6 +243,7 @@ impl TypeSummary {
                 Origin::Live => PerVersion::of(t),
                 Origin::Baseline => None,
             },
+            snooze: snooze.and_then(|s| SnoozeInfo::of(t, s)),
             last_seen_ms: t.last_seen,
         }
     }
@@ -273,16 +302,22 @@ pub struct ViewSink {
     published: HashMap<Fingerprint, Stamp>,
 }
 
-/// What a summary depends on that changes while a type lives.
-type Stamp = (u64, i64, bool, Option<i64>, usize);
+/// What a summary depends on that changes while a type lives (the last: a
+/// digest of its snooze, 0 for none; 8 bytes per type, as the map holds
+/// every type).
+type Stamp = (u64, i64, bool, Option<i64>, usize, u64);
 
-fn stamp(t: &ErrorType) -> Stamp {
+fn stamp(t: &ErrorType, snooze: Option<&crate::detect::snooze::Snooze>) -> Stamp {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
     (
         t.count,
         t.last_seen,
         t.muted,
         t.resolved_at,
         t.samples.len() + t.versions.len(),
+        snooze.map_or(0, |s| {
+            BuildHasherDefault::<DefaultHasher>::default().hash_one(s) | 1
+        }),
     )
 }
 
@@ -334,16 +369,18 @@ impl TypeCatalogue for ViewSink {
         // when as many new ones came.
         let (before, mut kept) = (self.published.len(), 0);
         for (fp, t) in types.iter() {
-            let now = stamp(t);
+            let snooze = cat.snoozes.and_then(|s| s.get(fp));
+            let now = stamp(t, snooze);
             if let Some(was) = self.published.get(fp) {
                 kept += 1;
                 if *was == now {
                     continue;
                 }
             }
-            self.view
-                .types
-                .insert(*fp, TypeSummary::of(t, self.samples, cat.baseline.spec));
+            self.view.types.insert(
+                *fp,
+                TypeSummary::of(t, self.samples, cat.baseline.spec, snooze),
+            );
             self.published.insert(*fp, now);
         }
         if kept < before {
@@ -882,6 +919,7 @@ mod tests {
                 &Catalogue {
                     baseline: b,
                     watermark: Some(T + 180_000),
+                    snoozes: None,
                 },
                 false,
             )
@@ -1239,6 +1277,7 @@ mod tests {
                 &Catalogue {
                     baseline: b,
                     watermark: Some(T),
+                    snoozes: None,
                 },
                 false,
             )

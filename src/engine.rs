@@ -328,6 +328,7 @@ impl Engine {
         let types = crate::alert::Catalogue {
             baseline: &self.state.baseline,
             watermark: self.state.watermark,
+            snoozes: Some(&self.state.snoozes),
         };
         for s in &mut self.sinks {
             if let Some(c) = s.catalogue() {

@@ -584,6 +584,10 @@ fn a_snoozed_type_unmutes_by_itself_across_a_restart_and_its_alert_reopens_in_al
     // until 10:50 event time (minute 50 of the log).
     let (s, v) = fl.write(&payment, "mute", Some(TOKEN), Some(json!({"count": 2})));
     assert_eq!((s, v["status"].as_str()), (200, Some("muted")), "{v}");
+    assert_eq!(v["snooze"]["occurrences_left"], 2, "{v}");
+    fl.type_where(&payment, "the snooze in the view", |t| {
+        t["snooze"]["occurrences_left"] == 2
+    });
     let (s, v) = fl.write(
         &inventory,
         "mute",
@@ -591,6 +595,11 @@ fn a_snoozed_type_unmutes_by_itself_across_a_restart_and_its_alert_reopens_in_al
         Some(json!({"until": "2026-11-02T10:50:00Z"})),
     );
     assert_eq!((s, v["status"].as_str()), (200, Some("muted")), "{v}");
+    assert_eq!(v["snooze"]["until"], "2026-11-02T10:50:00.000Z", "{v}");
+    assert!(
+        v["snooze"]["wall_until"].is_null(),
+        "past on the wall clock: {v}"
+    );
     for fp in [&payment, &inventory] {
         wait_for(
             30,

@@ -891,6 +891,7 @@ mod tests {
         Catalogue {
             baseline: b,
             watermark: Some(w),
+            snoozes: None,
         }
     }
 
@@ -941,6 +942,7 @@ mod tests {
         let cat = |w: i64| Catalogue {
             baseline: &b,
             watermark: Some(w),
+            snoozes: None,
         };
         s.export(&cat(T + 2 * MIN), false).unwrap();
         assert_eq!(firing(&s), ["s"], "50 in the window: the surge goes on");
@@ -972,6 +974,7 @@ mod tests {
         let cat = Catalogue {
             baseline: &b,
             watermark: Some(T + 600 * MIN),
+            snoozes: None,
         };
         s.export(&cat, false).unwrap();
         assert_eq!(firing(&s).len(), 2, "time alone never ends an episode");

@@ -355,6 +355,7 @@ impl Commands for Control {
                         t,
                         self.samples,
                         engine.state.baseline.spec,
+                        engine.state.snoozes.get(&t.fingerprint),
                     ))),
                     None => Outcome::NotFound,
                 },

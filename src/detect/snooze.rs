@@ -36,7 +36,7 @@ use crate::fingerprint::Fingerprint;
 use crate::record::{EventTime, Record};
 
 /// One snoozed type.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Snooze {
     /// Event time at which the mute ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
