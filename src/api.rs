@@ -6,11 +6,16 @@
 //!   last seen at or after), `limit` (default 100, at most 1000).
 //! - `GET /api/v1/types/{fingerprint}` — one type (404 when unknown).
 //! - `POST /api/v1/types/{fingerprint}/resolve` (JSON body, optional:
-//!   `{"in_version": "2.1.0"}`), `…/mute`, `…/unmute` — change the type in
-//!   the running engine ([`control`]); answered once the change is saved.
+//!   `{"in_version": "2.1.0"}`), `…/mute` (optional `{"until": "2h"}` or an
+//!   RFC 3339 time, `{"count": 100}`: a snooze), `…/unmute`, `…/merge`
+//!   (`{"into": "<fingerprint>"}`) — change the type in the running engine
+//!   ([`control`]); answered once the change is saved.
 //! - `GET /api/v1/rollout-check?service=…&stable=…&canary=…&current_percentage=…`
 //!   (`window` optional) — the CLI's canary gate, asked of the running
 //!   engine: the same JSON verdict.
+//! - `GET /api/v1/report?release=…&format=md|html|json` (`since`, `until`,
+//!   `after` optional) — `faultline report` of the running engine
+//!   ([`report`]).
 //!
 //! The engine never waits for a reader: at each checkpoint (every commit of
 //! the Kafka source) the [`ViewSink`] copies what changed into a
@@ -27,6 +32,7 @@
 
 pub mod control;
 mod page;
+pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -80,8 +86,83 @@ pub struct TypeSummary {
     /// every type).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<Series>,
+    /// Types new since the baseline: occurrences per version per minute
+    /// over the [`SERIES_BUCKETS`] minutes up to the last one seen, for
+    /// the triage page's canary-vs-stable chart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_version: Option<PerVersion>,
+    /// A muted type's snooze: when it unmutes by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snooze: Option<SnoozeInfo>,
     #[serde(skip)]
     last_seen_ms: i64,
+}
+
+/// When a snoozed type unmutes (whichever comes first).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnoozeInfo {
+    /// In event time, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// On the wall clock under `run`, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_until: Option<String>,
+    /// After this many more occurrences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrences_left: Option<u64>,
+}
+
+impl SnoozeInfo {
+    fn of(t: &ErrorType, s: &crate::detect::snooze::Snooze) -> Option<SnoozeInfo> {
+        (t.muted && s.ended_at.is_none()).then(|| SnoozeInfo {
+            until: s.until.map(rfc3339),
+            wall_until: s.wall_until.map(rfc3339),
+            occurrences_left: s.until_count.map(|n| n.saturating_sub(t.count)),
+        })
+    }
+}
+
+/// Occurrences of one type per version and minute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PerVersion {
+    /// Start of the first minute, RFC 3339.
+    pub start: String,
+    #[serde(skip)]
+    pub(crate) start_ms: i64,
+    /// Minutes covered.
+    pub minutes: u32,
+    /// Version → count per minute, oldest first.
+    pub versions: BTreeMap<String, Vec<u32>>,
+}
+
+impl PerVersion {
+    fn of(t: &ErrorType) -> Option<PerVersion> {
+        const MINUTE: i64 = 60_000;
+        if t.series.by_version.is_empty() {
+            return None;
+        }
+        let newest = t.last_seen.div_euclid(MINUTE);
+        let first = newest - SERIES_BUCKETS + 1;
+        let versions = t
+            .series
+            .by_version
+            .iter()
+            .map(|(v, s)| {
+                let mut counts = vec![0u32; SERIES_BUCKETS as usize];
+                for (m, n) in s.iter().filter(|(m, _)| (first..=newest).contains(m)) {
+                    let slot = &mut counts[(m - first) as usize];
+                    *slot = slot.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+                }
+                (v.clone(), counts)
+            })
+            .collect();
+        Some(PerVersion {
+            start: rfc3339(first * MINUTE),
+            start_ms: first * MINUTE,
+            minutes: SERIES_BUCKETS as u32,
+            versions,
+        })
+    }
 }
 
 /// Buckets in a [`Series`].
@@ -122,6 +203,7 @@ impl TypeSummary {
         t: &ErrorType,
         samples: SampleMode,
         spec: crate::window::WindowSpec,
+        snooze: Option<&crate::detect::snooze::Snooze>,
     ) -> TypeSummary {
         TypeSummary {
             fingerprint: t.fingerprint.to_string(),
@@ -157,6 +239,11 @@ impl TypeSummary {
                 Origin::Live => Series::of(t, spec),
                 Origin::Baseline => None,
             },
+            per_version: match t.origin {
+                Origin::Live => PerVersion::of(t),
+                Origin::Baseline => None,
+            },
+            snooze: snooze.and_then(|s| SnoozeInfo::of(t, s)),
             last_seen_ms: t.last_seen,
         }
     }
@@ -215,16 +302,22 @@ pub struct ViewSink {
     published: HashMap<Fingerprint, Stamp>,
 }
 
-/// What a summary depends on that changes while a type lives.
-type Stamp = (u64, i64, bool, Option<i64>, usize);
+/// What a summary depends on that changes while a type lives (the last: a
+/// digest of its snooze, 0 for none; 8 bytes per type, as the map holds
+/// every type).
+type Stamp = (u64, i64, bool, Option<i64>, usize, u64);
 
-fn stamp(t: &ErrorType) -> Stamp {
+fn stamp(t: &ErrorType, snooze: Option<&crate::detect::snooze::Snooze>) -> Stamp {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
     (
         t.count,
         t.last_seen,
         t.muted,
         t.resolved_at,
         t.samples.len() + t.versions.len(),
+        snooze.map_or(0, |s| {
+            BuildHasherDefault::<DefaultHasher>::default().hash_one(s) | 1
+        }),
     )
 }
 
@@ -271,16 +364,26 @@ impl AlertSink for ViewSink {
 impl TypeCatalogue for ViewSink {
     fn export(&mut self, cat: &Catalogue<'_>, _last: bool) -> Result<(), SinkError> {
         let types = &cat.baseline.types;
+        // Published types still in the engine: fewer than were published
+        // means some left (evicted, or merged into another type), even
+        // when as many new ones came.
+        let (before, mut kept) = (self.published.len(), 0);
         for (fp, t) in types.iter() {
-            let now = stamp(t);
-            if self.published.get(fp) != Some(&now) {
-                self.view
-                    .types
-                    .insert(*fp, TypeSummary::of(t, self.samples, cat.baseline.spec));
-                self.published.insert(*fp, now);
+            let snooze = cat.snoozes.and_then(|s| s.get(fp));
+            let now = stamp(t, snooze);
+            if let Some(was) = self.published.get(fp) {
+                kept += 1;
+                if *was == now {
+                    continue;
+                }
             }
+            self.view.types.insert(
+                *fp,
+                TypeSummary::of(t, self.samples, cat.baseline.spec, snooze),
+            );
+            self.published.insert(*fp, now);
         }
-        if self.published.len() > types.len() {
+        if kept < before {
             self.published.retain(|fp, _| types.contains_key(fp));
             self.view.types.retain(|fp, _| types.contains_key(fp));
         }
@@ -373,6 +476,7 @@ pub fn routes(
         .route("/api/v1/types/{fingerprint}", get(one))
         .route("/api/v1/types/{fingerprint}/{action}", post(write))
         .route("/api/v1/rollout-check", get(rollout_check))
+        .route("/api/v1/report", get(release_report))
         .merge(page::routes())
         .with_state(Access {
             view,
@@ -465,6 +569,116 @@ async fn rollout_check(
     }
 }
 
+#[derive(Deserialize)]
+struct ReportQuery {
+    release: String,
+    format: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    after: Option<String>,
+}
+
+/// `faultline report` asked of the running engine: the same report as
+/// Markdown (the default), HTML or JSON. The engine builds its data at its
+/// next step (a read of the state, as for the rollout check) and goes on;
+/// this thread renders it.
+async fn release_report(
+    State(a): State<Access>,
+    headers: HeaderMap,
+    q: Query<ReportQuery>,
+) -> Response {
+    if let Err((status, why)) = a.check(&headers) {
+        return refuse(status, why);
+    }
+    let bad = |why: String| refuse(StatusCode::BAD_REQUEST, &why);
+    let format = match q
+        .format
+        .as_deref()
+        .unwrap_or("md")
+        .parse::<report::Format>()
+    {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
+    let time = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| format!("`{s}`: expected an RFC 3339 time like 2026-11-02T11:00:00Z: {e}"))
+    };
+    let since = match q.since.as_deref() {
+        None => None,
+        Some(s) => match (time(s), s.parse::<crate::config::Dur>()) {
+            (Ok(t), _) => Some(report::Since::At(t)),
+            (_, Ok(d)) => Some(report::Since::Before(d)),
+            (Err(e), Err(_)) => return bad(format!("since: {e}, or a duration like 7d")),
+        },
+    };
+    let until = match q.until.as_deref().map(time).transpose() {
+        Ok(u) => u,
+        Err(e) => return bad(format!("until: {e}")),
+    };
+    let after = match q.after.as_deref().map(str::parse::<crate::config::Dur>) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return bad(format!("after: {e}")),
+    };
+    if until.is_some() && after.is_some() {
+        return bad("until and after exclude each other".into());
+    }
+    let Some(control) = &a.control else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this listener has no running engine to ask",
+        );
+    };
+    let req = report::Request {
+        release: q.release.clone(),
+        since,
+        until,
+        after,
+    };
+    let cfg = control.config();
+    // The built report comes back on its own channel: the question's JSON
+    // answer only says whether it was built.
+    let (tx, built) = tokio::sync::oneshot::channel();
+    let asked = control.ask(Box::new(move |e: &crate::engine::Engine| {
+        let started = std::time::Instant::now();
+        let r = report::build(&e.state, &cfg, &req, crate::engine::now_ms());
+        // What the report costs the engine (it waits this long).
+        tracing::info!(
+            release = %req.release,
+            engine_ms = started.elapsed().as_secs_f64() * 1e3,
+            "report built between two polls"
+        );
+        let _ = tx.send(r);
+        serde_json::Value::Null
+    }));
+    if let Err(e) = asked {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+    }
+    let built = match tokio::time::timeout(WRITE_TIMEOUT, built).await {
+        Ok(Ok(Ok(b))) => b,
+        Ok(Ok(Err(why))) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, &why),
+        Ok(Err(_)) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped"),
+        Err(_) => {
+            return refuse(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the engine did not answer within 8 s",
+            );
+        }
+    };
+    let kind = match format {
+        report::Format::Md => "text/markdown; charset=utf-8",
+        report::Format::Html => "text/html; charset=utf-8",
+        report::Format::Json => "application/json",
+    };
+    (
+        [(header::CONTENT_TYPE, kind)],
+        report::render(&built, format),
+    )
+        .into_response()
+}
+
 fn parse_fingerprint(fp: &str) -> Option<Fingerprint> {
     u64::from_str_radix(fp, 16)
         .ok()
@@ -476,6 +690,56 @@ fn parse_fingerprint(fp: &str) -> Option<Fingerprint> {
 #[serde(deny_unknown_fields)]
 struct WriteBody {
     in_version: Option<String>,
+    /// mute: until a time (RFC 3339) or for a duration from now.
+    until: Option<String>,
+    /// mute: for this many more occurrences.
+    count: Option<u64>,
+    /// merge: the type to fold this one into.
+    #[serde(alias = "target")]
+    into: Option<String>,
+}
+
+/// The action a write names, with what its body says; `Err` is a 400 or
+/// 404 answer.
+fn action_of(action: &str, body: WriteBody) -> Result<control::Action, (StatusCode, String)> {
+    let bad = |why: &str| Err((StatusCode::BAD_REQUEST, why.to_string()));
+    let WriteBody {
+        in_version,
+        until,
+        count,
+        into,
+    } = body;
+    let snooze = until.is_some() || count.is_some();
+    match action {
+        "resolve" if !snooze && into.is_none() => Ok(control::Action::Resolve { in_version }),
+        "mute" | "unmute" | "merge" if in_version.is_some() => {
+            bad("in_version goes with resolve only")
+        }
+        "resolve" | "unmute" | "merge" if snooze => bad("until and count go with mute only"),
+        "resolve" | "mute" | "unmute" if into.is_some() => bad("into goes with merge only"),
+        "mute" if !snooze => Ok(control::Action::Mute),
+        "mute" => {
+            let until = match until
+                .as_deref()
+                .map(str::parse::<crate::detect::snooze::Until>)
+            {
+                None => None,
+                Some(Ok(u)) => Some(u),
+                Some(Err(e)) => return bad(&e),
+            };
+            Ok(control::Action::Snooze { until, count })
+        }
+        "unmute" => Ok(control::Action::Unmute),
+        "merge" => match into.as_deref().map(parse_fingerprint) {
+            Some(Some(into)) => Ok(control::Action::Merge { into }),
+            Some(None) => bad("into is a fingerprint: 16 hex digits"),
+            None => bad("merge needs the target: {\"into\": \"<fingerprint>\"}"),
+        },
+        _ => Err((
+            StatusCode::NOT_FOUND,
+            "the writes are resolve, mute, unmute and merge".to_string(),
+        )),
+    }
 }
 
 async fn write(
@@ -498,24 +762,17 @@ async fn write(
             Err(e) => {
                 return refuse(
                     StatusCode::BAD_REQUEST,
-                    &format!("the body must be JSON like {{\"in_version\": \"2.1.0\"}}: {e}"),
+                    &format!(
+                        "the body must be JSON like {{\"in_version\": \"2.1.0\"}}, \
+                         {{\"until\": \"2h\"}}, {{\"count\": 100}} or {{\"into\": \"<fingerprint>\"}}: {e}"
+                    ),
                 );
             }
         }
     };
-    let action = match (action.as_str(), body.in_version) {
-        ("resolve", in_version) => control::Action::Resolve { in_version },
-        ("mute", None) => control::Action::Mute,
-        ("unmute", None) => control::Action::Unmute,
-        ("mute" | "unmute", Some(_)) => {
-            return refuse(StatusCode::BAD_REQUEST, "in_version goes with resolve only");
-        }
-        _ => {
-            return refuse(
-                StatusCode::NOT_FOUND,
-                "the writes are resolve, mute and unmute",
-            );
-        }
+    let action = match action_of(&action, body) {
+        Ok(a) => a,
+        Err((status, why)) => return refuse(status, &why),
     };
     let Some(control) = &a.control else {
         return refuse(
@@ -533,6 +790,7 @@ async fn write(
     match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
         Ok(Ok(control::Outcome::Applied(t))) => axum::Json(*t).into_response(),
         Ok(Ok(control::Outcome::NotFound)) => refuse(StatusCode::NOT_FOUND, "no such error type"),
+        Ok(Ok(control::Outcome::Conflict(why))) => refuse(StatusCode::CONFLICT, &why),
         Ok(Ok(control::Outcome::Unsaved(why))) => refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!(
@@ -661,6 +919,7 @@ mod tests {
                 &Catalogue {
                     baseline: b,
                     watermark: Some(T + 180_000),
+                    snoozes: None,
                 },
                 false,
             )
@@ -847,6 +1106,34 @@ mod tests {
         assert_eq!(get_text(&view, "/types/nope").0, 400);
     }
 
+    #[test]
+    fn the_type_page_draws_canary_against_the_stable_version_with_the_chart_module() {
+        let view = TypeView::new();
+        publish(&view, &released(), SampleMode::Raw);
+        let (s, _, page) = get_text(&view, "/types/0000000000000002");
+        assert_eq!(s, 200);
+        // checkout runs 1.0.0 (the known type) and 2.0.0: the new type's
+        // canary is 2.0.0, drawn beside 1.0.0 where it never occurred.
+        assert!(
+            page.contains(r#"<section class="canary" data-canary="2.0.0" data-stable="1.0.0">"#),
+            "{page}"
+        );
+        assert!(page.contains(r#"<tr data-version="2.0.0" data-role="canary"><td>2.0.0</td><td>canary</td><td class="n">1</td>"#), "{page}");
+        assert!(page.contains(r#"<tr data-version="1.0.0" data-role="stable"><td>1.0.0</td><td>stable</td><td class="n">0</td>"#), "{page}");
+        // release::chart's SVG, inline: a line per version, the legend,
+        // the release marker.
+        assert!(
+            page.contains(r#"<g class="series" data-name="2.0.0 (canary)""#),
+            "{page}"
+        );
+        assert!(page.contains(r#"data-name="1.0.0 (stable)""#));
+        assert!(page.contains(r#"<g class="legend">"#));
+        assert!(page.contains("2.0.0 here"), "the marker");
+        // Known types have no per-version series published.
+        let (_, _, known) = get_text(&view, "/types/0000000000000001");
+        assert!(!known.contains(r#"class="canary""#));
+    }
+
     /// POST `path` on a loopback API with `token` configured.
     fn post(token: Option<&str>, control: bool, path: &str, bearer: Option<&str>) -> u16 {
         let control = control.then(|| control::Control::new(&Config::default()));
@@ -990,6 +1277,7 @@ mod tests {
                 &Catalogue {
                     baseline: b,
                     watermark: Some(T),
+                    snoozes: None,
                 },
                 false,
             )

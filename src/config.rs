@@ -678,7 +678,15 @@ pub struct AlertsConfig {
     pub samples: SampleMode,
     /// JSON-lines file; `None` = stdout.
     pub file: Option<PathBuf>,
+    /// Labels per service (`[alerts.service_labels.checkout] team =
+    /// "payments"`): every alert of the service carries them, for the
+    /// sinks' `route.labels` and as Alertmanager labels.
+    pub service_labels: ServiceLabels,
 }
+
+/// Service → label name → value.
+pub type ServiceLabels =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -894,6 +902,11 @@ pub struct RouteConfig {
     pub min_severity: Option<String>,
     /// Services; empty = all.
     pub services: Vec<String>,
+    /// Labels the alert must carry, each with exactly this value: its own
+    /// (`alertname`, `kind`, `severity`, `service`, `version`,
+    /// `fingerprint`, `source`) and those `alerts.service_labels` gives its
+    /// service (e.g. `team`); empty = all.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Prometheus Alertmanager sink (`[alertmanager]`).
@@ -927,6 +940,10 @@ pub struct AlertmanagerConfig {
     /// system's roots.
     pub ca_file: Option<PathBuf>,
     pub route: RouteConfig,
+    /// `alerts.service_labels`, handed over by the sink builder (not a key
+    /// of this section).
+    #[serde(skip)]
+    pub service_labels: ServiceLabels,
 }
 
 impl Default for AlertmanagerConfig {
@@ -942,6 +959,7 @@ impl Default for AlertmanagerConfig {
             max_open: 10_000,
             ca_file: None,
             route: RouteConfig::default(),
+            service_labels: Default::default(),
         }
     }
 }

@@ -213,6 +213,15 @@ impl Engine {
             let minute = t.div_euclid(60_000);
             if minute != self.last_minute {
                 self.last_minute = minute;
+                if !self.state.snoozes.is_empty() {
+                    // Snoozes end in event time, as a replay would end them.
+                    crate::detect::snooze::expire(
+                        &mut self.state.snoozes,
+                        &mut self.state.baseline,
+                        Some(t),
+                        None,
+                    );
+                }
                 let mut out = std::mem::take(&mut self.pending);
                 self.state.detector.on_watermark(t, now_ms(), &mut out);
                 if !self.learning(t) {
@@ -319,6 +328,7 @@ impl Engine {
         let types = crate::alert::Catalogue {
             baseline: &self.state.baseline,
             watermark: self.state.watermark,
+            snoozes: Some(&self.state.snoozes),
         };
         for s in &mut self.sinks {
             if let Some(c) = s.catalogue() {
@@ -390,6 +400,15 @@ impl Engine {
         }
         let mut typed = std::mem::take(&mut self.typed);
         if fingerprint::classify_into(&mut self.state.baseline.learner, identity, &mut typed) {
+            // A type merged into another by an operator (`…/merge`) stays
+            // the learner's type: its occurrences count for the target.
+            let b = &self.state.baseline;
+            if typed.merged.is_empty() && !b.aliases.is_empty() {
+                let to = b.canonical(typed.fingerprint);
+                if to != typed.fingerprint && b.is_known(to) {
+                    typed.fingerprint = to;
+                }
+            }
             self.process_typed(&rec, &typed, time, late, started);
         } else {
             self.metrics.ignored.fetch_add(1, Ordering::Relaxed);
@@ -415,6 +434,15 @@ impl Engine {
         self.state
             .baseline
             .observe_at(typed, rec, time, origin, !late);
+        let snoozed = !self.state.snoozes.is_empty();
+        if snoozed {
+            crate::detect::snooze::on_occurrence(
+                &mut self.state.snoozes,
+                &mut self.state.baseline,
+                typed.fingerprint,
+                time,
+            );
+        }
         let mut out = std::mem::take(&mut self.pending);
         release::check_regression(
             &mut self.state.baseline,
@@ -436,6 +464,18 @@ impl Engine {
             now_ms(),
             &mut out,
         );
+        if snoozed && !learning {
+            crate::detect::snooze::reopen(
+                &mut self.state.snoozes,
+                &self.state.baseline,
+                typed.fingerprint,
+                rec,
+                time,
+                now_ms(),
+                self.cfg.alerts.samples,
+                &mut out,
+            );
+        }
         for a in out[from..].iter_mut().filter(|a| a.kind == Kind::Novel) {
             release::enrich_novel(a, &self.state.baseline, &self.state.rates);
         }
@@ -639,4 +679,18 @@ fn count_alert(m: &Metrics, kind: Kind) {
         Kind::TrafficSpike => &m.alerts_traffic_spike,
     }
     .fetch_add(1, Ordering::Relaxed);
+}
+
+/// An engine on the default configuration, fresh state and `sinks`: the
+/// one setup the unit tests of the layers above the engine share.
+#[cfg(test)]
+pub(crate) fn test_engine(sinks: Vec<Box<dyn AlertSink>>) -> Engine {
+    Engine::new(
+        &Config::default(),
+        None,
+        &BaselineOptions::default(),
+        sinks,
+        Arc::new(Metrics::default()),
+    )
+    .expect("the default configuration builds an engine")
 }

@@ -102,6 +102,10 @@ pub struct State {
     /// JSON: the store keeps it in its own table (`state/store.rs`).
     #[serde(skip)]
     pub signals: crate::signals::Signals,
+    /// Types muted until a time or a count (`detect::snooze`); absent in
+    /// older states. Part of the global JSON, saved at every checkpoint.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub snoozes: crate::detect::snooze::Snoozes,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -129,6 +133,7 @@ impl State {
             kafka_records: 0,
             release: ReleaseState::default(),
             signals: crate::signals::Signals::default(),
+            snoozes: Default::default(),
         }
     }
 

@@ -12,11 +12,11 @@
 //! earlier runs' alerts still held by the server) do not see each other.
 
 mod support;
-use support::free_port;
+use support::{free_port, wait_for};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use faultline::alert::alertmanager::AlertmanagerSink;
 use faultline::alert::{
@@ -46,29 +46,9 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
+/// One request with a 5 s limit, no token.
 fn http(method: &str, url: &str, body: Option<Value>) -> Result<(u16, Value), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let c = reqwest::Client::new();
-        let mut r = match method {
-            "POST" => c.post(url),
-            "DELETE" => c.delete(url),
-            _ => c.get(url),
-        }
-        .timeout(Duration::from_secs(5));
-        if let Some(b) = body {
-            r = r
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let res = r.send().await.map_err(|e| e.to_string())?;
-        let status = res.status().as_u16();
-        let text = res.text().await.map_err(|e| e.to_string())?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-    })
+    support::http(method, url, None, body.as_ref(), Duration::from_secs(5))
 }
 
 /// `/api/v2/alerts` (active, silenced and inhibited; resolved ones are not
@@ -81,21 +61,6 @@ fn alerts(base: &str, matcher: &str) -> Vec<Value> {
     match http("GET", &url, None) {
         Ok((200, Value::Array(v))) => v,
         _ => Vec::new(),
-    }
-}
-
-/// Polls `f` until it returns `Some`, at most `secs` seconds.
-fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(secs),
-            "gave up after {secs}s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -365,6 +330,65 @@ impl Drop for OwnServer {
             let _ = c.wait();
         }
     }
+}
+
+#[test]
+fn a_route_on_a_service_label_sends_only_that_teams_alerts_to_alertmanager_labelled() {
+    let Some(base) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (unique("am-route-a"), unique("am-route-b"));
+    let team = unique("team").replace('-', "_");
+    let config = dir.path().join("faultline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[alerts.service_labels]\n\"{ours}\" = {{ owner = \"{team}\" }}\n\
+             \"{theirs}\" = {{ owner = \"someone_else\" }}\n\
+             [alertmanager]\nurls = [\"{base}\"]\nresend = \"60s\"\n\
+             [alertmanager.route]\nlabels = {{ owner = \"{team}\", alertname = \"FaultlineNovel\" }}\n"
+        ),
+    )
+    .unwrap();
+    // Both services' logs, line by line (the same times): each gets a new
+    // type in 2.0.0.
+    let (a, b) = (log(&ours, 0, 40, Some(35)), log(&theirs, 0, 40, Some(35)));
+    let both: String = a
+        .lines()
+        .zip(b.lines())
+        .map(|(x, y)| format!("{x}\n{y}\n"))
+        .collect();
+    let input = dir.path().join("both.jsonl");
+    std::fs::write(&input, both).unwrap();
+    let alerts_file = dir.path().join("alerts.jsonl");
+    replay(&config, &dir.path().join("state"), &alerts_file, &input);
+
+    // The local file takes every alert (it has no route)...
+    let written: Vec<Alert> = std::fs::read_to_string(&alerts_file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for service in [&ours, &theirs] {
+        assert!(
+            written
+                .iter()
+                .any(|a| a.kind == Kind::Novel && a.service == *service),
+            "no novel alert for {service} in the file"
+        );
+    }
+    // ...Alertmanager only the team's, carrying its label.
+    let am = wait_for(20, "the team's novel alert in Alertmanager", || {
+        alerts(&base, &format!("service=\"{ours}\""))
+            .into_iter()
+            .next()
+    });
+    assert_eq!(label(&am, "owner"), team);
+    assert_eq!(label(&am, "alertname"), "FaultlineNovel");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        alerts(&base, &format!("service=\"{theirs}\"")).is_empty(),
+        "another team's alert reached Alertmanager"
+    );
 }
 
 fn rate_alert(service: &str, minute: i64) -> Alert {

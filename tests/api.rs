@@ -8,7 +8,7 @@
 //! do). Each test makes its own topics, group, service names and state.
 
 mod support;
-use support::{Killed, free_port};
+use support::{Killed, free_port, wait_for};
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -142,51 +142,11 @@ fn produce(broker: &str, topic: &str, lines: &[String]) {
     p.flush(Duration::from_secs(30)).unwrap();
 }
 
-/// One HTTP request; (status, JSON body or Null).
+/// One request with a 15 s limit; (status, JSON body or Null), (0, Null)
+/// when no answer came.
 fn http(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let c = reqwest::Client::new();
-        let mut r = match method {
-            "POST" => c.post(url),
-            "DELETE" => c.delete(url),
-            _ => c.get(url),
-        }
-        .timeout(Duration::from_secs(15));
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            r = r
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        match r.send().await {
-            Ok(res) => {
-                let status = res.status().as_u16();
-                let text = res.text().await.unwrap_or_default();
-                (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-            }
-            Err(_) => (0, Value::Null),
-        }
-    })
-}
-
-fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(secs),
-            "gave up after {secs}s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    support::http(method, url, token, body.as_ref(), Duration::from_secs(15))
+        .unwrap_or((0, Value::Null))
 }
 
 /// A `faultline run` on its own topic, group, state and port.
@@ -334,6 +294,14 @@ impl Instance {
         )
     }
 
+    /// Runs the CLI on the state; it must fail, saying `words`.
+    fn cli_fails(&self, args: &[&str], words: &str) {
+        let out = self.cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(words), "{args:?}: {stderr}");
+    }
+
     fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_faultline"))
             .args(args)
@@ -411,7 +379,12 @@ fn muting_and_resolving_through_the_api_reach_the_running_engine_alertmanager_an
         404
     );
     assert_eq!(fl.write("xyz", "mute", Some(TOKEN), None).0, 400);
-    assert_eq!(fl.write(&payment, "merge", Some(TOKEN), None).0, 404);
+    assert_eq!(fl.write(&payment, "explode", Some(TOKEN), None).0, 404);
+    assert_eq!(
+        fl.write(&payment, "merge", Some(TOKEN), None).0,
+        400,
+        "merge needs a target"
+    );
 
     // A stopped instance's CLI cannot take the lock: it points to the API.
     let out = fl.cli(&["types", "mute", &payment]);
@@ -555,6 +528,310 @@ fn muting_and_resolving_through_the_api_reach_the_running_engine_alertmanager_an
     let out = fl.cli(&["types", "unmute", &payment]);
     support::assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("new"));
+}
+
+/// A running instance that has been given minutes `0..to` of a new
+/// service's log (both new types from minute 35); (instance, service).
+fn running(broker: &str, prefix: &str, extra: &str, to: i64) -> (Instance, String) {
+    let service = unique(prefix);
+    let mut fl = Instance::new(broker, extra);
+    fl.produce(&log(&service, 0, to, &[0, 1]));
+    fl.start();
+    (fl, service)
+}
+
+/// The novel alerts of `fp` in the alert file.
+fn novels(fl: &Instance, fp: &str) -> Vec<Alert> {
+    fl.alerts()
+        .into_iter()
+        .filter(|a| {
+            a.kind == Kind::Novel && a.fingerprint.map(|f| f.to_string()).as_deref() == Some(fp)
+        })
+        .collect()
+}
+
+#[test]
+fn a_snoozed_type_unmutes_by_itself_across_a_restart_and_its_alert_reopens_in_alertmanager() {
+    let (Some(broker), Some(am)) = (kafka(), alertmanager()) else {
+        return;
+    };
+    let am_cfg = format!("[alertmanager]\nurls = [\"{am}\"]\nresend = \"2s\"\n");
+    let (mut fl, service) = running(&broker, "api-snooze", &am_cfg, 40);
+    let payment = fl.novel("payment gateway");
+    let inventory = fl.novel("inventory lock");
+    for fp in [&payment, &inventory] {
+        wait_for(30, "the novel alert firing in Alertmanager", || {
+            firing(&am, fp, "FaultlineNovel").then_some(())
+        });
+    }
+
+    // Bad snoozes are refused with the reason.
+    let (s, v) = fl.write(
+        &payment,
+        "mute",
+        Some(TOKEN),
+        Some(json!({"until": "soon"})),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("RFC 3339"),
+        "{v}"
+    );
+    let (s, _) = fl.write(&payment, "unmute", Some(TOKEN), Some(json!({"count": 3})));
+    assert_eq!(s, 400);
+
+    // Snooze the payment type for 2 more occurrences, the inventory type
+    // until 10:50 event time (minute 50 of the log).
+    let (s, v) = fl.write(&payment, "mute", Some(TOKEN), Some(json!({"count": 2})));
+    assert_eq!((s, v["status"].as_str()), (200, Some("muted")), "{v}");
+    assert_eq!(v["snooze"]["occurrences_left"], 2, "{v}");
+    fl.type_where(&payment, "the snooze in the view", |t| {
+        t["snooze"]["occurrences_left"] == 2
+    });
+    let (s, v) = fl.write(
+        &inventory,
+        "mute",
+        Some(TOKEN),
+        Some(json!({"until": "2026-11-02T10:50:00Z"})),
+    );
+    assert_eq!((s, v["status"].as_str()), (200, Some("muted")), "{v}");
+    assert_eq!(v["snooze"]["until"], "2026-11-02T10:50:00.000Z", "{v}");
+    assert!(
+        v["snooze"]["wall_until"].is_null(),
+        "past on the wall clock: {v}"
+    );
+    for fp in [&payment, &inventory] {
+        wait_for(
+            30,
+            "the snoozed type's alert resolved in Alertmanager",
+            || (!firing(&am, fp, "FaultlineNovel")).then_some(()),
+        );
+    }
+
+    // The snoozes are in the saved state: a restart keeps them. (The view
+    // is published at the first checkpoint after a start, so the check
+    // comes with the next records.)
+    fl.stop();
+    fl.start();
+
+    // Two more payment errors (minutes 40, 41) pass muted...
+    fl.produce(&log(&service, 40, 42, &[0]));
+    fl.type_where(
+        &payment,
+        "still muted after the restart, two more counted",
+        |t| t["status"] == "muted" && t["by_version"]["2.0.0"].as_u64() >= Some(7),
+    );
+    assert_eq!(novels(&fl, &payment).len(), 1, "nothing while snoozed");
+    // ...the third ends the snooze: the type is active and its novel alert
+    // goes out again, a new id with the same labels, firing again in
+    // Alertmanager.
+    fl.produce(&log(&service, 42, 43, &[0]));
+    fl.type_where(&payment, "unmuted by the count", |t| {
+        t["status"] == "active"
+    });
+    let again = wait_for(30, "the reopened novel alert", || {
+        let n = novels(&fl, &payment);
+        (n.len() == 2).then_some(n)
+    });
+    assert_ne!(again[0].id, again[1].id);
+    wait_for(30, "the alert firing again in Alertmanager", || {
+        firing(&am, &payment, "FaultlineNovel").then_some(())
+    });
+
+    // Event time passing 10:50 ends the inventory snooze; its next
+    // occurrence reopens its alert.
+    fl.produce(&log(&service, 43, 52, &[1]));
+    fl.type_where(&inventory, "unmuted in event time", |t| {
+        t["status"] == "active"
+    });
+    wait_for(30, "the inventory alert firing again", || {
+        firing(&am, &inventory, "FaultlineNovel").then_some(())
+    });
+    let n = novels(&fl, &inventory);
+    assert_eq!(n.len(), 2, "{n:?}");
+    assert!(
+        n[1].event_time.as_str() >= "2026-11-02T10:50:00",
+        "reopened at the first occurrence after the snooze: {}",
+        n[1].event_time
+    );
+
+    // On a quiet stream the wall clock ends a snooze (under `run`).
+    let (s, v) = fl.write(&payment, "mute", Some(TOKEN), Some(json!({"until": "2s"})));
+    assert_eq!((s, v["status"].as_str()), (200, Some("muted")), "{v}");
+    fl.type_where(&payment, "unmuted by the wall clock", |t| {
+        t["status"] == "active"
+    });
+
+    // The CLI snoozes a stopped instance's type the same way.
+    fl.stop();
+    let out = fl.cli(&["types", "mute", &inventory, "--count", "5"]);
+    support::assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("muted"));
+    fl.cli_fails(
+        &["types", "mute", &inventory, "--until", "tomorrow"],
+        "RFC 3339",
+    );
+}
+
+#[test]
+fn merging_a_type_folds_its_counts_into_the_target_and_its_later_occurrences_never_alert_as_new() {
+    let Some(broker) = kafka() else {
+        return;
+    };
+    let (mut fl, service) = running(&broker, "api-merge", "", 40);
+    let payment = fl.novel("payment gateway");
+    let inventory = fl.novel("inventory lock");
+    // Minutes 35 to 39 of the release, one error of each per minute.
+    let (p, i) = (5, 5);
+    for fp in [&payment, &inventory] {
+        fl.type_where(fp, "all five occurrences", |t| t["count"] == 5);
+    }
+
+    // Refused: no target, a bad one, an unknown one, itself.
+    assert_eq!(fl.write(&payment, "merge", Some(TOKEN), None).0, 400);
+    let into = |fp: &str| Some(json!({ "into": fp }));
+    assert_eq!(fl.write(&payment, "merge", Some(TOKEN), into("xyz")).0, 400);
+    assert_eq!(
+        fl.write(&payment, "merge", Some(TOKEN), into("00000000000000ff"))
+            .0,
+        404
+    );
+    assert_eq!(
+        fl.write(&payment, "merge", Some(TOKEN), into(&payment)).0,
+        409
+    );
+
+    // Merge payment into inventory: answered with the target, counts added.
+    let (s, v) = fl.write(&payment, "merge", Some(TOKEN), into(&inventory));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["fingerprint"], inventory.as_str());
+    assert_eq!(v["count"], p + i);
+    wait_for(30, "the merged type gone from the list", || {
+        (http(
+            "GET",
+            &fl.url(&format!("/api/v1/types/{payment}")),
+            None,
+            None,
+        )
+        .0 == 404)
+            .then_some(())
+    });
+    assert_eq!(
+        fl.write(&payment, "merge", Some(TOKEN), into(&inventory)).0,
+        409
+    );
+
+    // Later payment errors count for inventory, and nothing is new.
+    fl.produce(&log(&service, 40, 43, &[0]));
+    fl.type_where(&inventory, "the merged occurrences counted", |t| {
+        t["count"].as_u64() == Some(p + i + 3)
+    });
+    assert_eq!(novels(&fl, &payment).len(), 1, "no second novel alert");
+    assert_eq!(novels(&fl, &inventory).len(), 1);
+
+    // Durable: the stopped state's CLI shows the source as the target.
+    fl.stop();
+    let out = fl.cli(&["types", "show", &payment, "--format", "json"]);
+    support::assert_ok(&out);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["fingerprint"], inventory.as_str());
+    assert_eq!(shown["count"], p + i + 3);
+    // The CLI merges on a stopped state too (here: already one type).
+    fl.cli_fails(
+        &["types", "merge", &payment, "--into", &inventory],
+        "same type",
+    );
+}
+
+#[test]
+fn the_report_endpoint_serves_the_clis_report_of_the_running_engine() {
+    let Some(broker) = kafka() else {
+        return;
+    };
+    let (mut fl, _) = running(&broker, "api-report", "", 45);
+    fl.novel("inventory lock");
+    let path = "/api/v1/report?release=2.0.0&format=json&after=24h";
+    let asked = wait_for(30, "the report", || {
+        let (s, v) = http("GET", &fl.url(path), None, None);
+        (s == 200 && v["new_types"].as_array().is_some_and(|n| n.len() == 2)).then_some(v)
+    });
+    assert_eq!(asked["release"], "2.0.0", "{asked}");
+    assert!(asked["signals"].is_object(), "{asked}");
+    let md = support::http_get(fl.port, "/api/v1/report?release=2.0.0");
+    assert!(md.contains("text/markdown"), "{md}");
+    assert!(md.contains("## New error types"), "{md}");
+    let html = support::http_get(fl.port, "/api/v1/report?release=2.0.0&format=html");
+    assert!(html.contains("text/html") && html.contains("<h2>New error types"));
+    // What a report costs, beside a read in the same run (printed for
+    // docs/api.md): the whole request, and the engine's share of it.
+    let timed = |path: &str| {
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            support::http_get(fl.port, path);
+        }
+        t0.elapsed() / 5
+    };
+    let (read, md_t, html_t) = (
+        timed("/api/v1/types"),
+        timed("/api/v1/report?release=2.0.0"),
+        timed("/api/v1/report?release=2.0.0&format=html"),
+    );
+    let log = std::fs::read_to_string(fl.path("run.log")).unwrap_or_default();
+    let engine_ms: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("report built between two polls"))
+        .filter_map(|l| l.split("engine_ms=").nth(1))
+        .collect();
+    eprintln!(
+        "report: md {md_t:?}, html {html_t:?} per request, a read {read:?}; \
+         engine time per report (ms): {engine_ms:?}"
+    );
+    let (s, v) = http("GET", &fl.url("/api/v1/report?release=9.9.9"), None, None);
+    assert_eq!(s, 422, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("9.9.9"));
+    let (s, _) = http(
+        "GET",
+        &fl.url("/api/v1/report?release=2.0.0&format=pdf"),
+        None,
+        None,
+    );
+    assert_eq!(s, 400);
+    let (s, _) = http(
+        "GET",
+        &fl.url("/api/v1/report?release=2.0.0&after=soon"),
+        None,
+        None,
+    );
+    assert_eq!(s, 400);
+
+    // The CLI on the state the engine leaves says the same.
+    fl.stop();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "report",
+            "--release",
+            "2.0.0",
+            "--format",
+            "json",
+            "--after",
+            "24h",
+            "--state",
+        ])
+        .arg(fl.path("state"))
+        .output()
+        .unwrap();
+    support::assert_ok(&out);
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in [
+        "verdict",
+        "summary",
+        "new_types",
+        "released_at",
+        "until",
+        "since",
+    ] {
+        assert_eq!(asked[k], cli[k], "{k}: API {asked} vs CLI {cli}");
+    }
 }
 
 // ------------------------------------------------------------ the browser
@@ -741,10 +1018,7 @@ fn the_triage_page_in_chromium_lists_the_release_and_its_mute_button_mutes_the_t
     let (Some(broker), Some((chromium, driver))) = (kafka(), chromium()) else {
         return;
     };
-    let service = unique("api-page");
-    let mut fl = Instance::new(&broker, "");
-    fl.produce(&log(&service, 0, 40, &[0, 1]));
-    fl.start();
+    let (mut fl, service) = running(&broker, "api-page", "", 40);
     let payment = fl.novel("payment gateway");
     let inventory = fl.novel("inventory lock");
     for fp in [&payment, &inventory] {
@@ -813,6 +1087,28 @@ fn the_triage_page_in_chromium_lists_the_release_and_its_mute_button_mutes_the_t
     assert!(
         b.text("h2.template")
             .contains("inventory lock lost for sku")
+    );
+    // Canary vs stable: the release's version against the one before, in
+    // a chart with a legend and the release marked, and the counts since.
+    let canary = "section.canary[data-canary=\"2.0.0\"][data-stable=\"1.0.0\"]";
+    assert!(
+        b.find(&format!("{canary} figure.versions svg")).is_some(),
+        "{}",
+        b.source()
+    );
+    for part in ["legend", "marker", "series"] {
+        assert!(
+            b.find(&format!("{canary} svg .{part}")).is_some(),
+            "no {part} in the chart"
+        );
+    }
+    assert_eq!(
+        b.text(&format!("{canary} tr[data-role=\"canary\"] td.n")),
+        "5"
+    );
+    assert_eq!(
+        b.text(&format!("{canary} tr[data-role=\"stable\"] td.n")),
+        "0"
     );
     b.click(&format!(
         r#"button[data-fp="{inventory}"][data-action="resolve"]"#

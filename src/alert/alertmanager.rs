@@ -114,6 +114,7 @@ struct Params {
     timeout: Duration,
     resend: Duration,
     labels: BTreeMap<String, String>,
+    service_labels: crate::config::ServiceLabels,
     external_url: String,
 }
 
@@ -207,6 +208,7 @@ impl AlertmanagerSink {
             timeout: cfg.timeout.0,
             resend: cfg.resend.0,
             labels: cfg.labels.clone(),
+            service_labels: cfg.service_labels.clone(),
             external_url: cfg.external_url.trim_end_matches('/').to_string(),
         };
         let worker = {
@@ -684,6 +686,10 @@ fn payload(e: &Entry, p: &Params, now: i64) -> Value {
     for (k, v) in &p.labels {
         labels.insert(k.clone(), json!(v));
     }
+    // The service's labels (`alerts.service_labels`), as routes see them.
+    for (k, v) in p.service_labels.get(&a.service).into_iter().flatten() {
+        labels.insert(k.clone(), json!(v));
+    }
     labels.insert("alertname".into(), json!(alertname(a.kind)));
     labels.insert("source".into(), json!("faultline"));
     labels.insert("severity".into(), json!(a.severity.as_str()));
@@ -818,6 +824,11 @@ mod tests {
             timeout: Duration::from_secs(1),
             resend: Duration::from_secs(60),
             labels: [("team".to_string(), "core".to_string())].into(),
+            service_labels: [(
+                "api".to_string(),
+                [("owner".to_string(), "payments".to_string())].into(),
+            )]
+            .into(),
             external_url: "http://fl.example:9464".into(),
         }
     }
@@ -880,6 +891,7 @@ mod tests {
         Catalogue {
             baseline: b,
             watermark: Some(w),
+            snoozes: None,
         }
     }
 
@@ -930,6 +942,7 @@ mod tests {
         let cat = |w: i64| Catalogue {
             baseline: &b,
             watermark: Some(w),
+            snoozes: None,
         };
         s.export(&cat(T + 2 * MIN), false).unwrap();
         assert_eq!(firing(&s), ["s"], "50 in the window: the surge goes on");
@@ -961,6 +974,7 @@ mod tests {
         let cat = Catalogue {
             baseline: &b,
             watermark: Some(T + 600 * MIN),
+            snoozes: None,
         };
         s.export(&cat, false).unwrap();
         assert_eq!(firing(&s).len(), 2, "time alone never ends an episode");
@@ -1047,6 +1061,7 @@ mod tests {
         assert_eq!(v["labels"]["severity"], "high");
         assert_eq!(v["labels"]["source"], "faultline");
         assert_eq!(v["labels"]["team"], "core");
+        assert_eq!(v["labels"]["owner"], "payments", "alerts.service_labels");
         assert_eq!(v["labels"]["fingerprint"], "0000000000000abc");
         assert_eq!(v["annotations"]["sample"], "s");
         assert_eq!(v["annotations"]["new_in_version"], "2.0.0");

@@ -79,13 +79,22 @@ pub fn sinks(cfg: &Config, plan: &Plan) -> Result<Vec<Box<dyn AlertSink>>, SinkE
         v.push(Box::new(EsSink::open(&cfg.elasticsearch, &spool)?));
     }
     if !cfg.alertmanager.urls.is_empty() {
-        let route = Route::new(&cfg.alertmanager.route, "alertmanager.route")?;
+        let labels = &cfg.alerts.service_labels;
+        let route = Route::new(&cfg.alertmanager.route, labels, "alertmanager.route")?;
         let dir = alertmanager_dir(cfg, plan.state_dir.as_deref());
-        let am = AlertmanagerSink::open(&cfg.alertmanager, &cfg.detect, &dir)?;
+        let am_cfg = crate::config::AlertmanagerConfig {
+            service_labels: labels.clone(),
+            ..cfg.alertmanager.clone()
+        };
+        let am = AlertmanagerSink::open(&am_cfg, &cfg.detect, &dir)?;
         v.push(routed(route, am));
     }
     if !cfg.webhook.url.is_empty() {
-        let route = Route::new(&cfg.webhook.route, "webhook.route")?;
+        let route = Route::new(
+            &cfg.webhook.route,
+            &cfg.alerts.service_labels,
+            "webhook.route",
+        )?;
         let dir = webhook_dir(cfg, plan.state_dir.as_deref());
         v.push(routed(route, WebhookSink::open(&cfg.webhook, &dir)?));
     }

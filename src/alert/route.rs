@@ -1,13 +1,22 @@
 //! Routing: which alerts a sink takes.
 //!
 //! Each sink built from the configuration may carry a [`Route`] (the
-//! `route` table of its section): alert kinds, a lowest severity and
-//! services. Empty conditions take everything, so a sink without a `route`
-//! table gets every alert, as before. The filter wraps the sink
+//! `route` table of its section): alert kinds, a lowest severity, services
+//! and labels. Empty conditions take everything, so a sink without a
+//! `route` table gets every alert, as before. The filter wraps the sink
 //! ([`Routed`]), so no sink needs to know about routing.
+//!
+//! An alert's labels are the ones the Alertmanager sink sends: its own
+//! (`alertname`, `severity`, `service`, `version`, `fingerprint`, `source`,
+//! and `kind`, the schema's name for it) and the labels
+//! `alerts.service_labels` gives its service (`team`, `tier`, …). A route's
+//! `labels` all must match exactly, as equality matchers in an
+//! Alertmanager route do.
+
+use std::borrow::Cow;
 
 use super::{Alert, AlertSink, Kind, Severity, SinkError, TypeCatalogue};
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, ServiceLabels};
 
 /// A parsed `route` table.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -15,12 +24,47 @@ pub struct Route {
     kinds: Vec<Kind>,
     min_severity: Option<Severity>,
     services: Vec<String>,
+    labels: Vec<(String, String)>,
+    /// `alerts.service_labels`, when `labels` asks for any.
+    service_labels: ServiceLabels,
+}
+
+/// The value of label `name` on alert `a` (see the module's doc).
+pub fn label<'a>(
+    a: &'a Alert,
+    service_labels: &'a ServiceLabels,
+    name: &str,
+) -> Option<Cow<'a, str>> {
+    let own = match name {
+        "alertname" => Some(Cow::Owned(super::alertmanager::alertname(a.kind))),
+        "kind" => Some(Cow::Borrowed(a.kind.as_str())),
+        "severity" => Some(Cow::Borrowed(a.severity.as_str())),
+        "source" => Some(Cow::Borrowed("faultline")),
+        "service" => Some(Cow::Borrowed(a.service.as_str())).filter(|s| !s.is_empty()),
+        "version" => a
+            .version
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .map(Cow::Borrowed),
+        "fingerprint" => a.fingerprint.map(|f| Cow::Owned(f.to_string())),
+        _ => None,
+    };
+    own.or_else(|| {
+        service_labels
+            .get(&a.service)
+            .and_then(|l| l.get(name))
+            .map(|v| Cow::Borrowed(v.as_str()))
+    })
 }
 
 impl Route {
-    /// Parses `cfg`; `section` names the table in errors
-    /// (`alertmanager.route`).
-    pub fn new(cfg: &RouteConfig, section: &str) -> Result<Route, SinkError> {
+    /// Parses `cfg`; `service_labels` is `alerts.service_labels`; `section`
+    /// names the table in errors (`alertmanager.route`).
+    pub fn new(
+        cfg: &RouteConfig,
+        service_labels: &ServiceLabels,
+        section: &str,
+    ) -> Result<Route, SinkError> {
         let bad = |message: String| SinkError::Other {
             sink: section.to_string(),
             message,
@@ -49,10 +93,24 @@ impl Route {
                         })
                 })
                 .transpose()?;
+        if let Some(k) = cfg.labels.keys().find(|k| k.is_empty()) {
+            return Err(bad(format!("labels: `{k}` is no label name")));
+        }
+        let labels: Vec<(String, String)> = cfg
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Ok(Route {
             kinds,
             min_severity,
             services: cfg.services.clone(),
+            service_labels: if labels.is_empty() {
+                ServiceLabels::new()
+            } else {
+                service_labels.clone()
+            },
+            labels,
         })
     }
 
@@ -76,7 +134,12 @@ impl Route {
         if a.kind != Kind::EpisodeEnd && self.min_severity.is_some_and(|m| a.severity < m) {
             return false;
         }
-        self.services.is_empty() || self.services.contains(&a.service)
+        if !self.services.is_empty() && !self.services.contains(&a.service) {
+            return false;
+        }
+        self.labels
+            .iter()
+            .all(|(k, v)| label(a, &self.service_labels, k).is_some_and(|got| got == v.as_str()))
     }
 }
 
@@ -122,10 +185,68 @@ mod tests {
                 kinds: kinds.iter().map(|s| s.to_string()).collect(),
                 min_severity: min.map(str::to_string),
                 services: services.iter().map(|s| s.to_string()).collect(),
+                ..RouteConfig::default()
             },
+            &ServiceLabels::new(),
             "test.route",
         )
         .unwrap()
+    }
+
+    fn by_labels(labels: &[(&str, &str)], service_labels: &ServiceLabels) -> Route {
+        Route::new(
+            &RouteConfig {
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..RouteConfig::default()
+            },
+            service_labels,
+            "test.route",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn labels_match_the_alerts_own_labels_and_its_services_labels() {
+        let teams: ServiceLabels = [
+            (
+                "api".to_string(),
+                [("team".to_string(), "payments".to_string())].into(),
+            ),
+            (
+                "search".to_string(),
+                [("team".to_string(), "discovery".to_string())].into(),
+            ),
+        ]
+        .into();
+        let a = test_alert("a"); // novel, high, service api
+        assert!(by_labels(&[("team", "payments")], &teams).takes(&a));
+        assert!(!by_labels(&[("team", "discovery")], &teams).takes(&a));
+        let mut other = test_alert("b");
+        other.service = "search".into();
+        assert!(!by_labels(&[("team", "payments")], &teams).takes(&other));
+        // The alert's own labels, as Alertmanager gets them.
+        assert!(
+            by_labels(
+                &[("alertname", "FaultlineNovel"), ("severity", "high")],
+                &teams
+            )
+            .takes(&a)
+        );
+        assert!(by_labels(&[("kind", "novel"), ("source", "faultline")], &teams).takes(&a));
+        assert!(!by_labels(&[("kind", "surge")], &teams).takes(&a));
+        // A label the alert does not have never matches; all must hold.
+        assert!(!by_labels(&[("tier", "1")], &teams).takes(&a));
+        assert!(!by_labels(&[("team", "payments"), ("severity", "low")], &teams).takes(&a));
+        // Own labels win over a service label of the same name.
+        let odd: ServiceLabels = [(
+            "api".to_string(),
+            [("service".to_string(), "x".to_string())].into(),
+        )]
+        .into();
+        assert!(by_labels(&[("service", "api")], &odd).takes(&a));
     }
 
     #[test]
@@ -169,6 +290,7 @@ mod tests {
                 kinds: vec!["nvel".into()],
                 ..RouteConfig::default()
             },
+            &ServiceLabels::new(),
             "webhook.route",
         )
         .unwrap_err()
@@ -179,6 +301,7 @@ mod tests {
                 min_severity: Some("urgent".into()),
                 ..RouteConfig::default()
             },
+            &ServiceLabels::new(),
             "alertmanager.route",
         )
         .unwrap_err()

@@ -1,5 +1,6 @@
-//! The control API's writes: resolve, mute and unmute a type in a running
-//! engine.
+//! The control API's writes: resolve, mute (or snooze), unmute and merge a
+//! type in a running engine. The same edits serve `faultline types` on a
+//! stopped state ([`edit`]).
 //!
 //! The engine is single-threaded and owned by the driver loop, so an HTTP
 //! handler never touches it. It queues a [`Command`] in a bounded channel
@@ -35,10 +36,12 @@ use tokio::sync::oneshot;
 use super::TypeSummary;
 use crate::baseline::ErrorType;
 use crate::config::{Config, SampleMode};
-use crate::engine::Engine;
+use crate::detect::snooze::{Snooze, Until};
+use crate::engine::{Engine, now_ms};
 use crate::fingerprint::Fingerprint;
 use crate::record::EventTime;
 use crate::source::driver::Commands;
+use crate::state::State;
 
 /// Commands waiting for the engine at most.
 pub const QUEUE: usize = 64;
@@ -52,7 +55,29 @@ pub enum Action {
         in_version: Option<String>,
     },
     Mute,
+    /// Mute until a time and/or for `count` more occurrences
+    /// ([`crate::detect::snooze`]).
+    Snooze {
+        until: Option<Until>,
+        count: Option<u64>,
+    },
     Unmute,
+    /// Fold the type into `into` (as Sentry's merge): it becomes an alias
+    /// of `into`, its counts move there, and its later occurrences count
+    /// for `into` (never a new type).
+    Merge {
+        into: Fingerprint,
+    },
+}
+
+/// Why an edit was not made.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("no error type {0}")]
+    NotFound(Fingerprint),
+    /// The edit contradicts the state (merging a type into itself).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// One write.
@@ -69,6 +94,8 @@ pub enum Outcome {
     Applied(Box<TypeSummary>),
     /// No such type in the engine.
     NotFound,
+    /// Refused as it stands (e.g. a merge of a type into itself).
+    Conflict(String),
     /// Applied in the running engine, but the save failed (it is saved with
     /// a later checkpoint, if one succeeds).
     Unsaved(String),
@@ -183,18 +210,83 @@ impl Control {
     }
 }
 
-/// Applies `command` to the engine's type; false when it has none.
-fn apply_to(engine: &mut Engine, command: &Command) -> bool {
-    let watermark = engine.state.watermark;
-    let Some(t) = engine.state.baseline.get_mut(command.fingerprint) else {
-        return false;
+/// Applies `command` to `state` (a running engine's, or a stopped one's
+/// for `faultline types`); `now` is the wall clock, for snoozes. Returns
+/// the type that now stands for the fingerprint (a merge's target).
+pub fn edit(state: &mut State, command: &Command, now: i64) -> Result<Fingerprint, Rejected> {
+    let watermark = state.watermark;
+    let b = &mut state.baseline;
+    let fp = b.canonical(command.fingerprint);
+    if !b.is_known(fp) {
+        return Err(Rejected::NotFound(command.fingerprint));
+    }
+    if let Action::Merge { into } = &command.action {
+        return merge(state, fp, *into);
+    }
+    let Some(t) = b.get_mut(fp) else {
+        // Known but evicted: operator marks need the full entry. Evicted
+        // types are cold ones; one occurrence brings it back.
+        return Err(Rejected::Conflict(format!(
+            "type {fp} is evicted from memory (not seen for long); it can be changed once it \
+             occurs again"
+        )));
     };
     match &command.action {
         Action::Resolve { in_version } => resolve(t, watermark, in_version.clone()),
-        Action::Mute => t.muted = true,
-        Action::Unmute => t.muted = false,
+        Action::Mute => {
+            t.muted = true;
+            state.snoozes.remove(&fp);
+        }
+        Action::Snooze { until, count } => {
+            t.muted = true;
+            let s = Snooze::new(*until, *count, t.count, watermark, now);
+            state.snoozes.insert(fp, s);
+        }
+        Action::Unmute => {
+            t.muted = false;
+            state.snoozes.remove(&fp);
+        }
+        Action::Merge { .. } => unreachable!("handled above"),
     }
-    true
+    Ok(fp)
+}
+
+/// Folds `source` into `into`: the baseline's own merge (the one the
+/// learner's generalisations use) with `source` as the merged id, so
+/// counts, versions, windows, samples and series add up and `source`
+/// becomes an alias. The source's snooze goes with it.
+fn merge(
+    state: &mut State,
+    source: Fingerprint,
+    into: Fingerprint,
+) -> Result<Fingerprint, Rejected> {
+    let b = &mut state.baseline;
+    let target = b.canonical(into);
+    if !b.is_known(target) {
+        return Err(Rejected::NotFound(into));
+    }
+    if target == source {
+        return Err(Rejected::Conflict(format!(
+            "{} and {into} are already the same type",
+            state.baseline.canonical(source)
+        )));
+    }
+    // The target's own template and context when it is in memory; an
+    // evicted target comes back from the store with its own, or (without
+    // a store) takes the source's.
+    let like = b.get(target).or_else(|| b.get(source));
+    let (template, context) = like
+        .map(|t| (t.template.clone(), t.context.clone()))
+        .unwrap_or_default();
+    b.merge(&crate::fingerprint::Typed {
+        fingerprint: target,
+        template,
+        context,
+        created: false,
+        merged: vec![source],
+    });
+    state.snoozes.remove(&source);
+    Ok(target)
 }
 
 /// Marks `t` resolved as of `watermark` (the engine's event time): only
@@ -211,8 +303,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Commands for Control {
     fn apply(&self, engine: &mut Engine) -> bool {
+        // Under `run` a snooze also ends on the wall clock (a quiet stream
+        // moves no event time); the change is saved like a write.
+        let expired = !engine.state.snoozes.is_empty() && {
+            let s = &mut engine.state;
+            crate::detect::snooze::expire(&mut s.snoozes, &mut s.baseline, None, Some(now_ms()))
+        };
         if self.outstanding.load(Ordering::Acquire) == 0 {
-            return false;
+            return expired;
         }
         {
             let questions = lock(&self.questions);
@@ -226,21 +324,21 @@ impl Commands for Control {
         let id = engine.id();
         for p in pending.iter_mut().filter(|p| p.engine != id) {
             // Applied to an engine rebuilt since from the saved state.
-            apply_to(engine, &p.request.command);
+            let _ = edit(&mut engine.state, &p.request.command, now_ms());
             p.engine = engine.id();
         }
         let rx = lock(&self.rx);
         while let Ok(request) = rx.try_recv() {
-            if apply_to(engine, &request.command) {
-                pending.push(Pending {
+            match edit(&mut engine.state, &request.command, now_ms()) {
+                Ok(_) => pending.push(Pending {
                     request,
                     engine: engine.id(),
-                });
-            } else {
-                self.answer(request.reply, Outcome::NotFound);
+                }),
+                Err(Rejected::NotFound(_)) => self.answer(request.reply, Outcome::NotFound),
+                Err(Rejected::Conflict(why)) => self.answer(request.reply, Outcome::Conflict(why)),
             }
         }
-        !pending.is_empty()
+        expired || !pending.is_empty()
     }
 
     fn saved(&self, engine: &Engine, outcome: Result<(), String>) {
@@ -257,6 +355,7 @@ impl Commands for Control {
                         t,
                         self.samples,
                         engine.state.baseline.spec,
+                        engine.state.snoozes.get(&t.fingerprint),
                     ))),
                     None => Outcome::NotFound,
                 },
@@ -270,21 +369,10 @@ impl Commands for Control {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::AlertSink;
     use crate::config::Config;
-    use crate::engine::BaselineOptions;
-    use crate::metrics::Metrics;
 
     fn engine_with(fp: u64) -> Engine {
-        let sinks: Vec<Box<dyn AlertSink>> = Vec::new();
-        let mut e = Engine::new(
-            &Config::default(),
-            None,
-            &BaselineOptions::default(),
-            sinks,
-            Arc::new(Metrics::default()),
-        )
-        .unwrap();
+        let mut e = crate::engine::test_engine(Vec::new());
         let typed = crate::fingerprint::Typed {
             fingerprint: Fingerprint(fp),
             template: "disk full on <*>".into(),
@@ -394,5 +482,117 @@ mod tests {
         );
         let ty = e.state.baseline.get(Fingerprint(7)).unwrap();
         assert_eq!(ty.resolved_at, Some(1_793_613_700_000));
+    }
+
+    /// An engine past its warm-up that has seen `messages` once each, as
+    /// errors of service `api`; the engine and the fingerprints.
+    fn live_engine(messages: &[&str]) -> (Engine, Vec<Fingerprint>) {
+        let mut e = crate::engine::test_engine(Vec::new());
+        let t0 = 1_793_613_600_000;
+        let rec = |msg: &str, t: i64| crate::record::Record {
+            time: Some(t),
+            level: Some(crate::record::Level::Error),
+            message: msg.into(),
+            service: Some("api".into()),
+            version: Some("2.0.0".into()),
+            ..Default::default()
+        };
+        e.process_error(rec("warm-up starts", t0));
+        let mut fps = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            let before: Vec<Fingerprint> = e.state.baseline.types.keys().copied().collect();
+            e.process_error(rec(m, t0 + 3_600_000 + i as i64 * 1000));
+            let new = e
+                .state
+                .baseline
+                .types
+                .keys()
+                .find(|fp| !before.contains(fp));
+            fps.push(*new.expect("a new type"));
+        }
+        (e, fps)
+    }
+
+    #[test]
+    fn a_merged_type_folds_into_its_target_and_its_later_occurrences_count_there() {
+        let (mut e, fps) = live_engine(&[
+            "disk full on volume alpha",
+            "quota exceeded for bucket beta",
+        ]);
+        let (source, target) = (fps[0], fps[1]);
+        let novels = |e: &Engine| {
+            e.emitted
+                .iter()
+                .filter(|a| a.kind == crate::alert::Kind::Novel)
+                .count()
+        };
+        assert_eq!(novels(&e), 2);
+        let merge = |into| Command {
+            fingerprint: source,
+            action: Action::Merge { into },
+        };
+        assert_eq!(
+            edit(&mut e.state, &merge(Fingerprint(0xdead)), 0),
+            Err(Rejected::NotFound(Fingerprint(0xdead)))
+        );
+        assert!(matches!(
+            edit(&mut e.state, &merge(source), 0),
+            Err(Rejected::Conflict(_))
+        ));
+        assert_eq!(edit(&mut e.state, &merge(target), 0), Ok(target));
+        let b = &e.state.baseline;
+        assert!(!b.types.contains_key(&source), "the source left");
+        assert_eq!(b.canonical(source), target);
+        assert_eq!(b.get(target).unwrap().count, 2);
+        // The source's next occurrence counts for the target, not as new.
+        e.process_error(crate::record::Record {
+            time: Some(1_793_613_600_000 + 3_700_000),
+            level: Some(crate::record::Level::Error),
+            message: "disk full on volume alpha".into(),
+            service: Some("api".into()),
+            version: Some("2.0.0".into()),
+            ..Default::default()
+        });
+        assert_eq!(e.state.baseline.get(target).unwrap().count, 3);
+        assert!(!e.state.baseline.types.contains_key(&source));
+        assert_eq!(novels(&e), 2, "no novel alert for the merged type");
+        assert!(
+            matches!(edit(&mut e.state, &merge(target), 0), Err(Rejected::Conflict(w)) if w.contains("same type"))
+        );
+    }
+
+    #[test]
+    fn a_snooze_is_saved_with_the_state_and_a_plain_mute_or_unmute_cancels_it() {
+        let (mut e, fps) = live_engine(&["disk full on volume alpha"]);
+        let fp = fps[0];
+        let snooze = Command {
+            fingerprint: fp,
+            action: Action::Snooze {
+                until: Some(Until::For(crate::config::Dur::secs(3600))),
+                count: Some(10),
+            },
+        };
+        edit(&mut e.state, &snooze, 1_000).unwrap();
+        assert!(e.state.baseline.get(fp).unwrap().muted);
+        let dir = tempfile::tempdir().unwrap();
+        e.state.save(dir.path()).unwrap();
+        let back = State::load(dir.path()).unwrap().unwrap();
+        let s = &back.snoozes[&fp];
+        assert_eq!(s.until_count, Some(11));
+        assert_eq!(s.wall_until, Some(1_000 + 3_600_000));
+        assert!(back.baseline.get(fp).unwrap().muted);
+        for action in [Action::Mute, Action::Unmute] {
+            edit(&mut e.state, &snooze, 1_000).unwrap();
+            edit(
+                &mut e.state,
+                &Command {
+                    fingerprint: fp,
+                    action,
+                },
+                1_000,
+            )
+            .unwrap();
+            assert!(e.state.snoozes.is_empty());
+        }
     }
 }

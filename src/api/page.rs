@@ -7,7 +7,9 @@
 //!   first and last seen, and buttons to resolve, mute and unmute. Query:
 //!   `service`, `all=1` (resolved and muted ones too).
 //! - `GET /types/{fingerprint}` — one type: every field, counts per
-//!   version, samples. The Alertmanager sink's `generatorURL` points here
+//!   version, canary vs stable (a chart of its occurrences per version and
+//!   minute, drawn by `release::chart`, with the counts since the canary
+//!   brought it), samples. The Alertmanager sink's `generatorURL` points here
 //!   (`alertmanager.external_url` + `/types/{fingerprint}`).
 //! - `GET /static/triage.css`, `/static/triage.js` — compiled into the
 //!   binary: the page loads nothing from elsewhere (no CDN, works offline
@@ -366,6 +368,85 @@ struct OneType<'a> {
     by_version: Vec<(&'a String, &'a u64)>,
     surge: Option<SurgeMark>,
     chart: Option<Chart>,
+    canary: Option<Canary>,
+}
+
+/// Canary vs stable for one type: its occurrences per version per minute
+/// since the canary (the service's newest version) brought it or first
+/// carried it, drawn by the report's chart module.
+#[derive(Serialize)]
+struct Canary {
+    canary: String,
+    stable: Vec<String>,
+    /// Since the release: (version, "canary" or "stable", occurrences).
+    counts: Vec<(String, &'static str, u64)>,
+    /// The chart, SVG made by `release::chart` (every text in it escaped).
+    svg: String,
+}
+
+/// The canary is the newest version the service runs (`newest`, from
+/// every type of the service), the other versions of the type are stable;
+/// the stable version just before the canary is drawn even when this type
+/// never occurred in it (a flat zero is the point of a new type).
+fn canary(t: &TypeSummary, newest: Option<&String>, previous: Option<&String>) -> Option<Canary> {
+    use crate::release::chart::{Marker as At, Series as Line, TimeChart};
+    const MINUTE: i64 = 60_000;
+    let pv = t.per_version.as_ref()?;
+    let canary = newest
+        .filter(|v| pv.versions.contains_key(*v))
+        .or_else(|| pv.versions.keys().max_by(|a, b| version_cmp(a, b)))?
+        .clone();
+    let mut versions: Vec<(&String, &Vec<u32>)> = pv.versions.iter().collect();
+    versions.sort_by(|a, b| version_cmp(b.0, a.0));
+    let zeros = vec![0u32; pv.minutes as usize];
+    if let Some(p) = previous.filter(|p| **p != canary && !pv.versions.contains_key(*p)) {
+        versions.push((p, &zeros));
+    }
+    // The release, as this type shows it: the canary's first minute here.
+    let released = pv.versions[&canary]
+        .iter()
+        .position(|n| *n > 0)
+        .unwrap_or(0);
+    let at = |i: usize| pv.start_ms + i as i64 * MINUTE;
+    let mut counts = Vec::new();
+    let mut lines = Vec::new();
+    let mut stable = Vec::new();
+    for (v, per_minute) in &versions {
+        let role = if **v == canary { "canary" } else { "stable" };
+        if role == "stable" {
+            stable.push((*v).clone());
+        }
+        counts.push((
+            (*v).clone(),
+            role,
+            per_minute[released..].iter().map(|n| u64::from(*n)).sum(),
+        ));
+        lines.push(Line {
+            name: format!("{v} ({role})"),
+            points: per_minute
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (at(i), Some(f64::from(*n))))
+                .collect(),
+        });
+    }
+    let chart = TimeChart {
+        title: format!("canary {canary} vs stable: occurrences per minute"),
+        y_label: "occurrences per minute".into(),
+        from: pv.start_ms,
+        to: at(pv.minutes as usize),
+        series: lines,
+        markers: vec![At {
+            at: at(released),
+            label: format!("{canary} here"),
+        }],
+    };
+    Some(Canary {
+        canary,
+        stable,
+        counts,
+        svg: chart.svg(),
+    })
 }
 
 async fn one(State(a): State<Access>, headers: HeaderMap, Path(fp): Path<String>) -> Response {
@@ -384,11 +465,25 @@ async fn one(State(a): State<Access>, headers: HeaderMap, Path(fp): Path<String>
     };
     let mut by_version: Vec<(&String, &u64)> = t.by_version.iter().collect();
     by_version.sort_by(|x, y| version_cmp(y.0, x.0));
+    // The service's versions, from all its types (the page is rare; the
+    // scan is of the view, never the engine).
+    let mut service_versions: Vec<String> = Vec::new();
+    if t.per_version.is_some() {
+        for e in a.view.types.iter().filter(|e| e.service == t.service) {
+            for v in &e.versions {
+                if !v.is_empty() && !service_versions.contains(v) {
+                    service_versions.push(v.clone());
+                }
+            }
+        }
+        service_versions.sort_by(|x, y| version_cmp(y, x));
+    }
     let one = OneType {
         t: &t,
         by_version,
         surge: a.view.surges.get(&key).map(|s| s.clone()),
         chart: chart(&t, 600, 120),
+        canary: canary(&t, service_versions.first(), service_versions.get(1)),
     };
     render(
         "type.html",

@@ -1,6 +1,6 @@
 //! `faultline types`: list, inspect and triage the known error types.
 //!
-//! Edits (resolve, mute, unmute) rewrite the state atomically, on the state
+//! Edits (resolve, mute or snooze, unmute, merge) rewrite the state atomically, on the state
 //! of a stopped instance (or of a replay). A running `faultline run` holds
 //! its state's writer lock and keeps its own copy in memory: change its
 //! types through its control API instead (`POST /api/v1/types/{fp}/mute`,
@@ -13,8 +13,10 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use faultline::alert::rfc3339;
+use faultline::api::control::{self, Action, Command};
 use faultline::baseline::{ErrorType, Origin};
 use faultline::config::Config;
+use faultline::detect::snooze::Until;
 use faultline::fingerprint::Fingerprint;
 use faultline::state::State;
 
@@ -70,10 +72,27 @@ pub enum TypesCommand {
         #[arg(long)]
         in_version: Option<String>,
     },
-    /// Stop alerting on a type (it stays known).
+    /// Stop alerting on a type (it stays known); with `--until` or
+    /// `--count` only for a while (a snooze).
     Mute {
         #[command(flatten)]
         one: OneType,
+        /// Unmute at this time (RFC 3339) or after this long (2h, 1h30m):
+        /// in event time, and under `run` also on the wall clock.
+        #[arg(long)]
+        until: Option<String>,
+        /// Unmute after this many more occurrences.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Fold a type into another (as Sentry's merge): its counts move to
+    /// the target, and its later occurrences count for the target.
+    Merge {
+        #[command(flatten)]
+        one: OneType,
+        /// The type that absorbs it.
+        #[arg(long)]
+        into: String,
     },
     /// Alert on a muted type again.
     Unmute {
@@ -142,9 +161,9 @@ fn find<'a>(state: &'a mut State, fp: &str) -> Result<&'a mut ErrorType> {
         .ok_or_else(|| anyhow!("no error type {fp} in the state"))
 }
 
-/// Applies `f` to one type and saves the state.
-/// `verb` names the API's write that does the same on a running instance.
-fn edit(one: &OneType, verb: &str, f: impl FnOnce(&mut ErrorType, Option<i64>)) -> Result<i32> {
+/// Applies `action` to one type (what the API's write `verb` does on a
+/// running instance) and saves the state.
+fn edit(one: &OneType, verb: &str, action: Action) -> Result<i32> {
     let mut state = match State::load_writable(&one.state.state) {
         Err(e @ faultline::state::StateError::Locked { .. }) => {
             return Err(anyhow!(
@@ -159,9 +178,21 @@ fn edit(one: &OneType, verb: &str, f: impl FnOnce(&mut ErrorType, Option<i64>)) 
         other => other?,
     }
     .with_context(|| format!("no state in {}", one.state.state.display()))?;
-    let watermark = state.watermark;
-    let t = find(&mut state, &one.fingerprint)?;
-    f(t, watermark);
+    let fingerprint: Fingerprint = one
+        .fingerprint
+        .parse()
+        .map_err(|e| anyhow!("{}: {e}", one.fingerprint))?;
+    let now = faultline::engine::now_ms();
+    let fp = control::edit(
+        &mut state,
+        &Command {
+            fingerprint,
+            action,
+        },
+        now,
+    )
+    .map_err(|e| anyhow!("{e} in the state"))?;
+    let t = find(&mut state, &fp.to_string())?;
     let line = format!("{} {} {}", t.fingerprint, status(t), t.template);
     state.save(&one.state.state)?;
     outln!("{line}");
@@ -245,10 +276,26 @@ pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        TypesCommand::Resolve { one, in_version } => edit(&one, "resolve", |t, watermark| {
-            faultline::api::control::resolve(t, watermark, in_version)
-        }),
-        TypesCommand::Mute { one } => edit(&one, "mute", |t, _| t.muted = true),
-        TypesCommand::Unmute { one } => edit(&one, "unmute", |t, _| t.muted = false),
+        TypesCommand::Resolve { one, in_version } => {
+            edit(&one, "resolve", Action::Resolve { in_version })
+        }
+        TypesCommand::Mute { one, until, count } => {
+            let action = if until.is_none() && count.is_none() {
+                Action::Mute
+            } else {
+                let until = until
+                    .as_deref()
+                    .map(str::parse::<Until>)
+                    .transpose()
+                    .map_err(|e| anyhow!(e))?;
+                Action::Snooze { until, count }
+            };
+            edit(&one, "mute", action)
+        }
+        TypesCommand::Unmute { one } => edit(&one, "unmute", Action::Unmute),
+        TypesCommand::Merge { one, into } => {
+            let into: Fingerprint = into.parse().map_err(|e| anyhow!("--into {into}: {e}"))?;
+            edit(&one, "merge", Action::Merge { into })
+        }
     }
 }

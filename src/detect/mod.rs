@@ -13,6 +13,7 @@
 //! Ids hash (kind, subject, episode) — never wall-clock or arrival order —
 //! so a replay, a restart or another instance produces the same ids.
 
+pub mod snooze;
 pub mod stats;
 
 use std::collections::HashMap;

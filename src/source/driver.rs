@@ -360,9 +360,6 @@ pub fn close(engine: &mut Engine, store: Option<&Path>) -> Result<(), PipelineEr
 mod tests {
     use super::*;
     use crate::alert::{Alert, AlertSink, Catalogue, TypeCatalogue};
-    use crate::config::Config;
-    use crate::engine::BaselineOptions;
-    use crate::metrics::Metrics;
     use std::sync::{Arc, Mutex};
 
     type Log = Arc<Mutex<Vec<String>>>;
@@ -449,14 +446,7 @@ mod tests {
 
     fn counting(log: &Log) -> Counting {
         let sinks: Vec<Box<dyn AlertSink>> = vec![Box::new(Recording(log.clone()))];
-        let engine = Engine::new(
-            &Config::default(),
-            None,
-            &BaselineOptions::default(),
-            sinks,
-            Arc::new(Metrics::default()),
-        )
-        .unwrap();
+        let engine = crate::engine::test_engine(sinks);
         Counting {
             engine,
             pace: Pace::default(),
