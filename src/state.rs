@@ -604,17 +604,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn evicted_types_stay_rows_of_the_store_and_come_back_whole_when_seen_again() {
+    /// A state that keeps 10 types hot (learning off), and how to make it
+    /// see the i-th distinct type at time t (its fingerprint, and whether
+    /// it was new).
+    fn ten_hot() -> (
+        State,
+        impl Fn(&mut State, usize, i64) -> (Fingerprint, bool),
+    ) {
         use crate::baseline::Origin;
         use crate::fingerprint::{Fingerprinter, classify};
-        let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::default();
         cfg.baseline.max_hot_types = 10;
         cfg.fingerprint.learn.enabled = false;
         let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
-        let mut s = State::new(Baseline::new(&cfg, 1), Detector::new(&cfg));
-        let see = |s: &mut State, i: usize, t: i64| {
+        let s = State::new(Baseline::new(&cfg, 1), Detector::new(&cfg));
+        let see = move |s: &mut State, i: usize, t: i64| {
             let r = crate::record::Record {
                 service: Some("api".into()),
                 message: format!("widget {} could not be loaded", "xyzw".repeat(i + 1)),
@@ -625,6 +629,13 @@ mod tests {
             let new = s.baseline.observe(&typed, &r, t, Origin::Live);
             (typed.fingerprint, new)
         };
+        (s, see)
+    }
+
+    #[test]
+    fn evicted_types_stay_rows_of_the_store_and_come_back_whole_when_seen_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, see) = ten_hot();
         let mut fps = Vec::new();
         for i in 0..100 {
             fps.push(see(&mut s, i, i as i64 * 1000).0);
@@ -801,27 +812,12 @@ mod tests {
 
     #[test]
     fn evicted_types_wait_in_memory_across_coalesced_checkpoints_and_reach_the_store() {
-        use crate::baseline::Origin;
-        use crate::fingerprint::{Fingerprinter, classify};
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.baseline.max_hot_types = 10;
-        cfg.fingerprint.learn.enabled = false;
-        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
-        let mut s = State::new(Baseline::new(&cfg, 1), Detector::new(&cfg));
+        let (mut s, see) = ten_hot();
         State::coalesce_saves(dir.path(), std::time::Duration::from_secs(3600)).unwrap();
         let mut fps = Vec::new();
         for i in 0..60 {
-            let r = crate::record::Record {
-                service: Some("api".into()),
-                message: format!("widget {} could not be loaded", "xyzw".repeat(i + 1)),
-                version: Some("1.0".into()),
-                ..Default::default()
-            };
-            let typed = classify(&mut s.baseline.learner, f.identify(&r, None)).unwrap();
-            s.baseline
-                .observe(&typed, &r, i as i64 * 1000, Origin::Live);
-            fps.push(typed.fingerprint);
+            fps.push(see(&mut s, i, i as i64 * 1000).0);
             at_line(&mut s, i as u64 + 1);
             // The first checkpoint commits, the later ones wait.
             if i % 5 == 4 {
