@@ -581,6 +581,11 @@ pub struct BaselineConfig {
     pub samples: usize,
     /// How often the state is checkpointed (records), at least at the end.
     pub checkpoint_every: u64,
+    /// replay (files): the longest a checkpoint waits in memory before the
+    /// state store commits it, with those before it, in one durable
+    /// transaction (also every 100,000 lines); `0s` commits each
+    /// checkpoint (docs/state.md, "Crash safety").
+    pub durable_every: Dur,
 }
 
 impl Default for BaselineConfig {
@@ -590,6 +595,7 @@ impl Default for BaselineConfig {
             max_hot_types: 200_000,
             samples: 3,
             checkpoint_every: 200_000,
+            durable_every: Dur::secs(1),
         }
     }
 }
@@ -1388,6 +1394,7 @@ impl Config {
         )?;
         int("baseline.samples", b.samples as u64, 0, 100)?;
         int("baseline.checkpoint_every", b.checkpoint_every, 1, u64::MAX)?;
+        dur("baseline.durable_every", b.durable_every, s(0), s(3600))?;
         let w = &self.window;
         dur("window.bucket", w.bucket, s(1), s(DAY))?;
         // Every tracked type keeps history / bucket counters: bounded, so a

@@ -123,7 +123,13 @@ pub fn replay_observed(
     let format = opts.format.unwrap_or(cfg.input.format);
     let parser = Parser::new(cfg, format)?;
     let state = match &opts.state_dir {
-        Some(d) => State::load_writable(d)?,
+        Some(d) => {
+            let s = State::load_writable(d)?;
+            // Files keep their resume points in the state and commit
+            // nothing elsewhere: checkpoints may commit together.
+            State::coalesce_saves(d, cfg.baseline.durable_every.0)?;
+            s
+        }
         None => None,
     };
     let mut engine = Engine::new(cfg, state, &opts.baseline, sinks, metrics.clone())?;

@@ -233,7 +233,8 @@ impl State {
     /// driver waits for it before a source commits its input
     /// (docs/state.md, "Crash safety"). A failure of the previous
     /// background commit is returned here (that checkpoint then rewrites
-    /// everything).
+    /// everything). After [`State::coalesce_saves`] a checkpoint is
+    /// committed only when one is due, and the others stay in memory.
     pub fn save_behind(&mut self, dir: &Path) -> Result<(), StateError> {
         let w = store::writer(dir)?;
         let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
@@ -243,12 +244,26 @@ impl State {
     /// Waits until every checkpoint saved so far in `dir` is durable, and
     /// returns the failure of one committed behind the caller (reported
     /// once; the next save then rewrites everything). Nothing to wait for
-    /// when `dir` has no writer open in this process.
+    /// when `dir` has no writer open in this process, nor when its writer
+    /// coalesces saves (no source commit depends on it: only a commit that
+    /// already ended is reported).
     pub fn durable(dir: &Path) -> Result<(), StateError> {
         match store::open_writer(dir) {
             Some(w) => w.lock().unwrap_or_else(|e| e.into_inner()).durable(),
             None => Ok(()),
         }
+    }
+
+    /// Lets the checkpoints saved behind the caller into `dir` wait in
+    /// memory and commit together, at most `every` apart (and every
+    /// [`store::COALESCE_LINES`] input lines); zero commits each one. Only
+    /// for inputs whose resume point is the state itself (files): a source
+    /// that commits its position elsewhere (Kafka) needs each checkpoint
+    /// durable before its next commit. See [`store::Writer::coalesce`].
+    pub fn coalesce_saves(dir: &Path, every: std::time::Duration) -> Result<(), StateError> {
+        let w = store::writer(dir)?;
+        w.lock().unwrap_or_else(|e| e.into_inner()).coalesce(every);
+        Ok(())
     }
 
     /// The state of an older faultline (`state.json`), or `None`.
@@ -594,17 +609,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn evicted_types_stay_rows_of_the_store_and_come_back_whole_when_seen_again() {
+    /// A state that keeps 10 types hot (learning off), and how to make it
+    /// see the i-th distinct type at time t (its fingerprint, and whether
+    /// it was new).
+    fn ten_hot() -> (
+        State,
+        impl Fn(&mut State, usize, i64) -> (Fingerprint, bool),
+    ) {
         use crate::baseline::Origin;
         use crate::fingerprint::{Fingerprinter, classify};
-        let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::default();
         cfg.baseline.max_hot_types = 10;
         cfg.fingerprint.learn.enabled = false;
         let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
-        let mut s = State::new(Baseline::new(&cfg, 1), Detector::new(&cfg));
-        let see = |s: &mut State, i: usize, t: i64| {
+        let s = State::new(Baseline::new(&cfg, 1), Detector::new(&cfg));
+        let see = move |s: &mut State, i: usize, t: i64| {
             let r = crate::record::Record {
                 service: Some("api".into()),
                 message: format!("widget {} could not be loaded", "xyzw".repeat(i + 1)),
@@ -615,6 +634,13 @@ mod tests {
             let new = s.baseline.observe(&typed, &r, t, Origin::Live);
             (typed.fingerprint, new)
         };
+        (s, see)
+    }
+
+    #[test]
+    fn evicted_types_stay_rows_of_the_store_and_come_back_whole_when_seen_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, see) = ten_hot();
         let mut fps = Vec::new();
         for i in 0..100 {
             fps.push(see(&mut s, i, i as i64 * 1000).0);
@@ -683,6 +709,135 @@ mod tests {
         let back = State::load(dir.path()).unwrap().unwrap();
         assert_eq!(back.baseline.types.len(), 20);
         assert_eq!(back.watermark, Some(1234));
+    }
+
+    /// What another process reading the store sees.
+    fn seen(dir: &Path) -> State {
+        store::read_only(dir).unwrap().unwrap()
+    }
+
+    fn at_line(s: &mut State, line: u64) {
+        s.inputs.insert(
+            "in.jsonl".into(),
+            InputIdentity {
+                head_hash: 1,
+                head_len: 10,
+                offset: line * 100,
+                line,
+            },
+        );
+    }
+
+    #[test]
+    fn coalesced_checkpoints_wait_in_memory_until_one_is_due_and_it_commits_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = with_types(6);
+        State::coalesce_saves(dir.path(), std::time::Duration::from_secs(3600)).unwrap();
+        // The first checkpoint commits (a new state is written whole while
+        // it is small).
+        at_line(&mut s, 6);
+        s.save_behind(dir.path()).unwrap();
+        State::durable(dir.path()).unwrap();
+        assert_eq!(written(dir.path()), 6);
+        assert_eq!(seen(dir.path()).inputs["in.jsonl"].line, 6);
+        // Two checkpoints that are not due: nothing reaches the store.
+        let fps: Vec<Fingerprint> = s.baseline.types.keys().copied().collect();
+        s.baseline.get_mut(fps[0]).unwrap().muted = true;
+        at_line(&mut s, 1_000);
+        s.save_behind(dir.path()).unwrap();
+        s.baseline.get_mut(fps[1]).unwrap().count = 42;
+        s.watermark = Some(9);
+        at_line(&mut s, 2_000);
+        s.save_behind(dir.path()).unwrap();
+        State::durable(dir.path()).unwrap();
+        let old = seen(dir.path());
+        assert_eq!(
+            old.inputs["in.jsonl"].line, 6,
+            "the resume point of the commit"
+        );
+        assert_eq!(old.watermark, None);
+        assert!(!old.baseline.get(fps[0]).unwrap().muted);
+        // Past the line bound a checkpoint is due: it writes what changed in
+        // both, with its own resume point, in one transaction.
+        at_line(&mut s, 6 + store::COALESCE_LINES);
+        s.save_behind(dir.path()).unwrap();
+        State::durable(dir.path()).unwrap();
+        assert_eq!(written(dir.path()), 2);
+        let now = seen(dir.path());
+        assert_eq!(now.inputs["in.jsonl"].line, 6 + store::COALESCE_LINES);
+        assert_eq!(now.watermark, Some(9));
+        assert!(now.baseline.get(fps[0]).unwrap().muted);
+        assert_eq!(now.baseline.get(fps[1]).unwrap().count, 42);
+        // A save (the end of a run, a command) always commits.
+        s.watermark = Some(10);
+        at_line(&mut s, 7 + store::COALESCE_LINES);
+        s.save_behind(dir.path()).unwrap();
+        assert_eq!(seen(dir.path()).watermark, Some(9));
+        s.save(dir.path()).unwrap();
+        assert_eq!(seen(dir.path()).watermark, Some(10));
+        store::close_writer(dir.path());
+        let back = State::load(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(&back.baseline).unwrap(),
+            serde_json::to_value(&s.baseline).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_coalescing_writer_commits_once_its_interval_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = with_types(2);
+        // Long enough that a loaded machine does not pass it between the
+        // first two saves.
+        let every = std::time::Duration::from_secs(2);
+        State::coalesce_saves(dir.path(), every).unwrap();
+        s.save_behind(dir.path()).unwrap();
+        s.watermark = Some(1);
+        s.save_behind(dir.path()).unwrap();
+        State::durable(dir.path()).unwrap();
+        assert_eq!(seen(dir.path()).watermark, None, "not due yet");
+        std::thread::sleep(every);
+        s.watermark = Some(2);
+        s.save_behind(dir.path()).unwrap();
+        // Durable once the commit in flight ends (what the next one waits for).
+        store::open_writer(dir.path())
+            .unwrap()
+            .lock()
+            .unwrap()
+            .wait();
+        assert_eq!(seen(dir.path()).watermark, Some(2));
+        // Zero turns coalescing off: every checkpoint commits.
+        State::coalesce_saves(dir.path(), std::time::Duration::ZERO).unwrap();
+        s.watermark = Some(3);
+        s.save_behind(dir.path()).unwrap();
+        State::durable(dir.path()).unwrap();
+        assert_eq!(seen(dir.path()).watermark, Some(3));
+        store::close_writer(dir.path());
+    }
+
+    #[test]
+    fn evicted_types_wait_in_memory_across_coalesced_checkpoints_and_reach_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, see) = ten_hot();
+        State::coalesce_saves(dir.path(), std::time::Duration::from_secs(3600)).unwrap();
+        let mut fps = Vec::new();
+        for i in 0..60 {
+            fps.push(see(&mut s, i, i as i64 * 1000).0);
+            at_line(&mut s, i as u64 + 1);
+            // The first checkpoint commits, the later ones wait.
+            if i % 5 == 4 {
+                s.save_behind(dir.path()).unwrap();
+            }
+        }
+        assert!(s.baseline.types.len() <= 11, "{}", s.baseline.types.len());
+        assert_eq!(seen(dir.path()).baseline.types.len(), 5);
+        s.save(dir.path()).unwrap();
+        store::close_writer(dir.path());
+        let all = seen(dir.path());
+        assert_eq!(all.baseline.types.len(), 60);
+        for fp in &fps {
+            assert!(all.baseline.get(*fp).unwrap().template.contains("widget"));
+        }
     }
 
     #[test]

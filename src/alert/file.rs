@@ -54,6 +54,10 @@ enum Out {
     File {
         w: BufWriter<File>,
         sync: bool,
+        /// Bytes written since the last fsync: a flush with nothing new
+        /// skips it (a checkpoint flushes every sink, and an fsync costs a
+        /// disk flush even when nothing changed, docs/state.md).
+        unsynced: bool,
     },
 }
 
@@ -120,6 +124,7 @@ impl JsonLinesSink {
             out: Out::File {
                 w: BufWriter::new(file),
                 sync: regular,
+                unsynced: true,
             },
             seen,
             summaries,
@@ -143,7 +148,10 @@ impl AlertSink for JsonLinesSink {
                 let mut l = s.lock();
                 l.write_all(&line).and_then(|_| l.flush())
             }
-            Out::File { w, .. } => w.write_all(&line),
+            Out::File { w, unsynced, .. } => {
+                *unsynced = true;
+                w.write_all(&line)
+            }
         };
         res.map_err(|source| SinkError::Io {
             sink: self.name.clone(),
@@ -158,12 +166,12 @@ impl AlertSink for JsonLinesSink {
     fn flush(&mut self) -> Result<(), SinkError> {
         let res = match &mut self.out {
             Out::Stdout(s) => s.flush(),
-            Out::File { w, sync } => w.flush().and_then(|_| {
-                if *sync {
-                    w.get_ref().sync_data()
-                } else {
-                    Ok(())
+            Out::File { w, sync, unsynced } => w.flush().and_then(|_| {
+                if *sync && *unsynced {
+                    w.get_ref().sync_data()?;
+                    *unsynced = false;
                 }
+                Ok(())
             }),
         };
         res.map_err(|source| SinkError::Io {

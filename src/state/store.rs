@@ -136,6 +136,43 @@ pub struct Writer {
     /// The baseline checkpoint number of the commit in flight: once it is
     /// durable, the types evicted before it leave memory.
     in_flight: Option<u64>,
+    /// Set for an input that commits nothing outside the state (files):
+    /// checkpoints are then committed together ([`Writer::coalesce`]).
+    coalesce: Option<Coalesce>,
+}
+
+/// The most input lines a coalescing writer leaves uncommitted (see
+/// [`Writer::coalesce`]): what a crash makes it read again, and what
+/// bounds the changes waiting in memory. Far below the alert ids the file
+/// sink remembers (`alert::file::REMEMBERED_IDS`, 200,000), since a line
+/// raises at most one alert of a kind for its type and most raise none:
+/// the alerts a crash makes a replay emit again are all still in the
+/// sink's memory, and it drops them.
+pub const COALESCE_LINES: u64 = 100_000;
+
+/// When a coalescing writer commits next.
+struct Coalesce {
+    /// The longest a checkpoint waits in memory.
+    every: std::time::Duration,
+    /// When the last checkpoint was handed to the store (`None`: none
+    /// yet; the first one commits, while a new state is small).
+    since: Option<std::time::Instant>,
+    /// The input lines the state held then.
+    lines: u64,
+}
+
+impl Coalesce {
+    fn due(&self, state: &State) -> bool {
+        self.since.is_none_or(|t| t.elapsed() >= self.every)
+            || input_lines(state).saturating_sub(self.lines) >= COALESCE_LINES
+    }
+}
+
+/// Lines consumed up to the resume points of every input (a replayed
+/// input's `line` only grows; one read again from its start makes the sum
+/// drop, and the time bound then decides alone until it has caught up).
+fn input_lines(state: &State) -> u64 {
+    state.inputs.values().map(|i| i.line).sum()
 }
 
 /// The database and what the writer knows of its rows; owned by whichever
@@ -346,6 +383,7 @@ impl Writer {
             outcome: None,
             rewrite: false,
             in_flight: None,
+            coalesce: None,
         })
     }
 
@@ -373,16 +411,52 @@ impl Writer {
     /// commit (once). A source calls this before it commits its input, so
     /// its committed offsets are never more than one checkpoint ahead of
     /// the durable state; the next checkpoint still rewrites everything.
+    ///
+    /// A coalescing writer ([`Writer::coalesce`]) serves an input that
+    /// commits nothing outside the state, so no source commit waits on it:
+    /// this reports a background commit that already ended, without
+    /// waiting for one in flight (the next checkpoint that commits waits).
     pub fn durable(&mut self) -> Result<(), StateError> {
+        if self.coalesce.is_some() && self.pending.as_ref().is_some_and(|h| !h.is_finished()) {
+            return self.outcome.take().unwrap_or(Ok(()));
+        }
         self.wait();
         self.outcome.take().unwrap_or(Ok(()))
+    }
+
+    /// Commits checkpoints together, for an input that commits nothing
+    /// outside the state (a file: its resume point is in the state; Kafka
+    /// commits offsets and must never use this). A checkpoint
+    /// ([`Writer::submit`]) is then committed only when `every` has passed
+    /// since the last one that was, or [`COALESCE_LINES`] input lines were
+    /// read since; the ones between stay in memory: their changes stay
+    /// marked (the dirty set, the learner's changes, the evicted entries'
+    /// outbox), and the next commit writes them with the resume points it
+    /// then holds, in one transaction. [`Writer::commit`] (the end of a
+    /// run, a command's save) always commits. A `kill -9` loses what a
+    /// crash before those checkpoints would: the input since the last
+    /// commit is read again, its alerts come out with the same ids, and
+    /// the sinks drop them (docs/state.md, "Crash safety"). A zero `every`
+    /// commits every checkpoint (the default of a new writer).
+    ///
+    /// Why not redb's non-durable commits: they are refused in the
+    /// `SingleWriter` mode that lets other processes read the store while
+    /// this one writes (a commit held only in this process's memory would
+    /// be invisible to them), and they would still stage every checkpoint.
+    pub fn coalesce(&mut self, every: std::time::Duration) {
+        self.coalesce = (!every.is_zero()).then_some(Coalesce {
+            every,
+            since: None,
+            lines: 0,
+        });
     }
 
     /// Waits for the background commit and takes its outcome. After a
     /// failure everything is marked changed, so this checkpoint rewrites
     /// it all rather than lose a change that was in the failed transaction.
     fn settle(&mut self, state: &mut State) -> Result<(), StateError> {
-        let r = self.durable();
+        self.wait();
+        let r = self.outcome.take().unwrap_or(Ok(()));
         if let Some(epoch) = self.in_flight.take()
             && r.is_ok()
             && !self.rewrite
@@ -443,7 +517,7 @@ impl Writer {
     /// writes it all. Also reports a failure of an earlier
     /// [`Writer::submit`].
     pub fn commit(&mut self, state: &mut State) -> Result<(), StateError> {
-        let submitted = self.submit(state);
+        let submitted = self.hand_over(state);
         let done = self.settle(state);
         submitted.and(done)
     }
@@ -457,7 +531,30 @@ impl Writer {
     /// A checkpoint that rewrites everything (a new or migrated state, a
     /// retry after a failure) is written here, streamed from the state: a
     /// batch of it would hold the whole state encoded in memory.
+    ///
+    /// A coalescing writer ([`Writer::coalesce`]) commits only when one is
+    /// due; otherwise this only reports a background commit that ended.
     pub fn submit(&mut self, state: &mut State) -> Result<(), StateError> {
+        if let Some(c) = &self.coalesce
+            && !c.due(state)
+        {
+            if self.pending.as_ref().is_some_and(|h| !h.is_finished()) {
+                return Ok(());
+            }
+            // A commit that failed must not wait for the time bound: the
+            // error goes out now (a file source stops) and the next commit
+            // rewrites everything.
+            return self.settle(state);
+        }
+        self.hand_over(state)
+    }
+
+    /// [`Writer::submit`] without coalescing.
+    fn hand_over(&mut self, state: &mut State) -> Result<(), StateError> {
+        if let Some(c) = &mut self.coalesce {
+            c.since = Some(std::time::Instant::now());
+            c.lines = input_lines(state);
+        }
         let earlier = self.settle(state);
         if !state.baseline.paged() {
             state.baseline.page_with(pager(&self.core));
