@@ -324,6 +324,11 @@ pub struct ScaleOutConfig {
     /// Replication factor of the internal topic when created; -1 = the
     /// broker's default.
     pub replication: i32,
+    /// How long stage 2 waits for an upstream partition whose stage 1 went
+    /// quiet (a restart, a rebalance) before going on without it. Longer
+    /// than `kafka.max_idle`: live, stage 1's watermarks say when an
+    /// upstream partition is at its end, so this bounds only a stall.
+    pub max_idle: Dur,
 }
 
 impl Default for ScaleOutConfig {
@@ -333,6 +338,7 @@ impl Default for ScaleOutConfig {
             events_topic: String::new(),
             partitions: 12,
             replication: -1,
+            max_idle: Dur::secs(30),
         }
     }
 }

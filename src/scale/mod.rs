@@ -24,11 +24,11 @@ pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, KafkaResult};
 
 use crate::alert::kafka::{AuthWatch, KafkaAlertSink, SharedProducer};
@@ -37,6 +37,7 @@ use crate::config::Config;
 use crate::engine::{Engine, PipelineError};
 use crate::metrics::Metrics;
 use crate::source::driver::{self, Cadence};
+use crate::source::kafka::gated::Gated;
 use crate::source::kafka::{RunOptions, RunSummary, Status};
 use crate::state::{State, StateError};
 
@@ -144,9 +145,6 @@ pub fn run(
     let consumer: BaseConsumer = cc
         .create()
         .map_err(kafka("creating the stage-2 consumer"))?;
-    consumer
-        .subscribe(&[&topic])
-        .map_err(kafka("subscribe (stage 2)"))?;
 
     let mut sinks: Vec<Box<dyn AlertSink>> = (opts.make_sinks)()?;
     if let Some(p) = &producer {
@@ -156,19 +154,31 @@ pub fn run(
             true,
         )));
     }
+    let silent = Arc::new(AtomicBool::new(false));
+    let sinks = sinks
+        .into_iter()
+        .map(|inner| {
+            Box::new(Gated {
+                inner,
+                silent: silent.clone(),
+            }) as Box<dyn AlertSink>
+        })
+        .collect();
     let state = State::load_writable(&opts.state_dir)?;
     let mut engine = Engine::new(cfg, state, &opts.baseline, sinks, metrics)?;
     engine.forget_emitted();
     let mut s2 = stage2::Stage2::new(
         engine,
+        silent,
         consumer,
         producer,
         &topic,
         partitions,
         k.partition_buffer,
-        k.max_idle.0,
+        so.max_idle.0.max(k.max_idle.0),
     );
 
+    s2.assign()?;
     let s1 = stage1::Stage1::new(cfg, &topic, partitions)?;
     let stage1 = stage1::spawn(s1, opts.shutdown.clone());
     status.ready.store(true, Ordering::Relaxed);

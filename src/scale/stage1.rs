@@ -135,15 +135,7 @@ impl Stage1 {
                     drop(m);
                     self.forward(&topic, part, off, &payload, ts)?;
                 }
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    // The event names only the partition number: every
-                    // subscribed topic's partition p that has read all it
-                    // was handed is at its end (see docs/scaling.md).
-                    for u in self.ups.iter_mut().filter(|u| u.partition == p) {
-                        u.at_end = true;
-                    }
-                    self.end_news = true;
-                }
+                Some(Err(KafkaError::PartitionEOF(p))) => self.reached_end(p),
                 Some(Err(e)) => tracing::warn!(error = %e, "stage-1 consumer"),
                 None => {}
             }
@@ -157,6 +149,37 @@ impl Stage1 {
             self.commit()?;
         }
         Ok(())
+    }
+
+    /// The consumer reached the end of partition number `p`. The event
+    /// names only the number: every assigned topic's partition `p` counts
+    /// as at its end (with several input topics a partition may be
+    /// reported at its end early; docs/scaling.md). A partition assigned
+    /// at its end gets its state here, so its watermark says so.
+    fn reached_end(&mut self, p: i32) {
+        let assigned = self.consumer.assignment().unwrap_or_default();
+        for e in assigned.elements().iter().filter(|e| e.partition() == p) {
+            if !self
+                .ups
+                .iter()
+                .any(|u| u.partition == p && u.topic == e.topic())
+            {
+                let (topic, partition) = (e.topic().to_string(), p);
+                self.ups.push(Upstream {
+                    name: format!("{topic}/{partition}"),
+                    topic,
+                    partition,
+                    stream: self.parser.stream_state(None, None),
+                    next: None,
+                    last_time: None,
+                    at_end: false,
+                });
+            }
+        }
+        for u in self.ups.iter_mut().filter(|u| u.partition == p) {
+            u.at_end = true;
+        }
+        self.end_news = true;
     }
 
     fn begin(&mut self) -> Result<(), ScaleError> {

@@ -13,7 +13,9 @@
 //! time, so heads up to it are released, and one saying the upstream
 //! partition was at its end lets the lane hold nothing back.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -51,13 +53,31 @@ pub(super) struct Stage2 {
     in_txn: bool,
     /// The offsets the commit sent, for the state.
     offsets: Vec<(i32, i64)>,
+    /// Per lane: the offset after its last entry released to the engine.
+    /// A partition's committed offset is its lanes' oldest *buffered*
+    /// entry, so a restart reads again entries other lanes had released:
+    /// those below this are skipped (saved in the state, and in the
+    /// commit's offset metadata).
+    done: HashMap<Lane, i64>,
+    /// Per lane, after a crash between commit and save: where the commit
+    /// stood. Entries from the state's position up to it rebuild the state
+    /// with the sinks shut (their alerts were committed).
+    quiet: HashMap<Lane, i64>,
+    /// Shuts the sinks while such entries are replayed.
+    silent: Arc<AtomicBool>,
+    commits: u64,
+    /// `FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT=N` (tests only), as the
+    /// single-stage source.
+    crash_after_commit: Option<u64>,
 }
 
 const PLACEHOLDER: &str = "";
 
 impl Stage2 {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         engine: Engine,
+        silent: Arc<AtomicBool>,
         consumer: BaseConsumer,
         producer: Option<SharedProducer>,
         topic: &str,
@@ -84,7 +104,96 @@ impl Stage2 {
             pace: Pace::default(),
             in_txn: false,
             offsets: Vec::new(),
+            silent,
+            done: HashMap::new(),
+            quiet: HashMap::new(),
+            commits: 0,
+            crash_after_commit: std::env::var("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT")
+                .ok()
+                .and_then(|v| v.parse().ok()),
         }
+    }
+
+    /// Assigns every internal partition (this slice has one stage-2 owner),
+    /// each from the state's offset when the state is behind the commit (a
+    /// crash between commit and save: the gap rebuilds the state with the
+    /// sinks shut, see `quiet`), else from the committed offset; per lane,
+    /// entries the state already holds are skipped (`done`).
+    pub(super) fn assign(&mut self) -> Result<(), ScaleError> {
+        let mut all = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            all.add_partition(&self.topic, p);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(all, Duration::from_secs(30))
+            .map_err(kafka("reading the stage-2 group's offsets"))?;
+        let now = Instant::now();
+        let mut assign = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            let (c, c_lanes) = match committed.find_partition(&self.topic, p) {
+                Some(e) => match e.offset() {
+                    Offset::Offset(o) => (Some(o), parse_lanes(e.metadata())),
+                    _ => (None, Vec::new()),
+                },
+                None => (None, Vec::new()),
+            };
+            let prefix = format!("{}/{p}", self.topic);
+            let offsets = &self.engine.state.kafka_offsets;
+            let s = offsets.get(&prefix).copied();
+            let lane_prefix = format!("{prefix}|");
+            let s_lanes: Vec<(String, i64)> = offsets
+                .range(lane_prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&lane_prefix))
+                .map(|(k, v)| (k[lane_prefix.len()..].to_string(), *v))
+                .collect();
+            let (start, done, quiet) = match (s, c) {
+                (Some(s), Some(c)) if s < c || s_lanes != c_lanes => {
+                    tracing::info!(
+                        partition = p,
+                        from = s,
+                        to = c,
+                        "stage 2: rebuilding the state behind the commit silently"
+                    );
+                    (Offset::Offset(s.min(c)), s_lanes, c_lanes)
+                }
+                (Some(_), Some(c)) => (Offset::Offset(c), s_lanes, Vec::new()),
+                (None, Some(c)) => (Offset::Offset(c), c_lanes, Vec::new()),
+                (Some(s), None) => (Offset::Offset(s), s_lanes, Vec::new()),
+                (None, None) => (Offset::Beginning, Vec::new(), Vec::new()),
+            };
+            for (up, o) in done {
+                let key = (p, self.up(&up, now));
+                self.done.insert(key, o);
+            }
+            for (up, o) in quiet {
+                let key = (p, self.up(&up, now));
+                self.quiet.insert(key, o);
+            }
+            assign
+                .add_partition_offset(&self.topic, p, start)
+                .map_err(kafka("offsets"))?;
+        }
+        self.consumer
+            .assign(&assign)
+            .map_err(kafka("assigning the internal partitions"))
+    }
+
+    /// The lanes of internal partition `p` with their progress, as the
+    /// commit's offset metadata: `upstream=offset` joined by `,` (topic
+    /// names hold neither).
+    fn lanes_of(&self, p: i32) -> String {
+        let mut v: Vec<(&str, i64)> = self
+            .done
+            .iter()
+            .filter(|((q, _), _)| *q == p)
+            .map(|((_, u), o)| (&**u, *o))
+            .collect();
+        v.sort_unstable();
+        v.iter()
+            .map(|(u, o)| format!("{u}={o}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub(super) fn begin(&mut self) -> Result<(), ScaleError> {
@@ -143,6 +252,9 @@ impl Stage2 {
         };
         let key = (p, self.up(&env.up, now));
         self.align.consumed(&key, offset, now);
+        if self.done.get(&key).is_some_and(|&d| offset < d) {
+            return; // released before the restart: in the state already
+        }
         if let Some(events) = env.events {
             let time = events.iter().find_map(Event::time);
             self.align.push(&key, offset, time, events, now);
@@ -161,15 +273,19 @@ impl Stage2 {
     /// upstream messages released.
     fn drain(&mut self, now: Instant) -> u64 {
         let mut n = 0;
-        while let Some((_, e)) = self.align.pop_ready(now) {
+        while let Some((key, e)) = self.align.pop_ready(now).map(|(k, e)| (k.clone(), e)) {
+            let quiet = self.quiet.get(&key).is_some_and(|&q| e.from < q);
+            self.done.insert(key, e.from + 1);
             if e.item.is_empty() {
                 continue; // a watermark
             }
             n += 1;
+            self.silent.store(quiet, Ordering::Relaxed);
             for ev in e.item {
                 ev.apply(&mut self.engine);
             }
         }
+        self.silent.store(false, Ordering::Relaxed);
         self.engine.state.kafka_records += n;
         n
     }
@@ -246,8 +362,10 @@ impl Source for Stage2 {
         let offsets = self.commit_offsets();
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &offsets {
-            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))
-                .map_err(kafka("offsets"))?;
+            let lanes = self.lanes_of(*p);
+            let mut e = tpl.add_partition(&self.topic, *p);
+            e.set_offset(Offset::Offset(*o)).map_err(kafka("offsets"))?;
+            e.set_metadata(lanes);
         }
         if self.producer.is_some() {
             self.begin()?;
@@ -270,15 +388,53 @@ impl Source for Stage2 {
         }
         self.in_txn = false;
         self.offsets = offsets;
+        self.commits += 1;
+        if self.crash_after_commit == Some(self.commits) {
+            tracing::warn!(
+                batch = self.commits,
+                "failpoint: crashing after commit, before state save"
+            );
+            std::process::abort();
+        }
         Ok(())
     }
 
     fn checkpoint(&mut self) {
+        let state = &mut self.engine.state.kafka_offsets;
         for (p, o) in std::mem::take(&mut self.offsets) {
-            self.engine
-                .state
-                .kafka_offsets
-                .insert(format!("{}/{p}", self.topic), o);
+            state.insert(format!("{}/{p}", self.topic), o);
         }
+        for ((p, up), o) in &self.done {
+            state.insert(format!("{}/{p}|{up}", self.topic), *o);
+        }
+    }
+}
+
+/// The lanes in a commit's offset metadata ([`Stage2::lanes_of`]);
+/// anything unreadable is ignored (the state's own record then decides).
+fn parse_lanes(meta: &str) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> = meta
+        .split(',')
+        .filter_map(|kv| {
+            let (k, o) = kv.rsplit_once('=')?;
+            Some((k.to_string(), o.parse().ok()?))
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_lanes;
+
+    #[test]
+    fn lane_metadata_reads_back_and_ignores_garbage() {
+        assert_eq!(
+            parse_lanes("logs/1=5,logs/0=17"),
+            vec![("logs/0".to_string(), 17), ("logs/1".to_string(), 5)]
+        );
+        assert!(parse_lanes("").is_empty());
+        assert_eq!(parse_lanes("x,y=z,a/0=3"), vec![("a/0".to_string(), 3)]);
     }
 }
