@@ -157,29 +157,42 @@ impl Stage1 {
     /// reported at its end early; docs/scaling.md). A partition assigned
     /// at its end gets its state here, so its watermark says so.
     fn reached_end(&mut self, p: i32) {
-        let assigned = self.consumer.assignment().unwrap_or_default();
-        for e in assigned.elements().iter().filter(|e| e.partition() == p) {
-            if !self
-                .ups
-                .iter()
-                .any(|u| u.partition == p && u.topic == e.topic())
-            {
-                let (topic, partition) = (e.topic().to_string(), p);
-                self.ups.push(Upstream {
-                    name: format!("{topic}/{partition}"),
-                    topic,
-                    partition,
-                    stream: self.parser.stream_state(None, None),
-                    next: None,
-                    last_time: None,
-                    at_end: false,
-                });
-            }
-        }
+        self.know_assigned();
         for u in self.ups.iter_mut().filter(|u| u.partition == p) {
             u.at_end = true;
         }
         self.end_news = true;
+    }
+
+    /// Every assigned input partition gets its state, so each commit sends
+    /// its watermark: stage 2 must know an upstream partition exists before
+    /// it delivers anything (else the others' events would run ahead of
+    /// it), and one assigned at its end must say so.
+    fn know_assigned(&mut self) {
+        let assigned = self.consumer.assignment().unwrap_or_default();
+        for e in assigned.elements() {
+            self.up_index(e.topic(), e.partition());
+        }
+    }
+
+    fn up_index(&mut self, topic: &str, partition: i32) -> usize {
+        if let Some(i) = self
+            .ups
+            .iter()
+            .position(|u| u.partition == partition && u.topic == topic)
+        {
+            return i;
+        }
+        self.ups.push(Upstream {
+            topic: topic.to_string(),
+            partition,
+            name: format!("{topic}/{partition}"),
+            stream: self.parser.stream_state(None, None),
+            next: None,
+            last_time: None,
+            at_end: false,
+        });
+        self.ups.len() - 1
     }
 
     fn begin(&mut self) -> Result<(), ScaleError> {
@@ -202,25 +215,7 @@ impl Stage1 {
         ts: Option<i64>,
     ) -> Result<(), ScaleError> {
         self.begin()?;
-        let i = match self
-            .ups
-            .iter()
-            .position(|u| u.partition == part && u.topic == topic)
-        {
-            Some(i) => i,
-            None => {
-                self.ups.push(Upstream {
-                    topic: topic.to_string(),
-                    partition: part,
-                    name: format!("{topic}/{part}"),
-                    stream: self.parser.stream_state(None, None),
-                    next: None,
-                    last_time: None,
-                    at_end: false,
-                });
-                self.ups.len() - 1
-            }
-        };
+        let i = self.up_index(topic, part);
         let mut out = Collect::default();
         let line_no = u64::try_from(off).unwrap_or(0) + 1;
         let u = &mut self.ups[i];
@@ -313,6 +308,7 @@ impl Stage1 {
     /// offsets into the transaction, commit.
     fn commit(&mut self) -> Result<(), ScaleError> {
         self.begin()?;
+        self.know_assigned();
         for i in 0..self.ups.len() {
             let mut out = Collect::default();
             let u = &mut self.ups[i];

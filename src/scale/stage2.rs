@@ -44,8 +44,8 @@ pub(super) struct Stage2 {
     /// Per internal partition: the offset after the last message read.
     next: Vec<Option<i64>>,
     /// Per internal partition: a placeholder lane holds the others back
-    /// until the partition delivered its first message (its lanes are not
-    /// known before).
+    /// until the partition delivered its first watermark (its lanes are
+    /// not known before).
     unseen: Vec<bool>,
     /// Upstream partitions seen, shared names.
     ups: Vec<Arc<str>>,
@@ -235,9 +235,6 @@ impl Stage2 {
             return;
         };
         *slot = Some(offset + 1);
-        if std::mem::take(&mut self.unseen[p as usize]) {
-            self.align.revoke(&(p, self.ups[0].clone()));
-        }
         let env: Envelope = match serde_json::from_slice(payload) {
             Ok(e) => e,
             Err(e) => {
@@ -260,6 +257,12 @@ impl Stage2 {
             self.align.push(&key, offset, time, events, now);
         }
         if let Some(mark) = env.mark {
+            // A stage-1 transaction ends with a watermark for every
+            // upstream partition its instance owns: from the first one on,
+            // this partition's lanes are known.
+            if std::mem::take(&mut self.unseen[p as usize]) {
+                self.align.revoke(&(p, self.ups[0].clone()));
+            }
             if let Some(t) = mark.time {
                 self.align.push(&key, offset, Some(t), Vec::new(), now);
             }
