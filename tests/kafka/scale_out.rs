@@ -106,21 +106,14 @@ fn two_stages_survive_a_crash_between_commit_and_save_and_kill_9s_exactly_once()
     // The narrowest window first: stage 2 dies after its 4th commit,
     // before the state save (small batches, so the 4th commit comes
     // however fast the machine drains).
-    let fp = std::env::var("SCALE_FP").unwrap_or("4".into());
-    if fp != "none" {
-        let svc = s.start_with(&[
-            ("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT", fp.as_str()),
-            ("FAULTLINE__KAFKA__BATCH_SIZE", "1000"),
-        ]);
-        let st = svc.exits_within(Duration::from_secs(120));
-        assert!(!st.success(), "the failpoint aborts the process");
-    }
+    let svc = s.start_with(&[
+        ("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT", "4"),
+        ("FAULTLINE__KAFKA__BATCH_SIZE", "1000"),
+    ]);
+    let st = svc.exits_within(Duration::from_secs(120));
+    assert!(!st.success(), "the failpoint aborts the process");
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let kills: u32 = std::env::var("SCALE_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
-    for round in 0..kills {
+    for round in 0..2 {
         let svc = s.start_with(&[("FAULTLINE__KAFKA__BATCH_SIZE", "2000")]);
         let done = s.progress().0;
         let at = done + 1 + rng.below((records.len() as u64 - done) / 2);
