@@ -73,6 +73,21 @@ fn client(cfg: &Config, own: &BTreeMap<String, String>) -> ClientConfig {
     c
 }
 
+/// The stage consumers' context: end of partition is news for the
+/// alignment, not an error (librdkafka's default context logs it as one).
+pub(crate) struct Quiet;
+
+impl rdkafka::ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF) {
+            return;
+        }
+        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Quiet {}
+
 /// A transactional call repeated while librdkafka calls its failure
 /// retriable (a broker away for a moment), for up to a minute.
 fn timeout_retry<T>(mut f: impl FnMut(Duration) -> KafkaResult<T>) -> KafkaResult<T> {
@@ -142,8 +157,8 @@ pub fn run(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer = cc
-        .create()
+    let consumer: BaseConsumer<Quiet> = cc
+        .create_with_context(Quiet)
         .map_err(kafka("creating the stage-2 consumer"))?;
 
     let mut sinks: Vec<Box<dyn AlertSink>> = (opts.make_sinks)()?;

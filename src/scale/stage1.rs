@@ -63,7 +63,7 @@ struct Upstream {
 pub(super) struct Stage1 {
     cfg: Config,
     parser: Parser,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<super::Quiet>,
     producer: ThreadedProducer<DefaultProducerContext>,
     events_topic: String,
     partitions: i32,
@@ -98,8 +98,8 @@ impl Stage1 {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", &k.start)
             .set("isolation.level", "read_committed");
-        let consumer: BaseConsumer = cc
-            .create()
+        let consumer: BaseConsumer<super::Quiet> = cc
+            .create_with_context(super::Quiet)
             .map_err(kafka("creating the stage-1 consumer"))?;
         let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(kafka("subscribe"))?;

@@ -36,7 +36,7 @@ type Lane = (i32, Arc<str>);
 
 pub(super) struct Stage2 {
     pub(super) engine: Engine,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<super::Quiet>,
     producer: Option<SharedProducer>,
     topic: String,
     partitions: i32,
@@ -78,7 +78,7 @@ impl Stage2 {
     pub(super) fn new(
         engine: Engine,
         silent: Arc<AtomicBool>,
-        consumer: BaseConsumer,
+        consumer: BaseConsumer<super::Quiet>,
         producer: Option<SharedProducer>,
         topic: &str,
         partitions: i32,
