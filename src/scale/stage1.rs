@@ -39,7 +39,7 @@ impl RecordSink for Collect {
         self.events.push(Event::line(meta));
     }
     fn error(&mut self, record: Record) {
-        self.events.push(Event::Error(record.into()));
+        self.events.push(Event::Error(record));
     }
     fn bad(&mut self, reason: BadReason, line: u64) {
         self.events.push(Event::Bad { reason, line });

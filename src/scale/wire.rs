@@ -55,7 +55,7 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         request: bool,
     },
-    Error(WireRecord),
+    Error(Record),
     Bad {
         reason: BadReason,
         line: u64,
@@ -115,66 +115,8 @@ impl Event {
                     request,
                 },
             }),
-            Event::Error(r) => sink.error(r.into()),
+            Event::Error(r) => sink.error(r),
             Event::Bad { reason, line } => sink.bad(reason, line),
-        }
-    }
-}
-
-/// A [`Record`] on the wire (`Record` itself is only `Serialize`).
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-pub struct WireRecord {
-    #[serde(default)]
-    pub time: Option<EventTime>,
-    #[serde(default)]
-    pub level: Option<Level>,
-    pub message: String,
-    #[serde(default)]
-    pub service: Option<String>,
-    #[serde(default)]
-    pub version: Option<String>,
-    #[serde(default)]
-    pub error_type: Option<String>,
-    #[serde(default)]
-    pub stack_trace: Option<String>,
-    #[serde(default)]
-    pub logger: Option<String>,
-    #[serde(default)]
-    pub host: Option<String>,
-    #[serde(default)]
-    pub line: u64,
-}
-
-impl From<Record> for WireRecord {
-    fn from(r: Record) -> WireRecord {
-        WireRecord {
-            time: r.time,
-            level: r.level,
-            message: r.message,
-            service: r.service,
-            version: r.version,
-            error_type: r.error_type,
-            stack_trace: r.stack_trace,
-            logger: r.logger,
-            host: r.host,
-            line: r.line,
-        }
-    }
-}
-
-impl From<WireRecord> for Record {
-    fn from(r: WireRecord) -> Record {
-        Record {
-            time: r.time,
-            level: r.level,
-            message: r.message,
-            service: r.service,
-            version: r.version,
-            error_type: r.error_type,
-            stack_trace: r.stack_trace,
-            logger: r.logger,
-            host: r.host,
-            line: r.line,
         }
     }
 }
@@ -239,7 +181,7 @@ mod tests {
             up: "logs/3".into(),
             events: Some(vec![
                 Event::line(&meta),
-                Event::Error(rec.clone().into()),
+                Event::Error(rec.clone()),
                 Event::Bad {
                     reason: BadReason::InvalidJson,
                     line: 9,
