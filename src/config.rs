@@ -305,6 +305,42 @@ pub struct Config {
     pub webhook: WebhookConfig,
     pub api: ApiConfig,
     pub signals: SignalsConfig,
+    /// `[scale_out]`: `run` in two stages over internal topics (issue 17,
+    /// `docs/scaling.md`); off by default.
+    pub scale_out: ScaleOutConfig,
+}
+
+/// `[scale_out]`: the two-stage `run` (`src/scale/`, `docs/scaling.md`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScaleOutConfig {
+    /// Off by default: `run` is the single-stage consumer of `docs/kafka.md`.
+    pub enabled: bool,
+    /// The internal topic of parsed events; empty = `<group_id>-events`.
+    pub events_topic: String,
+    /// Partitions of the internal topic when `run` creates it (an existing
+    /// topic is used as it is).
+    pub partitions: i32,
+    /// Replication factor of the internal topic when created; -1 = the
+    /// broker's default.
+    pub replication: i32,
+    /// How long stage 2 waits for an upstream partition whose stage 1 went
+    /// quiet (a restart, a rebalance) before going on without it. Longer
+    /// than `kafka.max_idle`: live, stage 1's watermarks say when an
+    /// upstream partition is at its end, so this bounds only a stall.
+    pub max_idle: Dur,
+}
+
+impl Default for ScaleOutConfig {
+    fn default() -> Self {
+        ScaleOutConfig {
+            enabled: false,
+            events_topic: String::new(),
+            partitions: 12,
+            replication: -1,
+            max_idle: Dur::secs(30),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -1308,6 +1344,12 @@ impl Config {
             }
             Ok(())
         };
+        if self.scale_out.enabled && !(1..=10_000).contains(&self.scale_out.partitions) {
+            return bad(
+                "scale_out.partitions",
+                "must lie between 1 and 10000 (partitions of the internal events topic)",
+            );
+        }
         let int = |key: &str, v: u64, lo: u64, hi: u64| {
             if v < lo || v > hi {
                 return bad(key, &format!("is {v}; must lie between {lo} and {hi}"));

@@ -26,6 +26,7 @@ pub mod parse;
 pub mod pipeline;
 pub mod record;
 pub mod release;
+pub mod scale;
 pub mod series;
 pub mod signals;
 pub mod source;

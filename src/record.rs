@@ -86,8 +86,8 @@ impl fmt::Display for Level {
     }
 }
 
-/// One parsed log event.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// One parsed log event (deserialized by scale-out's stage 2, `scale::wire`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Event time; `None` when the record carried none (the caller substitutes
     /// the previous record's time or the transport's timestamp).

@@ -154,7 +154,11 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
         shutdown,
         commands: Some(control),
     };
-    let summary = kafka::run(&cfg, opts, metrics.clone(), status)?;
+    let summary = if cfg.scale_out.enabled {
+        faultline::scale::run(&cfg, opts, metrics.clone(), status)?
+    } else {
+        kafka::run(&cfg, opts, metrics.clone(), status)?
+    };
     let m = metrics.snapshot();
     tracing::info!(
         records = summary.records,

@@ -22,6 +22,10 @@ use super::{
     test_seed, unique,
 };
 
+// Scale-out's first slice runs the same scenarios (issue 17).
+#[path = "scale_out.rs"]
+mod scale_out;
+
 /// One generated record: the key a shipper would use and the line.
 struct Rec {
     key: String,

@@ -8,9 +8,9 @@ use crate::alert::{Alert, AlertSink, SinkError, TypeCatalogue};
 
 /// Drops alerts while the source re-processes records whose alerts were
 /// already committed (the gap after a crash between commit and save).
-pub(super) struct Gated {
-    pub(super) inner: Box<dyn AlertSink>,
-    pub(super) silent: Arc<AtomicBool>,
+pub(crate) struct Gated {
+    pub(crate) inner: Box<dyn AlertSink>,
+    pub(crate) silent: Arc<AtomicBool>,
 }
 
 impl AlertSink for Gated {

@@ -27,7 +27,7 @@
 mod aligned;
 mod client;
 mod dead_letter;
-mod gated;
+pub(crate) mod gated;
 mod health;
 mod queues;
 mod rebalance;

@@ -1,0 +1,366 @@
+//! Stage 1: parse the input partitions this instance owns and forward what
+//! the parser reported, keyed by service, to the internal events topic, in
+//! one transaction with the input offsets.
+//!
+//! Per batch (`kafka.batch_size` messages or `kafka.commit_interval`):
+//! begin → per input message, its parsed events grouped by service, one
+//! events message each, to partition `partition_of(service)` → records
+//! held open for their trace are emitted (as the single-stage source does
+//! before every commit) → a watermark per upstream partition to *every*
+//! internal partition → the input offsets to the transaction → commit. A
+//! read_committed stage 2 therefore sees a batch's events and its
+//! watermarks together or not at all, and a crash before the commit
+//! forwards the batch again, once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::wire::{Envelope, Event, Mark, partition_of};
+use super::{ScaleError, kafka, timeout_retry};
+use crate::config::Config;
+use crate::parse::{Parser, RecordSink, StreamState};
+use crate::record::{BadReason, LineMeta, Record};
+
+/// Collects the parser's calls for one input message.
+#[derive(Default)]
+struct Collect {
+    events: Vec<Event>,
+}
+
+impl RecordSink for Collect {
+    fn line(&mut self, meta: &LineMeta<'_>) {
+        self.events.push(Event::line(meta));
+    }
+    fn error(&mut self, record: Record) {
+        self.events.push(Event::Error(record));
+    }
+    fn bad(&mut self, reason: BadReason, line: u64) {
+        self.events.push(Event::Bad { reason, line });
+    }
+}
+
+/// One input partition this instance reads.
+struct Upstream {
+    topic: String,
+    partition: i32,
+    /// `topic/partition`, as the events name it.
+    name: String,
+    stream: StreamState,
+    /// The offset after the last message read.
+    next: Option<i64>,
+    /// Event time of the last record forwarded.
+    last_time: Option<i64>,
+    at_end: bool,
+}
+
+pub(super) struct Stage1 {
+    cfg: Config,
+    parser: Parser,
+    consumer: BaseConsumer<super::Quiet>,
+    producer: ThreadedProducer<DefaultProducerContext>,
+    events_topic: String,
+    partitions: i32,
+    ups: Vec<Upstream>,
+    in_txn: bool,
+    since: u64,
+    started: Option<Instant>,
+    /// An upstream partition reached its end: the next commit tells stage 2.
+    end_news: bool,
+    /// Input messages forwarded and committed (for the log).
+    pub(super) forwarded: u64,
+}
+
+impl Stage1 {
+    pub(super) fn new(
+        cfg: &Config,
+        events_topic: &str,
+        partitions: i32,
+    ) -> Result<Stage1, ScaleError> {
+        let k = &cfg.kafka;
+        let mut pc = super::client(cfg, &k.producer_properties);
+        pc.set("transactional.id", format!("{}-stage1", k.transactional_id))
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        let producer: ThreadedProducer<DefaultProducerContext> = pc
+            .create()
+            .map_err(kafka("creating the stage-1 producer"))?;
+        let mut cc = super::client(cfg, &k.consumer_properties);
+        cc.set("group.id", &k.group_id)
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", &k.start)
+            .set("isolation.level", "read_committed");
+        let consumer: BaseConsumer<super::Quiet> = cc
+            .create_with_context(super::Quiet)
+            .map_err(kafka("creating the stage-1 consumer"))?;
+        let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(kafka("subscribe"))?;
+        timeout_retry(|t| producer.init_transactions(t))
+            .map_err(kafka("init transactions (stage 1)"))?;
+        Ok(Stage1 {
+            cfg: cfg.clone(),
+            parser: Parser::new(cfg, cfg.input.format)
+                .map_err(|e| ScaleError::Topic(e.to_string()))?,
+            consumer,
+            producer,
+            events_topic: events_topic.to_string(),
+            partitions,
+            ups: Vec::new(),
+            in_txn: false,
+            since: 0,
+            started: None,
+            end_news: false,
+            forwarded: 0,
+        })
+    }
+
+    /// Polls and forwards until `stop`, then commits what it read.
+    pub(super) fn run(&mut self, stop: &AtomicBool) -> Result<(), ScaleError> {
+        let k = &self.cfg.kafka;
+        let (batch, interval) = (k.batch_size as u64, k.commit_interval.0);
+        while !stop.load(Ordering::Relaxed) {
+            match self.consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => {
+                    let (topic, part, off) = (m.topic().to_string(), m.partition(), m.offset());
+                    let payload = m.payload().unwrap_or(&[]).to_vec();
+                    let ts = m.timestamp().to_millis();
+                    drop(m);
+                    self.forward(&topic, part, off, &payload, ts)?;
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => self.reached_end(p),
+                Some(Err(e)) => tracing::warn!(error = %e, "stage-1 consumer"),
+                None => {}
+            }
+            let due = self.in_txn
+                && (self.since >= batch || self.started.is_some_and(|s| s.elapsed() >= interval));
+            if due || (self.end_news && !self.ups.is_empty()) {
+                self.commit()?;
+            }
+        }
+        if self.in_txn || !self.ups.is_empty() {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The consumer reached the end of partition number `p`. The event
+    /// names only the number: every assigned topic's partition `p` counts
+    /// as at its end (with several input topics a partition may be
+    /// reported at its end early; docs/scaling.md). A partition assigned
+    /// at its end gets its state here, so its watermark says so.
+    fn reached_end(&mut self, p: i32) {
+        self.know_assigned();
+        for u in self.ups.iter_mut().filter(|u| u.partition == p) {
+            u.at_end = true;
+        }
+        self.end_news = true;
+    }
+
+    /// Every assigned input partition gets its state, so each commit sends
+    /// its watermark: stage 2 must know an upstream partition exists before
+    /// it delivers anything (else the others' events would run ahead of
+    /// it), and one assigned at its end must say so.
+    fn know_assigned(&mut self) {
+        let assigned = self.consumer.assignment().unwrap_or_default();
+        for e in assigned.elements() {
+            self.up_index(e.topic(), e.partition());
+        }
+    }
+
+    fn up_index(&mut self, topic: &str, partition: i32) -> usize {
+        if let Some(i) = self
+            .ups
+            .iter()
+            .position(|u| u.partition == partition && u.topic == topic)
+        {
+            return i;
+        }
+        self.ups.push(Upstream {
+            topic: topic.to_string(),
+            partition,
+            name: format!("{topic}/{partition}"),
+            stream: self.parser.stream_state(None, None),
+            next: None,
+            last_time: None,
+            at_end: false,
+        });
+        self.ups.len() - 1
+    }
+
+    fn begin(&mut self) -> Result<(), ScaleError> {
+        if !self.in_txn {
+            self.producer
+                .begin_transaction()
+                .map_err(kafka("begin transaction (stage 1)"))?;
+            self.in_txn = true;
+            self.started = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    fn forward(
+        &mut self,
+        topic: &str,
+        part: i32,
+        off: i64,
+        payload: &[u8],
+        ts: Option<i64>,
+    ) -> Result<(), ScaleError> {
+        self.begin()?;
+        let i = self.up_index(topic, part);
+        let mut out = Collect::default();
+        let line_no = u64::try_from(off).unwrap_or(0) + 1;
+        let u = &mut self.ups[i];
+        if payload.iter().all(|b| b.is_ascii_whitespace()) {
+            out.bad(BadReason::Empty, line_no);
+        } else if payload.len() > self.cfg.input.max_line_bytes {
+            out.bad(BadReason::TooLong, line_no);
+        } else {
+            u.stream
+                .push_message(&self.parser, payload, line_no, ts, &mut out);
+        }
+        u.next = Some(off + 1);
+        u.at_end = false;
+        self.since += 1;
+        self.send(i, out.events)
+    }
+
+    /// Sends one upstream partition's events, one message per service in
+    /// the order the parser reported them.
+    fn send(&mut self, i: usize, events: Vec<Event>) -> Result<(), ScaleError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let u = &mut self.ups[i];
+        let mut groups: Vec<(Option<String>, Vec<Event>)> = Vec::new();
+        for e in events {
+            if let Some(t) = e.time() {
+                u.last_time = Some(t);
+            }
+            let svc = e.service().map(str::to_string);
+            match groups.last_mut() {
+                Some((s, g)) if *s == svc => g.push(e),
+                _ => groups.push((svc, vec![e])),
+            }
+        }
+        let up = u.name.clone();
+        for (svc, events) in groups {
+            let time = events.iter().find_map(Event::time);
+            let env = Envelope {
+                up: up.clone(),
+                events: Some(events),
+                mark: None,
+            };
+            self.produce(
+                partition_of(svc.as_deref(), self.partitions),
+                svc.as_deref(),
+                &env,
+                time,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn produce(
+        &self,
+        partition: i32,
+        key: Option<&str>,
+        env: &Envelope,
+        time: Option<i64>,
+    ) -> Result<(), ScaleError> {
+        let payload = serde_json::to_vec(env)
+            .map_err(|e| ScaleError::Topic(format!("encoding an event: {e}")))?;
+        let key = key.unwrap_or("");
+        let mut rec = BaseRecord::to(&self.events_topic)
+            .partition(partition)
+            .key(key)
+            .payload(&payload);
+        if let Some(t) = time {
+            rec = rec.timestamp(t);
+        }
+        let mut rec = rec;
+        // A full queue waits for deliveries (the transaction commit
+        // checks them all).
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(kafka("producing an event")(e)),
+            }
+        }
+    }
+
+    /// Open records emitted, watermarks to every internal partition, input
+    /// offsets into the transaction, commit.
+    fn commit(&mut self) -> Result<(), ScaleError> {
+        self.begin()?;
+        self.know_assigned();
+        for i in 0..self.ups.len() {
+            let mut out = Collect::default();
+            let u = &mut self.ups[i];
+            u.stream.finish(&self.parser, &mut out);
+            self.send(i, out.events)?;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for u in &self.ups {
+            let mark = Envelope {
+                up: u.name.clone(),
+                events: None,
+                mark: Some(Mark {
+                    time: u.last_time,
+                    at_end: u.at_end,
+                }),
+            };
+            for p in 0..self.partitions {
+                self.produce(p, None, &mark, None)?;
+            }
+            if let Some(next) = u.next {
+                tpl.add_partition_offset(&u.topic, u.partition, Offset::Offset(next))
+                    .map_err(kafka("offsets"))?;
+            }
+        }
+        let meta = self.consumer.group_metadata().ok_or_else(|| {
+            ScaleError::Topic("the stage-1 consumer has no group metadata".into())
+        })?;
+        timeout_retry(|t| self.producer.send_offsets_to_transaction(&tpl, &meta, t))
+            .map_err(kafka("send offsets (stage 1)"))?;
+        timeout_retry(|t| self.producer.commit_transaction(t))
+            .map_err(kafka("commit (stage 1)"))?;
+        self.forwarded += self.since;
+        self.in_txn = false;
+        self.since = 0;
+        self.started = None;
+        self.end_news = false;
+        Ok(())
+    }
+}
+
+/// Runs stage 1 on its own thread; an error stops the whole process
+/// (`stop` is set so stage 2 checkpoints and ends too).
+pub(super) fn spawn(
+    mut s: Stage1,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Result<u64, ScaleError>> {
+    std::thread::spawn(move || {
+        let r = s.run(&stop);
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "stage 1 stopped");
+            stop.store(true, Ordering::Relaxed);
+        }
+        r.map(|()| s.forwarded)
+    })
+}
