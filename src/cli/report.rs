@@ -115,7 +115,12 @@ pub fn run(cfg: Config, mut args: ReportArgs) -> Result<i32> {
     let mut r = report::build(&state.ledger(), &req, now_ms())?;
     // Latency and traffic (issue 20): a section of its own, from the state.
     let at = |s: &str| parse_time(s).map_err(|e| anyhow::anyhow!("report time {s}: {e}"));
-    let span = (at(&r.since)?, at(&r.released_at)?, at(&r.until)?);
+    let span = (
+        at(&r.since)?,
+        at(&r.released_at)?,
+        at(&r.until)?,
+        r.bucket_minutes * 60_000,
+    );
     let sig = signals::report::build(
         &state.signals,
         &state.rates,

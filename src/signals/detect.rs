@@ -19,7 +19,8 @@
 //!   one, improbable under a quasi-Poisson model with the baseline's own
 //!   over-dispersion (p < `traffic_p_value`), and — when the state reaches
 //!   back a day — beyond the same ratio against the same time yesterday,
-//!   so a daily trough or peak is not a drop or a spike. The expectation
+//!   and the same time a week earlier, so a daily trough or peak, or a
+//!   weekday/weekend step, is not a drop or a spike. The expectation
 //!   freezes while an episode is open; the episode ends (an
 //!   `episode_end`) when the window is back between the two ratios of it.
 //!
@@ -163,20 +164,22 @@ fn per_minute_counts(
     ("lines", counts)
 }
 
-/// The same window a day earlier, from the hourly series: the rate of the
-/// hours it falls in, scaled to the window. `None` when that day is not
-/// in the state.
-fn yesterday(
+const DAY_MS: i64 = 86_400_000;
+
+/// The same window `days` days earlier, from the hourly series: the rate
+/// of the hours it falls in, scaled to the window. `None` when that day is
+/// not in the state (the hours reach back 14 days).
+fn days_ago(
     signals: &Signals,
     rates: &Rates,
     service: &str,
     measure: &str,
-    from: i64,
-    to: i64,
+    (from, to): (i64, i64),
+    days: i64,
 ) -> Option<f64> {
     let (a, b) = (
-        from * MINUTE_MS - 86_400_000,
-        (to + 1) * MINUTE_MS - 86_400_000,
+        from * MINUTE_MS - days * DAY_MS,
+        (to + 1) * MINUTE_MS - days * DAY_MS,
     );
     let (ha, hb) = (a.div_euclid(HOUR_MS), (b - 1).div_euclid(HOUR_MS));
     let first_hour = rates
@@ -281,13 +284,22 @@ fn traffic(
             continue;
         }
         let (k, lambda) = ((count as f64 / disp).floor() as u64, expected / disp);
-        let day = yesterday(signals, rates, service, measure, from, to);
-        let (kind, p) = if (count as f64) <= g.drop_ratio * expected
-            && day.is_none_or(|d| (count as f64) <= g.drop_ratio * d)
+        // The same window yesterday and a week ago, when the state holds
+        // them: a change must be one against each, so a daily trough and a
+        // weekday/weekend step (Saturday's quiet afternoon) are not drops.
+        let day = days_ago(signals, rates, service, measure, (from, to), 1);
+        let week = days_ago(signals, rates, service, measure, (from, to), 7);
+        let n = count as f64;
+        let (kind, p) = if n <= g.drop_ratio * expected
+            && [day, week]
+                .iter()
+                .all(|r| r.is_none_or(|d| n <= g.drop_ratio * d))
         {
             (Kind::TrafficDrop, poisson_cdf(k, lambda))
-        } else if (count as f64) >= g.spike_ratio * expected
-            && day.is_none_or(|d| (count as f64) >= g.spike_ratio * d)
+        } else if n >= g.spike_ratio * expected
+            && [day, week]
+                .iter()
+                .all(|r| r.is_none_or(|d| n >= g.spike_ratio * d))
         {
             (
                 Kind::TrafficSpike,
@@ -332,6 +344,7 @@ fn traffic(
                 count,
                 expected: round3(expected),
                 expected_yesterday: day.map(round3),
+                expected_last_week: week.map(round3),
                 ratio: round3(ratio),
                 dispersion: round3(disp),
                 p_value: p,
