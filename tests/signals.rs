@@ -254,8 +254,21 @@ fn a_slower_canary_and_a_silent_service_alert_and_steady_services_stay_quiet() {
     // `rollout-check` on the state: the error rate is clean, the latency
     // regression holds the rollout at 10 % (exit 1), with the evidence.
     let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["rollout-check", "--service", "checkout", "--stable", "1.9.3"])
-        .args(["--canary", "2.0.0", "--current-percentage", "10", "--window", "10m"])
+        .args([
+            "rollout-check",
+            "--service",
+            "checkout",
+            "--stable",
+            "1.9.3",
+        ])
+        .args([
+            "--canary",
+            "2.0.0",
+            "--current-percentage",
+            "10",
+            "--window",
+            "10m",
+        ])
         .arg("--state")
         .arg(dir.path().join("state"))
         .env_remove("FAULTLINE_CONFIG")
@@ -267,10 +280,15 @@ fn a_slower_canary_and_a_silent_service_alert_and_steady_services_stay_quiet() {
     assert_eq!(verdict["next_percentage"], 10);
     assert_eq!(verdict["evidence"]["latency_regression"], true);
     assert_eq!(verdict["evidence"]["error_rate_regression"], false);
-    let share = verdict["evidence"]["traffic"]["canary_percent"].as_f64().unwrap();
+    let share = verdict["evidence"]["traffic"]["canary_percent"]
+        .as_f64()
+        .unwrap();
     assert!((8.0..12.0).contains(&share), "10 % canary traffic: {share}");
     assert!(
-        verdict["reason"].as_str().unwrap().starts_with("hold: p95 latency"),
+        verdict["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("hold: p95 latency"),
         "{verdict:#}"
     );
 

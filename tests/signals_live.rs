@@ -209,7 +209,10 @@ traffic_baseline = "30m"
             .arg(dir.path().join("state"))
             .arg("--alerts")
             .arg(&alerts)
-            .env("FAULTLINE__METRICS__LISTEN", format!("\"127.0.0.1:{port}\""))
+            .env(
+                "FAULTLINE__METRICS__LISTEN",
+                format!("\"127.0.0.1:{port}\""),
+            )
             .env_remove("FAULTLINE_CONFIG")
             .stdout(Stdio::null())
             .stderr(run_log)
@@ -242,7 +245,10 @@ traffic_baseline = "30m"
         let t = &d["traffic"];
         assert_eq!(t["measure"], "requests", "{d:#}");
         // The window may hold the last records' part of a minute.
-        let (count, expected) = (t["count"].as_f64().unwrap(), t["expected"].as_f64().unwrap());
+        let (count, expected) = (
+            t["count"].as_f64().unwrap(),
+            t["expected"].as_f64().unwrap(),
+        );
         assert!(expected >= 50.0 && count <= 0.5 * expected, "{d:#}");
         // Judged on a closed minute after the last record, not before it.
         let event = chrono::DateTime::parse_from_rfc3339(d["event_time"].as_str().unwrap())
@@ -266,7 +272,10 @@ traffic_baseline = "30m"
     let all = &v["all"];
     assert!(all["per_minute"].as_f64().unwrap() > 30.0, "{v:#}");
     let p95 = all["p95_ms"].as_f64().unwrap();
-    assert!((20.0..=37.0).contains(&p95), "durations are 20-36 ms: {v:#}");
+    assert!(
+        (20.0..=37.0).contains(&p95),
+        "durations are 20-36 ms: {v:#}"
+    );
     assert_eq!(v["versions"][0]["version"], "1.0.0");
     assert!(get(port, "/api/v1/services/nobody/signals").contains("no service"));
     // Nothing else was judged from the silence: no spike, no latency.
@@ -282,8 +291,13 @@ fn get(port: u16, path: &str) -> String {
     use std::io::Read as _;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    out.split_once("\r\n\r\n").map_or(out.clone(), |(_, b)| b.to_string())
+    out.split_once("\r\n\r\n")
+        .map_or(out.clone(), |(_, b)| b.to_string())
 }

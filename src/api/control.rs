@@ -267,7 +267,6 @@ impl Commands for Control {
     }
 }
 
-
 /// `?window=` of `GET /api/v1/services/{service}/signals`.
 #[derive(serde::Deserialize)]
 pub(super) struct SignalsQuery {
@@ -315,9 +314,16 @@ pub(super) async fn signals(
             return serde_json::json!({ "error": "no records yet" });
         };
         let to = wm.div_euclid(60_000) - 1;
-        match crate::signals::view(&e.state.signals, &e.state.rates, &service, (to - minutes + 1, to)) {
+        match crate::signals::view(
+            &e.state.signals,
+            &e.state.rates,
+            &service,
+            (to - minutes + 1, to),
+        ) {
             Some(v) => serde_json::json!({ "signals": v }),
-            None => serde_json::json!({ "error": format!("no service `{service}` in this engine") }),
+            None => {
+                serde_json::json!({ "error": format!("no service `{service}` in this engine") })
+            }
         }
     }));
     let rx = match asked {

@@ -371,7 +371,11 @@ mod tests {
         let mut s = Signals::default();
         let mut rates = crate::series::Rates::new();
         for i in 0..600i64 {
-            let (v, ms) = if i % 10 == 0 { ("2", 50.0) } else { ("1", 10.0) };
+            let (v, ms) = if i % 10 == 0 {
+                ("2", 50.0)
+            } else {
+                ("1", 10.0)
+            };
             s.observe("api", v, i * 1_000, &timed(ms), 0.01);
             rates
                 .entry("api".into())

@@ -160,8 +160,8 @@ pub fn build(
 /// minute series (3 h before the service's newest minute) are counted by
 /// whole hours (`Timeline::range`), so their edges round out to the hour.
 fn covered(from: i64, to: i64, newest_minute: Option<i64>) -> f64 {
-    let by_minute = newest_minute
-        .is_none_or(|n| from.div_euclid(MINUTE_MS) > n - crate::series::MINUTES_KEPT);
+    let by_minute =
+        newest_minute.is_none_or(|n| from.div_euclid(MINUTE_MS) > n - crate::series::MINUTES_KEPT);
     let (a, b) = if by_minute {
         (from, to)
     } else {
@@ -241,9 +241,7 @@ fn spark(v: &[Option<f64>], max: f64) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     v.iter()
         .map(|x| match x {
-            Some(x) if *x > 0.0 && max > 0.0 => {
-                BARS[((x / max * 7.0).ceil() as usize).min(7)]
-            }
+            Some(x) if *x > 0.0 && max > 0.0 => BARS[((x / max * 7.0).ceil() as usize).min(7)],
             Some(_) => BARS[0],
             None => ' ',
         })
@@ -314,7 +312,8 @@ fn charts(r: &SignalsReport, t: &SignalTimeline, release: &str) -> (Option<TimeC
     {
         for (q, v) in [("p50", &s.p50_ms), ("p95", &s.p95_ms), ("p99", &s.p99_ms)] {
             lat.push(Series {
-                name: format!("{} ({}) {q}", s.version, s.role),
+                // Short names: six of them fit the legend's one row.
+                name: format!("{} {q}", s.version),
                 points: points(v),
             });
         }
@@ -433,10 +432,18 @@ pub fn html(r: &SignalsReport, release: &str) -> String {
     for t in &r.timelines {
         let (latency, traffic) = charts(r, t, release);
         if let Some(l) = latency {
+            let versions: Vec<String> = t
+                .series
+                .iter()
+                .filter(|s| s.p95_ms.iter().any(Option::is_some))
+                .take(LATENCY_VERSIONS)
+                .map(|s| format!("{} ({})", s.version, s.role))
+                .collect();
             let _ = write!(
                 o,
-                "<figure class=\"chart signals\"><figcaption>{}: latency</figcaption>{}</figure>",
+                "<figure class=\"chart signals\"><figcaption>{}: latency, {}</figcaption>{}</figure>",
                 crate::release::chart::esc(&t.service),
+                crate::release::chart::esc(&versions.join(" vs ")),
                 l.svg()
             );
         }
@@ -497,15 +504,19 @@ mod tests {
         assert_eq!(t.series[1].p95_ms[3], None);
         let html = html(&r, "2");
         for part in [
-            "data-name=\"2 (release) p95\"",
-            "data-name=\"1 (other) p99\"",
+            "data-name=\"2 p95\"",
+            "data-name=\"1 p99\"",
+            "latency, 2 (release) vs 1 (other)",
             "requests per minute</text>",
             ">release 2</text>",
         ] {
             assert!(html.contains(part), "{part} in {html}");
         }
         let md = markdown(&r, "2");
-        assert!(md.contains("| api | 2 (release) | `  ███` | `  ▅██` requests |"), "{md}");
+        assert!(
+            md.contains("| api | 2 (release) | `  ███` | `  ▅██` requests |"),
+            "{md}"
+        );
         assert!(
             md.contains("| api | before | 300 requests | 60.0 |"),
             "{md}"
