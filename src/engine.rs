@@ -271,9 +271,10 @@ impl Engine {
     /// Under `run`, when no input delivers anything (an idle poll at
     /// `wall`): the minute the signals' clock has reached if it is later
     /// than the last one judged, else `None`. The clock is the watermark
-    /// plus the wall time since it stopped moving, less `kafka.max_idle`
-    /// (the aligner's rule for a partition that can still deliver), and
-    /// never past this machine's clock less the same grace. So a silence of
+    /// plus the wall time since it stopped moving, less a grace of
+    /// `signals.silence_after` (at least `kafka.max_idle`, the aligner's
+    /// rule for a partition that can still deliver), and never past this
+    /// machine's clock less the same grace. So a silence of
     /// every input still moves time for `traffic_drop`; replay never polls
     /// idle and stays purely event-time. See [`Engine::judge_silence`].
     pub fn silent_minute(&mut self, wall: Instant) -> Option<i64> {
@@ -286,15 +287,17 @@ impl Engine {
             self.idle = Some((wall, wm));
             return None;
         }
-        let grace = self.cfg.kafka.max_idle.as_millis();
+        let grace =
+            (self.cfg.signals.silence_after.as_millis()).max(self.cfg.kafka.max_idle.as_millis());
         let silent = wall.saturating_duration_since(since).as_millis() as i64;
         if silent < grace {
             return None;
         }
         let clock = (wm + silent).min(now_ms()) - grace;
+        // Minutes up to the watermark's are the records' to judge.
         let minute = clock.div_euclid(60_000);
-        (minute > self.signals_minute.max(self.last_minute) && !self.learning(clock))
-            .then_some(minute)
+        let judged = self.signals_minute.max(wm.div_euclid(60_000));
+        (minute > judged && !self.learning(clock)).then_some(minute)
     }
 
     /// Judges the signals for the minutes up to `minute` that the silence
@@ -303,9 +306,13 @@ impl Engine {
     /// alerts. The source has opened its batch first (the alerts must
     /// commit with it).
     pub fn judge_silence(&mut self, minute: i64) -> usize {
+        let wm_minute = self
+            .state
+            .watermark
+            .map_or(i64::MIN, |w| w.div_euclid(60_000));
         let first = self
             .signals_minute
-            .max(self.last_minute)
+            .max(wm_minute)
             .saturating_add(1)
             .max(minute - 1440);
         let mut out = std::mem::take(&mut self.pending);

@@ -427,3 +427,62 @@ fn a_weekly_cycle_raises_nothing_and_a_real_drop_in_its_second_week_still_alerts
     assert!(t["expected_last_week"].as_f64().unwrap() > 20.0, "{t:#}");
     assert!(t["expected_yesterday"].as_f64().unwrap() > 20.0, "{t:#}");
 }
+
+/// The silence clock's rules on an engine (no broker): it starts only
+/// after the grace, follows the wall time since the watermark stopped,
+/// judges each minute once, restarts when records move the watermark, and
+/// never runs past this machine's clock.
+#[test]
+fn the_silence_clock_waits_for_the_grace_judges_each_minute_once_and_stops_at_the_wall_clock() {
+    use faultline::config::{Config, Dur};
+    use faultline::engine::{BaselineOptions, Engine};
+    use std::time::{Duration, Instant};
+
+    let mut cfg = Config::default();
+    cfg.signals.silence_after = Dur::secs(30);
+    let mut e = Engine::new(
+        &cfg,
+        None,
+        &BaselineOptions::default(),
+        Vec::new(),
+        std::sync::Arc::new(faultline::metrics::Metrics::default()),
+    )
+    .unwrap();
+    e.state.warmup_until = Some(i64::MIN);
+    let now = chrono::Utc::now().timestamp_millis();
+    let wm = (now - 3_600_000).div_euclid(MINUTE_MS) * MINUTE_MS + 10_000; // hh:mm:10
+    e.state.watermark = Some(wm);
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    assert_eq!(e.silent_minute(at(0)), None, "first sight");
+    assert_eq!(e.silent_minute(at(60)), None, "10 + 60 - 30 s: same minute");
+    let minute = wm.div_euclid(MINUTE_MS);
+    assert_eq!(e.silent_minute(at(85)), Some(minute + 1));
+    assert_eq!(e.judge_silence(minute + 1), 0, "nothing to judge");
+    assert_eq!(e.silent_minute(at(100)), None, "judged once");
+    assert_eq!(e.silent_minute(at(200)), Some(minute + 3));
+    // A record moves the watermark: the silence starts again.
+    e.state.watermark = Some(wm + 5 * MINUTE_MS);
+    assert_eq!(e.silent_minute(at(300)), None);
+    assert_eq!(e.silent_minute(at(320)), None, "within the grace");
+    // Hours of silence: the clock stops at this machine's clock, less
+    // the grace.
+    let wall = || (chrono::Utc::now().timestamp_millis() - 30_000).div_euclid(MINUTE_MS);
+    let before = wall();
+    let far = e.silent_minute(at(10 * 3600)).unwrap();
+    assert!((before..=wall()).contains(&far), "{far}");
+    // Signals off: no clock.
+    let mut off = cfg.clone();
+    off.signals.enabled = false;
+    let mut e = Engine::new(
+        &off,
+        None,
+        &BaselineOptions::default(),
+        Vec::new(),
+        std::sync::Arc::new(faultline::metrics::Metrics::default()),
+    )
+    .unwrap();
+    e.state.watermark = Some(wm);
+    e.silent_minute(at(0));
+    assert_eq!(e.silent_minute(at(600)), None);
+}

@@ -7,8 +7,9 @@
 //! says SKIPPED and passes). It makes its own topics, group and
 //! transactional id. Event times are the wall clock's (dated just before
 //! it: the future-time guard), so the test takes about two minutes of wall
-//! time: the traffic window is shortened to 1 min by config, the 5-minute
-//! bound is the issue's.
+//! time: the traffic window is shortened to 1 min and the silence grace
+//! (`signals.silence_after`) to 2 s by config; the 5-minute bound is the
+//! issue's.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -178,6 +179,7 @@ commit_interval = "200ms"
 [signals]
 traffic_window = "1m"
 traffic_baseline = "30m"
+silence_after = "2s"
 "#,
             group = unique("silence-group"),
             tx = unique("silence-tx"),
