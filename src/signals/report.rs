@@ -268,13 +268,17 @@ fn markdown_timelines(r: &SignalsReport) -> String {
         let p95 = max_of(t.series.iter().map(|s| &s.p95_ms));
         let rate = max_of(t.series.iter().map(|s| &s.per_minute));
         for s in &t.series {
+            let latency = if s.p95_ms.iter().all(Option::is_none) {
+                "no durations".to_string()
+            } else {
+                format!("`{}`", spark(&s.p95_ms, p95))
+            };
             let _ = writeln!(
                 o,
-                "| {} | {} ({}) | `{}` | `{}` {} |",
+                "| {} | {} ({}) | {latency} | `{}` {} |",
                 t.service,
                 s.version.replace('|', "\\|"),
                 s.role,
-                spark(&s.p95_ms, p95),
                 spark(&s.per_minute, rate),
                 t.measure
             );
