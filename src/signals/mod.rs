@@ -196,17 +196,8 @@ pub fn gauges(signals: &Signals, from: i64, to: i64) -> Vec<crate::metrics::Sign
 #[derive(Clone, Debug, Serialize)]
 pub struct VersionView {
     pub version: String,
-    /// Requests (or lines, see [`ServiceView::measure`]) in the window.
-    pub count: u64,
-    pub per_minute: f64,
-    /// Requests with a duration.
-    pub timed: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p50_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p95_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p99_ms: Option<f64>,
+    #[serde(flatten)]
+    pub signals: report::SignalPeriod,
 }
 
 /// One service's latency and traffic over closed minutes, per version and
@@ -220,7 +211,8 @@ pub struct ServiceView {
     pub minutes: i64,
     /// `requests` where the service logs request fields, else `lines`.
     pub measure: String,
-    pub all: VersionView,
+    pub all: report::SignalPeriod,
+    /// Versions with traffic in the window, busiest first.
     pub versions: Vec<VersionView>,
     /// An open `traffic_drop` or `traffic_spike` of the service.
     pub traffic_episode: Option<crate::alert::Kind>,
@@ -235,48 +227,25 @@ pub fn view(
     (from, to): (i64, i64),
 ) -> Option<ServiceView> {
     let versions = rates.get(service)?;
-    let (a, b) = (from * MINUTE_MS, (to + 1) * MINUTE_MS);
-    let minutes = (to - from + 1).max(1);
-    let logs_requests = signals.services.contains_key(service);
-    let one = |version: Option<&str>| {
-        let count = match (logs_requests, version) {
-            (true, Some(v)) => signals.version_requests(service, v, a, b),
-            (true, None) => signals.requests(service, a, b),
-            (false, v) => versions
-                .iter()
-                .filter(|(k, _)| v.is_none_or(|v| v == k.as_str()))
-                .map(|(_, r)| r.timeline.range(a, b).lines)
-                .sum(),
-        };
-        let sketch = match version {
-            Some(v) => signals.latency(service, v, a, b),
-            None => signals.service_latency(service, a, b),
-        };
-        let q = sketch.as_ref().map(percentiles);
-        let r3 = crate::release::round3;
-        VersionView {
-            version: version.unwrap_or("").to_string(),
-            count,
-            per_minute: r3(count as f64 / minutes as f64),
-            timed: sketch.as_ref().map_or(0, |s| s.count()),
-            p50_ms: q.map(|q| r3(q.0)),
-            p95_ms: q.map(|q| r3(q.1)),
-            p99_ms: q.map(|q| r3(q.2)),
-        }
-    };
+    let span = (from * MINUTE_MS, (to + 1) * MINUTE_MS);
+    let all = report::period(signals, rates, service, None, span);
     let mut per_version: Vec<VersionView> = versions
         .keys()
-        .map(|v| one(Some(v)))
-        .filter(|v| v.count > 0)
+        .map(|v| VersionView {
+            version: v.clone(),
+            signals: report::period(signals, rates, service, Some(v), span),
+        })
+        .filter(|v| v.signals.count > 0)
         .collect();
-    per_version.sort_by(|x, y| y.count.cmp(&x.count).then(x.version.cmp(&y.version)));
+    per_version
+        .sort_by(|x, y| (y.signals.count.cmp(&x.signals.count)).then(x.version.cmp(&y.version)));
     Some(ServiceView {
         service: service.to_string(),
-        from: crate::alert::rfc3339(a),
-        until: crate::alert::rfc3339(b),
-        minutes,
-        measure: if logs_requests { "requests" } else { "lines" }.into(),
-        all: one(None),
+        from: crate::alert::rfc3339(span.0),
+        until: crate::alert::rfc3339(span.1),
+        minutes: (to - from + 1).max(1),
+        measure: all.measure.clone(),
+        all,
         versions: per_version,
         traffic_episode: signals.watch.traffic.get(service).map(|e| e.kind),
     })
@@ -389,9 +358,10 @@ mod tests {
         assert_eq!(v.all.count, 300);
         assert!((v.all.per_minute - 60.0).abs() < 1e-9);
         assert_eq!(v.versions[0].version, "1");
-        assert!((v.versions[0].per_minute - 54.0).abs() < 1e-9);
-        assert!((v.versions[1].p95_ms.unwrap() - 50.0).abs() < 1.0);
-        assert!((v.versions[0].p99_ms.unwrap() - 10.0).abs() < 0.2);
+        let (one, two) = (&v.versions[0].signals, &v.versions[1].signals);
+        assert!((one.per_minute - 54.0).abs() < 1e-9);
+        assert!((two.p95_ms.unwrap() - 50.0).abs() < 1.0);
+        assert!((one.p99_ms.unwrap() - 10.0).abs() < 0.2);
         assert!(view(&s, &rates, "nope", (5, 9)).is_none());
     }
 

@@ -87,6 +87,49 @@ pub struct SignalSeries {
 const CHART_VERSIONS: usize = 3;
 const LATENCY_VERSIONS: usize = 2;
 
+/// One service's signals (one version's with `version`) over event times
+/// `[from, to)`: traffic as requests where the service logs request
+/// fields, else lines; quantiles of the merged sketches.
+pub fn period(
+    signals: &Signals,
+    rates: &Rates,
+    svc: &str,
+    version: Option<&str>,
+    (from, to): (i64, i64),
+) -> SignalPeriod {
+    let minutes = ((to - from) as f64 / MINUTE_MS as f64).max(1.0 / 60.0);
+    let (measure, count) = if signals.services.contains_key(svc) {
+        let requests = match version {
+            Some(v) => signals.version_requests(svc, v, from, to),
+            None => signals.requests(svc, from, to),
+        };
+        ("requests", requests)
+    } else {
+        let lines = rates.get(svc).map_or(0, |m| {
+            m.iter()
+                .filter(|(v, _)| version.is_none_or(|x| x == v.as_str()))
+                .map(|(_, r)| r.timeline.range(from, to).lines)
+                .sum()
+        });
+        ("lines", lines)
+    };
+    let sketch = match version {
+        Some(v) => signals.latency(svc, v, from, to),
+        None => signals.service_latency(svc, from, to),
+    };
+    let q = sketch.as_ref().map(percentiles);
+    let r3 = crate::release::round3;
+    SignalPeriod {
+        measure: measure.into(),
+        count,
+        per_minute: r3(count as f64 / minutes),
+        timed: sketch.as_ref().map_or(0, |s| s.count()),
+        p50_ms: q.map(|q| r3(q.0)),
+        p95_ms: q.map(|q| r3(q.1)),
+        p99_ms: q.map(|q| r3(q.2)),
+    }
+}
+
 /// Signals of `services` over `[since, released)` and `[released, until)`,
 /// and per bucket of `bucket` ms from `since` for the charts.
 pub fn build(
@@ -98,38 +141,7 @@ pub fn build(
     relative_accuracy: f64,
 ) -> SignalsReport {
     let period = |svc: &str, version: Option<&str>, from: i64, to: i64| {
-        let minutes = ((to - from) as f64 / MINUTE_MS as f64).max(1.0 / 60.0);
-        let requests = match version {
-            Some(v) => signals.version_requests(svc, v, from, to),
-            None => signals.requests(svc, from, to),
-        };
-        let logs_requests = signals.services.contains_key(svc);
-        let (measure, count) = if logs_requests {
-            ("requests", requests)
-        } else {
-            let lines = rates.get(svc).map_or(0, |m| {
-                m.iter()
-                    .filter(|(v, _)| version.is_none_or(|x| x == v.as_str()))
-                    .map(|(_, r)| r.timeline.range(from, to).lines)
-                    .sum()
-            });
-            ("lines", lines)
-        };
-        let sketch = match version {
-            Some(v) => signals.latency(svc, v, from, to),
-            None => signals.service_latency(svc, from, to),
-        };
-        let q = sketch.as_ref().map(percentiles);
-        let r3 = crate::release::round3;
-        SignalPeriod {
-            measure: measure.into(),
-            count,
-            per_minute: r3(count as f64 / minutes),
-            timed: sketch.as_ref().map_or(0, |s| s.count()),
-            p50_ms: q.map(|q| r3(q.0)),
-            p95_ms: q.map(|q| r3(q.1)),
-            p99_ms: q.map(|q| r3(q.2)),
-        }
+        period(signals, rates, svc, version, (from, to))
     };
     let rows: Vec<ServiceSignals> = services
         .iter()
