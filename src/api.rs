@@ -477,6 +477,7 @@ pub fn routes(
         .route("/api/v1/types/{fingerprint}/{action}", post(write))
         .route("/api/v1/rollout-check", get(rollout_check))
         .route("/api/v1/report", get(release_report))
+        .route("/api/v1/services/{service}/signals", get(control::signals))
         .merge(page::routes())
         .with_state(Access {
             view,

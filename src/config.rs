@@ -1213,6 +1213,10 @@ pub struct SignalsConfig {
     /// Poisson tail probability (quasi-Poisson, with the service's own
     /// over-dispersion) below which a change counts.
     pub traffic_p_value: f64,
+    /// Under `run`: how long (wall clock) every input must have been
+    /// silent before the signals' clock moves on by itself (at least
+    /// `kafka.max_idle`); see docs/release.md.
+    pub silence_after: Dur,
 }
 
 impl Default for SignalsConfig {
@@ -1231,6 +1235,7 @@ impl Default for SignalsConfig {
             drop_ratio: 0.5,
             spike_ratio: 3.0,
             traffic_p_value: 1e-6,
+            silence_after: Dur::secs(30),
         }
     }
 }
@@ -1388,6 +1393,7 @@ impl Config {
         float("signals.drop_ratio", g.drop_ratio, 0.0, 0.99)?;
         float("signals.spike_ratio", g.spike_ratio, 1.01, 1e6)?;
         float("signals.traffic_p_value", g.traffic_p_value, 1e-15, 0.5)?;
+        dur("signals.silence_after", g.silence_after, ms(0), s(DAY))?;
         let i = &self.input;
         int("input.max_line_bytes", i.max_line_bytes as u64, 64, 1 << 30)?;
         int("input.threads", i.threads as u64, 1, 256)?;

@@ -77,6 +77,13 @@ pub struct Engine {
     line_verdict: Option<(EventTime, Judged)>,
     /// Unique in the process ([`Engine::id`]).
     id: u64,
+    /// The wall-clock silence clock ([`Engine::silent_minute`]): when the
+    /// watermark was first seen unchanged by an idle poll, and that
+    /// watermark.
+    idle: Option<(Instant, EventTime)>,
+    /// The last minute the signals were judged for (by records or by the
+    /// silence clock): each minute is judged once.
+    signals_minute: i64,
 }
 
 /// Numbers the engines of a process.
@@ -168,6 +175,8 @@ impl Engine {
             clock: crate::window::clock::FutureGuard::new(cfg.window.future_grace.as_millis()),
             line_verdict: None,
             id: ENGINES.fetch_add(1, Ordering::Relaxed),
+            idle: None,
+            signals_minute: i64::MIN,
         })
     }
 
@@ -234,22 +243,19 @@ impl Engine {
                         now_ms(),
                         &mut out,
                     );
-                    crate::signals::detect::on_minute(
-                        &mut self.state.signals,
-                        &self.state.rates,
-                        &self.cfg,
-                        minute,
-                        now_ms(),
-                        &mut out,
-                    );
-                }
-                if self.cfg.signals.enabled {
-                    let w = (self.cfg.signals.traffic_window.as_millis() / 60_000).max(1);
-                    let g = crate::signals::gauges(&self.state.signals, minute - w, minute - 1);
-                    if let Ok(mut m) = self.metrics.signals.lock() {
-                        *m = g;
+                    if minute > self.signals_minute {
+                        self.signals_minute = minute;
+                        crate::signals::detect::on_minute(
+                            &mut self.state.signals,
+                            &self.state.rates,
+                            &self.cfg,
+                            minute,
+                            now_ms(),
+                            &mut out,
+                        );
                     }
                 }
+                self.signal_gauges(minute);
                 self.pending = out;
                 if let Some(until) = self.state.warmup_until
                     && t >= until
@@ -259,6 +265,83 @@ impl Engine {
                 }
             }
         }
+    }
+
+    fn signal_gauges(&self, minute: i64) {
+        if self.cfg.signals.enabled {
+            let w = (self.cfg.signals.traffic_window.as_millis() / 60_000).max(1);
+            let g = crate::signals::gauges(&self.state.signals, minute - w, minute - 1);
+            if let Ok(mut m) = self.metrics.signals.lock() {
+                *m = g;
+            }
+        }
+    }
+
+    /// Under `run`, when no input delivers anything (an idle poll at
+    /// `wall`): the minute the signals' clock has reached if it is later
+    /// than the last one judged, else `None`. The clock is the watermark
+    /// plus the wall time since it stopped moving, less a grace of
+    /// `signals.silence_after` (at least `kafka.max_idle`, the aligner's
+    /// rule for a partition that can still deliver), and never past this
+    /// machine's clock less the same grace. So a silence of
+    /// every input still moves time for `traffic_drop`; replay never polls
+    /// idle and stays purely event-time. See [`Engine::judge_silence`].
+    pub fn silent_minute(&mut self, wall: Instant) -> Option<i64> {
+        if !self.cfg.signals.enabled {
+            return None;
+        }
+        let wm = self.state.watermark?;
+        let (since, seen) = *self.idle.get_or_insert((wall, wm));
+        if seen != wm {
+            self.idle = Some((wall, wm));
+            return None;
+        }
+        let grace =
+            (self.cfg.signals.silence_after.as_millis()).max(self.cfg.kafka.max_idle.as_millis());
+        let silent = wall.saturating_duration_since(since).as_millis() as i64;
+        if silent < grace {
+            return None;
+        }
+        let clock = (wm + silent).min(now_ms()) - grace;
+        // Minutes up to the watermark's are the records' to judge.
+        let minute = clock.div_euclid(60_000);
+        let judged = self.signals_minute.max(wm.div_euclid(60_000));
+        (minute > judged && !self.learning(clock)).then_some(minute)
+    }
+
+    /// Judges the signals for the minutes up to `minute` that the silence
+    /// clock entered (at most a day of them: an engine idle for longer
+    /// judges the last day) and delivers what they raise; the number of
+    /// alerts. The source has opened its batch first (the alerts must
+    /// commit with it).
+    pub fn judge_silence(&mut self, minute: i64) -> usize {
+        let wm_minute = self
+            .state
+            .watermark
+            .map_or(i64::MIN, |w| w.div_euclid(60_000));
+        let first = self
+            .signals_minute
+            .max(wm_minute)
+            .saturating_add(1)
+            .max(minute - 1440);
+        let mut out = std::mem::take(&mut self.pending);
+        let before = out.len();
+        for m in first..=minute {
+            crate::signals::detect::on_minute(
+                &mut self.state.signals,
+                &self.state.rates,
+                &self.cfg,
+                m,
+                now_ms(),
+                &mut out,
+            );
+        }
+        self.signals_minute = minute;
+        self.signal_gauges(minute);
+        let raised = out.len() - before;
+        self.pending = out;
+        self.deliver();
+        raised
     }
 
     /// Sends pending alerts to every sink.

@@ -3,7 +3,9 @@
 //! are replayed by the real binary into a state, and `report --format
 //! html` draws them: axes with ticks and labels, the release marker at the
 //! release's first record, and one line per version in the canary-vs-stable
-//! chart whose data agree with the report's own before/after counts.
+//! chart whose data agree with the report's own before/after counts; and
+//! the latency and traffic charts (p50/p95/p99 and requests per minute per
+//! version, release marker), also for `--after 7d` from the state alone.
 
 use std::path::Path;
 use std::process::Command;
@@ -38,8 +40,10 @@ fn line(ms: i64, version: &str, error: bool, i: usize) -> String {
     } else {
         ("INFO", format!("request {i} served"))
     };
+    // Every line a timed request: the release 30 % slower.
+    let ms = (if version == "2.0" { 130 } else { 100 }) + i % 7;
     format!(
-        "{{\"@timestamp\":\"{ts}\",\"log.level\":\"{level}\",\"service.name\":\"shop\",\"service.version\":\"{version}\",\"message\":\"{msg}\"}}\n"
+        "{{\"@timestamp\":\"{ts}\",\"log.level\":\"{level}\",\"service.name\":\"shop\",\"service.version\":\"{version}\",\"message\":\"{msg}\",\"duration_ms\":{ms}}}\n"
     )
 }
 
@@ -263,6 +267,7 @@ fn the_report_renders_in_headless_chromium_with_its_charts_and_a_screenshot_is_k
         assert_eq!(dom.matches(class).count(), svgs, "{class} on every chart");
     }
     assert!(dom.contains("data-name=\"2.0 (release)\""));
+    assert!(dom.contains("data-name=\"2.0 p95\""), "latency chart");
     // The screenshot is the artifact a reviewer looks at.
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-charts.png");
     let _ = std::fs::remove_file(&shot);
@@ -277,4 +282,83 @@ fn the_report_renders_in_headless_chromium_with_its_charts_and_a_screenshot_is_k
         png.len()
     );
     eprintln!("screenshot: {}", shot.display());
+}
+
+#[test]
+fn latency_and_traffic_charts_show_each_version_with_the_release_marker_from_the_state_alone() {
+    let dir = replayed();
+    // The 7-day review reads the state only: the logs are gone.
+    std::fs::remove_file(dir.path().join("shop.jsonl")).unwrap();
+    let state = dir.path().join("state");
+    let s = state.to_str().unwrap();
+    for after in ["24h", "7d"] {
+        let args = |format: &'static str| {
+            vec![
+                "report",
+                "--release",
+                "2.0",
+                "--after",
+                after,
+                "--format",
+                format,
+                "--state",
+                s,
+            ]
+        };
+        let r: Value = serde_json::from_str(&faultline(&args("json"))).unwrap();
+        let t = &r["signals"]["timelines"][0];
+        assert_eq!(t["service"], "shop");
+        assert_eq!(t["measure"], "requests");
+        let series = t["series"].as_array().unwrap();
+        assert_eq!(series[0]["version"], "2.0");
+        assert_eq!(series[1]["version"], "1.0");
+        // Buckets of `bucket_minutes` from `since`: the release's requests
+        // per minute are 25 after it, none before; the stable's 100 then 75.
+        let bucket = r["bucket_minutes"].as_i64().unwrap();
+        let values = |v: &Value, k: &str| -> Vec<Option<f64>> {
+            v[k].as_array().unwrap().iter().map(Value::as_f64).collect()
+        };
+        let (rel, old) = (
+            values(&series[0], "per_minute"),
+            values(&series[1], "per_minute"),
+        );
+        let half = (30 / bucket) as usize;
+        assert!(rel[..half].iter().all(Option::is_none), "{rel:?}");
+        assert!(rel[half..].iter().all(|v| *v == Some(25.0)), "{rel:?}");
+        assert!(old[..half].iter().all(|v| *v == Some(100.0)), "{old:?}");
+        assert!(old[half..].iter().all(|v| *v == Some(75.0)), "{old:?}");
+        // p95 per bucket within the sketch's 1 %: 130–136 ms vs 100–106 ms.
+        for v in values(&series[0], "p95_ms").into_iter().flatten() {
+            assert!((130.0 * 0.99..=136.0 * 1.01).contains(&v), "{v}");
+        }
+        for v in values(&series[1], "p95_ms").into_iter().flatten() {
+            assert!((100.0 * 0.99..=106.0 * 1.01).contains(&v), "{v}");
+        }
+
+        let html = faultline(&args("html"));
+        let at = html
+            .find("<h2>Latency and traffic</h2>")
+            .expect("the section");
+        let section = &html[at..html[at..].find("<h2>New error types").unwrap() + at];
+        assert_eq!(section.matches("<svg").count(), 2, "latency and traffic");
+        assert_eq!(section.matches("class=\"axis x\"").count(), 2);
+        let marker = format!("<g class=\"marker\" data-time=\"{}\">", T0 + 30 * MIN);
+        assert_eq!(section.matches(&marker).count(), 2, "{section}");
+        for part in [
+            "data-name=\"2.0 p50\"",
+            "data-name=\"2.0 p95\"",
+            "data-name=\"2.0 p99\"",
+            "data-name=\"1.0 p95\"",
+            "latency, 2.0 (release) vs 1.0 (other)",
+            "latency (ms)</text>",
+            "requests per minute</text>",
+            ">release 2.0</text>",
+        ] {
+            assert!(section.contains(part), "{part} missing in {section}");
+        }
+
+        let md = faultline(&args("md"));
+        assert!(md.contains("| shop | 2.0 (release) | `"), "{md}");
+        assert!(md.contains("| shop | 1.0 (other) | `"), "{md}");
+    }
 }

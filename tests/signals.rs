@@ -151,11 +151,19 @@ fn write(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
     p
 }
 
-/// Replays `logs` with a 30-minute warm-up into `state`; the alerts.
+/// Replays `logs` with a 30-minute warm-up (unless `extra` names one)
+/// into `state`; the alerts.
 fn replay(dir: &Path, logs: &Path, extra: &[&str]) -> Vec<Value> {
     let alerts = dir.join("alerts.jsonl");
+    let warmup: &[&str] = if extra.contains(&"--warmup") {
+        &[]
+    } else {
+        &["--warmup", "30m"]
+    };
     let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["replay", "--warmup", "30m", "--no-progress", "--state"])
+        .arg("replay")
+        .args(warmup)
+        .args(["--no-progress", "--state"])
         .arg(dir.join("state"))
         .arg("--alerts")
         .arg(&alerts)
@@ -243,6 +251,47 @@ fn a_slower_canary_and_a_silent_service_alert_and_steady_services_stay_quiet() {
     let ratio = l["ratio"].as_f64().unwrap();
     assert!((1.15..1.45).contains(&ratio), "p95 ratio {ratio}");
 
+    // `rollout-check` on the state: the error rate is clean, the latency
+    // regression holds the rollout at 10 % (exit 1), with the evidence.
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "rollout-check",
+            "--service",
+            "checkout",
+            "--stable",
+            "1.9.3",
+        ])
+        .args([
+            "--canary",
+            "2.0.0",
+            "--current-percentage",
+            "10",
+            "--window",
+            "10m",
+        ])
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .env_remove("FAULTLINE_CONFIG")
+        .output()
+        .unwrap();
+    let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "hold: {verdict:#}");
+    assert_eq!(verdict["decision"], "hold");
+    assert_eq!(verdict["next_percentage"], 10);
+    assert_eq!(verdict["evidence"]["latency_regression"], true);
+    assert_eq!(verdict["evidence"]["error_rate_regression"], false);
+    let share = verdict["evidence"]["traffic"]["canary_percent"]
+        .as_f64()
+        .unwrap();
+    assert!((8.0..12.0).contains(&share), "10 % canary traffic: {share}");
+    assert!(
+        verdict["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("hold: p95 latency"),
+        "{verdict:#}"
+    );
+
     let drops = of_kind(&alerts, &["traffic_drop"]);
     assert_eq!(drops.len(), 1, "{drops:#?}");
     assert_eq!(drops[0]["service"], "billing");
@@ -310,4 +359,130 @@ fn a_release_that_halves_its_chatter_but_not_its_requests_is_no_traffic_drop() {
     let alerts = replay(dir.path(), &logs, &[]);
     let traffic = of_kind(&alerts, &["traffic_drop", "traffic_spike"]);
     assert!(traffic.is_empty(), "{traffic:#?}");
+}
+
+/// 2026-10-17T00:00:00Z, a Saturday.
+const SATURDAY: i64 = 1_792_195_200_000;
+
+/// Eight days from a Saturday at midnight: `shop` serves 20 requests a
+/// minute, except on Saturdays from 12:00 to 18:00 (0.15×: a sharp
+/// weekend step, against both the hour before and the same time the day
+/// before); `pay` serves 10 a minute and goes silent on the eighth day at
+/// `silent` minutes.
+fn weekly(silent: i64) -> Vec<String> {
+    let mut rng = Rng(23);
+    let mut out = Vec::new();
+    for m in 0..8 * 1440 {
+        let minute_of_day = m % 1440;
+        let saturday = (m / 1440) % 7 == 0;
+        let dip = saturday && (720..1080).contains(&minute_of_day);
+        let mut lines: Vec<(i64, String)> = Vec::new();
+        for (name, rate) in [("shop", if dip { 3.0 } else { 20.0 }), ("pay", 10.0)] {
+            if name == "pay" && m >= silent {
+                continue;
+            }
+            for _ in 0..rng.poisson(rate) {
+                let t = SATURDAY + m * MINUTE_MS + (rng.uniform() * MINUTE_MS as f64) as i64;
+                let ms = 30.0 * (0.5 * rng.normal()).exp();
+                let line = json!({
+                    "@timestamp": ts(t), "log.level": "info", "message": "GET /cart",
+                    "service.name": name, "service.version": "3.1.0",
+                    "http.request.method": "GET", "duration_ms": (ms * 1000.0).round() / 1000.0,
+                });
+                lines.push((t, line.to_string()));
+            }
+        }
+        lines.sort_by_key(|(t, _)| *t);
+        out.extend(lines.into_iter().map(|(_, l)| l));
+    }
+    out
+}
+
+#[test]
+fn a_weekly_cycle_raises_nothing_and_a_real_drop_in_its_second_week_still_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first Saturday's step falls in the warm-up (no week-ago data
+    // yet); the second one's has the first as its same-time-last-week.
+    let silent = 7 * 1440 + 20 * 60;
+    let logs = write(dir.path(), "logs.jsonl", &weekly(silent));
+    let alerts = replay(dir.path(), &logs, &["--warmup", "19h"]);
+    let shop = of_kind(
+        &alerts,
+        &["latency_regression", "traffic_drop", "traffic_spike"],
+    )
+    .into_iter()
+    .filter(|a| a["service"] == "shop")
+    .collect::<Vec<_>>();
+    assert!(shop.is_empty(), "the weekly step is no change: {shop:#?}");
+    let pay = of_kind(&alerts, &["traffic_drop", "traffic_spike"]);
+    assert_eq!(pay.len(), 1, "{pay:#?}");
+    assert_eq!(pay[0]["service"], "pay");
+    let at = SATURDAY + silent * MINUTE_MS;
+    assert!(
+        (at..=at + 5 * MINUTE_MS).contains(&event_ms(pay[0])),
+        "within 5 minutes of going silent: {}",
+        pay[0]["event_time"]
+    );
+    let t = &pay[0]["traffic"];
+    assert!(t["expected_last_week"].as_f64().unwrap() > 20.0, "{t:#}");
+    assert!(t["expected_yesterday"].as_f64().unwrap() > 20.0, "{t:#}");
+}
+
+/// The silence clock's rules on an engine (no broker): it starts only
+/// after the grace, follows the wall time since the watermark stopped,
+/// judges each minute once, restarts when records move the watermark, and
+/// never runs past this machine's clock.
+#[test]
+fn the_silence_clock_waits_for_the_grace_judges_each_minute_once_and_stops_at_the_wall_clock() {
+    use faultline::config::{Config, Dur};
+    use faultline::engine::{BaselineOptions, Engine};
+    use std::time::{Duration, Instant};
+
+    let mut cfg = Config::default();
+    cfg.signals.silence_after = Dur::secs(30);
+    let mut e = Engine::new(
+        &cfg,
+        None,
+        &BaselineOptions::default(),
+        Vec::new(),
+        std::sync::Arc::new(faultline::metrics::Metrics::default()),
+    )
+    .unwrap();
+    e.state.warmup_until = Some(i64::MIN);
+    let now = chrono::Utc::now().timestamp_millis();
+    let wm = (now - 3_600_000).div_euclid(MINUTE_MS) * MINUTE_MS + 10_000; // hh:mm:10
+    e.state.watermark = Some(wm);
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    assert_eq!(e.silent_minute(at(0)), None, "first sight");
+    assert_eq!(e.silent_minute(at(60)), None, "10 + 60 - 30 s: same minute");
+    let minute = wm.div_euclid(MINUTE_MS);
+    assert_eq!(e.silent_minute(at(85)), Some(minute + 1));
+    assert_eq!(e.judge_silence(minute + 1), 0, "nothing to judge");
+    assert_eq!(e.silent_minute(at(100)), None, "judged once");
+    assert_eq!(e.silent_minute(at(200)), Some(minute + 3));
+    // A record moves the watermark: the silence starts again.
+    e.state.watermark = Some(wm + 5 * MINUTE_MS);
+    assert_eq!(e.silent_minute(at(300)), None);
+    assert_eq!(e.silent_minute(at(320)), None, "within the grace");
+    // Hours of silence: the clock stops at this machine's clock, less
+    // the grace.
+    let wall = || (chrono::Utc::now().timestamp_millis() - 30_000).div_euclid(MINUTE_MS);
+    let before = wall();
+    let far = e.silent_minute(at(10 * 3600)).unwrap();
+    assert!((before..=wall()).contains(&far), "{far}");
+    // Signals off: no clock.
+    let mut off = cfg.clone();
+    off.signals.enabled = false;
+    let mut e = Engine::new(
+        &off,
+        None,
+        &BaselineOptions::default(),
+        Vec::new(),
+        std::sync::Arc::new(faultline::metrics::Metrics::default()),
+    )
+    .unwrap();
+    e.state.watermark = Some(wm);
+    e.silent_minute(at(0));
+    assert_eq!(e.silent_minute(at(600)), None);
 }

@@ -977,6 +977,7 @@ mod tests {
                     count: 1,
                     expected: 1.0,
                     expected_yesterday: Some(1.0),
+                    expected_last_week: Some(1.0),
                     ratio: 1.0,
                     dispersion: 1.0,
                     p_value: 0.5,

@@ -224,6 +224,9 @@ pub struct TrafficStats {
     /// Expected count from the same time a day earlier, when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub expected_yesterday: Option<f64>,
+    /// Expected count from the same time a week earlier, when known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expected_last_week: Option<f64>,
     /// count / expected.
     pub ratio: f64,
     /// Over-dispersion of the baseline minutes (variance / mean, ≥ 1).

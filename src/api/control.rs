@@ -366,6 +366,82 @@ impl Commands for Control {
     }
 }
 
+/// `?window=` of `GET /api/v1/services/{service}/signals`.
+#[derive(serde::Deserialize)]
+pub(super) struct SignalsQuery {
+    window: Option<String>,
+}
+
+/// `GET /api/v1/services/{service}/signals[?window=15m]`: the service's
+/// p50/p95/p99 and requests per minute, per version and overall, over the
+/// last `window` (default `signals.traffic_window`, at most a day) of
+/// closed minutes of the engine's event time, and its open traffic
+/// episode. Asked of the engine like the rollout gate (the view does not
+/// hold the sketches); read-only, no save. 404 for a service the engine
+/// has not seen.
+pub(super) async fn signals(
+    axum::extract::State(a): axum::extract::State<super::Access>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(service): axum::extract::Path<String>,
+    q: axum::extract::Query<SignalsQuery>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse as _;
+    if let Err((status, why)) = a.check(&headers) {
+        return super::refuse(status, why);
+    }
+    let Some(control) = &a.control else {
+        return super::refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this listener has no running engine to ask",
+        );
+    };
+    let cfg = control.config();
+    let window = match q.window.as_deref().map(str::parse::<crate::config::Dur>) {
+        None => cfg.signals.traffic_window,
+        Some(Ok(w)) if (60_000..=86_400_000).contains(&w.as_millis()) => w,
+        Some(Ok(_)) => {
+            return super::refuse(StatusCode::BAD_REQUEST, "window: 1m to 24h");
+        }
+        Some(Err(e)) => {
+            return super::refuse(StatusCode::BAD_REQUEST, &format!("window: {e}"));
+        }
+    };
+    let minutes = window.as_millis() / 60_000;
+    let asked = control.ask(Box::new(move |e: &Engine| {
+        let Some(wm) = e.state.watermark else {
+            return serde_json::json!({ "error": "no records yet" });
+        };
+        let to = wm.div_euclid(60_000) - 1;
+        match crate::signals::view(
+            &e.state.signals,
+            &e.state.rates,
+            &service,
+            (to - minutes + 1, to),
+        ) {
+            Some(v) => serde_json::json!({ "signals": v }),
+            None => {
+                serde_json::json!({ "error": format!("no service `{service}` in this engine") })
+            }
+        }
+    }));
+    let rx = match asked {
+        Ok(rx) => rx,
+        Err(e) => return super::refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    match tokio::time::timeout(super::WRITE_TIMEOUT, rx).await {
+        Ok(Ok(mut v)) => match v.get_mut("signals").map(serde_json::Value::take) {
+            Some(s) => axum::Json(s).into_response(),
+            None => (StatusCode::NOT_FOUND, axum::Json(v)).into_response(),
+        },
+        Ok(Err(_)) => super::refuse(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped"),
+        Err(_) => super::refuse(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the engine did not answer within 8 s",
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

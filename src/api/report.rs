@@ -102,7 +102,12 @@ pub fn build(state: &State, cfg: &Config, req: &Request, now: i64) -> Result<Bui
         until,
     };
     let mut r = report::build(&state.ledger(), &full, now).map_err(|e| e.to_string())?;
-    let span = (at(&r.since)?, at(&r.released_at)?, at(&r.until)?);
+    let span = (
+        at(&r.since)?,
+        at(&r.released_at)?,
+        at(&r.until)?,
+        r.bucket_minutes * 60_000,
+    );
     let sig = crate::signals::report::build(
         &state.signals,
         &state.rates,

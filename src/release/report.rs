@@ -3,8 +3,11 @@
 //! Everything here is read from counts the pipeline kept (per service and
 //! version over time, per type over time, the alert log), so a report can be
 //! written hours after the fact without the logs. What faultline does not
-//! measure — latency, request throughput, saturation — is named and left
-//! out, never estimated from log lines.
+//! measure — saturation, business metrics, and latency or request
+//! throughput where the logs carry no durations or request fields — is
+//! named and left out, never estimated from log lines. Latency and traffic
+//! (tables and charts) are `signals::report`'s section, which the CLI
+//! inserts before the new types.
 //!
 //! The JSON form is the model; Markdown and HTML render it. Only
 //! `generated_at` depends on the wall clock.

@@ -19,7 +19,9 @@
 //!   one, improbable under a quasi-Poisson model with the baseline's own
 //!   over-dispersion (p < `traffic_p_value`), and — when the state reaches
 //!   back a day — beyond the same ratio against the same time yesterday,
-//!   so a daily trough or peak is not a drop or a spike. The expectation
+//!   and the same time a week earlier (each hour of the window and the
+//!   hours on either side, see `days_ago`), so a daily trough or peak, or
+//!   a weekday/weekend step, is not a drop or a spike. The expectation
 //!   freezes while an episode is open; the episode ends (an
 //!   `episode_end`) when the window is back between the two ratios of it.
 //!
@@ -163,20 +165,29 @@ fn per_minute_counts(
     ("lines", counts)
 }
 
-/// The same window a day earlier, from the hourly series: the rate of the
-/// hours it falls in, scaled to the window. `None` when that day is not
-/// in the state.
-fn yesterday(
+const DAY_MS: i64 = 86_400_000;
+
+/// The same window `days` days earlier, from the hourly series: the rate
+/// of the hours it falls in, scaled to the window, and the lowest and
+/// highest such rate of those hours and the one on either side. `None`
+/// when that day is not in the state (the hours reach back 14 days).
+///
+/// A change must beat the lowest (for a drop) or the highest (for a
+/// spike): a usual step that falls inside the window's hour, or an hour
+/// earlier or later than it did (a clock change, a schedule that slips),
+/// is then no change. Hours are the finest resolution a day or a week
+/// back.
+fn days_ago(
     signals: &Signals,
     rates: &Rates,
     service: &str,
     measure: &str,
-    from: i64,
-    to: i64,
-) -> Option<f64> {
+    (from, to): (i64, i64),
+    days: i64,
+) -> Option<DaysAgo> {
     let (a, b) = (
-        from * MINUTE_MS - 86_400_000,
-        (to + 1) * MINUTE_MS - 86_400_000,
+        from * MINUTE_MS - days * DAY_MS,
+        (to + 1) * MINUTE_MS - days * DAY_MS,
     );
     let (ha, hb) = (a.div_euclid(HOUR_MS), (b - 1).div_euclid(HOUR_MS));
     let first_hour = rates
@@ -184,25 +195,43 @@ fn yesterday(
         .values()
         .filter_map(|r| r.timeline.hours.first())
         .min()?;
-    if first_hour > ha - 1 {
+    if first_hour > ha - 2 {
         return None; // the service was not yet (fully) seen then
     }
-    let count: u64 = if measure == "requests" {
-        signals
-            .services
-            .get(service)?
-            .values()
-            .map(|v| v.requests.hours.sum(ha, hb))
-            .sum()
-    } else {
-        rates
-            .get(service)?
-            .values()
-            .map(|r| r.timeline.hours.sum(ha, hb).lines)
-            .sum()
+    let count = |h0: i64, h1: i64| -> Option<u64> {
+        Some(if measure == "requests" {
+            signals
+                .services
+                .get(service)?
+                .values()
+                .map(|v| v.requests.hours.sum(h0, h1))
+                .sum()
+        } else {
+            rates
+                .get(service)?
+                .values()
+                .map(|r| r.timeline.hours.sum(h0, h1).lines)
+                .sum()
+        })
     };
-    let hours = (hb - ha + 1) as f64;
-    Some(count as f64 / (hours * 60.0) * (to - from + 1) as f64)
+    let per_window = |n: u64, hours: i64| n as f64 / (hours as f64 * 60.0) * (to - from + 1) as f64;
+    let mid = per_window(count(ha, hb)?, hb - ha + 1);
+    let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
+    for h in ha - 1..=hb + 1 {
+        let r = per_window(count(h, h)?, 1);
+        lo = lo.min(r);
+        hi = hi.max(r);
+    }
+    Some(DaysAgo { mid, lo, hi })
+}
+
+/// [`days_ago`]'s expectation for the window, and its range over the
+/// neighbouring hours.
+#[derive(Clone, Copy, Debug)]
+struct DaysAgo {
+    mid: f64,
+    lo: f64,
+    hi: f64,
 }
 
 fn traffic(
@@ -280,19 +309,41 @@ fn traffic(
         if expected <= 0.0 {
             continue;
         }
-        let (k, lambda) = ((count as f64 / disp).floor() as u64, expected / disp);
-        let day = yesterday(signals, rates, service, measure, from, to);
-        let (kind, p) = if (count as f64) <= g.drop_ratio * expected
-            && day.is_none_or(|d| (count as f64) <= g.drop_ratio * d)
+        let k = (count as f64 / disp).floor() as u64;
+        // The same window yesterday and a week ago, when the state holds
+        // them: a change must be one against each, so a daily trough and a
+        // weekday/weekend step (Saturday's quiet afternoon) are not drops.
+        let day = days_ago(signals, rates, service, measure, (from, to), 1);
+        let week = days_ago(signals, rates, service, measure, (from, to), 7);
+        let n = count as f64;
+        // Each reference must see a change too: beyond its ratio and
+        // improbable under it (with the same dispersion), so a quiet
+        // window in a usually quiet hour is not a drop by chance.
+        let refs = [day, week];
+        let drop_p = |e: f64| poisson_cdf(k, e / disp);
+        let spike_p = |e: f64| poisson_sf((n / disp).ceil() as u64, e / disp);
+        let (kind, p) = if n <= g.drop_ratio * expected
+            && refs
+                .iter()
+                .all(|r| r.is_none_or(|d| n <= g.drop_ratio * d.lo))
         {
-            (Kind::TrafficDrop, poisson_cdf(k, lambda))
-        } else if (count as f64) >= g.spike_ratio * expected
-            && day.is_none_or(|d| (count as f64) >= g.spike_ratio * d)
+            let worst = refs
+                .iter()
+                .flatten()
+                .map(|d| drop_p(d.lo))
+                .fold(0.0, f64::max);
+            (Kind::TrafficDrop, drop_p(expected).max(worst))
+        } else if n >= g.spike_ratio * expected
+            && refs
+                .iter()
+                .all(|r| r.is_none_or(|d| n >= g.spike_ratio * d.hi))
         {
-            (
-                Kind::TrafficSpike,
-                poisson_sf((count as f64 / disp).ceil() as u64, lambda),
-            )
+            let worst = refs
+                .iter()
+                .flatten()
+                .map(|d| spike_p(d.hi))
+                .fold(0.0, f64::max);
+            (Kind::TrafficSpike, spike_p(expected).max(worst))
         } else {
             continue;
         };
@@ -331,7 +382,8 @@ fn traffic(
                 window_s: (w * 60) as u64,
                 count,
                 expected: round3(expected),
-                expected_yesterday: day.map(round3),
+                expected_yesterday: day.map(|d| round3(d.mid)),
+                expected_last_week: week.map(|d| round3(d.mid)),
                 ratio: round3(ratio),
                 dispersion: round3(disp),
                 p_value: p,

@@ -192,6 +192,65 @@ pub fn gauges(signals: &Signals, from: i64, to: i64) -> Vec<crate::metrics::Sign
     out
 }
 
+/// One version's signals over a window, for the control API.
+#[derive(Clone, Debug, Serialize)]
+pub struct VersionView {
+    pub version: String,
+    #[serde(flatten)]
+    pub signals: report::SignalPeriod,
+}
+
+/// One service's latency and traffic over closed minutes, per version and
+/// all versions together (`GET /api/v1/services/{service}/signals`).
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceView {
+    pub service: String,
+    /// RFC 3339 bounds of the window (whole closed minutes).
+    pub from: String,
+    pub until: String,
+    pub minutes: i64,
+    /// `requests` where the service logs request fields, else `lines`.
+    pub measure: String,
+    pub all: report::SignalPeriod,
+    /// Versions with traffic in the window, busiest first.
+    pub versions: Vec<VersionView>,
+    /// An open `traffic_drop` or `traffic_spike` of the service.
+    pub traffic_episode: Option<crate::alert::Kind>,
+}
+
+/// `service`'s signals over closed minutes `from..=to` (`None`: the service
+/// is not in the state).
+pub fn view(
+    signals: &Signals,
+    rates: &crate::series::Rates,
+    service: &str,
+    (from, to): (i64, i64),
+) -> Option<ServiceView> {
+    let versions = rates.get(service)?;
+    let span = (from * MINUTE_MS, (to + 1) * MINUTE_MS);
+    let all = report::period(signals, rates, service, None, span);
+    let mut per_version: Vec<VersionView> = versions
+        .keys()
+        .map(|v| VersionView {
+            version: v.clone(),
+            signals: report::period(signals, rates, service, Some(v), span),
+        })
+        .filter(|v| v.signals.count > 0)
+        .collect();
+    per_version
+        .sort_by(|x, y| (y.signals.count.cmp(&x.signals.count)).then(x.version.cmp(&y.version)));
+    Some(ServiceView {
+        service: service.to_string(),
+        from: crate::alert::rfc3339(span.0),
+        until: crate::alert::rfc3339(span.1),
+        minutes: (to - from + 1).max(1),
+        measure: all.measure.clone(),
+        all,
+        versions: per_version,
+        traffic_episode: signals.watch.traffic.get(service).map(|e| e.kind),
+    })
+}
+
 /// p50, p95, p99 of a sketch (milliseconds).
 pub fn percentiles(s: &latency::Sketch) -> (f64, f64, f64) {
     let q = |p| s.quantile(p).unwrap_or(0.0);
@@ -274,6 +333,36 @@ mod tests {
             .latency("api", "1", 590 * MINUTE_MS, 600 * MINUTE_MS)
             .unwrap();
         assert_eq!(recent.count(), 10, "by minute");
+    }
+
+    #[test]
+    fn the_api_view_gives_each_versions_quantiles_and_requests_per_minute() {
+        let mut s = Signals::default();
+        let mut rates = crate::series::Rates::new();
+        for i in 0..600i64 {
+            let (v, ms) = if i % 10 == 0 {
+                ("2", 50.0)
+            } else {
+                ("1", 10.0)
+            };
+            s.observe("api", v, i * 1_000, &timed(ms), 0.01);
+            rates
+                .entry("api".into())
+                .or_default()
+                .entry(v.into())
+                .or_default()
+                .count(Some(i * 1_000), 1, 0);
+        }
+        let v = view(&s, &rates, "api", (5, 9)).unwrap();
+        assert_eq!((v.minutes, v.measure.as_str()), (5, "requests"));
+        assert_eq!(v.all.count, 300);
+        assert!((v.all.per_minute - 60.0).abs() < 1e-9);
+        assert_eq!(v.versions[0].version, "1");
+        let (one, two) = (&v.versions[0].signals, &v.versions[1].signals);
+        assert!((one.per_minute - 54.0).abs() < 1e-9);
+        assert!((two.p95_ms.unwrap() - 50.0).abs() < 1.0);
+        assert!((one.p99_ms.unwrap() - 10.0).abs() < 0.2);
+        assert!(view(&s, &rates, "nope", (5, 9)).is_none());
     }
 
     #[test]

@@ -5,7 +5,13 @@
 //! `latency_regression` alerts, over the gate's window) and both versions'
 //! traffic to the evidence, and tightens the decision:
 //!
-//! * a significant latency regression rolls back;
+//! * a significant latency regression holds at the current percentage
+//!   (exit 1), unless the error rate already rolls back: latency that is
+//!   worse but not failing requests is a reason to stop widening the
+//!   canary and look, as the scenario (a) asks, not proof that the
+//!   release is broken (a new version's caches and pools start cold, and
+//!   a slower endpoint may be the price of a feature). docs/release.md
+//!   argues it;
 //! * an open `traffic_drop` of the service holds a `proceed`: something
 //!   other than the error rate is wrong, and more traffic on the canary
 //!   would not tell what.
@@ -81,13 +87,15 @@ pub fn amend(
                 req.stable,
                 c.p_value
             );
-            verdict.reason = match verdict.decision {
-                Decision::RollBack => format!("{}; {why}", verdict.reason),
-                _ => format!("roll back: {why}"),
-            };
-            verdict.decision = Decision::RollBack;
-            verdict.proceed = false;
-            verdict.next_percentage = 0;
+            if verdict.decision != Decision::Proceed {
+                verdict.reason = format!("{}; {why}", verdict.reason);
+            } else {
+                let rest = verdict.reason.trim_start_matches("proceed: ");
+                verdict.reason = format!("hold: {why}; otherwise {rest}");
+                verdict.decision = Decision::Hold;
+                verdict.proceed = false;
+                verdict.next_percentage = req.current_percentage;
+            }
         }
         (Some(c), Some(false)) if verdict.decision == Decision::Proceed => {
             let enough = c.canary.requests >= cfg.signals.latency_min_requests;

@@ -124,6 +124,13 @@ pub trait Source {
     /// saved next.
     fn checkpoint(&mut self);
 
+    /// Opens a batch for output that comes without input (the signals'
+    /// silence clock, [`Engine::silent_minute`]), so the next checkpoint
+    /// commits it. A source without transactions needs nothing.
+    fn open(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     /// The state save's outcome, after the commit. By default a failure
     /// ends the run; a source whose commit already happened may carry on.
     fn saved(&mut self, result: Result<(), StateError>) -> Result<(), Self::Error> {
@@ -238,6 +245,23 @@ pub fn step<S: Source>(source: &mut S, cadence: &Cadence<'_>) -> Result<Stepped,
     let look = poll == Poll::Idle || pace.steps.is_multiple_of(CLOCK_EVERY);
     let waiting = cadence.commands.is_some_and(|c| c.apply(source.engine()));
     let mut checkpointed = false;
+    // Every input silent: the wall clock moves the signals' clock (a
+    // service gone silent is a traffic drop even when nothing else logs).
+    // What that raises is checkpointed at once, like a batch.
+    if poll == Poll::Idle
+        && let Some(minute) = source.engine().silent_minute(Instant::now())
+    {
+        source.open()?;
+        if source.engine().judge_silence(minute) > 0 {
+            match cadence.store {
+                Some(dir) => {
+                    checkpoint_with(source, dir, false, None)?;
+                    checkpointed = true;
+                }
+                None => source.engine().flush_sinks()?,
+            }
+        }
+    }
     if poll != Poll::End
         && let Some(dir) = cadence.store
     {

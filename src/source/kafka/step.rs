@@ -159,6 +159,11 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
         self.core.record_offsets(offsets);
     }
 
+    /// The silence clock's alerts go into a transaction like a batch's.
+    fn open(&mut self) -> Result<(), BatchError> {
+        self.core.begin()
+    }
+
     /// After the commit: a failed save keeps the engine as it is and is
     /// tried again after the next batch (a restart now would re-process
     /// the gap silently, which is also correct).
