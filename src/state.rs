@@ -105,7 +105,7 @@ pub struct State {
     /// Types muted until a time or a count (`detect::snooze`); absent in
     /// older states. Part of the global JSON, saved at every checkpoint.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub snoozes: crate::detect::snooze::Snoozes,
+    pub snoozes: crate::baseline::snooze::Snoozes,
 }
 
 #[derive(Serialize, Deserialize)]

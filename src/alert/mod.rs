@@ -590,8 +590,8 @@ pub struct Catalogue<'a> {
     pub baseline: &'a Baseline,
     /// Largest event time seen (the end of the types' recent counts).
     pub watermark: Option<EventTime>,
-    /// The snoozed types (`detect::snooze`), when the exporter has them.
-    pub snoozes: Option<&'a crate::detect::snooze::Snoozes>,
+    /// The snoozed types (`baseline::snooze`), when the exporter has them.
+    pub snoozes: Option<&'a crate::baseline::snooze::Snoozes>,
 }
 
 /// Exports the catalogue of known error types. A separate interface from

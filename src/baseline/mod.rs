@@ -16,6 +16,7 @@
 //! versioned envelope in [`crate::state`].
 
 pub mod rederive;
+pub mod snooze;
 
 use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
