@@ -118,6 +118,15 @@ pub struct Learner {
     /// [`MAX_KEYS`] keys.
     #[serde(default)]
     keys: PrehashedMap<u64, Vec<u64>>,
+    /// The most recent plain (never generalised) clusters per (context,
+    /// word count), up to [`PAIR_NEIGHBOURS`]: where a new template looks
+    /// for a neighbour that differs from it in two positions at once. An
+    /// index over `clusters`, not stored: rebuilt from them after a load
+    /// or an eviction (`pairs_built`).
+    #[serde(skip)]
+    recent: PrehashedMap<u64, std::collections::VecDeque<ClusterId>>,
+    #[serde(skip)]
+    pairs_built: bool,
     /// What changed since the state store last wrote the learner.
     #[serde(skip)]
     changes: LearnerChanges,
@@ -349,6 +358,33 @@ fn skeleton_hashes(ctx: u64, words: &[&str], out: &mut Vec<u64>) {
         out[p] = xxhash_rust::xxh3::xxh3_64(&b);
         prefix = chain(prefix, xxhash_rust::xxh3::xxh3_64(w.as_bytes()));
     }
+}
+
+/// Recent plain clusters per (context, word count) a new template is
+/// compared with for [two varying positions](Learner::pair_generalize):
+/// the comparison is linear in this times the word count, and a value
+/// pair that recurs shows up among recent templates.
+const PAIR_NEIGHBOURS: usize = 32;
+
+/// Constant words a template generalised at two positions at once must
+/// keep, whatever its length (`min_constant_share` still applies): two
+/// words varying together is a parameter pair only with enough shared
+/// text around them to say what the message is.
+const PAIR_MIN_CONSTANTS: usize = 3;
+
+/// The skeleton of `words` with positions `p < q` both blanked. Tagged so
+/// it never equals a one-position skeleton.
+fn h_pair(ctx: u64, words: &[&str], p: usize, q: usize) -> u64 {
+    let mut acc = ctx ^ 0x2545_f491_4f6c_dd1d;
+    for (i, w) in words.iter().enumerate() {
+        let h = if i == p || i == q {
+            0x9e37_79b9_7f4a_7c15 ^ i as u64
+        } else {
+            xxhash_rust::xxh3::xxh3_64(w.as_bytes())
+        };
+        acc = chain(acc, h);
+    }
+    acc
 }
 
 /// One step of a hash chain: order-sensitive, so `a b` and `b a` differ.
@@ -643,6 +679,8 @@ impl Learner {
             generalized: PrehashedMap::default(),
             skeleton_hash: SKELETON_HASH,
             keys: PrehashedMap::default(),
+            recent: PrehashedMap::default(),
+            pairs_built: false,
             changes: LearnerChanges::default(),
             budget: Budget::default(),
         }
@@ -1009,8 +1047,15 @@ impl Learner {
                 self.changes.key(hr);
             }
         }
-        // 4. The position has varied enough: generalise it.
-        match generalize.and_then(|sk| self.generalize(ctx, scope, &words, sk, id, bucket)) {
+        // 4. The position has varied enough: generalise it. Else two
+        //    positions that vary together may have.
+        let general =
+            match generalize.and_then(|sk| self.generalize(ctx, scope, &words, sk, id, bucket)) {
+                Some(done) => Some(done),
+                None if refused.is_none() => self.pair_generalize(ctx, scope, &words, id, bucket),
+                None => None,
+            };
+        match general {
             Some((g, merged)) => {
                 // What the generalised positions held are values of the
                 // service from now on, in every type.
@@ -1031,6 +1076,182 @@ impl Learner {
                 created: true,
                 merged: Vec::new(),
             },
+        }
+    }
+
+    /// Two positions that vary together (`registering class A for class
+    /// B`, `user u1 opened project p1`): a new template `words` (cluster
+    /// `id`, generalised nowhere) is compared with the recent plain
+    /// clusters of its context and length; one that differs from it in
+    /// exactly two positions shares the template's two-position skeleton,
+    /// whose distinct value pairs are counted like one position's values.
+    /// Once each of the two positions took `min_distinct` words among
+    /// them, the skeleton is generalised at both positions.
+    ///
+    /// Why it holds on a stranger's logs: a message with two parameters
+    /// (a client and a target, a class and its handler) seldom repeats one
+    /// of them while the other changes, so neither position alone ever
+    /// sees three values with the rest of the message equal, and every
+    /// occurrence would be a type of its own. Three distinct pairs with
+    /// every other word equal is what a two-parameter message looks like,
+    /// as three values are for one. A single different word still splits
+    /// (`… to redis` / `… to postgres` differ in one position), the pairs
+    /// obey the closed-set rule as single values do (plain pairs that each
+    /// recurred make a third a new type), two positions that share a word
+    /// across members are one set's transitions (`from A to B`, `from B
+    /// to C`), not two parameters, and the generalised template keeps
+    /// [`PAIR_MIN_CONSTANTS`] constant words.
+    fn pair_generalize(
+        &mut self,
+        ctx: u64,
+        scope: u64,
+        words: &[&str],
+        id: ClusterId,
+        bucket: u64,
+    ) -> Option<(ClusterId, Vec<ClusterId>)> {
+        if !self.pairs_built {
+            self.build_recent();
+        }
+        let neighbours: Vec<ClusterId> = self
+            .recent
+            .get(&bucket)
+            .map(|r| r.iter().rev().copied().collect())
+            .unwrap_or_default();
+        let mut found = None;
+        for u in neighbours {
+            let r = self.root(u);
+            let c = &self.clusters[r as usize];
+            if r == id || !c.learned.is_empty() || c.ctx != ctx {
+                continue;
+            }
+            let mut diff = [usize::MAX; 2];
+            let mut n = 0;
+            let mut len = 0;
+            for (i, (a, b)) in c.template.split(' ').zip(words).enumerate() {
+                len += 1;
+                if a != *b {
+                    if n == 2 {
+                        n = 3;
+                        break;
+                    }
+                    diff[n] = i;
+                    n += 1;
+                }
+            }
+            if n != 2 || len != words.len() {
+                continue;
+            }
+            let (p, q) = (diff[0], diff[1]);
+            let constants = words
+                .iter()
+                .enumerate()
+                .filter(|&(i, w)| i != p && i != q && is_constant(w))
+                .count();
+            if constants < PAIR_MIN_CONSTANTS {
+                continue;
+            }
+            let pair = |ws: &[&str]| chain(h_word(ws[p]), h_word(ws[q])) & !1;
+            let plain = |ws: &[&str]| !ws[p].contains(VAR) && !ws[q].contains(VAR);
+            let uw: Vec<&str> = c.template.split(' ').collect();
+            let (uval, uplain) = (pair(&uw), plain(&uw));
+            let (val, tplain) = (pair(words), plain(words));
+            let pk = h_pair(ctx, words, p, q);
+            self.changes.skeleton(pk);
+            let entry = self.skeletons.entry(pk).or_default();
+            if entry.generalized.is_some() {
+                continue;
+            }
+            if !entry.members.contains(&r) {
+                entry.members.push(r);
+                add_value(&mut entry.values, uval, self.min_distinct);
+            }
+            // The pair that would tip it over, where the known pairs are
+            // plain words that each recurred: a closed set's new member
+            // (as for one position), so not counted.
+            let counts_ok = entry
+                .members
+                .iter()
+                .all(|&m| self.clusters[m as usize].count >= CLOSED_RECUR);
+            if tplain
+                && uplain
+                && !entry.values.contains(&val)
+                && entry.values.len() + 1 >= self.min_distinct
+                && counts_ok
+            {
+                continue;
+            }
+            entry.members.push(id);
+            add_value(&mut entry.values, val, self.min_distinct);
+            if entry.values.len() >= self.min_distinct {
+                let members = entry.members.clone();
+                let words_at = |pos: usize| {
+                    let mut seen: Vec<&str> = Vec::new();
+                    for &m in &members {
+                        if let Some(w) = self.clusters[m as usize].template.split(' ').nth(pos)
+                            && !seen.contains(&w)
+                        {
+                            seen.push(w);
+                        }
+                    }
+                    seen
+                };
+                let (at_p, at_q) = (words_at(p), words_at(q));
+                // A word that stands at one position in one member and at
+                // the other in another (`from NEW to INITED`, `from
+                // INITED to READY`) says both positions draw from one set:
+                // a state machine's transitions, each an event of its own,
+                // not two parameters.
+                let one_set = at_p.iter().any(|w| !w.contains(VAR) && at_q.contains(w));
+                // Each position must have varied as much as one position
+                // alone must: the pair only spares it the partner staying
+                // equal. Two small sets crossed (a kind of object times a
+                // target state) repeat their words across pairs and
+                // reach `min_distinct` pairs long before either position
+                // has `min_distinct` words.
+                let d = self.min_distinct;
+                if at_p.len() >= d && at_q.len() >= d && !one_set {
+                    found = Some(pk);
+                    break;
+                }
+            }
+        }
+        match found.and_then(|pk| self.generalize(ctx, scope, words, pk, id, bucket)) {
+            Some(done) => {
+                if let Some(r) = self.recent.get_mut(&bucket) {
+                    r.retain(|&c| self.clusters[c as usize].alias_of.is_none());
+                }
+                Some(done)
+            }
+            None => {
+                let r = self.recent.entry(bucket).or_default();
+                if r.len() >= PAIR_NEIGHBOURS {
+                    r.pop_front();
+                }
+                r.push_back(id);
+                None
+            }
+        }
+    }
+
+    /// Rebuilds [`Learner::recent`] from the clusters (after a load or an
+    /// eviction, which renumbers them): the newest plain clusters of each
+    /// context and length.
+    fn build_recent(&mut self) {
+        self.pairs_built = true;
+        self.recent.clear();
+        for (id, c) in self.clusters.iter().enumerate() {
+            if c.alias_of.is_some() || !c.learned.is_empty() {
+                continue;
+            }
+            let n = c.template.split(' ').count();
+            if n > MAX_LEARN_WORDS {
+                continue;
+            }
+            let r = self.recent.entry(h_bucket(c.ctx, n)).or_default();
+            if r.len() >= PAIR_NEIGHBOURS {
+                r.pop_front();
+            }
+            r.push_back(id as ClusterId);
         }
     }
 
@@ -1249,6 +1470,7 @@ impl Learner {
             self.budget.cached = cached.len();
             self.exact.extend(cached);
         }
+        self.pairs_built = false;
         self.generalized.clear();
         for (id, c) in self.clusters.iter().enumerate() {
             if !c.learned.is_empty() {
@@ -1737,6 +1959,94 @@ mod tests {
         // A constant word elsewhere still splits.
         let e = l.observe(1, "Invalid group zelda from <*>");
         assert_ne!(e.cluster, c.cluster);
+    }
+
+    #[test]
+    fn two_positions_that_vary_together_generalise_at_the_third_pair() {
+        let mut l = learner();
+        let a = l
+            .observe(1, "registering handler alpha for queue north")
+            .cluster;
+        let b = l.observe(1, "registering handler beta for queue south");
+        assert!(b.created && b.cluster != a, "two pairs are two types");
+        let c = l.observe(1, "registering handler gamma for queue east");
+        assert!(!c.created);
+        assert_eq!(
+            l.template(c.cluster),
+            "registering handler <*> for queue <*>"
+        );
+        assert_eq!(l.root(a), c.cluster);
+        assert_eq!(l.root(b.cluster), c.cluster);
+        let d = l.observe(1, "registering handler delta for queue west");
+        assert_eq!(d.cluster, c.cluster);
+        // A constant word elsewhere still splits.
+        let e = l.observe(1, "removing handler delta for queue west");
+        assert_ne!(e.cluster, c.cluster);
+    }
+
+    #[test]
+    fn transitions_between_states_of_one_set_stay_apart() {
+        let mut l = learner();
+        let mut ids = Vec::new();
+        for (a, b) in [("NEW", "QUEUED"), ("QUEUED", "ACTIVE"), ("ACTIVE", "DONE")] {
+            ids.push(
+                l.observe(1, &format!("<*> job moved from {a} to {b}"))
+                    .cluster,
+            );
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "each transition is its own type");
+    }
+
+    #[test]
+    fn two_small_sets_crossed_stay_apart() {
+        let mut l = learner();
+        let mut ids = Vec::new();
+        for (kind, state) in [
+            ("task", "DONE"),
+            ("step", "FAILED"),
+            ("task", "KILLED"),
+            ("step", "DONE"),
+        ] {
+            ids.push(
+                l.observe(1, &format!("<*> {kind} moved from RUNNING to {state}"))
+                    .cluster,
+            );
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 4, "each kind and state is its own type");
+    }
+
+    #[test]
+    fn two_varying_positions_need_enough_constant_words_around_them() {
+        let mut l = learner();
+        for m in [
+            "alpha north up",
+            "beta south up",
+            "gamma east up",
+            "delta west up",
+        ] {
+            assert!(l.observe(1, m).created, "{m}");
+        }
+    }
+
+    #[test]
+    fn a_new_pair_after_recurring_plain_pairs_is_a_new_type() {
+        let mut l = learner();
+        for _ in 0..CLOSED_RECUR {
+            l.observe(1, "stage build of lane blue finished");
+            l.observe(1, "stage test of lane green finished");
+        }
+        let c = l.observe(1, "stage deploy of lane red finished");
+        assert!(
+            c.created,
+            "a third pair after two recurring ones is a new type"
+        );
+        // A fourth pair shows the positions are open after all.
+        let d = l.observe(1, "stage lint of lane grey finished");
+        assert_eq!(l.template(d.cluster), "stage <*> of lane <*> finished");
     }
 
     #[test]
@@ -2236,11 +2546,15 @@ mod tests {
 
     /// A template that never generalises with another of the family: two
     /// positions differ from every other member at once.
+    /// A template of its own per `i`: three words vary at once, which no
+    /// learned rule generalises (two varying together would: see
+    /// `pair_generalize`).
     fn distinct(i: usize) -> String {
         format!(
-            "could not open {} while {} was loading",
+            "could not open {} while {} was loading {}",
             word(i),
-            word(i + 1_000_000)
+            word(i + 1_000_000),
+            word(i + 2_000_000)
         )
     }
 
