@@ -109,6 +109,12 @@ pub struct RunOptions {
 
 type Partition = (String, i32);
 
+/// The most messages read from a partition's queue in one batch
+/// (`queues::Batched`): enough to spread the queue's lock and the step's
+/// fixed costs over many records, few enough to keep the batch's parsed
+/// events small.
+const READ_AT_ONCE: usize = 512;
+
 /// One partition's share of the open batch.
 struct BatchPart {
     topic: String,
@@ -148,6 +154,8 @@ struct Core {
     /// Messages released to the engine so far (a step's poll reports its
     /// share to the driver).
     released: u64,
+    /// Messages the last step read from its batch (for the run's count).
+    taken: u64,
     /// Partition → committed offset below which records are re-processed
     /// silently.
     silent_until: HashMap<Partition, i64>,
@@ -224,10 +232,10 @@ impl Core {
 
     /// One message through the parser into its partition's buffer, then
     /// into the engine whatever the alignment releases.
-    fn process<M: Message>(&mut self, m: &M, now: Instant) -> Result<(), BatchError> {
-        let topic = m.topic();
-        let part = m.partition();
-        let off = m.offset();
+    fn process(&mut self, m: Msg<'_>, now: Instant) -> Result<(), BatchError> {
+        let topic = m.topic;
+        let part = m.partition;
+        let off = m.offset;
         self.begin()?;
         match self
             .batch
@@ -243,7 +251,7 @@ impl Core {
             }),
         }
         self.metrics.lines.fetch_add(1, Ordering::Relaxed);
-        let payload = m.payload().unwrap_or(&[]);
+        let payload = m.payload;
         self.metrics
             .bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
@@ -289,7 +297,7 @@ impl Core {
         } else if payload.len() > self.cfg.input.max_line_bytes {
             sink.bad(BadReason::TooLong, line_no);
         } else {
-            let fallback = m.timestamp().to_millis();
+            let fallback = m.timestamp;
             st.push_message(&self.parser, payload, line_no, fallback, &mut sink);
         }
         if let Some(reason) = sink.bad
@@ -305,6 +313,31 @@ impl Core {
         }
         s.close(&mut self.align, now);
         self.drain(now)
+    }
+}
+
+/// One consumed message as [`Core::process`] reads it, borrowed from
+/// librdkafka's buffer (from a batch of a partition's own queue, or from
+/// the consumer's queue).
+pub(super) struct Msg<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    payload: &'a [u8],
+    /// The message's timestamp (ms): the event time of a record without
+    /// one.
+    timestamp: Option<i64>,
+}
+
+impl<'a> Msg<'a> {
+    fn of<M: Message>(m: &'a M) -> Msg<'a> {
+        Msg {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            payload: m.payload().unwrap_or(&[]),
+            timestamp: m.timestamp().to_millis(),
+        }
     }
 }
 
@@ -373,6 +406,7 @@ pub fn run(
         batch: Vec::new(),
         pace: Pace::default(),
         released: 0,
+        taken: 0,
         silent_until: HashMap::new(),
         fatal: None,
         deadline: None,
@@ -512,6 +546,10 @@ pub fn run(
     let mut turns = 0u32;
     // Where a drain's wall time goes: waits for a queue to fill.
     let (mut waits, mut waited) = (0u64, Duration::ZERO);
+    // Messages taken from a partition's queue at once: below half its
+    // buffer in the aligner, so that a batch never fills it (a full buffer
+    // pauses the partition, and a pause drops librdkafka's prefetch).
+    let read_at_once = (cfg.kafka.partition_buffer / 2).clamp(1, READ_AT_ONCE);
     let result = 'run: loop {
         if opts.shutdown.load(Ordering::Relaxed) {
             break Ok(());
@@ -548,22 +586,22 @@ pub fn run(
         let mut then = Then::Go;
         {
             let list = queues.lock();
-            for (key, q) in list.iter() {
+            for split in list.iter() {
+                let key = &split.key;
                 let mut c = lock(&core);
                 if c.align.waiting(key) > 0 {
                     continue;
                 }
-                let Some(msg) = q.poll(Duration::ZERO) else {
+                let batch = split.batched.read(read_at_once);
+                if batch.is_empty() {
                     continue;
-                };
-                read += 1;
-                if msg.is_ok() {
-                    records += 1;
                 }
+                read += 1;
                 let outcome = driver::step(
-                    &mut Step::new(&mut c, &consumer, Some(msg)).from(key),
+                    &mut Step::new(&mut c, &consumer, None).batch(key, &batch),
                     &cadence,
                 );
+                records += c.taken;
                 then = settle(&mut c, outcome, &mut backoff);
                 if !matches!(then, Then::Go) {
                     break;
