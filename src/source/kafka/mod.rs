@@ -592,7 +592,14 @@ pub fn run(
                 if c.align.waiting(key) > 0 {
                     continue;
                 }
-                let batch = split.batched.read(read_at_once);
+                // Up to the batch's size, then one message at a time: once
+                // a checkpoint is due it is taken at the first message
+                // after which no trace is open (`Step::at_boundary`), as
+                // with single reads, not at the end of a read that cut
+                // one.
+                let room = (k.batch_size as u64).saturating_sub(c.pace.since);
+                let n = usize::try_from(room).unwrap_or(usize::MAX);
+                let batch = split.batched.read(n.clamp(1, read_at_once));
                 if batch.is_empty() {
                     continue;
                 }
