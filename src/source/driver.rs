@@ -159,14 +159,13 @@ pub struct Pace {
     pub since: u64,
     /// When the first of them was pushed (or a source opened its batch).
     pub started: Option<Instant>,
-    /// Records (at least one per step) since the clock was last read: a
-    /// busy stream reads the clock for the interval only every
-    /// [`CLOCK_EVERY`] records (a clock read per record is measurable at
-    /// full speed); a step that pushes that many at once reads it each time.
+    /// Steps taken: a busy stream reads the clock for the interval only
+    /// every [`CLOCK_EVERY`] steps (a clock read per record is measurable
+    /// at full speed).
     pub steps: u32,
 }
 
-/// While records flow, the interval is checked every this many records; an
+/// While records flow, the interval is checked every this many steps; an
 /// idle step always checks it, so a quiet stream still commits on time.
 pub const CLOCK_EVERY: u32 = 64;
 
@@ -232,16 +231,11 @@ pub struct Stepped {
 pub fn step<S: Source>(source: &mut S, cadence: &Cadence<'_>) -> Result<Stepped, S::Error> {
     let poll = source.poll()?;
     let pace = source.pace();
-    let mut counted = 1;
     if let Poll::Pushed(n) = poll {
         pace.pushed(n);
-        counted = u32::try_from(n).unwrap_or(u32::MAX).max(1);
     }
-    pace.steps = pace.steps.saturating_add(counted);
-    let look = poll == Poll::Idle || pace.steps >= CLOCK_EVERY;
-    if look {
-        pace.steps = 0;
-    }
+    pace.steps = pace.steps.wrapping_add(1);
+    let look = poll == Poll::Idle || pace.steps.is_multiple_of(CLOCK_EVERY);
     let waiting = cadence.commands.is_some_and(|c| c.apply(source.engine()));
     let mut checkpointed = false;
     if poll != Poll::End

@@ -109,12 +109,6 @@ pub struct RunOptions {
 
 type Partition = (String, i32);
 
-/// The most messages read from a partition's queue in one batch
-/// (`queues::Batched`): enough to spread the queue's lock and the step's
-/// fixed costs over many records, few enough to keep the batch's parsed
-/// events small.
-const READ_AT_ONCE: usize = 512;
-
 /// One partition's share of the open batch.
 struct BatchPart {
     topic: String,
@@ -154,8 +148,6 @@ struct Core {
     /// Messages released to the engine so far (a step's poll reports its
     /// share to the driver).
     released: u64,
-    /// Messages the last step read from its batch (for the run's count).
-    taken: u64,
     /// Partition → committed offset below which records are re-processed
     /// silently.
     silent_until: HashMap<Partition, i64>,
@@ -232,10 +224,10 @@ impl Core {
 
     /// One message through the parser into its partition's buffer, then
     /// into the engine whatever the alignment releases.
-    fn process(&mut self, m: Msg<'_>, now: Instant) -> Result<(), BatchError> {
-        let topic = m.topic;
-        let part = m.partition;
-        let off = m.offset;
+    fn process<M: Message>(&mut self, m: &M, now: Instant) -> Result<(), BatchError> {
+        let topic = m.topic();
+        let part = m.partition();
+        let off = m.offset();
         self.begin()?;
         match self
             .batch
@@ -251,7 +243,7 @@ impl Core {
             }),
         }
         self.metrics.lines.fetch_add(1, Ordering::Relaxed);
-        let payload = m.payload;
+        let payload = m.payload().unwrap_or(&[]);
         self.metrics
             .bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
@@ -297,7 +289,7 @@ impl Core {
         } else if payload.len() > self.cfg.input.max_line_bytes {
             sink.bad(BadReason::TooLong, line_no);
         } else {
-            let fallback = m.timestamp;
+            let fallback = m.timestamp().to_millis();
             st.push_message(&self.parser, payload, line_no, fallback, &mut sink);
         }
         if let Some(reason) = sink.bad
@@ -313,31 +305,6 @@ impl Core {
         }
         s.close(&mut self.align, now);
         self.drain(now)
-    }
-}
-
-/// One consumed message as [`Core::process`] reads it, borrowed from
-/// librdkafka's buffer (from a batch of a partition's own queue, or from
-/// the consumer's queue).
-pub(super) struct Msg<'a> {
-    topic: &'a str,
-    partition: i32,
-    offset: i64,
-    payload: &'a [u8],
-    /// The message's timestamp (ms): the event time of a record without
-    /// one.
-    timestamp: Option<i64>,
-}
-
-impl<'a> Msg<'a> {
-    fn of<M: Message>(m: &'a M) -> Msg<'a> {
-        Msg {
-            topic: m.topic(),
-            partition: m.partition(),
-            offset: m.offset(),
-            payload: m.payload().unwrap_or(&[]),
-            timestamp: m.timestamp().to_millis(),
-        }
     }
 }
 
@@ -406,7 +373,6 @@ pub fn run(
         batch: Vec::new(),
         pace: Pace::default(),
         released: 0,
-        taken: 0,
         silent_until: HashMap::new(),
         fatal: None,
         deadline: None,
@@ -546,10 +512,6 @@ pub fn run(
     let mut turns = 0u32;
     // Where a drain's wall time goes: waits for a queue to fill.
     let (mut waits, mut waited) = (0u64, Duration::ZERO);
-    // Messages taken from a partition's queue at once: below half its
-    // buffer in the aligner, so that a batch never fills it (a full buffer
-    // pauses the partition, and a pause drops librdkafka's prefetch).
-    let read_at_once = (cfg.kafka.partition_buffer / 2).clamp(1, READ_AT_ONCE);
     let result = 'run: loop {
         if opts.shutdown.load(Ordering::Relaxed) {
             break Ok(());
@@ -586,29 +548,22 @@ pub fn run(
         let mut then = Then::Go;
         {
             let list = queues.lock();
-            for split in list.iter() {
-                let key = &split.key;
+            for (key, q) in list.iter() {
                 let mut c = lock(&core);
                 if c.align.waiting(key) > 0 {
                     continue;
                 }
-                // Up to the batch's size, then one message at a time: once
-                // a checkpoint is due it is taken at the first message
-                // after which no trace is open (`Step::at_boundary`), as
-                // with single reads, not at the end of a read that cut
-                // one.
-                let room = (k.batch_size as u64).saturating_sub(c.pace.since);
-                let n = usize::try_from(room).unwrap_or(usize::MAX);
-                let batch = split.batched.read(n.clamp(1, read_at_once));
-                if batch.is_empty() {
+                let Some(msg) = q.poll(Duration::ZERO) else {
                     continue;
-                }
+                };
                 read += 1;
+                if msg.is_ok() {
+                    records += 1;
+                }
                 let outcome = driver::step(
-                    &mut Step::new(&mut c, &consumer, None).batch(key, &batch),
+                    &mut Step::new(&mut c, &consumer, Some(msg)).from(key),
                     &cadence,
                 );
-                records += c.taken;
                 then = settle(&mut c, outcome, &mut backoff);
                 if !matches!(then, Then::Go) {
                     break;

@@ -15,7 +15,6 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
 
 use super::aligned::Part;
-use super::queues::{Entry, Messages};
 use super::*;
 use crate::source::driver::{Pace, Poll, Source};
 
@@ -28,8 +27,6 @@ pub(super) struct Step<'a, C: ConsumerContext> {
     /// The partition whose own queue `msg` came from (its end-of-partition
     /// event then names the topic too).
     from: Option<&'a Part>,
-    /// Or a batch read from that partition's own queue.
-    batch: Option<&'a Messages>,
     /// The offsets the commit step committed, for the checkpoint step.
     offsets: Vec<(String, i32, i64)>,
     /// When the checkpoint began (for its log line; set by `settle`, not
@@ -48,7 +45,6 @@ impl<'a, C: ConsumerContext> Step<'a, C> {
             consumer,
             msg,
             from: None,
-            batch: None,
             offsets: Vec::new(),
             started: None,
         }
@@ -56,10 +52,9 @@ impl<'a, C: ConsumerContext> Step<'a, C> {
 }
 
 impl<'a, C: ConsumerContext> Step<'a, C> {
-    /// The messages of `batch`, read from `part`'s own queue.
-    pub(super) fn batch(mut self, part: &'a Part, batch: &'a Messages) -> Step<'a, C> {
+    /// `msg` came from this partition's own queue.
+    pub(super) fn from(mut self, part: &'a Part) -> Step<'a, C> {
         self.from = Some(part);
-        self.batch = Some(batch);
         self
     }
 }
@@ -96,54 +91,8 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
         let c = &mut *self.core;
         let now = c.clock;
         let before = c.released;
-        c.taken = 0;
-        if let (Some(batch), Some(key)) = (self.batch.take(), self.from) {
-            // One batch of one partition: every message through the parser
-            // and the alignment, the payload borrowed from librdkafka's
-            // buffer. A failure stops the batch; the rollback seeks back,
-            // so the messages after it are read again.
-            let mut outcome = Ok(());
-            for entry in batch.iter() {
-                outcome = match entry {
-                    Entry::Message {
-                        offset,
-                        payload,
-                        timestamp,
-                    } => {
-                        c.taken += 1;
-                        let m = Msg {
-                            topic: &key.0,
-                            partition: key.1,
-                            offset,
-                            payload,
-                            timestamp,
-                        };
-                        c.process(m, now)
-                    }
-                    Entry::End => {
-                        c.align.reached_end(key, now);
-                        c.drain(now)
-                    }
-                    Entry::Error(e) => {
-                        tracing::warn!(error = %e, "consumer");
-                        c.drain(now)
-                    }
-                };
-                if outcome.is_err() {
-                    break;
-                }
-            }
-            c.apply_pauses(self.consumer);
-            outcome?;
-            let n = c.released - before;
-            return Ok(if c.taken > 0 || n > 0 {
-                Poll::Pushed(n)
-            } else {
-                Poll::Idle
-            });
-        }
         let (outcome, message) = match self.msg.take() {
-            Some(Ok(m)) => (c.process(Msg::of(&m), now), true),
+            Some(Ok(m)) => (c.process(&m, now), true),
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 match self.from {
                     Some(k) => c.align.reached_end(k, now),
