@@ -30,6 +30,8 @@ mod scale_out;
 struct Rec {
     key: String,
     line: Vec<u8>,
+    /// Event time, ms since the Unix epoch.
+    time_ms: i64,
 }
 
 /// The scenario's records as ECS-style JSON lines, in emission order,
@@ -48,6 +50,7 @@ fn generated(seed: u64, minutes: u32, rate: f64) -> Vec<Rec> {
             Rec {
                 key: format!("{}/{}", r.service.name(), r.pod),
                 line: line.trim_end().as_bytes().to_vec(),
+                time_ms: r.time_ms(),
             }
         })
         .collect()
@@ -274,4 +277,39 @@ fn one_partition_gives_replays_alerts_of_every_kind() {
     // order replay reads them in.
     let records = generated(12, 100, 3.0);
     backlog_matches_replay("align1", 1, &records, |_| 0);
+}
+
+#[test]
+fn a_two_hour_skew_between_partitions_and_an_idle_one_give_replays_alerts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    // Keyed by service over partitions 0..=2; partition 3 stays empty. The
+    // services of partition 2 ship only from the third hour on (a shipper
+    // started late, a backfill cut short): when the backlog is read, that
+    // partition's first record is two hours of event time ahead of the
+    // others' first records, and nothing but the alignment keeps it from
+    // moving the watermark two hours on at once.
+    let all = generated(13, 150, 3.0);
+    let start = all.iter().map(|r| r.time_ms).min().unwrap_or(0);
+    let skew = 2 * 3_600_000;
+    let part = |r: &Rec| (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32;
+    let records: Vec<Rec> = all
+        .into_iter()
+        .filter(|r| part(r) != 2 || r.time_ms >= start + skew)
+        .collect();
+    let first = |p: i32| {
+        records
+            .iter()
+            .filter(|r| part(r) == p)
+            .map(|r| r.time_ms)
+            .min()
+    };
+    let (late, early) = (first(2), first(0).min(first(1)));
+    assert!(
+        late.zip(early).is_some_and(|(l, e)| l - e >= skew - 60_000),
+        "the partitions' first records must be two hours apart: {early:?} {late:?}"
+    );
+    backlog_matches_replay("skew2h", 4, &records, part);
 }
