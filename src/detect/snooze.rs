@@ -127,7 +127,7 @@ pub fn reopen(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::{Config, Dur};
 
     const T: i64 = 1_793_613_600_000;
 
