@@ -622,6 +622,10 @@ mod tests {
         s.save(dir.path()).unwrap();
         assert!(s.baseline.types.len() <= 11, "{}", s.baseline.types.len());
         assert_eq!(s.baseline.known(), 100);
+        // Evicted once the store was attached: only its row keeps them,
+        // no compact record in memory.
+        assert!(s.baseline.cold.len() <= 49, "{}", s.baseline.cold.len());
+        assert!(s.baseline.cold.stored_len() >= 40);
         // Evicted after the store was attached: its whole entry comes back.
         let (fp, new) = see(&mut s, 60, 200_000);
         assert_eq!(fp, fps[60]);

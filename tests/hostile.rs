@@ -1056,3 +1056,84 @@ fn services_beyond_the_cap_share_one_rate_counter_and_no_error_is_lost() {
         .sum();
     assert_eq!(other, 100);
 }
+
+/// `n` distinct types (a made-up word each), 10 ms apart from `hour`:00.
+fn distinct_types(n: usize, hour: u32) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"@timestamp\":\"2026-11-02T{hour:02}:{:02}:{:02}.{:03}Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"message\":\"widget {} could not be loaded\"}}\n",
+                i / 6000,
+                i / 100 % 60,
+                i % 100 * 10,
+                made_up_word(i)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn types_evicted_beyond_the_memory_bound_stay_known_and_are_never_alerted_again() {
+    // 3,000 types, then the same 3,000 an hour later, in one run: under a
+    // hot cap of 100 and at most 500 compact records in memory, most are
+    // on disk (without a state: the temporary table; with one: the
+    // store's rows) when they recur. None may come back as a new type.
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(
+        dir.path(),
+        "logs.jsonl",
+        &(distinct_types(3000, 10) + &distinct_types(3000, 11)),
+    );
+    let cfg = write(
+        dir.path(),
+        "faultline.toml",
+        "[fingerprint.learn]\nenabled = false\n[baseline]\nmax_hot_types = 100\nmax_cold_in_memory = 500\n",
+    );
+    for state in [None, Some(dir.path().join("state"))] {
+        let alerts = dir.path().join(format!("a-{}.jsonl", state.is_some()));
+        let mut c = bin();
+        c.arg("--config").arg(&cfg).args([
+            "replay",
+            "--warmup",
+            "1s",
+            "--no-progress",
+            "--summary-json",
+            "--alerts",
+        ]);
+        c.arg(&alerts).arg(&logs);
+        if let Some(s) = &state {
+            c.arg("--state").arg(s);
+        }
+        let out = c.output().unwrap();
+        support::assert_ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let summary: serde_json::Value = stderr
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap();
+        assert_eq!(
+            summary["types_tracked"], 3000,
+            "state {state:?}: every type known once: {summary}"
+        );
+        let novel: Vec<serde_json::Value> = std::fs::read_to_string(&alerts)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|a| a["kind"] == "novel")
+            .collect();
+        assert!(!novel.is_empty(), "state {state:?}: the first hour alerts");
+        assert!(
+            novel.iter().all(|a| a["event_time"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("2026-11-02T10:"))),
+            "state {state:?}: a type of the first hour alerted again in the second: {novel:?}"
+        );
+        if let Some(s) = &state {
+            // The store keeps every type, whole.
+            let back = faultline::state::State::load(s).unwrap().unwrap();
+            assert_eq!(back.baseline.types.len(), 3000);
+            assert!(back.baseline.types.values().all(|t| t.count == 2));
+        }
+    }
+}

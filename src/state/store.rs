@@ -770,7 +770,7 @@ impl Core {
                 let gone: Vec<(Fingerprint, u64)> = self
                     .rows
                     .iter()
-                    .filter(|(fp, _)| !b.holds(**fp) && !b.cold.contains_key(*fp))
+                    .filter(|(fp, _)| b.forgotten(**fp))
                     .map(|(fp, row)| (*fp, *row))
                     .collect();
                 for (fp, row) in gone {
@@ -791,8 +791,8 @@ impl Core {
                 let stubs: Vec<ErrorType> = b
                     .cold
                     .iter()
-                    .filter(|(fp, _)| !self.rows.contains_key(*fp) && !b.holds(**fp))
-                    .map(|(fp, c)| c.revive(*fp, "", &Default::default()))
+                    .filter(|(fp, _)| !self.rows.contains_key(fp) && !b.holds(*fp))
+                    .map(|(fp, c)| c.revive(fp, "", &Default::default()))
                     .collect();
                 let all = all
                     .into_iter()
@@ -931,7 +931,7 @@ fn read_state(
     )?;
     let t = r.open_table(TYPES).map_err(|x| e(&x))?;
     let mut types = PrehashedMap::default();
-    let mut cold = PrehashedMap::default();
+    let mut cold = crate::baseline::cold::ColdSet::default();
     if !compact {
         types.reserve(t.len().map_err(|x| e(&x))? as usize);
     }
@@ -942,9 +942,9 @@ fn read_state(
         check_type(path, &ty, buckets)?;
         let fp = ty.fingerprint;
         let twice = if compact && cold_at_rest(&ty) {
-            types.contains_key(&fp) || cold.insert(fp, Cold::of(&ty)).is_some()
+            types.contains_key(&fp) || !cold.insert(fp, Cold::of(&ty))
         } else {
-            cold.contains_key(&fp) || types.insert(fp, Box::new(ty)).is_some()
+            cold.contains(fp) || types.insert(fp, Box::new(ty)).is_some()
         };
         if twice {
             return Err(corrupt(
@@ -996,6 +996,7 @@ fn cold_at_rest(t: &ErrorType) -> bool {
 /// baseline then revives from compact records).
 fn pager(core: &Arc<Mutex<Core>>) -> Pager {
     let core = Arc::downgrade(core);
+    let rows = core.clone();
     let read = Arc::new(move |fp| {
         let Some(core) = core.upgrade() else {
             return Err("the state store is closed".into());
@@ -1015,8 +1016,15 @@ fn pager(core: &Arc<Mutex<Core>>) -> Pager {
         };
         unpanicked(&c.path, read).map_err(|e| e.to_string())
     });
+    let knows = Arc::new(move |fp| {
+        rows.upgrade().is_some_and(|core| {
+            let c = core.lock().unwrap_or_else(|e| e.into_inner());
+            c.rows.contains_key(&fp)
+        })
+    });
     Pager {
         read,
+        knows,
         encode: |t| {
             let mut buf = Vec::with_capacity(256);
             encode_type(t, &mut buf).map(|()| buf)
