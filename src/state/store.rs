@@ -312,17 +312,7 @@ impl Writer {
         })?;
         // Writability is checked now, by a commit, not at the first
         // checkpoint after alerts went out.
-        let tx = db.begin_write().map_err(|e| db_err(&path, e))?;
-        {
-            tx.open_table(TYPES).map_err(|e| db_err(&path, e))?;
-            tx.open_table(META).map_err(|e| db_err(&path, e))?;
-            tx.open_table(CLUSTERS).map_err(|e| db_err(&path, e))?;
-            tx.open_table(EXACT).map_err(|e| db_err(&path, e))?;
-            tx.open_table(SKELETONS).map_err(|e| db_err(&path, e))?;
-            tx.open_table(GENERALIZED).map_err(|e| db_err(&path, e))?;
-            tx.open_table(KEYS).map_err(|e| db_err(&path, e))?;
-        }
-        tx.commit().map_err(|e| db_err(&path, e))?;
+        create_tables(&db, &path)?;
         // Temporary files left by a crash mid-save (the old format) or
         // mid-copy of the previous generation: this writer holds the lock,
         // so no other process is writing them.
@@ -839,6 +829,85 @@ impl Core {
         .map_err(|x| e(&x))?;
         tx.commit().map_err(|x| e(&x))
     }
+}
+
+/// Creates the tables a writer expects (a commit: so writability is
+/// checked at once).
+fn create_tables(db: &Database, path: &Path) -> Result<(), StateError> {
+    let tx = db.begin_write().map_err(|e| db_err(path, e))?;
+    {
+        tx.open_table(TYPES).map_err(|e| db_err(path, e))?;
+        tx.open_table(META).map_err(|e| db_err(path, e))?;
+        tx.open_table(CLUSTERS).map_err(|e| db_err(path, e))?;
+        tx.open_table(EXACT).map_err(|e| db_err(path, e))?;
+        tx.open_table(SKELETONS).map_err(|e| db_err(path, e))?;
+        tx.open_table(GENERALIZED).map_err(|e| db_err(path, e))?;
+        tx.open_table(KEYS).map_err(|e| db_err(path, e))?;
+    }
+    tx.commit().map_err(|e| db_err(path, e))
+}
+
+/// [`builder`] for redb's in-memory backend, which has no file locks:
+/// the one process is its only writer.
+fn in_memory_builder() -> Builder {
+    let mut b = builder();
+    b.set_concurrency_mode(ConcurrencyMode::ExclusiveWriter);
+    b
+}
+
+/// The name errors of an in-memory store carry.
+const IN_MEMORY: &str = "<memory>/state.redb";
+
+/// Loads a state from the bytes of a `state.redb` with the checks a
+/// writer makes on open (every page checksum, the repair of a file not
+/// closed cleanly) and every row read and checked as [`read_only`] reads
+/// them, from redb's in-memory backend (which has no read-only open): the
+/// `state_load` fuzz target, which would otherwise write and fsync a file
+/// per input.
+pub fn load_bytes(bytes: &[u8]) -> Result<Option<State>, StateError> {
+    use redb::StorageBackend;
+    let path = Path::new(IN_MEMORY);
+    unpanicked(path, || {
+        let backend = redb::backends::InMemoryBackend::new();
+        backend
+            .set_len(bytes.len() as u64)
+            .and_then(|()| backend.write(0, bytes))
+            .map_err(|e| db_err(path, e))?;
+        let mut b = in_memory_builder();
+        b.set_check_integrity_on_open(true);
+        let db = b
+            .create_with_backend(backend)
+            .map_err(|e| db_err(path, e))?;
+        read_state(path, &db, false)
+    })
+}
+
+/// Writes `state` whole into a new in-memory store, as a writer's full
+/// checkpoint does, and reads it back (the fuzz target's "what loaded
+/// writes and reloads").
+pub fn roundtrip_in_memory(state: &mut State) -> Result<Option<State>, StateError> {
+    let path = PathBuf::from(IN_MEMORY);
+    let db = in_memory_builder()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .map_err(|e| db_err(&path, e))?;
+    create_tables(&db, &path)?;
+    let mut core = Core {
+        path,
+        db,
+        rows: PrehashedMap::default(),
+        next_row: 0,
+        next_exact: 0,
+        last_written: 0,
+        last_bytes: 0,
+        previous_taken: std::time::Instant::now(),
+        previous_every: None,
+    };
+    state.baseline.mark_all_dirty();
+    state.baseline.learner.mark_all_changed();
+    let dirty = state.baseline.take_dirty();
+    let learned = state.baseline.learner.take_changes();
+    core.commit_full(state, &dirty, &learned)?;
+    read_state(&core.path, &core.db, false)
 }
 
 /// Loads the state of a store another process may be writing: opens the
