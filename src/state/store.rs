@@ -318,17 +318,7 @@ impl Writer {
         // so no other process is writing them.
         let _ = std::fs::remove_file(dir.join(".state.json.tmp"));
         let _ = std::fs::remove_file(dir.join(format!("{PREVIOUS}.tmp")));
-        let mut core = Core {
-            path,
-            db,
-            rows: PrehashedMap::default(),
-            next_row: 0,
-            next_exact: 0,
-            last_written: 0,
-            last_bytes: 0,
-            previous_taken: std::time::Instant::now(),
-            previous_every: Some(PREVIOUS_EVERY),
-        };
+        let mut core = Core::new(path, db, Some(PREVIOUS_EVERY));
         core.index()?;
         Ok(Writer {
             core: Arc::new(Mutex::new(core)),
@@ -617,6 +607,21 @@ fn encode_types(
 pub const PREVIOUS_EVERY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 impl Core {
+    /// A store with nothing indexed yet (see [`Core::index`]).
+    fn new(path: PathBuf, db: Database, previous_every: Option<std::time::Duration>) -> Core {
+        Core {
+            path,
+            db,
+            rows: PrehashedMap::default(),
+            next_row: 0,
+            next_exact: 0,
+            last_written: 0,
+            last_bytes: 0,
+            previous_taken: std::time::Instant::now(),
+            previous_every,
+        }
+    }
+
     /// Rebuilds the fingerprint → row index from the table.
     fn index(&mut self) -> Result<(), StateError> {
         let r = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
@@ -891,17 +896,7 @@ pub fn roundtrip_in_memory(state: &mut State) -> Result<Option<State>, StateErro
         .create_with_backend(redb::backends::InMemoryBackend::new())
         .map_err(|e| db_err(&path, e))?;
     create_tables(&db, &path)?;
-    let mut core = Core {
-        path,
-        db,
-        rows: PrehashedMap::default(),
-        next_row: 0,
-        next_exact: 0,
-        last_written: 0,
-        last_bytes: 0,
-        previous_taken: std::time::Instant::now(),
-        previous_every: None,
-    };
+    let mut core = Core::new(path, db, None);
     state.baseline.mark_all_dirty();
     state.baseline.learner.mark_all_changed();
     let dirty = state.baseline.take_dirty();
