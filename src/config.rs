@@ -613,6 +613,14 @@ pub struct BaselineConfig {
     /// Types whose window counts and samples are kept; colder ones keep only
     /// their fingerprint in the known-set.
     pub max_hot_types: usize,
+    /// Compact records of evicted types kept in memory; beyond it they
+    /// go to a temporary on-disk table (src/baseline/cold.rs). Without a
+    /// state only: with `--state` the store's rows hold them.
+    pub max_cold_in_memory: usize,
+    /// Bytes of the filter in front of the evicted types on disk (and of
+    /// those only in the state store): a lookup of a never-evicted type
+    /// then reads no disk.
+    pub cold_filter_bytes: usize,
     /// Sample messages kept per type.
     pub samples: usize,
     /// How often the state is checkpointed (records), at least at the end.
@@ -629,6 +637,10 @@ impl Default for BaselineConfig {
         BaselineConfig {
             warmup: Dur::secs(30 * 60),
             max_hot_types: 200_000,
+            // About 40 bytes a record: with the table's slack 20-40 MiB.
+            max_cold_in_memory: 400_000,
+            // 128M bits: ~1 false hit in 2,700 lookups at 5M types.
+            cold_filter_bytes: 16 << 20,
             samples: 3,
             checkpoint_every: 200_000,
             durable_every: Dur::secs(1),
@@ -1439,6 +1451,18 @@ impl Config {
             b.max_hot_types as u64,
             1,
             100_000_000,
+        )?;
+        int(
+            "baseline.max_cold_in_memory",
+            b.max_cold_in_memory as u64,
+            1,
+            100_000_000,
+        )?;
+        int(
+            "baseline.cold_filter_bytes",
+            b.cold_filter_bytes as u64,
+            1024,
+            1 << 32,
         )?;
         int("baseline.samples", b.samples as u64, 0, 100)?;
         int("baseline.checkpoint_every", b.checkpoint_every, 1, u64::MAX)?;

@@ -653,6 +653,10 @@ mod tests {
         s.save(dir.path()).unwrap();
         assert!(s.baseline.types.len() <= 11, "{}", s.baseline.types.len());
         assert_eq!(s.baseline.known(), 100);
+        // Evicted once the store was attached: only its row keeps them,
+        // no compact record in memory.
+        assert!(s.baseline.cold.len() <= 49, "{}", s.baseline.cold.len());
+        assert!(s.baseline.cold.stored_len() >= 40);
         // Evicted after the store was attached: its whole entry comes back.
         let (fp, new) = see(&mut s, 60, 200_000);
         assert_eq!(fp, fps[60]);
@@ -838,6 +842,30 @@ mod tests {
         for fp in &fps {
             assert!(all.baseline.get(*fp).unwrap().template.contains("widget"));
         }
+    }
+
+    #[test]
+    fn a_store_loads_from_its_bytes_and_writes_back_in_memory_like_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = with_types(7);
+        s.save(dir.path()).unwrap();
+        store::close_writer(dir.path());
+        let bytes = std::fs::read(dir.path().join("state.redb")).unwrap();
+        let mut from_bytes = store::load_bytes(&bytes).unwrap().unwrap();
+        let from_file = State::load(dir.path()).unwrap().unwrap();
+        assert_eq!(from_bytes.baseline.types.len(), 7);
+        assert_eq!(from_bytes.watermark, from_file.watermark);
+        let back = store::roundtrip_in_memory(&mut from_bytes)
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.baseline.types.len(), 7);
+        // Damage is refused with an error, not a panic.
+        let mut bad = bytes.clone();
+        for b in bad.iter_mut().skip(4096).step_by(97) {
+            *b ^= 0x5a;
+        }
+        let _ = store::load_bytes(&bad);
+        assert!(store::load_bytes(b"not a store").is_err());
     }
 
     #[test]

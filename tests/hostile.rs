@@ -1056,3 +1056,211 @@ fn services_beyond_the_cap_share_one_rate_counter_and_no_error_is_lost() {
         .sum();
     assert_eq!(other, 100);
 }
+
+/// `n` distinct types (a made-up word each), 10 ms apart from `hour`:00.
+fn distinct_types(n: usize, hour: u32) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"@timestamp\":\"2026-11-02T{hour:02}:{:02}:{:02}.{:03}Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"message\":\"widget {} could not be loaded\"}}\n",
+                i / 6000,
+                i / 100 % 60,
+                i % 100 * 10,
+                made_up_word(i)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn types_evicted_beyond_the_memory_bound_stay_known_and_are_never_alerted_again() {
+    // 3,000 types, then the same 3,000 an hour later, in one run: under a
+    // hot cap of 100 and at most 500 compact records in memory, most are
+    // on disk (without a state: the temporary table; with one: the
+    // store's rows) when they recur. None may come back as a new type.
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(
+        dir.path(),
+        "logs.jsonl",
+        &(distinct_types(3000, 10) + &distinct_types(3000, 11)),
+    );
+    let cfg = write(
+        dir.path(),
+        "faultline.toml",
+        "[fingerprint.learn]\nenabled = false\n[baseline]\nmax_hot_types = 100\nmax_cold_in_memory = 500\n",
+    );
+    for state in [None, Some(dir.path().join("state"))] {
+        let alerts = dir.path().join(format!("a-{}.jsonl", state.is_some()));
+        let mut c = bin();
+        c.arg("--config").arg(&cfg).args([
+            "replay",
+            "--warmup",
+            "1s",
+            "--no-progress",
+            "--summary-json",
+            "--alerts",
+        ]);
+        c.arg(&alerts).arg(&logs);
+        if let Some(s) = &state {
+            c.arg("--state").arg(s);
+        }
+        let out = c.output().unwrap();
+        support::assert_ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let summary: serde_json::Value = stderr
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap();
+        assert_eq!(
+            summary["types_tracked"], 3000,
+            "state {state:?}: every type known once: {summary}"
+        );
+        let novel: Vec<serde_json::Value> = std::fs::read_to_string(&alerts)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|a| a["kind"] == "novel")
+            .collect();
+        assert!(!novel.is_empty(), "state {state:?}: the first hour alerts");
+        assert!(
+            novel.iter().all(|a| a["event_time"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("2026-11-02T10:"))),
+            "state {state:?}: a type of the first hour alerted again in the second: {novel:?}"
+        );
+        if let Some(s) = &state {
+            // The store keeps every type, whole.
+            let back = faultline::state::State::load(s).unwrap().unwrap();
+            assert_eq!(back.baseline.types.len(), 3000);
+            assert!(back.baseline.types.values().all(|t| t.count == 2));
+        }
+    }
+}
+
+/// `n` distinct types, two minutes apart from 10:00 (so no storm folds
+/// their novel alerts into one).
+fn types_two_minutes_apart(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let t = 10 * 60 + 2 * i;
+            format!(
+                "{{\"@timestamp\":\"2026-11-{:02}T{:02}:{:02}:00Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"message\":\"widget {} could not be loaded\"}}\n",
+                2 + t / (24 * 60),
+                t / 60 % 24,
+                t % 60,
+                made_up_word(i)
+            )
+        })
+        .collect()
+}
+
+/// Replays `logs` with `cfg`, the learned stage off, alerts into `alerts`.
+fn replay_with(cfg: &str, dir: &Path, logs: &Path, alerts: &Path) -> Output {
+    let cfg = write(
+        dir,
+        "faultline.toml",
+        &format!("[fingerprint.learn]\nenabled = false\n{cfg}"),
+    );
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["replay", "--warmup", "1ms", "--no-progress", "--alerts"])
+        .arg(alerts)
+        .arg(logs)
+        .output()
+        .unwrap();
+    support::assert_ok(&out);
+    out
+}
+
+fn ids_in_order(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["id"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn a_full_spool_with_drop_newest_keeps_the_oldest_alerts_and_never_holds_up_detection() {
+    // Elasticsearch unreachable (a port nobody listens on: a real outage)
+    // and a spool of 500 alerts at most with `when_full = "drop_newest"`:
+    // 600 novel types must all reach the file sink, the spool keeps the
+    // first 500 for Elasticsearch, the rest are counted and logged, and
+    // the replay does not wait for the server.
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(dir.path(), "logs.jsonl", &types_two_minutes_apart(600));
+    let alerts = dir.path().join("a.jsonl");
+    let spool = dir.path().join("spool");
+    let t0 = Instant::now();
+    let out = replay_with(
+        &format!(
+            "[elasticsearch]\nurl = \"http://127.0.0.1:{}\"\nspool_max_alerts = 500\nwhen_full = \"drop_newest\"\ntimeout = \"1s\"\nspool_dir = \"{}\"\n",
+            free_port(),
+            spool.display()
+        ),
+        dir.path(),
+        &logs,
+        &alerts,
+    );
+    let took = t0.elapsed();
+    let written = ids_in_order(&alerts);
+    let spooled = ids_in_order(&spool.join("alerts.jsonl"));
+    assert!(written.len() > 500, "{} alerts in the file", written.len());
+    assert_eq!(spooled.len(), 500, "the spool holds its bound");
+    assert_eq!(
+        spooled[..],
+        written[..500],
+        "drop_newest keeps the oldest alerts, in order"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the spool is full") && stderr.contains("drop_newest"),
+        "the drop is logged: {stderr}"
+    );
+    // Blocking would wait for the server (1 s per attempt) on each of the
+    // 100 dropped alerts.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
+
+#[test]
+fn the_alert_file_remembers_the_ids_it_holds_across_runs_and_forgets_beyond_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = write(dir.path(), "logs.jsonl", &types_two_minutes_apart(30));
+    let alerts = dir.path().join("a.jsonl");
+    replay_with("", dir.path(), &logs, &alerts);
+    let first = ids_in_order(&alerts);
+    assert!(first.len() >= 20, "{} alerts", first.len());
+    // The same input again without a state (as after a crash before the
+    // first checkpoint): every alert id is read back from the file, and
+    // none is written twice. A torn last line (killed mid-write) is not
+    // an alert and does not glue itself to the next one.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&alerts)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"schema\":\"faultline.alert/v1\",\"id\":\"tor").unwrap();
+    drop(f);
+    replay_with("", dir.path(), &logs, &alerts);
+    assert_eq!(ids_in_order(&alerts), first, "nothing written twice");
+    // The memory is bounded (200,000 ids): after that many later alerts
+    // the first ones are forgotten and a rerun writes them again, as
+    // documented (a restart only re-emits the alerts since its last
+    // checkpoint, far fewer).
+    let mut filler = String::new();
+    for i in 0..200_000 {
+        filler.push_str(&format!("{{\"id\":\"filler-{i}\"}}\n"));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&alerts)
+        .unwrap();
+    std::io::Write::write_all(&mut f, filler.as_bytes()).unwrap();
+    drop(f);
+    replay_with("", dir.path(), &logs, &alerts);
+    let all = ids_in_order(&alerts);
+    assert_eq!(all.len(), first.len() * 2 + 200_000);
+    assert_eq!(all[all.len() - first.len()..], first[..]);
+}

@@ -15,6 +15,7 @@
 //! as part of the state, and read back by a later binary through the
 //! versioned envelope in [`crate::state`].
 
+pub mod cold;
 pub mod rederive;
 pub mod snooze;
 
@@ -155,6 +156,9 @@ pub struct Pager {
         std::sync::Arc<dyn Fn(Fingerprint) -> Result<Option<ErrorType>, String> + Send + Sync>,
     pub encode: fn(&ErrorType) -> Result<Vec<u8>, String>,
     pub decode: fn(&[u8]) -> Result<ErrorType, String>,
+    /// Whether the store holds a row of the type (asked only for a type
+    /// not in memory that the filter of stored types may hold).
+    pub knows: std::sync::Arc<dyn Fn(Fingerprint) -> bool + Send + Sync>,
 }
 
 /// An evicted type's row, waiting for a durable checkpoint.
@@ -177,9 +181,10 @@ impl std::fmt::Debug for Pager {
 pub struct Baseline {
     /// Types in memory (the hot ones, and cold ones not evicted yet).
     pub types: PrehashedMap<Fingerprint, Box<ErrorType>>,
-    /// Types evicted from memory (see [`Cold`]); absent in older files.
+    /// Types evicted from memory (see [`Cold`]), bounded in memory
+    /// ([`cold::ColdSet`]); absent in older files.
     #[serde(default)]
-    pub cold: PrehashedMap<Fingerprint, Cold>,
+    pub cold: cold::ColdSet,
     /// Old fingerprint → the type that now stands for it.
     pub aliases: PrehashedMap<Fingerprint, Fingerprint>,
     pub learner: Learner,
@@ -245,7 +250,10 @@ impl Baseline {
         let l = &cfg.fingerprint.learn;
         Baseline {
             types: PrehashedMap::default(),
-            cold: PrehashedMap::default(),
+            cold: cold::ColdSet::new(
+                cfg.baseline.max_cold_in_memory,
+                cfg.baseline.cold_filter_bytes,
+            ),
             aliases: PrehashedMap::default(),
             learner: Learner::from_config(l),
             pattern_digest,
@@ -268,7 +276,7 @@ impl Baseline {
 
     /// Types known, in memory or evicted.
     pub fn known(&self) -> usize {
-        self.types.len() + self.cold.len()
+        self.types.len() + self.cold.len() + self.cold.stored_len()
     }
 
     /// From now on evicted types are kept for the store (until a checkpoint
@@ -298,6 +306,16 @@ impl Baseline {
         self.types.contains_key(&fp) || self.outbox.contains_key(&fp)
     }
 
+    /// Whether a stored row of `fp` is no longer a type of this baseline
+    /// (merged away into another, or taken out of `types` directly), so a
+    /// full rewrite deletes it. A type that lives only in the store (see
+    /// [`cold::ColdSet::may_be_stored`]) keeps its row unless merged away.
+    pub fn forgotten(&self, fp: Fingerprint) -> bool {
+        !self.holds(fp)
+            && !self.cold.contains(fp)
+            && (self.canonical(fp) != fp || !self.cold.may_be_stored(fp))
+    }
+
     /// A checkpoint takes what changed: returns its number, for
     /// [`Baseline::written`].
     pub fn checkpoint_epoch(&mut self) -> u64 {
@@ -319,35 +337,64 @@ impl Baseline {
         let Some(t) = self.types.remove(&fp) else {
             return;
         };
-        self.cold.insert(fp, Cold::of(&t));
-        if let Some(p) = &self.pager {
-            match (p.encode)(&t) {
-                Ok(row) => {
-                    self.dirty.mark(fp);
-                    let e = Evicted {
-                        epoch: self.epoch,
-                        first_seen: t.first_seen,
-                        row: row.into(),
-                    };
-                    self.outbox.insert(fp, e);
-                }
-                Err(e) => {
-                    // Cannot happen for an entry that was encoded before;
-                    // kept in memory rather than lost from the store.
-                    tracing::warn!(type_id = %fp, "{e}; the type stays in memory");
-                    self.cold.remove(&fp);
-                    self.types.insert(fp, t);
-                }
+        let Some(p) = &self.pager else {
+            self.cold.insert(fp, Cold::of(&t));
+            return;
+        };
+        // With a store, its row is the only copy: nothing per type stays
+        // in memory but a few bits of the filter in front of the store.
+        match (p.encode)(&t) {
+            Ok(row) => {
+                self.dirty.mark(fp);
+                let e = Evicted {
+                    epoch: self.epoch,
+                    first_seen: t.first_seen,
+                    row: row.into(),
+                };
+                self.outbox.insert(fp, e);
+                self.cold.note_stored(fp);
+            }
+            Err(e) => {
+                // Cannot happen for an entry that was encoded before;
+                // kept in memory rather than lost from the store.
+                tracing::warn!(type_id = %fp, "{e}; the type stays in memory");
+                self.types.insert(fp, t);
             }
         }
+    }
+
+    /// Whether `fp` (not in memory) is an evicted type: a compact record,
+    /// or a row of the store (waiting in the outbox, or written). The
+    /// filter answers for a type never evicted without asking the store.
+    fn evicted_known(&self, fp: Fingerprint) -> bool {
+        self.cold.contains(fp)
+            || self.outbox.contains_key(&fp)
+            || (self.cold.may_be_stored(fp) && self.pager.as_ref().is_some_and(|p| (p.knows)(fp)))
     }
 
     /// Brings an evicted type back into memory (its next occurrence, or a
     /// merge): its entry from the outbox or the store, else rebuilt from
     /// its compact record with `template` and `context`.
     fn revive(&mut self, fp: Fingerprint, template: &str, context: &Context) {
-        let Some(cold) = self.cold.remove(&fp) else {
+        if self.types.contains_key(&fp) {
             return;
+        }
+        let cold = match self.cold.remove(fp) {
+            Some(c) => c,
+            None if self.evicted_known(fp) => {
+                self.cold.unnote_stored();
+                // What a stored type comes back as if its row cannot be
+                // read: known, its novel alert done (it had its chance),
+                // its times set by the occurrence that brings it back.
+                Cold {
+                    first_seen: EventTime::MAX,
+                    last_seen: EventTime::MIN,
+                    count: 0,
+                    origin: Origin::Live,
+                    novel_done: true,
+                }
+            }
+            None => return,
         };
         let mut t = None;
         if let Some(p) = &self.pager {
@@ -413,6 +460,10 @@ impl Baseline {
     /// Applies the limits of `cfg` to a baseline loaded from disk.
     pub fn reconfigure(&mut self, cfg: &Config) {
         self.max_hot = cfg.baseline.max_hot_types.max(1);
+        self.cold.set_limits(
+            cfg.baseline.max_cold_in_memory,
+            cfg.baseline.cold_filter_bytes,
+        );
         self.max_samples = cfg.baseline.samples;
         self.learner
             .set_bounds(crate::fingerprint::learn::LearnBounds::of(
@@ -477,7 +528,7 @@ impl Baseline {
 
     pub fn is_known(&self, fp: Fingerprint) -> bool {
         let fp = self.canonical(fp);
-        self.types.contains_key(&fp) || self.cold.contains_key(&fp)
+        self.types.contains_key(&fp) || self.evicted_known(fp)
     }
 
     pub fn get(&self, fp: Fingerprint) -> Option<&ErrorType> {
@@ -486,8 +537,11 @@ impl Baseline {
 
     pub fn get_mut(&mut self, fp: Fingerprint) -> Option<&mut ErrorType> {
         let fp = self.canonical(fp);
+        let t = self.types.get_mut(&fp)?;
+        // Only a type in memory: a dirty id not in memory means "deleted"
+        // to the store, and an evicted type's row is its only copy.
         self.dirty.mark(fp);
-        self.types.get_mut(&fp).map(|t| &mut **t)
+        Some(&mut **t)
     }
 
     /// Folds types the learner just merged into `typed.fingerprint`.
@@ -556,9 +610,7 @@ impl Baseline {
     ) -> bool {
         let merged_known = self.merge(typed);
         let fp = typed.fingerprint;
-        if self.cold.contains_key(&fp) {
-            self.revive(fp, &typed.template, &typed.context);
-        }
+        self.revive(fp, &typed.template, &typed.context);
         let spec = self.spec;
         let bucket = spec.bucket_of(time);
         let max_samples = self.max_samples;
@@ -825,7 +877,7 @@ mod tests {
         // Memory holds about the hot cap; the rest are compact records.
         assert!(b.types.len() <= 11, "{} in memory", b.types.len());
         assert_eq!(b.known(), 100);
-        assert!(b.cold.contains_key(&fps[0]));
+        assert!(b.cold.contains(fps[0]));
         // The first type again: known, not new, its count carried on.
         let r = rec(&format!("widget {} could not be loaded", word(0)));
         let typed = classify(&mut b.learner, f.identify(&r, None)).unwrap();

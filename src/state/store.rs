@@ -349,33 +349,13 @@ impl Writer {
         })?;
         // Writability is checked now, by a commit, not at the first
         // checkpoint after alerts went out.
-        let tx = db.begin_write().map_err(|e| db_err(&path, e))?;
-        {
-            tx.open_table(TYPES).map_err(|e| db_err(&path, e))?;
-            tx.open_table(META).map_err(|e| db_err(&path, e))?;
-            tx.open_table(CLUSTERS).map_err(|e| db_err(&path, e))?;
-            tx.open_table(EXACT).map_err(|e| db_err(&path, e))?;
-            tx.open_table(SKELETONS).map_err(|e| db_err(&path, e))?;
-            tx.open_table(GENERALIZED).map_err(|e| db_err(&path, e))?;
-            tx.open_table(KEYS).map_err(|e| db_err(&path, e))?;
-        }
-        tx.commit().map_err(|e| db_err(&path, e))?;
+        create_tables(&db, &path)?;
         // Temporary files left by a crash mid-save (the old format) or
         // mid-copy of the previous generation: this writer holds the lock,
         // so no other process is writing them.
         let _ = std::fs::remove_file(dir.join(".state.json.tmp"));
         let _ = std::fs::remove_file(dir.join(format!("{PREVIOUS}.tmp")));
-        let mut core = Core {
-            path,
-            db,
-            rows: PrehashedMap::default(),
-            next_row: 0,
-            next_exact: 0,
-            last_written: 0,
-            last_bytes: 0,
-            previous_taken: std::time::Instant::now(),
-            previous_every: Some(PREVIOUS_EVERY),
-        };
+        let mut core = Core::new(path, db, Some(PREVIOUS_EVERY));
         core.index()?;
         Ok(Writer {
             core: Arc::new(Mutex::new(core)),
@@ -724,6 +704,21 @@ fn encode_types(
 pub const PREVIOUS_EVERY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 impl Core {
+    /// A store with nothing indexed yet (see [`Core::index`]).
+    fn new(path: PathBuf, db: Database, previous_every: Option<std::time::Duration>) -> Core {
+        Core {
+            path,
+            db,
+            rows: PrehashedMap::default(),
+            next_row: 0,
+            next_exact: 0,
+            last_written: 0,
+            last_bytes: 0,
+            previous_taken: std::time::Instant::now(),
+            previous_every,
+        }
+    }
+
     /// Rebuilds the fingerprint → row index from the table.
     fn index(&mut self) -> Result<(), StateError> {
         let r = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
@@ -867,7 +862,7 @@ impl Core {
                 let gone: Vec<(Fingerprint, u64)> = self
                     .rows
                     .iter()
-                    .filter(|(fp, _)| !b.holds(**fp) && !b.cold.contains_key(*fp))
+                    .filter(|(fp, _)| b.forgotten(**fp))
                     .map(|(fp, row)| (*fp, *row))
                     .collect();
                 for (fp, row) in gone {
@@ -888,8 +883,8 @@ impl Core {
                 let stubs: Vec<ErrorType> = b
                     .cold
                     .iter()
-                    .filter(|(fp, _)| !self.rows.contains_key(*fp) && !b.holds(**fp))
-                    .map(|(fp, c)| c.revive(*fp, "", &Default::default()))
+                    .filter(|(fp, _)| !self.rows.contains_key(fp) && !b.holds(*fp))
+                    .map(|(fp, c)| c.revive(fp, "", &Default::default()))
                     .collect();
                 let all = all
                     .into_iter()
@@ -936,6 +931,75 @@ impl Core {
         .map_err(|x| e(&x))?;
         tx.commit().map_err(|x| e(&x))
     }
+}
+
+/// Creates the tables a writer expects (a commit: so writability is
+/// checked at once).
+fn create_tables(db: &Database, path: &Path) -> Result<(), StateError> {
+    let tx = db.begin_write().map_err(|e| db_err(path, e))?;
+    {
+        tx.open_table(TYPES).map_err(|e| db_err(path, e))?;
+        tx.open_table(META).map_err(|e| db_err(path, e))?;
+        tx.open_table(CLUSTERS).map_err(|e| db_err(path, e))?;
+        tx.open_table(EXACT).map_err(|e| db_err(path, e))?;
+        tx.open_table(SKELETONS).map_err(|e| db_err(path, e))?;
+        tx.open_table(GENERALIZED).map_err(|e| db_err(path, e))?;
+        tx.open_table(KEYS).map_err(|e| db_err(path, e))?;
+    }
+    tx.commit().map_err(|e| db_err(path, e))
+}
+
+/// [`builder`] for redb's in-memory backend, which has no file locks:
+/// the one process is its only writer.
+fn in_memory_builder() -> Builder {
+    let mut b = builder();
+    b.set_concurrency_mode(ConcurrencyMode::ExclusiveWriter);
+    b
+}
+
+/// The name errors of an in-memory store carry.
+const IN_MEMORY: &str = "<memory>/state.redb";
+
+/// Loads a state from the bytes of a `state.redb` with the checks a
+/// writer makes on open (every page checksum, the repair of a file not
+/// closed cleanly) and every row read and checked as [`read_only`] reads
+/// them, from redb's in-memory backend (which has no read-only open): the
+/// `state_load` fuzz target, which would otherwise write and fsync a file
+/// per input.
+pub fn load_bytes(bytes: &[u8]) -> Result<Option<State>, StateError> {
+    use redb::StorageBackend;
+    let path = Path::new(IN_MEMORY);
+    unpanicked(path, || {
+        let backend = redb::backends::InMemoryBackend::new();
+        backend
+            .set_len(bytes.len() as u64)
+            .and_then(|()| backend.write(0, bytes))
+            .map_err(|e| db_err(path, e))?;
+        let mut b = in_memory_builder();
+        b.set_check_integrity_on_open(true);
+        let db = b
+            .create_with_backend(backend)
+            .map_err(|e| db_err(path, e))?;
+        read_state(path, &db, false)
+    })
+}
+
+/// Writes `state` whole into a new in-memory store, as a writer's full
+/// checkpoint does, and reads it back (the fuzz target's "what loaded
+/// writes and reloads").
+pub fn roundtrip_in_memory(state: &mut State) -> Result<Option<State>, StateError> {
+    let path = PathBuf::from(IN_MEMORY);
+    let db = in_memory_builder()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .map_err(|e| db_err(&path, e))?;
+    create_tables(&db, &path)?;
+    let mut core = Core::new(path, db, None);
+    state.baseline.mark_all_dirty();
+    state.baseline.learner.mark_all_changed();
+    let dirty = state.baseline.take_dirty();
+    let learned = state.baseline.learner.take_changes();
+    core.commit_full(state, &dirty, &learned)?;
+    read_state(&core.path, &core.db, false)
 }
 
 /// Loads the state of a store another process may be writing: opens the
@@ -1028,7 +1092,7 @@ fn read_state(
     )?;
     let t = r.open_table(TYPES).map_err(|x| e(&x))?;
     let mut types = PrehashedMap::default();
-    let mut cold = PrehashedMap::default();
+    let mut cold = crate::baseline::cold::ColdSet::default();
     if !compact {
         types.reserve(t.len().map_err(|x| e(&x))? as usize);
     }
@@ -1039,9 +1103,9 @@ fn read_state(
         check_type(path, &ty, buckets)?;
         let fp = ty.fingerprint;
         let twice = if compact && cold_at_rest(&ty) {
-            types.contains_key(&fp) || cold.insert(fp, Cold::of(&ty)).is_some()
+            types.contains_key(&fp) || !cold.insert(fp, Cold::of(&ty))
         } else {
-            cold.contains_key(&fp) || types.insert(fp, Box::new(ty)).is_some()
+            cold.contains(fp) || types.insert(fp, Box::new(ty)).is_some()
         };
         if twice {
             return Err(corrupt(
@@ -1093,6 +1157,7 @@ fn cold_at_rest(t: &ErrorType) -> bool {
 /// baseline then revives from compact records).
 fn pager(core: &Arc<Mutex<Core>>) -> Pager {
     let core = Arc::downgrade(core);
+    let rows = core.clone();
     let read = Arc::new(move |fp| {
         let Some(core) = core.upgrade() else {
             return Err("the state store is closed".into());
@@ -1112,8 +1177,15 @@ fn pager(core: &Arc<Mutex<Core>>) -> Pager {
         };
         unpanicked(&c.path, read).map_err(|e| e.to_string())
     });
+    let knows = Arc::new(move |fp| {
+        rows.upgrade().is_some_and(|core| {
+            let c = core.lock().unwrap_or_else(|e| e.into_inner());
+            c.rows.contains_key(&fp)
+        })
+    });
     Pager {
         read,
+        knows,
         encode: |t| {
             let mut buf = Vec::with_capacity(256);
             encode_type(t, &mut buf).map(|()| buf)
