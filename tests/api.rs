@@ -608,11 +608,16 @@ fn a_snoozed_type_unmutes_by_itself_across_a_restart_and_its_alert_reopens_in_al
         );
     }
 
-    // The snoozes are in the saved state: a restart keeps them. (The view
-    // is published at the first checkpoint after a start, so the check
-    // comes with the next records.)
+    // The snoozes are in the saved state: a restart keeps them, and the
+    // restarted instance shows them before any new record arrives (the
+    // view is published at start, not only at the first checkpoint).
     fl.stop();
     fl.start();
+    fl.type_where(
+        &payment,
+        "the snooze in the view of the restarted instance, no record yet",
+        |t| t["status"] == "muted" && t["snooze"]["occurrences_left"] == 2,
+    );
 
     // Two more payment errors (minutes 40, 41) pass muted...
     fl.produce(&log(&service, 40, 42, &[0]));

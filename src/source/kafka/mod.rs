@@ -219,6 +219,14 @@ impl Core {
             self.metrics.clone(),
         )?;
         engine.forget_emitted();
+        // The catalogues (the API's view and triage page among them) show
+        // the state's types from the start: on a quiet stream the first
+        // checkpoint can be far away, and a restarted instance would list
+        // no types until then. A failure here is not fatal: the catalogue
+        // is a snapshot that the next checkpoint exports again.
+        if let Err(e) = engine.export_types(false) {
+            tracing::warn!(error = %e, "exporting the known types at start failed; the next checkpoint exports them again");
+        }
         Ok(engine)
     }
 
