@@ -911,20 +911,22 @@ fn types_beyond_the_hot_cap_keep_their_entry_but_not_their_window() {
 
 #[test]
 fn the_learner_stays_within_its_memory_budget_and_an_evicted_template_keeps_its_type() {
-    // 6,000 distinct messages that never generalise (two new made-up words
-    // each, the learner's worst case, about 1.5 KiB each) under the smallest
+    // 6,000 distinct messages that never generalise (three new made-up
+    // words each: two that vary together would be one learned type; the
+    // learner's worst case, about 1.5 KiB each) under the smallest
     // budget, 4 MiB: the oldest templates are evicted. Then the first 500
     // come again: learned afresh, they are the same types, not new ones.
     let dir = tempfile::tempdir().unwrap();
     let word = made_up_word;
     let line = |t: usize, i: usize| {
         format!(
-            "{{\"@timestamp\":\"2026-11-02T10:{:02}:{:02}.{:03}Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"message\":\"could not open {} while {} was loading\"}}\n",
+            "{{\"@timestamp\":\"2026-11-02T10:{:02}:{:02}.{:03}Z\",\"log.level\":\"ERROR\",\"service.name\":\"api\",\"message\":\"could not open {} while {} was loading {}\"}}\n",
             t / 6000,
             t / 100 % 60,
             t % 100 * 10,
             word(i),
-            word(i + 1_000_000)
+            word(i + 1_000_000),
+            word(i + 2_000_000)
         )
     };
     let lines: String = (0..6000)
