@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 
 use crate::alert::kafka::{AuthWatch, KafkaAlertSink, SharedProducer};
@@ -50,6 +50,12 @@ pub enum ScaleError {
     },
     #[error("scale-out: {0}")]
     Topic(String),
+    #[error(
+        "scale-out: consumer group `{group}` already has {members} live member(s); with \
+         [scale_out] enabled only one instance per group is built so far (docs/scaling.md): \
+         stop the other instance, or give this one another kafka.group_id"
+    )]
+    SecondInstance { group: String, members: usize },
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
@@ -100,6 +106,70 @@ fn timeout_retry<T>(mut f: impl FnMut(Duration) -> KafkaResult<T>) -> KafkaResul
     }
 }
 
+/// A consumer that only asks the broker about groups (it joins none).
+fn group_probe(cfg: &Config) -> Result<BaseConsumer<Quiet>, ScaleError> {
+    client(cfg, &cfg.kafka.consumer_properties)
+        .create_with_context(Quiet)
+        .map_err(kafka("creating the group probe"))
+}
+
+/// How long the broker keeps a member that stopped heart-beating: the
+/// consumer's `session.timeout.ms` (librdkafka's default, 45 s).
+fn session_timeout(cfg: &Config) -> Duration {
+    let ms = cfg
+        .kafka
+        .consumer_properties
+        .get("session.timeout.ms")
+        .or_else(|| cfg.kafka.properties.get("session.timeout.ms"))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(45_000);
+    Duration::from_millis(ms)
+}
+
+/// Several instances in one group are designed, not built (docs/scaling.md):
+/// each stage 2 reads every internal partition, so a second instance would
+/// repeat alerts and split the state without a word. So stage 1 does not
+/// join a group that has live members. A member left by a killed instance
+/// (kill -9, a crashed pod) stays listed until the broker's session timeout
+/// drops it: that long, plus a margin, is waited for before refusing.
+fn only_instance(
+    probe: &BaseConsumer<Quiet>,
+    group: &str,
+    session: Duration,
+) -> Result<(), ScaleError> {
+    let deadline = Instant::now() + session + Duration::from_secs(5);
+    let mut logged = false;
+    loop {
+        let list = probe
+            .fetch_group_list(Some(group), Duration::from_secs(10))
+            .map_err(kafka("listing the consumer group"))?;
+        let members: usize = list
+            .groups()
+            .iter()
+            .filter(|g| g.name() == group)
+            .map(|g| g.members().len())
+            .sum();
+        if members == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(ScaleError::SecondInstance {
+                group: group.to_string(),
+                members,
+            });
+        }
+        if !logged {
+            tracing::warn!(
+                group,
+                members,
+                "the consumer group has members: waiting up to the session timeout for those of a stopped instance to expire"
+            );
+            logged = true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// The internal events topic's name.
 pub fn events_topic(cfg: &Config) -> String {
     match cfg.scale_out.events_topic.as_str() {
@@ -118,6 +188,9 @@ pub fn run(
 ) -> Result<RunSummary, ScaleError> {
     let k = &cfg.kafka;
     let so = &cfg.scale_out;
+    // Before any transactional producer: a refused instance must not fence
+    // the running one's transactions.
+    only_instance(&group_probe(cfg)?, &k.group_id, session_timeout(cfg))?;
     let topic = events_topic(cfg);
     let partitions = topics::ensure(
         &client(cfg, &BTreeMap::new()),

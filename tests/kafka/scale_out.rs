@@ -9,12 +9,12 @@
 //! counted in the state must add up to the input.
 //!
 //! One instance runs both stages: several instances in one group are
-//! designed, not built (docs/scaling.md).
+//! designed, not built (docs/scaling.md), so a second one is refused.
 
 use std::time::{Duration, Instant};
 
 use super::super::{
-    ONE_AT_A_TIME, Rng, Setup, broker, broker_addr, read_alerts, test_seed, unique,
+    ONE_AT_A_TIME, Rng, Service, Setup, broker, broker_addr, read_alerts, test_seed, unique,
 };
 use super::{assert_same_as_replay, generated, hash, lines, produce_to};
 
@@ -135,6 +135,56 @@ fn two_stages_survive_a_crash_between_commit_and_save_and_kill_9s_exactly_once()
     );
     assert_same_as_replay(
         "two stages, 1 failpoint crash and 2 kills",
+        &read_alerts(&s.alerts),
+        &expected,
+    );
+}
+
+#[test]
+fn a_second_instance_in_the_group_is_refused_and_the_first_still_gives_replays_alerts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let s = setup("scale2nd", 4);
+    let records = generated(11, 120, 6.0);
+    let expected = s.replay(&lines(&records));
+    produce_to(&s.logs, &records, |r| {
+        (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
+    });
+    // Small batches, so the first instance is still a live member of the
+    // group when the second one asks.
+    let first = s.start_with(&[("FAULTLINE__KAFKA__BATCH_SIZE", "500")]);
+    wait_for_records(&s, 1);
+    // Another state directory (the state's own lock would refuse a second
+    // writer of the same one before the group is asked).
+    let other = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("--config")
+        .arg(&s.config)
+        .arg("run")
+        .arg("--state")
+        .arg(other.path().join("state"))
+        .arg("--alerts")
+        .arg(other.path().join("alerts.jsonl"))
+        .env("FAULTLINE__METRICS__LISTEN", "\"\"")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(other.path().join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    // The test's session timeout is 6 s: refused within it and a margin.
+    let second = Service { child, port: 0 }.exits_within(Duration::from_secs(60));
+    let said = std::fs::read_to_string(other.path().join("run.log")).unwrap_or_default();
+    assert!(!second.success(), "a second instance must not run: {said}");
+    assert!(
+        said.contains("only one instance per group"),
+        "the refusal says why and what to do: {said}"
+    );
+    wait_for_records(&s, records.len() as u64);
+    let (code, _) = first.terminate();
+    assert_eq!(code, Some(0), "SIGTERM exit; log: {}", s.log_tail());
+    assert_same_as_replay(
+        "one instance beside a refused second",
         &read_alerts(&s.alerts),
         &expected,
     );
