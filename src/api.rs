@@ -816,6 +816,8 @@ struct ListQuery {
     service: Option<String>,
     status: Option<String>,
     since: Option<String>,
+    /// Types new in this version: first seen in it, after the baseline.
+    new_in: Option<String>,
     limit: Option<usize>,
 }
 
@@ -848,6 +850,11 @@ async fn list(State(a): State<Access>, headers: HeaderMap, q: Query<ListQuery>) 
         .iter()
         .filter(|t| q.service.as_ref().is_none_or(|s| *s == t.service))
         .filter(|t| q.status.as_ref().is_none_or(|s| *s == t.status))
+        .filter(|t| {
+            q.new_in.as_ref().is_none_or(|v| {
+                t.origin == "live" && t.version_first_seen.as_deref() == Some(v.as_str())
+            })
+        })
         .filter(|t| t.last_seen_ms >= since)
         .map(|t| t.clone())
         .collect();
@@ -1033,6 +1040,35 @@ mod tests {
             T + 30_000,
         );
         b
+    }
+
+    #[test]
+    fn the_types_new_in_a_version_are_those_first_seen_in_it_after_the_baseline() {
+        let view = TypeView::new();
+        publish(&view, &released(), SampleMode::Raw);
+        let fps = |path: &str| -> Vec<String> {
+            let (s, v) = get(&view, None, true, path, None);
+            assert_eq!(s, 200, "{v}");
+            let mut f: Vec<String> = v["types"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["fingerprint"].as_str().unwrap().to_string())
+                .collect();
+            f.sort();
+            f
+        };
+        assert_eq!(
+            fps("/api/v1/types?new_in=2.0.0"),
+            ["0000000000000002", "0000000000000003"]
+        );
+        // The known type of 1.0.0 came with the baseline: nothing is new in it.
+        assert!(fps("/api/v1/types?new_in=1.0.0").is_empty());
+        assert_eq!(
+            fps("/api/v1/types?new_in=7.1&service=search"),
+            ["0000000000000004"]
+        );
+        assert!(fps("/api/v1/types?new_in=2.0.0&service=search").is_empty());
     }
 
     #[test]
