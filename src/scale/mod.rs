@@ -71,12 +71,7 @@ fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> ScaleError {
 /// A client configuration: the brokers, `[kafka.properties]`, then the
 /// client's own section (as the single-stage source builds it).
 fn client(cfg: &Config, own: &BTreeMap<String, String>) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka.brokers);
-    for (k, v) in cfg.kafka.properties.iter().chain(own) {
-        c.set(k, v);
-    }
-    c
+    crate::source::kafka::client::client_config(cfg, &[], own)
 }
 
 /// The stage consumers' context: end of partition is news for the

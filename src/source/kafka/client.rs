@@ -157,7 +157,7 @@ impl ConsumerContext for Ctx {
 
 /// `defaults` first, then the configured properties (which may override
 /// them), then `own` (the consumer's or producer's own section).
-pub(super) fn client_config(
+pub(crate) fn client_config(
     cfg: &Config,
     defaults: &[(&str, &str)],
     own: &BTreeMap<String, String>,

@@ -25,7 +25,7 @@
 //! See `docs/kafka.md`.
 
 mod aligned;
-mod client;
+pub(crate) mod client;
 mod dead_letter;
 pub(crate) mod gated;
 mod health;
