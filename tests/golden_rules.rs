@@ -31,12 +31,63 @@ const GOLDEN: &[Golden] = &[
         keeps: &["can't connect, won't retry", "the user's session"],
     },
     Golden {
+        rule: "quoted_request_value",
+        masks: &[
+            (
+                "upstream reset, request: \"PATCH /v1/items?id=4 HTTP/2.0\", host",
+                "upstream reset, request: \"<*>\", host",
+            ),
+            (
+                "bad header req=\"GET /a HTTP/1.1\" from peer",
+                "bad header req=\"<*>\" from peer",
+            ),
+        ],
+        keeps: &[
+            "cache \"SET cart:9 x\" failed",
+            "peer \"GET /a HTTP/1.1\" 200",
+        ],
+    },
+    Golden {
         rule: "quoted_request_line",
-        masks: &[(
-            "upstream reset, request: \"PATCH /v1/items?id=4 HTTP/2.0\", host",
-            "upstream reset, request: \"<*>\", host",
-        )],
-        keeps: &["cache \"SET cart:9 x\" failed"],
+        masks: &[
+            (
+                "peer \"DELETE /v1/items?id=4 HTTP/2.0\" status: 204",
+                "peer \"DELETE <*> HTTP/<*>\" status: <*>",
+            ),
+            ("peer \"GET / HTTP/1.0\" 200", "peer \"GET <*> HTTP/<*>\" <*>"),
+        ],
+        keeps: &["cache \"SET cart:9 x\" failed", "said \"GET it\""],
+    },
+    Golden {
+        rule: "host_address",
+        masks: &[
+            ("connect from mx.example.org[192.0.2.7]", "connect from <*>[<*>]"),
+            (
+                "relay=gw.example.net[IPv6:2001:db8::1]:25 ok",
+                "relay=<*>[<*>]:<*> ok",
+            ),
+        ],
+        keeps: &["item list.values[3] unset", "host mx.example.org down"],
+    },
+    Golden {
+        rule: "host_port",
+        masks: &[
+            ("CONNECT www.example.org:443 denied", "CONNECT <*>:<*> denied"),
+            ("dial db.internal.example:5432 failed", "dial <*>:<*> failed"),
+        ],
+        keeps: &[
+            "panic at handler.go:42",
+            "at Foo.java:12",
+            "see example.com:443",
+        ],
+    },
+    Golden {
+        rule: "media_type",
+        masks: &[
+            ("unsupported text/html body", "unsupported <*> body"),
+            ("got application/vnd.api+json;", "got <*>;"),
+        ],
+        keeps: &["read textual/data ok", "images/logo.png missing"],
     },
     Golden {
         rule: "quoted_command",
@@ -63,6 +114,7 @@ const GOLDEN: &[Golden] = &[
         masks: &[
             ("next try 14 Feb 2027 at 08:45 ok", "next try <*> ok"),
             ("valid until Sat Feb 14 08:45:10 2027", "valid until <*>"),
+            ("valid until Sat Feb  4 08:45:10 2027", "valid until <*>"),
             (
                 "signed Sat, 14 Feb 2027 08:45:10 +0100 by ca",
                 "signed <*> by ca",
