@@ -115,6 +115,8 @@ const GOLDEN: &[Golden] = &[
             ("next try 14 Feb 2027 at 08:45 ok", "next try <*> ok"),
             ("valid until Sat Feb 14 08:45:10 2027", "valid until <*>"),
             ("valid until Sat Feb  4 08:45:10 2027", "valid until <*>"),
+            ("expires 04-Feb-2027 08:45:10 now", "expires <*> now"),
+            ("peer [04/Feb/2027:08:45:10 +0000] hit", "peer [<*>] hit"),
             (
                 "signed Sat, 14 Feb 2027 08:45:10 +0100 by ca",
                 "signed <*> by ca",
