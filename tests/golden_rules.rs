@@ -48,6 +48,14 @@ const GOLDEN: &[Golden] = &[
         ],
     },
     Golden {
+        rule: "request_value",
+        masks: &[(
+            "loop detected for: GET /a?b=1 HTTP/1.1 by proxy",
+            "loop detected for: <*> by proxy",
+        )],
+        keeps: &["peer GET /a HTTP/1.1 200", "for: GET it now"],
+    },
+    Golden {
         rule: "quoted_request_line",
         masks: &[
             (
@@ -62,12 +70,17 @@ const GOLDEN: &[Golden] = &[
         rule: "host_address",
         masks: &[
             ("connect from mx.example.org[192.0.2.7]", "connect from <*>[<*>]"),
+            ("connect from unknown[192.0.2.7]", "connect from <*>[<*>]"),
             (
                 "relay=gw.example.net[IPv6:2001:db8::1]:25 ok",
                 "relay=<*>[<*>]:<*> ok",
             ),
         ],
-        keeps: &["item list.values[3] unset", "host mx.example.org down"],
+        keeps: &[
+            "item list.values[3] unset",
+            "host mx.example.org down",
+            "peer [192.0.2.7] left",
+        ],
     },
     Golden {
         rule: "host_port",
