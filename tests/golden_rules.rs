@@ -62,14 +62,20 @@ const GOLDEN: &[Golden] = &[
                 "peer \"DELETE /v1/items?id=4 HTTP/2.0\" status: 204",
                 "peer \"DELETE <*> HTTP/<*>\" status: <*>",
             ),
-            ("peer \"GET / HTTP/1.0\" 200", "peer \"GET <*> HTTP/<*>\" <*>"),
+            (
+                "peer \"GET / HTTP/1.0\" 200",
+                "peer \"GET <*> HTTP/<*>\" <*>",
+            ),
         ],
         keeps: &["cache \"SET cart:9 x\" failed", "said \"GET it\""],
     },
     Golden {
         rule: "host_address",
         masks: &[
-            ("connect from mx.example.org[192.0.2.7]", "connect from <*>[<*>]"),
+            (
+                "connect from mx.example.org[192.0.2.7]",
+                "connect from <*>[<*>]",
+            ),
             ("connect from unknown[192.0.2.7]", "connect from <*>[<*>]"),
             (
                 "relay=gw.example.net[IPv6:2001:db8::1]:25 ok",
@@ -85,8 +91,14 @@ const GOLDEN: &[Golden] = &[
     Golden {
         rule: "host_port",
         masks: &[
-            ("CONNECT www.example.org:443 denied", "CONNECT <*>:<*> denied"),
-            ("dial db.internal.example:5432 failed", "dial <*>:<*> failed"),
+            (
+                "CONNECT www.example.org:443 denied",
+                "CONNECT <*>:<*> denied",
+            ),
+            (
+                "dial db.internal.example:5432 failed",
+                "dial <*>:<*> failed",
+            ),
         ],
         keeps: &[
             "panic at handler.go:42",
