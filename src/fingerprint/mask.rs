@@ -606,6 +606,10 @@ mod tests {
             "cache \"SET cart:9 x\" failed at Sat Feb 14 08:45:10 2027",
             "ready in ~4 min, peers 10.1.1.1, 10.1.1.2",
             "due 02/14/2027 8:45 PM",
+            "10.0.0.1 \"DELETE /v1/a?b=2 HTTP/1.1\" 204 at 04/Feb/2027:08:45:10 +0000",
+            "reset, request: \"GET /a HTTP/2.0\", loop for: PUT /b HTTP/1.1",
+            "from unknown[10.0.0.7] via mx.example.org[10.0.0.8] to www.example.org:443",
+            "got text/html on Jul  3 03:21:07 2005",
         ] {
             let once = m.mask(s);
             assert_eq!(m.mask(&once), once, "{s}");
