@@ -1233,6 +1233,42 @@ impl Learner {
         }
     }
 
+    /// The recent plain clusters of `bucket` (see [`Learner::recent`])
+    /// that generalised cluster `g` covers without being members of the
+    /// skeleton that made it: where two positions generalised together,
+    /// only the neighbours compared on the way are members, and a template
+    /// seen before that differs at both positions (`on tty2 for ann`,
+    /// after `on tty1 for bob`, …) would stay a type of its own for good,
+    /// since a template seen before is resolved by its exact entry and
+    /// never meets the generalised one. Clusters refused as a new member
+    /// of one of `g`'s closed sets stay apart. Bounded by
+    /// [`PAIR_NEIGHBOURS`] comparisons, linear in the template each.
+    fn covered_recent(&mut self, ctx: u64, g: ClusterId, bucket: u64) -> Vec<ClusterId> {
+        if !self.pairs_built {
+            self.build_recent();
+        }
+        let Some(recent) = self.recent.get(&bucket) else {
+            return Vec::new();
+        };
+        let gc = &self.clusters[g as usize];
+        let refused = self.keys.get(&h_refused(h_template(gc.ctx, &gc.template)));
+        let mut out = Vec::new();
+        for &u in recent {
+            let c = &self.clusters[u as usize];
+            if u == g || c.alias_of.is_some() || !c.learned.is_empty() || c.ctx != ctx {
+                continue;
+            }
+            if refused.is_some_and(|r| r.contains(&u64::from(u))) {
+                continue;
+            }
+            let words: Vec<&str> = c.template.split(' ').collect();
+            if matches(&gc.template, &gc.learned, &words) {
+                out.push(u);
+            }
+        }
+        out
+    }
+
     /// Rebuilds [`Learner::recent`] from the clusters (after a load or an
     /// eviction, which renumbers them): the newest plain clusters of each
     /// context and length.
@@ -1599,8 +1635,13 @@ impl Learner {
             }
             c.learned.sort_unstable();
         }
+        let covered = self.covered_recent(ctx, g, bucket);
         let mut merged = Vec::new();
-        for m in members.into_iter().chain(std::iter::once(newest)) {
+        for m in members
+            .into_iter()
+            .chain(std::iter::once(newest))
+            .chain(covered)
+        {
             let r = self.root(m);
             if r != g {
                 self.clusters[r as usize].alias_of = Some(g);
@@ -2345,6 +2386,35 @@ mod tests {
         assert_eq!(l.root(new.cluster), g);
         assert_eq!(
             l.observe_in(1, "svc", "node <*> halted in phase wipe")
+                .cluster,
+            g
+        );
+    }
+
+    #[test]
+    fn a_known_template_that_a_later_generalisation_covers_joins_it() {
+        let mut l = learner();
+        let mut last = None;
+        // `beta heidi` differs from every later template at both positions
+        // or from a generalised one: it is a member of none of the
+        // skeletons that generalise.
+        for (on, user) in [
+            ("gamma", "carol"),
+            ("beta", "heidi"),
+            ("gamma", "bob"),
+            ("gamma", "alice"),
+            ("beta", "erin"),
+            ("gamma", "dave"),
+            ("alpha", "heidi"),
+        ] {
+            last = Some(l.observe_in(1, "svc", &format!("session started on {on} for {user}")));
+        }
+        let g = l.root(last.unwrap().cluster);
+        assert_eq!(l.template(g), "session started on <*> for <*>");
+        let early = l.lookup(1, "session started on beta for heidi").unwrap();
+        assert_eq!(early, g, "the earlier template is an alias");
+        assert_eq!(
+            l.observe_in(1, "svc", "session started on beta for heidi")
                 .cluster,
             g
         );
