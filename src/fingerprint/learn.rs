@@ -506,6 +506,20 @@ fn merge_word(a: &str, b: &str) -> String {
     out
 }
 
+/// The key a `key=value` word starts with (after opening punctuation:
+/// `(uid=0)` has `uid`), if it is an identifier of at most 40 bytes
+/// starting with a letter.
+fn word_key(w: &str) -> Option<&str> {
+    let (k, _) = w.split_once('=')?;
+    let k = k.trim_start_matches(|c: char| c.is_ascii_punctuation());
+    (k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && k.len() <= 40
+        && k
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))
+    .then_some(k)
+}
+
 /// Calls `f(key, value)` for each `key=value` pair in `text`: words like
 /// `user=ann`, and pairs inside a word such as a URL query
 /// (`/find?q=lamp&limit=8`, `;`-separated matrix parameters). A key is an
@@ -1567,6 +1581,7 @@ impl Learner {
             .get(&sk)
             .map(|e| e.members.clone())
             .unwrap_or_default();
+        let members = self.same_keys(words, members)?;
         let mut general: Vec<String> = words.iter().map(|w| w.to_string()).collect();
         let mut learned: Vec<u32> = Vec::new();
         for &m in &members {
@@ -1676,6 +1691,47 @@ impl Learner {
         merged.sort_unstable();
         merged.dedup();
         Some((g, merged))
+    }
+
+    /// The members of a skeleton that generalise with `words`: those whose
+    /// words, where they differ from `words`, name the same keys
+    /// (`topic=a` and `topic=b`, not `topic=a` and `size=5`). A position
+    /// that held `key=value` words of different keys is two parameters,
+    /// each its own event, so members of another key stay apart. When some
+    /// are left out, the rest must still show `min_distinct` values on
+    /// their own; else nothing generalises (None).
+    ///
+    /// Why this holds on a stranger's logs: whoever writes `key=value`
+    /// names the parameter with the key, per message; one message never
+    /// writes the same value under changing names, so changing names at
+    /// one position are different messages (a counter report against a
+    /// component report after the same label).
+    fn same_keys(&self, words: &[&str], members: Vec<ClusterId>) -> Option<Vec<ClusterId>> {
+        let mut kept = Vec::with_capacity(members.len());
+        let mut values = Vec::new();
+        let mut dropped = false;
+        for m in members {
+            let t = &self.clusters[self.root(m) as usize].template;
+            let mut other_key = false;
+            let (mut diff, mut masked) = (0x51_7cc1_b727_220au64, 0);
+            for (w, &x) in t.split(' ').zip(words) {
+                if w != x {
+                    other_key |= matches!((word_key(w), word_key(x)), (Some(a), Some(b)) if a != b);
+                    diff = chain(diff, h_word(w));
+                    masked |= h_word(w) & 1;
+                }
+            }
+            if other_key {
+                dropped = true;
+            } else {
+                add_value(&mut values, (diff & !1) | masked, usize::MAX);
+                kept.push(m);
+            }
+        }
+        if dropped && values.len() + 1 < self.min_distinct {
+            return None;
+        }
+        Some(kept)
     }
 
     /// Learns the `key=value` pairs of a line that is not an error (an
@@ -2418,6 +2474,19 @@ mod tests {
                 .cluster,
             g
         );
+    }
+
+    #[test]
+    fn values_under_different_keys_at_one_position_stay_apart() {
+        let mut l = learner();
+        let counts = observe_n(&mut l, "report: num=<*>,flags=<*>", 5).cluster;
+        for c in ["alpha", "beta", "gamma"] {
+            l.observe_in(1, "svc", &format!("report: top=Component{{{c}}}"));
+        }
+        let g = l.lookup(1, "report: top=Component{alpha}").unwrap();
+        assert_eq!(l.template(g), "report: top=Component{<*>}");
+        assert_eq!(l.root(counts), counts, "the other key stays its own type");
+        assert_eq!(l.template(counts), "report: num=<*>,flags=<*>");
     }
 
     #[test]
