@@ -514,8 +514,7 @@ fn word_key(w: &str) -> Option<&str> {
     let k = k.trim_start_matches(|c: char| c.is_ascii_punctuation());
     (k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
         && k.len() <= 40
-        && k
-            .bytes()
+        && k.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))
     .then_some(k)
 }
@@ -1628,8 +1627,7 @@ impl Learner {
         } else {
             0
         };
-        let need =
-            (((general.len() - masked) as f64) * self.min_constant_share).ceil() as usize;
+        let need = (((general.len() - masked) as f64) * self.min_constant_share).ceil() as usize;
         let lone_trailing = constants < 2 && !general.first().is_some_and(|w| is_constant(w));
         if constants < need.max(1) || lone_trailing {
             return None;
