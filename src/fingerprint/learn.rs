@@ -506,6 +506,19 @@ fn merge_word(a: &str, b: &str) -> String {
     out
 }
 
+/// The key a `key=value` word starts with (after opening punctuation:
+/// `(uid=0)` has `uid`), if it is an identifier of at most 40 bytes
+/// starting with a letter.
+fn word_key(w: &str) -> Option<&str> {
+    let (k, _) = w.split_once('=')?;
+    let k = k.trim_start_matches(|c: char| c.is_ascii_punctuation());
+    (k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && k.len() <= 40
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))
+    .then_some(k)
+}
+
 /// Calls `f(key, value)` for each `key=value` pair in `text`: words like
 /// `user=ann`, and pairs inside a word such as a URL query
 /// (`/find?q=lamp&limit=8`, `;`-separated matrix parameters). A key is an
@@ -1233,6 +1246,42 @@ impl Learner {
         }
     }
 
+    /// The recent plain clusters of `bucket` (see [`Learner::recent`])
+    /// that generalised cluster `g` covers without being members of the
+    /// skeleton that made it: where two positions generalised together,
+    /// only the neighbours compared on the way are members, and a template
+    /// seen before that differs at both positions (`on tty2 for ann`,
+    /// after `on tty1 for bob`, …) would stay a type of its own for good,
+    /// since a template seen before is resolved by its exact entry and
+    /// never meets the generalised one. Clusters refused as a new member
+    /// of one of `g`'s closed sets stay apart. Bounded by
+    /// [`PAIR_NEIGHBOURS`] comparisons, linear in the template each.
+    fn covered_recent(&mut self, ctx: u64, g: ClusterId, bucket: u64) -> Vec<ClusterId> {
+        if !self.pairs_built {
+            self.build_recent();
+        }
+        let Some(recent) = self.recent.get(&bucket) else {
+            return Vec::new();
+        };
+        let gc = &self.clusters[g as usize];
+        let refused = self.keys.get(&h_refused(h_template(gc.ctx, &gc.template)));
+        let mut out = Vec::new();
+        for &u in recent {
+            let c = &self.clusters[u as usize];
+            if u == g || c.alias_of.is_some() || !c.learned.is_empty() || c.ctx != ctx {
+                continue;
+            }
+            if refused.is_some_and(|r| r.contains(&u64::from(u))) {
+                continue;
+            }
+            let words: Vec<&str> = c.template.split(' ').collect();
+            if matches(&gc.template, &gc.learned, &words) {
+                out.push(u);
+            }
+        }
+        out
+    }
+
     /// Rebuilds [`Learner::recent`] from the clusters (after a load or an
     /// eviction, which renumbers them): the newest plain clusters of each
     /// context and length.
@@ -1531,6 +1580,7 @@ impl Learner {
             .get(&sk)
             .map(|e| e.members.clone())
             .unwrap_or_default();
+        let members = self.same_keys(words, members)?;
         let mut general: Vec<String> = words.iter().map(|w| w.to_string()).collect();
         let mut learned: Vec<u32> = Vec::new();
         for &m in &members {
@@ -1559,7 +1609,25 @@ impl Learner {
         // a verb every method or component shares, so the varying word
         // before it *is* the event, not a value of it.
         let constants = general.iter().filter(|w| is_constant(w)).count();
-        let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
+        // Words masking already made placeholders (not learned here) are
+        // values whatever the learner decides, and match only masked
+        // values: where the message names its event first (a constant
+        // first word, as for the lone constant above), the share is of the
+        // words the learner decides on. Where it starts with the varying
+        // word, that word may be the event, and the rest must say what
+        // the message is: every word counts.
+        let masked = if general.first().is_some_and(|w| is_constant(w)) {
+            general
+                .iter()
+                .enumerate()
+                .filter(|&(i, w)| {
+                    !learned.contains(&(i as u32)) && !is_constant(w) && w.contains(VAR)
+                })
+                .count()
+        } else {
+            0
+        };
+        let need = (((general.len() - masked) as f64) * self.min_constant_share).ceil() as usize;
         let lone_trailing = constants < 2 && !general.first().is_some_and(|w| is_constant(w));
         if constants < need.max(1) || lone_trailing {
             return None;
@@ -1599,8 +1667,13 @@ impl Learner {
             }
             c.learned.sort_unstable();
         }
+        let covered = self.covered_recent(ctx, g, bucket);
         let mut merged = Vec::new();
-        for m in members.into_iter().chain(std::iter::once(newest)) {
+        for m in members
+            .into_iter()
+            .chain(std::iter::once(newest))
+            .chain(covered)
+        {
             let r = self.root(m);
             if r != g {
                 self.clusters[r as usize].alias_of = Some(g);
@@ -1635,6 +1708,47 @@ impl Learner {
         merged.sort_unstable();
         merged.dedup();
         Some((g, merged))
+    }
+
+    /// The members of a skeleton that generalise with `words`: those whose
+    /// words, where they differ from `words`, name the same keys
+    /// (`topic=a` and `topic=b`, not `topic=a` and `size=5`). A position
+    /// that held `key=value` words of different keys is two parameters,
+    /// each its own event, so members of another key stay apart. When some
+    /// are left out, the rest must still show `min_distinct` values on
+    /// their own; else nothing generalises (None).
+    ///
+    /// Why this holds on a stranger's logs: whoever writes `key=value`
+    /// names the parameter with the key, per message; one message never
+    /// writes the same value under changing names, so changing names at
+    /// one position are different messages (a counter report against a
+    /// component report after the same label).
+    fn same_keys(&self, words: &[&str], members: Vec<ClusterId>) -> Option<Vec<ClusterId>> {
+        let mut kept = Vec::with_capacity(members.len());
+        let mut values = Vec::new();
+        let mut dropped = false;
+        for m in members {
+            let t = &self.clusters[self.root(m) as usize].template;
+            let mut other_key = false;
+            let (mut diff, mut masked) = (0x51_7cc1_b727_220au64, 0);
+            for (w, &x) in t.split(' ').zip(words) {
+                if w != x {
+                    other_key |= matches!((word_key(w), word_key(x)), (Some(a), Some(b)) if a != b);
+                    diff = chain(diff, h_word(w));
+                    masked |= h_word(w) & 1;
+                }
+            }
+            if other_key {
+                dropped = true;
+            } else {
+                add_value(&mut values, (diff & !1) | masked, usize::MAX);
+                kept.push(m);
+            }
+        }
+        if dropped && values.len() + 1 < self.min_distinct {
+            return None;
+        }
+        Some(kept)
     }
 
     /// Learns the `key=value` pairs of a line that is not an error (an
@@ -2183,6 +2297,22 @@ mod tests {
     }
 
     #[test]
+    fn masked_values_do_not_count_against_the_constant_share_after_a_leading_constant() {
+        // Two thirds of the words constant is more than `Unknown user <*>
+        // from <*>` keeps (3 of 5) if the masked address counted; it is a
+        // value whatever the learner decides, so 3 of 4 is enough.
+        let mut l = Learner::new(true, 3, 0.0).with_min_constant_share(0.67);
+        for u in ["ann", "bob", "cid"] {
+            l.observe(1, &format!("Unknown user {u} from <*>"));
+        }
+        let r = l.observe(1, "Unknown user dee from <*>");
+        assert!(!r.created);
+        assert_eq!(l.template(r.cluster), "Unknown user <*> from <*>");
+        // A message that starts with its varying word still counts every
+        // word (`the_constant_share_is_configurable`).
+    }
+
+    #[test]
     fn skeletons_rebuilt_from_the_clusters_learn_as_the_originals_did() {
         let feed = |l: &mut Learner, from: usize, to: usize| {
             let names = ["ann", "bob", "cid", "dan", "eve", "fay"];
@@ -2348,6 +2478,48 @@ mod tests {
                 .cluster,
             g
         );
+    }
+
+    #[test]
+    fn a_known_template_that_a_later_generalisation_covers_joins_it() {
+        let mut l = learner();
+        let mut last = None;
+        // `beta heidi` differs from every later template at both positions
+        // or from a generalised one: it is a member of none of the
+        // skeletons that generalise.
+        for (on, user) in [
+            ("gamma", "carol"),
+            ("beta", "heidi"),
+            ("gamma", "bob"),
+            ("gamma", "alice"),
+            ("beta", "erin"),
+            ("gamma", "dave"),
+            ("alpha", "heidi"),
+        ] {
+            last = Some(l.observe_in(1, "svc", &format!("session started on {on} for {user}")));
+        }
+        let g = l.root(last.unwrap().cluster);
+        assert_eq!(l.template(g), "session started on <*> for <*>");
+        let early = l.lookup(1, "session started on beta for heidi").unwrap();
+        assert_eq!(early, g, "the earlier template is an alias");
+        assert_eq!(
+            l.observe_in(1, "svc", "session started on beta for heidi")
+                .cluster,
+            g
+        );
+    }
+
+    #[test]
+    fn values_under_different_keys_at_one_position_stay_apart() {
+        let mut l = learner();
+        let counts = observe_n(&mut l, "report: num=<*>,flags=<*>", 5).cluster;
+        for c in ["alpha", "beta", "gamma"] {
+            l.observe_in(1, "svc", &format!("report: top=Component{{{c}}}"));
+        }
+        let g = l.lookup(1, "report: top=Component{alpha}").unwrap();
+        assert_eq!(l.template(g), "report: top=Component{<*>}");
+        assert_eq!(l.root(counts), counts, "the other key stays its own type");
+        assert_eq!(l.template(counts), "report: num=<*>,flags=<*>");
     }
 
     #[test]
