@@ -111,14 +111,27 @@ fn kubelet_container(p: &Path) -> Option<String> {
 fn open_path(p: &Path) -> io::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
     let mut f = File::open(p)?;
     let size = f.metadata().ok().map(|m| m.len());
+    // The magic bytes are read once and put back in front of the stream,
+    // not re-read by opening the path again: a pipe (`/dev/stdin`, a named
+    // pipe, `<(zcat …)`) gives its bytes only once, and a second open would
+    // lose the first two. A pipe may also deliver one byte at a time.
     let mut magic = [0u8; 2];
-    let n = f.read(&mut magic)?;
-    let f = File::open(p)?;
-    if n == 2 && magic == [0x1f, 0x8b] {
-        let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, f));
+    let mut n = 0;
+    while n < magic.len() {
+        match f.read(&mut magic[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let gzip = n == 2 && magic == [0x1f, 0x8b];
+    let stream = io::Cursor::new(magic).take(n as u64).chain(f);
+    if gzip {
+        let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, stream));
         Ok((Box::new(BufReader::with_capacity(1 << 16, gz)), size))
     } else {
-        Ok((Box::new(BufReader::with_capacity(1 << 16, f)), size))
+        Ok((Box::new(BufReader::with_capacity(1 << 16, stream)), size))
     }
 }
 
@@ -354,6 +367,49 @@ mod tests {
         let mut lr = LineReader::new(r, 100);
         let mut buf = Vec::new();
         assert_eq!(lr.next_line(&mut buf).unwrap().unwrap().bytes, b"one");
+    }
+
+    /// Every line of what a named pipe carries, read through [`Input::open`].
+    fn lines_through_a_named_pipe(payload: Vec<u8>) -> Vec<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo failed");
+        let writer_path = fifo.clone();
+        // One byte per write first, as a slow producer delivers them.
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut w = File::create(writer_path).unwrap();
+            for b in &payload[..2] {
+                w.write_all(&[*b]).unwrap();
+                w.flush().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            w.write_all(&payload[2..]).unwrap();
+        });
+        let (r, _) = Input::Path(fifo).open().unwrap();
+        let mut lr = LineReader::new(r, 100);
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        while let Some(l) = lr.next_line(&mut buf).unwrap() {
+            lines.push(l.bytes.to_vec());
+        }
+        writer.join().unwrap();
+        lines
+    }
+
+    #[test]
+    fn a_named_pipe_keeps_its_first_bytes_plain_or_gzip() {
+        use std::io::Write;
+        let plain = lines_through_a_named_pipe(b"hello error 1\nsecond\n".to_vec());
+        assert_eq!(plain, vec![b"hello error 1".to_vec(), b"second".to_vec()]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"one\ntwo\n").unwrap();
+        let zipped = lines_through_a_named_pipe(gz.finish().unwrap());
+        assert_eq!(zipped, vec![b"one".to_vec(), b"two".to_vec()]);
     }
 
     #[test]
