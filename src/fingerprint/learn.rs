@@ -1609,25 +1609,7 @@ impl Learner {
         // a verb every method or component shares, so the varying word
         // before it *is* the event, not a value of it.
         let constants = general.iter().filter(|w| is_constant(w)).count();
-        // Words masking already made placeholders (not learned here) are
-        // values whatever the learner decides, and match only masked
-        // values: where the message names its event first (a constant
-        // first word, as for the lone constant above), the share is of the
-        // words the learner decides on. Where it starts with the varying
-        // word, that word may be the event, and the rest must say what
-        // the message is: every word counts.
-        let masked = if general.first().is_some_and(|w| is_constant(w)) {
-            general
-                .iter()
-                .enumerate()
-                .filter(|&(i, w)| {
-                    !learned.contains(&(i as u32)) && !is_constant(w) && w.contains(VAR)
-                })
-                .count()
-        } else {
-            0
-        };
-        let need = (((general.len() - masked) as f64) * self.min_constant_share).ceil() as usize;
+        let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
         let lone_trailing = constants < 2 && !general.first().is_some_and(|w| is_constant(w));
         if constants < need.max(1) || lone_trailing {
             return None;
@@ -2294,22 +2276,6 @@ mod tests {
         assert!(d.observe(1, "join <*> <*> (command <*>) failed").created);
         let r = l.observe(1, "join <*> <*> (command <*>) failed");
         assert_eq!(l.template(r.cluster), "<*> <*> <*> (command <*>) failed");
-    }
-
-    #[test]
-    fn masked_values_do_not_count_against_the_constant_share_after_a_leading_constant() {
-        // Two thirds of the words constant is more than `Unknown user <*>
-        // from <*>` keeps (3 of 5) if the masked address counted; it is a
-        // value whatever the learner decides, so 3 of 4 is enough.
-        let mut l = Learner::new(true, 3, 0.0).with_min_constant_share(0.67);
-        for u in ["ann", "bob", "cid"] {
-            l.observe(1, &format!("Unknown user {u} from <*>"));
-        }
-        let r = l.observe(1, "Unknown user dee from <*>");
-        assert!(!r.created);
-        assert_eq!(l.template(r.cluster), "Unknown user <*> from <*>");
-        // A message that starts with its varying word still counts every
-        // word (`the_constant_share_is_configurable`).
     }
 
     #[test]
