@@ -17,6 +17,7 @@
 //! The module sits beside `source`, above it: it feeds the engine like a
 //! source and uses the aligner and the driver; nothing below imports it.
 
+pub mod changelog;
 mod stage1;
 mod stage2;
 pub mod topics;
@@ -28,18 +29,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, KafkaResult};
 
-use crate::alert::kafka::{AuthWatch, KafkaAlertSink, SharedProducer};
 use crate::alert::{AlertSink, SinkError};
 use crate::config::Config;
-use crate::engine::{Engine, PipelineError};
+use crate::engine::PipelineError;
 use crate::metrics::Metrics;
-use crate::source::driver::{self, Cadence};
-use crate::source::kafka::gated::Gated;
 use crate::source::kafka::{RunOptions, RunSummary, Status};
-use crate::state::{State, StateError};
+use crate::state::StateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScaleError {
@@ -101,68 +99,103 @@ fn timeout_retry<T>(mut f: impl FnMut(Duration) -> KafkaResult<T>) -> KafkaResul
     }
 }
 
-/// A consumer that only asks the broker about groups (it joins none).
-fn group_probe(cfg: &Config) -> Result<BaseConsumer<Quiet>, ScaleError> {
-    client(cfg, &cfg.kafka.consumer_properties)
-        .create_with_context(Quiet)
-        .map_err(kafka("creating the group probe"))
+/// The stages' consumer context in their groups: a revocation aborts the
+/// stage's open transaction at once (`abort`), inside the callback, before
+/// the partitions can go to another member; the stage's loop then drops
+/// what it held (`changed`) and takes up the new assignment from the
+/// committed offsets. Aborting rather than committing keeps the callback
+/// short and correct under any assignor: what the aborted batch did is
+/// redone by whoever owns the partitions next, from the last commit.
+pub(crate) struct Owner {
+    abort: Box<dyn Fn() + Send + Sync>,
+    /// Set by every rebalance; the loop takes it.
+    pub(crate) changed: Arc<AtomicBool>,
+    /// Set when partitions were revoked (and the batch aborted): the loop
+    /// drops everything it held.
+    pub(crate) revoked: Arc<AtomicBool>,
 }
 
-/// How long the broker keeps a member that stopped heart-beating: the
-/// consumer's `session.timeout.ms` (librdkafka's default, 45 s).
-fn session_timeout(cfg: &Config) -> Duration {
-    let ms = cfg
-        .kafka
-        .consumer_properties
-        .get("session.timeout.ms")
-        .or_else(|| cfg.kafka.properties.get("session.timeout.ms"))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(45_000);
-    Duration::from_millis(ms)
-}
-
-/// Several instances in one group are designed, not built (docs/scaling.md):
-/// each stage 2 reads every internal partition, so a second instance would
-/// repeat alerts and split the state without a word. So stage 1 does not
-/// join a group that has live members. A member left by a killed instance
-/// (kill -9, a crashed pod) stays listed until the broker's session timeout
-/// drops it: that long, plus a margin, is waited for before refusing.
-fn only_instance(
-    probe: &BaseConsumer<Quiet>,
-    group: &str,
-    session: Duration,
-) -> Result<(), ScaleError> {
-    let deadline = Instant::now() + session + Duration::from_secs(5);
-    let mut logged = false;
-    loop {
-        let list = probe
-            .fetch_group_list(Some(group), Duration::from_secs(10))
-            .map_err(kafka("listing the consumer group"))?;
-        let members: usize = list
-            .groups()
-            .iter()
-            .filter(|g| g.name() == group)
-            .map(|g| g.members().len())
-            .sum();
-        if members == 0 {
-            return Ok(());
+impl Owner {
+    pub(crate) fn new(abort: Box<dyn Fn() + Send + Sync>) -> Owner {
+        Owner {
+            abort,
+            changed: Arc::new(AtomicBool::new(false)),
+            revoked: Arc::new(AtomicBool::new(false)),
         }
-        if Instant::now() >= deadline {
-            return Err(ScaleError::SecondInstance {
-                group: group.to_string(),
-                members,
-            });
-        }
-        if !logged {
-            tracing::warn!(
-                group,
-                members,
-                "the consumer group has members: waiting up to the session timeout for those of a stopped instance to expire"
-            );
-            logged = true;
-        }
-        std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+impl rdkafka::ClientContext for Owner {
+    fn error(&self, error: KafkaError, reason: &str) {
+        Quiet.error(error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Owner {
+    fn pre_rebalance(
+        &self,
+        _: &BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Revoke(tpl) = rebalance
+            && tpl.count() > 0
+        {
+            (self.abort)();
+            self.revoked.store(true, Ordering::Relaxed);
+        }
+        self.changed.store(true, Ordering::Relaxed);
+    }
+
+    fn post_rebalance(
+        &self,
+        _: &BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Error(e) = rebalance {
+            tracing::warn!(error = %e, "scale-out: rebalance error");
+        }
+        self.changed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The abort a revocation runs: the open transaction of `producer`, if
+/// `in_txn`, is aborted (a failure is logged: the broker aborts it after
+/// `transaction.timeout.ms` anyway, and the next commit fails loudly).
+pub(crate) fn aborter<C: rdkafka::producer::ProducerContext + 'static>(
+    producer: Arc<rdkafka::producer::ThreadedProducer<C>>,
+    in_txn: Arc<AtomicBool>,
+    stage: &'static str,
+) -> Box<dyn Fn() + Send + Sync> {
+    Box::new(move || {
+        if in_txn.swap(false, Ordering::Relaxed) {
+            tracing::info!(stage, "partitions revoked: aborting the open batch");
+            if let Err(e) = timeout_retry(|t| {
+                rdkafka::producer::Producer::abort_transaction(&*producer, t)
+            }) {
+                tracing::warn!(stage, error = %e, "aborting the open batch on revocation");
+            }
+        }
+    })
+}
+
+/// Whether a failed transactional call leaves the producer usable after an
+/// abort (a rebalance under way fences the batch's offsets: the batch is
+/// redone from the last commit) rather than stopping the stage.
+pub(crate) fn abortable(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(t) if t.txn_requires_abort() && !t.is_fatal())
+}
+
+/// A transactional id for one stage of this instance.
+pub(crate) fn transactional_id(cfg: &Config, stage: &str) -> String {
+    match cfg.scale_out.instance.as_str() {
+        "" => format!("{}-{stage}", cfg.kafka.transactional_id),
+        i => format!("{}-{stage}-{i}", cfg.kafka.transactional_id),
+    }
+}
+
+/// The changelog topic's name: `<kafka.group_id>-changelog`.
+pub fn changelog_topic(cfg: &Config) -> String {
+    format!("{}-changelog", cfg.kafka.group_id)
 }
 
 /// The internal events topic's name.
@@ -183,15 +216,16 @@ pub fn run(
 ) -> Result<RunSummary, ScaleError> {
     let k = &cfg.kafka;
     let so = &cfg.scale_out;
-    // Before any transactional producer: a refused instance must not fence
-    // the running one's transactions.
-    only_instance(&group_probe(cfg)?, &k.group_id, session_timeout(cfg))?;
+    let admin = client(cfg, &BTreeMap::new());
     let topic = events_topic(cfg);
+    // Stage 2 reads what stage 1 wrote until it has committed past it; a
+    // day covers a stopped stage 2 for a while.
     let partitions = topics::ensure(
-        &client(cfg, &BTreeMap::new()),
+        &admin,
         &topic,
         so.partitions,
         so.replication,
+        &[("retention.ms", "86400000")],
     )?;
     if partitions != so.partitions {
         tracing::warn!(
@@ -201,88 +235,47 @@ pub fn run(
             "the internal topic exists with another partition count; using it as it is"
         );
     }
-
-    // Stage 2's clients and engine first: it must be ready to read what
-    // stage 1 commits.
-    let producer: Option<SharedProducer> = if k.alerts_topic.is_empty() {
-        None
-    } else {
-        let mut pc = client(cfg, &k.producer_properties);
-        pc.set("transactional.id", format!("{}-stage2", k.transactional_id))
-            .set("enable.idempotence", "true")
-            .set("acks", "all");
-        let p: rdkafka::producer::ThreadedProducer<AuthWatch> = pc
-            .create_with_context(AuthWatch::default())
-            .map_err(kafka("creating the stage-2 producer"))?;
-        timeout_retry(|t| rdkafka::producer::Producer::init_transactions(&p, t))
-            .map_err(kafka("init transactions (stage 2)"))?;
-        Some(Arc::new(p))
-    };
-    let mut cc = client(cfg, &k.consumer_properties);
-    cc.set("group.id", format!("{}-stage2", k.group_id))
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer<Quiet> = cc
-        .create_with_context(Quiet)
-        .map_err(kafka("creating the stage-2 consumer"))?;
-
-    let mut sinks: Vec<Box<dyn AlertSink>> = (opts.make_sinks)()?;
-    if let Some(p) = &producer {
-        sinks.push(Box::new(KafkaAlertSink::new(
-            p.clone(),
-            &k.alerts_topic,
-            true,
+    let changelog = changelog_topic(cfg);
+    let logged = topics::ensure(
+        &admin,
+        &changelog,
+        partitions,
+        so.replication,
+        &[("cleanup.policy", "compact")],
+    )?;
+    if logged != partitions {
+        return Err(ScaleError::Topic(format!(
+            "the changelog topic {changelog} has {logged} partitions, the events topic {topic} \
+             {partitions}: they must match (a partition's state lives in the changelog \
+             partition of the same number); recreate the changelog or the events topic"
         )));
     }
-    let silent = Arc::new(AtomicBool::new(false));
-    let sinks = sinks
-        .into_iter()
-        .map(|inner| {
-            Box::new(Gated {
-                inner,
-                silent: silent.clone(),
-            }) as Box<dyn AlertSink>
-        })
-        .collect();
-    let state = State::load_writable(&opts.state_dir)?;
-    let mut engine = Engine::new(cfg, state, &opts.baseline, sinks, metrics)?;
-    engine.forget_emitted();
-    let mut s2 = stage2::Stage2::new(
-        engine,
-        silent,
-        consumer,
-        producer,
-        &topic,
-        partitions,
-        k.partition_buffer,
-        so.max_idle.0.max(k.max_idle.0),
-    );
 
-    s2.assign()?;
+    let sinks: Vec<Box<dyn AlertSink>> = (opts.make_sinks)()?;
+    let mut s2 = stage2::Stage2::new(
+        stage2::Build {
+            cfg: cfg.clone(),
+            baseline: opts.baseline.clone(),
+            metrics,
+            sinks,
+        },
+        &topic,
+        &changelog,
+    )?;
     let s1 = stage1::Stage1::new(cfg, &topic, partitions)?;
     let stage1 = stage1::spawn(s1, opts.shutdown.clone());
     status.ready.store(true, Ordering::Relaxed);
-    tracing::info!(topics = ?k.topics, group = %k.group_id, events = %topic, partitions, "consuming in two stages (scale_out)");
+    tracing::info!(topics = ?k.topics, group = %k.group_id, events = %topic, %changelog, partitions, instance = %so.instance, "consuming in two stages (scale_out)");
 
-    let cadence = Cadence {
-        records: k.batch_size as u64,
-        interval: Some(k.commit_interval.0),
-        store: Some(&opts.state_dir),
-        commands: opts.commands.as_deref().map(|c| c as &dyn driver::Commands),
-    };
     let mut batches = 0u64;
     let mut result = Ok(());
     while !opts.shutdown.load(Ordering::Relaxed) {
-        match driver::step(&mut s2, &cadence) {
-            Ok(s) => {
-                if s.checkpointed {
-                    batches += 1;
-                    status.batches.fetch_add(1, Ordering::Relaxed);
-                }
+        match s2.step() {
+            Ok(true) => {
+                batches += 1;
+                status.batches.fetch_add(1, Ordering::Relaxed);
             }
+            Ok(false) => {}
             Err(e) => {
                 opts.shutdown.store(true, Ordering::Relaxed);
                 result = Err(e);
@@ -290,15 +283,9 @@ pub fn run(
             }
         }
     }
-    let mut clean = result.is_ok();
-    if result.is_ok() && s2.at_boundary_now() {
-        match driver::checkpoint(&mut s2, &opts.state_dir, true) {
-            Ok(()) => batches += 1,
-            Err(e) => {
-                clean = false;
-                result = Err(e);
-            }
-        }
+    let clean = result.is_ok();
+    if result.is_ok() {
+        result = s2.close();
     }
     let forwarded = match stage1.join() {
         Ok(r) => r,
@@ -306,9 +293,16 @@ pub fn run(
     };
     result?;
     let forwarded = forwarded?;
-    tracing::info!(forwarded, "stage 1 stopped");
+    tracing::info!(
+        forwarded,
+        commits = s2.commits,
+        snapshot_ms = s2.snapshot_time.as_millis() as u64,
+        snapshot_bytes = s2.snapshot_bytes,
+        restore_ms = s2.restore_time.as_millis() as u64,
+        "scale-out stopped"
+    );
     Ok(RunSummary {
-        records: s2.engine.state.kafka_records,
+        records: s2.records(),
         batches,
         clean,
     })
