@@ -459,6 +459,11 @@ impl Stage2 {
             part.engine.state.kafka_records += n;
             total += n;
         }
+        // Input messages decided on (`faultline_lines_total`, as the
+        // single-stage source counts them).
+        self.metrics
+            .lines
+            .fetch_add(total, std::sync::atomic::Ordering::Relaxed);
         total
     }
 

@@ -27,6 +27,10 @@ struct Scaled {
 }
 
 fn setup(name: &str, internal_partitions: i32) -> Scaled {
+    setup_fetching(name, internal_partitions, 1 << 20)
+}
+
+fn setup_fetching(name: &str, internal_partitions: i32, fetch_bytes: usize) -> Scaled {
     let group = unique(&format!("{name}-group"));
     let g = group.clone();
     let s = Setup::with_topics(name, 3, |logs, alerts| {
@@ -41,10 +45,19 @@ transactional_id = "{txid}"
 [kafka.consumer_properties]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "1000"
+# Small fetches: the stream drains over many batches, so a member killed
+# or added at a third of it falls mid-stream.
+"max.partition.fetch.bytes" = "{fetch}"
 # A killed instance's open transaction holds read_committed readers back
 # until the broker aborts it: 10 s instead of librdkafka's 60.
 [kafka.producer_properties]
 "transaction.timeout.ms" = "10000"
+# The stream is two hours of event time replayed in seconds: a stall of
+# stage 2 while the group rebalances (session timeout, a killed member's
+# transaction timeout) would read as minutes of silence to the wall-clock
+# silence clock, which replay (the reference) never runs.
+[signals]
+silence_after = "10m"
 [scale_out]
 enabled = true
 partitions = {internal_partitions}
@@ -52,6 +65,7 @@ replication = 1
 "#,
             broker = broker_addr(),
             txid = unique(&format!("{name}-tx")),
+            fetch = fetch_bytes,
         )
     });
     Scaled {
@@ -217,47 +231,60 @@ fn instances_share_the_stream(name: &str, first: &[&str], killed: &str, added: &
     if broker().is_none() {
         return;
     }
-    let sc = setup(name, 4);
+    let sc = setup_fetching(name, 4, 4096);
     let s = &sc.s;
     let records = generated(11, 120, 6.0);
     let expected = s.replay(&lines(&records));
-    produce_to(&s.logs, &records, |r| {
-        (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
-    });
+    let n = records.len() as u64;
     let started = Instant::now();
     // Small batches: the group rebalances while batches are open.
     let env = [("FAULTLINE__KAFKA__BATCH_SIZE", "1000")];
-    let mut running: Vec<(&str, Service)> =
-        first.iter().map(|n| (*n, sc.instance(n, &env))).collect();
-    let n = records.len() as u64;
-    sc.wait_for_records(n / 3, Duration::from_secs(120));
-    let i = running
-        .iter()
-        .position(|(n, _)| *n == killed)
-        .expect("the killed instance runs");
-    let (_, victim) = running.remove(i);
-    victim.kill9();
-    eprintln!(
-        "kill -9 of instance {killed} at {} records ({:?})",
-        sc.records(),
-        started.elapsed()
-    );
-    running.push((added, sc.instance(added, &env)));
-    sc.wait_for_records(n, Duration::from_secs(240));
-    eprintln!(
-        "{} instances then one killed and one added: {n} records in {:?}",
-        first.len(),
-        started.elapsed()
-    );
-    for (name, svc) in running {
-        let (code, _) = svc.terminate();
-        assert_eq!(
-            code,
-            Some(0),
-            "instance {name}: SIGTERM exit; log: {}",
-            s.log_tail()
+    produce_to(&s.logs, &records, |r| {
+        (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
+    });
+    {
+        let mut running: Vec<(&str, Service)> =
+            first.iter().map(|n| (*n, sc.instance(n, &env))).collect();
+        let i = running
+            .iter()
+            .position(|(n, _)| *n == killed)
+            .expect("the killed instance runs");
+        let (_, victim) = running.remove(i);
+        // Killed while it works: once its engines have taken a sixth of
+        // the stream's lines (its own metric; the changelog lags a batch).
+        let limit = Instant::now() + Duration::from_secs(120);
+        while victim.metric("faultline_lines_total").unwrap_or(0) < n / 6 {
+            assert!(Instant::now() < limit, "instance {killed} never got going: {}", s.log_tail());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        victim.kill9();
+        eprintln!(
+            "kill -9 of instance {killed} at {} records ({:?})",
+            sc.records(),
+            started.elapsed()
         );
+        running.push((added, sc.instance(added, &env)));
+        sc.wait_for_records(n, Duration::from_secs(240));
+        eprintln!(
+            "{} instances then one killed and one added: {n} records in {:?}; {} partition restores",
+            first.len(),
+            started.elapsed(),
+            std::fs::read_to_string(s.dir.path().join("run.log"))
+                .unwrap_or_default()
+                .matches("state restored from the changelog")
+                .count()
+        );
+        for (name, svc) in running {
+            let (code, _) = svc.terminate();
+            assert_eq!(
+                code,
+                Some(0),
+                "instance {name}: SIGTERM exit; log: {}",
+                s.log_tail()
+            );
+        }
     }
+    let _ = std::fs::copy(s.dir.path().join("run.log"), "/tmp/scale2-run.log"); // DEBUG
     assert_eq!(sc.records(), n, "every record processed once");
     assert_same_as_replay(
         &format!("{} instances, one killed, one added", first.len()),
@@ -269,4 +296,9 @@ fn instances_share_the_stream(name: &str, first: &[&str], killed: &str, added: &
 #[test]
 fn two_instances_with_one_killed_and_one_added_give_replays_alerts_exactly_once() {
     instances_share_the_stream("scale2i", &["a", "b"], "b", "c");
+}
+
+#[test]
+fn three_instances_with_one_killed_and_one_added_give_replays_alerts_exactly_once() {
+    instances_share_the_stream("scale3i", &["a", "b", "c"], "b", "d");
 }
