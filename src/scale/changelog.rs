@@ -91,7 +91,8 @@ pub fn write(
         bytes.chunks(CHUNK).collect()
     };
     let send = |key: &[u8], payload: Option<&[u8]>| -> Result<(), ScaleError> {
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition).key(key);
+        let mut rec: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topic).partition(partition).key(key);
         if let Some(p) = payload {
             rec = rec.payload(p);
         }
@@ -179,84 +180,115 @@ pub(crate) fn reader(client: &ClientConfig) -> Result<BaseConsumer<super::Quiet>
         .map_err(kafka("creating the changelog reader"))
 }
 
-/// Restores partition `partition`'s state from the changelog: reads it to
-/// its end under read_committed, until the snapshot found is the one the
-/// committed offset `committed` of the events partition belongs to (the
-/// snapshot records the offset it was committed with; `None` = nothing
-/// committed yet). A snapshot behind the commit means a transaction of a
-/// stopped owner still holds the end of the changelog back (the broker
-/// aborts it after its `transaction.timeout.ms`): restoring then would
-/// lose or repeat work, so it waits up to `wait`.
+/// A partition to restore: its number, the events offset the group
+/// committed for it (`None` = nothing committed yet) and the key under
+/// which a snapshot records that offset.
+pub(crate) struct Wanted {
+    pub partition: i32,
+    pub committed: Option<i64>,
+    pub events_key: String,
+}
+
+/// Restores the states of `wanted` partitions from the changelog, all at
+/// once (one reader, every partition assigned together: a rebalance costs
+/// one read of the changelog, not one per partition). Each partition is
+/// read to its end under read_committed until the snapshot found is the
+/// one its committed offset belongs to (a snapshot records the offset it
+/// was committed with). A snapshot behind the commit means a transaction
+/// of a stopped owner still holds the end of the changelog back (the
+/// broker aborts it after its `transaction.timeout.ms`): restoring then
+/// would lose or repeat work, so it waits up to `wait`.
 pub(crate) fn restore(
     reader: &BaseConsumer<super::Quiet>,
     topic: &str,
-    partition: i32,
-    events_key: &str,
-    committed: Option<i64>,
+    wanted: &[Wanted],
     wait: Duration,
-) -> Result<Option<(State, Written)>, ScaleError> {
+) -> Result<HashMap<i32, Option<(State, Written)>>, ScaleError> {
+    let mut out = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .map_err(kafka("changelog offsets"))?;
+    for w in wanted {
+        tpl.add_partition_offset(topic, w.partition, Offset::Beginning)
+            .map_err(kafka("changelog offsets"))?;
+    }
     reader
         .assign(&tpl)
-        .map_err(kafka("assigning a changelog partition"))?;
+        .map_err(kafka("assigning the changelog partitions"))?;
     let until = Instant::now() + wait;
-    let mut latest: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    let mut at_end = false;
+    let mut latest: HashMap<i32, HashMap<Vec<u8>, Vec<u8>>> = HashMap::new();
     let mut logged = false;
-    loop {
-        match reader.poll(Duration::from_millis(100)) {
+    while out.len() < wanted.len() {
+        let ended = match reader.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                let keys = latest.entry(m.partition()).or_default();
                 let key = m.key().unwrap_or(&[]).to_vec();
                 match m.payload() {
                     Some(v) => {
-                        latest.insert(key, v.to_vec());
+                        keys.insert(key, v.to_vec());
                     }
                     None => {
-                        latest.remove(&key);
+                        keys.remove(&key);
                     }
                 }
-                at_end = false;
+                None
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => at_end = true,
-            Some(Err(e)) => tracing::warn!(error = %e, "changelog reader"),
-            None => {}
-        }
-        if !at_end {
+            Some(Err(KafkaError::PartitionEOF(p))) => Some(p),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "changelog reader");
+                None
+            }
+            None => None,
+        };
+        let Some(p) = ended else {
+            if Instant::now() >= until {
+                break;
+            }
             continue;
-        }
-        let found = assemble(&latest).map_err(|e| {
+        };
+        let Some(w) = wanted.iter().find(|w| w.partition == p) else {
+            continue;
+        };
+        let found = assemble(latest.get(&p).unwrap_or(&HashMap::new())).map_err(|e| {
             ScaleError::Topic(format!(
-                "changelog {topic} partition {partition} is not readable: {e}"
+                "changelog {topic} partition {p} is not readable: {e}"
             ))
         })?;
         let at = found
             .as_ref()
-            .and_then(|(s, _)| s.kafka_offsets.get(events_key).copied());
-        if at == committed || committed.is_none() {
-            reader
-                .unassign()
-                .map_err(kafka("unassigning a changelog partition"))?;
-            return Ok(found);
-        }
-        if Instant::now() >= until {
-            return Err(ScaleError::Topic(format!(
-                "changelog {topic} partition {partition}: its last snapshot is at offset \
-                 {at:?} of {events_key}, the group committed {committed:?}; waited {wait:?} for \
-                 an open transaction to end"
-            )));
-        }
-        if !logged {
+            .and_then(|(s, _)| s.kafka_offsets.get(&w.events_key).copied());
+        if at == w.committed || w.committed.is_none() {
+            out.insert(p, found);
+        } else if !logged {
             tracing::info!(
-                partition,
+                partition = p,
                 snapshot = ?at,
-                committed = ?committed,
+                committed = ?w.committed,
                 "changelog behind the commit: waiting for a stopped owner's transaction to end"
             );
             logged = true;
         }
+        if Instant::now() >= until {
+            break;
+        }
     }
+    reader
+        .unassign()
+        .map_err(kafka("unassigning the changelog partitions"))?;
+    if out.len() < wanted.len() {
+        let missing: Vec<i32> = wanted
+            .iter()
+            .map(|w| w.partition)
+            .filter(|p| !out.contains_key(p))
+            .collect();
+        return Err(ScaleError::Topic(format!(
+            "changelog {topic}: partitions {missing:?} did not reach the snapshot of their \
+             committed offset within {wait:?} (an open transaction of a stopped owner that \
+             did not end, or the changelog was deleted while the group's offsets were kept)"
+        )));
+    }
+    Ok(out)
 }
 
 /// The latest committed state of every partition of the changelog `topic`
@@ -268,12 +300,18 @@ pub fn states(
     partitions: i32,
 ) -> Result<Vec<(i32, State)>, ScaleError> {
     let r = reader(client)?;
-    let mut out = Vec::new();
-    for p in 0..partitions {
-        if let Some((s, _)) = restore(&r, topic, p, "", None, Duration::ZERO)? {
-            out.push((p, s));
-        }
-    }
+    let wanted: Vec<Wanted> = (0..partitions)
+        .map(|partition| Wanted {
+            partition,
+            committed: None,
+            events_key: String::new(),
+        })
+        .collect();
+    let mut out: Vec<(i32, State)> = restore(&r, topic, &wanted, Duration::from_secs(5))?
+        .into_iter()
+        .filter_map(|(p, s)| Some((p, s?.0)))
+        .collect();
+    out.sort_by_key(|(p, _)| *p);
     Ok(out)
 }
 

@@ -132,11 +132,7 @@ impl rdkafka::ClientContext for Owner {
 }
 
 impl rdkafka::consumer::ConsumerContext for Owner {
-    fn pre_rebalance(
-        &self,
-        _: &BaseConsumer<Self>,
-        rebalance: &rdkafka::consumer::Rebalance<'_>,
-    ) {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
         if let rdkafka::consumer::Rebalance::Revoke(tpl) = rebalance
             && tpl.count() > 0
         {
@@ -146,11 +142,7 @@ impl rdkafka::consumer::ConsumerContext for Owner {
         self.changed.store(true, Ordering::Relaxed);
     }
 
-    fn post_rebalance(
-        &self,
-        _: &BaseConsumer<Self>,
-        rebalance: &rdkafka::consumer::Rebalance<'_>,
-    ) {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
         if let rdkafka::consumer::Rebalance::Error(e) = rebalance {
             tracing::warn!(error = %e, "scale-out: rebalance error");
         }
@@ -169,9 +161,17 @@ pub(crate) fn aborter<C: rdkafka::producer::ProducerContext + 'static>(
     Box::new(move || {
         if in_txn.swap(false, Ordering::Relaxed) {
             tracing::info!(stage, "partitions revoked: aborting the open batch");
-            if let Err(e) = timeout_retry(|t| {
-                rdkafka::producer::Producer::abort_transaction(&*producer, t)
-            }) {
+            // What the batch sent is delivered first: an abort racing the
+            // registration of the batch's partitions with the coordinator
+            // is refused as a fatal INVALID_TXN_STATE (seen on the test
+            // broker with librdkafka 2.12).
+            if let Err(e) = rdkafka::producer::Producer::flush(&*producer, Duration::from_secs(30))
+            {
+                tracing::warn!(stage, error = %e, "flushing the batch before its abort");
+            }
+            if let Err(e) =
+                timeout_retry(|t| rdkafka::producer::Producer::abort_transaction(&*producer, t))
+            {
                 tracing::warn!(stage, error = %e, "aborting the open batch on revocation");
             }
         }

@@ -221,24 +221,22 @@ impl Stage2 {
 
     /// Records processed, as the owned partitions' states count them.
     pub(super) fn records(&self) -> u64 {
-        self.parts.values().map(|p| p.engine.state.kafka_records).sum()
+        self.parts
+            .values()
+            .map(|p| p.engine.state.kafka_records)
+            .sum()
     }
 
     fn key(&self, p: i32) -> String {
         format!("{}/{p}", self.topic)
     }
 
-    /// Builds partition `p`'s engine from its changelog.
-    fn open(&mut self, p: i32, committed: Option<i64>) -> Result<Part, ScaleError> {
-        let t = Instant::now();
-        let restored = changelog::restore(
-            &self.reader,
-            &self.changelog,
-            p,
-            &self.key(p),
-            committed,
-            self.restore_wait,
-        )?;
+    /// Builds partition `p`'s engine from its restored state.
+    fn open(
+        &mut self,
+        p: i32,
+        restored: Option<(crate::state::State, Written)>,
+    ) -> Result<Part, ScaleError> {
         let (state, written) = match restored {
             Some((s, w)) => (Some(s), w),
             None => (None, Written::default()),
@@ -288,13 +286,11 @@ impl Stage2 {
             align.assign(&u, now);
             done.insert(u, o);
         }
-        self.restore_time += t.elapsed();
         tracing::info!(
             partition = p,
             types = engine.state.baseline.known(),
             records = engine.state.kafka_records,
             bytes = written.bytes,
-            took = ?t.elapsed(),
             "stage 2: partition assigned, state restored from the changelog"
         );
         Ok(Part {
@@ -359,19 +355,35 @@ impl Stage2 {
             .consumer
             .committed_offsets(tpl, Duration::from_secs(30))
             .map_err(kafka("reading the stage-2 group's offsets"))?;
+        let wanted: Vec<changelog::Wanted> = new
+            .iter()
+            .map(|&p| changelog::Wanted {
+                partition: p,
+                committed: committed.find_partition(&self.topic, p).and_then(|e| {
+                    match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    }
+                }),
+                events_key: self.key(p),
+            })
+            .collect();
+        let t = Instant::now();
+        let mut restored =
+            changelog::restore(&self.reader, &self.changelog, &wanted, self.restore_wait)?;
         let mut seek = TopicPartitionList::new();
-        for p in new {
-            let c = committed
-                .find_partition(&self.topic, p)
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                });
-            let part = self.open(p, c)?;
-            self.parts.insert(p, part);
-            seek.add_partition_offset(&self.topic, p, c.map_or(Offset::Beginning, Offset::Offset))
-                .map_err(kafka("offsets"))?;
+        for w in &wanted {
+            let part = self.open(w.partition, restored.remove(&w.partition).flatten())?;
+            self.parts.insert(w.partition, part);
+            seek.add_partition_offset(
+                &self.topic,
+                w.partition,
+                w.committed.map_or(Offset::Beginning, Offset::Offset),
+            )
+            .map_err(kafka("offsets"))?;
         }
+        self.restore_time += t.elapsed();
+        tracing::info!(partitions = wanted.len(), took = ?t.elapsed(), "stage 2: assignment restored from the changelog");
         if rewind {
             self.consumer
                 .seek_partitions(seek, Duration::from_secs(10))
@@ -485,7 +497,11 @@ impl Stage2 {
     pub(super) fn step(&mut self) -> Result<bool, ScaleError> {
         let msg = self.consumer.poll(Duration::from_millis(20));
         let got = match msg {
-            Some(Ok(m)) => Some((m.partition(), m.offset(), m.payload().unwrap_or(&[]).to_vec())),
+            Some(Ok(m)) => Some((
+                m.partition(),
+                m.offset(),
+                m.payload().unwrap_or(&[]).to_vec(),
+            )),
             Some(Err(KafkaError::PartitionEOF(_))) | None => None,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "stage-2 consumer");
@@ -589,7 +605,8 @@ impl Stage2 {
             Ok(())
         }
         .and_then(|()| {
-            timeout_retry(|t| self.producer.commit_transaction(t)).map_err(|e| (e, "commit (stage 2)"))
+            timeout_retry(|t| self.producer.commit_transaction(t))
+                .map_err(|e| (e, "commit (stage 2)"))
         });
         let result = match sent {
             Ok(()) => Ok(()),
