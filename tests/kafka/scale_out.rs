@@ -297,7 +297,6 @@ fn instances_share_the_stream(name: &str, first: &[&str], killed: &str, added: &
             );
         }
     }
-    let _ = std::fs::copy(s.dir.path().join("run.log"), "/tmp/scale2-run.log"); // DEBUG
     assert_eq!(sc.records(), n, "every record processed once");
     assert_same_as_replay(
         &format!("{} instances, one killed, one added", first.len()),
