@@ -96,19 +96,7 @@ pub fn write(
         if let Some(p) = payload {
             rec = rec.payload(p);
         }
-        loop {
-            match producer.send(rec) {
-                Ok(()) => return Ok(()),
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => return Err(kafka("producing a state snapshot")(e)),
-            }
-        }
+        super::send_waiting(&**producer, rec, "producing a state snapshot")
     };
     let mut value = Vec::with_capacity(CHUNK + 8);
     for (i, c) in chunks.iter().enumerate() {

@@ -185,6 +185,33 @@ pub(crate) fn abortable(e: &KafkaError) -> bool {
     matches!(e, KafkaError::Transaction(t) if t.txn_requires_abort() && !t.is_fatal())
 }
 
+/// Sends one record into the producer's open transaction, waiting while
+/// the local queue is full (the commit checks every delivery).
+pub(crate) fn send_waiting<C: rdkafka::producer::ProducerContext + 'static, K, P>(
+    producer: &rdkafka::producer::ThreadedProducer<C>,
+    mut rec: rdkafka::producer::BaseRecord<'_, K, P, C::DeliveryOpaque>,
+    context: &'static str,
+) -> Result<(), ScaleError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+    C::DeliveryOpaque: Default,
+{
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return Ok(()),
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                r,
+            )) => {
+                rec = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(kafka(context)(e)),
+        }
+    }
+}
+
 /// A transactional id for one stage of this instance.
 pub(crate) fn transactional_id(cfg: &Config, stage: &str) -> String {
     match cfg.scale_out.instance.as_str() {

@@ -338,22 +338,7 @@ impl Stage1 {
         if let Some(t) = time {
             rec = rec.timestamp(t);
         }
-        let mut rec = rec;
-        // A full queue waits for deliveries (the transaction commit
-        // checks them all).
-        loop {
-            match self.producer.send(rec) {
-                Ok(()) => return Ok(()),
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => return Err(kafka("producing an event")(e)),
-            }
-        }
+        super::send_waiting(&self.producer, rec, "producing an event")
     }
 
     /// Open records emitted, watermarks to every internal partition, input
