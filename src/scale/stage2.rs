@@ -70,23 +70,51 @@ struct Part {
 }
 
 /// A sink shared by the engines of all owned partitions (the local alert
-/// file, the API's view): made once per process.
-struct Shared(Arc<Mutex<Box<dyn AlertSink>>>);
+/// file, the API's view): made once per process. Its name and kind are the
+/// inner sink's, so the sink metrics keep their labels.
+struct Shared {
+    inner: Arc<Mutex<Box<dyn AlertSink>>>,
+    name: String,
+    kind: &'static str,
+}
+
+impl Shared {
+    fn new(inner: &Arc<Mutex<Box<dyn AlertSink>>>) -> Shared {
+        let (name, kind) = {
+            let s = inner.lock().unwrap_or_else(|e| e.into_inner());
+            (s.name().to_string(), s.kind())
+        };
+        Shared {
+            inner: inner.clone(),
+            name,
+            kind,
+        }
+    }
+}
 
 impl AlertSink for Shared {
     fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).emit(alert)
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .emit(alert)
     }
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush()
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).flush()
     }
     // No catalogue: each engine knows only its partition's types, and an
     // export replaces the catalogue (docs/scaling.md, limits).
     fn name(&self) -> &str {
-        "shared"
+        &self.name
+    }
+    fn waiting(&self) -> Option<usize> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting()
     }
     fn kind(&self) -> &'static str {
-        "other"
+        self.kind
     }
 }
 
@@ -244,7 +272,7 @@ impl Stage2 {
         let mut sinks: Vec<Box<dyn AlertSink>> = self
             .shared
             .iter()
-            .map(|s| Box::new(Shared(s.clone())) as Box<dyn AlertSink>)
+            .map(|s| Box::new(Shared::new(s)) as Box<dyn AlertSink>)
             .collect();
         let alerts = &self.cfg.kafka.alerts_topic;
         if !alerts.is_empty() {
