@@ -1,18 +1,19 @@
 //! Scale-out (issue 17, `docs/scaling.md`): `faultline run` in two stages
-//! over an internal Kafka topic, in the Kafka Streams model. Off by default
-//! (`[scale_out] enabled = true`).
+//! over internal Kafka topics, in the Kafka Streams model, with several
+//! instances per consumer group. Off by default (`[scale_out] enabled`).
 //!
 //! Stage 1 (`stage1.rs`) parses the input partitions the instance owns and
 //! forwards the parser's events, keyed by service, to the internal events
 //! topic in one transaction with the input offsets, with a watermark per
-//! upstream partition. Stage 2 (`stage2.rs`) replays the events of the
-//! internal partitions it owns into the [`Engine`] in event-time order and
-//! makes the decisions; alerts and its offsets commit in one transaction,
-//! then the state is saved (`source::driver::checkpoint`). This first slice
-//! runs both stages in one process and supports one instance per group:
-//! what several instances need (state restored from changelogs on the new
-//! owner, global known types, a control topic) is designed in
-//! `docs/scaling.md` and not built.
+//! upstream partition. Stage 2 (`stage2.rs`) owns the internal partitions
+//! its group assigns it, one [`Engine`](crate::engine::Engine) per
+//! partition, and replays their events in event-time order; alerts, a
+//! snapshot of each partition's state (`changelog.rs`) and its offsets
+//! commit in one transaction, and a partition's next owner restores its
+//! state from the changelog. A revocation aborts the open batch in the
+//! rebalance callback (`Owner`). Not built: a control topic for
+//! resolve/mute and global known types without the service in the
+//! fingerprint (`docs/scaling.md`).
 //!
 //! The module sits beside `source`, above it: it feeds the engine like a
 //! source and uses the aligner and the driver; nothing below imports it.
@@ -48,12 +49,6 @@ pub enum ScaleError {
     },
     #[error("scale-out: {0}")]
     Topic(String),
-    #[error(
-        "scale-out: consumer group `{group}` already has {members} live member(s); with \
-         [scale_out] enabled only one instance per group is built so far (docs/scaling.md): \
-         stop the other instance, or give this one another kafka.group_id"
-    )]
-    SecondInstance { group: String, members: usize },
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
