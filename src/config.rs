@@ -329,6 +329,12 @@ pub struct ScaleOutConfig {
     /// than `kafka.max_idle`: live, stage 1's watermarks say when an
     /// upstream partition is at its end, so this bounds only a stall.
     pub max_idle: Dur,
+    /// This instance's name among the instances of one group, stable
+    /// across its restarts (a pod name): it makes the stages'
+    /// transactional ids unique per instance, so a restart fences its own
+    /// previous incarnation and no other. Empty = one instance (the
+    /// transactional ids are `kafka.transactional_id`'s `-stage1`/`-stage2`).
+    pub instance: String,
 }
 
 impl Default for ScaleOutConfig {
@@ -339,6 +345,7 @@ impl Default for ScaleOutConfig {
             partitions: 12,
             replication: -1,
             max_idle: Dur::secs(30),
+            instance: String::new(),
         }
     }
 }
@@ -1365,6 +1372,17 @@ impl Config {
             return bad(
                 "scale_out.partitions",
                 "must lie between 1 and 10000 (partitions of the internal events topic)",
+            );
+        }
+        if self
+            .scale_out
+            .instance
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return bad(
+                "scale_out.instance",
+                "may hold only ASCII letters, digits, `-`, `_` and `.` (it becomes part of transactional ids)",
             );
         }
         let int = |key: &str, v: u64, lo: u64, hi: u64| {

@@ -277,6 +277,21 @@ impl Engine {
         }
     }
 
+    /// Moves event time to `t` without a record: scale-out's stage 2 feeds
+    /// each partition's engine the watermarks of the whole input, so an
+    /// engine owning a few services keeps the stream's clock (closes its
+    /// windows, judges its minutes) as one engine of every service would,
+    /// and starts its warm-up with the stream rather than with its own
+    /// first record. A time beyond the future guard is ignored.
+    pub fn tick(&mut self, t: EventTime) {
+        if t > now_ms().saturating_add(self.cfg.window.future_grace.as_millis()) {
+            return;
+        }
+        let t = self.event_time(Some(t));
+        self.advance(t);
+        self.deliver();
+    }
+
     /// Under `run`, when no input delivers anything (an idle poll at
     /// `wall`): the minute the signals' clock has reached if it is later
     /// than the last one judged, else `None`. The clock is the watermark

@@ -1,22 +1,24 @@
 //! Scale-out (issue 17, `docs/scaling.md`): `faultline run` in two stages
-//! over an internal Kafka topic, in the Kafka Streams model. Off by default
-//! (`[scale_out] enabled = true`).
+//! over internal Kafka topics, in the Kafka Streams model, with several
+//! instances per consumer group. Off by default (`[scale_out] enabled`).
 //!
 //! Stage 1 (`stage1.rs`) parses the input partitions the instance owns and
 //! forwards the parser's events, keyed by service, to the internal events
 //! topic in one transaction with the input offsets, with a watermark per
-//! upstream partition. Stage 2 (`stage2.rs`) replays the events of the
-//! internal partitions it owns into the [`Engine`] in event-time order and
-//! makes the decisions; alerts and its offsets commit in one transaction,
-//! then the state is saved (`source::driver::checkpoint`). This first slice
-//! runs both stages in one process and supports one instance per group:
-//! what several instances need (state restored from changelogs on the new
-//! owner, global known types, a control topic) is designed in
-//! `docs/scaling.md` and not built.
+//! upstream partition. Stage 2 (`stage2.rs`) owns the internal partitions
+//! its group assigns it, one [`Engine`](crate::engine::Engine) per
+//! partition, and replays their events in event-time order; alerts, a
+//! snapshot of each partition's state (`changelog.rs`) and its offsets
+//! commit in one transaction, and a partition's next owner restores its
+//! state from the changelog. A revocation aborts the open batch in the
+//! rebalance callback (`Owner`). Not built: a control topic for
+//! resolve/mute and global known types without the service in the
+//! fingerprint (`docs/scaling.md`).
 //!
 //! The module sits beside `source`, above it: it feeds the engine like a
 //! source and uses the aligner and the driver; nothing below imports it.
 
+pub mod changelog;
 mod stage1;
 mod stage2;
 pub mod topics;
@@ -28,18 +30,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, KafkaResult};
 
-use crate::alert::kafka::{AuthWatch, KafkaAlertSink, SharedProducer};
 use crate::alert::{AlertSink, SinkError};
 use crate::config::Config;
-use crate::engine::{Engine, PipelineError};
+use crate::engine::PipelineError;
 use crate::metrics::Metrics;
-use crate::source::driver::{self, Cadence};
-use crate::source::kafka::gated::Gated;
 use crate::source::kafka::{RunOptions, RunSummary, Status};
-use crate::state::{State, StateError};
+use crate::state::StateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScaleError {
@@ -50,12 +49,6 @@ pub enum ScaleError {
     },
     #[error("scale-out: {0}")]
     Topic(String),
-    #[error(
-        "scale-out: consumer group `{group}` already has {members} live member(s); with \
-         [scale_out] enabled only one instance per group is built so far (docs/scaling.md): \
-         stop the other instance, or give this one another kafka.group_id"
-    )]
-    SecondInstance { group: String, members: usize },
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
@@ -101,68 +94,130 @@ fn timeout_retry<T>(mut f: impl FnMut(Duration) -> KafkaResult<T>) -> KafkaResul
     }
 }
 
-/// A consumer that only asks the broker about groups (it joins none).
-fn group_probe(cfg: &Config) -> Result<BaseConsumer<Quiet>, ScaleError> {
-    client(cfg, &cfg.kafka.consumer_properties)
-        .create_with_context(Quiet)
-        .map_err(kafka("creating the group probe"))
+/// The stages' consumer context in their groups: a revocation aborts the
+/// stage's open transaction at once (`abort`), inside the callback, before
+/// the partitions can go to another member; the stage's loop then drops
+/// what it held (`changed`) and takes up the new assignment from the
+/// committed offsets. Aborting rather than committing keeps the callback
+/// short and correct under any assignor: what the aborted batch did is
+/// redone by whoever owns the partitions next, from the last commit.
+pub(crate) struct Owner {
+    abort: Box<dyn Fn() + Send + Sync>,
+    /// Set by every rebalance; the loop takes it.
+    pub(crate) changed: Arc<AtomicBool>,
+    /// Set when partitions were revoked (and the batch aborted): the loop
+    /// drops everything it held.
+    pub(crate) revoked: Arc<AtomicBool>,
 }
 
-/// How long the broker keeps a member that stopped heart-beating: the
-/// consumer's `session.timeout.ms` (librdkafka's default, 45 s).
-fn session_timeout(cfg: &Config) -> Duration {
-    let ms = cfg
-        .kafka
-        .consumer_properties
-        .get("session.timeout.ms")
-        .or_else(|| cfg.kafka.properties.get("session.timeout.ms"))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(45_000);
-    Duration::from_millis(ms)
-}
-
-/// Several instances in one group are designed, not built (docs/scaling.md):
-/// each stage 2 reads every internal partition, so a second instance would
-/// repeat alerts and split the state without a word. So stage 1 does not
-/// join a group that has live members. A member left by a killed instance
-/// (kill -9, a crashed pod) stays listed until the broker's session timeout
-/// drops it: that long, plus a margin, is waited for before refusing.
-fn only_instance(
-    probe: &BaseConsumer<Quiet>,
-    group: &str,
-    session: Duration,
-) -> Result<(), ScaleError> {
-    let deadline = Instant::now() + session + Duration::from_secs(5);
-    let mut logged = false;
-    loop {
-        let list = probe
-            .fetch_group_list(Some(group), Duration::from_secs(10))
-            .map_err(kafka("listing the consumer group"))?;
-        let members: usize = list
-            .groups()
-            .iter()
-            .filter(|g| g.name() == group)
-            .map(|g| g.members().len())
-            .sum();
-        if members == 0 {
-            return Ok(());
+impl Owner {
+    pub(crate) fn new(abort: Box<dyn Fn() + Send + Sync>) -> Owner {
+        Owner {
+            abort,
+            changed: Arc::new(AtomicBool::new(false)),
+            revoked: Arc::new(AtomicBool::new(false)),
         }
-        if Instant::now() >= deadline {
-            return Err(ScaleError::SecondInstance {
-                group: group.to_string(),
-                members,
-            });
-        }
-        if !logged {
-            tracing::warn!(
-                group,
-                members,
-                "the consumer group has members: waiting up to the session timeout for those of a stopped instance to expire"
-            );
-            logged = true;
-        }
-        std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+impl rdkafka::ClientContext for Owner {
+    fn error(&self, error: KafkaError, reason: &str) {
+        Quiet.error(error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Owner {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        if let rdkafka::consumer::Rebalance::Revoke(tpl) = rebalance
+            && tpl.count() > 0
+        {
+            (self.abort)();
+            self.revoked.store(true, Ordering::Relaxed);
+        }
+        self.changed.store(true, Ordering::Relaxed);
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        if let rdkafka::consumer::Rebalance::Error(e) = rebalance {
+            tracing::warn!(error = %e, "scale-out: rebalance error");
+        }
+        self.changed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The abort a revocation runs: the open transaction of `producer`, if
+/// `in_txn`, is aborted (a failure is logged: the broker aborts it after
+/// `transaction.timeout.ms` anyway, and the next commit fails loudly).
+pub(crate) fn aborter<C: rdkafka::producer::ProducerContext + 'static>(
+    producer: Arc<rdkafka::producer::ThreadedProducer<C>>,
+    in_txn: Arc<AtomicBool>,
+    stage: &'static str,
+) -> Box<dyn Fn() + Send + Sync> {
+    Box::new(move || {
+        if in_txn.swap(false, Ordering::Relaxed) {
+            tracing::info!(stage, "partitions revoked: aborting the open batch");
+            // What the batch sent is delivered first: an abort racing the
+            // registration of the batch's partitions with the coordinator
+            // is refused as a fatal INVALID_TXN_STATE (seen on the test
+            // broker with librdkafka 2.12).
+            if let Err(e) = rdkafka::producer::Producer::flush(&*producer, Duration::from_secs(30))
+            {
+                tracing::warn!(stage, error = %e, "flushing the batch before its abort");
+            }
+            if let Err(e) =
+                timeout_retry(|t| rdkafka::producer::Producer::abort_transaction(&*producer, t))
+            {
+                tracing::warn!(stage, error = %e, "aborting the open batch on revocation");
+            }
+        }
+    })
+}
+
+/// Whether a failed transactional call leaves the producer usable after an
+/// abort (a rebalance under way fences the batch's offsets: the batch is
+/// redone from the last commit) rather than stopping the stage.
+pub(crate) fn abortable(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(t) if t.txn_requires_abort() && !t.is_fatal())
+}
+
+/// Sends one record into the producer's open transaction, waiting while
+/// the local queue is full (the commit checks every delivery).
+pub(crate) fn send_waiting<C: rdkafka::producer::ProducerContext + 'static, K, P>(
+    producer: &rdkafka::producer::ThreadedProducer<C>,
+    mut rec: rdkafka::producer::BaseRecord<'_, K, P, C::DeliveryOpaque>,
+    context: &'static str,
+) -> Result<(), ScaleError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+    C::DeliveryOpaque: Default,
+{
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return Ok(()),
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                r,
+            )) => {
+                rec = r;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(kafka(context)(e)),
+        }
+    }
+}
+
+/// A transactional id for one stage of this instance.
+pub(crate) fn transactional_id(cfg: &Config, stage: &str) -> String {
+    match cfg.scale_out.instance.as_str() {
+        "" => format!("{}-{stage}", cfg.kafka.transactional_id),
+        i => format!("{}-{stage}-{i}", cfg.kafka.transactional_id),
+    }
+}
+
+/// The changelog topic's name: `<kafka.group_id>-changelog`.
+pub fn changelog_topic(cfg: &Config) -> String {
+    format!("{}-changelog", cfg.kafka.group_id)
 }
 
 /// The internal events topic's name.
@@ -183,15 +238,16 @@ pub fn run(
 ) -> Result<RunSummary, ScaleError> {
     let k = &cfg.kafka;
     let so = &cfg.scale_out;
-    // Before any transactional producer: a refused instance must not fence
-    // the running one's transactions.
-    only_instance(&group_probe(cfg)?, &k.group_id, session_timeout(cfg))?;
+    let admin = client(cfg, &BTreeMap::new());
     let topic = events_topic(cfg);
+    // Stage 2 reads what stage 1 wrote until it has committed past it; a
+    // day covers a stopped stage 2 for a while.
     let partitions = topics::ensure(
-        &client(cfg, &BTreeMap::new()),
+        &admin,
         &topic,
         so.partitions,
         so.replication,
+        &[("retention.ms", "86400000")],
     )?;
     if partitions != so.partitions {
         tracing::warn!(
@@ -201,88 +257,47 @@ pub fn run(
             "the internal topic exists with another partition count; using it as it is"
         );
     }
-
-    // Stage 2's clients and engine first: it must be ready to read what
-    // stage 1 commits.
-    let producer: Option<SharedProducer> = if k.alerts_topic.is_empty() {
-        None
-    } else {
-        let mut pc = client(cfg, &k.producer_properties);
-        pc.set("transactional.id", format!("{}-stage2", k.transactional_id))
-            .set("enable.idempotence", "true")
-            .set("acks", "all");
-        let p: rdkafka::producer::ThreadedProducer<AuthWatch> = pc
-            .create_with_context(AuthWatch::default())
-            .map_err(kafka("creating the stage-2 producer"))?;
-        timeout_retry(|t| rdkafka::producer::Producer::init_transactions(&p, t))
-            .map_err(kafka("init transactions (stage 2)"))?;
-        Some(Arc::new(p))
-    };
-    let mut cc = client(cfg, &k.consumer_properties);
-    cc.set("group.id", format!("{}-stage2", k.group_id))
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer<Quiet> = cc
-        .create_with_context(Quiet)
-        .map_err(kafka("creating the stage-2 consumer"))?;
-
-    let mut sinks: Vec<Box<dyn AlertSink>> = (opts.make_sinks)()?;
-    if let Some(p) = &producer {
-        sinks.push(Box::new(KafkaAlertSink::new(
-            p.clone(),
-            &k.alerts_topic,
-            true,
+    let changelog = changelog_topic(cfg);
+    let logged = topics::ensure(
+        &admin,
+        &changelog,
+        partitions,
+        so.replication,
+        &[("cleanup.policy", "compact")],
+    )?;
+    if logged != partitions {
+        return Err(ScaleError::Topic(format!(
+            "the changelog topic {changelog} has {logged} partitions, the events topic {topic} \
+             {partitions}: they must match (a partition's state lives in the changelog \
+             partition of the same number); recreate the changelog or the events topic"
         )));
     }
-    let silent = Arc::new(AtomicBool::new(false));
-    let sinks = sinks
-        .into_iter()
-        .map(|inner| {
-            Box::new(Gated {
-                inner,
-                silent: silent.clone(),
-            }) as Box<dyn AlertSink>
-        })
-        .collect();
-    let state = State::load_writable(&opts.state_dir)?;
-    let mut engine = Engine::new(cfg, state, &opts.baseline, sinks, metrics)?;
-    engine.forget_emitted();
-    let mut s2 = stage2::Stage2::new(
-        engine,
-        silent,
-        consumer,
-        producer,
-        &topic,
-        partitions,
-        k.partition_buffer,
-        so.max_idle.0.max(k.max_idle.0),
-    );
 
-    s2.assign()?;
+    let sinks: Vec<Box<dyn AlertSink>> = (opts.make_sinks)()?;
+    let mut s2 = stage2::Stage2::new(
+        stage2::Build {
+            cfg: cfg.clone(),
+            baseline: opts.baseline.clone(),
+            metrics,
+            sinks,
+        },
+        &topic,
+        &changelog,
+    )?;
     let s1 = stage1::Stage1::new(cfg, &topic, partitions)?;
     let stage1 = stage1::spawn(s1, opts.shutdown.clone());
     status.ready.store(true, Ordering::Relaxed);
-    tracing::info!(topics = ?k.topics, group = %k.group_id, events = %topic, partitions, "consuming in two stages (scale_out)");
+    tracing::info!(topics = ?k.topics, group = %k.group_id, events = %topic, %changelog, partitions, instance = %so.instance, "consuming in two stages (scale_out)");
 
-    let cadence = Cadence {
-        records: k.batch_size as u64,
-        interval: Some(k.commit_interval.0),
-        store: Some(&opts.state_dir),
-        commands: opts.commands.as_deref().map(|c| c as &dyn driver::Commands),
-    };
     let mut batches = 0u64;
     let mut result = Ok(());
     while !opts.shutdown.load(Ordering::Relaxed) {
-        match driver::step(&mut s2, &cadence) {
-            Ok(s) => {
-                if s.checkpointed {
-                    batches += 1;
-                    status.batches.fetch_add(1, Ordering::Relaxed);
-                }
+        match s2.step() {
+            Ok(true) => {
+                batches += 1;
+                status.batches.fetch_add(1, Ordering::Relaxed);
             }
+            Ok(false) => {}
             Err(e) => {
                 opts.shutdown.store(true, Ordering::Relaxed);
                 result = Err(e);
@@ -290,15 +305,9 @@ pub fn run(
             }
         }
     }
-    let mut clean = result.is_ok();
-    if result.is_ok() && s2.at_boundary_now() {
-        match driver::checkpoint(&mut s2, &opts.state_dir, true) {
-            Ok(()) => batches += 1,
-            Err(e) => {
-                clean = false;
-                result = Err(e);
-            }
-        }
+    let clean = result.is_ok();
+    if result.is_ok() {
+        result = s2.close();
     }
     let forwarded = match stage1.join() {
         Ok(r) => r,
@@ -306,9 +315,16 @@ pub fn run(
     };
     result?;
     let forwarded = forwarded?;
-    tracing::info!(forwarded, "stage 1 stopped");
+    tracing::info!(
+        forwarded,
+        commits = s2.commits,
+        snapshot_ms = s2.snapshot_time.as_millis() as u64,
+        snapshot_bytes = s2.snapshot_bytes,
+        restore_ms = s2.restore_time.as_millis() as u64,
+        "scale-out stopped"
+    );
     Ok(RunSummary {
-        records: s2.engine.state.kafka_records,
+        records: s2.records(),
         batches,
         clean,
     })

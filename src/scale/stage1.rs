@@ -23,7 +23,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::wire::{Envelope, Event, Mark, partition_of};
-use super::{ScaleError, kafka, timeout_retry};
+use super::{Owner, ScaleError, abortable, kafka, timeout_retry};
 use crate::config::Config;
 use crate::parse::{Parser, RecordSink, StreamState};
 use crate::record::{BadReason, LineMeta, Record};
@@ -63,12 +63,15 @@ struct Upstream {
 pub(super) struct Stage1 {
     cfg: Config,
     parser: Parser,
-    consumer: BaseConsumer<super::Quiet>,
-    producer: ThreadedProducer<DefaultProducerContext>,
+    consumer: BaseConsumer<Owner>,
+    changed: Arc<AtomicBool>,
+    revoked: Arc<AtomicBool>,
+    producer: Arc<ThreadedProducer<DefaultProducerContext>>,
     events_topic: String,
     partitions: i32,
     ups: Vec<Upstream>,
-    in_txn: bool,
+    /// A transaction is open (shared with the revocation's abort).
+    in_txn: Arc<AtomicBool>,
     since: u64,
     started: Option<Instant>,
     /// An upstream partition reached its end: the next commit tells stage 2.
@@ -85,12 +88,18 @@ impl Stage1 {
     ) -> Result<Stage1, ScaleError> {
         let k = &cfg.kafka;
         let mut pc = super::client(cfg, &k.producer_properties);
-        pc.set("transactional.id", format!("{}-stage1", k.transactional_id))
+        pc.set("transactional.id", super::transactional_id(cfg, "stage1"))
             .set("enable.idempotence", "true")
             .set("acks", "all");
-        let producer: ThreadedProducer<DefaultProducerContext> = pc
-            .create()
-            .map_err(kafka("creating the stage-1 producer"))?;
+        let producer: Arc<ThreadedProducer<DefaultProducerContext>> = Arc::new(
+            pc.create()
+                .map_err(kafka("creating the stage-1 producer"))?,
+        );
+        timeout_retry(|t| producer.init_transactions(t))
+            .map_err(kafka("init transactions (stage 1)"))?;
+        let in_txn = Arc::new(AtomicBool::new(false));
+        let owner = Owner::new(super::aborter(producer.clone(), in_txn.clone(), "stage 1"));
+        let (changed, revoked) = (owner.changed.clone(), owner.revoked.clone());
         let mut cc = super::client(cfg, &k.consumer_properties);
         cc.set("group.id", &k.group_id)
             .set("enable.partition.eof", "true")
@@ -98,23 +107,23 @@ impl Stage1 {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", &k.start)
             .set("isolation.level", "read_committed");
-        let consumer: BaseConsumer<super::Quiet> = cc
-            .create_with_context(super::Quiet)
+        let consumer: BaseConsumer<Owner> = cc
+            .create_with_context(owner)
             .map_err(kafka("creating the stage-1 consumer"))?;
         let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(kafka("subscribe"))?;
-        timeout_retry(|t| producer.init_transactions(t))
-            .map_err(kafka("init transactions (stage 1)"))?;
         Ok(Stage1 {
             cfg: cfg.clone(),
             parser: Parser::new(cfg, cfg.input.format)
                 .map_err(|e| ScaleError::Topic(e.to_string()))?,
             consumer,
+            changed,
+            revoked,
             producer,
             events_topic: events_topic.to_string(),
             partitions,
             ups: Vec::new(),
-            in_txn: false,
+            in_txn,
             since: 0,
             started: None,
             end_news: false,
@@ -139,15 +148,58 @@ impl Stage1 {
                 Some(Err(e)) => tracing::warn!(error = %e, "stage-1 consumer"),
                 None => {}
             }
-            let due = self.in_txn
+            if self.changed.swap(false, Ordering::Relaxed)
+                && self.revoked.swap(false, Ordering::Relaxed)
+            {
+                // The batch was aborted in the callback: what it read is
+                // read again by the partitions' next owner.
+                self.reset();
+            }
+            let due = self.in_txn.load(Ordering::Relaxed)
                 && (self.since >= batch || self.started.is_some_and(|s| s.elapsed() >= interval));
             if due || (self.end_news && !self.ups.is_empty()) {
                 self.commit()?;
             }
         }
-        if self.in_txn || !self.ups.is_empty() {
+        if self.in_txn.load(Ordering::Relaxed) || !self.ups.is_empty() {
             self.commit()?;
         }
+        Ok(())
+    }
+
+    /// Drops what the aborted batch held: the partitions' parser state
+    /// and the batch's counts (a commit leaves no record open, so nothing
+    /// of an earlier batch is lost).
+    fn reset(&mut self) {
+        self.ups.clear();
+        self.since = 0;
+        self.started = None;
+        self.end_news = false;
+    }
+
+    /// After an abort without a rebalance: back to the committed offsets.
+    fn rewind(&mut self) -> Result<(), ScaleError> {
+        self.reset();
+        let assigned = self
+            .consumer
+            .assignment()
+            .map_err(kafka("reading the stage-1 assignment"))?;
+        let committed = self
+            .consumer
+            .committed_offsets(assigned, Duration::from_secs(30))
+            .map_err(kafka("reading the input group's offsets"))?;
+        let mut seek = TopicPartitionList::new();
+        for e in committed.elements() {
+            let o = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            seek.add_partition_offset(e.topic(), e.partition(), o)
+                .map_err(kafka("offsets"))?;
+        }
+        self.consumer
+            .seek_partitions(seek, Duration::from_secs(10))
+            .map_err(kafka("rewinding the input partitions"))?;
         Ok(())
     }
 
@@ -196,11 +248,11 @@ impl Stage1 {
     }
 
     fn begin(&mut self) -> Result<(), ScaleError> {
-        if !self.in_txn {
+        if !self.in_txn.load(Ordering::Relaxed) {
             self.producer
                 .begin_transaction()
                 .map_err(kafka("begin transaction (stage 1)"))?;
-            self.in_txn = true;
+            self.in_txn.store(true, Ordering::Relaxed);
             self.started = Some(Instant::now());
         }
         Ok(())
@@ -286,22 +338,7 @@ impl Stage1 {
         if let Some(t) = time {
             rec = rec.timestamp(t);
         }
-        let mut rec = rec;
-        // A full queue waits for deliveries (the transaction commit
-        // checks them all).
-        loop {
-            match self.producer.send(rec) {
-                Ok(()) => return Ok(()),
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => return Err(kafka("producing an event")(e)),
-            }
-        }
+        super::send_waiting(&self.producer, rec, "producing an event")
     }
 
     /// Open records emitted, watermarks to every internal partition, input
@@ -336,12 +373,26 @@ impl Stage1 {
         let meta = self.consumer.group_metadata().ok_or_else(|| {
             ScaleError::Topic("the stage-1 consumer has no group metadata".into())
         })?;
-        timeout_retry(|t| self.producer.send_offsets_to_transaction(&tpl, &meta, t))
-            .map_err(kafka("send offsets (stage 1)"))?;
-        timeout_retry(|t| self.producer.commit_transaction(t))
-            .map_err(kafka("commit (stage 1)"))?;
+        let sent = timeout_retry(|t| self.producer.send_offsets_to_transaction(&tpl, &meta, t))
+            .map_err(|e| (e, "send offsets (stage 1)"))
+            .and_then(|()| {
+                timeout_retry(|t| self.producer.commit_transaction(t))
+                    .map_err(|e| (e, "commit (stage 1)"))
+            });
+        self.in_txn.store(false, Ordering::Relaxed);
+        match sent {
+            Ok(()) => {}
+            Err((e, _)) if abortable(&e) => {
+                // A rebalance under way fenced the batch: abort it and
+                // read again from the last commit.
+                tracing::info!(error = %e, "stage 1: batch fenced; aborting and rewinding");
+                timeout_retry(|t| self.producer.abort_transaction(t))
+                    .map_err(kafka("abort (stage 1)"))?;
+                return self.rewind();
+            }
+            Err((e, context)) => return Err(ScaleError::Kafka { context, source: e }),
+        }
         self.forwarded += self.since;
-        self.in_txn = false;
         self.since = 0;
         self.started = None;
         self.end_news = false;

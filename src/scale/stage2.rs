@@ -1,443 +1,702 @@
-//! Stage 2: the owner of the internal partitions replays stage 1's events
-//! into the [`Engine`] in event-time order and makes the decisions; alerts
-//! and the internal offsets commit in one transaction, and the state is
-//! saved after it, through the driver's one checkpoint order
-//! (`source::driver::checkpoint`).
+//! Stage 2: each instance owns the internal partitions the group
+//! `<group>-stage2` assigns it, and keeps **one engine per owned
+//! partition**, restored from the changelog (`changelog.rs`) when the
+//! partition is assigned. Events are keyed by service and a fingerprint
+//! includes its service, so every per-type and per-service decision has
+//! exactly one owner, and a type is known wherever its partition goes.
 //!
-//! Order: one lane per (internal partition, upstream partition) keeps that
-//! upstream partition's order for the services of the internal partition;
-//! across lanes the head with the smallest event time goes first
+//! Per partition, the engine is fed the partition's events in event-time
+//! order: one lane per upstream (input) partition keeps that partition's
+//! order, and across lanes the head with the smallest event time goes first
 //! (`source::align::Aligner`, the single-stage rule). A lane with nothing
 //! buffered holds the others back until stage 1's watermark for its
-//! upstream partition arrives: a watermark is buffered like an entry at its
-//! time, so heads up to it are released, and one saying the upstream
-//! partition was at its end lets the lane hold nothing back.
+//! upstream partition arrives; a released watermark also moves the
+//! engine's clock (`Engine::tick`), so an engine owning a few services
+//! keeps the clock of the whole stream and closes its windows as a single
+//! engine would.
+//!
+//! At each commit, in one transaction: the alerts (produced as they are
+//! decided), a snapshot of every partition worked on to the changelog, and
+//! the events offsets. A revocation aborts the open transaction
+//! (`super::Owner`) and drops every engine; the assignment that follows is
+//! restored from the changelog, so nothing is lost and nothing repeated.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::changelog::{self, Written};
 use super::wire::{Envelope, Event};
-use super::{ScaleError, kafka, timeout_retry};
-use crate::alert::kafka::SharedProducer;
-use crate::engine::Engine;
+use super::{Owner, Quiet, ScaleError, abortable, kafka, timeout_retry};
+use crate::alert::kafka::{KafkaAlertSink, SharedProducer};
+use crate::alert::{Alert, AlertSink, SinkError};
+use crate::config::Config;
+use crate::engine::{BaselineOptions, Engine};
+use crate::fingerprint::Fingerprinter;
+use crate::metrics::Metrics;
 use crate::source::align::Aligner;
-use crate::source::driver::{Pace, Poll, Source};
 
-/// (internal partition, upstream partition).
-type Lane = (i32, Arc<str>);
+/// An upstream (input) partition, `topic/partition`, interned.
+type Up = Arc<str>;
 
-pub(super) struct Stage2 {
-    pub(super) engine: Engine,
-    consumer: BaseConsumer<super::Quiet>,
-    producer: Option<SharedProducer>,
-    topic: String,
-    partitions: i32,
-    align: Aligner<Lane, Vec<Event>>,
-    /// Per internal partition: the offset after the last message read.
-    next: Vec<Option<i64>>,
-    /// Per internal partition: a placeholder lane holds the others back
-    /// until the partition delivered its first watermark (its lanes are
-    /// not known before).
-    unseen: Vec<bool>,
-    /// Upstream partitions seen, shared names.
-    ups: Vec<Arc<str>>,
-    pace: Pace,
-    in_txn: bool,
-    /// The offsets the commit sent, for the state.
-    offsets: Vec<(i32, i64)>,
-    /// Per lane: the offset after its last entry released to the engine.
-    /// A partition's committed offset is its lanes' oldest *buffered*
-    /// entry, so a restart reads again entries other lanes had released:
-    /// those below this are skipped (saved in the state, and in the
-    /// commit's offset metadata).
-    done: HashMap<Lane, i64>,
-    /// Per lane, after a crash between commit and save: where the commit
-    /// stood. Entries from the state's position up to it rebuild the state
-    /// with the sinks shut (their alerts were committed).
-    quiet: HashMap<Lane, i64>,
-    /// Shuts the sinks while such entries are replayed.
-    silent: Arc<AtomicBool>,
-    commits: u64,
-    /// `FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT=N` (tests only), as the
-    /// single-stage source.
-    crash_after_commit: Option<u64>,
-}
-
+/// A lane that stands for upstream partitions not known yet (input topics
+/// given as patterns): it holds a partition back until its first watermark.
 const PLACEHOLDER: &str = "";
 
-impl Stage2 {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        engine: Engine,
-        silent: Arc<AtomicBool>,
-        consumer: BaseConsumer<super::Quiet>,
-        producer: Option<SharedProducer>,
-        topic: &str,
-        partitions: i32,
-        capacity: usize,
-        max_idle: Duration,
-    ) -> Stage2 {
-        let mut align = Aligner::new(capacity, max_idle);
-        let now = Instant::now();
-        let placeholder: Arc<str> = Arc::from(PLACEHOLDER);
-        for p in 0..partitions {
-            align.assign(&(p, placeholder.clone()), now);
+/// One owned internal partition.
+struct Part {
+    engine: Engine,
+    align: Aligner<Up, Vec<Event>>,
+    /// The offset after the last message read.
+    next: Option<i64>,
+    /// The placeholder lane is still assigned.
+    unseen: bool,
+    /// Per lane: the offset after its last entry released to the engine.
+    /// A partition's committed offset is its lanes' oldest *buffered*
+    /// entry, so the next owner reads again entries other lanes had
+    /// released: those below this are skipped (it is in the snapshot).
+    done: HashMap<Up, i64>,
+    /// The last snapshot written to the changelog.
+    written: Written,
+    /// Something was read or released since the last commit.
+    touched: bool,
+}
+
+/// A sink shared by the engines of all owned partitions (the local alert
+/// file, the API's view): made once per process. Its name and kind are the
+/// inner sink's, so the sink metrics keep their labels.
+struct Shared {
+    inner: Arc<Mutex<Box<dyn AlertSink>>>,
+    name: String,
+    kind: &'static str,
+}
+
+impl Shared {
+    fn new(inner: &Arc<Mutex<Box<dyn AlertSink>>>) -> Shared {
+        let (name, kind) = {
+            let s = inner.lock().unwrap_or_else(|e| e.into_inner());
+            (s.name().to_string(), s.kind())
+        };
+        Shared {
+            inner: inner.clone(),
+            name,
+            kind,
         }
-        Stage2 {
-            engine,
+    }
+}
+
+impl AlertSink for Shared {
+    fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .emit(alert)
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).flush()
+    }
+    // No catalogue: each engine knows only its partition's types, and an
+    // export replaces the catalogue (docs/scaling.md, limits).
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn waiting(&self) -> Option<usize> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting()
+    }
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+}
+
+/// What stage 2 needs to build an engine for a partition it is assigned.
+pub(super) struct Build {
+    pub cfg: Config,
+    pub baseline: BaselineOptions,
+    pub metrics: Arc<Metrics>,
+    pub sinks: Vec<Box<dyn AlertSink>>,
+}
+
+pub(super) struct Stage2 {
+    cfg: Config,
+    fp: Fingerprinter,
+    baseline: BaselineOptions,
+    metrics: Arc<Metrics>,
+    shared: Vec<Arc<Mutex<Box<dyn AlertSink>>>>,
+    consumer: BaseConsumer<Owner>,
+    changed: Arc<AtomicBool>,
+    revoked: Arc<AtomicBool>,
+    producer: SharedProducer,
+    in_txn: Arc<AtomicBool>,
+    reader: BaseConsumer<Quiet>,
+    topic: String,
+    changelog: String,
+    capacity: usize,
+    max_idle: Duration,
+    /// How long a restore waits for a stopped owner's open transaction.
+    restore_wait: Duration,
+    parts: BTreeMap<i32, Part>,
+    /// Upstream partitions known (from the input topics' metadata, then
+    /// from the events).
+    ups: Vec<Up>,
+    /// Records released since the last commit, and when the first came.
+    since: u64,
+    started: Option<Instant>,
+    batch: u64,
+    interval: Duration,
+    pub(super) commits: u64,
+    /// `FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT=N` (tests only).
+    crash_after_commit: Option<u64>,
+    /// Cost of the snapshots (for the log and docs/scaling.md).
+    pub(super) snapshot_time: Duration,
+    pub(super) snapshot_bytes: u64,
+    pub(super) restore_time: Duration,
+}
+
+impl Stage2 {
+    pub(super) fn new(
+        b: Build,
+        events_topic: &str,
+        changelog_topic: &str,
+    ) -> Result<Stage2, ScaleError> {
+        let cfg = b.cfg;
+        let k = &cfg.kafka;
+        let mut pc = super::client(&cfg, &k.producer_properties);
+        pc.set("transactional.id", super::transactional_id(&cfg, "stage2"))
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        if !k.producer_properties.contains_key("compression.type")
+            && !k.properties.contains_key("compression.type")
+        {
+            // Snapshots are JSON: they compress several-fold.
+            pc.set("compression.type", "lz4");
+        }
+        let producer: SharedProducer = Arc::new(
+            pc.create_with_context(crate::alert::kafka::AuthWatch::default())
+                .map_err(kafka("creating the stage-2 producer"))?,
+        );
+        timeout_retry(|t| producer.init_transactions(t))
+            .map_err(kafka("init transactions (stage 2)"))?;
+        let in_txn = Arc::new(AtomicBool::new(false));
+        let owner = Owner::new(super::aborter(producer.clone(), in_txn.clone(), "stage 2"));
+        let (changed, revoked) = (owner.changed.clone(), owner.revoked.clone());
+        let mut cc = super::client(&cfg, &k.consumer_properties);
+        cc.set("group.id", format!("{}-stage2", k.group_id))
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed");
+        let consumer: BaseConsumer<Owner> = cc
+            .create_with_context(owner)
+            .map_err(kafka("creating the stage-2 consumer"))?;
+        let reader = changelog::reader(&super::client(&cfg, &k.consumer_properties))?;
+        let ups = input_partitions(&cfg)?;
+        consumer
+            .subscribe(&[events_topic])
+            .map_err(kafka("subscribing to the events topic"))?;
+        let txn_timeout = k
+            .producer_properties
+            .get("transaction.timeout.ms")
+            .or_else(|| k.properties.get("transaction.timeout.ms"))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(60_000);
+        Ok(Stage2 {
+            fp: Fingerprinter::new(&cfg.fingerprint).map_err(crate::engine::PipelineError::from)?,
+            baseline: b.baseline,
+            metrics: b.metrics,
+            shared: b
+                .sinks
+                .into_iter()
+                .map(|s| Arc::new(Mutex::new(s)))
+                .collect(),
             consumer,
+            changed,
+            revoked,
             producer,
-            topic: topic.to_string(),
-            partitions,
-            align,
-            next: vec![None; partitions as usize],
-            unseen: vec![true; partitions as usize],
-            ups: vec![placeholder],
-            pace: Pace::default(),
-            in_txn: false,
-            offsets: Vec::new(),
-            silent,
-            done: HashMap::new(),
-            quiet: HashMap::new(),
+            in_txn,
+            reader,
+            topic: events_topic.to_string(),
+            changelog: changelog_topic.to_string(),
+            capacity: k.partition_buffer,
+            max_idle: cfg.scale_out.max_idle.0.max(k.max_idle.0),
+            restore_wait: Duration::from_millis(txn_timeout) + Duration::from_secs(30),
+            parts: BTreeMap::new(),
+            ups,
+            since: 0,
+            started: None,
+            batch: k.batch_size as u64,
+            interval: k.commit_interval.0,
             commits: 0,
             crash_after_commit: std::env::var("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT")
                 .ok()
                 .and_then(|v| v.parse().ok()),
-        }
+            snapshot_time: Duration::ZERO,
+            snapshot_bytes: 0,
+            restore_time: Duration::ZERO,
+            cfg,
+        })
     }
 
-    /// Assigns every internal partition (this slice has one stage-2 owner),
-    /// each from the state's offset when the state is behind the commit (a
-    /// crash between commit and save: the gap rebuilds the state with the
-    /// sinks shut, see `quiet`), else from the committed offset; per lane,
-    /// entries the state already holds are skipped (`done`).
-    pub(super) fn assign(&mut self) -> Result<(), ScaleError> {
-        let mut all = TopicPartitionList::new();
-        for p in 0..self.partitions {
-            all.add_partition(&self.topic, p);
-        }
-        let committed = self
-            .consumer
-            .committed_offsets(all, Duration::from_secs(30))
-            .map_err(kafka("reading the stage-2 group's offsets"))?;
-        let now = Instant::now();
-        let mut assign = TopicPartitionList::new();
-        for p in 0..self.partitions {
-            let (c, c_lanes) = match committed.find_partition(&self.topic, p) {
-                Some(e) => match e.offset() {
-                    Offset::Offset(o) => (Some(o), parse_lanes(e.metadata())),
-                    _ => (None, Vec::new()),
-                },
-                None => (None, Vec::new()),
-            };
-            let prefix = format!("{}/{p}", self.topic);
-            let offsets = &self.engine.state.kafka_offsets;
-            let s = offsets.get(&prefix).copied();
-            let lane_prefix = format!("{prefix}|");
-            let s_lanes: Vec<(String, i64)> = offsets
-                .range(lane_prefix.clone()..)
-                .take_while(|(k, _)| k.starts_with(&lane_prefix))
-                .map(|(k, v)| (k[lane_prefix.len()..].to_string(), *v))
-                .collect();
-            let (start, done, quiet) = match (s, c) {
-                (Some(s), Some(c)) if s < c || s_lanes != c_lanes => {
-                    tracing::info!(
-                        partition = p,
-                        from = s,
-                        to = c,
-                        "stage 2: rebuilding the state behind the commit silently"
-                    );
-                    (Offset::Offset(s.min(c)), s_lanes, c_lanes)
-                }
-                (Some(_), Some(c)) => (Offset::Offset(c), s_lanes, Vec::new()),
-                (None, Some(c)) => (Offset::Offset(c), c_lanes, Vec::new()),
-                (Some(s), None) => (Offset::Offset(s), s_lanes, Vec::new()),
-                (None, None) => (Offset::Beginning, Vec::new(), Vec::new()),
-            };
-            for (up, o) in done {
-                let key = (p, self.up(&up, now));
-                self.done.insert(key, o);
-            }
-            for (up, o) in quiet {
-                let key = (p, self.up(&up, now));
-                self.quiet.insert(key, o);
-            }
-            assign
-                .add_partition_offset(&self.topic, p, start)
-                .map_err(kafka("offsets"))?;
-        }
-        self.consumer
-            .assign(&assign)
-            .map_err(kafka("assigning the internal partitions"))
+    /// Records processed, as the owned partitions' states count them.
+    pub(super) fn records(&self) -> u64 {
+        self.parts
+            .values()
+            .map(|p| p.engine.state.kafka_records)
+            .sum()
     }
 
-    /// The lanes of internal partition `p` with their progress, as the
-    /// commit's offset metadata: `upstream=offset` joined by `,` (topic
-    /// names hold neither).
-    fn lanes_of(&self, p: i32) -> String {
-        let mut v: Vec<(&str, i64)> = self
-            .done
+    fn key(&self, p: i32) -> String {
+        format!("{}/{p}", self.topic)
+    }
+
+    /// Builds partition `p`'s engine from its restored state.
+    fn open(
+        &mut self,
+        p: i32,
+        restored: Option<(crate::state::State, Written)>,
+    ) -> Result<Part, ScaleError> {
+        let (state, written) = match restored {
+            Some((s, w)) => (Some(s), w),
+            None => (None, Written::default()),
+        };
+        let mut sinks: Vec<Box<dyn AlertSink>> = self
+            .shared
             .iter()
-            .filter(|((q, _), _)| *q == p)
-            .map(|((_, u), o)| (&**u, *o))
+            .map(|s| Box::new(Shared::new(s)) as Box<dyn AlertSink>)
             .collect();
-        v.sort_unstable();
-        v.iter()
-            .map(|(u, o)| format!("{u}={o}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    pub(super) fn begin(&mut self) -> Result<(), ScaleError> {
-        if !self.in_txn {
-            if let Some(p) = &self.producer {
-                p.begin_transaction()
-                    .map_err(kafka("begin transaction (stage 2)"))?;
-            }
-            self.in_txn = true;
+        let alerts = &self.cfg.kafka.alerts_topic;
+        if !alerts.is_empty() {
+            sinks.push(Box::new(KafkaAlertSink::new(
+                self.producer.clone(),
+                alerts,
+                true,
+            )));
         }
-        Ok(())
+        let mut engine = Engine::with_fingerprinter(
+            &self.cfg,
+            self.fp.clone(),
+            state,
+            &self.baseline,
+            sinks,
+            self.metrics.clone(),
+        )?;
+        engine.forget_emitted();
+        let now = Instant::now();
+        let mut align = Aligner::new(self.capacity, self.max_idle);
+        let unseen = self.ups.is_empty();
+        if unseen {
+            align.assign(&Arc::from(PLACEHOLDER), now);
+        }
+        for u in &self.ups {
+            align.assign(u, now);
+        }
+        let mut done = HashMap::new();
+        let prefix = format!("{}|", self.key(p));
+        let lanes: Vec<(String, i64)> = engine
+            .state
+            .kafka_offsets
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k[prefix.len()..].to_string(), *v))
+            .collect();
+        for (up, o) in lanes {
+            let u = self.up(&up, now);
+            align.assign(&u, now);
+            done.insert(u, o);
+        }
+        tracing::info!(
+            partition = p,
+            types = engine.state.baseline.known(),
+            records = engine.state.kafka_records,
+            bytes = written.bytes,
+            "stage 2: partition assigned, state restored from the changelog"
+        );
+        Ok(Part {
+            engine,
+            align,
+            next: None,
+            unseen,
+            done,
+            written,
+            touched: false,
+        })
     }
 
-    /// A transaction is open: something was read since the last commit.
-    pub(super) fn at_boundary_now(&self) -> bool {
-        self.in_txn
-    }
-
-    fn up(&mut self, name: &str, now: Instant) -> Arc<str> {
+    /// An upstream partition by name; a new one gets a lane in every owned
+    /// partition (it holds the others back until it delivers, ends or
+    /// idles).
+    fn up(&mut self, name: &str, now: Instant) -> Up {
         if let Some(u) = self.ups.iter().find(|u| ***u == *name) {
             return u.clone();
         }
-        let u: Arc<str> = Arc::from(name);
+        let u: Up = Arc::from(name);
         self.ups.push(u.clone());
-        // A new upstream partition: its lane in every internal partition
-        // holds the others back until it delivers, ends or idles.
-        for p in 0..self.partitions {
-            self.align.assign(&(p, u.clone()), now);
+        for part in self.parts.values_mut() {
+            part.align.assign(&u, now);
         }
         u
     }
 
+    /// Takes up a rebalance: after a revocation (the batch was aborted in
+    /// the callback) every engine is dropped; every assigned partition
+    /// without an engine is restored. With `rewind`, the consumer is moved
+    /// back to the committed offsets (an abort without a rebalance).
+    fn sync(&mut self, rewind: bool) -> Result<(), ScaleError> {
+        if self.revoked.swap(false, Ordering::Relaxed) || rewind {
+            self.parts.clear();
+            self.since = 0;
+            self.started = None;
+        }
+        let assigned = self
+            .consumer
+            .assignment()
+            .map_err(kafka("reading the stage-2 assignment"))?;
+        let owned: Vec<i32> = assigned
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect();
+        self.parts.retain(|p, _| owned.contains(p));
+        let new: Vec<i32> = owned
+            .into_iter()
+            .filter(|p| !self.parts.contains_key(p))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in &new {
+            tpl.add_partition(&self.topic, *p);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_secs(30))
+            .map_err(kafka("reading the stage-2 group's offsets"))?;
+        let wanted: Vec<changelog::Wanted> = new
+            .iter()
+            .map(|&p| changelog::Wanted {
+                partition: p,
+                committed: committed.find_partition(&self.topic, p).and_then(|e| {
+                    match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    }
+                }),
+                events_key: self.key(p),
+            })
+            .collect();
+        let t = Instant::now();
+        let mut restored =
+            changelog::restore(&self.reader, &self.changelog, &wanted, self.restore_wait)?;
+        let mut seek = TopicPartitionList::new();
+        for w in &wanted {
+            let part = self.open(w.partition, restored.remove(&w.partition).flatten())?;
+            self.parts.insert(w.partition, part);
+            seek.add_partition_offset(
+                &self.topic,
+                w.partition,
+                w.committed.map_or(Offset::Beginning, Offset::Offset),
+            )
+            .map_err(kafka("offsets"))?;
+        }
+        self.restore_time += t.elapsed();
+        tracing::info!(partitions = wanted.len(), took = ?t.elapsed(), "stage 2: assignment restored from the changelog");
+        if rewind {
+            self.consumer
+                .seek_partitions(seek, Duration::from_secs(10))
+                .map_err(kafka("rewinding the events partitions"))?;
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<(), ScaleError> {
+        if !self.in_txn.load(Ordering::Relaxed) {
+            self.producer
+                .begin_transaction()
+                .map_err(kafka("begin transaction (stage 2)"))?;
+            self.in_txn.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     fn receive(&mut self, p: i32, offset: i64, payload: &[u8], now: Instant) {
-        let Some(slot) = self.next.get_mut(p as usize) else {
-            tracing::warn!(
-                partition = p,
-                "stage 2: a partition beyond the count read at start; skipped"
-            );
-            return;
-        };
-        *slot = Some(offset + 1);
+        if !self.parts.contains_key(&p) {
+            return; // not (or no longer) ours
+        }
         let env: Envelope = match serde_json::from_slice(payload) {
             Ok(e) => e,
             Err(e) => {
                 // Not written by a stage 1 of this version: counted and
                 // skipped, never a stop.
                 tracing::warn!(partition = p, offset, error = %e, "stage 2: an undecodable event message; skipped");
-                self.engine
-                    .metrics
-                    .bad(crate::record::BadReason::InvalidJson);
+                self.metrics.bad(crate::record::BadReason::InvalidJson);
+                if let Some(part) = self.parts.get_mut(&p) {
+                    part.next = Some(offset + 1);
+                    part.touched = true;
+                }
                 return;
             }
         };
-        let key = (p, self.up(&env.up, now));
-        self.align.consumed(&key, offset, now);
-        if self.done.get(&key).is_some_and(|&d| offset < d) {
-            return; // released before the restart: in the state already
+        let key = self.up(&env.up, now);
+        let Some(part) = self.parts.get_mut(&p) else {
+            return;
+        };
+        part.next = Some(offset + 1);
+        part.touched = true;
+        part.align.consumed(&key, offset, now);
+        if part.done.get(&key).is_some_and(|&d| offset < d) {
+            return; // released by the previous owner: in the snapshot
         }
         if let Some(events) = env.events {
             let time = events.iter().find_map(Event::time);
-            self.align.push(&key, offset, time, events, now);
+            part.align.push(&key, offset, time, events, now);
         }
         if let Some(mark) = env.mark {
-            // A stage-1 transaction ends with a watermark for every
-            // upstream partition its instance owns: from the first one on,
-            // this partition's lanes are known.
-            if std::mem::take(&mut self.unseen[p as usize]) {
-                self.align.revoke(&(p, self.ups[0].clone()));
+            if std::mem::take(&mut part.unseen) {
+                part.align.revoke(&Arc::from(PLACEHOLDER));
             }
             if let Some(t) = mark.time {
-                self.align.push(&key, offset, Some(t), Vec::new(), now);
+                part.align.push(&key, offset, Some(t), Vec::new(), now);
             }
             if mark.at_end {
-                self.align.reached_end(&key, now);
+                part.align.reached_end(&key, now);
             }
         }
     }
 
-    /// Releases what the alignment allows into the engine; returns the
-    /// upstream messages released.
+    /// Releases what each partition's alignment allows into its engine;
+    /// returns the upstream messages released.
     fn drain(&mut self, now: Instant) -> u64 {
-        let mut n = 0;
-        while let Some((key, e)) = self.align.pop_ready(now).map(|(k, e)| (k.clone(), e)) {
-            let quiet = self.quiet.get(&key).is_some_and(|&q| e.from < q);
-            self.done.insert(key, e.from + 1);
-            if e.item.is_empty() {
-                continue; // a watermark
+        let mut total = 0;
+        for part in self.parts.values_mut() {
+            let mut n = 0;
+            while let Some((key, e)) = part.align.pop_ready(now).map(|(k, e)| (k.clone(), e)) {
+                part.done.insert(key, e.from + 1);
+                part.touched = true;
+                if e.item.is_empty() {
+                    // A watermark: the whole stream's clock.
+                    if let Some(t) = e.time {
+                        part.engine.tick(t);
+                    }
+                    continue;
+                }
+                n += 1;
+                for ev in e.item {
+                    ev.apply(&mut part.engine);
+                }
             }
-            n += 1;
-            self.silent.store(quiet, Ordering::Relaxed);
-            for ev in e.item {
-                ev.apply(&mut self.engine);
-            }
+            part.engine.state.kafka_records += n;
+            total += n;
         }
-        self.silent.store(false, Ordering::Relaxed);
-        self.engine.state.kafka_records += n;
-        n
+        // Input messages decided on (`faultline_lines_total`, as the
+        // single-stage source counts them).
+        self.metrics
+            .lines
+            .fetch_add(total, std::sync::atomic::Ordering::Relaxed);
+        total
     }
 
-    /// Per internal partition, the offset a restart must read from: its
-    /// lanes' oldest buffered entry, else the offset after the last read.
-    fn commit_offsets(&self) -> Vec<(i32, i64)> {
-        let mut out = Vec::new();
-        for p in 0..self.partitions {
-            let Some(next) = self.next[p as usize] else {
-                continue;
-            };
-            let oldest = self
-                .ups
-                .iter()
-                .filter_map(|u| {
-                    let key = (p, u.clone());
-                    (self.align.waiting(&key) > 0)
-                        .then(|| self.align.commit_offset(&key))
-                        .flatten()
-                })
-                .min();
-            out.push((p, oldest.map_or(next, |o| o.min(next))));
-        }
-        out
-    }
-}
-
-impl Source for Stage2 {
-    type Error = ScaleError;
-
-    fn engine(&mut self) -> &mut Engine {
-        &mut self.engine
+    /// Per partition, the offset the next owner must read from: its lanes'
+    /// oldest buffered entry, else the offset after the last read.
+    fn commit_offset(part: &Part) -> Option<i64> {
+        let next = part.next?;
+        let oldest = part
+            .align
+            .partitions()
+            .filter(|k| part.align.waiting(k) > 0)
+            .filter_map(|k| part.align.commit_offset(k))
+            .min();
+        Some(oldest.map_or(next, |o| o.min(next)))
     }
 
-    fn pace(&mut self) -> &mut Pace {
-        &mut self.pace
-    }
-
-    fn poll(&mut self) -> Result<Poll, ScaleError> {
-        let now = Instant::now();
+    /// One turn: poll, take up a rebalance, feed the engines, commit when
+    /// due. Returns whether a commit was made.
+    pub(super) fn step(&mut self) -> Result<bool, ScaleError> {
         let msg = self.consumer.poll(Duration::from_millis(20));
-        let mut got = false;
-        match msg {
-            Some(Ok(m)) => {
-                let (p, off) = (m.partition(), m.offset());
-                let payload = m.payload().unwrap_or(&[]).to_vec();
-                drop(m);
-                self.begin()?;
-                self.receive(p, off, &payload, now);
-                got = true;
+        let got = match msg {
+            Some(Ok(m)) => Some((
+                m.partition(),
+                m.offset(),
+                m.payload().unwrap_or(&[]).to_vec(),
+            )),
+            Some(Err(KafkaError::PartitionEOF(_))) | None => None,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "stage-2 consumer");
+                None
             }
-            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-            Some(Err(e)) => tracing::warn!(error = %e, "stage-2 consumer"),
+        };
+        if self.changed.swap(false, Ordering::Relaxed) {
+            self.sync(false)?;
         }
-        if self.align.ready(now) {
+        let now = Instant::now();
+        if let Some((p, off, payload)) = &got {
+            self.begin()?;
+            self.receive(*p, *off, payload, now);
+        }
+        if self.parts.values().any(|p| p.align.ready(now)) {
             self.begin()?;
         }
         let n = self.drain(now);
-        Ok(if got || n > 0 {
-            Poll::Pushed(n)
-        } else {
-            Poll::Idle
-        })
+        if n > 0 && self.started.is_none() {
+            self.started = Some(now);
+        }
+        self.since += n;
+        let mut due = self.since >= self.batch
+            || (self.in_txn.load(Ordering::Relaxed)
+                && self.started.is_some_and(|s| s.elapsed() >= self.interval));
+        if got.is_none() && n == 0 {
+            // Every input silent: the wall clock moves the signals' clock.
+            let wall = Instant::now();
+            let mut raised = false;
+            let minutes: Vec<(i32, i64)> = self
+                .parts
+                .iter_mut()
+                .filter_map(|(p, part)| part.engine.silent_minute(wall).map(|m| (*p, m)))
+                .collect();
+            for (p, m) in minutes {
+                self.begin()?;
+                if let Some(part) = self.parts.get_mut(&p)
+                    && part.engine.judge_silence(m) > 0
+                {
+                    part.touched = true;
+                    raised = true;
+                }
+            }
+            due |= raised;
+            // A batch read but not released (watermarks only) still
+            // commits on time, so the next owner need not read it again.
+            due |= self.in_txn.load(Ordering::Relaxed)
+                && self.parts.values().any(|p| p.touched)
+                && self.started.is_none_or(|s| s.elapsed() >= self.interval);
+        }
+        if due && self.in_txn.load(Ordering::Relaxed) {
+            self.commit()?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
-    fn at_boundary(&self) -> bool {
-        self.in_txn && self.pace.since > 0
-    }
-
-    /// The internal offsets into the transaction with the alerts, commit
-    /// (or, with no alerts topic, a consumer commit).
-    fn commit(&mut self) -> Result<(), ScaleError> {
-        let offsets = self.commit_offsets();
+    /// Flushes the sinks, then in one transaction: the snapshot of every
+    /// partition worked on, the events offsets, commit.
+    pub(super) fn commit(&mut self) -> Result<(), ScaleError> {
+        self.begin()?;
+        for part in self.parts.values_mut() {
+            part.engine.flush_sinks()?;
+        }
         let mut tpl = TopicPartitionList::new();
-        for (p, o) in &offsets {
-            let lanes = self.lanes_of(*p);
-            let mut e = tpl.add_partition(&self.topic, *p);
-            e.set_offset(Offset::Offset(*o)).map_err(kafka("offsets"))?;
-            e.set_metadata(lanes);
-        }
-        if self.producer.is_some() {
-            self.begin()?;
-        }
-        match &self.producer {
-            Some(prod) => {
-                let meta = self.consumer.group_metadata().ok_or_else(|| {
-                    ScaleError::Topic("the stage-2 consumer has no group metadata".into())
-                })?;
-                timeout_retry(|t| prod.send_offsets_to_transaction(&tpl, &meta, t))
-                    .map_err(kafka("send offsets (stage 2)"))?;
-                timeout_retry(|t| prod.commit_transaction(t)).map_err(kafka("commit (stage 2)"))?;
+        let t = Instant::now();
+        let mut written = Vec::new();
+        for (&p, part) in &mut self.parts {
+            if !part.touched {
+                continue;
             }
-            None if tpl.count() > 0 => {
-                self.consumer
-                    .commit(&tpl, CommitMode::Sync)
-                    .map_err(kafka("commit (stage 2)"))?;
+            let Some(o) = Self::commit_offset(part) else {
+                continue;
+            };
+            let key = format!("{}/{p}", self.topic);
+            let offsets = &mut part.engine.state.kafka_offsets;
+            offsets.insert(key.clone(), o);
+            for (up, d) in &part.done {
+                offsets.insert(format!("{key}|{up}"), *d);
             }
-            None => {}
+            let w = changelog::write(
+                &self.producer,
+                &self.changelog,
+                p,
+                &part.engine.state,
+                part.written,
+            )?;
+            self.snapshot_bytes += w.bytes as u64;
+            written.push((p, w));
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(o))
+                .map_err(kafka("offsets"))?;
         }
-        self.in_txn = false;
-        self.offsets = offsets;
+        self.snapshot_time += t.elapsed();
+        let meta = self.consumer.group_metadata().ok_or_else(|| {
+            ScaleError::Topic("the stage-2 consumer has no group metadata".into())
+        })?;
+        let sent = if tpl.count() > 0 {
+            timeout_retry(|t| self.producer.send_offsets_to_transaction(&tpl, &meta, t))
+                .map_err(|e| (e, "send offsets (stage 2)"))
+        } else {
+            Ok(())
+        }
+        .and_then(|()| {
+            timeout_retry(|t| self.producer.commit_transaction(t))
+                .map_err(|e| (e, "commit (stage 2)"))
+        });
+        let result = match sent {
+            Ok(()) => Ok(()),
+            Err((e, _)) if abortable(&e) => Err(e),
+            Err((e, context)) => return Err(ScaleError::Kafka { context, source: e }),
+        };
+        self.in_txn.store(false, Ordering::Relaxed);
+        if let Err(e) = result {
+            // A rebalance under way fenced this batch: abort it and take
+            // up again from the last commit (this owner's, or the next).
+            tracing::info!(error = %e, "stage 2: batch fenced; aborting and restoring from the changelog");
+            timeout_retry(|t| self.producer.abort_transaction(t))
+                .map_err(kafka("abort (stage 2)"))?;
+            return self.sync(true);
+        }
+        for (p, w) in written {
+            if let Some(part) = self.parts.get_mut(&p) {
+                part.written = w;
+                part.touched = false;
+            }
+        }
+        self.since = 0;
+        self.started = None;
         self.commits += 1;
         if self.crash_after_commit == Some(self.commits) {
-            tracing::warn!(
-                batch = self.commits,
-                "failpoint: crashing after commit, before state save"
-            );
+            tracing::warn!(batch = self.commits, "failpoint: crashing after commit");
             std::process::abort();
         }
         Ok(())
     }
 
-    fn checkpoint(&mut self) {
-        let state = &mut self.engine.state.kafka_offsets;
-        for (p, o) in std::mem::take(&mut self.offsets) {
-            state.insert(format!("{}/{p}", self.topic), o);
+    /// The end of the run: the open batch commits.
+    pub(super) fn close(&mut self) -> Result<(), ScaleError> {
+        if self.in_txn.load(Ordering::Relaxed) {
+            self.commit()?;
         }
-        for ((p, up), o) in &self.done {
-            state.insert(format!("{}/{p}|{up}", self.topic), *o);
-        }
+        Ok(())
     }
 }
 
-/// The lanes in a commit's offset metadata ([`Stage2::lanes_of`]);
-/// anything unreadable is ignored (the state's own record then decides).
-fn parse_lanes(meta: &str) -> Vec<(String, i64)> {
-    let mut v: Vec<(String, i64)> = meta
-        .split(',')
-        .filter_map(|kv| {
-            let (k, o) = kv.rsplit_once('=')?;
-            Some((k.to_string(), o.parse().ok()?))
-        })
-        .collect();
-    v.sort_unstable();
-    v
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_lanes;
-
-    #[test]
-    fn lane_metadata_reads_back_and_ignores_garbage() {
-        assert_eq!(
-            parse_lanes("logs/1=5,logs/0=17"),
-            vec![("logs/0".to_string(), 17), ("logs/1".to_string(), 5)]
-        );
-        assert!(parse_lanes("").is_empty());
-        assert_eq!(parse_lanes("x,y=z,a/0=3"), vec![("a/0".to_string(), 3)]);
+/// Every partition of the input topics, as stage 1 names them
+/// (`topic/partition`), so that each partition's alignment waits for all
+/// of them from the start, whichever stage-1 instance owns them. Topics
+/// given as patterns are learned from the watermarks instead (empty).
+fn input_partitions(cfg: &Config) -> Result<Vec<Up>, ScaleError> {
+    let k = &cfg.kafka;
+    if k.topics.iter().any(|t| t.starts_with('^')) {
+        return Ok(Vec::new());
     }
+    let c: BaseConsumer = super::client(cfg, &k.consumer_properties)
+        .create()
+        .map_err(kafka("creating a metadata client"))?;
+    let mut out = Vec::new();
+    for t in &k.topics {
+        let md = c
+            .fetch_metadata(Some(t), Duration::from_secs(10))
+            .map_err(kafka("reading the input topics' metadata"))?;
+        for topic in md.topics().iter().filter(|x| x.name() == t) {
+            for p in topic.partitions() {
+                out.push(Arc::from(format!("{t}/{}", p.id())));
+            }
+        }
+    }
+    Ok(out)
 }

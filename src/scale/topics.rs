@@ -19,15 +19,16 @@ pub fn ensure(
     topic: &str,
     partitions: i32,
     replication: i32,
+    configs: &[(&str, &str)],
 ) -> Result<i32, ScaleError> {
     let admin: AdminClient<DefaultClientContext> = client
         .create()
         .map_err(kafka("creating the admin client"))?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication))
-        // Stage 2 reads what stage 1 wrote until it has committed past it;
-        // a day covers a stopped stage 2 for a while.
-        .set("retention.ms", "86400000");
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
     // The admin client's futures complete on librdkafka's thread; a
     // current-thread runtime only waits for them.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -39,7 +40,7 @@ pub fn ensure(
         .map_err(kafka("creating the internal topic"))?;
     for r in results {
         match r {
-            Ok(_) => tracing::info!(topic, partitions, "created the internal events topic"),
+            Ok(_) => tracing::info!(topic, partitions, "created an internal topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((t, code)) => {
                 return Err(ScaleError::Topic(format!(

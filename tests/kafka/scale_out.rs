@@ -1,46 +1,144 @@
-//! Scale-out, first slice (issue 17, docs/scaling.md): `faultline run` with
+//! Scale-out (issue 17, docs/scaling.md): `faultline run` with
 //! `[scale_out] enabled = true` parses in stage 1, forwards the parser's
 //! events keyed by service through the internal events topic (created on
-//! start), and decides in stage 2. On the same generated release scenario
-//! as the alignment tests, keyed by service over 3 input partitions and
-//! spread over 4 internal partitions, the alerts topic under
-//! read_committed must hold the (kind, service, fingerprint) set of
-//! `faultline replay` for every kind, each alert once, and the records
-//! counted in the state must add up to the input.
-//!
-//! One instance runs both stages: several instances in one group are
-//! designed, not built (docs/scaling.md), so a second one is refused.
+//! start), and decides in stage 2, whose instances share the internal
+//! partitions as a consumer group and keep each partition's state in the
+//! changelog topic. On the same generated release scenario as the
+//! alignment tests, keyed by service over 3 input partitions and spread
+//! over 4 internal partitions, the alerts topic under read_committed must
+//! hold the (kind, service, fingerprint) set of `faultline replay` for
+//! every kind, each alert once, and the records counted in the changelog's
+//! states must add up to the input, with one instance, after crashes, and
+//! with several instances of which one is killed and one added.
 
 use std::time::{Duration, Instant};
 
 use super::super::{
-    ONE_AT_A_TIME, Rng, Service, Setup, broker, broker_addr, read_alerts, test_seed, unique,
+    ONE_AT_A_TIME, Rng, Service, Setup, broker, broker_addr, free_port, read_alerts, test_seed,
+    unique,
 };
 use super::{assert_same_as_replay, generated, hash, lines, produce_to};
 
-fn setup(name: &str, internal_partitions: i32) -> Setup {
-    Setup::with_topics(name, 3, |logs, alerts| {
+/// A setup and its consumer group (the changelog is `<group>-changelog`).
+struct Scaled {
+    s: Setup,
+    group: String,
+    partitions: i32,
+}
+
+fn setup(name: &str, internal_partitions: i32) -> Scaled {
+    setup_fetching(name, internal_partitions, 1 << 20)
+}
+
+fn setup_fetching(name: &str, internal_partitions: i32, fetch_bytes: usize) -> Scaled {
+    let group = unique(&format!("{name}-group"));
+    let g = group.clone();
+    let s = Setup::with_topics(name, 3, |logs, alerts| {
         format!(
             r#"
 [kafka]
 brokers = "{broker}"
 topics = ["{logs}"]
-group_id = "{group}"
+group_id = "{g}"
 alerts_topic = "{alerts}"
 transactional_id = "{txid}"
 [kafka.consumer_properties]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "1000"
+# Small fetches: the stream drains over many batches, so a member killed
+# or added at a third of it falls mid-stream.
+"max.partition.fetch.bytes" = "{fetch}"
+# A killed instance's open transaction holds read_committed readers back
+# until the broker aborts it: 10 s instead of librdkafka's 60.
+[kafka.producer_properties]
+"transaction.timeout.ms" = "10000"
+# The stream is two hours of event time replayed in seconds: a stall of
+# stage 2 while the group rebalances (session timeout, a killed member's
+# transaction timeout) would read as minutes of silence to the wall-clock
+# silence clock, which replay (the reference) never runs.
+[signals]
+silence_after = "10m"
 [scale_out]
 enabled = true
 partitions = {internal_partitions}
 replication = 1
 "#,
             broker = broker_addr(),
-            group = unique(&format!("{name}-group")),
             txid = unique(&format!("{name}-tx")),
+            fetch = fetch_bytes,
         )
-    })
+    });
+    Scaled {
+        s,
+        group,
+        partitions: internal_partitions,
+    }
+}
+
+impl Scaled {
+    /// Records processed, as the latest committed states of all internal
+    /// partitions in the changelog count them.
+    fn records(&self) -> u64 {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", broker_addr());
+        match faultline::scale::changelog::states(
+            &c,
+            &format!("{}-changelog", self.group),
+            self.partitions,
+        ) {
+            Ok(states) => states.iter().map(|(_, s)| s.kafka_records).sum(),
+            Err(_) => 0, // not created yet
+        }
+    }
+
+    /// Waits until the changelog counts `n` records; the runs' log on
+    /// failure.
+    fn wait_for_records(&self, n: u64, limit: Duration) {
+        let limit = Instant::now() + limit;
+        let mut seen = self.records();
+        while seen < n {
+            assert!(
+                Instant::now() < limit,
+                "only {seen} of {n} records processed; log: {}",
+                self.s.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+            seen = self.records();
+        }
+    }
+
+    /// One instance named `name`, with its own state directory and alert
+    /// file, logging into the setup's log.
+    fn instance(&self, name: &str, env: &[(&str, &str)]) -> Service {
+        let dir = self.s.dir.path().join(format!("instance-{name}"));
+        std::fs::create_dir_all(&dir).expect("instance dir");
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.s.dir.path().join("run.log"))
+            .expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .arg("--config")
+            .arg(&self.s.config)
+            .arg("run")
+            .arg("--state")
+            .arg(dir.join("state"))
+            .arg("--alerts")
+            .arg(dir.join("alerts.jsonl"))
+            .env(
+                "FAULTLINE__METRICS__LISTEN",
+                format!("\"127.0.0.1:{port}\""),
+            )
+            .env("FAULTLINE__SCALE_OUT__INSTANCE", format!("\"{name}\""))
+            .env("FAULTLINE_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("faultline run");
+        Service { child, port }
+    }
 }
 
 #[test]
@@ -49,7 +147,8 @@ fn one_instance_in_two_stages_gives_replays_alerts_of_every_kind() {
     if broker().is_none() {
         return;
     }
-    let s = setup("scale1", 4);
+    let sc = setup("scale1", 4);
+    let s = &sc.s;
     let records = generated(11, 120, 6.0);
     let expected = s.replay(&lines(&records));
     // Keyed by service, as in the alignment test: one partition's two
@@ -58,8 +157,9 @@ fn one_instance_in_two_stages_gives_replays_alerts_of_every_kind() {
         (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
     });
     let started = Instant::now();
+    // No instance name: the one-instance default.
     let svc = s.start();
-    wait_for_records(&s, records.len() as u64);
+    sc.wait_for_records(records.len() as u64, Duration::from_secs(300));
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0), "SIGTERM exit; log: {}", s.log_tail());
     eprintln!(
@@ -68,44 +168,30 @@ fn one_instance_in_two_stages_gives_replays_alerts_of_every_kind() {
         started.elapsed()
     );
     assert_eq!(
-        s.progress().0,
+        sc.records(),
         records.len() as u64,
         "every record processed once"
     );
     assert_same_as_replay("two stages", &read_alerts(&s.alerts), &expected);
 }
 
-/// Waits until the state counts `n` records; the run's log on failure.
-fn wait_for_records(s: &Setup, n: u64) {
-    let limit = Instant::now() + Duration::from_secs(300);
-    while s.progress().0 < n {
-        assert!(
-            Instant::now() < limit,
-            "only {:?} of {n} records processed; log: {}",
-            s.progress(),
-            s.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
-fn two_stages_survive_a_crash_between_commit_and_save_and_kill_9s_exactly_once() {
+fn two_stages_survive_a_crash_after_a_commit_and_kill_9s_exactly_once() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if broker().is_none() {
         return;
     }
     let seed = test_seed();
     eprintln!("kill -9 points seed: {seed} (rerun with FAULTLINE_TEST_SEED={seed})");
-    let s = setup("scale1k", 4);
+    let sc = setup("scale1k", 4);
+    let s = &sc.s;
     let records = generated(11, 120, 6.0);
     let expected = s.replay(&lines(&records));
     produce_to(&s.logs, &records, |r| {
         (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
     });
-    // The narrowest window first: stage 2 dies after its 4th commit,
-    // before the state save (small batches, so the 4th commit comes
-    // however fast the machine drains).
+    // Stage 2 dies right after its 4th commit (small batches, so the 4th
+    // commit comes however fast the machine drains).
     let svc = s.start_with(&[
         ("FAULTLINE_FAILPOINT_CRASH_AFTER_COMMIT", "4"),
         ("FAULTLINE__KAFKA__BATCH_SIZE", "1000"),
@@ -115,21 +201,19 @@ fn two_stages_survive_a_crash_between_commit_and_save_and_kill_9s_exactly_once()
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     for round in 0..2 {
         let svc = s.start_with(&[("FAULTLINE__KAFKA__BATCH_SIZE", "2000")]);
-        let done = s.progress().0;
-        let at = done + 1 + rng.below((records.len() as u64 - done) / 2);
-        wait_for_records(&s, at);
-        eprintln!(
-            "round {round}: kill -9 at {} records durable",
-            s.progress().0
-        );
+        let done = sc.records();
+        let at = (done + 1 + rng.below(((records.len() as u64).saturating_sub(done) / 2).max(1)))
+            .min(records.len() as u64);
+        sc.wait_for_records(at, Duration::from_secs(300));
+        eprintln!("round {round}: kill -9 at {} records durable", sc.records());
         svc.kill9();
     }
     let svc = s.start();
-    wait_for_records(&s, records.len() as u64);
+    sc.wait_for_records(records.len() as u64, Duration::from_secs(300));
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0), "SIGTERM exit; log: {}", s.log_tail());
     assert_eq!(
-        s.progress().0,
+        sc.records(),
         records.len() as u64,
         "every record processed once"
     );
@@ -140,52 +224,93 @@ fn two_stages_survive_a_crash_between_commit_and_save_and_kill_9s_exactly_once()
     );
 }
 
-#[test]
-fn a_second_instance_in_the_group_is_refused_and_the_first_still_gives_replays_alerts() {
+/// Several instances in one group: `first` start together; after a third
+/// of the records one of them is killed with kill -9 and another instance
+/// joins; the survivors run to the end.
+fn instances_share_the_stream(name: &str, first: &[&str], killed: &str, added: &str) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if broker().is_none() {
         return;
     }
-    let s = setup("scale2nd", 4);
+    let sc = setup_fetching(name, 4, 4096);
+    let s = &sc.s;
     let records = generated(11, 120, 6.0);
     let expected = s.replay(&lines(&records));
+    let n = records.len() as u64;
+    let started = Instant::now();
+    // Small batches: the group rebalances while batches are open.
+    let env = [("FAULTLINE__KAFKA__BATCH_SIZE", "1000")];
     produce_to(&s.logs, &records, |r| {
         (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
     });
-    // Small batches, so the first instance is still a live member of the
-    // group when the second one asks.
-    let first = s.start_with(&[("FAULTLINE__KAFKA__BATCH_SIZE", "500")]);
-    wait_for_records(&s, 1);
-    // Another state directory (the state's own lock would refuse a second
-    // writer of the same one before the group is asked).
-    let other = tempfile::tempdir().unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .arg("--config")
-        .arg(&s.config)
-        .arg("run")
-        .arg("--state")
-        .arg(other.path().join("state"))
-        .arg("--alerts")
-        .arg(other.path().join("alerts.jsonl"))
-        .env("FAULTLINE__METRICS__LISTEN", "\"\"")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(other.path().join("run.log")).unwrap())
-        .spawn()
-        .unwrap();
-    // The test's session timeout is 6 s: refused within it and a margin.
-    let second = Service { child, port: 0 }.exits_within(Duration::from_secs(60));
-    let said = std::fs::read_to_string(other.path().join("run.log")).unwrap_or_default();
-    assert!(!second.success(), "a second instance must not run: {said}");
-    assert!(
-        said.contains("only one instance per group"),
-        "the refusal says why and what to do: {said}"
-    );
-    wait_for_records(&s, records.len() as u64);
-    let (code, _) = first.terminate();
-    assert_eq!(code, Some(0), "SIGTERM exit; log: {}", s.log_tail());
+    {
+        let mut running: Vec<(&str, Service)> =
+            first.iter().map(|n| (*n, sc.instance(n, &env))).collect();
+        let i = running
+            .iter()
+            .position(|(n, _)| *n == killed)
+            .expect("the killed instance runs");
+        let (_, victim) = running.remove(i);
+        // Killed while it works: once its engines have decided on a
+        // thousand lines (its own metric), or, should it own little of the
+        // stream, once a sixth of the stream is committed.
+        let limit = Instant::now() + Duration::from_secs(120);
+        let mut checked = Instant::now();
+        while victim.metric("faultline_lines_total").unwrap_or(0) < 1000 {
+            if checked.elapsed() > Duration::from_secs(2) {
+                if sc.records() >= n / 6 {
+                    break;
+                }
+                checked = Instant::now();
+            }
+            assert!(
+                Instant::now() < limit,
+                "instance {killed} never got going: {}",
+                s.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        victim.kill9();
+        eprintln!(
+            "kill -9 of instance {killed} at {} records ({:?})",
+            sc.records(),
+            started.elapsed()
+        );
+        running.push((added, sc.instance(added, &env)));
+        sc.wait_for_records(n, Duration::from_secs(240));
+        eprintln!(
+            "{} instances then one killed and one added: {n} records in {:?}; {} partition restores",
+            first.len(),
+            started.elapsed(),
+            std::fs::read_to_string(s.dir.path().join("run.log"))
+                .unwrap_or_default()
+                .matches("state restored from the changelog")
+                .count()
+        );
+        for (name, svc) in running {
+            let (code, _) = svc.terminate();
+            assert_eq!(
+                code,
+                Some(0),
+                "instance {name}: SIGTERM exit; log: {}",
+                s.log_tail()
+            );
+        }
+    }
+    assert_eq!(sc.records(), n, "every record processed once");
     assert_same_as_replay(
-        "one instance beside a refused second",
+        &format!("{} instances, one killed, one added", first.len()),
         &read_alerts(&s.alerts),
         &expected,
     );
+}
+
+#[test]
+fn two_instances_with_one_killed_and_one_added_give_replays_alerts_exactly_once() {
+    instances_share_the_stream("scale2i", &["a", "b"], "b", "c");
+}
+
+#[test]
+fn three_instances_with_one_killed_and_one_added_give_replays_alerts_exactly_once() {
+    instances_share_the_stream("scale3i", &["a", "b", "c"], "b", "d");
 }
