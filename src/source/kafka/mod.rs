@@ -29,6 +29,7 @@ pub(crate) mod client;
 mod dead_letter;
 pub(crate) mod gated;
 mod health;
+mod phases;
 mod queues;
 mod rebalance;
 mod step;
@@ -176,6 +177,8 @@ struct Core {
     /// `Arc` compare by pointer, not by their bytes, several times per
     /// record.
     topics: Vec<Arc<str>>,
+    /// Where the wall time goes (logged at the end of the loop).
+    phases: phases::Phases,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -392,6 +395,7 @@ pub fn run(
         align: Aligner::new(cfg.kafka.partition_buffer, cfg.kafka.max_idle.0),
         clock: Instant::now(),
         topics: Vec::new(),
+        phases: phases::Phases::default(),
     };
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
@@ -518,14 +522,14 @@ pub fn run(
     // every this many turns of the loop, and whenever the loop waits.
     const SERVE_EVERY: u32 = 32;
     let mut turns = 0u32;
-    // Where a drain's wall time goes: waits for a queue to fill.
-    let (mut waits, mut waited) = (0u64, Duration::ZERO);
+    let began = Instant::now();
     let result = 'run: loop {
         if opts.shutdown.load(Ordering::Relaxed) {
             break Ok(());
         }
         turns = turns.wrapping_add(1);
         if turns.is_multiple_of(SERVE_EVERY) {
+            let served = Instant::now();
             let msg = consumer.poll(Duration::ZERO);
             if let Some(reason) = auth.failure() {
                 break Err(auth_failed(reason));
@@ -539,6 +543,7 @@ pub fn run(
                     records += 1;
                 }
                 let outcome = driver::step(&mut Step::new(&mut c, &consumer, msg), &cadence);
+                c.phases.serve += served.elapsed();
                 match settle(&mut c, outcome, &mut backoff) {
                     Then::Go => {}
                     Then::Stop(r) => break r,
@@ -554,6 +559,7 @@ pub fn run(
         // others' records stay in their queues until needed.
         let mut read = 0u32;
         let mut then = Then::Go;
+        let pass = Instant::now();
         {
             let list = queues.lock();
             for (key, q) in list.iter() {
@@ -578,6 +584,9 @@ pub fn run(
                 }
             }
         }
+        if read > 0 {
+            lock(&core).phases.read += pass.elapsed();
+        }
         match then {
             Then::Go => {}
             Then::Stop(r) => break 'run r,
@@ -598,6 +607,7 @@ pub fn run(
                 break Err(e);
             }
             let outcome = driver::step(&mut Step::new(&mut c, &consumer, None), &cadence);
+            c.phases.release += pass.elapsed();
             let pushed = matches!(
                 outcome,
                 Ok(driver::Stepped {
@@ -620,21 +630,17 @@ pub fn run(
         }
         let quiet = Instant::now();
         queues.wake.wait(Duration::from_millis(20));
-        waits += 1;
-        waited += quiet.elapsed();
         // The consumer's queue too, now: it may hold the assignment the
         // loop is waiting for.
         turns = SERVE_EVERY - 1;
         // The alignment's clock advances only while nothing could be read.
-        lock(&core).clock += quiet.elapsed();
+        let mut c = lock(&core);
+        c.clock += quiet.elapsed();
+        c.phases.waits += 1;
+        c.phases.wait += quiet.elapsed();
     };
     status.ready.store(false, Ordering::Relaxed);
-    tracing::info!(
-        records,
-        waits,
-        waited_ms = waited.as_millis() as u64,
-        "consumer loop done"
-    );
+    lock(&core).phases.log(records, began.elapsed());
     let mut clean = true;
     {
         let mut c = lock(&core);

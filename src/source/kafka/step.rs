@@ -141,15 +141,19 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
     fn settle(&mut self) -> Result<(), BatchError> {
         self.started = Some(Instant::now());
         let c = &mut *self.core;
+        c.phases.mark = self.started;
         for s in &mut c.streams {
             let (st, mut sink) = s.split(&mut c.engine);
             st.finish(&c.parser, &mut sink);
             s.close(&mut c.align, c.clock);
         }
-        c.drain(c.clock)
+        let r = c.drain(c.clock);
+        c.phases.lap(|p| &mut p.settle);
+        r
     }
 
     fn commit(&mut self) -> Result<(), BatchError> {
+        self.core.phases.lap(|p| &mut p.flush);
         self.offsets = self.core.commit_transaction(self.consumer)?;
         Ok(())
     }
@@ -168,6 +172,7 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
     /// tried again after the next batch (a restart now would re-process
     /// the gap silently, which is also correct).
     fn saved(&mut self, result: Result<(), StateError>) -> Result<(), BatchError> {
+        self.core.phases.lap(|p| &mut p.save);
         match result {
             Ok(()) => self.core.state_unsaved = false,
             Err(e) => {
@@ -186,6 +191,10 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
         if let Err(e) = result {
             tracing::warn!(error = %e, "error-type catalogue export failed");
         }
+        let p = &mut self.core.phases;
+        p.lap(|p| &mut p.export);
+        p.checkpoints += 1;
+        p.mark = None;
         tracing::debug!(
             elapsed_ms = self.started.map_or(0, |s| s.elapsed().as_millis() as u64),
             "batch committed"

@@ -102,6 +102,7 @@ impl Core {
                         p.send_offsets_to_transaction(&tpl, &gm, timeout)
                     })?;
                 }
+                self.phases.lap(|p| &mut p.offsets);
                 self.txn_call("commit transaction", || p.commit_transaction(timeout))?;
             }
             None => {
@@ -112,6 +113,7 @@ impl Core {
                 }
             }
         }
+        self.phases.lap(|p| &mut p.commit);
         self.in_txn = false;
         self.batch.clear();
         let n = self.status.batches.fetch_add(1, Ordering::Relaxed) + 1;
