@@ -233,6 +233,23 @@ impl Core {
         Ok(engine)
     }
 
+    /// Emits the records held open for a trace that may continue: all of
+    /// them (`all`: consumption ends here), or those held for
+    /// `input.join_max_millis` (at most 10 s) of the alignment's clock,
+    /// which moves only while nothing can be read: a quiet partition's
+    /// last trace is then complete.
+    fn release_held(&mut self, now: Instant, all: bool) {
+        let grace = Duration::from_millis(self.cfg.input.join_max_millis.min(10_000));
+        for s in &mut self.streams {
+            if all
+                || s.held_at
+                    .is_some_and(|t| now.saturating_duration_since(t) >= grace)
+            {
+                s.finish(&self.parser, &mut self.engine, &mut self.align, now);
+            }
+        }
+    }
+
     /// One message through the parser into its partition's buffer, then
     /// into the engine whatever the alignment releases.
     fn process<M: Message>(&mut self, m: &M, now: Instant) -> Result<(), BatchError> {
@@ -282,11 +299,10 @@ impl Core {
             && off >= u
         {
             // The silent gap ends here, where the run that committed it
-            // emitted every open record: do so again (its group is silent:
-            // it ends below the committed offset).
-            let (st, mut sink) = s.split(&mut self.engine);
-            st.finish(&self.parser, &mut sink);
-            s.close(&mut self.align, now);
+            // held nothing open (its commit stopped before an open record)
+            // or emitted every open record: do so again (its group is
+            // silent: it ends below the committed offset).
+            s.finish(&self.parser, &mut self.engine, &mut self.align, now);
         }
         s.last_off = off;
         if s.open.messages == 0 {
@@ -529,7 +545,6 @@ pub fn run(
         }
         turns = turns.wrapping_add(1);
         if turns.is_multiple_of(SERVE_EVERY) {
-            let served = Instant::now();
             let msg = consumer.poll(Duration::ZERO);
             if let Some(reason) = auth.failure() {
                 break Err(auth_failed(reason));
@@ -543,7 +558,6 @@ pub fn run(
                     records += 1;
                 }
                 let outcome = driver::step(&mut Step::new(&mut c, &consumer, msg), &cadence);
-                c.phases.serve += served.elapsed();
                 match settle(&mut c, outcome, &mut backoff) {
                     Then::Go => {}
                     Then::Stop(r) => break r,
@@ -559,7 +573,6 @@ pub fn run(
         // others' records stay in their queues until needed.
         let mut read = 0u32;
         let mut then = Then::Go;
-        let pass = Instant::now();
         {
             let list = queues.lock();
             for (key, q) in list.iter() {
@@ -584,9 +597,6 @@ pub fn run(
                 }
             }
         }
-        if read > 0 {
-            lock(&core).phases.read += pass.elapsed();
-        }
         match then {
             Then::Go => {}
             Then::Stop(r) => break 'run r,
@@ -607,7 +617,6 @@ pub fn run(
                 break Err(e);
             }
             let outcome = driver::step(&mut Step::new(&mut c, &consumer, None), &cadence);
-            c.phases.release += pass.elapsed();
             let pushed = matches!(
                 outcome,
                 Ok(driver::Stepped {
@@ -634,10 +643,11 @@ pub fn run(
         // loop is waiting for.
         turns = SERVE_EVERY - 1;
         // The alignment's clock advances only while nothing could be read.
+        let quiet = quiet.elapsed();
         let mut c = lock(&core);
-        c.clock += quiet.elapsed();
+        c.clock += quiet;
         c.phases.waits += 1;
-        c.phases.wait += quiet.elapsed();
+        c.phases.wait += quiet;
     };
     status.ready.store(false, Ordering::Relaxed);
     lock(&core).phases.log(records, began.elapsed());
