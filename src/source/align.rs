@@ -460,6 +460,29 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_partition_revoked_leaves_the_others_paused_and_resumed_as_before() {
+        let now = Instant::now();
+        let mut a = Aligner::new(2, IDLE);
+        for off in 0..2 {
+            a.consumed(&0, off, now);
+            a.push(&0, off, Some(off), "a", now);
+        }
+        assert_eq!(a.pause_changes(), (vec![0], vec![]));
+        assert_eq!(a.revoke(&0), 2);
+        // Nothing buffered, nothing paused: nothing to change.
+        assert_eq!(a.pause_changes(), (vec![], vec![]));
+        for off in 0..2 {
+            a.consumed(&1, off, now);
+            a.push(&1, off, Some(off), "b", now);
+        }
+        assert_eq!(a.pause_changes(), (vec![1], vec![]));
+        a.reached_end(&1, now);
+        assert!(a.pop_ready(now).is_some());
+        assert_eq!(a.pause_changes(), (vec![], vec![1]));
+        assert_eq!(a.pause_changes(), (vec![], vec![]));
+    }
+
+    #[test]
     fn clearing_drops_everything_and_resumes_paused_partitions() {
         let now = Instant::now();
         let mut a = Aligner::new(2, IDLE);
