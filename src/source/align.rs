@@ -82,6 +82,10 @@ pub struct Aligner<K, T> {
     capacity: usize,
     max_idle: Duration,
     buffered: usize,
+    /// Lanes paused: with none paused and fewer entries buffered in all
+    /// than one lane's capacity, [`Aligner::pause_changes`] has nothing to
+    /// look at (asked once per message).
+    paused: usize,
 }
 
 impl<K: PartialEq + Clone, T> Aligner<K, T> {
@@ -94,6 +98,7 @@ impl<K: PartialEq + Clone, T> Aligner<K, T> {
             capacity: capacity.max(2),
             max_idle,
             buffered: 0,
+            paused: 0,
         }
     }
 
@@ -131,9 +136,10 @@ impl<K: PartialEq + Clone, T> Aligner<K, T> {
         let Some(i) = self.lanes.iter().position(|l| l.key == *key) else {
             return 0;
         };
-        let n = self.lanes.swap_remove(i).buf.len();
-        self.buffered -= n;
-        n
+        let lane = self.lanes.swap_remove(i);
+        self.buffered -= lane.buf.len();
+        self.paused -= usize::from(lane.paused);
+        lane.buf.len()
     }
 
     /// A message at `offset` was read from the partition (its records may
@@ -230,12 +236,17 @@ impl<K: PartialEq + Clone, T> Aligner<K, T> {
     /// noted as done.
     pub fn pause_changes(&mut self) -> (Vec<K>, Vec<K>) {
         let (mut pause, mut resume) = (Vec::new(), Vec::new());
+        if self.paused == 0 && self.buffered < self.capacity {
+            return (pause, resume);
+        }
         for l in &mut self.lanes {
             if !l.paused && l.buf.len() >= self.capacity {
                 l.paused = true;
+                self.paused += 1;
                 pause.push(l.key.clone());
             } else if l.paused && l.buf.len() <= self.capacity / 2 {
                 l.paused = false;
+                self.paused -= 1;
                 resume.push(l.key.clone());
             }
         }
@@ -260,6 +271,7 @@ impl<K: PartialEq + Clone, T> Aligner<K, T> {
             }
         }
         self.buffered = 0;
+        self.paused = 0;
         resume
     }
 
@@ -445,6 +457,29 @@ mod tests {
             drain(&mut a, now),
             [(1, "b0"), (0, "a0"), (0, "a1"), (1, "b1")]
         );
+    }
+
+    #[test]
+    fn a_paused_partition_revoked_leaves_the_others_paused_and_resumed_as_before() {
+        let now = Instant::now();
+        let mut a = Aligner::new(2, IDLE);
+        for off in 0..2 {
+            a.consumed(&0, off, now);
+            a.push(&0, off, Some(off), "a", now);
+        }
+        assert_eq!(a.pause_changes(), (vec![0], vec![]));
+        assert_eq!(a.revoke(&0), 2);
+        // Nothing buffered, nothing paused: nothing to change.
+        assert_eq!(a.pause_changes(), (vec![], vec![]));
+        for off in 0..2 {
+            a.consumed(&1, off, now);
+            a.push(&1, off, Some(off), "b", now);
+        }
+        assert_eq!(a.pause_changes(), (vec![1], vec![]));
+        a.reached_end(&1, now);
+        assert!(a.pop_ready(now).is_some());
+        assert_eq!(a.pause_changes(), (vec![], vec![1]));
+        assert_eq!(a.pause_changes(), (vec![], vec![]));
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub(super) struct PartStream {
     pub(super) state: StreamState,
     pub(super) open: Group,
     pub(super) open_from: i64,
+    /// Since when (alignment clock) the open group has been held for a
+    /// record that may continue; `None` when nothing is held.
+    pub(super) held_at: Option<Instant>,
     /// The last service and version seen, shared by the lines that repeat
     /// them (most lines of a partition keyed by service).
     names: (Option<Arc<str>>, Option<Arc<str>>),
@@ -79,12 +82,33 @@ impl PartStream {
             state,
             open: Group::default(),
             open_from: 0,
+            held_at: None,
             names: (None, None),
         }
     }
 
     pub(super) fn key(&self) -> Part {
         (self.topic.clone(), self.partition)
+    }
+
+    /// The first offset of the group held open (not yet in the aligner):
+    /// a commit stops before it, so a crash reads it again.
+    pub(super) fn held_from(&self) -> Option<i64> {
+        (self.open.messages > 0).then_some(self.open_from)
+    }
+
+    /// Emits what the parser holds open and hands the group to the
+    /// aligner.
+    pub(super) fn finish(
+        &mut self,
+        parser: &Parser,
+        engine: &mut Engine,
+        align: &mut Align,
+        now: Instant,
+    ) {
+        let (st, mut sink) = self.split(engine);
+        st.finish(parser, &mut sink);
+        self.close(align, now);
     }
 
     /// The parser's stream, and a sink collecting its events into the open group; bad
@@ -105,9 +129,15 @@ impl PartStream {
     /// Hands the open group to the aligner unless the parser still holds a
     /// record of it (a trace waiting for its next line).
     pub(super) fn close(&mut self, align: &mut Align, now: Instant) {
-        if self.open.messages == 0 || self.state.holding() {
+        if self.open.messages == 0 {
+            self.held_at = None;
             return;
         }
+        if self.state.holding() {
+            self.held_at.get_or_insert(now);
+            return;
+        }
+        self.held_at = None;
         let g = std::mem::take(&mut self.open);
         align.push(&self.key(), self.open_from, g.time, g, now);
     }
@@ -175,10 +205,15 @@ impl Core {
 
     /// Feeds the engine every group the aligner releases.
     pub(super) fn drain(&mut self, now: Instant) -> Result<(), BatchError> {
-        if !self.align.ready(now) {
-            return Ok(());
+        // Asked once per message: the common answer (nothing ready) is
+        // found without a second search for the lane, and a transaction is
+        // opened only before something is fed.
+        if !self.in_txn {
+            if !self.align.ready(now) {
+                return Ok(());
+            }
+            self.begin()?;
         }
-        self.begin()?;
         while let Some((k, e)) = self.align.pop_ready(now) {
             let k = k.clone();
             self.feed(&k, e.item)?;

@@ -29,6 +29,7 @@ pub(crate) mod client;
 mod dead_letter;
 pub(crate) mod gated;
 mod health;
+mod phases;
 mod queues;
 mod rebalance;
 mod step;
@@ -176,6 +177,8 @@ struct Core {
     /// `Arc` compare by pointer, not by their bytes, several times per
     /// record.
     topics: Vec<Arc<str>>,
+    /// Where the wall time goes (logged at the end of the loop).
+    phases: phases::Phases,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -230,6 +233,23 @@ impl Core {
         Ok(engine)
     }
 
+    /// Emits the records held open for a trace that may continue: all of
+    /// them (`all`: consumption ends here), or those held for
+    /// `input.join_max_millis` (at most 10 s) of the alignment's clock,
+    /// which moves only while nothing can be read: a quiet partition's
+    /// last trace is then complete.
+    fn release_held(&mut self, now: Instant, all: bool) {
+        let grace = Duration::from_millis(self.cfg.input.join_max_millis.min(10_000));
+        for s in &mut self.streams {
+            if all
+                || s.held_at
+                    .is_some_and(|t| now.saturating_duration_since(t) >= grace)
+            {
+                s.finish(&self.parser, &mut self.engine, &mut self.align, now);
+            }
+        }
+    }
+
     /// One message through the parser into its partition's buffer, then
     /// into the engine whatever the alignment releases.
     fn process<M: Message>(&mut self, m: &M, now: Instant) -> Result<(), BatchError> {
@@ -279,11 +299,10 @@ impl Core {
             && off >= u
         {
             // The silent gap ends here, where the run that committed it
-            // emitted every open record: do so again (its group is silent:
-            // it ends below the committed offset).
-            let (st, mut sink) = s.split(&mut self.engine);
-            st.finish(&self.parser, &mut sink);
-            s.close(&mut self.align, now);
+            // held nothing open (its commit stopped before an open record)
+            // or emitted every open record: do so again (its group is
+            // silent: it ends below the committed offset).
+            s.finish(&self.parser, &mut self.engine, &mut self.align, now);
         }
         s.last_off = off;
         if s.open.messages == 0 {
@@ -392,6 +411,7 @@ pub fn run(
         align: Aligner::new(cfg.kafka.partition_buffer, cfg.kafka.max_idle.0),
         clock: Instant::now(),
         topics: Vec::new(),
+        phases: phases::Phases::default(),
     };
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
@@ -518,8 +538,7 @@ pub fn run(
     // every this many turns of the loop, and whenever the loop waits.
     const SERVE_EVERY: u32 = 32;
     let mut turns = 0u32;
-    // Where a drain's wall time goes: waits for a queue to fill.
-    let (mut waits, mut waited) = (0u64, Duration::ZERO);
+    let began = Instant::now();
     let result = 'run: loop {
         if opts.shutdown.load(Ordering::Relaxed) {
             break Ok(());
@@ -620,21 +639,18 @@ pub fn run(
         }
         let quiet = Instant::now();
         queues.wake.wait(Duration::from_millis(20));
-        waits += 1;
-        waited += quiet.elapsed();
         // The consumer's queue too, now: it may hold the assignment the
         // loop is waiting for.
         turns = SERVE_EVERY - 1;
         // The alignment's clock advances only while nothing could be read.
-        lock(&core).clock += quiet.elapsed();
+        let quiet = quiet.elapsed();
+        let mut c = lock(&core);
+        c.clock += quiet;
+        c.phases.waits += 1;
+        c.phases.wait += quiet;
     };
     status.ready.store(false, Ordering::Relaxed);
-    tracing::info!(
-        records,
-        waits,
-        waited_ms = waited.as_millis() as u64,
-        "consumer loop done"
-    );
+    lock(&core).phases.log(records, began.elapsed());
     let mut clean = true;
     {
         let mut c = lock(&core);

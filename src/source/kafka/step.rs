@@ -32,6 +32,9 @@ pub(super) struct Step<'a, C: ConsumerContext> {
     /// When the checkpoint began (for its log line; set by `settle`, not
     /// per step: a clock read per message is measurable at full speed).
     started: Option<Instant>,
+    /// The commit ends consumption (shutdown, revocation): every record
+    /// held open is emitted, as none can continue in this run.
+    closing: bool,
 }
 
 impl<'a, C: ConsumerContext> Step<'a, C> {
@@ -47,6 +50,7 @@ impl<'a, C: ConsumerContext> Step<'a, C> {
             from: None,
             offsets: Vec::new(),
             started: None,
+            closing: false,
         }
     }
 }
@@ -55,6 +59,13 @@ impl<'a, C: ConsumerContext> Step<'a, C> {
     /// `msg` came from this partition's own queue.
     pub(super) fn from(mut self, part: &'a Part) -> Step<'a, C> {
         self.from = Some(part);
+        self
+    }
+
+    /// This step's checkpoint is the last of the partitions' consumption
+    /// here (see `closing`).
+    pub(super) fn closing(mut self) -> Step<'a, C> {
+        self.closing = true;
         self
     }
 }
@@ -98,13 +109,17 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
                     Some(k) => c.align.reached_end(k, now),
                     None => c.reached_end(p, now),
                 }
+                c.release_held(now, false);
                 (c.drain(now), false)
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer");
                 (c.drain(now), false)
             }
-            None => (c.drain(now), false),
+            None => {
+                c.release_held(now, false);
+                (c.drain(now), false)
+            }
         };
         c.apply_pauses(self.consumer);
         outcome?;
@@ -117,39 +132,32 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
     }
 
     /// A batch with nothing released yet has nothing to commit (the
-    /// offsets stop at the waiting records) unless a trace is open. A trace
-    /// open at the batch's end would be cut by the commit: it gets up to
-    /// `input.join_max_millis` (wall clock) more to finish, or until the
-    /// batch is twice its size.
+    /// offsets stop at the waiting records). A record held open for its
+    /// trace does not hold the batch back: the commit stops before it
+    /// (`Core::commit_transaction`), and it goes into a later batch once
+    /// complete, so a trace is never cut by a commit and no other
+    /// partition's alerts wait for it.
     fn at_boundary(&self) -> bool {
         let c = &*self.core;
-        let k = &c.cfg.kafka;
-        let holding = c.streams.iter().any(|s| s.state.holding());
-        let grace = Duration::from_millis(c.cfg.input.join_max_millis.min(10_000));
-        c.in_txn
-            && (c.pace.since > 0 || holding)
-            && (!holding
-                || c.pace.since >= (k.batch_size as u64).saturating_mul(2)
-                || c.pace
-                    .started
-                    .is_some_and(|s| s.elapsed() >= k.commit_interval.0 + grace))
+        c.in_txn && c.pace.since > 0
     }
 
-    /// Records held open for their trace are emitted now, so that no
-    /// committed offset is ahead of them; they wait in the aligner like any
-    /// other (and the committed offset stays before them while they do).
+    /// Records held open longer than the join grace are emitted (the idle
+    /// step does so too: a quiet partition's last trace), and all of them
+    /// when consumption ends here; the others stay open, and the committed
+    /// offset stays before them.
     fn settle(&mut self) -> Result<(), BatchError> {
         self.started = Some(Instant::now());
         let c = &mut *self.core;
-        for s in &mut c.streams {
-            let (st, mut sink) = s.split(&mut c.engine);
-            st.finish(&c.parser, &mut sink);
-            s.close(&mut c.align, c.clock);
-        }
-        c.drain(c.clock)
+        c.phases.mark = self.started;
+        c.release_held(c.clock, self.closing);
+        let r = c.drain(c.clock);
+        c.phases.lap(|p| &mut p.settle);
+        r
     }
 
     fn commit(&mut self) -> Result<(), BatchError> {
+        self.core.phases.lap(|p| &mut p.flush);
         self.offsets = self.core.commit_transaction(self.consumer)?;
         Ok(())
     }
@@ -168,6 +176,7 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
     /// tried again after the next batch (a restart now would re-process
     /// the gap silently, which is also correct).
     fn saved(&mut self, result: Result<(), StateError>) -> Result<(), BatchError> {
+        self.core.phases.lap(|p| &mut p.save);
         match result {
             Ok(()) => self.core.state_unsaved = false,
             Err(e) => {
@@ -186,6 +195,10 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
         if let Err(e) = result {
             tracing::warn!(error = %e, "error-type catalogue export failed");
         }
+        let p = &mut self.core.phases;
+        p.lap(|p| &mut p.export);
+        p.checkpoints += 1;
+        p.mark = None;
         tracing::debug!(
             elapsed_ms = self.started.map_or(0, |s| s.elapsed().as_millis() as u64),
             "batch committed"

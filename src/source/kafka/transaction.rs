@@ -57,7 +57,7 @@ impl Core {
             return Ok(());
         }
         let dir = self.state_dir.clone();
-        driver::checkpoint(&mut Step::new(self, consumer, None), &dir, true)
+        driver::checkpoint(&mut Step::new(self, consumer, None).closing(), &dir, true)
     }
 
     /// The transactional part of a commit (the driver's `commit` step,
@@ -70,11 +70,19 @@ impl Core {
         consumer: &BaseConsumer<C>,
     ) -> Result<Vec<(String, i32, i64)>, BatchError> {
         // Per partition: up to its oldest group still waiting in the
-        // aligner (read again after a crash), else all it delivered.
+        // aligner or held open in the parser for its trace (read again
+        // after a crash), else all it delivered.
         let offsets: Vec<(String, i32, i64)> = self
             .align
             .commit_offsets()
-            .map(|((t, p), next)| (t.to_string(), *p, next))
+            .map(|((t, p), next)| {
+                let held = self
+                    .streams
+                    .iter()
+                    .find(|s| s.partition == *p && *s.topic == **t)
+                    .and_then(aligned::PartStream::held_from);
+                (t.to_string(), *p, held.map_or(next, |h| h.min(next)))
+            })
             .collect();
         let mut tpl = TopicPartitionList::new();
         for (t, p, next) in &offsets {
@@ -102,6 +110,7 @@ impl Core {
                         p.send_offsets_to_transaction(&tpl, &gm, timeout)
                     })?;
                 }
+                self.phases.lap(|p| &mut p.offsets);
                 self.txn_call("commit transaction", || p.commit_transaction(timeout))?;
             }
             None => {
@@ -112,6 +121,7 @@ impl Core {
                 }
             }
         }
+        self.phases.lap(|p| &mut p.commit);
         self.in_txn = false;
         self.batch.clear();
         let n = self.status.batches.fetch_add(1, Ordering::Relaxed) + 1;
