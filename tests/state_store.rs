@@ -282,6 +282,58 @@ fn evicted_types_of_an_older_store_stay_known(name: &str) {
     }
 }
 
+/// Types evicted after a checkpoint wrote them, unchanged since, are only
+/// marked evicted in the store's index (their rows keep the window and
+/// samples they were written with): a checkpoint every 5 records, each
+/// one committed, 60 types under a hot cap of 20. The store then lists
+/// every type whole, and the same messages a day later (through a second
+/// writer's load, which reads the marks) raise no novel alert.
+#[test]
+fn types_evicted_unchanged_since_their_checkpoint_stay_known_across_runs() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-56763a7-redb");
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let cfg = tmp.path().join("faultline.toml");
+    std::fs::write(
+        &cfg,
+        "[baseline]\nmax_hot_types = 20\nwarmup = \"0s\"\ncheckpoint_every = 5\ndurable_every = \"0s\"\n\
+         [fingerprint.learn]\nenabled = false\n",
+    )
+    .unwrap();
+    let input = std::fs::read_to_string(fixture.join("input.jsonl")).unwrap();
+    let replay = |day: &str| {
+        let file = tmp.path().join(format!("in-{day}.jsonl"));
+        std::fs::write(&file, input.replace("2026-11-02T", day)).unwrap();
+        let alerts = tmp.path().join(format!("alerts-{day}.jsonl"));
+        let o = bin()
+            .args(["replay", "--no-progress", "--config"])
+            .arg(&cfg)
+            .arg("--alerts")
+            .arg(&alerts)
+            .arg("--state")
+            .arg(&state)
+            .arg(&file)
+            .output()
+            .unwrap();
+        stdout(&o);
+        std::fs::read_to_string(&alerts).unwrap_or_default()
+    };
+    let first = replay("2026-11-02T");
+    assert_eq!(first.matches("\"novel\"").count(), 20, "{first}");
+    let list = stdout(&run(&["types", "list"], &state));
+    assert_eq!(list.lines().count(), 61, "{list}");
+    assert_eq!(total_count(&list), 60, "{list}");
+    assert!(list.lines().skip(1).all(|l| l.contains("widget")), "{list}");
+    let later = replay("2026-11-03T");
+    assert!(
+        !later.contains("\"novel\""),
+        "a known type alerted as new: {later}"
+    );
+    let list = stdout(&run(&["types", "list"], &state));
+    assert_eq!(list.lines().count(), 61, "{list}");
+    assert_eq!(total_count(&list), 120, "{list}");
+}
+
 /// The alert ids of an alerts file, in order.
 fn alert_ids(p: &Path) -> Vec<String> {
     #[derive(serde::Deserialize)]

@@ -175,13 +175,14 @@ pub struct Evicted {
 pub enum EvictedRow {
     /// Its row, encoded when it was evicted (a third of the entry).
     Encoded(std::sync::Arc<[u8]>),
-    /// Unchanged since the last checkpoint handed to the store: its stored
-    /// row is current but for what eviction drops (window, samples,
-    /// per-version minutes), so the store only marks that row evicted
-    /// instead of encoding and writing it again. The entry (as evicted)
-    /// stays here until that mark is durable, for a checkpoint that must
-    /// rewrite everything after a failed one.
-    Clean(Box<ErrorType>),
+    /// Unchanged since the last checkpoint handed to the store, and that
+    /// checkpoint is durable: its stored row is current but for what
+    /// eviction drops (window, samples, per-version minutes), so the store
+    /// only marks that row evicted instead of encoding and writing it
+    /// again. Nothing of the entry is kept: the durable row is its copy
+    /// (so a checkpoint that must rewrite everything after a failed one
+    /// still finds it there).
+    Clean,
 }
 
 impl ErrorType {
@@ -237,6 +238,9 @@ pub struct Baseline {
     /// Checkpoints handed to the store (the outbox's clock).
     #[serde(skip)]
     epoch: u64,
+    /// The last of them known durable ([`Baseline::written`]).
+    #[serde(skip)]
+    durable: u64,
 }
 
 /// Which types a checkpoint must write: the state store writes only these
@@ -295,6 +299,7 @@ impl Baseline {
             pager: None,
             outbox: PrehashedMap::default(),
             epoch: 0,
+            durable: 0,
         }
     }
 
@@ -350,6 +355,7 @@ impl Baseline {
     /// The checkpoint `epoch` is durable: the entries evicted before it
     /// are in the store and leave memory.
     pub fn written(&mut self, epoch: u64) {
+        self.durable = self.durable.max(epoch);
         if !self.outbox.is_empty() {
             self.outbox.retain(|_, e| e.epoch >= epoch);
         }
@@ -367,12 +373,14 @@ impl Baseline {
             self.cold.insert(fp, Cold::of(&t));
             return;
         };
-        if clean {
+        // Unchanged since the last checkpoint taken, and every checkpoint
+        // taken is durable: the stored row is the copy.
+        if clean && self.durable == self.epoch {
             self.dirty.mark(fp);
             let e = Evicted {
                 epoch: self.epoch,
                 first_seen: t.first_seen,
-                row: EvictedRow::Clean(t),
+                row: EvictedRow::Clean,
             };
             self.outbox.insert(fp, e);
             self.cold.note_stored(fp);
@@ -437,8 +445,13 @@ impl Baseline {
         if let Some(p) = &self.pager {
             let found = match self.outbox.remove(&fp).map(|e| e.row) {
                 Some(EvictedRow::Encoded(row)) => (p.decode)(&row).map(Some),
-                Some(EvictedRow::Clean(t)) => Ok(Some(*t)),
-                None => (p.read)(fp),
+                Some(EvictedRow::Clean) | None => (p.read)(fp).map(|t| {
+                    t.map(|mut t| {
+                        // Its mark may not be written yet.
+                        t.strip_for_eviction();
+                        t
+                    })
+                }),
             };
             match found {
                 Ok(found) => t = found.map(Box::new),

@@ -733,7 +733,7 @@ fn encode_types(
         } else if let Some(e) = b.evicted(*fp) {
             let row = match &e.row {
                 EvictedRow::Encoded(row) => RowBytes::Evicted(row.clone()),
-                EvictedRow::Clean(_) => RowBytes::Clean,
+                EvictedRow::Clean => RowBytes::Clean,
             };
             types.push((*fp, e.first_seen, row));
         } else {
@@ -934,9 +934,8 @@ impl Core {
                 RowBytes::Here(at) => &batch.rows[at.clone()],
                 RowBytes::Evicted(row) => &row[..],
                 RowBytes::Clean => {
-                    // Marked clean, but no checkpoint wrote it: the one
-                    // that did failed. The error makes the next one
-                    // rewrite everything, this entry included.
+                    // Evicted as stored (its checkpoint was durable), yet
+                    // no row holds it: the store was changed under us.
                     return Err(corrupt(
                         &path,
                         format!("type {fp}: evicted as stored, but no row holds it"),
@@ -1046,10 +1045,13 @@ impl Core {
                         }
                         None => match b.evicted(fp).map(|e| &e.row) {
                             Some(EvictedRow::Encoded(row)) => row,
-                            Some(EvictedRow::Clean(ty)) => {
-                                // Stripped at eviction: the row says so.
-                                encode_type(ty, &mut buf).map_err(|m| corrupt(&path, m))?;
-                                &buf
+                            Some(EvictedRow::Clean) => {
+                                // Its durable row stays; only marked.
+                                let at = ix.get(fp.0).map_err(|x| e(&x))?.map(|v| v.value());
+                                if let Some(at) = at {
+                                    ix.insert(fp.0, at | EVICTED).map_err(|x| e(&x))?;
+                                }
+                                continue;
                             }
                             None => &[],
                         },
