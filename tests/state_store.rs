@@ -224,42 +224,114 @@ fn a_damaged_state_without_a_previous_generation_is_refused_naming_the_file() {
 /// records, and the same messages a day later raise no novel alert.
 #[test]
 fn a_state_redb_of_main_with_evicted_types_loads_and_its_types_stay_known() {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-ce6d87e-redb");
+    evicted_types_of_an_older_store_stay_known("state-ce6d87e-redb");
+}
+
+/// A `state.redb` written by main at 56763a7 (tests/fixtures/state-56763a7-redb):
+/// store format 1 (rows with hex fingerprints, no fingerprint index), its
+/// 40 evicted types living only as rows. This faultline builds the index on
+/// first open, revives them from their rows, and writes format 2 rows.
+#[test]
+fn a_state_redb_of_56763a7_gets_its_index_and_its_evicted_types_come_back_known() {
+    evicted_types_of_an_older_store_stay_known("state-56763a7-redb");
+}
+
+/// Loads the fixture's store, replays its messages a day later with its
+/// configuration: no novel alert, every type counted twice, templates kept;
+/// then once more (the store now in this faultline's format).
+fn evicted_types_of_an_older_store_stay_known(name: &str) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::copy(fixture.join("state/state.redb"), state.join("state.redb")).unwrap();
     let before = stdout(&run(&["types", "list"], &state));
     assert_eq!(before.lines().count(), 61, "{before}");
-    // The same messages, a day later (a new input for the resume points).
     let input = std::fs::read_to_string(fixture.join("input.jsonl")).unwrap();
-    let later = tmp.path().join("later.jsonl");
-    std::fs::write(&later, input.replace("2026-11-02T", "2026-11-03T")).unwrap();
-    let alerts = tmp.path().join("alerts.jsonl");
-    let o = bin()
-        .args(["replay", "--no-progress", "--config"])
-        .arg(fixture.join("faultline.toml"))
-        .arg("--alerts")
-        .arg(&alerts)
-        .arg("--state")
-        .arg(&state)
-        .arg(&later)
-        .output()
-        .unwrap();
-    stdout(&o);
-    let raised = std::fs::read_to_string(&alerts).unwrap_or_default();
+    for (day, total) in [("2026-11-03T", 120), ("2026-11-04T", 180)] {
+        // The same messages a day later (a new input for the resume points).
+        let later = tmp.path().join(format!("later-{day}.jsonl"));
+        std::fs::write(&later, input.replace("2026-11-02T", day)).unwrap();
+        let alerts = tmp.path().join("alerts.jsonl");
+        let o = bin()
+            .args(["replay", "--no-progress", "--config"])
+            .arg(fixture.join("faultline.toml"))
+            .arg("--alerts")
+            .arg(&alerts)
+            .arg("--state")
+            .arg(&state)
+            .arg(&later)
+            .output()
+            .unwrap();
+        stdout(&o);
+        let raised = std::fs::read_to_string(&alerts).unwrap_or_default();
+        assert!(
+            !raised.contains("\"novel\""),
+            "{day}: a known type alerted as new: {raised}"
+        );
+        let after = stdout(&run(&["types", "list"], &state));
+        assert_eq!(after.lines().count(), 61, "{day}: {after}");
+        assert_eq!(total_count(&after), total, "{day}: {after}");
+        // Every type kept its template through eviction and back.
+        assert!(
+            after.lines().skip(1).all(|l| l.contains("widget")),
+            "{day}: {after}"
+        );
+    }
+}
+
+/// Types evicted after a checkpoint wrote them, unchanged since, are only
+/// marked evicted in the store's index (their rows keep the window and
+/// samples they were written with): a checkpoint every 5 records, each
+/// one committed, 60 types under a hot cap of 20. The store then lists
+/// every type whole, and the same messages a day later (through a second
+/// writer's load, which reads the marks) raise no novel alert.
+#[test]
+fn types_evicted_unchanged_since_their_checkpoint_stay_known_across_runs() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-56763a7-redb");
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let cfg = tmp.path().join("faultline.toml");
+    std::fs::write(
+        &cfg,
+        "[baseline]\nmax_hot_types = 20\nwarmup = \"0s\"\ncheckpoint_every = 5\ndurable_every = \"0s\"\n\
+         [fingerprint.learn]\nenabled = false\n",
+    )
+    .unwrap();
+    let input = std::fs::read_to_string(fixture.join("input.jsonl")).unwrap();
+    let replay = |day: &str| {
+        let file = tmp.path().join(format!("in-{day}.jsonl"));
+        std::fs::write(&file, input.replace("2026-11-02T", day)).unwrap();
+        let alerts = tmp.path().join(format!("alerts-{day}.jsonl"));
+        let o = bin()
+            .args(["replay", "--no-progress", "--config"])
+            .arg(&cfg)
+            .arg("--alerts")
+            .arg(&alerts)
+            .arg("--state")
+            .arg(&state)
+            .arg(&file)
+            .output()
+            .unwrap();
+        stdout(&o);
+        std::fs::read_to_string(&alerts).unwrap_or_default()
+    };
+    let first = replay("2026-11-02T");
+    assert_eq!(first.matches("\"novel\"").count(), 20, "{first}");
+    let list = stdout(&run(&["types", "list"], &state));
+    assert_eq!(list.lines().count(), 61, "{list}");
+    assert_eq!(total_count(&list), 60, "{list}");
+    assert!(list.lines().skip(1).all(|l| l.contains("widget")), "{list}");
+    let later = replay("2026-11-03T");
     assert!(
-        !raised.contains("\"novel\""),
-        "a known type alerted as new: {raised}"
+        !later.contains("\"novel\""),
+        "a known type alerted as new: {later}"
     );
-    let after = stdout(&run(&["types", "list"], &state));
-    assert_eq!(after.lines().count(), 61, "{after}");
-    assert_eq!(total_count(&after), 120, "{after}");
-    // Every type kept its template through eviction and back.
-    assert!(
-        after.lines().skip(1).all(|l| l.contains("widget")),
-        "{after}"
-    );
+    let list = stdout(&run(&["types", "list"], &state));
+    assert_eq!(list.lines().count(), 61, "{list}");
+    assert_eq!(total_count(&list), 120, "{list}");
 }
 
 /// The alert ids of an alerts file, in order.

@@ -167,7 +167,32 @@ pub struct Evicted {
     /// The checkpoint count when it was evicted.
     epoch: u64,
     pub first_seen: EventTime,
-    pub row: std::sync::Arc<[u8]>,
+    pub row: EvictedRow,
+}
+
+/// What an evicted type leaves for the store to write.
+#[derive(Clone, Debug)]
+pub enum EvictedRow {
+    /// Its row, encoded when it was evicted (a third of the entry).
+    Encoded(std::sync::Arc<[u8]>),
+    /// Unchanged since the last checkpoint handed to the store, and that
+    /// checkpoint is durable: its stored row is current but for what
+    /// eviction drops (window, samples, per-version minutes), so the store
+    /// only marks that row evicted instead of encoding and writing it
+    /// again. Nothing of the entry is kept: the durable row is its copy
+    /// (so a checkpoint that must rewrite everything after a failed one
+    /// still finds it there).
+    Clean,
+}
+
+impl ErrorType {
+    /// Drops what eviction drops: the window, the samples and the
+    /// per-version minutes (hourly totals stay, small).
+    pub fn strip_for_eviction(&mut self) {
+        self.window = None;
+        self.samples = Vec::new();
+        self.series.by_version.clear();
+    }
 }
 
 impl std::fmt::Debug for Pager {
@@ -213,6 +238,9 @@ pub struct Baseline {
     /// Checkpoints handed to the store (the outbox's clock).
     #[serde(skip)]
     epoch: u64,
+    /// The last of them known durable ([`Baseline::written`]).
+    #[serde(skip)]
+    durable: u64,
 }
 
 /// Which types a checkpoint must write: the state store writes only these
@@ -271,6 +299,7 @@ impl Baseline {
             pager: None,
             outbox: PrehashedMap::default(),
             epoch: 0,
+            durable: 0,
         }
     }
 
@@ -326,6 +355,7 @@ impl Baseline {
     /// The checkpoint `epoch` is durable: the entries evicted before it
     /// are in the store and leave memory.
     pub fn written(&mut self, epoch: u64) {
+        self.durable = self.durable.max(epoch);
         if !self.outbox.is_empty() {
             self.outbox.retain(|_, e| e.epoch >= epoch);
         }
@@ -333,7 +363,9 @@ impl Baseline {
 
     /// Moves an evicted type out of memory: to the outbox when a store
     /// keeps it (and its compact record), else only the compact record.
-    fn evict(&mut self, fp: Fingerprint) {
+    /// `clean`: unchanged since the last checkpoint taken (see
+    /// [`EvictedRow::Clean`]).
+    fn evict(&mut self, fp: Fingerprint, clean: bool) {
         let Some(t) = self.types.remove(&fp) else {
             return;
         };
@@ -341,6 +373,19 @@ impl Baseline {
             self.cold.insert(fp, Cold::of(&t));
             return;
         };
+        // Unchanged since the last checkpoint taken, and every checkpoint
+        // taken is durable: the stored row is the copy.
+        if clean && self.durable == self.epoch {
+            self.dirty.mark(fp);
+            let e = Evicted {
+                epoch: self.epoch,
+                first_seen: t.first_seen,
+                row: EvictedRow::Clean,
+            };
+            self.outbox.insert(fp, e);
+            self.cold.note_stored(fp);
+            return;
+        }
         // With a store, its row is the only copy: nothing per type stays
         // in memory but a few bits of the filter in front of the store.
         match (p.encode)(&t) {
@@ -349,7 +394,7 @@ impl Baseline {
                 let e = Evicted {
                     epoch: self.epoch,
                     first_seen: t.first_seen,
-                    row: row.into(),
+                    row: EvictedRow::Encoded(row.into()),
                 };
                 self.outbox.insert(fp, e);
                 self.cold.note_stored(fp);
@@ -398,9 +443,15 @@ impl Baseline {
         };
         let mut t = None;
         if let Some(p) = &self.pager {
-            let found = match self.outbox.remove(&fp) {
-                Some(e) => (p.decode)(&e.row).map(Some),
-                None => (p.read)(fp),
+            let found = match self.outbox.remove(&fp).map(|e| e.row) {
+                Some(EvictedRow::Encoded(row)) => (p.decode)(&row).map(Some),
+                Some(EvictedRow::Clean) | None => (p.read)(fp).map(|t| {
+                    t.map(|mut t| {
+                        // Its mark may not be written yet.
+                        t.strip_for_eviction();
+                        t
+                    })
+                }),
             };
             match found {
                 Ok(found) => t = found.map(Box::new),
@@ -687,17 +738,15 @@ impl Baseline {
         let n = (self.max_hot / 10).max(1).min(hot.len());
         for (_, fp) in hot.into_iter().take(n) {
             if let Some(t) = self.types.get_mut(&fp) {
+                let clean = !self.dirty.all && !self.dirty.types.contains(&fp);
                 self.dirty.mark(fp);
-                t.window = None;
-                t.samples = Vec::new();
-                // Per-version minutes go too (hourly totals stay, small).
-                t.series.by_version.clear();
+                t.strip_for_eviction();
                 self.hot -= 1;
                 // Out of memory but for a compact record, unless an
                 // operator marked it (muted, resolved: rare, and what they
                 // mean must not be lost).
                 if evictable(t) {
-                    self.evict(fp);
+                    self.evict(fp, clean);
                 }
             }
         }

@@ -30,7 +30,7 @@ use redb::{
 };
 
 use super::{State, StateError};
-use crate::baseline::{Cold, ErrorType, Pager};
+use crate::baseline::{Cold, ErrorType, EvictedRow, Pager};
 use crate::fingerprint::learn::{Cluster, LearnerChanges, Skeleton};
 use crate::fingerprint::{Fingerprint, Learner, PrehashedMap};
 
@@ -43,6 +43,21 @@ pub const PREVIOUS: &str = "state.redb.prev";
 /// replaces it (kept for a post-mortem, never read).
 pub const DAMAGED: &str = "state.redb.damaged";
 const TYPES: TableDefinition<u64, &[u8]> = TableDefinition::new("types");
+/// Fingerprint → row of `types`: where a stored type lives, looked up in
+/// the file instead of a map in memory that grew with every type ever
+/// stored (about 37 bytes a type: 1 GiB of RSS near 11M types). Written in
+/// the same transaction as the rows it points to, so it always indexes
+/// exactly the rows of `types`; a store without it (written before it
+/// existed) gets it built by the first writer that opens it
+/// ([`Core::index`]).
+const INDEX: TableDefinition<u64, u64> = TableDefinition::new("types.index");
+/// Set in an [`INDEX`] value (beside the row number) when the type was
+/// evicted after its row was last written and nothing of it changed since
+/// but what eviction drops ([`crate::baseline::EvictedRow::Clean`]): the
+/// row still holds its window and samples, and whoever reads it strips
+/// them ([`ErrorType::strip_for_eviction`]), so an eviction costs one
+/// index entry instead of a row encoded and written again.
+const EVICTED: u64 = 1 << 63;
 /// Latency sketches and request counts (`crate::signals`), postcard behind
 /// a version byte, written whole each checkpoint; absent in older stores.
 const SIGNALS: TableDefinition<&str, &[u8]> = TableDefinition::new("signals");
@@ -62,9 +77,18 @@ const GENERALIZED: TableDefinition<u64, &[u8]> = TableDefinition::new("learner.g
 /// MAX_KEYS; a row changes when its key gains a value).
 const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("learner.keys");
 const GLOBAL: &str = "global";
-/// What a row of `types` holds: 1 = postcard of [`ErrorType`]. A change of
-/// `ErrorType`'s fields needs a new number and a conversion on load.
-const TYPE_RECORD: u8 = 1;
+/// What a row of `types` holds, by its first byte:
+/// * 1: postcard of [`ErrorType`], the fingerprint as 16 hex digits (what
+///   faultline wrote up to 56763a7; still read, no longer written);
+/// * 2: the fingerprint as 8 bytes (little-endian), then postcard of the
+///   other fields ([`RowRef`]): no hex to format or parse, 9 bytes less.
+///
+/// A change of `ErrorType`'s fields needs a new number and a conversion on
+/// load (the row structs below stop compiling until it has one).
+const TYPE_RECORD_V1: u8 = 1;
+const TYPE_RECORD: u8 = 2;
+/// The version byte of the learner's rows (postcard of each entry).
+const LEARNER_RECORD: u8 = 1;
 /// Alias chains longer than this are a damaged state (the baseline itself
 /// stops following at 64 hops).
 const MAX_ALIAS_HOPS: usize = 64;
@@ -180,8 +204,8 @@ fn input_lines(state: &State) -> u64 {
 struct Core {
     path: PathBuf,
     db: Database,
-    /// Where each stored type lives, and the next free row.
-    rows: PrehashedMap<Fingerprint, u64>,
+    /// The next free row of `types` (where a stored type lives is in the
+    /// table [`INDEX`]).
     next_row: u64,
     /// The next row of the template index log.
     next_exact: u64,
@@ -549,7 +573,7 @@ impl Writer {
             if r.is_err() {
                 state.baseline.mark_all_dirty();
                 state.baseline.learner.mark_all_changed();
-                // The index may name rows of the transaction that was dropped.
+                // The next free row may be one of the dropped transaction.
                 let _ = c.index();
             } else {
                 state.baseline.written(epoch);
@@ -617,18 +641,33 @@ impl Drop for Writer {
 }
 
 /// One changed type of a checkpoint: its fingerprint, first seen (new rows
-/// are handed out in order of appearance), its encoded row or `None` for a
-/// type that is gone (merged away).
-type TypeRow = (Fingerprint, crate::record::EventTime, Option<Arc<[u8]>>);
+/// are handed out in order of appearance), and its row.
+type TypeRow = (Fingerprint, crate::record::EventTime, RowBytes);
+
+/// Where a changed type's row is.
+enum RowBytes {
+    /// The type is gone (merged away): its row is deleted.
+    Gone,
+    /// Encoded into the checkpoint's buffer ([`Batch::rows`]), at these
+    /// bytes.
+    Here(std::ops::Range<usize>),
+    /// An evicted type's row, encoded when it was evicted.
+    Evicted(Arc<[u8]>),
+    /// Evicted unchanged since its row was written: only marked so
+    /// ([`EVICTED`]).
+    Clean,
+}
 
 /// What one incremental checkpoint writes, encoded by the engine's thread
 /// so the committing thread needs nothing of the state.
 struct Batch {
     global: Vec<u8>,
     /// Changed types: fingerprint, first seen (new rows are handed out in
-    /// order of appearance), the encoded row or `None` for a type that is
-    /// gone (merged away).
+    /// order of appearance), and where their row is.
     types: Vec<TypeRow>,
+    /// The rows of the changed types in memory, one after the other: one
+    /// buffer for the checkpoint, not an allocation per type.
+    rows: Vec<u8>,
     learner: LearnerOps,
     /// The release signals (latency sketches, request counts), written
     /// whole: bounded by their own retention (docs/release.md).
@@ -653,13 +692,14 @@ impl Batch {
         learned: &LearnerChanges,
     ) -> Result<Batch, StateError> {
         let global = encode_global(state).map_err(|m| corrupt(path, m))?;
-        let types = encode_types(path, state, dirty)?;
+        let (types, rows) = encode_types(path, state, dirty)?;
         let learner = encode_learner(&mut state.baseline.learner, learned)
             .map_err(|e| corrupt(path, e.to_string()))?;
         let signals = encode_signals(path, state)?;
         Ok(Batch {
             global,
             types,
+            rows,
             learner,
             signals,
         })
@@ -669,30 +709,38 @@ impl Batch {
 /// The release signals behind their version byte.
 fn encode_signals(path: &Path, state: &State) -> Result<Vec<u8>, StateError> {
     let mut sig = vec![SIGNALS_VERSION];
-    postcard::to_io(&state.signals, &mut sig).map_err(|x| corrupt(path, x.to_string()))?;
+    postcard::serialize_with_flavor(&state.signals, Append(&mut sig))
+        .map_err(|x| corrupt(path, x.to_string()))?;
     Ok(sig)
 }
 
-/// The changed types of `dirty`, encoded (`None` for a type gone).
+/// The changed types of `dirty`, and the buffer their rows were encoded
+/// into.
 fn encode_types(
     path: &Path,
     state: &State,
     dirty: &crate::baseline::Dirty,
-) -> Result<Vec<TypeRow>, StateError> {
+) -> Result<(Vec<TypeRow>, Vec<u8>), StateError> {
     let mut types = Vec::with_capacity(dirty.types.len());
     let b = &state.baseline;
+    // A row is a few hundred bytes: one growth or none for most batches.
+    let mut rows = Vec::with_capacity(dirty.types.len() * 256);
     for fp in &dirty.types {
         if let Some(ty) = b.types.get(fp) {
-            let mut buf = Vec::with_capacity(256);
-            encode_type(ty, &mut buf).map_err(|m| corrupt(path, m))?;
-            types.push((*fp, ty.first_seen, Some(buf.into())));
+            let start = rows.len();
+            append_type(ty, &mut rows).map_err(|m| corrupt(path, m))?;
+            types.push((*fp, ty.first_seen, RowBytes::Here(start..rows.len())));
         } else if let Some(e) = b.evicted(*fp) {
-            types.push((*fp, e.first_seen, Some(e.row.clone())));
+            let row = match &e.row {
+                EvictedRow::Encoded(row) => RowBytes::Evicted(row.clone()),
+                EvictedRow::Clean => RowBytes::Clean,
+            };
+            types.push((*fp, e.first_seen, row));
         } else {
-            types.push((*fp, 0, None));
+            types.push((*fp, 0, RowBytes::Gone));
         }
     }
-    Ok(types)
+    Ok((types, rows))
 }
 
 /// How often a long-running writer copies `state.redb` to
@@ -709,7 +757,6 @@ impl Core {
         Core {
             path,
             db,
-            rows: PrehashedMap::default(),
             next_row: 0,
             next_exact: 0,
             last_written: 0,
@@ -719,33 +766,90 @@ impl Core {
         }
     }
 
-    /// Rebuilds the fingerprint → row index from the table.
+    /// Reads where the next rows go, and builds the fingerprint index
+    /// ([`INDEX`]) of a store that has none yet or whose index does not
+    /// cover its rows (a store written before the index existed: the
+    /// migration, one pass over the rows in one transaction).
     fn index(&mut self) -> Result<(), StateError> {
-        let r = self.db.begin_read().map_err(|e| db_err(&self.path, e))?;
-        let t = r.open_table(TYPES).map_err(|e| db_err(&self.path, e))?;
-        self.rows.clear();
-        self.next_row = 0;
-        for e in t.iter().map_err(|e| db_err(&self.path, e))? {
-            let (k, v) = e.map_err(|e| db_err(&self.path, e))?;
-            let row = k.value();
-            let ty = decode_type(&self.path, row, v.value())?;
-            self.rows.insert(ty.fingerprint, row);
-            self.next_row = self.next_row.max(row + 1);
-        }
-        let x = r.open_table(EXACT).map_err(|e| db_err(&self.path, e))?;
-        self.next_exact = match x.last().map_err(|e| db_err(&self.path, e))? {
+        let path = self.path.clone();
+        let e = |x: &dyn std::fmt::Display| db_err(&path, x);
+        let r = self.db.begin_read().map_err(|x| e(&x))?;
+        let t = r.open_table(TYPES).map_err(|x| e(&x))?;
+        self.next_row = match t.last().map_err(|x| e(&x))? {
             Some((k, _)) => k.value() + 1,
             None => 0,
         };
+        let rows = t.len().map_err(|x| e(&x))?;
+        let indexed = match r.open_table(INDEX) {
+            Ok(ix) => ix.len().map_err(|x| e(&x))?,
+            Err(redb::TableError::TableDoesNotExist(_)) => 0,
+            Err(x) => return Err(e(&x)),
+        };
+        let x = r.open_table(EXACT).map_err(|x| e(&x))?;
+        self.next_exact = match x.last().map_err(|x| e(&x))? {
+            Some((k, _)) => k.value() + 1,
+            None => 0,
+        };
+        drop((t, x, r));
+        if rows != indexed {
+            self.build_index()?;
+        }
         Ok(())
     }
 
-    /// The row of a stored type, or the next free one for a new type.
-    fn row_of(&mut self, fp: Fingerprint) -> u64 {
-        *self.rows.entry(fp).or_insert_with(|| {
-            self.next_row += 1;
-            self.next_row - 1
-        })
+    /// Writes [`INDEX`] anew from the rows of `types`.
+    fn build_index(&mut self) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = |x: &dyn std::fmt::Display| db_err(&path, x);
+        let started = std::time::Instant::now();
+        let mut tx = self.db.begin_write().map_err(|x| e(&x))?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|x| e(&x))?;
+        let mut n = 0u64;
+        {
+            let t = tx.open_table(TYPES).map_err(|x| e(&x))?;
+            let mut ix = tx.open_table(INDEX).map_err(|x| e(&x))?;
+            ix.retain(|_, _| false).map_err(|x| e(&x))?;
+            for row in t.iter().map_err(|x| e(&x))? {
+                let (k, v) = row.map_err(|x| e(&x))?;
+                let fp = decode_type(&path, k.value(), v.value())?.fingerprint;
+                if ix.insert(fp.0, k.value()).map_err(|x| e(&x))?.is_some() {
+                    return Err(corrupt(
+                        &path,
+                        format!("type row {}: its fingerprint is stored twice", k.value()),
+                    ));
+                }
+                n += 1;
+            }
+        }
+        tx.commit().map_err(|x| e(&x))?;
+        tracing::info!(
+            types = n,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "state store: fingerprint index built"
+        );
+        Ok(())
+    }
+
+    /// The row of `fp` in `ix`, or the next free one for a type not
+    /// stored yet (indexed at once, in the same transaction).
+    fn row_of(
+        &mut self,
+        ix: &mut redb::Table<u64, u64>,
+        fp: Fingerprint,
+    ) -> Result<u64, redb::StorageError> {
+        let stored = ix.get(fp.0)?.map(|v| v.value());
+        if let Some(row) = stored {
+            if row & EVICTED != 0 {
+                // Written whole now: the row says what it holds.
+                ix.insert(fp.0, row & !EVICTED)?;
+            }
+            return Ok(row & !EVICTED);
+        }
+        let row = self.next_row;
+        self.next_row += 1;
+        ix.insert(fp.0, row)?;
+        Ok(row)
     }
 
     /// After a durable commit: copies the file to [`PREVIOUS`] when the
@@ -792,31 +896,73 @@ impl Core {
         self.last_written = batch.types.len();
         self.last_bytes = batch.global.len();
         let mut t = tx.open_table(TYPES).map_err(|x| e(&x))?;
-        // Known rows in row order (one pass along the B-tree), new ones
-        // after them in order of appearance.
-        let mut order: Vec<(u64, i64, Fingerprint, usize)> = batch
+        let mut ix = tx.open_table(INDEX).map_err(|x| e(&x))?;
+        // Where each changed type is stored, looked up in fingerprint
+        // order (one pass along the index's B-tree).
+        let mut by_fp: Vec<(Fingerprint, usize)> = batch
             .types
             .iter()
             .enumerate()
-            .map(|(i, (fp, first, _))| {
-                let row = self.rows.get(fp).copied().unwrap_or(u64::MAX);
-                (row, *first, *fp, i)
-            })
+            .map(|(i, (fp, _, _))| (*fp, i))
             .collect();
-        order.sort_unstable();
-        for (_, _, fp, i) in order {
-            match &batch.types[i].2 {
-                Some(bytes) => {
-                    let row = self.row_of(fp);
-                    self.last_bytes += bytes.len();
-                    t.insert(row, &bytes[..]).map_err(|x| e(&x))?;
+        by_fp.sort_unstable();
+        // Known rows in row order (one pass along the B-tree), new ones
+        // after them in order of appearance.
+        // The index entries to write: new types', an eviction mark set or
+        // cleared.
+        let mut marks: Vec<(u64, u64)> = Vec::new();
+        let mut order: Vec<(u64, i64, Fingerprint, usize)> = Vec::with_capacity(by_fp.len());
+        for (fp, i) in by_fp {
+            let Some(at) = ix.get(fp.0).map_err(|x| e(&x))?.map(|r| r.value()) else {
+                order.push((u64::MAX, batch.types[i].1, fp, i));
+                continue;
+            };
+            let row = at & !EVICTED;
+            match batch.types[i].2 {
+                RowBytes::Clean => {
+                    marks.push((fp.0, row | EVICTED));
+                    continue;
                 }
-                None => {
-                    if let Some(row) = self.rows.remove(&fp) {
-                        t.remove(row).map_err(|x| e(&x))?;
-                    }
-                }
+                RowBytes::Here(_) | RowBytes::Evicted(_) if at != row => marks.push((fp.0, row)),
+                _ => {}
             }
+            order.push((row, batch.types[i].1, fp, i));
+        }
+        order.sort_unstable();
+        for (row, _, fp, i) in order {
+            let bytes = match &batch.types[i].2 {
+                RowBytes::Here(at) => &batch.rows[at.clone()],
+                RowBytes::Evicted(row) => &row[..],
+                RowBytes::Clean => {
+                    // Evicted as stored (its checkpoint was durable), yet
+                    // no row holds it: the store was changed under us.
+                    return Err(corrupt(
+                        &path,
+                        format!("type {fp}: evicted as stored, but no row holds it"),
+                    ));
+                }
+                RowBytes::Gone => {
+                    if row != u64::MAX {
+                        t.remove(row).map_err(|x| e(&x))?;
+                        ix.remove(fp.0).map_err(|x| e(&x))?;
+                    }
+                    continue;
+                }
+            };
+            let row = if row == u64::MAX {
+                self.next_row += 1;
+                marks.push((fp.0, self.next_row - 1));
+                self.next_row - 1
+            } else {
+                row
+            };
+            self.last_bytes += bytes.len();
+            t.insert(row, bytes).map_err(|x| e(&x))?;
+        }
+        // In key order, as the lookups.
+        marks.sort_unstable();
+        for (fp, row) in marks {
+            ix.insert(fp, row).map_err(|x| e(&x))?;
         }
         let mut m = tx.open_table(META).map_err(|x| e(&x))?;
         m.insert(GLOBAL, batch.global.as_slice())
@@ -854,20 +1000,22 @@ impl Core {
             .map_err(|x| e(&x))?;
         {
             let mut t = tx.open_table(TYPES).map_err(|x| e(&x))?;
+            let mut ix = tx.open_table(INDEX).map_err(|x| e(&x))?;
             let mut buf = Vec::with_capacity(512);
             if dirty.all {
                 let b = &state.baseline;
                 // Rows of types no longer known (merged away) go; evicted
                 // types keep theirs (their full entry is only there).
-                let gone: Vec<(Fingerprint, u64)> = self
-                    .rows
-                    .iter()
-                    .filter(|(fp, _)| b.forgotten(**fp))
-                    .map(|(fp, row)| (*fp, *row))
-                    .collect();
+                let mut gone: Vec<(u64, u64)> = Vec::new();
+                for kv in ix.iter().map_err(|x| e(&x))? {
+                    let (fp, row) = kv.map_err(|x| e(&x))?;
+                    if b.forgotten(Fingerprint(fp.value())) {
+                        gone.push((fp.value(), row.value() & !EVICTED));
+                    }
+                }
                 for (fp, row) in gone {
                     t.remove(row).map_err(|x| e(&x))?;
-                    self.rows.remove(&fp);
+                    ix.remove(fp).map_err(|x| e(&x))?;
                 }
                 // Oldest first: new rows in order of appearance, as they
                 // would have been written one checkpoint at a time.
@@ -880,12 +1028,12 @@ impl Core {
                 all.sort_unstable_by_key(|&(first, fp, _)| (first, fp));
                 // Evicted types no store row holds (evicted before the
                 // store was attached): a row from their compact record.
-                let stubs: Vec<ErrorType> = b
-                    .cold
-                    .iter()
-                    .filter(|(fp, _)| !self.rows.contains_key(fp) && !b.holds(*fp))
-                    .map(|(fp, c)| c.revive(fp, "", &Default::default()))
-                    .collect();
+                let mut stubs: Vec<ErrorType> = Vec::new();
+                for (fp, c) in b.cold.iter() {
+                    if !b.holds(fp) && ix.get(fp.0).map_err(|x| e(&x))?.is_none() {
+                        stubs.push(c.revive(fp, "", &Default::default()));
+                    }
+                }
                 let all = all
                     .into_iter()
                     .chain(stubs.iter().map(|t| (t.first_seen, t.fingerprint, Some(t))));
@@ -895,9 +1043,20 @@ impl Core {
                             encode_type(ty, &mut buf).map_err(|m| corrupt(&path, m))?;
                             &buf
                         }
-                        None => b.evicted(fp).map(|e| &*e.row).unwrap_or_default(),
+                        None => match b.evicted(fp).map(|e| &e.row) {
+                            Some(EvictedRow::Encoded(row)) => row,
+                            Some(EvictedRow::Clean) => {
+                                // Its durable row stays; only marked.
+                                let at = ix.get(fp.0).map_err(|x| e(&x))?.map(|v| v.value());
+                                if let Some(at) = at {
+                                    ix.insert(fp.0, at | EVICTED).map_err(|x| e(&x))?;
+                                }
+                                continue;
+                            }
+                            None => &[],
+                        },
                     };
-                    let row = self.row_of(fp);
+                    let row = self.row_of(&mut ix, fp).map_err(|x| e(&x))?;
                     self.last_bytes += bytes.len();
                     t.insert(row, bytes).map_err(|x| e(&x))?;
                 }
@@ -906,10 +1065,11 @@ impl Core {
         if !dirty.all {
             // Only the learner is rewritten whole: the types and the
             // global part are staged as a batch would be.
-            let types = encode_types(&path, state, dirty)?;
+            let (types, rows) = encode_types(&path, state, dirty)?;
             let batch = Batch {
                 global,
                 types,
+                rows,
                 learner: LearnerOps::default(),
                 signals: encode_signals(&path, state)?,
             };
@@ -939,6 +1099,7 @@ fn create_tables(db: &Database, path: &Path) -> Result<(), StateError> {
     let tx = db.begin_write().map_err(|e| db_err(path, e))?;
     {
         tx.open_table(TYPES).map_err(|e| db_err(path, e))?;
+        tx.open_table(INDEX).map_err(|e| db_err(path, e))?;
         tx.open_table(META).map_err(|e| db_err(path, e))?;
         tx.open_table(CLUSTERS).map_err(|e| db_err(path, e))?;
         tx.open_table(EXACT).map_err(|e| db_err(path, e))?;
@@ -1097,10 +1258,14 @@ fn read_state(
         types.reserve(t.len().map_err(|x| e(&x))? as usize);
     }
     let buckets = state.baseline.spec.buckets;
+    let evicted = evicted_rows(path, &r)?;
     for row in t.iter().map_err(|x| e(&x))? {
         let (k, v) = row.map_err(|x| e(&x))?;
-        let ty = decode_type(path, k.value(), v.value())?;
+        let mut ty = decode_type(path, k.value(), v.value())?;
         check_type(path, &ty, buckets)?;
+        if evicted.get(k.value()) {
+            ty.strip_for_eviction();
+        }
         let fp = ty.fingerprint;
         let twice = if compact && cold_at_rest(&ty) {
             types.contains_key(&fp) || !cold.insert(fp, Cold::of(&ty))
@@ -1143,6 +1308,66 @@ fn read_state(
     Ok(Some(state))
 }
 
+/// The rows marked evicted in [`INDEX`] (absent in stores written before
+/// it: their evicted rows say so themselves).
+fn evicted_rows(path: &Path, r: &redb::ReadTransaction) -> Result<RowSet, StateError> {
+    let e = |x: &dyn std::fmt::Display| db_err(path, x);
+    let mut set = RowSet::default();
+    let ix = match r.open_table(INDEX) {
+        Ok(ix) => ix,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(set),
+        Err(x) => return Err(e(&x)),
+    };
+    // Rows are numbered from 0 up: a mark past the last row is damage
+    // (and must not size the set).
+    let end = match r
+        .open_table(TYPES)
+        .map_err(|x| e(&x))?
+        .last()
+        .map_err(|x| e(&x))?
+    {
+        Some((k, _)) => k.value() + 1,
+        None => 0,
+    };
+    for kv in ix.iter().map_err(|x| e(&x))? {
+        let (k, v) = kv.map_err(|x| e(&x))?;
+        let row = v.value() & !EVICTED;
+        if row >= end {
+            return Err(corrupt(
+                path,
+                format!(
+                    "type index: type {} names row {row}, past the last row",
+                    Fingerprint(k.value())
+                ),
+            ));
+        }
+        if v.value() & EVICTED != 0 {
+            set.insert(row);
+        }
+    }
+    Ok(set)
+}
+
+/// A set of row numbers, as bits (rows are handed out densely: a bit a
+/// type, where a hash set would take 16 bytes or more).
+#[derive(Default)]
+struct RowSet(Vec<u64>);
+
+impl RowSet {
+    fn insert(&mut self, row: u64) {
+        let (w, b) = ((row / 64) as usize, row % 64);
+        if w >= self.0.len() {
+            self.0.resize(w + 1, 0);
+        }
+        self.0[w] |= 1 << b;
+    }
+
+    fn get(&self, row: u64) -> bool {
+        let (w, b) = ((row / 64) as usize, row % 64);
+        self.0.get(w).is_some_and(|x| x & (1 << b) != 0)
+    }
+}
+
 /// A stored type that was evicted and carries no operator mark.
 fn cold_at_rest(t: &ErrorType) -> bool {
     t.window.is_none()
@@ -1164,14 +1389,20 @@ fn pager(core: &Arc<Mutex<Core>>) -> Pager {
         };
         // Waits for a commit in flight: it may hold the row.
         let c = core.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(&row) = c.rows.get(&fp) else {
-            return Ok(None);
-        };
         let read = || -> Result<Option<ErrorType>, StateError> {
             let r = c.db.begin_read().map_err(|e| db_err(&c.path, e))?;
+            let Some((row, evicted)) = stored_row(&c.path, &r, fp)? else {
+                return Ok(None);
+            };
             let t = r.open_table(TYPES).map_err(|e| db_err(&c.path, e))?;
             match t.get(row).map_err(|e| db_err(&c.path, e))? {
-                Some(v) => decode_type(&c.path, row, v.value()).map(Some),
+                Some(v) => {
+                    let mut ty = decode_type(&c.path, row, v.value())?;
+                    if evicted {
+                        ty.strip_for_eviction();
+                    }
+                    Ok(Some(ty))
+                }
                 None => Ok(None),
             }
         };
@@ -1180,7 +1411,19 @@ fn pager(core: &Arc<Mutex<Core>>) -> Pager {
     let knows = Arc::new(move |fp| {
         rows.upgrade().is_some_and(|core| {
             let c = core.lock().unwrap_or_else(|e| e.into_inner());
-            c.rows.contains_key(&fp)
+            let stored = unpanicked(&c.path, || {
+                let r = c.db.begin_read().map_err(|e| db_err(&c.path, e))?;
+                stored_row(&c.path, &r, fp)
+            });
+            stored
+                .unwrap_or_else(|e| {
+                    // Asked only for a type the filter of stored types may
+                    // hold: an unreadable store answers "known", so a type
+                    // is never alerted as new a second time.
+                    tracing::warn!(type_id = %fp, "{e}; the type is taken as known");
+                    Some((0, true))
+                })
+                .is_some()
         })
     });
     Pager {
@@ -1192,6 +1435,20 @@ fn pager(core: &Arc<Mutex<Core>>) -> Pager {
         },
         decode: |bytes| decode_type(Path::new(FILE), 0, bytes).map_err(|e| e.to_string()),
     }
+}
+
+/// The row of `types` that holds `fp`, if the store holds it, and whether
+/// it is marked evicted ([`EVICTED`]).
+fn stored_row(
+    path: &Path,
+    r: &redb::ReadTransaction,
+    fp: Fingerprint,
+) -> Result<Option<(u64, bool)>, StateError> {
+    let ix = r.open_table(INDEX).map_err(|e| db_err(path, e))?;
+    Ok(ix
+        .get(fp.0)
+        .map_err(|e| db_err(path, e))?
+        .map(|v| (v.value() & !EVICTED, v.value() & EVICTED != 0)))
 }
 
 fn check_type(path: &Path, ty: &ErrorType, buckets: usize) -> Result<(), StateError> {
@@ -1245,19 +1502,160 @@ fn check_aliases(path: &Path, state: &State) -> Result<(), StateError> {
     Ok(())
 }
 
+/// A postcard output appending to a caller's buffer: bytes pushed one by
+/// one, not through `io::Write` (a call and a copy per field), so one
+/// buffer serves a whole checkpoint's rows.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// A type's row (record 2) without its fingerprint, borrowed from the
+/// entry. Positional: the order of the fields is the format.
+#[derive(serde::Serialize)]
+struct RowRef<'a> {
+    template: &'a str,
+    context: &'a crate::fingerprint::Context,
+    origin: crate::baseline::Origin,
+    first_seen: crate::record::EventTime,
+    last_seen: crate::record::EventTime,
+    count: u64,
+    version_first_seen: &'a Option<String>,
+    versions: &'a litemap::LiteMap<String, u64>,
+    samples: &'a [String],
+    novel_done: bool,
+    history_rate_per_min: Option<f64>,
+    window: &'a Option<crate::window::WindowCounts>,
+    surge: &'a crate::baseline::SurgeState,
+    resolved_in: &'a Option<String>,
+    muted: bool,
+    resolved_at: Option<crate::record::EventTime>,
+    series: &'a crate::series::TypeSeries,
+}
+
+/// [`RowRef`] read back.
+#[derive(serde::Deserialize)]
+struct RowOwned {
+    template: String,
+    context: crate::fingerprint::Context,
+    origin: crate::baseline::Origin,
+    first_seen: crate::record::EventTime,
+    last_seen: crate::record::EventTime,
+    count: u64,
+    version_first_seen: Option<String>,
+    versions: litemap::LiteMap<String, u64>,
+    samples: Vec<String>,
+    novel_done: bool,
+    history_rate_per_min: Option<f64>,
+    window: Option<crate::window::WindowCounts>,
+    surge: crate::baseline::SurgeState,
+    resolved_in: Option<String>,
+    muted: bool,
+    resolved_at: Option<crate::record::EventTime>,
+    series: crate::series::TypeSeries,
+}
+
+/// Appends the row of `ty` (record [`TYPE_RECORD`]) to `buf`.
+fn append_type(ty: &ErrorType, buf: &mut Vec<u8>) -> Result<(), String> {
+    // Every field named: a field added to `ErrorType` stops this from
+    // compiling until the row format (and its version) says what to do.
+    let ErrorType {
+        fingerprint,
+        template,
+        context,
+        origin,
+        first_seen,
+        last_seen,
+        count,
+        version_first_seen,
+        versions,
+        samples,
+        novel_done,
+        history_rate_per_min,
+        window,
+        surge,
+        resolved_in,
+        muted,
+        resolved_at,
+        series,
+    } = ty;
+    buf.push(TYPE_RECORD);
+    buf.extend_from_slice(&fingerprint.0.to_le_bytes());
+    let row = RowRef {
+        template,
+        context,
+        origin: *origin,
+        first_seen: *first_seen,
+        last_seen: *last_seen,
+        count: *count,
+        version_first_seen,
+        versions,
+        samples,
+        novel_done: *novel_done,
+        history_rate_per_min: *history_rate_per_min,
+        window,
+        surge,
+        resolved_in,
+        muted: *muted,
+        resolved_at: *resolved_at,
+        series,
+    };
+    postcard::serialize_with_flavor(&row, Append(buf))
+        .map_err(|e| format!("type {fingerprint}: {e}"))
+}
+
 fn encode_type(ty: &ErrorType, buf: &mut Vec<u8>) -> Result<(), String> {
     buf.clear();
-    buf.push(TYPE_RECORD);
-    postcard::to_io(ty, &mut *buf)
-        .map(|_| ())
-        .map_err(|e| format!("type {}: {e}", ty.fingerprint))
+    append_type(ty, buf)
 }
 
 fn decode_type(path: &Path, row: u64, bytes: &[u8]) -> Result<ErrorType, StateError> {
+    let bad = |e: &dyn std::fmt::Display| corrupt(path, format!("type row {row}: {e}"));
     match bytes.split_first() {
         Some((&TYPE_RECORD, rest)) => {
-            postcard::from_bytes(rest).map_err(|e| corrupt(path, format!("type row {row}: {e}")))
+            let (fp, rest) = rest
+                .split_first_chunk::<8>()
+                .ok_or_else(|| bad(&"shorter than its fingerprint"))?;
+            let r: RowOwned = postcard::from_bytes(rest).map_err(|e| bad(&e))?;
+            Ok(ErrorType {
+                fingerprint: Fingerprint(u64::from_le_bytes(*fp)),
+                template: r.template,
+                context: r.context,
+                origin: r.origin,
+                first_seen: r.first_seen,
+                last_seen: r.last_seen,
+                count: r.count,
+                version_first_seen: r.version_first_seen,
+                versions: r.versions,
+                samples: r.samples,
+                novel_done: r.novel_done,
+                history_rate_per_min: r.history_rate_per_min,
+                window: r.window,
+                surge: r.surge,
+                resolved_in: r.resolved_in,
+                muted: r.muted,
+                resolved_at: r.resolved_at,
+                series: r.series,
+            })
         }
+        Some((&TYPE_RECORD_V1, rest)) => postcard::from_bytes(rest).map_err(|e| bad(&e)),
         Some((v, _)) => Err(corrupt(
             path,
             format!("type row {row}: record version {v} is unknown (upgrade faultline)"),
@@ -1288,8 +1686,8 @@ fn encode_global(state: &mut State) -> Result<Vec<u8>, String> {
 
 fn record<T: serde::Serialize>(v: &T, buf: &mut Vec<u8>) -> Result<(), redb::Error> {
     buf.clear();
-    buf.push(TYPE_RECORD);
-    postcard::to_io(v, &mut *buf)
+    buf.push(LEARNER_RECORD);
+    postcard::serialize_with_flavor(v, Append(buf))
         .map(|_| ())
         .map_err(|e| redb::Error::Corrupted(e.to_string()))
 }
@@ -1300,7 +1698,7 @@ fn unrecord<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T, StateError> {
     match bytes.split_first() {
-        Some((&TYPE_RECORD, rest)) => {
+        Some((&LEARNER_RECORD, rest)) => {
             postcard::from_bytes(rest).map_err(|e| corrupt(path, format!("{item}: {e}")))
         }
         _ => Err(corrupt(path, format!("{item}: unknown record version"))),
