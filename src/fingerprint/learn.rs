@@ -2782,10 +2782,11 @@ mod tests {
         assert_eq!(l.template(r.cluster), distinct(0));
     }
 
+    /// One skeleton entry: values, members, generalised cluster.
+    type SkeletonRow = (Vec<u64>, Vec<u32>, Option<u32>);
+
     /// The skeletons as a comparable value (entries sorted by key).
-    fn skeleton_table(
-        l: &Learner,
-    ) -> std::collections::BTreeMap<u64, (Vec<u64>, Vec<u32>, Option<u32>)> {
+    fn skeleton_table(l: &Learner) -> std::collections::BTreeMap<u64, SkeletonRow> {
         l.skeletons
             .iter()
             .map(|(&k, e)| (k, (e.values.clone(), e.members.clone(), e.generalized)))
