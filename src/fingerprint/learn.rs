@@ -1027,13 +1027,21 @@ impl Learner {
             }
             add_value(&mut entry.values, val, self.min_distinct);
             if generalize.is_none() && entry.values.len() >= self.min_distinct {
-                let occurrences: u64 = entry
-                    .members
-                    .iter()
-                    .map(|&m| self.clusters[m as usize].count)
-                    .sum::<u64>()
-                    + 1;
-                if entry.values.len() as f64 >= self.min_ratio * occurrences as f64 {
+                // The sum only grows member by member, so it stops as soon
+                // as the ratio has failed: a skeleton with many members
+                // that never generalise (their values are capped at
+                // `min_distinct`) costs a few members per message, not all.
+                let distinct = entry.values.len() as f64;
+                let mut occurrences: u64 = 1;
+                let mut ratio_holds = distinct >= self.min_ratio * occurrences as f64;
+                for &m in &entry.members {
+                    if !ratio_holds {
+                        break;
+                    }
+                    occurrences += self.clusters[m as usize].count;
+                    ratio_holds = distinct >= self.min_ratio * occurrences as f64;
+                }
+                if ratio_holds {
                     generalize = Some(sk);
                 }
             }
@@ -1573,6 +1581,35 @@ impl Learner {
         newest: ClusterId,
         bucket: u64,
     ) -> Option<(ClusterId, Vec<ClusterId>)> {
+        // A refusal for too few constants is decided before the members
+        // are copied where it can be: merging more members only shortens
+        // the merged words (`merge_word` keeps a common prefix and closing
+        // punctuation), so a template refused with one member that
+        // `same_keys` keeps is refused with any set that holds it. Without
+        // this, a skeleton shared by many messages that never generalise
+        // (one-word messages: all of them share one) was copied and
+        // scanned whole for each new message, quadratic in the stream.
+        let probe = self
+            .skeletons
+            .get(&sk)
+            .and_then(|e| e.members.iter().rev().find(|&&m| m != newest).copied());
+        if let Some(m0) = probe {
+            let t = &self.clusters[self.root(m0) as usize];
+            let other_key = t.template.split(' ').zip(words).any(|(w, &x)| {
+                w != x && matches!((word_key(w), word_key(x)), (Some(a), Some(b)) if a != b)
+            });
+            if !other_key {
+                let mut general: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+                for (i, w) in t.template.split(' ').enumerate().take(general.len()) {
+                    if general[i] != w || t.learned.contains(&(i as u32)) {
+                        general[i] = merge_word(&general[i], w);
+                    }
+                }
+                if self.too_few_constants(&general) {
+                    return None;
+                }
+            }
+        }
         // Recover the skeleton's template from any member: the blanked
         // position is where the members disagree with `words`.
         let members = self
@@ -1608,10 +1645,7 @@ impl Learner {
         // value, while in `<*> called`, `<*> started` the one word left is
         // a verb every method or component shares, so the varying word
         // before it *is* the event, not a value of it.
-        let constants = general.iter().filter(|w| is_constant(w)).count();
-        let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
-        let lone_trailing = constants < 2 && !general.first().is_some_and(|w| is_constant(w));
-        if constants < need.max(1) || lone_trailing {
+        if self.too_few_constants(&general) {
             return None;
         }
         let template = general.join(" ");
@@ -1705,6 +1739,15 @@ impl Learner {
     /// writes the same value under changing names, so changing names at
     /// one position are different messages (a counter report against a
     /// component report after the same label).
+    /// Whether a generalised template keeps too few constant words to say
+    /// what the message is (the rule is explained in `generalize`).
+    fn too_few_constants(&self, general: &[String]) -> bool {
+        let constants = general.iter().filter(|w| is_constant(w)).count();
+        let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
+        let lone_trailing = constants < 2 && !general.first().is_some_and(|w| is_constant(w));
+        constants < need.max(1) || lone_trailing
+    }
+
     fn same_keys(&self, words: &[&str], members: Vec<ClusterId>) -> Option<Vec<ClusterId>> {
         let mut kept = Vec::with_capacity(members.len());
         let mut values = Vec::new();
@@ -1723,7 +1766,10 @@ impl Learner {
             if other_key {
                 dropped = true;
             } else {
-                add_value(&mut values, (diff & !1) | masked, usize::MAX);
+                // Only "fewer than `min_distinct`" is asked of the count,
+                // so it stops there: uncapped, each member's check scanned
+                // every value before it (cubic in a large skeleton).
+                add_value(&mut values, (diff & !1) | masked, self.min_distinct);
                 kept.push(m);
             }
         }
@@ -2037,6 +2083,30 @@ mod tests {
 
     fn learner() -> Learner {
         Learner::new(true, 3, 0.0)
+    }
+
+    #[test]
+    fn one_word_messages_stay_apart_while_a_labelled_value_generalises_beside_them() {
+        // Every one-word message shares one skeleton and is refused for
+        // want of a constant word: the refusal is found from one member
+        // (not by copying the skeleton's thousands), and it must be the
+        // decision the whole member list gives.
+        let mut l = learner();
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..2_000u32 {
+            let word: String = (0..6)
+                .map(|k| char::from(b'a' + ((i / 26u32.pow(k)) % 26) as u8))
+                .collect();
+            let r = l.observe(1, &word);
+            assert!(r.created, "{word} joined another type");
+            assert_eq!(l.template(r.cluster), word);
+            assert!(seen.insert(r.cluster));
+        }
+        let a = l.observe(1, "evicted alpha").cluster;
+        l.observe(1, "evicted beta");
+        let c = l.observe(1, "evicted gamma");
+        assert_eq!(l.template(c.cluster), "evicted <*>");
+        assert_eq!(l.root(a), c.cluster);
     }
 
     #[test]
