@@ -509,6 +509,12 @@ fn merge_word(a: &str, b: &str) -> String {
 /// The key a `key=value` word starts with (after opening punctuation:
 /// `(uid=0)` has `uid`), if it is an identifier of at most 40 bytes
 /// starting with a letter.
+/// Whether two words at one position are `key=value` words of different
+/// keys: different events, never values of one parameter.
+fn keys_differ(a: &str, b: &str) -> bool {
+    matches!((word_key(a), word_key(b)), (Some(x), Some(y)) if x != y)
+}
+
 fn word_key(w: &str) -> Option<&str> {
     let (k, _) = w.split_once('=')?;
     let k = k.trim_start_matches(|c: char| c.is_ascii_punctuation());
@@ -1594,17 +1600,10 @@ impl Learner {
             .get(&sk)
             .and_then(|e| e.members.iter().rev().find(|&&m| m != newest).copied());
         if let Some(m0) = probe {
-            let t = &self.clusters[self.root(m0) as usize];
-            let other_key = t.template.split(' ').zip(words).any(|(w, &x)| {
-                w != x && matches!((word_key(w), word_key(x)), (Some(a), Some(b)) if a != b)
-            });
-            if !other_key {
+            let t = &self.clusters[self.root(m0) as usize].template;
+            if !t.split(' ').zip(words).any(|(w, &x)| keys_differ(w, x)) {
                 let mut general: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-                for (i, w) in t.template.split(' ').enumerate().take(general.len()) {
-                    if general[i] != w || t.learned.contains(&(i as u32)) {
-                        general[i] = merge_word(&general[i], w);
-                    }
-                }
+                self.fold_member(&mut general, m0, &mut Vec::new());
                 if self.too_few_constants(&general) {
                     return None;
                 }
@@ -1621,19 +1620,7 @@ impl Learner {
         let mut general: Vec<String> = words.iter().map(|w| w.to_string()).collect();
         let mut learned: Vec<u32> = Vec::new();
         for &m in &members {
-            let root = &self.clusters[self.root(m) as usize];
-            for (i, w) in root.template.split(' ').enumerate() {
-                if i >= general.len() {
-                    break;
-                }
-                let pos = i as u32;
-                if general[i] != w || root.learned.contains(&pos) {
-                    general[i] = merge_word(&general[i], w);
-                    if !learned.contains(&pos) {
-                        learned.push(pos);
-                    }
-                }
-            }
+            self.fold_member(&mut general, m, &mut learned);
         }
         learned.sort_unstable();
         // A template that is mostly placeholders says nothing: `<*>`
@@ -1739,6 +1726,22 @@ impl Learner {
     /// writes the same value under changing names, so changing names at
     /// one position are different messages (a counter report against a
     /// component report after the same label).
+    /// Merges member `m`'s template into `general` word by word: where
+    /// they differ, or where the member had learned the position, the word
+    /// becomes their merge, and the position is noted in `learned`.
+    fn fold_member(&self, general: &mut [String], m: ClusterId, learned: &mut Vec<u32>) {
+        let root = &self.clusters[self.root(m) as usize];
+        for (i, w) in root.template.split(' ').enumerate().take(general.len()) {
+            let pos = i as u32;
+            if general[i] != w || root.learned.contains(&pos) {
+                general[i] = merge_word(&general[i], w);
+                if !learned.contains(&pos) {
+                    learned.push(pos);
+                }
+            }
+        }
+    }
+
     /// Whether a generalised template keeps too few constant words to say
     /// what the message is (the rule is explained in `generalize`).
     fn too_few_constants(&self, general: &[String]) -> bool {
@@ -1758,7 +1761,7 @@ impl Learner {
             let (mut diff, mut masked) = (0x51_7cc1_b727_220au64, 0);
             for (w, &x) in t.split(' ').zip(words) {
                 if w != x {
-                    other_key |= matches!((word_key(w), word_key(x)), (Some(a), Some(b)) if a != b);
+                    other_key |= keys_differ(w, x);
                     diff = chain(diff, h_word(w));
                     masked |= h_word(w) & 1;
                 }
