@@ -23,13 +23,9 @@ use std::time::{Duration, Instant};
 
 use faultline::alert::{Alert, Kind};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
+
+mod support;
+use support::free_port;
 
 /// The broker's PLAINTEXT address: `FAULTLINE_KAFKA` when it names one
 /// (`scripts/test` exports the port `scripts/kafka.sh` listens on), else
@@ -96,19 +92,11 @@ fn broker() -> Option<&'static str> {
     }
 }
 
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
-}
+use support::kafka::unique;
 
 /// A client of the PLAINTEXT listener.
 fn plain() -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", broker_addr());
-    c
+    support::kafka::client(broker_addr())
 }
 
 fn create_topics(topics: &[(&str, i32)]) {
@@ -116,23 +104,7 @@ fn create_topics(topics: &[(&str, i32)]) {
 }
 
 fn create_topics_with(client: ClientConfig, topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> = client.create().expect("admin client");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|(t, n)| NewTopic::new(t, *n, TopicReplication::Fixed(1)))
-        .collect();
-    let res = rt
-        .block_on(admin.create_topics(new.iter(), &AdminOptions::new()))
-        .expect("create topics");
-    for r in res {
-        if let Err((t, e)) = r {
-            assert_eq!(e, RDKafkaErrorCode::TopicAlreadyExists, "creating {t}");
-        }
-    }
+    support::kafka::create_topics(client, topics)
 }
 
 fn produce(topic: &str, records: &[(Option<String>, Vec<u8>)]) {
@@ -146,70 +118,22 @@ fn produce_with(client: ClientConfig, topic: &str, records: &[(Option<String>, V
 /// Produces `records`, the i-th to partition `partition(i)` when that is
 /// `Some` (else where the client's partitioner puts it).
 fn produce_partitioned(
-    mut client: ClientConfig,
+    client: ClientConfig,
     topic: &str,
     records: &[(Option<String>, Vec<u8>)],
     partition: impl Fn(usize) -> Option<i32>,
 ) {
-    let p: ThreadedProducer<DefaultProducerContext> = client
-        .set("message.max.bytes", "2000000")
-        .set("linger.ms", "20")
-        .create()
-        .expect("producer");
-    for (i, (key, value)) in records.iter().enumerate() {
-        let mut rec = BaseRecord::<String, Vec<u8>>::to(topic).payload(value);
-        if let Some(k) = key {
-            rec = rec.key(k);
-        }
-        if let Some(n) = partition(i) {
-            rec = rec.partition(n);
-        }
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => panic!("produce: {e}"),
-            }
-        }
-    }
-    p.flush(Duration::from_secs(30)).expect("flush");
+    let records = records.iter().map(|(k, v)| (k.as_deref(), v.as_slice()));
+    support::kafka::produce(client, topic, records, partition)
 }
 
-/// Every message of `topic` a read_committed consumer sees.
 fn read_committed(topic: &str) -> Vec<Vec<u8>> {
     read_committed_with(plain(), topic)
 }
 
-fn read_committed_with(mut client: ClientConfig, topic: &str) -> Vec<Vec<u8>> {
-    let c: BaseConsumer = client
-        .set("group.id", unique("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .expect("consumer");
-    c.subscribe(&[topic]).expect("subscribe");
-    let mut out = Vec::new();
-    let mut idle_since = Instant::now();
-    let started = Instant::now();
-    // Topics here are small: 3 s without a message after the first
-    // assignment means the end.
-    while idle_since.elapsed() < Duration::from_secs(3)
-        && started.elapsed() < Duration::from_secs(60)
-    {
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                out.push(m.payload().unwrap_or(&[]).to_vec());
-                idle_since = Instant::now();
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
-        }
-    }
-    out
+/// Topics here are small: 3 s without a message means the end.
+fn read_committed_with(client: ClientConfig, topic: &str) -> Vec<Vec<u8>> {
+    support::kafka::read_committed(client, topic, Duration::from_secs(3))
 }
 
 fn read_alerts(topic: &str) -> Vec<Alert> {
@@ -480,12 +404,6 @@ lateness = "30m"
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 struct Service {
     child: Child,
