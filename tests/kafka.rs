@@ -404,7 +404,6 @@ lateness = "30m"
     }
 }
 
-
 struct Service {
     child: Child,
     port: u16,
@@ -1242,11 +1241,17 @@ fn a_live_trace_is_joined_and_alerted_once_its_partition_is_at_its_end_not_after
     );
     let mut trace = vec![
         record(&head, now - 10_000),
-        record("java.lang.IllegalStateException: cart is locked", now - 10_000),
+        record(
+            "java.lang.IllegalStateException: cart is locked",
+            now - 10_000,
+        ),
     ];
     for i in 0..4 {
         trace.push(record(
-            &format!("\tat com.shop.cart.Stage{i}.apply(Stage{i}.java:{})", 40 + i),
+            &format!(
+                "\tat com.shop.cart.Stage{i}.apply(Stage{i}.java:{})",
+                40 + i
+            ),
             now - 10_000,
         ));
     }
@@ -1278,11 +1283,7 @@ fn a_live_trace_is_joined_and_alerted_once_its_partition_is_at_its_end_not_after
     let sent = Instant::now();
     produce(&s.logs, &trace);
     while s.progress().0 < all.len() as u64 {
-        assert!(
-            sent.elapsed() < Duration::from_secs(60),
-            "{}",
-            s.log_tail()
-        );
+        assert!(sent.elapsed() < Duration::from_secs(60), "{}", s.log_tail());
         std::thread::sleep(Duration::from_millis(20));
     }
     let took = sent.elapsed();

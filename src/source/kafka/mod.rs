@@ -244,6 +244,18 @@ impl Core {
     /// to `fetch.wait.max.ms` for more first), the rest of the trace is
     /// not on its way, and waiting longer only delays the alert of a
     /// sparse stream of errors (issue 15: p99 ~4 s at 2 records/s).
+    ///
+    /// Either way only time in which the partition was read counts: a
+    /// partition with records waiting in the aligner is not read (its
+    /// queue keeps them), so the continuation of its open trace may be in
+    /// its queue while the alignment's clock moves on other partitions'
+    /// account (`unread_while_quiet` moves its hold's start on by that
+    /// time), and it is released only with its buffer empty, at the idle
+    /// step, after a pass found its queue empty; at its end, the broker has
+    /// nothing after the held record either. (Likely how the batched
+    /// reads tried in an earlier session cut traces: they left many
+    /// records in a partition's buffer, so it went unread for long while
+    /// the clock moved; not confirmed by trying them again.)
     fn release_held(&mut self, now: Instant, all: bool) {
         let grace = Duration::from_millis(self.cfg.input.join_max_millis.min(10_000));
         let at_end = self.cfg.kafka.hold_at_end.0.min(grace);
@@ -254,9 +266,26 @@ impl Core {
                 }
                 continue;
             };
-            let held = now.saturating_duration_since(t);
-            if all || held >= grace || (held >= at_end && self.align.at_end(&s.key())) {
+            let release = all || {
+                let key = s.key();
+                let held = now.saturating_duration_since(t);
+                self.align.waiting(&key) == 0
+                    && (held >= grace || (held >= at_end && self.align.at_end(&key)))
+            };
+            if release {
                 s.finish(&self.parser, &mut self.engine, &mut self.align, now);
+            }
+        }
+    }
+
+    /// The loop waited `quiet` with nothing to read, but a partition with
+    /// records waiting in the aligner was not read at all: its queue may
+    /// hold the next line of its open trace, so that time does not count
+    /// as its trace's hold.
+    fn unread_while_quiet(&mut self, quiet: Duration) {
+        for s in &mut self.streams {
+            if s.held_at.is_some() && self.align.waiting(&s.key()) > 0 {
+                s.held_at = s.held_at.map(|t| t + quiet);
             }
         }
     }
@@ -665,6 +694,7 @@ pub fn run(
         let quiet = quiet.elapsed();
         let mut c = lock(&core);
         c.clock += quiet;
+        c.unread_while_quiet(quiet);
         c.phases.waits += 1;
         c.phases.wait += quiet;
     };
