@@ -786,6 +786,12 @@ pub struct KafkaConfig {
     /// has delivered nothing (and is not at its end) may hold the others
     /// back. Bounds the latency a quiet partition adds (`docs/kafka.md`).
     pub max_idle: Dur,
+    /// How long a record held open for a trace that may continue waits
+    /// once its partition has nothing more to read (the consumer reported
+    /// its end): a shipper sends a trace's lines together, so the wait only
+    /// has to cover a fetch boundary, not `input.join_max_millis`, which
+    /// still applies while the partition has more to read.
+    pub hold_at_end: Dur,
     /// Parsed records buffered per partition for the alignment; a partition
     /// with this many waiting is paused until it drains to half. Reached
     /// only by records that come through the consumer's own queue: each
@@ -822,6 +828,7 @@ impl Default for KafkaConfig {
             max_backoff: Dur::secs(30),
             shutdown_timeout: Dur::secs(20),
             max_idle: Dur::secs(2),
+            hold_at_end: Dur(std::time::Duration::from_millis(250)),
             partition_buffer: 50_000,
             properties: Default::default(),
             consumer_properties: Default::default(),
@@ -1572,6 +1579,7 @@ impl Config {
         dur("webhook.timeout", wh.timeout, ms(100), s(3600))?;
         int("webhook.batch_size", wh.batch_size as u64, 1, 10_000)?;
         dur("kafka.max_idle", k.max_idle, s(0), s(3600))?;
+        dur("kafka.hold_at_end", k.hold_at_end, s(0), s(60))?;
         int(
             "kafka.partition_buffer",
             k.partition_buffer as u64,

@@ -15,10 +15,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use faultline::alert::{Alert, Kind};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "s3cret-api-token";
@@ -55,13 +51,7 @@ fn alertmanager() -> Option<String> {
     }
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
-}
+use support::kafka::unique;
 
 fn ecs(time_ms: i64, level: &str, service: &str, version: &str, message: &str) -> String {
     let ts = chrono::DateTime::from_timestamp_millis(time_ms)
@@ -104,42 +94,12 @@ fn log(service: &str, from: i64, to: i64, new: &[usize]) -> Vec<String> {
     out
 }
 
-fn plain(broker: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", broker);
-    c
-}
-
 fn create_topic(broker: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = plain(broker).create().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let t = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
-    for r in rt
-        .block_on(admin.create_topics([&t], &AdminOptions::new()))
-        .unwrap()
-    {
-        r.unwrap();
-    }
+    support::kafka::create_topics(support::kafka::client(broker), &[(topic, 1)]);
 }
 
 fn produce(broker: &str, topic: &str, lines: &[String]) {
-    let p: ThreadedProducer<DefaultProducerContext> = plain(broker).create().unwrap();
-    for l in lines {
-        let mut rec = BaseRecord::<(), String>::to(topic).payload(l);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
-    }
-    p.flush(Duration::from_secs(30)).unwrap();
+    support::kafka::produce_lines(support::kafka::client(broker), topic, lines);
 }
 
 /// One request with a 15 s limit; (status, JSON body or Null), (0, Null)

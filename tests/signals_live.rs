@@ -16,13 +16,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{Value, json};
+
+mod support;
 
 const MINUTE_MS: i64 = 60_000;
 
@@ -39,75 +35,23 @@ fn broker() -> Option<String> {
     b
 }
 
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
-}
-
-fn client(broker: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", broker);
-    c
-}
+use support::kafka::unique;
 
 fn create_topics(broker: &str, topics: &[&str]) {
-    let admin: AdminClient<DefaultClientContext> = client(broker).create().expect("admin");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)))
-        .collect();
-    for r in rt
-        .block_on(admin.create_topics(new.iter(), &AdminOptions::new()))
-        .expect("create topics")
-    {
-        r.expect("topic created");
-    }
+    let topics: Vec<(&str, i32)> = topics.iter().map(|t| (*t, 1)).collect();
+    support::kafka::create_topics(support::kafka::client(broker), &topics);
 }
 
 fn produce(broker: &str, topic: &str, lines: &[String]) {
-    let p: ThreadedProducer<DefaultProducerContext> = client(broker)
-        .set("linger.ms", "20")
-        .create()
-        .expect("producer");
-    for l in lines {
-        let mut rec = BaseRecord::<String, String>::to(topic).payload(l);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
-    }
-    p.flush(Duration::from_secs(30)).expect("flush");
+    support::kafka::produce_lines(support::kafka::client(broker), topic, lines);
 }
 
 /// Every committed message of `topic`, read for `wait` after the last one.
 fn read_committed(broker: &str, topic: &str, wait: Duration) -> Vec<Value> {
-    let c: BaseConsumer = client(broker)
-        .set("group.id", unique("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .create()
-        .expect("consumer");
-    c.subscribe(&[topic]).expect("subscribe");
-    let (mut out, mut last, started) = (Vec::new(), Instant::now(), Instant::now());
-    while last.elapsed() < wait && started.elapsed() < Duration::from_secs(60) {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            out.push(serde_json::from_slice(m.payload().unwrap_or(b"null")).expect("alert"));
-            last = Instant::now();
-        }
-    }
-    out
+    support::kafka::read_committed(support::kafka::client(broker), topic, wait)
+        .iter()
+        .map(|v| serde_json::from_slice(v).expect("alert"))
+        .collect()
 }
 
 fn ts(ms: i64) -> String {

@@ -159,6 +159,12 @@ impl<K: PartialEq + Clone, T> Aligner<K, T> {
         lane.end = lane.next.or(lane.end);
     }
 
+    /// Whether the consumer reported the partition's end and nothing came
+    /// since: it has nothing more to read now.
+    pub fn at_end(&self, key: &K) -> bool {
+        self.lanes.iter().any(|l| l.key == *key && l.at_end)
+    }
+
     /// Buffers the records parsed from the messages at `from..`.
     pub fn push(&mut self, key: &K, from: i64, time: Option<i64>, item: T, now: Instant) {
         let lane = self.lane(key, now);
@@ -437,6 +443,19 @@ mod tests {
         a.consumed(&0, 1, now);
         a.push(&0, 1, Some(30), "a", now);
         assert_eq!(drain(&mut a, now), [(1, "b")]);
+    }
+
+    #[test]
+    fn a_partition_is_at_its_end_from_the_report_until_its_next_message() {
+        let now = Instant::now();
+        let mut a = Aligner::<u8, &str>::new(100, IDLE);
+        assert!(!a.at_end(&0), "unknown partition");
+        a.consumed(&0, 0, now);
+        assert!(!a.at_end(&0));
+        a.reached_end(&0, now);
+        assert!(a.at_end(&0));
+        a.consumed(&0, 1, now);
+        assert!(!a.at_end(&0), "a message past the reported end");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 // Each test file is its own crate and uses its own subset of these.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::io::{Read, Write};
 use std::process::{Child, Output};
 use std::time::Duration;

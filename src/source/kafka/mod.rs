@@ -234,18 +234,58 @@ impl Core {
     }
 
     /// Emits the records held open for a trace that may continue: all of
-    /// them (`all`: consumption ends here), or those held for
+    /// them (`all`: consumption ends here), those held for
     /// `input.join_max_millis` (at most 10 s) of the alignment's clock,
     /// which moves only while nothing can be read: a quiet partition's
-    /// last trace is then complete.
+    /// last trace is then complete; and, sooner, those held for
+    /// `kafka.hold_at_end` whose partition the consumer reported at its
+    /// end. A shipper sends a trace's lines together: once the broker has
+    /// answered a fetch with nothing after the held record (it waits up
+    /// to `fetch.wait.max.ms` for more first), the rest of the trace is
+    /// not on its way, and waiting longer only delays the alert of a
+    /// sparse stream of errors (issue 15: p99 ~4 s at 2 records/s).
+    ///
+    /// Either way only time in which the partition was read counts: a
+    /// partition with records waiting in the aligner is not read (its
+    /// queue keeps them), so the continuation of its open trace may be in
+    /// its queue while the alignment's clock moves on other partitions'
+    /// account (`unread_while_quiet` moves its hold's start on by that
+    /// time), and it is released only with its buffer empty, at the idle
+    /// step, after a pass found its queue empty; at its end, the broker has
+    /// nothing after the held record either. (Likely how the batched
+    /// reads tried in an earlier session cut traces: they left many
+    /// records in a partition's buffer, so it went unread for long while
+    /// the clock moved; not confirmed by trying them again.)
     fn release_held(&mut self, now: Instant, all: bool) {
         let grace = Duration::from_millis(self.cfg.input.join_max_millis.min(10_000));
+        let at_end = self.cfg.kafka.hold_at_end.0.min(grace);
         for s in &mut self.streams {
-            if all
-                || s.held_at
-                    .is_some_and(|t| now.saturating_duration_since(t) >= grace)
-            {
+            let Some(t) = s.held_at else {
+                if all {
+                    s.finish(&self.parser, &mut self.engine, &mut self.align, now);
+                }
+                continue;
+            };
+            let release = all || {
+                let key = s.key();
+                let held = now.saturating_duration_since(t);
+                self.align.waiting(&key) == 0
+                    && (held >= grace || (held >= at_end && self.align.at_end(&key)))
+            };
+            if release {
                 s.finish(&self.parser, &mut self.engine, &mut self.align, now);
+            }
+        }
+    }
+
+    /// The loop waited `quiet` with nothing to read, but a partition with
+    /// records waiting in the aligner was not read at all: its queue may
+    /// hold the next line of its open trace, so that time does not count
+    /// as its trace's hold.
+    fn unread_while_quiet(&mut self, quiet: Duration) {
+        for s in &mut self.streams {
+            if s.held_at.is_some() && self.align.waiting(&s.key()) > 0 {
+                s.held_at = s.held_at.map(|t| t + quiet);
             }
         }
     }
@@ -430,6 +470,14 @@ pub fn run(
         // Two fetches' worth keeps a partition readable while its next
         // fetch is on the way.
         ("queued.max.messages.kbytes", "16384"),
+        // How long the broker holds a fetch that finds nothing new (500 ms
+        // by default). The end of a partition is reported when such a fetch
+        // comes back empty, and live, that report is what lets a held
+        // record go (`kafka.hold_at_end`) and lets the other partitions'
+        // records pass the alignment: every 100 ms of it is 100 ms of alert
+        // latency. A backlog's fetches find data and return at once; an
+        // idle consumer sends ten small requests a second per broker.
+        ("fetch.wait.max.ms", "100"),
     ];
     let mut cc = client_config(cfg, &defaults, &k.consumer_properties);
     cc.set("group.id", &k.group_id)
@@ -646,6 +694,7 @@ pub fn run(
         let quiet = quiet.elapsed();
         let mut c = lock(&core);
         c.clock += quiet;
+        c.unread_while_quiet(quiet);
         c.phases.waits += 1;
         c.phases.wait += quiet;
     };

@@ -109,7 +109,8 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
                     Some(k) => c.align.reached_end(k, now),
                     None => c.reached_end(p, now),
                 }
-                c.release_held(now, false);
+                // A held record goes at the idle step, once a whole pass
+                // found every readable queue empty (`Core::release_held`).
                 (c.drain(now), false)
             }
             Some(Err(e)) => {
@@ -142,15 +143,18 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
         c.in_txn && c.pace.since > 0
     }
 
-    /// Records held open longer than the join grace are emitted (the idle
-    /// step does so too: a quiet partition's last trace), and all of them
-    /// when consumption ends here; the others stay open, and the committed
-    /// offset stays before them.
+    /// Every record held open is emitted when consumption ends here; the
+    /// others stay open, and the committed offset stays before them (the
+    /// idle step emits those held long enough: a commit may fall in the
+    /// middle of a pass, before the loop read the queue that holds a
+    /// trace's next line).
     fn settle(&mut self) -> Result<(), BatchError> {
         self.started = Some(Instant::now());
         let c = &mut *self.core;
         c.phases.mark = self.started;
-        c.release_held(c.clock, self.closing);
+        if self.closing {
+            c.release_held(c.clock, true);
+        }
         let r = c.drain(c.clock);
         c.phases.lap(|p| &mut p.settle);
         r
