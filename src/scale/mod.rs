@@ -11,14 +11,16 @@
 //! snapshot of each partition's state (`changelog.rs`) and its offsets
 //! commit in one transaction, and a partition's next owner restores its
 //! state from the changelog. A revocation aborts the open batch in the
-//! rebalance callback (`Owner`). Not built: a control topic for
-//! resolve/mute and global known types without the service in the
-//! fingerprint (`docs/scaling.md`).
+//! rebalance callback (`Owner`). Resolve, mute and merge travel through a
+//! compacted control topic that every stage-2 instance reads
+//! (`control.rs`). Not built: global known types without the service in
+//! the fingerprint (`docs/scaling.md`).
 //!
 //! The module sits beside `source`, above it: it feeds the engine like a
 //! source and uses the aligner and the driver; nothing below imports it.
 
 pub mod changelog;
+pub mod control;
 mod stage1;
 mod stage2;
 pub mod topics;
@@ -235,6 +237,7 @@ pub fn run(
     opts: RunOptions,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
+    commands: Option<Arc<crate::api::control::Control>>,
 ) -> Result<RunSummary, ScaleError> {
     let k = &cfg.kafka;
     let so = &cfg.scale_out;
@@ -273,6 +276,8 @@ pub fn run(
         )));
     }
 
+    control::ensure(cfg)?;
+
     let sinks: Vec<Box<dyn AlertSink>> = (opts.make_sinks)()?;
     let mut s2 = stage2::Stage2::new(
         stage2::Build {
@@ -280,6 +285,7 @@ pub fn run(
             baseline: opts.baseline.clone(),
             metrics,
             sinks,
+            commands,
         },
         &topic,
         &changelog,
