@@ -277,6 +277,16 @@ pub fn run(
     }
 
     control::ensure(cfg)?;
+    if !cfg.fingerprint.include_service {
+        // Events are keyed by service, and each owner judges novelty on
+        // its own partitions' types: a type spanning services is new once
+        // per owner that meets it (docs/scaling.md, limits).
+        tracing::warn!(
+            "scale_out with fingerprint.include_service = false: a type seen in several \
+             services is judged new by each stage-2 partition that meets it, so it can alert \
+             `novel` more than once (replay alerts once); keep include_service on to scale out"
+        );
+    }
 
     let sinks: Vec<Box<dyn AlertSink>> = (opts.make_sinks)()?;
     let mut s2 = stage2::Stage2::new(

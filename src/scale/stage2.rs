@@ -429,6 +429,10 @@ impl Stage2 {
             .map_err(kafka("offsets"))?;
         }
         self.restore_time += t.elapsed();
+        if self.parts.values().any(|p| p.touched) {
+            // Control commands applied on restore: saved at the next commit.
+            self.begin()?;
+        }
         tracing::info!(partitions = wanted.len(), took = ?t.elapsed(), "stage 2: assignment restored from the changelog");
         if rewind {
             self.consumer

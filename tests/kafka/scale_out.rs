@@ -314,3 +314,142 @@ fn two_instances_with_one_killed_and_one_added_give_replays_alerts_exactly_once(
 fn three_instances_with_one_killed_and_one_added_give_replays_alerts_exactly_once() {
     instances_share_the_stream("scale3i", &["a", "b", "c"], "b", "d");
 }
+
+/// `POST path` with a bearer token to a running instance's API; the
+/// response's status line and body.
+fn post(svc: &Service, path: &str, token: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", svc.port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+    let _ = write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+impl Scaled {
+    /// The latest committed state of every internal partition.
+    fn states(&self) -> Vec<(i32, faultline::state::State)> {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", broker_addr());
+        faultline::scale::changelog::states(
+            &c,
+            &format!("{}-changelog", self.group),
+            self.partitions,
+        )
+        .unwrap_or_default()
+    }
+
+    /// Waits until `holds` is true of the changelog's states.
+    fn wait_for_states(
+        &self,
+        what: &str,
+        limit: Duration,
+        holds: impl Fn(&[(i32, faultline::state::State)]) -> bool,
+    ) {
+        let limit = Instant::now() + limit;
+        while !holds(&self.states()) {
+            assert!(
+                Instant::now() < limit,
+                "{what}: not seen in the changelog; log: {}",
+                self.s.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// How many partitions know `fp`, and on how many `mark` holds.
+fn partitions_where(
+    states: &[(i32, faultline::state::State)],
+    fp: faultline::fingerprint::Fingerprint,
+    mark: impl Fn(&faultline::baseline::ErrorType) -> bool,
+) -> (usize, usize) {
+    let known: Vec<_> = states
+        .iter()
+        .filter_map(|(_, s)| s.baseline.get(fp))
+        .collect();
+    (known.len(), known.iter().filter(|t| mark(t)).count())
+}
+
+#[test]
+fn resolve_and_mute_reach_the_owner_through_the_control_topic_and_a_restore_applies_them() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let sc = setup("scalectl", 4);
+    let s = &sc.s;
+    let records = generated(11, 120, 6.0);
+    produce_to(&s.logs, &records, |r| {
+        (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
+    });
+    let n = records.len() as u64;
+    let token = [("FAULTLINE__API__TOKEN", "\"scale-secret\"")];
+    let a = sc.instance("a", &token);
+    let b = sc.instance("b", &token);
+    sc.wait_for_records(n, Duration::from_secs(300));
+    // Two new types of two services, whichever instance owns them.
+    let alerts = read_alerts(&s.alerts);
+    let mut novel = alerts
+        .iter()
+        .filter(|a| a.kind == faultline::alert::Kind::Novel)
+        .filter_map(|a| Some((a.service.clone(), a.fingerprint?)));
+    let (svc1, muted) = novel.next().expect("a novel alert");
+    let (_, resolved) = novel
+        .find(|(s, _)| *s != svc1)
+        .expect("a novel alert of another service");
+
+    // The API of one instance, which may not own the type: accepted and
+    // forwarded; its owner applies it, once, on one partition.
+    let resp = post(&a, &format!("/api/v1/types/{muted}/mute"), "scale-secret");
+    assert!(
+        resp.starts_with("HTTP/1.1 202"),
+        "a write under scale-out is accepted for the owner: {resp}"
+    );
+    assert!(resp.contains("-control"), "says where it went: {resp}");
+    sc.wait_for_states("the mute", Duration::from_secs(60), |st| {
+        partitions_where(st, muted, |t| t.muted) == (1, 1)
+    });
+    for (name, svc) in [("a", a), ("b", b)] {
+        let (code, _) = svc.terminate();
+        assert_eq!(code, Some(0), "instance {name}; log: {}", s.log_tail());
+    }
+
+    // `faultline types resolve` while no instance runs: the command waits
+    // in the control topic, and the instance that restores the type's
+    // partition applies it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("--config")
+        .arg(&s.config)
+        .args(["types", "resolve", &resolved.to_string(), "--state"])
+        .arg(s.dir.path().join("unused"))
+        .output()
+        .expect("faultline types");
+    assert!(
+        out.status.success(),
+        "types resolve: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("control topic"));
+    assert_eq!(
+        partitions_where(&sc.states(), resolved, |t| t.resolved_at.is_some()),
+        (1, 0),
+        "not applied while no owner runs"
+    );
+    let c = sc.instance("c", &[]);
+    sc.wait_for_states("the resolve", Duration::from_secs(120), |st| {
+        partitions_where(st, resolved, |t| t.resolved_at.is_some()) == (1, 1)
+    });
+    // The restored owner did not lose (or redo) the earlier mute.
+    assert_eq!(partitions_where(&sc.states(), muted, |t| t.muted), (1, 1));
+    let (code, _) = c.terminate();
+    assert_eq!(code, Some(0), "instance c; log: {}", s.log_tail());
+    assert_eq!(sc.records(), n, "every record processed once");
+}
