@@ -175,7 +175,9 @@ impl Sender {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| ScaleError::Topic(format!("starting a runtime for the control producer: {e}")))?;
+            .map_err(|e| {
+                ScaleError::Topic(format!("starting a runtime for the control producer: {e}"))
+            })?;
         Ok(Sender {
             producer,
             topic: topic(cfg),
@@ -330,7 +332,11 @@ fn apply<'a>(entries: impl Iterator<Item = (&'a String, &'a Entry)>, state: &mut
     for (key, e) in entries {
         let mark = applied_key(key);
         // Offsets of one key grow (one partition per key).
-        if state.kafka_offsets.get(&mark).is_some_and(|&o| o >= e.offset) {
+        if state
+            .kafka_offsets
+            .get(&mark)
+            .is_some_and(|&o| o >= e.offset)
+        {
             continue;
         }
         match edit(state, &e.command, e.asked_ms) {
@@ -453,7 +459,11 @@ mod tests {
         assert_eq!(apply(log.iter(), owner), 0);
         // Another partition does not know the type: nothing, tried again.
         assert_eq!(apply(log.iter(), other), 0);
-        assert!(!other.kafka_offsets.contains_key("control|0000000000000007/mute"));
+        assert!(
+            !other
+                .kafka_offsets
+                .contains_key("control|0000000000000007/mute")
+        );
         // An unmute later under the same key applies on top.
         let unmute = Command {
             fingerprint: Fingerprint(7),
