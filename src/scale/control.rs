@@ -122,7 +122,10 @@ pub fn encode(c: &Command, asked_ms: i64) -> Vec<u8> {
 /// [`encode`]'s inverse: the command and when it was asked.
 pub fn decode(bytes: &[u8]) -> Result<(Command, i64), String> {
     let w: Wire = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let fingerprint: Fingerprint = w.fingerprint.parse().map_err(|e| format!("{e}"))?;
+    let fingerprint: Fingerprint = w
+        .fingerprint
+        .parse::<Fingerprint>()
+        .map_err(|e| e.to_string())?;
     let action = match w.action.as_str() {
         "resolve" => Action::Resolve {
             in_version: w.in_version,
