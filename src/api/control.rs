@@ -463,11 +463,11 @@ pub(super) async fn signals(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn engine_with(fp: u64) -> Engine {
+    pub(crate) fn engine_with(fp: u64) -> Engine {
         let mut e = crate::engine::test_engine(Vec::new());
         let typed = crate::fingerprint::Typed {
             fingerprint: Fingerprint(fp),

@@ -409,26 +409,6 @@ mod tests {
         );
     }
 
-    fn engine_knowing(fp: u64) -> crate::engine::Engine {
-        let mut e = crate::engine::test_engine(Vec::new());
-        let typed = crate::fingerprint::Typed {
-            fingerprint: Fingerprint(fp),
-            template: "disk full on <*>".into(),
-            ..Default::default()
-        };
-        let rec = crate::record::Record {
-            message: "disk full on /var".into(),
-            ..Default::default()
-        };
-        e.state.baseline.observe(
-            &typed,
-            &rec,
-            1_793_613_600_000,
-            crate::baseline::Origin::Live,
-        );
-        e
-    }
-
     fn entries(cmds: &[(i64, Command)]) -> BTreeMap<String, Entry> {
         let mut m = BTreeMap::new();
         for (offset, c) in cmds {
@@ -452,9 +432,9 @@ mod tests {
             action: Action::Mute,
         };
         let log = entries(&[(3, mute.clone())]);
-        let mut owner = engine_knowing(7);
+        let mut owner = crate::api::control::tests::engine_with(7);
         let owner = &mut owner.state;
-        let mut other = engine_knowing(8);
+        let mut other = crate::api::control::tests::engine_with(8);
         let other = &mut other.state;
         assert_eq!(apply(log.iter(), owner), 1);
         assert!(owner.baseline.get(Fingerprint(7)).unwrap().muted);
