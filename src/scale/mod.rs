@@ -209,6 +209,47 @@ where
     }
 }
 
+/// A stage's transactional producer configuration: this instance's
+/// transactional id for `stage`, idempotent, `acks=all` (each stage adds
+/// its own context and settings).
+fn transactional(cfg: &Config, stage: &str) -> ClientConfig {
+    let mut pc = client(cfg, &cfg.kafka.producer_properties);
+    pc.set("transactional.id", transactional_id(cfg, stage))
+        .set("enable.idempotence", "true")
+        .set("acks", "all");
+    pc
+}
+
+/// A stage's group consumer and its owner's `changed` and `revoked` flags.
+type Member = (BaseConsumer<Owner>, Arc<AtomicBool>, Arc<AtomicBool>);
+
+/// A stage's consumer in `group`, read_committed, offsets committed only
+/// through the transactions, end of partition reported; its revocations
+/// abort `producer`'s open batch ([`Owner`]). Returns the consumer and the
+/// owner's `changed` and `revoked` flags.
+fn member<C: rdkafka::producer::ProducerContext + 'static>(
+    cfg: &Config,
+    group: &str,
+    reset: &str,
+    producer: Arc<rdkafka::producer::ThreadedProducer<C>>,
+    in_txn: Arc<AtomicBool>,
+    stage: &'static str,
+) -> Result<Member, ScaleError> {
+    let owner = Owner::new(aborter(producer, in_txn, stage));
+    let (changed, revoked) = (owner.changed.clone(), owner.revoked.clone());
+    let mut cc = client(cfg, &cfg.kafka.consumer_properties);
+    cc.set("group.id", group)
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", reset)
+        .set("isolation.level", "read_committed");
+    let consumer = cc
+        .create_with_context(owner)
+        .map_err(kafka("creating a stage consumer"))?;
+    Ok((consumer, changed, revoked))
+}
+
 /// A transactional id for one stage of this instance.
 pub(crate) fn transactional_id(cfg: &Config, stage: &str) -> String {
     match cfg.scale_out.instance.as_str() {

@@ -179,10 +179,7 @@ impl Stage2 {
     ) -> Result<Stage2, ScaleError> {
         let cfg = b.cfg;
         let k = &cfg.kafka;
-        let mut pc = super::client(&cfg, &k.producer_properties);
-        pc.set("transactional.id", super::transactional_id(&cfg, "stage2"))
-            .set("enable.idempotence", "true")
-            .set("acks", "all");
+        let mut pc = super::transactional(&cfg, "stage2");
         if !k.producer_properties.contains_key("compression.type")
             && !k.properties.contains_key("compression.type")
         {
@@ -196,18 +193,14 @@ impl Stage2 {
         timeout_retry(|t| producer.init_transactions(t))
             .map_err(kafka("init transactions (stage 2)"))?;
         let in_txn = Arc::new(AtomicBool::new(false));
-        let owner = Owner::new(super::aborter(producer.clone(), in_txn.clone(), "stage 2"));
-        let (changed, revoked) = (owner.changed.clone(), owner.revoked.clone());
-        let mut cc = super::client(&cfg, &k.consumer_properties);
-        cc.set("group.id", format!("{}-stage2", k.group_id))
-            .set("enable.partition.eof", "true")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed");
-        let consumer: BaseConsumer<Owner> = cc
-            .create_with_context(owner)
-            .map_err(kafka("creating the stage-2 consumer"))?;
+        let (consumer, changed, revoked) = super::member(
+            &cfg,
+            &format!("{}-stage2", k.group_id),
+            "earliest",
+            producer.clone(),
+            in_txn.clone(),
+            "stage 2",
+        )?;
         let reader = changelog::reader(&super::client(&cfg, &k.consumer_properties))?;
         let ups = input_partitions(&cfg)?;
         let mut control = control::Log::new(&cfg)?;
