@@ -604,10 +604,10 @@ impl Stage2 {
         Ok(false)
     }
 
-    /// Every 200 ms: the API's queued writes go to the control topic, and
-    /// what arrived on it is applied to the owned engines that know the
-    /// types. Returns whether an engine changed (a commit is then due, so
-    /// the change is saved soon).
+    /// Every 200 ms: the API's queued writes go to the control topic, what
+    /// arrived on it is applied to the owned engines that know the types,
+    /// and snoozes past their wall-clock end expire. Returns whether an
+    /// engine changed (a commit is then due, so the change is saved soon).
     fn take_commands(&mut self, now: Instant) -> Result<bool, ScaleError> {
         if now.duration_since(self.control_checked) < Duration::from_millis(200) {
             return Ok(false);
@@ -622,22 +622,42 @@ impl Stage2 {
                     .map_err(|e| e.to_string())
             });
         }
-        if !self.control.poll() {
-            return Ok(false);
-        }
-        let mut applied = 0;
+        // A snooze also ends on the wall clock under `run` (a quiet stream
+        // moves no event time), as the single stage's control does.
+        let wall = crate::engine::now_ms();
+        let mut changed = false;
         for part in self.parts.values_mut() {
-            let n = self.control.apply(&mut part.engine.state);
-            if n > 0 {
+            let st = &mut part.engine.state;
+            if !st.snoozes.is_empty()
+                && crate::detect::snooze::expire(
+                    &mut st.snoozes,
+                    &mut st.baseline,
+                    None,
+                    Some(wall),
+                )
+            {
                 part.touched = true;
-                applied += n;
+                changed = true;
             }
         }
-        if applied > 0 {
-            tracing::info!(applied, "stage 2: control commands applied");
+        if self.control.poll() {
+            let mut applied = 0;
+            for part in self.parts.values_mut() {
+                let n = self.control.apply(&mut part.engine.state);
+                if n > 0 {
+                    part.touched = true;
+                    applied += n;
+                }
+            }
+            if applied > 0 {
+                tracing::info!(applied, "stage 2: control commands applied");
+                changed = true;
+            }
+        }
+        if changed {
             self.begin()?;
         }
-        Ok(applied > 0)
+        Ok(changed)
     }
 
     /// Flushes the sinks, then in one transaction: the snapshot of every
