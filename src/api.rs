@@ -792,6 +792,16 @@ async fn write(
         Ok(Ok(control::Outcome::Applied(t))) => axum::Json(*t).into_response(),
         Ok(Ok(control::Outcome::NotFound)) => refuse(StatusCode::NOT_FOUND, "no such error type"),
         Ok(Ok(control::Outcome::Conflict(why))) => refuse(StatusCode::CONFLICT, &why),
+        // Scale-out: the owner of the type applies it from the control
+        // topic (docs/scaling.md); accepted, not yet visible here.
+        Ok(Ok(control::Outcome::Forwarded(to))) => (
+            StatusCode::ACCEPTED,
+            axum::Json(serde_json::json!({
+                "fingerprint": fingerprint.to_string(),
+                "forwarded_to": to,
+            })),
+        )
+            .into_response(),
         Ok(Ok(control::Outcome::Unsaved(why))) => refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!(

@@ -99,6 +99,9 @@ pub enum Outcome {
     /// Applied in the running engine, but the save failed (it is saved with
     /// a later checkpoint, if one succeeds).
     Unsaved(String),
+    /// Under scale-out: durably written to the control topic (named here),
+    /// which the owner of the type applies (`scale::control`).
+    Forwarded(String),
 }
 
 /// Why a command could not be queued.
@@ -201,6 +204,23 @@ impl Control {
                 TrySendError::Disconnected(_) => Refused::Stopped,
             }
         })
+    }
+
+    /// Under scale-out no engine here owns every type: each queued write
+    /// is handed to `send` (which puts it on the control topic) and its
+    /// caller told where it went, or why it could not be sent.
+    pub fn forward(&self, mut send: impl FnMut(&Command) -> Result<String, String>) {
+        if self.outstanding.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let rx = lock(&self.rx);
+        while let Ok(request) = rx.try_recv() {
+            let out = match send(&request.command) {
+                Ok(to) => Outcome::Forwarded(to),
+                Err(why) => Outcome::Unsaved(why),
+            };
+            self.answer(request.reply, out);
+        }
     }
 
     fn answer(&self, reply: oneshot::Sender<Outcome>, outcome: Outcome) {
@@ -443,11 +463,11 @@ pub(super) async fn signals(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn engine_with(fp: u64) -> Engine {
+    pub(crate) fn engine_with(fp: u64) -> Engine {
         let mut e = crate::engine::test_engine(Vec::new());
         let typed = crate::fingerprint::Typed {
             fingerprint: Fingerprint(fp),

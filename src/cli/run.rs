@@ -152,10 +152,10 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
         },
         make_sinks,
         shutdown,
-        commands: Some(control),
+        commands: Some(control.clone()),
     };
     let summary = if cfg.scale_out.enabled {
-        faultline::scale::run(&cfg, opts, metrics.clone(), status)?
+        faultline::scale::run(&cfg, opts, metrics.clone(), status, Some(control))?
     } else {
         kafka::run(&cfg, opts, metrics.clone(), status)?
     };

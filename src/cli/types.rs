@@ -161,6 +161,35 @@ fn find<'a>(state: &'a mut State, fp: &str) -> Result<&'a mut ErrorType> {
         .ok_or_else(|| anyhow!("no error type {fp} in the state"))
 }
 
+/// With `[scale_out] enabled` a type's state lives in the changelog of
+/// the stage-2 instance that owns it, not in a state directory: the edit
+/// goes to the control topic, which that owner applies
+/// (docs/scaling.md). Otherwise [`edit`] on the stopped state.
+fn write(cfg: &Config, one: &OneType, verb: &str, action: Action) -> Result<i32> {
+    if !cfg.scale_out.enabled {
+        return edit(one, verb, action);
+    }
+    let fingerprint: Fingerprint = one
+        .fingerprint
+        .parse()
+        .map_err(|e| anyhow!("{}: {e}", one.fingerprint))?;
+    faultline::scale::control::ensure(cfg)?;
+    let sender = faultline::scale::control::Sender::new(cfg)?;
+    let offset = sender.send(
+        &Command {
+            fingerprint,
+            action,
+        },
+        faultline::engine::now_ms(),
+    )?;
+    outln!(
+        "{fingerprint} {verb}: sent to the control topic {} (offset {offset}); the instance \
+         that owns the type applies it",
+        sender.topic()
+    );
+    Ok(0)
+}
+
 /// Applies `action` to one type (what the API's write `verb` does on a
 /// running instance) and saves the state.
 fn edit(one: &OneType, verb: &str, action: Action) -> Result<i32> {
@@ -199,7 +228,7 @@ fn edit(one: &OneType, verb: &str, action: Action) -> Result<i32> {
     Ok(0)
 }
 
-pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
+pub fn run(cfg: Config, cmd: TypesCommand) -> Result<i32> {
     match cmd {
         TypesCommand::List {
             state,
@@ -277,7 +306,7 @@ pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
             Ok(0)
         }
         TypesCommand::Resolve { one, in_version } => {
-            edit(&one, "resolve", Action::Resolve { in_version })
+            write(&cfg, &one, "resolve", Action::Resolve { in_version })
         }
         TypesCommand::Mute { one, until, count } => {
             let action = if until.is_none() && count.is_none() {
@@ -290,12 +319,12 @@ pub fn run(_cfg: Config, cmd: TypesCommand) -> Result<i32> {
                     .map_err(|e| anyhow!(e))?;
                 Action::Snooze { until, count }
             };
-            edit(&one, "mute", action)
+            write(&cfg, &one, "mute", action)
         }
-        TypesCommand::Unmute { one } => edit(&one, "unmute", Action::Unmute),
+        TypesCommand::Unmute { one } => write(&cfg, &one, "unmute", Action::Unmute),
         TypesCommand::Merge { one, into } => {
             let into: Fingerprint = into.parse().map_err(|e| anyhow!("--into {into}: {e}"))?;
-            edit(&one, "merge", Action::Merge { into })
+            write(&cfg, &one, "merge", Action::Merge { into })
         }
     }
 }

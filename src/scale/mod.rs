@@ -11,14 +11,16 @@
 //! snapshot of each partition's state (`changelog.rs`) and its offsets
 //! commit in one transaction, and a partition's next owner restores its
 //! state from the changelog. A revocation aborts the open batch in the
-//! rebalance callback (`Owner`). Not built: a control topic for
-//! resolve/mute and global known types without the service in the
-//! fingerprint (`docs/scaling.md`).
+//! rebalance callback (`Owner`). Resolve, mute and merge travel through a
+//! compacted control topic that every stage-2 instance reads
+//! (`control.rs`). Not built: global known types without the service in
+//! the fingerprint (`docs/scaling.md`).
 //!
 //! The module sits beside `source`, above it: it feeds the engine like a
 //! source and uses the aligner and the driver; nothing below imports it.
 
 pub mod changelog;
+pub mod control;
 mod stage1;
 mod stage2;
 pub mod topics;
@@ -207,6 +209,47 @@ where
     }
 }
 
+/// A stage's transactional producer configuration: this instance's
+/// transactional id for `stage`, idempotent, `acks=all` (each stage adds
+/// its own context and settings).
+fn transactional(cfg: &Config, stage: &str) -> ClientConfig {
+    let mut pc = client(cfg, &cfg.kafka.producer_properties);
+    pc.set("transactional.id", transactional_id(cfg, stage))
+        .set("enable.idempotence", "true")
+        .set("acks", "all");
+    pc
+}
+
+/// A stage's group consumer and its owner's `changed` and `revoked` flags.
+type Member = (BaseConsumer<Owner>, Arc<AtomicBool>, Arc<AtomicBool>);
+
+/// A stage's consumer in `group`, read_committed, offsets committed only
+/// through the transactions, end of partition reported; its revocations
+/// abort `producer`'s open batch ([`Owner`]). Returns the consumer and the
+/// owner's `changed` and `revoked` flags.
+fn member<C: rdkafka::producer::ProducerContext + 'static>(
+    cfg: &Config,
+    group: &str,
+    reset: &str,
+    producer: Arc<rdkafka::producer::ThreadedProducer<C>>,
+    in_txn: Arc<AtomicBool>,
+    stage: &'static str,
+) -> Result<Member, ScaleError> {
+    let owner = Owner::new(aborter(producer, in_txn, stage));
+    let (changed, revoked) = (owner.changed.clone(), owner.revoked.clone());
+    let mut cc = client(cfg, &cfg.kafka.consumer_properties);
+    cc.set("group.id", group)
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", reset)
+        .set("isolation.level", "read_committed");
+    let consumer = cc
+        .create_with_context(owner)
+        .map_err(kafka("creating a stage consumer"))?;
+    Ok((consumer, changed, revoked))
+}
+
 /// A transactional id for one stage of this instance.
 pub(crate) fn transactional_id(cfg: &Config, stage: &str) -> String {
     match cfg.scale_out.instance.as_str() {
@@ -235,6 +278,7 @@ pub fn run(
     opts: RunOptions,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
+    commands: Option<Arc<crate::api::control::Control>>,
 ) -> Result<RunSummary, ScaleError> {
     let k = &cfg.kafka;
     let so = &cfg.scale_out;
@@ -273,6 +317,18 @@ pub fn run(
         )));
     }
 
+    control::ensure(cfg)?;
+    if !cfg.fingerprint.include_service {
+        // Events are keyed by service, and each owner judges novelty on
+        // its own partitions' types: a type spanning services is new once
+        // per owner that meets it (docs/scaling.md, limits).
+        tracing::warn!(
+            "scale_out with fingerprint.include_service = false: a type seen in several \
+             services is judged new by each stage-2 partition that meets it, so it can alert \
+             `novel` more than once (replay alerts once); keep include_service on to scale out"
+        );
+    }
+
     let sinks: Vec<Box<dyn AlertSink>> = (opts.make_sinks)()?;
     let mut s2 = stage2::Stage2::new(
         stage2::Build {
@@ -280,6 +336,7 @@ pub fn run(
             baseline: opts.baseline.clone(),
             metrics,
             sinks,
+            commands,
         },
         &topic,
         &changelog,

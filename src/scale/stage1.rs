@@ -87,29 +87,22 @@ impl Stage1 {
         partitions: i32,
     ) -> Result<Stage1, ScaleError> {
         let k = &cfg.kafka;
-        let mut pc = super::client(cfg, &k.producer_properties);
-        pc.set("transactional.id", super::transactional_id(cfg, "stage1"))
-            .set("enable.idempotence", "true")
-            .set("acks", "all");
         let producer: Arc<ThreadedProducer<DefaultProducerContext>> = Arc::new(
-            pc.create()
+            super::transactional(cfg, "stage1")
+                .create()
                 .map_err(kafka("creating the stage-1 producer"))?,
         );
         timeout_retry(|t| producer.init_transactions(t))
             .map_err(kafka("init transactions (stage 1)"))?;
         let in_txn = Arc::new(AtomicBool::new(false));
-        let owner = Owner::new(super::aborter(producer.clone(), in_txn.clone(), "stage 1"));
-        let (changed, revoked) = (owner.changed.clone(), owner.revoked.clone());
-        let mut cc = super::client(cfg, &k.consumer_properties);
-        cc.set("group.id", &k.group_id)
-            .set("enable.partition.eof", "true")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", &k.start)
-            .set("isolation.level", "read_committed");
-        let consumer: BaseConsumer<Owner> = cc
-            .create_with_context(owner)
-            .map_err(kafka("creating the stage-1 consumer"))?;
+        let (consumer, changed, revoked) = super::member(
+            cfg,
+            &k.group_id,
+            &k.start,
+            producer.clone(),
+            in_txn.clone(),
+            "stage 1",
+        )?;
         let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(kafka("subscribe"))?;
         Ok(Stage1 {

@@ -33,6 +33,7 @@ use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::changelog::{self, Written};
+use super::control;
 use super::wire::{Envelope, Event};
 use super::{Owner, Quiet, ScaleError, abortable, kafka, timeout_retry};
 use crate::alert::kafka::{KafkaAlertSink, SharedProducer};
@@ -124,6 +125,8 @@ pub(super) struct Build {
     pub baseline: BaselineOptions,
     pub metrics: Arc<Metrics>,
     pub sinks: Vec<Box<dyn AlertSink>>,
+    /// The control API's queue: its writes go to the control topic.
+    pub commands: Option<Arc<crate::api::control::Control>>,
 }
 
 pub(super) struct Stage2 {
@@ -138,6 +141,12 @@ pub(super) struct Stage2 {
     producer: SharedProducer,
     in_txn: Arc<AtomicBool>,
     reader: BaseConsumer<Quiet>,
+    /// The control topic, read whole (`control.rs`), and its writer for
+    /// the API's commands.
+    control: control::Log,
+    sender: control::Sender,
+    commands: Option<Arc<crate::api::control::Control>>,
+    control_checked: Instant,
     topic: String,
     changelog: String,
     capacity: usize,
@@ -170,10 +179,7 @@ impl Stage2 {
     ) -> Result<Stage2, ScaleError> {
         let cfg = b.cfg;
         let k = &cfg.kafka;
-        let mut pc = super::client(&cfg, &k.producer_properties);
-        pc.set("transactional.id", super::transactional_id(&cfg, "stage2"))
-            .set("enable.idempotence", "true")
-            .set("acks", "all");
+        let mut pc = super::transactional(&cfg, "stage2");
         if !k.producer_properties.contains_key("compression.type")
             && !k.properties.contains_key("compression.type")
         {
@@ -187,20 +193,19 @@ impl Stage2 {
         timeout_retry(|t| producer.init_transactions(t))
             .map_err(kafka("init transactions (stage 2)"))?;
         let in_txn = Arc::new(AtomicBool::new(false));
-        let owner = Owner::new(super::aborter(producer.clone(), in_txn.clone(), "stage 2"));
-        let (changed, revoked) = (owner.changed.clone(), owner.revoked.clone());
-        let mut cc = super::client(&cfg, &k.consumer_properties);
-        cc.set("group.id", format!("{}-stage2", k.group_id))
-            .set("enable.partition.eof", "true")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed");
-        let consumer: BaseConsumer<Owner> = cc
-            .create_with_context(owner)
-            .map_err(kafka("creating the stage-2 consumer"))?;
+        let (consumer, changed, revoked) = super::member(
+            &cfg,
+            &format!("{}-stage2", k.group_id),
+            "earliest",
+            producer.clone(),
+            in_txn.clone(),
+            "stage 2",
+        )?;
         let reader = changelog::reader(&super::client(&cfg, &k.consumer_properties))?;
         let ups = input_partitions(&cfg)?;
+        let mut control = control::Log::new(&cfg)?;
+        control.poll();
+        let sender = control::Sender::new(&cfg)?;
         consumer
             .subscribe(&[events_topic])
             .map_err(kafka("subscribing to the events topic"))?;
@@ -225,6 +230,10 @@ impl Stage2 {
             producer,
             in_txn,
             reader,
+            control,
+            sender,
+            commands: b.commands,
+            control_checked: Instant::now(),
             topic: events_topic.to_string(),
             changelog: changelog_topic.to_string(),
             capacity: k.partition_buffer,
@@ -291,6 +300,8 @@ impl Stage2 {
             self.metrics.clone(),
         )?;
         engine.forget_emitted();
+        // Commands the snapshot had not applied yet (`control.rs`).
+        let commands = self.control.apply(&mut engine.state);
         let now = Instant::now();
         let mut align = Aligner::new(self.capacity, self.max_idle);
         let unseen = self.ups.is_empty();
@@ -328,7 +339,7 @@ impl Stage2 {
             unseen,
             done,
             written,
-            touched: false,
+            touched: commands > 0,
         })
     }
 
@@ -411,6 +422,10 @@ impl Stage2 {
             .map_err(kafka("offsets"))?;
         }
         self.restore_time += t.elapsed();
+        if self.parts.values().any(|p| p.touched) {
+            // Control commands applied on restore: saved at the next commit.
+            self.begin()?;
+        }
         tracing::info!(partitions = wanted.len(), took = ?t.elapsed(), "stage 2: assignment restored from the changelog");
         if rewind {
             self.consumer
@@ -540,6 +555,7 @@ impl Stage2 {
             self.sync(false)?;
         }
         let now = Instant::now();
+        let commanded = self.take_commands(now)?;
         if let Some((p, off, payload)) = &got {
             self.begin()?;
             self.receive(*p, *off, payload, now);
@@ -552,7 +568,8 @@ impl Stage2 {
             self.started = Some(now);
         }
         self.since += n;
-        let mut due = self.since >= self.batch
+        let mut due = commanded
+            || self.since >= self.batch
             || (self.in_txn.load(Ordering::Relaxed)
                 && self.started.is_some_and(|s| s.elapsed() >= self.interval));
         if got.is_none() && n == 0 {
@@ -587,10 +604,73 @@ impl Stage2 {
         Ok(false)
     }
 
+    /// Every 200 ms: the API's queued writes go to the control topic, what
+    /// arrived on it is applied to the owned engines that know the types,
+    /// and snoozes past their wall-clock end expire. Returns whether an
+    /// engine changed (a commit is then due, so the change is saved soon).
+    fn take_commands(&mut self, now: Instant) -> Result<bool, ScaleError> {
+        if now.duration_since(self.control_checked) < Duration::from_millis(200) {
+            return Ok(false);
+        }
+        self.control_checked = now;
+        if let Some(c) = &self.commands {
+            let sender = &self.sender;
+            c.forward(|cmd| {
+                sender
+                    .send(cmd, crate::engine::now_ms())
+                    .map(|offset| format!("{} at offset {offset}", sender.topic()))
+                    .map_err(|e| e.to_string())
+            });
+        }
+        // A snooze also ends on the wall clock under `run` (a quiet stream
+        // moves no event time), as the single stage's control does.
+        let wall = crate::engine::now_ms();
+        let mut changed = false;
+        for part in self.parts.values_mut() {
+            let st = &mut part.engine.state;
+            if !st.snoozes.is_empty()
+                && crate::detect::snooze::expire(
+                    &mut st.snoozes,
+                    &mut st.baseline,
+                    None,
+                    Some(wall),
+                )
+            {
+                part.touched = true;
+                changed = true;
+            }
+        }
+        if self.control.poll() {
+            let mut applied = 0;
+            for part in self.parts.values_mut() {
+                let n = self.control.apply(&mut part.engine.state);
+                if n > 0 {
+                    part.touched = true;
+                    applied += n;
+                }
+            }
+            if applied > 0 {
+                tracing::info!(applied, "stage 2: control commands applied");
+                changed = true;
+            }
+        }
+        if changed {
+            self.begin()?;
+        }
+        Ok(changed)
+    }
+
     /// Flushes the sinks, then in one transaction: the snapshot of every
     /// partition worked on, the events offsets, commit.
     pub(super) fn commit(&mut self) -> Result<(), ScaleError> {
         self.begin()?;
+        // A command for a type a partition had not seen when it arrived
+        // applies once the type is there.
+        if !self.control.is_empty() {
+            for part in self.parts.values_mut().filter(|p| p.touched) {
+                self.control.apply(&mut part.engine.state);
+            }
+        }
         for part in self.parts.values_mut() {
             part.engine.flush_sinks()?;
         }
