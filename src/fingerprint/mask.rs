@@ -582,6 +582,33 @@ mod tests {
     }
 
     #[test]
+    fn a_hardware_address_is_one_value_even_when_it_starts_like_a_clock() {
+        let m = masker();
+        let a = m.mask("drop MAC=3a:bc:de:f0:11:22 on br0");
+        assert_eq!(a, "drop MAC=<*> on br0");
+        // First three bytes decimal: once read as a clock time.
+        assert_eq!(m.mask("drop MAC=50:58:30:de:22:51 on br0"), a);
+        assert_eq!(m.mask("drop MAC=50:58:30:de:22:51:f1:27:fa:45:bb:c7:f2:8a on br0"), a);
+        // A clock time is still a clock time.
+        assert_eq!(m.mask("at 12:30:45 up"), "at <*> up");
+    }
+
+    #[test]
+    fn a_size_or_glued_duration_is_one_value_whatever_its_unit() {
+        let m = masker();
+        let size = m.mask("flushed 1.5 MB in 3 files");
+        assert_eq!(size, "flushed <*> in <*> files");
+        assert_eq!(m.mask("flushed 12 kB in 3 files"), size);
+        assert_eq!(m.mask("flushed 2GiB in 3 files"), size);
+        let took = m.mask("query took 950ms");
+        assert_eq!(took, "query took <*>");
+        assert_eq!(m.mask("query took 1.2s"), took);
+        assert_eq!(m.mask("query took 1m20s"), took);
+        // A spelled-out unit is still a word of the template.
+        assert_eq!(m.mask("retry in 5 seconds"), "retry in <*> seconds");
+    }
+
+    #[test]
     fn a_count_with_a_qualifier_keeps_the_qualifier_and_masks_both_numbers() {
         let m = masker();
         let a = m.mask("imported 12 rows (3 skipped)");
