@@ -133,6 +133,15 @@ impl Masker {
             } else {
                 out.push_str(word);
             }
+            // `@` splits a word (`Cart@1c72b02e` keeps the class whose
+            // instance it is), but an address whose sides are both values
+            // (`1733.a1b2@10.0.0.7`, an id at an address) is one value, as
+            // the email rule masks `id@host.example` whole.
+            while out[start..].contains("<*>@<*>") {
+                let joined = out[start..].replacen("<*>@<*>", VAR, 1);
+                out.truncate(start);
+                out.push_str(&joined);
+            }
             // On the masked word, so that masking again changes nothing:
             // `/10.0.0.1:80` is how the JVM prints a socket address with no
             // host name (the slash is part of the value, not a path), and a
@@ -362,13 +371,13 @@ fn has_underscore_var(word: &str) -> bool {
 
 fn is_delim(b: u8) -> bool {
     // A table: this runs for every byte of every word with a digit, and a
-    // `matches!` over 21 bytes compiled to a chain of compares.
+    // `matches!` over 22 bytes compiled to a chain of compares.
     DELIM[b as usize]
 }
 
 static DELIM: [bool; 256] = {
     let mut t = [false; 256];
-    let delims = br#"=:,;()[]{}|"'<>/\#&?!"#;
+    let delims = br#"=:,;()[]{}|"'<>/\#&?!@"#;
     let mut i = 0;
     while i < delims.len() {
         t[delims[i] as usize] = true;
@@ -528,11 +537,11 @@ mod tests {
     #[test]
     fn delimiters_are_exactly_the_punctuation_that_splits_a_word() {
         let delims: Vec<u8> = (0..=255u8).filter(|&b| is_delim(b)).collect();
-        assert_eq!(delims.len(), 21);
-        for b in br#"=:,;()[]{}|"'<>/\#&?!"# {
+        assert_eq!(delims.len(), 22);
+        for b in br#"=:,;()[]{}|"'<>/\#&?!@"# {
             assert!(is_delim(*b), "{}", *b as char);
         }
-        for b in b"aZ09._-+@$%* \t" {
+        for b in b"aZ09._-+$%* \t" {
             assert!(!is_delim(*b), "{}", *b as char);
         }
     }
@@ -588,7 +597,10 @@ mod tests {
         assert_eq!(a, "drop MAC=<*> on br0");
         // First three bytes decimal: once read as a clock time.
         assert_eq!(m.mask("drop MAC=50:58:30:de:22:51 on br0"), a);
-        assert_eq!(m.mask("drop MAC=50:58:30:de:22:51:f1:27:fa:45:bb:c7:f2:8a on br0"), a);
+        assert_eq!(
+            m.mask("drop MAC=50:58:30:de:22:51:f1:27:fa:45:bb:c7:f2:8a on br0"),
+            a
+        );
         // A clock time is still a clock time.
         assert_eq!(m.mask("at 12:30:45 up"), "at <*> up");
     }
@@ -606,6 +618,21 @@ mod tests {
         assert_eq!(m.mask("query took 1m20s"), took);
         // A spelled-out unit is still a word of the template.
         assert_eq!(m.mask("retry in 5 seconds"), "retry in <*> seconds");
+    }
+
+    #[test]
+    fn an_instance_hash_keeps_its_class_whatever_its_digits() {
+        let m = masker();
+        let a = m.mask("lock failed on app.model.Cart@4e98be12 (id=7)");
+        assert_eq!(a, "lock failed on app.model.Cart@<*> (id=<*>)");
+        // Digits then a `d`: also a duration's shape.
+        assert_eq!(m.mask("lock failed on app.model.Cart@1922431d (id=7)"), a);
+        assert_eq!(m.mask("lock failed on app.model.Cart@dcabfeed (id=7)"), a);
+        // Both sides values: one value, like an e-mail address.
+        let id = m.mask("seen <1733.a1b2c3@10.0.0.7> twice");
+        assert_eq!(id, "seen <<*>> twice");
+        assert_eq!(m.mask("seen <1733.a1b2c3@mx.example.org> twice"), id);
+        assert_eq!(m.mask(&id), id);
     }
 
     #[test]
