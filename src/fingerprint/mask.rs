@@ -636,6 +636,18 @@ mod tests {
     }
 
     #[test]
+    fn a_slash_joined_list_of_counts_is_not_a_date() {
+        let m = masker();
+        let a = m.mask("queue delays=268/0/30/0 ok");
+        assert_eq!(a, "queue delays=<*> ok");
+        assert_eq!(m.mask("queue delays=7008/0/30/0 ok"), a);
+        // Dates still are one value.
+        assert_eq!(m.mask("due 2026/03/11 ok"), "due <*> ok");
+        assert_eq!(m.mask("due 2026-3-11 10:02 ok"), "due <*> ok");
+        assert_eq!(m.mask("due 03/11/2026 ok"), "due <*> ok");
+    }
+
+    #[test]
     fn a_count_with_a_qualifier_keeps_the_qualifier_and_masks_both_numbers() {
         let m = masker();
         let a = m.mask("imported 12 rows (3 skipped)");
