@@ -133,15 +133,6 @@ impl Masker {
             } else {
                 out.push_str(word);
             }
-            // `@` splits a word (`Cart@1c72b02e` keeps the class whose
-            // instance it is), but an address whose sides are both values
-            // (`1733.a1b2@10.0.0.7`, an id at an address) is one value, as
-            // the email rule masks `id@host.example` whole.
-            while out[start..].contains("<*>@<*>") {
-                let joined = out[start..].replacen("<*>@<*>", VAR, 1);
-                out.truncate(start);
-                out.push_str(&joined);
-            }
             // On the masked word, so that masking again changes nothing:
             // `/10.0.0.1:80` is how the JVM prints a socket address with no
             // host name (the slash is part of the value, not a path), and a
@@ -371,13 +362,13 @@ fn has_underscore_var(word: &str) -> bool {
 
 fn is_delim(b: u8) -> bool {
     // A table: this runs for every byte of every word with a digit, and a
-    // `matches!` over 22 bytes compiled to a chain of compares.
+    // `matches!` over 21 bytes compiled to a chain of compares.
     DELIM[b as usize]
 }
 
 static DELIM: [bool; 256] = {
     let mut t = [false; 256];
-    let delims = br#"=:,;()[]{}|"'<>/\#&?!@"#;
+    let delims = br#"=:,;()[]{}|"'<>/\#&?!"#;
     let mut i = 0;
     while i < delims.len() {
         t[delims[i] as usize] = true;
@@ -537,11 +528,11 @@ mod tests {
     #[test]
     fn delimiters_are_exactly_the_punctuation_that_splits_a_word() {
         let delims: Vec<u8> = (0..=255u8).filter(|&b| is_delim(b)).collect();
-        assert_eq!(delims.len(), 22);
-        for b in br#"=:,;()[]{}|"'<>/\#&?!@"# {
+        assert_eq!(delims.len(), 21);
+        for b in br#"=:,;()[]{}|"'<>/\#&?!"# {
             assert!(is_delim(*b), "{}", *b as char);
         }
-        for b in b"aZ09._-+$%* \t" {
+        for b in b"aZ09._-+@$%* \t" {
             assert!(!is_delim(*b), "{}", *b as char);
         }
     }
@@ -628,6 +619,9 @@ mod tests {
         // Digits then a `d`: also a duration's shape.
         assert_eq!(m.mask("lock failed on app.model.Cart@1922431d (id=7)"), a);
         assert_eq!(m.mask("lock failed on app.model.Cart@dcabfeed (id=7)"), a);
+        // Letters only, shorter than the hex rule's eight.
+        assert_eq!(m.mask("lock failed on app.model.Cart@fabcde (id=7)"), a);
+        assert_eq!(m.mask("lock failed on app.model.Cart@7 (id=7)"), a);
         // Both sides values: one value, like an e-mail address.
         let id = m.mask("seen <1733.a1b2c3@10.0.0.7> twice");
         assert_eq!(id, "seen <<*>> twice");
