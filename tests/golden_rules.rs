@@ -151,7 +151,13 @@ const GOLDEN: &[Golden] = &[
             ("due 2027/02/14 rejected", "due <*> rejected"),
             ("due 02/14/2027 8:45 PM rejected", "due <*> rejected"),
         ],
-        keeps: &["may not retry", "March on", "Decision 12 made"],
+        keeps: &[
+            "may not retry",
+            "March on",
+            "Decision 12 made",
+            "delays=7008/0/30/0 ok",
+            "ratio 2026/13/40 seen",
+        ],
     },
     Golden {
         rule: "call_chain",
@@ -172,8 +178,22 @@ const GOLDEN: &[Golden] = &[
         masks: &[
             ("link 00:1B:2c:3D:4e:5F down", "link <*> down"),
             ("port 50-06-0E-80-12-34-56-78 lost", "port <*> lost"),
+            // Three decimal bytes first: not a clock time.
+            ("drop MAC=50:58:30:de:22:51 on br0", "drop MAC=<*> on br0"),
         ],
         keeps: &["at 10:00:01 stop", "range AB-CD ok"],
+    },
+    Golden {
+        rule: "instance_hash",
+        masks: &[
+            (
+                "lock failed on app.model.Cart@1c72b02e (id 7)",
+                "lock failed on app.model.Cart@<*> (id <*>)",
+            ),
+            ("stale Session@1922431d", "stale Session@<*>"),
+            ("held by Worker@fabcde, retry", "held by Worker@<*>, retry"),
+        ],
+        keeps: &["installed lodash@4.17.21 ok", "mail root@cafe.example now"],
     },
     Golden {
         rule: "pipe_fields",
@@ -324,6 +344,7 @@ const GOLDEN: &[Golden] = &[
                 "estimated size <*>, free <*>",
             ),
             ("wrote 10kb", "wrote <*>"),
+            ("flushed 12 kB to disk", "flushed <*> to disk"),
         ],
         keeps: &["sent 5 bytes", "plan B failed"],
     },

@@ -582,6 +582,66 @@ mod tests {
     }
 
     #[test]
+    fn a_hardware_address_is_one_value_even_when_it_starts_like_a_clock() {
+        let m = masker();
+        let a = m.mask("drop MAC=3a:bc:de:f0:11:22 on br0");
+        assert_eq!(a, "drop MAC=<*> on br0");
+        // First three bytes decimal: once read as a clock time.
+        assert_eq!(m.mask("drop MAC=50:58:30:de:22:51 on br0"), a);
+        assert_eq!(
+            m.mask("drop MAC=50:58:30:de:22:51:f1:27:fa:45:bb:c7:f2:8a on br0"),
+            a
+        );
+        // A clock time is still a clock time.
+        assert_eq!(m.mask("at 12:30:45 up"), "at <*> up");
+    }
+
+    #[test]
+    fn a_size_or_glued_duration_is_one_value_whatever_its_unit() {
+        let m = masker();
+        let size = m.mask("flushed 1.5 MB in 3 files");
+        assert_eq!(size, "flushed <*> in <*> files");
+        assert_eq!(m.mask("flushed 12 kB in 3 files"), size);
+        assert_eq!(m.mask("flushed 2GiB in 3 files"), size);
+        let took = m.mask("query took 950ms");
+        assert_eq!(took, "query took <*>");
+        assert_eq!(m.mask("query took 1.2s"), took);
+        assert_eq!(m.mask("query took 1m20s"), took);
+        // A spelled-out unit is still a word of the template.
+        assert_eq!(m.mask("retry in 5 seconds"), "retry in <*> seconds");
+    }
+
+    #[test]
+    fn an_instance_hash_keeps_its_class_whatever_its_digits() {
+        let m = masker();
+        let a = m.mask("lock failed on app.model.Cart@4e98be12 (id=7)");
+        assert_eq!(a, "lock failed on app.model.Cart@<*> (id=<*>)");
+        // Digits then a `d`: also a duration's shape.
+        assert_eq!(m.mask("lock failed on app.model.Cart@1922431d (id=7)"), a);
+        assert_eq!(m.mask("lock failed on app.model.Cart@dcabfeed (id=7)"), a);
+        // Letters only, shorter than the hex rule's eight.
+        assert_eq!(m.mask("lock failed on app.model.Cart@fabcde (id=7)"), a);
+        assert_eq!(m.mask("lock failed on app.model.Cart@7 (id=7)"), a);
+        // Both sides values: one value, like an e-mail address.
+        let id = m.mask("seen <1733.a1b2c3@10.0.0.7> twice");
+        assert_eq!(id, "seen <<*>> twice");
+        assert_eq!(m.mask("seen <1733.a1b2c3@mx.example.org> twice"), id);
+        assert_eq!(m.mask(&id), id);
+    }
+
+    #[test]
+    fn a_slash_joined_list_of_counts_is_not_a_date() {
+        let m = masker();
+        let a = m.mask("queue delays=268/0/30/0 ok");
+        assert_eq!(a, "queue delays=<*> ok");
+        assert_eq!(m.mask("queue delays=7008/0/30/0 ok"), a);
+        // Dates still are one value.
+        assert_eq!(m.mask("due 2026/03/11 ok"), "due <*> ok");
+        assert_eq!(m.mask("due 2026-3-11 10:02 ok"), "due <*> ok");
+        assert_eq!(m.mask("due 03/11/2026 ok"), "due <*> ok");
+    }
+
+    #[test]
     fn a_count_with_a_qualifier_keeps_the_qualifier_and_masks_both_numbers() {
         let m = masker();
         let a = m.mask("imported 12 rows (3 skipped)");
