@@ -426,6 +426,29 @@ fn add_value(values: &mut Vec<u64>, val: u64, max: usize) {
     }
 }
 
+/// Members a skeleton records, at least (see [`Learner::member_cap`]).
+pub const MAX_SKELETON_MEMBERS: usize = 256;
+
+/// Records cluster `id` as the newest member of a skeleton. A skeleton
+/// that holds `cap` members first forgets its oldest plain one (never a
+/// generalised cluster; see [`Learner::member_cap`]).
+fn add_member(clusters: &[Cluster], members: &mut Vec<ClusterId>, id: ClusterId, cap: usize) {
+    if members.len() >= cap {
+        let oldest = members.iter().position(|&m| {
+            clusters
+                .get(m as usize)
+                .is_some_and(|c| c.learned.is_empty())
+        });
+        match oldest {
+            Some(i) => {
+                members.remove(i);
+            }
+            None => return,
+        }
+    }
+    members.push(id);
+}
+
 /// Whether a template word carries a letter outside its placeholders.
 fn is_constant(word: &str) -> bool {
     word.split(VAR)
@@ -778,6 +801,36 @@ impl Learner {
         self.clusters.len()
     }
 
+    /// Members a skeleton records: the most recent [`MAX_SKELETON_MEMBERS`]
+    /// (or four times `min_distinct`, if more) templates that share it. A
+    /// new member past the cap makes the skeleton forget its oldest plain
+    /// member (that cluster stays, with its type; generalised members are
+    /// never forgotten: a second position's generalisation needs them).
+    /// Every decision that reads a member list (the closed-set test, the
+    /// ratio, the fold of a generalisation, the key test) then costs at
+    /// most this per position, whatever the stream: an uncapped list made
+    /// messages that never generalise quadratic (all one-word messages
+    /// share one skeleton, and each new one scanned all the others; so did
+    /// `key=value` words of a new key each time at one position).
+    ///
+    /// Why forgetting old members changes nothing that matters on a
+    /// stranger's logs: a skeleton's members differ at its one blanked
+    /// position, so once `min_distinct` distinct words are there the
+    /// position generalises (a generalised skeleton no longer reads its
+    /// members) or is refused. A list that grows past the cap is one whose
+    /// generalisation keeps being refused (a lone constant word, a new key
+    /// each time, a closed set), and a refusal made with the recent members
+    /// stands with more (merging more members only shortens the merged
+    /// words). Keeping the recent ones, not the first, is what lets a key
+    /// that does repeat among hundreds that do not still generalise. The
+    /// one thing lost: if such a position generalises after all, templates
+    /// forgotten before are not folded into it and keep their own types.
+    /// Members are added in cluster-id order, so a rebuild after an
+    /// eviction forgets the same ones.
+    pub fn member_cap(&self) -> usize {
+        MAX_SKELETON_MEMBERS.max(4 * self.min_distinct)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.clusters.is_empty()
     }
@@ -1037,11 +1090,13 @@ impl Learner {
                 // as the ratio has failed: a skeleton with many members
                 // that never generalise (their values are capped at
                 // `min_distinct`) costs a few members per message, not all.
+                // Without a ratio (the default, 0) it holds whatever the
+                // sum: nothing is summed.
                 let distinct = entry.values.len() as f64;
                 let mut occurrences: u64 = 1;
                 let mut ratio_holds = distinct >= self.min_ratio * occurrences as f64;
                 for &m in &entry.members {
-                    if !ratio_holds {
+                    if !ratio_holds || self.min_ratio <= 0.0 {
                         break;
                     }
                     occurrences += self.clusters[m as usize].count;
@@ -1057,9 +1112,10 @@ impl Learner {
         let id = self.push_cluster(ctx, scope, template.to_string());
         self.exact.insert(key, id);
         self.changes.exact(key);
+        let cap = self.member_cap();
         for &(sk, _, _) in &cands {
             if let Some(e) = self.skeletons.get_mut(&sk) {
-                e.members.push(id);
+                add_member(&self.clusters, &mut e.members, id, cap);
             }
         }
         // The refused new member of a closed set is the position's newest
@@ -1183,13 +1239,14 @@ impl Learner {
             let (uval, uplain) = (pair(&uw), plain(&uw));
             let (val, tplain) = (pair(words), plain(words));
             let pk = h_pair(ctx, words, p, q);
+            let cap = self.member_cap();
             self.changes.skeleton(pk);
             let entry = self.skeletons.entry(pk).or_default();
             if entry.generalized.is_some() {
                 continue;
             }
             if !entry.members.contains(&r) {
-                entry.members.push(r);
+                add_member(&self.clusters, &mut entry.members, r, cap);
                 add_value(&mut entry.values, uval, self.min_distinct);
             }
             // The pair that would tip it over, where the known pairs are
@@ -1207,7 +1264,7 @@ impl Learner {
             {
                 continue;
             }
-            entry.members.push(id);
+            add_member(&self.clusters, &mut entry.members, id, cap);
             add_value(&mut entry.values, val, self.min_distinct);
             if entry.values.len() >= self.min_distinct {
                 let members = entry.members.clone();
@@ -2028,6 +2085,7 @@ impl Learner {
             e.generalized = None;
         }
         let clusters = std::mem::take(&mut self.clusters);
+        let cap = self.member_cap();
         let mut sks = Vec::new();
         let mut words: Vec<&str> = Vec::new();
         for (id, c) in clusters.iter().enumerate() {
@@ -2041,7 +2099,7 @@ impl Learner {
                 for (p, w) in words.iter().enumerate() {
                     let e = self.skeletons.entry(sks[p]).or_default();
                     add_value(&mut e.values, h_word(w), self.min_distinct);
-                    e.members.push(id as ClusterId);
+                    add_member(&clusters, &mut e.members, id as ClusterId, cap);
                 }
             } else {
                 for &p in &c.learned {
@@ -2110,6 +2168,41 @@ mod tests {
         let c = l.observe(1, "evicted gamma");
         assert_eq!(l.template(c.cluster), "evicted <*>");
         assert_eq!(l.root(a), c.cluster);
+    }
+
+    #[test]
+    fn a_skeleton_remembers_a_bounded_number_of_recent_members() {
+        // Thousands of one-word messages share one skeleton; its member
+        // list stays at the cap, so each new message costs a bounded
+        // amount, and every message is still its own type.
+        let mut l = learner();
+        for i in 0..3_000usize {
+            let r = l.observe(1, &word(i));
+            assert!(r.created);
+        }
+        let longest = l.skeletons.values().map(|e| e.members.len()).max();
+        assert_eq!(longest, Some(l.member_cap()));
+        assert_eq!(l.len(), 3_000);
+    }
+
+    #[test]
+    fn a_key_that_repeats_after_hundreds_of_one_off_keys_still_generalises() {
+        // `key=value` words of a new key each time at one position never
+        // generalise (each key is its own event); a key that then takes
+        // values does, although the skeleton forgot the oldest keys, and
+        // an old key with a new value is still its own type.
+        let mut l = learner();
+        for i in 0..1_000usize {
+            let r = l.observe(1, &format!("config {}=on applied", word(i)));
+            assert!(r.created);
+        }
+        let a = l.observe(1, "config zed=alpha applied").cluster;
+        let b = l.observe(1, "config zed=beta applied").cluster;
+        let g = l.observe(1, "config zed=gamma applied").cluster;
+        assert_eq!(l.template(g), "config zed=<*> applied");
+        assert_eq!((l.root(a), l.root(b)), (g, g));
+        let other = l.observe(1, &format!("config {}=off applied", word(3)));
+        assert!(other.created);
     }
 
     #[test]
