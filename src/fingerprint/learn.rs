@@ -449,6 +449,14 @@ fn add_member(clusters: &[Cluster], members: &mut Vec<ClusterId>, id: ClusterId,
     members.push(id);
 }
 
+/// An operation word: two to eight capital letters and nothing else but
+/// the punctuation around them (`GET`, `"POST`, `DEL`, `HELO`): a protocol's
+/// verb or command, which names the event, never a value of it.
+fn is_operation_word(w: &str) -> bool {
+    let core = w.trim_matches(|c: char| c.is_ascii_punctuation());
+    (2..=8).contains(&core.len()) && core.bytes().all(|b| b.is_ascii_uppercase())
+}
+
 /// Whether a template word carries a letter outside its placeholders.
 fn is_constant(word: &str) -> bool {
     word.split(VAR)
@@ -1660,8 +1668,9 @@ impl Learner {
             let t = &self.clusters[self.root(m0) as usize].template;
             if !t.split(' ').zip(words).any(|(w, &x)| keys_differ(w, x)) {
                 let mut general: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-                self.fold_member(&mut general, m0, &mut Vec::new());
-                if self.too_few_constants(&general) {
+                let mut learned = Vec::new();
+                self.fold_member(&mut general, m0, &mut learned);
+                if self.too_few_constants(&general, &learned, words, &[m0]) {
                     return None;
                 }
             }
@@ -1689,7 +1698,7 @@ impl Learner {
         // value, while in `<*> called`, `<*> started` the one word left is
         // a verb every method or component shares, so the varying word
         // before it *is* the event, not a value of it.
-        if self.too_few_constants(&general) {
+        if self.too_few_constants(&general, &learned, words, &members) {
             return None;
         }
         let template = general.join(" ");
@@ -1801,11 +1810,68 @@ impl Learner {
 
     /// Whether a generalised template keeps too few constant words to say
     /// what the message is (the rule is explained in `generalize`).
-    fn too_few_constants(&self, general: &[String]) -> bool {
+    /// `general` is the merged template, `learned` its learned positions,
+    /// and `words` and `members` the message and member clusters it was
+    /// merged from (their words at the learned positions are the values).
+    ///
+    /// Masked placeholders are left out of the share where the message
+    /// names its event before the varying word: the first word with a
+    /// letter in it is a constant, not a learned position. A word masking
+    /// made a placeholder is a value whatever the learner decides (it
+    /// matches only masked values), so counting it against the share made
+    /// a line with many masked columns (an access or proxy line: time,
+    /// address, size, status) unable to learn its one named column (a
+    /// user), while the same line with its values written in words could.
+    /// Where the varying word comes first it may be the event, and every
+    /// word counts. And where the varying word is an operation word
+    /// ([`is_operation_word`]: `GET`/`POST`, `SET`/`DEL`) the masked words
+    /// count too: with few constants left, the operation is what tells the
+    /// lines apart. Why this holds on a stranger's logs: how many of a
+    /// line's values masking happens to recognise says nothing about which
+    /// event it is; what the line names before its varying word does, and
+    /// protocol verbs are written in capitals by the protocols themselves.
+    fn too_few_constants(
+        &self,
+        general: &[String],
+        learned: &[u32],
+        words: &[&str],
+        members: &[ClusterId],
+    ) -> bool {
         let constants = general.iter().filter(|w| is_constant(w)).count();
-        let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
         let lone_trailing = constants < 2 && !general.first().is_some_and(|w| is_constant(w));
-        constants < need.max(1) || lone_trailing
+        let short_of = |len: usize| {
+            let need = ((len as f64) * self.min_constant_share).ceil() as usize;
+            constants < need.max(1) || lone_trailing
+        };
+        if !short_of(general.len()) {
+            return false;
+        }
+        let is_learned = |i: usize| learned.contains(&(i as u32));
+        let named_first = general
+            .iter()
+            .enumerate()
+            .find(|&(i, w)| is_learned(i) || is_constant(w))
+            .is_some_and(|(i, _)| !is_learned(i));
+        if !named_first {
+            return true;
+        }
+        let operation = learned.iter().any(|&p| {
+            let p = p as usize;
+            words.get(p).is_some_and(|w| is_operation_word(w))
+                || members.iter().any(|&m| {
+                    let t = &self.clusters[self.root(m) as usize].template;
+                    t.split(' ').nth(p).is_some_and(is_operation_word)
+                })
+        });
+        if operation {
+            return true;
+        }
+        let masked = general
+            .iter()
+            .enumerate()
+            .filter(|&(i, w)| !is_learned(i) && !is_constant(w) && w.contains(VAR))
+            .count();
+        short_of(general.len() - masked)
     }
 
     fn same_keys(&self, words: &[&str], members: Vec<ClusterId>) -> Option<Vec<ClusterId>> {
@@ -2442,6 +2508,51 @@ mod tests {
         let mut l = learner();
         for w in ["boot", "wait", "halt", "join"] {
             let r = l.observe(1, &format!("{w} (command <*>)"));
+            assert!(r.created, "{w}");
+        }
+    }
+
+    #[test]
+    fn a_named_column_in_a_mostly_masked_line_generalises() {
+        // Three constants of nine words is below the default share, but
+        // six of the words are values masking found: of the words the
+        // learner decides on, three of four are constant.
+        let mut l = learner();
+        let mut ids = Vec::new();
+        for u in ["ann", "bob", "cid"] {
+            ids.push(
+                l.observe(1, &format!("<*> <*> <*> <*> lookup done for {u} <*>"))
+                    .cluster,
+            );
+        }
+        let r = l.observe(1, "<*> <*> <*> <*> lookup done for dee <*>");
+        assert!(!r.created);
+        assert_eq!(
+            l.template(r.cluster),
+            "<*> <*> <*> <*> lookup done for <*> <*>"
+        );
+        assert!(ids.iter().all(|&c| l.root(c) == r.cluster));
+    }
+
+    #[test]
+    fn an_operation_word_in_a_mostly_masked_line_stays_apart() {
+        // The same share would fold a request's method: it names the
+        // event, so there every word counts.
+        let mut l = learner();
+        for m in ["GET", "POST", "PUT", "DELETE", "\"PATCH"] {
+            let r = l.observe(1, &format!("<*> <*> <*> <*> cache fetch {m} <*> <*>"));
+            assert!(r.created, "{m}");
+        }
+    }
+
+    #[test]
+    fn a_varying_word_before_any_constant_in_a_mostly_masked_line_stays_apart() {
+        // After the masked columns the first word varies: it may be the
+        // event (`ann` here could as well be `boot`, `halt`), so masked
+        // words count against the share as before.
+        let mut l = learner();
+        for w in ["boot", "wait", "halt", "join"] {
+            let r = l.observe(1, &format!("<*> <*> <*> {w} completed in <*>"));
             assert!(r.created, "{w}");
         }
     }
