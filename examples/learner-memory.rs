@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! learner-memory --messages N [--max-bytes B] [--services K] [--every M]
+//!                [--shape pair|one-word|new-key]
 //! ```
 //!
 //! Feeds N distinct error messages through the stream's path (masking,
@@ -19,6 +20,13 @@
 //! both new in every message, so no position ever varies alone and no
 //! template generalises: every message is a new cluster with one skeleton
 //! per word. `--max-bytes 0` sets no budget (the learner before issue 16).
+//!
+//! `--shape` picks other never-generalising messages, whose cost per
+//! message must not grow with the stream (issue 16: linear work): `pair`
+//! (the default, above), `one-word` (a new one-word message each time: all
+//! share one skeleton, refused for want of a constant word) and `new-key`
+//! (`config <key>=on applied` with a new key each time: one skeleton whose
+//! members are all different events).
 
 use faultline::config::Config;
 use faultline::fingerprint::learn::LearnBounds;
@@ -52,6 +60,7 @@ fn main() {
     let mut max_bytes: Option<usize> = None;
     let mut services = 1usize;
     let mut every = 250_000usize;
+    let mut shape = String::from("pair");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = || -> usize {
@@ -64,8 +73,9 @@ fn main() {
             "--max-bytes" => max_bytes = Some(num()),
             "--services" => services = num().max(1),
             "--every" => every = num().max(1),
+            "--shape" => shape = args.next().unwrap_or_default(),
             _ => panic!(
-                "usage: learner-memory --messages N [--max-bytes B] [--services K] [--every M]"
+                "usage: learner-memory --messages N [--max-bytes B] [--services K] [--every M] [--shape pair|one-word|new-key]"
             ),
         }
     }
@@ -91,11 +101,16 @@ fn main() {
     let started = std::time::Instant::now();
     for i in 0..messages {
         let service = format!("svc{}", i % services);
-        let msg = format!(
-            "could not open {} while {} was loading",
-            word(i),
-            word(i + 100_000_000)
-        );
+        let msg = match shape.as_str() {
+            "one-word" => word(i),
+            "new-key" => format!("config {}=on applied", word(i)),
+            "pair" => format!(
+                "could not open {} while {} was loading",
+                word(i),
+                word(i + 100_000_000)
+            ),
+            other => panic!("--shape {other}: pair, one-word or new-key"),
+        };
         let rec = Record {
             service: Some(service),
             message: msg,
@@ -106,7 +121,7 @@ fn main() {
         let n = i + 1;
         if n % every == 0 || n == messages {
             println!(
-                "{{\"messages\":{n},\"clusters\":{},\"charged_bytes\":{},\"evicted\":{},\"max_bytes\":{},\"max_service_bytes\":{},\"rss_kib\":{},\"peak_rss_kib\":{},\"seconds\":{:.1}}}",
+                "{{\"messages\":{n},\"clusters\":{},\"charged_bytes\":{},\"evicted\":{},\"max_bytes\":{},\"max_service_bytes\":{},\"rss_kib\":{},\"peak_rss_kib\":{},\"seconds\":{:.3}}}",
                 learner.len(),
                 learner.charged_bytes(),
                 learner.evicted(),

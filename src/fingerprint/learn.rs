@@ -426,6 +426,37 @@ fn add_value(values: &mut Vec<u64>, val: u64, max: usize) {
     }
 }
 
+/// Members a skeleton records, at least (see [`Learner::member_cap`]).
+pub const MAX_SKELETON_MEMBERS: usize = 256;
+
+/// Records cluster `id` as the newest member of a skeleton. A skeleton
+/// that holds `cap` members first forgets its oldest plain one (never a
+/// generalised cluster; see [`Learner::member_cap`]).
+fn add_member(clusters: &[Cluster], members: &mut Vec<ClusterId>, id: ClusterId, cap: usize) {
+    if members.len() >= cap {
+        let oldest = members.iter().position(|&m| {
+            clusters
+                .get(m as usize)
+                .is_some_and(|c| c.learned.is_empty())
+        });
+        match oldest {
+            Some(i) => {
+                members.remove(i);
+            }
+            None => return,
+        }
+    }
+    members.push(id);
+}
+
+/// An operation word: two to eight capital letters and nothing else but
+/// the punctuation around them (`GET`, `"POST`, `DEL`, `HELO`): a protocol's
+/// verb or command, which names the event, never a value of it.
+fn is_operation_word(w: &str) -> bool {
+    let core = w.trim_matches(|c: char| c.is_ascii_punctuation());
+    (2..=8).contains(&core.len()) && core.bytes().all(|b| b.is_ascii_uppercase())
+}
+
 /// Whether a template word carries a letter outside its placeholders.
 fn is_constant(word: &str) -> bool {
     word.split(VAR)
@@ -778,6 +809,36 @@ impl Learner {
         self.clusters.len()
     }
 
+    /// Members a skeleton records: the most recent [`MAX_SKELETON_MEMBERS`]
+    /// (or four times `min_distinct`, if more) templates that share it. A
+    /// new member past the cap makes the skeleton forget its oldest plain
+    /// member (that cluster stays, with its type; generalised members are
+    /// never forgotten: a second position's generalisation needs them).
+    /// Every decision that reads a member list (the closed-set test, the
+    /// ratio, the fold of a generalisation, the key test) then costs at
+    /// most this per position, whatever the stream: an uncapped list made
+    /// messages that never generalise quadratic (all one-word messages
+    /// share one skeleton, and each new one scanned all the others; so did
+    /// `key=value` words of a new key each time at one position).
+    ///
+    /// Why forgetting old members changes nothing that matters on a
+    /// stranger's logs: a skeleton's members differ at its one blanked
+    /// position, so once `min_distinct` distinct words are there the
+    /// position generalises (a generalised skeleton no longer reads its
+    /// members) or is refused. A list that grows past the cap is one whose
+    /// generalisation keeps being refused (a lone constant word, a new key
+    /// each time, a closed set), and a refusal made with the recent members
+    /// stands with more (merging more members only shortens the merged
+    /// words). Keeping the recent ones, not the first, is what lets a key
+    /// that does repeat among hundreds that do not still generalise. The
+    /// one thing lost: if such a position generalises after all, templates
+    /// forgotten before are not folded into it and keep their own types.
+    /// Members are added in cluster-id order, so a rebuild after an
+    /// eviction forgets the same ones.
+    pub fn member_cap(&self) -> usize {
+        MAX_SKELETON_MEMBERS.max(4 * self.min_distinct)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.clusters.is_empty()
     }
@@ -1037,11 +1098,13 @@ impl Learner {
                 // as the ratio has failed: a skeleton with many members
                 // that never generalise (their values are capped at
                 // `min_distinct`) costs a few members per message, not all.
+                // Without a ratio (the default, 0) it holds whatever the
+                // sum: nothing is summed.
                 let distinct = entry.values.len() as f64;
                 let mut occurrences: u64 = 1;
                 let mut ratio_holds = distinct >= self.min_ratio * occurrences as f64;
                 for &m in &entry.members {
-                    if !ratio_holds {
+                    if !ratio_holds || self.min_ratio <= 0.0 {
                         break;
                     }
                     occurrences += self.clusters[m as usize].count;
@@ -1057,9 +1120,10 @@ impl Learner {
         let id = self.push_cluster(ctx, scope, template.to_string());
         self.exact.insert(key, id);
         self.changes.exact(key);
+        let cap = self.member_cap();
         for &(sk, _, _) in &cands {
             if let Some(e) = self.skeletons.get_mut(&sk) {
-                e.members.push(id);
+                add_member(&self.clusters, &mut e.members, id, cap);
             }
         }
         // The refused new member of a closed set is the position's newest
@@ -1183,13 +1247,14 @@ impl Learner {
             let (uval, uplain) = (pair(&uw), plain(&uw));
             let (val, tplain) = (pair(words), plain(words));
             let pk = h_pair(ctx, words, p, q);
+            let cap = self.member_cap();
             self.changes.skeleton(pk);
             let entry = self.skeletons.entry(pk).or_default();
             if entry.generalized.is_some() {
                 continue;
             }
             if !entry.members.contains(&r) {
-                entry.members.push(r);
+                add_member(&self.clusters, &mut entry.members, r, cap);
                 add_value(&mut entry.values, uval, self.min_distinct);
             }
             // The pair that would tip it over, where the known pairs are
@@ -1207,7 +1272,7 @@ impl Learner {
             {
                 continue;
             }
-            entry.members.push(id);
+            add_member(&self.clusters, &mut entry.members, id, cap);
             add_value(&mut entry.values, val, self.min_distinct);
             if entry.values.len() >= self.min_distinct {
                 let members = entry.members.clone();
@@ -1603,8 +1668,9 @@ impl Learner {
             let t = &self.clusters[self.root(m0) as usize].template;
             if !t.split(' ').zip(words).any(|(w, &x)| keys_differ(w, x)) {
                 let mut general: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-                self.fold_member(&mut general, m0, &mut Vec::new());
-                if self.too_few_constants(&general) {
+                let mut learned = Vec::new();
+                self.fold_member(&mut general, m0, &mut learned);
+                if self.too_few_constants(&general, &learned, words, &[m0]) {
                     return None;
                 }
             }
@@ -1632,7 +1698,7 @@ impl Learner {
         // value, while in `<*> called`, `<*> started` the one word left is
         // a verb every method or component shares, so the varying word
         // before it *is* the event, not a value of it.
-        if self.too_few_constants(&general) {
+        if self.too_few_constants(&general, &learned, words, &members) {
             return None;
         }
         let template = general.join(" ");
@@ -1744,11 +1810,68 @@ impl Learner {
 
     /// Whether a generalised template keeps too few constant words to say
     /// what the message is (the rule is explained in `generalize`).
-    fn too_few_constants(&self, general: &[String]) -> bool {
+    /// `general` is the merged template, `learned` its learned positions,
+    /// and `words` and `members` the message and member clusters it was
+    /// merged from (their words at the learned positions are the values).
+    ///
+    /// Masked placeholders are left out of the share where the message
+    /// names its event before the varying word: the first word with a
+    /// letter in it is a constant, not a learned position. A word masking
+    /// made a placeholder is a value whatever the learner decides (it
+    /// matches only masked values), so counting it against the share made
+    /// a line with many masked columns (an access or proxy line: time,
+    /// address, size, status) unable to learn its one named column (a
+    /// user), while the same line with its values written in words could.
+    /// Where the varying word comes first it may be the event, and every
+    /// word counts. And where the varying word is an operation word
+    /// ([`is_operation_word`]: `GET`/`POST`, `SET`/`DEL`) the masked words
+    /// count too: with few constants left, the operation is what tells the
+    /// lines apart. Why this holds on a stranger's logs: how many of a
+    /// line's values masking happens to recognise says nothing about which
+    /// event it is; what the line names before its varying word does, and
+    /// protocol verbs are written in capitals by the protocols themselves.
+    fn too_few_constants(
+        &self,
+        general: &[String],
+        learned: &[u32],
+        words: &[&str],
+        members: &[ClusterId],
+    ) -> bool {
         let constants = general.iter().filter(|w| is_constant(w)).count();
-        let need = ((general.len() as f64) * self.min_constant_share).ceil() as usize;
         let lone_trailing = constants < 2 && !general.first().is_some_and(|w| is_constant(w));
-        constants < need.max(1) || lone_trailing
+        let short_of = |len: usize| {
+            let need = ((len as f64) * self.min_constant_share).ceil() as usize;
+            constants < need.max(1) || lone_trailing
+        };
+        if !short_of(general.len()) {
+            return false;
+        }
+        let is_learned = |i: usize| learned.contains(&(i as u32));
+        let named_first = general
+            .iter()
+            .enumerate()
+            .find(|&(i, w)| is_learned(i) || is_constant(w))
+            .is_some_and(|(i, _)| !is_learned(i));
+        if !named_first {
+            return true;
+        }
+        let operation = learned.iter().any(|&p| {
+            let p = p as usize;
+            words.get(p).is_some_and(|w| is_operation_word(w))
+                || members.iter().any(|&m| {
+                    let t = &self.clusters[self.root(m) as usize].template;
+                    t.split(' ').nth(p).is_some_and(is_operation_word)
+                })
+        });
+        if operation {
+            return true;
+        }
+        let masked = general
+            .iter()
+            .enumerate()
+            .filter(|&(i, w)| !is_learned(i) && !is_constant(w) && w.contains(VAR))
+            .count();
+        short_of(general.len() - masked)
     }
 
     fn same_keys(&self, words: &[&str], members: Vec<ClusterId>) -> Option<Vec<ClusterId>> {
@@ -2028,6 +2151,7 @@ impl Learner {
             e.generalized = None;
         }
         let clusters = std::mem::take(&mut self.clusters);
+        let cap = self.member_cap();
         let mut sks = Vec::new();
         let mut words: Vec<&str> = Vec::new();
         for (id, c) in clusters.iter().enumerate() {
@@ -2041,7 +2165,7 @@ impl Learner {
                 for (p, w) in words.iter().enumerate() {
                     let e = self.skeletons.entry(sks[p]).or_default();
                     add_value(&mut e.values, h_word(w), self.min_distinct);
-                    e.members.push(id as ClusterId);
+                    add_member(&clusters, &mut e.members, id as ClusterId, cap);
                 }
             } else {
                 for &p in &c.learned {
@@ -2110,6 +2234,41 @@ mod tests {
         let c = l.observe(1, "evicted gamma");
         assert_eq!(l.template(c.cluster), "evicted <*>");
         assert_eq!(l.root(a), c.cluster);
+    }
+
+    #[test]
+    fn a_skeleton_remembers_a_bounded_number_of_recent_members() {
+        // Thousands of one-word messages share one skeleton; its member
+        // list stays at the cap, so each new message costs a bounded
+        // amount, and every message is still its own type.
+        let mut l = learner();
+        for i in 0..3_000usize {
+            let r = l.observe(1, &word(i));
+            assert!(r.created);
+        }
+        let longest = l.skeletons.values().map(|e| e.members.len()).max();
+        assert_eq!(longest, Some(l.member_cap()));
+        assert_eq!(l.len(), 3_000);
+    }
+
+    #[test]
+    fn a_key_that_repeats_after_hundreds_of_one_off_keys_still_generalises() {
+        // `key=value` words of a new key each time at one position never
+        // generalise (each key is its own event); a key that then takes
+        // values does, although the skeleton forgot the oldest keys, and
+        // an old key with a new value is still its own type.
+        let mut l = learner();
+        for i in 0..1_000usize {
+            let r = l.observe(1, &format!("config {}=on applied", word(i)));
+            assert!(r.created);
+        }
+        let a = l.observe(1, "config zed=alpha applied").cluster;
+        let b = l.observe(1, "config zed=beta applied").cluster;
+        let g = l.observe(1, "config zed=gamma applied").cluster;
+        assert_eq!(l.template(g), "config zed=<*> applied");
+        assert_eq!((l.root(a), l.root(b)), (g, g));
+        let other = l.observe(1, &format!("config {}=off applied", word(3)));
+        assert!(other.created);
     }
 
     #[test]
@@ -2349,6 +2508,51 @@ mod tests {
         let mut l = learner();
         for w in ["boot", "wait", "halt", "join"] {
             let r = l.observe(1, &format!("{w} (command <*>)"));
+            assert!(r.created, "{w}");
+        }
+    }
+
+    #[test]
+    fn a_named_column_in_a_mostly_masked_line_generalises() {
+        // Three constants of nine words is below the default share, but
+        // six of the words are values masking found: of the words the
+        // learner decides on, three of four are constant.
+        let mut l = learner();
+        let mut ids = Vec::new();
+        for u in ["ann", "bob", "cid"] {
+            ids.push(
+                l.observe(1, &format!("<*> <*> <*> <*> lookup done for {u} <*>"))
+                    .cluster,
+            );
+        }
+        let r = l.observe(1, "<*> <*> <*> <*> lookup done for dee <*>");
+        assert!(!r.created);
+        assert_eq!(
+            l.template(r.cluster),
+            "<*> <*> <*> <*> lookup done for <*> <*>"
+        );
+        assert!(ids.iter().all(|&c| l.root(c) == r.cluster));
+    }
+
+    #[test]
+    fn an_operation_word_in_a_mostly_masked_line_stays_apart() {
+        // The same share would fold a request's method: it names the
+        // event, so there every word counts.
+        let mut l = learner();
+        for m in ["GET", "POST", "PUT", "DELETE", "\"PATCH"] {
+            let r = l.observe(1, &format!("<*> <*> <*> <*> cache fetch {m} <*> <*>"));
+            assert!(r.created, "{m}");
+        }
+    }
+
+    #[test]
+    fn a_varying_word_before_any_constant_in_a_mostly_masked_line_stays_apart() {
+        // After the masked columns the first word varies: it may be the
+        // event (`ann` here could as well be `boot`, `halt`), so masked
+        // words count against the share as before.
+        let mut l = learner();
+        for w in ["boot", "wait", "halt", "join"] {
+            let r = l.observe(1, &format!("<*> <*> <*> {w} completed in <*>"));
             assert!(r.created, "{w}");
         }
     }
