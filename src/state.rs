@@ -540,6 +540,57 @@ mod tests {
         store::close_writer(dir.path());
     }
 
+    /// The store appends the rows of types the baseline created since the
+    /// last checkpoint without looking them up first (`Dirty::fresh`); its
+    /// index insert still finds a fingerprint it holds, and that type keeps
+    /// its row (here: a stored type taken out of memory behind the
+    /// baseline's back, then seen again, so the baseline creates it anew).
+    #[test]
+    fn a_type_taken_for_new_that_the_store_holds_keeps_its_one_row() {
+        use crate::baseline::Origin;
+        use crate::fingerprint::{Fingerprinter, classify};
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = with_types(5);
+        s.save(dir.path()).unwrap();
+        let mut cfg = Config::default();
+        cfg.fingerprint.learn.enabled = false;
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let r = crate::record::Record {
+            service: Some("api".into()),
+            message: "failure xyzw in stage".into(),
+            version: Some("1.0".into()),
+            ..Default::default()
+        };
+        let typed = classify(&mut s.baseline.learner, f.identify(&r, None)).unwrap();
+        let fp = typed.fingerprint;
+        assert!(s.baseline.types.remove(&fp).is_some(), "one of the five");
+        s.baseline.observe(&typed, &r, 9_000, Origin::Live);
+        // And one type that is new indeed, in the same checkpoint.
+        let r2 = crate::record::Record {
+            message: "failure qqqq in stage".into(),
+            ..r.clone()
+        };
+        let typed2 = classify(&mut s.baseline.learner, f.identify(&r2, None)).unwrap();
+        s.baseline.observe(&typed2, &r2, 9_500, Origin::Live);
+        s.save(dir.path()).unwrap();
+        assert_eq!(written(dir.path()), 2);
+        store::close_writer(dir.path());
+        // A fingerprint stored twice would be refused here.
+        let back = State::load(dir.path()).unwrap().unwrap();
+        assert_eq!(back.baseline.types.len(), 6);
+        assert_eq!(back.baseline.types[&fp].count, 1, "the row written last");
+        assert_eq!(back.baseline.types[&fp].first_seen, 9_000);
+        assert!(back.baseline.types.contains_key(&typed2.fingerprint));
+        // A writer reopening it finds every row indexed, and writes on.
+        let mut again = State::load_writable(dir.path()).unwrap().unwrap();
+        again.baseline.get_mut(fp).unwrap().muted = true;
+        again.save(dir.path()).unwrap();
+        store::close_writer(dir.path());
+        let back = State::load(dir.path()).unwrap().unwrap();
+        assert_eq!(back.baseline.types.len(), 6);
+        assert!(back.baseline.types[&fp].muted);
+    }
+
     #[test]
     fn incremental_checkpoints_of_a_learning_baseline_load_back_equal_to_it() {
         use crate::baseline::Origin;

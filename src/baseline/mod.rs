@@ -250,17 +250,27 @@ pub struct Baseline {
 #[derive(Clone, Debug)]
 pub struct Dirty {
     pub all: bool,
-    pub types: std::collections::HashSet<
-        Fingerprint,
-        std::hash::BuildHasherDefault<crate::fingerprint::Prehashed>,
-    >,
+    pub types: FpSet,
+    /// Of `types`, those created in memory since the set was started (not
+    /// revived from the store or a compact record): a hint that the store
+    /// holds no row of them, so it can append their rows without looking
+    /// them up first. Only a hint: the store's index insert still says
+    /// whether the fingerprint was there (docs/state.md).
+    pub fresh: FpSet,
 }
+
+/// A set of fingerprints (already uniform hashes: no rehashing).
+pub type FpSet = std::collections::HashSet<
+    Fingerprint,
+    std::hash::BuildHasherDefault<crate::fingerprint::Prehashed>,
+>;
 
 impl Default for Dirty {
     fn default() -> Dirty {
         Dirty {
             all: true,
             types: Default::default(),
+            fresh: Default::default(),
         }
     }
 }
@@ -269,6 +279,13 @@ impl Dirty {
     fn mark(&mut self, fp: Fingerprint) {
         if !self.all {
             self.types.insert(fp);
+        }
+    }
+
+    fn mark_fresh(&mut self, fp: Fingerprint) {
+        if !self.all {
+            self.types.insert(fp);
+            self.fresh.insert(fp);
         }
     }
 }
@@ -499,6 +516,7 @@ impl Baseline {
             Dirty {
                 all: false,
                 types: Default::default(),
+                fresh: Default::default(),
             },
         )
     }
@@ -666,8 +684,8 @@ impl Baseline {
         let bucket = spec.bucket_of(time);
         let max_samples = self.max_samples;
         let is_new = !self.types.contains_key(&fp);
-        self.dirty.mark(fp);
         if is_new {
+            self.dirty.mark_fresh(fp);
             let new = Cold {
                 first_seen: time,
                 last_seen: time,
@@ -680,6 +698,8 @@ impl Baseline {
             // Boxed: a table slot of 16 bytes instead of the whole type,
             // which matters at 0.5-0.9 load with a million types.
             self.types.insert(fp, Box::new(t));
+        } else {
+            self.dirty.mark(fp);
         }
         let Some(t) = self.types.get_mut(&fp) else {
             return false;

@@ -589,7 +589,10 @@ impl Writer {
         }
         let path = self.core().path.clone();
         let batch = match Batch::encode(&path, state, &dirty, &learned) {
-            Ok(b) => b,
+            Ok(b) => Batch {
+                fresh: dirty.fresh,
+                ..b
+            },
             Err(e) => {
                 state.baseline.mark_all_dirty();
                 state.baseline.learner.mark_all_changed();
@@ -672,6 +675,9 @@ struct Batch {
     /// The release signals (latency sketches, request counts), written
     /// whole: bounded by their own retention (docs/release.md).
     signals: Vec<u8>,
+    /// The changed types the baseline created since the last checkpoint
+    /// ([`crate::baseline::Dirty::fresh`]): appended without a lookup.
+    fresh: crate::baseline::FpSet,
 }
 
 /// The learner's changed rows, encoded.
@@ -702,6 +708,7 @@ impl Batch {
             rows,
             learner,
             signals,
+            fresh: Default::default(),
         })
     }
 }
@@ -906,63 +913,113 @@ impl Core {
             .map(|(i, (fp, _, _))| (*fp, i))
             .collect();
         by_fp.sort_unstable();
-        // Known rows in row order (one pass along the B-tree), new ones
-        // after them in order of appearance.
-        // The index entries to write: new types', an eviction mark set or
-        // cleared.
-        let mut marks: Vec<(u64, u64)> = Vec::new();
-        let mut order: Vec<(u64, i64, Fingerprint, usize)> = Vec::with_capacity(by_fp.len());
+        // The index entries to write (fingerprint, value, whether the
+        // fingerprint is taken to be new): new types', an eviction mark
+        // set or cleared.
+        let mut marks: Vec<(u64, u64, bool)> = Vec::new();
+        // Stored types to write over or delete: (row, index in the batch).
+        let mut known: Vec<(u64, usize)> = Vec::with_capacity(by_fp.len());
+        // Types to append: (first seen, fingerprint, index in the batch).
+        let mut new: Vec<(i64, Fingerprint, usize)> = Vec::new();
         for (fp, i) in by_fp {
+            let (_, first_seen, bytes) = &batch.types[i];
+            // A type the baseline created since the last checkpoint has no
+            // row: it is not looked up (its index insert below still says
+            // whether the fingerprint was there). A deletion is always
+            // looked up: it acts only on a row that exists.
+            if batch.fresh.contains(&fp)
+                && matches!(bytes, RowBytes::Here(_) | RowBytes::Evicted(_))
+            {
+                new.push((*first_seen, fp, i));
+                continue;
+            }
             let Some(at) = ix.get(fp.0).map_err(|x| e(&x))?.map(|r| r.value()) else {
-                order.push((u64::MAX, batch.types[i].1, fp, i));
+                match bytes {
+                    RowBytes::Gone => {}
+                    RowBytes::Clean => {
+                        // Evicted as stored (its checkpoint was durable),
+                        // yet no row holds it: the store was changed under
+                        // us.
+                        return Err(corrupt(
+                            &path,
+                            format!("type {fp}: evicted as stored, but no row holds it"),
+                        ));
+                    }
+                    _ => new.push((*first_seen, fp, i)),
+                }
                 continue;
             };
             let row = at & !EVICTED;
-            match batch.types[i].2 {
+            match bytes {
                 RowBytes::Clean => {
-                    marks.push((fp.0, row | EVICTED));
+                    marks.push((fp.0, row | EVICTED, false));
                     continue;
                 }
-                RowBytes::Here(_) | RowBytes::Evicted(_) if at != row => marks.push((fp.0, row)),
+                RowBytes::Here(_) | RowBytes::Evicted(_) if at != row => {
+                    marks.push((fp.0, row, false))
+                }
                 _ => {}
             }
-            order.push((row, batch.types[i].1, fp, i));
+            known.push((row, i));
         }
-        order.sort_unstable();
-        for (row, _, fp, i) in order {
-            let bytes = match &batch.types[i].2 {
-                RowBytes::Here(at) => &batch.rows[at.clone()],
-                RowBytes::Evicted(row) => &row[..],
-                RowBytes::Clean => {
-                    // Evicted as stored (its checkpoint was durable), yet
-                    // no row holds it: the store was changed under us.
-                    return Err(corrupt(
-                        &path,
-                        format!("type {fp}: evicted as stored, but no row holds it"),
-                    ));
-                }
-                RowBytes::Gone => {
-                    if row != u64::MAX {
-                        t.remove(row).map_err(|x| e(&x))?;
-                        ix.remove(fp.0).map_err(|x| e(&x))?;
-                    }
-                    continue;
-                }
-            };
-            let row = if row == u64::MAX {
-                self.next_row += 1;
-                marks.push((fp.0, self.next_row - 1));
-                self.next_row - 1
-            } else {
-                row
-            };
-            self.last_bytes += bytes.len();
-            t.insert(row, bytes).map_err(|x| e(&x))?;
+        // New rows in order of appearance, after every stored one.
+        new.sort_unstable();
+        let mut appended: Vec<(u64, usize)> = Vec::with_capacity(new.len());
+        for (_, fp, i) in new {
+            marks.push((fp.0, self.next_row, true));
+            appended.push((self.next_row, i));
+            self.next_row += 1;
         }
         // In key order, as the lookups.
         marks.sort_unstable();
-        for (fp, row) in marks {
-            ix.insert(fp, row).map_err(|x| e(&x))?;
+        for (fp, row, new) in marks {
+            let before = ix.insert(fp, row).map_err(|x| e(&x))?.map(|v| v.value());
+            if let (true, Some(before)) = (new, before) {
+                // Taken for new, but stored: it keeps its row (the one
+                // handed out stays unused, a gap in the numbering).
+                ix.insert(fp, before & !EVICTED).map_err(|x| e(&x))?;
+                let at = appended.binary_search_by_key(&row, |&(r, _)| r);
+                if let Ok(at) = at {
+                    let (_, i) = appended.remove(at);
+                    known.push((before & !EVICTED, i));
+                }
+            }
+        }
+        // Stored rows in row order (one pass along the B-tree).
+        known.sort_unstable();
+        let bytes_of = |i: usize| -> Option<&[u8]> {
+            match &batch.types[i].2 {
+                RowBytes::Here(at) => Some(&batch.rows[at.clone()]),
+                RowBytes::Evicted(row) => Some(&row[..]),
+                RowBytes::Clean | RowBytes::Gone => None,
+            }
+        };
+        for (row, i) in known {
+            match bytes_of(i) {
+                Some(bytes) => {
+                    self.last_bytes += bytes.len();
+                    t.insert(row, bytes).map_err(|x| e(&x))?;
+                }
+                None => {
+                    t.remove(row).map_err(|x| e(&x))?;
+                    ix.remove(batch.types[i].0.0).map_err(|x| e(&x))?;
+                }
+            }
+        }
+        // New rows past the last one, through one cursor at the end of the
+        // table: redb buffers such a run and builds whole leaves from it,
+        // instead of a descent and a leaf rewrite per row (and leaves split
+        // in half as rows are appended one by one).
+        if !appended.is_empty() {
+            let mut end = t
+                .upper_bound_mut(std::ops::Bound::<u64>::Unbounded)
+                .map_err(|x| e(&x))?;
+            for (row, i) in appended {
+                let bytes = bytes_of(i).unwrap_or_default();
+                self.last_bytes += bytes.len();
+                end.insert_before(row, bytes).map_err(|x| e(&x))?;
+            }
+            end.close().map_err(|x| e(&x))?;
         }
         let mut m = tx.open_table(META).map_err(|x| e(&x))?;
         m.insert(GLOBAL, batch.global.as_slice())
@@ -1072,6 +1129,7 @@ impl Core {
                 rows,
                 learner: LearnerOps::default(),
                 signals: encode_signals(&path, state)?,
+                fresh: Default::default(),
             };
             self.stage(&tx, &batch)?;
         } else {
@@ -1512,7 +1570,13 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 
     #[inline(always)]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        // Most calls carry one varint byte (a window bucket's count, a
+        // length): a push, not a call to memcpy for one byte (measured:
+        // a third of a row's encoding went to that call).
+        match data {
+            [b] => self.0.push(*b),
+            _ => self.0.extend_from_slice(data),
+        }
         Ok(())
     }
 
@@ -1811,18 +1875,36 @@ fn apply_learner(
     let mut bytes = 0;
     if !ops.clusters.is_empty() {
         let mut c = tx.open_table(CLUSTERS)?;
-        for (id, v) in &ops.clusters {
+        // Cluster ids are handed out in order: the new ones go past the
+        // last row, through one cursor (a buffered run redb builds whole
+        // leaves from), the changed ones in id order.
+        let mut order: Vec<&(u32, Vec<u8>)> = ops.clusters.iter().collect();
+        order.sort_unstable_by_key(|(id, _)| *id);
+        let past = c.last()?.map(|(k, _)| k.value());
+        let split = order.partition_point(|(id, _)| past.is_some_and(|p| *id <= p));
+        for (id, v) in &order[..split] {
             bytes += v.len();
             c.insert(*id, v.as_slice())?;
         }
+        if split < order.len() {
+            let mut end = c.upper_bound_mut(std::ops::Bound::<u32>::Unbounded)?;
+            for (id, v) in &order[split..] {
+                bytes += v.len();
+                end.insert_before(*id, v.as_slice())?;
+            }
+            end.close()?;
+        }
     }
     if !ops.exact.is_empty() {
+        // A log: every entry is appended.
         let mut x = tx.open_table(EXACT)?;
+        let mut end = x.upper_bound_mut(std::ops::Bound::<u64>::Unbounded)?;
         for &(k, v) in &ops.exact {
-            x.insert(*next_exact, (k, v))?;
+            end.insert_before(*next_exact, (k, v))?;
             *next_exact += 1;
             bytes += 12;
         }
+        end.close()?;
     }
     for (def, rows) in [
         (SKELETONS, &ops.skeletons),
@@ -1833,7 +1915,10 @@ fn apply_learner(
             continue;
         }
         let mut t = tx.open_table(def)?;
-        for (k, v) in rows {
+        // In key order: one pass along the tree.
+        let mut order: Vec<&(u64, Vec<u8>)> = rows.iter().collect();
+        order.sort_unstable_by_key(|(k, _)| *k);
+        for (k, v) in order {
             bytes += v.len();
             t.insert(*k, v.as_slice())?;
         }
