@@ -262,6 +262,20 @@ const GOLDEN: &[Golden] = &[
         keeps: &["a - b [not a date] c", "job - done [11/Mar/2026] ok"],
     },
     Golden {
+        rule: "source_path_location",
+        masks: &[
+            (
+                "lib/cache/watch.go:240: watch of pods ended",
+                "<*>: watch of pods ended",
+            ),
+            (
+                "at pkg/mod/lib@v1.2.3/io/x.py:12 retry",
+                "at <*> retry",
+            ),
+        ],
+        keeps: &["sync.go:241] started", "see docs/setup for more"],
+    },
+    Golden {
         rule: "approx_duration",
         masks: &[
             ("ready in ~4 min", "ready in <*>"),
