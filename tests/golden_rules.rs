@@ -221,6 +221,7 @@ const GOLDEN: &[Golden] = &[
             "[client 10.0.0.1] Directory index forbidden",
             "[notice] child pid exited",
             "done [main] com.shop.Cart - late",
+            "[INFO] com.shop.Cart - opened",
         ],
     },
     Golden {
