@@ -269,10 +269,7 @@ const GOLDEN: &[Golden] = &[
                 "lib/cache/watch.go:240: watch of pods ended",
                 "<*>: watch of pods ended",
             ),
-            (
-                "at pkg/mod/lib@v1.2.3/io/x.py:12 retry",
-                "at <*> retry",
-            ),
+            ("at pkg/mod/lib@v1.2.3/io/x.py:12 retry", "at <*> retry"),
         ],
         keeps: &["sync.go:241] started", "see docs/setup for more"],
     },
