@@ -204,6 +204,76 @@ const GOLDEN: &[Golden] = &[
         keeps: &["mode a | b | c | d", "either x|y"],
     },
     Golden {
+        rule: "thread_name",
+        masks: &[
+            (
+                "[worker-pool | conn-7] com.shop.cart.Checkout - cart closed",
+                "[<*>] com.shop.cart.Checkout - cart closed",
+            ),
+            (
+                "[main] INFO org.acme.Boot: started",
+                "[<*>] INFO org.acme.Boot: started",
+            ),
+            ("[scheduler] Sweeper - swept", "[<*>] Sweeper - swept"),
+        ],
+        keeps: &[
+            "[UFW BLOCK] IN=eth0 OUT=",
+            "[client 10.0.0.1] Directory index forbidden",
+            "[notice] child pid exited",
+            "done [main] com.shop.Cart - late",
+            "[INFO] com.shop.Cart - opened",
+        ],
+    },
+    Golden {
+        rule: "source_location_message",
+        masks: &[
+            (
+                "I1205 10:11:12.123456 1 sync.go:241] \"Pod added\" pod=\"web/a\"",
+                "<*> <*> <*> sync.go:<*>] \"Pod added\" pod=\"<*>\"",
+            ),
+            (
+                "server.cc:88] \"Shard 3 lost\" shard=3",
+                "server.cc:<*>] \"Shard <*> lost\" shard=<*>",
+            ),
+        ],
+        keeps: &["table \"orders\" missing", "at a.go:12 \"x\" later"],
+    },
+    Golden {
+        rule: "spaced_time_unit",
+        masks: &[
+            ("took 950 ms to flush", "took <*> to flush"),
+            ("took 1.25 s to flush", "took <*> to flush"),
+            ("waited 30 sec", "waited <*>"),
+            ("timeout = 9223372036854775807 ms.", "timeout = <*>."),
+        ],
+        keeps: &["retry in 5 seconds", "3 sessions open", "took 950ms"],
+    },
+    Golden {
+        rule: "access_log_user",
+        masks: &[
+            (
+                "10.0.0.1 - alice [11/Mar/2026:11:02:03 +0000] \"GET /a HTTP/1.1\" 200 5",
+                "<*> - <*> [<*>] \"GET <*> HTTP/<*>\" <*> <*>",
+            ),
+            (
+                "10.0.0.1 - - [11/Mar/2026:11:02:03 +0000] \"GET /a HTTP/1.1\" 200 5",
+                "<*> - <*> [<*>] \"GET <*> HTTP/<*>\" <*> <*>",
+            ),
+        ],
+        keeps: &["a - b [not a date] c", "job - done [11/Mar/2026] ok"],
+    },
+    Golden {
+        rule: "source_path_location",
+        masks: &[
+            (
+                "lib/cache/watch.go:240: watch of pods ended",
+                "<*>: watch of pods ended",
+            ),
+            ("at pkg/mod/lib@v1.2.3/io/x.py:12 retry", "at <*> retry"),
+        ],
+        keeps: &["sync.go:241] started", "see docs/setup for more"],
+    },
+    Golden {
         rule: "approx_duration",
         masks: &[
             ("ready in ~4 min", "ready in <*>"),
