@@ -27,6 +27,7 @@
 mod aligned;
 pub(crate) mod client;
 mod dead_letter;
+mod fetch;
 pub(crate) mod gated;
 mod health;
 mod phases;
@@ -43,7 +44,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 
 use crate::alert::kafka::{AuthWatch, KafkaAlertSink, SharedProducer};
@@ -57,7 +57,7 @@ use crate::source::align::Aligner;
 use crate::state::{State, StateError};
 
 use crate::source::driver::{self, Cadence, Pace};
-use aligned::{Align, Ev, PartStream};
+use aligned::{Align, Ev, Part, PartStream};
 use client::{Ctx, client_config, lock};
 use gated::Gated;
 pub use health::Status;
@@ -179,6 +179,12 @@ struct Core {
     topics: Vec<Arc<str>>,
     /// Where the wall time goes (logged at the end of the loop).
     phases: phases::Phases,
+    /// The partitions' lanes between the fetcher thread and this core
+    /// (`fetch.rs`): assigned and revoked with the partitions, rewound
+    /// with a rolled-back batch.
+    flow: Arc<fetch::Flow>,
+    /// Rollbacks so far: a batch being fed checks whether it went stale.
+    rewinds: u64,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -255,8 +261,12 @@ impl Core {
     /// nothing after the held record either. (Likely how the batched
     /// reads tried in an earlier session cut traces: they left many
     /// records in a partition's buffer, so it went unread for long while
-    /// the clock moved; not confirmed by trying them again.)
-    fn release_held(&mut self, now: Instant, all: bool) {
+    /// the clock moved; not confirmed by trying them again.) With the
+    /// fetcher on its own thread, "found empty" is the fetcher's: only the
+    /// partitions in `read`, which its last pass read and found empty
+    /// (every record it read before is fed by now), may release a held
+    /// record short of `all`.
+    fn release_held(&mut self, now: Instant, all: bool, read: &[Part]) {
         let grace = Duration::from_millis(self.cfg.input.join_max_millis.min(10_000));
         let at_end = self.cfg.kafka.hold_at_end.0.min(grace);
         for s in &mut self.streams {
@@ -269,7 +279,8 @@ impl Core {
             let release = all || {
                 let key = s.key();
                 let held = now.saturating_duration_since(t);
-                self.align.waiting(&key) == 0
+                read.contains(&key)
+                    && self.align.waiting(&key) == 0
                     && (held >= grace || (held >= at_end && self.align.at_end(&key)))
             };
             if release {
@@ -292,10 +303,8 @@ impl Core {
 
     /// One message through the parser into its partition's buffer, then
     /// into the engine whatever the alignment releases.
-    fn process<M: Message>(&mut self, m: &M, now: Instant) -> Result<(), BatchError> {
-        let topic = m.topic();
-        let part = m.partition();
-        let off = m.offset();
+    fn process(&mut self, m: &fetch::Msg<'_>, now: Instant) -> Result<(), BatchError> {
+        let (topic, part, off) = (m.topic, m.partition, m.offset);
         self.begin()?;
         match self
             .batch
@@ -311,7 +320,7 @@ impl Core {
             }),
         }
         self.metrics.lines.fetch_add(1, Ordering::Relaxed);
-        let payload = m.payload().unwrap_or(&[]);
+        let payload = m.payload;
         self.metrics
             .bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
@@ -356,7 +365,7 @@ impl Core {
         } else if payload.len() > self.cfg.input.max_line_bytes {
             sink.bad(BadReason::TooLong, line_no);
         } else {
-            let fallback = m.timestamp().to_millis();
+            let fallback = m.timestamp;
             st.push_message(&self.parser, payload, line_no, fallback, &mut sink);
         }
         if let Some(reason) = sink.bad
@@ -424,6 +433,7 @@ pub fn run(
 
     let parser = Parser::new(cfg, cfg.input.format).map_err(PipelineError::from)?;
     let state = State::load_writable(&opts.state_dir)?;
+    let flow = Arc::new(fetch::Flow::new(cfg.kafka.partition_buffer));
     let mut core = Core {
         cfg: cfg.clone(),
         parser,
@@ -452,6 +462,8 @@ pub fn run(
         clock: Instant::now(),
         topics: Vec::new(),
         phases: phases::Phases::default(),
+        flow: flow.clone(),
+        rewinds: 0,
     };
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
@@ -582,30 +594,50 @@ pub fn run(
             }
         }
     };
-    // The consumer's own queue (rebalances, statistics, errors) is served
-    // every this many turns of the loop, and whenever the loop waits.
-    const SERVE_EVERY: u32 = 32;
-    let mut turns = 0u32;
+    // Two threads (`fetch.rs`): the fetcher reads the partition queues into
+    // batches; this thread feeds them through the core (parse, align,
+    // engine) and commits. It also serves the consumer's own queue, so that
+    // rebalance callbacks run here, between two batches.
     let began = Instant::now();
-    let result = 'run: loop {
-        if opts.shutdown.load(Ordering::Relaxed) {
-            break Ok(());
-        }
-        turns = turns.wrapping_add(1);
-        if turns.is_multiple_of(SERVE_EVERY) {
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::sync_channel(fetch::CHANNEL);
+    let result = std::thread::scope(|scope| {
+        let fetcher = std::thread::Builder::new()
+            .name("faultline-fetch".into())
+            .spawn_scoped(scope, || fetch::run(&queues, &flow, tx, &stop))
+            .map_err(|e| KafkaSourceError::Stopped(format!("starting the fetching thread: {e}")))?;
+        // Since when nothing could be fed (an idle step released nothing):
+        // the alignment's clock advances by that time.
+        let mut quiet: Option<Instant> = None;
+        let result = 'run: loop {
+            if opts.shutdown.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+            // The consumer's own queue: rebalances (their callbacks commit
+            // and assign through the core), statistics, errors, and the
+            // records of a partition without a queue of its own.
             let msg = consumer.poll(Duration::ZERO);
             if let Some(reason) = auth.failure() {
                 break Err(auth_failed(reason));
             }
-            let mut c = lock(&core);
-            if let Some(e) = c.fatal.take() {
-                break Err(e);
-            }
-            if msg.is_some() {
-                if matches!(msg, Some(Ok(_))) {
-                    records += 1;
+            if let Some(msg) = msg {
+                let mut c = lock(&core);
+                if let Some(e) = c.fatal.take() {
+                    break Err(e);
                 }
-                let outcome = driver::step(&mut Step::new(&mut c, &consumer, msg), &cadence);
+                let outcome = match &msg {
+                    Ok(m) => {
+                        records += 1;
+                        driver::step(
+                            &mut Step::new(&mut c, &consumer, Some(Ok(fetch::Msg::of(m)))),
+                            &cadence,
+                        )
+                    }
+                    Err(e) => driver::step(
+                        &mut Step::new(&mut c, &consumer, Some(Err(e.clone()))),
+                        &cadence,
+                    ),
+                };
                 match settle(&mut c, outcome, &mut backoff) {
                     Then::Go => {}
                     Then::Stop(r) => break r,
@@ -616,88 +648,117 @@ pub fn run(
                     }
                 }
             }
-        }
-        // Read each partition whose buffer in the alignment is empty; the
-        // others' records stay in their queues until needed.
-        let mut read = 0u32;
-        let mut then = Then::Go;
-        {
-            let list = queues.lock();
-            for (key, q) in list.iter() {
-                let mut c = lock(&core);
-                if c.align.waiting(key) > 0 {
-                    continue;
+            let event = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(e) => Some(e),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    break Err(KafkaSourceError::Stopped(
+                        "the fetching thread ended".into(),
+                    ));
                 }
-                let Some(msg) = q.poll(Duration::ZERO) else {
-                    continue;
-                };
-                read += 1;
-                if msg.is_ok() {
-                    records += 1;
-                }
-                let outcome = driver::step(
-                    &mut Step::new(&mut c, &consumer, Some(msg)).from(key),
-                    &cadence,
-                );
-                then = settle(&mut c, outcome, &mut backoff);
-                if !matches!(then, Then::Go) {
-                    break;
-                }
-            }
-        }
-        match then {
-            Then::Go => {}
-            Then::Stop(r) => break 'run r,
-            Then::Backoff => {
-                wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
-                continue;
-            }
-        }
-        if read > 0 {
-            continue;
-        }
-        // Nothing to read: release what the alignment now allows (a
-        // partition may have gone idle), take a checkpoint that is due, and
-        // otherwise wait for a queue to fill.
-        let released = {
+            };
             let mut c = lock(&core);
+            if let Some(q) = quiet.take() {
+                // The alignment's clock advances only while nothing could
+                // be fed.
+                let q = q.elapsed();
+                c.clock += q;
+                c.unread_while_quiet(q);
+                c.phases.waits += 1;
+                c.phases.wait += q;
+            }
             if let Some(e) = c.fatal.take() {
                 break Err(e);
             }
-            let outcome = driver::step(&mut Step::new(&mut c, &consumer, None), &cadence);
-            let pushed = matches!(
-                outcome,
-                Ok(driver::Stepped {
-                    poll: driver::Poll::Pushed(_),
-                    ..
-                })
-            );
-            match settle(&mut c, outcome, &mut backoff) {
-                Then::Go => pushed,
-                Then::Stop(r) => break r,
-                Then::Backoff => {
-                    drop(c);
-                    wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
-                    continue;
+            match event {
+                Some(fetch::Event::Batch(b)) => {
+                    let mut live = flow.admit(&b);
+                    let mut seen = c.rewinds;
+                    let mut items = b.each();
+                    while live {
+                        let Some(msg) = items.next() else {
+                            break;
+                        };
+                        records += u64::from(msg.is_ok());
+                        let outcome = driver::step(
+                            &mut Step::new(&mut c, &consumer, Some(msg)).from(&b.part),
+                            &cadence,
+                        );
+                        match settle(&mut c, outcome, &mut backoff) {
+                            Then::Go => {}
+                            Then::Stop(r) => break 'run r,
+                            Then::Backoff => {
+                                drop(c);
+                                wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
+                                c = lock(&core);
+                            }
+                        }
+                        // A rollback (here, or in a rebalance) seeks back:
+                        // the rest of the batch is read again.
+                        if c.rewinds != seen {
+                            seen = c.rewinds;
+                            live = flow.current(&b.part, b.epoch);
+                        }
+                    }
+                }
+                Some(fetch::Event::Idle(read)) => {
+                    // Release what the alignment now allows (a partition
+                    // may have gone idle), take a checkpoint that is due.
+                    let outcome = driver::step(
+                        &mut Step::new(&mut c, &consumer, None).idle(&read),
+                        &cadence,
+                    );
+                    let pushed = matches!(
+                        outcome,
+                        Ok(driver::Stepped {
+                            poll: driver::Poll::Pushed(_),
+                            ..
+                        })
+                    );
+                    match settle(&mut c, outcome, &mut backoff) {
+                        Then::Go => {
+                            if !pushed {
+                                quiet = Some(Instant::now());
+                            }
+                        }
+                        Then::Stop(r) => break r,
+                        Then::Backoff => {
+                            drop(c);
+                            wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
+                            continue;
+                        }
+                    }
+                }
+                None => {
+                    // The fetcher said nothing for a while: still look at
+                    // the clock (a due commit, the silence clock).
+                    let outcome = driver::step(&mut Step::new(&mut c, &consumer, None), &cadence);
+                    match settle(&mut c, outcome, &mut backoff) {
+                        Then::Go => {}
+                        Then::Stop(r) => break r,
+                        Then::Backoff => {
+                            drop(c);
+                            wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
+                            continue;
+                        }
+                    }
                 }
             }
+            let c = &*c;
+            if flow.publish(|k| c.align.waiting(k)) {
+                queues.wake.notify();
+            }
         };
-        if released {
-            continue;
+        // The fetcher stops at its next pass, or when its send finds the
+        // channel closed.
+        stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        queues.wake.notify();
+        if fetcher.join().is_err() {
+            tracing::error!("the fetching thread panicked");
         }
-        let quiet = Instant::now();
-        queues.wake.wait(Duration::from_millis(20));
-        // The consumer's queue too, now: it may hold the assignment the
-        // loop is waiting for.
-        turns = SERVE_EVERY - 1;
-        // The alignment's clock advances only while nothing could be read.
-        let quiet = quiet.elapsed();
-        let mut c = lock(&core);
-        c.clock += quiet;
-        c.unread_while_quiet(quiet);
-        c.phases.waits += 1;
-        c.phases.wait += quiet;
-    };
+        result
+    });
     status.ready.store(false, Ordering::Relaxed);
     lock(&core).phases.log(records, began.elapsed());
     let mut clean = true;

@@ -1,0 +1,376 @@
+//! The fetching half of the Kafka source's two-thread pipeline: one thread
+//! reads the partition queues (librdkafka's per-message work: its queue
+//! ops, clock reads and message frees) and hands the records, copied into
+//! batches, to the engine thread, which parses, aligns, fingerprints,
+//! detects and commits (`mod.rs`). On two cores a drain then takes about
+//! the longer of the two halves instead of their sum (issue 15).
+//!
+//! What stays with the engine thread, so that exactly-once is untouched:
+//! everything that decides what a commit covers. The aligner, the parser's
+//! streams, the transaction and the offsets live in the core as before;
+//! the fetcher never takes its lock. The consumer's own queue (rebalances,
+//! statistics, errors) is polled by the engine thread too, so rebalance
+//! callbacks run between two batches, never while one is half-fed.
+//! Records a batch carries that the engine has not fed yet are simply not
+//! consumed: the aligner commits up to the records it has seen, so a crash
+//! or a revocation re-reads them, like the records librdkafka prefetched.
+//!
+//! Three rules keep the handover exact:
+//!
+//! * **Demand, bounded.** A partition is read only while the records the
+//!   engine has not yet fed from it (in flight here) plus the entries
+//!   waiting in its aligner buffer stay under [`Flow::want`]; the rest stay
+//!   in its librdkafka queue, which is bounded (`queues.rs`). So the
+//!   alignment still holds back a partition that runs ahead without a
+//!   pause, and memory is bounded by `want` per partition plus the
+//!   channel's few batches. A full channel makes the fetcher wait
+//!   (back-pressure); librdkafka's own threads go on meanwhile.
+//! * **Epochs.** Seeking a partition back (a rolled-back batch) or losing
+//!   it (revocation) makes the batches already fetched from it stale. Each
+//!   partition's lane carries an epoch from a global counter; a seek
+//!   happens under the lane lock, which the fetcher holds while it reads a
+//!   queue, and bumps the epoch, so a batch read before the seek carries
+//!   the old epoch and one read after it the new one. The engine feeds a
+//!   batch only while its epoch is its partition's current one.
+//! * **Idle, in order.** A pass that read nothing at all is reported as
+//!   [`Event::Idle`], with the partitions it found empty, after every batch
+//!   read before it. The engine's idle step (a held trace released, a
+//!   partition gone idle in the alignment) then sees every record read
+//!   before the pass, as in the one-thread loop, and a held record is
+//!   released only for a partition the pass found empty: its trace's next
+//!   line is not in a queue the fetcher skipped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+
+use super::aligned::Part;
+use super::queues::Queues;
+
+/// Batches between the two threads: enough that the fetcher reads ahead
+/// while the engine feeds one, few enough that memory stays small.
+pub(super) const CHANNEL: usize = 8;
+
+/// Records per partition the engine may have unfed (in flight plus in its
+/// aligner buffer) before the fetcher stops reading that partition; also
+/// the most one batch carries.
+const WANT: usize = 1024;
+
+/// One message, borrowed from a batch or from the consumer's own queue.
+pub(super) struct Msg<'a> {
+    pub(super) topic: &'a str,
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    pub(super) payload: &'a [u8],
+    /// The broker's timestamp (ms), the fallback event time.
+    pub(super) timestamp: Option<i64>,
+}
+
+impl<'a> Msg<'a> {
+    /// A view of a message from librdkafka.
+    pub(super) fn of<M: Message>(m: &'a M) -> Msg<'a> {
+        Msg {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            payload: m.payload().unwrap_or(&[]),
+            timestamp: m.timestamp().to_millis(),
+        }
+    }
+}
+
+/// What one read of a partition queue returned, in order.
+pub(super) enum Item {
+    Msg {
+        offset: i64,
+        timestamp: Option<i64>,
+        /// The payload's end in [`Batch::data`] (it starts where the
+        /// previous message's ends).
+        end: usize,
+    },
+    /// The consumer reported the partition's end.
+    End,
+    Error(KafkaError),
+}
+
+/// Records of one partition, read in one go, payloads copied into one
+/// buffer (one allocation per batch, not per message).
+pub(super) struct Batch {
+    pub(super) part: Part,
+    pub(super) epoch: u64,
+    pub(super) items: Vec<Item>,
+    pub(super) data: Vec<u8>,
+    /// Messages in `items` (what the lane counts in flight).
+    pub(super) messages: usize,
+}
+
+impl Batch {
+    /// The items as the core's step takes them.
+    pub(super) fn each(&self) -> impl Iterator<Item = Result<Msg<'_>, KafkaError>> {
+        let mut start = 0;
+        self.items.iter().map(move |it| match it {
+            Item::Msg {
+                offset,
+                timestamp,
+                end,
+            } => {
+                let payload = &self.data[start..*end];
+                start = *end;
+                Ok(Msg {
+                    topic: &self.part.0,
+                    partition: self.part.1,
+                    offset: *offset,
+                    payload,
+                    timestamp: *timestamp,
+                })
+            }
+            Item::End => Err(KafkaError::PartitionEOF(self.part.1)),
+            Item::Error(e) => Err(e.clone()),
+        })
+    }
+}
+
+/// What the fetcher sends the engine thread.
+pub(super) enum Event {
+    Batch(Batch),
+    /// A pass read nothing; these partitions were read and found empty.
+    Idle(Vec<Part>),
+}
+
+/// One assigned partition as both threads see it.
+struct Lane {
+    key: Part,
+    epoch: u64,
+    /// The epoch it was assigned with: a batch with an older one was read
+    /// before that, and is not counted in `in_flight`.
+    born: u64,
+    /// Messages read and not yet fed (or dropped) by the engine.
+    in_flight: usize,
+    /// Entries in the partition's aligner buffer (published by the
+    /// engine after each event).
+    waiting: usize,
+}
+
+#[derive(Default)]
+struct Lanes {
+    lanes: Vec<Lane>,
+    /// The last epoch handed out: epochs only grow, so a partition
+    /// assigned again never takes an epoch its stale batches carry.
+    epoch: u64,
+    /// A lane went from not wanted to wanted since the last publish.
+    woken: bool,
+}
+
+impl Lanes {
+    fn next(&mut self) -> u64 {
+        self.epoch += 1;
+        self.epoch
+    }
+}
+
+/// The lanes, shared by the fetcher, the engine thread and the rebalance
+/// callbacks. Lock order: the core, then the queues, then `reading`, then
+/// `lanes`.
+pub(super) struct Flow {
+    lanes: Mutex<Lanes>,
+    /// Held by the fetcher while it reads a queue and by a rewind while it
+    /// seeks: a batch's epoch is then exact. Apart from `lanes`, which the
+    /// engine takes once per batch, so that it never waits for a read.
+    reading: Mutex<()>,
+    want: usize,
+}
+
+impl Flow {
+    /// `capacity`: the aligner's per-partition buffer
+    /// (`kafka.partition_buffer`); the fetcher keeps each partition's
+    /// unfed records under half of it, so the pipeline never makes the
+    /// aligner pause a partition.
+    pub(super) fn new(capacity: usize) -> Flow {
+        Flow {
+            lanes: Mutex::default(),
+            reading: Mutex::default(),
+            want: WANT.min(capacity / 2).max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Lanes> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The partition was assigned: a fresh lane (batches read before are
+    /// stale).
+    pub(super) fn assign(&self, key: &Part) {
+        let mut l = self.lock();
+        let epoch = l.next();
+        l.lanes.retain(|x| x.key != *key);
+        l.lanes.push(Lane {
+            key: key.clone(),
+            epoch,
+            born: epoch,
+            in_flight: 0,
+            waiting: 0,
+        });
+    }
+
+    /// The partition was revoked: the batches read from it are stale.
+    pub(super) fn revoke(&self, key: &Part) {
+        self.lock().lanes.retain(|x| x.key != *key);
+    }
+
+    /// Seeks partitions back with the lanes locked, so that no read of
+    /// their queues interleaves, and makes every batch read before stale.
+    pub(super) fn rewind(
+        &self,
+        seeks: &[(String, i32, i64)],
+        mut seek: impl FnMut(&str, i32, i64),
+    ) {
+        let _reading = self.reading.lock().unwrap_or_else(|p| p.into_inner());
+        for (t, p, at) in seeks {
+            seek(t, *p, *at);
+            let mut l = self.lock();
+            let epoch = l.next();
+            if let Some(x) = l
+                .lanes
+                .iter_mut()
+                .find(|x| x.key.1 == *p && *x.key.0 == **t)
+            {
+                x.epoch = epoch;
+            }
+        }
+    }
+
+    /// Whether `batch` is still current; either way it is no longer in
+    /// flight.
+    pub(super) fn admit(&self, batch: &Batch) -> bool {
+        let mut l = self.lock();
+        let Some(x) = l.lanes.iter_mut().find(|x| x.key == batch.part) else {
+            return false;
+        };
+        let current = batch.epoch == x.epoch;
+        if batch.epoch >= x.born {
+            let was = x.in_flight + x.waiting < self.want;
+            x.in_flight = x.in_flight.saturating_sub(batch.messages);
+            let woken = !was && x.in_flight + x.waiting < self.want;
+            l.woken |= woken;
+        }
+        current
+    }
+
+    /// Whether a batch of `part` read at `epoch` is still current (asked
+    /// again after a rollback in the middle of a batch).
+    pub(super) fn current(&self, part: &Part, epoch: u64) -> bool {
+        self.lock()
+            .lanes
+            .iter()
+            .any(|x| x.key == *part && x.epoch == epoch)
+    }
+
+    /// The engine's aligner buffers, after an event; true when a
+    /// partition became wanted again since the last call (the fetcher is
+    /// then woken: waking it on every event would make an idle consumer
+    /// spin).
+    pub(super) fn publish(&self, waiting: impl Fn(&Part) -> usize) -> bool {
+        let mut l = self.lock();
+        let mut wanted = std::mem::take(&mut l.woken);
+        let want = self.want;
+        for x in l.lanes.iter_mut() {
+            let was = x.in_flight + x.waiting < want;
+            x.waiting = waiting(&x.key);
+            wanted |= !was && x.in_flight + x.waiting < want;
+        }
+        wanted
+    }
+}
+
+/// The fetcher's loop: reads the wanted partitions' queues into batches
+/// and sends them, until `stop` or the engine is gone.
+pub(super) fn run<C: ConsumerContext + 'static>(
+    queues: &Queues<C>,
+    flow: &Flow,
+    tx: SyncSender<Event>,
+    stop: &AtomicBool,
+) {
+    let mut out: Vec<Batch> = Vec::new();
+    let mut empty: Vec<Part> = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        {
+            let list = queues.lock();
+            for (key, q) in list.iter() {
+                let _reading = flow.reading.lock().unwrap_or_else(|p| p.into_inner());
+                let (epoch, unfed) = {
+                    let lanes = flow.lock();
+                    let Some(l) = lanes.lanes.iter().find(|l| l.key == *key) else {
+                        continue;
+                    };
+                    (l.epoch, l.in_flight + l.waiting)
+                };
+                if unfed >= flow.want {
+                    continue;
+                }
+                let mut b = Batch {
+                    part: key.clone(),
+                    epoch,
+                    items: Vec::new(),
+                    data: Vec::new(),
+                    messages: 0,
+                };
+                while b.messages < flow.want - unfed {
+                    match q.poll(Duration::ZERO) {
+                        None => break,
+                        Some(Ok(m)) => {
+                            b.data.extend_from_slice(m.payload().unwrap_or(&[]));
+                            b.items.push(Item::Msg {
+                                offset: m.offset(),
+                                timestamp: m.timestamp().to_millis(),
+                                end: b.data.len(),
+                            });
+                            b.messages += 1;
+                        }
+                        Some(Err(KafkaError::PartitionEOF(_))) => {
+                            b.items.push(Item::End);
+                            break;
+                        }
+                        Some(Err(e)) => {
+                            b.items.push(Item::Error(e));
+                            break;
+                        }
+                    }
+                }
+                if b.messages > 0 {
+                    let mut lanes = flow.lock();
+                    // Counted where the engine will uncount it: in the lane
+                    // of this epoch's assignment (a rewind keeps `born`).
+                    if let Some(l) = lanes.lanes.iter_mut().find(|l| l.key == *key) {
+                        if epoch >= l.born {
+                            l.in_flight += b.messages;
+                        }
+                    }
+                }
+                drop(_reading);
+                if b.items.is_empty() {
+                    empty.push(key.clone());
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        if out.is_empty() {
+            if tx.send(Event::Idle(std::mem::take(&mut empty))).is_err() {
+                return;
+            }
+            queues.wake.wait(Duration::from_millis(20));
+            continue;
+        }
+        empty.clear();
+        for b in out.drain(..) {
+            if tx.send(Event::Batch(b)).is_err() {
+                return;
+            }
+        }
+    }
+}
