@@ -57,9 +57,11 @@ use super::queues::Queues;
 pub(super) const CHANNEL: usize = 8;
 
 /// Records per partition the engine may have unfed (in flight plus in its
-/// aligner buffer) before the fetcher stops reading that partition; also
-/// the most one batch carries.
-const WANT: usize = 1024;
+/// aligner buffer); the fetcher reads a partition again once that has
+/// dropped below half, so every read is a batch of at least half of it,
+/// and the engine has half of it left to feed while the read is on its
+/// way (a thread woken on a loaded machine waits milliseconds for a core).
+const WANT: usize = 4096;
 
 /// One message, borrowed from a batch or from the consumer's own queue.
 pub(super) struct Msg<'a> {
@@ -138,8 +140,13 @@ impl Batch {
 /// What the fetcher sends the engine thread.
 pub(super) enum Event {
     Batch(Batch),
-    /// A pass read nothing; these partitions were read and found empty.
-    Idle(Vec<Part>),
+    /// A pass read nothing.
+    Idle {
+        /// The partitions it read and found empty.
+        read: Vec<Part>,
+        /// The partitions it did not read, having enough unfed then.
+        skipped: Vec<Part>,
+    },
 }
 
 /// One assigned partition as both threads see it.
@@ -154,6 +161,10 @@ struct Lane {
     /// Entries in the partition's aligner buffer (published by the
     /// engine after each event).
     waiting: usize,
+    /// The fetcher skipped it for want of demand: the engine wakes the
+    /// fetcher when it is wanted again (waking it on every event instead
+    /// would make an idle consumer spin).
+    skipped: bool,
 }
 
 #[derive(Default)]
@@ -162,8 +173,6 @@ struct Lanes {
     /// The last epoch handed out: epochs only grow, so a partition
     /// assigned again never takes an epoch its stale batches carry.
     epoch: u64,
-    /// A lane went from not wanted to wanted since the last publish.
-    woken: bool,
 }
 
 impl Lanes {
@@ -214,6 +223,7 @@ impl Flow {
             born: epoch,
             in_flight: 0,
             waiting: 0,
+            skipped: false,
         });
     }
 
@@ -251,14 +261,10 @@ impl Flow {
         let Some(x) = l.lanes.iter_mut().find(|x| x.key == batch.part) else {
             return false;
         };
-        let current = batch.epoch == x.epoch;
         if batch.epoch >= x.born {
-            let was = x.in_flight + x.waiting < self.want;
             x.in_flight = x.in_flight.saturating_sub(batch.messages);
-            let woken = !was && x.in_flight + x.waiting < self.want;
-            l.woken |= woken;
         }
-        current
+        batch.epoch == x.epoch
     }
 
     /// Whether a batch of `part` read at `epoch` is still current (asked
@@ -270,21 +276,64 @@ impl Flow {
             .any(|x| x.key == *part && x.epoch == epoch)
     }
 
+    /// For a read of the partition: its epoch and how many records it may
+    /// read; `None` when it is not assigned or has enough unfed (then it
+    /// is marked skipped, for [`Flow::publish`]).
+    fn claim(&self, key: &Part) -> Option<Claim> {
+        let mut l = self.lock();
+        let x = l.lanes.iter_mut().find(|x| x.key == *key)?;
+        let unfed = x.in_flight + x.waiting;
+        x.skipped = unfed >= self.low();
+        Some(match x.skipped {
+            true => Claim::Skip,
+            false => Claim::Read(x.epoch, self.want - unfed),
+        })
+    }
+
+    /// Below this many unfed records a partition is read again.
+    fn low(&self) -> usize {
+        self.want.div_ceil(2)
+    }
+
+    /// `messages` were read at `epoch`: in flight, in the lane of that
+    /// epoch's assignment (a rewind keeps `born`), where
+    /// [`Flow::admit`] uncounts them.
+    fn count(&self, key: &Part, epoch: u64, messages: usize) {
+        if messages == 0 {
+            return;
+        }
+        let mut l = self.lock();
+        if let Some(x) = l.lanes.iter_mut().find(|x| x.key == *key)
+            && epoch >= x.born
+        {
+            x.in_flight += messages;
+        }
+    }
+
     /// The engine's aligner buffers, after an event; true when a
-    /// partition became wanted again since the last call (the fetcher is
-    /// then woken: waking it on every event would make an idle consumer
-    /// spin).
+    /// partition the fetcher skipped is wanted again (the fetcher is then
+    /// woken).
     pub(super) fn publish(&self, waiting: impl Fn(&Part) -> usize) -> bool {
         let mut l = self.lock();
-        let mut wanted = std::mem::take(&mut l.woken);
-        let want = self.want;
+        let mut wake = false;
         for x in l.lanes.iter_mut() {
-            let was = x.in_flight + x.waiting < want;
             x.waiting = waiting(&x.key);
-            wanted |= !was && x.in_flight + x.waiting < want;
+            if x.skipped && x.in_flight + x.waiting < self.low() {
+                x.skipped = false;
+                wake = true;
+            }
         }
-        wanted
+        wake
     }
+}
+
+/// What the fetcher may do with a partition queue.
+#[derive(Debug, PartialEq, Eq)]
+enum Claim {
+    /// Read up to this many records, at this epoch.
+    Read(u64, usize),
+    /// Not now: enough is unfed.
+    Skip,
 }
 
 /// The fetcher's loop: reads the wanted partitions' queues into batches
@@ -297,21 +346,20 @@ pub(super) fn run<C: ConsumerContext + 'static>(
 ) {
     let mut out: Vec<Batch> = Vec::new();
     let mut empty: Vec<Part> = Vec::new();
+    let mut skipped: Vec<Part> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         {
             let list = queues.lock();
             for (key, q) in list.iter() {
                 let _reading = flow.reading.lock().unwrap_or_else(|p| p.into_inner());
-                let (epoch, unfed) = {
-                    let lanes = flow.lock();
-                    let Some(l) = lanes.lanes.iter().find(|l| l.key == *key) else {
+                let (epoch, room) = match flow.claim(key) {
+                    None => continue,
+                    Some(Claim::Skip) => {
+                        skipped.push(key.clone());
                         continue;
-                    };
-                    (l.epoch, l.in_flight + l.waiting)
+                    }
+                    Some(Claim::Read(epoch, room)) => (epoch, room),
                 };
-                if unfed >= flow.want {
-                    continue;
-                }
                 let mut b = Batch {
                     part: key.clone(),
                     epoch,
@@ -319,7 +367,7 @@ pub(super) fn run<C: ConsumerContext + 'static>(
                     data: Vec::new(),
                     messages: 0,
                 };
-                while b.messages < flow.want - unfed {
+                while b.messages < room {
                     match q.poll(Duration::ZERO) {
                         None => break,
                         Some(Ok(m)) => {
@@ -341,16 +389,7 @@ pub(super) fn run<C: ConsumerContext + 'static>(
                         }
                     }
                 }
-                if b.messages > 0 {
-                    let mut lanes = flow.lock();
-                    // Counted where the engine will uncount it: in the lane
-                    // of this epoch's assignment (a rewind keeps `born`).
-                    if let Some(l) = lanes.lanes.iter_mut().find(|l| l.key == *key) {
-                        if epoch >= l.born {
-                            l.in_flight += b.messages;
-                        }
-                    }
-                }
+                flow.count(key, epoch, b.messages);
                 drop(_reading);
                 if b.items.is_empty() {
                     empty.push(key.clone());
@@ -360,17 +399,104 @@ pub(super) fn run<C: ConsumerContext + 'static>(
             }
         }
         if out.is_empty() {
-            if tx.send(Event::Idle(std::mem::take(&mut empty))).is_err() {
+            let idle = Event::Idle {
+                read: std::mem::take(&mut empty),
+                skipped: std::mem::take(&mut skipped),
+            };
+            if tx.send(idle).is_err() {
                 return;
             }
             queues.wake.wait(Duration::from_millis(20));
             continue;
         }
         empty.clear();
+        skipped.clear();
         for b in out.drain(..) {
             if tx.send(Event::Batch(b)).is_err() {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn part(p: i32) -> Part {
+        (Arc::from("logs"), p)
+    }
+
+    fn batch(p: i32, epoch: u64, messages: usize) -> Batch {
+        Batch {
+            part: part(p),
+            epoch,
+            items: Vec::new(),
+            data: Vec::new(),
+            messages,
+        }
+    }
+
+    /// What the fetcher does per read: claim, then count what it read.
+    fn read(flow: &Flow, p: i32, messages: usize) -> Option<(u64, usize)> {
+        let Claim::Read(epoch, room) = flow.claim(&part(p))? else {
+            return None;
+        };
+        flow.count(&part(p), epoch, messages.min(room));
+        Some((epoch, room))
+    }
+
+    #[test]
+    fn a_batch_read_before_a_seek_or_a_revocation_is_stale_and_one_read_after_is_not() {
+        let flow = Flow::new(50_000);
+        flow.assign(&part(0));
+        flow.assign(&part(1));
+        let (e0, _) = read(&flow, 0, 10).unwrap();
+        let (e1, _) = read(&flow, 1, 10).unwrap();
+        let mut seeks = Vec::new();
+        flow.rewind(&[("logs".into(), 0, 5)], |t, p, at| {
+            seeks.push((t.to_string(), p, at))
+        });
+        assert_eq!(seeks, [("logs".to_string(), 0, 5)]);
+        // Partition 0 was sought back: its batch is stale; partition 1's
+        // was not touched.
+        assert!(!flow.admit(&batch(0, e0, 10)));
+        assert!(flow.admit(&batch(1, e1, 10)));
+        let (after, room) = read(&flow, 0, 3).unwrap();
+        assert_eq!(room, WANT, "the stale batch no longer counts in flight");
+        assert!(flow.current(&part(0), after));
+        // Revoked and assigned again: a batch of the old assignment is
+        // stale and does not count in the new lane.
+        flow.revoke(&part(0));
+        assert!(!flow.current(&part(0), after));
+        flow.assign(&part(0));
+        assert!(!flow.admit(&batch(0, after, 3)));
+        let (fresh, room) = read(&flow, 0, 1).unwrap();
+        assert!(fresh > after, "epochs only grow");
+        assert_eq!(room, WANT);
+    }
+
+    #[test]
+    fn a_partition_is_wanted_again_once_the_engine_fed_its_records() {
+        let flow = Flow::new(50_000);
+        assert_eq!(flow.want, WANT);
+        flow.assign(&part(0));
+        let (e, _) = read(&flow, 0, WANT).unwrap();
+        // The fetcher did not skip it yet: no wake.
+        assert!(!flow.publish(|_| 0));
+        // Skipped (all in flight), then fed into the aligner, where they
+        // wait: still not wanted, nor once half of them are released.
+        assert_eq!(read(&flow, 0, 1), None);
+        assert!(flow.admit(&batch(0, e, WANT)));
+        assert!(!flow.publish(|_| WANT));
+        assert!(!flow.publish(|_| WANT / 2));
+        // Below half: wanted, the fetcher woken once, and it may read a
+        // batch that fills the lane again.
+        assert!(flow.publish(|_| WANT / 2 - 1));
+        assert!(!flow.publish(|_| WANT / 2 - 1));
+        assert_eq!(read(&flow, 0, 0).map(|r| r.1), Some(WANT / 2 + 1));
+        // A small aligner buffer bounds what the fetcher reads ahead.
+        assert_eq!(Flow::new(100).want, 50);
     }
 }

@@ -1,9 +1,11 @@
 //! Kafka source: a consumer group feeding the [`Engine`], with alerts and
 //! consumer offsets committed in one Kafka transaction per batch.
 //!
-//! The loop is the driver's (`source::driver`): each consumer poll is one
+//! The loop is the driver's (`source::driver`): each message is one
 //! `driver::step` through a view of the shared core (`step.rs`), and every
-//! commit is one `driver::checkpoint`. Per batch: begin a transaction →
+//! commit is one `driver::checkpoint`. The partition queues are read on a
+//! second thread (`fetch.rs`), which hands the records over in batches; the
+//! thread that runs the loop parses, aligns, feeds the engine and commits. Per batch: begin a transaction →
 //! process records (the Kafka alert sink and the dead-letter copies produce
 //! inside it) → release records held open → flush the other sinks → send
 //! the consumer offsets to the transaction → commit it → record the
@@ -701,7 +703,7 @@ pub fn run(
                         }
                     }
                 }
-                Some(fetch::Event::Idle(read)) => {
+                Some(fetch::Event::Idle { read, skipped }) => {
                     // Release what the alignment now allows (a partition
                     // may have gone idle), take a checkpoint that is due.
                     let outcome = driver::step(
@@ -716,8 +718,12 @@ pub fn run(
                         })
                     );
                     match settle(&mut c, outcome, &mut backoff) {
+                        // Nothing could be fed: quiet, unless the engine
+                        // waits for a partition the pass skipped while
+                        // its records were on their way here (the fetcher
+                        // is woken for it), not for the broker.
                         Then::Go => {
-                            if !pushed {
+                            if !pushed && skipped.iter().all(|k| c.align.waiting(k) > 0) {
                                 quiet = Some(Instant::now());
                             }
                         }
