@@ -672,8 +672,21 @@ pub fn run(
             if let Some(e) = c.fatal.take() {
                 break Err(e);
             }
+            // The fetcher said nothing for a while: still an idle step,
+            // for the clock (a due commit, the silence clock), but its
+            // wait is not known to be quiet.
+            let (reported, event) = match event {
+                Some(e) => (true, e),
+                None => (
+                    false,
+                    fetch::Event::Idle {
+                        read: Vec::new(),
+                        skipped: Vec::new(),
+                    },
+                ),
+            };
             match event {
-                Some(fetch::Event::Batch(b)) => {
+                fetch::Event::Batch(b) => {
                     let mut live = flow.admit(&b);
                     let mut seen = c.rewinds;
                     let mut items = b.each();
@@ -703,7 +716,7 @@ pub fn run(
                         }
                     }
                 }
-                Some(fetch::Event::Idle { read, skipped }) => {
+                fetch::Event::Idle { read, skipped } => {
                     // Release what the alignment now allows (a partition
                     // may have gone idle), take a checkpoint that is due.
                     let outcome = driver::step(
@@ -723,24 +736,11 @@ pub fn run(
                         // its records were on their way here (the fetcher
                         // is woken for it), not for the broker.
                         Then::Go => {
-                            if !pushed && skipped.iter().all(|k| c.align.waiting(k) > 0) {
+                            if reported && !pushed && skipped.iter().all(|k| c.align.waiting(k) > 0)
+                            {
                                 quiet = Some(Instant::now());
                             }
                         }
-                        Then::Stop(r) => break r,
-                        Then::Backoff => {
-                            drop(c);
-                            wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
-                            continue;
-                        }
-                    }
-                }
-                None => {
-                    // The fetcher said nothing for a while: still look at
-                    // the clock (a due commit, the silence clock).
-                    let outcome = driver::step(&mut Step::new(&mut c, &consumer, None), &cadence);
-                    match settle(&mut c, outcome, &mut backoff) {
-                        Then::Go => {}
                         Then::Stop(r) => break r,
                         Then::Backoff => {
                             drop(c);
