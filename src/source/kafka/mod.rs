@@ -708,8 +708,10 @@ pub fn run(
                                 c = lock(&core);
                             }
                         }
-                        // A rollback (here, or in a rebalance) seeks back:
-                        // the rest of the batch is read again.
+                        // A rollback seeks its partitions back: the rest of
+                        // the batch is read again if its partition was one
+                        // (a revocation, in a rebalance callback, comes
+                        // between batches: `admit` drops the later ones).
                         if c.rewinds != seen {
                             seen = c.rewinds;
                             live = flow.current(&b.part, b.epoch);
