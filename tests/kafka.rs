@@ -388,30 +388,34 @@ lateness = "30m"
     /// `kafka_records`), else fails with the log's tail; returns how long
     /// that took.
     fn wait_durable(&self, n: u64, limit: Duration) -> Duration {
-        let started = Instant::now();
-        while self.progress().0 < n {
-            assert!(
-                started.elapsed() < limit,
-                "only {:?} of {n} records durable after {limit:?}; log: {}",
-                self.progress(),
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        started.elapsed()
+        self.wait_progress(n, limit, |(records, _)| records >= n)
     }
 
+    /// Waits until the state's offsets sum to `n` (every record of a
+    /// backlog of `n` committed), else fails with the log's tail.
     fn wait_for_all(&self, n: usize, limit: Duration) {
+        self.wait_progress(n as u64, limit, |(_, offsets)| offsets >= n as i64);
+    }
+
+    fn wait_progress(
+        &self,
+        n: u64,
+        limit: Duration,
+        done: impl Fn((u64, i64)) -> bool,
+    ) -> Duration {
         let started = Instant::now();
-        while self.progress().1 < n as i64 {
+        while !done(self.progress()) {
             assert!(
                 started.elapsed() < limit,
                 "only {:?} of {n} records durable after {limit:?}; log: {}",
                 self.progress(),
                 self.log_tail()
             );
-            std::thread::sleep(Duration::from_millis(100));
+            // Loading the state is not free: often enough for a kill at a
+            // chosen point, not so often that the checks load the machine.
+            std::thread::sleep(Duration::from_millis(50));
         }
+        started.elapsed()
     }
 
     fn log_tail(&self) -> String {
