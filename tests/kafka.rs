@@ -384,17 +384,38 @@ lateness = "30m"
         (records, offsets)
     }
 
+    /// Waits until `n` records are durably processed (the state's
+    /// `kafka_records`), else fails with the log's tail; returns how long
+    /// that took.
+    fn wait_durable(&self, n: u64, limit: Duration) -> Duration {
+        self.wait_progress(n, limit, |(records, _)| records >= n)
+    }
+
+    /// Waits until the state's offsets sum to `n` (every record of a
+    /// backlog of `n` committed), else fails with the log's tail.
     fn wait_for_all(&self, n: usize, limit: Duration) {
+        self.wait_progress(n as u64, limit, |(_, offsets)| offsets >= n as i64);
+    }
+
+    fn wait_progress(
+        &self,
+        n: u64,
+        limit: Duration,
+        done: impl Fn((u64, i64)) -> bool,
+    ) -> Duration {
         let started = Instant::now();
-        while self.progress().1 < n as i64 {
+        while !done(self.progress()) {
             assert!(
                 started.elapsed() < limit,
                 "only {:?} of {n} records durable after {limit:?}; log: {}",
                 self.progress(),
                 self.log_tail()
             );
-            std::thread::sleep(Duration::from_millis(100));
+            // Loading the state is not free: often enough for a kill at a
+            // chosen point, not so often that the checks load the machine.
+            std::thread::sleep(Duration::from_millis(50));
         }
+        started.elapsed()
     }
 
     fn log_tail(&self) -> String {
@@ -760,15 +781,7 @@ fn a_new_group_subscribed_by_regex_starting_at_latest_skips_the_backlog() {
     }
     produce(&s.logs, &after[produced..produced + 100]);
     produced += 100;
-    let started = Instant::now();
-    while s.progress().0 < 100 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{}",
-            s.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s.wait_durable(100, Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(2));
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0));
@@ -1269,23 +1282,12 @@ fn a_live_trace_is_joined_and_alerted_once_its_partition_is_at_its_end_not_after
     let svc = s.start();
     // The group has its partitions and has read them to their end: the
     // first record is durable.
-    let started = Instant::now();
-    while s.progress().0 < 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{}",
-            s.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s.wait_durable(1, Duration::from_secs(120));
     // Every partition is at its end now; the trace arrives.
     std::thread::sleep(Duration::from_secs(1));
     let sent = Instant::now();
     produce(&s.logs, &trace);
-    while s.progress().0 < all.len() as u64 {
-        assert!(sent.elapsed() < Duration::from_secs(60), "{}", s.log_tail());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_durable(all.len() as u64, Duration::from_secs(60));
     let took = sent.elapsed();
     eprintln!("the trace was durable {took:?} after it was produced");
     let (code, _) = svc.terminate();

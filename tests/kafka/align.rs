@@ -201,11 +201,7 @@ fn a_three_partition_backlog_gives_replays_alerts_of_every_kind_through_kill_9s(
         // consumer reads far ahead of what the alignment releases).
         let done = s.progress().0;
         let at = done + 1 + rng.below((records.len() as u64 - done) / 2);
-        let limit = Instant::now() + Duration::from_secs(120);
-        while s.progress().0 < at {
-            assert!(Instant::now() < limit, "no progress; log: {}", s.log_tail());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        s.wait_durable(at, Duration::from_secs(120));
         eprintln!(
             "round {round}: kill -9 at {} records durable",
             s.progress().0

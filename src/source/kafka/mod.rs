@@ -1,9 +1,11 @@
 //! Kafka source: a consumer group feeding the [`Engine`], with alerts and
 //! consumer offsets committed in one Kafka transaction per batch.
 //!
-//! The loop is the driver's (`source::driver`): each consumer poll is one
+//! The loop is the driver's (`source::driver`): each message is one
 //! `driver::step` through a view of the shared core (`step.rs`), and every
-//! commit is one `driver::checkpoint`. Per batch: begin a transaction →
+//! commit is one `driver::checkpoint`. The partition queues are read on a
+//! second thread (`fetch.rs`), which hands the records over in batches; the
+//! thread that runs the loop parses, aligns, feeds the engine and commits. Per batch: begin a transaction →
 //! process records (the Kafka alert sink and the dead-letter copies produce
 //! inside it) → release records held open → flush the other sinks → send
 //! the consumer offsets to the transaction → commit it → record the
@@ -27,6 +29,7 @@
 mod aligned;
 pub(crate) mod client;
 mod dead_letter;
+mod fetch;
 pub(crate) mod gated;
 mod health;
 mod phases;
@@ -43,7 +46,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 
 use crate::alert::kafka::{AuthWatch, KafkaAlertSink, SharedProducer};
@@ -57,7 +59,7 @@ use crate::source::align::Aligner;
 use crate::state::{State, StateError};
 
 use crate::source::driver::{self, Cadence, Pace};
-use aligned::{Align, Ev, PartStream};
+use aligned::{Align, Ev, Part, PartStream};
 use client::{Ctx, client_config, lock};
 use gated::Gated;
 pub use health::Status;
@@ -179,6 +181,12 @@ struct Core {
     topics: Vec<Arc<str>>,
     /// Where the wall time goes (logged at the end of the loop).
     phases: phases::Phases,
+    /// The partitions' lanes between the fetcher thread and this core
+    /// (`fetch.rs`): assigned and revoked with the partitions, rewound
+    /// with a rolled-back batch.
+    flow: Arc<fetch::Flow>,
+    /// Rollbacks so far: a batch being fed checks whether it went stale.
+    rewinds: u64,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -255,8 +263,12 @@ impl Core {
     /// nothing after the held record either. (Likely how the batched
     /// reads tried in an earlier session cut traces: they left many
     /// records in a partition's buffer, so it went unread for long while
-    /// the clock moved; not confirmed by trying them again.)
-    fn release_held(&mut self, now: Instant, all: bool) {
+    /// the clock moved; not confirmed by trying them again.) With the
+    /// fetcher on its own thread, "found empty" is the fetcher's: only the
+    /// partitions in `read`, which its last pass read and found empty
+    /// (every record it read before is fed by now), may release a held
+    /// record short of `all`.
+    fn release_held(&mut self, now: Instant, all: bool, read: &[Part]) {
         let grace = Duration::from_millis(self.cfg.input.join_max_millis.min(10_000));
         let at_end = self.cfg.kafka.hold_at_end.0.min(grace);
         for s in &mut self.streams {
@@ -269,7 +281,8 @@ impl Core {
             let release = all || {
                 let key = s.key();
                 let held = now.saturating_duration_since(t);
-                self.align.waiting(&key) == 0
+                read.contains(&key)
+                    && self.align.waiting(&key) == 0
                     && (held >= grace || (held >= at_end && self.align.at_end(&key)))
             };
             if release {
@@ -292,10 +305,8 @@ impl Core {
 
     /// One message through the parser into its partition's buffer, then
     /// into the engine whatever the alignment releases.
-    fn process<M: Message>(&mut self, m: &M, now: Instant) -> Result<(), BatchError> {
-        let topic = m.topic();
-        let part = m.partition();
-        let off = m.offset();
+    fn process(&mut self, m: &fetch::Msg<'_>, now: Instant) -> Result<(), BatchError> {
+        let (topic, part, off) = (m.topic, m.partition, m.offset);
         self.begin()?;
         match self
             .batch
@@ -311,7 +322,7 @@ impl Core {
             }),
         }
         self.metrics.lines.fetch_add(1, Ordering::Relaxed);
-        let payload = m.payload().unwrap_or(&[]);
+        let payload = m.payload;
         self.metrics
             .bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
@@ -356,7 +367,7 @@ impl Core {
         } else if payload.len() > self.cfg.input.max_line_bytes {
             sink.bad(BadReason::TooLong, line_no);
         } else {
-            let fallback = m.timestamp().to_millis();
+            let fallback = m.timestamp;
             st.push_message(&self.parser, payload, line_no, fallback, &mut sink);
         }
         if let Some(reason) = sink.bad
@@ -424,6 +435,7 @@ pub fn run(
 
     let parser = Parser::new(cfg, cfg.input.format).map_err(PipelineError::from)?;
     let state = State::load_writable(&opts.state_dir)?;
+    let flow = Arc::new(fetch::Flow::new(cfg.kafka.partition_buffer));
     let mut core = Core {
         cfg: cfg.clone(),
         parser,
@@ -452,6 +464,8 @@ pub fn run(
         clock: Instant::now(),
         topics: Vec::new(),
         phases: phases::Phases::default(),
+        flow: flow.clone(),
+        rewinds: 0,
     };
     core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
@@ -582,30 +596,50 @@ pub fn run(
             }
         }
     };
-    // The consumer's own queue (rebalances, statistics, errors) is served
-    // every this many turns of the loop, and whenever the loop waits.
-    const SERVE_EVERY: u32 = 32;
-    let mut turns = 0u32;
+    // Two threads (`fetch.rs`): the fetcher reads the partition queues into
+    // batches; this thread feeds them through the core (parse, align,
+    // engine) and commits. It also serves the consumer's own queue, so that
+    // rebalance callbacks run here, between two batches.
     let began = Instant::now();
-    let result = 'run: loop {
-        if opts.shutdown.load(Ordering::Relaxed) {
-            break Ok(());
-        }
-        turns = turns.wrapping_add(1);
-        if turns.is_multiple_of(SERVE_EVERY) {
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::sync_channel(fetch::CHANNEL);
+    let result = std::thread::scope(|scope| {
+        let fetcher = std::thread::Builder::new()
+            .name("faultline-fetch".into())
+            .spawn_scoped(scope, || fetch::run(&queues, &flow, tx, &stop))
+            .map_err(|e| KafkaSourceError::Stopped(format!("starting the fetching thread: {e}")))?;
+        // Since when nothing could be fed (an idle step released nothing):
+        // the alignment's clock advances by that time.
+        let mut quiet: Option<Instant> = None;
+        let result = 'run: loop {
+            if opts.shutdown.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+            // The consumer's own queue: rebalances (their callbacks commit
+            // and assign through the core), statistics, errors, and the
+            // records of a partition without a queue of its own.
             let msg = consumer.poll(Duration::ZERO);
             if let Some(reason) = auth.failure() {
                 break Err(auth_failed(reason));
             }
-            let mut c = lock(&core);
-            if let Some(e) = c.fatal.take() {
-                break Err(e);
-            }
-            if msg.is_some() {
-                if matches!(msg, Some(Ok(_))) {
-                    records += 1;
+            if let Some(msg) = msg {
+                let mut c = lock(&core);
+                if let Some(e) = c.fatal.take() {
+                    break Err(e);
                 }
-                let outcome = driver::step(&mut Step::new(&mut c, &consumer, msg), &cadence);
+                let outcome = match &msg {
+                    Ok(m) => {
+                        records += 1;
+                        driver::step(
+                            &mut Step::new(&mut c, &consumer, Some(Ok(fetch::Msg::of(m)))),
+                            &cadence,
+                        )
+                    }
+                    Err(e) => driver::step(
+                        &mut Step::new(&mut c, &consumer, Some(Err(e.clone()))),
+                        &cadence,
+                    ),
+                };
                 match settle(&mut c, outcome, &mut backoff) {
                     Then::Go => {}
                     Then::Stop(r) => break r,
@@ -616,88 +650,123 @@ pub fn run(
                     }
                 }
             }
-        }
-        // Read each partition whose buffer in the alignment is empty; the
-        // others' records stay in their queues until needed.
-        let mut read = 0u32;
-        let mut then = Then::Go;
-        {
-            let list = queues.lock();
-            for (key, q) in list.iter() {
-                let mut c = lock(&core);
-                if c.align.waiting(key) > 0 {
-                    continue;
+            let event = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(e) => Some(e),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    break Err(KafkaSourceError::Stopped(
+                        "the fetching thread ended".into(),
+                    ));
                 }
-                let Some(msg) = q.poll(Duration::ZERO) else {
-                    continue;
-                };
-                read += 1;
-                if msg.is_ok() {
-                    records += 1;
-                }
-                let outcome = driver::step(
-                    &mut Step::new(&mut c, &consumer, Some(msg)).from(key),
-                    &cadence,
-                );
-                then = settle(&mut c, outcome, &mut backoff);
-                if !matches!(then, Then::Go) {
-                    break;
-                }
-            }
-        }
-        match then {
-            Then::Go => {}
-            Then::Stop(r) => break 'run r,
-            Then::Backoff => {
-                wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
-                continue;
-            }
-        }
-        if read > 0 {
-            continue;
-        }
-        // Nothing to read: release what the alignment now allows (a
-        // partition may have gone idle), take a checkpoint that is due, and
-        // otherwise wait for a queue to fill.
-        let released = {
+            };
             let mut c = lock(&core);
+            if let Some(q) = quiet.take() {
+                // The alignment's clock advances only while nothing could
+                // be fed.
+                let q = q.elapsed();
+                c.clock += q;
+                c.unread_while_quiet(q);
+                c.phases.waits += 1;
+                c.phases.wait += q;
+            }
             if let Some(e) = c.fatal.take() {
                 break Err(e);
             }
-            let outcome = driver::step(&mut Step::new(&mut c, &consumer, None), &cadence);
-            let pushed = matches!(
-                outcome,
-                Ok(driver::Stepped {
-                    poll: driver::Poll::Pushed(_),
-                    ..
-                })
-            );
-            match settle(&mut c, outcome, &mut backoff) {
-                Then::Go => pushed,
-                Then::Stop(r) => break r,
-                Then::Backoff => {
-                    drop(c);
-                    wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
-                    continue;
+            // The fetcher said nothing for a while: still an idle step,
+            // for the clock (a due commit, the silence clock), but its
+            // wait is not known to be quiet.
+            let (reported, event) = match event {
+                Some(e) => (true, e),
+                None => (
+                    false,
+                    fetch::Event::Idle {
+                        read: Vec::new(),
+                        skipped: Vec::new(),
+                    },
+                ),
+            };
+            match event {
+                fetch::Event::Batch(b) => {
+                    let mut live = flow.admit(&b);
+                    let mut seen = c.rewinds;
+                    let mut items = b.each();
+                    while live {
+                        let Some(msg) = items.next() else {
+                            break;
+                        };
+                        records += u64::from(msg.is_ok());
+                        let outcome = driver::step(
+                            &mut Step::new(&mut c, &consumer, Some(msg)).from(&b.part),
+                            &cadence,
+                        );
+                        match settle(&mut c, outcome, &mut backoff) {
+                            Then::Go => {}
+                            Then::Stop(r) => break 'run r,
+                            Then::Backoff => {
+                                drop(c);
+                                wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
+                                c = lock(&core);
+                            }
+                        }
+                        // A rollback seeks its partitions back: the rest of
+                        // the batch is read again if its partition was one
+                        // (a revocation, in a rebalance callback, comes
+                        // between batches: `admit` drops the later ones).
+                        if c.rewinds != seen {
+                            seen = c.rewinds;
+                            live = flow.current(&b.part, b.epoch);
+                        }
+                    }
+                }
+                fetch::Event::Idle { read, skipped } => {
+                    // Release what the alignment now allows (a partition
+                    // may have gone idle), take a checkpoint that is due.
+                    let outcome = driver::step(
+                        &mut Step::new(&mut c, &consumer, None).idle(&read),
+                        &cadence,
+                    );
+                    let pushed = matches!(
+                        outcome,
+                        Ok(driver::Stepped {
+                            poll: driver::Poll::Pushed(_),
+                            ..
+                        })
+                    );
+                    match settle(&mut c, outcome, &mut backoff) {
+                        // Nothing could be fed: quiet, unless the engine
+                        // waits for a partition the pass skipped while
+                        // its records were on their way here (the fetcher
+                        // is woken for it), not for the broker.
+                        Then::Go => {
+                            if reported && !pushed && skipped.iter().all(|k| c.align.waiting(k) > 0)
+                            {
+                                quiet = Some(Instant::now());
+                            }
+                        }
+                        Then::Stop(r) => break r,
+                        Then::Backoff => {
+                            drop(c);
+                            wait_out(&mut backoff, &opts.shutdown, cfg.kafka.max_backoff.0);
+                            continue;
+                        }
+                    }
                 }
             }
+            let c = &*c;
+            if flow.publish(|k| c.align.waiting(k)) {
+                queues.wake.notify();
+            }
         };
-        if released {
-            continue;
+        // The fetcher stops at its next pass, or when its send finds the
+        // channel closed.
+        stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        queues.wake.notify();
+        if fetcher.join().is_err() {
+            tracing::error!("the fetching thread panicked");
         }
-        let quiet = Instant::now();
-        queues.wake.wait(Duration::from_millis(20));
-        // The consumer's queue too, now: it may hold the assignment the
-        // loop is waiting for.
-        turns = SERVE_EVERY - 1;
-        // The alignment's clock advances only while nothing could be read.
-        let quiet = quiet.elapsed();
-        let mut c = lock(&core);
-        c.clock += quiet;
-        c.unread_while_quiet(quiet);
-        c.phases.waits += 1;
-        c.phases.wait += quiet;
-    };
+        result
+    });
     status.ready.store(false, Ordering::Relaxed);
     lock(&core).phases.log(records, began.elapsed());
     let mut clean = true;

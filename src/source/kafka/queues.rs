@@ -37,7 +37,7 @@ pub(super) struct Wake {
 }
 
 impl Wake {
-    fn notify(&self) {
+    pub(super) fn notify(&self) {
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         *p = true;
         self.cv.notify_one();

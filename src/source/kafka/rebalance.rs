@@ -5,6 +5,7 @@
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::aligned::Part;
 use super::*;
 
 impl Core {
@@ -71,6 +72,7 @@ impl Core {
             // It holds the others back until it delivers, ends or idles.
             let key = (self.topic(t), p);
             self.align.assign(&key, self.clock);
+            self.flow.assign(&key);
             let _ = out.add_partition_offset(t, p, start);
         }
         out
@@ -95,8 +97,10 @@ impl Core {
             self.streams
                 .retain(|s| !(s.partition == e.partition() && *s.topic == *e.topic()));
             // What it buffered is past the committed offset: the next owner
-            // reads it again.
-            self.align.revoke(&(e.topic().into(), e.partition()));
+            // reads it again; so is what the fetcher read from it.
+            let key: Part = (e.topic().into(), e.partition());
+            self.align.revoke(&key);
+            self.flow.revoke(&key);
             self.silent_until
                 .remove(&(e.topic().to_string(), e.partition()));
             tracing::info!(

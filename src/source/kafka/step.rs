@@ -10,23 +10,24 @@
 
 use std::time::Instant;
 
-use rdkafka::consumer::{BaseConsumer, ConsumerContext};
-use rdkafka::error::KafkaResult;
-use rdkafka::message::BorrowedMessage;
-
 use super::aligned::Part;
+use super::fetch::Msg;
 use super::*;
 use crate::source::driver::{Pace, Poll, Source};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 
 /// One step's view of the core.
 pub(super) struct Step<'a, C: ConsumerContext> {
     core: &'a mut Core,
     consumer: &'a BaseConsumer<C>,
     /// What the consumer's poll returned, for this step's poll.
-    msg: Option<KafkaResult<BorrowedMessage<'a>>>,
+    msg: Option<Result<Msg<'a>, KafkaError>>,
     /// The partition whose own queue `msg` came from (its end-of-partition
     /// event then names the topic too).
     from: Option<&'a Part>,
+    /// Without a message: the partitions the fetcher's last pass read and
+    /// found empty, whose held records the idle step may release.
+    read: &'a [Part],
     /// The offsets the commit step committed, for the checkpoint step.
     offsets: Vec<(String, i32, i64)>,
     /// When the checkpoint began (for its log line; set by `settle`, not
@@ -41,13 +42,14 @@ impl<'a, C: ConsumerContext> Step<'a, C> {
     pub(super) fn new(
         core: &'a mut Core,
         consumer: &'a BaseConsumer<C>,
-        msg: Option<KafkaResult<BorrowedMessage<'a>>>,
+        msg: Option<Result<Msg<'a>, KafkaError>>,
     ) -> Step<'a, C> {
         Step {
             core,
             consumer,
             msg,
             from: None,
+            read: &[],
             offsets: Vec::new(),
             started: None,
             closing: false,
@@ -59,6 +61,12 @@ impl<'a, C: ConsumerContext> Step<'a, C> {
     /// `msg` came from this partition's own queue.
     pub(super) fn from(mut self, part: &'a Part) -> Step<'a, C> {
         self.from = Some(part);
+        self
+    }
+
+    /// An idle step after a pass of the fetcher that found `read` empty.
+    pub(super) fn idle(mut self, read: &'a [Part]) -> Step<'a, C> {
+        self.read = read;
         self
     }
 
@@ -118,7 +126,7 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
                 (c.drain(now), false)
             }
             None => {
-                c.release_held(now, false);
+                c.release_held(now, false, self.read);
                 (c.drain(now), false)
             }
         };
@@ -153,7 +161,7 @@ impl<C: ConsumerContext> Source for Step<'_, C> {
         let c = &mut *self.core;
         c.phases.mark = self.started;
         if self.closing {
-            c.release_held(c.clock, true);
+            c.release_held(c.clock, true, &[]);
         }
         let r = c.drain(c.clock);
         c.phases.lap(|p| &mut p.settle);

@@ -212,14 +212,17 @@ impl Core {
         let paused = self.align.clear(self.clock);
         aligned::pause_resume(consumer, &paused, false);
         if seek {
-            for (t, p, start) in seeks {
-                if let Err(e) = consumer.seek(&t, p, Offset::Offset(start), Duration::from_secs(10))
+            // Under the fetcher's lanes: what it read before the seek is
+            // dropped as stale (`fetch.rs`).
+            self.rewinds += 1;
+            self.flow.rewind(&seeks, |t, p, start| {
+                if let Err(e) = consumer.seek(t, p, Offset::Offset(start), Duration::from_secs(10))
                 {
                     // Seeking failed: the next assignment starts from the
                     // committed offsets, which is just as correct.
                     tracing::warn!(topic = %t, partition = p, error = %e, "seek back");
                 }
-            }
+            });
         }
         self.pace = Pace::default();
         Ok(())
