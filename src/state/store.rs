@@ -1738,6 +1738,57 @@ struct RowOwned2 {
     series: crate::series::TypeSeries,
 }
 
+impl RowOwned {
+    /// The row as record 2 held it: the ring dense, the last sighting
+    /// whole (or why the ring is damaged).
+    fn dense(self) -> Result<RowOwned2, String> {
+        Ok(RowOwned2 {
+            template: self.template,
+            context: self.context,
+            origin: self.origin,
+            first_seen: self.first_seen,
+            last_seen: self.first_seen.wrapping_add(self.seen_for),
+            count: self.count,
+            version_first_seen: self.version_first_seen,
+            versions: self.versions,
+            samples: self.samples,
+            novel_done: self.novel_done,
+            history_rate_per_min: self.history_rate_per_min,
+            window: self.window.map(SparseOwned::ring).transpose()?,
+            surge: self.surge,
+            resolved_in: self.resolved_in,
+            muted: self.muted,
+            resolved_at: self.resolved_at,
+            series: self.series,
+        })
+    }
+}
+
+impl RowOwned2 {
+    fn into_type(self, fingerprint: Fingerprint) -> ErrorType {
+        ErrorType {
+            fingerprint,
+            template: self.template,
+            context: self.context,
+            origin: self.origin,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            count: self.count,
+            version_first_seen: self.version_first_seen,
+            versions: self.versions,
+            samples: self.samples,
+            novel_done: self.novel_done,
+            history_rate_per_min: self.history_rate_per_min,
+            window: self.window,
+            surge: self.surge,
+            resolved_in: self.resolved_in,
+            muted: self.muted,
+            resolved_at: self.resolved_at,
+            series: self.series,
+        }
+    }
+}
+
 /// Appends the row of `ty` (record [`TYPE_RECORD`]) to `buf`.
 fn append_type(ty: &ErrorType, buf: &mut Vec<u8>) -> Result<(), String> {
     // Every field named: a field added to `ErrorType` stops this from
@@ -1800,56 +1851,15 @@ fn decode_type(path: &Path, row: u64, bytes: &[u8]) -> Result<ErrorType, StateEr
                 .split_first_chunk::<8>()
                 .ok_or_else(|| bad(&"shorter than its fingerprint"))?;
             let r: RowOwned = postcard::from_bytes(rest).map_err(|e| bad(&e))?;
-            Ok(ErrorType {
-                fingerprint: Fingerprint(u64::from_le_bytes(*fp)),
-                template: r.template,
-                context: r.context,
-                origin: r.origin,
-                first_seen: r.first_seen,
-                last_seen: r.first_seen.wrapping_add(r.seen_for),
-                count: r.count,
-                version_first_seen: r.version_first_seen,
-                versions: r.versions,
-                samples: r.samples,
-                novel_done: r.novel_done,
-                history_rate_per_min: r.history_rate_per_min,
-                window: r
-                    .window
-                    .map(SparseOwned::ring)
-                    .transpose()
-                    .map_err(|e| bad(&e))?,
-                surge: r.surge,
-                resolved_in: r.resolved_in,
-                muted: r.muted,
-                resolved_at: r.resolved_at,
-                series: r.series,
-            })
+            let r = r.dense().map_err(|e| bad(&e))?;
+            Ok(r.into_type(Fingerprint(u64::from_le_bytes(*fp))))
         }
         Some((&TYPE_RECORD_V2, rest)) => {
             let (fp, rest) = rest
                 .split_first_chunk::<8>()
                 .ok_or_else(|| bad(&"shorter than its fingerprint"))?;
             let r: RowOwned2 = postcard::from_bytes(rest).map_err(|e| bad(&e))?;
-            Ok(ErrorType {
-                fingerprint: Fingerprint(u64::from_le_bytes(*fp)),
-                template: r.template,
-                context: r.context,
-                origin: r.origin,
-                first_seen: r.first_seen,
-                last_seen: r.last_seen,
-                count: r.count,
-                version_first_seen: r.version_first_seen,
-                versions: r.versions,
-                samples: r.samples,
-                novel_done: r.novel_done,
-                history_rate_per_min: r.history_rate_per_min,
-                window: r.window,
-                surge: r.surge,
-                resolved_in: r.resolved_in,
-                muted: r.muted,
-                resolved_at: r.resolved_at,
-                series: r.series,
-            })
+            Ok(r.into_type(Fingerprint(u64::from_le_bytes(*fp))))
         }
         Some((&TYPE_RECORD_V1, rest)) => postcard::from_bytes(rest).map_err(|e| bad(&e)),
         Some((v, _)) => Err(corrupt(
