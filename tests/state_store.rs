@@ -236,6 +236,16 @@ fn a_state_redb_of_56763a7_gets_its_index_and_its_evicted_types_come_back_known(
     evicted_types_of_an_older_store_stay_known("state-56763a7-redb");
 }
 
+/// A `state.redb` written by main at d2b4391 (tests/fixtures/state-d2b4391-redb):
+/// type rows of record 2 (the window ring dense), a checkpoint every 5
+/// records, each committed, so most of its 40 evicted types are marks in
+/// the index on rows written before. This faultline reads them beside its
+/// own record 3 (sparse rings) and writes record 3 from then on.
+#[test]
+fn a_state_redb_of_d2b4391_with_dense_window_rows_loads_and_its_types_stay_known() {
+    evicted_types_of_an_older_store_stay_known("state-d2b4391-redb");
+}
+
 /// Loads the fixture's store, replays its messages a day later with its
 /// configuration: no novel alert, every type counted twice, templates kept;
 /// then once more (the store now in this faultline's format).

@@ -81,12 +81,18 @@ const GLOBAL: &str = "global";
 /// * 1: postcard of [`ErrorType`], the fingerprint as 16 hex digits (what
 ///   faultline wrote up to 56763a7; still read, no longer written);
 /// * 2: the fingerprint as 8 bytes (little-endian), then postcard of the
-///   other fields ([`RowRef`]): no hex to format or parse, 9 bytes less.
+///   other fields ([`RowOwned2`]): no hex to format or parse, 9 bytes less
+///   (written up to d2b4391; still read);
+/// * 3: as 2, but the window ring sparse (its non-zero slots only, see
+///   [`SparseWindow`]) and the last sighting as an offset from the first
+///   ([`RowRef`]): most types count in one or two of the ring's buckets,
+///   so 60 one-byte zeros a row (a quarter of it) become about four bytes.
 ///
 /// A change of `ErrorType`'s fields needs a new number and a conversion on
 /// load (the row structs below stop compiling until it has one).
 const TYPE_RECORD_V1: u8 = 1;
-const TYPE_RECORD: u8 = 2;
+const TYPE_RECORD_V2: u8 = 2;
+const TYPE_RECORD: u8 = 3;
 /// The version byte of the learner's rows (postcard of each entry).
 const LEARNER_RECORD: u8 = 1;
 /// Alias chains longer than this are a damaged state (the baseline itself
@@ -1591,7 +1597,7 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     }
 }
 
-/// A type's row (record 2) without its fingerprint, borrowed from the
+/// A type's row (record 3) without its fingerprint, borrowed from the
 /// entry. Positional: the order of the fields is the format.
 #[derive(serde::Serialize)]
 struct RowRef<'a> {
@@ -1599,14 +1605,16 @@ struct RowRef<'a> {
     context: &'a crate::fingerprint::Context,
     origin: crate::baseline::Origin,
     first_seen: crate::record::EventTime,
-    last_seen: crate::record::EventTime,
+    /// `last_seen - first_seen` (wrapping): a few bytes instead of a
+    /// second full timestamp.
+    seen_for: i64,
     count: u64,
     version_first_seen: &'a Option<String>,
     versions: &'a litemap::LiteMap<String, u64>,
     samples: &'a [String],
     novel_done: bool,
     history_rate_per_min: Option<f64>,
-    window: &'a Option<crate::window::WindowCounts>,
+    window: Option<SparseWindow<'a>>,
     surge: &'a crate::baseline::SurgeState,
     resolved_in: &'a Option<String>,
     muted: bool,
@@ -1617,6 +1625,100 @@ struct RowRef<'a> {
 /// [`RowRef`] read back.
 #[derive(serde::Deserialize)]
 struct RowOwned {
+    template: String,
+    context: crate::fingerprint::Context,
+    origin: crate::baseline::Origin,
+    first_seen: crate::record::EventTime,
+    seen_for: i64,
+    count: u64,
+    version_first_seen: Option<String>,
+    versions: litemap::LiteMap<String, u64>,
+    samples: Vec<String>,
+    novel_done: bool,
+    history_rate_per_min: Option<f64>,
+    window: Option<SparseOwned>,
+    surge: crate::baseline::SurgeState,
+    resolved_in: Option<String>,
+    muted: bool,
+    resolved_at: Option<crate::record::EventTime>,
+    series: crate::series::TypeSeries,
+}
+
+/// A window ring in a row of record 3: its newest bucket, its length, and
+/// its non-zero slots in order, each as (slots skipped since the previous
+/// one, count). A type counts in the few buckets its recent occurrences
+/// fell in, so this is 3 to 10 bytes where the dense ring is one varint
+/// per bucket (60 at the default geometry); and encoding it is a scan of
+/// the ring, not a serde call per bucket.
+struct SparseWindow<'a>(&'a crate::window::WindowCounts);
+
+impl serde::Serialize for SparseWindow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let (newest, counts) = self.0.ring();
+        let mut t = s.serialize_tuple(3)?;
+        t.serialize_element(&newest)?;
+        t.serialize_element(&(counts.len() as u32))?;
+        t.serialize_element(&NonZero(counts))?;
+        t.end()
+    }
+}
+
+/// The non-zero slots of a ring, as a sequence of (gap, count).
+struct NonZero<'a>(&'a [u32]);
+
+impl serde::Serialize for NonZero<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let n = self.0.iter().filter(|&&c| c != 0).count();
+        let mut seq = s.serialize_seq(Some(n))?;
+        let mut next = 0usize;
+        for (slot, &c) in self.0.iter().enumerate() {
+            if c != 0 {
+                seq.serialize_element(&((slot - next) as u32, c))?;
+                next = slot + 1;
+            }
+        }
+        seq.end()
+    }
+}
+
+/// [`SparseWindow`] read back.
+#[derive(serde::Deserialize)]
+struct SparseOwned {
+    newest: i64,
+    len: u32,
+    slots: Vec<(u32, u32)>,
+}
+
+impl SparseOwned {
+    /// The ring, or why the bytes cannot be one (a length beyond what any
+    /// configuration allows, a slot past the end: a damaged row).
+    fn ring(self) -> Result<crate::window::WindowCounts, String> {
+        let len = self.len as usize;
+        if !(1..=crate::config::MAX_BUCKETS).contains(&len) {
+            return Err(format!("a window of {len} buckets"));
+        }
+        let mut counts = vec![0u32; len].into_boxed_slice();
+        let mut next = 0usize;
+        for (gap, c) in self.slots {
+            let slot = next.saturating_add(gap as usize);
+            let Some(at) = counts.get_mut(slot) else {
+                return Err(format!("a window slot {slot} of {len}"));
+            };
+            *at = c;
+            next = slot + 1;
+        }
+        Ok(crate::window::WindowCounts::from_ring(self.newest, counts))
+    }
+}
+
+/// A row of record 2 (written up to d2b4391) without its fingerprint:
+/// the window dense, the last sighting whole. (Tests write it, to read it
+/// back.)
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct RowOwned2 {
     template: String,
     context: crate::fingerprint::Context,
     origin: crate::baseline::Origin,
@@ -1634,6 +1736,57 @@ struct RowOwned {
     muted: bool,
     resolved_at: Option<crate::record::EventTime>,
     series: crate::series::TypeSeries,
+}
+
+impl RowOwned {
+    /// The row as record 2 held it: the ring dense, the last sighting
+    /// whole (or why the ring is damaged).
+    fn dense(self) -> Result<RowOwned2, String> {
+        Ok(RowOwned2 {
+            template: self.template,
+            context: self.context,
+            origin: self.origin,
+            first_seen: self.first_seen,
+            last_seen: self.first_seen.wrapping_add(self.seen_for),
+            count: self.count,
+            version_first_seen: self.version_first_seen,
+            versions: self.versions,
+            samples: self.samples,
+            novel_done: self.novel_done,
+            history_rate_per_min: self.history_rate_per_min,
+            window: self.window.map(SparseOwned::ring).transpose()?,
+            surge: self.surge,
+            resolved_in: self.resolved_in,
+            muted: self.muted,
+            resolved_at: self.resolved_at,
+            series: self.series,
+        })
+    }
+}
+
+impl RowOwned2 {
+    fn into_type(self, fingerprint: Fingerprint) -> ErrorType {
+        ErrorType {
+            fingerprint,
+            template: self.template,
+            context: self.context,
+            origin: self.origin,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            count: self.count,
+            version_first_seen: self.version_first_seen,
+            versions: self.versions,
+            samples: self.samples,
+            novel_done: self.novel_done,
+            history_rate_per_min: self.history_rate_per_min,
+            window: self.window,
+            surge: self.surge,
+            resolved_in: self.resolved_in,
+            muted: self.muted,
+            resolved_at: self.resolved_at,
+            series: self.series,
+        }
+    }
 }
 
 /// Appends the row of `ty` (record [`TYPE_RECORD`]) to `buf`.
@@ -1667,14 +1820,14 @@ fn append_type(ty: &ErrorType, buf: &mut Vec<u8>) -> Result<(), String> {
         context,
         origin: *origin,
         first_seen: *first_seen,
-        last_seen: *last_seen,
+        seen_for: last_seen.wrapping_sub(*first_seen),
         count: *count,
         version_first_seen,
         versions,
         samples,
         novel_done: *novel_done,
         history_rate_per_min: *history_rate_per_min,
-        window,
+        window: window.as_ref().map(SparseWindow),
         surge,
         resolved_in,
         muted: *muted,
@@ -1698,26 +1851,15 @@ fn decode_type(path: &Path, row: u64, bytes: &[u8]) -> Result<ErrorType, StateEr
                 .split_first_chunk::<8>()
                 .ok_or_else(|| bad(&"shorter than its fingerprint"))?;
             let r: RowOwned = postcard::from_bytes(rest).map_err(|e| bad(&e))?;
-            Ok(ErrorType {
-                fingerprint: Fingerprint(u64::from_le_bytes(*fp)),
-                template: r.template,
-                context: r.context,
-                origin: r.origin,
-                first_seen: r.first_seen,
-                last_seen: r.last_seen,
-                count: r.count,
-                version_first_seen: r.version_first_seen,
-                versions: r.versions,
-                samples: r.samples,
-                novel_done: r.novel_done,
-                history_rate_per_min: r.history_rate_per_min,
-                window: r.window,
-                surge: r.surge,
-                resolved_in: r.resolved_in,
-                muted: r.muted,
-                resolved_at: r.resolved_at,
-                series: r.series,
-            })
+            let r = r.dense().map_err(|e| bad(&e))?;
+            Ok(r.into_type(Fingerprint(u64::from_le_bytes(*fp))))
+        }
+        Some((&TYPE_RECORD_V2, rest)) => {
+            let (fp, rest) = rest
+                .split_first_chunk::<8>()
+                .ok_or_else(|| bad(&"shorter than its fingerprint"))?;
+            let r: RowOwned2 = postcard::from_bytes(rest).map_err(|e| bad(&e))?;
+            Ok(r.into_type(Fingerprint(u64::from_le_bytes(*fp))))
         }
         Some((&TYPE_RECORD_V1, rest)) => postcard::from_bytes(rest).map_err(|e| bad(&e)),
         Some((v, _)) => Err(corrupt(
@@ -2025,4 +2167,141 @@ fn read_learner(
         Err(x) => return Err(e(&x)),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::{WindowCounts, WindowSpec};
+
+    /// A type as a stream leaves it: counts in a few buckets of a ring that
+    /// has wrapped, a version, a sample, a minute series.
+    fn a_type() -> ErrorType {
+        let spec = WindowSpec::new(10_000, 600_000);
+        let mut w = WindowCounts::new(&spec);
+        for (b, n) in [(1_000, 3), (1_002, 1), (1_061, 7), (1_075, 2)] {
+            w.add(b, n);
+        }
+        let c = Cold {
+            first_seen: 1_790_000_000_000,
+            last_seen: 1_790_000_750_000,
+            count: 13,
+            origin: crate::baseline::Origin::Live,
+            novel_done: true,
+        };
+        let mut t = c.revive(
+            Fingerprint(0xfeed_f00d),
+            "widget <*> failed",
+            &Default::default(),
+        );
+        t.window = Some(w);
+        t.samples = vec!["widget abcd failed".into()];
+        t.versions.insert("1.2".into(), 13);
+        t.series.add(Some("1.2"), 1_790_000_750_000);
+        t
+    }
+
+    fn same(a: &ErrorType, b: &ErrorType) {
+        assert_eq!(
+            serde_json::to_value(a).unwrap(),
+            serde_json::to_value(b).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_row_with_a_sparse_window_reads_back_equal_and_is_smaller_than_dense() {
+        let t = a_type();
+        let mut buf = Vec::new();
+        encode_type(&t, &mut buf).unwrap();
+        assert_eq!(buf[0], TYPE_RECORD);
+        same(&decode_type(Path::new("x"), 0, &buf).unwrap(), &t);
+        // The dense ring alone is 60 bytes; the sparse one, 4 slots.
+        let mut without = t.clone();
+        without.window = None;
+        let mut bare = Vec::new();
+        encode_type(&without, &mut bare).unwrap();
+        assert!(
+            buf.len() - bare.len() < 20,
+            "{} bytes",
+            buf.len() - bare.len()
+        );
+    }
+
+    #[test]
+    fn empty_and_full_windows_and_reversed_times_read_back_equal() {
+        let spec = WindowSpec::new(10_000, 600_000);
+        let mut t = a_type();
+        t.window = Some(WindowCounts::new(&spec));
+        let mut buf = Vec::new();
+        encode_type(&t, &mut buf).unwrap();
+        same(&decode_type(Path::new("x"), 0, &buf).unwrap(), &t);
+        let mut w = WindowCounts::new(&spec);
+        for b in 0..60 {
+            w.add(b, u32::MAX - b as u32);
+        }
+        t.window = Some(w);
+        // What a type revived without its row carries (first MAX, last MIN).
+        t.first_seen = i64::MAX;
+        t.last_seen = i64::MIN;
+        encode_type(&t, &mut buf).unwrap();
+        same(&decode_type(Path::new("x"), 0, &buf).unwrap(), &t);
+    }
+
+    /// Record 2, as d2b4391 wrote it (the window dense), still reads.
+    #[test]
+    fn a_row_of_record_2_reads_back_as_the_type_it_held() {
+        let t = a_type();
+        let r = RowOwned2 {
+            template: t.template.clone(),
+            context: t.context.clone(),
+            origin: t.origin,
+            first_seen: t.first_seen,
+            last_seen: t.last_seen,
+            count: t.count,
+            version_first_seen: t.version_first_seen.clone(),
+            versions: t.versions.clone(),
+            samples: t.samples.clone(),
+            novel_done: t.novel_done,
+            history_rate_per_min: t.history_rate_per_min,
+            window: t.window.clone(),
+            surge: t.surge.clone(),
+            resolved_in: t.resolved_in.clone(),
+            muted: t.muted,
+            resolved_at: t.resolved_at,
+            series: t.series.clone(),
+        };
+        let mut buf = vec![TYPE_RECORD_V2];
+        buf.extend_from_slice(&t.fingerprint.0.to_le_bytes());
+        buf.extend_from_slice(&postcard::to_stdvec(&r).unwrap());
+        same(&decode_type(Path::new("x"), 0, &buf).unwrap(), &t);
+    }
+
+    /// A damaged sparse window (a length no configuration allows, a slot
+    /// past the end, a gap that overflows) is refused as damage, naming
+    /// the row, never a panic or a huge allocation.
+    #[test]
+    fn a_damaged_sparse_window_is_refused_naming_the_row() {
+        for (len, slots) in [
+            (0, vec![]),
+            (u32::MAX, vec![]),
+            (60, vec![(60, 1)]),
+            (60, vec![(59, 1), (0, 1)]),
+            (60, vec![(3, 1), (u32::MAX, 1)]),
+        ] {
+            let w = SparseOwned {
+                newest: 5,
+                len,
+                slots,
+            };
+            assert!(w.ring().is_err());
+        }
+        let t = a_type();
+        let mut buf = Vec::new();
+        encode_type(&t, &mut buf).unwrap();
+        // Every truncation is refused, none panics.
+        for end in 0..buf.len() {
+            let err = decode_type(Path::new("x"), 7, &buf[..end]).unwrap_err();
+            assert!(err.to_string().contains("row 7"), "{err}");
+        }
+    }
 }

@@ -156,6 +156,20 @@ impl WindowCounts {
         (self.newest != i64::MIN).then_some(self.newest)
     }
 
+    /// The ring as stored: its newest bucket (`i64::MIN` before the first
+    /// count) and its slots (bucket mod length). For the state store's
+    /// sparse row encoding; [`WindowCounts::from_ring`] is the inverse.
+    pub fn ring(&self) -> (i64, &[u32]) {
+        (self.newest, &self.counts)
+    }
+
+    /// A ring read back from [`WindowCounts::ring`]'s parts: what
+    /// deserialising the struct gives (checked against the spec by
+    /// [`WindowCounts::validate`], as that is).
+    pub fn from_ring(newest: i64, counts: Box<[u32]>) -> WindowCounts {
+        WindowCounts { newest, counts }
+    }
+
     /// Heap bytes of this window (for the memory report).
     pub fn heap_bytes(&self) -> usize {
         self.counts.len() * 4
