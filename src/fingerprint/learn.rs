@@ -1017,12 +1017,34 @@ impl Learner {
         let mut cands: Vec<(u64, u64, usize)> = Vec::with_capacity(words.len());
         let mut sks = Vec::with_capacity(words.len());
         skeleton_hashes(ctx, &words, &mut sks);
+        // First sight: positions whose word the service already knows as
+        // a value (a key that took many values anywhere in the service, or
+        // a value a many-valued position of another type held), in a
+        // skeleton nothing else has entered, are generalised with the
+        // first template, so a rare type's first occurrence already has
+        // the type all its later values will have. Why this holds on a
+        // stranger's logs: the evidence is the same that already makes
+        // the second value of such a position generalise (it counts as a
+        // masked value); waiting for that second value only gave the first
+        // occurrence a type of its own that the stream then aliased away,
+        // so the type seen on arrival differed from the type kept. A fresh
+        // skeleton is required so that no constant word seen there before
+        // (`… to redis`) is ever folded by it.
+        let mut evident: Vec<(usize, String)> = Vec::new();
         for (p, w) in words.iter().enumerate() {
             let mut val = h_word(w);
             if val & 1 == 0
                 && (has_param_pair(w, |k| self.is_param(scope, k)) || self.is_value(scope, w))
             {
                 val |= 1;
+                if self
+                    .skeletons
+                    .get(&sks[p])
+                    .is_none_or(|e| e.members.is_empty() && e.generalized.is_none())
+                    && let Some(glob) = self.value_glob(scope, w)
+                {
+                    evident.push((p, glob));
+                }
             }
             cands.push((sks[p], val, p));
         }
@@ -1139,7 +1161,32 @@ impl Learner {
             }
         }
         // 4. The position has varied enough: generalise it. Else two
-        //    positions that vary together may have.
+        //    positions that vary together may have. Else a position
+        //    holding a known value of the service is one at first sight.
+        if generalize.is_none()
+            && refused.is_none()
+            && !evident.is_empty()
+            && self.first_of_shape(bucket, id)
+        {
+            let before = self.clusters.len();
+            let sk = sks[evident[0].0];
+            if let Some((g, merged)) =
+                self.generalize_with(ctx, scope, &words, sk, id, bucket, &evident)
+            {
+                for &m in &merged {
+                    let t = std::mem::take(&mut self.clusters[m as usize].template);
+                    let mw: Vec<&str> = t.split(' ').collect();
+                    self.learn_values(scope, g, &mw);
+                    self.clusters[m as usize].template = t;
+                }
+                return Resolution {
+                    cluster: g,
+                    created: g as usize >= before,
+                    // The template's own cluster was never handed out.
+                    merged: merged.into_iter().filter(|&m| m != id).collect(),
+                };
+            }
+        }
         let general =
             match generalize.and_then(|sk| self.generalize(ctx, scope, &words, sk, id, bucket)) {
                 Some(done) => Some(done),
@@ -1356,6 +1403,22 @@ impl Learner {
             let words: Vec<&str> = c.template.split(' ').collect();
             if matches(&gc.template, &gc.learned, &words) {
                 out.push(u);
+            }
+        }
+        // Generalised templates of the bucket that `g` covers whole (a
+        // type made at first sight at one position, before a second
+        // position was seen to vary): `g` says more, and one template
+        // covering another is one type.
+        if let Some(gs) = self.generalized.get(&bucket) {
+            for &u in gs {
+                let c = &self.clusters[u as usize];
+                if u == g || c.alias_of.is_some() || c.ctx != ctx {
+                    continue;
+                }
+                let words: Vec<&str> = c.template.split(' ').collect();
+                if matches(&gc.template, &gc.learned, &words) {
+                    out.push(u);
+                }
             }
         }
         out
@@ -1642,7 +1705,6 @@ impl Learner {
     /// Makes the template of skeleton `sk` a cluster and aliases the
     /// skeleton's members to it. `words`/`newest` are the template and
     /// cluster that tipped it over.
-    #[allow(clippy::too_many_arguments)]
     fn generalize(
         &mut self,
         ctx: u64,
@@ -1651,6 +1713,62 @@ impl Learner {
         sk: u64,
         newest: ClusterId,
         bucket: u64,
+    ) -> Option<(ClusterId, Vec<ClusterId>)> {
+        self.generalize_with(ctx, scope, words, sk, newest, bucket, &[])
+    }
+
+    /// Whether no other template of this context and word count is known
+    /// (`id`, just made, aside): a message shape seen for the first time.
+    /// First sight is kept to these: where templates of the shape exist,
+    /// the position's evidence counts as a masked value as before, and two
+    /// positions varying together are left to [`Learner::pair_generalize`],
+    /// which compares plain templates only.
+    fn first_of_shape(&mut self, bucket: u64, id: ClusterId) -> bool {
+        if !self.pairs_built {
+            self.build_recent();
+        }
+        self.recent
+            .get(&bucket)
+            .is_none_or(|r| r.iter().all(|&c| c == id))
+            && self.generalized.get(&bucket).is_none_or(Vec::is_empty)
+    }
+
+    /// The glob a word the service knows as a value becomes at a position
+    /// generalised at first sight: what [`merge_word`] makes of it and
+    /// any other value (`user=ann` gives `user=<*>`, `(ann),` gives
+    /// `(<*>),`, `/find?q=lamp&page=2` gives `/find?q=<*>`), so the type
+    /// is the one two values would have made.
+    fn value_glob(&self, scope: u64, word: &str) -> Option<String> {
+        let mut span = None;
+        if word.contains('=') {
+            for_each_pair(word, |k, v| {
+                if span.is_none() && v != VAR && self.is_param(scope, k) {
+                    span = Some((v.as_ptr() as usize - word.as_ptr() as usize, v.len()));
+                }
+            });
+        }
+        if span.is_none() && self.is_value(scope, word) {
+            let v = value_core(word)?;
+            span = Some((v.as_ptr() as usize - word.as_ptr() as usize, v.len()));
+        }
+        let (at, len) = span?;
+        let other = format!("{}\u{1}{}", &word[..at], &word[at + len..]);
+        Some(merge_word(word, &other))
+    }
+
+    /// [`Learner::generalize`], with positions `forced` (position, glob)
+    /// generalised whatever the members show: words the service knows as
+    /// values (the first-sight rule in [`Learner::observe_in`]).
+    #[allow(clippy::too_many_arguments)]
+    fn generalize_with(
+        &mut self,
+        ctx: u64,
+        scope: u64,
+        words: &[&str],
+        sk: u64,
+        newest: ClusterId,
+        bucket: u64,
+        forced: &[(usize, String)],
     ) -> Option<(ClusterId, Vec<ClusterId>)> {
         // A refusal for too few constants is decided before the members
         // are copied where it can be: merging more members only shortens
@@ -1687,6 +1805,14 @@ impl Learner {
         let mut learned: Vec<u32> = Vec::new();
         for &m in &members {
             self.fold_member(&mut general, m, &mut learned);
+        }
+        for (p, glob) in forced {
+            if let Some(g) = general.get_mut(*p) {
+                g.clone_from(glob);
+                if !learned.contains(&(*p as u32)) {
+                    learned.push(*p as u32);
+                }
+            }
         }
         learned.sort_unstable();
         // A template that is mostly placeholders says nothing: `<*>`
@@ -2658,6 +2784,79 @@ mod tests {
             l.observe_in(2, "billing", "catalog down for /items?term=mug&page=<*>")
                 .created
         );
+    }
+
+    #[test]
+    fn a_rare_type_whose_value_the_service_knows_has_its_final_type_at_first_sight() {
+        let mut l = learner();
+        for term in [
+            "chair", "desk", "sofa", "rug", "shelf", "stool", "bench", "crate",
+        ] {
+            l.teach_line("shop", &format!("served /items?term={term}&page=2 in 4 ms"));
+        }
+        let first = l.observe_in(1, "shop", "index stale for /items?term=vase&page=<*>");
+        assert!(first.created, "the first occurrence is a new type");
+        assert!(first.merged.is_empty(), "nothing was handed out before it");
+        assert_eq!(l.template(first.cluster), "index stale for /items?term=<*>");
+        // The type seen on arrival is the type kept: later values are it.
+        for term in ["mug", "pan", "vase"] {
+            let r = l.observe_in(
+                1,
+                "shop",
+                &format!("index stale for /items?term={term}&page=<*>"),
+            );
+            assert!(!r.created);
+            assert_eq!(r.cluster, first.cluster, "{term}");
+        }
+    }
+
+    #[test]
+    fn a_known_value_beside_a_word_seen_before_is_not_generalised_at_first_sight() {
+        let mut l = learner();
+        let users = ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"];
+        for u in users {
+            l.observe_in(1, "api", &format!("bad password for {u} from <*>"));
+        }
+        // `redis` was seen at the position first: a known value arriving
+        // there later is not a first sight, and the near-new rule of the
+        // position stands as before (one value is no variation).
+        let redis = l.observe_in(2, "api", "timeout connecting to redis");
+        assert!(redis.created);
+        assert_eq!(l.template(redis.cluster), "timeout connecting to redis");
+        let pg = l.observe_in(2, "api", "timeout connecting to postgres");
+        assert!(pg.created);
+        assert_ne!(pg.cluster, redis.cluster);
+    }
+
+    #[test]
+    fn a_type_made_at_first_sight_joins_the_generalisation_that_covers_it() {
+        let mut l = learner();
+        let users = ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"];
+        for (i, u) in users.iter().enumerate() {
+            l.observe_in(i as u64 + 100, "db", &format!("login {i} refused user={u}"));
+        }
+        // `user` is a parameter: the first connection line is generalised
+        // there at once; then its database is seen to vary too.
+        let first = l.observe_in(1, "db", "connection authorized: user=ann database=shop");
+        assert_eq!(
+            l.template(first.cluster),
+            "connection authorized: user=<*> database=shop"
+        );
+        let mut last = first.clone();
+        for d in ["auth", "ledger", "metrics", "orders"] {
+            for u in ["bob", "cid"] {
+                last = l.observe_in(
+                    1,
+                    "db",
+                    &format!("connection authorized: user={u} database={d}"),
+                );
+            }
+        }
+        assert_eq!(
+            l.template(last.cluster),
+            "connection authorized: user=<*> database=<*>"
+        );
+        assert_eq!(l.root(first.cluster), last.cluster);
     }
 
     #[test]
