@@ -716,6 +716,68 @@ fn value_core(word: &str) -> Option<&str> {
 /// Longest word kept as a learned value (names, not payloads).
 const MAX_VALUE_LEN: usize = 64;
 
+/// The mark among a cluster's learned positions that makes its last word
+/// stand for the rest of the line (a free-text tail; see
+/// [`Learner::learn_tails`]). No template has that many words.
+const TAIL_MARK: u32 = u32::MAX;
+
+/// Constant words, the label included, before a label a free-text tail
+/// may follow: `reason set to:` says what the tail is, `error:` alone
+/// does not.
+const TAIL_MIN_PREFIX_CONSTANTS: usize = 2;
+
+/// Labels per template considered for a tail (the first ones).
+const MAX_TAIL_LABELS: usize = 4;
+
+/// Distinct tails and member templates remembered per label.
+const MAX_TAIL_VALUES: usize = 8;
+const MAX_TAIL_MEMBERS: usize = 16;
+
+/// Whether a tail reads as free text: words of letters (with an
+/// apostrophe or hyphen inside, and punctuation that ends a phrase after),
+/// a masked value here and there, most of it words. A tail with keys,
+/// operators, brackets or glued values (`user=ann`, `SELECT * FROM`,
+/// `{ flg=<*> }`, `instruction...<*>`) is a structure whose words are
+/// positions, learned one by one.
+fn is_prose(tail: &[&str]) -> bool {
+    let mut letters = 0;
+    for w in tail {
+        if *w == VAR {
+            continue;
+        }
+        let core = w.trim_end_matches(['.', ',', ';', '!', '?']);
+        if core.is_empty()
+            || !core.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            || !core
+                .bytes()
+                .all(|b| b.is_ascii_alphabetic() || b == b'\'' || b == b'-')
+        {
+            return false;
+        }
+        letters += 1;
+    }
+    2 * letters > tail.len()
+}
+
+/// The entry of [`Learner::keys`] holding the distinct tails (hash with
+/// the word count in the low byte) seen after the label whose tail
+/// template has hash `gkey`.
+fn h_tail_values(gkey: u64) -> u64 {
+    super::hash_concat(|b| {
+        b.extend_from_slice(&gkey.to_le_bytes());
+        b.extend_from_slice(b"\0tail\0");
+    })
+}
+
+/// The entry of [`Learner::keys`] holding the template hashes of the
+/// clusters with tails after that label, until the tail is learned.
+fn h_tail_members(gkey: u64) -> u64 {
+    super::hash_concat(|b| {
+        b.extend_from_slice(&gkey.to_le_bytes());
+        b.extend_from_slice(b"\0tailm\0");
+    })
+}
+
 impl Learner {
     pub fn new(enabled: bool, min_distinct: usize, min_ratio: f64) -> Learner {
         Learner {
@@ -988,6 +1050,19 @@ impl Learner {
         let words: Vec<&str> = template.split(' ').collect();
         let bucket = h_bucket(ctx, words.len());
 
+        // 0. A free-text tail learned after one of the template's labels.
+        if let Some(g) = self.tail_lookup(ctx, &words) {
+            self.cache_exact(key, g);
+            self.clusters[g as usize].count += 1;
+            self.clusters[g as usize].last_used = self.budget.tick;
+            self.changes.cluster(g);
+            return Resolution {
+                cluster: g,
+                created: false,
+                merged: Vec::new(),
+            };
+        }
+
         // 1. A generalised template that already covers this one, unless
         //    the template brings a new member of a closed set.
         let mut refused: Option<ClusterId> = None;
@@ -1209,12 +1284,190 @@ impl Learner {
                     merged,
                 }
             }
-            None => Resolution {
-                cluster: id,
-                created: true,
-                merged: Vec::new(),
+            None => match self.learn_tails(ctx, scope, &words, key, id) {
+                Some((g, merged)) => Resolution {
+                    cluster: g,
+                    created: false,
+                    merged,
+                },
+                None => Resolution {
+                    cluster: id,
+                    created: true,
+                    merged: Vec::new(),
+                },
             },
         }
+    }
+
+    /// The label positions of `words` a free-text tail may follow: a
+    /// constant word ending in `:` (`reason:`, `failed:`), not last, with
+    /// at least [`TAIL_MIN_PREFIX_CONSTANTS`] constant words up to and
+    /// including it. At most [`MAX_TAIL_LABELS`], first first.
+    fn tail_labels<'a>(words: &'a [&'a str]) -> impl Iterator<Item = usize> + 'a {
+        let mut constants = 0;
+        words
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, w)| {
+                if is_constant(w) {
+                    constants += 1;
+                }
+                (i + 1 < words.len()
+                    && w.ends_with(':')
+                    && is_constant(w)
+                    && constants >= TAIL_MIN_PREFIX_CONSTANTS)
+                    .then_some(i)
+            })
+            .take(MAX_TAIL_LABELS)
+    }
+
+    /// The template a tail learned after label `p` gives: the words up to
+    /// the label, then `<*>` for the rest of the line.
+    fn tail_template(words: &[&str], p: usize) -> String {
+        let mut t = words[..=p].join(" ");
+        t.push(' ');
+        t.push_str(VAR);
+        t
+    }
+
+    /// Whether cluster `c` is a learned free-text tail.
+    fn is_tail(&self, c: ClusterId) -> bool {
+        self.clusters[c as usize].learned.contains(&TAIL_MARK)
+    }
+
+    /// The learned tail cluster that covers `words`, if any.
+    fn tail_lookup(&self, ctx: u64, words: &[&str]) -> Option<ClusterId> {
+        for p in Self::tail_labels(words) {
+            let t = Self::tail_template(words, p);
+            if let Some(&c) = self.exact.get(&h_template(ctx, &t)) {
+                let r = self.root(c);
+                if self.is_tail(r) {
+                    return Some(r);
+                }
+            }
+        }
+        None
+    }
+
+    /// Records the tail of new template `words` (its own cluster `id`,
+    /// template hash `key`) after each of its labels; where the tails
+    /// after one label have taken `min_distinct` distinct values of at
+    /// least two lengths, the label's prefix with `<*>` for the rest of
+    /// the line becomes a type that every template with that prefix
+    /// joins (those seen before become its aliases).
+    ///
+    /// Why this holds on a stranger's logs: positions are learned within
+    /// one word count, so a free-text value at the end of a line (a
+    /// reason, an error text, a description) that takes a different
+    /// number of words each time never shows one position varying, and
+    /// every occurrence was its own type. A constant label ending in a
+    /// colon is how people write "what follows is the value"; the same
+    /// evidence as for one position (`min_distinct` distinct values, the
+    /// closed-set rule for values that each recurred, the constant share)
+    /// is asked of the whole tail, and the lengths must differ, so a tail
+    /// of one length is still learned position by position.
+    fn learn_tails(
+        &mut self,
+        ctx: u64,
+        scope: u64,
+        words: &[&str],
+        key: u64,
+        id: ClusterId,
+    ) -> Option<(ClusterId, Vec<ClusterId>)> {
+        let labels: Vec<usize> = Self::tail_labels(words).collect();
+        for p in labels {
+            if !is_prose(&words[p + 1..]) {
+                continue;
+            }
+            let t = Self::tail_template(words, p);
+            let gkey = h_template(ctx, &t);
+            let tail = words[p + 1..].join(" ");
+            let n = (words.len() - p - 1).min(0xff) as u64;
+            let val = (xxhash_rust::xxh3::xxh3_64(tail.as_bytes()) & !0xff) | n;
+            let (hv, hm) = (h_tail_values(gkey), h_tail_members(gkey));
+            let values = self.keys.get(&hv).cloned().unwrap_or_default();
+            let members = self.keys.get(&hm).cloned().unwrap_or_default();
+            let known = values.contains(&val);
+            // A closed set's new member: the known tails each recurred.
+            let recurred = !members.is_empty()
+                && members.iter().all(|h| {
+                    self.exact.get(h).is_some_and(|&c| {
+                        self.clusters[self.root(c) as usize].count >= CLOSED_RECUR
+                    })
+                });
+            if !known && values.len() + 1 >= self.min_distinct && recurred {
+                continue;
+            }
+            if self.keys.len() + 2 >= MAX_KEYS && (values.is_empty() || members.is_empty()) {
+                continue;
+            }
+            let mut values = values;
+            if !known && values.len() < MAX_TAIL_VALUES {
+                values.push(val);
+            }
+            let mut members = members;
+            if !members.contains(&key) {
+                if members.len() >= MAX_TAIL_MEMBERS {
+                    members.remove(0);
+                }
+                members.push(key);
+            }
+            let lengths = {
+                let mut l: Vec<u64> = values.iter().map(|v| v & 0xff).collect();
+                l.sort_unstable();
+                l.dedup();
+                l.len()
+            };
+            let constants = words[..=p].iter().filter(|w| is_constant(w)).count();
+            let need = (((p + 2) as f64) * self.min_constant_share).ceil() as usize;
+            let ready = values.len() >= self.min_distinct && lengths >= 2 && constants >= need;
+            self.keys.insert(hv, values);
+            self.changes.key(hv);
+            if !ready {
+                self.keys.insert(hm, members);
+                self.changes.key(hm);
+                continue;
+            }
+            self.keys.remove(&hm);
+            self.changes.key(hm);
+            let g = match self.exact.get(&gkey) {
+                Some(&c) => self.root(c),
+                None => {
+                    let g = self.push_cluster(ctx, scope, t);
+                    self.clusters[g as usize].count = 0;
+                    self.exact.insert(gkey, g);
+                    self.changes.exact(gkey);
+                    g
+                }
+            };
+            {
+                let c = &mut self.clusters[g as usize];
+                for m in [(p + 1) as u32, TAIL_MARK] {
+                    if !c.learned.contains(&m) {
+                        c.learned.push(m);
+                    }
+                }
+                c.last_used = self.budget.tick;
+            }
+            self.changes.cluster(g);
+            let mut merged = Vec::new();
+            let olds = members.iter().filter_map(|h| self.exact.get(h).copied());
+            let olds: Vec<ClusterId> = olds.chain(std::iter::once(id)).collect();
+            for m in olds {
+                let r = self.root(m);
+                if r != g {
+                    self.clusters[r as usize].alias_of = Some(g);
+                    let c = self.clusters[r as usize].count;
+                    self.clusters[g as usize].count += c;
+                    self.changes.cluster(r);
+                    merged.push(r);
+                }
+            }
+            merged.sort_unstable();
+            merged.dedup();
+            return Some((g, merged));
+        }
+        None
     }
 
     /// Two positions that vary together (`registering class A for class
@@ -2857,6 +3110,89 @@ mod tests {
             "connection authorized: user=<*> database=<*>"
         );
         assert_eq!(l.root(first.cluster), last.cluster);
+    }
+
+    #[test]
+    fn free_text_after_a_label_is_one_type_whatever_its_length() {
+        let mut l = learner();
+        let a = l.observe(1, "node <*> drained, reason set to: kernel upgrade");
+        let b = l.observe(1, "node <*> drained, reason set to: fan fell off the board");
+        assert!(a.created && b.created);
+        let c = l.observe(
+            1,
+            "node <*> drained, reason set to: checking memory errors on socket <*>",
+        );
+        assert!(!c.created);
+        assert_eq!(
+            l.template(c.cluster),
+            "node <*> drained, reason set to: <*>"
+        );
+        assert_eq!(l.root(a.cluster), c.cluster, "earlier tails join it");
+        assert_eq!(l.root(b.cluster), c.cluster);
+        let d = l.observe(1, "node <*> drained, reason set to: scheduled maintenance");
+        assert_eq!(d.cluster, c.cluster);
+        // Another label's prefix is another type.
+        assert!(
+            l.observe(1, "node <*> resumed, reason set to: done")
+                .created
+        );
+    }
+
+    #[test]
+    fn a_structured_tail_after_a_label_is_not_free_text() {
+        let mut l = learner();
+        for t in [
+            "user=ann database=shop",
+            "user=bob database=shop app=psql extra=1",
+            "SELECT * FROM t WHERE id = <*>",
+            "UPDATE t SET a = <*>",
+        ] {
+            let r = l.observe(1, &format!("connection checked: {t}"));
+            assert!(r.created, "{t}");
+            assert_eq!(l.template(r.cluster), format!("connection checked: {t}"));
+        }
+    }
+
+    #[test]
+    fn tails_of_one_length_are_learned_position_by_position() {
+        let mut l = learner();
+        for t in ["disk full", "quota exceeded", "lock held"] {
+            l.observe(1, &format!("backup of vault failed: {t}"));
+        }
+        // Tails of one length are positions (here two that vary
+        // together): no `<*>` for the rest of the line was made.
+        let r = l.observe(1, "backup of vault failed: disk full");
+        assert_eq!(l.template(r.cluster).split(' ').count(), 6);
+        assert_ne!(l.template(r.cluster), "backup of vault failed: <*>");
+    }
+
+    #[test]
+    fn a_label_alone_does_not_make_a_tail() {
+        let mut l = learner();
+        for t in [
+            "disk full",
+            "fan fell off",
+            "bad memory module found",
+            "x y z w v",
+        ] {
+            let r = l.observe(1, &format!("error: {t}"));
+            assert!(r.created, "{t}");
+        }
+    }
+
+    #[test]
+    fn a_closed_set_of_recurring_tails_stays_apart() {
+        let mut l = learner();
+        for _ in 0..10 {
+            l.observe(1, "peer <*> down, cause: hold timer expired");
+            l.observe(1, "peer <*> down, cause: interface flap");
+        }
+        let r = l.observe(1, "peer <*> down, cause: notification sent by peer");
+        assert!(r.created, "a new member of a set whose members recurred");
+        assert_eq!(
+            l.template(r.cluster),
+            "peer <*> down, cause: notification sent by peer"
+        );
     }
 
     #[test]
