@@ -1428,7 +1428,8 @@ impl Learner {
                 self.changes.key(hm);
                 continue;
             }
-            self.keys.remove(&hm);
+            // Emptied rather than removed, so the store writes it as such.
+            self.keys.insert(hm, Vec::new());
             self.changes.key(hm);
             let g = match self.exact.get(&gkey) {
                 Some(&c) => self.root(c),
@@ -3135,6 +3136,31 @@ mod tests {
         assert!(
             l.observe(1, "node <*> resumed, reason set to: done")
                 .created
+        );
+    }
+
+    #[test]
+    fn a_learned_tail_survives_a_save_and_load() {
+        let mut l = learner();
+        for t in [
+            "disk full",
+            "fan fell off the board",
+            "memory errors on socket <*>",
+        ] {
+            l.observe(1, &format!("node <*> drained, reason set to: {t}"));
+        }
+        let before = l.observe(1, "node <*> drained, reason set to: kernel upgrade");
+        let json = serde_json::to_string(&l).unwrap();
+        let mut loaded: Learner = serde_json::from_str(&json).unwrap();
+        loaded.validate().unwrap();
+        let r = loaded.observe(
+            1,
+            "node <*> drained, reason set to: waiting for a new power supply",
+        );
+        assert_eq!(r.cluster, before.cluster);
+        assert_eq!(
+            loaded.template(r.cluster),
+            "node <*> drained, reason set to: <*>"
         );
     }
 
