@@ -3065,15 +3065,12 @@ mod tests {
     }
 
     #[test]
-    fn a_known_value_beside_a_word_seen_before_is_not_generalised_at_first_sight() {
+    fn a_word_the_service_does_not_know_as_a_value_waits_for_variation() {
         let mut l = learner();
-        let users = ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"];
-        for u in users {
-            l.observe_in(1, "api", &format!("bad password for {u} from <*>"));
-        }
-        // `redis` was seen at the position first: a known value arriving
-        // there later is not a first sight, and the near-new rule of the
-        // position stands as before (one value is no variation).
+        learn_users(&mut l, "api");
+        // A service that knows values elsewhere generalises nothing it
+        // does not know at first sight: the near-new rule stands (one
+        // value is no variation).
         let redis = l.observe_in(2, "api", "timeout connecting to redis");
         assert!(redis.created);
         assert_eq!(l.template(redis.cluster), "timeout connecting to redis");
@@ -3433,13 +3430,18 @@ mod tests {
         assert_eq!(r.cluster, g.cluster);
     }
 
+    /// Eight users at one position of a type of `service`: its values are
+    /// the service's from then on.
+    fn learn_users(l: &mut Learner, service: &str) {
+        for u in ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"] {
+            l.observe_in(1, service, &format!("bad password for {u} from <*>"));
+        }
+    }
+
     #[test]
     fn values_of_a_many_valued_position_are_parameters_in_other_types() {
         let mut l = learner();
-        let users = ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"];
-        for u in users {
-            l.observe_in(1, "auth", &format!("bad password for {u} from <*>"));
-        }
+        learn_users(&mut l, "auth");
         // A rare type of the same service: its first user is new, the
         // second is a value seen varying elsewhere, so the position is one.
         let a = l.observe_in(2, "auth", "too many failures for ann [pre]");
