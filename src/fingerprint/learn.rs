@@ -716,6 +716,68 @@ fn value_core(word: &str) -> Option<&str> {
 /// Longest word kept as a learned value (names, not payloads).
 const MAX_VALUE_LEN: usize = 64;
 
+/// The mark among a cluster's learned positions that makes its last word
+/// stand for the rest of the line (a free-text tail; see
+/// [`Learner::learn_tails`]). No template has that many words.
+const TAIL_MARK: u32 = u32::MAX;
+
+/// Constant words, the label included, before a label a free-text tail
+/// may follow: `reason set to:` says what the tail is, `error:` alone
+/// does not.
+const TAIL_MIN_PREFIX_CONSTANTS: usize = 2;
+
+/// Labels per template considered for a tail (the first ones).
+const MAX_TAIL_LABELS: usize = 4;
+
+/// Distinct tails and member templates remembered per label.
+const MAX_TAIL_VALUES: usize = 8;
+const MAX_TAIL_MEMBERS: usize = 16;
+
+/// Whether a tail reads as free text: words of letters (with an
+/// apostrophe or hyphen inside, and punctuation that ends a phrase after),
+/// a masked value here and there, most of it words. A tail with keys,
+/// operators, brackets or glued values (`user=ann`, `SELECT * FROM`,
+/// `{ flg=<*> }`, `instruction...<*>`) is a structure whose words are
+/// positions, learned one by one.
+fn is_prose(tail: &[&str]) -> bool {
+    let mut letters = 0;
+    for w in tail {
+        if *w == VAR {
+            continue;
+        }
+        let core = w.trim_end_matches(['.', ',', ';', '!', '?']);
+        if core.is_empty()
+            || !core.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+            || !core
+                .bytes()
+                .all(|b| b.is_ascii_alphabetic() || b == b'\'' || b == b'-')
+        {
+            return false;
+        }
+        letters += 1;
+    }
+    2 * letters > tail.len()
+}
+
+/// The entry of [`Learner::keys`] holding the distinct tails (hash with
+/// the word count in the low byte) seen after the label whose tail
+/// template has hash `gkey`.
+fn h_tail_values(gkey: u64) -> u64 {
+    super::hash_concat(|b| {
+        b.extend_from_slice(&gkey.to_le_bytes());
+        b.extend_from_slice(b"\0tail\0");
+    })
+}
+
+/// The entry of [`Learner::keys`] holding the template hashes of the
+/// clusters with tails after that label, until the tail is learned.
+fn h_tail_members(gkey: u64) -> u64 {
+    super::hash_concat(|b| {
+        b.extend_from_slice(&gkey.to_le_bytes());
+        b.extend_from_slice(b"\0tailm\0");
+    })
+}
+
 impl Learner {
     pub fn new(enabled: bool, min_distinct: usize, min_ratio: f64) -> Learner {
         Learner {
@@ -988,6 +1050,19 @@ impl Learner {
         let words: Vec<&str> = template.split(' ').collect();
         let bucket = h_bucket(ctx, words.len());
 
+        // 0. A free-text tail learned after one of the template's labels.
+        if let Some(g) = self.tail_lookup(ctx, &words) {
+            self.cache_exact(key, g);
+            self.clusters[g as usize].count += 1;
+            self.clusters[g as usize].last_used = self.budget.tick;
+            self.changes.cluster(g);
+            return Resolution {
+                cluster: g,
+                created: false,
+                merged: Vec::new(),
+            };
+        }
+
         // 1. A generalised template that already covers this one, unless
         //    the template brings a new member of a closed set.
         let mut refused: Option<ClusterId> = None;
@@ -1017,12 +1092,34 @@ impl Learner {
         let mut cands: Vec<(u64, u64, usize)> = Vec::with_capacity(words.len());
         let mut sks = Vec::with_capacity(words.len());
         skeleton_hashes(ctx, &words, &mut sks);
+        // First sight: positions whose word the service already knows as
+        // a value (a key that took many values anywhere in the service, or
+        // a value a many-valued position of another type held), in a
+        // skeleton nothing else has entered, are generalised with the
+        // first template, so a rare type's first occurrence already has
+        // the type all its later values will have. Why this holds on a
+        // stranger's logs: the evidence is the same that already makes
+        // the second value of such a position generalise (it counts as a
+        // masked value); waiting for that second value only gave the first
+        // occurrence a type of its own that the stream then aliased away,
+        // so the type seen on arrival differed from the type kept. A fresh
+        // skeleton is required so that no constant word seen there before
+        // (`… to redis`) is ever folded by it.
+        let mut evident: Vec<(usize, String)> = Vec::new();
         for (p, w) in words.iter().enumerate() {
             let mut val = h_word(w);
             if val & 1 == 0
                 && (has_param_pair(w, |k| self.is_param(scope, k)) || self.is_value(scope, w))
             {
                 val |= 1;
+                if self
+                    .skeletons
+                    .get(&sks[p])
+                    .is_none_or(|e| e.members.is_empty() && e.generalized.is_none())
+                    && let Some(glob) = self.value_glob(scope, w)
+                {
+                    evident.push((p, glob));
+                }
             }
             cands.push((sks[p], val, p));
         }
@@ -1139,7 +1236,32 @@ impl Learner {
             }
         }
         // 4. The position has varied enough: generalise it. Else two
-        //    positions that vary together may have.
+        //    positions that vary together may have. Else a position
+        //    holding a known value of the service is one at first sight.
+        if generalize.is_none()
+            && refused.is_none()
+            && !evident.is_empty()
+            && self.first_of_shape(bucket, id)
+        {
+            let before = self.clusters.len();
+            let sk = sks[evident[0].0];
+            if let Some((g, merged)) =
+                self.generalize_with(ctx, scope, &words, sk, id, bucket, &evident)
+            {
+                for &m in &merged {
+                    let t = std::mem::take(&mut self.clusters[m as usize].template);
+                    let mw: Vec<&str> = t.split(' ').collect();
+                    self.learn_values(scope, g, &mw);
+                    self.clusters[m as usize].template = t;
+                }
+                return Resolution {
+                    cluster: g,
+                    created: g as usize >= before,
+                    // The template's own cluster was never handed out.
+                    merged: merged.into_iter().filter(|&m| m != id).collect(),
+                };
+            }
+        }
         let general =
             match generalize.and_then(|sk| self.generalize(ctx, scope, &words, sk, id, bucket)) {
                 Some(done) => Some(done),
@@ -1162,12 +1284,191 @@ impl Learner {
                     merged,
                 }
             }
-            None => Resolution {
-                cluster: id,
-                created: true,
-                merged: Vec::new(),
+            None => match self.learn_tails(ctx, scope, &words, key, id) {
+                Some((g, merged)) => Resolution {
+                    cluster: g,
+                    created: false,
+                    merged,
+                },
+                None => Resolution {
+                    cluster: id,
+                    created: true,
+                    merged: Vec::new(),
+                },
             },
         }
+    }
+
+    /// The label positions of `words` a free-text tail may follow: a
+    /// constant word ending in `:` (`reason:`, `failed:`), not last, with
+    /// at least [`TAIL_MIN_PREFIX_CONSTANTS`] constant words up to and
+    /// including it. At most [`MAX_TAIL_LABELS`], first first.
+    fn tail_labels<'a>(words: &'a [&'a str]) -> impl Iterator<Item = usize> + 'a {
+        let mut constants = 0;
+        words
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, w)| {
+                if is_constant(w) {
+                    constants += 1;
+                }
+                (i + 1 < words.len()
+                    && w.ends_with(':')
+                    && is_constant(w)
+                    && constants >= TAIL_MIN_PREFIX_CONSTANTS)
+                    .then_some(i)
+            })
+            .take(MAX_TAIL_LABELS)
+    }
+
+    /// The template a tail learned after label `p` gives: the words up to
+    /// the label, then `<*>` for the rest of the line.
+    fn tail_template(words: &[&str], p: usize) -> String {
+        let mut t = words[..=p].join(" ");
+        t.push(' ');
+        t.push_str(VAR);
+        t
+    }
+
+    /// Whether cluster `c` is a learned free-text tail.
+    fn is_tail(&self, c: ClusterId) -> bool {
+        self.clusters[c as usize].learned.contains(&TAIL_MARK)
+    }
+
+    /// The learned tail cluster that covers `words`, if any.
+    fn tail_lookup(&self, ctx: u64, words: &[&str]) -> Option<ClusterId> {
+        for p in Self::tail_labels(words) {
+            let t = Self::tail_template(words, p);
+            if let Some(&c) = self.exact.get(&h_template(ctx, &t)) {
+                let r = self.root(c);
+                if self.is_tail(r) {
+                    return Some(r);
+                }
+            }
+        }
+        None
+    }
+
+    /// Records the tail of new template `words` (its own cluster `id`,
+    /// template hash `key`) after each of its labels; where the tails
+    /// after one label have taken `min_distinct` distinct values of at
+    /// least two lengths, the label's prefix with `<*>` for the rest of
+    /// the line becomes a type that every template with that prefix
+    /// joins (those seen before become its aliases).
+    ///
+    /// Why this holds on a stranger's logs: positions are learned within
+    /// one word count, so a free-text value at the end of a line (a
+    /// reason, an error text, a description) that takes a different
+    /// number of words each time never shows one position varying, and
+    /// every occurrence was its own type. A constant label ending in a
+    /// colon is how people write "what follows is the value"; the same
+    /// evidence as for one position (`min_distinct` distinct values, the
+    /// closed-set rule for values that each recurred, the constant share)
+    /// is asked of the whole tail, and the lengths must differ, so a tail
+    /// of one length is still learned position by position.
+    fn learn_tails(
+        &mut self,
+        ctx: u64,
+        scope: u64,
+        words: &[&str],
+        key: u64,
+        id: ClusterId,
+    ) -> Option<(ClusterId, Vec<ClusterId>)> {
+        let labels: Vec<usize> = Self::tail_labels(words).collect();
+        for p in labels {
+            if !is_prose(&words[p + 1..]) {
+                continue;
+            }
+            let t = Self::tail_template(words, p);
+            let gkey = h_template(ctx, &t);
+            let tail = words[p + 1..].join(" ");
+            let n = (words.len() - p - 1).min(0xff) as u64;
+            let val = (xxhash_rust::xxh3::xxh3_64(tail.as_bytes()) & !0xff) | n;
+            let (hv, hm) = (h_tail_values(gkey), h_tail_members(gkey));
+            let values = self.keys.get(&hv).cloned().unwrap_or_default();
+            let members = self.keys.get(&hm).cloned().unwrap_or_default();
+            let known = values.contains(&val);
+            // A closed set's new member: the known tails each recurred.
+            let recurred = !members.is_empty()
+                && members.iter().all(|h| {
+                    self.exact.get(h).is_some_and(|&c| {
+                        self.clusters[self.root(c) as usize].count >= CLOSED_RECUR
+                    })
+                });
+            if !known && values.len() + 1 >= self.min_distinct && recurred {
+                continue;
+            }
+            if self.keys.len() + 2 >= MAX_KEYS && (values.is_empty() || members.is_empty()) {
+                continue;
+            }
+            let mut values = values;
+            if !known && values.len() < MAX_TAIL_VALUES {
+                values.push(val);
+            }
+            let mut members = members;
+            if !members.contains(&key) {
+                if members.len() >= MAX_TAIL_MEMBERS {
+                    members.remove(0);
+                }
+                members.push(key);
+            }
+            let lengths = {
+                let mut l: Vec<u64> = values.iter().map(|v| v & 0xff).collect();
+                l.sort_unstable();
+                l.dedup();
+                l.len()
+            };
+            let constants = words[..=p].iter().filter(|w| is_constant(w)).count();
+            let need = (((p + 2) as f64) * self.min_constant_share).ceil() as usize;
+            let ready = values.len() >= self.min_distinct && lengths >= 2 && constants >= need;
+            self.keys.insert(hv, values);
+            self.changes.key(hv);
+            if !ready {
+                self.keys.insert(hm, members);
+                self.changes.key(hm);
+                continue;
+            }
+            // Emptied rather than removed, so the store writes it as such.
+            self.keys.insert(hm, Vec::new());
+            self.changes.key(hm);
+            let g = match self.exact.get(&gkey) {
+                Some(&c) => self.root(c),
+                None => {
+                    let g = self.push_cluster(ctx, scope, t);
+                    self.clusters[g as usize].count = 0;
+                    self.exact.insert(gkey, g);
+                    self.changes.exact(gkey);
+                    g
+                }
+            };
+            {
+                let c = &mut self.clusters[g as usize];
+                for m in [(p + 1) as u32, TAIL_MARK] {
+                    if !c.learned.contains(&m) {
+                        c.learned.push(m);
+                    }
+                }
+                c.last_used = self.budget.tick;
+            }
+            self.changes.cluster(g);
+            let mut merged = Vec::new();
+            let olds = members.iter().filter_map(|h| self.exact.get(h).copied());
+            let olds: Vec<ClusterId> = olds.chain(std::iter::once(id)).collect();
+            for m in olds {
+                let r = self.root(m);
+                if r != g {
+                    self.clusters[r as usize].alias_of = Some(g);
+                    let c = self.clusters[r as usize].count;
+                    self.clusters[g as usize].count += c;
+                    self.changes.cluster(r);
+                    merged.push(r);
+                }
+            }
+            merged.sort_unstable();
+            merged.dedup();
+            return Some((g, merged));
+        }
+        None
     }
 
     /// Two positions that vary together (`registering class A for class
@@ -1356,6 +1657,22 @@ impl Learner {
             let words: Vec<&str> = c.template.split(' ').collect();
             if matches(&gc.template, &gc.learned, &words) {
                 out.push(u);
+            }
+        }
+        // Generalised templates of the bucket that `g` covers whole (a
+        // type made at first sight at one position, before a second
+        // position was seen to vary): `g` says more, and one template
+        // covering another is one type.
+        if let Some(gs) = self.generalized.get(&bucket) {
+            for &u in gs {
+                let c = &self.clusters[u as usize];
+                if u == g || c.alias_of.is_some() || c.ctx != ctx {
+                    continue;
+                }
+                let words: Vec<&str> = c.template.split(' ').collect();
+                if matches(&gc.template, &gc.learned, &words) {
+                    out.push(u);
+                }
             }
         }
         out
@@ -1642,7 +1959,6 @@ impl Learner {
     /// Makes the template of skeleton `sk` a cluster and aliases the
     /// skeleton's members to it. `words`/`newest` are the template and
     /// cluster that tipped it over.
-    #[allow(clippy::too_many_arguments)]
     fn generalize(
         &mut self,
         ctx: u64,
@@ -1651,6 +1967,62 @@ impl Learner {
         sk: u64,
         newest: ClusterId,
         bucket: u64,
+    ) -> Option<(ClusterId, Vec<ClusterId>)> {
+        self.generalize_with(ctx, scope, words, sk, newest, bucket, &[])
+    }
+
+    /// Whether no other template of this context and word count is known
+    /// (`id`, just made, aside): a message shape seen for the first time.
+    /// First sight is kept to these: where templates of the shape exist,
+    /// the position's evidence counts as a masked value as before, and two
+    /// positions varying together are left to [`Learner::pair_generalize`],
+    /// which compares plain templates only.
+    fn first_of_shape(&mut self, bucket: u64, id: ClusterId) -> bool {
+        if !self.pairs_built {
+            self.build_recent();
+        }
+        self.recent
+            .get(&bucket)
+            .is_none_or(|r| r.iter().all(|&c| c == id))
+            && self.generalized.get(&bucket).is_none_or(Vec::is_empty)
+    }
+
+    /// The glob a word the service knows as a value becomes at a position
+    /// generalised at first sight: what [`merge_word`] makes of it and
+    /// any other value (`user=ann` gives `user=<*>`, `(ann),` gives
+    /// `(<*>),`, `/find?q=lamp&page=2` gives `/find?q=<*>`), so the type
+    /// is the one two values would have made.
+    fn value_glob(&self, scope: u64, word: &str) -> Option<String> {
+        let mut span = None;
+        if word.contains('=') {
+            for_each_pair(word, |k, v| {
+                if span.is_none() && v != VAR && self.is_param(scope, k) {
+                    span = Some((v.as_ptr() as usize - word.as_ptr() as usize, v.len()));
+                }
+            });
+        }
+        if span.is_none() && self.is_value(scope, word) {
+            let v = value_core(word)?;
+            span = Some((v.as_ptr() as usize - word.as_ptr() as usize, v.len()));
+        }
+        let (at, len) = span?;
+        let other = format!("{}\u{1}{}", &word[..at], &word[at + len..]);
+        Some(merge_word(word, &other))
+    }
+
+    /// [`Learner::generalize`], with positions `forced` (position, glob)
+    /// generalised whatever the members show: words the service knows as
+    /// values (the first-sight rule in [`Learner::observe_in`]).
+    #[allow(clippy::too_many_arguments)]
+    fn generalize_with(
+        &mut self,
+        ctx: u64,
+        scope: u64,
+        words: &[&str],
+        sk: u64,
+        newest: ClusterId,
+        bucket: u64,
+        forced: &[(usize, String)],
     ) -> Option<(ClusterId, Vec<ClusterId>)> {
         // A refusal for too few constants is decided before the members
         // are copied where it can be: merging more members only shortens
@@ -1687,6 +2059,14 @@ impl Learner {
         let mut learned: Vec<u32> = Vec::new();
         for &m in &members {
             self.fold_member(&mut general, m, &mut learned);
+        }
+        for (p, glob) in forced {
+            if let Some(g) = general.get_mut(*p) {
+                g.clone_from(glob);
+                if !learned.contains(&(*p as u32)) {
+                    learned.push(*p as u32);
+                }
+            }
         }
         learned.sort_unstable();
         // A template that is mostly placeholders says nothing: `<*>`
@@ -2644,8 +3024,17 @@ mod tests {
         }
         let first = l.observe_in(1, "shop", "catalog down for /items?term=vase&page=<*>");
         assert!(first.created, "the first occurrence is a new type");
+        // The first shape of its kind, with a value of a known parameter:
+        // its type is the general one at once (first sight), so the type
+        // seen on arrival is the type kept; nothing was handed out before.
+        assert!(first.merged.is_empty());
+        assert_eq!(
+            l.template(first.cluster),
+            "catalog down for /items?term=<*>"
+        );
         let second = l.observe_in(1, "shop", "catalog down for /items?term=mug&page=<*>");
         assert!(!second.created, "the second value is the same type");
+        assert_eq!(second.cluster, first.cluster);
         assert_eq!(
             l.template(second.cluster),
             "catalog down for /items?term=<*>"
@@ -2657,6 +3046,168 @@ mod tests {
         assert!(
             l.observe_in(2, "billing", "catalog down for /items?term=mug&page=<*>")
                 .created
+        );
+    }
+
+    #[test]
+    fn a_word_the_service_does_not_know_as_a_value_waits_for_variation() {
+        let mut l = learner();
+        learn_users(&mut l, "api");
+        // A service that knows values elsewhere generalises nothing it
+        // does not know at first sight: the near-new rule stands (one
+        // value is no variation).
+        let redis = l.observe_in(2, "api", "timeout connecting to redis");
+        assert!(redis.created);
+        assert_eq!(l.template(redis.cluster), "timeout connecting to redis");
+        let pg = l.observe_in(2, "api", "timeout connecting to postgres");
+        assert!(pg.created);
+        assert_ne!(pg.cluster, redis.cluster);
+    }
+
+    #[test]
+    fn a_type_made_at_first_sight_joins_the_generalisation_that_covers_it() {
+        let mut l = learner();
+        let users = ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"];
+        for (i, u) in users.iter().enumerate() {
+            l.observe_in(i as u64 + 100, "db", &format!("login {i} refused user={u}"));
+        }
+        // `user` is a parameter: the first connection line is generalised
+        // there at once; then its database is seen to vary too.
+        let first = l.observe_in(1, "db", "connection authorized: user=ann database=shop");
+        assert_eq!(
+            l.template(first.cluster),
+            "connection authorized: user=<*> database=shop"
+        );
+        let mut last = first.clone();
+        for d in ["auth", "ledger", "metrics", "orders"] {
+            for u in ["bob", "cid"] {
+                last = l.observe_in(
+                    1,
+                    "db",
+                    &format!("connection authorized: user={u} database={d}"),
+                );
+            }
+        }
+        assert_eq!(
+            l.template(last.cluster),
+            "connection authorized: user=<*> database=<*>"
+        );
+        assert_eq!(l.root(first.cluster), last.cluster);
+    }
+
+    #[test]
+    fn free_text_after_a_label_is_one_type_whatever_its_length() {
+        let mut l = learner();
+        let a = l.observe(1, "node <*> drained, reason set to: kernel upgrade");
+        let b = l.observe(1, "node <*> drained, reason set to: fan fell off the board");
+        assert!(a.created && b.created);
+        let c = l.observe(
+            1,
+            "node <*> drained, reason set to: checking memory errors on socket <*>",
+        );
+        assert!(!c.created);
+        assert_eq!(
+            l.template(c.cluster),
+            "node <*> drained, reason set to: <*>"
+        );
+        assert_eq!(l.root(a.cluster), c.cluster, "earlier tails join it");
+        assert_eq!(l.root(b.cluster), c.cluster);
+        let d = l.observe(1, "node <*> drained, reason set to: scheduled maintenance");
+        assert_eq!(d.cluster, c.cluster);
+        // Another label's prefix is another type.
+        assert!(
+            l.observe(1, "node <*> resumed, reason set to: done")
+                .created
+        );
+    }
+
+    #[test]
+    fn a_learned_tail_survives_a_save_and_load() {
+        let mut l = learner();
+        for t in [
+            "disk full",
+            "fan fell off the board",
+            "memory errors on socket <*>",
+        ] {
+            l.observe(1, &format!("node <*> drained, reason set to: {t}"));
+        }
+        let before = l.observe(1, "node <*> drained, reason set to: kernel upgrade");
+        let json = serde_json::to_string(&l).unwrap();
+        let mut loaded: Learner = serde_json::from_str(&json).unwrap();
+        loaded.validate().unwrap();
+        let r = loaded.observe(
+            1,
+            "node <*> drained, reason set to: waiting for a new power supply",
+        );
+        assert_eq!(r.cluster, before.cluster);
+        assert_eq!(
+            loaded.template(r.cluster),
+            "node <*> drained, reason set to: <*>"
+        );
+    }
+
+    #[test]
+    fn a_structured_tail_after_a_label_is_not_free_text() {
+        assert_each_tail_its_own_type(
+            "connection checked:",
+            &[
+                "user=ann database=shop",
+                "user=bob database=shop app=psql extra=1",
+                "SELECT * FROM t WHERE id = <*>",
+                "UPDATE t SET a = <*>",
+            ],
+        );
+    }
+
+    /// Each of `tails` after `label`, in one learner, is a type of its own
+    /// with its own template.
+    fn assert_each_tail_its_own_type(label: &str, tails: &[&str]) {
+        let mut l = learner();
+        for t in tails {
+            let r = l.observe(1, &format!("{label} {t}"));
+            assert!(r.created, "{t}");
+            assert_eq!(l.template(r.cluster), format!("{label} {t}"));
+        }
+    }
+
+    #[test]
+    fn tails_of_one_length_are_learned_position_by_position() {
+        let mut l = learner();
+        for t in ["disk full", "quota exceeded", "lock held"] {
+            l.observe(1, &format!("backup of vault failed: {t}"));
+        }
+        // Tails of one length are positions (here two that vary
+        // together): no `<*>` for the rest of the line was made.
+        let r = l.observe(1, "backup of vault failed: disk full");
+        assert_eq!(l.template(r.cluster).split(' ').count(), 6);
+        assert_ne!(l.template(r.cluster), "backup of vault failed: <*>");
+    }
+
+    #[test]
+    fn a_label_alone_does_not_make_a_tail() {
+        assert_each_tail_its_own_type(
+            "error:",
+            &[
+                "disk full",
+                "fan fell off",
+                "bad memory module found",
+                "x y z w v",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_closed_set_of_recurring_tails_stays_apart() {
+        let mut l = learner();
+        for _ in 0..10 {
+            l.observe(1, "peer <*> down, cause: hold timer expired");
+            l.observe(1, "peer <*> down, cause: interface flap");
+        }
+        let r = l.observe(1, "peer <*> down, cause: notification sent by peer");
+        assert!(r.created, "a new member of a set whose members recurred");
+        assert_eq!(
+            l.template(r.cluster),
+            "peer <*> down, cause: notification sent by peer"
         );
     }
 
@@ -2872,19 +3423,26 @@ mod tests {
         assert_eq!(r.cluster, g.cluster);
     }
 
+    /// Eight users at one position of a type of `service`: its values are
+    /// the service's from then on.
+    fn learn_users(l: &mut Learner, service: &str) {
+        for u in ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"] {
+            l.observe_in(1, service, &format!("bad password for {u} from <*>"));
+        }
+    }
+
     #[test]
     fn values_of_a_many_valued_position_are_parameters_in_other_types() {
         let mut l = learner();
-        let users = ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"];
-        for u in users {
-            l.observe_in(1, "auth", &format!("bad password for {u} from <*>"));
-        }
-        // A rare type of the same service: its first user is new, the
-        // second is a value seen varying elsewhere, so the position is one.
+        learn_users(&mut l, "auth");
+        // A rare type of the same service, its shape new: its user is a
+        // value seen varying elsewhere, so the position is one from the
+        // first occurrence (first sight), and the second user is that type.
         let a = l.observe_in(2, "auth", "too many failures for ann [pre]");
         assert!(a.created);
         let b = l.observe_in(2, "auth", "too many failures for bob [pre]");
         assert!(!b.created);
+        assert_eq!(b.cluster, a.cluster);
         assert_eq!(l.template(b.cluster), "too many failures for <*> [pre]");
     }
 
