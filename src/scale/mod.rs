@@ -13,8 +13,8 @@
 //! state from the changelog. A revocation aborts the open batch in the
 //! rebalance callback (`Owner`). Resolve, mute and merge travel through a
 //! compacted control topic that every stage-2 instance reads
-//! (`control.rs`). Not built: global known types without the service in
-//! the fingerprint (`docs/scaling.md`).
+//! (`control.rs`). Without the service in the fingerprint, types are
+//! global and every event goes to one internal partition (`stage1.rs`).
 //!
 //! The module sits beside `source`, above it: it feeds the engine like a
 //! source and uses the aligner and the driver; nothing below imports it.
@@ -319,13 +319,13 @@ pub fn run(
 
     control::ensure(cfg)?;
     if !cfg.fingerprint.include_service {
-        // Events are keyed by service, and each owner judges novelty on
-        // its own partitions' types: a type spanning services is new once
-        // per owner that meets it (docs/scaling.md, limits).
-        tracing::warn!(
-            "scale_out with fingerprint.include_service = false: a type seen in several \
-             services is judged new by each stage-2 partition that meets it, so it can alert \
-             `novel` more than once (replay alerts once); keep include_service on to scale out"
+        // Types (and the learner) span services: every event goes to one
+        // internal partition, so one owner decides novelty as replay does
+        // (`Stage1::send`); stage 1 still parses in parallel.
+        tracing::info!(
+            "scale_out with fingerprint.include_service = false: known types are global, so \
+             every event goes to one internal partition and one stage-2 owner decides them all \
+             (parsing still spreads over the instances)"
         );
     }
 

@@ -33,6 +33,11 @@ fn setup(name: &str, internal_partitions: i32) -> Scaled {
 }
 
 fn setup_fetching(name: &str, internal_partitions: i32, fetch_bytes: usize) -> Scaled {
+    setup_with(name, internal_partitions, fetch_bytes, "")
+}
+
+/// The setup with `extra` configuration appended.
+fn setup_with(name: &str, internal_partitions: i32, fetch_bytes: usize, extra: &str) -> Scaled {
     let group = unique(&format!("{name}-group"));
     let g = group.clone();
     let s = Setup::with_topics(name, 3, |logs, alerts| {
@@ -64,6 +69,7 @@ silence_after = "10m"
 enabled = true
 partitions = {internal_partitions}
 replication = 1
+{extra}
 "#,
             broker = broker_addr(),
             txid = unique(&format!("{name}-tx")),
@@ -471,4 +477,76 @@ fn resolve_and_mute_reach_the_owner_through_the_control_topic_and_a_restore_appl
     let (code, _) = c.terminate();
     assert_eq!(code, Some(0), "instance c; log: {}", s.log_tail());
     assert_eq!(sc.records(), n, "every record processed once");
+}
+
+#[test]
+fn without_the_service_in_the_fingerprint_a_type_in_two_services_is_new_once_as_in_replay() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if broker().is_none() {
+        return;
+    }
+    let sc = setup_with(
+        "scaleglob",
+        4,
+        1 << 20,
+        "[fingerprint]\ninclude_service = false",
+    );
+    let s = &sc.s;
+    let mut records = generated(11, 120, 3.0);
+    let input = |r: &super::Rec| (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32;
+    // Two services read from two different input partitions.
+    let mut services: Vec<&str> = records
+        .iter()
+        .map(|r| r.key.split('/').next().unwrap_or(""))
+        .collect();
+    services.sort_unstable();
+    services.dedup();
+    let first = services[0].to_string();
+    let second = services
+        .iter()
+        .find(|v| hash(v) % 3 != hash(&first) % 3)
+        .expect("two services on two input partitions")
+        .to_string();
+    // One new error, the same words in both services, past the warm-up:
+    // without the service in the fingerprint it is one type, new once.
+    let at = records.len() * 3 / 4;
+    for (i, svc) in [(at, &first), (at + 200, &second)] {
+        let time_ms = records[i].time_ms;
+        let stamp = chrono::DateTime::from_timestamp_millis(time_ms)
+            .expect("time")
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        let line = format!(
+            r#"{{"@timestamp":"{stamp}","log.level":"ERROR","message":"session store write refused: replica quorum lost","service.name":"{svc}"}}"#
+        );
+        records.insert(
+            i,
+            super::Rec {
+                key: format!("{svc}/injected"),
+                line: line.into_bytes(),
+                time_ms,
+            },
+        );
+    }
+    let n = records.len() as u64;
+    let expected = s.replay(&lines(&records));
+    produce_to(&s.logs, &records, input);
+    let a = sc.instance("a", &[]);
+    let b = sc.instance("b", &[]);
+    sc.wait_for_records(n, Duration::from_secs(300));
+    for (name, svc) in [("a", a), ("b", b)] {
+        let (code, _) = svc.terminate();
+        assert_eq!(code, Some(0), "instance {name}; log: {}", s.log_tail());
+    }
+    assert_eq!(sc.records(), n, "every record processed once");
+    let shared = |alerts: &[faultline::alert::Alert]| {
+        alerts
+            .iter()
+            .filter(|a| a.kind == faultline::alert::Kind::Novel)
+            .filter(|a| a.template.contains("quorum lost"))
+            .count()
+    };
+    let got = read_alerts(&s.alerts);
+    assert_eq!(shared(&expected), 1, "replay: the type is new once");
+    assert_eq!(shared(&got), 1, "two instances: the type is new once");
+    assert_same_as_replay("include_service = false, 2 instances", &got, &expected);
 }
