@@ -9,13 +9,28 @@
 //! a partition reads its changelog partition to the end before it decides
 //! anything.
 //!
-//! A snapshot is the partition's whole state (a first slice: the cost is
-//! measured in docs/scaling.md), cut into chunks under the broker's message
-//! size: keys `c0`, `c1`, … hold the chunks and `head` says which
-//! generation and how many, written last. Compaction keeps the latest value
-//! per key; chunks beyond a shorter snapshot's count get tombstones.
+//! Written incrementally, so a commit costs what changed, not the state:
+//!
+//! * **one record per error type**, key `t` + its fingerprint (8 bytes, big
+//!   endian), the type as JSON; written when the baseline marks the type
+//!   changed ([`crate::baseline::Dirty`], the set the state store writes
+//!   from), a tombstone when it left the partition's types (evicted to the
+//!   cold set, merged away). Types are most of a large state (~1.4 KB each
+//!   with their windows), and most of them do not change between commits;
+//! * **the rest of the state** (offsets, watermark, learner, cold set,
+//!   rates, detector memory, signals), written whole at every commit, cut
+//!   into chunks under the broker's message size: keys `c0`, `c1`, … hold
+//!   the chunks and `head` says which generation and how many, written
+//!   last; chunks beyond a shorter rest's count get tombstones.
+//!
+//! Compaction keeps the latest value per key, and all of a commit's records
+//! are in one transaction, so the latest committed value of every key is
+//! the partition's state at its last commit: a restore reads the rest and
+//! puts every type record back. A snapshot of the earlier format (types
+//! inside the rest) still restores; its partition's first commit then
+//! writes every type as a record.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -26,6 +41,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::{ScaleError, kafka};
 use crate::alert::kafka::SharedProducer;
+use crate::baseline::ErrorType;
+use crate::fingerprint::Fingerprint;
 use crate::state::State;
 
 /// Chunk size before compression: well under the broker's default
@@ -33,15 +50,38 @@ use crate::state::State;
 const CHUNK: usize = 512 * 1024;
 const HEAD: &[u8] = b"head";
 
+/// The first byte of a type record's key.
+const TYPE: u8 = b't';
+
+/// A type record's key: `t` and the fingerprint, big endian.
+fn type_key(fp: Fingerprint) -> [u8; 9] {
+    let mut k = [TYPE; 9];
+    k[1..].copy_from_slice(&fp.0.to_be_bytes());
+    k
+}
+
+/// The fingerprint of a type record's key.
+fn type_of(key: &[u8]) -> Option<Fingerprint> {
+    match key.split_first() {
+        Some((&TYPE, fp)) => Some(Fingerprint(u64::from_be_bytes(fp.try_into().ok()?))),
+        _ => None,
+    }
+}
+
 /// Where a partition's changelog stands after a write or a restore.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Written {
     /// Generation of the last snapshot (0 = none).
     pub generation: u64,
     /// Its chunk count (chunks at and beyond it are stale).
     pub chunks: usize,
-    /// Its encoded size in bytes.
+    /// The encoded size of the last commit's records, in bytes.
     pub bytes: usize,
+    /// Type records the last commit wrote (tombstones included).
+    pub types: usize,
+    /// The types the changelog holds a record of (a rewrite of every type
+    /// tombstones the others).
+    pub logged: HashSet<Fingerprint>,
 }
 
 /// Encodes a partition's state: the JSON of [`State`] (as the state file
@@ -74,22 +114,19 @@ pub fn decode(bytes: &[u8]) -> Result<State, String> {
     Ok(state)
 }
 
-/// Produces `state` as partition `partition`'s next snapshot into the open
-/// transaction of `producer`; `last` is what the previous one wrote.
+/// Produces partition `partition`'s changes since `last` into the open
+/// transaction of `producer`: a record per type the baseline marked
+/// changed (a tombstone for one no longer in its types), then the rest of
+/// the state. Takes the baseline's change marks; on an error the caller
+/// must not commit (the process stops, or the batch is aborted and the
+/// partition restored).
 pub fn write(
     producer: &SharedProducer,
     topic: &str,
     partition: i32,
-    state: &State,
+    state: &mut State,
     last: Written,
 ) -> Result<Written, ScaleError> {
-    let bytes = encode(state)?;
-    let generation = last.generation + 1;
-    let chunks: Vec<&[u8]> = if bytes.is_empty() {
-        vec![&[][..]]
-    } else {
-        bytes.chunks(CHUNK).collect()
-    };
     let send = |key: &[u8], payload: Option<&[u8]>| -> Result<(), ScaleError> {
         let mut rec: BaseRecord<'_, [u8], [u8]> =
             BaseRecord::to(topic).partition(partition).key(key);
@@ -97,6 +134,49 @@ pub fn write(
             rec = rec.payload(p);
         }
         super::send_waiting(&**producer, rec, "producing a state snapshot")
+    };
+    let mut logged = last.logged;
+    let dirty = state.baseline.take_dirty();
+    let types = &state.baseline.types;
+    // The types to write: every one (and a tombstone for each logged one
+    // gone) after a load or a rewrite, else the changed ones.
+    let todo: Vec<Fingerprint> = if dirty.all {
+        let gone = logged.iter().filter(|fp| !types.contains_key(fp));
+        gone.chain(types.keys()).copied().collect()
+    } else {
+        dirty
+            .types
+            .iter()
+            .filter(|fp| types.contains_key(fp) || logged.contains(fp))
+            .copied()
+            .collect()
+    };
+    let mut bytes = 0;
+    for &fp in &todo {
+        match types.get(&fp) {
+            Some(t) => {
+                let v = serde_json::to_vec(t)
+                    .map_err(|e| ScaleError::Topic(format!("encoding type {fp}: {e}")))?;
+                bytes += v.len();
+                logged.insert(fp);
+                send(&type_key(fp), Some(&v))?;
+            }
+            None => {
+                logged.remove(&fp);
+                send(&type_key(fp), None)?;
+            }
+        }
+    }
+    // The rest: the state without its types (they are the records above).
+    let types = std::mem::take(&mut state.baseline.types);
+    let rest = encode(state);
+    state.baseline.types = types;
+    let rest = rest?;
+    let generation = last.generation + 1;
+    let chunks: Vec<&[u8]> = if rest.is_empty() {
+        vec![&[][..]]
+    } else {
+        rest.chunks(CHUNK).collect()
     };
     let mut value = Vec::with_capacity(CHUNK + 8);
     for (i, c) in chunks.iter().enumerate() {
@@ -114,7 +194,9 @@ pub fn write(
     Ok(Written {
         generation,
         chunks: chunks.len(),
-        bytes: bytes.len(),
+        bytes: bytes + rest.len(),
+        types: todo.len(),
+        logged,
     })
 }
 
@@ -140,7 +222,23 @@ fn assemble(latest: &HashMap<Vec<u8>, Vec<u8>>) -> Result<Option<(State, Written
             _ => return Err(format!("snapshot {g}: chunk {i} of another generation")),
         }
     }
-    let state = decode(&bytes)?;
+    let mut state = decode(&bytes)?;
+    let mut logged = HashSet::new();
+    // Types inside the rest: a snapshot of the earlier, whole-state format.
+    let whole = !state.baseline.types.is_empty();
+    for (k, v) in latest {
+        let Some(fp) = type_of(k) else { continue };
+        let t: ErrorType = serde_json::from_slice(v)
+            .map_err(|e| format!("snapshot {g}: the record of type {fp}: {e}"))?;
+        state.baseline.types.insert(fp, Box::new(t));
+        logged.insert(fp);
+    }
+    if !whole {
+        // The changelog holds every type as it is in memory: nothing is
+        // changed yet (the marks a decoded baseline starts with say
+        // "everything").
+        state.baseline.take_dirty();
+    }
     let stale = latest
         .keys()
         .filter(|k| k.first() == Some(&b'c'))
@@ -152,6 +250,8 @@ fn assemble(latest: &HashMap<Vec<u8>, Vec<u8>>) -> Result<Option<(State, Written
             generation: g,
             chunks: stale,
             bytes: bytes.len(),
+            types: logged.len(),
+            logged,
         },
     )))
 }
@@ -343,5 +443,66 @@ mod tests {
         latest.insert(b"c0".to_vec(), c0);
         assert!(assemble(&latest).is_err());
         assert!(assemble(&HashMap::new()).unwrap().is_none());
+    }
+
+    /// What `write` produces for a state, as a compacted partition holds
+    /// it: the rest's chunk and head, and one record per type.
+    fn logged(state: &mut State, generation: u64) -> HashMap<Vec<u8>, Vec<u8>> {
+        let mut latest = HashMap::new();
+        for (fp, t) in state.baseline.types.iter() {
+            latest.insert(type_key(*fp).to_vec(), serde_json::to_vec(t).unwrap());
+        }
+        let types = std::mem::take(&mut state.baseline.types);
+        let rest = encode(state).unwrap();
+        state.baseline.types = types;
+        let mut c0 = generation.to_be_bytes().to_vec();
+        c0.extend_from_slice(&rest);
+        latest.insert(b"c0".to_vec(), c0);
+        let mut head = generation.to_be_bytes().to_vec();
+        head.extend_from_slice(&1u64.to_be_bytes());
+        latest.insert(HEAD.to_vec(), head);
+        latest
+    }
+
+    #[test]
+    fn a_restore_puts_every_type_record_back_and_starts_with_nothing_to_rewrite() {
+        let mut e = crate::api::control::tests::engine_with(0xa1);
+        e.state.kafka_records = 7;
+        let latest = logged(&mut e.state, 3);
+        let (mut back, w) = assemble(&latest).unwrap().unwrap();
+        assert_eq!(back.kafka_records, 7);
+        assert_eq!(back.baseline.types.len(), e.state.baseline.types.len());
+        let t = back.baseline.get(Fingerprint(0xa1)).expect("the type");
+        assert_eq!(t.template, "disk full on <*>");
+        assert_eq!((w.generation, w.types), (3, 1));
+        assert!(w.logged.contains(&Fingerprint(0xa1)));
+        // Restored from its records: the next commit writes only changes.
+        let d = back.baseline.take_dirty();
+        assert!(!d.all && d.types.is_empty());
+    }
+
+    #[test]
+    fn a_tombstoned_type_is_not_restored_and_a_whole_state_snapshot_still_is() {
+        let mut e = crate::api::control::tests::engine_with(0xa1);
+        let mut latest = logged(&mut e.state, 1);
+        // A tombstone: the restore reads it as a removed key.
+        latest.remove(&type_key(Fingerprint(0xa1)).to_vec());
+        let (back, _) = assemble(&latest).unwrap().unwrap();
+        assert!(back.baseline.get(Fingerprint(0xa1)).is_none());
+
+        // The earlier format: the whole state, types inside, no records.
+        let whole = encode(&e.state).unwrap();
+        let mut old = HashMap::new();
+        let mut c0 = 5u64.to_be_bytes().to_vec();
+        c0.extend_from_slice(&whole);
+        old.insert(b"c0".to_vec(), c0);
+        let mut head = 5u64.to_be_bytes().to_vec();
+        head.extend_from_slice(&1u64.to_be_bytes());
+        old.insert(HEAD.to_vec(), head);
+        let (mut back, w) = assemble(&old).unwrap().unwrap();
+        assert!(back.baseline.get(Fingerprint(0xa1)).is_some());
+        assert!(w.logged.is_empty());
+        // Its first commit writes every type as a record.
+        assert!(back.baseline.take_dirty().all);
     }
 }

@@ -377,6 +377,7 @@ pub fn run(
         commits = s2.commits,
         snapshot_ms = s2.snapshot_time.as_millis() as u64,
         snapshot_bytes = s2.snapshot_bytes,
+        snapshot_types = s2.snapshot_types,
         restore_ms = s2.restore_time.as_millis() as u64,
         "scale-out stopped"
     );

@@ -16,8 +16,9 @@
 //! engine would.
 //!
 //! At each commit, in one transaction: the alerts (produced as they are
-//! decided), a snapshot of every partition worked on to the changelog, and
-//! the events offsets. A revocation aborts the open transaction
+//! decided), what changed in every partition worked on to the changelog
+//! (the changed types' records and the rest of the state), and the events
+//! offsets. A revocation aborts the open transaction
 //! (`super::Owner`) and drops every engine; the assignment that follows is
 //! restored from the changelog, so nothing is lost and nothing repeated.
 
@@ -168,6 +169,8 @@ pub(super) struct Stage2 {
     /// Cost of the snapshots (for the log and docs/scaling.md).
     pub(super) snapshot_time: Duration,
     pub(super) snapshot_bytes: u64,
+    /// Type records written (tombstones included).
+    pub(super) snapshot_types: u64,
     pub(super) restore_time: Duration,
 }
 
@@ -251,6 +254,7 @@ impl Stage2 {
                 .and_then(|v| v.parse().ok()),
             snapshot_time: Duration::ZERO,
             snapshot_bytes: 0,
+            snapshot_types: 0,
             restore_time: Duration::ZERO,
             cfg,
         })
@@ -330,6 +334,7 @@ impl Stage2 {
             types = engine.state.baseline.known(),
             records = engine.state.kafka_records,
             bytes = written.bytes,
+            type_records = written.types,
             "stage 2: partition assigned, state restored from the changelog"
         );
         Ok(Part {
@@ -694,10 +699,11 @@ impl Stage2 {
                 &self.producer,
                 &self.changelog,
                 p,
-                &part.engine.state,
-                part.written,
+                &mut part.engine.state,
+                std::mem::take(&mut part.written),
             )?;
             self.snapshot_bytes += w.bytes as u64;
+            self.snapshot_types += w.types as u64;
             written.push((p, w));
             tpl.add_partition_offset(&self.topic, p, Offset::Offset(o))
                 .map_err(kafka("offsets"))?;
