@@ -61,7 +61,7 @@ fn type_key(fp: Fingerprint) -> [u8; 9] {
 }
 
 /// The fingerprint of a type record's key.
-fn type_of(key: &[u8]) -> Option<Fingerprint> {
+pub(crate) fn type_of(key: &[u8]) -> Option<Fingerprint> {
     match key.split_first() {
         Some((&TYPE, fp)) => Some(Fingerprint(u64::from_be_bytes(fp.try_into().ok()?))),
         _ => None,

@@ -19,6 +19,7 @@
 //! The module sits beside `source`, above it: it feeds the engine like a
 //! source and uses the aligner and the driver; nothing below imports it.
 
+mod catalogue;
 pub mod changelog;
 pub mod control;
 mod stage1;
@@ -272,13 +273,16 @@ pub fn events_topic(cfg: &Config) -> String {
 }
 
 /// `faultline run` with `[scale_out] enabled`: both stages, until
-/// `opts.shutdown` is set (or a stage fails, which sets it).
+/// `opts.shutdown` is set (or a stage fails, which sets it). `view`, the
+/// API's type list, is filled with every instance's types from the
+/// changelog (`catalogue.rs`).
 pub fn run(
     cfg: &Config,
     opts: RunOptions,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
     commands: Option<Arc<crate::api::control::Control>>,
+    view: Option<Arc<crate::api::TypeView>>,
 ) -> Result<RunSummary, ScaleError> {
     let k = &cfg.kafka;
     let so = &cfg.scale_out;
@@ -340,7 +344,18 @@ pub fn run(
         },
         &topic,
         &changelog,
+        partitions,
     )?;
+    let catalogue = match view {
+        Some(v) => Some(catalogue::spawn(
+            cfg,
+            &changelog,
+            partitions,
+            v,
+            opts.shutdown.clone(),
+        )?),
+        None => None,
+    };
     let s1 = stage1::Stage1::new(cfg, &topic, partitions)?;
     let stage1 = stage1::spawn(s1, opts.shutdown.clone());
     status.ready.store(true, Ordering::Relaxed);
@@ -370,6 +385,11 @@ pub fn run(
         Ok(r) => r,
         Err(_) => Err(ScaleError::Topic("stage 1 panicked".into())),
     };
+    if let Some(c) = catalogue
+        && c.join().is_err()
+    {
+        tracing::warn!("scale-out catalogue thread panicked");
+    }
     result?;
     let forwarded = forwarded?;
     tracing::info!(

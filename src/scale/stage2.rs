@@ -150,6 +150,8 @@ pub(super) struct Stage2 {
     control_checked: Instant,
     topic: String,
     changelog: String,
+    /// The events topic's partition count (a service's partition).
+    partitions: i32,
     capacity: usize,
     max_idle: Duration,
     /// How long a restore waits for a stopped owner's open transaction.
@@ -179,6 +181,7 @@ impl Stage2 {
         b: Build,
         events_topic: &str,
         changelog_topic: &str,
+        partitions: i32,
     ) -> Result<Stage2, ScaleError> {
         let cfg = b.cfg;
         let k = &cfg.kafka;
@@ -239,6 +242,7 @@ impl Stage2 {
             control_checked: Instant::now(),
             topic: events_topic.to_string(),
             changelog: changelog_topic.to_string(),
+            partitions,
             capacity: k.partition_buffer,
             max_idle: cfg.scale_out.max_idle.0.max(k.max_idle.0),
             restore_wait: Duration::from_millis(txn_timeout) + Duration::from_secs(30),
@@ -627,6 +631,9 @@ impl Stage2 {
                     .map_err(|e| e.to_string())
             });
         }
+        if let Some(c) = &self.commands {
+            c.answer_owned(|about| self.owner_of(about));
+        }
         // A snooze also ends on the wall clock under `run` (a quiet stream
         // moves no event time), as the single stage's control does.
         let wall = crate::engine::now_ms();
@@ -663,6 +670,50 @@ impl Stage2 {
             self.begin()?;
         }
         Ok(changed)
+    }
+
+    /// The engine that answers the API's questions about service `about`
+    /// (rollout check, signals): the owner of its partition. A question
+    /// about the whole state (the release report) has one only when a
+    /// single partition holds every service (`include_service = false`).
+    /// Otherwise why this instance cannot answer, for the caller.
+    fn owner_of(&self, about: Option<&str>) -> Result<&Engine, String> {
+        let by_service = self.cfg.fingerprint.include_service;
+        let service = match (about, by_service) {
+            (_, false) => None,
+            (Some(s), true) => Some(s),
+            (None, true) => {
+                return Err(format!(
+                    "scale-out spreads the services' state over the {} partitions of {} \
+                     (docs/scaling.md), and this question reads all of it: no instance can \
+                     answer it; ask per service (rollout-check, signals)",
+                    self.partitions, self.topic
+                ));
+            }
+        };
+        let p = super::wire::partition_of(service, self.partitions);
+        match self.parts.get(&p) {
+            Some(part) => Ok(&part.engine),
+            None => {
+                let owned: Vec<i32> = self.parts.keys().copied().collect();
+                Err(format!(
+                    "{} is decided on partition {p} of {}, which this instance{} does not own \
+                     (it owns {owned:?}{}): ask another instance of the group; the one that \
+                     owns it answers",
+                    service.map_or("the whole stream".to_string(), |s| format!("service `{s}`")),
+                    self.topic,
+                    match self.cfg.scale_out.instance.as_str() {
+                        "" => String::new(),
+                        i => format!(" (`{i}`)"),
+                    },
+                    if owned.is_empty() {
+                        ": a rebalance may be under way, retry shortly"
+                    } else {
+                        ""
+                    },
+                ))
+            }
+        }
     }
 
     /// Flushes the sinks, then in one transaction: the snapshot of every

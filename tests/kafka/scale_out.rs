@@ -15,6 +15,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::super::support::{http, wait_for};
 use super::super::{
     ONE_AT_A_TIME, Rng, Service, Setup, broker, broker_addr, free_port, read_alerts, test_seed,
     unique,
@@ -390,6 +391,72 @@ impl Scaled {
     }
 }
 
+/// The API under scale-out, with every record processed: each instance
+/// lists every type of the group (its catalogue tails the changelog), a
+/// question about `service` is answered by the owner of its partition and
+/// refused at once by the other instance (421, never a timeout), and one
+/// about the whole state (the release report) is refused by both.
+fn api_answers_for_the_group(sc: &Scaled, instances: [&Service; 2], service: &str, token: &str) {
+    let all: std::collections::BTreeSet<String> = sc
+        .states()
+        .iter()
+        .flat_map(|(_, st)| st.baseline.types.keys().map(|fp| fp.to_string()))
+        .collect();
+    assert!(all.len() > 5, "the stream makes types: {all:?}");
+    let ask = |svc: &Service, path: &str| {
+        let url = format!("http://127.0.0.1:{}{path}", svc.port);
+        http("GET", &url, Some(token), None, Duration::from_secs(20))
+    };
+    for svc in instances {
+        wait_for(60, "every type of the group in an instance's list", || {
+            let (code, v) = ask(svc, "/api/v1/types?limit=1000").ok()?;
+            let listed: std::collections::BTreeSet<String> = v["types"]
+                .as_array()?
+                .iter()
+                .filter_map(|t| Some(t["fingerprint"].as_str()?.to_string()))
+                .collect();
+            (code == 200 && listed == all).then_some(())
+        });
+    }
+    for path in [
+        format!("/api/v1/services/{service}/signals"),
+        format!(
+            "/api/v1/rollout-check?service={service}&stable=1.0.0&canary=1.1.0&current_percentage=10"
+        ),
+    ] {
+        let started = Instant::now();
+        let mut codes: Vec<(u16, serde_json::Value)> = instances
+            .iter()
+            .map(|svc| ask(svc, &path).expect("an answer"))
+            .collect();
+        codes.sort_by_key(|(c, _)| *c == 421);
+        assert!(
+            codes[0].0 != 421 && codes[0].0 != 504 && codes[1].0 == 421,
+            "{path}: the owner answers, the other instance says it does not own it: {codes:?}"
+        );
+        let why = codes[1].1["error"].as_str().unwrap_or("");
+        assert!(
+            why.contains(service) && why.contains("another instance"),
+            "{why}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "answered, not timed out"
+        );
+        eprintln!(
+            "{path}: owner {}, other instance {} in {:?}",
+            codes[0].0,
+            codes[1].0,
+            started.elapsed()
+        );
+    }
+    eprintln!("{} types listed by each instance", all.len());
+    for svc in instances {
+        let (code, v) = ask(svc, "/api/v1/report?release=1.1.0").expect("an answer");
+        assert_eq!(code, 421, "the report needs every partition: {v}");
+    }
+}
+
 /// How many partitions know `fp`, and on how many `mark` holds.
 fn partitions_where(
     states: &[(i32, faultline::state::State)],
@@ -430,6 +497,8 @@ fn resolve_and_mute_reach_the_owner_through_the_control_topic_and_a_restore_appl
     let (_, resolved) = novel
         .find(|(s, _)| *s != svc1)
         .expect("a novel alert of another service");
+
+    api_answers_for_the_group(&sc, [&a, &b], &svc1, "scale-secret");
 
     // The API of one instance, which may not own the type: accepted and
     // forwarded; its owner applies it, once, on one partition.
