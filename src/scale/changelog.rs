@@ -75,7 +75,8 @@ pub struct Written {
     pub generation: u64,
     /// Its chunk count (chunks at and beyond it are stale).
     pub chunks: usize,
-    /// The encoded size of the last commit's records, in bytes.
+    /// The encoded size of the last commit's records, in bytes (after a
+    /// restore: of the whole state read).
     pub bytes: usize,
     /// Type records the last commit wrote (tombstones included).
     pub types: usize,
@@ -226,8 +227,10 @@ fn assemble(latest: &HashMap<Vec<u8>, Vec<u8>>) -> Result<Option<(State, Written
     let mut logged = HashSet::new();
     // Types inside the rest: a snapshot of the earlier, whole-state format.
     let whole = !state.baseline.types.is_empty();
+    let mut size = bytes.len();
     for (k, v) in latest {
         let Some(fp) = type_of(k) else { continue };
+        size += v.len();
         let t: ErrorType = serde_json::from_slice(v)
             .map_err(|e| format!("snapshot {g}: the record of type {fp}: {e}"))?;
         state.baseline.types.insert(fp, Box::new(t));
@@ -249,7 +252,7 @@ fn assemble(latest: &HashMap<Vec<u8>, Vec<u8>>) -> Result<Option<(State, Written
         Written {
             generation: g,
             chunks: stale,
-            bytes: bytes.len(),
+            bytes: size,
             types: logged.len(),
             logged,
         },

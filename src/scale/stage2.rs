@@ -760,6 +760,13 @@ impl Stage2 {
                 .map_err(kafka("offsets"))?;
         }
         self.snapshot_time += t.elapsed();
+        tracing::debug!(
+            partitions = written.len(),
+            type_records = written.iter().map(|(_, w)| w.types).sum::<usize>(),
+            bytes = written.iter().map(|(_, w)| w.bytes).sum::<usize>(),
+            ms = t.elapsed().as_secs_f64() * 1e3,
+            "stage 2: changelog written"
+        );
         let meta = self.consumer.group_metadata().ok_or_else(|| {
             ScaleError::Topic("the stage-2 consumer has no group metadata".into())
         })?;

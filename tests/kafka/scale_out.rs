@@ -150,55 +150,92 @@ impl Scaled {
     }
 }
 
+/// What every test here opens with ([`open`]).
+struct Opened {
+    /// One Kafka test at a time.
+    _one: std::sync::MutexGuard<'static, ()>,
+    sc: Scaled,
+    /// Records produced.
+    n: u64,
+    /// `faultline replay`'s alerts on the same records (empty unless asked).
+    expected: Vec<faultline::alert::Alert>,
+    /// When the replay, then the producing, were done.
+    replayed: Duration,
+    produced: Duration,
+}
+
+/// The tests' common opening: one test at a time; `None` without a broker
+/// (the test then skips); the setup `sc`; the records `records` makes,
+/// replayed first when `replay` (the reference), then produced keyed by
+/// service over the 3 input partitions, as in the alignment test: one
+/// partition's two hours can reach stage 1 before another's first
+/// minutes.
+fn open(
+    sc: impl FnOnce() -> Scaled,
+    records: impl FnOnce() -> Vec<super::Rec>,
+    replay: bool,
+) -> Option<Opened> {
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    broker()?;
+    let sc = sc();
+    let started = Instant::now();
+    let records = records();
+    let expected = if replay {
+        sc.s.replay(&lines(&records))
+    } else {
+        Vec::new()
+    };
+    let replayed = started.elapsed();
+    produce_to(&sc.s.logs, &records, |r| input_partition(&r.key));
+    Some(Opened {
+        _one: one,
+        sc,
+        n: records.len() as u64,
+        expected,
+        replayed,
+        produced: started.elapsed(),
+    })
+}
+
+/// A record's input partition: by its service (the key's first part).
+fn input_partition(key: &str) -> i32 {
+    (hash(key.split('/').next().unwrap_or("")) % 3) as i32
+}
+
 #[test]
 fn one_instance_in_two_stages_gives_replays_alerts_of_every_kind() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if broker().is_none() {
+    let Some(Opened {
+        sc, n, expected, ..
+    }) = open(|| setup("scale1", 4), || generated(11, 120, 6.0), true)
+    else {
         return;
-    }
-    let sc = setup("scale1", 4);
+    };
     let s = &sc.s;
-    let records = generated(11, 120, 6.0);
-    let expected = s.replay(&lines(&records));
-    // Keyed by service, as in the alignment test: one partition's two
-    // hours can reach stage 1 before another's first minutes.
-    produce_to(&s.logs, &records, |r| {
-        (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
-    });
     let started = Instant::now();
     // No instance name: the one-instance default.
     let svc = s.start();
-    sc.wait_for_records(records.len() as u64, Duration::from_secs(300));
+    sc.wait_for_records(n, Duration::from_secs(300));
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0), "SIGTERM exit; log: {}", s.log_tail());
     eprintln!(
-        "{} records, 3 input and 4 internal partitions, two stages: {:?}",
-        records.len(),
+        "{n} records, 3 input and 4 internal partitions, two stages: {:?}",
         started.elapsed()
     );
-    assert_eq!(
-        sc.records(),
-        records.len() as u64,
-        "every record processed once"
-    );
+    assert_eq!(sc.records(), n, "every record processed once");
     assert_same_as_replay("two stages", &read_alerts(&s.alerts), &expected);
 }
 
 #[test]
 fn two_stages_survive_a_crash_after_a_commit_and_kill_9s_exactly_once() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if broker().is_none() {
+    let Some(Opened {
+        sc, n, expected, ..
+    }) = open(|| setup("scale1k", 4), || generated(11, 120, 6.0), true)
+    else {
         return;
-    }
+    };
+    let s = &sc.s;
     let seed = test_seed();
     eprintln!("kill -9 points seed: {seed} (rerun with FAULTLINE_TEST_SEED={seed})");
-    let sc = setup("scale1k", 4);
-    let s = &sc.s;
-    let records = generated(11, 120, 6.0);
-    let expected = s.replay(&lines(&records));
-    produce_to(&s.logs, &records, |r| {
-        (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
-    });
     // Stage 2 dies right after its 4th commit (small batches, so the 4th
     // commit comes however fast the machine drains).
     let svc = s.start_with(&[
@@ -211,21 +248,16 @@ fn two_stages_survive_a_crash_after_a_commit_and_kill_9s_exactly_once() {
     for round in 0..2 {
         let svc = s.start_with(&[("FAULTLINE__KAFKA__BATCH_SIZE", "2000")]);
         let done = sc.records();
-        let at = (done + 1 + rng.below(((records.len() as u64).saturating_sub(done) / 2).max(1)))
-            .min(records.len() as u64);
+        let at = (done + 1 + rng.below((n.saturating_sub(done) / 2).max(1))).min(n);
         sc.wait_for_records(at, Duration::from_secs(300));
         eprintln!("round {round}: kill -9 at {} records durable", sc.records());
         svc.kill9();
     }
     let svc = s.start();
-    sc.wait_for_records(records.len() as u64, Duration::from_secs(300));
+    sc.wait_for_records(n, Duration::from_secs(300));
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0), "SIGTERM exit; log: {}", s.log_tail());
-    assert_eq!(
-        sc.records(),
-        records.len() as u64,
-        "every record processed once"
-    );
+    assert_eq!(sc.records(), n, "every record processed once");
     assert_same_as_replay(
         "two stages, 1 failpoint crash and 2 kills",
         &read_alerts(&s.alerts),
@@ -253,24 +285,25 @@ fn stream_size() -> usize {
 /// alert id once, and the changelog's records processed add up to the
 /// input.
 fn three_instances_with_kills_and_a_join(name: &str, size: usize) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if broker().is_none() {
-        return;
-    }
+    let started = Instant::now();
     // Six internal partitions: two per instance, so every instance owns
     // state a kill moves.
-    let sc = setup_fetching(name, 6, 4096);
+    let Some(Opened {
+        sc,
+        n,
+        expected,
+        replayed,
+        produced,
+        ..
+    }) = open(
+        || setup_fetching(name, 6, 4096),
+        || generated(11, 120, 6.0 * size as f64 / 43_200.0),
+        true,
+    )
+    else {
+        return;
+    };
     let s = &sc.s;
-    let started = Instant::now();
-    let records = generated(11, 120, 6.0 * size as f64 / 43_200.0);
-    let n = records.len() as u64;
-    let expected = s.replay(&lines(&records));
-    let replayed = started.elapsed();
-    produce_to(&s.logs, &records, |r| {
-        (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
-    });
-    drop(records);
-    let produced = started.elapsed();
     let limit = Duration::from_secs(240 + n / 1000);
     // Small batches: the group rebalances while batches are open.
     let env = [("FAULTLINE__KAFKA__BATCH_SIZE", "1000")];
@@ -472,17 +505,12 @@ fn partitions_where(
 
 #[test]
 fn resolve_and_mute_reach_the_owner_through_the_control_topic_and_a_restore_applies_them() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if broker().is_none() {
+    let Some(Opened { sc, n, .. }) =
+        open(|| setup("scalectl", 4), || generated(11, 120, 6.0), false)
+    else {
         return;
-    }
-    let sc = setup("scalectl", 4);
+    };
     let s = &sc.s;
-    let records = generated(11, 120, 6.0);
-    produce_to(&s.logs, &records, |r| {
-        (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
-    });
-    let n = records.len() as u64;
     let token = [("FAULTLINE__API__TOKEN", "\"scale-secret\"")];
     let a = sc.instance("a", &token);
     let b = sc.instance("b", &token);
@@ -548,22 +576,12 @@ fn resolve_and_mute_reach_the_owner_through_the_control_topic_and_a_restore_appl
     assert_eq!(sc.records(), n, "every record processed once");
 }
 
-#[test]
-fn without_the_service_in_the_fingerprint_a_type_in_two_services_is_new_once_as_in_replay() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if broker().is_none() {
-        return;
-    }
-    let sc = setup_with(
-        "scaleglob",
-        4,
-        1 << 20,
-        "[fingerprint]\ninclude_service = false",
-    );
-    let s = &sc.s;
+/// The scenario at half the rate, and one new error, the same words in
+/// two services read from two different input partitions, past the
+/// warm-up: without the service in the fingerprint it is one type, new
+/// once.
+fn with_one_error_in_two_services() -> Vec<super::Rec> {
     let mut records = generated(11, 120, 3.0);
-    let input = |r: &super::Rec| (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32;
-    // Two services read from two different input partitions.
     let mut services: Vec<&str> = records
         .iter()
         .map(|r| r.key.split('/').next().unwrap_or(""))
@@ -573,11 +591,9 @@ fn without_the_service_in_the_fingerprint_a_type_in_two_services_is_new_once_as_
     let first = services[0].to_string();
     let second = services
         .iter()
-        .find(|v| hash(v) % 3 != hash(&first) % 3)
+        .find(|v| input_partition(v) != input_partition(&first))
         .expect("two services on two input partitions")
         .to_string();
-    // One new error, the same words in both services, past the warm-up:
-    // without the service in the fingerprint it is one type, new once.
     let at = records.len() * 3 / 4;
     for (i, svc) in [(at, &first), (at + 200, &second)] {
         let time_ms = records[i].time_ms;
@@ -596,9 +612,29 @@ fn without_the_service_in_the_fingerprint_a_type_in_two_services_is_new_once_as_
             },
         );
     }
-    let n = records.len() as u64;
-    let expected = s.replay(&lines(&records));
-    produce_to(&s.logs, &records, input);
+    records
+}
+
+#[test]
+fn without_the_service_in_the_fingerprint_a_type_in_two_services_is_new_once_as_in_replay() {
+    let Some(Opened {
+        sc, n, expected, ..
+    }) = open(
+        || {
+            setup_with(
+                "scaleglob",
+                4,
+                1 << 20,
+                "[fingerprint]\ninclude_service = false",
+            )
+        },
+        with_one_error_in_two_services,
+        true,
+    )
+    else {
+        return;
+    };
+    let s = &sc.s;
     let a = sc.instance("a", &[]);
     let b = sc.instance("b", &[]);
     sc.wait_for_records(n, Duration::from_secs(300));
