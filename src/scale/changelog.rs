@@ -489,7 +489,7 @@ mod tests {
         let mut e = crate::api::control::tests::engine_with(0xa1);
         let mut latest = logged(&mut e.state, 1);
         // A tombstone: the restore reads it as a removed key.
-        latest.remove(&type_key(Fingerprint(0xa1)).to_vec());
+        latest.remove(type_key(Fingerprint(0xa1)).as_slice());
         let (back, _) = assemble(&latest).unwrap().unwrap();
         assert!(back.baseline.get(Fingerprint(0xa1)).is_none());
 
