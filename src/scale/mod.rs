@@ -7,8 +7,9 @@
 //! topic in one transaction with the input offsets, with a watermark per
 //! upstream partition. Stage 2 (`stage2.rs`) owns the internal partitions
 //! its group assigns it, one [`Engine`](crate::engine::Engine) per
-//! partition, and replays their events in event-time order; alerts, a
-//! snapshot of each partition's state (`changelog.rs`) and its offsets
+//! partition, and replays their events in event-time order; alerts, what
+//! changed in each partition's state (records per changed type and
+//! learner row, and the rest whole: `changelog.rs`) and its offsets
 //! commit in one transaction, and a partition's next owner restores its
 //! state from the changelog. A revocation aborts the open batch in the
 //! rebalance callback (`Owner`). Resolve, mute and merge travel through a

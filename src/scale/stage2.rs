@@ -716,8 +716,9 @@ impl Stage2 {
         }
     }
 
-    /// Flushes the sinks, then in one transaction: the snapshot of every
-    /// partition worked on, the events offsets, commit.
+    /// Flushes the sinks, then in one transaction: what changed in every
+    /// partition worked on (`changelog::write`), the events offsets,
+    /// commit.
     pub(super) fn commit(&mut self) -> Result<(), ScaleError> {
         self.begin()?;
         // A command for a type a partition had not seen when it arrived
