@@ -90,12 +90,12 @@ fn row_key(table: u8, key: u64) -> RowKey {
     k
 }
 
+/// A learner row's record: its key and its JSON (`None`: the row is gone).
+type Row = (RowKey, Option<Vec<u8>>);
+
 /// The learner's rows that `changes` names (all of them when it says so),
-/// encoded (`None`: the row is gone). Each table's rows are JSON.
-fn learner_rows(
-    state: &mut State,
-    changes: &LearnerChanges,
-) -> Result<Vec<(RowKey, Option<Vec<u8>>)>, ScaleError> {
+/// encoded. Each table's rows are JSON.
+fn learner_rows(state: &mut State, changes: &LearnerChanges) -> Result<Vec<Row>, ScaleError> {
     fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, ScaleError> {
         serde_json::to_vec(v).map_err(|e| ScaleError::Topic(format!("encoding a learner row: {e}")))
     }
