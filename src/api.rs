@@ -289,6 +289,20 @@ impl TypeView {
     pub fn is_empty(&self) -> bool {
         self.types.is_empty()
     }
+
+    /// Shows `t` (scale-out's catalogue, `scale::catalogue`, fed from the
+    /// changelog's type records instead of an engine's export).
+    pub(crate) fn put(&self, t: &ErrorType, samples: SampleMode, spec: crate::window::WindowSpec) {
+        self.types
+            .insert(t.fingerprint, TypeSummary::of(t, samples, spec, None));
+        self.watermark.fetch_max(t.last_seen, Ordering::Relaxed);
+    }
+
+    /// Stops showing `fp` (and its surge mark).
+    pub(crate) fn take_out(&self, fp: Fingerprint) {
+        self.types.remove(&fp);
+        self.surges.remove(&fp);
+    }
 }
 
 /// Publishes the engine's types into a [`TypeView`] at each checkpoint. A
@@ -531,13 +545,11 @@ async fn rollout_check(
         window,
     };
     let cfg = control.config();
-    let asked =
-        control.ask(Box::new(
-            move |e: &crate::engine::Engine| match crate::release::rollout::check(
-                &e.state.ledger(),
-                &cfg,
-                &req,
-            ) {
+    let service = q.service.clone();
+    let asked = control.ask_about(
+        Some(&service),
+        Box::new(move |e: &crate::engine::Engine| {
+            match crate::release::rollout::check(&e.state.ledger(), &cfg, &req) {
                 Ok(mut v) => {
                     // The same gate as `faultline rollout-check`: latency
                     // and traffic amend the error-rate verdict.
@@ -551,13 +563,17 @@ async fn rollout_check(
                     serde_json::json!({ "verdict": v })
                 }
                 Err(err) => serde_json::json!({ "error": err.to_string() }),
-            },
-        ));
+            }
+        }),
+    );
     let rx = match asked {
         Ok(rx) => rx,
         Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+        Ok(Ok(v)) if misdirected(&v) => {
+            (StatusCode::MISDIRECTED_REQUEST, axum::Json(v)).into_response()
+        }
         Ok(Ok(mut v)) => match v.get_mut("verdict").map(serde_json::Value::take) {
             Some(verdict) => axum::Json(verdict).into_response(),
             None => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(v)).into_response(),
@@ -642,22 +658,35 @@ async fn release_report(
     // The built report comes back on its own channel: the question's JSON
     // answer only says whether it was built.
     let (tx, built) = tokio::sync::oneshot::channel();
-    let asked = control.ask(Box::new(move |e: &crate::engine::Engine| {
-        let started = std::time::Instant::now();
-        let r = report::build(&e.state, &cfg, &req, crate::engine::now_ms());
-        // What the report costs the engine (it waits this long).
-        tracing::info!(
-            release = %req.release,
-            engine_ms = started.elapsed().as_secs_f64() * 1e3,
-            "report built between two polls"
-        );
-        let _ = tx.send(r);
-        serde_json::Value::Null
-    }));
-    if let Err(e) = asked {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-    }
-    let built = match tokio::time::timeout(WRITE_TIMEOUT, built).await {
+    let asked = control.ask_about(
+        None,
+        Box::new(move |e: &crate::engine::Engine| {
+            let started = std::time::Instant::now();
+            let r = report::build(&e.state, &cfg, &req, crate::engine::now_ms());
+            // What the report costs the engine (it waits this long).
+            tracing::info!(
+                release = %req.release,
+                engine_ms = started.elapsed().as_secs_f64() * 1e3,
+                "report built between two polls"
+            );
+            let _ = tx.send(r);
+            serde_json::Value::Null
+        }),
+    );
+    let asked = match asked {
+        Ok(rx) => rx,
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+    let built = match tokio::time::timeout_at(deadline, asked).await {
+        // Scale-out: no engine here holds the whole state.
+        Ok(Ok(v)) if misdirected(&v) => {
+            return (StatusCode::MISDIRECTED_REQUEST, axum::Json(v)).into_response();
+        }
+        // Built (the report is on its own channel), or not in time.
+        _ => tokio::time::timeout_at(deadline, built).await,
+    };
+    let built = match built {
         Ok(Ok(Ok(b))) => b,
         Ok(Ok(Err(why))) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, &why),
         Ok(Err(_)) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped"),
@@ -678,6 +707,12 @@ async fn release_report(
         report::render(&built, format),
     )
         .into_response()
+}
+
+/// Scale-out's answer from an instance that does not own what a question
+/// is about ([`control::Control::answer_owned`]): 421 Misdirected Request.
+fn misdirected(v: &serde_json::Value) -> bool {
+    v.get("misdirected").and_then(serde_json::Value::as_bool) == Some(true)
 }
 
 fn parse_fingerprint(fp: &str) -> Option<Fingerprint> {

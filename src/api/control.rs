@@ -125,6 +125,9 @@ pub type Question = Box<dyn FnOnce(&Engine) -> serde_json::Value + Send>;
 struct Ask {
     question: Question,
     reply: oneshot::Sender<serde_json::Value>,
+    /// The service the question is about (`None`: the whole state). Under
+    /// scale-out only the owner of the service's partition can answer.
+    about: Option<String>,
 }
 
 impl std::fmt::Debug for Ask {
@@ -181,9 +184,51 @@ impl Control {
     /// Queues `question`; the receiver gets its answer at the engine's
     /// next step.
     pub fn ask(&self, question: Question) -> Result<oneshot::Receiver<serde_json::Value>, Refused> {
+        self.ask_about(None, question)
+    }
+
+    /// [`Control::ask`] for a question about one service (`about`), or the
+    /// whole state (`None`), so that scale-out can route it to the engine
+    /// that owns the service ([`Control::answer_owned`]).
+    pub fn ask_about(
+        &self,
+        about: Option<&str>,
+        question: Question,
+    ) -> Result<oneshot::Receiver<serde_json::Value>, Refused> {
         let (reply, rx) = oneshot::channel();
-        self.queue(&self.asks, Ask { question, reply })?;
+        let about = about.map(str::to_string);
+        self.queue(
+            &self.asks,
+            Ask {
+                question,
+                reply,
+                about,
+            },
+        )?;
         Ok(rx)
+    }
+
+    /// Under scale-out: each queued question goes to the engine `owner`
+    /// names for its service (`None`: the whole state), or is answered
+    /// `{"error": why, "misdirected": true}` when this instance does not
+    /// own it (the handlers answer 421 Misdirected Request), never left to
+    /// time out.
+    pub fn answer_owned<'e>(
+        &self,
+        mut owner: impl FnMut(Option<&str>) -> Result<&'e Engine, String>,
+    ) {
+        if self.outstanding.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let questions = lock(&self.questions);
+        while let Ok(ask) = questions.try_recv() {
+            let answer = match owner(ask.about.as_deref()) {
+                Ok(engine) => (ask.question)(engine),
+                Err(why) => serde_json::json!({ "error": why, "misdirected": true }),
+            };
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            let _ = ask.reply.send(answer);
+        }
     }
 
     /// Queues `command`; the receiver gets its outcome once it is applied
@@ -428,28 +473,34 @@ pub(super) async fn signals(
         }
     };
     let minutes = window.as_millis() / 60_000;
-    let asked = control.ask(Box::new(move |e: &Engine| {
-        let Some(wm) = e.state.watermark else {
-            return serde_json::json!({ "error": "no records yet" });
-        };
-        let to = wm.div_euclid(60_000) - 1;
-        match crate::signals::view(
-            &e.state.signals,
-            &e.state.rates,
-            &service,
-            (to - minutes + 1, to),
-        ) {
-            Some(v) => serde_json::json!({ "signals": v }),
-            None => {
-                serde_json::json!({ "error": format!("no service `{service}` in this engine") })
+    let asked = control.ask_about(
+        Some(&service.clone()),
+        Box::new(move |e: &Engine| {
+            let Some(wm) = e.state.watermark else {
+                return serde_json::json!({ "error": "no records yet" });
+            };
+            let to = wm.div_euclid(60_000) - 1;
+            match crate::signals::view(
+                &e.state.signals,
+                &e.state.rates,
+                &service,
+                (to - minutes + 1, to),
+            ) {
+                Some(v) => serde_json::json!({ "signals": v }),
+                None => {
+                    serde_json::json!({ "error": format!("no service `{service}` in this engine") })
+                }
             }
-        }
-    }));
+        }),
+    );
     let rx = match asked {
         Ok(rx) => rx,
         Err(e) => return super::refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     match tokio::time::timeout(super::WRITE_TIMEOUT, rx).await {
+        Ok(Ok(v)) if super::misdirected(&v) => {
+            (StatusCode::MISDIRECTED_REQUEST, axum::Json(v)).into_response()
+        }
         Ok(Ok(mut v)) => match v.get_mut("signals").map(serde_json::Value::take) {
             Some(s) => axum::Json(s).into_response(),
             None => (StatusCode::NOT_FOUND, axum::Json(v)).into_response(),

@@ -136,6 +136,9 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
         state_dir: Some(args.state.clone()),
     };
     let sink_cfg = cfg.clone();
+    // Scale-out fills the view from the changelog instead (every
+    // instance's types).
+    let api_view = view.clone();
     let make_sinks = Box::new(move || {
         let mut sinks = build::sinks(&sink_cfg, &plan)?;
         sinks.push(Box::new(faultline::api::ViewSink::new(
@@ -155,7 +158,14 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
         commands: Some(control.clone()),
     };
     let summary = if cfg.scale_out.enabled {
-        faultline::scale::run(&cfg, opts, metrics.clone(), status, Some(control))?
+        faultline::scale::run(
+            &cfg,
+            opts,
+            metrics.clone(),
+            status,
+            Some(control),
+            Some(api_view),
+        )?
     } else {
         kafka::run(&cfg, opts, metrics.clone(), status)?
     };

@@ -9,13 +9,36 @@
 //! a partition reads its changelog partition to the end before it decides
 //! anything.
 //!
-//! A snapshot is the partition's whole state (a first slice: the cost is
-//! measured in docs/scaling.md), cut into chunks under the broker's message
-//! size: keys `c0`, `c1`, … hold the chunks and `head` says which
-//! generation and how many, written last. Compaction keeps the latest value
-//! per key; chunks beyond a shorter snapshot's count get tombstones.
+//! Written incrementally, so a commit costs what changed, not the state:
+//!
+//! * **one record per error type**, key `t` + its fingerprint (8 bytes, big
+//!   endian), the type as JSON; written when the baseline marks the type
+//!   changed ([`crate::baseline::Dirty`], the set the state store writes
+//!   from), a tombstone when it left the partition's types (evicted to the
+//!   cold set, merged away). Types are most of a large state (~1.4 KB each
+//!   with their windows), and most of them do not change between commits;
+//! * **one record per learner row**, key `l`, the table (`c` cluster, `e`
+//!   template index, `s` skeleton, `g` generalised bucket, `k` learned key)
+//!   and the row's key (8 bytes), as JSON: the rows the learner marks
+//!   changed ([`LearnerChanges`]), as the state store writes them; after
+//!   an eviction or a rebuild the learner marks everything and every row
+//!   is written again, with tombstones for the rows gone. The learner
+//!   grows with the templates (a skeleton per word of each) and is, on
+//!   real logs, as large as the types or larger;
+//! * **the rest of the state** (offsets, watermark, cold set, aliases,
+//!   rates, detector memory, signals), written whole at every commit, cut
+//!   into chunks under the broker's message size: keys `c0`, `c1`, … hold
+//!   the chunks and `head` says which generation and how many, written
+//!   last; chunks beyond a shorter rest's count get tombstones.
+//!
+//! Compaction keeps the latest value per key, and all of a commit's records
+//! are in one transaction, so the latest committed value of every key is
+//! the partition's state at its last commit: a restore reads the rest and
+//! puts every type record back. A snapshot of the earlier format (types
+//! inside the rest) still restores; its partition's first commit then
+//! writes every type as a record.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -26,6 +49,9 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::{ScaleError, kafka};
 use crate::alert::kafka::SharedProducer;
+use crate::baseline::ErrorType;
+use crate::fingerprint::Fingerprint;
+use crate::fingerprint::learn::{Cluster, LearnerChanges, Skeleton};
 use crate::state::State;
 
 /// Chunk size before compression: well under the broker's default
@@ -33,15 +59,160 @@ use crate::state::State;
 const CHUNK: usize = 512 * 1024;
 const HEAD: &[u8] = b"head";
 
+/// The first byte of a type record's key.
+const TYPE: u8 = b't';
+
+/// A type record's key: `t` and the fingerprint, big endian.
+fn type_key(fp: Fingerprint) -> [u8; 9] {
+    let mut k = [TYPE; 9];
+    k[1..].copy_from_slice(&fp.0.to_be_bytes());
+    k
+}
+
+/// The fingerprint of a type record's key.
+pub(crate) fn type_of(key: &[u8]) -> Option<Fingerprint> {
+    match key.split_first() {
+        Some((&TYPE, fp)) => Some(Fingerprint(u64::from_be_bytes(fp.try_into().ok()?))),
+        _ => None,
+    }
+}
+
+/// The first byte of a learner row's key.
+const LEARNER: u8 = b'l';
+
+/// A learner row's key: `l`, its table, its key in that table.
+type RowKey = [u8; 10];
+
+fn row_key(table: u8, key: u64) -> RowKey {
+    let mut k = [LEARNER; 10];
+    k[1] = table;
+    k[2..].copy_from_slice(&key.to_be_bytes());
+    k
+}
+
+/// A learner row's record: its key and its JSON (`None`: the row is gone).
+type Row = (RowKey, Option<Vec<u8>>);
+
+/// The learner's rows that `changes` names (all of them when it says so),
+/// encoded. Each table's rows are JSON.
+fn learner_rows(state: &mut State, changes: &LearnerChanges) -> Result<Vec<Row>, ScaleError> {
+    fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, ScaleError> {
+        serde_json::to_vec(v).map_err(|e| ScaleError::Topic(format!("encoding a learner row: {e}")))
+    }
+    let t = state.baseline.learner.tables();
+    let mut out = Vec::new();
+    if changes.all {
+        for (id, c) in t.clusters.iter().enumerate() {
+            out.push((row_key(b'c', id as u64), Some(enc(c)?)));
+        }
+        for (k, v) in t.exact.iter() {
+            out.push((row_key(b'e', *k), Some(enc(v)?)));
+        }
+        for (k, v) in t.skeletons.iter() {
+            out.push((row_key(b's', *k), Some(enc(v)?)));
+        }
+        for (k, v) in t.generalized.iter() {
+            out.push((row_key(b'g', *k), Some(enc(v)?)));
+        }
+        for (k, v) in t.keys.iter() {
+            out.push((row_key(b'k', *k), Some(enc(v)?)));
+        }
+        return Ok(out);
+    }
+    for &id in &changes.clusters {
+        let v = t.clusters.get(id as usize).map(enc).transpose()?;
+        out.push((row_key(b'c', u64::from(id)), v));
+    }
+    for k in &changes.exact {
+        out.push((row_key(b'e', *k), t.exact.get(k).map(enc).transpose()?));
+    }
+    for k in &changes.skeletons {
+        out.push((row_key(b's', *k), t.skeletons.get(k).map(enc).transpose()?));
+    }
+    for k in &changes.generalized {
+        out.push((
+            row_key(b'g', *k),
+            t.generalized.get(k).map(enc).transpose()?,
+        ));
+    }
+    for k in &changes.keys {
+        out.push((row_key(b'k', *k), t.keys.get(k).map(enc).transpose()?));
+    }
+    Ok(out)
+}
+
+/// Puts the learner rows of what was read (`latest`) into `state`'s
+/// learner; returns the keys read.
+fn read_learner(
+    state: &mut State,
+    latest: &HashMap<Vec<u8>, Vec<u8>>,
+) -> Result<HashSet<RowKey>, String> {
+    let mut clusters: std::collections::BTreeMap<u64, Cluster> = Default::default();
+    let mut read = HashSet::new();
+    let t = state.baseline.learner.tables();
+    for (k, v) in latest {
+        let Ok(key) = RowKey::try_from(k.as_slice()) else {
+            continue;
+        };
+        if key[0] != LEARNER {
+            continue;
+        }
+        let id = u64::from_be_bytes(key[2..].try_into().map_err(|_| "a learner key")?);
+        let bad = |e: serde_json::Error| format!("learner row {}/{id:016x}: {e}", key[1] as char);
+        match key[1] {
+            b'c' => {
+                clusters.insert(id, serde_json::from_slice(v).map_err(bad)?);
+            }
+            b'e' => {
+                t.exact.insert(id, serde_json::from_slice(v).map_err(bad)?);
+            }
+            b's' => {
+                let sk: Skeleton = serde_json::from_slice(v).map_err(bad)?;
+                t.skeletons.insert(id, sk);
+            }
+            b'g' => {
+                t.generalized
+                    .insert(id, serde_json::from_slice(v).map_err(bad)?);
+            }
+            b'k' => {
+                t.keys.insert(id, serde_json::from_slice(v).map_err(bad)?);
+            }
+            _ => return Err(format!("an unknown learner table `{}`", key[1] as char)),
+        }
+        read.insert(key);
+    }
+    // Cluster ids index a vector: every id below the last must be there.
+    for (i, (id, c)) in clusters.into_iter().enumerate() {
+        if id != i as u64 {
+            return Err(format!("learner cluster {i} missing (next: {id})"));
+        }
+        t.clusters.push(c);
+    }
+    let n = t.clusters.len() as u64;
+    if let Some(&id) = t.exact.values().find(|&&id| u64::from(id) >= n) {
+        return Err(format!("a learner template names cluster {id} of {n}"));
+    }
+    Ok(read)
+}
+
 /// Where a partition's changelog stands after a write or a restore.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Written {
     /// Generation of the last snapshot (0 = none).
     pub generation: u64,
     /// Its chunk count (chunks at and beyond it are stale).
     pub chunks: usize,
-    /// Its encoded size in bytes.
+    /// The encoded size of the last commit's records, in bytes (after a
+    /// restore: of the whole state read).
     pub bytes: usize,
+    /// Type and learner records the last commit wrote (tombstones
+    /// included; after a restore: the type records read).
+    pub types: usize,
+    /// The types the changelog holds a record of (a rewrite of every type
+    /// tombstones the others).
+    pub logged: HashSet<Fingerprint>,
+    /// The learner rows it holds a record of.
+    pub learned: HashSet<RowKey>,
 }
 
 /// Encodes a partition's state: the JSON of [`State`] (as the state file
@@ -74,29 +245,113 @@ pub fn decode(bytes: &[u8]) -> Result<State, String> {
     Ok(state)
 }
 
-/// Produces `state` as partition `partition`'s next snapshot into the open
-/// transaction of `producer`; `last` is what the previous one wrote.
+/// Produces partition `partition`'s changes since `last` into the open
+/// transaction of `producer`: a record per type the baseline marked
+/// changed (a tombstone for one no longer in its types), then the rest of
+/// the state. Takes the baseline's change marks; on an error the caller
+/// must not commit (the process stops, or the batch is aborted and the
+/// partition restored).
 pub fn write(
     producer: &SharedProducer,
     topic: &str,
     partition: i32,
-    state: &State,
+    state: &mut State,
     last: Written,
 ) -> Result<Written, ScaleError> {
-    let bytes = encode(state)?;
-    let generation = last.generation + 1;
-    let chunks: Vec<&[u8]> = if bytes.is_empty() {
-        vec![&[][..]]
-    } else {
-        bytes.chunks(CHUNK).collect()
-    };
-    let send = |key: &[u8], payload: Option<&[u8]>| -> Result<(), ScaleError> {
+    changes(state, last, |key, payload| {
         let mut rec: BaseRecord<'_, [u8], [u8]> =
             BaseRecord::to(topic).partition(partition).key(key);
         if let Some(p) = payload {
             rec = rec.payload(p);
         }
         super::send_waiting(&**producer, rec, "producing a state snapshot")
+    })
+}
+
+/// [`write`]'s records, each handed to `send` (key, value or tombstone),
+/// the head last.
+fn changes(
+    state: &mut State,
+    last: Written,
+    mut send: impl FnMut(&[u8], Option<&[u8]>) -> Result<(), ScaleError>,
+) -> Result<Written, ScaleError> {
+    let mut logged = last.logged;
+    let dirty = state.baseline.take_dirty();
+    let types = &state.baseline.types;
+    // The types to write: every one (and a tombstone for each logged one
+    // gone) after a load or a rewrite, else the changed ones.
+    let todo: Vec<Fingerprint> = if dirty.all {
+        let gone = logged.iter().filter(|fp| !types.contains_key(fp));
+        gone.chain(types.keys()).copied().collect()
+    } else {
+        dirty
+            .types
+            .iter()
+            .filter(|fp| types.contains_key(fp) || logged.contains(fp))
+            .copied()
+            .collect()
+    };
+    let mut bytes = 0;
+    for &fp in &todo {
+        match types.get(&fp) {
+            Some(t) => {
+                let v = serde_json::to_vec(t)
+                    .map_err(|e| ScaleError::Topic(format!("encoding type {fp}: {e}")))?;
+                bytes += v.len();
+                logged.insert(fp);
+                send(&type_key(fp), Some(&v))?;
+            }
+            None => {
+                logged.remove(&fp);
+                send(&type_key(fp), None)?;
+            }
+        }
+    }
+    // The learner's changed rows (all after an eviction or a rebuild, with
+    // tombstones for the rows gone).
+    let changes = state.baseline.learner.take_changes();
+    let rows = learner_rows(state, &changes)?;
+    let mut learned = last.learned;
+    if changes.all {
+        let now: HashSet<RowKey> = rows.iter().map(|(k, _)| *k).collect();
+        for k in learned.iter().filter(|k| !now.contains(*k)) {
+            send(k.as_slice(), None)?;
+        }
+        learned = now;
+    }
+    let learner_records = rows.len();
+    for (k, v) in &rows {
+        match v {
+            Some(v) => {
+                bytes += v.len();
+                learned.insert(*k);
+                send(k.as_slice(), Some(v))?;
+            }
+            None if learned.remove(k) => send(k.as_slice(), None)?,
+            None => {}
+        }
+    }
+    // The rest: the state without its types and learner rows (the
+    // records above).
+    let types = std::mem::take(&mut state.baseline.types);
+    let t = state.baseline.learner.tables();
+    let parts = (
+        std::mem::take(t.clusters),
+        std::mem::take(t.exact),
+        std::mem::take(t.skeletons),
+        std::mem::take(t.generalized),
+        std::mem::take(t.keys),
+    );
+    let rest = encode(state);
+    state.baseline.types = types;
+    let t = state.baseline.learner.tables();
+    (*t.clusters, *t.exact, *t.skeletons, *t.generalized, *t.keys) = parts;
+    let rest = rest?;
+    let generation = last.generation + 1;
+    let chunks: Vec<&[u8]> = if rest.is_empty() {
+        vec![&[][..]]
+    } else {
+        rest.chunks(CHUNK).collect()
     };
     let mut value = Vec::with_capacity(CHUNK + 8);
     for (i, c) in chunks.iter().enumerate() {
@@ -114,7 +369,10 @@ pub fn write(
     Ok(Written {
         generation,
         chunks: chunks.len(),
-        bytes: bytes.len(),
+        bytes: bytes + rest.len(),
+        types: todo.len() + learner_records,
+        logged,
+        learned,
     })
 }
 
@@ -140,7 +398,33 @@ fn assemble(latest: &HashMap<Vec<u8>, Vec<u8>>) -> Result<Option<(State, Written
             _ => return Err(format!("snapshot {g}: chunk {i} of another generation")),
         }
     }
-    let state = decode(&bytes)?;
+    let mut state = decode(&bytes)?;
+    let mut logged = HashSet::new();
+    // Types or learner inside the rest: a snapshot of the earlier,
+    // whole-state format.
+    let whole =
+        !state.baseline.types.is_empty() || !state.baseline.learner.tables().clusters.is_empty();
+    let learned = if whole {
+        HashSet::new()
+    } else {
+        read_learner(&mut state, latest).map_err(|e| format!("snapshot {g}: {e}"))?
+    };
+    let mut size = bytes.len();
+    for (k, v) in latest {
+        let Some(fp) = type_of(k) else { continue };
+        size += v.len();
+        let t: ErrorType = serde_json::from_slice(v)
+            .map_err(|e| format!("snapshot {g}: the record of type {fp}: {e}"))?;
+        state.baseline.types.insert(fp, Box::new(t));
+        logged.insert(fp);
+    }
+    if !whole {
+        // The changelog holds every type as it is in memory: nothing is
+        // changed yet (the marks a decoded baseline starts with say
+        // "everything").
+        state.baseline.take_dirty();
+        state.baseline.learner.take_changes();
+    }
     let stale = latest
         .keys()
         .filter(|k| k.first() == Some(&b'c'))
@@ -151,7 +435,10 @@ fn assemble(latest: &HashMap<Vec<u8>, Vec<u8>>) -> Result<Option<(State, Written
         Written {
             generation: g,
             chunks: stale,
-            bytes: bytes.len(),
+            bytes: size,
+            types: logged.len(),
+            logged,
+            learned,
         },
     )))
 }
@@ -343,5 +630,112 @@ mod tests {
         latest.insert(b"c0".to_vec(), c0);
         assert!(assemble(&latest).is_err());
         assert!(assemble(&HashMap::new()).unwrap().is_none());
+    }
+
+    /// `state`'s changes since `last` applied to `log` as compaction keeps
+    /// them (the latest value per key, a tombstone removes the key);
+    /// returns where the changelog stands and the records sent.
+    fn commit(
+        log: &mut HashMap<Vec<u8>, Vec<u8>>,
+        state: &mut State,
+        last: Written,
+    ) -> (Written, usize) {
+        let mut sent = 0;
+        let w = changes(state, last, |k, v| {
+            sent += 1;
+            match v {
+                Some(v) => log.insert(k.to_vec(), v.to_vec()),
+                None => log.remove(k),
+            };
+            Ok(())
+        })
+        .unwrap();
+        (w, sent)
+    }
+
+    fn error(e: &mut crate::engine::Engine, minute: i64, msg: &str) {
+        e.process_error(crate::record::Record {
+            time: Some(1_767_225_600_000 + minute * 60_000),
+            level: Some(crate::record::Level::Error),
+            message: msg.into(),
+            service: Some("api".into()),
+            ..Default::default()
+        });
+    }
+
+    /// The state as its JSON says it (what a restore must give back).
+    fn json(s: &State) -> serde_json::Value {
+        serde_json::to_value(s).unwrap()
+    }
+
+    #[test]
+    fn a_restore_rebuilds_the_state_and_a_commit_writes_only_what_changed() {
+        let mut e = crate::engine::test_engine(Vec::new());
+        for (i, user) in ["alice", "bob", "carol", "dave", "erin"].iter().enumerate() {
+            error(
+                &mut e,
+                i as i64,
+                &format!("login failed for user {user} at gate"),
+            );
+            error(&mut e, i as i64, &format!("disk {user} of shelf full"));
+        }
+        e.state.kafka_records = 7;
+        assert!(!e.state.baseline.types.is_empty());
+        assert!(!e.state.baseline.learner.tables().skeletons.is_empty());
+        let mut log = HashMap::new();
+        let (w, first) = commit(&mut log, &mut e.state, Written::default());
+        let (mut back, r) = assemble(&log).unwrap().unwrap();
+        assert_eq!(json(&back), json(&e.state), "restored exactly");
+        assert_eq!(r.logged, w.logged);
+        assert_eq!(r.learned, w.learned);
+        // Restored from its records: nothing to write again.
+        let d = back.baseline.take_dirty();
+        assert!(!d.all && d.types.is_empty());
+        assert!(!back.baseline.learner.take_changes().all);
+
+        // One more occurrence of a known type: a few records, not the state.
+        error(&mut e, 9, "login failed for user alice at gate");
+        let (w, again) = commit(&mut log, &mut e.state, w);
+        assert!(again * 2 < first, "{again} records against {first}");
+        let (back, _) = assemble(&log).unwrap().unwrap();
+        assert_eq!(
+            json(&back),
+            json(&e.state),
+            "restored exactly after a change"
+        );
+
+        // A type gone (changed behind the marks, so all are marked): its
+        // record gets a tombstone.
+        let gone = *e.state.baseline.types.keys().next().unwrap();
+        e.state.baseline.types.remove(&gone);
+        e.state.baseline.mark_all_dirty();
+        let _ = commit(&mut log, &mut e.state, w);
+        assert!(!log.contains_key(type_key(gone).as_slice()));
+        let (back, _) = assemble(&log).unwrap().unwrap();
+        assert!(back.baseline.get(gone).is_none());
+        assert_eq!(json(&back), json(&e.state));
+    }
+
+    #[test]
+    fn a_snapshot_of_the_whole_state_format_still_restores_and_is_rewritten_in_records() {
+        let mut e = crate::api::control::tests::engine_with(0xa1);
+        error(&mut e, 1, "login failed for user alice at gate");
+        // The earlier format: the whole state, types inside, no records.
+        let whole = encode(&e.state).unwrap();
+        let mut old = HashMap::new();
+        let mut c0 = 5u64.to_be_bytes().to_vec();
+        c0.extend_from_slice(&whole);
+        old.insert(b"c0".to_vec(), c0);
+        let mut head = 5u64.to_be_bytes().to_vec();
+        head.extend_from_slice(&1u64.to_be_bytes());
+        old.insert(HEAD.to_vec(), head);
+        let (mut back, w) = assemble(&old).unwrap().unwrap();
+        assert_eq!(json(&back), json(&e.state));
+        assert!(w.logged.is_empty());
+        // Its first commit writes every type and learner row as a record.
+        let (_, n) = commit(&mut old, &mut back, w);
+        assert!(n > back.baseline.types.len() + 2, "{n} records");
+        let (again, _) = assemble(&old).unwrap().unwrap();
+        assert_eq!(json(&again), json(&e.state));
     }
 }

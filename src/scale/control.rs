@@ -23,7 +23,8 @@
 //! A command for a type the partition does not know is left unapplied and
 //! tried again when the partition's types change (a type can be asked
 //! about before a lagging owner has seen it); a type known on several
-//! partitions (`fingerprint.include_service = false`) is changed on each.
+//! partitions (an imported `--baseline` is in every engine) is changed on
+//! each.
 //!
 //! A snooze's relative end ("for 2h") is taken from the moment it was
 //! asked (carried in the record), so every owner ends it at the same time.

@@ -7,18 +7,20 @@
 //! topic in one transaction with the input offsets, with a watermark per
 //! upstream partition. Stage 2 (`stage2.rs`) owns the internal partitions
 //! its group assigns it, one [`Engine`](crate::engine::Engine) per
-//! partition, and replays their events in event-time order; alerts, a
-//! snapshot of each partition's state (`changelog.rs`) and its offsets
+//! partition, and replays their events in event-time order; alerts, what
+//! changed in each partition's state (records per changed type and
+//! learner row, and the rest whole: `changelog.rs`) and its offsets
 //! commit in one transaction, and a partition's next owner restores its
 //! state from the changelog. A revocation aborts the open batch in the
 //! rebalance callback (`Owner`). Resolve, mute and merge travel through a
 //! compacted control topic that every stage-2 instance reads
-//! (`control.rs`). Not built: global known types without the service in
-//! the fingerprint (`docs/scaling.md`).
+//! (`control.rs`). Without the service in the fingerprint, types are
+//! global and every event goes to one internal partition (`stage1.rs`).
 //!
 //! The module sits beside `source`, above it: it feeds the engine like a
 //! source and uses the aligner and the driver; nothing below imports it.
 
+mod catalogue;
 pub mod changelog;
 pub mod control;
 mod stage1;
@@ -272,13 +274,16 @@ pub fn events_topic(cfg: &Config) -> String {
 }
 
 /// `faultline run` with `[scale_out] enabled`: both stages, until
-/// `opts.shutdown` is set (or a stage fails, which sets it).
+/// `opts.shutdown` is set (or a stage fails, which sets it). `view`, the
+/// API's type list, is filled with every instance's types from the
+/// changelog (`catalogue.rs`).
 pub fn run(
     cfg: &Config,
     opts: RunOptions,
     metrics: Arc<Metrics>,
     status: Arc<Status>,
     commands: Option<Arc<crate::api::control::Control>>,
+    view: Option<Arc<crate::api::TypeView>>,
 ) -> Result<RunSummary, ScaleError> {
     let k = &cfg.kafka;
     let so = &cfg.scale_out;
@@ -319,13 +324,13 @@ pub fn run(
 
     control::ensure(cfg)?;
     if !cfg.fingerprint.include_service {
-        // Events are keyed by service, and each owner judges novelty on
-        // its own partitions' types: a type spanning services is new once
-        // per owner that meets it (docs/scaling.md, limits).
-        tracing::warn!(
-            "scale_out with fingerprint.include_service = false: a type seen in several \
-             services is judged new by each stage-2 partition that meets it, so it can alert \
-             `novel` more than once (replay alerts once); keep include_service on to scale out"
+        // Types (and the learner) span services: every event goes to one
+        // internal partition, so one owner decides novelty as replay does
+        // (`Stage1::send`); stage 1 still parses in parallel.
+        tracing::info!(
+            "scale_out with fingerprint.include_service = false: known types are global, so \
+             every event goes to one internal partition and one stage-2 owner decides them all \
+             (parsing still spreads over the instances)"
         );
     }
 
@@ -340,7 +345,18 @@ pub fn run(
         },
         &topic,
         &changelog,
+        partitions,
     )?;
+    let catalogue = match view {
+        Some(v) => Some(catalogue::spawn(
+            cfg,
+            &changelog,
+            partitions,
+            v,
+            opts.shutdown.clone(),
+        )?),
+        None => None,
+    };
     let s1 = stage1::Stage1::new(cfg, &topic, partitions)?;
     let stage1 = stage1::spawn(s1, opts.shutdown.clone());
     status.ready.store(true, Ordering::Relaxed);
@@ -370,6 +386,11 @@ pub fn run(
         Ok(r) => r,
         Err(_) => Err(ScaleError::Topic("stage 1 panicked".into())),
     };
+    if let Some(c) = catalogue
+        && c.join().is_err()
+    {
+        tracing::warn!("scale-out catalogue thread panicked");
+    }
     result?;
     let forwarded = forwarded?;
     tracing::info!(
@@ -377,6 +398,7 @@ pub fn run(
         commits = s2.commits,
         snapshot_ms = s2.snapshot_time.as_millis() as u64,
         snapshot_bytes = s2.snapshot_bytes,
+        snapshot_types = s2.snapshot_types,
         restore_ms = s2.restore_time.as_millis() as u64,
         "scale-out stopped"
     );

@@ -69,6 +69,9 @@ pub(super) struct Stage1 {
     producer: Arc<ThreadedProducer<DefaultProducerContext>>,
     events_topic: String,
     partitions: i32,
+    /// Events go to their service's partition (`fingerprint.include_service`
+    /// on); off, every event goes to one partition (see [`Stage1::send`]).
+    by_service: bool,
     ups: Vec<Upstream>,
     /// A transaction is open (shared with the revocation's abort).
     in_txn: Arc<AtomicBool>,
@@ -115,6 +118,7 @@ impl Stage1 {
             producer,
             events_topic: events_topic.to_string(),
             partitions,
+            by_service: cfg.fingerprint.include_service,
             ups: Vec::new(),
             in_txn,
             since: 0,
@@ -280,6 +284,14 @@ impl Stage1 {
 
     /// Sends one upstream partition's events, one message per service in
     /// the order the parser reported them.
+    ///
+    /// With `fingerprint.include_service = false` every event goes to the
+    /// partition of the empty service. A type then spans services, and so
+    /// does the learner that decides which templates are one type (its
+    /// scope is the empty service, `Fingerprinter::learn_scope`): whether a
+    /// record is a new type depends on every service's earlier records, so
+    /// exactly one engine must see them all, as replay's does. Stage 1 still
+    /// parses in parallel; stage 2 has one busy owner (docs/scaling.md).
     fn send(&mut self, i: usize, events: Vec<Event>) -> Result<(), ScaleError> {
         if events.is_empty() {
             return Ok(());
@@ -304,8 +316,13 @@ impl Stage1 {
                 events: Some(events),
                 mark: None,
             };
+            let to = if self.by_service {
+                svc.as_deref()
+            } else {
+                None
+            };
             self.produce(
-                partition_of(svc.as_deref(), self.partitions),
+                partition_of(to, self.partitions),
                 svc.as_deref(),
                 &env,
                 time,

@@ -16,8 +16,9 @@
 //! engine would.
 //!
 //! At each commit, in one transaction: the alerts (produced as they are
-//! decided), a snapshot of every partition worked on to the changelog, and
-//! the events offsets. A revocation aborts the open transaction
+//! decided), what changed in every partition worked on to the changelog
+//! (the changed types' records and the rest of the state), and the events
+//! offsets. A revocation aborts the open transaction
 //! (`super::Owner`) and drops every engine; the assignment that follows is
 //! restored from the changelog, so nothing is lost and nothing repeated.
 
@@ -149,6 +150,8 @@ pub(super) struct Stage2 {
     control_checked: Instant,
     topic: String,
     changelog: String,
+    /// The events topic's partition count (a service's partition).
+    partitions: i32,
     capacity: usize,
     max_idle: Duration,
     /// How long a restore waits for a stopped owner's open transaction.
@@ -168,6 +171,8 @@ pub(super) struct Stage2 {
     /// Cost of the snapshots (for the log and docs/scaling.md).
     pub(super) snapshot_time: Duration,
     pub(super) snapshot_bytes: u64,
+    /// Type records written (tombstones included).
+    pub(super) snapshot_types: u64,
     pub(super) restore_time: Duration,
 }
 
@@ -176,6 +181,7 @@ impl Stage2 {
         b: Build,
         events_topic: &str,
         changelog_topic: &str,
+        partitions: i32,
     ) -> Result<Stage2, ScaleError> {
         let cfg = b.cfg;
         let k = &cfg.kafka;
@@ -236,6 +242,7 @@ impl Stage2 {
             control_checked: Instant::now(),
             topic: events_topic.to_string(),
             changelog: changelog_topic.to_string(),
+            partitions,
             capacity: k.partition_buffer,
             max_idle: cfg.scale_out.max_idle.0.max(k.max_idle.0),
             restore_wait: Duration::from_millis(txn_timeout) + Duration::from_secs(30),
@@ -251,6 +258,7 @@ impl Stage2 {
                 .and_then(|v| v.parse().ok()),
             snapshot_time: Duration::ZERO,
             snapshot_bytes: 0,
+            snapshot_types: 0,
             restore_time: Duration::ZERO,
             cfg,
         })
@@ -330,6 +338,7 @@ impl Stage2 {
             types = engine.state.baseline.known(),
             records = engine.state.kafka_records,
             bytes = written.bytes,
+            type_records = written.types,
             "stage 2: partition assigned, state restored from the changelog"
         );
         Ok(Part {
@@ -622,6 +631,9 @@ impl Stage2 {
                     .map_err(|e| e.to_string())
             });
         }
+        if let Some(c) = &self.commands {
+            c.answer_owned(|about| self.owner_of(about));
+        }
         // A snooze also ends on the wall clock under `run` (a quiet stream
         // moves no event time), as the single stage's control does.
         let wall = crate::engine::now_ms();
@@ -660,8 +672,53 @@ impl Stage2 {
         Ok(changed)
     }
 
-    /// Flushes the sinks, then in one transaction: the snapshot of every
-    /// partition worked on, the events offsets, commit.
+    /// The engine that answers the API's questions about service `about`
+    /// (rollout check, signals): the owner of its partition. A question
+    /// about the whole state (the release report) has one only when a
+    /// single partition holds every service (`include_service = false`).
+    /// Otherwise why this instance cannot answer, for the caller.
+    fn owner_of(&self, about: Option<&str>) -> Result<&Engine, String> {
+        let by_service = self.cfg.fingerprint.include_service;
+        let service = match (about, by_service) {
+            (_, false) => None,
+            (Some(s), true) => Some(s),
+            (None, true) => {
+                return Err(format!(
+                    "scale-out spreads the services' state over the {} partitions of {} \
+                     (docs/scaling.md), and this question reads all of it: no instance can \
+                     answer it; ask per service (rollout-check, signals)",
+                    self.partitions, self.topic
+                ));
+            }
+        };
+        let p = super::wire::partition_of(service, self.partitions);
+        match self.parts.get(&p) {
+            Some(part) => Ok(&part.engine),
+            None => {
+                let owned: Vec<i32> = self.parts.keys().copied().collect();
+                Err(format!(
+                    "{} is decided on partition {p} of {}, which this instance{} does not own \
+                     (it owns {owned:?}{}): ask another instance of the group; the one that \
+                     owns it answers",
+                    service.map_or("the whole stream".to_string(), |s| format!("service `{s}`")),
+                    self.topic,
+                    match self.cfg.scale_out.instance.as_str() {
+                        "" => String::new(),
+                        i => format!(" (`{i}`)"),
+                    },
+                    if owned.is_empty() {
+                        ": a rebalance may be under way, retry shortly"
+                    } else {
+                        ""
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Flushes the sinks, then in one transaction: what changed in every
+    /// partition worked on (`changelog::write`), the events offsets,
+    /// commit.
     pub(super) fn commit(&mut self) -> Result<(), ScaleError> {
         self.begin()?;
         // A command for a type a partition had not seen when it arrived
@@ -694,15 +751,23 @@ impl Stage2 {
                 &self.producer,
                 &self.changelog,
                 p,
-                &part.engine.state,
-                part.written,
+                &mut part.engine.state,
+                std::mem::take(&mut part.written),
             )?;
             self.snapshot_bytes += w.bytes as u64;
+            self.snapshot_types += w.types as u64;
             written.push((p, w));
             tpl.add_partition_offset(&self.topic, p, Offset::Offset(o))
                 .map_err(kafka("offsets"))?;
         }
         self.snapshot_time += t.elapsed();
+        tracing::debug!(
+            partitions = written.len(),
+            type_records = written.iter().map(|(_, w)| w.types).sum::<usize>(),
+            bytes = written.iter().map(|(_, w)| w.bytes).sum::<usize>(),
+            ms = t.elapsed().as_secs_f64() * 1e3,
+            "stage 2: changelog written"
+        );
         let meta = self.consumer.group_metadata().ok_or_else(|| {
             ScaleError::Topic("the stage-2 consumer has no group metadata".into())
         })?;

@@ -15,6 +15,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::super::support::{http, wait_for};
 use super::super::{
     ONE_AT_A_TIME, Rng, Service, Setup, broker, broker_addr, free_port, read_alerts, test_seed,
     unique,
@@ -33,6 +34,11 @@ fn setup(name: &str, internal_partitions: i32) -> Scaled {
 }
 
 fn setup_fetching(name: &str, internal_partitions: i32, fetch_bytes: usize) -> Scaled {
+    setup_with(name, internal_partitions, fetch_bytes, "")
+}
+
+/// The setup with `extra` configuration appended.
+fn setup_with(name: &str, internal_partitions: i32, fetch_bytes: usize, extra: &str) -> Scaled {
     let group = unique(&format!("{name}-group"));
     let g = group.clone();
     let s = Setup::with_topics(name, 3, |logs, alerts| {
@@ -64,6 +70,7 @@ silence_after = "10m"
 enabled = true
 partitions = {internal_partitions}
 replication = 1
+{extra}
 "#,
             broker = broker_addr(),
             txid = unique(&format!("{name}-tx")),
@@ -143,55 +150,92 @@ impl Scaled {
     }
 }
 
+/// What every test here opens with ([`open`]).
+struct Opened {
+    /// One Kafka test at a time.
+    _one: std::sync::MutexGuard<'static, ()>,
+    sc: Scaled,
+    /// Records produced.
+    n: u64,
+    /// `faultline replay`'s alerts on the same records (empty unless asked).
+    expected: Vec<faultline::alert::Alert>,
+    /// When the replay, then the producing, were done.
+    replayed: Duration,
+    produced: Duration,
+}
+
+/// The tests' common opening: one test at a time; `None` without a broker
+/// (the test then skips); the setup `sc`; the records `records` makes,
+/// replayed first when `replay` (the reference), then produced keyed by
+/// service over the 3 input partitions, as in the alignment test: one
+/// partition's two hours can reach stage 1 before another's first
+/// minutes.
+fn open(
+    sc: impl FnOnce() -> Scaled,
+    records: impl FnOnce() -> Vec<super::Rec>,
+    replay: bool,
+) -> Option<Opened> {
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    broker()?;
+    let sc = sc();
+    let started = Instant::now();
+    let records = records();
+    let expected = if replay {
+        sc.s.replay(&lines(&records))
+    } else {
+        Vec::new()
+    };
+    let replayed = started.elapsed();
+    produce_to(&sc.s.logs, &records, |r| input_partition(&r.key));
+    Some(Opened {
+        _one: one,
+        sc,
+        n: records.len() as u64,
+        expected,
+        replayed,
+        produced: started.elapsed(),
+    })
+}
+
+/// A record's input partition: by its service (the key's first part).
+fn input_partition(key: &str) -> i32 {
+    (hash(key.split('/').next().unwrap_or("")) % 3) as i32
+}
+
 #[test]
 fn one_instance_in_two_stages_gives_replays_alerts_of_every_kind() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if broker().is_none() {
+    let Some(Opened {
+        sc, n, expected, ..
+    }) = open(|| setup("scale1", 4), || generated(11, 120, 6.0), true)
+    else {
         return;
-    }
-    let sc = setup("scale1", 4);
+    };
     let s = &sc.s;
-    let records = generated(11, 120, 6.0);
-    let expected = s.replay(&lines(&records));
-    // Keyed by service, as in the alignment test: one partition's two
-    // hours can reach stage 1 before another's first minutes.
-    produce_to(&s.logs, &records, |r| {
-        (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
-    });
     let started = Instant::now();
     // No instance name: the one-instance default.
     let svc = s.start();
-    sc.wait_for_records(records.len() as u64, Duration::from_secs(300));
+    sc.wait_for_records(n, Duration::from_secs(300));
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0), "SIGTERM exit; log: {}", s.log_tail());
     eprintln!(
-        "{} records, 3 input and 4 internal partitions, two stages: {:?}",
-        records.len(),
+        "{n} records, 3 input and 4 internal partitions, two stages: {:?}",
         started.elapsed()
     );
-    assert_eq!(
-        sc.records(),
-        records.len() as u64,
-        "every record processed once"
-    );
+    assert_eq!(sc.records(), n, "every record processed once");
     assert_same_as_replay("two stages", &read_alerts(&s.alerts), &expected);
 }
 
 #[test]
 fn two_stages_survive_a_crash_after_a_commit_and_kill_9s_exactly_once() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if broker().is_none() {
+    let Some(Opened {
+        sc, n, expected, ..
+    }) = open(|| setup("scale1k", 4), || generated(11, 120, 6.0), true)
+    else {
         return;
-    }
+    };
+    let s = &sc.s;
     let seed = test_seed();
     eprintln!("kill -9 points seed: {seed} (rerun with FAULTLINE_TEST_SEED={seed})");
-    let sc = setup("scale1k", 4);
-    let s = &sc.s;
-    let records = generated(11, 120, 6.0);
-    let expected = s.replay(&lines(&records));
-    produce_to(&s.logs, &records, |r| {
-        (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
-    });
     // Stage 2 dies right after its 4th commit (small batches, so the 4th
     // commit comes however fast the machine drains).
     let svc = s.start_with(&[
@@ -204,21 +248,16 @@ fn two_stages_survive_a_crash_after_a_commit_and_kill_9s_exactly_once() {
     for round in 0..2 {
         let svc = s.start_with(&[("FAULTLINE__KAFKA__BATCH_SIZE", "2000")]);
         let done = sc.records();
-        let at = (done + 1 + rng.below(((records.len() as u64).saturating_sub(done) / 2).max(1)))
-            .min(records.len() as u64);
+        let at = (done + 1 + rng.below((n.saturating_sub(done) / 2).max(1))).min(n);
         sc.wait_for_records(at, Duration::from_secs(300));
         eprintln!("round {round}: kill -9 at {} records durable", sc.records());
         svc.kill9();
     }
     let svc = s.start();
-    sc.wait_for_records(records.len() as u64, Duration::from_secs(300));
+    sc.wait_for_records(n, Duration::from_secs(300));
     let (code, _) = svc.terminate();
     assert_eq!(code, Some(0), "SIGTERM exit; log: {}", s.log_tail());
-    assert_eq!(
-        sc.records(),
-        records.len() as u64,
-        "every record processed once"
-    );
+    assert_eq!(sc.records(), n, "every record processed once");
     assert_same_as_replay(
         "two stages, 1 failpoint crash and 2 kills",
         &read_alerts(&s.alerts),
@@ -246,24 +285,25 @@ fn stream_size() -> usize {
 /// alert id once, and the changelog's records processed add up to the
 /// input.
 fn three_instances_with_kills_and_a_join(name: &str, size: usize) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if broker().is_none() {
-        return;
-    }
+    let started = Instant::now();
     // Six internal partitions: two per instance, so every instance owns
     // state a kill moves.
-    let sc = setup_fetching(name, 6, 4096);
+    let Some(Opened {
+        sc,
+        n,
+        expected,
+        replayed,
+        produced,
+        ..
+    }) = open(
+        || setup_fetching(name, 6, 4096),
+        || generated(11, 120, 6.0 * size as f64 / 43_200.0),
+        true,
+    )
+    else {
+        return;
+    };
     let s = &sc.s;
-    let started = Instant::now();
-    let records = generated(11, 120, 6.0 * size as f64 / 43_200.0);
-    let n = records.len() as u64;
-    let expected = s.replay(&lines(&records));
-    let replayed = started.elapsed();
-    produce_to(&s.logs, &records, |r| {
-        (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
-    });
-    drop(records);
-    let produced = started.elapsed();
     let limit = Duration::from_secs(240 + n / 1000);
     // Small batches: the group rebalances while batches are open.
     let env = [("FAULTLINE__KAFKA__BATCH_SIZE", "1000")];
@@ -384,6 +424,72 @@ impl Scaled {
     }
 }
 
+/// The API under scale-out, with every record processed: each instance
+/// lists every type of the group (its catalogue tails the changelog), a
+/// question about `service` is answered by the owner of its partition and
+/// refused at once by the other instance (421, never a timeout), and one
+/// about the whole state (the release report) is refused by both.
+fn api_answers_for_the_group(sc: &Scaled, instances: [&Service; 2], service: &str, token: &str) {
+    let all: std::collections::BTreeSet<String> = sc
+        .states()
+        .iter()
+        .flat_map(|(_, st)| st.baseline.types.keys().map(|fp| fp.to_string()))
+        .collect();
+    assert!(all.len() > 5, "the stream makes types: {all:?}");
+    let ask = |svc: &Service, path: &str| {
+        let url = format!("http://127.0.0.1:{}{path}", svc.port);
+        http("GET", &url, Some(token), None, Duration::from_secs(20))
+    };
+    for svc in instances {
+        wait_for(60, "every type of the group in an instance's list", || {
+            let (code, v) = ask(svc, "/api/v1/types?limit=1000").ok()?;
+            let listed: std::collections::BTreeSet<String> = v["types"]
+                .as_array()?
+                .iter()
+                .filter_map(|t| Some(t["fingerprint"].as_str()?.to_string()))
+                .collect();
+            (code == 200 && listed == all).then_some(())
+        });
+    }
+    for path in [
+        format!("/api/v1/services/{service}/signals"),
+        format!(
+            "/api/v1/rollout-check?service={service}&stable=1.0.0&canary=1.1.0&current_percentage=10"
+        ),
+    ] {
+        let started = Instant::now();
+        let mut codes: Vec<(u16, serde_json::Value)> = instances
+            .iter()
+            .map(|svc| ask(svc, &path).expect("an answer"))
+            .collect();
+        codes.sort_by_key(|(c, _)| *c == 421);
+        assert!(
+            codes[0].0 != 421 && codes[0].0 != 504 && codes[1].0 == 421,
+            "{path}: the owner answers, the other instance says it does not own it: {codes:?}"
+        );
+        let why = codes[1].1["error"].as_str().unwrap_or("");
+        assert!(
+            why.contains(service) && why.contains("another instance"),
+            "{why}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "answered, not timed out"
+        );
+        eprintln!(
+            "{path}: owner {}, other instance {} in {:?}",
+            codes[0].0,
+            codes[1].0,
+            started.elapsed()
+        );
+    }
+    eprintln!("{} types listed by each instance", all.len());
+    for svc in instances {
+        let (code, v) = ask(svc, "/api/v1/report?release=1.1.0").expect("an answer");
+        assert_eq!(code, 421, "the report needs every partition: {v}");
+    }
+}
+
 /// How many partitions know `fp`, and on how many `mark` holds.
 fn partitions_where(
     states: &[(i32, faultline::state::State)],
@@ -399,17 +505,12 @@ fn partitions_where(
 
 #[test]
 fn resolve_and_mute_reach_the_owner_through_the_control_topic_and_a_restore_applies_them() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if broker().is_none() {
+    let Some(Opened { sc, n, .. }) =
+        open(|| setup("scalectl", 4), || generated(11, 120, 6.0), false)
+    else {
         return;
-    }
-    let sc = setup("scalectl", 4);
+    };
     let s = &sc.s;
-    let records = generated(11, 120, 6.0);
-    produce_to(&s.logs, &records, |r| {
-        (hash(r.key.split('/').next().unwrap_or("")) % 3) as i32
-    });
-    let n = records.len() as u64;
     let token = [("FAULTLINE__API__TOKEN", "\"scale-secret\"")];
     let a = sc.instance("a", &token);
     let b = sc.instance("b", &token);
@@ -424,6 +525,8 @@ fn resolve_and_mute_reach_the_owner_through_the_control_topic_and_a_restore_appl
     let (_, resolved) = novel
         .find(|(s, _)| *s != svc1)
         .expect("a novel alert of another service");
+
+    api_answers_for_the_group(&sc, [&a, &b], &svc1, "scale-secret");
 
     // The API of one instance, which may not own the type: accepted and
     // forwarded; its owner applies it, once, on one partition.
@@ -471,4 +574,84 @@ fn resolve_and_mute_reach_the_owner_through_the_control_topic_and_a_restore_appl
     let (code, _) = c.terminate();
     assert_eq!(code, Some(0), "instance c; log: {}", s.log_tail());
     assert_eq!(sc.records(), n, "every record processed once");
+}
+
+/// The scenario at half the rate, and one new error, the same words in
+/// two services read from two different input partitions, past the
+/// warm-up: without the service in the fingerprint it is one type, new
+/// once.
+fn with_one_error_in_two_services() -> Vec<super::Rec> {
+    let mut records = generated(11, 120, 3.0);
+    let mut services: Vec<&str> = records
+        .iter()
+        .map(|r| r.key.split('/').next().unwrap_or(""))
+        .collect();
+    services.sort_unstable();
+    services.dedup();
+    let first = services[0].to_string();
+    let second = services
+        .iter()
+        .find(|v| input_partition(v) != input_partition(&first))
+        .expect("two services on two input partitions")
+        .to_string();
+    let at = records.len() * 3 / 4;
+    for (i, svc) in [(at, &first), (at + 200, &second)] {
+        let time_ms = records[i].time_ms;
+        let stamp = chrono::DateTime::from_timestamp_millis(time_ms)
+            .expect("time")
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        let line = format!(
+            r#"{{"@timestamp":"{stamp}","log.level":"ERROR","message":"session store write refused: replica quorum lost","service.name":"{svc}"}}"#
+        );
+        records.insert(
+            i,
+            super::Rec {
+                key: format!("{svc}/injected"),
+                line: line.into_bytes(),
+                time_ms,
+            },
+        );
+    }
+    records
+}
+
+#[test]
+fn without_the_service_in_the_fingerprint_a_type_in_two_services_is_new_once_as_in_replay() {
+    let Some(Opened {
+        sc, n, expected, ..
+    }) = open(
+        || {
+            setup_with(
+                "scaleglob",
+                4,
+                1 << 20,
+                "[fingerprint]\ninclude_service = false",
+            )
+        },
+        with_one_error_in_two_services,
+        true,
+    )
+    else {
+        return;
+    };
+    let s = &sc.s;
+    let a = sc.instance("a", &[]);
+    let b = sc.instance("b", &[]);
+    sc.wait_for_records(n, Duration::from_secs(300));
+    for (name, svc) in [("a", a), ("b", b)] {
+        let (code, _) = svc.terminate();
+        assert_eq!(code, Some(0), "instance {name}; log: {}", s.log_tail());
+    }
+    assert_eq!(sc.records(), n, "every record processed once");
+    let shared = |alerts: &[faultline::alert::Alert]| {
+        alerts
+            .iter()
+            .filter(|a| a.kind == faultline::alert::Kind::Novel)
+            .filter(|a| a.template.contains("quorum lost"))
+            .count()
+    };
+    let got = read_alerts(&s.alerts);
+    assert_eq!(shared(&expected), 1, "replay: the type is new once");
+    assert_eq!(shared(&got), 1, "two instances: the type is new once");
+    assert_same_as_replay("include_service = false, 2 instances", &got, &expected);
 }
