@@ -249,6 +249,27 @@ const GOLDEN: &[Golden] = &[
         keeps: &["retry in 5 seconds", "3 sessions open", "took 950ms"],
     },
     Golden {
+        rule: "short_time_unit",
+        masks: &[
+            ("cache warmed in 3 min", "cache warmed in <*>"),
+            ("cache warmed in 3min", "cache warmed in <*>"),
+            ("lease held for 2 hrs", "lease held for <*>"),
+            ("export ran 1 min 30 s, done", "export ran <*>, done"),
+            ("export ran 2hrs 5min, done", "export ran <*>, done"),
+        ],
+        keeps: &["retry in 5 minutes", "see the min value", "3 mines flagged"],
+    },
+    Golden {
+        rule: "spelled_size",
+        masks: &[
+            ("chunk stored (62640 bytes)", "chunk stored (<*>)"),
+            ("read 1 byte from socket", "read <*> from socket"),
+            ("blob of 3.5 megabytes rejected", "blob of <*> rejected"),
+            ("header 512bytes too long", "header <*> too long"),
+        ],
+        keeps: &["bytes left in buffer", "bytea column dropped", "3 bytecodes loaded"],
+    },
+    Golden {
         rule: "access_log_user",
         masks: &[
             (
