@@ -267,7 +267,11 @@ const GOLDEN: &[Golden] = &[
             ("blob of 3.5 megabytes rejected", "blob of <*> rejected"),
             ("header 512bytes too long", "header <*> too long"),
         ],
-        keeps: &["bytes left in buffer", "bytea column dropped", "3 bytecodes loaded"],
+        keeps: &[
+            "bytes left in buffer",
+            "bytea column dropped",
+            "3 bytecodes loaded",
+        ],
     },
     Golden {
         rule: "access_log_user",
