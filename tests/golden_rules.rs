@@ -249,6 +249,28 @@ const GOLDEN: &[Golden] = &[
         keeps: &["retry in 5 seconds", "3 sessions open", "took 950ms"],
     },
     Golden {
+        rule: "leading_bracket_name",
+        masks: &[
+            ("[sshd] Ban 203.0.113.9", "[<*>] Ban <*>"),
+            ("[worker-eu] job finished", "[<*>] job finished"),
+            ("[queue.mail] message deferred", "[<*>] message deferred"),
+        ],
+        keeps: &[
+            "[INFO] job finished",
+            "[Job 4] queued",
+            "[error] disk full",
+            "see [sshd] Ban",
+        ],
+    },
+    Golden {
+        rule: "leading_level_word",
+        masks: &[
+            ("[error] disk full", "[error] disk full"),
+            ("[warn] disk full", "[warn] disk full"),
+        ],
+        keeps: &["[sshd] Ban", "[ERROR] disk full"],
+    },
+    Golden {
         rule: "short_time_unit",
         masks: &[
             ("cache warmed in 3 min", "cache warmed in <*>"),
