@@ -285,11 +285,13 @@ const GOLDEN: &[Golden] = &[
         rule: "spelled_size",
         masks: &[
             ("chunk stored (62640 bytes)", "chunk stored (<*>)"),
-            ("read 1 byte from socket", "read <*> from socket"),
-            ("blob of 3.5 megabytes rejected", "blob of <*> rejected"),
-            ("header 512bytes too long", "header <*> too long"),
+            ("chunk stored (62640 bytes, 39s)", "chunk stored (<*>, <*>)"),
+            ("short read: 1 byte", "short read: <*>"),
+            ("blob rejected [3.5 megabytes]", "blob rejected [<*>]"),
+            ("header too long (512bytes)", "header too long (<*>)"),
         ],
         keeps: &[
+            "2087 bytes result sent to driver",
             "bytes left in buffer",
             "bytea column dropped",
             "3 bytecodes loaded",
