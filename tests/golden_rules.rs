@@ -249,6 +249,55 @@ const GOLDEN: &[Golden] = &[
         keeps: &["retry in 5 seconds", "3 sessions open", "took 950ms"],
     },
     Golden {
+        rule: "leading_bracket_name",
+        masks: &[
+            ("[sshd] Ban 203.0.113.9", "[<*>] Ban <*>"),
+            ("[worker-eu] job finished", "[<*>] job finished"),
+            ("[queue.mail] message deferred", "[<*>] message deferred"),
+        ],
+        keeps: &[
+            "[INFO] job finished",
+            "[Job 4] queued",
+            "[error] disk full",
+            "see [sshd] Ban",
+        ],
+    },
+    Golden {
+        rule: "leading_level_word",
+        masks: &[
+            ("[error] disk full", "[error] disk full"),
+            ("[warn] disk full", "[warn] disk full"),
+        ],
+        keeps: &["[sshd] Ban", "[ERROR] disk full"],
+    },
+    Golden {
+        rule: "short_time_unit",
+        masks: &[
+            ("cache warmed in 3 min", "cache warmed in <*>"),
+            ("cache warmed in 3min", "cache warmed in <*>"),
+            ("lease held for 2 hrs", "lease held for <*>"),
+            ("export ran 1 min 30 s, done", "export ran <*>, done"),
+            ("export ran 2hrs 5min, done", "export ran <*>, done"),
+        ],
+        keeps: &["retry in 5 minutes", "see the min value", "3 mines flagged"],
+    },
+    Golden {
+        rule: "spelled_size",
+        masks: &[
+            ("chunk stored (62640 bytes)", "chunk stored (<*>)"),
+            ("chunk stored (62640 bytes, 39s)", "chunk stored (<*>, <*>)"),
+            ("short read: 1 byte", "short read: <*>"),
+            ("blob rejected [3.5 megabytes]", "blob rejected [<*>]"),
+            ("header too long (512bytes)", "header too long (<*>)"),
+        ],
+        keeps: &[
+            "2087 bytes result sent to driver",
+            "bytes left in buffer",
+            "bytea column dropped",
+            "3 bytecodes loaded",
+        ],
+    },
+    Golden {
         rule: "access_log_user",
         masks: &[
             (
