@@ -2227,6 +2227,11 @@ impl Learner {
         if !short_of(general.len()) {
             return false;
         }
+        // The guard exists because the varying word may name the event.
+        // When the service's own history says every value here is data
+        // (masked, or seen varying at a many-valued position or under a
+        // parameter key elsewhere), it is not an event name: one constant
+        // word is enough to name the event.
         if constants > 0 && self.values_evident(scope, learned, words, members) {
             return false;
         }
