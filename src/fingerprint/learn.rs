@@ -2042,7 +2042,7 @@ impl Learner {
                 let mut general: Vec<String> = words.iter().map(|w| w.to_string()).collect();
                 let mut learned = Vec::new();
                 self.fold_member(&mut general, m0, &mut learned);
-                if self.too_few_constants(&general, &learned, words, &[m0]) {
+                if self.too_few_constants(scope, &general, &learned, words, &[m0]) {
                     return None;
                 }
             }
@@ -2078,7 +2078,7 @@ impl Learner {
         // value, while in `<*> called`, `<*> started` the one word left is
         // a verb every method or component shares, so the varying word
         // before it *is* the event, not a value of it.
-        if self.too_few_constants(&general, &learned, words, &members) {
+        if self.too_few_constants(scope, &general, &learned, words, &members) {
             return None;
         }
         let template = general.join(" ");
@@ -2212,6 +2212,7 @@ impl Learner {
     /// protocol verbs are written in capitals by the protocols themselves.
     fn too_few_constants(
         &self,
+        scope: u64,
         general: &[String],
         learned: &[u32],
         words: &[&str],
@@ -2224,6 +2225,14 @@ impl Learner {
             constants < need.max(1) || lone_trailing
         };
         if !short_of(general.len()) {
+            return false;
+        }
+        // The guard exists because the varying word may name the event.
+        // When the service's own history says every value here is data
+        // (masked, or seen varying at a many-valued position or under a
+        // parameter key elsewhere), it is not an event name: one constant
+        // word is enough to name the event.
+        if constants > 0 && self.values_evident(scope, learned, words, members) {
             return false;
         }
         let is_learned = |i: usize| learned.contains(&(i as u32));
@@ -2252,6 +2261,42 @@ impl Learner {
             .filter(|&(i, w)| !is_learned(i) && !is_constant(w) && w.contains(VAR))
             .count();
         short_of(general.len() - masked)
+    }
+
+    /// Whether every word the learned positions hold, in `words` and in
+    /// the members, is data by the service's own evidence: a masked value,
+    /// a value a many-valued position of another type held, or the value
+    /// of a parameter key (see [`Learner::is_value`]); at least one of
+    /// them a plain word the service knows.
+    fn values_evident(
+        &self,
+        scope: u64,
+        learned: &[u32],
+        words: &[&str],
+        members: &[ClusterId],
+    ) -> bool {
+        let mut known = false;
+        let mut data = |w: &str| {
+            if self.is_value(scope, w) || has_param_pair(w, |k| self.is_param(scope, k)) {
+                known = true;
+                true
+            } else {
+                w.contains(VAR) && value_core(w).is_none()
+            }
+        };
+        for &p in learned {
+            let p = p as usize;
+            if p == TAIL_MARK as usize || !words.get(p).is_some_and(|w| data(w)) {
+                return false;
+            }
+            for &m in members {
+                let t = &self.clusters[self.root(m) as usize].template;
+                if !t.split(' ').nth(p).is_some_and(&mut data) {
+                    return false;
+                }
+            }
+        }
+        known
     }
 
     fn same_keys(&self, words: &[&str], members: Vec<ClusterId>) -> Option<Vec<ClusterId>> {
@@ -3429,6 +3474,44 @@ mod tests {
         for u in ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"] {
             l.observe_in(1, service, &format!("bad password for {u} from <*>"));
         }
+    }
+
+    #[test]
+    fn a_position_holding_known_values_generalises_beside_few_constant_words() {
+        let mut l = learner();
+        learn_users(&mut l, "cron");
+        // `(<user>) RAN (<*>)`: one constant word, after the varying one,
+        // and a masked column: the constant share alone refuses it (the
+        // varying word could name the event). Every value the position
+        // took is a user another type of the service varied over, so it
+        // is data: the third user generalises as anywhere else.
+        let mut last = None;
+        for u in ["ann", "bob", "cid", "dan"] {
+            last = Some(l.observe_in(2, "cron", &format!("({u}) RAN (<*>)")));
+        }
+        let last = last.unwrap();
+        assert!(!last.created);
+        assert_eq!(l.template(last.cluster), "(<*>) RAN (<*>)");
+    }
+
+    #[test]
+    fn a_position_holding_unknown_words_keeps_the_constant_share() {
+        let mut l = learner();
+        learn_users(&mut l, "cron");
+        // The same shape, its words never seen varying anywhere: they may
+        // name the event (`(start) RAN`, `(stop) RAN`), so they stay apart.
+        let ids: Vec<ClusterId> = ["start", "stop", "pause", "resume"]
+            .iter()
+            .map(|w| l.observe_in(2, "cron", &format!("({w}) RAN (<*>)")).cluster)
+            .collect();
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4, "{ids:?}");
+        // One known user among unknown words is not enough either.
+        let mixed = l.observe_in(2, "cron", "(ann) RAN (<*>)");
+        assert!(mixed.created);
+        assert_eq!(l.template(mixed.cluster), "(ann) RAN (<*>)");
     }
 
     #[test]
