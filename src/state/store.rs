@@ -1870,24 +1870,12 @@ fn decode_type(path: &Path, row: u64, bytes: &[u8]) -> Result<ErrorType, StateEr
     }
 }
 
-/// The state without its types and learner tables, as JSON.
+/// The state without its types, learner tables and cold set (rows and a
+/// table of their own), as JSON.
 fn encode_global(state: &mut State) -> Result<Vec<u8>, String> {
-    let types = std::mem::take(&mut state.baseline.types);
-    let cold = std::mem::take(&mut state.baseline.cold);
-    let t = state.baseline.learner.tables();
-    let parts = (
-        std::mem::take(t.clusters),
-        std::mem::take(t.exact),
-        std::mem::take(t.skeletons),
-        std::mem::take(t.generalized),
-        std::mem::take(t.keys),
-    );
-    let r = serde_json::to_vec(&*state).map_err(|e| format!("item `global`: {e}"));
-    state.baseline.types = types;
-    state.baseline.cold = cold;
-    let t = state.baseline.learner.tables();
-    (*t.clusters, *t.exact, *t.skeletons, *t.generalized, *t.keys) = parts;
-    r
+    state.lend_without_rows(super::Cold::Left, |s| {
+        serde_json::to_vec(s).map_err(|e| format!("item `global`: {e}"))
+    })
 }
 
 fn record<T: serde::Serialize>(v: &T, buf: &mut Vec<u8>) -> Result<(), redb::Error> {
