@@ -731,7 +731,7 @@ mod tests {
         }
         assert!(!s.baseline.types.is_empty(), "the state holds types");
         assert!(!s.baseline.cold.is_empty(), "the state holds cold types");
-        assert!(s.baseline.learner.len() > 0, "the learner holds clusters");
+        assert!(!s.baseline.learner.is_empty(), "the learner holds clusters");
         let before = serde_json::to_vec(&s).unwrap();
         for (cold, cold_lent) in [(Cold::Kept, true), (Cold::Left, false)] {
             let seen = s.lend_without_rows(cold, |lent| {

@@ -2198,16 +2198,17 @@ mod tests {
                 l.teach_line("api", &format!("served page={n} of q={round}"));
             }
         }
-        let mut changes = LearnerChanges::default();
-        changes.all = false;
-        {
+        let changes = {
             let t = l.tables();
-            changes.clusters = (0..t.clusters.len() as u32).collect();
-            changes.exact = t.exact.keys().copied().collect();
-            changes.skeletons = t.skeletons.keys().copied().collect();
-            changes.generalized = t.generalized.keys().copied().collect();
-            changes.keys = t.keys.keys().copied().collect();
-        }
+            LearnerChanges {
+                all: false,
+                clusters: (0..t.clusters.len() as u32).collect(),
+                exact: t.exact.keys().copied().collect(),
+                skeletons: t.skeletons.keys().copied().collect(),
+                generalized: t.generalized.keys().copied().collect(),
+                keys: t.keys.keys().copied().collect(),
+            }
+        };
         let ops = encode_learner(&mut l, &changes).unwrap();
         let t = l.tables();
         fn one<T: serde::Serialize>(v: &T) -> Vec<u8> {
