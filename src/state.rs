@@ -73,6 +73,15 @@ pub struct InputIdentity {
     pub line: u64,
 }
 
+/// Whether [`State::lend_without_rows`] lends the cold set with the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cold {
+    /// The cold set stays in the lent state.
+    Kept,
+    /// The cold set is left out too (stored elsewhere).
+    Left,
+}
+
 /// The whole durable state.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct State {
@@ -279,6 +288,37 @@ impl State {
             .validate()
             .map_err(|message| StateError::Corrupt { path, message })?;
         Ok(Some(state))
+    }
+
+    /// Lends this state to `f` without its types and the learner's five
+    /// tables (and without the cold set if `cold` says so), then puts them
+    /// back: what a checkpoint writes whole beside the per-row records.
+    /// The state store (`store::encode_global`, no cold set: it has its own
+    /// table) and the Kafka changelog (`scale::changelog`, cold set in its
+    /// rest) both encode through here, so the rows they leave out cannot
+    /// drift apart. Taking the maps out moves pointers, nothing is copied.
+    pub fn lend_without_rows<R>(&mut self, cold: Cold, f: impl FnOnce(&State) -> R) -> R {
+        let types = std::mem::take(&mut self.baseline.types);
+        let cold = match cold {
+            Cold::Kept => None,
+            Cold::Left => Some(std::mem::take(&mut self.baseline.cold)),
+        };
+        let t = self.baseline.learner.tables();
+        let parts = (
+            std::mem::take(t.clusters),
+            std::mem::take(t.exact),
+            std::mem::take(t.skeletons),
+            std::mem::take(t.generalized),
+            std::mem::take(t.keys),
+        );
+        let r = f(self);
+        self.baseline.types = types;
+        if let Some(cold) = cold {
+            self.baseline.cold = cold;
+        }
+        let t = self.baseline.learner.tables();
+        (*t.clusters, *t.exact, *t.skeletons, *t.generalized, *t.keys) = parts;
+        r
     }
 
     /// Consistency checks serde cannot make, each naming the item.
@@ -658,6 +698,57 @@ mod tests {
             serde_json::to_value(&back.baseline).unwrap(),
             serde_json::to_value(&s.baseline).unwrap()
         );
+    }
+
+    #[test]
+    fn a_state_lent_without_rows_hides_types_tables_and_cold_set_as_asked_and_gets_them_back() {
+        use crate::baseline::Origin;
+        use crate::fingerprint::{Fingerprinter, classify};
+        let mut cfg = Config::default();
+        cfg.baseline.max_hot_types = 3;
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let mut s = State::new(Baseline::new(&cfg, 1), Detector::new(&cfg));
+        for t in 0..40 {
+            // Distinct words make distinct types (evicted to the cold set
+            // beyond 3 hot); a name in a fixed sentence teaches the learner.
+            let w: String = (0..6)
+                .map(|k| (b'a' + ((t * 7 + k * 3) % 26) as u8) as char)
+                .collect();
+            let n = ["ann", "bob", "cid", "dan", "eve", "fay"][t % 6];
+            for msg in [
+                format!("failure in {w} stage {w}"),
+                format!("user {n} denied access"),
+            ] {
+                let r = crate::record::Record {
+                    service: Some("api".into()),
+                    message: msg,
+                    ..Default::default()
+                };
+                let typed = classify(&mut s.baseline.learner, f.identify(&r, None)).unwrap();
+                s.baseline
+                    .observe(&typed, &r, t as i64 * 60_000, Origin::Live);
+            }
+        }
+        assert!(!s.baseline.types.is_empty(), "the state holds types");
+        assert!(!s.baseline.cold.is_empty(), "the state holds cold types");
+        assert!(!s.baseline.learner.is_empty(), "the learner holds clusters");
+        let before = serde_json::to_vec(&s).unwrap();
+        for (cold, cold_lent) in [(Cold::Kept, true), (Cold::Left, false)] {
+            let seen = s.lend_without_rows(cold, |lent| {
+                let mut l = lent.baseline.learner.clone();
+                let t = l.tables();
+                assert!(lent.baseline.types.is_empty());
+                assert!(t.clusters.is_empty() && t.exact.is_empty() && t.skeletons.is_empty());
+                assert!(t.generalized.is_empty() && t.keys.is_empty());
+                !lent.baseline.cold.is_empty()
+            });
+            assert_eq!(seen, cold_lent, "{cold:?}");
+            assert_eq!(
+                serde_json::to_vec(&s).unwrap(),
+                before,
+                "{cold:?}: all put back"
+            );
+        }
     }
 
     /// A state that keeps 10 types hot (learning off), and how to make it

@@ -333,19 +333,7 @@ fn changes(
     }
     // The rest: the state without its types and learner rows (the
     // records above).
-    let types = std::mem::take(&mut state.baseline.types);
-    let t = state.baseline.learner.tables();
-    let parts = (
-        std::mem::take(t.clusters),
-        std::mem::take(t.exact),
-        std::mem::take(t.skeletons),
-        std::mem::take(t.generalized),
-        std::mem::take(t.keys),
-    );
-    let rest = encode(state);
-    state.baseline.types = types;
-    let t = state.baseline.learner.tables();
-    (*t.clusters, *t.exact, *t.skeletons, *t.generalized, *t.keys) = parts;
+    let rest = state.lend_without_rows(crate::state::Cold::Kept, encode);
     let rest = rest?;
     let generation = last.generation + 1;
     let chunks: Vec<&[u8]> = if rest.is_empty() {

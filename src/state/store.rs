@@ -686,14 +686,18 @@ struct Batch {
     fresh: crate::baseline::FpSet,
 }
 
-/// The learner's changed rows, encoded.
+/// The learner's changed rows, encoded into one buffer (`rows`) as the
+/// types' are: a checkpoint of new types has a cluster row per type, and
+/// an allocation (and a free on the commit thread) per row cost more than
+/// encoding it. Each entry names its row's bytes in `rows`.
 #[derive(Default)]
 struct LearnerOps {
-    clusters: Vec<(u32, Vec<u8>)>,
+    rows: Vec<u8>,
+    clusters: Vec<(u32, std::ops::Range<usize>)>,
     exact: Vec<(u64, u32)>,
-    skeletons: Vec<(u64, Vec<u8>)>,
-    generalized: Vec<(u64, Vec<u8>)>,
-    keys: Vec<(u64, Vec<u8>)>,
+    skeletons: Vec<(u64, std::ops::Range<usize>)>,
+    generalized: Vec<(u64, std::ops::Range<usize>)>,
+    keys: Vec<(u64, std::ops::Range<usize>)>,
 }
 
 impl Batch {
@@ -910,35 +914,33 @@ impl Core {
         self.last_bytes = batch.global.len();
         let mut t = tx.open_table(TYPES).map_err(|x| e(&x))?;
         let mut ix = tx.open_table(INDEX).map_err(|x| e(&x))?;
-        // Where each changed type is stored, looked up in fingerprint
-        // order (one pass along the index's B-tree).
-        let mut by_fp: Vec<(Fingerprint, usize)> = batch
-            .types
-            .iter()
-            .enumerate()
-            .map(|(i, (fp, _, _))| (*fp, i))
-            .collect();
+        // Types to append: (first seen, fingerprint, index in the batch).
+        let mut new: Vec<(i64, Fingerprint, usize)> = Vec::new();
+        // The others: where each is stored, looked up in fingerprint order
+        // (one pass along the index's B-tree).
+        let mut by_fp: Vec<(Fingerprint, usize)> = Vec::new();
+        for (i, (fp, first_seen, bytes)) in batch.types.iter().enumerate() {
+            // A type the baseline created since the last checkpoint has no
+            // row: it is not looked up (its index insert below still says
+            // whether the fingerprint was there), nor sorted for a lookup.
+            // A deletion is always looked up: it acts only on a row that
+            // exists.
+            if batch.fresh.contains(fp) && matches!(bytes, RowBytes::Here(_) | RowBytes::Evicted(_))
+            {
+                new.push((*first_seen, *fp, i));
+            } else {
+                by_fp.push((*fp, i));
+            }
+        }
         by_fp.sort_unstable();
         // The index entries to write (fingerprint, value, whether the
         // fingerprint is taken to be new): new types', an eviction mark
         // set or cleared.
-        let mut marks: Vec<(u64, u64, bool)> = Vec::new();
+        let mut marks: Vec<(u64, u64, bool)> = Vec::with_capacity(new.len());
         // Stored types to write over or delete: (row, index in the batch).
         let mut known: Vec<(u64, usize)> = Vec::with_capacity(by_fp.len());
-        // Types to append: (first seen, fingerprint, index in the batch).
-        let mut new: Vec<(i64, Fingerprint, usize)> = Vec::new();
         for (fp, i) in by_fp {
             let (_, first_seen, bytes) = &batch.types[i];
-            // A type the baseline created since the last checkpoint has no
-            // row: it is not looked up (its index insert below still says
-            // whether the fingerprint was there). A deletion is always
-            // looked up: it acts only on a row that exists.
-            if batch.fresh.contains(&fp)
-                && matches!(bytes, RowBytes::Here(_) | RowBytes::Evicted(_))
-            {
-                new.push((*first_seen, fp, i));
-                continue;
-            }
             let Some(at) = ix.get(fp.0).map_err(|x| e(&x))?.map(|r| r.value()) else {
                 match bytes {
                     RowBytes::Gone => {}
@@ -1870,24 +1872,12 @@ fn decode_type(path: &Path, row: u64, bytes: &[u8]) -> Result<ErrorType, StateEr
     }
 }
 
-/// The state without its types and learner tables, as JSON.
+/// The state without its types, learner tables and cold set (rows and a
+/// table of their own), as JSON.
 fn encode_global(state: &mut State) -> Result<Vec<u8>, String> {
-    let types = std::mem::take(&mut state.baseline.types);
-    let cold = std::mem::take(&mut state.baseline.cold);
-    let t = state.baseline.learner.tables();
-    let parts = (
-        std::mem::take(t.clusters),
-        std::mem::take(t.exact),
-        std::mem::take(t.skeletons),
-        std::mem::take(t.generalized),
-        std::mem::take(t.keys),
-    );
-    let r = serde_json::to_vec(&*state).map_err(|e| format!("item `global`: {e}"));
-    state.baseline.types = types;
-    state.baseline.cold = cold;
-    let t = state.baseline.learner.tables();
-    (*t.clusters, *t.exact, *t.skeletons, *t.generalized, *t.keys) = parts;
-    r
+    state.lend_without_rows(super::Cold::Left, |s| {
+        serde_json::to_vec(s).map_err(|e| format!("item `global`: {e}"))
+    })
 }
 
 fn record<T: serde::Serialize>(v: &T, buf: &mut Vec<u8>) -> Result<(), redb::Error> {
@@ -1967,10 +1957,17 @@ fn write_learner(
     Ok(bytes)
 }
 
-fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, redb::Error> {
-    let mut buf = Vec::with_capacity(64);
-    record(v, &mut buf)?;
-    Ok(buf)
+/// Appends `v` as a learner row ([`record`]'s bytes) to `rows`; returns
+/// where it is.
+fn append_record<T: serde::Serialize>(
+    v: &T,
+    rows: &mut Vec<u8>,
+) -> Result<std::ops::Range<usize>, redb::Error> {
+    let start = rows.len();
+    rows.push(LEARNER_RECORD);
+    postcard::serialize_with_flavor(v, Append(rows))
+        .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    Ok(start..rows.len())
 }
 
 /// The learner's changed rows (not `changes.all`), encoded.
@@ -1980,9 +1977,10 @@ fn encode_learner(
 ) -> Result<LearnerOps, redb::Error> {
     let l = learner.tables();
     let mut ops = LearnerOps::default();
+    let rows = &mut ops.rows;
     for &id in &changes.clusters {
         if let Some(cl) = l.clusters.get(id as usize) {
-            ops.clusters.push((id, enc(cl)?));
+            ops.clusters.push((id, append_record(cl, rows)?));
         }
     }
     for k in &changes.exact {
@@ -1992,17 +1990,17 @@ fn encode_learner(
     }
     for k in &changes.skeletons {
         if let Some(v) = l.skeletons.get(k) {
-            ops.skeletons.push((*k, enc(v)?));
+            ops.skeletons.push((*k, append_record(v, rows)?));
         }
     }
     for k in &changes.generalized {
         if let Some(v) = l.generalized.get(k) {
-            ops.generalized.push((*k, enc(v)?));
+            ops.generalized.push((*k, append_record(v, rows)?));
         }
     }
     for k in &changes.keys {
         if let Some(v) = l.keys.get(k) {
-            ops.keys.push((*k, enc(v)?));
+            ops.keys.push((*k, append_record(v, rows)?));
         }
     }
     Ok(ops)
@@ -2020,19 +2018,19 @@ fn apply_learner(
         // Cluster ids are handed out in order: the new ones go past the
         // last row, through one cursor (a buffered run redb builds whole
         // leaves from), the changed ones in id order.
-        let mut order: Vec<&(u32, Vec<u8>)> = ops.clusters.iter().collect();
+        let mut order: Vec<&(u32, std::ops::Range<usize>)> = ops.clusters.iter().collect();
         order.sort_unstable_by_key(|(id, _)| *id);
         let past = c.last()?.map(|(k, _)| k.value());
         let split = order.partition_point(|(id, _)| past.is_some_and(|p| *id <= p));
-        for (id, v) in &order[..split] {
-            bytes += v.len();
-            c.insert(*id, v.as_slice())?;
+        for (id, at) in &order[..split] {
+            bytes += at.len();
+            c.insert(*id, &ops.rows[at.clone()])?;
         }
         if split < order.len() {
             let mut end = c.upper_bound_mut(std::ops::Bound::<u32>::Unbounded)?;
-            for (id, v) in &order[split..] {
-                bytes += v.len();
-                end.insert_before(*id, v.as_slice())?;
+            for (id, at) in &order[split..] {
+                bytes += at.len();
+                end.insert_before(*id, &ops.rows[at.clone()])?;
             }
             end.close()?;
         }
@@ -2058,11 +2056,11 @@ fn apply_learner(
         }
         let mut t = tx.open_table(def)?;
         // In key order: one pass along the tree.
-        let mut order: Vec<&(u64, Vec<u8>)> = rows.iter().collect();
+        let mut order: Vec<&(u64, std::ops::Range<usize>)> = rows.iter().collect();
         order.sort_unstable_by_key(|(k, _)| *k);
-        for (k, v) in order {
-            bytes += v.len();
-            t.insert(*k, v.as_slice())?;
+        for (k, at) in order {
+            bytes += at.len();
+            t.insert(*k, &ops.rows[at.clone()])?;
         }
     }
     Ok(bytes)
@@ -2173,6 +2171,87 @@ fn read_learner(
 mod tests {
     use super::*;
     use crate::window::{WindowCounts, WindowSpec};
+
+    /// The learner's rows go into one buffer per checkpoint; the bytes of
+    /// each must be what [`record`] (the row format the fuzzed decoder
+    /// reads) writes for it, in every table.
+    #[test]
+    fn learner_rows_encoded_into_one_buffer_are_byte_identical_to_rows_encoded_one_by_one() {
+        use crate::config::Config;
+        use crate::fingerprint::{Fingerprinter, classify};
+        let cfg = Config::default();
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let mut l = Learner::from_config(&cfg.fingerprint.learn);
+        for round in 0..3 {
+            for n in ["ann", "bob", "cid", "dan", "eve", "fay"] {
+                for msg in [
+                    format!("user {n} denied access"),
+                    format!("job {round} of {n} failed"),
+                ] {
+                    let r = crate::record::Record {
+                        service: Some("api".into()),
+                        message: msg,
+                        ..Default::default()
+                    };
+                    classify(&mut l, f.identify(&r, None)).unwrap();
+                }
+                l.teach_line("api", &format!("served page={n} of q={round}"));
+            }
+        }
+        let changes = {
+            let t = l.tables();
+            LearnerChanges {
+                all: false,
+                clusters: (0..t.clusters.len() as u32).collect(),
+                exact: t.exact.keys().copied().collect(),
+                skeletons: t.skeletons.keys().copied().collect(),
+                generalized: t.generalized.keys().copied().collect(),
+                keys: t.keys.keys().copied().collect(),
+            }
+        };
+        let ops = encode_learner(&mut l, &changes).unwrap();
+        let t = l.tables();
+        fn one<T: serde::Serialize>(v: &T) -> Vec<u8> {
+            let mut buf = Vec::new();
+            record(v, &mut buf).unwrap();
+            buf
+        }
+        let mut rows = 0;
+        for (id, at) in &ops.clusters {
+            assert_eq!(
+                ops.rows[at.clone()],
+                one(&t.clusters[*id as usize]),
+                "cluster {id}"
+            );
+            rows += 1;
+        }
+        for (k, at) in &ops.skeletons {
+            assert_eq!(ops.rows[at.clone()], one(&t.skeletons[k]), "skeleton {k}");
+            rows += 1;
+        }
+        for (k, at) in &ops.generalized {
+            assert_eq!(ops.rows[at.clone()], one(&t.generalized[k]), "bucket {k}");
+            rows += 1;
+        }
+        for (k, at) in &ops.keys {
+            assert_eq!(ops.rows[at.clone()], one(&t.keys[k]), "key {k}");
+            rows += 1;
+        }
+        assert!(!ops.clusters.is_empty() && !ops.skeletons.is_empty() && !ops.keys.is_empty());
+        assert_eq!(ops.exact.len(), t.exact.len());
+        // Every byte of the buffer belongs to exactly one row.
+        assert_eq!(
+            ops.rows.len(),
+            ops.clusters
+                .iter()
+                .map(|(_, a)| a.len())
+                .chain(ops.skeletons.iter().map(|(_, a)| a.len()))
+                .chain(ops.generalized.iter().map(|(_, a)| a.len()))
+                .chain(ops.keys.iter().map(|(_, a)| a.len()))
+                .sum::<usize>(),
+            "{rows} rows"
+        );
+    }
 
     /// A type as a stream leaves it: counts in a few buckets of a ring that
     /// has wrapped, a version, a sample, a minute series.
