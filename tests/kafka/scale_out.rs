@@ -152,7 +152,10 @@ impl Scaled {
 
 /// What every test here opens with ([`open`]).
 struct Opened {
-    /// One Kafka test at a time.
+    /// One Kafka test at a time: a test binds it (`_one`) for its whole
+    /// run. Left out of a `let Opened { .. }` pattern it would be dropped
+    /// at the end of that statement, and another test (the broker
+    /// restart) could run beside it.
     _one: std::sync::MutexGuard<'static, ()>,
     sc: Scaled,
     /// Records produced.
@@ -205,7 +208,11 @@ fn input_partition(key: &str) -> i32 {
 #[test]
 fn one_instance_in_two_stages_gives_replays_alerts_of_every_kind() {
     let Some(Opened {
-        sc, n, expected, ..
+        sc,
+        n,
+        expected,
+        _one,
+        ..
     }) = open(|| setup("scale1", 4), || generated(11, 120, 6.0), true)
     else {
         return;
@@ -228,7 +235,11 @@ fn one_instance_in_two_stages_gives_replays_alerts_of_every_kind() {
 #[test]
 fn two_stages_survive_a_crash_after_a_commit_and_kill_9s_exactly_once() {
     let Some(Opened {
-        sc, n, expected, ..
+        sc,
+        n,
+        expected,
+        _one,
+        ..
     }) = open(|| setup("scale1k", 4), || generated(11, 120, 6.0), true)
     else {
         return;
@@ -294,6 +305,7 @@ fn three_instances_with_kills_and_a_join(name: &str, size: usize) {
         expected,
         replayed,
         produced,
+        _one,
         ..
     }) = open(
         || setup_fetching(name, 6, 4096),
@@ -618,7 +630,11 @@ fn with_one_error_in_two_services() -> Vec<super::Rec> {
 #[test]
 fn without_the_service_in_the_fingerprint_a_type_in_two_services_is_new_once_as_in_replay() {
     let Some(Opened {
-        sc, n, expected, ..
+        sc,
+        n,
+        expected,
+        _one,
+        ..
     }) = open(
         || {
             setup_with(
