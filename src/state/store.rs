@@ -1882,10 +1882,7 @@ fn encode_global(state: &mut State) -> Result<Vec<u8>, String> {
 
 fn record<T: serde::Serialize>(v: &T, buf: &mut Vec<u8>) -> Result<(), redb::Error> {
     buf.clear();
-    buf.push(LEARNER_RECORD);
-    postcard::serialize_with_flavor(v, Append(buf))
-        .map(|_| ())
-        .map_err(|e| redb::Error::Corrupted(e.to_string()))
+    append_record(v, buf).map(|_| ())
 }
 
 fn unrecord<T: serde::de::DeserializeOwned>(
@@ -1957,8 +1954,9 @@ fn write_learner(
     Ok(bytes)
 }
 
-/// Appends `v` as a learner row ([`record`]'s bytes) to `rows`; returns
-/// where it is.
+/// Appends `v` as a learner row to `rows` (the one place that writes a
+/// row's layout: [`record`] is this on an emptied buffer); returns where it
+/// is.
 fn append_record<T: serde::Serialize>(
     v: &T,
     rows: &mut Vec<u8>,
