@@ -107,3 +107,142 @@ fn a_rare_error_led_by_a_user_the_service_varies_elsewhere_is_new_once() {
         assert_eq!(novel, 1, "threads {threads}: {text}");
     }
 }
+
+/// A service whose errors exercise every learned rule that reads arrival
+/// order or counts (positions that generalise at the third value, a closed
+/// set of states, a free-text tail after a label, values known from another
+/// type), half before the warm-up ends and half after.
+fn mixed_stream() -> String {
+    let pools = ["marl", "tarn", "scree"];
+    let jobs = ["night copy", "home sync", "mail store", "etc"];
+    let reasons = [
+        "peer went away",
+        "lock is held by another run",
+        "target is full",
+        "snapshot could not be taken",
+    ];
+    let disks = [
+        "hda", "hdb", "hdc", "hdd", "hde", "hdf", "hdg", "hdh", "hdi",
+    ];
+    let mut lines = String::new();
+    for i in 0..1200usize {
+        let ts = format!(
+            "2026-04-01T{:02}:{:02}:{:02}.000Z",
+            i * 6 / 3600,
+            i * 6 / 60 % 60,
+            i * 6 % 60
+        );
+        let msg = match i % 6 {
+            0 => format!("pool {} check began", pools[i / 6 % pools.len()]),
+            1 => format!(
+                "job '{}' ended: {} files, elapsed {}:{:02}",
+                jobs[i / 7 % jobs.len()],
+                i * 37 % 9000,
+                i % 9,
+                i % 60
+            ),
+            2 => format!(
+                "job '{}' failed: {}",
+                jobs[i / 5 % jobs.len()],
+                reasons[i / 11 % reasons.len()]
+            ),
+            3 => format!(
+                "disk {} went {}",
+                disks[i / 13 % disks.len()],
+                ["away", "back"][i / 3 % 2]
+            ),
+            4 => format!(
+                "volume {} at {}% of quota",
+                disks[i / 17 % disks.len()],
+                60 + i % 40
+            ),
+            _ if i >= 600 && i % 30 == 5 => format!(
+                "tape {} stuck in changer {}",
+                disks[i / 30 % disks.len()],
+                pools[i / 90 % pools.len()]
+            ),
+            _ => format!(
+                "block {:08x} moved to tier {}",
+                i * 2654435761 % (1 << 32),
+                i % 3
+            ),
+        };
+        lines.push_str(&format!(
+            "{{\"time\":\"{ts}\",\"level\":\"error\",\"service\":\"vault\",\"msg\":\"{msg}\"}}\n"
+        ));
+    }
+    lines
+}
+
+/// What must not change between two replays of one input: each alert's
+/// kind, type, template, sample and time (not when it was detected).
+fn alert_keys(text: &str) -> Vec<(String, String, String, String, String)> {
+    text.lines()
+        .map(|l| {
+            let a: serde_json::Value = serde_json::from_str(l).unwrap();
+            let s = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+            (
+                s("kind"),
+                s("fingerprint"),
+                s("template"),
+                s("sample"),
+                s("event_time"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn two_replays_of_one_input_give_the_same_types_and_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("logs.jsonl");
+    std::fs::write(&input, mixed_stream()).unwrap();
+    let mut runs = Vec::new();
+    for n in 0..3 {
+        let alerts = dir.path().join(format!("alerts-{n}.jsonl"));
+        runs.push(alert_keys(&replay("1", &input, &alerts)));
+    }
+    assert!(
+        !runs[0].is_empty(),
+        "the stream raises alerts after its warm-up"
+    );
+    assert_eq!(runs[1], runs[0]);
+    assert_eq!(runs[2], runs[0]);
+}
+
+#[test]
+fn a_replay_into_an_alerts_file_an_earlier_run_wrote_says_so() {
+    // The file sink appends and skips ids the file holds (a run resumed
+    // from its state never writes an alert twice). Without a state the
+    // second run's alerts mix with the first's: the replay says so, so
+    // the union is not taken for a different result of the same input.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("logs.jsonl");
+    std::fs::write(&input, mixed_stream()).unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args(["replay", "--no-progress", "--warmup", "10m", "--alerts"])
+            .arg(&alerts)
+            .arg(&input)
+            .output()
+            .unwrap();
+        support::assert_ok(&out);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first = run();
+    assert!(!first.contains("already holds"), "{first}");
+    let written = std::fs::read_to_string(&alerts).unwrap();
+    let n = written.lines().count();
+    assert!(n > 0);
+    let second = run();
+    assert!(
+        second.contains(&format!("already holds {n} alert line(s)")),
+        "{second}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&alerts).unwrap(),
+        written,
+        "nothing new appended"
+    );
+}

@@ -67,6 +67,23 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<i32> {
         super::prepare_state_dir(dir)?;
     }
     let alerts_path = args.alerts.clone().or(cfg.alerts.file.clone());
+    // Without a state directory a replay starts from nothing, yet the file
+    // sink appends and skips ids the file already holds (so a run resumed
+    // from a state never writes an alert twice). Two replays into one file
+    // then show the union of their alerts, and an alert both runs raise
+    // only once: a second run looks like a different result. Said once,
+    // before anything is written; the behaviour stays (an interface).
+    if args.state.is_none()
+        && let Some(path) = &alerts_path
+        && let Some(n) = earlier_alert_lines(path)
+    {
+        eprintln!(
+            "faultline: {} already holds {n} alert line(s) from an earlier run: this replay appends to it \
+             and does not write again an alert whose id is already there; remove the file first to keep \
+             this run's alerts alone",
+            path.display()
+        );
+    }
     let sinks = build::sinks(
         &cfg,
         &build::Plan {
@@ -245,6 +262,25 @@ fn progress_bar(name: &str, size: Option<u64>) -> indicatif::ProgressBar {
     pb
 }
 
+/// The number of non-empty lines in `path` when it is a regular file that
+/// has any (an earlier run's alerts), else `None` (no file, an empty one,
+/// a device or a pipe, which hold no earlier alerts and may never end).
+fn earlier_alert_lines(path: &std::path::Path) -> Option<u64> {
+    use std::io::BufRead;
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return None;
+    }
+    let r = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+    let mut n = 0;
+    for line in r.split(b'\n') {
+        if line.ok()?.iter().any(|b| !b.is_ascii_whitespace()) {
+            n += 1;
+        }
+    }
+    (n > 0).then_some(n)
+}
+
 /// `--threads` when given, else the `input.threads` key.
 fn worker_threads(flag: Option<u16>, cfg: &Config) -> usize {
     flag.map_or(cfg.input.threads, usize::from)
@@ -253,6 +289,18 @@ fn worker_threads(flag: Option<u16>, cfg: &Config) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn earlier_alert_lines_are_counted_only_in_a_regular_file_that_holds_some() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("alerts.jsonl");
+        assert_eq!(earlier_alert_lines(&p), None);
+        std::fs::write(&p, "").unwrap();
+        assert_eq!(earlier_alert_lines(&p), None);
+        std::fs::write(&p, "{\"id\":\"a\"}\n\n{\"id\":\"b\"}\n").unwrap();
+        assert_eq!(earlier_alert_lines(&p), Some(2));
+        assert_eq!(earlier_alert_lines(std::path::Path::new("/dev/null")), None);
+    }
 
     #[test]
     fn the_threads_flag_overrides_the_config_key() {
