@@ -276,11 +276,15 @@ const GOLDEN: &[Golden] = &[
                 "level=info msg=\"Volume vol-data mounted on <*>\" node=web",
             ),
             (
-                "t=1 level=warn message=\"fetch \\\"cfg\\\" failed after 3 min\"",
-                "t=<*> level=warn message=\"fetch \\\"<*>\" failed after <*>\"",
+                "t=1 level=warn msg=\"fetch \\\"cfg\\\" failed after 3 min\"",
+                "t=<*> level=warn msg=\"fetch \\\"<*>\" failed after <*>\"",
             ),
         ],
-        keeps: &["reason=\"disk full\" msg", "level=info msgs=\"two words\""],
+        keeps: &[
+            "reason=\"disk full\" msg",
+            "level=info msgs=\"two words\"",
+            "kind=Pod message=\"assigned to node-7\"",
+        ],
     },
     Golden {
         rule: "spelled_duration",
