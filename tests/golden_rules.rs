@@ -304,6 +304,7 @@ const GOLDEN: &[Golden] = &[
             "retry in 30 seconds",
             "the minutes of the meeting",
             "3 daysold",
+            "files older than 10 days.",
         ],
     },
     Golden {
