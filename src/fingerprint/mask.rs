@@ -770,7 +770,7 @@ mod tests {
     fn a_count_of_one_at_the_end_of_the_line_names_the_plural() {
         assert_eq!(masker().mask("removed 1 entry"), "removed <*> entries");
         assert_eq!(masker().mask("removed 1 box"), "removed <*> boxes");
-        assert_eq!(masker().mask("removed 1 day"), "removed <*>");
+        assert_eq!(masker().mask("kept for 1 day"), "kept for <*> days");
     }
 
     #[test]
