@@ -249,6 +249,65 @@ const GOLDEN: &[Golden] = &[
         keeps: &["retry in 5 seconds", "3 sessions open", "took 950ms"],
     },
     Golden {
+        rule: "thread_level_bracket",
+        masks: &[
+            (
+                "[Async Loader #3/INFO]: loaded region north",
+                "[<*>/INFO]: loaded region north",
+            ),
+            (
+                "[07:12:09] [Render worker/WARN]: frame dropped",
+                "[<*>] [<*>/WARN]: frame dropped",
+            ),
+            ("[main/ERROR] config broken", "[<*>/ERROR] config broken"),
+        ],
+        keeps: &[
+            "[INFO/main]: started",
+            "[UFW BLOCK] IN=eth0",
+            "see [pool-1/INFO]: later",
+            "[a/b/INFO]: nested",
+        ],
+    },
+    Golden {
+        rule: "message_value",
+        masks: &[
+            (
+                "level=info msg=\"Volume vol-data mounted on 10.0.0.7\" node=web",
+                "level=info msg=\"Volume vol-data mounted on <*>\" node=web",
+            ),
+            (
+                "t=1 level=warn msg=\"fetch \\\"cfg\\\" failed after 3 min\"",
+                "t=<*> level=warn msg=\"fetch \\\"<*>\" failed after <*>\"",
+            ),
+        ],
+        keeps: &[
+            "reason=\"disk full\" msg",
+            "level=info msgs=\"two words\"",
+            "kind=Pod message=\"assigned to node-7\"",
+        ],
+    },
+    Golden {
+        rule: "spelled_duration",
+        masks: &[
+            ("finished in 2 hours 16 minutes", "finished in <*>"),
+            (
+                "stale (last update 1 hour ago)",
+                "stale (last update <*> ago)",
+            ),
+            (
+                "up for 3 days, 4 hours and 12 minutes now",
+                "up for <*> now",
+            ),
+            ("retrying in 5 minutes 30 seconds", "retrying in <*>"),
+        ],
+        keeps: &[
+            "retry in 30 seconds",
+            "the minutes of the meeting",
+            "3 daysold",
+            "files older than 10 days.",
+        ],
+    },
+    Golden {
         rule: "leading_bracket_name",
         masks: &[
             ("[sshd] Ban 203.0.113.9", "[<*>] Ban <*>"),
@@ -551,6 +610,53 @@ fn the_digit_word_pass_masks_numbers_and_ids_but_keeps_names() {
         ("delete blk_1 blk_2 blk_3", "delete <*>"),
         ("mod_jk child init 1 -2", "mod_jk child init <*> <*>"),
         ("id=42 state=ok", "id=<*> state=ok"),
+    ];
+    for (input, want) in cases {
+        assert_eq!(m.mask(input), want, "input: {input}");
+    }
+}
+
+#[test]
+fn a_count_of_one_names_its_noun_as_other_counts_do() {
+    let m = masker();
+    let cases = [
+        ("printed 8 pages (1 copy)", "printed <*> pages (<*> copies)"),
+        (
+            "printed 8 pages (3 copies)",
+            "printed <*> pages (<*> copies)",
+        ),
+        (
+            "gave up after 1 retry: timeout",
+            "gave up after <*> retries: timeout",
+        ),
+        ("1 attempt in 2s", "<*> attempts in <*>"),
+        ("found 1 match", "found <*> matches"),
+        ("1 key was rotated", "<*> keys was rotated"),
+        ("1 file detected", "<*> files detected"),
+    ];
+    for (input, want) in cases {
+        assert_eq!(m.mask(input), want, "input: {input}");
+    }
+}
+
+#[test]
+fn a_count_of_one_leaves_words_that_are_not_its_noun() {
+    let m = masker();
+    let cases = [
+        ("1 of 3 done", "<*> of <*> done"),
+        ("1 more failure;", "<*> more failure;"),
+        (
+            "1 active and 2 backup servers",
+            "<*> active and <*> backup servers",
+        ),
+        (
+            "7 total in queue, 1 total in queue",
+            "<*> total in queue, <*> total in queue",
+        ),
+        ("1 disk error found", "<*> disk error found"),
+        ("1 failures on node", "<*> failures on node"),
+        ("1 new file detected", "<*> new file detected"),
+        ("Reader #1 for port", "Reader #<*> for port"),
     ];
     for (input, want) in cases {
         assert_eq!(m.mask(input), want, "input: {input}");

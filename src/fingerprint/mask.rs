@@ -87,7 +87,11 @@ impl Masker {
             for m in matches.iter() {
                 let rule = &self.rules[m.rule];
                 scratch.push_str(&msg[last..m.start]);
-                push_replacement(rule, self.expands[m.rule], msg, m.start, scratch);
+                if self.expands[m.rule] {
+                    self.push_kept(rule, msg, m.start, scratch);
+                } else {
+                    scratch.push_str(&rule.replace);
+                }
                 if let Some(f) = fired.as_deref_mut() {
                     f.push(Fired {
                         rule: rule.name.clone(),
@@ -109,6 +113,11 @@ impl Masker {
         // Pass 2: digit words, and whitespace normalisation.
         let mut prev_start = 0;
         let mut prev_id = false;
+        // The count of one before this word (`1 copy`), and a noun after
+        // such a count written as is, with where it starts in `out`, until
+        // the next word shows whether the noun phrase ends there.
+        let mut after_one = false;
+        let mut pending: Option<usize> = None;
         // One scan finds the words (`split_ascii_whitespace`) and whether
         // each holds a digit or `<`, the only words with anything to mask or
         // compare: most words are copied and nothing more.
@@ -116,6 +125,12 @@ impl Masker {
             // Both ends sit next to ASCII whitespace or the ends of the
             // string, so they are char boundaries.
             let word = &words[word_start..word_end];
+            if let Some(at) = pending.take()
+                && ends_count_phrase(word)
+            {
+                pluralize_at(out, at);
+            }
+            let one_before = std::mem::replace(&mut after_one, is_count_of_one(word));
             let start = out.len();
             if !out.is_empty() {
                 out.push(' ');
@@ -124,6 +139,14 @@ impl Masker {
                 // Most words: nothing to mask, no placeholder to compare.
                 // Everything below would leave them as they are.
                 out.push_str(word);
+                if one_before {
+                    let body = if start == 0 { 0 } else { start + 1 };
+                    match count_noun(word) {
+                        Some(NounEnd::Open) => pending = Some(body),
+                        Some(NounEnd::Closed) => pluralize_at(out, body),
+                        None => {}
+                    }
+                }
                 prev_id = false;
                 prev_start = start;
                 return;
@@ -196,6 +219,91 @@ impl Masker {
             prev_id = is_id;
             prev_start = start;
         });
+        // The line ends the noun phrase of a count of one it ends with.
+        if let Some(at) = pending {
+            pluralize_at(out, at);
+        }
+    }
+
+    /// Writes the replacement of `rule` (one that refers to capture groups)
+    /// for its match at `start`, with the text of each group it keeps
+    /// masked by the rules in turn. What a rule keeps is text it found no
+    /// value in, not text that holds none: `msg="disk 10.0.0.7 full"` keeps
+    /// a message, and the address in it is still one value, as it would be
+    /// anywhere else. One level: the rules that fire inside kept text
+    /// expand their own groups as written. A group that is the whole match
+    /// (`${0}`) is written as it is.
+    fn push_kept(&self, rule: &MaskRule, msg: &str, start: usize, out: &mut String) {
+        let Some(c) = rule
+            .regex
+            .captures_at(msg, start)
+            .filter(|c| c.get(0).is_some_and(|m| m.start() == start))
+        else {
+            out.push_str(&rule.replace);
+            return;
+        };
+        let whole = c.get(0).map(|m| m.range());
+        let mut rest = rule.replace.as_str();
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            rest = &rest[i + 1..];
+            if let Some(r) = rest.strip_prefix('$') {
+                out.push('$');
+                rest = r;
+                continue;
+            }
+            // `${name}` or `$name` (the longest run of `[_0-9A-Za-z]`), as
+            // `regex::Captures::expand` reads them.
+            let (name, after) = match rest.strip_prefix('{') {
+                Some(r) => match r.find('}') {
+                    Some(j) => (&r[..j], &r[j + 1..]),
+                    None => {
+                        out.push('$');
+                        continue;
+                    }
+                },
+                None => {
+                    let j = rest
+                        .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                        .unwrap_or(rest.len());
+                    (&rest[..j], &rest[j..])
+                }
+            };
+            rest = after;
+            let group = match name.parse::<usize>() {
+                Ok(n) => c.get(n),
+                Err(_) => c.name(name),
+            };
+            match group {
+                Some(g) if Some(g.range()) == whole => out.push_str(g.as_str()),
+                Some(g) => self.push_masked_by_rules(g.as_str(), out),
+                None => {}
+            }
+        }
+        out.push_str(rest);
+    }
+
+    /// The rules' pass over `text` (kept by an enclosing rule) into `out`.
+    fn push_masked_by_rules(&self, text: &str, out: &mut String) {
+        let Some(all) = self.all.as_ref().filter(|_| !text.is_empty()) else {
+            out.push_str(text);
+            return;
+        };
+        let mut matches = Vec::new();
+        all.find_all(text, &mut matches);
+        let mut last = 0;
+        for m in &matches {
+            out.push_str(&text[last..m.start]);
+            push_replacement(
+                &self.rules[m.rule],
+                self.expands[m.rule],
+                text,
+                m.start,
+                out,
+            );
+            last = m.end;
+        }
+        out.push_str(&text[last..]);
     }
 
     /// Convenience for tests and tools.
@@ -219,6 +327,107 @@ fn push_replacement(rule: &MaskRule, expands: bool, msg: &str, start: usize, out
     } else {
         out.push_str(&rule.replace);
     }
+}
+
+/// Whether `word` is the number one as a count (`1`, `(1`, `[1`).
+fn is_count_of_one(word: &str) -> bool {
+    word.trim_start_matches(['(', '[']) == "1"
+}
+
+/// Where the noun phrase after a count of one ends, as far as its noun
+/// word shows.
+enum NounEnd {
+    /// Punctuation closes it (`1 copy)`, `1 retry,`).
+    Closed,
+    /// The next word decides ([`ends_count_phrase`]).
+    Open,
+}
+
+/// Closed-class English words: prepositions, conjunctions, determiners,
+/// pronouns, auxiliaries and a few adverbs. After a count such a word is
+/// no noun (`1 of 3`, `1 more failure`); after the noun it ends the noun
+/// phrase (`1 attempt in 2s`, `1 file was skipped`). General grammar, no
+/// word of any log.
+const FUNCTION_WORDS: &[&str] = &[
+    "a", "about", "across", "after", "again", "against", "ago", "all", "already", "also", "among",
+    "an", "and", "another", "any", "are", "as", "at", "be", "been", "before", "being", "between",
+    "but", "by", "can", "could", "did", "do", "does", "down", "during", "each", "every", "for",
+    "from", "had", "has", "have", "here", "if", "in", "into", "is", "it", "its", "just", "least",
+    "left", "less", "may", "might", "more", "most", "must", "no", "nor", "not", "now", "of", "off",
+    "on", "only", "onto", "or", "other", "out", "over", "per", "shall", "should", "since", "so",
+    "some", "still", "than", "that", "the", "then", "there", "these", "this", "those", "through",
+    "to", "too", "toward", "towards", "under", "until", "up", "very", "via", "was", "were", "what",
+    "when", "where", "which", "while", "who", "whom", "whose", "will", "with", "within", "without",
+    "would", "yet",
+];
+
+/// `word` (punctuation after it allowed) as the noun a count of one names,
+/// if it reads as one: lower-case letters, not a closed-class word, not a
+/// form that is no singular noun (`-s`, `-ed`, `-ing`, `-ly`), and not an
+/// adjective's ending (`-al`, `-ive`, `-ous`, `-ful`, `-able`, `-ible`):
+/// `1 active and 2 backup servers`, `7 total in queue` count the noun
+/// that follows or is left out, and keep their form whatever the count.
+fn count_noun(word: &str) -> Option<NounEnd> {
+    let core = word.trim_end_matches([')', ']', ',', ';', ':', '.', '!', '?']);
+    let ok = core.len() >= 2
+        && core.bytes().all(|b| b.is_ascii_lowercase())
+        && ![
+            "s", "ed", "ing", "ly", "al", "ive", "ous", "ful", "able", "ible",
+        ]
+        .iter()
+        .any(|x| core.ends_with(x))
+        && FUNCTION_WORDS.binary_search(&core).is_err();
+    ok.then_some(if core.len() < word.len() {
+        NounEnd::Closed
+    } else {
+        NounEnd::Open
+    })
+}
+
+/// Whether `next`, the word after a count's noun, ends the noun phrase: a
+/// closed-class word or a verb form (`1 file detected`, `1 row remaining`).
+/// Any other word may be the phrase's head noun (`1 disk error`), and the
+/// word before it an adjective or a compound's first part that stays. A
+/// conjunction does not end it: in `1 active and 2 backup servers` the
+/// word before `and` shares the noun after it.
+fn ends_count_phrase(next: &str) -> bool {
+    let core = next.trim_end_matches([')', ']', ',', ';', ':', '.', '!', '?']);
+    core.bytes().all(|b| b.is_ascii_lowercase())
+        && !matches!(core, "and" | "or" | "nor" | "but")
+        && (FUNCTION_WORDS.binary_search(&core).is_ok()
+            || core.ends_with("ed")
+            || core.ends_with("ing"))
+}
+
+/// Rewrites the noun that starts at `at` in `out` (the last word written)
+/// as its regular plural, keeping the punctuation after it: `1 copy` and
+/// `3 copies` are one message, printed by code that picks the noun's form
+/// by the count, so the template names the noun once, as most lines print
+/// it. Irregular plurals (`child`) get a regular form that no line prints:
+/// the singular then stays a type of its own, as it was before.
+fn pluralize_at(out: &mut String, at: usize) {
+    let word = &out[at..];
+    let core_len = word
+        .trim_end_matches([')', ']', ',', ';', ':', '.', '!', '?'])
+        .len();
+    let tail = word[core_len..].to_string();
+    let core = &word[..core_len];
+    let b = core.as_bytes();
+    let n = b.len();
+    let (keep, suffix) = if n >= 2 && b[n - 1] == b'y' && !b"aeiou".contains(&b[n - 2]) {
+        (n - 1, "ies")
+    } else if core.ends_with('x')
+        || core.ends_with('z')
+        || core.ends_with("ch")
+        || core.ends_with("sh")
+    {
+        (n, "es")
+    } else {
+        (n, "s")
+    };
+    out.truncate(at + keep);
+    out.push_str(suffix);
+    out.push_str(&tail);
 }
 
 const PLAIN: u8 = 0;
@@ -535,6 +744,33 @@ mod tests {
         for b in b"aZ09._-+@$%* \t" {
             assert!(!is_delim(*b), "{}", *b as char);
         }
+    }
+
+    #[test]
+    fn text_a_rule_keeps_is_masked_by_the_other_rules() {
+        // message_value keeps the message; the address and the quoted name
+        // inside it are values as they are anywhere else.
+        assert_eq!(
+            masker().mask(r#"level=warn msg="peer 10.0.0.7 rejected 'eu-west'" id=ab"#),
+            r#"level=warn msg="peer <*> rejected '<*>'" id=ab"#
+        );
+    }
+
+    #[test]
+    fn a_whole_match_kept_by_a_rule_is_written_as_it_is() {
+        // leading_level_word keeps `${0}`: masking it again would find the
+        // rule itself.
+        assert_eq!(
+            masker().mask("[error] disk sda gone"),
+            "[error] disk sda gone"
+        );
+    }
+
+    #[test]
+    fn a_count_of_one_at_the_end_of_the_line_names_the_plural() {
+        assert_eq!(masker().mask("removed 1 entry"), "removed <*> entries");
+        assert_eq!(masker().mask("removed 1 box"), "removed <*> boxes");
+        assert_eq!(masker().mask("kept for 1 day"), "kept for <*> days");
     }
 
     #[test]
