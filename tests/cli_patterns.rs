@@ -70,3 +70,30 @@ fn patterns_test_raw_shows_the_rules_that_fired_and_the_template() {
         "{text}"
     );
 }
+
+#[test]
+fn patterns_test_lists_a_rule_that_fires_inside_text_another_rule_keeps() {
+    // `msg="…"` keeps its message, and the address inside it is masked by
+    // the rules in turn: both rules changed the template, both are listed.
+    let out = faultline()
+        .args([
+            "patterns",
+            "test",
+            "--raw",
+            r#"level=error msg="disk on 10.0.0.7 full" component=store"#,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let listed: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("rules fired:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(listed.contains(&"message_value"), "{text}");
+    assert!(listed.contains(&"ipv4"), "{text}");
+    assert!(text.contains("disk on <*> full"), "{text}");
+}

@@ -246,3 +246,52 @@ fn a_replay_into_an_alerts_file_an_earlier_run_wrote_says_so() {
         "nothing new appended"
     );
 }
+
+#[test]
+fn a_new_message_after_a_host_and_program_header_is_new() {
+    // Every error line of the service opens with a constant host and a
+    // program name ending in `:`; its messages are prose of several
+    // lengths, and one is structured. The header is not a label whose
+    // "value" is the message: a new prose message after the warm-up is a
+    // new type, and it alerts.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("logs.jsonl");
+    let known = [
+        "status=deferred (host unreachable)",
+        "delivery queue flushed",
+        "sender address rejected by policy",
+        "connection to upstream lost during handshake",
+    ];
+    let mut lines = String::new();
+    for i in 0..3000 {
+        if i % 10 != 0 {
+            continue;
+        }
+        let ts = format!(
+            "2026-04-01T{:02}:{:02}:{:02}.000Z",
+            i / 3600,
+            i / 60 % 60,
+            i % 60
+        );
+        let m = if i == 2000 {
+            "remote host closed the session"
+        } else {
+            known[(i / 10) % known.len()]
+        };
+        lines.push_str(&format!(
+            "{{\"time\":\"{ts}\",\"level\":\"error\",\"service\":\"relay\",\"msg\":\"relay7 mailerd: {m}\"}}\n"
+        ));
+    }
+    std::fs::write(&input, lines).unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let text = replay("1", &input, &alerts);
+    let novel: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"novel\""))
+        .collect();
+    assert_eq!(novel.len(), 1, "{text}");
+    assert!(
+        novel[0].contains("remote host closed the session"),
+        "{text}"
+    );
+}

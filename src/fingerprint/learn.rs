@@ -778,6 +778,16 @@ fn h_tail_members(gkey: u64) -> u64 {
     })
 }
 
+/// The entry of [`Learner::keys`] that marks the label whose tail
+/// template has hash `gkey` as a header's: a structured tail followed it,
+/// so what follows it is a message, never a free-text value.
+fn h_tail_refused(gkey: u64) -> u64 {
+    super::hash_concat(|b| {
+        b.extend_from_slice(&gkey.to_le_bytes());
+        b.extend_from_slice(b"\0tailx\0");
+    })
+}
+
 impl Learner {
     pub fn new(enabled: bool, min_distinct: usize, min_ratio: f64) -> Learner {
         Learner {
@@ -1335,9 +1345,14 @@ impl Learner {
         self.clusters[c as usize].learned.contains(&TAIL_MARK)
     }
 
-    /// The learned tail cluster that covers `words`, if any.
+    /// The learned tail cluster that covers `words`, if any: only a
+    /// free-text tail joins it (a structured one after the same label
+    /// goes on to [`Learner::learn_tails`], which ends the tail).
     fn tail_lookup(&self, ctx: u64, words: &[&str]) -> Option<ClusterId> {
         for p in Self::tail_labels(words) {
+            if !is_prose(&words[p + 1..]) {
+                continue;
+            }
             let t = Self::tail_template(words, p);
             if let Some(&c) = self.exact.get(&h_template(ctx, &t)) {
                 let r = self.root(c);
@@ -1376,11 +1391,16 @@ impl Learner {
     ) -> Option<(ClusterId, Vec<ClusterId>)> {
         let labels: Vec<usize> = Self::tail_labels(words).collect();
         for p in labels {
-            if !is_prose(&words[p + 1..]) {
-                continue;
-            }
             let t = Self::tail_template(words, p);
             let gkey = h_template(ctx, &t);
+            let hx = h_tail_refused(gkey);
+            if self.keys.contains_key(&hx) {
+                continue;
+            }
+            if !is_prose(&words[p + 1..]) {
+                self.refuse_tail(gkey, hx);
+                continue;
+            }
             let tail = words[p + 1..].join(" ");
             let n = (words.len() - p - 1).min(0xff) as u64;
             let val = (xxhash_rust::xxh3::xxh3_64(tail.as_bytes()) & !0xff) | n;
@@ -1469,6 +1489,34 @@ impl Learner {
             return Some((g, merged));
         }
         None
+    }
+
+    /// Marks the label whose tail template has hash `gkey` as a header's
+    /// (entry `hx`) and ends a tail learned after it: templates already
+    /// folded into it keep their type (ids do not move), new ones after
+    /// the label are types of their own.
+    ///
+    /// Why this holds on a stranger's logs: a label that says "the rest is
+    /// a value" (`reason set to:`, `failed:`) is followed by text of one
+    /// kind, words. A header that ends in `:` (a constant host and
+    /// `daemon[pid]:`, a logger name) is followed by every message of the
+    /// program, and a program's messages carry keys, paths, names with
+    /// digits, brackets: one such tail after the label shows the label
+    /// opens messages rather than a value, whatever the vocabulary.
+    fn refuse_tail(&mut self, gkey: u64, hx: u64) {
+        if self.keys.len() + 1 >= MAX_KEYS {
+            return;
+        }
+        self.keys.insert(hx, vec![1]);
+        self.changes.key(hx);
+        if let Some(&c) = self.exact.get(&gkey) {
+            let g = self.root(c);
+            let cl = &mut self.clusters[g as usize];
+            if let Some(i) = cl.learned.iter().position(|&m| m == TAIL_MARK) {
+                cl.learned.remove(i);
+                self.changes.cluster(g);
+            }
+        }
     }
 
     /// Two positions that vary together (`registering class A for class
@@ -3238,6 +3286,60 @@ mod tests {
                 "bad memory module found",
                 "x y z w v",
             ],
+        );
+    }
+
+    #[test]
+    fn a_header_label_before_structured_messages_makes_no_tail() {
+        // A constant host and program name ending in `:` open every
+        // message of the service: what follows is a message of its own
+        // template, not a value. One structured message after the same
+        // label shows the label is a header's.
+        let mut l = learner();
+        let s = l.observe(1, "relay7 mailerd: queue file /spool/q1 unreadable");
+        assert!(s.created);
+        for m in [
+            "delivery queue flushed",
+            "sender address rejected by policy",
+            "connection to upstream lost during handshake",
+            "remote host closed the session",
+        ] {
+            let r = l.observe(1, &format!("relay7 mailerd: {m}"));
+            assert!(r.created, "{m}");
+            assert_eq!(l.template(r.cluster), format!("relay7 mailerd: {m}"));
+        }
+    }
+
+    #[test]
+    fn a_structured_message_after_a_learned_tail_ends_the_tail() {
+        // The free-text messages came first and were read as a tail; the
+        // structured one that follows shows the label opens messages, so
+        // new messages are their own types from then on (those already
+        // folded keep their type: ids do not move).
+        let mut l = learner();
+        let mut folded = Vec::new();
+        for m in [
+            "delivery queue flushed",
+            "sender address rejected by policy",
+            "connection to upstream lost during handshake",
+        ] {
+            folded.push(l.observe(1, &format!("relay7 mailerd: {m}")).cluster);
+        }
+        let tail = l.root(folded[0]);
+        assert_eq!(l.template(tail), "relay7 mailerd: <*>");
+        let s = l.observe(1, "relay7 mailerd: queue file /spool/q1 unreadable");
+        assert!(s.created);
+        let r = l.observe(1, "relay7 mailerd: remote host closed the session");
+        assert!(r.created);
+        assert_eq!(
+            l.template(r.cluster),
+            "relay7 mailerd: remote host closed the session"
+        );
+        let again = l.observe(1, "relay7 mailerd: delivery queue flushed");
+        assert_eq!(
+            l.root(again.cluster),
+            tail,
+            "a folded template keeps its type"
         );
     }
 

@@ -81,27 +81,7 @@ impl Masker {
     ) {
         // Pass 1: the rules, into `scratch`.
         scratch.clear();
-        let mut last = 0;
-        if let Some(all) = &self.all {
-            all.find_all(msg, matches);
-            for m in matches.iter() {
-                let rule = &self.rules[m.rule];
-                scratch.push_str(&msg[last..m.start]);
-                if self.expands[m.rule] {
-                    self.push_kept(rule, msg, m.start, scratch);
-                } else {
-                    scratch.push_str(&rule.replace);
-                }
-                if let Some(f) = fired.as_deref_mut() {
-                    f.push(Fired {
-                        rule: rule.name.clone(),
-                        text: msg[m.start..m.end].to_string(),
-                        origin: rule.origin.clone(),
-                    });
-                }
-                last = m.end;
-            }
-        }
+        let last = self.push_rules_pass(msg, scratch, matches, fired.as_deref_mut(), true);
         // No rule matched (most lines with no quote, address or path): the
         // word pass reads the message itself, saving a copy.
         let words: &str = if last == 0 && scratch.is_empty() {
@@ -233,7 +213,14 @@ impl Masker {
     /// anywhere else. One level: the rules that fire inside kept text
     /// expand their own groups as written. A group that is the whole match
     /// (`${0}`) is written as it is.
-    fn push_kept(&self, rule: &MaskRule, msg: &str, start: usize, out: &mut String) {
+    fn push_kept(
+        &self,
+        rule: &MaskRule,
+        msg: &str,
+        start: usize,
+        out: &mut String,
+        mut fired: Option<&mut Vec<Fired>>,
+    ) {
         let Some(c) = rule
             .regex
             .captures_at(msg, start)
@@ -276,34 +263,63 @@ impl Masker {
             };
             match group {
                 Some(g) if Some(g.range()) == whole => out.push_str(g.as_str()),
-                Some(g) => self.push_masked_by_rules(g.as_str(), out),
+                Some(g) => self.push_masked_by_rules(g.as_str(), out, fired.as_deref_mut()),
                 None => {}
             }
         }
         out.push_str(rest);
     }
 
-    /// The rules' pass over `text` (kept by an enclosing rule) into `out`.
-    fn push_masked_by_rules(&self, text: &str, out: &mut String) {
-        let Some(all) = self.all.as_ref().filter(|_| !text.is_empty()) else {
-            out.push_str(text);
-            return;
-        };
+    /// The rules' pass over `text` (kept by an enclosing rule) into `out`:
+    /// the same pass as a message's first, one level down.
+    fn push_masked_by_rules(&self, text: &str, out: &mut String, fired: Option<&mut Vec<Fired>>) {
         let mut matches = Vec::new();
-        all.find_all(text, &mut matches);
+        let last = self.push_rules_pass(text, out, &mut matches, fired, false);
+        out.push_str(&text[last..]);
+    }
+
+    /// The rules' one pass over `text`: the text before each match, then
+    /// the match's replacement, into `out`; returns where the last match
+    /// ends (0 when none did: nothing was written, and the caller may read
+    /// `text` itself). The rest of `text` is the caller's to write.
+    ///
+    /// One function for a message's first pass and for the text a rule
+    /// keeps (`top` false), so `faultline patterns test` lists every rule
+    /// that changed the template, inside kept text too, from the code that
+    /// changed it. At the top, a rule that keeps capture groups has them
+    /// masked by the rules in turn ([`Masker::push_kept`]); one level down
+    /// the groups are written as the rule says.
+    fn push_rules_pass(
+        &self,
+        text: &str,
+        out: &mut String,
+        matches: &mut Vec<RuleMatch>,
+        mut fired: Option<&mut Vec<Fired>>,
+        top: bool,
+    ) -> usize {
+        let Some(all) = self.all.as_ref().filter(|_| !text.is_empty()) else {
+            return 0;
+        };
+        all.find_all(text, matches);
         let mut last = 0;
-        for m in &matches {
+        for m in matches.iter() {
+            let rule = &self.rules[m.rule];
             out.push_str(&text[last..m.start]);
-            push_replacement(
-                &self.rules[m.rule],
-                self.expands[m.rule],
-                text,
-                m.start,
-                out,
-            );
+            if let Some(f) = fired.as_deref_mut() {
+                f.push(Fired {
+                    rule: rule.name.clone(),
+                    text: text[m.start..m.end].to_string(),
+                    origin: rule.origin.clone(),
+                });
+            }
+            if top && self.expands[m.rule] {
+                self.push_kept(rule, text, m.start, out, fired.as_deref_mut());
+            } else {
+                push_replacement(rule, self.expands[m.rule], text, m.start, out);
+            }
             last = m.end;
         }
-        out.push_str(&text[last..]);
+        last
     }
 
     /// Convenience for tests and tools.
