@@ -282,11 +282,16 @@ fn header_len(lines: &[(&str, Vec<(usize, usize)>)]) -> usize {
 }
 
 /// The column's literal values are a few plain words: a vocabulary that
-/// labels events (levels, methods), kept even where it varies.
+/// labels events (levels, methods), kept even where it varies. Not so
+/// where masking already found a value on most lines: the column holds
+/// values, and its literal words are values no rule recognised.
 fn is_closed_vocabulary(lines: &[(&str, Vec<(usize, usize)>)], c: usize) -> bool {
     let mut words = HashSet::new();
+    let (mut seen, mut masked) = (0usize, 0usize);
     for v in lines.iter().filter_map(|l| col(l, c)) {
+        seen += 1;
         if v == VAR {
+            masked += 1;
             continue;
         }
         if !is_plain_word(v) {
@@ -297,7 +302,7 @@ fn is_closed_vocabulary(lines: &[(&str, Vec<(usize, usize)>)], c: usize) -> bool
             return false;
         }
     }
-    true
+    2 * masked <= seen
 }
 
 /// Column `c` takes several values among lines with the same message (the
@@ -433,6 +438,32 @@ mod tests {
             .collect();
         let layout = learn(&lines);
         assert!(layout.varying().is_empty(), "{layout:?}");
+    }
+
+    #[test]
+    fn plain_words_in_a_column_masking_mostly_filled_are_values_not_a_vocabulary() {
+        // A system name column: most names carry a digit (masked), one is
+        // a plain word the rules cannot tell from text.
+        let msgs = [
+            "job <*> started",
+            "job <*> ended",
+            "volume <*> mounted",
+            "buffer <*> full",
+            "dataset <*> allocated",
+            "step <*> skipped",
+            "printer <*> offline",
+            "spool <*> purged",
+            "queue <*> held",
+            "reader <*> closed",
+        ];
+        let lines: Vec<String> = (0..120)
+            .map(|i| {
+                let sys = if i % 3 == 0 { "PRIMARY" } else { "<*>" };
+                format!("N <*> {sys} <*> {}", msgs[i % msgs.len()])
+            })
+            .collect();
+        let layout = learn(&lines);
+        assert_eq!(layout.varying(), &[2]);
     }
 
     #[test]
