@@ -318,7 +318,7 @@ fn varies_within_messages(lines: &[(&str, Vec<(usize, usize)>)], header: usize, 
             continue;
         };
         let g = groups
-            .entry(xxh3_64(l.0[msg_start..].as_bytes()))
+            .entry(xxh3_64(&l.0.as_bytes()[msg_start..]))
             .or_insert((0, v, false));
         g.0 += 1;
         g.2 |= g.1 != v;
