@@ -4,6 +4,9 @@
 //! The whole input is learned first and then labelled, so every line gets
 //! the type it belongs to in the light of all lines (what a grouping score
 //! asks). `--online` labels each line as the stream would at that moment.
+//! In both, each context's layout (its varying header columns,
+//! `fingerprint::layout`) is learned from its first lines before any line
+//! is labelled: a stream holding a new service's first lines until then.
 
 use std::io::{BufWriter, Write};
 
