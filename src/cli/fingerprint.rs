@@ -4,6 +4,9 @@
 //! The whole input is learned first and then labelled, so every line gets
 //! the type it belongs to in the light of all lines (what a grouping score
 //! asks). `--online` labels each line as the stream would at that moment.
+//! In both, each context's layout (its varying header columns,
+//! `fingerprint::layout`) is learned from its first lines before any line
+//! is labelled: a stream holding a new service's first lines until then.
 
 use std::io::{BufWriter, Write};
 
@@ -12,6 +15,7 @@ use clap::Args;
 use serde::Serialize;
 
 use faultline::config::{Config, Format};
+use faultline::fingerprint::layout::LayoutLearner;
 use faultline::fingerprint::{self, Context, Fingerprinter, Identity, IdentityKind, Learner};
 use faultline::parse::{Parser, RecordSink};
 use faultline::record::{BadReason, Level, LineMeta, Record};
@@ -76,6 +80,21 @@ pub fn run(mut cfg: Config, args: FingerprintArgs) -> Result<i32> {
         lp.finish(&mut sink);
         for r in sink.0 {
             items.push((r.line, fp.identify(&r, None)));
+        }
+    }
+    // A layout per context, learned from its first lines before any line
+    // is labelled (what a stream would do by holding a new service's first
+    // lines until its layout is known): varying header columns masked.
+    let mut layouts = LayoutLearner::new();
+    for (_, id) in &items {
+        if id.kind == IdentityKind::Learned {
+            layouts.observe(id.context_key(), &id.template);
+        }
+    }
+    layouts.finish();
+    for (_, id) in &mut items {
+        if id.kind == IdentityKind::Learned {
+            layouts.apply(id.context_key(), &mut id.template);
         }
     }
     let l = &cfg.fingerprint.learn;

@@ -13,6 +13,7 @@
 //! versioned; the state records the version and the pattern digest that
 //! produced each fingerprint.
 
+pub mod layout;
 pub mod learn;
 pub mod mask;
 pub mod patterns;
