@@ -992,7 +992,6 @@ mod tests {
         let now = seen(dir.path());
         assert_eq!(now.watermark, Some(2));
         assert_eq!(now.inputs["in.jsonl"].line, 1 + store::EAGER_LINES);
-        assert!(store::EAGER_LINES < store::COALESCE_LINES);
         store::close_writer(dir.path());
     }
 

@@ -219,6 +219,7 @@ impl Coalesce {
 /// alone would make (each pays its fsyncs and the index pages it
 /// touches), and only while the commit thread has nothing to do.
 pub const EAGER_LINES: u64 = COALESCE_LINES / 4;
+const _: () = assert!(EAGER_LINES > 0 && EAGER_LINES < COALESCE_LINES);
 
 /// Lines consumed up to the resume points of every input (a replayed
 /// input's `line` only grows; one read again from its start makes the sum
