@@ -462,7 +462,8 @@ impl Writer {
     /// commits offsets and must never use this). A checkpoint
     /// ([`Writer::submit`]) is then committed only when `every` has passed
     /// since the last one that was, or [`COALESCE_LINES`] input lines were
-    /// read since; the ones between stay in memory: their changes stay
+    /// read since (or [`EAGER_LINES`] with no commit in flight); the ones
+    /// between stay in memory: their changes stay
     /// marked (the dirty set, the learner's changes, the evicted entries'
     /// outbox), and the next commit writes them with the resume points it
     /// then holds, in one transaction. [`Writer::commit`] (the end of a
