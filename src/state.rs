@@ -962,6 +962,40 @@ mod tests {
     }
 
     #[test]
+    fn a_coalescing_writer_with_an_idle_commit_thread_commits_after_a_quarter_of_the_line_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = with_types(3);
+        State::coalesce_saves(dir.path(), std::time::Duration::from_secs(3600)).unwrap();
+        at_line(&mut s, 1);
+        s.save_behind(dir.path()).unwrap();
+        let wait = |dir: &Path| {
+            store::open_writer(dir)
+                .unwrap()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .wait()
+        };
+        wait(dir.path());
+        // Below the eager mark a checkpoint waits in memory, as before.
+        s.watermark = Some(1);
+        at_line(&mut s, store::EAGER_LINES);
+        s.save_behind(dir.path()).unwrap();
+        wait(dir.path());
+        assert_eq!(seen(dir.path()).watermark, None);
+        assert_eq!(seen(dir.path()).inputs["in.jsonl"].line, 1);
+        // At the mark, with no commit in flight, it commits (not due yet:
+        // the interval is an hour, the line bound four times as far).
+        s.watermark = Some(2);
+        at_line(&mut s, 1 + store::EAGER_LINES);
+        s.save_behind(dir.path()).unwrap();
+        wait(dir.path());
+        let now = seen(dir.path());
+        assert_eq!(now.watermark, Some(2));
+        assert_eq!(now.inputs["in.jsonl"].line, 1 + store::EAGER_LINES);
+        store::close_writer(dir.path());
+    }
+
+    #[test]
     fn evicted_types_wait_in_memory_across_coalesced_checkpoints_and_reach_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, see) = ten_hot();

@@ -196,7 +196,30 @@ impl Coalesce {
         self.since.is_none_or(|t| t.elapsed() >= self.every)
             || input_lines(state).saturating_sub(self.lines) >= COALESCE_LINES
     }
+
+    /// Whether a checkpoint that is not due commits anyway, the commit
+    /// thread being idle: see [`EAGER_LINES`].
+    fn eager(&self, state: &State) -> bool {
+        input_lines(state).saturating_sub(self.lines) >= EAGER_LINES
+    }
 }
+
+/// The input lines after which a coalescing writer commits a checkpoint
+/// that is not due yet, when no commit is in flight: the commit thread
+/// would otherwise sit idle while changes pile up for the next due one.
+///
+/// Why: the last commit of a run is synchronous (nothing is left to
+/// overlap it with), and it holds everything read since the previous one.
+/// With only the due rule that is up to [`COALESCE_LINES`] lines of
+/// changes, encoded and committed while the engine waits; committing
+/// whenever the thread is free keeps that tail to about this many lines
+/// (or what is read during one commit, if more). The checkpoints stay
+/// whole, so what a crash loses is what it lost before or less. A quarter
+/// of the line bound: at most four times the commits the line bound
+/// alone would make (each pays its fsyncs and the index pages it
+/// touches), and only while the commit thread has nothing to do.
+pub const EAGER_LINES: u64 = COALESCE_LINES / 4;
+const _: () = assert!(EAGER_LINES > 0 && EAGER_LINES < COALESCE_LINES);
 
 /// Lines consumed up to the resume points of every input (a replayed
 /// input's `line` only grows; one read again from its start makes the sum
@@ -439,7 +462,8 @@ impl Writer {
     /// commits offsets and must never use this). A checkpoint
     /// ([`Writer::submit`]) is then committed only when `every` has passed
     /// since the last one that was, or [`COALESCE_LINES`] input lines were
-    /// read since; the ones between stay in memory: their changes stay
+    /// read since (or [`EAGER_LINES`] with no commit in flight); the ones
+    /// between stay in memory: their changes stay
     /// marked (the dirty set, the learner's changes, the evicted entries'
     /// outbox), and the next commit writes them with the resume points it
     /// then holds, in one transaction. [`Writer::commit`] (the end of a
@@ -543,13 +567,18 @@ impl Writer {
     /// batch of it would hold the whole state encoded in memory.
     ///
     /// A coalescing writer ([`Writer::coalesce`]) commits only when one is
-    /// due; otherwise this only reports a background commit that ended.
+    /// due, or when [`EAGER_LINES`] input lines were read since the last
+    /// commit and none is in flight; otherwise this only reports a
+    /// background commit that ended.
     pub fn submit(&mut self, state: &mut State) -> Result<(), StateError> {
         if let Some(c) = &self.coalesce
             && !c.due(state)
         {
             if self.pending.as_ref().is_some_and(|h| !h.is_finished()) {
                 return Ok(());
+            }
+            if c.eager(state) {
+                return self.hand_over(state);
             }
             // A commit that failed must not wait for the time bound: the
             // error goes out now (a file source stops) and the next commit
@@ -565,7 +594,9 @@ impl Writer {
             c.since = Some(std::time::Instant::now());
             c.lines = input_lines(state);
         }
+        let waiting = std::time::Instant::now();
         let earlier = self.settle(state);
+        let waited_ms = waiting.elapsed().as_secs_f64() * 1e3;
         if !state.baseline.paged() {
             state.baseline.page_with(pager(&self.core));
         }
@@ -588,6 +619,7 @@ impl Writer {
             tracing::debug!(
                 types = c.last_written,
                 bytes = c.last_bytes,
+                waited_ms,
                 ms = started.elapsed().as_secs_f64() * 1e3,
                 "state checkpoint committed in full"
             );
@@ -621,6 +653,7 @@ impl Writer {
                 tracing::debug!(
                     types = c.last_written,
                     bytes = c.last_bytes,
+                    waited_ms,
                     encode_ms = encoded_ms,
                     commit_ms = t0.elapsed().as_secs_f64() * 1e3,
                     "state checkpoint committed"
