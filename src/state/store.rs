@@ -75,8 +75,12 @@ const RECENT_MIN: u64 = 16_384;
 const RECENT_MAX: u64 = 262_144;
 /// A checkpoint with at least 1/DIRECT_SHARE as many new types as
 /// [`INDEX`] has entries indexes them in [`INDEX`] directly (see
-/// [`Core::stage`]).
-const DIRECT_SHARE: u64 = 5;
+/// [`Core::stage`]). From the costs measured on bench-state's input
+/// (docs/state.md): an entry through [`RECENT`] costs about a tenth of a
+/// leaf copy more than a direct insert (a lookup now, an insert at the
+/// merge), and a leaf holds ~200 entries, so the second level pays once
+/// the index has more than ~20 leaves' worth of entries per new one.
+const DIRECT_SHARE: u64 = 20;
 
 /// How many entries [`RECENT`] may hold before it is merged, for an
 /// [`INDEX`] of `indexed` entries: a fixed fraction, so each merge (one
@@ -286,6 +290,8 @@ struct Core {
     recent: HashMap<u64, u64>,
     /// [`RECENT`]'s least merge size ([`RECENT_MIN`]; tests lower it).
     recent_min: u64,
+    /// [`DIRECT_SHARE`] (tests lower it).
+    direct_share: u64,
 }
 
 type Shared = Arc<Mutex<Writer>>;
@@ -855,6 +861,7 @@ impl Core {
             previous_every,
             recent: HashMap::new(),
             recent_min: RECENT_MIN,
+            direct_share: DIRECT_SHARE,
         }
     }
 
@@ -1139,15 +1146,14 @@ impl Core {
         new.sort_unstable();
         let mut appended: Vec<(u64, usize)> = Vec::with_capacity(new.len());
         let mut fresh: Vec<(u64, u64)> = Vec::with_capacity(new.len());
-        // Many new entries for the index's size (a fifth of its entries or
-        // more: with ~200 entries a leaf, enough to touch every leaf
-        // anyway) go into [`INDEX`] at once, where the insert is also the
-        // lookup; fewer go to [`RECENT`], which costs each a lookup now
-        // and an insert at the merge, but spares the copy of every leaf
-        // they would touch. Measured: bench-state's 300k types, commits
-        // of ~25,000 new types (coalesced) are cheaper direct, commits of
+        // Many new entries for the index's size ([`DIRECT_SHARE`]) go
+        // into [`INDEX`] at once, where the insert is also the lookup;
+        // fewer go to [`RECENT`], which costs each a lookup now and an
+        // insert at the merge, but spares the copy of every leaf they
+        // would touch. Measured: bench-state's 300k types, commits of
+        // ~25,000 new types (coalesced) are cheaper direct, commits of
         // 5,000 through the second level (docs/state.md).
-        let direct = new.len() as u64 * DIRECT_SHARE >= ix.len().map_err(|x| e(&x))?;
+        let direct = new.len() as u64 * self.direct_share >= ix.len().map_err(|x| e(&x))?;
         let mut direct_entries: Vec<(u64, u64, usize)> = Vec::new();
         for (_, fp, i) in new {
             let before = match self.recent.get(&fp.0) {
@@ -1257,9 +1263,7 @@ impl Core {
             end.close().map_err(|x| e(&x))?;
         }
         drop(rc);
-        if self.recent.len() as u64
-            >= recent_limit(ix.len().map_err(|x| e(&x))?, self.recent_min)
-        {
+        if self.recent.len() as u64 >= recent_limit(ix.len().map_err(|x| e(&x))?, self.recent_min) {
             self.merge_recent(tx, &mut ix)?;
         }
         let mut m = tx.open_table(META).map_err(|x| e(&x))?;
@@ -2475,7 +2479,11 @@ mod tests {
         let limit = |dir: &Path| {
             let w = writer(dir).unwrap();
             let w = w.lock().unwrap();
-            w.core().recent_min = 8;
+            let mut c = w.core();
+            c.recent_min = 8;
+            // Commits of 5 new types go to the second level once the
+            // index holds 10.
+            c.direct_share = 2;
         };
         let mut fps = Vec::new();
         let (mut merges, mut last) = (0, 0);
@@ -2486,7 +2494,10 @@ mod tests {
                 limit(dir.path());
                 let (rows, ix, recent) = index_levels(dir.path());
                 assert_eq!(rows, ix + recent, "every row indexed once");
-                assert!(recent < 8.max(ix / 4) + 5, "merged once a share of the index");
+                assert!(
+                    recent < 8.max(ix / 4) + 5,
+                    "merged once a share of the index"
+                );
                 // Small commits for the index's size go to the second
                 // level, and it is merged into the first now and then.
                 merges += usize::from(recent < last);
