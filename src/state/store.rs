@@ -292,6 +292,8 @@ struct Core {
     recent_min: u64,
     /// [`DIRECT_SHARE`] (tests lower it).
     direct_share: u64,
+    /// `recent` could not be re-read after a failed commit.
+    recent_lost: bool,
 }
 
 type Shared = Arc<Mutex<Writer>>;
@@ -862,6 +864,7 @@ impl Core {
             recent: HashMap::new(),
             recent_min: RECENT_MIN,
             direct_share: DIRECT_SHARE,
+            recent_lost: false,
         }
     }
 
@@ -890,12 +893,26 @@ impl Core {
     }
 
     /// After a failed commit: what is in memory of [`RECENT`] is what the
-    /// file holds again (the transaction's changes are gone).
+    /// file holds again (the transaction's changes are gone). If it cannot
+    /// be read, no later checkpoint is staged (a lookup that missed a
+    /// stored type would store it twice); the next writer to open the
+    /// file rebuilds the index.
     fn after_failed_commit(&mut self) {
         if let Err(e) = self.load_recent() {
-            tracing::warn!(error = %e, "state store: re-reading the recent type index failed; it is rebuilt");
+            tracing::warn!(error = %e, "state store: re-reading the recent type index failed; no further checkpoint until a restart");
             self.recent.clear();
-            // Counted short, the index is rebuilt by the next writer.
+            self.recent_lost = true;
+        }
+    }
+
+    /// Refuses to stage a checkpoint once `recent` is lost.
+    fn usable(&self) -> Result<(), StateError> {
+        match self.recent_lost {
+            false => Ok(()),
+            true => Err(db_err(
+                &self.path,
+                "the recent type index could not be re-read after a failed commit; restart to rebuild it",
+            )),
         }
     }
 
@@ -952,7 +969,7 @@ impl Core {
             None => 0,
         };
         let rows = t.len().map_err(|x| e(&x))?;
-        let mut indexed = match r.open_table(INDEX) {
+        let indexed = match r.open_table(INDEX) {
             Ok(ix) => ix.len().map_err(|x| e(&x))?,
             Err(redb::TableError::TableDoesNotExist(_)) => 0,
             Err(x) => return Err(e(&x)),
@@ -964,15 +981,14 @@ impl Core {
         };
         drop((t, x, r));
         // A damaged second level is rebuilt with the first.
-        indexed += match self.load_recent() {
-            Ok(()) => self.recent.len() as u64,
+        let recent = match self.load_recent() {
+            Ok(()) => Some(self.recent.len() as u64),
             Err(e) => {
                 tracing::warn!(error = %e, "state store: the recent type index is unreadable; rebuilding the index");
-                self.recent.clear();
-                u64::MAX
+                None
             }
         };
-        if rows != indexed {
+        if recent.map(|n| indexed + n) != Some(rows) {
             self.build_index()?;
         }
         Ok(())
@@ -1081,6 +1097,7 @@ impl Core {
     fn stage(&mut self, tx: &redb::WriteTransaction, batch: &Batch) -> Result<(), StateError> {
         let path = self.path.clone();
         let e = |e: &dyn std::fmt::Display| db_err(&path, e);
+        self.usable()?;
         self.last_written = batch.types.len();
         self.last_bytes = batch.global.len();
         let mut t = tx.open_table(TYPES).map_err(|x| e(&x))?;
@@ -1303,6 +1320,7 @@ impl Core {
     ) -> Result<(), StateError> {
         let path = self.path.clone();
         let e = |e: &dyn std::fmt::Display| db_err(&path, e);
+        self.usable()?;
         let global = encode_global(state).map_err(|m| corrupt(&path, m))?;
         let mut tx = self.db.begin_write().map_err(|x| e(&x))?;
         self.last_bytes = global.len();
