@@ -51,6 +51,45 @@ const TYPES: TableDefinition<u64, &[u8]> = TableDefinition::new("types");
 /// existed) gets it built by the first writer that opens it
 /// ([`Core::index`]).
 const INDEX: TableDefinition<u64, u64> = TableDefinition::new("types.index");
+/// Row → fingerprint of the types stored since [`INDEX`] last took them in
+/// ([`Core::merge_recent`]): the second level of the fingerprint index.
+/// Fingerprints are hashes, so a checkpoint's new types land on random
+/// leaves of [`INDEX`]: 5,000 of them touch nearly every leaf, and redb
+/// copies each touched leaf once per transaction, so every checkpoint
+/// rewrote the whole index (a cost growing with the types ever stored,
+/// not with the change). Keyed by row, which the store hands out in
+/// order, new entries are appended at this table's right edge; [`INDEX`]
+/// takes them in, sorted, in one pass once they are a fraction of it
+/// ([`recent_limit`]). The writer keeps this table's entries in memory
+/// (bounded by [`RECENT_MAX`]) for lookups. An entry is in exactly one of
+/// the two tables, and eviction marks ([`EVICTED`]) live in [`INDEX`]
+/// only: marking a recent entry moves it there. Written in the same
+/// transaction as the rows, like [`INDEX`]; a store without it (written
+/// before it existed) has every entry in [`INDEX`]. A binary without it
+/// finds [`INDEX`] short of the rows and rebuilds it ([`Core::index`]).
+const RECENT: TableDefinition<u64, u64> = TableDefinition::new("types.index.recent");
+/// [`RECENT`] is merged into [`INDEX`] once it holds a quarter of
+/// [`INDEX`]'s entries, at least this many...
+const RECENT_MIN: u64 = 16_384;
+/// ... and at most this many (the writer's map of them: ~8 MiB).
+const RECENT_MAX: u64 = 262_144;
+/// A checkpoint with at least 1/DIRECT_SHARE as many new types as
+/// [`INDEX`] has entries indexes them in [`INDEX`] directly (see
+/// [`Core::stage`]). From the costs measured on bench-state's input
+/// (docs/state.md): an entry through [`RECENT`] costs about a tenth of a
+/// leaf copy more than a direct insert (a lookup now, an insert at the
+/// merge), and a leaf holds ~200 entries, so the second level pays once
+/// the index has more than ~20 leaves' worth of entries per new one.
+const DIRECT_SHARE: u64 = 20;
+
+/// How many entries [`RECENT`] may hold before it is merged, for an
+/// [`INDEX`] of `indexed` entries: a fixed fraction, so each merge (one
+/// copy of every leaf of [`INDEX`]) comes after the index grew by a
+/// quarter, and the merges of a growing store cost about five copies of
+/// its final index in all, instead of one per checkpoint.
+fn recent_limit(indexed: u64, min: u64) -> u64 {
+    (indexed / 4).clamp(min, RECENT_MAX.max(min))
+}
 /// Set in an [`INDEX`] value (beside the row number) when the type was
 /// evicted after its row was last written and nothing of it changed since
 /// but what eviction drops ([`crate::baseline::EvictedRow::Clean`]): the
@@ -246,6 +285,15 @@ struct Core {
     /// how often to refresh it during a long run.
     previous_taken: std::time::Instant,
     previous_every: Option<std::time::Duration>,
+    /// The entries of [`RECENT`] as committed (fingerprint → row), for
+    /// lookups; reloaded from the table when a commit failed.
+    recent: HashMap<u64, u64>,
+    /// [`RECENT`]'s least merge size ([`RECENT_MIN`]; tests lower it).
+    recent_min: u64,
+    /// [`DIRECT_SHARE`] (tests lower it).
+    direct_share: u64,
+    /// `recent` could not be re-read after a failed commit.
+    recent_lost: bool,
 }
 
 type Shared = Arc<Mutex<Writer>>;
@@ -813,7 +861,98 @@ impl Core {
             last_bytes: 0,
             previous_taken: std::time::Instant::now(),
             previous_every,
+            recent: HashMap::new(),
+            recent_min: RECENT_MIN,
+            direct_share: DIRECT_SHARE,
+            recent_lost: false,
         }
+    }
+
+    /// Reads [`RECENT`] into memory (absent in older stores: empty).
+    fn load_recent(&mut self) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = |x: &dyn std::fmt::Display| db_err(&path, x);
+        self.recent.clear();
+        let r = self.db.begin_read().map_err(|x| e(&x))?;
+        let rc = match r.open_table(RECENT) {
+            Ok(rc) => rc,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(x) => return Err(e(&x)),
+        };
+        self.recent.reserve(rc.len().map_err(|x| e(&x))? as usize);
+        for kv in rc.iter().map_err(|x| e(&x))? {
+            let (row, fp) = kv.map_err(|x| e(&x))?;
+            if self.recent.insert(fp.value(), row.value()).is_some() {
+                return Err(corrupt(
+                    &path,
+                    format!("type row {}: its fingerprint is stored twice", row.value()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failed commit: what is in memory of [`RECENT`] is what the
+    /// file holds again (the transaction's changes are gone). If it cannot
+    /// be read, no later checkpoint is staged (a lookup that missed a
+    /// stored type would store it twice); the next writer to open the
+    /// file rebuilds the index.
+    fn after_failed_commit(&mut self) {
+        if let Err(e) = self.load_recent() {
+            tracing::warn!(error = %e, "state store: re-reading the recent type index failed; no further checkpoint until a restart");
+            self.recent.clear();
+            self.recent_lost = true;
+        }
+    }
+
+    /// Refuses to stage a checkpoint once `recent` is lost.
+    fn usable(&self) -> Result<(), StateError> {
+        match self.recent_lost {
+            false => Ok(()),
+            true => Err(db_err(
+                &self.path,
+                "the recent type index could not be re-read after a failed commit; restart to rebuild it",
+            )),
+        }
+    }
+
+    /// The row of `fp` (with its [`EVICTED`] mark), in either level.
+    fn lookup(
+        &self,
+        ix: &impl ReadableTable<u64, u64>,
+        fp: u64,
+    ) -> Result<Option<u64>, redb::StorageError> {
+        if let Some(&row) = self.recent.get(&fp) {
+            return Ok(Some(row));
+        }
+        Ok(ix.get(fp)?.map(|v| v.value()))
+    }
+
+    /// Moves every [`RECENT`] entry into [`INDEX`], in fingerprint order
+    /// (one pass along its B-tree: each leaf copied once), and empties
+    /// [`RECENT`]. No handle of [`RECENT`] may be open in `tx`.
+    fn merge_recent(
+        &mut self,
+        tx: &redb::WriteTransaction,
+        ix: &mut redb::Table<u64, u64>,
+    ) -> Result<(), StateError> {
+        if self.recent.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let e = |x: &dyn std::fmt::Display| db_err(&path, x);
+        let mut all: Vec<(u64, u64)> = self.recent.drain().collect();
+        all.sort_unstable();
+        for (fp, row) in all {
+            if ix.insert(fp, row).map_err(|x| e(&x))?.is_some() {
+                return Err(corrupt(
+                    &path,
+                    format!("type row {row}: its fingerprint is stored twice"),
+                ));
+            }
+        }
+        tx.delete_table(RECENT).map_err(|x| e(&x))?;
+        Ok(())
     }
 
     /// Reads where the next rows go, and builds the fingerprint index
@@ -841,7 +980,15 @@ impl Core {
             None => 0,
         };
         drop((t, x, r));
-        if rows != indexed {
+        // A damaged second level is rebuilt with the first.
+        let recent = match self.load_recent() {
+            Ok(()) => Some(self.recent.len() as u64),
+            Err(e) => {
+                tracing::warn!(error = %e, "state store: the recent type index is unreadable; rebuilding the index");
+                None
+            }
+        };
+        if recent.map(|n| indexed + n) != Some(rows) {
             self.build_index()?;
         }
         Ok(())
@@ -858,6 +1005,8 @@ impl Core {
         let mut n = 0u64;
         {
             let t = tx.open_table(TYPES).map_err(|x| e(&x))?;
+            tx.delete_table(RECENT).map_err(|x| e(&x))?;
+            self.recent.clear();
             let mut ix = tx.open_table(INDEX).map_err(|x| e(&x))?;
             ix.retain(|_, _| false).map_err(|x| e(&x))?;
             for row in t.iter().map_err(|x| e(&x))? {
@@ -888,7 +1037,7 @@ impl Core {
         ix: &mut redb::Table<u64, u64>,
         fp: Fingerprint,
     ) -> Result<u64, redb::StorageError> {
-        let stored = ix.get(fp.0)?.map(|v| v.value());
+        let stored = self.lookup(ix, fp.0)?;
         if let Some(row) = stored {
             if row & EVICTED != 0 {
                 // Written whole now: the row says what it holds.
@@ -934,8 +1083,13 @@ impl Core {
         let mut tx = self.db.begin_write().map_err(|x| e(&x))?;
         tx.set_durability(Durability::Immediate)
             .map_err(|x| e(&x))?;
-        self.stage(&tx, &batch)?;
-        tx.commit().map_err(|x| e(&x))
+        let done = self
+            .stage(&tx, &batch)
+            .and_then(|()| tx.commit().map_err(|x| e(&x)));
+        if done.is_err() {
+            self.after_failed_commit();
+        }
+        done
     }
 
     /// Stages a batch in `tx`: its types, the global part and its learner
@@ -943,10 +1097,12 @@ impl Core {
     fn stage(&mut self, tx: &redb::WriteTransaction, batch: &Batch) -> Result<(), StateError> {
         let path = self.path.clone();
         let e = |e: &dyn std::fmt::Display| db_err(&path, e);
+        self.usable()?;
         self.last_written = batch.types.len();
         self.last_bytes = batch.global.len();
         let mut t = tx.open_table(TYPES).map_err(|x| e(&x))?;
         let mut ix = tx.open_table(INDEX).map_err(|x| e(&x))?;
+        let mut rc = tx.open_table(RECENT).map_err(|x| e(&x))?;
         // Types to append: (first seen, fingerprint, index in the batch).
         let mut new: Vec<(i64, Fingerprint, usize)> = Vec::new();
         // The others: where each is stored, looked up in fingerprint order
@@ -954,7 +1110,7 @@ impl Core {
         let mut by_fp: Vec<(Fingerprint, usize)> = Vec::new();
         for (i, (fp, first_seen, bytes)) in batch.types.iter().enumerate() {
             // A type the baseline created since the last checkpoint has no
-            // row: it is not looked up (its index insert below still says
+            // row: it is not looked up here (its lookup below still says
             // whether the fingerprint was there), nor sorted for a lookup.
             // A deletion is always looked up: it acts only on a row that
             // exists.
@@ -966,15 +1122,15 @@ impl Core {
             }
         }
         by_fp.sort_unstable();
-        // The index entries to write (fingerprint, value, whether the
-        // fingerprint is taken to be new): new types', an eviction mark
-        // set or cleared.
-        let mut marks: Vec<(u64, u64, bool)> = Vec::with_capacity(new.len());
+        // The index entries to change (fingerprint, value): an eviction
+        // mark set or cleared. All go to [`INDEX`] (a recent entry marked
+        // moves there).
+        let mut marks: Vec<(u64, u64)> = Vec::new();
         // Stored types to write over or delete: (row, index in the batch).
         let mut known: Vec<(u64, usize)> = Vec::with_capacity(by_fp.len());
         for (fp, i) in by_fp {
             let (_, first_seen, bytes) = &batch.types[i];
-            let Some(at) = ix.get(fp.0).map_err(|x| e(&x))?.map(|r| r.value()) else {
+            let Some(at) = self.lookup(&ix, fp.0).map_err(|x| e(&x))? else {
                 match bytes {
                     RowBytes::Gone => {}
                     RowBytes::Clean => {
@@ -993,38 +1149,91 @@ impl Core {
             let row = at & !EVICTED;
             match bytes {
                 RowBytes::Clean => {
-                    marks.push((fp.0, row | EVICTED, false));
+                    marks.push((fp.0, row | EVICTED));
                     continue;
                 }
-                RowBytes::Here(_) | RowBytes::Evicted(_) if at != row => {
-                    marks.push((fp.0, row, false))
-                }
+                RowBytes::Here(_) | RowBytes::Evicted(_) if at != row => marks.push((fp.0, row)),
                 _ => {}
             }
             known.push((row, i));
         }
-        // New rows in order of appearance, after every stored one.
+        // New rows in order of appearance, after every stored one. A type
+        // taken to be new but stored (the baseline's claim; the index is
+        // the truth) keeps its row, written whole, its mark cleared.
         new.sort_unstable();
         let mut appended: Vec<(u64, usize)> = Vec::with_capacity(new.len());
+        let mut fresh: Vec<(u64, u64)> = Vec::with_capacity(new.len());
+        // Many new entries for the index's size ([`DIRECT_SHARE`]) go
+        // into [`INDEX`] at once, where the insert is also the lookup;
+        // fewer go to [`RECENT`], which costs each a lookup now and an
+        // insert at the merge, but spares the copy of every leaf they
+        // would touch. Measured: bench-state's 300k types, commits of
+        // ~25,000 new types (coalesced) are cheaper direct, commits of
+        // 5,000 through the second level (docs/state.md).
+        let direct = new.len() as u64 * self.direct_share >= ix.len().map_err(|x| e(&x))?;
+        let mut direct_entries: Vec<(u64, u64, usize)> = Vec::new();
         for (_, fp, i) in new {
-            marks.push((fp.0, self.next_row, true));
+            let before = match self.recent.get(&fp.0) {
+                Some(&row) => Some(row),
+                None if direct => None,
+                None => ix.get(fp.0).map_err(|x| e(&x))?.map(|v| v.value()),
+            };
+            if let Some(before) = before {
+                if before & EVICTED != 0 {
+                    marks.push((fp.0, before & !EVICTED));
+                }
+                known.push((before & !EVICTED, i));
+                continue;
+            }
+            if direct {
+                direct_entries.push((fp.0, self.next_row, i));
+            } else {
+                fresh.push((self.next_row, fp.0));
+            }
             appended.push((self.next_row, i));
             self.next_row += 1;
         }
-        // In key order, as the lookups.
-        marks.sort_unstable();
-        for (fp, row, new) in marks {
-            let before = ix.insert(fp, row).map_err(|x| e(&x))?.map(|v| v.value());
-            if let (true, Some(before)) = (new, before) {
-                // Taken for new, but stored: it keeps its row (the one
-                // handed out stays unused, a gap in the numbering).
-                ix.insert(fp, before & !EVICTED).map_err(|x| e(&x))?;
-                let at = appended.binary_search_by_key(&row, |&(r, _)| r);
-                if let Ok(at) = at {
-                    let (_, i) = appended.remove(at);
-                    known.push((before & !EVICTED, i));
+        // In key order (one pass along the B-tree); the insert says
+        // whether the fingerprint was stored after all.
+        direct_entries.sort_unstable();
+        for (fp, row, i) in direct_entries {
+            let Some(before) = ix.insert(fp, row).map_err(|x| e(&x))?.map(|v| v.value()) else {
+                continue;
+            };
+            // Taken for new, but stored: it keeps its row (the one handed
+            // out stays unused, a gap in the numbering).
+            ix.insert(fp, before & !EVICTED).map_err(|x| e(&x))?;
+            if let Ok(at) = appended.binary_search_by_key(&row, |&(r, _)| r) {
+                appended.remove(at);
+            }
+            known.push((before & !EVICTED, i));
+        }
+        // The new entries go to the second level, at its right edge (rows
+        // grow), through one cursor as the rows below.
+        if !fresh.is_empty() {
+            let mut end = rc
+                .upper_bound_mut(std::ops::Bound::<u64>::Unbounded)
+                .map_err(|x| e(&x))?;
+            for &(row, fp) in &fresh {
+                end.insert_before(row, fp).map_err(|x| e(&x))?;
+            }
+            end.close().map_err(|x| e(&x))?;
+            for (row, fp) in fresh {
+                if self.recent.insert(fp, row).is_some() {
+                    return Err(corrupt(
+                        &path,
+                        format!("type row {row}: its fingerprint is stored twice"),
+                    ));
                 }
             }
+        }
+        // In key order, as the lookups.
+        marks.sort_unstable();
+        for (fp, value) in marks {
+            if let Some(row) = self.recent.remove(&fp) {
+                rc.remove(row).map_err(|x| e(&x))?;
+            }
+            ix.insert(fp, value).map_err(|x| e(&x))?;
         }
         // Stored rows in row order (one pass along the B-tree).
         known.sort_unstable();
@@ -1043,7 +1252,15 @@ impl Core {
                 }
                 None => {
                     t.remove(row).map_err(|x| e(&x))?;
-                    ix.remove(batch.types[i].0.0).map_err(|x| e(&x))?;
+                    let fp = batch.types[i].0.0;
+                    match self.recent.remove(&fp) {
+                        Some(at) => {
+                            rc.remove(at).map_err(|x| e(&x))?;
+                        }
+                        None => {
+                            ix.remove(fp).map_err(|x| e(&x))?;
+                        }
+                    }
                 }
             }
         }
@@ -1061,6 +1278,10 @@ impl Core {
                 end.insert_before(row, bytes).map_err(|x| e(&x))?;
             }
             end.close().map_err(|x| e(&x))?;
+        }
+        drop(rc);
+        if self.recent.len() as u64 >= recent_limit(ix.len().map_err(|x| e(&x))?, self.recent_min) {
+            self.merge_recent(tx, &mut ix)?;
         }
         let mut m = tx.open_table(META).map_err(|x| e(&x))?;
         m.insert(GLOBAL, batch.global.as_slice())
@@ -1084,8 +1305,22 @@ impl Core {
         dirty: &crate::baseline::Dirty,
         learned: &LearnerChanges,
     ) -> Result<(), StateError> {
+        let done = self.commit_full_once(state, dirty, learned);
+        if done.is_err() {
+            self.after_failed_commit();
+        }
+        done
+    }
+
+    fn commit_full_once(
+        &mut self,
+        state: &mut State,
+        dirty: &crate::baseline::Dirty,
+        learned: &LearnerChanges,
+    ) -> Result<(), StateError> {
         let path = self.path.clone();
         let e = |e: &dyn std::fmt::Display| db_err(&path, e);
+        self.usable()?;
         let global = encode_global(state).map_err(|m| corrupt(&path, m))?;
         let mut tx = self.db.begin_write().map_err(|x| e(&x))?;
         self.last_bytes = global.len();
@@ -1101,6 +1336,9 @@ impl Core {
             let mut ix = tx.open_table(INDEX).map_err(|x| e(&x))?;
             let mut buf = Vec::with_capacity(512);
             if dirty.all {
+                // One level while every type is written: the code below
+                // reads and writes [`INDEX`] alone.
+                self.merge_recent(&tx, &mut ix)?;
                 let b = &state.baseline;
                 // Rows of types no longer known (merged away) go; evicted
                 // types keep theirs (their full entry is only there).
@@ -1490,7 +1728,7 @@ fn pager(core: &Arc<Mutex<Core>>) -> Pager {
         let c = core.lock().unwrap_or_else(|e| e.into_inner());
         let read = || -> Result<Option<ErrorType>, StateError> {
             let r = c.db.begin_read().map_err(|e| db_err(&c.path, e))?;
-            let Some((row, evicted)) = stored_row(&c.path, &r, fp)? else {
+            let Some((row, evicted)) = stored_row(&c, &r, fp)? else {
                 return Ok(None);
             };
             let t = r.open_table(TYPES).map_err(|e| db_err(&c.path, e))?;
@@ -1512,7 +1750,7 @@ fn pager(core: &Arc<Mutex<Core>>) -> Pager {
             let c = core.lock().unwrap_or_else(|e| e.into_inner());
             let stored = unpanicked(&c.path, || {
                 let r = c.db.begin_read().map_err(|e| db_err(&c.path, e))?;
-                stored_row(&c.path, &r, fp)
+                stored_row(&c, &r, fp)
             });
             stored
                 .unwrap_or_else(|e| {
@@ -1539,14 +1777,18 @@ fn pager(core: &Arc<Mutex<Core>>) -> Pager {
 /// The row of `types` that holds `fp`, if the store holds it, and whether
 /// it is marked evicted ([`EVICTED`]).
 fn stored_row(
-    path: &Path,
+    core: &Core,
     r: &redb::ReadTransaction,
     fp: Fingerprint,
 ) -> Result<Option<(u64, bool)>, StateError> {
-    let ix = r.open_table(INDEX).map_err(|e| db_err(path, e))?;
+    // The second level holds no marks.
+    if let Some(&row) = core.recent.get(&fp.0) {
+        return Ok(Some((row, false)));
+    }
+    let ix = r.open_table(INDEX).map_err(|e| db_err(&core.path, e))?;
     Ok(ix
         .get(fp.0)
-        .map_err(|e| db_err(path, e))?
+        .map_err(|e| db_err(&core.path, e))?
         .map(|v| (v.value() & !EVICTED, v.value() & EVICTED != 0)))
 }
 
@@ -2202,6 +2444,107 @@ fn read_learner(
 mod tests {
     use super::*;
     use crate::window::{WindowCounts, WindowSpec};
+
+    /// Entries of `types`, of [`INDEX`] and of [`RECENT`] in the file,
+    /// checking that no fingerprint is in both levels.
+    fn index_levels(dir: &Path) -> (u64, u64, u64) {
+        let db = builder().open_read_only(dir.join(FILE)).unwrap();
+        let r = db.begin_read().unwrap();
+        let rows = r.open_table(TYPES).unwrap().len().unwrap();
+        let ix = r.open_table(INDEX).unwrap();
+        let recent = match r.open_table(RECENT) {
+            Ok(rc) => {
+                for kv in rc.iter().unwrap() {
+                    let (_, fp) = kv.unwrap();
+                    assert!(ix.get(fp.value()).unwrap().is_none(), "in both levels");
+                }
+                rc.len().unwrap()
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => 0,
+            Err(e) => panic!("{e}"),
+        };
+        (rows, ix.len().unwrap(), recent)
+    }
+
+    /// The fingerprint index in two levels (new entries appended to
+    /// [`RECENT`] by row, merged into [`INDEX`] once they are a share of
+    /// it): with merges every few types, evictions (marks move an entry to
+    /// [`INDEX`]), a type read back from its row and reopened writers,
+    /// every row stays indexed exactly once and every type known.
+    #[test]
+    fn new_types_indexed_in_a_second_level_stay_found_across_merges_evictions_and_restarts() {
+        use crate::baseline::{Baseline, Origin};
+        use crate::config::Config;
+        use crate::detect::Detector;
+        use crate::fingerprint::{Fingerprinter, classify};
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.baseline.max_hot_types = 10;
+        cfg.fingerprint.learn.enabled = false;
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let mut s = State::new(Baseline::new(&cfg, 1), Detector::new(&cfg));
+        let see = |s: &mut State, i: usize, t: i64| {
+            let r = crate::record::Record {
+                service: Some("api".into()),
+                message: format!("widget {} could not be loaded", "xyzw".repeat(i + 1)),
+                version: Some("1.0".into()),
+                ..Default::default()
+            };
+            let typed = classify(&mut s.baseline.learner, f.identify(&r, None)).unwrap();
+            s.baseline.observe(&typed, &r, t, Origin::Live);
+            typed.fingerprint
+        };
+        let limit = |dir: &Path| {
+            let w = writer(dir).unwrap();
+            let w = w.lock().unwrap();
+            let mut c = w.core();
+            c.recent_min = 8;
+            // Commits of 5 new types go to the second level once the
+            // index holds 10.
+            c.direct_share = 2;
+        };
+        let mut fps = Vec::new();
+        let (mut merges, mut last) = (0, 0);
+        for i in 0..120 {
+            fps.push(see(&mut s, i, i as i64 * 1000));
+            if i % 5 == 4 {
+                s.save(dir.path()).unwrap();
+                limit(dir.path());
+                let (rows, ix, recent) = index_levels(dir.path());
+                assert_eq!(rows, ix + recent, "every row indexed once");
+                assert!(
+                    recent < 8.max(ix / 4) + 5,
+                    "merged once a share of the index"
+                );
+                // Small commits for the index's size go to the second
+                // level, and it is merged into the first now and then.
+                merges += usize::from(recent < last);
+                last = recent;
+            }
+        }
+        assert!(merges >= 2, "{merges} merges");
+        // Evicted, then seen again: its row is found (in either level)
+        // and read back whole.
+        assert!(s.baseline.get(fps[100]).is_none(), "evicted");
+        see(&mut s, 100, 500_000);
+        assert_eq!(s.baseline.get(fps[100]).unwrap().count, 2);
+        s.save(dir.path()).unwrap();
+        close_writer(dir.path());
+        // A restart reads the second level back: no rebuild, nothing lost.
+        let mut back = State::load_writable(dir.path()).unwrap().unwrap();
+        assert_eq!(back.baseline.known(), 120);
+        limit(dir.path());
+        let (rows, ix, recent) = index_levels(dir.path());
+        assert_eq!(rows, ix + recent);
+        let fp = *back.baseline.types.keys().next().unwrap();
+        back.baseline.get_mut(fp).unwrap().muted = true;
+        back.save(dir.path()).unwrap();
+        close_writer(dir.path());
+        let all = State::load(dir.path()).unwrap().unwrap();
+        assert_eq!(all.baseline.types.len(), 120);
+        assert_eq!(all.baseline.get(fps[100]).unwrap().count, 2);
+        assert!(all.baseline.get(fp).unwrap().muted);
+    }
 
     /// The learner's rows go into one buffer per checkpoint; the bytes of
     /// each must be what [`record`] (the row format the fuzzed decoder

@@ -193,6 +193,51 @@ fn state_key(t: &str, p: i32) -> String {
     format!("{t}/{p}")
 }
 
+/// The engine with its sinks (the Kafka alert sink when configured), each
+/// gated by `silent`: at start, and again after a rolled-back batch. Built
+/// once at start: compiling the masking rules and the parser's patterns is
+/// a large part of a start-up's CPU, and a drain's wall time counts from
+/// the process start (a placeholder engine, replaced at once, used to
+/// compile them a second time).
+fn new_engine(
+    cfg: &Config,
+    baseline: &BaselineOptions,
+    make_sinks: &MakeSinks,
+    producer: Option<&SharedProducer>,
+    silent: &Arc<AtomicBool>,
+    metrics: &Arc<Metrics>,
+    state: Option<State>,
+) -> Result<Engine, KafkaSourceError> {
+    let mut sinks: Vec<Box<dyn AlertSink>> = make_sinks()?;
+    if let (Some(p), false) = (producer, cfg.kafka.alerts_topic.is_empty()) {
+        sinks.push(Box::new(KafkaAlertSink::new(
+            p.clone(),
+            &cfg.kafka.alerts_topic,
+            true,
+        )));
+    }
+    let sinks = sinks
+        .into_iter()
+        .map(|inner| {
+            Box::new(Gated {
+                inner,
+                silent: silent.clone(),
+            }) as Box<dyn AlertSink>
+        })
+        .collect();
+    let mut engine = Engine::new(cfg, state, baseline, sinks, metrics.clone())?;
+    engine.forget_emitted();
+    // The catalogues (the API's view and triage page among them) show
+    // the state's types from the start: on a quiet stream the first
+    // checkpoint can be far away, and a restarted instance would list
+    // no types until then. A failure here is not fatal: the catalogue
+    // is a snapshot that the next checkpoint exports again.
+    if let Err(e) = engine.export_types(false) {
+        tracing::warn!(error = %e, "exporting the known types at start failed; the next checkpoint exports them again");
+    }
+    Ok(engine)
+}
+
 impl Core {
     /// The shared name of `topic`.
     fn topic(&mut self, topic: &str) -> Arc<str> {
@@ -205,40 +250,15 @@ impl Core {
     }
 
     fn build_engine(&self, state: Option<State>) -> Result<Engine, KafkaSourceError> {
-        let mut sinks: Vec<Box<dyn AlertSink>> = (self.make_sinks)()?;
-        if let (Some(p), false) = (&self.producer, self.cfg.kafka.alerts_topic.is_empty()) {
-            sinks.push(Box::new(KafkaAlertSink::new(
-                p.clone(),
-                &self.cfg.kafka.alerts_topic,
-                true,
-            )));
-        }
-        let sinks = sinks
-            .into_iter()
-            .map(|inner| {
-                Box::new(Gated {
-                    inner,
-                    silent: self.silent.clone(),
-                }) as Box<dyn AlertSink>
-            })
-            .collect();
-        let mut engine = Engine::new(
+        new_engine(
             &self.cfg,
-            state,
             &self.opts_baseline,
-            sinks,
-            self.metrics.clone(),
-        )?;
-        engine.forget_emitted();
-        // The catalogues (the API's view and triage page among them) show
-        // the state's types from the start: on a quiet stream the first
-        // checkpoint can be far away, and a restarted instance would list
-        // no types until then. A failure here is not fatal: the catalogue
-        // is a snapshot that the next checkpoint exports again.
-        if let Err(e) = engine.export_types(false) {
-            tracing::warn!(error = %e, "exporting the known types at start failed; the next checkpoint exports them again");
-        }
-        Ok(engine)
+            &self.make_sinks,
+            self.producer.as_ref(),
+            &self.silent,
+            &self.metrics,
+            state,
+        )
     }
 
     /// Emits the records held open for a trace that may continue: all of
@@ -436,18 +456,27 @@ pub fn run(
     let parser = Parser::new(cfg, cfg.input.format).map_err(PipelineError::from)?;
     let state = State::load_writable(&opts.state_dir)?;
     let flow = Arc::new(fetch::Flow::new(cfg.kafka.partition_buffer));
-    let mut core = Core {
+    let silent = Arc::new(AtomicBool::new(false));
+    let engine = new_engine(
+        cfg,
+        &opts.baseline,
+        &opts.make_sinks,
+        producer.as_ref(),
+        &silent,
+        &metrics,
+        state,
+    )?;
+    let core = Core {
         cfg: cfg.clone(),
         parser,
-        // Replaced right below; Engine has no cheap placeholder.
-        engine: Engine::new(cfg, None, &opts.baseline, Vec::new(), metrics.clone())?,
+        engine,
         opts_baseline: opts.baseline.clone(),
         make_sinks: opts.make_sinks,
         metrics: metrics.clone(),
         status: status.clone(),
         producer: producer.clone(),
         state_dir: opts.state_dir.clone(),
-        silent: Arc::new(AtomicBool::new(false)),
+        silent,
         in_txn: false,
         batch: Vec::new(),
         pace: Pace::default(),
@@ -467,7 +496,6 @@ pub fn run(
         flow: flow.clone(),
         rewinds: 0,
     };
-    core.engine = core.build_engine(state)?;
     let core = Arc::new(Mutex::new(core));
 
     let defaults = [
