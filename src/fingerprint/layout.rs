@@ -241,10 +241,17 @@ fn is_plain_word(w: &str) -> bool {
     !w.is_empty() && w.chars().all(char::is_alphabetic)
 }
 
-/// A column value that masking can still replace: not already a
-/// placeholder, and carrying a letter or digit (not a lone separator).
+/// A column value the layout replaces: not already a bare placeholder, and
+/// carrying a letter, a digit or a placeholder (not a lone separator).
+///
+/// A value that masking already filled in part (`[<*>]:` where a rule
+/// found the number in `[node-7]:`) is replaced whole like a literal one
+/// (`[edge]:`): otherwise one varying column has two forms, `<*>` and
+/// `[<*>]:`, and every message splits into two types by which rule
+/// happened to fire on its header — worst online, where the learner has
+/// no later lines to fold the pair with.
 fn maskable(w: &str) -> bool {
-    w != VAR && w.chars().any(char::is_alphanumeric)
+    w != VAR && (w.chars().any(char::is_alphanumeric) || w.contains(VAR))
 }
 
 fn col<'a>(line: &(&'a str, Vec<(usize, usize)>), c: usize) -> Option<&'a str> {
@@ -464,6 +471,40 @@ mod tests {
             .collect();
         let layout = learn(&lines);
         assert_eq!(layout.varying(), &[2]);
+    }
+
+    #[test]
+    fn a_varying_column_has_one_form_whether_masking_filled_part_of_it_or_not() {
+        // A `[unit]:` column where a rule masked the digits of some names
+        // and not of others: both forms of the column become one.
+        let msgs = [
+            "disk is full",
+            "slow reply",
+            "session opened",
+            "cannot bind port",
+            "rotated log",
+            "queue depth above limit",
+            "lost connection",
+            "config reloaded",
+            "retrying request",
+            "checksum mismatch",
+        ];
+        let units = ["[<*>]:", "[spool.writer]:", "[<*>.reader]:"];
+        let lines: Vec<String> = (0..120)
+            .map(|i| {
+                format!(
+                    "[<*>] {} {}",
+                    units[(i / msgs.len()) % units.len()],
+                    msgs[i % msgs.len()]
+                )
+            })
+            .collect();
+        let layout = learn(&lines);
+        assert_eq!(layout.varying(), &[1]);
+        let a = layout.apply("[<*>] [<*>]: disk is full");
+        let b = layout.apply("[<*>] [spool.writer]: disk is full");
+        assert_eq!(a.as_deref(), Some("[<*>] <*> disk is full"));
+        assert_eq!(a, b);
     }
 
     #[test]
