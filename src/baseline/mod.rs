@@ -23,7 +23,10 @@ use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::fingerprint::{Context, Fingerprint, Learner, PrehashedMap, Typed};
+use crate::fingerprint::layout::{Layout, LayoutLearner};
+use crate::fingerprint::{
+    Context, Fingerprint, Identity, IdentityKind, Learner, PrehashedMap, Typed,
+};
 use crate::record::{EventTime, Record};
 use crate::series::{MAX_VERSIONS, TypeSeries, capped, insert_sized_for_one};
 use crate::window::{WindowCounts, WindowSpec};
@@ -213,6 +216,11 @@ pub struct Baseline {
     /// Old fingerprint → the type that now stands for it.
     pub aliases: PrehashedMap<Fingerprint, Fingerprint>,
     pub learner: Learner,
+    /// Per context, the varying header columns learned from the stream
+    /// (`fingerprint::layout`), applied to templates before the learner;
+    /// absent in older files (an empty learner).
+    #[serde(default)]
+    pub layouts: LayoutLearner,
     /// Digest of the pattern set that produced these fingerprints.
     pub pattern_digest: u64,
     pub canonical_version: String,
@@ -301,6 +309,7 @@ impl Baseline {
             ),
             aliases: PrehashedMap::default(),
             learner: Learner::from_config(l),
+            layouts: LayoutLearner::new(),
             pattern_digest,
             canonical_version: crate::fingerprint::CANONICAL_VERSION.to_string(),
             learned_from: None,
@@ -611,6 +620,56 @@ impl Baseline {
         // to the store, and an evicted type's row is its only copy.
         self.dirty.mark(fp);
         Some(&mut **t)
+    }
+
+    /// A stream's layout step for an error about to be classified: feeds
+    /// its template to the layout learner and masks the context's varying
+    /// header columns in it. When the context's layout was just learned or
+    /// refined, every type already minted in the context is re-keyed first:
+    /// its stored template laid out again, classified, and the old id made
+    /// an alias of the new one (as a learner merge is), so counts, baselines
+    /// and alerts go on as one type. Deterministic in record order (replay
+    /// and run agree); no record waits.
+    pub fn lay_out(&mut self, identity: &mut Identity) {
+        if identity.kind != IdentityKind::Learned {
+            return;
+        }
+        let key = identity.context_key();
+        if let Some(layout) = self.layouts.observe_staged(key, &identity.template) {
+            self.rekey(key, identity.context(), &layout);
+        }
+        self.layouts.apply(key, &mut identity.template);
+    }
+
+    /// Re-keys the types minted in context `key` under `layout`.
+    fn rekey(&mut self, key: u64, ctx: &Context, layout: &Layout) {
+        // Templates first: classifying may evict, which renumbers clusters.
+        let mut olds = Vec::new();
+        for c in self.learner.roots_in(key) {
+            let Some(t) = layout.apply(self.learner.template(c)) else {
+                continue;
+            };
+            let old = self.learner.fingerprint_of(c, |t| ctx.fingerprint(t));
+            olds.push((old, t));
+        }
+        for (old, t) in olds {
+            let r = self.learner.observe_in(key, &ctx.service, &t);
+            let fingerprint = self
+                .learner
+                .fingerprint_of(r.cluster, |t| ctx.fingerprint(t));
+            let mut merged = vec![old];
+            for &m in &r.merged {
+                merged.push(self.learner.fingerprint_of(m, |t| ctx.fingerprint(t)));
+            }
+            let typed = Typed {
+                fingerprint,
+                template: self.learner.template(r.cluster).to_string(),
+                context: ctx.clone(),
+                created: false,
+                merged,
+            };
+            self.merge(&typed);
+        }
     }
 
     /// Folds types the learner just merged into `typed.fingerprint`.
