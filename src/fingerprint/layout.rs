@@ -322,6 +322,8 @@ impl LayoutLearner {
         if self.learned.contains_key(&key) || !self.tracks(key) {
             return;
         }
+        // The stream's count of held lines is not kept here.
+        self.pending_lines = None;
         let lines = &mut self.pending.entry(key).or_default().0;
         lines.push(Line::of(template));
         if lines.len() >= LEARN_LINES
