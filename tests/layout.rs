@@ -182,14 +182,12 @@ fn stream_with_a_host_header() -> String {
 }
 
 fn replay_in(
-    dir: &std::path::Path,
     inputs: &[std::path::PathBuf],
     state: Option<&std::path::Path>,
 ) -> faultline::pipeline::ReplaySummary {
     use faultline::alert::{AlertSink, MemorySink};
     use faultline::config::{Config, Dur};
     use faultline::pipeline::{self, BaselineOptions, ReplayOptions};
-    let _ = dir;
     let opts = ReplayOptions {
         inputs: inputs
             .iter()
@@ -225,7 +223,7 @@ fn a_replay_does_not_call_a_known_message_from_another_host_new_but_still_alerts
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("in.jsonl");
     std::fs::write(&p, stream_with_a_host_header()).unwrap();
-    let s = replay_in(dir.path(), &[p], None);
+    let s = replay_in(&[p], None);
     let novel = novel_samples(&s);
     assert_eq!(novel.len(), 1, "{novel:?}");
     assert!(novel[0].contains("fan tray"), "{novel:?}");
@@ -253,12 +251,12 @@ fn a_replay_cut_in_two_with_a_state_gives_what_one_replay_gives() {
     std::fs::write(&pa, a.join("\n") + "\n").unwrap();
     std::fs::write(&pb, b.join("\n") + "\n").unwrap();
     let state = dir.path().join("state");
-    let first = replay_in(dir.path(), &[pa.clone()], Some(&state));
-    let second = replay_in(dir.path(), &[pa.clone(), pb.clone()], Some(&state));
+    let first = replay_in(std::slice::from_ref(&pa), Some(&state));
+    let second = replay_in(&[pa, pb], Some(&state));
     let whole_dir = tempfile::tempdir().unwrap();
     let pw = whole_dir.path().join("w.jsonl");
     std::fs::write(&pw, &text).unwrap();
-    let whole = replay_in(whole_dir.path(), &[pw], None);
+    let whole = replay_in(&[pw], None);
     let mut cut = novel_samples(&first);
     cut.extend(novel_samples(&second));
     assert_eq!(cut, novel_samples(&whole));
