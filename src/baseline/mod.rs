@@ -646,6 +646,9 @@ impl Baseline {
         // Templates first: classifying may evict, which renumbers clusters.
         let mut olds = Vec::new();
         for c in self.learner.roots_in(key) {
+            if olds.len() >= crate::fingerprint::layout::MAX_REKEY {
+                break;
+            }
             let Some(t) = layout.apply(self.learner.template(c)) else {
                 continue;
             };

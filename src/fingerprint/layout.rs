@@ -56,6 +56,12 @@ pub const STAGES: [usize; 5] = [32, 64, 128, 256, LEARN_LINES];
 /// learning, so memory (and the checkpoint's share of it) stays bounded
 /// however many services start at once.
 pub const MAX_PENDING_LINES: usize = 8192;
+/// Types of one context re-keyed when its layout changes. A context has
+/// minted at most [`LEARN_LINES`] types from the lines its layout learns
+/// from; more come only from a state written before layouts (its types
+/// past this bound keep their ids), and the bound keeps one re-key (done
+/// in the stream's path) short.
+pub const MAX_REKEY: usize = 2 * LEARN_LINES;
 /// Share of lines on which a header position must hold a header token.
 const STABLE_SHARE: f64 = 0.9;
 /// At most this many distinct plain words make a closed vocabulary.
