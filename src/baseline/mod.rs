@@ -218,8 +218,9 @@ pub struct Baseline {
     pub learner: Learner,
     /// Per context, the varying header columns learned from the stream
     /// (`fingerprint::layout`), applied to templates before the learner;
-    /// absent in older files (an empty learner).
-    #[serde(default)]
+    /// absent in older files (a learner that seeds each context from the
+    /// types already stored).
+    #[serde(default = "LayoutLearner::of_older_state")]
     pub layouts: LayoutLearner,
     /// Digest of the pattern set that produced these fingerprints.
     pub pattern_digest: u64,
@@ -635,6 +636,19 @@ impl Baseline {
             return;
         }
         let key = identity.context_key();
+        if self.layouts.wants_seed(key) {
+            // A state written before layouts: the context's types so far
+            // teach its layout, so an upgrade does not wait for new lines.
+            let roots = self.learner.roots_in(key);
+            let templates: Vec<String> = roots
+                .iter()
+                .take(crate::fingerprint::layout::LEARN_LINES - 1)
+                .map(|&c| self.learner.template(c).to_string())
+                .collect();
+            if let Some(layout) = self.layouts.seed(key, templates.iter().map(String::as_str)) {
+                self.rekey(key, identity.context(), &layout);
+            }
+        }
         if let Some(layout) = self.layouts.observe_staged(key, &identity.template) {
             self.rekey(key, identity.context(), &layout);
         }
@@ -932,6 +946,89 @@ mod tests {
         let typed = classify(&mut b.learner, f.identify(&r, None)).unwrap();
         let new = b.observe(&typed, &r, t, Origin::Baseline);
         (typed.fingerprint, new)
+    }
+
+    /// `see` through the stream's layout step, as the engine does.
+    fn see_laid_out(
+        f: &Fingerprinter,
+        b: &mut Baseline,
+        msg: &str,
+        t: EventTime,
+    ) -> (Fingerprint, bool) {
+        let r = rec(msg);
+        let mut id = f.identify(&r, None);
+        b.lay_out(&mut id);
+        let typed = classify(&mut b.learner, id).unwrap();
+        let new = b.observe(&typed, &r, t, Origin::Live);
+        (b.canonical(typed.fingerprint), new)
+    }
+
+    /// Ten kinds of message behind a host column: the first five from two
+    /// hosts, the last five from the first host only.
+    fn host_lines() -> Vec<String> {
+        let kinds = [
+            "disk full on volume",
+            "slow reply from peer",
+            "session table overflow",
+            "cannot bind listener",
+            "rotated segment lost",
+            "queue depth above limit",
+            "lost connection to replica",
+            "config generation rejected",
+            "retrying stalled request",
+            "checksum mismatch in block",
+        ];
+        let mut out = Vec::new();
+        for round in 0..8 {
+            for (k, kind) in kinds.iter().enumerate() {
+                let host = if k < 5 && round % 2 == 1 {
+                    "cache-b"
+                } else {
+                    "web-a"
+                };
+                out.push(format!("{host} {kind}"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_stream_re_keys_the_types_it_minted_before_the_layout_so_another_host_is_known() {
+        let (_, f, mut b) = setup();
+        let mut minted = Vec::new();
+        for (i, l) in host_lines().iter().enumerate() {
+            minted.push(see_laid_out(&f, &mut b, l, i as EventTime * 1000).0);
+        }
+        // Every id minted per host before the layout resolves to the one
+        // type of its message now.
+        let kinds: std::collections::HashSet<_> = minted.iter().map(|&m| b.canonical(m)).collect();
+        assert_eq!(kinds.len(), 10, "{kinds:?}");
+        let (_, new) = see_laid_out(&f, &mut b, "cache-b checksum mismatch in block", 99_000);
+        assert!(!new, "a known message from another host is not a new type");
+        let (_, new) = see_laid_out(&f, &mut b, "cache-b fan tray reports no airflow", 99_500);
+        assert!(new, "a new message still is");
+    }
+
+    #[test]
+    fn a_state_written_before_layouts_learns_them_from_its_stored_types() {
+        let (_, f, mut b) = setup();
+        // What an older faultline stored: types per host, no layouts.
+        for (i, l) in host_lines().iter().enumerate() {
+            see(&f, &mut b, l, i as EventTime * 1000);
+        }
+        let mut json = serde_json::to_value(&b).unwrap();
+        json.as_object_mut().unwrap().remove("layouts");
+        let mut b: Baseline = serde_json::from_value(json).unwrap();
+        assert!(b.layouts.is_empty());
+        let (_, new) = see_laid_out(&f, &mut b, "cache-b checksum mismatch in block", 99_000);
+        assert!(
+            !new,
+            "the first line after the upgrade already has its layout"
+        );
+        // A state this faultline wrote does not seed again.
+        let json = serde_json::to_value(&b).unwrap();
+        let again: Baseline = serde_json::from_value(json).unwrap();
+        assert_eq!(again.layouts, b.layouts);
     }
 
     #[test]

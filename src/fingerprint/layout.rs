@@ -297,6 +297,11 @@ pub struct LayoutLearner {
     /// ([`LayoutLearner::observe_staged`]).
     #[serde(default)]
     current: BTreeMap<u64, Layout>,
+    /// Read from a state written before layouts: a context first seen
+    /// here may already have types, and learns from their templates
+    /// ([`LayoutLearner::seed`]).
+    #[serde(default)]
+    seeds: bool,
     /// Lines in `pending`, counted on first use (not stored).
     #[serde(skip)]
     pending_lines: Option<usize>,
@@ -308,12 +313,66 @@ impl PartialEq for LayoutLearner {
         self.pending == other.pending
             && self.learned == other.learned
             && self.current == other.current
+            && self.seeds == other.seeds
     }
 }
 
 impl LayoutLearner {
     pub fn new() -> LayoutLearner {
         LayoutLearner::default()
+    }
+
+    /// The learner of a state written before layouts (none stored): it
+    /// seeds each context from the types the state already has.
+    pub fn of_older_state() -> LayoutLearner {
+        LayoutLearner {
+            seeds: true,
+            ..LayoutLearner::default()
+        }
+    }
+
+    /// Whether context `key` should be seeded from stored templates now:
+    /// the state predates layouts and the context was never seen here.
+    pub fn wants_seed(&self, key: u64) -> bool {
+        self.seeds
+            && !self.pending.contains_key(&key)
+            && !self.learned.contains_key(&key)
+            && self.tracks(key)
+    }
+
+    /// Starts context `key` from `templates` (its types' templates in a
+    /// state written before layouts, at most [`LEARN_LINES`] - 1), as if
+    /// they were its first lines, and learns from them at once. Returns the
+    /// layout when it has a varying column (the caller re-keys), as
+    /// [`LayoutLearner::observe_staged`] does.
+    pub fn seed<'a>(
+        &mut self,
+        key: u64,
+        templates: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Layout> {
+        if !self.wants_seed(key) || !self.tracks(key) {
+            return None;
+        }
+        let lines: Vec<Line> = templates
+            .into_iter()
+            .take(LEARN_LINES - 1)
+            .map(Line::of)
+            .collect();
+        if lines.is_empty() {
+            return None;
+        }
+        let n = lines.len();
+        self.pending_lines = self.pending_lines.map(|t| t + n);
+        // Learned at once, however few: each is a distinct template (a
+        // type), and the layout's own thresholds (message groups that vary)
+        // decide whether they show a varying column.
+        let learned = Layout::learn_lines(&lines);
+        self.pending.insert(key, Pending(lines));
+        if learned.varying.is_empty() {
+            return None;
+        }
+        self.current.insert(key, learned.clone());
+        Some(learned)
     }
 
     fn tracks(&self, key: u64) -> bool {
