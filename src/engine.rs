@@ -465,20 +465,20 @@ impl Engine {
         let started = Instant::now();
         let mut identity = std::mem::take(&mut self.identity);
         self.fp.identify_into(&rec, None, &mut identity);
-        self.process_from(rec, &identity, started);
+        self.process_from(rec, &mut identity, started);
         self.identity = identity;
     }
 
     /// [`Engine::process_error`] for a record whose identity was already
     /// computed with a clone of [`Engine::fingerprinter`] (identifying is
     /// stateless and the costly part, so parsing threads do it).
-    pub fn process_identified(&mut self, rec: Record, identity: Identity) {
-        self.process_from(rec, &identity, Instant::now());
+    pub fn process_identified(&mut self, rec: Record, mut identity: Identity) {
+        self.process_from(rec, &mut identity, Instant::now());
     }
 
     /// The stateful part of processing an error: learning, baseline,
     /// detection, in the order records arrive.
-    fn process_from(&mut self, rec: Record, identity: &Identity, started: Instant) {
+    fn process_from(&mut self, rec: Record, identity: &mut Identity, started: Instant) {
         let mut judged = Judged::Accept;
         if let Some(t) = rec.time {
             judged = match self.line_verdict.take() {
@@ -505,6 +505,9 @@ impl Engine {
             let v = rec.version.as_deref().unwrap_or("");
             self.count_rate(svc, v, Some(time), 0, 1);
         }
+        // The context's learned layout (varying header columns) first: the
+        // learner sees what `faultline fingerprint` would give it.
+        self.state.baseline.lay_out(identity);
         let mut typed = std::mem::take(&mut self.typed);
         if fingerprint::classify_into(&mut self.state.baseline.learner, identity, &mut typed) {
             // A type merged into another by an operator (`…/merge`) stays

@@ -135,3 +135,139 @@ fn a_stream_without_a_header_keeps_the_words_that_tell_types_apart() {
     assert_eq!(g[0], g[2]);
     assert_eq!(g[1], g[3]);
 }
+
+// ---- The layout in the stream (`replay`, and `run`, which shares its
+// engine): types minted before a context's layout is learned are re-keyed
+// onto the laid-out ones, so a host seen first after the warm-up is no
+// new type.
+
+fn ecs(minute: u32, second: u32, message: &str) -> String {
+    format!(
+        "{{\"@timestamp\":\"2026-11-02T{:02}:{:02}:{:02}Z\",\"log.level\":\"ERROR\",\"message\":\"{message}\",\"service.name\":\"depot\"}}\n",
+        10 + minute / 60,
+        minute % 60,
+        second
+    )
+}
+
+/// Errors `<host> <kind>`: in the 30 warm-up minutes the first five kinds
+/// come from two hosts (the host varies under the same message: a
+/// per-line field) and the last five from one; after it the last five come
+/// from the other host too, and one kind nobody saw before.
+fn stream_with_a_host_header() -> String {
+    let mut s = String::new();
+    for m in 0..30u32 {
+        for (k, kind) in KINDS.iter().enumerate() {
+            let host = if k < 5 {
+                HOSTS[m as usize % 2]
+            } else {
+                HOSTS[0]
+            };
+            let msg = kind.replace("{}", &format!("{}", 1000 + m * 10 + k as u32));
+            s.push_str(&ecs(m, k as u32, &format!("{host} {msg}")));
+        }
+    }
+    for m in 40..45u32 {
+        for (k, kind) in KINDS.iter().enumerate().skip(5) {
+            let msg = kind.replace("{}", &format!("{}", 1000 + m * 10 + k as u32));
+            s.push_str(&ecs(m, k as u32, &format!("{} {msg}", HOSTS[1])));
+        }
+    }
+    s.push_str(&ecs(
+        46,
+        0,
+        &format!("{} fan tray 7 reports no airflow", HOSTS[1]),
+    ));
+    s
+}
+
+fn replay_in(
+    inputs: &[std::path::PathBuf],
+    state: Option<&std::path::Path>,
+) -> faultline::pipeline::ReplaySummary {
+    use faultline::alert::{AlertSink, MemorySink};
+    use faultline::config::{Config, Dur};
+    use faultline::pipeline::{self, BaselineOptions, ReplayOptions};
+    let opts = ReplayOptions {
+        inputs: inputs
+            .iter()
+            .map(|p| faultline::source::Input::Path(p.clone()))
+            .collect(),
+        state_dir: state.map(|p| p.to_path_buf()),
+        baseline: BaselineOptions {
+            warmup: Some("30m".parse::<Dur>().unwrap()),
+            baseline: None,
+        },
+        ..ReplayOptions::default()
+    };
+    let sinks: Vec<Box<dyn AlertSink>> = vec![Box::new(MemorySink::default())];
+    pipeline::replay(
+        &Config::default(),
+        &opts,
+        sinks,
+        std::sync::Arc::new(faultline::metrics::Metrics::default()),
+    )
+    .unwrap()
+}
+
+fn novel_samples(s: &faultline::pipeline::ReplaySummary) -> Vec<String> {
+    s.alerts
+        .iter()
+        .filter(|a| a.kind == faultline::alert::Kind::Novel)
+        .map(|a| a.sample.clone().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn a_replay_does_not_call_a_known_message_from_another_host_new_but_still_alerts_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.jsonl");
+    std::fs::write(&p, stream_with_a_host_header()).unwrap();
+    let s = replay_in(&[p], None);
+    let novel = novel_samples(&s);
+    assert_eq!(novel.len(), 1, "{novel:?}");
+    assert!(novel[0].contains("fan tray"), "{novel:?}");
+    // One type per kind: those minted per host before the layout was
+    // learned are aliases of it now.
+    let b = &s.state.baseline;
+    let kinds: std::collections::HashSet<_> = b.types.keys().map(|f| b.canonical(*f)).collect();
+    assert_eq!(
+        kinds.len(),
+        KINDS.len() + 1,
+        "{:?}",
+        b.types.values().map(|t| &t.template).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_replay_cut_in_two_with_a_state_gives_what_one_replay_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = stream_with_a_host_header();
+    let lines: Vec<&str> = text.lines().collect();
+    // Cut inside the layout's learning (before its 64th line).
+    let (a, b) = lines.split_at(50);
+    let pa = dir.path().join("a.jsonl");
+    let pb = dir.path().join("b.jsonl");
+    std::fs::write(&pa, a.join("\n") + "\n").unwrap();
+    std::fs::write(&pb, b.join("\n") + "\n").unwrap();
+    let state = dir.path().join("state");
+    let first = replay_in(std::slice::from_ref(&pa), Some(&state));
+    let second = replay_in(&[pa, pb], Some(&state));
+    let whole_dir = tempfile::tempdir().unwrap();
+    let pw = whole_dir.path().join("w.jsonl");
+    std::fs::write(&pw, &text).unwrap();
+    let whole = replay_in(&[pw], None);
+    let mut cut = novel_samples(&first);
+    cut.extend(novel_samples(&second));
+    assert_eq!(cut, novel_samples(&whole));
+    assert_eq!(
+        second.state.baseline.layouts, whole.state.baseline.layouts,
+        "the layout learner continued from the checkpoint"
+    );
+    let ids = |s: &faultline::pipeline::ReplaySummary| {
+        let mut v: Vec<_> = s.state.baseline.types.keys().copied().collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&second), ids(&whole));
+}

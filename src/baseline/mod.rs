@@ -23,7 +23,10 @@ use litemap::LiteMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::fingerprint::{Context, Fingerprint, Learner, PrehashedMap, Typed};
+use crate::fingerprint::layout::{Layout, LayoutLearner};
+use crate::fingerprint::{
+    Context, Fingerprint, Identity, IdentityKind, Learner, PrehashedMap, Typed,
+};
 use crate::record::{EventTime, Record};
 use crate::series::{MAX_VERSIONS, TypeSeries, capped, insert_sized_for_one};
 use crate::window::{WindowCounts, WindowSpec};
@@ -213,6 +216,12 @@ pub struct Baseline {
     /// Old fingerprint → the type that now stands for it.
     pub aliases: PrehashedMap<Fingerprint, Fingerprint>,
     pub learner: Learner,
+    /// Per context, the varying header columns learned from the stream
+    /// (`fingerprint::layout`), applied to templates before the learner;
+    /// absent in older files (a learner that seeds each context from the
+    /// types already stored).
+    #[serde(default = "LayoutLearner::of_older_state")]
+    pub layouts: LayoutLearner,
     /// Digest of the pattern set that produced these fingerprints.
     pub pattern_digest: u64,
     pub canonical_version: String,
@@ -301,6 +310,7 @@ impl Baseline {
             ),
             aliases: PrehashedMap::default(),
             learner: Learner::from_config(l),
+            layouts: LayoutLearner::new(),
             pattern_digest,
             canonical_version: crate::fingerprint::CANONICAL_VERSION.to_string(),
             learned_from: None,
@@ -613,6 +623,72 @@ impl Baseline {
         Some(&mut **t)
     }
 
+    /// A stream's layout step for an error about to be classified: feeds
+    /// its template to the layout learner and masks the context's varying
+    /// header columns in it. When the context's layout was just learned or
+    /// refined, every type already minted in the context is re-keyed first:
+    /// its stored template laid out again, classified, and the old id made
+    /// an alias of the new one (as a learner merge is), so counts, baselines
+    /// and alerts go on as one type. Deterministic in record order (replay
+    /// and run agree); no record waits.
+    pub fn lay_out(&mut self, identity: &mut Identity) {
+        if identity.kind != IdentityKind::Learned {
+            return;
+        }
+        let key = identity.context_key();
+        if self.layouts.wants_seed(key) {
+            // A state written before layouts: the context's types so far
+            // teach its layout, so an upgrade does not wait for new lines.
+            let roots = self.learner.roots_in(key);
+            let templates: Vec<String> = roots
+                .iter()
+                .take(crate::fingerprint::layout::LEARN_LINES - 1)
+                .map(|&c| self.learner.template(c).to_string())
+                .collect();
+            if let Some(layout) = self.layouts.seed(key, templates.iter().map(String::as_str)) {
+                self.rekey(key, identity.context(), &layout);
+            }
+        }
+        if let Some(layout) = self.layouts.observe_staged(key, &identity.template) {
+            self.rekey(key, identity.context(), &layout);
+        }
+        self.layouts.apply(key, &mut identity.template);
+    }
+
+    /// Re-keys the types minted in context `key` under `layout`.
+    fn rekey(&mut self, key: u64, ctx: &Context, layout: &Layout) {
+        // Templates first: classifying may evict, which renumbers clusters.
+        let mut olds = Vec::new();
+        for c in self.learner.roots_in(key) {
+            if olds.len() >= crate::fingerprint::layout::MAX_REKEY {
+                break;
+            }
+            let Some(t) = layout.apply(self.learner.template(c)) else {
+                continue;
+            };
+            let old = self.learner.fingerprint_of(c, |t| ctx.fingerprint(t));
+            olds.push((old, t));
+        }
+        for (old, t) in olds {
+            let r = self.learner.observe_in(key, &ctx.service, &t);
+            let fingerprint = self
+                .learner
+                .fingerprint_of(r.cluster, |t| ctx.fingerprint(t));
+            let mut merged = vec![old];
+            for &m in &r.merged {
+                merged.push(self.learner.fingerprint_of(m, |t| ctx.fingerprint(t)));
+            }
+            let typed = Typed {
+                fingerprint,
+                template: self.learner.template(r.cluster).to_string(),
+                context: ctx.clone(),
+                created: false,
+                merged,
+            };
+            self.merge(&typed);
+        }
+    }
+
     /// Folds types the learner just merged into `typed.fingerprint`.
     /// Returns whether any merged type was already known.
     pub fn merge(&mut self, typed: &Typed) -> bool {
@@ -870,6 +946,89 @@ mod tests {
         let typed = classify(&mut b.learner, f.identify(&r, None)).unwrap();
         let new = b.observe(&typed, &r, t, Origin::Baseline);
         (typed.fingerprint, new)
+    }
+
+    /// `see` through the stream's layout step, as the engine does.
+    fn see_laid_out(
+        f: &Fingerprinter,
+        b: &mut Baseline,
+        msg: &str,
+        t: EventTime,
+    ) -> (Fingerprint, bool) {
+        let r = rec(msg);
+        let mut id = f.identify(&r, None);
+        b.lay_out(&mut id);
+        let typed = classify(&mut b.learner, id).unwrap();
+        let new = b.observe(&typed, &r, t, Origin::Live);
+        (b.canonical(typed.fingerprint), new)
+    }
+
+    /// Ten kinds of message behind a host column: the first five from two
+    /// hosts, the last five from the first host only.
+    fn host_lines() -> Vec<String> {
+        let kinds = [
+            "disk full on volume",
+            "slow reply from peer",
+            "session table overflow",
+            "cannot bind listener",
+            "rotated segment lost",
+            "queue depth above limit",
+            "lost connection to replica",
+            "config generation rejected",
+            "retrying stalled request",
+            "checksum mismatch in block",
+        ];
+        let mut out = Vec::new();
+        for round in 0..8 {
+            for (k, kind) in kinds.iter().enumerate() {
+                let host = if k < 5 && round % 2 == 1 {
+                    "cache-b"
+                } else {
+                    "web-a"
+                };
+                out.push(format!("{host} {kind}"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_stream_re_keys_the_types_it_minted_before_the_layout_so_another_host_is_known() {
+        let (_, f, mut b) = setup();
+        let mut minted = Vec::new();
+        for (i, l) in host_lines().iter().enumerate() {
+            minted.push(see_laid_out(&f, &mut b, l, i as EventTime * 1000).0);
+        }
+        // Every id minted per host before the layout resolves to the one
+        // type of its message now.
+        let kinds: std::collections::HashSet<_> = minted.iter().map(|&m| b.canonical(m)).collect();
+        assert_eq!(kinds.len(), 10, "{kinds:?}");
+        let (_, new) = see_laid_out(&f, &mut b, "cache-b checksum mismatch in block", 99_000);
+        assert!(!new, "a known message from another host is not a new type");
+        let (_, new) = see_laid_out(&f, &mut b, "cache-b fan tray reports no airflow", 99_500);
+        assert!(new, "a new message still is");
+    }
+
+    #[test]
+    fn a_state_written_before_layouts_learns_them_from_its_stored_types() {
+        let (_, f, mut b) = setup();
+        // What an older faultline stored: types per host, no layouts.
+        for (i, l) in host_lines().iter().enumerate() {
+            see(&f, &mut b, l, i as EventTime * 1000);
+        }
+        let mut json = serde_json::to_value(&b).unwrap();
+        json.as_object_mut().unwrap().remove("layouts");
+        let mut b: Baseline = serde_json::from_value(json).unwrap();
+        assert!(b.layouts.is_empty());
+        let (_, new) = see_laid_out(&f, &mut b, "cache-b checksum mismatch in block", 99_000);
+        assert!(
+            !new,
+            "the first line after the upgrade already has its layout"
+        );
+        // A state this faultline wrote does not seed again.
+        let json = serde_json::to_value(&b).unwrap();
+        let again: Baseline = serde_json::from_value(json).unwrap();
+        assert_eq!(again.layouts, b.layouts);
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub fn needed(b: &Baseline, fp: &Fingerprinter) -> bool {
         .take(SPOT_CHECKS)
         .any(|t| {
             let rec = sample_record(t, &t.samples[0]);
-            fingerprint::classify(&mut learner, fp.identify(&rec, None))
+            let mut id = fp.identify(&rec, None);
+            b.layouts.apply_to(&mut id);
+            fingerprint::classify(&mut learner, id)
                 .is_some_and(|typed| b.canonical(typed.fingerprint) != t.fingerprint)
         })
 }
@@ -75,8 +77,9 @@ pub fn rederive<B: AsMut<Baseline> + ?Sized>(holder: &mut B, fp: &Fingerprinter)
         let mut sample_fps = Vec::new();
         for s in &t.samples {
             let rec = sample_record(&t, s);
-            if let Some(typed) = fingerprint::classify(&mut fresh.learner, fp.identify(&rec, None))
-            {
+            let mut id = fp.identify(&rec, None);
+            fresh.layouts.apply_to(&mut id);
+            if let Some(typed) = fingerprint::classify(&mut fresh.learner, id) {
                 fresh.merge(&typed);
                 sample_fps.push(typed.fingerprint);
                 new_fp = Some(typed);

@@ -2655,6 +2655,19 @@ impl Learner {
         });
     }
 
+    /// Clusters of context `ctx` that stand for themselves (no alias), in
+    /// id order: the types minted in that context, for re-keying them when
+    /// the context's layout is learned (`fingerprint::layout`). Linear in
+    /// the learner; a stream calls it a few times per context at most.
+    pub fn roots_in(&self, ctx: u64) -> Vec<ClusterId> {
+        (0..self.clusters.len() as ClusterId)
+            .filter(|&c| {
+                let cl = &self.clusters[c as usize];
+                cl.ctx == ctx && cl.alias_of.is_none()
+            })
+            .collect()
+    }
+
     /// Aliases of `id` (clusters that now resolve to it), itself excluded.
     pub fn aliases(&self, id: ClusterId) -> Vec<ClusterId> {
         (0..self.clusters.len() as ClusterId)
