@@ -220,12 +220,17 @@ impl Layout {
         if cols.len() <= self.header {
             return None;
         }
-        let mask: Vec<usize> = self
+        // Columns inside the header, in order, once: a layout read from a
+        // state is well-formed JSON but not necessarily consistent (issue
+        // 16), and must not index past the template or go backwards.
+        let mut mask: Vec<usize> = self
             .varying
             .iter()
             .copied()
-            .filter(|&c| maskable(&template[cols[c].0..cols[c].1]))
+            .filter(|&c| c < self.header && maskable(&template[cols[c].0..cols[c].1]))
             .collect();
+        mask.sort_unstable();
+        mask.dedup();
         if mask.is_empty() {
             return None;
         }
@@ -954,5 +959,20 @@ mod tests {
         let cols = columns("[a b c d e f g h");
         assert_eq!(cols[0], (0, "[a b c d e f".len()));
         assert_eq!(cols.len(), 3);
+    }
+
+    #[test]
+    fn an_inconsistent_layout_from_a_state_masks_only_columns_inside_its_header() {
+        // Well-formed JSON, inconsistent content: columns past the header
+        // and past the template, out of order and repeated.
+        let l: Layout = serde_json::from_str(r#"{"header":2,"varying":[7,1,1,0,2]}"#).unwrap();
+        let t = "[<*>] node-7 disk full on volume";
+        let out = l.apply(t).unwrap();
+        assert_eq!(out, "<*> <*> disk full on volume");
+        let short = Layout {
+            header: 8,
+            varying: vec![5],
+        };
+        assert_eq!(short.apply("a b c"), None);
     }
 }
