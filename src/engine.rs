@@ -149,6 +149,9 @@ impl Engine {
         if crate::baseline::rederive::needed(&state.baseline, &fp) {
             crate::baseline::rederive::rederive(&mut state, &fp);
         }
+        // Snoozes are kept by id: one stored under an id that became an
+        // alias (a re-derivation, or a merge by an older faultline) follows it.
+        crate::detect::snooze::follow_aliases(&mut state.snoozes, &state.baseline);
         metrics
             .types_tracked
             .store(state.baseline.known() as u64, Ordering::Relaxed);
@@ -544,6 +547,9 @@ impl Engine {
         self.state
             .baseline
             .observe_at(typed, rec, time, origin, !late);
+        if !self.state.baseline.muted_merges.is_empty() {
+            crate::detect::snooze::follow_merges(&mut self.state.snoozes, &mut self.state.baseline);
+        }
         let snoozed = !self.state.snoozes.is_empty();
         if snoozed {
             crate::detect::snooze::on_occurrence(

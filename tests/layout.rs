@@ -271,3 +271,56 @@ fn a_replay_cut_in_two_with_a_state_gives_what_one_replay_gives() {
     };
     assert_eq!(ids(&second), ids(&whole));
 }
+
+#[test]
+fn a_type_snoozed_before_its_context_learns_a_layout_stays_snoozed_under_its_new_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = stream_with_a_host_header();
+    let lines: Vec<&str> = text.lines().collect();
+    // Before the layout's first learning (32 lines): one type per host.
+    let (a, b) = lines.split_at(20);
+    let pa = dir.path().join("a.jsonl");
+    let pb = dir.path().join("b.jsonl");
+    std::fs::write(&pa, a.join("\n") + "\n").unwrap();
+    std::fs::write(&pb, b.join("\n") + "\n").unwrap();
+    let state = dir.path().join("state");
+    let first = replay_in(std::slice::from_ref(&pa), Some(&state));
+    let full: Vec<_> = first
+        .state
+        .baseline
+        .types
+        .values()
+        .filter(|t| t.template.contains("is full"))
+        .map(|t| t.fingerprint)
+        .collect();
+    assert_eq!(full.len(), 2, "one type per host before the layout");
+    // As `faultline types mute FP --count 1000` does (this process holds
+    // the state's writer, so through the same library call).
+    let mut st = faultline::state::State::load_writable(&state)
+        .unwrap()
+        .unwrap();
+    for fp in &full {
+        let command = faultline::api::control::Command {
+            fingerprint: *fp,
+            action: faultline::api::control::Action::Snooze {
+                until: None,
+                count: Some(1000),
+            },
+        };
+        faultline::api::control::edit(&mut st, &command, 0).unwrap();
+    }
+    st.save(&state).unwrap();
+    assert_eq!(st.snoozes.len(), 2);
+    let second = replay_in(&[pa, pb], Some(&state));
+    let base = &second.state.baseline;
+    let now: std::collections::BTreeSet<_> = full.iter().map(|f| base.canonical(*f)).collect();
+    assert_eq!(now.len(), 1, "the layout folded the hosts' types into one");
+    let id = *now.iter().next().unwrap();
+    assert!(!full.contains(&id), "re-keyed to a new id");
+    assert!(base.get(id).unwrap().muted, "the mute went with the type");
+    assert_eq!(
+        second.state.snoozes.keys().copied().collect::<Vec<_>>(),
+        vec![id],
+        "the snooze is kept under the new id, where occurrences end it"
+    );
+}

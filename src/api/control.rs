@@ -350,7 +350,8 @@ fn merge(
         created: false,
         merged: vec![source],
     });
-    state.snoozes.remove(&source);
+    // A snoozed source's snooze goes with its mute to the target.
+    crate::detect::snooze::follow_merges(&mut state.snoozes, &mut state.baseline);
     Ok(target)
 }
 

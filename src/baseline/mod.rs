@@ -250,7 +250,30 @@ pub struct Baseline {
     /// The last of them known durable ([`Baseline::written`]).
     #[serde(skip)]
     durable: u64,
+    /// Muted types folded into another since the engine last looked
+    /// (`detect::snooze::follow_merges` carries their snoozes over). Only
+    /// muted ones, so it stays short; capped for callers that never drain it.
+    #[serde(skip)]
+    pub muted_merges: Vec<MutedMerge>,
 }
+
+/// A muted type folded into another by a merge (the learner's, a layout's
+/// re-key or an operator's): the merged type inherits the mute (see
+/// `absorb`), and its snooze, kept outside the baseline by id, must follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MutedMerge {
+    /// The id folded away (now an alias).
+    pub from: Fingerprint,
+    /// The type it went into.
+    pub into: Fingerprint,
+    /// Whether that type was muted itself before the merge.
+    pub into_muted: bool,
+    /// Its count before the merge (a count snooze counts from the source's).
+    pub into_count: u64,
+}
+
+/// Bound on [`Baseline::muted_merges`] between drains.
+const MAX_MUTED_MERGES: usize = 4096;
 
 /// Which types a checkpoint must write: the state store writes only these
 /// (and deletes those no longer in `types`), so a checkpoint costs what
@@ -327,6 +350,7 @@ impl Baseline {
             outbox: PrehashedMap::default(),
             epoch: 0,
             durable: 0,
+            muted_merges: Vec::new(),
         }
     }
 
@@ -715,6 +739,15 @@ impl Baseline {
             if o.window.is_some() {
                 self.hot -= 1;
             }
+            if o.muted && self.muted_merges.len() < MAX_MUTED_MERGES {
+                let into = self.types.get(&typed.fingerprint);
+                self.muted_merges.push(MutedMerge {
+                    from: old,
+                    into: typed.fingerprint,
+                    into_muted: into.is_some_and(|t| t.muted),
+                    into_count: into.map_or(0, |t| t.count),
+                });
+            }
             match self.types.get_mut(&typed.fingerprint) {
                 Some(t) => absorb(t, *o),
                 None => {
@@ -888,6 +921,15 @@ fn absorb(into: &mut ErrorType, from: ErrorType) {
     into.first_seen = into.first_seen.min(from.first_seen);
     into.last_seen = into.last_seen.max(from.last_seen);
     into.novel_done |= from.novel_done;
+    // The operator's marks travel with the type, as a re-derivation carries
+    // them (`rederive`): muted if any part was, resolved at the latest
+    // resolution. Without this, a type muted by hand alerted again as soon
+    // as the learner or a layout folded it into another id.
+    into.muted |= from.muted;
+    if from.resolved_at > into.resolved_at {
+        into.resolved_at = from.resolved_at;
+        into.resolved_in = from.resolved_in;
+    }
     if from.origin == Origin::Baseline {
         into.origin = Origin::Baseline;
     }

@@ -87,6 +87,49 @@ pub fn on_occurrence(snoozes: &mut Snoozes, b: &mut Baseline, fp: Fingerprint, t
     }
 }
 
+/// Carries snoozes over the merges the baseline made since the last call
+/// ([`Baseline::muted_merges`]): a snoozed type folded into another id (a
+/// learner merge, a layout's re-key, an operator's merge) keeps its snooze
+/// under the new id, so it still ends, and still reopens the alert, when
+/// due. The merged type's own mute wins: its snooze stays, and a type muted
+/// without an end stays muted (the source's snooze is dropped).
+pub fn follow_merges(snoozes: &mut Snoozes, b: &mut Baseline) {
+    for m in std::mem::take(&mut b.muted_merges) {
+        let into = b.canonical(m.into);
+        let Some(mut s) = snoozes.remove(&m.from) else {
+            continue;
+        };
+        if m.into_muted || snoozes.contains_key(&into) {
+            continue;
+        }
+        // Counted from the source's count; the merged type's count now
+        // includes the target's too.
+        if let Some(n) = s.until_count.as_mut() {
+            *n = n.saturating_add(m.into_count);
+        }
+        snoozes.insert(into, s);
+    }
+}
+
+/// Re-keys snoozes stored under an id that is now an alias (a state
+/// written before snoozes followed merges): each goes to the type its id
+/// resolves to, unless that type has its own.
+pub fn follow_aliases(snoozes: &mut Snoozes, b: &Baseline) {
+    if b.aliases.is_empty() {
+        return;
+    }
+    let stale: Vec<Fingerprint> = snoozes
+        .keys()
+        .filter(|&&fp| b.canonical(fp) != fp)
+        .copied()
+        .collect();
+    for fp in stale {
+        if let Some(s) = snoozes.remove(&fp) {
+            snoozes.entry(b.canonical(fp)).or_insert(s);
+        }
+    }
+}
+
 /// After the detectors saw an occurrence of `fp`: if its snooze ended
 /// before, sends its novel alert again (unless one went out for this very
 /// occurrence) and forgets the snooze.
@@ -234,5 +277,105 @@ mod tests {
         assert!(occur(&mut b, &mut snoozes, fp, T + 1).is_empty());
         assert!(!b.get(fp).unwrap().muted);
         assert!(snoozes.is_empty());
+    }
+
+    /// Folds `from` into `into` as a learner merge or a layout's re-key does.
+    fn fold(b: &mut Baseline, from: Fingerprint, into: Fingerprint) {
+        b.merge(&crate::fingerprint::Typed {
+            fingerprint: into,
+            template: "disk full on <*>".into(),
+            merged: vec![from],
+            ..Default::default()
+        });
+    }
+
+    #[test]
+    fn a_snoozed_type_re_keyed_to_a_new_id_keeps_its_snooze_and_ends_it_on_time() {
+        let (mut b, fp) = baseline(Origin::Live);
+        let mut snoozes = Snoozes::new();
+        snoozes.insert(fp, Snooze::new(None, Some(2), 1, Some(T), T));
+        let new = Fingerprint(0x9);
+        fold(&mut b, fp, new);
+        follow_merges(&mut snoozes, &mut b);
+        assert!(b.muted_merges.is_empty(), "drained");
+        assert!(!snoozes.contains_key(&fp));
+        assert!(b.get(new).unwrap().muted, "the mute moved with the type");
+        assert!(occur(&mut b, &mut snoozes, new, T + 1).is_empty());
+        assert!(occur(&mut b, &mut snoozes, new, T + 2).is_empty());
+        let out = occur(&mut b, &mut snoozes, new, T + 3);
+        assert_eq!(
+            out.len(),
+            1,
+            "the third occurrence reopens, as before the re-key"
+        );
+        assert_eq!(out[0].fingerprint, Some(new));
+        assert!(!b.get(new).unwrap().muted);
+    }
+
+    #[test]
+    fn a_snoozed_type_folded_into_a_known_one_mutes_it_counting_from_the_source() {
+        let (mut b, fp) = baseline(Origin::Live);
+        let into = Fingerprint(0x9);
+        let typed = crate::fingerprint::Typed {
+            fingerprint: into,
+            template: "disk full on <*>".into(),
+            ..Default::default()
+        };
+        for i in 0..10 {
+            b.observe(&typed, &Record::default(), T + i, Origin::Live);
+        }
+        b.get_mut(fp).unwrap().resolved_at = Some(T);
+        let mut snoozes = Snoozes::new();
+        snoozes.insert(fp, Snooze::new(None, Some(2), 1, Some(T), T));
+        fold(&mut b, fp, into);
+        follow_merges(&mut snoozes, &mut b);
+        let t = b.get(into).unwrap();
+        assert!(t.muted, "muted if any part was");
+        assert_eq!(t.resolved_at, Some(T), "resolved at the latest resolution");
+        assert_eq!(t.count, 11);
+        assert!(occur(&mut b, &mut snoozes, into, T + 20).is_empty());
+        assert!(occur(&mut b, &mut snoozes, into, T + 21).is_empty());
+        assert!(
+            b.get(into).unwrap().muted,
+            "two occurrences still pass muted"
+        );
+        assert_eq!(occur(&mut b, &mut snoozes, into, T + 22).len(), 1);
+    }
+
+    #[test]
+    fn a_type_muted_without_an_end_stays_muted_when_a_snoozed_type_folds_into_it() {
+        let (mut b, fp) = baseline(Origin::Live);
+        let into = Fingerprint(0x9);
+        let typed = crate::fingerprint::Typed {
+            fingerprint: into,
+            template: "disk full on <*>".into(),
+            ..Default::default()
+        };
+        b.observe(&typed, &Record::default(), T, Origin::Live);
+        b.get_mut(into).unwrap().muted = true;
+        let mut snoozes = Snoozes::new();
+        snoozes.insert(fp, Snooze::new(None, Some(1), 1, Some(T), T));
+        fold(&mut b, fp, into);
+        follow_merges(&mut snoozes, &mut b);
+        assert!(
+            snoozes.is_empty(),
+            "the source's snooze would unmute the target"
+        );
+        for i in 1..5 {
+            assert!(occur(&mut b, &mut snoozes, into, T + i).is_empty());
+        }
+        assert!(b.get(into).unwrap().muted);
+    }
+
+    #[test]
+    fn a_snooze_stored_under_an_alias_follows_it_to_its_type() {
+        let (mut b, fp) = baseline(Origin::Live);
+        let new = Fingerprint(0x9);
+        fold(&mut b, fp, new);
+        b.muted_merges.clear(); // as an older faultline, which did not record them
+        let mut snoozes = Snoozes::new();
+        snoozes.insert(fp, Snooze::new(None, Some(2), 1, Some(T), T));
+        follow_aliases(&mut snoozes, &b);
+        assert_eq!(snoozes.keys().copied().collect::<Vec<_>>(), vec![new]);
     }
 }
