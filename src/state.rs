@@ -479,6 +479,33 @@ mod tests {
         assert!(refused > 0, "no damaged page was noticed");
     }
 
+    /// Issue 16: a well-formed state with an inconsistent learned layout
+    /// is refused on load as damage, naming it, not found by a record.
+    #[test]
+    fn a_state_with_an_inconsistent_layout_is_refused_on_load_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baseline.json");
+        save_baseline(&path, &state().baseline).unwrap();
+        let with = |layout: serde_json::Value| {
+            let mut doc: serde_json::Value =
+                serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+            doc["baseline"]["layouts"]["learned"] = serde_json::json!({ "5": layout });
+            fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+            load_baseline(&path)
+        };
+        let good = with(serde_json::json!({"header": 2, "varying": [1]})).unwrap();
+        assert!(!good.layouts.is_empty());
+        match with(serde_json::json!({"header": 2, "varying": [9]})) {
+            Err(StateError::Corrupt { message, .. }) => {
+                assert!(
+                    message.contains("varying column 9 is outside its header"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected a refusal as damage, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_saved_state_loads_back() {
         let dir = tempfile::tempdir().unwrap();
