@@ -1051,6 +1051,15 @@ mod tests {
     }
 
     #[test]
+    fn a_service_principal_is_one_value_like_a_user_principal() {
+        let m = masker();
+        let a = m.mask("ticket for jo@EXAMPLE.ORG refused");
+        assert_eq!(a, "ticket for <*> refused");
+        assert_eq!(m.mask("ticket for svc/db.example.org@EXAMPLE.ORG refused"), a);
+        assert_eq!(m.mask("ticket for tgs/EXAMPLE.ORG@EXAMPLE.ORG refused"), a);
+    }
+
+    #[test]
     fn frames_brackets_ids_and_sets_mask_idempotently() {
         let m = masker();
         for s in [
