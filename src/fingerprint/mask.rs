@@ -966,7 +966,9 @@ mod tests {
             full
         );
         assert_eq!(
-            m.mask("<134>2027-02-14T08:45:10Z node-c billing: warning billing[812] invoice run failed"),
+            m.mask(
+                "<134>2027-02-14T08:45:10Z node-c billing: warning billing[812] invoice run failed"
+            ),
             full
         );
         assert_eq!(
@@ -974,7 +976,10 @@ mod tests {
             full
         );
         // Without a PRI a leading word is not taken for a frame.
-        assert_eq!(m.mask("billing: invoice run failed"), "billing: invoice run failed");
+        assert_eq!(
+            m.mask("billing: invoice run failed"),
+            "billing: invoice run failed"
+        );
     }
 
     #[test]
@@ -1026,8 +1031,14 @@ mod tests {
         assert_eq!(m.mask("message z0A1b2-c3D4e5-77 frozen"), a);
         assert_eq!(m.mask("task op-12-vm.start-88120 done"), "task <*> done");
         // One numbered piece is a name with an index: the name stays.
-        assert_eq!(m.mask("connect to cache-main-1"), "connect to cache-main-<*>");
-        assert_ne!(m.mask("connect to cache-main-1"), m.mask("connect to db-main-1"));
+        assert_eq!(
+            m.mask("connect to cache-main-1"),
+            "connect to cache-main-<*>"
+        );
+        assert_ne!(
+            m.mask("connect to cache-main-1"),
+            m.mask("connect to db-main-1")
+        );
     }
 
     #[test]
@@ -1055,7 +1066,10 @@ mod tests {
         let m = masker();
         let a = m.mask("ticket for jo@EXAMPLE.ORG refused");
         assert_eq!(a, "ticket for <*> refused");
-        assert_eq!(m.mask("ticket for svc/db.example.org@EXAMPLE.ORG refused"), a);
+        assert_eq!(
+            m.mask("ticket for svc/db.example.org@EXAMPLE.ORG refused"),
+            a
+        );
         assert_eq!(m.mask("ticket for tgs/EXAMPLE.ORG@EXAMPLE.ORG refused"), a);
     }
 
