@@ -15,6 +15,103 @@ struct Golden {
 
 const GOLDEN: &[Golden] = &[
     Golden {
+        rule: "syslog_frame",
+        masks: &[
+            (
+                "<134>1 2027-02-14T08:45:10Z node-b billing 812 - - invoice run failed",
+                "<*> invoice run failed",
+            ),
+            (
+                "<11>Feb 14 08:45:10 node-c billing[812]: invoice run failed",
+                "<*> invoice run failed",
+            ),
+            (
+                "<134>2027-02-14T08:45:10Z node-c billing: warning billing[812] invoice run failed",
+                "<*> invoice run failed",
+            ),
+        ],
+        keeps: &[
+            "billing: invoice run failed",
+            "invoice run failed <134>",
+            "2027-02-14T08:45:10Z node-c billing: invoice run failed",
+        ],
+    },
+    Golden {
+        rule: "sd_element",
+        masks: &[
+            (
+                "[meta@32473 op=ab12 user=jo] job started",
+                "[meta@<*> <*>] job started",
+            ),
+            (
+                "job [meta@32473 op=\"q r\"] started",
+                "job [meta@<*> <*>] started",
+            ),
+        ],
+        keeps: &[
+            "task [queue k=v] started",
+            "mail to [jo@example.org] bounced",
+        ],
+    },
+    Golden {
+        rule: "time_then_level",
+        masks: &[(
+            "2027-02-14 08:45:10 [ERROR] spool entry frozen",
+            "<*> [ERROR] spool entry frozen",
+        )],
+        keeps: &[
+            "2027-02-14 08:45:10 [4711] spool entry frozen",
+            "spool [ERROR] frozen",
+        ],
+    },
+    Golden {
+        rule: "time_then_bracket",
+        masks: &[
+            (
+                "2027-02-14 08:45:10.123 [4711] spool entry frozen",
+                "<*> spool entry frozen",
+            ),
+            (
+                "INFO 2027-02-14 08:45:10,5 [Main Thread] spool entry frozen",
+                "INFO <*> spool entry frozen",
+            ),
+        ],
+        keeps: &[
+            "spool 2027-02-14 08:45:10 [4711] frozen",
+            "2027-02-14 08:45:10 [main/INFO] spool entry frozen",
+        ],
+    },
+    Golden {
+        rule: "braced_list",
+        masks: &[
+            (
+                "offered {gcm-128(17), chacha(20)} from peer",
+                "offered {<*>} from peer",
+            ),
+            ("ids {3, 7, 9} gone", "ids {<*>} gone"),
+        ],
+        keeps: &["got {rep=ab, tkt=cd}", "unset {name}", "body {\"a\": 1}"],
+    },
+    Golden {
+        rule: "empty_quoted",
+        masks: &[
+            ("find root=\"\" depth=2", "find root=\"\" depth=<*>"),
+            ("said \"\" twice", "said \"\" twice"),
+        ],
+        keeps: &["said \"hi\" twice", "a lone \" quote"],
+    },
+    Golden {
+        rule: "principal",
+        masks: &[
+            (
+                "ticket for svc/db.example.org@EXAMPLE.ORG refused",
+                "ticket for <*> refused",
+            ),
+            ("key cluster/a@EXAMPLE.ORG expired", "key <*> expired"),
+        ],
+        keeps: &["user jo@example.org", "path /a/b@c failed"],
+    },
+    Golden {
         rule: "quoted_double",
         masks: &[
             ("table \"orders\" missing", "table \"<*>\" missing"),

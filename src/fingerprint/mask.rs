@@ -667,6 +667,26 @@ fn mask_part(part: &str, out: &mut String) {
         }
         return;
     }
+    // A name of three or more dash-joined pieces, two of them with a digit
+    // (`Kw6hw5-TW9tNK-AC`, `task-183-vm.powerOn-6824559`, `a-12@34-5f-60`),
+    // is a generated id: a queue, task or operation id cut in segments. Its
+    // digit-free pieces (`TW9tNK` has a digit, `EcsMYf` has none) say
+    // nothing about the event, and keeping them split one id shape into a
+    // type per value of its letters-only segment. One piece with a number
+    // (`order-service-2`, `web-01`) stays a name with an index, so `to
+    // cache-main-1` and `to db-main-1` remain two types (the near-new case).
+    if part.split('-').filter(|p| !p.is_empty()).count() >= 3
+        && part
+            .split('-')
+            .filter(|p| p.bytes().any(|b| b.is_ascii_digit()))
+            .count()
+            >= 2
+    {
+        if !out.ends_with(VAR) {
+            out.push_str(VAR);
+        }
+        return;
+    }
     // An identifier joined by underscores (`blk_-1608999`, `rdd_2_3`,
     // `attempt_1445_m_000001_0`) is one generated name: one value. The
     // labelled corpora we measured against mask such names whole, and a
@@ -922,6 +942,144 @@ mod tests {
             "reset, request: \"GET /a HTTP/2.0\", loop for: PUT /b HTTP/1.1",
             "from unknown[10.0.0.7] via mx.example.org[10.0.0.8] to www.example.org:443",
             "got text/html on Jul  3 03:21:07 2005",
+        ] {
+            let once = m.mask(s);
+            assert_eq!(m.mask(&once), once, "{s}");
+        }
+    }
+
+    #[test]
+    fn a_syslog_frame_in_the_message_is_one_value_in_either_standard_form() {
+        let m = masker();
+        let full = m.mask(
+            "<134>1 2027-02-14T08:45:10.123Z node-a.example.net billing 4411 - - invoice run failed",
+        );
+        assert_eq!(full, "<*> invoice run failed");
+        // Nil MSGID and no structured data at all.
+        assert_eq!(
+            m.mask("<134>1 2027-02-14T08:45:10Z node-b billing 812 - invoice run failed"),
+            full
+        );
+        // RFC 3164 with an ISO time, and a relayed second header.
+        assert_eq!(
+            m.mask("<134>2027-02-14T08:45:10Z node-c billing: invoice run failed"),
+            full
+        );
+        assert_eq!(
+            m.mask(
+                "<134>2027-02-14T08:45:10Z node-c billing: warning billing[812] invoice run failed"
+            ),
+            full
+        );
+        assert_eq!(
+            m.mask("<11>Feb 14 08:45:10 node-c billing[812]: invoice run failed"),
+            full
+        );
+        // Without a PRI a leading word is not taken for a frame.
+        assert_eq!(
+            m.mask("billing: invoice run failed"),
+            "billing: invoice run failed"
+        );
+    }
+
+    #[test]
+    fn a_structured_data_element_keeps_its_id_and_masks_its_parameters() {
+        let m = masker();
+        let a = m.mask("[meta@32473 op=ab12-x user=CORP\\jo] job 7 started");
+        // The enterprise number is a number: the digit pass masks it.
+        assert_eq!(a, "[meta@<*> <*>] job <*> started");
+        assert_eq!(
+            m.mask("[meta@32473 op=\"q r\" sub=Core.Api user=root] job 9 started"),
+            a
+        );
+        // Framed and relayed alike.
+        assert_eq!(
+            m.mask("<14>1 2027-02-14T08:45:10Z h app 1 - [meta@32473 op=z9] job 9 started"),
+            format!("<*> {a}")
+        );
+        // A bracket without `name@number` is not structured data.
+        assert_eq!(m.mask("[queue k=v] job started"), "[queue k=v] job started");
+    }
+
+    #[test]
+    fn a_worker_bracket_after_a_leading_time_is_part_of_the_time() {
+        let m = masker();
+        let a = m.mask("2027-02-14 08:45:10.123 [4711] spool entry frozen");
+        assert_eq!(a, "<*> spool entry frozen");
+        assert_eq!(m.mask("2027-02-14 08:45:10 spool entry frozen"), a);
+        assert_eq!(
+            m.mask("2027-02-14 08:45:10,5 [Reader 3 on inbound (x) < Pool 9] spool entry frozen"),
+            a
+        );
+        // A level before the time stays; a level in the bracket stays.
+        assert_eq!(
+            m.mask("INFO  2027-02-14 08:45:10 [Main Thread] spool entry frozen"),
+            "INFO <*> spool entry frozen"
+        );
+        assert_eq!(
+            m.mask("2027-02-14 08:45:10 [ERROR] spool entry frozen"),
+            "<*> [ERROR] spool entry frozen"
+        );
+    }
+
+    #[test]
+    fn a_dash_joined_id_with_two_numbered_pieces_is_one_value() {
+        let m = masker();
+        let a = m.mask("message Qw7rt2-ZkXbcd-4F frozen");
+        assert_eq!(a, "message <*> frozen");
+        assert_eq!(m.mask("message Pp09aa-HgT3mq-BB frozen"), a);
+        assert_eq!(m.mask("message z0A1b2-c3D4e5-77 frozen"), a);
+        assert_eq!(m.mask("task op-12-vm.start-88120 done"), "task <*> done");
+        // One numbered piece is a name with an index: the name stays.
+        assert_eq!(
+            m.mask("connect to cache-main-1"),
+            "connect to cache-main-<*>"
+        );
+        assert_ne!(
+            m.mask("connect to cache-main-1"),
+            m.mask("connect to db-main-1")
+        );
+    }
+
+    #[test]
+    fn a_braced_set_of_values_is_one_value_whatever_its_members() {
+        let m = masker();
+        let a = m.mask("offered (2 kinds {gcm-128(17), chacha(20)}) from peer");
+        assert_eq!(a, "offered (<*> kinds {<*>}) from peer");
+        assert_eq!(m.mask("offered (1 kinds {ocb-256(9)}) from peer"), a);
+        // A map keeps its keys; a bare name in braces stays.
+        assert_eq!(m.mask("got {rep=ab-1, tkt=cd}"), "got {rep=ab-<*>, tkt=cd}");
+        assert_eq!(m.mask("unset {name}"), "unset {name}");
+    }
+
+    #[test]
+    fn an_empty_quoted_value_does_not_pair_with_the_next_quote() {
+        let m = masker();
+        assert_eq!(
+            m.mask("find root=\"\" depth=2 match=\"(k=v)\" fields=ALL"),
+            "find root=\"\" depth=<*> match=\"<*>\" fields=ALL"
+        );
+    }
+
+    #[test]
+    fn a_service_principal_is_one_value_like_a_user_principal() {
+        let m = masker();
+        let a = m.mask("ticket for jo@EXAMPLE.ORG refused");
+        assert_eq!(a, "ticket for <*> refused");
+        assert_eq!(
+            m.mask("ticket for svc/db.example.org@EXAMPLE.ORG refused"),
+            a
+        );
+        assert_eq!(m.mask("ticket for tgs/EXAMPLE.ORG@EXAMPLE.ORG refused"), a);
+    }
+
+    #[test]
+    fn frames_brackets_ids_and_sets_mask_idempotently() {
+        let m = masker();
+        for s in [
+            "<134>1 2027-02-14T08:45:10Z node-b billing 812 - [meta@1 a=b] run {1, 2} Qw7rt2-ZkXbcd-4F",
+            "INFO  2027-02-14 08:45:10 [Main Thread] x.Y: run",
+            "<11>Feb 14 08:45:10 node-c billing[812]: run",
         ] {
             let once = m.mask(s);
             assert_eq!(m.mask(&once), once, "{s}");
