@@ -1043,15 +1043,16 @@ mod tests {
     }
 
     #[test]
-    fn generalised_types_keep_the_old_ids_as_aliases() {
+    fn a_generalised_type_keeps_its_first_members_id_and_the_others_alias_it() {
         let (_, f, mut b) = setup();
         let (a, _) = see(&f, &mut b, "user ann denied", 0);
-        see(&f, &mut b, "user bob denied", 0);
+        let (o, _) = see(&f, &mut b, "user bob denied", 0);
         let (g, new) = see(&f, &mut b, "user cid denied", 0);
         assert!(!new, "a generalisation of known types is not a new type");
-        assert_ne!(a, g);
-        assert!(b.is_known(a));
-        assert_eq!(b.canonical(a), g);
+        assert_eq!(a, g, "widening the template does not rename the type");
+        assert_ne!(o, g);
+        assert!(b.is_known(o));
+        assert_eq!(b.canonical(o), g);
         assert_eq!(b.get(g).unwrap().count, 3);
     }
 

@@ -66,6 +66,14 @@ pub struct Cluster {
     /// caching it saves hashing the canonical form on every record.
     #[serde(skip)]
     fingerprint: Option<Fingerprint>,
+    /// The id this cluster answers with instead of its template's hash:
+    /// a generalised cluster takes the id of the member it grew from (the
+    /// one seen most), so widening a template does not rename the type
+    /// (see [`Learner::inherit_id`]). Not in the cluster's own record: the
+    /// state store writes it beside it ([`Cluster::heir`]), so states
+    /// written before it read as they are.
+    #[serde(skip)]
+    heir: Option<Fingerprint>,
     /// The learner's clock when this cluster last resolved a record
     /// (eviction order). Not stored: after a load, older ids go first.
     #[serde(skip)]
@@ -271,6 +279,18 @@ pub struct LearnerTables<'a> {
 }
 
 impl Cluster {
+    /// The id this cluster inherited from a member when it was generalised
+    /// (None: its template's hash). Persisted beside the cluster's record.
+    pub fn heir(&self) -> Option<Fingerprint> {
+        self.heir
+    }
+
+    /// Sets the inherited id read back from a state.
+    pub fn set_heir(&mut self, heir: Option<Fingerprint>) {
+        self.heir = heir;
+        self.fingerprint = None;
+    }
+
     /// Clusters this one refers to (consistency checks on load).
     pub fn refers_to(&self) -> Option<ClusterId> {
         self.alias_of
@@ -988,7 +1008,49 @@ impl Learner {
         compute: impl FnOnce(&str) -> Fingerprint,
     ) -> Fingerprint {
         let c = &mut self.clusters[id as usize];
-        *c.fingerprint.get_or_insert_with(|| compute(&c.template))
+        let heir = c.heir;
+        *c.fingerprint
+            .get_or_insert_with(|| heir.unwrap_or_else(|| compute(&c.template)))
+    }
+
+    /// Gives `g`, a generalised cluster that has just absorbed `merged`
+    /// (pairs of member and its count before the merge), the id of the
+    /// member seen most (the first of them on a tie), when `g` is new in
+    /// this step (`fresh`: it had no records of its own, so no id of its
+    /// own was ever handed out).
+    ///
+    /// Why: a type's id is what counts, baselines, alerts and an operator's
+    /// mute hold on to. Without this, widening `disk sda1 full` to `disk
+    /// <*> full` at the third disk renamed the type: the old id became an
+    /// alias (the engine folds it), but every line before the widening
+    /// carried another id than every line after it, so a stream's ids were
+    /// not its final grouping even where the final grouping was right
+    /// (offline). A template parser's cluster keeps its id while its
+    /// template widens; this is the same for a learner that makes a new
+    /// cluster per widening. It reads no word, value or layout, so it holds
+    /// for any stream. The member's id is known only if it was handed out
+    /// (its fingerprint computed): otherwise `g` keeps its own hash.
+    fn inherit_id(&mut self, g: ClusterId, merged: &[(ClusterId, u64)], fresh: bool) {
+        let c = &self.clusters[g as usize];
+        if !fresh || c.heir.is_some() || c.fingerprint.is_some() {
+            return;
+        }
+        let mut best: Option<(u64, Fingerprint)> = None;
+        for &(m, n) in merged {
+            let c = &self.clusters[m as usize];
+            let Some(f) = c.fingerprint.or(c.heir) else {
+                continue;
+            };
+            if best.is_none_or(|(b, _)| n > b) {
+                best = Some((n, f));
+            }
+        }
+        if let Some((_, f)) = best {
+            let c = &mut self.clusters[g as usize];
+            c.heir = Some(f);
+            c.fingerprint = Some(f);
+            self.changes.cluster(g);
+        }
     }
 
     pub fn context(&self, id: ClusterId) -> u64 {
@@ -1471,7 +1533,9 @@ impl Learner {
                 c.last_used = self.budget.tick;
             }
             self.changes.cluster(g);
+            let fresh = self.clusters[g as usize].count == 0;
             let mut merged = Vec::new();
+            let mut counted = Vec::new();
             let olds = members.iter().filter_map(|h| self.exact.get(h).copied());
             let olds: Vec<ClusterId> = olds.chain(std::iter::once(id)).collect();
             for m in olds {
@@ -1482,8 +1546,10 @@ impl Learner {
                     self.clusters[g as usize].count += c;
                     self.changes.cluster(r);
                     merged.push(r);
+                    counted.push((r, c));
                 }
             }
+            self.inherit_id(g, &counted, fresh);
             merged.sort_unstable();
             merged.dedup();
             return Some((g, merged));
@@ -1814,6 +1880,7 @@ impl Learner {
             count: 1,
             learned: Vec::new(),
             fingerprint: None,
+            heir: None,
             last_used: self.budget.tick,
             scope,
         });
@@ -2165,7 +2232,9 @@ impl Learner {
             c.learned.sort_unstable();
         }
         let covered = self.covered_recent(ctx, g, bucket);
+        let fresh = self.clusters[g as usize].count == 0;
         let mut merged = Vec::new();
+        let mut counted = Vec::new();
         for m in members
             .into_iter()
             .chain(std::iter::once(newest))
@@ -2179,8 +2248,10 @@ impl Learner {
                 let c = self.clusters[r as usize].count;
                 self.clusters[g as usize].count += c;
                 merged.push(r);
+                counted.push((r, c));
             }
         }
+        self.inherit_id(g, &counted, fresh);
         self.changes.skeleton(sk);
         if let Some(e) = self.skeletons.get_mut(&sk) {
             e.generalized = Some(g);
@@ -2696,6 +2767,44 @@ mod tests {
 
     fn learner() -> Learner {
         Learner::new(true, 3, 0.0)
+    }
+
+    /// A widened template answers with the id of the member seen most, so
+    /// the lines before the widening and after it carry one id; a member's
+    /// id that was never handed out is not inherited.
+    #[test]
+    fn a_widened_template_keeps_the_id_of_its_most_seen_member() {
+        let mut l = Learner::new(true, 3, 0.0);
+        let id = |l: &mut Learner, r: &Resolution| {
+            l.fingerprint_of(r.cluster, |t| Fingerprint(h_word(t)))
+        };
+        let a = l.observe(1, "disk sda1 full on node");
+        let first = id(&mut l, &a);
+        let b = l.observe(1, "disk sdb2 full on node");
+        id(&mut l, &b);
+        for _ in 0..4 {
+            let again = l.observe(1, "disk sdb2 full on node");
+            assert_eq!(again.cluster, b.cluster);
+        }
+        let g = l.observe(1, "disk sdc3 full on node");
+        assert!(!g.merged.is_empty(), "the third disk widens the template");
+        assert_eq!(l.template(g.cluster), "disk <*> full on node");
+        let widened = id(&mut l, &g);
+        assert_ne!(widened, first);
+        assert_eq!(
+            widened,
+            Fingerprint(h_word("disk sdb2 full on node")),
+            "the most seen member's id"
+        );
+        // Ids never handed out are not inherited: the template's own hash.
+        let mut quiet = Learner::new(true, 3, 0.0);
+        quiet.observe(1, "disk sda1 full on node");
+        quiet.observe(1, "disk sdb2 full on node");
+        let g = quiet.observe(1, "disk sdc3 full on node");
+        assert_eq!(
+            quiet.fingerprint_of(g.cluster, |t| Fingerprint(h_word(t))),
+            Fingerprint(h_word("disk <*> full on node"))
+        );
     }
 
     #[test]
