@@ -48,7 +48,11 @@ use super::{Fingerprint, PrehashedMap};
 /// Index of a cluster in the learner.
 pub type ClusterId = u32;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A cluster as stored. Binary formats (the state store's rows, postcard)
+/// get the fields every build wrote, unchanged; text formats (JSON: baseline
+/// files, the scale-out changelog) carry the inherited id too, as an
+/// optional field older readers ignore and older files lack.
+#[derive(Clone, Debug)]
 pub struct Cluster {
     ctx: u64,
     template: String,
@@ -59,28 +63,107 @@ pub struct Cluster {
     /// words: `<*>` anywhere, `user=<*>` any word starting with `user=`.
     /// A placeholder that came from masking matches only itself, so the
     /// template `disk <*> full` never swallows `disk sda full`.
-    #[serde(default)]
     learned: Vec<u32>,
     /// The cluster's fingerprint once computed. A cluster's template never
     /// changes (generalising makes a new cluster), so neither does its hash;
     /// caching it saves hashing the canonical form on every record.
-    #[serde(skip)]
     fingerprint: Option<Fingerprint>,
     /// The id this cluster answers with instead of its template's hash:
     /// a generalised cluster takes the id of the member it grew from (the
     /// one seen most), so widening a template does not rename the type
-    /// (see [`Learner::inherit_id`]). Not in the cluster's own record: the
-    /// state store writes it beside it ([`Cluster::heir`]), so states
-    /// written before it read as they are.
-    #[serde(skip)]
+    /// (see [`Learner::inherit_id`]). In text formats a field of its own;
+    /// in the binary row the state store writes it beside the cluster
+    /// ([`Cluster::heir`]), so states written before it read as they are.
     heir: Option<Fingerprint>,
     /// The learner's clock when this cluster last resolved a record
     /// (eviction order). Not stored: after a load, older ids go first.
-    #[serde(skip)]
     last_used: u64,
     /// The service scope that created it (0: unknown, read from a state).
-    #[serde(skip)]
     scope: u64,
+}
+
+/// [`Cluster`]'s stored fields, in the order binary rows hold them.
+#[derive(Serialize)]
+struct ClusterOut<'a> {
+    ctx: u64,
+    template: &'a str,
+    alias_of: Option<ClusterId>,
+    count: u64,
+    learned: &'a [u32],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heir: Option<Fingerprint>,
+}
+
+#[derive(Deserialize)]
+struct ClusterIn {
+    ctx: u64,
+    template: String,
+    alias_of: Option<ClusterId>,
+    count: u64,
+    #[serde(default)]
+    learned: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct ClusterTextIn {
+    ctx: u64,
+    template: String,
+    alias_of: Option<ClusterId>,
+    count: u64,
+    #[serde(default)]
+    learned: Vec<u32>,
+    #[serde(default)]
+    heir: Option<Fingerprint>,
+}
+
+impl Serialize for Cluster {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // A binary format has no optional fields: the row stays as every
+        // build wrote it, and the store writes the id beside it.
+        let heir = if s.is_human_readable() {
+            self.heir
+        } else {
+            None
+        };
+        ClusterOut {
+            ctx: self.ctx,
+            template: &self.template,
+            alias_of: self.alias_of,
+            count: self.count,
+            learned: &self.learned,
+            heir,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cluster {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cluster, D::Error> {
+        let (c, heir) = if d.is_human_readable() {
+            let c = ClusterTextIn::deserialize(d)?;
+            let base = ClusterIn {
+                ctx: c.ctx,
+                template: c.template,
+                alias_of: c.alias_of,
+                count: c.count,
+                learned: c.learned,
+            };
+            (base, c.heir)
+        } else {
+            (ClusterIn::deserialize(d)?, None)
+        };
+        Ok(Cluster {
+            ctx: c.ctx,
+            template: c.template,
+            alias_of: c.alias_of,
+            count: c.count,
+            learned: c.learned,
+            fingerprint: None,
+            heir,
+            last_used: 0,
+            scope: 0,
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -2796,6 +2879,20 @@ mod tests {
             Fingerprint(h_word("disk sdb2 full on node")),
             "the most seen member's id"
         );
+        // A baseline file or the scale-out changelog (JSON) keeps it; the
+        // binary form is the one every build wrote (the store adds it).
+        let json = serde_json::to_string(&l).unwrap();
+        let mut back: Learner = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.fingerprint_of(g.cluster, |t| Fingerprint(h_word(t))),
+            widened
+        );
+        let bin = postcard::to_stdvec(&l.clusters[g.cluster as usize]).unwrap();
+        let plain = Cluster {
+            heir: None,
+            ..l.clusters[g.cluster as usize].clone()
+        };
+        assert_eq!(bin, postcard::to_stdvec(&plain).unwrap());
         // Ids never handed out are not inherited: the template's own hash.
         let mut quiet = Learner::new(true, 3, 0.0);
         quiet.observe(1, "disk sda1 full on node");
