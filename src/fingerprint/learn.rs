@@ -18,9 +18,11 @@
 //! ever seen is a new one (one value is no variation). Unlike similarity
 //! thresholds (Drain), the outcome does not depend on the order lines
 //! arrive in, only on the set of templates seen: the skeleton's value set is
-//! order-independent, and so is the generalised template (and its id).
-//! (Exceptions, documented in `docs/fingerprint.md`: `min_ratio > 0`, and
-//! values of one position with different keys.)
+//! order-independent, and so is the generalised template. (Exceptions,
+//! documented in `docs/fingerprint.md`: `min_ratio > 0`, and values of one
+//! position with different keys.) Its id is the one its most seen member
+//! already had ([`Learner::inherit_id`]), so widening a template does not
+//! rename a type: that id depends on which values came first.
 //!
 //! Lookups of a template seen before are one hash probe; the skeleton work
 //! happens only the first time a template appears, and is linear in the
@@ -35,9 +37,10 @@
 //! service and in total. Past either budget the least recently used
 //! templates are evicted, down to three quarters of it (see
 //! [`Learner::compact`]): a template seen again after its eviction is
-//! learned afresh and gets the same type (a type's id is a function of its
-//! context and template), only the evidence it had added to positions is
-//! gone. Generalised templates are used by every value they cover, so they
+//! learned afresh and gets the same type (a plain template's id is a
+//! function of its context and template; the baseline keeps a widened
+//! type's members as aliases of its id), only the evidence it had added to
+//! positions is gone. Generalised templates are used by every value they cover, so they
 //! stay while their values keep coming.
 
 use serde::{Deserialize, Serialize};
