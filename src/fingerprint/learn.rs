@@ -40,8 +40,8 @@
 //! learned afresh and gets the same type (a plain template's id is a
 //! function of its context and template; the baseline keeps a widened
 //! type's members as aliases of its id), only the evidence it had added to
-//! positions is gone. Generalised templates are used by every value they cover, so they
-//! stay while their values keep coming.
+//! positions is gone. Generalised templates are used by every value they
+//! cover, so they stay while their values keep coming.
 
 use serde::{Deserialize, Serialize};
 
