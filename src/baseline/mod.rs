@@ -671,6 +671,14 @@ impl Baseline {
         }
         for (old, t) in olds {
             let r = self.learner.observe_in(key, &ctx.service, &t);
+            if r.created {
+                // The laid-out type keeps the id of the first type re-keyed
+                // into it (the one minted first, which any novel alert
+                // named), as a widened type keeps its member's
+                // (`Learner::inherit_id`): a layout learned late does not
+                // rename the types it joins.
+                self.learner.adopt_id(r.cluster, old);
+            }
             let fingerprint = self
                 .learner
                 .fingerprint_of(r.cluster, |t| ctx.fingerprint(t));
@@ -1007,6 +1015,25 @@ mod tests {
         assert!(!new, "a known message from another host is not a new type");
         let (_, new) = see_laid_out(&f, &mut b, "cache-b fan tray reports no airflow", 99_500);
         assert!(new, "a new message still is");
+    }
+
+    #[test]
+    fn a_type_minted_before_the_layout_keeps_its_first_id_after_the_re_key() {
+        let (_, f, mut b) = setup();
+        let lines = host_lines();
+        let mut first = std::collections::HashMap::new();
+        for (i, l) in lines.iter().enumerate() {
+            let (id, _) = see_laid_out(&f, &mut b, l, i as EventTime * 1000);
+            let kind = l.split_once(' ').unwrap().1.to_string();
+            first.entry(kind).or_insert(id);
+        }
+        // The same message from a host never seen: the type's first id,
+        // the one its first line (and any novel alert) carried.
+        for (kind, id) in &first {
+            let (now, new) = see_laid_out(&f, &mut b, &format!("edge-z {kind}"), 99_000);
+            assert!(!new, "{kind}");
+            assert_eq!(now, *id, "{kind}: renamed by the re-key");
+        }
     }
 
     #[test]

@@ -1099,6 +1099,19 @@ impl Learner {
             .get_or_insert_with(|| heir.unwrap_or_else(|| compute(&c.template)))
     }
 
+    /// Gives cluster `c` the id `id` (a type it stands for now) instead of
+    /// its template's hash, if `c` has handed out no id yet. The layout's
+    /// re-key uses it: a type laid out anew keeps the id it was minted with.
+    pub fn adopt_id(&mut self, c: ClusterId, id: Fingerprint) {
+        let cl = &mut self.clusters[c as usize];
+        if cl.fingerprint.is_some() || cl.heir.is_some() {
+            return;
+        }
+        cl.heir = Some(id);
+        cl.fingerprint = Some(id);
+        self.changes.cluster(c);
+    }
+
     /// Gives `g`, a generalised cluster that has just absorbed `merged`
     /// (pairs of member and its count before the merge), the id of the
     /// member seen most (the first of them on a tie), when `g` is new in
@@ -2318,7 +2331,9 @@ impl Learner {
             c.learned.sort_unstable();
         }
         let covered = self.covered_recent(ctx, g, bucket);
-        let fresh = self.clusters[g as usize].count == 0;
+        // New in this step: pushed just now, or the template this step
+        // created (a widened form that was itself the newest message).
+        let fresh = self.clusters[g as usize].count == 0 || g == newest;
         let mut merged = Vec::new();
         let mut counted = Vec::new();
         for m in members
