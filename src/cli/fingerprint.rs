@@ -16,7 +16,9 @@ use serde::Serialize;
 
 use faultline::config::{Config, Format};
 use faultline::fingerprint::layout::LayoutLearner;
-use faultline::fingerprint::{self, Context, Fingerprinter, Identity, IdentityKind, Learner};
+use faultline::fingerprint::{
+    self, Context, Fingerprint, Fingerprinter, Identity, IdentityKind, Learner,
+};
 use faultline::parse::{Parser, RecordSink};
 use faultline::record::{BadReason, Level, LineMeta, Record};
 use faultline::source::{Input, LineReader};
@@ -101,22 +103,26 @@ pub fn run(mut cfg: Config, args: FingerprintArgs) -> Result<i32> {
     let mut learner = Learner::from_config(l);
     let stdout = std::io::stdout();
     let mut w = BufWriter::new(stdout.lock());
-    let mut emit = |line_id: u64, ctx: &Context, template: &str| -> Result<()> {
-        serde_json::to_writer(
-            &mut w,
-            &Out {
-                line_id,
-                group: ctx.fingerprint(template).to_string(),
-                template,
-            },
-        )?;
-        w.write_all(b"\n")?;
-        Ok(())
-    };
+    // `id`: the type's id when the caller has it (online: what the stream
+    // hands to counts and alerts, which a generalised type may have
+    // inherited from the member it grew from); else its template's hash.
+    let mut emit =
+        |line_id: u64, ctx: &Context, template: &str, id: Option<Fingerprint>| -> Result<()> {
+            serde_json::to_writer(
+                &mut w,
+                &Out {
+                    line_id,
+                    group: id.unwrap_or_else(|| ctx.fingerprint(template)).to_string(),
+                    template,
+                },
+            )?;
+            w.write_all(b"\n")?;
+            Ok(())
+        };
     if args.online {
         for (line_id, id) in items {
             if let Some(t) = fingerprint::classify(&mut learner, id) {
-                emit(line_id, &t.context, &t.template)?;
+                emit(line_id, &t.context, &t.template, Some(t.fingerprint))?;
             }
         }
     } else {
@@ -127,15 +133,15 @@ pub fn run(mut cfg: Config, args: FingerprintArgs) -> Result<i32> {
             let (context, template) = (id.context(), &id.template);
             match id.kind {
                 IdentityKind::Ignored { .. } => {}
-                IdentityKind::Fixed => emit(*line_id, context, template)?,
+                IdentityKind::Fixed => emit(*line_id, context, template, None)?,
                 IdentityKind::Learned => match learner.lookup(context.key(), template) {
-                    Some(c) => emit(*line_id, context, learner.template(c))?,
+                    Some(c) => emit(*line_id, context, learner.template(c), None)?,
                     // Evicted to keep the learner within its memory
                     // budget (more distinct templates than it holds):
                     // learned again, as a stream would.
                     None => {
                         if let Some(t) = fingerprint::classify(&mut learner, id.clone()) {
-                            emit(*line_id, &t.context, &t.template)?;
+                            emit(*line_id, &t.context, &t.template, None)?;
                         }
                     }
                 },

@@ -18,9 +18,11 @@
 //! ever seen is a new one (one value is no variation). Unlike similarity
 //! thresholds (Drain), the outcome does not depend on the order lines
 //! arrive in, only on the set of templates seen: the skeleton's value set is
-//! order-independent, and so is the generalised template (and its id).
-//! (Exceptions, documented in `docs/fingerprint.md`: `min_ratio > 0`, and
-//! values of one position with different keys.)
+//! order-independent, and so is the generalised template. (Exceptions,
+//! documented in `docs/fingerprint.md`: `min_ratio > 0`, and values of one
+//! position with different keys.) Its id is the one its most seen member
+//! already had ([`Learner::inherit_id`]), so widening a template does not
+//! rename a type: that id depends on which values came first.
 //!
 //! Lookups of a template seen before are one hash probe; the skeleton work
 //! happens only the first time a template appears, and is linear in the
@@ -35,10 +37,11 @@
 //! service and in total. Past either budget the least recently used
 //! templates are evicted, down to three quarters of it (see
 //! [`Learner::compact`]): a template seen again after its eviction is
-//! learned afresh and gets the same type (a type's id is a function of its
-//! context and template), only the evidence it had added to positions is
-//! gone. Generalised templates are used by every value they cover, so they
-//! stay while their values keep coming.
+//! learned afresh and gets the same type (a plain template's id is a
+//! function of its context and template; the baseline keeps a widened
+//! type's members as aliases of its id), only the evidence it had added to
+//! positions is gone. Generalised templates are used by every value they
+//! cover, so they stay while their values keep coming.
 
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +51,11 @@ use super::{Fingerprint, PrehashedMap};
 /// Index of a cluster in the learner.
 pub type ClusterId = u32;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A cluster as stored. Binary formats (the state store's rows, postcard)
+/// get the fields every build wrote, unchanged; text formats (JSON: baseline
+/// files, the scale-out changelog) carry the inherited id too, as an
+/// optional field older readers ignore and older files lack.
+#[derive(Clone, Debug)]
 pub struct Cluster {
     ctx: u64,
     template: String,
@@ -59,20 +66,107 @@ pub struct Cluster {
     /// words: `<*>` anywhere, `user=<*>` any word starting with `user=`.
     /// A placeholder that came from masking matches only itself, so the
     /// template `disk <*> full` never swallows `disk sda full`.
-    #[serde(default)]
     learned: Vec<u32>,
     /// The cluster's fingerprint once computed. A cluster's template never
     /// changes (generalising makes a new cluster), so neither does its hash;
     /// caching it saves hashing the canonical form on every record.
-    #[serde(skip)]
     fingerprint: Option<Fingerprint>,
+    /// The id this cluster answers with instead of its template's hash:
+    /// a generalised cluster takes the id of the member it grew from (the
+    /// one seen most), so widening a template does not rename the type
+    /// (see [`Learner::inherit_id`]). In text formats a field of its own;
+    /// in the binary row the state store writes it beside the cluster
+    /// ([`Cluster::heir`]), so states written before it read as they are.
+    heir: Option<Fingerprint>,
     /// The learner's clock when this cluster last resolved a record
     /// (eviction order). Not stored: after a load, older ids go first.
-    #[serde(skip)]
     last_used: u64,
     /// The service scope that created it (0: unknown, read from a state).
-    #[serde(skip)]
     scope: u64,
+}
+
+/// [`Cluster`]'s stored fields, in the order binary rows hold them.
+#[derive(Serialize)]
+struct ClusterOut<'a> {
+    ctx: u64,
+    template: &'a str,
+    alias_of: Option<ClusterId>,
+    count: u64,
+    learned: &'a [u32],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heir: Option<Fingerprint>,
+}
+
+#[derive(Deserialize)]
+struct ClusterIn {
+    ctx: u64,
+    template: String,
+    alias_of: Option<ClusterId>,
+    count: u64,
+    #[serde(default)]
+    learned: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct ClusterTextIn {
+    ctx: u64,
+    template: String,
+    alias_of: Option<ClusterId>,
+    count: u64,
+    #[serde(default)]
+    learned: Vec<u32>,
+    #[serde(default)]
+    heir: Option<Fingerprint>,
+}
+
+impl Serialize for Cluster {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // A binary format has no optional fields: the row stays as every
+        // build wrote it, and the store writes the id beside it.
+        let heir = if s.is_human_readable() {
+            self.heir
+        } else {
+            None
+        };
+        ClusterOut {
+            ctx: self.ctx,
+            template: &self.template,
+            alias_of: self.alias_of,
+            count: self.count,
+            learned: &self.learned,
+            heir,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cluster {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cluster, D::Error> {
+        let (c, heir) = if d.is_human_readable() {
+            let c = ClusterTextIn::deserialize(d)?;
+            let base = ClusterIn {
+                ctx: c.ctx,
+                template: c.template,
+                alias_of: c.alias_of,
+                count: c.count,
+                learned: c.learned,
+            };
+            (base, c.heir)
+        } else {
+            (ClusterIn::deserialize(d)?, None)
+        };
+        Ok(Cluster {
+            ctx: c.ctx,
+            template: c.template,
+            alias_of: c.alias_of,
+            count: c.count,
+            learned: c.learned,
+            fingerprint: None,
+            heir,
+            last_used: 0,
+            scope: 0,
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -271,6 +365,18 @@ pub struct LearnerTables<'a> {
 }
 
 impl Cluster {
+    /// The id this cluster inherited from a member when it was generalised
+    /// (None: its template's hash). Persisted beside the cluster's record.
+    pub fn heir(&self) -> Option<Fingerprint> {
+        self.heir
+    }
+
+    /// Sets the inherited id read back from a state.
+    pub fn set_heir(&mut self, heir: Option<Fingerprint>) {
+        self.heir = heir;
+        self.fingerprint = None;
+    }
+
     /// Clusters this one refers to (consistency checks on load).
     pub fn refers_to(&self) -> Option<ClusterId> {
         self.alias_of
@@ -988,7 +1094,62 @@ impl Learner {
         compute: impl FnOnce(&str) -> Fingerprint,
     ) -> Fingerprint {
         let c = &mut self.clusters[id as usize];
-        *c.fingerprint.get_or_insert_with(|| compute(&c.template))
+        let heir = c.heir;
+        *c.fingerprint
+            .get_or_insert_with(|| heir.unwrap_or_else(|| compute(&c.template)))
+    }
+
+    /// Gives cluster `c` the id `id` (a type it stands for now) instead of
+    /// its template's hash, if `c` has handed out no id yet. The layout's
+    /// re-key uses it: a type laid out anew keeps the id it was minted with.
+    pub fn adopt_id(&mut self, c: ClusterId, id: Fingerprint) {
+        let cl = &mut self.clusters[c as usize];
+        if cl.fingerprint.is_some() || cl.heir.is_some() {
+            return;
+        }
+        cl.heir = Some(id);
+        cl.fingerprint = Some(id);
+        self.changes.cluster(c);
+    }
+
+    /// Gives `g`, a generalised cluster that has just absorbed `merged`
+    /// (pairs of member and its count before the merge), the id of the
+    /// member seen most (the first of them on a tie), when `g` is new in
+    /// this step (`fresh`: it had no records of its own, so no id of its
+    /// own was ever handed out).
+    ///
+    /// Why: a type's id is what counts, baselines, alerts and an operator's
+    /// mute hold on to. Without this, widening `disk sda1 full` to `disk
+    /// <*> full` at the third disk renamed the type: the old id became an
+    /// alias (the engine folds it), but every line before the widening
+    /// carried another id than every line after it, so a stream's ids were
+    /// not its final grouping even where the final grouping was right
+    /// (offline). A template parser's cluster keeps its id while its
+    /// template widens; this is the same for a learner that makes a new
+    /// cluster per widening. It reads no word, value or layout, so it holds
+    /// for any stream. The member's id is known only if it was handed out
+    /// (its fingerprint computed): otherwise `g` keeps its own hash.
+    fn inherit_id(&mut self, g: ClusterId, merged: &[(ClusterId, u64)], fresh: bool) {
+        let c = &self.clusters[g as usize];
+        if !fresh || c.heir.is_some() || c.fingerprint.is_some() {
+            return;
+        }
+        let mut best: Option<(u64, Fingerprint)> = None;
+        for &(m, n) in merged {
+            let c = &self.clusters[m as usize];
+            let Some(f) = c.fingerprint.or(c.heir) else {
+                continue;
+            };
+            if best.is_none_or(|(b, _)| n > b) {
+                best = Some((n, f));
+            }
+        }
+        if let Some((_, f)) = best {
+            let c = &mut self.clusters[g as usize];
+            c.heir = Some(f);
+            c.fingerprint = Some(f);
+            self.changes.cluster(g);
+        }
     }
 
     pub fn context(&self, id: ClusterId) -> u64 {
@@ -1471,7 +1632,9 @@ impl Learner {
                 c.last_used = self.budget.tick;
             }
             self.changes.cluster(g);
+            let fresh = self.clusters[g as usize].count == 0;
             let mut merged = Vec::new();
+            let mut counted = Vec::new();
             let olds = members.iter().filter_map(|h| self.exact.get(h).copied());
             let olds: Vec<ClusterId> = olds.chain(std::iter::once(id)).collect();
             for m in olds {
@@ -1482,8 +1645,10 @@ impl Learner {
                     self.clusters[g as usize].count += c;
                     self.changes.cluster(r);
                     merged.push(r);
+                    counted.push((r, c));
                 }
             }
+            self.inherit_id(g, &counted, fresh);
             merged.sort_unstable();
             merged.dedup();
             return Some((g, merged));
@@ -1814,6 +1979,7 @@ impl Learner {
             count: 1,
             learned: Vec::new(),
             fingerprint: None,
+            heir: None,
             last_used: self.budget.tick,
             scope,
         });
@@ -2165,7 +2331,11 @@ impl Learner {
             c.learned.sort_unstable();
         }
         let covered = self.covered_recent(ctx, g, bucket);
+        // New in this step: pushed just now, or the template this step
+        // created (a widened form that was itself the newest message).
+        let fresh = self.clusters[g as usize].count == 0 || g == newest;
         let mut merged = Vec::new();
+        let mut counted = Vec::new();
         for m in members
             .into_iter()
             .chain(std::iter::once(newest))
@@ -2179,8 +2349,10 @@ impl Learner {
                 let c = self.clusters[r as usize].count;
                 self.clusters[g as usize].count += c;
                 merged.push(r);
+                counted.push((r, c));
             }
         }
+        self.inherit_id(g, &counted, fresh);
         self.changes.skeleton(sk);
         if let Some(e) = self.skeletons.get_mut(&sk) {
             e.generalized = Some(g);
@@ -2696,6 +2868,58 @@ mod tests {
 
     fn learner() -> Learner {
         Learner::new(true, 3, 0.0)
+    }
+
+    /// A widened template answers with the id of the member seen most, so
+    /// the lines before the widening and after it carry one id; a member's
+    /// id that was never handed out is not inherited.
+    #[test]
+    fn a_widened_template_keeps_the_id_of_its_most_seen_member() {
+        let mut l = Learner::new(true, 3, 0.0);
+        let id = |l: &mut Learner, r: &Resolution| {
+            l.fingerprint_of(r.cluster, |t| Fingerprint(h_word(t)))
+        };
+        let a = l.observe(1, "disk sda1 full on node");
+        let first = id(&mut l, &a);
+        let b = l.observe(1, "disk sdb2 full on node");
+        id(&mut l, &b);
+        for _ in 0..4 {
+            let again = l.observe(1, "disk sdb2 full on node");
+            assert_eq!(again.cluster, b.cluster);
+        }
+        let g = l.observe(1, "disk sdc3 full on node");
+        assert!(!g.merged.is_empty(), "the third disk widens the template");
+        assert_eq!(l.template(g.cluster), "disk <*> full on node");
+        let widened = id(&mut l, &g);
+        assert_ne!(widened, first);
+        assert_eq!(
+            widened,
+            Fingerprint(h_word("disk sdb2 full on node")),
+            "the most seen member's id"
+        );
+        // A baseline file or the scale-out changelog (JSON) keeps it; the
+        // binary form is the one every build wrote (the store adds it).
+        let json = serde_json::to_string(&l).unwrap();
+        let mut back: Learner = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.fingerprint_of(g.cluster, |t| Fingerprint(h_word(t))),
+            widened
+        );
+        let bin = postcard::to_stdvec(&l.clusters[g.cluster as usize]).unwrap();
+        let plain = Cluster {
+            heir: None,
+            ..l.clusters[g.cluster as usize].clone()
+        };
+        assert_eq!(bin, postcard::to_stdvec(&plain).unwrap());
+        // Ids never handed out are not inherited: the template's own hash.
+        let mut quiet = Learner::new(true, 3, 0.0);
+        quiet.observe(1, "disk sda1 full on node");
+        quiet.observe(1, "disk sdb2 full on node");
+        let g = quiet.observe(1, "disk sdc3 full on node");
+        assert_eq!(
+            quiet.fingerprint_of(g.cluster, |t| Fingerprint(h_word(t))),
+            Fingerprint(h_word("disk <*> full on node"))
+        );
     }
 
     #[test]

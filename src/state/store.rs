@@ -134,6 +134,11 @@ const TYPE_RECORD_V2: u8 = 2;
 const TYPE_RECORD: u8 = 3;
 /// The version byte of the learner's rows (postcard of each entry).
 const LEARNER_RECORD: u8 = 1;
+/// A learner cluster row that carries the id the cluster inherited when it
+/// was generalised ([`Cluster::heir`]): the cluster's postcard, then the
+/// id's. Only such clusters are written with it, so a state without
+/// inherited ids is byte for byte what earlier builds wrote.
+const CLUSTER_HEIR_RECORD: u8 = 2;
 /// Alias chains longer than this are a damaged state (the baseline itself
 /// stops following at 64 hops).
 const MAX_ALIAS_HOPS: usize = 64;
@@ -2200,7 +2205,8 @@ fn write_learner(
         g.retain(|_, _| false)?;
         keys.retain(|_, _| false)?;
         for (id, cl) in l.clusters.iter().enumerate() {
-            record(cl, &mut buf)?;
+            buf.clear();
+            append_cluster(cl, &mut buf)?;
             bytes += buf.len();
             c.insert(id as u32, buf.as_slice())?;
         }
@@ -2243,6 +2249,33 @@ fn append_record<T: serde::Serialize>(
     Ok(start..rows.len())
 }
 
+/// [`append_record`] for a learner cluster: with its inherited id, if it
+/// has one ([`CLUSTER_HEIR_RECORD`]).
+fn append_cluster(cl: &Cluster, rows: &mut Vec<u8>) -> Result<std::ops::Range<usize>, redb::Error> {
+    let Some(heir) = cl.heir() else {
+        return append_record(cl, rows);
+    };
+    let start = rows.len();
+    rows.push(CLUSTER_HEIR_RECORD);
+    postcard::serialize_with_flavor(&(cl, heir), Append(rows))
+        .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    Ok(start..rows.len())
+}
+
+/// Reads a learner cluster row: [`LEARNER_RECORD`] or
+/// [`CLUSTER_HEIR_RECORD`].
+fn uncluster(path: &Path, id: u32, bytes: &[u8]) -> Result<Cluster, StateError> {
+    match bytes.split_first() {
+        Some((&CLUSTER_HEIR_RECORD, rest)) => {
+            let (mut cl, heir): (Cluster, Fingerprint) = postcard::from_bytes(rest)
+                .map_err(|e| corrupt(path, format!("learner cluster {id}: {e}")))?;
+            cl.set_heir(Some(heir));
+            Ok(cl)
+        }
+        _ => unrecord(path, format_args!("learner cluster {id}"), bytes),
+    }
+}
+
 /// The learner's changed rows (not `changes.all`), encoded.
 fn encode_learner(
     learner: &mut Learner,
@@ -2253,7 +2286,7 @@ fn encode_learner(
     let rows = &mut ops.rows;
     for &id in &changes.clusters {
         if let Some(cl) = l.clusters.get(id as usize) {
-            ops.clusters.push((id, append_record(cl, rows)?));
+            ops.clusters.push((id, append_cluster(cl, rows)?));
         }
     }
     for k in &changes.exact {
@@ -2366,7 +2399,7 @@ fn read_learner(
                 ),
             ));
         }
-        let cl: Cluster = unrecord(path, format_args!("learner cluster {id}"), v.value())?;
+        let cl = uncluster(path, id, v.value())?;
         l.clusters.push(cl);
     }
     let n = l.clusters.len() as u32;
@@ -2546,6 +2579,42 @@ mod tests {
         assert!(all.baseline.get(fp).unwrap().muted);
     }
 
+    /// A generalised type answers with the id of the member it grew from
+    /// (`Learner::inherit_id`); that id is in the cluster's row, so after a
+    /// restart the type's next line still gets it, and the type is known.
+    #[test]
+    fn an_inherited_id_survives_a_checkpoint_and_a_restart() {
+        use crate::baseline::{Baseline, Origin};
+        use crate::config::Config;
+        use crate::detect::Detector;
+        use crate::fingerprint::{Fingerprinter, classify};
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::default();
+        let f = Fingerprinter::new(&cfg.fingerprint).unwrap();
+        let see = |s: &mut State, who: &str| {
+            let r = crate::record::Record {
+                service: Some("api".into()),
+                message: format!("user {who} denied access"),
+                ..Default::default()
+            };
+            let typed = classify(&mut s.baseline.learner, f.identify(&r, None)).unwrap();
+            let new = s.baseline.observe(&typed, &r, 0, Origin::Live);
+            (typed.fingerprint, new)
+        };
+        let mut s = State::new(Baseline::new(&cfg, 1), Detector::new(&cfg));
+        let (first, _) = see(&mut s, "ann");
+        see(&mut s, "bob");
+        let (widened, _) = see(&mut s, "cid");
+        assert_eq!(widened, first, "the widened type keeps the first id");
+        s.save(dir.path()).unwrap();
+        close_writer(dir.path());
+        let mut back = State::load_writable(dir.path()).unwrap().unwrap();
+        let (later, new) = see(&mut back, "dan");
+        assert_eq!(later, first, "the same id after the restart");
+        assert!(!new, "and a known type");
+        close_writer(dir.path());
+    }
+
     /// The learner's rows go into one buffer per checkpoint; the bytes of
     /// each must be what [`record`] (the row format the fuzzed decoder
     /// reads) writes for it, in every table.
@@ -2594,7 +2663,11 @@ mod tests {
         for (id, at) in &ops.clusters {
             assert_eq!(
                 ops.rows[at.clone()],
-                one(&t.clusters[*id as usize]),
+                {
+                    let mut buf = Vec::new();
+                    append_cluster(&t.clusters[*id as usize], &mut buf).unwrap();
+                    buf
+                },
                 "cluster {id}"
             );
             rows += 1;
