@@ -33,7 +33,8 @@ pub(super) enum Ev {
         level: Option<Level>,
         service: Option<Arc<str>>,
         version: Option<Arc<str>>,
-        message: Option<Box<str>>,
+        /// Where the message is in its group's [`Group::text`].
+        message: Option<std::ops::Range<usize>>,
         request: crate::record::RequestMeta,
     },
     Error(Record),
@@ -46,9 +47,18 @@ pub(super) enum Ev {
 }
 
 /// The events of the messages `from..=last` of one partition.
+///
+/// Groups are reused: a fed group goes back, emptied, to its partition's
+/// stream ([`PartStream::recycle`]), which fills it again, so in a steady
+/// stream a record costs no allocation of its own here (the event list and
+/// the message texts, one buffer per group, keep their capacity). Two
+/// allocations per record and their frees were ~8 % of the engine
+/// thread's CPU on a 1M-record drain (docs/benchmarks.md).
 #[derive(Default)]
 pub(super) struct Group {
     pub(super) events: Vec<Ev>,
+    /// The messages of its `Ev::Line`s, one after another.
+    pub(super) text: String,
     /// Messages in it (offsets may have gaps: transaction markers).
     pub(super) messages: u64,
     pub(super) last: i64,
@@ -71,7 +81,17 @@ pub(super) struct PartStream {
     /// The last service and version seen, shared by the lines that repeat
     /// them (most lines of a partition keyed by service).
     names: (Option<Arc<str>>, Option<Arc<str>>),
+    /// Emptied groups to fill again (at most [`SPARE`]).
+    spare: Vec<Group>,
 }
+
+/// Emptied groups kept per partition: one per record in flight would be
+/// the aligner's whole buffer; a few hundred cover the common case, in
+/// which a group is fed soon after it was filled.
+const SPARE: usize = 256;
+
+/// A group whose text grew past this (a long trace) is freed, not kept.
+const SPARE_TEXT: usize = 64 * 1024;
 
 impl PartStream {
     pub(super) fn new(topic: Arc<str>, partition: i32, state: StreamState) -> PartStream {
@@ -84,7 +104,21 @@ impl PartStream {
             open_from: 0,
             held_at: None,
             names: (None, None),
+            spare: Vec::new(),
         }
+    }
+
+    /// Takes back a group the engine was fed, to fill it again.
+    pub(super) fn recycle(&mut self, mut g: Group) {
+        if self.spare.len() >= SPARE || g.text.capacity() > SPARE_TEXT {
+            return;
+        }
+        g.events.clear();
+        g.text.clear();
+        g.messages = 0;
+        g.last = 0;
+        g.time = None;
+        self.spare.push(g);
     }
 
     pub(super) fn key(&self) -> Part {
@@ -138,7 +172,8 @@ impl PartStream {
             return;
         }
         self.held_at = None;
-        let g = std::mem::take(&mut self.open);
+        let next = self.spare.pop().unwrap_or_default();
+        let g = std::mem::replace(&mut self.open, next);
         align.push(&self.key(), self.open_from, g.time, g, now);
     }
 }
@@ -170,7 +205,11 @@ impl RecordSink for Collect<'_> {
             level: meta.level,
             service: shared(&mut self.names.0, meta.service),
             version: shared(&mut self.names.1, meta.version),
-            message: meta.message.map(Box::from),
+            message: meta.message.map(|m| {
+                let at = self.group.text.len();
+                self.group.text.push_str(m);
+                at..self.group.text.len()
+            }),
             request: meta.request,
         });
     }
@@ -221,7 +260,7 @@ impl Core {
         Ok(())
     }
 
-    fn feed(&mut self, (topic, part): &Part, g: Group) -> Result<(), BatchError> {
+    fn feed(&mut self, (topic, part): &Part, mut g: Group) -> Result<(), BatchError> {
         // Inside a silent gap (re-processing records whose alerts are
         // committed) when its last message is below the committed offset.
         let silent = !self.silent_until.is_empty()
@@ -232,7 +271,7 @@ impl Core {
         self.silent.store(silent, Ordering::Relaxed);
         self.engine.state.kafka_records += g.messages;
         self.released += g.messages;
-        for ev in g.events {
+        for ev in g.events.drain(..) {
             match ev {
                 Ev::Line {
                     time,
@@ -246,7 +285,7 @@ impl Core {
                     level,
                     service: service.as_deref(),
                     version: version.as_deref(),
-                    message: message.as_deref(),
+                    message: message.and_then(|r| g.text.get(r)),
                     request,
                 }),
                 Ev::Error(r) => self.engine.error(r),
@@ -268,6 +307,13 @@ impl Core {
                     }
                 }
             }
+        }
+        if let Some(s) = self
+            .streams
+            .iter_mut()
+            .find(|s| s.partition == *part && (Arc::ptr_eq(&s.topic, topic) || *s.topic == **topic))
+        {
+            s.recycle(g);
         }
         if let Some(e) = self.engine.take_sink_error() {
             return Err(BatchError::Retry(e.to_string()));
