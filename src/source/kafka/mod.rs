@@ -753,6 +753,8 @@ pub fn run(
                             live = flow.current(&b.part, b.epoch);
                         }
                     }
+                    drop(items);
+                    flow.recycle(b);
                 }
                 fetch::Event::Idle { read, skipped } => {
                     // Release what the alignment now allows (a partition
