@@ -395,3 +395,65 @@ pub(super) fn pause_resume<C: ConsumerContext>(
         tracing::warn!(error = %e, pause, "pausing or resuming partitions");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Format};
+
+    fn stream(p: i32) -> PartStream {
+        let parser = Parser::new(&Config::default(), Format::Auto).expect("default parser");
+        PartStream::new(Arc::from("logs"), p, parser.stream_state(None, None))
+    }
+
+    #[test]
+    fn interleaved_services_share_one_name_each_and_the_list_stays_bounded() {
+        let mut names = Names::default();
+        let a = names.get("checkout");
+        let b = names.get("payments");
+        // A partition keyed by a hash interleaves services: each name is
+        // still the same shared string the next time it comes.
+        assert!(Arc::ptr_eq(&a, &names.get("checkout")));
+        assert!(Arc::ptr_eq(&b, &names.get("payments")));
+        for i in 0..3 * NAMES {
+            assert_eq!(&*names.get(&format!("svc-{i}")), format!("svc-{i}"));
+        }
+        assert_eq!(names.recent.len(), NAMES);
+        // Pushed out by newer names: a fresh string, equal in content.
+        assert_eq!(&*names.get("checkout"), "checkout");
+    }
+
+    #[test]
+    fn a_recycled_group_comes_back_empty_and_the_spare_list_is_bounded() {
+        let mut s = stream(0);
+        let mut g = Group::default();
+        g.text.push_str("a message");
+        g.events.push(Ev::Line {
+            time: Some(1),
+            level: None,
+            service: None,
+            version: None,
+            message: Some(0..9),
+            request: Default::default(),
+        });
+        g.messages = 1;
+        g.last = 7;
+        g.time = Some(1);
+        s.recycle(g);
+        assert_eq!(s.spare.len(), 1);
+        let g = &s.spare[0];
+        assert!(g.events.is_empty() && g.text.is_empty());
+        assert_eq!((g.messages, g.last, g.time), (0, 0, None));
+        assert!(g.text.capacity() >= 9, "its buffer is kept");
+        for _ in 0..2 * SPARE {
+            s.recycle(Group::default());
+        }
+        assert_eq!(s.spare.len(), SPARE);
+        // A group whose text grew past the bound is not kept.
+        let mut spare = stream(1);
+        let mut big = Group::default();
+        big.text.reserve(SPARE_TEXT + 1);
+        spare.recycle(big);
+        assert!(spare.spare.is_empty());
+    }
+}

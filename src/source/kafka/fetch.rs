@@ -535,4 +535,32 @@ mod tests {
         // A small aligner buffer bounds what the fetcher reads ahead.
         assert_eq!(Flow::new(100).want, 50);
     }
+
+    #[test]
+    fn a_fed_batch_gives_its_buffers_back_emptied_and_the_spares_are_bounded() {
+        let flow = Flow::new(50_000);
+        let mut b = batch(0, 1, 1);
+        b.data.extend_from_slice(b"one payload");
+        b.items.push(Item::Msg {
+            offset: 0,
+            timestamp: None,
+            end: b.data.len(),
+        });
+        flow.recycle(b);
+        let (items, data) = flow.buffers();
+        assert!(items.is_empty() && data.is_empty());
+        assert!(data.capacity() >= 11, "the buffer is kept, not freed");
+        // None left: a fresh pair.
+        assert_eq!(flow.buffers().1.capacity(), 0);
+        for _ in 0..3 * CHANNEL {
+            flow.recycle(batch(0, 1, 0));
+        }
+        assert_eq!(flow.spare.lock().unwrap().len(), CHANNEL + 2);
+        // A buffer grown past the bound by huge records is freed.
+        let fresh = Flow::new(50_000);
+        let mut huge = batch(0, 1, 0);
+        huge.data.reserve(SPARE_BYTES + 1);
+        fresh.recycle(huge);
+        assert!(fresh.spare.lock().unwrap().is_empty());
+    }
 }
