@@ -51,9 +51,9 @@ pub(super) enum Ev {
 /// Groups are reused: a fed group goes back, emptied, to its partition's
 /// stream ([`PartStream::recycle`]), which fills it again, so in a steady
 /// stream a record costs no allocation of its own here (the event list and
-/// the message texts, one buffer per group, keep their capacity). Two
-/// allocations per record and their frees were ~8 % of the engine
-/// thread's CPU on a 1M-record drain (docs/benchmarks.md).
+/// the message texts, one buffer per group, keep their capacity).
+/// malloc/free were ~8 % of the engine thread's samples on a 1M-record
+/// drain, these two allocations per record among them (docs/benchmarks.md).
 #[derive(Default)]
 pub(super) struct Group {
     pub(super) events: Vec<Ev>,
@@ -188,8 +188,8 @@ pub(super) struct Collect<'a> {
 /// The last [`NAMES`] distinct names seen (services, versions), each
 /// shared by every line that repeats it. A partition keyed by a hash
 /// interleaves the lines of many services: remembering only the last name
-/// made a new `Arc` (an allocation and a free) for ~92 % of the lines on a
-/// 1M-record drain; a partition carries few distinct services, so a short
+/// made a new `Arc` (an allocation and a free) for ~92 % of the lines of
+/// the benchmark's records (callgrind, 100k-record drain); a partition carries few distinct services, so a short
 /// list finds nearly all of them, and a stream with more only allocates
 /// as before.
 #[derive(Default)]
