@@ -156,6 +156,9 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<i32> {
         make_sinks,
         shutdown,
         commands: Some(control.clone()),
+        // `main` exits with the code this returns: the engine's memory
+        // needs no freeing first (`RunOptions::exit_after`).
+        exit_after: true,
     };
     let summary = if cfg.scale_out.enabled {
         faultline::scale::run(

@@ -33,7 +33,8 @@ pub(super) enum Ev {
         level: Option<Level>,
         service: Option<Arc<str>>,
         version: Option<Arc<str>>,
-        message: Option<Box<str>>,
+        /// Where the message is in its group's [`Group::text`].
+        message: Option<std::ops::Range<usize>>,
         request: crate::record::RequestMeta,
     },
     Error(Record),
@@ -46,9 +47,18 @@ pub(super) enum Ev {
 }
 
 /// The events of the messages `from..=last` of one partition.
+///
+/// Groups are reused: a fed group goes back, emptied, to its partition's
+/// stream ([`PartStream::recycle`]), which fills it again, so in a steady
+/// stream a record costs no allocation of its own here (the event list and
+/// the message texts, one buffer per group, keep their capacity).
+/// malloc/free were ~8 % of the engine thread's samples on a 1M-record
+/// drain, these two allocations per record among them (docs/benchmarks.md).
 #[derive(Default)]
 pub(super) struct Group {
     pub(super) events: Vec<Ev>,
+    /// The messages of its `Ev::Line`s, one after another.
+    pub(super) text: String,
     /// Messages in it (offsets may have gaps: transaction markers).
     pub(super) messages: u64,
     pub(super) last: i64,
@@ -68,10 +78,20 @@ pub(super) struct PartStream {
     /// Since when (alignment clock) the open group has been held for a
     /// record that may continue; `None` when nothing is held.
     pub(super) held_at: Option<Instant>,
-    /// The last service and version seen, shared by the lines that repeat
-    /// them (most lines of a partition keyed by service).
-    names: (Option<Arc<str>>, Option<Arc<str>>),
+    /// The services and versions seen lately, shared by the lines that
+    /// repeat them.
+    names: (Names, Names),
+    /// Emptied groups to fill again (at most [`SPARE`]).
+    spare: Vec<Group>,
 }
+
+/// Emptied groups kept per partition: one per record in flight would be
+/// the aligner's whole buffer; a few hundred cover the common case, in
+/// which a group is fed soon after it was filled.
+const SPARE: usize = 256;
+
+/// A group whose text grew past this (a long trace) is freed, not kept.
+const SPARE_TEXT: usize = 64 * 1024;
 
 impl PartStream {
     pub(super) fn new(topic: Arc<str>, partition: i32, state: StreamState) -> PartStream {
@@ -83,8 +103,22 @@ impl PartStream {
             open: Group::default(),
             open_from: 0,
             held_at: None,
-            names: (None, None),
+            names: (Names::default(), Names::default()),
+            spare: Vec::new(),
         }
+    }
+
+    /// Takes back a group the engine was fed, to fill it again.
+    pub(super) fn recycle(&mut self, mut g: Group) {
+        if self.spare.len() >= SPARE || g.text.capacity() > SPARE_TEXT {
+            return;
+        }
+        g.events.clear();
+        g.text.clear();
+        g.messages = 0;
+        g.last = 0;
+        g.time = None;
+        self.spare.push(g);
     }
 
     pub(super) fn key(&self) -> Part {
@@ -138,27 +172,53 @@ impl PartStream {
             return;
         }
         self.held_at = None;
-        let g = std::mem::take(&mut self.open);
+        let next = self.spare.pop().unwrap_or_default();
+        let g = std::mem::replace(&mut self.open, next);
         align.push(&self.key(), self.open_from, g.time, g, now);
     }
 }
 
 pub(super) struct Collect<'a> {
     group: &'a mut Group,
-    names: &'a mut (Option<Arc<str>>, Option<Arc<str>>),
+    names: &'a mut (Names, Names),
     engine: &'a mut Engine,
     pub(super) bad: Option<BadReason>,
 }
 
-fn shared(last: &mut Option<Arc<str>>, s: Option<&str>) -> Option<Arc<str>> {
-    let s = s?;
-    match last {
-        Some(a) if **a == *s => Some(a.clone()),
-        _ => {
-            let a: Arc<str> = Arc::from(s);
-            *last = Some(a.clone());
-            Some(a)
+/// The last [`NAMES`] distinct names seen (services, versions), each
+/// shared by every line that repeats it. A partition keyed by a hash
+/// interleaves the lines of many services: remembering only the last name
+/// made a new `Arc` (an allocation and a free) for ~92 % of the lines of
+/// the benchmark's records (callgrind, 100k-record drain); a partition carries few distinct services, so a short
+/// list finds nearly all of them, and a stream with more only allocates
+/// as before.
+#[derive(Default)]
+pub(super) struct Names {
+    recent: Vec<Arc<str>>,
+    /// Where the next new name goes once `recent` is full.
+    next: usize,
+}
+
+/// Names kept per field and partition (a linear scan, length first).
+const NAMES: usize = 64;
+
+impl Names {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self
+            .recent
+            .iter()
+            .find(|a| a.len() == s.len() && ***a == *s)
+        {
+            return a.clone();
         }
+        let a: Arc<str> = Arc::from(s);
+        if self.recent.len() < NAMES {
+            self.recent.push(a.clone());
+        } else {
+            self.recent[self.next] = a.clone();
+            self.next = (self.next + 1) % NAMES;
+        }
+        a
     }
 }
 
@@ -168,9 +228,13 @@ impl RecordSink for Collect<'_> {
         self.group.events.push(Ev::Line {
             time: meta.time,
             level: meta.level,
-            service: shared(&mut self.names.0, meta.service),
-            version: shared(&mut self.names.1, meta.version),
-            message: meta.message.map(Box::from),
+            service: meta.service.map(|s| self.names.0.get(s)),
+            version: meta.version.map(|s| self.names.1.get(s)),
+            message: meta.message.map(|m| {
+                let at = self.group.text.len();
+                self.group.text.push_str(m);
+                at..self.group.text.len()
+            }),
             request: meta.request,
         });
     }
@@ -221,7 +285,7 @@ impl Core {
         Ok(())
     }
 
-    fn feed(&mut self, (topic, part): &Part, g: Group) -> Result<(), BatchError> {
+    fn feed(&mut self, (topic, part): &Part, mut g: Group) -> Result<(), BatchError> {
         // Inside a silent gap (re-processing records whose alerts are
         // committed) when its last message is below the committed offset.
         let silent = !self.silent_until.is_empty()
@@ -232,7 +296,7 @@ impl Core {
         self.silent.store(silent, Ordering::Relaxed);
         self.engine.state.kafka_records += g.messages;
         self.released += g.messages;
-        for ev in g.events {
+        for ev in g.events.drain(..) {
             match ev {
                 Ev::Line {
                     time,
@@ -246,7 +310,7 @@ impl Core {
                     level,
                     service: service.as_deref(),
                     version: version.as_deref(),
-                    message: message.as_deref(),
+                    message: message.and_then(|r| g.text.get(r)),
                     request,
                 }),
                 Ev::Error(r) => self.engine.error(r),
@@ -268,6 +332,13 @@ impl Core {
                     }
                 }
             }
+        }
+        if let Some(s) = self
+            .streams
+            .iter_mut()
+            .find(|s| s.partition == *part && (Arc::ptr_eq(&s.topic, topic) || *s.topic == **topic))
+        {
+            s.recycle(g);
         }
         if let Some(e) = self.engine.take_sink_error() {
             return Err(BatchError::Retry(e.to_string()));
@@ -322,5 +393,67 @@ pub(super) fn pause_resume<C: ConsumerContext>(
     // assignment at the latest.
     if let Err(e) = r {
         tracing::warn!(error = %e, pause, "pausing or resuming partitions");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Format};
+
+    fn stream(p: i32) -> PartStream {
+        let parser = Parser::new(&Config::default(), Format::Auto).expect("default parser");
+        PartStream::new(Arc::from("logs"), p, parser.stream_state(None, None))
+    }
+
+    #[test]
+    fn interleaved_services_share_one_name_each_and_the_list_stays_bounded() {
+        let mut names = Names::default();
+        let a = names.get("checkout");
+        let b = names.get("payments");
+        // A partition keyed by a hash interleaves services: each name is
+        // still the same shared string the next time it comes.
+        assert!(Arc::ptr_eq(&a, &names.get("checkout")));
+        assert!(Arc::ptr_eq(&b, &names.get("payments")));
+        for i in 0..3 * NAMES {
+            assert_eq!(&*names.get(&format!("svc-{i}")), format!("svc-{i}"));
+        }
+        assert_eq!(names.recent.len(), NAMES);
+        // Pushed out by newer names: a fresh string, equal in content.
+        assert_eq!(&*names.get("checkout"), "checkout");
+    }
+
+    #[test]
+    fn a_recycled_group_comes_back_empty_and_the_spare_list_is_bounded() {
+        let mut s = stream(0);
+        let mut g = Group::default();
+        g.text.push_str("a message");
+        g.events.push(Ev::Line {
+            time: Some(1),
+            level: None,
+            service: None,
+            version: None,
+            message: Some(0..9),
+            request: Default::default(),
+        });
+        g.messages = 1;
+        g.last = 7;
+        g.time = Some(1);
+        s.recycle(g);
+        assert_eq!(s.spare.len(), 1);
+        let g = &s.spare[0];
+        assert!(g.events.is_empty() && g.text.is_empty());
+        assert_eq!((g.messages, g.last, g.time), (0, 0, None));
+        assert!(g.text.capacity() >= 9, "its buffer is kept");
+        for _ in 0..2 * SPARE {
+            s.recycle(Group::default());
+        }
+        assert_eq!(s.spare.len(), SPARE);
+        // A group whose text grew past the bound is not kept.
+        let mut spare = stream(1);
+        let mut big = Group::default();
+        big.text.reserve(SPARE_TEXT + 1);
+        spare.recycle(big);
+        assert!(spare.spare.is_empty());
     }
 }
