@@ -239,17 +239,24 @@ fn a_replay_does_not_call_a_known_message_from_another_host_new_but_still_alerts
     );
 }
 
+/// The host-header stream cut after `at` lines into two files in `dir`.
+fn cut_stream(dir: &std::path::Path, at: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    let text = stream_with_a_host_header();
+    let lines: Vec<&str> = text.lines().collect();
+    let (a, b) = lines.split_at(at);
+    let pa = dir.join("a.jsonl");
+    let pb = dir.join("b.jsonl");
+    std::fs::write(&pa, a.join("\n") + "\n").unwrap();
+    std::fs::write(&pb, b.join("\n") + "\n").unwrap();
+    (pa, pb)
+}
+
 #[test]
 fn a_replay_cut_in_two_with_a_state_gives_what_one_replay_gives() {
     let dir = tempfile::tempdir().unwrap();
     let text = stream_with_a_host_header();
-    let lines: Vec<&str> = text.lines().collect();
     // Cut inside the layout's learning (before its 64th line).
-    let (a, b) = lines.split_at(50);
-    let pa = dir.path().join("a.jsonl");
-    let pb = dir.path().join("b.jsonl");
-    std::fs::write(&pa, a.join("\n") + "\n").unwrap();
-    std::fs::write(&pb, b.join("\n") + "\n").unwrap();
+    let (pa, pb) = cut_stream(dir.path(), 50);
     let state = dir.path().join("state");
     let first = replay_in(std::slice::from_ref(&pa), Some(&state));
     let second = replay_in(&[pa, pb], Some(&state));
@@ -275,14 +282,8 @@ fn a_replay_cut_in_two_with_a_state_gives_what_one_replay_gives() {
 #[test]
 fn a_type_snoozed_before_its_context_learns_a_layout_stays_snoozed_when_its_hosts_fold() {
     let dir = tempfile::tempdir().unwrap();
-    let text = stream_with_a_host_header();
-    let lines: Vec<&str> = text.lines().collect();
     // Before the layout's first learning (32 lines): one type per host.
-    let (a, b) = lines.split_at(20);
-    let pa = dir.path().join("a.jsonl");
-    let pb = dir.path().join("b.jsonl");
-    std::fs::write(&pa, a.join("\n") + "\n").unwrap();
-    std::fs::write(&pb, b.join("\n") + "\n").unwrap();
+    let (pa, pb) = cut_stream(dir.path(), 20);
     let state = dir.path().join("state");
     let first = replay_in(std::slice::from_ref(&pa), Some(&state));
     let full: Vec<_> = first

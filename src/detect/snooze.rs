@@ -279,6 +279,19 @@ mod tests {
         assert!(snoozes.is_empty());
     }
 
+    /// A second type of the same message, seen `n` times.
+    fn known(b: &mut Baseline, n: i64) -> Fingerprint {
+        let typed = crate::fingerprint::Typed {
+            fingerprint: Fingerprint(0x9),
+            template: "disk full on <*>".into(),
+            ..Default::default()
+        };
+        for i in 0..n {
+            b.observe(&typed, &Record::default(), T + i, Origin::Live);
+        }
+        typed.fingerprint
+    }
+
     /// Folds `from` into `into` as a learner merge or a layout's re-key does.
     fn fold(b: &mut Baseline, from: Fingerprint, into: Fingerprint) {
         b.merge(&crate::fingerprint::Typed {
@@ -315,15 +328,7 @@ mod tests {
     #[test]
     fn a_snoozed_type_folded_into_a_known_one_mutes_it_counting_from_the_source() {
         let (mut b, fp) = baseline(Origin::Live);
-        let into = Fingerprint(0x9);
-        let typed = crate::fingerprint::Typed {
-            fingerprint: into,
-            template: "disk full on <*>".into(),
-            ..Default::default()
-        };
-        for i in 0..10 {
-            b.observe(&typed, &Record::default(), T + i, Origin::Live);
-        }
+        let into = known(&mut b, 10);
         b.get_mut(fp).unwrap().resolved_at = Some(T);
         let mut snoozes = Snoozes::new();
         snoozes.insert(fp, Snooze::new(None, Some(2), 1, Some(T), T));
@@ -345,13 +350,7 @@ mod tests {
     #[test]
     fn a_type_muted_without_an_end_stays_muted_when_a_snoozed_type_folds_into_it() {
         let (mut b, fp) = baseline(Origin::Live);
-        let into = Fingerprint(0x9);
-        let typed = crate::fingerprint::Typed {
-            fingerprint: into,
-            template: "disk full on <*>".into(),
-            ..Default::default()
-        };
-        b.observe(&typed, &Record::default(), T, Origin::Live);
+        let into = known(&mut b, 1);
         b.get_mut(into).unwrap().muted = true;
         let mut snoozes = Snoozes::new();
         snoozes.insert(fp, Snooze::new(None, Some(1), 1, Some(T), T));
