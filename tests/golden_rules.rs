@@ -342,8 +342,17 @@ const GOLDEN: &[Golden] = &[
             ("took 1.25 s to flush", "took <*> to flush"),
             ("waited 30 sec", "waited <*>"),
             ("timeout = 9223372036854775807 ms.", "timeout = <*>."),
+            ("took 950 ms, retrying", "took <*>, retrying"),
+            ("(after 2 s)", "(after <*>)"),
         ],
-        keeps: &["retry in 5 seconds", "3 sessions open", "took 950ms"],
+        keeps: &[
+            "retry in 5 seconds",
+            "3 sessions open",
+            "took 950ms",
+            "sent 5 s@example.org",
+            "slot 3 s-7 busy",
+            "node 2 s.example.org down",
+        ],
     },
     Golden {
         rule: "thread_level_bracket",
