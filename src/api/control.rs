@@ -352,6 +352,10 @@ fn merge(
     });
     // A snoozed source's snooze goes with its mute to the target.
     crate::detect::snooze::follow_merges(&mut state.snoozes, &mut state.baseline);
+    // What is left under the source is a snooze that already ended (the
+    // type unmuted, its alert waiting to reopen): it ends with the merge,
+    // or it would reopen the source's alert under the target.
+    state.snoozes.remove(&source);
     Ok(target)
 }
 
@@ -707,6 +711,38 @@ pub(crate) mod tests {
         assert!(
             matches!(edit(&mut e.state, &merge(target), 0), Err(Rejected::Conflict(w)) if w.contains("same type"))
         );
+    }
+
+    #[test]
+    fn merging_moves_a_running_snooze_to_the_target_and_ends_one_that_already_ended() {
+        let snooze = |fp| Command {
+            fingerprint: fp,
+            action: Action::Snooze {
+                until: None,
+                count: Some(10),
+            },
+        };
+        let merge = |source, into| Command {
+            fingerprint: source,
+            action: Action::Merge { into },
+        };
+        // Running: the target takes the mute and the snooze.
+        let (mut e, fps) = live_engine(&["disk full on volume alpha", "quota exceeded"]);
+        edit(&mut e.state, &snooze(fps[0]), 0).unwrap();
+        edit(&mut e.state, &merge(fps[0], fps[1]), 0).unwrap();
+        assert!(e.state.baseline.get(fps[1]).unwrap().muted);
+        assert_eq!(
+            e.state.snoozes.keys().copied().collect::<Vec<_>>(),
+            vec![fps[1]]
+        );
+        // Ended (unmuted, waiting to reopen its alert): it ends with the merge.
+        let (mut e, fps) = live_engine(&["disk full on volume alpha", "quota exceeded"]);
+        edit(&mut e.state, &snooze(fps[0]), 0).unwrap();
+        e.state.baseline.get_mut(fps[0]).unwrap().muted = false;
+        e.state.snoozes.get_mut(&fps[0]).unwrap().ended_at = Some(1);
+        edit(&mut e.state, &merge(fps[0], fps[1]), 0).unwrap();
+        assert!(!e.state.baseline.get(fps[1]).unwrap().muted);
+        assert!(e.state.snoozes.is_empty());
     }
 
     #[test]
