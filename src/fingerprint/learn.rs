@@ -107,14 +107,13 @@ struct ClusterIn {
     learned: Vec<u32>,
 }
 
+/// A text format (JSON) may carry the inherited id after the row's fields;
+/// a binary row never does (it has no optional fields: the store keeps the
+/// id beside it).
 #[derive(Deserialize)]
 struct ClusterTextIn {
-    ctx: u64,
-    template: String,
-    alias_of: Option<ClusterId>,
-    count: u64,
-    #[serde(default)]
-    learned: Vec<u32>,
+    #[serde(flatten)]
+    row: ClusterIn,
     #[serde(default)]
     heir: Option<Fingerprint>,
 }
@@ -144,14 +143,7 @@ impl<'de> Deserialize<'de> for Cluster {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cluster, D::Error> {
         let (c, heir) = if d.is_human_readable() {
             let c = ClusterTextIn::deserialize(d)?;
-            let base = ClusterIn {
-                ctx: c.ctx,
-                template: c.template,
-                alias_of: c.alias_of,
-                count: c.count,
-                learned: c.learned,
-            };
-            (base, c.heir)
+            (c.row, c.heir)
         } else {
             (ClusterIn::deserialize(d)?, None)
         };
