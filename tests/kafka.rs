@@ -167,8 +167,10 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
+    /// A number in `0..n` (0 when `n` is 0: a caller's range may be
+    /// empty when the stream is already done).
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next() % n.max(1)
     }
 }
 
@@ -418,8 +420,19 @@ lateness = "30m"
         started.elapsed()
     }
 
+    /// The run log's last lines, for a failure's message. With
+    /// `FAULTLINE_TEST_KEEP_LOGS=DIR` the whole log is also copied there
+    /// (the setup's directory is removed when the test unwinds).
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("run.log")).unwrap_or_default();
+        if let Some(dir) = std::env::var_os("FAULTLINE_TEST_KEEP_LOGS") {
+            let name = self.dir.path().file_name().unwrap_or_default();
+            let to = std::path::Path::new(&dir).join(name).with_extension("log");
+            match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&to, &text)) {
+                Ok(()) => eprintln!("whole run log kept in {}", to.display()),
+                Err(e) => eprintln!("could not keep the run log in {}: {e}", to.display()),
+            }
+        }
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
@@ -428,6 +441,19 @@ lateness = "30m"
 struct Service {
     child: Child,
     port: u16,
+}
+
+/// A test that fails mid-way must not leave its service running: it would
+/// load the machine, and hold its topics' consumers, for the rest of the
+/// suite. A service already stopped (killed, terminated, exited) is left
+/// alone.
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Service {

@@ -108,12 +108,29 @@ impl Scaled {
         while seen < n {
             assert!(
                 Instant::now() < limit,
-                "only {seen} of {n} records processed; log: {}",
+                "only {seen} of {n} records processed; per internal partition (records, \
+                 offsets): {:?}; the log's last warnings and errors:\n{}\nlog: {}",
+                self.states()
+                    .iter()
+                    .map(|(p, s)| (*p, s.kafka_records, s.kafka_offsets.clone()))
+                    .collect::<Vec<_>>(),
+                self.warnings(),
                 self.s.log_tail()
             );
             std::thread::sleep(Duration::from_millis(250));
             seen = self.records();
         }
+    }
+
+    /// The run log's last 20 WARN and ERROR lines: a stuck group's cause
+    /// is rarely in the last lines, which are the survivors' idle polls.
+    fn warnings(&self) -> String {
+        let text = std::fs::read_to_string(self.s.dir.path().join("run.log")).unwrap_or_default();
+        let bad: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        bad[bad.len().saturating_sub(20)..].join("\n")
     }
 
     /// One instance named `name`, with its own state directory and alert
