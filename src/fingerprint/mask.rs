@@ -653,6 +653,18 @@ fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut
     }
 }
 
+/// Whether `part` is a generated id cut in dash segments: three or more
+/// non-empty pieces, two or more of them with a digit. One walk over the
+/// pieces counts both (the word pass runs on every digit word).
+fn is_segmented_id(part: &str) -> bool {
+    let (mut pieces, mut numbered) = (0usize, 0usize);
+    for p in part.split('-').filter(|p| !p.is_empty()) {
+        pieces += 1;
+        numbered += usize::from(p.bytes().any(|b| b.is_ascii_digit()));
+    }
+    pieces >= 3 && numbered >= 2
+}
+
 /// Masks one delimiter-free part that contains a digit. A number (with
 /// sign, decimals, exponent) is one `<*>`; an identifier made of pieces
 /// (`blk_-1608999`, `rdd_2_3`, `user-42`) keeps its digit-free pieces, so
@@ -675,13 +687,7 @@ fn mask_part(part: &str, out: &mut String) {
     // type per value of its letters-only segment. One piece with a number
     // (`order-service-2`, `web-01`) stays a name with an index, so `to
     // cache-main-1` and `to db-main-1` remain two types (the near-new case).
-    if part.split('-').filter(|p| !p.is_empty()).count() >= 3
-        && part
-            .split('-')
-            .filter(|p| p.bytes().any(|b| b.is_ascii_digit()))
-            .count()
-            >= 2
-    {
+    if is_segmented_id(part) {
         if !out.ends_with(VAR) {
             out.push_str(VAR);
         }
@@ -1059,6 +1065,39 @@ mod tests {
             m.mask("find root=\"\" depth=2 match=\"(k=v)\" fields=ALL"),
             "find root=\"\" depth=<*> match=\"<*>\" fields=ALL"
         );
+    }
+
+    #[test]
+    fn a_quoted_value_that_is_itself_quoted_is_one_quoted_value() {
+        let m = masker();
+        let a = m.mask("lookup \"lamp\" gave 12 hits");
+        assert_eq!(a, "lookup \"<*>\" gave <*> hits");
+        assert_eq!(m.mask("lookup \"\"red lamp\"\" gave 3 hits"), a);
+        // Two empty values are still two empty values.
+        assert_eq!(
+            m.mask("bind dn=\"\" pw=\"\" port=7"),
+            "bind dn=\"\" pw=\"\" port=<*>"
+        );
+    }
+
+    #[test]
+    fn a_duration_in_glued_pieces_is_one_value_however_many_pieces() {
+        let m = masker();
+        let a = m.mask("job closed after 41s by planner");
+        assert_eq!(a, "job closed after <*> by planner");
+        assert_eq!(m.mask("job closed after 7m12s by planner"), a);
+        assert_eq!(m.mask("job closed after 3h 7m by planner"), a);
+        assert_eq!(m.mask("job closed after 2d 3h 15m by planner"), a);
+        // A lone glued size or a count after it is not a compound duration.
+        assert_eq!(m.mask("disk 5m 3 files"), "disk <*> <*> files");
+    }
+
+    #[test]
+    fn a_dash_id_is_segmented_with_three_pieces_two_numbered() {
+        assert!(is_segmented_id("Qw7rt2-ZkXbcd-4F"));
+        assert!(is_segmented_id("job--12-a-7"));
+        assert!(!is_segmented_id("cache-main-1"));
+        assert!(!is_segmented_id("a1-b2"));
     }
 
     #[test]
