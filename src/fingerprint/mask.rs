@@ -665,6 +665,19 @@ fn is_segmented_id(part: &str) -> bool {
     pieces >= 3 && numbered >= 2
 }
 
+/// Whether `part` is letter pieces, a dash and a serial of four or more
+/// digits (`INC-20931`, `ops-job-88120`).
+fn is_prefixed_serial(part: &str) -> bool {
+    let Some((head, serial)) = part.rsplit_once('-') else {
+        return false;
+    };
+    serial.len() >= 4
+        && serial.bytes().all(|b| b.is_ascii_digit())
+        && head
+            .split('-')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphabetic()))
+}
+
 /// Masks one delimiter-free part that contains a digit. A number (with
 /// sign, decimals, exponent) is one `<*>`; an identifier made of pieces
 /// (`blk_-1608999`, `rdd_2_3`, `user-42`) keeps its digit-free pieces, so
@@ -688,6 +701,21 @@ fn mask_part(part: &str, out: &mut String) {
     // (`order-service-2`, `web-01`) stays a name with an index, so `to
     // cache-main-1` and `to db-main-1` remain two types (the near-new case).
     if is_segmented_id(part) {
+        if !out.ends_with(VAR) {
+            out.push_str(VAR);
+        }
+        return;
+    }
+    // A name of letters with a long serial number after a dash
+    // (`INC-20931`, `REQ-88120`, `Thread-4471`) is one value, as the same id
+    // glued (`INC20931`) or joined by an underscore (`inc_20931`) already
+    // is: the prefix says which kind of id it is, and one position that
+    // prints such ids beside other shapes (a hex tag, a bare number) was a
+    // type per shape. An index of a few digits (`cache-main-1`, `web-01`,
+    // `worker-103`) stays a name with an index: a fleet's members are
+    // numbered in the tens or hundreds, a sequence of ids passes 9999
+    // soon, so `to cache-main-1` and `to db-main-1` remain two types.
+    if is_prefixed_serial(part) {
         if !out.ends_with(VAR) {
             out.push_str(VAR);
         }
@@ -1090,6 +1118,24 @@ mod tests {
         assert_eq!(m.mask("job closed after 2d 3h 15m by planner"), a);
         // A lone glued size or a count after it is not a compound duration.
         assert_eq!(m.mask("disk 5m 3 files"), "disk <*> <*> files");
+    }
+
+    #[test]
+    fn a_prefixed_serial_is_one_value_like_the_same_id_glued() {
+        let m = masker();
+        let a = m.mask("badge 0AF39C21 refused at door 4");
+        assert_eq!(a, "badge <*> refused at door <*>");
+        assert_eq!(m.mask("badge CARD-48213 refused at door 4"), a);
+        assert_eq!(m.mask("badge CARD48213 refused at door 4"), a);
+        // An index of a few digits keeps its name: the near-new case.
+        assert_ne!(
+            m.mask("connect to cache-main-1"),
+            m.mask("connect to db-main-1")
+        );
+        assert_eq!(m.mask("forward to web-103"), "forward to web-<*>");
+        assert!(is_prefixed_serial("ops-job-88120"));
+        assert!(!is_prefixed_serial("-48213"));
+        assert!(!is_prefixed_serial("v2-48213"));
     }
 
     #[test]
