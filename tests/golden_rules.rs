@@ -232,6 +232,8 @@ const GOLDEN: &[Golden] = &[
             "table \"orders\" missing",
             "reply \"OK\" late",
             "said \"Set it up\"",
+            "fault \"UV lamp weak\" raised",
+            "tracking \"RFC 5424\" now",
         ],
     },
     Golden {
@@ -240,7 +242,12 @@ const GOLDEN: &[Golden] = &[
             "statement 'UPDATE t SET a=1' aborted",
             "statement 'UPDATE <*>' aborted",
         )],
-        keeps: &["key 'user_id' missing", "can't GET it, won't retry"],
+        keeps: &[
+            "key 'user_id' missing",
+            "can't GET it, won't retry",
+            "target 'RFC 5424' set",
+            "fault 'UV lamp weak' raised",
+        ],
     },
     Golden {
         rule: "date",

@@ -666,13 +666,16 @@ fn is_segmented_id(part: &str) -> bool {
 }
 
 /// Whether `part` is letter pieces, a dash and a serial of four or more
-/// digits (`INC-20931`, `ops-job-88120`).
+/// digits, decimal or hex (`INC-20931`, `ops-job-88120`, `C-00a1f3`): a
+/// counter printed in hex is all digits now and then, and must be one value
+/// whichever digits it has.
 fn is_prefixed_serial(part: &str) -> bool {
     let Some((head, serial)) = part.rsplit_once('-') else {
         return false;
     };
     serial.len() >= 4
-        && serial.bytes().all(|b| b.is_ascii_digit())
+        && serial.bytes().all(|b| b.is_ascii_hexdigit())
+        && serial.bytes().any(|b| b.is_ascii_digit())
         && head
             .split('-')
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphabetic()))
@@ -707,14 +710,15 @@ fn mask_part(part: &str, out: &mut String) {
         return;
     }
     // A name of letters with a long serial number after a dash
-    // (`INC-20931`, `REQ-88120`, `Thread-4471`) is one value, as the same id
-    // glued (`INC20931`) or joined by an underscore (`inc_20931`) already
-    // is: the prefix says which kind of id it is, and one position that
-    // prints such ids beside other shapes (a hex tag, a bare number) was a
-    // type per shape. An index of a few digits (`cache-main-1`, `web-01`,
-    // `worker-103`) stays a name with an index: a fleet's members are
-    // numbered in the tens or hundreds, a sequence of ids passes 9999
-    // soon, so `to cache-main-1` and `to db-main-1` remain two types.
+    // (`INC-20931`, `REQ-88120`, `Thread-4471`, hex `C-00a1f3`) is one
+    // value, as the same id glued (`INC20931`) or joined by an underscore
+    // (`inc_20931`) already is: the prefix says which kind of id it is, and
+    // one position that prints such ids beside other shapes (a hex tag, a
+    // bare number) was a type per shape. An index of a few digits
+    // (`cache-main-1`, `web-01`, `worker-103`) stays a name with an index:
+    // a fleet's members are numbered in the tens or hundreds, a sequence of
+    // ids passes 9999 soon, so `to cache-main-1` and `to db-main-1` remain
+    // two types.
     if is_prefixed_serial(part) {
         if !out.ends_with(VAR) {
             out.push_str(VAR);
@@ -1121,12 +1125,30 @@ mod tests {
     }
 
     #[test]
+    fn a_quoted_abbreviation_or_designation_is_a_value_not_a_command() {
+        let m = masker();
+        let a = m.mask("fault info=\"meter lost\" on 3");
+        assert_eq!(a, "fault info=\"<*>\" on <*>");
+        assert_eq!(m.mask("fault info=\"UV lamp weak\" on 3"), a);
+        assert_eq!(m.mask("fault info=\"RFC 5424\" on 3"), a);
+        // A command keeps its verb.
+        assert_eq!(
+            m.mask("cache \"DEL cart:9\" failed"),
+            "cache \"DEL <*>\" failed"
+        );
+        assert_ne!(
+            m.mask("cache \"SET k1\" failed"),
+            m.mask("cache \"DEL k1\" failed")
+        );
+    }
+
+    #[test]
     fn a_prefixed_serial_is_one_value_like_the_same_id_glued() {
         let m = masker();
         let a = m.mask("badge 0AF39C21 refused at door 4");
         assert_eq!(a, "badge <*> refused at door <*>");
-        assert_eq!(m.mask("badge CARD-48213 refused at door 4"), a);
-        assert_eq!(m.mask("badge CARD48213 refused at door 4"), a);
+        assert_eq!(m.mask("badge CARD-73051 refused at door 4"), a);
+        assert_eq!(m.mask("badge CARD73051 refused at door 4"), a);
         // An index of a few digits keeps its name: the near-new case.
         assert_ne!(
             m.mask("connect to cache-main-1"),
@@ -1134,8 +1156,11 @@ mod tests {
         );
         assert_eq!(m.mask("forward to web-103"), "forward to web-<*>");
         assert!(is_prefixed_serial("ops-job-88120"));
-        assert!(!is_prefixed_serial("-48213"));
-        assert!(!is_prefixed_serial("v2-48213"));
+        assert!(is_prefixed_serial("C-00a1f3"));
+        assert!(is_prefixed_serial("C-000113"));
+        assert!(!is_prefixed_serial("C-beef"));
+        assert!(!is_prefixed_serial("-73051"));
+        assert!(!is_prefixed_serial("v2-73051"));
     }
 
     #[test]
