@@ -37,25 +37,6 @@ const GOLDEN: &[Golden] = &[
         ],
     },
     Golden {
-        rule: "bsd_frame",
-        masks: &[
-            (
-                "Mar  4 09:01:17 gw-2 billingd[4711]: invoice run failed",
-                "<*> invoice run failed",
-            ),
-            (
-                "Wed Mar  4 09:01:17 2026 : Warn: invoice run failed",
-                "<*> invoice run failed",
-            ),
-            ("Mar 14 09:01:17 gw-2 kernel: link down", "<*> link down"),
-        ],
-        keeps: &[
-            "Mar 14 09:01:17 the run failed again",
-            "billingd[4711]: invoice run failed",
-            "run failed at Mar 14 09:01:17 gw-2 billingd: again",
-        ],
-    },
-    Golden {
         rule: "sd_element",
         masks: &[
             (
