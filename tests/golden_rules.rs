@@ -93,6 +93,17 @@ const GOLDEN: &[Golden] = &[
         keeps: &["got {rep=ab, tkt=cd}", "unset {name}", "body {\"a\": 1}"],
     },
     Golden {
+        rule: "quoted_quoted_value",
+        masks: &[
+            (
+                "lookup \"\"red lamp\"\" gave 3 hits",
+                "lookup \"<*>\" gave <*> hits",
+            ),
+            ("note=\"\"as is\"\" kept", "note=\"<*>\" kept"),
+        ],
+        keeps: &["bind dn=\"\" pw=\"\" port=7", "said \"hi\" twice"],
+    },
+    Golden {
         rule: "empty_quoted",
         masks: &[
             ("find root=\"\" depth=2", "find root=\"\" depth=<*>"),
@@ -221,6 +232,8 @@ const GOLDEN: &[Golden] = &[
             "table \"orders\" missing",
             "reply \"OK\" late",
             "said \"Set it up\"",
+            "fault \"UV lamp weak\" raised",
+            "tracking \"RFC 5424\" now",
         ],
     },
     Golden {
@@ -229,7 +242,12 @@ const GOLDEN: &[Golden] = &[
             "statement 'UPDATE t SET a=1' aborted",
             "statement 'UPDATE <*>' aborted",
         )],
-        keeps: &["key 'user_id' missing", "can't GET it, won't retry"],
+        keeps: &[
+            "key 'user_id' missing",
+            "can't GET it, won't retry",
+            "target 'RFC 5424' set",
+            "fault 'UV lamp weak' raised",
+        ],
     },
     Golden {
         rule: "date",
@@ -445,6 +463,18 @@ const GOLDEN: &[Golden] = &[
             ("export ran 2hrs 5min, done", "export ran <*>, done"),
         ],
         keeps: &["retry in 5 minutes", "see the min value", "3 mines flagged"],
+    },
+    Golden {
+        rule: "glued_compound_duration",
+        masks: &[
+            (
+                "job closed after 3h 7m by planner",
+                "job closed after <*> by planner",
+            ),
+            ("uptime 2d 3h 15m, ok", "uptime <*>, ok"),
+            ("lag 1m 30s", "lag <*>"),
+        ],
+        keeps: &["disk 5m 3 files", "took 3h then", "moved 4h 5x"],
     },
     Golden {
         rule: "spelled_size",

@@ -653,6 +653,34 @@ fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut
     }
 }
 
+/// Whether `part` is a generated id cut in dash segments: three or more
+/// non-empty pieces, two or more of them with a digit. One walk over the
+/// pieces counts both (the word pass runs on every digit word).
+fn is_segmented_id(part: &str) -> bool {
+    let (mut pieces, mut numbered) = (0usize, 0usize);
+    for p in part.split('-').filter(|p| !p.is_empty()) {
+        pieces += 1;
+        numbered += usize::from(p.bytes().any(|b| b.is_ascii_digit()));
+    }
+    pieces >= 3 && numbered >= 2
+}
+
+/// Whether `part` is letter pieces, a dash and a serial of four or more
+/// digits, decimal or hex (`INC-20931`, `ops-job-88120`, `C-00a1f3`): a
+/// counter printed in hex is all digits now and then, and must be one value
+/// whichever digits it has.
+fn is_prefixed_serial(part: &str) -> bool {
+    let Some((head, serial)) = part.rsplit_once('-') else {
+        return false;
+    };
+    serial.len() >= 4
+        && serial.bytes().all(|b| b.is_ascii_hexdigit())
+        && serial.bytes().any(|b| b.is_ascii_digit())
+        && head
+            .split('-')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphabetic()))
+}
+
 /// Masks one delimiter-free part that contains a digit. A number (with
 /// sign, decimals, exponent) is one `<*>`; an identifier made of pieces
 /// (`blk_-1608999`, `rdd_2_3`, `user-42`) keeps its digit-free pieces, so
@@ -675,13 +703,23 @@ fn mask_part(part: &str, out: &mut String) {
     // type per value of its letters-only segment. One piece with a number
     // (`order-service-2`, `web-01`) stays a name with an index, so `to
     // cache-main-1` and `to db-main-1` remain two types (the near-new case).
-    if part.split('-').filter(|p| !p.is_empty()).count() >= 3
-        && part
-            .split('-')
-            .filter(|p| p.bytes().any(|b| b.is_ascii_digit()))
-            .count()
-            >= 2
-    {
+    if is_segmented_id(part) {
+        if !out.ends_with(VAR) {
+            out.push_str(VAR);
+        }
+        return;
+    }
+    // A name of letters with a long serial number after a dash
+    // (`INC-20931`, `REQ-88120`, `Thread-4471`, hex `C-00a1f3`) is one
+    // value, as the same id glued (`INC20931`) or joined by an underscore
+    // (`inc_20931`) already is: the prefix says which kind of id it is, and
+    // one position that prints such ids beside other shapes (a hex tag, a
+    // bare number) was a type per shape. An index of a few digits
+    // (`cache-main-1`, `web-01`, `worker-103`) stays a name with an index:
+    // a fleet's members are numbered in the tens or hundreds, a sequence of
+    // ids passes 9999 soon, so `to cache-main-1` and `to db-main-1` remain
+    // two types.
+    if is_prefixed_serial(part) {
         if !out.ends_with(VAR) {
             out.push_str(VAR);
         }
@@ -1059,6 +1097,78 @@ mod tests {
             m.mask("find root=\"\" depth=2 match=\"(k=v)\" fields=ALL"),
             "find root=\"\" depth=<*> match=\"<*>\" fields=ALL"
         );
+    }
+
+    #[test]
+    fn a_quoted_value_that_is_itself_quoted_is_one_quoted_value() {
+        let m = masker();
+        let a = m.mask("lookup \"lamp\" gave 12 hits");
+        assert_eq!(a, "lookup \"<*>\" gave <*> hits");
+        assert_eq!(m.mask("lookup \"\"red lamp\"\" gave 3 hits"), a);
+        // Two empty values are still two empty values.
+        assert_eq!(
+            m.mask("bind dn=\"\" pw=\"\" port=7"),
+            "bind dn=\"\" pw=\"\" port=<*>"
+        );
+    }
+
+    #[test]
+    fn a_duration_in_glued_pieces_is_one_value_however_many_pieces() {
+        let m = masker();
+        let a = m.mask("job closed after 41s by planner");
+        assert_eq!(a, "job closed after <*> by planner");
+        assert_eq!(m.mask("job closed after 7m12s by planner"), a);
+        assert_eq!(m.mask("job closed after 3h 7m by planner"), a);
+        assert_eq!(m.mask("job closed after 2d 3h 15m by planner"), a);
+        // A lone glued size or a count after it is not a compound duration.
+        assert_eq!(m.mask("disk 5m 3 files"), "disk <*> <*> files");
+    }
+
+    #[test]
+    fn a_quoted_abbreviation_or_designation_is_a_value_not_a_command() {
+        let m = masker();
+        let a = m.mask("fault info=\"meter lost\" on 3");
+        assert_eq!(a, "fault info=\"<*>\" on <*>");
+        assert_eq!(m.mask("fault info=\"UV lamp weak\" on 3"), a);
+        assert_eq!(m.mask("fault info=\"RFC 5424\" on 3"), a);
+        // A command keeps its verb.
+        assert_eq!(
+            m.mask("cache \"DEL cart:9\" failed"),
+            "cache \"DEL <*>\" failed"
+        );
+        assert_ne!(
+            m.mask("cache \"SET k1\" failed"),
+            m.mask("cache \"DEL k1\" failed")
+        );
+    }
+
+    #[test]
+    fn a_prefixed_serial_is_one_value_like_the_same_id_glued() {
+        let m = masker();
+        let a = m.mask("badge 0AF39C21 refused at door 4");
+        assert_eq!(a, "badge <*> refused at door <*>");
+        assert_eq!(m.mask("badge CARD-73051 refused at door 4"), a);
+        assert_eq!(m.mask("badge CARD73051 refused at door 4"), a);
+        // An index of a few digits keeps its name: the near-new case.
+        assert_ne!(
+            m.mask("connect to cache-main-1"),
+            m.mask("connect to db-main-1")
+        );
+        assert_eq!(m.mask("forward to web-103"), "forward to web-<*>");
+        assert!(is_prefixed_serial("ops-job-88120"));
+        assert!(is_prefixed_serial("C-00a1f3"));
+        assert!(is_prefixed_serial("C-000113"));
+        assert!(!is_prefixed_serial("C-beef"));
+        assert!(!is_prefixed_serial("-73051"));
+        assert!(!is_prefixed_serial("v2-73051"));
+    }
+
+    #[test]
+    fn a_dash_id_is_segmented_with_three_pieces_two_numbered() {
+        assert!(is_segmented_id("Qw7rt2-ZkXbcd-4F"));
+        assert!(is_segmented_id("job--12-a-7"));
+        assert!(!is_segmented_id("cache-main-1"));
+        assert!(!is_segmented_id("a1-b2"));
     }
 
     #[test]
