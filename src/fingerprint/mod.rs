@@ -393,6 +393,11 @@ impl Fingerprinter {
     /// every column keeps its position for the learned stage; any other
     /// line as one text.
     fn mask_line(&self, line: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
+        // Most lines have no quote: one memchr and the usual masking.
+        if memchr::memchr(b'"', line.as_bytes()).is_none() {
+            self.masker.mask_into(line, out, fired);
+            return;
+        }
         thread_local! {
             static ROW: std::cell::RefCell<(String, Vec<(usize, usize)>, String)> =
                 const { std::cell::RefCell::new((String::new(), Vec::new(), String::new())) };
