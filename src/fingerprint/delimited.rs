@@ -28,6 +28,10 @@ const SEPARATORS: [u8; 4] = [b',', b';', b'\t', b'|'];
 /// Fields of a row (at least this many) before it is read as one.
 const MIN_FIELDS: usize = 3;
 
+/// A row's scratch space, reused per thread: the unquoted fields, their
+/// ranges, and one field's masked text.
+pub(crate) type Scratch = (String, Vec<(usize, usize)>, String);
+
 /// At most this many fields are split out; a longer row is left to the
 /// ordinary masking (bounded work and a bounded template).
 const MAX_FIELDS: usize = 64;
@@ -46,15 +50,9 @@ pub(crate) fn joiner(sep: u8) -> &'static str {
 /// The fields of `line` read as a row of quoted fields, with the
 /// separator, or `None` when it is not one. A quoted field's content is
 /// unquoted (`""` → `"`) into `buf`; each field is a byte range of `buf`.
-pub(crate) fn split<'b>(
-    line: &str,
-    buf: &'b mut String,
-    fields: &mut Vec<(usize, usize)>,
-) -> Option<u8> {
+pub(crate) fn split(line: &str, buf: &mut String, fields: &mut Vec<(usize, usize)>) -> Option<u8> {
     let bytes = line.as_bytes();
-    if memchr::memchr(b'"', bytes).is_none() {
-        return None;
-    }
+    memchr::memchr(b'"', bytes)?;
     for sep in SEPARATORS {
         if memchr::memchr(sep, bytes).is_none() {
             continue;

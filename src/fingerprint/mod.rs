@@ -399,7 +399,7 @@ impl Fingerprinter {
             return;
         }
         thread_local! {
-            static ROW: std::cell::RefCell<(String, Vec<(usize, usize)>, String)> =
+            static ROW: std::cell::RefCell<delimited::Scratch> =
                 const { std::cell::RefCell::new((String::new(), Vec::new(), String::new())) };
         }
         let done = ROW.with_borrow_mut(|(buf, fields, one)| {
