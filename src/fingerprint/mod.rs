@@ -412,7 +412,8 @@ impl Fingerprinter {
                     out.push_str(delimited::joiner(sep));
                 }
                 self.masker.mask_into(&buf[s..e], one, fired.as_deref_mut());
-                if one.is_empty() {
+                // An empty field is a column too: it keeps its place.
+                if one.trim_ascii().is_empty() {
                     out.push_str("\"\"");
                     continue;
                 }
@@ -525,6 +526,14 @@ mod tests {
             .identify_message(r#""t","Archived","cannot reach the vault""#, None)
             .template;
         assert_eq!(t, "t, Archived, cannot_reach_the_vault");
+    }
+
+    #[test]
+    fn an_empty_or_blank_field_of_a_row_keeps_its_place() {
+        let t = fp()
+            .identify_message(r#""t","","   ","Archived""#, None)
+            .template;
+        assert_eq!(t, r#"t, "", "", Archived"#);
     }
 
     #[test]
