@@ -1,0 +1,199 @@
+//! Delimited records: a message that is a row of quoted fields
+//! (`"2026-…","a.user@x","FileUploaded","/docs/a, b.pdf","Succeeded"`) is
+//! masked field by field, each field one token of the template.
+//!
+//! Masking the row as one text fails both ways: a quoted-string rule takes
+//! everything from the first quote to the last as one value (the event
+//! column goes with it), and a field with spaces or commas inside (a file
+//! name, a user agent, a search term) shifts every later position, so the
+//! learned stage cannot line the columns up. Split first, honouring the
+//! quoting (`"a, ""b"" c"` is one field), and each column keeps its
+//! place: the learner then generalises a column that takes many values and
+//! keeps one with a few event words, position by position, as it does for
+//! any other template.
+//!
+//! Detected per line, with no state: a row has at least three fields split
+//! by one separator (`,` `;` tab `|`) outside quotes, every quote in it
+//! opens or closes a whole field (or is doubled inside one), and at least
+//! two fields — and at least half — are quoted. Running text with a quoted
+//! word or two (`cannot open "a", retrying`) or a JSON object
+//! (`{"k":"v","w":1}`) is not such a row: a quote that does not span a
+//! whole field disqualifies the separator. So the same line always gives
+//! the same template (replay = run, no learning order), and the cost is one
+//! pass over the line per candidate separator, only for lines with a quote.
+
+/// Separators a row of quoted fields may use, in the order tried.
+const SEPARATORS: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+/// Fields of a row (at least this many) before it is read as one.
+const MIN_FIELDS: usize = 3;
+
+/// A row's scratch space, reused per thread: the unquoted fields, their
+/// ranges, and one field's masked text.
+pub(crate) type Scratch = (String, Vec<(usize, usize)>, String);
+
+/// At most this many fields are split out; a longer row is left to the
+/// ordinary masking (bounded work and a bounded template).
+const MAX_FIELDS: usize = 64;
+
+/// What joins two fields in the template: the separator and a space, so
+/// every field is a whitespace token of its own.
+pub(crate) fn joiner(sep: u8) -> &'static str {
+    match sep {
+        b',' => ", ",
+        b';' => "; ",
+        b'|' => " | ",
+        _ => "\t",
+    }
+}
+
+/// The fields of `line` read as a row of quoted fields, with the
+/// separator, or `None` when it is not one. A quoted field's content is
+/// unquoted (`""` → `"`) into `buf`; each field is a byte range of `buf`.
+pub(crate) fn split(line: &str, buf: &mut String, fields: &mut Vec<(usize, usize)>) -> Option<u8> {
+    let bytes = line.as_bytes();
+    memchr::memchr(b'"', bytes)?;
+    for sep in SEPARATORS {
+        if memchr::memchr(sep, bytes).is_none() {
+            continue;
+        }
+        buf.clear();
+        fields.clear();
+        if let Some(quoted) = split_with(line, sep, buf, fields)
+            && fields.len() >= MIN_FIELDS
+            && quoted >= 2
+            && 2 * quoted >= fields.len()
+        {
+            return Some(sep);
+        }
+    }
+    buf.clear();
+    fields.clear();
+    None
+}
+
+/// Splits on `sep` outside quotes; `Some(number of quoted fields)`, or
+/// `None` when a quote does not open or close a whole field (or there are
+/// more than [`MAX_FIELDS`] fields).
+fn split_with(
+    line: &str,
+    sep: u8,
+    buf: &mut String,
+    fields: &mut Vec<(usize, usize)>,
+) -> Option<usize> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    let mut quoted = 0;
+    loop {
+        if fields.len() >= MAX_FIELDS {
+            return None;
+        }
+        // Spaces before a quoted field (`"a", "b"`) are padding.
+        let mut j = i;
+        while j < b.len() && b[j] == b' ' {
+            j += 1;
+        }
+        let start = buf.len();
+        if j < b.len() && b[j] == b'"' {
+            quoted += 1;
+            let mut k = j + 1;
+            let mut from = k;
+            loop {
+                let q = k + memchr::memchr(b'"', &b[k..])?;
+                if b.get(q + 1) == Some(&b'"') {
+                    buf.push_str(&line[from..=q]);
+                    k = q + 2;
+                    from = k;
+                    continue;
+                }
+                buf.push_str(&line[from..q]);
+                k = q + 1;
+                break;
+            }
+            fields.push((start, buf.len()));
+            // Spaces after the closing quote, then the separator or the end.
+            while k < b.len() && b[k] == b' ' {
+                k += 1;
+            }
+            if k == b.len() {
+                return Some(quoted);
+            }
+            if b[k] != sep {
+                return None;
+            }
+            i = k + 1;
+        } else {
+            let end = memchr::memchr(sep, &b[i..]).map_or(b.len(), |e| i + e);
+            let field = &line[i..end];
+            if field.contains('"') {
+                return None;
+            }
+            buf.push_str(field);
+            fields.push((start, buf.len()));
+            if end == b.len() {
+                return Some(quoted);
+            }
+            i = end + 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields_of(line: &str) -> Option<(u8, Vec<String>)> {
+        let mut buf = String::new();
+        let mut f = Vec::new();
+        let sep = split(line, &mut buf, &mut f)?;
+        Some((sep, f.iter().map(|&(s, e)| buf[s..e].to_string()).collect()))
+    }
+
+    #[test]
+    fn a_quoted_field_keeps_its_commas_and_doubled_quotes() {
+        let (sep, f) = fields_of(r#""t1","ann lee","Opened","a, ""b"" c","ok""#).unwrap();
+        assert_eq!(sep, b',');
+        assert_eq!(f, ["t1", "ann lee", "Opened", r#"a, "b" c"#, "ok"]);
+    }
+
+    #[test]
+    fn unquoted_fields_may_sit_between_quoted_ones() {
+        let (sep, f) = fields_of(r#"17;"left wing";"x";3"#).unwrap();
+        assert_eq!(sep, b';');
+        assert_eq!(f, ["17", "left wing", "x", "3"]);
+    }
+
+    #[test]
+    fn running_text_with_quoted_words_is_not_a_row() {
+        assert_eq!(
+            fields_of(r#"cannot open "a", retrying "b", giving up"#),
+            None
+        );
+        assert_eq!(fields_of(r#"bad keys "x","y" in request"#), None);
+        assert_eq!(fields_of("no quotes, at all, here"), None);
+    }
+
+    #[test]
+    fn a_json_object_is_not_a_row() {
+        assert_eq!(fields_of(r#"{"k":"v","w":"z","n":1}"#), None);
+        assert_eq!(fields_of(r#"payload ["a","b","c"] refused"#), None);
+    }
+
+    #[test]
+    fn a_row_needs_two_quoted_fields_and_half_of_them() {
+        assert_eq!(fields_of(r#"1,2,3,4,"five""#), None);
+        assert!(fields_of(r#"1,"two","three""#).is_some());
+        assert!(fields_of(r#""one" | "two" | 3"#).is_some());
+    }
+
+    #[test]
+    fn an_unclosed_quote_is_not_a_row() {
+        assert_eq!(fields_of(r#""a","b","c"#), None);
+    }
+
+    #[test]
+    fn an_empty_quoted_field_is_a_field() {
+        let (_, f) = fields_of(r#""a","","c""#).unwrap();
+        assert_eq!(f, ["a", "", "c"]);
+    }
+}
