@@ -114,18 +114,32 @@ pub(super) struct Batch {
     pub(super) messages: usize,
 }
 
+/// Where the engine thread stands in a [`Batch`]: it takes the batch's
+/// items in runs ([`Batch::next`]), one driver step per run.
+#[derive(Default)]
+pub(super) struct Cursor {
+    /// The next item.
+    next: usize,
+    /// Where the next message's payload starts in [`Batch::data`].
+    start: usize,
+    /// Messages taken so far.
+    pub(super) messages: u64,
+}
+
 impl Batch {
-    /// The items as the core's step takes them.
-    pub(super) fn each(&self) -> impl Iterator<Item = Result<Msg<'_>, KafkaError>> {
-        let mut start = 0;
-        self.items.iter().map(move |it| match it {
+    /// The next item as the core's step takes it.
+    pub(super) fn next(&self, at: &mut Cursor) -> Option<Result<Msg<'_>, KafkaError>> {
+        let it = self.items.get(at.next)?;
+        at.next += 1;
+        Some(match it {
             Item::Msg {
                 offset,
                 timestamp,
                 end,
             } => {
-                let payload = &self.data[start..*end];
-                start = *end;
+                let payload = &self.data[at.start..*end];
+                at.start = *end;
+                at.messages += 1;
                 Ok(Msg {
                     topic: &self.part.0,
                     partition: self.part.1,
@@ -137,6 +151,11 @@ impl Batch {
             Item::End => Err(KafkaError::PartitionEOF(self.part.1)),
             Item::Error(e) => Err(e.clone()),
         })
+    }
+
+    /// Whether every item was taken.
+    pub(super) fn done(&self, at: &Cursor) -> bool {
+        at.next >= self.items.len()
     }
 }
 
