@@ -556,6 +556,47 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_taken_in_runs_gives_each_payload_once_in_order_then_its_end() {
+        let mut b = batch(2, 1, 0);
+        for (offset, text) in [(7, "first"), (8, ""), (10, "third line")] {
+            b.data.extend_from_slice(text.as_bytes());
+            b.items.push(Item::Msg {
+                offset,
+                timestamp: Some(offset * 1000),
+                end: b.data.len(),
+            });
+            b.messages += 1;
+        }
+        b.items.push(Item::End);
+        let mut at = Cursor::default();
+        let mut seen = Vec::new();
+        // Two runs, as the engine thread takes them: the cursor carries
+        // where the next payload starts from one run to the next.
+        for run in [2, usize::MAX] {
+            let mut taken = 0;
+            while taken < run {
+                match b.next(&mut at) {
+                    None => break,
+                    Some(Ok(m)) => {
+                        assert_eq!((m.partition, m.timestamp), (2, Some(m.offset * 1000)));
+                        seen.push((m.offset, String::from_utf8_lossy(m.payload).into_owned()));
+                        taken += 1;
+                    }
+                    Some(Err(e)) => {
+                        assert!(matches!(e, KafkaError::PartitionEOF(2)));
+                        seen.push((-1, "end".into()));
+                    }
+                }
+            }
+            assert!(run == 2 || b.done(&at));
+        }
+        let want = [(7, "first"), (8, ""), (10, "third line"), (-1, "end")];
+        assert_eq!(seen, want.map(|(o, t)| (o, t.to_string())));
+        assert_eq!(at.messages, 3);
+        assert!(b.next(&mut at).is_none());
+    }
+
+    #[test]
     fn a_fed_batch_gives_its_buffers_back_emptied_and_the_spares_are_bounded() {
         let flow = Flow::new(50_000);
         let mut b = batch(0, 1, 1);
