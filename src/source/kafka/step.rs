@@ -3,10 +3,12 @@
 //!
 //! The core sits behind a lock because the consumer's rebalance callbacks
 //! run inside its poll and must commit before partitions go. So the run
-//! loop polls the consumer without the lock, then takes it and hands the
-//! message to one [`driver::step`](crate::source::driver::step) through
-//! this view; a revocation commits through the same view (with no message)
-//! and so in the same order.
+//! loop polls the consumer without the lock, then takes it and hands a
+//! message from the consumer's own queue, or a run of up to [`RUN`]
+//! messages of a fetched batch ([`Step::run`]), to one
+//! [`driver::step`](crate::source::driver::step) through this view; a
+//! revocation commits through the same view (with no message) and so in
+//! the same order.
 
 use std::time::Instant;
 
