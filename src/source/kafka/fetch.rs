@@ -114,18 +114,32 @@ pub(super) struct Batch {
     pub(super) messages: usize,
 }
 
+/// Where the engine thread stands in a [`Batch`]: it takes the batch's
+/// items in runs ([`Batch::next`]), one driver step per run.
+#[derive(Default)]
+pub(super) struct Cursor {
+    /// The next item.
+    next: usize,
+    /// Where the next message's payload starts in [`Batch::data`].
+    start: usize,
+    /// Messages taken so far.
+    pub(super) messages: u64,
+}
+
 impl Batch {
-    /// The items as the core's step takes them.
-    pub(super) fn each(&self) -> impl Iterator<Item = Result<Msg<'_>, KafkaError>> {
-        let mut start = 0;
-        self.items.iter().map(move |it| match it {
+    /// The next item as the core's step takes it.
+    pub(super) fn next(&self, at: &mut Cursor) -> Option<Result<Msg<'_>, KafkaError>> {
+        let it = self.items.get(at.next)?;
+        at.next += 1;
+        Some(match it {
             Item::Msg {
                 offset,
                 timestamp,
                 end,
             } => {
-                let payload = &self.data[start..*end];
-                start = *end;
+                let payload = &self.data[at.start..*end];
+                at.start = *end;
+                at.messages += 1;
                 Ok(Msg {
                     topic: &self.part.0,
                     partition: self.part.1,
@@ -137,6 +151,11 @@ impl Batch {
             Item::End => Err(KafkaError::PartitionEOF(self.part.1)),
             Item::Error(e) => Err(e.clone()),
         })
+    }
+
+    /// Whether every item was taken.
+    pub(super) fn done(&self, at: &Cursor) -> bool {
+        at.next >= self.items.len()
     }
 }
 
@@ -534,6 +553,47 @@ mod tests {
         assert_eq!(read(&flow, 0, 0).map(|r| r.1), Some(WANT / 2 + 1));
         // A small aligner buffer bounds what the fetcher reads ahead.
         assert_eq!(Flow::new(100).want, 50);
+    }
+
+    #[test]
+    fn a_batch_taken_in_runs_gives_each_payload_once_in_order_then_its_end() {
+        let mut b = batch(2, 1, 0);
+        for (offset, text) in [(7, "first"), (8, ""), (10, "third line")] {
+            b.data.extend_from_slice(text.as_bytes());
+            b.items.push(Item::Msg {
+                offset,
+                timestamp: Some(offset * 1000),
+                end: b.data.len(),
+            });
+            b.messages += 1;
+        }
+        b.items.push(Item::End);
+        let mut at = Cursor::default();
+        let mut seen = Vec::new();
+        // Two runs, as the engine thread takes them: the cursor carries
+        // where the next payload starts from one run to the next.
+        for run in [2, usize::MAX] {
+            let mut taken = 0;
+            while taken < run {
+                match b.next(&mut at) {
+                    None => break,
+                    Some(Ok(m)) => {
+                        assert_eq!((m.partition, m.timestamp), (2, Some(m.offset * 1000)));
+                        seen.push((m.offset, String::from_utf8_lossy(m.payload).into_owned()));
+                        taken += 1;
+                    }
+                    Some(Err(e)) => {
+                        assert!(matches!(e, KafkaError::PartitionEOF(2)));
+                        seen.push((-1, "end".into()));
+                    }
+                }
+            }
+            assert!(run == 2 || b.done(&at));
+        }
+        let want = [(7, "first"), (8, ""), (10, "third line"), (-1, "end")];
+        assert_eq!(seen, want.map(|(o, t)| (o, t.to_string())));
+        assert_eq!(at.messages, 3);
+        assert!(b.next(&mut at).is_none());
     }
 
     #[test]

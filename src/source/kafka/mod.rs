@@ -334,6 +334,14 @@ impl Core {
     /// One message through the parser into its partition's buffer, then
     /// into the engine whatever the alignment releases.
     fn process(&mut self, m: &fetch::Msg<'_>, now: Instant) -> Result<(), BatchError> {
+        self.take(m, now)?;
+        self.drain(now)
+    }
+
+    /// One message through the parser into its partition's buffer; the
+    /// release to the engine is the caller's ([`Core::drain`]), after one
+    /// message or after a run of them (`Step::run`).
+    fn take(&mut self, m: &fetch::Msg<'_>, now: Instant) -> Result<(), BatchError> {
         let (topic, part, off) = (m.topic, m.partition, m.offset);
         self.begin()?;
         match self
@@ -410,7 +418,7 @@ impl Core {
             });
         }
         s.close(&mut self.align, now);
-        self.drain(now)
+        Ok(())
     }
 }
 
@@ -725,16 +733,18 @@ pub fn run(
                 fetch::Event::Batch(b) => {
                     let mut live = flow.admit(&b);
                     let mut seen = c.rewinds;
-                    let mut items = b.each();
-                    while live {
-                        let Some(msg) = items.next() else {
-                            break;
-                        };
-                        records += u64::from(msg.is_ok());
+                    let mut at = fetch::Cursor::default();
+                    while live && !b.done(&at) {
+                        // Up to the checkpoint the cadence asks for, so a
+                        // batch still commits every `kafka.batch_size`.
+                        let room = cadence.records.saturating_sub(c.pace.since).max(1);
+                        let room = usize::try_from(room).unwrap_or(usize::MAX).min(step::RUN);
+                        let taken = at.messages;
                         let outcome = driver::step(
-                            &mut Step::new(&mut c, &consumer, Some(msg)).from(&b.part),
+                            &mut Step::new(&mut c, &consumer, None).run(&b, &mut at, room),
                             &cadence,
                         );
+                        records += at.messages - taken;
                         match settle(&mut c, outcome, &mut backoff) {
                             Then::Go => {}
                             Then::Stop(r) => break 'run r,
@@ -753,7 +763,6 @@ pub fn run(
                             live = flow.current(&b.part, b.epoch);
                         }
                     }
-                    drop(items);
                     flow.recycle(b);
                 }
                 fetch::Event::Idle { read, skipped } => {
