@@ -4,9 +4,9 @@
 //! without a header keeps the words that tell its types apart. The streams
 //! are generated here with names nobody's masking rules know.
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::process::Command;
+mod support;
+
+use support::{check_one_group_per_kind, fingerprint_groups as groups};
 
 /// Ten kinds of message, each with a value that changes per line.
 const KINDS: [&str; 10] = [
@@ -49,66 +49,20 @@ fn header_stream() -> (Vec<String>, Vec<usize>) {
     (lines, kinds)
 }
 
-/// Each line's group from `faultline fingerprint --raw` (with `extra`).
-fn groups(lines: &[String], extra: &[&str]) -> Vec<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("in.log");
-    let mut f = std::fs::File::create(&path).unwrap();
-    for l in lines {
-        writeln!(f, "{l}").unwrap();
-    }
-    drop(f);
-    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .env_remove("FAULTLINE_CONFIG")
-        .args(["fingerprint", "--raw"])
-        .args(extra)
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut by_line: HashMap<u64, String> = HashMap::new();
-    for l in String::from_utf8(out.stdout).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        by_line.insert(
-            v["line_id"].as_u64().unwrap(),
-            v["group"].as_str().unwrap().to_string(),
-        );
-    }
-    (1..=lines.len() as u64)
-        .map(|n| by_line.get(&n).cloned().unwrap_or_default())
-        .collect()
-}
-
-/// The groups of each kind, and the kinds of each group.
-fn check_one_group_per_kind(kinds: &[usize], groups: &[String]) {
-    let mut per_kind: HashMap<usize, HashSet<&str>> = HashMap::new();
-    let mut per_group: HashMap<&str, HashSet<usize>> = HashMap::new();
-    for (k, g) in kinds.iter().zip(groups) {
-        per_kind.entry(*k).or_default().insert(g);
-        per_group.entry(g).or_default().insert(*k);
-    }
-    for (k, gs) in &per_kind {
-        assert_eq!(gs.len(), 1, "kind {} split into {gs:?}", KINDS[*k]);
-    }
-    for (g, ks) in &per_group {
-        assert_eq!(ks.len(), 1, "group {g} merges kinds {ks:?}");
-    }
-}
-
 #[test]
 fn a_host_column_does_not_split_a_type_offline() {
     let (lines, kinds) = header_stream();
-    check_one_group_per_kind(&kinds, &groups(&lines, &[]));
+    check_one_group_per_kind(&kinds, &groups(&lines, &[]), |k: usize| {
+        format!("kind {}", KINDS[k])
+    });
 }
 
 #[test]
 fn a_host_column_does_not_split_a_type_when_labelled_on_arrival() {
     let (lines, kinds) = header_stream();
-    check_one_group_per_kind(&kinds, &groups(&lines, &["--online"]));
+    check_one_group_per_kind(&kinds, &groups(&lines, &["--online"]), |k: usize| {
+        format!("kind {}", KINDS[k])
+    });
 }
 
 #[test]

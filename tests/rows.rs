@@ -4,9 +4,9 @@
 //! and not as one type per file name. The rows are generated here, with
 //! words nobody's masking rules know.
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::process::Command;
+mod support;
+
+use support::{check_one_group_per_kind, fingerprint_groups as groups};
 
 const EVENTS: [&str; 6] = [
     "LedgerOpened",
@@ -61,64 +61,12 @@ fn rows() -> (Vec<String>, Vec<(usize, usize)>) {
     (lines, kinds)
 }
 
-fn groups(lines: &[String], extra: &[&str]) -> Vec<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rows.csv");
-    let mut f = std::fs::File::create(&path).unwrap();
-    for l in lines {
-        writeln!(f, "{l}").unwrap();
-    }
-    drop(f);
-    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .env_remove("FAULTLINE_CONFIG")
-        .args(["fingerprint", "--raw"])
-        .args(extra)
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut by_line: HashMap<u64, String> = HashMap::new();
-    for l in String::from_utf8(out.stdout).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        by_line.insert(
-            v["line_id"].as_u64().unwrap(),
-            v["group"].as_str().unwrap().to_string(),
-        );
-    }
-    (1..=lines.len() as u64)
-        .map(|n| by_line.get(&n).cloned().unwrap_or_default())
-        .collect()
-}
-
-fn check_one_group_per_kind(kinds: &[(usize, usize)], groups: &[String]) {
-    let mut per_kind: HashMap<(usize, usize), HashSet<&str>> = HashMap::new();
-    let mut per_group: HashMap<&str, HashSet<(usize, usize)>> = HashMap::new();
-    for (k, g) in kinds.iter().zip(groups) {
-        per_kind.entry(*k).or_default().insert(g);
-        per_group.entry(g).or_default().insert(*k);
-    }
-    for (k, gs) in &per_kind {
-        assert_eq!(
-            gs.len(),
-            1,
-            "{} {} split into {gs:?}",
-            EVENTS[k.0],
-            STATES[k.1]
-        );
-    }
-    for (g, ks) in &per_group {
-        assert_eq!(ks.len(), 1, "group {g} merges kinds {ks:?}");
-    }
-}
-
 #[test]
 fn rows_of_quoted_fields_group_by_their_event_and_state_columns() {
     let (lines, kinds) = rows();
-    check_one_group_per_kind(&kinds, &groups(&lines, &[]));
+    check_one_group_per_kind(&kinds, &groups(&lines, &[]), |k: (usize, usize)| {
+        format!("{} {}", EVENTS[k.0], STATES[k.1])
+    });
 }
 
 #[test]

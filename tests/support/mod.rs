@@ -109,3 +109,56 @@ pub fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Each line's group from `faultline fingerprint --raw` (with `extra`
+/// flags), in line order: the end-to-end view of how a stream is grouped.
+pub fn fingerprint_groups(lines: &[String], extra: &[&str]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.log");
+    std::fs::write(
+        &path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .env_remove("FAULTLINE_CONFIG")
+        .args(["fingerprint", "--raw"])
+        .args(extra)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let mut by_line: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
+    for l in String::from_utf8(out.stdout).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        by_line.insert(
+            v["line_id"].as_u64().unwrap(),
+            v["group"].as_str().unwrap().to_string(),
+        );
+    }
+    (1..=lines.len() as u64)
+        .map(|n| by_line.get(&n).cloned().unwrap_or_default())
+        .collect()
+}
+
+/// Fails unless every kind of line got exactly one group and no group
+/// holds two kinds (`name` says a kind in the message).
+pub fn check_one_group_per_kind<K: Copy + Eq + std::hash::Hash + std::fmt::Debug>(
+    kinds: &[K],
+    groups: &[String],
+    name: impl Fn(K) -> String,
+) {
+    use std::collections::{HashMap, HashSet};
+    let mut per_kind: HashMap<K, HashSet<&str>> = HashMap::new();
+    let mut per_group: HashMap<&str, HashSet<K>> = HashMap::new();
+    for (k, g) in kinds.iter().zip(groups) {
+        per_kind.entry(*k).or_default().insert(g);
+        per_group.entry(g).or_default().insert(*k);
+    }
+    for (k, gs) in &per_kind {
+        assert_eq!(gs.len(), 1, "{} split into {gs:?}", name(*k));
+    }
+    for (g, ks) in &per_group {
+        assert_eq!(ks.len(), 1, "group {g} merges kinds {ks:?}");
+    }
+}
