@@ -603,3 +603,45 @@ fn storm_end(service: &str, ep: &StormEpisode, end: EventTime, now_ms: i64) -> A
         ..Default::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(errors: u64, first: u64) -> Detector {
+        let mut d = Detector::new(&Config::default());
+        for i in 0..errors {
+            d.learn_vocabulary("svc", i < first);
+        }
+        d
+    }
+
+    #[test]
+    fn a_service_is_unsettled_only_with_enough_errors_and_mostly_first_sightings() {
+        assert!(judged(20, 11).unsettled("svc").is_some());
+        assert!(judged(20, 10).unsettled("svc").is_none(), "half is not more");
+        assert!(judged(19, 19).unsettled("svc").is_none(), "too few to judge");
+        assert!(judged(20, 20).unsettled("other").is_none(), "never seen");
+    }
+
+    #[test]
+    fn the_vocabulary_map_stops_growing_at_the_service_bound() {
+        let mut d = Detector::new(&Config::default());
+        for i in 0..crate::series::MAX_SERVICES + 5 {
+            d.learn_vocabulary(&format!("svc-{i}"), true);
+        }
+        assert_eq!(d.vocabulary.len(), crate::series::MAX_SERVICES);
+    }
+
+    #[test]
+    fn the_vocabulary_survives_a_save_and_an_older_detector_loads_without_one() {
+        let d = judged(30, 25);
+        let json = serde_json::to_string(&d).expect("detector serialises");
+        let mut back: Detector = serde_json::from_str(&json).expect("detector loads");
+        back.reconfigure(&Config::default());
+        assert!(back.unsettled("svc").is_some());
+
+        let old: Detector = serde_json::from_str(r#"{"storms":{}}"#).expect("old detector");
+        assert!(old.vocabulary.is_empty());
+    }
+}
