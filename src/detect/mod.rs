@@ -134,11 +134,11 @@ impl Detector {
     /// enough error records, and more than `novel_rate_max_share` of them
     /// first sightings of a type. Its novelty rate is compared with its own
     /// past, never with a fixed expectation of what logs look like.
-    fn unsettled(&self, service: &str) -> Option<Vocabulary> {
-        let v = *self.vocabulary.get(service)?;
-        (v.errors >= self.cfg.novel_rate_min_errors
-            && v.first as f64 > self.cfg.novel_rate_max_share * v.errors as f64)
-            .then_some(v)
+    fn unsettled(&self, service: &str) -> bool {
+        self.vocabulary.get(service).is_some_and(|v| {
+            v.errors >= self.cfg.novel_rate_min_errors
+                && v.first as f64 > self.cfg.novel_rate_max_share * v.errors as f64
+        })
     }
 
     /// Re-applies configuration after loading from the state.
@@ -175,7 +175,7 @@ impl Detector {
             t.novel_done = true;
             if self.cfg.novel {
                 let minute = time.div_euclid(MINUTE_MS);
-                let unsettled = self.unsettled(t.service()).is_some();
+                let unsettled = self.unsettled(t.service());
                 // An unsettled service's episode lasts while any new type
                 // comes: its usual rate is what the episode summarises.
                 let busy = if unsettled {
@@ -618,10 +618,10 @@ mod tests {
 
     #[test]
     fn a_service_is_unsettled_only_with_enough_errors_and_mostly_first_sightings() {
-        assert!(judged(20, 11).unsettled("svc").is_some());
-        assert!(judged(20, 10).unsettled("svc").is_none(), "half is not more");
-        assert!(judged(19, 19).unsettled("svc").is_none(), "too few to judge");
-        assert!(judged(20, 20).unsettled("other").is_none(), "never seen");
+        assert!(judged(20, 11).unsettled("svc"));
+        assert!(!judged(20, 10).unsettled("svc"), "half is not more");
+        assert!(!judged(19, 19).unsettled("svc"), "too few to judge");
+        assert!(!judged(20, 20).unsettled("other"), "never seen");
     }
 
     #[test]
@@ -639,7 +639,7 @@ mod tests {
         let json = serde_json::to_string(&d).expect("detector serialises");
         let mut back: Detector = serde_json::from_str(&json).expect("detector loads");
         back.reconfigure(&Config::default());
-        assert!(back.unsettled("svc").is_some());
+        assert!(back.unsettled("svc"));
 
         let old: Detector = serde_json::from_str(r#"{"storms":{}}"#).expect("old detector");
         assert!(old.vocabulary.is_empty());
