@@ -397,6 +397,11 @@ fn a_service_whose_warm_up_was_mostly_new_types_gets_one_summary_not_a_page_per_
         storms[0].template
     );
     assert_eq!(
+        storms[0].severity,
+        faultline::alert::Severity::Medium,
+        "its level, not an incident"
+    );
+    assert_eq!(
         s.state.baseline.types.len(),
         34,
         "the new types are recorded as known"

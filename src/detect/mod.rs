@@ -524,12 +524,19 @@ fn storm_alert(service: &str, s: &StormMinute, now_ms: i64) -> Alert {
     let top = top_of(&s.suppressed);
     let total = (s.alerted + s.suppressed.len()) as u64 + s.dropped;
     let id = alert_id(Kind::Storm, service, s.minute);
+    let unsettled = s.episode.as_ref().is_some_and(|ep| ep.unsettled);
     Alert::new(
         Kind::Storm,
         id.clone(),
-        Severity::Critical,
+        // A flood of new types is an incident; new types from a service
+        // that mints them as a rule are its level: worth a look, not a page.
+        if unsettled {
+            Severity::Medium
+        } else {
+            Severity::Critical
+        },
         service,
-        if s.episode.as_ref().is_some_and(|ep| ep.unsettled) {
+        if unsettled {
             format!(
                 "{} new error types in one minute from a service without a stable \
                  vocabulary (most of its warm-up errors were new types)",
