@@ -712,6 +712,14 @@ pub struct DetectConfig {
     /// `storm_per_minute` new types in every minute; until then every new
     /// type of the service is recorded as known without alerting.
     pub storm_quiet: Dur,
+    /// Error records a service must show during warm-up before its own
+    /// novelty rate is judged (fewer: its new types alert one by one).
+    pub novel_rate_min_errors: u64,
+    /// Share of a service's warm-up error records that were first
+    /// sightings of a type above which the service has no stable
+    /// vocabulary: after warm-up its new types are summarised in one
+    /// `storm` episode instead of one `novel` alert each. 1 turns it off.
+    pub novel_rate_max_share: f64,
 }
 
 impl Default for DetectConfig {
@@ -729,6 +737,8 @@ impl Default for DetectConfig {
             surge_max_dispersion: 100.0,
             storm_per_minute: 20,
             storm_quiet: Dur::secs(10 * 60),
+            novel_rate_min_errors: 20,
+            novel_rate_max_share: 0.5,
         }
     }
 }
@@ -1539,6 +1549,18 @@ impl Config {
             1_000_000,
         )?;
         dur("detect.storm_quiet", d.storm_quiet, s(0), s(30 * DAY))?;
+        int(
+            "detect.novel_rate_min_errors",
+            d.novel_rate_min_errors,
+            1,
+            u64::from(u32::MAX),
+        )?;
+        float(
+            "detect.novel_rate_max_share",
+            d.novel_rate_max_share,
+            0.0,
+            1.0,
+        )?;
         let k = &self.kafka;
         if !matches!(k.start.as_str(), "earliest" | "latest") {
             return bad("kafka.start", "must be `earliest` or `latest`");

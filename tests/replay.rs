@@ -333,26 +333,112 @@ fn burst_of_new_types(n: usize) -> String {
     for m in 0..31 {
         s.push_str(&ecs(m, 0, "ERROR", "cache warmup failed"));
     }
+    for i in 0..n {
+        s.push_str(&ecs(40, (i % 60) as u32, "ERROR", &distinct_message(i)));
+    }
+    s.push_str(&ecs(45, 0, "INFO", "later"));
+    s
+}
+
+/// The `i`-th of a series of messages that are each their own type: any
+/// two differ in all three word positions (7 and 11 are coprime with 26)
+/// or in length, so no position can look variable.
+fn distinct_message(i: usize) -> String {
     let words = [
         "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
         "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra",
         "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu",
     ];
-    // Any two messages differ in all three word positions (7 and 11 are
-    // coprime with 26) or in length: no position can look variable.
-    for i in 0..n {
-        let k = words.len();
-        let (a, b, c) = (
-            words[i % k],
-            words[(7 * i + 3) % k],
-            words[(11 * i + 5) % k],
-        );
-        let tail = if i >= k { " again" } else { "" };
-        let msg = format!("module {a} {b} {c} crashed{tail}");
-        s.push_str(&ecs(40, (i % 60) as u32, "ERROR", &msg));
+    let k = words.len();
+    let (a, b, c) = (
+        words[i % k],
+        words[(7 * i + 3) % k],
+        words[(11 * i + 5) % k],
+    );
+    let tail = if i >= k { " again" } else { "" };
+    format!("module {a} {b} {c} crashed{tail}")
+}
+
+/// A warm-up in which every error is a new type (`warm` of them, one a
+/// minute), then four more new types, one a minute from minute 40.
+fn service_without_a_stable_vocabulary(warm: usize) -> String {
+    let mut s = String::new();
+    for i in 0..warm {
+        s.push_str(&ecs(i as u32, 0, "ERROR", &distinct_message(i)));
     }
-    s.push_str(&ecs(45, 0, "INFO", "later"));
+    for i in 0..4 {
+        s.push_str(&ecs(40 + i as u32, 0, "ERROR", &distinct_message(warm + i)));
+    }
+    s.push_str(&ecs(70, 0, "INFO", "later"));
     s
+}
+
+#[test]
+fn a_service_whose_warm_up_was_mostly_new_types_gets_one_summary_not_a_page_per_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "unsettled.jsonl",
+        &service_without_a_stable_vocabulary(30),
+    );
+    let s = replay(&Config::default(), &[p], "30m");
+    let novel = s.alerts.iter().filter(|a| a.kind == Kind::Novel).count();
+    let storms: Vec<&Alert> = s.alerts.iter().filter(|a| a.kind == Kind::Storm).collect();
+    assert_eq!(novel, 0, "{:?}", s.alerts);
+    assert_eq!(
+        storms.len(),
+        1,
+        "one summary for the episode: {:?}",
+        s.alerts
+    );
+    assert!(
+        storms[0].template.contains("without a stable vocabulary"),
+        "{}",
+        storms[0].template
+    );
+    assert_eq!(
+        storms[0].severity,
+        faultline::alert::Severity::Medium,
+        "its level, not an incident"
+    );
+    assert_eq!(
+        s.state.baseline.types.len(),
+        34,
+        "the new types are recorded as known"
+    );
+}
+
+#[test]
+fn a_service_with_too_few_warm_up_errors_or_the_share_at_one_still_pages_per_new_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let few = write(
+        dir.path(),
+        "few.jsonl",
+        &service_without_a_stable_vocabulary(10),
+    );
+    let s = replay(&Config::default(), &[few], "30m");
+    let novel = s.alerts.iter().filter(|a| a.kind == Kind::Novel).count();
+    assert_eq!(
+        novel, 4,
+        "10 warm-up errors are too few to judge: {:?}",
+        s.alerts
+    );
+
+    let many = write(
+        dir.path(),
+        "many.jsonl",
+        &service_without_a_stable_vocabulary(30),
+    );
+    let mut cfg = Config::default();
+    cfg.detect.novel_rate_max_share = 1.0;
+    let s = replay(&cfg, &[many], "30m");
+    let novel = s.alerts.iter().filter(|a| a.kind == Kind::Novel).count();
+    assert_eq!(
+        novel, 4,
+        "a share of 1 turns the summary off: {:?}",
+        s.alerts
+    );
+    assert!(s.alerts.iter().all(|a| a.kind != Kind::Storm));
 }
 
 #[test]

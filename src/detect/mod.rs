@@ -9,6 +9,11 @@
 //!   episode; a new episode needs the rate to fall back and a cooldown.
 //! * **storm** — beyond `storm_per_minute` novel types in one minute for one
 //!   service, the rest are summarised in one `storm` alert.
+//! * **own novelty rate** — a service that minted a new type for most of
+//!   its error records during warm-up (`novel_rate_max_share`) will keep
+//!   doing so: a new type there is its level, not a change. After warm-up
+//!   its new types open a storm episode at once (one summary alert, the
+//!   types recorded as known) instead of one `novel` alert each.
 //!
 //! Ids hash (kind, subject, episode) — never wall-clock or arrival order —
 //! so a replay, a restart or another instance produces the same ids.
@@ -71,6 +76,18 @@ struct StormEpisode {
     top: Vec<(Fingerprint, String, u64)>,
     /// Last minute with at least a quarter of `storm_per_minute` new types.
     last_busy: i64,
+    /// Opened because the service has no stable vocabulary (absent in
+    /// older states: a storm of the per-minute kind).
+    #[serde(default)]
+    unsettled: bool,
+}
+
+/// What a service's warm-up showed of its vocabulary: error records and,
+/// of those, first sightings of a type.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Vocabulary {
+    errors: u64,
+    first: u64,
 }
 
 /// Detector state that is not per type (per-type state lives in the
@@ -82,6 +99,12 @@ pub struct Detector {
     #[serde(skip, default)]
     samples: SampleMode,
     storms: HashMap<String, StormMinute>,
+    /// Per service, its warm-up vocabulary (at most
+    /// [`crate::series::MAX_SERVICES`] services; a service beyond is judged
+    /// stable, so its new types keep alerting). Absent in older states:
+    /// every service stable, as before.
+    #[serde(default)]
+    vocabulary: HashMap<String, Vocabulary>,
 }
 
 impl Detector {
@@ -90,7 +113,32 @@ impl Detector {
             cfg: cfg.detect.clone(),
             samples: cfg.alerts.samples,
             storms: HashMap::new(),
+            vocabulary: HashMap::new(),
         }
+    }
+
+    /// Counts a warm-up error record of `service`, `first` when it was the
+    /// first sighting of its type.
+    fn learn_vocabulary(&mut self, service: &str, first: bool) {
+        let full = self.vocabulary.len() >= crate::series::MAX_SERVICES;
+        let v = match self.vocabulary.get_mut(service) {
+            Some(v) => v,
+            None if full => return,
+            None => self.vocabulary.entry(service.to_string()).or_default(),
+        };
+        v.errors += 1;
+        v.first += u64::from(first);
+    }
+
+    /// True when `service` showed no stable vocabulary in its warm-up:
+    /// enough error records, and more than `novel_rate_max_share` of them
+    /// first sightings of a type. Its novelty rate is compared with its own
+    /// past, never with a fixed expectation of what logs look like.
+    fn unsettled(&self, service: &str) -> bool {
+        self.vocabulary.get(service).is_some_and(|v| {
+            v.errors >= self.cfg.novel_rate_min_errors
+                && v.first as f64 > self.cfg.novel_rate_max_share * v.errors as f64
+        })
     }
 
     /// Re-applies configuration after loading from the state.
@@ -119,11 +167,22 @@ impl Detector {
         if t.muted {
             return;
         }
+        if learning && self.cfg.novel {
+            // `observe_at` has counted this record: 1 is a first sighting.
+            self.learn_vocabulary(t.service(), t.count == 1);
+        }
         if !t.novel_done && !learning {
             t.novel_done = true;
             if self.cfg.novel {
                 let minute = time.div_euclid(MINUTE_MS);
-                let busy = (self.cfg.storm_per_minute as u64 / 4).max(1);
+                let unsettled = self.unsettled(t.service());
+                // An unsettled service's episode lasts while any new type
+                // comes: its usual rate is what the episode summarises.
+                let busy = if unsettled {
+                    1
+                } else {
+                    (self.cfg.storm_per_minute as u64 / 4).max(1)
+                };
                 let s = self.storms.entry(t.service().to_string()).or_default();
                 if s.minute != minute {
                     // A new minute: the previous one's storm alert (if
@@ -147,7 +206,7 @@ impl Detector {
                     if ep.opened_by.is_none() {
                         suppress(s, t.fingerprint, &t.template);
                     }
-                } else if s.alerted < self.cfg.storm_per_minute {
+                } else if !unsettled && s.alerted < self.cfg.storm_per_minute {
                     s.alerted += 1;
                     out.push(novel_alert(t, rec, time, now_ms, self.samples));
                 } else {
@@ -161,6 +220,7 @@ impl Detector {
                         suppressed: 1,
                         top: vec![(t.fingerprint, t.template.clone(), 1)],
                         last_busy: minute,
+                        unsettled,
                     });
                 }
             }
@@ -464,12 +524,27 @@ fn storm_alert(service: &str, s: &StormMinute, now_ms: i64) -> Alert {
     let top = top_of(&s.suppressed);
     let total = (s.alerted + s.suppressed.len()) as u64 + s.dropped;
     let id = alert_id(Kind::Storm, service, s.minute);
+    let unsettled = s.episode.as_ref().is_some_and(|ep| ep.unsettled);
     Alert::new(
         Kind::Storm,
         id.clone(),
-        Severity::Critical,
+        // A flood of new types is an incident; new types from a service
+        // that mints them as a rule are its level: worth a look, not a page.
+        if unsettled {
+            Severity::Medium
+        } else {
+            Severity::Critical
+        },
         service,
-        format!("{} new error types in one minute", total),
+        if unsettled {
+            format!(
+                "{} new error types in one minute from a service without a stable \
+                 vocabulary (most of its warm-up errors were new types)",
+                total
+            )
+        } else {
+            format!("{} new error types in one minute", total)
+        },
         AlertTimes {
             first_seen: s.first_time,
             event_time: s.minute * MINUTE_MS,
@@ -534,4 +609,46 @@ fn storm_end(service: &str, ep: &StormEpisode, end: EventTime, now_ms: i64) -> A
         }),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(errors: u64, first: u64) -> Detector {
+        let mut d = Detector::new(&Config::default());
+        for i in 0..errors {
+            d.learn_vocabulary("svc", i < first);
+        }
+        d
+    }
+
+    #[test]
+    fn a_service_is_unsettled_only_with_enough_errors_and_mostly_first_sightings() {
+        assert!(judged(20, 11).unsettled("svc"));
+        assert!(!judged(20, 10).unsettled("svc"), "half is not more");
+        assert!(!judged(19, 19).unsettled("svc"), "too few to judge");
+        assert!(!judged(20, 20).unsettled("other"), "never seen");
+    }
+
+    #[test]
+    fn the_vocabulary_map_stops_growing_at_the_service_bound() {
+        let mut d = Detector::new(&Config::default());
+        for i in 0..crate::series::MAX_SERVICES + 5 {
+            d.learn_vocabulary(&format!("svc-{i}"), true);
+        }
+        assert_eq!(d.vocabulary.len(), crate::series::MAX_SERVICES);
+    }
+
+    #[test]
+    fn the_vocabulary_survives_a_save_and_an_older_detector_loads_without_one() {
+        let d = judged(30, 25);
+        let json = serde_json::to_string(&d).expect("detector serialises");
+        let mut back: Detector = serde_json::from_str(&json).expect("detector loads");
+        back.reconfigure(&Config::default());
+        assert!(back.unsettled("svc"));
+
+        let old: Detector = serde_json::from_str(r#"{"storms":{}}"#).expect("old detector");
+        assert!(old.vocabulary.is_empty());
+    }
 }
