@@ -703,12 +703,7 @@ fn mask_part(part: &str, out: &mut String) {
     // type per value of its letters-only segment. One piece with a number
     // (`order-service-2`, `web-01`) stays a name with an index, so `to
     // cache-main-1` and `to db-main-1` remain two types (the near-new case).
-    if is_segmented_id(part) {
-        if !out.ends_with(VAR) {
-            out.push_str(VAR);
-        }
-        return;
-    }
+    //
     // A name of letters with a long serial number after a dash
     // (`INC-20931`, `REQ-88120`, `Thread-4471`, hex `C-00a1f3`) is one
     // value, as the same id glued (`INC20931`) or joined by an underscore
@@ -719,7 +714,7 @@ fn mask_part(part: &str, out: &mut String) {
     // a fleet's members are numbered in the tens or hundreds, a sequence of
     // ids passes 9999 soon, so `to cache-main-1` and `to db-main-1` remain
     // two types.
-    if is_prefixed_serial(part) {
+    if is_segmented_id(part) || is_prefixed_serial(part) {
         if !out.ends_with(VAR) {
             out.push_str(VAR);
         }
