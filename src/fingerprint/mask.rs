@@ -7,7 +7,7 @@
 //! every log parser agrees on and it is far cheaper as code than as a regex.
 
 use super::patterns::{MaskRule, PatternSet};
-use super::scan::{RuleMatch, RuleScanner};
+use super::scan::{RULE_SIZE_LIMIT, RuleMatch, RuleScanner};
 
 /// The placeholder the template language uses for "any value".
 pub const VAR: &str = "<*>";
@@ -40,13 +40,27 @@ pub struct Fired {
 #[error("cannot combine the masking rules into one matcher: {0}")]
 pub struct BuildError(String);
 
+/// Which rule alone is over the size limit, with where it is defined: the
+/// combined matcher's error cannot say (only paid when combining failed).
+/// When every rule fits alone, the combined error stands (the rules are
+/// over the limit together).
+fn too_large(set: &PatternSet) -> Option<String> {
+    set.rules.iter().find_map(|r| {
+        regex::RegexBuilder::new(r.regex.as_str())
+            .size_limit(RULE_SIZE_LIMIT)
+            .build()
+            .err()
+            .map(|e| format!("rule `{}` ({}): {e}", r.name, r.origin))
+    })
+}
+
 impl Masker {
     pub fn new(set: &PatternSet) -> Result<Masker, BuildError> {
         let all = if set.rules.is_empty() {
             None
         } else {
             let pats: Vec<&str> = set.rules.iter().map(|r| r.regex.as_str()).collect();
-            Some(RuleScanner::new(&pats).map_err(BuildError)?)
+            Some(RuleScanner::new(&pats).map_err(|e| BuildError(too_large(set).unwrap_or(e)))?)
         };
         Ok(Masker {
             all,
@@ -1083,6 +1097,24 @@ mod tests {
         // A map keeps its keys; a bare name in braces stays.
         assert_eq!(m.mask("got {rep=ab-1, tkt=cd}"), "got {rep=ab-<*>, tkt=cd}");
         assert_eq!(m.mask("unset {name}"), "unset {name}");
+    }
+
+    #[test]
+    fn a_rule_too_large_to_compile_is_refused_naming_it_and_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.toml");
+        // Parses fine; its automaton is far over the size limit.
+        std::fs::write(
+            &p,
+            "[[rule]]\nname = \"huge\"\nregex = '\\w{100}{100}{10}'\n",
+        )
+        .unwrap();
+        let set = PatternSet::load(&[p]).unwrap();
+        let err = Masker::new(&set).expect_err("refused").to_string();
+        assert!(
+            err.contains("rule `huge`") && err.contains("big.toml:1"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! hand, and a bad regex must point at itself.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use regex::Regex;
+use regex::{Captures, Regex, RegexBuilder};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -32,11 +33,81 @@ pub enum PatternError {
 #[derive(Clone, Debug)]
 pub struct MaskRule {
     pub name: String,
-    pub regex: Regex,
+    pub regex: RuleRegex,
     pub replace: String,
     /// Where it was defined, for `patterns test` and error messages.
     pub origin: String,
 }
+
+/// A masking rule's regex. Matching is done by all the rules at once
+/// (`scan::RuleScanner`); the rule's own compiled regex serves only to take
+/// capture groups for a `$1` replacement, so it is compiled on the first
+/// such match, not when the file loads. Compiling all rules one by one at
+/// load cost more than a third of a start-up. The file is still checked
+/// when it loads: the regex is parsed then (so a syntax error points at its
+/// line), and the rules' combined size is checked when they are combined.
+#[derive(Clone, Debug)]
+pub struct RuleRegex {
+    source: String,
+    compiled: OnceLock<Option<Regex>>,
+}
+
+impl RuleRegex {
+    /// Parses `source` as the `regex` crate would, without compiling it.
+    fn parse(source: &str) -> Result<RuleRegex, String> {
+        let hir = regex_syntax::ParserBuilder::new()
+            .build()
+            .parse(source)
+            .map_err(|e| e.to_string())?;
+        let re = RuleRegex {
+            source: source.to_string(),
+            compiled: OnceLock::new(),
+        };
+        // Only a regex whose shortest match is empty can match "" (look-
+        // arounds like `\b` may still refuse it): compiled now to ask.
+        if hir.properties().minimum_len() == Some(0)
+            && re.compiled().is_some_and(|r| r.is_match(""))
+        {
+            return Err(EMPTY_MATCH.into());
+        }
+        Ok(re)
+    }
+
+    /// The regex as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Capture groups of the leftmost match at or after `start`, as
+    /// [`Regex::captures_at`].
+    pub fn captures_at<'h>(&self, haystack: &'h str, start: usize) -> Option<Captures<'h>> {
+        self.compiled()?.captures_at(haystack, start)
+    }
+
+    fn compiled(&self) -> Option<&Regex> {
+        self.compiled
+            .get_or_init(|| {
+                // The rules together compiled under this limit, so one of
+                // them alone fits it.
+                RegexBuilder::new(&self.source)
+                    .size_limit(crate::fingerprint::scan::RULE_SIZE_LIMIT)
+                    .build()
+                    .inspect_err(|e| {
+                        tracing::error!(regex = %self.source, error = %e, "cannot compile a masking rule for its capture groups; its plain replacement is used");
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
+/// The last line of a regex error (the earlier ones draw the pattern).
+fn reason(error: &str) -> &str {
+    let last = error.lines().last().unwrap_or("invalid regex").trim();
+    last.strip_prefix("error: ").unwrap_or(last)
+}
+
+const EMPTY_MATCH: &str = "matches the empty string, which would mask everything";
 
 /// What a grouping rule does with a matching record.
 #[derive(Clone, Debug, PartialEq)]
@@ -234,12 +305,9 @@ impl Builder {
         }
         let compile = |s: &Spanned<String>, what: &str| -> Result<Regex, PatternError> {
             Regex::new(s.get_ref()).map_err(|e| {
-                let msg = e.to_string();
-                let reason = msg.lines().last().unwrap_or("invalid regex").trim();
-                let reason = reason.strip_prefix("error: ").unwrap_or(reason);
                 invalid(
                     line_of(text, s.span().start),
-                    format!("bad regex in {what}: {reason}"),
+                    format!("bad regex in {what}: {}", reason(&e.to_string())),
                 )
             })
         };
@@ -249,16 +317,16 @@ impl Builder {
             if r.name.trim().is_empty() {
                 return Err(invalid(line, "rule without a name".into()));
             }
-            let regex = compile(&r.regex, &format!("rule `{}`", r.name))?;
-            if regex.is_match("") {
-                return Err(invalid(
-                    line_of(text, r.regex.span().start),
-                    format!(
-                        "rule `{}` matches the empty string, which would mask everything",
-                        r.name
-                    ),
-                ));
-            }
+            let regex = RuleRegex::parse(r.regex.get_ref()).map_err(|e| {
+                let at = line_of(text, r.regex.span().start);
+                if e == EMPTY_MATCH {
+                    return invalid(at, format!("rule `{}` {EMPTY_MATCH}", r.name));
+                }
+                invalid(
+                    at,
+                    format!("bad regex in rule `{}`: {}", r.name, reason(&e)),
+                )
+            })?;
             let rule = MaskRule {
                 name: r.name.clone(),
                 regex,
@@ -385,6 +453,37 @@ mod tests {
         let err = PatternSet::load(&[p]).unwrap_err().to_string();
         assert!(err.contains("my.toml:7:"), "{err}");
         assert!(err.contains("broken"), "{err}");
+    }
+
+    #[test]
+    fn a_rule_that_matches_the_empty_string_is_refused_but_a_bare_boundary_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "e.toml",
+            "[[rule]]\nname = \"opt\"\nregex = '[0-9]*'\n",
+        );
+        let err = PatternSet::load(&[p]).unwrap_err().to_string();
+        assert!(
+            err.contains("e.toml:3:") && err.contains("empty string"),
+            "{err}"
+        );
+        // Its shortest match is empty, yet "" has no word boundary to match.
+        let p = write(
+            dir.path(),
+            "b.toml",
+            "[[rule]]\nname = \"edge\"\nregex = '\\b'\n",
+        );
+        assert!(PatternSet::load(&[p]).is_ok());
+    }
+
+    #[test]
+    fn a_rule_is_compiled_for_its_groups_only_when_a_replacement_asks() {
+        let re = RuleRegex::parse("id=([0-9]+)").unwrap();
+        assert!(re.compiled.get().is_none(), "parsed, not compiled, at load");
+        let c = re.captures_at("x id=42 y", 0).unwrap();
+        assert_eq!(c.get(1).map(|m| m.as_str()), Some("42"));
+        assert!(re.compiled.get().is_some());
     }
 
     #[test]

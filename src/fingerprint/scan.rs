@@ -8,12 +8,16 @@
 //! (docs/benchmarks.md). The `meta` regex stays as the fallback for the
 //! rare message the lazy DFA gives up on (a Unicode `\b` before non-ASCII
 //! text, or a cache that keeps filling), so no input changes the result.
+//! It is compiled on that first message, not at start: compiling every rule
+//! a second time cost a third of a `faultline` start-up, for a path most
+//! streams never take.
 
 use std::panic::{RefUnwindSafe, UnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use regex_automata::hybrid::{dfa, regex as hybrid};
 use regex_automata::meta::Regex as MetaRegex;
+use regex_automata::nfa::thompson;
 use regex_automata::util::iter::Searcher;
 use regex_automata::util::pool::Pool;
 use regex_automata::util::prefilter::Prefilter;
@@ -23,12 +27,21 @@ use regex_automata::{Input, MatchKind};
 /// fly and clearing it mid-stream costs far more than the memory.
 const CACHE_BYTES: usize = 64 << 20;
 
+/// The most heap the rules' combined automaton may take (and so each rule's
+/// own): the `regex` crate's default size limit, which the combined rules
+/// were held to when the fallback was compiled at start. A rule over it is
+/// refused when the rules are combined, before it can take the memory.
+pub const RULE_SIZE_LIMIT: usize = 10 << 20;
+
 type CacheFn = Box<dyn Fn() -> hybrid::Cache + Send + Sync + UnwindSafe + RefUnwindSafe>;
 
 /// The compiled rules. Cloning gives the clone its own caches, so each
 /// worker thread with its own clone never waits on another.
 pub struct RuleScanner {
-    meta: MetaRegex,
+    patterns: Arc<[String]>,
+    /// Built on the first message the lazy DFA gives up on (or at once when
+    /// there is no lazy DFA); shared by clones once built.
+    meta: Arc<OnceLock<MetaRegex>>,
     fast: Option<(Arc<hybrid::Regex>, Pool<hybrid::Cache, CacheFn>)>,
 }
 
@@ -41,18 +54,44 @@ pub struct RuleMatch {
 }
 
 impl RuleScanner {
-    /// Compiles `patterns` (already validated one by one).
+    /// Compiles `patterns` (each already parsed on its own). Fails when
+    /// the rules together exceed [`RULE_SIZE_LIMIT`].
     pub fn new(patterns: &[&str]) -> Result<RuleScanner, String> {
-        let meta = MetaRegex::builder()
-            .configure(MetaRegex::config().hybrid_cache_capacity(CACHE_BYTES))
-            .build_many(patterns)
-            .map_err(|e| e.to_string())?;
-        // Without the lazy DFA (a rule it cannot build), `meta` does it all.
-        let fast = build_hybrid(patterns).ok();
+        let limit = RULE_SIZE_LIMIT;
+        let meta = Arc::new(OnceLock::new());
+        let fast = match build_hybrid(patterns, limit) {
+            Ok(re) => Some(with_pool(Arc::new(re))),
+            // Without the lazy DFA (a rule it cannot build), `meta` does it
+            // all, and its error is the one to report.
+            Err(_) => {
+                let built = build_meta(patterns, limit)?;
+                let _ = meta.set(built);
+                None
+            }
+        };
         Ok(RuleScanner {
-            fast: fast.map(|re| with_pool(Arc::new(re))),
+            patterns: patterns.iter().map(|p| p.to_string()).collect(),
             meta,
+            fast,
         })
+    }
+
+    /// The fallback, compiled on first use. The same patterns under the
+    /// same limit already compiled into the lazy DFA's automaton, so this
+    /// cannot fail where that succeeded; if it somehow did, the message is
+    /// left without matches (unmasked) rather than stopping the stream.
+    fn meta(&self) -> Option<&MetaRegex> {
+        if let Some(m) = self.meta.get() {
+            return Some(m);
+        }
+        let pats: Vec<&str> = self.patterns.iter().map(String::as_str).collect();
+        match build_meta(&pats, RULE_SIZE_LIMIT) {
+            Ok(m) => Some(self.meta.get_or_init(|| m)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot compile the masking rules' fallback matcher");
+                None
+            }
+        }
     }
 
     /// Fills `out` (cleared first) with the rules' matches in `msg`, left to
@@ -79,7 +118,8 @@ impl RuleScanner {
                 }
             }
         }
-        out.extend(self.meta.find_iter(msg).map(|m| RuleMatch {
+        let Some(meta) = self.meta() else { return };
+        out.extend(meta.find_iter(msg).map(|m| RuleMatch {
             rule: m.pattern().as_usize(),
             start: m.start(),
             end: m.end(),
@@ -87,7 +127,18 @@ impl RuleScanner {
     }
 }
 
-fn build_hybrid(patterns: &[&str]) -> Result<hybrid::Regex, String> {
+fn build_meta(patterns: &[&str], limit: usize) -> Result<MetaRegex, String> {
+    MetaRegex::builder()
+        .configure(
+            MetaRegex::config()
+                .hybrid_cache_capacity(CACHE_BYTES)
+                .nfa_size_limit(Some(limit)),
+        )
+        .build_many(patterns)
+        .map_err(|e| e.to_string())
+}
+
+fn build_hybrid(patterns: &[&str], limit: usize) -> Result<hybrid::Regex, String> {
     // As `meta` would: a prefix prefilter when the rules all start with
     // a few literals (the shipped rules do not; a user's set may).
     let hirs = patterns
@@ -96,6 +147,7 @@ fn build_hybrid(patterns: &[&str]) -> Result<hybrid::Regex, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let pre = Prefilter::from_hirs_prefix(MatchKind::LeftmostFirst, &hirs).filter(|p| p.is_fast());
     hybrid::Regex::builder()
+        .thompson(thompson::Config::new().nfa_size_limit(Some(limit)))
         .dfa(
             dfa::Config::new()
                 .cache_capacity(CACHE_BYTES)
@@ -115,7 +167,10 @@ fn with_pool(re: Arc<hybrid::Regex>) -> (Arc<hybrid::Regex>, Pool<hybrid::Cache,
 impl Clone for RuleScanner {
     fn clone(&self) -> RuleScanner {
         RuleScanner {
-            meta: self.meta.clone(),
+            patterns: Arc::clone(&self.patterns),
+            // A built fallback is shared (its caches are per thread inside
+            // `meta`); an unbuilt one is built once for all clones.
+            meta: Arc::clone(&self.meta),
             fast: self.fast.as_ref().map(|(re, _)| with_pool(Arc::clone(re))),
         }
     }
@@ -124,7 +179,7 @@ impl Clone for RuleScanner {
 impl std::fmt::Debug for RuleScanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuleScanner")
-            .field("rules", &self.meta.pattern_len())
+            .field("rules", &self.patterns.len())
             .field("lazy_dfa", &self.fast.is_some())
             .finish()
     }
