@@ -535,19 +535,29 @@ impl Stage2 {
             .consumer
             .committed_offsets(tpl, Duration::from_secs(30))
             .map_err(kafka("reading the stage-2 group's offsets"))?;
-        let wanted: Vec<changelog::Wanted> = new
-            .iter()
-            .map(|&p| changelog::Wanted {
+        let mut wanted: Vec<changelog::Wanted> = Vec::new();
+        for &p in &new {
+            let e = committed.find_partition(&self.topic, p);
+            // A partition answered with an error is not "nothing committed
+            // yet": taken for that, the restore would accept whatever
+            // snapshot the changelog shows while the consumer starts from
+            // the offset the group holds, losing or repeating what lies
+            // between.
+            if let Some(Err(source)) = e.as_ref().map(|e| e.error()) {
+                return Err(ScaleError::Kafka {
+                    context: "reading the stage-2 group's offset of a partition",
+                    source,
+                });
+            }
+            wanted.push(changelog::Wanted {
                 partition: p,
-                committed: committed.find_partition(&self.topic, p).and_then(|e| {
-                    match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    }
+                committed: e.and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
                 }),
                 events_key: self.key(p),
-            })
-            .collect();
+            });
+        }
         let t = Instant::now();
         let mut restored =
             changelog::restore(&self.reader, &self.changelog, &wanted, self.restore_wait)?;
