@@ -515,7 +515,16 @@ fn three_instances_with_kills_and_a_join(name: &str, size: usize) {
             );
         }
     }
-    assert_eq!(sc.records(), n, "every record processed once");
+    let counted = sc.records();
+    assert_eq!(
+        counted,
+        n,
+        "every record processed once; where each stage stands:\n{}\nthe log's last warnings \
+         and errors:\n{}\nlog: {}",
+        sc.pipeline_report(),
+        sc.warnings(),
+        s.log_tail()
+    );
     assert_same_as_replay(
         &format!("3 instances on {n} records, one killed twice, one added"),
         &read_alerts(&s.alerts),
