@@ -187,6 +187,10 @@ impl Stage1 {
             .map_err(kafka("reading the input group's offsets"))?;
         let mut seek = TopicPartitionList::new();
         for e in committed.elements() {
+            // An error is not "nothing committed": seeking to the beginning
+            // would forward the partition again (every record twice).
+            e.error()
+                .map_err(kafka("reading the input group's offset of a partition"))?;
             let o = match e.offset() {
                 Offset::Offset(o) => Offset::Offset(o),
                 _ => Offset::Beginning,

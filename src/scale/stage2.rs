@@ -35,7 +35,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::changelog::{self, Written};
 use super::control;
-use super::wire::{Envelope, Event};
+use super::wire::{Envelope, Event, Mark};
 use super::{Owner, Quiet, ScaleError, abortable, kafka, timeout_retry};
 use crate::alert::kafka::{KafkaAlertSink, SharedProducer};
 use crate::alert::{Alert, AlertSink, SinkError};
@@ -43,7 +43,7 @@ use crate::config::Config;
 use crate::engine::{BaselineOptions, Engine};
 use crate::fingerprint::Fingerprinter;
 use crate::metrics::Metrics;
-use crate::source::align::Aligner;
+use crate::source::align::{Aligner, Entry};
 
 /// An upstream (input) partition, `topic/partition`, interned.
 type Up = Arc<str>;
@@ -55,9 +55,26 @@ const PLACEHOLDER: &str = "";
 /// One owned internal partition.
 struct Part {
     engine: Engine,
-    align: Aligner<Up, Vec<Event>>,
+    lanes: Lanes,
     /// The offset after the last message read.
     next: Option<i64>,
+    /// The last snapshot written to the changelog.
+    written: Written,
+    /// Something was read or released since the last commit.
+    touched: bool,
+}
+
+/// The prefix of the `kafka_offsets` keys that say a lane had ended at a
+/// commit: `end|<events topic>/<partition>|<upstream>` → the offset after
+/// the mark that said so. Not under the partition's own prefix
+/// (`<events topic>/<partition>|`), so a binary from before these keys
+/// does not take them for lanes.
+const ENDED: &str = "end|";
+
+/// One owned partition's lanes, one per upstream partition, and what of
+/// them a commit saves (in the state's `kafka_offsets`) for the next owner.
+struct Lanes {
+    align: Aligner<Up, Vec<Event>>,
     /// The placeholder lane is still assigned.
     unseen: bool,
     /// Per lane: the offset after its last entry released to the engine.
@@ -65,10 +82,144 @@ struct Part {
     /// entry, so the next owner reads again entries other lanes had
     /// released: those below this are skipped (it is in the snapshot).
     done: HashMap<Up, i64>,
-    /// The last snapshot written to the changelog.
-    written: Written,
-    /// Something was read or released since the last commit.
-    touched: bool,
+    /// Per lane: the offset after the last mark saying its upstream
+    /// partition was at its end. Saved while the lane is still at that
+    /// end, so a restore knows it: the mark itself lies below `done` (or
+    /// below the committed offset) and is not read again, and the stage 1
+    /// that owns an ended upstream partition sends no new mark until it
+    /// reads something. Without it every ended lane held the others back
+    /// for `max_idle` after each rebalance at the end of a backlog.
+    ended: HashMap<Up, i64>,
+}
+
+impl Lanes {
+    /// A lane per known upstream partition (a placeholder when none is
+    /// known yet), each holding the others back until it delivers, ends
+    /// or idles.
+    fn new(capacity: usize, max_idle: Duration, ups: &[Up], now: Instant) -> Lanes {
+        let mut align = Aligner::new(capacity, max_idle);
+        let unseen = ups.is_empty();
+        if unseen {
+            align.assign(&Arc::from(PLACEHOLDER), now);
+        }
+        for u in ups {
+            align.assign(u, now);
+        }
+        Lanes {
+            align,
+            unseen,
+            done: HashMap::new(),
+            ended: HashMap::new(),
+        }
+    }
+
+    /// What the last commit saved of partition `key`'s lanes in
+    /// `offsets`: per upstream partition, its `done` offset and the end it
+    /// was at, if it was.
+    fn saved(offsets: &BTreeMap<String, i64>, key: &str) -> Vec<(String, Saved)> {
+        let mut out: BTreeMap<String, Saved> = BTreeMap::new();
+        for (prefix, ended) in [(format!("{key}|"), false), (format!("{ENDED}{key}|"), true)] {
+            for (k, v) in offsets
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+            {
+                let s = out.entry(k[prefix.len()..].to_string()).or_default();
+                if ended {
+                    s.ended = Some(*v);
+                } else {
+                    s.done = Some(*v);
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Takes up lane `u` as a commit saved it.
+    fn restore(&mut self, u: &Up, saved: Saved, now: Instant) {
+        self.align.assign(u, now);
+        if let Some(d) = saved.done {
+            self.done.insert(u.clone(), d);
+        }
+        // An end below what the lane released is stale: saved before the
+        // lane delivered again, and kept by a binary from before these
+        // keys (which neither writes nor removes them).
+        if let Some(e) = saved.ended.filter(|&e| saved.done.is_none_or(|d| d <= e)) {
+            // As if its end mark (at `e - 1`) had just been read: a message
+            // of the lane read again below it leaves the mark to say the
+            // end again, one past it clears it (`Aligner::consumed`).
+            self.align.consumed(u, e - 1, now);
+            self.align.reached_end(u, now);
+            self.ended.insert(u.clone(), e);
+        }
+    }
+
+    /// Saves under partition `key` in `offsets` what the next owner needs:
+    /// each lane's `done`, and the end of each lane still at its end.
+    fn save(&self, offsets: &mut BTreeMap<String, i64>, key: &str) {
+        for (up, d) in &self.done {
+            offsets.insert(format!("{key}|{up}"), *d);
+        }
+        let prefix = format!("{ENDED}{key}|");
+        let stale: Vec<String> = offsets
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            offsets.remove(&k);
+        }
+        for (up, e) in &self.ended {
+            if self.align.at_end(up) {
+                offsets.insert(format!("{prefix}{up}"), *e);
+            }
+        }
+    }
+
+    /// The message at `offset` of lane `key`: its events and its mark.
+    fn receive(
+        &mut self,
+        key: &Up,
+        offset: i64,
+        events: Option<Vec<Event>>,
+        mark: Option<Mark>,
+        now: Instant,
+    ) {
+        self.align.consumed(key, offset, now);
+        if self.done.get(key).is_some_and(|&d| offset < d) {
+            return; // released by the previous owner: in the snapshot
+        }
+        if let Some(events) = events {
+            let time = events.iter().find_map(Event::time);
+            self.align.push(key, offset, time, events, now);
+        }
+        if let Some(mark) = mark {
+            if std::mem::take(&mut self.unseen) {
+                self.align.revoke(&Arc::from(PLACEHOLDER));
+            }
+            if let Some(t) = mark.time {
+                self.align.push(key, offset, Some(t), Vec::new(), now);
+            }
+            if mark.at_end {
+                self.align.reached_end(key, now);
+                self.ended.insert(key.clone(), offset + 1);
+            }
+        }
+    }
+
+    /// The next entry the alignment releases, its lane's `done` moved
+    /// past it.
+    fn pop(&mut self, now: Instant) -> Option<Entry<Vec<Event>>> {
+        let (key, e) = self.align.pop_ready(now).map(|(k, e)| (k.clone(), e))?;
+        self.done.insert(key, e.from + 1);
+        Some(e)
+    }
+}
+
+/// One lane as a commit saved it ([`Lanes::saved`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Saved {
+    done: Option<i64>,
+    ended: Option<i64>,
 }
 
 /// A sink shared by the engines of all owned partitions (the local alert
@@ -311,27 +462,10 @@ impl Stage2 {
         // Commands the snapshot had not applied yet (`control.rs`).
         let commands = self.control.apply(&mut engine.state);
         let now = Instant::now();
-        let mut align = Aligner::new(self.capacity, self.max_idle);
-        let unseen = self.ups.is_empty();
-        if unseen {
-            align.assign(&Arc::from(PLACEHOLDER), now);
-        }
-        for u in &self.ups {
-            align.assign(u, now);
-        }
-        let mut done = HashMap::new();
-        let prefix = format!("{}|", self.key(p));
-        let lanes: Vec<(String, i64)> = engine
-            .state
-            .kafka_offsets
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| (k[prefix.len()..].to_string(), *v))
-            .collect();
-        for (up, o) in lanes {
+        let mut lanes = Lanes::new(self.capacity, self.max_idle, &self.ups, now);
+        for (up, saved) in Lanes::saved(&engine.state.kafka_offsets, &self.key(p)) {
             let u = self.up(&up, now);
-            align.assign(&u, now);
-            done.insert(u, o);
+            lanes.restore(&u, saved, now);
         }
         tracing::info!(
             partition = p,
@@ -343,10 +477,8 @@ impl Stage2 {
         );
         Ok(Part {
             engine,
-            align,
+            lanes,
             next: None,
-            unseen,
-            done,
             written,
             touched: commands > 0,
         })
@@ -362,7 +494,7 @@ impl Stage2 {
         let u: Up = Arc::from(name);
         self.ups.push(u.clone());
         for part in self.parts.values_mut() {
-            part.align.assign(&u, now);
+            part.lanes.align.assign(&u, now);
         }
         u
     }
@@ -403,19 +535,29 @@ impl Stage2 {
             .consumer
             .committed_offsets(tpl, Duration::from_secs(30))
             .map_err(kafka("reading the stage-2 group's offsets"))?;
-        let wanted: Vec<changelog::Wanted> = new
-            .iter()
-            .map(|&p| changelog::Wanted {
+        let mut wanted: Vec<changelog::Wanted> = Vec::new();
+        for &p in &new {
+            let e = committed.find_partition(&self.topic, p);
+            // A partition answered with an error is not "nothing committed
+            // yet": taken for that, the restore would accept whatever
+            // snapshot the changelog shows while the consumer starts from
+            // the offset the group holds, losing or repeating what lies
+            // between.
+            if let Some(Err(source)) = e.as_ref().map(|e| e.error()) {
+                return Err(ScaleError::Kafka {
+                    context: "reading the stage-2 group's offset of a partition",
+                    source,
+                });
+            }
+            wanted.push(changelog::Wanted {
                 partition: p,
-                committed: committed.find_partition(&self.topic, p).and_then(|e| {
-                    match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    }
+                committed: e.and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
                 }),
                 events_key: self.key(p),
-            })
-            .collect();
+            });
+        }
         let t = Instant::now();
         let mut restored =
             changelog::restore(&self.reader, &self.changelog, &wanted, self.restore_wait)?;
@@ -478,25 +620,7 @@ impl Stage2 {
         };
         part.next = Some(offset + 1);
         part.touched = true;
-        part.align.consumed(&key, offset, now);
-        if part.done.get(&key).is_some_and(|&d| offset < d) {
-            return; // released by the previous owner: in the snapshot
-        }
-        if let Some(events) = env.events {
-            let time = events.iter().find_map(Event::time);
-            part.align.push(&key, offset, time, events, now);
-        }
-        if let Some(mark) = env.mark {
-            if std::mem::take(&mut part.unseen) {
-                part.align.revoke(&Arc::from(PLACEHOLDER));
-            }
-            if let Some(t) = mark.time {
-                part.align.push(&key, offset, Some(t), Vec::new(), now);
-            }
-            if mark.at_end {
-                part.align.reached_end(&key, now);
-            }
-        }
+        part.lanes.receive(&key, offset, env.events, env.mark, now);
     }
 
     /// Releases what each partition's alignment allows into its engine;
@@ -505,8 +629,7 @@ impl Stage2 {
         let mut total = 0;
         for part in self.parts.values_mut() {
             let mut n = 0;
-            while let Some((key, e)) = part.align.pop_ready(now).map(|(k, e)| (k.clone(), e)) {
-                part.done.insert(key, e.from + 1);
+            while let Some(e) = part.lanes.pop(now) {
                 part.touched = true;
                 if e.item.is_empty() {
                     // A watermark: the whole stream's clock.
@@ -535,11 +658,11 @@ impl Stage2 {
     /// oldest buffered entry, else the offset after the last read.
     fn commit_offset(part: &Part) -> Option<i64> {
         let next = part.next?;
-        let oldest = part
-            .align
+        let align = &part.lanes.align;
+        let oldest = align
             .partitions()
-            .filter(|k| part.align.waiting(k) > 0)
-            .filter_map(|k| part.align.commit_offset(k))
+            .filter(|k| align.waiting(k) > 0)
+            .filter_map(|k| align.commit_offset(k))
             .min();
         Some(oldest.map_or(next, |o| o.min(next)))
     }
@@ -569,7 +692,7 @@ impl Stage2 {
             self.begin()?;
             self.receive(*p, *off, payload, now);
         }
-        if self.parts.values().any(|p| p.align.ready(now)) {
+        if self.parts.values().any(|p| p.lanes.align.ready(now)) {
             self.begin()?;
         }
         let n = self.drain(now);
@@ -744,9 +867,7 @@ impl Stage2 {
             let key = format!("{}/{p}", self.topic);
             let offsets = &mut part.engine.state.kafka_offsets;
             offsets.insert(key.clone(), o);
-            for (up, d) in &part.done {
-                offsets.insert(format!("{key}|{up}"), *d);
-            }
+            part.lanes.save(offsets, &key);
             let w = changelog::write(
                 &self.producer,
                 &self.changelog,
@@ -844,4 +965,180 @@ fn input_partitions(cfg: &Config) -> Result<Vec<Up>, ScaleError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_secs(30);
+    const KEY: &str = "events/0";
+
+    fn up(name: &str) -> Up {
+        Arc::from(name)
+    }
+
+    fn line(t: i64) -> Option<Vec<Event>> {
+        Some(vec![Event::Line {
+            time: Some(t),
+            level: None,
+            service: None,
+            version: None,
+            message: None,
+            duration_ms: None,
+            request: false,
+        }])
+    }
+
+    fn mark(t: i64, at_end: bool) -> Option<Mark> {
+        Some(Mark {
+            time: Some(t),
+            at_end,
+        })
+    }
+
+    /// Released entries' event times (watermarks included).
+    fn drain(lanes: &mut Lanes, now: Instant) -> Vec<Option<i64>> {
+        std::iter::from_fn(|| lanes.pop(now).map(|e| e.time)).collect()
+    }
+
+    /// Two upstream partitions: `in/1` delivers a record and ends (offsets
+    /// 0 and 1), `in/0` delivers a record and a mark that it goes on
+    /// (offsets 2 and 3). All of it is released; the partition's offsets
+    /// are saved as a commit saves them.
+    fn first_owner(now: Instant) -> (Lanes, BTreeMap<String, i64>) {
+        let ups = [up("in/0"), up("in/1")];
+        let mut lanes = Lanes::new(100, IDLE, &ups, now);
+        lanes.receive(&ups[1], 0, line(1_000), None, now);
+        lanes.receive(&ups[1], 1, None, mark(1_000, true), now);
+        lanes.receive(&ups[0], 2, line(2_000), None, now);
+        lanes.receive(&ups[0], 3, None, mark(2_000, false), now);
+        assert_eq!(
+            drain(&mut lanes, now),
+            [Some(1_000), Some(1_000), Some(2_000), Some(2_000)]
+        );
+        let mut offsets = BTreeMap::new();
+        offsets.insert(KEY.to_string(), 4);
+        lanes.save(&mut offsets, KEY);
+        (lanes, offsets)
+    }
+
+    /// The next owner's lanes, restored from `offsets`.
+    fn next_owner(offsets: &BTreeMap<String, i64>, now: Instant) -> Lanes {
+        let ups = [up("in/0"), up("in/1")];
+        let mut lanes = Lanes::new(100, IDLE, &ups, now);
+        for (name, saved) in Lanes::saved(offsets, KEY) {
+            let u = ups
+                .iter()
+                .find(|u| ***u == *name)
+                .cloned()
+                .unwrap_or_else(|| up(&name));
+            lanes.restore(&u, saved, now);
+        }
+        lanes
+    }
+
+    #[test]
+    fn a_lane_whose_upstream_ended_still_holds_nothing_back_after_a_restore() {
+        let t0 = Instant::now();
+        let (_, offsets) = first_owner(t0);
+        assert_eq!(offsets.get("end|events/0|in/1"), Some(&2));
+        assert_eq!(offsets.get("end|events/0|in/0"), None);
+        // A rebalance: the next owner reads on from the committed offset
+        // 4; the end mark at 1 is not read again, and in/1's stage 1 has
+        // nothing new to say.
+        let t1 = t0 + Duration::from_secs(1);
+        let mut lanes = next_owner(&offsets, t1);
+        lanes.receive(&up("in/0"), 4, line(3_000), None, t1);
+        // Released at once, not after max_idle.
+        assert_eq!(drain(&mut lanes, t1), [Some(3_000)]);
+    }
+
+    #[test]
+    fn an_end_mark_read_again_below_the_released_offsets_still_says_the_end() {
+        let t0 = Instant::now();
+        let (_, offsets) = first_owner(t0);
+        let t1 = t0 + Duration::from_secs(1);
+        let mut lanes = next_owner(&offsets, t1);
+        // Another lane's buffered entry set the committed offset back to 0:
+        // everything is read again, skipped as released, and in/1 still
+        // ends at its mark.
+        for (u, o, ev, m) in [
+            ("in/1", 0, line(1_000), None),
+            ("in/1", 1, None, mark(1_000, true)),
+            ("in/0", 2, line(2_000), None),
+            ("in/0", 3, None, mark(2_000, false)),
+        ] {
+            lanes.receive(&up(u), o, ev, m, t1);
+        }
+        assert!(drain(&mut lanes, t1).is_empty(), "all of it was released");
+        lanes.receive(&up("in/0"), 4, line(3_000), None, t1);
+        assert_eq!(drain(&mut lanes, t1), [Some(3_000)]);
+    }
+
+    #[test]
+    fn a_lane_that_delivered_after_its_end_is_not_saved_as_ended() {
+        let t0 = Instant::now();
+        let (mut lanes, mut offsets) = first_owner(t0);
+        // in/1's upstream got a record after the end: it may deliver more,
+        // so it holds in/0's end mark back, and after a restore it still
+        // holds the others back until it delivers or idles.
+        lanes.receive(&up("in/1"), 4, line(3_000), None, t0);
+        lanes.receive(&up("in/0"), 5, None, mark(3_500, true), t0);
+        assert_eq!(drain(&mut lanes, t0), [Some(3_000)]);
+        offsets.insert(KEY.to_string(), 5);
+        lanes.save(&mut offsets, KEY);
+        assert_eq!(offsets.get("end|events/0|in/1"), None);
+        assert_eq!(offsets.get("end|events/0|in/0"), Some(&6));
+        let t1 = t0 + Duration::from_secs(1);
+        let mut lanes = next_owner(&offsets, t1);
+        lanes.receive(&up("in/0"), 5, None, mark(3_500, true), t1);
+        lanes.receive(&up("in/0"), 6, line(4_000), None, t1);
+        assert!(drain(&mut lanes, t1).is_empty(), "in/1 may deliver earlier");
+        assert_eq!(drain(&mut lanes, t1 + IDLE), [Some(3_500), Some(4_000)]);
+    }
+
+    #[test]
+    fn an_end_saved_before_the_lane_released_more_is_not_believed() {
+        let t0 = Instant::now();
+        let (_, mut offsets) = first_owner(t0);
+        // An older binary released in/1's offset 4 and saved its position,
+        // leaving the end key as it was.
+        offsets.insert("events/0|in/1".to_string(), 5);
+        offsets.insert(KEY.to_string(), 5);
+        let t1 = t0 + Duration::from_secs(1);
+        let mut lanes = next_owner(&offsets, t1);
+        lanes.receive(&up("in/0"), 5, line(4_000), None, t1);
+        assert!(drain(&mut lanes, t1).is_empty(), "in/1 may deliver earlier");
+        assert_eq!(drain(&mut lanes, t1 + IDLE), [Some(4_000)]);
+    }
+
+    #[test]
+    fn the_saved_lanes_are_read_back_by_upstream_partition_and_other_keys_are_left_alone() {
+        let mut offsets = BTreeMap::new();
+        for (k, v) in [
+            ("events/0", 9),
+            ("events/0|in/0", 4),
+            ("events/0|in/1", 2),
+            ("end|events/0|in/1", 2),
+            ("events/1|in/0", 7),
+            ("end|events/1|in/0", 8),
+            ("events/10|in/0", 5),
+            ("control|x", 3),
+        ] {
+            offsets.insert(k.to_string(), v);
+        }
+        let saved = |done, ended| Saved { done, ended };
+        assert_eq!(
+            Lanes::saved(&offsets, KEY),
+            [
+                ("in/0".to_string(), saved(Some(4), None)),
+                ("in/1".to_string(), saved(Some(2), Some(2))),
+            ]
+        );
+        assert_eq!(
+            Lanes::saved(&offsets, "events/1"),
+            [("in/0".to_string(), saved(Some(7), Some(8)))]
+        );
+    }
 }

@@ -13,6 +13,7 @@
 //! issue's test; `FAULTLINE_SCALE_RECORDS` sets its size). Resolve and
 //! mute reach the type's owner through the control topic.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::super::support::{http, wait_for};
@@ -103,23 +104,147 @@ impl Scaled {
     /// Waits until the changelog counts `n` records; the runs' log on
     /// failure.
     fn wait_for_records(&self, n: u64, limit: Duration) {
+        self.wait_for_records_of(n, limit, &mut [])
+    }
+
+    /// [`wait_for_records`](Self::wait_for_records), saying on failure
+    /// which of `instances` still run and where each stage stands
+    /// ([`pipeline_report`](Self::pipeline_report)).
+    fn wait_for_records_of(&self, n: u64, limit: Duration, instances: &mut [(&str, Service)]) {
         let limit = Instant::now() + limit;
         let mut seen = self.records();
         while seen < n {
-            assert!(
-                Instant::now() < limit,
-                "only {seen} of {n} records processed; per internal partition (records, \
-                 offsets): {:?}; the log's last warnings and errors:\n{}\nlog: {}",
-                self.states()
-                    .iter()
-                    .map(|(p, s)| (*p, s.kafka_records, s.kafka_offsets.clone()))
-                    .collect::<Vec<_>>(),
-                self.warnings(),
-                self.s.log_tail()
-            );
+            if Instant::now() >= limit {
+                let alive: Vec<String> = instances
+                    .iter_mut()
+                    .map(|(name, svc)| match svc.child.try_wait() {
+                        Ok(None) => format!("{name}: running"),
+                        Ok(Some(st)) => format!("{name}: exited ({st})"),
+                        Err(e) => format!("{name}: {e}"),
+                    })
+                    .collect();
+                panic!(
+                    "only {seen} of {n} records processed; instances: {alive:?}; per internal \
+                     partition (records, offsets): {:?}; where each stage stands:\n{}\nthe \
+                     log's last warnings and errors:\n{}\nlog: {}",
+                    self.states()
+                        .iter()
+                        .map(|(p, s)| (*p, s.kafka_records, s.kafka_offsets.clone()))
+                        .collect::<Vec<_>>(),
+                    self.pipeline_report(),
+                    self.warnings(),
+                    self.s.log_tail()
+                );
+            }
             std::thread::sleep(Duration::from_millis(250));
             seen = self.records();
         }
+    }
+
+    /// Where each stage stands, for a count that stopped short: per input
+    /// partition its end and the input group's committed offset (stage 1's
+    /// progress); per internal partition its end under read_committed (the
+    /// last stable offset), the stage-2 group's committed offset, the event
+    /// messages it holds under read_committed (each is one record once
+    /// released) and the records its changelog state counts. So a failure
+    /// says which of these it was: stage 1 did not forward a batch (input
+    /// committed short of its end, or events held short of the input), an
+    /// open transaction holds an internal partition's stable offset back,
+    /// stage 2 stopped reading (committed short of the end), or a state
+    /// lost what its owner had read (committed at the end, counted short
+    /// of the events held).
+    fn pipeline_report(&self) -> String {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::Message;
+        use rdkafka::{Offset, TopicPartitionList};
+        let wait = Duration::from_secs(10);
+        let consumer = |group: &str| -> Option<BaseConsumer> {
+            let mut c = rdkafka::ClientConfig::new();
+            c.set("bootstrap.servers", broker_addr())
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .set("enable.partition.eof", "true")
+                .set("auto.offset.reset", "earliest")
+                .set("isolation.level", "read_committed");
+            c.create().ok()
+        };
+        // Per partition of `topic`: (end, committed by `group`).
+        let stand = |group: &str, topic: &str, partitions: i32| -> Vec<String> {
+            let Some(c) = consumer(group) else {
+                return vec!["no client".into()];
+            };
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..partitions {
+                tpl.add_partition(topic, p);
+            }
+            let committed = c.committed_offsets(tpl, wait);
+            (0..partitions)
+                .map(|p| {
+                    let end = c.fetch_watermarks(topic, p, wait).map(|(_, h)| h);
+                    let got = match &committed {
+                        Ok(t) => t.find_partition(topic, p).map_or("none".into(), |e| {
+                            format!(
+                                "{:?}{}",
+                                e.offset(),
+                                e.error().err().map_or(String::new(), |x| format!(" ({x})"))
+                            )
+                        }),
+                        Err(e) => format!("error: {e}"),
+                    };
+                    format!("{p}: end {end:?}, committed {got}")
+                })
+                .collect()
+        };
+        let events = format!("{}-events", self.group);
+        let mut out = format!(
+            "input {} (group {}): {:?}\nevents {events} (group {}-stage2): {:?}\n",
+            self.s.logs,
+            self.group,
+            stand(&self.group, &self.s.logs, 3),
+            self.group,
+            stand(&format!("{}-stage2", self.group), &events, self.partitions),
+        );
+        // The event messages each internal partition holds, read whole.
+        let Some(c) = consumer(&unique("scale-report")) else {
+            return out;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            let _ = tpl.add_partition_offset(&events, p, Offset::Beginning);
+        }
+        if c.assign(&tpl).is_err() {
+            return out;
+        }
+        let mut held = vec![0u64; self.partitions as usize];
+        let mut ended = std::collections::BTreeSet::new();
+        let until = Instant::now() + Duration::from_secs(60);
+        while ended.len() < self.partitions as usize && Instant::now() < until {
+            match c.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let env: Option<faultline::scale::wire::Envelope> =
+                        m.payload().and_then(|b| serde_json::from_slice(b).ok());
+                    if env.is_some_and(|e| e.events.is_some()) {
+                        held[m.partition() as usize] += 1;
+                    }
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    ended.insert(p);
+                }
+                _ => {}
+            }
+        }
+        let counted: BTreeMap<i32, u64> = self
+            .states()
+            .iter()
+            .map(|(p, s)| (*p, s.kafka_records))
+            .collect();
+        out += &format!(
+            "event messages held per internal partition (read to the end: {}): {held:?}, {} in \
+             all; counted by the changelog: {counted:?}",
+            ended.len() == self.partitions as usize,
+            held.iter().sum::<u64>()
+        );
+        out
     }
 
     /// The run log's last 20 WARN and ERROR lines: a stuck group's cause
@@ -370,7 +495,7 @@ fn three_instances_with_kills_and_a_join(name: &str, size: usize) {
             }
         }
         running.push(("d", sc.instance("d", &env)));
-        sc.wait_for_records(n, limit);
+        sc.wait_for_records_of(n, limit, &mut running);
         eprintln!(
             "3 instances, b killed twice, d added: {n} records in {:?} (replay done at {replayed:?}, \
              produced at {produced:?}); {} partition restores",
@@ -390,7 +515,16 @@ fn three_instances_with_kills_and_a_join(name: &str, size: usize) {
             );
         }
     }
-    assert_eq!(sc.records(), n, "every record processed once");
+    let counted = sc.records();
+    assert_eq!(
+        counted,
+        n,
+        "every record processed once; where each stage stands:\n{}\nthe log's last warnings \
+         and errors:\n{}\nlog: {}",
+        sc.pipeline_report(),
+        sc.warnings(),
+        s.log_tail()
+    );
     assert_same_as_replay(
         &format!("3 instances on {n} records, one killed twice, one added"),
         &read_alerts(&s.alerts),
