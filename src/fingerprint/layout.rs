@@ -62,6 +62,9 @@ pub const MAX_PENDING_LINES: usize = 8192;
 /// past this bound keep their ids), and the bound keeps one re-key (done
 /// in the stream's path) short.
 pub const MAX_REKEY: usize = 2 * LEARN_LINES;
+/// An empty field of a row as the masker writes it: in a varying column
+/// it is one more value (else the column has two forms, `<*>` and `""`).
+const EMPTY_FIELD: &str = "\"\"";
 /// Share of lines on which a header position must hold a header token.
 const STABLE_SHARE: f64 = 0.9;
 /// At most this many distinct plain words make a closed vocabulary.
@@ -70,6 +73,10 @@ const CLOSED_WORDS: usize = 8;
 const MIN_VARYING_GROUPS: usize = 3;
 /// … and their share among message groups seen more than once.
 const MIN_VARYING_SHARE: f64 = 0.2;
+/// … or, for a closed vocabulary, their share among message groups seen
+/// more than once: at least half, so a level that differs for a few messages
+/// logged at two levels stays.
+const CLOSED_VARYING_SHARE: f64 = 0.5;
 /// A bracketed column spans at most this many whitespace tokens.
 const MAX_GROUP_TOKENS: usize = 6;
 
@@ -153,7 +160,7 @@ impl Line {
         };
         for (c, &(s, e)) in cols.iter().take(MAX_COLUMNS).enumerate() {
             let v = &t[s..e];
-            l.plain |= u8::from(is_plain_word(v)) << c;
+            l.plain |= u8::from(is_plain(v)) << c;
             l.var |= u8::from(v == VAR) << c;
             l.vals[c] = xxh3_64(v.as_bytes()) as u32;
         }
@@ -227,10 +234,16 @@ impl Layout {
         let header = header_len(lines);
         let mut varying = Vec::new();
         for c in 0..header {
-            if is_closed_vocabulary(lines, c) {
-                continue;
-            }
-            if varies_within_messages(lines, header, c) {
+            // A closed vocabulary labels events (levels, states) unless it
+            // varies within most messages: then it is a per-line field
+            // whatever its size (a site, a pool of a few hosts), since a
+            // word that labels an event follows the event.
+            let share = if is_closed_vocabulary(lines, c) {
+                CLOSED_VARYING_SHARE
+            } else {
+                MIN_VARYING_SHARE
+            };
+            if varies_within_messages(lines, header, c, share) {
                 varying.push(c);
             }
         }
@@ -556,9 +569,22 @@ impl LayoutLearner {
 }
 
 /// Byte spans of a template's columns: whitespace-separated tokens, with a
-/// bracketed group (`[worker 3]`, `(pid 12)`) kept as one column.
+/// bracketed group (`[worker 3]`, `(pid 12)`) kept as one column; in a
+/// row of tab-separated fields (the masker writes one joined by tabs,
+/// `delimited::tab_fields`), each field, whatever its words, so a value
+/// with a space inside (`North Gate`) is one column, not two that shift
+/// every later one.
 fn columns(t: &str) -> Vec<(usize, usize)> {
     let mut out: Vec<(usize, usize)> = Vec::new();
+    if memchr::memchr(b'\t', t.as_bytes()).is_some() {
+        let mut at = 0;
+        for f in t.split('\t') {
+            let lead = f.len() - f.trim_start().len();
+            out.push((at + lead, at + f.trim_end().len()));
+            at += f.len() + 1;
+        }
+        return out;
+    }
     let mut open: Option<(usize, i32, usize)> = None; // start, depth, tokens
     let mut rest = t;
     let mut base = 0;
@@ -600,6 +626,12 @@ fn depth(w: &str) -> i32 {
         .sum()
 }
 
+/// A column of running text: words of letters (one, or a field's several).
+fn is_plain(v: &str) -> bool {
+    let mut words = v.split_ascii_whitespace().peekable();
+    words.peek().is_some() && words.all(is_plain_word)
+}
+
 /// A word of running text: letters, perhaps one trailing punctuation mark.
 fn is_plain_word(w: &str) -> bool {
     let w = w.strip_suffix(['.', ',', ':', ';']).unwrap_or(w);
@@ -616,7 +648,7 @@ fn is_plain_word(w: &str) -> bool {
 /// happened to fire on its header — worst online, where the learner has
 /// no later lines to fold the pair with.
 fn maskable(w: &str) -> bool {
-    w != VAR && (w.chars().any(char::is_alphanumeric) || w.contains(VAR))
+    w != VAR && (w.chars().any(char::is_alphanumeric) || w.contains(VAR) || w == EMPTY_FIELD)
 }
 
 /// Length of the prefix of positions that hold a header token on nearly
@@ -675,7 +707,7 @@ fn is_closed_vocabulary(lines: &[Line], c: usize) -> bool {
 
 /// Column `c` takes several values among lines with the same message (the
 /// text after the header), in enough message groups.
-fn varies_within_messages(lines: &[Line], header: usize, c: usize) -> bool {
+fn varies_within_messages(lines: &[Line], header: usize, c: usize, share: f64) -> bool {
     if header == 0 || header > MAX_COLUMNS {
         return false;
     }
@@ -692,7 +724,7 @@ fn varies_within_messages(lines: &[Line], header: usize, c: usize) -> bool {
     }
     let repeated = groups.values().filter(|g| g.0 >= 2).count();
     let varied = groups.values().filter(|g| g.2).count();
-    varied >= MIN_VARYING_GROUPS && varied as f64 >= MIN_VARYING_SHARE * repeated as f64
+    varied >= MIN_VARYING_GROUPS && varied as f64 >= share * repeated as f64
 }
 
 #[cfg(test)]
@@ -796,6 +828,51 @@ mod tests {
         let layout = learn(&lines);
         assert!(layout.varying().is_empty(), "{layout:?}");
         assert_eq!(layout.apply(&lines[0]), None);
+    }
+
+    #[test]
+    fn a_few_words_that_vary_within_most_messages_are_a_field_not_a_vocabulary() {
+        // Two site names on every message alike: a per-line field.
+        let mut lines = Vec::new();
+        let msgs = [
+            "Barrier raised",
+            "Barrier lowered",
+            "Gate jammed",
+            "Card refused",
+            "Card read",
+            "Power lost",
+            "Power back",
+            "Ticket printed",
+            "Paper low",
+            "Door forced",
+        ];
+        for i in 0..60 {
+            let site = ["North Gate", "Lower Yard"][i % 2];
+            let msg = msgs[i / 2 % msgs.len()];
+            let class = if msg.starts_with('P') {
+                "POWER"
+            } else {
+                "ACCESS"
+            };
+            lines.push(format!("<*>\t {site}\t {class}\t {msg}"));
+        }
+        let l = learn(&lines);
+        assert_eq!(l.varying(), [1]);
+        assert_eq!(
+            l.apply("<*>\t Lower Yard\t ACCESS\t Barrier raised")
+                .as_deref(),
+            Some("<*>\t <*>\t ACCESS\t Barrier raised")
+        );
+    }
+
+    #[test]
+    fn a_tab_separated_field_is_one_column_and_an_empty_one_is_a_value() {
+        assert_eq!(
+            columns("<*>\t North Gate\t \"\"\t Barrier raised"),
+            [(0, 3), (5, 15), (17, 19), (21, 35)]
+        );
+        assert!(maskable("\"\""));
+        assert!(is_plain("North Gate") && !is_plain("Gate <*>"));
     }
 
     #[test]
