@@ -37,7 +37,9 @@ pub(crate) type Scratch = (String, Vec<(usize, usize)>, String);
 const MAX_FIELDS: usize = 64;
 
 /// What joins two tab-separated fields in the template: the tab is the
-/// column bound the layout reads, and a word of its own to the learner.
+/// column bound the layout reads; the space after it keeps the learned
+/// stage's words apart (it splits on spaces only: a bare tab would glue
+/// two fields into one word; here the tab rides on the field before it).
 pub(crate) const TAB_JOINER: &str = "\t ";
 
 /// What joins two fields in the template: the separator and a space, so
@@ -47,8 +49,6 @@ pub(crate) fn joiner(sep: u8) -> &'static str {
         b',' => ", ",
         b';' => "; ",
         b'|' => " | ",
-        // Spaces around the tab: the learned stage splits words on spaces
-        // only, and a bare tab would glue two fields into one word.
         _ => TAB_JOINER,
     }
 }
@@ -157,8 +157,8 @@ const MIN_TABS: usize = 2;
 /// spreadsheets pasted into a log): a line with [`MIN_TABS`] tabs between
 /// its words is a row, and an empty field (two tabs in a row) is a column
 /// that keeps its place. Tabs that only indent the line are not
-/// separators; a tab at the end is an empty last field. At most [`MAX_FIELDS`] fields: a longer row is left to
-/// the ordinary masking.
+/// separators; a tab at the end is an empty last field. At most
+/// [`MAX_FIELDS`] fields: a longer row is left to the ordinary masking.
 pub(crate) fn tab_fields(line: &str) -> Option<std::str::Split<'_, char>> {
     let inner = line
         .trim_start_matches(|c: char| c.is_ascii_whitespace())

@@ -390,8 +390,9 @@ impl Fingerprinter {
     /// Masks a message's first line into `out`: a row of quoted fields
     /// ([`delimited`]) field by field, each field one token (its inner
     /// whitespace joined by `_`) and the fields joined by the separator, so
-    /// every column keeps its position for the learned stage; any other
-    /// line as one text.
+    /// every column keeps its position for the learned stage; a row of
+    /// tab-separated fields field by field ([`Fingerprinter::mask_tab_row`]);
+    /// any other line as one text.
     fn mask_line(&self, line: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
         // Most lines have neither a quote nor a tab: one memchr2 and the
         // usual masking.
@@ -450,10 +451,9 @@ impl Fingerprinter {
     /// field into `out`: each field masked alone, its words kept as words
     /// (a free-text column stays text the learner reads word by word), an
     /// empty field written `""` so every later column keeps its place, the
-    /// fields joined by a tab between spaces ([`delimited::TAB_JOINER`]):
-    /// the column bound the layout reads (`layout::columns`) and a word of
-    /// its own to the learner. False (and `out` untouched) when `line` is not
-    /// such a row.
+    /// fields joined by [`delimited::TAB_JOINER`] (the tab is the column
+    /// bound the layout reads, `layout::columns`). False (and `out`
+    /// untouched) when `line` is not such a row.
     fn mask_tab_row(
         &self,
         line: &str,
