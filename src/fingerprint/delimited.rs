@@ -36,6 +36,12 @@ pub(crate) type Scratch = (String, Vec<(usize, usize)>, String);
 /// ordinary masking (bounded work and a bounded template).
 const MAX_FIELDS: usize = 64;
 
+/// What joins two tab-separated fields in the template: the tab is the
+/// column bound the layout reads; the space after it keeps the learned
+/// stage's words apart (it splits on spaces only: a bare tab would glue
+/// two fields into one word; here the tab rides on the field before it).
+pub(crate) const TAB_JOINER: &str = "\t ";
+
 /// What joins two fields in the template: the separator and a space, so
 /// every field is a whitespace token of its own.
 pub(crate) fn joiner(sep: u8) -> &'static str {
@@ -43,7 +49,7 @@ pub(crate) fn joiner(sep: u8) -> &'static str {
         b',' => ", ",
         b';' => "; ",
         b'|' => " | ",
-        _ => "\t",
+        _ => TAB_JOINER,
     }
 }
 
@@ -138,9 +144,61 @@ fn split_with(
     }
 }
 
+/// Tabs (at least this many, between fields) before an unquoted line is
+/// read as a row of tab-separated fields.
+const MIN_TABS: usize = 2;
+
+/// The fields of `line` read as a row of tab-separated fields (no quoting:
+/// a tab inside a value cannot be told from a separator), or `None` when it
+/// is not one.
+///
+/// Unlike `,` `;` or `|`, which running text uses, a tab inside a log line
+/// is almost always a column bound (exports, tab-separated event logs,
+/// spreadsheets pasted into a log): a line with [`MIN_TABS`] tabs between
+/// its words is a row, and an empty field (two tabs in a row) is a column
+/// that keeps its place. Tabs that only indent the line are not
+/// separators; a tab at the end is an empty last field. At most
+/// [`MAX_FIELDS`] fields: a longer row is left to the ordinary masking.
+pub(crate) fn tab_fields(line: &str) -> Option<std::str::Split<'_, char>> {
+    let inner = line
+        .trim_start_matches(|c: char| c.is_ascii_whitespace())
+        .trim_end_matches(['\r', '\n', ' ']);
+    let tabs = memchr::memchr_iter(b'\t', inner.as_bytes()).count();
+    if !(MIN_TABS..MAX_FIELDS).contains(&tabs) {
+        return None;
+    }
+    Some(inner.split('\t'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tab_row(line: &str) -> Option<Vec<&str>> {
+        tab_fields(line).map(Iterator::collect)
+    }
+
+    #[test]
+    fn a_tab_separated_row_keeps_its_empty_fields_in_place() {
+        assert_eq!(
+            tab_row("07:12\tNorth Gate\t\tOPEN\tBarrier raised\t\t\r"),
+            Some(vec![
+                "07:12",
+                "North Gate",
+                "",
+                "OPEN",
+                "Barrier raised",
+                "",
+                ""
+            ])
+        );
+    }
+
+    #[test]
+    fn tabs_that_only_indent_or_pad_a_line_are_not_a_row() {
+        assert_eq!(tab_row("\t\tat org.acme.Pump.run(Pump.java:12)"), None);
+        assert_eq!(tab_row("key\tvalue"), None);
+    }
 
     fn fields_of(line: &str) -> Option<(u8, Vec<String>)> {
         let mut buf = String::new();

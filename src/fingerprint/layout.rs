@@ -44,6 +44,8 @@ use super::{Identity, IdentityKind, VAR};
 pub const LEARN_LINES: usize = 500;
 /// Leading columns looked at.
 pub const MAX_COLUMNS: usize = 8;
+/// A row's columns after its message looked at, counted from its end.
+pub const TAIL_COLUMNS: usize = 8;
 /// Contexts (services × exception) whose layout is kept.
 pub const MAX_CONTEXTS: usize = 4096;
 /// Template counts at which a stream learns a context's layout again
@@ -62,6 +64,9 @@ pub const MAX_PENDING_LINES: usize = 8192;
 /// past this bound keep their ids), and the bound keeps one re-key (done
 /// in the stream's path) short.
 pub const MAX_REKEY: usize = 2 * LEARN_LINES;
+/// An empty field of a row as the masker writes it: in a varying column
+/// it is one more value (else the column has two forms, `<*>` and `""`).
+const EMPTY_FIELD: &str = "\"\"";
 /// Share of lines on which a header position must hold a header token.
 const STABLE_SHARE: f64 = 0.9;
 /// At most this many distinct plain words make a closed vocabulary.
@@ -70,6 +75,10 @@ const CLOSED_WORDS: usize = 8;
 const MIN_VARYING_GROUPS: usize = 3;
 /// … and their share among message groups seen more than once.
 const MIN_VARYING_SHARE: f64 = 0.2;
+/// … or, for a closed vocabulary, their share among message groups seen
+/// more than once: at least half, so a level that differs for a few messages
+/// logged at two levels stays.
+const CLOSED_VARYING_SHARE: f64 = 0.5;
 /// A bracketed column spans at most this many whitespace tokens.
 const MAX_GROUP_TOKENS: usize = 6;
 
@@ -81,6 +90,11 @@ pub struct Layout {
     header: usize,
     /// Header columns masked as per-line fields, ascending.
     varying: Vec<usize>,
+    /// In a row of tab-separated fields, columns after the message column
+    /// masked as per-line fields, counted from the row's end (0: the last
+    /// column), ascending. Absent in states written before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    trailing: Vec<usize>,
 }
 
 /// A [`Layout`] as a state stores it, checked before it becomes one: a
@@ -91,6 +105,8 @@ pub struct Layout {
 struct LayoutParts {
     header: usize,
     varying: Vec<usize>,
+    #[serde(default)]
+    trailing: Vec<usize>,
 }
 
 impl TryFrom<LayoutParts> for Layout {
@@ -115,17 +131,29 @@ impl TryFrom<LayoutParts> for Layout {
                 p.varying
             ));
         }
+        if let Some(&k) = p.trailing.iter().find(|&&k| k >= TAIL_COLUMNS) {
+            return Err(format!(
+                "layout: trailing column {k} (a learned one is among the last {TAIL_COLUMNS})"
+            ));
+        }
+        if p.trailing.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "layout: trailing columns {:?} are not in ascending order",
+                p.trailing
+            ));
+        }
         Ok(Layout {
             header: p.header,
             varying: p.varying,
+            trailing: p.trailing,
         })
     }
 }
 
 /// What learning keeps of one template: its first columns as hashes with
 /// two shape bits, and the hash of the text after each possible header.
-/// 72 bytes whatever the template's length, so a context learning from
-/// 500 lines holds 36 KB, not 500 templates.
+/// 107 bytes whatever the template's length, so a context learning from
+/// 500 lines holds 53 KB, not 500 templates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Line {
     /// Columns, counted up to `MAX_COLUMNS + 1` (is there a message after
@@ -138,31 +166,83 @@ struct Line {
     /// Hash of column `c`'s text.
     vals: [u32; MAX_COLUMNS],
     /// `msgs[h - 1]`: hash of the text from column `h` on (the message
-    /// after a header of `h` columns), where there is one.
+    /// after a header of `h` columns), where there is one; in a row of
+    /// tab-separated fields, of column `h` alone (the columns after it
+    /// are [`Line::tail`]).
     msgs: [u32; MAX_COLUMNS],
+    /// A row of tab-separated fields: its number of columns (at most 255),
+    /// else 0.
+    row: u8,
+    /// Bit `k`: the `k`-th column from the row's end is plain words.
+    tail_plain: u8,
+    /// Bit `k`: the `k`-th column from the row's end is a bare placeholder.
+    tail_var: u8,
+    /// Hash of the `k`-th column from the row's end (0: the last).
+    tail: [u32; TAIL_COLUMNS],
 }
 
-const LINE_BYTES: usize = 3 + 4 * 2 * MAX_COLUMNS;
+/// A line as states before trailing columns stored it.
+const LINE_BYTES_V1: usize = 3 + 4 * 2 * MAX_COLUMNS;
+const LINE_BYTES: usize = LINE_BYTES_V1 + 3 + 4 * TAIL_COLUMNS;
+/// What opens the hex of lines stored with trailing columns.
+const LINES_V2: &str = "2:";
+
+/// A column of a [`Line`]: counted from the start, or from a row's end.
+#[derive(Clone, Copy)]
+enum Col {
+    Head(usize),
+    Tail(usize),
+}
 
 impl Line {
     fn of(t: &str) -> Line {
         let cols = columns(t);
+        let row = is_row(t);
         let mut l = Line {
             cols: cols.len().min(MAX_COLUMNS + 1) as u8,
+            row: if row { cols.len().min(255) as u8 } else { 0 },
             ..Line::default()
         };
         for (c, &(s, e)) in cols.iter().take(MAX_COLUMNS).enumerate() {
             let v = &t[s..e];
-            l.plain |= u8::from(is_plain_word(v)) << c;
+            l.plain |= u8::from(is_plain(v)) << c;
             l.var |= u8::from(v == VAR) << c;
             l.vals[c] = xxh3_64(v.as_bytes()) as u32;
         }
         for h in 1..=MAX_COLUMNS {
-            if let Some(&(s, _)) = cols.get(h) {
-                l.msgs[h - 1] = xxh3_64(&t.as_bytes()[s..]) as u32;
+            if let Some(&(s, e)) = cols.get(h) {
+                let msg = if row { &t[s..e] } else { &t[s..] };
+                l.msgs[h - 1] = xxh3_64(msg.as_bytes()) as u32;
+            }
+        }
+        if row {
+            for (k, &(s, e)) in cols.iter().rev().take(TAIL_COLUMNS).enumerate() {
+                let v = &t[s..e];
+                l.tail_plain |= u8::from(is_plain(v)) << k;
+                l.tail_var |= u8::from(v == VAR) << k;
+                l.tail[k] = xxh3_64(v.as_bytes()) as u32;
             }
         }
         l
+    }
+
+    /// Column `c`'s value hash, and whether it is plain words and a bare
+    /// placeholder; a trailing column only where it lies after the
+    /// message column of a header of `header` columns.
+    fn at(&self, c: Col, header: usize) -> Option<(u32, bool, bool)> {
+        match c {
+            Col::Head(c) => (c < MAX_COLUMNS && self.has(c))
+                .then(|| (self.vals[c], self.is_plain(c), self.is_var(c))),
+            Col::Tail(k) => {
+                (k < TAIL_COLUMNS && usize::from(self.row) > header + 1 + k).then(|| {
+                    (
+                        self.tail[k],
+                        self.tail_plain >> k & 1 == 1,
+                        self.tail_var >> k & 1 == 1,
+                    )
+                })
+            }
+        }
     }
 
     fn has(&self, c: usize) -> bool {
@@ -182,10 +262,34 @@ impl Line {
         for v in self.vals.iter().chain(&self.msgs) {
             out.extend_from_slice(&v.to_le_bytes());
         }
+        out.extend_from_slice(&[self.row, self.tail_plain, self.tail_var]);
+        for v in &self.tail {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
     }
 
+    /// A line of either stored form: [`LINE_BYTES`], or [`LINE_BYTES_V1`]
+    /// (no trailing columns: not a row).
     fn decode(b: &[u8]) -> Option<Line> {
-        if b.len() != LINE_BYTES || usize::from(b[0]) > MAX_COLUMNS + 1 {
+        let (head, tail) = match b.len() {
+            LINE_BYTES => b.split_at(LINE_BYTES_V1),
+            LINE_BYTES_V1 => (b, &[][..]),
+            _ => return None,
+        };
+        let mut l = Line::decode_head(head)?;
+        if let [row, plain, var, rest @ ..] = tail {
+            (l.row, l.tail_plain, l.tail_var) = (*row, *plain, *var);
+            for (k, w) in rest.chunks_exact(4).enumerate().take(TAIL_COLUMNS) {
+                let mut a = [0u8; 4];
+                a.copy_from_slice(w);
+                l.tail[k] = u32::from_le_bytes(a);
+            }
+        }
+        Some(l)
+    }
+
+    fn decode_head(b: &[u8]) -> Option<Line> {
+        if b.len() != LINE_BYTES_V1 || usize::from(b[0]) > MAX_COLUMNS + 1 {
             return None;
         }
         let mut l = Line {
@@ -224,17 +328,57 @@ impl Layout {
 
     fn learn_lines(lines: &[Line]) -> Layout {
         let lines = &lines[..lines.len().min(LEARN_LINES)];
-        let header = header_len(lines);
+        let mut header = header_len(lines);
+        if lines.iter().filter(|l| l.row > 0).count() as f64 >= STABLE_SHARE * lines.len() as f64 {
+            header = message_column(lines, header);
+        }
         let mut varying = Vec::new();
         for c in 0..header {
-            if is_closed_vocabulary(lines, c) {
-                continue;
-            }
-            if varies_within_messages(lines, header, c) {
+            // A closed vocabulary labels events (levels, states) unless it
+            // varies within most messages: then it is a per-line field
+            // whatever its size (a site, a pool of a few hosts), since a
+            // word that labels an event follows the event.
+            let share = if is_closed_vocabulary(lines, header, Col::Head(c)) {
+                CLOSED_VARYING_SHARE
+            } else {
+                MIN_VARYING_SHARE
+            };
+            if varies_within_messages(lines, header, Col::Head(c), share) {
                 varying.push(c);
             }
         }
-        Layout { header, varying }
+        // A row's columns after its message column (an operator, a flag),
+        // read by the same two tests against the message column alone.
+        let mut trailing = Vec::new();
+        if (1..MAX_COLUMNS).contains(&header) {
+            for k in 0..TAIL_COLUMNS {
+                let at = lines
+                    .iter()
+                    .filter(|l| l.at(Col::Tail(k), header).is_some())
+                    .count();
+                if (at as f64) < STABLE_SHARE * lines.len() as f64 {
+                    break;
+                }
+                let share = if is_closed_vocabulary(lines, header, Col::Tail(k)) {
+                    CLOSED_VARYING_SHARE
+                } else {
+                    MIN_VARYING_SHARE
+                };
+                if varies_within_messages(lines, header, Col::Tail(k), share) {
+                    trailing.push(k);
+                }
+            }
+        }
+        Layout {
+            header,
+            varying,
+            trailing,
+        }
+    }
+
+    /// Nothing is masked.
+    fn is_empty(&self) -> bool {
+        self.varying.is_empty() && self.trailing.is_empty()
     }
 
     /// The header columns masked as per-line fields.
@@ -245,15 +389,16 @@ impl Layout {
     /// `self` masks every column `earlier` masks, and more: a refinement
     /// that only joins types (a stream never splits a type it minted).
     fn refines(&self, earlier: &Layout) -> bool {
-        self.varying.len() > earlier.varying.len()
+        self.varying.len() + self.trailing.len() > earlier.varying.len() + earlier.trailing.len()
             && earlier.varying.iter().all(|c| self.varying.contains(c))
+            && earlier.trailing.iter().all(|k| self.trailing.contains(k))
     }
 
     /// The template with its varying header columns masked, or `None` when
     /// nothing changes (no varying column, a line without a message after
     /// the header, or the columns already masked).
     pub fn apply(&self, template: &str) -> Option<String> {
-        if self.varying.is_empty() {
+        if self.is_empty() {
             return None;
         }
         let cols = columns(template);
@@ -269,6 +414,17 @@ impl Layout {
             .copied()
             .filter(|&c| c < self.header && maskable(&template[cols[c].0..cols[c].1]))
             .collect();
+        // A row's trailing columns, where they lie after its message.
+        if !self.trailing.is_empty() && is_row(template) {
+            let n = cols.len();
+            mask.extend(
+                self.trailing
+                    .iter()
+                    .filter(|&&k| k < TAIL_COLUMNS && n > self.header + 1 + k)
+                    .map(|&k| n - 1 - k)
+                    .filter(|&c| maskable(&template[cols[c].0..cols[c].1])),
+            );
+        }
         mask.sort_unstable();
         mask.dedup();
         if mask.is_empty() {
@@ -301,7 +457,8 @@ impl Serialize for Pending {
         // By nibble: a `format!` per byte cost ~280k allocations per
         // checkpoint while contexts learn (perf12's callgrind of a drain).
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = String::with_capacity(b.len() * 2);
+        let mut hex = String::with_capacity(LINES_V2.len() + b.len() * 2);
+        hex.push_str(LINES_V2);
         for x in b {
             hex.push(char::from(DIGITS[usize::from(x >> 4)]));
             hex.push(char::from(DIGITS[usize::from(x & 0xf)]));
@@ -314,7 +471,12 @@ impl<'de> Deserialize<'de> for Pending {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Pending, D::Error> {
         use serde::de::Error;
         let hex = String::deserialize(d)?;
-        if hex.len() % (2 * LINE_BYTES) != 0 || !hex.is_ascii() {
+        // Lines with trailing columns open with a mark; older states' do not.
+        let (hex, size) = match hex.strip_prefix(LINES_V2) {
+            Some(h) => (h, LINE_BYTES),
+            None => (hex.as_str(), LINE_BYTES_V1),
+        };
+        if hex.len() % (2 * size) != 0 || !hex.is_ascii() {
             return Err(D::Error::custom("layout lines: not whole lines of hex"));
         }
         let bytes = (0..hex.len())
@@ -323,7 +485,7 @@ impl<'de> Deserialize<'de> for Pending {
             .collect::<Result<Vec<u8>, _>>()
             .map_err(|e| D::Error::custom(format!("layout lines: {e}")))?;
         bytes
-            .chunks_exact(LINE_BYTES)
+            .chunks_exact(size)
             .map(|b| Line::decode(b).ok_or_else(|| D::Error::custom("layout lines: bad line")))
             .collect::<Result<Vec<Line>, _>>()
             .map(Pending)
@@ -486,7 +648,7 @@ impl LayoutLearner {
         }
         let learned = Layout::learn_lines(lines);
         let changed = match self.current.get(&key) {
-            None => !learned.varying.is_empty(),
+            None => !learned.is_empty(),
             Some(cur) => learned.refines(cur),
         };
         if changed {
@@ -556,9 +718,22 @@ impl LayoutLearner {
 }
 
 /// Byte spans of a template's columns: whitespace-separated tokens, with a
-/// bracketed group (`[worker 3]`, `(pid 12)`) kept as one column.
+/// bracketed group (`[worker 3]`, `(pid 12)`) kept as one column; in a
+/// row of tab-separated fields (the masker writes one joined by tabs,
+/// `delimited::tab_fields`), each field, whatever its words, so a value
+/// with a space inside (`North Gate`) is one column, not two that shift
+/// every later one.
 fn columns(t: &str) -> Vec<(usize, usize)> {
     let mut out: Vec<(usize, usize)> = Vec::new();
+    if is_row(t) {
+        let mut at = 0;
+        for f in t.split('\t') {
+            let lead = f.len() - f.trim_start().len();
+            out.push((at + lead, at + f.trim_end().len()));
+            at += f.len() + 1;
+        }
+        return out;
+    }
     let mut open: Option<(usize, i32, usize)> = None; // start, depth, tokens
     let mut rest = t;
     let mut base = 0;
@@ -600,6 +775,12 @@ fn depth(w: &str) -> i32 {
         .sum()
 }
 
+/// A column of running text: words of letters (one, or a field's several).
+fn is_plain(v: &str) -> bool {
+    let mut words = v.split_ascii_whitespace().peekable();
+    words.peek().is_some() && words.all(is_plain_word)
+}
+
 /// A word of running text: letters, perhaps one trailing punctuation mark.
 fn is_plain_word(w: &str) -> bool {
     let w = w.strip_suffix(['.', ',', ':', ';']).unwrap_or(w);
@@ -616,7 +797,7 @@ fn is_plain_word(w: &str) -> bool {
 /// happened to fire on its header — worst online, where the learner has
 /// no later lines to fold the pair with.
 fn maskable(w: &str) -> bool {
-    w != VAR && (w.chars().any(char::is_alphanumeric) || w.contains(VAR))
+    w != VAR && (w.chars().any(char::is_alphanumeric) || w.contains(VAR) || w == EMPTY_FIELD)
 }
 
 /// Length of the prefix of positions that hold a header token on nearly
@@ -653,19 +834,19 @@ fn header_len(lines: &[Line]) -> usize {
 /// labels events (levels, methods), kept even where it varies. Not so
 /// where masking already found a value on most lines: the column holds
 /// values, and its literal words are values no rule recognised.
-fn is_closed_vocabulary(lines: &[Line], c: usize) -> bool {
+fn is_closed_vocabulary(lines: &[Line], header: usize, c: Col) -> bool {
     let mut words = HashSet::new();
     let (mut seen, mut masked) = (0usize, 0usize);
-    for l in lines.iter().filter(|l| l.has(c)) {
+    for (v, plain, var) in lines.iter().filter_map(|l| l.at(c, header)) {
         seen += 1;
-        if l.is_var(c) {
+        if var {
             masked += 1;
             continue;
         }
-        if !l.is_plain(c) {
+        if !plain {
             return false;
         }
-        words.insert(l.vals[c]);
+        words.insert(v);
         if words.len() > CLOSED_WORDS {
             return false;
         }
@@ -674,25 +855,59 @@ fn is_closed_vocabulary(lines: &[Line], c: usize) -> bool {
 }
 
 /// Column `c` takes several values among lines with the same message (the
-/// text after the header), in enough message groups.
-fn varies_within_messages(lines: &[Line], header: usize, c: usize) -> bool {
+/// text after the header; in a row, the message column), in enough
+/// message groups: at least [`MIN_VARYING_GROUPS`], and `share` of the
+/// groups seen more than once.
+fn varies_within_messages(lines: &[Line], header: usize, c: Col, share: f64) -> bool {
     if header == 0 || header > MAX_COLUMNS {
         return false;
     }
     // message hash → (lines, first value, varied)
     let mut groups: HashMap<u32, (usize, u32, bool)> = HashMap::new();
     for l in lines {
-        if !l.has(header) || !l.has(c) {
+        if !l.has(header) {
             continue;
         }
-        let v = l.vals[c];
+        let Some((v, _, _)) = l.at(c, header) else {
+            continue;
+        };
         let g = groups.entry(l.msgs[header - 1]).or_insert((0, v, false));
         g.0 += 1;
         g.2 |= g.1 != v;
     }
     let repeated = groups.values().filter(|g| g.0 >= 2).count();
     let varied = groups.values().filter(|g| g.2).count();
-    varied >= MIN_VARYING_GROUPS && varied as f64 >= MIN_VARYING_SHARE * repeated as f64
+    varied >= MIN_VARYING_GROUPS && varied as f64 >= share * repeated as f64
+}
+
+/// In a stream of rows, the message column: the one from `header` on
+/// (within the first [`MAX_COLUMNS`], on nearly every line) that takes the
+/// most distinct values, the first of equals. Free text is the column
+/// that varies most; a class or flag column before or after it (a few
+/// words each) is not the message, as it would be for the first column
+/// that is not header-shaped. `header` when no column qualifies.
+fn message_column(lines: &[Line], header: usize) -> usize {
+    let mut best = (0, header);
+    for c in header..MAX_COLUMNS {
+        let mut d = HashSet::new();
+        let mut at = 0;
+        for l in lines.iter().filter(|l| l.has(c)) {
+            at += 1;
+            d.insert(l.vals[c]);
+        }
+        if (at as f64) < STABLE_SHARE * lines.len() as f64 {
+            break;
+        }
+        if d.len() > best.0 {
+            best = (d.len(), c);
+        }
+    }
+    best.1
+}
+
+/// A template the masker wrote as a row of tab-separated fields.
+fn is_row(t: &str) -> bool {
+    memchr::memchr(b'\t', t.as_bytes()).is_some()
 }
 
 #[cfg(test)]
@@ -796,6 +1011,51 @@ mod tests {
         let layout = learn(&lines);
         assert!(layout.varying().is_empty(), "{layout:?}");
         assert_eq!(layout.apply(&lines[0]), None);
+    }
+
+    #[test]
+    fn a_few_words_that_vary_within_most_messages_are_a_field_not_a_vocabulary() {
+        // Two site names on every message alike: a per-line field.
+        let mut lines = Vec::new();
+        let msgs = [
+            "Barrier raised",
+            "Barrier lowered",
+            "Gate jammed",
+            "Card refused",
+            "Card read",
+            "Power lost",
+            "Power back",
+            "Ticket printed",
+            "Paper low",
+            "Door forced",
+        ];
+        for i in 0..60 {
+            let site = ["North Gate", "Lower Yard"][i % 2];
+            let msg = msgs[i / 2 % msgs.len()];
+            let class = if msg.starts_with('P') {
+                "POWER"
+            } else {
+                "ACCESS"
+            };
+            lines.push(format!("<*>\t {site}\t {class}\t {msg}"));
+        }
+        let l = learn(&lines);
+        assert_eq!(l.varying(), [1]);
+        assert_eq!(
+            l.apply("<*>\t Lower Yard\t ACCESS\t Barrier raised")
+                .as_deref(),
+            Some("<*>\t <*>\t ACCESS\t Barrier raised")
+        );
+    }
+
+    #[test]
+    fn a_tab_separated_field_is_one_column_and_an_empty_one_is_a_value() {
+        assert_eq!(
+            columns("<*>\t North Gate\t \"\"\t Barrier raised"),
+            [(0, 3), (5, 15), (17, 19), (21, 35)]
+        );
+        assert!(maskable("\"\""));
+        assert!(is_plain("North Gate") && !is_plain("Gate <*>"));
     }
 
     #[test]
@@ -934,18 +1194,22 @@ mod tests {
         let earlier = Layout {
             header: 3,
             varying: vec![1],
+            trailing: vec![],
         };
         let fewer = Layout {
             header: 3,
             varying: vec![],
+            trailing: vec![],
         };
         let other = Layout {
             header: 3,
             varying: vec![2],
+            trailing: vec![],
         };
         let more = Layout {
             header: 3,
             varying: vec![1, 2],
+            trailing: vec![],
         };
         assert!(!fewer.refines(&earlier));
         assert!(!other.refines(&earlier));
@@ -984,9 +1248,68 @@ mod tests {
             line.encode(&mut bytes);
         }
         let hex: String = bytes.iter().map(|x| format!("{x:02x}")).collect();
-        assert!(json.contains(&format!("\"1\":\"{hex}\"")));
+        assert!(json.contains(&format!("\"1\":\"{LINES_V2}{hex}\"")));
         let bad = json.replacen("\"1\":\"", "\"1\":\"zz", 1);
         assert!(serde_json::from_str::<LayoutLearner>(&bad).is_err());
+    }
+
+    #[test]
+    fn lines_stored_before_trailing_columns_read_as_lines_that_are_not_rows() {
+        let lines: Vec<Line> = host_stream().iter().take(5).map(|t| Line::of(t)).collect();
+        let mut old = String::new();
+        for l in &lines {
+            let mut b = Vec::new();
+            l.encode(&mut b);
+            old.extend(b[..LINE_BYTES_V1].iter().map(|x| format!("{x:02x}")));
+        }
+        let back: Pending = serde_json::from_str(&format!("\"{old}\"")).unwrap();
+        assert_eq!(back.0, lines);
+    }
+
+    #[test]
+    fn a_row_masks_its_varying_columns_on_both_sides_of_the_free_text() {
+        // time, site (two names on every event alike), class, the free
+        // text, an operator (many), an acknowledgement flag (varies).
+        let texts = [
+            "Barrier raised",
+            "Barrier lowered",
+            "Gate jammed by a cart",
+            "Card refused at entry",
+            "Card read",
+            "Power lost on feed",
+            "Power back on feed",
+            "Ticket printed",
+            "Paper low in printer",
+            "Door forced open",
+            "Alarm cleared",
+            "Alarm raised",
+        ];
+        let mut lines = Vec::new();
+        for i in 0..96 {
+            let site = ["North Gate", "Lower Yard"][i % 2];
+            let text = texts[i / 2 % texts.len()];
+            let class = if text.starts_with('P') {
+                "POWER"
+            } else {
+                "ACCESS"
+            };
+            let op = ["\"\"", "desk", "Ann K.", "Bo L.", "Cy M."][i / 3 % 5];
+            let ack = ["Y", "N", "\"\""][i / 5 % 3];
+            lines.push(format!("<*>\t {site}\t {class}\t {text}\t {op}\t {ack}"));
+        }
+        let l = learn(&lines);
+        assert_eq!(
+            (l.header, l.varying(), &l.trailing[..]),
+            (3, &[1][..], &[0, 1][..])
+        );
+        assert_eq!(
+            l.apply("<*>\t North Gate\t POWER\t Power lost on feed\t Di N.\t N")
+                .as_deref(),
+            Some("<*>\t <*>\t POWER\t Power lost on feed\t <*>\t <*>")
+        );
+        // A line that is not a row keeps its last words.
+        let plain = l.apply("<*> North Gate POWER Power lost on feed Di N.");
+        assert!(plain.is_some_and(|t| t.ends_with(" Di N.")));
     }
 
     #[test]
@@ -1036,6 +1359,7 @@ mod tests {
         let short = Layout {
             header: 8,
             varying: vec![5],
+            trailing: vec![],
         };
         assert_eq!(short.apply("a b c"), None);
     }

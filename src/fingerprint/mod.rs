@@ -390,12 +390,20 @@ impl Fingerprinter {
     /// Masks a message's first line into `out`: a row of quoted fields
     /// ([`delimited`]) field by field, each field one token (its inner
     /// whitespace joined by `_`) and the fields joined by the separator, so
-    /// every column keeps its position for the learned stage; any other
-    /// line as one text.
+    /// every column keeps its position for the learned stage; a row of
+    /// tab-separated fields field by field ([`Fingerprinter::mask_tab_row`]);
+    /// any other line as one text.
     fn mask_line(&self, line: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
-        // Most lines have no quote: one memchr and the usual masking.
-        if memchr::memchr(b'"', line.as_bytes()).is_none() {
+        // Most lines have neither a quote nor a tab: one memchr2 and the
+        // usual masking.
+        let Some(first) = memchr::memchr2(b'"', b'\t', line.as_bytes()) else {
             self.masker.mask_into(line, out, fired);
+            return;
+        };
+        if line.as_bytes()[first] == b'\t' && memchr::memchr(b'"', line.as_bytes()).is_none() {
+            if !self.mask_tab_row(line, out, fired.as_deref_mut()) {
+                self.masker.mask_into(line, out, fired);
+            }
             return;
         }
         thread_local! {
@@ -434,9 +442,54 @@ impl Fingerprinter {
             }
             true
         });
-        if !done {
+        if !done && !self.mask_tab_row(line, out, fired.as_deref_mut()) {
             self.masker.mask_into(line, out, fired);
         }
+    }
+
+    /// Masks a tab-separated row ([`delimited::tab_fields`]) field by
+    /// field into `out`: each field masked alone, its words kept as words
+    /// (a free-text column stays text the learner reads word by word), an
+    /// empty field written `""` so every later column keeps its place, the
+    /// fields joined by [`delimited::TAB_JOINER`] (the tab is the column
+    /// bound the layout reads, `layout::columns`). False (and `out`
+    /// untouched) when `line` is not such a row.
+    fn mask_tab_row(
+        &self,
+        line: &str,
+        out: &mut String,
+        mut fired: Option<&mut Vec<Fired>>,
+    ) -> bool {
+        let Some(fields) = delimited::tab_fields(line) else {
+            return false;
+        };
+        thread_local! {
+            static ONE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        ONE.with_borrow_mut(|one| {
+            out.clear();
+            for (i, field) in fields.enumerate() {
+                if i > 0 {
+                    out.push_str(delimited::TAB_JOINER);
+                }
+                self.masker.mask_into(field, one, fired.as_deref_mut());
+                let mut words = one.split_ascii_whitespace();
+                match words.next() {
+                    None => out.push_str("\"\""),
+                    Some(w) => {
+                        out.push_str(w);
+                        for w in words {
+                            out.push(' ');
+                            out.push_str(w);
+                        }
+                    }
+                }
+            }
+            if one.capacity() > 1 << 16 {
+                *one = String::new();
+            }
+        });
+        true
     }
 }
 
@@ -534,6 +587,27 @@ mod tests {
             .identify_message(r#""t","","   ","Archived""#, None)
             .template;
         assert_eq!(t, r#"t, "", "", Archived"#);
+    }
+
+    #[test]
+    fn a_tab_separated_row_keeps_empty_fields_and_its_text_words() {
+        let t = fp()
+            .identify_message(
+                "2031-02-03 04:05:06\tNorth Gate\t\tJAM\tBarrier stuck at 42 deg\t",
+                None,
+            )
+            .template;
+        assert_eq!(
+            t,
+            "<*>\t North Gate\t \"\"\t JAM\t Barrier stuck at <*> deg\t \"\""
+        );
+    }
+
+    #[test]
+    fn a_line_indented_by_a_tab_is_masked_as_before() {
+        let f = fp();
+        let m = "\tcannot open spool 7, retrying";
+        assert_eq!(f.identify_message(m, None).template, f.masker().mask(m));
     }
 
     #[test]
