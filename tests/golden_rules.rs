@@ -75,10 +75,23 @@ const GOLDEN: &[Golden] = &[
                 "INFO 2027-02-14 08:45:10,5 [Main Thread] spool entry frozen",
                 "INFO <*> spool entry frozen",
             ),
+            (
+                "2027-02-14 08:45:10.123 [zone=east] [job=7a] spool entry frozen",
+                "<*> spool entry frozen",
+            ),
+            (
+                "14.02.27 08:45:10 [job=7a][zone=east][user=mo] spool entry frozen",
+                "<*> spool entry frozen",
+            ),
+            (
+                "14-02-2027 08:45:10 [4711] spool entry frozen",
+                "<*> spool entry frozen",
+            ),
         ],
         keeps: &[
             "spool 2027-02-14 08:45:10 [4711] frozen",
             "2027-02-14 08:45:10 [main/INFO] spool entry frozen",
+            "14.02.27 spool [job=7a] entry frozen",
         ],
     },
     Golden {
@@ -265,6 +278,8 @@ const GOLDEN: &[Golden] = &[
             ("since Feb 14th, 2027 idle", "since <*> idle"),
             ("due 2027/02/14 rejected", "due <*> rejected"),
             ("due 02/14/2027 8:45 PM rejected", "due <*> rejected"),
+            ("window (14-02-2027 08:45 .. now)", "window (<*> .. now)"),
+            ("due 14.02.2027 rejected", "due <*> rejected"),
         ],
         keeps: &[
             "may not retry",
@@ -272,6 +287,8 @@ const GOLDEN: &[Golden] = &[
             "Decision 12 made",
             "delays=7008/0/30/0 ok",
             "ratio 2026/13/40 seen",
+            "release 1.14.2 shipped",
+            "range 14-13-2027 seen",
         ],
     },
     Golden {
