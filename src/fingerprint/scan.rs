@@ -40,8 +40,9 @@ type CacheFn = Box<dyn Fn() -> hybrid::Cache + Send + Sync + UnwindSafe + RefUnw
 pub struct RuleScanner {
     patterns: Arc<[String]>,
     /// Built on the first message the lazy DFA gives up on (or at once when
-    /// there is no lazy DFA); shared by clones once built.
-    meta: Arc<OnceLock<MetaRegex>>,
+    /// there is no lazy DFA), once for all clones; `None` if that build
+    /// failed (logged once).
+    meta: Arc<OnceLock<Option<MetaRegex>>>,
     fast: Option<(Arc<hybrid::Regex>, Pool<hybrid::Cache, CacheFn>)>,
 }
 
@@ -57,15 +58,13 @@ impl RuleScanner {
     /// Compiles `patterns` (each already parsed on its own). Fails when
     /// the rules together exceed [`RULE_SIZE_LIMIT`].
     pub fn new(patterns: &[&str]) -> Result<RuleScanner, String> {
-        let limit = RULE_SIZE_LIMIT;
         let meta = Arc::new(OnceLock::new());
-        let fast = match build_hybrid(patterns, limit) {
+        let fast = match build_hybrid(patterns) {
             Ok(re) => Some(with_pool(Arc::new(re))),
             // Without the lazy DFA (a rule it cannot build), `meta` does it
             // all, and its error is the one to report.
             Err(_) => {
-                let built = build_meta(patterns, limit)?;
-                let _ = meta.set(built);
+                let _ = meta.set(Some(build_meta(patterns)?));
                 None
             }
         };
@@ -81,17 +80,16 @@ impl RuleScanner {
     /// cannot fail where that succeeded; if it somehow did, the message is
     /// left without matches (unmasked) rather than stopping the stream.
     fn meta(&self) -> Option<&MetaRegex> {
-        if let Some(m) = self.meta.get() {
-            return Some(m);
-        }
-        let pats: Vec<&str> = self.patterns.iter().map(String::as_str).collect();
-        match build_meta(&pats, RULE_SIZE_LIMIT) {
-            Ok(m) => Some(self.meta.get_or_init(|| m)),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot compile the masking rules' fallback matcher");
-                None
-            }
-        }
+        self.meta
+            .get_or_init(|| {
+                let pats: Vec<&str> = self.patterns.iter().map(String::as_str).collect();
+                build_meta(&pats)
+                    .inspect_err(|e| {
+                        tracing::error!(error = %e, "cannot compile the masking rules' fallback matcher");
+                    })
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// Fills `out` (cleared first) with the rules' matches in `msg`, left to
@@ -127,18 +125,18 @@ impl RuleScanner {
     }
 }
 
-fn build_meta(patterns: &[&str], limit: usize) -> Result<MetaRegex, String> {
+fn build_meta(patterns: &[&str]) -> Result<MetaRegex, String> {
     MetaRegex::builder()
         .configure(
             MetaRegex::config()
                 .hybrid_cache_capacity(CACHE_BYTES)
-                .nfa_size_limit(Some(limit)),
+                .nfa_size_limit(Some(RULE_SIZE_LIMIT)),
         )
         .build_many(patterns)
         .map_err(|e| e.to_string())
 }
 
-fn build_hybrid(patterns: &[&str], limit: usize) -> Result<hybrid::Regex, String> {
+fn build_hybrid(patterns: &[&str]) -> Result<hybrid::Regex, String> {
     // As `meta` would: a prefix prefilter when the rules all start with
     // a few literals (the shipped rules do not; a user's set may).
     let hirs = patterns
@@ -147,7 +145,7 @@ fn build_hybrid(patterns: &[&str], limit: usize) -> Result<hybrid::Regex, String
         .collect::<Result<Vec<_>, _>>()?;
     let pre = Prefilter::from_hirs_prefix(MatchKind::LeftmostFirst, &hirs).filter(|p| p.is_fast());
     hybrid::Regex::builder()
-        .thompson(thompson::Config::new().nfa_size_limit(Some(limit)))
+        .thompson(thompson::Config::new().nfa_size_limit(Some(RULE_SIZE_LIMIT)))
         .dfa(
             dfa::Config::new()
                 .cache_capacity(CACHE_BYTES)
