@@ -71,6 +71,20 @@ struct Part {
 /// does not take them for lanes.
 const ENDED: &str = "end|";
 
+/// The saved offsets whose key starts with `prefix` (a sorted map: one
+/// range, no scan of the others).
+fn with_prefix<'a>(
+    offsets: &'a BTreeMap<String, i64>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a i64)> {
+    offsets
+        .range::<str, _>((
+            std::ops::Bound::Included(prefix),
+            std::ops::Bound::Unbounded,
+        ))
+        .take_while(move |(k, _)| k.starts_with(prefix))
+}
+
 /// One owned partition's lanes, one per upstream partition, and what of
 /// them a commit saves (in the state's `kafka_offsets`) for the next owner.
 struct Lanes {
@@ -119,10 +133,7 @@ impl Lanes {
     fn saved(offsets: &BTreeMap<String, i64>, key: &str) -> Vec<(String, Saved)> {
         let mut out: BTreeMap<String, Saved> = BTreeMap::new();
         for (prefix, ended) in [(format!("{key}|"), false), (format!("{ENDED}{key}|"), true)] {
-            for (k, v) in offsets
-                .range(prefix.clone()..)
-                .take_while(|(k, _)| k.starts_with(&prefix))
-            {
+            for (k, v) in with_prefix(offsets, &prefix) {
                 let s = out.entry(k[prefix.len()..].to_string()).or_default();
                 if ended {
                     s.ended = Some(*v);
@@ -160,9 +171,7 @@ impl Lanes {
             offsets.insert(format!("{key}|{up}"), *d);
         }
         let prefix = format!("{ENDED}{key}|");
-        let stale: Vec<String> = offsets
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
+        let stale: Vec<String> = with_prefix(offsets, &prefix)
             .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
