@@ -442,6 +442,34 @@ mod tests {
         assert!(set.mask_digit_words);
     }
 
+    /// The largest counted bound (`{m,n}`) in `hir`.
+    fn largest_bound(hir: &regex_syntax::hir::Hir) -> u32 {
+        use regex_syntax::hir::HirKind;
+        match hir.kind() {
+            HirKind::Repetition(r) => r.max.unwrap_or(0).max(largest_bound(&r.sub)),
+            HirKind::Capture(c) => largest_bound(&c.sub),
+            HirKind::Concat(hs) | HirKind::Alternation(hs) => {
+                hs.iter().map(largest_bound).max().unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn no_shipped_rule_has_a_counted_repetition_above_a_hundred() {
+        // The combined matcher compiles `x{0,N}` as N copies of `x`: a
+        // Unicode class under `{1,1000}` cost 72 M instructions of every
+        // start (a third of it) and slowed the lazy DFA. Every line is
+        // capped by `input.max_line_bytes` and the scan is linear, so a
+        // long bound buys no safety: write `*` or `+`.
+        let set = PatternSet::builtin().unwrap();
+        for r in &set.rules {
+            let hir = regex_syntax::parse(r.regex.as_str()).unwrap();
+            let n = largest_bound(&hir);
+            assert!(n <= 100, "rule {} repeats up to {n} times", r.name);
+        }
+    }
+
     #[test]
     fn a_bad_regex_is_reported_with_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
