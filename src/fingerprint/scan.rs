@@ -137,23 +137,47 @@ fn build_meta(patterns: &[&str]) -> Result<MetaRegex, String> {
 }
 
 fn build_hybrid(patterns: &[&str]) -> Result<hybrid::Regex, String> {
-    // As `meta` would: a prefix prefilter when the rules all start with
-    // a few literals (the shipped rules do not; a user's set may).
+    // Each rule is parsed once here and both automata are compiled from
+    // that: `hybrid::Regex::build_many` parses every pattern again for the
+    // forward and again for the reverse automaton, and parsing was a
+    // quarter of a start-up. The configuration is the one `build_many`
+    // applies (the reverse automaton: all matches, no prefilter, no
+    // specialised start states), so the matches are the same.
     let hirs = patterns
         .iter()
         .map(|p| regex_syntax::parse(p).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
+    // As `meta` would: a prefix prefilter when the rules all start with
+    // a few literals (the shipped rules do not; a user's set may).
     let pre = Prefilter::from_hirs_prefix(MatchKind::LeftmostFirst, &hirs).filter(|p| p.is_fast());
-    hybrid::Regex::builder()
-        .thompson(thompson::Config::new().nfa_size_limit(Some(RULE_SIZE_LIMIT)))
-        .dfa(
-            dfa::Config::new()
-                .cache_capacity(CACHE_BYTES)
-                .unicode_word_boundary(true)
-                .prefilter(pre),
+    let nfa = |reverse: bool| {
+        thompson::Compiler::new()
+            .configure(
+                thompson::Config::new()
+                    .nfa_size_limit(Some(RULE_SIZE_LIMIT))
+                    .which_captures(thompson::WhichCaptures::None)
+                    .reverse(reverse),
+            )
+            .build_many_from_hir(&hirs)
+            .map_err(|e| e.to_string())
+    };
+    let config = dfa::Config::new()
+        .cache_capacity(CACHE_BYTES)
+        .unicode_word_boundary(true);
+    let forward = dfa::Builder::new()
+        .configure(config.clone().prefilter(pre))
+        .build_from_nfa(nfa(false)?)
+        .map_err(|e| e.to_string())?;
+    let reverse = dfa::Builder::new()
+        .configure(
+            config
+                .prefilter(None)
+                .specialize_start_states(false)
+                .match_kind(MatchKind::All),
         )
-        .build_many(patterns)
-        .map_err(|e| e.to_string())
+        .build_from_nfa(nfa(true)?)
+        .map_err(|e| e.to_string())?;
+    Ok(hybrid::Builder::new().build_from_dfas(forward, reverse))
 }
 
 fn with_pool(re: Arc<hybrid::Regex>) -> (Arc<hybrid::Regex>, Pool<hybrid::Cache, CacheFn>) {
