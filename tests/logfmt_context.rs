@@ -8,7 +8,7 @@
 
 mod support;
 
-use support::{check_one_group_per_kind, fingerprint_groups as groups};
+use support::{assert_last_is_new, check_one_group_per_kind, fingerprint_groups as groups};
 
 const CONTEXT: [&str; 5] = [
     "realm=north",
@@ -85,10 +85,5 @@ fn a_message_seen_once_after_many_lines_is_a_type_of_its_own() {
         "ts=2031-07-09T09:09:00Z level=info owner=teal realm=north msg=\"belt snapped\" belt=3"
             .to_string(),
     );
-    let g = groups(&lines, &[]);
-    let last = g.last().unwrap();
-    assert!(
-        g[..g.len() - 1].iter().all(|x| x != last),
-        "the new event joined a known type"
-    );
+    assert_last_is_new(&groups(&lines, &[]));
 }
