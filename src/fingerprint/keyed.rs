@@ -154,13 +154,16 @@ fn h32(s: &str) -> u32 {
 
 /// Key statistics of one source while it learns.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyStats(Vec<KeyStat>);
+pub struct KeyStats(Vec<KeyStat>, #[serde(default)] Vec<ColumnStat>);
 
 impl KeyStats {
     /// Reads one masked template; lines that are not logfmt with a message
     /// key are ignored.
     pub fn observe(&mut self, template: &str) {
         let Some(toks) = tokens(template) else {
+            if memchr::memchr(b':', template.as_bytes()).is_some() {
+                self.observe_columns(template);
+            }
             return;
         };
         let Some(anchor) = toks
@@ -210,7 +213,7 @@ impl KeyStats {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_empty() && self.1.is_empty()
     }
 }
 
@@ -246,6 +249,175 @@ pub fn collapse(context: &[String], template: &str) -> Option<String> {
         out.push_str(text);
     }
     Some(out)
+}
+
+/// A field of a `Key: value` line: the key (without its colon) and the
+/// byte span of its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Field<'a> {
+    key: &'a str,
+    /// Where the key starts.
+    start: usize,
+    value: (usize, usize),
+}
+
+/// Keys a `Key: value` line has at least.
+const MIN_FIELDS: usize = 3;
+/// Key sets remembered per key.
+const MAX_SIGS: usize = 16;
+/// Share of its repeated key sets in which a key's value must vary for
+/// the key to be a value column.
+const VARYING_SHARE: f64 = 0.5;
+
+fn is_word(w: &str) -> bool {
+    !w.is_empty() && w.chars().all(|c| c.is_ascii_alphabetic())
+}
+
+fn capitalised(w: &str) -> bool {
+    is_word(w) && w.starts_with(|c: char| c.is_ascii_uppercase())
+}
+
+/// The fields of a line of `Key: value` columns (the masker has already
+/// made the padding between columns one space): a key is a capitalised
+/// word with a colon (`Vessel:`), or a capitalised word and a lower-case
+/// one with a colon (`Last seen:`); the line starts with a key, has at
+/// least [`MIN_FIELDS`], each with a value. Else `None`.
+fn fields(t: &str) -> Option<Vec<Field<'_>>> {
+    let mut words: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    for w in t.split(' ') {
+        if !w.is_empty() {
+            words.push((at, at + w.len()));
+        }
+        at += w.len() + 1;
+    }
+    // (key start, key end without colon, index of the key's last word)
+    let mut keys: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, &(s, e)) in words.iter().enumerate() {
+        let Some(k) = t[s..e].strip_suffix(':') else {
+            continue;
+        };
+        if capitalised(k) {
+            keys.push((s, e - 1, i));
+        } else if is_word(k)
+            && i >= 1
+            && capitalised(&t[words[i - 1].0..words[i - 1].1])
+            && keys.last().is_none_or(|&(_, _, j)| j + 1 < i - 1)
+        {
+            keys.push((words[i - 1].0, e - 1, i));
+        }
+        if keys.len() > MAX_PAIRS {
+            return None;
+        }
+    }
+    if keys.len() < MIN_FIELDS || keys[0].0 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(keys.len());
+    for (n, &(s, ke, last)) in keys.iter().enumerate() {
+        let first = last + 1;
+        let end_word = keys.get(n + 1).map_or(words.len(), |&(ns, _, _)| {
+            words.iter().position(|w| w.0 == ns).unwrap_or(words.len())
+        });
+        if first >= end_word {
+            return None;
+        }
+        out.push(Field {
+            key: &t[s..ke],
+            start: s,
+            value: (words[first].0, words[end_word - 1].1),
+        });
+    }
+    Some(out)
+}
+
+/// What a source's lines taught about one `Key:` column: per key set it
+/// occurs in, its first value and whether another came.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct ColumnStat {
+    key: String,
+    /// (key set, first value, lines, varied)
+    sets: Vec<(u32, u32, u32, bool)>,
+}
+
+impl KeyStats {
+    /// Reads one masked template as `Key: value` columns.
+    fn observe_columns(&mut self, template: &str) {
+        let Some(f) = fields(template) else {
+            return;
+        };
+        let mut keys: Vec<&str> = f.iter().map(|x| x.key).collect();
+        keys.sort_unstable();
+        let sig = h32(&keys.join("\u{1f}"));
+        for x in &f {
+            let at = match self.1.iter().position(|s| s.key == x.key) {
+                Some(p) => p,
+                None if self.1.len() < MAX_KEYS => {
+                    self.1.push(ColumnStat {
+                        key: x.key.to_string(),
+                        sets: Vec::new(),
+                    });
+                    self.1.len() - 1
+                }
+                None => continue,
+            };
+            let v = h32(&template[x.value.0..x.value.1]);
+            let sets = &mut self.1[at].sets;
+            if let Some(s) = sets.iter_mut().find(|s| s.0 == sig) {
+                s.2 = s.2.saturating_add(1);
+                s.3 |= s.1 != v;
+            } else if sets.len() < MAX_SIGS {
+                sets.push((sig, v, 1, false));
+            }
+        }
+    }
+
+    /// The `Key:` columns whose value varies within at least half of the
+    /// key sets (seen more than once) they occur in, sorted.
+    pub fn value_keys(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .1
+            .iter()
+            .filter(|c| {
+                let repeated = c.sets.iter().filter(|s| s.2 >= 2).count();
+                let varied = c.sets.iter().filter(|s| s.3).count();
+                varied > 0 && varied as f64 >= VARYING_SHARE * repeated as f64
+            })
+            .map(|c| c.key.clone())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// `template` with the values of the `value_keys` (sorted) columns
+/// masked whole, or `None` when it is not a `Key: value` line or nothing
+/// changes.
+pub fn mask_columns(value_keys: &[String], template: &str) -> Option<String> {
+    if value_keys.is_empty() {
+        return None;
+    }
+    let f = fields(template)?;
+    let mut out = String::with_capacity(template.len());
+    let mut at = 0;
+    let mut changed = false;
+    for x in &f {
+        let (s, e) = x.value;
+        let v = &template[s..e];
+        if v != VAR
+            && value_keys
+                .binary_search_by(|k| k.as_str().cmp(x.key))
+                .is_ok()
+        {
+            out.push_str(&template[at..s]);
+            out.push_str(VAR);
+            at = e;
+            changed = true;
+        }
+        debug_assert!(x.start <= s);
+    }
+    out.push_str(&template[at..]);
+    changed.then_some(out)
 }
 
 #[cfg(test)]
@@ -345,6 +517,57 @@ mod tests {
             })
             .collect();
         assert!(learned(&lines).is_empty());
+    }
+
+    /// `Key: value` columns (padding already one space): a station, an
+    /// event of a small set, and event-specific keys; `Unit` and `Crew`
+    /// vary within every key set, `Event` only where two events share one.
+    fn column_stream() -> Vec<String> {
+        let units = ["GRAY OWL", "RED FOX II", "ELM", "BLUE HERON", "ASH"];
+        let events = [
+            ("Event: GATE OPEN", "Crew: <*>"),
+            ("Event: GATE SHUT", "Crew: <*>"),
+            ("Event: PUMP TRIP", "Cause: low head Last level: <*> m"),
+            ("Event: PUMP RESET", "Reset by: panel"),
+        ];
+        (0..80)
+            .map(|i| {
+                let (e, rest) = events[i % 4];
+                let rest = rest.replace("<*>", ["ab", "cd", "ef"][i % 3]);
+                format!("At: <*> Station: WEIR Unit: {} {e} {rest}", units[i % 5])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_column_whose_value_varies_within_its_key_set_is_a_value() {
+        let mut k = KeyStats::default();
+        for l in column_stream() {
+            k.observe(&l);
+        }
+        let keys = k.value_keys();
+        assert!(keys.contains(&"Unit".to_string()), "{keys:?}");
+        assert!(keys.contains(&"Crew".to_string()), "{keys:?}");
+        for kept in ["Station", "Event", "Cause", "At"] {
+            assert!(!keys.contains(&kept.to_string()), "{kept} in {keys:?}");
+        }
+        assert_eq!(
+            mask_columns(
+                &keys,
+                "At: <*> Station: WEIR Unit: RED FOX II Event: GATE OPEN Crew: ab"
+            )
+            .as_deref(),
+            Some("At: <*> Station: WEIR Unit: <*> Event: GATE OPEN Crew: <*>")
+        );
+    }
+
+    #[test]
+    fn a_two_word_key_is_one_key_and_prose_is_not_columns() {
+        let f = fields("At: <*> Cause: low head Last level: <*> m").unwrap();
+        let keys: Vec<&str> = f.iter().map(|x| x.key).collect();
+        assert_eq!(keys, ["At", "Cause", "Last level"]);
+        assert!(fields("disk full: retry in <*> Note: x Unit: y").is_none());
+        assert!(fields("Error: cannot open file").is_none());
     }
 
     #[test]

@@ -101,6 +101,11 @@ pub struct Layout {
     /// their place. Absent in states written before it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     context_keys: Vec<String>,
+    /// In lines of `Key: value` columns, the keys whose value is a
+    /// per-line field (`keyed::mask_columns`), sorted. Absent in states
+    /// written before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    value_keys: Vec<String>,
 }
 
 /// A [`Layout`] as a state stores it, checked before it becomes one: a
@@ -115,6 +120,8 @@ struct LayoutParts {
     trailing: Vec<usize>,
     #[serde(default)]
     context_keys: Vec<String>,
+    #[serde(default)]
+    value_keys: Vec<String>,
 }
 
 impl TryFrom<LayoutParts> for Layout {
@@ -150,17 +157,19 @@ impl TryFrom<LayoutParts> for Layout {
                 p.trailing
             ));
         }
-        if p.context_keys.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!(
-                "layout: context keys {:?} are not sorted and distinct",
-                p.context_keys
-            ));
+        for (what, keys) in [("context", &p.context_keys), ("value", &p.value_keys)] {
+            if keys.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!(
+                    "layout: {what} keys {keys:?} are not sorted and distinct"
+                ));
+            }
         }
         Ok(Layout {
             header: p.header,
             varying: p.varying,
             trailing: p.trailing,
             context_keys: p.context_keys,
+            value_keys: p.value_keys,
         })
     }
 }
@@ -389,6 +398,7 @@ impl Layout {
             varying,
             trailing,
             context_keys: Vec::new(),
+            value_keys: Vec::new(),
         }
     }
 
@@ -396,12 +406,16 @@ impl Layout {
     fn learn_with(lines: &[Line], keys: Option<&KeyStats>) -> Layout {
         let mut l = Layout::learn_lines(lines);
         l.context_keys = keys.map(KeyStats::context_keys).unwrap_or_default();
+        l.value_keys = keys.map(KeyStats::value_keys).unwrap_or_default();
         l
     }
 
     /// Nothing is masked.
     fn is_empty(&self) -> bool {
-        self.varying.is_empty() && self.trailing.is_empty() && self.context_keys.is_empty()
+        self.varying.is_empty()
+            && self.trailing.is_empty()
+            && self.context_keys.is_empty()
+            && self.value_keys.is_empty()
     }
 
     /// The header columns masked as per-line fields.
@@ -412,7 +426,9 @@ impl Layout {
     /// `self` masks every column `earlier` masks, and more: a refinement
     /// that only joins types (a stream never splits a type it minted).
     fn refines(&self, earlier: &Layout) -> bool {
-        let size = |l: &Layout| l.varying.len() + l.trailing.len() + l.context_keys.len();
+        let size = |l: &Layout| {
+            l.varying.len() + l.trailing.len() + l.context_keys.len() + l.value_keys.len()
+        };
         size(self) > size(earlier)
             && earlier.varying.iter().all(|c| self.varying.contains(c))
             && earlier.trailing.iter().all(|k| self.trailing.contains(k))
@@ -420,6 +436,10 @@ impl Layout {
                 .context_keys
                 .iter()
                 .all(|k| self.context_keys.contains(k))
+            && earlier
+                .value_keys
+                .iter()
+                .all(|k| self.value_keys.contains(k))
     }
 
     /// The template with its varying header columns masked, or `None` when
@@ -432,6 +452,10 @@ impl Layout {
         // A line of pairs with context keys is read by its keys, not by
         // columns: its columns shift with the context's order.
         if let Some(t) = keyed::collapse(&self.context_keys, template) {
+            return Some(t);
+        }
+        // So is a line of `Key: value` columns whose key set varies.
+        if let Some(t) = keyed::mask_columns(&self.value_keys, template) {
             return Some(t);
         }
         let cols = columns(template);
@@ -663,8 +687,8 @@ impl LayoutLearner {
 
     /// Feeds a template's `key=value` pairs to context `key`'s statistics.
     fn observe_keys(&mut self, key: u64, template: &str) {
-        // Cheap test first: most lines of most sources hold no `=`.
-        if memchr::memchr(b'=', template.as_bytes()).is_some() {
+        // Cheap test first: most lines of most sources hold neither.
+        if memchr::memchr2(b'=', b':', template.as_bytes()).is_some() {
             self.keys.entry(key).or_default().observe(template);
         }
     }
@@ -1298,24 +1322,28 @@ mod tests {
             varying: vec![1],
             trailing: vec![],
             context_keys: vec![],
+            value_keys: vec![],
         };
         let fewer = Layout {
             header: 3,
             varying: vec![],
             trailing: vec![],
             context_keys: vec![],
+            value_keys: vec![],
         };
         let other = Layout {
             header: 3,
             varying: vec![2],
             trailing: vec![],
             context_keys: vec![],
+            value_keys: vec![],
         };
         let more = Layout {
             header: 3,
             varying: vec![1, 2],
             trailing: vec![],
             context_keys: vec![],
+            value_keys: vec![],
         };
         assert!(!fewer.refines(&earlier));
         assert!(!other.refines(&earlier));
@@ -1467,6 +1495,7 @@ mod tests {
             varying: vec![5],
             trailing: vec![],
             context_keys: vec![],
+            value_keys: vec![],
         };
         assert_eq!(short.apply("a b c"), None);
     }
