@@ -7,7 +7,7 @@
 
 mod support;
 
-use support::{assert_last_is_new, check_one_group_per_kind, fingerprint_groups as groups};
+use support::{assert_last_is_new, check_groups_by_event, fingerprint_groups as groups};
 
 const UNITS: [&str; 6] = [
     "GRAY OWL",
@@ -57,20 +57,16 @@ fn lines() -> (Vec<String>, Vec<usize>) {
     (out, kinds)
 }
 
-fn check(extra: &[&str]) {
-    let (lines, kinds) = lines();
-    let g = groups(&lines, extra);
-    check_one_group_per_kind(&kinds, &g, |k: usize| EVENTS[k].to_string());
-}
-
 #[test]
 fn key_columns_group_by_station_event_and_keys_not_by_unit_or_crew() {
-    check(&[]);
+    let (lines, kinds) = lines();
+    check_groups_by_event(&lines, &kinds, &EVENTS, &[]);
 }
 
 #[test]
 fn key_columns_group_by_station_event_and_keys_not_by_unit_or_crew_online() {
-    check(&["--online"]);
+    let (lines, kinds) = lines();
+    check_groups_by_event(&lines, &kinds, &EVENTS, &["--online"]);
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 mod support;
 
-use support::{assert_last_is_new, check_one_group_per_kind, fingerprint_groups as groups};
+use support::{assert_last_is_new, check_groups_by_event, fingerprint_groups as groups};
 
 const CONTEXT: [&str; 5] = [
     "realm=north",
@@ -62,20 +62,16 @@ fn lines() -> (Vec<String>, Vec<usize>) {
     (out, kinds)
 }
 
-fn check(extra: &[&str]) {
-    let (lines, kinds) = lines();
-    let g = groups(&lines, extra);
-    check_one_group_per_kind(&kinds, &g, |k: usize| EVENTS[k].to_string());
-}
-
 #[test]
 fn logfmt_lines_group_by_message_and_event_keys_not_by_context_order() {
-    check(&[]);
+    let (lines, kinds) = lines();
+    check_groups_by_event(&lines, &kinds, &EVENTS, &[]);
 }
 
 #[test]
 fn logfmt_lines_group_by_message_and_event_keys_not_by_context_order_online() {
-    check(&["--online"]);
+    let (lines, kinds) = lines();
+    check_groups_by_event(&lines, &kinds, &EVENTS, &["--online"]);
 }
 
 #[test]

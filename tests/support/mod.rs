@@ -172,3 +172,10 @@ pub fn assert_last_is_new(groups: &[String]) {
         "the new event joined a known type"
     );
 }
+
+/// Runs `fingerprint --raw` (with `extra`) on `lines` and fails unless
+/// each event of `kinds` (an index into `events`) got one group of its own.
+pub fn check_groups_by_event(lines: &[String], kinds: &[usize], events: &[&str], extra: &[&str]) {
+    let g = fingerprint_groups(lines, extra);
+    check_one_group_per_kind(kinds, &g, |k: usize| events[k].to_string());
+}
