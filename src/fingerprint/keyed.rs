@@ -26,6 +26,12 @@
 //! level=info msg="x"`. A line with no context key, or that is not a run of
 //! pairs, is unchanged, so sources without shuffled keys keep their ids.
 //!
+//! Lines of `Key: value` columns (`Vessel: SEA FALCON II Event: ARRIVED
+//! Berth: 4`) are read by the same statistics ([`KeyStats::value_keys`]):
+//! a key whose value varies within the same key set, in at least half of
+//! the key sets it occurs in, is a value column and is masked whole
+//! ([`mask_columns`]); an event's own words follow its key set and stay.
+//!
 //! Bounded: [`MAX_KEYS`] keys per source, each with at most
 //! [`MIN_ANCHORS`] anchors and [`MIN_NEIGHBOURS`] neighbours a side (the
 //! test needs no more); a line of more than [`MAX_PAIRS`]
@@ -256,8 +262,6 @@ pub fn collapse(context: &[String], template: &str) -> Option<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Field<'a> {
     key: &'a str,
-    /// Where the key starts.
-    start: usize,
     value: (usize, usize),
 }
 
@@ -324,7 +328,6 @@ fn fields(t: &str) -> Option<Vec<Field<'_>>> {
         }
         out.push(Field {
             key: &t[s..ke],
-            start: s,
             value: (words[first].0, words[end_word - 1].1),
         });
     }
@@ -414,7 +417,6 @@ pub fn mask_columns(value_keys: &[String], template: &str) -> Option<String> {
             at = e;
             changed = true;
         }
-        debug_assert!(x.start <= s);
     }
     out.push_str(&template[at..]);
     changed.then_some(out)
