@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::keyed::{self, KeyStats};
 use super::{Identity, IdentityKind, VAR};
 
 /// Templates of one context a layout is learned from.
@@ -95,6 +96,16 @@ pub struct Layout {
     /// column), ascending. Absent in states written before it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     trailing: Vec<usize>,
+    /// In lines of `key=value` pairs, the keys that are the source's
+    /// context (`keyed`), sorted: dropped from the line, one `<*>` in
+    /// their place. Absent in states written before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    context_keys: Vec<String>,
+    /// In lines of `Key: value` columns, the keys whose value is a
+    /// per-line field (`keyed::mask_columns`), sorted. Absent in states
+    /// written before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    value_keys: Vec<String>,
 }
 
 /// A [`Layout`] as a state stores it, checked before it becomes one: a
@@ -107,6 +118,10 @@ struct LayoutParts {
     varying: Vec<usize>,
     #[serde(default)]
     trailing: Vec<usize>,
+    #[serde(default)]
+    context_keys: Vec<String>,
+    #[serde(default)]
+    value_keys: Vec<String>,
 }
 
 impl TryFrom<LayoutParts> for Layout {
@@ -142,10 +157,19 @@ impl TryFrom<LayoutParts> for Layout {
                 p.trailing
             ));
         }
+        for (what, keys) in [("context", &p.context_keys), ("value", &p.value_keys)] {
+            if keys.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!(
+                    "layout: {what} keys {keys:?} are not sorted and distinct"
+                ));
+            }
+        }
         Ok(Layout {
             header: p.header,
             varying: p.varying,
             trailing: p.trailing,
+            context_keys: p.context_keys,
+            value_keys: p.value_keys,
         })
     }
 }
@@ -373,12 +397,25 @@ impl Layout {
             header,
             varying,
             trailing,
+            context_keys: Vec::new(),
+            value_keys: Vec::new(),
         }
+    }
+
+    /// [`Layout::learn_lines`] with the context keys `keys` learned.
+    fn learn_with(lines: &[Line], keys: Option<&KeyStats>) -> Layout {
+        let mut l = Layout::learn_lines(lines);
+        l.context_keys = keys.map(KeyStats::context_keys).unwrap_or_default();
+        l.value_keys = keys.map(KeyStats::value_keys).unwrap_or_default();
+        l
     }
 
     /// Nothing is masked.
     fn is_empty(&self) -> bool {
-        self.varying.is_empty() && self.trailing.is_empty()
+        self.varying.is_empty()
+            && self.trailing.is_empty()
+            && self.context_keys.is_empty()
+            && self.value_keys.is_empty()
     }
 
     /// The header columns masked as per-line fields.
@@ -389,9 +426,20 @@ impl Layout {
     /// `self` masks every column `earlier` masks, and more: a refinement
     /// that only joins types (a stream never splits a type it minted).
     fn refines(&self, earlier: &Layout) -> bool {
-        self.varying.len() + self.trailing.len() > earlier.varying.len() + earlier.trailing.len()
+        let size = |l: &Layout| {
+            l.varying.len() + l.trailing.len() + l.context_keys.len() + l.value_keys.len()
+        };
+        size(self) > size(earlier)
             && earlier.varying.iter().all(|c| self.varying.contains(c))
             && earlier.trailing.iter().all(|k| self.trailing.contains(k))
+            && earlier
+                .context_keys
+                .iter()
+                .all(|k| self.context_keys.contains(k))
+            && earlier
+                .value_keys
+                .iter()
+                .all(|k| self.value_keys.contains(k))
     }
 
     /// The template with its varying header columns masked, or `None` when
@@ -400,6 +448,15 @@ impl Layout {
     pub fn apply(&self, template: &str) -> Option<String> {
         if self.is_empty() {
             return None;
+        }
+        // A line of pairs with context keys is read by its keys, not by
+        // columns: its columns shift with the context's order.
+        if let Some(t) = keyed::collapse(&self.context_keys, template) {
+            return Some(t);
+        }
+        // So is a line of `Key: value` columns whose key set varies.
+        if let Some(t) = keyed::mask_columns(&self.value_keys, template) {
+            return Some(t);
         }
         let cols = columns(template);
         if cols.len() <= self.header {
@@ -513,6 +570,10 @@ pub struct LayoutLearner {
     /// ([`LayoutLearner::seed`]).
     #[serde(default)]
     seeds: bool,
+    /// Key statistics of contexts still learning (`keyed`). Absent in
+    /// states written before it: such a context learns keys from then on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    keys: BTreeMap<u64, KeyStats>,
     /// Lines in `pending`, counted on first use (not stored).
     #[serde(skip)]
     pending_lines: Option<usize>,
@@ -525,6 +586,7 @@ impl PartialEq for LayoutLearner {
             && self.learned == other.learned
             && self.current == other.current
             && self.seeds == other.seeds
+            && self.keys == other.keys
     }
 }
 
@@ -602,18 +664,32 @@ impl LayoutLearner {
         self.pending_lines = None;
         let lines = &mut self.pending.entry(key).or_default().0;
         lines.push(Line::of(template));
-        if lines.len() >= LEARN_LINES
-            && let Some(lines) = self.pending.remove(&key)
-        {
-            self.learned.insert(key, Layout::learn_lines(&lines.0));
+        let full = lines.len() >= LEARN_LINES;
+        self.observe_keys(key, template);
+        if full && let Some(lines) = self.pending.remove(&key) {
+            let keys = self.keys.remove(&key);
+            self.learned
+                .insert(key, Layout::learn_with(&lines.0, keys.as_ref()));
         }
     }
 
     /// Learns the layout of every context still short of [`LEARN_LINES`]
     /// (the end of the input: what was seen is all there is).
     pub fn finish(&mut self) {
+        let mut keys = std::mem::take(&mut self.keys);
         for (key, lines) in std::mem::take(&mut self.pending) {
-            self.learned.insert(key, Layout::learn_lines(&lines.0));
+            self.learned.insert(
+                key,
+                Layout::learn_with(&lines.0, keys.remove(&key).as_ref()),
+            );
+        }
+    }
+
+    /// Feeds a template's `key=value` pairs to context `key`'s statistics.
+    fn observe_keys(&mut self, key: u64, template: &str) {
+        // Cheap test first: most lines of most sources hold neither.
+        if memchr::memchr2(b'=', b':', template.as_bytes()).is_some() {
+            self.keys.entry(key).or_default().observe(template);
         }
     }
 
@@ -643,10 +719,12 @@ impl LayoutLearner {
         lines.push(Line::of(template));
         let n = lines.len();
         self.pending_lines = self.pending_lines.map(|t| t + 1);
+        self.observe_keys(key, template);
         if !STAGES.contains(&n) {
             return None;
         }
-        let learned = Layout::learn_lines(lines);
+        let lines = self.pending.get(&key).map_or(&[][..], |p| &p.0[..]);
+        let learned = Layout::learn_with(lines, self.keys.get(&key));
         let changed = match self.current.get(&key) {
             None => !learned.is_empty(),
             Some(cur) => learned.refines(cur),
@@ -662,6 +740,7 @@ impl LayoutLearner {
 
     /// Context `key` stops learning with the layout it has.
     fn freeze(&mut self, key: u64) {
+        self.keys.remove(&key);
         if let Some(p) = self.pending.remove(&key) {
             self.pending_lines = self.pending_lines.map(|t| t.saturating_sub(p.0.len()));
         }
@@ -1189,27 +1268,82 @@ mod tests {
         assert_eq!(t, "<*> <*> ERROR disk <*> is full");
     }
 
+    /// Logfmt lines whose context keys (`rev`, `site`, `unit`, `zone`)
+    /// come in a changing order and subset, before one of six messages.
+    fn shuffled_pairs(i: usize) -> String {
+        let ctx = ["site=<*>", "unit=<*>", "rev=<*>", "zone=<*>"];
+        let mut c: Vec<&str> = (0..2 + i % 3).map(|k| ctx[(i + k) % 4]).collect();
+        if i / 4 % 2 == 1 {
+            c.reverse();
+        }
+        format!(
+            "t=<*> lvl=warn {} msg=\"valve {}\" valve=<*>",
+            c.join(" "),
+            i % 6
+        )
+    }
+
+    #[test]
+    fn a_stream_learns_context_keys_at_a_stage_and_keeps_them_in_its_state() {
+        let mut l = LayoutLearner::new();
+        let mut changed = None;
+        for i in 0..STAGES[0] {
+            if let Some(c) = l.observe_staged(9, &shuffled_pairs(i)) {
+                changed = Some(c);
+            }
+        }
+        let layout = changed.expect("learned at the first stage");
+        assert_eq!(layout.context_keys, ["rev", "site", "unit", "zone"]);
+        let a = layout.apply("t=<*> lvl=warn unit=<*> site=<*> msg=\"valve 2\" valve=<*>");
+        let b = layout.apply("t=<*> lvl=warn rev=<*> msg=\"valve 2\" valve=<*>");
+        assert_eq!(a, b);
+        assert_eq!(
+            a.as_deref(),
+            Some("t=<*> lvl=warn <*> msg=\"valve 2\" valve=<*>")
+        );
+        // The statistics of a context still learning survive a checkpoint.
+        let json = serde_json::to_string(&l).unwrap();
+        let back: LayoutLearner = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, l);
+        assert!(!l.keys.is_empty());
+    }
+
+    #[test]
+    fn a_stored_layout_with_unsorted_context_keys_is_refused() {
+        let bad = r#"{"header":0,"varying":[],"context_keys":["b","a"]}"#;
+        let err = serde_json::from_str::<Layout>(bad).unwrap_err().to_string();
+        assert!(err.contains("context keys"), "{err}");
+    }
+
     #[test]
     fn a_later_stage_never_unmasks_a_column() {
         let earlier = Layout {
             header: 3,
             varying: vec![1],
             trailing: vec![],
+            context_keys: vec![],
+            value_keys: vec![],
         };
         let fewer = Layout {
             header: 3,
             varying: vec![],
             trailing: vec![],
+            context_keys: vec![],
+            value_keys: vec![],
         };
         let other = Layout {
             header: 3,
             varying: vec![2],
             trailing: vec![],
+            context_keys: vec![],
+            value_keys: vec![],
         };
         let more = Layout {
             header: 3,
             varying: vec![1, 2],
             trailing: vec![],
+            context_keys: vec![],
+            value_keys: vec![],
         };
         assert!(!fewer.refines(&earlier));
         assert!(!other.refines(&earlier));
@@ -1360,6 +1494,8 @@ mod tests {
             header: 8,
             varying: vec![5],
             trailing: vec![],
+            context_keys: vec![],
+            value_keys: vec![],
         };
         assert_eq!(short.apply("a b c"), None);
     }

@@ -14,6 +14,7 @@
 //! produced each fingerprint.
 
 pub mod delimited;
+pub mod keyed;
 pub mod layout;
 pub mod learn;
 pub mod mask;

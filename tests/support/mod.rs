@@ -162,3 +162,20 @@ pub fn check_one_group_per_kind<K: Copy + Eq + std::hash::Hash + std::fmt::Debug
         assert_eq!(ks.len(), 1, "group {g} merges kinds {ks:?}");
     }
 }
+
+/// Fails unless the last line's group is none of the earlier lines'
+/// groups: a new event after many known ones is a type of its own.
+pub fn assert_last_is_new(groups: &[String]) {
+    let (last, earlier) = groups.split_last().expect("no groups");
+    assert!(
+        earlier.iter().all(|x| x != last),
+        "the new event joined a known type"
+    );
+}
+
+/// Runs `fingerprint --raw` (with `extra`) on `lines` and fails unless
+/// each event of `kinds` (an index into `events`) got one group of its own.
+pub fn check_groups_by_event(lines: &[String], kinds: &[usize], events: &[&str], extra: &[&str]) {
+    let g = fingerprint_groups(lines, extra);
+    check_one_group_per_kind(kinds, &g, |k: usize| events[k].to_string());
+}

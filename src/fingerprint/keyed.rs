@@ -1,0 +1,583 @@
+//! Lines of `key=value` pairs (logfmt): which keys are a source's context,
+//! learned from its own lines.
+//!
+//! A logger that writes a map (Go slog/logrus/zap with fields added by a
+//! service, structlog's bound loggers) puts its context keys (a region, a
+//! node, a build, a tenant) in an order that changes from line to line, and
+//! a service adds or leaves out some of them. Masking their values is not
+//! enough: the template still differs by which keys are present and in
+//! which order, and one event splits into as many types as there are
+//! orders. The event itself is the message and the keys specific to it.
+//!
+//! A key is **context** in a source when, over the source's first lines,
+//! it occurs with many different events (distinct message values,
+//! [`MIN_ANCHORS`]) **and** its neighbours change: it has several distinct
+//! predecessors and several distinct successors ([`MIN_NEIGHBOURS`] each).
+//! A key every line writes in one place (a time, a level, a caller) has one
+//! neighbour on each side, and a key specific to an event (written after
+//! the message in the order its call site gives) occurs with few messages:
+//! both stay in the line's identity. Nothing here names a key other than
+//! the message keys that logfmt writers use for the event text
+//! ([`MESSAGE_KEYS`]).
+//!
+//! In a line of such a source, context keys are dropped and one `<*>`
+//! stands where the first one was: `ts=<*> region=eu node=a level=info
+//! msg="x"` and `ts=<*> node=b level=info msg="x"` are both `ts=<*> <*>
+//! level=info msg="x"`. A line with no context key, or that is not a run of
+//! pairs, is unchanged, so sources without shuffled keys keep their ids.
+//!
+//! Lines of `Key: value` columns (`Vessel: SEA FALCON II Event: ARRIVED
+//! Berth: 4`) are read by the same statistics ([`KeyStats::value_keys`]):
+//! a key whose value varies within the same key set, in at least half of
+//! the key sets it occurs in, is a value column and is masked whole
+//! ([`mask_columns`]); an event's own words follow its key set and stay.
+//!
+//! Bounded: [`MAX_KEYS`] keys per source, each with at most
+//! [`MIN_ANCHORS`] anchors and [`MIN_NEIGHBOURS`] neighbours a side (the
+//! test needs no more); a line of more than [`MAX_PAIRS`]
+//! pairs is not read.
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::VAR;
+
+/// Keys whose value is the event text in logfmt writers (Go slog, logrus,
+/// zap, structlog, log15): the line's anchor.
+pub const MESSAGE_KEYS: [&str; 4] = ["msg", "message", "event", "evt"];
+/// Distinct messages a key must occur with to be context.
+pub const MIN_ANCHORS: usize = 4;
+/// Distinct predecessors, and distinct successors, a context key has.
+pub const MIN_NEIGHBOURS: usize = 3;
+/// Keys tracked per source.
+pub const MAX_KEYS: usize = 32;
+/// Pairs read per line.
+pub const MAX_PAIRS: usize = 48;
+/// A line must have this many pairs to be read as logfmt.
+const MIN_PAIRS: usize = 3;
+
+/// One token of a logfmt line: a pair, or a bare placeholder (a run of
+/// context already collapsed, or a masked field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Token<'a> {
+    /// The key, empty for a bare placeholder.
+    key: &'a str,
+    /// Byte span of the whole token in the line.
+    span: (usize, usize),
+    /// The value (quotes included).
+    value: &'a str,
+}
+
+fn is_key(k: &str) -> bool {
+    let mut c = k.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || matches!(x, '_' | '.' | '-'))
+}
+
+/// The line's tokens when every token is a `key=value` pair (a value may
+/// be a quoted string with spaces and `\"` inside) or a bare `<*>`, with at
+/// least [`MIN_PAIRS`] pairs; else `None`.
+fn tokens(t: &str) -> Option<Vec<Token<'_>>> {
+    let b = t.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut pairs = 0;
+    while i < b.len() {
+        if b[i] == b' ' {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        if t[i..].starts_with(VAR) && b.get(i + VAR.len()).is_none_or(|&c| c == b' ') {
+            i += VAR.len();
+            out.push(Token {
+                key: "",
+                span: (start, i),
+                value: VAR,
+            });
+            continue;
+        }
+        let eq = t[i..].find(['=', ' ']).map(|e| i + e)?;
+        if b[eq] != b'=' || !is_key(&t[i..eq]) {
+            return None;
+        }
+        let vs = eq + 1;
+        let mut j = vs;
+        if b.get(j) == Some(&b'"') {
+            j += 1;
+            loop {
+                match b.get(j) {
+                    None => return None,
+                    Some(b'\\') => j += 2,
+                    Some(b'"') => {
+                        j += 1;
+                        break;
+                    }
+                    Some(_) => j += 1,
+                }
+            }
+            if j > b.len() || b.get(j).is_some_and(|&c| c != b' ') {
+                return None;
+            }
+        } else {
+            while j < b.len() && b[j] != b' ' {
+                j += 1;
+            }
+        }
+        out.push(Token {
+            key: &t[i..eq],
+            span: (start, j),
+            value: &t[vs..j],
+        });
+        pairs += 1;
+        if pairs > MAX_PAIRS {
+            return None;
+        }
+        i = j;
+    }
+    (pairs >= MIN_PAIRS).then_some(out)
+}
+
+/// What a source's lines taught about one key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct KeyStat {
+    key: String,
+    anchors: Vec<u32>,
+    preds: Vec<u32>,
+    succs: Vec<u32>,
+}
+
+fn remember(set: &mut Vec<u32>, h: u32, cap: usize) {
+    if set.len() < cap && !set.contains(&h) {
+        set.push(h);
+    }
+}
+
+fn h32(s: &str) -> u32 {
+    xxh3_64(s.as_bytes()) as u32
+}
+
+/// Key statistics of one source while it learns.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyStats(Vec<KeyStat>, #[serde(default)] Vec<ColumnStat>);
+
+impl KeyStats {
+    /// Reads one masked template; lines that are not logfmt with a message
+    /// key are ignored.
+    pub fn observe(&mut self, template: &str) {
+        let Some(toks) = tokens(template) else {
+            if memchr::memchr(b':', template.as_bytes()).is_some() {
+                self.observe_columns(template);
+            }
+            return;
+        };
+        let Some(anchor) = toks
+            .iter()
+            .find(|t| MESSAGE_KEYS.contains(&t.key))
+            .map(|t| h32(t.value))
+        else {
+            return;
+        };
+        let pairs: Vec<&Token<'_>> = toks.iter().filter(|t| !t.key.is_empty()).collect();
+        for (i, t) in pairs.iter().enumerate() {
+            let pred = if i == 0 { 0 } else { h32(pairs[i - 1].key) };
+            let succ = pairs.get(i + 1).map_or(1, |n| h32(n.key));
+            let at = match self.0.iter().position(|s| s.key == t.key) {
+                Some(p) => p,
+                None if self.0.len() < MAX_KEYS => {
+                    self.0.push(KeyStat {
+                        key: t.key.to_string(),
+                        ..KeyStat::default()
+                    });
+                    self.0.len() - 1
+                }
+                None => continue,
+            };
+            let s = &mut self.0[at];
+            remember(&mut s.anchors, anchor, MIN_ANCHORS);
+            remember(&mut s.preds, pred, MIN_NEIGHBOURS);
+            remember(&mut s.succs, succ, MIN_NEIGHBOURS);
+        }
+    }
+
+    /// The context keys learned so far, sorted.
+    pub fn context_keys(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .0
+            .iter()
+            .filter(|s| {
+                !MESSAGE_KEYS.contains(&s.key.as_str())
+                    && s.anchors.len() >= MIN_ANCHORS
+                    && s.preds.len() >= MIN_NEIGHBOURS
+                    && s.succs.len() >= MIN_NEIGHBOURS
+            })
+            .map(|s| s.key.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty() && self.1.is_empty()
+    }
+}
+
+/// `template` with the pairs of `context` keys (sorted) dropped and one
+/// `<*>` where the first was, or `None` when the line is not logfmt or has
+/// no context key. Idempotent: a collapsed run is a bare `<*>`, kept.
+pub fn collapse(context: &[String], template: &str) -> Option<String> {
+    if context.is_empty() {
+        return None;
+    }
+    let toks = tokens(template)?;
+    let is_ctx = |t: &Token<'_>| {
+        !t.key.is_empty() && context.binary_search_by(|k| k.as_str().cmp(t.key)).is_ok()
+    };
+    if !toks.iter().any(is_ctx) {
+        return None;
+    }
+    let mut out = String::with_capacity(template.len());
+    let mut placed = false;
+    for t in &toks {
+        let text = if is_ctx(t) || t.key.is_empty() {
+            if placed {
+                continue;
+            }
+            placed = true;
+            VAR
+        } else {
+            &template[t.span.0..t.span.1]
+        };
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(text);
+    }
+    Some(out)
+}
+
+/// A field of a `Key: value` line: the key (without its colon) and the
+/// byte span of its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Field<'a> {
+    key: &'a str,
+    value: (usize, usize),
+}
+
+/// Keys a `Key: value` line has at least.
+const MIN_FIELDS: usize = 3;
+/// Key sets remembered per key.
+const MAX_SIGS: usize = 16;
+/// Share of its repeated key sets in which a key's value must vary for
+/// the key to be a value column.
+const VARYING_SHARE: f64 = 0.5;
+
+fn is_word(w: &str) -> bool {
+    !w.is_empty() && w.chars().all(|c| c.is_ascii_alphabetic())
+}
+
+fn capitalised(w: &str) -> bool {
+    is_word(w) && w.starts_with(|c: char| c.is_ascii_uppercase())
+}
+
+/// The fields of a line of `Key: value` columns (the masker has already
+/// made the padding between columns one space): a key is a capitalised
+/// word with a colon (`Vessel:`), or a capitalised word and a lower-case
+/// one with a colon (`Last seen:`); the line starts with a key, has at
+/// least [`MIN_FIELDS`], each with a value. Else `None`.
+fn fields(t: &str) -> Option<Vec<Field<'_>>> {
+    let mut words: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    for w in t.split(' ') {
+        if !w.is_empty() {
+            words.push((at, at + w.len()));
+        }
+        at += w.len() + 1;
+    }
+    // (key start, key end without colon, index of the key's last word)
+    let mut keys: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, &(s, e)) in words.iter().enumerate() {
+        let Some(k) = t[s..e].strip_suffix(':') else {
+            continue;
+        };
+        if capitalised(k) {
+            keys.push((s, e - 1, i));
+        } else if is_word(k)
+            && i >= 1
+            && capitalised(&t[words[i - 1].0..words[i - 1].1])
+            && keys.last().is_none_or(|&(_, _, j)| j + 1 < i - 1)
+        {
+            keys.push((words[i - 1].0, e - 1, i));
+        }
+        if keys.len() > MAX_PAIRS {
+            return None;
+        }
+    }
+    if keys.len() < MIN_FIELDS || keys[0].0 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(keys.len());
+    for (n, &(s, ke, last)) in keys.iter().enumerate() {
+        let first = last + 1;
+        let end_word = keys.get(n + 1).map_or(words.len(), |&(ns, _, _)| {
+            words.iter().position(|w| w.0 == ns).unwrap_or(words.len())
+        });
+        if first >= end_word {
+            return None;
+        }
+        out.push(Field {
+            key: &t[s..ke],
+            value: (words[first].0, words[end_word - 1].1),
+        });
+    }
+    Some(out)
+}
+
+/// What a source's lines taught about one `Key:` column: per key set it
+/// occurs in, its first value and whether another came.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct ColumnStat {
+    key: String,
+    /// (key set, first value, lines, varied)
+    sets: Vec<(u32, u32, u32, bool)>,
+}
+
+impl KeyStats {
+    /// Reads one masked template as `Key: value` columns.
+    fn observe_columns(&mut self, template: &str) {
+        let Some(f) = fields(template) else {
+            return;
+        };
+        let mut keys: Vec<&str> = f.iter().map(|x| x.key).collect();
+        keys.sort_unstable();
+        let sig = h32(&keys.join("\u{1f}"));
+        for x in &f {
+            let at = match self.1.iter().position(|s| s.key == x.key) {
+                Some(p) => p,
+                None if self.1.len() < MAX_KEYS => {
+                    self.1.push(ColumnStat {
+                        key: x.key.to_string(),
+                        sets: Vec::new(),
+                    });
+                    self.1.len() - 1
+                }
+                None => continue,
+            };
+            let v = h32(&template[x.value.0..x.value.1]);
+            let sets = &mut self.1[at].sets;
+            if let Some(s) = sets.iter_mut().find(|s| s.0 == sig) {
+                s.2 = s.2.saturating_add(1);
+                s.3 |= s.1 != v;
+            } else if sets.len() < MAX_SIGS {
+                sets.push((sig, v, 1, false));
+            }
+        }
+    }
+
+    /// The `Key:` columns whose value varies within at least half of the
+    /// key sets (seen more than once) they occur in, sorted.
+    pub fn value_keys(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .1
+            .iter()
+            .filter(|c| {
+                let repeated = c.sets.iter().filter(|s| s.2 >= 2).count();
+                let varied = c.sets.iter().filter(|s| s.3).count();
+                varied > 0 && varied as f64 >= VARYING_SHARE * repeated as f64
+            })
+            .map(|c| c.key.clone())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// `template` with the values of the `value_keys` (sorted) columns
+/// masked whole, or `None` when it is not a `Key: value` line or nothing
+/// changes.
+pub fn mask_columns(value_keys: &[String], template: &str) -> Option<String> {
+    if value_keys.is_empty() {
+        return None;
+    }
+    let f = fields(template)?;
+    let mut out = String::with_capacity(template.len());
+    let mut at = 0;
+    let mut changed = false;
+    for x in &f {
+        let (s, e) = x.value;
+        let v = &template[s..e];
+        if v != VAR
+            && value_keys
+                .binary_search_by(|k| k.as_str().cmp(x.key))
+                .is_ok()
+        {
+            out.push_str(&template[at..s]);
+            out.push_str(VAR);
+            at = e;
+            changed = true;
+        }
+    }
+    out.push_str(&template[at..]);
+    changed.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service writing a map: context keys in a changing order and
+    /// subset, before or after fixed keys, events with their own keys.
+    fn shuffled_stream() -> Vec<String> {
+        let ctx = ["zone=<*>", "pod=<*>", "tenant=acme", "rev=<*>", "shard=<*>"];
+        let events = [
+            "msg=\"order placed\" order=<*> items=<*>",
+            "msg=\"order shipped\" order=<*> carrier=slow",
+            "msg=\"cart emptied\" cart=<*>",
+            "msg=\"payment refused\" reason=card",
+            "msg=\"stock low\" sku=<*> left=<*>",
+        ];
+        (0..60)
+            .map(|i| {
+                let n = 2 + i % 4;
+                let mut c: Vec<&str> = (0..n).map(|k| ctx[(i * 3 + k * (1 + i % 2)) % 5]).collect();
+                c.dedup();
+                format!(
+                    "at=<*> lvl=info {} {}",
+                    c.join(" "),
+                    events[i % events.len()]
+                )
+            })
+            .collect()
+    }
+
+    fn learned(lines: &[String]) -> Vec<String> {
+        let mut k = KeyStats::default();
+        for l in lines {
+            k.observe(l);
+        }
+        k.context_keys()
+    }
+
+    #[test]
+    fn keys_in_changing_order_with_many_messages_are_context() {
+        let ctx = learned(&shuffled_stream());
+        assert!(ctx.contains(&"zone".to_string()), "{ctx:?}");
+        assert!(ctx.contains(&"pod".to_string()), "{ctx:?}");
+        for kept in ["at", "lvl", "msg", "order", "sku"] {
+            assert!(!ctx.contains(&kept.to_string()), "{kept} in {ctx:?}");
+        }
+    }
+
+    #[test]
+    fn one_event_in_any_order_and_subset_of_context_is_one_template() {
+        let ctx = learned(&shuffled_stream());
+        let a = collapse(
+            &ctx,
+            "at=<*> lvl=info zone=<*> pod=<*> msg=\"stock low\" sku=<*> left=<*>",
+        );
+        let b = collapse(
+            &ctx,
+            "at=<*> lvl=info shard=<*> rev=<*> zone=<*> msg=\"stock low\" sku=<*> left=<*>",
+        );
+        assert_eq!(a, b);
+        assert_eq!(
+            a.as_deref(),
+            Some("at=<*> lvl=info <*> msg=\"stock low\" sku=<*> left=<*>")
+        );
+        let other = collapse(&ctx, "at=<*> lvl=info pod=<*> msg=\"stock low\" order=<*>");
+        assert_ne!(a, other);
+    }
+
+    #[test]
+    fn collapsing_is_idempotent_and_leaves_other_lines_alone() {
+        let ctx = learned(&shuffled_stream());
+        let once = collapse(
+            &ctx,
+            "at=<*> lvl=info zone=<*> pod=<*> msg=\"cart emptied\" cart=<*>",
+        )
+        .unwrap();
+        assert_eq!(collapse(&ctx, &once), None);
+        assert_eq!(collapse(&ctx, "disk zone=<*> is full"), None);
+        assert_eq!(
+            collapse(&ctx, "at=<*> lvl=info msg=\"cart emptied\" cart=<*>"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_fixed_order_logger_learns_no_context() {
+        // slog-like: every line the same keys in the same order; optional
+        // keys of one event follow its message.
+        let lines: Vec<String> = (0..60)
+            .map(|i| {
+                let extra = if i % 3 == 0 { " retry=<*>" } else { "" };
+                format!(
+                    "time=<*> level=INFO msg=\"job {}\" id=<*> user=<*>{extra}",
+                    i % 7
+                )
+            })
+            .collect();
+        assert!(learned(&lines).is_empty());
+    }
+
+    /// `Key: value` columns (padding already one space): a station, an
+    /// event of a small set, and event-specific keys; `Unit` and `Crew`
+    /// vary within every key set, `Event` only where two events share one.
+    fn column_stream() -> Vec<String> {
+        let units = ["GRAY OWL", "RED FOX II", "ELM", "BLUE HERON", "ASH"];
+        let events = [
+            ("Event: GATE OPEN", "Crew: <*>"),
+            ("Event: GATE SHUT", "Crew: <*>"),
+            ("Event: PUMP TRIP", "Cause: low head Last level: <*> m"),
+            ("Event: PUMP RESET", "Reset by: panel"),
+        ];
+        (0..80)
+            .map(|i| {
+                let (e, rest) = events[i % 4];
+                let rest = rest.replace("<*>", ["ab", "cd", "ef"][i % 3]);
+                format!("At: <*> Station: WEIR Unit: {} {e} {rest}", units[i % 5])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_column_whose_value_varies_within_its_key_set_is_a_value() {
+        let mut k = KeyStats::default();
+        for l in column_stream() {
+            k.observe(&l);
+        }
+        let keys = k.value_keys();
+        assert!(keys.contains(&"Unit".to_string()), "{keys:?}");
+        assert!(keys.contains(&"Crew".to_string()), "{keys:?}");
+        for kept in ["Station", "Event", "Cause", "At"] {
+            assert!(!keys.contains(&kept.to_string()), "{kept} in {keys:?}");
+        }
+        assert_eq!(
+            mask_columns(
+                &keys,
+                "At: <*> Station: WEIR Unit: RED FOX II Event: GATE OPEN Crew: ab"
+            )
+            .as_deref(),
+            Some("At: <*> Station: WEIR Unit: <*> Event: GATE OPEN Crew: <*>")
+        );
+    }
+
+    #[test]
+    fn a_two_word_key_is_one_key_and_prose_is_not_columns() {
+        let f = fields("At: <*> Cause: low head Last level: <*> m").unwrap();
+        let keys: Vec<&str> = f.iter().map(|x| x.key).collect();
+        assert_eq!(keys, ["At", "Cause", "Last level"]);
+        assert!(fields("disk full: retry in <*> Note: x Unit: y").is_none());
+        assert!(fields("Error: cannot open file").is_none());
+    }
+
+    #[test]
+    fn quoted_values_with_spaces_and_escapes_are_one_pair() {
+        let t = tokens(r#"a=1 msg="said \"hi there\"" b=x"#).unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[1].value, r#""said \"hi there\"""#);
+        assert!(tokens("a=1 b=2 free text c=3").is_none());
+        assert!(tokens(r#"a=1 b="open c=3"#).is_none());
+    }
+}
