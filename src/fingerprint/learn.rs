@@ -213,6 +213,18 @@ pub struct Learner {
     recent: PrehashedMap<u64, std::collections::VecDeque<ClusterId>>,
     #[serde(skip)]
     pairs_built: bool,
+    /// Plain clusters per span key (see [`span_candidates`]): where a new
+    /// template finds the templates that differ from it only in a span of
+    /// free text between the same constant words. An index over
+    /// `clusters`, not stored: rebuilt from them after a load or an
+    /// eviction (`spans_built`).
+    #[serde(skip)]
+    spans: PrehashedMap<u64, Vec<SpanMember>>,
+    /// Learned span clusters per span key; rebuilt with `spans`.
+    #[serde(skip)]
+    span_general: PrehashedMap<u64, ClusterId>,
+    #[serde(skip)]
+    spans_built: bool,
     /// What changed since the state store last wrote the learner.
     #[serde(skip)]
     changes: LearnerChanges,
@@ -886,6 +898,118 @@ fn h_tail_refused(gkey: u64) -> u64 {
     })
 }
 
+/// The mark among a cluster's learned positions that makes its one
+/// learned position stand for a span of one to [`MAX_SPAN_WORDS`] words
+/// between constant words (see [`Learner::learn_spans`]).
+const SPAN_MARK: u32 = u32::MAX - 1;
+
+/// Longest free-text span learned between two constant words: names of
+/// people, places and devices, short reasons (`by tech J. Smith`).
+const MAX_SPAN_WORDS: usize = 4;
+
+/// Templates longer than this are not indexed for spans: the index holds
+/// up to [`MAX_SPAN_WORDS`] entries per word of every plain template.
+const MAX_SPAN_TEMPLATE_WORDS: usize = 64;
+
+/// Plain clusters remembered per span skeleton (the newest ones).
+const MAX_SPAN_MEMBERS: usize = 8;
+
+/// Span skeletons the index holds at most (all services); past it, new
+/// skeletons are not indexed (those already indexed still take members).
+const MAX_SPAN_INDEX: usize = 1 << 17;
+
+/// Whether a word may be part of a free-text span: a masked value, or a
+/// word of letters (an apostrophe or hyphen inside, punctuation that ends a
+/// phrase after), as in [`is_prose`]. Keys, paths, brackets and glued
+/// values are structure, learned position by position.
+fn span_word(w: &str) -> bool {
+    // A word ending in `:` is a label: what follows it is another value.
+    if w.ends_with(':') {
+        return false;
+    }
+    if !is_constant(w) {
+        return true;
+    }
+    // A name with a masked number glued to it (`bay-<*>`) is a name too.
+    let core = w.trim_end_matches(['.', ',', ';', '!', '?']);
+    core.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && core
+            .split(VAR)
+            .flat_map(str::bytes)
+            .all(|b| b.is_ascii_alphabetic() || b == b'\'' || b == b'-')
+}
+
+/// Constant words before a span that ends the line: a span in the middle
+/// is closed by a constant word the templates share, one at the end only
+/// by the line's end, and the last words of a message are often its event
+/// (`connection closed` / `connection reset by peer`), so more of the
+/// message must be shared before it.
+const SPAN_END_MIN_PREFIX_CONSTANTS: usize = 3;
+
+/// The span candidates of `words`: `(start, end)` with a constant word
+/// before `start` (the anchor) and at `end` (the next constant word, or
+/// the end of the line after [`SPAN_END_MIN_PREFIX_CONSTANTS`]), one
+/// to [`MAX_SPAN_WORDS`] span words between, each a [`span_word`], and the
+/// key of each: the skeleton hash the template would have with the span
+/// replaced by one word ([`skeleton_hashes`] of that template at `start`),
+/// so every length of span between the same words has the same key.
+fn span_candidates(ctx: u64, words: &[&str], out: &mut Vec<(usize, usize, u64)>) {
+    out.clear();
+    let n = words.len();
+    if !(3..=MAX_SPAN_TEMPLATE_WORDS).contains(&n) {
+        return;
+    }
+    let hashes: Vec<u64> = words
+        .iter()
+        .map(|w| xxhash_rust::xxh3::xxh3_64(w.as_bytes()))
+        .collect();
+    // suffix[i]: chain of words i..n; prefix[i]: chain of words 0..i, as
+    // `skeleton_hashes` builds them.
+    let mut suffix = vec![0u64; n + 1];
+    suffix[n] = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (0..n).rev() {
+        suffix[i] = chain(suffix[i + 1], hashes[i]);
+    }
+    let mut prefix = ctx ^ 0x5851_f42d_4c95_7f2d;
+    let mut constants = 0;
+    for p in 0..n {
+        prefix = chain(prefix, hashes[p]);
+        if !is_constant(words[p]) {
+            continue;
+        }
+        let start = p + 1;
+        constants += 1;
+        for end in start + 1..=(start + MAX_SPAN_WORDS).min(n) {
+            if !span_word(words[end - 1]) {
+                break;
+            }
+            let closed = if end == n {
+                constants >= SPAN_END_MIN_PREFIX_CONSTANTS
+            } else {
+                is_constant(words[end])
+            };
+            if !closed {
+                continue;
+            }
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&ctx.to_le_bytes());
+            b[8..16].copy_from_slice(&(start as u64).to_le_bytes());
+            b[16..24].copy_from_slice(&prefix.to_le_bytes());
+            b[24..].copy_from_slice(&suffix[end].to_le_bytes());
+            out.push((start, end, xxhash_rust::xxh3::xxh3_64(&b)));
+        }
+    }
+}
+
+/// A plain cluster whose words `start .. start + len` are a span between
+/// the constant words of one span key (see [`Learner::spans`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SpanMember {
+    cluster: ClusterId,
+    start: u16,
+    len: u8,
+}
+
 impl Learner {
     pub fn new(enabled: bool, min_distinct: usize, min_ratio: f64) -> Learner {
         Learner {
@@ -901,6 +1025,9 @@ impl Learner {
             keys: PrehashedMap::default(),
             recent: PrehashedMap::default(),
             pairs_built: false,
+            spans: PrehashedMap::default(),
+            span_general: PrehashedMap::default(),
+            spans_built: false,
             changes: LearnerChanges::default(),
             budget: Budget::default(),
         }
@@ -1226,6 +1353,24 @@ impl Learner {
             };
         }
 
+        // 0b. A free-text span learned between two of its constant words.
+        if !self.spans_built {
+            self.build_spans();
+        }
+        let mut span_cands = Vec::new();
+        span_candidates(ctx, &words, &mut span_cands);
+        if let Some(g) = self.span_lookup(&span_cands) {
+            self.cache_exact(key, g);
+            self.clusters[g as usize].count += 1;
+            self.clusters[g as usize].last_used = self.budget.tick;
+            self.changes.cluster(g);
+            return Resolution {
+                cluster: g,
+                created: false,
+                merged: Vec::new(),
+            };
+        }
+
         // 1. A generalised template that already covers this one, unless
         //    the template brings a new member of a closed set.
         let mut refused: Option<ClusterId> = None;
@@ -1380,6 +1525,7 @@ impl Learner {
         let id = self.push_cluster(ctx, scope, template.to_string());
         self.exact.insert(key, id);
         self.changes.exact(key);
+        self.index_spans(id, &span_cands);
         let cap = self.member_cap();
         for &(sk, _, _) in &cands {
             if let Some(e) = self.skeletons.get_mut(&sk) {
@@ -1447,7 +1593,10 @@ impl Learner {
                     merged,
                 }
             }
-            None => match self.learn_tails(ctx, scope, &words, key, id) {
+            None => match self
+                .learn_tails(ctx, scope, &words, key, id)
+                .or_else(|| self.learn_spans(ctx, scope, &words, id, &span_cands))
+            {
                 Some((g, merged)) => Resolution {
                     cluster: g,
                     created: false,
@@ -1674,6 +1823,225 @@ impl Learner {
                 self.changes.cluster(g);
             }
         }
+    }
+
+    /// Whether cluster `c` is a learned free-text span.
+    fn is_span(&self, c: ClusterId) -> bool {
+        self.clusters[c as usize].learned.contains(&SPAN_MARK)
+    }
+
+    /// The learned span cluster that covers a template with span
+    /// candidates `cands`, if any.
+    fn span_lookup(&self, cands: &[(usize, usize, u64)]) -> Option<ClusterId> {
+        if self.span_general.is_empty() {
+            return None;
+        }
+        cands.iter().find_map(|&(_, _, key)| {
+            let r = self.root(*self.span_general.get(&key)?);
+            self.is_span(r).then_some(r)
+        })
+    }
+
+    /// Records plain cluster `id` (span candidates `cands`) in the span
+    /// index.
+    fn index_spans(&mut self, id: ClusterId, cands: &[(usize, usize, u64)]) {
+        for &(start, end, key) in cands {
+            if !self.spans.contains_key(&key) && self.spans.len() >= MAX_SPAN_INDEX {
+                continue;
+            }
+            let e = self.spans.entry(key).or_default();
+            if e.len() >= MAX_SPAN_MEMBERS {
+                e.remove(0);
+            }
+            e.push(SpanMember {
+                cluster: id,
+                start: start as u16,
+                len: (end - start) as u8,
+            });
+        }
+    }
+
+    /// Rebuilds [`Learner::spans`] and [`Learner::span_general`] from the
+    /// clusters (after a load or an eviction, which renumbers them): every
+    /// plain cluster is indexed in id order, as `observe` indexed it, and
+    /// every learned span is keyed by the skeleton of its one learned
+    /// position.
+    fn build_spans(&mut self) {
+        self.spans_built = true;
+        self.spans.clear();
+        self.span_general.clear();
+        let mut cands = Vec::new();
+        let mut sks = Vec::new();
+        for id in 0..self.clusters.len() {
+            let c = &self.clusters[id];
+            let words: Vec<&str> = c.template.split(' ').collect();
+            if c.learned.is_empty() {
+                span_candidates(c.ctx, &words, &mut cands);
+                self.index_spans(id as ClusterId, &cands);
+            } else if c.learned.contains(&SPAN_MARK) && c.alias_of.is_none() {
+                let Some(&p) = c.learned.iter().find(|&&m| m != SPAN_MARK) else {
+                    continue;
+                };
+                skeleton_hashes(c.ctx, &words, &mut sks);
+                if let Some(&key) = sks.get(p as usize) {
+                    self.span_general.insert(key, id as ClusterId);
+                }
+            }
+        }
+    }
+
+    /// Looks for a span of free text in new template `words` (its own
+    /// plain cluster `id`, span candidates `cands`) between constant words
+    /// that earlier templates share with it; where the spans between them
+    /// have taken `min_distinct` distinct values of at least two lengths,
+    /// the template with `<*>` for the span becomes a type that every
+    /// template differing from it only in a span of one to
+    /// [`MAX_SPAN_WORDS`] words of free text joins (the plain ones seen
+    /// before become its aliases).
+    ///
+    /// Why this holds on a stranger's logs: positions are learned within
+    /// one word count, so a name people type (a person, a place, a device,
+    /// a room, a title) of one to a few words between constant words
+    /// (`set by <who> at`, `link to <place> lost after`) never shows one
+    /// position varying, and every length of the name was a type of its
+    /// own: a false `novel` alert at each first sighting. It is the
+    /// free-text tail's mechanism ([`Learner::learn_tails`]) with the end
+    /// of the span at the next constant word the templates share instead
+    /// of the end of the line, and the same evidence: `min_distinct`
+    /// distinct spans, two lengths (one length is still learned position
+    /// by position, so `… to redis` / `… to postgres` stay two types), the
+    /// closed-set rule (known spans that each recurred make a new one a new
+    /// type) and the constant share. The span is words of letters or
+    /// masked values; keys, paths, brackets and glued values are structure.
+    fn learn_spans(
+        &mut self,
+        ctx: u64,
+        scope: u64,
+        words: &[&str],
+        id: ClusterId,
+        cands: &[(usize, usize, u64)],
+    ) -> Option<(ClusterId, Vec<ClusterId>)> {
+        let n = words.len();
+        for &(start, end, key) in cands {
+            let Some(members) = self.spans.get(&key) else {
+                continue;
+            };
+            let span_val = |span: &[&str]| {
+                let h = xxhash_rust::xxh3::xxh3_64(span.join(" ").as_bytes());
+                (h & !0xff) | span.len() as u64
+            };
+            let val = span_val(&words[start..end]);
+            let mut known: Vec<u64> = Vec::new();
+            let mut olds: Vec<ClusterId> = Vec::new();
+            let mut recurred = true;
+            for m in members {
+                if m.cluster == id {
+                    continue;
+                }
+                let r = self.root(m.cluster);
+                let mw: Vec<&str> = self.clusters[m.cluster as usize]
+                    .template
+                    .split(' ')
+                    .collect();
+                let (s, e) = (m.start as usize, m.start as usize + m.len as usize);
+                if e > mw.len() {
+                    continue;
+                }
+                // A member widened into another type counts only when that
+                // type is its template with one word at the span (a
+                // position learned there) or this span itself.
+                if r != m.cluster {
+                    let rn = self.clusters[r as usize].template.split(' ').count();
+                    if rn != s + 1 + (mw.len() - e) {
+                        continue;
+                    }
+                }
+                let v = span_val(&mw[s..e]);
+                if !known.contains(&v) {
+                    known.push(v);
+                }
+                recurred &= self.clusters[r as usize].count >= CLOSED_RECUR;
+                olds.push(r);
+            }
+            let new = !known.contains(&val);
+            // A closed set's new member: the known spans each recurred.
+            if new && !olds.is_empty() && known.len() + 1 >= self.min_distinct && recurred {
+                continue;
+            }
+            if new {
+                known.push(val);
+            }
+            let mut lengths: Vec<u64> = known.iter().map(|v| v & 0xff).collect();
+            lengths.sort_unstable();
+            lengths.dedup();
+            let constants = words[..start]
+                .iter()
+                .chain(&words[end..])
+                .filter(|w| is_constant(w))
+                .count();
+            let need = (((start + 1 + n - end) as f64) * self.min_constant_share).ceil() as usize;
+            if known.len() < self.min_distinct || lengths.len() < 2 || constants < need {
+                continue;
+            }
+            let mut t = words[..start].join(" ");
+            t.push(' ');
+            t.push_str(VAR);
+            for w in &words[end..] {
+                t.push(' ');
+                t.push_str(w);
+            }
+            let gkey = h_template(ctx, &t);
+            let g = match self.exact.get(&gkey) {
+                Some(&c) => self.root(c),
+                None => {
+                    let g = self.push_cluster(ctx, scope, t);
+                    self.clusters[g as usize].count = 0;
+                    self.exact.insert(gkey, g);
+                    self.changes.exact(gkey);
+                    g
+                }
+            };
+            {
+                let c = &mut self.clusters[g as usize];
+                for m in [start as u32, SPAN_MARK] {
+                    if !c.learned.contains(&m) {
+                        c.learned.push(m);
+                    }
+                }
+                c.last_used = self.budget.tick;
+            }
+            self.changes.cluster(g);
+            // One word at the span is a value of the position too: the
+            // template's skeleton there is the span key.
+            let bucket = h_bucket(ctx, start + 1 + n - end);
+            let gs = self.generalized.entry(bucket).or_default();
+            if !gs.contains(&g) {
+                gs.push(g);
+            }
+            self.skeletons.entry(key).or_default().generalized = Some(g);
+            self.changes.skeleton(key);
+            self.span_general.insert(key, g);
+            let fresh = self.clusters[g as usize].count == 0;
+            let mut merged = Vec::new();
+            let mut counted = Vec::new();
+            olds.push(id);
+            for m in olds {
+                let r = self.root(m);
+                if r != g {
+                    self.clusters[r as usize].alias_of = Some(g);
+                    let c = self.clusters[r as usize].count;
+                    self.clusters[g as usize].count += c;
+                    self.changes.cluster(r);
+                    merged.push(r);
+                    counted.push((r, c));
+                }
+            }
+            self.inherit_id(g, &counted, fresh);
+            merged.sort_unstable();
+            merged.dedup();
+            return Some((g, merged));
+        }
+        None
     }
 
     /// Two positions that vary together (`registering class A for class
@@ -2122,6 +2490,7 @@ impl Learner {
             self.exact.extend(cached);
         }
         self.pairs_built = false;
+        self.spans_built = false;
         self.generalized.clear();
         for (id, c) in self.clusters.iter().enumerate() {
             if !c.learned.is_empty() {
