@@ -1926,12 +1926,19 @@ impl Learner {
             let Some(members) = self.spans.get(&key) else {
                 continue;
             };
+            // A span's value (hash, word count in the low byte) and the
+            // hashes of its first and last words.
             let span_val = |span: &[&str]| {
                 let h = xxhash_rust::xxh3::xxh3_64(span.join(" ").as_bytes());
-                (h & !0xff) | span.len() as u64
+                let edge = |w: &str| xxhash_rust::xxh3::xxh3_64(w.as_bytes());
+                (
+                    (h & !0xff) | span.len() as u64,
+                    edge(span[0]),
+                    edge(span[span.len() - 1]),
+                )
             };
             let val = span_val(&words[start..end]);
-            let mut known: Vec<u64> = Vec::new();
+            let mut known: Vec<(u64, u64, u64)> = Vec::new();
             let mut olds: Vec<ClusterId> = Vec::new();
             let mut recurred = true;
             for m in members {
@@ -1971,16 +1978,25 @@ impl Learner {
             if new {
                 known.push(val);
             }
-            let mut lengths: Vec<u64> = known.iter().map(|v| v & 0xff).collect();
+            let mut lengths: Vec<u64> = known.iter().map(|v| v.0 & 0xff).collect();
             lengths.sort_unstable();
             lengths.dedup();
+            // Spans that all begin (or all end) with one word have that
+            // word constant: it belongs around the span, and a narrower
+            // candidate (`by <*> at`, not `opened <*> at`) is the one.
+            let shared_edge =
+                known.iter().all(|v| v.1 == known[0].1) || known.iter().all(|v| v.2 == known[0].2);
             let constants = words[..start]
                 .iter()
                 .chain(&words[end..])
                 .filter(|w| is_constant(w))
                 .count();
             let need = (((start + 1 + n - end) as f64) * self.min_constant_share).ceil() as usize;
-            if known.len() < self.min_distinct || lengths.len() < 2 || constants < need {
+            if known.len() < self.min_distinct
+                || lengths.len() < 2
+                || shared_edge
+                || constants < need
+            {
                 continue;
             }
             let mut t = words[..start].join(" ");
@@ -3939,6 +3955,114 @@ mod tests {
             tail,
             "a folded template keeps its type"
         );
+    }
+
+    #[test]
+    fn a_free_text_span_between_constant_words_is_one_type_whatever_its_length() {
+        let mut l = learner();
+        let a = l.observe(1, "shutter <*> opened by ann at panel <*>");
+        let b = l.observe(1, "shutter <*> opened by night shift lead at panel <*>");
+        assert!(a.created && b.created);
+        let c = l.observe(1, "shutter <*> opened by tech j. moore at panel <*>");
+        assert!(!c.created);
+        assert_eq!(
+            l.template(c.cluster),
+            "shutter <*> opened by <*> at panel <*>"
+        );
+        assert_eq!(l.root(a.cluster), c.cluster, "earlier spans join it");
+        assert_eq!(l.root(b.cluster), c.cluster);
+        for who in ["bob", "the duty manager", "rosa-lee o'hara"] {
+            let r = l.observe(1, &format!("shutter <*> opened by {who} at panel <*>"));
+            assert_eq!(r.cluster, c.cluster, "{who}");
+            assert!(!r.created);
+        }
+        // Another constant word around the span is another type.
+        let d = l.observe(1, "shutter <*> closed by ann at panel <*>");
+        assert!(d.created);
+        let e = l.observe(1, "shutter <*> opened by ann at desk <*>");
+        assert!(e.created);
+    }
+
+    #[test]
+    fn spans_of_one_length_are_learned_position_by_position() {
+        let mut l = learner();
+        let a = l.observe(1, "timeout connecting to redis after <*> ms");
+        let b = l.observe(1, "timeout connecting to postgres after <*> ms");
+        assert!(a.created && b.created, "one changed word is a new type");
+        assert_ne!(a.cluster, b.cluster);
+    }
+
+    #[test]
+    fn a_span_holding_a_label_or_a_structure_is_no_free_text() {
+        // `<*>: reason` is a value and a label's value: two fields.
+        assert_each_tail_its_own_type(
+            "error creating map from file",
+            &[
+                "<*>: device required",
+                "<*>: bad file descriptor",
+                "<*>: denied",
+                "<*>: no child processes left",
+            ],
+        );
+        let mut l = learner();
+        for (i, span) in ["user=ann", "a/b c", "x{y} z", "q=1 r=2 s"]
+            .iter()
+            .enumerate()
+        {
+            let r = l.observe(1, &format!("sync of {span} failed at stage {i}x"));
+            assert!(r.created, "{span}");
+        }
+    }
+
+    #[test]
+    fn a_closed_set_of_recurring_spans_stays_apart() {
+        let mut l = learner();
+        for _ in 0..10 {
+            l.observe(1, "pump <*> switched to standby mode by controller");
+            l.observe(1, "pump <*> switched to full power mode by controller");
+        }
+        let r = l.observe(1, "pump <*> switched to off mode by controller");
+        assert!(r.created, "a new member of a set whose members recurred");
+        assert_eq!(
+            l.template(r.cluster),
+            "pump <*> switched to off mode by controller"
+        );
+    }
+
+    #[test]
+    fn span_evidence_and_a_learned_span_survive_a_save_and_load() {
+        let mut l = learner();
+        l.observe(1, "badge <*> issued to ann for gate <*>");
+        l.observe(1, "badge <*> issued to mary jane for gate <*>");
+        let json = serde_json::to_string(&l).unwrap();
+        let mut loaded: Learner = serde_json::from_str(&json).unwrap();
+        loaded.validate().unwrap();
+        // The index is rebuilt from the clusters: the third span learns.
+        let c = loaded.observe(1, "badge <*> issued to the night porter for gate <*>");
+        assert!(!c.created);
+        assert_eq!(
+            loaded.template(c.cluster),
+            "badge <*> issued to <*> for gate <*>"
+        );
+        let json = serde_json::to_string(&loaded).unwrap();
+        let mut again: Learner = serde_json::from_str(&json).unwrap();
+        let r = again.observe(1, "badge <*> issued to a visitor from hq for gate <*>");
+        assert_eq!(r.cluster, c.cluster);
+    }
+
+    #[test]
+    fn a_span_at_the_end_of_a_line_needs_three_constant_words_before_it() {
+        let mut l = learner();
+        for end in ["closed", "reset by peer", "timed out"] {
+            let r = l.observe(1, &format!("connection <*> {end}"));
+            assert!(r.created, "{end}");
+        }
+        let mut l = learner();
+        l.observe(1, "route <*> was set by ann");
+        l.observe(1, "route <*> was set by the night shift");
+        let r = l.observe(1, "route <*> was set by tech j. moore");
+        assert!(!r.created);
+        assert_eq!(l.template(r.cluster), "route <*> was set by <*>");
     }
 
     #[test]
