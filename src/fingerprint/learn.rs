@@ -943,7 +943,9 @@ fn span_word(w: &str) -> bool {
 /// is closed by a constant word the templates share, one at the end only
 /// by the line's end, and the last words of a message are often its event
 /// (`connection closed` / `connection reset by peer`), so more of the
-/// message must be shared before it.
+/// message must be shared before it, and the span holds no bare masked
+/// value: a phase name and a measurement after it (`mark cycle <*>`) are
+/// an event and its value, not a name.
 const SPAN_END_MIN_PREFIX_CONSTANTS: usize = 3;
 
 /// The span candidates of `words`: `(start, end)` with a constant word
@@ -985,6 +987,7 @@ fn span_candidates(ctx: u64, words: &[&str], out: &mut Vec<(usize, usize, u64)>)
             }
             let closed = if end == n {
                 constants >= SPAN_END_MIN_PREFIX_CONSTANTS
+                    && words[start..end].iter().all(|w| is_constant(w))
             } else {
                 is_constant(words[end])
             };
@@ -1926,19 +1929,28 @@ impl Learner {
             let Some(members) = self.spans.get(&key) else {
                 continue;
             };
-            // A span's value (hash, word count in the low byte) and the
-            // hashes of its first and last words.
+            // A span's value (hash, word count in the low byte), the
+            // hashes of its first and last words, and those of its
+            // constant words.
             let span_val = |span: &[&str]| {
                 let h = xxhash_rust::xxh3::xxh3_64(span.join(" ").as_bytes());
-                let edge = |w: &str| xxhash_rust::xxh3::xxh3_64(w.as_bytes());
+                let hw = |w: &str| xxhash_rust::xxh3::xxh3_64(w.as_bytes());
+                let mut words: Vec<u64> = span
+                    .iter()
+                    .filter(|w| is_constant(w))
+                    .map(|w| hw(w))
+                    .collect();
+                words.sort_unstable();
+                words.dedup();
                 (
                     (h & !0xff) | span.len() as u64,
-                    edge(span[0]),
-                    edge(span[span.len() - 1]),
+                    hw(span[0]),
+                    hw(span[span.len() - 1]),
+                    words,
                 )
             };
             let val = span_val(&words[start..end]);
-            let mut known: Vec<(u64, u64, u64)> = Vec::new();
+            let mut known: Vec<(u64, u64, u64, Vec<u64>)> = Vec::new();
             let mut olds: Vec<ClusterId> = Vec::new();
             let mut recurred = true;
             for m in members {
@@ -1964,13 +1976,13 @@ impl Learner {
                     }
                 }
                 let v = span_val(&mw[s..e]);
-                if !known.contains(&v) {
+                if !known.iter().any(|k| k.0 == v.0) {
                     known.push(v);
                 }
                 recurred &= self.clusters[r as usize].count >= CLOSED_RECUR;
                 olds.push(r);
             }
-            let new = !known.contains(&val);
+            let new = !known.iter().any(|k| k.0 == val.0);
             // A closed set's new member: the known spans each recurred.
             if new && !olds.is_empty() && known.len() + 1 >= self.min_distinct && recurred {
                 continue;
@@ -1981,11 +1993,17 @@ impl Learner {
             let mut lengths: Vec<u64> = known.iter().map(|v| v.0 & 0xff).collect();
             lengths.sort_unstable();
             lengths.dedup();
-            // Spans that all begin (or all end) with one word have that
-            // word constant: it belongs around the span, and a narrower
-            // candidate (`by <*> at`, not `opened <*> at`) is the one.
-            let shared_edge =
-                known.iter().all(|v| v.1 == known[0].1) || known.iter().all(|v| v.2 == known[0].2);
+            // Spans that all begin (or all end) with one word, or all hold
+            // one word, have that word constant: it belongs around the
+            // span (a narrower candidate, `by <*> at` rather than `opened
+            // <*> at`, is the one), or it is the event between two values
+            // (`<who> muted audio of <room>`), not part of a name.
+            let shared_edge = known.iter().all(|v| v.1 == known[0].1)
+                || known.iter().all(|v| v.2 == known[0].2)
+                || known[0]
+                    .3
+                    .iter()
+                    .any(|w| known.iter().all(|v| v.3.contains(w)));
             let constants = words[..start]
                 .iter()
                 .chain(&words[end..])
