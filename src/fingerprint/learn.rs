@@ -1935,6 +1935,8 @@ impl Learner {
             let span_val = |span: &[&str]| {
                 let h = xxhash_rust::xxh3::xxh3_64(span.join(" ").as_bytes());
                 let hw = |w: &str| xxhash_rust::xxh3::xxh3_64(w.as_bytes());
+                // A masked edge says nothing: two values may share it.
+                let edge = |w: &str| if is_constant(w) { hw(w) } else { 0 };
                 let mut words: Vec<u64> = span
                     .iter()
                     .filter(|w| is_constant(w))
@@ -1944,8 +1946,8 @@ impl Learner {
                 words.dedup();
                 (
                     (h & !0xff) | span.len() as u64,
-                    hw(span[0]),
-                    hw(span[span.len() - 1]),
+                    edge(span[0]),
+                    edge(span[span.len() - 1]),
                     words,
                 )
             };
@@ -1993,17 +1995,21 @@ impl Learner {
             let mut lengths: Vec<u64> = known.iter().map(|v| v.0 & 0xff).collect();
             lengths.sort_unstable();
             lengths.dedup();
-            // Spans that all begin (or all end) with one word, or all hold
-            // one word, have that word constant: it belongs around the
+            // Two spans that begin (or end) with one word, or a word all
+            // spans hold, have that word constant: it belongs around the
             // span (a narrower candidate, `by <*> at` rather than `opened
-            // <*> at`, is the one), or it is the event between two values
-            // (`<who> muted audio of <room>`), not part of a name.
-            let shared_edge = known.iter().all(|v| v.1 == known[0].1)
-                || known.iter().all(|v| v.2 == known[0].2)
-                || known[0]
-                    .3
+            // <*> at`, is the one), starts a structure of its own
+            // (`invalid user <*>` beside single names), or is the event
+            // between two values (`<who> muted audio of <room>`), not part
+            // of a name.
+            let shared_edge = known.iter().enumerate().any(|(i, x)| {
+                known[i + 1..]
                     .iter()
-                    .any(|w| known.iter().all(|v| v.3.contains(w)));
+                    .any(|y| (x.1 != 0 && x.1 == y.1) || (x.2 != 0 && x.2 == y.2))
+            }) || known[0]
+                .3
+                .iter()
+                .any(|w| known.iter().all(|v| v.3.contains(w)));
             let constants = words[..start]
                 .iter()
                 .chain(&words[end..])
