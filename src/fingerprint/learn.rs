@@ -3260,6 +3260,12 @@ impl Learner {
                 .values()
                 .map(|s| 64 + s.values.capacity() * 8 + s.members.capacity() * 4)
                 .sum::<usize>()
+            + self
+                .spans
+                .values()
+                .map(|m| 40 + m.capacity() * std::mem::size_of::<SpanMember>())
+                .sum::<usize>()
+            + self.span_general.capacity() * 16
     }
 }
 
