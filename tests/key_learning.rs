@@ -247,6 +247,23 @@ fn a_replay_into_an_alerts_file_an_earlier_run_wrote_says_so() {
     );
 }
 
+/// The time of the `i`-th second of the test day, as the lines carry it.
+fn second(i: usize) -> String {
+    format!(
+        "2026-04-01T{:02}:{:02}:{:02}.000Z",
+        i / 3600,
+        i / 60 % 60,
+        i % 60
+    )
+}
+
+/// The `novel` alert lines of an alerts file's text.
+fn novel_alerts(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| l.contains("\"kind\":\"novel\""))
+        .collect()
+}
+
 #[test]
 fn a_new_message_after_a_host_and_program_header_is_new() {
     // Every error line of the service opens with a constant host and a
@@ -267,12 +284,7 @@ fn a_new_message_after_a_host_and_program_header_is_new() {
         if i % 10 != 0 {
             continue;
         }
-        let ts = format!(
-            "2026-04-01T{:02}:{:02}:{:02}.000Z",
-            i / 3600,
-            i / 60 % 60,
-            i % 60
-        );
+        let ts = second(i);
         let m = if i == 2000 {
             "remote host closed the session"
         } else {
@@ -285,10 +297,7 @@ fn a_new_message_after_a_host_and_program_header_is_new() {
     std::fs::write(&input, lines).unwrap();
     let alerts = dir.path().join("alerts.jsonl");
     let text = replay("1", &input, &alerts);
-    let novel: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("\"kind\":\"novel\""))
-        .collect();
+    let novel = novel_alerts(&text);
     assert_eq!(novel.len(), 1, "{text}");
     assert!(
         novel[0].contains("remote host closed the session"),
@@ -318,12 +327,7 @@ fn a_rare_error_naming_a_place_of_one_to_three_words_is_not_new_per_name() {
     ];
     let mut lines = String::new();
     for i in 0..3000 {
-        let ts = format!(
-            "2026-04-01T{:02}:{:02}:{:02}.000Z",
-            i / 3600,
-            i / 60 % 60,
-            i % 60
-        );
+        let ts = second(i);
         lines.push_str(&format!(
             "{{\"time\":\"{ts}\",\"level\":\"info\",\"service\":\"casa\",\"msg\":\"poll done in {} ms\"}}\n",
             i % 50
@@ -346,10 +350,7 @@ fn a_rare_error_naming_a_place_of_one_to_three_words_is_not_new_per_name() {
     for threads in ["1", "2"] {
         let alerts = dir.path().join(format!("alerts-{threads}.jsonl"));
         let text = replay(threads, &input, &alerts);
-        let novel: Vec<&str> = text
-            .lines()
-            .filter(|l| l.contains("\"kind\":\"novel\""))
-            .collect();
+        let novel = novel_alerts(&text);
         assert_eq!(novel.len(), 3, "threads {threads}: {text}");
         assert!(
             novel.iter().any(|l| l.contains("charging")),

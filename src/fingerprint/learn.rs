@@ -1343,26 +1343,17 @@ impl Learner {
         let words: Vec<&str> = template.split(' ').collect();
         let bucket = h_bucket(ctx, words.len());
 
-        // 0. A free-text tail learned after one of the template's labels.
-        if let Some(g) = self.tail_lookup(ctx, &words) {
-            self.cache_exact(key, g);
-            self.clusters[g as usize].count += 1;
-            self.clusters[g as usize].last_used = self.budget.tick;
-            self.changes.cluster(g);
-            return Resolution {
-                cluster: g,
-                created: false,
-                merged: Vec::new(),
-            };
-        }
-
-        // 0b. A free-text span learned between two of its constant words.
+        // 0. A free-text tail learned after one of the template's labels,
+        //    or a free-text span learned between two of its constant words.
         if !self.spans_built {
             self.build_spans();
         }
         let mut span_cands = Vec::new();
         span_candidates(ctx, &words, &mut span_cands);
-        if let Some(g) = self.span_lookup(&span_cands) {
+        if let Some(g) = self
+            .tail_lookup(ctx, &words)
+            .or_else(|| self.span_lookup(&span_cands))
+        {
             self.cache_exact(key, g);
             self.clusters[g as usize].count += 1;
             self.clusters[g as usize].last_used = self.budget.tick;
@@ -1756,48 +1747,65 @@ impl Learner {
             // Emptied rather than removed, so the store writes it as such.
             self.keys.insert(hm, Vec::new());
             self.changes.key(hm);
-            let g = match self.exact.get(&gkey) {
-                Some(&c) => self.root(c),
-                None => {
-                    let g = self.push_cluster(ctx, scope, t);
-                    self.clusters[g as usize].count = 0;
-                    self.exact.insert(gkey, g);
-                    self.changes.exact(gkey);
-                    g
-                }
-            };
-            {
-                let c = &mut self.clusters[g as usize];
-                for m in [(p + 1) as u32, TAIL_MARK] {
-                    if !c.learned.contains(&m) {
-                        c.learned.push(m);
-                    }
-                }
-                c.last_used = self.budget.tick;
-            }
-            self.changes.cluster(g);
-            let fresh = self.clusters[g as usize].count == 0;
-            let mut merged = Vec::new();
-            let mut counted = Vec::new();
             let olds = members.iter().filter_map(|h| self.exact.get(h).copied());
             let olds: Vec<ClusterId> = olds.chain(std::iter::once(id)).collect();
-            for m in olds {
-                let r = self.root(m);
-                if r != g {
-                    self.clusters[r as usize].alias_of = Some(g);
-                    let c = self.clusters[r as usize].count;
-                    self.clusters[g as usize].count += c;
-                    self.changes.cluster(r);
-                    merged.push(r);
-                    counted.push((r, c));
-                }
-            }
-            self.inherit_id(g, &counted, fresh);
-            merged.sort_unstable();
-            merged.dedup();
+            let (g, merged) = self.fold_learned(ctx, scope, t, [(p + 1) as u32, TAIL_MARK], olds);
             return Some((g, merged));
         }
         None
+    }
+
+    /// Makes template `t` (learned positions `marks`) a cluster, or
+    /// marks the cluster it already is, and aliases the roots of `olds` to
+    /// it (their counts move with them; see [`Learner::inherit_id`]).
+    /// Returns it and the clusters that became its aliases.
+    fn fold_learned(
+        &mut self,
+        ctx: u64,
+        scope: u64,
+        t: String,
+        marks: [u32; 2],
+        olds: Vec<ClusterId>,
+    ) -> (ClusterId, Vec<ClusterId>) {
+        let gkey = h_template(ctx, &t);
+        let g = match self.exact.get(&gkey) {
+            Some(&c) => self.root(c),
+            None => {
+                let g = self.push_cluster(ctx, scope, t);
+                self.clusters[g as usize].count = 0;
+                self.exact.insert(gkey, g);
+                self.changes.exact(gkey);
+                g
+            }
+        };
+        {
+            let c = &mut self.clusters[g as usize];
+            for m in marks {
+                if !c.learned.contains(&m) {
+                    c.learned.push(m);
+                }
+            }
+            c.last_used = self.budget.tick;
+        }
+        self.changes.cluster(g);
+        let fresh = self.clusters[g as usize].count == 0;
+        let mut merged = Vec::new();
+        let mut counted = Vec::new();
+        for m in olds {
+            let r = self.root(m);
+            if r != g {
+                self.clusters[r as usize].alias_of = Some(g);
+                let c = self.clusters[r as usize].count;
+                self.clusters[g as usize].count += c;
+                self.changes.cluster(r);
+                merged.push(r);
+                counted.push((r, c));
+            }
+        }
+        self.inherit_id(g, &counted, fresh);
+        merged.sort_unstable();
+        merged.dedup();
+        (g, merged)
     }
 
     /// Marks the label whose tail template has hash `gkey` as a header's
@@ -2030,27 +2038,8 @@ impl Learner {
                 t.push(' ');
                 t.push_str(w);
             }
-            let gkey = h_template(ctx, &t);
-            let g = match self.exact.get(&gkey) {
-                Some(&c) => self.root(c),
-                None => {
-                    let g = self.push_cluster(ctx, scope, t);
-                    self.clusters[g as usize].count = 0;
-                    self.exact.insert(gkey, g);
-                    self.changes.exact(gkey);
-                    g
-                }
-            };
-            {
-                let c = &mut self.clusters[g as usize];
-                for m in [start as u32, SPAN_MARK] {
-                    if !c.learned.contains(&m) {
-                        c.learned.push(m);
-                    }
-                }
-                c.last_used = self.budget.tick;
-            }
-            self.changes.cluster(g);
+            olds.push(id);
+            let (g, merged) = self.fold_learned(ctx, scope, t, [start as u32, SPAN_MARK], olds);
             // One word at the span is a value of the position too: the
             // template's skeleton there is the span key.
             let bucket = h_bucket(ctx, start + 1 + n - end);
@@ -2061,24 +2050,6 @@ impl Learner {
             self.skeletons.entry(key).or_default().generalized = Some(g);
             self.changes.skeleton(key);
             self.span_general.insert(key, g);
-            let fresh = self.clusters[g as usize].count == 0;
-            let mut merged = Vec::new();
-            let mut counted = Vec::new();
-            olds.push(id);
-            for m in olds {
-                let r = self.root(m);
-                if r != g {
-                    self.clusters[r as usize].alias_of = Some(g);
-                    let c = self.clusters[r as usize].count;
-                    self.clusters[g as usize].count += c;
-                    self.changes.cluster(r);
-                    merged.push(r);
-                    counted.push((r, c));
-                }
-            }
-            self.inherit_id(g, &counted, fresh);
-            merged.sort_unstable();
-            merged.dedup();
             return Some((g, merged));
         }
         None
@@ -4046,17 +4017,24 @@ mod tests {
 
     #[test]
     fn a_closed_set_of_recurring_spans_stays_apart() {
+        assert_a_new_member_after_two_recurring_ones_is_new(
+            "pump <*> switched to standby mode by controller",
+            "pump <*> switched to full power mode by controller",
+            "pump <*> switched to off mode by controller",
+        );
+    }
+
+    /// `first` and `second` each recur ten times; then `new` is a type of
+    /// its own with its own template.
+    fn assert_a_new_member_after_two_recurring_ones_is_new(first: &str, second: &str, new: &str) {
         let mut l = learner();
         for _ in 0..10 {
-            l.observe(1, "pump <*> switched to standby mode by controller");
-            l.observe(1, "pump <*> switched to full power mode by controller");
+            l.observe(1, first);
+            l.observe(1, second);
         }
-        let r = l.observe(1, "pump <*> switched to off mode by controller");
+        let r = l.observe(1, new);
         assert!(r.created, "a new member of a set whose members recurred");
-        assert_eq!(
-            l.template(r.cluster),
-            "pump <*> switched to off mode by controller"
-        );
+        assert_eq!(l.template(r.cluster), new);
     }
 
     #[test]
@@ -4097,16 +4075,10 @@ mod tests {
 
     #[test]
     fn a_closed_set_of_recurring_tails_stays_apart() {
-        let mut l = learner();
-        for _ in 0..10 {
-            l.observe(1, "peer <*> down, cause: hold timer expired");
-            l.observe(1, "peer <*> down, cause: interface flap");
-        }
-        let r = l.observe(1, "peer <*> down, cause: notification sent by peer");
-        assert!(r.created, "a new member of a set whose members recurred");
-        assert_eq!(
-            l.template(r.cluster),
-            "peer <*> down, cause: notification sent by peer"
+        assert_a_new_member_after_two_recurring_ones_is_new(
+            "peer <*> down, cause: hold timer expired",
+            "peer <*> down, cause: interface flap",
+            "peer <*> down, cause: notification sent by peer",
         );
     }
 
