@@ -213,6 +213,18 @@ pub struct Learner {
     recent: PrehashedMap<u64, std::collections::VecDeque<ClusterId>>,
     #[serde(skip)]
     pairs_built: bool,
+    /// Plain clusters per span key (see [`span_candidates`]): where a new
+    /// template finds the templates that differ from it only in a span of
+    /// free text between the same constant words. An index over
+    /// `clusters`, not stored: rebuilt from them after a load or an
+    /// eviction (`spans_built`).
+    #[serde(skip)]
+    spans: PrehashedMap<u64, Vec<SpanMember>>,
+    /// Learned span clusters per span key; rebuilt with `spans`.
+    #[serde(skip)]
+    span_general: PrehashedMap<u64, ClusterId>,
+    #[serde(skip)]
+    spans_built: bool,
     /// What changed since the state store last wrote the learner.
     #[serde(skip)]
     changes: LearnerChanges,
@@ -886,6 +898,121 @@ fn h_tail_refused(gkey: u64) -> u64 {
     })
 }
 
+/// The mark among a cluster's learned positions that makes its one
+/// learned position stand for a span of one to [`MAX_SPAN_WORDS`] words
+/// between constant words (see [`Learner::learn_spans`]).
+const SPAN_MARK: u32 = u32::MAX - 1;
+
+/// Longest free-text span learned between two constant words: names of
+/// people, places and devices, short reasons (`by tech J. Smith`).
+const MAX_SPAN_WORDS: usize = 4;
+
+/// Templates longer than this are not indexed for spans: the index holds
+/// up to [`MAX_SPAN_WORDS`] entries per word of every plain template.
+const MAX_SPAN_TEMPLATE_WORDS: usize = 64;
+
+/// Plain clusters remembered per span skeleton (the newest ones).
+const MAX_SPAN_MEMBERS: usize = 8;
+
+/// Span skeletons the index holds at most (all services); past it, new
+/// skeletons are not indexed (those already indexed still take members).
+const MAX_SPAN_INDEX: usize = 1 << 17;
+
+/// Whether a word may be part of a free-text span: a masked value, or a
+/// word of letters (an apostrophe or hyphen inside, punctuation that ends a
+/// phrase after), as in [`is_prose`]. Keys, paths, brackets and glued
+/// values are structure, learned position by position.
+fn span_word(w: &str) -> bool {
+    // A word ending in `:` is a label: what follows it is another value.
+    if w.ends_with(':') {
+        return false;
+    }
+    if !is_constant(w) {
+        return true;
+    }
+    // A name with a masked number glued to it (`bay-<*>`) is a name too.
+    let core = w.trim_end_matches(['.', ',', ';', '!', '?']);
+    core.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && core
+            .split(VAR)
+            .flat_map(str::bytes)
+            .all(|b| b.is_ascii_alphabetic() || b == b'\'' || b == b'-')
+}
+
+/// Constant words before a span that ends the line: a span in the middle
+/// is closed by a constant word the templates share, one at the end only
+/// by the line's end, and the last words of a message are often its event
+/// (`connection closed` / `connection reset by peer`), so more of the
+/// message must be shared before it, and the span holds no bare masked
+/// value: a phase name and a measurement after it (`mark cycle <*>`) are
+/// an event and its value, not a name.
+const SPAN_END_MIN_PREFIX_CONSTANTS: usize = 3;
+
+/// The span candidates of `words`: `(start, end)` with a constant word
+/// before `start` (the anchor) and at `end` (the next constant word, or
+/// the end of the line after [`SPAN_END_MIN_PREFIX_CONSTANTS`]), one
+/// to [`MAX_SPAN_WORDS`] span words between, each a [`span_word`], and the
+/// key of each: the skeleton hash the template would have with the span
+/// replaced by one word ([`skeleton_hashes`] of that template at `start`),
+/// so every length of span between the same words has the same key.
+fn span_candidates(ctx: u64, words: &[&str], out: &mut Vec<(usize, usize, u64)>) {
+    out.clear();
+    let n = words.len();
+    if !(3..=MAX_SPAN_TEMPLATE_WORDS).contains(&n) {
+        return;
+    }
+    let hashes: Vec<u64> = words
+        .iter()
+        .map(|w| xxhash_rust::xxh3::xxh3_64(w.as_bytes()))
+        .collect();
+    // suffix[i]: chain of words i..n; prefix[i]: chain of words 0..i, as
+    // `skeleton_hashes` builds them.
+    let mut suffix = vec![0u64; n + 1];
+    suffix[n] = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (0..n).rev() {
+        suffix[i] = chain(suffix[i + 1], hashes[i]);
+    }
+    let mut prefix = ctx ^ 0x5851_f42d_4c95_7f2d;
+    let mut constants = 0;
+    for p in 0..n {
+        prefix = chain(prefix, hashes[p]);
+        if !is_constant(words[p]) {
+            continue;
+        }
+        let start = p + 1;
+        constants += 1;
+        for end in start + 1..=(start + MAX_SPAN_WORDS).min(n) {
+            if !span_word(words[end - 1]) {
+                break;
+            }
+            let closed = if end == n {
+                constants >= SPAN_END_MIN_PREFIX_CONSTANTS
+                    && words[start..end].iter().all(|w| is_constant(w))
+            } else {
+                is_constant(words[end])
+            };
+            if !closed {
+                continue;
+            }
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&ctx.to_le_bytes());
+            b[8..16].copy_from_slice(&(start as u64).to_le_bytes());
+            b[16..24].copy_from_slice(&prefix.to_le_bytes());
+            b[24..].copy_from_slice(&suffix[end].to_le_bytes());
+            out.push((start, end, xxhash_rust::xxh3::xxh3_64(&b)));
+        }
+    }
+}
+
+/// A plain cluster whose words `start .. start + len` are a span between
+/// the constant words of one span key (see [`Learner::spans`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SpanMember {
+    cluster: ClusterId,
+    start: u16,
+    len: u8,
+}
+
 impl Learner {
     pub fn new(enabled: bool, min_distinct: usize, min_ratio: f64) -> Learner {
         Learner {
@@ -901,6 +1028,9 @@ impl Learner {
             keys: PrehashedMap::default(),
             recent: PrehashedMap::default(),
             pairs_built: false,
+            spans: PrehashedMap::default(),
+            span_general: PrehashedMap::default(),
+            spans_built: false,
             changes: LearnerChanges::default(),
             budget: Budget::default(),
         }
@@ -1213,8 +1343,17 @@ impl Learner {
         let words: Vec<&str> = template.split(' ').collect();
         let bucket = h_bucket(ctx, words.len());
 
-        // 0. A free-text tail learned after one of the template's labels.
-        if let Some(g) = self.tail_lookup(ctx, &words) {
+        // 0. A free-text tail learned after one of the template's labels,
+        //    or a free-text span learned between two of its constant words.
+        if !self.spans_built {
+            self.build_spans();
+        }
+        let mut span_cands = Vec::new();
+        span_candidates(ctx, &words, &mut span_cands);
+        if let Some(g) = self
+            .tail_lookup(ctx, &words)
+            .or_else(|| self.span_lookup(&span_cands))
+        {
             self.cache_exact(key, g);
             self.clusters[g as usize].count += 1;
             self.clusters[g as usize].last_used = self.budget.tick;
@@ -1380,6 +1519,7 @@ impl Learner {
         let id = self.push_cluster(ctx, scope, template.to_string());
         self.exact.insert(key, id);
         self.changes.exact(key);
+        self.index_spans(id, &span_cands);
         let cap = self.member_cap();
         for &(sk, _, _) in &cands {
             if let Some(e) = self.skeletons.get_mut(&sk) {
@@ -1447,7 +1587,10 @@ impl Learner {
                     merged,
                 }
             }
-            None => match self.learn_tails(ctx, scope, &words, key, id) {
+            None => match self
+                .learn_tails(ctx, scope, &words, key, id)
+                .or_else(|| self.learn_spans(ctx, scope, &words, id, &span_cands))
+            {
                 Some((g, merged)) => Resolution {
                     cluster: g,
                     created: false,
@@ -1604,48 +1747,65 @@ impl Learner {
             // Emptied rather than removed, so the store writes it as such.
             self.keys.insert(hm, Vec::new());
             self.changes.key(hm);
-            let g = match self.exact.get(&gkey) {
-                Some(&c) => self.root(c),
-                None => {
-                    let g = self.push_cluster(ctx, scope, t);
-                    self.clusters[g as usize].count = 0;
-                    self.exact.insert(gkey, g);
-                    self.changes.exact(gkey);
-                    g
-                }
-            };
-            {
-                let c = &mut self.clusters[g as usize];
-                for m in [(p + 1) as u32, TAIL_MARK] {
-                    if !c.learned.contains(&m) {
-                        c.learned.push(m);
-                    }
-                }
-                c.last_used = self.budget.tick;
-            }
-            self.changes.cluster(g);
-            let fresh = self.clusters[g as usize].count == 0;
-            let mut merged = Vec::new();
-            let mut counted = Vec::new();
             let olds = members.iter().filter_map(|h| self.exact.get(h).copied());
             let olds: Vec<ClusterId> = olds.chain(std::iter::once(id)).collect();
-            for m in olds {
-                let r = self.root(m);
-                if r != g {
-                    self.clusters[r as usize].alias_of = Some(g);
-                    let c = self.clusters[r as usize].count;
-                    self.clusters[g as usize].count += c;
-                    self.changes.cluster(r);
-                    merged.push(r);
-                    counted.push((r, c));
-                }
-            }
-            self.inherit_id(g, &counted, fresh);
-            merged.sort_unstable();
-            merged.dedup();
+            let (g, merged) = self.fold_learned(ctx, scope, t, [(p + 1) as u32, TAIL_MARK], olds);
             return Some((g, merged));
         }
         None
+    }
+
+    /// Makes template `t` (learned positions `marks`) a cluster, or
+    /// marks the cluster it already is, and aliases the roots of `olds` to
+    /// it (their counts move with them; see [`Learner::inherit_id`]).
+    /// Returns it and the clusters that became its aliases.
+    fn fold_learned(
+        &mut self,
+        ctx: u64,
+        scope: u64,
+        t: String,
+        marks: [u32; 2],
+        olds: Vec<ClusterId>,
+    ) -> (ClusterId, Vec<ClusterId>) {
+        let gkey = h_template(ctx, &t);
+        let g = match self.exact.get(&gkey) {
+            Some(&c) => self.root(c),
+            None => {
+                let g = self.push_cluster(ctx, scope, t);
+                self.clusters[g as usize].count = 0;
+                self.exact.insert(gkey, g);
+                self.changes.exact(gkey);
+                g
+            }
+        };
+        {
+            let c = &mut self.clusters[g as usize];
+            for m in marks {
+                if !c.learned.contains(&m) {
+                    c.learned.push(m);
+                }
+            }
+            c.last_used = self.budget.tick;
+        }
+        self.changes.cluster(g);
+        let fresh = self.clusters[g as usize].count == 0;
+        let mut merged = Vec::new();
+        let mut counted = Vec::new();
+        for m in olds {
+            let r = self.root(m);
+            if r != g {
+                self.clusters[r as usize].alias_of = Some(g);
+                let c = self.clusters[r as usize].count;
+                self.clusters[g as usize].count += c;
+                self.changes.cluster(r);
+                merged.push(r);
+                counted.push((r, c));
+            }
+        }
+        self.inherit_id(g, &counted, fresh);
+        merged.sort_unstable();
+        merged.dedup();
+        (g, merged)
     }
 
     /// Marks the label whose tail template has hash `gkey` as a header's
@@ -1674,6 +1834,225 @@ impl Learner {
                 self.changes.cluster(g);
             }
         }
+    }
+
+    /// Whether cluster `c` is a learned free-text span.
+    fn is_span(&self, c: ClusterId) -> bool {
+        self.clusters[c as usize].learned.contains(&SPAN_MARK)
+    }
+
+    /// The learned span cluster that covers a template with span
+    /// candidates `cands`, if any.
+    fn span_lookup(&self, cands: &[(usize, usize, u64)]) -> Option<ClusterId> {
+        if self.span_general.is_empty() {
+            return None;
+        }
+        cands.iter().find_map(|&(_, _, key)| {
+            let r = self.root(*self.span_general.get(&key)?);
+            self.is_span(r).then_some(r)
+        })
+    }
+
+    /// Records plain cluster `id` (span candidates `cands`) in the span
+    /// index.
+    fn index_spans(&mut self, id: ClusterId, cands: &[(usize, usize, u64)]) {
+        for &(start, end, key) in cands {
+            if !self.spans.contains_key(&key) && self.spans.len() >= MAX_SPAN_INDEX {
+                continue;
+            }
+            let e = self.spans.entry(key).or_default();
+            if e.len() >= MAX_SPAN_MEMBERS {
+                e.remove(0);
+            }
+            e.push(SpanMember {
+                cluster: id,
+                start: start as u16,
+                len: (end - start) as u8,
+            });
+        }
+    }
+
+    /// Rebuilds [`Learner::spans`] and [`Learner::span_general`] from the
+    /// clusters (after a load or an eviction, which renumbers them): every
+    /// plain cluster is indexed in id order, as `observe` indexed it, and
+    /// every learned span is keyed by the skeleton of its one learned
+    /// position.
+    fn build_spans(&mut self) {
+        self.spans_built = true;
+        self.spans.clear();
+        self.span_general.clear();
+        let mut cands = Vec::new();
+        let mut sks = Vec::new();
+        for id in 0..self.clusters.len() {
+            let c = &self.clusters[id];
+            let words: Vec<&str> = c.template.split(' ').collect();
+            if c.learned.is_empty() {
+                span_candidates(c.ctx, &words, &mut cands);
+                self.index_spans(id as ClusterId, &cands);
+            } else if c.learned.contains(&SPAN_MARK) && c.alias_of.is_none() {
+                let Some(&p) = c.learned.iter().find(|&&m| m != SPAN_MARK) else {
+                    continue;
+                };
+                skeleton_hashes(c.ctx, &words, &mut sks);
+                if let Some(&key) = sks.get(p as usize) {
+                    self.span_general.insert(key, id as ClusterId);
+                }
+            }
+        }
+    }
+
+    /// Looks for a span of free text in new template `words` (its own
+    /// plain cluster `id`, span candidates `cands`) between constant words
+    /// that earlier templates share with it; where the spans between them
+    /// have taken `min_distinct` distinct values of at least two lengths,
+    /// the template with `<*>` for the span becomes a type that every
+    /// template differing from it only in a span of one to
+    /// [`MAX_SPAN_WORDS`] words of free text joins (the plain ones seen
+    /// before become its aliases).
+    ///
+    /// Why this holds on a stranger's logs: positions are learned within
+    /// one word count, so a name people type (a person, a place, a device,
+    /// a room, a title) of one to a few words between constant words
+    /// (`set by <who> at`, `link to <place> lost after`) never shows one
+    /// position varying, and every length of the name was a type of its
+    /// own: a false `novel` alert at each first sighting. It is the
+    /// free-text tail's mechanism ([`Learner::learn_tails`]) with the end
+    /// of the span at the next constant word the templates share instead
+    /// of the end of the line, and the same evidence: `min_distinct`
+    /// distinct spans, two lengths (one length is still learned position
+    /// by position, so `… to redis` / `… to postgres` stay two types), the
+    /// closed-set rule (known spans that each recurred make a new one a new
+    /// type) and the constant share. The span is words of letters or
+    /// masked values; keys, paths, brackets and glued values are structure.
+    fn learn_spans(
+        &mut self,
+        ctx: u64,
+        scope: u64,
+        words: &[&str],
+        id: ClusterId,
+        cands: &[(usize, usize, u64)],
+    ) -> Option<(ClusterId, Vec<ClusterId>)> {
+        let n = words.len();
+        for &(start, end, key) in cands {
+            let Some(members) = self.spans.get(&key) else {
+                continue;
+            };
+            // A span's value (hash, word count in the low byte), the
+            // hashes of its first and last words, and those of its
+            // constant words.
+            let span_val = |span: &[&str]| {
+                let h = xxhash_rust::xxh3::xxh3_64(span.join(" ").as_bytes());
+                let hw = |w: &str| xxhash_rust::xxh3::xxh3_64(w.as_bytes());
+                // A masked edge says nothing: two values may share it.
+                let edge = |w: &str| if is_constant(w) { hw(w) } else { 0 };
+                let mut words: Vec<u64> = span
+                    .iter()
+                    .filter(|w| is_constant(w))
+                    .map(|w| hw(w))
+                    .collect();
+                words.sort_unstable();
+                words.dedup();
+                (
+                    (h & !0xff) | span.len() as u64,
+                    edge(span[0]),
+                    edge(span[span.len() - 1]),
+                    words,
+                )
+            };
+            let val = span_val(&words[start..end]);
+            let mut known: Vec<(u64, u64, u64, Vec<u64>)> = Vec::new();
+            let mut olds: Vec<ClusterId> = Vec::new();
+            let mut recurred = true;
+            for m in members {
+                if m.cluster == id {
+                    continue;
+                }
+                let r = self.root(m.cluster);
+                let mw: Vec<&str> = self.clusters[m.cluster as usize]
+                    .template
+                    .split(' ')
+                    .collect();
+                let (s, e) = (m.start as usize, m.start as usize + m.len as usize);
+                if e > mw.len() {
+                    continue;
+                }
+                // A member widened into another type counts only when that
+                // type is its template with one word at the span (a
+                // position learned there) or this span itself.
+                if r != m.cluster {
+                    let rn = self.clusters[r as usize].template.split(' ').count();
+                    if rn != s + 1 + (mw.len() - e) {
+                        continue;
+                    }
+                }
+                let v = span_val(&mw[s..e]);
+                if !known.iter().any(|k| k.0 == v.0) {
+                    known.push(v);
+                }
+                recurred &= self.clusters[r as usize].count >= CLOSED_RECUR;
+                olds.push(r);
+            }
+            let new = !known.iter().any(|k| k.0 == val.0);
+            // A closed set's new member: the known spans each recurred.
+            if new && !olds.is_empty() && known.len() + 1 >= self.min_distinct && recurred {
+                continue;
+            }
+            if new {
+                known.push(val);
+            }
+            let mut lengths: Vec<u64> = known.iter().map(|v| v.0 & 0xff).collect();
+            lengths.sort_unstable();
+            lengths.dedup();
+            // Two spans that begin (or end) with one word, or a word all
+            // spans hold, have that word constant: it belongs around the
+            // span (a narrower candidate, `by <*> at` rather than `opened
+            // <*> at`, is the one), starts a structure of its own
+            // (`invalid user <*>` beside single names), or is the event
+            // between two values (`<who> muted audio of <room>`), not part
+            // of a name.
+            let shared_edge = known.iter().enumerate().any(|(i, x)| {
+                known[i + 1..]
+                    .iter()
+                    .any(|y| (x.1 != 0 && x.1 == y.1) || (x.2 != 0 && x.2 == y.2))
+            }) || known[0]
+                .3
+                .iter()
+                .any(|w| known.iter().all(|v| v.3.contains(w)));
+            let constants = words[..start]
+                .iter()
+                .chain(&words[end..])
+                .filter(|w| is_constant(w))
+                .count();
+            let need = (((start + 1 + n - end) as f64) * self.min_constant_share).ceil() as usize;
+            if known.len() < self.min_distinct
+                || lengths.len() < 2
+                || shared_edge
+                || constants < need
+            {
+                continue;
+            }
+            let mut t = words[..start].join(" ");
+            t.push(' ');
+            t.push_str(VAR);
+            for w in &words[end..] {
+                t.push(' ');
+                t.push_str(w);
+            }
+            olds.push(id);
+            let (g, merged) = self.fold_learned(ctx, scope, t, [start as u32, SPAN_MARK], olds);
+            // One word at the span is a value of the position too: the
+            // template's skeleton there is the span key.
+            let bucket = h_bucket(ctx, start + 1 + n - end);
+            let gs = self.generalized.entry(bucket).or_default();
+            if !gs.contains(&g) {
+                gs.push(g);
+            }
+            self.skeletons.entry(key).or_default().generalized = Some(g);
+            self.changes.skeleton(key);
+            self.span_general.insert(key, g);
+            return Some((g, merged));
+        }
+        None
     }
 
     /// Two positions that vary together (`registering class A for class
@@ -2122,6 +2501,7 @@ impl Learner {
             self.exact.extend(cached);
         }
         self.pairs_built = false;
+        self.spans_built = false;
         self.generalized.clear();
         for (id, c) in self.clusters.iter().enumerate() {
             if !c.learned.is_empty() {
@@ -2851,6 +3231,12 @@ impl Learner {
                 .values()
                 .map(|s| 64 + s.values.capacity() * 8 + s.members.capacity() * 4)
                 .sum::<usize>()
+            + self
+                .spans
+                .values()
+                .map(|m| 40 + m.capacity() * std::mem::size_of::<SpanMember>())
+                .sum::<usize>()
+            + self.span_general.capacity() * 16
     }
 }
 
@@ -3573,17 +3959,126 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_set_of_recurring_tails_stays_apart() {
+    fn a_free_text_span_between_constant_words_is_one_type_whatever_its_length() {
+        let mut l = learner();
+        let a = l.observe(1, "shutter <*> opened by ann at panel <*>");
+        let b = l.observe(1, "shutter <*> opened by night shift lead at panel <*>");
+        assert!(a.created && b.created);
+        let c = l.observe(1, "shutter <*> opened by tech j. moore at panel <*>");
+        assert!(!c.created);
+        assert_eq!(
+            l.template(c.cluster),
+            "shutter <*> opened by <*> at panel <*>"
+        );
+        assert_eq!(l.root(a.cluster), c.cluster, "earlier spans join it");
+        assert_eq!(l.root(b.cluster), c.cluster);
+        for who in ["bob", "the duty manager", "rosa-lee o'hara"] {
+            let r = l.observe(1, &format!("shutter <*> opened by {who} at panel <*>"));
+            assert_eq!(r.cluster, c.cluster, "{who}");
+            assert!(!r.created);
+        }
+        // Another constant word around the span is another type.
+        let d = l.observe(1, "shutter <*> closed by ann at panel <*>");
+        assert!(d.created);
+        let e = l.observe(1, "shutter <*> opened by ann at desk <*>");
+        assert!(e.created);
+    }
+
+    #[test]
+    fn spans_of_one_length_are_learned_position_by_position() {
+        let mut l = learner();
+        let a = l.observe(1, "timeout connecting to redis after <*> ms");
+        let b = l.observe(1, "timeout connecting to postgres after <*> ms");
+        assert!(a.created && b.created, "one changed word is a new type");
+        assert_ne!(a.cluster, b.cluster);
+    }
+
+    #[test]
+    fn a_span_holding_a_label_or_a_structure_is_no_free_text() {
+        // `<*>: reason` is a value and a label's value: two fields.
+        assert_each_tail_its_own_type(
+            "error creating map from file",
+            &[
+                "<*>: device required",
+                "<*>: bad file descriptor",
+                "<*>: denied",
+                "<*>: no child processes left",
+            ],
+        );
+        let mut l = learner();
+        for (i, span) in ["user=ann", "a/b c", "x{y} z", "q=1 r=2 s"]
+            .iter()
+            .enumerate()
+        {
+            let r = l.observe(1, &format!("sync of {span} failed at stage {i}x"));
+            assert!(r.created, "{span}");
+        }
+    }
+
+    #[test]
+    fn a_closed_set_of_recurring_spans_stays_apart() {
+        assert_a_new_member_after_two_recurring_ones_is_new(
+            "pump <*> switched to standby mode by controller",
+            "pump <*> switched to full power mode by controller",
+            "pump <*> switched to off mode by controller",
+        );
+    }
+
+    /// `first` and `second` each recur ten times; then `new` is a type of
+    /// its own with its own template.
+    fn assert_a_new_member_after_two_recurring_ones_is_new(first: &str, second: &str, new: &str) {
         let mut l = learner();
         for _ in 0..10 {
-            l.observe(1, "peer <*> down, cause: hold timer expired");
-            l.observe(1, "peer <*> down, cause: interface flap");
+            l.observe(1, first);
+            l.observe(1, second);
         }
-        let r = l.observe(1, "peer <*> down, cause: notification sent by peer");
+        let r = l.observe(1, new);
         assert!(r.created, "a new member of a set whose members recurred");
+        assert_eq!(l.template(r.cluster), new);
+    }
+
+    #[test]
+    fn span_evidence_and_a_learned_span_survive_a_save_and_load() {
+        let mut l = learner();
+        l.observe(1, "badge <*> issued to ann for gate <*>");
+        l.observe(1, "badge <*> issued to mary jane for gate <*>");
+        let json = serde_json::to_string(&l).unwrap();
+        let mut loaded: Learner = serde_json::from_str(&json).unwrap();
+        loaded.validate().unwrap();
+        // The index is rebuilt from the clusters: the third span learns.
+        let c = loaded.observe(1, "badge <*> issued to the night porter for gate <*>");
+        assert!(!c.created);
         assert_eq!(
-            l.template(r.cluster),
-            "peer <*> down, cause: notification sent by peer"
+            loaded.template(c.cluster),
+            "badge <*> issued to <*> for gate <*>"
+        );
+        let json = serde_json::to_string(&loaded).unwrap();
+        let mut again: Learner = serde_json::from_str(&json).unwrap();
+        let r = again.observe(1, "badge <*> issued to a visitor from hq for gate <*>");
+        assert_eq!(r.cluster, c.cluster);
+    }
+
+    #[test]
+    fn a_span_at_the_end_of_a_line_needs_three_constant_words_before_it() {
+        let mut l = learner();
+        for end in ["closed", "reset by peer", "timed out"] {
+            let r = l.observe(1, &format!("connection <*> {end}"));
+            assert!(r.created, "{end}");
+        }
+        let mut l = learner();
+        l.observe(1, "route <*> was set by ann");
+        l.observe(1, "route <*> was set by the night shift");
+        let r = l.observe(1, "route <*> was set by tech j. moore");
+        assert!(!r.created);
+        assert_eq!(l.template(r.cluster), "route <*> was set by <*>");
+    }
+
+    #[test]
+    fn a_closed_set_of_recurring_tails_stays_apart() {
+        assert_a_new_member_after_two_recurring_ones_is_new(
+            "peer <*> down, cause: hold timer expired",
+            "peer <*> down, cause: interface flap",
+            "peer <*> down, cause: notification sent by peer",
         );
     }
 
