@@ -318,13 +318,19 @@ pub fn run(
     let admin = client(cfg, &BTreeMap::new());
     let topic = events_topic(cfg);
     // Stage 2 reads what stage 1 wrote until it has committed past it; a
-    // day covers a stopped stage 2 for a while.
+    // day covers a stopped stage 2 for a while. A day of *append* time:
+    // stage 1 stamps nothing with event times (`Stage1::produce`), and
+    // the topic says so too, so records older than a day are not deleted
+    // before stage 2 reads them (issue 15).
     let partitions = topics::ensure(
         &admin,
         &topic,
         so.partitions,
         so.replication,
-        &[("retention.ms", "86400000")],
+        &[
+            ("retention.ms", "86400000"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ],
     )?;
     if partitions != so.partitions {
         tracing::warn!(

@@ -121,6 +121,10 @@ pub(super) struct Stage1 {
     start_shift: Option<i64>,
     /// Partitions the failpoint shifted since the last assignment.
     shifted: Vec<String>,
+    /// `FAULTLINE_FAILPOINT_STAGE1_DELAY_MS=N` (tests only): each message
+    /// forwarded takes N ms more, so batches stay open long enough for a
+    /// rebalance to land inside one.
+    delay: Option<Duration>,
 }
 
 impl Stage1 {
@@ -171,6 +175,10 @@ impl Stage1 {
                 .and_then(|v| v.parse().ok())
                 .filter(|&k: &i64| k != 0),
             shifted: Vec::new(),
+            delay: std::env::var("FAULTLINE_FAILPOINT_STAGE1_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
         })
     }
 
@@ -326,14 +334,29 @@ impl Stage1 {
             return Ok(());
         }
         for (topic, partition, committed) in self.committed_stable(&tpl)? {
+            let expect = match committed {
+                Some(o) => Expect::Exactly(o),
+                // Nothing committed: `kafka.start` decides. From the
+                // earliest, that is the partition's first offset now (a
+                // later one, if retention removed records meanwhile, is
+                // sought to and then taken as it comes).
+                None if self.cfg.kafka.start == "earliest" => {
+                    let (low, _) = self
+                        .consumer
+                        .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                        .map_err(kafka("reading an input partition's first offset"))?;
+                    Expect::Exactly(low)
+                }
+                // From the latest: wherever the end was when the consumer
+                // looked, which this instance cannot know afterwards.
+                None => Expect::AtLeast(0),
+            };
             if let Some(u) = self
                 .ups
                 .iter_mut()
                 .find(|u| u.partition == partition && u.topic == topic)
             {
-                // Nothing committed: `kafka.start` decides where the
-                // partition begins, and any first offset is that.
-                u.expect = committed.map_or(Expect::AtLeast(0), Expect::Exactly);
+                u.expect = expect;
             }
         }
         Ok(())
@@ -396,7 +419,12 @@ impl Stage1 {
 
     fn seek(&self, topic: &str, partition: i32, to: i64) -> Result<(), ScaleError> {
         self.consumer
-            .seek(topic, partition, Offset::Offset(to), Duration::from_secs(10))
+            .seek(
+                topic,
+                partition,
+                Offset::Offset(to),
+                Duration::from_secs(10),
+            )
             .map_err(kafka("seeking an input partition back to where it stands"))
     }
 
@@ -469,6 +497,9 @@ impl Stage1 {
             return Ok(());
         }
         self.begin()?;
+        if let Some(d) = self.delay {
+            std::thread::sleep(d);
+        }
         let mut out = Collect::default();
         let line_no = u64::try_from(off).unwrap_or(0) + 1;
         let u = &mut self.ups[i];
@@ -515,7 +546,6 @@ impl Stage1 {
         }
         let up = u.name.clone();
         for (svc, events) in groups {
-            let time = events.iter().find_map(Event::time);
             let env = Envelope {
                 up: up.clone(),
                 events: Some(events),
@@ -526,33 +556,27 @@ impl Stage1 {
             } else {
                 None
             };
-            self.produce(
-                partition_of(to, self.partitions),
-                svc.as_deref(),
-                &env,
-                time,
-            )?;
+            self.produce(partition_of(to, self.partitions), svc.as_deref(), &env)?;
         }
         Ok(())
     }
 
-    fn produce(
-        &self,
-        partition: i32,
-        key: Option<&str>,
-        env: &Envelope,
-        time: Option<i64>,
-    ) -> Result<(), ScaleError> {
+    /// Sends one events message. Its Kafka timestamp is the time it is
+    /// written, never the records' event time (stage 2 reads event times
+    /// from the payload): the events topic's retention (`retention.ms`, a
+    /// day) deletes a segment whose newest timestamp is older than that,
+    /// whether stage 2 has read it or not, so a stream of older records
+    /// (a backlog, a replayed day, the tests' generated scenario) had its
+    /// events deleted before stage 2 read them while stage 1 had already
+    /// committed their input offsets (issue 15).
+    fn produce(&self, partition: i32, key: Option<&str>, env: &Envelope) -> Result<(), ScaleError> {
         let payload = serde_json::to_vec(env)
             .map_err(|e| ScaleError::Topic(format!("encoding an event: {e}")))?;
         let key = key.unwrap_or("");
-        let mut rec = BaseRecord::to(&self.events_topic)
+        let rec = BaseRecord::to(&self.events_topic)
             .partition(partition)
             .key(key)
             .payload(&payload);
-        if let Some(t) = time {
-            rec = rec.timestamp(t);
-        }
         super::send_waiting(&self.producer, rec, "producing an event")
     }
 
@@ -578,7 +602,7 @@ impl Stage1 {
                 }),
             };
             for p in 0..self.partitions {
-                self.produce(p, None, &mark, None)?;
+                self.produce(p, None, &mark)?;
             }
             if let Some(next) = u.next {
                 tpl.add_partition_offset(&u.topic, u.partition, Offset::Offset(next))
