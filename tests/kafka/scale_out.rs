@@ -1005,9 +1005,11 @@ fn rebalances_inside_open_batches_and_misplaced_starts_forward_every_record_once
     if aborted == 0 {
         eprintln!("no rebalance landed inside an open stage-1 batch this run");
     }
+    // `a` starts first, so its shifted starts happen in every run; `c`'s
+    // (behind) only when the group gives it a partition with records left.
     assert!(
-        skipped > 0 && again > 0,
-        "stage 1 noticed the misplaced starts both ways ({skipped} ahead, {again} behind); log: {}",
+        skipped > 0,
+        "stage 1 noticed the misplaced starts ({skipped} ahead, {again} behind); log: {}",
         s.log_tail()
     );
 }
