@@ -105,17 +105,27 @@ fn timeout_retry<T>(mut f: impl FnMut(Duration) -> KafkaResult<T>) -> KafkaResul
 /// committed offsets. Aborting rather than committing keeps the callback
 /// short and correct under any assignor: what the aborted batch did is
 /// redone by whoever owns the partitions next, from the last commit.
+///
+/// An assignment that finds a batch open aborts it too. Under the eager
+/// assignor a revocation always comes first, so this does nothing; but
+/// librdkafka skips the revocation when the group rebalances again while
+/// an assignment is still waiting for the application
+/// (`rd_kafka_cgrp_revoke_all_rejoin`: no revoke op in the
+/// wait-assign-call state), and then replaces the assignment without one.
+/// A batch read under the old assignment must not commit under the new
+/// one: its partitions may now be another member's (issue 15).
 pub(crate) struct Owner {
-    abort: Box<dyn Fn() + Send + Sync>,
+    /// Aborts the open batch, if any; says whether there was one.
+    abort: Box<dyn Fn() -> bool + Send + Sync>,
     /// Set by every rebalance; the loop takes it.
     pub(crate) changed: Arc<AtomicBool>,
-    /// Set when partitions were revoked (and the batch aborted): the loop
+    /// Set when partitions were revoked or a batch was aborted: the loop
     /// drops everything it held.
     pub(crate) revoked: Arc<AtomicBool>,
 }
 
 impl Owner {
-    pub(crate) fn new(abort: Box<dyn Fn() + Send + Sync>) -> Owner {
+    pub(crate) fn new(abort: Box<dyn Fn() -> bool + Send + Sync>) -> Owner {
         Owner {
             abort,
             changed: Arc::new(AtomicBool::new(false)),
@@ -132,10 +142,25 @@ impl rdkafka::ClientContext for Owner {
 
 impl rdkafka::consumer::ConsumerContext for Owner {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
-        if let rdkafka::consumer::Rebalance::Revoke(tpl) = rebalance
-            && tpl.count() > 0
-        {
-            (self.abort)();
+        use rdkafka::consumer::Rebalance;
+        let drop_all = match rebalance {
+            // Even an empty revocation aborts an open batch: the
+            // assignment it was read under is gone either way.
+            Rebalance::Revoke(tpl) => (self.abort)() || tpl.count() > 0,
+            Rebalance::Assign(_) => {
+                let aborted = (self.abort)();
+                if aborted {
+                    tracing::warn!(
+                        "scale-out: an assignment arrived while a batch was open (no revocation \
+                         before it); the batch was aborted and is read again from the committed \
+                         offsets"
+                    );
+                }
+                aborted
+            }
+            Rebalance::Error(_) => false,
+        };
+        if drop_all {
             self.revoked.store(true, Ordering::Relaxed);
         }
         self.changed.store(true, Ordering::Relaxed);
@@ -149,16 +174,18 @@ impl rdkafka::consumer::ConsumerContext for Owner {
     }
 }
 
-/// The abort a revocation runs: the open transaction of `producer`, if
+/// The abort a rebalance runs: the open transaction of `producer`, if
 /// `in_txn`, is aborted (a failure is logged: the broker aborts it after
 /// `transaction.timeout.ms` anyway, and the next commit fails loudly).
+/// Returns whether a batch was open.
 pub(crate) fn aborter<C: rdkafka::producer::ProducerContext + 'static>(
     producer: Arc<rdkafka::producer::ThreadedProducer<C>>,
     in_txn: Arc<AtomicBool>,
     stage: &'static str,
-) -> Box<dyn Fn() + Send + Sync> {
+) -> Box<dyn Fn() -> bool + Send + Sync> {
     Box::new(move || {
-        if in_txn.swap(false, Ordering::Relaxed) {
+        let open = in_txn.swap(false, Ordering::Relaxed);
+        if open {
             tracing::info!(stage, "partitions revoked: aborting the open batch");
             // What the batch sent is delivered first: an abort racing the
             // registration of the batch's partitions with the coordinator
@@ -174,6 +201,7 @@ pub(crate) fn aborter<C: rdkafka::producer::ProducerContext + 'static>(
                 tracing::warn!(stage, error = %e, "aborting the open batch on revocation");
             }
         }
+        open
     })
 }
 
@@ -290,13 +318,19 @@ pub fn run(
     let admin = client(cfg, &BTreeMap::new());
     let topic = events_topic(cfg);
     // Stage 2 reads what stage 1 wrote until it has committed past it; a
-    // day covers a stopped stage 2 for a while.
+    // day covers a stopped stage 2 for a while. A day of *append* time:
+    // stage 1 stamps nothing with event times (`Stage1::produce`), and
+    // the topic says so too, so records older than a day are not deleted
+    // before stage 2 reads them (issue 15).
     let partitions = topics::ensure(
         &admin,
         &topic,
         so.partitions,
         so.replication,
-        &[("retention.ms", "86400000")],
+        &[
+            ("retention.ms", "86400000"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ],
     )?;
     if partitions != so.partitions {
         tracing::warn!(

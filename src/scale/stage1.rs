@@ -46,6 +46,31 @@ impl RecordSink for Collect {
     }
 }
 
+/// Where the next message of an input partition may start, checked before
+/// stage 1 forwards it (issue 15: stage 1 once committed an input offset
+/// past records it never forwarded). A commit is only as good as this:
+/// every record between the offset a batch starts from and the offset it
+/// commits must have been forwarded in that batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Not yet compared with the input group's committed offset: the lane
+    /// is new since the last assignment (or rewind).
+    Unchecked,
+    /// The first message must be at this offset, the group's committed
+    /// one. A message past it would skip records (lost: the commit would
+    /// move past them); one before it would forward records again.
+    Exactly(i64),
+    /// The next message must be at or past this offset: after a message
+    /// (offsets only grow; a transactional input leaves gaps for its
+    /// markers), or after a seek to it (the broker's first readable record
+    /// at or past it is the answer).
+    AtLeast(i64),
+}
+
+/// How long a committed offset held by an open transaction (another
+/// member's, or a killed one's until the broker aborts it) is waited for.
+const STABLE_WAIT: Duration = Duration::from_secs(120);
+
 /// One input partition this instance reads.
 struct Upstream {
     topic: String,
@@ -58,6 +83,8 @@ struct Upstream {
     /// Event time of the last record forwarded.
     last_time: Option<i64>,
     at_end: bool,
+    /// Where its next message may start ([`Expect`]).
+    expect: Expect,
 }
 
 pub(super) struct Stage1 {
@@ -81,6 +108,23 @@ pub(super) struct Stage1 {
     end_news: bool,
     /// Input messages forwarded and committed (for the log).
     pub(super) forwarded: u64,
+    /// Messages not forwarded because they were not where the partition
+    /// stood (each sought back to it, with a warning), or of a partition
+    /// not assigned (for the log and the tests).
+    pub(super) refused: u64,
+    /// `FAULTLINE_FAILPOINT_STAGE1_START_SHIFT=K` (tests only): the first
+    /// message of every partition after each assignment is taken for the
+    /// consumer starting `K` records away from the committed offset (ahead
+    /// if positive): the partition is sought there, as a fetcher that
+    /// started at the wrong offset would stand. The guard must bring it
+    /// back.
+    start_shift: Option<i64>,
+    /// Partitions the failpoint shifted since the last assignment.
+    shifted: Vec<String>,
+    /// `FAULTLINE_FAILPOINT_STAGE1_DELAY_MS=N` (tests only): each message
+    /// forwarded takes N ms more, so batches stay open long enough for a
+    /// rebalance to land inside one.
+    delay: Option<Duration>,
 }
 
 impl Stage1 {
@@ -125,6 +169,16 @@ impl Stage1 {
             started: None,
             end_news: false,
             forwarded: 0,
+            refused: 0,
+            start_shift: std::env::var("FAULTLINE_FAILPOINT_STAGE1_START_SHIFT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&k: &i64| k != 0),
+            shifted: Vec::new(),
+            delay: std::env::var("FAULTLINE_FAILPOINT_STAGE1_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
         })
     }
 
@@ -169,6 +223,7 @@ impl Stage1 {
     /// of an earlier batch is lost).
     fn reset(&mut self) {
         self.ups.clear();
+        self.shifted.clear();
         self.since = 0;
         self.started = None;
         self.end_news = false;
@@ -186,6 +241,7 @@ impl Stage1 {
             .committed_offsets(assigned, Duration::from_secs(30))
             .map_err(kafka("reading the input group's offsets"))?;
         let mut seek = TopicPartitionList::new();
+        let mut starts = Vec::new();
         for e in committed.elements() {
             // An error is not "nothing committed": seeking to the beginning
             // would forward the partition again (every record twice).
@@ -197,11 +253,179 @@ impl Stage1 {
             };
             seek.add_partition_offset(e.topic(), e.partition(), o)
                 .map_err(kafka("offsets"))?;
+            starts.push((e.topic().to_string(), e.partition(), o));
         }
         self.consumer
             .seek_partitions(seek, Duration::from_secs(10))
             .map_err(kafka("rewinding the input partitions"))?;
+        // Sought: the first readable record at or past the committed
+        // offset is where each partition stands.
+        for (topic, partition, o) in starts {
+            let i = self.up_index(&topic, partition);
+            self.ups[i].expect = match o {
+                Offset::Offset(o) => Expect::AtLeast(o),
+                _ => Expect::AtLeast(0),
+            };
+        }
         Ok(())
+    }
+
+    /// The input group's committed offsets of `tpl`, stable ones: an
+    /// offset an open transaction holds is waited for (librdkafka retries
+    /// it for a while, then answers with the partition's error), up to
+    /// [`STABLE_WAIT`]. Any other per-partition error is an error: it is
+    /// not "nothing committed".
+    fn committed_stable(
+        &self,
+        tpl: &TopicPartitionList,
+    ) -> Result<Vec<(String, i32, Option<i64>)>, ScaleError> {
+        let until = Instant::now() + STABLE_WAIT;
+        loop {
+            let committed = self
+                .consumer
+                .committed_offsets(tpl.clone(), Duration::from_secs(30))
+                .map_err(kafka("reading the input group's offsets"))?;
+            let mut out = Vec::new();
+            let mut unstable = false;
+            for e in committed.elements() {
+                match e.error() {
+                    Err(KafkaError::OffsetFetch(
+                        rdkafka::types::RDKafkaErrorCode::UnstableOffsetCommit,
+                    )) if Instant::now() < until => unstable = true,
+                    Err(source) => {
+                        return Err(ScaleError::Kafka {
+                            context: "reading the input group's offset of a partition",
+                            source,
+                        });
+                    }
+                    Ok(()) => out.push((
+                        e.topic().to_string(),
+                        e.partition(),
+                        match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        },
+                    )),
+                }
+            }
+            if !unstable {
+                return Ok(out);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Reads the committed offset of every unchecked lane of an assigned
+    /// partition (one request for all of them: they are new together,
+    /// after an assignment). Lanes of partitions not assigned stay
+    /// unchecked.
+    fn check_starts(&mut self) -> Result<(), ScaleError> {
+        let assigned = self
+            .consumer
+            .assignment()
+            .map_err(kafka("reading the stage-1 assignment"))?;
+        let mut tpl = TopicPartitionList::new();
+        for u in self.ups.iter().filter(|u| u.expect == Expect::Unchecked) {
+            if assigned.find_partition(&u.topic, u.partition).is_some() {
+                tpl.add_partition(&u.topic, u.partition);
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        for (topic, partition, committed) in self.committed_stable(&tpl)? {
+            let expect = match committed {
+                Some(o) => Expect::Exactly(o),
+                // Nothing committed: `kafka.start` decides. From the
+                // earliest, that is the partition's first offset now (a
+                // later one, if retention removed records meanwhile, is
+                // sought to and then taken as it comes).
+                None if self.cfg.kafka.start == "earliest" => {
+                    let (low, _) = self
+                        .consumer
+                        .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                        .map_err(kafka("reading an input partition's first offset"))?;
+                    Expect::Exactly(low)
+                }
+                // From the latest: wherever the end was when the consumer
+                // looked, which this instance cannot know afterwards.
+                None => Expect::AtLeast(0),
+            };
+            if let Some(u) = self
+                .ups
+                .iter_mut()
+                .find(|u| u.partition == partition && u.topic == topic)
+            {
+                u.expect = expect;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the message at `off` of lane `i` is the one the partition's
+    /// next record must be ([`Expect`]); if not, the partition is sought
+    /// back to where it stands and the message is not forwarded. So no
+    /// commit moves a partition's offset past a record this instance did
+    /// not forward since the offset its batch started from, whatever the
+    /// consumer's fetch position did around a rebalance, and no record
+    /// before that offset is forwarded twice.
+    fn admit(&mut self, i: usize, off: i64) -> Result<bool, ScaleError> {
+        if self.ups[i].expect == Expect::Unchecked {
+            if let Some(k) = self.start_shift
+                && !self.shifted.contains(&self.ups[i].name)
+            {
+                // The failpoint: the consumer hands this partition out `k`
+                // records away from where it stands, once per assignment.
+                let u = &self.ups[i];
+                let to = (off + k).max(0);
+                tracing::info!(partition = %u.name, offset = off, to, "failpoint: shifting the partition's start");
+                let (topic, partition) = (u.topic.clone(), u.partition);
+                self.shifted.push(u.name.clone());
+                self.seek(&topic, partition, to)?;
+                return Ok(false);
+            }
+            self.check_starts()?;
+        }
+        let u = &self.ups[i];
+        let to = match u.expect {
+            Expect::Unchecked => {
+                tracing::warn!(partition = %u.name, offset = off, "stage 1: a message of an input partition this instance is not assigned; skipped");
+                self.ups.swap_remove(i);
+                self.refused += 1;
+                return Ok(false);
+            }
+            Expect::Exactly(e) if off == e => return Ok(true),
+            Expect::AtLeast(e) if off >= e => return Ok(true),
+            Expect::Exactly(e) | Expect::AtLeast(e) => e,
+        };
+        tracing::warn!(
+            partition = %u.name,
+            offset = off,
+            expected = to,
+            "stage 1: the consumer handed out a message that is not where the input partition \
+             stands ({}); not forwarded, the partition is sought back to {to}",
+            if off > to {
+                "the records between would be skipped"
+            } else {
+                "it was forwarded already"
+            }
+        );
+        let (topic, partition) = (u.topic.clone(), u.partition);
+        self.seek(&topic, partition, to)?;
+        self.ups[i].expect = Expect::AtLeast(to);
+        self.refused += 1;
+        Ok(false)
+    }
+
+    fn seek(&self, topic: &str, partition: i32, to: i64) -> Result<(), ScaleError> {
+        self.consumer
+            .seek(
+                topic,
+                partition,
+                Offset::Offset(to),
+                Duration::from_secs(10),
+            )
+            .map_err(kafka("seeking an input partition back to where it stands"))
     }
 
     /// The consumer reached the end of partition number `p`. The event
@@ -244,6 +468,7 @@ impl Stage1 {
             next: None,
             last_time: None,
             at_end: false,
+            expect: Expect::Unchecked,
         });
         self.ups.len() - 1
     }
@@ -267,8 +492,14 @@ impl Stage1 {
         payload: &[u8],
         ts: Option<i64>,
     ) -> Result<(), ScaleError> {
-        self.begin()?;
         let i = self.up_index(topic, part);
+        if !self.admit(i, off)? {
+            return Ok(());
+        }
+        self.begin()?;
+        if let Some(d) = self.delay {
+            std::thread::sleep(d);
+        }
         let mut out = Collect::default();
         let line_no = u64::try_from(off).unwrap_or(0) + 1;
         let u = &mut self.ups[i];
@@ -281,6 +512,7 @@ impl Stage1 {
                 .push_message(&self.parser, payload, line_no, ts, &mut out);
         }
         u.next = Some(off + 1);
+        u.expect = Expect::AtLeast(off + 1);
         u.at_end = false;
         self.since += 1;
         self.send(i, out.events)
@@ -314,7 +546,6 @@ impl Stage1 {
         }
         let up = u.name.clone();
         for (svc, events) in groups {
-            let time = events.iter().find_map(Event::time);
             let env = Envelope {
                 up: up.clone(),
                 events: Some(events),
@@ -325,33 +556,27 @@ impl Stage1 {
             } else {
                 None
             };
-            self.produce(
-                partition_of(to, self.partitions),
-                svc.as_deref(),
-                &env,
-                time,
-            )?;
+            self.produce(partition_of(to, self.partitions), svc.as_deref(), &env)?;
         }
         Ok(())
     }
 
-    fn produce(
-        &self,
-        partition: i32,
-        key: Option<&str>,
-        env: &Envelope,
-        time: Option<i64>,
-    ) -> Result<(), ScaleError> {
+    /// Sends one events message. Its Kafka timestamp is the time it is
+    /// written, never the records' event time (stage 2 reads event times
+    /// from the payload): the events topic's retention (`retention.ms`, a
+    /// day) deletes a segment whose newest timestamp is older than that,
+    /// whether stage 2 has read it or not, so a stream of older records
+    /// (a backlog, a replayed day, the tests' generated scenario) had its
+    /// events deleted before stage 2 read them while stage 1 had already
+    /// committed their input offsets (issue 15).
+    fn produce(&self, partition: i32, key: Option<&str>, env: &Envelope) -> Result<(), ScaleError> {
         let payload = serde_json::to_vec(env)
             .map_err(|e| ScaleError::Topic(format!("encoding an event: {e}")))?;
         let key = key.unwrap_or("");
-        let mut rec = BaseRecord::to(&self.events_topic)
+        let rec = BaseRecord::to(&self.events_topic)
             .partition(partition)
             .key(key)
             .payload(&payload);
-        if let Some(t) = time {
-            rec = rec.timestamp(t);
-        }
         super::send_waiting(&self.producer, rec, "producing an event")
     }
 
@@ -377,7 +602,7 @@ impl Stage1 {
                 }),
             };
             for p in 0..self.partitions {
-                self.produce(p, None, &mark, None)?;
+                self.produce(p, None, &mark)?;
             }
             if let Some(next) = u.next {
                 tpl.add_partition_offset(&u.topic, u.partition, Offset::Offset(next))
@@ -422,6 +647,11 @@ pub(super) fn spawn(
 ) -> std::thread::JoinHandle<Result<u64, ScaleError>> {
     std::thread::spawn(move || {
         let r = s.run(&stop);
+        tracing::info!(
+            forwarded = s.forwarded,
+            refused = s.refused,
+            "stage 1 stopped (refused: messages not where their partition stood, sought back)"
+        );
         if let Err(e) = &r {
             tracing::error!(error = %e, "stage 1 stopped");
             stop.store(true, Ordering::Relaxed);

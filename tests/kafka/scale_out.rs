@@ -822,3 +822,194 @@ fn without_the_service_in_the_fingerprint_a_type_in_two_services_is_new_once_as_
     assert_eq!(shared(&got), 1, "two instances: the type is new once");
     assert_same_as_replay("include_service = false, 2 instances", &got, &expected);
 }
+
+/// `per_partition` INFO lines on each of the 3 input partitions, every one
+/// with its own event time (100 ms apart, the partitions interleaved), so
+/// that an event on the events topic names the input record it came from:
+/// (input partition, event time).
+fn numbered(per_partition: usize) -> Vec<super::Rec> {
+    let base = 1_780_000_000_000i64;
+    // Records are keyed by service to their input partition: one service
+    // per partition.
+    let services: Vec<String> = (0..3)
+        .map(|p| {
+            (0..)
+                .map(|j| format!("svc{j}"))
+                .find(|s| input_partition(s) == p)
+                .expect("a service for every partition")
+        })
+        .collect();
+    let mut records = Vec::with_capacity(per_partition * 3);
+    for i in 0..per_partition {
+        for (p, svc) in services.iter().enumerate() {
+            let time_ms = base + (i * 3 + p) as i64 * 100;
+            let stamp = chrono::DateTime::from_timestamp_millis(time_ms)
+                .expect("time")
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ");
+            records.push(super::Rec {
+                key: format!("{svc}/{i}"),
+                line: format!(
+                    r#"{{"@timestamp":"{stamp}","log.level":"INFO","message":"request served","service.name":"{svc}"}}"#
+                )
+                .into_bytes(),
+                time_ms,
+            });
+        }
+    }
+    records
+}
+
+/// Per input record, (input partition, event time), how many events of it
+/// the events topic holds under read_committed; and the oldest Kafka
+/// timestamp of its messages (ms).
+fn forwarded_events(events_topic: &str) -> (BTreeMap<(String, i64), u32>, i64) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker_addr())
+        .set("group.id", unique("scale-events-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[events_topic]).expect("subscribe");
+    let (mut seen, mut oldest) = (BTreeMap::new(), i64::MAX);
+    let (mut last, started) = (Instant::now(), Instant::now());
+    while last.elapsed() < Duration::from_secs(3) && started.elapsed() < Duration::from_secs(60) {
+        let Some(Ok(m)) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        last = Instant::now();
+        oldest = oldest.min(m.timestamp().to_millis().unwrap_or(i64::MIN));
+        let Some(env) = m
+            .payload()
+            .and_then(|b| serde_json::from_slice::<faultline::scale::wire::Envelope>(b).ok())
+        else {
+            continue;
+        };
+        for e in env.events.unwrap_or_default() {
+            if let Some(t) = e.time() {
+                *seen.entry((env.up.clone(), t)).or_insert(0) += 1;
+            }
+        }
+    }
+    (seen, oldest)
+}
+
+/// Issue 15: stage 1 once committed input offsets past records it never
+/// forwarded. Here the group rebalances four times while stage-1 batches
+/// are open (50 messages, each held 3 ms longer by a failpoint, so a join
+/// or a leave usually lands inside a batch: the log shows stage 1
+/// aborting an open batch on a revocation; not asserted, see below), and two of the three instances get a
+/// consumer that starts every newly assigned partition at the wrong
+/// offset (a failpoint: `a` 13 records past the committed offset, the
+/// shape of the failure seen, `c` 13 records before it; a real broker
+/// cannot be made to do this on demand, so the failpoint stands in for
+/// it). Stage 1 must notice each (the log says so, both ways), seek back,
+/// and the events topic must hold every input record's event exactly once:
+/// 0 missing, 0 duplicate, the changelog counting the input.
+#[test]
+fn rebalances_inside_open_batches_and_misplaced_starts_forward_every_record_once() {
+    let per_partition = 3000;
+    let Some(Opened { sc, n, _one, .. }) = open(
+        || setup_fetching("scale1race", 4, 4096),
+        || numbered(per_partition),
+        false,
+    ) else {
+        return;
+    };
+    let s = &sc.s;
+    let started = Instant::now();
+    let limit = Duration::from_secs(240);
+    let slow = [
+        ("FAULTLINE__KAFKA__BATCH_SIZE", "50"),
+        ("FAULTLINE_FAILPOINT_STAGE1_DELAY_MS", "3"),
+    ];
+    let with = |shift: Option<&'static str>| -> Vec<(&'static str, &'static str)> {
+        let mut env = slow.to_vec();
+        if let Some(k) = shift {
+            env.push(("FAULTLINE_FAILPOINT_STAGE1_START_SHIFT", k));
+        }
+        env
+    };
+    let a = sc.instance("a", &with(Some("13")));
+    sc.wait_for_records(n / 6, limit);
+    let b = sc.instance("b", &with(None));
+    sc.wait_for_records(n * 2 / 6, limit);
+    let c = sc.instance("c", &with(Some("-13")));
+    sc.wait_for_records(n * 3 / 6, limit);
+    let (code, _) = b.terminate();
+    assert_eq!(code, Some(0), "b: SIGTERM exit; log: {}", s.log_tail());
+    sc.wait_for_records(n * 4 / 6, limit);
+    let b = sc.instance("b", &with(None));
+    let mut running = vec![("a", a), ("b", b), ("c", c)];
+    sc.wait_for_records_of(n, limit, &mut running);
+    for (name, svc) in running {
+        let (code, _) = svc.terminate();
+        assert_eq!(code, Some(0), "{name}: SIGTERM exit; log: {}", s.log_tail());
+    }
+    eprintln!(
+        "{n} records, 3 instances, 4 rebalances, misplaced starts: {:?}",
+        started.elapsed()
+    );
+
+    let log = std::fs::read_to_string(s.dir.path().join("run.log")).unwrap_or_default();
+    let count = |all: &[&str]| {
+        log.lines()
+            .filter(|l| all.iter().all(|w| l.contains(w)))
+            .count()
+    };
+    let aborted = count(&["aborting the open batch", "stage 1"]);
+    let skipped = count(&["not where the input partition stands", "would be skipped"]);
+    let again = count(&["not where the input partition stands", "forwarded already"]);
+    eprintln!(
+        "stage-1 batches aborted on a rebalance: {aborted}; misplaced starts sought back: \
+         {skipped} ahead, {again} behind"
+    );
+    let mut expected: BTreeMap<(String, i64), u32> = BTreeMap::new();
+    for r in numbered(per_partition) {
+        let p = input_partition(&r.key);
+        expected.insert((format!("{}/{p}", s.logs), r.time_ms), 1);
+    }
+    let (seen, oldest) = forwarded_events(&format!("{}-events", sc.group));
+    let missing: Vec<_> = expected.keys().filter(|k| !seen.contains_key(*k)).collect();
+    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
+    let extra: Vec<_> = seen.keys().filter(|k| !expected.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && twice.is_empty() && extra.is_empty(),
+        "{} of {n} records missing from the events topic (first: {:?}), {} forwarded more than \
+         once (first: {:?}), {} not in the input; where each stage stands:\n{}\nlog: {}",
+        missing.len(),
+        missing.first(),
+        twice.len(),
+        twice.first(),
+        extra.len(),
+        sc.pipeline_report(),
+        s.log_tail()
+    );
+    assert_eq!(sc.records(), n, "the changelog counts every record once");
+    // The records' event times are months old: had the events carried
+    // them as their Kafka timestamps, the topic's retention (a day) would
+    // delete them at its next check whether stage 2 had read them or not
+    // (the loss seen in issue 15).
+    let written_from = chrono::Utc::now().timestamp_millis() - started.elapsed().as_millis() as i64;
+    assert!(
+        oldest >= written_from - 60_000,
+        "every events message is stamped with the time it was written, not its records' event \
+         time: the oldest is {oldest} ms, the run started at {written_from} ms"
+    );
+    // Not asserted: the joins wait for stage 2's count, and on a loaded
+    // machine stage 1 may have forwarded everything by then (seen once in
+    // the whole suite: 0 aborts); the exactness above must hold either way.
+    if aborted == 0 {
+        eprintln!("no rebalance landed inside an open stage-1 batch this run");
+    }
+    // `a` starts first, so its shifted starts happen in every run; `c`'s
+    // (behind) only when the group gives it a partition with records left.
+    assert!(
+        skipped > 0,
+        "stage 1 noticed the misplaced starts ({skipped} ahead, {again} behind); log: {}",
+        s.log_tail()
+    );
+}
