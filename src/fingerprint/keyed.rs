@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::VAR;
+use super::learn::{KEY_PARAM_DISTINCT, closed_set};
 
 /// Keys whose value is the event text in logfmt writers (Go slog, logrus,
 /// zap, structlog, log15): the line's anchor.
@@ -272,6 +273,9 @@ const MAX_SIGS: usize = 16;
 /// Share of its repeated key sets in which a key's value must vary for
 /// the key to be a value column.
 const VARYING_SHARE: f64 = 0.5;
+/// Distinct values a `Key:` column takes within one key set before it can
+/// hold data: the learned stage's default `min_distinct`.
+const MIN_COLUMN_VALUES: usize = 3;
 
 fn is_word(w: &str) -> bool {
     !w.is_empty() && w.chars().all(|c| c.is_ascii_alphabetic())
@@ -335,12 +339,40 @@ fn fields(t: &str) -> Option<Vec<Field<'_>>> {
 }
 
 /// What a source's lines taught about one `Key:` column: per key set it
-/// occurs in, its first value and whether another came.
+/// occurs in, the values it took.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct ColumnStat {
     key: String,
-    /// (key set, first value, lines, varied)
-    sets: Vec<(u32, u32, u32, bool)>,
+    sets: Vec<SetStat>,
+}
+
+/// One `Key:` column within one key set: its distinct values (hashes, at
+/// most [`KEY_PARAM_DISTINCT`]), the lines of the set, and the line count
+/// when the last new value came.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct SetStat {
+    sig: u32,
+    values: Vec<u32>,
+    lines: u32,
+    last_new: u32,
+}
+
+impl SetStat {
+    /// Whether the column holds data in this key set: it took
+    /// [`MIN_COLUMN_VALUES`] values and they are not a closed set (the
+    /// learned stage's test, [`closed_set`]). A column of two or three
+    /// states or kinds (`Reason: timeout` / `Reason: refused`, `IPv4` /
+    /// `IPv6`) names different events and stays, as the learned stage
+    /// keeps such a position's words; names, numbers and free text keep
+    /// bringing values.
+    fn varies(&self) -> bool {
+        self.values.len() >= MIN_COLUMN_VALUES
+            && !closed_set(
+                self.values.len(),
+                u64::from(self.last_new),
+                u64::from(self.lines),
+            )
+    }
 }
 
 impl KeyStats {
@@ -366,11 +398,22 @@ impl KeyStats {
             };
             let v = h32(&template[x.value.0..x.value.1]);
             let sets = &mut self.1[at].sets;
-            if let Some(s) = sets.iter_mut().find(|s| s.0 == sig) {
-                s.2 = s.2.saturating_add(1);
-                s.3 |= s.1 != v;
-            } else if sets.len() < MAX_SIGS {
-                sets.push((sig, v, 1, false));
+            let i = match sets.iter().position(|s| s.sig == sig) {
+                Some(i) => i,
+                None if sets.len() < MAX_SIGS => {
+                    sets.push(SetStat {
+                        sig,
+                        ..SetStat::default()
+                    });
+                    sets.len() - 1
+                }
+                None => continue,
+            };
+            let s = &mut sets[i];
+            s.lines = s.lines.saturating_add(1);
+            if !s.values.contains(&v) && s.values.len() < KEY_PARAM_DISTINCT {
+                s.values.push(v);
+                s.last_new = s.lines;
             }
         }
     }
@@ -382,8 +425,8 @@ impl KeyStats {
             .1
             .iter()
             .filter(|c| {
-                let repeated = c.sets.iter().filter(|s| s.2 >= 2).count();
-                let varied = c.sets.iter().filter(|s| s.3).count();
+                let repeated = c.sets.iter().filter(|s| s.lines >= 2).count();
+                let varied = c.sets.iter().filter(|s| s.varies()).count();
                 varied > 0 && varied as f64 >= VARYING_SHARE * repeated as f64
             })
             .map(|c| c.key.clone())
@@ -523,9 +566,27 @@ mod tests {
 
     /// `Key: value` columns (padding already one space): a station, an
     /// event of a small set, and event-specific keys; `Unit` and `Crew`
-    /// vary within every key set, `Event` only where two events share one.
+    /// keep bringing values within every key set, `Event` takes two values
+    /// where two events share one (a closed set: the events stay apart).
     fn column_stream() -> Vec<String> {
-        let units = ["GRAY OWL", "RED FOX II", "ELM", "BLUE HERON", "ASH"];
+        let units = [
+            "GRAY OWL",
+            "RED FOX II",
+            "ELM",
+            "BLUE HERON",
+            "ASH",
+            "OAK",
+            "PINE",
+            "TEAL",
+            "WREN",
+            "LARK",
+            "KITE",
+            "ROOK",
+            "SWIFT",
+        ];
+        let crews = [
+            "ab", "cd", "ef", "gh", "ij", "kl", "mn", "op", "qr", "st", "uv",
+        ];
         let events = [
             ("Event: GATE OPEN", "Crew: <*>"),
             ("Event: GATE SHUT", "Crew: <*>"),
@@ -535,8 +596,11 @@ mod tests {
         (0..80)
             .map(|i| {
                 let (e, rest) = events[i % 4];
-                let rest = rest.replace("<*>", ["ab", "cd", "ef"][i % 3]);
-                format!("At: <*> Station: WEIR Unit: {} {e} {rest}", units[i % 5])
+                let rest = rest.replace("<*>", crews[i % crews.len()]);
+                format!(
+                    "At: <*> Station: WEIR Unit: {} {e} {rest}",
+                    units[i % units.len()]
+                )
             })
             .collect()
     }
@@ -561,6 +625,23 @@ mod tests {
             .as_deref(),
             Some("At: <*> Station: WEIR Unit: <*> Event: GATE OPEN Crew: <*>")
         );
+    }
+
+    #[test]
+    fn a_column_of_two_recurring_kinds_is_not_a_value() {
+        // Two address families or two reasons in one column are two
+        // events, as the learned stage keeps a closed set's words.
+        let mut k = KeyStats::default();
+        for i in 0..60 {
+            let family = ["IPv4", "IPv6"][i % 2];
+            let host = [
+                "alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta", "iota",
+            ][i % 9];
+            k.observe(&format!("Link: up Family: {family} Host: {host} Addr: <*>"));
+        }
+        let keys = k.value_keys();
+        assert!(keys.contains(&"Host".to_string()), "{keys:?}");
+        assert!(!keys.contains(&"Family".to_string()), "{keys:?}");
     }
 
     #[test]

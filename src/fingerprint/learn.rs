@@ -787,7 +787,7 @@ const CLOSED_LN_ALPHA: f64 = 4.605;
 /// the refused value is recorded as the position's newest, and when the
 /// position takes another new value it is open after all, and the refused
 /// types join it (see [`Learner::reopen`]).
-fn closed_set(distinct: usize, last: u64, now: u64) -> bool {
+pub(super) fn closed_set(distinct: usize, last: u64, now: u64) -> bool {
     if !(2..KEY_PARAM_DISTINCT).contains(&distinct) || last == OPEN_SLOT {
         return false;
     }
