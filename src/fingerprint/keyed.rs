@@ -42,6 +42,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::VAR;
 use super::learn::{KEY_PARAM_DISTINCT, closed_set};
+use crate::parse::logfmt::{self, Kind};
 
 /// Keys whose value is the event text in logfmt writers (Go slog, logrus,
 /// zap, structlog, log15): the line's anchor.
@@ -78,64 +79,51 @@ fn is_key(k: &str) -> bool {
 
 /// The line's tokens when every token is a `key=value` pair (a value may
 /// be a quoted string with spaces and `\"` inside) or a bare `<*>`, with at
-/// least [`MIN_PAIRS`] pairs; else `None`.
+/// least [`MIN_PAIRS`] pairs; else `None`. The parser's logfmt tokenizer
+/// reads the line; this is stricter than it, as a template read as pairs
+/// must be pairs throughout: any other word, an unterminated quote or text
+/// glued to a closing quote, or a tab (a masked row's field joiner) is not.
 fn tokens(t: &str) -> Option<Vec<Token<'_>>> {
+    if memchr::memchr(b'\t', t.as_bytes()).is_some() {
+        return None;
+    }
     let b = t.as_bytes();
     let mut out = Vec::new();
-    let mut i = 0;
     let mut pairs = 0;
-    while i < b.len() {
-        if b[i] == b' ' {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        if t[i..].starts_with(VAR) && b.get(i + VAR.len()).is_none_or(|&c| c == b' ') {
-            i += VAR.len();
-            out.push(Token {
+    for tok in logfmt::Tokens::new(t) {
+        match tok {
+            logfmt::Token::Word { start, end } if &t[start..end] == VAR => out.push(Token {
                 key: "",
-                span: (start, i),
+                span: (start, end),
                 value: VAR,
-            });
-            continue;
-        }
-        let eq = t[i..].find(['=', ' ']).map(|e| i + e)?;
-        if b[eq] != b'=' || !is_key(&t[i..eq]) {
-            return None;
-        }
-        let vs = eq + 1;
-        let mut j = vs;
-        if b.get(j) == Some(&b'"') {
-            j += 1;
-            loop {
-                match b.get(j) {
-                    None => return None,
-                    Some(b'\\') => j += 2,
-                    Some(b'"') => {
-                        j += 1;
-                        break;
+            }),
+            logfmt::Token::Word { .. } => return None,
+            logfmt::Token::Pair { key, value } => {
+                let k = &t[key.0..key.1];
+                if !is_key(k) {
+                    return None;
+                }
+                let (vs, mut ve) = (value.start as usize, value.end as usize);
+                if value.kind != Kind::Bare {
+                    // The tokenizer gives the text inside the quotes and
+                    // lets a quote run to the end of the line.
+                    if b.get(ve) != Some(&b'"') || b.get(ve + 1).is_some_and(|&c| c != b' ') {
+                        return None;
                     }
-                    Some(_) => j += 1,
+                    ve += 1;
+                }
+                let vs = if value.kind == Kind::Bare { vs } else { vs - 1 };
+                out.push(Token {
+                    key: k,
+                    span: (key.0, ve),
+                    value: &t[vs..ve],
+                });
+                pairs += 1;
+                if pairs > MAX_PAIRS {
+                    return None;
                 }
             }
-            if j > b.len() || b.get(j).is_some_and(|&c| c != b' ') {
-                return None;
-            }
-        } else {
-            while j < b.len() && b[j] != b' ' {
-                j += 1;
-            }
         }
-        out.push(Token {
-            key: &t[i..eq],
-            span: (start, j),
-            value: &t[vs..j],
-        });
-        pairs += 1;
-        if pairs > MAX_PAIRS {
-            return None;
-        }
-        i = j;
     }
     (pairs >= MIN_PAIRS).then_some(out)
 }

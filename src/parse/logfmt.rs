@@ -6,7 +6,8 @@
 //! matched literally (a dotted name is one key). The same tokenizer reads the
 //! `key=value` context tokens that text formats put after their header.
 
-use super::fields::{FieldMap, Kind, Slots, Span};
+pub(crate) use super::fields::Kind;
+use super::fields::{FieldMap, Slots, Span};
 
 /// One token of a logfmt line; offsets are into the tokenized string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,7 +41,7 @@
 pub mod duration;
 mod fields;
 mod json;
-mod logfmt;
+pub(crate) mod logfmt;
 mod ship;
 mod text;
 mod time;
