@@ -494,6 +494,25 @@ const GOLDEN: &[Golden] = &[
         keeps: &["disk 5m 3 files", "took 3h then", "moved 4h 5x"],
     },
     Golden {
+        rule: "restated_size_ending",
+        masks: &[
+            (
+                "pool shrank by 4096 bytes (4 KiB), ok",
+                "pool shrank by <*>, ok",
+            ),
+            ("freed 1048576 bytes (1.0 MB)", "freed <*>"),
+        ],
+        keeps: &["freed 12 bytes (rounded)", "4096 bytes (4 pages), ok"],
+    },
+    Golden {
+        rule: "restated_size",
+        masks: &[(
+            "close, 1190 bytes (1.16 KB) sent, 9 bytes received",
+            "close, <*> bytes sent, <*> bytes received",
+        )],
+        keeps: &["2087 bytes result sent to driver"],
+    },
+    Golden {
         rule: "spelled_size",
         masks: &[
             ("chunk stored (62640 bytes)", "chunk stored (<*>)"),
