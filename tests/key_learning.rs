@@ -358,3 +358,41 @@ fn a_rare_error_naming_a_place_of_one_to_three_words_is_not_new_per_name() {
         );
     }
 }
+
+#[test]
+fn a_peer_named_without_digits_after_a_key_whose_peers_were_masked_is_not_new() {
+    // Peers arrive in bursts. Most names hold digits, so a rule masks
+    // them; a few are words only, each repeated before the next appears.
+    // Words where a rule found values are values too: only the one truly
+    // new message after the warm-up is new.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("logs.jsonl");
+    let named = [
+        "gw.example.org",
+        "mail.example.net",
+        "zeta.example.com",
+        "relay.example.io",
+    ];
+    let mut lines = String::new();
+    for i in 0..2400 {
+        let peer = if i % 600 < 400 {
+            format!("host-{}.dsl.example.net", i % 97)
+        } else {
+            named[i / 600].to_string()
+        };
+        lines.push_str(&format!(
+            "{{\"time\":\"{}\",\"level\":\"error\",\"service\":\"gate\",\"msg\":\"auth failed peer={peer}\"}}\n",
+            second(i)
+        ));
+    }
+    lines.push_str(&format!(
+        "{{\"time\":\"{}\",\"level\":\"error\",\"service\":\"gate\",\"msg\":\"disk full on spool\"}}\n",
+        second(2400)
+    ));
+    std::fs::write(&input, lines).unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let text = replay("1", &input, &alerts);
+    let novel = novel_alerts(&text);
+    assert_eq!(novel.len(), 1, "{text}");
+    assert!(novel[0].contains("disk full"), "{text}");
+}

@@ -1478,16 +1478,24 @@ impl Learner {
             // the position's known values are plain words that each
             // recurred: a closed set's new member, a new type (see
             // `closed_set`). It is not counted, so the next new value,
-            // while this one is still rare, generalises as before.
+            // while this one is still rare, generalises as before. A
+            // position where masking found a value in one member
+            // (`rhost=<*>` beside `rhost=gw.example`) is a value slot, not
+            // a set of states: states are words, never masked values.
             if val & 1 == 0
                 && !entry.values.contains(&val)
                 && entry.values.len() + 1 >= self.min_distinct
                 && !entry.members.is_empty()
                 && entry.values.iter().all(|v| v & 1 == 0)
-                && entry
-                    .members
-                    .iter()
-                    .all(|&m| self.clusters[m as usize].count >= CLOSED_RECUR)
+                && entry.members.iter().all(|&m| {
+                    let c = &self.clusters[m as usize];
+                    c.count >= CLOSED_RECUR
+                        && !c
+                            .template
+                            .split(' ')
+                            .nth(pos)
+                            .is_some_and(|w| w.contains(VAR))
+                })
             {
                 continue;
             }
@@ -4254,6 +4262,29 @@ mod tests {
         }
         let r = l.observe_in(1, "svc", "shard gamma lagging");
         assert_eq!(r.cluster, g);
+    }
+
+    #[test]
+    fn a_keyed_position_whose_value_was_masked_is_never_a_closed_set() {
+        let mut l = learner();
+        // Peers arrive in bursts: most names hold digits (masked), a few
+        // do not, each repeated before the next shows up. Words after the
+        // same key as a masked value are values, not states.
+        observe_n(&mut l, "auth failed peer=<*>", 40);
+        observe_n(&mut l, "auth failed peer=gw.example.org", 10);
+        observe_n(&mut l, "auth failed peer=mail.example.net", 10);
+        let g = l.lookup(1, "auth failed peer=mail.example.net").unwrap();
+        assert_eq!(l.lookup(1, "auth failed peer=gw.example.org"), Some(g));
+        assert_eq!(
+            l.observe_in(1, "svc", "auth failed peer=zeta.example.com")
+                .cluster,
+            g
+        );
+        // States after a key stay apart, as before.
+        observe_n(&mut l, "link mode=auto", 40);
+        observe_n(&mut l, "link mode=manual", 40);
+        let r = observe_n(&mut l, "link mode=eco", 1);
+        assert!(r.created);
     }
 
     #[test]
