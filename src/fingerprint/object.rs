@@ -14,12 +14,13 @@
 //!
 //! * the **message** (the first of [`MESSAGE_KEYS`] present with a string
 //!   value) is masked as any message line is and kept, quoted;
-//! * every **other value** is data and masked (`<*>`), but for `true`,
-//!   `false`, `null` and the empty string, which are states as written;
-//! * an object with **no message key** keeps its short one-word string
-//!   values as words (masked by the rules as any word is): without a
-//!   message, they are what names the event (`action=login`), and the
-//!   learned stage generalises those that keep taking values.
+//! * beside a message, every **other value** is data and masked (`<*>`),
+//!   whatever its type: the event is named by the message and the keys;
+//! * an object with **no message key** keeps its strings as text, masked
+//!   as a line's text is (`action=login`, `error="refused by <*>"`), and
+//!   its `true`, `false`, `null`: without a message they are what names
+//!   the event, and the learned stage generalises those that keep taking
+//!   values.
 //!
 //! The rendering is a logfmt line, so the learned layout reads it like
 //! one: a source's context keys (a key that comes with many messages and
@@ -58,9 +59,6 @@ pub const MESSAGE_KEYS: [&str; 8] = [
 pub const MAX_PAIRS: usize = 48;
 /// Nesting read into dotted keys; a deeper object is one value.
 pub const MAX_DEPTH: usize = 4;
-/// A string value of an object without a message is kept as a word when
-/// it is one word of at most this many bytes.
-const MAX_WORD: usize = 40;
 
 /// One value of the object, flattened.
 #[derive(Debug, Clone, PartialEq)]
@@ -281,19 +279,22 @@ pub(crate) fn mask_object(
                 mask(first, &mut one);
                 push_quoted(out, one.trim());
             }
-            Val::Str(s) if s.is_empty() => out.push_str("\"\""),
-            Val::Str(s)
-                if message.is_none()
-                    && s.len() <= MAX_WORD
-                    && !s.is_empty()
-                    && !s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') =>
-            {
-                mask(s, &mut one);
-                out.push_str(one.trim());
+            // Beside a message, every value is data.
+            _ if message.is_some() => out.push_str(VAR),
+            Val::Str(s) if s.trim().is_empty() => out.push_str("\"\""),
+            // Without one, text is masked as a line's text is, and kept.
+            Val::Str(s) => {
+                mask(s.trim(), &mut one);
+                let t = one.trim();
+                if t.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
+                    push_quoted(out, t);
+                } else {
+                    out.push_str(t);
+                }
             }
             Val::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Val::Null => out.push_str("null"),
-            Val::Str(_) | Val::Other => out.push_str(VAR),
+            Val::Other => out.push_str(VAR),
         }
     }
     if more {
@@ -352,7 +353,7 @@ mod tests {
         assert_eq!(
             render(r#"{"message":"table \"orders\" locked after 3 tries","ok":false,"who":null,"tag":""}"#)
                 .as_deref(),
-            Some(r#"message="table \"orders\" locked after <*> tries" ok=false who=null tag="""#)
+            Some(r#"message="table \"orders\" locked after <*> tries" ok=<*> who=<*> tag=<*>"#)
         );
     }
 
@@ -378,10 +379,10 @@ mod tests {
             Some("ts=<*> user=ann action=login src=<*>")
         );
         assert_ne!(login, logout);
-        // A string with spaces is data even there.
+        // Text is masked and kept there, quoted when it has blanks.
         assert_eq!(
-            render(r#"{"a":"two words","b":"x"}"#).as_deref(),
-            Some("a=<*> b=x")
+            render(r#"{"error":"refused by 10.0.0.1","b":"x","ok":false,"e":""}"#).as_deref(),
+            Some(r#"error="refused by <*>" b=x ok=false e="""#)
         );
     }
 
