@@ -9,6 +9,7 @@
 //! - lines with a metadata run before the level (`time k=v k=v [level]
 //!   message`) whose keys depend on the process that logged: they group by
 //!   the message, not by which keys the run carries.
+//!
 //! The lines are generated here, with keys and words nobody's masking rules
 //! know.
 
@@ -50,7 +51,7 @@ fn json_line(i: usize, e: usize) -> String {
         .replace("{text}", &TEXTS[i % TEXTS.len()].replace('"', "\\\""))
         .replace("{n}", &(i * 37 % 9001).to_string());
     // A child logger binds `site` on some lines; the host and process vary.
-    let site = if i % 3 == 0 {
+    let site = if i.is_multiple_of(3) {
         format!(r#""site":"s{}","#, i % 11)
     } else {
         String::new()
@@ -74,7 +75,7 @@ fn json_lines() -> (Vec<String>, Vec<usize>) {
         // without it is one type only when the key is learned as context,
         // which the map-order test does not claim here; each kind below is
         // the event and whether `site` was bound.
-        kinds.push(e * 2 + usize::from(i % 3 == 0));
+        kinds.push(e * 2 + usize::from(i.is_multiple_of(3)));
     }
     (out, kinds)
 }
