@@ -482,12 +482,25 @@ impl Layout {
         if let Some(t) = keyed::mask_columns(&self.value_keys, template) {
             return Some(t);
         }
-        // And a line whose metadata run varies, by the text around it.
-        if let Some(t) = self
-            .context_run
-            .and_then(|r| keyed::collapse_run(r, template))
+        // And a line whose metadata run varies, by the text around it;
+        // the header columns before the run keep their places and are
+        // masked where they vary (a host, a worker before the run).
+        if let Some(r) = self.context_run
+            && let Some(t) = keyed::collapse_run(r, template)
         {
-            return Some(t);
+            let cols = columns(&t);
+            let mut out = String::with_capacity(t.len());
+            let mut at = 0;
+            for &c in self.varying.iter().filter(|&&c| c < r && c < cols.len()) {
+                let (s, e) = cols[c];
+                if maskable(&t[s..e]) {
+                    out.push_str(&t[at..s]);
+                    out.push_str(VAR);
+                    at = e;
+                }
+            }
+            out.push_str(&t[at..]);
+            return Some(out);
         }
         let cols = columns(template);
         if cols.len() <= self.header {
@@ -1534,5 +1547,24 @@ mod tests {
             context_run: None,
         };
         assert_eq!(short.apply("a b c"), None);
+    }
+
+    #[test]
+    fn a_varying_column_before_a_metadata_run_is_masked_with_the_run() {
+        let l = Layout {
+            header: 3,
+            varying: vec![0, 1],
+            context_run: Some(2),
+            ..Layout::default()
+        };
+        assert_eq!(
+            l.apply("<*> web-3 req=<*> pid=<*> [info] Sent <*>")
+                .as_deref(),
+            Some("<*> <*> <*> [info] Sent <*>")
+        );
+        assert_eq!(
+            l.apply("<*> web-9 pid=<*> [info] Sent <*>").as_deref(),
+            Some("<*> <*> <*> [info] Sent <*>")
+        );
     }
 }
