@@ -32,10 +32,17 @@
 //! the key sets it occurs in, is a value column and is masked whole
 //! ([`mask_columns`]); an event's own words follow its key set and stay.
 //!
+//! A **metadata run** before a line's message (`time req=.. job=..
+//! pid=.. [level] text`, [`collapse_run`]) is read by the same pass: when
+//! the run's keys differ between lines of the same message, they come from
+//! the process or request that logged, and the run is one `<*>`
+//! ([`KeyStats::context_run`]).
+//!
 //! Bounded: [`MAX_KEYS`] keys per source, each with at most
 //! [`MIN_ANCHORS`] anchors and [`MIN_NEIGHBOURS`] neighbours a side (the
 //! test needs no more); a line of more than [`MAX_PAIRS`]
-//! pairs is not read.
+//! pairs is not read; runs are tracked at [`MAX_RUN_START`] + 1 starts,
+//! each with at most 64 messages.
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
