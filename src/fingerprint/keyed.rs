@@ -32,10 +32,17 @@
 //! the key sets it occurs in, is a value column and is masked whole
 //! ([`mask_columns`]); an event's own words follow its key set and stay.
 //!
+//! A **metadata run** before a line's message (`time req=.. job=..
+//! pid=.. [level] text`, [`collapse_run`]) is read by the same pass: when
+//! the run's keys differ between lines of the same message, they come from
+//! the process or request that logged, and the run is one `<*>`
+//! ([`KeyStats::context_run`]).
+//!
 //! Bounded: [`MAX_KEYS`] keys per source, each with at most
 //! [`MIN_ANCHORS`] anchors and [`MIN_NEIGHBOURS`] neighbours a side (the
 //! test needs no more); a line of more than [`MAX_PAIRS`]
-//! pairs is not read.
+//! pairs is not read; runs are tracked at [`MAX_RUN_START`] + 1 starts,
+//! each with at most 64 messages.
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
@@ -149,7 +156,11 @@ fn h32(s: &str) -> u32 {
 
 /// Key statistics of one source while it learns.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyStats(Vec<KeyStat>, #[serde(default)] Vec<ColumnStat>);
+pub struct KeyStats(
+    Vec<KeyStat>,
+    #[serde(default)] Vec<ColumnStat>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")] Vec<RunStat>,
+);
 
 impl KeyStats {
     /// Reads one masked template; lines that are not logfmt with a message
@@ -158,6 +169,9 @@ impl KeyStats {
         let Some(toks) = tokens(template) else {
             if memchr::memchr(b':', template.as_bytes()).is_some() {
                 self.observe_columns(template);
+            }
+            if memchr::memchr(b'=', template.as_bytes()).is_some() {
+                self.observe_run(template);
             }
             return;
         };
@@ -208,7 +222,7 @@ impl KeyStats {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty() && self.1.is_empty()
+        self.0.is_empty() && self.1.is_empty() && self.2.is_empty()
     }
 }
 
@@ -453,6 +467,174 @@ pub fn mask_columns(value_keys: &[String], template: &str) -> Option<String> {
     changed.then_some(out)
 }
 
+/// A run of `key=value` pairs (a metadata run) starts at most this many
+/// tokens into a line: after a time, a level or a process column.
+pub const MAX_RUN_START: usize = 2;
+/// Message groups (the text after a run) tracked per run start.
+const MAX_RUN_GROUPS: usize = 64;
+/// Message groups in which a run's keys must differ from line to line …
+const MIN_RUN_GROUPS: usize = 3;
+/// … and their share among the message groups seen more than once.
+const MIN_RUN_SHARE: f64 = 0.2;
+
+/// A metadata run of a line: the index of its first token, the byte span
+/// of the run (pairs, and bare placeholders among them), its keys' hash,
+/// and where the message after it starts. `None` when the line has no run
+/// of at least one pair starting within [`MAX_RUN_START`] tokens, or
+/// nothing but pairs (a logfmt line, read by its keys instead).
+struct Run {
+    start: usize,
+    span: (usize, usize),
+    keys: u32,
+    rest: usize,
+}
+
+fn run(t: &str, at: Option<usize>) -> Option<Run> {
+    let b = t.as_bytes();
+    let mut toks = logfmt::Tokens::new(t);
+    let mut index = 0;
+    let mut span: Option<(usize, usize)> = None;
+    let mut first = 0;
+    let mut keys: Vec<&str> = Vec::new();
+    loop {
+        let from = toks.next_start();
+        let tok = toks.next();
+        let (end, key) = match tok {
+            Some(logfmt::Token::Pair { key, value }) if is_key(&t[key.0..key.1]) => {
+                let mut ve = value.end as usize;
+                if value.kind != Kind::Bare {
+                    // A quoted value ends at its quote, before a blank.
+                    if b.get(ve) != Some(&b'"') || b.get(ve + 1).is_some_and(|&c| c != b' ') {
+                        return None;
+                    }
+                    ve += 1;
+                }
+                (ve, Some(&t[key.0..key.1]))
+            }
+            Some(logfmt::Token::Word { start, end })
+                if &t[start..end] == VAR && (span.is_some() || at == Some(index)) =>
+            {
+                (end, None)
+            }
+            Some(_) if span.is_none() => {
+                index += 1;
+                if index > MAX_RUN_START || at.is_some_and(|a| index > a) {
+                    return None;
+                }
+                continue;
+            }
+            // The first token after the run: the message starts here.
+            Some(_) => {
+                let (s, e) = span?;
+                return (!keys.is_empty() && keys.len() <= MAX_PAIRS).then(|| Run {
+                    start: first,
+                    span: (s, e),
+                    keys: h32(&keys.join("\u{1f}")),
+                    rest: from,
+                });
+            }
+            None => return None,
+        };
+        if span.is_none() {
+            if at.is_some_and(|a| a != index) {
+                return None;
+            }
+            first = index;
+            span = Some((from, end));
+        }
+        if let Some(s) = span.as_mut() {
+            s.1 = end;
+        }
+        if let Some(k) = key {
+            keys.push(k);
+        }
+    }
+}
+
+/// What a source's lines taught about the runs starting at one token:
+/// per message after the run, the first key set seen, whether another
+/// came, and how many lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct RunStat {
+    start: u8,
+    groups: Vec<RunGroup>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct RunGroup {
+    message: u32,
+    keys: u32,
+    varied: bool,
+    lines: u32,
+}
+
+impl KeyStats {
+    /// Reads one masked template's metadata run, if it has one.
+    fn observe_run(&mut self, template: &str) {
+        let Some(r) = run(template, None) else {
+            return;
+        };
+        let message = h32(&template[r.rest..]);
+        let start = r.start as u8;
+        let at = match self.2.iter().position(|s| s.start == start) {
+            Some(p) => p,
+            None => {
+                self.2.push(RunStat {
+                    start,
+                    groups: Vec::new(),
+                });
+                self.2.len() - 1
+            }
+        };
+        let groups = &mut self.2[at].groups;
+        match groups.iter().position(|g| g.message == message) {
+            Some(p) => {
+                let g = &mut groups[p];
+                g.lines = g.lines.saturating_add(1);
+                g.varied |= g.keys != r.keys;
+            }
+            None if groups.len() < MAX_RUN_GROUPS => groups.push(RunGroup {
+                message,
+                keys: r.keys,
+                varied: false,
+                lines: 1,
+            }),
+            None => {}
+        }
+    }
+
+    /// The token at which a source's metadata runs start, when their keys
+    /// differ between lines of the same message in at least
+    /// [`MIN_RUN_GROUPS`] messages, and in [`MIN_RUN_SHARE`] of those seen
+    /// more than once: the keys come from the process or request that
+    /// logged (a request id here, a trip id there), not from the event.
+    /// The earliest such start.
+    pub fn context_run(&self) -> Option<usize> {
+        self.2
+            .iter()
+            .filter(|s| {
+                let repeated = s.groups.iter().filter(|g| g.lines >= 2).count();
+                let varied = s.groups.iter().filter(|g| g.varied).count();
+                varied >= MIN_RUN_GROUPS && varied as f64 >= MIN_RUN_SHARE * repeated as f64
+            })
+            .map(|s| usize::from(s.start))
+            .min()
+    }
+}
+
+/// `template` with its metadata run at token `start` (pairs, whatever
+/// their keys, and placeholders among them) replaced by one `<*>`, or
+/// `None` when it has no run there. Idempotent: a collapsed run is a bare
+/// placeholder, which is no run.
+pub fn collapse_run(start: usize, template: &str) -> Option<String> {
+    let r = run(template, Some(start))?;
+    let mut out = String::with_capacity(template.len());
+    out.push_str(&template[..r.span.0]);
+    out.push_str(VAR);
+    out.push_str(&template[r.span.1..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -648,5 +830,71 @@ mod tests {
         assert_eq!(t[1].value, r#""said \"hi there\"""#);
         assert!(tokens("a=1 b=2 free text c=3").is_none());
         assert!(tokens(r#"a=1 b="open c=3"#).is_none());
+    }
+
+    /// Lines of a process logging its metadata before the level: which
+    /// keys come depends on the request, not on the event.
+    fn run_stream() -> Vec<String> {
+        let metas = [
+            "req=<*> pid=<<*>>",
+            "job=<*> pid=<<*>>",
+            "req=<*> job=<*> pid=<<*>>",
+            "pid=<<*>>",
+            "user=<*> pid=<<*>>",
+        ];
+        let events = [
+            "[info] Sent <*> in <*>",
+            "[info] GET <*>",
+            "[warn] Slow lookup for zone <*> took <*>",
+            "[error] Pool exhausted after <*>",
+        ];
+        (0..60)
+            .map(|i| {
+                format!(
+                    "<*> {} {}",
+                    metas[(i / 4) % metas.len()],
+                    events[i % events.len()]
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_metadata_run_whose_keys_vary_within_a_message_is_one_context_block() {
+        let mut k = KeyStats::default();
+        for l in run_stream() {
+            k.observe(&l);
+        }
+        assert_eq!(k.context_run(), Some(1));
+        let a = collapse_run(1, "<*> req=<*> job=<*> pid=<<*>> [info] Sent <*> in <*>");
+        let b = collapse_run(1, "<*> pid=<<*>> [info] Sent <*> in <*>");
+        assert_eq!(a, b);
+        assert_eq!(a.as_deref(), Some("<*> <*> [info] Sent <*> in <*>"));
+        // Placeholders among the pairs (a column the layout masked) belong
+        // to the run; a collapsed run is no run.
+        assert_eq!(
+            collapse_run(1, "<*> <*> <*> pid=<<*>> [info] Sent <*> in <*>").as_deref(),
+            Some("<*> <*> [info] Sent <*> in <*>")
+        );
+        assert_eq!(collapse_run(1, "<*> <*> [info] Sent <*> in <*>"), None);
+        // Elsewhere, or a line of pairs only: not a run.
+        assert_eq!(collapse_run(1, "<*> [info] req=<*> Sent"), None);
+        assert_eq!(collapse_run(1, "<*> a=<*> b=<*>"), None);
+    }
+
+    #[test]
+    fn a_metadata_run_with_fixed_keys_is_not_context() {
+        let mut k = KeyStats::default();
+        for l in run_stream() {
+            // One key set for every line: the keys are the layout's.
+            let l = l.replacen("pid=<<*>>", "", 1);
+            let words: Vec<&str> = l.split_whitespace().filter(|w| !w.contains('=')).collect();
+            k.observe(&format!(
+                "{} host=<*> pid=<*> {}",
+                words[0],
+                words[1..].join(" ")
+            ));
+        }
+        assert_eq!(k.context_run(), None);
     }
 }

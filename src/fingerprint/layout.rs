@@ -106,6 +106,11 @@ pub struct Layout {
     /// written before it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     value_keys: Vec<String>,
+    /// The token at which a run of `key=value` pairs whose keys vary
+    /// (`keyed::collapse_run`) starts: the run is one `<*>`. Absent in
+    /// states written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    context_run: Option<usize>,
 }
 
 /// A [`Layout`] as a state stores it, checked before it becomes one: a
@@ -122,6 +127,8 @@ struct LayoutParts {
     context_keys: Vec<String>,
     #[serde(default)]
     value_keys: Vec<String>,
+    #[serde(default)]
+    context_run: Option<usize>,
 }
 
 impl TryFrom<LayoutParts> for Layout {
@@ -164,12 +171,19 @@ impl TryFrom<LayoutParts> for Layout {
                 ));
             }
         }
+        if let Some(r) = p.context_run.filter(|&r| r > keyed::MAX_RUN_START) {
+            return Err(format!(
+                "layout: a context run at token {r} (a learned one starts at most at {})",
+                keyed::MAX_RUN_START
+            ));
+        }
         Ok(Layout {
             header: p.header,
             varying: p.varying,
             trailing: p.trailing,
             context_keys: p.context_keys,
             value_keys: p.value_keys,
+            context_run: p.context_run,
         })
     }
 }
@@ -399,6 +413,7 @@ impl Layout {
             trailing,
             context_keys: Vec::new(),
             value_keys: Vec::new(),
+            context_run: None,
         }
     }
 
@@ -407,6 +422,7 @@ impl Layout {
         let mut l = Layout::learn_lines(lines);
         l.context_keys = keys.map(KeyStats::context_keys).unwrap_or_default();
         l.value_keys = keys.map(KeyStats::value_keys).unwrap_or_default();
+        l.context_run = keys.and_then(KeyStats::context_run);
         l
     }
 
@@ -416,6 +432,7 @@ impl Layout {
             && self.trailing.is_empty()
             && self.context_keys.is_empty()
             && self.value_keys.is_empty()
+            && self.context_run.is_none()
     }
 
     /// The header columns masked as per-line fields.
@@ -427,9 +444,16 @@ impl Layout {
     /// that only joins types (a stream never splits a type it minted).
     fn refines(&self, earlier: &Layout) -> bool {
         let size = |l: &Layout| {
-            l.varying.len() + l.trailing.len() + l.context_keys.len() + l.value_keys.len()
+            l.varying.len()
+                + l.trailing.len()
+                + l.context_keys.len()
+                + l.value_keys.len()
+                + usize::from(l.context_run.is_some())
         };
         size(self) > size(earlier)
+            && earlier
+                .context_run
+                .is_none_or(|r| self.context_run == Some(r))
             && earlier.varying.iter().all(|c| self.varying.contains(c))
             && earlier.trailing.iter().all(|k| self.trailing.contains(k))
             && earlier
@@ -457,6 +481,26 @@ impl Layout {
         // So is a line of `Key: value` columns whose key set varies.
         if let Some(t) = keyed::mask_columns(&self.value_keys, template) {
             return Some(t);
+        }
+        // And a line whose metadata run varies, by the text around it;
+        // the header columns before the run keep their places and are
+        // masked where they vary (a host, a worker before the run).
+        if let Some(r) = self.context_run
+            && let Some(t) = keyed::collapse_run(r, template)
+        {
+            let cols = columns(&t);
+            let mut out = String::with_capacity(t.len());
+            let mut at = 0;
+            for &c in self.varying.iter().filter(|&&c| c < r && c < cols.len()) {
+                let (s, e) = cols[c];
+                if maskable(&t[s..e]) {
+                    out.push_str(&t[at..s]);
+                    out.push_str(VAR);
+                    at = e;
+                }
+            }
+            out.push_str(&t[at..]);
+            return Some(out);
         }
         let cols = columns(template);
         if cols.len() <= self.header {
@@ -1323,6 +1367,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             value_keys: vec![],
+            context_run: None,
         };
         let fewer = Layout {
             header: 3,
@@ -1330,6 +1375,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             value_keys: vec![],
+            context_run: None,
         };
         let other = Layout {
             header: 3,
@@ -1337,6 +1383,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             value_keys: vec![],
+            context_run: None,
         };
         let more = Layout {
             header: 3,
@@ -1344,6 +1391,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             value_keys: vec![],
+            context_run: None,
         };
         assert!(!fewer.refines(&earlier));
         assert!(!other.refines(&earlier));
@@ -1496,7 +1544,27 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             value_keys: vec![],
+            context_run: None,
         };
         assert_eq!(short.apply("a b c"), None);
+    }
+
+    #[test]
+    fn a_varying_column_before_a_metadata_run_is_masked_with_the_run() {
+        let l = Layout {
+            header: 3,
+            varying: vec![0, 1],
+            context_run: Some(2),
+            ..Layout::default()
+        };
+        assert_eq!(
+            l.apply("<*> web-3 req=<*> pid=<*> [info] Sent <*>")
+                .as_deref(),
+            Some("<*> <*> <*> [info] Sent <*>")
+        );
+        assert_eq!(
+            l.apply("<*> web-9 pid=<*> [info] Sent <*>").as_deref(),
+            Some("<*> <*> <*> [info] Sent <*>")
+        );
     }
 }

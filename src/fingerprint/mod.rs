@@ -18,6 +18,7 @@ pub mod keyed;
 pub mod layout;
 pub mod learn;
 pub mod mask;
+pub mod object;
 pub mod patterns;
 pub mod scan;
 pub mod stack;
@@ -395,6 +396,11 @@ impl Fingerprinter {
     /// tab-separated fields field by field ([`Fingerprinter::mask_tab_row`]);
     /// any other line as one text.
     fn mask_line(&self, line: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
+        // A message that is one JSON object: its message and keys
+        // ([`object`]); one byte compared on every other line.
+        if line.trim_ascii_start().starts_with('{') && self.mask_object(line, out, &mut fired) {
+            return;
+        }
         // Most lines have neither a quote nor a tab: one memchr2 and the
         // usual masking.
         let Some(first) = memchr::memchr2(b'"', b'\t', line.as_bytes()) else {
@@ -446,6 +452,27 @@ impl Fingerprinter {
         if !done && !self.mask_tab_row(line, out, fired.as_deref_mut()) {
             self.masker.mask_into(line, out, fired);
         }
+    }
+
+    /// Masks a message that is one JSON object ([`object::mask_object`])
+    /// into `out`; its message is masked as a line (a shipper's envelope
+    /// around a JSON line is read one level down). False (and `out`
+    /// untouched) when it is not one.
+    fn mask_object(
+        &self,
+        line: &str,
+        out: &mut String,
+        fired: &mut Option<&mut Vec<Fired>>,
+    ) -> bool {
+        object::mask_object(line, out, |text, one| {
+            let inner = text.trim_ascii_start().starts_with('{')
+                && object::mask_object(text, one, |t, o| {
+                    self.masker.mask_into(t, o, fired.as_deref_mut())
+                });
+            if !inner {
+                self.masker.mask_into(text, one, fired.as_deref_mut());
+            }
+        })
     }
 
     /// Masks a tab-separated row ([`delimited::tab_fields`]) field by
