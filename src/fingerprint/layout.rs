@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::keyed::{self, KeyStats};
+use super::rows::{self, RowStats};
 use super::{Identity, IdentityKind, VAR};
 
 /// Templates of one context a layout is learned from.
@@ -106,6 +107,12 @@ pub struct Layout {
     /// written before it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     value_keys: Vec<String>,
+    /// The separator of the source's unquoted rows (`rows`): a row of it
+    /// is read as tab-separated fields before any column is masked, and
+    /// the columns above count its fields. Absent in states written
+    /// before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    separator: Option<char>,
 }
 
 /// A [`Layout`] as a state stores it, checked before it becomes one: a
@@ -122,6 +129,8 @@ struct LayoutParts {
     context_keys: Vec<String>,
     #[serde(default)]
     value_keys: Vec<String>,
+    #[serde(default)]
+    separator: Option<char>,
 }
 
 impl TryFrom<LayoutParts> for Layout {
@@ -164,12 +173,21 @@ impl TryFrom<LayoutParts> for Layout {
                 ));
             }
         }
+        if let Some(c) = p.separator
+            && !rows::SEPARATORS.contains(&c)
+        {
+            return Err(format!(
+                "layout: separator {c:?} (a learned one is one of {:?})",
+                rows::SEPARATORS
+            ));
+        }
         Ok(Layout {
             header: p.header,
             varying: p.varying,
             trailing: p.trailing,
             context_keys: p.context_keys,
             value_keys: p.value_keys,
+            separator: p.separator,
         })
     }
 }
@@ -351,10 +369,16 @@ impl Layout {
     }
 
     fn learn_lines(lines: &[Line]) -> Layout {
+        Layout::learn_lines_with(lines, 0)
+    }
+
+    /// [`Layout::learn_lines`] for rows whose free-text columns are known
+    /// (bit `c` of `text`: column `c` holds several words on most rows).
+    fn learn_lines_with(lines: &[Line], text: u8) -> Layout {
         let lines = &lines[..lines.len().min(LEARN_LINES)];
         let mut header = header_len(lines);
         if lines.iter().filter(|l| l.row > 0).count() as f64 >= STABLE_SHARE * lines.len() as f64 {
-            header = message_column(lines, header);
+            header = message_column(lines, header, text);
         }
         let mut varying = Vec::new();
         for c in 0..header {
@@ -399,20 +423,40 @@ impl Layout {
             trailing,
             context_keys: Vec::new(),
             value_keys: Vec::new(),
+            separator: None,
         }
     }
 
-    /// [`Layout::learn_lines`] with the context keys `keys` learned.
-    fn learn_with(lines: &[Line], keys: Option<&KeyStats>) -> Layout {
-        let mut l = Layout::learn_lines(lines);
+    /// [`Layout::learn_lines`] with the context keys `keys` learned, for a
+    /// source whose rows use `separator` (its lines read as rows already).
+    fn learn_with(lines: &[Line], keys: Option<&KeyStats>, rows: Option<&RowStats>) -> Layout {
+        let separator = rows.and_then(RowStats::separator);
+        let text = rows.map_or(0, RowStats::text_columns);
+        let mut l = Layout::learn_lines_with(lines, if separator.is_some() { text } else { 0 });
         l.context_keys = keys.map(KeyStats::context_keys).unwrap_or_default();
         l.value_keys = keys.map(KeyStats::value_keys).unwrap_or_default();
+        l.separator = separator;
         l
+    }
+
+    /// Only a separator: what a context applies from the moment its
+    /// separator is decided until its columns are learned.
+    fn of_separator(separator: char) -> Layout {
+        Layout {
+            separator: Some(separator),
+            ..Layout::default()
+        }
+    }
+
+    /// The separator of the source's rows, if it writes rows.
+    pub fn separator(&self) -> Option<char> {
+        self.separator
     }
 
     /// Nothing is masked.
     fn is_empty(&self) -> bool {
-        self.varying.is_empty()
+        self.separator.is_none()
+            && self.varying.is_empty()
             && self.trailing.is_empty()
             && self.context_keys.is_empty()
             && self.value_keys.is_empty()
@@ -430,6 +474,7 @@ impl Layout {
             l.varying.len() + l.trailing.len() + l.context_keys.len() + l.value_keys.len()
         };
         size(self) > size(earlier)
+            && self.separator == earlier.separator
             && earlier.varying.iter().all(|c| self.varying.contains(c))
             && earlier.trailing.iter().all(|k| self.trailing.contains(k))
             && earlier
@@ -449,6 +494,16 @@ impl Layout {
         if self.is_empty() {
             return None;
         }
+        // A source of rows: its columns count the row's fields. A line of
+        // it that is not a row (a banner, a trace) is left as it is: the
+        // columns learned do not describe it.
+        if let Some(sep) = self.separator {
+            if memchr::memchr(b'\t', template.as_bytes()).is_some() {
+                return self.mask_columns(template);
+            }
+            let row = rows::to_row(template, sep)?;
+            return Some(self.mask_columns(&row).unwrap_or(row));
+        }
         // A line of pairs with context keys is read by its keys, not by
         // columns: its columns shift with the context's order.
         if let Some(t) = keyed::collapse(&self.context_keys, template) {
@@ -458,6 +513,12 @@ impl Layout {
         if let Some(t) = keyed::mask_columns(&self.value_keys, template) {
             return Some(t);
         }
+        self.mask_columns(template)
+    }
+
+    /// The template with its varying columns (header and a row's trailing
+    /// ones) masked, or `None` when nothing changes.
+    fn mask_columns(&self, template: &str) -> Option<String> {
         let cols = columns(template);
         if cols.len() <= self.header {
             return None;
@@ -574,6 +635,10 @@ pub struct LayoutLearner {
     /// states written before it: such a context learns keys from then on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     keys: BTreeMap<u64, KeyStats>,
+    /// Separator evidence of contexts still learning (`rows`). Absent in
+    /// states written before it: such a context decides from then on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    rows: BTreeMap<u64, RowStats>,
     /// Lines in `pending`, counted on first use (not stored).
     #[serde(skip)]
     pending_lines: Option<usize>,
@@ -587,6 +652,7 @@ impl PartialEq for LayoutLearner {
             && self.current == other.current
             && self.seeds == other.seeds
             && self.keys == other.keys
+            && self.rows == other.rows
     }
 }
 
@@ -662,25 +728,57 @@ impl LayoutLearner {
         }
         // The stream's count of held lines is not kept here.
         self.pending_lines = None;
+        let (line, decided) = self.row_line(key, template);
         let lines = &mut self.pending.entry(key).or_default().0;
-        lines.push(Line::of(template));
+        if decided.is_some() {
+            // Read before the source was known to write rows: not its columns.
+            lines.clear();
+        }
+        lines.push(line);
         let full = lines.len() >= LEARN_LINES;
         self.observe_keys(key, template);
         if full && let Some(lines) = self.pending.remove(&key) {
             let keys = self.keys.remove(&key);
+            let rows = self.rows.remove(&key);
             self.learned
-                .insert(key, Layout::learn_with(&lines.0, keys.as_ref()));
+                .insert(key, Layout::learn_with(&lines.0, keys.as_ref(), rows.as_ref()));
         }
+    }
+
+    /// Feeds `template` to context `key`'s separator evidence. Returns the
+    /// line to learn from (read as a row once the separator is known) and
+    /// the separator when this template decided it.
+    fn row_line(&mut self, key: u64, template: &str) -> (Line, Option<char>) {
+        let stats = self.rows.entry(key).or_default();
+        let decided = stats.observe(template).flatten();
+        let row = stats
+            .separator()
+            .and_then(|sep| rows::to_row(template, sep));
+        if let Some(r) = &row {
+            stats.note_words(r);
+        }
+        (Line::of(row.as_deref().unwrap_or(template)), decided)
     }
 
     /// Learns the layout of every context still short of [`LEARN_LINES`]
     /// (the end of the input: what was seen is all there is).
     pub fn finish(&mut self) {
         let mut keys = std::mem::take(&mut self.keys);
+        let mut rows = std::mem::take(&mut self.rows);
         for (key, lines) in std::mem::take(&mut self.pending) {
+            // A short input decides its separator from what it has; its
+            // lines were read before, as text, and teach no columns.
+            let mut stats = rows.remove(&key).unwrap_or_default();
+            let late = !stats.is_done();
+            let sep = stats.decide();
+            let lines = if late && sep.is_some() {
+                &[][..]
+            } else {
+                &lines.0[..]
+            };
             self.learned.insert(
                 key,
-                Layout::learn_with(&lines.0, keys.remove(&key).as_ref()),
+                Layout::learn_with(lines, keys.remove(&key).as_ref(), Some(&stats)),
             );
         }
     }
@@ -715,16 +813,30 @@ impl LayoutLearner {
                 return None;
             }
         }
+        let (line, decided) = self.row_line(key, template);
         let lines = &mut self.pending.entry(key).or_default().0;
-        lines.push(Line::of(template));
+        if decided.is_some() {
+            // Read before the source was known to write rows: not its columns.
+            let dropped = lines.len();
+            lines.clear();
+            self.pending_lines = self.pending_lines.map(|t| t.saturating_sub(dropped));
+        }
+        lines.push(line);
         let n = lines.len();
         self.pending_lines = self.pending_lines.map(|t| t + 1);
         self.observe_keys(key, template);
+        if let Some(sep) = decided {
+            // From now on the context's lines are rows: the caller re-keys
+            // its types as rows before any column is learned.
+            let layout = Layout::of_separator(sep);
+            self.current.insert(key, layout.clone());
+            return Some(layout);
+        }
         if !STAGES.contains(&n) {
             return None;
         }
         let lines = self.pending.get(&key).map_or(&[][..], |p| &p.0[..]);
-        let learned = Layout::learn_with(lines, self.keys.get(&key));
+        let learned = Layout::learn_with(lines, self.keys.get(&key), self.rows.get(&key));
         let changed = match self.current.get(&key) {
             None => !learned.is_empty(),
             Some(cur) => learned.refines(cur),
@@ -741,6 +853,7 @@ impl LayoutLearner {
     /// Context `key` stops learning with the layout it has.
     fn freeze(&mut self, key: u64) {
         self.keys.remove(&key);
+        self.rows.remove(&key);
         if let Some(p) = self.pending.remove(&key) {
             self.pending_lines = self.pending_lines.map(|t| t.saturating_sub(p.0.len()));
         }
@@ -965,9 +1078,19 @@ fn varies_within_messages(lines: &[Line], header: usize, c: Col, share: f64) -> 
 /// that varies most; a class or flag column before or after it (a few
 /// words each) is not the message, as it would be for the first column
 /// that is not header-shaped. `header` when no column qualifies.
-fn message_column(lines: &[Line], header: usize) -> usize {
+fn message_column(lines: &[Line], header: usize, text: u8) -> usize {
+    // Free text is the message: a column of several words on most rows
+    // beats a column of single values however many (a user, an id).
+    let text = text >> header.min(MAX_COLUMNS - 1) << header.min(MAX_COLUMNS - 1);
     let mut best = (0, header);
     for c in header..MAX_COLUMNS {
+        if text != 0 && text >> c & 1 == 0 {
+            let present = lines.iter().filter(|l| l.has(c)).count();
+            if (present as f64) < STABLE_SHARE * lines.len() as f64 {
+                break;
+            }
+            continue;
+        }
         let mut d = HashSet::new();
         let mut at = 0;
         for l in lines.iter().filter(|l| l.has(c)) {

@@ -19,6 +19,7 @@ pub mod layout;
 pub mod learn;
 pub mod mask;
 pub mod patterns;
+pub mod rows;
 pub mod scan;
 pub mod stack;
 
