@@ -920,8 +920,11 @@ fn columns(t: &str) -> Vec<(usize, usize)> {
     if is_row(t) {
         let mut at = 0;
         for f in t.split('\t') {
-            let lead = f.len() - f.trim_start().len();
-            out.push((at + lead, at + f.trim_end().len()));
+            // A spaced separator a learned row keeps as a word (`rows`)
+            // opens the field; it is not part of the column's value.
+            let inner = f.trim_start();
+            let lead = f.len() - rows::field_value(inner).len();
+            out.push((at + lead.min(f.trim_end().len()), at + f.trim_end().len()));
             at += f.len() + 1;
         }
         return out;
@@ -1080,17 +1083,12 @@ fn varies_within_messages(lines: &[Line], header: usize, c: Col, share: f64) -> 
 /// that is not header-shaped. `header` when no column qualifies.
 fn message_column(lines: &[Line], header: usize, text: u8) -> usize {
     // Free text is the message: a column of several words on most rows
-    // beats a column of single values however many (a user, an id).
-    let text = text >> header.min(MAX_COLUMNS - 1) << header.min(MAX_COLUMNS - 1);
+    // beats a column of single values however many (a user, an id), and
+    // it ends the header wherever the header's shapes would (a message
+    // with a value in it looks like a header token).
+    let (from, text) = if text == 0 { (header, 0) } else { (0, text) };
     let mut best = (0, header);
-    for c in header..MAX_COLUMNS {
-        if text != 0 && text >> c & 1 == 0 {
-            let present = lines.iter().filter(|l| l.has(c)).count();
-            if (present as f64) < STABLE_SHARE * lines.len() as f64 {
-                break;
-            }
-            continue;
-        }
+    for c in from..MAX_COLUMNS {
         let mut d = HashSet::new();
         let mut at = 0;
         for l in lines.iter().filter(|l| l.has(c)) {
@@ -1099,6 +1097,9 @@ fn message_column(lines: &[Line], header: usize, text: u8) -> usize {
         }
         if (at as f64) < STABLE_SHARE * lines.len() as f64 {
             break;
+        }
+        if text != 0 && text >> c & 1 == 0 {
+            continue;
         }
         if d.len() > best.0 {
             best = (d.len(), c);

@@ -124,7 +124,7 @@ impl RowStats {
     pub fn note_words(&mut self, row: &str) {
         self.rows = self.rows.saturating_add(1);
         for (c, f) in row.split('\t').take(TEXT_COLUMNS).enumerate() {
-            if f.trim().contains(' ') {
+            if field_value(f.trim()).contains(' ') {
                 self.words[c] += 1;
             }
         }
@@ -151,7 +151,10 @@ fn is_cell(f: &str) -> bool {
 
 /// `template` reads as a row of `sep`: [`MIN_FIELDS`] to [`MAX_FIELDS`]
 /// fields, the first a non-empty cell, at least half of them cells. A
-/// template with a tab is already a row (the masker's).
+/// template with a tab is already a row (the masker's). So is one whose
+/// separator is spaced and whose fields are all cells (`a, b, c`: what
+/// the masker writes for a row of quoted fields, `delimited`): each field
+/// is already one word, a column the layout and the learner read.
 pub fn is_row(template: &str, sep: char) -> bool {
     let b = template.as_bytes();
     // One pass for the common case: no separator, or already a tab row.
@@ -171,22 +174,54 @@ pub fn is_row(template: &str, sep: char) -> bool {
         }
         cells += usize::from(cell);
     }
-    n >= MIN_FIELDS && 2 * cells >= n
+    n >= MIN_FIELDS && 2 * cells >= n && !(cells == n && is_spaced(template, sep))
+}
+
+/// The first `sep` of `template` has a space beside it (`a | b`, `a, b`).
+fn is_spaced(template: &str, sep: char) -> bool {
+    template
+        .find(sep)
+        .is_some_and(|i| template[..i].ends_with(' ') || template[i + 1..].starts_with(' '))
 }
 
 /// `template` rewritten as a row of tab-separated fields when it is a row
 /// of `sep` ([`is_row`]): each field trimmed, an empty one written `""`, a
-/// run of value fields one `<*>`, a decimal comma inside a field of a row
-/// whose separator is not a comma one value. `None` when it is not a row.
+/// decimal comma inside a field of a row whose separator is not a comma
+/// one value, and the row's leading and trailing runs of `<*>` fields one
+/// `<*>` each. `None` when it is not a row.
+///
+/// Only the runs at the ends are joined: a time written as several
+/// columns opens a row, a list of readings whose length depends on the
+/// device closes it. A run in the middle is left alone: there a column
+/// that masking filled on some lines and left as a word on others (a
+/// thread pool's name beside a numbered worker) would join its neighbour
+/// on some lines only, and every later column would shift.
 pub fn to_row(template: &str, sep: char) -> Option<String> {
     if !is_row(template, sep) {
         return None;
     }
+    let fields: Vec<&str> = template.split(sep).map(str::trim).collect();
+    let lead = fields.iter().take_while(|f| **f == VAR).count();
+    let trail = fields.iter().rev().take_while(|f| **f == VAR).count();
+    let (from, to) = if lead == fields.len() {
+        (lead - 1, fields.len())
+    } else {
+        (lead.saturating_sub(1), fields.len() - trail.saturating_sub(1))
+    };
+    // A separator the writer spaced (`a | b`) was a word of the line to
+    // the learned stage, and stays one after the tab (`a\t | b`): the
+    // share of constant words it weighs is the one it had. A glued one
+    // (`a;b`) was no word and adds none.
+    let spaced = is_spaced(template, sep);
+    let mut joiner = String::from(TAB_JOINER);
+    if spaced {
+        joiner.push(sep);
+        joiner.push(' ');
+    }
     let mut out = String::with_capacity(template.len() + 16);
-    let mut prev_var = false;
     let mut first = true;
     let decimal = format!("{VAR},{VAR}");
-    for f in template.split(sep) {
+    for &f in &fields[from..to] {
         let f = f.trim();
         let joined;
         let f = if sep != ',' && f.contains(&decimal) {
@@ -199,13 +234,8 @@ pub fn to_row(template: &str, sep: char) -> Option<String> {
         } else {
             f
         };
-        let var = f == VAR;
-        if var && prev_var {
-            continue;
-        }
-        prev_var = var;
         if !first {
-            out.push_str(TAB_JOINER);
+            out.push_str(&joiner);
         }
         first = false;
         let mut words = f.split_ascii_whitespace();
@@ -221,6 +251,17 @@ pub fn to_row(template: &str, sep: char) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// A row's field as the layout reads it: without the spaced separator
+/// [`to_row`] keeps before it (`| INFO` is the column `INFO`).
+pub fn field_value(f: &str) -> &str {
+    for sep in SEPARATORS {
+        if let Some(r) = f.strip_prefix(sep).and_then(|r| r.strip_prefix(' ')) {
+            return r;
+        }
+    }
+    f
 }
 
 #[cfg(test)]
@@ -273,6 +314,13 @@ mod tests {
     }
 
     #[test]
+    fn a_row_of_single_words_after_spaced_separators_is_read_as_it_is() {
+        assert!(!is_row("<*>, <*>, Archived, <*>, ok", ','));
+        assert!(is_row("<*>,<*>,Archived,<*>,ok", ','));
+        assert!(is_row("<*>, <*>, Archived, cannot reach vault", ','));
+    }
+
+    #[test]
     fn too_few_lines_decide_nothing() {
         assert_eq!(decide(&["<*>;a;b;c"; 5]), None);
     }
@@ -280,8 +328,8 @@ mod tests {
     #[test]
     fn a_row_is_rewritten_as_tab_separated_fields() {
         assert_eq!(
-            to_row("<*>;<*>;SECTOR <*>;;RIEGO;INFO;Riego  iniciado;<*>,<*> m3", ';').unwrap(),
-            "<*>\t SECTOR <*>\t \"\"\t RIEGO\t INFO\t Riego iniciado\t <*> m3"
+            to_row("<*>;<*>;SECTOR <*>;;PUMP;INFO;Pump  started;<*>,<*> m3", ';').unwrap(),
+            "<*>\t <*>\t SECTOR <*>\t \"\"\t PUMP\t INFO\t Pump started\t <*> m3"
         );
     }
 
@@ -291,6 +339,22 @@ mod tests {
         let b = to_row("<*>,KITE-<*>,OBS,<*>,<*>,<*>,<*>,<*>,<*>,<*>", ',').unwrap();
         assert_eq!(a, b);
         assert_eq!(a, "<*>\t KITE-<*>\t OBS\t <*>");
+    }
+
+    #[test]
+    fn a_run_of_values_inside_a_row_keeps_its_columns() {
+        assert_eq!(
+            to_row("<*>|INFO|<*>|<*>|Connector <*> available", '|').unwrap(),
+            "<*>\t INFO\t <*>\t <*>\t Connector <*> available"
+        );
+    }
+
+    #[test]
+    fn a_spaced_separator_stays_a_word_of_the_row() {
+        let row = to_row("<*> | INFO  | <*> | Connector <*> available", '|').unwrap();
+        assert_eq!(row, "<*>\t | INFO\t | <*>\t | Connector <*> available");
+        let fields: Vec<&str> = row.split('\t').map(|f| field_value(f.trim())).collect();
+        assert_eq!(fields, ["<*>", "INFO", "<*>", "Connector <*> available"]);
     }
 
     #[test]
