@@ -369,16 +369,29 @@ impl Layout {
     }
 
     fn learn_lines(lines: &[Line]) -> Layout {
-        Layout::learn_lines_with(lines, 0)
+        Layout::learn_lines_with(lines, None)
     }
 
-    /// [`Layout::learn_lines`] for rows whose free-text columns are known
-    /// (bit `c` of `text`: column `c` holds several words on most rows).
-    fn learn_lines_with(lines: &[Line], text: u8) -> Layout {
+    /// [`Layout::learn_lines`]; `text` for a source of learned rows
+    /// (`rows`): bit `c`, column `c` holds several words on most rows.
+    fn learn_lines_with(lines: &[Line], text: Option<u8>) -> Layout {
         let lines = &lines[..lines.len().min(LEARN_LINES)];
         let mut header = header_len(lines);
+        if let Some(0) = text {
+            // Rows of values only (a device's export): the short rows of a
+            // record type end where its values do, and a header as long
+            // as the longest common prefix of shapes would leave them
+            // without a message, out of every test. The message column
+            // is the last one nearly every row has.
+            while header > 0
+                && (lines.iter().filter(|l| l.has(header)).count() as f64)
+                    < STABLE_SHARE * lines.len() as f64
+            {
+                header -= 1;
+            }
+        }
         if lines.iter().filter(|l| l.row > 0).count() as f64 >= STABLE_SHARE * lines.len() as f64 {
-            header = message_column(lines, header, text);
+            header = message_column(lines, header, text.unwrap_or(0));
         }
         let mut varying = Vec::new();
         for c in 0..header {
@@ -432,7 +445,7 @@ impl Layout {
     fn learn_with(lines: &[Line], keys: Option<&KeyStats>, rows: Option<&RowStats>) -> Layout {
         let separator = rows.and_then(RowStats::separator);
         let text = rows.map_or(0, RowStats::text_columns);
-        let mut l = Layout::learn_lines_with(lines, if separator.is_some() { text } else { 0 });
+        let mut l = Layout::learn_lines_with(lines, separator.map(|_| text));
         l.context_keys = keys.map(KeyStats::context_keys).unwrap_or_default();
         l.value_keys = keys.map(KeyStats::value_keys).unwrap_or_default();
         l.separator = separator;
@@ -740,8 +753,10 @@ impl LayoutLearner {
         if full && let Some(lines) = self.pending.remove(&key) {
             let keys = self.keys.remove(&key);
             let rows = self.rows.remove(&key);
-            self.learned
-                .insert(key, Layout::learn_with(&lines.0, keys.as_ref(), rows.as_ref()));
+            self.learned.insert(
+                key,
+                Layout::learn_with(&lines.0, keys.as_ref(), rows.as_ref()),
+            );
         }
     }
 
@@ -1447,6 +1462,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             value_keys: vec![],
+            separator: None,
         };
         let fewer = Layout {
             header: 3,
@@ -1454,6 +1470,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             value_keys: vec![],
+            separator: None,
         };
         let other = Layout {
             header: 3,
@@ -1461,6 +1478,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             value_keys: vec![],
+            separator: None,
         };
         let more = Layout {
             header: 3,
@@ -1468,6 +1486,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             value_keys: vec![],
+            separator: None,
         };
         assert!(!fewer.refines(&earlier));
         assert!(!other.refines(&earlier));
@@ -1620,7 +1639,87 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             value_keys: vec![],
+            separator: None,
         };
         assert_eq!(short.apply("a b c"), None);
+    }
+
+    /// Rows of a semicolon export: a per-line unit column, a record type,
+    /// a severity, free text, a value with a decimal comma.
+    fn semicolon_rows(n: usize) -> Vec<String> {
+        const EVENTS: [(&str, &str, &str); 4] = [
+            ("FILL", "INFO", "Filling started"),
+            ("FILL", "WARN", "Filling aborted"),
+            ("VALVE", "WARN", "Valve sticks"),
+            ("ALARM", "ERROR", "Overflow probe tripped"),
+        ];
+        const UNITS: [&str; 4] = ["kowa", "brant", "sif", "dunne"];
+        (0..n)
+            .map(|i| {
+                let (class, level, text) = EVENTS[i % EVENTS.len()];
+                format!(
+                    "<*>;{};{class};{level};{text};<*>,<*> bar",
+                    UNITS[(i / 4) % UNITS.len()]
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_source_of_semicolon_rows_learns_its_separator_and_masks_its_unit_column() {
+        let mut l = LayoutLearner::new();
+        for t in semicolon_rows(200) {
+            l.observe(1, &t);
+        }
+        l.finish();
+        let layout = l.layout(1).unwrap();
+        assert_eq!(layout.separator(), Some(';'));
+        let mut t = "<*>;oyel;FILL;INFO;Filling started;<*>,<*> bar".to_string();
+        assert!(l.apply(1, &mut t));
+        assert_eq!(t, "<*>\t <*>\t FILL\t INFO\t Filling started\t <*> bar");
+        // A line of the source that is not a row is left as it is.
+        let mut banner = "collector restarted".to_string();
+        assert!(!l.apply(1, &mut banner));
+    }
+
+    #[test]
+    fn a_stream_learns_the_separator_at_its_first_stage_and_keeps_it_through_a_state() {
+        let mut l = LayoutLearner::new();
+        let rows = semicolon_rows(200);
+        let mut first = None;
+        for (i, t) in rows.iter().enumerate() {
+            if let Some(layout) = l.observe_staged(7, t)
+                && first.is_none()
+            {
+                first = Some((i + 1, layout));
+            }
+        }
+        let (at, layout) = first.expect("a layout was learned");
+        assert_eq!(at, rows::DECIDE_LINES as usize);
+        assert_eq!(layout.separator(), Some(';'));
+        // The state carries the evidence and the decision: a restart goes on.
+        let json = serde_json::to_string(&l).unwrap();
+        let back: LayoutLearner = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, l);
+        let bad = r#"{"header":0,"varying":[],"separator":"x"}"#;
+        let err = serde_json::from_str::<Layout>(bad).unwrap_err().to_string();
+        assert!(err.contains("separator"), "{err}");
+    }
+
+    #[test]
+    fn a_source_of_prose_learns_no_separator_and_keeps_its_templates() {
+        let mut l = LayoutLearner::new();
+        let prose = [
+            "spool <*> full, writes paused, operator paged",
+            "cache warmed, <*> entries, no misses",
+            "retrying upload <*>, attempt <*>",
+        ];
+        for i in 0..120 {
+            l.observe(3, prose[i % 3]);
+        }
+        l.finish();
+        assert_eq!(l.layout(3).and_then(Layout::separator), None);
+        let mut t = prose[0].to_string();
+        assert!(!l.apply(3, &mut t));
     }
 }

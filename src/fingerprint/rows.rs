@@ -206,7 +206,10 @@ pub fn to_row(template: &str, sep: char) -> Option<String> {
     let (from, to) = if lead == fields.len() {
         (lead - 1, fields.len())
     } else {
-        (lead.saturating_sub(1), fields.len() - trail.saturating_sub(1))
+        (
+            lead.saturating_sub(1),
+            fields.len() - trail.saturating_sub(1),
+        )
     };
     // A separator the writer spaced (`a | b`) was a word of the line to
     // the learned stage, and stays one after the tab (`a\t | b`): the
@@ -328,8 +331,12 @@ mod tests {
     #[test]
     fn a_row_is_rewritten_as_tab_separated_fields() {
         assert_eq!(
-            to_row("<*>;<*>;SECTOR <*>;;PUMP;INFO;Pump  started;<*>,<*> m3", ';').unwrap(),
-            "<*>\t <*>\t SECTOR <*>\t \"\"\t PUMP\t INFO\t Pump started\t <*> m3"
+            to_row(
+                "<*>;<*>;SECTOR <*>;;PUMP;INFO;Pump  started;<*>,<*> m3",
+                ';'
+            )
+            .unwrap(),
+            "<*>\t SECTOR <*>\t \"\"\t PUMP\t INFO\t Pump started\t <*> m3"
         );
     }
 
