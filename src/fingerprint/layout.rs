@@ -369,12 +369,12 @@ impl Layout {
     }
 
     fn learn_lines(lines: &[Line]) -> Layout {
-        Layout::learn_lines_with(lines, None)
+        Layout::learn_lines_with(lines, None, 0)
     }
 
     /// [`Layout::learn_lines`]; `text` for a source of learned rows
     /// (`rows`): bit `c`, column `c` holds several words on most rows.
-    fn learn_lines_with(lines: &[Line], text: Option<u8>) -> Layout {
+    fn learn_lines_with(lines: &[Line], text: Option<u8>, word_tail: u8) -> Layout {
         let lines = &lines[..lines.len().min(LEARN_LINES)];
         let mut header = header_len(lines);
         if let Some(0) = text {
@@ -417,10 +417,22 @@ impl Layout {
                     .iter()
                     .filter(|l| l.at(Col::Tail(k), header).is_some())
                     .count();
+                // A source of learned rows has as many columns after its
+                // message as its record type has (none for some): each
+                // column is judged on the rows that have it, by the same
+                // per-message test.
+                // A few words there, on some record types only, are an
+                // event's own words (a check's outcome), kept.
+                let closed = is_closed_vocabulary(lines, header, Col::Tail(k));
                 if (at as f64) < STABLE_SHARE * lines.len() as f64 {
-                    break;
+                    if text.is_none() || at == 0 {
+                        break;
+                    }
+                    if closed || word_tail >> k & 1 == 1 {
+                        continue;
+                    }
                 }
-                let share = if is_closed_vocabulary(lines, header, Col::Tail(k)) {
+                let share = if closed {
                     CLOSED_VARYING_SHARE
                 } else {
                     MIN_VARYING_SHARE
@@ -445,7 +457,8 @@ impl Layout {
     fn learn_with(lines: &[Line], keys: Option<&KeyStats>, rows: Option<&RowStats>) -> Layout {
         let separator = rows.and_then(RowStats::separator);
         let text = rows.map_or(0, RowStats::text_columns);
-        let mut l = Layout::learn_lines_with(lines, separator.map(|_| text));
+        let word_tail = rows.map_or(0, RowStats::word_tail);
+        let mut l = Layout::learn_lines_with(lines, separator.map(|_| text), word_tail);
         l.context_keys = keys.map(KeyStats::context_keys).unwrap_or_default();
         l.value_keys = keys.map(KeyStats::value_keys).unwrap_or_default();
         l.separator = separator;

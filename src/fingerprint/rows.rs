@@ -66,6 +66,13 @@ pub struct RowStats {
     rows: u32,
     #[serde(default)]
     words: [u32; TEXT_COLUMNS],
+    /// Per column counted from a row's end (at most [`TEXT_COLUMNS`]; not
+    /// the first field), the rows that have it, and those where it is one
+    /// plain word.
+    #[serde(default)]
+    tail_rows: [u32; TEXT_COLUMNS],
+    #[serde(default)]
+    tail_words: [u32; TEXT_COLUMNS],
 }
 
 /// Leading columns of a row whose words are counted ([`RowStats::text_columns`]).
@@ -128,6 +135,27 @@ impl RowStats {
                 self.words[c] += 1;
             }
         }
+        let n = row.split('\t').count();
+        for (k, f) in row.rsplit('\t').take(TEXT_COLUMNS.min(n - 1)).enumerate() {
+            self.tail_rows[k] += 1;
+            let f = field_value(f.trim());
+            if !f.is_empty() && f.chars().all(char::is_alphabetic) {
+                self.tail_words[k] += 1;
+            }
+        }
+    }
+
+    /// Bit `k`: the `k`-th column from a row's end is one plain word
+    /// (letters only) on at least half the rows that have it: a
+    /// vocabulary (a record type, an outcome), not a free-text value.
+    pub fn word_tail(&self) -> u8 {
+        let mut bits = 0u8;
+        for k in 0..TEXT_COLUMNS {
+            if self.tail_rows[k] > 0 && 2 * self.tail_words[k] >= self.tail_rows[k] {
+                bits |= 1 << k;
+            }
+        }
+        bits
     }
 
     /// Bit `c`: leading column `c` held several words on at least half the
