@@ -333,7 +333,12 @@ const GOLDEN: &[Golden] = &[
             ("seen key 0|com.shop.app|77|null|1001 ok", "seen key <*> ok"),
             ("drop key=a|b|c|d now", "drop key=<*> now"),
         ],
-        keeps: &["mode a | b | c | d", "either x|y"],
+        keeps: &[
+            "mode a | b | c | d",
+            "either x|y",
+            // A row's separators after its time: the layout's columns.
+            "at 12:00:01.25|INFO|Gate.Lane|Lane 3 opened",
+        ],
     },
     Golden {
         rule: "thread_name",

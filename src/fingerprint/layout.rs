@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::keyed::{self, KeyStats};
+use super::rows::{self, RowStats};
 use super::{Identity, IdentityKind, VAR};
 
 /// Templates of one context a layout is learned from.
@@ -111,6 +112,12 @@ pub struct Layout {
     /// states written before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     context_run: Option<usize>,
+    /// The separator of the source's unquoted rows (`rows`): a row of it
+    /// is read as tab-separated fields before any column is masked, and
+    /// the columns above count its fields. Absent in states written
+    /// before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    separator: Option<char>,
 }
 
 /// A [`Layout`] as a state stores it, checked before it becomes one: a
@@ -129,6 +136,7 @@ struct LayoutParts {
     value_keys: Vec<String>,
     #[serde(default)]
     context_run: Option<usize>,
+    separator: Option<char>,
 }
 
 impl TryFrom<LayoutParts> for Layout {
@@ -177,6 +185,14 @@ impl TryFrom<LayoutParts> for Layout {
                 keyed::MAX_RUN_START
             ));
         }
+        if let Some(c) = p.separator
+            && !rows::SEPARATORS.contains(&c)
+        {
+            return Err(format!(
+                "layout: separator {c:?} (a learned one is one of {:?})",
+                rows::SEPARATORS
+            ));
+        }
         Ok(Layout {
             header: p.header,
             varying: p.varying,
@@ -184,6 +200,7 @@ impl TryFrom<LayoutParts> for Layout {
             context_keys: p.context_keys,
             value_keys: p.value_keys,
             context_run: p.context_run,
+            separator: p.separator,
         })
     }
 }
@@ -365,10 +382,29 @@ impl Layout {
     }
 
     fn learn_lines(lines: &[Line]) -> Layout {
+        Layout::learn_lines_with(lines, None, 0)
+    }
+
+    /// [`Layout::learn_lines`]; `text` for a source of learned rows
+    /// (`rows`): bit `c`, column `c` holds several words on most rows.
+    fn learn_lines_with(lines: &[Line], text: Option<u8>, word_tail: u8) -> Layout {
         let lines = &lines[..lines.len().min(LEARN_LINES)];
         let mut header = header_len(lines);
+        if let Some(0) = text {
+            // Rows of values only (a device's export): the short rows of a
+            // record type end where its values do, and a header as long
+            // as the longest common prefix of shapes would leave them
+            // without a message, out of every test. The message column
+            // is the last one nearly every row has.
+            while header > 0
+                && (lines.iter().filter(|l| l.has(header)).count() as f64)
+                    < STABLE_SHARE * lines.len() as f64
+            {
+                header -= 1;
+            }
+        }
         if lines.iter().filter(|l| l.row > 0).count() as f64 >= STABLE_SHARE * lines.len() as f64 {
-            header = message_column(lines, header);
+            header = message_column(lines, header, text.unwrap_or(0));
         }
         let mut varying = Vec::new();
         for c in 0..header {
@@ -394,10 +430,22 @@ impl Layout {
                     .iter()
                     .filter(|l| l.at(Col::Tail(k), header).is_some())
                     .count();
+                // A source of learned rows has as many columns after its
+                // message as its record type has (none for some): each
+                // column is judged on the rows that have it, by the same
+                // per-message test.
+                // A few words there, on some record types only, are an
+                // event's own words (a check's outcome), kept.
+                let closed = is_closed_vocabulary(lines, header, Col::Tail(k));
                 if (at as f64) < STABLE_SHARE * lines.len() as f64 {
-                    break;
+                    if text.is_none() || at == 0 {
+                        break;
+                    }
+                    if closed || word_tail >> k & 1 == 1 {
+                        continue;
+                    }
                 }
-                let share = if is_closed_vocabulary(lines, header, Col::Tail(k)) {
+                let share = if closed {
                     CLOSED_VARYING_SHARE
                 } else {
                     MIN_VARYING_SHARE
@@ -414,21 +462,42 @@ impl Layout {
             context_keys: Vec::new(),
             value_keys: Vec::new(),
             context_run: None,
+            separator: None,
         }
     }
 
-    /// [`Layout::learn_lines`] with the context keys `keys` learned.
-    fn learn_with(lines: &[Line], keys: Option<&KeyStats>) -> Layout {
-        let mut l = Layout::learn_lines(lines);
+    /// [`Layout::learn_lines`] with the context keys `keys` learned, for a
+    /// source whose rows use `separator` (its lines read as rows already).
+    fn learn_with(lines: &[Line], keys: Option<&KeyStats>, rows: Option<&RowStats>) -> Layout {
+        let separator = rows.and_then(RowStats::separator);
+        let text = rows.map_or(0, RowStats::text_columns);
+        let word_tail = rows.map_or(0, RowStats::word_tail);
+        let mut l = Layout::learn_lines_with(lines, separator.map(|_| text), word_tail);
         l.context_keys = keys.map(KeyStats::context_keys).unwrap_or_default();
         l.value_keys = keys.map(KeyStats::value_keys).unwrap_or_default();
         l.context_run = keys.and_then(KeyStats::context_run);
+        l.separator = separator;
         l
+    }
+
+    /// Only a separator: what a context applies from the moment its
+    /// separator is decided until its columns are learned.
+    fn of_separator(separator: char) -> Layout {
+        Layout {
+            separator: Some(separator),
+            ..Layout::default()
+        }
+    }
+
+    /// The separator of the source's rows, if it writes rows.
+    pub fn separator(&self) -> Option<char> {
+        self.separator
     }
 
     /// Nothing is masked.
     fn is_empty(&self) -> bool {
-        self.varying.is_empty()
+        self.separator.is_none()
+            && self.varying.is_empty()
             && self.trailing.is_empty()
             && self.context_keys.is_empty()
             && self.value_keys.is_empty()
@@ -454,6 +523,7 @@ impl Layout {
             && earlier
                 .context_run
                 .is_none_or(|r| self.context_run == Some(r))
+            && self.separator == earlier.separator
             && earlier.varying.iter().all(|c| self.varying.contains(c))
             && earlier.trailing.iter().all(|k| self.trailing.contains(k))
             && earlier
@@ -472,6 +542,16 @@ impl Layout {
     pub fn apply(&self, template: &str) -> Option<String> {
         if self.is_empty() {
             return None;
+        }
+        // A source of rows: its columns count the row's fields. A line of
+        // it that is not a row (a banner, a trace) is left as it is: the
+        // columns learned do not describe it.
+        if let Some(sep) = self.separator {
+            if memchr::memchr(b'\t', template.as_bytes()).is_some() {
+                return self.mask_columns(template);
+            }
+            let row = rows::to_row(template, sep)?;
+            return Some(self.mask_columns(&row).unwrap_or(row));
         }
         // A line of pairs with context keys is read by its keys, not by
         // columns: its columns shift with the context's order.
@@ -502,6 +582,12 @@ impl Layout {
             out.push_str(&t[at..]);
             return Some(out);
         }
+        self.mask_columns(template)
+    }
+
+    /// The template with its varying columns (header and a row's trailing
+    /// ones) masked, or `None` when nothing changes.
+    fn mask_columns(&self, template: &str) -> Option<String> {
         let cols = columns(template);
         if cols.len() <= self.header {
             return None;
@@ -618,6 +704,10 @@ pub struct LayoutLearner {
     /// states written before it: such a context learns keys from then on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     keys: BTreeMap<u64, KeyStats>,
+    /// Separator evidence of contexts still learning (`rows`). Absent in
+    /// states written before it: such a context decides from then on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    rows: BTreeMap<u64, RowStats>,
     /// Lines in `pending`, counted on first use (not stored).
     #[serde(skip)]
     pending_lines: Option<usize>,
@@ -631,6 +721,7 @@ impl PartialEq for LayoutLearner {
             && self.current == other.current
             && self.seeds == other.seeds
             && self.keys == other.keys
+            && self.rows == other.rows
     }
 }
 
@@ -706,25 +797,59 @@ impl LayoutLearner {
         }
         // The stream's count of held lines is not kept here.
         self.pending_lines = None;
+        let (line, decided) = self.row_line(key, template);
         let lines = &mut self.pending.entry(key).or_default().0;
-        lines.push(Line::of(template));
+        if decided.is_some() {
+            // Read before the source was known to write rows: not its columns.
+            lines.clear();
+        }
+        lines.push(line);
         let full = lines.len() >= LEARN_LINES;
         self.observe_keys(key, template);
         if full && let Some(lines) = self.pending.remove(&key) {
             let keys = self.keys.remove(&key);
-            self.learned
-                .insert(key, Layout::learn_with(&lines.0, keys.as_ref()));
+            let rows = self.rows.remove(&key);
+            self.learned.insert(
+                key,
+                Layout::learn_with(&lines.0, keys.as_ref(), rows.as_ref()),
+            );
         }
+    }
+
+    /// Feeds `template` to context `key`'s separator evidence. Returns the
+    /// line to learn from (read as a row once the separator is known) and
+    /// the separator when this template decided it.
+    fn row_line(&mut self, key: u64, template: &str) -> (Line, Option<char>) {
+        let stats = self.rows.entry(key).or_default();
+        let decided = stats.observe(template).flatten();
+        let row = stats
+            .separator()
+            .and_then(|sep| rows::to_row(template, sep));
+        if let Some(r) = &row {
+            stats.note_words(r);
+        }
+        (Line::of(row.as_deref().unwrap_or(template)), decided)
     }
 
     /// Learns the layout of every context still short of [`LEARN_LINES`]
     /// (the end of the input: what was seen is all there is).
     pub fn finish(&mut self) {
         let mut keys = std::mem::take(&mut self.keys);
+        let mut rows = std::mem::take(&mut self.rows);
         for (key, lines) in std::mem::take(&mut self.pending) {
+            // A short input decides its separator from what it has; its
+            // lines were read before, as text, and teach no columns.
+            let mut stats = rows.remove(&key).unwrap_or_default();
+            let late = !stats.is_done();
+            let sep = stats.decide();
+            let lines = if late && sep.is_some() {
+                &[][..]
+            } else {
+                &lines.0[..]
+            };
             self.learned.insert(
                 key,
-                Layout::learn_with(&lines.0, keys.remove(&key).as_ref()),
+                Layout::learn_with(lines, keys.remove(&key).as_ref(), Some(&stats)),
             );
         }
     }
@@ -759,16 +884,30 @@ impl LayoutLearner {
                 return None;
             }
         }
+        let (line, decided) = self.row_line(key, template);
         let lines = &mut self.pending.entry(key).or_default().0;
-        lines.push(Line::of(template));
+        if decided.is_some() {
+            // Read before the source was known to write rows: not its columns.
+            let dropped = lines.len();
+            lines.clear();
+            self.pending_lines = self.pending_lines.map(|t| t.saturating_sub(dropped));
+        }
+        lines.push(line);
         let n = lines.len();
         self.pending_lines = self.pending_lines.map(|t| t + 1);
         self.observe_keys(key, template);
+        if let Some(sep) = decided {
+            // From now on the context's lines are rows: the caller re-keys
+            // its types as rows before any column is learned.
+            let layout = Layout::of_separator(sep);
+            self.current.insert(key, layout.clone());
+            return Some(layout);
+        }
         if !STAGES.contains(&n) {
             return None;
         }
         let lines = self.pending.get(&key).map_or(&[][..], |p| &p.0[..]);
-        let learned = Layout::learn_with(lines, self.keys.get(&key));
+        let learned = Layout::learn_with(lines, self.keys.get(&key), self.rows.get(&key));
         let changed = match self.current.get(&key) {
             None => !learned.is_empty(),
             Some(cur) => learned.refines(cur),
@@ -785,6 +924,7 @@ impl LayoutLearner {
     /// Context `key` stops learning with the layout it has.
     fn freeze(&mut self, key: u64) {
         self.keys.remove(&key);
+        self.rows.remove(&key);
         if let Some(p) = self.pending.remove(&key) {
             self.pending_lines = self.pending_lines.map(|t| t.saturating_sub(p.0.len()));
         }
@@ -851,8 +991,11 @@ fn columns(t: &str) -> Vec<(usize, usize)> {
     if is_row(t) {
         let mut at = 0;
         for f in t.split('\t') {
-            let lead = f.len() - f.trim_start().len();
-            out.push((at + lead, at + f.trim_end().len()));
+            // A spaced separator a learned row keeps as a word (`rows`)
+            // opens the field; it is not part of the column's value.
+            let inner = f.trim_start();
+            let lead = f.len() - rows::field_value(inner).len();
+            out.push((at + lead.min(f.trim_end().len()), at + f.trim_end().len()));
             at += f.len() + 1;
         }
         return out;
@@ -1009,9 +1152,14 @@ fn varies_within_messages(lines: &[Line], header: usize, c: Col, share: f64) -> 
 /// that varies most; a class or flag column before or after it (a few
 /// words each) is not the message, as it would be for the first column
 /// that is not header-shaped. `header` when no column qualifies.
-fn message_column(lines: &[Line], header: usize) -> usize {
+fn message_column(lines: &[Line], header: usize, text: u8) -> usize {
+    // Free text is the message: a column of several words on most rows
+    // beats a column of single values however many (a user, an id), and
+    // it ends the header wherever the header's shapes would (a message
+    // with a value in it looks like a header token).
+    let (from, text) = if text == 0 { (header, 0) } else { (0, text) };
     let mut best = (0, header);
-    for c in header..MAX_COLUMNS {
+    for c in from..MAX_COLUMNS {
         let mut d = HashSet::new();
         let mut at = 0;
         for l in lines.iter().filter(|l| l.has(c)) {
@@ -1020,6 +1168,9 @@ fn message_column(lines: &[Line], header: usize) -> usize {
         }
         if (at as f64) < STABLE_SHARE * lines.len() as f64 {
             break;
+        }
+        if text != 0 && text >> c & 1 == 0 {
+            continue;
         }
         if d.len() > best.0 {
             best = (d.len(), c);
@@ -1368,6 +1519,7 @@ mod tests {
             context_keys: vec![],
             value_keys: vec![],
             context_run: None,
+            separator: None,
         };
         let fewer = Layout {
             header: 3,
@@ -1376,6 +1528,7 @@ mod tests {
             context_keys: vec![],
             value_keys: vec![],
             context_run: None,
+            separator: None,
         };
         let other = Layout {
             header: 3,
@@ -1384,6 +1537,7 @@ mod tests {
             context_keys: vec![],
             value_keys: vec![],
             context_run: None,
+            separator: None,
         };
         let more = Layout {
             header: 3,
@@ -1392,6 +1546,7 @@ mod tests {
             context_keys: vec![],
             value_keys: vec![],
             context_run: None,
+            separator: None,
         };
         assert!(!fewer.refines(&earlier));
         assert!(!other.refines(&earlier));
@@ -1545,6 +1700,7 @@ mod tests {
             context_keys: vec![],
             value_keys: vec![],
             context_run: None,
+            separator: None,
         };
         assert_eq!(short.apply("a b c"), None);
     }
@@ -1566,5 +1722,84 @@ mod tests {
             l.apply("<*> web-9 pid=<*> [info] Sent <*>").as_deref(),
             Some("<*> <*> <*> [info] Sent <*>")
         );
+    }
+
+    /// Rows of a semicolon export: a per-line unit column, a record type,
+    /// a severity, free text, a value with a decimal comma.
+    fn semicolon_rows(n: usize) -> Vec<String> {
+        const EVENTS: [(&str, &str, &str); 4] = [
+            ("FILL", "INFO", "Filling started"),
+            ("FILL", "WARN", "Filling aborted"),
+            ("VALVE", "WARN", "Valve sticks"),
+            ("ALARM", "ERROR", "Overflow probe tripped"),
+        ];
+        const UNITS: [&str; 4] = ["kowa", "brant", "sif", "dunne"];
+        (0..n)
+            .map(|i| {
+                let (class, level, text) = EVENTS[i % EVENTS.len()];
+                format!(
+                    "<*>;{};{class};{level};{text};<*>,<*> bar",
+                    UNITS[(i / 4) % UNITS.len()]
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_source_of_semicolon_rows_learns_its_separator_and_masks_its_unit_column() {
+        let mut l = LayoutLearner::new();
+        for t in semicolon_rows(200) {
+            l.observe(1, &t);
+        }
+        l.finish();
+        let layout = l.layout(1).unwrap();
+        assert_eq!(layout.separator(), Some(';'));
+        let mut t = "<*>;oyel;FILL;INFO;Filling started;<*>,<*> bar".to_string();
+        assert!(l.apply(1, &mut t));
+        assert_eq!(t, "<*>\t <*>\t FILL\t INFO\t Filling started\t <*> bar");
+        // A line of the source that is not a row is left as it is.
+        let mut banner = "collector restarted".to_string();
+        assert!(!l.apply(1, &mut banner));
+    }
+
+    #[test]
+    fn a_stream_learns_the_separator_at_its_first_stage_and_keeps_it_through_a_state() {
+        let mut l = LayoutLearner::new();
+        let rows = semicolon_rows(200);
+        let mut first = None;
+        for (i, t) in rows.iter().enumerate() {
+            if let Some(layout) = l.observe_staged(7, t)
+                && first.is_none()
+            {
+                first = Some((i + 1, layout));
+            }
+        }
+        let (at, layout) = first.expect("a layout was learned");
+        assert_eq!(at, rows::DECIDE_LINES as usize);
+        assert_eq!(layout.separator(), Some(';'));
+        // The state carries the evidence and the decision: a restart goes on.
+        let json = serde_json::to_string(&l).unwrap();
+        let back: LayoutLearner = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, l);
+        let bad = r#"{"header":0,"varying":[],"separator":"x"}"#;
+        let err = serde_json::from_str::<Layout>(bad).unwrap_err().to_string();
+        assert!(err.contains("separator"), "{err}");
+    }
+
+    #[test]
+    fn a_source_of_prose_learns_no_separator_and_keeps_its_templates() {
+        let mut l = LayoutLearner::new();
+        let prose = [
+            "spool <*> full, writes paused, operator paged",
+            "cache warmed, <*> entries, no misses",
+            "retrying upload <*>, attempt <*>",
+        ];
+        for i in 0..120 {
+            l.observe(3, prose[i % 3]);
+        }
+        l.finish();
+        assert_eq!(l.layout(3).and_then(Layout::separator), None);
+        let mut t = prose[0].to_string();
+        assert!(!l.apply(3, &mut t));
     }
 }

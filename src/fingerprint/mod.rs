@@ -20,6 +20,7 @@ pub mod learn;
 pub mod mask;
 pub mod object;
 pub mod patterns;
+pub mod rows;
 pub mod scan;
 pub mod stack;
 
