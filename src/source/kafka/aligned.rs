@@ -254,6 +254,8 @@ impl Core {
         if self.in_txn {
             return Ok(());
         }
+        // Never before the fencing of an older instance is done.
+        self.await_init()?;
         if let Some(p) = &self.producer {
             p.begin_transaction().map_err(|e| match &e {
                 KafkaError::Transaction(t) if t.is_fatal() => {

@@ -17,7 +17,10 @@ use crate::alert::kafka::AuthWatch;
 use crate::config::Config;
 
 pub(super) struct Ctx {
-    pub(super) core: Arc<Mutex<Core>>,
+    /// Set once the engine is built, after the consumer subscribed (its
+    /// group join overlaps the build); rebalance callbacks run inside
+    /// `poll`, which only the loop calls, after that.
+    pub(super) core: OnceLock<Arc<Mutex<Core>>>,
     pub(super) status: Arc<Status>,
     /// Keeps an authentication failure for the poll loop, which stops.
     pub(super) auth: AuthWatch,
@@ -117,7 +120,14 @@ impl ConsumerContext for Ctx {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let mut core = lock(&self.core);
+        let Some(core) = self.core.get() else {
+            // Only when the start failed before the loop (the consumer is
+            // closed on the way out): nothing was consumed, nothing to keep.
+            self.queues.clear();
+            let _ = consumer.unassign();
+            return;
+        };
+        let mut core = lock(core);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let start = core.on_assign(consumer, tpl);

@@ -195,6 +195,10 @@ struct Core {
     flow: Arc<fetch::Flow>,
     /// Rollbacks so far: a batch being fed checks whether it went stale.
     rewinds: u64,
+    /// `init_transactions`, running on its own thread from the start
+    /// (`start_init`): joined before the first transaction begins, or by
+    /// the loop once it is done (a quiet topic may never begin one).
+    init: Option<std::thread::JoinHandle<Result<(), KafkaSourceError>>>,
 }
 
 fn state_key(t: &str, p: i32) -> String {
@@ -267,6 +271,27 @@ impl Core {
             &self.metrics,
             state,
         )
+    }
+
+    /// Waits for `init_transactions` (started at start-up on its own
+    /// thread) if it has not been waited for yet: no transaction may begin
+    /// before it has fenced an older instance with the same id. Marks the
+    /// service ready once it is done.
+    pub(super) fn await_init(&mut self) -> Result<(), BatchError> {
+        let Some(h) = self.init.take() else {
+            return Ok(());
+        };
+        match h.join() {
+            Ok(Ok(())) => {
+                self.status.ready.store(true, Ordering::Relaxed);
+                tracing::info!(topics = ?self.cfg.kafka.topics, group = %self.cfg.kafka.group_id, transactional = self.producer.is_some(), "consuming");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(BatchError::Fatal(e)),
+            Err(_) => Err(BatchError::Fatal(KafkaSourceError::Stopped(
+                "the init_transactions thread panicked".into(),
+            ))),
+        }
     }
 
     /// Emits the records held open for a trace that may continue: all of
@@ -441,6 +466,64 @@ pub struct RunSummary {
     pub clean: bool,
 }
 
+/// Starts `init_transactions` on a thread of its own. It fences an older
+/// instance with the same `transactional.id` and aborts its open
+/// transaction, so its half-batch never becomes visible; the first
+/// transaction of this run waits for it (`Core::await_init`). Waited for in
+/// short steps (a timed-out call may be repeated) so that a rejected
+/// credential stops the start at once, not after 60 s.
+fn start_init(
+    p: SharedProducer,
+    auth: AuthWatch,
+    brokers: String,
+) -> Result<std::thread::JoinHandle<Result<(), KafkaSourceError>>, KafkaSourceError> {
+    let work = move || {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            match p.init_transactions(Duration::from_secs(1)) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    if let Some(reason) = auth.failure() {
+                        return Err(KafkaSourceError::Authentication {
+                            brokers,
+                            reason: reason.to_string(),
+                        });
+                    }
+                    let retriable = matches!(&e, KafkaError::Transaction(t) if t.is_retriable());
+                    if !retriable || Instant::now() >= until {
+                        return Err(kafka("init transactions")(e));
+                    }
+                }
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name("faultline-txinit".into())
+        .spawn(work)
+        .map_err(|e| KafkaSourceError::Stopped(format!("starting init_transactions: {e}")))
+}
+
+/// Closes the consumer (it leaves the group; the revoke callback runs here)
+/// and waits for the close in steps of 5 ms. rust-rdkafka's drop waits in
+/// steps of 100 ms, and the close's end wakes none of them: every exit
+/// waited ~100 ms for it. After this the consumer is closed but not
+/// destroyed: only for a process that ends next (a drop would close it
+/// again). False when the close failed or did not finish `within`.
+fn close_consumer(consumer: &BaseConsumer<Ctx>, within: Duration) -> bool {
+    if let Err(e) = consumer.close_queue() {
+        tracing::warn!(error = %e, "closing the consumer");
+        return false;
+    }
+    let until = Instant::now() + within;
+    while !consumer.closed() {
+        if Instant::now() >= until {
+            return false;
+        }
+        consumer.poll(Duration::from_millis(5));
+    }
+    true
+}
+
 /// `faultline run`: consumes until `opts.shutdown` is set.
 pub fn run(
     cfg: &Config,
@@ -469,8 +552,78 @@ pub fn run(
         None
     };
 
-    let parser = Parser::new(cfg, cfg.input.format).map_err(PipelineError::from)?;
+    // The state first: it is the store's lock, and a second instance with
+    // the same state directory must stop here, before it fences the first
+    // one's transactions below.
     let state = State::load_writable(&opts.state_dir)?;
+    // Start-up overlaps its waits on the broker with its own CPU:
+    // `init_transactions` (fencing an older instance with the same id) runs
+    // on its own thread from here, and the consumer joins its group, while
+    // this thread compiles the parser's and the engine's patterns. The
+    // first transaction begins only once the fencing is done
+    // (`Core::await_init`); records may be fetched and wait meanwhile.
+    let init = match &producer {
+        Some(p) => Some(start_init(p.clone(), auth.clone(), k.brokers.clone())?),
+        None => None,
+    };
+    let defaults = [
+        ("statistics.interval.ms", "5000"),
+        // librdkafka waits fetch.queue.backoff.ms (1 s) before fetching
+        // again once its queue is full; the engine drains a full queue in
+        // well under that, so the default leaves it idle most of the time.
+        ("fetch.queue.backoff.ms", "5"),
+        // Bigger fetches: fewer round trips per record at full speed
+        // (memory stays bounded by queued.max.messages.kbytes).
+        ("max.partition.fetch.bytes", "8388608"),
+        // Prefetched records per partition: with a queue per partition
+        // (`queues.rs`) librdkafka's limit applies to each, not to all.
+        // Two fetches' worth keeps a partition readable while its next
+        // fetch is on the way.
+        ("queued.max.messages.kbytes", "16384"),
+        // How long the broker holds a fetch that finds nothing new (500 ms
+        // by default). The end of a partition is reported when such a fetch
+        // comes back empty, and live, that report is what lets a held
+        // record go (`kafka.hold_at_end`) and lets the other partitions'
+        // records pass the alignment: every 100 ms of it is 100 ms of alert
+        // latency. A backlog's fetches find data and return at once; an
+        // idle consumer sends ten small requests a second per broker.
+        ("fetch.wait.max.ms", "100"),
+    ];
+    let mut cc = client_config(cfg, &defaults, &k.consumer_properties);
+    cc.set("group.id", &k.group_id)
+        // The alignment needs to know when a partition has nothing more.
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", &k.start)
+        // Only committed records: an upstream transactional producer's
+        // aborted messages are not log lines.
+        .set("isolation.level", "read_committed");
+    let queues = Arc::new(queues::Queues::default());
+    let consumer: Arc<BaseConsumer<Ctx>> = Arc::new(
+        cc.create_with_context(Ctx {
+            core: std::sync::OnceLock::new(),
+            status: status.clone(),
+            auth: auth.clone(),
+            consumer: std::sync::OnceLock::new(),
+            queues: queues.clone(),
+        })
+        .map_err(kafka("creating the consumer"))?,
+    );
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+    // The partition queues refer to the consumer: dropped first, on every
+    // way out, or the consumer would never leave the group.
+    struct ClearQueues(Arc<queues::Queues<client::Ctx>>);
+    impl Drop for ClearQueues {
+        fn drop(&mut self) {
+            self.0.clear();
+        }
+    }
+    let _clear = ClearQueues(queues.clone());
+    let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(kafka("subscribe"))?;
+
+    let parser = Parser::new(cfg, cfg.input.format).map_err(PipelineError::from)?;
     let flow = Arc::new(fetch::Flow::new(cfg.kafka.partition_buffer));
     let silent = Arc::new(AtomicBool::new(false));
     let engine = new_engine(
@@ -511,91 +664,18 @@ pub fn run(
         phases: phases::Phases::default(),
         flow: flow.clone(),
         rewinds: 0,
+        init,
     };
     let core = Arc::new(Mutex::new(core));
-
-    let defaults = [
-        ("statistics.interval.ms", "5000"),
-        // librdkafka waits fetch.queue.backoff.ms (1 s) before fetching
-        // again once its queue is full; the engine drains a full queue in
-        // well under that, so the default leaves it idle most of the time.
-        ("fetch.queue.backoff.ms", "5"),
-        // Bigger fetches: fewer round trips per record at full speed
-        // (memory stays bounded by queued.max.messages.kbytes).
-        ("max.partition.fetch.bytes", "8388608"),
-        // Prefetched records per partition: with a queue per partition
-        // (`queues.rs`) librdkafka's limit applies to each, not to all.
-        // Two fetches' worth keeps a partition readable while its next
-        // fetch is on the way.
-        ("queued.max.messages.kbytes", "16384"),
-        // How long the broker holds a fetch that finds nothing new (500 ms
-        // by default). The end of a partition is reported when such a fetch
-        // comes back empty, and live, that report is what lets a held
-        // record go (`kafka.hold_at_end`) and lets the other partitions'
-        // records pass the alignment: every 100 ms of it is 100 ms of alert
-        // latency. A backlog's fetches find data and return at once; an
-        // idle consumer sends ten small requests a second per broker.
-        ("fetch.wait.max.ms", "100"),
-    ];
-    let mut cc = client_config(cfg, &defaults, &k.consumer_properties);
-    cc.set("group.id", &k.group_id)
-        // The alignment needs to know when a partition has nothing more.
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", &k.start)
-        // Only committed records: an upstream transactional producer's
-        // aborted messages are not log lines.
-        .set("isolation.level", "read_committed");
-    let queues = Arc::new(queues::Queues::default());
-    let consumer: Arc<BaseConsumer<Ctx>> = Arc::new(
-        cc.create_with_context(Ctx {
-            core: core.clone(),
-            status: status.clone(),
-            auth: auth.clone(),
-            consumer: std::sync::OnceLock::new(),
-            queues: queues.clone(),
-        })
-        .map_err(kafka("creating the consumer"))?,
-    );
-    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
-    // The partition queues refer to the consumer: dropped first, on every
-    // way out, or the consumer would never leave the group.
-    struct ClearQueues(Arc<queues::Queues<client::Ctx>>);
-    impl Drop for ClearQueues {
-        fn drop(&mut self) {
-            self.0.clear();
-        }
+    // Rebalance callbacks run inside `poll`, which the loop below calls
+    // first: the core is there by then.
+    let _ = consumer.context().core.set(core.clone());
+    if producer.is_none() {
+        // Nothing to fence: ready at once (else once `init_transactions`
+        // is done, `Core::await_init`).
+        status.ready.store(true, Ordering::Relaxed);
+        tracing::info!(topics = ?k.topics, group = %k.group_id, transactional = false, "consuming");
     }
-    let _clear = ClearQueues(queues.clone());
-    let topics: Vec<&str> = k.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).map_err(kafka("subscribe"))?;
-    // Fences an older instance with the same id and aborts its open
-    // transaction, so its half-batch never becomes visible; before the
-    // first record is read. Called after the consumer subscribed, so that
-    // the group join runs meanwhile (both are a few round trips to the
-    // broker). Waited for in short steps (a timed-out call may be
-    // repeated) so that a rejected credential stops the start at once, not
-    // after 60 s.
-    if let Some(p) = &producer {
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            match p.init_transactions(Duration::from_secs(1)) {
-                Ok(()) => break,
-                Err(e) => {
-                    if let Some(reason) = auth.failure() {
-                        return Err(auth_failed(reason));
-                    }
-                    let retriable = matches!(&e, KafkaError::Transaction(t) if t.is_retriable());
-                    if !retriable || Instant::now() >= until {
-                        return Err(kafka("init transactions")(e));
-                    }
-                }
-            }
-        }
-    }
-    status.ready.store(true, Ordering::Relaxed);
-    tracing::info!(topics = ?k.topics, group = %k.group_id, transactional = producer.is_some(), "consuming");
 
     // The batch: `kafka.batch_size` messages or `kafka.commit_interval`
     // from its first, whichever comes first (see `Step::at_boundary` for
@@ -704,6 +784,13 @@ pub fn run(
                 }
             };
             let mut c = lock(&core);
+            // Fencing done on a quiet topic (no transaction begun yet):
+            // ready now, or the start failed.
+            if c.init.as_ref().is_some_and(|h| h.is_finished())
+                && let Err(BatchError::Fatal(e)) = c.await_init()
+            {
+                break Err(e);
+            }
             if let Some(q) = quiet.take() {
                 // The alignment's clock advances only while nothing could
                 // be fed.
@@ -845,7 +932,18 @@ pub fn run(
     // left to commit) instead of waiting for the session to time out; the
     // partition queues go first, as they hold the consumer.
     queues.clear();
-    drop(consumer);
+    if opts.exit_after && clean && result.is_ok() {
+        // The process ends next: leave the group in short steps and let
+        // the OS take the closed client. A close that does not finish in
+        // time is left to the regular drop.
+        if close_consumer(&consumer, cfg.kafka.shutdown_timeout.0.mul_f64(0.2)) {
+            std::mem::forget(consumer);
+        } else {
+            drop(consumer);
+        }
+    } else {
+        drop(consumer);
+    }
     let closed = Instant::now();
     let ms = |a: Instant, b: Instant| b.saturating_duration_since(a).as_millis() as u64;
     tracing::info!(

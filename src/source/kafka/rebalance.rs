@@ -17,6 +17,14 @@ impl Core {
         consumer: &BaseConsumer<C>,
         tpl: &TopicPartitionList,
     ) -> TopicPartitionList {
+        // The committed offsets are read only once an older instance is
+        // fenced: a transaction it left open (killed mid-batch) holds its
+        // offsets unstable until `init_transactions` aborts it, and an
+        // unstable offset must never be taken for "nothing committed".
+        if let Err(BatchError::Fatal(e)) = self.await_init() {
+            self.fatal = Some(e);
+            return TopicPartitionList::new();
+        }
         let mut committed = None;
         for attempt in 0..6 {
             match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
