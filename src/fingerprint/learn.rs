@@ -3038,16 +3038,16 @@ impl Learner {
             }
         }
         let found: Vec<(u64, u64)> = found.into_iter().map(|(a, b, _)| (a, b)).collect();
-        // A position's values count as the service's only once it has
-        // taken KEY_PARAM_DISTINCT of them: the bar a key must pass, for
-        // the same reason (a closed set of states has fewer members, and
-        // its members must stay words elsewhere).
+        // A position's values count as the service's once it has taken
+        // one value more than generalising it needed (see
+        // [`Learner::value_bar`]).
+        let bar = self.value_bar();
         for (slot, hv) in found {
             self.add_key_value(slot, hv);
             let Some(vals) = self.keys.get(&slot) else {
                 continue;
             };
-            if vals.len() < KEY_PARAM_DISTINCT {
+            if vals.len() < bar {
                 continue;
             }
             let mut marks = vals.clone();
@@ -3060,6 +3060,31 @@ impl Learner {
             }
         }
         grew
+    }
+
+    /// Distinct plain values a learned position must have held before
+    /// they count as values of the whole service (every type, at first
+    /// sight and in the closed-set test): one more than generalising the
+    /// position needed, at most [`KEY_PARAM_DISTINCT`].
+    ///
+    /// Why one more: the position became a parameter with `min_distinct`
+    /// values; a further value joins it (in the usual case, where the
+    /// members that generalised it held no more) only by passing the
+    /// closed-set test of [`Learner::refuse_new_state`] (a new member of
+    /// a set whose values each recurred is refused), so a position that
+    /// took it kept bringing values after the learner judged it variable:
+    /// a parameter (a user, a client, a package), not an enumeration that
+    /// stopped growing. Its values then name data in the service's other
+    /// types too, most of all in rare types that never see
+    /// `min_distinct` values of their own (an error seen twice, with two
+    /// users). A bar of [`KEY_PARAM_DISTINCT`], as for keys, left the
+    /// values of positions with four to seven values (a site's few hosts
+    /// or clients) words in every other type: each rare type then minted a
+    /// type, and a `novel` alert, per value. A named key stays at
+    /// [`KEY_PARAM_DISTINCT`]: a key seen in several types has no learned
+    /// position behind it, only its count.
+    fn value_bar(&self) -> usize {
+        (self.min_distinct + 1).min(KEY_PARAM_DISTINCT)
     }
 
     /// [`Learner::learn_values`] for a template `g` takes; when one of
