@@ -3798,6 +3798,55 @@ mod tests {
     }
 
     #[test]
+    fn a_position_that_took_a_value_after_generalising_lends_its_values_to_rare_types() {
+        let mut l = learner();
+        // Four clients, round robin: the position generalises at the third
+        // and takes the fourth as a learned parameter.
+        for _ in 0..3 {
+            for c in ["kestrel", "marlin", "osprey", "puffin"] {
+                l.observe_in(
+                    1,
+                    "gate",
+                    &format!("client {c} rejected handshake from <*>"),
+                );
+            }
+        }
+        // A rare type of another shape names two of them: one type.
+        let a = l.observe_in(2, "gate", "quota exceeded for marlin, dropping batch");
+        let b = l.observe_in(2, "gate", "quota exceeded for puffin, dropping batch");
+        assert_eq!(b.cluster, a.cluster);
+        assert_eq!(
+            l.template(b.cluster),
+            "quota exceeded for <*>, dropping batch"
+        );
+        // A word the service never held as a value still waits.
+        let x = l.observe_in(2, "gate", "disk full on spool, dropping batch");
+        let y = l.observe_in(2, "gate", "disk full on cache, dropping batch");
+        assert_ne!(x.cluster, y.cluster);
+    }
+
+    #[test]
+    fn a_position_that_stopped_at_the_values_that_generalised_it_lends_nothing() {
+        let mut l = learner();
+        // Three states, each recurring: the position is learned, but it
+        // never took a value beyond the three that made it variable.
+        for _ in 0..6 {
+            for s in ["queued", "running", "done"] {
+                l.observe_in(1, "jobs", &format!("job <*> is {s}"));
+            }
+        }
+        assert_eq!(
+            l.template(l.lookup(1, "job <*> is done").unwrap()),
+            "job <*> is <*>"
+        );
+        // Elsewhere the states stay words: each is its own event.
+        let a = l.observe_in(2, "jobs", "retry refused while queued");
+        let b = l.observe_in(2, "jobs", "retry refused while done");
+        assert!(b.created);
+        assert_ne!(a.cluster, b.cluster);
+    }
+
+    #[test]
     fn a_type_made_at_first_sight_joins_the_generalisation_that_covers_it() {
         let mut l = learner();
         let users = ["ann", "bob", "cid", "dan", "eve", "fay", "gus", "hal"];
