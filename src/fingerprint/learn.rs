@@ -3050,12 +3050,25 @@ impl Learner {
             if vals.len() < bar {
                 continue;
             }
+            // Each value's mark holds the position's count of values when
+            // it was made (1: made at the key bar, by an older build), for
+            // the operation-word guard of [`Learner::is_value`].
+            let n = vals.len() as u64;
             let mut marks = vals.clone();
             marks.push(hv);
             for h in marks {
-                if !self.keys.contains_key(&h) && self.keys.len() < MAX_KEYS {
-                    self.keys.insert(h, vec![1]);
-                    self.changes.key(h);
+                match self.keys.get_mut(&h) {
+                    Some(m) if m.first().is_some_and(|&k| k != 1 && k < n) => {
+                        *m = vec![n];
+                        self.changes.key(h);
+                    }
+                    Some(_) => {}
+                    None => {
+                        if self.keys.len() < MAX_KEYS {
+                            self.keys.insert(h, vec![n]);
+                            self.changes.key(h);
+                        }
+                    }
                 }
             }
         }
@@ -3141,8 +3154,18 @@ impl Learner {
 
     /// Whether `word` carries a value that a learned position of another
     /// type of the service has held (see [`Learner::learn_values`]).
+    ///
+    /// An operation word (`GET`, `DEL`: it names the event) counts only
+    /// when its position passed the key bar: a handful of commands or
+    /// methods a learned position took must stay words in other types
+    /// (`"SET k1"` against `"DEL k1"`), as an enumeration of states does.
     fn is_value(&self, scope: u64, word: &str) -> bool {
-        value_core(word).is_some_and(|v| self.keys.contains_key(&h_value(scope, v)))
+        value_core(word).is_some_and(|v| {
+            self.keys.get(&h_value(scope, v)).is_some_and(|m| {
+                let n = m.first().copied().unwrap_or(1);
+                n == 1 || n >= KEY_PARAM_DISTINCT as u64 || !is_operation_word(v)
+            })
+        })
     }
 
     fn is_param(&self, scope: u64, key: &str) -> bool {
@@ -3823,6 +3846,27 @@ mod tests {
         let x = l.observe_in(2, "gate", "disk full on spool, dropping batch");
         let y = l.observe_in(2, "gate", "disk full on cache, dropping batch");
         assert_ne!(x.cluster, y.cluster);
+    }
+
+    #[test]
+    fn commands_a_position_took_stay_words_in_other_types() {
+        let mut l = learner();
+        // Four commands vary in one type (a learned position that took a
+        // value after generalising): operation words name events, so in
+        // another type each is still its own.
+        for _ in 0..3 {
+            for c in ["GET", "SET", "DEL", "INCR"] {
+                l.observe_in(1, "cache", &format!("slow command {c} took <*>"));
+            }
+        }
+        assert_eq!(
+            l.template(l.lookup(1, "slow command DEL took <*>").unwrap()),
+            "slow command <*> took <*>"
+        );
+        let a = l.observe_in(2, "cache", "replica refused SET on key <*>");
+        let b = l.observe_in(2, "cache", "replica refused DEL on key <*>");
+        assert!(b.created);
+        assert_ne!(a.cluster, b.cluster);
     }
 
     #[test]
