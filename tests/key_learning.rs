@@ -347,13 +347,24 @@ fn a_rare_error_naming_a_place_of_one_to_three_words_is_not_new_per_name() {
         }
     }
     std::fs::write(&input, lines).unwrap();
+    assert_novel_on_both_paths(dir.path(), &input, 3, "charging");
+}
+
+/// Replays `input` on the sequential and the parallel path: `n` novel
+/// alerts each time, one of them holding `naming`.
+fn assert_novel_on_both_paths(
+    dir: &std::path::Path,
+    input: &std::path::Path,
+    n: usize,
+    naming: &str,
+) {
     for threads in ["1", "2"] {
-        let alerts = dir.path().join(format!("alerts-{threads}.jsonl"));
-        let text = replay(threads, &input, &alerts);
+        let alerts = dir.join(format!("alerts-{threads}.jsonl"));
+        let text = replay(threads, input, &alerts);
         let novel = novel_alerts(&text);
-        assert_eq!(novel.len(), 3, "threads {threads}: {text}");
+        assert_eq!(novel.len(), n, "threads {threads}: {text}");
         assert!(
-            novel.iter().any(|l| l.contains("charging")),
+            novel.iter().any(|l| l.contains(naming)),
             "threads {threads}: {text}"
         );
     }
@@ -404,11 +415,5 @@ fn a_rare_error_naming_a_client_a_common_error_varies_over_is_new_once() {
         }
     }
     std::fs::write(&input, lines).unwrap();
-    for threads in ["1", "2"] {
-        let alerts = dir.path().join(format!("alerts-{threads}.jsonl"));
-        let text = replay(threads, &input, &alerts);
-        let novel = novel_alerts(&text);
-        assert_eq!(novel.len(), 1, "threads {threads}: {text}");
-        assert!(novel[0].contains("refused"), "threads {threads}: {text}");
-    }
+    assert_novel_on_both_paths(dir.path(), &input, 1, "refused");
 }

@@ -3854,17 +3854,41 @@ mod tests {
         // Four commands vary in one type (a learned position that took a
         // value after generalising): operation words name events, so in
         // another type each is still its own.
-        for _ in 0..3 {
-            for c in ["GET", "SET", "DEL", "INCR"] {
-                l.observe_in(1, "cache", &format!("slow command {c} took <*>"));
+        assert_learned_words_stay_apart(
+            &mut l,
+            "cache",
+            (
+                "slow command # took <*>",
+                &["GET", "SET", "DEL", "INCR"],
+                3,
+                "slow command <*> took <*>",
+            ),
+            (
+                "replica refused SET on key <*>",
+                "replica refused DEL on key <*>",
+            ),
+        );
+    }
+
+    /// Puts `words` (round robin, `rounds` times) at the `#` of `shape`
+    /// in context 1 of `service`, checks the position is learned (the
+    /// template is `learned`), then that `pair` of context 2 stays two
+    /// types.
+    fn assert_learned_words_stay_apart(
+        l: &mut Learner,
+        service: &str,
+        (shape, words, rounds, learned): (&str, &[&str], usize, &str),
+        (a, b): (&str, &str),
+    ) {
+        for _ in 0..rounds {
+            for w in words {
+                l.observe_in(1, service, &shape.replace('#', w));
             }
         }
-        assert_eq!(
-            l.template(l.lookup(1, "slow command DEL took <*>").unwrap()),
-            "slow command <*> took <*>"
-        );
-        let a = l.observe_in(2, "cache", "replica refused SET on key <*>");
-        let b = l.observe_in(2, "cache", "replica refused DEL on key <*>");
+        let seen = l.lookup(1, &shape.replace('#', words[0])).unwrap();
+        assert_eq!(l.template(seen), learned);
+        let a = l.observe_in(2, service, a);
+        let b = l.observe_in(2, service, b);
         assert!(b.created);
         assert_ne!(a.cluster, b.cluster);
     }
@@ -3874,20 +3898,18 @@ mod tests {
         let mut l = learner();
         // Three states, each recurring: the position is learned, but it
         // never took a value beyond the three that made it variable.
-        for _ in 0..6 {
-            for s in ["queued", "running", "done"] {
-                l.observe_in(1, "jobs", &format!("job <*> is {s}"));
-            }
-        }
-        assert_eq!(
-            l.template(l.lookup(1, "job <*> is done").unwrap()),
-            "job <*> is <*>"
-        );
         // Elsewhere the states stay words: each is its own event.
-        let a = l.observe_in(2, "jobs", "retry refused while queued");
-        let b = l.observe_in(2, "jobs", "retry refused while done");
-        assert!(b.created);
-        assert_ne!(a.cluster, b.cluster);
+        assert_learned_words_stay_apart(
+            &mut l,
+            "jobs",
+            (
+                "job <*> is #",
+                &["queued", "running", "done"],
+                6,
+                "job <*> is <*>",
+            ),
+            ("retry refused while queued", "retry refused while done"),
+        );
     }
 
     #[test]
