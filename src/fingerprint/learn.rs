@@ -3046,16 +3046,16 @@ impl Learner {
             }
         }
         let found: Vec<(u64, u64)> = found.into_iter().map(|(a, b, _)| (a, b)).collect();
-        // A position's values count as the service's only once it has
-        // taken KEY_PARAM_DISTINCT of them: the bar a key must pass, for
-        // the same reason (a closed set of states has fewer members, and
-        // its members must stay words elsewhere).
+        // A position's values count as the service's once it has taken
+        // one value more than generalising it needed (see
+        // [`Learner::value_bar`]).
+        let bar = self.value_bar();
         for (slot, hv) in found {
             self.add_key_value(slot, hv);
             let Some(vals) = self.keys.get(&slot) else {
                 continue;
             };
-            if vals.len() < KEY_PARAM_DISTINCT {
+            if vals.len() < bar {
                 continue;
             }
             let mut marks = vals.clone();
@@ -3068,6 +3068,31 @@ impl Learner {
             }
         }
         grew
+    }
+
+    /// Distinct plain values a learned position must have held before
+    /// they count as values of the whole service (every type, at first
+    /// sight and in the closed-set test): one more than generalising the
+    /// position needed, at most [`KEY_PARAM_DISTINCT`].
+    ///
+    /// Why one more: the position became a parameter with `min_distinct`
+    /// values; a further value joins it (in the usual case, where the
+    /// members that generalised it held no more) only by passing the
+    /// closed-set test of [`Learner::refuse_new_state`] (a new member of
+    /// a set whose values each recurred is refused), so a position that
+    /// took it kept bringing values after the learner judged it variable:
+    /// a parameter (a user, a client, a package), not an enumeration that
+    /// stopped growing. Its values then name data in the service's other
+    /// types too, most of all in rare types that never see
+    /// `min_distinct` values of their own (an error seen twice, with two
+    /// users). A bar of [`KEY_PARAM_DISTINCT`], as for keys, left the
+    /// values of positions with four to seven values (a site's few hosts
+    /// or clients) words in every other type: each rare type then minted a
+    /// type, and a `novel` alert, per value. A named key stays at
+    /// [`KEY_PARAM_DISTINCT`]: a key seen in several types has no learned
+    /// position behind it, only its count.
+    fn value_bar(&self) -> usize {
+        (self.min_distinct + 1).min(KEY_PARAM_DISTINCT)
     }
 
     /// [`Learner::learn_values`] for a template `g` takes; when one of
@@ -3778,6 +3803,55 @@ mod tests {
         let pg = l.observe_in(2, "api", "timeout connecting to postgres");
         assert!(pg.created);
         assert_ne!(pg.cluster, redis.cluster);
+    }
+
+    #[test]
+    fn a_position_that_took_a_value_after_generalising_lends_its_values_to_rare_types() {
+        let mut l = learner();
+        // Four clients, round robin: the position generalises at the third
+        // and takes the fourth as a learned parameter.
+        for _ in 0..3 {
+            for c in ["kestrel", "marlin", "osprey", "puffin"] {
+                l.observe_in(
+                    1,
+                    "gate",
+                    &format!("client {c} rejected handshake from <*>"),
+                );
+            }
+        }
+        // A rare type of another shape names two of them: one type.
+        let a = l.observe_in(2, "gate", "quota exceeded for marlin, dropping batch");
+        let b = l.observe_in(2, "gate", "quota exceeded for puffin, dropping batch");
+        assert_eq!(b.cluster, a.cluster);
+        assert_eq!(
+            l.template(b.cluster),
+            "quota exceeded for <*>, dropping batch"
+        );
+        // A word the service never held as a value still waits.
+        let x = l.observe_in(2, "gate", "disk full on spool, dropping batch");
+        let y = l.observe_in(2, "gate", "disk full on cache, dropping batch");
+        assert_ne!(x.cluster, y.cluster);
+    }
+
+    #[test]
+    fn a_position_that_stopped_at_the_values_that_generalised_it_lends_nothing() {
+        let mut l = learner();
+        // Three states, each recurring: the position is learned, but it
+        // never took a value beyond the three that made it variable.
+        for _ in 0..6 {
+            for s in ["queued", "running", "done"] {
+                l.observe_in(1, "jobs", &format!("job <*> is {s}"));
+            }
+        }
+        assert_eq!(
+            l.template(l.lookup(1, "job <*> is done").unwrap()),
+            "job <*> is <*>"
+        );
+        // Elsewhere the states stay words: each is its own event.
+        let a = l.observe_in(2, "jobs", "retry refused while queued");
+        let b = l.observe_in(2, "jobs", "retry refused while done");
+        assert!(b.created);
+        assert_ne!(a.cluster, b.cluster);
     }
 
     #[test]
