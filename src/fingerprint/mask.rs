@@ -106,6 +106,9 @@ impl Masker {
         };
         // Pass 2: digit words, and whitespace normalisation.
         let mut prev_start = 0;
+        // The word before, as the rules' pass left it (its shape decides
+        // whether a masked word after it continues a list).
+        let mut prev_word = "";
         let mut prev_id = false;
         // The count of one before this word (`1 copy`), and a noun after
         // such a count written as is, with where it starts in `out`, until
@@ -143,6 +146,7 @@ impl Masker {
                 }
                 prev_id = false;
                 prev_start = start;
+                prev_word = word;
                 return;
             }
             if self.mask_digit_words {
@@ -192,7 +196,10 @@ impl Masker {
                 let prev = &out[prev_start..start];
                 let prev = prev.strip_prefix(' ').unwrap_or(prev);
                 let core = this.strip_suffix(',').unwrap_or(this);
-                if prev.strip_suffix(',') == Some(core) {
+                // Only a value of the same kind continues a list: `port
+                // 8080, SF11` is a count and a code that both masked, not
+                // a list of two (`SF9` beside it would stay a word).
+                if prev.strip_suffix(',') == Some(core) && list_kin(prev_word, word) {
                     let ends_list = this.len() == core.len();
                     out.truncate(start);
                     if ends_list {
@@ -212,6 +219,7 @@ impl Masker {
             }
             prev_id = is_id;
             prev_start = start;
+            prev_word = word;
         });
         // The line ends the noun phrase of a count of one it ends with.
         if let Some(at) = pending {
@@ -360,6 +368,24 @@ fn push_replacement(rule: &MaskRule, expands: bool, msg: &str, start: usize, out
 }
 
 /// Whether `word` is the number one as a count (`1`, `(1`, `[1`).
+/// Whether `next` may continue a comma-joined list that `prev` is in: the
+/// same text up to the first digit or value a rule masked (`10.0.0.1,` and
+/// `10.0.0.2`, `web-1,` and `web-2`, `<*>,` and `8`), so a count followed
+/// by a code (`8080,` and `SF11`) is two values, not a list.
+fn list_kin(prev: &str, next: &str) -> bool {
+    fn lead(w: &str) -> &str {
+        // A sign belongs to the number (`-2454.3,` and `90.6`).
+        let w = w
+            .strip_suffix(',')
+            .unwrap_or(w)
+            .trim_start_matches(['-', '+']);
+        &w[..w
+            .find(|c: char| c.is_ascii_digit() || c == '<')
+            .unwrap_or(w.len())]
+    }
+    lead(prev) == lead(next)
+}
+
 fn is_count_of_one(word: &str) -> bool {
     word.trim_start_matches(['(', '[']) == "1"
 }
@@ -967,6 +993,25 @@ mod tests {
         assert_eq!(a, "imported <*> rows (<*> skipped)");
         assert_eq!(m.mask("imported 7 rows (0 skipped)"), a);
         assert_ne!(m.mask("imported 7 rows (0 rejected)"), a);
+    }
+
+    #[test]
+    fn a_count_then_a_code_after_a_comma_are_two_values_not_a_list() {
+        let m = masker();
+        // `SF9` stays a name with an index, `SF11` masks: neither may fold
+        // into the count before it, or one event has two templates.
+        assert_eq!(m.mask("sent, fcnt 21715, SF11"), "sent, fcnt <*>, <*>");
+        assert_ne!(m.mask("sent, fcnt 21715, SF9"), m.mask("sent, fcnt 21715"));
+        // Lists of one kind still fold, signs and rule-masked values too.
+        assert_eq!(m.mask("at -2454.3, 90.6, -1463.6 now"), "at <*> now");
+        assert_eq!(
+            m.mask("hosts web-1, web-2, web-3 down"),
+            m.mask("hosts web-1 down")
+        );
+        assert_eq!(
+            m.mask("peers 10.0.0.1, 10.0.0.2 lost"),
+            m.mask("peers 10.0.0.9 lost")
+        );
     }
 
     #[test]
