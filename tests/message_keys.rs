@@ -6,7 +6,8 @@
 //!   changing order and subset: one list of message keys anchors the
 //!   learned context keys, as for `msg`;
 //! - JSON lines whose text sits under a key no list names (`texto`): the
-//!   key is learned as the source's message from its values;
+//!   key is learned as the source's message from its values, and the
+//!   values beside it (a shop's name) are data, as beside `msg`;
 //! - lines of one event of which only some carry a key (`retry`, a
 //!   child logger's binding): the key is optional and left out, and a
 //!   message one word apart stays a type of its own.
@@ -84,11 +85,14 @@ fn text_lines() -> (Vec<String>, Vec<usize>) {
     let mut kinds = Vec::new();
     for i in 0..300usize {
         let e = (i * 3) % TEXT_EVENTS.len();
+        // Names without digits beside the text: data, as beside `msg`.
         out.push(format!(
-            r#"{{"nivel":"info","hora":"10:{:02}:{:02}",{},"texto":"{}"}}"#,
+            r#"{{"nivel":"{}","hora":"10:{:02}:{:02}",{},"tienda":"{}","texto":"{}"}}"#,
+            ["info", "aviso"][e % 2],
             i % 60,
             (i * 7) % 60,
             context(i),
+            ["Centro", "Norte", "Puerto", "Sierra Alta"][i % 4],
             TEXT_EVENTS[e]
         ));
         kinds.push(e);

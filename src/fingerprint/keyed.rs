@@ -25,7 +25,8 @@
 //! with no message key, the quoted value of most words (two at least) is
 //! the line's anchor, and the key that holds it on at least half of such
 //! lines is the source's learned message key ([`KeyStats::message_key`]),
-//! never context.
+//! never context; beside it every value is data and masked
+//! ([`mask_beside`]), as beside a known message key in a JSON object.
 //!
 //! A key that **only some lines of one message carry** (`retry=<*>` on
 //! half the lines of `msg="payment declined"`) is optional there: its
@@ -371,6 +372,36 @@ impl KeyStats {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty() && self.1.is_empty() && self.2.is_empty() && self.3.is_empty()
     }
+}
+
+/// `template` with every value beside the learned message key `message`
+/// masked (`<*>`), as the JSON rendering masks the values beside a known
+/// one: the event is named by its text and its keys. `None` when the line
+/// is not pairs, has no `message` pair, has a key of the shared list (its
+/// own message), or nothing changes. Idempotent.
+pub fn mask_beside(message: &str, template: &str) -> Option<String> {
+    let toks = tokens(template)?;
+    if !toks.iter().any(|t| t.key == message)
+        || toks.iter().any(|t| message_keys::is_message_key(t.key))
+    {
+        return None;
+    }
+    let mut out = String::with_capacity(template.len());
+    let mut at = 0;
+    for t in &toks {
+        if t.key.is_empty() || t.key == message || t.value == VAR {
+            continue;
+        }
+        let start = t.span.1 - t.value.len();
+        out.push_str(&template[at..start]);
+        out.push_str(VAR);
+        at = t.span.1;
+    }
+    if at == 0 {
+        return None;
+    }
+    out.push_str(&template[at..]);
+    Some(out)
 }
 
 /// `template` with the pairs of `context` keys (sorted) dropped and one
@@ -1083,6 +1114,21 @@ mod tests {
         assert!(ctx.contains(&"nodo".to_string()), "{ctx:?}");
         assert!(!ctx.contains(&"texto".to_string()), "{ctx:?}");
         assert!(!k.optional_keys().contains(&"texto".to_string()));
+    }
+
+    #[test]
+    fn beside_a_learned_message_key_every_value_is_data() {
+        let t = r#"nivel=info tienda=Centro <*> texto="pedido recibido" lote=<*>"#;
+        let m = mask_beside("texto", t);
+        assert_eq!(
+            m.as_deref(),
+            Some(r#"nivel=<*> tienda=<*> <*> texto="pedido recibido" lote=<*>"#)
+        );
+        assert_eq!(mask_beside("texto", m.as_deref().unwrap()), None);
+        // A line with its own message key, or without the learned one, is
+        // left as it is.
+        assert_eq!(mask_beside("texto", r#"a=x texto="b c" msg="d e""#), None);
+        assert_eq!(mask_beside("texto", r#"a=x b=y c="d e""#), None);
     }
 
     #[test]

@@ -107,6 +107,11 @@ pub struct Layout {
     /// out where its value is data. Absent in states written before it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     optional_keys: Vec<String>,
+    /// In lines of `key=value` pairs with none of the shared message keys,
+    /// the key the source writes its text under (`keyed`, learned): every
+    /// other value beside it is masked. Absent in states written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message_key: Option<String>,
     /// In lines of `Key: value` columns, the keys whose value is a
     /// per-line field (`keyed::mask_columns`), sorted. Absent in states
     /// written before it.
@@ -139,6 +144,8 @@ struct LayoutParts {
     context_keys: Vec<String>,
     #[serde(default)]
     optional_keys: Vec<String>,
+    #[serde(default)]
+    message_key: Option<String>,
     #[serde(default)]
     value_keys: Vec<String>,
     #[serde(default)]
@@ -190,6 +197,9 @@ impl TryFrom<LayoutParts> for Layout {
                 ));
             }
         }
+        if p.message_key.as_deref().is_some_and(str::is_empty) {
+            return Err("layout: an empty message key".to_string());
+        }
         if let Some(r) = p.context_run.filter(|&r| r > keyed::MAX_RUN_START) {
             return Err(format!(
                 "layout: a context run at token {r} (a learned one starts at most at {})",
@@ -210,6 +220,7 @@ impl TryFrom<LayoutParts> for Layout {
             trailing: p.trailing,
             context_keys: p.context_keys,
             optional_keys: p.optional_keys,
+            message_key: p.message_key,
             value_keys: p.value_keys,
             context_run: p.context_run,
             separator: p.separator,
@@ -473,6 +484,7 @@ impl Layout {
             trailing,
             context_keys: Vec::new(),
             optional_keys: Vec::new(),
+            message_key: None,
             value_keys: Vec::new(),
             context_run: None,
             separator: None,
@@ -488,6 +500,7 @@ impl Layout {
         let mut l = Layout::learn_lines_with(lines, separator.map(|_| text), word_tail);
         l.context_keys = keys.map(KeyStats::context_keys).unwrap_or_default();
         l.optional_keys = keys.map(KeyStats::optional_keys).unwrap_or_default();
+        l.message_key = keys.and_then(KeyStats::message_key).map(str::to_string);
         l.value_keys = keys.map(KeyStats::value_keys).unwrap_or_default();
         l.context_run = keys.and_then(KeyStats::context_run);
         l.separator = separator;
@@ -515,6 +528,7 @@ impl Layout {
             && self.trailing.is_empty()
             && self.context_keys.is_empty()
             && self.optional_keys.is_empty()
+            && self.message_key.is_none()
             && self.value_keys.is_empty()
             && self.context_run.is_none()
     }
@@ -532,6 +546,7 @@ impl Layout {
                 + l.trailing.len()
                 + l.context_keys.len()
                 + l.optional_keys.len()
+                + usize::from(l.message_key.is_some())
                 + l.value_keys.len()
                 + usize::from(l.context_run.is_some())
         };
@@ -546,6 +561,10 @@ impl Layout {
                 .context_keys
                 .iter()
                 .all(|k| self.context_keys.contains(k))
+            && earlier
+                .message_key
+                .as_ref()
+                .is_none_or(|k| self.message_key.as_ref() == Some(k))
             && earlier
                 .optional_keys
                 .iter()
@@ -576,8 +595,17 @@ impl Layout {
         // A line of pairs with context keys is read by its keys, not by
         // columns: its columns shift with the context's order; so is one
         // with an optional key.
-        if let Some(t) = keyed::collapse(&self.context_keys, &self.optional_keys, template) {
+        // Beside a learned message key every value is data first.
+        let beside = self
+            .message_key
+            .as_deref()
+            .and_then(|k| keyed::mask_beside(k, template));
+        let pairs = beside.as_deref().unwrap_or(template);
+        if let Some(t) = keyed::collapse(&self.context_keys, &self.optional_keys, pairs) {
             return Some(t);
+        }
+        if beside.is_some() {
+            return beside;
         }
         // So is a line of `Key: value` columns whose key set varies.
         if let Some(t) = keyed::mask_columns(&self.value_keys, template) {
@@ -1539,6 +1567,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             optional_keys: vec![],
+            message_key: None,
             value_keys: vec![],
             context_run: None,
             separator: None,
@@ -1549,6 +1578,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             optional_keys: vec![],
+            message_key: None,
             value_keys: vec![],
             context_run: None,
             separator: None,
@@ -1559,6 +1589,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             optional_keys: vec![],
+            message_key: None,
             value_keys: vec![],
             context_run: None,
             separator: None,
@@ -1569,6 +1600,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             optional_keys: vec![],
+            message_key: None,
             value_keys: vec![],
             context_run: None,
             separator: None,
@@ -1724,6 +1756,7 @@ mod tests {
             trailing: vec![],
             context_keys: vec![],
             optional_keys: vec![],
+            message_key: None,
             value_keys: vec![],
             context_run: None,
             separator: None,
