@@ -594,8 +594,8 @@ impl Layout {
         }
         // A line of pairs with context keys is read by its keys, not by
         // columns: its columns shift with the context's order; so is one
-        // with an optional key.
-        // Beside a learned message key every value is data first.
+        // with an optional key, or with the learned message key (beside
+        // which every value is data, masked first).
         let beside = self
             .message_key
             .as_deref()
