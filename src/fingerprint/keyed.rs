@@ -260,10 +260,11 @@ impl KeyStats {
                 None => return,
             },
         };
-        let anchor = pairs
+        let value = pairs
             .iter()
             .find(|t| t.key == anchor_key)
-            .map_or(0, |t| h32(t.value));
+            .map_or(VAR, |t| t.value);
+        let anchor = h32(value);
         if by_text {
             self.3.text_lines = self.3.text_lines.saturating_add(1);
         }
@@ -290,6 +291,11 @@ impl KeyStats {
             if by_text && t.key == anchor_key {
                 s.texts = s.texts.saturating_add(1);
             }
+        }
+        // A message masked whole names no event: its lines are many
+        // events, whose keys differ by event, not by line.
+        if value == VAR {
+            return;
         }
         let groups = &mut self.3.groups;
         match groups.iter().position(|g| g.message == anchor) {
@@ -1143,6 +1149,16 @@ mod tests {
         }
         // Anchored on `message`, `c` comes and goes within each message.
         assert_eq!(k.optional_keys(), ["c"]);
+        // Lines whose only message is masked whole are many events: their
+        // key sets teach nothing about optional keys.
+        let mut k = KeyStats::default();
+        for i in 0..20 {
+            k.observe(&format!(
+                "msg=<*> a=<*> b=<*>{}",
+                if i % 2 == 0 { " c=<*>" } else { " d=<*>" }
+            ));
+        }
+        assert!(k.optional_keys().is_empty());
     }
 
     #[test]
