@@ -17,8 +17,25 @@
 //! neighbour on each side, and a key specific to an event (written after
 //! the message in the order its call site gives) occurs with few messages:
 //! both stay in the line's identity. Nothing here names a key other than
-//! the message keys that logfmt writers use for the event text
-//! ([`MESSAGE_KEYS`]).
+//! the message keys that loggers use for the event text (one list,
+//! [`message_keys::MESSAGE_KEYS`], shared with the JSON-object rendering).
+//!
+//! A source that writes its text under **another key** (`text`, `mensaje`,
+//! `details`) is read by the key whose value is the line's text: on a line
+//! with no message key, the quoted value of most words (two at least) is
+//! the line's anchor, and the key that holds it on at least half of such
+//! lines is the source's learned message key ([`KeyStats::message_key`]),
+//! never context; beside it every value is data and masked
+//! ([`mask_beside`]), as beside a known message key in a JSON object.
+//!
+//! A key that **only some lines of one message carry** (`retry=<*>` on
+//! half the lines of `msg="payment declined"`) is optional there: its
+//! presence does not follow the event. A key absent on a line of a message
+//! it is present on elsewhere is an **optional key**
+//! ([`KeyStats::optional_keys`]); its pair is left out of every line of the
+//! source where its value is data (masked, `<*>` in it), and kept where the
+//! value is a word, which can name the event. The message itself is never
+//! optional, so two messages that differ by a word stay two types.
 //!
 //! In a line of such a source, context keys are dropped and one `<*>`
 //! stands where the first one was: `ts=<*> region=eu node=a level=info
@@ -49,11 +66,9 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::VAR;
 use super::learn::{KEY_PARAM_DISTINCT, closed_set};
+use super::message_keys;
 use crate::parse::logfmt::{self, Kind};
 
-/// Keys whose value is the event text in logfmt writers (Go slog, logrus,
-/// zap, structlog, log15): the line's anchor.
-pub const MESSAGE_KEYS: [&str; 4] = ["msg", "message", "event", "evt"];
 /// Distinct messages a key must occur with to be context.
 pub const MIN_ANCHORS: usize = 4;
 /// Distinct predecessors, and distinct successors, a context key has.
@@ -142,6 +157,14 @@ struct KeyStat {
     anchors: Vec<u32>,
     preds: Vec<u32>,
     succs: Vec<u32>,
+    /// Lines with no message key on which this key's value was the
+    /// line's text (its anchor). Absent in states written before it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    texts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn remember(set: &mut Vec<u32>, h: u32, cap: usize) {
@@ -159,8 +182,54 @@ fn h32(s: &str) -> u32 {
 pub struct KeyStats(
     Vec<KeyStat>,
     #[serde(default)] Vec<ColumnStat>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")] Vec<RunStat>,
+    // Written whenever the message groups after it are (a tuple's fields
+    // are read by position): empty there when no run was seen.
+    #[serde(default)] Vec<RunStat>,
+    #[serde(default, skip_serializing_if = "MessageGroups::is_empty")] MessageGroups,
 );
+
+/// Message groups tracked per source for optional keys.
+const MAX_MESSAGE_GROUPS: usize = 64;
+
+/// Per message of a source (its anchor's hash), the keys (bits: indices
+/// into the key table, which holds at most [`MAX_KEYS`] = 32) present on
+/// every line of it and on any line of it; and the lines with no message
+/// key that were read by their text.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct MessageGroups {
+    groups: Vec<MessageGroup>,
+    text_lines: u32,
+}
+
+impl MessageGroups {
+    fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.text_lines == 0
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct MessageGroup {
+    message: u32,
+    all: u32,
+    any: u32,
+    lines: u32,
+}
+
+/// The pair that carries a line's text when it has no message key: the
+/// quoted value of most words (at least two; the first of equals).
+fn text_pair<'t, 'a>(pairs: &[&'t Token<'a>]) -> Option<&'t Token<'a>> {
+    let mut best: Option<(&'t Token<'a>, usize)> = None;
+    for t in pairs {
+        if !t.value.starts_with('"') {
+            continue;
+        }
+        let words = t.value.split_ascii_whitespace().count();
+        if words >= 2 && best.is_none_or(|(_, w)| words > w) {
+            best = Some((t, words));
+        }
+    }
+    best.map(|(t, _)| t)
+}
 
 impl KeyStats {
     /// Reads one masked template; lines that are not logfmt with a message
@@ -175,14 +244,31 @@ impl KeyStats {
             }
             return;
         };
-        let Some(anchor) = toks
-            .iter()
-            .find(|t| MESSAGE_KEYS.contains(&t.key))
-            .map(|t| h32(t.value))
-        else {
-            return;
-        };
         let pairs: Vec<&Token<'_>> = toks.iter().filter(|t| !t.key.is_empty()).collect();
+        // The message: a message key's value, the preferred one that is
+        // not masked whole (a number under `msg` beside a text under
+        // `message`); else the line's text, under whatever key.
+        let fixed = pairs
+            .iter()
+            .filter_map(|t| message_keys::rank(t.key).map(|r| (t.value == VAR, r, *t)))
+            .min_by_key(|&(var, r, _)| (var, r))
+            .map(|(_, _, t)| t);
+        let (anchor_key, by_text) = match fixed {
+            Some(t) => (t.key, false),
+            None => match text_pair(&pairs) {
+                Some(t) => (t.key, true),
+                None => return,
+            },
+        };
+        let value = pairs
+            .iter()
+            .find(|t| t.key == anchor_key)
+            .map_or(VAR, |t| t.value);
+        let anchor = h32(value);
+        if by_text {
+            self.3.text_lines = self.3.text_lines.saturating_add(1);
+        }
+        let mut present: u32 = 0;
         for (i, t) in pairs.iter().enumerate() {
             let pred = if i == 0 { 0 } else { h32(pairs[i - 1].key) };
             let succ = pairs.get(i + 1).map_or(1, |n| h32(n.key));
@@ -197,11 +283,79 @@ impl KeyStats {
                 }
                 None => continue,
             };
+            present |= 1 << (at % 32);
             let s = &mut self.0[at];
             remember(&mut s.anchors, anchor, MIN_ANCHORS);
             remember(&mut s.preds, pred, MIN_NEIGHBOURS);
             remember(&mut s.succs, succ, MIN_NEIGHBOURS);
+            if by_text && t.key == anchor_key {
+                s.texts = s.texts.saturating_add(1);
+            }
         }
+        // A message masked whole names no event: its lines are many
+        // events, whose keys differ by event, not by line.
+        if value == VAR {
+            return;
+        }
+        let groups = &mut self.3.groups;
+        match groups.iter().position(|g| g.message == anchor) {
+            Some(p) => {
+                let g = &mut groups[p];
+                g.all &= present;
+                g.any |= present;
+                g.lines = g.lines.saturating_add(1);
+            }
+            None if groups.len() < MAX_MESSAGE_GROUPS => groups.push(MessageGroup {
+                message: anchor,
+                all: present,
+                any: present,
+                lines: 1,
+            }),
+            None => {}
+        }
+    }
+
+    /// The key a source writes its text under when it is none of the
+    /// message keys: the key that held the text of at least half of the
+    /// lines read by their text, and of [`MIN_ANCHORS`] of them at least.
+    pub fn message_key(&self) -> Option<&str> {
+        let lines = self.3.text_lines;
+        self.0
+            .iter()
+            .filter(|s| s.texts >= MIN_ANCHORS as u32 && 2 * s.texts >= lines)
+            .max_by_key(|s| s.texts)
+            .map(|s| s.key.as_str())
+    }
+
+    /// Whether `key` names the message of this source's lines.
+    fn is_message(&self, key: &str) -> bool {
+        message_keys::is_message_key(key) || self.message_key() == Some(key)
+    }
+
+    /// The optional keys learned so far, sorted: a key absent on a line
+    /// of a message it is present on elsewhere (neither a message key nor
+    /// a context key, which has its own placeholder).
+    pub fn optional_keys(&self) -> Vec<String> {
+        let context = self.context_keys();
+        let varied = self
+            .3
+            .groups
+            .iter()
+            .fold(0u32, |acc, g| acc | (g.any & !g.all));
+        let mut out: Vec<String> = self
+            .0
+            .iter()
+            .enumerate()
+            .filter(|&(i, s)| {
+                i < 32
+                    && varied >> i & 1 == 1
+                    && !self.is_message(&s.key)
+                    && context.binary_search(&s.key).is_err()
+            })
+            .map(|(_, s)| s.key.clone())
+            .collect();
+        out.sort();
+        out
     }
 
     /// The context keys learned so far, sorted.
@@ -210,7 +364,7 @@ impl KeyStats {
             .0
             .iter()
             .filter(|s| {
-                !MESSAGE_KEYS.contains(&s.key.as_str())
+                !self.is_message(&s.key)
                     && s.anchors.len() >= MIN_ANCHORS
                     && s.preds.len() >= MIN_NEIGHBOURS
                     && s.succs.len() >= MIN_NEIGHBOURS
@@ -222,27 +376,64 @@ impl KeyStats {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty() && self.1.is_empty() && self.2.is_empty()
+        self.0.is_empty() && self.1.is_empty() && self.2.is_empty() && self.3.is_empty()
     }
 }
 
+/// `template` with every value beside the learned message key `message`
+/// masked (`<*>`), as the JSON rendering masks the values beside a known
+/// one: the event is named by its text and its keys. `None` when the line
+/// is not pairs, has no `message` pair, has a key of the shared list (its
+/// own message), or nothing changes. Idempotent.
+pub fn mask_beside(message: &str, template: &str) -> Option<String> {
+    let toks = tokens(template)?;
+    if !toks.iter().any(|t| t.key == message)
+        || toks.iter().any(|t| message_keys::is_message_key(t.key))
+    {
+        return None;
+    }
+    let mut out = String::with_capacity(template.len());
+    let mut at = 0;
+    for t in &toks {
+        if t.key.is_empty() || t.key == message || t.value == VAR {
+            continue;
+        }
+        let start = t.span.1 - t.value.len();
+        out.push_str(&template[at..start]);
+        out.push_str(VAR);
+        at = t.span.1;
+    }
+    if at == 0 {
+        return None;
+    }
+    out.push_str(&template[at..]);
+    Some(out)
+}
+
 /// `template` with the pairs of `context` keys (sorted) dropped and one
-/// `<*>` where the first was, or `None` when the line is not logfmt or has
-/// no context key. Idempotent: a collapsed run is a bare `<*>`, kept.
-pub fn collapse(context: &[String], template: &str) -> Option<String> {
-    if context.is_empty() {
+/// `<*>` where the first was, and the pairs of `optional` keys (sorted)
+/// whose value is data (has a `<*>`) dropped, or `None` when the line is
+/// not logfmt or neither is there. Idempotent: a collapsed run is a bare
+/// `<*>`, kept.
+pub fn collapse(context: &[String], optional: &[String], template: &str) -> Option<String> {
+    if context.is_empty() && optional.is_empty() {
         return None;
     }
     let toks = tokens(template)?;
-    let is_ctx = |t: &Token<'_>| {
-        !t.key.is_empty() && context.binary_search_by(|k| k.as_str().cmp(t.key)).is_ok()
+    let has = |keys: &[String], t: &Token<'_>| {
+        !t.key.is_empty() && keys.binary_search_by(|k| k.as_str().cmp(t.key)).is_ok()
     };
-    if !toks.iter().any(is_ctx) {
+    let is_ctx = |t: &Token<'_>| has(context, t);
+    let is_opt = |t: &Token<'_>| t.value.contains(VAR) && has(optional, t);
+    if !toks.iter().any(|t| is_ctx(t) || is_opt(t)) {
         return None;
     }
     let mut out = String::with_capacity(template.len());
     let mut placed = false;
     for t in &toks {
+        if is_opt(t) && !is_ctx(t) {
+            continue;
+        }
         let text = if is_ctx(t) || t.key.is_empty() {
             if placed {
                 continue;
@@ -687,10 +878,12 @@ mod tests {
         let ctx = learned(&shuffled_stream());
         let a = collapse(
             &ctx,
+            &[],
             "at=<*> lvl=info zone=<*> pod=<*> msg=\"stock low\" sku=<*> left=<*>",
         );
         let b = collapse(
             &ctx,
+            &[],
             "at=<*> lvl=info shard=<*> rev=<*> zone=<*> msg=\"stock low\" sku=<*> left=<*>",
         );
         assert_eq!(a, b);
@@ -698,7 +891,11 @@ mod tests {
             a.as_deref(),
             Some("at=<*> lvl=info <*> msg=\"stock low\" sku=<*> left=<*>")
         );
-        let other = collapse(&ctx, "at=<*> lvl=info pod=<*> msg=\"stock low\" order=<*>");
+        let other = collapse(
+            &ctx,
+            &[],
+            "at=<*> lvl=info pod=<*> msg=\"stock low\" order=<*>",
+        );
         assert_ne!(a, other);
     }
 
@@ -707,13 +904,14 @@ mod tests {
         let ctx = learned(&shuffled_stream());
         let once = collapse(
             &ctx,
+            &[],
             "at=<*> lvl=info zone=<*> pod=<*> msg=\"cart emptied\" cart=<*>",
         )
         .unwrap();
-        assert_eq!(collapse(&ctx, &once), None);
-        assert_eq!(collapse(&ctx, "disk zone=<*> is full"), None);
+        assert_eq!(collapse(&ctx, &[], &once), None);
+        assert_eq!(collapse(&ctx, &[], "disk zone=<*> is full"), None);
         assert_eq!(
-            collapse(&ctx, "at=<*> lvl=info msg=\"cart emptied\" cart=<*>"),
+            collapse(&ctx, &[], "at=<*> lvl=info msg=\"cart emptied\" cart=<*>"),
             None
         );
     }
@@ -821,6 +1019,146 @@ mod tests {
         assert_eq!(keys, ["At", "Cause", "Last level"]);
         assert!(fields("disk full: retry in <*> Note: x Unit: y").is_none());
         assert!(fields("Error: cannot open file").is_none());
+    }
+
+    /// A service whose payment events carry `retry=<*>` on some lines
+    /// only, beside fixed keys; other events never carry it.
+    fn optional_stream() -> Vec<String> {
+        (0..48)
+            .map(|i| {
+                let retry = if i % 2 == 0 { " retry=<*>" } else { "" };
+                match i % 3 {
+                    0 => format!(
+                        "ts=<*> level=warn user=<*> order=<*> msg=\"payment declined\"{retry}"
+                    ),
+                    1 => "ts=<*> level=info user=<*> msg=\"cart opened\" cart=<*>".to_string(),
+                    _ => format!(
+                        "ts=<*> level=warn user=<*> mode=fast msg=\"payment refunded\"{}",
+                        if i % 4 == 1 { " mode2=slow" } else { "" }
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_key_only_some_lines_of_a_message_carry_is_left_out_where_it_is_data() {
+        let mut k = KeyStats::default();
+        for l in optional_stream() {
+            k.observe(&l);
+        }
+        assert!(k.context_keys().is_empty());
+        let opt = k.optional_keys();
+        assert_eq!(opt, ["mode2", "retry"]);
+        let with = collapse(
+            &[],
+            &opt,
+            "ts=<*> level=warn user=<*> order=<*> msg=\"payment declined\" retry=<*>",
+        );
+        assert_eq!(
+            with.as_deref(),
+            Some("ts=<*> level=warn user=<*> order=<*> msg=\"payment declined\"")
+        );
+        // A word value can name the event: it stays.
+        assert_eq!(
+            collapse(
+                &[],
+                &opt,
+                "ts=<*> level=warn user=<*> msg=\"payment refunded\" mode2=slow"
+            ),
+            None
+        );
+        // The message is never optional: another word is another type.
+        let near = collapse(
+            &[],
+            &opt,
+            "ts=<*> level=warn user=<*> order=<*> msg=\"payment approved\" retry=<*>",
+        );
+        assert_ne!(with, near);
+        // Idempotent.
+        assert_eq!(collapse(&[], &opt, with.as_deref().unwrap()), None);
+    }
+
+    #[test]
+    fn a_key_every_line_of_each_message_carries_is_not_optional() {
+        // Key sets differ between events (a child logger's bindings), but
+        // each message always comes with the same keys.
+        let mut k = KeyStats::default();
+        for i in 0..40 {
+            k.observe(&match i % 2 {
+                0 => "level=<*> time=<*> store=<*> item=<*> msg=\"item sold out\"".to_string(),
+                _ => "level=<*> time=<*> req=<*> msg=\"request done\" res=<*>".to_string(),
+            });
+        }
+        assert!(k.optional_keys().is_empty());
+    }
+
+    #[test]
+    fn a_source_writing_its_text_under_another_key_learns_that_key() {
+        // A JSON logger rendered as pairs (`object`), its text under
+        // `texto`, its context in a changing order and subset.
+        let ctx = ["zona=<*>", "nodo=<*>", "cliente=<*>", "rev=<*>"];
+        let texts = [
+            "\"pedido recibido\"",
+            "\"pago rechazado por el banco\"",
+            "\"stock agotado\"",
+            "\"envio creado\"",
+            "\"cliente bloqueado\"",
+        ];
+        let mut k = KeyStats::default();
+        for i in 0..60 {
+            let n = 1 + i % 3;
+            let c: Vec<&str> = (0..n).map(|j| ctx[(i + j * (1 + i % 2)) % 4]).collect();
+            k.observe(&format!(
+                "nivel=<*> {} texto={} extra=\"ab cd\"",
+                c.join(" "),
+                texts[i % texts.len()]
+            ));
+        }
+        assert_eq!(k.message_key(), Some("texto"));
+        let ctx = k.context_keys();
+        assert!(ctx.contains(&"nodo".to_string()), "{ctx:?}");
+        assert!(!ctx.contains(&"texto".to_string()), "{ctx:?}");
+        assert!(!k.optional_keys().contains(&"texto".to_string()));
+    }
+
+    #[test]
+    fn beside_a_learned_message_key_every_value_is_data() {
+        let t = r#"nivel=info tienda=Centro <*> texto="pedido recibido" lote=<*>"#;
+        let m = mask_beside("texto", t);
+        assert_eq!(
+            m.as_deref(),
+            Some(r#"nivel=<*> tienda=<*> <*> texto="pedido recibido" lote=<*>"#)
+        );
+        assert_eq!(mask_beside("texto", m.as_deref().unwrap()), None);
+        // A line with its own message key, or without the learned one, is
+        // left as it is.
+        assert_eq!(mask_beside("texto", r#"a=x texto="b c" msg="d e""#), None);
+        assert_eq!(mask_beside("texto", r#"a=x b=y c="d e""#), None);
+    }
+
+    #[test]
+    fn a_message_key_masked_whole_gives_way_to_one_with_text() {
+        let mut k = KeyStats::default();
+        for i in 0..20 {
+            k.observe(&format!(
+                "msg=<*> message=\"event {}\" a=<*> b=<*>{}",
+                ["one", "two", "three", "four", "five"][i % 5],
+                if i % 2 == 0 { " c=<*>" } else { "" }
+            ));
+        }
+        // Anchored on `message`, `c` comes and goes within each message.
+        assert_eq!(k.optional_keys(), ["c"]);
+        // Lines whose only message is masked whole are many events: their
+        // key sets teach nothing about optional keys.
+        let mut k = KeyStats::default();
+        for i in 0..20 {
+            k.observe(&format!(
+                "msg=<*> a=<*> b=<*>{}",
+                if i % 2 == 0 { " c=<*>" } else { " d=<*>" }
+            ));
+        }
+        assert!(k.optional_keys().is_empty());
     }
 
     #[test]

@@ -102,6 +102,16 @@ pub struct Layout {
     /// their place. Absent in states written before it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     context_keys: Vec<String>,
+    /// In lines of `key=value` pairs, the keys only some lines of a
+    /// message carry (`keyed`, optional keys), sorted: their pair is left
+    /// out where its value is data. Absent in states written before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    optional_keys: Vec<String>,
+    /// In lines of `key=value` pairs with none of the shared message keys,
+    /// the key the source writes its text under (`keyed`, learned): every
+    /// other value beside it is masked. Absent in states written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message_key: Option<String>,
     /// In lines of `Key: value` columns, the keys whose value is a
     /// per-line field (`keyed::mask_columns`), sorted. Absent in states
     /// written before it.
@@ -132,6 +142,10 @@ struct LayoutParts {
     trailing: Vec<usize>,
     #[serde(default)]
     context_keys: Vec<String>,
+    #[serde(default)]
+    optional_keys: Vec<String>,
+    #[serde(default)]
+    message_key: Option<String>,
     #[serde(default)]
     value_keys: Vec<String>,
     #[serde(default)]
@@ -172,12 +186,19 @@ impl TryFrom<LayoutParts> for Layout {
                 p.trailing
             ));
         }
-        for (what, keys) in [("context", &p.context_keys), ("value", &p.value_keys)] {
+        for (what, keys) in [
+            ("context", &p.context_keys),
+            ("optional", &p.optional_keys),
+            ("value", &p.value_keys),
+        ] {
             if keys.windows(2).any(|w| w[0] >= w[1]) {
                 return Err(format!(
                     "layout: {what} keys {keys:?} are not sorted and distinct"
                 ));
             }
+        }
+        if p.message_key.as_deref().is_some_and(str::is_empty) {
+            return Err("layout: an empty message key".to_string());
         }
         if let Some(r) = p.context_run.filter(|&r| r > keyed::MAX_RUN_START) {
             return Err(format!(
@@ -198,6 +219,8 @@ impl TryFrom<LayoutParts> for Layout {
             varying: p.varying,
             trailing: p.trailing,
             context_keys: p.context_keys,
+            optional_keys: p.optional_keys,
+            message_key: p.message_key,
             value_keys: p.value_keys,
             context_run: p.context_run,
             separator: p.separator,
@@ -460,6 +483,8 @@ impl Layout {
             varying,
             trailing,
             context_keys: Vec::new(),
+            optional_keys: Vec::new(),
+            message_key: None,
             value_keys: Vec::new(),
             context_run: None,
             separator: None,
@@ -474,6 +499,8 @@ impl Layout {
         let word_tail = rows.map_or(0, RowStats::word_tail);
         let mut l = Layout::learn_lines_with(lines, separator.map(|_| text), word_tail);
         l.context_keys = keys.map(KeyStats::context_keys).unwrap_or_default();
+        l.optional_keys = keys.map(KeyStats::optional_keys).unwrap_or_default();
+        l.message_key = keys.and_then(KeyStats::message_key).map(str::to_string);
         l.value_keys = keys.map(KeyStats::value_keys).unwrap_or_default();
         l.context_run = keys.and_then(KeyStats::context_run);
         l.separator = separator;
@@ -500,6 +527,8 @@ impl Layout {
             && self.varying.is_empty()
             && self.trailing.is_empty()
             && self.context_keys.is_empty()
+            && self.optional_keys.is_empty()
+            && self.message_key.is_none()
             && self.value_keys.is_empty()
             && self.context_run.is_none()
     }
@@ -516,6 +545,8 @@ impl Layout {
             l.varying.len()
                 + l.trailing.len()
                 + l.context_keys.len()
+                + l.optional_keys.len()
+                + usize::from(l.message_key.is_some())
                 + l.value_keys.len()
                 + usize::from(l.context_run.is_some())
         };
@@ -530,6 +561,14 @@ impl Layout {
                 .context_keys
                 .iter()
                 .all(|k| self.context_keys.contains(k))
+            && earlier
+                .message_key
+                .as_ref()
+                .is_none_or(|k| self.message_key.as_ref() == Some(k))
+            && earlier
+                .optional_keys
+                .iter()
+                .all(|k| self.optional_keys.contains(k))
             && earlier
                 .value_keys
                 .iter()
@@ -554,9 +593,19 @@ impl Layout {
             return Some(self.mask_columns(&row).unwrap_or(row));
         }
         // A line of pairs with context keys is read by its keys, not by
-        // columns: its columns shift with the context's order.
-        if let Some(t) = keyed::collapse(&self.context_keys, template) {
+        // columns: its columns shift with the context's order; so is one
+        // with an optional key, or with the learned message key (beside
+        // which every value is data, masked first).
+        let beside = self
+            .message_key
+            .as_deref()
+            .and_then(|k| keyed::mask_beside(k, template));
+        let pairs = beside.as_deref().unwrap_or(template);
+        if let Some(t) = keyed::collapse(&self.context_keys, &self.optional_keys, pairs) {
             return Some(t);
+        }
+        if beside.is_some() {
+            return beside;
         }
         // So is a line of `Key: value` columns whose key set varies.
         if let Some(t) = keyed::mask_columns(&self.value_keys, template) {
@@ -1517,6 +1566,8 @@ mod tests {
             varying: vec![1],
             trailing: vec![],
             context_keys: vec![],
+            optional_keys: vec![],
+            message_key: None,
             value_keys: vec![],
             context_run: None,
             separator: None,
@@ -1526,6 +1577,8 @@ mod tests {
             varying: vec![],
             trailing: vec![],
             context_keys: vec![],
+            optional_keys: vec![],
+            message_key: None,
             value_keys: vec![],
             context_run: None,
             separator: None,
@@ -1535,6 +1588,8 @@ mod tests {
             varying: vec![2],
             trailing: vec![],
             context_keys: vec![],
+            optional_keys: vec![],
+            message_key: None,
             value_keys: vec![],
             context_run: None,
             separator: None,
@@ -1544,6 +1599,8 @@ mod tests {
             varying: vec![1, 2],
             trailing: vec![],
             context_keys: vec![],
+            optional_keys: vec![],
+            message_key: None,
             value_keys: vec![],
             context_run: None,
             separator: None,
@@ -1698,6 +1755,8 @@ mod tests {
             varying: vec![5],
             trailing: vec![],
             context_keys: vec![],
+            optional_keys: vec![],
+            message_key: None,
             value_keys: vec![],
             context_run: None,
             separator: None,

@@ -18,6 +18,7 @@ pub mod keyed;
 pub mod layout;
 pub mod learn;
 pub mod mask;
+pub mod message_keys;
 pub mod object;
 pub mod patterns;
 pub mod rows;

@@ -12,8 +12,8 @@
 //! store=<*> msg="order received"`), nested objects as dotted keys
 //! (`err.code=<*>`), and:
 //!
-//! * the **message** (the first of [`MESSAGE_KEYS`] present with a string
-//!   value) is masked as any message line is and kept, quoted;
+//! * the **message** (the first of [`MESSAGE_KEYS`], shared with the
+//!   layout's key statistics, present with a string value) is masked as any message line is and kept, quoted;
 //! * beside a message, every **other value** is data and masked (`<*>`),
 //!   whatever its type: the event is named by the message and the keys;
 //! * an object with **no message key** keeps its strings as text, masked
@@ -38,23 +38,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::VAR;
+use super::message_keys::MESSAGE_KEYS;
 
-/// Keys that hold the event text in the common JSON layouts, in order of
-/// preference: `msg` (pino, bunyan, zap, slog, logrus), `message` (winston,
-/// zerolog, ECS, Logstash, Vector, Filebeat), `@mt` / `@m` (Serilog's
-/// compact JSON: the message template before the rendered message),
-/// `event` (structlog), `log` (Docker's and Fluent Bit's envelopes), `body`
-/// (OpenTelemetry), `short_message` (GELF).
-pub const MESSAGE_KEYS: [&str; 8] = [
-    "msg",
-    "message",
-    "@mt",
-    "@m",
-    "event",
-    "log",
-    "body",
-    "short_message",
-];
 /// Pairs written per object.
 pub const MAX_PAIRS: usize = 48;
 /// Nesting read into dotted keys; a deeper object is one value.
