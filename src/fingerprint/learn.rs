@@ -3504,20 +3504,12 @@ mod tests {
     #[test]
     fn a_recurring_sibling_or_an_old_context_keeps_the_second_value_new() {
         let mut l = learner();
-        let a = l.observe(1, "connect to db-1 failed");
-        let first = fp(&mut l, &a);
         l.observe(1, "connect to db-1 failed");
-        let b = l.observe(1, "connect to db-2 failed");
-        assert_ne!(fp(&mut l, &b), first);
+        assert_second_db_is_new(&mut l, 1);
 
         let mut old = learner();
-        for i in 0..YOUNG_TEMPLATES {
-            old.observe(2, &format!("event number{i} of a kind {i} {i}"));
-        }
-        let a = old.observe(2, "connect to db-1 failed");
-        let first = fp(&mut old, &a);
-        let b = old.observe(2, "connect to db-2 failed");
-        assert_ne!(fp(&mut old, &b), first);
+        mint_a_young_contexts_templates(&mut old, 2);
+        assert_second_db_is_new(&mut old, 2);
     }
 
     /// A state written before contexts counted their templates: each
@@ -3526,15 +3518,24 @@ mod tests {
     #[test]
     fn a_loaded_context_is_as_old_as_the_templates_it_holds() {
         let mut l = learner();
-        for i in 0..YOUNG_TEMPLATES {
-            l.observe(3, &format!("event number{i} of a kind {i} {i}"));
-        }
+        mint_a_young_contexts_templates(&mut l, 3);
         l.keys.remove(&h_young(3));
         l.budget.counted = false;
-        let a = l.observe(3, "connect to db-1 failed");
-        let first = fp(&mut l, &a);
-        let b = l.observe(3, "connect to db-2 failed");
-        assert_ne!(fp(&mut l, &b), first);
+        assert_second_db_is_new(&mut l, 3);
+    }
+
+    /// Templates that differ in three words: no two are siblings.
+    fn mint_a_young_contexts_templates(l: &mut Learner, ctx: u64) {
+        for i in 0..YOUNG_TEMPLATES {
+            l.observe(ctx, &format!("event number{i} of a kind {i} {i}"));
+        }
+    }
+
+    fn assert_second_db_is_new(l: &mut Learner, ctx: u64) {
+        let a = l.observe(ctx, "connect to db-1 failed");
+        let first = fp(l, &a);
+        let b = l.observe(ctx, "connect to db-2 failed");
+        assert_ne!(fp(l, &b), first);
     }
 
     #[test]
