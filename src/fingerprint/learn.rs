@@ -1018,9 +1018,27 @@ fn span_candidates(ctx: u64, words: &[&str], out: &mut Vec<(usize, usize, u64)>)
         }
         let start = p + 1;
         constants += 1;
+        // Round brackets the span opens it closes: a name with a
+        // qualifier (`SQL Prod (primary)`) is one value, a span that runs
+        // into a bracket the line closes later (`(Mixed) (<*>` of `(Mixed)
+        // (<*> Evacuation Pause)`) cuts a structure in two.
+        let mut depth = 0i32;
         for end in start + 1..=(start + MAX_SPAN_WORDS).min(n) {
             if !span_word(words[end - 1]) {
                 break;
+            }
+            for b in words[end - 1].bytes() {
+                match b {
+                    b'(' => depth += 1,
+                    b')' => depth -= 1,
+                    _ => {}
+                }
+            }
+            if depth < 0 {
+                break;
+            }
+            if depth != 0 {
+                continue;
             }
             let closed = if end == n {
                 constants >= SPAN_END_MIN_PREFIX_CONSTANTS
@@ -2068,18 +2086,15 @@ impl Learner {
                 .chain(&words[end..])
                 .filter(|w| is_constant(w))
                 .count();
-            // Masked columns (a time, a host, an id before the message)
-            // are out of the share, as for one position (see
-            // `too_few_constants`): the span's anchor is a constant word,
-            // so the message is named before the span, and a header's
-            // masked fields say nothing about how much of the message is
-            // shared.
-            let masked = words[..start]
-                .iter()
-                .chain(&words[end..])
-                .filter(|w| !is_constant(w) && w.contains(VAR))
-                .count();
-            let len = start + 1 + n - end - masked;
+            // The header's columns before the first constant word (a time,
+            // a host, an id, a separator) are out of the share: they say
+            // nothing about how much of the message the templates share,
+            // and a header of masked fields before a short message left
+            // every span of such a line a type per length. Masked words
+            // inside the message still count (a code and its phrase,
+            // `<*> Found` / `<*> Unprocessable Entity`, stay apart).
+            let header = words.iter().take_while(|w| !is_constant(w)).count();
+            let len = start + 1 + n - end - header.min(start);
             let need = ((len as f64) * self.min_constant_share).ceil() as usize;
             if known.len() < self.min_distinct
                 || lengths.len() < 2
@@ -4155,6 +4170,32 @@ mod tests {
                 "the masked header is out of the constant share"
             );
         }
+    }
+
+    #[test]
+    fn a_span_never_cuts_a_bracket_the_line_closes_later() {
+        // Invented: phases in brackets before a bracketed cause; each
+        // phase is its own event, the span would open the cause's bracket.
+        let mut l = learner();
+        for phase in ["(Full)", "(Minor Sweep)", "(Tidy)", "(Deep Compact Run)"] {
+            let r = l.observe(
+                1,
+                &format!("<*> heap <*> pass {phase} (<*> Alloc Stall) took <*>"),
+            );
+            assert!(r.created, "{phase}");
+        }
+        // A qualifier the span closes itself is part of the name.
+        let mut l = learner();
+        let mut last = None;
+        for name in ["orders", "ledger (replica)", "Prod DB (primary)", "billing"] {
+            last = Some(l.observe(1, &format!("<*> volume {name} detached from host <*>")));
+        }
+        let last = last.expect("four names");
+        assert!(!last.created);
+        assert_eq!(
+            l.template(last.cluster),
+            "<*> volume <*> detached from host <*>"
+        );
     }
 
     #[test]
