@@ -455,3 +455,48 @@ fn a_rare_error_naming_a_client_a_common_error_varies_over_is_new_once() {
     std::fs::write(&input, lines).unwrap();
     assert_novel_on_both_paths(dir.path(), &input, 1, "refused");
 }
+
+#[test]
+fn a_rare_error_naming_files_in_any_language_is_not_new_per_name() {
+    // After the warm-up a rare error names a file a user saved: words in
+    // any script, a qualifier in brackets, the file's extension glued to
+    // the last word. The first two names are new types (no evidence yet);
+    // from the third on the name is a learned span and no file alerts
+    // again. A changed operation word around a known name is a new type.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("logs.jsonl");
+    let files = [
+        "notes.txt",
+        "quarter report.pdf",
+        "Übersicht (final).xlsx",
+        "board minutes draft.docx",
+        "Zoë budget.ods",
+        "plan.md",
+        "Année scolaire (copie).odt",
+        "team photo.png",
+        "menu.html",
+    ];
+    let mut lines = String::new();
+    for i in 0..3000 {
+        let ts = second(i);
+        lines.push_str(&format!(
+            "{{\"time\":\"{ts}\",\"level\":\"info\",\"service\":\"vault\",\"msg\":\"sync done in {} ms\"}}\n",
+            i % 50
+        ));
+        if i > 1000 && i % 100 == 0 {
+            let file = files[(i / 100) % files.len()];
+            lines.push_str(&format!(
+                "{{\"time\":\"{ts}\",\"level\":\"error\",\"service\":\"vault\",\"msg\":\"{i} [{}] - export failed: {file}, disk quota after {} tries\"}}\n",
+                i % 7,
+                i % 4
+            ));
+        }
+        if i == 2950 {
+            lines.push_str(&format!(
+                "{{\"time\":\"{ts}\",\"level\":\"error\",\"service\":\"vault\",\"msg\":\"{i} [3] - import failed: notes.txt, disk quota after 2 tries\"}}\n"
+            ));
+        }
+    }
+    std::fs::write(&input, lines).unwrap();
+    assert_novel_on_both_paths(dir.path(), &input, 3, "import failed");
+}
