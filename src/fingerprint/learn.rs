@@ -908,30 +908,72 @@ const MAX_TAIL_LABELS: usize = 4;
 const MAX_TAIL_VALUES: usize = 8;
 const MAX_TAIL_MEMBERS: usize = 16;
 
-/// Whether a tail reads as free text: words of letters (with an
+/// Whether a tail reads as free text: words of letters of any script (with an
 /// apostrophe or hyphen inside, and punctuation that ends a phrase after),
 /// a masked value here and there, most of it words. A tail with keys,
 /// operators, brackets or glued values (`user=ann`, `SELECT * FROM`,
 /// `{ flg=<*> }`, `instruction...<*>`) is a structure whose words are
 /// positions, learned one by one.
 fn is_prose(tail: &[&str]) -> bool {
-    let mut letters = 0;
+    let mut words = 0;
     for w in tail {
         if *w == VAR {
             continue;
         }
+        // A tail's words are letters only: a bracket or a file name may
+        // close or hold the structure the label opened (`(reason: <text>)`).
         let core = w.trim_end_matches(['.', ',', ';', '!', '?']);
-        if core.is_empty()
-            || !core.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-            || !core
-                .bytes()
-                .all(|b| b.is_ascii_alphabetic() || b == b'\'' || b == b'-')
-        {
+        if !core.chars().next().is_some_and(char::is_alphabetic) || !letters(core) {
             return false;
         }
-        letters += 1;
+        words += 1;
     }
-    2 * letters > tail.len()
+    2 * words > tail.len()
+}
+
+/// Whether every character of `s` is a letter of any script, an
+/// apostrophe or a hyphen: the inside of a word of prose or of a name.
+fn letters(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_alphabetic() || c == '\'' || c == '-' || c == '\u{2019}')
+}
+
+/// Whether `w` reads as a word of a name: letters of any
+/// script, an apostrophe or hyphen inside (`O'Neill`, `half-open`), in
+/// round brackets or not (`(primary)`, `(Hotel`, `garage)`), with at most
+/// one short lower-case extension (`stand.gcode`, `(spiral).gcode`) and the
+/// punctuation that ends a phrase after it. With `masked`, a masked value
+/// may stand among the letters (`bay-<*>`).
+///
+/// Why on a stranger's logs: what a person types into a name or a note
+/// (a file, a device, a customer, a remark) is written in the user's
+/// language, not in ASCII, carries a qualifier in round brackets as prose
+/// does, and a file name keeps its extension; read as structure, each of
+/// them made every length of such a value a type of its own. Keys, paths
+/// (slashes, two dots), glued numbers and other brackets stay structure.
+fn name_word(w: &str, masked: bool) -> bool {
+    let mut core = w.trim_end_matches(['.', ',', ';', '!', '?']);
+    // One extension of one to five small letters or digits after a word
+    // (`SAP.DE`, `<*>.T` are codes, not file names).
+    if let Some((stem, ext)) = core.rsplit_once('.')
+        && !stem.is_empty()
+        && !stem.contains('.')
+        && (1..=5).contains(&ext.len())
+        && ext.bytes().any(|b| b.is_ascii_lowercase())
+        && ext
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        core = stem;
+    }
+    let core = core.strip_prefix('(').unwrap_or(core);
+    let core = core.strip_suffix(')').unwrap_or(core);
+    core.chars().next().is_some_and(char::is_alphabetic)
+        && if masked {
+            core.split(VAR).all(letters)
+        } else {
+            letters(core)
+        }
 }
 
 /// The entry of [`Learner::keys`] holding the distinct tails (hash with
@@ -996,12 +1038,7 @@ fn span_word(w: &str) -> bool {
         return true;
     }
     // A name with a masked number glued to it (`bay-<*>`) is a name too.
-    let core = w.trim_end_matches(['.', ',', ';', '!', '?']);
-    core.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-        && core
-            .split(VAR)
-            .flat_map(str::bytes)
-            .all(|b| b.is_ascii_alphabetic() || b == b'\'' || b == b'-')
+    name_word(w, true)
 }
 
 /// Constant words before a span that ends the line: a span in the middle
@@ -1046,9 +1083,27 @@ fn span_candidates(ctx: u64, words: &[&str], out: &mut Vec<(usize, usize, u64)>)
         }
         let start = p + 1;
         constants += 1;
+        // Round brackets the span opens it closes: a name with a
+        // qualifier (`SQL Prod (primary)`) is one value, a span that runs
+        // into a bracket the line closes later (`(Mixed) (<*>` of `(Mixed)
+        // (<*> Evacuation Pause)`) cuts a structure in two.
+        let mut depth = 0i32;
         for end in start + 1..=(start + MAX_SPAN_WORDS).min(n) {
             if !span_word(words[end - 1]) {
                 break;
+            }
+            for b in words[end - 1].bytes() {
+                match b {
+                    b'(' => depth += 1,
+                    b')' => depth -= 1,
+                    _ => {}
+                }
+            }
+            if depth < 0 {
+                break;
+            }
+            if depth != 0 {
+                continue;
             }
             let closed = if end == n {
                 constants >= SPAN_END_MIN_PREFIX_CONSTANTS
@@ -2187,7 +2242,16 @@ impl Learner {
                 .chain(&words[end..])
                 .filter(|w| is_constant(w))
                 .count();
-            let need = (((start + 1 + n - end) as f64) * self.min_constant_share).ceil() as usize;
+            // The header's columns before the first constant word (a time,
+            // a host, an id, a separator) are out of the share: they say
+            // nothing about how much of the message the templates share,
+            // and a header of masked fields before a short message left
+            // every span of such a line a type per length. Masked words
+            // inside the message still count (a code and its phrase,
+            // `<*> Found` / `<*> Unprocessable Entity`, stay apart).
+            let header = words.iter().take_while(|w| !is_constant(w)).count();
+            let len = start + 1 + n - end - header.min(start);
+            let need = ((len as f64) * self.min_constant_share).ceil() as usize;
             if known.len() < self.min_distinct
                 || lengths.len() < 2
                 || shared_edge
@@ -4340,6 +4404,85 @@ mod tests {
         assert!(d.created);
         let e = l.observe(1, "shutter <*> opened by ann at desk <*>");
         assert!(e.created);
+    }
+
+    #[test]
+    fn names_in_any_script_in_brackets_or_with_a_file_extension_are_free_text() {
+        // Invented: a kiosk's print queue, a booking desk, a greenhouse
+        // diary: names people type, after a masked header.
+        let cases: [(&str, &str, [&str; 4]); 3] = [
+            (
+                "<*> <*> - queue done:",
+                "took <*>",
+                [
+                    "lid.stl,",
+                    "desk lamp arm.stl,",
+                    "vase (twisted).stl,",
+                    "big gear rev.obj,",
+                ],
+            ),
+            (
+                "<*> <*> | booking <*> for",
+                "confirmed at <*>",
+                ["(Zoë Brontë)", "(Ağaç Evi)", "(Łukasz)", "(Hôtel du Lac)"],
+            ),
+            (
+                "<*> [<*>] note by",
+                "saved to diary",
+                ["Jürgen", "Sœur Anne", "Ólöf Ýr Björk", "Čestmír"],
+            ),
+        ];
+        for (before, after, spans) in cases {
+            let mut l = learner();
+            let mut last = None;
+            for span in spans {
+                last = Some(l.observe(1, &format!("{before} {span} {after}")));
+            }
+            let last = last.expect("four spans");
+            assert!(!last.created, "{before}");
+            assert_eq!(
+                l.template(last.cluster),
+                format!("{before} <*> {after}"),
+                "the masked header is out of the constant share"
+            );
+        }
+    }
+
+    #[test]
+    fn a_span_never_cuts_a_bracket_the_line_closes_later() {
+        // Invented: phases in brackets before a bracketed cause; each
+        // phase is its own event, the span would open the cause's bracket.
+        let mut l = learner();
+        for phase in ["(Full)", "(Minor Sweep)", "(Tidy)", "(Deep Compact Run)"] {
+            let r = l.observe(
+                1,
+                &format!("<*> heap <*> pass {phase} (<*> Alloc Stall) took <*>"),
+            );
+            assert!(r.created, "{phase}");
+        }
+        // A qualifier the span closes itself is part of the name.
+        let mut l = learner();
+        let mut last = None;
+        for name in ["orders", "ledger (replica)", "Prod DB (primary)", "billing"] {
+            last = Some(l.observe(1, &format!("<*> volume {name} detached from host <*>")));
+        }
+        let last = last.expect("four names");
+        assert!(!last.created);
+        assert_eq!(
+            l.template(last.cluster),
+            "<*> volume <*> detached from host <*>"
+        );
+    }
+
+    #[test]
+    fn codes_with_a_capital_suffix_and_paths_stay_structure() {
+        assert!(name_word("stand.gcode,", false));
+        assert!(name_word("(spiral).gcode,", false));
+        assert!(name_word("Ýr", false));
+        assert!(name_word("bay-<*>", true));
+        for code in ["SAP.DE", "a.b.c", "x/y", "id=3", "[ann]", "v1.2", "<*>.T"] {
+            assert!(!name_word(code, true), "{code}");
+        }
     }
 
     #[test]
