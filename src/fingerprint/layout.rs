@@ -702,7 +702,7 @@ impl Layout {
             let (s, e) = cols[self.header];
             let key = (
                 cols.len().min(255) as u8,
-                xxh3_64(template[s..e].as_bytes()) as u32,
+                xxh3_64(&template.as_bytes()[s..e]) as u32,
             );
             if let Ok(i) = self.kinds.binary_search_by_key(&key, |k| (k.len, k.kind)) {
                 let bits = self.kinds[i].cols;
