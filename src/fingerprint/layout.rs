@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::delimited::KEPT_MARK;
 use super::keyed::{self, KeyStats};
 use super::rows::{self, RowStats};
 use super::{Identity, IdentityKind, VAR};
@@ -83,6 +84,30 @@ const MIN_VARYING_SHARE: f64 = 0.2;
 const CLOSED_VARYING_SHARE: f64 = 0.5;
 /// A bracketed column spans at most this many whitespace tokens.
 const MAX_GROUP_TOKENS: usize = 6;
+/// Rows of one record kind (`KindColumns`) needed before its columns are
+/// judged …
+const MIN_KIND_ROWS: usize = 4;
+/// … and the fewest distinct values a column of it takes to be a value
+/// column when they are also at least half its rows.
+const MIN_KIND_VALUES: usize = 3;
+/// Record kinds whose value columns a layout keeps, at most.
+pub const MAX_KINDS: usize = 64;
+
+/// In a source of rows, the columns of one record kind that hold values
+/// (bit `c` of `cols`: column `c`, counted from the row's start, below
+/// [`MAX_COLUMNS`]): rows whose message column (the record type) has hash
+/// `kind` and that have `len` columns. As an entry of
+/// [`Layout::kept`], the columns of the rows of `len` columns that name
+/// the record's event where they hold a plain word (bit `c` of `kept`;
+/// `kind` and `cols` 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindColumns {
+    len: u8,
+    kind: u32,
+    cols: u8,
+    #[serde(default)]
+    kept: u8,
+}
 
 /// The learned layout of one stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +153,16 @@ pub struct Layout {
     /// before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     separator: Option<char>,
+    /// In a source of rows, per record kind, the columns after its message
+    /// column that hold values ([`value_columns_by_kind`]). Absent in
+    /// states written before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    kinds: Vec<KindColumns>,
+    /// In a source of rows, per column count, the columns that name the
+    /// record's event (a state, an outcome), marked for the learned stage
+    /// ([`KEPT_MARK`]). Absent in states written before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    kept: Vec<KindColumns>,
 }
 
 /// A [`Layout`] as a state stores it, checked before it becomes one: a
@@ -151,6 +186,10 @@ struct LayoutParts {
     #[serde(default)]
     context_run: Option<usize>,
     separator: Option<char>,
+    #[serde(default)]
+    kinds: Vec<KindColumns>,
+    #[serde(default)]
+    kept: Vec<KindColumns>,
 }
 
 impl TryFrom<LayoutParts> for Layout {
@@ -214,6 +253,22 @@ impl TryFrom<LayoutParts> for Layout {
                 rows::SEPARATORS
             ));
         }
+        for (what, list) in [("value", &p.kinds), ("event", &p.kept)] {
+            if list.len() > MAX_KINDS {
+                return Err(format!(
+                    "layout: {what} columns of {} record kinds (a learned one has at most {MAX_KINDS})",
+                    list.len()
+                ));
+            }
+            if list
+                .windows(2)
+                .any(|w| (w[0].len, w[0].kind) >= (w[1].len, w[1].kind))
+            {
+                return Err(format!(
+                    "layout: the record kinds of {what} columns are not sorted and distinct"
+                ));
+            }
+        }
         Ok(Layout {
             header: p.header,
             varying: p.varying,
@@ -224,6 +279,8 @@ impl TryFrom<LayoutParts> for Layout {
             value_keys: p.value_keys,
             context_run: p.context_run,
             separator: p.separator,
+            kinds: p.kinds,
+            kept: p.kept,
         })
     }
 }
@@ -426,7 +483,9 @@ impl Layout {
                 header -= 1;
             }
         }
-        if lines.iter().filter(|l| l.row > 0).count() as f64 >= STABLE_SHARE * lines.len() as f64 {
+        let rows =
+            lines.iter().filter(|l| l.row > 0).count() as f64 >= STABLE_SHARE * lines.len() as f64;
+        if rows {
             header = message_column(lines, header, text.unwrap_or(0));
         }
         let mut varying = Vec::new();
@@ -478,6 +537,11 @@ impl Layout {
                 }
             }
         }
+        let (kinds, kept) = if rows && !lines.is_empty() {
+            value_columns_by_kind(lines, header)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         Layout {
             header,
             varying,
@@ -488,6 +552,8 @@ impl Layout {
             value_keys: Vec::new(),
             context_run: None,
             separator: None,
+            kinds,
+            kept,
         }
     }
 
@@ -531,6 +597,8 @@ impl Layout {
             && self.message_key.is_none()
             && self.value_keys.is_empty()
             && self.context_run.is_none()
+            && self.kinds.is_empty()
+            && self.kept.is_empty()
     }
 
     /// The header columns masked as per-line fields.
@@ -549,6 +617,11 @@ impl Layout {
                 + usize::from(l.message_key.is_some())
                 + l.value_keys.len()
                 + usize::from(l.context_run.is_some())
+                + l.kinds
+                    .iter()
+                    .chain(&l.kept)
+                    .map(|k| (k.cols | k.kept).count_ones() as usize)
+                    .sum::<usize>()
         };
         size(self) > size(earlier)
             && earlier
@@ -573,6 +646,13 @@ impl Layout {
                 .value_keys
                 .iter()
                 .all(|k| self.value_keys.contains(k))
+            && earlier.kinds.iter().chain(&earlier.kept).all(|e| {
+                self.kinds.iter().chain(&self.kept).any(|k| {
+                    (k.len, k.kind) == (e.len, e.kind)
+                        && k.cols & e.cols == e.cols
+                        && k.kept & e.kept == e.kept
+                })
+            })
     }
 
     /// The template with its varying header columns masked, or `None` when
@@ -661,18 +741,62 @@ impl Layout {
                     .filter(|&c| maskable(&template[cols[c].0..cols[c].1])),
             );
         }
+        // A record kind's value columns and the columns that name its
+        // event, where the row is of a kind learned.
+        let mut keep: Vec<usize> = Vec::new();
+        if (!self.kinds.is_empty() || !self.kept.is_empty())
+            && self.header < MAX_COLUMNS
+            && is_row(template)
+        {
+            let (s, e) = cols[self.header];
+            let key = (
+                cols.len().min(255) as u8,
+                xxh3_64(&template.as_bytes()[s..e]) as u32,
+            );
+            if let Ok(i) = self.kinds.binary_search_by_key(&key, |k| (k.len, k.kind)) {
+                let bits = self.kinds[i].cols;
+                mask.extend(
+                    (self.header + 1..cols.len().min(MAX_COLUMNS))
+                        .filter(|&c| bits >> c & 1 == 1)
+                        .filter(|&c| maskable(&template[cols[c].0..cols[c].1])),
+                );
+            }
+            if let Ok(i) = self.kept.binary_search_by_key(&key.0, |k| k.len) {
+                let bits = self.kept[i].kept;
+                // One word: a column of free text is the learned stage's
+                // to read word by word.
+                keep.extend((self.header..cols.len().min(MAX_COLUMNS)).filter(|&c| {
+                    let v = &template[cols[c].0..cols[c].1];
+                    bits >> c & 1 == 1
+                        && is_plain_word(v)
+                        && !template[..cols[c].0].ends_with(KEPT_MARK)
+                }));
+            }
+        }
         mask.sort_unstable();
         mask.dedup();
-        if mask.is_empty() {
+        keep.retain(|c| !mask.contains(c));
+        if mask.is_empty() && keep.is_empty() {
             return None;
         }
-        let mut out = String::with_capacity(template.len());
+        let mut edits: Vec<(usize, bool)> = mask
+            .into_iter()
+            .map(|c| (c, true))
+            .chain(keep.into_iter().map(|c| (c, false)))
+            .collect();
+        edits.sort_unstable();
+        let mut out = String::with_capacity(template.len() + 2 * edits.len());
         let mut at = 0;
-        for c in mask {
+        for (c, masked) in edits {
             let (s, e) = cols[c];
             out.push_str(&template[at..s]);
-            out.push_str(VAR);
-            at = e;
+            if masked {
+                out.push_str(VAR);
+                at = e;
+            } else {
+                out.push(KEPT_MARK);
+                at = s;
+            }
         }
         out.push_str(&template[at..]);
         Some(out)
@@ -1228,6 +1352,109 @@ fn message_column(lines: &[Line], header: usize, text: u8) -> usize {
     best.1
 }
 
+/// In a source of rows whose message column is `header`: the columns
+/// after it that hold values, per record kind, and the columns from it on
+/// that name the event, per column count.
+///
+/// Values: rows grouped by their message column (the record type) and
+/// their column count; within a kind of at least [`MIN_KIND_ROWS`] rows,
+/// a column that takes more than [`CLOSED_WORDS`] distinct values, or at
+/// least [`MIN_KIND_VALUES`] that are also at least half the kind's rows.
+/// Event columns: among the rows of one column count, a column whose
+/// plain words are 2 to [`CLOSED_WORDS`], each on two rows or more on
+/// average (a state, an outcome, a program); the message column is one
+/// of them when the source's record type is not what the header ends
+/// with. Each list sorted by (length, kind); at most [`MAX_KINDS`] kinds
+/// (the most frequent).
+///
+/// Why per kind: a row's columns mean what its record type says they
+/// mean, and a kind with more fields has its value columns elsewhere (a
+/// sensor name third in one record type, fifth in another), so neither a
+/// column counted from the start nor from the end lines them up across
+/// kinds. Why this holds on a stranger's logs: within one record kind, a
+/// column that names the event (a state, an outcome, a program) repeats a
+/// few words over many rows, while a parameter (a sensor, a person, a
+/// customer's note) keeps bringing values; the evidence is the source's
+/// own rows, never a word list.
+fn value_columns_by_kind(lines: &[Line], header: usize) -> (Vec<KindColumns>, Vec<KindColumns>) {
+    if header >= MAX_COLUMNS {
+        return (Vec::new(), Vec::new());
+    }
+    let mut by_kind: HashMap<(u8, u32), Vec<&Line>> = HashMap::new();
+    let mut by_len: HashMap<u8, Vec<&Line>> = HashMap::new();
+    for l in lines.iter().filter(|l| usize::from(l.row) > header) {
+        by_len.entry(l.row).or_default().push(l);
+        if usize::from(l.row) > header + 1 {
+            by_kind.entry((l.row, l.vals[header])).or_default().push(l);
+        }
+    }
+    let mut kinds: Vec<(usize, KindColumns)> = Vec::new();
+    for (&(len, kind), rows) in &by_kind {
+        if rows.len() < MIN_KIND_ROWS {
+            continue;
+        }
+        let mut cols = 0u8;
+        for c in header + 1..usize::from(len).min(MAX_COLUMNS) {
+            let mut d = HashSet::new();
+            for l in rows {
+                d.insert(l.vals[c]);
+            }
+            let n = d.len();
+            if n > CLOSED_WORDS || (n >= MIN_KIND_VALUES && 2 * n >= rows.len()) {
+                cols |= 1 << c;
+            }
+        }
+        if cols != 0 {
+            let k = KindColumns {
+                len,
+                kind,
+                cols,
+                kept: 0,
+            };
+            kinds.push((rows.len(), k));
+        }
+    }
+    // The columns that name the event, by column count: the message column
+    // and those after it whose plain words are at most [`CLOSED_WORDS`],
+    // each on two rows or more on average (a state, an outcome, a program).
+    let mut kept: Vec<(usize, KindColumns)> = Vec::new();
+    for (&len, rows) in &by_len {
+        let mut bits = 0u8;
+        for c in header..usize::from(len).min(MAX_COLUMNS) {
+            let mut d = HashSet::new();
+            let mut plain = 0;
+            for l in rows.iter().filter(|l| l.is_plain(c)) {
+                plain += 1;
+                d.insert(l.vals[c]);
+            }
+            let n = d.len();
+            if plain >= MIN_KIND_ROWS && (2..=CLOSED_WORDS).contains(&n) && plain >= 2 * n {
+                bits |= 1 << c;
+            }
+        }
+        if bits != 0 {
+            let k = KindColumns {
+                len,
+                kind: 0,
+                cols: 0,
+                kept: bits,
+            };
+            kept.push((rows.len(), k));
+        }
+    }
+    (most_frequent(kinds), most_frequent(kept))
+}
+
+/// At most [`MAX_KINDS`] of `kinds` (the most rows first, ties by key:
+/// deterministic), sorted by (length, kind).
+fn most_frequent(mut kinds: Vec<(usize, KindColumns)>) -> Vec<KindColumns> {
+    kinds.sort_unstable_by_key(|&(n, k)| (std::cmp::Reverse(n), k.len, k.kind));
+    kinds.truncate(MAX_KINDS);
+    let mut out: Vec<KindColumns> = kinds.into_iter().map(|(_, k)| k).collect();
+    out.sort_unstable_by_key(|k| (k.len, k.kind));
+    out
+}
+
 /// A template the masker wrote as a row of tab-separated fields.
 fn is_row(t: &str) -> bool {
     memchr::memchr(b'\t', t.as_bytes()).is_some()
@@ -1571,6 +1798,8 @@ mod tests {
             value_keys: vec![],
             context_run: None,
             separator: None,
+            kinds: vec![],
+            kept: vec![],
         };
         let fewer = Layout {
             header: 3,
@@ -1582,6 +1811,8 @@ mod tests {
             value_keys: vec![],
             context_run: None,
             separator: None,
+            kinds: vec![],
+            kept: vec![],
         };
         let other = Layout {
             header: 3,
@@ -1593,6 +1824,8 @@ mod tests {
             value_keys: vec![],
             context_run: None,
             separator: None,
+            kinds: vec![],
+            kept: vec![],
         };
         let more = Layout {
             header: 3,
@@ -1604,6 +1837,8 @@ mod tests {
             value_keys: vec![],
             context_run: None,
             separator: None,
+            kinds: vec![],
+            kept: vec![],
         };
         assert!(!fewer.refines(&earlier));
         assert!(!other.refines(&earlier));
@@ -1760,6 +1995,8 @@ mod tests {
             value_keys: vec![],
             context_run: None,
             separator: None,
+            kinds: vec![],
+            kept: vec![],
         };
         assert_eq!(short.apply("a b c"), None);
     }
@@ -1843,6 +2080,70 @@ mod tests {
         let bad = r#"{"header":0,"varying":[],"separator":"x"}"#;
         let err = serde_json::from_str::<Layout>(bad).unwrap_err().to_string();
         assert!(err.contains("separator"), "{err}");
+    }
+
+    /// Rows of a pipe export whose columns depend on the record type: a
+    /// check's probe (a value: many names) third, its outcome (a state)
+    /// fourth; a calibration's probe second, its person last; a link's
+    /// state second.
+    fn kind_rows(n: usize) -> Vec<String> {
+        const PROBES: [&str; 12] = [
+            "humid", "gust", "vane", "sleet", "frost", "glare", "pitch", "swell", "brine", "smog",
+            "dew", "hail",
+        ];
+        const PEOPLE: [&str; 9] = [
+            "ona", "bex", "tiru", "mals", "quen", "dova", "eli", "skor", "vian",
+        ];
+        (0..n)
+            .map(|i| match i % 3 {
+                0 => format!(
+                    "<*>|SITE{}|CHECK|FAIL|{}|{}|<*>",
+                    i % 2,
+                    PROBES[(i / 3) % PROBES.len()],
+                    ["drift", "stuck"][(i / 7) % 2]
+                ),
+                1 => format!(
+                    "<*>|SITE{}|CAL|{}|offset|<*>|{}",
+                    i % 2,
+                    PROBES[(i / 5) % PROBES.len()],
+                    PEOPLE[(i / 2) % PEOPLE.len()]
+                ),
+                _ => format!("<*>|SITE{}|LINK|{}|<*>", i % 2, ["up", "down"][(i / 4) % 2]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_row_masks_the_value_columns_of_its_record_kind_and_marks_its_state_column() {
+        let mut l = LayoutLearner::new();
+        for t in kind_rows(240) {
+            l.observe(1, &t);
+        }
+        l.finish();
+        let layout = l.layout(1).unwrap().clone();
+        assert_eq!(layout.separator(), Some('|'));
+        let probe = |t: &str| {
+            let mut t = t.to_string();
+            l.apply(1, &mut t);
+            t
+        };
+        // A probe never seen is a value in the check's third column; the
+        // check's outcome names the event; a calibration's person is a
+        // value in its last column.
+        let check = probe("<*>|SITE1|CHECK|FAIL|mist|drift|<*>");
+        assert!(!check.contains("mist"), "{check}");
+        assert!(check.contains(&format!("{KEPT_MARK}drift")), "{check}");
+        let cal = probe("<*>|SITE0|CAL|vane|offset|<*>|zuri");
+        assert!(!cal.contains("zuri") && cal.contains("offset"), "{cal}");
+        // Laid out again (a stored type's template re-keyed), nothing changes.
+        let mut again = check.clone();
+        assert!(!l.apply(1, &mut again) || again == check, "{again}");
+        // The state carries it; an older state without it reads as before.
+        let json = serde_json::to_string(&layout).unwrap();
+        assert_eq!(serde_json::from_str::<Layout>(&json).unwrap(), layout);
+        let bad = r#"{"header":0,"varying":[],"separator":"|","kinds":[{"len":3,"kind":2,"cols":1},{"len":3,"kind":1,"cols":1}]}"#;
+        let err = serde_json::from_str::<Layout>(bad).unwrap_err().to_string();
+        assert!(err.contains("sorted"), "{err}");
     }
 
     #[test]

@@ -45,6 +45,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::delimited::KEPT_MARK;
 use super::mask::VAR;
 use super::{Fingerprint, PrehashedMap};
 
@@ -565,6 +566,12 @@ fn add_member(clusters: &[Cluster], members: &mut Vec<ClusterId>, id: ClusterId,
 fn is_operation_word(w: &str) -> bool {
     let core = w.trim_matches(|c: char| c.is_ascii_punctuation());
     (2..=8).contains(&core.len()) && core.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// A row's column that its source's layout found to name the record's
+/// event ([`KEPT_MARK`]): never a value here, whatever comes.
+fn is_kept(word: &str) -> bool {
+    word.starts_with(KEPT_MARK)
 }
 
 /// Whether a template word carries a letter outside its placeholders.
@@ -1529,6 +1536,9 @@ impl Learner {
         // (`… to redis`) is ever folded by it.
         let mut evident: Vec<(usize, String)> = Vec::new();
         for (p, w) in words.iter().enumerate() {
+            if is_kept(w) {
+                continue;
+            }
             let mut val = h_word(w);
             if val & 1 == 0
                 && (has_param_pair(w, |k| self.is_param(scope, k)) || self.is_value(scope, w))
@@ -1563,6 +1573,7 @@ impl Learner {
                 }
                 if n == 1
                     && let Some(q) = diff
+                    && !is_kept(words[q])
                 {
                     cands.push((h_skeleton(ctx, &gw, q), h_word(words[q]), q));
                 }
@@ -2346,6 +2357,9 @@ impl Learner {
                 continue;
             }
             let (p, q) = (diff[0], diff[1]);
+            if is_kept(words[p]) || is_kept(words[q]) {
+                continue;
+            }
             let constants = words
                 .iter()
                 .enumerate()
@@ -4612,6 +4626,20 @@ mod tests {
         let b = l.observe_in(1, "jobs", "job <*> stuck state=running");
         assert!(a.created && b.created);
         assert_ne!(a.cluster, b.cluster);
+    }
+
+    #[test]
+    fn a_row_column_the_layout_kept_is_never_taken_for_a_value() {
+        let mut l = learner();
+        let mut kept = std::collections::HashSet::new();
+        for st in ["drift", "stuck", "spike", "range", "gap"] {
+            for _ in 0..2 {
+                let t = format!("<*>\t CHECK\t unit\t {KEPT_MARK}{st}\t <*>");
+                let c = l.observe_in(1, "svc", &t).cluster;
+                kept.insert(l.root(c));
+            }
+        }
+        assert_eq!(kept.len(), 5, "each state of the record is its own type");
     }
 
     /// `count` occurrences of `template`, in service "svc", context 1.

@@ -406,7 +406,9 @@ impl Fingerprinter {
         // Most lines have neither a quote nor a tab: one memchr2 and the
         // usual masking.
         let Some(first) = memchr::memchr2(b'"', b'\t', line.as_bytes()) else {
-            self.masker.mask_into(line, out, fired);
+            if !self.mask_pipe_row(line, out, fired.as_deref_mut()) {
+                self.masker.mask_into(line, out, fired);
+            }
             return;
         };
         if line.as_bytes()[first] == b'\t' && memchr::memchr(b'"', line.as_bytes()).is_none() {
@@ -454,6 +456,66 @@ impl Fingerprinter {
         if !done && !self.mask_tab_row(line, out, fired.as_deref_mut()) {
             self.masker.mask_into(line, out, fired);
         }
+    }
+
+    /// Masks a row of fields glued by `|` (`2026-12-06|06:00:35|SITE-2|
+    /// W04|CYCLE_START|COTTON|60|45 min|11,50 zł`) field by field into
+    /// `out`, the fields joined by `|` again. False (and `out` untouched)
+    /// when `line` is not such a row: a row of `|` ([`rows::is_row`]) with
+    /// no space beside its first separator, whose first field is a value
+    /// alone (it masks to `<*>`: a date, a time, a number).
+    ///
+    /// Masked as one text, the rules read the glued fields after the
+    /// opening value as one composite value (`pipe_fields`) up to the
+    /// first character outside its class (a letter with a diacritic, a
+    /// decimal comma): the record type, the outcome and half a word of
+    /// the row became one `<*>`, the learned separator (`rows`) then
+    /// found a row of the wrong columns, and no column of the source was
+    /// learned. Field by field, every column keeps its place, and the
+    /// source's own rows decide (per source, [`rows::RowStats`]) which
+    /// are values. A composite key inside a message (`seen 0|app|121`,
+    /// `remove:0|app|121`) opens with words, not a value, and is left to
+    /// the rules as before.
+    fn mask_pipe_row(
+        &self,
+        line: &str,
+        out: &mut String,
+        mut fired: Option<&mut Vec<Fired>>,
+    ) -> bool {
+        let Some(bar) = memchr::memchr(b'|', line.as_bytes()) else {
+            return false;
+        };
+        let first = &line[..bar];
+        // Cheap tests first: a value opens the row, glued to its separator.
+        if first.is_empty()
+            || first.len() > MAX_PIPE_LEAD
+            || first.bytes().any(|b| b.is_ascii_whitespace())
+            || line[bar + 1..].starts_with([' ', '\t'])
+            || !rows::is_row(line, '|')
+        {
+            return false;
+        }
+        thread_local! {
+            static ONE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        ONE.with_borrow_mut(|one| {
+            self.masker.mask_into(first, one, None);
+            if one != VAR {
+                return false;
+            }
+            out.clear();
+            for (i, field) in line.split('|').enumerate() {
+                if i > 0 {
+                    out.push('|');
+                }
+                self.masker.mask_into(field, one, fired.as_deref_mut());
+                out.push_str(one);
+            }
+            if one.capacity() > 1 << 16 {
+                *one = String::new();
+            }
+            true
+        })
     }
 
     /// Masks a message that is one JSON object ([`object::mask_object`])
@@ -522,6 +584,10 @@ impl Fingerprinter {
         true
     }
 }
+
+/// Longest first field of a `|` row ([`Fingerprinter::mask_pipe_row`]):
+/// a value that opens a row (a date, a time, an epoch, an id) is short.
+const MAX_PIPE_LEAD: usize = 40;
 
 /// An error record's type after learning.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -601,6 +667,45 @@ mod tests {
             None,
         );
         assert_eq!(b.template, "<*>, <*>, Restored, <*>, <*>, ok");
+    }
+
+    #[test]
+    fn a_row_glued_by_pipes_is_masked_field_by_field() {
+        let f = fp();
+        let t = f
+            .identify_message(
+                "2031-05-06|07:08:09|DEPOT-NW-3|M07|RINSE_START|ŻYTO|40|12,50 zł",
+                None,
+            )
+            .template;
+        assert_eq!(t, "<*>|<*>|DEPOT-NW-<*>|<*>|RINSE_START|ŻYTO|<*>|<*> zł");
+        // Its record type and state stay words however the row ends.
+        let t = f
+            .identify_message("2031-05-06|07:08:09|DEPOT-NW-3|M07|HATCH|SEALED", None)
+            .template;
+        assert_eq!(t, "<*>|<*>|DEPOT-NW-<*>|<*>|HATCH|SEALED");
+        // Empty fields keep their places.
+        let t = f
+            .identify_message("1800000000|M07||HATCH|SEALED", None)
+            .template;
+        assert_eq!(t, "<*>|<*>||HATCH|SEALED");
+    }
+
+    #[test]
+    fn pipe_joined_values_inside_a_message_stay_one_value() {
+        let f = fp();
+        for m in [
+            "marking entry as seen 0|org.quill.app|121|null|10111",
+            "remove:0|org.quill.app|121|null|10111",
+            "RUN|SWEEP|ZONE4|ok",
+            "07:08:09 | INFO | vault.Sweeper | sweep done",
+        ] {
+            assert_eq!(
+                f.identify_message(m, None).template,
+                f.masker().mask(m),
+                "{m}"
+            );
+        }
     }
 
     #[test]
