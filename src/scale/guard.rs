@@ -97,16 +97,10 @@ impl Guard {
             }
             Expect::Sought { to, refused } if off >= to => {
                 if off < refused {
-                    self.misplaced += 1;
-                    tracing::warn!(
-                        partition = %name,
-                        offset = refused,
-                        expected = to,
-                        "{stage}: the consumer handed out a message that is not where the {kind} \
-                         partition stands (the records between would be skipped: the first \
-                         readable one is at {off}); not taken, the partition was sought back to \
-                         {to}"
+                    let why = format!(
+                        "the records between would be skipped: the first readable one is at {off}"
                     );
+                    self.misplaced(name, refused, to, &why);
                 } else if off > to
                     && let Some(low) = first()
                     && low > to
@@ -124,15 +118,7 @@ impl Guard {
                 off
             }
             Expect::Exactly(e) | Expect::AtLeast(e) | Expect::Sought { to: e, .. } => {
-                self.misplaced += 1;
-                tracing::warn!(
-                    partition = %name,
-                    offset = off,
-                    expected = e,
-                    "{stage}: the consumer handed out a message that is not where the {kind} \
-                     partition stands (it was taken already); not taken, the partition is sought \
-                     back to {e}"
-                );
+                self.misplaced(name, off, e, "it was taken already");
                 if !matches!(self.expect, Expect::Sought { .. }) {
                     self.expect = Expect::AtLeast(e);
                 }
@@ -141,6 +127,20 @@ impl Guard {
         };
         self.expect = Expect::AtLeast(to + 1);
         Verdict::Take
+    }
+
+    /// Counts and warns of a message at `off` not taken because the
+    /// partition stands at `to`.
+    fn misplaced(&mut self, name: &str, off: i64, to: i64, why: &str) {
+        self.misplaced += 1;
+        let (stage, kind) = (self.stage, self.kind);
+        tracing::warn!(
+            partition = %name,
+            offset = off,
+            expected = to,
+            "{stage}: the consumer handed out a message that is not where the {kind} partition \
+             stands ({why}); not taken, the partition is sought back to {to}"
+        );
     }
 }
 

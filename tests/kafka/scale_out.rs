@@ -962,7 +962,7 @@ fn rebalances_inside_open_batches_and_misplaced_starts_forward_every_record_once
     };
     let aborted = count(&["aborting the open batch", "stage 1"]);
     let skipped = count(&["not where the input partition stands", "would be skipped"]);
-    let again = count(&["not where the input partition stands", "forwarded already"]);
+    let again = count(&["not where the input partition stands", "taken already"]);
     eprintln!(
         "stage-1 batches aborted on a rebalance: {aborted}; misplaced starts sought back: \
          {skipped} ahead, {again} behind"
@@ -1038,10 +1038,13 @@ fn misplaced_stage_2_starts_are_sought_back_and_give_replays_alerts_exactly_once
     let s = &sc.s;
     let started = Instant::now();
     let limit = Duration::from_secs(300);
+    // Stage 1 holds each message 1 ms (a failpoint), so the stream still
+    // flows when `b` joins and the restores land mid-stream.
     let a = sc.instance(
         "a",
         &[
             ("FAULTLINE__KAFKA__BATCH_SIZE", "500"),
+            ("FAULTLINE_FAILPOINT_STAGE1_DELAY_MS", "1"),
             ("FAULTLINE_FAILPOINT_STAGE2_START_SHIFT", "13"),
         ],
     );
@@ -1052,6 +1055,7 @@ fn misplaced_stage_2_starts_are_sought_back_and_give_replays_alerts_exactly_once
         "b",
         &[
             ("FAULTLINE__KAFKA__BATCH_SIZE", "500"),
+            ("FAULTLINE_FAILPOINT_STAGE1_DELAY_MS", "1"),
             ("FAULTLINE_FAILPOINT_STAGE2_START_SHIFT", "-13"),
         ],
     );
@@ -1080,7 +1084,9 @@ fn misplaced_stage_2_starts_are_sought_back_and_give_replays_alerts_exactly_once
         &expected,
     );
     // `a` starts first, on a fresh group: its shifted starts happen in
-    // every run.
+    // every run; `b`'s (behind) when the group gives it partitions with
+    // events left (reported, not asserted: on a loaded machine the stream
+    // may have drained by the time the group rebalances).
     assert!(
         skipped > 0,
         "stage 2 noticed the misplaced starts ({skipped} ahead, {again} behind); log: {}",
