@@ -23,6 +23,7 @@
 mod catalogue;
 pub mod changelog;
 pub mod control;
+mod guard;
 mod stage1;
 mod stage2;
 pub mod topics;
@@ -434,7 +435,9 @@ pub fn run(
         snapshot_bytes = s2.snapshot_bytes,
         snapshot_types = s2.snapshot_types,
         restore_ms = s2.restore_time.as_millis() as u64,
-        "scale-out stopped"
+        stage2_refused = s2.refused,
+        "scale-out stopped (stage2_refused: events messages not where their partition stood, \
+         sought back)"
     );
     Ok(RunSummary {
         records: s2.records(),

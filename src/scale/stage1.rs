@@ -22,6 +22,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::guard::{Expect, Guard, StartShift, Verdict};
 use super::wire::{Envelope, Event, Mark, partition_of};
 use super::{Owner, ScaleError, abortable, kafka, timeout_retry};
 use crate::config::Config;
@@ -46,27 +47,6 @@ impl RecordSink for Collect {
     }
 }
 
-/// Where the next message of an input partition may start, checked before
-/// stage 1 forwards it (issue 15: stage 1 once committed an input offset
-/// past records it never forwarded). A commit is only as good as this:
-/// every record between the offset a batch starts from and the offset it
-/// commits must have been forwarded in that batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    /// Not yet compared with the input group's committed offset: the lane
-    /// is new since the last assignment (or rewind).
-    Unchecked,
-    /// The first message must be at this offset, the group's committed
-    /// one. A message past it would skip records (lost: the commit would
-    /// move past them); one before it would forward records again.
-    Exactly(i64),
-    /// The next message must be at or past this offset: after a message
-    /// (offsets only grow; a transactional input leaves gaps for its
-    /// markers), or after a seek to it (the broker's first readable record
-    /// at or past it is the answer).
-    AtLeast(i64),
-}
-
 /// How long a committed offset held by an open transaction (another
 /// member's, or a killed one's until the broker aborts it) is waited for.
 const STABLE_WAIT: Duration = Duration::from_secs(120);
@@ -83,8 +63,8 @@ struct Upstream {
     /// Event time of the last record forwarded.
     last_time: Option<i64>,
     at_end: bool,
-    /// Where its next message may start ([`Expect`]).
-    expect: Expect,
+    /// Where its next message may start.
+    guard: Guard,
 }
 
 pub(super) struct Stage1 {
@@ -112,15 +92,8 @@ pub(super) struct Stage1 {
     /// stood (each sought back to it, with a warning), or of a partition
     /// not assigned (for the log and the tests).
     pub(super) refused: u64,
-    /// `FAULTLINE_FAILPOINT_STAGE1_START_SHIFT=K` (tests only): the first
-    /// message of every partition after each assignment is taken for the
-    /// consumer starting `K` records away from the committed offset (ahead
-    /// if positive): the partition is sought there, as a fetcher that
-    /// started at the wrong offset would stand. The guard must bring it
-    /// back.
-    start_shift: Option<i64>,
-    /// Partitions the failpoint shifted since the last assignment.
-    shifted: Vec<String>,
+    /// `FAULTLINE_FAILPOINT_STAGE1_START_SHIFT=K` (tests only).
+    start_shift: StartShift,
     /// `FAULTLINE_FAILPOINT_STAGE1_DELAY_MS=N` (tests only): each message
     /// forwarded takes N ms more, so batches stay open long enough for a
     /// rebalance to land inside one.
@@ -170,11 +143,7 @@ impl Stage1 {
             end_news: false,
             forwarded: 0,
             refused: 0,
-            start_shift: std::env::var("FAULTLINE_FAILPOINT_STAGE1_START_SHIFT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .filter(|&k: &i64| k != 0),
-            shifted: Vec::new(),
+            start_shift: StartShift::from_env("FAULTLINE_FAILPOINT_STAGE1_START_SHIFT"),
             delay: std::env::var("FAULTLINE_FAILPOINT_STAGE1_DELAY_MS")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -223,7 +192,7 @@ impl Stage1 {
     /// of an earlier batch is lost).
     fn reset(&mut self) {
         self.ups.clear();
-        self.shifted.clear();
+        self.start_shift.reset();
         self.since = 0;
         self.started = None;
         self.end_news = false;
@@ -262,7 +231,7 @@ impl Stage1 {
         // offset is where each partition stands.
         for (topic, partition, o) in starts {
             let i = self.up_index(&topic, partition);
-            self.ups[i].expect = match o {
+            self.ups[i].guard.expect = match o {
                 Offset::Offset(o) => Expect::AtLeast(o),
                 _ => Expect::AtLeast(0),
             };
@@ -325,7 +294,11 @@ impl Stage1 {
             .assignment()
             .map_err(kafka("reading the stage-1 assignment"))?;
         let mut tpl = TopicPartitionList::new();
-        for u in self.ups.iter().filter(|u| u.expect == Expect::Unchecked) {
+        for u in self
+            .ups
+            .iter()
+            .filter(|u| u.guard.expect == Expect::Unchecked)
+        {
             if assigned.find_partition(&u.topic, u.partition).is_some() {
                 tpl.add_partition(&u.topic, u.partition);
             }
@@ -356,7 +329,7 @@ impl Stage1 {
                 .iter_mut()
                 .find(|u| u.partition == partition && u.topic == topic)
             {
-                u.expect = expect;
+                u.guard.expect = expect;
             }
         }
         Ok(())
@@ -370,51 +343,41 @@ impl Stage1 {
     /// consumer's fetch position did around a rebalance, and no record
     /// before that offset is forwarded twice.
     fn admit(&mut self, i: usize, off: i64) -> Result<bool, ScaleError> {
-        if self.ups[i].expect == Expect::Unchecked {
-            if let Some(k) = self.start_shift
-                && !self.shifted.contains(&self.ups[i].name)
-            {
-                // The failpoint: the consumer hands this partition out `k`
-                // records away from where it stands, once per assignment.
-                let u = &self.ups[i];
-                let to = (off + k).max(0);
-                tracing::info!(partition = %u.name, offset = off, to, "failpoint: shifting the partition's start");
-                let (topic, partition) = (u.topic.clone(), u.partition);
-                self.shifted.push(u.name.clone());
+        if self.ups[i].guard.expect == Expect::Unchecked {
+            if let Some(to) = self.start_shift.shift(&self.ups[i].name, off) {
+                // The failpoint: the consumer hands this partition out
+                // away from where it stands, once per assignment.
+                let (topic, partition) = (self.ups[i].topic.clone(), self.ups[i].partition);
                 self.seek(&topic, partition, to)?;
                 return Ok(false);
             }
             self.check_starts()?;
-        }
-        let u = &self.ups[i];
-        let to = match u.expect {
-            Expect::Unchecked => {
+            if self.ups[i].guard.expect == Expect::Unchecked {
+                let u = &self.ups[i];
                 tracing::warn!(partition = %u.name, offset = off, "stage 1: a message of an input partition this instance is not assigned; skipped");
                 self.ups.swap_remove(i);
                 self.refused += 1;
                 return Ok(false);
             }
-            Expect::Exactly(e) if off == e => return Ok(true),
-            Expect::AtLeast(e) if off >= e => return Ok(true),
-            Expect::Exactly(e) | Expect::AtLeast(e) => e,
+        }
+        let consumer = &self.consumer;
+        let u = &mut self.ups[i];
+        let (topic, partition) = (u.topic.as_str(), u.partition);
+        let first = || {
+            consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .ok()
+                .map(|(low, _)| low)
         };
-        tracing::warn!(
-            partition = %u.name,
-            offset = off,
-            expected = to,
-            "stage 1: the consumer handed out a message that is not where the input partition \
-             stands ({}); not forwarded, the partition is sought back to {to}",
-            if off > to {
-                "the records between would be skipped"
-            } else {
-                "it was forwarded already"
+        match u.guard.judge(&u.name, off, first) {
+            Verdict::Take => Ok(true),
+            Verdict::SeekBack(to) => {
+                let (topic, partition) = (u.topic.clone(), u.partition);
+                self.seek(&topic, partition, to)?;
+                self.refused += 1;
+                Ok(false)
             }
-        );
-        let (topic, partition) = (u.topic.clone(), u.partition);
-        self.seek(&topic, partition, to)?;
-        self.ups[i].expect = Expect::AtLeast(to);
-        self.refused += 1;
-        Ok(false)
+        }
     }
 
     fn seek(&self, topic: &str, partition: i32, to: i64) -> Result<(), ScaleError> {
@@ -468,7 +431,7 @@ impl Stage1 {
             next: None,
             last_time: None,
             at_end: false,
-            expect: Expect::Unchecked,
+            guard: Guard::new("stage 1", "input"),
         });
         self.ups.len() - 1
     }
@@ -512,7 +475,6 @@ impl Stage1 {
                 .push_message(&self.parser, payload, line_no, ts, &mut out);
         }
         u.next = Some(off + 1);
-        u.expect = Expect::AtLeast(off + 1);
         u.at_end = false;
         self.since += 1;
         self.send(i, out.events)

@@ -35,6 +35,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::changelog::{self, Written};
 use super::control;
+use super::guard::{Expect, Guard, StartShift, Verdict};
 use super::wire::{Envelope, Event, Mark};
 use super::{Owner, Quiet, ScaleError, abortable, kafka, timeout_retry};
 use crate::alert::kafka::{KafkaAlertSink, SharedProducer};
@@ -62,6 +63,8 @@ struct Part {
     written: Written,
     /// Something was read or released since the last commit.
     touched: bool,
+    /// Where its next message may start (`guard.rs`).
+    guard: Guard,
 }
 
 /// The prefix of the `kafka_offsets` keys that say a lane had ended at a
@@ -334,6 +337,11 @@ pub(super) struct Stage2 {
     /// Type records written (tombstones included).
     pub(super) snapshot_types: u64,
     pub(super) restore_time: Duration,
+    /// Messages not taken because they were not where their partition
+    /// stood (each sought back to it), for the log and the tests.
+    pub(super) refused: u64,
+    /// `FAULTLINE_FAILPOINT_STAGE2_START_SHIFT=K` (tests only).
+    start_shift: StartShift,
 }
 
 impl Stage2 {
@@ -420,6 +428,8 @@ impl Stage2 {
             snapshot_bytes: 0,
             snapshot_types: 0,
             restore_time: Duration::ZERO,
+            refused: 0,
+            start_shift: StartShift::from_env("FAULTLINE_FAILPOINT_STAGE2_START_SHIFT"),
             cfg,
         })
     }
@@ -490,6 +500,7 @@ impl Stage2 {
             next: None,
             written,
             touched: commands > 0,
+            guard: Guard::new("stage 2", "events"),
         })
     }
 
@@ -515,6 +526,7 @@ impl Stage2 {
     fn sync(&mut self, rewind: bool) -> Result<(), ScaleError> {
         if self.revoked.swap(false, Ordering::Relaxed) || rewind {
             self.parts.clear();
+            self.start_shift.reset();
             self.since = 0;
             self.started = None;
         }
@@ -572,7 +584,23 @@ impl Stage2 {
             changelog::restore(&self.reader, &self.changelog, &wanted, self.restore_wait)?;
         let mut seek = TopicPartitionList::new();
         for w in &wanted {
-            let part = self.open(w.partition, restored.remove(&w.partition).flatten())?;
+            let mut part = self.open(w.partition, restored.remove(&w.partition).flatten())?;
+            part.guard.expect = match w.committed {
+                // Sought there below: the first readable message at or
+                // past it is where the partition stands.
+                Some(o) if rewind => Expect::AtLeast(o),
+                Some(o) => Expect::Exactly(o),
+                // Nothing committed: the group starts from the earliest,
+                // the partition's first offset now (a later one, if
+                // retention removed records meanwhile, is sought to and
+                // then taken as it comes).
+                None => Expect::Exactly(
+                    self.consumer
+                        .fetch_watermarks(&self.topic, w.partition, Duration::from_secs(10))
+                        .map_err(kafka("reading an events partition's first offset"))?
+                        .0,
+                ),
+            };
             self.parts.insert(w.partition, part);
             seek.add_partition_offset(
                 &self.topic,
@@ -605,9 +633,15 @@ impl Stage2 {
         Ok(())
     }
 
-    fn receive(&mut self, p: i32, offset: i64, payload: &[u8], now: Instant) {
-        if !self.parts.contains_key(&p) {
-            return; // not (or no longer) ours
+    fn receive(
+        &mut self,
+        p: i32,
+        offset: i64,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<(), ScaleError> {
+        if !self.admit(p, offset)? {
+            return Ok(()); // not ours, or not where the partition stands
         }
         let env: Envelope = match serde_json::from_slice(payload) {
             Ok(e) => e,
@@ -620,16 +654,61 @@ impl Stage2 {
                     part.next = Some(offset + 1);
                     part.touched = true;
                 }
-                return;
+                return Ok(());
             }
         };
         let key = self.up(&env.up, now);
         let Some(part) = self.parts.get_mut(&p) else {
-            return;
+            return Ok(());
         };
         part.next = Some(offset + 1);
         part.touched = true;
         part.lanes.receive(&key, offset, env.events, env.mark, now);
+        Ok(())
+    }
+
+    /// Whether the message at `offset` of owned partition `p` is where the
+    /// partition stands (`guard.rs`): the committed offset its state was
+    /// restored at, onwards after that. If not, the partition is sought
+    /// back and the message is not taken, so no commit moves the
+    /// partition's offset past events its engine did not see, and none is
+    /// applied twice, whatever the consumer's fetch position did around a
+    /// rebalance (stage 1 has the same guard).
+    fn admit(&mut self, p: i32, offset: i64) -> Result<bool, ScaleError> {
+        let Some(part) = self.parts.get_mut(&p) else {
+            return Ok(false); // not (or no longer) ours
+        };
+        let name = format!("{}/{p}", self.topic);
+        let to = if part.next.is_none()
+            && let Some(to) = self.start_shift.shift(&name, offset)
+        {
+            // The failpoint: the consumer hands this partition out away
+            // from where it stands, once per assignment.
+            Some(to)
+        } else {
+            let consumer = &self.consumer;
+            let topic = self.topic.as_str();
+            let first = || {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .ok()
+                    .map(|(low, _)| low)
+            };
+            match part.guard.judge(&name, offset, first) {
+                Verdict::Take => None,
+                Verdict::SeekBack(to) => {
+                    self.refused += 1;
+                    Some(to)
+                }
+            }
+        };
+        let Some(to) = to else {
+            return Ok(true);
+        };
+        self.consumer
+            .seek(&self.topic, p, Offset::Offset(to), Duration::from_secs(10))
+            .map_err(kafka("seeking an events partition back to where it stands"))?;
+        Ok(false)
     }
 
     /// Releases what each partition's alignment allows into its engine;
@@ -699,7 +778,7 @@ impl Stage2 {
         let commanded = self.take_commands(now)?;
         if let Some((p, off, payload)) = &got {
             self.begin()?;
-            self.receive(*p, *off, payload, now);
+            self.receive(*p, *off, payload, now)?;
         }
         if self.parts.values().any(|p| p.lanes.align.ready(now)) {
             self.begin()?;
