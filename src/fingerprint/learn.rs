@@ -829,7 +829,7 @@ pub const YOUNG_TEMPLATES: u64 = 32;
 /// Whether `word` (without the punctuation around it) is an identifier:
 /// letters beside a digit (`test9`, `BBT1`), or alphanumeric parts joined
 /// by `.` `_` `-` `=` `/` `:` (`sc-north`, `db.primary`, `reason=x`,
-/// `mmol/L`). Such tokens name a thing (a host, a user, a code, a key);
+/// `mmol/L`; `_` only in a word with a small letter). Such tokens name a thing (a host, a user, a code, a key);
 /// plain words, in any script or case, are as often an event's own words
 /// (`opened` / `closed`, `LOOKING` / `FOLLOWING`).
 fn is_identifier(word: &str) -> bool {
@@ -841,10 +841,15 @@ fn is_identifier(word: &str) -> bool {
     if letters && v.bytes().any(|b| b.is_ascii_digit()) {
         return true;
     }
+    // SCREAMING_SNAKE_CASE is the enum constant's spelling in every
+    // language's convention (`CONNECTION_LOST`, `ERR_TIMEOUT`, a device's
+    // event tag): an event's own code, not a name, so `_` joins such a word
+    // into an identifier only when it has a small letter (`back_gate`).
+    let constant_case = !v.chars().any(char::is_lowercase);
     let cs: Vec<char> = v.chars().collect();
     letters
         && cs.windows(3).any(|w| {
-            matches!(w[1], '.' | '_' | '-' | '=' | '/' | ':')
+            (matches!(w[1], '.' | '-' | '=' | '/' | ':') || (w[1] == '_' && !constant_case))
                 && w[0].is_alphanumeric()
                 && w[2].is_alphanumeric()
         })
@@ -3625,6 +3630,9 @@ mod tests {
             "sensor.back_gate:"
         ));
         assert!(!differ_in_identifier("SCREEN_ON", "SCREEN_OFF"));
+        // Two event codes of a device, not two names.
+        assert!(!differ_in_identifier("MILKING_DONE,", "FEED_DISPENSED,"));
+        assert!(differ_in_identifier("PUMP_A7", "VALVE_B2"));
         assert!(!differ_in_identifier("m.example.test", "www.example.test"));
         assert!(!differ_in_identifier("state=open", "state=shut"));
         assert!(!differ_in_identifier("opened", "closed"));
