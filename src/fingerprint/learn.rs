@@ -1117,6 +1117,31 @@ fn span_candidates(ctx: u64, words: &[&str], out: &mut Vec<(usize, usize, u64)>)
             if depth != 0 {
                 continue;
             }
+            // A span that is one whole parenthesis of small-letter words
+            // (`(expired)`, `(used from another address)`) annotates the
+            // event with a reason or a mode, which comes from a fixed list
+            // more often than from a person's typing. A name in a
+            // parenthesis is capitalised where the script has capitals
+            // (`(Zoë Brontë)`), and a name carrying a bracketed qualifier
+            // (`SQL Prod (primary)`) has words outside it: both stay spans.
+            if words[start].starts_with('(')
+                && !words[start..end].iter().any(|w| {
+                    w.trim_start_matches('(')
+                        .chars()
+                        .next()
+                        .is_some_and(char::is_uppercase)
+                })
+                && words[end - 1]
+                    .trim_end_matches(['.', ',', ';', ':', '!', '?'])
+                    .ends_with(')')
+                && words[start..end]
+                    .iter()
+                    .map(|w| w.matches('(').count())
+                    .sum::<usize>()
+                    == 1
+            {
+                continue;
+            }
             let closed = if end == n {
                 constants >= SPAN_END_MIN_PREFIX_CONSTANTS
                     && words[start..end].iter().all(|w| is_constant(w))
@@ -4545,6 +4570,31 @@ mod tests {
             "pump <*> switched to full power mode by controller",
             "pump <*> switched to off mode by controller",
         );
+    }
+
+    /// Reasons in a parenthesis arrive interleaved from a source's first
+    /// lines, before any has recurred: each stays its own type, while a
+    /// name that carries a bracketed qualifier is still one value.
+    #[test]
+    fn a_whole_parenthesis_is_a_reason_not_free_text() {
+        let mut l = learner();
+        let reasons = [
+            "login refused (expired) for <*>",
+            "login refused (used from another device) for <*>",
+            "login refused (bad signature) for <*>",
+        ];
+        let ids: Vec<_> = reasons.iter().map(|r| l.observe(1, r).cluster).collect();
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[1], ids[2]);
+        for r in reasons {
+            let c = l.observe(1, r).cluster;
+            assert_eq!(l.template(c), r);
+        }
+        let mut l = learner();
+        l.observe(1, "backup of Payroll DB (primary) done in <*>");
+        l.observe(1, "backup of Stock done in <*>");
+        let c = l.observe(1, "backup of Old CRM (archive copy) done in <*>");
+        assert_eq!(l.template(c.cluster), "backup of <*> done in <*>");
     }
 
     /// `first` and `second` each recur ten times; then `new` is a type of
