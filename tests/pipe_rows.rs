@@ -120,3 +120,42 @@ fn four_states_of_a_record_type_stay_apart_and_a_name_column_is_a_value() {
     let name = |k: usize| ["WOLLE", "SEIDE", "DAUNEN", "LEINEN", "SERVICE"][k].to_string();
     check_one_group_per_kind(&kinds, &groups(&lines, &[]), name);
 }
+
+/// The event column's word is marked for the learner (a no-break space
+/// before it: `delimited::KEPT_MARK`); what `fingerprint` prints, like
+/// alerts and `types`, is the word as the row wrote it.
+#[test]
+fn templates_show_a_kept_state_word_without_the_learners_mark() {
+    let (lines, _) = rows();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.log");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .env_remove("FAULTLINE_CONFIG")
+        .args(["fingerprint", "--raw"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    support::assert_ok(&out);
+    let templates: std::collections::BTreeSet<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["template"].as_str().unwrap().to_string()
+        })
+        .collect();
+    for (record, states, _) in KINDS {
+        for state in states {
+            let tab_then_word = format!("{record}\t {state}");
+            assert!(
+                templates.iter().any(|t| t.contains(&tab_then_word)),
+                "no template with {tab_then_word:?} in {templates:?}"
+            );
+        }
+    }
+    assert!(
+        templates.iter().all(|t| !t.contains('\u{a0}')),
+        "{templates:?}"
+    );
+}

@@ -357,6 +357,11 @@ impl Alert {
         template: impl Into<String>,
         times: AlertTimes,
     ) -> Alert {
+        let template: String = template.into();
+        let template = match crate::fingerprint::delimited::readable(&template) {
+            std::borrow::Cow::Borrowed(_) => template,
+            std::borrow::Cow::Owned(readable) => readable,
+        };
         Alert {
             schema: SCHEMA.into(),
             id,
@@ -648,6 +653,24 @@ mod tests {
         assert_ne!(a, alert_id(Kind::Surge, "00000000deadbeef", 0));
         assert_ne!(a, alert_id(Kind::Novel, "00000000deadbeee", 0));
         assert_eq!(a.len(), 16);
+    }
+
+    #[test]
+    fn an_alert_shows_a_kept_column_word_without_the_learners_mark() {
+        let times = AlertTimes {
+            first_seen: 0,
+            event_time: 0,
+            detected_at: 0,
+        };
+        let a = Alert::new(
+            Kind::Novel,
+            "x".into(),
+            Severity::Medium,
+            "plant",
+            "<*>\t PUMP\t \u{a0}STALLED\t <*>",
+            times,
+        );
+        assert_eq!(a.template, "<*>\t PUMP\t STALLED\t <*>");
     }
 
     #[test]

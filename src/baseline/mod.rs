@@ -93,6 +93,12 @@ pub struct ErrorType {
 }
 
 impl ErrorType {
+    /// The template as alerts and listings show it
+    /// ([`crate::fingerprint::delimited::readable`]).
+    pub fn readable_template(&self) -> std::borrow::Cow<'_, str> {
+        crate::fingerprint::delimited::readable(&self.template)
+    }
+
     pub fn service(&self) -> &str {
         &self.context.service
     }

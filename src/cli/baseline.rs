@@ -150,7 +150,7 @@ fn show(b: &Baseline, json: bool) -> Result<()> {
             fingerprint: String,
             service: &'a str,
             exception: &'a str,
-            template: &'a str,
+            template: std::borrow::Cow<'a, str>,
             count: u64,
             first_seen: String,
             last_seen: String,
@@ -163,7 +163,7 @@ fn show(b: &Baseline, json: bool) -> Result<()> {
                 fingerprint: t.fingerprint.to_string(),
                 service: t.service(),
                 exception: &t.context.exception,
-                template: &t.template,
+                template: t.readable_template(),
                 count: t.count,
                 first_seen: faultline::alert::rfc3339(t.first_seen),
                 last_seen: faultline::alert::rfc3339(t.last_seen),
@@ -182,7 +182,7 @@ fn show(b: &Baseline, json: bool) -> Result<()> {
         "VERSION"
     );
     for t in types {
-        let mut tpl = t.template.clone();
+        let mut tpl = t.readable_template().into_owned();
         if tpl.len() > 100 {
             let mut cut = 100;
             while !tpl.is_char_boundary(cut) {

@@ -42,7 +42,7 @@ pub struct FingerprintArgs {
 struct Out<'a> {
     line_id: u64,
     group: String,
-    template: &'a str,
+    template: std::borrow::Cow<'a, str>,
 }
 
 struct Collect(Vec<Record>);
@@ -113,7 +113,8 @@ pub fn run(mut cfg: Config, args: FingerprintArgs) -> Result<i32> {
                 &Out {
                     line_id,
                     group: id.unwrap_or_else(|| ctx.fingerprint(template)).to_string(),
-                    template,
+                    // the id is the learner's template's; the output shows it as read
+                    template: faultline::fingerprint::delimited::readable(template),
                 },
             )?;
             w.write_all(b"\n")?;

@@ -106,7 +106,7 @@ pub enum TypesCommand {
 struct Row<'a> {
     fingerprint: Fingerprint,
     service: &'a str,
-    template: &'a str,
+    template: std::borrow::Cow<'a, str>,
     status: &'static str,
     origin: Origin,
     count: u64,
@@ -136,7 +136,7 @@ fn row(t: &ErrorType) -> Row<'_> {
     Row {
         fingerprint: t.fingerprint,
         service: t.service(),
-        template: &t.template,
+        template: t.readable_template(),
         status: status(t),
         origin: t.origin,
         count: t.count,
@@ -222,7 +222,7 @@ fn edit(one: &OneType, verb: &str, action: Action) -> Result<i32> {
     )
     .map_err(|e| anyhow!("{e} in the state"))?;
     let t = find(&mut state, &fp.to_string())?;
-    let line = format!("{} {} {}", t.fingerprint, status(t), t.template);
+    let line = format!("{} {} {}", t.fingerprint, status(t), t.readable_template());
     state.save(&one.state.state)?;
     outln!("{line}");
     Ok(0)
@@ -267,7 +267,7 @@ pub fn run(cfg: Config, cmd: TypesCommand) -> Result<i32> {
                         t.count,
                         versions,
                         rfc3339(t.last_seen),
-                        t.template
+                        t.readable_template()
                     );
                 }
             }

@@ -507,7 +507,7 @@ fn top_of(entries: &[(Fingerprint, String, u64)]) -> Vec<StormEntry> {
         .iter()
         .map(|(fp, tpl, n)| StormEntry {
             fingerprint: *fp,
-            template: tpl.clone(),
+            template: crate::fingerprint::delimited::readable(tpl).into_owned(),
             count: *n,
         })
         .collect();

@@ -51,6 +51,18 @@ pub(crate) const TAB_JOINER: &str = "\t ";
 /// seen many times, stay apart however soon the third one comes.
 pub(crate) const KEPT_MARK: char = '\u{a0}';
 
+/// A template as people read it: the [`KEPT_MARK`]s taken out. The mark
+/// is the learner's (a template keeps it, so a type's id and its learned
+/// positions do not change); alerts, `types` and reports show the column's
+/// word alone, as the log wrote it.
+pub fn readable(template: &str) -> std::borrow::Cow<'_, str> {
+    if template.contains(KEPT_MARK) {
+        std::borrow::Cow::Owned(template.replace(KEPT_MARK, ""))
+    } else {
+        std::borrow::Cow::Borrowed(template)
+    }
+}
+
 /// What joins two fields in the template: the separator and a space, so
 /// every field is a whitespace token of its own.
 pub(crate) fn joiner(sep: u8) -> &'static str {
@@ -182,6 +194,12 @@ pub(crate) fn tab_fields(line: &str) -> Option<std::str::Split<'_, char>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_readable_template_drops_only_the_kept_mark() {
+        assert_eq!(readable("<*>\t \u{a0}OPEN\t <*>"), "<*>\t OPEN\t <*>");
+        assert!(matches!(readable("a b <*>"), std::borrow::Cow::Borrowed(_)));
+    }
 
     fn tab_row(line: &str) -> Option<Vec<&str>> {
         tab_fields(line).map(Iterator::collect)

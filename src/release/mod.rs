@@ -329,7 +329,7 @@ pub fn compare_service(
             let regression = worse(&cmp, cfg.type_factor, cfg.p_value);
             Some(TypeComparison {
                 fingerprint: t.fingerprint,
-                template: t.template.clone(),
+                template: t.readable_template().into_owned(),
                 first_seen: rfc3339(t.first_seen),
                 only_in_canary: !t.versions.contains_key(stable) && t.versions.contains_key(canary),
                 cmp,

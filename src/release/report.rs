@@ -292,7 +292,7 @@ pub fn build(state: &Ledger<'_>, req: &ReportRequest, now_ms: i64) -> Result<Rep
             NewType {
                 fingerprint: t.fingerprint,
                 service: t.service().to_string(),
-                template: t.template.clone(),
+                template: t.readable_template().into_owned(),
                 first_seen: rfc3339(t.first_seen),
                 last_seen: rfc3339(t.last_seen),
                 count: t.series.total.range(since, until),
@@ -398,7 +398,7 @@ pub fn build(state: &Ledger<'_>, req: &ReportRequest, now_ms: i64) -> Result<Rep
         .map(|t| Chart {
             fingerprint: t.fingerprint,
             service: t.service().to_string(),
-            template: t.template.clone(),
+            template: t.readable_template().into_owned(),
             start: rfc3339(since),
             bucket_minutes: buckets.width / MINUTE_MS,
             counts: type_line(t.fingerprint),
