@@ -208,7 +208,7 @@ impl TypeSummary {
         TypeSummary {
             fingerprint: t.fingerprint.to_string(),
             service: t.service().to_string(),
-            template: t.template.clone(),
+            template: t.readable_template().into_owned(),
             exception: t.context.exception.clone(),
             origin: match t.origin {
                 Origin::Baseline => "baseline",
@@ -223,7 +223,9 @@ impl TypeSummary {
             version_first_seen: t.version_first_seen.clone(),
             samples: match samples {
                 SampleMode::Raw => t.samples.clone(),
-                SampleMode::Masked if !t.samples.is_empty() => vec![t.template.clone()],
+                SampleMode::Masked if !t.samples.is_empty() => {
+                    vec![t.readable_template().into_owned()]
+                }
                 SampleMode::Masked | SampleMode::None => Vec::new(),
             },
             status: if t.muted {

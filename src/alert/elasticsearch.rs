@@ -775,7 +775,7 @@ pub fn type_doc(t: &ErrorType, state: &Catalogue<'_>, now: i64) -> Value {
     let history_ms = spec.bucket_ms * spec.buckets as i64;
     json!({
         "fingerprint": t.fingerprint.to_string(),
-        "template": t.template,
+        "template": t.readable_template(),
         "service": t.service(),
         "exception": t.context.exception,
         "origin": match t.origin { Origin::Baseline => "baseline", Origin::Live => "live" },

@@ -293,7 +293,7 @@ fn groups(a: &Access, service: Option<&str>, all: bool) -> (Vec<String>, Vec<Gro
         let row = Row {
             fingerprint: t.fingerprint.clone(),
             status: t.status.clone(),
-            template: crate::fingerprint::delimited::readable(&t.template).into_owned(),
+            template: t.template.clone(),
             sample: t.samples.first().map(|s| first_line(s)),
             in_version: t.by_version.get(&version).copied().unwrap_or(0),
             count: t.count,
