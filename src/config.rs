@@ -470,9 +470,26 @@ fn names(v: &[&str]) -> Vec<String> {
 impl Default for FieldsConfig {
     fn default() -> Self {
         FieldsConfig {
-            timestamp: names(&["@timestamp", "timestamp", "time", "ts"]),
-            level: names(&["log.level", "level", "severity", "lvl"]),
-            message: names(&["message", "msg"]),
+            // After the common names, the keys of JSON loggers whose
+            // records had no message, time or level without them: Serilog
+            // CLEF (`@t` `@l` `@mt` `@m`), GELF (`short_message`), structlog
+            // (`event`, a string; ECS's `event` is an object and never a
+            // message), python-json-logger (`asctime`, `levelname`),
+            // Monolog (`datetime`; its numeric `level`: `parse::level_of`)
+            // and log4j2's JsonLayout (`timeMillis`). First present
+            // wins, so a record with `message` keeps it.
+            timestamp: names(&[
+                "@timestamp",
+                "timestamp",
+                "time",
+                "ts",
+                "@t",
+                "asctime",
+                "datetime",
+                "timeMillis",
+            ]),
+            level: names(&["log.level", "level", "severity", "lvl", "@l", "levelname"]),
+            message: names(&["message", "msg", "@mt", "@m", "short_message", "event"]),
             service: names(&["service.name", "service", "app"]),
             version: names(&["service.version", "version"]),
             error_type: names(&["error.type"]),

@@ -43,7 +43,7 @@ impl Level {
         }
         let lower = &buf[..s.len()];
         Some(match lower {
-            b"trace" | b"finest" | b"finer" | b"t" | b"7" => Level::Trace,
+            b"trace" | b"verbose" | b"finest" | b"finer" | b"t" | b"7" => Level::Trace,
             b"debug" | b"dbg" | b"fine" | b"d" => Level::Debug,
             b"info" | b"information" | b"informational" | b"i" | b"config" | b"6" => Level::Info,
             b"notice" | b"n" | b"5" => Level::Notice,

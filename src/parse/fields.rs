@@ -16,7 +16,7 @@ use crate::config::FieldsConfig;
 
 /// More paths than this means a pathological config; the fixed slot array
 /// is what keeps per-line scanning free of allocation.
-pub(crate) const MAX_PATHS: usize = 64;
+pub(crate) const MAX_PATHS: usize = 128;
 
 /// The fields a record is assembled from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,7 +170,7 @@ fn unescape_logfmt(inner: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct Slots {
     vals: [Span; MAX_PATHS],
-    set: u64,
+    set: u128,
 }
 
 impl Slots {
@@ -190,7 +190,7 @@ impl Slots {
     /// first is what a human reading the line sees.
     #[inline]
     pub fn set(&mut self, path: u8, span: Span) {
-        let bit = 1u64 << path;
+        let bit = 1u128 << path;
         if self.set & bit == 0 {
             self.set |= bit;
             self.vals[path as usize] = span;
@@ -199,7 +199,7 @@ impl Slots {
 
     #[inline]
     pub fn get(&self, path: u8) -> Option<Span> {
-        (self.set & (1u64 << path) != 0).then(|| self.vals[path as usize])
+        (self.set & (1u128 << path) != 0).then(|| self.vals[path as usize])
     }
 }
 
@@ -240,7 +240,7 @@ pub(crate) struct FieldMap {
     candidates: Vec<Vec<u8>>,
     /// Top-level keys whose presence suggests a shipper envelope (see
     /// `super::ship`): one bit per path, so the test after a scan is one AND.
-    marker_mask: u64,
+    marker_mask: u128,
     /// The path of a top-level `log` key, an envelope marker only when its
     /// value is a string (ECS nests `log.level` in an object `log`).
     log_path: Option<u8>,
@@ -309,7 +309,7 @@ impl FieldMap {
         fields.push(markers.iter().map(|m| vec![m.to_string()]).collect());
         let mut map = Self::with_paths(&fields)?;
         let marker_ids = map.candidates.pop().unwrap_or_default();
-        map.marker_mask = marker_ids.iter().fold(0, |m, &id| m | (1u64 << id));
+        map.marker_mask = marker_ids.iter().fold(0, |m, &id| m | (1u128 << id));
         map.log_path = map.nodes[0].find(b"log").and_then(|e| e.terminal);
         if !marker_ids.iter().any(|&id| Some(id) == map.log_path) {
             map.log_path = None;
@@ -423,7 +423,7 @@ impl FieldMap {
             return false;
         }
         if let Some(log) = self.log_path {
-            let bit = 1u64 << log;
+            let bit = 1u128 << log;
             if hit & bit != 0
                 && !slots
                     .get(log)

@@ -1298,8 +1298,10 @@ fn timestamp(
     parsed.map(Some).ok_or(())
 }
 
-/// [`Level::parse`] plus two numeric schemes it does not know: pino/bunyan
-/// (10 trace … 60 fatal) and Apache's `trace1`…`trace8`.
+/// [`Level::parse`] plus three numeric schemes it does not know:
+/// pino/bunyan (10 trace … 60 fatal), Monolog / RFC 5424-on-a-hundreds-scale
+/// (100 debug … 600 emergency: Monolog writes it as `level` beside
+/// `level_name`) and Apache's `trace1`…`trace8`. The schemes share no number.
 pub(crate) fn level_of(s: &str) -> Option<Level> {
     if let Some(l) = Level::parse(s) {
         return Some(l);
@@ -1312,6 +1314,12 @@ pub(crate) fn level_of(s: &str) -> Option<Level> {
         Ok(40) => return Some(Level::Warn),
         Ok(50) => return Some(Level::Error),
         Ok(60) => return Some(Level::Fatal),
+        Ok(100) => return Some(Level::Debug),
+        Ok(200) => return Some(Level::Info),
+        Ok(250) => return Some(Level::Notice),
+        Ok(300) => return Some(Level::Warn),
+        Ok(400) => return Some(Level::Error),
+        Ok(500 | 550 | 600) => return Some(Level::Fatal),
         _ => {}
     }
     let b = s.as_bytes();

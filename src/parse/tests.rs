@@ -171,6 +171,48 @@ fn pino_numeric_levels_map_onto_the_scale() {
     assert_eq!(s.errors.len(), 2);
 }
 
+/// The JSON loggers whose records carry their message, time or level under
+/// keys of their own: each line is one error record with its message and
+/// time (T is 2026-11-02T10:00:01Z), none is bad.
+#[test]
+fn json_loggers_own_keys_give_message_time_and_level() {
+    let lines = [
+        // Serilog CLEF: the message template is the message
+        r#"{"@t":"2026-11-02T10:00:01Z","@mt":"Refund {Id} refused","@l":"Error","Id":7}"#,
+        // GELF
+        r#"{"version":"1.1","host":"h","short_message":"Refund refused","timestamp":1793613601,"level":3}"#,
+        // structlog
+        r#"{"event":"refund refused","level":"error","timestamp":"2026-11-02T10:00:01Z"}"#,
+        // python-json-logger
+        r#"{"asctime":"2026-11-02 10:00:01,000","levelname":"ERROR","message":"refund refused"}"#,
+        // Monolog: numeric level beside level_name
+        r#"{"message":"refund refused","level":400,"level_name":"ERROR","datetime":"2026-11-02T10:00:01+00:00"}"#,
+        // log4j2 JsonLayout
+        r#"{"timeMillis":1793613601000,"level":"ERROR","message":"refund refused"}"#,
+    ];
+    for line in lines {
+        let s = run(line);
+        assert!(s.bad.is_empty(), "{line}: {:?}", s.bad);
+        let r = s.only_error();
+        assert!(r.message.to_lowercase().starts_with("refund"), "{line}");
+        assert_eq!(r.time, Some(T), "{line}");
+    }
+}
+
+#[test]
+fn an_ecs_event_object_is_not_a_message_and_clef_without_a_level_is_quiet() {
+    let s = run(concat!(
+        r#"{"event":{"dataset":"a"},"log.level":"error"}"#,
+        "\n",
+        r#"{"@t":"2026-11-02T10:00:01Z","@mt":"Heartbeat {N}","N":1}"#,
+        "\n",
+        r#"{"@t":"2026-11-02T10:00:01Z","@mt":"Slow {N}","@l":"Verbose","N":1}"#,
+    ));
+    assert_eq!(s.bad, vec![(BadReason::MissingMessage, 1)]);
+    assert!(s.errors.is_empty());
+    assert_eq!(s.lines[1].level, Some(Level::Trace));
+}
+
 #[test]
 fn a_multi_line_json_message_keeps_its_first_line_and_moves_the_rest_to_the_trace() {
     let s = run(
