@@ -625,6 +625,17 @@ fn has_underscore_var(word: &str) -> bool {
     })
 }
 
+/// Whether a rule masked a piece of a dash-cut word (`XCUTiM-xqLBjH-<*>`),
+/// which may be a segmented id whose other pieces hold no digit.
+/// A byte loop, as [`has_underscore_var`]: this runs on every word
+/// without a digit, and almost none holds a `<`.
+fn has_dash_var(word: &str) -> bool {
+    let b = word.as_bytes();
+    b.iter().enumerate().any(|(at, &c)| {
+        c == b'<' && at > 0 && b[at - 1] == b'-' && b[at..].starts_with(VAR.as_bytes())
+    })
+}
+
 fn is_delim(b: u8) -> bool {
     // A table: this runs for every byte of every word with a digit, and a
     // `matches!` over 21 bytes compiled to a chain of compares.
@@ -647,7 +658,8 @@ static DELIM: [bool; 256] = {
 /// one, so `<*>.<*>` stays readable but `<*><*>` does not survive.
 fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
     let bytes = word.as_bytes();
-    if !bytes.iter().any(|b| b.is_ascii_digit()) && !has_underscore_var(word) {
+    if !bytes.iter().any(|b| b.is_ascii_digit()) && !has_underscore_var(word) && !has_dash_var(word)
+    {
         out.push_str(word);
         return;
     }
@@ -1293,6 +1305,7 @@ mod tests {
         let m = masker();
         assert_eq!(m.mask("queued qWtrXy-PlmKoj-3C done"), "queued <*> done");
         assert_eq!(m.mask("queued qWtrXy-5TY6WH-9B done"), "queued <*> done");
+        assert_eq!(m.mask("queued XCUTiM-xqLBjH-6B done"), "queued <*> done");
         assert_eq!(m.mask("routed to cache-main-1"), "routed to cache-main-<*>");
     }
 
