@@ -505,3 +505,60 @@ fn rare_error_stream(service: &str, error: impl Fn(usize) -> String, late: &str)
     }
     lines
 }
+
+#[test]
+fn a_queue_id_whose_letter_pieces_hold_no_digit_is_not_new_per_id() {
+    // A rare message is a queue id and one word: one constant after the
+    // varying word, too few for a position to be learned, so the id must
+    // be one value as masked. The id is mixed-case letters and digits cut
+    // in three pieces; about one piece in three has no digit, and a rule
+    // may read the last piece as a size (`9B`): either way it is one
+    // value. Only the first message and the truly new one are new.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("logs.jsonl");
+    let ids = [
+        "U49qU0-EcsMYf-41",
+        "hxbXbp-RvoWjR-7E",
+        "qTjfdq-5TY6WH-9B",
+        "ZqUwgd-A8q2qj-FA",
+        "LTpyJH-QKKHAs-73",
+        "EPwOGr-bYUMUo-E8",
+        "Tb2kWq-mmRtZo-0C",
+    ];
+    let lines = rare_error_stream(
+        "relay",
+        |i| {
+            let id = ids[(i / 100) % ids.len()];
+            format!("{id} Completed")
+        },
+        "hxbXbp-RvoWjR-7E Bounced",
+    );
+    std::fs::write(&input, lines).unwrap();
+    // Main (0cc968b) gave 6: one type per id with no digit in a piece.
+    assert_novel_on_both_paths(dir.path(), &input, 2, "Bounced");
+}
+
+#[test]
+fn a_list_after_a_label_is_not_new_per_item_count() {
+    // A rare error lists what an upgrade touched: as many items as there
+    // were packages, each `name:arch (version)`. The first lists are new
+    // types (no evidence yet); once the label's tails have shown several
+    // counts, a list of any count is the one type. Another label is new.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("logs.jsonl");
+    let names = ["alpha:all", "beta:x", "gamma:x", "delta:y", "eps:all"];
+    let lines = rare_error_stream(
+        "apt",
+        |i| {
+            let k = 2 + (i / 100) % 4;
+            let items: Vec<String> = (0..k)
+                .map(|j| format!("{} ({}.{}-1)", names[(i / 100 + j) % names.len()], j, i % 7))
+                .collect();
+            format!("Upgrade failed: {}", items.join(", "))
+        },
+        "Removal failed: alpha:all (1.0-1), beta:x (2.0-1)",
+    );
+    std::fs::write(&input, lines).unwrap();
+    // Main (0cc968b) gave 20: a type per list.
+    assert_novel_on_both_paths(dir.path(), &input, 3, "Removal failed");
+}

@@ -943,6 +943,46 @@ fn is_prose(tail: &[&str]) -> bool {
     2 * words > tail.len()
 }
 
+/// Widest item of a list tail, in words outside brackets.
+const MAX_LIST_ITEM_WORDS: usize = 3;
+
+/// Whether a tail is a list: two or more items cut by a word ending in a
+/// comma outside brackets, every item as many words wide outside brackets
+/// (a bracket group counts as one word: `git:<*> (<*>, automatic),` is
+/// two), at most [`MAX_LIST_ITEM_WORDS`], brackets balanced.
+///
+/// Why on a stranger's logs: what a program prints after a label as a
+/// comma list (packages installed, origins allowed, hosts tried) has as
+/// many items as the event had, so the line's word count, and with it
+/// every position, moves with the count: each count was a type of its
+/// own. Items of one width are the sign of one repeated shape; prose cut
+/// by commas (`disk full, retrying`) has clauses of different widths.
+fn is_list(tail: &[&str]) -> bool {
+    let (mut depth, mut items, mut width, mut item) = (0i32, 0usize, 0usize, 0usize);
+    for w in tail {
+        if depth == 0 {
+            item += 1;
+        }
+        for b in w.bytes() {
+            match b {
+                b'(' | b'[' => depth += 1,
+                b')' | b']' => depth -= 1,
+                _ => {}
+            }
+            if depth < 0 {
+                return false;
+            }
+        }
+        if depth == 0 && w.ends_with(',') {
+            if items > 0 && item != width {
+                return false;
+            }
+            (items, width, item) = (items + 1, item, 0);
+        }
+    }
+    depth == 0 && items >= 1 && item == width && width <= MAX_LIST_ITEM_WORDS
+}
+
 /// Whether every character of `s` is a letter of any script, an
 /// apostrophe or a hyphen: the inside of a word of prose or of a name.
 fn letters(s: &str) -> bool {
@@ -1868,7 +1908,9 @@ impl Learner {
     /// The label positions of `words` a free-text tail may follow: a
     /// constant word ending in `:` (`reason:`, `failed:`), not last, with
     /// at least [`TAIL_MIN_PREFIX_CONSTANTS`] constant words up to and
-    /// including it. At most [`MAX_TAIL_LABELS`], first first.
+    /// including it, or one when a list follows ([`is_list`]: `Install:`
+    /// alone says a list of what follows). At most [`MAX_TAIL_LABELS`],
+    /// first first.
     fn tail_labels<'a>(words: &'a [&'a str]) -> impl Iterator<Item = usize> + 'a {
         let mut constants = 0;
         words
@@ -1881,8 +1923,8 @@ impl Learner {
                 (i + 1 < words.len()
                     && w.ends_with(':')
                     && is_constant(w)
-                    && constants >= TAIL_MIN_PREFIX_CONSTANTS)
-                    .then_some(i)
+                    && (constants >= TAIL_MIN_PREFIX_CONSTANTS || is_list(&words[i + 1..])))
+                .then_some(i)
             })
             .take(MAX_TAIL_LABELS)
     }
@@ -1906,7 +1948,7 @@ impl Learner {
     /// goes on to [`Learner::learn_tails`], which ends the tail).
     fn tail_lookup(&self, ctx: u64, words: &[&str]) -> Option<ClusterId> {
         for p in Self::tail_labels(words) {
-            if !is_prose(&words[p + 1..]) {
+            if !is_prose(&words[p + 1..]) && !is_list(&words[p + 1..]) {
                 continue;
             }
             let t = Self::tail_template(words, p);
@@ -1953,7 +1995,7 @@ impl Learner {
             if self.keys.contains_key(&hx) {
                 continue;
             }
-            if !is_prose(&words[p + 1..]) {
+            if !is_prose(&words[p + 1..]) && !is_list(&words[p + 1..]) {
                 self.refuse_tail(gkey, hx);
                 continue;
             }
@@ -4369,6 +4411,44 @@ mod tests {
                 "fan fell off",
                 "bad memory module found",
                 "x y z w v",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_list_after_a_label_is_one_type_whatever_its_count() {
+        let mut l = learner();
+        let a = l.observe(1, "Added: ab:x (<*>), cd:y (<*>, auto)");
+        let b = l.observe(1, "Added: ef:z (<*>), ab:x (<*>), gh:x (<*>)");
+        assert!(a.created && b.created);
+        let c = l.observe(
+            1,
+            "Added: cd:y (<*>, auto), ij:x (<*>), kl:z (<*>), ab:x (<*>)",
+        );
+        assert_eq!(l.template(c.cluster), "Added: <*>");
+        assert_eq!(l.root(a.cluster), c.cluster);
+        assert_eq!(l.root(b.cluster), c.cluster);
+        let d = l.observe(1, "Added: mn:y (<*>), op:x (<*>)");
+        assert_eq!(d.cluster, c.cluster);
+        // Another label is another type.
+        assert!(l.observe(1, "Removed: ab:x (<*>), cd:y (<*>)").created);
+    }
+
+    #[test]
+    fn clauses_of_different_widths_are_not_a_list() {
+        assert!(is_list(&["a:<*>", "(<*>),", "b:<*>", "(<*>, auto)"]));
+        assert!(is_list(&["origin=a,archive=b,", "origin=c,archive=d"]));
+        assert!(!is_list(&["disk", "full,", "retrying"]));
+        assert!(!is_list(&["one", "item"]));
+        assert!(!is_list(&["(a,", "b"]));
+        assert!(!is_list(&["a", "b", "c", "d,", "e", "f", "g", "h"]));
+        // A label alone before clauses keeps each its own type.
+        assert_each_tail_its_own_type(
+            "error:",
+            &[
+                "disk full, retrying",
+                "fan fell off, halting node now",
+                "bad, very bad module",
             ],
         );
     }

@@ -625,6 +625,17 @@ fn has_underscore_var(word: &str) -> bool {
     })
 }
 
+/// Whether a rule masked a piece of a dash-cut word (`XCUTiM-xqLBjH-<*>`),
+/// which may be a segmented id whose other pieces hold no digit.
+/// A byte loop, as [`has_underscore_var`]: this runs on every word
+/// without a digit, and almost none holds a `<`.
+fn has_dash_var(word: &str) -> bool {
+    let b = word.as_bytes();
+    b.iter().enumerate().any(|(at, &c)| {
+        c == b'<' && at > 0 && b[at - 1] == b'-' && b[at..].starts_with(VAR.as_bytes())
+    })
+}
+
 fn is_delim(b: u8) -> bool {
     // A table: this runs for every byte of every word with a digit, and a
     // `matches!` over 21 bytes compiled to a chain of compares.
@@ -647,7 +658,8 @@ static DELIM: [bool; 256] = {
 /// one, so `<*>.<*>` stays readable but `<*><*>` does not survive.
 fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut Vec<Fired>>) {
     let bytes = word.as_bytes();
-    if !bytes.iter().any(|b| b.is_ascii_digit()) && !has_underscore_var(word) {
+    if !bytes.iter().any(|b| b.is_ascii_digit()) && !has_underscore_var(word) && !has_dash_var(word)
+    {
         out.push_str(word);
         return;
     }
@@ -673,7 +685,13 @@ fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut
         let part = &word[start..i];
         // A rule masked the number of an underscore identifier (`blk_<*>`,
         // `blk_-<*>`): the whole identifier is the value, as in `mask_part`.
-        let glued = (part.ends_with('_') || part.ends_with("_-")) && word[i..].starts_with(VAR);
+        // So did a rule inside a dash-cut id (`qTjfdq-5TY6WH-9B` read `9B` as
+        // a size): the masked piece is a piece with a digit, and the id is
+        // one value whichever of its pieces a rule happened to read.
+        let glued = word[i..].starts_with(VAR)
+            && (part.ends_with('_')
+                || part.ends_with("_-")
+                || (part.ends_with('-') && segmented_id_pieces(part, 1)));
         if glued {
             if !out.ends_with(VAR) {
                 out.push_str(VAR);
@@ -696,13 +714,46 @@ fn push_masking_digit_parts(word: &str, out: &mut String, mut fired: Option<&mut
 /// Whether `part` is a generated id cut in dash segments: three or more
 /// non-empty pieces, two or more of them with a digit. One walk over the
 /// pieces counts both (the word pass runs on every digit word).
+///
+/// A piece of letters in mixed case past its first letter (`hxbXbp`,
+/// `QKKHAs`: a capital after the first letter and a small letter) counts as
+/// a numbered one, when no piece is a plain word (all small letters, or one
+/// capital then small letters): a random string drawn from both cases, as
+/// a queue or message id is cut from, has no digit in about one piece in
+/// three, so `hxbXbp-RvoWjR-7E` is the id `U49qU0-EcsMYf-41` is. The
+/// evidence is the piece's own case pattern in any script, not a model of
+/// one language: words people write in a name are one case, capitalised,
+/// or an upper-case code (`cache-main-1`, `Web-Prod-2` stay names).
 fn is_segmented_id(part: &str) -> bool {
-    let (mut pieces, mut numbered) = (0usize, 0usize);
+    segmented_id_pieces(part, 0)
+}
+
+/// [`is_segmented_id`] of `part` with `masked` more pieces that a rule
+/// already masked (each a value with a digit).
+fn segmented_id_pieces(part: &str, masked: usize) -> bool {
+    let (mut pieces, mut numbered, mut scrambled, mut worded) = (masked, masked, 0usize, false);
     for p in part.split('-').filter(|p| !p.is_empty()) {
         pieces += 1;
-        numbered += usize::from(p.bytes().any(|b| b.is_ascii_digit()));
+        if p.bytes().any(|b| b.is_ascii_digit()) {
+            numbered += 1;
+        } else if is_scrambled(p) {
+            scrambled += 1;
+        } else {
+            let mut cs = p.chars();
+            let first = cs.next().is_some_and(char::is_alphabetic);
+            worded |= first && cs.all(char::is_lowercase);
+        }
     }
-    pieces >= 3 && numbered >= 2
+    pieces >= 3 && (numbered >= 2 || (numbered >= 1 && numbered + scrambled >= 2 && !worded))
+}
+
+/// Whether `p` is letters only with a capital after its first letter and a
+/// small letter somewhere (`hxbXbp`, `QKKHAs`, `bYUMUo`): mixed case no
+/// word or code is spelled in, bar a name in camel case.
+fn is_scrambled(p: &str) -> bool {
+    p.chars().all(char::is_alphabetic)
+        && p.chars().skip(1).any(char::is_uppercase)
+        && p.chars().any(char::is_lowercase)
 }
 
 /// Whether `part` is letter pieces, a dash and a serial of four or more
@@ -1241,6 +1292,21 @@ mod tests {
         assert!(is_segmented_id("job--12-a-7"));
         assert!(!is_segmented_id("cache-main-1"));
         assert!(!is_segmented_id("a1-b2"));
+    }
+
+    #[test]
+    fn a_dash_id_with_mixed_case_letter_pieces_is_one_value() {
+        assert!(is_segmented_id("hxbXbp-RvoWjR-7E"));
+        assert!(is_segmented_id("ZqUwgd-A8q2qj-FA"));
+        assert!(!is_segmented_id("Web-Prod-2"));
+        assert!(!is_segmented_id("cache-main-1"));
+        assert!(!is_segmented_id("xYz-main-1"));
+        assert!(!is_segmented_id("abcDef-GhiJkl"));
+        let m = masker();
+        assert_eq!(m.mask("queued qWtrXy-PlmKoj-3C done"), "queued <*> done");
+        assert_eq!(m.mask("queued qWtrXy-5TY6WH-9B done"), "queued <*> done");
+        assert_eq!(m.mask("queued XCUTiM-xqLBjH-6B done"), "queued <*> done");
+        assert_eq!(m.mask("routed to cache-main-1"), "routed to cache-main-<*>");
     }
 
     #[test]
