@@ -200,7 +200,7 @@ fn yes() -> bool {
 /// pattern digest, so changing what those passes do (bump it!) makes a
 /// running service re-derive its known types from their samples, exactly
 /// as a rule edit does, instead of reporting them all as new.
-pub const MASK_CODE_VERSION: u32 = 11;
+pub const MASK_CODE_VERSION: u32 = 12;
 
 pub const BUILTIN: &str = include_str!("../../patterns/00-builtin.toml");
 const BUILTIN_NAME: &str = "<builtin>/00-builtin.toml";
