@@ -168,6 +168,28 @@ impl Masker {
             if strip {
                 out.remove(body);
             }
+            // A term printer's choice is not a value's shape: Erlang's `~p`
+            // writes a binary as `<<"…"/utf8>>` when its text is not
+            // Latin-1 and as `<<"…">>` when it is, so one field of one
+            // event took two shapes by the characters of its value.
+            if let Some(at) = out[body..].find("\"/utf8>>") {
+                let at = body + at + 1;
+                out.replace_range(at..at + 5, "");
+            }
+            // Likewise a key=value logger (logrus, slog's text handler,
+            // go-kit, logfmt) quotes a value only when its characters need
+            // it (a space, a sign, a letter outside ASCII): `seats=F17` and
+            // `seats="F1,C4"` are one field. A value masked whole is one
+            // value either way, so its quotes go.
+            let w = &out[body..];
+            let core = w.strip_suffix(',').unwrap_or(w);
+            if let Some(key) = core.strip_suffix("=\"<*>\"")
+                && is_pair_key(key)
+            {
+                let at = body + key.len() + 1;
+                out.remove(at);
+                out.remove(at + VAR.len());
+            }
             // Variable-length lists of identifiers (`delete blk_1 blk_2
             // blk_3`) are one type whatever their length: drop a masked
             // identifier equal to the one before it. Runs of plain numbers
@@ -590,6 +612,14 @@ thread_local! {
 /// `s.contains(VAR)` without building a substring searcher per call: the
 /// word pass asks this of every word, and almost none holds a `<`. Words
 /// are short, so a plain loop beats calling out to `memchr`.
+/// A logfmt key: a letter or `_`, then letters, digits, `_`, `.`, `-`.
+fn is_pair_key(k: &str) -> bool {
+    let mut b = k.bytes();
+    b.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
 fn contains_var(s: &str) -> bool {
     s.as_bytes()
         .iter()
@@ -934,6 +964,26 @@ mod tests {
     }
 
     #[test]
+    fn a_binary_printed_with_its_utf8_type_is_the_same_value_as_without() {
+        let m = masker();
+        let a = m.mask("booked #{seat => <<\"Ωμέγα 12\"/utf8>>,row => 4}");
+        let b = m.mask("booked #{seat => <<\"front 3\">>,row => 9}");
+        assert_eq!(a, b);
+        assert!(!a.contains("utf8"), "{a}");
+    }
+
+    #[test]
+    fn a_pair_value_masked_whole_is_one_value_quoted_or_bare() {
+        let m = masker();
+        let a = m.mask("level=warn msg=\"hold expired\" lane=7 slots=\"B2,B9\"");
+        let b = m.mask("level=warn msg=\"hold expired\" lane=9 slots=A12");
+        assert_eq!(a, b);
+        assert!(a.contains("msg=\"hold expired\""), "{a}");
+        // Not a pair: a quoted value after other punctuation keeps its quotes.
+        assert_eq!(m.mask("saw ==\"x y\""), "saw ==\"<*>\"");
+    }
+
+    #[test]
     fn whitespace_runs_collapse_to_one_space() {
         assert_eq!(masker().mask("  a\t\tb   c "), "a b c");
     }
@@ -1218,7 +1268,7 @@ mod tests {
         let m = masker();
         assert_eq!(
             m.mask("find root=\"\" depth=2 match=\"(k=v)\" fields=ALL"),
-            "find root=\"\" depth=<*> match=\"<*>\" fields=ALL"
+            "find root=\"\" depth=<*> match=<*> fields=ALL"
         );
     }
 
@@ -1251,7 +1301,7 @@ mod tests {
     fn a_quoted_abbreviation_or_designation_is_a_value_not_a_command() {
         let m = masker();
         let a = m.mask("fault info=\"meter lost\" on 3");
-        assert_eq!(a, "fault info=\"<*>\" on <*>");
+        assert_eq!(a, "fault info=<*> on <*>");
         assert_eq!(m.mask("fault info=\"UV lamp weak\" on 3"), a);
         assert_eq!(m.mask("fault info=\"RFC 5424\" on 3"), a);
         // A command keeps its verb.

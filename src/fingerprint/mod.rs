@@ -13,6 +13,7 @@
 //! versioned; the state records the version and the pattern digest that
 //! produced each fingerprint.
 
+pub mod cef;
 pub mod delimited;
 pub mod keyed;
 pub mod layout;
@@ -401,6 +402,16 @@ impl Fingerprinter {
         // A message that is one JSON object: its message and keys
         // ([`object`]); one byte compared on every other line.
         if line.trim_ascii_start().starts_with('{') && self.mask_object(line, out, &mut fired) {
+            return;
+        }
+        // A CEF or LEEF record ([`cef`]): only a line with a `|` is looked
+        // at, and only the word before its first one.
+        if let Some(bar) = memchr::memchr(b'|', line.as_bytes())
+            && let Some((start, standard)) = cef::header_start(line, bar)
+            && cef::mask_record(line, start, standard, out, |text, one| {
+                self.masker.mask_into(text, one, fired.as_deref_mut())
+            })
+        {
             return;
         }
         // Most lines have neither a quote nor a tab: one memchr2 and the
