@@ -700,6 +700,11 @@ const GOLDEN: &[Golden] = &[
             ),
             ("wrote 10kb", "wrote <*>"),
             ("flushed 12 kB to disk", "flushed <*> to disk"),
+            ("rx 6.9MiB/s tx 116.5kiB/s", "rx <*> tx <*>"),
+            (
+                "stream at 800 kbit/s with 12 Mbps peak",
+                "stream at <*> with <*> peak",
+            ),
         ],
         keeps: &["sent 5 bytes", "plan B failed"],
     },

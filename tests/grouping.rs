@@ -225,6 +225,41 @@ fn an_access_line_keeps_its_method_but_an_error_citing_a_request_is_one_type() {
     assert_eq!(grouping_accuracy(&truth, &pred), 1.0, "{pred:?}");
 }
 
+#[test]
+fn a_transfer_meter_is_one_type_whether_it_prints_a_rate_or_an_idle_zero() {
+    // A status line that prints each direction's rate with a unit per
+    // second, and a bare `0` when a direction is idle, in any mix, and a
+    // block hash shortened around an ellipsis; beside it a second message
+    // of the same shape. Invented lines.
+    let mut r = Lcg(18);
+    let units = ["B/s", "kiB/s", "KiB/s", "MiB/s", " kB/s", " MB/sec"];
+    let rate = |r: &mut Lcg| {
+        if r.next() % 3 == 0 {
+            "0".to_string()
+        } else {
+            let u = units[(r.next() as usize) % units.len()];
+            format!("{}.{}{u}", r.next() % 900 + 1, r.next() % 10)
+        }
+    };
+    let mut lines = Vec::new();
+    let mut truth = Vec::new();
+    for i in 0..240 {
+        let verb = if i % 4 == 0 { "Catching up" } else { "Idle" };
+        lines.push(format!(
+            "relay: {verb} ({} links), head #{} (0x{:04x}\u{2026}{:04x}), rx {} tx {}",
+            r.next() % 40 + 1,
+            r.next() % 9_000_000,
+            r.next() % 65536,
+            r.next() % 65536,
+            rate(&mut r),
+            rate(&mut r)
+        ));
+        truth.push(verb.to_string());
+    }
+    let pred = group(&lines);
+    assert_eq!(grouping_accuracy(&truth, &pred), 1.0, "{pred:?}");
+}
+
 /// The `Content` and `EventTemplate` columns of a Loghub structured CSV.
 fn read_loghub(path: &PathBuf) -> Option<(Vec<String>, Vec<String>)> {
     let text = std::fs::read_to_string(path).ok()?;

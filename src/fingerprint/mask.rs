@@ -957,6 +957,35 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_rate_is_one_value_like_the_idle_zero_printed_in_its_place() {
+        let m = masker();
+        let idle = m.mask("sync tick: down 0 up 0 (peers 4)");
+        assert_eq!(idle, "sync tick: down <*> up <*> (peers <*>)");
+        assert_eq!(m.mask("sync tick: down 6.9MiB/s up 0 (peers 4)"), idle);
+        assert_eq!(m.mask("sync tick: down 0 up 116.5kiB/s (peers 4)"), idle);
+        assert_eq!(
+            m.mask("sync tick: down 940 B/s up 3 kB/sec (peers 4)"),
+            idle
+        );
+        assert_eq!(
+            m.mask("sync tick: down 12Mbps up 800kbit/s (peers 4)"),
+            idle
+        );
+        // A slash after a size that is no rate stays a separator.
+        assert_eq!(m.mask("used 3 GiB/src of 8"), "used <*>/src of <*>");
+    }
+
+    #[test]
+    fn a_hash_shortened_around_an_ellipsis_is_one_value() {
+        let m = masker();
+        let a = m.mask("best #7721739 (0x18b9…95af) imported");
+        assert_eq!(a, "best #<*> (<*>) imported");
+        // A tail without a digit was once a word of its own.
+        assert_eq!(m.mask("best #7721739 (0xfb16…cbca) imported"), a);
+        assert_eq!(m.mask("best #7721739 (0xfb16...cbca) imported"), a);
+    }
+
+    #[test]
     fn an_instance_hash_keeps_its_class_whatever_its_digits() {
         let m = masker();
         let a = m.mask("lock failed on app.model.Cart@4e98be12 (id=7)");
