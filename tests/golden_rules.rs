@@ -619,8 +619,15 @@ const GOLDEN: &[Golden] = &[
         masks: &[
             ("peer fe80::1ff:fe23:4567:890a down", "peer <*> down"),
             ("peer 2001:db8:0:0:0:0:2:1 down", "peer <*> down"),
+            ("route fe80:: added", "route <*> added"),
         ],
-        keeps: &["at 10:00 sharp", "key a:b:c unknown"],
+        keeps: &[
+            "at 10:00 sharp",
+            "key a:b:c unknown",
+            "node::net: peer gone",
+            "ActiveRecord::RecordNotFound raised",
+            "db::pool exhausted",
+        ],
     },
     Golden {
         rule: "hostname",

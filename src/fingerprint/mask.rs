@@ -976,6 +976,15 @@ mod tests {
     }
 
     #[test]
+    fn a_path_of_names_joined_by_double_colons_is_no_address() {
+        let m = masker();
+        assert_eq!(m.mask("node::net: peer gone"), "node::net: peer gone");
+        assert_eq!(m.mask("db::pool exhausted"), "db::pool exhausted");
+        assert_eq!(m.mask("peer fe80::1 gone"), "peer <*> gone");
+        assert_eq!(m.mask("route fe80:: gone"), "route <*> gone");
+    }
+
+    #[test]
     fn a_hash_shortened_around_an_ellipsis_is_one_value() {
         let m = masker();
         let a = m.mask("best #7721739 (0x18b9…95af) imported");
