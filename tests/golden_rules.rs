@@ -585,6 +585,18 @@ const GOLDEN: &[Golden] = &[
         keeps: &["ratio 3:2 kept", "host:port pair"],
     },
     Golden {
+        rule: "epoch_version",
+        masks: &[
+            (
+                "upgrade libfoo 1:8.33+dfsg-3build3 ok",
+                "upgrade libfoo <*> ok",
+            ),
+            ("installed bar 2:9.0.1-1ubuntu2", "installed bar <*>"),
+            ("kept baz 1:1.1.1k-12.el8_9", "kept baz <*>"),
+        ],
+        keeps: &["ratio 1:2 kept", "aspect 16:9 wide"],
+    },
+    Golden {
         rule: "uuid",
         masks: &[
             (

@@ -976,6 +976,20 @@ mod tests {
     }
 
     #[test]
+    fn a_package_version_is_one_value_with_or_without_an_epoch() {
+        let m = masker();
+        let a = m.mask("upgrade libfoo:amd64 2.6.19-1~deb12u1 1.2.6-3");
+        assert_eq!(a, "upgrade libfoo:<*> <*> <*>");
+        assert_eq!(
+            m.mask("upgrade libfoo:amd64 1:8.33+dfsg-3build3 1.2.6-3"),
+            a
+        );
+        assert_eq!(m.mask("upgrade libfoo:amd64 2.6.19-1 2:9.0.1-1ubuntu2"), a);
+        // A clock time and a ratio are no versions.
+        assert_eq!(m.mask("ratio 1:2 at 10:30"), "ratio <*>:<*> at <*>:<*>");
+    }
+
+    #[test]
     fn a_path_of_names_joined_by_double_colons_is_no_address() {
         let m = masker();
         assert_eq!(m.mask("node::net: peer gone"), "node::net: peer gone");
