@@ -234,7 +234,7 @@ fn a_transfer_meter_is_one_type_whether_it_prints_a_rate_or_an_idle_zero() {
     let mut r = Lcg(18);
     let units = ["B/s", "kiB/s", "KiB/s", "MiB/s", " kB/s", " MB/sec"];
     let rate = |r: &mut Lcg| {
-        if r.next() % 3 == 0 {
+        if r.next().is_multiple_of(3) {
             "0".to_string()
         } else {
             let u = units[(r.next() as usize) % units.len()];
@@ -277,7 +277,7 @@ fn a_package_log_is_one_type_per_action_and_package_whatever_the_version_shapes(
             r.next() % 30,
             r.next() % 5 + 1
         );
-        if r.next() % 3 == 0 {
+        if r.next().is_multiple_of(3) {
             format!("{}:{v}+dfsg", r.next() % 3 + 1)
         } else {
             v
