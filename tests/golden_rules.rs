@@ -585,6 +585,18 @@ const GOLDEN: &[Golden] = &[
         keeps: &["ratio 3:2 kept", "host:port pair"],
     },
     Golden {
+        rule: "epoch_version",
+        masks: &[
+            (
+                "upgrade libfoo 1:8.33+dfsg-3build3 ok",
+                "upgrade libfoo <*> ok",
+            ),
+            ("installed bar 2:9.0.1-1ubuntu2", "installed bar <*>"),
+            ("kept baz 1:1.1.1k-12.el8_9", "kept baz <*>"),
+        ],
+        keeps: &["ratio 1:2 kept", "aspect 16:9 wide"],
+    },
+    Golden {
         rule: "uuid",
         masks: &[
             (
@@ -619,8 +631,15 @@ const GOLDEN: &[Golden] = &[
         masks: &[
             ("peer fe80::1ff:fe23:4567:890a down", "peer <*> down"),
             ("peer 2001:db8:0:0:0:0:2:1 down", "peer <*> down"),
+            ("route fe80:: added", "route <*> added"),
         ],
-        keeps: &["at 10:00 sharp", "key a:b:c unknown"],
+        keeps: &[
+            "at 10:00 sharp",
+            "key a:b:c unknown",
+            "node::net: peer gone",
+            "ActiveRecord::RecordNotFound raised",
+            "db::pool exhausted",
+        ],
     },
     Golden {
         rule: "hostname",
@@ -700,6 +719,11 @@ const GOLDEN: &[Golden] = &[
             ),
             ("wrote 10kb", "wrote <*>"),
             ("flushed 12 kB to disk", "flushed <*> to disk"),
+            ("rx 6.9MiB/s tx 116.5kiB/s", "rx <*> tx <*>"),
+            (
+                "stream at 800 kbit/s with 12 Mbps peak",
+                "stream at <*> with <*> peak",
+            ),
         ],
         keeps: &["sent 5 bytes", "plan B failed"],
     },

@@ -225,6 +225,79 @@ fn an_access_line_keeps_its_method_but_an_error_citing_a_request_is_one_type() {
     assert_eq!(grouping_accuracy(&truth, &pred), 1.0, "{pred:?}");
 }
 
+#[test]
+fn a_transfer_meter_is_one_type_whether_it_prints_a_rate_or_an_idle_zero() {
+    // A status line that prints each direction's rate with a unit per
+    // second, and a bare `0` when a direction is idle, in any mix, and a
+    // block hash shortened around an ellipsis; beside it a second message
+    // of the same shape. Invented lines.
+    let mut r = Lcg(18);
+    let units = ["B/s", "kiB/s", "KiB/s", "MiB/s", " kB/s", " MB/sec"];
+    let rate = |r: &mut Lcg| {
+        if r.next().is_multiple_of(3) {
+            "0".to_string()
+        } else {
+            let u = units[(r.next() as usize) % units.len()];
+            format!("{}.{}{u}", r.next() % 900 + 1, r.next() % 10)
+        }
+    };
+    let mut lines = Vec::new();
+    let mut truth = Vec::new();
+    for i in 0..240 {
+        let verb = if i % 4 == 0 { "Catching up" } else { "Idle" };
+        lines.push(format!(
+            "relay: {verb} ({} links), head #{} (0x{:04x}\u{2026}{:04x}), rx {} tx {}",
+            r.next() % 40 + 1,
+            r.next() % 9_000_000,
+            r.next() % 65536,
+            r.next() % 65536,
+            rate(&mut r),
+            rate(&mut r)
+        ));
+        truth.push(verb.to_string());
+    }
+    let pred = group(&lines);
+    assert_eq!(grouping_accuracy(&truth, &pred), 1.0, "{pred:?}");
+}
+
+#[test]
+fn a_package_log_is_one_type_per_action_and_package_whatever_the_version_shapes() {
+    // A package manager's log: each action names a package and its old and
+    // new versions, some with an epoch (`1:2.3.4-1`), some without. The
+    // versions are values: one type per action and package (a few
+    // packages crossed with a few actions are not generalised, a closed
+    // set each), whichever shape each version has. Invented lines.
+    let mut r = Lcg(7);
+    let pkgs = ["libfoo", "barutil", "quux-core", "zed-tools", "mold"];
+    let version = |r: &mut Lcg| {
+        let v = format!(
+            "{}.{}.{}-{}",
+            r.next() % 9,
+            r.next() % 20,
+            r.next() % 30,
+            r.next() % 5 + 1
+        );
+        if r.next().is_multiple_of(3) {
+            format!("{}:{v}+dfsg", r.next() % 3 + 1)
+        } else {
+            v
+        }
+    };
+    let mut lines = Vec::new();
+    let mut truth = Vec::new();
+    for _ in 0..240 {
+        let action = r.pick(&["upgrade", "remove", "configure"]);
+        let pkg = r.pick(&pkgs);
+        let (old, new) = (version(&mut r), version(&mut r));
+        lines.push(format!(
+            "2031-01-02 03:04:05 {action} {pkg}:all {old} {new}"
+        ));
+        truth.push(format!("{action} {pkg}"));
+    }
+    let pred = group(&lines);
+    assert_eq!(grouping_accuracy(&truth, &pred), 1.0, "{pred:?}");
+}
+
 /// The `Content` and `EventTemplate` columns of a Loghub structured CSV.
 fn read_loghub(path: &PathBuf) -> Option<(Vec<String>, Vec<String>)> {
     let text = std::fs::read_to_string(path).ok()?;

@@ -1058,6 +1058,58 @@ mod tests {
     }
 
     #[test]
+    fn a_transfer_rate_is_one_value_like_the_idle_zero_printed_in_its_place() {
+        let m = masker();
+        let idle = m.mask("sync tick: down 0 up 0 (peers 4)");
+        assert_eq!(idle, "sync tick: down <*> up <*> (peers <*>)");
+        for rates in [
+            "6.9MiB/s up 0",
+            "0 up 116.5kiB/s",
+            "940 B/s up 3 kB/sec",
+            "12Mbps up 800kbit/s",
+        ] {
+            let line = format!("sync tick: down {rates} (peers 4)");
+            assert_eq!(m.mask(&line), idle, "{line}");
+        }
+        // A slash after a size that is no rate stays a separator.
+        assert_eq!(m.mask("used 3 GiB/src of 8"), "used <*>/src of <*>");
+    }
+
+    #[test]
+    fn a_package_version_is_one_value_with_or_without_an_epoch() {
+        let m = masker();
+        let a = m.mask("upgrade libfoo:amd64 2.6.19-1~deb12u1 1.2.6-3");
+        assert_eq!(a, "upgrade libfoo:<*> <*> <*>");
+        for (old, new) in [
+            ("1:8.33+dfsg-3build3", "1.2.6-3"),
+            ("2.6.19-1", "2:9.0.1-1u2"),
+        ] {
+            let line = format!("upgrade libfoo:amd64 {old} {new}");
+            assert_eq!(m.mask(&line), a, "{line}");
+        }
+        // A clock time and a ratio are no versions.
+        assert_eq!(m.mask("ratio 1:2 at 10:30"), "ratio <*>:<*> at <*>:<*>");
+    }
+
+    #[test]
+    fn a_path_of_names_joined_by_double_colons_is_no_address() {
+        // Addresses are still addresses, with or without a last group.
+        assert_eq!(
+            masker().mask("node::net: peer fe80::1 gone, route fe80:: gone, db::pool full"),
+            "node::net: peer <*> gone, route <*> gone, db::pool full"
+        );
+    }
+
+    #[test]
+    fn a_hash_shortened_around_an_ellipsis_is_one_value() {
+        // A tail without a digit (`cbca`) was once a word of its own.
+        assert_eq!(
+            masker().mask("best (0x18b9…95af), final (0xfb16…cbca), old (0xfb16...cbca)"),
+            "best (<*>), final (<*>), old (<*>)"
+        );
+    }
+
+    #[test]
     fn an_instance_hash_keeps_its_class_whatever_its_digits() {
         let m = masker();
         let a = m.mask("lock failed on app.model.Cart@4e98be12 (id=7)");
