@@ -496,25 +496,12 @@ impl Fingerprinter {
         {
             return false;
         }
-        thread_local! {
-            static ONE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-        }
-        ONE.with_borrow_mut(|one| {
+        FIELD.with_borrow_mut(|one| {
             self.masker.mask_into(first, one, None);
             if one != VAR {
                 return false;
             }
-            out.clear();
-            for (i, field) in line.split('|').enumerate() {
-                if i > 0 {
-                    out.push('|');
-                }
-                self.masker.mask_into(field, one, fired.as_deref_mut());
-                out.push_str(one);
-            }
-            if one.capacity() > 1 << 16 {
-                *one = String::new();
-            }
+            self.mask_fields(line.split('|'), "|", None, one, out, fired.as_deref_mut());
             true
         })
     }
@@ -556,34 +543,59 @@ impl Fingerprinter {
         let Some(fields) = delimited::tab_fields(line) else {
             return false;
         };
-        thread_local! {
-            static ONE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-        }
-        ONE.with_borrow_mut(|one| {
-            out.clear();
-            for (i, field) in fields.enumerate() {
-                if i > 0 {
-                    out.push_str(delimited::TAB_JOINER);
-                }
-                self.masker.mask_into(field, one, fired.as_deref_mut());
-                let mut words = one.split_ascii_whitespace();
-                match words.next() {
-                    None => out.push_str("\"\""),
-                    Some(w) => {
-                        out.push_str(w);
-                        for w in words {
-                            out.push(' ');
-                            out.push_str(w);
-                        }
-                    }
-                }
-            }
-            if one.capacity() > 1 << 16 {
-                *one = String::new();
-            }
+        FIELD.with_borrow_mut(|one| {
+            let joiner = delimited::TAB_JOINER;
+            self.mask_fields(fields, joiner, Some("\"\""), one, out, fired.as_deref_mut());
         });
         true
     }
+
+    /// Masks `fields` one by one into `out` (cleared first), joined by
+    /// `joiner`: the loop of the `|` and tab rows. With `empty`, a field's
+    /// words are joined by one space and a field with none is written
+    /// `empty` (a column keeps its place); without, each masked field is
+    /// written as it comes. `one` is the caller's scratch
+    /// ([`FIELD`]), trimmed here when one huge field grew it.
+    fn mask_fields<'f>(
+        &self,
+        fields: impl Iterator<Item = &'f str>,
+        joiner: &str,
+        empty: Option<&str>,
+        one: &mut String,
+        out: &mut String,
+        mut fired: Option<&mut Vec<Fired>>,
+    ) {
+        out.clear();
+        for (i, field) in fields.enumerate() {
+            if i > 0 {
+                out.push_str(joiner);
+            }
+            self.masker.mask_into(field, one, fired.as_deref_mut());
+            let Some(empty) = empty else {
+                out.push_str(one);
+                continue;
+            };
+            let mut words = one.split_ascii_whitespace();
+            match words.next() {
+                None => out.push_str(empty),
+                Some(w) => {
+                    out.push_str(w);
+                    for w in words {
+                        out.push(' ');
+                        out.push_str(w);
+                    }
+                }
+            }
+        }
+        if one.capacity() > 1 << 16 {
+            *one = String::new();
+        }
+    }
+}
+
+thread_local! {
+    /// One field's masked text, reused per thread by the row maskers.
+    static FIELD: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 impl Fingerprinter {
@@ -641,10 +653,7 @@ impl Fingerprinter {
         } else {
             " "
         };
-        thread_local! {
-            static ONE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-        }
-        ONE.with_borrow_mut(|one| {
+        FIELD.with_borrow_mut(|one| {
             out.clear();
             for (i, (v, role)) in fields.enumerate() {
                 if i > 0 {
