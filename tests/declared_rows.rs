@@ -43,9 +43,8 @@ fn directive(fields: &str, hour: usize) -> Vec<String> {
 /// Rows of every event under the long field list, a roll half way (to the
 /// same list, or when `other` to the short one), and (when `cut`) the
 /// first block's directive dropped, as a sample taken from the middle of a
-/// file would have it. A kind is (event, block) when the list changes: a
-/// row's template is written in its declared columns, so one event under
-/// two field lists is two templates (each masked by its own names).
+/// file would have it. One event under two field lists is one type: a
+/// run of value columns is one `<*>` in the template.
 fn rows(cut: bool, other: bool) -> (Vec<String>, Vec<Option<usize>>) {
     let mut lines = Vec::new();
     let mut kinds = Vec::new();
@@ -101,8 +100,8 @@ fn check(lines: &[String], kinds: &[Option<usize>], extra: &[&str]) {
         .filter_map(|(k, g)| k.map(|k| (k, g)))
         .unzip();
     check_one_group_per_kind(&k, &g, |k| {
-        let (m, p, s, u) = EVENTS[k % EVENTS.len()];
-        format!("{m} {p} {s} {u} (field list {})", k / EVENTS.len())
+        let (m, p, s, u) = EVENTS[k];
+        format!("{m} {p} {s} {u}")
     });
 }
 
@@ -125,7 +124,7 @@ fn rows_before_the_first_directive_take_the_one_declared_later() {
 }
 
 #[test]
-fn after_a_roll_to_another_field_list_rows_are_masked_by_the_new_names() {
+fn after_a_roll_to_another_field_list_an_event_keeps_its_type() {
     let (lines, kinds) = rows(false, true);
     check(&lines, &kinds, &[]);
     check(&lines, &kinds, &["--online"]);
