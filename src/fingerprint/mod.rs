@@ -477,12 +477,7 @@ impl Fingerprinter {
     /// are values. A composite key inside a message (`seen 0|app|121`,
     /// `remove:0|app|121`) opens with words, not a value, and is left to
     /// the rules as before.
-    fn mask_pipe_row(
-        &self,
-        line: &str,
-        out: &mut String,
-        mut fired: Option<&mut Vec<Fired>>,
-    ) -> bool {
+    fn mask_pipe_row(&self, line: &str, out: &mut String, fired: Option<&mut Vec<Fired>>) -> bool {
         let Some(bar) = memchr::memchr(b'|', line.as_bytes()) else {
             return false;
         };
@@ -501,7 +496,7 @@ impl Fingerprinter {
             if one != VAR {
                 return false;
             }
-            self.mask_fields(line.split('|'), "|", None, one, out, fired.as_deref_mut());
+            self.mask_fields(line.split('|'), "|", None, one, out, fired);
             true
         })
     }
@@ -534,18 +529,13 @@ impl Fingerprinter {
     /// fields joined by [`delimited::TAB_JOINER`] (the tab is the column
     /// bound the layout reads, `layout::columns`). False (and `out`
     /// untouched) when `line` is not such a row.
-    fn mask_tab_row(
-        &self,
-        line: &str,
-        out: &mut String,
-        mut fired: Option<&mut Vec<Fired>>,
-    ) -> bool {
+    fn mask_tab_row(&self, line: &str, out: &mut String, fired: Option<&mut Vec<Fired>>) -> bool {
         let Some(fields) = delimited::tab_fields(line) else {
             return false;
         };
         FIELD.with_borrow_mut(|one| {
             let joiner = delimited::TAB_JOINER;
-            self.mask_fields(fields, joiner, Some("\"\""), one, out, fired.as_deref_mut());
+            self.mask_fields(fields, joiner, Some("\"\""), one, out, fired);
         });
         true
     }
