@@ -510,7 +510,15 @@ impl Engine {
         }
         // The context's learned layout (varying header columns) first: the
         // learner sees what `faultline fingerprint` would give it.
-        self.state.baseline.lay_out(identity);
+        // A row whose columns a directive of its source declared is masked
+        // by them instead.
+        let line = rec.message.lines().next().unwrap_or("");
+        if !self
+            .fp
+            .lay_out_declared(&mut self.state.baseline.layouts, line, identity)
+        {
+            self.state.baseline.lay_out(identity);
+        }
         let mut typed = std::mem::take(&mut self.typed);
         if fingerprint::classify_into(&mut self.state.baseline.learner, identity, &mut typed) {
             // A type merged into another by an operator (`…/merge`) stays

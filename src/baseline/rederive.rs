@@ -52,7 +52,10 @@ pub fn needed(b: &Baseline, fp: &Fingerprinter) -> bool {
         .any(|t| {
             let rec = sample_record(t, &t.samples[0]);
             let mut id = fp.identify(&rec, None);
-            b.layouts.apply_to(&mut id);
+            let line = rec.message.lines().next().unwrap_or("");
+            if !fp.apply_declared(&b.layouts, line, &mut id) {
+                b.layouts.apply_to(&mut id);
+            }
             fingerprint::classify(&mut learner, id)
                 .is_some_and(|typed| b.canonical(typed.fingerprint) != t.fingerprint)
         })
@@ -78,7 +81,10 @@ pub fn rederive<B: AsMut<Baseline> + ?Sized>(holder: &mut B, fp: &Fingerprinter)
         for s in &t.samples {
             let rec = sample_record(&t, s);
             let mut id = fp.identify(&rec, None);
-            fresh.layouts.apply_to(&mut id);
+            let line = rec.message.lines().next().unwrap_or("");
+            if !fp.apply_declared(&fresh.layouts, line, &mut id) {
+                fresh.layouts.apply_to(&mut id);
+            }
             if let Some(typed) = fingerprint::classify(&mut fresh.learner, id) {
                 fresh.merge(&typed);
                 sample_fps.push(typed.fingerprint);

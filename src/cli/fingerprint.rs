@@ -55,6 +55,20 @@ impl RecordSink for Collect {
     fn bad(&mut self, _: BadReason, _: u64) {}
 }
 
+/// Rows read before any directive that are kept for one declared later
+/// (an input cut from the middle of a file): at most this many, the first.
+const MAX_EARLY: usize = 4096;
+
+/// `line` when it is one of the first [`MAX_EARLY`] rows, read before any
+/// directive (a later one may declare its columns); else nothing.
+fn early(layouts: &LayoutLearner, n: usize, declared: bool, line: &str) -> String {
+    if n >= MAX_EARLY || declared || layouts.has_declared() || line.starts_with('#') {
+        String::new()
+    } else {
+        line.to_string()
+    }
+}
+
 pub fn run(mut cfg: Config, args: FingerprintArgs) -> Result<i32> {
     let input = Input::parse(&args.input);
     let (reader, _) = input
@@ -63,11 +77,22 @@ pub fn run(mut cfg: Config, args: FingerprintArgs) -> Result<i32> {
     let mut lr = LineReader::new(reader, cfg.input.max_line_bytes);
     let fp = Fingerprinter::new(&cfg.fingerprint)?;
     let mut items: Vec<(u64, Identity)> = Vec::new();
+    // A row that a directive of its source declares (`#Fields: …`) is
+    // masked by its declared columns, in input order (a directive applies
+    // to the rows after it); the learned layout leaves it alone.
+    let mut layouts = LayoutLearner::new();
+    let mut declared: Vec<bool> = Vec::new();
+    // The first line of each row read before any directive (else empty).
+    let mut firsts: Vec<String> = Vec::new();
     let mut buf = Vec::new();
     if args.raw {
         while let Some(line) = lr.next_line(&mut buf)? {
             let msg = String::from_utf8_lossy(line.bytes);
-            items.push((lr.line, fp.identify_message(&msg, None)));
+            let mut id = fp.identify_message(&msg, None);
+            let d = fp.lay_out_declared(&mut layouts, &msg, &mut id);
+            firsts.push(early(&layouts, items.len(), d, &msg));
+            declared.push(d);
+            items.push((lr.line, id));
         }
     } else {
         // Every record, whatever its level.
@@ -81,21 +106,33 @@ pub fn run(mut cfg: Config, args: FingerprintArgs) -> Result<i32> {
         }
         lp.finish(&mut sink);
         for r in sink.0 {
-            items.push((r.line, fp.identify(&r, None)));
+            let mut id = fp.identify(&r, None);
+            let line = r.message.lines().next().unwrap_or("");
+            let d = fp.lay_out_declared(&mut layouts, line, &mut id);
+            firsts.push(early(&layouts, items.len(), d, line));
+            declared.push(d);
+            items.push((r.line, id));
         }
     }
     // A layout per context, learned from its first lines before any line
     // is labelled (what a stream would do by holding a new service's first
     // lines until its layout is known): varying header columns masked.
-    let mut layouts = LayoutLearner::new();
-    for (_, id) in &items {
-        if id.kind == IdentityKind::Learned {
+    // Offline, rows before their source's first directive (an input cut
+    // from the middle of a file) take the directives it declares later;
+    // online, as a stream, they stay as they arrived.
+    for (((_, id), d), raw) in items.iter_mut().zip(&mut declared).zip(&firsts) {
+        if !args.online && !*d && !raw.is_empty() {
+            *d = fp.apply_declared(&layouts, raw, id);
+        }
+    }
+    for ((_, id), &d) in items.iter().zip(&declared) {
+        if id.kind == IdentityKind::Learned && !d {
             layouts.observe(id.context_key(), &id.template);
         }
     }
     layouts.finish();
-    for (_, id) in &mut items {
-        if id.kind == IdentityKind::Learned {
+    for ((_, id), &d) in items.iter_mut().zip(&declared) {
+        if id.kind == IdentityKind::Learned && !d {
             layouts.apply(id.context_key(), &mut id.template);
         }
     }

@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::declared::{self, Header};
 use super::delimited::KEPT_MARK;
 use super::keyed::{self, KeyStats};
 use super::rows::{self, RowStats};
@@ -881,6 +882,11 @@ pub struct LayoutLearner {
     /// states written before it: such a context decides from then on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     rows: BTreeMap<u64, RowStats>,
+    /// Directives of contexts whose rows declare their columns
+    /// ([`declared`]), the latest last. Absent in states written before
+    /// it: such a context takes the next directive it sees.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    declared: BTreeMap<u64, Vec<Header>>,
     /// Lines in `pending`, counted on first use (not stored).
     #[serde(skip)]
     pending_lines: Option<usize>,
@@ -895,6 +901,7 @@ impl PartialEq for LayoutLearner {
             && self.seeds == other.seeds
             && self.keys == other.keys
             && self.rows == other.rows
+            && self.declared == other.declared
     }
 }
 
@@ -1141,6 +1148,33 @@ impl LayoutLearner {
     /// stored type's id does, without learning.
     pub fn apply_to(&self, id: &mut Identity) -> bool {
         id.kind == IdentityKind::Learned && self.apply(id.context_key(), &mut id.template)
+    }
+
+    /// Remembers the directive `line` declares (`#Fields: …`,
+    /// [`Header::parse`]) for context `key`; true when it is one. At most
+    /// [`MAX_CONTEXTS`] contexts keep directives, a few each.
+    pub fn declare(&mut self, key: u64, line: &str) -> bool {
+        let Some(h) = Header::parse(line) else {
+            return false;
+        };
+        if !self.declared.contains_key(&key) && self.declared.len() >= MAX_CONTEXTS {
+            return true;
+        }
+        declared::remember(self.declared.entry(key).or_default(), h);
+        true
+    }
+
+    /// Whether any context declared its columns.
+    pub fn has_declared(&self) -> bool {
+        !self.declared.is_empty()
+    }
+
+    /// The latest directive of context `key` that `row` fits, if any.
+    pub fn declared(&self, key: u64, row: &str) -> Option<&Header> {
+        if self.declared.is_empty() {
+            return None;
+        }
+        declared::fitting(self.declared.get(&key)?, row)
     }
 
     /// Contexts tracked (learning or learned).

@@ -14,6 +14,7 @@
 //! produced each fingerprint.
 
 pub mod cef;
+pub mod declared;
 pub mod delimited;
 pub mod keyed;
 pub mod layout;
@@ -487,12 +488,7 @@ impl Fingerprinter {
     /// are values. A composite key inside a message (`seen 0|app|121`,
     /// `remove:0|app|121`) opens with words, not a value, and is left to
     /// the rules as before.
-    fn mask_pipe_row(
-        &self,
-        line: &str,
-        out: &mut String,
-        mut fired: Option<&mut Vec<Fired>>,
-    ) -> bool {
+    fn mask_pipe_row(&self, line: &str, out: &mut String, fired: Option<&mut Vec<Fired>>) -> bool {
         let Some(bar) = memchr::memchr(b'|', line.as_bytes()) else {
             return false;
         };
@@ -506,25 +502,12 @@ impl Fingerprinter {
         {
             return false;
         }
-        thread_local! {
-            static ONE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-        }
-        ONE.with_borrow_mut(|one| {
+        FIELD.with_borrow_mut(|one| {
             self.masker.mask_into(first, one, None);
             if one != VAR {
                 return false;
             }
-            out.clear();
-            for (i, field) in line.split('|').enumerate() {
-                if i > 0 {
-                    out.push('|');
-                }
-                self.masker.mask_into(field, one, fired.as_deref_mut());
-                out.push_str(one);
-            }
-            if one.capacity() > 1 << 16 {
-                *one = String::new();
-            }
+            self.mask_fields(line.split('|'), "|", None, one, out, fired);
             true
         })
     }
@@ -557,35 +540,153 @@ impl Fingerprinter {
     /// fields joined by [`delimited::TAB_JOINER`] (the tab is the column
     /// bound the layout reads, `layout::columns`). False (and `out`
     /// untouched) when `line` is not such a row.
-    fn mask_tab_row(
-        &self,
-        line: &str,
-        out: &mut String,
-        mut fired: Option<&mut Vec<Fired>>,
-    ) -> bool {
+    fn mask_tab_row(&self, line: &str, out: &mut String, fired: Option<&mut Vec<Fired>>) -> bool {
         let Some(fields) = delimited::tab_fields(line) else {
             return false;
         };
-        thread_local! {
-            static ONE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-        }
-        ONE.with_borrow_mut(|one| {
-            out.clear();
-            for (i, field) in fields.enumerate() {
-                if i > 0 {
-                    out.push_str(delimited::TAB_JOINER);
-                }
-                self.masker.mask_into(field, one, fired.as_deref_mut());
-                let mut words = one.split_ascii_whitespace();
-                match words.next() {
-                    None => out.push_str("\"\""),
-                    Some(w) => {
+        FIELD.with_borrow_mut(|one| {
+            let joiner = delimited::TAB_JOINER;
+            self.mask_fields(fields, joiner, Some("\"\""), one, out, fired);
+        });
+        true
+    }
+
+    /// Masks `fields` one by one into `out` (cleared first), joined by
+    /// `joiner`: the loop of the `|` and tab rows. With `empty`, a field's
+    /// words are joined by one space and a field with none is written
+    /// `empty` (a column keeps its place); without, each masked field is
+    /// written as it comes. `one` is the caller's scratch
+    /// ([`FIELD`]), trimmed here when one huge field grew it.
+    fn mask_fields<'f>(
+        &self,
+        fields: impl Iterator<Item = &'f str>,
+        joiner: &str,
+        empty: Option<&str>,
+        one: &mut String,
+        out: &mut String,
+        mut fired: Option<&mut Vec<Fired>>,
+    ) {
+        out.clear();
+        for (i, field) in fields.enumerate() {
+            if i > 0 {
+                out.push_str(joiner);
+            }
+            self.masker.mask_into(field, one, fired.as_deref_mut());
+            let Some(empty) = empty else {
+                out.push_str(one);
+                continue;
+            };
+            let mut words = one.split_ascii_whitespace();
+            match words.next() {
+                None => out.push_str(empty),
+                Some(w) => {
+                    out.push_str(w);
+                    for w in words {
+                        out.push(' ');
                         out.push_str(w);
-                        for w in words {
-                            out.push(' ');
-                            out.push_str(w);
-                        }
                     }
+                }
+            }
+        }
+        if one.capacity() > 1 << 16 {
+            *one = String::new();
+        }
+    }
+}
+
+thread_local! {
+    /// One field's masked text, reused per thread by the row maskers.
+    static FIELD: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+impl Fingerprinter {
+    /// A stream's header-declared step ([`declared`]) for an identity
+    /// about to be laid out, from its record's first line `line`: a
+    /// directive line (`#Fields: …`) is remembered for the context; a row
+    /// that fits one of the context's directives is masked field by field
+    /// by its columns' declared names. True when `id`'s template is such a
+    /// row's: the declared columns are its layout, and the learned layout
+    /// (which judges columns by their masked values) is not applied.
+    pub fn lay_out_declared(
+        &self,
+        layouts: &mut layout::LayoutLearner,
+        line: &str,
+        id: &mut Identity,
+    ) -> bool {
+        if id.kind != IdentityKind::Learned {
+            return false;
+        }
+        if line.starts_with('#') {
+            layouts.declare(id.context_key(), line);
+            return false;
+        }
+        self.apply_declared(layouts, line, id)
+    }
+
+    /// [`Fingerprinter::lay_out_declared`] without learning a directive:
+    /// what re-deriving a stored type's id does.
+    pub fn apply_declared(
+        &self,
+        layouts: &layout::LayoutLearner,
+        line: &str,
+        id: &mut Identity,
+    ) -> bool {
+        if id.kind != IdentityKind::Learned {
+            return false;
+        }
+        match layouts.declared(id.context_key(), line) {
+            Some(h) => self.mask_declared(h, line, &mut id.template),
+            None => false,
+        }
+    }
+
+    /// Masks `row` into `out` by `header`'s columns ([`declared::Role`]):
+    /// a run of value columns is one `<*>` (empty or not), a closed column's word
+    /// stays, a path keeps its words, a text column is masked as a
+    /// message; an empty field of those stays as the format writes it. False (and `out` untouched) when the
+    /// row does not have the header's number of fields.
+    pub fn mask_declared(&self, header: &declared::Header, row: &str, out: &mut String) -> bool {
+        let Some(fields) = header.fields(row) else {
+            return false;
+        };
+        let joiner = if header.sep == '\t' {
+            delimited::TAB_JOINER
+        } else {
+            " "
+        };
+        FIELD.with_borrow_mut(|one| {
+            out.clear();
+            // A run of value columns is written as one `<*>`: the event is
+            // in the other columns, and the same event under another field
+            // list (a roll that adds or drops values) is the same template.
+            let mut in_values = false;
+            for (i, (v, role)) in fields.enumerate() {
+                if role == declared::Role::Value {
+                    if in_values {
+                        continue;
+                    }
+                    in_values = true;
+                } else {
+                    in_values = false;
+                }
+                if i > 0 {
+                    out.push_str(joiner);
+                }
+                // A value column is a value whether the client filled it
+                // or not (a missing referer or agent is not another event);
+                // an empty closed, path or text field stays as written.
+                if role != declared::Role::Value && declared::is_empty_mark(v) {
+                    out.push_str(if v.is_empty() { "\"\"" } else { v });
+                    continue;
+                }
+                match role {
+                    declared::Role::Closed if declared::keeps_closed(v) => out.push_str(v),
+                    declared::Role::Path => declared::push_path(v, VAR, out),
+                    declared::Role::Text => {
+                        self.masker.mask_into(v, one, None);
+                        out.push_str(one);
+                    }
+                    _ => out.push_str(VAR),
                 }
             }
             if one.capacity() > 1 << 16 {
@@ -678,6 +779,44 @@ mod tests {
             None,
         );
         assert_eq!(b.template, "<*>, <*>, Restored, <*>, <*>, ok");
+    }
+
+    #[test]
+    fn a_declared_row_is_masked_by_its_columns_names() {
+        let f = fp();
+        let h = declared::Header::parse(
+            "#Fields: date time c-ip cs-method cs-uri-stem cs-uri-query cs(Referer) sc-status x-note",
+        )
+        .unwrap();
+        let mut out = String::new();
+        assert!(f.mask_declared(
+            &h,
+            "2031-02-03 04:05:06 10.1.2.3 PATCH /v2/crates/7781/lid k=9 - 409 jammed",
+            &mut out
+        ));
+        assert_eq!(out, "<*> PATCH /<*>/crates/<*>/lid <*> 409 jammed");
+        // A row of another field count is not this header's.
+        assert!(!f.mask_declared(&h, "2031-02-03 04:05:06 PATCH /x 409", &mut out));
+    }
+
+    #[test]
+    fn a_stream_masks_rows_by_the_directive_its_source_declared() {
+        let f = fp();
+        let mut layouts = layout::LayoutLearner::new();
+        let mut id = f.identify_message("7 8 ZAP 418", None);
+        assert!(!f.lay_out_declared(&mut layouts, "7 8 ZAP 418", &mut id));
+        let line = "#Fields: date time cs-method sc-status";
+        let mut d = f.identify_message(line, None);
+        assert!(!f.lay_out_declared(&mut layouts, line, &mut d));
+        let mut id = f.identify_message("7 8 ZAP 418", None);
+        assert!(f.lay_out_declared(&mut layouts, "7 8 ZAP 418", &mut id));
+        assert_eq!(id.template, "<*> ZAP 418");
+        // Kept in the state: a restart masks the same way.
+        let back: layout::LayoutLearner =
+            serde_json::from_str(&serde_json::to_string(&layouts).unwrap()).unwrap();
+        let mut again = f.identify_message("7 9 ZAP 418", None);
+        assert!(f.apply_declared(&back, "7 9 ZAP 418", &mut again));
+        assert_eq!(again.template, "<*> ZAP 418");
     }
 
     #[test]
