@@ -41,13 +41,15 @@ Timeline (minutes of event time from 2026-11-27T21:00:00Z):
            dates), closed sets of states and operations, lists of varying
            length, counts with qualifiers, codes with a variable prefix,
            approximate durations, an open set with a heavy hitter and a
-           long tail, a set of stations that grows; bursts at 56-58 (3x)
-           and 66-68 (2.5x) must not alert
+           long tail, a set of stations that grows; 2.5x bursts at 56-58
+           (the high-share service) and 66-68 (the hovering one) must
+           not alert
   80       release: the set's two canary services step 20 % -> 50 % (92)
            -> 100 % (104), on new hosts
   84-102   truly new error types (following the canary share in canary
-           services): a new state, a new operation word (twice), a
-           near-new backend name (twice), new exceptions
+           services): a new state of a closed set (twice), a new
+           operation word (twice), a near-new backend name (twice), new
+           exceptions (five)
   112-122  surge 8x of a known type; 126-134 surge 10x of another
   138-148  set f only: a storm (a flood of distinct messages, one incident)
   155      end
@@ -67,7 +69,7 @@ RELEASE_MIN = 80
 MIN_MINUTES = 155
 CANARY_STEPS = [(80, 0.20), (92, 0.50), (104, 1.0)]
 SURGES = [("bid_increment", 112, 122, 8.0), ("image_unreadable", 126, 134, 10.0)]
-BURSTS = [("waitlist_failed", 56, 58, 3.0), ("resolver_timeout", 66, 68, 2.5)]
+BURSTS = [("photo_denied", 56, 58, 2.5), ("resolver_timeout", 66, 68, 2.5)]
 STORM = (138, 148)
 STORM_RATE = 110.0  # distinct messages per minute during the storm
 STORM_KIND = {"e": None, "f": "records"}
