@@ -370,7 +370,7 @@ impl Alert {
             fingerprint: None,
             service: service.into(),
             version: None,
-            template: template.into(),
+            template,
             sample: None,
             first_seen: rfc3339(times.first_seen),
             event_time: rfc3339(times.event_time),
