@@ -191,6 +191,18 @@ const GOLDEN: &[Golden] = &[
         keeps: &["cache \"SET cart:9 x\" failed", "said \"GET it\""],
     },
     Golden {
+        rule: "quoted_rpc_method",
+        masks: &[(
+            "call \"/ledger.v2.Accounts/CloseAccount\" failed after 3 tries",
+            "call \"Accounts/CloseAccount\" failed after <*> tries",
+        )],
+        keeps: &[
+            "cache \"/var/lib/Shop/Data\" failed",
+            "open \"/data/app.Config/Main.json\" failed",
+            "route \"/v1/Orders/Create\" failed",
+        ],
+    },
+    Golden {
         rule: "host_address",
         masks: &[
             (
