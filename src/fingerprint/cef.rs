@@ -39,7 +39,7 @@
 //! one `<*>`); every step is linear in the line.
 
 use super::VAR;
-use super::delimited::KEPT_MARK;
+use super::delimited::{KEPT_MARK, push_one_word};
 
 /// Extension pairs written per record; the rest is one `<*>`.
 pub const MAX_PAIRS: usize = 64;
@@ -94,16 +94,6 @@ fn bars(b: &[u8], from: usize, n: usize, out: &mut Vec<usize>) {
     }
 }
 
-/// Writes `s` with its whitespace runs joined by `_` (one word).
-fn push_word(out: &mut String, s: &str) {
-    for (i, w) in s.split_whitespace().enumerate() {
-        if i > 0 {
-            out.push('_');
-        }
-        out.push_str(w);
-    }
-}
-
 fn is_key_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'[' | b']')
 }
@@ -140,7 +130,7 @@ fn push_pair(out: &mut String, key: &str, value: &str) {
     out.push_str(key);
     out.push('=');
     if key.ends_with("Label") && !value.trim().is_empty() {
-        push_word(out, value.trim());
+        push_one_word(out, value.trim());
     } else {
         out.push_str(VAR);
     }
@@ -223,12 +213,12 @@ pub fn mask_record(
     text.push_str(&line[start..at[0]]);
     for w in [(at[0], at[1]), (at[1], at[2])] {
         text.push('|');
-        push_word(&mut text, &line[w.0 + 1..w.1]);
+        push_one_word(&mut text, &line[w.0 + 1..w.1]);
     }
     text.push('|');
     text.push_str(VAR);
     text.push('|');
-    push_word(&mut text, &line[at[3] + 1..at[4]]);
+    push_one_word(&mut text, &line[at[3] + 1..at[4]]);
     text.push('|');
     if std == Standard::Cef {
         mask(&line[at[4] + 1..at[5]], &mut one);
@@ -237,7 +227,7 @@ pub fn mask_record(
             text.push_str(w);
         }
         text.push_str(" |");
-        push_word(&mut text, &line[at[5] + 1..at[6]]);
+        push_one_word(&mut text, &line[at[5] + 1..at[6]]);
         text.push('|');
     }
     for (i, &(ks, eq)) in pairs.iter().enumerate() {

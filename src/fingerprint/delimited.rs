@@ -63,6 +63,17 @@ pub fn readable(template: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Writes `s` as one template word: its whitespace runs joined by `_` (a
+/// kept field or header field with spaces stays one column).
+pub(crate) fn push_one_word(out: &mut String, s: &str) {
+    for (i, w) in s.split_ascii_whitespace().enumerate() {
+        if i > 0 {
+            out.push('_');
+        }
+        out.push_str(w);
+    }
+}
+
 /// What joins two fields in the template: the separator and a space, so
 /// every field is a whitespace token of its own.
 pub(crate) fn joiner(sep: u8) -> &'static str {

@@ -406,8 +406,10 @@ impl Fingerprinter {
             return;
         }
         // A CEF or LEEF record ([`cef`]): only a line with a `|` is looked
-        // at, and only the word before its first one.
-        if let Some(bar) = memchr::memchr(b'|', line.as_bytes())
+        // at, and only the word before its first one. The first `|` is
+        // found once, for this and the pipe-row test below.
+        let bar = memchr::memchr(b'|', line.as_bytes());
+        if let Some(bar) = bar
             && let Some((start, standard)) = cef::header_start(line, bar)
             && cef::mask_record(line, start, standard, out, |text, one| {
                 self.masker.mask_into(text, one, fired.as_deref_mut())
@@ -418,7 +420,7 @@ impl Fingerprinter {
         // Most lines have neither a quote nor a tab: one memchr2 and the
         // usual masking.
         let Some(first) = memchr::memchr2(b'"', b'\t', line.as_bytes()) else {
-            if !self.mask_pipe_row(line, out, fired.as_deref_mut()) {
+            if !bar.is_some_and(|bar| self.mask_pipe_row(line, bar, out, fired.as_deref_mut())) {
                 self.masker.mask_into(line, out, fired);
             }
             return;
@@ -452,12 +454,7 @@ impl Fingerprinter {
                     out.push_str(VAR);
                     continue;
                 }
-                for (k, w) in one.split_ascii_whitespace().enumerate() {
-                    if k > 0 {
-                        out.push('_');
-                    }
-                    out.push_str(w);
-                }
+                delimited::push_one_word(out, one);
             }
             if buf.capacity() > 1 << 16 {
                 *buf = String::new();
@@ -488,10 +485,13 @@ impl Fingerprinter {
     /// are values. A composite key inside a message (`seen 0|app|121`,
     /// `remove:0|app|121`) opens with words, not a value, and is left to
     /// the rules as before.
-    fn mask_pipe_row(&self, line: &str, out: &mut String, fired: Option<&mut Vec<Fired>>) -> bool {
-        let Some(bar) = memchr::memchr(b'|', line.as_bytes()) else {
-            return false;
-        };
+    fn mask_pipe_row(
+        &self,
+        line: &str,
+        bar: usize,
+        out: &mut String,
+        fired: Option<&mut Vec<Fired>>,
+    ) -> bool {
         let first = &line[..bar];
         // Cheap tests first: a value opens the row, glued to its separator.
         if first.is_empty()
