@@ -92,13 +92,6 @@ struct Token<'a> {
     value: &'a str,
 }
 
-fn is_key(k: &str) -> bool {
-    let mut c = k.chars();
-    c.next()
-        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
-        && c.all(|x| x.is_ascii_alphanumeric() || matches!(x, '_' | '.' | '-'))
-}
-
 /// The line's tokens when every token is a `key=value` pair (a value may
 /// be a quoted string with spaces and `\"` inside) or a bare `<*>`, with at
 /// least [`MIN_PAIRS`] pairs; else `None`. The parser's logfmt tokenizer
@@ -122,7 +115,7 @@ fn tokens(t: &str) -> Option<Vec<Token<'_>>> {
             logfmt::Token::Word { .. } => return None,
             logfmt::Token::Pair { key, value } => {
                 let k = &t[key.0..key.1];
-                if !is_key(k) {
+                if !logfmt::is_plain_key(k) {
                     return None;
                 }
                 let (vs, mut ve) = (value.start as usize, value.end as usize);
@@ -691,7 +684,7 @@ fn run(t: &str, at: Option<usize>) -> Option<Run> {
         let from = toks.next_start();
         let tok = toks.next();
         let (end, key) = match tok {
-            Some(logfmt::Token::Pair { key, value }) if is_key(&t[key.0..key.1]) => {
+            Some(logfmt::Token::Pair { key, value }) if logfmt::is_plain_key(&t[key.0..key.1]) => {
                 let mut ve = value.end as usize;
                 if value.kind != Kind::Bare {
                     // A quoted value ends at its quote, before a blank.

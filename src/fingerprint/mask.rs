@@ -184,7 +184,7 @@ impl Masker {
             let w = &out[body..];
             let core = w.strip_suffix(',').unwrap_or(w);
             if let Some(key) = core.strip_suffix("=\"<*>\"")
-                && is_pair_key(key)
+                && crate::parse::logfmt::is_plain_key(key)
             {
                 let at = body + key.len() + 1;
                 out.remove(at);
@@ -612,14 +612,6 @@ thread_local! {
 /// `s.contains(VAR)` without building a substring searcher per call: the
 /// word pass asks this of every word, and almost none holds a `<`. Words
 /// are short, so a plain loop beats calling out to `memchr`.
-/// A logfmt key: a letter or `_`, then letters, digits, `_`, `.`, `-`.
-fn is_pair_key(k: &str) -> bool {
-    let mut b = k.bytes();
-    b.next()
-        .is_some_and(|f| f.is_ascii_alphabetic() || f == b'_')
-        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-}
-
 fn contains_var(s: &str) -> bool {
     s.as_bytes()
         .iter()

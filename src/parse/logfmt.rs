@@ -112,6 +112,15 @@ pub(crate) fn scan(line: &str, map: &FieldMap, slots: &mut Slots) -> usize {
     pairs
 }
 
+/// A key as logfmt printers write it: a letter or `_`, then letters,
+/// digits, `_`, `.`, `-` (what the fingerprinter reads as a pair's key).
+pub(crate) fn is_plain_key(k: &str) -> bool {
+    let mut b = k.bytes();
+    b.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
 /// Cheap pre-test for format detection: the line opens with `key=`.
 pub(crate) fn starts_like_logfmt(line: &str) -> bool {
     let b = line.as_bytes();
